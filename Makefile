@@ -1,0 +1,105 @@
+# FleetSync build.
+#
+#   make                 build/fleetsync (warnings are errors)
+#   make unit            unit tests (cmocka), plain build
+#   make unit SAN=1      unit tests under ASan + UBSan (objects in build/san)
+#   make fuzz            libFuzzer targets (clang), built into build/fuzz
+#   make test            bootstrap, build, every test suite (tests/run)
+#   make demo            bootstrap, build, fleetsync up
+#   make bench / chaos   bootstrap, build, benchmarks / fault suite
+#
+# Sources are found by wildcard: a new src/<component>/foo.c is built into the
+# binary, a new tests/unit/test_foo.c becomes the test binary test_foo.
+
+CC      ?= cc
+CLANG   ?= clang
+PKGS    := rdkafka libmosquitto jansson libpq
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -lpthread
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wformat=2 -Wvla -Wno-format-nonliteral -Werror
+CSTD    := -std=c11 -D_GNU_SOURCE
+OPT     ?= -O2 -g
+
+ifeq ($(SAN),1)
+BUILD   ?= build/san
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT     := -O1 -g
+else
+BUILD   ?= build
+SANFLAGS :=
+endif
+
+CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -Isrc $(PKG_CFLAGS) $(CFLAGS)
+LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
+
+SRCS      := $(sort $(wildcard src/*/*.c))
+OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ  := $(BUILD)/obj/main.o
+LIB       := $(BUILD)/libfleetsync.a
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+.PHONY: all unit unit-san fuzz test demo bench chaos bootstrap clean format
+
+all: $(BUILD)/fleetsync
+
+$(BUILD)/fleetsync: $(MAIN_OBJ) $(LIB)
+	$(CC) $(LDFLAGS_ALL) -o $@ $(MAIN_OBJ) $(LIB) $(PKG_LIBS)
+
+$(LIB): $(OBJS)
+	@rm -f $@
+	ar rcs $@ $(OBJS)
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(LIB) $(PKG_LIBS) -lcmocka $(LDFLAGS_ALL)
+
+unit: $(UNIT_BINS)
+	@tests/run-unit $(BUILD)/tests
+
+unit-san:
+	$(MAKE) SAN=1 unit
+
+# libFuzzer targets link the core objects compiled by clang with coverage.
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+CORE_SRCS  := $(sort $(wildcard src/core/*.c))
+build/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
+
+fuzz: $(FUZZ_BINS)
+
+bootstrap:
+	@scripts/bootstrap
+
+test: bootstrap
+	@$(MAKE) --no-print-directory all
+	@tests/run
+
+demo: bootstrap
+	@$(MAKE) --no-print-directory all
+	build/fleetsync up
+
+bench: bootstrap
+	@$(MAKE) --no-print-directory all
+	@bench/run $(if $(QUICK),--quick)
+
+chaos: bootstrap
+	@$(MAKE) --no-print-directory all
+	@tests/chaos/run
+
+format:
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
+
+clean:
+	rm -rf build
+
+-include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
