@@ -1,4 +1,3 @@
 #include "ops/ops.h"
 #include <stdio.h>
 int cmd_up(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "todo\n"); return 1; }
-int cmd_services(int argc, char **argv) { (void)argc; (void)argv; fprintf(stderr, "todo\n"); return 1; }

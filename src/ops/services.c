@@ -1,0 +1,1162 @@
+/*
+ * services.c - start, stop and watch the embedded Mosquitto, Kafka and
+ * PostgreSQL (see services.h for the data dir layout).
+ *
+ * Each service is one foreground process that we fork, put in its own
+ * session, drop to the service user, and exec; its pid goes into
+ * D/run/<name>.pid.  A pid file counts only while /proc/<pid>/cmdline still
+ * names the service's binary and this data dir, so a stale file left by a
+ * crash or a reboot (pid reused by another program) is ignored and replaced.
+ * "Healthy" means the service answers its own protocol: an MQTT CONNACK, a
+ * Kafka metadata response, a PostgreSQL ping.
+ */
+#include "ops/services.h"
+
+#include "ops/ops.h"
+
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/topics.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <mosquitto.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const svc_names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
+
+/* Everything a start, stop or status needs to know about one data dir. */
+struct svc_ctx {
+    char dir[PATH_MAX];  /* absolute data dir */
+    struct svc_ports ports;
+    uid_t uid;           /* the user services run as */
+    gid_t gid;
+    int as_root;         /* we are root and must drop to uid/gid */
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void path_join(char *buf, size_t size, const char *dir, const char *rel)
+{
+    int n = snprintf(buf, size, "%s/%s", dir, rel);
+    if (n < 0 || (size_t)n >= size)
+        buf[0] = '\0';
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char tmp[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
+        return -1;
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, mode) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+/* Creates dir (and parents) owned by the service user. */
+static int svc_mkdir(const struct svc_ctx *c, const char *rel, mode_t mode)
+{
+    char path[PATH_MAX];
+    path_join(path, sizeof(path), c->dir, rel);
+    if (mkdir_p(path, mode) != 0) {
+        log_error("cannot create %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (c->as_root && chown(path, c->uid, c->gid) != 0) {
+        log_error("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int write_file(const struct svc_ctx *c, const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fputs(text, f);
+    if (fclose(f) != 0) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (c->as_root && chown(path, c->uid, c->gid) != 0)
+        log_warn("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
+    return 0;
+}
+
+/* --- the service user ------------------------------------------------- */
+
+static int ensure_user(struct svc_ctx *c)
+{
+    if (geteuid() != 0) {
+        c->uid = getuid();
+        c->gid = getgid();
+        c->as_root = 0;
+        return 0;
+    }
+    c->as_root = 1;
+    struct passwd *pw = getpwnam(SVC_USER);
+    if (!pw) {
+        log_info("creating system user %s for the services", SVC_USER);
+        int rc = system("useradd --system --no-create-home --home-dir /nonexistent "
+                        "--shell /usr/sbin/nologin " SVC_USER " >/dev/null 2>&1");
+        pw = getpwnam(SVC_USER);
+        if (!pw) {
+            log_error("cannot create the system user %s (useradd exit %d); "
+                      "create it by hand or start the services as a normal user", SVC_USER, rc);
+            return -1;
+        }
+    }
+    c->uid = pw->pw_uid;
+    c->gid = pw->pw_gid;
+    return 0;
+}
+
+/* As root, the service user must be able to walk down to the data dir: a
+ * clone under a 0700 /root is not reachable, and the services would fail in
+ * ways far from the cause.  Says so plainly instead. */
+static int check_reachable(const struct svc_ctx *c)
+{
+    if (!c->as_root)
+        return 0;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s", c->dir);
+    for (;;) {
+        struct stat st;
+        if (stat(path, &st) == 0) {
+            int ok = st.st_uid == c->uid ? (st.st_mode & S_IXUSR)
+                   : st.st_gid == c->gid ? (st.st_mode & S_IXGRP)
+                                         : (st.st_mode & S_IXOTH);
+            if (!ok) {
+                log_error("the data dir %s is not reachable by user %s: %s is mode %03o. "
+                          "Use a data dir outside it (--data-dir /var/lib/fleetsync or /tmp/...) "
+                          "or run as a normal user",
+                          c->dir, SVC_USER, path, (unsigned)(st.st_mode & 0777));
+                return -1;
+            }
+        }
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            break;
+        *slash = '\0';
+    }
+    return 0;
+}
+
+/* --- processes ---------------------------------------------------------- */
+
+/* In a fresh child: own session, stdin from /dev/null, output appended to
+ * log_path, privileges dropped, cwd set.  Never returns on failure. */
+static void child_setup(const struct svc_ctx *c, const char *log_path, const char *cwd)
+{
+    setsid();
+    int in = open("/dev/null", O_RDONLY);
+    int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0)
+        _exit(126);
+    if (c->as_root && fchown(out, c->uid, c->gid) != 0)
+        _exit(126);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    if (in > 2)
+        close(in);
+    if (out > 2)
+        close(out);
+    if (c->as_root) {
+        if (setgroups(0, NULL) != 0 || setgid(c->gid) != 0 || setuid(c->uid) != 0) {
+            dprintf(2, "fleetsync: cannot switch to user %s: %s\n", SVC_USER, strerror(errno));
+            _exit(126);
+        }
+        setenv("HOME", c->dir, 1);
+        setenv("USER", SVC_USER, 1);
+    }
+    if (cwd && chdir(cwd) != 0) {
+        dprintf(2, "fleetsync: cannot enter %s: %s\n", cwd, strerror(errno));
+        _exit(126);
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+}
+
+static pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_path, const char *cwd)
+{
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid == 0) {
+        child_setup(c, log_path, cwd);
+        execvp(argv[0], argv);
+        dprintf(2, "fleetsync: cannot run %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Runs argv to completion as the service user; returns its exit status. */
+static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log_path, const char *cwd)
+{
+    pid_t pid = spawn(c, argv, log_path, cwd);
+    if (pid < 0)
+        return -1;
+    int st;
+    while (waitpid(pid, &st, 0) < 0)
+        if (errno != EINTR)
+            return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void pid_path(const struct svc_ctx *c, enum svc_id id, char *buf, size_t size)
+{
+    char rel[64];
+    snprintf(rel, sizeof(rel), "run/%s.pid", svc_names[id]);
+    path_join(buf, size, c->dir, rel);
+}
+
+static void log_path(const struct svc_ctx *c, enum svc_id id, char *buf, size_t size)
+{
+    char rel[64];
+    snprintf(rel, sizeof(rel), "log/%s.log", svc_names[id]);
+    path_join(buf, size, c->dir, rel);
+}
+
+/* The marker a live process of this service must show in its command line. */
+static const char *const svc_markers[SVC_COUNT] = {"mosquitto", "kafka.Kafka", "postgres"};
+
+/* Returns the pid of the running service, or 0.  A pid file whose process
+ * is gone or is some other program is stale: removed, 0 returned. */
+static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id)
+{
+    char path[PATH_MAX], buf[32];
+    pid_path(c, id, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fgets(buf, sizeof(buf), f))
+        pid = strtol(buf, NULL, 10);
+    fclose(f);
+
+    int alive = 0;
+    if (pid > 0 && kill((pid_t)pid, 0) == 0) {
+        char proc[64], cmd[8192];
+        snprintf(proc, sizeof(proc), "/proc/%ld/cmdline", pid);
+        int fd = open(proc, O_RDONLY);
+        if (fd >= 0) {
+            ssize_t n = read(fd, cmd, sizeof(cmd) - 1);
+            close(fd);
+            if (n > 0) {
+                for (ssize_t i = 0; i < n; i++)
+                    if (cmd[i] == '\0')
+                        cmd[i] = ' ';
+                cmd[n] = '\0';
+                /* A zombie (our own unreaped child) has an empty cmdline. */
+                alive = strstr(cmd, svc_markers[id]) && strstr(cmd, c->dir);
+            }
+        }
+    }
+    if (!alive) {
+        log_debug("removing stale pid file %s (pid %ld)", path, pid);
+        unlink(path);
+        return 0;
+    }
+    return (pid_t)pid;
+}
+
+/* Services this process forked during a start.  Until exec runs, a child's
+ * cmdline is still ours, so its liveness is judged by waitpid(), not /proc. */
+static pid_t spawned[SVC_COUNT];
+
+static int write_pid(const struct svc_ctx *c, enum svc_id id, pid_t pid)
+{
+    spawned[id] = pid;
+    char path[PATH_MAX], text[32];
+    pid_path(c, id, path, sizeof(path));
+    snprintf(text, sizeof(text), "%d\n", (int)pid);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    fputs(text, f);
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static void print_log_tail(const struct svc_ctx *c, enum svc_id id, int lines)
+{
+    char path[PATH_MAX];
+    log_path(c, id, path, sizeof(path));
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "(no log at %s)\n", path);
+        return;
+    }
+    char buf[8192];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    long from = size > (long)sizeof(buf) - 1 ? size - (long)sizeof(buf) + 1 : 0;
+    fseek(f, from, SEEK_SET);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = buf + n;
+    int seen = 0;
+    while (p > buf && seen <= lines) {
+        p--;
+        if (*p == '\n' && p != buf + n - 1)
+            seen++;
+    }
+    if (*p == '\n')
+        p++;
+    fprintf(stderr, "--- last lines of %s ---\n%s", path, p);
+    if (n && buf[n - 1] != '\n')
+        fputc('\n', stderr);
+    fprintf(stderr, "---\n");
+}
+
+/* --- health checks ------------------------------------------------------ */
+
+struct mqtt_probe {
+    int done;
+    int rc;
+};
+
+static void on_probe_connect(struct mosquitto *m, void *obj, int rc)
+{
+    (void)m;
+    struct mqtt_probe *p = obj;
+    p->done = 1;
+    p->rc = rc;
+}
+
+/* Connects and waits for the CONNACK.  Returns 0 when the broker accepted. */
+static int mqtt_healthy(int port, int timeout_ms)
+{
+    struct mqtt_probe probe = {0, -1};
+    char id[64];
+    snprintf(id, sizeof(id), "fleetsync-probe-%d", (int)getpid());
+    struct mosquitto *m = mosquitto_new(id, true, &probe);
+    if (!m)
+        return -1;
+    mosquitto_connect_callback_set(m, on_probe_connect);
+    long long deadline = mono_ms() + timeout_ms;
+    int rc = mosquitto_connect(m, "127.0.0.1", port, 10);
+    while (rc == MOSQ_ERR_SUCCESS && !probe.done && mono_ms() < deadline)
+        rc = mosquitto_loop(m, 100, 1);
+    int ok = probe.done && probe.rc == 0;
+    if (ok)
+        mosquitto_disconnect(m);
+    mosquitto_destroy(m);
+    return ok ? 0 : -1;
+}
+
+static void pg_conninfo(const struct svc_ctx *c, const char *db, char *buf, size_t size)
+{
+    snprintf(buf, size, "host=127.0.0.1 port=%d dbname=%s user=fleetsync connect_timeout=2", c->ports.pg, db);
+}
+
+static int pg_healthy(const struct svc_ctx *c)
+{
+    char ci[256];
+    pg_conninfo(c, "postgres", ci, sizeof(ci));
+    return PQping(ci) == PQPING_OK ? 0 : -1;
+}
+
+/* While a broker starts, "brokers are down" is expected: probe quietly. */
+static void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    (void)level;
+    log_debug("librdkafka %s: %s", fac, buf);
+}
+
+static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, char *err, size_t err_size)
+{
+    struct fs_config kc;
+    char brokers[64];
+    cfg_init(&kc);
+    snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", c->ports.kafka);
+    kc.brokers = brokers;
+    static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000",
+                                           "reconnect.backoff.max.ms", "500", NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(&kc, defaults, err, err_size);
+    cfg_release(&kc);
+    if (!conf)
+        return NULL;
+    rd_kafka_conf_set_log_cb(conf, quiet_log_cb);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+static int kafka_healthy(const struct svc_ctx *c, int timeout_ms)
+{
+    char err[256];
+    rd_kafka_t *rk = kafka_admin_handle(c, err, sizeof(err));
+    if (!rk)
+        return -1;
+    int rc = kafka_wait_ready(rk, timeout_ms, err, sizeof(err));
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* --- configuration files ------------------------------------------------ */
+
+static int write_mosquitto_conf(const struct svc_ctx *c)
+{
+    char path[PATH_MAX], text[8192];
+    snprintf(text, sizeof(text),
+             "# Generated by fleetsync services start; changes are overwritten.\n"
+             "listener %d 127.0.0.1\n"
+             "allow_anonymous true\n"
+             "# DESIGN.md: packets over 64 KiB are refused by the broker.\n"
+             "max_packet_size 65536\n"
+             "# The bridge's persistent session must not drop messages while it is\n"
+             "# away (the default queue of 1000 drops the excess silently).\n"
+             "max_queued_messages 10000000\n"
+             "max_queued_bytes 0\n"
+             "max_inflight_messages 1000\n"
+             "persistence true\n"
+             "persistence_location %s/mosquitto/data/\n"
+             "autosave_interval 60\n"
+             "log_dest stdout\n"
+             "log_type error\nlog_type warning\nlog_type notice\nlog_type information\n"
+             "connection_messages false\n"
+             "log_timestamp_format %%Y-%%m-%%dT%%H:%%M:%%S\n"
+             "set_tcp_nodelay true\n",
+             c->ports.mqtt, c->dir);
+    path_join(path, sizeof(path), c->dir, "mosquitto/mosquitto.conf");
+    return write_file(c, path, text);
+}
+
+static int write_kafka_conf(const struct svc_ctx *c)
+{
+    char path[PATH_MAX], text[8192];
+    snprintf(text, sizeof(text),
+             "# Generated by fleetsync services start; changes are overwritten.\n"
+             "# One node in KRaft combined mode (broker + controller).\n"
+             "process.roles=broker,controller\n"
+             "node.id=1\n"
+             "controller.quorum.voters=1@127.0.0.1:%d\n"
+             "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+             "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
+             "controller.listener.names=CONTROLLER\n"
+             "inter.broker.listener.name=PLAINTEXT\n"
+             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+             "log.dirs=%s/kafka/data\n"
+             "num.partitions=6\n"
+             "auto.create.topics.enable=false\n"
+             "offsets.topic.replication.factor=1\n"
+             "offsets.topic.num.partitions=12\n"
+             "transaction.state.log.replication.factor=1\n"
+             "transaction.state.log.min.isr=1\n"
+             "share.coordinator.state.topic.replication.factor=1\n"
+             "share.coordinator.state.topic.min.isr=1\n"
+             "group.initial.rebalance.delay.ms=0\n"
+             "num.network.threads=2\n"
+             "num.io.threads=4\n"
+             "log.retention.hours=168\n"
+             "log.segment.bytes=268435456\n",
+             c->ports.controller, c->ports.kafka, c->ports.controller, c->ports.kafka, c->dir);
+    path_join(path, sizeof(path), c->dir, "kafka/server.properties");
+    if (write_file(c, path, text) != 0)
+        return -1;
+
+    static const char log4j[] =
+        "# Generated by fleetsync services start.\n"
+        "status = warn\n"
+        "appender.out.type = Console\n"
+        "appender.out.name = out\n"
+        "appender.out.layout.type = PatternLayout\n"
+        "appender.out.layout.pattern = [%d{ISO8601}] %p %m (%c)%n\n"
+        "rootLogger.level = info\n"
+        "rootLogger.appenderRef.out.ref = out\n"
+        "logger.state.name = state.change.logger\n"
+        "logger.state.level = warn\n"
+        "logger.kafka.name = kafka\n"
+        "logger.kafka.level = info\n"
+        "logger.apache.name = org.apache.kafka\n"
+        "logger.apache.level = warn\n";
+    path_join(path, sizeof(path), c->dir, "kafka/log4j2.properties");
+    return write_file(c, path, log4j);
+}
+
+/* --- starting each service ----------------------------------------------- */
+
+static int start_mosquitto(const struct svc_ctx *c)
+{
+    char conf[PATH_MAX], logp[PATH_MAX];
+    if (svc_mkdir(c, "mosquitto/data", 0750) != 0 || write_mosquitto_conf(c) != 0)
+        return -1;
+    path_join(conf, sizeof(conf), c->dir, "mosquitto/mosquitto.conf");
+    log_path(c, SVC_MOSQUITTO, logp, sizeof(logp));
+    const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
+    char *const argv[] = {(char *)bin, "-c", conf, NULL};
+    pid_t pid = spawn(c, argv, logp, c->dir);
+    return pid > 0 ? write_pid(c, SVC_MOSQUITTO, pid) : -1;
+}
+
+static void kafka_cluster_id(char out[23])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char raw[17] = {0};
+    int fd = open("/dev/urandom", O_RDONLY);
+    if (fd < 0 || read(fd, raw, 16) != 16) {
+        srand((unsigned)time(NULL) ^ (unsigned)getpid());
+        for (int i = 0; i < 16; i++)
+            raw[i] = (unsigned char)rand();
+    }
+    if (fd >= 0)
+        close(fd);
+    /* 128 bits in url-safe base64 without padding: 22 characters. */
+    for (int i = 0, o = 0; o < 22; i += 3) {
+        unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
+        for (int k = 18; k >= 0 && o < 22; k -= 6)
+            out[o++] = b64[(v >> k) & 63];
+    }
+    out[22] = '\0';
+}
+
+static int kafka_classpath(char *buf, size_t size)
+{
+    char libs[PATH_MAX], probe[PATH_MAX + 32];
+    svc_kafka_libs(libs, sizeof(libs));
+    snprintf(probe, sizeof(probe), "%s/kafka_2.13-%s.jar", libs, SVC_KAFKA_VERSION);
+    if (access(probe, R_OK) != 0) {
+        log_error("Kafka jars not found in %s (missing %s); run scripts/bootstrap "
+                  "or set FLEETSYNC_KAFKA_LIBS", libs, probe);
+        return -1;
+    }
+    snprintf(buf, size, "%s/*", libs);
+    return 0;
+}
+
+static const char *java_bin(char *buf, size_t size)
+{
+    const char *home = getenv("JAVA_HOME");
+    if (home && *home) {
+        snprintf(buf, size, "%s/bin/java", home);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return "java";
+}
+
+static int start_kafka(const struct svc_ctx *c)
+{
+    char cp[PATH_MAX + 16], props[PATH_MAX], logp[PATH_MAX], meta[PATH_MAX], l4j[PATH_MAX + 32], java[PATH_MAX];
+    if (kafka_classpath(cp, sizeof(cp)) != 0)
+        return -1;
+    if (svc_mkdir(c, "kafka/data", 0750) != 0 || write_kafka_conf(c) != 0)
+        return -1;
+    path_join(props, sizeof(props), c->dir, "kafka/server.properties");
+    path_join(meta, sizeof(meta), c->dir, "kafka/data/meta.properties");
+    log_path(c, SVC_KAFKA, logp, sizeof(logp));
+    char l4jpath[PATH_MAX];
+    path_join(l4jpath, sizeof(l4jpath), c->dir, "kafka/log4j2.properties");
+    snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
+    const char *jb = java_bin(java, sizeof(java));
+
+    /* Storage is formatted once; meta.properties marks a formatted dir. */
+    if (access(meta, F_OK) != 0) {
+        char id[23];
+        kafka_cluster_id(id);
+        log_info("formatting Kafka storage (cluster id %s)", id);
+        char *const fmt[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp, "kafka.tools.StorageTool",
+                             "format", "-t", id, "-c", props, NULL};
+        int rc = run_sync(c, fmt, logp, c->dir);
+        if (rc != 0) {
+            log_error("formatting Kafka storage failed (exit %d)", rc);
+            return -1;
+        }
+    }
+    /* About 1 GB of heap: the whole system has to fit beside it on 2 cores. */
+    char *const argv[] = {(char *)jb, "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                          "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", l4j,
+                          "-cp", cp, "kafka.Kafka", props, NULL};
+    pid_t pid = spawn(c, argv, logp, c->dir);
+    return pid > 0 ? write_pid(c, SVC_KAFKA, pid) : -1;
+}
+
+static int pg_bindir(char *buf, size_t size)
+{
+    const char *env = getenv("FLEETSYNC_PG_BINDIR");
+    if (env && *env) {
+        snprintf(buf, size, "%s", env);
+        return 0;
+    }
+    /* Debian keeps server binaries per major version; take the newest. */
+    DIR *d = opendir("/usr/lib/postgresql");
+    int best = 0;
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            int v = atoi(e->d_name);
+            char probe[PATH_MAX];
+            snprintf(probe, sizeof(probe), "/usr/lib/postgresql/%s/bin/postgres", e->d_name);
+            if (v > best && access(probe, X_OK) == 0)
+                best = v;
+        }
+        closedir(d);
+    }
+    if (!best) {
+        log_error("PostgreSQL server binaries not found under /usr/lib/postgresql; run scripts/bootstrap "
+                  "or set FLEETSYNC_PG_BINDIR");
+        return -1;
+    }
+    snprintf(buf, size, "/usr/lib/postgresql/%d/bin", best);
+    return 0;
+}
+
+static int start_postgres(const struct svc_ctx *c)
+{
+    char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX], ver[PATH_MAX];
+    char port[16];
+    if (pg_bindir(bindir, sizeof(bindir)) != 0)
+        return -1;
+    if (svc_mkdir(c, "postgres", 0750) != 0 || svc_mkdir(c, "postgres/run", 0750) != 0)
+        return -1;
+    path_join(data, sizeof(data), c->dir, "postgres/data");
+    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    path_join(ver, sizeof(ver), c->dir, "postgres/data/PG_VERSION");
+    log_path(c, SVC_POSTGRES, logp, sizeof(logp));
+
+    if (access(ver, F_OK) != 0) {
+        log_info("initializing PostgreSQL cluster in %s", data);
+        snprintf(bin, sizeof(bin), "%s/initdb", bindir);
+        char *const init[] = {bin, "-D", data, "-U", "fleetsync", "--auth=trust", "-E", "UTF8",
+                              "--locale=C", "--no-instructions", NULL};
+        int rc = run_sync(c, init, logp, c->dir);
+        if (rc != 0) {
+            log_error("initdb failed (exit %d)", rc);
+            return -1;
+        }
+    }
+    snprintf(bin, sizeof(bin), "%s/postgres", bindir);
+    snprintf(port, sizeof(port), "port=%d", c->ports.pg);
+    char sockopt[PATH_MAX + 32];
+    snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", sock);
+    char *const argv[] = {bin, "-D", data, "-c", port, "-c", "listen_addresses=127.0.0.1",
+                          "-c", sockopt, "-c", "shared_buffers=256MB", "-c", "max_connections=200",
+                          "-c", "logging_collector=off", NULL};
+    pid_t pid = spawn(c, argv, logp, data);
+    return pid > 0 ? write_pid(c, SVC_POSTGRES, pid) : -1;
+}
+
+/* The database and role "fleetsync": initdb made the role the superuser;
+ * the database is created once. */
+static int pg_create_db(const struct svc_ctx *c)
+{
+    char ci[256];
+    pg_conninfo(c, "postgres", ci, sizeof(ci));
+    PGconn *db = PQconnectdb(ci);
+    int rc = -1;
+    if (PQstatus(db) != CONNECTION_OK) {
+        log_error("cannot connect to PostgreSQL on port %d: %s", c->ports.pg, PQerrorMessage(db));
+        goto out;
+    }
+    PGresult *r = PQexec(db, "SELECT 1 FROM pg_database WHERE datname = 'fleetsync'");
+    int exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    PQclear(r);
+    if (!exists) {
+        r = PQexec(db, "CREATE DATABASE fleetsync");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            log_error("cannot create database fleetsync: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            goto out;
+        }
+        PQclear(r);
+        log_info("created database fleetsync");
+    }
+    rc = 0;
+out:
+    PQfinish(db);
+    return rc;
+}
+
+/* --- context ---------------------------------------------------------- */
+
+int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, char *err, size_t err_size)
+{
+    struct cfg_mqtt_url u;
+    char host[256];
+    if (cfg_parse_mqtt_url(cfg->mqtt, &u, err, err_size) != 0)
+        return -1;
+    out->mqtt = u.port;
+    if (cfg_parse_host_port(cfg->brokers, host, sizeof(host), &out->kafka) != 0) {
+        snprintf(err, err_size, "--brokers '%s' needs host:port", cfg->brokers);
+        return -1;
+    }
+    out->controller = out->kafka + 1;
+    char *perr = NULL;
+    PQconninfoOption *opts = PQconninfoParse(cfg->pg, &perr);
+    if (!opts) {
+        snprintf(err, err_size, "--pg '%s': %s", cfg->pg, perr ? perr : "cannot parse");
+        PQfreemem(perr);
+        return -1;
+    }
+    out->pg = 5432;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "port") == 0 && o->val)
+            out->pg = atoi(o->val);
+    PQconninfoFree(opts);
+    if (out->pg <= 0 || out->pg > 65535) {
+        snprintf(err, err_size, "--pg '%s' has no valid port", cfg->pg);
+        return -1;
+    }
+    return 0;
+}
+
+static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create)
+{
+    memset(c, 0, sizeof(*c));
+    if (create && mkdir_p(cfg->data_dir, 0755) != 0) {
+        log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
+        return -1;
+    }
+    if (!realpath(cfg->data_dir, c->dir)) {
+        if (create)
+            log_error("data dir %s: %s", cfg->data_dir, strerror(errno));
+        snprintf(c->dir, sizeof(c->dir), "%s", cfg->data_dir);
+        if (create)
+            return -1;
+    }
+    if (ports) {
+        c->ports = *ports;
+    } else {
+        char err[256];
+        if (svc_ports_from_config(cfg, &c->ports, err, sizeof(err)) != 0) {
+            log_error("%s", err);
+            return -1;
+        }
+        /* status and stop use the ports the stack was started with. */
+        char path[PATH_MAX];
+        path_join(path, sizeof(path), c->dir, "run/ports");
+        FILE *f = fopen(path, "r");
+        if (f) {
+            struct svc_ports p;
+            if (fscanf(f, "mqtt=%d kafka=%d controller=%d pg=%d", &p.mqtt, &p.kafka, &p.controller, &p.pg) == 4)
+                c->ports = p;
+            fclose(f);
+        }
+    }
+    return ensure_user(c);
+}
+
+static int save_ports(const struct svc_ctx *c)
+{
+    char path[PATH_MAX], text[128];
+    path_join(path, sizeof(path), c->dir, "run/ports");
+    snprintf(text, sizeof(text), "mqtt=%d kafka=%d controller=%d pg=%d\n", c->ports.mqtt, c->ports.kafka,
+             c->ports.controller, c->ports.pg);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs(text, f);
+    return fclose(f);
+}
+
+const char *svc_kafka_libs(char *buf, size_t size)
+{
+    const char *env = getenv("FLEETSYNC_KAFKA_LIBS");
+    if (env && *env) {
+        snprintf(buf, size, "%s", env);
+        return buf;
+    }
+    /* Same rule as scripts/bootstrap: FLEETSYNC_CACHE, else a system-wide cache
+     * for root (readable by the service user), else the user's cache. */
+    const char *cache = getenv("FLEETSYNC_CACHE");
+    const char *xdg = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    if (cache && *cache)
+        snprintf(buf, size, "%s/kafka-%s/libs", cache, SVC_KAFKA_VERSION);
+    else if (geteuid() == 0)
+        snprintf(buf, size, "/var/cache/fleetsync/kafka-%s/libs", SVC_KAFKA_VERSION);
+    else if (xdg && *xdg)
+        snprintf(buf, size, "%s/fleetsync/kafka-%s/libs", xdg, SVC_KAFKA_VERSION);
+    else
+        snprintf(buf, size, "%s/.cache/fleetsync/kafka-%s/libs", home ? home : ".", SVC_KAFKA_VERSION);
+    return buf;
+}
+
+/* --- start / stop / status -------------------------------------------- */
+
+static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s)
+{
+    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    while (mono_ms() < deadline) {
+        int gone;
+        if (spawned[id]) {
+            pid_t w = waitpid(spawned[id], NULL, WNOHANG);
+            gone = w == spawned[id] || (w < 0 && errno == ECHILD);
+        } else {
+            gone = !svc_running_pid(c, id);
+        }
+        if (gone) {
+            log_error("%s exited during start", svc_names[id]);
+            return -1;
+        }
+        int left = (int)(deadline - mono_ms());
+        int ok = id == SVC_MOSQUITTO ? mqtt_healthy(c->ports.mqtt, left < 2000 ? left : 2000)
+               : id == SVC_KAFKA     ? kafka_healthy(c, left < 3000 ? left : 3000)
+                                     : pg_healthy(c);
+        if (ok == 0)
+            return 0;
+        usleep(200 * 1000);
+    }
+    log_error("%s did not answer within %d s", svc_names[id], timeout_s);
+    return -1;
+}
+
+/* Reaps children that are not running services (initdb, storage format). */
+static void reap_children(void)
+{
+    pid_t w;
+    while ((w = waitpid(-1, NULL, WNOHANG)) > 0)
+        for (int i = 0; i < SVC_COUNT; i++)
+            if (spawned[i] == w)
+                spawned[i] = 0;
+}
+
+int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
+{
+    struct svc_ctx c;
+    long long t0 = mono_ms();
+    int failed = -1;
+    char err[512];
+
+    if (ctx_init(&c, cfg, &opt->ports, 1) != 0 || check_reachable(&c) != 0)
+        return 1;
+    if (mkdir_p(c.dir, 0755) != 0 || svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
+        return 1;
+
+    pid_t running[SVC_COUNT];
+    for (int i = 0; i < SVC_COUNT; i++)
+        running[i] = svc_running_pid(&c, (enum svc_id)i);
+    /* Ports recorded by a running stack win: a second start must not write
+     * ports the running services do not listen on. */
+    if (!(running[0] || running[1] || running[2]) && save_ports(&c) != 0) {
+        log_error("cannot write %s/run/ports: %s", c.dir, strerror(errno));
+        return 1;
+    }
+
+    static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {start_mosquitto, start_kafka,
+                                                                      start_postgres};
+    for (int i = 0; i < SVC_COUNT; i++) {
+        if (running[i]) {
+            if (!opt->quiet)
+                log_info("%s already running (pid %d)", svc_names[i], (int)running[i]);
+            continue;
+        }
+        if (starters[i](&c) != 0) {
+            failed = i;
+            goto fail;
+        }
+    }
+    for (int i = 0; i < SVC_COUNT; i++) {
+        if (wait_healthy(&c, (enum svc_id)i, opt->timeout_s) != 0) {
+            failed = i;
+            goto fail;
+        }
+        reap_children();
+    }
+    if (pg_create_db(&c) != 0) {
+        failed = SVC_POSTGRES;
+        goto fail;
+    }
+
+    rd_kafka_t *rk = kafka_admin_handle(&c, err, sizeof(err));
+    if (!rk || topics_ensure(rk, cfg, 1, opt->partitions, 30000, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        if (rk)
+            rd_kafka_destroy(rk);
+        failed = SVC_KAFKA;
+        goto fail;
+    }
+    rd_kafka_destroy(rk);
+
+    if (!opt->quiet)
+        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka 127.0.0.1:%d, PostgreSQL 127.0.0.1:%d; "
+                 "data and logs in %s",
+                 (double)(mono_ms() - t0) / 1000.0, c.ports.mqtt, c.ports.kafka, c.ports.pg, c.dir);
+    return 0;
+
+fail:
+    reap_children();
+    if (failed >= 0)
+        print_log_tail(&c, (enum svc_id)failed, 25);
+    log_error("start failed; the services that did start are still running ('fleetsync services stop' stops them)");
+    return 1;
+}
+
+int svc_stop(const struct fs_config *cfg, int timeout_s)
+{
+    struct svc_ctx c;
+    if (ctx_init(&c, cfg, NULL, 0) != 0)
+        return 1;
+    /* PostgreSQL: SIGINT is its "fast" shutdown (roll back, checkpoint, exit);
+     * Kafka and Mosquitto shut down cleanly on SIGTERM. */
+    static const int stop_signal[SVC_COUNT] = {SIGTERM, SIGTERM, SIGINT};
+    pid_t pids[SVC_COUNT];
+    int any = 0;
+    for (int i = SVC_COUNT - 1; i >= 0; i--) {
+        pids[i] = svc_running_pid(&c, (enum svc_id)i);
+        if (pids[i]) {
+            log_info("stopping %s (pid %d)", svc_names[i], (int)pids[i]);
+            kill(pids[i], stop_signal[i]);
+            any = 1;
+        }
+    }
+    if (!any) {
+        log_info("no service of %s is running", c.dir);
+        return 0;
+    }
+    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    int rc = 0;
+    for (int i = 0; i < SVC_COUNT; i++) {
+        if (!pids[i])
+            continue;
+        while (kill(pids[i], 0) == 0 && mono_ms() < deadline) {
+            reap_children();
+            usleep(100 * 1000);
+        }
+        if (kill(pids[i], 0) == 0) {
+            log_warn("%s (pid %d) did not stop within %d s; killing it", svc_names[i], (int)pids[i], timeout_s);
+            kill(-pids[i], SIGKILL);
+            kill(pids[i], SIGKILL);
+            for (int k = 0; k < 50 && kill(pids[i], 0) == 0; k++) {
+                reap_children();
+                usleep(100 * 1000);
+            }
+            if (kill(pids[i], 0) == 0) {
+                log_error("%s (pid %d) is still there", svc_names[i], (int)pids[i]);
+                rc = 1;
+                continue;
+            }
+        }
+        /* PostgreSQL's backends and Kafka's forks share the session: make sure
+         * none outlives its leader. */
+        kill(-pids[i], SIGKILL);
+        char path[PATH_MAX];
+        pid_path(&c, (enum svc_id)i, path, sizeof(path));
+        unlink(path);
+    }
+    if (rc == 0)
+        log_info("all services of %s stopped", c.dir);
+    return rc;
+}
+
+static long long dir_bytes_total;
+static int dir_bytes_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path;
+    (void)flag;
+    (void)ftw;
+    dir_bytes_total += (long long)st->st_blocks * 512;
+    return 0;
+}
+
+static long long dir_bytes(const char *path)
+{
+    dir_bytes_total = 0;
+    nftw(path, dir_bytes_cb, 16, FTW_PHYS);
+    return dir_bytes_total;
+}
+
+int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
+{
+    struct svc_ctx c;
+    if (ctx_init(&c, cfg, NULL, 0) != 0)
+        return -1;
+    static const char *const data_rel[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
+    const int ports[SVC_COUNT] = {c.ports.mqtt, c.ports.kafka, c.ports.pg};
+    for (int i = 0; i < SVC_COUNT; i++) {
+        char path[PATH_MAX];
+        out[i].name = svc_names[i];
+        out[i].port = ports[i];
+        out[i].pid = (int)svc_running_pid(&c, (enum svc_id)i);
+        out[i].healthy = 0;
+        if (out[i].pid) {
+            int ok = i == SVC_MOSQUITTO ? mqtt_healthy(c.ports.mqtt, 2000)
+                   : i == SVC_KAFKA     ? kafka_healthy(&c, 3000)
+                                        : pg_healthy(&c);
+            out[i].healthy = ok == 0;
+        }
+        path_join(path, sizeof(path), c.dir, data_rel[i]);
+        out[i].data_bytes = dir_bytes(path);
+    }
+    return 0;
+}
+
+static void human_bytes(long long b, char *buf, size_t size)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    int u = 0;
+    while (v >= 1024 && u < 4) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+int svc_status(const struct fs_config *cfg, int json)
+{
+    struct svc_state st[SVC_COUNT];
+    if (svc_probe(cfg, st) != 0)
+        return 1;
+    int all = 1;
+    if (json)
+        printf("[");
+    else
+        printf("%-10s %8s %6s  %-8s %10s\n", "SERVICE", "PID", "PORT", "HEALTH", "DATA");
+    for (int i = 0; i < SVC_COUNT; i++) {
+        char size[32];
+        human_bytes(st[i].data_bytes, size, sizeof(size));
+        const char *health = st[i].healthy ? "healthy" : st[i].pid ? "unhealthy" : "down";
+        if (json)
+            printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld}", i ? "," : "",
+                   st[i].name, st[i].pid, st[i].port, st[i].healthy ? "true" : "false", st[i].data_bytes);
+        else if (st[i].pid)
+            printf("%-10s %8d %6d  %-8s %10s\n", st[i].name, st[i].pid, st[i].port, health, size);
+        else
+            printf("%-10s %8s %6d  %-8s %10s\n", st[i].name, "-", st[i].port, health, size);
+        all &= st[i].healthy;
+    }
+    if (json)
+        printf("]\n");
+    return all ? 0 : 1;
+}
+
+/* --- the command ------------------------------------------------------- */
+
+static void services_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync services start|stop|status [options]\n\n"
+            "Runs the embedded stack: Mosquitto (MQTT), Kafka %s in KRaft mode, PostgreSQL.\n"
+            "Ports come from the shared endpoints below (the Kafka controller listens on the\n"
+            "Kafka port + 1). Data and logs live in the data dir: DIR/log/<service>.log.\n"
+            "Started as root, the services run as the system user '%s'.\n\n"
+            "  start             start what is not running, wait until each answers,\n"
+            "                    create the topics (idempotent)\n"
+            "  stop              stop all services of the data dir\n"
+            "  status            pid, port, health and data size of each; exit 1 if any is down\n\n"
+            "Options:\n"
+            "  --partitions N    partitions of truck-telemetry on creation (default 6)\n"
+            "  --timeout S       seconds to wait for each service (default 120)\n"
+            "  --json            status as JSON\n"
+            "  -h, --help        this text\n\n%s",
+            SVC_KAFKA_VERSION, SVC_USER, cfg_options_help);
+}
+
+int cmd_services(int argc, char **argv)
+{
+    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON };
+    static const struct option longopts[] = {
+        {"partitions", required_argument, NULL, OPT_PARTITIONS},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    struct svc_options opt = {.timeout_s = 120};
+    int json = 0, c, rc = 2;
+    char err[512];
+
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            services_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_PARTITIONS:
+            opt.partitions = atoi(optarg);
+            if (opt.partitions < 1 || opt.partitions > 1000) {
+                fprintf(stderr, "fleetsync services: --partitions must be 1-1000\n");
+                goto out;
+            }
+            break;
+        case OPT_TIMEOUT:
+            opt.timeout_s = atoi(optarg);
+            if (opt.timeout_s < 1) {
+                fprintf(stderr, "fleetsync services: --timeout must be a number of seconds\n");
+                goto out;
+            }
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync services: %s\n", err);
+            services_usage(stderr);
+            goto out;
+        }
+    }
+    if (optind != argc - 1) {
+        services_usage(stderr);
+        goto out;
+    }
+    const char *action = argv[optind];
+    mosquitto_lib_init();
+    if (strcmp(action, "start") == 0) {
+        if (svc_ports_from_config(&cfg, &opt.ports, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync services: %s\n", err);
+        } else {
+            rc = svc_start(&cfg, &opt);
+        }
+    } else if (strcmp(action, "stop") == 0) {
+        rc = svc_stop(&cfg, 60);
+    } else if (strcmp(action, "status") == 0) {
+        rc = svc_status(&cfg, json);
+    } else {
+        fprintf(stderr, "fleetsync services: unknown action '%s'\n", action);
+        services_usage(stderr);
+    }
+    mosquitto_lib_cleanup();
+out:
+    cfg_release(&cfg);
+    return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * services.h - the embedded Mosquitto, Kafka (KRaft) and PostgreSQL.
+ *
+ * Layout under the data dir D (created on first start):
+ *   D/run/<service>.pid     pid of each running service (ours, not the daemon's)
+ *   D/run/ports             the ports the stack was started with (status reads it)
+ *   D/log/<service>.log     stdout + stderr of each service
+ *   D/mosquitto/            generated mosquitto.conf, persistence
+ *   D/kafka/                generated server.properties, log4j2.properties, data/
+ *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
+ *
+ * Started as root, every service runs as the unprivileged system user
+ * "fleetsync" (created when missing), which owns D's service folders; D and
+ * its parents must then be reachable by that user.  Started as a normal user,
+ * services run as that user.
+ */
+#ifndef FS_SERVICES_H
+#define FS_SERVICES_H
+
+#include "core/config.h"
+
+#define SVC_USER          "fleetsync"
+#define SVC_KAFKA_VERSION "4.1.1"
+
+enum svc_id { SVC_MOSQUITTO = 0, SVC_KAFKA, SVC_POSTGRES, SVC_COUNT };
+
+struct svc_ports {
+    int mqtt;
+    int kafka;
+    int controller;
+    int pg;
+};
+
+struct svc_options {
+    struct svc_ports ports;
+    int partitions;  /* truck-telemetry partitions; 0 = default */
+    int timeout_s;   /* how long start waits for each service */
+    int quiet;
+};
+
+/* Derives the ports from the shared endpoints (--mqtt, --brokers, --pg);
+ * the controller listens on the Kafka port + 1.  Returns 0 or -1 + err. */
+int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, char *err, size_t err_size);
+
+/* Starts whatever is not running yet and waits until each answers, then
+ * creates the topics.  Idempotent.  Returns 0, or 1 after printing the tail of
+ * the failing service's log. */
+int svc_start(const struct fs_config *cfg, const struct svc_options *opt);
+
+/* Stops every service of the data dir and waits until none is left.
+ * Returns 0, or 1 when a process would not go away. */
+int svc_stop(const struct fs_config *cfg, int timeout_s);
+
+/* Prints each service with pid, port, health and data size.  Returns 0 when
+ * all are healthy, 1 otherwise.  json != 0 prints a JSON array instead. */
+int svc_status(const struct fs_config *cfg, int json);
+
+/* One service's liveness for other commands (fleetsync status, up). */
+struct svc_state {
+    const char *name;
+    int pid;      /* 0 when not running */
+    int port;
+    int healthy;
+    long long data_bytes;
+};
+int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
+
+/* The folder holding the Kafka jars (FLEETSYNC_KAFKA_LIBS, else the bootstrap
+ * cache); writes into buf and returns buf. */
+const char *svc_kafka_libs(char *buf, size_t size);
+
+#endif

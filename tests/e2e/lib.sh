@@ -1,0 +1,42 @@
+# tests/e2e/lib.sh - TAP helpers for e2e suites (sourced).
+#
+#   check "what it shows" command...     ok if the command exits 0
+#   check_fails "what" command...        ok if it exits non-zero
+#   check_eq "what" expected actual
+#   check_contains "what" needle haystack
+#   done_testing                          exit status: 0 if no check failed
+set -u
+FS=${FLEETSYNC_BIN:?run e2e suites through tests/run (FLEETSYNC_BIN unset)}
+_failed=0
+_n=0
+
+_ok() { _n=$((_n + 1)); echo "ok $_n - $1"; }
+_not_ok() { _n=$((_n + 1)); _failed=$((_failed + 1)); echo "not ok $_n - $1"; }
+
+check() {
+    local what=$1; shift
+    local out
+    if out=$("$@" 2>&1); then _ok "$what"; else _not_ok "$what"; printf '%s\n' "$out" | tail -20 | sed 's/^/# /'; fi
+}
+check_fails() {
+    local what=$1; shift
+    if "$@" >/dev/null 2>&1; then _not_ok "$what (it succeeded)"; else _ok "$what"; fi
+}
+check_eq() {
+    if [ "$2" = "$3" ]; then _ok "$1"; else _not_ok "$1"; echo "# expected: $2"; echo "# actual:   $3"; fi
+}
+check_contains() {
+    case "$3" in *"$2"*) _ok "$1" ;; *) _not_ok "$1"; echo "# missing: $2"; printf '%s\n' "$3" | head -20 | sed 's/^/# /' ;; esac
+}
+# The Kafka jars folder (same rule as scripts/bootstrap).
+kafka_libs() {
+    if [ -n "${FLEETSYNC_KAFKA_LIBS:-}" ]; then echo "$FLEETSYNC_KAFKA_LIBS"; return; fi
+    local v=4.1.1
+    if [ -n "${FLEETSYNC_CACHE:-}" ]; then echo "$FLEETSYNC_CACHE/kafka-$v/libs"
+    elif [ "$(id -u)" -eq 0 ]; then echo "/var/cache/fleetsync/kafka-$v/libs"
+    else echo "${XDG_CACHE_HOME:-$HOME/.cache}/fleetsync/kafka-$v/libs"; fi
+}
+done_testing() {
+    echo "1..$_n"
+    [ "$_failed" -eq 0 ]
+}

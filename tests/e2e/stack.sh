@@ -1,0 +1,49 @@
+# tests/e2e/stack.sh - the shared test stack (sourced by tests/run).
+#
+# Real Mosquitto, Kafka and PostgreSQL started by `fleetsync services start`
+# in a temporary data dir on the test port block of DESIGN.md (MQTT 28830,
+# Kafka 29092/29093, PostgreSQL 25432, dashboard 28080), exported through
+# the FLEETSYNC_* variables so every e2e suite and every fleetsync command it
+# runs talks to this stack and nothing else.
+
+export FLEETSYNC_MQTT=mqtt://127.0.0.1:28830
+export FLEETSYNC_BROKERS=127.0.0.1:29092
+export FLEETSYNC_PG="host=127.0.0.1 port=25432 dbname=fleetsync user=fleetsync"
+export FLEETSYNC_LISTEN=127.0.0.1:28080
+export FLEETSYNC_BIN=${FLEETSYNC_BIN:-$(pwd)/build/fleetsync}
+export FLEETSYNC_DATA_DIR=${FLEETSYNC_TEST_DATA_DIR:-$(mktemp -d /tmp/fleetsync-stack.XXXXXX)}
+chmod 755 "$FLEETSYNC_DATA_DIR"
+
+stack_start() {
+    local s=$(date +%s%N)
+    if "$FLEETSYNC_BIN" services start --timeout 120 >"$FLEETSYNC_DATA_DIR/start.out" 2>&1; then
+        echo "ok - services start on the test port block in $(( ($(date +%s%N) - s) / 1000000 )) ms"
+    else
+        echo "not ok - services start"
+        sed 's/^/# /' "$FLEETSYNC_DATA_DIR/start.out"
+        return 1
+    fi
+}
+
+stack_stop() {
+    "$FLEETSYNC_BIN" services stop
+}
+
+# Stops the stack and checks that no process of it is left behind.
+stack_stop_checked() {
+    if stack_stop >"$FLEETSYNC_DATA_DIR/stop.out" 2>&1; then
+        echo "ok - services stop"
+    else
+        echo "not ok - services stop"; sed 's/^/# /' "$FLEETSYNC_DATA_DIR/stop.out"
+    fi
+    local left
+    left=$(pgrep -af -- "$FLEETSYNC_DATA_DIR" | grep -v pgrep || true)
+    if [ -z "$left" ]; then
+        echo "ok - no process of the stack is left after stop"
+    else
+        echo "not ok - processes left after stop:"; echo "$left" | sed 's/^/# /'
+    fi
+    if [ -z "${FLEETSYNC_TEST_DATA_DIR:-}" ] && [ -z "$left" ]; then
+        rm -rf "$FLEETSYNC_DATA_DIR"
+    fi
+}
