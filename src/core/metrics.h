@@ -1,0 +1,45 @@
+/*
+ * metrics.h - Prometheus text metrics and the HTTP endpoint serving them.
+ *
+ * A service registers its counters and gauges once at start (any thread,
+ * under the registry's lock), then updates them from any thread without
+ * locks (atomics).  metrics_serve() answers GET /metrics (text format 0.0.4)
+ * and GET /healthz on its own small civetweb server.  Every series name is
+ * prefixed "fleetsync_" by the caller; process CPU seconds and resident
+ * memory are added to every rendering.
+ */
+#ifndef FS_METRICS_H
+#define FS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct metrics;
+struct metric;
+
+enum metric_kind { METRIC_COUNTER, METRIC_GAUGE };
+
+struct metrics *metrics_new(void);
+
+/* Registers one series; labels is NULL or 'reason="too_large",topic="x"'.
+ * The registry owns the series (freed by metrics_free).  Registering the
+ * same name and labels twice returns the same series.  NULL on OOM. */
+struct metric *metrics_counter(struct metrics *m, const char *name, const char *help, const char *labels);
+struct metric *metrics_gauge(struct metrics *m, const char *name, const char *help, const char *labels);
+
+void metric_add(struct metric *c, uint64_t n);
+void metric_set(struct metric *g, double v);
+double metric_value(const struct metric *s);
+
+/* Renders every series into a malloc'd string the caller frees. */
+char *metrics_render(struct metrics *m, size_t *len);
+
+/* Serves /metrics and /healthz on host:port (port 0 = any free port, see
+ * metrics_port()).  Returns 0, or -1 with a reason in err. */
+int metrics_serve(struct metrics *m, const char *host, int port, char *err, size_t err_size);
+int metrics_port(const struct metrics *m);
+
+/* Stops the server (if any) and frees everything. */
+void metrics_free(struct metrics *m);
+
+#endif

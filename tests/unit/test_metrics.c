@@ -1,0 +1,144 @@
+/* Prometheus registry: text format, label sets, the HTTP endpoint. */
+#include "core/metrics.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+static void counter_renders_with_help_and_type(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    struct metric *c = metrics_counter(m, "fleetsync_test_total", "Things counted.", NULL);
+    metric_add(c, 3);
+    metric_add(c, 4);
+    char *text = metrics_render(m, NULL);
+    assert_non_null(strstr(text, "# HELP fleetsync_test_total Things counted.\n"));
+    assert_non_null(strstr(text, "# TYPE fleetsync_test_total counter\n"));
+    assert_non_null(strstr(text, "\nfleetsync_test_total 7\n"));
+    free(text);
+    metrics_free(m);
+}
+
+static void label_sets_share_one_header(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    metric_add(metrics_counter(m, "fleetsync_rejected_total", "Rejected.", "reason=\"too_large\""), 1);
+    metrics_gauge(m, "fleetsync_lag", "Lag.", NULL);
+    metric_add(metrics_counter(m, "fleetsync_rejected_total", "Rejected.", "reason=\"invalid_json\""), 2);
+    char *text = metrics_render(m, NULL);
+    const char *first = strstr(text, "# TYPE fleetsync_rejected_total");
+    assert_non_null(first);
+    assert_null(strstr(first + 1, "# TYPE fleetsync_rejected_total"));
+    assert_non_null(strstr(text, "fleetsync_rejected_total{reason=\"too_large\"} 1\n"));
+    assert_non_null(strstr(text, "fleetsync_rejected_total{reason=\"invalid_json\"} 2\n"));
+    free(text);
+    metrics_free(m);
+}
+
+static void same_series_registered_twice_is_one(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    struct metric *a = metrics_counter(m, "fleetsync_x_total", "x", "k=\"v\"");
+    struct metric *b = metrics_counter(m, "fleetsync_x_total", "x", "k=\"v\"");
+    assert_ptr_equal(a, b);
+    metrics_free(m);
+}
+
+static void gauge_keeps_fractions(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    struct metric *g = metrics_gauge(m, "fleetsync_ratio", "r", NULL);
+    metric_set(g, 0.25);
+    assert_true(metric_value(g) == 0.25);
+    char *text = metrics_render(m, NULL);
+    assert_non_null(strstr(text, "fleetsync_ratio 0.25\n"));
+    assert_non_null(strstr(text, "fleetsync_process_resident_memory_bytes "));
+    free(text);
+    metrics_free(m);
+}
+
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        return NULL;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap);
+    ssize_t r;
+    while ((r = read(fd, buf + len, cap - len - 1)) > 0)
+        len += (size_t)r;
+    buf[len] = '\0';
+    close(fd);
+    return buf;
+}
+
+static void endpoint_serves_metrics_and_healthz(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    metric_add(metrics_counter(m, "fleetsync_served_total", "s", NULL), 42);
+    char err[256];
+    assert_int_equal(metrics_serve(m, "127.0.0.1", 0, err, sizeof(err)), 0);
+    assert_true(metrics_port(m) > 0);
+    char *resp = http_get(metrics_port(m), "/metrics");
+    assert_non_null(resp);
+    assert_non_null(strstr(resp, "200 OK"));
+    assert_non_null(strstr(resp, "text/plain; version=0.0.4"));
+    assert_non_null(strstr(resp, "fleetsync_served_total 42\n"));
+    free(resp);
+    resp = http_get(metrics_port(m), "/healthz");
+    assert_non_null(strstr(resp, "ok\n"));
+    free(resp);
+    resp = http_get(metrics_port(m), "/nothing");
+    assert_non_null(strstr(resp, "404"));
+    free(resp);
+    metrics_free(m);
+}
+
+static void busy_port_is_a_clear_error(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_new(), *b = metrics_new();
+    char err[256];
+    assert_int_equal(metrics_serve(a, "127.0.0.1", 0, err, sizeof(err)), 0);
+    assert_int_equal(metrics_serve(b, "127.0.0.1", metrics_port(a), err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "cannot serve metrics on 127.0.0.1:"));
+    metrics_free(a);
+    metrics_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(counter_renders_with_help_and_type),
+        cmocka_unit_test(label_sets_share_one_header),
+        cmocka_unit_test(same_series_registered_twice_is_one),
+        cmocka_unit_test(gauge_keeps_fractions),
+        cmocka_unit_test(endpoint_serves_metrics_and_healthz),
+        cmocka_unit_test(busy_port_is_a_clear_error),
+    };
+    return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
+}
