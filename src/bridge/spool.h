@@ -1,0 +1,96 @@
+/*
+ * spool.h - the bridge's append-only disk spool: what MQTT has handed us and
+ * Kafka has not yet acknowledged.
+ *
+ * libmosquitto acknowledges a QoS 1 message to the broker (PUBACK) on its
+ * own, so a message the bridge holds only in memory dies with the process.
+ * The bridge therefore appends every received message here and flushes the
+ * spool before the PUBACKs leave (libmosquitto in "threaded" mode only queues
+ * them until our loop writes); page cache survives a SIGKILL, and
+ * --spool-fsync makes it survive power loss too.
+ *
+ * Three positions, all byte offsets in one ever-growing address space (a
+ * segment file is named by the offset of its first record):
+ *
+ *     acked <= read <= head
+ *
+ *   acked  every record before it has been acknowledged by Kafka; persisted
+ *          in the "checkpoint" file, so a restart resumes there;
+ *   read   the next record to hand to the producer (spool_next);
+ *   head   the end of the flushed records; appends go after it.
+ *
+ * Acknowledgements may come in any order (partitions); the ring of records
+ * handed out keeps "acked" at the first one still unacknowledged.  After a
+ * crash, records between the checkpoint and the last ack are produced again:
+ * at-least-once, and consumers deduplicate by (truck_id, ts, seq).
+ *
+ * Record: u32 body length, u32 CRC-32 of the body, then the body:
+ * u64 received_ms, u16 topic length, topic, payload.  A torn record at the
+ * end of the last segment (a write cut short) is found by its CRC on open and
+ * cut off.  Single-threaded: one thread owns a spool.
+ */
+#ifndef FS_SPOOL_H
+#define FS_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SPOOL_MAX_TOPIC   1024
+#define SPOOL_MAX_PAYLOAD (1024 * 1024)
+
+struct spool;
+
+struct spool_record {
+    uint64_t offset;      /* where the record starts; its id for spool_ack */
+    int64_t received_ms;
+    const char *topic;    /* NUL-terminated; valid until the next spool call */
+    const void *payload;  /* valid until the next spool call */
+    size_t payload_len;
+};
+
+struct spool_options {
+    uint64_t segment_bytes; /* roll to a new segment past this; 0 = 64 MiB */
+    int fsync;              /* fdatasync on every flush */
+};
+
+/* Opens (creating) the spool in dir, takes its lock, recovers positions.
+ * Returns 0, or -1 with a reason in err (e.g. another bridge holds it). */
+int spool_open(const char *dir, const struct spool_options *opt, struct spool **out, char *err,
+               size_t err_size);
+
+/* Appends one record to the write buffer; it is on disk after spool_flush.
+ * Returns 0, or -1 (topic or payload too large, I/O error: see errno). */
+int spool_append(struct spool *s, int64_t received_ms, const char *topic, size_t topic_len, const void *payload,
+                 size_t payload_len);
+
+/* Writes the buffered records (and fdatasyncs if asked).  Returns 0 or -1. */
+int spool_flush(struct spool *s);
+
+/* Hands out the record at the read position and advances it.  Returns 1 with
+ * *rec filled, 0 when the read position has reached head, -1 on I/O error or
+ * a corrupt record. */
+int spool_next(struct spool *s, struct spool_record *rec);
+
+/* Marks the record starting at offset as acknowledged. Unknown offsets
+ * (from before a rewind) are ignored. */
+void spool_ack(struct spool *s, uint64_t offset);
+
+/* Moves the read position back to acked: everything unacknowledged will be
+ * handed out again (after the producer was recreated). */
+void spool_rewind(struct spool *s);
+
+/* Persists acked and deletes segments wholly before it.  Returns 0 or -1. */
+int spool_checkpoint(struct spool *s);
+
+uint64_t spool_acked(const struct spool *s);
+uint64_t spool_read_pos(const struct spool *s);
+uint64_t spool_head(const struct spool *s);
+/* Bytes on disk not yet acknowledged (head - acked, plus the buffer). */
+uint64_t spool_pending_bytes(const struct spool *s);
+/* Records handed out and not yet acknowledged. */
+size_t spool_in_flight(const struct spool *s);
+
+/* Flushes, checkpoints, unlocks and frees. */
+void spool_close(struct spool *s);
+
+#endif
