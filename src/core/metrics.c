@@ -20,7 +20,12 @@ struct metric {
     char *help;
     char *labels;
     enum metric_kind kind;
-    _Atomic uint64_t value;  /* counter: count; gauge: bits of a double */
+    _Atomic uint64_t value;  /* counter: count; gauge: bits of a double; histogram: count */
+    /* histogram only */
+    int nbounds;
+    double bounds[METRICS_MAX_BUCKETS];
+    _Atomic uint64_t buckets[METRICS_MAX_BUCKETS + 1]; /* not cumulative; last = +Inf */
+    _Atomic uint64_t sum_micro;                       /* sum of observations x 1e6 */
 };
 
 struct metrics {
@@ -93,6 +98,45 @@ struct metric *metrics_gauge(struct metrics *m, const char *name, const char *he
     return metrics_add(m, METRIC_GAUGE, name, help, labels);
 }
 
+struct metric *metrics_histogram(struct metrics *m, const char *name, const char *help, const char *labels,
+                                 const double *bounds, int nbounds)
+{
+    if (nbounds < 1 || nbounds > METRICS_MAX_BUCKETS)
+        return NULL;
+    struct metric *h = metrics_add(m, METRIC_HISTOGRAM, name, help, labels);
+    if (h && h->nbounds == 0) {
+        memcpy(h->bounds, bounds, (size_t)nbounds * sizeof(*bounds));
+        h->nbounds = nbounds;
+    }
+    return h;
+}
+
+void metric_observe(struct metric *h, double v)
+{
+    int i = 0;
+    while (i < h->nbounds && v > h->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->value, 1, memory_order_relaxed);
+    if (v > 0)
+        atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6), memory_order_relaxed);
+}
+
+double metric_quantile(const struct metric *h, double q)
+{
+    struct metric *w = (struct metric *)h;
+    uint64_t total = atomic_load_explicit(&w->value, memory_order_relaxed);
+    if (!total || h->nbounds == 0)
+        return 0;
+    uint64_t rank = (uint64_t)(q * (double)total), seen = 0;
+    for (int i = 0; i <= h->nbounds; i++) {
+        seen += atomic_load_explicit(&w->buckets[i], memory_order_relaxed);
+        if (seen > rank)
+            return i < h->nbounds ? h->bounds[i] : h->bounds[h->nbounds - 1];
+    }
+    return h->bounds[h->nbounds - 1];
+}
+
 void metric_add(struct metric *c, uint64_t n) { atomic_fetch_add_explicit(&c->value, n, memory_order_relaxed); }
 
 void metric_set(struct metric *g, double v)
@@ -150,10 +194,32 @@ static void sb_printf(struct sbuf *b, const char *fmt, ...)
     }
 }
 
+static void sb_histogram(struct sbuf *b, const struct metric *s)
+{
+    struct metric *w = (struct metric *)s;
+    const char *sep = *s->labels ? "," : "";
+    uint64_t cum = 0;
+    for (int i = 0; i <= s->nbounds; i++) {
+        cum += atomic_load_explicit(&w->buckets[i], memory_order_relaxed);
+        if (i < s->nbounds)
+            sb_printf(b, "%s_bucket{%s%sle=\"%g\"} %llu\n", s->name, s->labels, sep, s->bounds[i],
+                      (unsigned long long)cum);
+        else
+            sb_printf(b, "%s_bucket{%s%sle=\"+Inf\"} %llu\n", s->name, s->labels, sep, (unsigned long long)cum);
+    }
+    const char *open = *s->labels ? "{" : "", *close = *s->labels ? "}" : "";
+    sb_printf(b, "%s_sum%s%s%s %.6f\n", s->name, open, s->labels, close,
+              (double)atomic_load_explicit(&w->sum_micro, memory_order_relaxed) / 1e6);
+    sb_printf(b, "%s_count%s%s%s %llu\n", s->name, open, s->labels, close,
+              (unsigned long long)atomic_load_explicit(&w->value, memory_order_relaxed));
+}
+
 static void sb_value(struct sbuf *b, const struct metric *s)
 {
     const char *open = *s->labels ? "{" : "", *close = *s->labels ? "}" : "";
-    if (s->kind == METRIC_COUNTER)
+    if (s->kind == METRIC_HISTOGRAM)
+        sb_histogram(b, s);
+    else if (s->kind == METRIC_COUNTER)
         sb_printf(b, "%s%s%s%s %llu\n", s->name, open, s->labels, close,
                   (unsigned long long)atomic_load_explicit(&((struct metric *)s)->value, memory_order_relaxed));
     else
@@ -197,7 +263,7 @@ char *metrics_render(struct metrics *m, size_t *len)
         if (!first)
             continue;
         sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name,
-                  s->kind == METRIC_COUNTER ? "counter" : "gauge");
+                  s->kind == METRIC_COUNTER ? "counter" : s->kind == METRIC_GAUGE ? "gauge" : "histogram");
         for (size_t j = i; j < m->count; j++)
             if (strcmp(m->series[j]->name, s->name) == 0)
                 sb_value(&b, m->series[j]);

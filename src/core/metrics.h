@@ -17,7 +17,9 @@
 struct metrics;
 struct metric;
 
-enum metric_kind { METRIC_COUNTER, METRIC_GAUGE };
+enum metric_kind { METRIC_COUNTER, METRIC_GAUGE, METRIC_HISTOGRAM };
+
+#define METRICS_MAX_BUCKETS 24
 
 struct metrics *metrics_new(void);
 
@@ -26,6 +28,16 @@ struct metrics *metrics_new(void);
  * same name and labels twice returns the same series.  NULL on OOM. */
 struct metric *metrics_counter(struct metrics *m, const char *name, const char *help, const char *labels);
 struct metric *metrics_gauge(struct metrics *m, const char *name, const char *help, const char *labels);
+
+/* A histogram with the given ascending upper bounds (at most
+ * METRICS_MAX_BUCKETS; +Inf is implied). */
+struct metric *metrics_histogram(struct metrics *m, const char *name, const char *help, const char *labels,
+                                 const double *bounds, int nbounds);
+/* Records one observation. */
+void metric_observe(struct metric *h, double v);
+/* Estimates quantile q (0..1) from the buckets: the upper bound of the bucket
+ * holding it (the largest bound when it falls in +Inf); 0 without data. */
+double metric_quantile(const struct metric *h, double q);
 
 void metric_add(struct metric *c, uint64_t n);
 void metric_set(struct metric *g, double v);

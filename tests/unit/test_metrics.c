@@ -70,6 +70,30 @@ static void gauge_keeps_fractions(void **state)
     metrics_free(m);
 }
 
+static void histogram_renders_cumulative_buckets(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    static const double bounds[] = {0.001, 0.01, 0.1};
+    struct metric *h = metrics_histogram(m, "fleetsync_latency_seconds", "Latency.", NULL, bounds, 3);
+    metric_observe(h, 0.0005);
+    metric_observe(h, 0.005);
+    metric_observe(h, 0.005);
+    metric_observe(h, 5);
+    char *text = metrics_render(m, NULL);
+    assert_non_null(strstr(text, "# TYPE fleetsync_latency_seconds histogram\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_bucket{le=\"0.001\"} 1\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_bucket{le=\"0.01\"} 3\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_bucket{le=\"0.1\"} 3\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_bucket{le=\"+Inf\"} 4\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_count 4\n"));
+    assert_non_null(strstr(text, "fleetsync_latency_seconds_sum 5.0105"));
+    assert_true(metric_quantile(h, 0.5) == 0.01);
+    assert_true(metric_quantile(h, 0.1) == 0.001);
+    free(text);
+    metrics_free(m);
+}
+
 static char *http_get(int port, const char *path)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -137,6 +161,7 @@ int main(void)
         cmocka_unit_test(label_sets_share_one_header),
         cmocka_unit_test(same_series_registered_twice_is_one),
         cmocka_unit_test(gauge_keeps_fractions),
+        cmocka_unit_test(histogram_renders_cumulative_buckets),
         cmocka_unit_test(endpoint_serves_metrics_and_healthz),
         cmocka_unit_test(busy_port_is_a_clear_error),
     };
