@@ -5,7 +5,9 @@
  * component; argv[0] is the subcommand's name.  Exit codes: 0 ok, 1 runtime
  * failure, 2 usage error.
  */
+#include "bridge/bridge.h"
 #include "ops/ops.h"
+#include "sim/sim.h"
 
 #include "core/log.h"
 
@@ -21,8 +23,8 @@ struct cmd {
 static const struct cmd commands[] = {
     {"up", cmd_up, "whole stack + simulator; Ctrl-C stops all"},
     {"services", cmd_services, "start|stop|status the embedded Mosquitto, Kafka, PostgreSQL"},
-    {"sim", NULL, "truck fleet simulator publishing telemetry over MQTT"},
-    {"bridge", NULL, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
+    {"sim", cmd_sim, "truck fleet simulator publishing telemetry over MQTT"},
+    {"bridge", cmd_bridge, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
     {"dashboard", NULL, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
     {"history", NULL, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},

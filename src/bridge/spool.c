@@ -432,6 +432,14 @@ int spool_next(struct spool *s, struct spool_record *rec)
     return 1;
 }
 
+void spool_unread_last(struct spool *s)
+{
+    if (!s->ring_len)
+        return;
+    s->ring_len--;
+    s->read = s->ring[(s->ring_head + s->ring_len) % s->ring_cap].offset;
+}
+
 void spool_ack(struct spool *s, uint64_t offset)
 {
     /* Binary search over the ring, which is sorted by offset. */

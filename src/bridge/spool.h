@@ -71,6 +71,10 @@ int spool_flush(struct spool *s);
  * a corrupt record. */
 int spool_next(struct spool *s, struct spool_record *rec);
 
+/* Takes back the record the last spool_next handed out (the producer could
+ * not take it): it will be handed out again. */
+void spool_unread_last(struct spool *s);
+
 /* Marks the record starting at offset as acknowledged. Unknown offsets
  * (from before a rewind) are ignored. */
 void spool_ack(struct spool *s, uint64_t offset);

@@ -843,14 +843,13 @@ static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s)
     return -1;
 }
 
-/* Reaps children that are not running services (initdb, storage format). */
+/* Reaps the services this process started that have exited (only ours:
+ * "up" has children of its own). */
 static void reap_children(void)
 {
-    pid_t w;
-    while ((w = waitpid(-1, NULL, WNOHANG)) > 0)
-        for (int i = 0; i < SVC_COUNT; i++)
-            if (spawned[i] == w)
-                spawned[i] = 0;
+    for (int i = 0; i < SVC_COUNT; i++)
+        if (spawned[i] && waitpid(spawned[i], NULL, WNOHANG) == spawned[i])
+            spawned[i] = 0;
 }
 
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt)

@@ -234,6 +234,24 @@ static void rewind_hands_out_unacknowledged_records_again(void **state)
     spool_close(s);
 }
 
+static void an_unread_record_comes_again(void **state)
+{
+    (void)state;
+    struct spool *s;
+    char err[256];
+    struct spool_record r;
+    assert_int_equal(spool_open(dir, NULL, &s, err, sizeof(err)), 0);
+    append_n(s, 0, 3);
+    spool_flush(s);
+    assert_int_equal(next_seq(s, &r), 0);
+    assert_int_equal(next_seq(s, &r), 1);
+    spool_unread_last(s);
+    assert_int_equal(spool_in_flight(s), 1);
+    assert_int_equal(next_seq(s, &r), 1);
+    assert_int_equal(next_seq(s, &r), 2);
+    spool_close(s);
+}
+
 static void a_second_opener_is_refused(void **state)
 {
     (void)state;
@@ -268,6 +286,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(a_torn_tail_is_cut_off, setup, teardown),
         cmocka_unit_test_setup_teardown(segments_roll_and_acknowledged_ones_are_deleted, setup, teardown),
         cmocka_unit_test_setup_teardown(rewind_hands_out_unacknowledged_records_again, setup, teardown),
+        cmocka_unit_test_setup_teardown(an_unread_record_comes_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_second_opener_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_records_are_refused, setup, teardown),
     };

@@ -1,0 +1,915 @@
+/*
+ * bridge.c - "fleetsync bridge": MQTT -> spool -> Kafka.
+ *
+ * One thread runs one poll loop over the MQTT socket, librdkafka's queue
+ * wake-up pipe and the signal pipe.  A message's life:
+ *
+ *   1. mosquitto_loop_read() parses a PUBLISH and calls on_message, which
+ *      appends it to the spool's write buffer.  libmosquitto runs in
+ *      "threaded" mode, so the PUBACK it prepares is only queued.
+ *   2. The loop flushes the spool (write(2): in the page cache, safe from
+ *      SIGKILL) and only then lets mosquitto_loop_write() send the PUBACKs.
+ *   3. The producer side reads records back from the spool, routes each one
+ *      (route_record: telemetry, presence or dead letter) and hands it to
+ *      librdkafka (idempotent, acks=all).
+ *   4. A delivery report acknowledges the record in the spool; the spool's
+ *      acknowledged position is checkpointed every 100 ms.
+ *
+ * After a crash the bridge produces again whatever lies between the last
+ * checkpoint and the spool's end: at-least-once, with repeats that carry the
+ * same (truck_id, ts, seq), which every consumer deduplicates.  When Kafka is
+ * away the spool grows up to --spool-budget; past it the bridge stops
+ * reading MQTT (the broker queues for the persistent session) until Kafka
+ * has caught up.  A fatal idempotent-producer error destroys the producer,
+ * makes a new one and resends everything unacknowledged from the spool.
+ */
+#include "bridge/bridge.h"
+
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/sig.h"
+#include "core/telemetry.h"
+#include "core/topics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <mosquitto.h>
+#include <mqtt_protocol.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BRIDGE_DEFAULT_METRICS_PORT 9101
+
+/* ---- routing (pure) ---------------------------------------------------- */
+
+static void route_dlq(struct route *out, const struct spool_record *rec, enum tm_reason why, const char *detail)
+{
+    out->dest = ROUTE_DLQ;
+    out->key = rec->topic;
+    out->key_len = strlen(rec->topic);
+    out->value = rec->payload;
+    out->value_len = rec->payload_len;
+    out->error = tm_reason_name(why);
+    snprintf(out->error_detail, sizeof(out->error_detail), "%s", detail ? detail : "");
+}
+
+void route_record(const struct spool_record *rec, struct route *out)
+{
+    char id[TM_TRUCK_ID_MAX + 1];
+    enum tm_topic_kind kind = tm_topic_parse(rec->topic, id, sizeof(id));
+
+    if (kind == TM_TOPIC_TELEMETRY) {
+        struct tm_reading r;
+        char detail[64] = "";
+        enum tm_reason why = tm_parse_mqtt(rec->topic, rec->payload, rec->payload_len, rec->received_ms, &r,
+                                           detail, sizeof(detail));
+        if (why != TM_OK) {
+            route_dlq(out, rec, why, detail);
+            return;
+        }
+        int n = tm_serialize(&r, out->valbuf, sizeof(out->valbuf));
+        snprintf(out->keybuf, sizeof(out->keybuf), "%s", r.truck_id);
+        tm_reading_release(&r);
+        if (n < 0) {
+            route_dlq(out, rec, TM_TOO_LARGE, "normalized");
+            return;
+        }
+        out->dest = ROUTE_TELEMETRY;
+        out->key = out->keybuf;
+        out->key_len = strlen(out->keybuf);
+        out->value = out->valbuf;
+        out->value_len = (size_t)n;
+        out->error = NULL;
+        return;
+    }
+    if (kind == TM_TOPIC_TRUCK_STATUS || kind == TM_TOPIC_GATEWAY_STATUS) {
+        const char *status = NULL;
+        if (rec->payload_len == 6 && memcmp(rec->payload, "online", 6) == 0)
+            status = "online";
+        else if (rec->payload_len == 7 && memcmp(rec->payload, "offline", 7) == 0)
+            status = "offline";
+        if (!status) {
+            /* An empty payload clears a retained message: still not presence. */
+            route_dlq(out, rec, rec->payload_len ? TM_OUT_OF_RANGE : TM_MISSING_FIELD, "status");
+            return;
+        }
+        snprintf(out->keybuf, sizeof(out->keybuf), "%s", id);
+        int n = snprintf(out->valbuf, sizeof(out->valbuf),
+                         "{\"id\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", id,
+                         kind == TM_TOPIC_TRUCK_STATUS ? "truck" : "gateway", status, (long long)rec->received_ms);
+        out->dest = ROUTE_STATUS;
+        out->key = out->keybuf;
+        out->key_len = strlen(out->keybuf);
+        out->value = out->valbuf;
+        out->value_len = (size_t)n;
+        out->error = NULL;
+        return;
+    }
+    route_dlq(out, rec, TM_BAD_TRUCK_ID, "topic");
+}
+
+/* ---- the running bridge ------------------------------------------------ */
+
+struct bridge_opts {
+    const char *client_id;
+    const char *share;
+    const char *cafile;
+    const char *spool_dir;
+    int mqtt_version;
+    int keepalive_s;
+    int session_expiry_s;
+    uint64_t spool_budget;
+    int spool_fsync;
+    int max_in_flight;
+    int quiet;
+};
+
+struct bridge {
+    struct fs_config *cfg;
+    struct bridge_opts *o;
+    struct cfg_mqtt_url url;
+
+    struct mosquitto *mosq;
+    int mqtt_connected;
+    int mqtt_ever_connected;
+    long long next_connect_ms;
+    int backoff_ms;
+    int paused;           /* spool over budget: not reading MQTT */
+    int spool_failed;
+
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *mainq;
+    int wake[2];          /* librdkafka writes here when its queue has events */
+    int fatal;
+    int rewind_pending;
+    char topic_telemetry[256], topic_status[256], topic_dlq[256];
+
+    struct spool *spool;
+    struct metrics *metrics;
+    struct metric *m_received, *m_produced[3], *m_acked, *m_dlq[TM_REASON_COUNT], *m_delivery_errors,
+        *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency;
+    uint64_t received, acked, dlq, errors;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- MQTT side --------------------------------------------------------- */
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
+{
+    (void)m;
+    struct bridge *b = obj;
+    if (b->spool_failed)
+        return;
+    if (spool_append(b->spool, now_ms(), msg->topic, strlen(msg->topic), msg->payload,
+                     msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0) != 0) {
+        log_error("cannot append to the spool: %s", strerror(errno));
+        b->spool_failed = 1;
+        return;
+    }
+    b->received++;
+    metric_add(b->m_received, 1);
+}
+
+static void subscribe_all(struct bridge *b)
+{
+    static const char *const patterns[] = {"fleet/trucks/+/telemetry", "fleet/trucks/+/status",
+                                           "fleet/gateways/+/status"};
+    char buf[3][300];
+    char *subs[3];
+    for (int i = 0; i < 3; i++) {
+        if (b->o->share)
+            snprintf(buf[i], sizeof(buf[i]), "$share/%s/%s", b->o->share, patterns[i]);
+        else
+            snprintf(buf[i], sizeof(buf[i]), "%s", patterns[i]);
+        subs[i] = buf[i];
+    }
+    int rc = mosquitto_subscribe_multiple(b->mosq, NULL, 3, subs, 1, 0, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        log_error("MQTT subscribe failed: %s", mosquitto_strerror(rc));
+    else
+        log_info("subscribed to %s, %s, %s (QoS 1)", subs[0], subs[1], subs[2]);
+}
+
+static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const mosquitto_property *props)
+{
+    (void)m;
+    (void)props;
+    struct bridge *b = obj;
+    if (rc != 0) {
+        log_error("MQTT broker %s:%d refused the connection: %s", b->url.host, b->url.port,
+                  b->o->mqtt_version == 5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
+        return;
+    }
+    b->mqtt_connected = 1;
+    b->backoff_ms = 500;
+    metric_set(b->m_connected, 1);
+    log_info("connected to MQTT %s:%d as %s (%s session)", b->url.host, b->url.port, b->o->client_id,
+             (flags & 1) ? "resumed" : "new");
+    subscribe_all(b);
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
+{
+    (void)m;
+    (void)props;
+    struct bridge *b = obj;
+    if (b->mqtt_connected)
+        log_warn("MQTT connection lost: %s", rc ? mosquitto_strerror(rc) : "disconnected");
+    b->mqtt_connected = 0;
+    metric_set(b->m_connected, 0);
+    b->next_connect_ms = mono_ms() + b->backoff_ms;
+    b->backoff_ms = b->backoff_ms < 16000 ? b->backoff_ms * 2 : 30000;
+}
+
+static int mqtt_setup(struct bridge *b, char *err, size_t err_size)
+{
+    b->mosq = mosquitto_new(b->o->client_id, false, b);
+    if (!b->mosq) {
+        snprintf(err, err_size, "cannot create MQTT client: %s", strerror(errno));
+        return -1;
+    }
+    mosquitto_int_option(b->mosq, MOSQ_OPT_PROTOCOL_VERSION,
+                         b->o->mqtt_version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
+    /* "Threaded": packets libmosquitto prepares (our PUBACKs) wait for our
+     * loop_write, which runs only after the spool is flushed. */
+    mosquitto_threaded_set(b->mosq, true);
+    mosquitto_int_option(b->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 1000);
+    mosquitto_message_callback_set(b->mosq, on_message);
+    mosquitto_connect_v5_callback_set(b->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(b->mosq, on_disconnect);
+    if (*b->url.user && mosquitto_username_pw_set(b->mosq, b->url.user, *b->url.pass ? b->url.pass : NULL)) {
+        snprintf(err, err_size, "cannot set MQTT credentials");
+        return -1;
+    }
+    if (b->url.tls) {
+        int rc = mosquitto_tls_set(b->mosq, b->o->cafile, b->o->cafile ? NULL : "/etc/ssl/certs", NULL, NULL, NULL);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            snprintf(err, err_size, "MQTT TLS setup failed: %s", mosquitto_strerror(rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void mqtt_try_connect(struct bridge *b)
+{
+    mosquitto_property *props = NULL;
+    if (b->o->mqtt_version == 5)
+        mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, (uint32_t)b->o->session_expiry_s);
+    int rc = b->mqtt_ever_connected
+                 ? mosquitto_reconnect(b->mosq)
+                 : mosquitto_connect_bind_v5(b->mosq, b->url.host, b->url.port, b->o->keepalive_s, NULL, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        log_warn("cannot connect to MQTT %s:%d: %s; retrying in %d ms", b->url.host, b->url.port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), b->backoff_ms);
+        b->next_connect_ms = mono_ms() + b->backoff_ms;
+        b->backoff_ms = b->backoff_ms < 16000 ? b->backoff_ms * 2 : 30000;
+        return;
+    }
+    b->mqtt_ever_connected = 1;
+    metric_add(b->m_reconnects, 1);
+    /* The CONNACK arrives through the loop; until then no reads are paused. */
+    b->next_connect_ms = LLONG_MAX;
+}
+
+/* ---- Kafka side -------------------------------------------------------- */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct bridge *b = opaque;
+    uint64_t offset = (uint64_t)(uintptr_t)m->_private;
+    if (m->err) {
+        if (m->err == RD_KAFKA_RESP_ERR__PURGE_QUEUE || m->err == RD_KAFKA_RESP_ERR__PURGE_INFLIGHT)
+            return;
+        b->errors++;
+        metric_add(b->m_delivery_errors, 1);
+        if (!b->rewind_pending)
+            log_error("delivery to %s failed: %s; will resend from the spool", rd_kafka_topic_name(m->rkt),
+                      rd_kafka_err2str(m->err));
+        b->rewind_pending = 1;
+        return;
+    }
+    spool_ack(b->spool, offset);
+    b->acked++;
+    metric_add(b->m_acked, 1);
+    rd_kafka_timestamp_type_t tt;
+    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+    if (ts > 0)
+        metric_observe(b->m_latency, (double)(now_ms() - ts) / 1000.0);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct bridge *b = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        log_error("Kafka producer fatal error: %s", why);
+        b->fatal = 1;
+        return;
+    }
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        log_warn("all Kafka brokers are down (%s); messages wait in the spool", reason);
+    else
+        log_debug("Kafka: %s: %s", rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
+}
+
+static int producer_new(struct bridge *b, char *err, size_t err_size)
+{
+    static const char *const defaults[] = {
+        "enable.idempotence", "true",
+        "acks", "all",
+        "compression.type", "lz4",
+        "linger.ms", "5",
+        "batch.num.messages", "10000",
+        "batch.size", "1000000",
+        "queue.buffering.max.messages", "1000000",
+        "queue.buffering.max.kbytes", "524288",
+        /* Never give up on a message: while Kafka is away it waits here and
+         * in the spool, and the spool applies the backpressure. */
+        "message.timeout.ms", "0",
+        "client.id", "fleetsync-bridge",
+        NULL,
+    };
+    rd_kafka_conf_t *conf = kafka_conf_new(b->cfg, defaults, err, err_size);
+    if (!conf)
+        return -1;
+    rd_kafka_conf_set_opaque(conf, b);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    b->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+    if (!b->rk) {
+        rd_kafka_conf_destroy(conf);
+        return -1;
+    }
+    b->mainq = rd_kafka_queue_get_main(b->rk);
+    rd_kafka_queue_io_event_enable(b->mainq, b->wake[1], "x", 1);
+    return 0;
+}
+
+static void producer_destroy(struct bridge *b)
+{
+    if (!b->rk)
+        return;
+    rd_kafka_queue_io_event_enable(b->mainq, -1, NULL, 0);
+    rd_kafka_queue_destroy(b->mainq);
+    rd_kafka_destroy(b->rk);
+    b->rk = NULL;
+    b->mainq = NULL;
+}
+
+/* Fatal producer error: the producer cannot go on.  Purge it (its delivery
+ * reports say "purged" and acknowledge nothing), make a new one, and resend
+ * everything unacknowledged from the spool. */
+static int producer_recreate(struct bridge *b)
+{
+    char err[512];
+    rd_kafka_purge(b->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(b->rk, 0);
+    producer_destroy(b);
+    spool_rewind(b->spool);
+    b->fatal = 0;
+    b->rewind_pending = 0;
+    if (producer_new(b, err, sizeof(err)) != 0) {
+        log_error("cannot recreate the Kafka producer: %s", err);
+        return -1;
+    }
+    metric_add(b->m_recreated, 1);
+    log_warn("Kafka producer recreated; resending %llu unacknowledged bytes from the spool",
+             (unsigned long long)(spool_head(b->spool) - spool_acked(b->spool)));
+    return 0;
+}
+
+static int check_topics(struct bridge *b, char *err, size_t err_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(b->rk, 1, NULL, &md, 10000);
+    if (e) {
+        snprintf(err, err_size, "no answer from Kafka at %s: %s", b->cfg->brokers, rd_kafka_err2str(e));
+        return -1;
+    }
+    const char *need[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        int found = 0;
+        for (int t = 0; t < md->topic_cnt; t++)
+            if (strcmp(md->topics[t].topic, need[i]) == 0 && !md->topics[t].err)
+                found = 1;
+        if (!found) {
+            snprintf(err, err_size,
+                     "topic %s does not exist at %s (fleetsync services start creates the topics; check "
+                     "--topic-prefix)",
+                     need[i], b->cfg->brokers);
+            rc = -1;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+/* Hands records from the spool to librdkafka while it has room. */
+static void produce_some(struct bridge *b)
+{
+    static struct route r; /* 8 KiB of buffers: not on the stack */
+    struct spool_record rec;
+    const char *topics[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
+    if (b->rewind_pending || b->fatal)
+        return;
+    for (int n = 0; n < 10000; n++) {
+        if (rd_kafka_outq_len(b->rk) >= b->o->max_in_flight)
+            return;
+        int got = spool_next(b->spool, &rec);
+        if (got == 0)
+            return;
+        if (got < 0) {
+            log_error("cannot read the spool at offset %llu: %s", (unsigned long long)spool_read_pos(b->spool),
+                      strerror(errno));
+            b->spool_failed = 1;
+            return;
+        }
+        route_record(&rec, &r);
+        rd_kafka_headers_t *hdrs = NULL;
+        if (r.dest == ROUTE_DLQ) {
+            char received[32];
+            snprintf(received, sizeof(received), "%lld", (long long)rec.received_ms);
+            hdrs = rd_kafka_headers_new(4);
+            rd_kafka_header_add(hdrs, "error", -1, r.error, -1);
+            rd_kafka_header_add(hdrs, "error_detail", -1, r.error_detail, -1);
+            rd_kafka_header_add(hdrs, "mqtt_topic", -1, rec.topic, -1);
+            rd_kafka_header_add(hdrs, "received_ms", -1, received, -1);
+        }
+        rd_kafka_resp_err_t e;
+        if (hdrs)
+            e = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(topics[r.dest]), RD_KAFKA_V_KEY(r.key, r.key_len),
+                                  RD_KAFKA_V_VALUE((void *)r.value, r.value_len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.received_ms),
+                                  RD_KAFKA_V_OPAQUE((void *)(uintptr_t)rec.offset), RD_KAFKA_V_HEADERS(hdrs),
+                                  RD_KAFKA_V_END);
+        else
+            e = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(topics[r.dest]), RD_KAFKA_V_KEY(r.key, r.key_len),
+                                  RD_KAFKA_V_VALUE((void *)r.value, r.value_len),
+                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.received_ms),
+                                  RD_KAFKA_V_OPAQUE((void *)(uintptr_t)rec.offset), RD_KAFKA_V_END);
+        if (e) {
+            if (hdrs)
+                rd_kafka_headers_destroy(hdrs);
+            spool_unread_last(b->spool);
+            if (e == RD_KAFKA_RESP_ERR__FATAL)
+                b->fatal = 1;
+            else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                log_error("cannot produce to %s: %s", topics[r.dest], rd_kafka_err2str(e));
+            return;
+        }
+        metric_add(b->m_produced[r.dest], 1);
+        if (r.dest == ROUTE_DLQ) {
+            b->dlq++;
+            for (int i = 0; i < TM_REASON_COUNT; i++)
+                if (b->m_dlq[i] && strcmp(tm_reason_name((enum tm_reason)i), r.error) == 0)
+                    metric_add(b->m_dlq[i], 1);
+        }
+    }
+}
+
+/* ---- loop -------------------------------------------------------------- */
+
+static void human_bytes(uint64_t v, char *buf, size_t size)
+{
+    if (v >= 1ull << 30)
+        snprintf(buf, size, "%.1f GiB", (double)v / (double)(1ull << 30));
+    else if (v >= 1ull << 20)
+        snprintf(buf, size, "%.1f MiB", (double)v / (double)(1ull << 20));
+    else
+        snprintf(buf, size, "%.1f KiB", (double)v / 1024.0);
+}
+
+static void status_line(struct bridge *b, uint64_t *last_received, uint64_t *last_acked, double dt_s)
+{
+    char spool[32];
+    human_bytes(spool_pending_bytes(b->spool), spool, sizeof(spool));
+    fprintf(stderr,
+            "\r\033[KMQTT %-4s | in %6.0f/s | acked %6.0f/s, %llu total | DLQ %llu | spool %s%s | queue %d | "
+            "p99 %.0f ms",
+            b->mqtt_connected ? "up" : "down", (double)(b->received - *last_received) / dt_s,
+            (double)(b->acked - *last_acked) / dt_s, (unsigned long long)b->acked, (unsigned long long)b->dlq,
+            spool, b->paused ? " (full: paused)" : "", rd_kafka_outq_len(b->rk),
+            metric_quantile(b->m_latency, 0.99) * 1000);
+    *last_received = b->received;
+    *last_acked = b->acked;
+}
+
+static void drain_wake(int fd)
+{
+    char buf[256];
+    while (read(fd, buf, sizeof(buf)) > 0)
+        ;
+}
+
+static int bridge_run(struct bridge *b)
+{
+    long long last_ckpt = mono_ms(), last_status = mono_ms(), last_misc = 0;
+    uint64_t last_received = 0, last_acked = 0;
+    int tty = isatty(STDERR_FILENO) && !b->o->quiet;
+    long long stop_deadline = 0;
+
+    b->backoff_ms = 500;
+    b->next_connect_ms = 0;
+    for (;;) {
+        long long now = mono_ms();
+        int stopping = sig_stopping();
+        if (stopping && !stop_deadline) {
+            log_info("stopping: no more MQTT reads; producing what the spool holds");
+            stop_deadline = now + 30000;
+        }
+        if (b->spool_failed) {
+            /* PUBACKs for what could not be spooled must never leave. */
+            log_error("the spool failed; exiting without acknowledging the last MQTT messages");
+            return 1;
+        }
+
+        /* Backpressure on the spool's size. */
+        uint64_t pending = spool_pending_bytes(b->spool);
+        if (!b->paused && pending > b->o->spool_budget) {
+            b->paused = 1;
+            metric_set(b->m_backpressure, 1);
+            log_warn("spool holds %llu bytes (budget %llu): pausing MQTT reads until Kafka catches up",
+                     (unsigned long long)pending, (unsigned long long)b->o->spool_budget);
+        } else if (b->paused && pending < b->o->spool_budget / 10 * 9) {
+            b->paused = 0;
+            metric_set(b->m_backpressure, 0);
+            log_info("spool below budget again: resuming MQTT reads");
+        }
+
+        if (!stopping && !b->mqtt_connected && !b->paused && now >= b->next_connect_ms)
+            mqtt_try_connect(b);
+
+        if (b->fatal && producer_recreate(b) != 0)
+            return 1;
+        if (b->rewind_pending && rd_kafka_outq_len(b->rk) == 0) {
+            spool_rewind(b->spool);
+            b->rewind_pending = 0;
+        }
+        produce_some(b);
+
+        if (stopping && (spool_acked(b->spool) == spool_head(b->spool) || now >= stop_deadline))
+            break;
+
+        struct pollfd p[3];
+        int n = 0, mq = -1;
+        p[n++] = (struct pollfd){.fd = sig_fd(), .events = POLLIN};
+        p[n++] = (struct pollfd){.fd = b->wake[0], .events = POLLIN};
+        int sock = mosquitto_socket(b->mosq);
+        if (sock >= 0) {
+            short ev = 0;
+            if (!b->paused && !stopping)
+                ev |= POLLIN;
+            if (mosquitto_want_write(b->mosq))
+                ev |= POLLOUT;
+            mq = n;
+            p[n++] = (struct pollfd){.fd = sock, .events = ev};
+        }
+        int timeout = 100;
+        if (spool_read_pos(b->spool) < spool_head(b->spool) && !b->rewind_pending)
+            timeout = 1; /* more to produce once librdkafka has room */
+        poll(p, (nfds_t)n, timeout);
+
+        if (p[1].revents & POLLIN)
+            drain_wake(b->wake[0]);
+        rd_kafka_poll(b->rk, 0);
+
+        if (mq >= 0 && (p[mq].revents & (POLLIN | POLLHUP | POLLERR))) {
+            mosquitto_loop_read(b->mosq, 1000);
+            /* The spool is on disk before any PUBACK leaves (loop_write). */
+            if (spool_flush(b->spool) != 0) {
+                log_error("cannot write the spool: %s", strerror(errno));
+                b->spool_failed = 1;
+                continue;
+            }
+            produce_some(b);
+        }
+        if (b->spool_failed)
+            continue;
+        if (mosquitto_socket(b->mosq) >= 0 && mosquitto_want_write(b->mosq))
+            mosquitto_loop_write(b->mosq, 1000);
+        now = mono_ms();
+        if (now - last_misc >= 250) {
+            mosquitto_loop_misc(b->mosq);
+            last_misc = now;
+        }
+        if (now - last_ckpt >= 100) {
+            spool_checkpoint(b->spool);
+            metric_set(b->m_spool_bytes, (double)spool_pending_bytes(b->spool));
+            metric_set(b->m_queue, rd_kafka_outq_len(b->rk));
+            last_ckpt = now;
+        }
+        if (tty && now - last_status >= 1000) {
+            status_line(b, &last_received, &last_acked, (double)(now - last_status) / 1000.0);
+            last_status = now;
+        }
+    }
+    if (tty)
+        fputc('\n', stderr);
+
+    /* Clean shutdown: everything produced is flushed, the checkpoint says
+     * so, and the MQTT session stays for our return. */
+    rd_kafka_flush(b->rk, 5000);
+    spool_checkpoint(b->spool);
+    if (b->mqtt_connected) {
+        mosquitto_disconnect_v5(b->mosq, 0, NULL);
+        mosquitto_loop_write(b->mosq, 1);
+    }
+    uint64_t left = spool_head(b->spool) - spool_acked(b->spool);
+    if (left)
+        log_warn("%llu bytes of messages are not yet acknowledged by Kafka; they stay in the spool and are "
+                 "produced on the next start",
+                 (unsigned long long)left);
+    log_info("stopped: received %llu, acknowledged by Kafka %llu (dead letters %llu), delivery errors %llu",
+             (unsigned long long)b->received, (unsigned long long)b->acked, (unsigned long long)b->dlq,
+             (unsigned long long)b->errors);
+    return 0;
+}
+
+/* ---- command ----------------------------------------------------------- */
+
+static void bridge_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync bridge [options]\n\n"
+            "Subscribes to fleet/trucks/+/telemetry, fleet/trucks/+/status and fleet/gateways/+/status\n"
+            "(QoS 1, persistent session), validates every message and produces it to Kafka:\n"
+            "telemetry -> truck-telemetry (key truck_id, normalized JSON), presence -> truck-status,\n"
+            "anything invalid -> truck-telemetry-dlq with headers error, error_detail, mqtt_topic,\n"
+            "received_ms. Every message is written to a local spool before the broker gets its\n"
+            "acknowledgement, and stays there until Kafka has acknowledged it: a killed bridge\n"
+            "loses nothing and resends on restart.\n\n"
+            "Options:\n"
+            "  --client-id ID        MQTT client id, also names the spool (default fleetsync-bridge)\n"
+            "  --share GROUP         shared subscription $share/GROUP/...: bridges with the same GROUP\n"
+            "                        split the traffic (give each its own --client-id)\n"
+            "  --mqtt-version V      5 (default) or 311\n"
+            "  --cafile FILE         CA certificate for mqtts:// (default: the system's CAs)\n"
+            "  --keepalive S         MQTT keep-alive in seconds (default 30)\n"
+            "  --session-expiry S    how long the broker keeps our session while we are away (MQTT 5;\n"
+            "                        default 604800 = 7 days)\n"
+            "  --spool-dir DIR       default DATA_DIR/bridge/CLIENT_ID\n"
+            "  --spool-budget SIZE   spool size at which MQTT reads pause (default 1G; K, M, G suffixes)\n"
+            "  --spool-fsync         fdatasync the spool before acknowledging (survives power loss; slower)\n"
+            "  --max-in-flight N     messages handed to Kafka and not yet acknowledged (default 200000)\n"
+            "  --quiet               no status line\n"
+            "  -h, --help            this text\n\n"
+            "Metrics on --metrics-port (default %d): fleetsync_bridge_* counters, spool bytes,\n"
+            "Kafka queue, MQTT state and the receive->ack latency histogram.\n\n%s",
+            BRIDGE_DEFAULT_METRICS_PORT, cfg_options_help);
+}
+
+static int parse_size(const char *s, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return -1;
+    switch (*end) {
+    case 'k': case 'K': v <<= 10; end++; break;
+    case 'm': case 'M': v <<= 20; end++; break;
+    case 'g': case 'G': v <<= 30; end++; break;
+    default: break;
+    }
+    if (*end || v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int cmd_bridge(int argc, char **argv)
+{
+    enum { OPT_CLIENT = 1, OPT_SHARE, OPT_VERSION, OPT_CAFILE, OPT_KEEPALIVE, OPT_EXPIRY, OPT_SPOOLDIR, OPT_BUDGET, OPT_FSYNC,
+           OPT_INFLIGHT, OPT_QUIET };
+    static const struct option longopts[] = {
+        {"client-id", required_argument, NULL, OPT_CLIENT},
+        {"share", required_argument, NULL, OPT_SHARE},
+        {"mqtt-version", required_argument, NULL, OPT_VERSION},
+        {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
+        {"session-expiry", required_argument, NULL, OPT_EXPIRY},
+        {"spool-dir", required_argument, NULL, OPT_SPOOLDIR},
+        {"spool-budget", required_argument, NULL, OPT_BUDGET},
+        {"spool-fsync", no_argument, NULL, OPT_FSYNC},
+        {"max-in-flight", required_argument, NULL, OPT_INFLIGHT},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    struct bridge_opts o = {.client_id = "fleetsync-bridge", .mqtt_version = 5, .keepalive_s = 30,
+                            .session_expiry_s = 604800, .spool_budget = 1ull << 30, .max_in_flight = 200000};
+    struct bridge b;
+    char err[512], spool_dir[PATH_MAX];
+    int c, rc = 2, lib_ready = 0;
+
+    memset(&b, 0, sizeof(b));
+    b.wake[0] = b.wake[1] = -1;
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case 'h':
+            bridge_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_CLIENT:
+            o.client_id = optarg;
+            if (!*optarg || strlen(optarg) > 128 || strchr(optarg, '/'))
+                bad = "--client-id must be 1-128 characters without '/'";
+            break;
+        case OPT_SHARE:
+            o.share = optarg;
+            if (!*optarg || strpbrk(optarg, "/+#"))
+                bad = "--share needs a group name without '/', '+' or '#'";
+            break;
+        case OPT_VERSION:
+            o.mqtt_version = strcmp(optarg, "5") == 0 ? 5 : strcmp(optarg, "311") == 0 ? 311 : 0;
+            if (!o.mqtt_version)
+                bad = "--mqtt-version is 5 or 311";
+            break;
+        case OPT_CAFILE:
+            o.cafile = optarg;
+            break;
+        case OPT_KEEPALIVE:
+            o.keepalive_s = atoi(optarg);
+            if (o.keepalive_s < 5 || o.keepalive_s > 65535)
+                bad = "--keepalive is 5-65535 seconds";
+            break;
+        case OPT_EXPIRY:
+            o.session_expiry_s = atoi(optarg);
+            if (o.session_expiry_s < 0)
+                bad = "--session-expiry is a number of seconds";
+            break;
+        case OPT_SPOOLDIR:
+            o.spool_dir = optarg;
+            break;
+        case OPT_BUDGET:
+            if (parse_size(optarg, &o.spool_budget) != 0)
+                bad = "--spool-budget needs a size such as 512M or 2G";
+            break;
+        case OPT_FSYNC:
+            o.spool_fsync = 1;
+            break;
+        case OPT_INFLIGHT:
+            o.max_in_flight = atoi(optarg);
+            if (o.max_in_flight < 1 || o.max_in_flight > 1000000)
+                bad = "--max-in-flight is 1-1000000";
+            break;
+        case OPT_QUIET:
+            o.quiet = 1;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync bridge: %s\n", err);
+            bridge_usage(stderr);
+            goto out;
+        }
+        if (bad) {
+            fprintf(stderr, "fleetsync bridge: %s\n", bad);
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync bridge: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    rc = 1;
+    b.cfg = &cfg;
+    b.o = &o;
+    if (cfg_parse_mqtt_url(cfg.mqtt, &b.url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bridge: %s\n", err);
+        rc = 2;
+        goto out;
+    }
+    cfg_topic(&cfg, TOPIC_TELEMETRY, b.topic_telemetry, sizeof(b.topic_telemetry));
+    cfg_topic(&cfg, TOPIC_STATUS, b.topic_status, sizeof(b.topic_status));
+    cfg_topic(&cfg, TOPIC_DLQ, b.topic_dlq, sizeof(b.topic_dlq));
+
+    sig_install();
+    mosquitto_lib_init();
+    lib_ready = 1;
+
+    /* Metrics first: counters exist before anything can happen. */
+    b.metrics = metrics_new();
+    b.m_received = metrics_counter(b.metrics, "fleetsync_bridge_received_total", "MQTT messages received.", NULL);
+    b.m_produced[ROUTE_TELEMETRY] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
+                                                    "Records handed to Kafka, by topic.", "topic=\"telemetry\"");
+    b.m_produced[ROUTE_STATUS] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
+                                                 "Records handed to Kafka, by topic.", "topic=\"status\"");
+    b.m_produced[ROUTE_DLQ] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
+                                              "Records handed to Kafka, by topic.", "topic=\"dlq\"");
+    b.m_acked = metrics_counter(b.metrics, "fleetsync_bridge_acked_total", "Records acknowledged by Kafka.", NULL);
+    for (int i = 1; i < TM_REASON_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "reason=\"%s\"", tm_reason_name((enum tm_reason)i));
+        b.m_dlq[i] = metrics_counter(b.metrics, "fleetsync_bridge_dlq_total", "Dead letters, by reason.", label);
+    }
+    b.m_delivery_errors = metrics_counter(b.metrics, "fleetsync_bridge_delivery_errors_total",
+                                          "Failed deliveries (resent from the spool).", NULL);
+    b.m_recreated = metrics_counter(b.metrics, "fleetsync_bridge_producer_recreated_total",
+                                    "Producers recreated after a fatal error.", NULL);
+    b.m_spool_bytes = metrics_gauge(b.metrics, "fleetsync_bridge_spool_bytes",
+                                    "Spooled bytes not yet acknowledged by Kafka.", NULL);
+    b.m_queue = metrics_gauge(b.metrics, "fleetsync_bridge_kafka_queue", "Messages in the Kafka producer queue.",
+                              NULL);
+    b.m_connected = metrics_gauge(b.metrics, "fleetsync_bridge_mqtt_connected", "1 while connected to MQTT.", NULL);
+    b.m_reconnects = metrics_counter(b.metrics, "fleetsync_bridge_mqtt_connects_total", "MQTT connection attempts "
+                                     "that reached the broker.", NULL);
+    b.m_backpressure = metrics_gauge(b.metrics, "fleetsync_bridge_backpressure",
+                                     "1 while MQTT reads pause because the spool is over budget.", NULL);
+    static const double lat_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
+    b.m_latency = metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds",
+                                    "MQTT receive to Kafka acknowledgement.", NULL, lat_bounds,
+                                    (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
+    int mport = cfg.metrics_port == 0 ? BRIDGE_DEFAULT_METRICS_PORT : cfg.metrics_port;
+    if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
+        log_error("%s (use --metrics-port N, or -1 for none)", err);
+        goto out;
+    }
+
+    if (o.spool_dir) {
+        snprintf(spool_dir, sizeof(spool_dir), "%s", o.spool_dir);
+    } else {
+        char bdir[PATH_MAX - 200];
+        snprintf(bdir, sizeof(bdir), "%s/bridge", cfg.data_dir);
+        mkdir(cfg.data_dir, 0755);
+        mkdir(bdir, 0755);
+        snprintf(spool_dir, sizeof(spool_dir), "%s/%s", bdir, o.client_id);
+    }
+    struct spool_options so = {.fsync = o.spool_fsync};
+    if (spool_open(spool_dir, &so, &b.spool, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (spool_head(b.spool) > spool_acked(b.spool))
+        log_info("spool %s holds %llu bytes not yet acknowledged by Kafka: producing them first", spool_dir,
+                 (unsigned long long)(spool_head(b.spool) - spool_acked(b.spool)));
+
+    if (pipe2(b.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
+        log_error("pipe: %s", strerror(errno));
+        goto out;
+    }
+    if (producer_new(&b, err, sizeof(err)) != 0) {
+        log_error("cannot create the Kafka producer: %s", err);
+        goto out;
+    }
+    if (check_topics(&b, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (mqtt_setup(&b, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    log_info("bridging MQTT %s:%d -> Kafka %s (topics %s, %s, %s); spool %s", b.url.host, b.url.port, cfg.brokers,
+             b.topic_telemetry, b.topic_status, b.topic_dlq, spool_dir);
+    rc = bridge_run(&b);
+
+out:
+    if (b.mosq)
+        mosquitto_destroy(b.mosq);
+    producer_destroy(&b);
+    if (b.spool)
+        spool_close(b.spool);
+    if (b.wake[0] >= 0) {
+        close(b.wake[0]);
+        close(b.wake[1]);
+    }
+    metrics_free(b.metrics);
+    if (lib_ready)
+        mosquitto_lib_cleanup();
+    cfg_release(&cfg);
+    return rc;
+}
