@@ -131,6 +131,7 @@ struct bridge_opts {
     int spool_fsync;
     int max_in_flight;
     int quiet;
+    uint64_t test_fatal_after; /* testing: raise a fatal producer error after this many acks */
 };
 
 struct bridge {
@@ -299,7 +300,6 @@ static void mqtt_try_connect(struct bridge *b)
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
-    (void)rk;
     struct bridge *b = opaque;
     uint64_t offset = (uint64_t)(uintptr_t)m->_private;
     if (m->err) {
@@ -315,6 +315,10 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     }
     spool_ack(b->spool, offset);
     b->acked++;
+    if (b->o->test_fatal_after && b->acked == b->o->test_fatal_after) {
+        log_warn("--test-fatal-after %llu: raising a fatal producer error", (unsigned long long)b->acked);
+        rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "injected by --test-fatal-after");
+    }
     metric_add(b->m_acked, 1);
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
@@ -679,6 +683,8 @@ static void bridge_usage(FILE *out)
             "  --spool-fsync         fdatasync the spool before acknowledging (survives power loss; slower)\n"
             "  --max-in-flight N     messages handed to Kafka and not yet acknowledged (default 200000)\n"
             "  --quiet               no status line\n"
+            "  --test-fatal-after N  testing: make librdkafka raise a fatal error after N acks, to\n"
+            "                        exercise the producer's recovery\n"
             "  -h, --help            this text\n\n"
             "Metrics on --metrics-port (default %d): fleetsync_bridge_* counters, spool bytes,\n"
             "Kafka queue, MQTT state and the receive->ack latency histogram.\n\n%s",
@@ -707,7 +713,7 @@ static int parse_size(const char *s, uint64_t *out)
 int cmd_bridge(int argc, char **argv)
 {
     enum { OPT_CLIENT = 1, OPT_SHARE, OPT_VERSION, OPT_CAFILE, OPT_KEEPALIVE, OPT_EXPIRY, OPT_SPOOLDIR, OPT_BUDGET, OPT_FSYNC,
-           OPT_INFLIGHT, OPT_QUIET };
+           OPT_INFLIGHT, OPT_QUIET, OPT_TEST_FATAL };
     static const struct option longopts[] = {
         {"client-id", required_argument, NULL, OPT_CLIENT},
         {"share", required_argument, NULL, OPT_SHARE},
@@ -720,6 +726,7 @@ int cmd_bridge(int argc, char **argv)
         {"spool-fsync", no_argument, NULL, OPT_FSYNC},
         {"max-in-flight", required_argument, NULL, OPT_INFLIGHT},
         {"quiet", no_argument, NULL, OPT_QUIET},
+        {"test-fatal-after", required_argument, NULL, OPT_TEST_FATAL},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -787,6 +794,9 @@ int cmd_bridge(int argc, char **argv)
             break;
         case OPT_QUIET:
             o.quiet = 1;
+            break;
+        case OPT_TEST_FATAL:
+            o.test_fatal_after = strtoull(optarg, NULL, 10);
             break;
         default:
             if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)

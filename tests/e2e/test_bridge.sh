@@ -4,55 +4,21 @@
 # every invalid payload is in the DLQ with its reason, nothing is lost when
 # the bridge is SIGKILLed mid-stream, and SIGTERM shuts it down cleanly.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bridge_lib.sh"
 
 P="e2ebridge$$-"                      # topic prefix: this suite's own topics
 ID="E2EB$$"                            # truck id prefix
 W=$(mktemp -d /tmp/fleetsync-e2e-bridge.XXXXXX)
 B=$FLEETSYNC_BROKERS
-MQTT_PORT=28830
-BR_ARGS=(--topic-prefix "$P" --client-id "e2e-bridge-$$" --data-dir "$W" --metrics-port 19101
-         --session-expiry 300 --quiet)
+BR_ARGS=(--client-id "e2e-bridge-$$" --metrics-port 19101 --session-expiry 300)
 bridge_pid=
 cleanup() { [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
 
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
-topics_ready() {
-    for _ in $(seq 50); do
-        kcat -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
-        sleep 0.2
-    done
-    return 1
-}
 check "topics with the suite's prefix exist" topics_ready
 
-start_bridge() {
-    "$FS" bridge "${BR_ARGS[@]}" >>"$W/bridge.log" 2>&1 &
-    bridge_pid=$!
-    # Ready once subscribed.
-    for _ in $(seq 100); do grep -q subscribed "$W/bridge.log" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
-# lines TRUCK FROM COUNT: telemetry lines with seq FROM.. and ts now+seq.
-lines() {
-    awk -v id="$1" -v from="$2" -v n="$3" -v now="$(date +%s%3N)" 'BEGIN {
-        for (i = from; i < from + n; i++)
-            printf "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":48.1%04d,\"lon\":11.5,\"speed_kmh\":%d.5,\"ignition\":true,\"fuel_pct\":50,\"driver\":\"x\"}\n", id, now + i, i, i % 10000, i % 90
-    }'
-}
-pub_lines() { mosquitto_pub -p $MQTT_PORT -q 1 -t "fleet/trucks/$1/telemetry" -l; }
-count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
-wait_count() {  # topic pattern expected
-    local n=0
-    for _ in $(seq 120); do
-        n=$(count_topic "$1" "$2")
-        [ "$n" -ge "$3" ] && break
-        sleep 0.5
-    done
-    echo "$n"
-}
-
-start_bridge; check_eq "bridge starts and subscribes" 0 $?
+start_bridge bridge "${BR_ARGS[@]}"; check_eq "bridge starts and subscribes" 0 $?
 
 # 1. Valid telemetry: 5 trucks x 200 readings.
 for t in 1 2 3 4 5; do lines "$ID-00000$t" 0 200 | pub_lines "$ID-00000$t"; done
@@ -116,12 +82,11 @@ check_contains "metrics count acknowledged records" "fleetsync_bridge_acked_tota
 # 4. SIGKILL twice mid-stream: nothing lost, repeats only as the same reading.
 for t in 6 7; do lines "$ID-00000$t" 0 4000 | pub_lines "$ID-00000$t" & done
 sleep 0.3; kill -9 "$bridge_pid"; wait "$bridge_pid" 2>/dev/null
-start_bridge
+subscribed_before=1 start_bridge bridge "${BR_ARGS[@]}"
 sleep 0.5; kill -9 "$bridge_pid"; wait "$bridge_pid" 2>/dev/null
-start_bridge; check_eq "bridge restarts after two SIGKILLs" 0 $?
-wait_count "${P}truck-telemetry" "^$ID-00000[67]" 8000 >/dev/null
+subscribed_before=2 start_bridge bridge "${BR_ARGS[@]}"; check_eq "bridge restarts after two SIGKILLs" 0 $?
+uniq=$(wait_unique "${P}truck-telemetry" "^$ID-00000[67] " 8000)
 kcat -b "$B" -C -t "${P}truck-telemetry" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep "^$ID-00000[67] " >"$W/k"
-uniq=$(sed 's/.*"ts":\([0-9]*\),"seq":\([0-9]*\).*/\1 \2/' "$W/k" | paste -d' ' <(cut -d' ' -f1 "$W/k") - | sort -u | wc -l)
 check_eq "every reading survives two SIGKILLs (unique readings)" 8000 "$uniq"
 echo "# $(wc -l <"$W/k") records for 8000 readings (repeats are resends of the same reading)"
 

@@ -1,0 +1,70 @@
+# tests/e2e/bridge_lib.sh - helpers for the bridge suites (sourced after lib.sh).
+# Needs P (topic prefix), W (work dir), B (brokers).
+
+MQTT_PORT=${MQTT_PORT:-28830}
+
+# lines TRUCK FROM COUNT: telemetry lines with seq FROM.. and ts = now + seq.
+lines() {
+    awk -v id="$1" -v from="$2" -v n="$3" -v now="$(date +%s%3N)" 'BEGIN {
+        for (i = from; i < from + n; i++)
+            printf "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":48.1%04d,\"lon\":11.5,\"speed_kmh\":%d.5,\"ignition\":true,\"fuel_pct\":50,\"driver\":\"x\"}\n", id, now + i, i, i % 10000, i % 90
+    }'
+}
+# pub_lines TRUCK: publishes stdin's lines to the truck's telemetry topic, QoS 1.
+pub_lines() { mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$1/telemetry" -l; }
+
+count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
+
+# wait_count TOPIC PATTERN N [TRIES]: waits until N keys match; prints the count.
+wait_count() {
+    local n=0
+    for _ in $(seq "${4:-120}"); do
+        n=$(count_topic "$1" "$2")
+        [ "$n" -ge "$3" ] && break
+        sleep 0.5
+    done
+    echo "$n"
+}
+
+# unique_readings TOPIC KEYPATTERN: distinct (truck_id, ts, seq) in the topic.
+unique_readings() {
+    kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep "$2" |
+        sed 's/^\([^ ]*\) .*"ts":\([0-9]*\),"seq":\([0-9]*\).*/\1 \2 \3/' | sort -u | wc -l
+}
+
+# wait_unique TOPIC KEYPATTERN N [TRIES]: waits for N distinct readings; prints the count.
+wait_unique() {
+    local n=0
+    for _ in $(seq "${4:-120}"); do
+        n=$(unique_readings "$1" "$2")
+        [ "$n" -ge "$3" ] && break
+        sleep 0.5
+    done
+    echo "$n"
+}
+
+topics_ready() {
+    for _ in $(seq 50); do
+        kcat -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# start_bridge NAME [args...]: runs a bridge logging to $W/NAME.log, waits until
+# it has subscribed; sets bridge_pid.
+start_bridge() {
+    local name=$1; shift
+    "$FS" bridge --topic-prefix "$P" --data-dir "$W" --quiet "$@" >>"$W/$name.log" 2>&1 &
+    bridge_pid=$!
+    for _ in $(seq 100); do
+        [ "$(grep -c subscribed "$W/$name.log" 2>/dev/null)" -gt "${subscribed_before:-0}" ] && return 0
+        kill -0 "$bridge_pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+
+metric() {  # metric PORT NAME: the value of one series
+    curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+}
