@@ -408,31 +408,42 @@ static int producer_recreate(struct bridge *b)
     return 0;
 }
 
+/* The topics must exist (auto-creation is off on purpose).  A topic created a
+ * moment ago may take a few seconds to show in a broker's metadata: wait up to
+ * 15 s before calling it missing. */
 static int check_topics(struct bridge *b, char *err, size_t err_size)
 {
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(b->rk, 1, NULL, &md, 10000);
-    if (e) {
-        snprintf(err, err_size, "no answer from Kafka at %s: %s", b->cfg->brokers, rd_kafka_err2str(e));
-        return -1;
-    }
     const char *need[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
-    int rc = 0;
-    for (int i = 0; i < 3 && rc == 0; i++) {
-        int found = 0;
-        for (int t = 0; t < md->topic_cnt; t++)
-            if (strcmp(md->topics[t].topic, need[i]) == 0 && !md->topics[t].err)
-                found = 1;
-        if (!found) {
-            snprintf(err, err_size,
-                     "topic %s does not exist at %s (fleetsync services start creates the topics; check "
-                     "--topic-prefix)",
-                     need[i], b->cfg->brokers);
-            rc = -1;
+    long long deadline = mono_ms() + 15000;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(b->rk, 1, NULL, &md, 10000);
+        if (e) {
+            snprintf(err, err_size, "no answer from Kafka at %s: %s", b->cfg->brokers, rd_kafka_err2str(e));
+            return -1;
         }
+        const char *missing = NULL;
+        for (int i = 0; i < 3 && !missing; i++) {
+            int found = 0;
+            for (int t = 0; t < md->topic_cnt; t++)
+                if (strcmp(md->topics[t].topic, need[i]) == 0 && !md->topics[t].err)
+                    found = 1;
+            if (!found)
+                missing = need[i];
+        }
+        if (!missing) {
+            rd_kafka_metadata_destroy(md);
+            return 0;
+        }
+        snprintf(err, err_size,
+                 "topic %s does not exist at %s (fleetsync services start creates the topics; check "
+                 "--topic-prefix)",
+                 missing, b->cfg->brokers);
+        rd_kafka_metadata_destroy(md);
+        if (mono_ms() >= deadline || sig_stopping())
+            return -1;
+        usleep(250 * 1000);
     }
-    rd_kafka_metadata_destroy(md);
-    return rc;
 }
 
 /* Hands records from the spool to librdkafka while it has room. */

@@ -34,11 +34,12 @@
  */
 #include "sim/fleet.h"
 
+#include "core/geo.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define EARTH_R_M      6371000.0
 #define DEG            (M_PI / 180.0)
 #define DAY_MS         86400000LL
 #define URBAN_M        4000.0
@@ -178,33 +179,6 @@ const char *fleet_hub_name(size_t h)
     return h < N_HUBS ? hubs[h].name : NULL;
 }
 
-/* --- geodesy ----------------------------------------------------------- */
-
-double fleet_distance_m(double lat1, double lon1, double lat2, double lon2)
-{
-    double dlat = (lat2 - lat1) * DEG, dlon = (lon2 - lon1) * DEG;
-    double a = sin(dlat / 2) * sin(dlat / 2) + cos(lat1 * DEG) * cos(lat2 * DEG) * sin(dlon / 2) * sin(dlon / 2);
-    return 2 * EARTH_R_M * asin(fmin(1.0, sqrt(a)));
-}
-
-double fleet_bearing_deg(double lat1, double lon1, double lat2, double lon2)
-{
-    double p1 = lat1 * DEG, p2 = lat2 * DEG, dl = (lon2 - lon1) * DEG;
-    double y = sin(dl) * cos(p2), x = cos(p1) * sin(p2) - sin(p1) * cos(p2) * cos(dl);
-    double b = atan2(y, x) / DEG;
-    b = fmod(b + 360.0, 360.0);
-    return b >= 360.0 ? 0.0 : b;
-}
-
-void fleet_destination(double lat, double lon, double bearing_deg, double dist_m, double *lat2, double *lon2)
-{
-    double d = dist_m / EARTH_R_M, b = bearing_deg * DEG, p1 = lat * DEG, l1 = lon * DEG;
-    double p2 = asin(sin(p1) * cos(d) + cos(p1) * sin(d) * cos(b));
-    double l2 = l1 + atan2(sin(b) * sin(d) * cos(p1), cos(d) - sin(p1) * sin(p2));
-    *lat2 = p2 / DEG;
-    *lon2 = fmod(l2 / DEG + 540.0, 360.0) - 180.0;
-}
-
 /* --- deterministic randomness ------------------------------------------ */
 
 static uint64_t mix64(uint64_t x)
@@ -242,7 +216,7 @@ static double hash_unit(uint64_t h)
 static int build_route(struct route *r, size_t a, size_t b)
 {
     double la = hubs[a].lat, oa = hubs[a].lon, lb = hubs[b].lat, ob = hubs[b].lon;
-    double gc = fleet_distance_m(la, oa, lb, ob);
+    double gc = geo_haversine_m(la, oa, lb, ob);
     uint32_t segs = (uint32_t)(gc * 1.1 / WAYPOINT_M) + 8;
     r->pts = calloc(segs + 1, sizeof(*r->pts));
     if (!r->pts)
@@ -273,8 +247,8 @@ static int build_route(struct route *r, size_t a, size_t b)
     for (uint32_t k = 0; k < r->n; k++) {
         r->pts[k].cum_m = (float)cum;
         if (k + 1 < r->n) {
-            cum += fleet_distance_m(r->pts[k].lat, r->pts[k].lon, r->pts[k + 1].lat, r->pts[k + 1].lon);
-            r->pts[k].hdg = (float)fleet_bearing_deg(r->pts[k].lat, r->pts[k].lon, r->pts[k + 1].lat, r->pts[k + 1].lon);
+            cum += geo_haversine_m(r->pts[k].lat, r->pts[k].lon, r->pts[k + 1].lat, r->pts[k + 1].lon);
+            r->pts[k].hdg = (float)geo_bearing_deg(r->pts[k].lat, r->pts[k].lon, r->pts[k + 1].lat, r->pts[k + 1].lon);
         } else {
             r->pts[k].hdg = r->pts[k - 1].hdg;
         }
@@ -295,7 +269,7 @@ static int build_roads(struct fleet *f)
         for (size_t b = 0; b < N_HUBS; b++) {
             if (b == a)
                 continue;
-            double d = fleet_distance_m(hubs[a].lat, hubs[a].lon, hubs[b].lat, hubs[b].lon);
+            double d = geo_haversine_m(hubs[a].lat, hubs[a].lon, hubs[b].lat, hubs[b].lon);
             if (d < best) {
                 best = d;
                 nearest = b;
@@ -869,7 +843,7 @@ static void position_of(const struct fleet *f, const struct truck *t, uint32_t i
         const struct fleet_incident *a = anchor_of(f, idx);
         double b = anchor_bearing(f, idx);
         if (a)
-            fleet_destination(a->fence_lat, a->fence_lon, b, pos, lat, lon);
+            geo_destination(a->fence_lat, a->fence_lon, b, pos, lat, lon);
         else
             *lat = *lon = 0;
         *hdg = t->phase == PH_GEO_BACK ? fmod(b + 180.0, 360.0) : b;
@@ -917,7 +891,7 @@ void fleet_sample(struct fleet *f, uint32_t i, int64_t t_ms, struct fleet_sample
             break;
         if (in->rule == RULE_GPS_JUMP) {
             double b = (double)(hash3(f->seed, i, (uint64_t)in->at_ms) % 360);
-            fleet_destination(out->lat, out->lon, b, in->km * 1000.0, &out->lat, &out->lon);
+            geo_destination(out->lat, out->lon, b, in->km * 1000.0, &out->lat, &out->lon);
             in->started_ms = t_ms;
             in->ended_ms = t_ms;
             f->started[f->n_started++] = t->inc_report;

@@ -112,9 +112,4 @@ const char *fleet_hub_name(size_t h);
 /* Writes "<prefix><index+1, at least 6 digits>" into buf; returns length. */
 size_t fleet_format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index);
 
-/* Geodesy on a sphere (R = 6371 km), degrees in and out. */
-double fleet_distance_m(double lat1, double lon1, double lat2, double lon2);
-double fleet_bearing_deg(double lat1, double lon1, double lat2, double lon2);
-void fleet_destination(double lat, double lon, double bearing_deg, double dist_m, double *lat2, double *lon2);
-
 #endif

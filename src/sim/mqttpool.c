@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <mosquitto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -148,6 +149,36 @@ static void on_publish(struct mosquitto *m, void *ud, int mid)
         p->st.inflight--;
 }
 
+/* libmosquitto opens a socket pair in mosquitto_new() and again in the
+ * first connect, only to wake its own threaded loop, which the pool does not
+ * use; it would cost two more descriptors per connection and one more
+ * write() per publish.  The pool lets it fail (EMFILE; libmosquitto carries
+ * on without it) by allowing no new descriptor during mosquitto_new() and
+ * exactly one, the TCP socket, during the connect.  Another thread opening a
+ * descriptor at that instant fails too: only the metrics server's accept(),
+ * whose client retries.  Returns 1 if the limit was set (undo with
+ * fds_unlimit). */
+static int fds_limit(int ep, int allow, struct rlimit *old)
+{
+    int probe = fcntl(ep, F_DUPFD_CLOEXEC, 0); /* the lowest free descriptor */
+    if (probe < 0)
+        return 0;
+    close(probe);
+    if (getrlimit(RLIMIT_NOFILE, old) != 0)
+        return 0;
+    struct rlimit lim = *old;
+    lim.rlim_cur = (rlim_t)probe + (rlim_t)allow;
+    return setrlimit(RLIMIT_NOFILE, &lim) == 0;
+}
+
+static void fds_unlimit(int limited, const struct rlimit *old)
+{
+    int saved = errno;
+    if (limited)
+        setrlimit(RLIMIT_NOFILE, old);
+    errno = saved;
+}
+
 struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, size_t err_size)
 {
     struct mqttpool *p = calloc(1, sizeof(*p));
@@ -164,9 +195,9 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
         snprintf(err, err_size, "cannot create the event loop: %s", strerror(errno));
         goto fail;
     }
-    /* Each connection costs a socket plus libmosquitto's socket pair. */
+    /* Each connection costs one socket (see connect_without_sockpair). */
     struct rlimit rl;
-    rlim_t need = (rlim_t)n * 3 + 256;
+    rlim_t need = (rlim_t)n + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
         rl.rlim_cur = need;
         if (rl.rlim_max < need)
@@ -192,7 +223,10 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
         c->presence_mid = -1;
         c->retry_ms = now;
         cfg->name(cfg->name_ud, i, id, sizeof(id));
+        struct rlimit old;
+        int limited = fds_limit(p->ep, 0, &old);
         c->m = mosquitto_new(id, true, c);
+        fds_unlimit(limited, &old);
         if (!c->m) {
             snprintf(err, err_size, "cannot create MQTT client %s: %s", id, strerror(errno));
             goto fail;
@@ -212,15 +246,23 @@ fail:
     return NULL;
 }
 
+static int connect_without_sockpair(struct mqttpool *p, struct conn *c, const char *bind)
+{
+    struct rlimit old;
+    int limited = fds_limit(p->ep, 1, &old);
+    int rc = mosquitto_connect_bind(c->m, p->cfg.host, p->cfg.port, p->cfg.keepalive_s, bind);
+    fds_unlimit(limited, &old);
+    return rc;
+}
+
 static void try_connect(struct mqttpool *p, struct conn *c)
 {
     const char *bind = NULL;
     if (p->cfg.n_source_ips)
         bind = p->cfg.source_ips[c->index % p->cfg.n_source_ips];
-    int rc = c->ever_up || c->backoff ? mosquitto_reconnect(c->m)
-                                      : mosquitto_connect_bind(c->m, p->cfg.host, p->cfg.port, p->cfg.keepalive_s, bind);
+    int rc = c->ever_up || c->backoff ? mosquitto_reconnect(c->m) : connect_without_sockpair(p, c, bind);
     if (rc == MOSQ_ERR_INVAL && !c->ever_up)
-        rc = mosquitto_connect_bind(c->m, p->cfg.host, p->cfg.port, p->cfg.keepalive_s, bind);
+        rc = connect_without_sockpair(p, c, bind);
     if (rc != MOSQ_ERR_SUCCESS) {
         p->st.errors++;
         p->failed_pending++;

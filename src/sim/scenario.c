@@ -7,6 +7,9 @@
  */
 #include "sim/scenario.h"
 
+#include "core/geo.h"
+#include "core/log.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -62,121 +65,99 @@ out:
 
 /* --- geofences --------------------------------------------------------- */
 
-static int fence_err(char *err, size_t err_size, const char *name, size_t k, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static int fence_err(char *err, size_t err_size, const char *name, size_t k, const char *fmt, ...)
+/* A point inside a polygon fence, preferably near its vertex mean: the mean
+ * itself when inside, else the inside point of a 32 x 32 grid over the
+ * bounding box nearest to it (a concave fence). */
+static int polygon_inside_point(const struct geo_fence *g, double *lat, double *lon)
 {
-    char reason[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    snprintf(err, err_size, "%s: feature %zu: %s", name, k + 1, reason);
-    return -1;
+    const struct geo_ring *outer = &g->rings[0];
+    double mlat = 0, mlon = 0;
+    for (size_t v = 0; v < outer->count; v++) {
+        mlat += outer->pts[v].lat;
+        mlon += outer->pts[v].lon;
+    }
+    mlat /= (double)outer->count;
+    mlon /= (double)outer->count;
+    if (geo_fence_contains(g, mlat, mlon)) {
+        *lat = mlat;
+        *lon = mlon;
+        return 0;
+    }
+    double best = -1;
+    for (int i = 1; i < 32; i++)
+        for (int j = 1; j < 32; j++) {
+            double la = g->bbox[1] + (g->bbox[3] - g->bbox[1]) * i / 32.0;
+            double lo = g->bbox[0] + (g->bbox[2] - g->bbox[0]) * j / 32.0;
+            double d = geo_haversine_m(mlat, mlon, la, lo);
+            if (geo_fence_contains(g, la, lo) && (best < 0 || d < best)) {
+                best = d;
+                *lat = la;
+                *lon = lo;
+            }
+        }
+    return best < 0 ? -1 : 0;
 }
 
-static int lonlat(json_t *pt, double *lon, double *lat)
+/* Converts core/geo's fences into what the simulator needs of them. */
+static int fences_from_geo(const char *name, const struct geo_fence_set *gs, struct sim_fences *out, char *err,
+                           size_t err_size)
 {
-    if (!json_is_array(pt) || json_array_size(pt) < 2 || !json_is_number(json_array_get(pt, 0)) ||
-        !json_is_number(json_array_get(pt, 1)))
+    out->v = calloc(gs->count + 1, sizeof(*out->v));
+    if (!out->v) {
+        snprintf(err, err_size, "%s: out of memory", name);
         return -1;
-    *lon = json_number_value(json_array_get(pt, 0));
-    *lat = json_number_value(json_array_get(pt, 1));
-    return (*lat >= -90 && *lat <= 90 && *lon >= -180 && *lon <= 180) ? 0 : -1;
+    }
+    for (size_t k = 0; k < gs->count; k++) {
+        const struct geo_fence *g = &gs->fences[k];
+        struct sim_fence *fe = &out->v[k];
+        snprintf(fe->id, sizeof(fe->id), "%s", g->id);
+        fe->has_window = g->has_window;
+        fe->window_from_min = g->window_start_min;
+        fe->window_to_min = g->window_end_min;
+        if (g->kind == GEO_FENCE_CIRCLE) {
+            fe->lat = g->center_lat;
+            fe->lon = g->center_lon;
+            fe->out_m = g->radius_m;
+        } else {
+            if (polygon_inside_point(g, &fe->lat, &fe->lon) != 0) {
+                snprintf(err, err_size, "%s: feature %zu (id \"%s\"): no inside point found for the truck to wait at",
+                         name, k + 1, g->id);
+                sim_fences_release(out);
+                return -1;
+            }
+            fe->out_m = 0;
+            for (size_t v = 0; v < g->rings[0].count; v++)
+                fe->out_m = fmax(fe->out_m, geo_haversine_m(fe->lat, fe->lon, g->rings[0].pts[v].lat,
+                                                            g->rings[0].pts[v].lon));
+        }
+        out->n++;
+    }
+    return 0;
 }
 
 int sim_fences_parse(const char *name, const char *text, size_t len, struct sim_fences *out, char *err,
                      size_t err_size)
 {
-    json_error_t je;
+    struct geo_fence_set gs;
+    char why[384];
     memset(out, 0, sizeof(*out));
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        snprintf(err, err_size, "%s:%d: invalid JSON: %s", name, je.line, je.text);
+    if (geo_fences_load_buf(text, len, &gs, why, sizeof(why)) != 0) {
+        snprintf(err, err_size, "%s: %s", name, why);
         return -1;
     }
-    int rc = -1;
-    json_t *feats = json_object_get(root, "features");
-    if (!json_is_object(root) || !json_is_array(feats)) {
-        snprintf(err, err_size, "%s: not a GeoJSON FeatureCollection (no \"features\" array)", name);
-        goto out;
-    }
-    out->v = calloc(json_array_size(feats) + 1, sizeof(*out->v));
-    if (!out->v) {
-        snprintf(err, err_size, "%s: out of memory", name);
-        goto out;
-    }
-    for (size_t k = 0; k < json_array_size(feats); k++) {
-        json_t *ft = json_array_get(feats, k), *props = json_object_get(ft, "properties");
-        json_t *geom = json_object_get(ft, "geometry"), *id = json_object_get(props, "id");
-        const char *type = json_string_value(json_object_get(geom, "type"));
-        struct sim_fence *fe = &out->v[out->n];
-        if (!json_is_string(id) || json_string_length(id) == 0 || json_string_length(id) >= sizeof(fe->id)) {
-            fence_err(err, err_size, name, k, "properties.id must be a string of 1-63 characters");
-            goto out;
-        }
-        snprintf(fe->id, sizeof(fe->id), "%s", json_string_value(id));
-        if (sim_fences_find(out, fe->id)) {
-            fence_err(err, err_size, name, k, "fence id '%s' is used twice", fe->id);
-            goto out;
-        }
-        if (type && strcmp(type, "Point") == 0) {
-            json_t *r = json_object_get(props, "radius_m");
-            if (lonlat(json_object_get(geom, "coordinates"), &fe->lon, &fe->lat) != 0) {
-                fence_err(err, err_size, name, k, "Point coordinates must be [lon, lat] in range");
-                goto out;
-            }
-            if (!json_is_number(r) || json_number_value(r) <= 0) {
-                fence_err(err, err_size, name, k, "a Point fence needs properties.radius_m > 0");
-                goto out;
-            }
-            fe->out_m = json_number_value(r);
-        } else if (type && strcmp(type, "Polygon") == 0) {
-            json_t *ring = json_array_get(json_object_get(geom, "coordinates"), 0);
-            size_t nv = json_array_size(ring);
-            if (nv < 4) {
-                fence_err(err, err_size, name, k, "a Polygon needs a ring of at least 4 positions");
-                goto out;
-            }
-            double slat = 0, slon = 0, lat, lon;
-            for (size_t v = 0; v + 1 < nv; v++) { /* the last position repeats the first */
-                if (lonlat(json_array_get(ring, v), &lon, &lat) != 0) {
-                    fence_err(err, err_size, name, k, "position %zu is not [lon, lat] in range", v + 1);
-                    goto out;
-                }
-                slat += lat;
-                slon += lon;
-            }
-            fe->lat = slat / (double)(nv - 1);
-            fe->lon = slon / (double)(nv - 1);
-            fe->out_m = 0;
-            for (size_t v = 0; v + 1 < nv; v++) {
-                lonlat(json_array_get(ring, v), &lon, &lat);
-                fe->out_m = fmax(fe->out_m, fleet_distance_m(fe->lat, fe->lon, lat, lon));
-            }
-        } else {
-            fence_err(err, err_size, name, k, "geometry must be a Polygon or a Point (got %s)", type ? type : "none");
-            goto out;
-        }
-        out->n++;
-    }
-    rc = 0;
-out:
-    json_decref(root);
-    if (rc)
-        sim_fences_release(out);
+    int rc = fences_from_geo(name, &gs, out, err, err_size);
+    geo_fence_set_release(&gs);
     return rc;
 }
 
 int sim_fences_load(const char *path, struct sim_fences *out, char *err, size_t err_size)
 {
-    char *text;
-    size_t len;
+    struct geo_fence_set gs;
     memset(out, 0, sizeof(*out));
-    if (read_file(path, &text, &len, err, err_size) != 0)
+    if (geo_fences_load_file(path, &gs, err, err_size) != 0)
         return -1;
-    int rc = sim_fences_parse(path, text, len, out, err, err_size);
-    free(text);
+    int rc = fences_from_geo(path, &gs, out, err, err_size);
+    geo_fence_set_release(&gs);
     return rc;
 }
 
@@ -260,9 +241,12 @@ static int truck_index(const char *id, const struct scenario_params *p, uint32_t
     return 0;
 }
 
+/* Fills *in from one scenario object.  Returns 0 (and maybe a warning in
+ * warn, else warn[0] = 0) or -1 with the reason in why. */
 static int parse_incident(json_t *o, const struct scenario_params *p, struct fleet_incident *in, char *why,
-                          size_t why_size)
+                          size_t why_size, char *warn, size_t warn_size)
 {
+    warn[0] = '\0';
     memset(in, 0, sizeof(*in));
     if (!json_is_object(o)) {
         snprintf(why, why_size, "not a JSON object");
@@ -300,8 +284,8 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
         return -1;
     }
     json_t *at = json_object_get(o, "at_s");
-    if (!json_is_integer(at) || json_integer_value(at) < 0) {
-        snprintf(why, why_size, "\"at_s\" must be an integer >= 0 (simulated seconds from the start)");
+    if (!json_is_integer(at) || json_integer_value(at) < 0 || json_integer_value(at) > 3153600000LL) {
+        snprintf(why, why_size, "\"at_s\" must be an integer >= 0 (simulated seconds from the start, at most 100 years)");
         return -1;
     }
     in->at_ms = p->start_ms + (int64_t)json_integer_value(at) * 1000;
@@ -331,6 +315,16 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
             in->fence_lat = fe->lat;
             in->fence_lon = fe->lon;
             in->fence_out_m = fe->out_m;
+            if (fe->has_window) {
+                int64_t day_ms = 86400000;
+                int min = (int)((((in->at_ms % day_ms) + day_ms) % day_ms) / 60000);
+                int from = fe->window_from_min, to = fe->window_to_min;
+                int inside = from <= to ? (min >= from && min < to) : (min >= from || min < to);
+                if (!inside)
+                    snprintf(warn, warn_size, "leaves fence \"%s\" at %02d:%02d UTC, outside its active window "
+                             "%02d:%02d-%02d:%02d: the detector will not alert", fence, min / 60, min % 60, from / 60,
+                             from % 60, to / 60, to % 60);
+            }
         }
         return 0;
     case RULE_MOVING_IGNITION_OFF:
@@ -402,6 +396,10 @@ int scenario_parse(const char *name, const char *text, size_t len, const struct 
             k++;
         if (k == ll || s[k] == '#')
             continue;
+        if (memchr(s, '\0', ll)) {
+            snprintf(err, err_size, "%s:%zu: invalid JSON: a NUL byte", name, line);
+            goto out;
+        }
         json_error_t je;
         json_t *o = json_loadb(s, ll, JSON_REJECT_DUPLICATES, &je);
         if (!o) {
@@ -418,14 +416,18 @@ int scenario_parse(const char *name, const char *text, size_t len, const struct 
             }
             v = nv;
         }
-        int bad = parse_incident(o, p, &v[n].in, why, sizeof(why));
+        char warn[256];
+        int bad = parse_incident(o, p, &v[n].in, why, sizeof(why), warn, sizeof(warn));
+        if (!bad && warn[0])
+            log_warn("%s:%zu: %s", name, line, warn);
+        /* kept as compact JSON for the truth file */
+        v[n].text = bad ? NULL : json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
         if (bad) {
             snprintf(err, err_size, "%s:%zu: %s", name, line, why);
             goto out;
         }
         v[n].line = line;
-        v[n].text = strndup(s, ll);
         if (!v[n].text) {
             snprintf(err, err_size, "%s:%zu: out of memory", name, line);
             goto out;

@@ -17,9 +17,12 @@
 #include <stdio.h>
 
 struct sim_fence {
-    char id[64];
-    double lat, lon; /* a point inside: the circle's centre or the polygon's vertex mean */
+    char id[65];
+    double lat, lon; /* a point inside: the circle's centre, for a polygon its vertex
+                      * mean (or the inside point nearest to it) */
     double out_m;    /* every point of the fence is within this distance of (lat, lon) */
+    int has_window;  /* properties.active: leaving alerts only in [from, to) UTC */
+    int window_from_min, window_to_min;
 };
 
 struct sim_fences {
@@ -27,9 +30,10 @@ struct sim_fences {
     size_t n;
 };
 
-/* Loads a GeoJSON FeatureCollection of Polygon features and Point features
- * with properties.radius_m; properties.id names each.  Returns 0, or -1 with
- * "FILE: feature N: reason" in err.  Release with sim_fences_release. */
+/* Loads a GeoJSON FeatureCollection with core/geo.h (the detector's reading
+ * of the same file) and keeps, per fence, a point inside and its extent.
+ * Returns 0, or -1 with "FILE: feature N ...: reason" in err.  Release with
+ * sim_fences_release. */
 int sim_fences_load(const char *path, struct sim_fences *out, char *err, size_t err_size);
 int sim_fences_parse(const char *name, const char *text, size_t len, struct sim_fences *out, char *err,
                      size_t err_size);
@@ -46,12 +50,13 @@ struct scenario_params {
 
 struct scenario {
     struct fleet_incident *inc; /* sorted by truck, at_ms */
-    char **line_text;           /* the source line of each incident (malloc'd) */
+    char **line_text;           /* each incident as compact JSON, in its source order of keys (malloc) */
     size_t n;
 };
 
 /* Parses a whole scenario; returns 0, or -1 with "FILE:LINE: reason" in err
- * (nothing is allocated then).  Blank lines and lines starting with '#' are
+ * (nothing is allocated then).  A geofence_exit outside its fence's active
+ * window is accepted with a warning (the detector will not alert on it).  Blank lines and lines starting with '#' are
  * skipped.  Two incidents of one truck may not overlap in time. */
 int scenario_load(const char *path, const struct scenario_params *p, struct scenario *out, char *err,
                   size_t err_size);

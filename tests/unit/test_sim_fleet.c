@@ -1,4 +1,5 @@
 /* The simulator's motion model: invariants of normal traffic over whole days. */
+#include "core/geo.h"
 #include "sim/fleet.h"
 
 #include <math.h>
@@ -59,7 +60,7 @@ static void odometer_equals_driven_distance(void **state)
         double odo0 = a.odometer_km, dist = 0;
         for (int64_t t = START_MS + 2000; t <= START_MS + 2 * DAY_MS; t += 2000) {
             fleet_truth(f, i, t, &b);
-            dist += fleet_distance_m(a.lat, a.lon, b.lat, b.lon);
+            dist += geo_haversine_m(a.lat, a.lon, b.lat, b.lon);
             a = b;
         }
         double odo = (a.odometer_km - odo0) * 1000.0;
@@ -99,8 +100,8 @@ static void heading_matches_movement(void **state)
         fleet_truth(f, i, START_MS, &a);
         for (int64_t t = START_MS + 5000; t <= START_MS + DAY_MS; t += 5000) {
             fleet_truth(f, i, t, &b);
-            if (fleet_distance_m(a.lat, a.lon, b.lat, b.lon) > 30) {
-                double moved = fleet_bearing_deg(a.lat, a.lon, b.lat, b.lon);
+            if (geo_haversine_m(a.lat, a.lon, b.lat, b.lon) > 30) {
+                double moved = geo_bearing_deg(a.lat, a.lon, b.lat, b.lon);
                 assert_true(angle_diff(moved, b.heading_deg) < 30);
                 checked++;
             }
@@ -155,7 +156,7 @@ static void rest_rule_and_no_theft_pattern(void **state)
                 off = 0;
                 driving += step;
                 assert_true(driving <= FLEET_MAX_DRIVE_S + step);
-                if (still_on > 0 && fleet_distance_m(alat, alon, tr.lat, tr.lon) <= 50) {
+                if (still_on > 0 && geo_haversine_m(alat, alon, tr.lat, tr.lon) <= 50) {
                     still_on += step;
                 } else {
                     still_on = step;
@@ -190,7 +191,7 @@ static void parked_fix_jitters_by_metres(void **state)
         if (tr.speed_kmh > 0)
             continue;
         fleet_sample(f, i, t, &s);
-        double d = fleet_distance_m(tr.lat, tr.lon, s.lat, s.lon);
+        double d = geo_haversine_m(tr.lat, tr.lon, s.lat, s.lon);
         assert_true(d < 10);
         struct fleet_sample s2;
         fleet_sample(f, i, t + 1000, &s2);

