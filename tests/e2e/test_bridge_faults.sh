@@ -32,8 +32,9 @@ check_eq "metrics count the recreation" 1 "$(metric 19102 fleetsync_bridge_produ
 kill -TERM "$bridge_pid"; wait "$bridge_pid"
 check_eq "it still stops cleanly" 0 $?
 
-# 2. Kafka away for 15 s while trucks keep sending.
-start_bridge outage --client-id "e2e-outage-$$" --metrics-port 19102 --session-expiry 300
+# 2. Kafka away while trucks keep sending, with a spool budget small enough
+#    that the bridge has to pause its MQTT reads (the broker queues).
+start_bridge outage --client-id "e2e-outage-$$" --metrics-port 19102 --session-expiry 300 --spool-budget 40K
 pids+=("$bridge_pid")
 ( for i in $(seq 0 29); do lines "$ID-K00001" $((i * 100)) 100 | pub_lines "$ID-K00001"; sleep 1; done ) &
 pub=$!
@@ -45,12 +46,14 @@ sleep 8
 spool_during=$(metric 19102 fleetsync_bridge_spool_bytes)
 echo "# spool during the outage: $spool_during bytes"
 check "the spool holds the messages while Kafka is away" test "${spool_during%.*}" -gt 0
+check_eq "past the budget the bridge pauses MQTT reads" 1 "$(metric 19102 fleetsync_bridge_backpressure)"
 check "Kafka starts again" "$FS" services start
 wait "$pub"
 check_eq "all 3000 readings arrive after the outage" 3000 \
     "$(wait_unique "${P}truck-telemetry" "^$ID-K00001 " 3000 180)"
 for _ in $(seq 40); do [ "$(metric 19102 fleetsync_bridge_spool_bytes)" = 0 ] && break; sleep 0.5; done
 check_eq "the spool drained" 0 "$(metric 19102 fleetsync_bridge_spool_bytes)"
+check_eq "reads resumed" 0 "$(metric 19102 fleetsync_bridge_backpressure)"
 check_eq "no message went to the DLQ" 0 "$(count_topic "${P}truck-telemetry-dlq" "$ID-K")"
 kill -TERM "$bridge_pid"; wait "$bridge_pid"
 
