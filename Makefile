@@ -68,12 +68,12 @@ unit: $(UNIT_BINS)
 unit-san:
 	$(MAKE) SAN=1 unit
 
-# libFuzzer targets link the core objects compiled by clang with coverage.
+# libFuzzer targets link every component source (not main.c), compiled by
+# clang with coverage; a change to any of them rebuilds the targets.
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
-CORE_SRCS  := $(sort $(wildcard src/core/*.c))
-build/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
+build/fuzz/%: tests/fuzz/%.c $(SRCS) $(wildcard src/*/*.h)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(CORE_SRCS) $(PKG_LIBS)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(SRCS) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 

@@ -32,6 +32,7 @@
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/topics.h"
+#include "core/units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -512,20 +513,10 @@ static void produce_some(struct bridge *b)
 
 /* ---- loop -------------------------------------------------------------- */
 
-static void human_bytes(uint64_t v, char *buf, size_t size)
-{
-    if (v >= 1ull << 30)
-        snprintf(buf, size, "%.1f GiB", (double)v / (double)(1ull << 30));
-    else if (v >= 1ull << 20)
-        snprintf(buf, size, "%.1f MiB", (double)v / (double)(1ull << 20));
-    else
-        snprintf(buf, size, "%.1f KiB", (double)v / 1024.0);
-}
-
 static void status_line(struct bridge *b, uint64_t *last_received, uint64_t *last_acked, double dt_s)
 {
     char spool[32];
-    human_bytes(spool_pending_bytes(b->spool), spool, sizeof(spool));
+    units_format_bytes(spool_pending_bytes(b->spool), spool, sizeof(spool));
     fprintf(stderr,
             "\r\033[KMQTT %-4s | in %6.0f/s | acked %6.0f/s, %llu total | DLQ %llu | spool %s%s | queue %d | "
             "p99 %.0f ms",
@@ -717,25 +708,6 @@ static void bridge_usage(FILE *out)
             BRIDGE_DEFAULT_METRICS_PORT, cfg_options_help);
 }
 
-static int parse_size(const char *s, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno || end == s)
-        return -1;
-    switch (*end) {
-    case 'k': case 'K': v <<= 10; end++; break;
-    case 'm': case 'M': v <<= 20; end++; break;
-    case 'g': case 'G': v <<= 30; end++; break;
-    default: break;
-    }
-    if (*end || v == 0)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int cmd_bridge(int argc, char **argv)
 {
     enum { OPT_CLIENT = 1, OPT_SHARE, OPT_VERSION, OPT_CAFILE, OPT_KEEPALIVE, OPT_EXPIRY, OPT_SPOOLDIR, OPT_BUDGET, OPT_FSYNC,
@@ -807,7 +779,7 @@ int cmd_bridge(int argc, char **argv)
             o.spool_dir = optarg;
             break;
         case OPT_BUDGET:
-            if (parse_size(optarg, &o.spool_budget) != 0)
+            if (units_parse_bytes(optarg, &o.spool_budget) != 0)
                 bad = "--spool-budget needs a size such as 512M or 2G";
             break;
         case OPT_FSYNC:

@@ -17,6 +17,7 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/topics.h"
+#include "core/units.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1022,18 +1023,6 @@ int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
     return 0;
 }
 
-static void human_bytes(long long b, char *buf, size_t size)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    int u = 0;
-    while (v >= 1024 && u < 4) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(buf, size, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 int svc_status(const struct fs_config *cfg, int json)
 {
     struct svc_state st[SVC_COUNT];
@@ -1046,7 +1035,7 @@ int svc_status(const struct fs_config *cfg, int json)
         printf("%-10s %8s %6s  %-8s %10s\n", "SERVICE", "PID", "PORT", "HEALTH", "DATA");
     for (int i = 0; i < SVC_COUNT; i++) {
         char size[32];
-        human_bytes(st[i].data_bytes, size, sizeof(size));
+        units_format_bytes((uint64_t)st[i].data_bytes, size, sizeof(size));
         const char *health = st[i].healthy ? "healthy" : st[i].pid ? "unhealthy" : "down";
         if (json)
             printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld}", i ? "," : "",

@@ -37,12 +37,15 @@ static void up_usage(FILE *out)
 {
     fprintf(out,
             "usage: fleetsync up [options]\n\n"
-            "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start')\n"
-            "and the MQTT -> Kafka bridge, keeps them running (whatever dies is restarted with\n"
-            "backoff) and stops them all on Ctrl-C. Data stays in the data dir: a second 'up'\n"
-            "resumes. Logs: DATA_DIR/log/. The pipelines and the simulator are not part of this\n"
-            "build yet.\n\n"
+            "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
+            "the MQTT -> Kafka bridge and the truck simulator, keeps them running (whatever dies\n"
+            "is restarted with backoff) and stops them all on Ctrl-C. Data stays in the data\n"
+            "dir: a second 'up' resumes. Logs: DATA_DIR/log/. The pipelines (dashboard,\n"
+            "history, detect, billing) are not part of this build yet.\n\n"
             "Options:\n"
+            "  --trucks N          simulated trucks (default 1000)\n"
+            "  --interval S        seconds between two readings of a simulated truck (default 10)\n"
+            "  --no-sim            no simulator: real trucks publish to the MQTT broker\n"
             "  --check-interval S  seconds between health checks (default 5)\n"
             "  -h, --help          this text\n\n%s",
             cfg_options_help);
@@ -57,10 +60,15 @@ struct child {
     int restarts;
 };
 
+/* In start order; stopped in reverse (the simulator first, so nothing is
+ * left unbridged). */
+static char sim_trucks[24] = "1000", sim_interval[24] = "10";
 static struct child children[] = {
     {.name = "bridge", .args = {"bridge", "--quiet", NULL}},
+    {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL}},
 };
-#define NCHILDREN ((int)(sizeof(children) / sizeof(children[0])))
+static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
+#define NCHILDREN nchildren
 
 static int child_start(struct child *ch, const struct fs_config *cfg)
 {
@@ -177,9 +185,12 @@ static int wait_stop(int ms)
 
 int cmd_up(int argc, char **argv)
 {
-    enum { OPT_CHECK = 1 };
+    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM };
     static const struct option longopts[] = {
         {"check-interval", required_argument, NULL, OPT_CHECK},
+        {"trucks", required_argument, NULL, OPT_TRUCKS},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"no-sim", no_argument, NULL, OPT_NO_SIM},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -196,6 +207,17 @@ int cmd_up(int argc, char **argv)
             up_usage(stdout);
             rc = 0;
             goto out;
+        } else if (c == OPT_TRUCKS || c == OPT_INTERVAL) {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > (c == OPT_TRUCKS ? 10000000 : 86400)) {
+                fprintf(stderr, "fleetsync up: --%s must be a positive number\n",
+                        c == OPT_TRUCKS ? "trucks" : "interval");
+                goto out;
+            }
+            snprintf(c == OPT_TRUCKS ? sim_trucks : sim_interval, sizeof(sim_trucks), "%ld", v);
+        } else if (c == OPT_NO_SIM) {
+            nchildren = 1; /* the bridge only */
         } else if (c == OPT_CHECK) {
             check_s = atoi(optarg);
             if (check_s < 1) {
@@ -223,15 +245,22 @@ int cmd_up(int argc, char **argv)
     if (svc_start(&cfg, &opt) != 0)
         goto done;
 
+    char sim_line[128];
+    if (nchildren > 1)
+        snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)",
+                 sim_trucks, sim_interval);
+    else
+        snprintf(sim_line, sizeof(sim_line), "off (--no-sim): real trucks publish to the broker");
     printf("\nFleetSync is up.\n"
            "  MQTT        %s   (publish telemetry to fleet/trucks/{id}/telemetry)\n"
            "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
            "  PostgreSQL  %s\n"
            "  data, logs  %s\n"
            "  bridge      MQTT -> Kafka (log in %s/log/bridge.log)\n"
-           "The pipelines and the simulator are not part of this build yet.\n"
+           "  simulator   %s\n"
+           "The pipelines (dashboard, history, detect, billing) are not part of this build yet.\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir);
+           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, sim_line);
     fflush(stdout);
 
     int backoff_s = 1;

@@ -81,8 +81,13 @@ for _ in $(seq 1 40); do
     sleep 0.5
 done
 check_eq "1000 trucks online before the kill" 1000 "$up"
-check_contains "metrics on --metrics-port show the connections" "fleetsync_sim_connections_up 1000" \
-    "$(curl -s http://127.0.0.1:19105/metrics)"
+# The gauges are refreshed once a second: give them that second.
+for _ in $(seq 1 10); do
+    m=$(curl -s http://127.0.0.1:19105/metrics)
+    case "$m" in *"fleetsync_sim_connections_up 1000"*) break ;; esac
+    sleep 0.5
+done
+check_contains "metrics on --metrics-port show the connections" "fleetsync_sim_connections_up 1000" "$m"
 kill -9 "$sim"; wait "$sim" 2>/dev/null; sim=
 sleep 2
 check_eq "after SIGKILL every truck's retained presence says offline" 1000 "$(presence "$K" | grep -c ' offline$')"

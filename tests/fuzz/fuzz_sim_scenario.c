@@ -2,17 +2,14 @@
  * fuzz_sim_scenario.c - libFuzzer target for the simulator's scenario and
  * geofence parsers.
  *
- * The Makefile links fuzz targets with src/core only, so this target
- * compiles the two simulator files it needs into itself.
- *
  * Properties checked on every input (abort() on violation):
  *   - neither parser crashes, leaks or reads out of bounds (ASan/UBSan);
  *   - a rejected input leaves an error naming the file;
  *   - an accepted scenario is sorted by truck and time, names only trucks
  *     that exist, and every incident's truth line is valid output.
  */
-#include "sim/fleet.c"
-#include "sim/scenario.c"
+#include "sim/fleet.h"
+#include "sim/scenario.h"
 
 #include "core/log.h"
 
