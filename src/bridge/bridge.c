@@ -64,6 +64,17 @@ static void route_dlq(struct route *out, const struct spool_record *rec, enum tm
     snprintf(out->error_detail, sizeof(out->error_detail), "%s", detail ? detail : "");
 }
 
+/* A record built in the route's own key and value buffers. */
+static void route_own(struct route *out, enum route_dest dest, size_t value_len)
+{
+    out->dest = dest;
+    out->key = out->keybuf;
+    out->key_len = strlen(out->keybuf);
+    out->value = out->valbuf;
+    out->value_len = value_len;
+    out->error = NULL;
+}
+
 void route_record(const struct spool_record *rec, struct route *out)
 {
     char id[TM_TRUCK_ID_MAX + 1];
@@ -85,12 +96,7 @@ void route_record(const struct spool_record *rec, struct route *out)
             route_dlq(out, rec, TM_TOO_LARGE, "normalized");
             return;
         }
-        out->dest = ROUTE_TELEMETRY;
-        out->key = out->keybuf;
-        out->key_len = strlen(out->keybuf);
-        out->value = out->valbuf;
-        out->value_len = (size_t)n;
-        out->error = NULL;
+        route_own(out, ROUTE_TELEMETRY, (size_t)n);
         return;
     }
     if (kind == TM_TOPIC_TRUCK_STATUS || kind == TM_TOPIC_GATEWAY_STATUS) {
@@ -108,12 +114,7 @@ void route_record(const struct spool_record *rec, struct route *out)
         int n = snprintf(out->valbuf, sizeof(out->valbuf),
                          "{\"id\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", id,
                          kind == TM_TOPIC_TRUCK_STATUS ? "truck" : "gateway", status, (long long)rec->received_ms);
-        out->dest = ROUTE_STATUS;
-        out->key = out->keybuf;
-        out->key_len = strlen(out->keybuf);
-        out->value = out->valbuf;
-        out->value_len = (size_t)n;
-        out->error = NULL;
+        route_own(out, ROUTE_STATUS, (size_t)n);
         return;
     }
     route_dlq(out, rec, TM_BAD_TRUCK_ID, "topic");
