@@ -812,6 +812,15 @@ const char *svc_kafka_libs(char *buf, size_t size)
         snprintf(buf, size, "%s/fleetsync/kafka-%s/libs", xdg, SVC_KAFKA_VERSION);
     else
         snprintf(buf, size, "%s/.cache/fleetsync/kafka-%s/libs", home ? home : ".", SVC_KAFKA_VERSION);
+    /* A normal user on a machine where root has bootstrapped uses root's
+     * system-wide cache rather than downloading the jars again. */
+    if (geteuid() != 0 && !(cache && *cache)) {
+        char probe[PATH_MAX + 64], sys[256];
+        snprintf(probe, sizeof(probe), "%s/kafka_2.13-%s.jar", buf, SVC_KAFKA_VERSION);
+        snprintf(sys, sizeof(sys), "/var/cache/fleetsync/kafka-%s/libs", SVC_KAFKA_VERSION);
+        if (access(probe, R_OK) != 0 && access(sys, R_OK | X_OK) == 0)
+            snprintf(buf, size, "%s", sys);
+    }
     return buf;
 }
 

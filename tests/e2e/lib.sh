@@ -34,6 +34,7 @@ kafka_libs() {
     local v=4.1.1
     if [ -n "${FLEETSYNC_CACHE:-}" ]; then echo "$FLEETSYNC_CACHE/kafka-$v/libs"
     elif [ "$(id -u)" -eq 0 ]; then echo "/var/cache/fleetsync/kafka-$v/libs"
+    elif [ -f "/var/cache/fleetsync/kafka-$v/.complete" ]; then echo "/var/cache/fleetsync/kafka-$v/libs"
     else echo "${XDG_CACHE_HOME:-$HOME/.cache}/fleetsync/kafka-$v/libs"; fi
 }
 done_testing() {
