@@ -15,16 +15,21 @@ pub_lines() { mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$1/telemetry" 
 
 count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
 
-# wait_count TOPIC PATTERN N [TRIES]: waits until N keys match; prints the count.
-wait_count() {
-    local n=0
-    for _ in $(seq "${4:-120}"); do
-        n=$(count_topic "$1" "$2")
-        [ "$n" -ge "$3" ] && break
+# wait_until N TRIES COMMAND...: runs COMMAND (which prints a count) every
+# 0.5 s until the count reaches N or TRIES runs are done; prints the last count.
+wait_until() {
+    local want=$1 tries=$2 n=0
+    shift 2
+    for _ in $(seq "$tries"); do
+        n=$("$@")
+        [ "$n" -ge "$want" ] && break
         sleep 0.5
     done
     echo "$n"
 }
+
+# wait_count TOPIC PATTERN N [TRIES]: waits until N keys match; prints the count.
+wait_count() { wait_until "$3" "${4:-120}" count_topic "$1" "$2"; }
 
 # unique_readings TOPIC KEYPATTERN: distinct (truck_id, ts, seq) in the topic.
 unique_readings() {
@@ -33,15 +38,7 @@ unique_readings() {
 }
 
 # wait_unique TOPIC KEYPATTERN N [TRIES]: waits for N distinct readings; prints the count.
-wait_unique() {
-    local n=0
-    for _ in $(seq "${4:-120}"); do
-        n=$(unique_readings "$1" "$2")
-        [ "$n" -ge "$3" ] && break
-        sleep 0.5
-    done
-    echo "$n"
-}
+wait_unique() { wait_until "$3" "${4:-120}" unique_readings "$1" "$2"; }
 
 topics_ready() {
     for _ in $(seq 50); do

@@ -27,16 +27,22 @@ static void route(const char *topic, const char *payload, int64_t received_ms, s
 
 static struct route r;
 
+/* A valid telemetry payload for truck at ts (speed written as 72.0). */
+static const char *payload(const char *truck, int64_t ts)
+{
+    static char p[512];
+    snprintf(p, sizeof(p),
+             "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%lld,\"seq\":7,\"lat\":48.1,\"lon\":11.5,"
+             "\"speed_kmh\":72.0,\"ignition\":true}",
+             truck, (long long)ts);
+    return p;
+}
+
 static void valid_telemetry_goes_to_truck_telemetry_keyed_by_truck(void **state)
 {
     (void)state;
     int64_t now = wall_ms();
-    char p[512];
-    snprintf(p, sizeof(p),
-             "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":%lld,\"seq\":7,\"lat\":48.1,\"lon\":11.5,"
-             "\"speed_kmh\":72.0,\"ignition\":true}",
-             (long long)now);
-    route("fleet/trucks/TRK-000042/telemetry", p, now, &r);
+    route("fleet/trucks/TRK-000042/telemetry", payload("TRK-000042", now), now, &r);
     assert_int_equal(r.dest, ROUTE_TELEMETRY);
     assert_int_equal(r.key_len, 10);
     assert_memory_equal(r.key, "TRK-000042", 10);
@@ -63,12 +69,7 @@ static void a_payload_for_another_truck_is_a_topic_mismatch(void **state)
 {
     (void)state;
     int64_t now = wall_ms();
-    char p[512];
-    snprintf(p, sizeof(p),
-             "{\"v\":1,\"truck_id\":\"TRK-000043\",\"ts\":%lld,\"seq\":7,\"lat\":48.1,\"lon\":11.5,"
-             "\"speed_kmh\":72.0,\"ignition\":true}",
-             (long long)now);
-    route("fleet/trucks/TRK-000042/telemetry", p, now, &r);
+    route("fleet/trucks/TRK-000042/telemetry", payload("TRK-000043", now), now, &r);
     assert_int_equal(r.dest, ROUTE_DLQ);
     assert_string_equal(r.error, "topic_mismatch");
     assert_string_equal(r.error_detail, "truck_id");
@@ -80,14 +81,9 @@ static void the_receive_time_judges_ts_in_future(void **state)
     /* A reading 2 h ahead of "now" is fine; judged against a receive time two
      * days earlier (a resend from an old spool) the same bytes are too new. */
     int64_t now = wall_ms(), ts = now + 2 * 3600 * 1000LL;
-    char p[512];
-    snprintf(p, sizeof(p),
-             "{\"v\":1,\"truck_id\":\"TRK-1\",\"ts\":%lld,\"seq\":1,\"lat\":1,\"lon\":1,\"speed_kmh\":0,"
-             "\"ignition\":false}",
-             (long long)ts);
-    route("fleet/trucks/TRK-1/telemetry", p, now, &r);
+    route("fleet/trucks/TRK-1/telemetry", payload("TRK-1", ts), now, &r);
     assert_int_equal(r.dest, ROUTE_TELEMETRY);
-    route("fleet/trucks/TRK-1/telemetry", p, now - 2 * 86400 * 1000LL, &r);
+    route("fleet/trucks/TRK-1/telemetry", payload("TRK-1", ts), now - 2 * 86400 * 1000LL, &r);
     assert_int_equal(r.dest, ROUTE_DLQ);
     assert_string_equal(r.error, "ts_in_future");
 }
