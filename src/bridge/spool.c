@@ -400,10 +400,6 @@ int spool_next(struct spool *s, struct spool_record *rec)
 {
     if (s->read >= s->head)
         return 0;
-    /* A record never spans segments: skip to the next one at a segment end. */
-    size_t si = seg_find(s, s->read);
-    if (si + 1 < s->nsegs && s->read >= s->segs[si + 1].start)
-        s->read = s->segs[si + 1].start;
     const unsigned char *h = read_at(s, s->read, HDR_BYTES);
     if (!h)
         return -1;

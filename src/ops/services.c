@@ -871,7 +871,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 
     if (ctx_init(&c, cfg, &opt->ports, 1) != 0 || check_reachable(&c) != 0)
         return 1;
-    if (mkdir_p(c.dir, 0755) != 0 || svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
+    if (svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
         return 1;
 
     pid_t running[SVC_COUNT];
