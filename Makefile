@@ -6,7 +6,7 @@
 #   make fuzz            libFuzzer targets (clang), built into build/fuzz
 #   make test            bootstrap, build, every test suite (tests/run)
 #   make demo            bootstrap, build, fleetsync up
-#   make bench / chaos   bootstrap, build, benchmarks / fault suite
+#   make bench / chaos   bootstrap, build, benchmarks (bench/run, bench/history) / fault suite
 #
 # Sources are found by wildcard: a new src/<component>/foo.c is built into the
 # binary, a new tests/unit/test_foo.c becomes the test binary test_foo.
@@ -35,7 +35,9 @@ CFLAGS_ALL  = $(CSTD) $(OPT) $(WARN) $(SANFLAGS) -Isrc $(PKG_CFLAGS) $(CFLAGS)
 LDFLAGS_ALL = $(SANFLAGS) $(LDFLAGS)
 
 SRCS      := $(sort $(wildcard src/*/*.c))
-OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+SQL       := $(sort $(wildcard sql/[0-9]*.sql))
+GEN_SQL   := $(BUILD)/gen/migrations.c
+OBJS      := $(SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/migrations.o
 MAIN_OBJ  := $(BUILD)/obj/main.o
 LIB       := $(BUILD)/libfleetsync.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -58,6 +60,15 @@ $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
 
+# The numbered migrations of sql/, compiled into the binary (src/core/pg.h).
+$(GEN_SQL): $(SQL) scripts/embed-sql
+	@mkdir -p $(dir $@)
+	scripts/embed-sql $@ $(SQL)
+
+$(BUILD)/obj/gen/migrations.o: $(GEN_SQL)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c -o $@ $<
+
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -Itests/unit -o $@ $< $(LIB) $(PKG_LIBS) -lcmocka $(LDFLAGS_ALL)
@@ -71,9 +82,9 @@ unit-san:
 # libFuzzer targets link every component source (not main.c), compiled by
 # clang with coverage; a change to any of them rebuilds the targets.
 FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
-build/fuzz/%: tests/fuzz/%.c $(SRCS) $(wildcard src/*/*.h)
+build/fuzz/%: tests/fuzz/%.c $(SRCS) $(wildcard src/*/*.h) $(GEN_SQL)
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(SRCS) $(PKG_LIBS)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(SRCS) $(GEN_SQL) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 
@@ -91,6 +102,7 @@ demo: bootstrap
 bench: bootstrap
 	@$(MAKE) --no-print-directory all
 	@bench/run $(if $(QUICK),--quick)
+	@bench/history $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all

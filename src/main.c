@@ -6,6 +6,8 @@
  * failure, 2 usage error.
  */
 #include "bridge/bridge.h"
+#include "history/report.h"
+#include "history/history.h"
 #include "ops/ops.h"
 #include "sim/sim.h"
 
@@ -26,12 +28,12 @@ static const struct cmd commands[] = {
     {"sim", cmd_sim, "truck fleet simulator publishing telemetry over MQTT"},
     {"bridge", cmd_bridge, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
     {"dashboard", NULL, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
-    {"history", NULL, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
+    {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},
     {"billing", NULL, "per truck and day billing: consumer group fleetsync-billing"},
-    {"replay", NULL, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
+    {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", NULL, "services, consumer groups, lag and rates"},
-    {"report", NULL, "history queries, e.g. report avg-speed --truck ID --since 30d"},
+    {"report", cmd_report, "history queries: avg-speed, summary, trips, stops, track, alerts"},
     {"bench", NULL, "bench detect: precision / recall per rule for a scenario"},
     {"trucks", NULL, "trucks add ID...|--count N: per-truck MQTT credentials"},
 };

@@ -535,7 +535,7 @@ static int start_mosquitto(const struct svc_ctx *c)
 static void kafka_cluster_id(char out[23])
 {
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    unsigned char raw[17] = {0};
+    unsigned char raw[18] = {0}; /* 16 random bytes; the last group of 3 reads two zeros */
     int fd = open("/dev/urandom", O_RDONLY);
     if (fd < 0 || read(fd, raw, 16) != 16) {
         srand((unsigned)time(NULL) ^ (unsigned)getpid());

@@ -65,6 +65,7 @@ struct child {
 static char sim_trucks[24] = "1000", sim_interval[24] = "10";
 static struct child children[] = {
     {.name = "bridge", .args = {"bridge", "--quiet", NULL}},
+    {.name = "history", .args = {"history", NULL}},
     {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL}},
 };
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));

@@ -1,7 +1,7 @@
 # tests/e2e/bridge_lib.sh - helpers for the bridge suites (sourced after lib.sh).
 # Needs P (topic prefix), W (work dir), B (brokers).
 
-MQTT_PORT=${MQTT_PORT:-28830}
+MQTT_PORT=${TEST_MQTT_PORT:-28830}
 
 # lines TRUCK FROM COUNT: telemetry lines with seq FROM.. and ts = now + seq.
 lines() {

@@ -6,10 +6,15 @@
 # the FLEETSYNC_* variables so every e2e suite and every fleetsync command it
 # runs talks to this stack and nothing else.
 
-export FLEETSYNC_MQTT=mqtt://127.0.0.1:28830
-export FLEETSYNC_BROKERS=127.0.0.1:29092
-export FLEETSYNC_PG="host=127.0.0.1 port=25432 dbname=fleetsync user=fleetsync"
-export FLEETSYNC_LISTEN=127.0.0.1:28080
+# FLEETSYNC_TEST_PORT_SHIFT moves the whole block (and the metrics ports
+# suites use, TEST_METRICS_BASE) so two checkouts can run their suites at once.
+S=${FLEETSYNC_TEST_PORT_SHIFT:-0}
+export TEST_MQTT_PORT=$((28830 + S)) TEST_KAFKA_PORT=$((29092 + S)) TEST_PG_PORT=$((25432 + S))
+export TEST_HTTP_PORT=$((28080 + S)) TEST_METRICS_BASE=$((19100 + S))
+export FLEETSYNC_MQTT=mqtt://127.0.0.1:$TEST_MQTT_PORT
+export FLEETSYNC_BROKERS=127.0.0.1:$TEST_KAFKA_PORT
+export FLEETSYNC_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=fleetsync user=fleetsync"
+export FLEETSYNC_LISTEN=127.0.0.1:$TEST_HTTP_PORT
 export FLEETSYNC_BIN=${FLEETSYNC_BIN:-$(pwd)/build/fleetsync}
 export FLEETSYNC_DATA_DIR=${FLEETSYNC_TEST_DATA_DIR:-$(mktemp -d /tmp/fleetsync-stack.XXXXXX)}
 chmod 755 "$FLEETSYNC_DATA_DIR"

@@ -10,7 +10,7 @@ P="e2ebridge$$-"                      # topic prefix: this suite's own topics
 ID="E2EB$$"                            # truck id prefix
 W=$(mktemp -d /tmp/fleetsync-e2e-bridge.XXXXXX)
 B=$FLEETSYNC_BROKERS
-BR_ARGS=(--client-id "e2e-bridge-$$" --metrics-port 19101 --session-expiry 300)
+BR_ARGS=(--client-id "e2e-bridge-$$" --metrics-port $((TEST_METRICS_BASE + 1)) --session-expiry 300)
 bridge_pid=
 cleanup() { [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
@@ -75,7 +75,7 @@ orig=$(kcat -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%s\n'
 check_eq "DLQ value is the original bytes" 1 "$orig"
 check_eq "no invalid payload reached truck-telemetry" 0 "$(count_topic "${P}truck-telemetry" "^$ID-00000[89]")"
 
-m=$(curl -s http://127.0.0.1:19101/metrics)
+m=$(curl -s http://127.0.0.1:$((TEST_METRICS_BASE + 1))/metrics)
 check_contains "metrics count dead letters by reason" 'fleetsync_bridge_dlq_total{reason="too_large"} 1' "$m"
 check_contains "metrics count acknowledged records" "fleetsync_bridge_acked_total 1013" "$m"
 

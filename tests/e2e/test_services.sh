@@ -11,16 +11,16 @@ check_eq "status --json names three services" 3 "$("$FS" services status --json 
 
 # MQTT: a real publish reaches a real subscriber (QoS 1).
 topic="fleet/trucks/E2E-SVC-$$/telemetry"
-mosquitto_sub -p 28830 -t "$topic" -C 1 -W 10 -q 1 >"$FLEETSYNC_DATA_DIR/sub.out" 2>&1 &
+mosquitto_sub -p "$TEST_MQTT_PORT" -t "$topic" -C 1 -W 10 -q 1 >"$FLEETSYNC_DATA_DIR/sub.out" 2>&1 &
 sub=$!
 sleep 0.5
-check "mosquitto_pub publishes at QoS 1" mosquitto_pub -p 28830 -t "$topic" -q 1 -m hello
+check "mosquitto_pub publishes at QoS 1" mosquitto_pub -p "$TEST_MQTT_PORT" -t "$topic" -q 1 -m hello
 wait $sub
 check_eq "mosquitto_sub receives it" hello "$(cat "$FLEETSYNC_DATA_DIR/sub.out")"
 
 # Packets over 64 KiB are refused by the broker (max_packet_size).
 head -c 70000 /dev/zero | tr '\0' x >"$FLEETSYNC_DATA_DIR/big"
-check_fails "a 70 KB MQTT packet is refused" mosquitto_pub -p 28830 -t "$topic" -q 1 -f "$FLEETSYNC_DATA_DIR/big"
+check_fails "a 70 KB MQTT packet is refused" mosquitto_pub -p "$TEST_MQTT_PORT" -t "$topic" -q 1 -f "$FLEETSYNC_DATA_DIR/big"
 
 # Kafka: kcat -L shows the topics of DESIGN.md with their partitions.
 md=$(kcat -b "$FLEETSYNC_BROKERS" -L -J)

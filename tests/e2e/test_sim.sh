@@ -72,7 +72,7 @@ check_eq "a clean end leaves every truck offline" 1000 "$(presence "$P" | grep -
 
 # --- SIGKILL: the broker publishes each truck's retained last will --------
 K="E2ESIMKILL$$-"
-"$FS" sim --trucks 1000 --interval 5 --id-prefix "$K" --metrics-port 19105 --quiet >"$tmp/kill.out" 2>&1 &
+"$FS" sim --trucks 1000 --interval 5 --id-prefix "$K" --metrics-port $((TEST_METRICS_BASE + 5)) --quiet >"$tmp/kill.out" 2>&1 &
 sim=$!
 up=0
 for _ in $(seq 1 40); do
@@ -83,7 +83,7 @@ done
 check_eq "1000 trucks online before the kill" 1000 "$up"
 # The gauges are refreshed once a second: give them that second.
 for _ in $(seq 1 10); do
-    m=$(curl -s http://127.0.0.1:19105/metrics)
+    m=$(curl -s http://127.0.0.1:$((TEST_METRICS_BASE + 5))/metrics)
     case "$m" in *"fleetsync_sim_connections_up 1000"*) break ;; esac
     sleep 0.5
 done

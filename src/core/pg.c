@@ -1,0 +1,205 @@
+/*
+ * pg.c - PostgreSQL connection setup and schema migrations (see pg.h).
+ */
+#include "core/pg.h"
+
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size) {
+    const char *msg = res ? PQresultErrorMessage(res) : "";
+    if (!msg || !*msg)
+        msg = conn ? PQerrorMessage(conn) : "no connection";
+    /* One line: libpq's messages carry newlines and tab-indented hints. */
+    size_t o = 0;
+    int space = 0;
+    for (const char *p = msg; *p && o + 1 < err_size; p++) {
+        if (*p == '\n' || *p == '\t' || *p == ' ') {
+            space = 1;
+            continue;
+        }
+        if (space && o > 0 && o + 2 < err_size)
+            err[o++] = ' ';
+        space = 0;
+        err[o++] = *p;
+    }
+    if (err_size > 0)
+        err[o] = '\0';
+}
+
+int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size) {
+    PGresult *res = PQexec(conn, sql);
+    ExecStatusType st = PQresultStatus(res);
+    int rc = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? 0 : -1;
+    if (rc < 0)
+        pg_error(conn, res, err, err_size);
+    PQclear(res);
+    return rc;
+}
+
+/* Server notices ("relation already exists, skipping") go to the debug log,
+ * not to stderr. */
+static void notice(void *arg, const char *message) {
+    (void)arg;
+    log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size) {
+    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {cfg->pg, app_name ? app_name : "fleetsync", "10", NULL};
+    /* expand_dbname: the first dbname is the whole conninfo string or URI. */
+    PGconn *conn = PQconnectdbParams(keys, vals, 1);
+    if (!conn) {
+        snprintf(err, err_size, "out of memory");
+        return NULL;
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+        char why[512];
+        pg_error(conn, NULL, why, sizeof(why));
+        snprintf(err, err_size, "cannot connect to PostgreSQL (%s): %s", cfg->pg, why);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, notice, NULL);
+    if (pg_exec(conn, "SET TimeZone = 'UTC'", err, err_size) < 0) {
+        PQfinish(conn);
+        return NULL;
+    }
+    return conn;
+}
+
+int pg_schema_version(void) {
+    int v = 0;
+    for (int i = 0; i < pg_migration_count; i++)
+        if (pg_migrations[i].version > v)
+            v = pg_migrations[i].version;
+    return v;
+}
+
+/* Applies one migration unless it is recorded; 1 = applied, 0 = was there. */
+static int migrate_one(PGconn *conn, const struct pg_migration *m, char *err, size_t err_size) {
+    char buf[512];
+    if (pg_exec(conn, "BEGIN", err, err_size) < 0)
+        return -1;
+    /* Serialise concurrent migrators; released at COMMIT/ROLLBACK. */
+    if (pg_exec(conn, "SELECT pg_advisory_xact_lock(7215470401)", err, err_size) < 0)
+        goto fail;
+    snprintf(buf, sizeof(buf), "SELECT 1 FROM fleetsync_schema WHERE version = %d", m->version);
+    PGresult *res = PQexec(conn, buf);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(conn, res, err, err_size);
+        PQclear(res);
+        goto fail;
+    }
+    int present = PQntuples(res) > 0;
+    PQclear(res);
+    if (present) {
+        pg_exec(conn, "COMMIT", err, err_size);
+        return 0;
+    }
+    char why[1024];
+    if (pg_exec(conn, m->sql, why, sizeof(why)) < 0) {
+        snprintf(err, err_size, "migration %s failed: %s", m->name, why);
+        goto fail;
+    }
+    const char *vals[2];
+    char vbuf[16];
+    snprintf(vbuf, sizeof(vbuf), "%d", m->version);
+    vals[0] = vbuf;
+    vals[1] = m->name;
+    res = PQexecParams(conn, "INSERT INTO fleetsync_schema (version, name) VALUES ($1, $2)", 2, NULL, vals,
+                       NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        pg_error(conn, res, err, err_size);
+        PQclear(res);
+        goto fail;
+    }
+    PQclear(res);
+    if (pg_exec(conn, "COMMIT", err, err_size) < 0)
+        return -1;
+    return 1;
+fail:
+    PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+int pg_migrate(PGconn *conn, char *err, size_t err_size) {
+    if (pg_exec(conn,
+                "CREATE TABLE IF NOT EXISTS fleetsync_schema ("
+                " version integer PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())",
+                err, err_size) < 0) {
+        /* Two processes creating it at once: one loses with a unique
+         * violation on the catalog; the table is there either way. */
+        if (pg_exec(conn, "SELECT 1 FROM fleetsync_schema LIMIT 1", err, err_size) < 0)
+            return -1;
+    }
+    int applied = 0;
+    for (int i = 0; i < pg_migration_count; i++) {
+        int r = migrate_one(conn, &pg_migrations[i], err, err_size);
+        if (r < 0)
+            return -1;
+        if (r > 0) {
+            log_info("schema: applied migration %s", pg_migrations[i].name);
+            applied++;
+        }
+    }
+    return applied;
+}
+
+char *pg_format_ts(int64_t ms, char *buf, size_t size) {
+    time_t s = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
+    int frac = (int)(ms - (int64_t)s * 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    return buf;
+}
+
+int pg_parse_ts(const char *s, int64_t *ms) {
+    int y, mo, d, h, mi, sec, n = 0;
+    if (sscanf(s, "%4d-%2d-%2d%*1[ T]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
+        return -1;
+    const char *p = s + n;
+    int64_t frac_ms = 0;
+    if (*p == '.') {
+        int digits = 0;
+        p++;
+        while (*p >= '0' && *p <= '9') {
+            if (digits < 3) {
+                frac_ms = frac_ms * 10 + (*p - '0');
+                digits++;
+            }
+            p++;
+        }
+        while (digits++ < 3)
+            frac_ms *= 10;
+    }
+    int off_s = 0;
+    if (*p == '+' || *p == '-') {
+        int oh = 0, om = 0;
+        int sign = *p == '-' ? -1 : 1;
+        if (sscanf(p + 1, "%2d:%2d", &oh, &om) < 1)
+            return -1;
+        off_s = sign * (oh * 3600 + om * 60);
+    } else if (*p == 'Z') {
+        off_s = 0;
+    } else if (*p) {
+        return -1;
+    }
+    struct tm tm = {0};
+    tm.tm_year = y - 1900;
+    tm.tm_mon = mo - 1;
+    tm.tm_mday = d;
+    tm.tm_hour = h;
+    tm.tm_min = mi;
+    tm.tm_sec = sec;
+    time_t t = timegm(&tm);
+    *ms = ((int64_t)t - off_s) * 1000 + frac_ms;
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * pg.h - PostgreSQL helpers every FleetSync command shares.
+ *
+ * pg_connect() opens a libpq connection to cfg->pg with the session set up
+ * the way FleetSync's SQL expects it (TimeZone UTC, an application_name).
+ * pg_migrate() applies the numbered migrations of sql/ (compiled into the
+ * binary) that the database has not seen yet, each in its own transaction,
+ * recording them in fleetsync_schema; it is idempotent and safe to run from
+ * several processes at once (an advisory transaction lock serialises them).
+ */
+#ifndef FS_PG_H
+#define FS_PG_H
+
+#include "core/config.h"
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Connects and sets TimeZone = UTC.  Returns NULL with a reason in err. */
+PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size);
+
+/* Applies pending migrations.  Returns the number applied (0 when the schema
+ * is current), or -1 with a reason in err. */
+int pg_migrate(PGconn *conn, char *err, size_t err_size);
+
+/* The highest migration number compiled into this binary. */
+int pg_schema_version(void);
+
+/* Runs a statement without parameters; returns 0, or -1 with the server's
+ * message in err. */
+int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size);
+
+/* Copies PQerrorMessage / PQresultErrorMessage into err without the
+ * trailing newline. */
+void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size);
+
+/* Formats ms since the epoch as an ISO 8601 UTC timestamp PostgreSQL reads
+ * ("2026-11-27T03:12:38.123Z"); buf needs 32 bytes.  Returns buf. */
+char *pg_format_ts(int64_t ms, char *buf, size_t size);
+
+/* Parses a timestamptz in the text form the server sends with TimeZone UTC
+ * ("2026-11-27 03:12:38.123+00") into ms since the epoch.  Returns 0 or -1. */
+int pg_parse_ts(const char *s, int64_t *ms);
+
+/* Embedded migrations (generated from sql/ at build time). */
+struct pg_migration {
+    int version;
+    const char *name;
+    const char *sql;
+};
+extern const struct pg_migration pg_migrations[];
+extern const int pg_migration_count;
+
+#endif

@@ -1,0 +1,458 @@
+/*
+ * pgsink.c - exactly-once Kafka -> PostgreSQL sink (see pgsink.h).
+ */
+#include "core/pgsink.h"
+
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/pg.h"
+#include "core/sig.h"
+
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SINK_MAX_BACKOFF_MS 10000
+
+/* What this process knows of one assigned partition. */
+struct tp {
+    char topic[256];
+    int32_t partition;
+    int64_t expected; /* sink_offsets.next_offset as we last saw it; -1 = no row */
+    int64_t next;     /* one past the last offset in the current batch; -1 = none */
+};
+
+struct sink {
+    const struct pgsink_options *o;
+    const struct pgsink_ops *ops;
+    void *ctx;
+    rd_kafka_t *rk;
+    PGconn *conn;
+    struct tp *tps;
+    size_t tp_count, tp_cap;
+    rd_kafka_message_t **batch;
+    rd_kafka_message_t **chunk; /* what one consume call returned */
+    size_t n;
+    int64_t first_ms;
+    int64_t next_tick_ms;
+    int fatal;
+    struct metric *m_messages, *m_batches, *m_db_errors, *m_conflicts, *m_db_up, *m_batch_size, *m_batch_seconds;
+};
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps up to ms, waking early on a stop request. */
+static void nap(int ms) {
+    struct pollfd p = {.fd = sig_fd(), .events = POLLIN};
+    if (!sig_stopping())
+        poll(&p, 1, ms);
+}
+
+static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, int create) {
+    for (size_t i = 0; i < s->tp_count; i++)
+        if (s->tps[i].partition == partition && strcmp(s->tps[i].topic, topic) == 0)
+            return &s->tps[i];
+    if (!create)
+        return NULL;
+    if (s->tp_count == s->tp_cap) {
+        size_t cap = s->tp_cap ? s->tp_cap * 2 : 32;
+        struct tp *t = realloc(s->tps, cap * sizeof(*t));
+        if (!t)
+            return NULL;
+        s->tps = t;
+        s->tp_cap = cap;
+    }
+    struct tp *t = &s->tps[s->tp_count++];
+    snprintf(t->topic, sizeof(t->topic), "%s", topic);
+    t->partition = partition;
+    t->expected = -1;
+    t->next = -1;
+    return t;
+}
+
+static void drop_batch(struct sink *s) {
+    for (size_t i = 0; i < s->n; i++)
+        rd_kafka_message_destroy(s->batch[i]);
+    s->n = 0;
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].next = -1;
+}
+
+static void db_down(struct sink *s) {
+    if (s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    if (s->m_db_up)
+        metric_set(s->m_db_up, 0);
+}
+
+/* Connects (and migrates) unless connected.  0 on success. */
+static int db_ensure(struct sink *s, char *err, size_t err_size) {
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        return 0;
+    db_down(s);
+    s->conn = pg_connect(s->o->cfg, s->o->group, err, err_size);
+    if (!s->conn)
+        return -1;
+    if (pg_migrate(s->conn, err, err_size) < 0) {
+        db_down(s);
+        return -1;
+    }
+    if (s->m_db_up)
+        metric_set(s->m_db_up, 1);
+    s->next_tick_ms = 0;
+    return 0;
+}
+
+/* Loads every stored offset of the group into the known partitions. */
+static int load_offsets(struct sink *s, char *err, size_t err_size) {
+    const char *vals[1] = {s->o->group};
+    PGresult *r = PQexecParams(s->conn, "SELECT topic, partition, next_offset FROM sink_offsets WHERE group_id = $1",
+                               1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        pg_error(s->conn, r, err, err_size);
+        PQclear(r);
+        return -1;
+    }
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].expected = -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        struct tp *t = tp_find(s, PQgetvalue(r, i, 0), (int32_t)atoi(PQgetvalue(r, i, 1)), 0);
+        if (t)
+            t->expected = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* Loads the stored offsets, retrying while the database is away. */
+static int load_offsets_retry(struct sink *s) {
+    char err[512];
+    int backoff = 250;
+    for (;;) {
+        if (db_ensure(s, err, sizeof(err)) == 0 && load_offsets(s, err, sizeof(err)) == 0)
+            return 0;
+        if (sig_stopping())
+            return -1;
+        log_warn("cannot read stored offsets: %s; retrying in %d ms", err, backoff);
+        if (s->conn && PQstatus(s->conn) != CONNECTION_OK)
+            db_down(s);
+        nap(backoff);
+        backoff = backoff * 2 > SINK_MAX_BACKOFF_MS ? SINK_MAX_BACKOFF_MS : backoff * 2;
+    }
+}
+
+static int64_t start_offset(const struct sink *s) {
+    return s->o->start && strcmp(s->o->start, "latest") == 0 ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+}
+
+/* Stores the batch's offsets with the check of pgsink.h.  Returns 0, -1 on
+ * a database error, -2 when the stored offsets moved under us. */
+static int store_offsets(struct sink *s, char *err, size_t err_size) {
+    static const char *sql = "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
+                             "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
+                             "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+                             "WHERE sink_offsets.next_offset = $5";
+    for (size_t i = 0; i < s->tp_count; i++) {
+        struct tp *t = &s->tps[i];
+        if (t->next < 0)
+            continue;
+        char part[16], next[24], exp[24];
+        snprintf(part, sizeof(part), "%d", t->partition);
+        snprintf(next, sizeof(next), "%" PRId64, t->next);
+        snprintf(exp, sizeof(exp), "%" PRId64, t->expected);
+        const char *vals[5] = {s->o->group, t->topic, part, next, exp};
+        PGresult *r = PQexecParams(s->conn, sql, 5, NULL, vals, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            pg_error(s->conn, r, err, err_size);
+            PQclear(r);
+            return -1;
+        }
+        int rows = atoi(PQcmdTuples(r));
+        PQclear(r);
+        if (rows != 1) {
+            snprintf(err, err_size, "the stored offset of %s [%d] is no longer %" PRId64, t->topic, t->partition,
+                     t->expected);
+            return -2;
+        }
+    }
+    return 0;
+}
+
+/* Re-reads the stored offsets and moves the assigned partitions there. */
+static void reseek(struct sink *s) {
+    if (load_offsets_retry(s) < 0)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
+    for (size_t i = 0; i < s->tp_count; i++) {
+        struct tp *t = &s->tps[i];
+        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset =
+            t->expected >= 0 ? t->expected : start_offset(s);
+    }
+    rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, 10000);
+    if (e) {
+        log_warn("seek to the stored offsets failed: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Tells Kafka the group's progress (for lag tools only). */
+static void commit_kafka(struct sink *s) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
+    for (size_t i = 0; i < s->tp_count; i++)
+        if (s->tps[i].next >= 0)
+            rd_kafka_topic_partition_list_add(l, s->tps[i].topic, s->tps[i].partition)->offset = s->tps[i].next;
+    if (l->cnt > 0)
+        rd_kafka_commit(s->rk, l, 1);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* One attempt at writing the batch.  0 = committed, -1 = error, -2 = the
+ * offsets moved (batch dropped, partitions re-seeked). */
+static int write_once(struct sink *s, char *err, size_t err_size) {
+    if (db_ensure(s, err, err_size) < 0)
+        return -1;
+    if (pg_exec(s->conn, "BEGIN", err, err_size) < 0)
+        goto fail;
+    if (s->ops->write(s->ctx, s->conn, s->batch, s->n, err, err_size) < 0)
+        goto fail;
+    int r = store_offsets(s, err, err_size);
+    if (r == -2) {
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        s->ops->aborted(s->ctx);
+        return -2;
+    }
+    if (r < 0)
+        goto fail;
+    if (pg_exec(s->conn, "COMMIT", err, err_size) < 0)
+        goto fail;
+    return 0;
+fail:
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    s->ops->aborted(s->ctx);
+    return -1;
+}
+
+/* Writes the batch, retrying with backoff.  On a stop request it gives up
+ * after a few attempts: the batch is not stored, so it is read again. */
+static void flush(struct sink *s) {
+    if (s->n == 0)
+        return;
+    char err[1024];
+    int backoff = 250, attempts = 0;
+    int64_t t0 = mono_ms();
+    for (;;) {
+        int r = write_once(s, err, sizeof(err));
+        if (r == 0)
+            break;
+        if (r == -2) {
+            log_warn("%s: another writer moved the offsets; re-reading from what is stored", err);
+            if (s->m_conflicts)
+                metric_add(s->m_conflicts, 1);
+            drop_batch(s);
+            reseek(s);
+            return;
+        }
+        if (s->m_db_errors)
+            metric_add(s->m_db_errors, 1);
+        if (s->conn && PQstatus(s->conn) != CONNECTION_OK)
+            db_down(s);
+        attempts++;
+        if (sig_stopping() && attempts >= 3) {
+            log_warn("stopping with %zu messages not stored (%s); they will be read again", s->n, err);
+            drop_batch(s);
+            return;
+        }
+        log_warn("cannot store a batch of %zu messages: %s; retrying in %d ms", s->n, err, backoff);
+        nap(backoff);
+        backoff = backoff * 2 > SINK_MAX_BACKOFF_MS ? SINK_MAX_BACKOFF_MS : backoff * 2;
+    }
+    s->ops->committed(s->ctx);
+    commit_kafka(s);
+    for (size_t i = 0; i < s->tp_count; i++)
+        if (s->tps[i].next >= 0)
+            s->tps[i].expected = s->tps[i].next;
+    if (s->m_batches) {
+        metric_add(s->m_batches, 1);
+        metric_add(s->m_messages, s->n);
+        metric_observe(s->m_batch_size, (double)s->n);
+        metric_observe(s->m_batch_seconds, (double)(mono_ms() - t0) / 1000.0);
+    }
+    drop_batch(s);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    struct sink *s = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        for (int i = 0; i < parts->cnt; i++)
+            tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 1);
+        if (load_offsets_retry(s) < 0) {
+            rd_kafka_assign(rk, NULL);
+            return;
+        }
+        for (int i = 0; i < parts->cnt; i++) {
+            struct tp *t = tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 0);
+            parts->elems[i].offset = t && t->expected >= 0 ? t->expected : start_offset(s);
+        }
+        log_info("assigned %d partitions; reading from the offsets stored in PostgreSQL", parts->cnt);
+        rd_kafka_assign(rk, parts);
+    } else {
+        flush(s);
+        s->tp_count = 0;
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx) {
+    struct sink s = {.o = o, .ops = ops, .ctx = ctx};
+    size_t max_batch = o->max_batch ? o->max_batch : 20000;
+    int flush_ms = o->flush_ms > 0 ? o->flush_ms : 500;
+    char err[1024], labels[160];
+    int rc = 1;
+    rd_kafka_queue_t *q = NULL;
+
+    if (o->metrics) {
+        snprintf(labels, sizeof(labels), "group=\"%s\"", o->group);
+        static const double sizes[] = {1, 10, 100, 1000, 5000, 10000, 20000, 50000, 100000};
+        static const double secs[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+        s.m_messages = metrics_counter(o->metrics, "fleetsync_sink_messages_total",
+                                       "Kafka messages stored (with their offsets) in PostgreSQL", labels);
+        s.m_batches = metrics_counter(o->metrics, "fleetsync_sink_batches_total", "Batches committed", labels);
+        s.m_db_errors = metrics_counter(o->metrics, "fleetsync_sink_db_errors_total",
+                                        "Failed batch attempts (database errors)", labels);
+        s.m_conflicts = metrics_counter(o->metrics, "fleetsync_sink_offset_conflicts_total",
+                                        "Batches dropped because the stored offsets moved", labels);
+        s.m_db_up = metrics_gauge(o->metrics, "fleetsync_sink_db_up", "1 while PostgreSQL is reachable", labels);
+        s.m_batch_size = metrics_histogram(o->metrics, "fleetsync_sink_batch_messages", "Messages per batch", labels,
+                                           sizes, (int)(sizeof(sizes) / sizeof(sizes[0])));
+        s.m_batch_seconds = metrics_histogram(o->metrics, "fleetsync_sink_batch_seconds",
+                                              "Time to store a batch, retries included", labels, secs,
+                                              (int)(sizeof(secs) / sizeof(secs[0])));
+    }
+    s.batch = calloc(max_batch, sizeof(*s.batch));
+    s.chunk = calloc(max_batch, sizeof(*s.chunk));
+    if (!s.batch || !s.chunk) {
+        free(s.batch);
+        free(s.chunk);
+        log_error("out of memory");
+        return 1;
+    }
+
+    /* The database first: without it nothing can be stored anyway. */
+    int backoff = 250;
+    while (db_ensure(&s, err, sizeof(err)) < 0) {
+        if (sig_stopping())
+            goto out;
+        log_warn("%s; retrying in %d ms", err, backoff);
+        nap(backoff);
+        backoff = backoff * 2 > SINK_MAX_BACKOFF_MS ? SINK_MAX_BACKOFF_MS : backoff * 2;
+    }
+    if (ops->tick && ops->tick(ctx, s.conn, err, sizeof(err)) < 0)
+        log_warn("%s", err);
+
+    static const char *const defaults[] = {
+        "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false",
+        "auto.offset.reset", "earliest",
+        "queued.max.messages.kbytes", "65536",
+        "fetch.wait.max.ms", "100",
+        "max.poll.interval.ms", "600000",
+        "partition.assignment.strategy", "range,roundrobin",
+        NULL,
+    };
+    rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, defaults, err, sizeof(err));
+    if (!conf || rd_kafka_conf_set(conf, "group.id", o->group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        log_error("%s", err);
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, &s);
+    s.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!s.rk) {
+        log_error("cannot create the Kafka consumer: %s", err);
+        rd_kafka_conf_destroy(conf);
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(s.rk);
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(o->topic_count);
+    for (int i = 0; i < o->topic_count; i++)
+        rd_kafka_topic_partition_list_add(sub, o->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(s.rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        log_error("cannot subscribe: %s", rd_kafka_err2str(e));
+        goto out;
+    }
+    q = rd_kafka_queue_get_consumer(s.rk);
+    log_info("consumer group %s reading %s%s%s", o->group, o->topics[0], o->topic_count > 1 ? " and " : "",
+             o->topic_count > 1 ? o->topics[1] : "");
+
+    while (!sig_stopping()) {
+        int64_t now = mono_ms();
+        int timeout = 200;
+        if (s.n > 0) {
+            int64_t left = s.first_ms + flush_ms - now;
+            timeout = left < 0 ? 0 : (int)left;
+        }
+        /* Many messages per call: one wakeup and clock read per chunk, not
+         * per message.  They land in a chunk of their own: a revocation
+         * during the call flushes s.batch, and messages of partitions no
+         * longer ours are dropped here (they are read again by the owner). */
+        ssize_t got = rd_kafka_consume_batch_queue(q, timeout, s.chunk, max_batch - s.n);
+        for (ssize_t i = 0; i < got; i++) {
+            rd_kafka_message_t *m = s.chunk[i];
+            struct tp *t = m->err ? NULL : tp_find(&s, rd_kafka_topic_name(m->rkt), m->partition, 0);
+            if (!t) {
+                if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    log_warn("Kafka: %s", rd_kafka_message_errstr(m));
+                rd_kafka_message_destroy(m);
+                continue;
+            }
+            t->next = m->offset + 1;
+            if (s.n == 0)
+                s.first_ms = mono_ms();
+            s.batch[s.n++] = m;
+        }
+        now = mono_ms();
+        if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))
+            flush(&s);
+        if (ops->tick && s.n == 0 && now >= s.next_tick_ms) {
+            s.next_tick_ms = now + 1000;
+            if (db_ensure(&s, err, sizeof(err)) < 0 || ops->tick(ctx, s.conn, err, sizeof(err)) < 0) {
+                log_warn("%s", err);
+                if (s.conn && PQstatus(s.conn) != CONNECTION_OK)
+                    db_down(&s);
+                s.next_tick_ms = now + 5000;
+            }
+        }
+    }
+    log_info("stopping: storing the last batch");
+    flush(&s);
+    rc = 0;
+out:
+    if (q)
+        rd_kafka_queue_destroy(q);
+    if (s.rk) {
+        rd_kafka_consumer_close(s.rk);
+        rd_kafka_destroy(s.rk);
+    }
+    drop_batch(&s);
+    db_down(&s);
+    free(s.batch);
+    free(s.chunk);
+    free(s.tps);
+    return rc;
+}

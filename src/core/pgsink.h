@@ -1,0 +1,68 @@
+/*
+ * pgsink.h - the exactly-once Kafka -> PostgreSQL sink that the history and
+ * billing pipelines share.
+ *
+ * A consumer group reads its topics; messages are gathered into batches and
+ * each batch is written by the pipeline's write() callback inside one
+ * transaction that also stores, per partition, the offset of the next record
+ * in sink_offsets (sql/001_history.sql).  On (re)assignment the consumer
+ * seeks to those stored offsets, not to Kafka's committed ones, so a batch is
+ * either fully in the database with its offsets, or not at all: killing the
+ * process at any moment neither loses nor repeats a row.  Kafka's committed
+ * offsets are also updated after each commit, only so that lag tools see
+ * the group's progress.
+ *
+ * Offsets are stored with a check: the row must still hold the offset this
+ * process started the partition from.  If another instance (after a
+ * rebalance) or `fleetsync replay` moved it, the batch is rolled back and
+ * the partitions re-seek to what is stored.
+ *
+ * Batches grow with load: a batch is written when it holds max_batch
+ * messages or its first message is flush_ms old; while a batch is being
+ * written, the next one accumulates in librdkafka's bounded prefetch queue.
+ * When PostgreSQL fails, the same batch is retried with exponential backoff
+ * (up to 10 s apart) and nothing more is read: a slow or stopped database
+ * only grows lag, never memory.
+ */
+#ifndef FS_PGSINK_H
+#define FS_PGSINK_H
+
+#include "core/config.h"
+#include "core/metrics.h"
+
+#include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
+#include <stddef.h>
+
+struct pgsink_ops {
+    /* Writes one batch inside the open transaction.  Returns 0, or -1 with
+     * a reason in err (the transaction is then rolled back and retried). */
+    int (*write)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size);
+    /* The batch's transaction committed. */
+    void (*committed)(void *ctx);
+    /* The batch's transaction was rolled back (or its outcome is unknown):
+     * forget state derived from it. */
+    void (*aborted)(void *ctx);
+    /* Housekeeping outside batches, on a fresh connection and then about
+     * every second (the callback keeps its own schedule).  Returns 0 or -1
+     * (err); a failure is logged and retried.  May be NULL. */
+    int (*tick)(void *ctx, PGconn *conn, char *err, size_t err_size);
+};
+
+struct pgsink_options {
+    const struct fs_config *cfg;
+    const char *group;         /* consumer group, also sink_offsets.group_id */
+    const char *topics[4];     /* full topic names */
+    int topic_count;
+    size_t max_batch;          /* messages per batch (default 20000) */
+    int flush_ms;              /* the oldest message waits at most this (default 500) */
+    const char *start;         /* "earliest" (default) or "latest": partitions with no stored offset */
+    struct metrics *metrics;   /* may be NULL */
+};
+
+/* Runs until sig_stopping(); the last batch is written (or left to be
+ * re-read) before it returns.  Returns 0 on a clean stop, 1 on a fatal error
+ * (logged). */
+int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx);
+
+#endif

@@ -1,0 +1,1118 @@
+/*
+ * history.c - the cold pipeline: `fleetsync history`, truck-telemetry and
+ * truck-alerts into PostgreSQL, exactly once (DESIGN.md, PostgreSQL contract).
+ *
+ * The exactly-once machinery (consumer group, offsets stored with the rows,
+ * retries, backoff) is core/pgsink.c.  This file writes one batch:
+ *
+ *   1. Each record is read by tm_scan() (the normalized form, no JSON tree);
+ *      anything else goes through tm_parse() and is refused by reason when
+ *      invalid (counted, logged, skipped: it is still in Kafka and the DLQ
+ *      is the bridge's).
+ *   2. Rows are sorted by (truck_id, ts, seq); repeats inside the batch drop.
+ *   3. Each truck's latest stored reading (a cache, filled from
+ *      telemetry_hourly.last_* on a miss) splits its rows in two:
+ *        - fresh rows, newer than anything stored: COPY straight into
+ *          telemetry (no conflict is possible), and folded into the hourly
+ *          rollups as deltas (core/rollup.h) upserted from a staging table;
+ *        - late rows (QoS 1 repeats, crash resends, replays, stragglers):
+ *          COPY into a staging table, INSERT ... ON CONFLICT DO NOTHING, and
+ *          the hours they touch (and the next) are marked in rollup_dirty.
+ *   4. Alerts are upserted by alert_id.
+ * pgsink then stores the offsets and commits.  Outside batches, tick()
+ * recomputes dirty hours from raw rows (overwriting, never adding), creates
+ * the daily partitions ahead of time and drops those past --retention.
+ */
+#include "history/history.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/pg.h"
+#include "core/pgsink.h"
+#include "core/rollup.h"
+#include "core/sig.h"
+#include "core/telemetry.h"
+#include "core/tmscan.h"
+#include "core/topics.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define HISTORY_DEFAULT_METRICS_PORT 9102
+#define DAY_MS 86400000LL
+
+/* ---- a growable byte buffer (COPY streams, array literals) ---------------- */
+
+struct buf {
+    char *p;
+    size_t len, cap;
+};
+
+static int buf_reserve(struct buf *b, size_t more) {
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 65536;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -1;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_put(struct buf *b, const char *s, size_t n) {
+    if (buf_reserve(b, n) == 0) {
+        memcpy(b->p + b->len, s, n);
+        b->len += n;
+    }
+}
+
+static void buf_putc(struct buf *b, char c) {
+    buf_put(b, &c, 1);
+}
+
+static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void buf_printf(struct buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[256];
+    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        buf_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+/* "YYYY-MM-DD HH:MM:SS.mmm+00", the day part cached (rows of a batch share
+ * few days). */
+struct tsfmt {
+    int64_t day;
+    char day_s[16];
+};
+
+static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
+    int64_t day = ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
+    if (day != f->day) {
+        time_t t = (time_t)(day * 86400);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(f->day_s, sizeof(f->day_s), "%Y-%m-%d ", &tm);
+        f->day = day;
+    }
+    int64_t r = ms - day * DAY_MS;
+    int h = (int)(r / 3600000), mi = (int)(r / 60000 % 60), s = (int)(r / 1000 % 60), m = (int)(r % 1000);
+    char tmp[24];
+    buf_put(b, f->day_s, 11);
+    tmp[0] = (char)('0' + h / 10);
+    tmp[1] = (char)('0' + h % 10);
+    tmp[2] = ':';
+    tmp[3] = (char)('0' + mi / 10);
+    tmp[4] = (char)('0' + mi % 10);
+    tmp[5] = ':';
+    tmp[6] = (char)('0' + s / 10);
+    tmp[7] = (char)('0' + s % 10);
+    tmp[8] = '.';
+    tmp[9] = (char)('0' + m / 100);
+    tmp[10] = (char)('0' + m / 10 % 10);
+    tmp[11] = (char)('0' + m % 10);
+    memcpy(tmp + 12, "+00", 3);
+    buf_put(b, tmp, 15);
+}
+
+static void put_span(struct buf *b, const struct tm_span *sp) {
+    if (sp->n)
+        buf_put(b, sp->p, sp->n);
+    else
+        buf_put(b, "\\N", 2);
+}
+
+static void put_double(struct buf *b, double v) {
+    if (isnan(v))
+        buf_put(b, "\\N", 2);
+    else
+        buf_printf(b, "%.17g", v);
+}
+
+/* ---- the truck cache: latest stored reading per truck ----------------------- */
+
+struct truck {
+    char *id;                  /* NULL = empty slot */
+    int known;                 /* last/has_last reflect the database */
+    int has_last;
+    struct rollup_point last;
+    struct rollup_point pending; /* the batch's newest fresh row, applied on commit */
+    int has_pending;
+};
+
+struct cache {
+    struct truck *slots;
+    size_t cap, count;
+};
+
+static uint64_t hash_id(const char *s, size_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+static int cache_grow(struct cache *c, size_t need) {
+    if ((c->count + need) * 10 < c->cap * 7)
+        return 0;
+    size_t cap = c->cap ? c->cap : 4096;
+    while ((c->count + need) * 10 >= cap * 7)
+        cap *= 2;
+    struct truck *slots = calloc(cap, sizeof(*slots));
+    if (!slots)
+        return -1;
+    for (size_t i = 0; i < c->cap; i++) {
+        if (!c->slots[i].id)
+            continue;
+        size_t j = hash_id(c->slots[i].id, strlen(c->slots[i].id)) & (cap - 1);
+        while (slots[j].id)
+            j = (j + 1) & (cap - 1);
+        slots[j] = c->slots[i];
+    }
+    free(c->slots);
+    c->slots = slots;
+    c->cap = cap;
+    return 0;
+}
+
+/* Finds or adds (unknown) the truck; NULL on OOM.  cache_grow() must have
+ * made room first. */
+static struct truck *cache_get(struct cache *c, const char *id, size_t n) {
+    size_t j = hash_id(id, n) & (c->cap - 1);
+    while (c->slots[j].id) {
+        if (strlen(c->slots[j].id) == n && memcmp(c->slots[j].id, id, n) == 0)
+            return &c->slots[j];
+        j = (j + 1) & (c->cap - 1);
+    }
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return NULL;
+    memcpy(copy, id, n);
+    copy[n] = '\0';
+    c->slots[j] = (struct truck){.id = copy};
+    c->count++;
+    return &c->slots[j];
+}
+
+static void cache_forget(struct cache *c) {
+    for (size_t i = 0; i < c->cap; i++) {
+        c->slots[i].known = 0;
+        c->slots[i].has_pending = 0;
+    }
+}
+
+static void cache_free(struct cache *c) {
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->slots[i].id);
+    free(c->slots);
+    memset(c, 0, sizeof(*c));
+}
+
+/* ---- one batch --------------------------------------------------------------- */
+
+struct row {
+    struct tm_fast f;
+    int64_t recv_ms;
+    struct truck *t;
+    int late;
+};
+
+struct history {
+    const struct fs_config *cfg;
+    char topic_telemetry[256], topic_alerts[256];
+    int retention_days; /* 0 = keep raw rows forever */
+    int days_ahead;
+    struct cache cache;
+    struct row *rows;
+    struct row **ord; /* rows sorted by (truck, ts, seq) */
+    size_t row_cap;
+    struct buf copy, aux;
+    char **arena;       /* normalized copies of records that needed tm_parse() */
+    size_t arena_n, arena_cap;
+    int64_t *days;      /* existing partitions, as day numbers */
+    size_t day_n, day_cap;
+    int days_loaded;
+    int64_t next_housekeeping_ms;
+    int64_t rows_pending, dup_pending, late_pending;
+    struct metrics *metrics;
+    struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors,
+        *m_recomputed, *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
+    uint64_t rejected_logged;
+};
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Orders row pointers by truck (its cache slot: any fixed order will do),
+ * then (ts, seq). */
+static int cmp_rows(const void *a, const void *b) {
+    const struct row *x = *(const struct row *const *)a, *y = *(const struct row *const *)b;
+    if (x->t != y->t)
+        return (uintptr_t)x->t < (uintptr_t)y->t ? -1 : 1;
+    if (x->f.ts_ms != y->f.ts_ms)
+        return x->f.ts_ms < y->f.ts_ms ? -1 : 1;
+    if (x->f.seq != y->f.seq)
+        return x->f.seq < y->f.seq ? -1 : 1;
+    return 0;
+}
+
+static struct rollup_point to_point(const struct tm_fast *f) {
+    return (struct rollup_point){.ts_ms = f->ts_ms,
+                                 .seq = f->seq,
+                                 .lat = f->lat,
+                                 .lon = f->lon,
+                                 .speed_kmh = f->speed_kmh,
+                                 .ignition = f->ignition,
+                                 .fuel_pct = f->fuel_pct};
+}
+
+static void arena_clear(struct history *h) {
+    for (size_t i = 0; i < h->arena_n; i++)
+        free(h->arena[i]);
+    h->arena_n = 0;
+}
+
+/* Reads one truck-telemetry record into *r; 0 = a row, -1 = refused. */
+static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t now, struct row *r) {
+    const char *p = m->payload;
+    size_t len = m->len;
+    if (p && tm_scan(p, len, now, 0, &r->f))
+        return 0;
+    struct tm_reading rd;
+    char detail[128];
+    enum tm_reason why = p ? tm_parse(p, len, now, &rd, detail, sizeof(detail)) : TM_INVALID_JSON;
+    if (why == TM_OK) {
+        char *norm = malloc(TM_MAX_PAYLOAD + 1);
+        int n = norm ? tm_serialize(&rd, norm, TM_MAX_PAYLOAD + 1) : -1;
+        tm_reading_release(&rd);
+        if (n > 0 && h->arena_n == h->arena_cap) {
+            size_t cap = h->arena_cap ? h->arena_cap * 2 : 64;
+            char **a = realloc(h->arena, cap * sizeof(*a));
+            if (a) {
+                h->arena = a;
+                h->arena_cap = cap;
+            }
+        }
+        if (n > 0 && h->arena_n < h->arena_cap && tm_scan(norm, (size_t)n, now, 1, &r->f)) {
+            h->arena[h->arena_n++] = norm;
+            return 0;
+        }
+        free(norm);
+        why = TM_INVALID_JSON;
+        snprintf(detail, sizeof(detail), "not normalizable");
+    }
+    metric_add(h->m_rejected[why], 1);
+    if (h->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
+        log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
+                 m->offset, tm_reason_name(why), detail);
+    return -1;
+}
+
+static int put_copy(PGconn *conn, const char *sql, const struct buf *b, char *err, size_t err_size) {
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        pg_error(conn, res, err, err_size);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    size_t off = 0;
+    while (off < b->len) {
+        size_t n = b->len - off > (1 << 20) ? (1 << 20) : b->len - off;
+        if (PQputCopyData(conn, b->p + off, (int)n) != 1) {
+            pg_error(conn, NULL, err, err_size);
+            return -1;
+        }
+        off += n;
+    }
+    if (PQputCopyEnd(conn, NULL) != 1) {
+        pg_error(conn, NULL, err, err_size);
+        return -1;
+    }
+    int rc = 0;
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0) {
+            pg_error(conn, res, err, err_size);
+            rc = -1;
+        }
+        PQclear(res);
+    }
+    return rc;
+}
+
+static PGresult *exec_checked(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
+                              char *err, size_t err_size) {
+    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != want) {
+        pg_error(conn, r, err, err_size);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ---- partitions ----------------------------------------------------------------- */
+
+static int64_t day_of(int64_t ms) {
+    return ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
+}
+
+static int has_day(const struct history *h, int64_t day) {
+    for (size_t i = 0; i < h->day_n; i++)
+        if (h->days[i] == day)
+            return 1;
+    return 0;
+}
+
+static void add_day(struct history *h, int64_t day) {
+    if (has_day(h, day))
+        return;
+    if (h->day_n == h->day_cap) {
+        size_t cap = h->day_cap ? h->day_cap * 2 : 64;
+        int64_t *d = realloc(h->days, cap * sizeof(*d));
+        if (!d)
+            return;
+        h->days = d;
+        h->day_cap = cap;
+    }
+    h->days[h->day_n++] = day;
+}
+
+static void day_name(int64_t day, char *name, size_t size, char *from, char *to) {
+    time_t t = (time_t)(day * 86400);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(name, size, "telemetry_p%Y%m%d", &tm);
+    strftime(from, 16, "%Y-%m-%d", &tm);
+    t += 86400;
+    gmtime_r(&t, &tm);
+    strftime(to, 16, "%Y-%m-%d", &tm);
+}
+
+static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size) {
+    PGresult *r = exec_checked(conn,
+                               "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                               "WHERE i.inhparent = 'telemetry'::regclass",
+                               0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    h->day_n = 0;
+    for (int i = 0; i < PQntuples(r); i++) {
+        int y, mo, d;
+        if (sscanf(PQgetvalue(r, i, 0), "telemetry_p%4d%2d%2d", &y, &mo, &d) == 3) {
+            struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+            add_day(h, (int64_t)timegm(&tm) / 86400);
+        }
+    }
+    PQclear(r);
+    h->days_loaded = 1;
+    return 0;
+}
+
+static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, size_t err_size) {
+    char name[64], from[16], to[16], sql[256];
+    day_name(day, name, sizeof(name), from, to);
+    snprintf(sql, sizeof(sql), "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry FOR VALUES FROM ('%s') TO ('%s')",
+             name, from, to);
+    if (pg_exec(conn, sql, err, err_size) < 0)
+        return -1;
+    add_day(h, day);
+    metric_add(h->m_part_created, 1);
+    log_info("created partition %s", name);
+    return 0;
+}
+
+/* ---- the batch ---------------------------------------------------------------- */
+
+static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size) {
+    h->aux.len = 0;
+    buf_putc(&h->aux, '{');
+    size_t n = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        struct truck *t = h->ord[i]->t;
+        if (t->known || (i > 0 && h->ord[i - 1]->t == t))
+            continue;
+        if (n++)
+            buf_putc(&h->aux, ',');
+        buf_put(&h->aux, t->id, strlen(t->id)); /* ids are [A-Za-z0-9._-]: no quoting needed */
+    }
+    buf_putc(&h->aux, '}');
+    buf_putc(&h->aux, '\0');
+    if (n == 0)
+        return 0;
+    metric_add(h->m_lookups, n);
+    const char *vals[1] = {h->aux.p};
+    PGresult *r = exec_checked(conn,
+                               "SELECT DISTINCT ON (truck_id) truck_id, "
+                               "(extract(epoch FROM last_ts) * 1000)::bigint, last_seq, last_lat, last_lon, "
+                               "last_speed_kmh, last_ignition, last_fuel_pct FROM telemetry_hourly "
+                               "WHERE truck_id = ANY($1::text[]) ORDER BY truck_id, hour DESC",
+                               1, vals, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *id = PQgetvalue(r, i, 0);
+        struct truck *t = cache_get(&h->cache, id, strlen(id));
+        if (!t)
+            continue;
+        t->has_last = 1;
+        t->last = (struct rollup_point){
+            .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+            .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
+            .lat = strtod(PQgetvalue(r, i, 3), NULL),
+            .lon = strtod(PQgetvalue(r, i, 4), NULL),
+            .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
+            .ignition = PQgetvalue(r, i, 6)[0] == 't',
+            .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
+        };
+        t->known = 1;
+    }
+    PQclear(r);
+    for (size_t i = 0; i < nrows; i++) {
+        struct truck *t = h->ord[i]->t;
+        if (!t->known) {
+            t->known = 1;
+            t->has_last = 0;
+        }
+    }
+    return 0;
+}
+
+static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r) {
+    const struct tm_fast *f = &r->f;
+    buf_put(b, f->truck_id.p, f->truck_id.n);
+    buf_putc(b, '\t');
+    put_ts(b, tf, f->ts_ms);
+    buf_putc(b, '\t');
+    put_span(b, &f->seq_s);
+    buf_putc(b, '\t');
+    put_span(b, &f->lat_s);
+    buf_putc(b, '\t');
+    put_span(b, &f->lon_s);
+    buf_putc(b, '\t');
+    put_span(b, &f->speed_s);
+    buf_putc(b, '\t');
+    put_span(b, &f->heading_s);
+    buf_put(b, f->ignition ? "\tt\t" : "\tf\t", 3);
+    put_span(b, &f->fuel_s);
+    buf_putc(b, '\t');
+    put_span(b, &f->odometer_s);
+    buf_putc(b, '\t');
+    if (r->recv_ms > 0)
+        put_ts(b, tf, r->recv_ms);
+    else
+        buf_put(b, "\\N", 2);
+    buf_putc(b, '\n');
+}
+
+static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const struct rollup_hour *hr) {
+    buf_put(b, id, strlen(id));
+    buf_putc(b, '\t');
+    put_ts(b, tf, hr->hour_ms);
+    buf_printf(b, "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t", hr->samples, hr->distance_km,
+               hr->moving_s, hr->idle_s, hr->parked_s, hr->max_speed_kmh, hr->fuel_used_pct);
+    put_ts(b, tf, hr->last.ts_ms);
+    buf_printf(b, "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%c\t", hr->last.seq, hr->last.lat, hr->last.lon,
+               hr->last.speed_kmh, hr->last.ignition ? 't' : 'f');
+    put_double(b, hr->last.fuel_pct);
+    buf_putc(b, '\n');
+}
+
+#define TELEMETRY_COLS "truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at"
+
+static int ensure_stage(PGconn *conn, char *err, size_t err_size) {
+    return pg_exec(conn,
+                   "CREATE TEMP TABLE IF NOT EXISTS history_stage (LIKE telemetry) ON COMMIT DELETE ROWS;"
+                   "CREATE TEMP TABLE IF NOT EXISTS hourly_stage (LIKE telemetry_hourly) ON COMMIT DELETE ROWS",
+                   err, err_size);
+}
+
+static const char *upsert_add_sql =
+    "INSERT INTO telemetry_hourly AS t SELECT * FROM hourly_stage "
+    "ON CONFLICT (truck_id, hour) DO UPDATE SET samples = t.samples + EXCLUDED.samples, "
+    "distance_km = t.distance_km + EXCLUDED.distance_km, moving_s = t.moving_s + EXCLUDED.moving_s, "
+    "idle_s = t.idle_s + EXCLUDED.idle_s, parked_s = t.parked_s + EXCLUDED.parked_s, "
+    "max_speed_kmh = GREATEST(t.max_speed_kmh, EXCLUDED.max_speed_kmh), "
+    "fuel_used_pct = t.fuel_used_pct + EXCLUDED.fuel_used_pct, last_ts = EXCLUDED.last_ts, "
+    "last_seq = EXCLUDED.last_seq, last_lat = EXCLUDED.last_lat, last_lon = EXCLUDED.last_lon, "
+    "last_speed_kmh = EXCLUDED.last_speed_kmh, last_ignition = EXCLUDED.last_ignition, "
+    "last_fuel_pct = EXCLUDED.last_fuel_pct";
+
+static const char *upsert_set_sql =
+    "INSERT INTO telemetry_hourly AS t SELECT * FROM hourly_stage "
+    "ON CONFLICT (truck_id, hour) DO UPDATE SET samples = EXCLUDED.samples, distance_km = EXCLUDED.distance_km, "
+    "moving_s = EXCLUDED.moving_s, idle_s = EXCLUDED.idle_s, parked_s = EXCLUDED.parked_s, "
+    "max_speed_kmh = EXCLUDED.max_speed_kmh, fuel_used_pct = EXCLUDED.fuel_used_pct, "
+    "last_ts = EXCLUDED.last_ts, last_seq = EXCLUDED.last_seq, last_lat = EXCLUDED.last_lat, "
+    "last_lon = EXCLUDED.last_lon, last_speed_kmh = EXCLUDED.last_speed_kmh, "
+    "last_ignition = EXCLUDED.last_ignition, last_fuel_pct = EXCLUDED.last_fuel_pct";
+
+/* Upserts one alert record; 0 = stored, 1 = refused (counted), -1 = db error. */
+static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size) {
+    json_error_t je;
+    json_t *a = m->payload ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &je) : NULL;
+    const char *id = NULL, *state = NULL, *truck = NULL, *rule = NULL;
+    json_int_t started = 0;
+    if (a)
+        json_unpack(a, "{s:s, s:s, s:s, s:s, s:I}", "alert_id", &id, "state", &state, "truck_id", &truck, "rule",
+                    &rule, "started_ms", &started);
+    if (!id || !state || !truck || !rule || strlen(id) > 256 ||
+        (strcmp(state, "raised") != 0 && strcmp(state, "cleared") != 0)) {
+        metric_add(h->m_alert_errors, 1);
+        if (h->rejected_logged++ < 20)
+            log_warn("%s [%d] offset %" PRId64 ": not an alert record; skipped", rd_kafka_topic_name(m->rkt),
+                     m->partition, m->offset);
+        json_decref(a);
+        return 1;
+    }
+    char started_s[32], detected_s[32], ended_s[32], lat_s[32], lon_s[32];
+    const char *vals[9] = {id, truck, rule, pg_format_ts(started, started_s, sizeof(started_s)), NULL, NULL,
+                           NULL, NULL, NULL};
+    json_t *v;
+    if ((v = json_object_get(a, "detected_ms")) && json_is_integer(v))
+        vals[4] = pg_format_ts(json_integer_value(v), detected_s, sizeof(detected_s));
+    if ((v = json_object_get(a, "lat")) && json_is_number(v)) {
+        snprintf(lat_s, sizeof(lat_s), "%.17g", json_number_value(v));
+        vals[5] = lat_s;
+    }
+    if ((v = json_object_get(a, "lon")) && json_is_number(v)) {
+        snprintf(lon_s, sizeof(lon_s), "%.17g", json_number_value(v));
+        vals[6] = lon_s;
+    }
+    char *details = NULL;
+    if ((v = json_object_get(a, "details")) != NULL)
+        vals[7] = details = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (strcmp(state, "cleared") == 0) {
+        v = json_object_get(a, "ended_ms");
+        int64_t ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
+        vals[8] = pg_format_ts(ended, ended_s, sizeof(ended_s));
+    }
+    PGresult *r = exec_checked(
+        conn,
+        "INSERT INTO alerts (alert_id, truck_id, rule, started_at, detected_at, lat, lon, details, ended_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (alert_id) DO UPDATE SET "
+        "detected_at = COALESCE(alerts.detected_at, EXCLUDED.detected_at), lat = COALESCE(alerts.lat, EXCLUDED.lat), "
+        "lon = COALESCE(alerts.lon, EXCLUDED.lon), details = COALESCE(alerts.details, EXCLUDED.details), "
+        "ended_at = COALESCE(EXCLUDED.ended_at, alerts.ended_at)",
+        9, vals, PGRES_COMMAND_OK, err, err_size);
+    free(details);
+    json_decref(a);
+    if (!r)
+        return -1;
+    PQclear(r);
+    metric_add(h->m_alerts, 1);
+    return 0;
+}
+
+static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size) {
+    struct history *h = ctx;
+    int64_t now = wall_ms();
+    struct tsfmt tf = {.day = INT64_MIN};
+    size_t nrows = 0;
+
+    if (n > h->row_cap) {
+        struct row *r = realloc(h->rows, n * sizeof(*r));
+        if (r)
+            h->rows = r;
+        struct row **o = realloc(h->ord, n * sizeof(*o));
+        if (o)
+            h->ord = o;
+        if (!r || !o) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        h->row_cap = n;
+    }
+    if (cache_grow(&h->cache, n) < 0) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    arena_clear(h);
+    if (!h->days_loaded && load_days(h, conn, err, err_size) < 0)
+        return -1;
+    if (ensure_stage(conn, err, err_size) < 0)
+        return -1;
+
+    /* 1. read */
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_message_t *m = msgs[i];
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        if (strcmp(topic, h->topic_alerts) == 0) {
+            if (write_alert(h, conn, m, err, err_size) < 0)
+                return -1;
+            continue;
+        }
+        struct row *r = &h->rows[nrows];
+        if (read_reading(h, m, now, r) < 0)
+            continue;
+        rd_kafka_timestamp_type_t tt;
+        r->recv_ms = rd_kafka_message_timestamp(m, &tt);
+        r->late = 0;
+        nrows++;
+    }
+    if (nrows == 0)
+        return 0;
+
+    /* 2. trucks (one hash lookup per row), partitions, then sort and drop
+     * repeats */
+    int64_t ok_day = INT64_MIN;
+    for (size_t i = 0; i < nrows; i++) {
+        struct row *r = &h->rows[i];
+        r->t = cache_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
+        if (!r->t) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        int64_t d = day_of(r->f.ts_ms);
+        if (d != ok_day) {
+            if (!has_day(h, d) && create_day(h, conn, d, err, err_size) < 0)
+                return -1;
+            ok_day = d;
+        }
+        h->ord[i] = r;
+    }
+    qsort(h->ord, nrows, sizeof(*h->ord), cmp_rows);
+    size_t w = 0;
+    int64_t dups = 0;
+    for (size_t i = 0; i < nrows; i++) {
+        if (w > 0 && cmp_rows(&h->ord[w - 1], &h->ord[i]) == 0) {
+            dups++;
+            continue;
+        }
+        h->ord[w++] = h->ord[i];
+    }
+    nrows = w;
+
+    if (lookup_unknown(h, conn, nrows, err, err_size) < 0)
+        return -1;
+
+    /* 4. fresh rows: COPY + rollup deltas; late rows: staged */
+    h->copy.len = 0;
+    h->aux.len = 0;
+    size_t fresh = 0, late = 0;
+    struct rollup_hour hr;
+    const struct rollup_point *prev = NULL;
+    struct rollup_point prev_pt;
+    for (size_t i = 0; i < nrows; i++) {
+        struct row *r = h->ord[i];
+        struct truck *t = r->t;
+        int first_of_truck = i == 0 || h->ord[i - 1]->t != t;
+        if (first_of_truck) {
+            prev = t->has_last ? &t->last : NULL;
+            hr.hour_ms = INT64_MIN;
+            t->has_pending = 0;
+        }
+        struct rollup_point pt = to_point(&r->f);
+        if (t->has_last && rollup_cmp(&pt, &t->last) <= 0) {
+            r->late = 1;
+            late++;
+            continue;
+        }
+        put_row(&h->copy, &tf, r);
+        fresh++;
+        int64_t hour = rollup_hour_of(pt.ts_ms);
+        if (hour != hr.hour_ms) {
+            if (hr.hour_ms != INT64_MIN)
+                put_hour(&h->aux, &tf, t->id, &hr);
+            rollup_hour_init(&hr, hour);
+        }
+        rollup_fold(&hr, prev, &pt);
+        prev_pt = pt;
+        prev = &prev_pt;
+        t->pending = pt;
+        t->has_pending = 1;
+        int last_of_truck = i + 1 == nrows || h->ord[i + 1]->t != t;
+        if (last_of_truck)
+            put_hour(&h->aux, &tf, t->id, &hr);
+    }
+    if (fresh > 0) {
+        if (put_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+            return -1;
+        if (put_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
+            return -1;
+        if (pg_exec(conn, upsert_add_sql, err, err_size) < 0)
+            return -1;
+    }
+    int64_t inserted_late = 0;
+    if (late > 0) {
+        h->copy.len = 0;
+        for (size_t i = 0; i < nrows; i++)
+            if (h->ord[i]->late)
+                put_row(&h->copy, &tf, h->ord[i]);
+        if (put_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+            return -1;
+        PGresult *r = exec_checked(
+            conn,
+            "WITH ins AS (INSERT INTO telemetry SELECT * FROM history_stage ON CONFLICT DO NOTHING "
+            "RETURNING truck_id, ts), "
+            "d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h FROM ins, LATERAL (VALUES "
+            "(date_trunc('hour', ins.ts)), (date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
+            "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
+            0, NULL, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            return -1;
+        inserted_late = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    h->rows_pending = (int64_t)fresh + inserted_late;
+    h->dup_pending = dups + (int64_t)late - inserted_late;
+    h->late_pending = inserted_late;
+    return 0;
+}
+
+static void history_committed(void *ctx) {
+    struct history *h = ctx;
+    for (size_t i = 0; i < h->cache.cap; i++) {
+        struct truck *t = &h->cache.slots[i];
+        if (t->id && t->has_pending) {
+            t->last = t->pending;
+            t->has_last = 1;
+            t->has_pending = 0;
+        }
+    }
+    metric_add(h->m_rows, (uint64_t)h->rows_pending);
+    metric_add(h->m_dups, (uint64_t)h->dup_pending);
+    metric_add(h->m_late, (uint64_t)h->late_pending);
+    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    arena_clear(h);
+}
+
+static void history_aborted(void *ctx) {
+    struct history *h = ctx;
+    /* The outcome may be unknown (a lost connection at COMMIT): forget what
+     * the cache believes and read it again from the database. */
+    cache_forget(&h->cache);
+    h->days_loaded = 0;
+    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    arena_clear(h);
+}
+
+/* ---- housekeeping: dirty rollups, partitions, retention ---------------------------- */
+
+/* Recomputes up to a few thousand dirty truck-hours.  Returns the number
+ * done, or -1. */
+static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t err_size) {
+    PGresult *groups = exec_checked(conn,
+                                    "SELECT (extract(epoch FROM hour) * 1000)::bigint, array_agg(truck_id) FROM "
+                                    "(SELECT truck_id, hour FROM rollup_dirty ORDER BY hour, truck_id LIMIT 5000) d "
+                                    "GROUP BY hour ORDER BY hour",
+                                    0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!groups)
+        return -1;
+    int done = 0;
+    struct tsfmt tf = {.day = INT64_MIN};
+    for (int g = 0; g < PQntuples(groups); g++) {
+        int64_t hour = strtoll(PQgetvalue(groups, g, 0), NULL, 10);
+        const char *ids = PQgetvalue(groups, g, 1);
+        char hour_s[32];
+        pg_format_ts(hour, hour_s, sizeof(hour_s));
+        const char *vals[2] = {ids, hour_s};
+        if (pg_exec(conn, "BEGIN", err, err_size) < 0 || ensure_stage(conn, err, err_size) < 0)
+            goto fail;
+        PGresult *r = exec_checked(conn,
+                                   "SELECT truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, "
+                                   "speed_kmh, ignition, fuel_pct FROM telemetry WHERE truck_id = ANY($1::text[]) "
+                                   "AND ts >= $2::timestamptz - interval '10 minutes' "
+                                   "AND ts < $2::timestamptz + interval '1 hour' ORDER BY truck_id, ts, seq",
+                                   2, vals, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            goto fail;
+        h->aux.len = 0;
+        struct rollup_hour hr;
+        struct rollup_point prev;
+        int has_prev = 0;
+        for (int i = 0; i < PQntuples(r); i++) {
+            const char *id = PQgetvalue(r, i, 0);
+            if (i == 0 || strcmp(id, PQgetvalue(r, i - 1, 0)) != 0) {
+                rollup_hour_init(&hr, hour);
+                has_prev = 0;
+            }
+            struct rollup_point pt = {
+                .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+                .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
+                .lat = strtod(PQgetvalue(r, i, 3), NULL),
+                .lon = strtod(PQgetvalue(r, i, 4), NULL),
+                .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
+                .ignition = PQgetvalue(r, i, 6)[0] == 't',
+                .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
+            };
+            if (pt.ts_ms >= hour)
+                rollup_fold(&hr, has_prev ? &prev : NULL, &pt);
+            prev = pt;
+            has_prev = 1;
+            int last = i + 1 == PQntuples(r) || strcmp(id, PQgetvalue(r, i + 1, 0)) != 0;
+            if (last && hr.samples > 0)
+                put_hour(&h->aux, &tf, id, &hr);
+        }
+        PQclear(r);
+        if (h->aux.len > 0) {
+            if (put_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
+                pg_exec(conn, upsert_set_sql, err, err_size) < 0)
+                goto fail;
+        }
+        r = exec_checked(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2", 2, vals,
+                         PGRES_COMMAND_OK, err, err_size);
+        if (!r)
+            goto fail;
+        int cleared = atoi(PQcmdTuples(r));
+        PQclear(r);
+        if (pg_exec(conn, "COMMIT", err, err_size) < 0)
+            goto fail;
+        done += cleared;
+        metric_add(h->m_recomputed, (uint64_t)cleared);
+    }
+    PQclear(groups);
+    return done;
+fail:
+    PQclear(groups);
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size) {
+    if (load_days(h, conn, err, err_size) < 0)
+        return -1;
+    int64_t today = day_of(wall_ms());
+    for (int d = 0; d <= h->days_ahead; d++)
+        if (!has_day(h, today + d) && create_day(h, conn, today + d, err, err_size) < 0)
+            return -1;
+    if (h->retention_days > 0) {
+        for (size_t i = 0; i < h->day_n;) {
+            int64_t day = h->days[i];
+            if (day >= today - h->retention_days) {
+                i++;
+                continue;
+            }
+            char name[64], from[16], to[16], sql[128];
+            day_name(day, name, sizeof(name), from, to);
+            snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", name);
+            if (pg_exec(conn, sql, err, err_size) < 0)
+                return -1;
+            log_info("dropped partition %s (older than the retention of %d days; its rollups stay)", name,
+                     h->retention_days);
+            metric_add(h->m_part_dropped, 1);
+            h->days[i] = h->days[--h->day_n];
+        }
+    }
+    return 0;
+}
+
+static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
+    struct history *h = ctx;
+    int64_t now = mono_ms();
+    if (now >= h->next_housekeeping_ms) {
+        if (housekeeping(h, conn, err, err_size) < 0)
+            return -1;
+        h->next_housekeeping_ms = now + 600000;
+    }
+    /* Bounded: a long recompute must not starve the batches. */
+    int64_t until = mono_ms() + 500;
+    for (;;) {
+        int done = recompute_dirty(h, conn, err, err_size);
+        if (done < 0)
+            return -1;
+        if (done == 0 || mono_ms() >= until || sig_stopping())
+            break;
+    }
+    PGresult *r = PQexec(conn, "SELECT count(*) FROM rollup_dirty");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK)
+        metric_set(h->m_dirty, strtod(PQgetvalue(r, 0, 0), NULL));
+    PQclear(r);
+    return 0;
+}
+
+/* ---- the command ------------------------------------------------------------------ */
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: fleetsync history [options]\n"
+            "\n"
+            "The cold pipeline: consumer group fleetsync-history reads truck-telemetry and\n"
+            "truck-alerts and stores every reading in PostgreSQL exactly once (offsets are\n"
+            "kept in the same transaction as the rows), with hourly per-truck rollups for\n"
+            "reports.  The schema is created and migrated automatically.\n"
+            "\n"
+            "  --max-batch N        messages per transaction at most (default 20000)\n"
+            "  --flush-ms MS        the oldest message waits at most this long (default 500)\n"
+            "  --retention DAYS     drop raw daily partitions older than this; rollups stay\n"
+            "                       (default 90, 0 keeps raw rows forever)\n"
+            "  --days-ahead N       daily partitions created ahead of today (default 2)\n"
+            "  --start earliest|latest\n"
+            "                       where a partition with no stored offset starts (default earliest)\n"
+            "  -h, --help           this text\n"
+            "\n"
+            "%s"
+            "\n"
+            "Metrics on 127.0.0.1:%d/metrics (--metrics-port N, -1 for none).\n"
+            "Examples:\n"
+            "  fleetsync history                              # against the embedded stack\n"
+            "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n",
+            cfg_options_help, HISTORY_DEFAULT_METRICS_PORT);
+}
+
+int cmd_history(int argc, char **argv) {
+    enum { OPT_BATCH = 1, OPT_FLUSH, OPT_RETENTION, OPT_AHEAD, OPT_START };
+    static const struct option longopts[] = {
+        {"max-batch", required_argument, NULL, OPT_BATCH},
+        {"flush-ms", required_argument, NULL, OPT_FLUSH},
+        {"retention", required_argument, NULL, OPT_RETENTION},
+        {"days-ahead", required_argument, NULL, OPT_AHEAD},
+        {"start", required_argument, NULL, OPT_START},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    struct history h;
+    struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = "earliest"};
+    char err[512];
+    int c, rc = 2;
+
+    memset(&h, 0, sizeof(h));
+    h.retention_days = 90;
+    h.days_ahead = 2;
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        const char *bad = NULL;
+        char *end;
+        long v;
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_BATCH:
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 1000000)
+                bad = "--max-batch is 1-1000000";
+            so.max_batch = (size_t)v;
+            break;
+        case OPT_FLUSH:
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 1 || v > 600000)
+                bad = "--flush-ms is 1-600000";
+            so.flush_ms = (int)v;
+            break;
+        case OPT_RETENTION:
+            v = strtol(optarg, &end, 10);
+            if ((*end && strcmp(end, "d") != 0) || v < 0 || v > 36500)
+                bad = "--retention is a number of days (0 = forever)";
+            h.retention_days = (int)v;
+            break;
+        case OPT_AHEAD:
+            v = strtol(optarg, &end, 10);
+            if (*end || v < 0 || v > 60)
+                bad = "--days-ahead is 0-60";
+            h.days_ahead = (int)v;
+            break;
+        case OPT_START:
+            if (strcmp(optarg, "earliest") != 0 && strcmp(optarg, "latest") != 0)
+                bad = "--start is earliest or latest";
+            so.start = optarg;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync history: %s\n", err);
+            usage(stderr);
+            goto out;
+        }
+        if (bad) {
+            fprintf(stderr, "fleetsync history: %s\n", bad);
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync history: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    rc = 1;
+    sig_install();
+    h.cfg = &cfg;
+    cfg_topic(&cfg, TOPIC_TELEMETRY, h.topic_telemetry, sizeof(h.topic_telemetry));
+    cfg_topic(&cfg, TOPIC_ALERTS, h.topic_alerts, sizeof(h.topic_alerts));
+
+    h.metrics = metrics_new();
+    h.m_rows = metrics_counter(h.metrics, "fleetsync_history_rows_total", "Readings stored in telemetry.", NULL);
+    h.m_dups = metrics_counter(h.metrics, "fleetsync_history_duplicates_total",
+                               "Readings already stored (repeats), skipped.", NULL);
+    h.m_late = metrics_counter(h.metrics, "fleetsync_history_late_rows_total",
+                               "Readings stored out of order (their hours are recomputed).", NULL);
+    for (int i = 1; i < TM_REASON_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "reason=\"%s\"", tm_reason_name((enum tm_reason)i));
+        h.m_rejected[i] = metrics_counter(h.metrics, "fleetsync_history_rejected_total",
+                                          "Records of truck-telemetry that are not valid readings, by reason.", label);
+    }
+    h.m_rejected[0] = h.m_rejected[TM_INVALID_JSON];
+    h.m_alerts = metrics_counter(h.metrics, "fleetsync_history_alerts_total", "Alert records stored.", NULL);
+    h.m_alert_errors = metrics_counter(h.metrics, "fleetsync_history_alert_errors_total",
+                                       "Records of truck-alerts that are not alerts, skipped.", NULL);
+    h.m_recomputed = metrics_counter(h.metrics, "fleetsync_history_rollups_recomputed_total",
+                                     "Truck-hours recomputed from raw rows (late data, replays).", NULL);
+    h.m_dirty = metrics_gauge(h.metrics, "fleetsync_history_rollups_dirty", "Truck-hours waiting to be recomputed.",
+                              NULL);
+    h.m_part_created = metrics_counter(h.metrics, "fleetsync_history_partitions_created_total",
+                                       "Daily partitions created.", NULL);
+    h.m_part_dropped = metrics_counter(h.metrics, "fleetsync_history_partitions_dropped_total",
+                                       "Daily partitions dropped by retention.", NULL);
+    h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
+                                  "Trucks whose latest reading was read from the database (cache misses).", NULL);
+    int mport = cfg.metrics_port == 0 ? HISTORY_DEFAULT_METRICS_PORT : cfg.metrics_port;
+    if (mport > 0 && metrics_serve(h.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
+        log_error("%s (use --metrics-port N, or -1 for none)", err);
+        goto out;
+    }
+
+    so.cfg = &cfg;
+    so.group = cfg.group ? cfg.group : "fleetsync-history";
+    so.topics[0] = h.topic_telemetry;
+    so.topics[1] = h.topic_alerts;
+    so.topic_count = 2;
+    so.metrics = h.metrics;
+    static const struct pgsink_ops ops = {
+        .write = history_write, .committed = history_committed, .aborted = history_aborted, .tick = history_tick};
+    log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers, cfg.pg, so.group,
+             h.retention_days);
+    rc = pgsink_run(&so, &ops, &h);
+    log_info("stopped: %.0f readings stored, %.0f repeats skipped, %.0f alerts",
+             metric_value(h.m_rows), metric_value(h.m_dups), metric_value(h.m_alerts));
+
+out:
+    cache_free(&h.cache);
+    arena_clear(&h);
+    free(h.arena);
+    free(h.rows);
+    free(h.ord);
+    free(h.copy.p);
+    free(h.aux.p);
+    free(h.days);
+    metrics_free(h.metrics);
+    cfg_release(&cfg);
+    return rc;
+}

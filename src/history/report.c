@@ -1,0 +1,1316 @@
+/*
+ * report.c - `fleetsync report`: the history queries people ask for (see
+ * report.h and docs/report.md).
+ *
+ * Each subcommand is one row of `subs`: the options it takes, the ones it
+ * needs, its default time window, and a function that runs its query and
+ * prints the answer.  Option parsing, window resolution, the connection and
+ * pg_migrate() (so that an empty database answers with empty results) are
+ * shared.  Values from the command line reach SQL only as parameters of
+ * PQexecParams; SQL text is built from constant fragments only.
+ */
+#include "history/report.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/pg.h"
+#include "core/rollup.h"
+#include "history/trips.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MS_PER_DAY 86400000LL
+#define TRUCK_ID_MAX 1024 /* bytes; longer is a usage error */
+
+/* ---- parsing ------------------------------------------------------------ */
+
+int report_parse_duration(const char *s, int64_t *ms)
+{
+    int64_t v = 0;
+    int digits = 0;
+    const char *p = s;
+    while (*p >= '0' && *p <= '9') {
+        if (++digits > 12)
+            return -1;
+        v = v * 10 + (*p++ - '0');
+    }
+    if (!digits || !p[0] || p[1])
+        return -1;
+    int64_t unit;
+    switch (*p) {
+    case 's':
+        unit = 1000;
+        break;
+    case 'm':
+        unit = 60000;
+        break;
+    case 'h':
+        unit = 3600000;
+        break;
+    case 'd':
+        unit = MS_PER_DAY;
+        break;
+    default:
+        return -1;
+    }
+    if (v > 36500 * MS_PER_DAY / unit)
+        return -1;
+    *ms = v * unit;
+    return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return dm[m - 1];
+}
+
+/* Exactly n decimal digits at *p. */
+static int digits_n(const char **p, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    *out = v;
+    return 0;
+}
+
+/* "YYYY-MM-DD" at *p; advances past it. */
+static int parse_date(const char **p, int64_t *days)
+{
+    int y, m, d;
+    if (digits_n(p, 4, &y) || *(*p)++ != '-' || digits_n(p, 2, &m) || *(*p)++ != '-' || digits_n(p, 2, &d))
+        return -1;
+    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
+        return -1;
+    *days = days_from_civil(y, m, d);
+    return 0;
+}
+
+int report_parse_day(const char *s, int64_t *ms)
+{
+    int64_t days;
+    if (parse_date(&s, &days) || *s)
+        return -1;
+    *ms = days * MS_PER_DAY;
+    return 0;
+}
+
+int report_parse_time(const char *s, int64_t *ms)
+{
+    int64_t days;
+    int hh, mm, ss = 0, frac_ms = 0;
+    const char *p = s;
+    if (parse_date(&p, &days))
+        return -1;
+    if (!*p) {
+        *ms = days * MS_PER_DAY;
+        return 0;
+    }
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        return -1;
+    p++;
+    if (digits_n(&p, 2, &hh) || *p++ != ':' || digits_n(&p, 2, &mm))
+        return -1;
+    if (*p == ':') {
+        p++;
+        if (digits_n(&p, 2, &ss))
+            return -1;
+        if (*p == '.' || *p == ',') {
+            int n = 0;
+            p++;
+            while (*p >= '0' && *p <= '9') {
+                if (n < 3)
+                    frac_ms = frac_ms * 10 + (*p - '0');
+                n++;
+                p++;
+            }
+            if (!n || n > 9)
+                return -1;
+            for (; n < 3; n++)
+                frac_ms *= 10;
+        }
+    }
+    if (hh > 23 || mm > 59 || ss > 59)
+        return -1;
+    int off_min = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
+        if (digits_n(&p, 2, &oh))
+            return -1;
+        if (*p == ':')
+            p++;
+        if (*p && digits_n(&p, 2, &om))
+            return -1;
+        if (oh > 23 || om > 59)
+            return -1;
+        off_min = sign * (oh * 60 + om);
+    } else {
+        return -1; /* a time of day without a zone is ambiguous */
+    }
+    if (*p)
+        return -1;
+    *ms = days * MS_PER_DAY + ((int64_t)hh * 3600 + mm * 60 + ss - (int64_t)off_min * 60) * 1000 + frac_ms;
+    return 0;
+}
+
+/* ---- formatting --------------------------------------------------------- */
+
+char *report_format_time(int64_t ms, char *buf, size_t size)
+{
+    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
+    int frac = (int)(ms - s * 1000);
+    time_t t = (time_t)s;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    if (frac)
+        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    else
+        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec);
+    return buf;
+}
+
+char *report_format_duration(double seconds, char *buf, size_t size)
+{
+    if (!isfinite(seconds)) {
+        snprintf(buf, size, "-");
+        return buf;
+    }
+    long long s = llround(seconds < 0 ? 0 : seconds);
+    if (s >= 3600)
+        snprintf(buf, size, "%lldh %02lldm %02llds", s / 3600, s / 60 % 60, s % 60);
+    else if (s >= 60)
+        snprintf(buf, size, "%lldm %02llds", s / 60, s % 60);
+    else
+        snprintf(buf, size, "%llds", s);
+    return buf;
+}
+
+char *report_format_number(double v, int decimals, char *buf, size_t size)
+{
+    if (!isfinite(v)) {
+        snprintf(buf, size, "%s", "");
+        return buf;
+    }
+    if (fabs(v) < 0.5 * pow(10, -decimals))
+        v = 0;
+    snprintf(buf, size, "%.*f", decimals, v);
+    return buf;
+}
+
+void report_json_string(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '"':
+            fputs("\\\"", out);
+            break;
+        case '\\':
+            fputs("\\\\", out);
+            break;
+        case '\n':
+            fputs("\\n", out);
+            break;
+        case '\r':
+            fputs("\\r", out);
+            break;
+        case '\t':
+            fputs("\\t", out);
+            break;
+        default:
+            if (*p < 0x20 || *p == 0x7f)
+                fprintf(out, "\\u%04x", *p);
+            else
+                fputc(*p, out);
+        }
+    }
+    fputc('"', out);
+}
+
+void report_csv_field(FILE *out, const char *s)
+{
+    size_t n = strlen(s);
+    if (!strpbrk(s, ",\"\r\n") && !(n && (s[0] == ' ' || s[n - 1] == ' '))) {
+        fputs(s, out);
+        return;
+    }
+    fputc('"', out);
+    for (; *s; s++) {
+        if (*s == '"')
+            fputc('"', out);
+        fputc(*s, out);
+    }
+    fputc('"', out);
+}
+
+void report_xml_text(FILE *out, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        switch (*p) {
+        case '&':
+            fputs("&amp;", out);
+            break;
+        case '<':
+            fputs("&lt;", out);
+            break;
+        case '>':
+            fputs("&gt;", out);
+            break;
+        case '"':
+            fputs("&quot;", out);
+            break;
+        case '\'':
+            fputs("&apos;", out);
+            break;
+        default:
+            fputc(*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r' ? '?' : *p, out);
+        }
+    }
+}
+
+/* ---- tables ------------------------------------------------------------- */
+
+void report_table_init(struct report_table *t, const struct report_col *cols, size_t ncols)
+{
+    memset(t, 0, sizeof(*t));
+    t->cols = cols;
+    t->ncols = ncols;
+}
+
+void report_table_release(struct report_table *t)
+{
+    for (size_t i = 0; i < t->count; i++) {
+        free(t->cells[i].text);
+        free(t->cells[i].value);
+    }
+    free(t->cells);
+    t->cells = NULL;
+    t->count = t->cap = 0;
+}
+
+size_t report_table_rows(const struct report_table *t)
+{
+    return t->ncols ? t->count / t->ncols : 0;
+}
+
+/* Appends a cell; takes copies of text and value (value may be NULL). */
+static void table_add(struct report_table *t, const char *text, const char *value, int raw)
+{
+    if (t->oom)
+        return;
+    if (t->count == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 64;
+        struct report_cell *c = realloc(t->cells, ncap * sizeof(*c));
+        if (!c) {
+            t->oom = 1;
+            return;
+        }
+        t->cells = c;
+        t->cap = ncap;
+    }
+    struct report_cell *c = &t->cells[t->count];
+    c->text = strdup(text);
+    c->value = value ? strdup(value) : NULL;
+    c->raw = raw;
+    if (!c->text || (value && !c->value)) {
+        free(c->text);
+        free(c->value);
+        t->oom = 1;
+        return;
+    }
+    t->count++;
+}
+
+void report_table_str(struct report_table *t, const char *s, const char *null_text)
+{
+    table_add(t, s ? s : null_text ? null_text : "-", s, 0);
+}
+
+void report_table_num(struct report_table *t, double v, int decimals)
+{
+    char buf[64];
+    if (!isfinite(v)) {
+        table_add(t, "-", NULL, 0);
+        return;
+    }
+    report_format_number(v, decimals, buf, sizeof(buf));
+    table_add(t, buf, buf, 1);
+}
+
+void report_table_time(struct report_table *t, int64_t ms)
+{
+    char buf[40];
+    if (ms == INT64_MIN) {
+        table_add(t, "-", NULL, 0);
+        return;
+    }
+    report_format_time(ms, buf, sizeof(buf));
+    table_add(t, buf, buf, 0);
+}
+
+void report_table_dur(struct report_table *t, double seconds)
+{
+    char text[64], value[64];
+    if (!isfinite(seconds)) {
+        table_add(t, "-", NULL, 0);
+        return;
+    }
+    report_format_duration(seconds, text, sizeof(text));
+    report_format_number(seconds, 3, value, sizeof(value));
+    /* Whole seconds print without decimals: "420", not "420.000". */
+    char *dot = strchr(value, '.');
+    if (dot) {
+        char *end = value + strlen(value);
+        while (end > dot + 1 && end[-1] == '0')
+            *--end = '\0';
+        if (end == dot + 1)
+            *dot = '\0';
+    }
+    table_add(t, text, value, 1);
+}
+
+void report_table_json(struct report_table *t, const char *json)
+{
+    table_add(t, json ? json : "-", json, 1);
+}
+
+/* Display width of s: UTF-8 continuation bytes take no column. */
+static size_t text_width(const char *s)
+{
+    size_t w = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p & 0xc0) != 0x80)
+            w++;
+    return w;
+}
+
+static void table_text(FILE *out, const char *s, size_t width, int right)
+{
+    size_t w = text_width(s);
+    if (right)
+        for (size_t i = w; i < width; i++)
+            fputc(' ', out);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
+    if (!right)
+        for (size_t i = w; i < width; i++)
+            fputc(' ', out);
+}
+
+static const char *col_title(const struct report_col *c)
+{
+    return c->title ? c->title : c->key;
+}
+
+static void print_table(const struct report_table *t, FILE *out)
+{
+    size_t *width = calloc(t->ncols, sizeof(*width));
+    if (!width)
+        return;
+    for (size_t c = 0; c < t->ncols; c++)
+        width[c] = text_width(col_title(&t->cols[c]));
+    for (size_t i = 0; i < t->count; i++) {
+        size_t w = text_width(t->cells[i].text);
+        if (w > width[i % t->ncols])
+            width[i % t->ncols] = w;
+    }
+    for (size_t c = 0; c < t->ncols; c++) {
+        /* A left-aligned last column gets no padding: no trailing blanks. */
+        int last = c + 1 == t->ncols;
+        table_text(out, col_title(&t->cols[c]), last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
+        fputs(c + 1 < t->ncols ? "  " : "\n", out);
+    }
+    for (size_t i = 0; i < t->count; i++) {
+        size_t c = i % t->ncols;
+        int last = c + 1 == t->ncols;
+        table_text(out, t->cells[i].text, last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
+        fputs(last ? "\n" : "  ", out);
+    }
+    free(width);
+}
+
+static void print_json(const struct report_table *t, FILE *out)
+{
+    size_t rows = report_table_rows(t);
+    if (!rows) {
+        fputs("[]\n", out);
+        return;
+    }
+    fputs("[\n", out);
+    for (size_t r = 0; r < rows; r++) {
+        fputc('{', out);
+        for (size_t c = 0; c < t->ncols; c++) {
+            const struct report_cell *cell = &t->cells[r * t->ncols + c];
+            if (c)
+                fputc(',', out);
+            report_json_string(out, t->cols[c].key);
+            fputc(':', out);
+            if (!cell->value)
+                fputs("null", out);
+            else if (cell->raw)
+                fputs(cell->value, out);
+            else
+                report_json_string(out, cell->value);
+        }
+        fputs(r + 1 < rows ? "},\n" : "}\n", out);
+    }
+    fputs("]\n", out);
+}
+
+static void print_csv(const struct report_table *t, FILE *out)
+{
+    for (size_t c = 0; c < t->ncols; c++) {
+        if (c)
+            fputc(',', out);
+        report_csv_field(out, t->cols[c].key);
+    }
+    fputc('\n', out);
+    for (size_t i = 0; i < t->count; i++) {
+        size_t c = i % t->ncols;
+        if (c)
+            fputc(',', out);
+        if (t->cells[i].value)
+            report_csv_field(out, t->cells[i].value);
+        if (c + 1 == t->ncols)
+            fputc('\n', out);
+    }
+}
+
+int report_table_print(const struct report_table *t, enum report_format f, FILE *out)
+{
+    if (t->oom || !t->ncols)
+        return -1;
+    switch (f) {
+    case REPORT_TABLE:
+        print_table(t, out);
+        break;
+    case REPORT_JSON:
+        print_json(t, out);
+        break;
+    case REPORT_CSV:
+        print_csv(t, out);
+        break;
+    }
+    return ferror(out) ? -1 : 0;
+}
+
+/* ---- options ------------------------------------------------------------ */
+
+enum {
+    OPT_TRUCK = 1,
+    OPT_FLEET,
+    OPT_SINCE,
+    OPT_FROM,
+    OPT_TO,
+    OPT_DAY,
+    OPT_MIN_STOP,
+    OPT_MIN_TRIP,
+    OPT_RULE,
+    OPT_FORMAT,
+    OPT_JSON,
+    OPT_CSV,
+};
+#define BIT(o) (1u << (o))
+#define WINDOW (BIT(OPT_SINCE) | BIT(OPT_FROM) | BIT(OPT_TO))
+#define OUTPUT (BIT(OPT_FORMAT) | BIT(OPT_JSON) | BIT(OPT_CSV))
+
+enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV, OUT_GEOJSON, OUT_GPX };
+
+struct ropts {
+    unsigned given; /* BIT(OPT_...) of the options on the command line */
+    const char *truck;
+    int64_t since_ms, from_ms, to_ms, day_ms;
+    struct trips_params tp;
+    const char *rule;
+    enum out_format out;
+    /* Resolved: the query window [from, to). */
+    int64_t win_from_ms, win_to_ms;
+};
+
+struct sub {
+    const char *name;
+    int (*run)(PGconn *conn, struct ropts *o, char *err, size_t err_size);
+    unsigned allowed;      /* options it takes besides the output ones */
+    unsigned required;     /* options it needs */
+    int64_t default_since; /* window when none is given; 0 = a window is required */
+    const char *synopsis;
+    const char *help;
+};
+
+static const char *opt_name(int code)
+{
+    switch (code) {
+    case OPT_TRUCK:
+        return "--truck";
+    case OPT_FLEET:
+        return "--fleet";
+    case OPT_SINCE:
+        return "--since";
+    case OPT_FROM:
+        return "--from";
+    case OPT_TO:
+        return "--to";
+    case OPT_DAY:
+        return "--day";
+    case OPT_MIN_STOP:
+        return "--min-stop";
+    case OPT_MIN_TRIP:
+        return "--min-trip-distance";
+    case OPT_RULE:
+        return "--rule";
+    case OPT_FORMAT:
+        return "--format";
+    case OPT_JSON:
+        return "--json";
+    case OPT_CSV:
+        return "--csv";
+    }
+    return "?";
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- queries ------------------------------------------------------------ */
+
+/* Runs sql with text parameters; NULL with a reason in err on failure. */
+static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *const *vals, char *err,
+                       size_t err_size)
+{
+    PGresult *res = PQexecParams(conn, sql, nparams, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        return res;
+    char why[512];
+    pg_error(conn, res, why, sizeof(why));
+    snprintf(err, err_size, "query failed: %s", why);
+    PQclear(res);
+    return NULL;
+}
+
+static double col_double(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NAN : strtod(PQgetvalue(r, row, col), NULL);
+}
+
+static int64_t col_ms(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? INT64_MIN : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *col_text(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? NULL : PQgetvalue(r, row, col);
+}
+
+/* ms since the epoch of a timestamptz column, for a select list. */
+#define MS_OF(col) "(extract(epoch FROM " col ") * 1000)::bigint"
+
+/* Readings with a real position and speed: the bridge lets no other through,
+ * but a row written by hand could hold NaN (which PostgreSQL sorts above every
+ * number), and NaN would make invalid GeoJSON. */
+#define VALID_POSITION                                                                                   \
+    " AND lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 AND speed_kmh BETWEEN 0 AND 1000"
+
+static enum report_format table_format(const struct ropts *o)
+{
+    return o->out == OUT_JSON ? REPORT_JSON : o->out == OUT_CSV ? REPORT_CSV : REPORT_TABLE;
+}
+
+static int print_and_release(struct report_table *t, const struct ropts *o, char *err, size_t err_size)
+{
+    int rc = report_table_print(t, table_format(o), stdout);
+    report_table_release(t);
+    if (rc < 0)
+        snprintf(err, err_size, "cannot write the report: %s", errno ? strerror(errno) : "out of memory");
+    return rc;
+}
+
+/* Rollups are per hour: a window covers the hours it touches. */
+static void hour_window(struct ropts *o)
+{
+    o->win_from_ms = rollup_hour_of(o->win_from_ms);
+    o->win_to_ms = rollup_hour_of(o->win_to_ms - 1) + ROLLUP_HOUR_MS;
+}
+
+static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"truck_id", "truck", 0},       {"trucks", NULL, 1},          {"from", NULL, 0},
+        {"to", NULL, 0},                {"distance_km", NULL, 1},     {"moving_s", "moving", 1},
+        {"avg_speed_kmh", NULL, 1},
+    };
+    char from[40], to[40];
+    hour_window(o);
+    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)),
+                          pg_format_ts(o->win_to_ms, to, sizeof(to)), o->truck};
+    PGresult *r = query(conn,
+                        o->truck ? "SELECT count(DISTINCT truck_id), coalesce(sum(distance_km), 0),"
+                                   " coalesce(sum(moving_s), 0) FROM telemetry_hourly"
+                                   " WHERE hour >= $1 AND hour < $2 AND truck_id = $3"
+                                 : "SELECT count(DISTINCT truck_id), coalesce(sum(distance_km), 0),"
+                                   " coalesce(sum(moving_s), 0) FROM telemetry_hourly"
+                                   " WHERE hour >= $1 AND hour < $2",
+                        o->truck ? 3 : 2, vals, err, err_size);
+    if (!r)
+        return -1;
+    double km = col_double(r, 0, 1), moving_s = col_double(r, 0, 2);
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    report_table_str(&t, o->truck, "(fleet)");
+    report_table_num(&t, col_double(r, 0, 0), 0);
+    report_table_time(&t, o->win_from_ms);
+    report_table_time(&t, o->win_to_ms);
+    report_table_num(&t, km, 3);
+    report_table_dur(&t, moving_s);
+    report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+    PQclear(r);
+    return print_and_release(&t, o, err, err_size);
+}
+
+static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"truck_id", "truck", 0},      {"distance_km", NULL, 1},     {"driving_s", "driving", 1},
+        {"idle_s", "idle", 1},         {"parked_s", "parked", 1},    {"max_speed_kmh", NULL, 1},
+        {"fuel_used_pct", NULL, 1},    {"avg_speed_kmh", NULL, 1},
+    };
+    char from[40], to[40];
+    hour_window(o);
+    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)),
+                          pg_format_ts(o->win_to_ms, to, sizeof(to)), o->truck};
+#define SUMMARY_SQL                                                                                         \
+    "SELECT truck_id, sum(distance_km), sum(moving_s), sum(idle_s), sum(parked_s), max(max_speed_kmh),"     \
+    " sum(fuel_used_pct) FROM telemetry_hourly WHERE hour >= $1 AND hour < $2"
+#define SUMMARY_END " GROUP BY truck_id ORDER BY truck_id COLLATE \"C\""
+    PGresult *r = query(conn, o->truck ? SUMMARY_SQL " AND truck_id = $3" SUMMARY_END : SUMMARY_SQL SUMMARY_END,
+                        o->truck ? 3 : 2, vals, err, err_size);
+    if (!r)
+        return -1;
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    for (int i = 0; i < PQntuples(r); i++) {
+        double km = col_double(r, i, 1), moving_s = col_double(r, i, 2);
+        report_table_str(&t, col_text(r, i, 0), NULL);
+        report_table_num(&t, km, 3);
+        report_table_dur(&t, moving_s);
+        report_table_dur(&t, col_double(r, i, 3));
+        report_table_dur(&t, col_double(r, i, 4));
+        report_table_num(&t, col_double(r, i, 5), 1);
+        report_table_num(&t, col_double(r, i, 6), 1);
+        report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+    }
+    PQclear(r);
+    return print_and_release(&t, o, err, err_size);
+}
+
+/* The truck's readings in [from, to), ordered by (ts, seq); *pts is freed
+ * by the caller (also when empty). */
+static int load_points(PGconn *conn, const char *truck, int64_t from_ms, int64_t to_ms, struct rollup_point **pts,
+                       size_t *n, char *err, size_t err_size)
+{
+    char from[40], to[40];
+    const char *vals[] = {truck, pg_format_ts(from_ms, from, sizeof(from)), pg_format_ts(to_ms, to, sizeof(to))};
+    *pts = NULL;
+    *n = 0;
+    PGresult *r = query(conn,
+                        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, ignition, fuel_pct FROM telemetry"
+                        " WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION " ORDER BY ts, seq",
+                        3, vals, err, err_size);
+    if (!r)
+        return -1;
+    int rows = PQntuples(r);
+    if (rows > 0) {
+        *pts = calloc((size_t)rows, sizeof(**pts));
+        if (!*pts) {
+            PQclear(r);
+            snprintf(err, err_size, "out of memory for %d readings", rows);
+            return -1;
+        }
+    }
+    for (int i = 0; i < rows; i++) {
+        struct rollup_point *p = &(*pts)[i];
+        p->ts_ms = col_ms(r, i, 0);
+        p->seq = col_ms(r, i, 1);
+        p->lat = col_double(r, i, 2);
+        p->lon = col_double(r, i, 3);
+        p->speed_kmh = col_double(r, i, 4);
+        p->ignition = PQgetvalue(r, i, 5)[0] == 't';
+        p->fuel_pct = col_double(r, i, 6);
+    }
+    *n = (size_t)rows;
+    PQclear(r);
+    return 0;
+}
+
+static int segment_day(PGconn *conn, struct ropts *o, struct trips_result *res, char *err, size_t err_size)
+{
+    struct rollup_point *pts;
+    size_t n;
+    if (load_points(conn, o->truck, o->day_ms, o->day_ms + MS_PER_DAY, &pts, &n, err, err_size) < 0)
+        return -1;
+    int rc = trips_segment(pts, n, &o->tp, res);
+    free(pts);
+    if (rc < 0)
+        snprintf(err, err_size, "out of memory segmenting %zu readings", n);
+    return rc;
+}
+
+static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"start", NULL, 0},           {"end", NULL, 0},          {"start_lat", NULL, 1},
+        {"start_lon", NULL, 1},       {"end_lat", NULL, 1},      {"end_lon", NULL, 1},
+        {"distance_km", NULL, 1},     {"duration_s", "duration", 1}, {"moving_s", "moving", 1},
+        {"avg_speed_kmh", NULL, 1},   {"max_speed_kmh", NULL, 1},
+    };
+    struct trips_result res;
+    if (segment_day(conn, o, &res, err, err_size) < 0)
+        return -1;
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    for (size_t i = 0; i < res.trip_count; i++) {
+        const struct trip *tr = &res.trips[i];
+        report_table_time(&t, tr->start_ms);
+        report_table_time(&t, tr->end_ms);
+        report_table_num(&t, tr->start_lat, 6);
+        report_table_num(&t, tr->start_lon, 6);
+        report_table_num(&t, tr->end_lat, 6);
+        report_table_num(&t, tr->end_lon, 6);
+        report_table_num(&t, tr->distance_km, 3);
+        report_table_dur(&t, tr->duration_s);
+        report_table_dur(&t, tr->moving_s);
+        report_table_num(&t, tr->avg_speed_kmh, 1);
+        report_table_num(&t, tr->max_speed_kmh, 1);
+    }
+    trips_result_release(&res);
+    return print_and_release(&t, o, err, err_size);
+}
+
+static int run_stops(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"start", NULL, 0},          {"end", NULL, 0},  {"duration_s", "duration", 1},
+        {"lat", NULL, 1},            {"lon", NULL, 1},  {"engine_on_s", "engine_on", 1},
+    };
+    struct trips_result res;
+    if (segment_day(conn, o, &res, err, err_size) < 0)
+        return -1;
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    for (size_t i = 0; i < res.stop_count; i++) {
+        const struct stop *s = &res.stops[i];
+        report_table_time(&t, s->start_ms);
+        report_table_time(&t, s->end_ms);
+        report_table_dur(&t, s->duration_s);
+        report_table_num(&t, s->lat, 6);
+        report_table_num(&t, s->lon, 6);
+        report_table_dur(&t, s->engine_on_s);
+    }
+    trips_result_release(&res);
+    return print_and_release(&t, o, err, err_size);
+}
+
+static void track_geojson(const PGresult *r, const struct ropts *o, FILE *out)
+{
+    int n = PQntuples(r);
+    char buf[40], lat[32], lon[32];
+    fputs("{\"type\":\"Feature\",\"geometry\":", out);
+    if (n == 0) {
+        fputs("null", out);
+    } else {
+        fputs(n == 1 ? "{\"type\":\"Point\",\"coordinates\":" : "{\"type\":\"LineString\",\"coordinates\":[", out);
+        for (int i = 0; i < n; i++)
+            fprintf(out, "%s[%s,%s]", i ? "," : "", report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                    report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)));
+        fputs(n == 1 ? "}" : "]}", out);
+    }
+    fputs(",\"properties\":{\"truck_id\":", out);
+    report_json_string(out, o->truck);
+    fprintf(out, ",\"from\":\"%s\"", report_format_time(o->win_from_ms, buf, sizeof(buf)));
+    fprintf(out, ",\"to\":\"%s\",\"points\":%d,\"times\":[", report_format_time(o->win_to_ms, buf, sizeof(buf)), n);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s\"%s\"", i ? "," : "", report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+    fputs("],\"speeds_kmh\":[", out);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "%s%s", i ? "," : "", report_format_number(col_double(r, i, 4), 1, buf, sizeof(buf)));
+    fputs("]}}\n", out);
+}
+
+static void track_gpx(const PGresult *r, const struct ropts *o, FILE *out)
+{
+    char buf[40], lat[32], lon[32];
+    fputs("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+          "<gpx version=\"1.1\" creator=\"fleetsync\" xmlns=\"http://www.topografix.com/GPX/1/1\">\n"
+          "  <trk>\n    <name>",
+          out);
+    report_xml_text(out, o->truck);
+    fputs("</name>\n    <trkseg>\n", out);
+    for (int i = 0; i < PQntuples(r); i++)
+        fprintf(out, "      <trkpt lat=\"%s\" lon=\"%s\"><time>%s</time></trkpt>\n",
+                report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)),
+                report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+    fputs("    </trkseg>\n  </trk>\n</gpx>\n", out);
+}
+
+static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"ts", NULL, 0},          {"seq", NULL, 1},         {"lat", NULL, 1},      {"lon", NULL, 1},
+        {"speed_kmh", NULL, 1},   {"heading_deg", NULL, 1}, {"ignition", NULL, 0}, {"fuel_pct", NULL, 1},
+    };
+    char from[40], to[40];
+    const char *vals[] = {o->truck, pg_format_ts(o->win_from_ms, from, sizeof(from)),
+                          pg_format_ts(o->win_to_ms, to, sizeof(to))};
+    PGresult *r = query(conn,
+                        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct"
+                        " FROM telemetry WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION
+                        " ORDER BY ts, seq",
+                        3, vals, err, err_size);
+    if (!r)
+        return -1;
+    if (o->out == OUT_GEOJSON || o->out == OUT_GPX) {
+        if (o->out == OUT_GEOJSON)
+            track_geojson(r, o, stdout);
+        else
+            track_gpx(r, o, stdout);
+        PQclear(r);
+        if (ferror(stdout)) {
+            snprintf(err, err_size, "cannot write the report: %s", strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    for (int i = 0; i < PQntuples(r); i++) {
+        report_table_time(&t, col_ms(r, i, 0));
+        report_table_num(&t, col_double(r, i, 1), 0);
+        report_table_num(&t, col_double(r, i, 2), 6);
+        report_table_num(&t, col_double(r, i, 3), 6);
+        report_table_num(&t, col_double(r, i, 4), 1);
+        report_table_num(&t, col_double(r, i, 5), 1);
+        const char *ign = PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false";
+        table_add(&t, ign, ign, 1); /* a JSON boolean */
+        report_table_num(&t, col_double(r, i, 7), 2);
+    }
+    PQclear(r);
+    return print_and_release(&t, o, err, err_size);
+}
+
+static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
+{
+    static const struct report_col cols[] = {
+        {"started_at", "started", 0}, {"ended_at", "ended", 0},         {"truck_id", "truck", 0},
+        {"rule", NULL, 0},            {"lat", NULL, 1},                 {"lon", NULL, 1},
+        {"detected_at", "detected", 0}, {"alert_id", NULL, 0},          {"details", NULL, 0},
+    };
+    char from[40], to[40], sql[640];
+    const char *vals[4];
+    int n = 0;
+    vals[n++] = pg_format_ts(o->win_from_ms, from, sizeof(from));
+    vals[n++] = pg_format_ts(o->win_to_ms, to, sizeof(to));
+    /* Alerts active at any time in the window. */
+    snprintf(sql, sizeof(sql),
+             "SELECT " MS_OF("started_at") ", " MS_OF("ended_at") ", truck_id, rule, lat, lon, "
+             MS_OF("detected_at") ", alert_id, details::text FROM alerts"
+             " WHERE started_at < $2 AND (ended_at IS NULL OR ended_at >= $1)%s%s"
+             " ORDER BY started_at, alert_id COLLATE \"C\"",
+             o->truck ? " AND truck_id = $3" : "", o->rule ? (o->truck ? " AND rule = $4" : " AND rule = $3") : "");
+    if (o->truck)
+        vals[n++] = o->truck;
+    if (o->rule)
+        vals[n++] = o->rule;
+    PGresult *r = query(conn, sql, n, vals, err, err_size);
+    if (!r)
+        return -1;
+    struct report_table t;
+    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    for (int i = 0; i < PQntuples(r); i++) {
+        report_table_time(&t, col_ms(r, i, 0));
+        report_table_time(&t, col_ms(r, i, 1));
+        report_table_str(&t, col_text(r, i, 2), NULL);
+        report_table_str(&t, col_text(r, i, 3), NULL);
+        report_table_num(&t, col_double(r, i, 4), 6);
+        report_table_num(&t, col_double(r, i, 5), 6);
+        report_table_time(&t, col_ms(r, i, 6));
+        report_table_str(&t, col_text(r, i, 7), NULL);
+        report_table_json(&t, col_text(r, i, 8));
+    }
+    PQclear(r);
+    return print_and_release(&t, o, err, err_size);
+}
+
+/* ---- the command -------------------------------------------------------- */
+
+static const struct sub subs[] = {
+    {"avg-speed", run_avg_speed, BIT(OPT_TRUCK) | BIT(OPT_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
+     "(--truck ID | --fleet) [--since 30d | --from T --to T]",
+     "Average speed = distance / time moving (speed > 5 km/h), of one truck or of the whole\n"
+     "fleet, from the hourly rollups (telemetry_hourly) only: never a raw reading. The window\n"
+     "covers the UTC hours it touches (from rounded down, to rounded up to the hour), and the\n"
+     "output shows it. Columns: truck_id, trucks (with data), from, to, distance_km,\n"
+     "moving_s, avg_speed_kmh (null when the truck never moved).\n\n"
+     "  --truck ID         one truck\n"
+     "  --fleet            every truck together: sum(distance) / sum(moving time)\n"
+     "  --since D          the last D (default 30d)\n"
+     "  --from T --to T    an explicit window (--to defaults to now)\n\n"
+     "Examples:\n"
+     "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
+     "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json\n"},
+    {"summary", run_summary, BIT(OPT_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
+     "Per truck, from the hourly rollups: distance, driving (moving), idle (engine on, not\n"
+     "moving) and parked (engine off) time, max speed, fuel used (sum of fuel level drops,\n"
+     "in percent of the tank) and average speed. One row per truck with data, by truck id.\n\n"
+     "  --since D          the last D (default 7d)\n"
+     "  --from T --to T    an explicit window (--to defaults to now)\n"
+     "  --truck ID         only this truck\n\n"
+     "Examples:\n"
+     "  fleetsync report summary --since 7d\n"
+     "  fleetsync report summary --from 2026-11-01 --to 2026-11-08 --csv > week.csv\n"},
+    {"trips", run_trips, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
+     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "The truck's trips of one UTC day, from its raw readings. A trip starts when the truck\n"
+     "moves (speed > 5 km/h) and ends at a stop: standing still for --min-stop, or with the\n"
+     "ignition off. Shorter pauses (red lights) stay inside the trip; trips shorter than\n"
+     "--min-trip-distance are dropped (their time joins the stop around them). Columns:\n"
+     "start, end, start/end position, distance_km, duration_s, moving_s, avg_speed_kmh\n"
+     "(distance / time moving), max_speed_kmh. See docs/report.md for the exact rules.\n\n"
+     "  --truck ID                the truck\n"
+     "  --day YYYY-MM-DD          the UTC day\n"
+     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
+     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "Example:\n"
+     "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"},
+    {"stops", run_stops, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
+     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "The truck's stops of one UTC day, from its raw readings: the time between the trips of\n"
+     "`report trips` (same options, same rules), plus the time before the first trip and after\n"
+     "the last when the truck stood long enough. Columns: start, end, duration_s, lat, lon\n"
+     "(where it arrived), engine_on_s (time with the ignition on).\n\n"
+     "  --truck ID                the truck\n"
+     "  --day YYYY-MM-DD          the UTC day\n"
+     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
+     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "Example:\n"
+     "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json\n"},
+    {"track", run_track, BIT(OPT_TRUCK) | WINDOW, BIT(OPT_TRUCK), 0,
+     "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
+     "The truck's raw readings in [from, to), in time order. GeoJSON (default, also --json):\n"
+     "one Feature whose geometry is a LineString of [lon, lat] (a Point for one reading, null\n"
+     "for none) and whose properties hold truck_id, from, to, points, and per point times and\n"
+     "speeds_kmh. GPX 1.1: one track, one segment, a time per point. csv and table: one row\n"
+     "per reading.\n\n"
+     "  --truck ID          the truck\n"
+     "  --from T --to T     the window (--to defaults to now; or --since D)\n"
+     "  --format F          geojson (default), gpx, csv or table\n\n"
+     "Examples:\n"
+     "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z\n"
+     "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx\n"},
+    {"alerts", run_alerts, BIT(OPT_TRUCK) | BIT(OPT_RULE) | WINDOW, 0, MS_PER_DAY,
+     "[--since 24h | --from T --to T] [--truck ID] [--rule R]",
+     "Rows of the alerts table active at any time in the window (started before its end, and\n"
+     "still active or ended after its start), by start time. Columns: started_at, ended_at\n"
+     "(null while active), truck_id, rule, lat, lon, detected_at, alert_id, details (JSON).\n\n"
+     "  --since D          the last D (default 24h)\n"
+     "  --from T --to T    an explicit window (--to defaults to now)\n"
+     "  --truck ID         only this truck\n"
+     "  --rule R           only this rule (stationary_engine_on, overspeed, ...)\n\n"
+     "Example:\n"
+     "  fleetsync report alerts --since 24h --rule stationary_engine_on\n"},
+};
+#define SUB_COUNT (sizeof(subs) / sizeof(subs[0]))
+
+static const char report_common_help[] =
+    "Output: an aligned table (default), --json (an array of objects), --csv (with a heading);\n"
+    "or --format table|json|csv.\n"
+    "Durations: 90s, 30m, 2h, 7d. Times: ISO 8601 with Z or an offset (2026-11-01T08:00:00Z,\n"
+    "2026-11-01T10:00+02:00), or a date (its UTC midnight). Days are UTC.\n";
+
+static void report_usage(FILE *out)
+{
+    fprintf(out, "usage: fleetsync report <subcommand> [options]   (fleetsync report <subcommand> --help)\n\n"
+                 "History queries on PostgreSQL: avg-speed and summary read the hourly rollups, trips,\n"
+                 "stops and track a truck's raw readings, alerts the alerts table. An empty database\n"
+                 "answers with empty results (the schema is created when missing).\n\n"
+                 "Subcommands:\n");
+    for (size_t i = 0; i < SUB_COUNT; i++)
+        fprintf(out, "  %-10s %s\n", subs[i].name, subs[i].synopsis);
+    fprintf(out, "\n%s\n"
+                 "Examples:\n"
+                 "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
+                 "  fleetsync report avg-speed --fleet --since 30d --json\n"
+                 "  fleetsync report summary --since 7d --csv > week.csv\n"
+                 "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"
+                 "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --min-stop 10m\n"
+                 "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z "
+                 "--format gpx\n"
+                 "  fleetsync report alerts --since 24h --rule overspeed\n\n"
+                 "Exit codes: 0 ok (also when nothing matched), 1 database error, 2 usage error.\n\n%s",
+            report_common_help, cfg_options_help);
+}
+
+static void sub_usage(const struct sub *s, FILE *out)
+{
+    fprintf(out, "usage: fleetsync report %s %s [--json | --csv]\n\n%s\n%s\n%s", s->name, s->synopsis, s->help,
+            report_common_help, cfg_options_help);
+}
+
+/* Checks the options against the subcommand and resolves the window;
+ * returns 0, or -1 with the reason in err. */
+static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *err, size_t err_size)
+{
+    for (int code = OPT_TRUCK; code <= OPT_RULE; code++) {
+        if ((o->given & BIT(code)) && !(s->allowed & BIT(code))) {
+            snprintf(err, err_size, "%s is not an option of %s", opt_name(code), s->name);
+            return -1;
+        }
+        if ((s->required & BIT(code)) && !(o->given & BIT(code))) {
+            snprintf(err, err_size, "%s needs %s", s->name, opt_name(code));
+            return -1;
+        }
+    }
+    unsigned outs = o->given & OUTPUT;
+    if (outs & (outs - 1)) {
+        snprintf(err, err_size, "give one of --json, --csv, --format");
+        return -1;
+    }
+    if (s->run == run_track) {
+        if (o->out == OUT_JSON)
+            o->out = OUT_GEOJSON;
+        else if (!(o->given & OUTPUT))
+            o->out = OUT_GEOJSON;
+    } else if (o->out == OUT_GEOJSON || o->out == OUT_GPX) {
+        snprintf(err, err_size, "--format geojson and gpx are for track; %s prints table, json or csv", s->name);
+        return -1;
+    }
+    if (s->run == run_avg_speed && !!(o->given & BIT(OPT_TRUCK)) == !!(o->given & BIT(OPT_FLEET))) {
+        snprintf(err, err_size, "avg-speed needs --truck ID or --fleet (one of them)");
+        return -1;
+    }
+    if (!(s->allowed & WINDOW))
+        return 0;
+    if ((o->given & BIT(OPT_SINCE)) && (o->given & (BIT(OPT_FROM) | BIT(OPT_TO)))) {
+        snprintf(err, err_size, "give --since or --from/--to, not both");
+        return -1;
+    }
+    if ((o->given & BIT(OPT_TO)) && !(o->given & BIT(OPT_FROM))) {
+        snprintf(err, err_size, "--to needs --from");
+        return -1;
+    }
+    if (o->given & BIT(OPT_FROM)) {
+        o->win_from_ms = o->from_ms;
+        o->win_to_ms = (o->given & BIT(OPT_TO)) ? o->to_ms : now;
+    } else if (o->given & BIT(OPT_SINCE) || s->default_since > 0) {
+        o->win_to_ms = now;
+        o->win_from_ms = now - ((o->given & BIT(OPT_SINCE)) ? o->since_ms : s->default_since);
+    } else {
+        snprintf(err, err_size, "%s needs a window: --from T --to T (or --since D)", s->name);
+        return -1;
+    }
+    if (o->win_from_ms >= o->win_to_ms) {
+        snprintf(err, err_size, "the window is empty: --from must be before --to");
+        return -1;
+    }
+    return 0;
+}
+
+int cmd_report(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"truck", required_argument, NULL, OPT_TRUCK},
+        {"fleet", no_argument, NULL, OPT_FLEET},
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"from", required_argument, NULL, OPT_FROM},
+        {"to", required_argument, NULL, OPT_TO},
+        {"day", required_argument, NULL, OPT_DAY},
+        {"min-stop", required_argument, NULL, OPT_MIN_STOP},
+        {"min-trip-distance", required_argument, NULL, OPT_MIN_TRIP},
+        {"rule", required_argument, NULL, OPT_RULE},
+        {"format", required_argument, NULL, OPT_FORMAT},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"csv", no_argument, NULL, OPT_CSV},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    struct ropts o;
+    const struct sub *s = NULL;
+    PGconn *conn = NULL;
+    char err[1024];
+    int c, rc = 2;
+
+    cfg_init(&cfg);
+    if (argc < 2) {
+        report_usage(stderr);
+        goto out;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        report_usage(stdout);
+        rc = 0;
+        goto out;
+    }
+    for (size_t i = 0; i < SUB_COUNT; i++)
+        if (!strcmp(subs[i].name, argv[1]))
+            s = &subs[i];
+    if (!s) {
+        fprintf(stderr, "fleetsync report: '%s' is not a report\n\n", argv[1]);
+        report_usage(stderr);
+        goto out;
+    }
+
+    memset(&o, 0, sizeof(o));
+    trips_params_default(&o.tp);
+    argc--;
+    argv++;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        const char *bad = NULL;
+        if (c > 0 && c < 32)
+            o.given |= BIT(c);
+        switch (c) {
+        case 'h':
+            sub_usage(s, stdout);
+            rc = 0;
+            goto out;
+        case OPT_TRUCK:
+            o.truck = optarg;
+            if (!*optarg || strlen(optarg) > TRUCK_ID_MAX)
+                bad = "--truck needs an id (1-1024 bytes)";
+            break;
+        case OPT_FLEET:
+            break;
+        case OPT_SINCE:
+            if (report_parse_duration(optarg, &o.since_ms) || o.since_ms <= 0)
+                bad = "--since needs a duration such as 90s, 30m, 2h or 7d";
+            break;
+        case OPT_FROM:
+            if (report_parse_time(optarg, &o.from_ms))
+                bad = "--from needs an ISO 8601 time with Z or an offset (2026-11-01T08:00:00Z) or a date";
+            break;
+        case OPT_TO:
+            if (report_parse_time(optarg, &o.to_ms))
+                bad = "--to needs an ISO 8601 time with Z or an offset (2026-11-01T18:00:00Z) or a date";
+            break;
+        case OPT_DAY:
+            if (report_parse_day(optarg, &o.day_ms))
+                bad = "--day needs a UTC day YYYY-MM-DD";
+            break;
+        case OPT_MIN_STOP:
+            if (report_parse_duration(optarg, &o.tp.min_stop_ms))
+                bad = "--min-stop needs a duration such as 90s or 5m";
+            break;
+        case OPT_MIN_TRIP: {
+            char *end;
+            errno = 0;
+            o.tp.min_trip_km = strtod(optarg, &end);
+            if (errno || end == optarg || *end || !isfinite(o.tp.min_trip_km) || o.tp.min_trip_km < 0 ||
+                o.tp.min_trip_km > 100000)
+                bad = "--min-trip-distance needs a distance in km such as 0.5";
+            break;
+        }
+        case OPT_RULE:
+            o.rule = optarg;
+            if (!*optarg)
+                bad = "--rule needs a rule name";
+            break;
+        case OPT_FORMAT:
+            if (!strcmp(optarg, "table"))
+                o.out = OUT_TABLE;
+            else if (!strcmp(optarg, "json"))
+                o.out = OUT_JSON;
+            else if (!strcmp(optarg, "csv"))
+                o.out = OUT_CSV;
+            else if (!strcmp(optarg, "geojson"))
+                o.out = OUT_GEOJSON;
+            else if (!strcmp(optarg, "gpx"))
+                o.out = OUT_GPX;
+            else
+                bad = "--format is table, json, csv, geojson or gpx";
+            break;
+        case OPT_JSON:
+            o.out = OUT_JSON;
+            break;
+        case OPT_CSV:
+            o.out = OUT_CSV;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+            fprintf(stderr, "(fleetsync report %s --help lists the options)\n", s->name);
+            goto out;
+        }
+        if (bad) {
+            fprintf(stderr, "fleetsync report %s: %s\n", s->name, bad);
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync report %s: unexpected argument '%s'\n", s->name, argv[optind]);
+        goto out;
+    }
+    if (check_opts(s, &o, now_ms(), err, sizeof(err)) < 0) {
+        fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+        goto out;
+    }
+
+    rc = 1;
+    conn = pg_connect(&cfg, "fleetsync-report", err, sizeof(err));
+    if (!conn) {
+        fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+        goto out;
+    }
+    if (pg_migrate(conn, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fleetsync report %s: cannot prepare the schema: %s\n", s->name, err);
+        goto out;
+    }
+    if (s->run(conn, &o, err, sizeof(err)) < 0) {
+        fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+        goto out;
+    }
+    if (fflush(stdout) != 0) {
+        fprintf(stderr, "fleetsync report %s: cannot write the report: %s\n", s->name, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    if (conn)
+        PQfinish(conn);
+    cfg_release(&cfg);
+    return rc;
+}

@@ -1,0 +1,1218 @@
+/*
+ * replay.c - `fleetsync replay`: rewind a stopped consumer group to a moment.
+ *
+ * A replay is a plan, one row per partition of the group's topics: the
+ * group's position now (old), the first offset at or after the moment
+ * (rd_kafka_offsets_for_times), and the new position replay_choose_target()
+ * picks from them.  The plan is gathered first, printed, and applied only
+ * when it is complete and --dry-run is not given, so a failure half way
+ * through the facts changes nothing.
+ *
+ * Where the positions live decides how they are moved:
+ *  - Kafka groups (dashboard, detector, any other group): the committed
+ *    offsets, with AlterConsumerGroupOffsets, which the broker accepts only
+ *    for a group without members.
+ *  - PostgreSQL sinks (history, billing, any group with sink_offsets rows):
+ *    sink_offsets.next_offset, all partitions in one transaction that holds
+ *    the group's rows locked from the moment they are read; then the group's
+ *    Kafka commits, if it has any, best effort, so lag reports agree.
+ * Either way the group must be stopped: no member in Kafka, and for a sink no
+ * PostgreSQL session named after it; a running consumer would overwrite the
+ * new positions with its own.
+ */
+#include "ops/replay.h"
+
+#include "ops/ops.h"
+
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/pg.h"
+#include "core/topics.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* --- pure decisions (replay.h) ----------------------------------------- */
+
+int replay_parse_duration_ms(const char *s, int64_t *ms, char *err, size_t err_size)
+{
+    static const char help[] = "a number and a unit: 90s, 30m, 2h or 7d";
+    size_t len = strnlen(s, 32);
+    if (len == 0 || len >= 32) {
+        snprintf(err, err_size, "'%.32s' is not a duration (%s)", s, help);
+        return -1;
+    }
+    int64_t n = 0;
+    size_t i = 0;
+    for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+        n = n * 10 + (s[i] - '0');
+        if (n > REPLAY_MAX_SINCE_MS) {
+            snprintf(err, err_size, "'%s' is longer than %lld days", s, REPLAY_MAX_SINCE_MS / REPLAY_DAY_MS);
+            return -1;
+        }
+    }
+    if (i == 0 || i + 1 != len) {
+        snprintf(err, err_size, "'%s' is not a duration (%s)", s, help);
+        return -1;
+    }
+    int64_t unit_ms;
+    switch (s[i]) {
+    case 's':
+        unit_ms = 1000;
+        break;
+    case 'm':
+        unit_ms = 60 * 1000;
+        break;
+    case 'h':
+        unit_ms = 3600 * 1000;
+        break;
+    case 'd':
+        unit_ms = REPLAY_DAY_MS;
+        break;
+    default:
+        snprintf(err, err_size, "'%s': unknown unit '%c' (%s)", s, s[i], help);
+        return -1;
+    }
+    if (n == 0) {
+        snprintf(err, err_size, "'%s' is an empty duration (%s)", s, help);
+        return -1;
+    }
+    if (n > REPLAY_MAX_SINCE_MS / unit_ms) {
+        snprintf(err, err_size, "'%s' is longer than %lld days", s, REPLAY_MAX_SINCE_MS / REPLAY_DAY_MS);
+        return -1;
+    }
+    *ms = n * unit_ms;
+    return 0;
+}
+
+/* Reads exactly n digits at *p; returns the value or -1. */
+static int digits(const char **p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        char c = (*p)[i];
+        if (c < '0' || c > '9')
+            return -1;
+        v = v * 10 + (c - '0');
+    }
+    *p += n;
+    return v;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+ * (Howard Hinnant's days_from_civil). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+static int days_in_month(int y, int m)
+{
+    static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return m == 2 && leap ? 29 : dim[m - 1];
+}
+
+int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_size)
+{
+    static const char form[] = "YYYY-MM-DDTHH:MM[:SS[.fff]] and Z or +HH:MM, e.g. 2026-11-27T01:30:00Z";
+    const char *p = s;
+    int y, mo, d, h, mi, sec = 0;
+    int64_t frac_ms = 0;
+
+    if (strnlen(s, 64) >= 64)
+        goto bad;
+    if ((y = digits(&p, 4)) < 0 || *p++ != '-' || (mo = digits(&p, 2)) < 0 || *p++ != '-' ||
+        (d = digits(&p, 2)) < 0)
+        goto bad;
+    if (*p == '\0') {
+        snprintf(err, err_size, "'%s' has no time of day (%s)", s, form);
+        return -1;
+    }
+    if (*p != 'T' && *p != 't' && *p != ' ')
+        goto bad;
+    p++;
+    if ((h = digits(&p, 2)) < 0 || *p++ != ':' || (mi = digits(&p, 2)) < 0)
+        goto bad;
+    if (*p == ':') {
+        p++;
+        if ((sec = digits(&p, 2)) < 0)
+            goto bad;
+        if (*p == '.' || *p == ',') {
+            p++;
+            int n = 0;
+            for (; *p >= '0' && *p <= '9'; p++, n++)
+                if (n < 3)
+                    frac_ms = frac_ms * 10 + (*p - '0');
+            if (n == 0)
+                goto bad;
+            for (; n < 3; n++)
+                frac_ms *= 10;
+        }
+    }
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h > 23 || mi > 59 ||
+        sec > 59) {
+        snprintf(err, err_size, "'%s' is not a valid date and time", s);
+        return -1;
+    }
+    int off_min = 0;
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        int sign = *p++ == '-' ? -1 : 1;
+        int oh, om = 0;
+        if ((oh = digits(&p, 2)) < 0)
+            goto bad;
+        if (*p == ':')
+            p++;
+        if (*p && (om = digits(&p, 2)) < 0)
+            goto bad;
+        if (oh > 23 || om > 59) {
+            snprintf(err, err_size, "'%s' has an invalid UTC offset", s);
+            return -1;
+        }
+        off_min = sign * (oh * 60 + om);
+    } else if (*p == '\0') {
+        snprintf(err, err_size, "'%s' has no time zone: add Z for UTC or an offset such as +01:00", s);
+        return -1;
+    }
+    if (*p != '\0')
+        goto bad;
+    int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - (int64_t)off_min * 60;
+    *ms = secs * 1000 + frac_ms;
+    return 0;
+bad:
+    snprintf(err, err_size, "'%.64s' is not an ISO 8601 time (%s)", s, form);
+    return -1;
+}
+
+int64_t replay_day_start_ms(int64_t ms)
+{
+    int64_t r = ms % REPLAY_DAY_MS;
+    if (r < 0)
+        r += REPLAY_DAY_MS;
+    return ms - r;
+}
+
+int replay_group_is_pg_sink(const char *group)
+{
+    return strcmp(group, REPLAY_GROUP_HISTORY) == 0 || strcmp(group, REPLAY_GROUP_BILLING) == 0;
+}
+
+enum replay_store replay_group_store(const char *group, int has_pg_rows)
+{
+    return replay_group_is_pg_sink(group) || has_pg_rows ? REPLAY_STORE_PG : REPLAY_STORE_KAFKA;
+}
+
+int replay_default_topics(const char *group, const char **names, int max)
+{
+    static const char *const dashboard[] = {TOPIC_TELEMETRY, TOPIC_STATUS, TOPIC_ALERTS, NULL};
+    static const char *const history[] = {TOPIC_TELEMETRY, TOPIC_ALERTS, NULL};
+    static const char *const telemetry_only[] = {TOPIC_TELEMETRY, NULL};
+    const char *const *list = NULL;
+    if (strcmp(group, REPLAY_GROUP_DASHBOARD) == 0)
+        list = dashboard;
+    else if (strcmp(group, REPLAY_GROUP_HISTORY) == 0)
+        list = history;
+    else if (strcmp(group, REPLAY_GROUP_DETECTOR) == 0 || strcmp(group, REPLAY_GROUP_BILLING) == 0)
+        list = telemetry_only;
+    int n = 0;
+    for (; list && list[n] && n < max; n++)
+        names[n] = list[n];
+    return n;
+}
+
+int replay_topic_in_scope(const char *prefix, const char *topic)
+{
+    return !prefix || strncmp(topic, prefix, strlen(prefix)) == 0;
+}
+
+int64_t replay_effective_from_ms(const char *group, int64_t t_ms)
+{
+    return strcmp(group, REPLAY_GROUP_BILLING) == 0 ? replay_day_start_ms(t_ms) : t_ms;
+}
+
+void replay_choose_target(struct replay_part *p)
+{
+    int64_t t = p->at_ts >= 0 ? p->at_ts : p->high;
+    if (t > p->high)
+        t = p->high;
+    if (t < p->low)
+        t = p->low;
+    if (p->old >= 0 && p->old < t)
+        t = p->old;
+    p->target = t;
+    int64_t until = p->old >= 0 && p->old < p->high ? p->old : p->high;
+    p->reprocess = until > t ? until - t : 0;
+    p->changed = p->old != t;
+}
+
+/* --- the plan ------------------------------------------------------------ */
+
+#define MAX_TOPICS 64
+
+struct plan {
+    const char *group;
+    const char *prefix; /* --topic-prefix: the topics in scope */
+    enum replay_store store;
+    int64_t t_ms;    /* the moment asked for */
+    int64_t from_ms; /* the moment used (billing: start of its UTC day) */
+    char *topics[MAX_TOPICS];
+    int topic_count;
+    struct replay_part *parts;
+    size_t count, cap;
+    int kafka_commits;  /* PG sinks: the group also has Kafka commits */
+    int kafka_moved;    /* PG sinks: those were moved too */
+};
+
+static void plan_release(struct plan *pl)
+{
+    for (int i = 0; i < pl->topic_count; i++)
+        free(pl->topics[i]);
+    free(pl->parts);
+}
+
+static int plan_add_topic(struct plan *pl, const char *topic, char *err, size_t err_size)
+{
+    for (int i = 0; i < pl->topic_count; i++)
+        if (strcmp(pl->topics[i], topic) == 0)
+            return 0;
+    if (pl->topic_count >= MAX_TOPICS || strlen(topic) >= sizeof(pl->parts[0].topic)) {
+        snprintf(err, err_size, "too many topics or topic name too long ('%s')", topic);
+        return -1;
+    }
+    if (!(pl->topics[pl->topic_count] = strdup(topic))) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    pl->topic_count++;
+    return 0;
+}
+
+static struct replay_part *plan_find(struct plan *pl, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < pl->count; i++)
+        if (pl->parts[i].partition == partition && strcmp(pl->parts[i].topic, topic) == 0)
+            return &pl->parts[i];
+    return NULL;
+}
+
+static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int32_t partition)
+{
+    if (pl->count == pl->cap) {
+        size_t cap = pl->cap ? pl->cap * 2 : 32;
+        struct replay_part *np = realloc(pl->parts, cap * sizeof(*np));
+        if (!np)
+            return NULL;
+        pl->parts = np;
+        pl->cap = cap;
+    }
+    struct replay_part *p = &pl->parts[pl->count++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    p->partition = partition;
+    p->old = REPLAY_NO_OFFSET;
+    p->at_ts = REPLAY_NO_OFFSET;
+    return p;
+}
+
+/* --- Kafka --------------------------------------------------------------- */
+
+/* Errors a group request meets while the group's coordinator is elected or
+ * loads (a new cluster, a group never seen): asking again a little later
+ * works. */
+static int coordinator_busy(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
+           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
+}
+
+/* Runs one admin request already sent to q: waits for its result event.
+ * Returns the event (the caller destroys it) or NULL with a reason in err
+ * and the error in *code. */
+static rd_kafka_event_t *admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms,
+                                      rd_kafka_resp_err_t *code, char *err, size_t err_size)
+{
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    *code = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (!ev) {
+        *code = RD_KAFKA_RESP_ERR__TIMED_OUT;
+        snprintf(err, err_size, "%s: no answer from Kafka within %d ms", what, timeout_ms);
+        return NULL;
+    }
+    if (rd_kafka_event_error(ev)) {
+        *code = rd_kafka_event_error(ev);
+        snprintf(err, err_size, "%s: %s", what, rd_kafka_event_error_string(ev));
+        rd_kafka_event_destroy(ev);
+        return NULL;
+    }
+    return ev;
+}
+
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
+{
+    char why[256];
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, why, sizeof(why));
+    return o;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* After a failed group request: 1 (having waited a moment) when it is worth
+ * asking again before deadline_ms, 0 when the failure is final. */
+static int again(rd_kafka_resp_err_t code, int64_t deadline_ms)
+{
+    if (!coordinator_busy(code) || mono_ms() + 300 > deadline_ms)
+        return 0;
+    struct timespec pause = {0, 300 * 1000 * 1000};
+    nanosleep(&pause, NULL);
+    return 1;
+}
+
+/* The group requests below fail with a reason in err and the Kafka error in
+ * *code (for again()).
+ *
+ * group_members counts the group's members; names them ("client@host, ...") in who.
+ * *live_state is the group's state when it is one of a running group
+ * (PreparingRebalance, CompletingRebalance, Stable: a consumer joining during
+ * the broker's initial rebalance delay is not listed as a member yet), else
+ * NULL.
+ * Returns 0 or -1 with a reason in err. */
+static int group_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who,
+                         size_t who_size, const char **live_state, rd_kafka_resp_err_t *code, char *err,
+                         size_t err_size)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms);
+    const char *groups[1] = {group};
+    rd_kafka_event_t *ev;
+    int rc = -1;
+
+    *members = 0;
+    *live_state = NULL;
+    who[0] = '\0';
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
+    if (!(ev = admin_result(q, "DescribeConsumerGroups", timeout_ms, code, err, err_size)))
+        goto out;
+    size_t n;
+    const rd_kafka_ConsumerGroupDescription_t **gd =
+        rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_error_t *e = rd_kafka_ConsumerGroupDescription_error(gd[i]);
+        if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
+            *code = rd_kafka_error_code(e);
+            snprintf(err, err_size, "cannot describe group %s: %s", group, rd_kafka_error_string(e));
+            goto out;
+        }
+        if (e)
+            continue;
+        rd_kafka_consumer_group_state_t st = rd_kafka_ConsumerGroupDescription_state(gd[i]);
+        if (st == RD_KAFKA_CONSUMER_GROUP_STATE_PREPARING_REBALANCE ||
+            st == RD_KAFKA_CONSUMER_GROUP_STATE_COMPLETING_REBALANCE || st == RD_KAFKA_CONSUMER_GROUP_STATE_STABLE)
+            *live_state = rd_kafka_consumer_group_state_name(st);
+        size_t m = rd_kafka_ConsumerGroupDescription_member_count(gd[i]);
+        for (size_t j = 0; j < m; j++) {
+            const rd_kafka_MemberDescription_t *md = rd_kafka_ConsumerGroupDescription_member(gd[i], j);
+            size_t used = strlen(who);
+            if (used + 1 < who_size)
+                snprintf(who + used, who_size - used, "%s%s@%s", used ? ", " : "",
+                         rd_kafka_MemberDescription_client_id(md), rd_kafka_MemberDescription_host(md));
+        }
+        *members += m;
+    }
+    rc = 0;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+/* The group's committed offsets in Kafka, every topic.  Returns a list the
+ * caller destroys (possibly empty), or NULL with a reason in err. */
+static rd_kafka_topic_partition_list_t *group_committed(rd_kafka_t *rk, const char *group, int timeout_ms,
+                                                        rd_kafka_resp_err_t *code, char *err, size_t err_size)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
+    rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
+    rd_kafka_topic_partition_list_t *out = NULL;
+    rd_kafka_event_t *ev;
+
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
+    if (!(ev = admin_result(q, "ListConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+        goto out;
+    size_t n;
+    const rd_kafka_group_result_t **gr =
+        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+    out = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
+        if (e) {
+            *code = rd_kafka_error_code(e);
+            snprintf(err, err_size, "cannot list the offsets of group %s: %s", group, rd_kafka_error_string(e));
+            rd_kafka_topic_partition_list_destroy(out);
+            out = NULL;
+            goto out;
+        }
+        const rd_kafka_topic_partition_list_t *l = rd_kafka_group_result_partitions(gr[i]);
+        for (int j = 0; l && j < l->cnt; j++)
+            if (l->elems[j].err == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[j].offset >= 0)
+                rd_kafka_topic_partition_list_add(out, l->elems[j].topic, l->elems[j].partition)->offset =
+                    l->elems[j].offset;
+    }
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_ListConsumerGroupOffsets_destroy(req);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    return out;
+}
+
+/* Commits the listed offsets for the group.  Returns 0, or -1 with the first
+ * failure (the whole request's or a partition's) in err. */
+static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_partition_list_t *offsets,
+                       int timeout_ms, rd_kafka_resp_err_t *code, char *err, size_t err_size)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
+    rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
+    rd_kafka_event_t *ev;
+    int rc = -1;
+
+    rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
+    if (!(ev = admin_result(q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+        goto out;
+    size_t n;
+    const rd_kafka_group_result_t **gr =
+        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &n);
+    for (size_t i = 0; i < n; i++) {
+        const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
+        if (e) {
+            *code = rd_kafka_error_code(e);
+            snprintf(err, err_size, "Kafka refused the new offsets of group %s: %s", group,
+                     rd_kafka_error_string(e));
+            goto out;
+        }
+        const rd_kafka_topic_partition_list_t *l = rd_kafka_group_result_partitions(gr[i]);
+        for (int j = 0; l && j < l->cnt; j++) {
+            if (l->elems[j].err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID ||
+                l->elems[j].err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS ||
+                l->elems[j].err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION) {
+                *code = l->elems[j].err;
+                snprintf(err, err_size,
+                         "refused: group %s became active while replay ran (%s); stop its consumers and "
+                         "run replay again",
+                         group, rd_kafka_err2str(l->elems[j].err));
+                goto out;
+            }
+            if (l->elems[j].err) {
+                *code = l->elems[j].err;
+                snprintf(err, err_size, "Kafka refused the new offset of group %s on %s [%d]: %s", group,
+                         l->elems[j].topic, l->elems[j].partition, rd_kafka_err2str(l->elems[j].err));
+                goto out;
+            }
+        }
+    }
+    rc = 0;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AlterConsumerGroupOffsets_destroy(req);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
+/* Adds every partition of the plan's topics (from the cluster's metadata) to
+ * the plan.  Returns 0, or -1 when a topic is missing or Kafka fails. */
+static int plan_partitions(rd_kafka_t *rk, struct plan *pl, int timeout_ms, char *err, size_t err_size)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, timeout_ms);
+    if (e) {
+        snprintf(err, err_size, "cannot read the topic list from Kafka: %s", rd_kafka_err2str(e));
+        return -1;
+    }
+    int rc = -1;
+    for (int t = 0; t < pl->topic_count; t++) {
+        const struct rd_kafka_metadata_topic *mt = NULL;
+        for (int i = 0; i < md->topic_cnt; i++)
+            if (strcmp(md->topics[i].topic, pl->topics[t]) == 0)
+                mt = &md->topics[i];
+        if (!mt || mt->err || mt->partition_cnt == 0) {
+            snprintf(err, err_size, "topic %s does not exist in Kafka%s", pl->topics[t],
+                     mt && mt->err ? ": " : " (check --topic-prefix)");
+            if (mt && mt->err)
+                snprintf(err + strlen(err), err_size - strlen(err), "%s", rd_kafka_err2str(mt->err));
+            goto out;
+        }
+        for (int i = 0; i < mt->partition_cnt; i++)
+            if (!plan_find(pl, mt->topic, mt->partitions[i].id) &&
+                !plan_add_part(pl, mt->topic, mt->partitions[i].id)) {
+                snprintf(err, err_size, "out of memory");
+                goto out;
+            }
+    }
+    rc = 0;
+out:
+    rd_kafka_metadata_destroy(md);
+    return rc;
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+    const struct replay_part *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+/* Fills low, high and at_ts of every partition of the plan. */
+static int plan_offsets(rd_kafka_t *rk, struct plan *pl, int timeout_ms, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < pl->count; i++) {
+        struct replay_part *p = &pl->parts[i];
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &p->low, &p->high, timeout_ms);
+        if (e) {
+            snprintf(err, err_size, "cannot read the offsets of %s [%d]: %s", p->topic, p->partition,
+                     rd_kafka_err2str(e));
+            return -1;
+        }
+    }
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)pl->count);
+    for (size_t i = 0; i < pl->count; i++)
+        rd_kafka_topic_partition_list_add(l, pl->parts[i].topic, pl->parts[i].partition)->offset = pl->from_ms;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+    int rc = -1;
+    if (e) {
+        snprintf(err, err_size, "cannot look up offsets by time: %s", rd_kafka_err2str(e));
+        goto out;
+    }
+    for (int i = 0; i < l->cnt; i++) {
+        struct replay_part *p = plan_find(pl, l->elems[i].topic, l->elems[i].partition);
+        if (l->elems[i].err) {
+            snprintf(err, err_size, "cannot look up offsets by time in %s [%d]: %s", l->elems[i].topic,
+                     l->elems[i].partition, rd_kafka_err2str(l->elems[i].err));
+            goto out;
+        }
+        /* -1 (RD_KAFKA_OFFSET_END): no message at or after the time. */
+        if (p)
+            p->at_ts = l->elems[i].offset >= 0 ? l->elems[i].offset : REPLAY_NO_OFFSET;
+    }
+    rc = 0;
+out:
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* The plan's moves as a partition list for AlterConsumerGroupOffsets.
+ * only_committed: only partitions present in committed (PG sinks mirror the
+ * Kafka commits they have, and create none). */
+static rd_kafka_topic_partition_list_t *plan_moves(const struct plan *pl,
+                                                   const rd_kafka_topic_partition_list_t *committed,
+                                                   int only_committed)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)pl->count);
+    for (size_t i = 0; i < pl->count; i++) {
+        const struct replay_part *p = &pl->parts[i];
+        if (only_committed) {
+            const rd_kafka_topic_partition_t *c =
+                rd_kafka_topic_partition_list_find(committed, p->topic, p->partition);
+            if (!c || c->offset == p->target)
+                continue;
+        } else if (!p->changed) {
+            continue;
+        }
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = p->target;
+    }
+    return l;
+}
+
+/* --- PostgreSQL ---------------------------------------------------------- */
+
+/* Server notices ("relation ... already exists, skipping" from the
+ * migrations) are debug output, not something the user must read. */
+static void pg_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+static PGconn *pg_open(const struct fs_config *cfg, char *err, size_t err_size)
+{
+    PGconn *conn = pg_connect(cfg, "fleetsync-replay", err, err_size);
+    if (conn)
+        PQsetNoticeProcessor(conn, pg_notice, NULL);
+    return conn;
+}
+
+/* A running PostgreSQL sink holds sessions named after its group (pgsink.c
+ * connects with application_name = the group): the second sign, after Kafka
+ * membership, that the group is not stopped.  Names them in who. */
+static int pg_group_sessions(PGconn *conn, const char *group, int *count, char *who, size_t who_size, char *err,
+                             size_t err_size)
+{
+    const char *v[1] = {group};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT pid, coalesce(host(client_addr), 'local socket') FROM pg_stat_activity "
+                                 "WHERE application_name = $1 AND pid <> pg_backend_pid() ORDER BY pid",
+                                 1, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char why[512];
+        pg_error(conn, res, why, sizeof(why));
+        snprintf(err, err_size, "cannot list PostgreSQL sessions: %s", why);
+        PQclear(res);
+        return -1;
+    }
+    *count = PQntuples(res);
+    who[0] = '\0';
+    for (int r = 0; r < *count; r++) {
+        size_t used = strlen(who);
+        if (used + 1 < who_size)
+            snprintf(who + used, who_size - used, "%spid %s from %s", r ? ", " : "", PQgetvalue(res, r, 0),
+                     PQgetvalue(res, r, 1));
+    }
+    PQclear(res);
+    return 0;
+}
+
+/* Sets *has when sink_offsets exists and holds rows of the group.  Reads
+ * only: the schema is not created for a question. */
+static int pg_group_has_rows(PGconn *conn, const char *group, int *has, char *err, size_t err_size)
+{
+    const char *v[1] = {group};
+    PGresult *res = PQexec(conn, "SELECT to_regclass('sink_offsets') IS NOT NULL");
+    *has = 0;
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+        PQclear(res);
+        res = PQexecParams(conn, "SELECT EXISTS (SELECT 1 FROM sink_offsets WHERE group_id = $1)", 1, NULL, v,
+                           NULL, NULL, 0);
+        if (PQresultStatus(res) == PGRES_TUPLES_OK)
+            *has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    }
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : -1;
+    if (rc) {
+        char why[512];
+        pg_error(conn, res, why, sizeof(why));
+        snprintf(err, err_size, "cannot read sink_offsets: %s", why);
+    }
+    PQclear(res);
+    return rc;
+}
+
+/* Reads the group's sink_offsets rows (topics in scope only): with offsets
+ * == 0 their topics join the plan's; with offsets != 0, once the partitions
+ * are known, their next_offset becomes the partitions' old position.
+ * for_update locks the rows for the surrounding transaction. */
+static int pg_load(PGconn *conn, struct plan *pl, int for_update, int offsets, char *err, size_t err_size)
+{
+    const char *v[1] = {pl->group};
+    PGresult *res = PQexecParams(conn,
+                                 for_update ? "SELECT topic, partition, next_offset FROM sink_offsets "
+                                              "WHERE group_id = $1 ORDER BY topic, partition FOR UPDATE"
+                                            : "SELECT topic, partition, next_offset FROM sink_offsets "
+                                              "WHERE group_id = $1 ORDER BY topic, partition",
+                                 1, NULL, v, NULL, NULL, 0);
+    int rc = -1;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        char why[512];
+        pg_error(conn, res, why, sizeof(why));
+        snprintf(err, err_size, "cannot read sink_offsets of %s: %s", pl->group, why);
+        goto out;
+    }
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *topic = PQgetvalue(res, r, 0);
+        if (!replay_topic_in_scope(pl->prefix, topic))
+            continue;
+        if (!offsets) {
+            if (plan_add_topic(pl, topic, err, err_size) != 0)
+                goto out;
+            continue;
+        }
+        struct replay_part *p = plan_find(pl, topic, (int32_t)atoi(PQgetvalue(res, r, 1)));
+        if (p)
+            p->old = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+        else
+            log_warn("sink_offsets has %s [%s] for %s, which Kafka does not have: left alone", topic,
+                     PQgetvalue(res, r, 1), pl->group);
+    }
+    rc = 0;
+out:
+    PQclear(res);
+    return rc;
+}
+
+/* Writes the changed positions; runs inside the caller's transaction. */
+static int pg_store(PGconn *conn, const struct plan *pl, char *err, size_t err_size)
+{
+    for (size_t i = 0; i < pl->count; i++) {
+        const struct replay_part *p = &pl->parts[i];
+        if (!p->changed)
+            continue;
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%" PRId32, p->partition);
+        snprintf(off, sizeof(off), "%" PRId64, p->target);
+        const char *v[4] = {pl->group, p->topic, part, off};
+        PGresult *res = PQexecParams(conn,
+                                     "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
+                                     "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) "
+                                     "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+                                     4, NULL, v, NULL, NULL, 0);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            char why[512];
+            pg_error(conn, res, why, sizeof(why));
+            snprintf(err, err_size, "cannot store the offset of %s [%d]: %s", p->topic, p->partition, why);
+            PQclear(res);
+            return -1;
+        }
+        PQclear(res);
+    }
+    return 0;
+}
+
+/* --- output -------------------------------------------------------------- */
+
+static int64_t plan_total(const struct plan *pl)
+{
+    int64_t total = 0;
+    for (size_t i = 0; i < pl->count; i++)
+        total += pl->parts[i].reprocess;
+    return total;
+}
+
+static size_t plan_changed(const struct plan *pl)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pl->count; i++)
+        n += pl->parts[i].changed != 0;
+    return n;
+}
+
+static void print_text(const struct plan *pl, int dry_run)
+{
+    char t[32], from[32];
+    pg_format_ts(pl->t_ms, t, sizeof(t));
+    pg_format_ts(pl->from_ms, from, sizeof(from));
+    printf("%s group %s (offsets in %s) to %s", dry_run ? "would rewind" : "rewound", pl->group,
+           pl->store == REPLAY_STORE_PG ? "PostgreSQL sink_offsets" : "Kafka", from);
+    if (pl->from_ms != pl->t_ms)
+        printf(" (start of the UTC day of %s: billing recomputes whole days)", t);
+    printf("\n\n%-32s %9s %12s %12s %12s\n", "TOPIC", "PARTITION", "OLD", "NEW", "REPROCESS");
+    for (size_t i = 0; i < pl->count; i++) {
+        const struct replay_part *p = &pl->parts[i];
+        char old[24];
+        if (p->old >= 0)
+            snprintf(old, sizeof(old), "%" PRId64, p->old);
+        else
+            snprintf(old, sizeof(old), "-");
+        printf("%-32s %9" PRId32 " %12s %12" PRId64 " %12" PRId64 "%s\n", p->topic, p->partition, old, p->target,
+               p->reprocess, p->changed ? "" : "  (unchanged)");
+    }
+    printf("\ntotal: %zu partitions, %zu %s, %" PRId64 " messages to reprocess\n", pl->count, plan_changed(pl),
+           dry_run ? "would move" : "moved", plan_total(pl));
+    if (pl->store == REPLAY_STORE_PG && pl->kafka_commits)
+        printf("Kafka committed offsets of the group: %s\n",
+               dry_run ? "would be moved too" : pl->kafka_moved ? "moved too" : "NOT moved (see the warning)");
+    if (dry_run)
+        printf("dry run: nothing changed\n");
+}
+
+static int print_json(const struct plan *pl, int dry_run)
+{
+    char t[32], from[32];
+    json_t *parts = json_array();
+    for (size_t i = 0; i < pl->count; i++) {
+        const struct replay_part *p = &pl->parts[i];
+        json_array_append_new(parts, json_pack("{s:s, s:i, s:o, s:I, s:I, s:b, s:I, s:I}", "topic", p->topic,
+                                               "partition", (int)p->partition, "old",
+                                               p->old >= 0 ? json_integer(p->old) : json_null(), "new",
+                                               (json_int_t)p->target, "reprocess", (json_int_t)p->reprocess,
+                                               "changed", p->changed, "low", (json_int_t)p->low, "high",
+                                               (json_int_t)p->high));
+    }
+    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:I, s:I}", "group", pl->group, "store",
+                          pl->store == REPLAY_STORE_PG ? "postgresql" : "kafka", "at",
+                          pg_format_ts(pl->t_ms, t, sizeof(t)), "at_ms", (json_int_t)pl->t_ms, "from",
+                          pg_format_ts(pl->from_ms, from, sizeof(from)), "from_ms", (json_int_t)pl->from_ms,
+                          "dry_run", dry_run, "partitions", parts, "changed", (json_int_t)plan_changed(pl),
+                          "total_reprocess", (json_int_t)plan_total(pl));
+    if (!o)
+        return -1;
+    if (pl->store == REPLAY_STORE_PG)
+        json_object_set_new(o, "kafka_commits",
+                            json_string(!pl->kafka_commits ? "none"
+                                        : dry_run          ? "would move"
+                                        : pl->kafka_moved  ? "moved"
+                                                           : "failed"));
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    if (!s)
+        return -1;
+    printf("%s\n", s);
+    free(s);
+    return 0;
+}
+
+/* --- the command --------------------------------------------------------- */
+
+static void replay_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync replay --group G (--since DURATION | --at ISO8601) [--dry-run] [--json]\n\n"
+            "Rewinds a stopped consumer group so it reads again everything from a moment on.\n"
+            "Each partition of the group's topics moves to its first message at or after the\n"
+            "moment (the end of the partition when no message is that recent); a partition the\n"
+            "group has not reached yet keeps its position (replay never skips messages).\n\n"
+            "  fleetsync-dashboard, fleetsync-detector, other groups:\n"
+            "        the committed offsets in Kafka move (topics: those the group has committed,\n"
+            "        else the group's defaults)\n"
+            "  fleetsync-history, fleetsync-billing (and any group with sink_offsets rows):\n"
+            "        their rows in PostgreSQL's sink_offsets move, in one transaction; the group's\n"
+            "        Kafka commits, if any, follow. Billing rewinds to the start of the UTC day\n"
+            "        of the moment, as it recomputes whole days.\n\n"
+            "The group must be stopped: a group with members in Kafka, or a sink with a\n"
+            "PostgreSQL session named after it, is refused (exit 1) and they are named. With\n"
+            "--topic-prefix P only topics named P... are touched. See docs/replay.md.\n\n"
+            "Options:\n"
+            "  --group G         the consumer group (required)\n"
+            "  --since DURATION  rewind this far back from now: 90s, 30m, 2h, 7d\n"
+            "  --at ISO8601      rewind to this moment: 2026-11-27T01:30:00Z, 2026-11-27T02:30+01:00\n"
+            "  --dry-run         print the plan, change nothing\n"
+            "  --json            print the plan as JSON: {\"group\",\"store\",\"at\",\"from\",\n"
+            "                    \"partitions\":[{\"topic\",\"partition\",\"old\",\"new\",\"reprocess\",...}],\n"
+            "                    \"total_reprocess\",...}\n"
+            "  --timeout S       seconds to wait for each Kafka request (default 30)\n"
+            "  -h, --help        this text\n\n"
+            "Examples:\n"
+            "  fleetsync replay --group fleetsync-detector --since 2h --dry-run\n"
+            "  fleetsync replay --group fleetsync-history --at 2026-11-27T00:00:00Z\n"
+            "  fleetsync replay --group fleetsync-billing --since 1d --json\n\n"
+            "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
+            "unless stated), 2 usage error.\n\n%s",
+            cfg_options_help);
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+    enum { OPT_SINCE = 1, OPT_AT, OPT_DRY_RUN, OPT_JSON, OPT_TIMEOUT };
+    static const struct option longopts[] = {
+        {"since", required_argument, NULL, OPT_SINCE},
+        {"at", required_argument, NULL, OPT_AT},
+        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    struct plan pl;
+    const char *since = NULL, *at = NULL;
+    int dry_run = 0, json = 0, timeout_ms = 30000, c, rc = 2, in_txn = 0, applied = 0;
+    int64_t t_ms = 0;
+    char err[1024] = "";
+    rd_kafka_t *rk = NULL;
+    rd_kafka_topic_partition_list_t *committed = NULL, *moves = NULL;
+    PGconn *conn = NULL;
+
+    memset(&pl, 0, sizeof(pl));
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            replay_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_SINCE:
+            since = optarg;
+            break;
+        case OPT_AT:
+            at = optarg;
+            break;
+        case OPT_DRY_RUN:
+            dry_run = 1;
+            break;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_TIMEOUT: {
+            char *end;
+            errno = 0;
+            long v = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || v < 1 || v > 3600) {
+                fprintf(stderr, "fleetsync replay: --timeout is 1-3600 seconds\n");
+                goto out;
+            }
+            timeout_ms = (int)v * 1000;
+            break;
+        }
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync replay: %s\n", err);
+            fprintf(stderr, "(fleetsync replay --help for the options)\n");
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync replay: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    if (!cfg.group) {
+        fprintf(stderr, "fleetsync replay: --group is required, e.g. --group fleetsync-history\n");
+        goto out;
+    }
+    if (!since == !at) {
+        fprintf(stderr, "fleetsync replay: give exactly one of --since DURATION (e.g. 2h) or --at ISO8601 "
+                        "(e.g. 2026-11-27T01:30:00Z)\n");
+        goto out;
+    }
+    int64_t now = wall_ms();
+    if (since) {
+        int64_t d;
+        if (replay_parse_duration_ms(since, &d, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync replay: --since %s\n", err);
+            goto out;
+        }
+        t_ms = now - d;
+    } else {
+        if (replay_parse_iso8601_ms(at, &t_ms, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync replay: --at %s\n", err);
+            goto out;
+        }
+        if (t_ms > now) {
+            fprintf(stderr, "fleetsync replay: --at %s is in the future: nothing to replay\n", at);
+            goto out;
+        }
+    }
+
+    rc = 1;
+    pl.group = cfg.group;
+    pl.prefix = cfg.topic_prefix;
+    pl.t_ms = t_ms;
+    pl.from_ms = replay_effective_from_ms(cfg.group, t_ms);
+
+    /* Kafka: a client for the admin API and the offset look-ups. */
+    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, NULL, err, sizeof(err));
+    if (!conf)
+        goto fail;
+    char why[512];
+    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, sizeof(err), "cannot create a Kafka client: %s", why);
+        goto fail;
+    }
+    if (kafka_wait_ready(rk, timeout_ms, why, sizeof(why)) != 0) {
+        snprintf(err, sizeof(err), "cannot reach Kafka at %s: %s", cfg.brokers, why);
+        goto fail;
+    }
+
+    /* 1. The group must be stopped. */
+    size_t members;
+    char who[1024];
+    rd_kafka_resp_err_t code;
+    const char *live_state;
+    int64_t deadline = mono_ms() + timeout_ms;
+    int r;
+    do
+        r = group_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err,
+                          sizeof(err));
+    while (r != 0 && again(code, deadline));
+    if (r != 0)
+        goto fail;
+    if (members > 0) {
+        fprintf(stderr,
+                "fleetsync replay: refused: group %s is running, %zu active member%s: %s. "
+                "Stop %s (or wait until the broker's session timeout drops %s) and run replay again.\n",
+                cfg.group, members, members == 1 ? "" : "s", who, members == 1 ? "it" : "them",
+                members == 1 ? "it" : "them");
+        goto out;
+    }
+    if (live_state) {
+        fprintf(stderr,
+                "fleetsync replay: refused: group %s is running (state %s: a consumer is joining it). "
+                "Stop it and run replay again.\n",
+                cfg.group, live_state);
+        goto out;
+    }
+
+    /* 2. Where the positions live. */
+    int has_rows = 0;
+    if (!replay_group_is_pg_sink(cfg.group)) {
+        const char *dummy[1];
+        if (replay_default_topics(cfg.group, dummy, 1) == 0) {
+            /* Not a FleetSync group: it is a sink when sink_offsets says so. */
+            if (!(conn = pg_open(&cfg, why, sizeof(why)))) {
+                snprintf(err, sizeof(err),
+                         "cannot tell where group %s keeps its offsets (Kafka, or PostgreSQL's "
+                         "sink_offsets): %s",
+                         cfg.group, why);
+                goto fail;
+            }
+            if (pg_group_has_rows(conn, cfg.group, &has_rows, err, sizeof(err)) != 0)
+                goto fail;
+        }
+    }
+    pl.store = replay_group_store(cfg.group, has_rows);
+    while (!(committed = group_committed(rk, cfg.group, timeout_ms, &code, err, sizeof(err))))
+        if (!again(code, deadline))
+            goto fail;
+
+    /* 3. Topics and old positions. */
+    const char *defaults[8];
+    int ndef = replay_default_topics(cfg.group, defaults, 8);
+    char topic[256];
+    if (pl.store == REPLAY_STORE_PG) {
+        if (!conn && !(conn = pg_open(&cfg, err, sizeof(err))))
+            goto fail;
+        int sessions;
+        if (pg_group_sessions(conn, cfg.group, &sessions, who, sizeof(who), err, sizeof(err)) != 0)
+            goto fail;
+        if (sessions > 0) {
+            fprintf(stderr,
+                    "fleetsync replay: refused: group %s is running: %d PostgreSQL session%s named after it "
+                    "(%s). Stop the sink and run replay again.\n",
+                    cfg.group, sessions, sessions == 1 ? "" : "s", who);
+            goto out;
+        }
+        if (!dry_run) {
+            if (pg_migrate(conn, why, sizeof(why)) < 0) {
+                snprintf(err, sizeof(err), "cannot prepare the schema: %s", why);
+                goto fail;
+            }
+            if (pg_exec(conn, "BEGIN", err, sizeof(err)) != 0)
+                goto fail;
+            in_txn = 1;
+        } else if (pg_group_has_rows(conn, cfg.group, &has_rows, err, sizeof(err)) != 0) {
+            goto fail;
+        }
+        for (int i = 0; i < ndef; i++)
+            if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) != 0)
+                goto fail;
+        /* A dry run on a database without the schema has no rows to read. */
+        if ((!dry_run || has_rows) && pg_load(conn, &pl, !dry_run, 0, err, sizeof(err)) != 0)
+            goto fail;
+    } else {
+        for (int i = 0; i < committed->cnt; i++)
+            if (replay_topic_in_scope(pl.prefix, committed->elems[i].topic) &&
+                plan_add_topic(&pl, committed->elems[i].topic, err, sizeof(err)) != 0)
+                goto fail;
+        if (pl.topic_count == 0) {
+            for (int i = 0; i < ndef; i++)
+                if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) !=
+                    0)
+                    goto fail;
+        }
+        if (pl.topic_count == 0) {
+            snprintf(err, sizeof(err),
+                     "group %s has no committed offsets in Kafka and no rows in sink_offsets: "
+                     "nothing to rewind",
+                     cfg.group);
+            goto fail;
+        }
+    }
+    if (plan_partitions(rk, &pl, timeout_ms, err, sizeof(err)) != 0)
+        goto fail;
+    qsort(pl.parts, pl.count, sizeof(pl.parts[0]), part_cmp);
+    if (pl.store == REPLAY_STORE_PG) {
+        if ((!dry_run || has_rows) && pg_load(conn, &pl, !dry_run, 1, err, sizeof(err)) != 0)
+            goto fail;
+        for (int i = 0; i < committed->cnt; i++)
+            if (plan_find(&pl, committed->elems[i].topic, committed->elems[i].partition))
+                pl.kafka_commits = 1;
+    } else {
+        for (int i = 0; i < committed->cnt; i++) {
+            struct replay_part *p = plan_find(&pl, committed->elems[i].topic, committed->elems[i].partition);
+            if (p)
+                p->old = committed->elems[i].offset;
+        }
+    }
+
+    /* 4. New positions. */
+    if (plan_offsets(rk, &pl, timeout_ms, err, sizeof(err)) != 0)
+        goto fail;
+    for (size_t i = 0; i < pl.count; i++)
+        replay_choose_target(&pl.parts[i]);
+
+    /* 5. Apply. */
+    if (!dry_run && pl.store == REPLAY_STORE_KAFKA) {
+        moves = plan_moves(&pl, committed, 0);
+        deadline = mono_ms() + timeout_ms;
+        do
+            r = moves->cnt > 0 ? group_alter(rk, cfg.group, moves, timeout_ms, &code, err, sizeof(err)) : 0;
+        while (r != 0 && again(code, deadline));
+        if (r != 0)
+            goto fail;
+        applied = 1;
+    } else if (!dry_run) {
+        if (pg_store(conn, &pl, err, sizeof(err)) != 0)
+            goto fail;
+        in_txn = 0;
+        if (pg_exec(conn, "COMMIT", err, sizeof(err)) != 0)
+            goto fail;
+        applied = 1;
+        moves = plan_moves(&pl, committed, 1);
+        pl.kafka_moved = pl.kafka_commits;
+        if (moves->cnt > 0 && group_alter(rk, cfg.group, moves, timeout_ms, &code, why, sizeof(why)) != 0) {
+            pl.kafka_moved = 0;
+            log_warn("sink_offsets moved, but the group's Kafka commits did not (lag reports will "
+                     "disagree until the sink commits again): %s",
+                     why);
+        }
+    }
+    if (json ? print_json(&pl, dry_run) != 0 : (print_text(&pl, dry_run), 0)) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    fflush(stdout);
+    rc = 0;
+    goto out;
+fail:
+    fprintf(stderr, "fleetsync replay: %s%s\n", err, dry_run || applied ? "" : " (nothing changed)");
+    rc = 1;
+out:
+    if (in_txn)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    if (conn)
+        PQfinish(conn);
+    if (moves)
+        rd_kafka_topic_partition_list_destroy(moves);
+    if (committed)
+        rd_kafka_topic_partition_list_destroy(committed);
+    if (rk)
+        rd_kafka_destroy(rk);
+    plan_release(&pl);
+    cfg_release(&cfg);
+    return rc;
+}
