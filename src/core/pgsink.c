@@ -305,6 +305,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             struct tp *t = tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 0);
             parts->elems[i].offset = t && t->expected >= 0 ? t->expected : start_offset(s);
         }
+        /* Another instance may have written these partitions meanwhile:
+         * whatever the pipeline derived from earlier batches is stale. */
+        s->ops->aborted(s->ctx);
         log_info("assigned %d partitions; reading from the offsets stored in PostgreSQL", parts->cnt);
         rd_kafka_assign(rk, parts);
     } else {

@@ -40,8 +40,9 @@ struct pgsink_ops {
     int (*write)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size);
     /* The batch's transaction committed. */
     void (*committed)(void *ctx);
-    /* The batch's transaction was rolled back (or its outcome is unknown):
-     * forget state derived from it. */
+    /* The batch's transaction was rolled back (or its outcome is unknown),
+     * or partitions were (re)assigned, so another instance may have written
+     * them: forget state derived from earlier batches. */
     void (*aborted)(void *ctx);
     /* Housekeeping outside batches, on a fresh connection and then about
      * every second (the callback keeps its own schedule).  Returns 0 or -1

@@ -20,8 +20,9 @@ H_ARGS=(--topic-prefix "$P" --group "$G" --metrics-port "$MP")
 # time out.
 STATIC=(-X "group.instance.id=e2e-history-$$" -X session.timeout.ms=6000)
 day() { date -u -d "yesterday $1" +%Y-%m-%dT%H:%M:%SZ; }
-bridge_pid= hist_pid=
+bridge_pid= hist_pid= dash_pid=
 cleanup() {
+    [ -n "$dash_pid" ] && kill "$dash_pid" 2>/dev/null
     [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null
     [ -n "$hist_pid" ] && kill -9 "$hist_pid" 2>/dev/null
     rm -rf "$W"
@@ -176,6 +177,12 @@ rollups >"$W/roll.after"
 check "rollups after the kills equal the recomputation" cmp -s "$W/roll.before" "$W/roll.after"
 
 # --- 4. PostgreSQL stopped for 60 s ----------------------------------------
+# The live dashboard runs beside it: a stopped database must not slow it.
+"$FS" dashboard --topic-prefix "$P" --listen "127.0.0.1:$TEST_HTTP_PORT" --group "e2e-hdash-$$" \
+    --metrics-port -1 >"$W/dashboard.log" 2>&1 &
+dash_pid=$!
+fleet() { curl -s --max-time 5 "http://127.0.0.1:$TEST_HTTP_PORT/api/fleet" | jq -r '.trucks // 0' 2>/dev/null || echo 0; }
+for _ in $(seq 100); do [ "$(fleet)" -gt 0 ] 2>/dev/null && break; sleep 0.2; done
 pg_pid=$(cat "$FLEETSYNC_DATA_DIR/run/postgres.pid")
 kill -INT "$pg_pid"
 for _ in $(seq 100); do kill -0 "$pg_pid" 2>/dev/null || break; sleep 0.2; done
@@ -185,6 +192,8 @@ t0=$(date +%s)
     --id-prefix "$ID-O" --metrics-port -1 --quiet >"$W/sim3.log" 2>&1
 K4=$((K3 + $(wait_unique "${P}truck-telemetry" "^$ID-O" 3600)))
 check_eq "the bridge keeps taking readings into Kafka during the outage" $((K3 + 3600)) "$K4"
+live=$(curl -s --max-time 5 "http://127.0.0.1:$TEST_HTTP_PORT/api/trucks/$ID-O000001" | jq -r .truck_id 2>/dev/null)
+check_eq "the dashboard shows a truck that first reported during the outage" "$ID-O000001" "$live"
 sleep 5
 check_eq "the sink reports the database down" 0 "$(metric "$MP" 'fleetsync_sink_db_up{group="'"$G"'"}')"
 check "it retries with backoff (failed attempts counted)" test "$(metric "$MP" 'fleetsync_sink_db_errors_total{group="'"$G"'"}')" -ge 1
@@ -196,6 +205,7 @@ check_eq "after the outage: every reading stored" "$K4" "$(wait_until "$K4" 120 
 check "memory stayed bounded during the outage (RSS ${rss} KiB)" test "$rss" -lt 400000
 check_eq "the stored offsets reach the end of the topic" 1 "$(wait_until 1 40 caught_up)"
 check_eq "none twice" "$K4" "$(rows)"
+kill -TERM "$dash_pid"; wait "$dash_pid" 2>/dev/null; dash_pid=
 
 # --- 5. a clean stop, then a replay of the last hour -----------------------
 kill -TERM "$hist_pid"; rc=0; wait "$hist_pid" || rc=$?; hist_pid=
@@ -221,6 +231,7 @@ for _ in $(seq 40); do [ "$(q "SELECT count(*) FROM rollup_dirty")" = 0 ] && bre
 rollups >"$W/roll.after"
 check "rollups after the replay are identical to before" cmp -s "$W/roll.before" "$W/roll.after"
 check_eq "row count unchanged" "$K4" "$(rows)"
+kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
 
 # --- 6. a hand-computed fixture, delivered out of order ------------------------
 # The readings of tests/e2e/test_report.sh's fixture (2026-11-01, a backfilled
@@ -261,7 +272,7 @@ $FB 603 3 50.030 12.0 0 false 79.5
 EOF2
 }
 as_records() {
-    awk '{ printf "%s\t{\"v\":1,\"truck_id\":\"%s\",\"ts\":%d,\"seq\":%d,\"lat\":%s,\"lon\":%s,\"speed_kmh\":%s,\"ignition\":%s,\"fuel_pct\":%s}\n",
+    awk '{ printf "%s\t{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":%s,\"lon\":%s,\"speed_kmh\":%s,\"ignition\":%s,\"fuel_pct\":%s}\n",
                   $1, $1, (1793491200 + $2 * 60) * 1000, $3, $4, $5, $6, $7, $8 }'
 }
 fixture | awk '$3 % 2 == 0' | as_records | kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t'
