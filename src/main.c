@@ -32,7 +32,7 @@ static const struct cmd commands[] = {
     {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},
     {"billing", NULL, "per truck and day billing: consumer group fleetsync-billing"},
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
-    {"status", NULL, "services, consumer groups, lag and rates"},
+    {"status", cmd_status, "services, consumer groups, lag and rates"},
     {"report", cmd_report, "history queries: avg-speed, summary, trips, stops, track, alerts"},
     {"bench", NULL, "bench detect: precision / recall per rule for a scenario"},
     {"trucks", NULL, "trucks add ID...|--count N: per-truck MQTT credentials"},

@@ -7,5 +7,6 @@
 int cmd_services(int argc, char **argv);
 int cmd_up(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+int cmd_status(int argc, char **argv);
 
 #endif

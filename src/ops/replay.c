@@ -22,6 +22,7 @@
  */
 #include "ops/replay.h"
 
+#include "ops/groups.h"
 #include "ops/ops.h"
 
 #include "core/config.h"
@@ -331,163 +332,11 @@ static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int
 
 /* --- Kafka --------------------------------------------------------------- */
 
-/* Errors a group request meets while the group's coordinator is elected or
- * loads (a new cluster, a group never seen): asking again a little later
- * works. */
-static int coordinator_busy(rd_kafka_resp_err_t e)
-{
-    return e == RD_KAFKA_RESP_ERR_NOT_COORDINATOR || e == RD_KAFKA_RESP_ERR_COORDINATOR_NOT_AVAILABLE ||
-           e == RD_KAFKA_RESP_ERR_COORDINATOR_LOAD_IN_PROGRESS;
-}
-
-/* Runs one admin request already sent to q: waits for its result event.
- * Returns the event (the caller destroys it) or NULL with a reason in err
- * and the error in *code. */
-static rd_kafka_event_t *admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms,
-                                      rd_kafka_resp_err_t *code, char *err, size_t err_size)
-{
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
-    *code = RD_KAFKA_RESP_ERR_NO_ERROR;
-    if (!ev) {
-        *code = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        snprintf(err, err_size, "%s: no answer from Kafka within %d ms", what, timeout_ms);
-        return NULL;
-    }
-    if (rd_kafka_event_error(ev)) {
-        *code = rd_kafka_event_error(ev);
-        snprintf(err, err_size, "%s: %s", what, rd_kafka_event_error_string(ev));
-        rd_kafka_event_destroy(ev);
-        return NULL;
-    }
-    return ev;
-}
-
-static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
-{
-    char why[256];
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
-    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, why, sizeof(why));
-    return o;
-}
-
 static int64_t mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* After a failed group request: 1 (having waited a moment) when it is worth
- * asking again before deadline_ms, 0 when the failure is final. */
-static int again(rd_kafka_resp_err_t code, int64_t deadline_ms)
-{
-    if (!coordinator_busy(code) || mono_ms() + 300 > deadline_ms)
-        return 0;
-    struct timespec pause = {0, 300 * 1000 * 1000};
-    nanosleep(&pause, NULL);
-    return 1;
-}
-
-/* The group requests below fail with a reason in err and the Kafka error in
- * *code (for again()).
- *
- * group_members counts the group's members; names them ("client@host, ...") in who.
- * *live_state is the group's state when it is one of a running group
- * (PreparingRebalance, CompletingRebalance, Stable: a consumer joining during
- * the broker's initial rebalance delay is not listed as a member yet), else
- * NULL.
- * Returns 0 or -1 with a reason in err. */
-static int group_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who,
-                         size_t who_size, const char **live_state, rd_kafka_resp_err_t *code, char *err,
-                         size_t err_size)
-{
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms);
-    const char *groups[1] = {group};
-    rd_kafka_event_t *ev;
-    int rc = -1;
-
-    *members = 0;
-    *live_state = NULL;
-    who[0] = '\0';
-    rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
-    if (!(ev = admin_result(q, "DescribeConsumerGroups", timeout_ms, code, err, err_size)))
-        goto out;
-    size_t n;
-    const rd_kafka_ConsumerGroupDescription_t **gd =
-        rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
-    for (size_t i = 0; i < n; i++) {
-        const rd_kafka_error_t *e = rd_kafka_ConsumerGroupDescription_error(gd[i]);
-        if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
-            *code = rd_kafka_error_code(e);
-            snprintf(err, err_size, "cannot describe group %s: %s", group, rd_kafka_error_string(e));
-            goto out;
-        }
-        if (e)
-            continue;
-        rd_kafka_consumer_group_state_t st = rd_kafka_ConsumerGroupDescription_state(gd[i]);
-        if (st == RD_KAFKA_CONSUMER_GROUP_STATE_PREPARING_REBALANCE ||
-            st == RD_KAFKA_CONSUMER_GROUP_STATE_COMPLETING_REBALANCE || st == RD_KAFKA_CONSUMER_GROUP_STATE_STABLE)
-            *live_state = rd_kafka_consumer_group_state_name(st);
-        size_t m = rd_kafka_ConsumerGroupDescription_member_count(gd[i]);
-        for (size_t j = 0; j < m; j++) {
-            const rd_kafka_MemberDescription_t *md = rd_kafka_ConsumerGroupDescription_member(gd[i], j);
-            size_t used = strlen(who);
-            if (used + 1 < who_size)
-                snprintf(who + used, who_size - used, "%s%s@%s", used ? ", " : "",
-                         rd_kafka_MemberDescription_client_id(md), rd_kafka_MemberDescription_host(md));
-        }
-        *members += m;
-    }
-    rc = 0;
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    return rc;
-}
-
-/* The group's committed offsets in Kafka, every topic.  Returns a list the
- * caller destroys (possibly empty), or NULL with a reason in err. */
-static rd_kafka_topic_partition_list_t *group_committed(rd_kafka_t *rk, const char *group, int timeout_ms,
-                                                        rd_kafka_resp_err_t *code, char *err, size_t err_size)
-{
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
-    rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
-    rd_kafka_topic_partition_list_t *out = NULL;
-    rd_kafka_event_t *ev;
-
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
-    if (!(ev = admin_result(q, "ListConsumerGroupOffsets", timeout_ms, code, err, err_size)))
-        goto out;
-    size_t n;
-    const rd_kafka_group_result_t **gr =
-        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
-    out = rd_kafka_topic_partition_list_new(16);
-    for (size_t i = 0; i < n; i++) {
-        const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
-        if (e) {
-            *code = rd_kafka_error_code(e);
-            snprintf(err, err_size, "cannot list the offsets of group %s: %s", group, rd_kafka_error_string(e));
-            rd_kafka_topic_partition_list_destroy(out);
-            out = NULL;
-            goto out;
-        }
-        const rd_kafka_topic_partition_list_t *l = rd_kafka_group_result_partitions(gr[i]);
-        for (int j = 0; l && j < l->cnt; j++)
-            if (l->elems[j].err == RD_KAFKA_RESP_ERR_NO_ERROR && l->elems[j].offset >= 0)
-                rd_kafka_topic_partition_list_add(out, l->elems[j].topic, l->elems[j].partition)->offset =
-                    l->elems[j].offset;
-    }
-out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    return out;
 }
 
 /* Commits the listed offsets for the group.  Returns 0, or -1 with the first
@@ -496,13 +345,14 @@ static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_p
                        int timeout_ms, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
+    rd_kafka_AdminOptions_t *o =
+        groups_admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
     rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
     rd_kafka_event_t *ev;
     int rc = -1;
 
     rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
-    if (!(ev = admin_result(q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+    if (!(ev = groups_admin_result(q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
         goto out;
     size_t n;
     const rd_kafka_group_result_t **gr =
@@ -1046,9 +896,9 @@ int cmd_replay(int argc, char **argv)
     int64_t deadline = mono_ms() + timeout_ms;
     int r;
     do
-        r = group_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err,
+        r = groups_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err,
                           sizeof(err));
-    while (r != 0 && again(code, deadline));
+    while (r != 0 && groups_again(code, deadline));
     if (r != 0)
         goto fail;
     if (members > 0) {
@@ -1085,8 +935,8 @@ int cmd_replay(int argc, char **argv)
         }
     }
     pl.store = replay_group_store(cfg.group, has_rows);
-    while (!(committed = group_committed(rk, cfg.group, timeout_ms, &code, err, sizeof(err))))
-        if (!again(code, deadline))
+    while (!(committed = groups_committed(rk, cfg.group, timeout_ms, &code, err, sizeof(err))))
+        if (!groups_again(code, deadline))
             goto fail;
 
     /* 3. Topics and old positions. */
@@ -1171,7 +1021,7 @@ int cmd_replay(int argc, char **argv)
         deadline = mono_ms() + timeout_ms;
         do
             r = moves->cnt > 0 ? group_alter(rk, cfg.group, moves, timeout_ms, &code, err, sizeof(err)) : 0;
-        while (r != 0 && again(code, deadline));
+        while (r != 0 && groups_again(code, deadline));
         if (r != 0)
             goto fail;
         applied = 1;

@@ -364,8 +364,10 @@ static void on_probe_connect(struct mosquitto *m, void *obj, int rc)
     p->rc = rc;
 }
 
-/* Connects and waits for the CONNACK.  Returns 0 when the broker accepted. */
-static int mqtt_healthy(int port, int timeout_ms)
+/* Connects and waits for the CONNACK.  Returns 0 when the broker accepted.
+ * url, when not NULL, is an endpoint this data dir did not start: its host,
+ * credentials and TLS (system CAs) are used instead of 127.0.0.1:port. */
+static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, int timeout_ms)
 {
     struct mqtt_probe probe = {0, -1};
     char id[64];
@@ -374,8 +376,12 @@ static int mqtt_healthy(int port, int timeout_ms)
     if (!m)
         return -1;
     mosquitto_connect_callback_set(m, on_probe_connect);
+    if (url && *url->user)
+        mosquitto_username_pw_set(m, url->user, *url->pass ? url->pass : NULL);
+    if (url && url->tls)
+        mosquitto_tls_set(m, NULL, "/etc/ssl/certs", NULL, NULL, NULL);
     long long deadline = mono_ms() + timeout_ms;
-    int rc = mosquitto_connect(m, "127.0.0.1", port, 10);
+    int rc = mosquitto_connect(m, url ? url->host : "127.0.0.1", url ? url->port : port, 10);
     while (rc == MOSQ_ERR_SUCCESS && !probe.done && mono_ms() < deadline)
         rc = mosquitto_loop(m, 100, 1);
     int ok = probe.done && probe.rc == 0;
@@ -383,6 +389,11 @@ static int mqtt_healthy(int port, int timeout_ms)
         mosquitto_disconnect(m);
     mosquitto_destroy(m);
     return ok ? 0 : -1;
+}
+
+static int mqtt_healthy(int port, int timeout_ms)
+{
+    return mqtt_healthy_at(NULL, port, timeout_ms);
 }
 
 static void pg_conninfo(const struct svc_ctx *c, const char *db, char *buf, size_t size)
@@ -434,6 +445,38 @@ static int kafka_healthy(const struct svc_ctx *c, int timeout_ms)
     int rc = kafka_wait_ready(rk, timeout_ms, err, sizeof(err));
     rd_kafka_destroy(rk);
     return rc;
+}
+
+/* An endpoint this data dir did not start, probed where the shared options
+ * point (--mqtt, --brokers with the -X properties, --pg).  Returns 0 when it
+ * answers. */
+static int external_healthy(const struct fs_config *cfg, enum svc_id id)
+{
+    char err[256];
+    if (id == SVC_MOSQUITTO) {
+        struct cfg_mqtt_url url;
+        if (cfg_parse_mqtt_url(cfg->mqtt, &url, err, sizeof(err)) != 0)
+            return -1;
+        return mqtt_healthy_at(&url, url.port, 2000);
+    }
+    if (id == SVC_KAFKA) {
+        static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000", NULL};
+        rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, sizeof(err));
+        if (!conf)
+            return -1;
+        rd_kafka_conf_set_log_cb(conf, quiet_log_cb);
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk) {
+            rd_kafka_conf_destroy(conf);
+            return -1;
+        }
+        int rc = kafka_wait_ready(rk, 3000, err, sizeof(err));
+        rd_kafka_destroy(rk);
+        return rc;
+    }
+    const char *keys[] = {"dbname", "connect_timeout", NULL};
+    const char *values[] = {cfg->pg, "2", NULL};
+    return PQpingParams(keys, values, 1) == PQPING_OK ? 0 : -1;
 }
 
 /* --- configuration files ------------------------------------------------ */
@@ -1007,7 +1050,9 @@ static long long dir_bytes(const char *path)
     return dir_bytes_total;
 }
 
-int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
+/* always != 0 probes a service without a pid file too: an endpoint this
+ * data dir did not start, where the shared options point. */
+static int probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT], int always)
 {
     struct svc_ctx c;
     if (ctx_init(&c, cfg, NULL, 0) != 0)
@@ -1025,11 +1070,23 @@ int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
                    : i == SVC_KAFKA     ? kafka_healthy(&c, 3000)
                                         : pg_healthy(&c);
             out[i].healthy = ok == 0;
+        } else if (always) {
+            out[i].healthy = external_healthy(cfg, (enum svc_id)i) == 0;
         }
         path_join(path, sizeof(path), c.dir, data_rel[i]);
         out[i].data_bytes = dir_bytes(path);
     }
     return 0;
+}
+
+int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
+{
+    return probe(cfg, out, 0);
+}
+
+int svc_probe_endpoints(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
+{
+    return probe(cfg, out, 1);
 }
 
 int svc_status(const struct fs_config *cfg, int json)

@@ -65,6 +65,12 @@ struct svc_state {
 };
 int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
 
+/* Like svc_probe, but also probes a service this data dir does not run, at
+ * the endpoint the shared options name (--mqtt with its credentials and TLS,
+ * --brokers with the -X properties, --pg): pid 0 and healthy 1 is an external
+ * service that answers. */
+int svc_probe_endpoints(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
+
 /* The folder holding the Kafka jars (FLEETSYNC_KAFKA_LIBS, else the bootstrap
  * cache); writes into buf and returns buf. */
 const char *svc_kafka_libs(char *buf, size_t size);

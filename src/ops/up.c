@@ -38,10 +38,10 @@ static void up_usage(FILE *out)
     fprintf(out,
             "usage: fleetsync up [options]\n\n"
             "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-            "the MQTT -> Kafka bridge and the truck simulator, keeps them running (whatever dies\n"
-            "is restarted with backoff) and stops them all on Ctrl-C. Data stays in the data\n"
-            "dir: a second 'up' resumes. Logs: DATA_DIR/log/. The pipelines (dashboard,\n"
-            "history, detect, billing) are not part of this build yet.\n\n"
+            "the MQTT -> Kafka bridge, the pipelines built so far (history into PostgreSQL, the\n"
+            "live dashboard on --listen) and the truck simulator, keeps them running (whatever\n"
+            "dies is restarted with backoff) and stops them all on Ctrl-C. Data stays in the\n"
+            "data dir: a second 'up' resumes. Logs: DATA_DIR/log/.\n\n"
             "Options:\n"
             "  --trucks N          simulated trucks (default 1000)\n"
             "  --interval S        seconds between two readings of a simulated truck (default 10)\n"
@@ -66,6 +66,7 @@ static char sim_trucks[24] = "1000", sim_interval[24] = "10";
 static struct child children[] = {
     {.name = "bridge", .args = {"bridge", "--quiet", NULL}},
     {.name = "history", .args = {"history", NULL}},
+    {.name = "dashboard", .args = {"dashboard", NULL}},
     {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL}},
 };
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
@@ -198,7 +199,7 @@ int cmd_up(int argc, char **argv)
     };
     struct fs_config cfg;
     struct svc_options opt = {.timeout_s = 120};
-    int check_s = 5, c, rc = 2;
+    int check_s = 5, c, rc = 2, no_sim = 0;
     char err[512];
 
     cfg_init(&cfg);
@@ -218,7 +219,9 @@ int cmd_up(int argc, char **argv)
             }
             snprintf(c == OPT_TRUCKS ? sim_trucks : sim_interval, sizeof(sim_trucks), "%ld", v);
         } else if (c == OPT_NO_SIM) {
-            nchildren = 1; /* the bridge only */
+            if (!no_sim)
+                nchildren--; /* the simulator is last */
+            no_sim = 1;
         } else if (c == OPT_CHECK) {
             check_s = atoi(optarg);
             if (check_s < 1) {
@@ -247,7 +250,7 @@ int cmd_up(int argc, char **argv)
         goto done;
 
     char sim_line[128];
-    if (nchildren > 1)
+    if (!no_sim)
         snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)",
                  sim_trucks, sim_interval);
     else
@@ -257,11 +260,12 @@ int cmd_up(int argc, char **argv)
            "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
            "  PostgreSQL  %s\n"
            "  data, logs  %s\n"
-           "  bridge      MQTT -> Kafka (log in %s/log/bridge.log)\n"
+           "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
+           "  dashboard   http://%s/   (the live map)\n"
+           "  history     every reading into PostgreSQL: fleetsync report avg-speed --fleet --since 1d\n"
            "  simulator   %s\n"
-           "The pipelines (dashboard, history, detect, billing) are not part of this build yet.\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, sim_line);
+           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.listen, sim_line);
     fflush(stdout);
 
     int backoff_s = 1;

@@ -1,0 +1,757 @@
+/*
+ * status.c - `fleetsync status`: services, consumer groups, lag and rates.
+ *
+ * One refresh builds a struct status_report (status.h) from three sources:
+ *  - the services: the same probes as `services status`, also for endpoints
+ *    this data dir did not start (pid 0);
+ *  - Kafka: every group named fleetsync-... (and each --group), its members
+ *    (DescribeConsumerGroups), committed offsets (ListConsumerGroupOffsets)
+ *    and the partitions' watermarks;
+ *  - PostgreSQL, when reachable: sink_offsets, where the exactly-once sinks
+ *    keep their positions; for those groups the stored next_offset is the
+ *    position and updated_at the last commit.
+ * The rate is how far the positions moved between two samples: a first one
+ * 1 s before the report, or the previous refresh under --watch.
+ *
+ * A source that does not answer leaves its part of the report unknown; the
+ * command says so on stderr, still prints what it knows and exits 1.
+ */
+#include "ops/status.h"
+
+#include "ops/groups.h"
+#include "ops/ops.h"
+#include "ops/replay.h"
+#include "ops/services.h"
+
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/pg.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <mosquitto.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* --- pure logic (status.h) --------------------------------------------- */
+
+int64_t status_lag(int64_t committed, int64_t low, int64_t end)
+{
+    if (end < 0)
+        return STATUS_UNKNOWN;
+    int64_t from = committed >= 0 ? committed : low >= 0 ? low : 0;
+    return end > from ? end - from : 0;
+}
+
+static const struct status_part *find_part(const struct status_group *g, const char *topic, int32_t partition)
+{
+    for (size_t i = 0; i < g->count; i++)
+        if (g->parts[i].partition == partition && strcmp(g->parts[i].topic, topic) == 0)
+            return &g->parts[i];
+    return NULL;
+}
+
+double status_rate_per_s(const struct status_group *before, const struct status_group *after, int64_t interval_ms)
+{
+    if (!before || interval_ms <= 0)
+        return -1;
+    int64_t moved = 0;
+    for (size_t i = 0; i < after->count; i++) {
+        const struct status_part *a = &after->parts[i];
+        const struct status_part *b = find_part(before, a->topic, a->partition);
+        if (b && b->committed >= 0 && a->committed > b->committed)
+            moved += a->committed - b->committed;
+    }
+    return (double)moved * 1000.0 / (double)interval_ms;
+}
+
+int status_group_selected(const char *group, const char *const *named, size_t named_count)
+{
+    if (strncmp(group, "fleetsync-", 10) == 0)
+        return 1;
+    for (size_t i = 0; i < named_count; i++)
+        if (strcmp(group, named[i]) == 0)
+            return 1;
+    return 0;
+}
+
+struct status_group *status_report_group(struct status_report *r, const char *name, int create)
+{
+    for (size_t i = 0; i < r->group_count; i++)
+        if (strcmp(r->groups[i].name, name) == 0)
+            return &r->groups[i];
+    if (!create)
+        return NULL;
+    if (r->group_count == r->group_cap) {
+        size_t cap = r->group_cap ? r->group_cap * 2 : 8;
+        struct status_group *ng = realloc(r->groups, cap * sizeof(*ng));
+        if (!ng)
+            return NULL;
+        r->groups = ng;
+        r->group_cap = cap;
+    }
+    struct status_group *g = &r->groups[r->group_count++];
+    memset(g, 0, sizeof(*g));
+    snprintf(g->name, sizeof(g->name), "%s", name);
+    g->members = STATUS_UNKNOWN;
+    g->lag = STATUS_UNKNOWN;
+    g->rate = -1;
+    g->last_commit_ms = STATUS_UNKNOWN;
+    return g;
+}
+
+struct status_part *status_group_part(struct status_group *g, const char *topic, int32_t partition, int create)
+{
+    const struct status_part *found = find_part(g, topic, partition);
+    if (found)
+        return &g->parts[found - g->parts];
+    if (!create)
+        return NULL;
+    if (g->count == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 16;
+        struct status_part *np = realloc(g->parts, cap * sizeof(*np));
+        if (!np)
+            return NULL;
+        g->parts = np;
+        g->cap = cap;
+    }
+    struct status_part *p = &g->parts[g->count++];
+    memset(p, 0, sizeof(*p));
+    snprintf(p->topic, sizeof(p->topic), "%s", topic);
+    p->partition = partition;
+    p->committed = p->low = p->end = p->lag = STATUS_UNKNOWN;
+    return p;
+}
+
+static int part_cmp(const void *a, const void *b)
+{
+    const struct status_part *x = a, *y = b;
+    int c = strcmp(x->topic, y->topic);
+    return c ? c : (x->partition > y->partition) - (x->partition < y->partition);
+}
+
+void status_group_finish(struct status_group *g)
+{
+    if (g->count > 1)
+        qsort(g->parts, g->count, sizeof(g->parts[0]), part_cmp);
+    g->lag = STATUS_UNKNOWN;
+    for (size_t i = 0; i < g->count; i++) {
+        struct status_part *p = &g->parts[i];
+        p->lag = status_lag(p->committed, p->low, p->end);
+        if (p->lag >= 0)
+            g->lag = (g->lag < 0 ? 0 : g->lag) + p->lag;
+    }
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct status_group *)a)->name, ((const struct status_group *)b)->name);
+}
+
+void status_report_sort(struct status_report *r)
+{
+    if (r->group_count > 1)
+        qsort(r->groups, r->group_count, sizeof(r->groups[0]), group_cmp);
+}
+
+void status_report_release(struct status_report *r)
+{
+    for (size_t i = 0; i < r->group_count; i++)
+        free(r->groups[i].parts);
+    free(r->groups);
+    r->groups = NULL;
+    r->group_count = r->group_cap = 0;
+}
+
+int status_exit_code(const struct status_report *r)
+{
+    if (r->kafka_error[0])
+        return 1;
+    for (int i = 0; i < r->service_count; i++)
+        if (!r->services[i].healthy)
+            return 1;
+    return 0;
+}
+
+static json_t *json_offset(int64_t v)
+{
+    return v >= 0 ? json_integer((json_int_t)v) : json_null();
+}
+
+static const char *store_name(enum status_store s)
+{
+    return s == STATUS_STORE_PG ? "postgresql" : "kafka";
+}
+
+char *status_json(const struct status_report *r)
+{
+    json_t *root = json_object(), *services = json_array(), *groups = json_array();
+    char *s = NULL;
+    if (!root || !services || !groups) {
+        json_decref(services);
+        json_decref(groups);
+        goto out;
+    }
+    json_object_set_new(root, "services", services);
+    json_object_set_new(root, "groups", groups);
+    for (int i = 0; i < r->service_count; i++) {
+        const struct status_service *sv = &r->services[i];
+        json_array_append_new(services, json_pack("{s:s, s:i, s:i, s:b}", "name", sv->name, "pid", sv->pid,
+                                                  "port", sv->port, "healthy", sv->healthy));
+    }
+    for (size_t i = 0; i < r->group_count; i++) {
+        const struct status_group *g = &r->groups[i];
+        json_t *parts = json_array();
+        for (size_t j = 0; parts && j < g->count; j++) {
+            const struct status_part *p = &g->parts[j];
+            json_array_append_new(parts, json_pack("{s:s, s:i, s:o, s:o, s:o}", "topic", p->topic, "partition",
+                                                   (int)p->partition, "committed", json_offset(p->committed),
+                                                   "end", json_offset(p->end), "lag", json_offset(p->lag)));
+        }
+        char ts[32];
+        json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:o}", "group", g->name, "members",
+                              g->members >= 0 ? json_integer(g->members) : json_null(), "lag",
+                              json_offset(g->lag), "partitions", parts ? parts : json_array(), "store",
+                              store_name(g->store), "rate",
+                              g->rate >= 0 ? json_real((double)(int64_t)(g->rate * 10 + 0.5) / 10) : json_null(),
+                              "last_commit",
+                              g->last_commit_ms >= 0 ? json_string(pg_format_ts(g->last_commit_ms, ts, sizeof(ts)))
+                                                     : json_null());
+        if (!o)
+            goto out;
+        json_array_append_new(groups, o);
+    }
+    if (r->kafka_error[0])
+        json_object_set_new(root, "kafka_error", json_string(r->kafka_error));
+    s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
+out:
+    json_decref(root);
+    return s;
+}
+
+static void fmt_offset(int64_t v, char *buf, size_t size)
+{
+    if (v >= 0)
+        snprintf(buf, size, "%" PRId64, v);
+    else
+        snprintf(buf, size, "-");
+}
+
+void status_print_table(FILE *out, const struct status_report *r)
+{
+    fprintf(out, "%-10s %8s %6s  %s\n", "SERVICE", "PID", "PORT", "HEALTH");
+    for (int i = 0; i < r->service_count; i++) {
+        const struct status_service *sv = &r->services[i];
+        char pid[16];
+        if (sv->pid)
+            snprintf(pid, sizeof(pid), "%d", sv->pid);
+        else
+            snprintf(pid, sizeof(pid), "external");
+        fprintf(out, "%-10s %8s %6d  %s\n", sv->name, pid, sv->port, sv->healthy ? "healthy" : "DOWN");
+    }
+    if (r->kafka_error[0])
+        fprintf(out, "\nKafka: %s\n", r->kafka_error);
+    fprintf(out, "\n");
+    if (r->group_count == 0) {
+        fprintf(out, "no consumer groups\n");
+        return;
+    }
+    int w = 20;
+    for (size_t i = 0; i < r->group_count; i++)
+        if ((int)strlen(r->groups[i].name) > w)
+            w = (int)strlen(r->groups[i].name);
+    fprintf(out, "%-*s %7s %10s %9s  %-10s  %s\n", w, "GROUP", "MEMBERS", "LAG", "MSG/S", "STORE", "LAST COMMIT");
+    for (size_t i = 0; i < r->group_count; i++) {
+        const struct status_group *g = &r->groups[i];
+        char members[16], lag[24], rate[24], last[32];
+        if (g->members >= 0)
+            snprintf(members, sizeof(members), "%d", g->members);
+        else
+            snprintf(members, sizeof(members), "?");
+        fmt_offset(g->lag, lag, sizeof(lag));
+        if (g->rate >= 0)
+            snprintf(rate, sizeof(rate), "%.1f", g->rate);
+        else
+            snprintf(rate, sizeof(rate), "-");
+        if (g->last_commit_ms >= 0)
+            pg_format_ts(g->last_commit_ms, last, sizeof(last));
+        else
+            snprintf(last, sizeof(last), "-");
+        fprintf(out, "%-*s %7s %10s %9s  %-10s  %s\n", w, g->name, members, lag, rate, store_name(g->store), last);
+        if (g->who[0])
+            fprintf(out, "    members: %s\n", g->who);
+        int tw = 5;
+        for (size_t j = 0; j < g->count; j++)
+            if ((int)strlen(g->parts[j].topic) > tw)
+                tw = (int)strlen(g->parts[j].topic);
+        if (g->count)
+            fprintf(out, "    %-*s %5s %12s %12s %10s\n", tw, "TOPIC", "PART", "COMMITTED", "END", "LAG");
+        for (size_t j = 0; j < g->count; j++) {
+            const struct status_part *p = &g->parts[j];
+            char c[24], e[24], l[24];
+            fmt_offset(p->committed, c, sizeof(c));
+            fmt_offset(p->end, e, sizeof(e));
+            fmt_offset(p->lag, l, sizeof(l));
+            fprintf(out, "    %-*s %5d %12s %12s %10s\n", tw, p->topic, (int)p->partition, c, e, l);
+        }
+    }
+}
+
+/* --- gathering the facts ------------------------------------------------- */
+
+struct status_ctx {
+    struct fs_config cfg;
+    const char **named; /* --group, repeatable */
+    size_t named_count;
+    int timeout_ms;
+    rd_kafka_t *rk;     /* NULL until Kafka answered once */
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void pg_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+/* Groups with rows in sink_offsets (topics in scope only): their positions
+ * and last commit.  Silent when the database or the table is missing. */
+static void gather_pg(struct status_ctx *c, struct status_report *r)
+{
+    char err[512];
+    PGconn *conn = pg_connect(&c->cfg, "fleetsync-status", err, sizeof(err));
+    PGresult *res = NULL;
+    if (!conn) {
+        log_debug("no sink_offsets: %s", err);
+        return;
+    }
+    PQsetNoticeProcessor(conn, pg_quiet, NULL);
+    res = PQexec(conn, "SELECT to_regclass('sink_offsets') IS NOT NULL");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
+        goto out;
+    PQclear(res);
+    res = PQexec(conn, "SELECT group_id, topic, partition, next_offset, "
+                       "(extract(epoch FROM updated_at) * 1000)::bigint FROM sink_offsets");
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        pg_error(conn, res, err, sizeof(err));
+        log_debug("cannot read sink_offsets: %s", err);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *topic = PQgetvalue(res, i, 1);
+        if (!replay_topic_in_scope(c->cfg.topic_prefix, topic))
+            continue;
+        struct status_group *g = status_report_group(r, PQgetvalue(res, i, 0), 1);
+        struct status_part *p = g ? status_group_part(g, topic, (int32_t)atoi(PQgetvalue(res, i, 2)), 1) : NULL;
+        if (!p)
+            break;
+        g->store = STATUS_STORE_PG;
+        p->committed = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+        int64_t at = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        if (at > g->last_commit_ms)
+            g->last_commit_ms = at;
+    }
+out:
+    PQclear(res);
+    PQfinish(conn);
+}
+
+/* A broker that is down is reported once, in the report: librdkafka's own
+ * lines about it are debug output. */
+static void kafka_quiet(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    (void)level;
+    log_debug("librdkafka %s: %s", fac, buf);
+}
+
+/* Connects to Kafka once (and again after a failure).  Returns 0, or -1
+ * with the reason in r->kafka_error. */
+static int kafka_ready(struct status_ctx *c, struct status_report *r)
+{
+    char why[512];
+    if (c->rk)
+        return 0;
+    static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "3000", NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(&c->cfg, defaults, why, sizeof(why));
+    if (!conf)
+        goto fail;
+    rd_kafka_conf_set_log_cb(conf, kafka_quiet);
+    if (!(c->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+        rd_kafka_conf_destroy(conf);
+        goto fail;
+    }
+    if (kafka_wait_ready(c->rk, c->timeout_ms, why, sizeof(why)) != 0) {
+        rd_kafka_destroy(c->rk);
+        c->rk = NULL;
+        goto fail;
+    }
+    return 0;
+fail:
+    snprintf(r->kafka_error, sizeof(r->kafka_error), "cannot reach Kafka at %.256s: %s", c->cfg.brokers, why);
+    return -1;
+}
+
+/* One Kafka group: members, and for a Kafka-store group its commits in
+ * scope.  Returns 0 or -1 with the reason in err. */
+static int gather_group(struct status_ctx *c, struct status_group *g, char *err, size_t err_size)
+{
+    rd_kafka_resp_err_t code;
+    const char *live;
+    size_t members;
+    int64_t deadline = mono_ms() + c->timeout_ms;
+    int rc;
+    do
+        rc = groups_members(c->rk, g->name, c->timeout_ms, &members, g->who, sizeof(g->who), &live, &code, err,
+                            err_size);
+    while (rc != 0 && groups_again(code, deadline));
+    if (rc != 0)
+        return -1;
+    g->members = (int)members;
+    if (g->store == STATUS_STORE_PG)
+        return 0;
+    rd_kafka_topic_partition_list_t *l;
+    while (!(l = groups_committed(c->rk, g->name, c->timeout_ms, &code, err, err_size)))
+        if (!groups_again(code, deadline))
+            return -1;
+    rc = 0;
+    for (int i = 0; i < l->cnt; i++) {
+        if (!replay_topic_in_scope(c->cfg.topic_prefix, l->elems[i].topic))
+            continue;
+        struct status_part *p = status_group_part(g, l->elems[i].topic, l->elems[i].partition, 1);
+        if (!p) {
+            snprintf(err, err_size, "out of memory");
+            rc = -1;
+            break;
+        }
+        p->committed = l->elems[i].offset;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return rc;
+}
+
+/* The groups' positions (and, with watermarks, the partitions' ends).
+ * kafka_down, when not NULL, is why Kafka failed a moment ago: it is not
+ * asked again within the same refresh. */
+static void gather_groups(struct status_ctx *c, struct status_report *r, int watermarks, const char *kafka_down)
+{
+    char err[512];
+    gather_pg(c, r);
+    if (kafka_down) {
+        snprintf(r->kafka_error, sizeof(r->kafka_error), "%s", kafka_down);
+        goto finish;
+    }
+    if (kafka_ready(c, r) != 0)
+        goto finish;
+    char **names = NULL;
+    size_t n = 0;
+    if (groups_list(c->rk, c->timeout_ms, &names, &n, err, sizeof(err)) != 0) {
+        snprintf(r->kafka_error, sizeof(r->kafka_error), "%s", err);
+        goto finish;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (status_group_selected(names[i], c->named, c->named_count))
+            status_report_group(r, names[i], 1);
+    groups_names_free(names, n);
+    for (size_t i = 0; i < c->named_count; i++)
+        status_report_group(r, c->named[i], 1);
+    for (size_t i = 0; i < r->group_count; i++) {
+        if (gather_group(c, &r->groups[i], err, sizeof(err)) != 0) {
+            snprintf(r->kafka_error, sizeof(r->kafka_error), "group %s: %s", r->groups[i].name, err);
+            goto finish;
+        }
+    }
+    /* With a topic prefix, a group with nothing in scope belongs to another
+     * prefix sharing the cluster: only groups named with --group stay. */
+    if (c->cfg.topic_prefix && c->cfg.topic_prefix[0]) {
+        size_t kept = 0;
+        for (size_t i = 0; i < r->group_count; i++) {
+            struct status_group *g = &r->groups[i];
+            int named = 0;
+            for (size_t j = 0; j < c->named_count; j++)
+                named |= strcmp(g->name, c->named[j]) == 0;
+            if (g->count || named)
+                r->groups[kept++] = *g;
+            else
+                free(g->parts);
+        }
+        r->group_count = kept;
+    }
+    for (size_t i = 0; watermarks && i < r->group_count; i++) {
+        struct status_group *g = &r->groups[i];
+        for (size_t j = 0; j < g->count; j++) {
+            struct status_part *p = &g->parts[j];
+            int64_t low, high;
+            rd_kafka_resp_err_t e =
+                rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition, &low, &high, c->timeout_ms);
+            if (e) {
+                log_warn("cannot read the end offset of %s [%d]: %s", p->topic, (int)p->partition,
+                         rd_kafka_err2str(e));
+                continue;
+            }
+            p->low = low;
+            p->end = high;
+        }
+    }
+finish:
+    for (size_t i = 0; i < r->group_count; i++)
+        status_group_finish(&r->groups[i]);
+    status_report_sort(r);
+}
+
+static void gather_services(struct status_ctx *c, struct status_report *r)
+{
+    struct svc_state st[SVC_COUNT];
+    r->service_count = 0;
+    if (svc_probe_endpoints(&c->cfg, st) != 0)
+        return;
+    for (int i = 0; i < SVC_COUNT && i < STATUS_MAX_SERVICES; i++) {
+        r->services[i].name = st[i].name;
+        r->services[i].pid = st[i].pid;
+        r->services[i].port = st[i].port;
+        r->services[i].healthy = st[i].healthy;
+    }
+    r->service_count = SVC_COUNT < STATUS_MAX_SERVICES ? SVC_COUNT : STATUS_MAX_SERVICES;
+}
+
+/* --- the command --------------------------------------------------------- */
+
+static volatile sig_atomic_t stop_asked;
+
+static void on_stop(int sig)
+{
+    (void)sig;
+    stop_asked = 1;
+}
+
+/* Sleeps ms, in slices, until Ctrl-C.  Returns 1 when interrupted. */
+static int nap_ms(int64_t ms)
+{
+    int64_t until = mono_ms() + ms;
+    while (!stop_asked && mono_ms() < until) {
+        struct timespec t = {0, 100 * 1000 * 1000};
+        nanosleep(&t, NULL);
+    }
+    return stop_asked != 0;
+}
+
+static void status_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync status [--json] [--watch [SECONDS]] [--group G]... [options]\n\n"
+            "Shows whether the services answer and how far behind each consumer group is.\n\n"
+            "  services  Mosquitto, Kafka, PostgreSQL: pid (from the data dir's run/*.pid,\n"
+            "            'external' when this data dir did not start it), port, health (the\n"
+            "            probes of `services status`, also for external endpoints)\n"
+            "  groups    every Kafka group named fleetsync-..., each --group G, and every group\n"
+            "            with rows in PostgreSQL's sink_offsets (the exactly-once sinks keep\n"
+            "            their positions there, with the time of the last commit); per group:\n"
+            "            members, lag (sum of end - committed over its partitions), rate\n"
+            "            (messages/s the group consumed, measured over 1 s, or between\n"
+            "            refreshes with --watch), then one line per partition\n\n"
+            "With --topic-prefix P only topics named P... count, and groups with no such\n"
+            "topic are left out (unless named with --group). See docs/status.md.\n\n"
+            "Options:\n"
+            "  --json            one line of JSON: {\"services\":[{\"name\",\"pid\",\"port\",\"healthy\"}],\n"
+            "                    \"groups\":[{\"group\",\"members\",\"lag\",\"partitions\":[{\"topic\",\n"
+            "                    \"partition\",\"committed\",\"end\",\"lag\"}],\"store\",\"rate\",\n"
+            "                    \"last_commit\"}]}; unknown numbers are null\n"
+            "  --watch [S]       refresh every S seconds (default 2) until Ctrl-C; the screen is\n"
+            "                    cleared only when stdout is a terminal (with --json: one line per\n"
+            "                    refresh)\n"
+            "  --group G         show group G too (repeatable)\n"
+            "  --timeout S       seconds to wait for Kafka (default 5)\n"
+            "  -h, --help        this text\n\n"
+            "Examples:\n"
+            "  fleetsync status\n"
+            "  fleetsync status --json | jq '.groups[] | {group, lag}'\n"
+            "  fleetsync status --watch 5 --group my-analytics\n"
+            "  fleetsync status --brokers kafka1:9092 --pg 'host=db dbname=fleetsync' --json\n\n"
+            "Exit codes: 0 every service healthy, 1 a service is down or Kafka did not\n"
+            "answer (what is known is still printed), 2 usage error.\n\n%s",
+            cfg_options_help);
+}
+
+/* One refresh: services, groups, rate against prev (taken at prev_ms), or
+ * against a first sample 1 s earlier when there is no prev. */
+static void refresh(struct status_ctx *c, struct status_report *r, const struct status_report *prev,
+                    int64_t prev_ms, int64_t *taken_ms)
+{
+    struct status_report first;
+    int64_t first_ms = prev_ms;
+    memset(&first, 0, sizeof(first));
+    if (!prev) {
+        gather_groups(c, &first, 0, NULL);
+        first_ms = mono_ms();
+        prev = &first;
+        if (!first.kafka_error[0] || first.group_count)
+            nap_ms(1000);
+    }
+    memset(r, 0, sizeof(*r));
+    gather_services(c, r);
+    gather_groups(c, r, 1, prev == &first && first.kafka_error[0] ? first.kafka_error : NULL);
+    *taken_ms = mono_ms();
+    for (size_t i = 0; i < r->group_count; i++) {
+        struct status_group *g = &r->groups[i];
+        const struct status_group *b = NULL;
+        for (size_t j = 0; j < prev->group_count; j++)
+            if (strcmp(prev->groups[j].name, g->name) == 0)
+                b = &prev->groups[j];
+        if (b)
+            g->rate = status_rate_per_s(b, g, *taken_ms - first_ms);
+    }
+    status_report_release(&first);
+}
+
+int cmd_status(int argc, char **argv)
+{
+    enum { OPT_JSON = 1, OPT_WATCH, OPT_TIMEOUT };
+    static const struct option longopts[] = {
+        {"json", no_argument, NULL, OPT_JSON},
+        {"watch", optional_argument, NULL, OPT_WATCH},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct status_ctx c;
+    struct status_report cur, prev;
+    int json = 0, watch_s = 0, c_opt, rc = 2, have_prev = 0;
+    int64_t prev_ms = 0;
+    char err[512];
+
+    memset(&c, 0, sizeof(c));
+    memset(&cur, 0, sizeof(cur));
+    memset(&prev, 0, sizeof(prev));
+    c.timeout_ms = 5000;
+    cfg_init(&c.cfg);
+    if (!(c.named = calloc((size_t)argc + 1, sizeof(*c.named)))) {
+        fprintf(stderr, "fleetsync status: out of memory\n");
+        rc = 1;
+        goto out;
+    }
+    optind = 1;
+    while ((c_opt = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        switch (c_opt) {
+        case 'h':
+            status_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_JSON:
+            json = 1;
+            break;
+        case OPT_WATCH: {
+            /* "--watch 5" as well as "--watch=5": take a following number. */
+            const char *v = optarg;
+            if (!v && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
+                v = argv[optind++];
+            watch_s = 2;
+            if (v) {
+                char *end;
+                errno = 0;
+                long s = strtol(v, &end, 10);
+                if (errno || end == v || *end || s < 1 || s > 3600) {
+                    fprintf(stderr, "fleetsync status: --watch takes 1-3600 seconds, not '%s'\n", v);
+                    goto out;
+                }
+                watch_s = (int)s;
+            }
+            break;
+        }
+        case OPT_TIMEOUT: {
+            char *end;
+            errno = 0;
+            long s = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || s < 1 || s > 3600) {
+                fprintf(stderr, "fleetsync status: --timeout is 1-3600 seconds\n");
+                goto out;
+            }
+            c.timeout_ms = (int)s * 1000;
+            break;
+        }
+        case CFG_OPT_GROUP:
+            if (!optarg[0]) {
+                fprintf(stderr, "fleetsync status: --group needs a name\n");
+                goto out;
+            }
+            c.named[c.named_count++] = optarg;
+            break;
+        default:
+            if (cfg_option(&c.cfg, c_opt, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c_opt != '?')
+                fprintf(stderr, "fleetsync status: %s\n", err);
+            fprintf(stderr, "(fleetsync status --help for the options)\n");
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync status: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    mosquitto_lib_init();
+    int tty = isatty(STDOUT_FILENO);
+    for (;;) {
+        int64_t taken;
+        refresh(&c, &cur, have_prev ? &prev : NULL, prev_ms, &taken);
+        if (stop_asked && have_prev) {
+            status_report_release(&cur);
+            break;
+        }
+        if (watch_s && tty && !json)
+            printf("\033[H\033[2J");
+        if (json) {
+            char *s = status_json(&cur);
+            if (s)
+                printf("%s\n", s);
+            free(s);
+        } else {
+            status_print_table(stdout, &cur);
+            if (watch_s)
+                printf("\n(every %d s, Ctrl-C to stop)\n", watch_s);
+        }
+        fflush(stdout);
+        if (cur.kafka_error[0])
+            fprintf(stderr, "fleetsync status: Kafka is unreachable or did not answer: %s\n", cur.kafka_error);
+        rc = status_exit_code(&cur);
+        if (c.rk && cur.kafka_error[0]) {
+            rd_kafka_destroy(c.rk); /* connect afresh next time */
+            c.rk = NULL;
+        }
+        status_report_release(&prev);
+        prev = cur;
+        prev_ms = taken;
+        have_prev = 1;
+        memset(&cur, 0, sizeof(cur));
+        if (!watch_s || nap_ms((int64_t)watch_s * 1000))
+            break;
+    }
+    mosquitto_lib_cleanup();
+out:
+    status_report_release(&prev);
+    status_report_release(&cur);
+    if (c.rk)
+        rd_kafka_destroy(c.rk);
+    free(c.named);
+    cfg_release(&c.cfg);
+    return rc;
+}
