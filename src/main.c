@@ -6,6 +6,7 @@
  * failure, 2 usage error.
  */
 #include "bridge/bridge.h"
+#include "dashboard/dashboard.h"
 #include "history/report.h"
 #include "history/history.h"
 #include "ops/ops.h"
@@ -27,7 +28,7 @@ static const struct cmd commands[] = {
     {"services", cmd_services, "start|stop|status the embedded Mosquitto, Kafka, PostgreSQL"},
     {"sim", cmd_sim, "truck fleet simulator publishing telemetry over MQTT"},
     {"bridge", cmd_bridge, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
-    {"dashboard", NULL, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
+    {"dashboard", cmd_dashboard, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
     {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},
     {"billing", NULL, "per truck and day billing: consumer group fleetsync-billing"},

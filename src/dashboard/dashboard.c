@@ -1,0 +1,615 @@
+/*
+ * dashboard.c - "fleetsync dashboard": consumer group fleetsync-dashboard on
+ * truck-telemetry, truck-status and truck-alerts, kept in memory (store.h,
+ * alerts.h) and pushed to browsers (server.h).
+ *
+ * The main thread is the consumer.  It applies records in batches under
+ * d->lock and wakes the pusher after each batch; it never waits for a
+ * browser.  Nothing is written to disk: the picture is rebuilt from Kafka.
+ *
+ * Where reading starts, per assigned partition (rebalance_cb):
+ *   - the group has no committed offset (first start): the end (latest),
+ *     looked up before the assignment so nothing produced after it is missed;
+ *   - it has one (a restart): the offset of --rebuild ago (alerts:
+ *     --alert-window ago) when that is earlier, so the map is full again
+ *     within seconds; records read twice are harmless (the store keeps the
+ *     newest reading per truck, alerts are idempotent on (alert_id, state)).
+ * Offsets are committed automatically (they only say where a restart
+ * resumes; the rebuild reads back before them anyway).
+ */
+#include "dashboard/dashboard.h"
+
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/sig.h"
+#include "core/telemetry.h"
+#include "core/tmscan.h"
+#include "core/topics.h"
+#include "dashboard/server.h"
+
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_GROUP        "fleetsync-dashboard"
+#define DEFAULT_REBUILD_MS   (5LL * 60 * 1000)
+#define DEFAULT_ALERTS_MS    (60LL * 60 * 1000)
+#define DEFAULT_MAX_TRUCKS   2000000u
+#define DEFAULT_MAX_CLIENTS  128
+#define BATCH_MAX            5000
+#define BATCH_MS             5
+
+enum topic_kind { T_TELEMETRY, T_STATUS, T_ALERTS, T_COUNT };
+
+struct consumer {
+    struct dash *d;
+    rd_kafka_t *rk;
+    char topics[T_COUNT][256];
+    long long rebuild_ms, alerts_ms;
+    struct metric *m_consumed[T_COUNT], *m_invalid[T_COUNT], *m_stale, *m_refused, *m_age, *m_rebuilds;
+};
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int topic_of(const struct consumer *k, const char *name)
+{
+    for (int i = 0; i < T_COUNT; i++)
+        if (strcmp(k->topics[i], name) == 0)
+            return i;
+    return -1;
+}
+
+/* ---- where to start reading --------------------------------------------- */
+
+static void on_assign(struct consumer *k, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_t *rk = k->rk;
+    rd_kafka_resp_err_t e = rd_kafka_committed(rk, parts, 10000);
+    if (e)
+        log_warn("cannot read the committed offsets (%s): starting at the end", rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_t *times = rd_kafka_topic_partition_list_new(parts->cnt);
+    long long now = now_ms();
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        if (e || p->offset < 0) {
+            /* The end as of now, not as of the first fetch: a record produced
+             * once the assignment is done is never skipped. */
+            int64_t lo, hi;
+            p->offset = rd_kafka_query_watermark_offsets(rk, p->topic, p->partition, &lo, &hi, 5000) == 0
+                            ? hi
+                            : RD_KAFKA_OFFSET_END;
+            continue;
+        }
+        int t = topic_of(k, p->topic);
+        rd_kafka_topic_partition_list_add(times, p->topic, p->partition)->offset =
+            now - (t == T_ALERTS ? k->alerts_ms : k->rebuild_ms);
+    }
+    int rebuilt = 0;
+    if (times->cnt > 0) {
+        rd_kafka_resp_err_t te = rd_kafka_offsets_for_times(rk, times, 10000);
+        if (te)
+            log_warn("cannot look up offsets by time (%s): resuming at the committed offsets", rd_kafka_err2str(te));
+        for (int i = 0; !te && i < times->cnt; i++) {
+            rd_kafka_topic_partition_t *tp = &times->elems[i];
+            rd_kafka_topic_partition_t *p = rd_kafka_topic_partition_list_find(parts, tp->topic, tp->partition);
+            if (p && !tp->err && tp->offset >= 0 && tp->offset < p->offset) {
+                p->offset = tp->offset;
+                rebuilt++;
+            }
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(times);
+    if (rebuilt) {
+        metric_add(k->m_rebuilds, 1);
+        log_info("restart: reading back the last %lld s of %d partition(s) to rebuild the map", k->rebuild_ms / 1000,
+                 rebuilt);
+    }
+    rd_kafka_assign(rk, parts);
+    atomic_store(&k->d->assigned, parts->cnt);
+    log_info("assigned %d partition(s)", parts->cnt);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct consumer *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(k, parts);
+        return;
+    }
+    rd_kafka_assign(rk, NULL);
+    atomic_store(&k->d->assigned, 0);
+}
+
+/* ---- applying records (d->lock held) ------------------------------------- */
+
+static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, long long now)
+{
+    char id[DS_ID_MAX + 1];
+    struct ds_reading dr;
+    struct tm_fast f;
+    if (m->payload && tm_scan(m->payload, m->len, now, 0, &f)) {
+        /* The bridge's normalized form: read in one pass (core/tmscan.h). */
+        dr = (struct ds_reading){.ts_ms = f.ts_ms, .seq = f.seq, .lat = f.lat, .lon = f.lon,
+                                 .speed_kmh = f.speed_kmh, .ignition = f.ignition,
+                                 .has_heading = f.heading_s.n > 0, .heading_deg = f.heading_deg,
+                                 .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct,
+                                 .has_odometer = f.odometer_s.n > 0, .odometer_km = f.odometer_km};
+        snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
+    } else {
+        /* Anything else: the full validation decides. */
+        struct tm_reading r;
+        if (!m->payload || tm_parse(m->payload, m->len, now, &r, NULL, 0) != TM_OK) {
+            metric_add(k->m_invalid[T_TELEMETRY], 1);
+            return;
+        }
+        dr = (struct ds_reading){.ts_ms = r.ts_ms, .seq = r.seq, .lat = r.lat, .lon = r.lon,
+                                 .speed_kmh = r.speed_kmh, .ignition = r.ignition, .has_heading = r.has_heading,
+                                 .heading_deg = r.heading_deg, .has_fuel = r.has_fuel, .fuel_pct = r.fuel_pct,
+                                 .has_odometer = r.has_odometer, .odometer_km = r.odometer_km};
+        snprintf(id, sizeof(id), "%s", r.truck_id);
+        tm_reading_release(&r);
+    }
+    enum ds_apply a = ds_store_reading(&k->d->store, id, strlen(id), &dr);
+    if (a == DS_STALE)
+        metric_add(k->m_stale, 1);
+    else if (a == DS_FULL)
+        metric_add(k->m_refused, 1);
+    else if (a == DS_APPLIED && now >= dr.ts_ms)
+        metric_observe(k->m_age, (double)(now - dr.ts_ms) / 1000.0);
+}
+
+static void apply_status(struct consumer *k, const rd_kafka_message_t *m)
+{
+    json_t *o = m->len <= 1024 ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(o, "id"));
+    const char *kind = json_string_value(json_object_get(o, "kind"));
+    const char *status = json_string_value(json_object_get(o, "status"));
+    json_t *ts = json_object_get(o, "ts");
+    if (!id || !kind || !status || !json_is_integer(ts) ||
+        (strcmp(status, "online") != 0 && strcmp(status, "offline") != 0)) {
+        metric_add(k->m_invalid[T_STATUS], 1);
+    } else if (strcmp(kind, "truck") == 0) {
+        /* Gateways carry many trucks; their own presence says nothing about one. */
+        if (ds_store_status(&k->d->store, id, strlen(id), strcmp(status, "offline") == 0,
+                            (int64_t)json_integer_value(ts)) == DS_BAD)
+            metric_add(k->m_invalid[T_STATUS], 1);
+    }
+    json_decref(o);
+}
+
+/* Adds an alert; a new one is appended to fresh (sent to clients after the
+ * lock is released). */
+static void apply_alert(struct consumer *k, const rd_kafka_message_t *m, struct jbuf *fresh)
+{
+    rd_kafka_timestamp_type_t tt;
+    int64_t ts = rd_kafka_message_timestamp(m, &tt);
+    const struct ds_alert *added = NULL;
+    int r = ds_alerts_add(&k->d->alerts, m->payload, m->len, ts, &added);
+    if (r < 0) {
+        metric_add(k->m_invalid[T_ALERTS], 1);
+    } else if (r == 1) {
+        jbuf_put(fresh, added->json, added->len);
+        jbuf_put(fresh, "\n", 1);
+    }
+}
+
+static int consume_loop(struct consumer *k)
+{
+    struct jbuf fresh;
+    jbuf_init(&fresh, 1u << 20);
+    while (!sig_stopping()) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
+        if (!m)
+            continue;
+        int n = 0, applied = 0;
+        long long start = now_ms(), now = start;
+        pthread_mutex_lock(&k->d->lock);
+        while (m) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    log_warn("consumer: %s", rd_kafka_message_errstr(m));
+            } else {
+                int t = topic_of(k, rd_kafka_topic_name(m->rkt));
+                if (t >= 0)
+                    metric_add(k->m_consumed[t], 1);
+                if (t == T_TELEMETRY)
+                    apply_telemetry(k, m, now);
+                else if (t == T_STATUS)
+                    apply_status(k, m);
+                else if (t == T_ALERTS)
+                    apply_alert(k, m, &fresh);
+                applied++;
+            }
+            rd_kafka_message_destroy(m);
+            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = now_ms()) - start >= BATCH_MS))
+                break;
+            m = rd_kafka_consumer_poll(k->rk, 0);
+        }
+        atomic_store_explicit(&k->d->version, k->d->store.version, memory_order_relaxed);
+        pthread_mutex_unlock(&k->d->lock);
+        if (applied)
+            ds_server_notify(k->d);
+        for (size_t i = 0; i < fresh.len;) {
+            char *nl = memchr(fresh.p + i, '\n', fresh.len - i);
+            size_t len = nl ? (size_t)(nl - (fresh.p + i)) : fresh.len - i;
+            ds_server_alert(k->d, fresh.p + i, len);
+            i += len + 1;
+        }
+        jbuf_reset(&fresh);
+    }
+    jbuf_release(&fresh);
+    return 0;
+}
+
+/* ---- files: the page and its npm libraries ------------------------------- */
+
+/* The web dir: --web-dir, FLEETSYNC_WEB_DIR, then web/ next to the binary's
+ * build dir (BIN/../web, BIN/../../web: a checkout), then
+ * /usr/share/fleetsync/web.  The npm libraries: --node-modules,
+ * FLEETSYNC_NODE_MODULES, then WEB/../node_modules. */
+static int find_files(struct dash *d, const char *web, const char *modules, char *err, size_t err_size)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    const char *candidates[4] = {0};
+    char c1[PATH_MAX + 16], c2[PATH_MAX + 16];
+    int nc = 0;
+    if (!web)
+        web = getenv("FLEETSYNC_WEB_DIR");
+    if (web) {
+        candidates[nc++] = web;
+    } else {
+        if (n > 0) {
+            exe[n] = '\0';
+            char *slash = strrchr(exe, '/');
+            if (slash)
+                *slash = '\0';
+            snprintf(c1, sizeof(c1), "%s/../web", exe);
+            snprintf(c2, sizeof(c2), "%s/../../web", exe);
+            candidates[nc++] = c1;
+            candidates[nc++] = c2;
+        }
+        candidates[nc++] = "/usr/share/fleetsync/web";
+    }
+    for (int i = 0; i < nc; i++) {
+        char probe[2 * PATH_MAX + 64];
+        snprintf(probe, sizeof(probe), "%s/index.html", candidates[i]);
+        if (access(probe, R_OK) == 0 && realpath(candidates[i], d->web_dir))
+            break;
+    }
+    if (!d->web_dir[0]) {
+        snprintf(err, err_size, "cannot find the page (index.html) in %s%s: give --web-dir DIR",
+                 web ? web : "BIN/../web, BIN/../../web or /usr/share/fleetsync/web", "");
+        return -1;
+    }
+    if (!modules)
+        modules = getenv("FLEETSYNC_NODE_MODULES");
+    char def[PATH_MAX + 16], probe[PATH_MAX + 64];
+    if (!modules) {
+        snprintf(def, sizeof(def), "%.*s/../node_modules", PATH_MAX - 1, d->web_dir);
+        modules = def;
+    }
+    if (!realpath(modules, d->modules_dir))
+        snprintf(d->modules_dir, sizeof(d->modules_dir), "%.*s", PATH_MAX - 1, modules);
+    snprintf(probe, sizeof(probe), "%.*s/leaflet/dist/leaflet.js", PATH_MAX - 1, d->modules_dir);
+    if (access(probe, R_OK) != 0)
+        log_warn("the page's libraries are missing (no %s): run scripts/bootstrap, or give --node-modules DIR", probe);
+    return 0;
+}
+
+/* "user:password" from the first line of path into "Basic base64". */
+static int load_auth(const char *path, char *out, size_t out_size, char *err, size_t err_size)
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    char line[300];
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, err_size, "cannot read --auth-file %s: %m", path);
+        return -1;
+    }
+    int ok = fgets(line, sizeof(line), f) != NULL;
+    fclose(f);
+    line[strcspn(line, "\r\n")] = '\0';
+    char *colon = ok ? strchr(line, ':') : NULL;
+    if (!colon || colon == line || !colon[1]) {
+        snprintf(err, err_size, "--auth-file %s: the first line must be user:password", path);
+        return -1;
+    }
+    size_t len = strlen(line), o = 0;
+    o += (size_t)snprintf(out, out_size, "Basic ");
+    for (size_t i = 0; i < len && o + 5 < out_size; i += 3) {
+        unsigned v = (unsigned char)line[i] << 16 | (i + 1 < len ? (unsigned char)line[i + 1] << 8 : 0) |
+                     (i + 2 < len ? (unsigned char)line[i + 2] : 0);
+        out[o++] = b64[v >> 18 & 63];
+        out[o++] = b64[v >> 12 & 63];
+        out[o++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
+        out[o++] = i + 2 < len ? b64[v & 63] : '=';
+    }
+    out[o] = '\0';
+    return 0;
+}
+
+static int loopback_host(const char *h)
+{
+    return strncmp(h, "127.", 4) == 0 || strcmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
+           strcmp(h, "[::1]") == 0;
+}
+
+/* "5m", "90s", "2h", "300" (seconds) into ms; -1 if malformed. */
+static long long parse_duration_ms(const char *s)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || !(v >= 0))
+        return -1;
+    double mul = 1000;
+    if (*end == 's')
+        end++;
+    else if (*end == 'm')
+        mul = 60000, end++;
+    else if (*end == 'h')
+        mul = 3600000, end++;
+    return *end ? -1 : (long long)(v * mul);
+}
+
+/* ---- command ------------------------------------------------------------- */
+
+static void dashboard_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync dashboard [options]\n\n"
+            "The live map: consumer group fleetsync-dashboard on truck-telemetry, truck-status and\n"
+            "truck-alerts, the latest state of every truck in memory, served over HTTP and WebSocket\n"
+            "on --listen (default 127.0.0.1:8080): the page at /, the API at /api/fleet,\n"
+            "/api/trucks/{id}, /api/trucks?bbox=minLon,minLat,maxLon,maxLat, /api/alerts?since=MS,\n"
+            "/healthz, /metrics (loopback only) and /ws (protocol: docs/dashboard.md).\n"
+            "Nothing is written to disk: on a restart the map is rebuilt by reading back the\n"
+            "last --rebuild of each partition.\n\n"
+            "Options:\n"
+            "  --rebuild DUR       how far back a restart reads telemetry and presence (default 5m;\n"
+            "                      s, m, h suffixes)\n"
+            "  --alert-window DUR  how far back a restart reads alerts (default 1h)\n"
+            "  --max-trucks N      trucks kept at most (default %u; memory bound)\n"
+            "  --max-alerts N      recent alerts kept (default 4096)\n"
+            "  --max-clients N     WebSocket clients at once (default %d)\n"
+            "  --auth-file FILE    HTTP Basic authentication, first line user:password; required to\n"
+            "                      --listen on anything but loopback (/healthz stays open)\n"
+            "  --tile-url URL      online map tiles ({z}/{x}/{y} template); default: none, the page\n"
+            "                      uses its offline basemap and nothing leaves this machine\n"
+            "  --web-dir DIR       the page (default: web/ of the checkout, or /usr/share/fleetsync/web;\n"
+            "                      env FLEETSYNC_WEB_DIR)\n"
+            "  --node-modules DIR  the page's npm libraries (default WEB_DIR/../node_modules, installed\n"
+            "                      by scripts/bootstrap; env FLEETSYNC_NODE_MODULES)\n"
+            "  -h, --help          this text\n\n"
+            "--metrics-port is not used: /metrics is served on --listen itself.\n\n%s",
+            DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, cfg_options_help);
+}
+
+int cmd_dashboard(int argc, char **argv)
+{
+    enum { OPT_REBUILD = 1, OPT_ALERT_WINDOW, OPT_MAX_TRUCKS, OPT_MAX_ALERTS, OPT_MAX_CLIENTS, OPT_AUTH, OPT_TILES,
+           OPT_WEB, OPT_MODULES };
+    static const struct option longopts[] = {
+        {"rebuild", required_argument, NULL, OPT_REBUILD},
+        {"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
+        {"max-trucks", required_argument, NULL, OPT_MAX_TRUCKS},
+        {"max-alerts", required_argument, NULL, OPT_MAX_ALERTS},
+        {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
+        {"auth-file", required_argument, NULL, OPT_AUTH},
+        {"tile-url", required_argument, NULL, OPT_TILES},
+        {"web-dir", required_argument, NULL, OPT_WEB},
+        {"node-modules", required_argument, NULL, OPT_MODULES},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    static struct dash d; /* large; one per process */
+    struct consumer k;
+    const char *auth_file = NULL, *web = NULL, *modules = NULL;
+    long long max_trucks = DEFAULT_MAX_TRUCKS, max_alerts = 4096;
+    char err[512], host[256];
+    int c, rc = 2, port = 0;
+
+    memset(&d, 0, sizeof(d));
+    memset(&k, 0, sizeof(k));
+    pthread_mutex_init(&d.lock, NULL);
+    pthread_mutex_init(&d.wake_lock, NULL);
+    pthread_mutex_init(&d.clients_lock, NULL);
+    pthread_cond_init(&d.wake, NULL);
+    d.max_clients = DEFAULT_MAX_CLIENTS;
+    k.d = &d;
+    k.rebuild_ms = DEFAULT_REBUILD_MS;
+    k.alerts_ms = DEFAULT_ALERTS_MS;
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        const char *bad = NULL;
+        switch (c) {
+        case 'h':
+            dashboard_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_REBUILD:
+            if ((k.rebuild_ms = parse_duration_ms(optarg)) < 0)
+                bad = "--rebuild needs a duration such as 5m or 300s";
+            break;
+        case OPT_ALERT_WINDOW:
+            if ((k.alerts_ms = parse_duration_ms(optarg)) < 0)
+                bad = "--alert-window needs a duration such as 1h";
+            break;
+        case OPT_MAX_TRUCKS:
+            max_trucks = atoll(optarg);
+            if (max_trucks < 1 || max_trucks > 50000000)
+                bad = "--max-trucks is 1-50000000";
+            break;
+        case OPT_MAX_ALERTS:
+            max_alerts = atoll(optarg);
+            if (max_alerts < 1 || max_alerts > 100000)
+                bad = "--max-alerts is 1-100000";
+            break;
+        case OPT_MAX_CLIENTS:
+            d.max_clients = atoi(optarg);
+            if (d.max_clients < 1 || d.max_clients > 1000)
+                bad = "--max-clients is 1-1000";
+            break;
+        case OPT_AUTH:
+            auth_file = optarg;
+            break;
+        case OPT_TILES:
+            d.tile_url = optarg;
+            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
+                bad = "--tile-url is an http(s):// URL template such as https://tile.example/{z}/{x}/{y}.png";
+            break;
+        case OPT_WEB:
+            web = optarg;
+            break;
+        case OPT_MODULES:
+            modules = optarg;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync dashboard: %s\n", err);
+            dashboard_usage(stderr);
+            goto out;
+        }
+        if (bad) {
+            fprintf(stderr, "fleetsync dashboard: %s\n", bad);
+            goto out;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync dashboard: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    if (cfg_parse_host_port(cfg.listen, host, sizeof(host), &port) != 0 || port < 1 || port > 65535) {
+        fprintf(stderr, "fleetsync dashboard: --listen needs HOST:PORT, not '%s'\n", cfg.listen);
+        goto out;
+    }
+    if (auth_file && load_auth(auth_file, d.auth_header, sizeof(d.auth_header), err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync dashboard: %s\n", err);
+        goto out;
+    }
+    if (!loopback_host(host) && !d.auth_header[0]) {
+        fprintf(stderr,
+                "fleetsync dashboard: refusing to listen on %s:%d without authentication: anyone who can reach it "
+                "would see the fleet. Give --auth-file FILE (user:password), or listen on 127.0.0.1\n",
+                host, port);
+        goto out;
+    }
+    rc = 1;
+    if (find_files(&d, web, modules, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    cfg_topic(&cfg, TOPIC_TELEMETRY, k.topics[T_TELEMETRY], sizeof(k.topics[T_TELEMETRY]));
+    cfg_topic(&cfg, TOPIC_STATUS, k.topics[T_STATUS], sizeof(k.topics[T_STATUS]));
+    cfg_topic(&cfg, TOPIC_ALERTS, k.topics[T_ALERTS], sizeof(k.topics[T_ALERTS]));
+
+    if (ds_store_init(&d.store, (uint32_t)max_trucks) != 0 || ds_alerts_init(&d.alerts, (size_t)max_alerts) != 0) {
+        log_error("out of memory for the truck store");
+        goto out;
+    }
+    sig_install();
+
+    d.metrics = metrics_new();
+    static const char *const names[T_COUNT] = {"telemetry", "status", "alerts"};
+    for (int i = 0; i < T_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "topic=\"%s\"", names[i]);
+        k.m_consumed[i] = metrics_counter(d.metrics, "fleetsync_dashboard_consumed_total", "Records consumed, by topic.",
+                                          label);
+        k.m_invalid[i] = metrics_counter(d.metrics, "fleetsync_dashboard_invalid_total",
+                                         "Records skipped as invalid, by topic.", label);
+    }
+    k.m_stale = metrics_counter(d.metrics, "fleetsync_dashboard_stale_total",
+                                "Readings not newer than the truck's latest (late or repeated).", NULL);
+    k.m_refused = metrics_counter(d.metrics, "fleetsync_dashboard_refused_total",
+                                  "Readings of new trucks refused because the store is full (--max-trucks).", NULL);
+    k.m_rebuilds = metrics_counter(d.metrics, "fleetsync_dashboard_rebuilds_total",
+                                   "Assignments that read back --rebuild to restore the map.", NULL);
+    static const double age_bounds[] = {0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60, 300};
+    k.m_age = metrics_histogram(d.metrics, "fleetsync_dashboard_reading_age_seconds",
+                                "Wall clock minus the reading's ts when it is applied.", NULL, age_bounds,
+                                (int)(sizeof(age_bounds) / sizeof(age_bounds[0])));
+    d.m_clients = metrics_gauge(d.metrics, "fleetsync_dashboard_ws_clients", "Connected WebSocket clients.", NULL);
+    d.m_frames = metrics_counter(d.metrics, "fleetsync_dashboard_frames_total", "Map frames written.", NULL);
+    d.m_skipped = metrics_counter(d.metrics, "fleetsync_dashboard_frames_skipped_total",
+                                  "Frame builds skipped because the client had not taken its last frame.", NULL);
+    d.m_client_errors = metrics_counter(d.metrics, "fleetsync_dashboard_client_errors_total",
+                                        "Bad messages from WebSocket clients.", NULL);
+    d.m_queue_dropped = metrics_counter(d.metrics, "fleetsync_dashboard_queue_dropped_total",
+                                        "Messages dropped because a client's queue was full.", NULL);
+    d.m_trucks = metrics_gauge(d.metrics, "fleetsync_dashboard_trucks", "Trucks with a position in memory.", NULL);
+
+    static const char *const defaults[] = {"group.id", DEFAULT_GROUP, "client.id", "fleetsync-dashboard",
+                                           "enable.auto.commit", "true", "auto.offset.reset", "latest",
+                                           "fetch.wait.max.ms", "100", NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, defaults, err, sizeof(err));
+    if (!conf) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (cfg.group && rd_kafka_conf_set(conf, "group.id", cfg.group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        log_error("%s", err);
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, &k);
+    k.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!k.rk) {
+        rd_kafka_conf_destroy(conf);
+        log_error("cannot create the Kafka consumer: %s", err);
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(k.rk);
+    if (kafka_wait_ready(k.rk, 30000, err, sizeof(err)) != 0) {
+        log_error("cannot reach Kafka at %s: %s", cfg.brokers, err);
+        goto out;
+    }
+    if (ds_server_start(&d, host, port, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(T_COUNT);
+    for (int i = 0; i < T_COUNT; i++)
+        rd_kafka_topic_partition_list_add(subs, k.topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(k.rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (se) {
+        log_error("cannot subscribe to %s, %s, %s: %s", k.topics[0], k.topics[1], k.topics[2], rd_kafka_err2str(se));
+        goto out;
+    }
+    log_info("serving http://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", host, port, d.web_dir,
+             k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
+    rc = consume_loop(&k);
+    log_info("stopping: %u trucks in memory", d.store.count);
+
+out:
+    ds_server_stop(&d);
+    if (k.rk) {
+        rd_kafka_consumer_close(k.rk); /* leaves the group, commits the offsets */
+        rd_kafka_destroy(k.rk);
+    }
+    ds_store_release(&d.store); /* both are safe on a zeroed or released object */
+    ds_alerts_release(&d.alerts);
+    metrics_free(d.metrics);
+    cfg_release(&cfg);
+    return rc;
+}

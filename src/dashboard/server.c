@@ -1,0 +1,711 @@
+/*
+ * server.c - HTTP, WebSocket clients and the frame pusher (see server.h).
+ *
+ * A client's life: civetweb accepts the upgrade (connect: authentication
+ * and the client limit), ready creates the client and its writer thread and
+ * queues "hello", each text message goes through ds_proto_parse (a bad one
+ * queues an "error" message), close unlinks it, stops and joins its writer
+ * and frees it.  Only the pusher touches a client's view; the frame slot
+ * belongs to the pusher while empty and to the writer while full.
+ */
+#include "dashboard/server.h"
+
+#include "core/log.h"
+#include "dashboard/jbuf.h"
+#include "dashboard/proto.h"
+#include "dashboard/view.h"
+
+#include <civetweb.h>
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define API_MAX_BYTES   (64u << 20)
+#define API_MAX_TRUCKS  10000
+#define API_MAX_ALERTS  1000
+#define FRAME_MAX_BYTES (4u << 20)
+
+struct ds_client {
+    struct ds_client *next;
+    struct dash *d;
+    struct mg_connection *conn;
+    pthread_t writer;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int closing;
+    /* From the reader (under lock): the latest viewport asked for. */
+    int new_viewport;
+    struct ds_bbox want_bbox;
+    double want_zoom;
+    /* Small messages, '\n'-separated (under lock); dropped when full. */
+    struct jbuf queue;
+    int queue_dropped;
+    /* The frame slot: filled by the pusher, emptied by the writer. */
+    struct jbuf slot;
+    int slot_full;
+    /* Pusher only. */
+    struct ds_view view;
+    uint32_t seen_version;
+    long long next_frame_ms, next_check_ms;
+};
+
+static long long mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ds_server_notify(struct dash *d)
+{
+    pthread_mutex_lock(&d->wake_lock);
+    d->wake_pending = 1;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->wake_lock);
+}
+
+/* Queues one message for a client (its lock held). */
+static void client_queue(struct ds_client *c, const char *msg, size_t len)
+{
+    if (c->queue.len + len + 1 > DS_CLIENT_QUEUE_MAX) {
+        c->queue_dropped = 1;
+        metric_add(c->d->m_queue_dropped, 1);
+        return;
+    }
+    jbuf_put(&c->queue, msg, len);
+    jbuf_put(&c->queue, "\n", 1);
+    pthread_cond_signal(&c->cond);
+}
+
+void ds_server_alert(struct dash *d, const char *json, size_t len)
+{
+    struct jbuf m;
+    jbuf_init(&m, len + 64);
+    jbuf_puts(&m, "{\"type\":\"alert\",\"alert\":");
+    jbuf_put(&m, json, len);
+    jbuf_puts(&m, "}");
+    if (!m.overflow) {
+        pthread_mutex_lock(&d->clients_lock);
+        for (struct ds_client *c = d->clients; c; c = c->next) {
+            pthread_mutex_lock(&c->lock);
+            client_queue(c, m.p, m.len);
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_unlock(&d->clients_lock);
+    }
+    jbuf_release(&m);
+}
+
+/* ---- writer: one per client ---------------------------------------------- */
+
+static int ws_send(struct ds_client *c, const char *p, size_t n)
+{
+    return mg_websocket_write(c->conn, MG_WEBSOCKET_OPCODE_TEXT, p, n) > 0 ? 0 : -1;
+}
+
+static void *writer_main(void *arg)
+{
+    struct ds_client *c = arg;
+    struct jbuf q;
+    jbuf_init(&q, DS_CLIENT_QUEUE_MAX + 1);
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        while (!c->closing && !c->slot_full && c->queue.len == 0 && !c->queue_dropped)
+            pthread_cond_wait(&c->cond, &c->lock);
+        if (c->closing)
+            break;
+        /* Take the queue; the slot stays full (the pusher leaves it alone). */
+        struct jbuf tmp = q;
+        q = c->queue;
+        c->queue = tmp;
+        jbuf_reset(&c->queue);
+        int dropped = c->queue_dropped;
+        c->queue_dropped = 0;
+        int frame = c->slot_full;
+        pthread_mutex_unlock(&c->lock);
+
+        int failed = 0;
+        for (size_t i = 0; i < q.len && !failed;) {
+            char *nl = memchr(q.p + i, '\n', q.len - i);
+            size_t n = nl ? (size_t)(nl - (q.p + i)) : q.len - i;
+            failed = ws_send(c, q.p + i, n) != 0;
+            i += n + 1;
+        }
+        if (dropped && !failed) {
+            static const char m[] = "{\"type\":\"dropped\",\"what\":\"alerts\","
+                                    "\"detail\":\"messages were dropped for a slow client; fetch /api/alerts\"}";
+            failed = ws_send(c, m, sizeof(m) - 1) != 0;
+        }
+        if (frame && !failed) {
+            failed = ws_send(c, c->slot.p, c->slot.len) != 0;
+            if (!failed)
+                metric_add(c->d->m_frames, 1);
+        }
+        jbuf_reset(&q);
+        pthread_mutex_lock(&c->lock);
+        if (frame)
+            c->slot_full = 0;
+        if (failed) {
+            c->closing = 1;
+            break;
+        }
+        if (frame) {
+            pthread_mutex_unlock(&c->lock);
+            ds_server_notify(c->d); /* room for the next frame */
+            pthread_mutex_lock(&c->lock);
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    jbuf_release(&q);
+    return NULL;
+}
+
+/* ---- pusher -------------------------------------------------------------- */
+
+static void push_fleet(struct dash *d, uint32_t *last)
+{
+    uint32_t counts[DS_STATE_COUNT];
+    pthread_mutex_lock(&d->lock);
+    uint32_t total = ds_store_fleet(&d->store, wall_ms(), counts);
+    pthread_mutex_unlock(&d->lock);
+    metric_set(d->m_trucks, total);
+    if (total == last[DS_STATE_COUNT] && memcmp(counts, last, sizeof(counts)) == 0 && last[DS_STATE_COUNT + 1])
+        return;
+    last[DS_STATE_COUNT + 1] = 1; /* the first rendering is sent even when all is zero */
+    memcpy(last, counts, sizeof(counts));
+    last[DS_STATE_COUNT] = total;
+    char m[256];
+    int n = snprintf(m, sizeof(m),
+                     "{\"type\":\"fleet\",\"server_ms\":%lld,\"trucks\":%u,\"moving\":%u,\"idle\":%u,\"parked\":%u,"
+                     "\"offline\":%u}",
+                     wall_ms(), total, counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED], counts[DS_OFFLINE]);
+    pthread_mutex_lock(&d->clients_lock);
+    snprintf(d->fleet_msg, sizeof(d->fleet_msg), "%s", m);
+    for (struct ds_client *c = d->clients; c; c = c->next) {
+        pthread_mutex_lock(&c->lock);
+        client_queue(c, m, (size_t)n);
+        pthread_mutex_unlock(&c->lock);
+    }
+    pthread_mutex_unlock(&d->clients_lock);
+}
+
+static void *pusher_main(void *arg)
+{
+    struct dash *d = arg;
+    uint32_t fleet[DS_STATE_COUNT + 2] = {0}; /* counts, total, sent once */
+    long long next_fleet = 0, wait_ms = 100;
+    for (;;) {
+        pthread_mutex_lock(&d->wake_lock);
+        if (!d->wake_pending && !d->stopping) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_sec += wait_ms / 1000;
+            ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+            if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&d->wake, &d->wake_lock, &ts);
+        }
+        d->wake_pending = 0;
+        int stop = d->stopping;
+        pthread_mutex_unlock(&d->wake_lock);
+        if (stop)
+            break;
+
+        long long now = mono_ms();
+        wait_ms = 100; /* shortened below to the next client that is due */
+        if (now >= next_fleet) {
+            push_fleet(d, fleet);
+            next_fleet = now + 1000;
+        }
+
+        pthread_mutex_lock(&d->clients_lock);
+        for (struct ds_client *c = d->clients; c; c = c->next) {
+            pthread_mutex_lock(&c->lock);
+            if (c->closing) {
+                pthread_mutex_unlock(&c->lock);
+                continue;
+            }
+            if (c->new_viewport) {
+                ds_view_set(&c->view, &c->want_bbox, c->want_zoom);
+                c->new_viewport = 0;
+                c->next_check_ms = 0;
+            }
+            if (c->slot_full) {
+                metric_add(d->m_skipped, 1);
+                pthread_mutex_unlock(&c->lock);
+                continue;
+            }
+            pthread_mutex_unlock(&c->lock);
+            /* The slot is ours while empty: build without the client's lock. */
+            uint32_t version = atomic_load_explicit(&d->version, memory_order_relaxed);
+            int due = c->view.has_viewport && (c->view.reset || version != c->seen_version || now >= c->next_check_ms);
+            if (due && now < c->next_frame_ms && c->next_frame_ms - now < wait_ms)
+                wait_ms = c->next_frame_ms - now;
+            if (!due || now < c->next_frame_ms)
+                continue;
+            pthread_mutex_lock(&d->lock);
+            c->seen_version = d->store.version;
+            int r = ds_view_frame(&c->view, &d->store, wall_ms(), &c->slot);
+            pthread_mutex_unlock(&d->lock);
+            c->next_check_ms = now + 1000; /* derived states change with time alone */
+            if (r < 0)
+                log_warn("a frame exceeded %u bytes; skipped", FRAME_MAX_BYTES);
+            if (r != 1)
+                continue;
+            c->next_frame_ms = now + DS_FRAME_INTERVAL_MS;
+            pthread_mutex_lock(&c->lock);
+            c->slot_full = 1;
+            pthread_cond_signal(&c->cond);
+            pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_unlock(&d->clients_lock);
+    }
+    return NULL;
+}
+
+/* ---- authentication ------------------------------------------------------ */
+
+static int loopback_addr(const char *a)
+{
+    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
+}
+
+/* 1 when the request may go on (no authentication configured, or the right
+ * credentials). */
+static int authorized(struct dash *d, const struct mg_connection *conn)
+{
+    if (!d->auth_header[0])
+        return 1;
+    const char *h = mg_get_header(conn, "Authorization");
+    if (!h)
+        return 0;
+    size_t n = strlen(d->auth_header);
+    if (strlen(h) != n)
+        return 0;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(h[i] ^ d->auth_header[i]);
+    return diff == 0;
+}
+
+/* ---- HTTP ---------------------------------------------------------------- */
+
+static void reply(struct mg_connection *conn, int status, const char *type, const char *body, size_t len)
+{
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
+              "Connection: close\r\n\r\n",
+              status, status == 200 ? "OK" : status == 404 ? "Not Found" : status == 400 ? "Bad Request" : "Error",
+              type, len);
+    mg_write(conn, body, len);
+}
+
+static void reply_json(struct mg_connection *conn, int status, struct jbuf *b)
+{
+    if (b->overflow) {
+        static const char m[] = "{\"error\":\"response too large\"}";
+        reply(conn, 500, "application/json", m, sizeof(m) - 1);
+        return;
+    }
+    reply(conn, status, "application/json", b->p ? b->p : "", b->len);
+}
+
+static void reply_error(struct mg_connection *conn, int status, const char *msg)
+{
+    struct jbuf b;
+    jbuf_init(&b, 1024);
+    jbuf_puts(&b, "{\"error\":");
+    jbuf_str(&b, msg, strlen(msg));
+    jbuf_puts(&b, "}");
+    reply_json(conn, status, &b);
+    jbuf_release(&b);
+}
+
+static int parse_i64(const char *s, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void api_fleet(struct dash *d, struct mg_connection *conn)
+{
+    uint32_t counts[DS_STATE_COUNT];
+    pthread_mutex_lock(&d->lock);
+    uint32_t total = ds_store_fleet(&d->store, wall_ms(), counts);
+    pthread_mutex_unlock(&d->lock);
+    char m[256];
+    int n = snprintf(m, sizeof(m), "{\"trucks\":%u,\"moving\":%u,\"idle\":%u,\"parked\":%u,\"offline\":%u}", total,
+                     counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED], counts[DS_OFFLINE]);
+    reply(conn, 200, "application/json", m, (size_t)n);
+}
+
+static void api_truck(struct dash *d, struct mg_connection *conn, const char *id)
+{
+    struct jbuf b;
+    jbuf_init(&b, 4096);
+    pthread_mutex_lock(&d->lock);
+    int64_t idx = ds_store_find(&d->store, id, strlen(id));
+    if (idx >= 0 && (d->store.trucks[idx].flags & DS_F_POSITION))
+        ds_json_truck(&b, &d->store, (uint32_t)idx, wall_ms(), 1);
+    pthread_mutex_unlock(&d->lock);
+    if (b.len)
+        reply_json(conn, 200, &b);
+    else
+        reply_error(conn, 404, "no such truck");
+    jbuf_release(&b);
+}
+
+static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const char *query)
+{
+    char v[256];
+    struct ds_bbox bb;
+    char extra;
+    if (!query || mg_get_var(query, strlen(query), "bbox", v, sizeof(v)) <= 0 ||
+        sscanf(v, "%lf,%lf,%lf,%lf%c", &bb.min_lon, &bb.min_lat, &bb.max_lon, &bb.max_lat, &extra) != 4 ||
+        ds_bbox_clamp(&bb) != 0) {
+        reply_error(conn, 400, "bbox=minLon,minLat,maxLon,maxLat is required (min <= max)");
+        return;
+    }
+    uint32_t *idx = malloc(API_MAX_TRUCKS * sizeof(*idx));
+    struct jbuf b;
+    jbuf_init(&b, API_MAX_BYTES);
+    if (!idx) {
+        reply_error(conn, 500, "out of memory");
+        goto out;
+    }
+    pthread_mutex_lock(&d->lock);
+    long long now = wall_ms();
+    size_t total = ds_store_query(&d->store, &bb, idx, API_MAX_TRUCKS);
+    size_t n = total < API_MAX_TRUCKS ? total : API_MAX_TRUCKS;
+    jbuf_printf(&b, "{\"count\":%zu,\"truncated\":%s,\"trucks\":[", total, n < total ? "true" : "false");
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            jbuf_puts(&b, ",");
+        ds_json_truck(&b, &d->store, idx[i], now, 1);
+    }
+    pthread_mutex_unlock(&d->lock);
+    jbuf_puts(&b, "]}");
+    reply_json(conn, 200, &b);
+out:
+    free(idx);
+    jbuf_release(&b);
+}
+
+static void api_alerts(struct dash *d, struct mg_connection *conn, const char *query)
+{
+    char v[64];
+    long long since = 0;
+    if (query && mg_get_var(query, strlen(query), "since", v, sizeof(v)) > 0 && parse_i64(v, &since) != 0) {
+        reply_error(conn, 400, "since is a time in ms since the Unix epoch");
+        return;
+    }
+    struct jbuf b;
+    jbuf_init(&b, API_MAX_BYTES);
+    pthread_mutex_lock(&d->lock);
+    ds_alerts_json_since(&d->alerts, since, API_MAX_ALERTS, &b);
+    pthread_mutex_unlock(&d->lock);
+    reply_json(conn, 200, &b);
+    jbuf_release(&b);
+}
+
+/* A static file below root: rel is checked (no "..", only [A-Za-z0-9._/-]). */
+static void send_file(struct mg_connection *conn, const char *root, const char *rel)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (!*rel || strstr(rel, "..") || strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
+                                          strlen(rel)) {
+        reply_error(conn, 404, "not found");
+        return;
+    }
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", root, rel) >= sizeof(path) || stat(path, &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+        reply_error(conn, 404, "not found");
+        return;
+    }
+    mg_send_mime_file(conn, path, NULL);
+}
+
+/* npm packages the page may load, and the part of each that is served. */
+static const char *const vendor_dirs[] = {"leaflet/dist/", "topojson-client/dist/", "world-atlas/", NULL};
+
+static int http_handler(struct mg_connection *conn, void *cbdata)
+{
+    struct dash *d = cbdata;
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    const char *uri = ri->local_uri ? ri->local_uri : "/";
+    if (strcmp(uri, "/healthz") == 0) {
+        int assigned = atomic_load(&d->assigned);
+        pthread_mutex_lock(&d->lock);
+        uint32_t trucks = d->store.count;
+        pthread_mutex_unlock(&d->lock);
+        char m[128];
+        int n = snprintf(m, sizeof(m), "{\"status\":\"ok\",\"assigned_partitions\":%d,\"trucks\":%u}", assigned, trucks);
+        reply(conn, 200, "application/json", m, (size_t)n);
+        return 200;
+    }
+    if (strcmp(uri, "/metrics") == 0) {
+        if (!loopback_addr(ri->remote_addr)) {
+            reply_error(conn, 403, "/metrics is served to loopback clients only");
+            return 403;
+        }
+        size_t len = 0;
+        char *text = metrics_render(d->metrics, &len);
+        if (!text) {
+            reply_error(conn, 500, "out of memory");
+            return 500;
+        }
+        reply(conn, 200, "text/plain; version=0.0.4", text, len);
+        free(text);
+        return 200;
+    }
+    if (!authorized(d, conn)) {
+        static const char m[] = "{\"error\":\"authentication required\"}";
+        mg_printf(conn,
+                  "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"fleetsync\"\r\n"
+                  "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                  sizeof(m) - 1, m);
+        return 401;
+    }
+    if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0) {
+        reply_error(conn, 405, "only GET");
+        return 405;
+    }
+    if (strcmp(uri, "/api/fleet") == 0) {
+        api_fleet(d, conn);
+    } else if (strcmp(uri, "/api/trucks") == 0) {
+        api_trucks_bbox(d, conn, ri->query_string);
+    } else if (strncmp(uri, "/api/trucks/", 12) == 0) {
+        api_truck(d, conn, uri + 12);
+    } else if (strcmp(uri, "/api/alerts") == 0) {
+        api_alerts(d, conn, ri->query_string);
+    } else if (strcmp(uri, "/api/config") == 0) {
+        struct jbuf b;
+        jbuf_init(&b, 8192);
+        jbuf_puts(&b, "{\"tile_url\":");
+        if (d->tile_url)
+            jbuf_str(&b, d->tile_url, strlen(d->tile_url));
+        else
+            jbuf_puts(&b, "null");
+        jbuf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d}", DS_FRAME_INTERVAL_MS, DS_VIEW_MAX_FEATURES);
+        reply_json(conn, 200, &b);
+        jbuf_release(&b);
+    } else if (strncmp(uri, "/vendor/", 8) == 0) {
+        const char *rel = uri + 8;
+        int ok = 0;
+        for (int i = 0; vendor_dirs[i]; i++)
+            ok |= strncmp(rel, vendor_dirs[i], strlen(vendor_dirs[i])) == 0;
+        if (ok)
+            send_file(conn, d->modules_dir, rel);
+        else
+            reply_error(conn, 404, "not found");
+    } else if (strncmp(uri, "/api/", 5) == 0) {
+        reply_error(conn, 404, "no such API");
+    } else {
+        send_file(conn, d->web_dir, strcmp(uri, "/") == 0 ? "index.html" : uri + 1);
+    }
+    return 200;
+}
+
+/* ---- WebSocket ----------------------------------------------------------- */
+
+static int ws_connect(const struct mg_connection *conn, void *cbdata)
+{
+    struct dash *d = cbdata;
+    if (!authorized(d, conn))
+        return 1;
+    pthread_mutex_lock(&d->clients_lock);
+    int full = d->nclients >= d->max_clients;
+    pthread_mutex_unlock(&d->clients_lock);
+    if (full)
+        log_warn("WebSocket client refused: %d clients already (--max-clients)", d->max_clients);
+    return full ? 1 : 0;
+}
+
+static void ws_ready(struct mg_connection *conn, void *cbdata)
+{
+    struct dash *d = cbdata;
+    struct ds_client *c = calloc(1, sizeof(*c));
+    if (!c || ds_view_init(&c->view) != 0) {
+        free(c);
+        return;
+    }
+    c->d = d;
+    c->conn = conn;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    jbuf_init(&c->queue, DS_CLIENT_QUEUE_MAX + 1);
+    jbuf_init(&c->slot, FRAME_MAX_BYTES);
+    char hello[256];
+    int n = snprintf(hello, sizeof(hello),
+                     "{\"type\":\"hello\",\"protocol\":1,\"server_ms\":%lld,\"frame_interval_ms\":%d,"
+                     "\"max_features\":%d,\"max_trucks\":%d}",
+                     wall_ms(), DS_FRAME_INTERVAL_MS, DS_VIEW_MAX_FEATURES, DS_VIEW_MAX_TRUCKS);
+    client_queue(c, hello, (size_t)n);
+    if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
+        ds_view_release(&c->view);
+        jbuf_release(&c->queue);
+        jbuf_release(&c->slot);
+        free(c);
+        return;
+    }
+    mg_set_user_connection_data(conn, c);
+    pthread_mutex_lock(&d->clients_lock);
+    if (d->fleet_msg[0]) {
+        pthread_mutex_lock(&c->lock);
+        client_queue(c, d->fleet_msg, strlen(d->fleet_msg));
+        pthread_mutex_unlock(&c->lock);
+    }
+    c->next = d->clients;
+    d->clients = c;
+    d->nclients++;
+    metric_set(d->m_clients, d->nclients);
+    pthread_mutex_unlock(&d->clients_lock);
+    ds_server_notify(d);
+}
+
+static int ws_data(struct mg_connection *conn, int bits, char *data, size_t len, void *cbdata)
+{
+    struct dash *d = cbdata;
+    struct ds_client *c = mg_get_user_connection_data(conn);
+    int op = bits & 0xf;
+    if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
+        return 0;
+    if (!c || op == MG_WEBSOCKET_OPCODE_PING || op == MG_WEBSOCKET_OPCODE_PONG)
+        return 1;
+    struct ds_client_msg msg;
+    const char *code = "bad_json";
+    char detail[256] = "binary frames are not part of the protocol";
+    int ok = op == MG_WEBSOCKET_OPCODE_TEXT && ds_proto_parse(data, len, &msg, &code, detail, sizeof(detail)) == 0;
+    pthread_mutex_lock(&c->lock);
+    if (!ok) {
+        struct jbuf e;
+        jbuf_init(&e, 1024);
+        jbuf_printf(&e, "{\"type\":\"error\",\"error\":\"%s\",\"detail\":", code);
+        jbuf_str(&e, detail, strlen(detail));
+        jbuf_puts(&e, "}");
+        client_queue(c, e.p, e.len);
+        jbuf_release(&e);
+        metric_add(d->m_client_errors, 1);
+    } else if (msg.type == DS_MSG_PING) {
+        char m[96];
+        int n = snprintf(m, sizeof(m), "{\"type\":\"pong\",\"server_ms\":%lld}", wall_ms());
+        client_queue(c, m, (size_t)n);
+    } else {
+        c->want_bbox = msg.bbox;
+        c->want_zoom = msg.zoom;
+        c->new_viewport = 1;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (ok && msg.type == DS_MSG_VIEWPORT)
+        ds_server_notify(d);
+    return 1;
+}
+
+static void ws_close(const struct mg_connection *conn, void *cbdata)
+{
+    struct dash *d = cbdata;
+    struct ds_client *c = mg_get_user_connection_data(conn);
+    if (!c)
+        return;
+    pthread_mutex_lock(&d->clients_lock);
+    for (struct ds_client **p = &d->clients; *p; p = &(*p)->next) {
+        if (*p == c) {
+            *p = c->next;
+            d->nclients--;
+            break;
+        }
+    }
+    metric_set(d->m_clients, d->nclients);
+    pthread_mutex_unlock(&d->clients_lock);
+    pthread_mutex_lock(&c->lock);
+    c->closing = 1;
+    pthread_cond_signal(&c->cond);
+    pthread_mutex_unlock(&c->lock);
+    pthread_join(c->writer, NULL);
+    ds_view_release(&c->view);
+    jbuf_release(&c->queue);
+    jbuf_release(&c->slot);
+    pthread_mutex_destroy(&c->lock);
+    pthread_cond_destroy(&c->cond);
+    free(c);
+}
+
+/* ---- start / stop -------------------------------------------------------- */
+
+static int log_message(const struct mg_connection *conn, const char *message)
+{
+    (void)conn;
+    log_debug("civetweb: %s", message);
+    return 1;
+}
+
+static void mg_library_once(void) { mg_init_library(0); }
+
+int ds_server_start(struct dash *d, const char *host, int port, char *err, size_t err_size)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, mg_library_once);
+    char ports[300], threads[16];
+    snprintf(ports, sizeof(ports), "%s:%d", host, port);
+    snprintf(threads, sizeof(threads), "%d", d->max_clients + 16);
+    const char *options[] = {"listening_ports", ports, "num_threads", threads, "request_timeout_ms", "10000",
+                             "enable_websocket_ping_pong", "yes", "websocket_timeout_ms", "30000", NULL};
+    struct mg_callbacks cb;
+    memset(&cb, 0, sizeof(cb));
+    cb.log_message = log_message;
+    struct mg_init_data init = {.callbacks = &cb, .user_data = d, .configuration_options = options};
+    struct mg_error_data error = {0};
+    char errtext[256] = "";
+    error.text = errtext;
+    error.text_buffer_size = sizeof(errtext);
+    d->mg = mg_start2(&init, &error);
+    if (!d->mg) {
+        snprintf(err, err_size, "cannot listen on %s: %s", ports, errtext[0] ? errtext : "civetweb failed to start");
+        return -1;
+    }
+    mg_set_request_handler(d->mg, "/", http_handler, d);
+    mg_set_websocket_handler(d->mg, "/ws", ws_connect, ws_ready, ws_data, ws_close, d);
+    if (pthread_create(&d->pusher, NULL, pusher_main, d) != 0) {
+        snprintf(err, err_size, "cannot start the pusher thread");
+        mg_stop(d->mg);
+        d->mg = NULL;
+        return -1;
+    }
+    d->pusher_started = 1;
+    return 0;
+}
+
+void ds_server_stop(struct dash *d)
+{
+    if (d->mg) {
+        mg_stop(d->mg); /* closes every WebSocket: their close handlers join the writers */
+        d->mg = NULL;
+    }
+    if (d->pusher_started) {
+        pthread_mutex_lock(&d->wake_lock);
+        d->stopping = 1;
+        pthread_cond_signal(&d->wake);
+        pthread_mutex_unlock(&d->wake_lock);
+        pthread_join(d->pusher, NULL);
+        d->pusher_started = 0;
+    }
+}

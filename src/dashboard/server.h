@@ -1,0 +1,79 @@
+/*
+ * server.h - the dashboard's HTTP + WebSocket side (civetweb): the page and
+ * its libraries, the JSON API of DESIGN.md, /healthz, /metrics and /ws.
+ *
+ * Threads and locks:
+ *   - civetweb's worker threads answer HTTP requests and read WebSocket
+ *     messages; they take d->lock (store, alerts) only to read.
+ *   - one pusher thread builds frames (view.h) for every client whose last
+ *     frame has been written, at most one per DS_FRAME_INTERVAL_MS each;
+ *   - one writer thread per client writes its frame and queued messages to
+ *     the socket, so a slow client only delays itself: while its frame is
+ *     unwritten no newer one is built for it (intermediate states are
+ *     dropped), and its queue of small messages (alerts, errors) is bounded.
+ * Lock order: clients_lock -> a client's lock -> d->lock.  The consumer
+ * holds d->lock only while it applies records, never while it notifies.
+ */
+#ifndef FS_DASHBOARD_SERVER_H
+#define FS_DASHBOARD_SERVER_H
+
+#include "core/metrics.h"
+#include "dashboard/alerts.h"
+#include "dashboard/store.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+
+#define DS_FRAME_INTERVAL_MS 50
+#define DS_CLIENT_QUEUE_MAX  (256u << 10) /* bytes of queued small messages per client */
+
+struct ds_client;
+
+struct dash {
+    pthread_mutex_t lock; /* store and alerts */
+    struct ds_store store;
+    struct ds_alerts alerts;
+    _Atomic int assigned; /* partitions assigned to the consumer; set in the rebalance callback, which may
+                           * run inside the consumer's locked batch, so it takes no lock */
+    _Atomic uint32_t version; /* store.version after the last batch: the pusher's hint, read without the lock */
+
+    pthread_mutex_t wake_lock;
+    pthread_cond_t wake;
+    int wake_pending;
+
+    pthread_mutex_t clients_lock;
+    struct ds_client *clients;
+    int nclients, max_clients;
+    char fleet_msg[256]; /* the latest "fleet" message, for clients that connect (under clients_lock) */
+
+    int stopping;
+    pthread_t pusher;
+    int pusher_started;
+    struct mg_context *mg;
+
+    char web_dir[PATH_MAX];
+    char modules_dir[PATH_MAX];
+    const char *tile_url;
+    char auth_header[512]; /* "Basic ..." expected; "" = no authentication */
+
+    struct metrics *metrics;
+    struct metric *m_clients, *m_frames, *m_skipped, *m_client_errors, *m_queue_dropped, *m_trucks;
+};
+
+/* Starts civetweb on host:port and the pusher thread.  Returns 0, or -1 with
+ * a reason in err (nothing left running then). */
+int ds_server_start(struct dash *d, const char *host, int port, char *err, size_t err_size);
+
+/* Stops civetweb (closing every WebSocket) and the pusher; safe if not
+ * started. */
+void ds_server_stop(struct dash *d);
+
+/* The store changed: wake the pusher.  Any thread, no lock held. */
+void ds_server_notify(struct dash *d);
+
+/* Queues {"type":"alert","alert":<json>} for every client.  Any thread,
+ * without d->lock. */
+void ds_server_alert(struct dash *d, const char *json, size_t len);
+
+#endif

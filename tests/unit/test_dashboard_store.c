@@ -1,0 +1,204 @@
+/* The dashboard's truck store: ordering in event time, derived state,
+ * viewport queries, clusters and the memory bound. */
+#include "dashboard/store.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#define NOW 1764201600000LL
+
+static struct ds_reading reading(int64_t ts, double lat, double lon, double speed, int ignition)
+{
+    return (struct ds_reading){.ts_ms = ts, .seq = ts / 1000, .lat = lat, .lon = lon, .speed_kmh = speed,
+                               .ignition = ignition, .has_heading = 1, .heading_deg = 90};
+}
+
+static enum ds_apply put(struct ds_store *s, const char *id, struct ds_reading r)
+{
+    return ds_store_reading(s, id, strlen(id), &r);
+}
+
+static const struct ds_truck *get(struct ds_store *s, const char *id)
+{
+    int64_t i = ds_store_find(s, id, strlen(id));
+    return i < 0 ? NULL : &s->trucks[i];
+}
+
+static void late_reading_never_moves_a_truck_back(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    assert_int_equal(put(&s, "T1", reading(NOW, 48.1, 11.5, 50, 1)), DS_APPLIED);
+    assert_int_equal(put(&s, "T1", reading(NOW - 5000, 40.0, 0.0, 10, 1)), DS_STALE);
+    assert_int_equal(put(&s, "T1", reading(NOW, 48.1, 11.5, 50, 1)), DS_STALE); /* a repeat */
+    const struct ds_truck *t = get(&s, "T1");
+    assert_true(ds_truck_lat(t) == 48.1);
+    assert_int_equal(t->ts_ms, NOW);
+    assert_int_equal(put(&s, "T1", reading(NOW + 1000, 48.2, 11.6, 50, 1)), DS_APPLIED);
+    assert_true(ds_truck_lat(get(&s, "T1")) == 48.2);
+    assert_int_equal(s.stale, 2);
+    ds_store_release(&s);
+}
+
+static void derived_state_follows_speed_ignition_and_silence(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    put(&s, "M", reading(NOW, 1, 1, 72, 1));
+    put(&s, "I", reading(NOW, 1, 1, 3, 1));
+    put(&s, "P", reading(NOW, 1, 1, 0, 0));
+    put(&s, "O", reading(NOW - DS_OFFLINE_AFTER_MS, 1, 1, 72, 1));
+    assert_int_equal(ds_truck_state(get(&s, "M"), NOW), DS_MOVING);
+    assert_int_equal(ds_truck_state(get(&s, "I"), NOW), DS_IDLE);
+    assert_int_equal(ds_truck_state(get(&s, "P"), NOW), DS_PARKED);
+    assert_int_equal(ds_truck_state(get(&s, "O"), NOW), DS_OFFLINE);
+    assert_int_equal(ds_truck_state(get(&s, "M"), NOW + DS_OFFLINE_AFTER_MS), DS_OFFLINE);
+    uint32_t counts[DS_STATE_COUNT];
+    assert_int_equal(ds_store_fleet(&s, NOW, counts), 4);
+    assert_int_equal(counts[DS_MOVING], 1);
+    assert_int_equal(counts[DS_IDLE], 1);
+    assert_int_equal(counts[DS_PARKED], 1);
+    assert_int_equal(counts[DS_OFFLINE], 1);
+    assert_string_equal(ds_state_name(DS_IDLE), "idle");
+    ds_store_release(&s);
+}
+
+static void presence_offline_holds_until_a_newer_reading(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    put(&s, "T", reading(NOW, 1, 1, 72, 1));
+    assert_int_equal(ds_store_status(&s, "T", 1, 1, NOW + 10), DS_APPLIED);
+    assert_int_equal(ds_truck_state(get(&s, "T"), NOW + 20), DS_OFFLINE);
+    assert_int_equal(ds_store_status(&s, "T", 1, 0, NOW + 5), DS_STALE); /* older presence */
+    put(&s, "T", reading(NOW + 1000, 1, 1, 72, 1));
+    assert_int_equal(ds_truck_state(get(&s, "T"), NOW + 1000), DS_MOVING);
+    /* Presence alone gives no position: not on the map, not counted. */
+    assert_int_equal(ds_store_status(&s, "U", 1, 0, NOW), DS_APPLIED);
+    uint32_t counts[DS_STATE_COUNT];
+    assert_int_equal(ds_store_fleet(&s, NOW + 1000, counts), 1);
+    ds_store_release(&s);
+}
+
+static void bad_ids_and_coordinates_are_refused(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    char long_id[DS_ID_MAX + 2];
+    memset(long_id, 'a', sizeof(long_id) - 1);
+    long_id[sizeof(long_id) - 1] = '\0';
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    assert_int_equal(put(&s, "", reading(NOW, 1, 1, 0, 0)), DS_BAD);
+    assert_int_equal(put(&s, long_id, reading(NOW, 1, 1, 0, 0)), DS_BAD);
+    assert_int_equal(put(&s, "T", reading(NOW, 91, 1, 0, 0)), DS_BAD);
+    assert_int_equal(put(&s, "T", reading(NOW, 0, 0.0 / 0.0, 0, 0)), DS_BAD);
+    assert_int_equal(s.count, 0);
+    ds_store_release(&s);
+}
+
+static void store_refuses_trucks_past_its_bound(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    char id[16];
+    assert_int_equal(ds_store_init(&s, 3000), 0);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof(id), "T%d", i);
+        assert_int_equal(put(&s, id, reading(NOW, (i % 170) - 85, (i % 350) - 175, 0, 0)), DS_APPLIED);
+    }
+    assert_int_equal(put(&s, "one-more", reading(NOW, 1, 1, 0, 0)), DS_FULL);
+    assert_int_equal(put(&s, "T2999", reading(NOW + 1, 1, 1, 0, 0)), DS_APPLIED); /* known trucks still update */
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof(id), "T%d", i);
+        assert_non_null(get(&s, id));
+    }
+    assert_true(sizeof(struct ds_truck) <= 64);
+    ds_store_release(&s);
+}
+
+static void query_returns_exactly_the_trucks_in_the_box(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    put(&s, "munich", reading(NOW, 48.137, 11.576, 0, 0));
+    put(&s, "berlin", reading(NOW, 52.52, 13.405, 0, 0));
+    put(&s, "nyc", reading(NOW, 40.71, -74.0, 0, 0));
+    put(&s, "edge", reading(NOW, 50.0, 10.0, 0, 0));
+    struct ds_bbox b = {10.0, 47.0, 14.0, 53.0};
+    uint32_t out[8];
+    assert_int_equal(ds_store_query(&s, &b, out, 8), 4 - 1);
+    struct ds_bbox world = {-180, -90, 180, 90};
+    assert_int_equal(ds_store_query(&s, &world, out, 2), 4); /* total beyond max */
+    /* A truck that moves leaves its old cell. */
+    put(&s, "munich", reading(NOW + 1, 40.7, -74.1, 0, 0));
+    assert_int_equal(ds_store_query(&s, &b, out, 8), 2);
+    struct ds_bbox us = {-80, 35, -70, 45};
+    assert_int_equal(ds_store_query(&s, &us, out, 8), 2);
+    assert_true(ds_store_count_approx(&s, &us) >= 2);
+    ds_store_release(&s);
+}
+
+static void bbox_is_clamped_and_checked(void **state)
+{
+    (void)state;
+    struct ds_bbox b = {-200, -95, 200, 95};
+    assert_int_equal(ds_bbox_clamp(&b), 0);
+    assert_true(b.min_lon == -180 && b.max_lon == 180 && b.min_lat == -90 && b.max_lat == 90);
+    struct ds_bbox inverted = {10, 0, 5, 1};
+    assert_int_equal(ds_bbox_clamp(&inverted), -1);
+    struct ds_bbox nan = {0.0 / 0.0, 0, 5, 1};
+    assert_int_equal(ds_bbox_clamp(&nan), -1);
+}
+
+static void clusters_count_every_truck_once(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    char id[16];
+    assert_int_equal(ds_store_init(&s, 20000), 0);
+    for (int i = 0; i < 10000; i++) {
+        snprintf(id, sizeof(id), "T%d", i);
+        put(&s, id, reading(NOW, 45 + (i % 100) * 0.1, 5 + (i / 100) * 0.1, 0, 0));
+    }
+    struct ds_bbox world = {-180, -90, 180, 90};
+    static struct ds_cluster out[2000];
+    for (int zoom = 0; zoom <= 12; zoom += 3) {
+        double deg = ds_cluster_cell_deg(&world, zoom, 2000);
+        size_t n = ds_store_clusters(&s, &world, deg, out, 2000);
+        assert_true(n >= 1 && n <= 2000);
+        uint64_t sum = 0;
+        for (size_t i = 0; i < n; i++) {
+            sum += out[i].count;
+            assert_true(out[i].lat >= 45 && out[i].lat <= 55 && out[i].lon >= 5 && out[i].lon <= 15);
+        }
+        assert_int_equal(sum, 10000);
+    }
+    /* Higher zoom, smaller cells. */
+    struct ds_bbox europe = {0, 40, 20, 60};
+    assert_true(ds_cluster_cell_deg(&europe, 8, 2000) < ds_cluster_cell_deg(&europe, 3, 2000));
+    ds_store_release(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(late_reading_never_moves_a_truck_back),
+        cmocka_unit_test(derived_state_follows_speed_ignition_and_silence),
+        cmocka_unit_test(presence_offline_holds_until_a_newer_reading),
+        cmocka_unit_test(bad_ids_and_coordinates_are_refused),
+        cmocka_unit_test(store_refuses_trucks_past_its_bound),
+        cmocka_unit_test(query_returns_exactly_the_trucks_in_the_box),
+        cmocka_unit_test(bbox_is_clamped_and_checked),
+        cmocka_unit_test(clusters_count_every_truck_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
