@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/rollup.h"
+#include "core/timeparse.h"
 #include "history/trips.h"
 
 #include <errno.h>
@@ -31,152 +32,17 @@
 
 int report_parse_duration(const char *s, int64_t *ms)
 {
-    int64_t v = 0;
-    int digits = 0;
-    const char *p = s;
-    while (*p >= '0' && *p <= '9') {
-        if (++digits > 12)
-            return -1;
-        v = v * 10 + (*p++ - '0');
-    }
-    if (!digits || !p[0] || p[1])
-        return -1;
-    int64_t unit;
-    switch (*p) {
-    case 's':
-        unit = 1000;
-        break;
-    case 'm':
-        unit = 60000;
-        break;
-    case 'h':
-        unit = 3600000;
-        break;
-    case 'd':
-        unit = MS_PER_DAY;
-        break;
-    default:
-        return -1;
-    }
-    if (v > 36500 * MS_PER_DAY / unit)
-        return -1;
-    *ms = v * unit;
-    return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static int days_in_month(int y, int m)
-{
-    static const int dm[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
-        return 29;
-    return dm[m - 1];
-}
-
-/* Exactly n decimal digits at *p. */
-static int digits_n(const char **p, int n, int *out)
-{
-    int v = 0;
-    for (int i = 0; i < n; i++) {
-        char c = (*p)[i];
-        if (c < '0' || c > '9')
-            return -1;
-        v = v * 10 + (c - '0');
-    }
-    *p += n;
-    *out = v;
-    return 0;
-}
-
-/* "YYYY-MM-DD" at *p; advances past it. */
-static int parse_date(const char **p, int64_t *days)
-{
-    int y, m, d;
-    if (digits_n(p, 4, &y) || *(*p)++ != '-' || digits_n(p, 2, &m) || *(*p)++ != '-' || digits_n(p, 2, &d))
-        return -1;
-    if (y < 1970 || m < 1 || m > 12 || d < 1 || d > days_in_month(y, m))
-        return -1;
-    *days = days_from_civil(y, m, d);
-    return 0;
+    return time_parse_duration(s, 36500 * MS_PER_DAY, ms, NULL, 0);
 }
 
 int report_parse_day(const char *s, int64_t *ms)
 {
-    int64_t days;
-    if (parse_date(&s, &days) || *s)
-        return -1;
-    *ms = days * MS_PER_DAY;
-    return 0;
+    return time_parse_day(s, ms, NULL, 0);
 }
 
 int report_parse_time(const char *s, int64_t *ms)
 {
-    int64_t days;
-    int hh, mm, ss = 0, frac_ms = 0;
-    const char *p = s;
-    if (parse_date(&p, &days))
-        return -1;
-    if (!*p) {
-        *ms = days * MS_PER_DAY;
-        return 0;
-    }
-    if (*p != 'T' && *p != 't' && *p != ' ')
-        return -1;
-    p++;
-    if (digits_n(&p, 2, &hh) || *p++ != ':' || digits_n(&p, 2, &mm))
-        return -1;
-    if (*p == ':') {
-        p++;
-        if (digits_n(&p, 2, &ss))
-            return -1;
-        if (*p == '.' || *p == ',') {
-            int n = 0;
-            p++;
-            while (*p >= '0' && *p <= '9') {
-                if (n < 3)
-                    frac_ms = frac_ms * 10 + (*p - '0');
-                n++;
-                p++;
-            }
-            if (!n || n > 9)
-                return -1;
-            for (; n < 3; n++)
-                frac_ms *= 10;
-        }
-    }
-    if (hh > 23 || mm > 59 || ss > 59)
-        return -1;
-    int off_min = 0;
-    if (*p == 'Z' || *p == 'z') {
-        p++;
-    } else if (*p == '+' || *p == '-') {
-        int sign = *p++ == '-' ? -1 : 1, oh, om = 0;
-        if (digits_n(&p, 2, &oh))
-            return -1;
-        if (*p == ':')
-            p++;
-        if (*p && digits_n(&p, 2, &om))
-            return -1;
-        if (oh > 23 || om > 59)
-            return -1;
-        off_min = sign * (oh * 60 + om);
-    } else {
-        return -1; /* a time of day without a zone is ambiguous */
-    }
-    if (*p)
-        return -1;
-    *ms = days * MS_PER_DAY + ((int64_t)hh * 3600 + mm * 60 + ss - (int64_t)off_min * 60) * 1000 + frac_ms;
-    return 0;
+    return time_parse_iso8601(s, 1, ms, NULL, 0);
 }
 
 /* ---- formatting --------------------------------------------------------- */

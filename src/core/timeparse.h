@@ -1,0 +1,30 @@
+/*
+ * timeparse.h - the times and durations people type on FleetSync's command
+ * lines ("--since 2h", "--at 2026-11-27T01:30:00Z", "--day 2026-11-01").
+ *
+ * Pure; any thread.  On failure err (if not NULL) gets a reason that quotes
+ * the input and shows the expected form.
+ */
+#ifndef FS_TIMEPARSE_H
+#define FS_TIMEPARSE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define TIME_DAY_MS (24LL * 3600 * 1000)
+
+/* A whole number and one unit, s, m, h or d ("90s", "30m", "2h", "7d"),
+ * from 0 up to max_ms.  Returns 0 with *ms set, or -1. */
+int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, size_t err_size);
+
+/* ISO 8601 in UTC or with an offset: YYYY-MM-DDTHH:MM[:SS[.fff...]] then Z,
+ * +HH:MM, +HHMM or +HH ('T' may be a space; digits past milliseconds are
+ * dropped).  A time of day needs its zone.  With date_alone, "YYYY-MM-DD" is
+ * accepted as that UTC day's midnight.  Years from 1970.  Returns 0 with ms
+ * since the epoch in *ms, or -1. */
+int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, size_t err_size);
+
+/* Exactly "YYYY-MM-DD": the ms of that UTC midnight.  Returns 0 or -1. */
+int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size);
+
+#endif
