@@ -99,7 +99,23 @@
   /* ---- side panel ---- */
   function fmtTime(ms) { return ms ? new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC') : '–'; }
   function ago(ms) { var s = Math.round((Date.now() - ms) / 1000); return s < 60 ? s + ' s ago' : Math.round(s / 60) + ' min ago'; }
-  var panelTimer = null;
+  var panelTimer = null, trackLayer = null;
+  /* Today's track from the history pipeline; the live map does without it. */
+  function loadTrack(id) {
+    if (trackLayer) { map.removeLayer(trackLayer); trackLayer = null; }
+    document.getElementById('p-track').textContent = '…';
+    fetch('/api/trucks/' + encodeURIComponent(id) + '/track').then(function (r) {
+      return r.ok ? r.json() : Promise.reject(r.status);
+    }).then(function (t) {
+      if (id !== selected) return;
+      if (!t.history) { document.getElementById('p-track').textContent = 'history not reachable'; return; }
+      var pts = t.points.map(function (p) { return [p[1], p[0]]; });
+      document.getElementById('p-track').textContent = pts.length + ' readings stored today';
+      if (pts.length > 1) trackLayer = L.polyline(pts, { color: '#1565c0', weight: 3, opacity: 0.7 }).addTo(map);
+    }).catch(function () {
+      if (id === selected) document.getElementById('p-track').textContent = 'history not reachable';
+    });
+  }
   function select(id) {
     var prev = selected;
     selected = id;
@@ -107,6 +123,7 @@
     document.getElementById('panel').hidden = false;
     document.getElementById('p-id').textContent = id;
     refreshPanel();
+    loadTrack(id);
     clearInterval(panelTimer);
     panelTimer = setInterval(refreshPanel, 2000);
   }
@@ -126,6 +143,7 @@
   }
   document.getElementById('panel-close').onclick = function () {
     var prev = selected; selected = null; clearInterval(panelTimer);
+    if (trackLayer) { map.removeLayer(trackLayer); trackLayer = null; }
     document.getElementById('panel').hidden = true;
     var e = prev && trucks.get(prev); if (e) e.marker.setIcon(truckIcon(e.data));
   };

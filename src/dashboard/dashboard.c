@@ -435,6 +435,7 @@ int cmd_dashboard(int argc, char **argv)
     k.rebuild_ms = DEFAULT_REBUILD_MS;
     k.alerts_ms = DEFAULT_ALERTS_MS;
     cfg_init(&cfg);
+    d.cfg = &cfg;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;

@@ -11,6 +11,7 @@
 #include "dashboard/server.h"
 
 #include "core/log.h"
+#include "core/pg.h"
 #include "dashboard/jbuf.h"
 #include "dashboard/proto.h"
 #include "dashboard/view.h"
@@ -373,6 +374,63 @@ static void api_truck(struct dash *d, struct mg_connection *conn, const char *id
     jbuf_release(&b);
 }
 
+/* Today's (UTC) track of one truck, read from the history pipeline's
+ * telemetry table: {"truck_id":..,"history":true,"points":[[lon,lat,ts_ms],...]}.
+ * The live map does not depend on it: when PostgreSQL (or the history
+ * schema) is not there the answer is still 200, with "history":false and
+ * the reason, so the page says so instead of logging a failed request. */
+static void track_unavailable(struct mg_connection *conn, const char *id, size_t id_len, const char *why)
+{
+    struct jbuf b;
+    jbuf_init(&b, 4096);
+    jbuf_puts(&b, "{\"truck_id\":");
+    jbuf_str(&b, id, id_len);
+    jbuf_puts(&b, ",\"history\":false,\"error\":");
+    jbuf_str(&b, why, strlen(why));
+    jbuf_puts(&b, ",\"points\":[]}");
+    reply_json(conn, 200, &b);
+    jbuf_release(&b);
+}
+
+static void api_truck_track(struct dash *d, struct mg_connection *conn, const char *id, size_t id_len)
+{
+    char idbuf[DS_ID_MAX + 1], err[512];
+    if (id_len == 0 || id_len > DS_ID_MAX) {
+        reply_error(conn, 404, "no such truck");
+        return;
+    }
+    memcpy(idbuf, id, id_len);
+    idbuf[id_len] = '\0';
+    PGconn *pg = d->cfg ? pg_connect(d->cfg, "fleetsync-dashboard", err, sizeof(err)) : NULL;
+    if (!pg) {
+        track_unavailable(conn, idbuf, id_len, "the history database is not reachable");
+        return;
+    }
+    const char *vals[1] = {idbuf};
+    PGresult *r = PQexecParams(pg,
+                               "SELECT lon, lat, (extract(epoch FROM ts) * 1000)::bigint FROM telemetry "
+                               "WHERE truck_id = $1 AND ts >= date_trunc('day', now()) ORDER BY ts, seq LIMIT 20000",
+                               1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        PQclear(r);
+        PQfinish(pg);
+        track_unavailable(conn, idbuf, id_len, "no history pipeline in this database");
+        return;
+    }
+    struct jbuf b;
+    jbuf_init(&b, API_MAX_BYTES);
+    jbuf_puts(&b, "{\"truck_id\":");
+    jbuf_str(&b, idbuf, id_len);
+    jbuf_puts(&b, ",\"history\":true,\"points\":[");
+    for (int i = 0; i < PQntuples(r); i++)
+        jbuf_printf(&b, "%s[%s,%s,%s]", i ? "," : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    jbuf_puts(&b, "]}");
+    PQclear(r);
+    PQfinish(pg);
+    reply_json(conn, 200, &b);
+    jbuf_release(&b);
+}
+
 static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const char *query)
 {
     char v[256];
@@ -494,7 +552,13 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
     } else if (strcmp(uri, "/api/trucks") == 0) {
         api_trucks_bbox(d, conn, ri->query_string);
     } else if (strncmp(uri, "/api/trucks/", 12) == 0) {
-        api_truck(d, conn, uri + 12);
+        const char *id = uri + 12, *slash = strchr(id, '/');
+        if (slash && strcmp(slash, "/track") == 0)
+            api_truck_track(d, conn, id, (size_t)(slash - id));
+        else if (slash)
+            reply_error(conn, 404, "no such API");
+        else
+            api_truck(d, conn, id);
     } else if (strcmp(uri, "/api/alerts") == 0) {
         api_alerts(d, conn, ri->query_string);
     } else if (strcmp(uri, "/api/config") == 0) {

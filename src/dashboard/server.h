@@ -19,6 +19,7 @@
 
 #include "core/metrics.h"
 #include "dashboard/alerts.h"
+#include "core/config.h"
 #include "dashboard/store.h"
 
 #include <limits.h>
@@ -55,6 +56,7 @@ struct dash {
     char web_dir[PATH_MAX];
     char modules_dir[PATH_MAX];
     const char *tile_url;
+    const struct fs_config *cfg; /* for today's track, read from history's PostgreSQL */
     char auth_header[512]; /* "Basic ..." expected; "" = no authentication */
 
     struct metrics *metrics;

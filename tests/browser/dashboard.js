@@ -150,7 +150,7 @@ async function main() {
     // Chromium logs each refused connection (WebSocket reconnects, the side
     // panel's refresh) while the server is away: those are expected.
     const other = errors.filter((e) => !/^WebSocket connection to .* failed/.test(e) &&
-      !/^Failed to load resource: net::ERR_CONNECTION_(RESET|REFUSED)/.test(e));
+      !/^Failed to load resource: net::ERR_(CONNECTION_(RESET|REFUSED)|SOCKET_NOT_CONNECTED)/.test(e));
     check('no console errors across the restart but refused connections', other.length === 0, other.slice(0, 5).join(' | '));
   }
   check('no request leaves localhost', outside.length === 0, outside.slice(0, 5).join(' '));

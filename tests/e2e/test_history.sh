@@ -194,6 +194,8 @@ K4=$((K3 + $(wait_unique "${P}truck-telemetry" "^$ID-O" 3600)))
 check_eq "the bridge keeps taking readings into Kafka during the outage" $((K3 + 3600)) "$K4"
 live=$(curl -s --max-time 5 "http://127.0.0.1:$TEST_HTTP_PORT/api/trucks/$ID-O000001" | jq -r .truck_id 2>/dev/null)
 check_eq "the dashboard shows a truck that first reported during the outage" "$ID-O000001" "$live"
+track() { curl -s --max-time 10 "http://127.0.0.1:$TEST_HTTP_PORT/api/trucks/$1/track" | jq -r "$2" 2>/dev/null; }
+check_eq "its panel's track says the history is not reachable" false "$(track "$ID-O000001" .history)"
 sleep 5
 check_eq "the sink reports the database down" 0 "$(metric "$MP" 'fleetsync_sink_db_up{group="'"$G"'"}')"
 check "it retries with backoff (failed attempts counted)" test "$(metric "$MP" 'fleetsync_sink_db_errors_total{group="'"$G"'"}')" -ge 1
@@ -205,6 +207,16 @@ check_eq "after the outage: every reading stored" "$K4" "$(wait_until "$K4" 120 
 check "memory stayed bounded during the outage (RSS ${rss} KiB)" test "$rss" -lt 400000
 check_eq "the stored offsets reach the end of the topic" 1 "$(wait_until 1 40 caught_up)"
 check_eq "none twice" "$K4" "$(rows)"
+# Today's track in the dashboard's panel comes from the stored rows.
+now=$(date +%s%3N)
+for i in 2 1 0; do
+    printf '%s\t{"v":1,"truck_id":"%s","ts":%s,"seq":%s,"lat":48.1%s,"lon":11.5,"speed_kmh":50,"ignition":true}\n' \
+        "$ID-T1" "$ID-T1" "$((now - i * 1000))" "$((3 - i))" "$i"
+done | kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t'
+K4=$((K4 + 3))
+check_eq "three readings of today are stored" "$K4" "$(wait_until "$K4" 60 rows)"
+check_eq "the dashboard's track of the truck has them, in order" "true 3 48.12 48.1" \
+    "$(track "$ID-T1" '"\(.history) \(.points | length) \(.points[0][1]) \(.points[2][1])"')"
 kill -TERM "$dash_pid"; wait "$dash_pid" 2>/dev/null; dash_pid=
 
 # --- 5. a clean stop, then a replay of the last hour -----------------------
