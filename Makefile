@@ -103,6 +103,7 @@ bench: bootstrap
 	@$(MAKE) --no-print-directory all
 	@bench/run $(if $(QUICK),--quick)
 	@bench/history $(if $(QUICK),--quick)
+	@bench/dashboard $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all
