@@ -40,13 +40,6 @@ unique_readings() {
 # wait_unique TOPIC KEYPATTERN N [TRIES]: waits for N distinct readings; prints the count.
 wait_unique() { wait_until "$3" "${4:-120}" unique_readings "$1" "$2"; }
 
-topics_ready() {
-    for _ in $(seq 50); do
-        kcat -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
-        sleep 0.2
-    done
-    return 1
-}
 
 # start_bridge NAME [args...]: runs a bridge logging to $W/NAME.log, waits until
 # it has subscribed; sets bridge_pid.

@@ -41,3 +41,13 @@ done_testing() {
     echo "1..$_n"
     [ "$_failed" -eq 0 ]
 }
+
+# topics_ready: the suite's topics (prefix $P, brokers $B) exist with their
+# partitions, after `services start --topic-prefix "$P"`.
+topics_ready() {
+    for _ in $(seq 50); do
+        kcat -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
+        sleep 0.2
+    done
+    return 1
+}

@@ -31,13 +31,6 @@ offsets() { sql "SELECT string_agg(partition || ':' || next_offset, ' ' ORDER BY
 replay() { "$FS" replay --topic-prefix "$P" "$@"; }
 
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
-topics_ready() {
-    for _ in $(seq 50); do
-        kcat -b "$B" -L -t "$T1" 2>/dev/null | grep -q '6 partitions' && return 0
-        sleep 0.2
-    done
-    return 1
-}
 check "topics with the suite's prefix exist" topics_ready
 
 # --- usage ------------------------------------------------------------------

@@ -30,13 +30,6 @@ part() { jq -r --arg g "$2" --argjson p "$3" --arg t "$T1" \
 group() { jq -c --arg g "$2" '.groups[] | select(.group == $g) | {members, lag, store}' <<<"$1"; }
 
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
-topics_ready() {
-    for _ in $(seq 50); do
-        kcat -b "$B" -L -t "$T1" 2>/dev/null | grep -q '6 partitions' && return 0
-        sleep 0.2
-    done
-    return 1
-}
 check "topics with the suite's prefix exist" topics_ready
 
 # --- usage ------------------------------------------------------------------
