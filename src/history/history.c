@@ -36,6 +36,7 @@
 #include "core/tmscan.h"
 #include "core/topics.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -930,12 +931,17 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
     }
     /* Bounded: a long recompute must not starve the batches. */
     int64_t until = mono_ms() + 500;
+    int done;
     for (;;) {
-        int done = recompute_dirty(h, conn, err, err_size);
+        done = recompute_dirty(h, conn, err, err_size);
         if (done < 0)
             return -1;
         if (done == 0 || mono_ms() >= until || sig_stopping())
             break;
+    }
+    if (done == 0) { /* the last pass found nothing dirty: no need to count */
+        metric_set(h->m_dirty, 0);
+        return 0;
     }
     PGresult *r = PQexec(conn, "SELECT count(*) FROM rollup_dirty");
     if (PQresultStatus(r) == PGRES_TUPLES_OK)
@@ -945,6 +951,17 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
 }
 
 /* ---- the command ------------------------------------------------------------------ */
+
+/* A whole number in [min, max], optionally followed by suffix ("d").
+ * Returns 0 with *v set, or -1. */
+static int int_option(const char *s, long min, long max, const char *suffix, long *v) {
+    char *end;
+    errno = 0;
+    *v = strtol(s, &end, 10);
+    if (end == s || errno || (*end && (!suffix || strcmp(end, suffix) != 0)))
+        return -1;
+    return *v >= min && *v <= max ? 0 : -1;
+}
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -998,34 +1015,29 @@ int cmd_history(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;
-        char *end;
-        long v;
+        long v = 0;
         switch (c) {
         case 'h':
             usage(stdout);
             rc = 0;
             goto out;
         case OPT_BATCH:
-            v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 1000000)
+            if (int_option(optarg, 1, 1000000, NULL, &v))
                 bad = "--max-batch is 1-1000000";
             so.max_batch = (size_t)v;
             break;
         case OPT_FLUSH:
-            v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > 600000)
+            if (int_option(optarg, 1, 600000, NULL, &v))
                 bad = "--flush-ms is 1-600000";
             so.flush_ms = (int)v;
             break;
         case OPT_RETENTION:
-            v = strtol(optarg, &end, 10);
-            if ((*end && strcmp(end, "d") != 0) || v < 0 || v > 36500)
+            if (int_option(optarg, 0, 36500, "d", &v))
                 bad = "--retention is a number of days (0 = forever)";
             h.retention_days = (int)v;
             break;
         case OPT_AHEAD:
-            v = strtol(optarg, &end, 10);
-            if (*end || v < 0 || v > 60)
+            if (int_option(optarg, 0, 60, NULL, &v))
                 bad = "--days-ahead is 0-60";
             h.days_ahead = (int)v;
             break;
