@@ -527,6 +527,42 @@ static void gather_services(struct status_ctx *c, struct status_report *r)
     r->service_count = SVC_COUNT < STATUS_MAX_SERVICES ? SVC_COUNT : STATUS_MAX_SERVICES;
 }
 
+/* --- the probe other commands keep (fleetsync up's status line) --------- */
+
+struct status_probe {
+    struct status_ctx c;
+};
+
+struct status_probe *status_probe_new(const struct fs_config *cfg, int timeout_ms)
+{
+    struct status_probe *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->c.cfg = *cfg; /* borrowed: the caller's config outlives the probe */
+    p->c.timeout_ms = timeout_ms;
+    return p;
+}
+
+void status_probe_refresh(struct status_probe *p, struct status_report *r)
+{
+    memset(r, 0, sizeof(*r));
+    gather_services(&p->c, r);
+    gather_groups(&p->c, r, 1, NULL);
+    if (p->c.rk && r->kafka_error[0]) {
+        rd_kafka_destroy(p->c.rk); /* connect afresh next time */
+        p->c.rk = NULL;
+    }
+}
+
+void status_probe_free(struct status_probe *p)
+{
+    if (!p)
+        return;
+    if (p->c.rk)
+        rd_kafka_destroy(p->c.rk);
+    free(p);
+}
+
 /* --- the command --------------------------------------------------------- */
 
 static volatile sig_atomic_t stop_asked;

@@ -108,4 +108,15 @@ char *status_json(const struct status_report *r);
  * members and partitions). */
 void status_print_table(FILE *out, const struct status_report *r);
 
+/* A status probe kept across refreshes (one Kafka client), for commands
+ * that show status as they run (fleetsync up).  cfg is borrowed and must
+ * outlive the probe.  NULL when out of memory. */
+struct fs_config;
+struct status_probe;
+struct status_probe *status_probe_new(const struct fs_config *cfg, int timeout_ms);
+/* Services and every FleetSync group with positions and ends, into *r
+ * (released with status_report_release); rates are left unmeasured. */
+void status_probe_refresh(struct status_probe *p, struct status_report *r);
+void status_probe_free(struct status_probe *p);
+
 #endif

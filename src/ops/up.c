@@ -2,11 +2,12 @@
  * up.c - "fleetsync up", the main job: the whole stack in one command.
  *
  * It starts the embedded services, then the FleetSync processes (the
- * bridge today; the pipelines and the simulator join as they are built),
- * each a child running this same binary with the same endpoints, in its own
- * process group so that a Ctrl-C reaches only us.  It prints where
- * everything is and watches: a child that exits is restarted with backoff
- * and reported, a service that died is started again.  On Ctrl-C or SIGTERM
+ * bridge, the pipelines: history, billing, detect, dashboard, and the
+ * simulator), each a child running this same binary with the same
+ * endpoints, in its own process group so that a Ctrl-C reaches only us.  It
+ * prints where everything is and watches: a child that exits is restarted
+ * with backoff and reported, a service that died is started again, and one
+ * status line tells trucks, messages per second, lag per group and alerts.  On Ctrl-C or SIGTERM
  * it stops the children in reverse start order (each flushes and commits on
  * SIGTERM), then the services, and exits 0.  Data stays in the data dir, so a
  * second "up" resumes where the first stopped.  Children log to
@@ -18,10 +19,15 @@
 #include "core/log.h"
 #include "core/sig.h"
 #include "ops/services.h"
+#include "ops/status.h"
+
+#include "core/topics.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <civetweb.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -38,22 +44,32 @@ static void up_usage(FILE *out)
     fprintf(out,
             "usage: fleetsync up [options]\n\n"
             "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-            "the MQTT -> Kafka bridge, the pipelines built so far (history into PostgreSQL, the\n"
-            "live dashboard on --listen) and the truck simulator, keeps them running (whatever\n"
-            "dies is restarted with backoff) and stops them all on Ctrl-C. Data stays in the\n"
-            "data dir: a second 'up' resumes. Logs: DATA_DIR/log/.\n\n"
+            "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
+            "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
+            "keeps them running (whatever dies is restarted with backoff), shows one status\n"
+            "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+            "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.\n\n"
             "Options:\n"
             "  --trucks N          simulated trucks (default 1000)\n"
             "  --interval S        seconds between two readings of a simulated truck (default 10)\n"
+            "  --scenario F        incidents for the simulator to inject (docs/sim.md)\n"
+            "  --geofences F       GeoJSON fences, for the simulator and the detector\n"
+            "  --start T           simulated clock start (ISO 8601 or now-2h), with --speedup X\n"
+            "  --speedup X         run the simulated clock X times faster until it reaches now\n"
             "  --no-sim            no simulator: real trucks publish to the MQTT broker\n"
+            "  --metrics-base N    metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
+            "                      N+4, simulator N+5 (default 9100; -1: no metrics endpoints)\n"
             "  --check-interval S  seconds between health checks (default 5)\n"
             "  -h, --help          this text\n\n%s",
             cfg_options_help);
 }
 
+#define CHILD_MAX_ARGS 20
+
 struct child {
     const char *name;
-    const char *args[8]; /* subcommand and its own options; NULL-terminated */
+    const char *args[CHILD_MAX_ARGS]; /* subcommand and its own options; NULL-terminated */
+    int metrics_off; /* its metrics port is --metrics-base + this (DESIGN.md: 9101...); 0 none */
     pid_t pid;
     int backoff_s;
     time_t next_start;
@@ -64,13 +80,37 @@ struct child {
  * left unbridged). */
 static char sim_trucks[24] = "1000", sim_interval[24] = "10";
 static struct child children[] = {
-    {.name = "bridge", .args = {"bridge", "--quiet", NULL}},
-    {.name = "history", .args = {"history", NULL}},
+    {.name = "bridge", .args = {"bridge", "--quiet", NULL}, .metrics_off = 1},
+    {.name = "history", .args = {"history", NULL}, .metrics_off = 2},
+    {.name = "billing", .args = {"billing", NULL}, .metrics_off = 4},
+    {.name = "detect", .args = {"detect", NULL}, .metrics_off = 3},
     {.name = "dashboard", .args = {"dashboard", NULL}},
-    {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL}},
+    {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL},
+     .metrics_off = 5},
 };
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
+static int metrics_base = 9100;
 #define NCHILDREN nchildren
+
+/* Appends "opt value" to the named child's options.  Returns 0, or -1 when
+ * they are full. */
+static int child_arg(const char *name, const char *opt, const char *value)
+{
+    for (int i = 0; i < (int)(sizeof(children) / sizeof(children[0])); i++) {
+        if (strcmp(children[i].name, name) != 0)
+            continue;
+        int n = 0;
+        while (children[i].args[n])
+            n++;
+        if (n + 3 > CHILD_MAX_ARGS)
+            return -1;
+        children[i].args[n] = opt;
+        children[i].args[n + 1] = value;
+        children[i].args[n + 2] = NULL;
+        return 0;
+    }
+    return -1;
+}
 
 static int child_start(struct child *ch, const struct fs_config *cfg)
 {
@@ -80,7 +120,7 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
         return -1;
     exe[n] = '\0';
     snprintf(logp, sizeof(logp), "%s/log/%s.log", cfg->data_dir, ch->name);
-    const char *argv[32];
+    const char *argv[CHILD_MAX_ARGS + 16];
     int a = 0;
     argv[a++] = exe;
     for (int i = 0; ch->args[i]; i++)
@@ -89,6 +129,12 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
                             "--data-dir", cfg->data_dir, "--topic-prefix", cfg->topic_prefix};
     for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
         argv[a++] = shared[i];
+    char mport[16];
+    if (ch->metrics_off) {
+        snprintf(mport, sizeof(mport), "%d", metrics_base > 0 ? metrics_base + ch->metrics_off : -1);
+        argv[a++] = "--metrics-port";
+        argv[a++] = mport;
+    }
     argv[a] = NULL;
     pid_t pid = fork();
     if (pid < 0)
@@ -176,6 +222,122 @@ static void children_stop(void)
     }
 }
 
+/* --- the status line ---------------------------------------------------- */
+
+/* The dashboard's truck count (GET /api/fleet), or -1 when it does not
+ * answer. */
+static long fleet_trucks(const struct fs_config *cfg)
+{
+    char host[256], ebuf[256], body[4096];
+    const char *colon = strrchr(cfg->listen, ':');
+    if (!colon || (size_t)(colon - cfg->listen) >= sizeof(host))
+        return -1;
+    memcpy(host, cfg->listen, (size_t)(colon - cfg->listen));
+    host[colon - cfg->listen] = '\0';
+    if (!strcmp(host, "0.0.0.0") || !host[0])
+        snprintf(host, sizeof(host), "127.0.0.1");
+    struct mg_connection *conn = mg_download(host, atoi(colon + 1), 0, ebuf, sizeof(ebuf),
+                                             "GET /api/fleet HTTP/1.0\r\nHost: %s\r\n\r\n", host);
+    if (!conn)
+        return -1;
+    long trucks = -1;
+    const struct mg_response_info *ri = mg_get_response_info(conn);
+    size_t n = 0;
+    int r;
+    while (n < sizeof(body) - 1 && (r = mg_read(conn, body + n, sizeof(body) - 1 - n)) > 0)
+        n += (size_t)r;
+    if (ri && ri->status_code == 200) {
+        json_t *j = json_loadb(body, n, 0, NULL);
+        json_t *t = json_object_get(j, "trucks");
+        if (json_is_integer(t))
+            trucks = (long)json_integer_value(t);
+        json_decref(j);
+    }
+    mg_close_connection(conn);
+    return trucks;
+}
+
+/* The sum over partitions of a topic's end offsets, as the groups of r saw
+ * them (each partition once); -1 when none is known. */
+static int64_t topic_end_sum(const struct status_report *r, const char *topic)
+{
+    int64_t sum = -1;
+    int32_t seen[256];
+    int nseen = 0;
+    for (size_t i = 0; i < r->group_count; i++) {
+        const struct status_group *g = &r->groups[i];
+        for (size_t j = 0; j < g->count; j++) {
+            const struct status_part *p = &g->parts[j];
+            if (strcmp(p->topic, topic) != 0 || p->end < 0)
+                continue;
+            int dup = 0;
+            for (int k = 0; k < nseen; k++)
+                dup |= seen[k] == p->partition;
+            if (dup || nseen == (int)(sizeof(seen) / sizeof(seen[0])))
+                continue;
+            seen[nseen++] = p->partition;
+            sum = (sum < 0 ? 0 : sum) + p->end;
+        }
+    }
+    return sum;
+}
+
+struct line_state {
+    int64_t telemetry_end, at_ms;
+};
+
+static int64_t now_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* "trucks 200 · 19 msg/s · lag dashboard 0, detector 0, history 3, billing 0 ·
+ * alerts 4 records", from one status refresh and the dashboard. */
+static void status_line(struct status_probe *probe, const struct fs_config *cfg, struct line_state *ls,
+                        char *out, size_t size)
+{
+    struct status_report r;
+    char topic[512];
+    size_t n = 0;
+    status_probe_refresh(probe, &r);
+    long trucks = fleet_trucks(cfg);
+    if (trucks >= 0)
+        n += (size_t)snprintf(out + n, size - n, "trucks %ld", trucks);
+    else
+        n += (size_t)snprintf(out + n, size - n, "trucks ?");
+    snprintf(topic, sizeof(topic), "%s%s", cfg->topic_prefix, TOPIC_TELEMETRY);
+    int64_t end = topic_end_sum(&r, topic), now = now_mono_ms();
+    if (end >= 0 && ls->telemetry_end >= 0 && now > ls->at_ms && end >= ls->telemetry_end)
+        n += (size_t)snprintf(out + n, size - n, " | %.0f msg/s",
+                              (double)(end - ls->telemetry_end) * 1000.0 / (double)(now - ls->at_ms));
+    ls->telemetry_end = end;
+    ls->at_ms = now;
+    if (r.kafka_error[0]) {
+        n += (size_t)snprintf(out + n, size - n, " | Kafka: not answering");
+    } else {
+        n += (size_t)snprintf(out + n, size - n, " | lag");
+        for (size_t i = 0; i < r.group_count && n < size; i++) {
+            const char *g = r.groups[i].name;
+            if (strncmp(g, "fleetsync-", 10) != 0)
+                continue;
+            if (r.groups[i].lag >= 0)
+                n += (size_t)snprintf(out + n, size - n, " %s %lld", g + 10, (long long)r.groups[i].lag);
+            else
+                n += (size_t)snprintf(out + n, size - n, " %s ?", g + 10);
+        }
+        snprintf(topic, sizeof(topic), "%s%s", cfg->topic_prefix, TOPIC_ALERTS);
+        int64_t alerts = topic_end_sum(&r, topic);
+        if (alerts >= 0 && n < size)
+            n += (size_t)snprintf(out + n, size - n, " | alert records %lld", (long long)alerts);
+    }
+    for (int i = 0; i < r.service_count && n < size; i++)
+        if (!r.services[i].healthy)
+            n += (size_t)snprintf(out + n, size - n, " | %s DOWN", r.services[i].name);
+    status_report_release(&r);
+}
+
 /* Waits up to ms for a stop request; returns 1 if one came. */
 static int wait_stop(int ms)
 {
@@ -187,12 +349,17 @@ static int wait_stop(int ms)
 
 int cmd_up(int argc, char **argv)
 {
-    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM };
+    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM, OPT_SCENARIO, OPT_GEOFENCES, OPT_START, OPT_SPEEDUP, OPT_METRICS_BASE };
     static const struct option longopts[] = {
         {"check-interval", required_argument, NULL, OPT_CHECK},
         {"trucks", required_argument, NULL, OPT_TRUCKS},
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"no-sim", no_argument, NULL, OPT_NO_SIM},
+        {"scenario", required_argument, NULL, OPT_SCENARIO},
+        {"geofences", required_argument, NULL, OPT_GEOFENCES},
+        {"start", required_argument, NULL, OPT_START},
+        {"speedup", required_argument, NULL, OPT_SPEEDUP},
+        {"metrics-base", required_argument, NULL, OPT_METRICS_BASE},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -218,6 +385,29 @@ int cmd_up(int argc, char **argv)
                 goto out;
             }
             snprintf(c == OPT_TRUCKS ? sim_trucks : sim_interval, sizeof(sim_trucks), "%ld", v);
+        } else if (c == OPT_SCENARIO || c == OPT_START || c == OPT_SPEEDUP) {
+            /* The simulator checks them (and says what is wrong) when it starts;
+             * a file must exist now, as the children run from the same place. */
+            if (c == OPT_SCENARIO && access(optarg, R_OK) != 0) {
+                fprintf(stderr, "fleetsync up: cannot read --scenario %s: %s\n", optarg, strerror(errno));
+                goto out;
+            }
+            child_arg("sim", c == OPT_SCENARIO ? "--scenario" : c == OPT_START ? "--start" : "--speedup", optarg);
+        } else if (c == OPT_METRICS_BASE) {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || (v != -1 && (v < 1 || v > 65535 - 5))) {
+                fprintf(stderr, "fleetsync up: --metrics-base is a port number (1-65530), or -1\n");
+                goto out;
+            }
+            metrics_base = (int)v;
+        } else if (c == OPT_GEOFENCES) {
+            if (access(optarg, R_OK) != 0) {
+                fprintf(stderr, "fleetsync up: cannot read --geofences %s: %s\n", optarg, strerror(errno));
+                goto out;
+            }
+            child_arg("sim", "--geofences", optarg);
+            child_arg("detect", "--geofences", optarg);
         } else if (c == OPT_NO_SIM) {
             if (!no_sim)
                 nchildren--; /* the simulator is last */
@@ -245,6 +435,7 @@ int cmd_up(int argc, char **argv)
     }
     sig_install();
     mosquitto_lib_init();
+    mg_init_library(0);
     rc = 1;
     if (svc_start(&cfg, &opt) != 0)
         goto done;
@@ -263,13 +454,18 @@ int cmd_up(int argc, char **argv)
            "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
            "  dashboard   http://%s/   (the live map)\n"
            "  history     every reading into PostgreSQL: fleetsync report avg-speed --fleet --since 1d\n"
+           "  billing     per truck and day: fleetsync report invoice --month YYYY-MM --rate-per-km X\n"
+           "  detect      alerts into %struck-alerts (and on the map)\n"
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.listen, sim_line);
+           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.listen, cfg.topic_prefix,
+           sim_line);
     fflush(stdout);
 
-    int backoff_s = 1;
-    time_t started = time(NULL), last_check = 0;
+    int backoff_s = 1, tty = isatty(STDOUT_FILENO);
+    time_t started = time(NULL), last_check = 0, last_line = 0;
+    struct status_probe *probe = status_probe_new(&cfg, 3000);
+    struct line_state ls = {.telemetry_end = -1};
     opt.quiet = 1;
     children_tick(&cfg);
     while (!wait_stop(1000)) {
@@ -289,15 +485,25 @@ int cmd_up(int argc, char **argv)
             down |= !st[i].pid;
         }
         for (int i = 0; i < NCHILDREN && n < sizeof(line); i++)
-            n += (size_t)snprintf(line + n, sizeof(line) - n, ", %s %s", children[i].name,
-                                  children[i].pid ? "ok" : "RESTARTING");
+            if (!children[i].pid)
+                n += (size_t)snprintf(line + n, sizeof(line) - n, ", %s RESTARTING", children[i].name);
         long up_s = (long)(time(NULL) - started);
-        if (isatty(STDOUT_FILENO)) {
-            printf("\r[%02ld:%02ld:%02ld] %s   ", up_s / 3600, up_s / 60 % 60, up_s % 60, line);
-            fflush(stdout);
+        char facts[768];
+        if (probe && !down) {
+            status_line(probe, &cfg, &ls, facts, sizeof(facts));
+            /* One line, rewritten in place on a terminal; every 30 s in a log. */
+            if (tty) {
+                printf("\r\033[K[%02ld:%02ld:%02ld] %s | %s", up_s / 3600, up_s / 60 % 60, up_s % 60, facts,
+                       line);
+                fflush(stdout);
+            } else if (time(NULL) - last_line >= 30) {
+                printf("[%02ld:%02ld:%02ld] %s | %s\n", up_s / 3600, up_s / 60 % 60, up_s % 60, facts, line);
+                fflush(stdout);
+                last_line = time(NULL);
+            }
         }
         if (down) {
-            if (isatty(STDOUT_FILENO))
+            if (tty)
                 printf("\n");
             log_warn("%s; restarting in %d s", line, backoff_s);
             if (wait_stop(backoff_s * 1000))
@@ -310,12 +516,14 @@ int cmd_up(int argc, char **argv)
             }
         }
     }
-    if (isatty(STDOUT_FILENO))
+    if (tty)
         printf("\n");
+    status_probe_free(probe);
     log_info("stopping");
     children_stop();
     rc = svc_stop(&cfg, 60);
 done:
+    mg_exit_library();
     mosquitto_lib_cleanup();
 out:
     cfg_release(&cfg);
