@@ -5,6 +5,7 @@
  * component; argv[0] is the subcommand's name.  Exit codes: 0 ok, 1 runtime
  * failure, 2 usage error.
  */
+#include "billing/billing.h"
 #include "bridge/bridge.h"
 #include "dashboard/dashboard.h"
 #include "history/report.h"
@@ -16,6 +17,15 @@
 
 #include <stdio.h>
 #include <string.h>
+
+/* `report invoice` is billing's (src/billing/invoice.c); every other report is
+ * history's. */
+static int cmd_report_any(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "invoice") == 0)
+        return cmd_invoice(argc - 1, argv + 1);
+    return cmd_report(argc, argv);
+}
 
 struct cmd {
     const char *name;
@@ -31,10 +41,10 @@ static const struct cmd commands[] = {
     {"dashboard", cmd_dashboard, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
     {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},
-    {"billing", NULL, "per truck and day billing: consumer group fleetsync-billing"},
+    {"billing", cmd_billing, "per truck and day billing: consumer group fleetsync-billing"},
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", cmd_status, "services, consumer groups, lag and rates"},
-    {"report", cmd_report, "history queries: avg-speed, summary, trips, stops, track, alerts"},
+    {"report", cmd_report_any, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},
     {"bench", NULL, "bench detect: precision / recall per rule for a scenario"},
     {"trucks", NULL, "trucks add ID...|--count N: per-truck MQTT credentials"},
 };

@@ -1,0 +1,248 @@
+#!/bin/bash
+# The billing pipeline against the real Kafka and PostgreSQL: a hand-computed
+# fixture (a midnight crossing, a GPS jump out and back, idling, repeats, a
+# late reading, a bad record) produced with kcat into the suite's own topic;
+# billing_daily equals the hand numbers; a backlog consumed through SIGKILLs
+# gives the same totals as the formula; a replay into the middle of a day
+# changes nothing and a replay to the start of the day recomputes that day
+# (updated_at moves, totals stay, the day before is left alone); report
+# invoice in table, CSV and JSON; usage errors exit 2.
+#
+# Kafka record timestamps are the produce time (kcat cannot set them) and
+# replay works on record timestamps, so the recomputed day is today: the
+# fixture's readings lie yesterday evening and today.
+. "$(dirname "$0")/lib.sh"
+
+P="e2ebill$$-"                  # topic prefix: this suite's own topics
+T="${P}truck-telemetry"
+ID="E2EB$$"                     # truck id prefix
+G="e2e-billing-$$"              # consumer group (offsets in sink_offsets)
+B=$FLEETSYNC_BROKERS
+MP=$((TEST_METRICS_BASE + 9))     # billing's metrics (no other suite uses +9)
+W=$(mktemp -d /tmp/fleetsync-e2e-billing.XXXXXX)
+STATIC=(-X "group.instance.id=e2e-billing-$$" -X session.timeout.ms=6000)
+bill_pid=
+cleanup() {
+    [ -n "$bill_pid" ] && kill -9 "$bill_pid" 2>/dev/null
+    [ "$_failed" -gt 0 ] && cp "$W/billing.log" "/tmp/fleetsync-e2e-billing-$$.log" 2>/dev/null &&
+        echo "# billing's log: /tmp/fleetsync-e2e-billing-$$.log"
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+q() { psql "$FLEETSYNC_PG" -XAtqc "$1" 2>/dev/null; }
+start_billing() {
+    "$FS" billing --topic-prefix "$P" --group "$G" --metrics-port "$MP" "${STATIC[@]}" "$@" >>"$W/billing.log" 2>&1 &
+    bill_pid=$!
+}
+# Stops billing with SIGTERM; its exit status in $stop_rc.  Called in this
+# shell, not in $(...): wait needs its own child.
+stop_billing() { kill -TERM "$bill_pid"; wait "$bill_pid"; stop_rc=$?; bill_pid=; }
+# replay ARGS...: a static member stays in the group for its session timeout
+# after it left, and replay refuses a group with members: retry until then.
+replay() {
+    local out rc
+    for _ in $(seq 40); do
+        out=$("$FS" replay --topic-prefix "$P" --group "$G" "$@" 2>&1); rc=$?
+        case "$out" in *"refused: group"*"is running"*) sleep 0.5 ;; *) break ;; esac
+    done
+    printf '%s\n' "$out"
+    return $rc
+}
+topic_end() {
+    local a=() p
+    for p in 0 1 2 3 4 5; do a+=(-t "$T:$p:-1"); done
+    kcat -b "$B" -Q "${a[@]}" 2>/dev/null | awk '{ s += $NF } END { print s + 0 }'
+}
+stored_end() { q "SELECT coalesce(sum(next_offset), 0) FROM sink_offsets WHERE group_id = '$G' AND topic = '$T'"; }
+wait_caught_up() {   # SECONDS
+    local end
+    end=$(topic_end)
+    for _ in $(seq $(($1 * 5))); do
+        [ "$(stored_end)" = "$end" ] && return 0
+        sleep 0.2
+    done
+    return 1
+}
+metric() { curl -s "http://127.0.0.1:$MP/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
+# Every value of the suite's rows, rounded, to compare runs.
+snapshot() {
+    q "SELECT truck_id, day, round(distance_km::numeric, 6), round(engine_hours::numeric, 9),
+              round(idle_hours::numeric, 9), max_speed_kmh FROM billing_daily
+       WHERE truck_id LIKE '$ID-%' ORDER BY 1, 2"
+}
+updated() { q "SELECT updated_at FROM billing_daily WHERE truck_id = '$1' AND day = '$2'"; }
+moved() {   # TRUCK DAY OLD_UPDATED_AT: the row was written after OLD
+    [ "$(q "SELECT updated_at > '$3'::timestamptz FROM billing_daily WHERE truck_id = '$1' AND day = '$2'")" = t ]
+}
+
+# Stay clear of midnight UTC: "today" must not change while the suite runs.
+left=$(( 86400 - $(date -u +%s) % 86400 ))
+[ "$left" -lt 300 ] && sleep $((left + 5))
+TODAY=$(date -u +%Y-%m-%d)
+YESTERDAY=$(date -u -d "$TODAY - 1 day" +%Y-%m-%d)
+MID=$(( $(date -u -d "$TODAY 00:00:00Z" +%s) * 1000 ))   # today's midnight, ms
+KM_PER_DEG=$(awk 'BEGIN { printf "%.12f", 6371008.8 * atan2(0, -1) / 180 / 1000 }')
+
+"$FS" services start --topic-prefix "$P" >/dev/null 2>&1
+check "topics with the suite's prefix exist" topics_ready
+
+# --- usage -------------------------------------------------------------------
+help=$("$FS" billing --help); check_eq "billing --help exits 0" 0 $?
+check_contains "billing --help names the group and the table" "fleetsync-billing" "$help"
+check_contains "billing --help shows the invoice command" "fleetsync report invoice --month" "$help"
+check_eq "billing with a bad --max-batch exits 2" 2 "$("$FS" billing --max-batch 0 >/dev/null 2>&1; echo $?)"
+inv_rc() { "$FS" report invoice "$@" >/dev/null 2>&1; echo $?; }
+check_eq "invoice --help exits 0" 0 "$(inv_rc --help)"
+check_eq "invoice: a bad month exits 2" 2 "$(inv_rc --month 2026-13 --rate-per-km 1 --rate-per-engine-hour 1)"
+check_eq "invoice: a month that is a day exits 2" 2 "$(inv_rc --month 2026-11-01 --rate-per-km 1 --rate-per-engine-hour 1)"
+check_eq "invoice: a negative rate exits 2" 2 "$(inv_rc --month 2026-11 --rate-per-km -0.5 --rate-per-engine-hour 1)"
+check_eq "invoice: a rate that is not a number exits 2" 2 "$(inv_rc --month 2026-11 --rate-per-km x --rate-per-engine-hour 1)"
+check_eq "invoice: a missing rate exits 2" 2 "$(inv_rc --month 2026-11 --rate-per-km 1)"
+check_eq "invoice: a bad format exits 2" 2 "$(inv_rc --month 2026-11 --rate-per-km 1 --rate-per-engine-hour 1 --format xml)"
+check_contains "invoice: the error says what a month is" "YYYY-MM" \
+    "$("$FS" report invoice --month 11/2026 --rate-per-km 1 --rate-per-engine-hour 1 2>&1)"
+check_contains "other reports still reach history's report" "usage: fleetsync report" "$("$FS" report --help 2>&1)"
+
+# --- the fixture ---------------------------------------------------------------
+# reading ID TS_MS SEQ LAT SPEED IGNITION -> "ID|json" (key|value for kcat -K'|')
+reading() { printf '%s|{"v":1,"truck_id":"%s","ts":%s,"seq":%s,"lat":%s,"lon":11,"speed_kmh":%s,"ignition":%s}\n' \
+    "$1" "$1" "$2" "$3" "$4" "$5" "$6"; }
+A="$ID-A" BT="$ID-B"
+{
+    # A: every 60 s from 23:50:30 to 00:09:30, 0.01 degrees north a minute,
+    # engine on, 60 km/h: 19 intervals, the one over midnight split in half.
+    for k in $(seq 0 19); do
+        reading "$A" $((MID - 570000 + k * 60000)) "$k" "$(awk -v k="$k" 'BEGIN { printf "%.2f", 48 + k / 100 }')" 60 true
+        [ "$k" = 3 ] || [ "$k" = 4 ] && reading "$A" $((MID - 570000 + k * 60000)) "$k" "$(awk -v k="$k" 'BEGIN { printf "%.2f", 48 + k / 100 }')" 60 true
+    done
+    # B: from 01:00, 50 km/h, reading 5 is a fix 4 degrees (445 km) off;
+    # then idling 5 minutes, then the engine off.
+    for k in $(seq 0 17); do
+        lat=$(awk -v k="$k" 'BEGIN { printf "%.2f", k <= 10 ? 47 + k / 100 : 47.10 }')
+        [ "$k" = 5 ] && lat=51.00
+        sp=50; [ "$k" -ge 11 ] && sp=0
+        ign=true; [ "$k" -ge 16 ] && ign=false
+        reading "$BT" $((MID + 3600000 + k * 60000)) "$k" "$lat" "$sp" "$ign"
+        [ "$k" = 12 ] && reading "$BT" $((MID + 3600000 + k * 60000)) "$k" "$lat" "$sp" "$ign"
+    done
+    reading "$BT" $((MID + 3600000 + 510000)) 1000 47.085 50 true     # late: older than B's last
+    echo "$BT|{not json"                                               # refused, counted
+} >"$W/fixture.txt"
+kcat -P -b "$B" -t "$T" -K'|' -l "$W/fixture.txt"
+check_eq "the fixture is in Kafka (20 + 2 + 18 + 1 + 1 + 1 records)" 43 "$(topic_end)"
+
+start_billing --max-batch 500
+check "billing consumed the fixture" wait_caught_up 60
+# Hand numbers: one degree of latitude is R * pi / 180 = $KM_PER_DEG km.
+near() {   # TRUCK DAY COLUMN EXPECTED TOLERANCE
+    local v
+    v=$(q "SELECT $3 FROM billing_daily WHERE truck_id = '$1' AND day = '$2'")
+    awk -v v="$v" -v e="$4" -v t="$5" 'BEGIN { d = v - e; if (v == "" || d > t || d < -t) exit 1 }' ||
+        { echo "$1 $2 $3 = '$v', expected $4 +- $5"; return 1; }
+}
+check "A yesterday: 9.5 intervals of 0.01 degrees (within 1 m)" near "$A" "$YESTERDAY" distance_km \
+    "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.095 * k }')" 0.001
+check "A yesterday: 570 s of engine" near "$A" "$YESTERDAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
+check "A yesterday: no idling" near "$A" "$YESTERDAY" idle_hours 0 1e-12
+check "A yesterday: max speed 60" near "$A" "$YESTERDAY" max_speed_kmh 60 0
+check "A today: the other half of the midnight interval, 0.095 degrees" near "$A" "$TODAY" distance_km \
+    "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.095 * k }')" 0.001
+check "A today: 570 s of engine" near "$A" "$TODAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
+# B: 4 x 0.01 + (jump: 0) + 0.02 from the last good fix + 4 x 0.01 = 0.10 degrees;
+# engine 16 intervals with the engine on = 960 s; idle 4 + 1 intervals = 300 s.
+check "B: the GPS jump out and back adds no distance: 0.10 degrees" near "$BT" "$TODAY" distance_km \
+    "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.10 * k }')" 0.001
+check "B: 960 s of engine" near "$BT" "$TODAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 960 / 3600 }')" 1e-9
+check "B: 300 s idle" near "$BT" "$TODAY" idle_hours "$(awk 'BEGIN { printf "%.12f", 300 / 3600 }')" 1e-9
+check "B: max speed 50" near "$BT" "$TODAY" max_speed_kmh 50 0
+check_eq "three rows for the fixture" 3 "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-%'")"
+check_eq "metrics: 38 readings folded" 38 "$(metric fleetsync_billing_readings_total)"
+check_eq "metrics: 3 repeats skipped" 3 "$(metric fleetsync_billing_duplicates_total)"
+check_eq "metrics: 1 late reading skipped" 1 "$(metric fleetsync_billing_late_total)"
+check_eq "metrics: 1 GPS jump" 1 "$(metric fleetsync_billing_gps_jumps_total)"
+check_eq "metrics: 1 bad record refused" 1 "$(metric 'fleetsync_billing_rejected_total{reason="invalid_json"}')"
+stop_billing; check_eq "billing stops cleanly on SIGTERM (exit 0)" 0 "$stop_rc"
+
+# --- a backlog through SIGKILLs ---------------------------------------------------
+sleep 1.5; T_MID=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ); sleep 1.5
+NT=400 NR=150   # trucks, readings each: from 02:00, 60 s apart, 0.01 degrees a minute
+awk -v id="$ID-L" -v mid="$MID" -v nt="$NT" -v nr="$NR" 'BEGIN {
+    for (k = 0; k < nr; k++) for (t = 0; t < nt; t++)
+        printf "%s%03d|{\"v\":1,\"truck_id\":\"%s%03d\",\"ts\":%.0f,\"seq\":%d,\"lat\":%.2f,\"lon\":%.3f,\"speed_kmh\":60,\"ignition\":true}\n",
+            id, t, id, t, mid + 7200000 + k * 60000, k, 40 + k / 100, 5 + t / 1000
+}' >"$W/backlog.txt"
+kcat -P -b "$B" -t "$T" -K'|' -l "$W/backlog.txt"
+check_eq "the backlog is in Kafka" $((43 + NT * NR)) "$(topic_end)"
+# Small batches, so that the kills land mid-way.
+start_billing --max-batch 50
+kills=0 kill_at=
+for _ in $(seq 40); do
+    sleep "0.$((RANDOM % 6 + 3))"
+    [ "$(stored_end)" = "$(topic_end)" ] && break
+    kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null; kills=$((kills + 1)); kill_at+=" $(stored_end)"
+    start_billing --max-batch 50
+done
+check "billing caught up after $kills SIGKILLs" wait_caught_up 120
+check "at least 3 SIGKILLs hit the backlog (records stored at each:$kill_at)" test "$kills" -ge 3
+# Each backlog truck: 149 intervals of 0.01 degrees and 60 s.
+check_eq "every backlog truck has 1.49 degrees (within 1 m) and 8940 s of engine" "$NT" \
+    "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-L%' AND day = '$TODAY'
+          AND abs(distance_km - 1.49 * $KM_PER_DEG) < 0.001 AND abs(engine_hours - 8940 / 3600.0) < 1e-9
+          AND idle_hours = 0 AND max_speed_kmh = 60")"
+check_eq "no other rows" $((NT + 3)) "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-%'")"
+before=$(snapshot)
+stop_billing; check_eq "billing stops cleanly after the kills" 0 "$stop_rc"
+
+# --- replay into the middle of today: nothing is recomputed, nothing added ------
+up_a_y=$(updated "$A" "$YESTERDAY") up_a_t=$(updated "$A" "$TODAY") up_b=$(updated "$BT" "$TODAY")
+out=$(replay --at "$T_MID"); check_eq "replay --at the middle of today exits 0" 0 $?
+check_contains "replay moved the stored offsets" "messages to reprocess" "$out"
+start_billing
+check "billing read the replayed records" wait_caught_up 60
+check_eq "totals are the same after the mid-day replay" "$before" "$(snapshot)"
+check_eq "A's and B's days were not recomputed (their partitions were not re-read from the day's start)" \
+    "$up_a_y $up_a_t $up_b" "$(updated "$A" "$YESTERDAY") $(updated "$A" "$TODAY") $(updated "$BT" "$TODAY")"
+check "the mid-day replay was seen as a rewind" test "$(metric fleetsync_billing_rewinds_total)" -ge 1
+stop_billing; check_eq "billing stops cleanly again" 0 "$stop_rc"
+
+# --- replay to the start of today: today is recomputed, yesterday kept ---------
+out=$(replay --since 1h); check_eq "replay --since 1h exits 0" 0 $?
+check_contains "everything is re-read" "$((43 + NT * NR)) messages to reprocess" "$out"
+start_billing
+check "billing read everything again" wait_caught_up 90
+check_eq "totals are the same after the replay (overwritten, not doubled)" "$before" "$(snapshot)"
+check_eq "metrics: every row of today was recomputed" $((NT + 2)) "$(metric fleetsync_billing_days_recomputed_total)"
+check "A's today moved (recomputed)" moved "$A" "$TODAY" "$up_a_t"
+check "B's today moved (recomputed)" moved "$BT" "$TODAY" "$up_b"
+check_eq "A's yesterday was left alone" "$up_a_y" "$(updated "$A" "$YESTERDAY")"
+stop_billing; check_eq "billing stops cleanly" 0 "$stop_rc"
+
+# --- the invoice -------------------------------------------------------------------
+MONTH=${TODAY:0:7}
+inv() { "$FS" report invoice --month "$MONTH" --rate-per-km 0.35 --rate-per-engine-hour 12 "$@"; }
+# B: 11.120 km x 0.35 + 0.267 h x 12 = 3.892 + 3.204 = 7.096 -> 7.10
+out=$(inv --truck "$BT" --format csv); check_eq "invoice --csv exits 0" 0 $?
+check_eq "CSV: heading, B's line, the total" \
+    "truck_id,days,distance_km,engine_hours,idle_hours,max_speed_kmh,amount
+$BT,1,11.120,0.267,0.083,50.0,7.10
+TOTAL,1,11.120,0.267,0.083,50.0,7.10" "$out"
+out=$(inv --truck "$BT" --format json); check_eq "invoice --json exits 0" 0 $?
+check_eq "JSON: B's amount" "7.1" "$(printf '%s' "$out" | jq -r '.trucks[0].amount')"
+check_eq "JSON: the total equals B's line" "11.12 0.267 7.1" "$(printf '%s' "$out" | jq -r '"\(.total.distance_km) \(.total.engine_hours) \(.total.amount)"')"
+out=$(inv --truck "$BT"); check_eq "invoice table exits 0" 0 $?
+check_contains "table: B's line" "$(printf '%-20s %5s %12s %10s %10s %8s %12s' "$BT" 1 11.120 0.267 0.083 50.0 7.10)" "$out"
+# Every line of the month: amount = km x 0.35 + h x 12 (rounded to cents); the
+# total adds the lines.
+csv=$(inv --csv)
+check_eq "every CSV line's amount is km x rate + engine hours x rate" "" "$(printf '%s\n' "$csv" | awk -F, 'NR > 1 && $1 != "TOTAL" {
+    a = sprintf("%.2f", $3 * 0.35 + $4 * 12 + 1e-9); if (a != $7) print $0 " (expected " a ")" }')"
+check_eq "the total line adds the lines' amounts" 0 "$(printf '%s\n' "$csv" | awk -F, 'NR > 1 && $1 != "TOTAL" {
+    s += $7 } $1 == "TOTAL" { t = $7 } END { print (sprintf("%.2f", s) == t) ? 0 : 1 }')"
+check_eq "the month has the suite's trucks (A's today, B, $NT backlog trucks)" $((NT + 2)) \
+    "$(printf '%s\n' "$csv" | grep -c "^$ID-")"
+empty=$("$FS" report invoice --month 1999-01 --rate-per-km 1 --rate-per-engine-hour 1 --json)
+check_eq "a month without data: no lines, a zero total" "0 0" \
+    "$(printf '%s' "$empty" | jq -r '"\(.trucks | length) \(.total.amount)"')"
+
+done_testing

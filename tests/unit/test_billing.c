@@ -1,0 +1,253 @@
+/* Billing's per-truck-day fold (src/billing/fold.h): distance, engine, idle
+ * and max speed on hand-computed sequences, gaps, the midnight split, GPS
+ * jumps (out and back adds nothing; a confirmed relocation), repeats, late
+ * readings and a replay's floor.  Points move along the meridian 11 E, where
+ * the great-circle distance is exactly R * dlat (radians). */
+#include "billing/fold.h"
+#include "core/geo.h"
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#define D0 1764288000000LL /* 2025-11-28T00:00:00Z */
+#define KM_PER_DEG (GEO_EARTH_RADIUS_M * M_PI / 180.0 / 1000.0)
+
+#define assert_near(actual, expected, tol)                                                                            \
+    do {                                                                                                             \
+        double a_ = (actual), e_ = (expected);                                                                       \
+        if (!(fabs(a_ - e_) <= (tol)))                                                                               \
+            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                             \
+    } while (0)
+
+/* A reading t_s seconds after D0 + 8 h. */
+static struct bill_point P(int64_t t_s, double lat, double speed, int ign) {
+    return (struct bill_point){.ts_ms = D0 + 8 * 3600000LL + t_s * 1000, .seq = t_s, .lat = lat, .lon = 11.0,
+                               .speed_kmh = speed, .ignition = ign};
+}
+
+/* Day totals, as billing_daily would add them up. */
+struct days {
+    struct bill_delta d[4];
+    int n;
+    int jumps;
+};
+
+static struct bill_delta *day(struct days *ds, int64_t day_ms) {
+    for (int i = 0; i < ds->n; i++)
+        if (ds->d[i].day_ms == day_ms)
+            return &ds->d[i];
+    assert_true(ds->n < 4);
+    memset(&ds->d[ds->n], 0, sizeof(ds->d[0]));
+    ds->d[ds->n].day_ms = day_ms;
+    return &ds->d[ds->n++];
+}
+
+static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_point p) {
+    struct bill_out o;
+    enum bill_result r = bill_fold(s, &p, &o);
+    if (r != BILL_FOLDED)
+        assert_int_equal(o.n, 0);
+    for (int i = 0; i < o.n; i++) {
+        struct bill_delta *d = day(ds, o.d[i].day_ms);
+        d->distance_km += o.d[i].distance_km;
+        d->engine_s += o.d[i].engine_s;
+        d->idle_s += o.d[i].idle_s;
+        if (o.d[i].max_speed_kmh > d->max_speed_kmh)
+            d->max_speed_kmh = o.d[i].max_speed_kmh;
+    }
+    ds->jumps += o.jump;
+    return r;
+}
+
+static void test_day_of(void **state) {
+    (void)state;
+    assert_int_equal(bill_day_of(D0), D0);
+    assert_int_equal(bill_day_of(D0 + BILL_DAY_MS - 1), D0);
+    assert_int_equal(bill_day_of(D0 + BILL_DAY_MS), D0 + BILL_DAY_MS);
+    assert_int_equal(bill_day_of(-1), -BILL_DAY_MS);
+}
+
+/* idle 60 s, two moving minutes of 0.01 degrees each, a stop with the engine
+ * turned off (moving: the earlier reading is fast; engine: it is on), then
+ * parked. */
+static void test_distance_engine_idle_max(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    assert_int_equal(fold(&s, &ds, P(0, 48.00, 0, 1)), BILL_FOLDED);
+    assert_int_equal(fold(&s, &ds, P(60, 48.00, 0, 1)), BILL_FOLDED);
+    assert_int_equal(fold(&s, &ds, P(120, 48.01, 60, 1)), BILL_FOLDED);
+    assert_int_equal(fold(&s, &ds, P(180, 48.02, 72.5, 1)), BILL_FOLDED);
+    assert_int_equal(fold(&s, &ds, P(240, 48.02, 0, 0)), BILL_FOLDED);
+    assert_int_equal(fold(&s, &ds, P(300, 48.02, 0, 0)), BILL_FOLDED);
+    assert_int_equal(ds.n, 1);
+    assert_int_equal(ds.d[0].day_ms, D0);
+    assert_near(ds.d[0].distance_km, 0.02 * KM_PER_DEG, 1e-9);
+    assert_near(ds.d[0].engine_s, 240, 1e-9);
+    assert_near(ds.d[0].idle_s, 60, 1e-9);
+    assert_near(ds.d[0].max_speed_kmh, 72.5, 0);
+    assert_int_equal(ds.jumps, 0);
+}
+
+/* An interval longer than 10 minutes counts no time and no distance; the
+ * next one is measured from the reading after the gap. */
+static void test_gap_over_10_minutes_ignored(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    fold(&s, &ds, P(0, 48.00, 60, 1));
+    fold(&s, &ds, P(601, 48.10, 60, 1)); /* 601 s later: ignored */
+    fold(&s, &ds, P(661, 48.11, 60, 1));
+    assert_near(ds.d[0].distance_km, 0.01 * KM_PER_DEG, 1e-9);
+    assert_near(ds.d[0].engine_s, 60, 1e-9);
+    /* exactly 10 minutes still counts */
+    bill_state_init(&s);
+    memset(&ds, 0, sizeof(ds));
+    fold(&s, &ds, P(0, 48.00, 0, 1));
+    fold(&s, &ds, P(600, 48.00, 0, 1));
+    assert_near(ds.d[0].idle_s, 600, 1e-9);
+}
+
+/* 23:59:30 -> 00:00:30: each day gets half of the time and the distance;
+ * the max speed of a day comes from its own readings only. */
+static void test_midnight_split(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    struct bill_point a = {D0 + BILL_DAY_MS - 90000, 1, 48.00, 11.0, 40, 1};
+    struct bill_point b = {D0 + BILL_DAY_MS - 30000, 2, 48.01, 11.0, 50, 1};
+    struct bill_point c = {D0 + BILL_DAY_MS + 30000, 3, 48.02, 11.0, 70, 1};
+    fold(&s, &ds, a);
+    fold(&s, &ds, b);
+    fold(&s, &ds, c);
+    assert_int_equal(ds.n, 2);
+    struct bill_delta *d1 = day(&ds, D0), *d2 = day(&ds, D0 + BILL_DAY_MS);
+    assert_near(d1->distance_km, 0.015 * KM_PER_DEG, 1e-9);
+    assert_near(d2->distance_km, 0.005 * KM_PER_DEG, 1e-9);
+    assert_near(d1->engine_s, 90, 1e-9);
+    assert_near(d2->engine_s, 30, 1e-9);
+    assert_near(d1->max_speed_kmh, 50, 0);
+    assert_near(d2->max_speed_kmh, 70, 0);
+}
+
+/* A fix 400 km away for one reading: no distance for the jump, and the way
+ * back is measured from the last good position, so it adds nothing either. */
+static void test_gps_jump_out_and_back(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    fold(&s, &ds, P(0, 48.00, 60, 1));
+    fold(&s, &ds, P(60, 48.01, 60, 1));
+    fold(&s, &ds, P(120, 51.60, 60, 1)); /* 400 km in a minute */
+    fold(&s, &ds, P(180, 48.02, 60, 1));
+    fold(&s, &ds, P(240, 48.03, 60, 1));
+    assert_int_equal(ds.jumps, 1);
+    assert_near(ds.d[0].distance_km, 0.03 * KM_PER_DEG, 1e-9);
+    assert_near(ds.d[0].engine_s, 240, 1e-9); /* time still counts */
+}
+
+/* Just under the limit counts; just over is a jump. */
+static void test_jump_threshold(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    double deg_249 = 249.0 / 60.0 / KM_PER_DEG; /* 249 km/h for a minute */
+    bill_state_init(&s);
+    fold(&s, &ds, P(0, 48.0, 100, 1));
+    fold(&s, &ds, P(60, 48.0 + deg_249, 100, 1));
+    assert_int_equal(ds.jumps, 0);
+    assert_near(ds.d[0].distance_km, 249.0 / 60.0, 1e-6);
+    bill_state_init(&s);
+    memset(&ds, 0, sizeof(ds));
+    fold(&s, &ds, P(0, 48.0, 100, 1));
+    fold(&s, &ds, P(60, 48.0 + 251.0 / 60.0 / KM_PER_DEG, 100, 1));
+    assert_int_equal(ds.jumps, 1);
+    assert_near(ds.d[0].distance_km, 0, 0);
+}
+
+/* Two readings that agree with each other but not with the old position: a
+ * real relocation (the receiver was wrong before); driving from there on
+ * counts. */
+static void test_relocation_confirmed(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    fold(&s, &ds, P(0, 48.00, 60, 1));
+    fold(&s, &ds, P(60, 52.00, 60, 1)); /* jump */
+    fold(&s, &ds, P(120, 52.01, 60, 1)); /* agrees with the jump: relocation */
+    fold(&s, &ds, P(180, 52.02, 60, 1));
+    assert_int_equal(ds.jumps, 1);
+    assert_near(ds.d[0].distance_km, 0.02 * KM_PER_DEG, 1e-9);
+}
+
+/* A repeat (same ts and seq) and a late reading are skipped, change nothing. */
+static void test_duplicate_and_late(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    bill_state_init(&s);
+    fold(&s, &ds, P(0, 48.00, 60, 1));
+    fold(&s, &ds, P(60, 48.01, 60, 1));
+    struct bill_state before = s;
+    assert_int_equal(fold(&s, &ds, P(60, 48.01, 60, 1)), BILL_DUPLICATE);
+    assert_int_equal(fold(&s, &ds, P(30, 48.005, 99, 1)), BILL_LATE);
+    assert_memory_equal(&before, &s, sizeof(s));
+    struct bill_point same_ts = P(60, 48.01, 60, 1);
+    same_ts.seq = 61; /* same ts, later seq: a new reading */
+    assert_int_equal(fold(&s, &ds, same_ts), BILL_FOLDED);
+    fold(&s, &ds, P(120, 48.02, 60, 1));
+    assert_near(ds.d[0].distance_km, 0.02 * KM_PER_DEG, 1e-9);
+    assert_near(ds.d[0].engine_s, 120, 1e-9);
+    assert_near(ds.d[0].max_speed_kmh, 60, 0);
+}
+
+/* After a replay recomputes days from floor on, readings before it are
+ * skipped and an interval crossing into it adds only its part after it. */
+static void test_floor(void **state) {
+    (void)state;
+    struct bill_state s;
+    struct days ds = {0};
+    int64_t floor = D0 + BILL_DAY_MS;
+    bill_state_init(&s);
+    s.has_last = 1;
+    s.last = (struct bill_point){floor - 60000, 1, 48.00, 11.0, 60, 1};
+    s.has_good = 1;
+    s.good_ts_ms = s.last.ts_ms;
+    s.good_lat = 48.00;
+    s.good_lon = 11.0;
+    s.last_good = 1;
+    s.floor_ms = floor;
+    struct bill_point early = {floor - 30000, 2, 48.005, 11.0, 60, 1};
+    assert_int_equal(fold(&s, &ds, early), BILL_BEFORE_FLOOR);
+    struct bill_point after = {floor + 60000, 3, 48.02, 11.0, 60, 1};
+    assert_int_equal(fold(&s, &ds, after), BILL_FOLDED);
+    assert_int_equal(ds.n, 1);
+    assert_int_equal(ds.d[0].day_ms, floor);
+    assert_near(ds.d[0].distance_km, 0.01 * KM_PER_DEG, 1e-9);
+    assert_near(ds.d[0].engine_s, 60, 1e-9);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_day_of),
+        cmocka_unit_test(test_distance_engine_idle_max),
+        cmocka_unit_test(test_gap_over_10_minutes_ignored),
+        cmocka_unit_test(test_midnight_split),
+        cmocka_unit_test(test_gps_jump_out_and_back),
+        cmocka_unit_test(test_jump_threshold),
+        cmocka_unit_test(test_relocation_confirmed),
+        cmocka_unit_test(test_duplicate_and_late),
+        cmocka_unit_test(test_floor),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
