@@ -8,6 +8,7 @@
 #include "billing/billing.h"
 #include "bridge/bridge.h"
 #include "dashboard/dashboard.h"
+#include "detect/detect.h"
 #include "history/report.h"
 #include "history/history.h"
 #include "ops/ops.h"
@@ -40,7 +41,7 @@ static const struct cmd commands[] = {
     {"bridge", cmd_bridge, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
     {"dashboard", cmd_dashboard, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
     {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
-    {"detect", NULL, "theft and anomaly detection: consumer group fleetsync-detector"},
+    {"detect", cmd_detect, "theft and anomaly detection: consumer group fleetsync-detector"},
     {"billing", cmd_billing, "per truck and day billing: consumer group fleetsync-billing"},
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", cmd_status, "services, consumer groups, lag and rates"},

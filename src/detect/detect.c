@@ -1,0 +1,931 @@
+/*
+ * detect.c - `fleetsync detect`, the detector service (DESIGN.md "Alerts",
+ * docs/detect.md).
+ *
+ * One thread: a consumer of truck-telemetry (group fleetsync-detector, manual
+ * commits) feeds each record to the rule engine (detect/engine.h) by
+ * partition; alerts go to truck-alerts (key = truck_id) through an idempotent
+ * producer (acks=all, messages never time out).
+ *
+ * Recovery (issue 7): every --checkpoint-ms the producer is flushed (every
+ * alert of the records read so far is acknowledged by Kafka), the engine
+ * state of each owned partition is written with its next offset into
+ * <state-dir>/<group>/ckpt-<G>.bin (tmp, fsync, rename, fsync dir), those
+ * offsets are committed synchronously with metadata "ckpt:<G>", and the
+ * previous generation's file is removed.  On assignment a partition whose
+ * committed metadata names a file holding it at exactly the committed offset
+ * gets that state back; any other partition (no commit, moved by `fleetsync
+ * replay`, file missing or torn) starts from a reset state at its committed
+ * offset (or --start) and warms up.  A crash anywhere in that sequence leaves
+ * the commits naming a file that still exists, or no commit at all: the
+ * records after the committed offset are read again from the saved state and
+ * give the same alerts (same alert_id, same state), at least once.
+ *
+ * A fatal error of the idempotent producer (librdkafka 2.0.2, DESIGN.md
+ * pitfalls) ends the process with status 1 without committing anything after
+ * the last checkpoint; the restart resumes from that checkpoint and sends the
+ * unacknowledged alerts again (the supervisor, `fleetsync up`, restarts it).
+ */
+#include "detect/detect.h"
+
+#include "detect/checkpoint.h"
+#include "detect/engine.h"
+
+#include "core/config.h"
+#include "core/geo.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/sig.h"
+#include "core/telemetry.h"
+#include "core/tmscan.h"
+#include "core/topics.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DETECT_DEFAULT_GROUP        "fleetsync-detector"
+#define DETECT_DEFAULT_METRICS_PORT 9103
+#define DETECT_DEFAULT_CKPT_MS      5000
+#define BATCH_MAX                   10000
+#define MAX_PARTITIONS              4096
+
+enum start_pos { START_EARLIEST, START_LATEST };
+
+/* What the service knows of one partition of truck-telemetry. */
+struct part {
+    int assigned;
+    int64_t next_offset;  /* offset of the next record to read; -1 unknown */
+    int64_t last_feed_ms; /* wall clock of the last record (or the assignment) */
+    int64_t max_ts;       /* highest event time fed */
+};
+
+struct detect {
+    struct fs_config *cfg;
+    struct detect_rules rules;
+    struct geo_fence_set fences;
+    int have_fences;
+    struct detect_engine *eng;
+    int nparts;
+    struct part *parts;
+    char topic_in[256], topic_out[256];
+    char dir[4096]; /* <state-dir>/<group> */
+    enum start_pos start;
+    int64_t ckpt_ms;
+
+    rd_kafka_t *consumer, *producer;
+    volatile int fatal;      /* producer fatal error or lost deliveries: exit 1 */
+    uint64_t produced, delivered, failed;
+    int dirty;               /* fed or changed since the last checkpoint */
+    uint64_t gen, prev_gen;  /* checkpoint generations */
+    int cleaned;             /* leftovers of earlier runs removed */
+    struct ckpt_writer w;
+
+    struct detect_stats last;
+    struct metrics *metrics;
+    struct metric *m_records, *m_events, *m_decode[TM_REASON_COUNT + 2], *m_raised[DR_COUNT],
+        *m_cleared[DR_COUNT], *m_wallclock, *m_dups, *m_late, *m_trucks, *m_bpt, *m_held, *m_assigned,
+        *m_event_lag, *m_ckpt_age, *m_ckpts, *m_ckpt_fail, *m_ckpt_bytes, *m_restored, *m_reset, *m_produced,
+        *m_delivered, *m_failed, *m_outq;
+    int64_t last_ckpt_ms;
+};
+
+/* Extra decode reasons after tm_reason's. */
+#define DEC_PARTITION TM_REASON_COUNT       /* partition outside the topic's count at start */
+#define DEC_REFUSED   (TM_REASON_COUNT + 1) /* the engine refused the reading (out of memory) */
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- producing alerts ------------------------------------------------------ */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct detect *d = opaque;
+    if (m->err) {
+        d->failed++;
+        metric_add(d->m_failed, 1);
+        log_error("alert delivery to %s failed: %s", d->topic_out, rd_kafka_err2str(m->err));
+        d->fatal = 1; /* not committed past it: the restart sends it again */
+        return;
+    }
+    d->delivered++;
+    metric_add(d->m_delivered, 1);
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    struct detect *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        log_error("Kafka producer fatal error: %s; exiting with status 1 (restart resumes from the last checkpoint)",
+                  why);
+        d->fatal = 1;
+        return;
+    }
+    log_debug("Kafka: %s: %s", rd_kafka_err2str((rd_kafka_resp_err_t)err), reason);
+}
+
+static void emit(void *ctx, const struct detect_alert *a)
+{
+    struct detect *d = ctx;
+    char json[1024];
+    size_t n = detect_alert_json(a, json, sizeof(json));
+    if (a->state == DA_RAISED)
+        metric_add(d->m_raised[a->rule], 1);
+    else
+        metric_add(d->m_cleared[a->rule], 1);
+    if (a->wallclock)
+        metric_add(d->m_wallclock, 1);
+    if (n == 0) {
+        log_error("alert of %.*s does not fit its buffer: dropped", (int)a->truck_id_len, a->truck_id);
+        return;
+    }
+    for (;;) {
+        rd_kafka_resp_err_t e = rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC(d->topic_out),
+                                                  RD_KAFKA_V_KEY(a->truck_id, a->truck_id_len),
+                                                  RD_KAFKA_V_VALUE(json, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                                  RD_KAFKA_V_END);
+        if (!e) {
+            d->produced++;
+            metric_add(d->m_produced, 1);
+            return;
+        }
+        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL && !d->fatal) {
+            rd_kafka_poll(d->producer, 100);
+            continue;
+        }
+        log_error("cannot produce to %s: %s", d->topic_out, rd_kafka_err2str(e));
+        d->fatal = 1;
+        return;
+    }
+}
+
+/* Waits until Kafka acknowledged every alert produced so far.  Returns 0, or
+ * -1 on a fatal error / failed delivery (nothing may be committed then). */
+static int producer_drain(struct detect *d)
+{
+    int64_t start = mono_ms(), warned = start;
+    while (rd_kafka_outq_len(d->producer) > 0 && !d->fatal) {
+        rd_kafka_flush(d->producer, 500);
+        int64_t now = mono_ms();
+        if (sig_stopping() && now - start >= 30000) {
+            log_error("stopping with %d alert(s) unacknowledged after 30 s: not committing (the restart sends them "
+                      "again)",
+                      rd_kafka_outq_len(d->producer));
+            return -1;
+        }
+        if (now - warned >= 10000) {
+            log_warn("waiting %" PRId64 " s for Kafka to acknowledge %d alert(s)", (now - start) / 1000,
+                     rd_kafka_outq_len(d->producer));
+            warned = now;
+        }
+    }
+    return d->fatal || d->delivered + d->failed != d->produced || d->failed ? -1 : 0;
+}
+
+/* ---- checkpoints ----------------------------------------------------------- */
+
+/* Writes a checkpoint of every owned partition with a known position and
+ * commits it.  Returns 0 (also when there was nothing to do) or -1. */
+static int checkpoint(struct detect *d, const char *why)
+{
+    if (d->fatal)
+        return -1;
+    int n = 0;
+    for (int p = 0; p < d->nparts; p++)
+        if (d->parts[p].assigned && d->parts[p].next_offset >= 0)
+            n++;
+    if (n == 0 || !d->dirty)
+        return 0;
+    int64_t t0 = mono_ms();
+    if (producer_drain(d) != 0)
+        return -1;
+    uint64_t gen = d->gen + 1;
+    ckpt_begin(&d->w);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    char meta[32];
+    int mlen = snprintf(meta, sizeof(meta), "ckpt:%" PRIu64, gen);
+    for (int p = 0; p < d->nparts; p++) {
+        struct part *pt = &d->parts[p];
+        if (!pt->assigned || pt->next_offset < 0)
+            continue;
+        size_t at = ckpt_entry_begin(&d->w, p, pt->next_offset);
+        if (at == (size_t)-1 || detect_engine_save_partition(d->eng, p, &d->w.buf, &d->w.len, &d->w.cap) != 0)
+            d->w.failed = 1;
+        ckpt_entry_end(&d->w, at);
+        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, d->topic_in, p);
+        tp->offset = pt->next_offset;
+        tp->metadata = malloc((size_t)mlen);
+        if (tp->metadata) {
+            memcpy(tp->metadata, meta, (size_t)mlen);
+            tp->metadata_size = (size_t)mlen;
+        }
+    }
+    char err[512];
+    size_t bytes = d->w.len;
+    if (ckpt_finish_write(&d->w, d->dir, gen, err, sizeof(err)) != 0) {
+        log_error("checkpoint not written: %s", err);
+        metric_add(d->m_ckpt_fail, 1);
+        rd_kafka_topic_partition_list_destroy(l);
+        return -1;
+    }
+    d->gen = gen;
+    rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, l, 0);
+    for (int i = 0; !e && i < l->cnt; i++)
+        if (l->elems[i].err)
+            e = l->elems[i].err;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        /* The commits still name the previous file: keep it. */
+        log_warn("checkpoint %" PRIu64 " written but its offsets not committed: %s", gen, rd_kafka_err2str(e));
+        metric_add(d->m_ckpt_fail, 1);
+        ckpt_remove(d->dir, gen);
+        return -1;
+    }
+    if (d->prev_gen)
+        ckpt_remove(d->dir, d->prev_gen);
+    if (!d->cleaned) {
+        ckpt_remove_others(d->dir, gen);
+        d->cleaned = 1;
+    }
+    d->prev_gen = gen;
+    d->dirty = 0;
+    d->last_ckpt_ms = mono_ms();
+    metric_add(d->m_ckpts, 1);
+    metric_set(d->m_ckpt_bytes, (double)bytes);
+    log_debug("checkpoint %" PRIu64 " (%s): %d partition(s), %zu bytes, %" PRId64 " ms", gen, why, n, bytes,
+              mono_ms() - t0);
+    return 0;
+}
+
+/* ---- assignment ------------------------------------------------------------ */
+
+static void on_assign(struct detect *d, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        e = rd_kafka_committed(d->consumer, parts, 10000);
+        if (!e)
+            break;
+        log_warn("cannot read the committed offsets (%s): %s", rd_kafka_err2str(e),
+                 attempt < 2 ? "retrying" : "resuming where the group left off, from a reset state");
+    }
+    struct ckpt_file f = {0};
+    int restored = 0, no_commit = 0, moved = 0;
+    int64_t now = mono_ms();
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *tp = &parts->elems[i];
+        int p = tp->partition;
+        if (p < 0 || p >= d->nparts) {
+            log_error("partition %d of %s is beyond the %d the topic had at start: restart the detector to read it",
+                      p, tp->topic, d->nparts);
+            continue;
+        }
+        struct part *pt = &d->parts[p];
+        pt->assigned = 1;
+        pt->last_feed_ms = now;
+        pt->max_ts = 0;
+        if (e) {
+            /* Let librdkafka use the committed offset (or --start). */
+            detect_engine_reset_partition(d->eng, p);
+            tp->offset = RD_KAFKA_OFFSET_STORED;
+            pt->next_offset = -1;
+            moved++;
+            continue;
+        }
+        if (tp->offset >= 0) {
+            uint64_t gen;
+            const char *data;
+            size_t len;
+            char err[512];
+            int ok = 0;
+            if (ckpt_parse_meta(tp->metadata, tp->metadata_size, &gen)) {
+                if (gen > d->gen)
+                    d->gen = gen;
+                if (f.gen != gen) {
+                    ckpt_file_release(&f);
+                    if (ckpt_read(d->dir, gen, &f, err, sizeof(err)) != 0)
+                        log_warn("partition %d: %s", p, err);
+                }
+                if (ckpt_find(&f, p, tp->offset, &data, &len)) {
+                    ok = detect_engine_load_partition(d->eng, p, data, len) == 0;
+                    if (!ok)
+                        log_warn("partition %d: checkpoint %" PRIu64 " refused by the engine", p, gen);
+                } else if (f.buf) {
+                    log_warn("partition %d: checkpoint %" PRIu64 " has no state at offset %" PRId64, p, gen,
+                             (int64_t)tp->offset);
+                }
+            }
+            if (ok) {
+                restored++;
+            } else {
+                detect_engine_reset_partition(d->eng, p);
+                moved++;
+            }
+            pt->next_offset = tp->offset;
+            continue;
+        }
+        /* No commit: --start. */
+        detect_engine_reset_partition(d->eng, p);
+        no_commit++;
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(d->consumer, tp->topic, p, &lo, &hi, 5000) == 0) {
+            tp->offset = d->start == START_EARLIEST ? lo : hi;
+            pt->next_offset = tp->offset;
+        } else {
+            tp->offset = d->start == START_EARLIEST ? RD_KAFKA_OFFSET_BEGINNING : RD_KAFKA_OFFSET_END;
+            pt->next_offset = -1;
+        }
+    }
+    ckpt_file_release(&f);
+    rd_kafka_assign(d->consumer, parts);
+    d->dirty = 1;
+    metric_add(d->m_restored, (uint64_t)restored);
+    metric_add(d->m_reset, (uint64_t)(moved + no_commit));
+    int assigned = 0;
+    for (int p = 0; p < d->nparts; p++)
+        assigned += d->parts[p].assigned;
+    metric_set(d->m_assigned, assigned);
+    log_info("assigned %d partition(s) of %s: %d restored from checkpoint, %d reset at the committed offset "
+             "(replayed or no checkpoint), %d reset with no commit (--start %s)",
+             parts->cnt, d->topic_in, restored, moved, no_commit, d->start == START_EARLIEST ? "earliest" : "latest");
+}
+
+static void on_revoke(struct detect *d, rd_kafka_topic_partition_list_t *parts, int lost)
+{
+    if (!lost && !d->fatal)
+        checkpoint(d, "revoke");
+    for (int i = 0; i < parts->cnt; i++) {
+        int p = parts->elems[i].partition;
+        if (p < 0 || p >= d->nparts)
+            continue;
+        detect_engine_reset_partition(d->eng, p);
+        d->parts[p].assigned = 0;
+        d->parts[p].next_offset = -1;
+    }
+    rd_kafka_assign(d->consumer, NULL);
+    metric_set(d->m_assigned, 0);
+    log_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    struct detect *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS)
+        on_assign(d, parts);
+    else
+        on_revoke(d, parts, rd_kafka_assignment_lost(rk));
+}
+
+/* ---- records ----------------------------------------------------------------- */
+
+static void handle(struct detect *d, const rd_kafka_message_t *m, int64_t now)
+{
+    int p = m->partition;
+    metric_add(d->m_records, 1);
+    if (p < 0 || p >= d->nparts) {
+        metric_add(d->m_decode[DEC_PARTITION], 1);
+        return;
+    }
+    struct part *pt = &d->parts[p];
+    if (!pt->assigned)
+        return; /* fetched before a revoke */
+    pt->next_offset = m->offset + 1;
+    pt->last_feed_ms = mono_ms();
+    d->dirty = 1;
+
+    struct tm_fast f;
+    char norm[TM_MAX_PAYLOAD + 2];
+    int ok = m->payload && tm_scan(m->payload, m->len, now, 0, &f);
+    if (!ok) {
+        /* Another producer's form: the full validation decides, then the
+         * normalized bytes are read as the bridge's would be. */
+        struct tm_reading r;
+        enum tm_reason why = m->payload ? tm_parse(m->payload, m->len, now, &r, NULL, 0) : TM_INVALID_JSON;
+        if (why != TM_OK) {
+            metric_add(d->m_decode[why], 1);
+            return;
+        }
+        int n = tm_serialize(&r, norm, sizeof(norm));
+        tm_reading_release(&r);
+        if (n <= 0 || !tm_scan(norm, (size_t)n, now, 1, &f)) {
+            metric_add(d->m_decode[TM_TOO_LARGE], 1);
+            return;
+        }
+    }
+    struct detect_reading dr = {
+        .truck_id = f.truck_id.p,
+        .truck_id_len = f.truck_id.n,
+        .ts_ms = f.ts_ms,
+        .seq = f.seq,
+        .lat = f.lat,
+        .lon = f.lon,
+        .speed_kmh = f.speed_kmh,
+        .ignition = f.ignition,
+        .fuel_pct = f.fuel_s.n ? f.fuel_pct : NAN,
+    };
+    if (detect_engine_feed(d->eng, p, &dr) != 0) {
+        metric_add(d->m_decode[DEC_REFUSED], 1);
+        return;
+    }
+    metric_add(d->m_events, 1);
+    if (f.ts_ms > pt->max_ts)
+        pt->max_ts = f.ts_ms;
+}
+
+static void update_metrics(struct detect *d)
+{
+    struct detect_stats s;
+    detect_engine_stats(d->eng, &s);
+    metric_add(d->m_dups, s.duplicates - d->last.duplicates);
+    metric_add(d->m_late, s.too_late - d->last.too_late);
+    d->last = s;
+    metric_set(d->m_trucks, (double)s.trucks);
+    metric_set(d->m_held, (double)s.held);
+    metric_set(d->m_bpt, (double)detect_engine_bytes_per_truck(d->eng));
+    metric_set(d->m_outq, rd_kafka_outq_len(d->producer));
+    int64_t max_ts = 0;
+    for (int p = 0; p < d->nparts; p++)
+        if (d->parts[p].assigned && d->parts[p].max_ts > max_ts)
+            max_ts = d->parts[p].max_ts;
+    metric_set(d->m_event_lag, max_ts ? (double)(wall_ms() - max_ts) / 1000.0 : 0);
+    metric_set(d->m_ckpt_age, d->last_ckpt_ms ? (double)(mono_ms() - d->last_ckpt_ms) / 1000.0 : 0);
+}
+
+/* The wall-clock fallback of `offline` for partitions that receive nothing. */
+static void idle_check(struct detect *d)
+{
+    int64_t mono = mono_ms(), now = wall_ms();
+    for (int p = 0; p < d->nparts; p++) {
+        struct part *pt = &d->parts[p];
+        if (!pt->assigned || mono - pt->last_feed_ms < d->rules.offline_min_ms)
+            continue;
+        uint64_t before = d->produced;
+        detect_engine_idle(d->eng, p, now, mono - pt->last_feed_ms);
+        if (d->produced != before)
+            d->dirty = 1;
+    }
+}
+
+static int run(struct detect *d)
+{
+    int64_t last_tick = mono_ms();
+    d->last_ckpt_ms = last_tick;
+    while (!sig_stopping() && !d->fatal) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer, 100);
+        int64_t now = wall_ms();
+        for (int n = 0; m; n++) {
+            if (m->err) {
+                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                    log_warn("consumer: %s", rd_kafka_message_errstr(m));
+            } else if (strcmp(rd_kafka_topic_name(m->rkt), d->topic_in) == 0) {
+                handle(d, m, now);
+            }
+            rd_kafka_message_destroy(m);
+            if (n + 1 >= BATCH_MAX || d->fatal)
+                break;
+            m = rd_kafka_consumer_poll(d->consumer, 0);
+        }
+        rd_kafka_poll(d->producer, 0);
+        int64_t mono = mono_ms();
+        if (mono - d->last_ckpt_ms >= d->ckpt_ms) {
+            if (checkpoint(d, "interval") != 0)
+                d->last_ckpt_ms = mono; /* retried at the next interval */
+        }
+        if (mono - last_tick >= 1000) {
+            idle_check(d);
+            update_metrics(d);
+            last_tick = mono;
+        }
+    }
+    return d->fatal ? 1 : 0;
+}
+
+/* ---- command line ------------------------------------------------------------ */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync detect [options]\n"
+            "\n"
+            "The detector: consumer group fleetsync-detector reads truck-telemetry, runs the\n"
+            "per-truck rules in event time (the reading's ts) and writes raised / cleared\n"
+            "alert records to truck-alerts (key = truck_id, alert_id = truck:rule:started_ms).\n"
+            "Rules (defaults; see --print-rules and docs/detect.md):\n"
+            "  stationary_engine_on  engine on within 50 m of where it stopped for 20 min\n"
+            "  moving_ignition_off   ignition off while moving >= 10 km/h for 60 s (towing)\n"
+            "  gps_jump              implied speed > 250 km/h over >= 1 km\n"
+            "  fuel_drop             fuel falls > 10 %% within 5 min while parked\n"
+            "  geofence_exit         leaves a fence of --geofences during its active window\n"
+            "  overspeed             > 100 km/h for 60 s\n"
+            "  offline               no reading for 10 min of the partition's event time\n"
+            "\n"
+            "Options:\n"
+            "  --rules FILE          thresholds as JSON (any subset of --print-rules' output)\n"
+            "  --print-rules         print the rules in effect (defaults, or --rules) and exit\n"
+            "  --geofences FILE      GeoJSON fences for geofence_exit (as fleetsync sim reads them)\n"
+            "  --lateness S          how late a reading may arrive and still be ordered by ts\n"
+            "                        (default 120, or lateness_s of --rules)\n"
+            "  --checkpoint-ms N     save state + commit offsets every N ms (default 5000)\n"
+            "  --state-dir DIR       checkpoint files go to DIR/<group>/ (default <data-dir>/detect)\n"
+            "  --start earliest|latest  where a group with no committed offset starts (default\n"
+            "                        latest: alerts from now on; earliest: the whole topic)\n"
+            "  -h, --help            this text\n"
+            "\n"
+            "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
+            "checkpoint and emits the same (alert_id, state) records an uninterrupted run\n"
+            "would, possibly twice (consumers are idempotent on alert_id + state). After\n"
+            "`fleetsync replay --group fleetsync-detector --since 2h` it resets its state and\n"
+            "warms up from the new position: incidents starting after it come out again with\n"
+            "the same alert_id.\n"
+            "\n"
+            "Metrics on --metrics-port (default 9103): fleetsync_detect_events_total,\n"
+            "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
+            "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
+            "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
+            "1 runtime failure (Kafka fatal error: restart it), 2 usage error.\n"
+            "\n"
+            "%s",
+            cfg_options_help);
+}
+
+static int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+static void register_metrics(struct detect *d)
+{
+    struct metrics *m = d->metrics;
+    d->m_records = metrics_counter(m, "fleetsync_detect_records_total", "Telemetry records consumed.", NULL);
+    d->m_events = metrics_counter(m, "fleetsync_detect_events_total", "Readings fed to the rules.", NULL);
+    for (int i = 1; i < TM_REASON_COUNT + 2; i++) {
+        char label[64];
+        const char *name = i == DEC_PARTITION ? "unknown_partition"
+                           : i == DEC_REFUSED ? "engine_refused"
+                                              : tm_reason_name((enum tm_reason)i);
+        snprintf(label, sizeof(label), "reason=\"%s\"", name);
+        d->m_decode[i] = metrics_counter(m, "fleetsync_detect_decode_errors_total",
+                                         "Records skipped, by reason (tm_parse's, DESIGN.md).", label);
+    }
+    for (int r = 0; r < DR_COUNT; r++) {
+        char label[96];
+        snprintf(label, sizeof(label), "rule=\"%s\",state=\"raised\"", detect_rule_name((enum detect_rule)r));
+        d->m_raised[r] = metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
+        snprintf(label, sizeof(label), "rule=\"%s\",state=\"cleared\"", detect_rule_name((enum detect_rule)r));
+        d->m_cleared[r] = metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
+    }
+    d->m_wallclock = metrics_counter(m, "fleetsync_detect_wallclock_offline_total",
+                                     "offline alerts raised by the wall-clock fallback (silent partition).", NULL);
+    d->m_dups = metrics_counter(m, "fleetsync_detect_duplicates_total", "Readings seen before (truck, ts, seq).", NULL);
+    d->m_late = metrics_counter(m, "fleetsync_detect_too_late_total",
+                                "Readings older than one already processed for the truck (beyond lateness).", NULL);
+    d->m_trucks = metrics_gauge(m, "fleetsync_detect_trucks", "Trucks with state in memory.", NULL);
+    d->m_bpt = metrics_gauge(m, "fleetsync_detect_bytes_per_truck", "Engine memory per truck (table + state).", NULL);
+    d->m_held = metrics_gauge(m, "fleetsync_detect_held_readings", "Readings waiting for the lateness bound.", NULL);
+    d->m_assigned = metrics_gauge(m, "fleetsync_detect_partitions_assigned", "Partitions owned.", NULL);
+    d->m_event_lag = metrics_gauge(m, "fleetsync_detect_event_lag_seconds",
+                                   "Wall clock minus the newest event time read (how far behind live).", NULL);
+    d->m_ckpt_age = metrics_gauge(m, "fleetsync_detect_checkpoint_age_seconds", "Time since the last checkpoint.",
+                                  NULL);
+    d->m_ckpts = metrics_counter(m, "fleetsync_detect_checkpoints_total", "Checkpoints written and committed.", NULL);
+    d->m_ckpt_fail = metrics_counter(m, "fleetsync_detect_checkpoint_failures_total",
+                                     "Checkpoints not written or not committed.", NULL);
+    d->m_ckpt_bytes = metrics_gauge(m, "fleetsync_detect_checkpoint_bytes", "Size of the last checkpoint.", NULL);
+    d->m_restored = metrics_counter(m, "fleetsync_detect_partitions_restored_total",
+                                    "Assigned partitions whose state came from a checkpoint.", NULL);
+    d->m_reset = metrics_counter(m, "fleetsync_detect_partitions_reset_total",
+                                 "Assigned partitions that started from a reset state (no checkpoint, replay).", NULL);
+    d->m_produced = metrics_counter(m, "fleetsync_detect_alerts_produced_total", "Alert records handed to Kafka.",
+                                    NULL);
+    d->m_delivered = metrics_counter(m, "fleetsync_detect_alerts_delivered_total",
+                                     "Alert records acknowledged by Kafka.", NULL);
+    d->m_failed = metrics_counter(m, "fleetsync_detect_alerts_failed_total", "Alert records Kafka refused.", NULL);
+    d->m_outq = metrics_gauge(m, "fleetsync_detect_producer_queue", "Alert records waiting for acknowledgement.",
+                              NULL);
+}
+
+/* The partition count of the input topic (waits up to 30 s for it). */
+static int topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t err_size)
+{
+    for (int attempt = 0; attempt < 30 && !sig_stopping(); attempt++) {
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, t, &md, 5000);
+        rd_kafka_topic_destroy(t);
+        int n = -1;
+        if (!e && md->topic_cnt == 1 && !md->topics[0].err)
+            n = md->topics[0].partition_cnt;
+        else
+            snprintf(err, err_size, "%s", e ? rd_kafka_err2str(e) : rd_kafka_err2str(md->topics[0].err));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (n > 0)
+            return n;
+        sleep(1);
+    }
+    return -1;
+}
+
+int cmd_detect(int argc, char **argv)
+{
+    struct fs_config cfg;
+    cfg_init(&cfg);
+    struct detect d;
+    memset(&d, 0, sizeof(d));
+    d.cfg = &cfg;
+    d.ckpt_ms = DETECT_DEFAULT_CKPT_MS;
+    d.start = START_LATEST;
+    detect_rules_defaults(&d.rules);
+    const char *rules_file = NULL, *fences_file = NULL, *state_dir = NULL;
+    int print_rules = 0;
+    int64_t lateness_s = -1;
+    char err[1024];
+    int rc = 2;
+    int lock_fd = -1;
+
+    enum { OPT_RULES = 1, OPT_PRINT_RULES, OPT_GEOFENCES, OPT_LATENESS, OPT_CKPT, OPT_STATE_DIR, OPT_START };
+    static const struct option opts[] = {
+        {"rules", required_argument, NULL, OPT_RULES},
+        {"print-rules", no_argument, NULL, OPT_PRINT_RULES},
+        {"geofences", required_argument, NULL, OPT_GEOFENCES},
+        {"lateness", required_argument, NULL, OPT_LATENESS},
+        {"checkpoint-ms", required_argument, NULL, OPT_CKPT},
+        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+        {"start", required_argument, NULL, OPT_START},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    optind = 1;
+    int c;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, opts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_RULES:
+            rules_file = optarg;
+            break;
+        case OPT_PRINT_RULES:
+            print_rules = 1;
+            break;
+        case OPT_GEOFENCES:
+            fences_file = optarg;
+            break;
+        case OPT_LATENESS:
+            if (parse_int64(optarg, 0, 86400, &lateness_s) != 0) {
+                fprintf(stderr, "fleetsync detect: --lateness is seconds from 0 to 86400, not '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case OPT_CKPT:
+            if (parse_int64(optarg, 100, 3600000, &d.ckpt_ms) != 0) {
+                fprintf(stderr, "fleetsync detect: --checkpoint-ms is 100 to 3600000, not '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        case OPT_STATE_DIR:
+            state_dir = optarg;
+            break;
+        case OPT_START:
+            if (strcmp(optarg, "earliest") == 0)
+                d.start = START_EARLIEST;
+            else if (strcmp(optarg, "latest") == 0)
+                d.start = START_LATEST;
+            else {
+                fprintf(stderr, "fleetsync detect: --start is earliest or latest, not '%s'\n", optarg);
+                goto out;
+            }
+            break;
+        default: {
+            int r = cfg_option(&cfg, c, optarg, err, sizeof(err));
+            if (r == 1)
+                break;
+            if (r < 0)
+                fprintf(stderr, "fleetsync detect: %s\n", err);
+            usage(stderr);
+            goto out;
+        }
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "fleetsync detect: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    if (rules_file && detect_rules_load_file(rules_file, &d.rules, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync detect: %s\n", err);
+        goto out;
+    }
+    if (lateness_s >= 0)
+        d.rules.lateness_ms = lateness_s * 1000;
+    if (print_rules) {
+        detect_rules_print(&d.rules, stdout);
+        rc = 0;
+        goto out;
+    }
+    if (fences_file) {
+        if (geo_fences_load_file(fences_file, &d.fences, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync detect: %s\n", err);
+            goto out;
+        }
+        d.have_fences = 1;
+    }
+    const char *group = cfg.group ? cfg.group : DETECT_DEFAULT_GROUP;
+    if (strchr(group, '/') || strcmp(group, ".") == 0 || strcmp(group, "..") == 0) {
+        fprintf(stderr, "fleetsync detect: --group '%s' cannot name a state directory (no '/')\n", group);
+        goto out;
+    }
+
+    rc = 1;
+    char base[3072];
+    if (state_dir)
+        snprintf(base, sizeof(base), "%s", state_dir);
+    else
+        snprintf(base, sizeof(base), "%s/detect", cfg.data_dir);
+    snprintf(d.dir, sizeof(d.dir), "%s/%s", base, group);
+    if (mkdir_p(d.dir) != 0) {
+        log_error("cannot create the state directory %s: %s", d.dir, strerror(errno));
+        goto out;
+    }
+    char lock_path[4200];
+    snprintf(lock_path, sizeof(lock_path), "%s/lock", d.dir);
+    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        log_error("%s is in use by another detector of group %s (one process per state directory: give "
+                  "--state-dir): %s",
+                  d.dir, group, strerror(errno));
+        goto out;
+    }
+    d.gen = ckpt_max_gen(d.dir);
+    cfg_topic(&cfg, TOPIC_TELEMETRY, d.topic_in, sizeof(d.topic_in));
+    cfg_topic(&cfg, TOPIC_ALERTS, d.topic_out, sizeof(d.topic_out));
+    sig_install();
+
+    d.metrics = metrics_new();
+    if (!d.metrics) {
+        log_error("out of memory");
+        goto out;
+    }
+    register_metrics(&d);
+    int mport = cfg.metrics_port == 0 ? DETECT_DEFAULT_METRICS_PORT : cfg.metrics_port;
+    if (mport > 0 && metrics_serve(d.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        goto out;
+    }
+
+    static const char *const pdefaults[] = {
+        "enable.idempotence", "true", "acks", "all", "linger.ms", "5", "compression.type", "lz4",
+        "message.timeout.ms", "0", "client.id", "fleetsync-detect", NULL,
+    };
+    rd_kafka_conf_t *pconf = kafka_conf_new(&cfg, pdefaults, err, sizeof(err));
+    if (!pconf) {
+        log_error("%s", err);
+        goto out;
+    }
+    rd_kafka_conf_set_opaque(pconf, &d);
+    rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
+    rd_kafka_conf_set_error_cb(pconf, error_cb);
+    d.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
+    if (!d.producer) {
+        rd_kafka_conf_destroy(pconf);
+        log_error("cannot create the Kafka producer: %s", err);
+        goto out;
+    }
+
+    static const char *const cdefaults[] = {
+        "group.id", DETECT_DEFAULT_GROUP, "client.id", "fleetsync-detect", "enable.auto.commit", "false",
+        "enable.auto.offset.store", "false", "enable.partition.eof", "false", NULL,
+    };
+    rd_kafka_conf_t *cconf = kafka_conf_new(&cfg, cdefaults, err, sizeof(err));
+    if (!cconf) {
+        log_error("%s", err);
+        goto out;
+    }
+    if (rd_kafka_conf_set(cconf, "group.id", group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(cconf, "auto.offset.reset", d.start == START_EARLIEST ? "earliest" : "latest", err,
+                          sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(cconf);
+        log_error("%s", err);
+        goto out;
+    }
+    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
+    rd_kafka_conf_set_opaque(cconf, &d);
+    d.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
+    if (!d.consumer) {
+        rd_kafka_conf_destroy(cconf);
+        log_error("cannot create the Kafka consumer: %s", err);
+        goto out;
+    }
+    rd_kafka_poll_set_consumer(d.consumer);
+    if (kafka_wait_ready(d.consumer, 30000, err, sizeof(err)) != 0) {
+        log_error("cannot reach Kafka at %s: %s", cfg.brokers, err);
+        goto out;
+    }
+    d.nparts = topic_partitions(d.consumer, d.topic_in, err, sizeof(err));
+    if (d.nparts <= 0 || d.nparts > MAX_PARTITIONS) {
+        log_error("cannot read the partitions of %s: %s (fleetsync services start --topic-prefix P creates the "
+                  "topics)",
+                  d.topic_in, d.nparts > 0 ? "too many" : err);
+        goto out;
+    }
+    d.parts = calloc((size_t)d.nparts, sizeof(*d.parts));
+    d.eng = d.parts ? detect_engine_new(&d.rules, d.have_fences ? &d.fences : NULL, d.nparts, emit, &d) : NULL;
+    if (!d.eng) {
+        log_error("out of memory for the engine");
+        goto out;
+    }
+    for (int p = 0; p < d.nparts; p++)
+        d.parts[p].next_offset = -1;
+
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(subs, d.topic_in, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(d.consumer, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (se) {
+        log_error("cannot subscribe to %s: %s", d.topic_in, rd_kafka_err2str(se));
+        goto out;
+    }
+    log_info("consuming %s (%d partitions) from %s as group %s, alerts to %s; %d fence(s); lateness %" PRId64
+             " s; checkpoints every %" PRId64 " ms in %s; metrics on %d",
+             d.topic_in, d.nparts, cfg.brokers, group, d.topic_out, d.have_fences ? (int)d.fences.count : 0,
+             d.rules.lateness_ms / 1000, d.ckpt_ms, d.dir, mport);
+    rc = run(&d);
+    if (rc == 0) {
+        if (checkpoint(&d, "stop") != 0)
+            rc = 1;
+    }
+    update_metrics(&d);
+    log_info("stopping: %" PRIu64 " readings, %" PRIu64 " alerts produced, %" PRIu64 " acknowledged, %" PRIu64
+             " trucks",
+             d.last.processed, d.produced, d.delivered, d.last.trucks);
+
+out:
+    if (d.consumer) {
+        /* Leaves the group; the revoke callback checkpoints (nothing left to do
+         * after a clean stop; skipped after a fatal error). */
+        rd_kafka_consumer_close(d.consumer);
+        rd_kafka_destroy(d.consumer);
+    }
+    if (d.producer) {
+        if (!d.fatal)
+            rd_kafka_flush(d.producer, 10000);
+        rd_kafka_destroy(d.producer);
+    }
+    detect_engine_free(d.eng);
+    free(d.parts);
+    ckpt_writer_release(&d.w);
+    if (d.have_fences)
+        geo_fence_set_release(&d.fences);
+    metrics_free(d.metrics);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    cfg_release(&cfg);
+    return rc;
+}
