@@ -12,6 +12,7 @@
 #include "history/report.h"
 #include "history/history.h"
 #include "ops/ops.h"
+#include "ops/trucks.h"
 #include "sim/sim.h"
 
 #include "core/log.h"
@@ -47,7 +48,7 @@ static const struct cmd commands[] = {
     {"status", cmd_status, "services, consumer groups, lag and rates"},
     {"report", cmd_report_any, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},
     {"bench", NULL, "bench detect: precision / recall per rule for a scenario"},
-    {"trucks", NULL, "trucks add ID...|--count N: per-truck MQTT credentials"},
+    {"trucks", cmd_trucks, "trucks add ID...|--count N: per-truck MQTT credentials"},
 };
 
 static void usage(FILE *out)

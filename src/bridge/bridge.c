@@ -29,6 +29,7 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/mqttauth.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/topics.h"
@@ -692,7 +693,8 @@ static void bridge_usage(FILE *out)
             "  --share GROUP         shared subscription $share/GROUP/...: bridges with the same GROUP\n"
             "                        split the traffic (give each its own --client-id)\n"
             "  --mqtt-version V      5 (default) or 311\n"
-            "  --cafile FILE         CA certificate for mqtts:// (default: the system's CAs)\n"
+            "  --cafile FILE         CA certificate for mqtts:// (default: DIR/tls/ca.crt for the\n"
+            "                        data dir's own broker, else the system's CAs)\n"
             "  --keepalive S         MQTT keep-alive in seconds (default 30)\n"
             "  --session-expiry S    how long the broker keeps our session while we are away (MQTT 5;\n"
             "                        default 604800 = 7 days)\n"
@@ -821,6 +823,21 @@ int cmd_bridge(int argc, char **argv)
         fprintf(stderr, "fleetsync bridge: %s\n", err);
         rc = 2;
         goto out;
+    }
+    /* The data dir's own broker with credentials (fleetsync trucks add):
+     * the bridge logs in as its own account, and trusts the local CA. */
+    char cafile_buf[4096];
+    if (b.url.tls && !o.cafile)
+        o.cafile = mqa_default_cafile(cfg.data_dir, &b.url, cafile_buf, sizeof(cafile_buf));
+    int auth = mqa_client_password(cfg.data_dir, &b.url, MQA_BRIDGE_USER, b.url.pass, sizeof(b.url.pass), err,
+                                   sizeof(err));
+    if (auth < 0) {
+        fprintf(stderr, "fleetsync bridge: %s\n", err);
+        goto out;
+    }
+    if (auth == 1) {
+        snprintf(b.url.user, sizeof(b.url.user), "%s", MQA_BRIDGE_USER);
+        log_info("logging in to MQTT as %s (credentials of %s/mqtt/)", MQA_BRIDGE_USER, cfg.data_dir);
     }
     cfg_topic(&cfg, TOPIC_TELEMETRY, b.topic_telemetry, sizeof(b.topic_telemetry));
     cfg_topic(&cfg, TOPIC_STATUS, b.topic_status, sizeof(b.topic_status));

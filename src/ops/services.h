@@ -6,6 +6,8 @@
  *   D/run/ports             the ports the stack was started with (status reads it)
  *   D/log/<service>.log     stdout + stderr of each service
  *   D/mosquitto/            generated mosquitto.conf, persistence
+ *   D/mqtt/                 MQTT credentials (core/mqttauth.h, fleetsync trucks)
+ *   D/tls/                  local CA and server certificate (start --tls)
  *   D/kafka/                generated server.properties, log4j2.properties, data/
  *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
  *
@@ -34,6 +36,7 @@ struct svc_ports {
 struct svc_options {
     struct svc_ports ports;
     int partitions;  /* truck-telemetry partitions; 0 = default */
+    int tls_port;    /* also serve MQTT over TLS on this port (D/tls/); 0 = no */
     int timeout_s;   /* how long start waits for each service */
     int quiet;
 };
@@ -46,6 +49,11 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
  * creates the topics.  Idempotent.  Returns 0, or 1 after printing the tail of
  * the failing service's log. */
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt);
+
+/* Rewrites mosquitto.conf (credentials of D/mqtt/ as they are now) and
+ * makes the running Mosquitto reload it (SIGHUP).  Returns 0, 1 when
+ * Mosquitto is not running (the next start reads them), -1 on an error. */
+int svc_mqtt_reload(const struct fs_config *cfg);
 
 /* Stops every service of the data dir and waits until none is left.
  * Returns 0, or 1 when a process would not go away. */

@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mosquitto.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,7 @@ struct conn {
 
 struct mqttpool {
     struct mqp_config cfg;
+    SSL_CTX *ssl_ctx;   /* mqtts://, shared by every connection */
     struct conn *c;
     uint32_t n;
     int ep;
@@ -51,6 +55,36 @@ struct mqttpool {
     uint32_t lost_pending, refused_pending, failed_pending;
     char last_reason[160];
 };
+
+/* One client TLS context for the pool: libmosquitto's own would load the
+ * CA file again at every connect of every connection (a descriptor the
+ * pool's fd limit does not allow there, and memory per connection).  The
+ * peer is verified against the CA and the host name or IP address. */
+static SSL_CTX *tls_context(const struct mqp_config *cfg, char *err, size_t err_size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        snprintf(err, err_size, "cannot create a TLS context");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    int ok = cfg->cafile ? SSL_CTX_load_verify_locations(ctx, cfg->cafile, NULL)
+                         : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok != 1) {
+        unsigned long e = ERR_get_error();
+        snprintf(err, err_size, "cannot load CA certificates%s%s: %s", cfg->cafile ? " from " : "",
+                 cfg->cafile ? cfg->cafile : "", e ? ERR_reason_error_string(e) : "unknown error");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, cfg->host) != 1) {
+        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+        X509_VERIFY_PARAM_set1_host(param, cfg->host, 0);
+    }
+    return ctx;
+}
 
 static int64_t mono_ms(void)
 {
@@ -195,6 +229,8 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
         snprintf(err, err_size, "cannot create the event loop: %s", strerror(errno));
         goto fail;
     }
+    if (cfg->tls && !(p->ssl_ctx = tls_context(cfg, err, err_size)))
+        goto fail;
     /* Each connection costs one socket (see connect_without_sockpair). */
     struct rlimit rl;
     rlim_t need = (rlim_t)n + 256;
@@ -233,8 +269,16 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
         }
         mosquitto_connect_callback_set(c->m, on_connect);
         mosquitto_publish_callback_set(c->m, on_publish);
-        if (cfg->user && *cfg->user)
+        char pass[128];
+        if (cfg->password && cfg->password(cfg->password_ud, id, pass, sizeof(pass)) == 0)
+            mosquitto_username_pw_set(c->m, id, pass);
+        else if (cfg->user && *cfg->user)
             mosquitto_username_pw_set(c->m, cfg->user, cfg->pass && *cfg->pass ? cfg->pass : NULL);
+        if (p->ssl_ctx && (mosquitto_int_option(c->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
+                           mosquitto_void_option(c->m, MOSQ_OPT_SSL_CTX, p->ssl_ctx) != MOSQ_ERR_SUCCESS)) {
+            snprintf(err, err_size, "cannot set up TLS for MQTT client %s", id);
+            goto fail;
+        }
         presence_topic(p, i, topic, sizeof(topic));
         mosquitto_will_set(c->m, topic, 7, "offline", 1, true);
         if (cfg->max_inflight)
@@ -438,5 +482,7 @@ void mqp_free(struct mqttpool *p, int wait_ms)
     }
     if (p->ep >= 0)
         close(p->ep);
+    if (p->ssl_ctx)
+        SSL_CTX_free(p->ssl_ctx); /* each connection held a reference of its own */
     free(p);
 }

@@ -30,6 +30,10 @@ struct mqttpool;
 /* Writes connection i's client id (a truck or gateway id) into buf. */
 typedef void (*mqp_name_fn)(void *ud, uint32_t conn, char *buf, size_t size);
 
+/* Writes the password of account user (a connection's client id) into buf;
+ * returns 0, or -1 to connect without credentials. */
+typedef int (*mqp_password_fn)(void *ud, const char *user, char *buf, size_t size);
+
 struct mqp_config {
     const char *host;
     int port;
@@ -42,6 +46,15 @@ struct mqp_config {
     uint32_t max_inflight;         /* per connection, unacknowledged telemetry */
     mqp_name_fn name;
     void *name_ud;
+    /* Per-connection credentials (the data dir's broker, docs/security.md):
+     * when set, each connection logs in as its client id with this password,
+     * instead of user/pass. */
+    mqp_password_fn password;
+    void *password_ud;
+    /* mqtts://: verify the broker's certificate against cafile (NULL = the
+     * system's CAs) and host.  One TLS context is shared by all connections. */
+    int tls;
+    const char *cafile;
 };
 
 struct mqp_stats {

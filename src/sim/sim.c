@@ -19,6 +19,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/mqttauth.h"
 #include "core/sig.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
@@ -61,6 +62,7 @@ struct sim_opts {
     int quiet, dry_run, print, until_now;
     double drain_s;
     uint32_t max_inflight;
+    const char *cafile;
 };
 
 static void sim_usage(FILE *out)
@@ -86,6 +88,11 @@ static void sim_usage(FILE *out)
             "  --max-inflight N    unacknowledged readings per connection before it waits\n"
             "                      (default 100 with own connections, 256 for gateways)\n"
             "  --drain-timeout S   at the end, wait up to S seconds for acknowledgements (default 30)\n"
+            "  --cafile FILE       CA certificate that signs the broker's for mqtts:// (default:\n"
+            "                      DIR/tls/ca.crt for the data dir's own broker, else the system's)\n"
+            "Credentials: with no user:pass in --mqtt, each connection of the data dir's own\n"
+            "broker logs in as its truck (or gateway) id with the password derived from\n"
+            "DIR/mqtt/secret, once 'fleetsync trucks add' has made it (docs/security.md).\n"
             "Time:\n"
             "  --start T           simulated start: ISO 8601 UTC (2026-10-27T00:00:00Z) or now-30d,\n"
             "                      now-6h, now-90m (default now)\n"
@@ -168,6 +175,20 @@ static void conn_name(void *ud, uint32_t conn, char *buf, size_t size)
         snprintf(buf, size, "%sGW%04u", n->prefix, conn + 1);
     else
         fleet_format_id(buf, size, n->prefix, n->prefix_len, conn);
+}
+
+/* The data dir's credentials (core/mqttauth.h): each connection logs in as
+ * its own id. */
+struct sim_auth {
+    const char *data_dir;
+    struct mqa_secret secret;
+    int on;
+};
+
+static int auth_password(void *ud, const char *user, char *buf, size_t size)
+{
+    const struct sim_auth *a = ud;
+    return mqa_derive(&a->secret, user, buf, size);
 }
 
 static int valid_prefix(const char *p)
@@ -458,7 +479,7 @@ int cmd_sim(int argc, char **argv)
     enum {
         OPT_TRUCKS = 1, OPT_INTERVAL, OPT_CONNECTIONS, OPT_DURATION, OPT_QOS, OPT_SPEEDUP, OPT_START, OPT_SEED,
         OPT_ID_PREFIX, OPT_SCENARIO, OPT_TRUTH, OPT_GEOFENCES, OPT_SOURCE_IPS, OPT_QUIET, OPT_DRY_RUN, OPT_PRINT,
-        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT,
+        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE,
     };
     static const struct option longopts[] = {
         {"trucks", required_argument, NULL, OPT_TRUCKS},
@@ -480,6 +501,7 @@ int cmd_sim(int argc, char **argv)
         {"until-now", no_argument, NULL, OPT_UNTIL_NOW},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
         {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
+        {"cafile", required_argument, NULL, OPT_CAFILE},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -572,6 +594,9 @@ int cmd_sim(int argc, char **argv)
             if (parse_double(optarg, 0, 86400, &o.drain_s))
                 bad = "--drain-timeout must be seconds >= 0";
             break;
+        case OPT_CAFILE:
+            o.cafile = optarg;
+            break;
         case OPT_MAX_INFLIGHT:
             if (parse_long(optarg, 1, 1000000, &v))
                 bad = "--max-inflight must be 1..1000000";
@@ -657,9 +682,17 @@ int cmd_sim(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    if (url.tls && !o.dry_run) {
-        fprintf(stderr, "fleetsync sim: mqtts:// is not supported by the simulator yet\n");
-        goto out;
+    char cafile_buf[4096];
+    if (url.tls && !o.cafile)
+        o.cafile = mqa_default_cafile(cfg.data_dir, &url, cafile_buf, sizeof(cafile_buf));
+    struct sim_auth auth = {.data_dir = cfg.data_dir};
+    if (!o.dry_run && !*url.user && mqa_is_own_broker(cfg.data_dir, &url)) {
+        int k = mqa_secret_load(cfg.data_dir, &auth.secret, err, sizeof(err));
+        if (k < 0) {
+            fprintf(stderr, "fleetsync sim: %s\n", err);
+            goto out;
+        }
+        auth.on = k == 0; /* 1: no credentials store, anonymous as before */
     }
     r.o = &o;
     sig_install();
@@ -681,13 +714,18 @@ int cmd_sim(int argc, char **argv)
         struct mqp_config mc = {.host = url.host, .port = url.port, .user = url.user, .pass = url.pass,
                                 .qos = o.qos, .keepalive_s = 60, .gateway = names.gateway,
                                 .source_ips = o.source_ips, .n_source_ips = o.n_source_ips,
-                                .max_inflight = o.max_inflight, .name = conn_name, .name_ud = &names};
+                                .max_inflight = o.max_inflight, .name = conn_name, .name_ud = &names,
+                                .password = auth.on ? auth_password : NULL, .password_ud = &auth,
+                                .tls = url.tls, .cafile = o.cafile};
         r.pool = mqp_new(&mc, (uint32_t)(o.connections ? o.connections : o.trucks), err, sizeof(err));
         if (!r.pool) {
             fprintf(stderr, "fleetsync sim: %s\n", err);
             goto out;
         }
     }
+    if (!o.quiet && auth.on)
+        log_info("logging in with the credentials of %s/mqtt/ (each connection as its %s id)", cfg.data_dir,
+                 names.gateway ? "gateway" : "truck");
     if (!o.quiet)
         log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o.trucks,
                  o.dry_run ? "dry run" : cfg.mqtt, o.interval_s, o.speedup, o.seed, r.scen.n);

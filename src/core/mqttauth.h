@@ -1,0 +1,89 @@
+/*
+ * mqttauth.h - MQTT identities of the embedded broker (DESIGN.md "MQTT
+ * contract"), shared by `fleetsync trucks`, `services`, the simulator and
+ * the bridge.
+ *
+ * The credentials store lives in the data dir D:
+ *   D/mqtt/secret   32 random bytes (hex), mode 0600, created by `trucks add`
+ *   D/mqtt/passwd   Mosquitto password file: one "user:$7$..." line per
+ *                   account, PBKDF2-SHA512 as Mosquitto 2 hashes it
+ *   D/mqtt/acl      Mosquitto ACL file (mqa_acl_text)
+ * A truck's (or gateway's) password is derived from the secret and its id:
+ * the first 32 hex digits of HMAC-SHA256(secret, id).  So the simulator and
+ * the bridge, which share the data dir, compute any account's password
+ * without a plaintext list; `fleetsync trucks add --print` shows them for
+ * provisioning real devices.  The bridge's account is MQA_BRIDGE_USER.
+ *
+ * TLS (`services start --tls`): D/tls/ca.crt (the local CA), server.crt,
+ * server.key; D/run/mqtt-tls holds "mqtts=PORT" while the broker has a TLS
+ * listener.
+ */
+#ifndef FS_MQTTAUTH_H
+#define FS_MQTTAUTH_H
+
+#include "core/config.h"
+
+#include <stddef.h>
+
+#define MQA_BRIDGE_USER   "fleetsync-bridge"
+#define MQA_SECRET_BYTES  32
+#define MQA_PASS_CHARS    32  /* hex digits of a derived password */
+#define MQA_ID_MAX        128 /* longest account name, without the NUL */
+#define MQA_SALT_BYTES    12  /* as mosquitto_passwd */
+#define MQA_ITERATIONS    101 /* as mosquitto_passwd */
+#define MQA_HASH_LINE_MAX (MQA_ID_MAX + 160)
+
+struct mqa_secret {
+    unsigned char key[MQA_SECRET_BYTES];
+};
+
+/* Writes D/<rel> into buf; returns buf ("" if it does not fit). */
+const char *mqa_path(const char *data_dir, const char *rel, char *buf, size_t size);
+
+/* 1 if id may be an account: 1..MQA_ID_MAX characters of [A-Za-z0-9._-]
+ * (no MQTT wildcard, no '/', no ':' of the password file). */
+int mqa_valid_id(const char *id);
+
+/* Derives the password of account user: MQA_PASS_CHARS hex digits + NUL
+ * into out (size >= MQA_PASS_CHARS + 1).  Returns 0 or -1. */
+int mqa_derive(const struct mqa_secret *s, const char *user, char *out, size_t size);
+
+/* Loads D/mqtt/secret.  Returns 0, 1 when there is no store (no file), -1
+ * with a reason in err when it exists but cannot be read or is malformed. */
+int mqa_secret_load(const char *data_dir, struct mqa_secret *s, char *err, size_t err_size);
+
+/* Loads the secret, creating D/mqtt/ and a new random secret (0600) when
+ * there is none.  Returns 0 or -1 + err. */
+int mqa_secret_ensure(const char *data_dir, struct mqa_secret *s, char *err, size_t err_size);
+
+/* One password file line "user:$7$<iterations>$<salt b64>$<hash b64>\n" as
+ * Mosquitto 2 checks it (PBKDF2-HMAC-SHA512, 64-byte hash).  Returns its
+ * length, or -1 if it does not fit or hashing failed. */
+int mqa_hash_line(const char *user, const char *pass, const unsigned char salt[MQA_SALT_BYTES], int iterations,
+                  char *out, size_t size);
+
+/* The ACL file's text: every account writes fleet/trucks/<its name>/# (one
+ * pattern line), the bridge reads fleet/#, each gateway writes
+ * fleet/trucks/+/# and fleet/gateways/<its name>/#; nothing else is allowed.
+ * snprintf-like: returns the length the whole text needs. */
+size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways);
+
+/* 1 if url names this data dir's own broker: a loopback host and the port
+ * of D/run/ports (mqtt=) or, for mqtts://, of D/run/mqtt-tls. */
+int mqa_is_own_broker(const char *data_dir, const struct cfg_mqtt_url *url);
+
+/* The password a client of the data dir's own broker uses as `user`, when
+ * url carries no user of its own and the store exists.  Returns 1 with the
+ * password in pass, 0 when credentials do not apply (anonymous, as before),
+ * -1 + err when the store is unreadable. */
+int mqa_client_password(const char *data_dir, const struct cfg_mqtt_url *url, const char *user, char *pass,
+                        size_t pass_size, char *err, size_t err_size);
+
+/* D/tls/ca.crt when url is mqtts:// to the data dir's own broker and the
+ * file exists; else NULL. */
+const char *mqa_default_cafile(const char *data_dir, const struct cfg_mqtt_url *url, char *buf, size_t size);
+
+/* The TLS port D/run/mqtt-tls records, or 0. */
+int mqa_tls_port(const char *data_dir);
+
+#endif

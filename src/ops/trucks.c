@@ -1,0 +1,667 @@
+/*
+ * trucks.c - `fleetsync trucks add|list|remove`: MQTT identities of the
+ * embedded broker (see trucks.h, core/mqttauth.h, docs/security.md).
+ *
+ * The password file is rewritten by streaming: the old file is copied into
+ * a temporary one (keeping only the account names in memory, to skip ids
+ * that already have an account), new lines are appended, and the new file
+ * replaces the old with rename().  Hashing is PBKDF2-HMAC-SHA512 with
+ * libcrypto, as mosquitto_passwd does, without one process per truck.
+ */
+#include "ops/trucks.h"
+
+#include "core/config.h"
+#include "core/log.h"
+#include "core/mqttauth.h"
+#include "ops/services.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_GATEWAYS 100000
+#define ERR_MAX      (2 * PATH_MAX + 256)
+
+int trucks_format_id(char *buf, size_t size, const char *prefix, uint32_t index)
+{
+    int n = snprintf(buf, size, "%s%06llu", prefix, (unsigned long long)index + 1);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int trucks_format_gateway(char *buf, size_t size, const char *prefix, uint32_t index)
+{
+    int n = snprintf(buf, size, "%sGW%04llu", prefix, (unsigned long long)index + 1);
+    return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+int trucks_line_user(const char *line, char *buf, size_t size)
+{
+    const char *colon = strchr(line, ':');
+    if (!colon || colon == line || (size_t)(colon - line) >= size)
+        return -1;
+    size_t n = (size_t)(colon - line);
+    memcpy(buf, line, n);
+    buf[n] = '\0';
+    return mqa_valid_id(buf) ? (int)n : -1;
+}
+
+/* --- a set of account names (open addressing) -------------------------- */
+
+struct nameset {
+    char **slot;
+    size_t cap, len;
+};
+
+static uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return h;
+}
+
+static int set_grow(struct nameset *s)
+{
+    size_t cap = s->cap ? s->cap * 2 : 1024;
+    char **slot = calloc(cap, sizeof(*slot));
+    if (!slot)
+        return -1;
+    for (size_t i = 0; i < s->cap; i++) {
+        if (!s->slot[i])
+            continue;
+        size_t k = name_hash(s->slot[i]) & (cap - 1);
+        while (slot[k])
+            k = (k + 1) & (cap - 1);
+        slot[k] = s->slot[i];
+    }
+    free(s->slot);
+    s->slot = slot;
+    s->cap = cap;
+    return 0;
+}
+
+static int set_has(const struct nameset *s, const char *name)
+{
+    if (!s->cap)
+        return 0;
+    for (size_t k = name_hash(name) & (s->cap - 1); s->slot[k]; k = (k + 1) & (s->cap - 1))
+        if (strcmp(s->slot[k], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Returns 1 if added, 0 if it was there, -1 out of memory. */
+static int set_add(struct nameset *s, const char *name)
+{
+    if (set_has(s, name))
+        return 0;
+    if ((s->len + 1) * 2 > s->cap && set_grow(s) != 0)
+        return -1;
+    char *copy = strdup(name);
+    if (!copy)
+        return -1;
+    size_t k = name_hash(name) & (s->cap - 1);
+    while (s->slot[k])
+        k = (k + 1) & (s->cap - 1);
+    s->slot[k] = copy;
+    s->len++;
+    return 1;
+}
+
+static void set_free(struct nameset *s)
+{
+    for (size_t i = 0; i < s->cap; i++)
+        free(s->slot[i]);
+    free(s->slot);
+    memset(s, 0, sizeof(*s));
+}
+
+/* --- the store ---------------------------------------------------------- */
+
+struct store {
+    const char *data_dir;
+    char passwd[PATH_MAX], acl[PATH_MAX], tmp[PATH_MAX + 8];
+    struct mqa_secret secret;
+    FILE *out;              /* the new password file, while writing */
+    struct nameset names;   /* accounts in the new file */
+    char **gateways;        /* gateway accounts, in order */
+    size_t n_gateways;
+    size_t added, kept, removed;
+};
+
+static int read_gateways(struct store *st, char *err, size_t err_size)
+{
+    FILE *f = fopen(st->acl, "r");
+    if (!f)
+        return errno == ENOENT ? 0 : (snprintf(err, err_size, "cannot read %s: %s", st->acl, strerror(errno)), -1);
+    char line[512];
+    int rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        char name[MQA_ID_MAX + 2];
+        if (sscanf(line, "user %129s", name) != 1 || !mqa_valid_id(name) || strcmp(name, MQA_BRIDGE_USER) == 0)
+            continue;
+        if (st->n_gateways >= MAX_GATEWAYS) {
+            snprintf(err, err_size, "%s holds more than %d gateways", st->acl, MAX_GATEWAYS);
+            rc = -1;
+            break;
+        }
+        char **g = realloc(st->gateways, (st->n_gateways + 1) * sizeof(*g));
+        if (!g || !(g[st->n_gateways] = strdup(name))) {
+            if (g)
+                st->gateways = g;
+            snprintf(err, err_size, "out of memory");
+            rc = -1;
+            break;
+        }
+        st->gateways = g;
+        st->n_gateways++;
+    }
+    fclose(f);
+    return rc;
+}
+
+static int is_gateway(const struct store *st, const char *name)
+{
+    for (size_t i = 0; i < st->n_gateways; i++)
+        if (strcmp(st->gateways[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Opens the new password file and copies the old one into it, leaving out
+ * the accounts in drop (may be NULL). */
+static int store_begin(struct store *st, const struct nameset *drop, char *err, size_t err_size)
+{
+    snprintf(st->tmp, sizeof(st->tmp), "%s.tmp", st->passwd);
+    int fd = open(st->tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0 || !(st->out = fdopen(fd, "w"))) {
+        snprintf(err, err_size, "cannot create %s: %s", st->tmp, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    FILE *in = fopen(st->passwd, "r");
+    if (!in)
+        return errno == ENOENT ? 0 : (snprintf(err, err_size, "cannot read %s: %s", st->passwd, strerror(errno)), -1);
+    char line[MQA_HASH_LINE_MAX + 64], name[MQA_ID_MAX + 1];
+    int rc = 0;
+    while (fgets(line, sizeof(line), in)) {
+        if (trucks_line_user(line, name, sizeof(name)) < 0 || strchr(line, '\n') == NULL)
+            continue; /* not an account line of ours (or cut): dropped */
+        if (drop && set_has(drop, name)) {
+            st->removed++;
+            continue;
+        }
+        int k = set_add(&st->names, name);
+        if (k < 0) {
+            snprintf(err, err_size, "out of memory");
+            rc = -1;
+            break;
+        }
+        if (k == 0)
+            continue; /* a duplicate line: Mosquitto would use the first */
+        fputs(line, st->out);
+        st->kept++;
+    }
+    fclose(in);
+    return rc;
+}
+
+/* Adds an account unless it exists.  Returns 0 or -1. */
+static int store_add(struct store *st, const char *name, char *err, size_t err_size)
+{
+    if (set_has(&st->names, name))
+        return 0;
+    char pass[MQA_PASS_CHARS + 1], line[MQA_HASH_LINE_MAX];
+    unsigned char salt[MQA_SALT_BYTES];
+    if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt) || mqa_derive(&st->secret, name, pass, sizeof(pass)) ||
+        mqa_hash_line(name, pass, salt, MQA_ITERATIONS, line, sizeof(line)) < 0) {
+        snprintf(err, err_size, "cannot hash the password of %s", name);
+        return -1;
+    }
+    if (set_add(&st->names, name) < 0) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    fputs(line, st->out);
+    st->added++;
+    return 0;
+}
+
+/* As root, Mosquitto reads the files as the service user. */
+static void give_to_service(const char *path)
+{
+    if (geteuid() != 0)
+        return;
+    struct passwd *pw = getpwnam(SVC_USER);
+    if (pw && chown(path, pw->pw_uid, pw->pw_gid) != 0)
+        log_warn("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
+}
+
+static int write_acl(struct store *st, char *err, size_t err_size)
+{
+    size_t need = mqa_acl_text(NULL, 0, (const char *const *)st->gateways, st->n_gateways);
+    char *text = malloc(need + 1), tmp[PATH_MAX + 8];
+    if (!text) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    mqa_acl_text(text, need + 1, (const char *const *)st->gateways, st->n_gateways);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", st->acl);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int ok = fd >= 0 && write(fd, text, need) == (ssize_t)need && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    free(text);
+    if (!ok) {
+        snprintf(err, err_size, "cannot write %s: %s", tmp, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    give_to_service(tmp);
+    if (rename(tmp, st->acl) != 0) {
+        snprintf(err, err_size, "cannot replace %s: %s", st->acl, strerror(errno));
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+/* Installs the new password file, then the ACL (the order keeps every
+ * account of the ACL in the password file). */
+static int store_commit(struct store *st, char *err, size_t err_size)
+{
+    FILE *out = st->out;
+    st->out = NULL;
+    int ok = fflush(out) == 0 && fsync(fileno(out)) == 0;
+    ok &= fclose(out) == 0;
+    if (!ok) {
+        snprintf(err, err_size, "cannot write %s: %s", st->tmp, strerror(errno));
+        unlink(st->tmp);
+        return -1;
+    }
+    give_to_service(st->tmp);
+    if (rename(st->tmp, st->passwd) != 0) {
+        snprintf(err, err_size, "cannot replace %s: %s", st->passwd, strerror(errno));
+        unlink(st->tmp);
+        return -1;
+    }
+    return write_acl(st, err, err_size);
+}
+
+static void store_release(struct store *st)
+{
+    if (st->out) {
+        fclose(st->out);
+        unlink(st->tmp);
+    }
+    set_free(&st->names);
+    for (size_t i = 0; i < st->n_gateways; i++)
+        free(st->gateways[i]);
+    free(st->gateways);
+    memset(&st->secret, 0, sizeof(st->secret));
+}
+
+/* One writer at a time: two `trucks add` would both write passwd.tmp.
+ * Returns the lock's descriptor (closing it unlocks), or -1. */
+static int store_lock(const char *data_dir)
+{
+    char path[PATH_MAX];
+    mqa_path(data_dir, "mqtt/.lock", path, sizeof(path));
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (flock(fd, LOCK_EX) != 0) {
+        if (errno != EINTR) {
+            log_error("cannot lock %s: %s", path, strerror(errno));
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+/* Tells the running broker; prints what happened. */
+static int reload(const struct fs_config *cfg)
+{
+    int rc = svc_mqtt_reload(cfg);
+    if (rc == 0)
+        log_info("the running Mosquitto of %s reloads its credentials (SIGHUP)", cfg->data_dir);
+    else if (rc == 1)
+        log_info("Mosquitto of %s is not running; 'fleetsync services start' uses the credentials",
+                 cfg->data_dir);
+    else
+        log_error("could not make Mosquitto reload; 'fleetsync services stop' and 'start' apply the credentials");
+    return rc < 0 ? 1 : 0;
+}
+
+/* --- the command ------------------------------------------------------- */
+
+static void trucks_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync trucks add ID... | --count N [--id-prefix P] [--gateways N] [--print]\n"
+            "       fleetsync trucks list\n"
+            "       fleetsync trucks password ID...\n"
+            "       fleetsync trucks remove ID...\n\n"
+            "MQTT identities of the embedded broker (docs/security.md). 'add' creates an\n"
+            "account per truck (username = truck id) in DIR/mqtt/passwd, hashed as Mosquitto 2\n"
+            "expects (PBKDF2-SHA512), and the ACL DIR/mqtt/acl: a truck may write only\n"
+            "fleet/trucks/{its id}/# and read nothing; a gateway may write fleet/trucks/+/#\n"
+            "and fleet/gateways/{its id}/#; the bridge's account (%s) reads fleet/#.\n"
+            "Passwords are derived from a secret made once in DIR/mqtt/secret (0600), so the\n"
+            "simulator and the bridge of the same data dir log in by themselves. From the first\n"
+            "'add' on, Mosquitto refuses anonymous clients; a running one reloads (SIGHUP).\n\n"
+            "  add ID...         accounts for these truck ids ([A-Za-z0-9._-], at most %d chars)\n"
+            "  --count N         accounts for N trucks named as the simulator names them:\n"
+            "                    P000001 ... (P = --id-prefix, default TRK-)\n"
+            "  --gateways N      also N gateway accounts PGW0001 ... (fleetsync sim --connections)\n"
+            "  --print           print 'ID PASSWORD' for each requested account (provisioning)\n"
+            "  list              print every account with its kind\n"
+            "  password ID...    print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
+            "  remove ID...      delete accounts (trucks or gateways)\n"
+            "  -h, --help        this text\n\n"
+            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n\n%s",
+            MQA_BRIDGE_USER, MQA_ID_MAX, cfg_options_help);
+}
+
+static int valid_prefix(const char *p)
+{
+    return strlen(p) <= 40 && (!*p || mqa_valid_id(p));
+}
+
+static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count, const char *prefix,
+                  long gateways, int print)
+{
+    struct store st = {.data_dir = cfg->data_dir};
+    char err[ERR_MAX], name[MQA_ID_MAX + 1], pass[MQA_PASS_CHARS + 1];
+    int rc = 1;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    int lock = -1;
+    mqa_path(cfg->data_dir, "mqtt/passwd", st.passwd, sizeof(st.passwd));
+    mqa_path(cfg->data_dir, "mqtt/acl", st.acl, sizeof(st.acl));
+    if (mqa_secret_ensure(cfg->data_dir, &st.secret, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    if ((lock = store_lock(cfg->data_dir)) < 0) {
+        store_release(&st);
+        return 1;
+    }
+    if (read_gateways(&st, err, sizeof(err)) ||
+        store_begin(&st, NULL, err, sizeof(err)) != 0 || store_add(&st, MQA_BRIDGE_USER, err, sizeof(err)) != 0)
+        goto fail;
+    for (int i = 0; i < n_ids; i++)
+        if (store_add(&st, ids[i], err, sizeof(err)) != 0)
+            goto fail;
+    for (long i = 0; i < count; i++) {
+        if (trucks_format_id(name, sizeof(name), prefix, (uint32_t)i) != 0 ||
+            store_add(&st, name, err, sizeof(err)) != 0)
+            goto fail;
+    }
+    for (long i = 0; i < gateways; i++) {
+        if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) != 0 ||
+            store_add(&st, name, err, sizeof(err)) != 0)
+            goto fail;
+        if (!is_gateway(&st, name)) {
+            char **g = realloc(st.gateways, (st.n_gateways + 1) * sizeof(*g));
+            if (!g || !(g[st.n_gateways] = strdup(name))) {
+                if (g)
+                    st.gateways = g;
+                snprintf(err, sizeof(err), "out of memory");
+                goto fail;
+            }
+            st.gateways = g;
+            st.n_gateways++;
+        }
+    }
+    if (store_commit(&st, err, sizeof(err)) != 0)
+        goto fail;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    log_info("%zu account(s) added, %zu kept, %zu gateway(s) in %.2f s; files in %s/mqtt/", st.added, st.kept,
+             st.n_gateways, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
+             cfg->data_dir);
+    if (print) {
+        for (int i = 0; i < n_ids; i++)
+            if (mqa_derive(&st.secret, ids[i], pass, sizeof(pass)) == 0)
+                printf("%s %s\n", ids[i], pass);
+        for (long i = 0; i < count; i++)
+            if (trucks_format_id(name, sizeof(name), prefix, (uint32_t)i) == 0 &&
+                mqa_derive(&st.secret, name, pass, sizeof(pass)) == 0)
+                printf("%s %s\n", name, pass);
+        for (long i = 0; i < gateways; i++)
+            if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) == 0 &&
+                mqa_derive(&st.secret, name, pass, sizeof(pass)) == 0)
+                printf("%s %s\n", name, pass);
+        fflush(stdout);
+    }
+    rc = reload(cfg);
+    store_release(&st);
+    close(lock);
+    return rc;
+fail:
+    log_error("%s", err);
+    store_release(&st);
+    if (lock >= 0)
+        close(lock);
+    return 1;
+}
+
+static int do_remove(const struct fs_config *cfg, char **ids, int n_ids)
+{
+    struct store st = {.data_dir = cfg->data_dir};
+    struct nameset drop = {0};
+    char err[ERR_MAX];
+    mqa_path(cfg->data_dir, "mqtt/passwd", st.passwd, sizeof(st.passwd));
+    mqa_path(cfg->data_dir, "mqtt/acl", st.acl, sizeof(st.acl));
+    if (access(st.passwd, F_OK) != 0) {
+        log_error("%s has no MQTT accounts (fleetsync trucks add)", cfg->data_dir);
+        return 1;
+    }
+    int lock = store_lock(cfg->data_dir);
+    if (lock < 0)
+        return 1;
+    for (int i = 0; i < n_ids; i++) {
+        if (set_add(&drop, ids[i]) < 0) {
+            snprintf(err, sizeof(err), "out of memory");
+            goto fail;
+        }
+    }
+    if (read_gateways(&st, err, sizeof(err)) != 0 || store_begin(&st, &drop, err, sizeof(err)) != 0)
+        goto fail;
+    size_t keep = 0;
+    for (size_t i = 0; i < st.n_gateways; i++) {
+        if (set_has(&drop, st.gateways[i]))
+            free(st.gateways[i]);
+        else
+            st.gateways[keep++] = st.gateways[i];
+    }
+    st.n_gateways = keep;
+    if (store_commit(&st, err, sizeof(err)) != 0)
+        goto fail;
+    log_info("%zu account(s) removed, %zu left", st.removed, st.kept);
+    set_free(&drop);
+    store_release(&st);
+    int rc = reload(cfg);
+    close(lock);
+    return rc;
+fail:
+    log_error("%s", err);
+    set_free(&drop);
+    store_release(&st);
+    close(lock);
+    return 1;
+}
+
+static int do_password(const struct fs_config *cfg, char **ids, int n_ids)
+{
+    struct mqa_secret sec;
+    char err[ERR_MAX], pass[MQA_PASS_CHARS + 1];
+    int rc = mqa_secret_load(cfg->data_dir, &sec, err, sizeof(err));
+    if (rc != 0) {
+        log_error("%s", rc > 0 ? "no credentials store in the data dir (fleetsync trucks add)" : err);
+        return 1;
+    }
+    for (int i = 0; i < n_ids; i++)
+        if (mqa_derive(&sec, ids[i], pass, sizeof(pass)) == 0)
+            printf("%s %s\n", ids[i], pass);
+    memset(&sec, 0, sizeof(sec));
+    return 0;
+}
+
+static int do_list(const struct fs_config *cfg)
+{
+    struct store st = {.data_dir = cfg->data_dir};
+    char err[ERR_MAX], line[MQA_HASH_LINE_MAX + 64], name[MQA_ID_MAX + 1];
+    mqa_path(cfg->data_dir, "mqtt/passwd", st.passwd, sizeof(st.passwd));
+    mqa_path(cfg->data_dir, "mqtt/acl", st.acl, sizeof(st.acl));
+    FILE *f = fopen(st.passwd, "r");
+    if (!f) {
+        if (errno == ENOENT) {
+            log_info("%s has no MQTT accounts: the broker accepts anonymous clients", cfg->data_dir);
+            return 0;
+        }
+        log_error("cannot read %s: %s", st.passwd, strerror(errno));
+        return 1;
+    }
+    if (read_gateways(&st, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        fclose(f);
+        store_release(&st);
+        return 1;
+    }
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (trucks_line_user(line, name, sizeof(name)) < 0)
+            continue;
+        printf("%s %s\n", name,
+               strcmp(name, MQA_BRIDGE_USER) == 0 ? "bridge" : is_gateway(&st, name) ? "gateway" : "truck");
+        n++;
+    }
+    fclose(f);
+    store_release(&st);
+    log_info("%zu account(s)", n);
+    return 0;
+}
+
+int cmd_trucks(int argc, char **argv)
+{
+    enum { OPT_COUNT = 1, OPT_PREFIX, OPT_GATEWAYS, OPT_PRINT };
+    static const struct option longopts[] = {
+        {"count", required_argument, NULL, OPT_COUNT},
+        {"id-prefix", required_argument, NULL, OPT_PREFIX},
+        {"gateways", required_argument, NULL, OPT_GATEWAYS},
+        {"print", no_argument, NULL, OPT_PRINT},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct fs_config cfg;
+    long count = 0, gateways = 0;
+    const char *prefix = "TRK-";
+    int print = 0, c, rc = 2;
+    char err[ERR_MAX], *end;
+
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        switch (c) {
+        case 'h':
+            trucks_usage(stdout);
+            rc = 0;
+            goto out;
+        case OPT_COUNT:
+            errno = 0;
+            count = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || count < 1 || count > 10000000) {
+                fprintf(stderr, "fleetsync trucks: --count must be 1..10000000 (got '%s')\n", optarg);
+                goto out;
+            }
+            break;
+        case OPT_GATEWAYS:
+            errno = 0;
+            gateways = strtol(optarg, &end, 10);
+            if (errno || end == optarg || *end || gateways < 1 || gateways > 9999) {
+                fprintf(stderr, "fleetsync trucks: --gateways must be 1..9999 (got '%s')\n", optarg);
+                goto out;
+            }
+            break;
+        case OPT_PREFIX:
+            prefix = optarg;
+            if (!valid_prefix(prefix)) {
+                fprintf(stderr, "fleetsync trucks: --id-prefix may hold at most 40 characters of [A-Za-z0-9._-]\n");
+                goto out;
+            }
+            break;
+        case OPT_PRINT:
+            print = 1;
+            break;
+        default:
+            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+                break;
+            if (c != '?')
+                fprintf(stderr, "fleetsync trucks: %s\n", err);
+            trucks_usage(stderr);
+            goto out;
+        }
+    }
+    if (optind >= argc) {
+        trucks_usage(stderr);
+        goto out;
+    }
+    const char *action = argv[optind++];
+    char **ids = argv + optind;
+    int n_ids = argc - optind;
+    int password = strcmp(action, "password") == 0;
+    for (int i = 0; i < n_ids; i++) {
+        if (!mqa_valid_id(ids[i]) || (!password && strcmp(ids[i], MQA_BRIDGE_USER) == 0)) {
+            fprintf(stderr, "fleetsync trucks: '%s' is not a truck id ([A-Za-z0-9._-], 1..%d characters, not %s)\n",
+                    ids[i], MQA_ID_MAX, MQA_BRIDGE_USER);
+            goto out;
+        }
+    }
+    if (strcmp(action, "add") == 0) {
+        if (!n_ids && !count && !gateways) {
+            fprintf(stderr, "fleetsync trucks add: give truck ids, --count N or --gateways N\n");
+            goto out;
+        }
+        rc = do_add(&cfg, ids, n_ids, count, prefix, gateways, print);
+    } else if (strcmp(action, "remove") == 0) {
+        if (!n_ids || count || gateways || print) {
+            fprintf(stderr, "fleetsync trucks remove: give the ids to remove (and nothing else)\n");
+            goto out;
+        }
+        rc = do_remove(&cfg, ids, n_ids);
+    } else if (password) {
+        if (!n_ids || count || gateways || print) {
+            fprintf(stderr, "fleetsync trucks password: give the account names (and nothing else)\n");
+            goto out;
+        }
+        rc = do_password(&cfg, ids, n_ids);
+    } else if (strcmp(action, "list") == 0) {
+        if (n_ids || count || gateways || print) {
+            fprintf(stderr, "fleetsync trucks list: takes no ids or add options\n");
+            goto out;
+        }
+        rc = do_list(&cfg);
+    } else {
+        fprintf(stderr, "fleetsync trucks: unknown action '%s'\n", action);
+        trucks_usage(stderr);
+    }
+out:
+    cfg_release(&cfg);
+    return rc;
+}

@@ -1,0 +1,187 @@
+/* MQTT identities: password derivation, Mosquitto's hash lines, the ACL text,
+ * names, and which broker counts as the data dir's own. */
+#include "core/mqttauth.h"
+#include "ops/trucks.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+/* Expected values computed independently with Python's hmac and hashlib. */
+static void password_is_hmac_sha256_of_the_id(void **state)
+{
+    (void)state;
+    struct mqa_secret s;
+    memset(s.key, 7, sizeof(s.key));
+    char pass[MQA_PASS_CHARS + 1];
+    assert_int_equal(mqa_derive(&s, "TRK-000001", pass, sizeof(pass)), 0);
+    assert_string_equal(pass, "5c4424300915fb655ff6320ea80063d0");
+    char other[MQA_PASS_CHARS + 1];
+    assert_int_equal(mqa_derive(&s, "TRK-000002", other, sizeof(other)), 0);
+    assert_string_not_equal(pass, other);
+    s.key[0] ^= 1; /* another data dir's secret: another password */
+    assert_int_equal(mqa_derive(&s, "TRK-000001", other, sizeof(other)), 0);
+    assert_string_not_equal(pass, other);
+    assert_int_equal(mqa_derive(&s, "TRK-000001", other, MQA_PASS_CHARS), -1); /* no room for the NUL */
+}
+
+static void hash_line_is_mosquitto_pbkdf2_sha512(void **state)
+{
+    (void)state;
+    unsigned char salt[MQA_SALT_BYTES];
+    for (int i = 0; i < MQA_SALT_BYTES; i++)
+        salt[i] = (unsigned char)i;
+    char line[MQA_HASH_LINE_MAX];
+    int n = mqa_hash_line("TRK-000001", "secret-pass", salt, 101, line, sizeof(line));
+    const char *want = "TRK-000001:$7$101$AAECAwQFBgcICQoL$FW8OJ28XCWY/zRAdq6ZPOJg5fYsX61LI/ch4bLrkbvgX3a1/"
+                       "Ut2e9PYAvFVQCA+38APS0ri9InjC3fk80eYi+g==\n";
+    assert_int_equal(n, (int)strlen(want));
+    assert_string_equal(line, want);
+    /* too small a buffer, a bad user name: refused, not cut */
+    assert_int_equal(mqa_hash_line("TRK-000001", "secret-pass", salt, 101, line, 40), -1);
+    assert_int_equal(mqa_hash_line("a:b", "x", salt, 101, line, sizeof(line)), -1);
+    assert_int_equal(mqa_hash_line("fleet/#", "x", salt, 101, line, sizeof(line)), -1);
+}
+
+static void ids_exclude_wildcards_and_separators(void **state)
+{
+    (void)state;
+    assert_true(mqa_valid_id("TRK-000001"));
+    assert_true(mqa_valid_id("gw_1.eu"));
+    assert_false(mqa_valid_id(""));
+    assert_false(mqa_valid_id("a+b"));
+    assert_false(mqa_valid_id("a#"));
+    assert_false(mqa_valid_id("a/b"));
+    assert_false(mqa_valid_id("a:b"));
+    assert_false(mqa_valid_id("a b"));
+    assert_false(mqa_valid_id("%u"));
+    char long_id[MQA_ID_MAX + 2];
+    memset(long_id, 'a', sizeof(long_id) - 1);
+    long_id[MQA_ID_MAX + 1] = '\0';
+    assert_false(mqa_valid_id(long_id));
+    long_id[MQA_ID_MAX] = '\0';
+    assert_true(mqa_valid_id(long_id));
+}
+
+static void acl_grants_only_what_the_contract_says(void **state)
+{
+    (void)state;
+    const char *gws[] = {"TRK-GW0001", "TRK-GW0002"};
+    size_t need = mqa_acl_text(NULL, 0, gws, 2);
+    char *text = malloc(need + 1);
+    assert_non_null(text);
+    assert_int_equal(mqa_acl_text(text, need + 1, gws, 2), need);
+    assert_int_equal(strlen(text), need);
+    /* trucks: one pattern line, write only */
+    assert_non_null(strstr(text, "\npattern write fleet/trucks/%u/#\n"));
+    assert_null(strstr(text, "pattern read"));
+    assert_null(strstr(text, "pattern readwrite"));
+    /* the bridge reads fleet/# */
+    assert_non_null(strstr(text, "\nuser fleetsync-bridge\ntopic read fleet/#\n"));
+    /* each gateway: any truck, its own presence */
+    assert_non_null(strstr(text, "\nuser TRK-GW0001\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0001/#\n"));
+    assert_non_null(strstr(text, "\nuser TRK-GW0002\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0002/#\n"));
+    /* no topic line before the first user line (it would be anonymous's) */
+    char *first_topic = strstr(text, "\ntopic "), *first_user = strstr(text, "\nuser ");
+    assert_true(first_user && first_topic && first_user < first_topic);
+    /* a short buffer gets a NUL-terminated prefix and the full length */
+    char small[32];
+    assert_int_equal(mqa_acl_text(small, sizeof(small), gws, 2), need);
+    assert_int_equal(strlen(small), sizeof(small) - 1);
+    assert_memory_equal(small, text, sizeof(small) - 1);
+    free(text);
+}
+
+static void names_match_the_simulator(void **state)
+{
+    (void)state;
+    char buf[64];
+    assert_int_equal(trucks_format_id(buf, sizeof(buf), "TRK-", 0), 0);
+    assert_string_equal(buf, "TRK-000001");
+    assert_int_equal(trucks_format_id(buf, sizeof(buf), "sec-", 1234566), 0);
+    assert_string_equal(buf, "sec-1234567");
+    assert_int_equal(trucks_format_gateway(buf, sizeof(buf), "TRK-", 0), 0);
+    assert_string_equal(buf, "TRK-GW0001");
+    assert_int_equal(trucks_format_id(buf, 8, "TRK-", 0), -1);
+    assert_int_equal(trucks_line_user("TRK-1:$7$101$a$b\n", buf, sizeof(buf)), 5);
+    assert_string_equal(buf, "TRK-1");
+    assert_int_equal(trucks_line_user("# comment\n", buf, sizeof(buf)), -1);
+    assert_int_equal(trucks_line_user(":nouser\n", buf, sizeof(buf)), -1);
+    assert_int_equal(trucks_line_user("a/b:x\n", buf, sizeof(buf)), -1);
+}
+
+static void own_broker_is_loopback_on_the_recorded_port(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fs-test-trucks.XXXXXX", path[256], err[256], pass[MQA_PASS_CHARS + 1];
+    assert_non_null(mkdtemp(dir));
+    struct cfg_mqtt_url url = {.tls = 0, .host = "127.0.0.1", .port = 28830};
+    assert_false(mqa_is_own_broker(dir, &url)); /* no run/ports */
+    snprintf(path, sizeof(path), "%s/run", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    snprintf(path, sizeof(path), "%s/run/ports", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("mqtt=28830 kafka=29092 controller=29093 pg=25432\n", f);
+    fclose(f);
+    assert_true(mqa_is_own_broker(dir, &url));
+    url.port = 28831;
+    assert_false(mqa_is_own_broker(dir, &url));
+    url.port = 28830;
+    snprintf(url.host, sizeof(url.host), "10.0.0.1");
+    assert_false(mqa_is_own_broker(dir, &url));
+    snprintf(url.host, sizeof(url.host), "localhost");
+    /* no store: anonymous as before */
+    assert_int_equal(mqa_client_password(dir, &url, "TRK-000001", pass, sizeof(pass), err, sizeof(err)), 0);
+    struct mqa_secret s1, s2;
+    assert_int_equal(mqa_secret_ensure(dir, &s1, err, sizeof(err)), 0);
+    assert_int_equal(mqa_secret_ensure(dir, &s2, err, sizeof(err)), 0); /* the same secret the second time */
+    assert_memory_equal(s1.key, s2.key, sizeof(s1.key));
+    snprintf(path, sizeof(path), "%s/mqtt/secret", dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char want[MQA_PASS_CHARS + 1];
+    assert_int_equal(mqa_derive(&s1, "TRK-000001", want, sizeof(want)), 0);
+    assert_int_equal(mqa_client_password(dir, &url, "TRK-000001", pass, sizeof(pass), err, sizeof(err)), 1);
+    assert_string_equal(pass, want);
+    /* a user in the URL wins */
+    snprintf(url.user, sizeof(url.user), "someone");
+    assert_int_equal(mqa_client_password(dir, &url, "TRK-000001", pass, sizeof(pass), err, sizeof(err)), 0);
+    url.user[0] = '\0';
+    /* mqtts:// counts only on the recorded TLS port */
+    url.tls = 1;
+    url.port = 28883;
+    assert_false(mqa_is_own_broker(dir, &url));
+    snprintf(path, sizeof(path), "%s/run/mqtt-tls", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("mqtts=28883\n", f);
+    fclose(f);
+    assert_true(mqa_is_own_broker(dir, &url));
+    assert_int_equal(mqa_tls_port(dir), 28883);
+    assert_null(mqa_default_cafile(dir, &url, path, sizeof(path))); /* no ca.crt yet */
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(password_is_hmac_sha256_of_the_id),
+        cmocka_unit_test(hash_line_is_mosquitto_pbkdf2_sha512),
+        cmocka_unit_test(ids_exclude_wildcards_and_separators),
+        cmocka_unit_test(acl_grants_only_what_the_contract_says),
+        cmocka_unit_test(names_match_the_simulator),
+        cmocka_unit_test(own_broker_is_loopback_on_the_recorded_port),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
