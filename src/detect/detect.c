@@ -553,7 +553,7 @@ static void usage(FILE *out)
             "  --checkpoint-ms N     save state + commit offsets every N ms (default 5000)\n"
             "  --state-dir DIR       checkpoint files go to DIR/<group>/ (default <data-dir>/detect)\n"
             "  --start earliest|latest  where a group with no committed offset starts (default\n"
-            "                        latest: alerts from now on; earliest: the whole topic)\n"
+            "                        earliest: the whole topic, nothing missed; latest: from now on)\n"
             "  -h, --help            this text\n"
             "\n"
             "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
@@ -680,7 +680,7 @@ int cmd_detect(int argc, char **argv)
     memset(&d, 0, sizeof(d));
     d.cfg = &cfg;
     d.ckpt_ms = DETECT_DEFAULT_CKPT_MS;
-    d.start = START_LATEST;
+    d.start = START_EARLIEST;
     detect_rules_defaults(&d.rules);
     const char *rules_file = NULL, *fences_file = NULL, *state_dir = NULL;
     int print_rules = 0;
