@@ -57,6 +57,7 @@
 #define DETECT_DEFAULT_GROUP        "fleetsync-detector"
 #define DETECT_DEFAULT_METRICS_PORT 9103
 #define DETECT_DEFAULT_CKPT_MS      5000
+#define DETECT_CLOCK_AHEAD_MS       60000 /* partition time runs at most this far past the wall clock */
 #define BATCH_MAX                   10000
 #define MAX_PARTITIONS              4096
 
@@ -448,6 +449,7 @@ static void handle(struct detect *d, const rd_kafka_message_t *m, int64_t now)
         .ignition = f.ignition,
         .fuel_pct = f.fuel_s.n ? f.fuel_pct : NAN,
     };
+    detect_engine_cap_time(d->eng, now + DETECT_CLOCK_AHEAD_MS);
     if (detect_engine_feed(d->eng, p, &dr) != 0) {
         metric_add(d->m_decode[DEC_REFUSED], 1);
         return;

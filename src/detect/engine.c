@@ -96,7 +96,7 @@ struct truck {
     uint32_t last_seq;
     uint32_t good_lag;     /* last_ts - ts of the last good position */
     uint32_t fuel_dec_lag; /* last fall during a fuel_drop - fuel_ref_ts */
-    uint32_t arr_lag;      /* latest arrival partition time - last_ts */
+    int32_t arr_lag;       /* latest arrival partition time - last_ts (< 0: a clock ahead) */
     uint32_t held_head, held_tail;
     uint32_t id_off;
     int32_t good_lat, good_lon, anchor_lat, anchor_lon, jump_lat, jump_lon; /* 1e-7 degrees */
@@ -111,7 +111,7 @@ struct held {
     uint32_t truck; /* index | HELD_IGN | HELD_CONSUMED */
     uint32_t next;  /* absolute ring position of the truck's next held reading */
     uint32_t seq;
-    uint32_t arr_lag; /* partition time at arrival - ts */
+    int32_t arr_lag;  /* partition time at arrival - ts (< 0: a clock ahead of the cap) */
     int32_t lat, lon;
     uint16_t speed; /* 0.01 km/h */
     uint16_t fuel;  /* 0.01 %, FUEL_NONE */
@@ -140,6 +140,7 @@ struct detect_engine {
     struct detect_stats st;
     int64_t sweep_ms;
     double jump_min_m;
+    int64_t time_cap; /* partition time never moves past this (INT64_MAX: no cap) */
 };
 
 /* ---- small helpers ---- */
@@ -162,6 +163,11 @@ static inline const char *truck_id(const struct part *p, const struct truck *t)
 static inline uint32_t sat_u32(int64_t v)
 {
     return v < 0 ? 0 : v > (int64_t)UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+}
+
+static inline int32_t sat_i32(int64_t v)
+{
+    return v < INT32_MIN ? INT32_MIN : v > INT32_MAX ? INT32_MAX : (int32_t)v;
 }
 
 static inline int32_t q_deg(double d)
@@ -634,7 +640,7 @@ static void process(struct detect_engine *e, struct part *p, struct truck *t, co
     }
     t->last_ts = ts;
     t->last_seq = h->seq;
-    t->arr_lag = sat_u32(arr - ts);
+    t->arr_lag = sat_i32(arr - ts);
     t->flags |= F_SEEN;
 }
 
@@ -706,6 +712,7 @@ struct detect_engine *detect_engine_new(const struct detect_rules *rules, const 
     e->emit = emit_fn;
     e->ctx = ctx;
     e->jump_min_m = rules->jump_min_km * 1000.0;
+    e->time_cap = INT64_MAX;
     /* Offline sweeps every minute of watermark (finer for short thresholds):
      * detection up to one step after the threshold, at a cost of one pass
      * over the partition's trucks per step. */
@@ -732,6 +739,11 @@ void detect_engine_free(struct detect_engine *e)
         part_release(&e->parts[i]);
     free(e->parts);
     free(e);
+}
+
+void detect_engine_cap_time(struct detect_engine *e, int64_t cap_ms)
+{
+    e->time_cap = cap_ms;
 }
 
 int detect_engine_feed(struct detect_engine *e, int partition, const struct detect_reading *r)
@@ -781,14 +793,16 @@ int detect_engine_feed(struct detect_engine *e, int partition, const struct dete
             }
         }
     }
-    if (p->ptime == UNSET || r->ts_ms > p->ptime)
-        p->ptime = r->ts_ms;
+    /* A clock running ahead moves the partition's time no further than the cap. */
+    int64_t pt = r->ts_ms < e->time_cap ? r->ts_ms : e->time_cap;
+    if (p->ptime == UNSET || pt > p->ptime)
+        p->ptime = pt;
     struct held h = {
         .ts = r->ts_ms,
         .truck = idx | (r->ignition ? HELD_IGN : 0),
         .next = NIL,
         .seq = seq,
-        .arr_lag = sat_u32(p->ptime - r->ts_ms),
+        .arr_lag = sat_i32(p->ptime - r->ts_ms),
         .lat = q_deg(r->lat),
         .lon = q_deg(r->lon),
         .speed = q_centi(r->speed_kmh, 655.0),

@@ -142,6 +142,15 @@ void detect_engine_free(struct detect_engine *e);
  * ts_ms < 0); then the reading is not taken. */
 int detect_engine_feed(struct detect_engine *e, int partition, const struct detect_reading *r);
 
+/* Caps the partition time: a reading whose ts lies beyond cap_ms (a truck
+ * whose clock runs ahead) still counts for its truck, but moves its
+ * partition's time only up to cap_ms, so it neither releases the others'
+ * held readings early nor makes every other truck of the partition look
+ * offline.  The service passes the wall clock plus a minute before each
+ * reading; INT64_MAX (the default) is no cap.  A reading from the future is
+ * the one case where a result depends on when it was processed. */
+void detect_engine_cap_time(struct detect_engine *e, int64_t cap_ms);
+
 /* The wall-clock fallback: a partition that has received nothing for
  * offline_min_ms of wall time (now_ms, measured by the caller from its last
  * feed) raises offline for its trucks silent that long, marked wallclock.

@@ -708,6 +708,45 @@ static void clock_skewed_truck_is_still_detected(void **state)
     fx_free(f);
 }
 
+/* One truck whose clock runs an hour ahead: without a cap its readings
+ * would carry the partition's time an hour forward and make every other
+ * truck there look offline; with the cap (the service passes the wall clock
+ * plus a minute) they do not, and the truck itself is still evaluated. */
+static void clock_ahead_truck_moves_partition_time_only_to_the_cap(void **state)
+{
+    (void)state;
+    struct detect_rules r;
+    detect_rules_defaults(&r);
+    for (int capped = 0; capped <= 1; capped++) {
+        struct fx *f = fx_new(&r, NULL, 1);
+        for (int s = 0; s <= 1800; s += 10) {
+            if (capped)
+                detect_engine_cap_time(f->e, T0 + s * S + MIN); /* "now" + 1 min */
+            feed_p(f, 0, "TRK-OK1", T0 + s * S, s * 20, 0, 72, true, 50);
+            feed_p(f, 0, "TRK-OK2", T0 + s * S, s * 20, 300, 72, true, 50);
+            double sp = (s >= 300 && s < 600) ? 125 : 80;
+            feed_p(f, 0, "TRK-AHEAD", T0 + s * S + 60 * MIN, s * 22, 600, sp, true, 50);
+        }
+        if (capped) {
+            assert_int_equal(count(f, DR_OFFLINE, DA_RAISED), 0);
+            /* nobody's readings wait behind the ahead truck's */
+            struct detect_stats st;
+            detect_engine_stats(f->e, &st);
+            assert_true(st.processed >= 3 * 181 - 3 * 14);
+            assert_non_null(find(f, DR_OVERSPEED, DA_RAISED));
+            detect_engine_flush_partition(f->e, 0);
+            const struct rec *o = find(f, DR_OVERSPEED, DA_RAISED);
+            assert_non_null(o);
+            assert_string_equal(o->id, "TRK-AHEAD");
+            assert_int_equal(o->started, T0 + 300 * S + 60 * MIN);
+        } else {
+            /* the failure the cap prevents: the other trucks look offline */
+            assert_true(count(f, DR_OFFLINE, DA_RAISED) >= 2);
+        }
+        fx_free(f);
+    }
+}
+
 /* ---- checkpoints ---- */
 
 static void checkpoint_midway_gives_the_same_alerts(void **state)
@@ -844,6 +883,7 @@ int main(void)
         cmocka_unit_test(out_of_order_within_lateness_gives_the_same_alerts),
         cmocka_unit_test(duplicates_and_too_late_are_counted_and_change_nothing),
         cmocka_unit_test(clock_skewed_truck_is_still_detected),
+        cmocka_unit_test(clock_ahead_truck_moves_partition_time_only_to_the_cap),
         cmocka_unit_test(checkpoint_midway_gives_the_same_alerts),
         cmocka_unit_test(reset_partition_forgets_its_trucks_only),
         cmocka_unit_test(alert_records_are_designs_json),
