@@ -39,8 +39,16 @@
     L.geoJSON(land, { style: { color: '#8aa0b4', weight: 1, fillColor: '#f4f1ea', fillOpacity: 1 }, interactive: false })
       .addTo(map).bringToBack();
   }).catch(function (e) { console.warn('basemap', e); });
-  fetch('/api/config').then(function (r) { return r.json(); }).then(function (c) {
+  /* With --auth-file the API answers 401 once the session has ended (expired,
+   * or the dashboard restarted): back to the sign-in page. */
+  function loginGone(r) {
+    if (r.status === 401) { location.href = '/login'; return true; }
+    return false;
+  }
+  fetch('/api/config').then(function (r) { return loginGone(r) ? null : r.json(); }).then(function (c) {
+    if (!c) return;
     if (c.tile_url) L.tileLayer(c.tile_url, { maxZoom: 19 }).addTo(map).bringToBack();
+    if (c.login) document.getElementById('logout').hidden = false;
   });
 
   /* ---- counters ---- */
@@ -52,13 +60,18 @@
   fetch('/api/fleet').then(function (r) { return r.json(); }).then(counters);
 
   /* ---- trucks ---- */
+  /* The page runs under a Content-Security-Policy without inline styles:
+   * the rotation is an SVG attribute, not a style. */
   function arrow(state, heading) {
-    return '<svg viewBox="-11 -11 22 22" style="transform: rotate(' + (heading || 0) + 'deg)">' +
-      '<path d="M0,-10 L7,8 L0,4 L-7,8 Z" fill="' + (COLORS[state] || '#555') + '" stroke="#fff" stroke-width="1.5"/></svg>';
+    return '<svg viewBox="-11 -11 22 22"><path transform="rotate(' + (Number(heading) || 0) + ')" ' +
+      'd="M0,-10 L7,8 L0,4 L-7,8 Z" fill="' + (COLORS[state] || '#555') + '" stroke="#fff" stroke-width="1.5"/></svg>';
+  }
+  function esc(s) {
+    return String(s).replace(/[&<>"']/g, function (c) { return '&#' + c.charCodeAt(0) + ';'; });
   }
   function truckIcon(t) {
     return L.divIcon({ className: 'truck' + (selected === t.truck_id ? ' selected' : ''), iconSize: [22, 22],
-      html: '<div data-id="' + t.truck_id + '" data-state="' + t.state + '">' + arrow(t.state, t.heading_deg) + '</div>' });
+      html: '<div data-id="' + esc(t.truck_id) + '" data-state="' + esc(t.state) + '">' + arrow(t.state, t.heading_deg) + '</div>' });
   }
   function upsert(t) {
     var e = trucks.get(t.truck_id);
@@ -239,6 +252,8 @@
     };
     ws.onclose = function () {
       clearInterval(pinger);
+      /* A refused upgrade looks like any close: ask the API whether the session is gone. */
+      fetch('/api/config').then(loginGone).catch(function () {});
       setConn('reconnecting', 'reconnecting…');
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 10000);

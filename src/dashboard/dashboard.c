@@ -36,6 +36,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -44,6 +45,10 @@
 #define DEFAULT_ALERTS_MS    (60LL * 60 * 1000)
 #define DEFAULT_MAX_TRUCKS   2000000u
 #define DEFAULT_MAX_CLIENTS  128
+#define DEFAULT_SESSION_MS   (12LL * 3600 * 1000)
+#define DEFAULT_RATE         100  /* requests per second per client address */
+#define LOGIN_BURST          20   /* failed logins per address at once, */
+#define LOGIN_PER_MIN        10   /* then this many per minute */
 #define BATCH_MAX            5000
 #define BATCH_MS             5
 
@@ -310,35 +315,59 @@ static int find_files(struct dash *d, const char *web, const char *modules, char
     return 0;
 }
 
-/* "user:password" from the first line of path into "Basic base64". */
-static int load_auth(const char *path, char *out, size_t out_size, char *err, size_t err_size)
+/* One line of stdin (a password or token) into buf, without echo when
+ * stdin is a terminal.  Returns its length, or -1. */
+static int read_secret(const char *prompt, char *buf, size_t size)
 {
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    char line[300];
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, err_size, "cannot read --auth-file %s: %m", path);
+    struct termios old, quiet;
+    int tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+    if (tty) {
+        fprintf(stderr, "%s", prompt);
+        quiet = old;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+    }
+    char *got = fgets(buf, (int)size, stdin);
+    if (tty) {
+        tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+        fprintf(stderr, "\n");
+    }
+    if (!got)
         return -1;
+    size_t n = strcspn(buf, "\r\n");
+    if (n == size - 1 && buf[n] == '\0')
+        return -1; /* longer than the buffer */
+    buf[n] = '\0';
+    return (int)n;
+}
+
+/* --hash-password NAME / --hash-token NAME: reads the secret from stdin and
+ * prints the --auth-file line. */
+static int hash_command(const char *name, int token)
+{
+    char secret[DS_AUTH_SECRET_MAX + 2], line[512], err[256];
+    struct ds_cred c;
+    snprintf(line, sizeof(line), "%s:x", name);
+    if (ds_auth_parse_line(line, &c, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync dashboard: bad name '%s': %s\n", name, err);
+        return 2;
     }
-    int ok = fgets(line, sizeof(line), f) != NULL;
-    fclose(f);
-    line[strcspn(line, "\r\n")] = '\0';
-    char *colon = ok ? strchr(line, ':') : NULL;
-    if (!colon || colon == line || !colon[1]) {
-        snprintf(err, err_size, "--auth-file %s: the first line must be user:password", path);
-        return -1;
+    int n = read_secret(token ? "token: " : "password: ", secret, sizeof(secret));
+    int min = token ? DS_AUTH_TOKEN_MIN : DS_AUTH_PASSWORD_MIN;
+    if (n < min) {
+        fprintf(stderr, "fleetsync dashboard: %s of %d-%d characters expected on stdin%s\n",
+                token ? "a token" : "a password", min, DS_AUTH_SECRET_MAX,
+                token ? " (for example: openssl rand -hex 32)" : "");
+        return 2;
     }
-    size_t len = strlen(line), o = 0;
-    o += (size_t)snprintf(out, out_size, "Basic ");
-    for (size_t i = 0; i < len && o + 5 < out_size; i += 3) {
-        unsigned v = (unsigned char)line[i] << 16 | (i + 1 < len ? (unsigned char)line[i + 1] << 8 : 0) |
-                     (i + 2 < len ? (unsigned char)line[i + 2] : 0);
-        out[o++] = b64[v >> 18 & 63];
-        out[o++] = b64[v >> 12 & 63];
-        out[o++] = i + 1 < len ? b64[v >> 6 & 63] : '=';
-        out[o++] = i + 2 < len ? b64[v & 63] : '=';
+    int r = token ? ds_auth_hash_token(secret, (size_t)n, line, sizeof(line))
+                  : ds_auth_hash_password(secret, (size_t)n, DS_AUTH_ITER, line, sizeof(line));
+    memset(secret, 0, sizeof(secret));
+    if (r != 0) {
+        fprintf(stderr, "fleetsync dashboard: cannot hash (no randomness?)\n");
+        return 1;
     }
-    out[o] = '\0';
+    printf("%s:%s\n", name, line);
     return 0;
 }
 
@@ -385,8 +414,21 @@ static void dashboard_usage(FILE *out)
             "  --max-trucks N      trucks kept at most (default %u; memory bound)\n"
             "  --max-alerts N      recent alerts kept (default 4096)\n"
             "  --max-clients N     WebSocket clients at once (default %d)\n"
-            "  --auth-file FILE    HTTP Basic authentication, first line user:password; required to\n"
-            "                      --listen on anything but loopback (/healthz stays open)\n"
+            "  --auth-file FILE    who may watch: NAME:HASH lines written by --hash-password or\n"
+            "                      --hash-token; required to --listen on anything but loopback.\n"
+            "                      Browsers sign in at /login (a session cookie), scripts send\n"
+            "                      Authorization: Bearer TOKEN or Basic; /healthz stays open.\n"
+            "                      Without it (loopback only) there is no login, but a WebSocket\n"
+            "                      from another site's page, or a request whose Host is not a\n"
+            "                      loopback name, is refused (403)\n"
+            "  --hash-password NAME  read a password from stdin, print NAME:$pbkdf2-sha256$... for\n"
+            "                      the auth file, and exit\n"
+            "  --hash-token NAME   read an API token (32+ characters, e.g. openssl rand -hex 32) from\n"
+            "                      stdin, print NAME:$token-sha256$... for the auth file, and exit\n"
+            "  --session-ttl DUR   how long a login lasts (default 12h); every session ends when the\n"
+            "                      dashboard restarts\n"
+            "  --rate-limit N      requests (and WebSocket upgrades) per second per client address,\n"
+            "                      bursts of 10 x N (default %d); beyond: 429\n"
             "  --tile-url URL      online map tiles ({z}/{x}/{y} template); default: none, the page\n"
             "                      uses its offline basemap and nothing leaves this machine\n"
             "  --web-dir DIR       the page (default: web/ of the checkout, or /usr/share/fleetsync/web;\n"
@@ -394,14 +436,17 @@ static void dashboard_usage(FILE *out)
             "  --node-modules DIR  the page's npm libraries (default WEB_DIR/../node_modules, installed\n"
             "                      by scripts/bootstrap; env FLEETSYNC_NODE_MODULES)\n"
             "  -h, --help          this text\n\n"
-            "--metrics-port is not used: /metrics is served on --listen itself.\n\n%s",
-            DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, cfg_options_help);
+            "--metrics-port is not used: /metrics is served on --listen itself.\n\n"
+            "Examples:\n"
+            "  fleetsync dashboard --hash-password ops >> dash.auth    (type the password)\n"
+            "  fleetsync dashboard --listen 0.0.0.0:8080 --auth-file dash.auth\n\n%s",
+            DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, cfg_options_help);
 }
 
 int cmd_dashboard(int argc, char **argv)
 {
     enum { OPT_REBUILD = 1, OPT_ALERT_WINDOW, OPT_MAX_TRUCKS, OPT_MAX_ALERTS, OPT_MAX_CLIENTS, OPT_AUTH, OPT_TILES,
-           OPT_WEB, OPT_MODULES };
+           OPT_WEB, OPT_MODULES, OPT_HASH_PW, OPT_HASH_TOKEN, OPT_SESSION_TTL, OPT_RATE };
     static const struct option longopts[] = {
         {"rebuild", required_argument, NULL, OPT_REBUILD},
         {"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
@@ -409,6 +454,10 @@ int cmd_dashboard(int argc, char **argv)
         {"max-alerts", required_argument, NULL, OPT_MAX_ALERTS},
         {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
         {"auth-file", required_argument, NULL, OPT_AUTH},
+        {"hash-password", required_argument, NULL, OPT_HASH_PW},
+        {"hash-token", required_argument, NULL, OPT_HASH_TOKEN},
+        {"session-ttl", required_argument, NULL, OPT_SESSION_TTL},
+        {"rate-limit", required_argument, NULL, OPT_RATE},
         {"tile-url", required_argument, NULL, OPT_TILES},
         {"web-dir", required_argument, NULL, OPT_WEB},
         {"node-modules", required_argument, NULL, OPT_MODULES},
@@ -420,7 +469,8 @@ int cmd_dashboard(int argc, char **argv)
     static struct dash d; /* large; one per process */
     struct consumer k;
     const char *auth_file = NULL, *web = NULL, *modules = NULL;
-    long long max_trucks = DEFAULT_MAX_TRUCKS, max_alerts = 4096;
+    long long max_trucks = DEFAULT_MAX_TRUCKS, max_alerts = 4096, session_ms = DEFAULT_SESSION_MS, rate = DEFAULT_RATE;
+    static struct ds_auth auth;
     char err[512], host[256];
     int c, rc = 2, port = 0;
 
@@ -429,6 +479,7 @@ int cmd_dashboard(int argc, char **argv)
     pthread_mutex_init(&d.lock, NULL);
     pthread_mutex_init(&d.wake_lock, NULL);
     pthread_mutex_init(&d.clients_lock, NULL);
+    pthread_mutex_init(&d.rate_lock, NULL);
     pthread_cond_init(&d.wake, NULL);
     d.max_clients = DEFAULT_MAX_CLIENTS;
     k.d = &d;
@@ -470,6 +521,20 @@ int cmd_dashboard(int argc, char **argv)
         case OPT_AUTH:
             auth_file = optarg;
             break;
+        case OPT_HASH_PW:
+        case OPT_HASH_TOKEN:
+            rc = hash_command(optarg, c == OPT_HASH_TOKEN);
+            goto out;
+        case OPT_SESSION_TTL:
+            session_ms = parse_duration_ms(optarg);
+            if (session_ms < 1000 || session_ms > 30LL * 24 * 3600 * 1000)
+                bad = "--session-ttl is a duration from 1s to 720h, such as 12h";
+            break;
+        case OPT_RATE:
+            rate = atoll(optarg);
+            if (rate < 1 || rate > 100000)
+                bad = "--rate-limit is 1-100000 requests per second";
+            break;
         case OPT_TILES:
             d.tile_url = optarg;
             if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
@@ -502,17 +567,35 @@ int cmd_dashboard(int argc, char **argv)
         fprintf(stderr, "fleetsync dashboard: --listen needs HOST:PORT, not '%s'\n", cfg.listen);
         goto out;
     }
-    if (auth_file && load_auth(auth_file, d.auth_header, sizeof(d.auth_header), err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync dashboard: %s\n", err);
-        goto out;
+    if (auth_file) {
+        if (ds_auth_init(&auth, session_ms, err, sizeof(err)) != 0 ||
+            ds_auth_load(&auth, auth_file, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync dashboard: %s\n", err);
+            goto out;
+        }
+        d.auth = &auth;
+        if (auth.plain)
+            log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
+                     "fleetsync dashboard --hash-password NAME", auth_file, auth.plain);
     }
-    if (!loopback_host(host) && !d.auth_header[0]) {
+    if (!loopback_host(host) && !d.auth) {
         fprintf(stderr,
                 "fleetsync dashboard: refusing to listen on %s:%d without authentication: anyone who can reach it "
-                "would see the fleet. Give --auth-file FILE (user:password), or listen on 127.0.0.1\n",
+                "would see the fleet. Give --auth-file FILE (lines from --hash-password NAME), or listen on "
+                "127.0.0.1\n",
                 host, port);
         goto out;
     }
+    d.req_rate = malloc(sizeof(*d.req_rate));
+    d.login_rate = malloc(sizeof(*d.login_rate));
+    if (!d.req_rate || !d.login_rate) {
+        log_error("out of memory");
+        rc = 1;
+        goto out;
+    }
+    ds_rate_init(d.req_rate, (double)rate, 10.0 * (double)rate);
+    ds_rate_init(d.login_rate, LOGIN_PER_MIN / 60.0, LOGIN_BURST);
+    ds_server_headers(&d);
     rc = 1;
     if (find_files(&d, web, modules, err, sizeof(err)) != 0) {
         log_error("%s", err);
@@ -557,6 +640,13 @@ int cmd_dashboard(int argc, char **argv)
     d.m_queue_dropped = metrics_counter(d.metrics, "fleetsync_dashboard_queue_dropped_total",
                                         "Messages dropped because a client's queue was full.", NULL);
     d.m_trucks = metrics_gauge(d.metrics, "fleetsync_dashboard_trucks", "Trucks with a position in memory.", NULL);
+    d.m_refused_auth = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
+                                       "Requests and WebSocket upgrades refused, by reason.", "reason=\"login\"");
+    d.m_refused_origin = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
+                                         "Requests and WebSocket upgrades refused, by reason.", "reason=\"origin\"");
+    d.m_refused_rate = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
+                                       "Requests and WebSocket upgrades refused, by reason.", "reason=\"rate\"");
+    d.m_logins = metrics_counter(d.metrics, "fleetsync_dashboard_logins_total", "Successful logins at /login.", NULL);
 
     static const char *const defaults[] = {"group.id", DEFAULT_GROUP, "client.id", "fleetsync-dashboard",
                                            "enable.auto.commit", "true", "auto.offset.reset", "latest",
@@ -611,6 +701,10 @@ out:
     ds_store_release(&d.store); /* both are safe on a zeroed or released object */
     ds_alerts_release(&d.alerts);
     metrics_free(d.metrics);
+    free(d.req_rate);
+    free(d.login_rate);
+    if (d.auth)
+        ds_auth_release(d.auth);
     cfg_release(&cfg);
     return rc;
 }

@@ -4,9 +4,12 @@
  */
 #include "dashboard/proto.h"
 
+#include <civetweb.h>
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int fail(const char **code, const char *c, char *detail, size_t size, const char *msg)
@@ -87,4 +90,47 @@ int ds_proto_parse(const char *buf, size_t len, struct ds_client_msg *out, const
 out:
     json_decref(root);
     return rc;
+}
+
+int ds_query_bbox(const char *query, size_t len, struct ds_bbox *out)
+{
+    char v[256], extra;
+    struct ds_bbox bb;
+    if (!query || len > DS_QUERY_MAX || mg_get_var(query, len, "bbox", v, sizeof(v)) <= 0 ||
+        sscanf(v, "%lf,%lf,%lf,%lf%c", &bb.min_lon, &bb.min_lat, &bb.max_lon, &bb.max_lat, &extra) != 4 ||
+        ds_bbox_clamp(&bb) != 0)
+        return -1;
+    *out = bb;
+    return 0;
+}
+
+int ds_query_since(const char *query, size_t len, long long *out)
+{
+    char v[64], *end;
+    *out = 0;
+    if (!query)
+        return 0;
+    if (len > DS_QUERY_MAX)
+        return -1;
+    int n = mg_get_var(query, len, "since", v, sizeof(v));
+    if (n == -1)
+        return 0; /* absent */
+    if (n < 0)
+        return -1; /* too long */
+    errno = 0;
+    long long s = strtoll(v, &end, 10);
+    if (errno || end == v || *end)
+        return -1;
+    *out = s;
+    return 0;
+}
+
+int ds_form_login(const char *body, size_t len, char *user, size_t user_size, char *password, size_t password_size)
+{
+    if (!body || len > DS_QUERY_MAX)
+        return -1;
+    return mg_get_var(body, len, "user", user, user_size) > 0 &&
+                   mg_get_var(body, len, "password", password, password_size) > 0
+               ? 0
+               : -1;
 }

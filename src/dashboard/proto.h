@@ -1,10 +1,11 @@
 /*
- * proto.h - messages a dashboard WebSocket client sends (docs/dashboard.md):
+ * proto.h - what a dashboard client sends (docs/dashboard.md): WebSocket
+ * messages
  *
  *   {"type":"viewport","bbox":[minLon,minLat,maxLon,maxLat],"zoom":Z}
  *   {"type":"ping"}
  *
- * Pure; any thread.
+ * and the API's query strings and the login form.  Pure; any thread.
  */
 #ifndef FS_DASHBOARD_PROTO_H
 #define FS_DASHBOARD_PROTO_H
@@ -28,5 +29,21 @@ struct ds_client_msg {
  * "bad_viewport") and a printable explanation in detail. */
 int ds_proto_parse(const char *buf, size_t len, struct ds_client_msg *out, const char **code, char *detail,
                    size_t detail_size);
+
+#define DS_QUERY_MAX 4096 /* bytes of a query string or form body */
+
+/* bbox=minLon,minLat,maxLon,maxLat from a query string of len bytes (URL-
+ * encoded): 0 with *out clamped to the world, -1 if missing, malformed or
+ * inverted. */
+int ds_query_bbox(const char *query, size_t len, struct ds_bbox *out);
+
+/* since=MS from a query string: 0 with *out (0 when absent), -1 if it is
+ * not an integer. */
+int ds_query_since(const char *query, size_t len, long long *out);
+
+/* user=..&password=.. from an x-www-form-urlencoded body: 0 with both
+ * decoded and NUL-terminated, -1 if either is missing, empty or too long
+ * for its buffer. */
+int ds_form_login(const char *body, size_t len, char *user, size_t user_size, char *password, size_t password_size);
 
 #endif

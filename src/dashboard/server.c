@@ -277,41 +277,206 @@ static void *pusher_main(void *arg)
     return NULL;
 }
 
-/* ---- authentication ------------------------------------------------------ */
+/* ---- access (docs/dashboard.md "Access") -------------------------------- */
+
+#define LOGIN_BODY_MAX  4096
+#define SESSION_COOKIE  "fs_session"
 
 static int loopback_addr(const char *a)
 {
     return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
 }
 
-/* 1 when the request may go on (no authentication configured, or the right
- * credentials). */
-static int authorized(struct dash *d, const struct mg_connection *conn)
+static const char *status_text(int status)
 {
-    if (!d->auth_header[0])
-        return 1;
+    switch (status) {
+    case 200: return "OK";
+    case 303: return "See Other";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    default: return "Error";
+    }
+}
+
+/* One complete response; extra is more header lines ("Name: value\r\n"...)
+ * or NULL. */
+static void reply_with(struct dash *d, struct mg_connection *conn, int status, const char *extra, const char *type,
+                       const char *body, size_t len)
+{
+    mg_printf(conn,
+              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n%s\r\n%s"
+              "Connection: close\r\n\r\n",
+              status, status_text(status), type, len, d->headers, extra ? extra : "");
+    mg_write(conn, body, len);
+}
+
+/* The rate limit of one request from addr: 1 if it may go on. */
+static int rate_ok(struct dash *d, struct ds_rate *r, const char *addr, int take)
+{
+    if (!r)
+        return 1; /* no table: not limited */
+    long long now = mono_ms();
+    pthread_mutex_lock(&d->rate_lock);
+    int ok = take ? ds_rate_take(r, addr, now) : ds_rate_peek(r, addr, now);
+    pthread_mutex_unlock(&d->rate_lock);
+    return ok;
+}
+
+enum access { ACCESS_OK, ACCESS_NONE, ACCESS_BAD, ACCESS_THROTTLED };
+
+/* Who is asking: ACCESS_OK when no login is configured, or a valid session
+ * cookie or Authorization header came; ACCESS_NONE when nothing (or an
+ * expired session) came, ACCESS_BAD for wrong credentials or a forged
+ * cookie, ACCESS_THROTTLED when this address failed too often. */
+static enum access check_access(struct dash *d, const struct mg_connection *conn, const char *addr)
+{
+    if (!d->auth)
+        return ACCESS_OK;
+    const char *cookies = mg_get_header(conn, "Cookie");
+    char v[DS_AUTH_COOKIE_MAX + 1];
+    int n = cookies ? ds_auth_cookie(cookies, SESSION_COOKIE, v, sizeof(v)) : -1, idx;
+    enum access got = ACCESS_NONE;
+    if (n >= 0) {
+        int r = ds_auth_session_check(d->auth, v, (size_t)n, wall_ms(), &idx);
+        if (r == 0)
+            return ACCESS_OK;
+        got = r == -2 ? ACCESS_NONE : ACCESS_BAD;
+    }
     const char *h = mg_get_header(conn, "Authorization");
-    if (!h)
-        return 0;
-    size_t n = strlen(d->auth_header);
-    if (strlen(h) != n)
-        return 0;
-    unsigned char diff = 0;
-    for (size_t i = 0; i < n; i++)
-        diff |= (unsigned char)(h[i] ^ d->auth_header[i]);
-    return diff == 0;
+    if (h) {
+        if (!rate_ok(d, d->login_rate, addr, 0))
+            return ACCESS_THROTTLED;
+        if (ds_auth_check_header(d->auth, h) >= 0)
+            return ACCESS_OK;
+        rate_ok(d, d->login_rate, addr, 1); /* wrong credentials cost a login attempt (a cookie cannot be guessed) */
+        got = ACCESS_BAD;
+    }
+    return got;
+}
+
+static void refuse_access(struct dash *d, struct mg_connection *conn, enum access a)
+{
+    metric_add(a == ACCESS_THROTTLED ? d->m_refused_rate : d->m_refused_auth, 1);
+    if (a == ACCESS_THROTTLED) {
+        static const char m[] = "{\"error\":\"too many failed logins from this address; wait a minute\"}";
+        reply_with(d, conn, 429, "Retry-After: 60\r\n", "application/json", m, sizeof(m) - 1);
+        return;
+    }
+    static const char m[] = "{\"error\":\"login required\"}";
+    reply_with(d, conn, 401, "WWW-Authenticate: Bearer realm=\"fleetsync\"\r\n", "application/json", m,
+               sizeof(m) - 1);
+}
+
+/* Without a login the dashboard answers only requests that name it by a
+ * loopback address (DNS rebinding: a page of another site whose name now
+ * points at 127.0.0.1); a browser's cross-origin request is refused. */
+static const char *request_refusal(struct dash *d, const struct mg_connection *conn, int websocket)
+{
+    const char *host = mg_get_header(conn, "Host"), *origin = mg_get_header(conn, "Origin");
+    if (!d->auth && host && !ds_auth_host_loopback(host))
+        return "this dashboard has no login (no --auth-file) and answers only to a loopback Host";
+    if (origin && (websocket || strcmp(mg_get_request_info(conn)->request_method, "POST") == 0) &&
+        !ds_auth_origin_ok(origin, host))
+        return "cross-origin request refused";
+    return NULL;
+}
+
+/* The sign-in page (the form posts to /login); msg is shown above it. */
+static void login_page(struct dash *d, struct mg_connection *conn, int status, const char *msg)
+{
+    char page[2048];
+    int n = snprintf(page, sizeof(page),
+                     "<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+                     "<title>FleetSync — sign in</title>\n<link rel=\"icon\" href=\"data:,\">\n"
+                     "<link rel=\"stylesheet\" href=\"/style.css\">\n</head>\n<body class=\"login\">\n"
+                     "<form method=\"post\" action=\"/login\" id=\"login\">\n<h1>FleetSync</h1>\n%s%s%s"
+                     "<label>User <input name=\"user\" autocomplete=\"username\" required autofocus></label>\n"
+                     "<label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" "
+                     "required></label>\n<button type=\"submit\">Sign in</button>\n</form>\n</body>\n</html>\n",
+                     msg ? "<p class=\"error\">" : "", msg ? msg : "", msg ? "</p>\n" : "");
+    reply_with(d, conn, status, NULL, "text/html; charset=utf-8", page, (size_t)n);
+}
+
+static void redirect(struct dash *d, struct mg_connection *conn, const char *to, const char *cookie)
+{
+    char extra[512];
+    snprintf(extra, sizeof(extra), "Location: %s\r\n%s%s%s", to, cookie ? "Set-Cookie: " : "", cookie ? cookie : "",
+             cookie ? "\r\n" : "");
+    reply_with(d, conn, 303, extra, "text/plain", "", 0);
+}
+
+/* POST /login: user=..&password=.. (x-www-form-urlencoded, at most 4 KiB). */
+static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_request_info *ri)
+{
+    char body[LOGIN_BODY_MAX + 1], user[DS_AUTH_NAME_MAX + 2], pw[DS_AUTH_SECRET_MAX + 2];
+    if (ri->content_length < 0 || ri->content_length > LOGIN_BODY_MAX) {
+        static const char m[] = "{\"error\":\"a login form of at most 4096 bytes with a Content-Length\"}";
+        reply_with(d, conn, 413, NULL, "application/json", m, sizeof(m) - 1);
+        return 413;
+    }
+    if (!rate_ok(d, d->login_rate, ri->remote_addr, 0)) {
+        metric_add(d->m_refused_rate, 1);
+        login_page(d, conn, 429, "Too many attempts from this address: wait a minute.");
+        return 429;
+    }
+    size_t len = 0;
+    while (len < (size_t)ri->content_length) {
+        int r = mg_read(conn, body + len, (size_t)ri->content_length - len);
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+    }
+    body[len] = '\0';
+    int idx = -1;
+    if (ds_form_login(body, len, user, sizeof(user), pw, sizeof(pw)) == 0)
+        idx = ds_auth_check_password(d->auth, user, pw, strlen(pw));
+    memset(pw, 0, sizeof(pw));
+    memset(body, 0, sizeof(body));
+    char value[DS_AUTH_COOKIE_MAX + 1], cookie[DS_AUTH_COOKIE_MAX + 128];
+    if (idx < 0 || ds_auth_session_new(d->auth, idx, wall_ms(), value, sizeof(value)) != 0) {
+        rate_ok(d, d->login_rate, ri->remote_addr, 1); /* a failure costs an attempt */
+        metric_add(d->m_refused_auth, 1);
+        log_warn("failed login from %s", ri->remote_addr);
+        login_page(d, conn, 401, "Wrong user or password.");
+        return 401;
+    }
+    metric_add(d->m_logins, 1);
+    log_info("login of %s from %s", d->auth->cred[idx].name, ri->remote_addr);
+    snprintf(cookie, sizeof(cookie), SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s", value,
+             d->auth->ttl_ms / 1000, ri->is_ssl ? "; Secure" : "");
+    redirect(d, conn, "/", cookie);
+    return 303;
+}
+
+void ds_server_headers(struct dash *d)
+{
+    char img[300] = "";
+    if (d->tile_url) {
+        /* The tile server's origin: scheme://host[:port]. */
+        const char *p = strstr(d->tile_url, "://");
+        size_t n = p ? (size_t)(p + 3 - d->tile_url) + strcspn(p + 3, "/?#{") : 0;
+        if (n && n < sizeof(img) - 1)
+            snprintf(img, sizeof(img), " %.*s", (int)n, d->tile_url);
+    }
+    snprintf(d->headers, sizeof(d->headers),
+             "Content-Security-Policy: default-src 'self'; script-src 'self'; style-src 'self'; "
+             "img-src 'self' data:%s; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+             "form-action 'self'; frame-ancestors 'none'\r\n"
+             "X-Content-Type-Options: nosniff\r\nX-Frame-Options: DENY\r\nReferrer-Policy: same-origin",
+             img);
 }
 
 /* ---- HTTP ---------------------------------------------------------------- */
 
 static void reply(struct mg_connection *conn, int status, const char *type, const char *body, size_t len)
 {
-    mg_printf(conn,
-              "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nCache-Control: no-store\r\n"
-              "Connection: close\r\n\r\n",
-              status, status == 200 ? "OK" : status == 404 ? "Not Found" : status == 400 ? "Bad Request" : "Error",
-              type, len);
-    mg_write(conn, body, len);
+    reply_with(mg_get_user_data(mg_get_context(conn)), conn, status, NULL, type, body, len);
 }
 
 static void reply_json(struct mg_connection *conn, int status, struct jbuf *b)
@@ -333,17 +498,6 @@ static void reply_error(struct mg_connection *conn, int status, const char *msg)
     jbuf_puts(&b, "}");
     reply_json(conn, status, &b);
     jbuf_release(&b);
-}
-
-static int parse_i64(const char *s, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end)
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static void api_fleet(struct dash *d, struct mg_connection *conn)
@@ -433,12 +587,8 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
 
 static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const char *query)
 {
-    char v[256];
     struct ds_bbox bb;
-    char extra;
-    if (!query || mg_get_var(query, strlen(query), "bbox", v, sizeof(v)) <= 0 ||
-        sscanf(v, "%lf,%lf,%lf,%lf%c", &bb.min_lon, &bb.min_lat, &bb.max_lon, &bb.max_lat, &extra) != 4 ||
-        ds_bbox_clamp(&bb) != 0) {
+    if (ds_query_bbox(query, query ? strlen(query) : 0, &bb) != 0) {
         reply_error(conn, 400, "bbox=minLon,minLat,maxLon,maxLat is required (min <= max)");
         return;
     }
@@ -469,9 +619,8 @@ out:
 
 static void api_alerts(struct dash *d, struct mg_connection *conn, const char *query)
 {
-    char v[64];
     long long since = 0;
-    if (query && mg_get_var(query, strlen(query), "since", v, sizeof(v)) > 0 && parse_i64(v, &since) != 0) {
+    if (ds_query_since(query, query ? strlen(query) : 0, &since) != 0) {
         reply_error(conn, 400, "since is a time in ms since the Unix epoch");
         return;
     }
@@ -485,7 +634,7 @@ static void api_alerts(struct dash *d, struct mg_connection *conn, const char *q
 }
 
 /* A static file below root: rel is checked (no "..", only [A-Za-z0-9._/-]). */
-static void send_file(struct mg_connection *conn, const char *root, const char *rel)
+static void send_file(struct dash *d, struct mg_connection *conn, const char *root, const char *rel)
 {
     char path[PATH_MAX];
     struct stat st;
@@ -499,7 +648,7 @@ static void send_file(struct mg_connection *conn, const char *root, const char *
         reply_error(conn, 404, "not found");
         return;
     }
-    mg_send_mime_file(conn, path, NULL);
+    mg_send_mime_file2(conn, path, NULL, d->headers);
 }
 
 /* npm packages the page may load, and the part of each that is served. */
@@ -535,13 +684,40 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         free(text);
         return 200;
     }
-    if (!authorized(d, conn)) {
-        static const char m[] = "{\"error\":\"authentication required\"}";
-        mg_printf(conn,
-                  "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"fleetsync\"\r\n"
-                  "Content-Type: application/json\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                  sizeof(m) - 1, m);
-        return 401;
+    const char *addr = ri->remote_addr;
+    if (!rate_ok(d, d->req_rate, addr, 1)) {
+        metric_add(d->m_refused_rate, 1);
+        static const char m[] = "{\"error\":\"too many requests from this address (--rate-limit)\"}";
+        reply_with(d, conn, 429, "Retry-After: 1\r\n", "application/json", m, sizeof(m) - 1);
+        return 429;
+    }
+    const char *why = request_refusal(d, conn, 0);
+    if (why) {
+        metric_add(d->m_refused_origin, 1);
+        reply_error(conn, 403, why);
+        return 403;
+    }
+    int post = strcmp(ri->request_method, "POST") == 0;
+    if (strcmp(uri, "/login") == 0 && d->auth) {
+        if (post)
+            return do_login(d, conn, ri);
+        login_page(d, conn, 200, NULL);
+        return 200;
+    }
+    if (strcmp(uri, "/logout") == 0 && d->auth && post) {
+        redirect(d, conn, "/login", SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+        return 303;
+    }
+    if (strcmp(uri, "/style.css") != 0) { /* the sign-in page's style is open */
+        enum access a = check_access(d, conn, addr);
+        if (a != ACCESS_OK) {
+            if ((strcmp(uri, "/") == 0 || strcmp(uri, "/index.html") == 0) && a != ACCESS_THROTTLED) {
+                redirect(d, conn, "/login", NULL);
+                return 303;
+            }
+            refuse_access(d, conn, a);
+            return a == ACCESS_THROTTLED ? 429 : 401;
+        }
     }
     if (strcmp(ri->request_method, "GET") != 0 && strcmp(ri->request_method, "HEAD") != 0) {
         reply_error(conn, 405, "only GET");
@@ -569,7 +745,8 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
             jbuf_str(&b, d->tile_url, strlen(d->tile_url));
         else
             jbuf_puts(&b, "null");
-        jbuf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d}", DS_FRAME_INTERVAL_MS, DS_VIEW_MAX_FEATURES);
+        jbuf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d,\"login\":%s}", DS_FRAME_INTERVAL_MS,
+                    DS_VIEW_MAX_FEATURES, d->auth ? "true" : "false");
         reply_json(conn, 200, &b);
         jbuf_release(&b);
     } else if (strncmp(uri, "/vendor/", 8) == 0) {
@@ -578,24 +755,56 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         for (int i = 0; vendor_dirs[i]; i++)
             ok |= strncmp(rel, vendor_dirs[i], strlen(vendor_dirs[i])) == 0;
         if (ok)
-            send_file(conn, d->modules_dir, rel);
+            send_file(d, conn, d->modules_dir, rel);
         else
             reply_error(conn, 404, "not found");
     } else if (strncmp(uri, "/api/", 5) == 0) {
         reply_error(conn, 404, "no such API");
     } else {
-        send_file(conn, d->web_dir, strcmp(uri, "/") == 0 ? "index.html" : uri + 1);
+        send_file(d, conn, d->web_dir, strcmp(uri, "/") == 0 ? "index.html" : uri + 1);
     }
     return 200;
 }
 
 /* ---- WebSocket ----------------------------------------------------------- */
 
+/* A refusal of the upgrade: civetweb sends nothing when connect returns
+ * non-zero, so the answer is written here. */
+static int ws_refuse(struct dash *d, const struct mg_connection *cconn, int status, const char *msg)
+{
+    struct mg_connection *conn = (struct mg_connection *)cconn;
+    struct jbuf b;
+    jbuf_init(&b, 1024);
+    jbuf_puts(&b, "{\"error\":");
+    jbuf_str(&b, msg, strlen(msg));
+    jbuf_puts(&b, "}");
+    reply_with(d, conn, status, status == 401 ? "WWW-Authenticate: Bearer realm=\"fleetsync\"\r\n" : NULL,
+               "application/json", b.p, b.len);
+    jbuf_release(&b);
+    return 1;
+}
+
 static int ws_connect(const struct mg_connection *conn, void *cbdata)
 {
     struct dash *d = cbdata;
-    if (!authorized(d, conn))
-        return 1;
+    const char *addr = mg_get_request_info(conn)->remote_addr;
+    if (!rate_ok(d, d->req_rate, addr, 1)) {
+        metric_add(d->m_refused_rate, 1);
+        return ws_refuse(d, conn, 429, "too many requests from this address (--rate-limit)");
+    }
+    const char *why = request_refusal(d, conn, 1);
+    if (why) {
+        metric_add(d->m_refused_origin, 1);
+        log_warn("WebSocket from %s refused: %s (Origin %s)", addr, why,
+                 mg_get_header(conn, "Origin") ? mg_get_header(conn, "Origin") : "none");
+        return ws_refuse(d, conn, 403, why);
+    }
+    enum access a = check_access(d, conn, addr);
+    if (a != ACCESS_OK) {
+        metric_add(a == ACCESS_THROTTLED ? d->m_refused_rate : d->m_refused_auth, 1);
+        return ws_refuse(d, conn, a == ACCESS_THROTTLED ? 429 : 401,
+                         a == ACCESS_THROTTLED ? "too many failed logins from this address" : "login required");
+    }
     pthread_mutex_lock(&d->clients_lock);
     int full = d->nclients >= d->max_clients;
     pthread_mutex_unlock(&d->clients_lock);
@@ -731,8 +940,12 @@ int ds_server_start(struct dash *d, const char *host, int port, char *err, size_
     char ports[300], threads[16];
     snprintf(ports, sizeof(ports), "%s:%d", host, port);
     snprintf(threads, sizeof(threads), "%d", d->max_clients + 16);
+    /* max_request_size bounds the request line and headers. */
     const char *options[] = {"listening_ports", ports, "num_threads", threads, "request_timeout_ms", "10000",
-                             "enable_websocket_ping_pong", "yes", "websocket_timeout_ms", "30000", NULL};
+                             "enable_websocket_ping_pong", "yes", "websocket_timeout_ms", "30000",
+                             "max_request_size", "16384", NULL};
+    if (!d->headers[0])
+        ds_server_headers(d);
     struct mg_callbacks cb;
     memset(&cb, 0, sizeof(cb));
     cb.log_message = log_message;

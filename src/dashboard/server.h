@@ -19,6 +19,7 @@
 
 #include "core/metrics.h"
 #include "dashboard/alerts.h"
+#include "dashboard/auth.h"
 #include "core/config.h"
 #include "dashboard/store.h"
 
@@ -57,11 +58,21 @@ struct dash {
     char modules_dir[PATH_MAX];
     const char *tile_url;
     const struct fs_config *cfg; /* for today's track, read from history's PostgreSQL */
-    char auth_header[512]; /* "Basic ..." expected; "" = no authentication */
+    struct ds_auth *auth; /* NULL: no login (loopback without --auth-file) */
+    /* Per client address (under rate_lock): every request and WebSocket
+     * upgrade but /healthz and /metrics; failed logins and credentials. */
+    pthread_mutex_t rate_lock;
+    struct ds_rate *req_rate, *login_rate;
+    char headers[1024]; /* security headers of every response, "\r\n"-separated, no final one */
 
     struct metrics *metrics;
     struct metric *m_clients, *m_frames, *m_skipped, *m_client_errors, *m_queue_dropped, *m_trucks;
+    struct metric *m_refused_auth, *m_refused_origin, *m_refused_rate, *m_logins;
 };
+
+/* The Content-Security-Policy and other headers of every response into
+ * d->headers; tile_url's origin is allowed for images. */
+void ds_server_headers(struct dash *d);
 
 /* Starts civetweb on host:port and the pusher thread.  Returns 0, or -1 with
  * a reason in err (nothing left running then). */

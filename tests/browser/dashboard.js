@@ -26,7 +26,10 @@ async function main() {
     executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update'],
   });
-  const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+  // bypassCSP: page.waitForFunction rebuilds its predicate with eval() in the
+  // page, which the dashboard's Content-Security-Policy forbids; the page
+  // itself runs under the CSP in tests/browser/dashboard_login.js.
+  const page = await browser.newPage({ viewport: { width: 1280, height: 800 }, bypassCSP: true });
   const errors = [], outside = [];
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   page.on('pageerror', (e) => errors.push(String(e)));

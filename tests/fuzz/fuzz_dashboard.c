@@ -12,10 +12,17 @@
  *     zoom in 0..30;
  *   - a reading tm_scan() accepts goes into the store, a frame of the whole
  *     world renders, and an alert record is added or refused, all without a
- *     fault; an alerts listing stays within its buffer.
+ *     fault; an alerts listing stays within its buffer;
+ *   - the API's query strings (bbox, since) and the login form: an accepted
+ *     bbox is inside the world with min <= max, decoded fields are
+ *     NUL-terminated within their buffers;
+ *   - what a client sends for access (src/dashboard/auth.h): an auth-file
+ *     line, a Cookie header, a session cookie value (never valid: it is not
+ *     signed with this process's key), a Bearer header, Origin and Host.
  */
 #include "core/tmscan.h"
 #include "dashboard/alerts.h"
+#include "dashboard/auth.h"
 #include "dashboard/jbuf.h"
 #include "dashboard/proto.h"
 #include "dashboard/view.h"
@@ -66,8 +73,61 @@ static void records(const char *buf, size_t size) {
     jbuf_release(&out);
 }
 
+static void api_and_access(const char *buf, size_t size) {
+    static struct ds_auth auth;
+    static int ready;
+    char err[256];
+    if (!ready) {
+        /* One login and one token, parsed from lines (no KDF run needed). */
+        struct ds_cred c;
+        check(ds_auth_init(&auth, 60000, err, sizeof(err)) == 0, "auth init");
+        check(ds_auth_parse_line("fuzz:$token-sha256$00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+                                 &c, err, sizeof(err)) == 0,
+              "token line");
+        auth.cred[auth.n++] = c;
+        ready = 1;
+    }
+    struct ds_bbox bb;
+    if (ds_query_bbox(buf, size, &bb) == 0)
+        check(bb.min_lon >= -180 && bb.max_lon <= 180 && bb.min_lat >= -90 && bb.max_lat <= 90 &&
+                  bb.min_lon <= bb.max_lon && bb.min_lat <= bb.max_lat,
+              "query bbox outside the world or inverted");
+    long long since;
+    ds_query_since(buf, size, &since);
+    char user[DS_AUTH_NAME_MAX + 2], pw[DS_AUTH_SECRET_MAX + 2];
+    if (ds_form_login(buf, size, user, sizeof(user), pw, sizeof(pw)) == 0)
+        check(memchr(user, 0, sizeof(user)) && memchr(pw, 0, sizeof(pw)), "form field not terminated");
+
+    /* The string APIs take NUL-terminated text, as civetweb hands headers. */
+    char *text = malloc(size + 8);
+    check(text != NULL, "malloc");
+    memcpy(text, "Bearer ", 7);
+    memcpy(text + 7, buf, size);
+    text[size + 7] = '\0';
+    const char *s = text + 7;
+    struct ds_cred c;
+    int r = ds_auth_parse_line(s, &c, err, sizeof(err));
+    check(r == 1 || (r == -1 && memchr(err, 0, sizeof(err))) ||
+              (r == 0 && (c.kind == DS_CRED_PBKDF2 || c.kind == DS_CRED_TOKEN || c.kind == DS_CRED_PLAIN)),
+          "auth line: bad result");
+    if (r == 0 && c.kind == DS_CRED_PBKDF2)
+        check(c.iter >= DS_AUTH_ITER_MIN && c.salt_len >= 8 && c.salt_len <= sizeof(c.salt), "pbkdf2 parameters");
+    char v[DS_AUTH_COOKIE_MAX + 1];
+    int n = ds_auth_cookie(s, "fs_session", v, sizeof(v)), idx = -1;
+    check(n < (int)sizeof(v), "cookie longer than its buffer");
+    if (n >= 0)
+        check(ds_auth_session_check(&auth, v, (size_t)n, FUZZ_NOW_MS, &idx) != 0, "forged session accepted");
+    check(ds_auth_session_check(&auth, s, strlen(s), FUZZ_NOW_MS, &idx) != 0, "forged session accepted");
+    ds_auth_check_header(&auth, text); /* "Bearer <input>": a token check */
+    ds_auth_origin_ok(s, "127.0.0.1:8080");
+    ds_auth_origin_ok("http://127.0.0.1:8080", s);
+    ds_auth_host_loopback(s);
+    free(text);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     records((const char *)data, size);
+    api_and_access((const char *)data, size);
     struct ds_client_msg m;
     const char *code = NULL;
     char detail[128];
