@@ -35,7 +35,9 @@ int topics_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int rf, int parti
         if (partitions_override > 0 && strcmp(s->name, TOPIC_TELEMETRY) == 0)
             parts = partitions_override;
         cfg_topic(cfg, s->name, name, sizeof(name));
-        nt[i] = rd_kafka_NewTopic_new(name, parts, rf, why, sizeof(why));
+        /* rf <= 0: the brokers' default.replication.factor (and their
+         * min.insync.replicas), 1 on the single broker, 3 on a cluster. */
+        nt[i] = rd_kafka_NewTopic_new(name, parts, rf > 0 ? rf : -1, why, sizeof(why));
         if (!nt[i]) {
             snprintf(err, err_size, "topic %s: %s", name, why);
             goto out;

@@ -51,7 +51,39 @@ struct svc_ctx {
     gid_t gid;
     int as_root;         /* we are root and must drop to uid/gid */
     int tls_port;        /* Mosquitto's TLS listener, 0 = none */
+    int kafka_nodes;     /* 1: the single broker; 3: a cluster (D/kafka-brokers) */
 };
+
+/* A unit is one process: (service, node).  Node 0 is the service itself,
+ * the single Kafka broker included (D/kafka, run/kafka.pid); the brokers of
+ * a cluster are Kafka nodes 1..N (D/kafka-<k>, run/kafka-<k>.pid). */
+static void unit_range(const struct svc_ctx *c, enum svc_id id, int *first, int *last)
+{
+    int cluster = id == SVC_KAFKA && c->kafka_nodes > 1;
+    *first = cluster ? 1 : 0;
+    *last = cluster ? c->kafka_nodes : 0;
+}
+
+static const char *unit_name(enum svc_id id, int node, char *buf, size_t size)
+{
+    static const char *const names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
+    if (node > 0)
+        snprintf(buf, size, "%s-%d", names[id], node);
+    else
+        snprintf(buf, size, "%s", names[id]);
+    return buf;
+}
+
+/* Broker k of N listens on kafka + 2(k-1), its controller one above. */
+static int kafka_port(const struct svc_ctx *c, int node)
+{
+    return c->ports.kafka + 2 * (node > 0 ? node - 1 : 0);
+}
+
+static int kafka_controller_port(const struct svc_ctx *c, int node)
+{
+    return c->ports.controller + 2 * (node > 0 ? node - 1 : 0);
+}
 
 static long long mono_ms(void)
 {
@@ -243,29 +275,31 @@ static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void pid_path(const struct svc_ctx *c, enum svc_id id, char *buf, size_t size)
+static void pid_path(const struct svc_ctx *c, enum svc_id id, int node, char *buf, size_t size)
 {
-    char rel[64];
-    snprintf(rel, sizeof(rel), "run/%s.pid", svc_names[id]);
+    char rel[64], name[32];
+    snprintf(rel, sizeof(rel), "run/%s.pid", unit_name(id, node, name, sizeof(name)));
     path_join(buf, size, c->dir, rel);
 }
 
-static void log_path(const struct svc_ctx *c, enum svc_id id, char *buf, size_t size)
+static void log_path(const struct svc_ctx *c, enum svc_id id, int node, char *buf, size_t size)
 {
-    char rel[64];
-    snprintf(rel, sizeof(rel), "log/%s.log", svc_names[id]);
+    char rel[64], name[32];
+    snprintf(rel, sizeof(rel), "log/%s.log", unit_name(id, node, name, sizeof(name)));
     path_join(buf, size, c->dir, rel);
 }
 
 /* The marker a live process of this service must show in its command line. */
 static const char *const svc_markers[SVC_COUNT] = {"mosquitto", "kafka.Kafka", "postgres"};
 
-/* Returns the pid of the running service, or 0.  A pid file whose process
- * is gone or is some other program is stale: removed, 0 returned. */
-static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id)
+/* Returns the pid of the running unit, or 0.  A pid file whose process
+ * is gone or is some other program is stale: removed, 0 returned.  A Kafka
+ * broker must also name its own server.properties (D/kafka-<k>/...). */
+static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
 {
-    char path[PATH_MAX], buf[32];
-    pid_path(c, id, path, sizeof(path));
+    char path[PATH_MAX], buf[32], props[64], name[32];
+    pid_path(c, id, node, path, sizeof(path));
+    snprintf(props, sizeof(props), "/%s/server.properties", unit_name(id, node, name, sizeof(name)));
     FILE *f = fopen(path, "r");
     if (!f)
         return 0;
@@ -288,7 +322,8 @@ static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id)
                         cmd[i] = ' ';
                 cmd[n] = '\0';
                 /* A zombie (our own unreaped child) has an empty cmdline. */
-                alive = strstr(cmd, svc_markers[id]) && strstr(cmd, c->dir);
+                alive = strstr(cmd, svc_markers[id]) && strstr(cmd, c->dir) &&
+                        (id != SVC_KAFKA || strstr(cmd, props));
             }
         }
     }
@@ -302,13 +337,13 @@ static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id)
 
 /* Services this process forked during a start.  Until exec runs, a child's
  * cmdline is still ours, so its liveness is judged by waitpid(), not /proc. */
-static pid_t spawned[SVC_COUNT];
+static pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
 
-static int write_pid(const struct svc_ctx *c, enum svc_id id, pid_t pid)
+static int write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
 {
-    spawned[id] = pid;
+    spawned[id][node] = pid;
     char path[PATH_MAX], text[32];
-    pid_path(c, id, path, sizeof(path));
+    pid_path(c, id, node, path, sizeof(path));
     snprintf(text, sizeof(text), "%d\n", (int)pid);
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -319,10 +354,10 @@ static int write_pid(const struct svc_ctx *c, enum svc_id id, pid_t pid)
     return fclose(f) == 0 ? 0 : -1;
 }
 
-static void print_log_tail(const struct svc_ctx *c, enum svc_id id, int lines)
+static void print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines)
 {
     char path[PATH_MAX];
-    log_path(c, id, path, sizeof(path));
+    log_path(c, id, node, path, sizeof(path));
     FILE *f = fopen(path, "r");
     if (!f) {
         fprintf(stderr, "(no log at %s)\n", path);
@@ -427,12 +462,28 @@ static void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     log_debug("librdkafka %s: %s", fac, buf);
 }
 
-static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, char *err, size_t err_size)
+/* "127.0.0.1:P1,127.0.0.1:P2,..." for every broker of the data dir. */
+static void kafka_bootstrap(const struct svc_ctx *c, char *buf, size_t size)
+{
+    int first, last;
+    size_t n = 0;
+    unit_range(c, SVC_KAFKA, &first, &last);
+    buf[0] = '\0';
+    for (int k = first; k <= last && n < size; k++)
+        n += (size_t)snprintf(buf + n, size - n, "%s127.0.0.1:%d", k > first ? "," : "", kafka_port(c, k));
+}
+
+/* A client of the data dir's Kafka: of one broker (node, bootstrapped to it
+ * alone), or of all of them (node -1). */
+static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *err, size_t err_size)
 {
     struct fs_config kc;
-    char brokers[64];
+    char brokers[256];
     cfg_init(&kc);
-    snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", c->ports.kafka);
+    if (node >= 0)
+        snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port(c, node));
+    else
+        kafka_bootstrap(c, brokers, sizeof(brokers));
     kc.brokers = brokers;
     static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000",
                                            "reconnect.backoff.max.ms", "500", NULL};
@@ -447,15 +498,45 @@ static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, char *err, size_t
     return rk;
 }
 
-static int kafka_healthy(const struct svc_ctx *c, int timeout_ms)
+/* One broker answers a metadata request (the client knows no other). */
+static int kafka_healthy(const struct svc_ctx *c, int node, int timeout_ms)
 {
     char err[256];
-    rd_kafka_t *rk = kafka_admin_handle(c, err, sizeof(err));
+    rd_kafka_t *rk = kafka_admin_handle(c, node, err, sizeof(err));
     if (!rk)
         return -1;
     int rc = kafka_wait_ready(rk, timeout_ms, err, sizeof(err));
     rd_kafka_destroy(rk);
     return rc;
+}
+
+/* A cluster is ready for topics with replication factor N once the
+ * metadata lists all N brokers (a broker is listed once the controller has
+ * unfenced it).  Waits up to timeout_ms; returns 0 or -1. */
+static int kafka_cluster_ready(const struct svc_ctx *c, int timeout_ms)
+{
+    char err[256];
+    rd_kafka_t *rk = kafka_admin_handle(c, -1, err, sizeof(err));
+    if (!rk)
+        return -1;
+    long long deadline = mono_ms() + timeout_ms;
+    int seen = 0;
+    do {
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(rk, 0, NULL, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            seen = md->broker_cnt;
+            rd_kafka_metadata_destroy(md);
+            if (seen >= c->kafka_nodes)
+                break;
+        }
+        usleep(200 * 1000);
+    } while (mono_ms() < deadline);
+    rd_kafka_destroy(rk);
+    if (seen < c->kafka_nodes) {
+        log_error("Kafka lists %d of %d brokers after %d s", seen, c->kafka_nodes, timeout_ms / 1000);
+        return -1;
+    }
+    return 0;
 }
 
 /* An endpoint this data dir did not start, probed where the shared options
@@ -672,36 +753,64 @@ static int save_tls_port(const struct svc_ctx *c)
     return fclose(f);
 }
 
-static int write_kafka_conf(const struct svc_ctx *c)
+/* D/<unit>/server.properties of Kafka node `node` (0: the single broker).
+ * A cluster's nodes are each broker and controller (KRaft combined mode),
+ * vote in one static quorum and keep every partition on 3 brokers, writes
+ * acknowledged by 2 (min.insync.replicas), so one broker may be down. */
+static int write_kafka_conf(const struct svc_ctx *c, int node)
 {
-    char path[PATH_MAX], text[8192];
-    snprintf(text, sizeof(text),
+    char path[PATH_MAX], text[8192], voters[256], name[32];
+    int n = c->kafka_nodes > 1 ? c->kafka_nodes : 1;
+    int rf = n, min_isr = n > 1 ? 2 : 1;
+    size_t v = 0;
+    voters[0] = '\0';
+    if (node == 0)
+        snprintf(voters, sizeof(voters), "1@127.0.0.1:%d", kafka_controller_port(c, 0));
+    for (int k = 1; node > 0 && k <= n && v < sizeof(voters); k++)
+        v += (size_t)snprintf(voters + v, sizeof(voters) - v, "%s%d@127.0.0.1:%d", k > 1 ? "," : "", k,
+                              kafka_controller_port(c, k));
+    unit_name(SVC_KAFKA, node, name, sizeof(name));
+    int len = snprintf(text, sizeof(text),
              "# Generated by fleetsync services start; changes are overwritten.\n"
-             "# One node in KRaft combined mode (broker + controller).\n"
+             "# Node %d of %d in KRaft combined mode (broker + controller).\n"
              "process.roles=broker,controller\n"
-             "node.id=1\n"
-             "controller.quorum.voters=1@127.0.0.1:%d\n"
+             "node.id=%d\n"
+             "controller.quorum.voters=%s\n"
              "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
              "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
              "controller.listener.names=CONTROLLER\n"
              "inter.broker.listener.name=PLAINTEXT\n"
              "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
-             "log.dirs=%s/kafka/data\n"
+             "log.dirs=%s/%s/data\n"
              "num.partitions=6\n"
              "auto.create.topics.enable=false\n"
-             "offsets.topic.replication.factor=1\n"
+             "default.replication.factor=%d\n"
+             "min.insync.replicas=%d\n"
+             "offsets.topic.replication.factor=%d\n"
              "offsets.topic.num.partitions=12\n"
-             "transaction.state.log.replication.factor=1\n"
-             "transaction.state.log.min.isr=1\n"
-             "share.coordinator.state.topic.replication.factor=1\n"
-             "share.coordinator.state.topic.min.isr=1\n"
+             "transaction.state.log.replication.factor=%d\n"
+             "transaction.state.log.min.isr=%d\n"
+             "share.coordinator.state.topic.replication.factor=%d\n"
+             "share.coordinator.state.topic.min.isr=%d\n"
              "group.initial.rebalance.delay.ms=0\n"
+             "# A killed broker is fenced (its leaderships move) after 6 s, not 9.\n"
+             "broker.session.timeout.ms=6000\n"
+             "broker.heartbeat.interval.ms=1000\n"
              "num.network.threads=2\n"
-             "num.io.threads=4\n"
+             "num.io.threads=%d\n"
+             "num.replica.fetchers=1\n"
              "log.retention.hours=168\n"
              "log.segment.bytes=268435456\n",
-             c->ports.controller, c->ports.kafka, c->ports.controller, c->ports.kafka, c->dir);
-    path_join(path, sizeof(path), c->dir, "kafka/server.properties");
+             node ? node : 1, n, node ? node : 1, voters, kafka_port(c, node),
+             kafka_controller_port(c, node), kafka_port(c, node), c->dir, name, rf, min_isr, rf, rf, min_isr, rf,
+             min_isr, n > 1 ? 2 : 4);
+    if (len < 0 || (size_t)len >= sizeof(text)) {
+        log_error("server.properties does not fit (data dir path too long?)");
+        return -1;
+    }
+    char rel[64];
+    snprintf(rel, sizeof(rel), "%s/server.properties", name);
+    path_join(path, sizeof(path), c->dir, rel);
     if (write_file(c, path, text) != 0)
         return -1;
 
@@ -720,7 +829,8 @@ static int write_kafka_conf(const struct svc_ctx *c)
         "logger.kafka.level = info\n"
         "logger.apache.name = org.apache.kafka\n"
         "logger.apache.level = warn\n";
-    path_join(path, sizeof(path), c->dir, "kafka/log4j2.properties");
+    snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
+    path_join(path, sizeof(path), c->dir, rel);
     return write_file(c, path, log4j);
 }
 
@@ -737,11 +847,11 @@ static int start_mosquitto(const struct svc_ctx *c)
         return -1;
     }
     path_join(conf, sizeof(conf), c->dir, "mosquitto/mosquitto.conf");
-    log_path(c, SVC_MOSQUITTO, logp, sizeof(logp));
+    log_path(c, SVC_MOSQUITTO, 0, logp, sizeof(logp));
     const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
     char *const argv[] = {(char *)bin, "-c", conf, NULL};
     pid_t pid = spawn(c, argv, logp, c->dir);
-    return pid > 0 ? write_pid(c, SVC_MOSQUITTO, pid) : -1;
+    return pid > 0 ? write_pid(c, SVC_MOSQUITTO, 0, pid) : -1;
 }
 
 static void kafka_cluster_id(char out[23])
@@ -756,6 +866,10 @@ static void kafka_cluster_id(char out[23])
     }
     if (fd >= 0)
         close(fd);
+    /* An id starting with '-' reads as an option to StorageTool ("--cluster-id:
+     * expected one argument"; Kafka's own Uuid.randomUuid() skips those): the
+     * top bit clear keeps the first character in A-Za-f. */
+    raw[0] &= 0x7f;
     /* 128 bits in url-safe base64 without padding: 22 characters. */
     for (int i = 0, o = 0; o < 22; i += 3) {
         unsigned v = (unsigned)raw[i] << 16 | (unsigned)raw[i + 1] << 8 | raw[i + 2];
@@ -790,40 +904,130 @@ static const char *java_bin(char *buf, size_t size)
     return "java";
 }
 
+/* The cluster id a formatted node of this data dir has (every node of a
+ * cluster must share it), from D/<unit>/data/meta.properties. */
+static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t size)
+{
+    int first, last;
+    unit_range(c, SVC_KAFKA, &first, &last);
+    for (int k = first; k <= last; k++) {
+        char rel[64], name[32], path[PATH_MAX], line[256];
+        snprintf(rel, sizeof(rel), "%s/data/meta.properties", unit_name(SVC_KAFKA, k, name, sizeof(name)));
+        path_join(path, sizeof(path), c->dir, rel);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        int found = 0;
+        while (!found && fgets(line, sizeof(line), f)) {
+            if (strncmp(line, "cluster.id=", 11) != 0)
+                continue;
+            line[strcspn(line, "\r\n")] = '\0';
+            size_t len = strlen(line + 11);
+            if (len == 0 || len >= size)
+                continue;
+            memcpy(out, line + 11, len + 1);
+            found = 1;
+        }
+        fclose(f);
+        if (found)
+            return 0;
+    }
+    return -1;
+}
+
+/* Starts every Kafka node of the data dir that is not running: writes its
+ * configuration, formats its storage once (the nodes of a cluster in
+ * parallel, with one cluster id) and starts them all before any is waited
+ * for, since a cluster's controllers need a majority to elect a leader. */
 static int start_kafka(const struct svc_ctx *c)
 {
-    char cp[PATH_MAX + 16], props[PATH_MAX], logp[PATH_MAX], meta[PATH_MAX], l4j[PATH_MAX + 32], java[PATH_MAX];
+    char cp[PATH_MAX + 16], java[PATH_MAX], id[64];
+    int first, last, rc = 0;
+    pid_t fmt[SVC_KAFKA_MAX_BROKERS + 1] = {0};
+    int todo[SVC_KAFKA_MAX_BROKERS + 1] = {0};
     if (kafka_classpath(cp, sizeof(cp)) != 0)
         return -1;
-    if (svc_mkdir(c, "kafka/data", 0750) != 0 || write_kafka_conf(c) != 0)
-        return -1;
-    path_join(props, sizeof(props), c->dir, "kafka/server.properties");
-    path_join(meta, sizeof(meta), c->dir, "kafka/data/meta.properties");
-    log_path(c, SVC_KAFKA, logp, sizeof(logp));
-    char l4jpath[PATH_MAX];
-    path_join(l4jpath, sizeof(l4jpath), c->dir, "kafka/log4j2.properties");
-    snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
     const char *jb = java_bin(java, sizeof(java));
+    unit_range(c, SVC_KAFKA, &first, &last);
+    int have_id = kafka_saved_cluster_id(c, id, sizeof(id)) == 0;
 
-    /* Storage is formatted once; meta.properties marks a formatted dir. */
-    if (access(meta, F_OK) != 0) {
-        char id[23];
-        kafka_cluster_id(id);
-        log_info("formatting Kafka storage (cluster id %s)", id);
-        char *const fmt[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp, "kafka.tools.StorageTool",
-                             "format", "-t", id, "-c", props, NULL};
-        int rc = run_sync(c, fmt, logp, c->dir);
-        if (rc != 0) {
-            log_error("formatting Kafka storage failed (exit %d)", rc);
-            return -1;
+    for (int k = first; k <= last && rc == 0; k++) {
+        char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[PATH_MAX], l4jpath[PATH_MAX];
+        char l4j[PATH_MAX + 32];
+        pid_t pid = svc_running_pid(c, SVC_KAFKA, k);
+        unit_name(SVC_KAFKA, k, name, sizeof(name));
+        if (pid) {
+            log_debug("%s already running (pid %d)", name, (int)pid);
+            continue;
+        }
+        todo[k] = 1;
+        snprintf(rel, sizeof(rel), "%s/data", name);
+        if (svc_mkdir(c, rel, 0750) != 0 || write_kafka_conf(c, k) != 0) {
+            rc = -1; /* still reap the formats already running */
+            break;
+        }
+        snprintf(rel, sizeof(rel), "%s/data/meta.properties", name);
+        path_join(meta, sizeof(meta), c->dir, rel);
+        if (access(meta, F_OK) == 0)
+            continue;
+        /* Storage is formatted once; meta.properties marks a formatted dir. */
+        if (!have_id) {
+            kafka_cluster_id(id);
+            have_id = 1;
+        }
+        log_info("formatting Kafka storage of %s (cluster id %s)", name, id);
+        snprintf(rel, sizeof(rel), "%s/server.properties", name);
+        path_join(props, sizeof(props), c->dir, rel);
+        snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
+        path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
+        snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
+        log_path(c, SVC_KAFKA, k, logp, sizeof(logp));
+        char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp, "kafka.tools.StorageTool",
+                              "format", "-t", id, "-c", props, NULL};
+        fmt[k] = spawn(c, argv, logp, c->dir);
+        if (fmt[k] < 0)
+            rc = -1;
+    }
+    for (int k = first; k <= last; k++) {
+        int st;
+        if (fmt[k] <= 0)
+            continue;
+        while (waitpid(fmt[k], &st, 0) < 0 && errno == EINTR) {
+        }
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            log_error("formatting the Kafka storage of node %d failed (exit %d)", k ? k : 1,
+                      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            rc = -1;
         }
     }
-    /* About 1 GB of heap: the whole system has to fit beside it on 2 cores. */
-    char *const argv[] = {(char *)jb, "-Xms1g", "-Xmx1g", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                          "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", l4j,
-                          "-cp", cp, "kafka.Kafka", props, NULL};
-    pid_t pid = spawn(c, argv, logp, c->dir);
-    return pid > 0 ? write_pid(c, SVC_KAFKA, pid) : -1;
+    if (rc != 0)
+        return -1;
+
+    for (int k = first; k <= last; k++) {
+        char name[32], rel[64], props[PATH_MAX], logp[PATH_MAX], l4jpath[PATH_MAX], l4j[PATH_MAX + 32];
+        if (!todo[k])
+            continue;
+        unit_name(SVC_KAFKA, k, name, sizeof(name));
+        snprintf(rel, sizeof(rel), "%s/server.properties", name);
+        path_join(props, sizeof(props), c->dir, rel);
+        snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
+        path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
+        snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
+        log_path(c, SVC_KAFKA, k, logp, sizeof(logp));
+        /* The single broker gets about 1 GB of heap: the whole system has to
+         * fit beside it on 2 cores.  A cluster's three get half each. */
+        const char *heap = c->kafka_nodes > 1 ? "512m" : "1g";
+        char xms[16], xmx[16];
+        snprintf(xms, sizeof(xms), "-Xms%s", heap);
+        snprintf(xmx, sizeof(xmx), "-Xmx%s", heap);
+        char *const argv[] = {(char *)jb, xms, xmx, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+                              "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", l4j,
+                              "-cp", cp, "kafka.Kafka", props, NULL};
+        pid_t pid = spawn(c, argv, logp, c->dir);
+        if (pid <= 0 || write_pid(c, SVC_KAFKA, k, pid) != 0)
+            return -1;
+    }
+    return 0;
 }
 
 static int pg_bindir(char *buf, size_t size)
@@ -867,7 +1071,7 @@ static int start_postgres(const struct svc_ctx *c)
     path_join(data, sizeof(data), c->dir, "postgres/data");
     path_join(sock, sizeof(sock), c->dir, "postgres/run");
     path_join(ver, sizeof(ver), c->dir, "postgres/data/PG_VERSION");
-    log_path(c, SVC_POSTGRES, logp, sizeof(logp));
+    log_path(c, SVC_POSTGRES, 0, logp, sizeof(logp));
 
     if (access(ver, F_OK) != 0) {
         log_info("initializing PostgreSQL cluster in %s", data);
@@ -888,7 +1092,7 @@ static int start_postgres(const struct svc_ctx *c)
                           "-c", sockopt, "-c", "shared_buffers=256MB", "-c", "max_connections=200",
                           "-c", "logging_collector=off", NULL};
     pid_t pid = spawn(c, argv, logp, data);
-    return pid > 0 ? write_pid(c, SVC_POSTGRES, pid) : -1;
+    return pid > 0 ? write_pid(c, SVC_POSTGRES, 0, pid) : -1;
 }
 
 /* The database and role "fleetsync": initdb made the role the superuser;
@@ -955,6 +1159,65 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
     return 0;
 }
 
+/* The broker count of the data dir: D/kafka-brokers when a cluster was
+ * started there, else 1. */
+static int kafka_nodes_saved(const char *dir)
+{
+    char path[PATH_MAX];
+    int n = 1;
+    path_join(path, sizeof(path), dir, "kafka-brokers");
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &n) != 1 || n < 1 || n > SVC_KAFKA_MAX_BROKERS)
+            n = 1;
+        fclose(f);
+    }
+    return n;
+}
+
+/* Has Kafka node `node` of the data dir formatted storage? */
+static int kafka_node_formatted(const struct svc_ctx *c, int node)
+{
+    char rel[64], name[32], path[PATH_MAX];
+    snprintf(rel, sizeof(rel), "%s/data/meta.properties", unit_name(SVC_KAFKA, node, name, sizeof(name)));
+    path_join(path, sizeof(path), c->dir, rel);
+    return access(path, F_OK) == 0;
+}
+
+/* start --kafka-brokers N: 0 keeps what the data dir has.  A data dir
+ * holds one Kafka, single or cluster: switching would leave the topics and
+ * offsets of the other behind, so it is refused while that one's storage
+ * exists.  The choice is remembered in D/kafka-brokers. */
+static int kafka_nodes_choose(struct svc_ctx *c, int requested)
+{
+    if (!requested)
+        return 0;
+    int cluster_storage = 0;
+    for (int k = 1; k <= SVC_KAFKA_MAX_BROKERS; k++)
+        cluster_storage |= kafka_node_formatted(c, k);
+    if (requested != c->kafka_nodes && (requested > 1 ? kafka_node_formatted(c, 0) : cluster_storage)) {
+        log_error("%s already holds a %s Kafka; --kafka-brokers %d needs a new data dir (--data-dir), or "
+                  "'fleetsync services stop' and remove %s/%s first (its topics and offsets go with it)",
+                  c->dir, c->kafka_nodes > 1 ? "3-broker" : "single-broker", requested, c->dir,
+                  c->kafka_nodes > 1 ? "kafka-*" : "kafka");
+        return -1;
+    }
+    char path[PATH_MAX];
+    path_join(path, sizeof(path), c->dir, "kafka-brokers");
+    if (requested > 1) {
+        FILE *f = fopen(path, "w");
+        if (!f || fprintf(f, "%d\n", requested) < 0 || fclose(f) != 0) {
+            log_error("cannot write %s: %s", path, strerror(errno));
+            return -1;
+        }
+    } else if (unlink(path) != 0 && errno != ENOENT) {
+        log_error("cannot remove %s: %s", path, strerror(errno));
+        return -1;
+    }
+    c->kafka_nodes = requested;
+    return 0;
+}
+
 static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create)
 {
     memset(c, 0, sizeof(*c));
@@ -989,6 +1252,7 @@ static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct
         }
         c->tls_port = mqa_tls_port(c->dir);
     }
+    c->kafka_nodes = kafka_nodes_saved(c->dir);
     return ensure_user(c);
 }
 
@@ -1039,31 +1303,59 @@ const char *svc_kafka_libs(char *buf, size_t size)
 
 /* --- start / stop / status -------------------------------------------- */
 
-static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s)
+/* Waits until unit (id, node) answers; fails early when it exits. */
+static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline)
 {
-    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    char name[32];
+    unit_name(id, node, name, sizeof(name));
     while (mono_ms() < deadline) {
         int gone;
-        if (spawned[id]) {
-            pid_t w = waitpid(spawned[id], NULL, WNOHANG);
-            gone = w == spawned[id] || (w < 0 && errno == ECHILD);
+        pid_t sp = spawned[id][node];
+        if (sp) {
+            pid_t w = waitpid(sp, NULL, WNOHANG);
+            gone = w == sp || (w < 0 && errno == ECHILD);
         } else {
-            gone = !svc_running_pid(c, id);
+            gone = !svc_running_pid(c, id, node);
         }
         if (gone) {
-            log_error("%s exited during start", svc_names[id]);
+            log_error("%s exited during start", name);
             return -1;
         }
         int left = (int)(deadline - mono_ms());
+        left = left < 100 ? 100 : left;
         int ok = id == SVC_MOSQUITTO ? mqtt_healthy(c, left < 2000 ? left : 2000)
-               : id == SVC_KAFKA     ? kafka_healthy(c, left < 3000 ? left : 3000)
+               : id == SVC_KAFKA     ? kafka_healthy(c, node, left < 3000 ? left : 3000)
                                      : pg_healthy(c);
         if (ok == 0)
             return 0;
         usleep(200 * 1000);
     }
-    log_error("%s did not answer within %d s", svc_names[id], timeout_s);
+    log_error("%s did not answer in time (--timeout)", name);
     return -1;
+}
+
+/* Waits up to timeout_s until every unit of the service answers (and a
+ * Kafka cluster lists all its brokers).  On failure *failed_node names the
+ * unit whose log tells why. */
+static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *failed_node)
+{
+    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    int first, last;
+    unit_range(c, id, &first, &last);
+    for (int k = first; k <= last; k++) {
+        if (wait_unit_healthy(c, id, k, deadline) != 0) {
+            *failed_node = k;
+            return -1;
+        }
+    }
+    if (id == SVC_KAFKA && c->kafka_nodes > 1) {
+        long long left = deadline - mono_ms();
+        if (kafka_cluster_ready(c, left > 1000 ? (int)left : 1000) != 0) {
+            *failed_node = first;
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Reaps the services this process started that have exited (only ours:
@@ -1071,29 +1363,48 @@ static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s)
 static void reap_children(void)
 {
     for (int i = 0; i < SVC_COUNT; i++)
-        if (spawned[i] && waitpid(spawned[i], NULL, WNOHANG) == spawned[i])
-            spawned[i] = 0;
+        for (int k = 0; k <= SVC_KAFKA_MAX_BROKERS; k++)
+            if (spawned[i][k] && waitpid(spawned[i][k], NULL, WNOHANG) == spawned[i][k])
+                spawned[i][k] = 0;
 }
 
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 {
     struct svc_ctx c;
     long long t0 = mono_ms();
-    int failed = -1;
+    int failed = -1, failed_node = 0;
     char err[512];
 
+    if (opt->kafka_brokers != 0 && opt->kafka_brokers != 1 && opt->kafka_brokers != SVC_KAFKA_MAX_BROKERS) {
+        log_error("%d Kafka brokers: only 1 or %d are supported", opt->kafka_brokers, SVC_KAFKA_MAX_BROKERS);
+        return 1;
+    }
     if (ctx_init(&c, cfg, &opt->ports, 1) != 0 || check_reachable(&c) != 0)
         return 1;
     c.tls_port = opt->tls_port;
+    if (kafka_nodes_choose(&c, opt->kafka_brokers) != 0)
+        return 1;
     if (svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
         return 1;
 
-    pid_t running[SVC_COUNT];
-    for (int i = 0; i < SVC_COUNT; i++)
-        running[i] = svc_running_pid(&c, (enum svc_id)i);
+    /* Units running per service; a service counts as running when all are. */
+    int running[SVC_COUNT] = {0}, units[SVC_COUNT], any = 0;
+    pid_t first_pid[SVC_COUNT] = {0};
+    for (int i = 0; i < SVC_COUNT; i++) {
+        int first, last;
+        unit_range(&c, (enum svc_id)i, &first, &last);
+        units[i] = last - first + 1;
+        for (int k = first; k <= last; k++) {
+            pid_t pid = svc_running_pid(&c, (enum svc_id)i, k);
+            if (pid && !first_pid[i])
+                first_pid[i] = pid;
+            running[i] += pid != 0;
+        }
+        any |= running[i];
+    }
     /* Ports recorded by a running stack win: a second start must not write
      * ports the running services do not listen on. */
-    if (!(running[0] || running[1] || running[2]) && save_ports(&c) != 0) {
+    if (!any && save_ports(&c) != 0) {
         log_error("cannot write %s/run/ports: %s", c.dir, strerror(errno));
         return 1;
     }
@@ -1101,21 +1412,28 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {start_mosquitto, start_kafka,
                                                                       start_postgres};
     for (int i = 0; i < SVC_COUNT; i++) {
-        if (running[i]) {
-            if (!opt->quiet)
-                log_info("%s already running (pid %d)", svc_names[i], (int)running[i]);
+        if (running[i] == units[i]) {
+            if (!opt->quiet && units[i] > 1)
+                log_info("%s already running (%d brokers)", svc_names[i], units[i]);
+            else if (!opt->quiet)
+                log_info("%s already running (pid %d)", svc_names[i], (int)first_pid[i]);
             if (i == SVC_MOSQUITTO && opt->tls_port && mqa_tls_port(c.dir) != opt->tls_port)
                 log_warn("mosquitto is running without a TLS listener on port %d; 'fleetsync services stop' "
                          "first to start it with --tls", opt->tls_port);
             continue;
         }
+        if (running[i] && !opt->quiet)
+            log_info("%s: %d of %d brokers running; starting the others", svc_names[i], running[i], units[i]);
         if (starters[i](&c) != 0) {
+            int first, last;
+            unit_range(&c, (enum svc_id)i, &first, &last);
             failed = i;
+            failed_node = first;
             goto fail;
         }
     }
     for (int i = 0; i < SVC_COUNT; i++) {
-        if (wait_healthy(&c, (enum svc_id)i, opt->timeout_s) != 0) {
+        if (wait_healthy(&c, (enum svc_id)i, opt->timeout_s, &failed_node) != 0) {
             failed = i;
             goto fail;
         }
@@ -1123,23 +1441,31 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     }
     if (pg_create_db(&c) != 0) {
         failed = SVC_POSTGRES;
+        failed_node = 0;
         goto fail;
     }
 
-    rd_kafka_t *rk = kafka_admin_handle(&c, err, sizeof(err));
-    if (!rk || topics_ensure(rk, cfg, 1, opt->partitions, 30000, err, sizeof(err)) != 0) {
+    /* On a cluster every topic has 3 replicas and min.insync.replicas 2. */
+    rd_kafka_t *rk = kafka_admin_handle(&c, -1, err, sizeof(err));
+    if (!rk || topics_ensure(rk, cfg, c.kafka_nodes, opt->partitions, 30000, err, sizeof(err)) != 0) {
         log_error("%s", err);
         if (rk)
             rd_kafka_destroy(rk);
+        int last;
         failed = SVC_KAFKA;
+        unit_range(&c, SVC_KAFKA, &failed_node, &last);
         goto fail;
     }
     rd_kafka_destroy(rk);
 
+    char kb[256];
+    kafka_bootstrap(&c, kb, sizeof(kb));
     if (!opt->quiet)
-        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka 127.0.0.1:%d, PostgreSQL 127.0.0.1:%d; "
+        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s, PostgreSQL 127.0.0.1:%d; "
                  "data and logs in %s",
-                 (double)(mono_ms() - t0) / 1000.0, c.ports.mqtt, c.ports.kafka, c.ports.pg, c.dir);
+                 (double)(mono_ms() - t0) / 1000.0, c.ports.mqtt, kb,
+                 c.kafka_nodes > 1 ? " (3 brokers: replication factor 3, min.insync.replicas 2)" : "", c.ports.pg,
+                 c.dir);
     if (!opt->quiet && c.tls_port && mqa_tls_port(c.dir) == c.tls_port)
         log_info("MQTT over TLS: mqtts://127.0.0.1:%d (clients trust %s/tls/ca.crt)", c.tls_port, c.dir);
     return 0;
@@ -1147,7 +1473,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 fail:
     reap_children();
     if (failed >= 0)
-        print_log_tail(&c, (enum svc_id)failed, 25);
+        print_log_tail(&c, (enum svc_id)failed, failed_node, 25);
     log_error("start failed; the services that did start are still running ('fleetsync services stop' stops them)");
     return 1;
 }
@@ -1157,7 +1483,7 @@ int svc_mqtt_reload(const struct fs_config *cfg)
     struct svc_ctx c;
     if (ctx_init(&c, cfg, NULL, 0) != 0)
         return -1;
-    pid_t pid = svc_running_pid(&c, SVC_MOSQUITTO);
+    pid_t pid = svc_running_pid(&c, SVC_MOSQUITTO, 0);
     if (!pid)
         return 1;
     if (write_mosquitto_conf(&c) != 0)
@@ -1177,50 +1503,65 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
     if (ctx_init(&c, cfg, NULL, 0) != 0)
         return 1;
     /* PostgreSQL: SIGINT is its "fast" shutdown (roll back, checkpoint, exit);
-     * Kafka and Mosquitto shut down cleanly on SIGTERM. */
+     * Kafka and Mosquitto shut down cleanly on SIGTERM.  A cluster's brokers
+     * are signalled together: each hands its leaderships over while the
+     * controller quorum still has its majority. */
     static const int stop_signal[SVC_COUNT] = {SIGTERM, SIGTERM, SIGINT};
-    pid_t pids[SVC_COUNT];
-    int any = 0;
+    struct {
+        enum svc_id id;
+        int node;
+        pid_t pid;
+    } u[SVC_COUNT + SVC_KAFKA_MAX_BROKERS];
+    int nu = 0;
     for (int i = SVC_COUNT - 1; i >= 0; i--) {
-        pids[i] = svc_running_pid(&c, (enum svc_id)i);
-        if (pids[i]) {
-            log_info("stopping %s (pid %d)", svc_names[i], (int)pids[i]);
-            kill(pids[i], stop_signal[i]);
-            any = 1;
+        int first, last;
+        unit_range(&c, (enum svc_id)i, &first, &last);
+        for (int k = first; k <= last; k++) {
+            pid_t pid = svc_running_pid(&c, (enum svc_id)i, k);
+            char name[32];
+            if (!pid)
+                continue;
+            log_info("stopping %s (pid %d)", unit_name((enum svc_id)i, k, name, sizeof(name)), (int)pid);
+            kill(pid, stop_signal[i]);
+            u[nu].id = (enum svc_id)i;
+            u[nu].node = k;
+            u[nu].pid = pid;
+            nu++;
         }
     }
-    if (!any) {
+    if (!nu) {
         log_info("no service of %s is running", c.dir);
         return 0;
     }
     long long deadline = mono_ms() + (long long)timeout_s * 1000;
     int rc = 0;
-    for (int i = 0; i < SVC_COUNT; i++) {
-        if (!pids[i])
-            continue;
-        while (kill(pids[i], 0) == 0 && mono_ms() < deadline) {
+    for (int j = 0; j < nu; j++) {
+        pid_t pid = u[j].pid;
+        char name[32];
+        unit_name(u[j].id, u[j].node, name, sizeof(name));
+        while (kill(pid, 0) == 0 && mono_ms() < deadline) {
             reap_children();
             usleep(100 * 1000);
         }
-        if (kill(pids[i], 0) == 0) {
-            log_warn("%s (pid %d) did not stop within %d s; killing it", svc_names[i], (int)pids[i], timeout_s);
-            kill(-pids[i], SIGKILL);
-            kill(pids[i], SIGKILL);
-            for (int k = 0; k < 50 && kill(pids[i], 0) == 0; k++) {
+        if (kill(pid, 0) == 0) {
+            log_warn("%s (pid %d) did not stop within %d s; killing it", name, (int)pid, timeout_s);
+            kill(-pid, SIGKILL);
+            kill(pid, SIGKILL);
+            for (int k = 0; k < 50 && kill(pid, 0) == 0; k++) {
                 reap_children();
                 usleep(100 * 1000);
             }
-            if (kill(pids[i], 0) == 0) {
-                log_error("%s (pid %d) is still there", svc_names[i], (int)pids[i]);
+            if (kill(pid, 0) == 0) {
+                log_error("%s (pid %d) is still there", name, (int)pid);
                 rc = 1;
                 continue;
             }
         }
         /* PostgreSQL's backends and Kafka's forks share the session: make sure
          * none outlives its leader. */
-        kill(-pids[i], SIGKILL);
+        kill(-pid, SIGKILL);
         char path[PATH_MAX];
-        pid_path(&c, (enum svc_id)i, path, sizeof(path));
+        pid_path(&c, u[j].id, u[j].node, path, sizeof(path));
         unlink(path);
     }
     if (rc == 0)
@@ -1245,25 +1586,62 @@ static long long dir_bytes(const char *path)
     return dir_bytes_total;
 }
 
+/* One Kafka node, as services status shows it. */
+struct knode_state {
+    int node;
+    int pid;
+    int port;
+    int controller;
+    int healthy;
+    long long data_bytes;
+};
+
 /* always != 0 probes a service without a pid file too: an endpoint this
- * data dir did not start, where the shared options point. */
-static int probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT], int always)
+ * data dir did not start, where the shared options point.  kn gets each
+ * Kafka node (*nkn of them). */
+static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT],
+                     struct knode_state kn[SVC_KAFKA_MAX_BROKERS + 1], int *nkn, int always)
 {
     struct svc_ctx c;
     if (ctx_init(&c, cfg, NULL, 0) != 0)
         return -1;
     static const char *const data_rel[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
     const int ports[SVC_COUNT] = {c.ports.mqtt, c.ports.kafka, c.ports.pg};
+    *nkn = 0;
     for (int i = 0; i < SVC_COUNT; i++) {
         char path[PATH_MAX];
+        memset(&out[i], 0, sizeof(out[i]));
         out[i].name = svc_names[i];
         out[i].port = ports[i];
-        out[i].pid = (int)svc_running_pid(&c, (enum svc_id)i);
-        out[i].healthy = 0;
+        if (i == SVC_KAFKA) {
+            /* healthy = every broker answers; pid = the first running one. */
+            int first, last, all = 1;
+            unit_range(&c, SVC_KAFKA, &first, &last);
+            for (int k = first; k <= last; k++) {
+                struct knode_state *n = &kn[(*nkn)++];
+                char name[32];
+                n->node = k ? k : 1;
+                n->pid = (int)svc_running_pid(&c, SVC_KAFKA, k);
+                n->port = kafka_port(&c, k);
+                n->controller = kafka_controller_port(&c, k);
+                n->healthy = n->pid && kafka_healthy(&c, k, 3000) == 0;
+                path_join(path, sizeof(path), c.dir, unit_name(SVC_KAFKA, k, name, sizeof(name)));
+                n->data_bytes = dir_bytes(path);
+                if (n->pid && !out[i].pid)
+                    out[i].pid = n->pid;
+                out[i].brokers_running += n->pid != 0;
+                out[i].data_bytes += n->data_bytes;
+                all &= n->healthy;
+            }
+            out[i].brokers = last - first + 1;
+            out[i].healthy = all;
+            if (!out[i].pid && always)
+                out[i].healthy = external_healthy(cfg, SVC_KAFKA) == 0;
+            continue;
+        }
+        out[i].pid = (int)svc_running_pid(&c, (enum svc_id)i, 0);
         if (out[i].pid) {
-            int ok = i == SVC_MOSQUITTO ? mqtt_healthy(&c, 2000)
-                   : i == SVC_KAFKA     ? kafka_healthy(&c, 3000)
-                                        : pg_healthy(&c);
+            int ok = i == SVC_MOSQUITTO ? mqtt_healthy(&c, 2000) : pg_healthy(&c);
             out[i].healthy = ok == 0;
         } else if (always) {
             out[i].healthy = external_healthy(cfg, (enum svc_id)i) == 0;
@@ -1274,37 +1652,76 @@ static int probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT], i
     return 0;
 }
 
+int svc_kafka_bootstrap(const struct fs_config *cfg, char *buf, size_t size)
+{
+    struct svc_ctx c;
+    if (ctx_init(&c, cfg, NULL, 0) != 0)
+        return -1;
+    kafka_bootstrap(&c, buf, size);
+    return c.kafka_nodes;
+}
+
 int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
 {
-    return probe(cfg, out, 0);
+    struct knode_state kn[SVC_KAFKA_MAX_BROKERS + 1];
+    int nkn;
+    return probe_all(cfg, out, kn, &nkn, 0);
 }
 
 int svc_probe_endpoints(const struct fs_config *cfg, struct svc_state out[SVC_COUNT])
 {
-    return probe(cfg, out, 1);
+    struct knode_state kn[SVC_KAFKA_MAX_BROKERS + 1];
+    int nkn;
+    return probe_all(cfg, out, kn, &nkn, 1);
 }
 
 int svc_status(const struct fs_config *cfg, int json)
 {
     struct svc_state st[SVC_COUNT];
-    if (svc_probe(cfg, st) != 0)
+    struct knode_state kn[SVC_KAFKA_MAX_BROKERS + 1];
+    int nkn = 0;
+    if (probe_all(cfg, st, kn, &nkn, 0) != 0)
         return 1;
     int all = 1;
     if (json)
         printf("[");
     else
-        printf("%-10s %8s %6s  %-8s %10s\n", "SERVICE", "PID", "PORT", "HEALTH", "DATA");
+        printf("%-10s %8s %6s  %-9s %10s\n", "SERVICE", "PID", "PORT", "HEALTH", "DATA");
     for (int i = 0; i < SVC_COUNT; i++) {
         char size[32];
         units_format_bytes((uint64_t)st[i].data_bytes, size, sizeof(size));
-        const char *health = st[i].healthy ? "healthy" : st[i].pid ? "unhealthy" : "down";
-        if (json)
-            printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld}", i ? "," : "",
+        /* A cluster with some brokers down still serves: "degraded". */
+        const char *health = st[i].healthy                      ? "healthy"
+                           : st[i].brokers > 1 && st[i].pid      ? "degraded"
+                           : st[i].pid                           ? "unhealthy"
+                                                                 : "down";
+        if (json) {
+            printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld", i ? "," : "",
                    st[i].name, st[i].pid, st[i].port, st[i].healthy ? "true" : "false", st[i].data_bytes);
-        else if (st[i].pid)
-            printf("%-10s %8d %6d  %-8s %10s\n", st[i].name, st[i].pid, st[i].port, health, size);
-        else
-            printf("%-10s %8s %6d  %-8s %10s\n", st[i].name, "-", st[i].port, health, size);
+            if (i == SVC_KAFKA) {
+                printf(",\"brokers\":[");
+                for (int k = 0; k < nkn; k++)
+                    printf("%s{\"node\":%d,\"pid\":%d,\"port\":%d,\"controller_port\":%d,\"healthy\":%s,"
+                           "\"data_bytes\":%lld}",
+                           k ? "," : "", kn[k].node, kn[k].pid, kn[k].port, kn[k].controller,
+                           kn[k].healthy ? "true" : "false", kn[k].data_bytes);
+                printf("]");
+            }
+            printf("}");
+        } else if (st[i].pid) {
+            printf("%-10s %8d %6d  %-9s %10s\n", st[i].name, st[i].pid, st[i].port, health, size);
+        } else {
+            printf("%-10s %8s %6d  %-9s %10s\n", st[i].name, "-", st[i].port, health, size);
+        }
+        /* A cluster's brokers, each on its own line under "kafka". */
+        for (int k = 0; !json && i == SVC_KAFKA && nkn > 1 && k < nkn; k++) {
+            char name[32], pid[16];
+            units_format_bytes((uint64_t)kn[k].data_bytes, size, sizeof(size));
+            snprintf(name, sizeof(name), "  kafka-%d", kn[k].node);
+            snprintf(pid, sizeof(pid), "%d", kn[k].pid);
+            printf("%-10s %8s %6d  %-9s %10s  controller %d\n", name, kn[k].pid ? pid : "-", kn[k].port,
+                   kn[k].healthy ? "healthy" : kn[k].pid ? "unhealthy" : "down", size, kn[k].controller);
+        }
         all &= st[i].healthy;
     }
     if (json)
@@ -1330,6 +1747,14 @@ static void services_usage(FILE *out)
             "  status            pid, port, health and data size of each; exit 1 if any is down\n\n"
             "Options:\n"
             "  --partitions N    partitions of truck-telemetry on creation (default 6)\n"
+            "  --kafka-brokers N 1 (default) or 3: a 3-broker KRaft cluster on this machine,\n"
+            "                    broker k on the Kafka port + 2(k-1), its controller one above\n"
+            "                    (19092/19093, 19094/19095, 19096/19097), data in DIR/kafka-<k>;\n"
+            "                    topics get 3 replicas and min.insync.replicas=2, so one broker\n"
+            "                    may be down.  Remembered in the data dir: later start, stop and\n"
+            "                    status need no flag, and start brings back a missing broker.\n"
+            "                    Clients list the brokers: --brokers 127.0.0.1:19092,127.0.0.1:19094,\n"
+            "                    127.0.0.1:19096 (docs/cluster.md)\n"
             "  --tls             also serve MQTT over TLS: a local CA and a server certificate\n"
             "                    for 127.0.0.1/localhost are made once in DIR/tls/ (openssl);\n"
             "                    clients use mqtts://127.0.0.1:PORT and trust DIR/tls/ca.crt\n"
@@ -1342,13 +1767,14 @@ static void services_usage(FILE *out)
 
 int cmd_services(int argc, char **argv)
 {
-    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_PORT };
+    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_PORT, OPT_KAFKA_BROKERS };
     static const struct option longopts[] = {
         {"partitions", required_argument, NULL, OPT_PARTITIONS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
         {"tls", no_argument, NULL, OPT_TLS},
         {"tls-port", required_argument, NULL, OPT_TLS_PORT},
+        {"kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -1383,6 +1809,19 @@ int cmd_services(int argc, char **argv)
         case OPT_JSON:
             json = 1;
             break;
+        case OPT_KAFKA_BROKERS: {
+            char *end;
+            long v = strtol(optarg, &end, 10);
+            if (*end || end == optarg || (v != 1 && v != SVC_KAFKA_MAX_BROKERS)) {
+                fprintf(stderr,
+                        "fleetsync services: --kafka-brokers is 1 or %d (a %d-broker KRaft cluster); "
+                        "other sizes are not supported\n",
+                        SVC_KAFKA_MAX_BROKERS, SVC_KAFKA_MAX_BROKERS);
+                goto out;
+            }
+            opt.kafka_brokers = (int)v;
+            break;
+        }
         case OPT_TLS:
             tls = 1;
             break;

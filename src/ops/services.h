@@ -9,6 +9,9 @@
  *   D/mqtt/                 MQTT credentials (core/mqttauth.h, fleetsync trucks)
  *   D/tls/                  local CA and server certificate (start --tls)
  *   D/kafka/                generated server.properties, log4j2.properties, data/
+ *   D/kafka-<k>/            the same per broker k of a cluster (start --kafka-brokers 3):
+ *                           pids in D/run/kafka-<k>.pid, logs in D/log/kafka-<k>.log
+ *   D/kafka-brokers         the broker count when it is not 1 (later commands read it)
  *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
  *
  * Started as root, every service runs as the unprivileged system user
@@ -23,9 +26,12 @@
 
 #define SVC_USER          "fleetsync"
 #define SVC_KAFKA_VERSION "4.1.1"
+#define SVC_KAFKA_MAX_BROKERS 3 /* start --kafka-brokers: 1 or 3 */
 
 enum svc_id { SVC_MOSQUITTO = 0, SVC_KAFKA, SVC_POSTGRES, SVC_COUNT };
 
+/* With N Kafka brokers, broker k (1..N) listens on kafka + 2(k-1) and its
+ * controller on kafka + 2(k-1) + 1: 19092/19093, 19094/19095, 19096/19097. */
 struct svc_ports {
     int mqtt;
     int kafka;
@@ -39,14 +45,16 @@ struct svc_options {
     int tls_port;    /* also serve MQTT over TLS on this port (D/tls/); 0 = no */
     int timeout_s;   /* how long start waits for each service */
     int quiet;
+    int kafka_brokers; /* 1 or 3 KRaft nodes; 0 = what the data dir has (else 1) */
 };
 
 /* Derives the ports from the shared endpoints (--mqtt, --brokers, --pg);
  * the controller listens on the Kafka port + 1.  Returns 0 or -1 + err. */
 int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, char *err, size_t err_size);
 
-/* Starts whatever is not running yet and waits until each answers, then
- * creates the topics.  Idempotent.  Returns 0, or 1 after printing the tail of
+/* Starts whatever is not running yet (with a cluster: each missing broker)
+ * and waits until each answers, then creates the topics (replication factor
+ * 3 and min.insync.replicas 2 on a cluster).  Idempotent.  Returns 0, or 1 after printing the tail of
  * the failing service's log. */
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt);
 
@@ -68,8 +76,10 @@ struct svc_state {
     const char *name;
     int pid;      /* 0 when not running */
     int port;
-    int healthy;
+    int healthy;  /* Kafka: every broker answers */
     long long data_bytes;
+    int brokers;         /* Kafka: brokers of the data dir (1 or 3); 0 for the others */
+    int brokers_running; /* Kafka: how many of them have a live process */
 };
 int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
 
@@ -78,6 +88,12 @@ int svc_probe(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
  * --brokers with the -X properties, --pg): pid 0 and healthy 1 is an external
  * service that answers. */
 int svc_probe_endpoints(const struct fs_config *cfg, struct svc_state out[SVC_COUNT]);
+
+/* The bootstrap list of the data dir's Kafka brokers as started (run/ports,
+ * D/kafka-brokers): "127.0.0.1:19092" or, for a cluster,
+ * "127.0.0.1:19092,127.0.0.1:19094,127.0.0.1:19096".  Returns the broker
+ * count, or -1. */
+int svc_kafka_bootstrap(const struct fs_config *cfg, char *buf, size_t size);
 
 /* The folder holding the Kafka jars (FLEETSYNC_KAFKA_LIBS, else the bootstrap
  * cache); writes into buf and returns buf. */
