@@ -57,6 +57,8 @@ static void up_usage(FILE *out)
             "  --start T           simulated clock start (ISO 8601 or now-2h), with --speedup X\n"
             "  --speedup X         run the simulated clock X times faster until it reaches now\n"
             "  --no-sim            no simulator: real trucks publish to the MQTT broker\n"
+            "  --kafka-brokers N   1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
+            "                      the data dir remembers it\n"
             "  --metrics-base N    metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
             "                      N+4, simulator N+5 (default 9100; -1: no metrics endpoints)\n"
             "  --check-interval S  seconds between health checks (default 5)\n"
@@ -349,7 +351,8 @@ static int wait_stop(int ms)
 
 int cmd_up(int argc, char **argv)
 {
-    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM, OPT_SCENARIO, OPT_GEOFENCES, OPT_START, OPT_SPEEDUP, OPT_METRICS_BASE };
+    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM, OPT_SCENARIO, OPT_GEOFENCES, OPT_START, OPT_SPEEDUP, OPT_METRICS_BASE,
+           OPT_KAFKA_BROKERS };
     static const struct option longopts[] = {
         {"check-interval", required_argument, NULL, OPT_CHECK},
         {"trucks", required_argument, NULL, OPT_TRUCKS},
@@ -360,6 +363,7 @@ int cmd_up(int argc, char **argv)
         {"start", required_argument, NULL, OPT_START},
         {"speedup", required_argument, NULL, OPT_SPEEDUP},
         {"metrics-base", required_argument, NULL, OPT_METRICS_BASE},
+        {"kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -393,6 +397,12 @@ int cmd_up(int argc, char **argv)
                 goto out;
             }
             child_arg("sim", c == OPT_SCENARIO ? "--scenario" : c == OPT_START ? "--start" : "--speedup", optarg);
+        } else if (c == OPT_KAFKA_BROKERS) {
+            if (strcmp(optarg, "1") != 0 && strcmp(optarg, "3") != 0) {
+                fprintf(stderr, "fleetsync up: --kafka-brokers is 1 or 3\n");
+                goto out;
+            }
+            opt.kafka_brokers = atoi(optarg);
         } else if (c == OPT_METRICS_BASE) {
             char *end;
             long v = strtol(optarg, &end, 10);
@@ -439,6 +449,11 @@ int cmd_up(int argc, char **argv)
     rc = 1;
     if (svc_start(&cfg, &opt) != 0)
         goto done;
+    /* On a cluster the children get every broker, so that they start even
+     * while the first one is down (unless --brokers named a list). */
+    static char bootstrap[512];
+    if (!strchr(cfg.brokers, ',') && svc_kafka_bootstrap(&cfg, bootstrap, sizeof(bootstrap)) > 1)
+        cfg.brokers = bootstrap;
 
     char sim_line[128];
     if (!no_sim)
@@ -482,7 +497,7 @@ int cmd_up(int argc, char **argv)
         for (int i = 0; i < SVC_COUNT; i++) {
             n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %s", i ? ", " : "", st[i].name,
                                   st[i].healthy ? "ok" : st[i].pid ? "unhealthy" : "DOWN");
-            down |= !st[i].pid;
+            down |= !st[i].pid || st[i].brokers_running < st[i].brokers; /* a cluster's dead broker too */
         }
         for (int i = 0; i < NCHILDREN && n < sizeof(line); i++)
             if (!children[i].pid)
