@@ -109,6 +109,7 @@ bench: bootstrap
 	@bench/run $(if $(QUICK),--quick)
 	@bench/history $(if $(QUICK),--quick)
 	@bench/dashboard $(if $(QUICK),--quick)
+	@bench/detect $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all

@@ -13,6 +13,7 @@
 #include "history/history.h"
 #include "ops/ops.h"
 #include "ops/trucks.h"
+#include "ops/benchdetect.h"
 #include "sim/sim.h"
 
 #include "core/log.h"
@@ -47,7 +48,7 @@ static const struct cmd commands[] = {
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", cmd_status, "services, consumer groups, lag and rates"},
     {"report", cmd_report_any, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},
-    {"bench", NULL, "bench detect: precision / recall per rule for a scenario"},
+    {"bench", cmd_bench, "bench detect: precision / recall per rule for a scenario"},
     {"trucks", cmd_trucks, "trucks add ID...|--count N: per-truck MQTT credentials"},
 };
 

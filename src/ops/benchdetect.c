@@ -1,0 +1,1004 @@
+/*
+ * benchdetect.c - "fleetsync bench detect": the detector's precision and
+ * recall per rule, end to end.
+ *
+ * Against the running services (the shared --mqtt/--brokers options) it
+ * creates private topics (--topic-prefix "bench-<pid>-"), starts its own
+ * bridge (MQTT client id "bench-detect-<pid>") and detector (group
+ * "bench-detect-<pid>", --start earliest, state in a temp dir), then runs
+ * the simulator with the scenario (truck ids rewritten to the private
+ * prefix "BD<pid>-"), --start now-<H>h --speedup 0 --duration <H>h,
+ * --max-inflight 1 (see where the children start) and --truth into the temp
+ * dir.  The children are this binary, each in its
+ * own process group, logging into the temp dir.  When the simulator is done
+ * it waits until the telemetry topic stopped growing, the detector's
+ * committed offsets equal the end offsets (lag 0) and the alerts topic has
+ * been quiet for --quiet seconds; then it stops the detector and bridge
+ * (SIGTERM), reads every alert record of its trucks from the alerts topic
+ * and matches them against the truth file (ops/match.h).  Finally it deletes
+ * its topics and consumer group through the admin API and removes the temp
+ * dir (--keep leaves all of it for a look).
+ */
+#include "ops/benchdetect.h"
+
+#include "core/config.h"
+#include "core/kafka.h"
+#include "core/log.h"
+#include "core/sig.h"
+#include "core/topics.h"
+#include "ops/groups.h"
+#include "ops/match.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <math.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BD_MAX_PARTS 256
+
+static void bench_usage(FILE *out)
+{
+    fprintf(out, "usage: fleetsync bench detect --scenario FILE [options]\n\n"
+                 "Benchmarks of a running system. One so far:\n"
+                 "  detect   precision and recall of 'fleetsync detect' per rule, end to end\n\n"
+                 "fleetsync bench detect --help for its options.\n");
+}
+
+static void detect_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: fleetsync bench detect --scenario FILE [options]\n\n"
+            "Measures how well 'fleetsync detect' finds the incidents of a scenario, through the\n"
+            "live pipeline: it runs the simulator with the scenario (docs/sim.md), its own bridge\n"
+            "and its own detector on private topics, waits until the detector has consumed\n"
+            "everything, then matches the alerts against the simulator's ground truth. An alert\n"
+            "matches an incident when truck and rule agree and its started_ms lies within\n"
+            "[start_ms - 2 min, incident end + 30 min]. Per rule it prints incidents, alerts\n"
+            "(distinct alert ids raised), matched incidents, precision (matched alerts / alerts),\n"
+            "recall (matched incidents / incidents) and the detection delay (detected_ms -\n"
+            "start_ms, median and max). Progress goes to stderr, the table to stdout.\n\n"
+            "Needs the services running ('fleetsync services start', or --mqtt/--brokers of\n"
+            "external ones). Everything it creates is private and removed at the end: topics\n"
+            "bench-<pid>-*, consumer group bench-detect-<pid>, trucks BD<pid>-NNNNNN (the\n"
+            "scenario's truck ids keep their number, the prefix is replaced), a temp dir with\n"
+            "the children's logs, the truth file and the detector state. The simulator runs\n"
+            "with one connection per truck and --max-inflight 1, so that no truck overtakes the\n"
+            "fleet by more than one reading (docs/detect.md explains why).\n\n"
+            "Options:\n"
+            "  --scenario FILE     incidents, JSON lines (docs/sim.md); required\n"
+            "  --geofences FILE    GeoJSON fences for the simulator and the detector\n"
+            "  --rules FILE        detector thresholds, passed to 'fleetsync detect --rules'\n"
+            "  --trucks N          simulated trucks (default 200)\n"
+            "  --interval S        seconds between two readings of a truck (default 30)\n"
+            "  --hours H           simulated hours, ending now (default 3; let the run end well\n"
+            "                      after the last incident: the last readings move the event\n"
+            "                      time past the lateness bound)\n"
+            "  --seed N            the simulator's seed (default 1)\n"
+            "  --json              print the result as JSON instead of the table\n"
+            "  --timeout S         give up waiting for the detector after S seconds (default 600)\n"
+            "  --quiet-s S         seconds without new alerts, at lag 0, before matching (default 10)\n"
+            "  --metrics-base N    metrics ports of the children: bridge N+1, detect N+3, sim N+5\n"
+            "                      (default -1: none)\n"
+            "  --keep              keep the topics, group and temp dir (their names are printed)\n"
+            "  -h, --help          this text\n\n"
+            "Example:\n"
+            "  fleetsync services start\n"
+            "  fleetsync bench detect --scenario tests/e2e/detect_scenario.jsonl \\\n"
+            "      --geofences tests/e2e/detect_fences.geojson --trucks 200 --hours 3\n\n"
+            "Exit status: 0 when every rule has 100 %% precision and recall, 1 when one is\n"
+            "below (or the run failed: a child died, the detector did not catch up), 2 usage error.\n\n%s",
+            cfg_options_help);
+}
+
+/* --- children ------------------------------------------------------------ */
+
+#define CH_MAX_ARGS 48
+
+struct kid {
+    const char *name;
+    pid_t pid;
+    int status; /* wait status once exited */
+    char log[PATH_MAX];
+};
+
+/* Appends the NULL-terminated string arguments to args (CH_MAX_ARGS at
+ * most, NULL-terminated); returns -1 when they do not fit. */
+static int args_add(const char **args, int *n, ...)
+{
+    va_list ap;
+    const char *s;
+    int rc = 0;
+    va_start(ap, n);
+    while ((s = va_arg(ap, const char *)) != NULL) {
+        if (*n >= CH_MAX_ARGS - 1) {
+            rc = -1;
+            break;
+        }
+        args[(*n)++] = s;
+    }
+    va_end(ap);
+    args[*n] = NULL;
+    return rc;
+}
+
+static int kid_start(struct kid *k, const char *dir, const char *const *args)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return -1;
+    exe[n] = '\0';
+    snprintf(k->log, sizeof(k->log), "%s/%s.log", dir, k->name);
+    const char *argv[CH_MAX_ARGS + 2];
+    int a = 0;
+    argv[a++] = exe;
+    for (int i = 0; args[i] && a < CH_MAX_ARGS; i++)
+        argv[a++] = args[i];
+    argv[a] = NULL;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid == 0) {
+        setpgid(0, 0);
+        int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+        }
+        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (nul >= 0)
+            dup2(nul, 0);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    k->pid = pid;
+    log_debug("started %s (pid %d, log %s)", k->name, (int)pid, k->log);
+    return 0;
+}
+
+/* 1 once the child has exited (status in k->status), 0 while it runs. */
+static int kid_exited(struct kid *k)
+{
+    if (!k->pid)
+        return 1;
+    int st;
+    if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
+        k->status = st;
+        k->pid = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* SIGTERM, up to 30 s to finish (flush, commit), then SIGKILL. */
+static void kid_stop(struct kid *k)
+{
+    if (!k->pid)
+        return;
+    kill(k->pid, SIGTERM);
+    for (int t = 0; t < 600; t++) {
+        if (kid_exited(k))
+            return;
+        usleep(50 * 1000);
+    }
+    log_warn("%s did not stop within 30 s; killing it", k->name);
+    kill(k->pid, SIGKILL);
+    waitpid(k->pid, &k->status, 0);
+    k->pid = 0;
+}
+
+static void kid_tail(const struct kid *k)
+{
+    FILE *f = fopen(k->log, "r");
+    if (!f)
+        return;
+    char line[1024];
+    char ring[8][1024];
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        snprintf(ring[n++ % 8], sizeof(ring[0]), "%s", line);
+    fclose(f);
+    fprintf(stderr, "--- last lines of %s ---\n", k->log);
+    for (int i = n > 8 ? n - 8 : 0; i < n; i++)
+        fprintf(stderr, "  %s", ring[i % 8]);
+}
+
+static int file_contains(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[2048];
+    int found = 0;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, needle) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Waits up to ms for a stop request; returns 1 if one came. */
+static int wait_stop(int ms)
+{
+    struct pollfd p = {.fd = sig_fd(), .events = POLLIN};
+    if (!sig_stopping())
+        poll(&p, 1, ms);
+    return sig_stopping();
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* --- the scenario with private truck ids --------------------------------- */
+
+/* Copies the scenario line by line (line numbers stay, so the simulator's
+ * "FILE:LINE: reason" points into the user's file), replacing each
+ * truck_id's prefix (everything before its trailing digits) by id_prefix.
+ * Returns the number of incidents, or -1 with a reason in err. */
+static int scenario_rewrite(const char *in_path, const char *out_path, const char *id_prefix, char *err,
+                            size_t err_size)
+{
+    FILE *in = fopen(in_path, "r");
+    if (!in) {
+        snprintf(err, err_size, "cannot read --scenario %s: %s", in_path, strerror(errno));
+        return -1;
+    }
+    FILE *out = fopen(out_path, "w");
+    if (!out) {
+        snprintf(err, err_size, "cannot write %s: %s", out_path, strerror(errno));
+        fclose(in);
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int n = 0;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        const char *p = line;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        json_t *o = (*p == '{') ? json_loads(line, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        const char *id = json_string_value(json_object_get(o, "truck_id"));
+        if (!o || !id) {
+            /* blank, comment or broken: the simulator says what is wrong */
+            fputs(line, out);
+            if (len > 0 && line[len - 1] != '\n')
+                fputc('\n', out);
+            json_decref(o);
+            continue;
+        }
+        size_t il = strlen(id), d = il;
+        while (d > 0 && id[d - 1] >= '0' && id[d - 1] <= '9')
+            d--;
+        char nid[160];
+        snprintf(nid, sizeof(nid), "%s%s", id_prefix, id + d);
+        json_object_set_new(o, "truck_id", json_string(nid));
+        char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        if (s) {
+            fprintf(out, "%s\n", s);
+            free(s);
+        }
+        json_decref(o);
+        n++;
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0) {
+        snprintf(err, err_size, "cannot write %s: %s", out_path, strerror(errno));
+        return -1;
+    }
+    return n;
+}
+
+/* Reads the simulator's truth lines.  Returns the count in *n (array in
+ * *out, caller frees), or -1 with a reason. */
+static int truth_load(const char *path, struct match_incident **out, size_t *n, size_t *bad, char *err,
+                      size_t err_size)
+{
+    *out = NULL;
+    *n = *bad = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        /* no incident started: the simulator never created the file */
+        if (errno == ENOENT)
+            return 0;
+        snprintf(err, err_size, "cannot read the truth file %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 0;
+    char *line = NULL;
+    size_t lcap = 0;
+    while (getline(&line, &lcap, f) >= 0) {
+        if (line[0] == '\n' || line[0] == '\0')
+            continue;
+        json_t *o = json_loads(line, 0, NULL);
+        const char *id = json_string_value(json_object_get(o, "truck_id"));
+        int rule = match_rule_from_name(json_string_value(json_object_get(o, "rule")));
+        json_t *s = json_object_get(o, "start_ms"), *e = json_object_get(o, "end_ms");
+        if (!id || strlen(id) > MATCH_ID_MAX || rule < 0 || !json_is_integer(s)) {
+            (*bad)++;
+            json_decref(o);
+            continue;
+        }
+        if (*n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            struct match_incident *nv = realloc(*out, nc * sizeof(*nv));
+            if (!nv) {
+                json_decref(o);
+                snprintf(err, err_size, "out of memory");
+                free(line);
+                fclose(f);
+                return -1;
+            }
+            *out = nv;
+            cap = nc;
+        }
+        struct match_incident *x = &(*out)[(*n)++];
+        memset(x, 0, sizeof(*x));
+        snprintf(x->truck_id, sizeof(x->truck_id), "%s", id);
+        x->rule = rule;
+        x->start_ms = (int64_t)json_integer_value(s);
+        x->end_ms = json_is_integer(e) ? (int64_t)json_integer_value(e) : x->start_ms;
+        json_decref(o);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* --- Kafka --------------------------------------------------------------- */
+
+static int partitions_of(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    int n = -1;
+    if (t && rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
+        md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR)
+        n = md->topics[0].partition_cnt;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    if (t)
+        rd_kafka_topic_destroy(t);
+    return n > BD_MAX_PARTS ? BD_MAX_PARTS : n;
+}
+
+/* End offsets of every partition into hi[]; returns their sum or -1. */
+static int64_t topic_ends(rd_kafka_t *rk, const char *topic, int parts, int64_t *hi)
+{
+    int64_t sum = 0;
+    for (int p = 0; p < parts; p++) {
+        int64_t lo, h;
+        if (rd_kafka_query_watermark_offsets(rk, topic, p, &lo, &h, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+            return -1;
+        if (hi)
+            hi[p] = h;
+        sum += h;
+    }
+    return sum;
+}
+
+/* The group's lag on topic: sum over partitions of end - committed (a
+ * partition without a commit counts fully); -1 when Kafka does not answer. */
+static int64_t group_lag(rd_kafka_t *rk, const char *group, const char *topic, int parts)
+{
+    int64_t hi[BD_MAX_PARTS];
+    if (topic_ends(rk, topic, parts, hi) < 0)
+        return -1;
+    rd_kafka_resp_err_t code;
+    char err[256];
+    rd_kafka_topic_partition_list_t *l = groups_committed(rk, group, 5000, &code, err, sizeof(err));
+    if (!l)
+        return -1;
+    int64_t lag = 0;
+    for (int p = 0; p < parts; p++) {
+        int64_t c = 0;
+        for (int i = 0; i < l->cnt; i++)
+            if (l->elems[i].partition == p && strcmp(l->elems[i].topic, topic) == 0 && l->elems[i].offset >= 0)
+                c = l->elems[i].offset;
+        lag += hi[p] > c ? hi[p] - c : 0;
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    return lag;
+}
+
+struct alert_read {
+    struct match_alert *v;
+    size_t n, cap;
+    size_t records, raised, foreign, bad;
+};
+
+static void alert_take(struct alert_read *ar, const char *buf, size_t len, const char *id_prefix)
+{
+    ar->records++;
+    json_t *o = json_loadb(buf, len, 0, NULL);
+    const char *id = json_string_value(json_object_get(o, "truck_id"));
+    const char *state = json_string_value(json_object_get(o, "state"));
+    int rule = match_rule_from_name(json_string_value(json_object_get(o, "rule")));
+    json_t *s = json_object_get(o, "started_ms"), *d = json_object_get(o, "detected_ms");
+    if (!id || !state || rule < 0 || !json_is_integer(s) || strlen(id) > MATCH_ID_MAX) {
+        ar->bad++;
+    } else if (strncmp(id, id_prefix, strlen(id_prefix)) != 0) {
+        ar->foreign++; /* another suite's trucks through the same broker */
+    } else if (strcmp(state, "raised") == 0) {
+        if (ar->n == ar->cap) {
+            size_t nc = ar->cap ? ar->cap * 2 : 256;
+            struct match_alert *nv = realloc(ar->v, nc * sizeof(*nv));
+            if (!nv) {
+                ar->bad++;
+                json_decref(o);
+                return;
+            }
+            ar->v = nv;
+            ar->cap = nc;
+        }
+        struct match_alert *a = &ar->v[ar->n++];
+        memset(a, 0, sizeof(*a));
+        snprintf(a->truck_id, sizeof(a->truck_id), "%s", id);
+        a->rule = rule;
+        a->started_ms = (int64_t)json_integer_value(s);
+        a->detected_ms = json_is_integer(d) ? (int64_t)json_integer_value(d) : a->started_ms;
+        ar->raised++;
+    }
+    json_decref(o);
+}
+
+/* Reads the alerts topic from the beginning up to its current end. */
+static int alerts_read(const struct fs_config *cfg, const char *topic, int parts, const char *id_prefix,
+                       struct alert_read *ar, char *err, size_t err_size)
+{
+    char gid[64];
+    snprintf(gid, sizeof(gid), "bench-detect-reader-%d", (int)getpid());
+    const char *defaults[] = {"group.id", gid, "enable.auto.commit", "false", "enable.partition.eof", "false",
+                              NULL};
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, err_size);
+    if (!conf)
+        return -1;
+    char why[256];
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    if (!rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(err, err_size, "Kafka consumer: %s", why);
+        return -1;
+    }
+    int64_t hi[BD_MAX_PARTS], next[BD_MAX_PARTS];
+    int rc = -1;
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (topic_ends(rk, topic, parts, hi) < 0) {
+        snprintf(err, err_size, "cannot read the end offsets of %s", topic);
+        goto out;
+    }
+    l = rd_kafka_topic_partition_list_new(parts);
+    for (int p = 0; p < parts; p++) {
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        next[p] = 0;
+    }
+    if (rd_kafka_assign(rk, l) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        snprintf(err, err_size, "cannot assign %s", topic);
+        goto out;
+    }
+    int64_t deadline = mono_ms() + 120000;
+    for (;;) {
+        int done = 1;
+        for (int p = 0; p < parts; p++)
+            done &= next[p] >= hi[p];
+        if (done)
+            break;
+        if (mono_ms() > deadline || sig_stopping()) {
+            snprintf(err, err_size, "reading %s did not reach its end within 120 s", topic);
+            goto out;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (!m->err && m->partition >= 0 && m->partition < parts) {
+            next[m->partition] = m->offset + 1;
+            alert_take(ar, m->payload, m->len, id_prefix);
+        } else if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            log_warn("reading alerts: %s", rd_kafka_message_errstr(m));
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rc = 0;
+out:
+    if (l)
+        rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+/* Deletes the run's topics and consumer group (best effort, logged). */
+static void kafka_cleanup(rd_kafka_t *rk, const struct fs_config *cfg, const char *group)
+{
+    char names[8][256], err[256];
+    rd_kafka_DeleteTopic_t *dt[8];
+    for (int i = 0; i < topic_spec_count && i < 8; i++) {
+        cfg_topic(cfg, topic_specs[i].name, names[i], sizeof(names[i]));
+        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
+    }
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, 15000);
+    rd_kafka_DeleteTopics(rk, dt, (size_t)topic_spec_count, o, q);
+    rd_kafka_resp_err_t code;
+    rd_kafka_event_t *ev = groups_admin_result(q, "DeleteTopics", 20000, &code, err, sizeof(err));
+    if (!ev)
+        log_warn("could not delete the topics %s*: %s", cfg->topic_prefix, err);
+    else
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_DeleteTopic_destroy_array(dt, (size_t)topic_spec_count);
+
+    rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
+    o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, 15000);
+    rd_kafka_DeleteGroups(rk, &dg, 1, o, q);
+    ev = groups_admin_result(q, "DeleteGroups", 20000, &code, err, sizeof(err));
+    if (!ev)
+        log_warn("could not delete the consumer group %s: %s", group, err);
+    else
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_DeleteGroup_destroy(dg);
+    rd_kafka_queue_destroy(q);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* --- the command --------------------------------------------------------- */
+
+struct bd_opts {
+    const char *scenario, *geofences, *rules;
+    long trucks, interval, seed, timeout_s, quiet_s, metrics_base;
+    double hours;
+    int json, keep;
+};
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static void progress(const char *phase, int64_t tel, int64_t lag, int64_t alerts, int64_t t0)
+{
+    fprintf(stderr, "bench detect: %-8s %6.0f s | telemetry records %lld | detector lag %lld | alert records %lld\n",
+            phase, (double)(mono_ms() - t0) / 1000.0, (long long)tel, (long long)lag, (long long)alerts);
+}
+
+static int bench_detect(int argc, char **argv)
+{
+    enum {
+        OPT_SCENARIO = 1, OPT_GEOFENCES, OPT_RULES, OPT_TRUCKS, OPT_INTERVAL, OPT_HOURS, OPT_SEED, OPT_JSON,
+        OPT_TIMEOUT, OPT_QUIET, OPT_METRICS_BASE, OPT_KEEP,
+    };
+    static const struct option longopts[] = {
+        {"scenario", required_argument, NULL, OPT_SCENARIO},
+        {"geofences", required_argument, NULL, OPT_GEOFENCES},
+        {"rules", required_argument, NULL, OPT_RULES},
+        {"trucks", required_argument, NULL, OPT_TRUCKS},
+        {"interval", required_argument, NULL, OPT_INTERVAL},
+        {"hours", required_argument, NULL, OPT_HOURS},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"quiet-s", required_argument, NULL, OPT_QUIET},
+        {"metrics-base", required_argument, NULL, OPT_METRICS_BASE},
+        {"keep", no_argument, NULL, OPT_KEEP},
+        {"help", no_argument, NULL, 'h'},
+        CFG_LONG_OPTIONS,
+        {NULL, 0, NULL, 0},
+    };
+    struct bd_opts o = {.trucks = 200, .interval = 30, .seed = 1, .timeout_s = 600, .quiet_s = 10,
+                        .metrics_base = -1, .hours = 3};
+    struct fs_config cfg;
+    char err[PATH_MAX + 512];
+    int c, rc = 2;
+    cfg_init(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
+        int bad = 0;
+        const char *what = NULL;
+        switch (c) {
+        case 'h':
+            detect_usage(stdout);
+            cfg_release(&cfg);
+            return 0;
+        case OPT_SCENARIO: o.scenario = optarg; break;
+        case OPT_GEOFENCES: o.geofences = optarg; break;
+        case OPT_RULES: o.rules = optarg; break;
+        case OPT_JSON: o.json = 1; break;
+        case OPT_KEEP: o.keep = 1; break;
+        case OPT_TRUCKS: bad = parse_long(optarg, 1, 10000000, &o.trucks), what = "--trucks is 1..10000000"; break;
+        case OPT_INTERVAL: bad = parse_long(optarg, 1, 3600, &o.interval), what = "--interval is 1..3600 seconds"; break;
+        case OPT_SEED: bad = parse_long(optarg, 0, LONG_MAX, &o.seed), what = "--seed is a number >= 0"; break;
+        case OPT_TIMEOUT: bad = parse_long(optarg, 1, 86400, &o.timeout_s), what = "--timeout is 1..86400 seconds"; break;
+        case OPT_QUIET: bad = parse_long(optarg, 1, 3600, &o.quiet_s), what = "--quiet-s is 1..3600 seconds"; break;
+        case OPT_METRICS_BASE:
+            bad = parse_long(optarg, -1, 65530, &o.metrics_base) || o.metrics_base == 0;
+            what = "--metrics-base is a port number (1-65530), or -1";
+            break;
+        case OPT_HOURS: {
+            char *end;
+            o.hours = strtod(optarg, &end);
+            bad = end == optarg || *end || !(o.hours >= 0.1 && o.hours <= 24 * 30);
+            what = "--hours is 0.1..720 (fractions allowed)";
+            break;
+        }
+        case '?':
+            fprintf(stderr, "fleetsync bench detect --help lists the options\n");
+            goto out;
+        default: {
+            int r = cfg_option(&cfg, c, optarg, err, sizeof(err));
+            if (r < 0) {
+                fprintf(stderr, "fleetsync bench detect: %s\n", err);
+                goto out;
+            }
+            if (r == 0) {
+                fprintf(stderr, "fleetsync bench detect: unknown option\n");
+                goto out;
+            }
+        }
+        }
+        if (bad) {
+            fprintf(stderr, "fleetsync bench detect: %s (got '%s')\n", what, optarg);
+            goto out;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "fleetsync bench detect: unexpected argument '%s'\n", argv[optind]);
+        goto out;
+    }
+    if (!o.scenario) {
+        fprintf(stderr, "fleetsync bench detect: --scenario FILE is required (see --help)\n");
+        goto out;
+    }
+    const char *files[][2] = {{"--scenario", o.scenario}, {"--geofences", o.geofences}, {"--rules", o.rules}};
+    for (size_t i = 0; i < 3; i++) {
+        if (files[i][1] && access(files[i][1], R_OK) != 0) {
+            fprintf(stderr, "fleetsync bench detect: cannot read %s %s: %s\n", files[i][0], files[i][1],
+                    strerror(errno));
+            goto out;
+        }
+    }
+    /* The children run from our working dir, but make paths absolute anyway. */
+    char scen_abs[PATH_MAX], fence_abs[PATH_MAX], rules_abs[PATH_MAX];
+    if (!realpath(o.scenario, scen_abs) || (o.geofences && !realpath(o.geofences, fence_abs)) ||
+        (o.rules && !realpath(o.rules, rules_abs))) {
+        fprintf(stderr, "fleetsync bench detect: %s\n", strerror(errno));
+        goto out;
+    }
+    rc = 1;
+
+    /* Private names. */
+    int pid = (int)getpid();
+    char prefix[64], group[64], id_prefix[32], client_id[64];
+    snprintf(prefix, sizeof(prefix), "bench-%d-", pid);
+    snprintf(group, sizeof(group), "bench-detect-%d", pid);
+    snprintf(id_prefix, sizeof(id_prefix), "BD%d-", pid);
+    snprintf(client_id, sizeof(client_id), "bench-detect-%d", pid);
+    cfg.topic_prefix = prefix;
+    char tel_topic[256], alert_topic[256];
+    cfg_topic(&cfg, TOPIC_TELEMETRY, tel_topic, sizeof(tel_topic));
+    cfg_topic(&cfg, TOPIC_ALERTS, alert_topic, sizeof(alert_topic));
+
+    char dir[] = "/tmp/fleetsync-bench-detect.XXXXXX";
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "fleetsync bench detect: mkdtemp: %s\n", strerror(errno));
+        goto out;
+    }
+    char scen[PATH_MAX], truth[PATH_MAX], spool[PATH_MAX], state[PATH_MAX];
+    snprintf(scen, sizeof(scen), "%s/scenario.jsonl", dir);
+    snprintf(truth, sizeof(truth), "%s/truth.jsonl", dir);
+    snprintf(spool, sizeof(spool), "%s/spool", dir);
+    snprintf(state, sizeof(state), "%s/detect", dir);
+    int n_scen = scenario_rewrite(scen_abs, scen, id_prefix, err, sizeof(err));
+    struct kid bridge = {.name = "bridge"}, detect = {.name = "detect"}, sim = {.name = "sim"};
+    rd_kafka_t *rk = NULL;
+    struct match_incident *inc = NULL;
+    struct alert_read ar = {0};
+    int topics_made = 0;
+    if (n_scen < 0) {
+        fprintf(stderr, "fleetsync bench detect: %s\n", err);
+        rc = 2;
+        goto done;
+    }
+    sig_install();
+    int64_t t0 = mono_ms();
+
+    /* Kafka: our topics. */
+    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, NULL, err, sizeof(err));
+    char why[256];
+    if (!conf || !(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", conf ? why : err);
+        goto done;
+    }
+    if (kafka_wait_ready(rk, 15000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bench detect: Kafka at %s does not answer (%s); is 'fleetsync services start' "
+                        "done?\n", cfg.brokers, err);
+        goto done;
+    }
+    if (topics_ensure(rk, &cfg, 1, 0, 15000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bench detect: creating topics %s*: %s\n", prefix, err);
+        goto done;
+    }
+    topics_made = 1;
+    int tparts = -1, aparts = -1;
+    for (int i = 0; i < 50 && (tparts <= 0 || aparts <= 0); i++) {
+        tparts = partitions_of(rk, tel_topic);
+        aparts = partitions_of(rk, alert_topic);
+        if (tparts <= 0 || aparts <= 0)
+            usleep(200 * 1000);
+    }
+    if (tparts <= 0 || aparts <= 0) {
+        fprintf(stderr, "fleetsync bench detect: topics %s and %s are not there\n", tel_topic, alert_topic);
+        goto done;
+    }
+    fprintf(stderr, "bench detect: topics %s*, group %s, trucks %s*, work dir %s\n", prefix, group, id_prefix, dir);
+
+    /* The children: bridge first (subscribed before the simulator sends), then
+     * the detector, then the simulator. */
+    char mp_bridge[24] = "-1", mp_detect[24] = "-1", mp_sim[24] = "-1";
+    if (o.metrics_base > 0) {
+        snprintf(mp_bridge, sizeof(mp_bridge), "%ld", o.metrics_base + 1);
+        snprintf(mp_detect, sizeof(mp_detect), "%ld", o.metrics_base + 3);
+        snprintf(mp_sim, sizeof(mp_sim), "%ld", o.metrics_base + 5);
+    }
+    /* Every child: the endpoints, our data dir (the temp dir) and topic prefix. */
+#define SHARED_ARGS "--mqtt", cfg.mqtt, "--brokers", cfg.brokers, "--data-dir", dir, "--topic-prefix", prefix
+    const char *args[CH_MAX_ARGS];
+    int a = 0;
+    args_add(args, &a, "bridge", "--quiet", "--client-id", client_id, "--session-expiry", "60", "--spool-dir", spool,
+             "--metrics-port", mp_bridge, SHARED_ARGS, NULL);
+    if (kid_start(&bridge, dir, args) != 0) {
+        fprintf(stderr, "fleetsync bench detect: cannot start the bridge: %s\n", strerror(errno));
+        goto done;
+    }
+    int up = 0;
+    for (int i = 0; i < 300 && !up && !kid_exited(&bridge) && !sig_stopping(); i++) {
+        up = file_contains(bridge.log, "subscribed");
+        if (!up)
+            usleep(100 * 1000);
+    }
+    if (!up) {
+        fprintf(stderr, "fleetsync bench detect: the bridge did not subscribe within 30 s\n");
+        kid_tail(&bridge);
+        goto done;
+    }
+
+    a = 0;
+    args_add(args, &a, "detect", "--group", group, "--start", "earliest", "--state-dir", state, "--metrics-port",
+             mp_detect, SHARED_ARGS, NULL);
+    if (o.geofences)
+        args_add(args, &a, "--geofences", fence_abs, NULL);
+    if (o.rules)
+        args_add(args, &a, "--rules", rules_abs, NULL);
+    if (kid_start(&detect, dir, args) != 0) {
+        fprintf(stderr, "fleetsync bench detect: cannot start the detector: %s\n", strerror(errno));
+        goto done;
+    }
+
+    /* The simulator runs as fast as the broker takes it, one connection per
+     * truck.  Each connection may hold --max-inflight unacknowledged readings;
+     * the broker reads the connections in its own order, so a truck can overtake
+     * the fleet by that many readings - and a truck back from an offline
+     * incident, whose connection holds none, overtakes every truck that has a
+     * backlog.  With the default (100 readings, 50 min at 30 s) that moves its
+     * partition's event time far ahead and every other truck of the partition
+     * looks offline.  One reading in flight keeps the overtaking within one
+     * interval, inside the detector's 2 min lateness bound for --interval up
+     * to 2 min. */
+    char trucks_s[24], interval_s[24], seed_s[24], start_s[32], dur_s[24];
+    snprintf(trucks_s, sizeof(trucks_s), "%ld", o.trucks);
+    snprintf(interval_s, sizeof(interval_s), "%ld", o.interval);
+    snprintf(seed_s, sizeof(seed_s), "%ld", o.seed);
+    long minutes = lround(o.hours * 60.0);
+    snprintf(start_s, sizeof(start_s), "now-%ldm", minutes);
+    snprintf(dur_s, sizeof(dur_s), "%ld", minutes * 60);
+    a = 0;
+    args_add(args, &a, "sim", "--quiet", "--trucks", trucks_s, "--interval", interval_s, "--seed", seed_s,
+             "--id-prefix", id_prefix, "--start", start_s, "--speedup", "0", "--duration", dur_s, "--scenario", scen,
+             "--truth", truth, "--max-inflight", "1", "--metrics-port", mp_sim, SHARED_ARGS, NULL);
+    if (o.geofences)
+        args_add(args, &a, "--geofences", fence_abs, NULL);
+#undef SHARED_ARGS
+    if (kid_start(&sim, dir, args) != 0) {
+        fprintf(stderr, "fleetsync bench detect: cannot start the simulator: %s\n", strerror(errno));
+        goto done;
+    }
+    if (o.interval > 120)
+        fprintf(stderr, "bench detect: warning: with --interval %ld a truck may overtake the fleet by more than the "
+                        "detector's default 2 min lateness bound (false offline alerts are possible)\n", o.interval);
+    fprintf(stderr, "bench detect: simulating %ld trucks, one reading every %ld s, %ld simulated minutes, "
+                    "%d incidents\n", o.trucks, o.interval, minutes, n_scen);
+
+    /* 1. the simulator runs. */
+    int64_t last_progress = mono_ms();
+    while (!kid_exited(&sim)) {
+        if (wait_stop(500))
+            goto interrupted;
+        if (kid_exited(&detect) || kid_exited(&bridge)) {
+            struct kid *k = detect.pid ? &bridge : &detect;
+            fprintf(stderr, "fleetsync bench detect: the %s exited while the simulator ran\n", k->name);
+            kid_tail(k);
+            goto done;
+        }
+        if (mono_ms() - last_progress >= 5000) {
+            progress("sim", topic_ends(rk, tel_topic, tparts, NULL), group_lag(rk, group, tel_topic, tparts),
+                     topic_ends(rk, alert_topic, aparts, NULL), t0);
+            last_progress = mono_ms();
+        }
+    }
+    if (!WIFEXITED(sim.status) || WEXITSTATUS(sim.status) != 0) {
+        fprintf(stderr, "fleetsync bench detect: the simulator failed (%s %d)\n",
+                WIFEXITED(sim.status) ? "exit status" : "signal",
+                WIFEXITED(sim.status) ? WEXITSTATUS(sim.status) : WTERMSIG(sim.status));
+        kid_tail(&sim);
+        goto done;
+    }
+
+    /* 2. drain: telemetry stopped growing, lag 0, alerts quiet. */
+    int64_t tel_prev = -2, al_prev = -2, tel_since = mono_ms(), al_since = mono_ms(), lag = -1, tel = -1, al = -1;
+    int64_t deadline = mono_ms() + o.timeout_s * 1000;
+    for (;;) {
+        if (wait_stop(1000))
+            goto interrupted;
+        if (kid_exited(&detect)) {
+            fprintf(stderr, "fleetsync bench detect: the detector exited before it caught up\n");
+            kid_tail(&detect);
+            goto done;
+        }
+        int64_t now = mono_ms();
+        tel = topic_ends(rk, tel_topic, tparts, NULL);
+        al = topic_ends(rk, alert_topic, aparts, NULL);
+        lag = group_lag(rk, group, tel_topic, tparts);
+        if (tel != tel_prev)
+            tel_prev = tel, tel_since = now;
+        if (al != al_prev)
+            al_prev = al, al_since = now;
+        if (tel >= 0 && al >= 0 && lag == 0 && now - tel_since >= 5000 && now - al_since >= o.quiet_s * 1000)
+            break;
+        if (now > deadline) {
+            fprintf(stderr, "fleetsync bench detect: the detector did not catch up within %ld s (lag %lld)\n",
+                    o.timeout_s, (long long)lag);
+            kid_tail(&detect);
+            goto done;
+        }
+        if (now - last_progress >= 5000) {
+            progress("drain", tel, lag, al, t0);
+            last_progress = now;
+        }
+    }
+    progress("caught up", tel, lag, al, t0);
+    kid_stop(&detect);
+    kid_stop(&bridge);
+
+    /* 3. match. */
+    if (alerts_read(&cfg, alert_topic, aparts, id_prefix, &ar, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bench detect: %s\n", err);
+        goto done;
+    }
+    size_t ninc = 0, bad_truth = 0;
+    if (truth_load(truth, &inc, &ninc, &bad_truth, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bench detect: %s\n", err);
+        goto done;
+    }
+    if (bad_truth)
+        fprintf(stderr, "bench detect: %zu unreadable truth lines skipped\n", bad_truth);
+    if ((int)ninc != n_scen)
+        fprintf(stderr, "bench detect: warning: %d incidents in the scenario, %zu started in the run (an at_s "
+                        "beyond --hours never starts)\n", n_scen, ninc);
+    if (ar.bad || ar.foreign)
+        fprintf(stderr, "bench detect: alert records: %zu read, %zu of other trucks ignored, %zu unreadable\n",
+                ar.records, ar.foreign, ar.bad);
+    size_t nal = match_dedupe(ar.v, ar.n);
+    struct match_result res[MATCH_RULES];
+    match_run(inc, ninc, ar.v, nal, res);
+    int pass = match_all_pass(res);
+    double wall_s = (double)(mono_ms() - t0) / 1000.0;
+    if (o.json) {
+        char *s = match_json(res);
+        json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+        free(s);
+        if (j) {
+            json_object_set_new(j, "trucks", json_integer(o.trucks));
+            json_object_set_new(j, "interval_s", json_integer(o.interval));
+            json_object_set_new(j, "hours", json_real(o.hours));
+            json_object_set_new(j, "telemetry_records", json_integer(tel));
+            json_object_set_new(j, "alert_records", json_integer((json_int_t)ar.records));
+            json_object_set_new(j, "wall_s", json_real(floor(wall_s * 10) / 10));
+            json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            fputc('\n', stdout);
+            json_decref(j);
+        }
+    } else {
+        printf("fleetsync bench detect: %ld trucks, %ld s interval, %.1f simulated hours, %lld telemetry records, "
+               "%.0f s wall\n\n", o.trucks, o.interval, o.hours, (long long)tel, wall_s);
+        match_print_table(stdout, res);
+        printf("\n%s\n", pass ? "PASS: every rule at 100 % precision and recall"
+                              : "FAIL: a rule is below 100 % precision or recall");
+        if (!pass) {
+            for (size_t i = 0; i < ninc; i++)
+                if (!inc[i].matched)
+                    printf("  missed: %s %s start_ms %lld end_ms %lld\n", inc[i].truck_id,
+                           match_rule_name(inc[i].rule), (long long)inc[i].start_ms, (long long)inc[i].end_ms);
+            for (size_t j = 0; j < nal; j++)
+                if (!ar.v[j].matched)
+                    printf("  false alarm: %s %s started_ms %lld\n", ar.v[j].truck_id, match_rule_name(ar.v[j].rule),
+                           (long long)ar.v[j].started_ms);
+        }
+    }
+    fflush(stdout);
+    rc = pass ? 0 : 1;
+    goto done;
+
+interrupted:
+    fprintf(stderr, "fleetsync bench detect: interrupted; stopping\n");
+    rc = 1;
+done:
+    kid_stop(&sim);
+    kid_stop(&detect);
+    kid_stop(&bridge);
+    if (rk && topics_made && !o.keep)
+        kafka_cleanup(rk, &cfg, group);
+    if (rk)
+        rd_kafka_destroy(rk);
+    if (o.keep)
+        fprintf(stderr, "bench detect: kept topics %s*, group %s and %s\n", prefix, group, dir);
+    else
+        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    free(inc);
+    free(ar.v);
+out:
+    cfg_release(&cfg);
+    return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    if (argc < 2) {
+        bench_usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        bench_usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "detect") == 0)
+        return bench_detect(argc - 1, argv + 1);
+    fprintf(stderr, "fleetsync bench: unknown benchmark '%s'\n\n", argv[1]);
+    bench_usage(stderr);
+    return 2;
+}
