@@ -11,7 +11,10 @@ lines() {
     }'
 }
 # pub_lines TRUCK: publishes stdin's lines to the truck's telemetry topic, QoS 1.
-pub_lines() { mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$1/telemetry" -l; }
+# Bounded: a mosquitto_pub -l that has sent everything can stay connected
+# after its input ends (eclipse-mosquitto/mosquitto#1448) and would hold the
+# suite; a publisher cut off early shows up as missing messages, not a hang.
+pub_lines() { timeout -k 5 180 mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$1/telemetry" -l; }
 
 count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
 
