@@ -830,7 +830,7 @@ static int bench_detect(int argc, char **argv)
     a = 0;
     args_add(args, &a, "sim", "--quiet", "--trucks", trucks_s, "--interval", interval_s, "--seed", seed_s,
              "--id-prefix", id_prefix, "--start", start_s, "--speedup", "0", "--duration", dur_s, "--scenario", scen,
-             "--truth", truth, "--max-inflight", "1", "--metrics-port", mp_sim, SHARED_ARGS, NULL);
+             "--truth", truth, "--max-inflight", "1", "--clear-presence", "--metrics-port", mp_sim, SHARED_ARGS, NULL);
     if (o.geofences)
         args_add(args, &a, "--geofences", fence_abs, NULL);
 #undef SHARED_ARGS

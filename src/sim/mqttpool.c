@@ -460,7 +460,10 @@ void mqp_free(struct mqttpool *p, int wait_ms)
             struct conn *c = &p->c[i];
             if (c->m && c->state == C_UP) {
                 presence_topic(p, i, topic, sizeof(topic));
-                mosquitto_publish(c->m, NULL, topic, 7, "offline", 1, true);
+                if (p->cfg.clear_presence)
+                    mosquitto_publish(c->m, NULL, topic, 0, NULL, 1, true);
+                else
+                    mosquitto_publish(c->m, NULL, topic, 7, "offline", 1, true);
                 mosquitto_disconnect(c->m);
                 update_out(c);
             }

@@ -55,6 +55,10 @@ struct mqp_config {
      * system's CAs) and host.  One TLS context is shared by all connections. */
     int tls;
     const char *cafile;
+    /* At a clean end, clear the retained presence (an empty retained
+     * message) instead of leaving "offline": for runs whose trucks do not
+     * exist afterwards (fleetsync bench detect). */
+    int clear_presence;
 };
 
 struct mqp_stats {

@@ -59,7 +59,7 @@ struct sim_opts {
     char *source_ips_arg;
     const char *source_ips[MAX_SOURCE_IPS];
     size_t n_source_ips;
-    int quiet, dry_run, print, until_now;
+    int quiet, dry_run, print, until_now, clear_presence;
     double drain_s;
     uint32_t max_inflight;
     const char *cafile;
@@ -88,6 +88,8 @@ static void sim_usage(FILE *out)
             "  --max-inflight N    unacknowledged readings per connection before it waits\n"
             "                      (default 100 with own connections, 256 for gateways)\n"
             "  --drain-timeout S   at the end, wait up to S seconds for acknowledgements (default 30)\n"
+            "  --clear-presence    a clean end clears the retained presence instead of leaving\n"
+            "                      'offline' (for test and benchmark fleets that will not return)\n"
             "  --cafile FILE       CA certificate that signs the broker's for mqtts:// (default:\n"
             "                      DIR/tls/ca.crt for the data dir's own broker, else the system's)\n"
             "Credentials: with no user:pass in --mqtt, each connection of the data dir's own\n"
@@ -479,7 +481,7 @@ int cmd_sim(int argc, char **argv)
     enum {
         OPT_TRUCKS = 1, OPT_INTERVAL, OPT_CONNECTIONS, OPT_DURATION, OPT_QOS, OPT_SPEEDUP, OPT_START, OPT_SEED,
         OPT_ID_PREFIX, OPT_SCENARIO, OPT_TRUTH, OPT_GEOFENCES, OPT_SOURCE_IPS, OPT_QUIET, OPT_DRY_RUN, OPT_PRINT,
-        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE,
+        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE,
     };
     static const struct option longopts[] = {
         {"trucks", required_argument, NULL, OPT_TRUCKS},
@@ -502,6 +504,7 @@ int cmd_sim(int argc, char **argv)
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
         {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
         {"cafile", required_argument, NULL, OPT_CAFILE},
+        {"clear-presence", no_argument, NULL, OPT_CLEAR_PRESENCE},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -596,6 +599,9 @@ int cmd_sim(int argc, char **argv)
             break;
         case OPT_CAFILE:
             o.cafile = optarg;
+            break;
+        case OPT_CLEAR_PRESENCE:
+            o.clear_presence = 1;
             break;
         case OPT_MAX_INFLIGHT:
             if (parse_long(optarg, 1, 1000000, &v))
@@ -716,7 +722,7 @@ int cmd_sim(int argc, char **argv)
                                 .source_ips = o.source_ips, .n_source_ips = o.n_source_ips,
                                 .max_inflight = o.max_inflight, .name = conn_name, .name_ud = &names,
                                 .password = auth.on ? auth_password : NULL, .password_ud = &auth,
-                                .tls = url.tls, .cafile = o.cafile};
+                                .tls = url.tls, .cafile = o.cafile, .clear_presence = o.clear_presence};
         r.pool = mqp_new(&mc, (uint32_t)(o.connections ? o.connections : o.trucks), err, sizeof(err));
         if (!r.pool) {
             fprintf(stderr, "fleetsync sim: %s\n", err);
