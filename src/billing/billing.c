@@ -34,6 +34,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
 #include "core/sig.h"
@@ -111,71 +112,24 @@ struct touched {
     struct bill_state acc_end; /* the state after the day's last reading */
 };
 
-struct cache {
-    struct truck *slots;
-    size_t cap, count;
-};
-
-static uint64_t hash_id(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+/* The cache is a core/idtab.h table of struct truck (its first member is
+ * the id).  Growing moves records: cache_grow() before a batch's lookups. */
+static int cache_grow(struct idtab *c, size_t need) {
+    return idtab_reserve(c, need);
 }
 
-/* Makes room for need more trucks (slots move: take pointers afterwards). */
-static int cache_grow(struct cache *c, size_t need) {
-    if ((c->count + need) * 10 < c->cap * 7)
-        return 0;
-    size_t cap = c->cap ? c->cap : 1024;
-    while ((c->count + need) * 10 >= cap * 7)
-        cap *= 2;
-    struct truck *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -1;
+static struct truck *cache_get(struct idtab *c, const char *id, size_t n) {
+    return idtab_get(c, id, n);
+}
+
+static void cache_forget(struct idtab *c) {
     for (size_t i = 0; i < c->cap; i++) {
-        if (!c->slots[i].id)
+        struct truck *t = idtab_slot(c, i);
+        if (!t)
             continue;
-        size_t j = hash_id(c->slots[i].id, strlen(c->slots[i].id)) & (cap - 1);
-        while (slots[j].id)
-            j = (j + 1) & (cap - 1);
-        slots[j] = c->slots[i];
+        t->known = 0;
+        t->touched = 0;
     }
-    free(c->slots);
-    c->slots = slots;
-    c->cap = cap;
-    return 0;
-}
-
-static struct truck *cache_get(struct cache *c, const char *id, size_t n) {
-    size_t j = hash_id(id, n) & (c->cap - 1);
-    while (c->slots[j].id) {
-        if (strlen(c->slots[j].id) == n && memcmp(c->slots[j].id, id, n) == 0)
-            return &c->slots[j];
-        j = (j + 1) & (c->cap - 1);
-    }
-    char *copy = malloc(n + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, id, n);
-    copy[n] = '\0';
-    c->slots[j] = (struct truck){.id = copy};
-    c->count++;
-    return &c->slots[j];
-}
-
-static void cache_forget(struct cache *c) {
-    for (size_t i = 0; i < c->cap; i++) {
-        c->slots[i].known = 0;
-        c->slots[i].touched = 0;
-    }
-}
-
-static void cache_free(struct cache *c) {
-    for (size_t i = 0; i < c->cap; i++)
-        free(c->slots[i].id);
-    free(c->slots);
-    memset(c, 0, sizeof(*c));
 }
 
 /* ---- the service's state -------------------------------------------------------- */
@@ -203,7 +157,7 @@ struct pday {
 struct billing {
     const struct fs_config *cfg;
     char topic[256];
-    struct cache cache;
+    struct idtab cache;
     struct row *rows;
     size_t row_cap;
     struct touched *touched;
@@ -247,36 +201,9 @@ static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *c
     return r;
 }
 
+/* COPY of a whole buffer (core/pg.h). */
 static int put_copy(PGconn *conn, const char *sql, const struct buf *b, char *err, size_t err_size) {
-    PGresult *res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        pg_error(conn, res, err, err_size);
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    size_t off = 0;
-    while (off < b->len) {
-        size_t n = b->len - off > (1 << 20) ? (1 << 20) : b->len - off;
-        if (PQputCopyData(conn, b->p + off, (int)n) != 1) {
-            pg_error(conn, NULL, err, err_size);
-            return -1;
-        }
-        off += n;
-    }
-    if (PQputCopyEnd(conn, NULL) != 1) {
-        pg_error(conn, NULL, err, err_size);
-        return -1;
-    }
-    int rc = 0;
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0) {
-            pg_error(conn, res, err, err_size);
-            rc = -1;
-        }
-        PQclear(res);
-    }
-    return rc;
+    return pg_copy(conn, sql, b->p, b->len, err, err_size);
 }
 
 /* ---- reading records ----------------------------------------------------------- */
@@ -884,6 +811,7 @@ int cmd_billing(int argc, char **argv) {
     int c, rc = 2;
 
     memset(&b, 0, sizeof(b));
+    idtab_init(&b.cache, sizeof(struct truck));
     cfg_init(&cfg);
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
@@ -955,7 +883,7 @@ int cmd_billing(int argc, char **argv) {
              metric_value(b.m_readings), metric_value(b.m_dups), metric_value(b.m_late), metric_value(b.m_jumps));
 
 out:
-    cache_free(&b.cache);
+    idtab_release(&b.cache);
     free(b.rows);
     free(b.touched);
     free(b.parts);

@@ -203,3 +203,35 @@ int pg_parse_ts(const char *s, int64_t *ms) {
     *ms = ((int64_t)t - off_s) * 1000 + frac_ms;
     return 0;
 }
+
+int pg_copy(PGconn *conn, const char *sql, const char *data, size_t len, char *err, size_t err_size) {
+    PGresult *res = PQexec(conn, sql);
+    if (PQresultStatus(res) != PGRES_COPY_IN) {
+        pg_error(conn, res, err, err_size);
+        PQclear(res);
+        return -1;
+    }
+    PQclear(res);
+    size_t off = 0;
+    while (off < len) {
+        size_t n = len - off > (1 << 20) ? (1 << 20) : len - off;
+        if (PQputCopyData(conn, data + off, (int)n) != 1) {
+            pg_error(conn, NULL, err, err_size);
+            return -1;
+        }
+        off += n;
+    }
+    if (PQputCopyEnd(conn, NULL) != 1) {
+        pg_error(conn, NULL, err, err_size);
+        return -1;
+    }
+    int rc = 0;
+    while ((res = PQgetResult(conn)) != NULL) {
+        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0) {
+            pg_error(conn, res, err, err_size);
+            rc = -1;
+        }
+        PQclear(res);
+    }
+    return rc;
+}

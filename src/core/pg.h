@@ -31,6 +31,11 @@ int pg_schema_version(void);
  * message in err. */
 int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size);
 
+/* Runs sql (a COPY ... FROM STDIN) and sends len bytes of data in the COPY
+ * text format, in chunks of at most 1 MiB.  Returns 0, or -1 with the
+ * reason in err. */
+int pg_copy(PGconn *conn, const char *sql, const char *data, size_t len, char *err, size_t err_size);
+
 /* Copies PQerrorMessage / PQresultErrorMessage into err without the
  * trailing newline. */
 void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size);

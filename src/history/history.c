@@ -28,6 +28,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
 #include "core/rollup.h"
@@ -154,72 +155,24 @@ struct truck {
     int has_pending;
 };
 
-struct cache {
-    struct truck *slots;
-    size_t cap, count;
-};
-
-static uint64_t hash_id(const char *s, size_t n) {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+/* The cache is a core/idtab.h table of struct truck (its first member is
+ * the id).  Growing moves records: cache_grow() before a batch's lookups. */
+static int cache_grow(struct idtab *c, size_t need) {
+    return idtab_reserve(c, need);
 }
 
-static int cache_grow(struct cache *c, size_t need) {
-    if ((c->count + need) * 10 < c->cap * 7)
-        return 0;
-    size_t cap = c->cap ? c->cap : 4096;
-    while ((c->count + need) * 10 >= cap * 7)
-        cap *= 2;
-    struct truck *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -1;
+static struct truck *cache_get(struct idtab *c, const char *id, size_t n) {
+    return idtab_get(c, id, n);
+}
+
+static void cache_forget(struct idtab *c) {
     for (size_t i = 0; i < c->cap; i++) {
-        if (!c->slots[i].id)
+        struct truck *t = idtab_slot(c, i);
+        if (!t)
             continue;
-        size_t j = hash_id(c->slots[i].id, strlen(c->slots[i].id)) & (cap - 1);
-        while (slots[j].id)
-            j = (j + 1) & (cap - 1);
-        slots[j] = c->slots[i];
+        t->known = 0;
+        t->has_pending = 0;
     }
-    free(c->slots);
-    c->slots = slots;
-    c->cap = cap;
-    return 0;
-}
-
-/* Finds or adds (unknown) the truck; NULL on OOM.  cache_grow() must have
- * made room first. */
-static struct truck *cache_get(struct cache *c, const char *id, size_t n) {
-    size_t j = hash_id(id, n) & (c->cap - 1);
-    while (c->slots[j].id) {
-        if (strlen(c->slots[j].id) == n && memcmp(c->slots[j].id, id, n) == 0)
-            return &c->slots[j];
-        j = (j + 1) & (c->cap - 1);
-    }
-    char *copy = malloc(n + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, id, n);
-    copy[n] = '\0';
-    c->slots[j] = (struct truck){.id = copy};
-    c->count++;
-    return &c->slots[j];
-}
-
-static void cache_forget(struct cache *c) {
-    for (size_t i = 0; i < c->cap; i++) {
-        c->slots[i].known = 0;
-        c->slots[i].has_pending = 0;
-    }
-}
-
-static void cache_free(struct cache *c) {
-    for (size_t i = 0; i < c->cap; i++)
-        free(c->slots[i].id);
-    free(c->slots);
-    memset(c, 0, sizeof(*c));
 }
 
 /* ---- one batch --------------------------------------------------------------- */
@@ -236,7 +189,7 @@ struct history {
     char topic_telemetry[256], topic_alerts[256];
     int retention_days; /* 0 = keep raw rows forever */
     int days_ahead;
-    struct cache cache;
+    struct idtab cache;
     struct row *rows;
     struct row **ord; /* rows sorted by (truck, ts, seq) */
     size_t row_cap;
@@ -331,36 +284,9 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
     return -1;
 }
 
+/* COPY of a whole buffer (core/pg.h). */
 static int put_copy(PGconn *conn, const char *sql, const struct buf *b, char *err, size_t err_size) {
-    PGresult *res = PQexec(conn, sql);
-    if (PQresultStatus(res) != PGRES_COPY_IN) {
-        pg_error(conn, res, err, err_size);
-        PQclear(res);
-        return -1;
-    }
-    PQclear(res);
-    size_t off = 0;
-    while (off < b->len) {
-        size_t n = b->len - off > (1 << 20) ? (1 << 20) : b->len - off;
-        if (PQputCopyData(conn, b->p + off, (int)n) != 1) {
-            pg_error(conn, NULL, err, err_size);
-            return -1;
-        }
-        off += n;
-    }
-    if (PQputCopyEnd(conn, NULL) != 1) {
-        pg_error(conn, NULL, err, err_size);
-        return -1;
-    }
-    int rc = 0;
-    while ((res = PQgetResult(conn)) != NULL) {
-        if (PQresultStatus(res) != PGRES_COMMAND_OK && rc == 0) {
-            pg_error(conn, res, err, err_size);
-            rc = -1;
-        }
-        PQclear(res);
-    }
-    return rc;
+    return pg_copy(conn, sql, b->p, b->len, err, err_size);
 }
 
 static PGresult *exec_checked(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
@@ -786,8 +712,8 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
 static void history_committed(void *ctx) {
     struct history *h = ctx;
     for (size_t i = 0; i < h->cache.cap; i++) {
-        struct truck *t = &h->cache.slots[i];
-        if (t->id && t->has_pending) {
+        struct truck *t = idtab_slot(&h->cache, i);
+        if (t && t->has_pending) {
             t->last = t->pending;
             t->has_last = 1;
             t->has_pending = 0;
@@ -1009,6 +935,7 @@ int cmd_history(int argc, char **argv) {
     int c, rc = 2;
 
     memset(&h, 0, sizeof(h));
+    idtab_init(&h.cache, sizeof(struct truck));
     h.retention_days = 90;
     h.days_ahead = 2;
     cfg_init(&cfg);
@@ -1116,7 +1043,7 @@ int cmd_history(int argc, char **argv) {
              metric_value(h.m_rows), metric_value(h.m_dups), metric_value(h.m_alerts));
 
 out:
-    cache_free(&h.cache);
+    idtab_release(&h.cache);
     arena_clear(&h);
     free(h.arena);
     free(h.rows);
