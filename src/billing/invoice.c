@@ -11,6 +11,7 @@
 #include "billing/billing.h"
 
 #include "core/config.h"
+#include "core/csv.h"
 #include "core/pg.h"
 
 #include <errno.h>
@@ -136,21 +137,6 @@ static void print_table(FILE *out, const char *month, double rkm, double rh, con
         fprintf(out, "%-20s %5" PRId64 " %12s %10s %10s %8.1f %12s\n", x->truck, x->days, km, eh, ih,
                 x->max_speed_kmh, amt);
     }
-}
-
-/* One CSV field (RFC 4180): quoted, quotes doubled, when it needs it. */
-static void csv_field(FILE *out, const char *s) {
-    if (!strpbrk(s, ",\"\r\n")) {
-        fputs(s, out);
-        return;
-    }
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', out);
-        fputc(*s, out);
-    }
-    fputc('"', out);
 }
 
 static void print_csv(FILE *out, const struct inv_line *l, size_t n, const struct inv_line *tot) {

@@ -3,6 +3,8 @@
  */
 #include "core/mqttauth.h"
 
+#include "core/hex.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -13,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char hexd[] = "0123456789abcdef";
 
 const char *mqa_path(const char *data_dir, const char *rel, char *buf, size_t size)
 {
@@ -46,23 +47,8 @@ int mqa_derive(const struct mqa_secret *s, const char *user, char *out, size_t s
     if (!HMAC(EVP_sha256(), s->key, sizeof(s->key), (const unsigned char *)user, strlen(user), mac, &len) ||
         len * 2 < MQA_PASS_CHARS)
         return -1;
-    for (int i = 0; i < MQA_PASS_CHARS / 2; i++) {
-        out[2 * i] = hexd[mac[i] >> 4];
-        out[2 * i + 1] = hexd[mac[i] & 15];
-    }
-    out[MQA_PASS_CHARS] = '\0';
+    hex_encode(mac, MQA_PASS_CHARS / 2, out);
     return 0;
-}
-
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 int mqa_secret_load(const char *data_dir, struct mqa_secret *s, char *err, size_t err_size)
@@ -82,13 +68,9 @@ int mqa_secret_load(const char *data_dir, struct mqa_secret *s, char *err, size_
         snprintf(err, err_size, "%s is truncated (want %d hex digits)", path, 2 * MQA_SECRET_BYTES);
         return -1;
     }
-    for (int i = 0; i < MQA_SECRET_BYTES; i++) {
-        int hi = hexval(text[2 * i]), lo = hexval(text[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
-            snprintf(err, err_size, "%s is not %d hex digits", path, 2 * MQA_SECRET_BYTES);
-            return -1;
-        }
-        s->key[i] = (unsigned char)(hi << 4 | lo);
+    if (hex_decode(text, 2 * MQA_SECRET_BYTES, s->key, sizeof(s->key)) != MQA_SECRET_BYTES) {
+        snprintf(err, err_size, "%s is not %d hex digits", path, 2 * MQA_SECRET_BYTES);
+        return -1;
     }
     return 0;
 }
@@ -119,10 +101,7 @@ int mqa_secret_ensure(const char *data_dir, struct mqa_secret *s, char *err, siz
         }
         got += (size_t)n;
     }
-    for (int i = 0; i < MQA_SECRET_BYTES; i++) {
-        text[2 * i] = hexd[s->key[i] >> 4];
-        text[2 * i + 1] = hexd[s->key[i] & 15];
-    }
+    hex_encode(s->key, MQA_SECRET_BYTES, text);
     text[2 * MQA_SECRET_BYTES] = '\n';
     mqa_path(data_dir, "mqtt/secret", path, sizeof(path));
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);

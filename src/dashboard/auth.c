@@ -7,6 +7,8 @@
  */
 #include "dashboard/auth.h"
 
+#include "core/hex.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -22,43 +24,6 @@
 
 #define PW_PREFIX  "$pbkdf2-sha256$"
 #define TOK_PREFIX "$token-sha256$"
-
-static const char hexdig[] = "0123456789abcdef";
-
-static void to_hex(const unsigned char *p, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hexdig[p[i] >> 4];
-        out[2 * i + 1] = hexdig[p[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* n hex digits (even) of s into out (at most max bytes).  Returns the byte
- * count, or -1. */
-static int from_hex(const char *s, size_t n, unsigned char *out, size_t max)
-{
-    if (n == 0 || n % 2 || n / 2 > max)
-        return -1;
-    for (size_t i = 0; i < n; i += 2) {
-        int hi = hexval((unsigned char)s[i]), lo = hexval((unsigned char)s[i + 1]);
-        if (hi < 0 || lo < 0)
-            return -1;
-        out[i / 2] = (unsigned char)(hi << 4 | lo);
-    }
-    return (int)(n / 2);
-}
 
 static void sha256(const void *p, size_t n, unsigned char out[32])
 {
@@ -114,8 +79,8 @@ int ds_auth_parse_line(const char *line, struct ds_cred *c, char *err, size_t er
         errno = 0;
         unsigned long iter = strtoul(p, &e, 10);
         const char *salt = e + 1, *d2 = e < end && *e == '$' ? memchr(salt, '$', (size_t)(end - salt)) : NULL;
-        int sl = d2 ? from_hex(salt, (size_t)(d2 - salt), c->salt, sizeof(c->salt)) : -1;
-        int hl = d2 ? from_hex(d2 + 1, (size_t)(end - d2 - 1), c->hash, sizeof(c->hash)) : -1;
+        int sl = d2 ? hex_decode(salt, (size_t)(d2 - salt), c->salt, sizeof(c->salt)) : -1;
+        int hl = d2 ? hex_decode(d2 + 1, (size_t)(end - d2 - 1), c->hash, sizeof(c->hash)) : -1;
         if (errno || e == p || iter < DS_AUTH_ITER_MIN || iter > 10000000 || sl < 8 || hl != 32) {
             snprintf(err, err_size, "a password hash is %sITERATIONS$SALT$HASH (iterations %d-10000000, hex salt of "
                      "8-64 bytes, hex SHA-256 hash): write it with fleetsync dashboard --hash-password NAME",
@@ -129,7 +94,7 @@ int ds_auth_parse_line(const char *line, struct ds_cred *c, char *err, size_t er
     }
     if (strncmp(s, TOK_PREFIX, strlen(TOK_PREFIX)) == 0) {
         const char *p = s + strlen(TOK_PREFIX);
-        if (from_hex(p, n - strlen(TOK_PREFIX), c->hash, sizeof(c->hash)) != 32) {
+        if (hex_decode(p, n - strlen(TOK_PREFIX), c->hash, sizeof(c->hash)) != 32) {
             snprintf(err, err_size, "a token hash is %sHASH (hex SHA-256): write it with fleetsync dashboard "
                      "--hash-token NAME", TOK_PREFIX);
             return -1;
@@ -233,8 +198,8 @@ int ds_auth_hash_password(const char *pw, size_t len, unsigned iter, char *out, 
     char salt_hex[33], hash_hex[65];
     if (RAND_bytes(salt, sizeof(salt)) != 1 || pbkdf2(pw, len, salt, sizeof(salt), iter, hash) != 0)
         return -1;
-    to_hex(salt, sizeof(salt), salt_hex);
-    to_hex(hash, sizeof(hash), hash_hex);
+    hex_encode(salt, sizeof(salt), salt_hex);
+    hex_encode(hash, sizeof(hash), hash_hex);
     int n = snprintf(out, out_size, PW_PREFIX "%u$%s$%s", iter, salt_hex, hash_hex);
     return n > 0 && (size_t)n < out_size ? 0 : -1;
 }
@@ -244,7 +209,7 @@ int ds_auth_hash_token(const char *tok, size_t len, char *out, size_t out_size)
     unsigned char hash[32];
     char hash_hex[65];
     sha256(tok, len, hash);
-    to_hex(hash, sizeof(hash), hash_hex);
+    hex_encode(hash, sizeof(hash), hash_hex);
     int n = snprintf(out, out_size, TOK_PREFIX "%s", hash_hex);
     return n > 0 && (size_t)n < out_size ? 0 : -1;
 }
@@ -381,10 +346,10 @@ int ds_auth_session_new(const struct ds_auth *a, int idx, long long now_ms, char
     char nonce_hex[33], mac_hex[65], body[96];
     if (idx < 0 || idx >= a->n || RAND_bytes(nonce, sizeof(nonce)) != 1)
         return -1;
-    to_hex(nonce, sizeof(nonce), nonce_hex);
+    hex_encode(nonce, sizeof(nonce), nonce_hex);
     int n = snprintf(body, sizeof(body), "%lld.%d.%s", now_ms + a->ttl_ms, idx, nonce_hex);
     hmac256(a->key, sizeof(a->key), body, (size_t)n, mac);
-    to_hex(mac, sizeof(mac), mac_hex);
+    hex_encode(mac, sizeof(mac), mac_hex);
     n = snprintf(out, out_size, "%s.%s", body, mac_hex);
     return n > 0 && (size_t)n < out_size ? 0 : -1;
 }
@@ -395,7 +360,7 @@ int ds_auth_session_check(const struct ds_auth *a, const char *value, size_t len
     if (len < 66 || len >= DS_AUTH_COOKIE_MAX || value[len - 65] != '.')
         return -1;
     size_t body_len = len - 65;
-    if (from_hex(value + body_len + 1, 64, want, sizeof(want)) != 32)
+    if (hex_decode(value + body_len + 1, 64, want, sizeof(want)) != 32)
         return -1;
     hmac256(a->key, sizeof(a->key), value, body_len, mac);
     if (CRYPTO_memcmp(mac, want, 32) != 0)

@@ -12,6 +12,7 @@
 #include "history/report.h"
 
 #include "core/config.h"
+#include "core/csv.h"
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/rollup.h"
@@ -123,18 +124,7 @@ void report_json_string(FILE *out, const char *s)
 
 void report_csv_field(FILE *out, const char *s)
 {
-    size_t n = strlen(s);
-    if (!strpbrk(s, ",\"\r\n") && !(n && (s[0] == ' ' || s[n - 1] == ' '))) {
-        fputs(s, out);
-        return;
-    }
-    fputc('"', out);
-    for (; *s; s++) {
-        if (*s == '"')
-            fputc('"', out);
-        fputc(*s, out);
-    }
-    fputc('"', out);
+    csv_field(out, s);
 }
 
 void report_xml_text(FILE *out, const char *s)
