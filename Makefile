@@ -6,7 +6,7 @@
 #   make fuzz            libFuzzer targets (clang), built into build/fuzz
 #   make test            bootstrap, build, every test suite (tests/run)
 #   make demo            bootstrap, build, fleetsync up
-#   make bench / chaos   bootstrap, build, benchmarks (bench/run, bench/history) / fault suite
+#   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, system) / fault suite
 #
 # Sources are found by wildcard: a new src/<component>/foo.c is built into the
 # binary, a new tests/unit/test_foo.c becomes the test binary test_foo.
@@ -106,10 +106,9 @@ demo: bootstrap
 
 bench: bootstrap
 	@$(MAKE) --no-print-directory all
-	@bench/run $(if $(QUICK),--quick)
-	@bench/history $(if $(QUICK),--quick)
-	@bench/dashboard $(if $(QUICK),--quick)
-	@bench/detect $(if $(QUICK),--quick)
+	@t=$$(date +%s) && bench/run $(if $(QUICK),--quick) && bench/history $(if $(QUICK),--quick) && \
+	  bench/dashboard $(if $(QUICK),--quick) && bench/detect $(if $(QUICK),--quick) && \
+	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all
