@@ -31,6 +31,7 @@
 #include "billing/billing.h"
 
 #include "billing/fold.h"
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -42,53 +43,14 @@
 #include "core/tmscan.h"
 #include "core/topics.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define BILLING_DEFAULT_METRICS_PORT 9104
-
-/* ---- a growable byte buffer (COPY streams, array literals) ---------------- */
-
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void buf_put(struct buf *b, const char *s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 65536;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...) {
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        buf_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
 
@@ -113,15 +75,7 @@ struct touched {
 };
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
- * the id).  Growing moves records: cache_grow() before a batch's lookups. */
-static int cache_grow(struct idtab *c, size_t need) {
-    return idtab_reserve(c, need);
-}
-
-static struct truck *cache_get(struct idtab *c, const char *id, size_t n) {
-    return idtab_get(c, id, n);
-}
-
+ * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
 static void cache_forget(struct idtab *c) {
     for (size_t i = 0; i < c->cap; i++) {
         struct truck *t = idtab_slot(c, i);
@@ -199,11 +153,6 @@ static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *c
         return NULL;
     }
     return r;
-}
-
-/* COPY of a whole buffer (core/pg.h). */
-static int put_copy(PGconn *conn, const char *sql, const struct buf *b, char *err, size_t err_size) {
-    return pg_copy(conn, sql, b->p, b->len, err, err_size);
 }
 
 /* ---- reading records ----------------------------------------------------------- */
@@ -335,7 +284,7 @@ static void put_state(struct buf *b, const struct bill_state *s) {
 
 /* Loads the states of the batch's trucks the cache does not know. */
 static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *err, size_t err_size) {
-    b->aux.len = 0;
+    buf_reset(&b->aux);
     buf_put(&b->aux, "{", 1);
     size_t n = 0;
     for (size_t i = 0; i < nrows; i++) {
@@ -366,7 +315,7 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *id = PQgetvalue(r, i, 0);
-        struct truck *t = cache_get(&b->cache, id, strlen(id));
+        struct truck *t = idtab_get(&b->cache, id, strlen(id));
         if (!t)
             continue;
         bill_state_init(&t->st);
@@ -527,10 +476,8 @@ static void reset_batch(struct billing *b) {
     b->touched_n = 0;
     b->part_n = 0;
     b->pday_n = 0;
-    b->stage.len = 0;
-    b->stage.oom = 0;
-    b->aux.len = 0;
-    b->aux.oom = 0;
+    buf_reset(&b->stage);
+    buf_reset(&b->aux);
 }
 
 static void clear_pending(struct billing *b) {
@@ -556,7 +503,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         b->rows = r;
         b->row_cap = n;
     }
-    if (cache_grow(&b->cache, n) < 0) {
+    if (idtab_reserve(&b->cache, n) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -606,7 +553,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     /* 3. trucks, then the fold */
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &b->rows[i];
-        r->t = cache_get(&b->cache, r->id, r->id_len);
+        r->t = idtab_get(&b->cache, r->id, r->id_len);
         if (!r->t) {
             snprintf(err, err_size, "out of memory");
             return -1;
@@ -644,7 +591,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     /* 4. store: days, day ends, trucks, position */
     for (size_t i = 0; i < b->touched_n; i++)
         stage_acc(b, &b->touched[i]);
-    b->aux.len = 0;
+    buf_reset(&b->aux);
     for (size_t i = 0; i < b->touched_n; i++) {
         const struct truck *t = b->touched[i].t;
         buf_printf(&b->aux, "%s\t%s\t%d\t%c\t", t->id, b->topic, t->partition, t->st.has_last ? 't' : 'f');
@@ -656,7 +603,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         return -1;
     }
     if (b->stage.len > 0) {
-        if (put_copy(conn, "COPY billing_stage FROM STDIN", &b->stage, err, err_size) < 0)
+        if (pg_copy(conn, "COPY billing_stage FROM STDIN", b->stage.p, b->stage.len, err, err_size) < 0)
             return -1;
         res = exec_params(conn, upsert_daily_sql, 0, NULL, PGRES_COMMAND_OK, err, err_size);
         if (!res)
@@ -665,10 +612,10 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         PQclear(res);
         if (pg_exec(conn, upsert_day_end_sql, err, err_size) < 0)
             return -1;
-        if (put_copy(conn,
-                     "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
-                     ", floor_ms) FROM STDIN",
-                     &b->aux, err, err_size) < 0 ||
+        if (pg_copy(conn,
+                    "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
+                    ", floor_ms) FROM STDIN",
+                    b->aux.p, b->aux.len, err, err_size) < 0 ||
             pg_exec(conn, upsert_trucks_sql, err, err_size) < 0)
             return -1;
     }
@@ -729,15 +676,6 @@ static void billing_aborted(void *ctx) {
 
 /* ---- the command --------------------------------------------------------------------- */
 
-static int int_option(const char *s, long min, long max, long *v) {
-    char *end;
-    errno = 0;
-    *v = strtol(s, &end, 10);
-    if (end == s || errno || *end)
-        return -1;
-    return *v >= min && *v <= max ? 0 : -1;
-}
-
 static void usage(FILE *f) {
     fprintf(f,
             "usage: fleetsync billing [options]\n"
@@ -795,11 +733,8 @@ static void register_metrics(struct billing *b) {
 }
 
 int cmd_billing(int argc, char **argv) {
-    enum { OPT_BATCH = 1, OPT_FLUSH, OPT_START };
     static const struct option longopts[] = {
-        {"max-batch", required_argument, NULL, OPT_BATCH},
-        {"flush-ms", required_argument, NULL, OPT_FLUSH},
-        {"start", required_argument, NULL, OPT_START},
+        PGSINK_LONG_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -816,29 +751,13 @@ int cmd_billing(int argc, char **argv) {
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;
-        long v = 0;
         switch (c) {
         case 'h':
             usage(stdout);
             rc = 0;
             goto out;
-        case OPT_BATCH:
-            if (int_option(optarg, 1, 1000000, &v))
-                bad = "--max-batch is 1-1000000";
-            so.max_batch = (size_t)v;
-            break;
-        case OPT_FLUSH:
-            if (int_option(optarg, 1, 600000, &v))
-                bad = "--flush-ms is 1-600000";
-            so.flush_ms = (int)v;
-            break;
-        case OPT_START:
-            if (strcmp(optarg, "earliest") != 0 && strcmp(optarg, "latest") != 0)
-                bad = "--start is earliest or latest";
-            so.start = optarg;
-            break;
         default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+            if (pgsink_option(&so, c, optarg, &bad) || cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
                 break;
             if (c != '?')
                 fprintf(stderr, "fleetsync billing: %s\n", err);
@@ -888,8 +807,8 @@ out:
     free(b.touched);
     free(b.parts);
     free(b.pdays);
-    free(b.stage.p);
-    free(b.aux.p);
+    buf_release(&b.stage);
+    buf_release(&b.aux);
     metrics_free(b.metrics);
     cfg_release(&cfg);
     return rc;

@@ -30,6 +30,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 
+#include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <stddef.h>
@@ -60,6 +61,27 @@ struct pgsink_options {
     const char *start;         /* "earliest" (default) or "latest": partitions with no stored offset */
     struct metrics *metrics;   /* may be NULL */
 };
+
+/* getopt_long() codes of the sink's options, above config.h's CFG_OPT_*
+ * codes; a command's own long options use codes below CFG_OPT_BASE. */
+enum {
+    PGSINK_OPT_BASE = 1100,
+    PGSINK_OPT_MAX_BATCH,
+    PGSINK_OPT_FLUSH_MS,
+    PGSINK_OPT_START,
+};
+
+/* The sink's long options, to splice into a command's option table. */
+#define PGSINK_LONG_OPTIONS                                            \
+    {"max-batch", required_argument, NULL, PGSINK_OPT_MAX_BATCH},      \
+    {"flush-ms", required_argument, NULL, PGSINK_OPT_FLUSH_MS},        \
+    {"start", required_argument, NULL, PGSINK_OPT_START}
+
+/* Handles one of the sink's options: --max-batch (1-1000000), --flush-ms
+ * (1-600000), --start earliest|latest.  Returns 1 if code is one of them,
+ * with *bad set to a static message when arg is invalid (o then keeps its
+ * value), else 0.  o->start points at arg. */
+int pgsink_option(struct pgsink_options *o, int code, const char *arg, const char **bad);
 
 /* Runs until sig_stopping(); the last batch is written (or left to be
  * re-read) before it returns.  Returns 0 on a clean stop, 1 on a fatal error

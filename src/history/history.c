@@ -25,6 +25,7 @@
  */
 #include "history/history.h"
 
+#include "core/buf.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -42,7 +43,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,49 +50,6 @@
 
 #define HISTORY_DEFAULT_METRICS_PORT 9102
 #define DAY_MS 86400000LL
-
-/* ---- a growable byte buffer (COPY streams, array literals) ---------------- */
-
-struct buf {
-    char *p;
-    size_t len, cap;
-};
-
-static int buf_reserve(struct buf *b, size_t more) {
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 65536;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -1;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void buf_put(struct buf *b, const char *s, size_t n) {
-    if (buf_reserve(b, n) == 0) {
-        memcpy(b->p + b->len, s, n);
-        b->len += n;
-    }
-}
-
-static void buf_putc(struct buf *b, char c) {
-    buf_put(b, &c, 1);
-}
-
-static void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(struct buf *b, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[256];
-    int n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        buf_put(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
 
 /* "YYYY-MM-DD HH:MM:SS.mmm+00", the day part cached (rows of a batch share
  * few days). */
@@ -156,15 +113,7 @@ struct truck {
 };
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
- * the id).  Growing moves records: cache_grow() before a batch's lookups. */
-static int cache_grow(struct idtab *c, size_t need) {
-    return idtab_reserve(c, need);
-}
-
-static struct truck *cache_get(struct idtab *c, const char *id, size_t n) {
-    return idtab_get(c, id, n);
-}
-
+ * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
 static void cache_forget(struct idtab *c) {
     for (size_t i = 0; i < c->cap; i++) {
         struct truck *t = idtab_slot(c, i);
@@ -284,11 +233,6 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
     return -1;
 }
 
-/* COPY of a whole buffer (core/pg.h). */
-static int put_copy(PGconn *conn, const char *sql, const struct buf *b, char *err, size_t err_size) {
-    return pg_copy(conn, sql, b->p, b->len, err, err_size);
-}
-
 static PGresult *exec_checked(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
                               char *err, size_t err_size) {
     PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
@@ -374,7 +318,7 @@ static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, s
 /* ---- the batch ---------------------------------------------------------------- */
 
 static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size) {
-    h->aux.len = 0;
+    buf_reset(&h->aux);
     buf_putc(&h->aux, '{');
     size_t n = 0;
     for (size_t i = 0; i < nrows; i++) {
@@ -386,7 +330,6 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         buf_put(&h->aux, t->id, strlen(t->id)); /* ids are [A-Za-z0-9._-]: no quoting needed */
     }
     buf_putc(&h->aux, '}');
-    buf_putc(&h->aux, '\0');
     if (n == 0)
         return 0;
     metric_add(h->m_lookups, n);
@@ -401,7 +344,7 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *id = PQgetvalue(r, i, 0);
-        struct truck *t = cache_get(&h->cache, id, strlen(id));
+        struct truck *t = idtab_get(&h->cache, id, strlen(id));
         if (!t)
             continue;
         t->has_last = 1;
@@ -572,7 +515,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         }
         h->row_cap = n;
     }
-    if (cache_grow(&h->cache, n) < 0) {
+    if (idtab_reserve(&h->cache, n) < 0) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -607,7 +550,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     int64_t ok_day = INT64_MIN;
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &h->rows[i];
-        r->t = cache_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
+        r->t = idtab_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
         if (!r->t) {
             snprintf(err, err_size, "out of memory");
             return -1;
@@ -636,8 +579,8 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         return -1;
 
     /* 4. fresh rows: COPY + rollup deltas; late rows: staged */
-    h->copy.len = 0;
-    h->aux.len = 0;
+    buf_reset(&h->copy);
+    buf_reset(&h->aux);
     size_t fresh = 0, late = 0;
     struct rollup_hour hr;
     const struct rollup_point *prev = NULL;
@@ -675,20 +618,22 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             put_hour(&h->aux, &tf, t->id, &hr);
     }
     if (fresh > 0) {
-        if (put_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", h->copy.p, h->copy.len, err,
+                    err_size) < 0)
             return -1;
-        if (put_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
+        if (pg_copy(conn, "COPY hourly_stage FROM STDIN", h->aux.p, h->aux.len, err, err_size) < 0)
             return -1;
         if (pg_exec(conn, upsert_add_sql, err, err_size) < 0)
             return -1;
     }
     int64_t inserted_late = 0;
     if (late > 0) {
-        h->copy.len = 0;
+        buf_reset(&h->copy);
         for (size_t i = 0; i < nrows; i++)
             if (h->ord[i]->late)
                 put_row(&h->copy, &tf, h->ord[i]);
-        if (put_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", h->copy.p, h->copy.len, err,
+                    err_size) < 0)
             return -1;
         PGresult *r = exec_checked(
             conn,
@@ -766,7 +711,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
                                    2, vals, PGRES_TUPLES_OK, err, err_size);
         if (!r)
             goto fail;
-        h->aux.len = 0;
+        buf_reset(&h->aux);
         struct rollup_hour hr;
         struct rollup_point prev;
         int has_prev = 0;
@@ -795,7 +740,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         }
         PQclear(r);
         if (h->aux.len > 0) {
-            if (put_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
+            if (pg_copy(conn, "COPY hourly_stage FROM STDIN", h->aux.p, h->aux.len, err, err_size) < 0 ||
                 pg_exec(conn, upsert_set_sql, err, err_size) < 0)
                 goto fail;
         }
@@ -917,13 +862,11 @@ static void usage(FILE *f) {
 }
 
 int cmd_history(int argc, char **argv) {
-    enum { OPT_BATCH = 1, OPT_FLUSH, OPT_RETENTION, OPT_AHEAD, OPT_START };
+    enum { OPT_RETENTION = 1, OPT_AHEAD };
     static const struct option longopts[] = {
-        {"max-batch", required_argument, NULL, OPT_BATCH},
-        {"flush-ms", required_argument, NULL, OPT_FLUSH},
+        PGSINK_LONG_OPTIONS,
         {"retention", required_argument, NULL, OPT_RETENTION},
         {"days-ahead", required_argument, NULL, OPT_AHEAD},
-        {"start", required_argument, NULL, OPT_START},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -948,16 +891,6 @@ int cmd_history(int argc, char **argv) {
             usage(stdout);
             rc = 0;
             goto out;
-        case OPT_BATCH:
-            if (int_option(optarg, 1, 1000000, NULL, &v))
-                bad = "--max-batch is 1-1000000";
-            so.max_batch = (size_t)v;
-            break;
-        case OPT_FLUSH:
-            if (int_option(optarg, 1, 600000, NULL, &v))
-                bad = "--flush-ms is 1-600000";
-            so.flush_ms = (int)v;
-            break;
         case OPT_RETENTION:
             if (int_option(optarg, 0, 36500, "d", &v))
                 bad = "--retention is a number of days (0 = forever)";
@@ -968,13 +901,8 @@ int cmd_history(int argc, char **argv) {
                 bad = "--days-ahead is 0-60";
             h.days_ahead = (int)v;
             break;
-        case OPT_START:
-            if (strcmp(optarg, "earliest") != 0 && strcmp(optarg, "latest") != 0)
-                bad = "--start is earliest or latest";
-            so.start = optarg;
-            break;
         default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
+            if (pgsink_option(&so, c, optarg, &bad) || cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
                 break;
             if (c != '?')
                 fprintf(stderr, "fleetsync history: %s\n", err);
@@ -1048,8 +976,8 @@ out:
     free(h.arena);
     free(h.rows);
     free(h.ord);
-    free(h.copy.p);
-    free(h.aux.p);
+    buf_release(&h.copy);
+    buf_release(&h.aux);
     free(h.days);
     metrics_free(h.metrics);
     cfg_release(&cfg);
