@@ -7,8 +7,10 @@
 #
 #   SIGKILL of the simulator, the bridge, history, billing, detect and the
 #   dashboard, several times each, each restarted at once; Kafka killed -9 and
-#   brought back by `services start`; Mosquitto restarted; PostgreSQL stopped
-#   for 60 s; history SIGSTOPped for 60 s.
+#   brought back by `services start` (on a 3-broker cluster: one broker of the
+#   three killed -9, kept down 60 s while the others serve, brought back and
+#   waited for until it is in every ISR again); Mosquitto restarted;
+#   PostgreSQL stopped for 60 s; history SIGSTOPped for 60 s.
 #
 # After each fault: every (truck_id, ts, seq) that Kafka holds below history's
 # stored offsets is in PostgreSQL's telemetry exactly once.  At the end: every
@@ -35,11 +37,27 @@
 #                        of using (and disturbing) the caller's stack
 #   CHAOS_PORT_OFFSET=N  metrics ports TEST_METRICS_BASE+N+1.., dashboard
 #                        TEST_HTTP_PORT+N (default 80)
+#   CHAOS_STATIC_MEMBERS=0|1  static group membership of history, billing,
+#                        detect, dashboard (default 1 on the single broker, 0
+#                        on the cluster; see STATIC below)
+#   CHAOS_KAFKA_BROKERS=3  private services (implies CHAOS_OWN_STACK=1) with
+#                        `services start --kafka-brokers 3` (docs/cluster.md):
+#                        Kafka on TEST_KAFKA_PORT+N, +N+2, +N+4 (controllers one
+#                        above each), every process given all three; topics
+#                        with 3 replicas, min.insync.replicas 2; the Kafka
+#                        fault kills one broker (the leader of partition 0 of
+#                        the run's truck-telemetry) instead of the only one
 . "$(dirname "$0")/../e2e/lib.sh"
 
 SHORT=${CHAOS_SHORT:-0}
 OFF=${CHAOS_PORT_OFFSET:-80}
 OWN=${CHAOS_OWN_STACK:-0}
+KB=${CHAOS_KAFKA_BROKERS:-1}
+case "$KB" in
+1) ;;
+3) OWN=1 ;;   # a cluster is never the caller's stack: this script starts its own
+*) echo "CHAOS_KAFKA_BROKERS is 1 or 3, not '$KB'" >&2; exit 2 ;;
+esac
 W=$(mktemp -d /tmp/fleetsync-chaos-system.XXXXXX)
 chmod 755 "$W"
 # A copy of the binary: a rebuild of build/fleetsync during the run (another
@@ -51,6 +69,9 @@ cp "$FS" "$W/fleetsync" && FS=$W/fleetsync && export FLEETSYNC_BIN=$FS
 if [ "$OWN" = 1 ]; then
     export FLEETSYNC_MQTT=mqtt://127.0.0.1:$((TEST_MQTT_PORT + OFF))
     export FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF))
+    # A cluster: brokers on the port + 0, 2, 4 (controllers one above each);
+    # every process gets all three, so none depends on the one killed.
+    [ "$KB" = 3 ] && FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 2)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 4))
     export FLEETSYNC_PG="host=127.0.0.1 port=$((TEST_PG_PORT + OFF)) dbname=fleetsync user=fleetsync"
     export FLEETSYNC_DATA_DIR=$W/stack
     mkdir -p "$FLEETSYNC_DATA_DIR"; chmod 755 "$FLEETSYNC_DATA_DIR"
@@ -132,7 +153,18 @@ SIM_ARGS=(--trucks "$TRUCKS" --interval "$INTERVAL" --seed "$SEED" --start "$STA
           --id-prefix "$ID" --scenario "$W/scenario.jsonl" --geofences "$FENCES")
 
 # --- the processes ------------------------------------------------------------
-STATIC() { echo "-X group.instance.id=$1-static -X session.timeout.ms=6000"; }
+# Static group membership, so that a restarted member takes its partitions
+# back at once: on the single broker.  Not on the cluster (unless
+# CHAOS_STATIC_MEMBERS=1): there the death of one broker can make a static
+# member's session time out, and its rejoin fences its own commits
+# (FENCED_INSTANCE_ID, a fatal consumer error; confluentinc/librdkafka#3437);
+# history, detect and the dashboard then keep running but read nothing more.
+# Members are dynamic there, as in `fleetsync up`.
+STATIC_MEMBERS=${CHAOS_STATIC_MEMBERS:-$([ "$KB" = 3 ] && echo 0 || echo 1)}
+STATIC() {
+    if [ "$STATIC_MEMBERS" = 1 ]; then echo "-X group.instance.id=$1-static -X session.timeout.ms=6000"
+    else echo "-X session.timeout.ms=6000"; fi
+}
 start() {   # start NAME: runs it in the background, logging to $W/NAME.log
     local n=$1 before
     case "$n" in
@@ -268,13 +300,82 @@ window() {   # window SECONDS: prints "mean_ms readings"
 }
 sim_clock() { metric $((MB + 5)) fleetsync_sim_clock_seconds | awk '{ printf "%d", $1 }'; }
 
+# --- the cluster's metadata (CHAOS_KAFKA_BROKERS=3) ---------------------------------
+md() { kcat -b "$B" -L -J "$@" 2>/dev/null; }
+# jqe ARGS...: jq -e on stdin, false on empty input (jq 1.6 -e says true then)
+jqe() { local in; in=$(cat); [ -n "$in" ] && jq -e "$@" <<<"$in" >/dev/null 2>&1; }
+# "partition:replicas:in-sync replicas" of each partition of topic $1
+repl() { md -t "$1" | jq -r '.topics[0].partitions[] | "\(.partition):\(.replicas | length):\(.isrs | length)"' | xargs; }
+ALL3="0:3:3 1:3:3 2:3:3 3:3:3 4:3:3 5:3:3"
+repl_wait() {   # TOPIC: repl once it shows all 3 in sync, else after 30 s (a new topic's metadata may lag)
+    local r
+    for _ in $(seq 60); do r=$(repl "$1"); [ "$r" = "$ALL3" ] && break; sleep 0.5; done
+    printf '%s' "$r"
+}
+leader0() { md -t "$1" | jq -r '.topics[0].partitions[] | select(.partition == 0) | .leader'; }
+# fenced K TOPIC: no partition of TOPIC is led by broker K or has it in its ISR,
+# and each still has 2 replicas in sync (what acks=all needs).
+fenced() {
+    md -t "$2" | jqe --argjson k "$1" '.topics[0].partitions | length == 6 and
+        all(.[]; .leader != $k and ([.isrs[].id] | index($k) | not) and (.isrs | length) >= 2)'
+}
+# in_sync: every partition of every topic has all its replicas in sync, in 3
+# metadata answers in a row.
+in_sync() {
+    md | jqe '[.topics[].partitions[]] | length > 0 and all(.[]; (.isrs | length) == (.replicas | length))'
+}
+wait_for() {   # SECONDS COMMAND...: until COMMAND succeeds 3 times in a row, 1 s apart
+    local secs=$1 ok=0; shift
+    for _ in $(seq "$secs"); do
+        if "$@"; then ok=$((ok + 1)); [ "$ok" -ge 3 ] && return 0; else ok=0; fi
+        sleep 1
+    done
+    return 1
+}
+# members_back SECONDS: history's, billing's, detect's and the dashboard's
+# groups each have their one member, for 10 s on end, within SECONDS.  A
+# process can outlive its consumer: a static member fenced after a broker's
+# death gets a fatal error, leaves its group and reads nothing more.
+members() {
+    "$FS" status --json --topic-prefix "$P" --group "$GH" --group "$GB" --group "$GD" --group "$GS" 2>/dev/null |
+        jq -c --arg h "$GH" --arg b "$GB" --arg d "$GD" --arg s "$GS" \
+            '[.groups[] | select(.group == $h or .group == $b or .group == $d or .group == $s) | {(.group): .members}] | add'
+}
+members_back() {
+    local end=$(( $(date +%s) + $1 )) since= m=
+    while [ "$(date +%s)" -lt "$end" ]; do
+        m=$(members)
+        if jqe 'length == 4 and all(.[]; . == 1)' <<<"$m"; then
+            since=${since:-$(date +%s)}
+            [ $(( $(date +%s) - since )) -ge 10 ] && return 0
+        else
+            since=
+        fi
+        sleep 1
+    done
+    echo "members: $m"
+    return 1
+}
+total_end() { ends "$T" | awk '{ s += $2 } END { if (NR == 6) print s + 0 }'; }   # empty unless all 6 answer
+
 # =================================================================================
-if [ "$OWN" = 1 ]; then
+if [ "$KB" = 3 ]; then
+    check "private services start (Mosquitto, a 3-broker Kafka cluster, PostgreSQL on +$OFF)" \
+        "$FS" services start --kafka-brokers 3 --timeout 120
+elif [ "$OWN" = 1 ]; then
     check "private services start (Mosquitto, Kafka, PostgreSQL on +$OFF)" "$FS" services start --timeout 120
 fi
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
 check "the run's topics exist" topics_ready
-log "simulated start $START, $DUR simulated s, $TRUCKS trucks every $INTERVAL s, speedup $SPEEDUP"
+if [ "$KB" = 3 ]; then
+    check_eq "the cluster lists 3 brokers ($B)" "1 2 3" "$(md | jq -r '[.brokers[].id] | sort | join(" ")')"
+    check_eq "$T: 6 partitions, each 3 replicas in sync" "$ALL3" "$(repl_wait "$T")"
+    check_eq "${P}truck-alerts: 6 partitions, each 3 replicas in sync" "$ALL3" "$(repl_wait "${P}truck-alerts")"
+    check_contains "$T has min.insync.replicas=2" "min.insync.replicas=2 " \
+        "$(java -Xmx128m -cp "$(kafka_libs)/*" kafka.admin.ConfigCommand --bootstrap-server "$B" \
+            --describe --entity-type topics --entity-name "$T" 2>&1)"
+fi
+log "simulated start $START, $DUR simulated s, $TRUCKS trucks every $INTERVAL s, speedup $SPEEDUP; $KB Kafka broker(s), $([ "$STATIC_MEMBERS" = 1 ] && echo static || echo dynamic) group members"
 for n in bridge history billing detect dashboard; do start "$n"; done
 sleep 2
 for n in bridge history billing detect dashboard; do check "$n runs" alive "$n"; done
@@ -296,17 +397,61 @@ done
 
 # --- 2. Kafka killed -9, brought back by services start ------------------------------
 pause "$gap"
-kpid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
-kill -9 "$kpid"
-for _ in $(seq 100); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
-check "Kafka is down" bash -c "! kill -0 $kpid 2>/dev/null"
-sleep 3
-t=$(date +%s)
-check "services start brings Kafka back" "$FS" services start --timeout 180
-log "Kafka back in $(( $(date +%s) - t )) s"
-sleep 3
-for n in bridge history billing detect dashboard sim; do check "$n survived the Kafka restart" alive "$n"; done
-checkpoint "Kafka SIGKILL + restart"
+if [ "$KB" = 3 ]; then
+    # One broker of the three: the leader of partition 0 of the run's topic
+    # (else broker 2), down OUTAGE s while the other two serve (acks=all with
+    # min.insync.replicas 2), then brought back by services start, which
+    # starts only what is not running, and waited for until it is in every
+    # ISR again.
+    KN=$(leader0 "$T")
+    case "$KN" in 1 | 2 | 3) ;; *) KN=2 ;; esac
+    FAULT="Kafka broker $KN of 3 SIGKILL, ${OUTAGE} s down"
+    kpid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka-$KN.pid")
+    others() { local k; for k in 1 2 3; do [ "$k" = "$KN" ] || cat "$FLEETSYNC_DATA_DIR/run/kafka-$k.pid"; done | xargs; }
+    opids=$(others)
+    log "killing Kafka broker $KN (pid $kpid), the leader of partition 0 of $T"
+    kill -9 "$kpid"
+    t=$(date +%s)
+    for _ in $(seq 100); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
+    check "Kafka broker $KN is down" bash -c "! kill -0 $kpid 2>/dev/null"
+    # broker.session.timeout.ms = 6 s: then the controller fences it, its
+    # leaderships move and the ISRs shrink to the two left.
+    check "broker $KN leads no partition of $T and is in no ISR of it; each keeps 2 in sync" \
+        wait_for 60 fenced "$KN" "$T"
+    log "broker $KN fenced $(( $(date +%s) - t )) s after the kill; leaders of $T now: $(md -t "$T" | jq -r '[.topics[0].partitions[].leader] | join(" ")')"
+    e1=$(total_end)
+    left=$(( t + OUTAGE - $(date +%s) )); [ "$left" -gt 0 ] && sleep "$left"
+    e2=$(total_end)
+    check "the two brokers left keep taking acks=all writes: $T grew by $(( ${e2:-0} - ${e1:-0} )) records after the fencing" \
+        test "${e2:-0}" -gt "${e1:-0}" -a -n "$e1"
+    for n in bridge history billing detect dashboard sim; do check "$n runs with broker $KN down" alive "$n"; done
+    t=$(date +%s)
+    check "services start brings broker $KN back" "$FS" services start --timeout 180
+    log "broker $KN back in $(( $(date +%s) - t )) s"
+    npid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka-$KN.pid")
+    check "services start restarted broker $KN only (new pid $npid; the others kept theirs: $opids)" \
+        test -n "$npid" -a "$npid" != "$kpid" -a "$(others)" = "$opids"
+    check "broker $KN is back in every ISR (every partition of every topic has its 3 replicas in sync)" \
+        wait_for 240 in_sync
+    log "every ISR complete $(( $(date +%s) - t )) s after the restart began"
+    sleep 3
+    for n in bridge history billing detect dashboard sim; do check "$n survived broker $KN's SIGKILL" alive "$n"; done
+    check "each pipeline group has its member again (history, billing, detect, dashboard)" members_back 90
+    checkpoint "$FAULT"
+else
+    kpid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
+    kill -9 "$kpid"
+    for _ in $(seq 100); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
+    check "Kafka is down" bash -c "! kill -0 $kpid 2>/dev/null"
+    sleep 3
+    t=$(date +%s)
+    check "services start brings Kafka back" "$FS" services start --timeout 180
+    log "Kafka back in $(( $(date +%s) - t )) s"
+    sleep 3
+    for n in bridge history billing detect dashboard sim; do check "$n survived the Kafka restart" alive "$n"; done
+    check "each pipeline group has its member again (history, billing, detect, dashboard)" members_back 90
+    checkpoint "Kafka SIGKILL + restart"
+fi
 
 # --- 3. Mosquitto restarted ----------------------------------------------------------
 pause "$gap"
