@@ -701,7 +701,9 @@ static void usage(FILE *f) {
             "Examples:\n"
             "  fleetsync billing                               # against the embedded stack\n"
             "  fleetsync billing --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
-            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n",
+            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
+            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+            "consumer error: restart it, it rejoins the group), 2 usage error.\n",
             BILL_MAX_KMH, cfg_options_help, BILLING_DEFAULT_METRICS_PORT);
 }
 

@@ -6,6 +6,7 @@
 #include "core/log.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -75,4 +76,34 @@ int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size)
     }
     snprintf(err, err_size, "no metadata from Kafka within %d ms: %s", timeout_ms, rd_kafka_err2str(last));
     return -1;
+}
+
+int kafka_consumer_fatal(rd_kafka_t *rk, const char *who)
+{
+    static long long inject_at = -1; /* -1: not read yet, 0: no injection */
+    if (inject_at < 0) {
+        const char *e = getenv("FLEETSYNC_TEST_CONSUMER_FATAL_MS");
+        long long ms = e ? atoll(e) : 0;
+        inject_at = ms > 0 ? now_ms() + ms : 0;
+    }
+    if (inject_at > 0 && now_ms() >= inject_at) {
+        inject_at = 0;
+        log_warn("FLEETSYNC_TEST_CONSUMER_FATAL_MS: raising a fatal consumer error");
+        rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "injected by FLEETSYNC_TEST_CONSUMER_FATAL_MS");
+    }
+    char why[512];
+    if (rd_kafka_fatal_error(rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    log_error("Kafka consumer fatal error (%s): %s; exiting with status 1, a restart rejoins the group", who, why);
+    return 1;
+}
+
+void kafka_consumer_destroy(rd_kafka_t *rk)
+{
+    if (rd_kafka_fatal_error(rk, NULL, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_destroy_flags(rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        return;
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
 }

@@ -22,4 +22,23 @@ rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *
  * Returns 0 when it did, -1 with the last error in err. */
 int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size);
 
+/* A consumer's fatal error.  librdkafka makes some consumer errors fatal
+ * (a static member fenced by a newer instance with its group.instance.id,
+ * librdkafka issue #3437, seen when a broker of a cluster dies); the handle
+ * then reads nothing more, while the process would look healthy.  Called
+ * once per poll loop: returns 1, having logged the reason, when rk has
+ * raised a fatal error, so the caller stops and exits with status 1 (a
+ * restart, or `fleetsync up`, rejoins the group); else 0.
+ *
+ * Testing: with FLEETSYNC_TEST_CONSUMER_FATAL_MS=N in the environment, the
+ * first call N ms or more after the first call raises a fabricated fatal
+ * error (rd_kafka_test_fatal_error) on rk. */
+int kafka_consumer_fatal(rd_kafka_t *rk, const char *who);
+
+/* Closes and destroys a consumer: rd_kafka_consumer_close() (leaves the
+ * group, runs the revoke callback) then rd_kafka_destroy(); after a fatal
+ * error only the destroy, without the close, which would wait for a group
+ * the handle can no longer speak to. */
+void kafka_consumer_destroy(rd_kafka_t *rk);
+
 #endif

@@ -438,7 +438,8 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     log_info("consumer group %s reading %s%s%s", o->group, o->topics[0], o->topic_count > 1 ? " and " : "",
              o->topic_count > 1 ? o->topics[1] : "");
 
-    while (!sig_stopping()) {
+    int fatal = 0;
+    while (!sig_stopping() && !(fatal = kafka_consumer_fatal(s.rk, o->group))) {
         int64_t now = mono_ms();
         int timeout = 200;
         if (s.n > 0) {
@@ -478,15 +479,13 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         }
     }
     log_info("stopping: storing the last batch");
-    flush(&s);
-    rc = 0;
+    flush(&s); /* its offsets are PostgreSQL's: valid whatever Kafka's state */
+    rc = fatal ? 1 : 0;
 out:
     if (q)
         rd_kafka_queue_destroy(q);
-    if (s.rk) {
-        rd_kafka_consumer_close(s.rk);
-        rd_kafka_destroy(s.rk);
-    }
+    if (s.rk)
+        kafka_consumer_destroy(s.rk);
     drop_batch(&s);
     db_down(&s);
     free(s.batch);

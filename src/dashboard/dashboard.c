@@ -57,6 +57,7 @@ enum topic_kind { T_TELEMETRY, T_STATUS, T_ALERTS, T_COUNT };
 struct consumer {
     struct dash *d;
     rd_kafka_t *rk;
+    const char *group;
     char topics[T_COUNT][256];
     long long rebuild_ms, alerts_ms;
     struct metric *m_consumed[T_COUNT], *m_invalid[T_COUNT], *m_stale, *m_refused, *m_age, *m_rebuilds;
@@ -215,7 +216,8 @@ static int consume_loop(struct consumer *k)
 {
     struct jbuf fresh;
     jbuf_init(&fresh, 1u << 20);
-    while (!sig_stopping()) {
+    int rc = 0;
+    while (!sig_stopping() && !(rc = kafka_consumer_fatal(k->rk, k->group))) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
         if (!m)
             continue;
@@ -256,7 +258,7 @@ static int consume_loop(struct consumer *k)
         jbuf_reset(&fresh);
     }
     jbuf_release(&fresh);
-    return 0;
+    return rc;
 }
 
 /* ---- files: the page and its npm libraries ------------------------------- */
@@ -439,7 +441,9 @@ static void dashboard_usage(FILE *out)
             "--metrics-port is not used: /metrics is served on --listen itself.\n\n"
             "Examples:\n"
             "  fleetsync dashboard --hash-password ops >> dash.auth    (type the password)\n"
-            "  fleetsync dashboard --listen 0.0.0.0:8080 --auth-file dash.auth\n\n%s",
+            "  fleetsync dashboard --listen 0.0.0.0:8080 --auth-file dash.auth\n"
+            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+            "consumer error: restart it, it rejoins the group), 2 usage error.\n\n%s",
             DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, cfg_options_help);
 }
 
@@ -663,6 +667,7 @@ int cmd_dashboard(int argc, char **argv)
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, &k);
+    k.group = cfg.group ? cfg.group : DEFAULT_GROUP;
     k.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!k.rk) {
         rd_kafka_conf_destroy(conf);
@@ -694,10 +699,8 @@ int cmd_dashboard(int argc, char **argv)
 
 out:
     ds_server_stop(&d);
-    if (k.rk) {
-        rd_kafka_consumer_close(k.rk); /* leaves the group, commits the offsets */
-        rd_kafka_destroy(k.rk);
-    }
+    if (k.rk)
+        kafka_consumer_destroy(k.rk); /* leaves the group, commits the offsets */
     ds_store_release(&d.store); /* both are safe on a zeroed or released object */
     ds_alerts_release(&d.alerts);
     metrics_free(d.metrics);

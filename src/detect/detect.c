@@ -85,7 +85,8 @@ struct detect {
     int64_t ckpt_ms;
 
     rd_kafka_t *consumer, *producer;
-    volatile int fatal;      /* producer fatal error or lost deliveries: exit 1 */
+    const char *group;
+    volatile int fatal;      /* a Kafka fatal error or lost deliveries: exit 1 */
     uint64_t produced, delivered, failed;
     int dirty;               /* fed or changed since the last checkpoint */
     uint64_t gen, prev_gen;  /* checkpoint generations */
@@ -498,6 +499,10 @@ static int run(struct detect *d)
     int64_t last_tick = mono_ms();
     d->last_ckpt_ms = last_tick;
     while (!sig_stopping() && !d->fatal) {
+        if (kafka_consumer_fatal(d->consumer, d->group)) {
+            d->fatal = 1; /* no checkpoint: the restart resumes from the last one */
+            break;
+        }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer, 100);
         int64_t now = wall_ms();
         for (int n = 0; m; n++) {
@@ -569,7 +574,7 @@ static void usage(FILE *out)
             "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
             "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
             "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
-            "1 runtime failure (Kafka fatal error: restart it), 2 usage error.\n"
+            "1 runtime failure (a Kafka fatal error: restart it), 2 usage error.\n"
             "\n"
             "%s",
             cfg_options_help);
@@ -780,6 +785,7 @@ int cmd_detect(int argc, char **argv)
         d.have_fences = 1;
     }
     const char *group = cfg.group ? cfg.group : DETECT_DEFAULT_GROUP;
+    d.group = group;
     if (strchr(group, '/') || strcmp(group, ".") == 0 || strcmp(group, "..") == 0) {
         fprintf(stderr, "fleetsync detect: --group '%s' cannot name a state directory (no '/')\n", group);
         goto out;
@@ -912,8 +918,7 @@ out:
     if (d.consumer) {
         /* Leaves the group; the revoke callback checkpoints (nothing left to do
          * after a clean stop; skipped after a fatal error). */
-        rd_kafka_consumer_close(d.consumer);
-        rd_kafka_destroy(d.consumer);
+        kafka_consumer_destroy(d.consumer);
     }
     if (d.producer) {
         if (!d.fatal)

@@ -857,7 +857,9 @@ static void usage(FILE *f) {
             "Metrics on 127.0.0.1:%d/metrics (--metrics-port N, -1 for none).\n"
             "Examples:\n"
             "  fleetsync history                              # against the embedded stack\n"
-            "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n",
+            "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
+            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+            "consumer error: restart it, it rejoins the group), 2 usage error.\n",
             cfg_options_help, HISTORY_DEFAULT_METRICS_PORT);
 }
 
