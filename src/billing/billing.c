@@ -22,9 +22,11 @@
  *   3. Each reading is folded, in arrival order, into its truck's state
  *      (billing/fold.h; states cached in memory, loaded from billing_trucks
  *      on a miss); the day deltas are gathered per truck and day, staged with
- *      COPY and added to billing_daily in one upsert; the end-of-day states
- *      go to billing_day_end, the trucks' states to billing_trucks, the
- *      position to billing_progress.
+ *      COPY and added to billing_daily in one upsert; the trucks' states go
+ *      to billing_trucks, the position to billing_progress.  A truck's state
+ *      at the end of a day goes to billing_day_end when its first reading
+ *      of a later day is folded (until then billing_trucks holds it): one
+ *      write per truck-day, not one per batch.
  * A rolled-back batch (or a reassignment) forgets the cache: states are read
  * again from what the database holds.
  */
@@ -70,8 +72,6 @@ struct touched {
     struct truck *t;
     int acc_on;
     struct bill_delta acc;
-    int acc_has_end;
-    struct bill_state acc_end; /* the state after the day's last reading */
 };
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
@@ -120,8 +120,7 @@ struct billing {
     size_t part_n, part_cap;
     struct pday *pdays;
     size_t pday_n, pday_cap;
-    struct buf stage, aux;
-    int64_t ord;
+    struct buf stage, ends, aux; /* COPY rows: billing_stage, billing_end_stage; lookups, billing_truck_stage */
     /* counted on commit */
     int64_t p_readings, p_dups, p_late, p_jumps, p_upserted, p_recomputed, p_rewinds, p_lookups;
     int64_t p_rejected[TM_REASON_COUNT];
@@ -341,17 +340,21 @@ static void stage_acc(struct billing *b, struct touched *t) {
         return;
     char day_s[16];
     day_text(t->acc.day_ms, day_s, sizeof(day_s));
-    buf_printf(&b->stage, "%s\t%s\t%.17g\t%.17g\t%.17g\t%.17g\t%" PRId64 "\t", t->t->id, day_s, t->acc.distance_km,
-               t->acc.engine_s, t->acc.idle_s, t->acc.max_speed_kmh, b->ord++);
-    if (t->acc_has_end) {
-        buf_put(&b->stage, "t\t", 2);
-        put_state(&b->stage, &t->acc_end);
-    } else {
-        static const char no_end[] = "f\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N\t\\N";
-        buf_put(&b->stage, no_end, sizeof(no_end) - 1);
-    }
-    buf_put(&b->stage, "\n", 1);
+    buf_printf(&b->stage, "%s\t%s\t%.17g\t%.17g\t%.17g\t%.17g\n", t->t->id, day_s, t->acc.distance_km,
+               t->acc.engine_s, t->acc.idle_s, t->acc.max_speed_kmh);
     t->acc_on = 0;
+}
+
+/* Stages the truck's state *end as the end of its day (a COPY row of
+ * billing_end_stage): called when the truck's first reading of a later day
+ * was folded, so no reading can change that day's end any more (earlier
+ * readings are late and skipped). */
+static void stage_day_end(struct billing *b, const struct truck *t, const struct bill_state *end) {
+    char day_s[16];
+    day_text(end->last.ts_ms, day_s, sizeof(day_s));
+    buf_printf(&b->ends, "%s\t%s\t", t->id, day_s);
+    put_state(&b->ends, end);
+    buf_put(&b->ends, "\n", 1);
 }
 
 static void add_delta(struct billing *b, struct truck *truck, const struct bill_delta *d) {
@@ -362,17 +365,12 @@ static void add_delta(struct billing *b, struct truck *truck, const struct bill_
         t->acc = *d;
         t->acc.has_reading = 0;
         t->acc_on = 1;
-        t->acc_has_end = 0;
     } else {
         t->acc.distance_km += d->distance_km;
         t->acc.engine_s += d->engine_s;
         t->acc.idle_s += d->idle_s;
         if (d->max_speed_kmh > t->acc.max_speed_kmh)
             t->acc.max_speed_kmh = d->max_speed_kmh;
-    }
-    if (d->has_reading) {
-        t->acc_has_end = 1;
-        t->acc_end = truck->st;
     }
 }
 
@@ -436,9 +434,8 @@ static int pday_note(struct billing *b, int32_t partition, int64_t ts_ms, int64_
 
 static const char *stage_sql =
     "CREATE TEMP TABLE IF NOT EXISTS billing_stage (truck_id text, day date, distance_km float8, engine_s float8, "
-    "idle_s float8, max_speed_kmh float8, ord bigint, has_end boolean, last_ts_ms bigint, last_seq bigint, "
-    "last_lat float8, last_lon float8, last_speed_kmh float8, last_ignition boolean, has_good boolean, "
-    "good_ts_ms bigint, good_lat float8, good_lon float8, last_good boolean) ON COMMIT DELETE ROWS;"
+    "idle_s float8, max_speed_kmh float8) ON COMMIT DELETE ROWS;"
+    "CREATE TEMP TABLE IF NOT EXISTS billing_end_stage (LIKE billing_day_end) ON COMMIT DELETE ROWS;"
     "CREATE TEMP TABLE IF NOT EXISTS billing_truck_stage (LIKE billing_trucks INCLUDING DEFAULTS) "
     "ON COMMIT DELETE ROWS";
 
@@ -451,9 +448,8 @@ static const char *upsert_daily_sql =
     "max_speed_kmh = GREATEST(b.max_speed_kmh, EXCLUDED.max_speed_kmh), updated_at = now()";
 
 static const char *upsert_day_end_sql =
-    "INSERT INTO billing_day_end (truck_id, day, " STATE_COLS ") "
-    "SELECT DISTINCT ON (truck_id, day) truck_id, day, " STATE_COLS " FROM billing_stage WHERE has_end "
-    "ORDER BY truck_id, day, ord DESC ON CONFLICT (truck_id, day) DO UPDATE SET last_ts_ms = EXCLUDED.last_ts_ms, "
+    "INSERT INTO billing_day_end SELECT * FROM billing_end_stage "
+    "ON CONFLICT (truck_id, day) DO UPDATE SET last_ts_ms = EXCLUDED.last_ts_ms, "
     "last_seq = EXCLUDED.last_seq, last_lat = EXCLUDED.last_lat, last_lon = EXCLUDED.last_lon, "
     "last_speed_kmh = EXCLUDED.last_speed_kmh, last_ignition = EXCLUDED.last_ignition, "
     "has_good = EXCLUDED.has_good, good_ts_ms = EXCLUDED.good_ts_ms, good_lat = EXCLUDED.good_lat, "
@@ -477,6 +473,7 @@ static void reset_batch(struct billing *b) {
     b->part_n = 0;
     b->pday_n = 0;
     buf_reset(&b->stage);
+    buf_reset(&b->ends);
     buf_reset(&b->aux);
 }
 
@@ -565,6 +562,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         struct row *r = &b->rows[i];
         struct truck *t = r->t;
         struct bill_out o;
+        struct bill_state before = t->st;
         switch (bill_fold(&t->st, &r->pt, &o)) {
         case BILL_DUPLICATE:
             b->p_dups++;
@@ -586,6 +584,8 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         if (o.n == 2)
             add_delta(b, t, &o.d[1]);
         add_delta(b, t, &o.d[0]);
+        if (before.has_last && bill_day_of(before.last.ts_ms) < bill_day_of(t->st.last.ts_ms))
+            stage_day_end(b, t, &before);
     }
 
     /* 4. store: days, day ends, trucks, position */
@@ -598,7 +598,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         put_state(&b->aux, &t->st);
         buf_printf(&b->aux, "\t%" PRId64 "\n", t->st.floor_ms);
     }
-    if (b->stage.oom || b->aux.oom) {
+    if (b->stage.oom || b->ends.oom || b->aux.oom) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
@@ -610,7 +610,9 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             return -1;
         b->p_upserted = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
-        if (pg_exec(conn, upsert_day_end_sql, err, err_size) < 0)
+        if (b->ends.len > 0 &&
+            (pg_copy(conn, "COPY billing_end_stage FROM STDIN", b->ends.p, b->ends.len, err, err_size) < 0 ||
+             pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
             return -1;
         if (pg_copy(conn,
                     "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
@@ -810,6 +812,7 @@ out:
     free(b.parts);
     free(b.pdays);
     buf_release(&b.stage);
+    buf_release(&b.ends);
     buf_release(&b.aux);
     metrics_free(b.metrics);
     cfg_release(&cfg);
