@@ -7,7 +7,7 @@
  * transaction; retries; re-seeks) is core/pgsink.c, shared with history.
  * This file writes one batch, in that transaction:
  *
- *   1. Readings are read by tm_scan() (tm_parse() for other shapes); bad
+ *   1. Readings are read by tm_read() (core/tmscan.h); bad
  *      records are counted by reason and skipped.
  *   2. Replay check: billing keeps its own copy of its position per partition
  *      (billing_progress), which `fleetsync replay` does not move.  A batch
@@ -143,37 +143,19 @@ static void day_text(int64_t day_ms, char *buf, size_t size) {
     strftime(buf, size, "%Y-%m-%d", &tm);
 }
 
-static PGresult *exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
-                             char *err, size_t err_size) {
-    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != want) {
-        pg_error(conn, r, err, err_size);
-        PQclear(r);
-        return NULL;
-    }
-    return r;
-}
-
 /* ---- reading records ----------------------------------------------------------- */
 
 /* Reads one record into *r; 0 = a reading, -1 = refused (counted). */
 static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t now, struct row *r) {
     struct tm_fast f;
-    if (m->payload && tm_scan(m->payload, m->len, now, 0, &f)) {
+    char norm[TM_MAX_PAYLOAD + 1], detail[128];
+    int normalized;
+    enum tm_reason why = tm_read(m->payload, m->len, now, norm, sizeof(norm), &normalized, &f, detail, sizeof(detail));
+    if (why == TM_OK) {
         memcpy(r->id, f.truck_id.p, f.truck_id.n);
         r->id[f.truck_id.n] = '\0';
         r->id_len = f.truck_id.n;
         r->pt = (struct bill_point){f.ts_ms, f.seq, f.lat, f.lon, f.speed_kmh, f.ignition};
-        return 0;
-    }
-    struct tm_reading rd;
-    char detail[128] = "";
-    enum tm_reason why = m->payload ? tm_parse(m->payload, m->len, now, &rd, detail, sizeof(detail)) : TM_INVALID_JSON;
-    if (why == TM_OK) {
-        snprintf(r->id, sizeof(r->id), "%s", rd.truck_id);
-        r->id_len = strlen(r->id);
-        r->pt = (struct bill_point){rd.ts_ms, rd.seq, rd.lat, rd.lon, rd.speed_kmh, rd.ignition};
-        tm_reading_release(&rd);
         return 0;
     }
     b->p_rejected[why]++;
@@ -209,7 +191,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     int64_t d = bill_day_of(p->first_ts_ms);
     day_text(d, day_s, sizeof(day_s));
     const char *v3[3] = {b->topic, part_s, day_s};
-    PGresult *r = exec_params(conn,
+    PGresult *r = pg_exec_params(conn,
                               "SELECT first_offset FROM billing_partition_days WHERE topic = $1 AND partition = $2 "
                               "AND day = $3::date",
                               3, v3, PGRES_TUPLES_OK, err, err_size);
@@ -221,7 +203,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     day_text(d, day_s, sizeof(day_s));
     snprintf(floor_s, sizeof(floor_s), "%" PRId64, d);
     const char *v4[4] = {b->topic, part_s, day_s, floor_s};
-    r = exec_params(conn,
+    r = pg_exec_params(conn,
                     "DELETE FROM billing_daily WHERE day >= $3::date AND truck_id IN "
                     "(SELECT truck_id FROM billing_trucks WHERE topic = $1 AND partition = $2)",
                     3, v4, PGRES_COMMAND_OK, err, err_size);
@@ -244,7 +226,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
         "WHERE b.truck_id = e.truck_id AND b.floor_ms = $4::bigint",
     };
     for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-        r = exec_params(conn, steps[i], i == 0 ? 3 : 4, v4, PGRES_COMMAND_OK, err, err_size);
+        r = pg_exec_params(conn, steps[i], i == 0 ? 3 : 4, v4, PGRES_COMMAND_OK, err, err_size);
         if (!r)
             return -1;
         PQclear(r);
@@ -306,7 +288,7 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
         return 0;
     b->p_lookups += (int64_t)n;
     const char *vals[1] = {b->aux.p};
-    PGresult *r = exec_params(conn,
+    PGresult *r = pg_exec_params(conn,
                               "SELECT truck_id, has_last, floor_ms, " STATE_COLS
                               " FROM billing_trucks WHERE truck_id = ANY($1::text[])",
                               1, vals, PGRES_TUPLES_OK, err, err_size);
@@ -530,7 +512,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
 
     /* 2. rewound partitions */
     const char *v1[1] = {b->topic};
-    PGresult *res = exec_params(conn, "SELECT partition, next_offset FROM billing_progress WHERE topic = $1", 1, v1,
+    PGresult *res = pg_exec_params(conn, "SELECT partition, next_offset FROM billing_progress WHERE topic = $1", 1, v1,
                                 PGRES_TUPLES_OK, err, err_size);
     if (!res)
         return -1;
@@ -598,26 +580,22 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         put_state(&b->aux, &t->st);
         buf_printf(&b->aux, "\t%" PRId64 "\n", t->st.floor_ms);
     }
-    if (b->stage.oom || b->ends.oom || b->aux.oom) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
-    }
-    if (b->stage.len > 0) {
-        if (pg_copy(conn, "COPY billing_stage FROM STDIN", b->stage.p, b->stage.len, err, err_size) < 0)
+    if (b->stage.len > 0) { /* pg_copy() refuses a buffer that ran out of memory */
+        if (pg_copy(conn, "COPY billing_stage FROM STDIN", &b->stage, err, err_size) < 0)
             return -1;
-        res = exec_params(conn, upsert_daily_sql, 0, NULL, PGRES_COMMAND_OK, err, err_size);
+        res = pg_exec_params(conn, upsert_daily_sql, 0, NULL, PGRES_COMMAND_OK, err, err_size);
         if (!res)
             return -1;
         b->p_upserted = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
         if (b->ends.len > 0 &&
-            (pg_copy(conn, "COPY billing_end_stage FROM STDIN", b->ends.p, b->ends.len, err, err_size) < 0 ||
+            (pg_copy(conn, "COPY billing_end_stage FROM STDIN", &b->ends, err, err_size) < 0 ||
              pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
             return -1;
         if (pg_copy(conn,
                     "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
                     ", floor_ms) FROM STDIN",
-                    b->aux.p, b->aux.len, err, err_size) < 0 ||
+                    &b->aux, err, err_size) < 0 ||
             pg_exec(conn, upsert_trucks_sql, err, err_size) < 0)
             return -1;
     }
@@ -625,7 +603,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         snprintf(part_s, sizeof(part_s), "%d", b->parts[i].partition);
         snprintf(off_s, sizeof(off_s), "%" PRId64, b->parts[i].next_offset);
         const char *v[3] = {b->topic, part_s, off_s};
-        res = exec_params(conn,
+        res = pg_exec_params(conn,
                           "INSERT INTO billing_progress (topic, partition, next_offset) VALUES ($1, $2, $3) "
                           "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
                           3, v, PGRES_COMMAND_OK, err, err_size);
@@ -638,7 +616,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         snprintf(off_s, sizeof(off_s), "%" PRId64, b->pdays[i].first_offset);
         day_text(b->pdays[i].day_ms, day_s, sizeof(day_s));
         const char *v[4] = {b->topic, part_s, day_s, off_s};
-        res = exec_params(conn,
+        res = pg_exec_params(conn,
                           "INSERT INTO billing_partition_days (topic, partition, day, first_offset) "
                           "VALUES ($1, $2, $3, $4) ON CONFLICT (topic, partition, day) DO UPDATE SET "
                           "first_offset = LEAST(billing_partition_days.first_offset, EXCLUDED.first_offset)",

@@ -12,13 +12,15 @@ int buf_reserve(struct buf *b, size_t more)
 {
     if (more < b->cap - b->len)
         return 0;
-    if (more >= SIZE_MAX / 2 - b->len) {
+    if (more >= SIZE_MAX / 2 - b->len || (b->max && b->len + more + 1 > b->max)) {
         b->oom = 1;
         return -1;
     }
-    size_t cap = b->cap ? b->cap : 65536;
+    size_t cap = b->cap ? b->cap : 1024;
     while (cap <= b->len + more)
         cap *= 2;
+    if (b->max && cap > b->max)
+        cap = b->max;
     char *p = realloc(b->p, cap);
     if (!p) {
         b->oom = 1;
@@ -65,5 +67,5 @@ void buf_reset(struct buf *b)
 void buf_release(struct buf *b)
 {
     free(b->p);
-    *b = (struct buf){0};
+    *b = (struct buf){.max = b->max};
 }

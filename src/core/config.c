@@ -46,7 +46,7 @@ void cfg_init(struct fs_config *cfg)
         log_set_level(level);
 }
 
-static int parse_int(const char *s, long min, long max, long *out)
+int cfg_parse_long(const char *s, long min, long max, long *out)
 {
     char *end;
     errno = 0;
@@ -96,7 +96,7 @@ int cfg_option(struct fs_config *cfg, int code, const char *arg, char *err, size
         cfg->group = arg;
         return 1;
     case CFG_OPT_METRICS_PORT:
-        if (parse_int(arg, -1, 65535, &v) != 0) {
+        if (cfg_parse_long(arg, -1, 65535, &v) != 0) {
             snprintf(err, err_size, "--metrics-port: '%s' is not a port (0-65535, or -1 for off)", arg);
             return -1;
         }
@@ -158,7 +158,7 @@ int cfg_parse_host_port(const char *s, char *host, size_t host_size, int *port)
     memcpy(portbuf, colon + 1, plen);
     portbuf[plen] = '\0';
     long v;
-    if (parse_int(portbuf, 1, 65535, &v) != 0)
+    if (cfg_parse_long(portbuf, 1, 65535, &v) != 0)
         return -1;
     memcpy(host, s, (size_t)(colon - s));
     host[colon - s] = '\0';

@@ -93,6 +93,10 @@ struct cfg_mqtt_url {
 int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, size_t err_size);
 
 /* Splits "host:port" (the first of a comma list).  Returns 0 or -1. */
+/* A whole number in [min, max] in decimal, nothing before or after it.
+ * Returns 0 with *out set, or -1 (*out unchanged). */
+int cfg_parse_long(const char *s, long min, long max, long *out);
+
 int cfg_parse_host_port(const char *s, char *host, size_t host_size, int *port);
 
 void cfg_release(struct fs_config *cfg);

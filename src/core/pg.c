@@ -41,6 +41,17 @@ int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size) {
     return rc;
 }
 
+PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
+                         char *err, size_t err_size) {
+    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(r) != want) {
+        pg_error(conn, r, err, err_size);
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
 /* Server notices ("relation already exists, skipping") go to the debug log,
  * not to stderr. */
 static void notice(void *arg, const char *message) {
@@ -204,7 +215,12 @@ int pg_parse_ts(const char *s, int64_t *ms) {
     return 0;
 }
 
-int pg_copy(PGconn *conn, const char *sql, const char *data, size_t len, char *err, size_t err_size) {
+int pg_copy(PGconn *conn, const char *sql, const struct buf *data, char *err, size_t err_size) {
+    if (data->oom) {
+        snprintf(err, err_size, "out of memory while building the rows of %s", sql);
+        return -1;
+    }
+    size_t len = data->len;
     PGresult *res = PQexec(conn, sql);
     if (PQresultStatus(res) != PGRES_COPY_IN) {
         pg_error(conn, res, err, err_size);
@@ -215,7 +231,7 @@ int pg_copy(PGconn *conn, const char *sql, const char *data, size_t len, char *e
     size_t off = 0;
     while (off < len) {
         size_t n = len - off > (1 << 20) ? (1 << 20) : len - off;
-        if (PQputCopyData(conn, data + off, (int)n) != 1) {
+        if (PQputCopyData(conn, data->p + off, (int)n) != 1) {
             pg_error(conn, NULL, err, err_size);
             return -1;
         }

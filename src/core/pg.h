@@ -11,6 +11,7 @@
 #ifndef FS_PG_H
 #define FS_PG_H
 
+#include "core/buf.h"
 #include "core/config.h"
 
 #include <libpq-fe.h>
@@ -31,10 +32,18 @@ int pg_schema_version(void);
  * message in err. */
 int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size);
 
-/* Runs sql (a COPY ... FROM STDIN) and sends len bytes of data in the COPY
- * text format, in chunks of at most 1 MiB.  Returns 0, or -1 with the
- * reason in err. */
-int pg_copy(PGconn *conn, const char *sql, const char *data, size_t len, char *err, size_t err_size);
+/* Runs a statement with n text parameters; returns its result when its
+ * status is want (the caller PQclear()s it), or NULL with the server's
+ * message in err. */
+PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
+                         char *err, size_t err_size);
+
+/* Runs sql (a COPY ... FROM STDIN) and sends the bytes of data, rows in the
+ * COPY text format, in chunks of at most 1 MiB.  Returns 0, or -1 with the
+ * reason in err; a buffer that lost an addition (data->oom) is refused
+ * before anything is sent: a COPY of part of a batch would store it as a
+ * whole. */
+int pg_copy(PGconn *conn, const char *sql, const struct buf *data, char *err, size_t err_size);
 
 /* Copies PQerrorMessage / PQresultErrorMessage into err without the
  * trailing newline. */

@@ -3,6 +3,7 @@
  */
 #include "core/pgsink.h"
 
+#include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/pg.h"
@@ -318,26 +319,17 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
-/* A whole number in [min, max] and nothing else.  Returns 0 with *v set,
- * or -1. */
-static int whole_number(const char *s, long min, long max, long *v) {
-    char *end;
-    errno = 0;
-    *v = strtol(s, &end, 10);
-    return end == s || errno || *end || *v < min || *v > max ? -1 : 0;
-}
-
 int pgsink_option(struct pgsink_options *o, int code, const char *arg, const char **bad) {
     long v;
     switch (code) {
     case PGSINK_OPT_MAX_BATCH:
-        if (whole_number(arg, 1, 1000000, &v))
+        if (cfg_parse_long(arg, 1, 1000000, &v))
             *bad = "--max-batch is 1-1000000";
         else
             o->max_batch = (size_t)v;
         return 1;
     case PGSINK_OPT_FLUSH_MS:
-        if (whole_number(arg, 1, 600000, &v))
+        if (cfg_parse_long(arg, 1, 600000, &v))
             *bad = "--flush-ms is 1-600000";
         else
             o->flush_ms = (int)v;

@@ -6,6 +6,7 @@
 #include "core/telemetry.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -189,4 +190,32 @@ int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct
             return 0;
     }
     return 1;
+}
+
+enum tm_reason tm_read(const char *buf, size_t len, int64_t now_ms, char *norm, size_t norm_size, int *normalized,
+                       struct tm_fast *out, char *detail, size_t detail_size)
+{
+    *normalized = 0;
+    if (detail && detail_size)
+        detail[0] = '\0';
+    if (!buf) {
+        if (detail && detail_size)
+            snprintf(detail, detail_size, "the record has no value");
+        return TM_INVALID_JSON;
+    }
+    if (tm_scan(buf, len, now_ms, 0, out))
+        return TM_OK;
+    struct tm_reading r;
+    enum tm_reason why = tm_parse(buf, len, now_ms, &r, detail, detail_size);
+    if (why != TM_OK)
+        return why;
+    int n = tm_serialize(&r, norm, norm_size);
+    tm_reading_release(&r);
+    if (n <= 0 || !tm_scan(norm, (size_t)n, now_ms, 1, out)) {
+        if (detail && detail_size)
+            snprintf(detail, detail_size, "the normalized form does not fit in %zu bytes", norm_size);
+        return TM_TOO_LARGE;
+    }
+    *normalized = 1;
+    return TM_OK;
 }

@@ -18,6 +18,8 @@
 #ifndef FS_TMSCAN_H
 #define FS_TMSCAN_H
 
+#include "core/telemetry.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -41,5 +43,15 @@ struct tm_fast {
  * lets unknown fields follow (they are not checked: pass 1 only for
  * tm_serialize() output). */
 int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct tm_fast *out);
+
+/* Reads one truck-telemetry record the way every consumer does: tm_scan()
+ * of the record itself; for any other shape, tm_parse() decides, and its
+ * reading is written by tm_serialize() into norm (TM_MAX_PAYLOAD + 1 bytes
+ * are enough) and scanned there.  Then *normalized is 1 and out's spans
+ * point into norm: keep norm while they are used.  Returns TM_OK, or the
+ * reason the record is refused with the field at fault in detail (may be
+ * NULL).  A NULL buf (a record without a value) is TM_INVALID_JSON. */
+enum tm_reason tm_read(const char *buf, size_t len, int64_t now_ms, char *norm, size_t norm_size, int *normalized,
+                       struct tm_fast *out, char *detail, size_t detail_size);
 
 #endif

@@ -90,14 +90,14 @@ out:
     return rc;
 }
 
-void ds_alerts_json_since(const struct ds_alerts *a, int64_t since_ms, size_t max, struct jbuf *out)
+void ds_alerts_json_since(const struct ds_alerts *a, int64_t since_ms, size_t max, struct buf *out)
 {
     size_t match = 0;
     for (size_t i = 0; i < a->count; i++)
         if (a->ring[(a->start + i) % a->cap].event_ms >= since_ms)
             match++;
     size_t skip = match > max ? match - max : 0, n = 0;
-    jbuf_puts(out, "[");
+    buf_puts(out, "[");
     for (size_t i = 0; i < a->count; i++) {
         const struct ds_alert *e = &a->ring[(a->start + i) % a->cap];
         if (e->event_ms < since_ms)
@@ -107,8 +107,8 @@ void ds_alerts_json_since(const struct ds_alerts *a, int64_t since_ms, size_t ma
             continue;
         }
         if (n++)
-            jbuf_puts(out, ",");
-        jbuf_put(out, e->json, e->len);
+            buf_puts(out, ",");
+        buf_put(out, e->json, e->len);
     }
-    jbuf_puts(out, "]");
+    buf_puts(out, "]");
 }

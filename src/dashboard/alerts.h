@@ -48,6 +48,6 @@ int ds_alerts_add(struct ds_alerts *a, const char *buf, size_t len, int64_t reco
 
 /* Appends a JSON array of the records with event_ms >= since_ms, oldest
  * first, at most max of them (the newest ones). */
-void ds_alerts_json_since(const struct ds_alerts *a, int64_t since_ms, size_t max, struct jbuf *out);
+void ds_alerts_json_since(const struct ds_alerts *a, int64_t since_ms, size_t max, struct buf *out);
 
 #endif

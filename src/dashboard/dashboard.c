@@ -146,28 +146,18 @@ static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, lon
     char id[DS_ID_MAX + 1];
     struct ds_reading dr;
     struct tm_fast f;
-    if (m->payload && tm_scan(m->payload, m->len, now, 0, &f)) {
-        /* The bridge's normalized form: read in one pass (core/tmscan.h). */
-        dr = (struct ds_reading){.ts_ms = f.ts_ms, .seq = f.seq, .lat = f.lat, .lon = f.lon,
-                                 .speed_kmh = f.speed_kmh, .ignition = f.ignition,
-                                 .has_heading = f.heading_s.n > 0, .heading_deg = f.heading_deg,
-                                 .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct,
-                                 .has_odometer = f.odometer_s.n > 0, .odometer_km = f.odometer_km};
-        snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
-    } else {
-        /* Anything else: the full validation decides. */
-        struct tm_reading r;
-        if (!m->payload || tm_parse(m->payload, m->len, now, &r, NULL, 0) != TM_OK) {
-            metric_add(k->m_invalid[T_TELEMETRY], 1);
-            return;
-        }
-        dr = (struct ds_reading){.ts_ms = r.ts_ms, .seq = r.seq, .lat = r.lat, .lon = r.lon,
-                                 .speed_kmh = r.speed_kmh, .ignition = r.ignition, .has_heading = r.has_heading,
-                                 .heading_deg = r.heading_deg, .has_fuel = r.has_fuel, .fuel_pct = r.fuel_pct,
-                                 .has_odometer = r.has_odometer, .odometer_km = r.odometer_km};
-        snprintf(id, sizeof(id), "%s", r.truck_id);
-        tm_reading_release(&r);
+    char norm[TM_MAX_PAYLOAD + 1];
+    int normalized;
+    if (tm_read(m->payload, m->len, now, norm, sizeof(norm), &normalized, &f, NULL, 0) != TM_OK) {
+        metric_add(k->m_invalid[T_TELEMETRY], 1);
+        return;
     }
+    dr = (struct ds_reading){.ts_ms = f.ts_ms, .seq = f.seq, .lat = f.lat, .lon = f.lon,
+                             .speed_kmh = f.speed_kmh, .ignition = f.ignition,
+                             .has_heading = f.heading_s.n > 0, .heading_deg = f.heading_deg,
+                             .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct,
+                             .has_odometer = f.odometer_s.n > 0, .odometer_km = f.odometer_km};
+    snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
     enum ds_apply a = ds_store_reading(&k->d->store, id, strlen(id), &dr);
     if (a == DS_STALE)
         metric_add(k->m_stale, 1);
@@ -198,7 +188,7 @@ static void apply_status(struct consumer *k, const rd_kafka_message_t *m)
 
 /* Adds an alert; a new one is appended to fresh (sent to clients after the
  * lock is released). */
-static void apply_alert(struct consumer *k, const rd_kafka_message_t *m, struct jbuf *fresh)
+static void apply_alert(struct consumer *k, const rd_kafka_message_t *m, struct buf *fresh)
 {
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
@@ -207,15 +197,14 @@ static void apply_alert(struct consumer *k, const rd_kafka_message_t *m, struct 
     if (r < 0) {
         metric_add(k->m_invalid[T_ALERTS], 1);
     } else if (r == 1) {
-        jbuf_put(fresh, added->json, added->len);
-        jbuf_put(fresh, "\n", 1);
+        buf_put(fresh, added->json, added->len);
+        buf_put(fresh, "\n", 1);
     }
 }
 
 static int consume_loop(struct consumer *k)
 {
-    struct jbuf fresh;
-    jbuf_init(&fresh, 1u << 20);
+    struct buf fresh = {.max = 1u << 20};
     int rc = 0;
     while (!sig_stopping() && !(rc = kafka_consumer_fatal(k->rk, k->group))) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
@@ -255,9 +244,9 @@ static int consume_loop(struct consumer *k)
             ds_server_alert(k->d, fresh.p + i, len);
             i += len + 1;
         }
-        jbuf_reset(&fresh);
+        buf_reset(&fresh);
     }
-    jbuf_release(&fresh);
+    buf_release(&fresh);
     return rc;
 }
 

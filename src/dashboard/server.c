@@ -43,10 +43,10 @@ struct ds_client {
     struct ds_bbox want_bbox;
     double want_zoom;
     /* Small messages, '\n'-separated (under lock); dropped when full. */
-    struct jbuf queue;
+    struct buf queue;
     int queue_dropped;
     /* The frame slot: filled by the pusher, emptied by the writer. */
-    struct jbuf slot;
+    struct buf slot;
     int slot_full;
     /* Pusher only. */
     struct ds_view view;
@@ -84,19 +84,18 @@ static void client_queue(struct ds_client *c, const char *msg, size_t len)
         metric_add(c->d->m_queue_dropped, 1);
         return;
     }
-    jbuf_put(&c->queue, msg, len);
-    jbuf_put(&c->queue, "\n", 1);
+    buf_put(&c->queue, msg, len);
+    buf_put(&c->queue, "\n", 1);
     pthread_cond_signal(&c->cond);
 }
 
 void ds_server_alert(struct dash *d, const char *json, size_t len)
 {
-    struct jbuf m;
-    jbuf_init(&m, len + 64);
-    jbuf_puts(&m, "{\"type\":\"alert\",\"alert\":");
-    jbuf_put(&m, json, len);
-    jbuf_puts(&m, "}");
-    if (!m.overflow) {
+    struct buf m = {.max = len + 64};
+    buf_puts(&m, "{\"type\":\"alert\",\"alert\":");
+    buf_put(&m, json, len);
+    buf_puts(&m, "}");
+    if (!m.oom) {
         pthread_mutex_lock(&d->clients_lock);
         for (struct ds_client *c = d->clients; c; c = c->next) {
             pthread_mutex_lock(&c->lock);
@@ -105,7 +104,7 @@ void ds_server_alert(struct dash *d, const char *json, size_t len)
         }
         pthread_mutex_unlock(&d->clients_lock);
     }
-    jbuf_release(&m);
+    buf_release(&m);
 }
 
 /* ---- writer: one per client ---------------------------------------------- */
@@ -118,8 +117,7 @@ static int ws_send(struct ds_client *c, const char *p, size_t n)
 static void *writer_main(void *arg)
 {
     struct ds_client *c = arg;
-    struct jbuf q;
-    jbuf_init(&q, DS_CLIENT_QUEUE_MAX + 1);
+    struct buf q = {.max = DS_CLIENT_QUEUE_MAX + 1};
     pthread_mutex_lock(&c->lock);
     for (;;) {
         while (!c->closing && !c->slot_full && c->queue.len == 0 && !c->queue_dropped)
@@ -127,10 +125,10 @@ static void *writer_main(void *arg)
         if (c->closing)
             break;
         /* Take the queue; the slot stays full (the pusher leaves it alone). */
-        struct jbuf tmp = q;
+        struct buf tmp = q;
         q = c->queue;
         c->queue = tmp;
-        jbuf_reset(&c->queue);
+        buf_reset(&c->queue);
         int dropped = c->queue_dropped;
         c->queue_dropped = 0;
         int frame = c->slot_full;
@@ -153,7 +151,7 @@ static void *writer_main(void *arg)
             if (!failed)
                 metric_add(c->d->m_frames, 1);
         }
-        jbuf_reset(&q);
+        buf_reset(&q);
         pthread_mutex_lock(&c->lock);
         if (frame)
             c->slot_full = 0;
@@ -168,7 +166,7 @@ static void *writer_main(void *arg)
         }
     }
     pthread_mutex_unlock(&c->lock);
-    jbuf_release(&q);
+    buf_release(&q);
     return NULL;
 }
 
@@ -479,9 +477,9 @@ static void reply(struct mg_connection *conn, int status, const char *type, cons
     reply_with(mg_get_user_data(mg_get_context(conn)), conn, status, NULL, type, body, len);
 }
 
-static void reply_json(struct mg_connection *conn, int status, struct jbuf *b)
+static void reply_json(struct mg_connection *conn, int status, struct buf *b)
 {
-    if (b->overflow) {
+    if (b->oom) {
         static const char m[] = "{\"error\":\"response too large\"}";
         reply(conn, 500, "application/json", m, sizeof(m) - 1);
         return;
@@ -491,13 +489,12 @@ static void reply_json(struct mg_connection *conn, int status, struct jbuf *b)
 
 static void reply_error(struct mg_connection *conn, int status, const char *msg)
 {
-    struct jbuf b;
-    jbuf_init(&b, 1024);
-    jbuf_puts(&b, "{\"error\":");
+    struct buf b = {.max = 1024};
+    buf_puts(&b, "{\"error\":");
     jbuf_str(&b, msg, strlen(msg));
-    jbuf_puts(&b, "}");
+    buf_puts(&b, "}");
     reply_json(conn, status, &b);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 static void api_fleet(struct dash *d, struct mg_connection *conn)
@@ -514,8 +511,7 @@ static void api_fleet(struct dash *d, struct mg_connection *conn)
 
 static void api_truck(struct dash *d, struct mg_connection *conn, const char *id)
 {
-    struct jbuf b;
-    jbuf_init(&b, 4096);
+    struct buf b = {.max = 4096};
     pthread_mutex_lock(&d->lock);
     int64_t idx = ds_store_find(&d->store, id, strlen(id));
     if (idx >= 0 && (d->store.trucks[idx].flags & DS_F_POSITION))
@@ -525,7 +521,7 @@ static void api_truck(struct dash *d, struct mg_connection *conn, const char *id
         reply_json(conn, 200, &b);
     else
         reply_error(conn, 404, "no such truck");
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 /* Today's (UTC) track of one truck, read from the history pipeline's
@@ -535,15 +531,14 @@ static void api_truck(struct dash *d, struct mg_connection *conn, const char *id
  * the reason, so the page says so instead of logging a failed request. */
 static void track_unavailable(struct mg_connection *conn, const char *id, size_t id_len, const char *why)
 {
-    struct jbuf b;
-    jbuf_init(&b, 4096);
-    jbuf_puts(&b, "{\"truck_id\":");
+    struct buf b = {.max = 4096};
+    buf_puts(&b, "{\"truck_id\":");
     jbuf_str(&b, id, id_len);
-    jbuf_puts(&b, ",\"history\":false,\"error\":");
+    buf_puts(&b, ",\"history\":false,\"error\":");
     jbuf_str(&b, why, strlen(why));
-    jbuf_puts(&b, ",\"points\":[]}");
+    buf_puts(&b, ",\"points\":[]}");
     reply_json(conn, 200, &b);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 static void api_truck_track(struct dash *d, struct mg_connection *conn, const char *id, size_t id_len)
@@ -571,18 +566,17 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
         track_unavailable(conn, idbuf, id_len, "no history pipeline in this database");
         return;
     }
-    struct jbuf b;
-    jbuf_init(&b, API_MAX_BYTES);
-    jbuf_puts(&b, "{\"truck_id\":");
+    struct buf b = {.max = API_MAX_BYTES};
+    buf_puts(&b, "{\"truck_id\":");
     jbuf_str(&b, idbuf, id_len);
-    jbuf_puts(&b, ",\"history\":true,\"points\":[");
+    buf_puts(&b, ",\"history\":true,\"points\":[");
     for (int i = 0; i < PQntuples(r); i++)
-        jbuf_printf(&b, "%s[%s,%s,%s]", i ? "," : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
-    jbuf_puts(&b, "]}");
+        buf_printf(&b, "%s[%s,%s,%s]", i ? "," : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
+    buf_puts(&b, "]}");
     PQclear(r);
     PQfinish(pg);
     reply_json(conn, 200, &b);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const char *query)
@@ -593,8 +587,7 @@ static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const ch
         return;
     }
     uint32_t *idx = malloc(API_MAX_TRUCKS * sizeof(*idx));
-    struct jbuf b;
-    jbuf_init(&b, API_MAX_BYTES);
+    struct buf b = {.max = API_MAX_BYTES};
     if (!idx) {
         reply_error(conn, 500, "out of memory");
         goto out;
@@ -603,18 +596,18 @@ static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const ch
     long long now = wall_ms();
     size_t total = ds_store_query(&d->store, &bb, idx, API_MAX_TRUCKS);
     size_t n = total < API_MAX_TRUCKS ? total : API_MAX_TRUCKS;
-    jbuf_printf(&b, "{\"count\":%zu,\"truncated\":%s,\"trucks\":[", total, n < total ? "true" : "false");
+    buf_printf(&b, "{\"count\":%zu,\"truncated\":%s,\"trucks\":[", total, n < total ? "true" : "false");
     for (size_t i = 0; i < n; i++) {
         if (i)
-            jbuf_puts(&b, ",");
+            buf_puts(&b, ",");
         ds_json_truck(&b, &d->store, idx[i], now, 1);
     }
     pthread_mutex_unlock(&d->lock);
-    jbuf_puts(&b, "]}");
+    buf_puts(&b, "]}");
     reply_json(conn, 200, &b);
 out:
     free(idx);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 static void api_alerts(struct dash *d, struct mg_connection *conn, const char *query)
@@ -624,13 +617,12 @@ static void api_alerts(struct dash *d, struct mg_connection *conn, const char *q
         reply_error(conn, 400, "since is a time in ms since the Unix epoch");
         return;
     }
-    struct jbuf b;
-    jbuf_init(&b, API_MAX_BYTES);
+    struct buf b = {.max = API_MAX_BYTES};
     pthread_mutex_lock(&d->lock);
     ds_alerts_json_since(&d->alerts, since, API_MAX_ALERTS, &b);
     pthread_mutex_unlock(&d->lock);
     reply_json(conn, 200, &b);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 /* A static file below root: rel is checked (no "..", only [A-Za-z0-9._/-]). */
@@ -738,17 +730,16 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
     } else if (strcmp(uri, "/api/alerts") == 0) {
         api_alerts(d, conn, ri->query_string);
     } else if (strcmp(uri, "/api/config") == 0) {
-        struct jbuf b;
-        jbuf_init(&b, 8192);
-        jbuf_puts(&b, "{\"tile_url\":");
+        struct buf b = {.max = 8192};
+        buf_puts(&b, "{\"tile_url\":");
         if (d->tile_url)
             jbuf_str(&b, d->tile_url, strlen(d->tile_url));
         else
-            jbuf_puts(&b, "null");
-        jbuf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d,\"login\":%s}", DS_FRAME_INTERVAL_MS,
+            buf_puts(&b, "null");
+        buf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d,\"login\":%s}", DS_FRAME_INTERVAL_MS,
                     DS_VIEW_MAX_FEATURES, d->auth ? "true" : "false");
         reply_json(conn, 200, &b);
-        jbuf_release(&b);
+        buf_release(&b);
     } else if (strncmp(uri, "/vendor/", 8) == 0) {
         const char *rel = uri + 8;
         int ok = 0;
@@ -773,14 +764,13 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
 static int ws_refuse(struct dash *d, const struct mg_connection *cconn, int status, const char *msg)
 {
     struct mg_connection *conn = (struct mg_connection *)cconn;
-    struct jbuf b;
-    jbuf_init(&b, 1024);
-    jbuf_puts(&b, "{\"error\":");
+    struct buf b = {.max = 1024};
+    buf_puts(&b, "{\"error\":");
     jbuf_str(&b, msg, strlen(msg));
-    jbuf_puts(&b, "}");
+    buf_puts(&b, "}");
     reply_with(d, conn, status, status == 401 ? "WWW-Authenticate: Bearer realm=\"fleetsync\"\r\n" : NULL,
                "application/json", b.p, b.len);
-    jbuf_release(&b);
+    buf_release(&b);
     return 1;
 }
 
@@ -825,8 +815,8 @@ static void ws_ready(struct mg_connection *conn, void *cbdata)
     c->conn = conn;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->cond, NULL);
-    jbuf_init(&c->queue, DS_CLIENT_QUEUE_MAX + 1);
-    jbuf_init(&c->slot, FRAME_MAX_BYTES);
+    c->queue = (struct buf){.max = DS_CLIENT_QUEUE_MAX + 1};
+    c->slot = (struct buf){.max = FRAME_MAX_BYTES};
     char hello[256];
     int n = snprintf(hello, sizeof(hello),
                      "{\"type\":\"hello\",\"protocol\":1,\"server_ms\":%lld,\"frame_interval_ms\":%d,"
@@ -835,8 +825,8 @@ static void ws_ready(struct mg_connection *conn, void *cbdata)
     client_queue(c, hello, (size_t)n);
     if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
         ds_view_release(&c->view);
-        jbuf_release(&c->queue);
-        jbuf_release(&c->slot);
+        buf_release(&c->queue);
+        buf_release(&c->slot);
         free(c);
         return;
     }
@@ -870,13 +860,12 @@ static int ws_data(struct mg_connection *conn, int bits, char *data, size_t len,
     int ok = op == MG_WEBSOCKET_OPCODE_TEXT && ds_proto_parse(data, len, &msg, &code, detail, sizeof(detail)) == 0;
     pthread_mutex_lock(&c->lock);
     if (!ok) {
-        struct jbuf e;
-        jbuf_init(&e, 1024);
-        jbuf_printf(&e, "{\"type\":\"error\",\"error\":\"%s\",\"detail\":", code);
+        struct buf e = {.max = 1024};
+        buf_printf(&e, "{\"type\":\"error\",\"error\":\"%s\",\"detail\":", code);
         jbuf_str(&e, detail, strlen(detail));
-        jbuf_puts(&e, "}");
+        buf_puts(&e, "}");
         client_queue(c, e.p, e.len);
-        jbuf_release(&e);
+        buf_release(&e);
         metric_add(d->m_client_errors, 1);
     } else if (msg.type == DS_MSG_PING) {
         char m[96];
@@ -915,8 +904,8 @@ static void ws_close(const struct mg_connection *conn, void *cbdata)
     pthread_mutex_unlock(&c->lock);
     pthread_join(c->writer, NULL);
     ds_view_release(&c->view);
-    jbuf_release(&c->queue);
-    jbuf_release(&c->slot);
+    buf_release(&c->queue);
+    buf_release(&c->slot);
     pthread_mutex_destroy(&c->lock);
     pthread_cond_destroy(&c->cond);
     free(c);

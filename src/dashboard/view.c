@@ -37,44 +37,44 @@ void ds_view_set(struct ds_view *v, const struct ds_bbox *b, double zoom)
     v->reset = 1;
 }
 
-void ds_json_truck(struct jbuf *b, const struct ds_store *s, uint32_t idx, int64_t now_ms, int full)
+void ds_json_truck(struct buf *b, const struct ds_store *s, uint32_t idx, int64_t now_ms, int full)
 {
     const struct ds_truck *t = &s->trucks[idx];
     size_t id_len;
     const char *id = ds_store_id(s, idx, &id_len);
-    jbuf_puts(b, "{\"truck_id\":");
+    buf_puts(b, "{\"truck_id\":");
     jbuf_str(b, id, id_len);
     if (t->flags & DS_F_POSITION) {
-        jbuf_printf(b, ",\"ts\":%lld,\"lat\":", (long long)t->ts_ms);
+        buf_printf(b, ",\"ts\":%lld,\"lat\":", (long long)t->ts_ms);
         jbuf_num(b, ds_truck_lat(t));
-        jbuf_puts(b, ",\"lon\":");
+        buf_puts(b, ",\"lon\":");
         jbuf_num(b, ds_truck_lon(t));
-        jbuf_puts(b, ",\"speed_kmh\":");
+        buf_puts(b, ",\"speed_kmh\":");
         jbuf_num(b, t->speed_dkmh / 10.0);
         if (t->flags & DS_F_HEADING)
         {
-            jbuf_puts(b, ",\"heading_deg\":");
+            buf_puts(b, ",\"heading_deg\":");
             jbuf_num(b, t->heading_ddeg / 10.0);
         }
         if (full) {
-            jbuf_printf(b, ",\"seq\":%u,\"ignition\":%s", t->seq, (t->flags & DS_F_IGNITION) ? "true" : "false");
+            buf_printf(b, ",\"seq\":%u,\"ignition\":%s", t->seq, (t->flags & DS_F_IGNITION) ? "true" : "false");
             if (t->flags & DS_F_FUEL)
             {
-                jbuf_puts(b, ",\"fuel_pct\":");
+                buf_puts(b, ",\"fuel_pct\":");
                 jbuf_num(b, t->fuel_dpct / 10.0);
             }
             if (t->flags & DS_F_ODOMETER)
-                jbuf_printf(b, ",\"odometer_km\":%.1f", t->odometer_km);
+                buf_printf(b, ",\"odometer_km\":%.1f", t->odometer_km);
         }
     }
-    jbuf_printf(b, ",\"state\":\"%s\"", ds_state_name(ds_truck_state(t, now_ms)));
+    buf_printf(b, ",\"state\":\"%s\"", ds_state_name(ds_truck_state(t, now_ms)));
     if (full) {
-        jbuf_printf(b, ",\"last_seen_ms\":%lld", (long long)t->ts_ms);
+        buf_printf(b, ",\"last_seen_ms\":%lld", (long long)t->ts_ms);
         if (t->status_ts_ms)
-            jbuf_printf(b, ",\"presence\":\"%s\",\"presence_ms\":%lld",
+            buf_printf(b, ",\"presence\":\"%s\",\"presence_ms\":%lld",
                         (t->flags & DS_F_STATUS_OFFLINE) ? "offline" : "online", (long long)t->status_ts_ms);
     }
-    jbuf_puts(b, "}");
+    buf_puts(b, "}");
 }
 
 static int by_idx(const void *a, const void *b)
@@ -94,7 +94,7 @@ static uint64_t fnv64(uint64_t h, const void *p, size_t n)
 }
 
 static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t now_ms, uint64_t total,
-                          struct jbuf *out)
+                          struct buf *out)
 {
     double deg = ds_cluster_cell_deg(&v->bbox, v->zoom, DS_VIEW_MAX_FEATURES);
     size_t n = ds_store_clusters(s, &v->bbox, deg, v->clusters, DS_VIEW_MAX_FEATURES);
@@ -107,14 +107,14 @@ static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t n
     }
     if (v->mode == DS_VIEW_CLUSTERS && !v->reset && h == v->cluster_hash)
         return 0;
-    jbuf_printf(out, "{\"type\":\"clusters\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%llu,\"cell_deg\":%g,\"clusters\":[",
+    buf_printf(out, "{\"type\":\"clusters\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%llu,\"cell_deg\":%g,\"clusters\":[",
                 (unsigned long long)v->frame_seq + 1, (long long)now_ms, (unsigned long long)total, deg);
     for (size_t i = 0; i < n; i++) {
         const struct ds_cluster *c = &v->clusters[i];
-        jbuf_printf(out, "%s{\"lat\":%.5f,\"lon\":%.5f,\"count\":%u}", i ? "," : "", c->lat, c->lon, c->count);
+        buf_printf(out, "%s{\"lat\":%.5f,\"lon\":%.5f,\"count\":%u}", i ? "," : "", c->lat, c->lon, c->count);
     }
-    jbuf_puts(out, "]}");
-    if (out->overflow)
+    buf_puts(out, "]}");
+    if (out->oom)
         return -1;
     v->mode = DS_VIEW_CLUSTERS;
     v->cluster_hash = h;
@@ -124,9 +124,9 @@ static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t n
     return 1;
 }
 
-int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, struct jbuf *out)
+int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, struct buf *out)
 {
-    jbuf_reset(out);
+    buf_reset(out);
     if (!v->has_viewport)
         return 0;
     uint64_t approx = ds_store_count_approx(s, &v->bbox);
@@ -142,12 +142,12 @@ int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, s
     }
     size_t i = 0, j = 0, ups = 0, rms = 0;
     size_t nsent = reset ? 0 : v->nsent;
-    jbuf_printf(out, "{\"type\":\"trucks\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%zu,\"reset\":%s,\"upsert\":[",
+    buf_printf(out, "{\"type\":\"trucks\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%zu,\"reset\":%s,\"upsert\":[",
                 (unsigned long long)v->frame_seq + 1, (long long)now_ms, total, reset ? "true" : "false");
     while (i < total || j < nsent) {
         if (j >= nsent || (i < total && v->cur[i].idx < v->sent[j].idx)) {
             ds_json_truck(out, s, v->cur[i].idx, now_ms, 0);
-            jbuf_puts(out, ",");
+            buf_puts(out, ",");
             ups++;
             i++;
         } else if (i >= total || v->sent[j].idx < v->cur[i].idx) {
@@ -155,7 +155,7 @@ int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, s
         } else {
             if (v->cur[i].version != v->sent[j].version || v->cur[i].state != v->sent[j].state) {
                 ds_json_truck(out, s, v->cur[i].idx, now_ms, 0);
-                jbuf_puts(out, ",");
+                buf_puts(out, ",");
                 ups++;
             }
             i++;
@@ -164,7 +164,7 @@ int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, s
     }
     if (ups)
         out->len--; /* the last comma */
-    jbuf_puts(out, "],\"remove\":[");
+    buf_puts(out, "],\"remove\":[");
     for (i = 0, j = 0; j < nsent; j++) {
         while (i < total && v->cur[i].idx < v->sent[j].idx)
             i++;
@@ -173,14 +173,14 @@ int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, s
         size_t id_len;
         const char *id = ds_store_id(s, v->sent[j].idx, &id_len);
         if (rms++)
-            jbuf_puts(out, ",");
+            buf_puts(out, ",");
         jbuf_str(out, id, id_len);
     }
-    jbuf_puts(out, "]}");
-    if (out->overflow)
+    buf_puts(out, "]}");
+    if (out->oom)
         return -1;
     if (!reset && ups == 0 && rms == 0) {
-        jbuf_reset(out);
+        buf_reset(out);
         return 0;
     }
     struct ds_view_item *tmp = v->sent;

@@ -58,10 +58,10 @@ void ds_view_set(struct ds_view *v, const struct ds_bbox *b, double zoom);
 /* Writes the next frame into out (emptied first).  Returns 1 when there is a
  * frame to send, 0 when nothing in view changed (out is then empty) or there
  * is no viewport yet, -1 when out overflowed (the view is unchanged). */
-int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, struct jbuf *out);
+int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, struct buf *out);
 
 /* One truck as the API and the frames show it: {"truck_id",...}.  full adds
  * seq, fuel, ignition, odometer and last_seen_ms (the API's /api/trucks/{id}). */
-void ds_json_truck(struct jbuf *b, const struct ds_store *s, uint32_t idx, int64_t now_ms, int full);
+void ds_json_truck(struct buf *b, const struct ds_store *s, uint32_t idx, int64_t now_ms, int full);
 
 #endif

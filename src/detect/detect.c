@@ -421,23 +421,12 @@ static void handle(struct detect *d, const rd_kafka_message_t *m, int64_t now)
     d->dirty = 1;
 
     struct tm_fast f;
-    char norm[TM_MAX_PAYLOAD + 2];
-    int ok = m->payload && tm_scan(m->payload, m->len, now, 0, &f);
-    if (!ok) {
-        /* Another producer's form: the full validation decides, then the
-         * normalized bytes are read as the bridge's would be. */
-        struct tm_reading r;
-        enum tm_reason why = m->payload ? tm_parse(m->payload, m->len, now, &r, NULL, 0) : TM_INVALID_JSON;
-        if (why != TM_OK) {
-            metric_add(d->m_decode[why], 1);
-            return;
-        }
-        int n = tm_serialize(&r, norm, sizeof(norm));
-        tm_reading_release(&r);
-        if (n <= 0 || !tm_scan(norm, (size_t)n, now, 1, &f)) {
-            metric_add(d->m_decode[TM_TOO_LARGE], 1);
-            return;
-        }
+    char norm[TM_MAX_PAYLOAD + 1];
+    int normalized;
+    enum tm_reason why = tm_read(m->payload, m->len, now, norm, sizeof(norm), &normalized, &f, NULL, 0);
+    if (why != TM_OK) {
+        metric_add(d->m_decode[why], 1);
+        return;
     }
     struct detect_reading dr = {
         .truck_id = f.truck_id.p,
@@ -580,17 +569,6 @@ static void usage(FILE *out)
             cfg_options_help);
 }
 
-static int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int mkdir_p(const char *path)
 {
     char tmp[4096];
@@ -692,6 +670,7 @@ int cmd_detect(int argc, char **argv)
     const char *rules_file = NULL, *fences_file = NULL, *state_dir = NULL;
     int print_rules = 0;
     int64_t lateness_s = -1;
+    long v;
     char err[1024];
     int rc = 2;
     int lock_fd = -1;
@@ -727,16 +706,18 @@ int cmd_detect(int argc, char **argv)
             fences_file = optarg;
             break;
         case OPT_LATENESS:
-            if (parse_int64(optarg, 0, 86400, &lateness_s) != 0) {
+            if (cfg_parse_long(optarg, 0, 86400, &v) != 0) {
                 fprintf(stderr, "fleetsync detect: --lateness is seconds from 0 to 86400, not '%s'\n", optarg);
                 goto out;
             }
+            lateness_s = v;
             break;
         case OPT_CKPT:
-            if (parse_int64(optarg, 100, 3600000, &d.ckpt_ms) != 0) {
+            if (cfg_parse_long(optarg, 100, 3600000, &v) != 0) {
                 fprintf(stderr, "fleetsync detect: --checkpoint-ms is 100 to 3600000, not '%s'\n", optarg);
                 goto out;
             }
+            d.ckpt_ms = v;
             break;
         case OPT_STATE_DIR:
             state_dir = optarg;

@@ -144,6 +144,7 @@ struct history {
     size_t row_cap;
     struct buf copy, aux;
     char **arena;       /* normalized copies of records that needed tm_parse() */
+    char *spare;        /* tm_read()'s buffer for the next one */
     size_t arena_n, arena_cap;
     int64_t *days;      /* existing partitions, as day numbers */
     size_t day_n, day_cap;
@@ -197,51 +198,37 @@ static void arena_clear(struct history *h) {
     h->arena_n = 0;
 }
 
-/* Reads one truck-telemetry record into *r; 0 = a row, -1 = refused. */
+/* Reads one truck-telemetry record into *r; 0 = a row, -1 = refused
+ * (counted), -2 = out of memory (the batch fails and is tried again).  A
+ * record tm_read() had to normalize keeps its normalized copy (r->f points
+ * into it) in the arena until the batch ends. */
 static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t now, struct row *r) {
-    const char *p = m->payload;
-    size_t len = m->len;
-    if (p && tm_scan(p, len, now, 0, &r->f))
-        return 0;
-    struct tm_reading rd;
     char detail[128];
-    enum tm_reason why = p ? tm_parse(p, len, now, &rd, detail, sizeof(detail)) : TM_INVALID_JSON;
+    int normalized = 0;
+    if (h->arena_n == h->arena_cap) {
+        size_t cap = h->arena_cap ? h->arena_cap * 2 : 64;
+        char **a = realloc(h->arena, cap * sizeof(*a));
+        if (!a)
+            return -2;
+        h->arena = a;
+        h->arena_cap = cap;
+    }
+    if (!h->spare && !(h->spare = malloc(TM_MAX_PAYLOAD + 1)))
+        return -2;
+    enum tm_reason why =
+        tm_read(m->payload, m->len, now, h->spare, TM_MAX_PAYLOAD + 1, &normalized, &r->f, detail, sizeof(detail));
     if (why == TM_OK) {
-        char *norm = malloc(TM_MAX_PAYLOAD + 1);
-        int n = norm ? tm_serialize(&rd, norm, TM_MAX_PAYLOAD + 1) : -1;
-        tm_reading_release(&rd);
-        if (n > 0 && h->arena_n == h->arena_cap) {
-            size_t cap = h->arena_cap ? h->arena_cap * 2 : 64;
-            char **a = realloc(h->arena, cap * sizeof(*a));
-            if (a) {
-                h->arena = a;
-                h->arena_cap = cap;
-            }
+        if (normalized) {
+            h->arena[h->arena_n++] = h->spare;
+            h->spare = NULL;
         }
-        if (n > 0 && h->arena_n < h->arena_cap && tm_scan(norm, (size_t)n, now, 1, &r->f)) {
-            h->arena[h->arena_n++] = norm;
-            return 0;
-        }
-        free(norm);
-        why = TM_INVALID_JSON;
-        snprintf(detail, sizeof(detail), "not normalizable");
+        return 0;
     }
     metric_add(h->m_rejected[why], 1);
     if (h->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
         log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
                  m->offset, tm_reason_name(why), detail);
     return -1;
-}
-
-static PGresult *exec_checked(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
-                              char *err, size_t err_size) {
-    PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != want) {
-        pg_error(conn, r, err, err_size);
-        PQclear(r);
-        return NULL;
-    }
-    return r;
 }
 
 /* ---- partitions ----------------------------------------------------------------- */
@@ -283,7 +270,7 @@ static void day_name(int64_t day, char *name, size_t size, char *from, char *to)
 }
 
 static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size) {
-    PGresult *r = exec_checked(conn,
+    PGresult *r = pg_exec_params(conn,
                                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                                "WHERE i.inhparent = 'telemetry'::regclass",
                                0, NULL, PGRES_TUPLES_OK, err, err_size);
@@ -334,7 +321,7 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         return 0;
     metric_add(h->m_lookups, n);
     const char *vals[1] = {h->aux.p};
-    PGresult *r = exec_checked(conn,
+    PGresult *r = pg_exec_params(conn,
                                "SELECT DISTINCT ON (truck_id) truck_id, "
                                "(extract(epoch FROM last_ts) * 1000)::bigint, last_seq, last_lat, last_lon, "
                                "last_speed_kmh, last_ignition, last_fuel_pct FROM telemetry_hourly "
@@ -479,7 +466,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
         int64_t ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
         vals[8] = pg_format_ts(ended, ended_s, sizeof(ended_s));
     }
-    PGresult *r = exec_checked(
+    PGresult *r = pg_exec_params(
         conn,
         "INSERT INTO alerts (alert_id, truck_id, rule, started_at, detected_at, lat, lon, details, ended_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (alert_id) DO UPDATE SET "
@@ -535,7 +522,12 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             continue;
         }
         struct row *r = &h->rows[nrows];
-        if (read_reading(h, m, now, r) < 0)
+        int rc = read_reading(h, m, now, r);
+        if (rc == -2) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        if (rc < 0)
             continue;
         rd_kafka_timestamp_type_t tt;
         r->recv_ms = rd_kafka_message_timestamp(m, &tt);
@@ -618,10 +610,10 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             put_hour(&h->aux, &tf, t->id, &hr);
     }
     if (fresh > 0) {
-        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", h->copy.p, h->copy.len, err,
+        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err,
                     err_size) < 0)
             return -1;
-        if (pg_copy(conn, "COPY hourly_stage FROM STDIN", h->aux.p, h->aux.len, err, err_size) < 0)
+        if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
             return -1;
         if (pg_exec(conn, upsert_add_sql, err, err_size) < 0)
             return -1;
@@ -632,10 +624,10 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         for (size_t i = 0; i < nrows; i++)
             if (h->ord[i]->late)
                 put_row(&h->copy, &tf, h->ord[i]);
-        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", h->copy.p, h->copy.len, err,
+        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err,
                     err_size) < 0)
             return -1;
-        PGresult *r = exec_checked(
+        PGresult *r = pg_exec_params(
             conn,
             "WITH ins AS (INSERT INTO telemetry SELECT * FROM history_stage ON CONFLICT DO NOTHING "
             "RETURNING truck_id, ts), "
@@ -686,7 +678,7 @@ static void history_aborted(void *ctx) {
 /* Recomputes up to a few thousand dirty truck-hours.  Returns the number
  * done, or -1. */
 static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t err_size) {
-    PGresult *groups = exec_checked(conn,
+    PGresult *groups = pg_exec_params(conn,
                                     "SELECT (extract(epoch FROM hour) * 1000)::bigint, array_agg(truck_id) FROM "
                                     "(SELECT truck_id, hour FROM rollup_dirty ORDER BY hour, truck_id LIMIT 5000) d "
                                     "GROUP BY hour ORDER BY hour",
@@ -703,7 +695,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         const char *vals[2] = {ids, hour_s};
         if (pg_exec(conn, "BEGIN", err, err_size) < 0 || ensure_stage(conn, err, err_size) < 0)
             goto fail;
-        PGresult *r = exec_checked(conn,
+        PGresult *r = pg_exec_params(conn,
                                    "SELECT truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, "
                                    "speed_kmh, ignition, fuel_pct FROM telemetry WHERE truck_id = ANY($1::text[]) "
                                    "AND ts >= $2::timestamptz - interval '10 minutes' "
@@ -740,11 +732,11 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         }
         PQclear(r);
         if (h->aux.len > 0) {
-            if (pg_copy(conn, "COPY hourly_stage FROM STDIN", h->aux.p, h->aux.len, err, err_size) < 0 ||
+            if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
                 pg_exec(conn, upsert_set_sql, err, err_size) < 0)
                 goto fail;
         }
-        r = exec_checked(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2", 2, vals,
+        r = pg_exec_params(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2", 2, vals,
                          PGRES_COMMAND_OK, err, err_size);
         if (!r)
             goto fail;
@@ -826,12 +818,15 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
 /* A whole number in [min, max], optionally followed by suffix ("d").
  * Returns 0 with *v set, or -1. */
 static int int_option(const char *s, long min, long max, const char *suffix, long *v) {
-    char *end;
-    errno = 0;
-    *v = strtol(s, &end, 10);
-    if (end == s || errno || (*end && (!suffix || strcmp(end, suffix) != 0)))
+    char num[32];
+    size_t n = strlen(s), k = suffix ? strlen(suffix) : 0;
+    if (k && n > k && strcmp(s + n - k, suffix) == 0)
+        n -= k;
+    if (n >= sizeof(num))
         return -1;
-    return *v >= min && *v <= max ? 0 : -1;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    return cfg_parse_long(num, min, max, v);
 }
 
 static void usage(FILE *f) {
@@ -976,6 +971,7 @@ out:
     idtab_release(&h.cache);
     arena_clear(&h);
     free(h.arena);
+    free(h.spare);
     free(h.rows);
     free(h.ord);
     buf_release(&h.copy);

@@ -579,17 +579,6 @@ struct bd_opts {
     int json, keep;
 };
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static void progress(const char *phase, int64_t tel, int64_t lag, int64_t alerts, int64_t t0)
 {
     fprintf(stderr, "bench detect: %-8s %6.0f s | telemetry records %lld | detector lag %lld | alert records %lld\n",
@@ -639,13 +628,13 @@ static int bench_detect(int argc, char **argv)
         case OPT_RULES: o.rules = optarg; break;
         case OPT_JSON: o.json = 1; break;
         case OPT_KEEP: o.keep = 1; break;
-        case OPT_TRUCKS: bad = parse_long(optarg, 1, 10000000, &o.trucks), what = "--trucks is 1..10000000"; break;
-        case OPT_INTERVAL: bad = parse_long(optarg, 1, 3600, &o.interval), what = "--interval is 1..3600 seconds"; break;
-        case OPT_SEED: bad = parse_long(optarg, 0, LONG_MAX, &o.seed), what = "--seed is a number >= 0"; break;
-        case OPT_TIMEOUT: bad = parse_long(optarg, 1, 86400, &o.timeout_s), what = "--timeout is 1..86400 seconds"; break;
-        case OPT_QUIET: bad = parse_long(optarg, 1, 3600, &o.quiet_s), what = "--quiet-s is 1..3600 seconds"; break;
+        case OPT_TRUCKS: bad = cfg_parse_long(optarg, 1, 10000000, &o.trucks), what = "--trucks is 1..10000000"; break;
+        case OPT_INTERVAL: bad = cfg_parse_long(optarg, 1, 3600, &o.interval), what = "--interval is 1..3600 seconds"; break;
+        case OPT_SEED: bad = cfg_parse_long(optarg, 0, LONG_MAX, &o.seed), what = "--seed is a number >= 0"; break;
+        case OPT_TIMEOUT: bad = cfg_parse_long(optarg, 1, 86400, &o.timeout_s), what = "--timeout is 1..86400 seconds"; break;
+        case OPT_QUIET: bad = cfg_parse_long(optarg, 1, 3600, &o.quiet_s), what = "--quiet-s is 1..3600 seconds"; break;
         case OPT_METRICS_BASE:
-            bad = parse_long(optarg, -1, 65530, &o.metrics_base) || o.metrics_base == 0;
+            bad = cfg_parse_long(optarg, -1, 65530, &o.metrics_base) || o.metrics_base == 0;
             what = "--metrics-base is a port number (1-65530), or -1";
             break;
         case OPT_HOURS: {

@@ -142,17 +142,6 @@ static long peak_rss_kb(void)
 
 /* --- options ----------------------------------------------------------- */
 
-static int parse_long(const char *s, long lo, long hi, long *out)
-{
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 static int parse_double(const char *s, double lo, double hi, double *out)
 {
     char *end;
@@ -529,7 +518,7 @@ int cmd_sim(int argc, char **argv)
             rc = 0;
             goto out;
         case OPT_TRUCKS:
-            if (parse_long(optarg, 1, 10000000, &o.trucks))
+            if (cfg_parse_long(optarg, 1, 10000000, &o.trucks))
                 bad = "--trucks must be 1..10000000";
             break;
         case OPT_INTERVAL:
@@ -537,7 +526,7 @@ int cmd_sim(int argc, char **argv)
                 bad = "--interval must be a number of seconds in (0, 86400]";
             break;
         case OPT_CONNECTIONS:
-            if (parse_long(optarg, 1, 10000000, &o.connections))
+            if (cfg_parse_long(optarg, 1, 10000000, &o.connections))
                 bad = "--connections must be at least 1";
             break;
         case OPT_DURATION:
@@ -545,7 +534,7 @@ int cmd_sim(int argc, char **argv)
                 bad = "--duration must be simulated seconds >= 0";
             break;
         case OPT_QOS:
-            if (parse_long(optarg, 0, 1, &v))
+            if (cfg_parse_long(optarg, 0, 1, &v))
                 bad = "--qos must be 0 or 1";
             o.qos = (int)v;
             break;
@@ -604,7 +593,7 @@ int cmd_sim(int argc, char **argv)
             o.clear_presence = 1;
             break;
         case OPT_MAX_INFLIGHT:
-            if (parse_long(optarg, 1, 1000000, &v))
+            if (cfg_parse_long(optarg, 1, 1000000, &v))
                 bad = "--max-inflight must be 1..1000000";
             o.max_inflight = (uint32_t)v;
             break;

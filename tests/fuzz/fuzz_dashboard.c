@@ -62,15 +62,14 @@ static void records(const char *buf, size_t size) {
                                .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct};
         ds_store_reading(&store, f.truck_id.p, f.truck_id.n, &r);
     }
-    struct jbuf out;
-    jbuf_init(&out, 1 << 20);
+    struct buf out = {.max = 1 << 20};
     ds_view_frame(&view, &store, FUZZ_NOW_MS, &out);
     const struct ds_alert *added = NULL;
     ds_alerts_add(&alerts, buf, size, FUZZ_NOW_MS, &added);
-    jbuf_reset(&out);
+    buf_reset(&out);
     ds_alerts_json_since(&alerts, 0, 16, &out);
     check(out.len <= out.max, "alerts listing overflowed its buffer");
-    jbuf_release(&out);
+    buf_release(&out);
 }
 
 static void api_and_access(const char *buf, size_t size) {

@@ -1,5 +1,6 @@
 /* core/buf: pieces appended in order, growth past the first block, long
- * formatted text kept whole, reset keeps the memory, release frees it. */
+ * formatted text kept whole, reset keeps the memory, release frees it; a
+ * bounded buffer refuses a piece that would pass its max. */
 #include "core/buf.h"
 
 #include <setjmp.h>
@@ -70,12 +71,43 @@ static void long_printf_is_whole(void **state)
     buf_release(&b);
 }
 
+/* A bounded buffer: pieces that fit are kept, one that would pass max is
+ * dropped whole and sets oom (printf too), the memory never exceeds max,
+ * and release keeps the bound. */
+static void bounded(void **state)
+{
+    (void)state;
+    struct buf b = {.max = 3000};
+    char row[1100];
+    memset(row, 'x', sizeof(row));
+    buf_put(&b, row, 999);
+    buf_put(&b, row, 999);
+    assert_false(b.oom);
+    buf_put(&b, row, 1002); /* 1998 + 1002 + 1 > 3000 */
+    assert_true(b.oom);
+    assert_int_equal(b.len, 1998);
+    assert_true(b.cap <= 3000);
+    buf_puts(&b, "}");
+    assert_int_equal(b.len, 1999); /* a piece that fits still goes in; oom stays */
+    assert_true(b.oom);
+    buf_reset(&b);
+    assert_false(b.oom);
+    buf_printf(&b, "%3000s", "");
+    assert_true(b.oom);
+    assert_int_equal(b.len, 0);
+    assert_string_equal(b.p, "");
+    buf_release(&b);
+    assert_int_equal(b.max, 3000);
+    assert_null(b.p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pieces_in_order),
         cmocka_unit_test(grows_and_resets),
         cmocka_unit_test(long_printf_is_whole),
+        cmocka_unit_test(bounded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,10 +25,10 @@ static void first_frame_resets_then_only_changes_follow(void **state)
     (void)state;
     struct ds_store s;
     struct ds_view v;
-    struct jbuf out;
+    struct buf out;
     assert_int_equal(ds_store_init(&s, 100), 0);
     assert_int_equal(ds_view_init(&v), 0);
-    jbuf_init(&out, 1 << 20);
+    out = (struct buf){.max = 1 << 20};
     put(&s, "A", NOW, 48, 11);
     put(&s, "B", NOW, 49, 12);
     put(&s, "FAR", NOW, -30, 150);
@@ -58,7 +58,7 @@ static void first_frame_resets_then_only_changes_follow(void **state)
     /* Time alone makes A offline: that is a change too. */
     assert_int_equal(ds_view_frame(&v, &s, NOW + 1000 + DS_OFFLINE_AFTER_MS, &out), 1);
     assert_non_null(strstr(out.p, "\"state\":\"offline\""));
-    jbuf_release(&out);
+    buf_release(&out);
     ds_view_release(&v);
     ds_store_release(&s);
 }
@@ -68,11 +68,11 @@ static void many_trucks_in_view_become_bounded_clusters(void **state)
     (void)state;
     struct ds_store s;
     struct ds_view v;
-    struct jbuf out;
+    struct buf out;
     char id[16];
     assert_int_equal(ds_store_init(&s, 100000), 0);
     assert_int_equal(ds_view_init(&v), 0);
-    jbuf_init(&out, 8 << 20);
+    out = (struct buf){.max = 8 << 20};
     for (int i = 0; i < 50000; i++) {
         snprintf(id, sizeof(id), "T%d", i);
         put(&s, id, NOW, -60 + (i % 240) * 0.5, -170 + (i / 240) * 1.6);
@@ -97,7 +97,7 @@ static void many_trucks_in_view_become_bounded_clusters(void **state)
     assert_int_equal(ds_view_frame(&v, &s, NOW, &out), 1);
     assert_non_null(strstr(out.p, "\"type\":\"trucks\""));
     assert_non_null(strstr(out.p, "\"reset\":true"));
-    jbuf_release(&out);
+    buf_release(&out);
     ds_view_release(&v);
     ds_store_release(&s);
 }
@@ -169,12 +169,11 @@ static void alerts_are_idempotent_and_listed_since(void **state)
     assert_int_equal(added->event_ms, 5000);
     assert_int_equal(ds_alerts_add(&a, "{\"alert_id\":\"x\"}", 16, 0, NULL), -1);
     assert_int_equal(ds_alerts_add(&a, "garbage", 7, 0, NULL), -1);
-    struct jbuf out;
-    jbuf_init(&out, 1 << 16);
+    struct buf out = {.max = 1 << 16};
     ds_alerts_json_since(&a, 3000, 100, &out);
     assert_non_null(strstr(out.p, "\"state\":\"cleared\""));
     assert_null(strstr(out.p, "\"state\":\"raised\""));
-    jbuf_reset(&out);
+    buf_reset(&out);
     ds_alerts_json_since(&a, 0, 100, &out);
     assert_true(strstr(out.p, "raised") < strstr(out.p, "cleared")); /* oldest first */
     /* The ring keeps the newest cap records. */
@@ -186,27 +185,26 @@ static void alerts_are_idempotent_and_listed_since(void **state)
         assert_int_equal(ds_alerts_add(&a, rec, (size_t)n, 0, NULL), 1);
     }
     assert_int_equal(a.count, 3);
-    jbuf_reset(&out);
+    buf_reset(&out);
     ds_alerts_json_since(&a, 0, 100, &out);
     assert_null(strstr(out.p, "T1:offline"));
     assert_non_null(strstr(out.p, "T4:offline"));
-    jbuf_release(&out);
+    buf_release(&out);
     ds_alerts_release(&a);
 }
 
 static void json_strings_are_escaped(void **state)
 {
     (void)state;
-    struct jbuf b;
-    jbuf_init(&b, 64);
+    struct buf b = {.max = 64};
     jbuf_str(&b, "a\"b\\c\n\x01", 7);
     assert_string_equal(b.p, "\"a\\\"b\\\\c\\u000a\\u0001\"");
-    jbuf_reset(&b);
+    buf_reset(&b);
     for (int i = 0; i < 100; i++)
-        jbuf_puts(&b, "0123456789");
-    assert_true(b.overflow);
+        buf_puts(&b, "0123456789");
+    assert_true(b.oom);
     assert_true(b.len < 64);
-    jbuf_release(&b);
+    buf_release(&b);
 }
 
 int main(void)

@@ -108,6 +108,38 @@ static void test_numbers_equal_strtod(void **state) {
     }
 }
 
+/* tm_read(): the normalized form is read in place; another producer's
+ * key order is normalized into norm (the spans point there); a bad record
+ * and a record without a value are refused with the reason. */
+static void test_read(void **state) {
+    (void)state;
+    struct tm_fast f;
+    char norm[TM_MAX_PAYLOAD + 1], detail[128];
+    int normalized = -1;
+    const char *fast = "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764201600000,\"seq\":3,\"lat\":1.5,\"lon\":2,"
+                       "\"speed_kmh\":0,\"ignition\":false}";
+    assert_int_equal(tm_read(fast, strlen(fast), NOW, norm, sizeof(norm), &normalized, &f, detail, sizeof(detail)),
+                     TM_OK);
+    assert_int_equal(normalized, 0);
+    assert_ptr_equal(f.truck_id.p, fast + 19);
+    const char *other = "{\"truck_id\":\"T2\",\"v\":1,\"seq\":4,\"ts\":1764201600000,\"lon\":2,\"lat\":1.25,"
+                        "\"ignition\":true,\"speed_kmh\":50.0}";
+    assert_int_equal(tm_read(other, strlen(other), NOW, norm, sizeof(norm), &normalized, &f, detail, sizeof(detail)),
+                     TM_OK);
+    assert_int_equal(normalized, 1);
+    assert_true(f.truck_id.p >= norm && f.truck_id.p < norm + sizeof(norm));
+    assert_memory_equal(f.truck_id.p, "T2", 2);
+    assert_true(f.seq == 4 && f.lat == 1.25 && f.lon == 2 && f.speed_kmh == 50 && f.ignition);
+    const char *bad = "{\"v\":1,\"truck_id\":\"T3\",\"ts\":1764201600000,\"seq\":3,\"lat\":95,\"lon\":2,"
+                      "\"speed_kmh\":0,\"ignition\":false}";
+    assert_int_equal(tm_read(bad, strlen(bad), NOW, norm, sizeof(norm), &normalized, &f, detail, sizeof(detail)),
+                     TM_OUT_OF_RANGE);
+    assert_non_null(strstr(detail, "lat"));
+    assert_int_equal(tm_read(NULL, 0, NOW, norm, sizeof(norm), &normalized, &f, detail, sizeof(detail)),
+                     TM_INVALID_JSON);
+    assert_int_equal(tm_read(other, strlen(other), NOW, norm, 16, &normalized, &f, NULL, 0), TM_TOO_LARGE);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalized_form),
@@ -115,6 +147,7 @@ int main(void) {
         cmocka_unit_test(test_declines),
         cmocka_unit_test(test_extra_fields_only_when_allowed),
         cmocka_unit_test(test_numbers_equal_strtod),
+        cmocka_unit_test(test_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
