@@ -192,9 +192,9 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     day_text(d, day_s, sizeof(day_s));
     const char *v3[3] = {b->topic, part_s, day_s};
     PGresult *r = pg_exec_params(conn,
-                              "SELECT first_offset FROM billing_partition_days WHERE topic = $1 AND partition = $2 "
-                              "AND day = $3::date",
-                              3, v3, PGRES_TUPLES_OK, err, err_size);
+                                 "SELECT first_offset FROM billing_partition_days WHERE topic = $1 AND partition = $2 "
+                                 "AND day = $3::date",
+                                 3, v3, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
     if (PQntuples(r) == 1 && p->first_offset > strtoll(PQgetvalue(r, 0, 0), NULL, 10))
@@ -204,9 +204,9 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     snprintf(floor_s, sizeof(floor_s), "%" PRId64, d);
     const char *v4[4] = {b->topic, part_s, day_s, floor_s};
     r = pg_exec_params(conn,
-                    "DELETE FROM billing_daily WHERE day >= $3::date AND truck_id IN "
-                    "(SELECT truck_id FROM billing_trucks WHERE topic = $1 AND partition = $2)",
-                    3, v4, PGRES_COMMAND_OK, err, err_size);
+                       "DELETE FROM billing_daily WHERE day >= $3::date AND truck_id IN "
+                       "(SELECT truck_id FROM billing_trucks WHERE topic = $1 AND partition = $2)",
+                       3, v4, PGRES_COMMAND_OK, err, err_size);
     if (!r)
         return -1;
     int64_t days = strtoll(PQcmdTuples(r), NULL, 10);
@@ -289,9 +289,9 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
     b->p_lookups += (int64_t)n;
     const char *vals[1] = {b->aux.p};
     PGresult *r = pg_exec_params(conn,
-                              "SELECT truck_id, has_last, floor_ms, " STATE_COLS
-                              " FROM billing_trucks WHERE truck_id = ANY($1::text[])",
-                              1, vals, PGRES_TUPLES_OK, err, err_size);
+                                 "SELECT truck_id, has_last, floor_ms, " STATE_COLS
+                                 " FROM billing_trucks WHERE truck_id = ANY($1::text[])",
+                                 1, vals, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -513,7 +513,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     /* 2. rewound partitions */
     const char *v1[1] = {b->topic};
     PGresult *res = pg_exec_params(conn, "SELECT partition, next_offset FROM billing_progress WHERE topic = $1", 1, v1,
-                                PGRES_TUPLES_OK, err, err_size);
+                                   PGRES_TUPLES_OK, err, err_size);
     if (!res)
         return -1;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -604,9 +604,9 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         snprintf(off_s, sizeof(off_s), "%" PRId64, b->parts[i].next_offset);
         const char *v[3] = {b->topic, part_s, off_s};
         res = pg_exec_params(conn,
-                          "INSERT INTO billing_progress (topic, partition, next_offset) VALUES ($1, $2, $3) "
-                          "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                          3, v, PGRES_COMMAND_OK, err, err_size);
+                             "INSERT INTO billing_progress (topic, partition, next_offset) VALUES ($1, $2, $3) "
+                             "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                             3, v, PGRES_COMMAND_OK, err, err_size);
         if (!res)
             return -1;
         PQclear(res);
@@ -617,10 +617,10 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         day_text(b->pdays[i].day_ms, day_s, sizeof(day_s));
         const char *v[4] = {b->topic, part_s, day_s, off_s};
         res = pg_exec_params(conn,
-                          "INSERT INTO billing_partition_days (topic, partition, day, first_offset) "
-                          "VALUES ($1, $2, $3, $4) ON CONFLICT (topic, partition, day) DO UPDATE SET "
-                          "first_offset = LEAST(billing_partition_days.first_offset, EXCLUDED.first_offset)",
-                          4, v, PGRES_COMMAND_OK, err, err_size);
+                             "INSERT INTO billing_partition_days (topic, partition, day, first_offset) "
+                             "VALUES ($1, $2, $3, $4) ON CONFLICT (topic, partition, day) DO UPDATE SET "
+                             "first_offset = LEAST(billing_partition_days.first_offset, EXCLUDED.first_offset)",
+                             4, v, PGRES_COMMAND_OK, err, err_size);
         if (!res)
             return -1;
         PQclear(res);

@@ -271,9 +271,9 @@ static void day_name(int64_t day, char *name, size_t size, char *from, char *to)
 
 static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size) {
     PGresult *r = pg_exec_params(conn,
-                               "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                               "WHERE i.inhparent = 'telemetry'::regclass",
-                               0, NULL, PGRES_TUPLES_OK, err, err_size);
+                                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                 "WHERE i.inhparent = 'telemetry'::regclass",
+                                 0, NULL, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
     h->day_n = 0;
@@ -322,11 +322,11 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
     metric_add(h->m_lookups, n);
     const char *vals[1] = {h->aux.p};
     PGresult *r = pg_exec_params(conn,
-                               "SELECT DISTINCT ON (truck_id) truck_id, "
-                               "(extract(epoch FROM last_ts) * 1000)::bigint, last_seq, last_lat, last_lon, "
-                               "last_speed_kmh, last_ignition, last_fuel_pct FROM telemetry_hourly "
-                               "WHERE truck_id = ANY($1::text[]) ORDER BY truck_id, hour DESC",
-                               1, vals, PGRES_TUPLES_OK, err, err_size);
+                                 "SELECT DISTINCT ON (truck_id) truck_id, "
+                                 "(extract(epoch FROM last_ts) * 1000)::bigint, last_seq, last_lat, last_lon, "
+                                 "last_speed_kmh, last_ignition, last_fuel_pct FROM telemetry_hourly "
+                                 "WHERE truck_id = ANY($1::text[]) ORDER BY truck_id, hour DESC",
+                                 1, vals, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
@@ -679,10 +679,10 @@ static void history_aborted(void *ctx) {
  * done, or -1. */
 static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t err_size) {
     PGresult *groups = pg_exec_params(conn,
-                                    "SELECT (extract(epoch FROM hour) * 1000)::bigint, array_agg(truck_id) FROM "
-                                    "(SELECT truck_id, hour FROM rollup_dirty ORDER BY hour, truck_id LIMIT 5000) d "
-                                    "GROUP BY hour ORDER BY hour",
-                                    0, NULL, PGRES_TUPLES_OK, err, err_size);
+                                      "SELECT (extract(epoch FROM hour) * 1000)::bigint, array_agg(truck_id) FROM "
+                                      "(SELECT truck_id, hour FROM rollup_dirty ORDER BY hour, truck_id LIMIT 5000) d "
+                                      "GROUP BY hour ORDER BY hour",
+                                      0, NULL, PGRES_TUPLES_OK, err, err_size);
     if (!groups)
         return -1;
     int done = 0;
@@ -696,11 +696,11 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         if (pg_exec(conn, "BEGIN", err, err_size) < 0 || ensure_stage(conn, err, err_size) < 0)
             goto fail;
         PGresult *r = pg_exec_params(conn,
-                                   "SELECT truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, "
-                                   "speed_kmh, ignition, fuel_pct FROM telemetry WHERE truck_id = ANY($1::text[]) "
-                                   "AND ts >= $2::timestamptz - interval '10 minutes' "
-                                   "AND ts < $2::timestamptz + interval '1 hour' ORDER BY truck_id, ts, seq",
-                                   2, vals, PGRES_TUPLES_OK, err, err_size);
+                                     "SELECT truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, "
+                                     "speed_kmh, ignition, fuel_pct FROM telemetry WHERE truck_id = ANY($1::text[]) "
+                                     "AND ts >= $2::timestamptz - interval '10 minutes' "
+                                     "AND ts < $2::timestamptz + interval '1 hour' ORDER BY truck_id, ts, seq",
+                                     2, vals, PGRES_TUPLES_OK, err, err_size);
         if (!r)
             goto fail;
         buf_reset(&h->aux);
@@ -737,7 +737,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
                 goto fail;
         }
         r = pg_exec_params(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2", 2, vals,
-                         PGRES_COMMAND_OK, err, err_size);
+                           PGRES_COMMAND_OK, err, err_size);
         if (!r)
             goto fail;
         int cleared = atoi(PQcmdTuples(r));
