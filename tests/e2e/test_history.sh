@@ -81,7 +81,10 @@ check_eq "bridge starts" 0 $?
 K1=$(wait_unique "${P}truck-telemetry" "^$ID-" 7200)
 check_eq "the simulator's 7200 readings are in Kafka" 7200 "$K1"
 
-start_history --max-batch 2000
+# Static membership from the start: section 3's first restart then takes
+# over this member's partitions at once instead of waiting for its session
+# to time out.
+start_history --max-batch 2000 "${STATIC[@]}"
 check_eq "history stores every reading" "$K1" "$(wait_until "$K1" 120 rows)"
 check_eq "rollups count every reading once" "$K1" "$(samples)"
 check_eq "the stored offsets reach the end of the topic" 1 "$(wait_until 1 40 caught_up)"
@@ -156,8 +159,9 @@ kills=0 busy=0
 for i in $(seq 10); do
     start_history --max-batch 5 --flush-ms 20 "${STATIC[@]}"
     before=$(rows)
-    for _ in $(seq 300); do [ "$(rows)" -gt "$before" ] && { busy=$((busy + 1)); break; }; sleep 0.1; done
-    sleep "0.$((RANDOM % 30))"
+    deadline=$((SECONDS + 30))
+    while [ "$SECONDS" -lt "$deadline" ]; do [ "$(rows)" -gt "$before" ] && { busy=$((busy + 1)); break; }; sleep 0.1; done
+    sleep "$(printf '0.%02d' $((RANDOM % 30)))"
     kill -9 "$hist_pid" 2>/dev/null && kills=$((kills + 1))
     wait "$hist_pid" 2>/dev/null
 done
