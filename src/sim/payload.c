@@ -4,9 +4,11 @@
  */
 #include "sim/payload.h"
 
-#include <math.h>
-#include <string.h>
+#include "core/telemetry.h"
 
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
 
 static char *put_str(char *p, const char *s)
 {
@@ -83,6 +85,34 @@ int sim_format_reading(char *buf, size_t size, const char *id, int64_t ts, const
     *p++ = '}';
     *p = '\0';
     return (int)(p - buf);
+}
+
+/* The number put_fixed(v, dec) writes, as strtod reads it back: the integer
+ * m = llround(v 10^dec) over 10^dec is one correctly rounded division of
+ * exact values, the very double strtod makes of "m e-dec". */
+static double fixed_value(double v, int dec)
+{
+    static const double scale[] = {1, 10, 100, 1000, 10000, 100000, 1000000};
+    return (double)llround(v * scale[dec]) / scale[dec];
+}
+
+int sim_format_normalized(char *buf, size_t size, const char *id, int64_t ts, const struct fleet_sample *s)
+{
+    struct tm_reading r = {.ts_ms = ts, .seq = (int64_t)s->seq, .ignition = s->ignition,
+                           .has_heading = true, .has_fuel = true, .has_odometer = true};
+    if (size < SIM_PAYLOAD_MAX || strlen(id) > 64)
+        return -1;
+    double hdg = round(s->heading_deg * 10) / 10;
+    if (hdg >= 360 || hdg < 0)
+        hdg = 0;
+    snprintf(r.truck_id, sizeof(r.truck_id), "%s", id);
+    r.lat = fixed_value(fmin(fmax(s->lat, -90), 90), 6);
+    r.lon = fixed_value(fmin(fmax(s->lon, -180), 180), 6);
+    r.speed_kmh = fixed_value(fmin(fmax(s->speed_kmh, 0), 400), 1);
+    r.heading_deg = fixed_value(hdg, 1);
+    r.fuel_pct = fixed_value(fmin(fmax(s->fuel_pct, 0), 100), 1);
+    r.odometer_km = fixed_value(fmax(s->odometer_km, 0), 1);
+    return tm_serialize(&r, buf, size);
 }
 
 int sim_format_topic(char *buf, size_t size, const char *id)

@@ -20,6 +20,12 @@
  * its length, or -1 if size < SIM_PAYLOAD_MAX or id is over 64 characters. */
 int sim_format_reading(char *buf, size_t size, const char *id, int64_t ts, const struct fleet_sample *s);
 
+/* Writes the same reading in the normalized form the bridge makes of
+ * sim_format_reading()'s payload (tm_parse() + tm_serialize(): field order,
+ * shortest numbers), byte for byte, without parsing: what `sim --kafka`
+ * produces into truck-telemetry.  Returns its length or -1 as above. */
+int sim_format_normalized(char *buf, size_t size, const char *id, int64_t ts, const struct fleet_sample *s);
+
 /* Writes fleet/trucks/{id}/telemetry.  Returns its length or -1 if too small. */
 int sim_format_topic(char *buf, size_t size, const char *id);
 

@@ -23,6 +23,7 @@
 #include "core/sig.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
+#include "sim/kafkaout.h"
 #include "sim/mqttpool.h"
 #include "sim/payload.h"
 #include "sim/scenario.h"
@@ -59,7 +60,7 @@ struct sim_opts {
     char *source_ips_arg;
     const char *source_ips[MAX_SOURCE_IPS];
     size_t n_source_ips;
-    int quiet, dry_run, print, until_now, clear_presence;
+    int quiet, dry_run, print, until_now, clear_presence, kafka;
     double drain_s;
     uint32_t max_inflight;
     const char *cafile;
@@ -111,6 +112,11 @@ static void sim_usage(FILE *out)
             "Output:\n"
             "  --quiet             no status line (a final summary is always printed)\n"
             "  --dry-run           generate readings without MQTT (to measure the model)\n"
+            "  --kafka             produce the readings straight into Kafka's truck-telemetry\n"
+            "                      (--brokers, --topic-prefix), as the bridge would have\n"
+            "                      written them, instead of MQTT: for loads above what the\n"
+            "                      MQTT broker carries (benchmarks of the pipelines); no\n"
+            "                      presence, and the MQTT options do not apply\n"
             "  --print             with --dry-run: print 'topic payload' lines to stdout\n"
             "  -h, --help          this text\n\n"
             "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
@@ -200,6 +206,7 @@ struct run {
     const struct sim_opts *o;
     struct fleet *fleet;
     struct mqttpool *pool;
+    struct kafkaout *kout; /* --kafka: instead of pool */
     struct scenario scen;
     FILE *truth;
     struct metrics *metrics;
@@ -212,6 +219,8 @@ static void get_stats(const struct run *r, struct mqp_stats *st)
 {
     if (r->pool) {
         mqp_get_stats(r->pool, st);
+    } else if (r->kout) {
+        kafkaout_get_stats(r->kout, st);
     } else {
         memset(st, 0, sizeof(*st));
         st->published = st->acked = r->dry_sent;
@@ -365,6 +374,13 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                     }
                     drop = 1;
                 }
+            } else if (r->kout) {
+                struct mqp_stats st;
+                kafkaout_get_stats(r->kout, &st);
+                if (st.inflight >= MAX_TOTAL_INFLIGHT) {
+                    blocked = 1;
+                    break;
+                }
             }
             struct fleet_sample smp;
             fleet_sample(r->fleet, (uint32_t)i, due, &smp);
@@ -377,6 +393,11 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                 continue;
             }
             fleet_format_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
+            if (r->kout) {
+                int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
+                kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
+                continue;
+            }
             int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
             sim_format_topic(topic, sizeof(topic), id);
             if (drop) {
@@ -415,20 +436,25 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                 rc = 1;
                 break;
             }
+        } else if (r->kout) {
+            if (kafkaout_poll(r->kout, timeout) != 0) {
+                rc = 1;
+                break;
+            }
         } else if (timeout > 0) {
             struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000L};
             nanosleep(&ts, NULL);
         }
     }
     /* Drain: wait for the acknowledgements of what was sent. */
-    if (r->pool) {
+    if (r->pool || r->kout) {
         int64_t until = mono_ms() + (int64_t)(o->drain_s * 1000);
         struct mqp_stats st;
         for (;;) {
-            mqp_get_stats(r->pool, &st);
+            get_stats(r, &st);
             if (st.inflight == 0 || mono_ms() >= until)
                 break;
-            if (mqp_poll(r->pool, 50) != 0)
+            if (r->pool ? mqp_poll(r->pool, 50) != 0 : kafkaout_poll(r->kout, 50) != 0)
                 break;
             if (tty && mono_ms() >= next_status) {
                 next_status = mono_ms() + 1000;
@@ -454,12 +480,12 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             ", reconnects %" PRIu64 ", connection errors %" PRIu64 "\n"
             "  incidents injected %" PRIu64 ", readings withheld (offline) %" PRIu64 "\n"
             "  %.0f msgs per CPU-second, peak RSS %.1f MiB (%.0f bytes per truck)\n",
-            o->trucks, r->pool ? conns : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed, st.inflight,
+            o->trucks, r->pool ? conns : r->kout ? 1 : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed, st.inflight,
             st.reconnects, st.errors, r->incidents, r->skipped, cpu_s > 0 ? (double)st.published / cpu_s : 0.0,
             peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
     fflush(out);
     if (lost) {
-        log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost, cfg->mqtt);
+        log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost, r->kout ? cfg->brokers : cfg->mqtt);
         rc = 1;
     }
     return rc;
@@ -470,7 +496,7 @@ int cmd_sim(int argc, char **argv)
     enum {
         OPT_TRUCKS = 1, OPT_INTERVAL, OPT_CONNECTIONS, OPT_DURATION, OPT_QOS, OPT_SPEEDUP, OPT_START, OPT_SEED,
         OPT_ID_PREFIX, OPT_SCENARIO, OPT_TRUTH, OPT_GEOFENCES, OPT_SOURCE_IPS, OPT_QUIET, OPT_DRY_RUN, OPT_PRINT,
-        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE,
+        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE, OPT_KAFKA,
     };
     static const struct option longopts[] = {
         {"trucks", required_argument, NULL, OPT_TRUCKS},
@@ -488,6 +514,7 @@ int cmd_sim(int argc, char **argv)
         {"source-ips", required_argument, NULL, OPT_SOURCE_IPS},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"kafka", no_argument, NULL, OPT_KAFKA},
         {"print", no_argument, NULL, OPT_PRINT},
         {"until-now", no_argument, NULL, OPT_UNTIL_NOW},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
@@ -576,6 +603,9 @@ int cmd_sim(int argc, char **argv)
         case OPT_DRY_RUN:
             o.dry_run = 1;
             break;
+        case OPT_KAFKA:
+            o.kafka = 1;
+            break;
         case OPT_PRINT:
             o.print = 1;
             break;
@@ -618,6 +648,15 @@ int cmd_sim(int argc, char **argv)
     }
     if (o.connections > o.trucks) {
         fprintf(stderr, "fleetsync sim: --connections %ld is more than --trucks %ld\n", o.connections, o.trucks);
+        goto out;
+    }
+    if (o.kafka && o.dry_run) {
+        fprintf(stderr, "fleetsync sim: --kafka and --dry-run exclude each other\n");
+        goto out;
+    }
+    if (o.kafka && (o.connections || o.source_ips_arg || o.max_inflight || o.cafile || o.clear_presence)) {
+        fprintf(stderr, "fleetsync sim: --connections, --source-ips, --max-inflight, --cafile and --clear-presence "
+                        "are MQTT options; --kafka does not use MQTT\n");
         goto out;
     }
     if (o.print && !o.dry_run) {
@@ -681,7 +720,7 @@ int cmd_sim(int argc, char **argv)
     if (url.tls && !o.cafile)
         o.cafile = mqa_default_cafile(cfg.data_dir, &url, cafile_buf, sizeof(cafile_buf));
     struct sim_auth auth = {.data_dir = cfg.data_dir};
-    if (!o.dry_run && !*url.user && mqa_is_own_broker(cfg.data_dir, &url)) {
+    if (!o.dry_run && !o.kafka && !*url.user && mqa_is_own_broker(cfg.data_dir, &url)) {
         int k = mqa_secret_load(cfg.data_dir, &auth.secret, err, sizeof(err));
         if (k < 0) {
             fprintf(stderr, "fleetsync sim: %s\n", err);
@@ -704,7 +743,13 @@ int cmd_sim(int argc, char **argv)
         goto out;
     struct name_ctx names = {.prefix = o.id_prefix, .prefix_len = strlen(o.id_prefix),
                              .gateway = o.connections && o.connections < o.trucks};
-    if (!o.dry_run) {
+    if (o.kafka) {
+        r.kout = kafkaout_new(&cfg, 15000, err, sizeof(err));
+        if (!r.kout) {
+            fprintf(stderr, "fleetsync sim: %s\n", err);
+            goto out;
+        }
+    } else if (!o.dry_run) {
         mosquitto_lib_init();
         struct mqp_config mc = {.host = url.host, .port = url.port, .user = url.user, .pass = url.pass,
                                 .qos = o.qos, .keepalive_s = 60, .gateway = names.gateway,
@@ -723,12 +768,13 @@ int cmd_sim(int argc, char **argv)
                  names.gateway ? "gateway" : "truck");
     if (!o.quiet)
         log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o.trucks,
-                 o.dry_run ? "dry run" : cfg.mqtt, o.interval_s, o.speedup, o.seed, r.scen.n);
+                 o.dry_run ? "dry run" : o.kafka ? cfg.brokers : cfg.mqtt, o.interval_s, o.speedup, o.seed, r.scen.n);
     rc = run_sim(&r, &cfg, start_ms);
 out:
     if (r.pool)
         mqp_free(r.pool, 2000);
-    if (!o.dry_run && r.o)
+    kafkaout_free(r.kout, 0);
+    if (!o.dry_run && !o.kafka && r.o)
         mosquitto_lib_cleanup();
     metrics_free(r.metrics);
     fleet_free(r.fleet);

@@ -78,6 +78,17 @@ static void start_times_parse(void **state)
     assert_string_equal(buf, "2025-11-27T00:00:00Z");
 }
 
+/* sim --kafka writes what the bridge would have made of the MQTT payload. */
+static void assert_normalized_as_the_bridge(const struct tm_reading *parsed, const char *id, int64_t t,
+                                            const struct fleet_sample *s)
+{
+    char bridge[TM_MAX_PAYLOAD + 1], mine[SIM_PAYLOAD_MAX];
+    assert_true(tm_serialize(parsed, bridge, sizeof(bridge)) > 0);
+    int len = sim_format_normalized(mine, sizeof(mine), id, t, s);
+    assert_int_equal(len, (int)strlen(bridge));
+    assert_string_equal(mine, bridge);
+}
+
 static void readings_pass_the_telemetry_validator(void **state)
 {
     (void)state;
@@ -104,6 +115,7 @@ static void readings_pass_the_telemetry_validator(void **state)
             assert_true(r.ts_ms == t);
             assert_true(r.seq == (int64_t)s.seq);
             assert_true(fabs(r.lat - s.lat) < 1e-6 && fabs(r.speed_kmh - s.speed_kmh) <= 0.05);
+            assert_normalized_as_the_bridge(&r, id, t, &s);
             tm_reading_release(&r);
             n++;
         }
@@ -125,6 +137,33 @@ static void extreme_values_stay_in_range(void **state)
     assert_int_equal(tm_parse(payload, (size_t)len, WALL, &r, NULL, 0), TM_OK);
     tm_reading_release(&r);
     assert_int_equal(sim_format_reading(payload, 10, "TRK-000001", WALL, &s), -1);
+    assert_int_equal(sim_format_normalized(payload, 10, "TRK-000001", WALL, &s), -1);
+}
+
+/* Values whose normalized form is not the fixed decimals: trailing zeros,
+ * integers, -0, and magnitudes below 1e-4 (written with an exponent). */
+static void normalized_form_at_the_edges(void **state)
+{
+    (void)state;
+    static const double v[] = {0, -0.0, 0.0000004, -0.0000004, 0.0000005, -0.0000005, 0.00001, -0.0000496,
+                               0.0001, 0.00009999, 1, -1, 48.1, 48.13715, -0.1, 11.000001, 89.9999996,
+                               -179.9999999, 123.4564999, 2.675, 1e-7, 359.95, 0.05, 0.04999};
+    const size_t n = sizeof(v) / sizeof(v[0]);
+    char payload[SIM_PAYLOAD_MAX];
+    for (size_t a = 0; a < n; a++)
+        for (size_t b = 0; b < n; b++) {
+            struct fleet_sample s = {.lat = v[a], .lon = v[b], .speed_kmh = fabs(v[b]), .heading_deg = fabs(v[a]),
+                                     .fuel_pct = fabs(v[b]), .odometer_km = v[a], .ignition = (a + b) % 2,
+                                     .seq = (uint32_t)(a * n + b)};
+            int len = sim_format_reading(payload, sizeof(payload), "TRK-000001", WALL, &s);
+            struct tm_reading r;
+            char detail[64];
+            enum tm_reason why = tm_parse(payload, (size_t)len, WALL, &r, detail, sizeof(detail));
+            if (why != TM_OK)
+                fail_msg("%s rejected: %s (%s)", payload, tm_reason_name(why), detail);
+            assert_normalized_as_the_bridge(&r, "TRK-000001", WALL, &s);
+            tm_reading_release(&r);
+        }
 }
 
 int main(void)
@@ -136,6 +175,7 @@ int main(void)
         cmocka_unit_test(start_times_parse),
         cmocka_unit_test(readings_pass_the_telemetry_validator),
         cmocka_unit_test(extreme_values_stay_in_range),
+        cmocka_unit_test(normalized_form_at_the_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
