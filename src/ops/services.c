@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -211,11 +212,39 @@ static int check_reachable(const struct svc_ctx *c)
 
 /* --- processes ---------------------------------------------------------- */
 
+/* A broker holds one descriptor per client: Mosquitto with 100,000 truck
+ * connections needs as many, far above the usual soft limit (1024).  The
+ * soft limit goes up to the hard one; as root the hard one too, up to the
+ * kernel's fs.nr_open (what a service manager's LimitNOFILE would give).
+ * Best effort: a service that stays at a lower limit still runs. */
+static void raise_open_files(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    unsigned long long nr_open = 0;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "r");
+    if (f) {
+        if (fscanf(f, "%llu", &nr_open) != 1)
+            nr_open = 0;
+        fclose(f);
+    }
+    if (nr_open > rl.rlim_max) {
+        struct rlimit up = {(rlim_t)nr_open, (rlim_t)nr_open};
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            return;
+    }
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 /* In a fresh child: own session, stdin from /dev/null, output appended to
- * log_path, privileges dropped, cwd set.  Never returns on failure. */
+ * log_path, open-file limit raised, privileges dropped, cwd set.  Never
+ * returns on failure. */
 static void child_setup(const struct svc_ctx *c, const char *log_path, const char *cwd)
 {
     setsid();
+    raise_open_files();
     int in = open("/dev/null", O_RDONLY);
     int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (in < 0 || out < 0)

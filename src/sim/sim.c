@@ -116,7 +116,7 @@ static void sim_usage(FILE *out)
             "                      (--brokers, --topic-prefix), as the bridge would have\n"
             "                      written them, instead of MQTT: for loads above what the\n"
             "                      MQTT broker carries (benchmarks of the pipelines); no\n"
-            "                      presence, and the MQTT options do not apply\n"
+            "                      presence, and the MQTT options are refused\n"
             "  --print             with --dry-run: print 'topic payload' lines to stdout\n"
             "  -h, --help          this text\n\n"
             "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
