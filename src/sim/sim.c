@@ -395,7 +395,8 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             fleet_format_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
             if (r->kout) {
                 int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
-                kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
+                if (len > 0) /* always: payload holds SIM_PAYLOAD_MAX */
+                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
                 continue;
             }
             int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
@@ -480,9 +481,9 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             ", reconnects %" PRIu64 ", connection errors %" PRIu64 "\n"
             "  incidents injected %" PRIu64 ", readings withheld (offline) %" PRIu64 "\n"
             "  %.0f msgs per CPU-second, peak RSS %.1f MiB (%.0f bytes per truck)\n",
-            o->trucks, r->pool ? conns : r->kout ? 1 : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed, st.inflight,
-            st.reconnects, st.errors, r->incidents, r->skipped, cpu_s > 0 ? (double)st.published / cpu_s : 0.0,
-            peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
+            o->trucks, r->pool ? conns : r->kout ? 1 : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed,
+            st.inflight, st.reconnects, st.errors, r->incidents, r->skipped,
+            cpu_s > 0 ? (double)st.published / cpu_s : 0.0, peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
     fflush(out);
     if (lost) {
         log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost, r->kout ? cfg->brokers : cfg->mqtt);
