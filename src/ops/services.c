@@ -215,27 +215,35 @@ static int check_reachable(const struct svc_ctx *c)
 /* A broker holds one descriptor per client: Mosquitto with 100,000 truck
  * connections needs as many, far above the usual soft limit (1024).  The
  * soft limit goes up to the hard one; as root the hard one too, up to the
- * kernel's fs.nr_open (what a service manager's LimitNOFILE would give).
- * Best effort: a service that stays at a lower limit still runs. */
+ * kernel's fs.nr_open.  Both stop at SVC_MAX_OPEN_FILES: some programs size
+ * tables by the limit or close every descriptor below it, which a limit
+ * near 2^30 (fs.nr_open under recent systemd) makes slow.  Best effort: a
+ * service that stays at a lower limit still runs. */
+#define SVC_MAX_OPEN_FILES 1048576ULL
 static void raise_open_files(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         return;
-    unsigned long long nr_open = 0;
+    unsigned long long want = 0;
     FILE *f = fopen("/proc/sys/fs/nr_open", "r");
     if (f) {
-        if (fscanf(f, "%llu", &nr_open) != 1)
-            nr_open = 0;
+        if (fscanf(f, "%llu", &want) != 1)
+            want = 0;
         fclose(f);
     }
-    if (nr_open > rl.rlim_max) {
-        struct rlimit up = {(rlim_t)nr_open, (rlim_t)nr_open};
+    if (want > SVC_MAX_OPEN_FILES)
+        want = SVC_MAX_OPEN_FILES;
+    if (want > rl.rlim_max) {
+        struct rlimit up = {(rlim_t)want, (rlim_t)want};
         if (setrlimit(RLIMIT_NOFILE, &up) == 0)
             return;
     }
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    const rlim_t cap = (rlim_t)SVC_MAX_OPEN_FILES; /* RLIM_INFINITY compares as the largest */
+    if (rl.rlim_cur < rl.rlim_max && rl.rlim_cur < cap) {
+        rl.rlim_cur = rl.rlim_max < cap ? rl.rlim_max : cap;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 /* In a fresh child: own session, stdin from /dev/null, output appended to

@@ -8,6 +8,7 @@
 #include "core/sig.h"
 #include "core/topics.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,10 @@ struct kafkaout {
     rd_kafka_t *rk;
     rd_kafka_topic_t *topic;
     char topic_name[256];
-    uint64_t published, acked, failed;
+    uint64_t published;  /* queued in librdkafka */
+    uint64_t acked;      /* delivery reports without error */
+    uint64_t undelivered; /* delivery reports with an error */
+    uint64_t refused;    /* never queued */
     int fatal_logged;
 };
 
@@ -27,7 +31,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         k->acked++;
         return;
     }
-    if (k->failed++ == 0)
+    if (k->undelivered++ == 0)
         log_error("a reading was not delivered to %s: %s (further failures are only counted)", k->topic_name,
                   rd_kafka_err2str(m->err));
 }
@@ -85,17 +89,26 @@ int kafkaout_produce(struct kafkaout *k, const char *key, size_t key_len, const 
         e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->topic), RD_KAFKA_V_KEY(key, key_len),
                               RD_KAFKA_V_VALUE((void *)value, value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                               RD_KAFKA_V_TIMESTAMP(ts_ms), RD_KAFKA_V_END);
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || sig_stopping())
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
+        if (sig_stopping())
+            return 1; /* the run ends before this reading: not sent, not lost */
         rd_kafka_poll(k->rk, 10); /* the queue drains as deliveries are reported */
     }
-    k->published++;
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        k->published++;
         return 0;
-    if (k->failed++ == 0)
-        log_error("cannot produce to %s: %s (further failures are only counted)", k->topic_name,
+    }
+    kafkaout_count_refused(k);
+    if (k->refused == 1)
+        log_error("cannot produce to %s: %s (further refusals are only counted)", k->topic_name,
                   rd_kafka_err2str(e));
     return -1;
+}
+
+void kafkaout_count_refused(struct kafkaout *k)
+{
+    k->refused++;
 }
 
 int kafkaout_poll(struct kafkaout *k, int timeout_ms)
@@ -115,8 +128,8 @@ void kafkaout_get_stats(const struct kafkaout *k, struct mqp_stats *out)
     memset(out, 0, sizeof(*out));
     out->published = k->published;
     out->acked = k->acked;
-    out->failed = k->failed;
-    out->inflight = k->published - k->acked - k->failed;
+    out->failed = k->undelivered + k->refused;
+    out->inflight = k->published - k->acked - k->undelivered;
     out->up = out->conns = 1;
 }
 

@@ -29,17 +29,21 @@ struct kafkaout;
 struct kafkaout *kafkaout_new(const struct fs_config *cfg, int wait_ms, char *err, size_t err_size);
 
 /* Queues one record; while librdkafka's queue is full it serves delivery
- * reports and tries again, until a stop is requested.  Returns 0, or -1 when
- * the record was refused (counted as failed, the first one logged). */
+ * reports and tries again.  Returns 0; 1 when a stop was requested while
+ * the queue was full (the record is not sent and not counted); -1 when
+ * librdkafka refused it (counted as failed, the first one logged). */
 int kafkaout_produce(struct kafkaout *k, const char *key, size_t key_len, const char *value, size_t value_len,
                      int64_t ts_ms);
+
+/* Counts a reading that could not be offered to librdkafka as failed. */
+void kafkaout_count_refused(struct kafkaout *k);
 
 /* Serves delivery reports, waiting up to timeout_ms for one.  Returns 0, or
  * -1 when the producer hit a fatal error (logged). */
 int kafkaout_poll(struct kafkaout *k, int timeout_ms);
 
-/* published = queued, acked = delivered, failed = refused or not
- * delivered, inflight = queued and not yet reported; up/conns are 1/1. */
+/* published = queued, acked = delivered, failed = refused or reported
+ * undelivered, inflight = queued and not yet reported; up/conns are 1/1. */
 void kafkaout_get_stats(const struct kafkaout *k, struct mqp_stats *out);
 
 /* Waits up to wait_ms for what is queued to be delivered, then frees

@@ -60,7 +60,7 @@ struct sim_opts {
     char *source_ips_arg;
     const char *source_ips[MAX_SOURCE_IPS];
     size_t n_source_ips;
-    int quiet, dry_run, print, until_now, clear_presence, kafka;
+    int quiet, dry_run, print, until_now, clear_presence, kafka, qos_given;
     double drain_s;
     uint32_t max_inflight;
     const char *cafile;
@@ -395,7 +395,9 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             fleet_format_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
             if (r->kout) {
                 int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
-                if (len > 0) /* always: payload holds SIM_PAYLOAD_MAX */
+                if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */
+                    kafkaout_count_refused(r->kout);
+                else
                     kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
                 continue;
             }
@@ -483,7 +485,8 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             "  %.0f msgs per CPU-second, peak RSS %.1f MiB (%.0f bytes per truck)\n",
             o->trucks, r->pool ? conns : r->kout ? 1 : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed,
             st.inflight, st.reconnects, st.errors, r->incidents, r->skipped,
-            cpu_s > 0 ? (double)st.published / cpu_s : 0.0, peak_rss_kb() / 1024.0, (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
+            cpu_s > 0 ? (double)st.published / cpu_s : 0.0, peak_rss_kb() / 1024.0,
+            (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
     fflush(out);
     if (lost) {
         log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost, r->kout ? cfg->brokers : cfg->mqtt);
@@ -565,6 +568,7 @@ int cmd_sim(int argc, char **argv)
             if (cfg_parse_long(optarg, 0, 1, &v))
                 bad = "--qos must be 0 or 1";
             o.qos = (int)v;
+            o.qos_given = 1;
             break;
         case OPT_SPEEDUP:
             if (parse_double(optarg, 0, 1e9, &o.speedup))
@@ -655,9 +659,10 @@ int cmd_sim(int argc, char **argv)
         fprintf(stderr, "fleetsync sim: --kafka and --dry-run exclude each other\n");
         goto out;
     }
-    if (o.kafka && (o.connections || o.source_ips_arg || o.max_inflight || o.cafile || o.clear_presence)) {
-        fprintf(stderr, "fleetsync sim: --connections, --source-ips, --max-inflight, --cafile and --clear-presence "
-                        "are MQTT options; --kafka does not use MQTT\n");
+    if (o.kafka && (o.connections || o.qos_given || o.source_ips_arg || o.max_inflight || o.cafile ||
+                    o.clear_presence)) {
+        fprintf(stderr, "fleetsync sim: --connections, --qos, --source-ips, --max-inflight, --cafile and "
+                        "--clear-presence are MQTT options; --kafka does not use MQTT\n");
         goto out;
     }
     if (o.print && !o.dry_run) {

@@ -113,8 +113,11 @@ check_eq "simulator run 1: every QoS 1 reading acknowledged" 0 $?
 N1=7200
 check_eq "history stores run 1's $N1 readings" "$N1" "$(wait_until "$N1" 240 rows)"
 h1=$(metric $MB fleetsync_history_rows_total) h2=$(metric $((MB + 1)) fleetsync_history_rows_total)
-check "each history instance stored a share (${h1:-0} + ${h2:-0})" \
-    awk -v a="${h1:-0}" -v b="${h2:-0}" -v n="$N1" 'BEGIN { exit !(a > 0 && b > 0 && a + b == n) }'
+shared() { awk -v a="${h1:-0}" -v b="${h2:-0}" -v n="$N1" 'BEGIN { exit !(a > 0 && b > 0 && a + b == n) }'; }
+check "each history instance stored a share (${h1:-0} + ${h2:-0})" shared
+shared || for i in 1 2; do  # what each instance was given, for the record
+    grep -E 'assigned|revoked|WARN|ERROR|fatal' "$W/history$i.log" | tail -8 | sed "s/^/# history$i: /"
+done
 d1=$(metric $((MB + 2)) fleetsync_detect_partitions_assigned) d2=$(metric $((MB + 3)) fleetsync_detect_partitions_assigned)
 check "the detect instances split the 6 partitions (${d1:-0} + ${d2:-0})" \
     awk -v a="${d1:-0}" -v b="${d2:-0}" 'BEGIN { exit !(a > 0 && b > 0 && a + b == 6) }'

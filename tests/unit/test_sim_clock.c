@@ -156,6 +156,7 @@ static void normalized_form_at_the_edges(void **state)
                                      .fuel_pct = fabs(v[b]), .odometer_km = v[a], .ignition = (a + b) % 2,
                                      .seq = (uint32_t)(a * n + b)};
             int len = sim_format_reading(payload, sizeof(payload), "TRK-000001", WALL, &s);
+            assert_true(len > 0);
             struct tm_reading r;
             char detail[64];
             enum tm_reason why = tm_parse(payload, (size_t)len, WALL, &r, detail, sizeof(detail));
