@@ -958,6 +958,8 @@ static bool truck_ok(const struct truck *t, size_t nfences)
     return ts_ok(t->last_ts, false) && ts_ok(t->ign_since, true) && ts_ok(t->over_since, true) &&
            ts_ok(t->jump_since, true) && ts_ok(t->fence_since, true) && ts_ok(t->fuel_ref_ts, true) &&
            (t->fuel_ref <= 10000 || t->fuel_ref == FUEL_NONE) && (t->fuel_last <= 10000 || t->fuel_last == FUEL_NONE) &&
+           /* a fuel reference has its time (process() subtracts it) */
+           (t->fuel_ref == FUEL_NONE || t->fuel_ref_ts != UNSET) &&
            t->fence >= -1 && (t->fence < (int64_t)nfences || !(t->flags & ACT(DR_GEOFENCE_EXIT))) &&
            /* an active alert has its start */
            (!(t->flags & ACT(DR_STATIONARY_ENGINE_ON)) || (t->ign_since != UNSET && (t->flags & F_IGN))) &&
