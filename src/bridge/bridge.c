@@ -349,13 +349,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static int producer_new(struct bridge *b, char *err, size_t err_size)
 {
     static const char *const defaults[] = {
-        "enable.idempotence", "true",
-        "acks", "all",
-        "compression.type", "lz4",
-        "linger.ms", "5",
-        "batch.num.messages", "10000",
-        "batch.size", "1000000",
-        "queue.buffering.max.messages", "1000000",
+        KAFKA_TELEMETRY_PRODUCER_DEFAULTS,
         "queue.buffering.max.kbytes", "524288",
         /* Never give up on a message: while Kafka is away it waits here and
          * in the spool, and the spool applies the backpressure. */

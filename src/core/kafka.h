@@ -12,6 +12,14 @@
 
 #include <librdkafka/rdkafka.h>
 
+/* The producer settings of truck-telemetry's writers (the bridge, and the
+ * simulator's --kafka that stands in for it), as key, value pairs to open a
+ * kafka_conf_new() defaults list: idempotent, acks=all, lz4, batches of up to
+ * 10,000 messages lingering 5 ms. */
+#define KAFKA_TELEMETRY_PRODUCER_DEFAULTS                                                                           \
+    "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", "5",                     \
+        "batch.num.messages", "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
+
 /* Returns a new conf the caller owns (rd_kafka_new() takes it on success),
  * or NULL with a reason in err.  defaults is a NULL-terminated list of
  * key, value pairs applied before -X; it may be NULL. */

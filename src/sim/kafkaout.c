@@ -39,13 +39,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 struct kafkaout *kafkaout_new(const struct fs_config *cfg, int wait_ms, char *err, size_t err_size)
 {
     static const char *const defaults[] = {
-        "enable.idempotence", "true",
-        "acks", "all",
-        "compression.type", "lz4",
-        "linger.ms", "5",
-        "batch.num.messages", "10000",
-        "batch.size", "1000000",
-        "queue.buffering.max.messages", "1000000",
+        KAFKA_TELEMETRY_PRODUCER_DEFAULTS,
         "client.id", "fleetsync-sim",
         NULL,
     };
