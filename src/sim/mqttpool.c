@@ -1,13 +1,16 @@
 /*
- * mqttpool.c - libmosquitto connections on one epoll loop (see mqttpool.h).
+ * mqttpool.c - MQTT device connections on one epoll loop (see mqttpool.h).
  */
 #include "sim/mqttpool.h"
 
 #include "core/log.h"
+#include "sim/mqttwire.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <mosquitto.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -16,28 +19,54 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define BACKOFF_MIN_MS     500
 #define BACKOFF_MAX_MS     30000
+#define CONNECT_TIMEOUT_MS 30000
 #define CONNECTS_PER_POLL  256
 #define MAX_EVENTS         1024
+#define READ_SIZE          65536
+#define OUT_KEEP           16384 /* an output buffer larger than this is freed once written */
 
-enum conn_state { C_DOWN, C_CONNECTING, C_UP };
+enum conn_state { C_DOWN, C_TCP, C_TLS, C_CONNECTING, C_UP };
+
+/* A QoS 1 PUBLISH the broker has not acknowledged: sent again after a
+ * reconnect.  The broker acknowledges in order (MQTT 3.1.1, 4.6), so the
+ * pending messages are a ring and an acknowledgement is nearly always for
+ * its head. */
+struct pend {
+    uint8_t *pkt;
+    uint32_t len;
+    uint16_t mid;
+    uint8_t presence; /* the connection's own presence, not telemetry */
+    uint8_t acked;    /* acknowledged out of order: freed when it reaches the head */
+};
 
 struct conn {
-    struct mosquitto *m;
     struct mqttpool *pool;
-    int64_t retry_ms;   /* DOWN: when to try again */
-    uint32_t inflight;
+    SSL *ssl;
+    uint8_t *out;       /* to write: out[out_off, out_len) */
+    struct pend *pend;  /* ring: pend[(pend_head + k) % pend_cap], k < npend */
+    int64_t retry_ms;   /* DOWN: when to try again; connecting: when to give up */
+    int64_t last_out_ms;
+    int64_t ping_ms;    /* a PINGREQ not yet answered, or 0 */
+    uint32_t out_off, out_len, out_cap;
+    uint32_t pend_head, npend, pend_cap;
+    uint32_t inflight;  /* telemetry in pend */
+    uint32_t q0_queued; /* QoS 0 telemetry in out, acknowledged once written */
     uint32_t index;
     int fd;             /* registered in epoll, or -1 */
-    int presence_mid;
+    uint16_t next_mid;
+    uint8_t in[MQW_MAX_INCOMING]; /* the start of a packet not read whole */
+    uint8_t in_len;
     uint8_t state;
     uint8_t want_out;   /* EPOLLOUT registered */
     uint8_t backoff;    /* failures in a row */
     uint8_t ever_up;
+    uint8_t dirty;      /* in the pool's list of connections to write */
 };
 
 struct mqttpool {
@@ -45,7 +74,15 @@ struct mqttpool {
     SSL_CTX *ssl_ctx;   /* mqtts://, shared by every connection */
     struct conn *c;
     uint32_t n;
+    uint32_t *dirty;    /* connections with something to write */
+    uint32_t ndirty;
     int ep;
+    uint8_t *rbuf;      /* READ_SIZE bytes, for every read */
+    struct sockaddr_storage addr; /* the broker, once resolved */
+    socklen_t addr_len;
+    struct sockaddr_storage *src; /* source_ips, resolved */
+    socklen_t *src_len;
+    int64_t now_ms;
     int64_t next_misc_ms;
     int64_t next_scan_ms;
     uint32_t scan_from;
@@ -53,13 +90,12 @@ struct mqttpool {
     struct mqp_stats st;
     /* Problems are logged as one line per second, not one per connection. */
     uint32_t lost_pending, refused_pending, failed_pending;
-    char last_reason[160];
+    char last_reason[256];
 };
 
-/* One client TLS context for the pool: libmosquitto's own would load the
- * CA file again at every connect of every connection (a descriptor the
- * pool's fd limit does not allow there, and memory per connection).  The
- * peer is verified against the CA and the host name or IP address. */
+/* One client TLS context for the pool: the CA file is loaded once, not at
+ * every connect of every connection.  The peer is verified against the CA
+ * and the host name or IP address. */
 static SSL_CTX *tls_context(const struct mqp_config *cfg, char *err, size_t err_size)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -68,6 +104,8 @@ static SSL_CTX *tls_context(const struct mqp_config *cfg, char *err, size_t err_
         return NULL;
     }
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* The output buffer may grow (move) between a partial write and its retry. */
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     int ok = cfg->cafile ? SSL_CTX_load_verify_locations(ctx, cfg->cafile, NULL)
                          : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
@@ -112,106 +150,546 @@ static void schedule_retry(struct conn *c)
         c->backoff++;
 }
 
-/* The socket is gone (libmosquitto closed it): forget it, plan a retry. */
-static void conn_lost(struct conn *c, int rc)
+static void set_reason(struct mqttpool *p, const char *reason)
+{
+    snprintf(p->last_reason, sizeof(p->last_reason), "%s", reason);
+}
+
+/* Closes the socket; QoS 0 readings still in the output buffer are lost
+ * (QoS 1 ones stay pending). */
+static void close_socket(struct conn *c)
 {
     struct mqttpool *p = c->pool;
-    if (c->state == C_UP && p->st.up)
-        p->st.up--;
-    if (!p->closing) {
-        p->st.errors++;
-        if (c->state != C_DOWN) {
-            p->lost_pending++;
-            snprintf(p->last_reason, sizeof(p->last_reason), "%s", mosquitto_strerror(rc));
-        }
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
     }
     if (c->fd >= 0) {
         epoll_ctl(p->ep, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
         c->fd = -1;
     }
-    c->state = C_DOWN;
+    if (c->q0_queued) {
+        p->st.failed += c->q0_queued;
+        p->st.inflight -= c->q0_queued;
+        c->q0_queued = 0;
+    }
+    c->out_off = c->out_len = 0;
+    c->in_len = 0;
+    c->ping_ms = 0;
     c->want_out = 0;
+    if (c->state == C_UP && p->st.up)
+        p->st.up--;
+    c->state = C_DOWN;
     schedule_retry(c);
 }
 
-static void update_out(struct conn *c)
+/* A connection that was up, or on its way up, is gone. */
+static void conn_lost(struct conn *c, const char *reason)
 {
-    if (c->fd < 0)
-        return;
-    uint8_t want = mosquitto_want_write(c->m) ? 1 : 0;
-    if (want == c->want_out)
+    struct mqttpool *p = c->pool;
+    if (!p->closing) {
+        p->st.errors++;
+        p->lost_pending++;
+        set_reason(p, reason);
+    }
+    close_socket(c);
+}
+
+/* A connection attempt failed before the broker answered. */
+static void conn_failed(struct conn *c, const char *reason)
+{
+    struct mqttpool *p = c->pool;
+    p->st.errors++;
+    p->failed_pending++;
+    const char *from = p->cfg.n_source_ips ? p->cfg.source_ips[c->index % p->cfg.n_source_ips] : NULL;
+    snprintf(p->last_reason, sizeof(p->last_reason), "%s%s%s", reason, from ? " from " : "", from ? from : "");
+    close_socket(c);
+}
+
+static void set_want_out(struct conn *c, int want)
+{
+    if (c->fd < 0 || (uint8_t)want == c->want_out)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
     if (epoll_ctl(c->pool->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
-        c->want_out = want;
+        c->want_out = (uint8_t)want;
 }
 
-static void on_connect(struct mosquitto *m, void *ud, int rc)
+/* --- output ---------------------------------------------------------------- */
+
+/* Makes room for n more bytes in the output buffer; -1 if out of memory. */
+static int out_reserve(struct conn *c, size_t n)
 {
-    struct conn *c = ud;
-    struct mqttpool *p = c->pool;
-    if (rc != 0) {
-        p->st.errors++;
-        p->refused_pending++;
-        snprintf(p->last_reason, sizeof(p->last_reason), "%s", mosquitto_connack_string(rc));
-        return; /* libmosquitto drops the socket; conn_lost follows */
+    if (c->out_off && c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    if (c->out_cap - c->out_len >= n)
+        return 0;
+    if (c->out_off) { /* written already: drop it before growing */
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+        if (c->out_cap - c->out_len >= n)
+            return 0;
     }
+    size_t cap = c->out_cap ? c->out_cap : 512;
+    while (cap - c->out_len < n)
+        cap *= 2;
+    if (cap > UINT32_MAX)
+        return -1;
+    uint8_t *o = realloc(c->out, cap);
+    if (!o)
+        return -1;
+    c->out = o;
+    c->out_cap = (uint32_t)cap;
+    return 0;
+}
+
+static void mark_dirty(struct mqttpool *p, struct conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = 1;
+        p->dirty[p->ndirty++] = c->index;
+    }
+}
+
+static int out_append(struct conn *c, const uint8_t *b, size_t n)
+{
+    if (out_reserve(c, n) != 0)
+        return -1;
+    memcpy(c->out + c->out_len, b, n);
+    c->out_len += (uint32_t)n;
+    mark_dirty(c->pool, c);
+    return 0;
+}
+
+/* Writes what the output buffer holds, as far as the socket takes it.
+ * Returns 0, or -1 if the connection was lost. */
+static int flush(struct conn *c)
+{
+    struct mqttpool *p = c->pool;
+    while (c->out_off < c->out_len) {
+        size_t len = c->out_len - c->out_off;
+        ssize_t w;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, c->out + c->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                    break;
+                conn_lost(c, e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
+                return -1;
+            }
+            w = r;
+        } else {
+            w = send(c->fd, c->out + c->out_off, len, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK)
+                    break;
+                conn_lost(c, strerror(errno));
+                return -1;
+            }
+        }
+        c->out_off += (uint32_t)w;
+        c->last_out_ms = p->now_ms;
+    }
+    if (c->out_off == c->out_len) {
+        c->out_off = c->out_len = 0;
+        if (c->q0_queued) {
+            p->st.acked += c->q0_queued;
+            p->st.inflight -= c->q0_queued;
+            c->q0_queued = 0;
+        }
+        if (c->out_cap > OUT_KEEP) {
+            free(c->out);
+            c->out = NULL;
+            c->out_cap = 0;
+        }
+    }
+    set_want_out(c, c->out_off < c->out_len);
+    return 0;
+}
+
+/* --- pending QoS 1 messages ------------------------------------------------ */
+
+static struct pend *pend_at(const struct conn *c, uint32_t k)
+{
+    return &c->pend[(c->pend_head + k) % c->pend_cap];
+}
+
+static int pend_push(struct conn *c, uint8_t *pkt, size_t len, uint16_t mid, int presence)
+{
+    if (c->npend == c->pend_cap) {
+        uint32_t cap = c->pend_cap ? c->pend_cap * 2 : 8;
+        struct pend *n = malloc((size_t)cap * sizeof(*n));
+        if (!n || cap < c->pend_cap) {
+            free(n);
+            return -1;
+        }
+        for (uint32_t k = 0; k < c->npend; k++)
+            n[k] = *pend_at(c, k);
+        free(c->pend);
+        c->pend = n;
+        c->pend_cap = cap;
+        c->pend_head = 0;
+    }
+    *pend_at(c, c->npend) = (struct pend){.pkt = pkt, .len = (uint32_t)len, .mid = mid, .presence = (uint8_t)presence};
+    c->npend++;
+    return 0;
+}
+
+static uint16_t take_mid(struct conn *c)
+{
+    if (++c->next_mid == 0)
+        c->next_mid = 1;
+    return c->next_mid;
+}
+
+static void on_puback(struct conn *c, uint16_t mid)
+{
+    struct mqttpool *p = c->pool;
+    for (uint32_t k = 0; k < c->npend; k++) {
+        struct pend *e = pend_at(c, k);
+        if (!e->acked && e->mid == mid) {
+            e->acked = 1;
+            if (!e->presence) {
+                c->inflight--;
+                p->st.inflight--;
+                p->st.acked++;
+            }
+            break;
+        }
+    }
+    while (c->npend && pend_at(c, 0)->acked) { /* an unknown mid changes nothing */
+        free(pend_at(c, 0)->pkt);
+        c->pend_head = (c->pend_head + 1) % c->pend_cap;
+        c->npend--;
+    }
+}
+
+/* Queues a QoS 1 presence message ("online", "offline" or empty). */
+static int queue_presence(struct conn *c, const char *value)
+{
+    struct mqttpool *p = c->pool;
+    char topic[192];
+    presence_topic(p, c->index, topic, sizeof(topic));
+    size_t tl = strlen(topic), vl = strlen(value), sz = mqw_publish_size(tl, vl, 1);
+    uint8_t *pkt = malloc(sz);
+    if (!pkt)
+        return -1;
+    uint16_t mid = take_mid(c);
+    size_t n = mqw_encode_publish(pkt, sz, topic, tl, value, vl, 1, 1, mid);
+    if (!n || pend_push(c, pkt, n, mid, 1) != 0) {
+        free(pkt);
+        return -1;
+    }
+    return out_append(c, pkt, n);
+}
+
+/* CONNACK accepted: announce presence, then send again, in their order,
+ * the readings the broker had not acknowledged.  Presence messages of an
+ * earlier connection are dropped: this one says "online" again. */
+static void on_up(struct conn *c)
+{
+    struct mqttpool *p = c->pool;
     if (c->ever_up)
         p->st.reconnects++;
     c->ever_up = 1;
     c->state = C_UP;
     c->backoff = 0;
+    c->ping_ms = 0;
     p->st.up++;
-    char topic[192];
-    presence_topic(p, c->index, topic, sizeof(topic));
-    mosquitto_publish(m, &c->presence_mid, topic, 6, "online", 1, true);
-}
-
-static void on_publish(struct mosquitto *m, void *ud, int mid)
-{
-    (void)m;
-    struct conn *c = ud;
-    struct mqttpool *p = c->pool;
-    if (mid == c->presence_mid) { /* mids wrap at 65535: match it once */
-        c->presence_mid = -1;
+    uint32_t n = c->npend, kept = 0;
+    struct pend *old = n ? malloc((size_t)n * sizeof(*old)) : NULL;
+    if (n && !old) {
+        conn_lost(c, "out of memory");
         return;
     }
-    p->st.acked++;
-    if (c->inflight)
-        c->inflight--;
-    if (p->st.inflight)
-        p->st.inflight--;
+    for (uint32_t k = 0; k < n; k++) {
+        struct pend *e = pend_at(c, k);
+        if (e->presence || e->acked)
+            free(e->pkt);
+        else
+            old[kept++] = *e;
+    }
+    c->pend_head = 0;
+    c->npend = 0;
+    int rc = queue_presence(c, "online");
+    for (uint32_t k = 0; k < kept; k++) {
+        old[k].pkt[0] |= MQW_DUP_BIT;
+        if (rc == 0)
+            rc = pend_push(c, old[k].pkt, old[k].len, old[k].mid, 0);
+        if (rc == 0)
+            rc = out_append(c, old[k].pkt, old[k].len);
+        else
+            free(old[k].pkt);
+    }
+    free(old);
+    if (rc != 0)
+        conn_lost(c, "out of memory");
 }
 
-/* libmosquitto opens a socket pair in mosquitto_new() and again in the
- * first connect, only to wake its own threaded loop, which the pool does not
- * use; it would cost two more descriptors per connection and one more
- * write() per publish.  The pool lets it fail (EMFILE; libmosquitto carries
- * on without it) by allowing no new descriptor during mosquitto_new() and
- * exactly one, the TCP socket, during the connect.  Another thread opening a
- * descriptor at that instant fails too: only the metrics server's accept(),
- * whose client retries.  Returns 1 if the limit was set (undo with
- * fds_unlimit). */
-static int fds_limit(int ep, int allow, struct rlimit *old)
+/* --- connecting -------------------------------------------------------------- */
+
+static int resolve(struct mqttpool *p, char *err, size_t err_size)
 {
-    int probe = fcntl(ep, F_DUPFD_CLOEXEC, 0); /* the lowest free descriptor */
-    if (probe < 0)
-        return 0;
-    close(probe);
-    if (getrlimit(RLIMIT_NOFILE, old) != 0)
-        return 0;
-    struct rlimit lim = *old;
-    lim.rlim_cur = (rlim_t)probe + (rlim_t)allow;
-    return setrlimit(RLIMIT_NOFILE, &lim) == 0;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
+    if (p->cfg.n_source_ips)
+        hints.ai_family = p->src[0].ss_family;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", p->cfg.port);
+    int rc = getaddrinfo(p->cfg.host, port, &hints, &res);
+    if (rc != 0 || !res) {
+        snprintf(err, err_size, "cannot resolve %s: %s", p->cfg.host, rc ? gai_strerror(rc) : "no address");
+        return -1;
+    }
+    memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
+    p->addr_len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
 }
 
-static void fds_unlimit(int limited, const struct rlimit *old)
+static void send_connect(struct conn *c)
 {
-    int saved = errno;
-    if (limited)
-        setrlimit(RLIMIT_NOFILE, old);
-    errno = saved;
+    struct mqttpool *p = c->pool;
+    char id[128], topic[192], pass[128];
+    p->cfg.name(p->cfg.name_ud, c->index, id, sizeof(id));
+    presence_topic(p, c->index, topic, sizeof(topic));
+    struct mqw_connect m = {.client_id = id, .keepalive_s = (uint16_t)p->cfg.keepalive_s, .clean_session = 1,
+                            .will_topic = topic, .will_payload = "offline", .will_len = 7, .will_qos = 1,
+                            .will_retain = 1};
+    if (p->cfg.password && p->cfg.password(p->cfg.password_ud, id, pass, sizeof(pass)) == 0) {
+        m.user = id;
+        m.pass = pass;
+    } else if (p->cfg.user && *p->cfg.user) {
+        m.user = p->cfg.user;
+        m.pass = p->cfg.pass && *p->cfg.pass ? p->cfg.pass : NULL;
+    }
+    uint8_t pkt[1024];
+    size_t n = mqw_encode_connect(pkt, sizeof(pkt), &m);
+    if (!n || out_append(c, pkt, n) != 0) {
+        conn_failed(c, "cannot build CONNECT");
+        return;
+    }
+    c->state = C_CONNECTING;
+    c->retry_ms = p->now_ms + CONNECT_TIMEOUT_MS;
+    flush(c);
 }
+
+static void tls_step(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        send_connect(c);
+        return;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        set_want_out(c, e == SSL_ERROR_WANT_WRITE);
+        return;
+    }
+    unsigned long le = ERR_peek_last_error();
+    char why[200];
+    snprintf(why, sizeof(why), "TLS handshake failed: %s",
+             le ? ERR_reason_error_string(le) : e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "closed");
+    conn_failed(c, why);
+}
+
+/* The TCP connect finished (EPOLLOUT): start TLS or send CONNECT. */
+static void tcp_done(struct conn *c)
+{
+    struct mqttpool *p = c->pool;
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err) {
+        conn_failed(c, strerror(err));
+        return;
+    }
+    if (!p->ssl_ctx) {
+        send_connect(c);
+        return;
+    }
+    c->ssl = SSL_new(p->ssl_ctx);
+    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+        conn_failed(c, "cannot start TLS");
+        return;
+    }
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, p->cfg.host, &a6) != 1 && inet_pton(AF_INET6, p->cfg.host, &a6) != 1)
+        SSL_set_tlsext_host_name(c->ssl, p->cfg.host); /* SNI: names only */
+    SSL_set_connect_state(c->ssl);
+    c->state = C_TLS;
+    tls_step(c);
+}
+
+static void try_connect(struct conn *c)
+{
+    struct mqttpool *p = c->pool;
+    char err[200];
+    if (!p->addr_len && resolve(p, err, sizeof(err)) != 0) {
+        p->st.errors++;
+        p->failed_pending++;
+        set_reason(p, err);
+        schedule_retry(c);
+        return;
+    }
+    int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        p->st.errors++;
+        p->failed_pending++;
+        set_reason(p, strerror(errno));
+        schedule_retry(c);
+        return;
+    }
+    c->fd = fd;
+    c->state = C_TCP;
+    c->retry_ms = p->now_ms + CONNECT_TIMEOUT_MS;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* the pool batches its writes itself */
+    if (p->cfg.n_source_ips) {
+        uint32_t k = c->index % (uint32_t)p->cfg.n_source_ips;
+#ifdef IP_BIND_ADDRESS_NO_PORT
+        /* The port is chosen at connect(), per destination: more than one
+         * address's worth of ephemeral ports. */
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+#endif
+        if (bind(fd, (struct sockaddr *)&p->src[k], p->src_len[k]) != 0) {
+            conn_failed(c, strerror(errno));
+            return;
+        }
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        log_error("cannot watch MQTT connection %u: %s", c->index, strerror(errno));
+        close(fd);
+        c->fd = -1;
+        conn_failed(c, strerror(errno));
+        return;
+    }
+    c->want_out = 1;
+    if (connect(fd, (struct sockaddr *)&p->addr, p->addr_len) != 0 && errno != EINPROGRESS)
+        conn_failed(c, strerror(errno));
+}
+
+/* --- reading ----------------------------------------------------------------- */
+
+/* Returns 0, or -1 if the connection is gone. */
+static int on_packet(struct conn *c, const struct mqw_packet *pk)
+{
+    struct mqttpool *p = c->pool;
+    char why[80];
+    switch (pk->type) {
+    case MQW_CONNACK:
+        if (c->state != C_CONNECTING)
+            break;
+        if (pk->return_code != 0) {
+            p->st.errors++;
+            p->refused_pending++;
+            set_reason(p, mqw_connack_string(pk->return_code));
+            close_socket(c);
+            return -1;
+        }
+        on_up(c);
+        return c->fd >= 0 ? 0 : -1;
+    case MQW_PUBACK:
+        if (c->state != C_UP)
+            break;
+        on_puback(c, pk->mid);
+        return 0;
+    case MQW_PINGRESP:
+        c->ping_ms = 0;
+        return 0;
+    default:
+        break;
+    }
+    snprintf(why, sizeof(why), "unexpected packet (type %d) from the broker", pk->type);
+    conn_lost(c, why);
+    return -1;
+}
+
+/* Reads every packet waiting on the socket.  Returns 0, or -1 if the
+ * connection is gone. */
+static int on_readable(struct conn *c)
+{
+    struct mqttpool *p = c->pool;
+    uint8_t *buf = p->rbuf;
+    for (;;) {
+        size_t have = c->in_len;
+        memcpy(buf, c->in, have);
+        ssize_t r;
+        if (c->ssl) {
+            ERR_clear_error();
+            int n = SSL_read(c->ssl, buf + have, (int)(READ_SIZE - have));
+            if (n <= 0) {
+                int e = SSL_get_error(c->ssl, n);
+                if (e == SSL_ERROR_WANT_READ)
+                    return 0;
+                if (e == SSL_ERROR_WANT_WRITE) {
+                    set_want_out(c, 1);
+                    return 0;
+                }
+                conn_lost(c, e == SSL_ERROR_ZERO_RETURN ? "connection closed by the broker"
+                             : e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS read failed");
+                return -1;
+            }
+            r = n;
+        } else {
+            r = read(c->fd, buf + have, READ_SIZE - have);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+                return 0;
+            if (r <= 0) {
+                conn_lost(c, r == 0 ? "connection closed by the broker" : strerror(errno));
+                return -1;
+            }
+        }
+        size_t len = have + (size_t)r, off = 0;
+        for (;;) {
+            struct mqw_packet pk;
+            int n = mqw_parse(buf + off, len - off, &pk);
+            if (n < 0) {
+                conn_lost(c, "malformed packet from the broker");
+                return -1;
+            }
+            if (n == 0)
+                break;
+            off += (size_t)n;
+            if (on_packet(c, &pk) != 0)
+                return -1;
+        }
+        c->in_len = (uint8_t)(len - off); /* less than MQW_MAX_INCOMING: mqw_parse said so */
+        memcpy(c->in, buf + off, c->in_len);
+        if (!c->ssl && (size_t)r < READ_SIZE - have)
+            return 0; /* the socket is empty */
+    }
+}
+
+static void on_event(struct conn *c, uint32_t events)
+{
+    switch (c->state) {
+    case C_TCP:
+        tcp_done(c);
+        return;
+    case C_TLS:
+        tls_step(c);
+        return;
+    default:
+        break;
+    }
+    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && on_readable(c) != 0)
+        return;
+    if (c->fd >= 0 && (c->out_off < c->out_len || c->want_out))
+        flush(c); /* also unregisters EPOLLOUT once nothing is left */
+}
+
+/* --- the pool ---------------------------------------------------------------- */
 
 struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, size_t err_size)
 {
@@ -225,13 +703,38 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
     p->st.conns = n;
     p->ep = epoll_create1(EPOLL_CLOEXEC);
     p->c = calloc(n ? n : 1, sizeof(*p->c));
-    if (p->ep < 0 || !p->c) {
+    p->dirty = calloc(n ? n : 1, sizeof(*p->dirty));
+    p->rbuf = malloc(READ_SIZE);
+    if (p->ep < 0 || !p->c || !p->dirty || !p->rbuf) {
         snprintf(err, err_size, "cannot create the event loop: %s", strerror(errno));
         goto fail;
     }
     if (cfg->tls && !(p->ssl_ctx = tls_context(cfg, err, err_size)))
         goto fail;
-    /* Each connection costs one socket (see connect_without_sockpair). */
+    if (cfg->n_source_ips) {
+        p->src = calloc(cfg->n_source_ips, sizeof(*p->src));
+        p->src_len = calloc(cfg->n_source_ips, sizeof(*p->src_len));
+        if (!p->src || !p->src_len) {
+            snprintf(err, err_size, "out of memory");
+            goto fail;
+        }
+        for (size_t k = 0; k < cfg->n_source_ips; k++) {
+            struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICHOST}, *res;
+            int rc = getaddrinfo(cfg->source_ips[k], NULL, &hints, &res);
+            if (rc != 0) {
+                snprintf(err, err_size, "source address %s: %s", cfg->source_ips[k], gai_strerror(rc));
+                goto fail;
+            }
+            memcpy(&p->src[k], res->ai_addr, res->ai_addrlen);
+            p->src_len[k] = res->ai_addrlen;
+            freeaddrinfo(res);
+            if (p->src[k].ss_family != p->src[0].ss_family) {
+                snprintf(err, err_size, "source addresses mix IPv4 and IPv6");
+                goto fail;
+            }
+        }
+    }
+    /* Each connection costs one socket. */
     struct rlimit rl;
     rlim_t need = (rlim_t)n + 256;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < need) {
@@ -252,37 +755,10 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
     int64_t now = mono_ms();
     for (uint32_t i = 0; i < n; i++) {
         struct conn *c = &p->c[i];
-        char id[128], topic[192];
         c->pool = p;
         c->index = i;
         c->fd = -1;
-        c->presence_mid = -1;
         c->retry_ms = now;
-        cfg->name(cfg->name_ud, i, id, sizeof(id));
-        struct rlimit old;
-        int limited = fds_limit(p->ep, 0, &old);
-        c->m = mosquitto_new(id, true, c);
-        fds_unlimit(limited, &old);
-        if (!c->m) {
-            snprintf(err, err_size, "cannot create MQTT client %s: %s", id, strerror(errno));
-            goto fail;
-        }
-        mosquitto_connect_callback_set(c->m, on_connect);
-        mosquitto_publish_callback_set(c->m, on_publish);
-        char pass[128];
-        if (cfg->password && cfg->password(cfg->password_ud, id, pass, sizeof(pass)) == 0)
-            mosquitto_username_pw_set(c->m, id, pass);
-        else if (cfg->user && *cfg->user)
-            mosquitto_username_pw_set(c->m, cfg->user, cfg->pass && *cfg->pass ? cfg->pass : NULL);
-        if (p->ssl_ctx && (mosquitto_int_option(c->m, MOSQ_OPT_SSL_CTX_WITH_DEFAULTS, 0) != MOSQ_ERR_SUCCESS ||
-                           mosquitto_void_option(c->m, MOSQ_OPT_SSL_CTX, p->ssl_ctx) != MOSQ_ERR_SUCCESS)) {
-            snprintf(err, err_size, "cannot set up TLS for MQTT client %s", id);
-            goto fail;
-        }
-        presence_topic(p, i, topic, sizeof(topic));
-        mosquitto_will_set(c->m, topic, 7, "offline", 1, true);
-        if (cfg->max_inflight)
-            mosquitto_max_inflight_messages_set(c->m, cfg->max_inflight);
     }
     return p;
 fail:
@@ -290,72 +766,43 @@ fail:
     return NULL;
 }
 
-static int connect_without_sockpair(struct mqttpool *p, struct conn *c, const char *bind)
-{
-    struct rlimit old;
-    int limited = fds_limit(p->ep, 1, &old);
-    int rc = mosquitto_connect_bind(c->m, p->cfg.host, p->cfg.port, p->cfg.keepalive_s, bind);
-    fds_unlimit(limited, &old);
-    return rc;
-}
-
-static void try_connect(struct mqttpool *p, struct conn *c)
-{
-    const char *bind = NULL;
-    if (p->cfg.n_source_ips)
-        bind = p->cfg.source_ips[c->index % p->cfg.n_source_ips];
-    int rc = c->ever_up || c->backoff ? mosquitto_reconnect(c->m) : connect_without_sockpair(p, c, bind);
-    if (rc == MOSQ_ERR_INVAL && !c->ever_up)
-        rc = connect_without_sockpair(p, c, bind);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        p->st.errors++;
-        p->failed_pending++;
-        snprintf(p->last_reason, sizeof(p->last_reason), "%s%s%s",
-                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), bind ? " from " : "",
-                 bind ? bind : "");
-        schedule_retry(c);
-        return;
-    }
-    c->fd = mosquitto_socket(c->m);
-    c->state = C_CONNECTING;
-    c->want_out = mosquitto_want_write(c->m) ? 1 : 0;
-    struct epoll_event ev = {.events = EPOLLIN | (c->want_out ? EPOLLOUT : 0), .data.ptr = c};
-    if (c->fd < 0 || epoll_ctl(p->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
-        log_error("cannot watch MQTT connection %u: %s", c->index, strerror(errno));
-        mosquitto_disconnect(c->m);
-        c->fd = -1;
-        c->state = C_DOWN;
-        schedule_retry(c);
-    }
-}
-
 int mqp_can_publish(const struct mqttpool *p, uint32_t c)
 {
-    return !p->cfg.max_inflight || p->c[c].inflight < p->cfg.max_inflight;
+    /* QoS 0 readings count until written, so a fast simulator's buffers stay bounded. */
+    return !p->cfg.max_inflight || p->c[c].inflight + p->c[c].q0_queued < p->cfg.max_inflight;
 }
 
 int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *payload, int len)
 {
     struct conn *c = &p->c[ci];
-    if (p->cfg.qos == 0 && c->state != C_UP) {
-        p->st.failed++;
-        return -1;
+    size_t tl = strlen(topic), pl = len > 0 ? (size_t)len : 0;
+    size_t sz = mqw_publish_size(tl, pl, p->cfg.qos);
+    if (p->cfg.qos == 0) {
+        if (c->state != C_UP || out_reserve(c, sz) != 0)
+            goto refused;
+        size_t n = mqw_encode_publish(c->out + c->out_len, sz, topic, tl, payload, pl, 0, 0, 0);
+        if (!n)
+            goto refused;
+        c->out_len += (uint32_t)n;
+        mark_dirty(p, c);
+        c->q0_queued++;
+    } else {
+        uint8_t *pkt = malloc(sz);
+        uint16_t mid = take_mid(c);
+        size_t n = pkt ? mqw_encode_publish(pkt, sz, topic, tl, payload, pl, 1, 0, mid) : 0;
+        if (!n || pend_push(c, pkt, n, mid, 0) != 0) {
+            free(pkt);
+            goto refused;
+        }
+        c->inflight++;
+        /* While the connection is down it stays pending: sent after the CONNACK. */
+        if (c->state == C_UP && out_append(c, pkt, n) != 0)
+            conn_lost(c, "out of memory");
     }
-    /* Counted first: a QoS 0 publish may be written, and on_publish run,
-     * inside mosquitto_publish(). */
     p->st.published++;
     p->st.inflight++;
-    c->inflight++;
-    int rc = mosquitto_publish(c->m, NULL, topic, len, payload, p->cfg.qos, false);
-    if (rc == MOSQ_ERR_SUCCESS || (p->cfg.qos > 0 && (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST ||
-                                                      rc == MOSQ_ERR_ERRNO))) {
-        /* QoS 1 stays queued in libmosquitto and is resent after reconnecting. */
-        update_out(c);
-        return 0;
-    }
-    p->st.published--;
-    p->st.inflight--;
-    c->inflight--;
+    return 0;
+refused:
     p->st.failed++;
     return -1;
 }
@@ -370,29 +817,49 @@ void mqp_count_lost(struct mqttpool *p)
     p->st.failed++;
 }
 
-static void handle_events(struct epoll_event *ev, int n)
+static void flush_dirty(struct mqttpool *p)
 {
-    for (int k = 0; k < n; k++) {
-        struct conn *c = ev[k].data.ptr;
+    for (uint32_t k = 0; k < p->ndirty; k++) {
+        struct conn *c = &p->c[p->dirty[k]];
+        c->dirty = 0;
+        if (c->fd >= 0 && c->state >= C_CONNECTING)
+            flush(c);
+    }
+    p->ndirty = 0;
+}
+
+/* Once a second: time-outs and keepalive. */
+static void misc(struct mqttpool *p)
+{
+    int64_t ka = (int64_t)p->cfg.keepalive_s * 1000;
+    for (uint32_t i = 0; i < p->n; i++) {
+        struct conn *c = &p->c[i];
         if (c->fd < 0)
             continue;
-        int rc = MOSQ_ERR_SUCCESS;
-        if (ev[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-            rc = mosquitto_loop_read(c->m, 1);
-        if (rc == MOSQ_ERR_SUCCESS && mosquitto_socket(c->m) == c->fd && (ev[k].events & EPOLLOUT))
-            rc = mosquitto_loop_write(c->m, 1);
-        if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(c->m) != c->fd) {
-            if (mosquitto_socket(c->m) >= 0 && mosquitto_socket(c->m) == c->fd)
-                mosquitto_disconnect(c->m);
-            conn_lost(c, rc);
+        if (c->state != C_UP) {
+            if (p->now_ms >= c->retry_ms)
+                conn_failed(c, c->state == C_CONNECTING ? "no CONNACK within 30 s" : "connect timed out");
             continue;
         }
-        update_out(c);
+        if (ka <= 0)
+            continue;
+        if (c->ping_ms && p->now_ms - c->ping_ms >= ka) {
+            conn_lost(c, "no answer to PINGREQ (keepalive)");
+        } else if (!c->ping_ms && p->now_ms - c->last_out_ms >= ka) {
+            uint8_t ping[2];
+            size_t n = mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
+            if (out_append(c, ping, n) != 0)
+                conn_lost(c, "out of memory");
+            else
+                c->ping_ms = p->now_ms;
+        }
     }
 }
 
 int mqp_poll(struct mqttpool *p, int timeout_ms)
 {
+    p->now_ms = mono_ms();
+    flush_dirty(p);
     struct epoll_event ev[MAX_EVENTS];
     int n = epoll_wait(p->ep, ev, MAX_EVENTS, timeout_ms);
     if (n < 0) {
@@ -401,8 +868,13 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
         log_error("epoll_wait: %s", strerror(errno));
         return -1;
     }
-    handle_events(ev, n);
-    int64_t now = mono_ms();
+    p->now_ms = mono_ms();
+    for (int k = 0; k < n; k++) {
+        struct conn *c = ev[k].data.ptr;
+        if (c->fd >= 0)
+            on_event(c, ev[k].events);
+    }
+    int64_t now = p->now_ms;
     if (now >= p->next_misc_ms) {
         p->next_misc_ms = now + 1000;
         if (p->lost_pending)
@@ -415,16 +887,7 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
             log_warn("%u connection attempt(s) to MQTT at %s:%d failed: %s (%u of %u up)", p->failed_pending,
                      p->cfg.host, p->cfg.port, p->last_reason, p->st.up, p->n);
         p->lost_pending = p->refused_pending = p->failed_pending = 0;
-        for (uint32_t i = 0; i < p->n; i++) {
-            struct conn *c = &p->c[i];
-            if (c->fd < 0)
-                continue;
-            int rc = mosquitto_loop_misc(c->m);
-            if (rc != MOSQ_ERR_SUCCESS || mosquitto_socket(c->m) != c->fd)
-                conn_lost(c, rc);
-            else
-                update_out(c);
-        }
+        misc(p);
     }
     if (now >= p->next_scan_ms && !p->closing) {
         /* (Re)connect what is due, a bounded number per call, so the
@@ -434,13 +897,14 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
         for (; seen < p->n && started < CONNECTS_PER_POLL; seen++, i = (i + 1) % p->n) {
             struct conn *c = &p->c[i];
             if (c->state == C_DOWN && c->fd < 0 && c->retry_ms <= now) {
-                try_connect(p, c);
+                try_connect(c);
                 started++;
             }
         }
         p->scan_from = p->n ? i % p->n : 0;
         p->next_scan_ms = started >= CONNECTS_PER_POLL ? now : now + 100;
     }
+    flush_dirty(p);
     return 0;
 }
 
@@ -454,38 +918,45 @@ void mqp_free(struct mqttpool *p, int wait_ms)
     if (!p)
         return;
     p->closing = 1;
-    if (p->c) {
-        char topic[192];
+    if (p->c && p->dirty) {
+        /* The last presence, then DISCONNECT; the broker closes the
+         * connection once it has read them. */
+        uint8_t disc[2];
+        size_t dn = mqw_encode_empty(disc, sizeof(disc), MQW_DISCONNECT);
         for (uint32_t i = 0; i < p->n; i++) {
             struct conn *c = &p->c[i];
-            if (c->m && c->state == C_UP) {
-                presence_topic(p, i, topic, sizeof(topic));
-                if (p->cfg.clear_presence)
-                    mosquitto_publish(c->m, NULL, topic, 0, NULL, 1, true);
-                else
-                    mosquitto_publish(c->m, NULL, topic, 7, "offline", 1, true);
-                mosquitto_disconnect(c->m);
-                update_out(c);
-            }
+            if (c->state != C_UP)
+                continue;
+            if (queue_presence(c, p->cfg.clear_presence ? "" : "offline") != 0 || out_append(c, disc, dn) != 0)
+                conn_lost(c, "out of memory");
         }
         int64_t until = mono_ms() + wait_ms;
         while (mono_ms() < until) {
-            int pending = 0;
-            for (uint32_t i = 0; i < p->n; i++)
-                if (p->c[i].fd >= 0 && mosquitto_socket(p->c[i].m) >= 0 && mosquitto_want_write(p->c[i].m))
-                    pending = 1;
-            if (!pending)
+            int open = 0;
+            for (uint32_t i = 0; i < p->n && !open; i++)
+                open = p->c[i].state == C_UP;
+            if (!open)
                 break;
             mqp_poll(p, 50);
         }
-        for (uint32_t i = 0; i < p->n; i++)
-            if (p->c[i].m)
-                mosquitto_destroy(p->c[i].m);
-        free(p->c);
+        for (uint32_t i = 0; i < p->n; i++) {
+            struct conn *c = &p->c[i];
+            if (c->fd >= 0)
+                close_socket(c);
+            for (uint32_t k = 0; k < c->npend; k++)
+                free(pend_at(c, k)->pkt);
+            free(c->pend);
+            free(c->out);
+        }
     }
+    free(p->c);
+    free(p->dirty);
+    free(p->rbuf);
+    free(p->src);
+    free(p->src_len);
     if (p->ep >= 0)
         close(p->ep);
     if (p->ssl_ctx)
-        SSL_CTX_free(p->ssl_ctx); /* each connection held a reference of its own */
+        SSL_CTX_free(p->ssl_ctx);
     free(p);
 }
