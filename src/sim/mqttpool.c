@@ -43,6 +43,7 @@ struct pend {
     uint16_t mid;
     uint8_t presence; /* the connection's own presence, not telemetry */
     uint8_t acked;    /* acknowledged out of order: freed when it reaches the head */
+    uint8_t sent;     /* written to a connection once: a resend carries DUP */
 };
 
 struct conn {
@@ -419,13 +420,19 @@ static void on_up(struct conn *c)
     c->npend = 0;
     int rc = queue_presence(c, "online");
     for (uint32_t k = 0; k < kept; k++) {
-        old[k].pkt[0] |= MQW_DUP_BIT;
-        if (rc == 0)
-            rc = pend_push(c, old[k].pkt, old[k].len, old[k].mid, 0);
-        if (rc == 0)
-            rc = out_append(c, old[k].pkt, old[k].len);
-        else
+        if (old[k].sent)
+            old[k].pkt[0] |= MQW_DUP_BIT;
+        if (pend_push(c, old[k].pkt, old[k].len, old[k].mid, 0) != 0) { /* out of memory: lost, counted */
             free(old[k].pkt);
+            c->inflight--;
+            p->st.inflight--;
+            p->st.failed++;
+            continue;
+        }
+        if (rc == 0) {
+            pend_at(c, c->npend - 1)->sent = 1;
+            rc = out_append(c, old[k].pkt, old[k].len);
+        }
     }
     free(old);
     if (rc != 0)
@@ -796,8 +803,11 @@ int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *
         }
         c->inflight++;
         /* While the connection is down it stays pending: sent after the CONNACK. */
-        if (c->state == C_UP && out_append(c, pkt, n) != 0)
-            conn_lost(c, "out of memory");
+        if (c->state == C_UP) {
+            pend_at(c, c->npend - 1)->sent = 1;
+            if (out_append(c, pkt, n) != 0)
+                conn_lost(c, "out of memory");
+        }
     }
     p->st.published++;
     p->st.inflight++;

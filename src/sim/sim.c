@@ -42,7 +42,7 @@
 #include <unistd.h>
 
 #define DEFAULT_METRICS_PORT 9105
-#define BATCH                4096
+#define BATCH                65536
 #define MAX_TOTAL_INFLIGHT   200000
 #define MAX_SOURCE_IPS       64
 
@@ -60,8 +60,9 @@ struct sim_opts {
     char *source_ips_arg;
     const char *source_ips[MAX_SOURCE_IPS];
     size_t n_source_ips;
-    int quiet, dry_run, print, until_now, clear_presence, kafka, qos_given;
+    int quiet, dry_run, print, until_now, clear_presence, kafka, qos_given, batch_ms_given;
     double drain_s;
+    int batch_ms;
     uint32_t max_inflight;
     const char *cafile;
 };
@@ -88,6 +89,9 @@ static void sim_usage(FILE *out)
             "                      127.0.0.3) to open more than ~28k connections (default: any)\n"
             "  --max-inflight N    unacknowledged readings per connection before it waits\n"
             "                      (default 100 with own connections, 256 for gateways)\n"
+            "  --batch-ms MS       write the readings that come due within MS milliseconds together:\n"
+            "                      one write per connection, not one per reading; a reading goes\n"
+            "                      out at most MS late, never early (default 100, 0 = each at once)\n"
             "  --drain-timeout S   at the end, wait up to S seconds for acknowledgements (default 30)\n"
             "  --clear-presence    a clean end clears the retained presence instead of leaving\n"
             "                      'offline' (for test and benchmark fleets that will not return)\n"
@@ -434,16 +438,23 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             int64_t w = sim_clock_wall_due(&clk, due, wall) - wall;
             timeout = (int)(w > 1000 ? 1000 : w < 1 ? 1 : w);
         }
-        if (r->pool && blocked) {
-            /* The broker is the slower side: write what was published, then
-             * let its acknowledgements gather for a millisecond, so that one
-             * read and one write per connection serve many readings. */
-            struct timespec ms = {0, 1000000L};
+        if (r->pool && (blocked || (timeout > 0 && timeout < o->batch_ms))) {
+            /* Write what was published, then sleep instead of waking for
+             * each acknowledgement, so that one write and one read per
+             * connection serve many readings: while the broker is the slower
+             * side, 1 ms lets its acknowledgements gather; when the next
+             * reading is due within --batch-ms, the readings of that time
+             * come due meanwhile and go out together (late by at most
+             * batch_ms, never early). */
+            int nap = blocked ? 1 : o->batch_ms;
+            struct timespec ts = {nap / 1000, (long)(nap % 1000) * 1000000L};
             if (mqp_poll(r->pool, 0) != 0) {
                 rc = 1;
                 break;
             }
-            nanosleep(&ms, NULL);
+            nanosleep(&ts, NULL);
+            if (!blocked)
+                timeout = 0;
         }
         if (r->pool) {
             if (mqp_poll(r->pool, timeout) != 0) {
@@ -511,7 +522,7 @@ int cmd_sim(int argc, char **argv)
     enum {
         OPT_TRUCKS = 1, OPT_INTERVAL, OPT_CONNECTIONS, OPT_DURATION, OPT_QOS, OPT_SPEEDUP, OPT_START, OPT_SEED,
         OPT_ID_PREFIX, OPT_SCENARIO, OPT_TRUTH, OPT_GEOFENCES, OPT_SOURCE_IPS, OPT_QUIET, OPT_DRY_RUN, OPT_PRINT,
-        OPT_UNTIL_NOW, OPT_DRAIN, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE, OPT_KAFKA,
+        OPT_UNTIL_NOW, OPT_DRAIN, OPT_BATCH_MS, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE, OPT_KAFKA,
     };
     static const struct option longopts[] = {
         {"trucks", required_argument, NULL, OPT_TRUCKS},
@@ -533,6 +544,7 @@ int cmd_sim(int argc, char **argv)
         {"print", no_argument, NULL, OPT_PRINT},
         {"until-now", no_argument, NULL, OPT_UNTIL_NOW},
         {"drain-timeout", required_argument, NULL, OPT_DRAIN},
+        {"batch-ms", required_argument, NULL, OPT_BATCH_MS},
         {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
         {"cafile", required_argument, NULL, OPT_CAFILE},
         {"clear-presence", no_argument, NULL, OPT_CLEAR_PRESENCE},
@@ -541,7 +553,8 @@ int cmd_sim(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct sim_opts o = {.trucks = 100, .interval_s = 10, .qos = 1, .speedup = 1, .start = "now", .seed = 1,
-                         .id_prefix = "TRK-", .drain_s = 30};
+                         .id_prefix = "TRK-", .drain_s = 30,
+                         .batch_ms = 100};
     struct fs_config cfg;
     struct run r;
     struct sim_fences fences = {0};
@@ -628,6 +641,12 @@ int cmd_sim(int argc, char **argv)
         case OPT_UNTIL_NOW:
             o.until_now = 1;
             break;
+        case OPT_BATCH_MS:
+            if (cfg_parse_long(optarg, 0, 1000, &v))
+                bad = "--batch-ms must be 0..1000 milliseconds";
+            o.batch_ms = (int)v;
+            o.batch_ms_given = 1;
+            break;
         case OPT_DRAIN:
             if (parse_double(optarg, 0, 86400, &o.drain_s))
                 bad = "--drain-timeout must be seconds >= 0";
@@ -671,9 +690,9 @@ int cmd_sim(int argc, char **argv)
         goto out;
     }
     if (o.kafka && (o.connections || o.qos_given || o.source_ips_arg || o.max_inflight || o.cafile ||
-                    o.clear_presence)) {
-        fprintf(stderr, "fleetsync sim: --connections, --qos, --source-ips, --max-inflight, --cafile and "
-                        "--clear-presence are MQTT options; --kafka does not use MQTT\n");
+                    o.clear_presence || o.batch_ms_given)) {
+        fprintf(stderr, "fleetsync sim: --connections, --qos, --source-ips, --max-inflight, --batch-ms, --cafile "
+                        "and --clear-presence are MQTT options; --kafka does not use MQTT\n");
         goto out;
     }
     if (o.print && !o.dry_run) {

@@ -6,7 +6,7 @@ port=${FLEETSYNC_MQTT##*:}
 tmp=$FLEETSYNC_DATA_DIR/sim-$$
 mkdir -p "$tmp"
 P="E2ESIM$$-"
-cleanup() { kill "${sub:-}" "${sim:-}" 2>/dev/null; wait 2>/dev/null; }
+cleanup() { kill "${sub:-}" "${sub_at:-}" "${sim:-}" 2>/dev/null; wait 2>/dev/null; }
 trap cleanup EXIT
 
 # Retained presence lines "topic status" of the trucks whose ids start with $1.
@@ -36,6 +36,9 @@ check_eq "and nothing was sent (no presence)" 0 "$(presence "$B" | wc -l)"
 # --- 1,000 trucks, each with its own connection, 30 s --------------------
 mosquitto_sub -p "$port" -t 'fleet/trucks/+/telemetry' -q 1 -v >"$tmp/tele.raw" 2>"$tmp/sub.err" &
 sub=$!
+# The same readings with the time each was received (seconds.nanoseconds).
+mosquitto_sub -p "$port" -t 'fleet/trucks/+/telemetry' -q 1 -F '%U %t %p' >"$tmp/tele.at" 2>>"$tmp/sub.err" &
+sub_at=$!
 sleep 1
 "$FS" sim --trucks 1000 --interval 5 --duration 30 --id-prefix "$P" --metrics-port -1 --quiet \
     >"$tmp/sim.out" 2>"$tmp/sim.err" &
@@ -47,7 +50,7 @@ sim=
 check_eq "the 30 s run exits 0 (everything acknowledged)" 0 "$rc"
 sed 's/^/# /' "$tmp/sim.out"
 sleep 2
-kill "$sub" 2>/dev/null; wait "$sub" 2>/dev/null; sub=
+kill "$sub" "$sub_at" 2>/dev/null; wait "$sub" "$sub_at" 2>/dev/null; sub= sub_at=
 check_eq "every truck's presence said online during the run" 1000 "$(grep -c ' online$' "$tmp/presence.during")"
 grep "^fleet/trucks/$P" "$tmp/tele.raw" >"$tmp/tele"
 check_eq "mosquitto_sub receives 1000 trucks x 30 s / 5 s readings" 6000 "$(wc -l <"$tmp/tele")"
@@ -68,6 +71,17 @@ check_eq "per-truck seq is gap-free from 0" 0 "$(jq -r '[.truck_id, .seq] | @tsv
     awk '{ if ($1 != p) { if ($2 != 0) bad++ } else if ($2 != l + 1) bad++; p = $1; l = $2 } END { print bad + 0 }')"
 check_eq "readings are spread evenly (no second holds over 25 %)" 0 "$(jq -r '(.ts / 1000 | floor)' "$tmp/payloads" |
     sort | uniq -c | awk '$1 > 1500 { bad++ } END { print bad + 0 }')"
+# Readings are written in batches of --batch-ms (default 100): late by a
+# little, never early (the simulated clock never runs ahead of the wall clock).
+grep " fleet/trucks/$P" "$tmp/tele.at" | sed 's/^\([0-9]*\)\.\([0-9][0-9][0-9]\)[0-9]* [^ ]* .*"ts":\([0-9]*\),.*/\1\2 \3/' >"$tmp/late"
+check_eq "the receive time of every reading was recorded" 6000 "$(grep -c '^[0-9]* [0-9]*$' "$tmp/late")"
+check_eq "no reading arrives before its ts" 0 "$(awk '$1 < $2 { bad++ } END { print bad + 0 }' "$tmp/late")"
+# How late a reading is: the time the connections took to come up (the clock
+# starts after them) plus its batch's wait and delivery, so the spread from
+# the earliest to the 99th percentile is about --batch-ms, far below 2 s.
+awk '{ print $1 - $2 }' "$tmp/late" | sort -n >"$tmp/late.sorted"
+spread=$(( $(sed -n "$(( $(wc -l <"$tmp/late.sorted") * 99 / 100 ))p" "$tmp/late.sorted") - $(head -1 "$tmp/late.sorted") ))
+check "readings wait for their batch, not longer (99th percentile $spread ms after the earliest)" test "$spread" -lt 2000
 check_eq "a clean end leaves every truck offline" 1000 "$(presence "$P" | grep -c ' offline$')"
 
 # --- SIGKILL: the broker publishes each truck's retained last will --------
