@@ -30,6 +30,8 @@
 #define MAX_EVENTS         1024
 #define READ_SIZE          65536
 #define OUT_KEEP           16384 /* an output buffer larger than this is freed once written */
+#define MAX_ADDRS          8
+#define RESOLVE_EVERY_MS   10000 /* after a failed connect, look the broker up again at most this often */
 
 enum conn_state { C_DOWN, C_TCP, C_TLS, C_CONNECTING, C_UP };
 
@@ -68,7 +70,14 @@ struct conn {
     uint8_t backoff;    /* failures in a row */
     uint8_t ever_up;
     uint8_t dirty;      /* in the pool's list of connections to write */
+    uint8_t addr_i;     /* the broker address of this attempt */
+    uint8_t tls_wait;   /* TLS_READ_WANTS_WRITE | TLS_WRITE_WANTS_READ */
 };
+
+/* OpenSSL may need the other direction first (a renegotiation, a TLS 1.3
+ * key update): the waiting operation is retried when that one is ready. */
+#define TLS_READ_WANTS_WRITE 1
+#define TLS_WRITE_WANTS_READ 2
 
 struct mqttpool {
     struct mqp_config cfg;
@@ -79,8 +88,11 @@ struct mqttpool {
     uint32_t ndirty;
     int ep;
     uint8_t *rbuf;      /* READ_SIZE bytes, for every read */
-    struct sockaddr_storage addr; /* the broker, once resolved */
-    socklen_t addr_len;
+    struct sockaddr_storage addr[MAX_ADDRS]; /* the broker's addresses, once resolved */
+    socklen_t addr_len[MAX_ADDRS];
+    uint32_t naddr, addr_next; /* addr_next: the one to try, moved on by a failure */
+    int64_t resolved_ms;
+    int resolve_again;
     struct sockaddr_storage *src; /* source_ips, resolved */
     socklen_t *src_len;
     int64_t now_ms;
@@ -110,9 +122,13 @@ static SSL_CTX *tls_context(const struct mqp_config *cfg, char *err, size_t err_
     int ok = cfg->cafile ? SSL_CTX_load_verify_locations(ctx, cfg->cafile, NULL)
                          : SSL_CTX_set_default_verify_paths(ctx);
     if (ok != 1) {
+        int sys = errno;
         unsigned long e = ERR_get_error();
+        const char *why = e ? ERR_reason_error_string(e) : NULL;
+        if (!why)
+            why = sys ? strerror(sys) : "unknown error";
         snprintf(err, err_size, "cannot load CA certificates%s%s: %s", cfg->cafile ? " from " : "",
-                 cfg->cafile ? cfg->cafile : "", e ? ERR_reason_error_string(e) : "unknown error");
+                 cfg->cafile ? cfg->cafile : "", why);
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -178,6 +194,7 @@ static void close_socket(struct conn *c)
     c->out_off = c->out_len = 0;
     c->in_len = 0;
     c->ping_ms = 0;
+    c->tls_wait = 0;
     c->want_out = 0;
     if (c->state == C_UP && p->st.up)
         p->st.up--;
@@ -204,10 +221,17 @@ static void conn_failed(struct conn *c, const char *reason)
     p->st.errors++;
     p->failed_pending++;
     const char *from = p->cfg.n_source_ips ? p->cfg.source_ips[c->index % p->cfg.n_source_ips] : NULL;
+    if (c->state <= C_TLS && p->naddr) { /* this address did not answer: the next attempt tries another */
+        if (p->addr_next == c->addr_i)
+            p->addr_next = (c->addr_i + 1u) % p->naddr;
+        p->resolve_again = 1;
+    }
     snprintf(p->last_reason, sizeof(p->last_reason), "%s%s%s", reason, from ? " from " : "", from ? from : "");
     close_socket(c);
 }
 
+/* EPOLLOUT while there is something the socket can take, or a TLS read
+ * waits to write. */
 static void set_want_out(struct conn *c, int want)
 {
     if (c->fd < 0 || (uint8_t)want == c->want_out)
@@ -277,12 +301,16 @@ static int flush(struct conn *c)
             int r = SSL_write(c->ssl, c->out + c->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+                    if (e == SSL_ERROR_WANT_READ)
+                        c->tls_wait |= TLS_WRITE_WANTS_READ;
                     break;
+                }
                 conn_lost(c, e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
                 return -1;
             }
             w = r;
+            c->tls_wait &= (uint8_t)~TLS_WRITE_WANTS_READ;
         } else {
             w = send(c->fd, c->out + c->out_off, len, MSG_NOSIGNAL);
             if (w < 0) {
@@ -310,7 +338,8 @@ static int flush(struct conn *c)
             c->out_cap = 0;
         }
     }
-    set_want_out(c, c->out_off < c->out_len);
+    set_want_out(c, (c->out_off < c->out_len && !(c->tls_wait & TLS_WRITE_WANTS_READ)) ||
+                        (c->tls_wait & TLS_READ_WANTS_WRITE));
     return 0;
 }
 
@@ -441,6 +470,7 @@ static void on_up(struct conn *c)
 
 /* --- connecting -------------------------------------------------------------- */
 
+/* Looks the broker up (again): every address, tried in turn after failures. */
 static int resolve(struct mqttpool *p, char *err, size_t err_size)
 {
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
@@ -448,14 +478,26 @@ static int resolve(struct mqttpool *p, char *err, size_t err_size)
         hints.ai_family = p->src[0].ss_family;
     char port[16];
     snprintf(port, sizeof(port), "%d", p->cfg.port);
+    p->resolved_ms = p->now_ms;
+    p->resolve_again = 0;
     int rc = getaddrinfo(p->cfg.host, port, &hints, &res);
     if (rc != 0 || !res) {
         snprintf(err, err_size, "cannot resolve %s: %s", p->cfg.host, rc ? gai_strerror(rc) : "no address");
         return -1;
     }
-    memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
-    p->addr_len = res->ai_addrlen;
+    p->naddr = 0;
+    for (struct addrinfo *a = res; a && p->naddr < MAX_ADDRS; a = a->ai_next) {
+        if (a->ai_addrlen > sizeof(p->addr[0]))
+            continue;
+        memcpy(&p->addr[p->naddr], a->ai_addr, a->ai_addrlen);
+        p->addr_len[p->naddr++] = a->ai_addrlen;
+    }
     freeaddrinfo(res);
+    p->addr_next %= p->naddr ? p->naddr : 1;
+    if (!p->naddr) {
+        snprintf(err, err_size, "cannot resolve %s: no usable address", p->cfg.host);
+        return -1;
+    }
     return 0;
 }
 
@@ -539,14 +581,17 @@ static void try_connect(struct conn *c)
 {
     struct mqttpool *p = c->pool;
     char err[200];
-    if (!p->addr_len && resolve(p, err, sizeof(err)) != 0) {
+    if ((!p->naddr || (p->resolve_again && p->now_ms - p->resolved_ms >= RESOLVE_EVERY_MS)) &&
+        resolve(p, err, sizeof(err)) != 0 && !p->naddr) {
         p->st.errors++;
         p->failed_pending++;
         set_reason(p, err);
         schedule_retry(c);
         return;
     }
-    int fd = socket(p->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    c->addr_i = (uint8_t)p->addr_next;
+    const struct sockaddr_storage *to = &p->addr[c->addr_i];
+    int fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         p->st.errors++;
         p->failed_pending++;
@@ -580,7 +625,7 @@ static void try_connect(struct conn *c)
         return;
     }
     c->want_out = 1;
-    if (connect(fd, (struct sockaddr *)&p->addr, p->addr_len) != 0 && errno != EINPROGRESS)
+    if (connect(fd, (const struct sockaddr *)to, p->addr_len[c->addr_i]) != 0 && errno != EINPROGRESS)
         conn_failed(c, strerror(errno));
 }
 
@@ -635,9 +680,12 @@ static int on_readable(struct conn *c)
             int n = SSL_read(c->ssl, buf + have, (int)(READ_SIZE - have));
             if (n <= 0) {
                 int e = SSL_get_error(c->ssl, n);
-                if (e == SSL_ERROR_WANT_READ)
+                if (e == SSL_ERROR_WANT_READ) {
+                    c->tls_wait &= (uint8_t)~TLS_READ_WANTS_WRITE;
                     return 0;
+                }
                 if (e == SSL_ERROR_WANT_WRITE) {
+                    c->tls_wait |= TLS_READ_WANTS_WRITE;
                     set_want_out(c, 1);
                     return 0;
                 }
@@ -646,6 +694,7 @@ static int on_readable(struct conn *c)
                 return -1;
             }
             r = n;
+            c->tls_wait &= (uint8_t)~TLS_READ_WANTS_WRITE;
         } else {
             r = read(c->fd, buf + have, READ_SIZE - have);
             if (r < 0 && errno == EINTR)
@@ -690,7 +739,8 @@ static void on_event(struct conn *c, uint32_t events)
     default:
         break;
     }
-    if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && on_readable(c) != 0)
+    if (((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || ((events & EPOLLOUT) && (c->tls_wait & TLS_READ_WANTS_WRITE))) &&
+        on_readable(c) != 0)
         return;
     if (c->fd >= 0 && (c->out_off < c->out_len || c->want_out))
         flush(c); /* also unregisters EPOLLOUT once nothing is left */
@@ -712,6 +762,14 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
     p->c = calloc(n ? n : 1, sizeof(*p->c));
     p->dirty = calloc(n ? n : 1, sizeof(*p->dirty));
     p->rbuf = malloc(READ_SIZE);
+    int64_t now = mono_ms();
+    for (uint32_t i = 0; p->c && i < n; i++) { /* before any failure: mqp_free reads them */
+        struct conn *c = &p->c[i];
+        c->pool = p;
+        c->index = i;
+        c->fd = -1;
+        c->retry_ms = now;
+    }
     if (p->ep < 0 || !p->c || !p->dirty || !p->rbuf) {
         snprintf(err, err_size, "cannot create the event loop: %s", strerror(errno));
         goto fail;
@@ -758,14 +816,6 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
                 goto fail;
             }
         }
-    }
-    int64_t now = mono_ms();
-    for (uint32_t i = 0; i < n; i++) {
-        struct conn *c = &p->c[i];
-        c->pool = p;
-        c->index = i;
-        c->fd = -1;
-        c->retry_ms = now;
     }
     return p;
 fail:
@@ -851,11 +901,12 @@ static void misc(struct mqttpool *p)
                 conn_failed(c, c->state == C_CONNECTING ? "no CONNACK within 30 s" : "connect timed out");
             continue;
         }
-        if (ka <= 0)
+        if (ka <= 0 || p->closing) /* nothing may follow DISCONNECT */
             continue;
         if (c->ping_ms && p->now_ms - c->ping_ms >= ka) {
             conn_lost(c, "no answer to PINGREQ (keepalive)");
-        } else if (!c->ping_ms && p->now_ms - c->last_out_ms >= ka) {
+        } else if (!c->ping_ms && p->now_ms - c->last_out_ms >= ka * 3 / 4) {
+            /* at three quarters: this check runs about once a second */
             uint8_t ping[2];
             size_t n = mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
             if (out_append(c, ping, n) != 0)
@@ -928,15 +979,18 @@ void mqp_free(struct mqttpool *p, int wait_ms)
     if (!p)
         return;
     p->closing = 1;
-    if (p->c && p->dirty) {
+    if (p->c) {
         /* The last presence, then DISCONNECT; the broker closes the
          * connection once it has read them. */
         uint8_t disc[2];
         size_t dn = mqw_encode_empty(disc, sizeof(disc), MQW_DISCONNECT);
         for (uint32_t i = 0; i < p->n; i++) {
             struct conn *c = &p->c[i];
-            if (c->state != C_UP)
+            if (c->state != C_UP) { /* still connecting: nothing to announce */
+                if (c->fd >= 0)
+                    close_socket(c);
                 continue;
+            }
             if (queue_presence(c, p->cfg.clear_presence ? "" : "offline") != 0 || out_append(c, disc, dn) != 0)
                 conn_lost(c, "out of memory");
         }

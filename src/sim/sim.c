@@ -658,8 +658,8 @@ int cmd_sim(int argc, char **argv)
             o.clear_presence = 1;
             break;
         case OPT_MAX_INFLIGHT:
-            if (cfg_parse_long(optarg, 1, 1000000, &v))
-                bad = "--max-inflight must be 1..1000000";
+            if (cfg_parse_long(optarg, 1, 65000, &v)) /* each needs a packet id of its own */
+                bad = "--max-inflight must be 1..65000";
             o.max_inflight = (uint32_t)v;
             break;
         default: {

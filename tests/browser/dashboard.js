@@ -118,7 +118,12 @@ async function main() {
   } catch (e) { check('a cleared alert is marked in the feed', false, e.message); }
   try {
     await page.click(`#alert-list li[data-alert-id="${alertId}"]`);
-    await page.waitForFunction(() => window.fleetsync.map.getZoom() === 13, null, { timeout: 8000 }).catch(() => {});
+    // Leaflet animates the flight frame by frame; on a loaded 2-core machine
+    // that can take several seconds, so wait for its end, not a fixed time.
+    await page.waitForFunction(() => {
+      const m = window.fleetsync.map, p = m.getCenter();
+      return m.getZoom() === 13 && Math.abs(p.lat - 48.137) < 0.5 && Math.abs(p.lng - 11.575) < 0.5;
+    }, null, { timeout: 20000 }).catch(() => {});
     const c = await page.evaluate(() => { const p = window.fleetsync.map.getCenter(); return [p.lat, p.lng, window.fleetsync.map.getZoom()]; });
     check('clicking an alert flies to it', Math.abs(c[0] - 48.137) < 0.5 && Math.abs(c[1] - 11.575) < 0.5 && c[2] >= 10, JSON.stringify(c));
   } catch (e) { check('clicking an alert flies to it', false, e.message); }

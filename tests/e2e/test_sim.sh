@@ -23,6 +23,10 @@ check_eq "--speedup > 1 without --start in the past is a usage error" 2 "$rc"
 check_contains "and says why" "never runs ahead of the wall clock" "$out"
 rc=0; "$FS" sim --trucks 0 >/dev/null 2>&1 || rc=$?
 check_eq "--trucks 0 is a usage error" 2 "$rc"
+rc=0; out=$(timeout 20 "$FS" sim --mqtt "mqtts://127.0.0.1:$port" --cafile "$tmp/no-such-ca.crt" --trucks 5 \
+    --metrics-port -1 --quiet 2>&1) || rc=$?
+check_eq "a CA file that does not exist fails at once (exit 1)" 1 "$rc"
+check_contains "and names it" "cannot load CA certificates from $tmp/no-such-ca.crt: No such file or directory" "$out"
 
 # --- a bad scenario fails before anything is sent -------------------------
 B="E2ESIMBAD$$-"
