@@ -27,6 +27,11 @@
 #define BACKOFF_MAX_MS     30000
 #define CONNECT_TIMEOUT_MS 30000
 #define CONNECTS_PER_POLL  256
+/* Connection attempts under way at once.  A broker accepts from a bounded
+ * queue (Mosquitto listens with a backlog of 100): SYNs beyond it are
+ * dropped and sent again only after 1, 2, 4... seconds, so thousands of
+ * connects at once take far longer than a steady stream. */
+#define MAX_CONNECTING     64
 #define MAX_EVENTS         1024
 #define READ_SIZE          65536
 #define OUT_KEEP           16384 /* an output buffer larger than this is freed once written */
@@ -72,6 +77,7 @@ struct conn {
     uint8_t dirty;      /* in the pool's list of connections to write */
     uint8_t addr_i;     /* the broker address of this attempt */
     uint8_t tls_wait;   /* TLS_READ_WANTS_WRITE | TLS_WRITE_WANTS_READ */
+    uint8_t held;       /* its window filled up: closed until half of it is acknowledged */
 };
 
 /* OpenSSL may need the other direction first (a renegotiation, a TLS 1.3
@@ -99,6 +105,7 @@ struct mqttpool {
     int64_t next_misc_ms;
     int64_t next_scan_ms;
     uint32_t scan_from;
+    uint32_t connecting; /* connections in C_TCP, C_TLS or C_CONNECTING */
     int closing;
     struct mqp_stats st;
     /* Problems are logged as one line per second, not one per connection. */
@@ -190,6 +197,7 @@ static void close_socket(struct conn *c)
         p->st.failed += c->q0_queued;
         p->st.inflight -= c->q0_queued;
         c->q0_queued = 0;
+        c->held = c->inflight > p->cfg.max_inflight / 2;
     }
     c->out_off = c->out_len = 0;
     c->in_len = 0;
@@ -198,6 +206,8 @@ static void close_socket(struct conn *c)
     c->want_out = 0;
     if (c->state == C_UP && p->st.up)
         p->st.up--;
+    else if (c->state != C_DOWN && p->connecting)
+        p->connecting--;
     c->state = C_DOWN;
     schedule_retry(c);
 }
@@ -331,6 +341,7 @@ static int flush(struct conn *c)
             p->st.acked += c->q0_queued;
             p->st.inflight -= c->q0_queued;
             c->q0_queued = 0;
+            c->held = 0;
         }
         if (c->out_cap > OUT_KEEP) {
             free(c->out);
@@ -389,6 +400,8 @@ static void on_puback(struct conn *c, uint16_t mid)
                 c->inflight--;
                 p->st.inflight--;
                 p->st.acked++;
+                if (c->held && c->inflight <= p->cfg.max_inflight / 2)
+                    c->held = 0;
             }
             break;
         }
@@ -428,6 +441,8 @@ static void on_up(struct conn *c)
     if (c->ever_up)
         p->st.reconnects++;
     c->ever_up = 1;
+    if (p->connecting)
+        p->connecting--;
     c->state = C_UP;
     c->backoff = 0;
     c->ping_ms = 0;
@@ -601,6 +616,7 @@ static void try_connect(struct conn *c)
     }
     c->fd = fd;
     c->state = C_TCP;
+    p->connecting++;
     c->retry_ms = p->now_ms + CONNECT_TIMEOUT_MS;
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* the pool batches its writes itself */
@@ -825,8 +841,12 @@ fail:
 
 int mqp_can_publish(const struct mqttpool *p, uint32_t c)
 {
-    /* QoS 0 readings count until written, so a fast simulator's buffers stay bounded. */
-    return !p->cfg.max_inflight || p->c[c].inflight + p->c[c].q0_queued < p->cfg.max_inflight;
+    /* QoS 0 readings count until written, so a fast simulator's buffers
+     * stay bounded.  A connection whose window filled up waits until half of
+     * it is acknowledged: then it takes a batch, not one reading per
+     * acknowledgement. */
+    const struct conn *cc = &p->c[c];
+    return !p->cfg.max_inflight || (!cc->held && cc->inflight + cc->q0_queued < p->cfg.max_inflight);
 }
 
 int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *payload, int len)
@@ -861,6 +881,8 @@ int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *
     }
     p->st.published++;
     p->st.inflight++;
+    if (p->cfg.max_inflight && c->inflight + c->q0_queued >= p->cfg.max_inflight)
+        c->held = 1;
     return 0;
 refused:
     p->st.failed++;
@@ -955,7 +977,8 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
          * broker's accept queue is never flooded and events keep flowing. */
         int started = 0;
         uint32_t i = p->scan_from, seen = 0;
-        for (; seen < p->n && started < CONNECTS_PER_POLL; seen++, i = (i + 1) % p->n) {
+        for (; seen < p->n && started < CONNECTS_PER_POLL && p->connecting < MAX_CONNECTING;
+             seen++, i = (i + 1) % p->n) {
             struct conn *c = &p->c[i];
             if (c->state == C_DOWN && c->fd < 0 && c->retry_ms <= now) {
                 try_connect(c);
@@ -963,7 +986,7 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
             }
         }
         p->scan_from = p->n ? i % p->n : 0;
-        p->next_scan_ms = started >= CONNECTS_PER_POLL ? now : now + 100;
+        p->next_scan_ms = started >= CONNECTS_PER_POLL || p->connecting >= MAX_CONNECTING ? now : now + 100;
     }
     flush_dirty(p);
     return 0;

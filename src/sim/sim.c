@@ -343,6 +343,9 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     uint64_t last_pub = 0;
     int64_t last_status_ms = mono_start;
     int64_t sim_now = start_ms;
+    uint64_t last_ack = 0;
+    double ack_rate = 0; /* acknowledged per second, over the last status period */
+    uint64_t resume_at = UINT64_MAX; /* flow control: publish again once at most this many are in flight */
     for (;;) {
         if (sig_stopping())
             break;
@@ -364,10 +367,16 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             if (r->pool) {
                 struct mqp_stats st;
                 mqp_get_stats(r->pool, &st);
-                if (st.inflight >= MAX_TOTAL_INFLIGHT) {
+                /* A full window reopens once a tenth of it is acknowledged,
+                 * so the next readings go out in batches, not one by one as
+                 * acknowledgements trickle in. */
+                if (st.inflight >= MAX_TOTAL_INFLIGHT)
+                    resume_at = MAX_TOTAL_INFLIGHT - MAX_TOTAL_INFLIGHT / 10;
+                if (st.inflight > resume_at) {
                     blocked = 1;
                     break;
                 }
+                resume_at = UINT64_MAX;
                 if (!mqp_can_publish(r->pool, conn)) {
                     /* A slow connection holds the schedule back (flow
                      * control); a dead one with a full buffer loses the
@@ -422,7 +431,9 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             struct mqp_stats st;
             get_stats(r, &st);
             double rate = (double)(st.published - last_pub) * 1000.0 / (double)(mnow - last_status_ms);
+            ack_rate = (double)(st.acked - last_ack) * 1000.0 / (double)(mnow - last_status_ms);
             last_pub = st.published;
+            last_ack = st.acked;
             last_status_ms = mnow;
             next_status = mnow + 1000;
             if (tty)
@@ -441,12 +452,22 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
         if (r->pool && (blocked || (timeout > 0 && timeout < o->batch_ms))) {
             /* Write what was published, then sleep instead of waking for
              * each acknowledgement, so that one write and one read per
-             * connection serve many readings: while the broker is the slower
-             * side, 1 ms lets its acknowledgements gather; when the next
-             * reading is due within --batch-ms, the readings of that time
-             * come due meanwhile and go out together (late by at most
-             * batch_ms, never early). */
-            int nap = blocked ? 1 : o->batch_ms;
+             * connection serve many readings.  When the next reading is due
+             * within --batch-ms, the readings of that time come due
+             * meanwhile and go out together (late by at most batch_ms, never
+             * early).  While the broker is the slower side (blocked), about
+             * as long as it takes to acknowledge a tenth of what is in
+             * flight: long enough for many acknowledgements to gather, short
+             * enough that it never runs out of work (1 ms to batch_ms). */
+            int nap = o->batch_ms;
+            if (blocked) {
+                struct mqp_stats st;
+                mqp_get_stats(r->pool, &st);
+                double t = ack_rate > 0 ? (double)st.inflight * 100.0 / ack_rate : 1;
+                nap = t > o->batch_ms ? o->batch_ms : (int)t;
+                if (nap < 1)
+                    nap = 1;
+            }
             struct timespec ts = {nap / 1000, (long)(nap % 1000) * 1000000L};
             if (mqp_poll(r->pool, 0) != 0) {
                 rc = 1;
