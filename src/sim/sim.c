@@ -91,7 +91,8 @@ static void sim_usage(FILE *out)
             "                      (default 100 with own connections, 256 for gateways)\n"
             "  --batch-ms MS       write the readings that come due within MS milliseconds together:\n"
             "                      one write per connection, not one per reading; a reading goes\n"
-            "                      out at most MS late, never early (default 100, 0 = each at once)\n"
+            "                      out at most MS late, never early (default: 100 with gateways,\n"
+            "                      0 = each when due with a connection per truck)\n"
             "  --drain-timeout S   at the end, wait up to S seconds for acknowledgements (default 30)\n"
             "  --clear-presence    a clean end clears the retained presence instead of leaving\n"
             "                      'offline' (for test and benchmark fleets that will not return)\n"
@@ -574,8 +575,7 @@ int cmd_sim(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct sim_opts o = {.trucks = 100, .interval_s = 10, .qos = 1, .speedup = 1, .start = "now", .seed = 1,
-                         .id_prefix = "TRK-", .drain_s = 30,
-                         .batch_ms = 100};
+                         .id_prefix = "TRK-", .drain_s = 30};
     struct fs_config cfg;
     struct run r;
     struct sim_fences fences = {0};
@@ -748,6 +748,10 @@ int cmd_sim(int argc, char **argv)
         goto out;
     }
     o.max_inflight = o.max_inflight ? o.max_inflight : (o.connections && o.connections < o.trucks ? 256 : 100);
+    /* A gateway forwards its trucks' readings in batches; a truck of its own
+     * sends each reading when it is due. */
+    if (!o.batch_ms_given)
+        o.batch_ms = o.connections && o.connections < o.trucks ? 100 : 0;
 
     /* Everything that can be wrong with the input is found before sending. */
     rc = 1;
