@@ -60,9 +60,9 @@ struct sim_opts {
     char *source_ips_arg;
     const char *source_ips[MAX_SOURCE_IPS];
     size_t n_source_ips;
-    int quiet, dry_run, print, until_now, clear_presence, kafka, qos_given, batch_ms_given;
+    int quiet, dry_run, print, until_now, clear_presence, kafka, qos_given;
     double drain_s;
-    int batch_ms;
+    int batch_ms; /* -1 until given or defaulted */
     uint32_t max_inflight;
     const char *cafile;
 };
@@ -575,7 +575,8 @@ int cmd_sim(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     struct sim_opts o = {.trucks = 100, .interval_s = 10, .qos = 1, .speedup = 1, .start = "now", .seed = 1,
-                         .id_prefix = "TRK-", .drain_s = 30};
+                         .id_prefix = "TRK-", .drain_s = 30,
+                         .batch_ms = -1};
     struct fs_config cfg;
     struct run r;
     struct sim_fences fences = {0};
@@ -666,7 +667,6 @@ int cmd_sim(int argc, char **argv)
             if (cfg_parse_long(optarg, 0, 1000, &v))
                 bad = "--batch-ms must be 0..1000 milliseconds";
             o.batch_ms = (int)v;
-            o.batch_ms_given = 1;
             break;
         case OPT_DRAIN:
             if (parse_double(optarg, 0, 86400, &o.drain_s))
@@ -711,7 +711,7 @@ int cmd_sim(int argc, char **argv)
         goto out;
     }
     if (o.kafka && (o.connections || o.qos_given || o.source_ips_arg || o.max_inflight || o.cafile ||
-                    o.clear_presence || o.batch_ms_given)) {
+                    o.clear_presence || o.batch_ms >= 0)) {
         fprintf(stderr, "fleetsync sim: --connections, --qos, --source-ips, --max-inflight, --batch-ms, --cafile "
                         "and --clear-presence are MQTT options; --kafka does not use MQTT\n");
         goto out;
@@ -747,11 +747,12 @@ int cmd_sim(int argc, char **argv)
                         "of the wall clock), e.g. --start now-30d\n", o.speedup);
         goto out;
     }
-    o.max_inflight = o.max_inflight ? o.max_inflight : (o.connections && o.connections < o.trucks ? 256 : 100);
+    int gateways = o.connections && o.connections < o.trucks;
+    o.max_inflight = o.max_inflight ? o.max_inflight : (gateways ? 256 : 100);
     /* A gateway forwards its trucks' readings in batches; a truck of its own
      * sends each reading when it is due. */
-    if (!o.batch_ms_given)
-        o.batch_ms = o.connections && o.connections < o.trucks ? 100 : 0;
+    if (o.batch_ms < 0)
+        o.batch_ms = gateways ? 100 : 0;
 
     /* Everything that can be wrong with the input is found before sending. */
     rc = 1;
