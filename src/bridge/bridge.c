@@ -4,11 +4,11 @@
  * One thread runs one poll loop over the MQTT socket, librdkafka's queue
  * wake-up pipe and the signal pipe.  A message's life:
  *
- *   1. mosquitto_loop_read() parses a PUBLISH and calls on_message, which
- *      appends it to the spool's write buffer.  libmosquitto runs in
- *      "threaded" mode, so the PUBACK it prepares is only queued.
+ *   1. The subscriber (mqttsub.c) reads everything the socket holds, hands
+ *      each PUBLISH to on_message, which appends it to the spool's write
+ *      buffer, and queues its PUBACK.
  *   2. The loop flushes the spool (write(2): in the page cache, safe from
- *      SIGKILL) and only then lets mosquitto_loop_write() send the PUBACKs.
+ *      SIGKILL) and only then lets msub_flush() send the PUBACKs.
  *   3. The producer side reads records back from the spool, routes each one
  *      (route_record: telemetry, presence or dead letter) and hands it to
  *      librdkafka (idempotent, acks=all).
@@ -24,6 +24,7 @@
  * makes a new one and resends everything unacknowledged from the spool.
  */
 #include "bridge/bridge.h"
+#include "bridge/mqttsub.h"
 
 #include "core/config.h"
 #include "core/kafka.h"
@@ -39,13 +40,10 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <mosquitto.h>
-#include <mqtt_protocol.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,11 +141,8 @@ struct bridge {
     struct bridge_opts *o;
     struct cfg_mqtt_url url;
 
-    struct mosquitto *mosq;
-    int mqtt_connected;
-    int mqtt_ever_connected;
-    long long next_connect_ms;
-    int backoff_ms;
+    struct msub *mq;
+    uint64_t mqtt_connects;
     int paused;           /* spool over budget: not reading MQTT */
     int spool_failed;
 
@@ -163,6 +158,7 @@ struct bridge {
     struct metric *m_received, *m_produced[3], *m_acked, *m_dlq[TM_REASON_COUNT], *m_delivery_errors,
         *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency;
     uint64_t received, acked, dlq, errors;
+    long long wall_ms; /* the wall clock when the loop last woke: receive and ack times */
 };
 
 static long long now_ms(void)
@@ -181,28 +177,37 @@ static long long mono_ms(void)
 
 /* ---- MQTT side --------------------------------------------------------- */
 
-static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg)
+static int on_message(void *ud, const char *topic, size_t topic_len, const uint8_t *payload, size_t payload_len,
+                      size_t full_len, int cut)
 {
-    (void)m;
-    struct bridge *b = obj;
+    struct bridge *b = ud;
     if (b->spool_failed)
-        return;
-    if (spool_append(b->spool, now_ms(), msg->topic, strlen(msg->topic), msg->payload,
-                     msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0) != 0) {
+        return -1;
+    /* A topic or payload past the spool's limits is kept cut: the router
+     * sends it to the dead letters (a truck id is short, a reading small). */
+    if (topic_len > SPOOL_MAX_TOPIC)
+        topic_len = SPOOL_MAX_TOPIC;
+    if (payload_len > SPOOL_MAX_PAYLOAD)
+        payload_len = SPOOL_MAX_PAYLOAD;
+    if (cut)
+        log_warn("a message of %zu bytes on %.*s: keeping its first %zu bytes for the dead letters", full_len,
+                 (int)(topic_len < 200 ? topic_len : 200), topic, payload_len);
+    if (spool_append(b->spool, b->wall_ms, topic, topic_len, payload, payload_len) != 0) {
         log_error("cannot append to the spool: %s", strerror(errno));
         b->spool_failed = 1;
-        return;
+        return -1;
     }
     b->received++;
     metric_add(b->m_received, 1);
+    return 0;
 }
 
-static void subscribe_all(struct bridge *b)
+static int mqtt_setup(struct bridge *b, char *err, size_t err_size)
 {
     static const char *const patterns[] = {"fleet/trucks/+/telemetry", "fleet/trucks/+/status",
                                            "fleet/gateways/+/status"};
-    char buf[3][300];
-    char *subs[3];
+    static char buf[3][300];
+    const char *subs[3];
     for (int i = 0; i < 3; i++) {
         if (b->o->share)
             snprintf(buf[i], sizeof(buf[i]), "$share/%s/%s", b->o->share, patterns[i]);
@@ -210,94 +215,23 @@ static void subscribe_all(struct bridge *b)
             snprintf(buf[i], sizeof(buf[i]), "%s", patterns[i]);
         subs[i] = buf[i];
     }
-    int rc = mosquitto_subscribe_multiple(b->mosq, NULL, 3, subs, 1, 0, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
-        log_error("MQTT subscribe failed: %s", mosquitto_strerror(rc));
-    else
-        log_info("subscribed to %s, %s, %s (QoS 1)", subs[0], subs[1], subs[2]);
-}
-
-static void on_connect(struct mosquitto *m, void *obj, int rc, int flags, const mosquitto_property *props)
-{
-    (void)m;
-    (void)props;
-    struct bridge *b = obj;
-    if (rc != 0) {
-        log_error("MQTT broker %s:%d refused the connection: %s", b->url.host, b->url.port,
-                  b->o->mqtt_version == 5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc));
-        return;
-    }
-    b->mqtt_connected = 1;
-    b->backoff_ms = 500;
-    metric_set(b->m_connected, 1);
-    log_info("connected to MQTT %s:%d as %s (%s session)", b->url.host, b->url.port, b->o->client_id,
-             (flags & 1) ? "resumed" : "new");
-    subscribe_all(b);
-}
-
-static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
-{
-    (void)m;
-    (void)props;
-    struct bridge *b = obj;
-    if (b->mqtt_connected)
-        log_warn("MQTT connection lost: %s", rc ? mosquitto_strerror(rc) : "disconnected");
-    b->mqtt_connected = 0;
-    metric_set(b->m_connected, 0);
-    b->next_connect_ms = mono_ms() + b->backoff_ms;
-    b->backoff_ms = b->backoff_ms < 16000 ? b->backoff_ms * 2 : 30000;
-}
-
-static int mqtt_setup(struct bridge *b, char *err, size_t err_size)
-{
-    b->mosq = mosquitto_new(b->o->client_id, false, b);
-    if (!b->mosq) {
-        snprintf(err, err_size, "cannot create MQTT client: %s", strerror(errno));
-        return -1;
-    }
-    mosquitto_int_option(b->mosq, MOSQ_OPT_PROTOCOL_VERSION,
-                         b->o->mqtt_version == 5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311);
-    /* "Threaded": packets libmosquitto prepares (our PUBACKs) wait for our
-     * loop_write, which runs only after the spool is flushed. */
-    mosquitto_threaded_set(b->mosq, true);
-    mosquitto_int_option(b->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, 1000);
-    mosquitto_message_callback_set(b->mosq, on_message);
-    mosquitto_connect_v5_callback_set(b->mosq, on_connect);
-    mosquitto_disconnect_v5_callback_set(b->mosq, on_disconnect);
-    if (*b->url.user && mosquitto_username_pw_set(b->mosq, b->url.user, *b->url.pass ? b->url.pass : NULL)) {
-        snprintf(err, err_size, "cannot set MQTT credentials");
-        return -1;
-    }
-    if (b->url.tls) {
-        int rc = mosquitto_tls_set(b->mosq, b->o->cafile, b->o->cafile ? NULL : "/etc/ssl/certs", NULL, NULL, NULL);
-        if (rc != MOSQ_ERR_SUCCESS) {
-            snprintf(err, err_size, "MQTT TLS setup failed: %s", mosquitto_strerror(rc));
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static void mqtt_try_connect(struct bridge *b)
-{
-    mosquitto_property *props = NULL;
-    if (b->o->mqtt_version == 5)
-        mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL, (uint32_t)b->o->session_expiry_s);
-    int rc = b->mqtt_ever_connected
-                 ? mosquitto_reconnect(b->mosq)
-                 : mosquitto_connect_bind_v5(b->mosq, b->url.host, b->url.port, b->o->keepalive_s, NULL, props);
-    mosquitto_property_free_all(&props);
-    if (rc != MOSQ_ERR_SUCCESS) {
-        log_warn("cannot connect to MQTT %s:%d: %s; retrying in %d ms", b->url.host, b->url.port,
-                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc), b->backoff_ms);
-        b->next_connect_ms = mono_ms() + b->backoff_ms;
-        b->backoff_ms = b->backoff_ms < 16000 ? b->backoff_ms * 2 : 30000;
-        return;
-    }
-    b->mqtt_ever_connected = 1;
-    metric_add(b->m_reconnects, 1);
-    /* The CONNACK arrives through the loop; until then no reads are paused. */
-    b->next_connect_ms = LLONG_MAX;
+    struct msub_config mc = {
+        .host = b->url.host,
+        .port = b->url.port,
+        .tls = b->url.tls,
+        .cafile = b->o->cafile,
+        .user = b->url.user,
+        .pass = b->url.pass,
+        .client_id = b->o->client_id,
+        .version = b->o->mqtt_version,
+        .keepalive_s = b->o->keepalive_s,
+        .session_expiry_s = (uint32_t)b->o->session_expiry_s,
+        .receive_max = 1000,
+        .filters = subs,
+        .nfilters = 3,
+    };
+    b->mq = msub_new(&mc, on_message, b, err, err_size);
+    return b->mq ? 0 : -1;
 }
 
 /* ---- Kafka side -------------------------------------------------------- */
@@ -327,7 +261,7 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     rd_kafka_timestamp_type_t tt;
     int64_t ts = rd_kafka_message_timestamp(m, &tt);
     if (ts > 0)
-        metric_observe(b->m_latency, (double)(now_ms() - ts) / 1000.0);
+        metric_observe(b->m_latency, (double)(b->wall_ms - ts) / 1000.0);
 }
 
 static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
@@ -516,7 +450,7 @@ static void status_line(struct bridge *b, uint64_t *last_received, uint64_t *las
     fprintf(stderr,
             "\r\033[KMQTT %-4s | in %6.0f/s | acked %6.0f/s, %llu total | DLQ %llu | spool %s%s | queue %d | "
             "p99 %.0f ms",
-            b->mqtt_connected ? "up" : "down", (double)(b->received - *last_received) / dt_s,
+            msub_up(b->mq) ? "up" : "down", (double)(b->received - *last_received) / dt_s,
             (double)(b->acked - *last_acked) / dt_s, (unsigned long long)b->acked, (unsigned long long)b->dlq,
             spool, b->paused ? " (full: paused)" : "", rd_kafka_outq_len(b->rk),
             metric_quantile(b->m_latency, 0.99) * 1000);
@@ -533,20 +467,19 @@ static void drain_wake(int fd)
 
 static int bridge_run(struct bridge *b)
 {
-    long long last_ckpt = mono_ms(), last_status = mono_ms(), last_misc = 0;
+    long long last_ckpt = mono_ms(), last_status = mono_ms();
     /* Read coalescing: after a small batch, let the socket fill for a couple
      * of milliseconds before reading again.  Every wake-up costs a poll, a
-     * spool write, a spool read and PUBACK writes, so batching them is most
+     * spool write, a spool read and a PUBACK write, so batching them is most
      * of the bridge's efficiency at a few ms of latency. */
     long long next_read_ms = 0;
     uint64_t last_received = 0, last_acked = 0;
     int tty = isatty(STDERR_FILENO) && !b->o->quiet;
     long long stop_deadline = 0;
 
-    b->backoff_ms = 500;
-    b->next_connect_ms = 0;
     for (;;) {
         long long now = mono_ms();
+        b->wall_ms = now_ms();
         int stopping = sig_stopping();
         if (stopping && !stop_deadline) {
             log_info("stopping: no more MQTT reads; producing what the spool holds");
@@ -570,9 +503,7 @@ static int bridge_run(struct bridge *b)
             metric_set(b->m_backpressure, 0);
             log_info("spool below budget again: resuming MQTT reads");
         }
-
-        if (!stopping && !b->mqtt_connected && !b->paused && now >= b->next_connect_ms)
-            mqtt_try_connect(b);
+        int reading = !b->paused && !stopping;
 
         if (b->fatal && producer_recreate(b) != 0)
             return 1;
@@ -589,53 +520,46 @@ static int bridge_run(struct bridge *b)
         int n = 0, mq = -1;
         p[n++] = (struct pollfd){.fd = sig_fd(), .events = POLLIN};
         p[n++] = (struct pollfd){.fd = b->wake[0], .events = POLLIN};
-        int sock = mosquitto_socket(b->mosq);
-        if (sock >= 0) {
-            short ev = 0;
-            if (!b->paused && !stopping && now >= next_read_ms)
-                ev |= POLLIN;
-            if (mosquitto_want_write(b->mosq))
-                ev |= POLLOUT;
+        if (msub_fd(b->mq) >= 0) {
+            short ev = msub_events(b->mq, reading && now >= next_read_ms);
             mq = n;
-            p[n++] = (struct pollfd){.fd = sock, .events = ev};
+            p[n++] = (struct pollfd){.fd = msub_fd(b->mq), .events = ev};
         }
         int timeout = now < next_read_ms ? (int)(next_read_ms - now) : 100;
         if (spool_read_pos(b->spool) < spool_head(b->spool) && !b->rewind_pending)
             timeout = 1; /* more to produce once librdkafka has room */
         poll(p, (nfds_t)n, timeout);
+        b->wall_ms = now_ms();
 
         if (p[1].revents & POLLIN)
             drain_wake(b->wake[0]);
         rd_kafka_poll(b->rk, 0);
 
-        if (mq >= 0 && (p[mq].revents & (POLLIN | POLLHUP | POLLERR))) {
-            /* mosquitto_loop_read() takes one packet per call: read on while
-             * the socket has bytes, so one wake-up serves a whole batch. */
-            uint64_t before = b->received;
-            int avail = 0, reads = 0;
-            do {
-                if (mosquitto_loop_read(b->mosq, 1) != MOSQ_ERR_SUCCESS)
-                    break;
-            } while (++reads < 4096 && ioctl(sock, FIONREAD, &avail) == 0 && avail > 0);
-            if (b->received - before < 512)
+        if (mq >= 0 && p[mq].revents) {
+            long got = msub_handle(b->mq, p[mq].revents, reading);
+            if (got < 0 || b->spool_failed)
+                continue; /* the top of the loop exits */
+            if (got > 0 && got < 512)
                 next_read_ms = mono_ms() + 2;
-            /* The spool is on disk before any PUBACK leaves (loop_write). */
-            if (spool_flush(b->spool) != 0) {
-                log_error("cannot write the spool: %s", strerror(errno));
-                b->spool_failed = 1;
-                continue;
+            if (got > 0) {
+                /* The spool is on disk before any PUBACK leaves (msub_flush). */
+                if (spool_flush(b->spool) != 0) {
+                    log_error("cannot write the spool: %s", strerror(errno));
+                    b->spool_failed = 1;
+                    continue;
+                }
+                produce_some(b);
             }
-            produce_some(b);
         }
-        if (b->spool_failed)
-            continue;
-        if (mosquitto_socket(b->mosq) >= 0 && mosquitto_want_write(b->mosq))
-            mosquitto_loop_write(b->mosq, 1); /* writes the whole queue; more only spins on its locks */
+        msub_flush(b->mq);
+        msub_tick(b->mq, reading);
+        int up = msub_up(b->mq);
+        metric_set(b->m_connected, up);
+        if (msub_connects(b->mq) != b->mqtt_connects) {
+            metric_add(b->m_reconnects, (double)(msub_connects(b->mq) - b->mqtt_connects));
+            b->mqtt_connects = msub_connects(b->mq);
+        }
         now = mono_ms();
-        if (now - last_misc >= 250) {
-            mosquitto_loop_misc(b->mosq);
-            last_misc = now;
-        }
         if (now - last_ckpt >= 100) {
             spool_checkpoint(b->spool);
             metric_set(b->m_spool_bytes, (double)spool_pending_bytes(b->spool));
@@ -652,12 +576,10 @@ static int bridge_run(struct bridge *b)
 
     /* Clean shutdown: everything produced is flushed, the checkpoint says
      * so, and the MQTT session stays for our return. */
+    b->wall_ms = now_ms();
     rd_kafka_flush(b->rk, 5000);
     spool_checkpoint(b->spool);
-    if (b->mqtt_connected) {
-        mosquitto_disconnect_v5(b->mosq, 0, NULL);
-        mosquitto_loop_write(b->mosq, 1);
-    }
+    msub_disconnect(b->mq);
     uint64_t left = spool_head(b->spool) - spool_acked(b->spool);
     if (left)
         log_warn("%llu bytes of messages are not yet acknowledged by Kafka; they stay in the spool and are "
@@ -731,7 +653,7 @@ int cmd_bridge(int argc, char **argv)
                             .session_expiry_s = 604800, .spool_budget = 1ull << 30, .max_in_flight = 200000};
     struct bridge b;
     char err[512], spool_dir[PATH_MAX];
-    int c, rc = 2, lib_ready = 0;
+    int c, rc = 2;
 
     memset(&b, 0, sizeof(b));
     b.wake[0] = b.wake[1] = -1;
@@ -838,8 +760,6 @@ int cmd_bridge(int argc, char **argv)
     cfg_topic(&cfg, TOPIC_DLQ, b.topic_dlq, sizeof(b.topic_dlq));
 
     sig_install();
-    mosquitto_lib_init();
-    lib_ready = 1;
 
     /* Metrics first: counters exist before anything can happen. */
     b.metrics = metrics_new();
@@ -918,8 +838,7 @@ int cmd_bridge(int argc, char **argv)
     rc = bridge_run(&b);
 
 out:
-    if (b.mosq)
-        mosquitto_destroy(b.mosq);
+    msub_free(b.mq);
     producer_destroy(&b);
     if (b.spool)
         spool_close(b.spool);
@@ -928,8 +847,6 @@ out:
         close(b.wake[1]);
     }
     metrics_free(b.metrics);
-    if (lib_ready)
-        mosquitto_lib_cleanup();
     cfg_release(&cfg);
     return rc;
 }

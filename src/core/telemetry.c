@@ -22,6 +22,7 @@
  */
 #include "core/telemetry.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -488,41 +489,65 @@ static json_t *load_object(const char *buf, size_t len, enum tm_reason *why, cha
     return root;
 }
 
-/* One field's presence.  Returns TM_OK with *v set (NULL when an optional
- * field is absent), or TM_MISSING_FIELD. */
-static enum tm_reason field(json_t *root, const char *name, bool required, json_t **v)
+/* A known field's value as the checks see it, whichever parser read it. */
+enum fv_type { FV_ABSENT, FV_INT, FV_REAL, FV_STRING, FV_TRUE, FV_FALSE, FV_NULL, FV_OTHER };
+struct fv {
+    enum fv_type t;
+    int64_t i;     /* FV_INT */
+    double d;      /* FV_INT (as a double) and FV_REAL */
+    const char *s; /* FV_STRING, not NUL-terminated */
+    size_t n;
+};
+enum { F_V, F_TRUCK_ID, F_TS, F_SEQ, F_LAT, F_LON, F_SPEED, F_IGNITION, F_HEADING, F_FUEL, F_ODOMETER, F_COUNT };
+
+/* The known fields of a jansson object. */
+static void fields_from_json(json_t *root, struct fv f[F_COUNT])
 {
-    *v = json_object_get(root, name);
-    return (!*v && required) ? TM_MISSING_FIELD : TM_OK;
+    for (int k = 0; k < F_COUNT; k++) {
+        json_t *v = json_object_get(root, known_fields[k]);
+        struct fv *x = &f[k];
+        memset(x, 0, sizeof(*x));
+        if (!v)
+            x->t = FV_ABSENT;
+        else if (json_is_integer(v)) {
+            x->t = FV_INT;
+            x->i = (int64_t)json_integer_value(v);
+            x->d = (double)x->i;
+        } else if (json_is_real(v)) {
+            x->t = FV_REAL;
+            x->d = json_real_value(v);
+        } else if (json_is_string(v)) {
+            x->t = FV_STRING;
+            x->s = json_string_value(v);
+            x->n = json_string_length(v);
+        } else
+            x->t = json_is_true(v) ? FV_TRUE : json_is_false(v) ? FV_FALSE : json_is_null(v) ? FV_NULL : FV_OTHER;
+    }
 }
 
 /* Integers must be JSON integers: 3.0 or 1.7e12 are reals to jansson and a
  * wrong_type here, so a device that sends floats for ts is noticed. */
-static enum tm_reason int_field(json_t *root, const char *name, int64_t *dst)
+static enum tm_reason int_field(const struct fv *v, int64_t *dst)
 {
-    json_t *v;
-    enum tm_reason rc = field(root, name, true, &v);
-    if (rc)
-        return rc;
-    if (!json_is_integer(v))
+    if (v->t == FV_ABSENT)
+        return TM_MISSING_FIELD;
+    if (v->t != FV_INT)
         return TM_WRONG_TYPE;
-    *dst = (int64_t)json_integer_value(v);
+    *dst = v->i;
     return TM_OK;
 }
 
 /* A number (integer or real) in [lo, hi], or [lo, hi) when hi_open.  An
  * optional field's null is a wrong_type, not an absence: a device that sends
  * null means something, and we would rather hear about it. */
-static enum tm_reason num_field(json_t *root, const char *name, bool required, double lo, double hi, bool hi_open,
-                                double *dst, bool *has)
+static enum tm_reason num_field(const struct fv *v, bool required, double lo, double hi, bool hi_open, double *dst,
+                                bool *has)
 {
-    json_t *v;
-    enum tm_reason rc = field(root, name, required, &v);
-    if (rc || !v)
-        return rc;
-    if (!json_is_number(v))
+    if (v->t == FV_ABSENT)
+        return required ? TM_MISSING_FIELD : TM_OK;
+    if (v->t != FV_INT && v->t != FV_REAL)
         return TM_WRONG_TYPE;
-    double d = json_number_value(v);
+    double d = v->d;
     if (!(d >= lo && (hi_open ? d < hi : d <= hi)))
         return TM_OUT_OF_RANGE;
     *dst = d;
@@ -533,33 +558,36 @@ static enum tm_reason num_field(json_t *root, const char *name, bool required, d
 
 /* The fields in table order; stops at the first fault with *failed naming
  * the field.  expect_id, if not NULL, is the MQTT topic's truck id. */
-static enum tm_reason check_fields(json_t *root, int64_t now_ms, const char *expect_id, struct tm_reading *out,
-                                   const char **failed)
+static enum tm_reason check_fields(const struct fv f[F_COUNT], int64_t now_ms, const char *expect_id,
+                                   struct tm_reading *out, const char **failed)
 {
     enum tm_reason rc;
-    json_t *v;
+    const struct fv *v;
 
     *failed = "v";
-    if ((rc = field(root, "v", true, &v)))
-        return rc;
-    if (!json_is_integer(v))
+    v = &f[F_V];
+    if (v->t == FV_ABSENT)
+        return TM_MISSING_FIELD;
+    if (v->t != FV_INT)
         return TM_WRONG_TYPE;
-    if (json_integer_value(v) != 1)
+    if (v->i != 1)
         return TM_UNSUPPORTED_VERSION;
 
     *failed = "truck_id";
-    if ((rc = field(root, "truck_id", true, &v)))
-        return rc;
-    if (!json_is_string(v))
+    v = &f[F_TRUCK_ID];
+    if (v->t == FV_ABSENT)
+        return TM_MISSING_FIELD;
+    if (v->t != FV_STRING)
         return TM_WRONG_TYPE;
-    if (!valid_id(json_string_value(v), json_string_length(v)))
+    if (!valid_id(v->s, v->n))
         return TM_BAD_TRUCK_ID;
-    memcpy(out->truck_id, json_string_value(v), json_string_length(v) + 1);
+    memcpy(out->truck_id, v->s, v->n);
+    out->truck_id[v->n] = '\0';
     if (expect_id && strcmp(out->truck_id, expect_id) != 0)
         return TM_TOPIC_MISMATCH;
 
     *failed = "ts";
-    if ((rc = int_field(root, "ts", &out->ts_ms)))
+    if ((rc = int_field(&f[F_TS], &out->ts_ms)))
         return rc;
     if (out->ts_ms < TM_TS_MIN_MS)
         return TM_TS_TOO_OLD;
@@ -569,40 +597,289 @@ static enum tm_reason check_fields(json_t *root, int64_t now_ms, const char *exp
         return TM_TS_IN_FUTURE;
 
     *failed = "seq";
-    if ((rc = int_field(root, "seq", &out->seq)))
+    if ((rc = int_field(&f[F_SEQ], &out->seq)))
         return rc;
     if (out->seq < 0)
         return TM_OUT_OF_RANGE;
 
     *failed = "lat";
-    if ((rc = num_field(root, "lat", true, -90, 90, false, &out->lat, NULL)))
+    if ((rc = num_field(&f[F_LAT], true, -90, 90, false, &out->lat, NULL)))
         return rc;
     *failed = "lon";
-    if ((rc = num_field(root, "lon", true, -180, 180, false, &out->lon, NULL)))
+    if ((rc = num_field(&f[F_LON], true, -180, 180, false, &out->lon, NULL)))
         return rc;
     *failed = "speed_kmh";
-    if ((rc = num_field(root, "speed_kmh", true, 0, 400, false, &out->speed_kmh, NULL)))
+    if ((rc = num_field(&f[F_SPEED], true, 0, 400, false, &out->speed_kmh, NULL)))
         return rc;
 
     *failed = "ignition";
-    if ((rc = field(root, "ignition", true, &v)))
-        return rc;
-    if (!json_is_boolean(v))
+    v = &f[F_IGNITION];
+    if (v->t == FV_ABSENT)
+        return TM_MISSING_FIELD;
+    if (v->t != FV_TRUE && v->t != FV_FALSE)
         return TM_WRONG_TYPE;
-    out->ignition = json_is_true(v);
+    out->ignition = v->t == FV_TRUE;
 
     *failed = "heading_deg";
-    if ((rc = num_field(root, "heading_deg", false, 0, 360, true, &out->heading_deg, &out->has_heading)))
+    if ((rc = num_field(&f[F_HEADING], false, 0, 360, true, &out->heading_deg, &out->has_heading)))
         return rc;
     *failed = "fuel_pct";
-    if ((rc = num_field(root, "fuel_pct", false, 0, 100, false, &out->fuel_pct, &out->has_fuel)))
+    if ((rc = num_field(&f[F_FUEL], false, 0, 100, false, &out->fuel_pct, &out->has_fuel)))
         return rc;
     *failed = "odometer_km";
-    if ((rc = num_field(root, "odometer_km", false, 0, HUGE_VAL, false, &out->odometer_km, &out->has_odometer)))
+    if ((rc = num_field(&f[F_ODOMETER], false, 0, HUGE_VAL, false, &out->odometer_km, &out->has_odometer)))
         return rc;
 
     *failed = NULL;
     return TM_OK;
+}
+
+/* ---- fast path --------------------------------------------------------- */
+
+/* Almost every payload is a flat object of known fields with plain values,
+ * as devices write them.  scan_flat() reads exactly that shape without
+ * building a tree, and gives up (returns false) on anything else: an
+ * unknown or repeated key, an escape, a byte outside printable ASCII in a
+ * string, a nested value, a number jansson might read differently (more
+ * than 18 digits, out of a double's range), a syntax error.  jansson then
+ * reads the payload as before, so every error and every unknown field keeps
+ * its one code path.  Where scan_flat() succeeds, its values are the ones
+ * jansson would give (fuzz_telemetry.c compares the two on every input). */
+static bool is_ws(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && is_ws(*p))
+        p++;
+    return p;
+}
+
+/* A string without escapes or bytes outside printable ASCII; *p at the
+ * opening quote.  Returns false to give up. */
+static bool scan_string(const char **p, const char *end, const char **s, size_t *n)
+{
+    const char *q = *p + 1;
+    const char *start = q;
+    while (q < end && *q != '"') {
+        unsigned char c = (unsigned char)*q;
+        if (c < 0x20 || c > 0x7e || c == '\\')
+            return false;
+        q++;
+    }
+    if (q >= end)
+        return false;
+    *s = start;
+    *n = (size_t)(q - start);
+    *p = q + 1;
+    return true;
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* The double nearest to a decimal of at most 15 significant digits and a
+ * power of ten of at most 22, without strtod: both the digits and the power
+ * are exact doubles, so one IEEE multiplication or division rounds the
+ * result once, correctly, to what strtod gives (Clinger's fast path).
+ * [p, end) is a valid JSON number without its sign.  Returns false when
+ * the number is outside that range. */
+static bool exact_decimal(const char *p, const char *end, bool neg, double *out)
+{
+    static const double pow10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    uint64_t m = 0;
+    int digits = 0, scale = 0;
+    for (; p < end && is_digit(*p); p++) {
+        if (m || *p != '0')
+            digits++;
+        m = m * 10 + (uint64_t)(*p - '0');
+        if (digits > 15)
+            return false;
+    }
+    if (p < end && *p == '.')
+        for (p++; p < end && is_digit(*p); p++) {
+            if (m || *p != '0')
+                digits++;
+            m = m * 10 + (uint64_t)(*p - '0');
+            scale--;
+            if (digits > 15)
+                return false;
+        }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0, e = 0;
+        if (*p == '+' || *p == '-')
+            eneg = *p++ == '-';
+        for (; p < end && is_digit(*p); p++) {
+            e = e * 10 + (*p - '0');
+            if (e > 400)
+                return false;
+        }
+        scale += eneg ? -e : e;
+    }
+    if (scale < -22 || scale > 22)
+        return false;
+    double d = (double)m;
+    d = scale < 0 ? d / pow10[-scale] : d * pow10[scale];
+    *out = neg ? -d : d;
+    return true;
+}
+
+/* A JSON number by RFC 8259's grammar: an integer of at most 18 digits is
+ * FV_INT, anything with a fraction or exponent FV_REAL (as jansson has it). */
+static bool scan_number(const char **p, const char *end, struct fv *v)
+{
+    const char *q = *p, *start = *p;
+    bool neg = false, real = false;
+    if (q < end && *q == '-') {
+        neg = true;
+        q++;
+    }
+    const char *digits = q;
+    if (q >= end || !is_digit(*q))
+        return false;
+    if (*q == '0')
+        q++;
+    else
+        while (q < end && is_digit(*q))
+            q++;
+    size_t ndigits = (size_t)(q - digits);
+    if (q < end && *q == '.') {
+        real = true;
+        q++;
+        if (q >= end || !is_digit(*q))
+            return false;
+        while (q < end && is_digit(*q))
+            q++;
+    }
+    if (q < end && (*q == 'e' || *q == 'E')) {
+        real = true;
+        q++;
+        if (q < end && (*q == '+' || *q == '-'))
+            q++;
+        if (q >= end || !is_digit(*q))
+            return false;
+        while (q < end && is_digit(*q))
+            q++;
+    }
+    if (!real) {
+        if (ndigits > 18)
+            return false;
+        int64_t x = 0;
+        for (const char *d = digits; d < q; d++)
+            x = x * 10 + (*d - '0');
+        v->t = FV_INT;
+        v->i = neg ? -x : x;
+        v->d = (double)v->i;
+    } else if (!exact_decimal(digits, q, neg, &v->d)) {
+        char tmp[64];
+        size_t n = (size_t)(q - start);
+        if (n >= sizeof(tmp))
+            return false;
+        memcpy(tmp, start, n);
+        tmp[n] = '\0';
+        errno = 0;
+        char *e;
+        double d = strtod(tmp, &e);
+        if (errno || e != tmp + n)
+            return false;
+        v->t = FV_REAL;
+        v->d = d;
+    } else {
+        v->t = FV_REAL;
+    }
+    *p = q;
+    return true;
+}
+
+static bool scan_literal(const char **p, const char *end, const char *word, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, word, n) != 0)
+        return false;
+    *p += n;
+    return true;
+}
+
+static int known_index(const char *key, size_t n)
+{
+    static const uint8_t len[F_COUNT] = {1, 8, 2, 3, 3, 3, 9, 8, 11, 8, 11};
+    for (int k = 0; k < F_COUNT; k++)
+        if (len[k] == n && key[0] == known_fields[k][0] && memcmp(known_fields[k], key, n) == 0)
+            return k;
+    return -1;
+}
+
+static bool scan_flat(const char *buf, size_t len, struct fv f[F_COUNT])
+{
+    const char *p = buf, *end = buf + len;
+    unsigned seen = 0;
+    memset(f, 0, sizeof(struct fv) * F_COUNT);
+    p = skip_ws(p, end);
+    if (p >= end || *p++ != '{')
+        return false;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}') {
+        p++;
+    } else {
+        for (;;) {
+            const char *key;
+            size_t kn;
+            if (p >= end || *p != '"' || !scan_string(&p, end, &key, &kn))
+                return false;
+            int k = known_index(key, kn);
+            if (k < 0 || (seen & 1u << k))
+                return false;
+            seen |= 1u << k;
+            p = skip_ws(p, end);
+            if (p >= end || *p++ != ':')
+                return false;
+            p = skip_ws(p, end);
+            if (p >= end)
+                return false;
+            struct fv *v = &f[k];
+            switch (*p) {
+            case '"':
+                v->t = FV_STRING;
+                if (!scan_string(&p, end, &v->s, &v->n))
+                    return false;
+                break;
+            case 't':
+                v->t = FV_TRUE;
+                if (!scan_literal(&p, end, "true", 4))
+                    return false;
+                break;
+            case 'f':
+                v->t = FV_FALSE;
+                if (!scan_literal(&p, end, "false", 5))
+                    return false;
+                break;
+            case 'n':
+                v->t = FV_NULL;
+                if (!scan_literal(&p, end, "null", 4))
+                    return false;
+                break;
+            default:
+                if (!scan_number(&p, end, v))
+                    return false;
+            }
+            p = skip_ws(p, end);
+            if (p >= end)
+                return false;
+            if (*p == '}') {
+                p++;
+                break;
+            }
+            if (*p++ != ',')
+                return false;
+            p = skip_ws(p, end);
+        }
+    }
+    return skip_ws(p, end) == end;
 }
 
 enum extra_result { EXTRA_OK, EXTRA_TOO_LARGE, EXTRA_NO_MEMORY };
@@ -648,8 +925,8 @@ static size_t normalized_len(const struct tm_reading *r)
     return w.len;
 }
 
-static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const char *expect_id, struct tm_reading *out,
-                            char *detail, size_t detail_size)
+static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const char *expect_id, bool fast,
+                            struct tm_reading *out, char *detail, size_t detail_size)
 {
     enum tm_reason rc = TM_OK;
     const char *failed = NULL;
@@ -665,10 +942,19 @@ static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const c
     }
     if (!buf)
         buf = "";
+    struct fv f[F_COUNT];
+    if (fast && scan_flat(buf, len, f)) {
+        /* Known fields only: nothing else to collect. */
+        rc = check_fields(f, now_ms, expect_id, out, &failed);
+        if (rc)
+            set_detail(detail, detail_size, "%s", failed);
+        goto out;
+    }
     root = load_object(buf, len, &rc, detail, detail_size);
     if (!root)
         goto out;
-    rc = check_fields(root, now_ms, expect_id, out, &failed);
+    fields_from_json(root, f);
+    rc = check_fields(f, now_ms, expect_id, out, &failed);
     if (rc) {
         set_detail(detail, detail_size, "%s", failed);
         goto out;
@@ -704,7 +990,13 @@ out:
 enum tm_reason tm_parse(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
                         size_t detail_size)
 {
-    return parse(buf, len, now_ms, NULL, out, detail, detail_size);
+    return parse(buf, len, now_ms, NULL, true, out, detail, detail_size);
+}
+
+enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
+                                  size_t detail_size)
+{
+    return parse(buf, len, now_ms, NULL, false, out, detail, detail_size);
 }
 
 void tm_reading_release(struct tm_reading *r)
@@ -769,5 +1061,5 @@ enum tm_reason tm_parse_mqtt(const char *topic, const char *buf, size_t len, int
         set_detail(detail, detail_size, "topic");
         return kind == TM_TOPIC_UNKNOWN ? TM_BAD_TRUCK_ID : TM_TOPIC_MISMATCH;
     }
-    return parse(buf, len, now_ms, id, out, detail, detail_size);
+    return parse(buf, len, now_ms, id, true, out, detail, detail_size);
 }

@@ -85,6 +85,12 @@ struct tm_reading {
 enum tm_reason tm_parse(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
                         size_t detail_size);
 
+/* tm_parse with jansson reading every payload, without the fast path for
+ * flat objects of known fields: the reference the tests compare tm_parse
+ * with (same result, same detail, same reading). */
+enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out,
+                                  char *detail, size_t detail_size);
+
 /* Frees what tm_parse() allocated in *r and empties it; r may be NULL. */
 void tm_reading_release(struct tm_reading *r);
 

@@ -4,7 +4,8 @@
 #include "sim/mqttpool.h"
 
 #include "core/log.h"
-#include "sim/mqttwire.h"
+#include "core/mqttwire.h"
+#include "core/tlsclient.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -112,41 +113,6 @@ struct mqttpool {
     uint32_t lost_pending, refused_pending, failed_pending;
     char last_reason[256];
 };
-
-/* One client TLS context for the pool: the CA file is loaded once, not at
- * every connect of every connection.  The peer is verified against the CA
- * and the host name or IP address. */
-static SSL_CTX *tls_context(const struct mqp_config *cfg, char *err, size_t err_size)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx) {
-        snprintf(err, err_size, "cannot create a TLS context");
-        return NULL;
-    }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    /* The output buffer may grow (move) between a partial write and its retry. */
-    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    int ok = cfg->cafile ? SSL_CTX_load_verify_locations(ctx, cfg->cafile, NULL)
-                         : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok != 1) {
-        int sys = errno;
-        unsigned long e = ERR_get_error();
-        const char *why = e ? ERR_reason_error_string(e) : NULL;
-        if (!why)
-            why = sys ? strerror(sys) : "unknown error";
-        snprintf(err, err_size, "cannot load CA certificates%s%s: %s", cfg->cafile ? " from " : "",
-                 cfg->cafile ? cfg->cafile : "", why);
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
-    if (X509_VERIFY_PARAM_set1_ip_asc(param, cfg->host) != 1) {
-        X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        X509_VERIFY_PARAM_set1_host(param, cfg->host, 0);
-    }
-    return ctx;
-}
 
 static int64_t mono_ms(void)
 {
@@ -556,10 +522,8 @@ static void tls_step(struct conn *c)
         set_want_out(c, e == SSL_ERROR_WANT_WRITE);
         return;
     }
-    unsigned long le = ERR_peek_last_error();
     char why[200];
-    snprintf(why, sizeof(why), "TLS handshake failed: %s",
-             le ? ERR_reason_error_string(le) : e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "closed");
+    snprintf(why, sizeof(why), "TLS handshake failed: %s", tls_client_error(e));
     conn_failed(c, why);
 }
 
@@ -579,15 +543,11 @@ static void tcp_done(struct conn *c)
         send_connect(c);
         return;
     }
-    c->ssl = SSL_new(p->ssl_ctx);
-    if (!c->ssl || SSL_set_fd(c->ssl, c->fd) != 1) {
+    c->ssl = tls_client_session(p->ssl_ctx, c->fd, p->cfg.host);
+    if (!c->ssl) {
         conn_failed(c, "cannot start TLS");
         return;
     }
-    struct in6_addr a6;
-    if (inet_pton(AF_INET, p->cfg.host, &a6) != 1 && inet_pton(AF_INET6, p->cfg.host, &a6) != 1)
-        SSL_set_tlsext_host_name(c->ssl, p->cfg.host); /* SNI: names only */
-    SSL_set_connect_state(c->ssl);
     c->state = C_TLS;
     tls_step(c);
 }
@@ -790,7 +750,7 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
         snprintf(err, err_size, "cannot create the event loop: %s", strerror(errno));
         goto fail;
     }
-    if (cfg->tls && !(p->ssl_ctx = tls_context(cfg, err, err_size)))
+    if (cfg->tls && !(p->ssl_ctx = tls_client_context(cfg->cafile, cfg->host, err, err_size)))
         goto fail;
     if (cfg->n_source_ips) {
         p->src = calloc(cfg->n_source_ips, sizeof(*p->src));

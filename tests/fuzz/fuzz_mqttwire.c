@@ -1,6 +1,6 @@
 /*
- * fuzz_mqttwire.c - libFuzzer target for the simulator's MQTT packet parser
- * and PUBLISH encoder.
+ * fuzz_mqttwire.c - libFuzzer target for the MQTT packet parsers (the
+ * simulator's and the bridge's) and the PUBLISH encoder.
  *
  * Properties checked on every input (abort() on violation):
  *   - read as a stream of broker packets, as the connection pool reads a
@@ -8,10 +8,13 @@
  *     claims more than it was given or more than MQW_MAX_INCOMING, and
  *     answers the same for the same bytes;
  *   - every cut of a packet it accepted asks for more (0), never -1;
+ *   - read as the bridge reads (mqw_parse_in, MQTT 3.1.1 and 5, a limit of
+ *     256 bytes), the same holds; a PUBLISH's topic and payload lie within
+ *     the packet, and one past the limit (-2) lies within the bytes given;
  *   - a PUBLISH of the input's bytes as topic and payload has the length
  *     mqw_publish_size() gives, and its fixed header states the rest.
  */
-#include "sim/mqttwire.h"
+#include "core/mqttwire.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +43,39 @@ static void stream(const uint8_t *data, size_t size)
         check((size_t)n <= size - off && n <= MQW_MAX_INCOMING && pk.length == (uint32_t)n, "length out of range");
         for (int cut = 0; cut < n; cut++)
             check(mqw_parse(data + off, (size_t)cut, &again) == 0, "a cut packet is not 'need more'");
+        off += (size_t)n;
+    }
+}
+
+static void stream_in(const uint8_t *data, size_t size, int version)
+{
+    size_t off = 0, max = 256;
+    while (off < size) {
+        struct mqw_packet pk, again;
+        int n = mqw_parse_in(data + off, size - off, version, max, &pk);
+        check(n == mqw_parse_in(data + off, size - off, version, max, &again), "same bytes, different answer");
+        if (n == -2) {
+            const uint8_t *end = data + size;
+            check(pk.type == MQW_PUBLISH && pk.length > max, "-2 for a packet within the limit");
+            check((const uint8_t *)pk.topic >= data + off && (const uint8_t *)pk.topic + pk.topic_len <= end &&
+                      pk.payload + pk.payload_len <= end,
+                  "a long PUBLISH's head lies outside the bytes given");
+            return;
+        }
+        if (n <= 0)
+            return;
+        check((size_t)n <= size - off && (size_t)n <= max && pk.length == (uint32_t)n, "length out of range");
+        if (pk.type == MQW_PUBLISH) {
+            const uint8_t *end = data + off + (size_t)n;
+            check((const uint8_t *)pk.topic + pk.topic_len <= end && pk.payload + pk.payload_len == end,
+                  "PUBLISH topic or payload outside the packet");
+        }
+        if (pk.type == MQW_SUBACK)
+            check(pk.ncodes > 0 && pk.codes + pk.ncodes == data + off + (size_t)n, "SUBACK codes outside the packet");
+        for (int cut = 0; cut < n; cut++) {
+            int c = mqw_parse_in(data + off, (size_t)cut, version, max, &again);
+            check(c == 0, "a cut packet is not 'need more'");
+        }
         off += (size_t)n;
     }
 }
@@ -75,6 +111,8 @@ static void publish(const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     stream(data, size);
+    stream_in(data, size, 4);
+    stream_in(data, size, 5);
     publish(data, size);
     return 0;
 }

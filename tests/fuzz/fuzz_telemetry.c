@@ -8,6 +8,9 @@
  *     bytes, is accepted again and normalizes to the same bytes;
  *   - it is accepted on its own truck's telemetry topic too;
  *   - the detail is always NUL-terminated printable ASCII;
+ *   - tm_parse (with its fast path for flat objects of known fields) gives
+ *     the same reason, detail and normalized reading as jansson alone
+ *     (tm_parse_reference);
  *   - a topic tm_topic_parse accepts is rebuilt exactly from its kind and id,
  *     and its id obeys the truck_id rule.
  * now_ms is fixed so that a crash reproduces.
@@ -43,8 +46,21 @@ static void fuzz_payload(const uint8_t *data, size_t size)
     char detail[64];
     struct tm_reading r, again;
 
+    static char ref_once[TM_MAX_PAYLOAD + 1];
+    char ref_detail[64];
+    struct tm_reading ref;
+    enum tm_reason ref_why = tm_parse_reference((const char *)data, size, FUZZ_NOW_MS, &ref, ref_detail,
+                                                sizeof(ref_detail));
+    int ref_n = ref_why == TM_OK ? tm_serialize(&ref, ref_once, sizeof(ref_once)) : -1;
+    tm_reading_release(&ref);
+
     enum tm_reason why = tm_parse((const char *)data, size, FUZZ_NOW_MS, &r, detail, sizeof(detail));
     check_detail(detail);
+    if (why != ref_why || strcmp(detail, ref_detail) != 0) {
+        fprintf(stderr, "fast path %s (%s), jansson %s (%s)\n", tm_reason_name(why), detail, tm_reason_name(ref_why),
+                ref_detail);
+        abort();
+    }
     check(why < TM_REASON_COUNT, "reason outside the enum");
     if (why != TM_OK) {
         check(r.extra == NULL, "refused reading holds memory");
@@ -53,6 +69,7 @@ static void fuzz_payload(const uint8_t *data, size_t size)
     }
     int n1 = tm_serialize(&r, once, sizeof(once));
     check(n1 >= 0, "normalized form exceeds TM_MAX_PAYLOAD");
+    check(n1 == ref_n && memcmp(once, ref_once, (size_t)n1) == 0, "fast path and jansson normalize differently");
 
     /* The same bytes on the truck's own telemetry topic pass as well. */
     char topic[TM_TRUCK_ID_MAX + 32];

@@ -1054,6 +1054,72 @@ static void every_fixture_file_is_in_the_manifest(void **state)
     assert_int_equal(orphans, 0);
 }
 
+/* tm_parse reads flat objects of known fields without jansson; whatever it
+ * decides must be what jansson alone (tm_parse_reference) decides: the
+ * reason, the detail and every bit of the reading.  The inputs cover the
+ * shapes the fast path takes and the ones where it must hand over. */
+static void fast_path_agrees_with_jansson(void **state)
+{
+    (void)state;
+    static const char *const inputs[] = {
+        "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764287000000,\"seq\":17,\"lat\":52.520008,\"lon\":13.404954,"
+        "\"speed_kmh\":63.5,\"heading_deg\":271.25,\"fuel_pct\":48.2,\"odometer_km\":183422.7,\"ignition\":true}",
+        " {\n\t\"v\" : 1 , \"truck_id\":\"T1\", \"ts\":1764287000000,\"seq\":-0,\"lat\":-0.0,\"lon\":1E2,"
+        "\"speed_kmh\":0e-400,\"ignition\":false}\r\n",
+        /* decimals at the edges of the exact conversion, and past them */
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0.1,\"lon\":-179.99999999999,"
+        "\"speed_kmh\":1.23456789012345e2,\"ignition\":true,\"odometer_km\":1234567890123456789.5}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0.000000000000000000001,\"lon\":1e22,"
+        "\"speed_kmh\":0.00000000000000000000000001,\"ignition\":true,\"odometer_km\":1e23}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":45.00000000000000000001,\"lon\":9.999999999999999,"
+        "\"speed_kmh\":2.2250738585072011e-308,\"ignition\":true,\"odometer_km\":1.7976931348623157e308}",
+        /* errors the fast path finds itself, in table order */
+        "{}",
+        "{\"v\":2}",
+        "{\"v\":1.0,\"truck_id\":\"T1\"}",
+        "{\"v\":1,\"truck_id\":\"bad id\",\"ts\":1}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000.0,\"seq\":1}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":91,\"lon\":0,\"speed_kmh\":0,\"ignition\":true}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":null}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true,"
+        "\"heading_deg\":360}",
+        /* shapes it hands to jansson */
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true,"
+        "\"driver\":\"x\"}",
+        "{\"v\":1,\"truck_id\":\"T\\u0031\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true}",
+        "{\"v\":1,\"v\":1}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":99999999999999999999,\"seq\":1}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":01}",
+        "{\"v\":1,\"lat\":1e999}",
+        "{\"v\":1,\"lat\":[1]}",
+        "{\"v\":1,}",
+        "{\"v\":1} x",
+        "{\"v\":1",
+        "[1]",
+        "",
+    };
+    for (size_t k = 0; k < sizeof(inputs) / sizeof(inputs[0]); k++) {
+        struct tm_reading a, b;
+        char da[64], db[64], na[TM_MAX_PAYLOAD + 1], nb[TM_MAX_PAYLOAD + 1];
+        const char *in = inputs[k];
+        enum tm_reason ra = tm_parse(in, strlen(in), NOW_MS, &a, da, sizeof(da));
+        enum tm_reason rb = tm_parse_reference(in, strlen(in), NOW_MS, &b, db, sizeof(db));
+        if (ra != rb || strcmp(da, db) != 0)
+            fail_msg("input %zu: %s (%s) against jansson's %s (%s)", k, tm_reason_name(ra), da, tm_reason_name(rb), db);
+        if (ra == TM_OK) {
+            int n = tm_serialize(&a, na, sizeof(na));
+            assert_int_equal(n, tm_serialize(&b, nb, sizeof(nb)));
+            assert_memory_equal(na, nb, (size_t)n);
+            assert_memory_equal(&a.lat, &b.lat, sizeof(double));
+            assert_memory_equal(&a.lon, &b.lon, sizeof(double));
+            assert_memory_equal(&a.speed_kmh, &b.speed_kmh, sizeof(double));
+            assert_memory_equal(&a.odometer_km, &b.odometer_km, sizeof(double));
+        }
+        tm_reading_release(&a);
+        tm_reading_release(&b);
+    }
+}
+
 int main(void)
 {
     locate_fixtures();
@@ -1117,6 +1183,7 @@ int main(void)
         cmocka_unit_test(telemetry_on_a_topic_that_is_not_telemetry_is_refused),
         cmocka_unit_test(every_fixture_gets_its_verdict),
         cmocka_unit_test(every_fixture_file_is_in_the_manifest),
+        cmocka_unit_test(fast_path_agrees_with_jansson),
     };
     return cmocka_run_group_tests_name("telemetry", tests, NULL, NULL);
 }
