@@ -58,7 +58,7 @@ static void route_dlq(struct route *out, const struct spool_record *rec, enum tm
     out->key = rec->topic;
     out->key_len = strlen(rec->topic);
     out->value = rec->payload;
-    out->value_len = rec->payload_len;
+    out->value_len = rec->payload_len < BRIDGE_MAX_KEPT ? rec->payload_len : BRIDGE_MAX_KEPT;
     out->error = tm_reason_name(why);
     snprintf(out->error_detail, sizeof(out->error_detail), "%s", detail ? detail : "");
 }
@@ -159,6 +159,7 @@ struct bridge {
         *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency;
     uint64_t received, acked, dlq, errors;
     long long wall_ms; /* the wall clock when the loop last woke: receive and ack times */
+    long long produce_error_logged_ms;
 };
 
 static long long now_ms(void)
@@ -183,12 +184,15 @@ static int on_message(void *ud, const char *topic, size_t topic_len, const uint8
     struct bridge *b = ud;
     if (b->spool_failed)
         return -1;
-    /* A topic or payload past the spool's limits is kept cut: the router
-     * sends it to the dead letters (a truck id is short, a reading small). */
+    /* A topic or payload past what a record can carry is kept cut: the
+     * router sends it to the dead letters (a truck id is short, a reading
+     * small), and the cut payload fits in a Kafka record. */
     if (topic_len > SPOOL_MAX_TOPIC)
         topic_len = SPOOL_MAX_TOPIC;
-    if (payload_len > SPOOL_MAX_PAYLOAD)
-        payload_len = SPOOL_MAX_PAYLOAD;
+    if (payload_len > BRIDGE_MAX_KEPT) {
+        payload_len = BRIDGE_MAX_KEPT;
+        cut = 1;
+    }
     if (cut)
         log_warn("a message of %zu bytes on %.*s: keeping its first %zu bytes for the dead letters", full_len,
                  (int)(topic_len < 200 ? topic_len : 200), topic, payload_len);
@@ -427,8 +431,11 @@ static void produce_some(struct bridge *b)
             spool_unread_last(b->spool);
             if (e == RD_KAFKA_RESP_ERR__FATAL)
                 b->fatal = 1;
-            else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                log_error("cannot produce to %s: %s", topics[r.dest], rd_kafka_err2str(e));
+            else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && mono_ms() - b->produce_error_logged_ms >= 10000) {
+                /* Retried on every pass: said once per 10 s, not per try. */
+                log_error("cannot produce to %s: %s (retrying)", topics[r.dest], rd_kafka_err2str(e));
+                b->produce_error_logged_ms = mono_ms();
+            }
             return;
         }
         metric_add(b->m_produced[r.dest], 1);

@@ -10,6 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The most of a payload a dead letter keeps: well under librdkafka's
+ * message.max.bytes (1,000,000) and Kafka's (1 MiB), headers and key
+ * included, so an oversized message never blocks the records behind it. */
+#define BRIDGE_MAX_KEPT (512 * 1024)
+
 int cmd_bridge(int argc, char **argv);
 
 /* Where one spooled MQTT message goes in Kafka: the routing decision alone,

@@ -19,7 +19,7 @@
 
 #define HDR_BYTES      8u  /* u32 length + u32 crc */
 #define BODY_FIXED     10u /* u64 received_ms + u16 topic length */
-#define WBUF_BYTES     (1u << 20)
+#define WBUF_BYTES     (2u << 20) /* more than the largest record */
 #define DEFAULT_SEGMENT (64ull << 20)
 
 /* A record handed out by spool_next and not yet acknowledged. */

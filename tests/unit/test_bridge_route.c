@@ -129,6 +129,28 @@ static void a_topic_with_a_bad_id_is_a_dead_letter(void **state)
     assert_string_equal(r.error_detail, "topic");
 }
 
+/* A payload larger than a Kafka record takes (a spool made by an earlier
+ * version may hold one) is a dead letter carrying its first BRIDGE_MAX_KEPT
+ * bytes: it can be produced, and does not block the records behind it. */
+static void a_huge_payload_is_a_dead_letter_cut_to_fit_kafka(void **state)
+{
+    (void)state;
+    static char big[1024 * 1024];
+    memset(big, 'x', sizeof(big));
+    struct spool_record rec = {.received_ms = 5, .topic = "fleet/trucks/T1/telemetry", .payload = big,
+                               .payload_len = sizeof(big)};
+    route_record(&rec, &r);
+    assert_int_equal(r.dest, ROUTE_DLQ);
+    assert_string_equal(r.error, "too_large");
+    assert_ptr_equal(r.value, big);
+    assert_int_equal(r.value_len, BRIDGE_MAX_KEPT);
+    assert_true(BRIDGE_MAX_KEPT + 2048 < 1000000);
+    rec.topic = "fleet/trucks/T1/status";
+    route_record(&rec, &r);
+    assert_string_equal(r.error, "out_of_range");
+    assert_int_equal(r.value_len, BRIDGE_MAX_KEPT);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -140,6 +162,7 @@ int main(void)
         cmocka_unit_test(gateway_presence_goes_to_truck_status),
         cmocka_unit_test(unknown_presence_words_are_dead_letters),
         cmocka_unit_test(a_topic_with_a_bad_id_is_a_dead_letter),
+        cmocka_unit_test(a_huge_payload_is_a_dead_letter_cut_to_fit_kafka),
     };
     return cmocka_run_group_tests_name("bridge_route", tests, NULL, NULL);
 }

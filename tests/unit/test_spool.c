@@ -276,6 +276,36 @@ static void oversized_records_are_refused(void **state)
     spool_close(s);
 }
 
+/* The largest record the spool takes, between two small ones, written and
+ * read back whole, also after a restart (its CRC checked then). */
+static void the_largest_record_comes_back(void **state)
+{
+    (void)state;
+    struct spool *s;
+    char err[256];
+    static char topic[SPOOL_MAX_TOPIC], payload[SPOOL_MAX_PAYLOAD];
+    memset(topic, 't', sizeof(topic));
+    memset(payload, 'p', sizeof(payload));
+    payload[sizeof(payload) - 1] = '!';
+    for (int pass = 0; pass < 2; pass++) {
+        assert_int_equal(spool_open(dir, NULL, &s, err, sizeof(err)), 0);
+        struct spool_record r;
+        if (pass == 0) {
+            append_n(s, 0, 1);
+            assert_int_equal(spool_append(s, 7, topic, sizeof(topic), payload, sizeof(payload)), 0);
+            append_n(s, 1, 1);
+            assert_int_equal(spool_flush(s), 0);
+        }
+        assert_int_equal(next_seq(s, &r), 0);
+        assert_int_equal(spool_next(s, &r), 1);
+        assert_int_equal(strlen(r.topic), sizeof(topic));
+        assert_int_equal(r.payload_len, sizeof(payload));
+        assert_memory_equal(r.payload, payload, sizeof(payload));
+        assert_int_equal(next_seq(s, &r), 1);
+        spool_close(s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +319,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(an_unread_record_comes_again, setup, teardown),
         cmocka_unit_test_setup_teardown(a_second_opener_is_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(oversized_records_are_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_largest_record_comes_back, setup, teardown),
     };
     return cmocka_run_group_tests_name("spool", tests, NULL, NULL);
 }
