@@ -548,15 +548,14 @@ static int bridge_run(struct bridge *b)
                 continue; /* the top of the loop exits */
             if (got > 0 && got < 512)
                 next_read_ms = mono_ms() + 2;
-            if (got > 0) {
-                /* The spool is on disk before any PUBACK leaves (msub_flush). */
-                if (spool_flush(b->spool) != 0) {
-                    log_error("cannot write the spool: %s", strerror(errno));
-                    b->spool_failed = 1;
-                    continue;
-                }
-                produce_some(b);
+            /* The spool is on disk before any PUBACK leaves (msub_flush). */
+            if (spool_flush(b->spool) != 0) {
+                log_error("cannot write the spool: %s", strerror(errno));
+                b->spool_failed = 1;
+                continue;
             }
+            if (got > 0)
+                produce_some(b);
         }
         msub_flush(b->mq);
         msub_tick(b->mq, reading);

@@ -141,6 +141,24 @@ for _ in $(seq 60); do [ "$(dlq_forged)" -ge 1 ] && break; sleep 0.5; done
 check_eq "the forged reading is in the DLQ as topic_mismatch" 1 "$(dlq_forged)"
 check_eq "nothing in truck-telemetry carries truck 2's id" 0 "$(count_topic "${P}truck-telemetry" "^$T2\$")"
 
+# The bridge with a wrong password, or trusting another CA, says why and
+# keeps trying (a broker's accounts and certificates can be fixed meanwhile).
+bridge_refused() {  # LOG PATTERN: waits up to 10 s for the pattern, the bridge still running
+    local pid=$! log=$1
+    for _ in $(seq 100); do grep -q "$2" "$log" && break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && grep -q "$2" "$log"; local rc=$?
+    kill -TERM "$pid"; wait "$pid" 2>/dev/null
+    return $rc
+}
+"$FS" bridge --mqtt "mqtts://fleetsync-bridge:wrong@127.0.0.1:$TLS" --topic-prefix "$P" --client-id "e2e-sec-bad-$$" \
+    --metrics-port -1 --quiet >"$D/bridge-badpass.log" 2>&1 &
+check "a bridge with a wrong password says the broker refused it" bridge_refused "$D/bridge-badpass.log" \
+    "refused the connection: .*not authori"
+"$FS" bridge --mqtt "mqtts://127.0.0.1:$TLS" --cafile "$D/tls/server.crt" --topic-prefix "$P" \
+    --client-id "e2e-sec-badca-$$" --metrics-port -1 --quiet >"$D/bridge-badca.log" 2>&1 &
+check "a bridge trusting the wrong CA says the TLS handshake failed" bridge_refused "$D/bridge-badca.log" \
+    "TLS handshake failed"
+
 # 3. TLS.
 check "mosquitto_pub trusting the local CA publishes over TLS" \
     mosquitto_pub -h 127.0.0.1 -p "$TLS" --cafile "$D/tls/ca.crt" -u "$T1" -P "$P1" -q 1 \
