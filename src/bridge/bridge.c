@@ -535,6 +535,8 @@ static int bridge_run(struct bridge *b)
         int timeout = now < next_read_ms ? (int)(next_read_ms - now) : 100;
         if (spool_read_pos(b->spool) < spool_head(b->spool) && !b->rewind_pending)
             timeout = 1; /* more to produce once librdkafka has room */
+        if (reading && msub_pending(b->mq))
+            timeout = 0;
         poll(p, (nfds_t)n, timeout);
         b->wall_ms = now_ms();
 
@@ -542,7 +544,7 @@ static int bridge_run(struct bridge *b)
             drain_wake(b->wake[0]);
         rd_kafka_poll(b->rk, 0);
 
-        if (mq >= 0 && p[mq].revents) {
+        if (mq >= 0 && (p[mq].revents || (reading && msub_pending(b->mq)))) {
             long got = msub_handle(b->mq, p[mq].revents, reading);
             if (got < 0 || b->spool_failed)
                 continue; /* the top of the loop exits */

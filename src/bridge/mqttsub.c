@@ -57,6 +57,7 @@ struct msub {
     unsigned addr_next;
     uint64_t connects;
     int ever_up;
+    int was_active;         /* msub_tick's last "active" */
 
     uint8_t *in;
     size_t in_len;
@@ -95,10 +96,11 @@ struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message,
     s->client_id = strdup(cfg->client_id);
     s->user = dup_or_null(cfg->user);
     s->pass = s->user ? dup_or_null(cfg->pass) : NULL;
+    int pass_ok = !s->user || !cfg->pass || !*cfg->pass || s->pass;
     s->cafile = dup_or_null(cfg->cafile);
     s->filters = calloc((size_t)cfg->nfilters, sizeof(char *));
     s->in = malloc(RBUF_SIZE);
-    int ok = s->host && s->client_id && s->filters && s->in && (!cfg->user || !*cfg->user || s->user) &&
+    int ok = s->host && s->client_id && s->filters && s->in && (!cfg->user || !*cfg->user || s->user) && pass_ok &&
              (!cfg->cafile || s->cafile);
     for (int k = 0; ok && k < cfg->nfilters; k++)
         ok = (s->filters[k] = strdup(cfg->filters[k])) != NULL;
@@ -380,6 +382,10 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
                 lost(s, why);
                 return -1;
             }
+        for (size_t k = 0; k < pk->ncodes; k++)
+            if (pk->codes[k] == 0)
+                log_warn("the broker granted %s QoS 0 only: its messages are not acknowledged, and one lost "
+                         "on the way is lost", k < (size_t)s->cfg.nfilters ? s->cfg.filters[k] : "a filter");
         log_info("subscribed to %s%s%s%s%s (QoS 1)", s->cfg.filters[0], s->cfg.nfilters > 1 ? ", " : "",
                  s->cfg.nfilters > 1 ? s->cfg.filters[1] : "", s->cfg.nfilters > 2 ? ", " : "",
                  s->cfg.nfilters > 2 ? s->cfg.filters[2] : "");
@@ -415,6 +421,7 @@ static int on_publish(struct msub *s, const struct mqw_packet *pk, size_t full_l
         return -1;
     }
     size_t plen = pk->payload_len < MSUB_MAX_PAYLOAD ? pk->payload_len : MSUB_MAX_PAYLOAD;
+    cut = cut || plen < pk->payload_len;
     if (s->on_message(s->ud, pk->topic, pk->topic_len, pk->payload, plen, full_len, cut) != 0)
         return 1;
     if (pk->qos) {
@@ -546,16 +553,26 @@ short msub_events(const struct msub *s, int reading)
     if (s->state == S_TCP)
         return POLLOUT;
     short ev = 0;
-    if (reading || s->state != S_UP)
+    int taking = reading || s->state != S_UP;
+    if (taking)
         ev |= POLLIN;
-    if (s->out_off < s->out_len || s->tls_wants_write)
+    if (s->out_off < s->out_len || (s->tls_wants_write && taking))
         ev |= POLLOUT;
     return ev;
 }
 
+int msub_pending(const struct msub *s)
+{
+    return s->ssl && s->state >= S_CONNACK && SSL_pending(s->ssl) > 0;
+}
+
 long msub_handle(struct msub *s, short revents, int reading)
 {
-    if (s->fd < 0 || !revents)
+    if (s->fd < 0)
+        return 0;
+    if (!revents && msub_pending(s))
+        revents = POLLIN; /* decrypted bytes OpenSSL holds: poll cannot see them */
+    if (!revents)
         return 0;
     if (s->state == S_TCP) {
         if (revents & (POLLOUT | POLLERR | POLLHUP))
@@ -568,40 +585,49 @@ long msub_handle(struct msub *s, short revents, int reading)
     }
     if ((revents & POLLOUT) && s->tls_wants_write && !(revents & POLLIN))
         revents |= POLLIN; /* an SSL_read waits for the socket to take a write */
-    if ((revents & (POLLIN | POLLHUP | POLLERR)) && (reading || s->state != S_UP)) {
-        long got = read_some(s);
-        return got;
-    }
+    /* A closed or broken socket is read even while paused: the read finds
+     * out (and the messages before the end are taken, a little over budget). */
+    if (((revents & POLLIN) && (reading || s->state != S_UP)) || (revents & (POLLHUP | POLLERR)))
+        return read_some(s);
     return 0;
 }
 
 void msub_tick(struct msub *s, int active)
 {
     int64_t now = mono_ms();
+    int resumed = active && !s->was_active;
+    s->was_active = active;
     if (s->state == S_IDLE) {
         if (active && now >= s->next_try_ms)
             try_connect(s);
         return;
     }
-    if (s->state != S_UP) {
-        if (now >= s->deadline_ms) {
-            char why[64];
-            snprintf(why, sizeof(why), "no answer in %d s", CONNECT_TIMEOUT_MS / 1000);
-            lost(s, why);
-        }
-        if (s->state == S_TCP || s->state == S_TLS)
-            return;
-    }
-    int64_t ka = (int64_t)s->keepalive_s * 1000;
-    if (ka > 0 && active && s->ping_sent_ms && now - s->ping_sent_ms > ka) {
-        lost(s, "no PINGRESP within the keep-alive");
+    if (s->state != S_UP && now >= s->deadline_ms) {
+        char why[64];
+        snprintf(why, sizeof(why), "no answer in %d s", CONNECT_TIMEOUT_MS / 1000);
+        lost(s, why);
         return;
     }
-    if (ka > 0 && !s->ping_sent_ms && now - s->last_out_ms >= ka * 3 / 4) {
-        uint8_t ping[2];
-        mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
-        if (out_append(s, ping, 2) == 0)
+    if (s->state < S_CONNACK)
+        return; /* CONNECT goes first */
+    int64_t ka = (int64_t)s->keepalive_s * 1000;
+    if (ka > 0) {
+        /* A PINGRESP behind messages that waited unread during a pause is
+         * read soon after: its clock starts again when reading does. */
+        if (resumed && s->ping_sent_ms)
             s->ping_sent_ms = now;
+        if (active && s->ping_sent_ms && now - s->ping_sent_ms > ka) {
+            lost(s, "no PINGRESP within the keep-alive");
+            return;
+        }
+        /* Paused, PINGRESPs stay unread: ping on regardless, so that the
+         * broker keeps the connection (and the messages it sent). */
+        if ((!s->ping_sent_ms || !active) && now - s->last_out_ms >= ka * 3 / 4) {
+            uint8_t ping[2];
+            mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
+            if (out_append(s, ping, 2) == 0 && !s->ping_sent_ms)
+                s->ping_sent_ms = now;
+        }
     }
     msub_flush(s);
 }

@@ -63,6 +63,10 @@ void msub_free(struct msub *s);
 int msub_fd(const struct msub *s);
 short msub_events(const struct msub *s, int reading);
 
+/* 1 if TLS holds decrypted bytes poll() cannot see: poll with timeout 0 and
+ * call msub_handle (which reads them) even without revents. */
+int msub_pending(const struct msub *s);
+
 /* Acts on poll's revents: connects, reads and parses.  Returns the number
  * of messages handed to the callback, or -1 if the callback refused one
  * (the connection is then closed without acknowledging it). */

@@ -414,7 +414,9 @@ int spool_next(struct spool *s, struct spool_record *rec)
     const unsigned char *body = r + HDR_BYTES;
     /* The CRC finds records torn by a crash or damaged on disk, so it is
      * checked for what an earlier process left; what this one wrote moments
-     * ago through its own buffer is read back from the page cache as it was. */
+     * ago through its own buffer is read back as it was (from the page cache,
+     * or from disk if the cache let it go: damage in those seconds is the
+     * one case the check would have caught, and is left to the disk). */
     if (s->read < s->own_from && (uint32_t)crc32(0L, body, blen) != crc)
         return -1;
     size_t tlen = (size_t)body[8] | (size_t)body[9] << 8;

@@ -34,7 +34,8 @@ check_eq "it still stops cleanly" 0 $?
 
 # 2. Kafka away while trucks keep sending, with a spool budget small enough
 #    that the bridge has to pause its MQTT reads (the broker queues).
-start_bridge outage --client-id "e2e-outage-$$" --metrics-port $((TEST_METRICS_BASE + 2)) --session-expiry 300 --spool-budget 40K
+start_bridge outage --client-id "e2e-outage-$$" --metrics-port $((TEST_METRICS_BASE + 2)) --session-expiry 300 --spool-budget 40K \
+    --keepalive 5
 pids+=("$bridge_pid")
 ( for i in $(seq 0 29); do lines "$ID-K00001" $((i * 100)) 100 | pub_lines "$ID-K00001"; sleep 1; done ) &
 pub=$!
@@ -42,7 +43,8 @@ sleep 4
 kafka_pid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
 kill -TERM "$kafka_pid"
 while kill -0 "$kafka_pid" 2>/dev/null; do sleep 0.2; done
-sleep 8
+# Away long enough for the pause to outlast three keep-alives of 5 s.
+sleep 16
 spool_during=$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_spool_bytes)
 echo "# spool during the outage: $spool_during bytes"
 check "the spool holds the messages while Kafka is away" test "${spool_during%.*}" -gt 0
@@ -54,6 +56,8 @@ check_eq "all 3000 readings arrive after the outage" 3000 \
 for _ in $(seq 40); do [ "$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_spool_bytes)" = 0 ] && break; sleep 0.5; done
 check_eq "the spool drained" 0 "$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_spool_bytes)"
 check_eq "reads resumed" 0 "$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_backpressure)"
+# The pause outlasted 1.5 keep-alives of 5 s: pings kept the connection.
+check_eq "the MQTT connection outlived the pause" 1 "$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_mqtt_connects_total)"
 check_eq "no message went to the DLQ" 0 "$(count_topic "${P}truck-telemetry-dlq" "$ID-K")"
 kill -TERM "$bridge_pid"; wait "$bridge_pid"
 
