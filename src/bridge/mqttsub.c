@@ -12,6 +12,7 @@
  */
 #include "bridge/mqttsub.h"
 
+#include "core/buf.h"
 #include "core/log.h"
 #include "core/mqttwire.h"
 #include "core/tlsclient.h"
@@ -62,8 +63,8 @@ struct msub {
     uint8_t *in;
     size_t in_len;
     uint64_t skip;          /* bytes of a cut PUBLISH still to come and be dropped */
-    uint8_t *out;
-    size_t out_len, out_off, out_cap;
+    struct buf out;         /* packets to write; out.p[0..out_off) are written */
+    size_t out_off;
 };
 
 static int64_t mono_ms(void)
@@ -131,7 +132,8 @@ static void close_socket(struct msub *s)
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
-    s->in_len = s->out_len = s->out_off = 0;
+    s->in_len = s->out_off = 0;
+    buf_reset(&s->out);
     s->skip = 0;
     s->tls_wants_write = 0;
     s->ping_sent_ms = 0;
@@ -153,7 +155,7 @@ void msub_free(struct msub *s)
     free(s->pass);
     free(s->cafile);
     free(s->in);
-    free(s->out);
+    buf_release(&s->out);
     free(s);
 }
 
@@ -172,31 +174,20 @@ static void lost(struct msub *s, const char *why)
 
 static int out_append(struct msub *s, const uint8_t *b, size_t n)
 {
-    if (s->out_len + n > s->out_cap) {
-        size_t cap = s->out_cap ? s->out_cap : 4096;
-        while (cap < s->out_len + n)
-            cap *= 2;
-        uint8_t *o = realloc(s->out, cap);
-        if (!o)
-            return -1;
-        s->out = o;
-        s->out_cap = cap;
-    }
-    memcpy(s->out + s->out_len, b, n);
-    s->out_len += n;
-    return 0;
+    buf_put(&s->out, b, n);
+    return s->out.oom ? -1 : 0;
 }
 
 int msub_flush(struct msub *s)
 {
     if (s->fd < 0 || s->state == S_TCP || s->state == S_TLS)
         return 0;
-    while (s->out_off < s->out_len) {
-        size_t len = s->out_len - s->out_off;
+    while (s->out_off < s->out.len) {
+        size_t len = s->out.len - s->out_off;
         ssize_t w;
         if (s->ssl) {
             ERR_clear_error();
-            int r = SSL_write(s->ssl, s->out + s->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
+            int r = SSL_write(s->ssl, (const uint8_t *)s->out.p + s->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
             if (r <= 0) {
                 int e = SSL_get_error(s->ssl, r);
                 if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
@@ -206,7 +197,7 @@ int msub_flush(struct msub *s)
             }
             w = r;
         } else {
-            w = send(s->fd, s->out + s->out_off, len, MSG_NOSIGNAL);
+            w = send(s->fd, (const uint8_t *)s->out.p + s->out_off, len, MSG_NOSIGNAL);
             if (w < 0) {
                 if (errno == EINTR)
                     continue;
@@ -219,7 +210,8 @@ int msub_flush(struct msub *s)
         s->out_off += (size_t)w;
         s->last_out_ms = mono_ms();
     }
-    s->out_off = s->out_len = 0;
+    s->out_off = 0;
+    buf_reset(&s->out);
     return 0;
 }
 
@@ -556,7 +548,7 @@ short msub_events(const struct msub *s, int reading)
     int taking = reading || s->state != S_UP;
     if (taking)
         ev |= POLLIN;
-    if (s->out_off < s->out_len || (s->tls_wants_write && taking))
+    if (s->out_off < s->out.len || (s->tls_wants_write && taking))
         ev |= POLLOUT;
     return ev;
 }
@@ -649,10 +641,10 @@ void msub_disconnect(struct msub *s)
         mqw_encode_empty(d, sizeof(d), MQW_DISCONNECT);
         if (out_append(s, d, 2) == 0) {
             /* A moment for the socket to take it all; then close anyway. */
-            for (int k = 0; k < 20 && s->fd >= 0 && s->out_off < s->out_len; k++) {
+            for (int k = 0; k < 20 && s->fd >= 0 && s->out_off < s->out.len; k++) {
                 if (msub_flush(s) != 0)
                     break;
-                if (s->out_off < s->out_len) {
+                if (s->out_off < s->out.len) {
                     struct pollfd p = {.fd = s->fd, .events = POLLOUT};
                     poll(&p, 1, 50);
                 }
