@@ -57,7 +57,6 @@ struct msub {
     int64_t last_out_ms, ping_sent_ms;
     unsigned addr_next;
     uint64_t connects;
-    int ever_up;
     int was_active;         /* msub_tick's last "active" */
 
     uint8_t *in;
@@ -382,7 +381,6 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
                  s->cfg.nfilters > 1 ? s->cfg.filters[1] : "", s->cfg.nfilters > 2 ? ", " : "",
                  s->cfg.nfilters > 2 ? s->cfg.filters[2] : "");
         s->state = S_UP;
-        s->ever_up = 1;
         s->backoff_ms = 500;
         return 0;
     case MQW_PINGRESP:
