@@ -1,7 +1,7 @@
 /*
  * bench/detect_engine.c - the detector's rule engine in-process: events per
  * second on one core (detect_engine_feed only: no Kafka, no JSON) and bytes
- * of engine state per truck.  Issue 7 targets: >= 1,000,000 events/s,
+ * of engine state per truck.  Targets (docs/design.md): >= 1,000,000 events/s,
  * <= 150 bytes per truck.
  *
  *   build/bench/detect_engine [--trucks N] [--partitions P] [--runs R] [--rounds K]

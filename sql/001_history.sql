@@ -1,4 +1,4 @@
--- 001_history.sql - the cold pipeline's tables (DESIGN.md, PostgreSQL contract).
+-- 001_history.sql - the cold pipeline's tables (docs/design.md, PostgreSQL contract).
 --
 -- Applied once by `fleetsync history` (and every command that needs the
 -- schema) inside a transaction, recorded in fleetsync_schema.  Nothing here
@@ -56,7 +56,7 @@ CREATE TABLE rollup_dirty (
     PRIMARY KEY (truck_id, hour)
 );
 
--- One row per alert_id (DESIGN.md, Alerts).
+-- One row per alert_id (docs/design.md, Alerts).
 CREATE TABLE alerts (
     alert_id    text PRIMARY KEY,
     truck_id    text        NOT NULL,

@@ -1,4 +1,4 @@
--- 002_billing.sql - the billing pipeline's tables (DESIGN.md, PostgreSQL
+-- 002_billing.sql - the billing pipeline's tables (docs/design.md, PostgreSQL
 -- contract; docs/billing.md).  Written only by `fleetsync billing`, each
 -- batch in one transaction with the group's sink_offsets rows.
 

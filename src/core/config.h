@@ -1,7 +1,7 @@
 /*
  * config.h - the endpoints and names every FleetSync command shares.
  *
- * A command starts from cfg_init() (DESIGN.md defaults, then FLEETSYNC_*
+ * A command starts from cfg_init() (the defaults of docs/design.md, then FLEETSYNC_*
  * environment variables), then lets getopt_long() feed each option it does
  * not know itself to cfg_option().  Flags beat the environment, which beats
  * the defaults.  Strings point into argv, the environment or literals, except

@@ -1,7 +1,7 @@
 /*
  * geo.h - great-circle math and geofences, shared by the simulator (moving
  * trucks, anchoring geofence_exit incidents) and the detector (gps_jump,
- * stationary_engine_on, geofence_exit).  DESIGN.md "Alerts", "Simulator
+ * stationary_engine_on, geofence_exit).  docs/design.md "Alerts", "Simulator
  * scenarios and geofences".
  *
  * The Earth is a sphere of GEO_EARTH_RADIUS_M.  Against the WGS84 ellipsoid

@@ -1,5 +1,5 @@
 /*
- * mqttauth.h - MQTT identities of the embedded broker (DESIGN.md "MQTT
+ * mqttauth.h - MQTT identities of the embedded broker (docs/design.md "MQTT
  * contract"), shared by `fleetsync trucks`, `services`, the simulator and
  * the bridge.
  *

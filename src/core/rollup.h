@@ -12,7 +12,7 @@
  *     (distance not counted: a parked truck's fix only jitters).
  * fuel_used_pct sums the decreases of fuel_pct between readings (a refuel is
  * a rise and counts nothing).  samples counts the readings of the hour,
- * max_speed_kmh is their highest speed.  Average speed (DESIGN.md) is
+ * max_speed_kmh is their highest speed.  Average speed (docs/design.md) is
  * distance_km / moving_s.
  */
 #ifndef FS_ROLLUP_H

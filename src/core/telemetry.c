@@ -4,7 +4,7 @@
  *
  * jansson does the JSON grammar: it already refuses NaN/Infinity, invalid
  * UTF-8, \u0000, numbers that overflow, trailing garbage and (on request)
- * duplicate keys.  This file adds the schema of DESIGN.md on top, one field
+ * duplicate keys.  This file adds the schema (docs/design.md) on top, one field
  * at a time in table order so that the first fault found is the one
  * reported, and writes the normalized form itself: jansson prints reals with
  * 17 digits ("0.10000000000000001"), while the contract asks for the
@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Known field names, in DESIGN.md's table order (the order of checks and of
+/* Known field names, in the table order of docs/design.md (the order of checks and of
  * the normalized form). */
 static const char *const known_fields[] = {"v",   "truck_id",  "ts",       "seq",         "lat",        "lon",
                                            "speed_kmh", "ignition", "heading_deg", "fuel_pct", "odometer_km"};
@@ -971,7 +971,7 @@ static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const c
         set_detail(detail, detail_size, "normalized");
         break;
     case EXTRA_NO_MEMORY:
-        /* No reason of DESIGN.md fits; at 4 KiB a failed malloc means the
+        /* No rejection reason fits; at 4 KiB a failed malloc means the
          * process is in trouble anyway, and refusing one reading is safe. */
         rc = TM_TOO_LARGE;
         set_detail(detail, detail_size, "out of memory");

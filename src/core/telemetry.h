@@ -1,6 +1,6 @@
 /*
  * telemetry.h - Telemetry v1: validation and normalization of truck readings
- * (DESIGN.md "Telemetry v1", "MQTT contract").
+ * (docs/design.md "Telemetry v1", "MQTT contract").
  *
  * tm_parse() is the one gate a payload passes before it reaches Kafka: it
  * either accepts a reading or names exactly one rejection reason (the DLQ
@@ -27,9 +27,9 @@
 #define TM_TS_MIN_MS     946684800000LL /* 2000-01-01T00:00:00Z */
 #define TM_TS_AHEAD_MS   (24LL * 3600 * 1000) /* ts may lie this far past now_ms */
 
-/* Rejection reasons; tm_reason_name() gives DESIGN.md's spelling.  When a
+/* Rejection reasons; tm_reason_name() gives the contract's spelling.  When a
  * payload has several faults, the first in this order wins: too_large,
- * invalid_json, duplicate_key, then the fields in DESIGN.md's table order
+ * invalid_json, duplicate_key, then the fields in the contract's table order
  * (v, truck_id, ts, seq, lat, lon, speed_kmh, ignition, heading_deg,
  * fuel_pct, odometer_km), each field's presence, type and range in turn. */
 enum tm_reason {
@@ -48,7 +48,7 @@ enum tm_reason {
     TM_REASON_COUNT
 };
 
-/* "invalid_json", "too_large", ... exactly as DESIGN.md; "ok" for TM_OK and
+/* "invalid_json", "too_large", ... exactly as the contract; "ok" for TM_OK and
  * "unknown" for a value outside the enum.  Static strings. */
 const char *tm_reason_name(enum tm_reason r);
 
@@ -114,7 +114,7 @@ enum tm_topic_kind tm_topic_parse(const char *topic, char *id, size_t id_size);
 enum tm_reason tm_parse_mqtt(const char *topic, const char *buf, size_t len, int64_t now_ms, struct tm_reading *out,
                              char *detail, size_t detail_size);
 
-/* Writes the normalized JSON of *r into buf: known fields in DESIGN.md's
+/* Writes the normalized JSON of *r into buf: known fields in the contract's
  * table order (v, truck_id, ts, seq, lat, lon, speed_kmh, ignition, then
  * heading_deg, fuel_pct, odometer_km when present), then r->extra; compact;
  * numbers in shortest round-trip form (integral values without ".0", -0 as

@@ -3,10 +3,10 @@
  * carries (tm_serialize()'s output), for the consumers that read millions of
  * records: no allocation, no JSON tree, one pass.
  *
- * tm_scan() accepts only the normalized shape: known fields in DESIGN.md's
- * order, compact, integers as plain digits, numbers as JSON numbers of at
- * most 32 characters, and the field rules of tm_parse() (ranges, truck_id
- * characters).  Anything else —
+ * tm_scan() accepts only the normalized shape (docs/design.md "Telemetry
+ * v1"): known fields in table order, compact, integers as plain digits,
+ * numbers as JSON numbers of at most 32 characters, and the field rules of
+ * tm_parse() (ranges, truck_id characters).  Anything else —
  * another producer's key order, unknown fields, escapes — returns 0, and the
  * caller falls back to tm_parse() + tm_serialize(), then scans that.  So for
  * every input, tm_scan() either declines or agrees with tm_parse() (fuzzed by

@@ -1,5 +1,5 @@
 /*
- * topics.h - the Kafka topics of DESIGN.md and their settings.
+ * topics.h - the Kafka topics (docs/design.md "Kafka contract") and their settings.
  *
  * Every component names topics through this table (plus cfg->topic_prefix),
  * so a rename or a new setting happens in one place.

@@ -1,5 +1,5 @@
 /*
- * alerts.h - the recent alert records of truck-alerts (DESIGN.md "Alerts"),
+ * alerts.h - the recent alert records of truck-alerts (docs/design.md "Alerts"),
  * kept in a ring for /api/alerts and for clients that connect later.
  *
  * Idempotent on (alert_id, state): a repeat of a record already held is not

@@ -1,6 +1,6 @@
 /*
  * server.h - the dashboard's HTTP + WebSocket side (civetweb): the page and
- * its libraries, the JSON API of DESIGN.md, /healthz, /metrics and /ws.
+ * its libraries, the JSON API (docs/design.md), /healthz, /metrics and /ws.
  *
  * Threads and locks:
  *   - civetweb's worker threads answer HTTP requests and read WebSocket

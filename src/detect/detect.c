@@ -1,5 +1,5 @@
 /*
- * detect.c - `fleetsync detect`, the detector service (DESIGN.md "Alerts",
+ * detect.c - `fleetsync detect`, the detector service (docs/design.md "Alerts",
  * docs/detect.md).
  *
  * One thread: a consumer of truck-telemetry (group fleetsync-detector, manual
@@ -7,7 +7,7 @@
  * partition; alerts go to truck-alerts (key = truck_id) through an idempotent
  * producer (acks=all, messages never time out).
  *
- * Recovery (issue 7): every --checkpoint-ms the producer is flushed (every
+ * Recovery: every --checkpoint-ms the producer is flushed (every
  * alert of the records read so far is acknowledged by Kafka), the engine
  * state of each owned partition is written with its next offset into
  * <state-dir>/<group>/ckpt-<G>.bin (tmp, fsync, rename, fsync dir), those
@@ -21,7 +21,7 @@
  * records after the committed offset are read again from the saved state and
  * give the same alerts (same alert_id, same state), at least once.
  *
- * A fatal error of the idempotent producer (librdkafka 2.0.2, DESIGN.md
+ * A fatal error of the idempotent producer (librdkafka 2.0.2, docs/design.md
  * pitfalls) ends the process with status 1 without committing anything after
  * the last checkpoint; the restart resumes from that checkpoint and sends the
  * unacknowledged alerts again (the supervisor, `fleetsync up`, restarts it).
@@ -596,7 +596,7 @@ static void register_metrics(struct detect *d)
                                               : tm_reason_name((enum tm_reason)i);
         snprintf(label, sizeof(label), "reason=\"%s\"", name);
         d->m_decode[i] = metrics_counter(m, "fleetsync_detect_decode_errors_total",
-                                         "Records skipped, by reason (tm_parse's, DESIGN.md).", label);
+                                         "Records skipped, by reason (tm_parse's).", label);
     }
     for (int r = 0; r < DR_COUNT; r++) {
         char label[96];

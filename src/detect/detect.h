@@ -1,5 +1,5 @@
 /*
- * detect.h - `fleetsync detect`, the detector service (DESIGN.md "Alerts",
+ * detect.h - `fleetsync detect`, the detector service (docs/design.md "Alerts",
  * docs/detect.md): consumer group fleetsync-detector on truck-telemetry,
  * rules in event time (detect/engine.h), alerts to truck-alerts.
  */

@@ -1,6 +1,6 @@
 /*
  * engine.h - the detector's rules and per-truck state, pure: no Kafka, no
- * I/O, no clock of its own (DESIGN.md "Alerts", issue 7).
+ * I/O, no clock of its own (docs/design.md "Alerts", docs/detect.md).
  *
  * The service (detect.c) feeds it readings per Kafka partition in record
  * order; the engine orders each truck's readings by ts within the lateness
@@ -40,7 +40,7 @@ enum detect_rule {
     DR_COUNT
 };
 
-/* "stationary_engine_on", ... as DESIGN.md; NULL outside the enum. */
+/* "stationary_engine_on", ... as docs/design.md "Alerts"; NULL outside the enum. */
 const char *detect_rule_name(enum detect_rule r);
 /* The rule of that name, or -1. */
 int detect_rule_from_name(const char *name);
@@ -109,7 +109,7 @@ struct detect_alert {
 /* "TRK-000042:stationary_engine_on:1764201600123"; returns its length.
  * buf needs 64 + 1 + 20 + 1 + 20 + 1 bytes at most. */
 size_t detect_alert_id(const struct detect_alert *a, char *buf, size_t size);
-/* The alert record of DESIGN.md "Alerts" as compact JSON; returns its
+/* The alert record of docs/design.md "Alerts" as compact JSON; returns its
  * length (< size), or 0 when it does not fit. */
 size_t detect_alert_json(const struct detect_alert *a, char *buf, size_t size);
 

@@ -1,5 +1,5 @@
 /*
- * rules.c - the detector's thresholds: defaults (DESIGN.md "Alerts"), the
+ * rules.c - the detector's thresholds: defaults (docs/design.md "Alerts"), the
  * JSON of --rules FILE and --print-rules, and the rule names.
  *
  * One table (fields[]) lists every setting with its JSON name, unit and

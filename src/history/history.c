@@ -1,6 +1,6 @@
 /*
  * history.c - the cold pipeline: `fleetsync history`, truck-telemetry and
- * truck-alerts into PostgreSQL, exactly once (DESIGN.md, PostgreSQL contract).
+ * truck-alerts into PostgreSQL, exactly once (docs/design.md, PostgreSQL contract).
  *
  * The exactly-once machinery (consumer group, offsets stored with the rows,
  * retries, backoff) is core/pgsink.c.  This file writes one batch:

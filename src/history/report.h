@@ -1,5 +1,5 @@
 /*
- * report.h - `fleetsync report`: history queries on PostgreSQL (DESIGN.md,
+ * report.h - `fleetsync report`: history queries on PostgreSQL (docs/design.md,
  * PostgreSQL contract), printed as an aligned table, JSON, CSV, GeoJSON or
  * GPX.
  *

@@ -53,7 +53,7 @@ struct trip {
     double distance_km;   /* over its moving intervals */
     double duration_s;    /* end - start, pauses included */
     double moving_s;      /* time in moving intervals */
-    double avg_speed_kmh; /* distance_km / moving_s (DESIGN.md); > 0 */
+    double avg_speed_kmh; /* distance_km / moving_s (docs/design.md); > 0 */
     double max_speed_kmh; /* highest reading speed, first..last */
 };
 

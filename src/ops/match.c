@@ -1,5 +1,5 @@
 /*
- * match.c - alerts against ground truth: the matching rule of DESIGN.md and
+ * match.c - alerts against ground truth: the matching rule of match.h and
  * per-rule precision, recall and detection delay (see match.h).
  */
 #include "ops/match.h"

@@ -1,6 +1,6 @@
 /*
  * match.h - precision and recall of detector alerts against the simulator's
- * ground truth (DESIGN.md "Simulator scenarios and geofences"), pure: no
+ * ground truth (docs/design.md "Simulator scenarios and geofences"), pure: no
  * Kafka, no files.  Used by `fleetsync bench detect`.
  *
  * The matching rule: an alert matches an incident when truck and rule agree
@@ -25,7 +25,7 @@
 #define MATCH_AFTER_MS    (30 * 60 * 1000LL)
 #define MATCH_ID_MAX      64
 
-/* stationary_engine_on ... offline, in DESIGN.md's order; NULL outside. */
+/* stationary_engine_on ... offline, in docs/design.md "Alerts" order; NULL outside. */
 const char *match_rule_name(int rule);
 /* The index of a rule name, or -1. */
 int match_rule_from_name(const char *name);

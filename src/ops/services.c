@@ -658,7 +658,7 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
     else
         conf_add(text, sizeof(text), &n, "allow_anonymous true\n");
     conf_add(text, sizeof(text), &n,
-             "# DESIGN.md: packets over 64 KiB are refused by the broker.\n"
+             "# Packets over 64 KiB are refused by the broker (docs/design.md).\n"
              "max_packet_size 65536\n"
              "# The bridge's persistent session must not drop messages while it is\n"
              "# away (the default queue of 1000 drops the excess silently).\n"

@@ -1,7 +1,7 @@
 /*
  * status.h - the report behind `fleetsync status`: services, consumer groups,
  * their positions, lag and consumption rate, and its two renderings (an
- * aligned table and DESIGN.md's JSON).
+ * aligned table and the JSON of docs/design.md "Status JSON").
  *
  * cmd_status (status.c) gathers the facts from the services, Kafka and
  * PostgreSQL into a struct status_report; the functions declared here only
@@ -96,7 +96,7 @@ void status_report_release(struct status_report *r);
 /* 0 when every service is healthy and Kafka answered, 1 otherwise. */
 int status_exit_code(const struct status_report *r);
 
-/* The report as one line of JSON in DESIGN.md's shape
+/* The report as one line of JSON (docs/design.md "Status JSON")
  * {"services":[{"name","pid","port","healthy"}],
  *  "groups":[{"group","members","lag","partitions":[{"topic","partition","committed","end","lag"}]}]}
  * plus "store", "rate", "last_commit" per group and "kafka_error" when Kafka

@@ -71,7 +71,7 @@ static void up_usage(FILE *out)
 struct child {
     const char *name;
     const char *args[CHILD_MAX_ARGS]; /* subcommand and its own options; NULL-terminated */
-    int metrics_off; /* its metrics port is --metrics-base + this (DESIGN.md: 9101...); 0 none */
+    int metrics_off; /* its metrics port is --metrics-base + this (docs/design.md: 9101...); 0 none */
     pid_t pid;
     int backoff_s;
     time_t next_start;

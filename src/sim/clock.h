@@ -1,6 +1,6 @@
 /*
  * clock.h - the simulated clock: a start in the past, a speedup, and the
- * rule that it never runs ahead of the wall clock (DESIGN.md).
+ * rule that it never runs ahead of the wall clock (docs/design.md).
  *
  * sim_clock_limit() says up to which simulated time readings may be sent
  * at a given wall time.  With speedup X the simulated time advances X

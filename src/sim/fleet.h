@@ -25,7 +25,7 @@
 #define FLEET_MAX_DRIVE_S      (4 * 3600 + 30 * 60)
 #define FLEET_BREAK_S          (45 * 60)
 
-/* The seven incident rules of DESIGN.md. */
+/* The seven incident rules of docs/design.md "Alerts". */
 enum fleet_rule {
     RULE_STATIONARY_ENGINE_ON,
     RULE_MOVING_IGNITION_OFF,

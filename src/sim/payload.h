@@ -1,9 +1,9 @@
 /*
- * payload.h - the simulator's MQTT messages: telemetry v1 JSON (DESIGN.md)
+ * payload.h - the simulator's MQTT messages: telemetry v1 JSON (docs/design.md)
  * and its topic, written straight into a caller's buffer.
  *
  * Numbers use fixed decimals: lat/lon 6 (0.1 m), speed, heading, fuel and
- * odometer 1.  Every value is clamped into DESIGN.md's range, so the output
+ * odometer 1.  Every value is clamped into its telemetry v1 range, so the output
  * always passes tm_parse() for a ts within its window.
  */
 #ifndef FS_SIM_PAYLOAD_H

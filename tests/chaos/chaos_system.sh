@@ -1,5 +1,5 @@
 #!/bin/bash
-# The system fault suite (issue 9, item 3; docs/chaos.md).  A steady run of the
+# The system fault suite (docs/chaos.md).  A steady run of the
 # whole pipeline -- simulator (200 trucks, a scenario, a fixed absolute start
 # in the past, --speedup, then a real-time tail) -> Mosquitto -> bridge ->
 # Kafka -> history, billing, detect, dashboard, each run by this script so

@@ -1,6 +1,6 @@
 #!/bin/bash
 # tests/e2e/dashboard_latency.sh - a short latency probe of the live map, for
-# the benchmark of issue 5 (not a test_*.sh: no timing thresholds in make test).
+# bench/dashboard (not a test_*.sh: no timing thresholds in make test).
 #
 # Needs the FLEETSYNC_* / TEST_* environment of tests/e2e/stack.sh and a running
 # stack.  Starts a bridge, a dashboard and `fleetsync sim --trucks N

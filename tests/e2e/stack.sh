@@ -1,7 +1,7 @@
 # tests/e2e/stack.sh - the shared test stack (sourced by tests/run).
 #
 # Real Mosquitto, Kafka and PostgreSQL started by `fleetsync services start`
-# in a temporary data dir on the test port block of DESIGN.md (MQTT 28830,
+# in a temporary data dir on the test port block of docs/design.md (MQTT 28830,
 # Kafka 29092/29093, PostgreSQL 25432, dashboard 28080), exported through
 # the FLEETSYNC_* variables so every e2e suite and every fleetsync command it
 # runs talks to this stack and nothing else.

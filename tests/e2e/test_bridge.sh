@@ -132,7 +132,7 @@ check_eq "checkpoint covers the whole spool after a clean stop" "$head" "${ck:-0
 
 # 6. MQTT 3.1.1, and messages past the spool's limits (a payload over 1 MiB,
 # a topic over 1 KiB): kept cut, in the DLQ, and what follows them still
-# flows.  The stack's Mosquitto refuses packets over 64 KiB (DESIGN.md), so
+# flows.  The stack's Mosquitto refuses packets over 64 KiB (docs/design.md), so
 # this part has a Mosquitto of its own that takes any size.
 BIGP=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 printf 'listener %d 127.0.0.1\nallow_anonymous true\n' "$BIGP" >"$W/big.conf"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Distributed mode, locally (issue 9): `services start --kafka-brokers 3` runs
+# Distributed mode, locally (docs/cluster.md): `services start --kafka-brokers 3` runs
 # a 3-broker KRaft cluster on its own ports and data dir (not the shared
 # stack's): topics with 3 replicas and min.insync.replicas=2; the bridge, two
 # history instances and two detect instances (one group each) work unchanged

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The dashboard against the real Mosquitto, bridge and Kafka: the JSON API of
-# DESIGN.md, the WebSocket protocol of docs/dashboard.md (viewport, deltas,
+# docs/design.md, the WebSocket protocol of docs/dashboard.md (viewport, deltas,
 # clusters, rate limit, error frames, a slow client), a restart under load
 # that rebuilds the map from Kafka within seconds, a clean SIGTERM, and the
 # page in headless Chromium (tests/browser/dashboard.js).

@@ -1,5 +1,5 @@
 #!/bin/bash
-# MQTT identities and TLS (issue 10, docs/security.md), against a stack of its
+# MQTT identities and TLS (docs/security.md), against a stack of its
 # own (it changes Mosquitto's configuration): real Mosquitto, Kafka and
 # PostgreSQL on ports of their own (the test block + 70), started with --tls.
 # Anonymous clients work until `fleetsync trucks add`; then a truck writes its

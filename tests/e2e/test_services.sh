@@ -22,7 +22,7 @@ check_eq "mosquitto_sub receives it" hello "$(cat "$FLEETSYNC_DATA_DIR/sub.out")
 head -c 70000 /dev/zero | tr '\0' x >"$FLEETSYNC_DATA_DIR/big"
 check_fails "a 70 KB MQTT packet is refused" mosquitto_pub -p "$TEST_MQTT_PORT" -t "$topic" -q 1 -f "$FLEETSYNC_DATA_DIR/big"
 
-# Kafka: kcat -L shows the topics of DESIGN.md with their partitions.
+# Kafka: kcat -L shows the topics of docs/design.md with their partitions.
 md=$(kcat -b "$FLEETSYNC_BROKERS" -L -J)
 parts() { jq -r --arg t "$1" '.topics[] | select(.topic == $t) | .partitions | length' <<<"$md"; }
 check_eq "truck-telemetry has 6 partitions" 6 "$(parts truck-telemetry)"

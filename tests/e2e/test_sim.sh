@@ -61,7 +61,7 @@ check_eq "mosquitto_sub receives 1000 trucks x 30 s / 5 s readings" 6000 "$(wc -
 cut -d' ' -f2- "$tmp/tele" >"$tmp/payloads"
 check_eq "every topic id equals the payload's truck_id" 0 \
     "$(awk '{ split($1, t, "/"); if (index($2, "\"truck_id\":\"" t[3] "\"") == 0) bad++ } END { print bad + 0 }' "$tmp/tele")"
-# DESIGN.md's telemetry v1 table, field by field (the validator's rules).
+# The telemetry v1 table of docs/design.md, field by field (the validator's rules).
 valid='select(.v == 1 and (.truck_id | type) == "string" and (.truck_id | test("^[A-Za-z0-9._-]{1,64}$"))
   and (.ts | type) == "number" and .ts == (.ts | floor) and .ts >= 946684800000 and .ts <= (now * 1000 + 86400000)
   and (.seq | type) == "number" and .seq >= 0 and .seq == (.seq | floor)

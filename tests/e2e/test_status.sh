@@ -1,6 +1,6 @@
 #!/bin/bash
 # fleetsync status against the real Mosquitto, Kafka and PostgreSQL: healthy
-# services exit 0 with DESIGN.md's JSON shape; a stopped kcat group shows its
+# services exit 0 with the JSON shape of docs/design.md; a stopped kcat group shows its
 # committed offsets, end offsets and lag; a group with sink_offsets rows shows
 # those positions and its last commit; the rate follows moving positions; a
 # service that does not answer (or Kafka) exits 1 and still prints what is
@@ -45,7 +45,7 @@ check_eq "--watch=x is a usage error" 2 "$(usage_rc --watch=x)"
 out=$(status --json); rc=$?
 check_eq "all services healthy: exit 0" 0 "$rc"
 check "the output is one JSON document" jq -e . <<<"$out"
-check_eq "services in DESIGN.md's shape, all healthy" \
+check_eq "services in the documented shape, all healthy" \
     "mosquitto:$TEST_MQTT_PORT:true kafka:$TEST_KAFKA_PORT:true postgres:$TEST_PG_PORT:true" \
     "$(jq -r '[.services[] | select(has("name") and has("pid") and has("port") and has("healthy") and (.pid > 0))
               | "\(.name):\(.port):\(.healthy)"] | join(" ")' <<<"$out")"
@@ -61,7 +61,7 @@ check_eq "partition 0: committed 10, end 13, lag 3" "10 13 3" "$(part "$out" "$G
 check_eq "partition 1: committed 4, end 4, lag 0" "4 4 0" "$(part "$out" "$G" 1)"
 check_eq "the stopped group: no members, total lag 3, offsets in Kafka" \
     '{"members":0,"lag":3,"store":"kafka"}' "$(group "$out" "$G")"
-check_eq "every group has the keys of DESIGN.md" true \
+check_eq "every group has the documented keys" true \
     "$(jq '[.groups[] | has("group") and has("members") and has("lag") and has("partitions")
             and (.partitions | all(has("topic") and has("partition") and has("committed") and has("end") and has("lag")))]
            | all' <<<"$out")"

@@ -1,5 +1,5 @@
 #!/bin/bash
-# fleetsync up, the main job (issue 8): from an empty data dir it starts its
+# fleetsync up, the main job (docs/up.md): from an empty data dir it starts its
 # own Mosquitto, Kafka and PostgreSQL (on ports of their own, not the shared
 # stack's), the bridge, every pipeline and 200 simulated trucks with a
 # scenario; checked through the real clients and the API: every truck on the

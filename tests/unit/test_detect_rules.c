@@ -1,4 +1,4 @@
-/* The detector's thresholds (src/detect/rules.c): defaults of DESIGN.md,
+/* The detector's thresholds (src/detect/rules.c): defaults of docs/design.md,
  * --print-rules output read back, and errors that name file and field. */
 #include "detect/engine.h"
 

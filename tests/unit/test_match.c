@@ -1,4 +1,4 @@
-/* fleetsync bench detect's matching (ops/match.h): DESIGN.md's rule (truck and
+/* fleetsync bench detect's matching (ops/match.h): the rule (truck and
  * rule agree, started_ms within [start_ms - 2 min, end + 30 min]) at its
  * edges, repeats, other trucks and rules, and the per-rule arithmetic. */
 #include "ops/match.h"

@@ -58,7 +58,7 @@ static void test_a_day_of_intervals(void **state) {
     assert_near(h.max_speed_kmh, 60, 1e-9);
     assert_near(h.fuel_used_pct, 1.0, 1e-9);
     assert_int_equal(h.last.ts_ms, pts[6].ts_ms);
-    /* Average speed as DESIGN.md defines it: distance / moving time. */
+    /* Average speed as docs/design.md defines it: distance / moving time. */
     assert_near(h.distance_km / h.moving_s * 3600, 0.02 * KM_PER_DEG * 30, 1e-6);
 }
 

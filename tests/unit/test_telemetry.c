@@ -1,4 +1,4 @@
-/* Telemetry v1 (DESIGN.md): what tm_parse accepts, what it refuses with
+/* Telemetry v1 (docs/design.md): what tm_parse accepts, what it refuses with
  * which reason and detail, the normalized form, and the MQTT topic rules.
  * Malformed payloads live as files in tests/fixtures/telemetry/ with their
  * verdicts in cases.tsv; the tests below cover each rule at its bounds. */
@@ -22,7 +22,7 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* The DESIGN.md example, field by field in table order; payload_with()
+/* The docs/design.md example, field by field in table order; payload_with()
  * replaces one field's value (NULL: leaves it out). */
 struct kv {
     const char *key, *value;
@@ -590,7 +590,7 @@ static void normalized_form_follows_table_order(void **state)
 {
     (void)state;
     char out[TM_MAX_PAYLOAD + 1];
-    /* DESIGN.md's example lists heading_deg before ignition; the table does not. */
+    /* The example's fields in another order; normalized, they are in table order. */
     normalize("{ \"odometer_km\" : 123456.7, \"fuel_pct\":63.2, \"ignition\":true, \"heading_deg\":184,\n"
               "  \"speed_kmh\":72.5, \"lon\":11.576124, \"lat\":48.137154, \"seq\":1234,\n"
               "  \"ts\":1764201600123, \"truck_id\":\"TRK-000042\", \"v\":1 }",
