@@ -473,6 +473,7 @@ int cmd_dashboard(int argc, char **argv)
     pthread_mutex_init(&d.wake_lock, NULL);
     pthread_mutex_init(&d.clients_lock, NULL);
     pthread_mutex_init(&d.rate_lock, NULL);
+    pthread_mutex_init(&d.track_lock, NULL);
     pthread_cond_init(&d.wake, NULL);
     d.max_clients = DEFAULT_MAX_CLIENTS;
     k.d = &d;

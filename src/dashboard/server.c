@@ -541,6 +541,43 @@ static void track_unavailable(struct mg_connection *conn, const char *id, size_t
     buf_release(&b);
 }
 
+/* The track connection, connected when needed; called under track_lock.
+ * NULL while the database cannot be reached (why in err). */
+static PGconn *track_conn(struct dash *d, char *err, size_t err_size)
+{
+    if (d->track_pg && PQstatus(d->track_pg) == CONNECTION_OK)
+        return d->track_pg;
+    if (d->track_pg) {
+        PQfinish(d->track_pg);
+        d->track_pg = NULL;
+    }
+    if (mono_ms() < d->track_retry_at) {
+        snprintf(err, err_size, "not retried yet");
+        return NULL;
+    }
+    char timeout[64];
+    snprintf(timeout, sizeof(timeout), "SET statement_timeout = %d", DS_TRACK_TIMEOUT_MS);
+    d->track_pg = pg_connect(d->cfg, "fleetsync-dashboard", err, err_size);
+    if (d->track_pg && pg_exec(d->track_pg, timeout, err, err_size) != 0) {
+        PQfinish(d->track_pg);
+        d->track_pg = NULL;
+    }
+    if (!d->track_pg) {
+        d->track_retry_at = mono_ms() + DS_TRACK_RETRY_MS;
+        log_warn("dashboard: today's tracks are unavailable for %d s: %s", DS_TRACK_RETRY_MS / 1000, err);
+    }
+    return d->track_pg;
+}
+
+static void ds_track_close(struct dash *d)
+{
+    pthread_mutex_lock(&d->track_lock);
+    if (d->track_pg)
+        PQfinish(d->track_pg);
+    d->track_pg = NULL;
+    pthread_mutex_unlock(&d->track_lock);
+}
+
 static void api_truck_track(struct dash *d, struct mg_connection *conn, const char *id, size_t id_len)
 {
     char idbuf[DS_ID_MAX + 1], err[512];
@@ -550,8 +587,25 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
     }
     memcpy(idbuf, id, id_len);
     idbuf[id_len] = '\0';
-    PGconn *pg = d->cfg ? pg_connect(d->cfg, "fleetsync-dashboard", err, sizeof(err)) : NULL;
+    if (!d->cfg) {
+        track_unavailable(conn, idbuf, id_len, "the history database is not reachable");
+        return;
+    }
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += DS_TRACK_WAIT_MS / 1000;
+    until.tv_nsec += (long)(DS_TRACK_WAIT_MS % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    if (pthread_mutex_timedlock(&d->track_lock, &until) != 0) {
+        track_unavailable(conn, idbuf, id_len, "the history database is busy");
+        return;
+    }
+    PGconn *pg = track_conn(d, err, sizeof(err));
     if (!pg) {
+        pthread_mutex_unlock(&d->track_lock);
         track_unavailable(conn, idbuf, id_len, "the history database is not reachable");
         return;
     }
@@ -561,11 +615,17 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
                                "WHERE truck_id = $1 AND ts >= date_trunc('day', now()) ORDER BY ts, seq LIMIT 20000",
                                1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        int timed_out = state && strcmp(state, "57014") == 0; /* query_canceled: statement_timeout */
         PQclear(r);
-        PQfinish(pg);
-        track_unavailable(conn, idbuf, id_len, "no history pipeline in this database");
+        pthread_mutex_unlock(&d->track_lock);
+        track_unavailable(conn, idbuf, id_len,
+                          timed_out ? "the history database is too slow"
+                          : PQstatus(pg) != CONNECTION_OK ? "the history database is not reachable"
+                                                          : "no history pipeline in this database");
         return;
     }
+    pthread_mutex_unlock(&d->track_lock);
     struct buf b = {.max = API_MAX_BYTES};
     buf_puts(&b, "{\"truck_id\":");
     jbuf_str(&b, idbuf, id_len);
@@ -574,7 +634,6 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
         buf_printf(&b, "%s[%s,%s,%s]", i ? "," : "", PQgetvalue(r, i, 0), PQgetvalue(r, i, 1), PQgetvalue(r, i, 2));
     buf_puts(&b, "]}");
     PQclear(r);
-    PQfinish(pg);
     reply_json(conn, 200, &b);
     buf_release(&b);
 }
@@ -974,4 +1033,5 @@ void ds_server_stop(struct dash *d)
         pthread_join(d->pusher, NULL);
         d->pusher_started = 0;
     }
+    ds_track_close(d);
 }

@@ -24,6 +24,7 @@
 #include "dashboard/store.h"
 
 #include <limits.h>
+#include <libpq-fe.h>
 #include <pthread.h>
 #include <stdint.h>
 
@@ -58,6 +59,14 @@ struct dash {
     char modules_dir[PATH_MAX];
     const char *tile_url;
     const struct fs_config *cfg; /* for today's track, read from history's PostgreSQL */
+    /* One PostgreSQL connection for the track panel, used by one request at
+     * a time (track_lock); the others wait at most DS_TRACK_WAIT_MS, a query
+     * runs at most DS_TRACK_TIMEOUT_MS, and after a failed connect none is
+     * tried for DS_TRACK_RETRY_MS: a slow or dead database cannot hold the
+     * web workers that serve the live map. */
+    pthread_mutex_t track_lock;
+    PGconn *track_pg;
+    long long track_retry_at; /* mono_ms before which no connect is tried */
     struct ds_auth *auth; /* NULL: no login (loopback without --auth-file) */
     /* Per client address (under rate_lock): every request and WebSocket
      * upgrade but /healthz and /metrics; failed logins and credentials. */
@@ -73,6 +82,10 @@ struct dash {
 /* The Content-Security-Policy and other headers of every response into
  * d->headers; tile_url's origin is allowed for images. */
 void ds_server_headers(struct dash *d);
+
+#define DS_TRACK_WAIT_MS 1000
+#define DS_TRACK_TIMEOUT_MS 2000
+#define DS_TRACK_RETRY_MS 5000
 
 /* Starts civetweb on host:port and the pusher thread.  Returns 0, or -1 with
  * a reason in err (nothing left running then). */

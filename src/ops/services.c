@@ -179,34 +179,84 @@ static int ensure_user(struct svc_ctx *c)
     return 0;
 }
 
+/* Whether user uid/gid can walk down to path: every existing directory on
+ * the way must let it search.  Returns 0, or -1 with the first one that does
+ * not in bad. */
+static int walkable(const char *path, uid_t uid, gid_t gid, char *bad, size_t bad_size, mode_t *bad_mode)
+{
+    char p[PATH_MAX];
+    snprintf(p, sizeof(p), "%s", path);
+    for (;;) {
+        struct stat st;
+        if (stat(p, &st) == 0) {
+            int ok = st.st_uid == uid ? (st.st_mode & S_IXUSR)
+                   : st.st_gid == gid ? (st.st_mode & S_IXGRP)
+                                      : (st.st_mode & S_IXOTH);
+            if (!ok) {
+                snprintf(bad, bad_size, "%s", p);
+                *bad_mode = st.st_mode & 0777;
+                return -1;
+            }
+        }
+        char *slash = strrchr(p, '/');
+        if (!slash || slash == p)
+            return 0;
+        *slash = '\0';
+    }
+}
+
 /* As root, the service user must be able to walk down to the data dir: a
  * clone under a 0700 /root is not reachable, and the services would fail in
  * ways far from the cause.  Says so plainly instead. */
 static int check_reachable(const struct svc_ctx *c)
 {
-    if (!c->as_root)
+    char bad[PATH_MAX];
+    mode_t mode;
+    if (!c->as_root || walkable(c->dir, c->uid, c->gid, bad, sizeof(bad), &mode) == 0)
         return 0;
-    char path[PATH_MAX];
-    snprintf(path, sizeof(path), "%s", c->dir);
-    for (;;) {
-        struct stat st;
-        if (stat(path, &st) == 0) {
-            int ok = st.st_uid == c->uid ? (st.st_mode & S_IXUSR)
-                   : st.st_gid == c->gid ? (st.st_mode & S_IXGRP)
-                                         : (st.st_mode & S_IXOTH);
-            if (!ok) {
-                log_error("the data dir %s is not reachable by user %s: %s is mode %03o. "
-                          "Use a data dir outside it (--data-dir /var/lib/fleetsync or /tmp/...) "
-                          "or run as a normal user",
-                          c->dir, SVC_USER, path, (unsigned)(st.st_mode & 0777));
-                return -1;
-            }
-        }
-        char *slash = strrchr(path, '/');
-        if (!slash || slash == path)
-            break;
-        *slash = '\0';
+    log_error("the data dir %s is not reachable by user %s: %s is mode %03o. "
+              "Use a data dir outside it (--data-dir /var/lib/fleetsync/NAME) or run as a normal user",
+              c->dir, SVC_USER, bad, (unsigned)mode);
+    return -1;
+}
+
+/* Started as root with the default data dir (./var) in a checkout the
+ * service user cannot reach (a clone in /root, or in a 0700 mktemp dir), the
+ * data goes to /var/lib/fleetsync/NAME-HASH, one per checkout, and ./var
+ * becomes a link to it: every command run from the checkout then finds it
+ * as before.  An existing ./var is kept (a link, or a directory with data in
+ * it; an empty directory left by an earlier refusal is replaced).  Returns
+ * 0, or -1 (said why). */
+static int place_default_data_dir(const struct svc_ctx *c, const char *data_dir)
+{
+    if (!c->as_root || strcmp(data_dir, CFG_DEFAULT_DATA_DIR) != 0)
+        return 0;
+    char cwd[PATH_MAX], bad[PATH_MAX], target[PATH_MAX];
+    mode_t mode;
+    struct stat st;
+    if (!getcwd(cwd, sizeof(cwd)) || walkable(cwd, c->uid, c->gid, bad, sizeof(bad), &mode) == 0)
+        return 0;
+    if (lstat(data_dir, &st) == 0) {
+        if (!S_ISDIR(st.st_mode) || rmdir(data_dir) != 0)
+            return 0; /* a link, or data: check_reachable says what to do */
     }
+    /* FNV-1a of the checkout's path: two checkouts of one name stay apart. */
+    uint32_t h = 2166136261u;
+    for (const char *p = cwd; *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    const char *base = strrchr(cwd, '/');
+    base = base && base[1] ? base + 1 : "root";
+    snprintf(target, sizeof(target), "/var/lib/fleetsync/%.64s-%08x", base, (unsigned)h);
+    if (mkdir_p(target, 0755) != 0) {
+        log_error("cannot create %s: %s", target, strerror(errno));
+        return -1;
+    }
+    if (symlink(target, data_dir) != 0) {
+        log_error("cannot link %s to %s: %s", data_dir, target, strerror(errno));
+        return -1;
+    }
+    log_info("this checkout is not reachable by user %s (%s is mode %03o): the data dir is %s (%s links to it)",
+             SVC_USER, bad, (unsigned)mode, target, data_dir);
     return 0;
 }
 
@@ -1258,6 +1308,8 @@ static int kafka_nodes_choose(struct svc_ctx *c, int requested)
 static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create)
 {
     memset(c, 0, sizeof(*c));
+    if (create && (ensure_user(c) != 0 || place_default_data_dir(c, cfg->data_dir) != 0))
+        return -1;
     if (create && mkdir_p(cfg->data_dir, 0755) != 0) {
         log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
         return -1;

@@ -52,7 +52,9 @@ static void up_usage(FILE *out)
             "Options:\n"
             "  --trucks N          simulated trucks (default 1000)\n"
             "  --interval S        seconds between two readings of a simulated truck (default 10)\n"
-            "  --scenario F        incidents for the simulator to inject (docs/sim.md)\n"
+            "  --scenario F        incidents for the simulator to inject (docs/sim.md); without it\n"
+            "                      three trucks misbehave early, so alerts show within minutes\n"
+            "  --no-incidents      a quiet fleet: no incidents unless --scenario gives some\n"
             "  --geofences F       GeoJSON fences, for the simulator and the detector\n"
             "  --start T           simulated clock start (ISO 8601 or now-2h), with --speedup X\n"
             "  --speedup X         run the simulated clock X times faster until it reaches now\n"
@@ -340,6 +342,38 @@ static void status_line(struct status_probe *probe, const struct fs_config *cfg,
     status_report_release(&r);
 }
 
+/* The demo's incidents, unless --scenario or --no-incidents: within the
+ * first two minutes one truck's position jumps 400 km and another drives at
+ * 125 km/h for three minutes, and from minute 1 a third stands with its
+ * engine running, which the theft rule reports at its 20th minute.  So whoever
+ * runs 'make demo' sees the intelligence pipeline on the map within minutes. */
+static const char demo_incidents[] =
+    "{\"truck_id\":\"TRK-000001\",\"rule\":\"gps_jump\",\"at_s\":20,\"km\":400}\n"
+    "{\"truck_id\":\"TRK-000002\",\"rule\":\"overspeed\",\"at_s\":45,\"duration_s\":180,\"speed_kmh\":125}\n"
+    "{\"truck_id\":\"TRK-000003\",\"rule\":\"stationary_engine_on\",\"at_s\":60,\"duration_s\":1800}\n";
+#define DEMO_INCIDENT_TRUCKS 3
+
+/* Writes demo_incidents to DATA_DIR/demo-incidents.jsonl for the simulator.
+ * Returns 0, or -1 (said why). */
+static int write_demo_incidents(const char *data_dir, char *path, size_t size)
+{
+    snprintf(path, size, "%s/demo-incidents.jsonl", data_dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        log_error("cannot write %s: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t len = sizeof(demo_incidents) - 1;
+    ssize_t n = write(fd, demo_incidents, len);
+    int saved = errno;
+    close(fd);
+    if (n != (ssize_t)len) {
+        log_error("cannot write %s: %s", path, n < 0 ? strerror(saved) : "short write");
+        return -1;
+    }
+    return 0;
+}
+
 /* Waits up to ms for a stop request; returns 1 if one came. */
 static int wait_stop(int ms)
 {
@@ -352,13 +386,14 @@ static int wait_stop(int ms)
 int cmd_up(int argc, char **argv)
 {
     enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM, OPT_SCENARIO, OPT_GEOFENCES, OPT_START, OPT_SPEEDUP, OPT_METRICS_BASE,
-           OPT_KAFKA_BROKERS };
+           OPT_KAFKA_BROKERS, OPT_NO_INCIDENTS };
     static const struct option longopts[] = {
         {"check-interval", required_argument, NULL, OPT_CHECK},
         {"trucks", required_argument, NULL, OPT_TRUCKS},
         {"interval", required_argument, NULL, OPT_INTERVAL},
         {"no-sim", no_argument, NULL, OPT_NO_SIM},
         {"scenario", required_argument, NULL, OPT_SCENARIO},
+        {"no-incidents", no_argument, NULL, OPT_NO_INCIDENTS},
         {"geofences", required_argument, NULL, OPT_GEOFENCES},
         {"start", required_argument, NULL, OPT_START},
         {"speedup", required_argument, NULL, OPT_SPEEDUP},
@@ -370,7 +405,7 @@ int cmd_up(int argc, char **argv)
     };
     struct fs_config cfg;
     struct svc_options opt = {.timeout_s = 120};
-    int check_s = 5, c, rc = 2, no_sim = 0;
+    int check_s = 5, c, rc = 2, no_sim = 0, incidents = 1;
     char err[512];
 
     cfg_init(&cfg);
@@ -397,6 +432,10 @@ int cmd_up(int argc, char **argv)
                 goto out;
             }
             child_arg("sim", c == OPT_SCENARIO ? "--scenario" : c == OPT_START ? "--start" : "--speedup", optarg);
+            if (c == OPT_SCENARIO)
+                incidents = 0;
+        } else if (c == OPT_NO_INCIDENTS) {
+            incidents = 0;
         } else if (c == OPT_KAFKA_BROKERS) {
             if (strcmp(optarg, "1") != 0 && strcmp(optarg, "3") != 0) {
                 fprintf(stderr, "fleetsync up: --kafka-brokers is 1 or 3\n");
@@ -449,16 +488,30 @@ int cmd_up(int argc, char **argv)
     rc = 1;
     if (svc_start(&cfg, &opt) != 0)
         goto done;
+    static char incidents_path[PATH_MAX + 32];
+    if (!no_sim && incidents && atol(sim_trucks) >= DEMO_INCIDENT_TRUCKS) {
+        if (write_demo_incidents(cfg.data_dir, incidents_path, sizeof(incidents_path)) != 0) {
+            svc_stop(&cfg, 60);
+            goto done;
+        }
+        child_arg("sim", "--scenario", incidents_path);
+    }
+    char data_dir[PATH_MAX];
+    if (!realpath(cfg.data_dir, data_dir))
+        snprintf(data_dir, sizeof(data_dir), "%s", cfg.data_dir);
     /* On a cluster the children get every broker, so that they start even
      * while the first one is down (unless --brokers named a list). */
     static char bootstrap[512];
     if (!strchr(cfg.brokers, ',') && svc_kafka_bootstrap(&cfg, bootstrap, sizeof(bootstrap)) > 1)
         cfg.brokers = bootstrap;
 
-    char sim_line[128];
+    char sim_line[256];
     if (!no_sim)
-        snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)",
-                 sim_trucks, sim_interval);
+        snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)%s",
+                 sim_trucks, sim_interval,
+                 incidents_path[0] ? ";\n              TRK-000001..3 misbehave: alerts from about minute 3 "
+                                     "(--no-incidents for a quiet fleet)"
+                                   : "");
     else
         snprintf(sim_line, sizeof(sim_line), "off (--no-sim): real trucks publish to the broker");
     printf("\nFleetSync is up.\n"
@@ -473,7 +526,7 @@ int cmd_up(int argc, char **argv)
            "  detect      alerts into %struck-alerts (and on the map)\n"
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.listen, cfg.topic_prefix,
+           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, data_dir, data_dir, cfg.listen, cfg.topic_prefix,
            sim_line);
     fflush(stdout);
 

@@ -182,8 +182,10 @@ check "rollups after the kills equal the recomputation" cmp -s "$W/roll.before" 
 
 # --- 4. PostgreSQL stopped for 60 s ----------------------------------------
 # The live dashboard runs beside it: a stopped database must not slow it.
+# --max-clients 4: 20 web workers, so that requests held by the database
+# would show as a map that no longer answers.
 "$FS" dashboard --topic-prefix "$P" --listen "127.0.0.1:$TEST_HTTP_PORT" --group "e2e-hdash-$$" \
-    --metrics-port -1 >"$W/dashboard.log" 2>&1 &
+    --max-clients 4 --metrics-port -1 >"$W/dashboard.log" 2>&1 &
 dash_pid=$!
 fleet() { curl -s --max-time 5 "http://127.0.0.1:$TEST_HTTP_PORT/api/fleet" | jq -r '.trucks // 0' 2>/dev/null || echo 0; }
 for _ in $(seq 100); do [ "$(fleet)" -gt 0 ] 2>/dev/null && break; sleep 0.2; done
@@ -221,6 +223,33 @@ K4=$((K4 + 3))
 check_eq "three readings of today are stored" "$K4" "$(wait_until "$K4" 60 rows)"
 check_eq "the dashboard's track of the truck has them, in order" "true 3 48.12 48.1" \
     "$(track "$ID-T1" '"\(.history) \(.points | length) \(.points[0][1]) \(.points[2][1])"')"
+# A database that holds the track's query (a lock on telemetry for 15 s) while
+# 40 track requests come at once: the map keeps answering, and each track
+# request gets its answer within the dashboard's bounds (1 s waiting for the
+# connection, 2 s statement timeout), not after the lock.
+psql "$FLEETSYNC_PG" -qc "BEGIN; LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15); COMMIT" \
+    >/dev/null 2>&1 &
+lock_pid=$!
+sleep 1
+t0=$(date +%s%3N)
+curls=
+for i in $(seq 40); do
+    curl -s --max-time 20 -o "$W/track.$i" "http://127.0.0.1:$TEST_HTTP_PORT/api/trucks/$ID-T1/track" &
+    curls="$curls $!"
+done
+sleep 0.5
+f0=$(date +%s%3N)
+live=$(curl -s --max-time 20 "http://127.0.0.1:$TEST_HTTP_PORT/api/fleet" | jq -r '.trucks // 0' 2>/dev/null)
+f1=$(date +%s%3N)
+for p in $curls; do wait "$p"; done
+t1=$(date +%s%3N)
+check "slow database: the map answers during 40 held track requests ($((f1 - f0)) ms)" \
+    test "${live:-0}" -gt 0 -a $((f1 - f0)) -lt 4000
+check "slow database: every track request answered within 7 s ($((t1 - t0)) ms for all)" test $((t1 - t0)) -lt 7000
+check_eq "slow database: each answer says the history is unavailable" 40 \
+    "$(cat "$W"/track.* | jq -r 'select(.history == false) | .error' 2>/dev/null | grep -c 'history database is')"
+wait "$lock_pid"
+check_eq "after the lock: the track is back" "true 3" "$(track "$ID-T1" '"\(.history) \(.points | length)"')"
 kill -TERM "$dash_pid"; wait "$dash_pid" 2>/dev/null; dash_pid=
 
 # --- 5. a clean stop, then a replay of the last hour -----------------------
