@@ -59,8 +59,7 @@ static void usage(FILE *out)
                  "independent pipelines on it: live map, history, detection, billing.\n\n"
                  "Commands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-        fprintf(out, "  %-10s %s%s\n", commands[i].name, commands[i].summary,
-                commands[i].fn ? "" : " [not built yet]");
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
     fprintf(out, "\nExit codes: 0 ok, 1 runtime failure, 2 usage error.\n");
 }
 
@@ -78,10 +77,6 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(commands[i].name, name) != 0)
             continue;
-        if (!commands[i].fn) {
-            fprintf(stderr, "fleetsync %s: not part of this build yet\n", name);
-            return 1;
-        }
         log_set_component(commands[i].name);
         return commands[i].fn(argc - 1, argv + 1);
     }

@@ -68,6 +68,7 @@ struct ds_truck {
     uint8_t id_len;
     uint8_t flags;         /* DS_F_* */
 };
+_Static_assert(sizeof(struct ds_truck) == 56, "struct ds_truck is the 56 bytes a truck costs in the store");
 
 struct ds_reading {
     int64_t ts_ms;

@@ -1,5 +1,5 @@
 #!/bin/bash
-# tests/e2e/dashboard_latency.sh - a short latency probe of the live map, for
+# bench/dashboard_latency.sh - a short latency probe of the live map, for
 # bench/dashboard (not a test_*.sh: no timing thresholds in make test).
 #
 # Needs the FLEETSYNC_* / TEST_* environment of tests/e2e/stack.sh and a running
@@ -8,9 +8,9 @@
 # 200 ms for a truck alone in its viewport, and measures ts -> WebSocket frame
 # received (MQTT, bridge, Kafka, dashboard, WebSocket).  Prints p50/p99/max.
 #
-#   TRUCKS=1500 bash tests/e2e/dashboard_latency.sh
+#   TRUCKS=1500 bash bench/dashboard_latency.sh
 set -u
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/.." && pwd)
 FS=${FLEETSYNC_BIN:?source tests/e2e/stack.sh first}
 TRUCKS=${TRUCKS:-1500}
 P="lat$$-"; W=$(mktemp -d /tmp/fleetsync-dashboard-latency.XXXXXX)
