@@ -178,3 +178,19 @@ int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, si
 bad:
     return fail(err, err_size, "'%.64s' is not an ISO 8601 time (%s)", s, form);
 }
+
+int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_t *ms, char *err, size_t err_size) {
+    if (strncmp(s, "now", 3) != 0)
+        return time_parse_iso8601(s, 1, ms, err, err_size);
+    if (s[3] == '\0') {
+        *ms = now_ms;
+        return 0;
+    }
+    if (s[3] != '-')
+        return fail(err, err_size, "'%.64s' is not a moment (now, now-2h, or an ISO 8601 time)", s);
+    int64_t back;
+    if (time_parse_duration(s + 4, max_back_ms, &back, err, err_size) != 0)
+        return -1;
+    *ms = now_ms - back;
+    return 0;
+}

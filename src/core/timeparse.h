@@ -24,6 +24,11 @@ int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, s
  * since the epoch in *ms, or -1. */
 int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, size_t err_size);
 
+/* A moment: "now", "now-" and a duration ("now-2h", "now-30d"), or an ISO
+ * 8601 time as time_parse_iso8601 with date_alone (a time of day needs its
+ * zone).  now_ms is the wall clock.  Returns 0 with *ms set, or -1. */
+int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_t *ms, char *err, size_t err_size);
+
 /* Exactly "YYYY-MM-DD": the ms of that UTC midnight.  Returns 0 or -1. */
 int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size);
 

@@ -22,6 +22,7 @@
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"
+#include "core/timeparse.h"
 #include "core/metrics.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
@@ -368,21 +369,12 @@ static int loopback_host(const char *h)
            strcmp(h, "[::1]") == 0;
 }
 
-/* "5m", "90s", "2h", "300" (seconds) into ms; -1 if malformed. */
+/* A duration as every command takes it (core/timeparse.h: "90s", "5m",
+ * "2h", "7d"), at most 30 days, in ms; -1 if malformed. */
 static long long parse_duration_ms(const char *s)
 {
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || !(v >= 0))
-        return -1;
-    double mul = 1000;
-    if (*end == 's')
-        end++;
-    else if (*end == 'm')
-        mul = 60000, end++;
-    else if (*end == 'h')
-        mul = 3600000, end++;
-    return *end ? -1 : (long long)(v * mul);
+    int64_t ms;
+    return time_parse_duration(s, 30 * TIME_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
 }
 
 /* ---- command ------------------------------------------------------------- */

@@ -46,59 +46,6 @@ int64_t sim_clock_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int sim_clock_parse_time(const char *s, int64_t wall_now_ms, int64_t *out_ms)
-{
-    if (strncmp(s, "now", 3) == 0) {
-        const char *p = s + 3;
-        if (!*p) {
-            *out_ms = wall_now_ms;
-            return 0;
-        }
-        if (*p != '-')
-            return -1;
-        char *end;
-        double v = strtod(p + 1, &end);
-        if (end == p + 1 || v < 0)
-            return -1;
-        double unit = !strcmp(end, "d") ? 86400e3 : !strcmp(end, "h") ? 3600e3 : !strcmp(end, "m") ? 60e3
-                    : !strcmp(end, "s") ? 1e3 : -1;
-        if (unit < 0)
-            return -1;
-        *out_ms = wall_now_ms - (int64_t)(v * unit);
-        return 0;
-    }
-    int y, mo, d, h = 0, mi = 0, sec = 0, n = 0;
-    if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
-        return -1;
-    const char *p = s + n;
-    double frac = 0;
-    if (*p == 'T' || *p == ' ') {
-        int m = 0;
-        if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &m) != 3 || m != 8)
-            return -1;
-        p += 1 + m;
-        if (*p == '.') {
-            char *end;
-            frac = strtod(p, &end);
-            p = end;
-        }
-    }
-    if (*p == 'Z')
-        p++;
-    else if (!strncmp(p, "+00:00", 6))
-        p += 6;
-    if (*p)
-        return -1;
-    if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1970)
-        return -1;
-    struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = h, .tm_min = mi, .tm_sec = sec};
-    time_t t = timegm(&tm);
-    if (t == (time_t)-1)
-        return -1;
-    *out_ms = (int64_t)t * 1000 + (int64_t)(frac * 1000);
-    return 0;
-}
-
 void sim_clock_format(int64_t ms, char *buf, unsigned size)
 {
     time_t t = (time_t)(ms / 1000);

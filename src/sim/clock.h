@@ -31,11 +31,6 @@ int64_t sim_clock_limit(const struct sim_clock *c, int64_t wall_now_ms);
  * wall_now_ms if already due or speedup is 0. */
 int64_t sim_clock_wall_due(const struct sim_clock *c, int64_t sim_ms, int64_t wall_now_ms);
 
-/* Parses ISO 8601 UTC "2026-10-27T00:00:00Z" (also without Z, with a
- * fraction, or a date alone) or "now-30d" / "now-6h" / "now-90m" / "now".
- * Returns 0 and ms since the epoch, or -1. */
-int sim_clock_parse_time(const char *s, int64_t wall_now_ms, int64_t *out_ms);
-
 /* Formats ms as "2026-10-27T00:00:00Z" into buf (at least 24 bytes). */
 void sim_clock_format(int64_t ms, char *buf, unsigned size);
 

@@ -21,6 +21,7 @@
 #include "core/metrics.h"
 #include "core/mqttauth.h"
 #include "core/sig.h"
+#include "core/timeparse.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
 #include "sim/kafkaout.h"
@@ -734,8 +735,9 @@ int cmd_sim(int argc, char **argv)
         }
     }
     int64_t now = sim_clock_wall_ms(), start_ms;
-    if (sim_clock_parse_time(o.start, now, &start_ms) != 0) {
-        fprintf(stderr, "fleetsync sim: --start '%s' is not ISO 8601 UTC (2026-10-27T00:00:00Z) or now-30d\n", o.start);
+    char terr[160];
+    if (time_parse_moment(o.start, now, 3650 * TIME_DAY_MS, &start_ms, terr, sizeof(terr)) != 0) {
+        fprintf(stderr, "fleetsync sim: --start: %s\n", terr);
         goto out;
     }
     if (start_ms > now + 1000) {

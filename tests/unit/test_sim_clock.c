@@ -1,6 +1,7 @@
 /* The simulator's clock and payloads: never ahead of the wall clock, and
  * every reading passes the telemetry v1 validator. */
 #include "core/telemetry.h"
+#include "core/timeparse.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
 #include "sim/payload.h"
@@ -54,28 +55,55 @@ static void speedup_zero_is_bounded_by_now_only(void **state)
     assert_true(sim_clock_wall_due(&c, WALL + 500, WALL) == WALL + 500);
 }
 
+/* --start and every other moment on a command line: core/timeparse. */
 static void start_times_parse(void **state)
 {
     (void)state;
     int64_t t;
-    assert_int_equal(sim_clock_parse_time("2025-11-27T00:00:00Z", WALL, &t), 0);
+    const int64_t back = 3650 * TIME_DAY_MS;
+    char err[160];
+    assert_int_equal(time_parse_moment("2025-11-27T00:00:00Z", WALL, back, &t, NULL, 0), 0);
     assert_true(t == 1764201600000LL);
-    assert_int_equal(sim_clock_parse_time("2025-11-27T00:00:00.250Z", WALL, &t), 0);
+    assert_int_equal(time_parse_moment("2025-11-27T00:00:00.250Z", WALL, back, &t, NULL, 0), 0);
     assert_true(t == 1764201600250LL);
-    assert_int_equal(sim_clock_parse_time("2025-11-27", WALL, &t), 0);
+    assert_int_equal(time_parse_moment("2025-11-27T01:00:00+01:00", WALL, back, &t, NULL, 0), 0);
     assert_true(t == 1764201600000LL);
-    assert_int_equal(sim_clock_parse_time("now-30d", WALL, &t), 0);
+    assert_int_equal(time_parse_moment("2025-11-27", WALL, back, &t, NULL, 0), 0);
+    assert_true(t == 1764201600000LL);
+    assert_int_equal(time_parse_moment("now-30d", WALL, back, &t, NULL, 0), 0);
     assert_true(t == WALL - 30LL * 86400000);
-    assert_int_equal(sim_clock_parse_time("now-90m", WALL, &t), 0);
+    assert_int_equal(time_parse_moment("now-90m", WALL, back, &t, NULL, 0), 0);
     assert_true(t == WALL - 90LL * 60000);
-    assert_int_equal(sim_clock_parse_time("now", WALL, &t), 0);
+    assert_int_equal(time_parse_moment("now", WALL, back, &t, NULL, 0), 0);
     assert_true(t == WALL);
-    const char *bad[] = {"", "yesterday", "2025-13-01", "2025-11-27T25:00:00Z", "now+1d", "now-3x", "2025-11-27Tx"};
+    const char *bad[] = {"", "yesterday", "2025-13-01", "2025-11-27T25:00:00Z", "now+1d", "now-3x", "2025-11-27Tx",
+                         "now-1.5h", "now-", "now-3651d"};
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
-        assert_int_equal(sim_clock_parse_time(bad[k], WALL, &t), -1);
+        assert_int_equal(time_parse_moment(bad[k], WALL, back, &t, NULL, 0), -1);
+    /* A time of day without its zone is refused, with the reason. */
+    assert_int_equal(time_parse_moment("2025-11-27T00:00:00", WALL, back, &t, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "no time zone"));
     char buf[32];
     sim_clock_format(1764201600123LL, buf, sizeof(buf));
     assert_string_equal(buf, "2025-11-27T00:00:00Z");
+}
+
+/* Durations: one rule for --since, --rebuild, --alert-window, --session-ttl. */
+static void durations_parse(void **state)
+{
+    (void)state;
+    int64_t ms;
+    assert_int_equal(time_parse_duration("90s", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_true(ms == 90000);
+    assert_int_equal(time_parse_duration("5m", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_true(ms == 300000);
+    assert_int_equal(time_parse_duration("2h", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_true(ms == 7200000);
+    assert_int_equal(time_parse_duration("1d", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_true(ms == TIME_DAY_MS);
+    const char *bad[] = {"", "300", "5", "1.5h", "-1m", "2d", "5 m", "m", "5mm"};
+    for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
+        assert_int_equal(time_parse_duration(bad[k], TIME_DAY_MS, &ms, NULL, 0), -1);
 }
 
 /* sim --kafka writes what the bridge would have made of the MQTT payload. */
@@ -174,6 +202,7 @@ int main(void)
         cmocka_unit_test(speedup_runs_the_clock_faster),
         cmocka_unit_test(speedup_zero_is_bounded_by_now_only),
         cmocka_unit_test(start_times_parse),
+        cmocka_unit_test(durations_parse),
         cmocka_unit_test(readings_pass_the_telemetry_validator),
         cmocka_unit_test(extreme_values_stay_in_range),
         cmocka_unit_test(normalized_form_at_the_edges),
