@@ -23,6 +23,7 @@
 #define FS_DETECT_ENGINE_H
 
 #include "core/geo.h"
+#include "core/rule.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -30,14 +31,14 @@
 #include <stdio.h>
 
 enum detect_rule {
-    DR_STATIONARY_ENGINE_ON = 0,
-    DR_MOVING_IGNITION_OFF,
-    DR_GPS_JUMP,
-    DR_FUEL_DROP,
-    DR_GEOFENCE_EXIT,
-    DR_OVERSPEED,
-    DR_OFFLINE,
-    DR_COUNT
+    DR_STATIONARY_ENGINE_ON = FS_RULE_STATIONARY_ENGINE_ON,
+    DR_MOVING_IGNITION_OFF = FS_RULE_MOVING_IGNITION_OFF,
+    DR_GPS_JUMP = FS_RULE_GPS_JUMP,
+    DR_FUEL_DROP = FS_RULE_FUEL_DROP,
+    DR_GEOFENCE_EXIT = FS_RULE_GEOFENCE_EXIT,
+    DR_OVERSPEED = FS_RULE_OVERSPEED,
+    DR_OFFLINE = FS_RULE_OFFLINE,
+    DR_COUNT = FS_RULE_COUNT
 };
 
 /* "stationary_engine_on", ... as docs/design.md "Alerts"; NULL outside the enum. */

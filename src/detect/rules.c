@@ -15,21 +15,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const rule_names[DR_COUNT] = {
-    "stationary_engine_on", "moving_ignition_off", "gps_jump", "fuel_drop", "geofence_exit", "overspeed", "offline",
-};
-
 const char *detect_rule_name(enum detect_rule r)
 {
-    return (unsigned)r < DR_COUNT ? rule_names[r] : NULL;
+    return fs_rule_name((int)r);
 }
 
 int detect_rule_from_name(const char *name)
 {
-    for (int i = 0; name && i < DR_COUNT; i++)
-        if (strcmp(name, rule_names[i]) == 0)
-            return i;
-    return -1;
+    return fs_rule_from_name(name);
 }
 
 enum field_kind {
@@ -160,8 +153,8 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
         int rule = detect_rule_from_name(key);
         if (rule < 0) {
             fail(err, err_size, "%s: %s: unknown setting (rules are %s, %s, %s, %s, %s, %s, %s; or lateness_s)", name,
-                 key, rule_names[0], rule_names[1], rule_names[2], rule_names[3], rule_names[4], rule_names[5],
-                 rule_names[6]);
+                 key, fs_rule_name(0), fs_rule_name(1), fs_rule_name(2), fs_rule_name(3), fs_rule_name(4), fs_rule_name(5),
+                 fs_rule_name(6));
             goto out;
         }
         if (!json_is_object(val)) {
@@ -246,7 +239,7 @@ void detect_rules_print(const struct detect_rules *r, FILE *out)
             first = 0;
         }
     for (int rule = 0; rule < DR_COUNT; rule++) {
-        fprintf(out, "%s  \"%s\": {\"enabled\": %s", first ? "" : ",\n", rule_names[rule],
+        fprintf(out, "%s  \"%s\": {\"enabled\": %s", first ? "" : ",\n", fs_rule_name(rule),
                 r->enabled[rule] ? "true" : "false");
         first = 0;
         for (size_t i = 0; i < NFIELDS; i++)

@@ -4,25 +4,20 @@
  */
 #include "ops/match.h"
 
+#include "core/rule.h"
+
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const rule_names[MATCH_RULES] = {
-    "stationary_engine_on", "moving_ignition_off", "gps_jump", "fuel_drop", "geofence_exit", "overspeed", "offline",
-};
-
 const char *match_rule_name(int rule)
 {
-    return rule >= 0 && rule < MATCH_RULES ? rule_names[rule] : NULL;
+    return fs_rule_name(rule);
 }
 
 int match_rule_from_name(const char *name)
 {
-    for (int i = 0; name && i < MATCH_RULES; i++)
-        if (strcmp(name, rule_names[i]) == 0)
-            return i;
-    return -1;
+    return fs_rule_from_name(name);
 }
 
 static int cmp_i64(int64_t a, int64_t b)
@@ -159,7 +154,7 @@ void match_print_table(FILE *out, const struct match_result r[MATCH_RULES])
         pct(rc, sizeof(rc), r[i].recall);
         secs(dm, sizeof(dm), r[i].delay_median_ms, r[i].matched_incidents > 0);
         secs(dx, sizeof(dx), r[i].delay_max_ms, r[i].matched_incidents > 0);
-        fprintf(out, "%-21s %9zu %6zu %7zu %9s %7s %12s %10s\n", rule_names[i], r[i].incidents, r[i].alerts,
+        fprintf(out, "%-21s %9zu %6zu %7zu %9s %7s %12s %10s\n", fs_rule_name(i), r[i].incidents, r[i].alerts,
                 r[i].matched_incidents, p, rc, dm, dx);
         t.incidents += r[i].incidents;
         t.alerts += r[i].alerts;
@@ -195,7 +190,7 @@ char *match_json(const struct match_result r[MATCH_RULES])
         json_object_set_new(o, "delay_max_ms",
                             !r[i].matched_incidents ? json_null()
                                                                                 : json_integer(r[i].delay_max_ms));
-        json_object_set_new(rules, rule_names[i], o);
+        json_object_set_new(rules, fs_rule_name(i), o);
     }
     json_object_set_new(root, "rules", rules);
     char *s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER);

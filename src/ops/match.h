@@ -16,11 +16,13 @@
 #ifndef FS_OPS_MATCH_H
 #define FS_OPS_MATCH_H
 
+#include "core/rule.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
-#define MATCH_RULES       7
+#define MATCH_RULES       FS_RULE_COUNT
 #define MATCH_BEFORE_MS   (2 * 60 * 1000LL)
 #define MATCH_AFTER_MS    (30 * 60 * 1000LL)
 #define MATCH_ID_MAX      64

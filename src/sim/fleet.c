@@ -147,21 +147,15 @@ struct fleet {
     size_t n_started;
 };
 
-static const char *const rule_names[RULE_COUNT] = {
-    "stationary_engine_on", "moving_ignition_off", "gps_jump", "fuel_drop", "geofence_exit", "overspeed", "offline",
-};
-
 const char *fleet_rule_name(enum fleet_rule r)
 {
-    return (unsigned)r < RULE_COUNT ? rule_names[r] : "?";
+    const char *name = fs_rule_name((int)r);
+    return name ? name : "?";
 }
 
 int fleet_rule_parse(const char *name)
 {
-    for (int i = 0; i < RULE_COUNT; i++)
-        if (strcmp(rule_names[i], name) == 0)
-            return i;
-    return -1;
+    return fs_rule_from_name(name);
 }
 
 size_t fleet_bytes_per_truck(void)

@@ -14,6 +14,8 @@
 #ifndef FS_SIM_FLEET_H
 #define FS_SIM_FLEET_H
 
+#include "core/rule.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,14 +29,14 @@
 
 /* The seven incident rules of docs/design.md "Alerts". */
 enum fleet_rule {
-    RULE_STATIONARY_ENGINE_ON,
-    RULE_MOVING_IGNITION_OFF,
-    RULE_GPS_JUMP,
-    RULE_FUEL_DROP,
-    RULE_GEOFENCE_EXIT,
-    RULE_OVERSPEED,
-    RULE_OFFLINE,
-    RULE_COUNT
+    RULE_STATIONARY_ENGINE_ON = FS_RULE_STATIONARY_ENGINE_ON,
+    RULE_MOVING_IGNITION_OFF = FS_RULE_MOVING_IGNITION_OFF,
+    RULE_GPS_JUMP = FS_RULE_GPS_JUMP,
+    RULE_FUEL_DROP = FS_RULE_FUEL_DROP,
+    RULE_GEOFENCE_EXIT = FS_RULE_GEOFENCE_EXIT,
+    RULE_OVERSPEED = FS_RULE_OVERSPEED,
+    RULE_OFFLINE = FS_RULE_OFFLINE,
+    RULE_COUNT = FS_RULE_COUNT
 };
 const char *fleet_rule_name(enum fleet_rule r);
 /* Returns the rule for name, or -1. */
