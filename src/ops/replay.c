@@ -22,6 +22,8 @@
  */
 #include "ops/replay.h"
 
+#include "core/opts.h"
+
 #include "ops/groups.h"
 #include "ops/ops.h"
 
@@ -589,42 +591,29 @@ static int print_json(const struct plan *pl, int dry_run)
 
 /* --- the command --------------------------------------------------------- */
 
-static void replay_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync replay --group G (--since DURATION | --at ISO8601) [--dry-run] [--json]\n\n"
-            "Rewinds a stopped consumer group so it reads again everything from a moment on.\n"
-            "Each partition of the group's topics moves to its first message at or after the\n"
-            "moment (the end of the partition when no message is that recent); a partition the\n"
-            "group has not reached yet keeps its position (replay never skips messages).\n\n"
-            "  fleetsync-dashboard, fleetsync-detector, other groups:\n"
-            "        the committed offsets in Kafka move (topics: those the group has committed,\n"
-            "        else the group's defaults)\n"
-            "  fleetsync-history, fleetsync-billing (and any group with sink_offsets rows):\n"
-            "        their rows in PostgreSQL's sink_offsets move, in one transaction; the group's\n"
-            "        Kafka commits, if any, follow. Billing rewinds to the start of the UTC day\n"
-            "        of the moment, as it recomputes whole days.\n\n"
-            "The group must be stopped: a group with members in Kafka, or a sink with a\n"
-            "PostgreSQL session named after it, is refused (exit 1) and they are named. With\n"
-            "--topic-prefix P only topics named P... are touched. See docs/replay.md.\n\n"
-            "Options:\n"
-            "  --group G         the consumer group (required)\n"
-            "  --since DURATION  rewind this far back from now: 90s, 30m, 2h, 7d\n"
-            "  --at ISO8601      rewind to this moment: 2026-11-27T01:30:00Z, 2026-11-27T02:30+01:00\n"
-            "  --dry-run         print the plan, change nothing\n"
-            "  --json            print the plan as JSON: {\"group\",\"store\",\"at\",\"from\",\n"
-            "                    \"partitions\":[{\"topic\",\"partition\",\"old\",\"new\",\"reprocess\",...}],\n"
-            "                    \"total_reprocess\",...}\n"
-            "  --timeout S       seconds to wait for each Kafka request (default 30)\n"
-            "  -h, --help        this text\n\n"
-            "Examples:\n"
-            "  fleetsync replay --group fleetsync-detector --since 2h --dry-run\n"
-            "  fleetsync replay --group fleetsync-history --at 2026-11-27T00:00:00Z\n"
-            "  fleetsync replay --group fleetsync-billing --since 1d --json\n\n"
-            "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
-            "unless stated), 2 usage error.\n\n%s",
-            cfg_options_help);
-}
+static const char replay_about[] =
+    "Rewinds a stopped consumer group so it reads again everything from a moment on.\n"
+    "Each partition of the group's topics moves to its first message at or after the\n"
+    "moment (the end of the partition when no message is that recent); a partition the\n"
+    "group has not reached yet keeps its position (replay never skips messages).\n\n"
+    "  fleetsync-dashboard, fleetsync-detector, other groups:\n"
+    "        the committed offsets in Kafka move (topics: those the group has committed,\n"
+    "        else the group's defaults)\n"
+    "  fleetsync-history, fleetsync-billing (and any group with sink_offsets rows):\n"
+    "        their rows in PostgreSQL's sink_offsets move, in one transaction; the group's\n"
+    "        Kafka commits, if any, follow. Billing rewinds to the start of the UTC day\n"
+    "        of the moment, as it recomputes whole days.\n\n"
+    "The group must be stopped: a group with members in Kafka, or a sink with a\n"
+    "PostgreSQL session named after it, is refused (exit 1) and they are named. With\n"
+    "--topic-prefix P only topics named P... are touched. See docs/replay.md.";
+
+static const char replay_after[] =
+    "Examples:\n"
+    "  fleetsync replay --group fleetsync-detector --since 2h --dry-run\n"
+    "  fleetsync replay --group fleetsync-history --at 2026-11-27T00:00:00Z\n"
+    "  fleetsync replay --group fleetsync-billing --since 1d --json\n\n"
+    "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
+    "unless stated), 2 usage error.";
 
 static int64_t wall_ms(void)
 {
@@ -635,92 +624,68 @@ static int64_t wall_ms(void)
 
 int cmd_replay(int argc, char **argv)
 {
-    enum { OPT_SINCE = 1, OPT_AT, OPT_DRY_RUN, OPT_JSON, OPT_TIMEOUT };
-    static const struct option longopts[] = {
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"at", required_argument, NULL, OPT_AT},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct plan pl;
     const char *since = NULL, *at = NULL;
-    int dry_run = 0, json = 0, timeout_ms = 30000, c, rc = 2, in_txn = 0, applied = 0;
+    int dry_run = 0, json = 0, timeout_s = 30, rc = 2, in_txn = 0, applied = 0, timeout_ms, rest;
     int64_t t_ms = 0;
     char err[1024] = "";
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *committed = NULL, *moves = NULL;
     PGconn *conn = NULL;
+    const struct opt opts[] = {
+        OPT_STR("since", "DURATION", &since, "rewind this far back from now: 90s, 30m, 2h, 7d"),
+        OPT_STR("at", "ISO8601", &at, "rewind to this moment: 2026-11-27T01:30:00Z, 2026-11-27T02:30+01:00"),
+        OPT_BOOLEAN("dry-run", &dry_run, "print the plan, change nothing"),
+        OPT_BOOLEAN("json", &json,
+                    "print the plan as JSON: {\"group\",\"store\",\"at\",\"from\",\n"
+                    "\"partitions\":[{\"topic\",\"partition\",\"old\",\"new\",\"reprocess\",...}],\n"
+                    "\"total_reprocess\",...}"),
+        OPT_INTEGER("timeout", "S", &timeout_s, 1, 3600, "seconds to wait for each Kafka request (default 30)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "replay",
+        .usage = "fleetsync replay --group G (--since DURATION | --at ISO8601) [--dry-run] [--json]",
+        .about = replay_about,
+        .after = replay_after,
+        .opts = opts,
+        .shared = 1,
+    };
 
     memset(&pl, 0, sizeof(pl));
     cfg_init(&cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            replay_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_SINCE:
-            since = optarg;
-            break;
-        case OPT_AT:
-            at = optarg;
-            break;
-        case OPT_DRY_RUN:
-            dry_run = 1;
-            break;
-        case OPT_JSON:
-            json = 1;
-            break;
-        case OPT_TIMEOUT: {
-            char *end;
-            errno = 0;
-            long v = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || v < 1 || v > 3600) {
-                fprintf(stderr, "fleetsync replay: --timeout is 1-3600 seconds\n");
-                goto out;
-            }
-            timeout_ms = (int)v * 1000;
-            break;
-        }
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync replay: %s\n", err);
-            fprintf(stderr, "(fleetsync replay --help for the options)\n");
-            goto out;
-        }
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
+        goto out;
     }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync replay: unexpected argument '%s'\n", argv[optind]);
+    timeout_ms = timeout_s * 1000;
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     if (!cfg.group) {
-        fprintf(stderr, "fleetsync replay: --group is required, e.g. --group fleetsync-history\n");
+        opt_error(&cmd, "--group is required, e.g. --group fleetsync-history");
         goto out;
     }
     if (!since == !at) {
-        fprintf(stderr, "fleetsync replay: give exactly one of --since DURATION (e.g. 2h) or --at ISO8601 "
-                        "(e.g. 2026-11-27T01:30:00Z)\n");
+        opt_error(&cmd, "give exactly one of --since DURATION (e.g. 2h) or --at ISO8601 (e.g. 2026-11-27T01:30:00Z)");
         goto out;
     }
     int64_t now = wall_ms();
     if (since) {
         int64_t d;
         if (replay_parse_duration_ms(since, &d, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fleetsync replay: --since %s\n", err);
+            opt_error(&cmd, "--since %s", err);
             goto out;
         }
         t_ms = now - d;
     } else {
         if (replay_parse_iso8601_ms(at, &t_ms, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fleetsync replay: --at %s\n", err);
+            opt_error(&cmd, "--at %s", err);
             goto out;
         }
         if (t_ms > now) {
