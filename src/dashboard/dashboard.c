@@ -761,8 +761,7 @@ int cmd_dashboard(int argc, char **argv)
         goto out;
     }
     log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d.tls ? "https" : "http", host,
-             port, d.web_dir,
-             k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
+             port, d.web_dir, k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
     rc = consume_loop(&k);
     log_info("stopping: %u trucks in memory", d.store.count);
 

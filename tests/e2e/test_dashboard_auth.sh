@@ -203,6 +203,10 @@ n401=$(grep -c '^401$' "$W/burst") n429=$(grep -c '^429$' "$W/burst")
 check "200 wrong logins at once: at most the budget (20, +1 per 6 s of the $secs s) evaluated (401: $n401)" \
     test "$n401" -le $((20 + secs / 6 + 1))
 check_eq "every other one refused with 429 before its check (401: $n401, 429: $n429)" 200 $((n401 + n429))
+# A token may have come back while the burst ran (one per 6 s): spend it first.
+for _ in 1 2 3; do
+    [ "$(code --data-urlencode user=ops --data-urlencode password=guess-again "$A/login")" = 429 ] && break
+done
 h=$(curl -s -D - -o /dev/null --data-urlencode user=ops --data-urlencode "password=$PW" "$A/login" | tr -d '\r')
 check_contains "then even the right password waits: 429" "HTTP/1.1 429" "$h"
 check_contains "with Retry-After: 60" "Retry-After: 60" "$h"
