@@ -474,9 +474,16 @@ int ds_auth_host_allowed(const char *host, const char *const *names, int n_names
         return 0;
     if (ds_auth_host_loopback(host))
         return 1;
-    for (int i = 0; i < n_names; i++)
-        if (names[i] && strcasecmp(h, names[i]) == 0)
+    size_t hl = strlen(h);
+    for (int i = 0; i < n_names; i++) {
+        if (!names[i])
+            continue;
+        if (strcasecmp(h, names[i]) == 0)
             return 1;
+        /* an IPv6 --listen is named without brackets, its Host with them */
+        if (h[0] == '[' && strlen(names[i]) == hl - 2 && strncasecmp(h + 1, names[i], hl - 2) == 0)
+            return 1;
+    }
     if (!any_ip)
         return 0;
     /* An address is no name a foreign site can point at us. */

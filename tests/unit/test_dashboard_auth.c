@@ -238,6 +238,9 @@ static void host_allow_list_stops_rebinding(void **state)
     assert_false(ds_auth_host_allowed("evil-dash.example.org", names, 2, 0));
     assert_false(ds_auth_host_allowed("dash.example.org.evil.example", names, 2, 1));
     assert_false(ds_auth_host_allowed("10.0.0.6:8080", names, 2, 0)); /* an address not listed */
+    const char *v6[] = {"2001:db8::5"};
+    assert_true(ds_auth_host_allowed("[2001:DB8::5]:8443", v6, 1, 0));
+    assert_false(ds_auth_host_allowed("[2001:db8::6]:8443", v6, 1, 0));
     /* a wildcard listen with a login: any address, still no foreign name */
     assert_true(ds_auth_host_allowed("10.0.0.6:8080", names, 2, 1));
     assert_true(ds_auth_host_allowed("[2001:db8::1]:8080", names, 2, 1));
