@@ -34,9 +34,22 @@ SSL_CTX *tls_client_context(const char *cafile, const char *host, char *err, siz
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     X509_VERIFY_PARAM *param = SSL_CTX_get0_param(ctx);
+    /* Without a name to check, any certificate the CA signed would pass:
+     * a host that cannot be set fails the setup instead. */
+    if (!host || !*host) {
+        snprintf(err, err_size, "no host name to verify the server's certificate against");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
     if (X509_VERIFY_PARAM_set1_ip_asc(param, host) != 1) {
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-        X509_VERIFY_PARAM_set1_host(param, host, 0);
+        if (X509_VERIFY_PARAM_set1_host(param, host, 0) != 1) {
+            unsigned long e = ERR_get_error();
+            snprintf(err, err_size, "cannot set '%s' as the name the server's certificate must have: %s", host,
+                     e && ERR_reason_error_string(e) ? ERR_reason_error_string(e) : "out of memory");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
     }
     return ctx;
 }

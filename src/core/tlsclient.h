@@ -10,7 +10,9 @@
 
 /* A client context that verifies the peer against cafile (NULL: the
  * system's CAs) and against host, a name or an IP address; TLS 1.2 or
- * later.  Returns NULL with a reason in err. */
+ * later.  Returns NULL with a reason in err, also when host is empty or
+ * cannot be set as the name to check (a context that checks no name would
+ * accept any certificate the CA signed). */
 SSL_CTX *tls_client_context(const char *cafile, const char *host, char *err, size_t err_size);
 
 /* A TLS session over the connected socket fd, in connect state, with SNI

@@ -9,6 +9,7 @@
 
 #include "core/hex.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <openssl/crypto.h>
@@ -438,6 +439,62 @@ int ds_auth_host_loopback(const char *host)
            o[0] == 127 && o[1] < 256 && o[2] < 256 && o[3] < 256;
 }
 
+/* The host part of a Host header ("name", "1.2.3.4", "[::1]") into out,
+ * without the port.  Returns 0, or -1 for a malformed one. */
+static int host_part(const char *host, char *out, size_t size)
+{
+    size_t n = strlen(host);
+    const char *end = host + n;
+    if (host[0] == '[') {
+        const char *rb = strchr(host, ']');
+        if (!rb)
+            return -1;
+        end = rb + 1;
+    } else if (strchr(host, ':')) {
+        end = strchr(host, ':');
+    }
+    if (*end == ':' && (!end[1] || strspn(end + 1, "0123456789") != strlen(end + 1)))
+        return -1;
+    if (*end && *end != ':')
+        return -1;
+    n = (size_t)(end - host);
+    if (n == 0 || n >= size)
+        return -1;
+    memcpy(out, host, n);
+    out[n] = '\0';
+    if (n > 1 && out[n - 1] == '.')
+        out[n - 1] = '\0'; /* "example.com." names example.com */
+    return 0;
+}
+
+int ds_auth_host_allowed(const char *host, const char *const *names, int n_names, int any_ip)
+{
+    char h[300];
+    if (!host || host_part(host, h, sizeof(h)) != 0)
+        return 0;
+    if (ds_auth_host_loopback(host))
+        return 1;
+    size_t hl = strlen(h);
+    for (int i = 0; i < n_names; i++) {
+        if (!names[i])
+            continue;
+        if (strcasecmp(h, names[i]) == 0)
+            return 1;
+        /* an IPv6 --listen is named without brackets, its Host with them */
+        if (h[0] == '[' && strlen(names[i]) == hl - 2 && strncasecmp(h + 1, names[i], hl - 2) == 0)
+            return 1;
+    }
+    if (!any_ip)
+        return 0;
+    /* An address is no name a foreign site can point at us. */
+    unsigned char a[16];
+    if (h[0] == '[') {
+        h[strlen(h) - 1] = '\0';
+        return inet_pton(AF_INET6, h + 1, a) == 1;
+    }
+    return inet_pton(AF_INET, h, a) == 1;
+}
+
 /* ---- rate limits --------------------------------------------------------- */
 
 void ds_rate_init(struct ds_rate *r, double per_sec, double burst)
@@ -488,4 +545,10 @@ int ds_rate_take(struct ds_rate *r, const char *addr, long long now_ms)
 int ds_rate_peek(struct ds_rate *r, const char *addr, long long now_ms)
 {
     return rate_slot(r, addr, now_ms)->tokens >= 1;
+}
+
+void ds_rate_refund(struct ds_rate *r, const char *addr, long long now_ms)
+{
+    struct ds_rate_slot *s = rate_slot(r, addr, now_ms);
+    s->tokens = s->tokens + 1 > r->burst ? r->burst : s->tokens + 1;
 }

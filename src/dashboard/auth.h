@@ -107,6 +107,13 @@ int ds_auth_origin_ok(const char *origin, const char *host);
  * "[::1]", with or without ":PORT"). */
 int ds_auth_host_loopback(const char *host);
 
+/* 1 when a Host header may be answered (DNS rebinding: a foreign site's
+ * name made to resolve to this server must not reach it): a loopback
+ * name or address, one of names (case-insensitive, the port ignored), or,
+ * with any_ip, any IPv4 or [IPv6] address (an address is no name another
+ * site controls).  A malformed Host is not allowed. */
+int ds_auth_host_allowed(const char *host, const char *const *names, int n_names, int any_ip);
+
 /* Token buckets per client address, in a fixed table (the stalest of a
  * probe run is replaced when it is full, so memory is bounded whatever the
  * number of addresses). */
@@ -126,5 +133,10 @@ void ds_rate_init(struct ds_rate *r, double per_sec, double burst);
 int ds_rate_take(struct ds_rate *r, const char *addr, long long now_ms);
 /* 1 if addr has a token at now_ms (none is taken). */
 int ds_rate_peek(struct ds_rate *r, const char *addr, long long now_ms);
+/* Gives back a token taken for addr (at most up to the burst).  A check
+ * that costs a token takes it before it runs and refunds it when it
+ * succeeds: then concurrent checks can never run more than the tokens
+ * there are. */
+void ds_rate_refund(struct ds_rate *r, const char *addr, long long now_ms);
 
 #endif

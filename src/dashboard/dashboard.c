@@ -369,6 +369,11 @@ static int loopback_host(const char *h)
            strcmp(h, "[::1]") == 0;
 }
 
+static int wildcard_host(const char *h)
+{
+    return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
+}
+
 /* A duration as every command takes it (core/timeparse.h: "90s", "5m",
  * "2h", "7d"), at most 30 days, in ms; -1 if malformed. */
 static long long parse_duration_ms(const char *s)
@@ -404,6 +409,15 @@ static void dashboard_usage(FILE *out)
             "                      Without it (loopback only) there is no login, but a WebSocket\n"
             "                      from another site's page, or a request whose Host is not a\n"
             "                      loopback name, is refused (403)\n"
+            "  --tls               serve HTTPS with the data dir's tls/dashboard.crt and .key, signed by\n"
+            "                      the local CA that `fleetsync services start --tls` makes\n"
+            "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate chain and key (PEM)\n"
+            "  --insecure-http     allow plain HTTP on a non-loopback --listen (a TLS proxy in front);\n"
+            "                      without it such a --listen needs --tls or --tls-cert (exit 2)\n"
+            "  --allowed-host NAME a Host name requests may carry besides loopback names and the\n"
+            "                      --listen address (repeatable, 15 at most); others get 403, which\n"
+            "                      stops DNS rebinding. A wildcard --listen with --auth-file also\n"
+            "                      answers any IP address\n"
             "  --hash-password NAME  read a password from stdin, print NAME:$pbkdf2-sha256$... for\n"
             "                      the auth file, and exit\n"
             "  --hash-token NAME   read an API token (32+ characters, e.g. openssl rand -hex 32) from\n"
@@ -422,16 +436,18 @@ static void dashboard_usage(FILE *out)
             "--metrics-port is not used: /metrics is served on --listen itself.\n\n"
             "Examples:\n"
             "  fleetsync dashboard --hash-password ops >> dash.auth    (type the password)\n"
-            "  fleetsync dashboard --listen 0.0.0.0:8080 --auth-file dash.auth\n"
+            "  fleetsync dashboard --listen 0.0.0.0:8443 --auth-file dash.auth --tls --allowed-host dash.example.org\n"
             "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-            "consumer error: restart it, it rejoins the group), 2 usage error.\n\n%s",
+            "consumer error: restart it, it rejoins the group), 2 usage error (also a non-loopback\n"
+            "--listen without --auth-file, or without TLS or --insecure-http).\n\n%s",
             DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, cfg_options_help);
 }
 
 int cmd_dashboard(int argc, char **argv)
 {
     enum { OPT_REBUILD = 1, OPT_ALERT_WINDOW, OPT_MAX_TRUCKS, OPT_MAX_ALERTS, OPT_MAX_CLIENTS, OPT_AUTH, OPT_TILES,
-           OPT_WEB, OPT_MODULES, OPT_HASH_PW, OPT_HASH_TOKEN, OPT_SESSION_TTL, OPT_RATE };
+           OPT_WEB, OPT_MODULES, OPT_HASH_PW, OPT_HASH_TOKEN, OPT_SESSION_TTL, OPT_RATE, OPT_TLS, OPT_TLS_CERT,
+           OPT_TLS_KEY, OPT_INSECURE_HTTP, OPT_ALLOWED_HOST };
     static const struct option longopts[] = {
         {"rebuild", required_argument, NULL, OPT_REBUILD},
         {"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
@@ -443,6 +459,11 @@ int cmd_dashboard(int argc, char **argv)
         {"hash-token", required_argument, NULL, OPT_HASH_TOKEN},
         {"session-ttl", required_argument, NULL, OPT_SESSION_TTL},
         {"rate-limit", required_argument, NULL, OPT_RATE},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+        {"insecure-http", no_argument, NULL, OPT_INSECURE_HTTP},
+        {"allowed-host", required_argument, NULL, OPT_ALLOWED_HOST},
         {"tile-url", required_argument, NULL, OPT_TILES},
         {"web-dir", required_argument, NULL, OPT_WEB},
         {"node-modules", required_argument, NULL, OPT_MODULES},
@@ -453,7 +474,9 @@ int cmd_dashboard(int argc, char **argv)
     struct fs_config cfg;
     static struct dash d; /* large; one per process */
     struct consumer k;
-    const char *auth_file = NULL, *web = NULL, *modules = NULL;
+    const char *auth_file = NULL, *web = NULL, *modules = NULL, *tls_cert = NULL, *tls_key = NULL;
+    int tls_local = 0, insecure_http = 0;
+    char local_cert[PATH_MAX], local_key[PATH_MAX];
     long long max_trucks = DEFAULT_MAX_TRUCKS, max_alerts = 4096, session_ms = DEFAULT_SESSION_MS, rate = DEFAULT_RATE;
     static struct ds_auth auth;
     char err[512], host[256];
@@ -521,6 +544,26 @@ int cmd_dashboard(int argc, char **argv)
             if (rate < 1 || rate > 100000)
                 bad = "--rate-limit is 1-100000 requests per second";
             break;
+        case OPT_TLS:
+            tls_local = 1;
+            break;
+        case OPT_TLS_CERT:
+            tls_cert = optarg;
+            break;
+        case OPT_TLS_KEY:
+            tls_key = optarg;
+            break;
+        case OPT_INSECURE_HTTP:
+            insecure_http = 1;
+            break;
+        case OPT_ALLOWED_HOST:
+            if (d.n_allowed_hosts >= DS_ALLOWED_HOSTS_MAX - 1)
+                bad = "at most 15 --allowed-host names";
+            else if (!*optarg || strlen(optarg) > 253 || strpbrk(optarg, ":/ \t"))
+                bad = "--allowed-host is a host name or address as browsers send it, without port or scheme";
+            else
+                d.allowed_hosts[d.n_allowed_hosts++] = optarg;
+            break;
         case OPT_TILES:
             d.tile_url = optarg;
             if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
@@ -572,6 +615,42 @@ int cmd_dashboard(int argc, char **argv)
                 host, port);
         goto out;
     }
+    if ((tls_cert != NULL) != (tls_key != NULL) || (tls_local && tls_cert)) {
+        fprintf(stderr, "fleetsync dashboard: give --tls-cert and --tls-key together, or --tls for the data dir's "
+                        "certificate, not both\n");
+        goto out;
+    }
+    if (tls_local) {
+        snprintf(local_cert, sizeof(local_cert), "%s/tls/dashboard.crt", cfg.data_dir);
+        snprintf(local_key, sizeof(local_key), "%s/tls/dashboard.key", cfg.data_dir);
+        if (access(local_cert, R_OK) != 0 || access(local_key, R_OK) != 0) {
+            fprintf(stderr,
+                    "fleetsync dashboard: --tls needs %s and its key, signed by the data dir's local CA: run "
+                    "fleetsync services start --tls (it makes them), or give --tls-cert FILE --tls-key FILE\n",
+                    local_cert);
+            goto out;
+        }
+        tls_cert = local_cert;
+        tls_key = local_key;
+    }
+    if (!loopback_host(host) && !tls_cert && !insecure_http) {
+        fprintf(stderr,
+                "fleetsync dashboard: refusing to listen on %s:%d over plain HTTP: passwords and session cookies "
+                "would cross the network in the clear. Give --tls (the local CA of services start --tls) or "
+                "--tls-cert FILE --tls-key FILE, or --insecure-http if a TLS proxy in front takes care of it\n",
+                host, port);
+        goto out;
+    }
+    if (tls_cert && !(d.tls_ctx = ds_tls_server_context(tls_cert, tls_key, err, sizeof(err)))) {
+        fprintf(stderr, "fleetsync dashboard: %s\n", err);
+        goto out;
+    }
+    /* Host names requests may carry (DNS rebinding): the listen host unless
+     * it is a wildcard, which with a login accepts any IP address. */
+    if (wildcard_host(host))
+        d.host_any_ip = 1;
+    else if (!loopback_host(host))
+        d.allowed_hosts[d.n_allowed_hosts++] = host;
     d.req_rate = malloc(sizeof(*d.req_rate));
     d.login_rate = malloc(sizeof(*d.login_rate));
     if (!d.req_rate || !d.login_rate) {
@@ -674,8 +753,8 @@ int cmd_dashboard(int argc, char **argv)
         log_error("cannot subscribe to %s, %s, %s: %s", k.topics[0], k.topics[1], k.topics[2], rd_kafka_err2str(se));
         goto out;
     }
-    log_info("serving http://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", host, port, d.web_dir,
-             k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
+    log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d.tls ? "https" : "http", host,
+             port, d.web_dir, k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
     rc = consume_loop(&k);
     log_info("stopping: %u trucks in memory", d.store.count);
 

@@ -17,6 +17,8 @@
 #include "dashboard/view.h"
 
 #include <civetweb.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -285,6 +287,25 @@ static int loopback_addr(const char *a)
     return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
 }
 
+/* The client's address into out: the TCP peer, or, when the dashboard
+ * serves HTTPS, the address the TLS front's peer line vouches for with
+ * its token (tlsfront.h).  Returns 0, or -1 for a request that did not
+ * come through the front (someone on this host at civetweb's inner port). */
+static int client_addr(struct dash *d, const struct mg_connection *conn, char *out, size_t size)
+{
+    const struct mg_request_info *ri = mg_get_request_info(conn);
+    if (!d->tls) {
+        snprintf(out, size, "%s", ri->remote_addr);
+        return 0;
+    }
+    const char *v = mg_get_header(conn, DS_PEER_HEADER); /* the first: the front's line */
+    if (!v || strlen(v) < DS_PEER_TOKEN_LEN + 2 || v[DS_PEER_TOKEN_LEN] != ' ' ||
+        CRYPTO_memcmp(v, d->peer_token, DS_PEER_TOKEN_LEN) != 0)
+        return -1;
+    snprintf(out, size, "%s", v + DS_PEER_TOKEN_LEN + 1);
+    return 0;
+}
+
 static const char *status_text(int status)
 {
     switch (status) {
@@ -296,6 +317,7 @@ static const char *status_text(int status)
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 413: return "Payload Too Large";
+    case 421: return "Misdirected Request";
     case 429: return "Too Many Requests";
     default: return "Error";
     }
@@ -313,16 +335,27 @@ static void reply_with(struct dash *d, struct mg_connection *conn, int status, c
     mg_write(conn, body, len);
 }
 
-/* The rate limit of one request from addr: 1 if it may go on. */
-static int rate_ok(struct dash *d, struct ds_rate *r, const char *addr, int take)
+/* Takes a token of r for one request from addr: 1 if it may go on. */
+static int rate_ok(struct dash *d, struct ds_rate *r, const char *addr)
 {
     if (!r)
         return 1; /* no table: not limited */
     long long now = mono_ms();
     pthread_mutex_lock(&d->rate_lock);
-    int ok = take ? ds_rate_take(r, addr, now) : ds_rate_peek(r, addr, now);
+    int ok = ds_rate_take(r, addr, now);
     pthread_mutex_unlock(&d->rate_lock);
     return ok;
+}
+
+/* Gives back the token a credential check took: it succeeded. */
+static void rate_refund(struct dash *d, struct ds_rate *r, const char *addr)
+{
+    if (!r)
+        return;
+    long long now = mono_ms();
+    pthread_mutex_lock(&d->rate_lock);
+    ds_rate_refund(r, addr, now);
+    pthread_mutex_unlock(&d->rate_lock);
 }
 
 enum access { ACCESS_OK, ACCESS_NONE, ACCESS_BAD, ACCESS_THROTTLED };
@@ -347,11 +380,15 @@ static enum access check_access(struct dash *d, const struct mg_connection *conn
     }
     const char *h = mg_get_header(conn, "Authorization");
     if (h) {
-        if (!rate_ok(d, d->login_rate, addr, 0))
+        /* Credentials cost a login attempt, taken before the check (so
+         * parallel guesses cannot all pass a peek) and given back when they
+         * are right; a cookie cannot be guessed and costs nothing. */
+        if (!rate_ok(d, d->login_rate, addr))
             return ACCESS_THROTTLED;
-        if (ds_auth_check_header(d->auth, h) >= 0)
+        if (ds_auth_check_header(d->auth, h) >= 0) {
+            rate_refund(d, d->login_rate, addr);
             return ACCESS_OK;
-        rate_ok(d, d->login_rate, addr, 1); /* wrong credentials cost a login attempt (a cookie cannot be guessed) */
+        }
         got = ACCESS_BAD;
     }
     return got;
@@ -370,14 +407,18 @@ static void refuse_access(struct dash *d, struct mg_connection *conn, enum acces
                sizeof(m) - 1);
 }
 
-/* Without a login the dashboard answers only requests that name it by a
- * loopback address (DNS rebinding: a page of another site whose name now
- * points at 127.0.0.1); a browser's cross-origin request is refused. */
+/* The dashboard answers only requests that name it by a loopback name, a
+ * name or address it listens on or an --allowed-host (DNS rebinding: a
+ * page of another site whose name now points at this server); with a
+ * login on a wildcard --listen, any IP address too.  A browser's
+ * cross-origin request is refused. */
 static const char *request_refusal(struct dash *d, const struct mg_connection *conn, int websocket)
 {
     const char *host = mg_get_header(conn, "Host"), *origin = mg_get_header(conn, "Origin");
-    if (!d->auth && host && !ds_auth_host_loopback(host))
-        return "this dashboard has no login (no --auth-file) and answers only to a loopback Host";
+    if (host && !ds_auth_host_allowed(host, d->allowed_hosts, d->n_allowed_hosts, d->auth ? d->host_any_ip : 0))
+        return d->auth ? "the Host header names no address or name of this dashboard (add it with --allowed-host)"
+                       : "this dashboard has no login (no --auth-file) and answers only to a loopback Host or an "
+                         "--allowed-host";
     if (origin && (websocket || strcmp(mg_get_request_info(conn)->request_method, "POST") == 0) &&
         !ds_auth_origin_ok(origin, host))
         return "cross-origin request refused";
@@ -398,7 +439,8 @@ static void login_page(struct dash *d, struct mg_connection *conn, int status, c
                      "<label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" "
                      "required></label>\n<button type=\"submit\">Sign in</button>\n</form>\n</body>\n</html>\n",
                      msg ? "<p class=\"error\">" : "", msg ? msg : "", msg ? "</p>\n" : "");
-    reply_with(d, conn, status, NULL, "text/html; charset=utf-8", page, (size_t)n);
+    reply_with(d, conn, status, status == 429 ? "Retry-After: 60\r\n" : NULL, "text/html; charset=utf-8", page,
+               (size_t)n);
 }
 
 static void redirect(struct dash *d, struct mg_connection *conn, const char *to, const char *cookie)
@@ -410,7 +452,7 @@ static void redirect(struct dash *d, struct mg_connection *conn, const char *to,
 }
 
 /* POST /login: user=..&password=.. (x-www-form-urlencoded, at most 4 KiB). */
-static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_request_info *ri)
+static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_request_info *ri, const char *addr)
 {
     char body[LOGIN_BODY_MAX + 1], user[DS_AUTH_NAME_MAX + 2], pw[DS_AUTH_SECRET_MAX + 2];
     if (ri->content_length < 0 || ri->content_length > LOGIN_BODY_MAX) {
@@ -418,7 +460,9 @@ static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_
         reply_with(d, conn, 413, NULL, "application/json", m, sizeof(m) - 1);
         return 413;
     }
-    if (!rate_ok(d, d->login_rate, ri->remote_addr, 0)) {
+    /* The attempt is paid for before the KDF runs and refunded on success:
+     * however many arrive at once, at most the budget is evaluated. */
+    if (!rate_ok(d, d->login_rate, addr)) {
         metric_add(d->m_refused_rate, 1);
         login_page(d, conn, 429, "Too many attempts from this address: wait a minute.");
         return 429;
@@ -438,16 +482,16 @@ static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_
     memset(body, 0, sizeof(body));
     char value[DS_AUTH_COOKIE_MAX + 1], cookie[DS_AUTH_COOKIE_MAX + 128];
     if (idx < 0 || ds_auth_session_new(d->auth, idx, wall_ms(), value, sizeof(value)) != 0) {
-        rate_ok(d, d->login_rate, ri->remote_addr, 1); /* a failure costs an attempt */
         metric_add(d->m_refused_auth, 1);
-        log_warn("failed login from %s", ri->remote_addr);
+        log_warn("failed login from %s", addr);
         login_page(d, conn, 401, "Wrong user or password.");
         return 401;
     }
+    rate_refund(d, d->login_rate, addr);
     metric_add(d->m_logins, 1);
-    log_info("login of %s from %s", d->auth->cred[idx].name, ri->remote_addr);
+    log_info("login of %s from %s", d->auth->cred[idx].name, addr);
     snprintf(cookie, sizeof(cookie), SESSION_COOKIE "=%s; Path=/; Max-Age=%lld; HttpOnly; SameSite=Strict%s", value,
-             d->auth->ttl_ms / 1000, ri->is_ssl ? "; Secure" : "");
+             d->auth->ttl_ms / 1000, d->tls ? "; Secure" : "");
     redirect(d, conn, "/", cookie);
     return 303;
 }
@@ -710,6 +754,11 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
     struct dash *d = cbdata;
     const struct mg_request_info *ri = mg_get_request_info(conn);
     const char *uri = ri->local_uri ? ri->local_uri : "/";
+    char addr[64];
+    if (client_addr(d, conn, addr, sizeof(addr)) != 0) {
+        reply_error(conn, 403, "this dashboard is served over HTTPS on its --listen address only");
+        return 403;
+    }
     if (strcmp(uri, "/healthz") == 0) {
         int assigned = atomic_load(&d->assigned);
         pthread_mutex_lock(&d->lock);
@@ -721,7 +770,7 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         return 200;
     }
     if (strcmp(uri, "/metrics") == 0) {
-        if (!loopback_addr(ri->remote_addr)) {
+        if (!loopback_addr(addr)) {
             reply_error(conn, 403, "/metrics is served to loopback clients only");
             return 403;
         }
@@ -735,8 +784,7 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         free(text);
         return 200;
     }
-    const char *addr = ri->remote_addr;
-    if (!rate_ok(d, d->req_rate, addr, 1)) {
+    if (!rate_ok(d, d->req_rate, addr)) {
         metric_add(d->m_refused_rate, 1);
         static const char m[] = "{\"error\":\"too many requests from this address (--rate-limit)\"}";
         reply_with(d, conn, 429, "Retry-After: 1\r\n", "application/json", m, sizeof(m) - 1);
@@ -751,12 +799,14 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
     int post = strcmp(ri->request_method, "POST") == 0;
     if (strcmp(uri, "/login") == 0 && d->auth) {
         if (post)
-            return do_login(d, conn, ri);
+            return do_login(d, conn, ri, addr);
         login_page(d, conn, 200, NULL);
         return 200;
     }
     if (strcmp(uri, "/logout") == 0 && d->auth && post) {
-        redirect(d, conn, "/login", SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
+        redirect(d, conn, "/login",
+                 d->tls ? SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict; Secure"
+                        : SESSION_COOKIE "=; Path=/; Max-Age=0; HttpOnly; SameSite=Strict");
         return 303;
     }
     if (strcmp(uri, "/style.css") != 0) { /* the sign-in page's style is open */
@@ -836,8 +886,10 @@ static int ws_refuse(struct dash *d, const struct mg_connection *cconn, int stat
 static int ws_connect(const struct mg_connection *conn, void *cbdata)
 {
     struct dash *d = cbdata;
-    const char *addr = mg_get_request_info(conn)->remote_addr;
-    if (!rate_ok(d, d->req_rate, addr, 1)) {
+    char addr[64];
+    if (client_addr(d, conn, addr, sizeof(addr)) != 0)
+        return ws_refuse(d, conn, 403, "this dashboard is served over HTTPS on its --listen address only");
+    if (!rate_ok(d, d->req_rate, addr)) {
         metric_add(d->m_refused_rate, 1);
         return ws_refuse(d, conn, 429, "too many requests from this address (--rate-limit)");
     }
@@ -986,7 +1038,23 @@ int ds_server_start(struct dash *d, const char *host, int port, char *err, size_
     static pthread_once_t once = PTHREAD_ONCE_INIT;
     pthread_once(&once, mg_library_once);
     char ports[300], threads[16];
-    snprintf(ports, sizeof(ports), "%s:%d", host, port);
+    /* With TLS, civetweb listens on a loopback port the system picks and
+     * the front takes --listen. */
+    if (d->tls_ctx) {
+        unsigned char rnd[DS_PEER_TOKEN_LEN / 2];
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            snprintf(err, err_size, "no randomness for the TLS front's token");
+            SSL_CTX_free(d->tls_ctx);
+            d->tls_ctx = NULL;
+            return -1;
+        }
+        for (size_t i = 0; i < sizeof(rnd); i++)
+            snprintf(d->peer_token + 2 * i, 3, "%02x", rnd[i]);
+        d->tls = 1;
+        snprintf(ports, sizeof(ports), "127.0.0.1:0");
+    } else {
+        snprintf(ports, sizeof(ports), "%s:%d", host, port);
+    }
     snprintf(threads, sizeof(threads), "%d", d->max_clients + 16);
     /* max_request_size bounds the request line and headers. */
     const char *options[] = {"listening_ports", ports, "num_threads", threads, "request_timeout_ms", "10000",
@@ -1005,12 +1073,33 @@ int ds_server_start(struct dash *d, const char *host, int port, char *err, size_
     d->mg = mg_start2(&init, &error);
     if (!d->mg) {
         snprintf(err, err_size, "cannot listen on %s: %s", ports, errtext[0] ? errtext : "civetweb failed to start");
+        SSL_CTX_free(d->tls_ctx);
+        d->tls_ctx = NULL;
         return -1;
     }
     mg_set_request_handler(d->mg, "/", http_handler, d);
     mg_set_websocket_handler(d->mg, "/ws", ws_connect, ws_ready, ws_data, ws_close, d);
+    if (d->tls_ctx) {
+        struct mg_server_port sp[2];
+        int inner = mg_get_server_ports(d->mg, 2, sp) >= 1 ? sp[0].port : 0;
+        SSL_CTX *ctx = d->tls_ctx;
+        d->tls_ctx = NULL; /* the front's now, also on failure */
+        if (inner <= 0) {
+            snprintf(err, err_size, "civetweb did not say which loopback port it took");
+            SSL_CTX_free(ctx);
+        } else {
+            d->front = ds_tlsfront_start(ctx, host, port, inner, d->peer_token, d->max_clients + 16, err, err_size);
+        }
+        if (!d->front) {
+            mg_stop(d->mg);
+            d->mg = NULL;
+            return -1;
+        }
+    }
     if (pthread_create(&d->pusher, NULL, pusher_main, d) != 0) {
         snprintf(err, err_size, "cannot start the pusher thread");
+        ds_tlsfront_stop(d->front);
+        d->front = NULL;
         mg_stop(d->mg);
         d->mg = NULL;
         return -1;
@@ -1021,10 +1110,17 @@ int ds_server_start(struct dash *d, const char *host, int port, char *err, size_
 
 void ds_server_stop(struct dash *d)
 {
+    /* civetweb first: closing the backends ends the front's connections,
+     * which the front then waits for. */
+    struct ds_tlsfront *front = d->front;
+    d->front = NULL;
     if (d->mg) {
         mg_stop(d->mg); /* closes every WebSocket: their close handlers join the writers */
         d->mg = NULL;
     }
+    ds_tlsfront_stop(front);
+    SSL_CTX_free(d->tls_ctx); /* never started */
+    d->tls_ctx = NULL;
     if (d->pusher_started) {
         pthread_mutex_lock(&d->wake_lock);
         d->stopping = 1;

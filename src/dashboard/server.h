@@ -22,6 +22,7 @@
 #include "dashboard/auth.h"
 #include "core/config.h"
 #include "dashboard/store.h"
+#include "dashboard/tlsfront.h"
 
 #include <limits.h>
 #include <libpq-fe.h>
@@ -30,6 +31,7 @@
 
 #define DS_FRAME_INTERVAL_MS 50
 #define DS_CLIENT_QUEUE_MAX  (256u << 10) /* bytes of queued small messages per client */
+#define DS_ALLOWED_HOSTS_MAX 16
 
 struct ds_client;
 
@@ -73,6 +75,18 @@ struct dash {
     pthread_mutex_t rate_lock;
     struct ds_rate *req_rate, *login_rate;
     char headers[1024]; /* security headers of every response, "\r\n"-separated, no final one */
+    /* Host names requests may carry besides loopback ones (DNS rebinding):
+     * the --listen host when it is a name or a specific address, and each
+     * --allowed-host; with host_any_ip (a wildcard --listen with a login)
+     * any IP address too. */
+    const char *allowed_hosts[DS_ALLOWED_HOSTS_MAX + 1];
+    int n_allowed_hosts, host_any_ip;
+    /* HTTPS (tlsfront.h): the context until the server starts, then the
+     * front; civetweb itself listens on an ephemeral loopback port. */
+    SSL_CTX *tls_ctx;
+    struct ds_tlsfront *front;
+    int tls;
+    char peer_token[DS_PEER_TOKEN_LEN + 1];
 
     struct metrics *metrics;
     struct metric *m_clients, *m_frames, *m_skipped, *m_client_errors, *m_queue_dropped, *m_trucks;
@@ -87,12 +101,14 @@ void ds_server_headers(struct dash *d);
 #define DS_TRACK_TIMEOUT_MS 2000
 #define DS_TRACK_RETRY_MS 5000
 
-/* Starts civetweb on host:port and the pusher thread.  Returns 0, or -1 with
- * a reason in err (nothing left running then). */
+/* Starts civetweb on host:port and the pusher thread; with d->tls_ctx,
+ * the TLS front on host:port (which then owns the context) and civetweb on
+ * a loopback port behind it.  Returns 0, or -1 with a reason in err
+ * (nothing left running then). */
 int ds_server_start(struct dash *d, const char *host, int port, char *err, size_t err_size);
 
-/* Stops civetweb (closing every WebSocket) and the pusher; safe if not
- * started. */
+/* Stops the TLS front, civetweb (closing every WebSocket) and the
+ * pusher; safe if not started. */
 void ds_server_stop(struct dash *d);
 
 /* The store changed: wake the pusher.  Any thread, no lock held. */

@@ -422,6 +422,39 @@ static int fence_find(const struct geo_fence_set *fs, int32_t lat_q, int32_t lon
     return -1;
 }
 
+/* s escaped for a JSON string into out, whole characters only: s is cut
+ * before the first UTF-8 sequence (lead byte and its continuation bytes)
+ * whose escaped form would make out longer than max bytes, so a cut never
+ * splits an escape or a multi-byte character.  out has room for max + 1. */
+static void json_escape_max(char *out, size_t max, const char *s)
+{
+    size_t o = 0;
+    while (*s) {
+        size_t n = 1, esc = 0;
+        while ((s[n] & 0xC0) == 0x80)
+            n++;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            esc += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
+        }
+        if (o + esc > max)
+            break;
+        for (size_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)s[i];
+            if (c == '"' || c == '\\') {
+                out[o++] = '\\';
+                out[o++] = (char)c;
+            } else if (c < 0x20) {
+                o += (size_t)snprintf(out + o, 7, "\\u%04x", c);
+            } else {
+                out[o++] = (char)c;
+            }
+        }
+        s += n;
+    }
+    out[o] = 0;
+}
+
 static void json_escape(char *out, size_t size, const char *s)
 {
     size_t o = 0;
@@ -592,9 +625,10 @@ static void process(struct detect_engine *e, struct part *p, struct truck *t, co
             } else if (t->fence >= 0 && !geo_fence_contains(&fs->fences[t->fence], h->lat * 1e-7, h->lon * 1e-7)) {
                 const struct geo_fence *f = &fs->fences[t->fence];
                 if (geo_fence_active(f, ts)) {
-                    char id[GEO_FENCE_ID_MAX * 6 + 1];
-                    json_escape(id, sizeof(id), f->id);
-                    snprintf(det, sizeof(det), "{\"fence\":\"%.120s\"}", id);
+                    /* At most 120 bytes escaped, so the details fit det and the alert's 192. */
+                    char id[120 + 1];
+                    json_escape_max(id, sizeof(id) - 1, f->id);
+                    snprintf(det, sizeof(det), "{\"fence\":\"%s\"}", id);
                     t->fence_since = ts;
                     raise_alert(e, p, t, DR_GEOFENCE_EXIT, ts, ts, h->lat, h->lon, det);
                 } else {

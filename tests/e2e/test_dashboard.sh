@@ -122,10 +122,10 @@ check_eq "paths outside the page are refused" 404 "$(curl -s -o /dev/null -w '%{
 APORT=$((TEST_METRICS_BASE + 8))
 echo "fleet:s3cret" >"$W/auth"
 "$FS" dashboard --topic-prefix "$P" --group "e2e-dashboard-auth-$$" --listen "0.0.0.0:$APORT" --auth-file "$W/auth" \
-    >"$W/auth.log" 2>&1 &
+    --insecure-http >"$W/auth.log" 2>&1 & # HTTPS: tests/e2e/test_dashboard_auth.sh
 auth_pid=$!
 for _ in $(seq 100); do curl -s "http://127.0.0.1:$APORT/healthz" | grep -q '"ok"' && break; sleep 0.1; done
-check_eq "with --auth-file it listens off loopback; /healthz needs no login" 200 \
+check_eq "with --auth-file (and --insecure-http) it listens off loopback; /healthz needs no login" 200 \
     "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APORT/healthz")"
 check_eq "the API without credentials is 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$APORT/api/fleet")"
 check_eq "wrong credentials are 401" 401 "$(curl -s -o /dev/null -w '%{http_code}' -u fleet:nope "http://127.0.0.1:$APORT/api/fleet")"

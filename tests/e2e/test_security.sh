@@ -64,6 +64,18 @@ check "the server certificate names 127.0.0.1 and is signed by the CA" \
     bash -c "openssl x509 -in '$D/tls/server.crt' -noout -ext subjectAltName | grep -q 'IP Address:127.0.0.1' &&
              openssl verify -CAfile '$D/tls/ca.crt' '$D/tls/server.crt'"
 check "the CA key is the operator's alone (0600)" test "$(stat -c %a "$D/tls/ca.key")" = 600
+check "the dashboard's certificate: signed by the CA, for 127.0.0.1 and localhost" \
+    bash -c "openssl x509 -in '$D/tls/dashboard.crt' -noout -ext subjectAltName | grep -q 'IP Address:127.0.0.1, DNS:localhost' &&
+             openssl verify -CAfile '$D/tls/ca.crt' '$D/tls/dashboard.crt'"
+check "its key is the operator's alone (0600)" test "$(stat -c %a "$D/tls/dashboard.key")" = 600
+DP=$((TEST_METRICS_BASE + S + 1))
+"$FS" dashboard --listen "127.0.0.1:$DP" --tls --topic-prefix "$P" --group "e2e-sec-dash-$$" >"$D/dash.log" 2>&1 &
+dash_pid=$!
+for _ in $(seq 100); do curl -s --cacert "$D/tls/ca.crt" "https://localhost:$DP/healthz" >/dev/null && break; sleep 0.1; done
+check_eq "dashboard --tls serves https with the local CA's certificate (curl --cacert D/tls/ca.crt)" 200 \
+    "$(curl -s -o /dev/null -w '%{http_code}' --cacert "$D/tls/ca.crt" "https://localhost:$DP/api/fleet")"
+kill -TERM "$dash_pid"; wait "$dash_pid"
+check_eq "and stops with exit 0" 0 $?
 
 # Before any credentials: anonymous, as before.
 check "without credentials an anonymous client may publish" \

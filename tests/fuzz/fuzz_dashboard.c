@@ -121,6 +121,8 @@ static void api_and_access(const char *buf, size_t size) {
     ds_auth_origin_ok(s, "127.0.0.1:8080");
     ds_auth_origin_ok("http://127.0.0.1:8080", s);
     ds_auth_host_loopback(s);
+    static const char *const fuzz_hosts[] = {"dash.example.org", "10.0.0.5"};
+    ds_auth_host_allowed(s, fuzz_hosts, 2, 1);
     free(text);
 }
 

@@ -222,6 +222,38 @@ static void loopback_hosts(void **state)
     assert_false(ds_auth_host_loopback(""));
 }
 
+static void host_allow_list_stops_rebinding(void **state)
+{
+    (void)state;
+    const char *names[] = {"dash.example.org", "10.0.0.5"};
+    /* loopback names always; listed names, case and port aside */
+    assert_true(ds_auth_host_allowed("localhost:8080", names, 2, 0));
+    assert_true(ds_auth_host_allowed("127.0.0.1", names, 2, 0));
+    assert_true(ds_auth_host_allowed("[::1]:8080", names, 2, 0));
+    assert_true(ds_auth_host_allowed("DASH.example.org:443", names, 2, 0));
+    assert_true(ds_auth_host_allowed("dash.example.org.", names, 2, 0));
+    assert_true(ds_auth_host_allowed("10.0.0.5:8080", names, 2, 0));
+    /* a foreign name, even one ending like a listed one */
+    assert_false(ds_auth_host_allowed("rebind.evil.example:8080", names, 2, 0));
+    assert_false(ds_auth_host_allowed("evil-dash.example.org", names, 2, 0));
+    assert_false(ds_auth_host_allowed("dash.example.org.evil.example", names, 2, 1));
+    assert_false(ds_auth_host_allowed("10.0.0.6:8080", names, 2, 0)); /* an address not listed */
+    const char *v6[] = {"2001:db8::5"};
+    assert_true(ds_auth_host_allowed("[2001:DB8::5]:8443", v6, 1, 0));
+    assert_false(ds_auth_host_allowed("[2001:db8::6]:8443", v6, 1, 0));
+    /* a wildcard listen with a login: any address, still no foreign name */
+    assert_true(ds_auth_host_allowed("10.0.0.6:8080", names, 2, 1));
+    assert_true(ds_auth_host_allowed("[2001:db8::1]:8080", names, 2, 1));
+    assert_false(ds_auth_host_allowed("evil.example", names, 2, 1));
+    assert_false(ds_auth_host_allowed("10.0.0.6.evil.example", names, 2, 1));
+    /* malformed */
+    assert_false(ds_auth_host_allowed("", names, 2, 1));
+    assert_false(ds_auth_host_allowed(":8080", names, 2, 1));
+    assert_false(ds_auth_host_allowed("10.0.0.6:80x", names, 2, 1));
+    assert_false(ds_auth_host_allowed("[2001:db8::1", names, 2, 1));
+    assert_false(ds_auth_host_allowed(NULL, names, 2, 1));
+}
+
 static void rate_limit_refills_per_address(void **state)
 {
     (void)state;
@@ -240,6 +272,19 @@ static void rate_limit_refills_per_address(void **state)
     assert_true(ds_rate_take(&r, "10.0.0.1", NOW + 100000));
     assert_true(ds_rate_take(&r, "10.0.0.1", NOW + 100000));
     assert_false(ds_rate_take(&r, "10.0.0.1", NOW + 100000));
+}
+
+static void rate_refund_gives_back_up_to_the_burst(void **state)
+{
+    (void)state;
+    static struct ds_rate r;
+    ds_rate_init(&r, 1, 2);
+    assert_true(ds_rate_take(&r, "10.0.0.1", NOW)); /* a good login: taken, then refunded */
+    ds_rate_refund(&r, "10.0.0.1", NOW);
+    ds_rate_refund(&r, "10.0.0.1", NOW); /* never past the burst */
+    assert_true(ds_rate_take(&r, "10.0.0.1", NOW));
+    assert_true(ds_rate_take(&r, "10.0.0.1", NOW));
+    assert_false(ds_rate_take(&r, "10.0.0.1", NOW));
 }
 
 static void rate_table_stays_bounded(void **state)
@@ -307,7 +352,9 @@ int main(void)
         cmocka_unit_test(cookie_header_is_split),
         cmocka_unit_test(origin_must_name_the_host),
         cmocka_unit_test(loopback_hosts),
+        cmocka_unit_test(host_allow_list_stops_rebinding),
         cmocka_unit_test(rate_limit_refills_per_address),
+        cmocka_unit_test(rate_refund_gives_back_up_to_the_burst),
         cmocka_unit_test(rate_table_stays_bounded),
         cmocka_unit_test(api_queries_are_parsed),
         cmocka_unit_test(login_form_is_parsed),

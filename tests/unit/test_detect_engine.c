@@ -5,6 +5,7 @@
 
 #include "core/geo.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -499,6 +500,70 @@ static void geofence_exit_polygon_only_inside_active_window(void **state)
     geo_fence_set_release(&fs);
 }
 
+/* A fence id that escapes to more than fits in the details (quotes and
+ * backslashes double, a multi-byte character must stay whole): the raised
+ * alert's JSON parses (jansson checks UTF-8 too) and names a prefix of the
+ * id, cut between characters. */
+static void geofence_id_cut_keeps_the_alert_json_valid(void **state)
+{
+    (void)state;
+    const char *ids[] = {
+        "a\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"", /* 'a' + 63 quotes */
+        NULL, /* 'x' and 63 backslashes */
+        NULL, /* 58 quotes and two euro signs: the cut falls inside the second */
+        "\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\"
+        "\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\x41", /* é"€\🚚" ... */
+    };
+    char quotes_euro[65];
+    memset(quotes_euro, '"', 58);
+    memcpy(quotes_euro + 58, "\xe2\x82\xac\xe2\x82\xac", 6);
+    quotes_euro[64] = 0;
+    ids[2] = quotes_euro;
+    char backslashes[65];
+    backslashes[0] = 'x';
+    memset(backslashes + 1, '\\', 63);
+    backslashes[64] = 0;
+    ids[1] = backslashes;
+    for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
+        const char *fid = ids[k];
+        assert_true(strlen(fid) <= GEO_FENCE_ID_MAX);
+        json_t *fc = json_pack("{s:s,s:[{s:s,s:{s:s,s:i},s:{s:s,s:[f,f]}}]}", "type", "FeatureCollection",
+                               "features", "type", "Feature", "properties", "id", fid, "radius_m", 500, "geometry",
+                               "type", "Point", "coordinates", LON0, LAT0);
+        assert_non_null(fc);
+        char *text = json_dumps(fc, JSON_COMPACT);
+        json_decref(fc);
+        struct geo_fence_set fs;
+        char err[256];
+        assert_int_equal(geo_fences_load_buf(text, strlen(text), &fs, err, sizeof(err)), 0);
+        free(text);
+        struct fx *f = fx_new(NULL, &fs, 1);
+        for (int s = 0; s <= 600; s += 10)
+            feed(f, T0 + 12 * 3600 * S + s * S, 25 + s * 5, 0, 18, true, 50);
+        const struct rec *r = find(f, DR_GEOFENCE_EXIT, DA_RAISED);
+        assert_non_null(r);
+        struct detect_alert a = {.truck_id = "TRK-000001", .truck_id_len = 10, .rule = DR_GEOFENCE_EXIT,
+                                 .state = DA_RAISED, .started_ms = r->started, .detected_ms = r->detected,
+                                 .lat = LAT0, .lon = LON0};
+        snprintf(a.details, sizeof(a.details), "%s", r->details);
+        char buf[1024];
+        assert_true(detect_alert_json(&a, buf, sizeof(buf)) > 0);
+        json_error_t je;
+        json_t *alert = json_loads(buf, 0, &je);
+        if (!alert)
+            fail_msg("id %zu: the alert is not JSON (%s): %s", k, je.text, buf);
+        const char *got = json_string_value(json_object_get(json_object_get(alert, "details"), "fence"));
+        assert_non_null(got);
+        size_t n = strlen(got);
+        assert_true(n > 0 && n <= strlen(fid));
+        assert_memory_equal(got, fid, n);                /* a prefix of the id */
+        assert_true(((unsigned char)fid[n] & 0xC0) != 0x80); /* cut between characters */
+        json_decref(alert);
+        fx_free(f);
+        geo_fence_set_release(&fs);
+    }
+}
+
 /* ---- offline ---- */
 
 static void offline_by_partition_watermark(void **state)
@@ -877,6 +942,7 @@ int main(void)
         cmocka_unit_test(fuel_slow_leak_under_threshold_raises_nothing),
         cmocka_unit_test(geofence_exit_circle_raises_and_clears),
         cmocka_unit_test(geofence_exit_polygon_only_inside_active_window),
+        cmocka_unit_test(geofence_id_cut_keeps_the_alert_json_valid),
         cmocka_unit_test(offline_by_partition_watermark),
         cmocka_unit_test(offline_9min_gap_raises_nothing),
         cmocka_unit_test(offline_wallclock_fallback_for_a_silent_partition),
