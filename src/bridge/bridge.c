@@ -846,7 +846,9 @@ int cmd_bridge(int argc, char **argv)
         /* The bridge's state is telemetry: DATA_DIR/bridge is the owner's
          * only (tightened if an older version made it 0755). */
         mkdir(cfg.data_dir, 0755);
-        if ((mkdir(bdir, 0700) != 0 && errno != EEXIST) || chmod(bdir, 0700) != 0) {
+        struct stat bst;
+        if ((mkdir(bdir, 0700) != 0 && errno != EEXIST) || stat(bdir, &bst) != 0 ||
+            ((bst.st_mode & 077) && chmod(bdir, 0700) != 0)) {
             log_error("cannot create %s (mode 0700): %s", bdir, strerror(errno));
             goto out;
         }

@@ -457,7 +457,8 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
         snprintf(err, err_size, "cannot create spool dir %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (chmod(dir, 0700) != 0) {
+    struct stat dst;
+    if (stat(dir, &dst) != 0 || ((dst.st_mode & 077) && chmod(dir, 0700) != 0)) {
         snprintf(err, err_size, "cannot make spool dir %s private (chmod 0700): %s", dir, strerror(errno));
         goto fail;
     }
