@@ -156,7 +156,8 @@ struct bridge {
     struct spool *spool;
     struct metrics *metrics;
     struct metric *m_received, *m_produced[3], *m_acked, *m_dlq[TM_REASON_COUNT], *m_delivery_errors,
-        *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency;
+        *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency,
+        *m_damaged, *m_damaged_bytes, *m_damaged_files;
     uint64_t received, acked, dlq, errors;
     long long wall_ms; /* the wall clock when the loop last woke: receive and ack times */
     long long produce_error_logged_ms;
@@ -236,6 +237,30 @@ static int mqtt_setup(struct bridge *b, char *err, size_t err_size)
     };
     b->mq = msub_new(&mc, on_message, b, err, err_size);
     return b->mq ? 0 : -1;
+}
+
+/* ---- spool damage ------------------------------------------------------ */
+
+/* The spool skipped a damaged range (or cut a torn write off its end on
+ * open): say where and how much, and count it. */
+static void on_spool_damage(const struct spool_damage *d, void *ctx)
+{
+    struct bridge *b = ctx;
+    if (d->torn) {
+        log_info("spool segment %s: cut off %llu bytes at byte %llu, a write torn by a crash (its messages were "
+                 "never acknowledged to MQTT, so the broker sends them again)",
+                 d->segment, (unsigned long long)d->bytes, (unsigned long long)d->seg_offset);
+        return;
+    }
+    metric_add(b->m_damaged, 1);
+    metric_add(b->m_damaged_bytes, d->bytes);
+    metric_set(b->m_damaged_files, d->kept_files);
+    log_error("spool segment %s is damaged (%s): skipped %llu bytes at byte %llu; the messages in them are lost, "
+              "the intact records after them are delivered; %s%s (%d damaged segment files in the spool dir, at "
+              "most %d: the oldest are deleted)",
+              d->segment, d->why, (unsigned long long)d->bytes, (unsigned long long)d->seg_offset,
+              d->kept_as ? "segment kept as " : "could not keep a copy of the segment", d->kept_as ? d->kept_as : "",
+              d->kept_files, SPOOL_MAX_DAMAGED_FILES);
 }
 
 /* ---- Kafka side -------------------------------------------------------- */
@@ -797,6 +822,12 @@ int cmd_bridge(int argc, char **argv)
                                      "that reached the broker.", NULL);
     b.m_backpressure = metrics_gauge(b.metrics, "fleetsync_bridge_backpressure",
                                      "1 while MQTT reads pause because the spool is over budget.", NULL);
+    b.m_damaged = metrics_counter(b.metrics, "fleetsync_bridge_spool_damaged_total",
+                                  "Damaged spool ranges skipped (their messages are lost).", NULL);
+    b.m_damaged_bytes = metrics_counter(b.metrics, "fleetsync_bridge_spool_damaged_bytes_total",
+                                        "Bytes of damaged spool ranges skipped.", NULL);
+    b.m_damaged_files = metrics_gauge(b.metrics, "fleetsync_bridge_spool_damaged_files",
+                                      "Damaged segment files kept aside in the spool dir.", NULL);
     static const double lat_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
     b.m_latency = metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds",
                                     "MQTT receive to Kafka acknowledgement.", NULL, lat_bounds,
@@ -812,15 +843,26 @@ int cmd_bridge(int argc, char **argv)
     } else {
         char bdir[PATH_MAX - 200];
         snprintf(bdir, sizeof(bdir), "%s/bridge", cfg.data_dir);
+        /* The bridge's state is telemetry: DATA_DIR/bridge is the owner's
+         * only (tightened if an older version made it 0755). */
         mkdir(cfg.data_dir, 0755);
-        mkdir(bdir, 0755);
+        struct stat bst;
+        if ((mkdir(bdir, 0700) != 0 && errno != EEXIST) || stat(bdir, &bst) != 0 ||
+            ((bst.st_mode & 077) && chmod(bdir, 0700) != 0)) {
+            log_error("cannot create %s (mode 0700): %s", bdir, strerror(errno));
+            goto out;
+        }
         snprintf(spool_dir, sizeof(spool_dir), "%s/%s", bdir, o.client_id);
     }
-    struct spool_options so = {.fsync = o.spool_fsync};
+    struct spool_options so = {.fsync = o.spool_fsync, .on_damage = on_spool_damage, .ctx = &b};
     if (spool_open(spool_dir, &so, &b.spool, err, sizeof(err)) != 0) {
         log_error("%s", err);
         goto out;
     }
+    metric_set(b.m_damaged_files, spool_damaged_files(b.spool));
+    if (spool_damaged_files(b.spool))
+        log_warn("spool %s keeps %d damaged segment files (*.damaged) for inspection; delete them when done",
+                 spool_dir, spool_damaged_files(b.spool));
     if (spool_head(b.spool) > spool_acked(b.spool))
         log_info("spool %s holds %llu bytes not yet acknowledged by Kafka: producing them first", spool_dir,
                  (unsigned long long)(spool_head(b.spool) - spool_acked(b.spool)));

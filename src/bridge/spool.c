@@ -1,6 +1,7 @@
 /*
  * spool.c - append-only segment files with an acknowledged watermark
- * (see spool.h for the positions and the record format).
+ * (see spool.h for the positions, the record format and what happens to
+ * damage).
  */
 #include "bridge/spool.h"
 
@@ -21,6 +22,11 @@
 #define BODY_FIXED     10u /* u64 received_ms + u16 topic length */
 #define WBUF_BYTES     (2u << 20) /* more than the largest record */
 #define DEFAULT_SEGMENT (64ull << 20)
+#define BODY_MAX       (BODY_FIXED + SPOOL_MAX_TOPIC + SPOOL_MAX_PAYLOAD)
+/* A resync checks the CRC of every candidate whose header looks right; bytes
+ * crafted to look like headers everywhere could make that quadratic, so past
+ * this many CRC'd bytes it gives up and skips to the segment's end. */
+#define RESYNC_CRC_BUDGET (256ull << 20)
 
 /* A record handed out by spool_next and not yet acknowledged. */
 struct flight {
@@ -45,6 +51,7 @@ struct spool {
     int wfd;         /* the last segment, open for append */
     uint64_t head;   /* flushed end */
     uint64_t own_from; /* head at open: records from here on were written by this process */
+    int roll_pending;  /* the last segment was found damaged: the next append starts a new one */
     unsigned char *wbuf;
     size_t wlen;
 
@@ -52,6 +59,7 @@ struct spool {
     uint64_t read;
     int rfd;              /* segment open for reading */
     uint64_t rfd_start;   /* its start offset */
+    uint64_t rfd_size;    /* its size when opened */
     unsigned char *rbuf;  /* bytes [rbuf_off, rbuf_off + rbuf_len) */
     size_t rbuf_cap, rbuf_len;
     uint64_t rbuf_off;
@@ -59,6 +67,10 @@ struct spool {
 
     struct flight *ring;  /* circular, in offset order */
     size_t ring_cap, ring_head, ring_len;
+
+    uint64_t damage_seen_to; /* damage before this offset was reported already */
+    uint64_t damaged_ranges, damaged_bytes;
+    int damaged_files;       /* .damaged files in dir */
 };
 
 static void put32(unsigned char *p, uint32_t v)
@@ -120,7 +132,7 @@ static int open_append(struct spool *s, uint64_t start, uint64_t valid_len)
 {
     char path[PATH_MAX + 32];
     seg_path(s, start, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
     if (ftruncate(fd, (off_t)valid_len) != 0 || lseek(fd, (off_t)valid_len, SEEK_SET) < 0) {
@@ -133,48 +145,280 @@ static int open_append(struct spool *s, uint64_t start, uint64_t valid_len)
     return 0;
 }
 
-/* Scans the last segment for its valid end: the first record that is short
- * or fails its CRC ends it. */
-static int scan_valid_len(struct spool *s, uint64_t start, uint64_t *len)
+/* Opens segment si for reading, if it is not the one open already. */
+static int open_read(struct spool *s, size_t si)
+{
+    uint64_t start = s->segs[si].start;
+    if (s->rfd >= 0 && s->rfd_start == start)
+        return 0;
+    char path[PATH_MAX + 32];
+    seg_path(s, start, path, sizeof(path));
+    if (s->rfd >= 0)
+        close(s->rfd);
+    s->rbuf_len = 0;
+    s->rfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (s->rfd < 0)
+        return -1;
+    s->rfd_start = start;
+    return 0;
+}
+
+/* Where the segment holding offset ends: the next one's start, or head. */
+static uint64_t seg_end_of(const struct spool *s, size_t si)
+{
+    return si + 1 < s->nsegs ? s->segs[si + 1].start : s->head;
+}
+
+/* Makes bytes [off, off + len) of one segment available in rbuf.  Returns 0
+ * with *out pointing at them, 1 when the segment ends before off + len (the
+ * file is short, or the range crosses the segment's end), -1 on an I/O
+ * error (errno). */
+static int read_at(struct spool *s, uint64_t off, size_t len, const unsigned char **out)
+{
+    if (off >= s->rbuf_off && off + len <= s->rbuf_off + s->rbuf_len) {
+        *out = s->rbuf + (off - s->rbuf_off);
+        return 0;
+    }
+    size_t si = seg_find(s, off);
+    uint64_t start = s->segs[si].start, seg_end = seg_end_of(s, si);
+    if (off < start || off + len > seg_end)
+        return 1;
+    if (open_read(s, si) != 0)
+        return errno == ENOENT ? 1 : -1;
+    if (len > s->rbuf_cap) {
+        unsigned char *n = realloc(s->rbuf, len);
+        if (!n)
+            return -1;
+        s->rbuf = n;
+        s->rbuf_cap = len;
+    }
+    /* Read ahead as far as the buffer and the flushed data of this segment go. */
+    size_t want = s->rbuf_cap;
+    if (off + want > seg_end)
+        want = (size_t)(seg_end - off);
+    ssize_t n = pread(s->rfd, s->rbuf, want, (off_t)(off - start));
+    if (n < 0)
+        return -1;
+    s->rbuf_off = off;
+    s->rbuf_len = (size_t)n;
+    if ((size_t)n < len)
+        return 1;
+    *out = s->rbuf;
+    return 0;
+}
+
+/* Checks the record at off, which must end by end.  Returns 0 with *rec
+ * pointing at it (header first), 1 when it fails a check (*why says which),
+ * -1 on an I/O error.  verify_crc 0 skips the CRC (records this process
+ * wrote); *crc_bytes, if given, counts the bytes whose CRC was computed. */
+static int check_record(struct spool *s, uint64_t off, uint64_t end, int verify_crc, const unsigned char **rec,
+                        const char **why, uint64_t *crc_bytes)
+{
+    const unsigned char *p;
+    int rc;
+    if (off > end || end - off < HDR_BYTES + BODY_FIXED) {
+        *why = "cut short";
+        return 1;
+    }
+    if ((rc = read_at(s, off, HDR_BYTES + BODY_FIXED, &p)) != 0)
+        goto short_or_error;
+    uint32_t blen = get32(p);
+    size_t tlen = (size_t)p[HDR_BYTES + 8] | (size_t)p[HDR_BYTES + 9] << 8;
+    if (blen < BODY_FIXED || blen > BODY_MAX) {
+        *why = "bad length";
+        return 1;
+    }
+    if (end - off - HDR_BYTES < blen) {
+        *why = "cut short";
+        return 1;
+    }
+    if (tlen > SPOOL_MAX_TOPIC || BODY_FIXED + tlen > blen || blen - BODY_FIXED - tlen > SPOOL_MAX_PAYLOAD) {
+        *why = "bad topic length";
+        return 1;
+    }
+    if ((rc = read_at(s, off, HDR_BYTES + blen, &p)) != 0)
+        goto short_or_error;
+    if (verify_crc) {
+        if (crc_bytes)
+            *crc_bytes += blen;
+        if ((uint32_t)crc32(0L, p + HDR_BYTES, blen) != get32(p + 4)) {
+            *why = "bad CRC";
+            return 1;
+        }
+    }
+    *rec = p;
+    return 0;
+short_or_error:
+    *why = "cut short";
+    return rc;
+}
+
+/* The end of segment si's bytes: its end, or less if the file is shorter
+ * (only looked at once a record has failed: it costs an fstat). */
+static int seg_data_end(struct spool *s, size_t si, uint64_t *data_end)
+{
+    uint64_t start = s->segs[si].start;
+    struct stat st;
+    *data_end = seg_end_of(s, si);
+    if (open_read(s, si) != 0) {
+        if (errno != ENOENT)
+            return -1;
+        *data_end = start; /* gone: all of it is damage */
+        return 0;
+    }
+    if (fstat(s->rfd, &st) != 0)
+        return -1;
+    if (start + (uint64_t)st.st_size < *data_end)
+        *data_end = start + (uint64_t)st.st_size;
+    return 0;
+}
+
+/* Resynchronises after a bad record at from: the next offset before
+ * data_end where a whole record passes every check, CRC included.  Returns
+ * 0 with *next set and *found 1, or *found 0 when there is none (or the
+ * search gave up past RESYNC_CRC_BUDGET); -1 on an I/O error. */
+static int find_resync(struct spool *s, uint64_t from, uint64_t data_end, uint64_t *next, int *found)
+{
+    uint64_t crc_bytes = 0;
+    *found = 0;
+    for (uint64_t q = from + 1; q < data_end && data_end - q >= HDR_BYTES + BODY_FIXED; q++) {
+        const unsigned char *rec;
+        const char *why;
+        int rc = check_record(s, q, data_end, 1, &rec, &why, &crc_bytes);
+        if (rc < 0)
+            return -1;
+        if (rc == 0) {
+            *next = q;
+            *found = 1;
+            return 0;
+        }
+        if (crc_bytes > RESYNC_CRC_BUDGET)
+            break;
+    }
+    return 0;
+}
+
+/* Keeps a hard link to the damaged segment starting at start as
+ * <segment>.damaged (the bytes stay for inspection after the spool deletes
+ * the segment), deleting the oldest .damaged files past
+ * SPOOL_MAX_DAMAGED_FILES.  Returns how many the directory holds; kept gets
+ * the link's path, or "" if none could be made. */
+static int set_aside(struct spool *s, uint64_t start, char *kept, size_t kept_size)
 {
     char path[PATH_MAX + 32];
     seg_path(s, start, path, sizeof(path));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        close(fd);
-        return -1;
-    }
-    uint64_t size = (uint64_t)st.st_size, pos = 0;
-    unsigned char hdr[HDR_BYTES];
-    unsigned char *body = NULL;
-    size_t body_cap = 0;
-    while (pos + HDR_BYTES <= size) {
-        if (pread(fd, hdr, HDR_BYTES, (off_t)pos) != HDR_BYTES)
-            break;
-        uint32_t blen = get32(hdr), crc = get32(hdr + 4);
-        if (blen < BODY_FIXED || blen > BODY_FIXED + SPOOL_MAX_TOPIC + SPOOL_MAX_PAYLOAD ||
-            pos + HDR_BYTES + blen > size)
-            break;
-        if (blen > body_cap) {
-            unsigned char *n = realloc(body, blen);
-            if (!n)
-                break;
-            body = n;
-            body_cap = blen;
+    kept[0] = '\0';
+    for (int tries = 0; tries < 64; tries++) {
+        DIR *d = opendir(s->dir);
+        if (!d)
+            return 0;
+        int count = 0, present = 0;
+        uint64_t oldest = UINT64_MAX;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            char *end;
+            unsigned long long o = strtoull(e->d_name, &end, 10);
+            if (end == e->d_name || strcmp(end, ".spool.damaged") != 0)
+                continue;
+            count++;
+            if (o == start)
+                present = 1;
+            else if (o < oldest)
+                oldest = o;
         }
-        if (pread(fd, body, blen, (off_t)(pos + HDR_BYTES)) != (ssize_t)blen)
-            break;
-        if ((uint32_t)crc32(0L, body, blen) != crc)
-            break;
-        pos += HDR_BYTES + blen;
+        closedir(d);
+        if (present) {
+            snprintf(kept, kept_size, "%s.damaged", path);
+            return count;
+        }
+        if (count < SPOOL_MAX_DAMAGED_FILES) {
+            char link_path[PATH_MAX + 48];
+            snprintf(link_path, sizeof(link_path), "%s.damaged", path);
+            if (link(path, link_path) != 0)
+                return count;
+            snprintf(kept, kept_size, "%s", link_path);
+            return count + 1;
+        }
+        char old[PATH_MAX + 48];
+        seg_path(s, oldest, old, sizeof(old));
+        strncat(old, ".damaged", sizeof(old) - strlen(old) - 1);
+        if (unlink(old) != 0)
+            return count;
     }
-    free(body);
-    close(fd);
-    *len = pos;
     return 0;
+}
+
+static void report_damage(struct spool *s, uint64_t from, uint64_t to, const char *why)
+{
+    if (from < s->damage_seen_to)
+        return; /* seen before a rewind */
+    s->damage_seen_to = to;
+    s->damaged_ranges++;
+    s->damaged_bytes += to - from;
+    size_t si = seg_find(s, from);
+    uint64_t start = s->segs[si].start;
+    if (si + 1 == s->nsegs)
+        s->roll_pending = 1; /* the damaged file takes no more appends */
+    char path[PATH_MAX + 32], kept[PATH_MAX + 48];
+    seg_path(s, start, path, sizeof(path));
+    int files = set_aside(s, start, kept, sizeof(kept));
+    s->damaged_files = files;
+    if (s->opt.on_damage) {
+        struct spool_damage d = {.segment = path, .seg_offset = from - start, .bytes = to - from, .why = why,
+                                 .kept_as = kept[0] ? kept : NULL, .kept_files = files};
+        s->opt.on_damage(&d, s->opt.ctx);
+    }
+}
+
+/* Recovers the last segment, of size bytes: walks its records (past any
+ * damage) to the end of the last whole one, *valid_end.  *torn: what follows
+ * it is a torn write (its header promises more than the file holds);
+ * *damaged: some range in it is damage (reported later by spool_next). */
+static int scan_last(struct spool *s, uint64_t start, uint64_t size, uint64_t *valid_end, int *torn, int *damaged)
+{
+    uint64_t pos = start, end = start + size;
+    int rc = 0;
+    s->head = end;
+    *valid_end = start;
+    *torn = *damaged = 0;
+    while (pos < end) {
+        const unsigned char *rec;
+        const char *why;
+        rc = check_record(s, pos, end, 1, &rec, &why, NULL);
+        if (rc < 0)
+            goto out;
+        if (rc == 0) {
+            pos += HDR_BYTES + get32(rec);
+            *valid_end = pos;
+            continue;
+        }
+        uint64_t next;
+        int found;
+        if ((rc = find_resync(s, pos, end, &next, &found)) != 0)
+            goto out;
+        if (!found) {
+            const unsigned char *h;
+            *torn = end - pos < HDR_BYTES;
+            if (!*torn && (rc = read_at(s, pos, HDR_BYTES, &h)) < 0)
+                goto out;
+            if (!*torn && rc == 0) {
+                uint32_t blen = get32(h);
+                *torn = blen >= BODY_FIXED && blen <= BODY_MAX && end - pos - HDR_BYTES < blen;
+            }
+            rc = 0;
+            *damaged |= !*torn;
+            break;
+        }
+        *damaged = 1;
+        pos = next;
+    }
+out:
+    /* What was read may be cut off now: read it afresh. */
+    if (s->rfd >= 0)
+        close(s->rfd);
+    s->rfd = -1;
+    s->rbuf_len = 0;
+    return rc;
 }
 
 static int read_checkpoint(struct spool *s, uint64_t *out)
@@ -207,20 +451,27 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
         s->opt.segment_bytes = DEFAULT_SEGMENT;
     snprintf(s->dir, sizeof(s->dir), "%s", dir);
 
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    /* Telemetry: the owner's only.  A spool made by an older version (0755,
+     * 0644) is tightened on open. */
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, err_size, "cannot create spool dir %s: %s", dir, strerror(errno));
         goto fail;
     }
+    struct stat dst;
+    if (stat(dir, &dst) != 0 || ((dst.st_mode & 077) && chmod(dir, 0700) != 0)) {
+        snprintf(err, err_size, "cannot make spool dir %s private (chmod 0700): %s", dir, strerror(errno));
+        goto fail;
+    }
     snprintf(path, sizeof(path), "%s/lock", dir);
-    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         snprintf(err, err_size, "spool %s is in use by another bridge (or not writable): %s", dir,
                  strerror(errno));
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/checkpoint", dir);
-    s->ckpt_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (s->ckpt_fd < 0) {
+    s->ckpt_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (s->ckpt_fd < 0 || fchmod(s->lock_fd, 0600) != 0 || fchmod(s->ckpt_fd, 0600) != 0) {
         snprintf(err, err_size, "cannot open %s: %s", path, strerror(errno));
         goto fail;
     }
@@ -241,7 +492,12 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
     while ((e = readdir(d))) {
         char *end;
         unsigned long long start = strtoull(e->d_name, &end, 10);
-        if (end != e->d_name && strcmp(end, ".spool") == 0 && seg_push(s, start) != 0) {
+        if (end == e->d_name || (strcmp(end, ".spool") != 0 && strcmp(end, ".spool.damaged") != 0))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        chmod(path, 0600); /* best effort: reading it needs no more */
+        s->damaged_files += strcmp(end, ".spool.damaged") == 0;
+        if (strcmp(end, ".spool") == 0 && seg_push(s, start) != 0) {
             closedir(d);
             snprintf(err, err_size, "out of memory");
             goto fail;
@@ -262,12 +518,31 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
         }
         s->head = s->segs[0].start;
     } else {
-        uint64_t last = s->segs[s->nsegs - 1].start, len;
-        if (scan_valid_len(s, last, &len) != 0 || open_append(s, last, len) != 0) {
-            snprintf(err, err_size, "cannot recover spool segment in %s: %s", dir, strerror(errno));
+        /* The last segment: a torn write at its end is cut off; if it
+         * holds damage, appends go to a new segment from its end. */
+        uint64_t last = s->segs[s->nsegs - 1].start, valid_end;
+        struct stat st;
+        int torn, damaged;
+        seg_path(s, last, path, sizeof(path));
+        if (stat(path, &st) != 0 || scan_last(s, last, (uint64_t)st.st_size, &valid_end, &torn, &damaged) != 0) {
+            snprintf(err, err_size, "cannot recover spool segment %s: %s", path, strerror(errno));
             goto fail;
         }
-        s->head = last + len;
+        uint64_t keep = torn ? valid_end - last : (uint64_t)st.st_size;
+        if (open_append(s, last, keep) != 0) {
+            snprintf(err, err_size, "cannot recover spool segment %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        s->head = last + keep;
+        if (torn && s->opt.on_damage) {
+            struct spool_damage dmg = {.segment = path, .seg_offset = keep, .bytes = (uint64_t)st.st_size - keep,
+                                       .why = "torn write", .torn = 1};
+            s->opt.on_damage(&dmg, s->opt.ctx);
+        }
+        if (damaged && (seg_push(s, s->head) != 0 || open_append(s, s->head, 0) != 0)) {
+            snprintf(err, err_size, "cannot create a segment in %s: %s", dir, strerror(errno));
+            goto fail;
+        }
     }
     s->acked = have_ckpt ? ckpt : s->segs[0].start;
     if (s->acked < s->segs[0].start)
@@ -314,11 +589,12 @@ int spool_append(struct spool *s, int64_t received_ms, const char *topic, size_t
         return -1;
     /* Roll on a record boundary once the segment is full. */
     uint64_t seg_start = s->segs[s->nsegs - 1].start;
-    if (s->head + s->wlen - seg_start >= s->opt.segment_bytes) {
+    if (s->head + s->wlen - seg_start >= s->opt.segment_bytes || s->roll_pending) {
         if (spool_flush(s) != 0)
             return -1;
         if (seg_push(s, s->head) != 0 || open_append(s, s->head, 0) != 0)
             return -1;
+        s->roll_pending = 0;
     }
     unsigned char *p = s->wbuf + s->wlen;
     if (rlen > WBUF_BYTES) {
@@ -337,46 +613,8 @@ int spool_append(struct spool *s, int64_t received_ms, const char *topic, size_t
     return 0;
 }
 
-/* Makes bytes [off, off + len) available in rbuf; returns a pointer or NULL. */
-static const unsigned char *read_at(struct spool *s, uint64_t off, size_t len)
-{
-    if (off >= s->rbuf_off && off + len <= s->rbuf_off + s->rbuf_len)
-        return s->rbuf + (off - s->rbuf_off);
-    size_t si = seg_find(s, off);
-    uint64_t start = s->segs[si].start;
-    if (s->rfd < 0 || s->rfd_start != start) {
-        char path[PATH_MAX + 32];
-        seg_path(s, start, path, sizeof(path));
-        if (s->rfd >= 0)
-            close(s->rfd);
-        s->rfd = open(path, O_RDONLY | O_CLOEXEC);
-        if (s->rfd < 0)
-            return NULL;
-        s->rfd_start = start;
-    }
-    if (len > s->rbuf_cap) {
-        unsigned char *n = realloc(s->rbuf, len);
-        if (!n)
-            return NULL;
-        s->rbuf = n;
-        s->rbuf_cap = len;
-    }
-    /* Read ahead as far as the buffer and the flushed data of this segment go. */
-    uint64_t seg_end = si + 1 < s->nsegs ? s->segs[si + 1].start : s->head;
-    size_t want = s->rbuf_cap;
-    if (off + want > seg_end)
-        want = (size_t)(seg_end - off);
-    if (want < len)
-        return NULL;
-    ssize_t n = pread(s->rfd, s->rbuf, want, (off_t)(off - start));
-    if (n < (ssize_t)len)
-        return NULL;
-    s->rbuf_off = off;
-    s->rbuf_len = (size_t)n;
-    return s->rbuf;
-}
-
-static int ring_push(struct spool *s, uint64_t offset, uint64_t end)
+/* Hands out [offset, end); a skipped damaged range goes in already acked. */
+static int ring_push(struct spool *s, uint64_t offset, uint64_t end, int acked)
 {
     if (s->ring_len == s->ring_cap) {
         size_t cap = s->ring_cap ? s->ring_cap * 2 : 1024;
@@ -393,36 +631,61 @@ static int ring_push(struct spool *s, uint64_t offset, uint64_t end)
     struct flight *f = &s->ring[(s->ring_head + s->ring_len) % s->ring_cap];
     f->offset = offset;
     f->end = end;
-    f->acked = 0;
+    f->acked = acked;
     s->ring_len++;
     return 0;
 }
 
+/* Moves acked past the acknowledged records at the ring's head. */
+static void ring_advance(struct spool *s)
+{
+    while (s->ring_len && s->ring[s->ring_head].acked) {
+        s->acked = s->ring[s->ring_head].end;
+        s->ring_head = (s->ring_head + 1) % s->ring_cap;
+        s->ring_len--;
+    }
+    /* Nothing in flight: acked catches up with read, across segment ends. */
+    if (!s->ring_len)
+        s->acked = s->read;
+}
+
 int spool_next(struct spool *s, struct spool_record *rec)
 {
-    if (s->read >= s->head)
-        return 0;
-    const unsigned char *h = read_at(s, s->read, HDR_BYTES);
-    if (!h)
-        return -1;
-    uint32_t blen = get32(h), crc = get32(h + 4);
-    if (blen < BODY_FIXED || blen > BODY_FIXED + SPOOL_MAX_TOPIC + SPOOL_MAX_PAYLOAD)
-        return -1;
-    const unsigned char *r = read_at(s, s->read, HDR_BYTES + blen);
-    if (!r)
-        return -1;
+    const unsigned char *r;
+    for (;;) {
+        if (s->read >= s->head)
+            return 0;
+        size_t si = seg_find(s, s->read);
+        /* The CRC finds records torn by a crash or damaged on disk, so it is
+         * checked for what an earlier process left; what this one wrote
+         * moments ago through its own buffer is read back as it was (from
+         * the page cache, or from disk if the cache let it go: damage in
+         * those seconds is the one case the check would have caught, and is
+         * left to the disk). */
+        const char *why;
+        int rc = check_record(s, s->read, seg_end_of(s, si), s->read < s->own_from, &r, &why, NULL);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            break;
+        /* Damage: skip to the next whole record of this segment, or to its
+         * end, as if the bytes between had been acknowledged. */
+        uint64_t data_end, next;
+        int found;
+        if (seg_data_end(s, si, &data_end) != 0 || find_resync(s, s->read, data_end, &next, &found) != 0)
+            return -1;
+        if (!found)
+            next = seg_end_of(s, si);
+        report_damage(s, s->read, next, why);
+        if (ring_push(s, s->read, next, 1) != 0)
+            return -1;
+        s->read = next;
+        ring_advance(s);
+    }
+    uint32_t blen = get32(r);
     const unsigned char *body = r + HDR_BYTES;
-    /* The CRC finds records torn by a crash or damaged on disk, so it is
-     * checked for what an earlier process left; what this one wrote moments
-     * ago through its own buffer is read back as it was (from the page cache,
-     * or from disk if the cache let it go: damage in those seconds is the
-     * one case the check would have caught, and is left to the disk). */
-    if (s->read < s->own_from && (uint32_t)crc32(0L, body, blen) != crc)
-        return -1;
     size_t tlen = (size_t)body[8] | (size_t)body[9] << 8;
-    if (BODY_FIXED + tlen > blen || tlen > SPOOL_MAX_TOPIC)
-        return -1;
-    if (ring_push(s, s->read, s->read + HDR_BYTES + blen) != 0)
+    if (ring_push(s, s->read, s->read + HDR_BYTES + blen, 0) != 0)
         return -1;
     memcpy(s->topic, body + BODY_FIXED, tlen);
     s->topic[tlen] = '\0';
@@ -458,14 +721,7 @@ void spool_ack(struct spool *s, uint64_t offset)
     if (lo >= s->ring_len || s->ring[(s->ring_head + lo) % s->ring_cap].offset != offset)
         return;
     s->ring[(s->ring_head + lo) % s->ring_cap].acked = 1;
-    while (s->ring_len && s->ring[s->ring_head].acked) {
-        s->acked = s->ring[s->ring_head].end;
-        s->ring_head = (s->ring_head + 1) % s->ring_cap;
-        s->ring_len--;
-    }
-    /* Nothing in flight: acked catches up with read, across segment ends. */
-    if (!s->ring_len)
-        s->acked = s->read;
+    ring_advance(s);
 }
 
 void spool_rewind(struct spool *s)
@@ -509,6 +765,9 @@ uint64_t spool_read_pos(const struct spool *s) { return s->read; }
 uint64_t spool_head(const struct spool *s) { return s->head; }
 uint64_t spool_pending_bytes(const struct spool *s) { return s->head + s->wlen - s->acked; }
 size_t spool_in_flight(const struct spool *s) { return s->ring_len; }
+uint64_t spool_damaged_ranges(const struct spool *s) { return s->damaged_ranges; }
+uint64_t spool_damaged_bytes(const struct spool *s) { return s->damaged_bytes; }
+int spool_damaged_files(const struct spool *s) { return s->damaged_files; }
 
 void spool_close(struct spool *s)
 {

@@ -5,7 +5,10 @@
 #  - Kafka stopped mid-stream and started again: nothing lost, the spool took
 #    the load and drained, the metrics show the episode;
 #  - two bridges share a subscription and split the load; one is SIGKILLed
-#    and restarted: nothing lost.
+#    and restarted: nothing lost;
+#  - a spool with a damaged record in each of two segments: the bridge
+#    starts, delivers every intact record, counts and keeps the damage, and
+#    goes on; its spool files are 0600 in 0700 directories.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -14,6 +17,25 @@ ID="E2EF$$"
 W=$(mktemp -d /tmp/fleetsync-e2e-bfault.XXXXXX)
 B=$FLEETSYNC_BROKERS
 pids=()
+stop_kafka() {
+    local kafka_pid
+    kafka_pid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
+    kill -TERM "$kafka_pid"
+    while kill -0 "$kafka_pid" 2>/dev/null; do sleep 0.2; done
+}
+# spool_offsets SEGMENT: where each record of a spool segment starts (a record
+# is a u32 little-endian body length, a u32 CRC, the body).
+spool_offsets() {
+    local f=$1 size pos=0 len
+    size=$(stat -c %s "$f")
+    while [ "$pos" -lt "$size" ]; do
+        echo "$pos"
+        len=$(od -An -tu4 -j "$pos" -N4 "$f" | tr -d ' ')
+        pos=$((pos + 8 + len))
+    done
+}
+# damage FILE AT: overwrites one byte (in a payload: '#' is in none).
+damage() { printf '#' | dd of="$1" bs=1 seek="$2" conv=notrunc status=none; }
 cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done; rm -rf "$W"; }
 trap cleanup EXIT
 
@@ -40,9 +62,7 @@ pids+=("$bridge_pid")
 ( for i in $(seq 0 29); do lines "$ID-K00001" $((i * 100)) 100 | pub_lines "$ID-K00001"; sleep 1; done ) &
 pub=$!
 sleep 4
-kafka_pid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
-kill -TERM "$kafka_pid"
-while kill -0 "$kafka_pid" 2>/dev/null; do sleep 0.2; done
+stop_kafka
 # Away long enough for the pause to outlast three keep-alives of 5 s.
 sleep 16
 spool_during=$(metric $((TEST_METRICS_BASE + 2)) fleetsync_bridge_spool_bytes)
@@ -84,4 +104,50 @@ wait "${pubs[@]}"
 check_eq "every reading arrives with one member killed and restarted" 12000 \
     "$(wait_unique "${P}truck-telemetry" "^$ID-S" 12000)"
 kill -TERM "$b1" "$b2"; wait "$b1" "$b2" 2>/dev/null
+
+# 4. A damaged spool.  300 readings spooled while Kafka is away, the bridge
+#    SIGKILLed; its segment split in two at reading 150 (segments are named
+#    by their first record's offset), and one payload byte damaged in reading
+#    50 (the first segment) and in reading 200 (the last).
+MP=$((TEST_METRICS_BASE + 5))
+SP="$W/bridge/e2e-damage-$$"
+start_bridge damage --client-id "e2e-damage-$$" --metrics-port $MP --session-expiry 300
+dmg_pid=$bridge_pid; pids+=("$dmg_pid")
+stop_kafka
+lines "$ID-D00001" 0 300 | pub_lines "$ID-D00001"
+wait_until 300 60 metric $MP fleetsync_bridge_received_total >/dev/null
+sleep 1 # the last batch flushed and acknowledged to MQTT
+kill -9 "$dmg_pid"; wait "$dmg_pid" 2>/dev/null
+seg0="$SP/00000000000000000000.spool"
+offs=($(spool_offsets "$seg0"))
+check_eq "the spool holds the 300 readings Kafka never acknowledged" 300 "${#offs[@]}"
+cut=${offs[150]}
+seg1="$SP/$(printf %020d "$cut").spool"
+tail -c +$((cut + 1)) "$seg0" >"$seg1"
+truncate -s "$cut" "$seg0"
+damage "$seg0" $((offs[51] - 3))
+damage "$seg1" $((offs[201] - 3 - cut))
+check "Kafka starts again" "$FS" services start
+start_bridge damage2 --client-id "e2e-damage-$$" --metrics-port $MP --session-expiry 300
+check_eq "a bridge whose spool has damaged records starts" 0 $?
+dmg_pid=$bridge_pid; pids+=("$dmg_pid")
+check_eq "every intact reading arrives" 298 "$(wait_unique "${P}truck-telemetry" "^$ID-D00001 " 298)"
+missing=$(kcat -b "$B" -C -t "${P}truck-telemetry" -o beginning -e -q -f '%k %s\n' 2>/dev/null |
+    grep "^$ID-D00001 " | sed 's/.*"seq":\([0-9]*\).*/\1/' | sort -un |
+    awk '{ seen[$1] = 1 } END { for (i = 0; i < 300; i++) if (!seen[i]) printf "%s%d", n++ ? " " : "", i }')
+check_eq "exactly the two damaged readings are missing" "50 200" "$missing"
+check_eq "the damaged ranges are counted" 2 "$(metric $MP fleetsync_bridge_spool_damaged_total)"
+check_eq "the damaged segments are kept aside" 2 "$(metric $MP fleetsync_bridge_spool_damaged_files)"
+check_eq "as <segment>.damaged in the spool dir" 2 "$(ls "$SP" | grep -c '\.spool\.damaged$')"
+check_contains "the damage is logged with segment, reason and size" \
+    "spool segment $seg0 is damaged (bad CRC): skipped" "$(cat "$W/damage2.log")"
+sleep 2
+check "the bridge keeps running (no exit, no restart loop)" kill -0 "$dmg_pid"
+lines "$ID-D00001" 300 10 | pub_lines "$ID-D00001"
+check_eq "and goes on bridging new readings" 308 "$(wait_unique "${P}truck-telemetry" "^$ID-D00001 " 308)"
+check_eq "the bridge's state dir is 0700" 700 "$(stat -c %a "$W/bridge")"
+check_eq "the spool dir is 0700" 700 "$(stat -c %a "$SP")"
+check_eq "every spool file is 0600 (those the test wrote 0644 too)" 600 "$(stat -c %a "$SP"/* | sort -u | tr '\n' ' ' | sed 's/ $//')"
+kill -TERM "$dmg_pid"; wait "$dmg_pid"
+check_eq "it stops cleanly" 0 $?
 done_testing
