@@ -1214,10 +1214,11 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
         return -1;
     }
     out->controller = out->kafka + 1;
-    char *perr = NULL;
+    char *perr = NULL, shown[CFG_MASKED_MAX];
+    cfg_mask_secrets(cfg->pg, shown, sizeof(shown));
     PQconninfoOption *opts = PQconninfoParse(cfg->pg, &perr);
     if (!opts) {
-        snprintf(err, err_size, "--pg '%s': %s", cfg->pg, perr ? perr : "cannot parse");
+        snprintf(err, err_size, "--pg '%s': %s", shown, perr ? perr : "cannot parse");
         PQfreemem(perr);
         return -1;
     }
@@ -1227,7 +1228,7 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
             out->pg = atoi(o->val);
     PQconninfoFree(opts);
     if (out->pg <= 0 || out->pg > 65535) {
-        snprintf(err, err_size, "--pg '%s' has no valid port", cfg->pg);
+        snprintf(err, err_size, "--pg '%s' has no valid port", shown);
         return -1;
     }
     return 0;
