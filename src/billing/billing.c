@@ -778,7 +778,9 @@ int cmd_billing(int argc, char **argv) {
     so.metrics = b.metrics;
     static const struct pgsink_ops ops = {
         .write = billing_write, .committed = billing_committed, .aborted = billing_aborted, .tick = NULL};
-    log_info("billing: Kafka %s -> PostgreSQL %s (group %s)", cfg.brokers, cfg.pg, so.group);
+    char pg_shown[CFG_MASKED_MAX];
+    log_info("billing: Kafka %s -> PostgreSQL %s (group %s)", cfg.brokers,
+             cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group);
     rc = pgsink_run(&so, &ops, &b);
     log_info("stopped: %.0f readings folded, %.0f repeats and %.0f late readings skipped, %.0f GPS jumps",
              metric_value(b.m_readings), metric_value(b.m_dups), metric_value(b.m_late), metric_value(b.m_jumps));

@@ -638,7 +638,9 @@ static void bridge_usage(FILE *out)
             "acknowledgement, and stays there until Kafka has acknowledged it: a killed bridge\n"
             "loses nothing and resends on restart.\n\n"
             "Options:\n"
-            "  --client-id ID        MQTT client id, also names the spool (default fleetsync-bridge)\n"
+            "  --client-id ID        MQTT client id, also names the spool (default fleetsync-bridge);\n"
+            "                        with the data dir's credentials also the account it logs in as\n"
+            "                        (fleetsync trucks add --bridge ID)\n"
             "  --share GROUP         shared subscription $share/GROUP/...: bridges with the same GROUP\n"
             "                        split the traffic (give each its own --client-id)\n"
             "  --mqtt-version V      5 (default) or 311\n"
@@ -774,19 +776,29 @@ int cmd_bridge(int argc, char **argv)
         goto out;
     }
     /* The data dir's own broker with credentials (fleetsync trucks add):
-     * the bridge logs in as its own account, and trusts the local CA. */
+     * the bridge logs in as the account named by its client id (the broker
+     * makes every client id its account's name, docs/security.md), and
+     * trusts the local CA. */
     char cafile_buf[4096];
     if (b.url.tls && !o.cafile)
         o.cafile = mqa_default_cafile(cfg.data_dir, &b.url, cafile_buf, sizeof(cafile_buf));
-    int auth = mqa_client_password(cfg.data_dir, &b.url, MQA_BRIDGE_USER, b.url.pass, sizeof(b.url.pass), err,
+    int auth = mqa_client_password(cfg.data_dir, &b.url, o.client_id, b.url.pass, sizeof(b.url.pass), err,
                                    sizeof(err));
+    if (auth == 1 && !mqa_valid_id(o.client_id)) {
+        snprintf(err, sizeof(err),
+                 "--client-id %s cannot be an account of %s/mqtt/ ([A-Za-z0-9._-], 1..%d characters)", o.client_id,
+                 cfg.data_dir, MQA_ID_MAX);
+        auth = -1;
+    }
     if (auth < 0) {
         fprintf(stderr, "fleetsync bridge: %s\n", err);
         goto out;
     }
     if (auth == 1) {
-        snprintf(b.url.user, sizeof(b.url.user), "%s", MQA_BRIDGE_USER);
-        log_info("logging in to MQTT as %s (credentials of %s/mqtt/)", MQA_BRIDGE_USER, cfg.data_dir);
+        snprintf(b.url.user, sizeof(b.url.user), "%s", o.client_id);
+        log_info("logging in to MQTT as %s (credentials of %s/mqtt/%s)", o.client_id, cfg.data_dir,
+                 strcmp(o.client_id, MQA_BRIDGE_USER) == 0 ? ""
+                                                           : "; the account is made by fleetsync trucks add --bridge");
     }
     cfg_topic(&cfg, TOPIC_TELEMETRY, b.topic_telemetry, sizeof(b.topic_telemetry));
     cfg_topic(&cfg, TOPIC_STATUS, b.topic_status, sizeof(b.topic_status));

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 const char cfg_options_help[] =
     "Shared options (flag, then environment, then default):\n"
@@ -168,6 +169,7 @@ int cfg_parse_host_port(const char *s, char *host, size_t host_size, int *port)
 
 int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, size_t err_size)
 {
+    char shown[CFG_MASKED_MAX];
     memset(out, 0, sizeof(*out));
     const char *p;
     if (strncmp(url, "mqtt://", 7) == 0) {
@@ -176,7 +178,8 @@ int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, siz
         p = url + 8;
         out->tls = 1;
     } else {
-        snprintf(err, err_size, "MQTT URL '%s' must start with mqtt:// or mqtts://", url);
+        snprintf(err, err_size, "MQTT URL '%s' must start with mqtt:// or mqtts://",
+                 cfg_mask_secrets(url, shown, sizeof(shown)));
         return -1;
     }
     const char *at = strrchr(p, '@');
@@ -194,14 +197,16 @@ int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, siz
         p = at + 1;
     }
     if (strchr(p, '/') && strcmp(strchr(p, '/'), "/") != 0) {
-        snprintf(err, err_size, "MQTT URL '%s' must not have a path", url);
+        snprintf(err, err_size, "MQTT URL '%s' must not have a path",
+                 cfg_mask_secrets(url, shown, sizeof(shown)));
         return -1;
     }
     char hp[300];
     snprintf(hp, sizeof(hp), "%.*s", (int)strcspn(p, "/"), p);
     if (!strchr(hp, ':')) {
         if (strlen(hp) >= sizeof(out->host) || !*hp) {
-            snprintf(err, err_size, "MQTT URL '%s' has no host", url);
+            snprintf(err, err_size, "MQTT URL '%s' has no host",
+                 cfg_mask_secrets(url, shown, sizeof(shown)));
             return -1;
         }
         strcpy(out->host, hp);
@@ -209,7 +214,8 @@ int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, siz
         return 0;
     }
     if (cfg_parse_host_port(hp, out->host, sizeof(out->host), &out->port) != 0) {
-        snprintf(err, err_size, "MQTT URL '%s' needs host:port with a port 1-65535", url);
+        snprintf(err, err_size, "MQTT URL '%s' needs host:port with a port 1-65535",
+                 cfg_mask_secrets(url, shown, sizeof(shown)));
         return -1;
     }
     return 0;
@@ -222,4 +228,98 @@ void cfg_release(struct fs_config *cfg)
         free(cfg->kafka_props[i].value);
     }
     cfg->kafka_prop_count = 0;
+}
+
+/* --- masking secrets ---------------------------------------------------- */
+
+struct mask_out {
+    char *p;
+    size_t size, len;
+};
+
+static void mask_put(struct mask_out *o, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n && o->len + 1 < o->size; i++)
+        o->p[o->len++] = s[i];
+    o->p[o->len] = '\0';
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* At s (the start of a word): "password" [spaces] "=" -> the length up to
+ * and with '=', else 0. */
+static size_t password_key(const char *s)
+{
+    if (strncasecmp(s, "password", 8) != 0)
+        return 0;
+    size_t k = 8;
+    while (is_space(s[k]))
+        k++;
+    return s[k] == '=' ? k + 1 : 0;
+}
+
+/* The length of a conninfo or query value at s: a quoted 'value' (with \'
+ * escapes), else up to a space or '&'. */
+static size_t value_len(const char *s)
+{
+    size_t k = 0;
+    if (s[0] == '\'') {
+        for (k = 1; s[k] && s[k] != '\''; k++)
+            if (s[k] == '\\' && s[k + 1])
+                k++;
+        return s[k] ? k + 1 : k;
+    }
+    while (s[k] && !is_space(s[k]) && s[k] != '&')
+        k++;
+    return k;
+}
+
+const char *cfg_mask_secrets(const char *s, char *out, size_t size)
+{
+    struct mask_out o = {out, size, 0};
+    if (!out || !size)
+        return out;
+    out[0] = '\0';
+    if (!s)
+        return out;
+    size_t i = 0;
+    while (s[i]) {
+        int word_start = i == 0 || is_space(s[i - 1]) || s[i - 1] == '?' || s[i - 1] == '&';
+        size_t key = word_start ? password_key(s + i) : 0;
+        if (key) {
+            while (is_space(s[i + key]))
+                key++;
+            mask_put(&o, s + i, key);
+            i += key;
+            mask_put(&o, "***", 3);
+            i += value_len(s + i);
+            continue;
+        }
+        if (strncmp(s + i, "://", 3) == 0) {
+            /* The authority runs to a space, or to the first '/' or '?'
+             * after its last '@' (a password may hold '/' or '?'). */
+            size_t a = i + 3, end = a, at = 0;
+            while (s[end] && !is_space(s[end]))
+                end++;
+            for (size_t k = a; k < end; k++)
+                if (s[k] == '@')
+                    at = k;
+            const char *colon = at ? memchr(s + a, ':', at - a) : NULL;
+            if (colon) {
+                mask_put(&o, s + i, (size_t)(colon - (s + i)) + 1);
+                mask_put(&o, "***", 3);
+                i = at;
+                continue;
+            }
+            mask_put(&o, s + i, 3);
+            i += 3;
+            continue;
+        }
+        mask_put(&o, s + i, 1);
+        i++;
+    }
+    return out;
 }

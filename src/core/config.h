@@ -101,4 +101,14 @@ int cfg_parse_host_port(const char *s, char *host, size_t host_size, int *port);
 
 void cfg_release(struct fs_config *cfg);
 
+/* The text of s fit for a log, a message or a banner: the value of every
+ * password=... (a libpq conninfo, quoted or not, or a URI's query) and the
+ * password of every scheme://user:password@ becomes "***".  Writes into out
+ * (always NUL-terminated, cut at size - 1) and returns out; s may be NULL
+ * (gives ""). */
+const char *cfg_mask_secrets(const char *s, char *out, size_t size);
+
+/* Room for cfg_mask_secrets() of an endpoint in a message. */
+#define CFG_MASKED_MAX 1024
+
 #endif

@@ -168,7 +168,8 @@ static void sb_put(struct sbuf *b, const char *s1, const char *s2, const char *s
     }
 }
 
-size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways)
+size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways,
+                    const char *const *bridges, size_t n_bridges)
 {
     struct sbuf b = {buf, size, 0};
     if (size)
@@ -182,6 +183,10 @@ size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t 
            "user " MQA_BRIDGE_USER "\n"
            "topic read fleet/#\n",
            NULL, NULL);
+    for (size_t i = 0; i < n_bridges; i++) {
+        sb_put(&b, "\n# bridge instance: reads everything under fleet/\nuser ", bridges[i], "\n");
+        sb_put(&b, "topic read fleet/#\n", NULL, NULL);
+    }
     for (size_t i = 0; i < n_gateways; i++) {
         sb_put(&b, "\n# gateway: any truck's topics and its own presence\nuser ", gateways[i], "\n");
         sb_put(&b, "topic write fleet/trucks/+/#\n", NULL, NULL);

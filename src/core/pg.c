@@ -69,9 +69,10 @@ PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err,
         return NULL;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        char why[512];
+        char why[512], shown[CFG_MASKED_MAX];
         pg_error(conn, NULL, why, sizeof(why));
-        snprintf(err, err_size, "cannot connect to PostgreSQL (%s): %s", cfg->pg, why);
+        snprintf(err, err_size, "cannot connect to PostgreSQL (%s): %s", cfg_mask_secrets(cfg->pg, shown, sizeof(shown)),
+                 why);
         PQfinish(conn);
         return NULL;
     }

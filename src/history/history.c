@@ -961,8 +961,9 @@ int cmd_history(int argc, char **argv) {
     so.metrics = h.metrics;
     static const struct pgsink_ops ops = {
         .write = history_write, .committed = history_committed, .aborted = history_aborted, .tick = history_tick};
-    log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers, cfg.pg, so.group,
-             h.retention_days);
+    char pg_shown[CFG_MASKED_MAX];
+    log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers,
+             cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group, h.retention_days);
     rc = pgsink_run(&so, &ops, &h);
     log_info("stopped: %.0f readings stored, %.0f repeats skipped, %.0f alerts",
              metric_value(h.m_rows), metric_value(h.m_dups), metric_value(h.m_alerts));

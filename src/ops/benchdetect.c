@@ -765,8 +765,14 @@ static int bench_detect(int argc, char **argv)
         snprintf(mp_detect, sizeof(mp_detect), "%ld", o.metrics_base + 3);
         snprintf(mp_sim, sizeof(mp_sim), "%ld", o.metrics_base + 5);
     }
-    /* Every child: the endpoints, our data dir (the temp dir) and topic prefix. */
-#define SHARED_ARGS "--mqtt", cfg.mqtt, "--brokers", cfg.brokers, "--data-dir", dir, "--topic-prefix", prefix
+    /* Every child: the endpoints, our data dir (the temp dir) and topic prefix.
+     * The MQTT URL may hold a password: it goes by FLEETSYNC_MQTT, which
+     * every command reads, not on a command line that ps shows to all. */
+    if (setenv("FLEETSYNC_MQTT", cfg.mqtt, 1) != 0) {
+        fprintf(stderr, "fleetsync bench detect: setenv: %s\n", strerror(errno));
+        goto done;
+    }
+#define SHARED_ARGS "--brokers", cfg.brokers, "--data-dir", dir, "--topic-prefix", prefix
     const char *args[CH_MAX_ARGS];
     int a = 0;
     args_add(args, &a, "bridge", "--quiet", "--client-id", client_id, "--session-expiry", "60", "--spool-dir", spool,

@@ -490,10 +490,13 @@ static void on_probe_connect(struct mosquitto *m, void *obj, int rc)
     p->rc = rc;
 }
 
-/* Connects and waits for the CONNACK.  Returns 0 when the broker accepted.
+/* Connects and waits for the CONNACK.  Returns 0 when the broker answered
+ * as wanted: accepted, or, with refused_ok, refused as not authorised (an
+ * anonymous probe of a broker with credentials: it answers MQTT, and the
+ * probe logs in as no account, so it takes over nobody's session).
  * url, when not NULL, is an endpoint this data dir did not start: its host,
  * credentials and TLS (system CAs) are used instead of 127.0.0.1:port. */
-static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, const char *pass, int timeout_ms)
+static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, int refused_ok, int timeout_ms)
 {
     struct mqtt_probe probe = {0, -1};
     char id[64];
@@ -504,31 +507,30 @@ static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, const char 
     mosquitto_connect_callback_set(m, on_probe_connect);
     if (url && *url->user)
         mosquitto_username_pw_set(m, url->user, *url->pass ? url->pass : NULL);
-    else if (pass) /* the data dir's broker with credentials: the bridge's account */
-        mosquitto_username_pw_set(m, MQA_BRIDGE_USER, pass);
     if (url && url->tls)
         mosquitto_tls_set(m, NULL, "/etc/ssl/certs", NULL, NULL, NULL);
     long long deadline = mono_ms() + timeout_ms;
     int rc = mosquitto_connect(m, url ? url->host : "127.0.0.1", url ? url->port : port, 10);
     while (rc == MOSQ_ERR_SUCCESS && !probe.done && mono_ms() < deadline)
         rc = mosquitto_loop(m, 100, 1);
-    int ok = probe.done && probe.rc == 0;
-    if (ok)
+    int ok = probe.done && (probe.rc == 0 || (refused_ok && probe.rc == 5 /* not authorised */));
+    if (probe.done && probe.rc == 0)
         mosquitto_disconnect(m);
     mosquitto_destroy(m);
     return ok ? 0 : -1;
 }
 
-/* The data dir's own broker; once credentials exist (D/mqtt/secret) the
- * probe logs in as the bridge, since anonymous clients are refused. */
+/* The data dir's own broker.  Once credentials exist (D/mqtt/secret) it
+ * refuses anonymous clients: the probe stays anonymous and takes the
+ * refusal as the answer.  Logging in as the bridge would, with the broker's
+ * client id = account rule, take over the bridge's session. */
 static int mqtt_healthy(const struct svc_ctx *c, int timeout_ms)
 {
     struct mqa_secret s;
-    char pass[MQA_PASS_CHARS + 1], err[256];
-    int have = mqa_secret_load(c->dir, &s, err, sizeof(err)) == 0 &&
-               mqa_derive(&s, MQA_BRIDGE_USER, pass, sizeof(pass)) == 0;
+    char err[256];
+    int have = mqa_secret_load(c->dir, &s, err, sizeof(err)) == 0;
     memset(&s, 0, sizeof(s));
-    return mqtt_healthy_at(NULL, c->ports.mqtt, have ? pass : NULL, timeout_ms);
+    return mqtt_healthy_at(NULL, c->ports.mqtt, have, timeout_ms);
 }
 
 static void pg_conninfo(const struct svc_ctx *c, const char *db, char *buf, size_t size)
@@ -638,7 +640,7 @@ static int external_healthy(const struct fs_config *cfg, enum svc_id id)
         struct cfg_mqtt_url url;
         if (cfg_parse_mqtt_url(cfg->mqtt, &url, err, sizeof(err)) != 0)
             return -1;
-        return mqtt_healthy_at(&url, url.port, NULL, 2000);
+        return mqtt_healthy_at(&url, url.port, 0, 2000);
     }
     if (id == SVC_KAFKA) {
         static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000", NULL};
@@ -685,6 +687,29 @@ static void __attribute__((format(printf, 4, 5))) conf_add(char *buf, size_t siz
     *n += k > 0 ? (size_t)k : 0;
 }
 
+/* D/run/mqtt-auth exists while the running Mosquitto was started with
+ * credentials: use_username_as_clientid is read at start only (a SIGHUP
+ * does not apply it), so the first credentials need a restart. */
+static int mqtt_has_credentials(const struct svc_ctx *c)
+{
+    char passwd[PATH_MAX];
+    path_join(passwd, sizeof(passwd), c->dir, "mqtt/passwd");
+    return access(passwd, F_OK) == 0;
+}
+
+static int save_auth_mark(const struct svc_ctx *c)
+{
+    char path[PATH_MAX];
+    path_join(path, sizeof(path), c->dir, "run/mqtt-auth");
+    if (!mqtt_has_credentials(c))
+        return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fputs("started with credentials (use_username_as_clientid)\n", f);
+    return fclose(f);
+}
+
 static int write_mosquitto_conf(const struct svc_ctx *c)
 {
     char path[PATH_MAX], text[16384], passwd[PATH_MAX], acl[PATH_MAX];
@@ -692,7 +717,7 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
      * file (docs/security.md): from then on nobody connects anonymously. */
     path_join(passwd, sizeof(passwd), c->dir, "mqtt/passwd");
     path_join(acl, sizeof(acl), c->dir, "mqtt/acl");
-    int auth = access(passwd, F_OK) == 0;
+    int auth = mqtt_has_credentials(c);
     if (auth && (give_to_service(c, passwd) != 0 || give_to_service(c, acl) != 0))
         return -1;
     size_t n = 0;
@@ -704,6 +729,9 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
         conf_add(text, sizeof(text), &n,
                       "# Credentials of fleetsync trucks add (docs/security.md).\n"
                       "allow_anonymous false\n"
+                      "# A client's id is its account's name, whatever id it sends: no account can\n"
+                      "# take over (kick, or wipe with a clean session) another's session.\n"
+                      "use_username_as_clientid true\n"
                       "password_file %s\n"
                       "acl_file %s\n",
                       passwd, acl);
@@ -712,10 +740,15 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
     conf_add(text, sizeof(text), &n,
              "# Packets over 64 KiB are refused by the broker (docs/design.md).\n"
              "max_packet_size 65536\n"
-             "# The bridge's persistent session must not drop messages while it is\n"
-             "# away (the default queue of 1000 drops the excess silently).\n"
+             "# The bridge's persistent session keeps what arrives while it is away\n"
+             "# (the default queue of 1000 drops the excess silently): up to 10 million\n"
+             "# messages or 2 GB of payload (10 million readings of 200 bytes; at 180\n"
+             "# bytes, the simulator's, 10 million fit), whichever comes first; past\n"
+             "# either, Mosquitto drops further QoS 1 messages for that session (the\n"
+             "# publisher still gets its PUBACK).  The byte bound keeps one client with\n"
+             "# 64 KiB packets from filling memory; 2 GB is under Mosquitto's int limit.\n"
              "max_queued_messages 10000000\n"
-             "max_queued_bytes 0\n"
+             "max_queued_bytes 2000000000\n"
              "max_inflight_messages 1000\n"
              "persistence true\n"
              "persistence_location %s/mosquitto/data/\n"
@@ -1007,6 +1040,10 @@ static int start_mosquitto(const struct svc_ctx *c)
         return -1;
     if (save_tls_port(c) != 0) {
         log_error("cannot write %s/run/mqtt-tls: %s", c->dir, strerror(errno));
+        return -1;
+    }
+    if (save_auth_mark(c) != 0) {
+        log_error("cannot write %s/run/mqtt-auth: %s", c->dir, strerror(errno));
         return -1;
     }
     path_join(conf, sizeof(conf), c->dir, "mosquitto/mosquitto.conf");
@@ -1303,10 +1340,11 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
         return -1;
     }
     out->controller = out->kafka + 1;
-    char *perr = NULL;
+    char *perr = NULL, shown[CFG_MASKED_MAX];
+    cfg_mask_secrets(cfg->pg, shown, sizeof(shown));
     PQconninfoOption *opts = PQconninfoParse(cfg->pg, &perr);
     if (!opts) {
-        snprintf(err, err_size, "--pg '%s': %s", cfg->pg, perr ? perr : "cannot parse");
+        snprintf(err, err_size, "--pg '%s': %s", shown, perr ? perr : "cannot parse");
         PQfreemem(perr);
         return -1;
     }
@@ -1316,7 +1354,7 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
             out->pg = atoi(o->val);
     PQconninfoFree(opts);
     if (out->pg <= 0 || out->pg > 65535) {
-        snprintf(err, err_size, "--pg '%s' has no valid port", cfg->pg);
+        snprintf(err, err_size, "--pg '%s' has no valid port", shown);
         return -1;
     }
     return 0;
@@ -1653,6 +1691,23 @@ int svc_mqtt_reload(const struct fs_config *cfg)
         return 1;
     if (write_mosquitto_conf(&c) != 0)
         return -1;
+    char mark[PATH_MAX];
+    path_join(mark, sizeof(mark), c.dir, "run/mqtt-auth");
+    if (mqtt_has_credentials(&c) && access(mark, F_OK) != 0) {
+        /* Started without credentials: client id = account needs a start.
+         * Persistent sessions are saved on SIGTERM and read back. */
+        log_info("restarting mosquitto (pid %d) so that each client id is its account", (int)pid);
+        kill(pid, SIGTERM);
+        for (int t = 0; t < 300 && kill(pid, 0) == 0; t++)
+            usleep(100 * 1000);
+        if (kill(pid, 0) == 0) {
+            log_error("mosquitto (pid %d) did not stop within 30 s", (int)pid);
+            return -1;
+        }
+        if (start_mosquitto(&c) != 0 || wait_unit_healthy(&c, SVC_MOSQUITTO, 0, mono_ms() + 30000) != 0)
+            return -1;
+        return 2;
+    }
     /* SIGHUP: Mosquitto reads its configuration, password and ACL files
      * again; connected clients stay connected. */
     if (kill(pid, SIGHUP) != 0) {

@@ -59,8 +59,10 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt);
 
 /* Rewrites mosquitto.conf (credentials of D/mqtt/ as they are now) and
- * makes the running Mosquitto reload it (SIGHUP).  Returns 0, 1 when
- * Mosquitto is not running (the next start reads them), -1 on an error. */
+ * makes the running Mosquitto reload it (SIGHUP), or, when it was started
+ * without credentials, restarts it (use_username_as_clientid is read at
+ * start only).  Returns 0 (reloaded), 2 (restarted), 1 when Mosquitto is
+ * not running (the next start reads them), -1 on an error. */
 int svc_mqtt_reload(const struct fs_config *cfg);
 
 /* Stops every service of the data dir and waits until none is left.

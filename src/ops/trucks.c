@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #define MAX_GATEWAYS 100000
+#define MAX_BRIDGE_OPTS 64
 #define ERR_MAX      (2 * PATH_MAX + 256)
 
 int trucks_format_id(char *buf, size_t size, const char *prefix, uint32_t index)
@@ -136,35 +137,60 @@ struct store {
     struct nameset names;   /* accounts in the new file */
     char **gateways;        /* gateway accounts, in order */
     size_t n_gateways;
+    char **bridges;         /* bridge accounts besides MQA_BRIDGE_USER, in order */
+    size_t n_bridges;
     size_t added, kept, removed;
 };
 
-static int read_gateways(struct store *st, char *err, size_t err_size)
+/* Appends a copy of name to the list *v of *n names.  Returns 0 or -1. */
+static int list_add(char ***v, size_t *n, const char *name, char *err, size_t err_size)
+{
+    if (*n >= MAX_GATEWAYS) {
+        snprintf(err, err_size, "more than %d gateway or bridge accounts", MAX_GATEWAYS);
+        return -1;
+    }
+    char **g = realloc(*v, (*n + 1) * sizeof(*g));
+    if (g)
+        *v = g;
+    if (!g || !(g[*n] = strdup(name))) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
+    (*n)++;
+    return 0;
+}
+
+static int in_list(char *const *v, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(v[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Reads the gateway and bridge-instance accounts back from the ACL: each
+ * is a "user NAME" block, a bridge's first rule "topic read fleet/#". */
+static int read_acl(struct store *st, char *err, size_t err_size)
 {
     FILE *f = fopen(st->acl, "r");
     if (!f)
         return errno == ENOENT ? 0 : (snprintf(err, err_size, "cannot read %s: %s", st->acl, strerror(errno)), -1);
-    char line[512];
+    char line[512], name[MQA_ID_MAX + 2] = "";
     int rc = 0;
-    while (fgets(line, sizeof(line), f)) {
-        char name[MQA_ID_MAX + 2];
-        if (sscanf(line, "user %129s", name) != 1 || !mqa_valid_id(name) || strcmp(name, MQA_BRIDGE_USER) == 0)
+    while (rc == 0 && fgets(line, sizeof(line), f)) {
+        char word[MQA_ID_MAX + 2];
+        _Static_assert(MQA_ID_MAX + 1 == 65, "the sscanf width below is MQA_ID_MAX + 1");
+        if (sscanf(line, "user %65s", word) == 1) {
+            snprintf(name, sizeof(name), "%s", mqa_valid_id(word) && strcmp(word, MQA_BRIDGE_USER) ? word : "");
             continue;
-        if (st->n_gateways >= MAX_GATEWAYS) {
-            snprintf(err, err_size, "%s holds more than %d gateways", st->acl, MAX_GATEWAYS);
-            rc = -1;
-            break;
         }
-        char **g = realloc(st->gateways, (st->n_gateways + 1) * sizeof(*g));
-        if (!g || !(g[st->n_gateways] = strdup(name))) {
-            if (g)
-                st->gateways = g;
-            snprintf(err, err_size, "out of memory");
-            rc = -1;
-            break;
-        }
-        st->gateways = g;
-        st->n_gateways++;
+        if (!*name || strncmp(line, "topic ", 6) != 0)
+            continue;
+        if (strcmp(line, "topic read fleet/#\n") == 0)
+            rc = list_add(&st->bridges, &st->n_bridges, name, err, err_size);
+        else
+            rc = list_add(&st->gateways, &st->n_gateways, name, err, err_size);
+        *name = '\0';
     }
     fclose(f);
     return rc;
@@ -172,10 +198,12 @@ static int read_gateways(struct store *st, char *err, size_t err_size)
 
 static int is_gateway(const struct store *st, const char *name)
 {
-    for (size_t i = 0; i < st->n_gateways; i++)
-        if (strcmp(st->gateways[i], name) == 0)
-            return 1;
-    return 0;
+    return in_list(st->gateways, st->n_gateways, name);
+}
+
+static int is_bridge(const struct store *st, const char *name)
+{
+    return strcmp(name, MQA_BRIDGE_USER) == 0 || in_list(st->bridges, st->n_bridges, name);
 }
 
 /* Opens the new password file and copies the old one into it, leaving out
@@ -250,13 +278,15 @@ static void give_to_service(const char *path)
 
 static int write_acl(struct store *st, char *err, size_t err_size)
 {
-    size_t need = mqa_acl_text(NULL, 0, (const char *const *)st->gateways, st->n_gateways);
+    size_t need = mqa_acl_text(NULL, 0, (const char *const *)st->gateways, st->n_gateways,
+                               (const char *const *)st->bridges, st->n_bridges);
     char *text = malloc(need + 1), tmp[PATH_MAX + 8];
     if (!text) {
         snprintf(err, err_size, "out of memory");
         return -1;
     }
-    mqa_acl_text(text, need + 1, (const char *const *)st->gateways, st->n_gateways);
+    mqa_acl_text(text, need + 1, (const char *const *)st->gateways, st->n_gateways,
+                 (const char *const *)st->bridges, st->n_bridges);
     snprintf(tmp, sizeof(tmp), "%s.tmp", st->acl);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0 && write(fd, text, need) == (ssize_t)need && fsync(fd) == 0;
@@ -309,6 +339,9 @@ static void store_release(struct store *st)
     for (size_t i = 0; i < st->n_gateways; i++)
         free(st->gateways[i]);
     free(st->gateways);
+    for (size_t i = 0; i < st->n_bridges; i++)
+        free(st->bridges[i]);
+    free(st->bridges);
     memset(&st->secret, 0, sizeof(st->secret));
 }
 
@@ -339,6 +372,10 @@ static int reload(const struct fs_config *cfg)
     int rc = svc_mqtt_reload(cfg);
     if (rc == 0)
         log_info("the running Mosquitto of %s reloads its credentials (SIGHUP)", cfg->data_dir);
+    else if (rc == 2)
+        log_info("the running Mosquitto of %s was restarted with its first credentials "
+                 "(clients reconnect; persistent sessions are kept)",
+                 cfg->data_dir);
     else if (rc == 1)
         log_info("Mosquitto of %s is not running; 'fleetsync services start' uses the credentials",
                  cfg->data_dir);
@@ -352,7 +389,7 @@ static int reload(const struct fs_config *cfg)
 static void trucks_usage(FILE *out)
 {
     fprintf(out,
-            "usage: fleetsync trucks add ID... | --count N [--id-prefix P] [--gateways N] [--print]\n"
+            "usage: fleetsync trucks add ID... | --count N [--id-prefix P] [--gateways N] [--bridge ID]... [--print]\n"
             "       fleetsync trucks list\n"
             "       fleetsync trucks password ID...\n"
             "       fleetsync trucks remove ID...\n\n"
@@ -368,10 +405,12 @@ static void trucks_usage(FILE *out)
             "  --count N         accounts for N trucks named as the simulator names them:\n"
             "                    P000001 ... (P = --id-prefix, default TRK-)\n"
             "  --gateways N      also N gateway accounts PGW0001 ... (fleetsync sim --connections)\n"
+            "  --bridge ID       an account for a further bridge instance run with --client-id ID\n"
+            "                    (reads fleet/#; the broker ties each client id to its account)\n"
             "  --print           print 'ID PASSWORD' for each requested account (provisioning)\n"
             "  list              print every account with its kind\n"
             "  password ID...    print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
-            "  remove ID...      delete accounts (trucks or gateways)\n"
+            "  remove ID...      delete accounts (trucks, gateways or bridge instances)\n"
             "  -h, --help        this text\n\n"
             "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n\n%s",
             MQA_BRIDGE_USER, MQA_ID_MAX, cfg_options_help);
@@ -383,7 +422,7 @@ static int valid_prefix(const char *p)
 }
 
 static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count, const char *prefix,
-                  long gateways, int print)
+                  long gateways, char **bridges, int n_bridges, int print)
 {
     struct store st = {.data_dir = cfg->data_dir};
     char err[ERR_MAX], name[MQA_ID_MAX + 1], pass[MQA_PASS_CHARS + 1];
@@ -401,7 +440,7 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
         store_release(&st);
         return 1;
     }
-    if (read_gateways(&st, err, sizeof(err)) ||
+    if (read_acl(&st, err, sizeof(err)) ||
         store_begin(&st, NULL, err, sizeof(err)) != 0 || store_add(&st, MQA_BRIDGE_USER, err, sizeof(err)) != 0)
         goto fail;
     for (int i = 0; i < n_ids; i++)
@@ -416,17 +455,17 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
         if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) != 0 ||
             store_add(&st, name, err, sizeof(err)) != 0)
             goto fail;
-        if (!is_gateway(&st, name)) {
-            char **g = realloc(st.gateways, (st.n_gateways + 1) * sizeof(*g));
-            if (!g || !(g[st.n_gateways] = strdup(name))) {
-                if (g)
-                    st.gateways = g;
-                snprintf(err, sizeof(err), "out of memory");
-                goto fail;
-            }
-            st.gateways = g;
-            st.n_gateways++;
+        if (!is_gateway(&st, name) && list_add(&st.gateways, &st.n_gateways, name, err, sizeof(err)) != 0)
+            goto fail;
+    }
+    for (int i = 0; i < n_bridges; i++) {
+        if (is_gateway(&st, bridges[i])) {
+            snprintf(err, sizeof(err), "%s is a gateway account; remove it first to make it a bridge", bridges[i]);
+            goto fail;
         }
+        if (store_add(&st, bridges[i], err, sizeof(err)) != 0 ||
+            (!is_bridge(&st, bridges[i]) && list_add(&st.bridges, &st.n_bridges, bridges[i], err, sizeof(err)) != 0))
+            goto fail;
     }
     if (store_commit(&st, err, sizeof(err)) != 0)
         goto fail;
@@ -446,6 +485,9 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
             if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) == 0 &&
                 mqa_derive(&st.secret, name, pass, sizeof(pass)) == 0)
                 printf("%s %s\n", name, pass);
+        for (int i = 0; i < n_bridges; i++)
+            if (mqa_derive(&st.secret, bridges[i], pass, sizeof(pass)) == 0)
+                printf("%s %s\n", bridges[i], pass);
         fflush(stdout);
     }
     rc = reload(cfg);
@@ -480,7 +522,7 @@ static int do_remove(const struct fs_config *cfg, char **ids, int n_ids)
             goto fail;
         }
     }
-    if (read_gateways(&st, err, sizeof(err)) != 0 || store_begin(&st, &drop, err, sizeof(err)) != 0)
+    if (read_acl(&st, err, sizeof(err)) != 0 || store_begin(&st, &drop, err, sizeof(err)) != 0)
         goto fail;
     size_t keep = 0;
     for (size_t i = 0; i < st.n_gateways; i++) {
@@ -490,6 +532,14 @@ static int do_remove(const struct fs_config *cfg, char **ids, int n_ids)
             st.gateways[keep++] = st.gateways[i];
     }
     st.n_gateways = keep;
+    keep = 0;
+    for (size_t i = 0; i < st.n_bridges; i++) {
+        if (set_has(&drop, st.bridges[i]))
+            free(st.bridges[i]);
+        else
+            st.bridges[keep++] = st.bridges[i];
+    }
+    st.n_bridges = keep;
     if (store_commit(&st, err, sizeof(err)) != 0)
         goto fail;
     log_info("%zu account(s) removed, %zu left", st.removed, st.kept);
@@ -537,7 +587,7 @@ static int do_list(const struct fs_config *cfg)
         log_error("cannot read %s: %s", st.passwd, strerror(errno));
         return 1;
     }
-    if (read_gateways(&st, err, sizeof(err)) != 0) {
+    if (read_acl(&st, err, sizeof(err)) != 0) {
         log_error("%s", err);
         fclose(f);
         store_release(&st);
@@ -548,7 +598,7 @@ static int do_list(const struct fs_config *cfg)
         if (trucks_line_user(line, name, sizeof(name)) < 0)
             continue;
         printf("%s %s\n", name,
-               strcmp(name, MQA_BRIDGE_USER) == 0 ? "bridge" : is_gateway(&st, name) ? "gateway" : "truck");
+               is_bridge(&st, name) ? "bridge" : is_gateway(&st, name) ? "gateway" : "truck");
         n++;
     }
     fclose(f);
@@ -559,12 +609,13 @@ static int do_list(const struct fs_config *cfg)
 
 int cmd_trucks(int argc, char **argv)
 {
-    enum { OPT_COUNT = 1, OPT_PREFIX, OPT_GATEWAYS, OPT_PRINT };
+    enum { OPT_COUNT = 1, OPT_PREFIX, OPT_GATEWAYS, OPT_PRINT, OPT_BRIDGE };
     static const struct option longopts[] = {
         {"count", required_argument, NULL, OPT_COUNT},
         {"id-prefix", required_argument, NULL, OPT_PREFIX},
         {"gateways", required_argument, NULL, OPT_GATEWAYS},
         {"print", no_argument, NULL, OPT_PRINT},
+        {"bridge", required_argument, NULL, OPT_BRIDGE},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -572,7 +623,8 @@ int cmd_trucks(int argc, char **argv)
     struct fs_config cfg;
     long count = 0, gateways = 0;
     const char *prefix = "TRK-";
-    int print = 0, c, rc = 2;
+    int print = 0, c, rc = 2, n_bridges = 0;
+    char *bridges[MAX_BRIDGE_OPTS];
     char err[ERR_MAX], *end;
 
     cfg_init(&cfg);
@@ -609,6 +661,16 @@ int cmd_trucks(int argc, char **argv)
         case OPT_PRINT:
             print = 1;
             break;
+        case OPT_BRIDGE:
+            if (!mqa_valid_id(optarg) || strcmp(optarg, MQA_BRIDGE_USER) == 0 || n_bridges >= MAX_BRIDGE_OPTS) {
+                fprintf(stderr,
+                        "fleetsync trucks: --bridge '%s': a bridge's --client-id ([A-Za-z0-9._-], 1..%d characters, "
+                        "not %s, at most %d per call)\n",
+                        optarg, MQA_ID_MAX, MQA_BRIDGE_USER, MAX_BRIDGE_OPTS);
+                goto out;
+            }
+            bridges[n_bridges++] = optarg;
+            break;
         default:
             if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
                 break;
@@ -628,31 +690,33 @@ int cmd_trucks(int argc, char **argv)
     int password = strcmp(action, "password") == 0;
     for (int i = 0; i < n_ids; i++) {
         if (!mqa_valid_id(ids[i]) || (!password && strcmp(ids[i], MQA_BRIDGE_USER) == 0)) {
-            fprintf(stderr, "fleetsync trucks: '%s' is not a truck id ([A-Za-z0-9._-], 1..%d characters, not %s)\n",
+            fprintf(stderr,
+                    "fleetsync trucks: '%s' is not a truck id ([A-Za-z0-9._-], 1..%d characters as telemetry's "
+                    "truck_id, not %s)\n",
                     ids[i], MQA_ID_MAX, MQA_BRIDGE_USER);
             goto out;
         }
     }
     if (strcmp(action, "add") == 0) {
-        if (!n_ids && !count && !gateways) {
-            fprintf(stderr, "fleetsync trucks add: give truck ids, --count N or --gateways N\n");
+        if (!n_ids && !count && !gateways && !n_bridges) {
+            fprintf(stderr, "fleetsync trucks add: give truck ids, --count N, --gateways N or --bridge ID\n");
             goto out;
         }
-        rc = do_add(&cfg, ids, n_ids, count, prefix, gateways, print);
+        rc = do_add(&cfg, ids, n_ids, count, prefix, gateways, bridges, n_bridges, print);
     } else if (strcmp(action, "remove") == 0) {
-        if (!n_ids || count || gateways || print) {
+        if (!n_ids || count || gateways || n_bridges || print) {
             fprintf(stderr, "fleetsync trucks remove: give the ids to remove (and nothing else)\n");
             goto out;
         }
         rc = do_remove(&cfg, ids, n_ids);
     } else if (password) {
-        if (!n_ids || count || gateways || print) {
+        if (!n_ids || count || gateways || n_bridges || print) {
             fprintf(stderr, "fleetsync trucks password: give the account names (and nothing else)\n");
             goto out;
         }
         rc = do_password(&cfg, ids, n_ids);
     } else if (strcmp(action, "list") == 0) {
-        if (n_ids || count || gateways || print) {
+        if (n_ids || count || gateways || n_bridges || print) {
             fprintf(stderr, "fleetsync trucks list: takes no ids or add options\n");
             goto out;
         }

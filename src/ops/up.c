@@ -116,6 +116,20 @@ static int child_arg(const char *name, const char *opt, const char *value)
     return -1;
 }
 
+/* Puts the MQTT URL and the PostgreSQL conninfo into the environment every
+ * child inherits (each command reads FLEETSYNC_MQTT and FLEETSYNC_PG): the
+ * environment of a process is readable by its user and root only, its
+ * command line by everyone.  Returns 0 or -1. */
+static int up_export_secrets(const struct fs_config *cfg)
+{
+    const char *m = getenv("FLEETSYNC_MQTT"), *p = getenv("FLEETSYNC_PG");
+    if (!(m && strcmp(m, cfg->mqtt) == 0) && setenv("FLEETSYNC_MQTT", cfg->mqtt, 1) != 0)
+        return -1;
+    if (!(p && strcmp(p, cfg->pg) == 0) && setenv("FLEETSYNC_PG", cfg->pg, 1) != 0)
+        return -1;
+    return 0;
+}
+
 static int child_start(struct child *ch, const struct fs_config *cfg)
 {
     char exe[PATH_MAX], logp[PATH_MAX + 64];
@@ -129,8 +143,11 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
     argv[a++] = exe;
     for (int i = 0; ch->args[i]; i++)
         argv[a++] = ch->args[i];
-    const char *shared[] = {"--mqtt", cfg->mqtt, "--brokers", cfg->brokers, "--pg", cfg->pg,
-                            "--data-dir", cfg->data_dir, "--topic-prefix", cfg->topic_prefix};
+    /* The MQTT URL and the conninfo may hold passwords: they reach the
+     * children as FLEETSYNC_MQTT / FLEETSYNC_PG (up_export_secrets), never on
+     * a command line that ps shows to every user. */
+    const char *shared[] = {"--brokers", cfg->brokers, "--data-dir", cfg->data_dir, "--topic-prefix",
+                            cfg->topic_prefix};
     for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
         argv[a++] = shared[i];
     char mport[16];
@@ -505,7 +522,7 @@ int cmd_up(int argc, char **argv)
     if (!strchr(cfg.brokers, ',') && svc_kafka_bootstrap(&cfg, bootstrap, sizeof(bootstrap)) > 1)
         cfg.brokers = bootstrap;
 
-    char sim_line[256];
+    char sim_line[256], mqtt_shown[CFG_MASKED_MAX], pg_shown[CFG_MASKED_MAX];
     if (!no_sim)
         snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)%s",
                  sim_trucks, sim_interval,
@@ -526,9 +543,14 @@ int cmd_up(int argc, char **argv)
            "  detect      alerts into %struck-alerts (and on the map)\n"
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, data_dir, data_dir, cfg.listen, cfg.topic_prefix,
+           cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)), cfg.brokers, cfg.topic_prefix,
+           cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, cfg.listen, cfg.topic_prefix,
            sim_line);
     fflush(stdout);
+    if (up_export_secrets(&cfg) != 0) {
+        log_error("cannot pass the endpoints to the services: %s", strerror(errno));
+        goto done;
+    }
 
     int backoff_s = 1, tty = isatty(STDOUT_FILENO);
     time_t started = time(NULL), last_check = 0, last_line = 0;

@@ -534,7 +534,9 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
     fflush(out);
     if (lost) {
-        log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost, r->kout ? cfg->brokers : cfg->mqtt);
+        char shown[CFG_MASKED_MAX];
+        log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost,
+                  r->kout ? cfg->brokers : cfg_mask_secrets(cfg->mqtt, shown, sizeof(shown)));
         rc = 1;
     }
     return rc;
@@ -830,9 +832,13 @@ int cmd_sim(int argc, char **argv)
     if (!o.quiet && auth.on)
         log_info("logging in with the credentials of %s/mqtt/ (each connection as its %s id)", cfg.data_dir,
                  names.gateway ? "gateway" : "truck");
+    char mqtt_shown[CFG_MASKED_MAX];
     if (!o.quiet)
         log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o.trucks,
-                 o.dry_run ? "dry run" : o.kafka ? cfg.brokers : cfg.mqtt, o.interval_s, o.speedup, o.seed, r.scen.n);
+                 o.dry_run  ? "dry run"
+                 : o.kafka ? cfg.brokers
+                           : cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)),
+                 o.interval_s, o.speedup, o.seed, r.scen.n);
     rc = run_sim(&r, &cfg, start_ms);
 out:
     if (r.pool)

@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
+count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f "${3:-%k}\n" 2>/dev/null | grep -c "$2"; }
 wait_count() {  # TOPIC PATTERN N: waits up to 30 s for N keys matching; prints the count
     local n=0
     for _ in $(seq 60); do
@@ -84,13 +84,21 @@ check "without credentials an anonymous client may publish" \
 # 1. Identities.
 out=$("$FS" trucks add --count 3 --id-prefix "$ID" --gateways 1 --print 2>"$D/add.err")
 check_eq "trucks add --print: one line per requested account" 4 "$(printf '%s\n' "$out" | grep -c "^$ID")"
-check_contains "trucks add reloads the running Mosquitto" "reloads its credentials" "$(cat "$D/add.err")"
+check_contains "the first trucks add restarts the running Mosquitto (client id = account is read at start)" \
+    "restarted with its first credentials" "$(cat "$D/add.err")"
 check_eq "the password file is hashed (\$7\$ PBKDF2-SHA512), no plaintext" 5 \
     "$(grep -c ':\$7\$101\$' "$D/mqtt/passwd")"
 check_eq "the printed password is not in the password file" 0 \
     "$(grep -c "$(printf '%s\n' "$out" | head -1 | awk '{print $2}')" "$D/mqtt/passwd")"
 check_eq "trucks list shows 3 trucks, 1 gateway, the bridge" "3 1 1" \
     "$("$FS" trucks list 2>/dev/null | awk '{ c[$2]++ } END { print c["truck"]+0, c["gateway"]+0, c["bridge"]+0 }')"
+check_eq "mosquitto.conf bounds the queue of an absent session by bytes too (2 GB)" 1 \
+    "$(grep -c '^max_queued_bytes 2000000000$' "$D/mosquitto/mosquitto.conf")"
+long_id=$(printf 'L%.0s' $(seq 65))
+"$FS" trucks add "$long_id" >"$D/long.out" 2>&1
+check_eq "trucks add: a 65-character id (longer than telemetry's truck_id) exits 2" 2 $?
+check_contains "trucks add: the error names the 64-character limit" "1..64 characters" "$(cat "$D/long.out")"
+check_eq "trucks add: the long id got no account" 0 "$(grep -c "^$long_id:" "$D/mqtt/passwd")"
 P1=$(pass_of "$T1") P2=$(pass_of "$T2") PG=$(pass_of "$GW") PB=$(pass_of fleetsync-bridge)
 check_eq "the printed password is the one the data dir derives" "$T1 $P1" "$(printf '%s\n' "$out" | grep "^$T1 ")"
 sleep 1 # Mosquitto reloads on SIGHUP asynchronously
@@ -132,12 +140,20 @@ check_eq "refused publishes were not delivered" 0 "$(grep -c -e spoofed -e other
 check_eq "a truck's subscription receives nothing" 0 "$(grep -c '^fleet/' "$D/t3seen")"
 
 # 2. The bridge logs in with its own account (over TLS, trusting the data dir's
-# CA by itself); a forged payload goes to the DLQ.
+# CA by itself); a forged payload goes to the DLQ.  A bridge instance with a
+# --client-id of its own has an account of that name (trucks add --bridge).
+r=$("$FS" bridge --mqtt "mqtts://127.0.0.1:$TLS" --topic-prefix "$P" --client-id "no-account-$$" --metrics-port -1 \
+    --quiet 2>&1 & p=$!; sleep 3; kill -TERM $p; wait $p)
+check_contains "a bridge instance without an account is refused" "not authori" "$r"
+check_contains "trucks add --bridge makes a bridge instance's account; Mosquitto reloads (SIGHUP)" \
+    "reloads its credentials" "$("$FS" trucks add --bridge "e2e-sec-$$" 2>&1)"
+check_eq "trucks list shows it as a bridge" "e2e-sec-$$ bridge" "$("$FS" trucks list 2>/dev/null | grep "^e2e-sec-$$ ")"
+sleep 1
 "$FS" bridge --mqtt "mqtts://127.0.0.1:$TLS" --topic-prefix "$P" --client-id "e2e-sec-$$" \
     --metrics-port $((TEST_METRICS_BASE + S)) --quiet >"$D/bridge.log" 2>&1 &
 bridge_pid=$!
 for _ in $(seq 100); do grep -q subscribed "$D/bridge.log" && break; sleep 0.1; done
-check_contains "the bridge logs in as fleetsync-bridge by itself" "logging in to MQTT as fleetsync-bridge" \
+check_contains "the bridge logs in as its client id's account by itself" "logging in to MQTT as e2e-sec-$$" \
     "$(cat "$D/bridge.log")"
 check_contains "the bridge is connected over TLS and subscribed" "subscribed" "$(cat "$D/bridge.log")"
 r=$(pub "$T1" "$P1" "fleet/trucks/$T1/telemetry" "$(reading "$T1" 1)")
@@ -206,10 +222,56 @@ check "trucks remove" "$FS" trucks remove "$T3"
 sleep 1
 r=$(pub "$T3" "$(pass_of "$T3")" "fleet/trucks/$T3/telemetry" x)
 check_eq "a removed truck is refused" refused "$(refused "$r")"
-check "services status is healthy with credentials (the probe logs in)" "$FS" services status
+check "services status is healthy with credentials (the broker answers the probe)" "$FS" services status
 
 kill "$bridge_pid" 2>/dev/null
 wait "$bridge_pid"
 check_eq "bridge: SIGTERM exits 0" 0 $?
 bridge_pid=
+
+# 5. A client id is its account: no truck can take over the bridge's session
+# (kick it, or wipe what is queued for it with a clean start) or another
+# truck's (kick it and fire its last will).
+QT=${ID}Q01
+"$FS" trucks add "$QT" >/dev/null 2>&1
+PQ=$(pass_of "$QT")
+sleep 1
+conns() { grep -c "connected to MQTT" "$D/bridge-main.log"; }
+"$FS" bridge --mqtt "mqtt://127.0.0.1:$MQTT" --topic-prefix "$P" --metrics-port -1 >"$D/bridge-main.log" 2>&1 &
+bridge_pid=$!
+for _ in $(seq 100); do grep -q subscribed "$D/bridge-main.log" && break; sleep 0.1; done
+check_contains "the bridge runs as fleetsync-bridge (default client id)" "as fleetsync-bridge" "$(cat "$D/bridge-main.log")"
+r=$(pub "$T1" "$P1" "fleet/trucks/$T1/status" takeover -i fleetsync-bridge)
+mosquitto_sub -V mqttv5 -p "$MQTT" -u "$T2" -P "$P2" -i fleetsync-bridge -t "fleet/#" -W 2 >/dev/null 2>&1
+"$FS" services status >/dev/null 2>&1
+sleep 2
+check_eq "a truck connecting as client id fleetsync-bridge (and the status probe) does not kick the bridge" \
+    "1 0" "$(conns) $(grep -c 'connection lost' "$D/bridge-main.log")"
+kill -TERM "$bridge_pid"; wait "$bridge_pid"; bridge_pid=
+for s in 1 2 3 4 5; do pub "$QT" "$PQ" "fleet/trucks/$QT/telemetry" "$(reading "$QT" "$s")" >/dev/null; done
+r=$(pub "$T2" "$P2" "fleet/trucks/$T2/status" wipe -i fleetsync-bridge)  # MQTT 5 clean start, expiry 0
+check "a truck's clean-start connect as client id fleetsync-bridge is accepted (as the truck)" test -z "$r"
+"$FS" bridge --mqtt "mqtt://127.0.0.1:$MQTT" --topic-prefix "$P" --metrics-port -1 >>"$D/bridge-main.log" 2>&1 &
+bridge_pid=$!
+check_eq "the 5 readings queued for the bridge while it was away survive and reach Kafka" 5 \
+    "$(wait_count "${P}truck-telemetry" "^$QT\$" 5)"
+# Status payloads are "online"/"offline"; the bridge passes them on as {"id":...,"status":...}.
+status_count() { count_topic "${P}truck-status" "^$1 .*\"status\":\"$2\"" '%k %s'; }
+t1_online=$(status_count "$T1" online) t2_offline=$(status_count "$T2" offline)
+mosquitto_sub -V mqttv5 -p "$MQTT" -u "$T2" -P "$P2" -i "$T2" -t "fleet/trucks/$T2/none" \
+    --will-topic "fleet/trucks/$T2/status" --will-payload offline >"$D/t2.out" 2>&1 &
+t2_pid=$!
+sleep 1
+r=$(pub "$T1" "$P1" "fleet/trucks/$T1/telemetry" "$(reading "$T1" 7)" -i "$T2")
+sleep 1
+pub "$T1" "$P1" "fleet/trucks/$T1/status" online >/dev/null
+for _ in $(seq 60); do  # once T1's "online" is in Kafka, the bridge has passed on what came before
+    [ "$(status_count "$T1" online)" -gt "$t1_online" ] && break; sleep 0.5
+done
+check_eq "the bridge passed on the truck's status after the attempt" $((t1_online + 1)) "$(status_count "$T1" online)"
+check_eq "a truck connecting with another truck's client id does not fire that truck's last will" "$t2_offline" \
+    "$(status_count "$T2" offline)"
+check "the other truck is still connected" kill -0 "$t2_pid"
+kill "$t2_pid"; wait "$t2_pid" 2>/dev/null
+kill -TERM "$bridge_pid"; wait "$bridge_pid"; bridge_pid=
 done_testing

@@ -12,8 +12,11 @@ S=60
 MQTT=$((TEST_MQTT_PORT + S)) KAFKA=$((TEST_KAFKA_PORT + S)) PGP=$((TEST_PG_PORT + S)) HTTP=$((TEST_HTTP_PORT + S))
 D=$(mktemp -d /tmp/fleetsync-up.XXXXXX)
 chmod 755 "$D"
-export FLEETSYNC_MQTT=mqtt://127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
-export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync"
+# The endpoints carry passwords (the broker without accounts and PostgreSQL's
+# trust authentication ignore them): none may show in ps or in a log.
+MQTT_SECRET=UpMqttSecret$$ PG_SECRET=UpPgSecret$$
+export FLEETSYNC_MQTT=mqtt://e2e-user:$MQTT_SECRET@127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
+export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync password=$PG_SECRET"
 export FLEETSYNC_LISTEN=127.0.0.1:$HTTP FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
 B=127.0.0.1:$KAFKA
 UP_PID=
@@ -61,6 +64,18 @@ t0=$(date +%s)
 got=$(wait_for 200 180 trucks_api)
 check_eq "dashboard: /api/fleet counts all 200 trucks" 200 "$got"
 check_contains "up prints the dashboard URL" "http://127.0.0.1:$HTTP/" "$(cat "$D/up.out")"
+kids=$(pgrep -P "$UP_PID" | tr '\n' ' ')
+args=$(for k in $kids; do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done)
+check "up runs its children (bridge, pipelines, simulator): $(printf '%s\n' "$args" | grep -c fleetsync) seen" \
+    test "$(printf '%s\n' "$args" | grep -c fleetsync)" -ge 5
+check_eq "no child's command line (ps) holds the MQTT or PostgreSQL password" 0 \
+    "$(printf '%s\n' "$args" | grep -c -e "$MQTT_SECRET" -e "$PG_SECRET")"
+check_eq "the children get the endpoints by environment (FLEETSYNC_MQTT, FLEETSYNC_PG)" 2 \
+    "$(k=${kids%% *}; tr '\0' '\n' <"/proc/$k/environ" | grep -c -e "^FLEETSYNC_MQTT=.*$MQTT_SECRET" -e "^FLEETSYNC_PG=.*$PG_SECRET")"
+check_contains "up's banner shows the MQTT URL with its password masked" "mqtt://e2e-user:***@127.0.0.1:$MQTT" \
+    "$(cat "$D/up.out")"
+check_eq "no log of up or of its children holds a password" 0 \
+    "$(cat "$D/up.out" "$D"/log/*.log 2>/dev/null | grep -a -c -e "$MQTT_SECRET" -e "$PG_SECRET")"
 got=$(wait_for 200 120 trucks_history)
 check_eq "history: rows for every truck" 200 "$got"
 got=$(wait_for 200 120 trucks_billing)

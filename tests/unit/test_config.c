@@ -108,6 +108,58 @@ static void host_port_takes_first_of_list(void **state)
     assert_int_equal(cfg_parse_host_port("h:99999", host, sizeof(host), &port), -1);
 }
 
+static void check_mask(const char *in, const char *want)
+{
+    char out[CFG_MASKED_MAX];
+    assert_string_equal(cfg_mask_secrets(in, out, sizeof(out)), want);
+}
+
+static void conninfo_passwords_are_masked(void **state)
+{
+    (void)state;
+    check_mask("host=127.0.0.1 port=5432 dbname=fleetsync user=fleetsync password=s3cret",
+               "host=127.0.0.1 port=5432 dbname=fleetsync user=fleetsync password=***");
+    check_mask("password=s3cret host=db", "password=*** host=db");
+    check_mask("host=db PASSWORD = s3cret user=u", "host=db PASSWORD = *** user=u");
+    check_mask("host=db password='with space and \\' quote' user=u", "host=db password=*** user=u");
+    check_mask("host=db password='' user=u", "host=db password=*** user=u");
+    check_mask("host=db password=", "host=db password=***");
+    /* a key that only ends in "password" is another key */
+    check_mask("host=db xpassword=visible", "host=db xpassword=visible");
+}
+
+static void url_passwords_are_masked(void **state)
+{
+    (void)state;
+    check_mask("mqtt://TRK-1:s3cret@127.0.0.1:1883", "mqtt://TRK-1:***@127.0.0.1:1883");
+    check_mask("mqtts://u:p@ss/w?rd@broker:8883", "mqtts://u:***@broker:8883");
+    check_mask("postgresql://fleetsync:s3cret@db:5432/fleetsync?sslmode=require",
+               "postgresql://fleetsync:***@db:5432/fleetsync?sslmode=require");
+    check_mask("postgresql://u@db/fleetsync?password=s3cret&sslmode=require",
+               "postgresql://u@db/fleetsync?password=***&sslmode=require");
+    check_mask("Kafka 127.0.0.1:9092 -> PostgreSQL postgres://u:pw@h/d (group g)",
+               "Kafka 127.0.0.1:9092 -> PostgreSQL postgres://u:***@h/d (group g)");
+}
+
+static void text_without_secrets_is_unchanged(void **state)
+{
+    (void)state;
+    check_mask("mqtt://127.0.0.1:18830", "mqtt://127.0.0.1:18830");
+    check_mask("mqtt://user@127.0.0.1:18830", "mqtt://user@127.0.0.1:18830");
+    check_mask(CFG_DEFAULT_PG, CFG_DEFAULT_PG);
+    check_mask("", "");
+    char out[8];
+    assert_string_equal(cfg_mask_secrets(NULL, out, sizeof(out)), "");
+}
+
+static void masking_is_bounded(void **state)
+{
+    (void)state;
+    char out[12];
+    assert_string_equal(cfg_mask_secrets("password=s3cret host=db", out, sizeof(out)), "password=**");
+    assert_string_equal(cfg_mask_secrets("mqtt://u:s3cret@h", out, 10), "mqtt://u:");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -118,6 +170,10 @@ int main(void)
         cmocka_unit_test(bad_values_are_usage_errors),
         cmocka_unit_test(mqtt_url_parts),
         cmocka_unit_test(host_port_takes_first_of_list),
+        cmocka_unit_test(conninfo_passwords_are_masked),
+        cmocka_unit_test(url_passwords_are_masked),
+        cmocka_unit_test(text_without_secrets_is_unchanged),
+        cmocka_unit_test(masking_is_bounded),
     };
     return cmocka_run_group_tests_name("config", tests, NULL, NULL);
 }

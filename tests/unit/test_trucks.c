@@ -70,14 +70,30 @@ static void ids_exclude_wildcards_and_separators(void **state)
     assert_true(mqa_valid_id(long_id));
 }
 
+/* A truck's account is its telemetry truck_id: an account telemetry would
+ * refuse (every reading to the DLQ) cannot be made. */
+static void account_ids_are_at_most_a_telemetry_truck_id(void **state)
+{
+    (void)state;
+    assert_int_equal(MQA_ID_MAX, TM_TRUCK_ID_MAX);
+    char id[TM_TRUCK_ID_MAX + 2];
+    memset(id, 'T', sizeof(id) - 1);
+    id[TM_TRUCK_ID_MAX] = '\0';
+    assert_true(mqa_valid_id(id));
+    id[TM_TRUCK_ID_MAX] = 'T';
+    id[TM_TRUCK_ID_MAX + 1] = '\0';
+    assert_false(mqa_valid_id(id));
+}
+
 static void acl_grants_only_what_the_contract_says(void **state)
 {
     (void)state;
     const char *gws[] = {"TRK-GW0001", "TRK-GW0002"};
-    size_t need = mqa_acl_text(NULL, 0, gws, 2);
+    const char *brs[] = {"bridge-b"};
+    size_t need = mqa_acl_text(NULL, 0, gws, 2, brs, 1);
     char *text = malloc(need + 1);
     assert_non_null(text);
-    assert_int_equal(mqa_acl_text(text, need + 1, gws, 2), need);
+    assert_int_equal(mqa_acl_text(text, need + 1, gws, 2, brs, 1), need);
     assert_int_equal(strlen(text), need);
     /* trucks: one pattern line, write only */
     assert_non_null(strstr(text, "\npattern write fleet/trucks/%u/#\n"));
@@ -85,6 +101,8 @@ static void acl_grants_only_what_the_contract_says(void **state)
     assert_null(strstr(text, "pattern readwrite"));
     /* the bridge reads fleet/# */
     assert_non_null(strstr(text, "\nuser fleetsync-bridge\ntopic read fleet/#\n"));
+    /* so does each further bridge instance's account */
+    assert_non_null(strstr(text, "\nuser bridge-b\ntopic read fleet/#\n"));
     /* each gateway: any truck, its own presence */
     assert_non_null(strstr(text, "\nuser TRK-GW0001\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0001/#\n"));
     assert_non_null(strstr(text, "\nuser TRK-GW0002\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0002/#\n"));
@@ -93,7 +111,7 @@ static void acl_grants_only_what_the_contract_says(void **state)
     assert_true(first_user && first_topic && first_user < first_topic);
     /* a short buffer gets a NUL-terminated prefix and the full length */
     char small[32];
-    assert_int_equal(mqa_acl_text(small, sizeof(small), gws, 2), need);
+    assert_int_equal(mqa_acl_text(small, sizeof(small), gws, 2, brs, 1), need);
     assert_int_equal(strlen(small), sizeof(small) - 1);
     assert_memory_equal(small, text, sizeof(small) - 1);
     free(text);
@@ -179,6 +197,7 @@ int main(void)
         cmocka_unit_test(password_is_hmac_sha256_of_the_id),
         cmocka_unit_test(hash_line_is_mosquitto_pbkdf2_sha512),
         cmocka_unit_test(ids_exclude_wildcards_and_separators),
+        cmocka_unit_test(account_ids_are_at_most_a_telemetry_truck_id),
         cmocka_unit_test(acl_grants_only_what_the_contract_says),
         cmocka_unit_test(names_match_the_simulator),
         cmocka_unit_test(own_broker_is_loopback_on_the_recorded_port),
