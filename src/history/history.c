@@ -19,6 +19,10 @@
  *          COPY into a staging table, INSERT ... ON CONFLICT DO NOTHING, and
  *          the hours they touch (and the next) are marked in rollup_dirty.
  *   4. Alerts are upserted by alert_id.
+ * Every value is written in a form PostgreSQL reads (core/pgval.h): number
+ * digits that float8 would refuse become their value, timestamps out of its
+ * range are refused (an alert: PGSINK_REFUSED, pgsink dead-letters it) or
+ * left NULL (the Kafka record time), ids in array literals are quoted.
  * pgsink then stores the offsets and commits.  Outside batches, tick()
  * recomputes dirty hours from raw rows (overwriting, never adding), creates
  * the daily partitions ahead of time and drops those past --retention.
@@ -32,6 +36,7 @@
 #include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
+#include "core/pgval.h"
 #include "core/rollup.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
@@ -91,6 +96,13 @@ static void put_span(struct buf *b, const struct tm_span *sp) {
     if (sp->n)
         buf_put(b, sp->p, sp->n);
     else
+        buf_put(b, "\\N", 2);
+}
+
+/* A float8 column from its JSON digits and tm_scan()'s value (NaN when
+ * absent, finite when present): in the form PostgreSQL reads (core/pgval.h). */
+static void put_float8(struct buf *b, const struct tm_span *sp, double v) {
+    if (!sp->n || pgval_put_float8_span(b, sp->p, sp->n, v) < 0)
         buf_put(b, "\\N", 2);
 }
 
@@ -314,11 +326,16 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
             continue;
         if (n++)
             buf_putc(&h->aux, ',');
-        buf_put(&h->aux, t->id, strlen(t->id)); /* ids are [A-Za-z0-9._-]: no quoting needed */
+        /* Quoted: an unquoted NULL (a valid id) would be the SQL NULL. */
+        pgval_put_array_elem(&h->aux, t->id, strlen(t->id));
     }
     buf_putc(&h->aux, '}');
     if (n == 0)
         return 0;
+    if (h->aux.oom) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
     metric_add(h->m_lookups, n);
     const char *vals[1] = {h->aux.p};
     PGresult *r = pg_exec_params(conn,
@@ -365,19 +382,20 @@ static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r) {
     buf_putc(b, '\t');
     put_span(b, &f->seq_s);
     buf_putc(b, '\t');
-    put_span(b, &f->lat_s);
+    put_float8(b, &f->lat_s, f->lat);
     buf_putc(b, '\t');
-    put_span(b, &f->lon_s);
+    put_float8(b, &f->lon_s, f->lon);
     buf_putc(b, '\t');
-    put_span(b, &f->speed_s);
+    put_float8(b, &f->speed_s, f->speed_kmh);
     buf_putc(b, '\t');
-    put_span(b, &f->heading_s);
+    put_float8(b, &f->heading_s, f->heading_deg);
     buf_put(b, f->ignition ? "\tt\t" : "\tf\t", 3);
-    put_span(b, &f->fuel_s);
+    put_float8(b, &f->fuel_s, f->fuel_pct);
     buf_putc(b, '\t');
-    put_span(b, &f->odometer_s);
+    put_float8(b, &f->odometer_s, f->odometer_km);
     buf_putc(b, '\t');
-    if (r->recv_ms > 0)
+    /* The record timestamp is the producer's: any int64 (CreateTime). */
+    if (r->recv_ms > 0 && pgval_ts_ok(r->recv_ms))
         put_ts(b, tf, r->recv_ms);
     else
         buf_put(b, "\\N", 2);
@@ -426,7 +444,9 @@ static const char *upsert_set_sql =
     "last_lon = EXCLUDED.last_lon, last_speed_kmh = EXCLUDED.last_speed_kmh, "
     "last_ignition = EXCLUDED.last_ignition, last_fuel_pct = EXCLUDED.last_fuel_pct";
 
-/* Upserts one alert record; 0 = stored, 1 = refused (counted), -1 = db error. */
+/* Upserts one alert record; 0 = stored, 1 = not an alert (counted, skipped),
+ * PGSINK_REFUSED = a timestamp PostgreSQL cannot store (reason in err: the
+ * record is dead-lettered), -1 = db error. */
 static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size) {
     json_error_t je;
     json_t *a = m->payload ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &je) : NULL;
@@ -445,11 +465,27 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
         return 1;
     }
     char started_s[32], detected_s[32], ended_s[32], lat_s[32], lon_s[32];
-    const char *vals[9] = {id, truck, rule, pg_format_ts(started, started_s, sizeof(started_s)), NULL, NULL,
-                           NULL, NULL, NULL};
+    const char *vals[9] = {id, truck, rule, NULL, NULL, NULL, NULL, NULL, NULL};
     json_t *v;
-    if ((v = json_object_get(a, "detected_ms")) && json_is_integer(v))
-        vals[4] = pg_format_ts(json_integer_value(v), detected_s, sizeof(detected_s));
+    int64_t detected = 0, ended = 0;
+    int has_detected = (v = json_object_get(a, "detected_ms")) && json_is_integer(v);
+    if (has_detected)
+        detected = (int64_t)json_integer_value(v);
+    if (strcmp(state, "cleared") == 0) {
+        v = json_object_get(a, "ended_ms");
+        ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
+    }
+    const char *wild = !pgval_ts_ok(started) ? "started_ms" : has_detected && !pgval_ts_ok(detected) ? "detected_ms"
+                                                           : !pgval_ts_ok(ended)                   ? "ended_ms"
+                                                                                                   : NULL;
+    if (wild) {
+        snprintf(err, err_size, "%s is out of the range PostgreSQL stores (years 0001-9999)", wild);
+        json_decref(a);
+        return PGSINK_REFUSED;
+    }
+    vals[3] = pg_format_ts(started, started_s, sizeof(started_s));
+    if (has_detected)
+        vals[4] = pg_format_ts(detected, detected_s, sizeof(detected_s));
     if ((v = json_object_get(a, "lat")) && json_is_number(v)) {
         snprintf(lat_s, sizeof(lat_s), "%.17g", json_number_value(v));
         vals[5] = lat_s;
@@ -461,11 +497,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     char *details = NULL;
     if ((v = json_object_get(a, "details")) != NULL)
         vals[7] = details = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (strcmp(state, "cleared") == 0) {
-        v = json_object_get(a, "ended_ms");
-        int64_t ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
+    if (strcmp(state, "cleared") == 0)
         vals[8] = pg_format_ts(ended, ended_s, sizeof(ended_s));
-    }
     PGresult *r = pg_exec_params(
         conn,
         "INSERT INTO alerts (alert_id, truck_id, rule, started_at, detected_at, lat, lon, details, ended_at) "
@@ -483,7 +516,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     return 0;
 }
 
-static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size) {
+static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
+                         size_t err_size) {
     struct history *h = ctx;
     int64_t now = wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
@@ -517,8 +551,11 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         const rd_kafka_message_t *m = msgs[i];
         const char *topic = rd_kafka_topic_name(m->rkt);
         if (strcmp(topic, h->topic_alerts) == 0) {
-            if (write_alert(h, conn, m, err, err_size) < 0)
-                return -1;
+            int rc = write_alert(h, conn, m, err, err_size);
+            if (rc == PGSINK_REFUSED)
+                *refused = i;
+            if (rc < 0 || rc == PGSINK_REFUSED)
+                return rc;
             continue;
         }
         struct row *r = &h->rows[nrows];
