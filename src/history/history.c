@@ -162,7 +162,10 @@ struct history {
     size_t day_n, day_cap;
     int days_loaded;
     int64_t next_housekeeping_ms;
-    int64_t rows_pending, dup_pending, late_pending;
+    /* counted when the batch commits: a rolled-back or bisected batch is
+     * read again */
+    int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending;
+    int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
     struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors,
         *m_recomputed, *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
@@ -204,6 +207,11 @@ static struct rollup_point to_point(const struct tm_fast *f) {
                                  .fuel_pct = f->fuel_pct};
 }
 
+static void clear_pending(struct history *h) {
+    h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending = 0;
+    memset(h->rejected_pending, 0, sizeof(h->rejected_pending));
+}
+
 static void arena_clear(struct history *h) {
     for (size_t i = 0; i < h->arena_n; i++)
         free(h->arena[i]);
@@ -236,7 +244,7 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
         }
         return 0;
     }
-    metric_add(h->m_rejected[why], 1);
+    h->rejected_pending[why]++;
     if (h->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
         log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
                  m->offset, tm_reason_name(why), detail);
@@ -445,8 +453,8 @@ static const char *upsert_set_sql =
     "last_ignition = EXCLUDED.last_ignition, last_fuel_pct = EXCLUDED.last_fuel_pct";
 
 /* Upserts one alert record; 0 = stored, 1 = not an alert (counted, skipped),
- * PGSINK_REFUSED = a timestamp PostgreSQL cannot store (reason in err: the
- * record is dead-lettered), -1 = db error. */
+ * 2 = a timestamp PostgreSQL cannot store (reason in err: the record is to
+ * be dead-lettered), -1 = db error. */
 static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size) {
     json_error_t je;
     json_t *a = m->payload ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &je) : NULL;
@@ -457,7 +465,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
                     &rule, "started_ms", &started);
     if (!id || !state || !truck || !rule || strlen(id) > 256 ||
         (strcmp(state, "raised") != 0 && strcmp(state, "cleared") != 0)) {
-        metric_add(h->m_alert_errors, 1);
+        h->alert_errors_pending++;
         if (h->rejected_logged++ < 20)
             log_warn("%s [%d] offset %" PRId64 ": not an alert record; skipped", rd_kafka_topic_name(m->rkt),
                      m->partition, m->offset);
@@ -481,7 +489,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     if (wild) {
         snprintf(err, err_size, "%s is out of the range PostgreSQL stores (years 0001-9999)", wild);
         json_decref(a);
-        return PGSINK_REFUSED;
+        return 2;
     }
     vals[3] = pg_format_ts(started, started_s, sizeof(started_s));
     if (has_detected)
@@ -512,7 +520,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     if (!r)
         return -1;
     PQclear(r);
-    metric_add(h->m_alerts, 1);
+    h->alerts_pending++;
     return 0;
 }
 
@@ -541,6 +549,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         return -1;
     }
     arena_clear(h);
+    clear_pending(h);
     if (!h->days_loaded && load_days(h, conn, err, err_size) < 0)
         return -1;
     if (ensure_stage(conn, err, err_size) < 0)
@@ -552,10 +561,12 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         const char *topic = rd_kafka_topic_name(m->rkt);
         if (strcmp(topic, h->topic_alerts) == 0) {
             int rc = write_alert(h, conn, m, err, err_size);
-            if (rc == PGSINK_REFUSED)
+            if (rc < 0)
+                return -1;
+            if (rc == 2) {
                 *refused = i;
-            if (rc < 0 || rc == PGSINK_REFUSED)
-                return rc;
+                return PGSINK_REFUSED;
+            }
             continue;
         }
         struct row *r = &h->rows[nrows];
@@ -696,7 +707,11 @@ static void history_committed(void *ctx) {
     metric_add(h->m_rows, (uint64_t)h->rows_pending);
     metric_add(h->m_dups, (uint64_t)h->dup_pending);
     metric_add(h->m_late, (uint64_t)h->late_pending);
-    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    metric_add(h->m_alerts, (uint64_t)h->alerts_pending);
+    metric_add(h->m_alert_errors, (uint64_t)h->alert_errors_pending);
+    for (int i = 0; i < TM_REASON_COUNT; i++)
+        metric_add(h->m_rejected[i], (uint64_t)h->rejected_pending[i]);
+    clear_pending(h);
     arena_clear(h);
 }
 
@@ -706,7 +721,7 @@ static void history_aborted(void *ctx) {
      * the cache believes and read it again from the database. */
     cache_forget(&h->cache);
     h->days_loaded = 0;
-    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    clear_pending(h);
     arena_clear(h);
 }
 

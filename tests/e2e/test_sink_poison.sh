@@ -170,6 +170,7 @@ alert() {  # alert ID RULE STARTED_MS
     alert "$ID-a1" overspeed "$now"
     alert "$ID-a2" overspeed 99999999999999999           # year 3170843: past what PostgreSQL stores
     alert "$ID-a3" "poison$$" "$now"                     # the database's CHECK refuses it
+    printf '%s\t{"broken":true}\n' "$ID-p1"               # not an alert: counted and skipped, not a dead letter
     alert "$ID-a4" overspeed "$now"
 } | kcat -b "$B" -P -t "$A" -K '\t'
 
@@ -206,6 +207,8 @@ check_contains "with the database's reason" "error=database_refused" "$l"
 check_eq "history counts 1 dead letter of its check" 1 "$(dead "$MH" "$GH" out_of_range)"
 check_eq "history counts 2 dead letters the database refused" 2 "$(dead "$MH" "$GH" database_refused)"
 check_eq "billing counts 1" 1 "$(dead "$MB" "$GB" database_refused)"
+check_eq "a record that is not an alert is counted once, not dead-lettered" 1 \
+    "$(metric "$MH" fleetsync_history_alert_errors_total)"
 
 # Exactly once: the dead letters' offsets were stored with the batches; a
 # restart reads nothing again and dead-letters nothing twice.
