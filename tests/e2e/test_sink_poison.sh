@@ -13,6 +13,8 @@
 #      bisection and dead-lettered; every good record around them is stored,
 #      the offsets reach the end of the topics, and a restart dead-letters
 #      nothing twice.
+#   3. the same ids through MQTT and the bridge: NULL and null stored and
+#      billed; the others dead-lettered by the bridge as bad_truck_id.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -24,7 +26,7 @@ B=$FLEETSYNC_BROKERS
 MH=$((TEST_METRICS_BASE + 30)) MB=$((TEST_METRICS_BASE + 31))
 C="e2e_poison_$$"               # the suite's CHECK constraints
 W=$(mktemp -d /tmp/fleetsync-e2e-sink.XXXXXX)
-hist_pid= bill_pid=
+hist_pid= bill_pid= bridge_pid=
 q() { psql "$FLEETSYNC_PG" -XAtqc "$1" 2>/dev/null; }
 NULLS="'NULL', 'null', 'Null'"
 forget_null_trucks() {
@@ -33,6 +35,7 @@ forget_null_trucks() {
     done
 }
 cleanup() {
+    [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null
     [ -n "$hist_pid" ] && kill -9 "$hist_pid" 2>/dev/null
     [ -n "$bill_pid" ] && kill -9 "$bill_pid" 2>/dev/null
     for t in telemetry alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
@@ -223,5 +226,27 @@ check_eq "billing caught up" 1 "$(wait_until 1 40 caught_up "$GB" "$T")"
 sleep 1
 check_eq "no dead letter twice" "3 1" "$(dlq_count "$GH") $(dlq_count "$GB")"
 check_eq "no row twice" "3 1 1 0" "$(rows_of "$ID-p1") $(rows_of "$ID-p2") $(rows_of "$ID-pb") $(rows_of "$ID-p3")"
+
+# --- 3. through MQTT and the bridge ------------------------------------------------
+start_bridge bridge --client-id "e2e-sbridge-$$" --metrics-port $((TEST_METRICS_BASE + 32))
+check_eq "the bridge starts" 0 $?
+for id in NULL null; do
+    printf '{"v":1,"truck_id":"%s","ts":%s,"seq":5,"lat":48.104,"lon":11.5,"speed_kmh":40,"ignition":true}\n' \
+        "$id" $((T0 + 40000)) | pub_lines "$id"
+done
+for id in 'a,b' '{x}' '"q"' 'a\b'; do
+    printf '{"v":1,"truck_id":"x","ts":%s,"seq":1,"lat":1,"lon":1,"speed_kmh":1,"ignition":true}\n' "$T0" | pub_lines "$id"
+done
+check_eq "through the bridge: the 5th readings of NULL and null are stored" 14 "$(wait_until 14 60 rows_null)"
+check_eq "history caught up" 1 "$(wait_until 1 40 caught_up "$GH" "$T")"
+check_eq "billing caught up" 1 "$(wait_until 1 40 caught_up "$GB" "$T")"
+check_eq "billing holds the 5th reading as the last of NULL and null" 2 \
+    "$(q "SELECT count(*) FROM billing_trucks WHERE truck_id IN ('NULL', 'null') AND last_seq = 5")"
+check_eq "and billed the interval once (0.111 km more than the control)" "0.445 0.445" \
+    "$(q "SELECT round(sum(distance_km)::numeric, 3) FROM billing_daily WHERE truck_id IN ('NULL', 'null') GROUP BY truck_id" | tr '\n' ' ' | sed 's/ $//')"
+check_eq "the bridge dead-letters the 4 other ids as bad_truck_id" 4 \
+    "$(wait_until 4 20 bash -c "kcat -b '$B' -C -t '$D' -o beginning -e -q -f '%h\n' 2>/dev/null | grep -c 'error=bad_truck_id'")"
+check_eq "history had no database error" 0 "$(metric "$MH" "fleetsync_sink_db_errors_total{group=\"$GH\"}")"
+kill -TERM "$bridge_pid"; wait "$bridge_pid"; bridge_pid=
 stop_both
 done_testing
