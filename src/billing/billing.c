@@ -40,6 +40,7 @@
 #include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
+#include "core/pgval.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
@@ -275,7 +276,8 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
         t->touched = 1; /* marks "listed"; reset below */
         if (n++)
             buf_put(&b->aux, ",", 1);
-        buf_put(&b->aux, t->id, strlen(t->id)); /* [A-Za-z0-9._-]: no quoting needed */
+        /* Quoted: an unquoted NULL (a valid id) would be the SQL NULL. */
+        pgval_put_array_elem(&b->aux, t->id, strlen(t->id));
     }
     buf_put(&b->aux, "}", 1);
     for (size_t i = 0; i < nrows; i++)
@@ -465,8 +467,10 @@ static void clear_pending(struct billing *b) {
     memset(b->p_rejected, 0, sizeof(b->p_rejected));
 }
 
-static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size) {
+static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
+                         size_t err_size) {
     struct billing *b = ctx;
+    (void)refused; /* every value billing writes is computed from a checked reading */
     int64_t now = wall_ms();
     size_t nrows = 0;
     char part_s[16], off_s[24], day_s[16];

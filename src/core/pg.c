@@ -10,7 +10,24 @@
 #include <string.h>
 #include <time.h>
 
+/* The SQLSTATE of the last error pg_error() reported on this thread. */
+static _Thread_local char last_sqlstate[6];
+
+const char *pg_last_sqlstate(void) {
+    return last_sqlstate;
+}
+
+void pg_clear_sqlstate(void) {
+    last_sqlstate[0] = '\0';
+}
+
+int pg_sqlstate_is_data_error(const char *sqlstate) {
+    return sqlstate && (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
+}
+
 void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size) {
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state && strlen(state) == 5 ? state : "");
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!msg || !*msg)
         msg = conn ? PQerrorMessage(conn) : "no connection";

@@ -46,8 +46,20 @@ PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const
 int pg_copy(PGconn *conn, const char *sql, const struct buf *data, char *err, size_t err_size);
 
 /* Copies PQerrorMessage / PQresultErrorMessage into err without the
- * trailing newline. */
+ * trailing newline, and keeps the result's SQLSTATE for pg_last_sqlstate()
+ * (none without a result: a connection or client-side failure).  Every
+ * helper of this file reports its failures through it. */
 void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size);
+
+/* The SQLSTATE of the last error pg_error() reported on the calling thread
+ * ("22003"), "" when it had none or after pg_clear_sqlstate(). */
+const char *pg_last_sqlstate(void);
+void pg_clear_sqlstate(void);
+
+/* 1 for the SQLSTATE classes of errors in the data a statement carries,
+ * which repeat however often it is retried: 22 (data exception: a value
+ * out of range, invalid text) and 23 (integrity constraint violation). */
+int pg_sqlstate_is_data_error(const char *sqlstate);
 
 /* Formats ms since the epoch as an ISO 8601 UTC timestamp PostgreSQL reads
  * ("2026-11-27T03:12:38.123Z"); buf needs 32 bytes.  Returns buf. */

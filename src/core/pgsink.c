@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/sig.h"
+#include "core/topics.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -41,7 +42,10 @@ struct sink {
     int64_t first_ms;
     int64_t next_tick_ms;
     int fatal;
+    rd_kafka_t *dlq;     /* producer of dead letters, made on the first one */
+    char dlq_topic[256];
     struct metric *m_messages, *m_batches, *m_db_errors, *m_conflicts, *m_db_up, *m_batch_size, *m_batch_seconds;
+    struct metric *m_dead_refused, *m_dead_database;
 };
 
 static int64_t mono_ms(void) {
@@ -218,46 +222,254 @@ static void commit_kafka(struct sink *s) {
     rd_kafka_topic_partition_list_destroy(l);
 }
 
-/* One attempt at writing the batch.  0 = committed, -1 = error, -2 = the
- * offsets moved (batch dropped, partitions re-seeked). */
-static int write_once(struct sink *s, char *err, size_t err_size) {
+/* Sets each partition's next offset to one past its last record in
+ * batch[lo, hi). */
+static void range_offsets(struct sink *s, size_t lo, size_t hi) {
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].next = -1;
+    struct tp *t = NULL;
+    const rd_kafka_message_t *prev = NULL;
+    for (size_t i = lo; i < hi; i++) {
+        const rd_kafka_message_t *m = s->batch[i];
+        if (!prev || m->rkt != prev->rkt || m->partition != prev->partition)
+            t = tp_find(s, rd_kafka_topic_name(m->rkt), m->partition, 0);
+        prev = m;
+        if (t)
+            t->next = m->offset + 1;
+    }
+}
+
+/* Outcomes of one attempt at storing a part of the batch. */
+enum attempt {
+    A_OK = 0,
+    A_ERROR = -1,    /* connection or other error: wait and retry */
+    A_CONFLICT = -2, /* the stored offsets moved: drop the batch, re-seek */
+    A_DATA = -3,     /* PostgreSQL refused the data (SQLSTATE class 22, 23) */
+    A_REFUSED = -4,  /* the pipeline refused a record (*refused) */
+};
+
+/* Ends a failed attempt: a data error while the connection is fine, or any
+ * other error. */
+static enum attempt attempt_failed(struct sink *s) {
+    int data = s->conn && PQstatus(s->conn) == CONNECTION_OK && pg_sqlstate_is_data_error(pg_last_sqlstate());
+    if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    s->ops->aborted(s->ctx);
+    return data ? A_DATA : A_ERROR;
+}
+
+/* One attempt at writing batch[lo, hi) with its offsets in one transaction. */
+static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *refused, char *err, size_t err_size) {
+    pg_clear_sqlstate();
     if (db_ensure(s, err, err_size) < 0)
-        return -1;
+        return A_ERROR;
+    range_offsets(s, lo, hi);
     if (pg_exec(s->conn, "BEGIN", err, err_size) < 0)
-        goto fail;
-    if (s->ops->write(s->ctx, s->conn, s->batch, s->n, err, err_size) < 0)
-        goto fail;
+        return attempt_failed(s);
+    size_t at = 0;
+    int w = s->ops->write(s->ctx, s->conn, s->batch + lo, hi - lo, &at, err, err_size);
+    if (w == PGSINK_REFUSED && at < hi - lo) {
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        s->ops->aborted(s->ctx);
+        *refused = lo + at;
+        return A_REFUSED;
+    }
+    if (w != 0)
+        return attempt_failed(s);
     int r = store_offsets(s, err, err_size);
     if (r == -2) {
         PQclear(PQexec(s->conn, "ROLLBACK"));
         s->ops->aborted(s->ctx);
-        return -2;
+        return A_CONFLICT;
     }
-    if (r < 0)
-        goto fail;
-    if (pg_exec(s->conn, "COMMIT", err, err_size) < 0)
-        goto fail;
+    if (r < 0 || pg_exec(s->conn, "COMMIT", err, err_size) < 0)
+        return attempt_failed(s);
+    return A_OK;
+}
+
+static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+    (void)rk;
+    (void)opaque;
+    *(rd_kafka_resp_err_t *)m->_private = m->err;
+}
+
+/* Produces m to the DLQ and waits for the brokers' acknowledgement.
+ * Returns 0, or -1 with the reason in err. */
+static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *reason, const char *detail,
+                       const char *sqlstate, char *err, size_t err_size) {
+    if (!s->dlq) {
+        static const char *const defaults[] = {"acks", "all", "enable.idempotence", "true", "linger.ms", "0",
+                                               "message.timeout.ms", "15000", NULL};
+        char why[512];
+        rd_kafka_conf_t *conf = kafka_conf_new(s->o->cfg, defaults, why, sizeof(why));
+        if (!conf) {
+            snprintf(err, err_size, "cannot configure the dead-letter producer: %s", why);
+            return -1;
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivered);
+        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+        if (!s->dlq) {
+            rd_kafka_conf_destroy(conf);
+            snprintf(err, err_size, "cannot create the dead-letter producer: %s", why);
+            return -1;
+        }
+    }
+    char part[16], off[24];
+    snprintf(part, sizeof(part), "%" PRId32, m->partition);
+    snprintf(off, sizeof(off), "%" PRId64, m->offset);
+    const char *topic = rd_kafka_topic_name(m->rkt);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(7);
+    rd_kafka_header_add(h, "error", -1, reason, -1);
+    rd_kafka_header_add(h, "error_detail", -1, detail, (ssize_t)strnlen(detail, 1024));
+    if (sqlstate && *sqlstate)
+        rd_kafka_header_add(h, "sqlstate", -1, sqlstate, -1);
+    rd_kafka_header_add(h, "sink", -1, s->o->group, -1);
+    rd_kafka_header_add(h, "source_topic", -1, topic, -1);
+    rd_kafka_header_add(h, "source_partition", -1, part, -1);
+    rd_kafka_header_add(h, "source_offset", -1, off, -1);
+    rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS; /* set by dlq_delivered() */
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
+        RD_KAFKA_V_OPAQUE((void *)&result), RD_KAFKA_V_END);
+    if (e) {
+        rd_kafka_headers_destroy(h);
+        snprintf(err, err_size, "cannot produce to %s: %s", s->dlq_topic, rd_kafka_err2str(e));
+        return -1;
+    }
+    /* message.timeout.ms bounds the wait: the delivery report comes. */
+    while (result == RD_KAFKA_RESP_ERR__IN_PROGRESS)
+        rd_kafka_poll(s->dlq, 100);
+    if (result) {
+        snprintf(err, err_size, "cannot produce to %s: %s", s->dlq_topic, rd_kafka_err2str(result));
+        return -1;
+    }
     return 0;
+}
+
+/* Dead-letters batch[i]: produces it to the DLQ, then stores its offset (in
+ * a transaction of its own, with the offset check).  A_OK, A_ERROR (wait and
+ * retry) or A_CONFLICT. */
+static enum attempt dead_letter(struct sink *s, size_t i, const char *reason, const char *detail,
+                                const char *sqlstate, char *err, size_t err_size) {
+    pg_clear_sqlstate();
+    if (db_ensure(s, err, err_size) < 0)
+        return A_ERROR;
+    range_offsets(s, i, i + 1);
+    if (pg_exec(s->conn, "BEGIN", err, err_size) < 0)
+        goto fail;
+    /* The offset row is locked (and checked) before the dead letter goes
+     * out: another instance cannot take the partition over in between. */
+    int r = store_offsets(s, err, err_size);
+    if (r == -2) {
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        return A_CONFLICT;
+    }
+    if (r < 0 || dlq_produce(s, s->batch[i], reason, detail, sqlstate, err, err_size) < 0 ||
+        pg_exec(s->conn, "COMMIT", err, err_size) < 0)
+        goto fail;
+    return A_OK;
 fail:
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
         PQclear(PQexec(s->conn, "ROLLBACK"));
-    s->ops->aborted(s->ctx);
-    return -1;
+    return A_ERROR;
 }
 
-/* Writes the batch, retrying with backoff.  On a stop request it gives up
- * after a few attempts: the batch is not stored, so it is read again. */
+/* A part of the batch is stored: offsets, Kafka's view, metrics. */
+static void part_stored(struct sink *s, size_t count, int64_t t0, int written) {
+    if (written)
+        s->ops->committed(s->ctx);
+    commit_kafka(s);
+    for (size_t i = 0; i < s->tp_count; i++)
+        if (s->tps[i].next >= 0)
+            s->tps[i].expected = s->tps[i].next;
+    if (s->m_batches && written) {
+        metric_add(s->m_batches, 1);
+        metric_add(s->m_messages, count);
+        metric_observe(s->m_batch_size, (double)count);
+        metric_observe(s->m_batch_seconds, (double)(mono_ms() - t0) / 1000.0);
+    }
+}
+
+/* Writes the batch, retrying with backoff; bisects it after a data error
+ * and dead-letters the records PostgreSQL or the pipeline refuses (see
+ * pgsink.h).  batch[0, lo) is stored; [lo, hi) is the next attempt;
+ * [lo, bad) holds a record PostgreSQL refused (bad = 0: none known).  On a
+ * stop request it gives up after a few attempts: what is not stored is read
+ * again. */
 static void flush(struct sink *s) {
     if (s->n == 0)
         return;
-    char err[1024];
+    char err[1024], detail[1024], state[6];
     int backoff = 250, attempts = 0;
+    size_t lo = 0, hi = s->n, bad = 0;
     int64_t t0 = mono_ms();
-    for (;;) {
-        int r = write_once(s, err, sizeof(err));
-        if (r == 0)
-            break;
-        if (r == -2) {
+    while (lo < s->n) {
+        size_t refused = 0;
+        enum attempt r = write_once(s, lo, hi, &refused, err, sizeof(err));
+        const char *reason = NULL;
+        if (r == A_OK) {
+            part_stored(s, hi - lo, t0, 1);
+            lo = hi;
+            hi = bad > lo ? bad : s->n;
+            attempts = 0;
+            backoff = 250;
+            t0 = mono_ms();
+            continue;
+        }
+        if (r == A_REFUSED && refused > lo) {
+            hi = refused; /* the records before it first */
+            continue;
+        }
+        if (r == A_DATA && hi - lo > 1) {
+            if (s->m_db_errors)
+                metric_add(s->m_db_errors, 1);
+            if (lo == 0 && hi == s->n)
+                log_warn("PostgreSQL refused a batch of %zu messages: %s; looking for the record at fault", s->n,
+                         err);
+            bad = hi;
+            hi = lo + (hi - lo) / 2;
+            continue;
+        }
+        if (r == A_REFUSED || r == A_DATA) {
+            reason = r == A_REFUSED ? "out_of_range" : "database_refused";
+            if (r == A_DATA && s->m_db_errors)
+                metric_add(s->m_db_errors, 1);
+            snprintf(detail, sizeof(detail), "%s", err);
+            snprintf(state, sizeof(state), "%s", r == A_DATA ? pg_last_sqlstate() : "");
+            for (;;) {
+                r = dead_letter(s, lo, reason, detail, state, err, sizeof(err));
+                if (r != A_ERROR || sig_stopping())
+                    break;
+                log_warn("cannot dead-letter %s [%d] offset %" PRId64 ": %s; retrying in %d ms",
+                         rd_kafka_topic_name(s->batch[lo]->rkt), s->batch[lo]->partition, s->batch[lo]->offset, err,
+                         backoff);
+                if (s->conn && PQstatus(s->conn) != CONNECTION_OK)
+                    db_down(s);
+                nap(backoff);
+                backoff = backoff * 2 > SINK_MAX_BACKOFF_MS ? SINK_MAX_BACKOFF_MS : backoff * 2;
+            }
+            if (r == A_OK) {
+                log_warn("%s [%d] offset %" PRId64 ": dead-lettered to %s (%s: %s)",
+                         rd_kafka_topic_name(s->batch[lo]->rkt), s->batch[lo]->partition, s->batch[lo]->offset,
+                         s->dlq_topic, reason, detail);
+                struct metric *m = strcmp(reason, "out_of_range") == 0 ? s->m_dead_refused : s->m_dead_database;
+                if (m)
+                    metric_add(m, 1);
+                part_stored(s, 1, t0, 0);
+                lo++;
+                hi = bad > lo ? bad : s->n;
+                backoff = 250;
+                t0 = mono_ms();
+                continue;
+            }
+            if (r != A_CONFLICT) {
+                log_warn("stopping with %zu messages not stored; they will be read again", s->n - lo);
+                drop_batch(s);
+                return;
+            }
+        }
+        if (r == A_CONFLICT) {
             log_warn("%s: another writer moved the offsets; re-reading from what is stored", err);
             if (s->m_conflicts)
                 metric_add(s->m_conflicts, 1);
@@ -271,24 +483,13 @@ static void flush(struct sink *s) {
             db_down(s);
         attempts++;
         if (sig_stopping() && attempts >= 3) {
-            log_warn("stopping with %zu messages not stored (%s); they will be read again", s->n, err);
+            log_warn("stopping with %zu messages not stored (%s); they will be read again", s->n - lo, err);
             drop_batch(s);
             return;
         }
-        log_warn("cannot store a batch of %zu messages: %s; retrying in %d ms", s->n, err, backoff);
+        log_warn("cannot store a batch of %zu messages: %s; retrying in %d ms", hi - lo, err, backoff);
         nap(backoff);
         backoff = backoff * 2 > SINK_MAX_BACKOFF_MS ? SINK_MAX_BACKOFF_MS : backoff * 2;
-    }
-    s->ops->committed(s->ctx);
-    commit_kafka(s);
-    for (size_t i = 0; i < s->tp_count; i++)
-        if (s->tps[i].next >= 0)
-            s->tps[i].expected = s->tps[i].next;
-    if (s->m_batches) {
-        metric_add(s->m_batches, 1);
-        metric_add(s->m_messages, s->n);
-        metric_observe(s->m_batch_size, (double)s->n);
-        metric_observe(s->m_batch_seconds, (double)(mono_ms() - t0) / 1000.0);
     }
     drop_batch(s);
 }
@@ -346,6 +547,7 @@ int pgsink_option(struct pgsink_options *o, int code, const char *arg, const cha
 
 int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx) {
     struct sink s = {.o = o, .ops = ops, .ctx = ctx};
+    cfg_topic(o->cfg, TOPIC_DLQ, s.dlq_topic, sizeof(s.dlq_topic));
     size_t max_batch = o->max_batch ? o->max_batch : 20000;
     int flush_ms = o->flush_ms > 0 ? o->flush_ms : 500;
     char err[1024], labels[160];
@@ -363,6 +565,13 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
                                         "Failed batch attempts (database errors)", labels);
         s.m_conflicts = metrics_counter(o->metrics, "fleetsync_sink_offset_conflicts_total",
                                         "Batches dropped because the stored offsets moved", labels);
+        char dl[200];
+        snprintf(dl, sizeof(dl), "%s,reason=\"out_of_range\"", labels);
+        s.m_dead_refused = metrics_counter(o->metrics, "fleetsync_sink_dead_letters_total",
+                                           "Records dead-lettered: refused by the checks or by PostgreSQL", dl);
+        snprintf(dl, sizeof(dl), "%s,reason=\"database_refused\"", labels);
+        s.m_dead_database = metrics_counter(o->metrics, "fleetsync_sink_dead_letters_total",
+                                            "Records dead-lettered: refused by the checks or by PostgreSQL", dl);
         s.m_db_up = metrics_gauge(o->metrics, "fleetsync_sink_db_up", "1 while PostgreSQL is reachable", labels);
         s.m_batch_size = metrics_histogram(o->metrics, "fleetsync_sink_batch_messages", "Messages per batch", labels,
                                            sizes, (int)(sizeof(sizes) / sizeof(sizes[0])));
@@ -480,6 +689,10 @@ out:
         kafka_consumer_destroy(s.rk);
     drop_batch(&s);
     db_down(&s);
+    if (s.dlq) {
+        rd_kafka_flush(s.dlq, 5000);
+        rd_kafka_destroy(s.dlq);
+    }
     free(s.batch);
     free(s.chunk);
     free(s.tps);

@@ -23,6 +23,27 @@
  * When PostgreSQL fails, the same batch is retried with exponential backoff
  * (up to 10 s apart) and nothing more is read: a slow or stopped database
  * only grows lag, never memory.
+ *
+ * A record PostgreSQL refuses must not stop the sink: retrying it would
+ * fail forever.  Errors are told apart by SQLSTATE: class 22 (data
+ * exception) and 23 (integrity) lie in the data and repeat on every retry;
+ * anything else (no connection, a server shutting down, a lock timeout) is
+ * waited out as above.  After a data error the batch is bisected: its
+ * halves are written as transactions of their own, in order, down to the
+ * one record that fails alone.  That record is dead-lettered: it goes to
+ * <prefix>truck-telemetry-dlq (the original key and bytes; headers error =
+ * "database_refused", error_detail = the server's message, sqlstate, sink =
+ * the group, source_topic, source_partition, source_offset) and its offset
+ * is stored in a transaction of its own, with the same offset check; the
+ * sink goes on after it.  A pipeline's own checks can refuse a record
+ * before anything is sent (write() returns PGSINK_REFUSED, error
+ * "out_of_range"): the records before it are written, it is dead-lettered
+ * the same way, the sink goes on.  The dead letter is produced and
+ * acknowledged before its offset is committed: a crash in between, or a
+ * replay, can write it to the DLQ twice (source_* tell the copies apart),
+ * never lose it; while Kafka cannot take it, the sink waits as for a
+ * database that is away.  fleetsync_sink_dead_letters_total{group,reason}
+ * counts them.
  */
 #ifndef FS_PGSINK_H
 #define FS_PGSINK_H
@@ -35,10 +56,19 @@
 #include <libpq-fe.h>
 #include <stddef.h>
 
+/* write()'s answer for a record that its checks find PostgreSQL cannot
+ * store (a value out of range). */
+#define PGSINK_REFUSED 1
+
 struct pgsink_ops {
-    /* Writes one batch inside the open transaction.  Returns 0, or -1 with
-     * a reason in err (the transaction is then rolled back and retried). */
-    int (*write)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size);
+    /* Writes one batch (or a part of one, see above) inside the open
+     * transaction.  Returns 0; -1 with a reason in err (the transaction is
+     * rolled back; retried, or bisected when the last pg.h error has a
+     * data SQLSTATE); or PGSINK_REFUSED with *refused the index in msgs of
+     * a record it will not store and the reason in err (rolled back; the
+     * records before it are written again, it is dead-lettered). */
+    int (*write)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
+                 size_t err_size);
     /* The batch's transaction committed. */
     void (*committed)(void *ctx);
     /* The batch's transaction was rolled back (or its outcome is unknown),

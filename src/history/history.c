@@ -19,6 +19,10 @@
  *          COPY into a staging table, INSERT ... ON CONFLICT DO NOTHING, and
  *          the hours they touch (and the next) are marked in rollup_dirty.
  *   4. Alerts are upserted by alert_id.
+ * Every value is written in a form PostgreSQL reads (core/pgval.h): number
+ * digits that float8 would refuse become their value, timestamps out of its
+ * range are refused (an alert: PGSINK_REFUSED, pgsink dead-letters it) or
+ * left NULL (the Kafka record time), ids in array literals are quoted.
  * pgsink then stores the offsets and commits.  Outside batches, tick()
  * recomputes dirty hours from raw rows (overwriting, never adding), creates
  * the daily partitions ahead of time and drops those past --retention.
@@ -32,6 +36,7 @@
 #include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
+#include "core/pgval.h"
 #include "core/rollup.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
@@ -94,6 +99,13 @@ static void put_span(struct buf *b, const struct tm_span *sp) {
         buf_put(b, "\\N", 2);
 }
 
+/* A float8 column from its JSON digits and tm_scan()'s value (NaN when
+ * absent, finite when present): in the form PostgreSQL reads (core/pgval.h). */
+static void put_float8(struct buf *b, const struct tm_span *sp, double v) {
+    if (!sp->n || pgval_put_float8_span(b, sp->p, sp->n, v) < 0)
+        buf_put(b, "\\N", 2);
+}
+
 static void put_double(struct buf *b, double v) {
     if (isnan(v))
         buf_put(b, "\\N", 2);
@@ -150,7 +162,10 @@ struct history {
     size_t day_n, day_cap;
     int days_loaded;
     int64_t next_housekeeping_ms;
-    int64_t rows_pending, dup_pending, late_pending;
+    /* counted when the batch commits: a rolled-back or bisected batch is
+     * read again */
+    int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending;
+    int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
     struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors,
         *m_recomputed, *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
@@ -192,6 +207,11 @@ static struct rollup_point to_point(const struct tm_fast *f) {
                                  .fuel_pct = f->fuel_pct};
 }
 
+static void clear_pending(struct history *h) {
+    h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending = 0;
+    memset(h->rejected_pending, 0, sizeof(h->rejected_pending));
+}
+
 static void arena_clear(struct history *h) {
     for (size_t i = 0; i < h->arena_n; i++)
         free(h->arena[i]);
@@ -224,7 +244,7 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
         }
         return 0;
     }
-    metric_add(h->m_rejected[why], 1);
+    h->rejected_pending[why]++;
     if (h->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
         log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
                  m->offset, tm_reason_name(why), detail);
@@ -314,11 +334,16 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
             continue;
         if (n++)
             buf_putc(&h->aux, ',');
-        buf_put(&h->aux, t->id, strlen(t->id)); /* ids are [A-Za-z0-9._-]: no quoting needed */
+        /* Quoted: an unquoted NULL (a valid id) would be the SQL NULL. */
+        pgval_put_array_elem(&h->aux, t->id, strlen(t->id));
     }
     buf_putc(&h->aux, '}');
     if (n == 0)
         return 0;
+    if (h->aux.oom) {
+        snprintf(err, err_size, "out of memory");
+        return -1;
+    }
     metric_add(h->m_lookups, n);
     const char *vals[1] = {h->aux.p};
     PGresult *r = pg_exec_params(conn,
@@ -365,19 +390,20 @@ static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r) {
     buf_putc(b, '\t');
     put_span(b, &f->seq_s);
     buf_putc(b, '\t');
-    put_span(b, &f->lat_s);
+    put_float8(b, &f->lat_s, f->lat);
     buf_putc(b, '\t');
-    put_span(b, &f->lon_s);
+    put_float8(b, &f->lon_s, f->lon);
     buf_putc(b, '\t');
-    put_span(b, &f->speed_s);
+    put_float8(b, &f->speed_s, f->speed_kmh);
     buf_putc(b, '\t');
-    put_span(b, &f->heading_s);
+    put_float8(b, &f->heading_s, f->heading_deg);
     buf_put(b, f->ignition ? "\tt\t" : "\tf\t", 3);
-    put_span(b, &f->fuel_s);
+    put_float8(b, &f->fuel_s, f->fuel_pct);
     buf_putc(b, '\t');
-    put_span(b, &f->odometer_s);
+    put_float8(b, &f->odometer_s, f->odometer_km);
     buf_putc(b, '\t');
-    if (r->recv_ms > 0)
+    /* The record timestamp is the producer's: any int64 (CreateTime). */
+    if (r->recv_ms > 0 && pgval_ts_ok(r->recv_ms))
         put_ts(b, tf, r->recv_ms);
     else
         buf_put(b, "\\N", 2);
@@ -426,7 +452,9 @@ static const char *upsert_set_sql =
     "last_lon = EXCLUDED.last_lon, last_speed_kmh = EXCLUDED.last_speed_kmh, "
     "last_ignition = EXCLUDED.last_ignition, last_fuel_pct = EXCLUDED.last_fuel_pct";
 
-/* Upserts one alert record; 0 = stored, 1 = refused (counted), -1 = db error. */
+/* Upserts one alert record; 0 = stored, 1 = not an alert (counted, skipped),
+ * 2 = a timestamp PostgreSQL cannot store (reason in err: the record is to
+ * be dead-lettered), -1 = db error. */
 static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size) {
     json_error_t je;
     json_t *a = m->payload ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &je) : NULL;
@@ -437,7 +465,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
                     &rule, "started_ms", &started);
     if (!id || !state || !truck || !rule || strlen(id) > 256 ||
         (strcmp(state, "raised") != 0 && strcmp(state, "cleared") != 0)) {
-        metric_add(h->m_alert_errors, 1);
+        h->alert_errors_pending++;
         if (h->rejected_logged++ < 20)
             log_warn("%s [%d] offset %" PRId64 ": not an alert record; skipped", rd_kafka_topic_name(m->rkt),
                      m->partition, m->offset);
@@ -445,11 +473,27 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
         return 1;
     }
     char started_s[32], detected_s[32], ended_s[32], lat_s[32], lon_s[32];
-    const char *vals[9] = {id, truck, rule, pg_format_ts(started, started_s, sizeof(started_s)), NULL, NULL,
-                           NULL, NULL, NULL};
+    const char *vals[9] = {id, truck, rule, NULL, NULL, NULL, NULL, NULL, NULL};
     json_t *v;
-    if ((v = json_object_get(a, "detected_ms")) && json_is_integer(v))
-        vals[4] = pg_format_ts(json_integer_value(v), detected_s, sizeof(detected_s));
+    int64_t detected = 0, ended = 0;
+    int has_detected = (v = json_object_get(a, "detected_ms")) && json_is_integer(v);
+    if (has_detected)
+        detected = (int64_t)json_integer_value(v);
+    if (strcmp(state, "cleared") == 0) {
+        v = json_object_get(a, "ended_ms");
+        ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
+    }
+    const char *wild = !pgval_ts_ok(started) ? "started_ms" : has_detected && !pgval_ts_ok(detected) ? "detected_ms"
+                                                           : !pgval_ts_ok(ended)                   ? "ended_ms"
+                                                                                                   : NULL;
+    if (wild) {
+        snprintf(err, err_size, "%s is out of the range PostgreSQL stores (years 0001-9999)", wild);
+        json_decref(a);
+        return 2;
+    }
+    vals[3] = pg_format_ts(started, started_s, sizeof(started_s));
+    if (has_detected)
+        vals[4] = pg_format_ts(detected, detected_s, sizeof(detected_s));
     if ((v = json_object_get(a, "lat")) && json_is_number(v)) {
         snprintf(lat_s, sizeof(lat_s), "%.17g", json_number_value(v));
         vals[5] = lat_s;
@@ -461,11 +505,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     char *details = NULL;
     if ((v = json_object_get(a, "details")) != NULL)
         vals[7] = details = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    if (strcmp(state, "cleared") == 0) {
-        v = json_object_get(a, "ended_ms");
-        int64_t ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
+    if (strcmp(state, "cleared") == 0)
         vals[8] = pg_format_ts(ended, ended_s, sizeof(ended_s));
-    }
     PGresult *r = pg_exec_params(
         conn,
         "INSERT INTO alerts (alert_id, truck_id, rule, started_at, detected_at, lat, lon, details, ended_at) "
@@ -479,11 +520,12 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     if (!r)
         return -1;
     PQclear(r);
-    metric_add(h->m_alerts, 1);
+    h->alerts_pending++;
     return 0;
 }
 
-static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size) {
+static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
+                         size_t err_size) {
     struct history *h = ctx;
     int64_t now = wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
@@ -507,6 +549,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         return -1;
     }
     arena_clear(h);
+    clear_pending(h);
     if (!h->days_loaded && load_days(h, conn, err, err_size) < 0)
         return -1;
     if (ensure_stage(conn, err, err_size) < 0)
@@ -517,8 +560,13 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         const rd_kafka_message_t *m = msgs[i];
         const char *topic = rd_kafka_topic_name(m->rkt);
         if (strcmp(topic, h->topic_alerts) == 0) {
-            if (write_alert(h, conn, m, err, err_size) < 0)
+            int rc = write_alert(h, conn, m, err, err_size);
+            if (rc < 0)
                 return -1;
+            if (rc == 2) {
+                *refused = i;
+                return PGSINK_REFUSED;
+            }
             continue;
         }
         struct row *r = &h->rows[nrows];
@@ -659,7 +707,11 @@ static void history_committed(void *ctx) {
     metric_add(h->m_rows, (uint64_t)h->rows_pending);
     metric_add(h->m_dups, (uint64_t)h->dup_pending);
     metric_add(h->m_late, (uint64_t)h->late_pending);
-    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    metric_add(h->m_alerts, (uint64_t)h->alerts_pending);
+    metric_add(h->m_alert_errors, (uint64_t)h->alert_errors_pending);
+    for (int i = 0; i < TM_REASON_COUNT; i++)
+        metric_add(h->m_rejected[i], (uint64_t)h->rejected_pending[i]);
+    clear_pending(h);
     arena_clear(h);
 }
 
@@ -669,7 +721,7 @@ static void history_aborted(void *ctx) {
      * the cache believes and read it again from the database. */
     cache_forget(&h->cache);
     h->days_loaded = 0;
-    h->rows_pending = h->dup_pending = h->late_pending = 0;
+    clear_pending(h);
     arena_clear(h);
 }
 

@@ -218,6 +218,10 @@ static void truck_id_of_1_and_64_chars_is_accepted(void **state)
     assert_accepted("truck_id", "\"x\"");
     assert_accepted("truck_id", "\"0123456789012345678901234567890123456789012345678901234567890123\"");
     assert_accepted("truck_id", "\"az.AZ_09-\"");
+    /* Words an unquoted array literal would read as NULL are ordinary ids:
+     * the sinks quote them (core/pgval.h). */
+    assert_accepted("truck_id", "\"NULL\"");
+    assert_accepted("truck_id", "\"null\"");
 }
 
 static void truck_id_of_65_chars_is_bad(void **state)
@@ -231,7 +235,9 @@ static void truck_id_empty_or_with_other_chars_is_bad(void **state)
 {
     (void)state;
     static const char *const bad[] = {"\"\"",       "\"TRK 42\"",   "\"TRK/42\"", "\"TRK+\"",  "\"TRK#\"",
-                                      "\"TRK\\u00e9\"", "\"TRK\\n\"", "\"TRK:1\"",  "\"\\u0041/\""};
+                                      "\"TRK\\u00e9\"", "\"TRK\\n\"", "\"TRK:1\"",  "\"\\u0041/\"",
+                                      /* what an array or COPY literal would read differently */
+                                      "\"a,b\"", "\"{x}\"", "\"\\\"q\\\"\"", "\"a\\\\b\"", "\"a\\tb\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_verdict("truck_id", bad[i], "bad_truck_id", "truck_id");
 }
