@@ -6,10 +6,10 @@
 # links to it.  The default fleet carries the demo's incidents, so the
 # dashboard shows trucks on the map and, within three minutes, an alert; a
 # second run with --no-incidents shows no alert.  Own ports (the shared
-# stack's + 70), own data dir.
+# stack's + 75), own data dir.
 . "$(dirname "$0")/lib.sh"
 
-S=70
+S=75
 MQTT=$((TEST_MQTT_PORT + S)) KAFKA=$((TEST_KAFKA_PORT + S)) PGP=$((TEST_PG_PORT + S)) HTTP=$((TEST_HTTP_PORT + S))
 W=$(mktemp -d /tmp/fleetsync-demo.XXXXXX) # mode 0700, like a clone under /root
 unset FLEETSYNC_DATA_DIR
