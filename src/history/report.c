@@ -12,10 +12,10 @@
 #include "history/report.h"
 
 #include "core/config.h"
-#include "core/csv.h"
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/rollup.h"
+#include "core/table.h"
 #include "core/timeparse.h"
 #include "history/trips.h"
 
@@ -48,85 +48,6 @@ int report_parse_time(const char *s, int64_t *ms)
 
 /* ---- formatting --------------------------------------------------------- */
 
-char *report_format_time(int64_t ms, char *buf, size_t size)
-{
-    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int frac = (int)(ms - s * 1000);
-    time_t t = (time_t)s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    if (frac)
-        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    else
-        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
-}
-
-char *report_format_duration(double seconds, char *buf, size_t size)
-{
-    if (!isfinite(seconds)) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    long long s = llround(seconds < 0 ? 0 : seconds);
-    if (s >= 3600)
-        snprintf(buf, size, "%lldh %02lldm %02llds", s / 3600, s / 60 % 60, s % 60);
-    else if (s >= 60)
-        snprintf(buf, size, "%lldm %02llds", s / 60, s % 60);
-    else
-        snprintf(buf, size, "%llds", s);
-    return buf;
-}
-
-char *report_format_number(double v, int decimals, char *buf, size_t size)
-{
-    if (!isfinite(v)) {
-        snprintf(buf, size, "%s", "");
-        return buf;
-    }
-    if (fabs(v) < 0.5 * pow(10, -decimals))
-        v = 0;
-    snprintf(buf, size, "%.*f", decimals, v);
-    return buf;
-}
-
-void report_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
-
-void report_csv_field(FILE *out, const char *s)
-{
-    csv_field(out, s);
-}
-
 void report_xml_text(FILE *out, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -150,232 +71,6 @@ void report_xml_text(FILE *out, const char *s)
             fputc(*p < 0x20 && *p != '\t' && *p != '\n' && *p != '\r' ? '?' : *p, out);
         }
     }
-}
-
-/* ---- tables ------------------------------------------------------------- */
-
-void report_table_init(struct report_table *t, const struct report_col *cols, size_t ncols)
-{
-    memset(t, 0, sizeof(*t));
-    t->cols = cols;
-    t->ncols = ncols;
-}
-
-void report_table_release(struct report_table *t)
-{
-    for (size_t i = 0; i < t->count; i++) {
-        free(t->cells[i].text);
-        free(t->cells[i].value);
-    }
-    free(t->cells);
-    t->cells = NULL;
-    t->count = t->cap = 0;
-}
-
-size_t report_table_rows(const struct report_table *t)
-{
-    return t->ncols ? t->count / t->ncols : 0;
-}
-
-/* Appends a cell; takes copies of text and value (value may be NULL). */
-static void table_add(struct report_table *t, const char *text, const char *value, int raw)
-{
-    if (t->oom)
-        return;
-    if (t->count == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        struct report_cell *c = realloc(t->cells, ncap * sizeof(*c));
-        if (!c) {
-            t->oom = 1;
-            return;
-        }
-        t->cells = c;
-        t->cap = ncap;
-    }
-    struct report_cell *c = &t->cells[t->count];
-    c->text = strdup(text);
-    c->value = value ? strdup(value) : NULL;
-    c->raw = raw;
-    if (!c->text || (value && !c->value)) {
-        free(c->text);
-        free(c->value);
-        t->oom = 1;
-        return;
-    }
-    t->count++;
-}
-
-void report_table_str(struct report_table *t, const char *s, const char *null_text)
-{
-    table_add(t, s ? s : null_text ? null_text : "-", s, 0);
-}
-
-void report_table_num(struct report_table *t, double v, int decimals)
-{
-    char buf[64];
-    if (!isfinite(v)) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_number(v, decimals, buf, sizeof(buf));
-    table_add(t, buf, buf, 1);
-}
-
-void report_table_time(struct report_table *t, int64_t ms)
-{
-    char buf[40];
-    if (ms == INT64_MIN) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_time(ms, buf, sizeof(buf));
-    table_add(t, buf, buf, 0);
-}
-
-void report_table_dur(struct report_table *t, double seconds)
-{
-    char text[64], value[64];
-    if (!isfinite(seconds)) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_duration(seconds, text, sizeof(text));
-    report_format_number(seconds, 3, value, sizeof(value));
-    /* Whole seconds print without decimals: "420", not "420.000". */
-    char *dot = strchr(value, '.');
-    if (dot) {
-        char *end = value + strlen(value);
-        while (end > dot + 1 && end[-1] == '0')
-            *--end = '\0';
-        if (end == dot + 1)
-            *dot = '\0';
-    }
-    table_add(t, text, value, 1);
-}
-
-void report_table_json(struct report_table *t, const char *json)
-{
-    table_add(t, json ? json : "-", json, 1);
-}
-
-/* Display width of s: UTF-8 continuation bytes take no column. */
-static size_t text_width(const char *s)
-{
-    size_t w = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xc0) != 0x80)
-            w++;
-    return w;
-}
-
-static void table_text(FILE *out, const char *s, size_t width, int right)
-{
-    size_t w = text_width(s);
-    if (right)
-        for (size_t i = w; i < width; i++)
-            fputc(' ', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
-    if (!right)
-        for (size_t i = w; i < width; i++)
-            fputc(' ', out);
-}
-
-static const char *col_title(const struct report_col *c)
-{
-    return c->title ? c->title : c->key;
-}
-
-static void print_table(const struct report_table *t, FILE *out)
-{
-    size_t *width = calloc(t->ncols, sizeof(*width));
-    if (!width)
-        return;
-    for (size_t c = 0; c < t->ncols; c++)
-        width[c] = text_width(col_title(&t->cols[c]));
-    for (size_t i = 0; i < t->count; i++) {
-        size_t w = text_width(t->cells[i].text);
-        if (w > width[i % t->ncols])
-            width[i % t->ncols] = w;
-    }
-    for (size_t c = 0; c < t->ncols; c++) {
-        /* A left-aligned last column gets no padding: no trailing blanks. */
-        int last = c + 1 == t->ncols;
-        table_text(out, col_title(&t->cols[c]), last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
-        fputs(c + 1 < t->ncols ? "  " : "\n", out);
-    }
-    for (size_t i = 0; i < t->count; i++) {
-        size_t c = i % t->ncols;
-        int last = c + 1 == t->ncols;
-        table_text(out, t->cells[i].text, last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
-        fputs(last ? "\n" : "  ", out);
-    }
-    free(width);
-}
-
-static void print_json(const struct report_table *t, FILE *out)
-{
-    size_t rows = report_table_rows(t);
-    if (!rows) {
-        fputs("[]\n", out);
-        return;
-    }
-    fputs("[\n", out);
-    for (size_t r = 0; r < rows; r++) {
-        fputc('{', out);
-        for (size_t c = 0; c < t->ncols; c++) {
-            const struct report_cell *cell = &t->cells[r * t->ncols + c];
-            if (c)
-                fputc(',', out);
-            report_json_string(out, t->cols[c].key);
-            fputc(':', out);
-            if (!cell->value)
-                fputs("null", out);
-            else if (cell->raw)
-                fputs(cell->value, out);
-            else
-                report_json_string(out, cell->value);
-        }
-        fputs(r + 1 < rows ? "},\n" : "}\n", out);
-    }
-    fputs("]\n", out);
-}
-
-static void print_csv(const struct report_table *t, FILE *out)
-{
-    for (size_t c = 0; c < t->ncols; c++) {
-        if (c)
-            fputc(',', out);
-        report_csv_field(out, t->cols[c].key);
-    }
-    fputc('\n', out);
-    for (size_t i = 0; i < t->count; i++) {
-        size_t c = i % t->ncols;
-        if (c)
-            fputc(',', out);
-        if (t->cells[i].value)
-            report_csv_field(out, t->cells[i].value);
-        if (c + 1 == t->ncols)
-            fputc('\n', out);
-    }
-}
-
-int report_table_print(const struct report_table *t, enum report_format f, FILE *out)
-{
-    if (t->oom || !t->ncols)
-        return -1;
-    switch (f) {
-    case REPORT_TABLE:
-        print_table(t, out);
-        break;
-    case REPORT_JSON:
-        print_json(t, out);
-        break;
-    case REPORT_CSV:
-        print_csv(t, out);
-        break;
-    }
-    return ferror(out) ? -1 : 0;
 }
 
 /* ---- options ------------------------------------------------------------ */
@@ -499,15 +194,15 @@ static const char *col_text(const PGresult *r, int row, int col)
 #define VALID_POSITION                                                                                   \
     " AND lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 AND speed_kmh BETWEEN 0 AND 1000"
 
-static enum report_format table_format(const struct ropts *o)
+static enum table_format table_format(const struct ropts *o)
 {
-    return o->out == OUT_JSON ? REPORT_JSON : o->out == OUT_CSV ? REPORT_CSV : REPORT_TABLE;
+    return o->out == OUT_JSON ? TABLE_JSON : o->out == OUT_CSV ? TABLE_CSV : TABLE_TEXT;
 }
 
-static int print_and_release(struct report_table *t, const struct ropts *o, char *err, size_t err_size)
+static int print_and_release(struct table *t, const struct ropts *o, char *err, size_t err_size)
 {
-    int rc = report_table_print(t, table_format(o), stdout);
-    report_table_release(t);
+    int rc = table_print(t, table_format(o), stdout);
+    table_release(t);
     if (rc < 0)
         snprintf(err, err_size, "cannot write the report: %s", errno ? strerror(errno) : "out of memory");
     return rc;
@@ -522,10 +217,10 @@ static void hour_window(struct ropts *o)
 
 static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"truck_id", "truck", 0},       {"trucks", NULL, 1},          {"from", NULL, 0},
-        {"to", NULL, 0},                {"distance_km", NULL, 1},     {"moving_s", "moving", 1},
-        {"avg_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"truck_id", "truck", 0, 0},       {"trucks", NULL, 1, 0},          {"from", NULL, 0, 0},
+        {"to", NULL, 0, 0},                {"distance_km", NULL, 1, 0},     {"moving_s", "moving", 1, 0},
+        {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
@@ -542,25 +237,25 @@ static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_si
     if (!r)
         return -1;
     double km = col_double(r, 0, 1), moving_s = col_double(r, 0, 2);
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
-    report_table_str(&t, o->truck, "(fleet)");
-    report_table_num(&t, col_double(r, 0, 0), 0);
-    report_table_time(&t, o->win_from_ms);
-    report_table_time(&t, o->win_to_ms);
-    report_table_num(&t, km, 3);
-    report_table_dur(&t, moving_s);
-    report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    table_str(&t, o->truck, "(fleet)");
+    table_num(&t, col_double(r, 0, 0), 0);
+    table_time(&t, o->win_from_ms);
+    table_time(&t, o->win_to_ms);
+    table_num(&t, km, 3);
+    table_dur(&t, moving_s);
+    table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
 }
 
 static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"truck_id", "truck", 0},      {"distance_km", NULL, 1},     {"driving_s", "driving", 1},
-        {"idle_s", "idle", 1},         {"parked_s", "parked", 1},    {"max_speed_kmh", NULL, 1},
-        {"fuel_used_pct", NULL, 1},    {"avg_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"truck_id", "truck", 0, 0},      {"distance_km", NULL, 1, 0},     {"driving_s", "driving", 1, 0},
+        {"idle_s", "idle", 1, 0},         {"parked_s", "parked", 1, 0},    {"max_speed_kmh", NULL, 1, 0},
+        {"fuel_used_pct", NULL, 1, 0},    {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
@@ -574,18 +269,18 @@ static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size
                         o->truck ? 3 : 2, vals, err, err_size);
     if (!r)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
         double km = col_double(r, i, 1), moving_s = col_double(r, i, 2);
-        report_table_str(&t, col_text(r, i, 0), NULL);
-        report_table_num(&t, km, 3);
-        report_table_dur(&t, moving_s);
-        report_table_dur(&t, col_double(r, i, 3));
-        report_table_dur(&t, col_double(r, i, 4));
-        report_table_num(&t, col_double(r, i, 5), 1);
-        report_table_num(&t, col_double(r, i, 6), 1);
-        report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+        table_str(&t, col_text(r, i, 0), NULL);
+        table_num(&t, km, 3);
+        table_dur(&t, moving_s);
+        table_dur(&t, col_double(r, i, 3));
+        table_dur(&t, col_double(r, i, 4));
+        table_num(&t, col_double(r, i, 5), 1);
+        table_num(&t, col_double(r, i, 6), 1);
+        table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
@@ -645,30 +340,30 @@ static int segment_day(PGconn *conn, struct ropts *o, struct trips_result *res, 
 
 static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"start", NULL, 0},           {"end", NULL, 0},          {"start_lat", NULL, 1},
-        {"start_lon", NULL, 1},       {"end_lat", NULL, 1},      {"end_lon", NULL, 1},
-        {"distance_km", NULL, 1},     {"duration_s", "duration", 1}, {"moving_s", "moving", 1},
-        {"avg_speed_kmh", NULL, 1},   {"max_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"start", NULL, 0, 0},           {"end", NULL, 0, 0},          {"start_lat", NULL, 1, 0},
+        {"start_lon", NULL, 1, 0},       {"end_lat", NULL, 1, 0},      {"end_lon", NULL, 1, 0},
+        {"distance_km", NULL, 1, 0},     {"duration_s", "duration", 1, 0}, {"moving_s", "moving", 1, 0},
+        {"avg_speed_kmh", NULL, 1, 0},   {"max_speed_kmh", NULL, 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (size_t i = 0; i < res.trip_count; i++) {
         const struct trip *tr = &res.trips[i];
-        report_table_time(&t, tr->start_ms);
-        report_table_time(&t, tr->end_ms);
-        report_table_num(&t, tr->start_lat, 6);
-        report_table_num(&t, tr->start_lon, 6);
-        report_table_num(&t, tr->end_lat, 6);
-        report_table_num(&t, tr->end_lon, 6);
-        report_table_num(&t, tr->distance_km, 3);
-        report_table_dur(&t, tr->duration_s);
-        report_table_dur(&t, tr->moving_s);
-        report_table_num(&t, tr->avg_speed_kmh, 1);
-        report_table_num(&t, tr->max_speed_kmh, 1);
+        table_time(&t, tr->start_ms);
+        table_time(&t, tr->end_ms);
+        table_num(&t, tr->start_lat, 6);
+        table_num(&t, tr->start_lon, 6);
+        table_num(&t, tr->end_lat, 6);
+        table_num(&t, tr->end_lon, 6);
+        table_num(&t, tr->distance_km, 3);
+        table_dur(&t, tr->duration_s);
+        table_dur(&t, tr->moving_s);
+        table_num(&t, tr->avg_speed_kmh, 1);
+        table_num(&t, tr->max_speed_kmh, 1);
     }
     trips_result_release(&res);
     return print_and_release(&t, o, err, err_size);
@@ -676,23 +371,23 @@ static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 
 static int run_stops(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"start", NULL, 0},          {"end", NULL, 0},  {"duration_s", "duration", 1},
-        {"lat", NULL, 1},            {"lon", NULL, 1},  {"engine_on_s", "engine_on", 1},
+    static const struct table_col cols[] = {
+        {"start", NULL, 0, 0},          {"end", NULL, 0, 0},  {"duration_s", "duration", 1, 0},
+        {"lat", NULL, 1, 0},            {"lon", NULL, 1, 0},  {"engine_on_s", "engine_on", 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (size_t i = 0; i < res.stop_count; i++) {
         const struct stop *s = &res.stops[i];
-        report_table_time(&t, s->start_ms);
-        report_table_time(&t, s->end_ms);
-        report_table_dur(&t, s->duration_s);
-        report_table_num(&t, s->lat, 6);
-        report_table_num(&t, s->lon, 6);
-        report_table_dur(&t, s->engine_on_s);
+        table_time(&t, s->start_ms);
+        table_time(&t, s->end_ms);
+        table_dur(&t, s->duration_s);
+        table_num(&t, s->lat, 6);
+        table_num(&t, s->lon, 6);
+        table_dur(&t, s->engine_on_s);
     }
     trips_result_release(&res);
     return print_and_release(&t, o, err, err_size);
@@ -708,19 +403,19 @@ static void track_geojson(const PGresult *r, const struct ropts *o, FILE *out)
     } else {
         fputs(n == 1 ? "{\"type\":\"Point\",\"coordinates\":" : "{\"type\":\"LineString\",\"coordinates\":[", out);
         for (int i = 0; i < n; i++)
-            fprintf(out, "%s[%s,%s]", i ? "," : "", report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
-                    report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)));
+            fprintf(out, "%s[%s,%s]", i ? "," : "", table_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                    table_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)));
         fputs(n == 1 ? "}" : "]}", out);
     }
     fputs(",\"properties\":{\"truck_id\":", out);
-    report_json_string(out, o->truck);
-    fprintf(out, ",\"from\":\"%s\"", report_format_time(o->win_from_ms, buf, sizeof(buf)));
-    fprintf(out, ",\"to\":\"%s\",\"points\":%d,\"times\":[", report_format_time(o->win_to_ms, buf, sizeof(buf)), n);
+    table_json_string(out, o->truck);
+    fprintf(out, ",\"from\":\"%s\"", table_format_time(o->win_from_ms, buf, sizeof(buf)));
+    fprintf(out, ",\"to\":\"%s\",\"points\":%d,\"times\":[", table_format_time(o->win_to_ms, buf, sizeof(buf)), n);
     for (int i = 0; i < n; i++)
-        fprintf(out, "%s\"%s\"", i ? "," : "", report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+        fprintf(out, "%s\"%s\"", i ? "," : "", table_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
     fputs("],\"speeds_kmh\":[", out);
     for (int i = 0; i < n; i++)
-        fprintf(out, "%s%s", i ? "," : "", report_format_number(col_double(r, i, 4), 1, buf, sizeof(buf)));
+        fprintf(out, "%s%s", i ? "," : "", table_format_number(col_double(r, i, 4), 1, buf, sizeof(buf)));
     fputs("]}}\n", out);
 }
 
@@ -735,17 +430,17 @@ static void track_gpx(const PGresult *r, const struct ropts *o, FILE *out)
     fputs("</name>\n    <trkseg>\n", out);
     for (int i = 0; i < PQntuples(r); i++)
         fprintf(out, "      <trkpt lat=\"%s\" lon=\"%s\"><time>%s</time></trkpt>\n",
-                report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)),
-                report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
-                report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+                table_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)),
+                table_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                table_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
     fputs("    </trkseg>\n  </trk>\n</gpx>\n", out);
 }
 
 static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"ts", NULL, 0},          {"seq", NULL, 1},         {"lat", NULL, 1},      {"lon", NULL, 1},
-        {"speed_kmh", NULL, 1},   {"heading_deg", NULL, 1}, {"ignition", NULL, 0}, {"fuel_pct", NULL, 1},
+    static const struct table_col cols[] = {
+        {"ts", NULL, 0, 0},          {"seq", NULL, 1, 0},         {"lat", NULL, 1, 0},      {"lon", NULL, 1, 0},
+        {"speed_kmh", NULL, 1, 0},   {"heading_deg", NULL, 1, 0}, {"ignition", NULL, 0, 0}, {"fuel_pct", NULL, 1, 0},
     };
     char from[40], to[40];
     const char *vals[] = {o->truck, pg_format_ts(o->win_from_ms, from, sizeof(from)),
@@ -769,18 +464,18 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
         }
         return 0;
     }
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
-        report_table_time(&t, col_ms(r, i, 0));
-        report_table_num(&t, col_double(r, i, 1), 0);
-        report_table_num(&t, col_double(r, i, 2), 6);
-        report_table_num(&t, col_double(r, i, 3), 6);
-        report_table_num(&t, col_double(r, i, 4), 1);
-        report_table_num(&t, col_double(r, i, 5), 1);
+        table_time(&t, col_ms(r, i, 0));
+        table_num(&t, col_double(r, i, 1), 0);
+        table_num(&t, col_double(r, i, 2), 6);
+        table_num(&t, col_double(r, i, 3), 6);
+        table_num(&t, col_double(r, i, 4), 1);
+        table_num(&t, col_double(r, i, 5), 1);
         const char *ign = PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false";
-        table_add(&t, ign, ign, 1); /* a JSON boolean */
-        report_table_num(&t, col_double(r, i, 7), 2);
+        table_literal(&t, ign); /* a JSON boolean */
+        table_num(&t, col_double(r, i, 7), 2);
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
@@ -788,10 +483,10 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 
 static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"started_at", "started", 0}, {"ended_at", "ended", 0},         {"truck_id", "truck", 0},
-        {"rule", NULL, 0},            {"lat", NULL, 1},                 {"lon", NULL, 1},
-        {"detected_at", "detected", 0}, {"alert_id", NULL, 0},          {"details", NULL, 0},
+    static const struct table_col cols[] = {
+        {"started_at", "started", 0, 0}, {"ended_at", "ended", 0, 0},         {"truck_id", "truck", 0, 0},
+        {"rule", NULL, 0, 0},            {"lat", NULL, 1, 0},                 {"lon", NULL, 1, 0},
+        {"detected_at", "detected", 0, 0}, {"alert_id", NULL, 0, 0},          {"details", NULL, 0, 0},
     };
     char from[40], to[40], sql[640];
     const char *vals[4];
@@ -812,18 +507,18 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
     PGresult *r = query(conn, sql, n, vals, err, err_size);
     if (!r)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
-        report_table_time(&t, col_ms(r, i, 0));
-        report_table_time(&t, col_ms(r, i, 1));
-        report_table_str(&t, col_text(r, i, 2), NULL);
-        report_table_str(&t, col_text(r, i, 3), NULL);
-        report_table_num(&t, col_double(r, i, 4), 6);
-        report_table_num(&t, col_double(r, i, 5), 6);
-        report_table_time(&t, col_ms(r, i, 6));
-        report_table_str(&t, col_text(r, i, 7), NULL);
-        report_table_json(&t, col_text(r, i, 8));
+        table_time(&t, col_ms(r, i, 0));
+        table_time(&t, col_ms(r, i, 1));
+        table_str(&t, col_text(r, i, 2), NULL);
+        table_str(&t, col_text(r, i, 3), NULL);
+        table_num(&t, col_double(r, i, 4), 6);
+        table_num(&t, col_double(r, i, 5), 6);
+        table_time(&t, col_ms(r, i, 6));
+        table_str(&t, col_text(r, i, 7), NULL);
+        table_json(&t, col_text(r, i, 8));
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
