@@ -4,15 +4,18 @@
  *
  * Each subcommand is one row of `subs`: the options it takes, the ones it
  * needs, its default time window, and a function that runs its query and
- * prints the answer.  Option parsing, window resolution, the connection and
- * pg_migrate() (so that an empty database answers with empty results) are
- * shared.  Values from the command line reach SQL only as parameters of
+ * prints the answer.  One option table (core/opts.h) parses and checks the
+ * values and makes each report's --help from the options it takes; window
+ * resolution, the connection and pg_migrate() (so that an empty database
+ * answers with empty results) are shared.  Tables, CSV and JSON are printed
+ * by core/table.h.  Values from the command line reach SQL only as parameters of
  * PQexecParams; SQL text is built from constant fragments only.
  */
 #include "history/report.h"
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/opts.h"
 #include "core/pg.h"
 #include "core/rollup.h"
 #include "core/table.h"
@@ -20,7 +23,6 @@
 #include "history/trips.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,33 +77,37 @@ void report_xml_text(FILE *out, const char *s)
 
 /* ---- options ------------------------------------------------------------ */
 
+/* The options of every report: indices into the option table of
+ * cmd_report, and bits of struct ropts.given. */
 enum {
-    OPT_TRUCK = 1,
-    OPT_FLEET,
-    OPT_SINCE,
-    OPT_FROM,
-    OPT_TO,
-    OPT_DAY,
-    OPT_MIN_STOP,
-    OPT_MIN_TRIP,
-    OPT_RULE,
-    OPT_FORMAT,
-    OPT_JSON,
-    OPT_CSV,
+    O_TRUCK,
+    O_FLEET,
+    O_SINCE,
+    O_FROM,
+    O_TO,
+    O_DAY,
+    O_MIN_STOP,
+    O_MIN_TRIP,
+    O_RULE,
+    O_FORMAT,
+    O_JSON,
+    O_CSV,
+    O_COUNT
 };
-#define BIT(o) (1u << (o))
-#define WINDOW (BIT(OPT_SINCE) | BIT(OPT_FROM) | BIT(OPT_TO))
-#define OUTPUT (BIT(OPT_FORMAT) | BIT(OPT_JSON) | BIT(OPT_CSV))
+#define BIT(o) ((uint64_t)1 << (o))
+#define WINDOW (BIT(O_SINCE) | BIT(O_FROM) | BIT(O_TO))
+#define OUTPUT (BIT(O_FORMAT) | BIT(O_JSON) | BIT(O_CSV))
 
-enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV, OUT_GEOJSON, OUT_GPX };
+enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV, OUT_GEOJSON, OUT_GPX }; /* the words of --format */
 
 struct ropts {
-    unsigned given; /* BIT(OPT_...) of the options on the command line */
+    uint64_t given; /* BIT(O_...) of the options on the command line */
     const char *truck;
     int64_t since_ms, from_ms, to_ms, day_ms;
     struct trips_params tp;
     const char *rule;
-    enum out_format out;
+    int fleet;
+    int out; /* enum out_format */
     /* Resolved: the query window [from, to). */
     int64_t win_from_ms, win_to_ms;
 };
@@ -109,42 +115,59 @@ struct ropts {
 struct sub {
     const char *name;
     int (*run)(PGconn *conn, struct ropts *o, char *err, size_t err_size);
-    unsigned allowed;      /* options it takes besides the output ones */
-    unsigned required;     /* options it needs */
+    uint64_t allowed;      /* options it takes besides the output ones */
+    uint64_t required;     /* options it needs */
     int64_t default_since; /* window when none is given; 0 = a window is required */
     const char *synopsis;
-    const char *help;
+    const char *about;    /* what it answers, before the options in its --help */
+    const char *examples; /* after the options */
 };
 
-static const char *opt_name(int code)
+/* Option callbacks: the messages follow "--NAME " (core/opts.h). */
+static int opt_since(void *value, const char *arg, char *err, size_t err_size)
 {
-    switch (code) {
-    case OPT_TRUCK:
-        return "--truck";
-    case OPT_FLEET:
-        return "--fleet";
-    case OPT_SINCE:
-        return "--since";
-    case OPT_FROM:
-        return "--from";
-    case OPT_TO:
-        return "--to";
-    case OPT_DAY:
-        return "--day";
-    case OPT_MIN_STOP:
-        return "--min-stop";
-    case OPT_MIN_TRIP:
-        return "--min-trip-distance";
-    case OPT_RULE:
-        return "--rule";
-    case OPT_FORMAT:
-        return "--format";
-    case OPT_JSON:
-        return "--json";
-    case OPT_CSV:
-        return "--csv";
+    if (report_parse_duration(arg, value) || *(int64_t *)value <= 0) {
+        snprintf(err, err_size, "needs a duration such as 90s, 30m, 2h or 7d");
+        return -1;
     }
-    return "?";
+    return 0;
+}
+
+static int opt_min_stop(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_duration(arg, value)) {
+        snprintf(err, err_size, "needs a duration such as 90s or 5m");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_time(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_time(arg, value)) {
+        snprintf(err, err_size, "needs an ISO 8601 time with Z or an offset (2026-11-01T08:00:00Z) or a date");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_day(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_day(arg, value)) {
+        snprintf(err, err_size, "needs a UTC day YYYY-MM-DD");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_rule(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (!*arg) {
+        snprintf(err, err_size, "needs a rule name");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
 }
 
 static int64_t now_ms(void)
@@ -527,80 +550,61 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 /* ---- the command -------------------------------------------------------- */
 
 static const struct sub subs[] = {
-    {"avg-speed", run_avg_speed, BIT(OPT_TRUCK) | BIT(OPT_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
+    {"avg-speed", run_avg_speed, BIT(O_TRUCK) | BIT(O_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
      "(--truck ID | --fleet) [--since 30d | --from T --to T]",
-     "Average speed = distance / time moving (speed > 5 km/h), of one truck or of the whole\n"
-     "fleet, from the hourly rollups (telemetry_hourly) only: never a raw reading. The window\n"
+     "Average speed = distance / time moving (speed > 5 km/h), of one truck (--truck ID) or of\n"
+     "the whole fleet (--fleet: sum(distance) / sum(moving time)), from the hourly rollups\n"
+     "(telemetry_hourly) only: never a raw reading. The window (default: the last 30d)\n"
      "covers the UTC hours it touches (from rounded down, to rounded up to the hour), and the\n"
      "output shows it. Columns: truck_id, trucks (with data), from, to, distance_km,\n"
-     "moving_s, avg_speed_kmh (null when the truck never moved).\n\n"
-     "  --truck ID         one truck\n"
-     "  --fleet            every truck together: sum(distance) / sum(moving time)\n"
-     "  --since D          the last D (default 30d)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n\n"
+     "moving_s, avg_speed_kmh (null when the truck never moved).",
      "Examples:\n"
      "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
-     "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json\n"},
-    {"summary", run_summary, BIT(OPT_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
+     "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json"},
+    {"summary", run_summary, BIT(O_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
      "Per truck, from the hourly rollups: distance, driving (moving), idle (engine on, not\n"
      "moving) and parked (engine off) time, max speed, fuel used (sum of fuel level drops,\n"
-     "in percent of the tank) and average speed. One row per truck with data, by truck id.\n\n"
-     "  --since D          the last D (default 7d)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n"
-     "  --truck ID         only this truck\n\n"
+     "in percent of the tank) and average speed. One row per truck with data, by truck id;\n"
+     "--truck ID: only this truck. The window: the last 7d unless given.",
      "Examples:\n"
      "  fleetsync report summary --since 7d\n"
-     "  fleetsync report summary --from 2026-11-01 --to 2026-11-08 --csv > week.csv\n"},
-    {"trips", run_trips, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
-     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "  fleetsync report summary --from 2026-11-01 --to 2026-11-08 --csv > week.csv"},
+    {"trips", run_trips, BIT(O_TRUCK) | BIT(O_DAY) | BIT(O_MIN_STOP) | BIT(O_MIN_TRIP), BIT(O_TRUCK) | BIT(O_DAY), -1,
+     "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
      "The truck's trips of one UTC day, from its raw readings. A trip starts when the truck\n"
      "moves (speed > 5 km/h) and ends at a stop: standing still for --min-stop, or with the\n"
      "ignition off. Shorter pauses (red lights) stay inside the trip; trips shorter than\n"
      "--min-trip-distance are dropped (their time joins the stop around them). Columns:\n"
      "start, end, start/end position, distance_km, duration_s, moving_s, avg_speed_kmh\n"
-     "(distance / time moving), max_speed_kmh. See docs/report.md for the exact rules.\n\n"
-     "  --truck ID                the truck\n"
-     "  --day YYYY-MM-DD          the UTC day\n"
-     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
-     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "(distance / time moving), max_speed_kmh. See docs/report.md for the exact rules.",
      "Example:\n"
-     "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"},
-    {"stops", run_stops, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
-     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "  fleetsync report trips --truck TRK-000042 --day 2026-11-01"},
+    {"stops", run_stops, BIT(O_TRUCK) | BIT(O_DAY) | BIT(O_MIN_STOP) | BIT(O_MIN_TRIP), BIT(O_TRUCK) | BIT(O_DAY), -1,
+     "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
      "The truck's stops of one UTC day, from its raw readings: the time between the trips of\n"
      "`report trips` (same options, same rules), plus the time before the first trip and after\n"
      "the last when the truck stood long enough. Columns: start, end, duration_s, lat, lon\n"
-     "(where it arrived), engine_on_s (time with the ignition on).\n\n"
-     "  --truck ID                the truck\n"
-     "  --day YYYY-MM-DD          the UTC day\n"
-     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
-     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "(where it arrived), engine_on_s (time with the ignition on).",
      "Example:\n"
-     "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json\n"},
-    {"track", run_track, BIT(OPT_TRUCK) | WINDOW, BIT(OPT_TRUCK), 0,
-     "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
-     "The truck's raw readings in [from, to), in time order. GeoJSON (default, also --json):\n"
-     "one Feature whose geometry is a LineString of [lon, lat] (a Point for one reading, null\n"
-     "for none) and whose properties hold truck_id, from, to, points, and per point times and\n"
-     "speeds_kmh. GPX 1.1: one track, one segment, a time per point. csv and table: one row\n"
-     "per reading.\n\n"
-     "  --truck ID          the truck\n"
-     "  --from T --to T     the window (--to defaults to now; or --since D)\n"
-     "  --format F          geojson (default), gpx, csv or table\n\n"
+     "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json"},
+    {"track", run_track, BIT(O_TRUCK) | WINDOW, BIT(O_TRUCK), 0, "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
+     "The truck's raw readings in [from, to) (or the last --since D), in time order. GeoJSON\n"
+     "(default, also --json): one Feature whose geometry is a LineString of [lon, lat] (a Point\n"
+     "for one reading, null for none) and whose properties hold truck_id, from, to, points,\n"
+     "and per point times and speeds_kmh. GPX 1.1: one track, one segment, a time per point.\n"
+     "csv and table: one row per reading.",
      "Examples:\n"
      "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z\n"
-     "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx\n"},
-    {"alerts", run_alerts, BIT(OPT_TRUCK) | BIT(OPT_RULE) | WINDOW, 0, MS_PER_DAY,
+     "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx"},
+    {"alerts", run_alerts, BIT(O_TRUCK) | BIT(O_RULE) | WINDOW, 0, MS_PER_DAY,
      "[--since 24h | --from T --to T] [--truck ID] [--rule R]",
      "Rows of the alerts table active at any time in the window (started before its end, and\n"
-     "still active or ended after its start), by start time. Columns: started_at, ended_at\n"
-     "(null while active), truck_id, rule, lat, lon, detected_at, alert_id, details (JSON).\n\n"
-     "  --since D          the last D (default 24h)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n"
-     "  --truck ID         only this truck\n"
-     "  --rule R           only this rule (stationary_engine_on, overspeed, ...)\n\n"
+     "still active or ended after its start), by start time; the window: the last 24h unless\n"
+     "given. --truck ID: only this truck; --rule R: only this rule (stationary_engine_on,\n"
+     "overspeed, ...). Columns: started_at, ended_at (null while active), truck_id, rule,\n"
+     "lat, lon, detected_at, alert_id, details (JSON).",
      "Example:\n"
-     "  fleetsync report alerts --since 24h --rule stationary_engine_on\n"},
+     "  fleetsync report alerts --since 24h --rule stationary_engine_on"},
 };
 #define SUB_COUNT (sizeof(subs) / sizeof(subs[0]))
 
@@ -633,27 +637,22 @@ static void report_usage(FILE *out)
             report_common_help, cfg_options_help);
 }
 
-static void sub_usage(const struct sub *s, FILE *out)
-{
-    fprintf(out, "usage: fleetsync report %s %s [--json | --csv]\n\n%s\n%s\n%s", s->name, s->synopsis, s->help,
-            report_common_help, cfg_options_help);
-}
-
 /* Checks the options against the subcommand and resolves the window;
  * returns 0, or -1 with the reason in err. */
-static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *err, size_t err_size)
+static int check_opts(const struct sub *s, const struct opt *opts, struct ropts *o, int64_t now, char *err,
+                      size_t err_size)
 {
-    for (int code = OPT_TRUCK; code <= OPT_RULE; code++) {
+    for (int code = O_TRUCK; code <= O_RULE; code++) {
         if ((o->given & BIT(code)) && !(s->allowed & BIT(code))) {
-            snprintf(err, err_size, "%s is not an option of %s", opt_name(code), s->name);
+            snprintf(err, err_size, "--%s is not an option of %s", opts[code].name, s->name);
             return -1;
         }
         if ((s->required & BIT(code)) && !(o->given & BIT(code))) {
-            snprintf(err, err_size, "%s needs %s", s->name, opt_name(code));
+            snprintf(err, err_size, "%s needs --%s", s->name, opts[code].name);
             return -1;
         }
     }
-    unsigned outs = o->given & OUTPUT;
+    uint64_t outs = o->given & OUTPUT;
     if (outs & (outs - 1)) {
         snprintf(err, err_size, "give one of --json, --csv, --format");
         return -1;
@@ -667,26 +666,26 @@ static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *e
         snprintf(err, err_size, "--format geojson and gpx are for track; %s prints table, json or csv", s->name);
         return -1;
     }
-    if (s->run == run_avg_speed && !!(o->given & BIT(OPT_TRUCK)) == !!(o->given & BIT(OPT_FLEET))) {
+    if (s->run == run_avg_speed && !!(o->given & BIT(O_TRUCK)) == !!(o->given & BIT(O_FLEET))) {
         snprintf(err, err_size, "avg-speed needs --truck ID or --fleet (one of them)");
         return -1;
     }
     if (!(s->allowed & WINDOW))
         return 0;
-    if ((o->given & BIT(OPT_SINCE)) && (o->given & (BIT(OPT_FROM) | BIT(OPT_TO)))) {
+    if ((o->given & BIT(O_SINCE)) && (o->given & (BIT(O_FROM) | BIT(O_TO)))) {
         snprintf(err, err_size, "give --since or --from/--to, not both");
         return -1;
     }
-    if ((o->given & BIT(OPT_TO)) && !(o->given & BIT(OPT_FROM))) {
+    if ((o->given & BIT(O_TO)) && !(o->given & BIT(O_FROM))) {
         snprintf(err, err_size, "--to needs --from");
         return -1;
     }
-    if (o->given & BIT(OPT_FROM)) {
+    if (o->given & BIT(O_FROM)) {
         o->win_from_ms = o->from_ms;
-        o->win_to_ms = (o->given & BIT(OPT_TO)) ? o->to_ms : now;
-    } else if (o->given & BIT(OPT_SINCE) || s->default_since > 0) {
+        o->win_to_ms = (o->given & BIT(O_TO)) ? o->to_ms : now;
+    } else if (o->given & BIT(O_SINCE) || s->default_since > 0) {
         o->win_to_ms = now;
-        o->win_from_ms = now - ((o->given & BIT(OPT_SINCE)) ? o->since_ms : s->default_since);
+        o->win_from_ms = now - ((o->given & BIT(O_SINCE)) ? o->since_ms : s->default_since);
     } else {
         snprintf(err, err_size, "%s needs a window: --from T --to T (or --since D)", s->name);
         return -1;
@@ -700,29 +699,36 @@ static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *e
 
 int cmd_report(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"truck", required_argument, NULL, OPT_TRUCK},
-        {"fleet", no_argument, NULL, OPT_FLEET},
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"to", required_argument, NULL, OPT_TO},
-        {"day", required_argument, NULL, OPT_DAY},
-        {"min-stop", required_argument, NULL, OPT_MIN_STOP},
-        {"min-trip-distance", required_argument, NULL, OPT_MIN_TRIP},
-        {"rule", required_argument, NULL, OPT_RULE},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"csv", no_argument, NULL, OPT_CSV},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
+    static const char *const formats[] = {"table", "json", "csv", "geojson", "gpx", NULL}; /* enum out_format */
     struct fs_config cfg;
     struct ropts o;
     const struct sub *s = NULL;
     PGconn *conn = NULL;
-    char err[1024];
-    int c, rc = 2;
+    char err[1024], name[64], usage[256], after[1024];
+    int rest, rc = 2;
+    /* One table for every report; each takes the ones in its allowed mask
+     * (check_opts), and its --help lists those. */
+    const struct opt opts[] = {
+        [O_TRUCK] = OPT_STR_LEN("truck", "ID", &o.truck, 1, TRUCK_ID_MAX,
+                                "the truck (avg-speed, trips, stops, track), or only this truck\n"
+                                "(summary, alerts)"),
+        [O_FLEET] = OPT_BOOLEAN("fleet", &o.fleet, "every truck together: sum(distance) / sum(moving time)"),
+        [O_SINCE] = OPT_CB("since", "D", &o.since_ms, opt_since, "the last D (the report's default: above)"),
+        [O_FROM] = OPT_CB("from", "T", &o.from_ms, opt_time, "an explicit window [from, to)"),
+        [O_TO] = OPT_CB("to", "T", &o.to_ms, opt_time, "the window's end (needs --from; defaults to now)"),
+        [O_DAY] = OPT_CB("day", "YYYY-MM-DD", &o.day_ms, opt_day, "the UTC day"),
+        [O_MIN_STOP] = OPT_CB("min-stop", "D", &o.tp.min_stop_ms, opt_min_stop,
+                              "shortest stop with the engine on (default 5m)"),
+        [O_MIN_TRIP] = OPT_DBL("min-trip-distance", "KM", &o.tp.min_trip_km, 0, 100000,
+                               "shortest trip kept (default 0.5)"),
+        [O_RULE] = OPT_CB("rule", "R", &o.rule, opt_rule, "only this rule (stationary_engine_on, overspeed, ...)"),
+        [O_FORMAT] = OPT_WORDS("format", "F", &o.out, formats,
+                               "table (default), json or csv; track: geojson (its default), gpx,\n"
+                               "csv or table"),
+        [O_JSON] = OPT_SET("json", &o.out, OUT_JSON, "--format json (track: geojson)"),
+        [O_CSV] = OPT_SET("csv", &o.out, OUT_CSV, "--format csv"),
+        [O_COUNT] = OPT_END_MARK,
+    };
 
     cfg_init(&cfg);
     if (argc < 2) {
@@ -745,98 +751,33 @@ int cmd_report(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     trips_params_default(&o.tp);
-    argc--;
-    argv++;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        if (c > 0 && c < 32)
-            o.given |= BIT(c);
-        switch (c) {
-        case 'h':
-            sub_usage(s, stdout);
-            rc = 0;
-            goto out;
-        case OPT_TRUCK:
-            o.truck = optarg;
-            if (!*optarg || strlen(optarg) > TRUCK_ID_MAX)
-                bad = "--truck needs an id (1-1024 bytes)";
-            break;
-        case OPT_FLEET:
-            break;
-        case OPT_SINCE:
-            if (report_parse_duration(optarg, &o.since_ms) || o.since_ms <= 0)
-                bad = "--since needs a duration such as 90s, 30m, 2h or 7d";
-            break;
-        case OPT_FROM:
-            if (report_parse_time(optarg, &o.from_ms))
-                bad = "--from needs an ISO 8601 time with Z or an offset (2026-11-01T08:00:00Z) or a date";
-            break;
-        case OPT_TO:
-            if (report_parse_time(optarg, &o.to_ms))
-                bad = "--to needs an ISO 8601 time with Z or an offset (2026-11-01T18:00:00Z) or a date";
-            break;
-        case OPT_DAY:
-            if (report_parse_day(optarg, &o.day_ms))
-                bad = "--day needs a UTC day YYYY-MM-DD";
-            break;
-        case OPT_MIN_STOP:
-            if (report_parse_duration(optarg, &o.tp.min_stop_ms))
-                bad = "--min-stop needs a duration such as 90s or 5m";
-            break;
-        case OPT_MIN_TRIP: {
-            char *end;
-            errno = 0;
-            o.tp.min_trip_km = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !isfinite(o.tp.min_trip_km) || o.tp.min_trip_km < 0 ||
-                o.tp.min_trip_km > 100000)
-                bad = "--min-trip-distance needs a distance in km such as 0.5";
-            break;
-        }
-        case OPT_RULE:
-            o.rule = optarg;
-            if (!*optarg)
-                bad = "--rule needs a rule name";
-            break;
-        case OPT_FORMAT:
-            if (!strcmp(optarg, "table"))
-                o.out = OUT_TABLE;
-            else if (!strcmp(optarg, "json"))
-                o.out = OUT_JSON;
-            else if (!strcmp(optarg, "csv"))
-                o.out = OUT_CSV;
-            else if (!strcmp(optarg, "geojson"))
-                o.out = OUT_GEOJSON;
-            else if (!strcmp(optarg, "gpx"))
-                o.out = OUT_GPX;
-            else
-                bad = "--format is table, json, csv, geojson or gpx";
-            break;
-        case OPT_JSON:
-            o.out = OUT_JSON;
-            break;
-        case OPT_CSV:
-            o.out = OUT_CSV;
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
-            fprintf(stderr, "(fleetsync report %s --help lists the options)\n", s->name);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync report %s: %s\n", s->name, bad);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync report %s: unexpected argument '%s'\n", s->name, argv[optind]);
+    snprintf(name, sizeof(name), "report %s", s->name);
+    snprintf(usage, sizeof(usage), "fleetsync report %s %s [--json | --csv]", s->name, s->synopsis);
+    snprintf(after, sizeof(after), "%s\n\n%.*s", s->examples, (int)strlen(report_common_help) - 1,
+             report_common_help);
+    const struct opt_command cmd = {
+        .name = name,
+        .usage = usage,
+        .about = s->about,
+        .after = after,
+        .opts = opts,
+        .shared = 1,
+        .given = &o.given,
+        .shown = s->allowed | OUTPUT,
+    };
+    switch (opt_parse(&cmd, &cfg, argc - 1, argv + 1, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    if (check_opts(s, &o, now_ms(), err, sizeof(err)) < 0) {
-        fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+    if (rest != argc - 1) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[1 + rest]);
+        goto out;
+    }
+    if (check_opts(s, opts, &o, now_ms(), err, sizeof(err)) < 0) {
+        opt_error(&cmd, "%s", err);
         goto out;
     }
 
