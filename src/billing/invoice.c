@@ -6,23 +6,24 @@
  * and amount = km * rate_per_km + engine_hours * rate_per_engine_hour, from
  * the shown (rounded) km and hours, rounded to cents, so that every line can
  * be checked by hand.  The total line adds the lines' rounded values.  Values
- * from the command line reach SQL only as parameters.
+ * from the command line reach SQL only as parameters.  The options are one
+ * table (core/opts.h); the invoice is printed through core/table.h.
  */
 #include "billing/billing.h"
 
 #include "core/config.h"
-#include "core/csv.h"
+#include "core/opts.h"
 #include "core/pg.h"
+#include "core/table.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define INVOICE_MAX_RATE 1e9
+#define INVOICE_MAX_RATE 1000000000LL
 
 enum inv_format { INV_TABLE, INV_CSV, INV_JSON };
 
@@ -45,13 +46,6 @@ static void fmt_milli(int64_t v, char *buf, size_t size) {
 
 static void fmt_cents(int64_t v, char *buf, size_t size) {
     snprintf(buf, size, "%s%" PRId64 ".%02" PRId64, v < 0 ? "-" : "", (v < 0 ? -v : v) / 100, (v < 0 ? -v : v) % 100);
-}
-
-static int parse_rate(const char *s, double *v) {
-    char *end;
-    errno = 0;
-    *v = strtod(s, &end);
-    return end != s && !*end && !errno && isfinite(*v) && *v >= 0 && *v <= INVOICE_MAX_RATE ? 0 : -1;
 }
 
 static int parse_month(const char *s, int *year, int *month) {
@@ -78,199 +72,141 @@ static int valid_truck(const char *s) {
     return 1;
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: fleetsync report invoice --month YYYY-MM --rate-per-km X --rate-per-engine-hour Y\n"
-            "                                [--truck ID] [--format table|csv|json] [--pg CONNINFO]\n"
-            "\n"
-            "The month's invoice from billing_daily (kept by `fleetsync billing`): per truck the\n"
-            "UTC days with data, km driven, engine hours, idle hours, max speed and\n"
-            "  amount = km x rate-per-km + engine hours x rate-per-engine-hour\n"
-            "computed from the km and hours as shown (3 decimals) and rounded to cents; then a\n"
-            "total line that adds the lines.  Rates are numbers >= 0 in your currency.\n"
-            "\n"
-            "  --month YYYY-MM              the UTC calendar month (required)\n"
-            "  --rate-per-km X              price per km driven (required)\n"
-            "  --rate-per-engine-hour Y     price per engine hour (required)\n"
-            "  --truck ID                   one truck only\n"
-            "  --format F                   table (default), csv or json; --csv and --json too\n"
-            "  -h, --help                   this text\n"
-            "\n"
-            "%s"
-            "\n"
-            "Examples:\n"
-            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
-            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12 --csv > nov.csv\n"
-            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.4 --rate-per-engine-hour 0 --truck TRK-000042 --json\n",
-            cfg_options_help);
-}
+/* Option values. */
+struct month {
+    const char *text; /* "2026-11" */
+    int year, mon;
+};
 
-/* A JSON string.  billing only writes ids of [A-Za-z0-9._-], but the table
- * may hold rows written by hand. */
-static void json_str(FILE *out, const char *s) {
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            fprintf(out, "\\%c", *p);
-        else if (*p < 0x20)
-            fprintf(out, "\\u%04x", *p);
-        else
-            fputc(*p, out);
+static int opt_month(void *value, const char *arg, char *err, size_t err_size) {
+    struct month *m = value;
+    if (parse_month(arg, &m->year, &m->mon) < 0) {
+        snprintf(err, err_size, "is YYYY-MM (a UTC calendar month, e.g. 2026-11), not '%s'", arg);
+        return -1;
     }
-    fputc('"', out);
+    m->text = arg;
+    return 0;
 }
 
-static void print_table(FILE *out, const char *month, double rkm, double rh, const struct inv_line *l, size_t n,
-                        const struct inv_line *tot) {
-    char km[32], eh[32], ih[32], amt[32];
-    fprintf(out, "invoice %s: %.10g per km, %.10g per engine hour\n\n", month, rkm, rh);
-    fprintf(out, "%-20s %5s %12s %10s %10s %8s %12s\n", "truck", "days", "km", "engine_h", "idle_h", "max_kmh",
-            "amount");
-    for (size_t i = 0; i <= n; i++) {
-        const struct inv_line *x = i < n ? &l[i] : tot;
-        if (i == n)
-            fprintf(out, "%-20s %5s %12s %10s %10s %8s %12s\n", "", "", "", "", "", "", "------------");
-        fmt_milli(x->m, km, sizeof(km));
-        fmt_milli(x->engine_mh, eh, sizeof(eh));
-        fmt_milli(x->idle_mh, ih, sizeof(ih));
-        fmt_cents(x->cents, amt, sizeof(amt));
-        fprintf(out, "%-20s %5" PRId64 " %12s %10s %10s %8.1f %12s\n", x->truck, x->days, km, eh, ih,
-                x->max_speed_kmh, amt);
+static int opt_truck(void *value, const char *arg, char *err, size_t err_size) {
+    if (!valid_truck(arg)) {
+        snprintf(err, err_size, "is a truck id: 1-64 characters of A-Z a-z 0-9 . _ -");
+        return -1;
     }
+    *(const char **)value = arg;
+    return 0;
 }
 
-static void print_csv(FILE *out, const struct inv_line *l, size_t n, const struct inv_line *tot) {
-    char km[32], eh[32], ih[32], amt[32];
-    fprintf(out, "truck_id,days,distance_km,engine_hours,idle_hours,max_speed_kmh,amount\n");
-    for (size_t i = 0; i <= n; i++) {
-        const struct inv_line *x = i < n ? &l[i] : tot;
-        fmt_milli(x->m, km, sizeof(km));
-        fmt_milli(x->engine_mh, eh, sizeof(eh));
-        fmt_milli(x->idle_mh, ih, sizeof(ih));
-        fmt_cents(x->cents, amt, sizeof(amt));
-        csv_field(out, x->truck);
-        fprintf(out, ",%" PRId64 ",%s,%s,%s,%.1f,%s\n", x->days, km, eh, ih, x->max_speed_kmh, amt);
+static const char invoice_about[] =
+    "The month's invoice from billing_daily (kept by `fleetsync billing`): per truck the\n"
+    "UTC days with data, km driven, engine hours, idle hours, max speed and\n"
+    "  amount = km x rate-per-km + engine hours x rate-per-engine-hour\n"
+    "computed from the km and hours as shown (3 decimals) and rounded to cents; then a\n"
+    "total line that adds the lines.  Rates are numbers >= 0 in your currency.";
+
+static const char invoice_after[] =
+    "Examples:\n"
+    "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
+    "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12 --csv > nov.csv\n"
+    "  fleetsync report invoice --month 2026-11 --rate-per-km 0.4 --rate-per-engine-hour 0 --truck TRK-000042 --json";
+
+/* The invoice's columns: the text table is laid out as printf's
+ * "%-20s %5s %12s %10s %10s %8s %12s". */
+static const struct table_col inv_cols[] = {
+    {"truck_id", "truck", 0, 20},        {"days", NULL, 1, 5},           {"distance_km", "km", 1, 12},
+    {"engine_hours", "engine_h", 1, 10}, {"idle_hours", "idle_h", 1, 10}, {"max_speed_kmh", "max_kmh", 1, 8},
+    {"amount", NULL, 1, 12},
+};
+#define INV_AMOUNT_COL 6
+
+static void add_line(struct table *t, const struct inv_line *x) {
+    char buf[32];
+    table_str(t, x->truck, NULL);
+    snprintf(buf, sizeof(buf), "%" PRId64, x->days);
+    table_literal(t, buf);
+    fmt_milli(x->m, buf, sizeof(buf));
+    table_literal(t, buf);
+    fmt_milli(x->engine_mh, buf, sizeof(buf));
+    table_literal(t, buf);
+    fmt_milli(x->idle_mh, buf, sizeof(buf));
+    table_literal(t, buf);
+    table_num(t, x->max_speed_kmh, 1);
+    fmt_cents(x->cents, buf, sizeof(buf));
+    table_literal(t, buf);
+}
+
+/* The table holds the n lines, a rule, and the total (row n + 1). */
+static int print_invoice(FILE *out, const struct table *t, size_t n, int fmt, const char *month, double rkm,
+                         double rh) {
+    if (fmt == INV_CSV)
+        return table_print(t, TABLE_CSV, out);
+    if (fmt == INV_TABLE) {
+        fprintf(out, "invoice %s: %.10g per km, %.10g per engine hour\n\n", month, rkm, rh);
+        return table_print(t, TABLE_TEXT, out);
     }
-}
-
-static void json_line(FILE *out, const struct inv_line *x, int with_truck) {
-    char km[32], eh[32], ih[32], amt[32];
-    fmt_milli(x->m, km, sizeof(km));
-    fmt_milli(x->engine_mh, eh, sizeof(eh));
-    fmt_milli(x->idle_mh, ih, sizeof(ih));
-    fmt_cents(x->cents, amt, sizeof(amt));
-    fputc('{', out);
-    if (with_truck) {
-        fputs("\"truck_id\":", out);
-        json_str(out, x->truck);
-        fputc(',', out);
-    }
-    fprintf(out,
-            "\"days\":%" PRId64 ",\"distance_km\":%s,\"engine_hours\":%s,\"idle_hours\":%s,\"max_speed_kmh\":%.1f,"
-            "\"amount\":%s}",
-            x->days, km, eh, ih, x->max_speed_kmh, amt);
-}
-
-static void print_json(FILE *out, const char *month, double rkm, double rh, const struct inv_line *l, size_t n,
-                       const struct inv_line *tot) {
+    if (t->oom)
+        return -1;
     fputs("{\"month\":", out);
-    json_str(out, month);
+    table_json_string(out, month);
     fprintf(out, ",\"rate_per_km\":%.10g,\"rate_per_engine_hour\":%.10g,\"trucks\":[", rkm, rh);
     for (size_t i = 0; i < n; i++) {
         fputs(i ? ",\n" : "\n", out);
-        json_line(out, &l[i], 1);
+        table_json_object(t, i, 0, out);
     }
     fputs("],\n\"total\":", out);
-    json_line(out, tot, 0);
+    table_json_object(t, n + 1, 1, out); /* without its truck_id */
     fputs("}\n", out);
+    return ferror(out) ? -1 : 0;
 }
 
 int cmd_invoice(int argc, char **argv) {
-    enum { OPT_MONTH = 1, OPT_RKM, OPT_RH, OPT_TRUCK, OPT_FORMAT, OPT_CSV, OPT_JSON };
-    static const struct option longopts[] = {
-        {"month", required_argument, NULL, OPT_MONTH},
-        {"rate-per-km", required_argument, NULL, OPT_RKM},
-        {"rate-per-engine-hour", required_argument, NULL, OPT_RH},
-        {"truck", required_argument, NULL, OPT_TRUCK},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"csv", no_argument, NULL, OPT_CSV},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
+    static const char *const formats[] = {"table", "csv", "json", NULL}; /* enum inv_format */
     struct fs_config cfg;
-    const char *month = NULL, *truck = NULL, *bad = NULL;
+    struct month month = {NULL, 0, 0};
+    const char *truck = NULL;
     double rkm = NAN, rh = NAN;
-    int year = 0, mon = 0, c, rc = 2;
-    enum inv_format fmt = INV_TABLE;
+    int rest, rc = 2, fmt = INV_TABLE;
     char err[512];
     PGconn *conn = NULL;
     PGresult *r = NULL;
     struct inv_line *lines = NULL;
+    struct table t;
+    const struct opt opts[] = {
+        OPT_CB("month", "YYYY-MM", &month, opt_month, "the UTC calendar month (required)"),
+        OPT_DBL("rate-per-km", "X", &rkm, 0, INVOICE_MAX_RATE, "price per km driven (required)"),
+        OPT_DBL("rate-per-engine-hour", "Y", &rh, 0, INVOICE_MAX_RATE, "price per engine hour (required)"),
+        OPT_CB("truck", "ID", &truck, opt_truck, "one truck only"),
+        OPT_WORDS("format", "F", &fmt, formats, "table (default), csv or json"),
+        OPT_SET("csv", &fmt, INV_CSV, "--format csv"),
+        OPT_SET("json", &fmt, INV_JSON, "--format json"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "report invoice",
+        .usage = "fleetsync report invoice --month YYYY-MM --rate-per-km X --rate-per-engine-hour Y "
+                 "[--truck ID] [--format table|csv|json] [--pg CONNINFO]",
+        .about = invoice_about,
+        .after = invoice_after,
+        .opts = opts,
+        .shared = 1,
+    };
 
+    table_init(&t, inv_cols, sizeof(inv_cols) / sizeof(inv_cols[0]));
+    t.gap = " ";
     cfg_init(&cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_MONTH:
-            month = optarg;
-            if (parse_month(optarg, &year, &mon) < 0)
-                bad = "--month is YYYY-MM (a UTC calendar month, e.g. 2026-11)";
-            break;
-        case OPT_RKM:
-            if (parse_rate(optarg, &rkm) < 0)
-                bad = "--rate-per-km is a number >= 0 (e.g. 0.35)";
-            break;
-        case OPT_RH:
-            if (parse_rate(optarg, &rh) < 0)
-                bad = "--rate-per-engine-hour is a number >= 0 (e.g. 12.5)";
-            break;
-        case OPT_TRUCK:
-            truck = optarg;
-            if (!valid_truck(optarg))
-                bad = "--truck is a truck id: 1-64 characters of A-Z a-z 0-9 . _ -";
-            break;
-        case OPT_FORMAT:
-            if (strcmp(optarg, "table") == 0)
-                fmt = INV_TABLE;
-            else if (strcmp(optarg, "csv") == 0)
-                fmt = INV_CSV;
-            else if (strcmp(optarg, "json") == 0)
-                fmt = INV_JSON;
-            else
-                bad = "--format is table, csv or json";
-            break;
-        case OPT_CSV:
-            fmt = INV_CSV;
-            break;
-        case OPT_JSON:
-            fmt = INV_JSON;
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync report invoice: %s\n", err);
-            usage(stderr);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync report invoice: %s\n", bad);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync report invoice: unexpected argument '%s'\n", argv[optind]);
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    if (!month || isnan(rkm) || isnan(rh)) {
-        fprintf(stderr, "fleetsync report invoice: --month, --rate-per-km and --rate-per-engine-hour are required "
-                        "(fleetsync report invoice --help)\n");
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+        goto out;
+    }
+    if (!month.text || isnan(rkm) || isnan(rh)) {
+        opt_error(&cmd, "--month, --rate-per-km and --rate-per-engine-hour are required");
         goto out;
     }
 
@@ -281,7 +217,7 @@ int cmd_invoice(int argc, char **argv) {
         goto out;
     }
     char first[32];
-    snprintf(first, sizeof(first), "%04d-%02d-01", year, mon);
+    snprintf(first, sizeof(first), "%04d-%02d-01", month.year, month.mon);
     const char *vals[2] = {first, truck};
     r = PQexecParams(conn,
                      "SELECT truck_id, count(*), sum(distance_km), sum(engine_hours), sum(idle_hours), "
@@ -318,15 +254,19 @@ int cmd_invoice(int argc, char **argv) {
             tot.max_speed_kmh = x->max_speed_kmh;
         tot.cents += x->cents;
     }
-    if (fmt == INV_TABLE)
-        print_table(stdout, month, rkm, rh, lines, n, &tot);
-    else if (fmt == INV_CSV)
-        print_csv(stdout, lines, n, &tot);
-    else
-        print_json(stdout, month, rkm, rh, lines, n, &tot);
+    for (size_t i = 0; i < n; i++)
+        add_line(&t, &lines[i]);
+    table_rule(&t, (uint64_t)1 << INV_AMOUNT_COL);
+    add_line(&t, &tot);
+    if (print_invoice(stdout, &t, n, fmt, month.text, rkm, rh) < 0) {
+        fprintf(stderr, "fleetsync report invoice: cannot write the invoice: %s\n",
+                t.oom ? "out of memory" : strerror(errno));
+        goto out;
+    }
     rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 
 out:
+    table_release(&t);
     PQclear(r);
     if (conn)
         PQfinish(conn);

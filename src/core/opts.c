@@ -6,7 +6,9 @@
 
 #include "core/timeparse.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,9 +48,49 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
     case OPT_BOOL:
         *(int *)o->value = 1;
         return 0;
-    case OPT_STRING:
+    case OPT_SET_INT:
+        *(int *)o->value = (int)o->min;
+        return 0;
+    case OPT_STRING: {
+        size_t len = strlen(arg);
+        if (o->max > 0 && (len < (size_t)o->min || len > (size_t)o->max)) {
+            snprintf(err, err_size, "--%s: needs %lld to %lld bytes, not %zu", o->name, o->min, o->max, len);
+            return -1;
+        }
         *(const char **)o->value = arg;
         return 0;
+    }
+    case OPT_STRINGS:
+        if (*o->count >= (size_t)o->max) {
+            snprintf(err, err_size, "--%s: at most %lld of them", o->name, o->max);
+            return -1;
+        }
+        ((const char **)o->value)[(*o->count)++] = arg;
+        return 0;
+    case OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double v = strtod(arg, &end);
+        if (errno || end == arg || *end || !isfinite(v) || v < (double)o->min || v > (double)o->max) {
+            snprintf(err, err_size, "--%s: '%s' is not a number from %lld to %lld", o->name, arg, o->min, o->max);
+            return -1;
+        }
+        *(double *)o->value = v;
+        return 0;
+    }
+    case OPT_WORD: {
+        size_t len = 0;
+        for (int i = 0; o->words[i]; i++) {
+            if (strcmp(arg, o->words[i]) == 0) {
+                *(int *)o->value = i;
+                return 0;
+            }
+        }
+        len = (size_t)snprintf(err, err_size, "--%s: '%s' is not one of ", o->name, arg);
+        for (int i = 0; o->words[i] && len < err_size; i++)
+            len += (size_t)snprintf(err + len, err_size - len, "%s%s", i ? ", " : "", o->words[i]);
+        return -1;
+    }
     case OPT_INT: {
         long v;
         if (cfg_parse_long(arg, (long)o->min, (long)o->max, &v) != 0) {
@@ -70,7 +112,7 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
     case OPT_CALLBACK: {
         char why[256] = "";
         if (o->cb(o->value, arg, why, sizeof(why)) != 0) {
-            snprintf(err, err_size, "--%s: %s", o->name, why[0] ? why : "invalid value");
+            snprintf(err, err_size, "--%s %s", o->name, why[0] ? why : "has an invalid value");
             return -1;
         }
         return 0;
@@ -88,9 +130,13 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
     size_t n = count(c->opts), k = 0;
     if (n > OPT_MAX)
         return opt_error(c, "more than %d options in the command's table", OPT_MAX);
-    for (size_t i = 0; i < n; i++)
-        longopts[k++] = (struct option){c->opts[i].name, c->opts[i].argh ? required_argument : no_argument, NULL,
-                                        OPT_CODE_BASE + (int)i};
+    for (size_t i = 0; i < n; i++) {
+        const struct opt *o = &c->opts[i];
+        int has_arg = !o->argh ? no_argument : o->optional ? optional_argument : required_argument;
+        longopts[k++] = (struct option){o->name, has_arg, NULL, OPT_CODE_BASE + (int)i};
+    }
+    if (c->given)
+        *c->given = 0;
     longopts[k++] = (struct option){"help", no_argument, NULL, 'h'};
     if (c->shared)
         for (size_t i = 0; i < SHARED_COUNT; i++)
@@ -114,8 +160,20 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
         if (code == ':')
             return opt_error(c, "%s needs a value", argv[optind - 1]);
         if (code >= OPT_CODE_BASE && code < OPT_CODE_BASE + (int)n) {
-            if (store(&c->opts[code - OPT_CODE_BASE], optarg, err, sizeof(err)) != 0)
+            const struct opt *o = &c->opts[code - OPT_CODE_BASE];
+            const char *arg = optarg;
+            if (o->optional && !arg) {
+                /* "--watch 5" as well as "--watch=5": a number that follows is the value. */
+                if ((o->type == OPT_INT || o->type == OPT_DOUBLE) && optind < argc && argv[optind][0] >= '0' &&
+                    argv[optind][0] <= '9')
+                    arg = argv[optind++];
+                else
+                    arg = o->optional;
+            }
+            if (store(o, arg, err, sizeof(err)) != 0)
                 return opt_error(c, "%s", err);
+            if (c->given)
+                *c->given |= (uint64_t)1 << (code - OPT_CODE_BASE);
             continue;
         }
         int r = c->shared && cfg ? cfg_option(cfg, code, optarg, err, sizeof(err)) : 0;
@@ -151,8 +209,12 @@ void opt_usage(FILE *out, const struct opt_command *c)
     if (c->about)
         fprintf(out, "\n%s\n", c->about);
     fprintf(out, "\nOptions:\n");
-    for (const struct opt *o = c->opts; o && o->type != OPT_END; o++) {
-        int w = fprintf(out, "  --%s%s%s", o->name, o->argh ? " " : "", o->argh ? o->argh : "");
+    for (size_t i = 0; c->opts && c->opts[i].type != OPT_END; i++) {
+        const struct opt *o = &c->opts[i];
+        if (c->shown && !(c->shown & ((uint64_t)1 << i)))
+            continue;
+        int w = o->argh ? fprintf(out, o->optional ? "  --%s [%s]" : "  --%s %s", o->name, o->argh)
+                        : fprintf(out, "  --%s", o->name);
         if (w >= HELP_COLUMN - 1)
             fprintf(out, "\n%*s", HELP_COLUMN, "");
         else

@@ -17,7 +17,9 @@
  *
  * Errors follow one convention for every command: "fleetsync NAME: what is
  * wrong" and a pointer to --help on stderr, exit status 2.  An option seen
- * twice keeps its last value, as getopt does.
+ * twice keeps its last value, as getopt does; an OPT_STRINGS option
+ * collects every value.  A table's option may take the name of a shared
+ * option (status's repeatable --group): the table's entry wins.
  */
 #ifndef FS_OPTS_H
 #define FS_OPTS_H
@@ -31,8 +33,12 @@
 enum opt_type {
     OPT_END = 0,
     OPT_BOOL,     /* int *: set to 1 */
-    OPT_STRING,   /* const char **: points into argv */
+    OPT_SET_INT,  /* int *: set to min (several options setting one variable: the last wins) */
+    OPT_STRING,   /* const char **: points into argv; when max > 0, min to max bytes long */
+    OPT_STRINGS,  /* const char **: an array of max, *count of them: repeatable, each appends */
     OPT_INT,      /* int *: whole number in [min, max] */
+    OPT_DOUBLE,   /* double *: finite number in [min, max] */
+    OPT_WORD,     /* int *: the index of the argument in words (NULL-terminated) */
     OPT_DURATION, /* int64_t *: ms, core/timeparse's durations, at most max ms */
     OPT_CALLBACK, /* cb(value, arg): 0, or -1 with the reason in err */
 };
@@ -44,15 +50,38 @@ struct opt {
     void *value;
     const char *help; /* "\n" starts a continuation line */
     long long min, max;
+    /* OPT_CALLBACK: err gets what follows "--NAME " in the message
+     * ("needs a duration such as 90s"). */
     int (*cb)(void *value, const char *arg, char *err, size_t err_size);
+    const char *const *words; /* OPT_WORD */
+    size_t *count;            /* OPT_STRINGS */
+    /* Not NULL: the argument may be left out, and this one is used then
+     * (help: "--watch [S]").  A value comes as "--name=value", or for
+     * OPT_INT and OPT_DOUBLE as the next argument when that starts with a
+     * digit. */
+    const char *optional;
 };
 
-#define OPT_BOOLEAN(n, v, h)            {OPT_BOOL, (n), NULL, (v), (h), 0, 0, NULL}
-#define OPT_STR(n, a, v, h)             {OPT_STRING, (n), (a), (v), (h), 0, 0, NULL}
-#define OPT_INTEGER(n, a, v, lo, hi, h) {OPT_INT, (n), (a), (v), (h), (lo), (hi), NULL}
-#define OPT_DUR(n, a, v, max, h)        {OPT_DURATION, (n), (a), (v), (h), 0, (max), NULL}
-#define OPT_CB(n, a, v, cb, h)          {OPT_CALLBACK, (n), (a), (v), (h), 0, 0, (cb)}
-#define OPT_END_MARK                    {OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL}
+#define OPT_BOOLEAN(n, v, h) {.type = OPT_BOOL, .name = (n), .value = (v), .help = (h)}
+#define OPT_SET(n, v, k, h)  {.type = OPT_SET_INT, .name = (n), .value = (v), .help = (h), .min = (k)}
+#define OPT_STR(n, a, v, h)  {.type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h)}
+#define OPT_STR_LEN(n, a, v, lo, hi, h)                                                                           \
+    {.type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
+#define OPT_STR_LIST(n, a, v, cnt, cap, h)                                                                        \
+    {.type = OPT_STRINGS, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (cap), .count = (cnt)}
+#define OPT_INTEGER(n, a, v, lo, hi, h)                                                                           \
+    {.type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
+#define OPT_INTEGER_OPTARG(n, a, v, lo, hi, dflt, h)                                                              \
+    {.type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi),             \
+     .optional = (dflt)}
+#define OPT_DBL(n, a, v, lo, hi, h)                                                                               \
+    {.type = OPT_DOUBLE, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
+#define OPT_WORDS(n, a, v, w, h)                                                                                  \
+    {.type = OPT_WORD, .name = (n), .argh = (a), .value = (v), .help = (h), .words = (w)}
+#define OPT_DUR(n, a, v, mx, h)                                                                                   \
+    {.type = OPT_DURATION, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (mx)}
+#define OPT_CB(n, a, v, f, h) {.type = OPT_CALLBACK, .name = (n), .argh = (a), .value = (v), .help = (h), .cb = (f)}
+#define OPT_END_MARK          {.type = OPT_END}
 
 struct opt_command {
     const char *name;  /* "replay", "report avg-speed" */
@@ -61,6 +90,11 @@ struct opt_command {
     const char *after; /* examples, exit codes, after the options; may be NULL */
     const struct opt *opts;
     int shared; /* 1: the shared options of core/config.h too (cfg must then be given) */
+    /* Not NULL: opt_parse sets bit i for each opts[i] on the command line
+     * (after clearing it), so a command can tell which were given. */
+    uint64_t *given;
+    /* Not 0: --help lists only opts[i] with bit i set. */
+    uint64_t shown;
 };
 
 enum { OPT_PARSED = 0, OPT_HELP = 1, OPT_USAGE_ERROR = 2 };

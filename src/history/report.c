@@ -4,23 +4,25 @@
  *
  * Each subcommand is one row of `subs`: the options it takes, the ones it
  * needs, its default time window, and a function that runs its query and
- * prints the answer.  Option parsing, window resolution, the connection and
- * pg_migrate() (so that an empty database answers with empty results) are
- * shared.  Values from the command line reach SQL only as parameters of
+ * prints the answer.  One option table (core/opts.h) parses and checks the
+ * values and makes each report's --help from the options it takes; window
+ * resolution, the connection and pg_migrate() (so that an empty database
+ * answers with empty results) are shared.  Tables, CSV and JSON are printed
+ * by core/table.h.  Values from the command line reach SQL only as parameters of
  * PQexecParams; SQL text is built from constant fragments only.
  */
 #include "history/report.h"
 
 #include "core/config.h"
-#include "core/csv.h"
 #include "core/log.h"
+#include "core/opts.h"
 #include "core/pg.h"
 #include "core/rollup.h"
+#include "core/table.h"
 #include "core/timeparse.h"
 #include "history/trips.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,85 +50,6 @@ int report_parse_time(const char *s, int64_t *ms)
 
 /* ---- formatting --------------------------------------------------------- */
 
-char *report_format_time(int64_t ms, char *buf, size_t size)
-{
-    int64_t s = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-    int frac = (int)(ms - s * 1000);
-    time_t t = (time_t)s;
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    if (frac)
-        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
-    else
-        snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                 tm.tm_hour, tm.tm_min, tm.tm_sec);
-    return buf;
-}
-
-char *report_format_duration(double seconds, char *buf, size_t size)
-{
-    if (!isfinite(seconds)) {
-        snprintf(buf, size, "-");
-        return buf;
-    }
-    long long s = llround(seconds < 0 ? 0 : seconds);
-    if (s >= 3600)
-        snprintf(buf, size, "%lldh %02lldm %02llds", s / 3600, s / 60 % 60, s % 60);
-    else if (s >= 60)
-        snprintf(buf, size, "%lldm %02llds", s / 60, s % 60);
-    else
-        snprintf(buf, size, "%llds", s);
-    return buf;
-}
-
-char *report_format_number(double v, int decimals, char *buf, size_t size)
-{
-    if (!isfinite(v)) {
-        snprintf(buf, size, "%s", "");
-        return buf;
-    }
-    if (fabs(v) < 0.5 * pow(10, -decimals))
-        v = 0;
-    snprintf(buf, size, "%.*f", decimals, v);
-    return buf;
-}
-
-void report_json_string(FILE *out, const char *s)
-{
-    fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
-    fputc('"', out);
-}
-
-void report_csv_field(FILE *out, const char *s)
-{
-    csv_field(out, s);
-}
-
 void report_xml_text(FILE *out, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
@@ -152,261 +75,39 @@ void report_xml_text(FILE *out, const char *s)
     }
 }
 
-/* ---- tables ------------------------------------------------------------- */
-
-void report_table_init(struct report_table *t, const struct report_col *cols, size_t ncols)
-{
-    memset(t, 0, sizeof(*t));
-    t->cols = cols;
-    t->ncols = ncols;
-}
-
-void report_table_release(struct report_table *t)
-{
-    for (size_t i = 0; i < t->count; i++) {
-        free(t->cells[i].text);
-        free(t->cells[i].value);
-    }
-    free(t->cells);
-    t->cells = NULL;
-    t->count = t->cap = 0;
-}
-
-size_t report_table_rows(const struct report_table *t)
-{
-    return t->ncols ? t->count / t->ncols : 0;
-}
-
-/* Appends a cell; takes copies of text and value (value may be NULL). */
-static void table_add(struct report_table *t, const char *text, const char *value, int raw)
-{
-    if (t->oom)
-        return;
-    if (t->count == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        struct report_cell *c = realloc(t->cells, ncap * sizeof(*c));
-        if (!c) {
-            t->oom = 1;
-            return;
-        }
-        t->cells = c;
-        t->cap = ncap;
-    }
-    struct report_cell *c = &t->cells[t->count];
-    c->text = strdup(text);
-    c->value = value ? strdup(value) : NULL;
-    c->raw = raw;
-    if (!c->text || (value && !c->value)) {
-        free(c->text);
-        free(c->value);
-        t->oom = 1;
-        return;
-    }
-    t->count++;
-}
-
-void report_table_str(struct report_table *t, const char *s, const char *null_text)
-{
-    table_add(t, s ? s : null_text ? null_text : "-", s, 0);
-}
-
-void report_table_num(struct report_table *t, double v, int decimals)
-{
-    char buf[64];
-    if (!isfinite(v)) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_number(v, decimals, buf, sizeof(buf));
-    table_add(t, buf, buf, 1);
-}
-
-void report_table_time(struct report_table *t, int64_t ms)
-{
-    char buf[40];
-    if (ms == INT64_MIN) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_time(ms, buf, sizeof(buf));
-    table_add(t, buf, buf, 0);
-}
-
-void report_table_dur(struct report_table *t, double seconds)
-{
-    char text[64], value[64];
-    if (!isfinite(seconds)) {
-        table_add(t, "-", NULL, 0);
-        return;
-    }
-    report_format_duration(seconds, text, sizeof(text));
-    report_format_number(seconds, 3, value, sizeof(value));
-    /* Whole seconds print without decimals: "420", not "420.000". */
-    char *dot = strchr(value, '.');
-    if (dot) {
-        char *end = value + strlen(value);
-        while (end > dot + 1 && end[-1] == '0')
-            *--end = '\0';
-        if (end == dot + 1)
-            *dot = '\0';
-    }
-    table_add(t, text, value, 1);
-}
-
-void report_table_json(struct report_table *t, const char *json)
-{
-    table_add(t, json ? json : "-", json, 1);
-}
-
-/* Display width of s: UTF-8 continuation bytes take no column. */
-static size_t text_width(const char *s)
-{
-    size_t w = 0;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        if ((*p & 0xc0) != 0x80)
-            w++;
-    return w;
-}
-
-static void table_text(FILE *out, const char *s, size_t width, int right)
-{
-    size_t w = text_width(s);
-    if (right)
-        for (size_t i = w; i < width; i++)
-            fputc(' ', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
-        fputc(*p < 0x20 || *p == 0x7f ? '?' : *p, out);
-    if (!right)
-        for (size_t i = w; i < width; i++)
-            fputc(' ', out);
-}
-
-static const char *col_title(const struct report_col *c)
-{
-    return c->title ? c->title : c->key;
-}
-
-static void print_table(const struct report_table *t, FILE *out)
-{
-    size_t *width = calloc(t->ncols, sizeof(*width));
-    if (!width)
-        return;
-    for (size_t c = 0; c < t->ncols; c++)
-        width[c] = text_width(col_title(&t->cols[c]));
-    for (size_t i = 0; i < t->count; i++) {
-        size_t w = text_width(t->cells[i].text);
-        if (w > width[i % t->ncols])
-            width[i % t->ncols] = w;
-    }
-    for (size_t c = 0; c < t->ncols; c++) {
-        /* A left-aligned last column gets no padding: no trailing blanks. */
-        int last = c + 1 == t->ncols;
-        table_text(out, col_title(&t->cols[c]), last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
-        fputs(c + 1 < t->ncols ? "  " : "\n", out);
-    }
-    for (size_t i = 0; i < t->count; i++) {
-        size_t c = i % t->ncols;
-        int last = c + 1 == t->ncols;
-        table_text(out, t->cells[i].text, last && !t->cols[c].right ? 0 : width[c], t->cols[c].right);
-        fputs(last ? "\n" : "  ", out);
-    }
-    free(width);
-}
-
-static void print_json(const struct report_table *t, FILE *out)
-{
-    size_t rows = report_table_rows(t);
-    if (!rows) {
-        fputs("[]\n", out);
-        return;
-    }
-    fputs("[\n", out);
-    for (size_t r = 0; r < rows; r++) {
-        fputc('{', out);
-        for (size_t c = 0; c < t->ncols; c++) {
-            const struct report_cell *cell = &t->cells[r * t->ncols + c];
-            if (c)
-                fputc(',', out);
-            report_json_string(out, t->cols[c].key);
-            fputc(':', out);
-            if (!cell->value)
-                fputs("null", out);
-            else if (cell->raw)
-                fputs(cell->value, out);
-            else
-                report_json_string(out, cell->value);
-        }
-        fputs(r + 1 < rows ? "},\n" : "}\n", out);
-    }
-    fputs("]\n", out);
-}
-
-static void print_csv(const struct report_table *t, FILE *out)
-{
-    for (size_t c = 0; c < t->ncols; c++) {
-        if (c)
-            fputc(',', out);
-        report_csv_field(out, t->cols[c].key);
-    }
-    fputc('\n', out);
-    for (size_t i = 0; i < t->count; i++) {
-        size_t c = i % t->ncols;
-        if (c)
-            fputc(',', out);
-        if (t->cells[i].value)
-            report_csv_field(out, t->cells[i].value);
-        if (c + 1 == t->ncols)
-            fputc('\n', out);
-    }
-}
-
-int report_table_print(const struct report_table *t, enum report_format f, FILE *out)
-{
-    if (t->oom || !t->ncols)
-        return -1;
-    switch (f) {
-    case REPORT_TABLE:
-        print_table(t, out);
-        break;
-    case REPORT_JSON:
-        print_json(t, out);
-        break;
-    case REPORT_CSV:
-        print_csv(t, out);
-        break;
-    }
-    return ferror(out) ? -1 : 0;
-}
-
 /* ---- options ------------------------------------------------------------ */
 
+/* The options of every report: indices into the option table of
+ * cmd_report, and bits of struct ropts.given. */
 enum {
-    OPT_TRUCK = 1,
-    OPT_FLEET,
-    OPT_SINCE,
-    OPT_FROM,
-    OPT_TO,
-    OPT_DAY,
-    OPT_MIN_STOP,
-    OPT_MIN_TRIP,
-    OPT_RULE,
-    OPT_FORMAT,
-    OPT_JSON,
-    OPT_CSV,
+    O_TRUCK,
+    O_FLEET,
+    O_SINCE,
+    O_FROM,
+    O_TO,
+    O_DAY,
+    O_MIN_STOP,
+    O_MIN_TRIP,
+    O_RULE,
+    O_FORMAT,
+    O_JSON,
+    O_CSV,
+    O_COUNT
 };
-#define BIT(o) (1u << (o))
-#define WINDOW (BIT(OPT_SINCE) | BIT(OPT_FROM) | BIT(OPT_TO))
-#define OUTPUT (BIT(OPT_FORMAT) | BIT(OPT_JSON) | BIT(OPT_CSV))
+#define BIT(o) ((uint64_t)1 << (o))
+#define WINDOW (BIT(O_SINCE) | BIT(O_FROM) | BIT(O_TO))
+#define OUTPUT (BIT(O_FORMAT) | BIT(O_JSON) | BIT(O_CSV))
 
-enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV, OUT_GEOJSON, OUT_GPX };
+enum out_format { OUT_TABLE, OUT_JSON, OUT_CSV, OUT_GEOJSON, OUT_GPX }; /* the words of --format */
 
 struct ropts {
-    unsigned given; /* BIT(OPT_...) of the options on the command line */
+    uint64_t given; /* BIT(O_...) of the options on the command line */
     const char *truck;
     int64_t since_ms, from_ms, to_ms, day_ms;
     struct trips_params tp;
     const char *rule;
-    enum out_format out;
+    int fleet;
+    int out; /* enum out_format */
     /* Resolved: the query window [from, to). */
     int64_t win_from_ms, win_to_ms;
 };
@@ -414,42 +115,59 @@ struct ropts {
 struct sub {
     const char *name;
     int (*run)(PGconn *conn, struct ropts *o, char *err, size_t err_size);
-    unsigned allowed;      /* options it takes besides the output ones */
-    unsigned required;     /* options it needs */
+    uint64_t allowed;      /* options it takes besides the output ones */
+    uint64_t required;     /* options it needs */
     int64_t default_since; /* window when none is given; 0 = a window is required */
     const char *synopsis;
-    const char *help;
+    const char *about;    /* what it answers, before the options in its --help */
+    const char *examples; /* after the options */
 };
 
-static const char *opt_name(int code)
+/* Option callbacks: the messages follow "--NAME " (core/opts.h). */
+static int opt_since(void *value, const char *arg, char *err, size_t err_size)
 {
-    switch (code) {
-    case OPT_TRUCK:
-        return "--truck";
-    case OPT_FLEET:
-        return "--fleet";
-    case OPT_SINCE:
-        return "--since";
-    case OPT_FROM:
-        return "--from";
-    case OPT_TO:
-        return "--to";
-    case OPT_DAY:
-        return "--day";
-    case OPT_MIN_STOP:
-        return "--min-stop";
-    case OPT_MIN_TRIP:
-        return "--min-trip-distance";
-    case OPT_RULE:
-        return "--rule";
-    case OPT_FORMAT:
-        return "--format";
-    case OPT_JSON:
-        return "--json";
-    case OPT_CSV:
-        return "--csv";
+    if (report_parse_duration(arg, value) || *(int64_t *)value <= 0) {
+        snprintf(err, err_size, "needs a duration such as 90s, 30m, 2h or 7d");
+        return -1;
     }
-    return "?";
+    return 0;
+}
+
+static int opt_min_stop(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_duration(arg, value)) {
+        snprintf(err, err_size, "needs a duration such as 90s or 5m");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_time(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_time(arg, value)) {
+        snprintf(err, err_size, "needs an ISO 8601 time with Z or an offset (2026-11-01T08:00:00Z) or a date");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_day(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (report_parse_day(arg, value)) {
+        snprintf(err, err_size, "needs a UTC day YYYY-MM-DD");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_rule(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (!*arg) {
+        snprintf(err, err_size, "needs a rule name");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
 }
 
 static int64_t now_ms(void)
@@ -499,15 +217,15 @@ static const char *col_text(const PGresult *r, int row, int col)
 #define VALID_POSITION                                                                                   \
     " AND lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 AND speed_kmh BETWEEN 0 AND 1000"
 
-static enum report_format table_format(const struct ropts *o)
+static enum table_format table_format(const struct ropts *o)
 {
-    return o->out == OUT_JSON ? REPORT_JSON : o->out == OUT_CSV ? REPORT_CSV : REPORT_TABLE;
+    return o->out == OUT_JSON ? TABLE_JSON : o->out == OUT_CSV ? TABLE_CSV : TABLE_TEXT;
 }
 
-static int print_and_release(struct report_table *t, const struct ropts *o, char *err, size_t err_size)
+static int print_and_release(struct table *t, const struct ropts *o, char *err, size_t err_size)
 {
-    int rc = report_table_print(t, table_format(o), stdout);
-    report_table_release(t);
+    int rc = table_print(t, table_format(o), stdout);
+    table_release(t);
     if (rc < 0)
         snprintf(err, err_size, "cannot write the report: %s", errno ? strerror(errno) : "out of memory");
     return rc;
@@ -522,10 +240,10 @@ static void hour_window(struct ropts *o)
 
 static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"truck_id", "truck", 0},       {"trucks", NULL, 1},          {"from", NULL, 0},
-        {"to", NULL, 0},                {"distance_km", NULL, 1},     {"moving_s", "moving", 1},
-        {"avg_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"truck_id", "truck", 0, 0},       {"trucks", NULL, 1, 0},          {"from", NULL, 0, 0},
+        {"to", NULL, 0, 0},                {"distance_km", NULL, 1, 0},     {"moving_s", "moving", 1, 0},
+        {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
@@ -542,25 +260,25 @@ static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_si
     if (!r)
         return -1;
     double km = col_double(r, 0, 1), moving_s = col_double(r, 0, 2);
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
-    report_table_str(&t, o->truck, "(fleet)");
-    report_table_num(&t, col_double(r, 0, 0), 0);
-    report_table_time(&t, o->win_from_ms);
-    report_table_time(&t, o->win_to_ms);
-    report_table_num(&t, km, 3);
-    report_table_dur(&t, moving_s);
-    report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    table_str(&t, o->truck, "(fleet)");
+    table_num(&t, col_double(r, 0, 0), 0);
+    table_time(&t, o->win_from_ms);
+    table_time(&t, o->win_to_ms);
+    table_num(&t, km, 3);
+    table_dur(&t, moving_s);
+    table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
 }
 
 static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"truck_id", "truck", 0},      {"distance_km", NULL, 1},     {"driving_s", "driving", 1},
-        {"idle_s", "idle", 1},         {"parked_s", "parked", 1},    {"max_speed_kmh", NULL, 1},
-        {"fuel_used_pct", NULL, 1},    {"avg_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"truck_id", "truck", 0, 0},      {"distance_km", NULL, 1, 0},     {"driving_s", "driving", 1, 0},
+        {"idle_s", "idle", 1, 0},         {"parked_s", "parked", 1, 0},    {"max_speed_kmh", NULL, 1, 0},
+        {"fuel_used_pct", NULL, 1, 0},    {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
@@ -574,18 +292,18 @@ static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size
                         o->truck ? 3 : 2, vals, err, err_size);
     if (!r)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
         double km = col_double(r, i, 1), moving_s = col_double(r, i, 2);
-        report_table_str(&t, col_text(r, i, 0), NULL);
-        report_table_num(&t, km, 3);
-        report_table_dur(&t, moving_s);
-        report_table_dur(&t, col_double(r, i, 3));
-        report_table_dur(&t, col_double(r, i, 4));
-        report_table_num(&t, col_double(r, i, 5), 1);
-        report_table_num(&t, col_double(r, i, 6), 1);
-        report_table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
+        table_str(&t, col_text(r, i, 0), NULL);
+        table_num(&t, km, 3);
+        table_dur(&t, moving_s);
+        table_dur(&t, col_double(r, i, 3));
+        table_dur(&t, col_double(r, i, 4));
+        table_num(&t, col_double(r, i, 5), 1);
+        table_num(&t, col_double(r, i, 6), 1);
+        table_num(&t, moving_s > 0 ? km / moving_s * 3600.0 : NAN, 1);
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
@@ -645,30 +363,30 @@ static int segment_day(PGconn *conn, struct ropts *o, struct trips_result *res, 
 
 static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"start", NULL, 0},           {"end", NULL, 0},          {"start_lat", NULL, 1},
-        {"start_lon", NULL, 1},       {"end_lat", NULL, 1},      {"end_lon", NULL, 1},
-        {"distance_km", NULL, 1},     {"duration_s", "duration", 1}, {"moving_s", "moving", 1},
-        {"avg_speed_kmh", NULL, 1},   {"max_speed_kmh", NULL, 1},
+    static const struct table_col cols[] = {
+        {"start", NULL, 0, 0},           {"end", NULL, 0, 0},          {"start_lat", NULL, 1, 0},
+        {"start_lon", NULL, 1, 0},       {"end_lat", NULL, 1, 0},      {"end_lon", NULL, 1, 0},
+        {"distance_km", NULL, 1, 0},     {"duration_s", "duration", 1, 0}, {"moving_s", "moving", 1, 0},
+        {"avg_speed_kmh", NULL, 1, 0},   {"max_speed_kmh", NULL, 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (size_t i = 0; i < res.trip_count; i++) {
         const struct trip *tr = &res.trips[i];
-        report_table_time(&t, tr->start_ms);
-        report_table_time(&t, tr->end_ms);
-        report_table_num(&t, tr->start_lat, 6);
-        report_table_num(&t, tr->start_lon, 6);
-        report_table_num(&t, tr->end_lat, 6);
-        report_table_num(&t, tr->end_lon, 6);
-        report_table_num(&t, tr->distance_km, 3);
-        report_table_dur(&t, tr->duration_s);
-        report_table_dur(&t, tr->moving_s);
-        report_table_num(&t, tr->avg_speed_kmh, 1);
-        report_table_num(&t, tr->max_speed_kmh, 1);
+        table_time(&t, tr->start_ms);
+        table_time(&t, tr->end_ms);
+        table_num(&t, tr->start_lat, 6);
+        table_num(&t, tr->start_lon, 6);
+        table_num(&t, tr->end_lat, 6);
+        table_num(&t, tr->end_lon, 6);
+        table_num(&t, tr->distance_km, 3);
+        table_dur(&t, tr->duration_s);
+        table_dur(&t, tr->moving_s);
+        table_num(&t, tr->avg_speed_kmh, 1);
+        table_num(&t, tr->max_speed_kmh, 1);
     }
     trips_result_release(&res);
     return print_and_release(&t, o, err, err_size);
@@ -676,23 +394,23 @@ static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 
 static int run_stops(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"start", NULL, 0},          {"end", NULL, 0},  {"duration_s", "duration", 1},
-        {"lat", NULL, 1},            {"lon", NULL, 1},  {"engine_on_s", "engine_on", 1},
+    static const struct table_col cols[] = {
+        {"start", NULL, 0, 0},          {"end", NULL, 0, 0},  {"duration_s", "duration", 1, 0},
+        {"lat", NULL, 1, 0},            {"lon", NULL, 1, 0},  {"engine_on_s", "engine_on", 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (size_t i = 0; i < res.stop_count; i++) {
         const struct stop *s = &res.stops[i];
-        report_table_time(&t, s->start_ms);
-        report_table_time(&t, s->end_ms);
-        report_table_dur(&t, s->duration_s);
-        report_table_num(&t, s->lat, 6);
-        report_table_num(&t, s->lon, 6);
-        report_table_dur(&t, s->engine_on_s);
+        table_time(&t, s->start_ms);
+        table_time(&t, s->end_ms);
+        table_dur(&t, s->duration_s);
+        table_num(&t, s->lat, 6);
+        table_num(&t, s->lon, 6);
+        table_dur(&t, s->engine_on_s);
     }
     trips_result_release(&res);
     return print_and_release(&t, o, err, err_size);
@@ -708,19 +426,19 @@ static void track_geojson(const PGresult *r, const struct ropts *o, FILE *out)
     } else {
         fputs(n == 1 ? "{\"type\":\"Point\",\"coordinates\":" : "{\"type\":\"LineString\",\"coordinates\":[", out);
         for (int i = 0; i < n; i++)
-            fprintf(out, "%s[%s,%s]", i ? "," : "", report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
-                    report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)));
+            fprintf(out, "%s[%s,%s]", i ? "," : "", table_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                    table_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)));
         fputs(n == 1 ? "}" : "]}", out);
     }
     fputs(",\"properties\":{\"truck_id\":", out);
-    report_json_string(out, o->truck);
-    fprintf(out, ",\"from\":\"%s\"", report_format_time(o->win_from_ms, buf, sizeof(buf)));
-    fprintf(out, ",\"to\":\"%s\",\"points\":%d,\"times\":[", report_format_time(o->win_to_ms, buf, sizeof(buf)), n);
+    table_json_string(out, o->truck);
+    fprintf(out, ",\"from\":\"%s\"", table_format_time(o->win_from_ms, buf, sizeof(buf)));
+    fprintf(out, ",\"to\":\"%s\",\"points\":%d,\"times\":[", table_format_time(o->win_to_ms, buf, sizeof(buf)), n);
     for (int i = 0; i < n; i++)
-        fprintf(out, "%s\"%s\"", i ? "," : "", report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+        fprintf(out, "%s\"%s\"", i ? "," : "", table_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
     fputs("],\"speeds_kmh\":[", out);
     for (int i = 0; i < n; i++)
-        fprintf(out, "%s%s", i ? "," : "", report_format_number(col_double(r, i, 4), 1, buf, sizeof(buf)));
+        fprintf(out, "%s%s", i ? "," : "", table_format_number(col_double(r, i, 4), 1, buf, sizeof(buf)));
     fputs("]}}\n", out);
 }
 
@@ -735,17 +453,17 @@ static void track_gpx(const PGresult *r, const struct ropts *o, FILE *out)
     fputs("</name>\n    <trkseg>\n", out);
     for (int i = 0; i < PQntuples(r); i++)
         fprintf(out, "      <trkpt lat=\"%s\" lon=\"%s\"><time>%s</time></trkpt>\n",
-                report_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)),
-                report_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
-                report_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
+                table_format_number(col_double(r, i, 2), 6, lat, sizeof(lat)),
+                table_format_number(col_double(r, i, 3), 6, lon, sizeof(lon)),
+                table_format_time(col_ms(r, i, 0), buf, sizeof(buf)));
     fputs("    </trkseg>\n  </trk>\n</gpx>\n", out);
 }
 
 static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"ts", NULL, 0},          {"seq", NULL, 1},         {"lat", NULL, 1},      {"lon", NULL, 1},
-        {"speed_kmh", NULL, 1},   {"heading_deg", NULL, 1}, {"ignition", NULL, 0}, {"fuel_pct", NULL, 1},
+    static const struct table_col cols[] = {
+        {"ts", NULL, 0, 0},          {"seq", NULL, 1, 0},         {"lat", NULL, 1, 0},      {"lon", NULL, 1, 0},
+        {"speed_kmh", NULL, 1, 0},   {"heading_deg", NULL, 1, 0}, {"ignition", NULL, 0, 0}, {"fuel_pct", NULL, 1, 0},
     };
     char from[40], to[40];
     const char *vals[] = {o->truck, pg_format_ts(o->win_from_ms, from, sizeof(from)),
@@ -769,18 +487,18 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
         }
         return 0;
     }
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
-        report_table_time(&t, col_ms(r, i, 0));
-        report_table_num(&t, col_double(r, i, 1), 0);
-        report_table_num(&t, col_double(r, i, 2), 6);
-        report_table_num(&t, col_double(r, i, 3), 6);
-        report_table_num(&t, col_double(r, i, 4), 1);
-        report_table_num(&t, col_double(r, i, 5), 1);
+        table_time(&t, col_ms(r, i, 0));
+        table_num(&t, col_double(r, i, 1), 0);
+        table_num(&t, col_double(r, i, 2), 6);
+        table_num(&t, col_double(r, i, 3), 6);
+        table_num(&t, col_double(r, i, 4), 1);
+        table_num(&t, col_double(r, i, 5), 1);
         const char *ign = PQgetvalue(r, i, 6)[0] == 't' ? "true" : "false";
-        table_add(&t, ign, ign, 1); /* a JSON boolean */
-        report_table_num(&t, col_double(r, i, 7), 2);
+        table_literal(&t, ign); /* a JSON boolean */
+        table_num(&t, col_double(r, i, 7), 2);
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
@@ -788,10 +506,10 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 
 static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
-    static const struct report_col cols[] = {
-        {"started_at", "started", 0}, {"ended_at", "ended", 0},         {"truck_id", "truck", 0},
-        {"rule", NULL, 0},            {"lat", NULL, 1},                 {"lon", NULL, 1},
-        {"detected_at", "detected", 0}, {"alert_id", NULL, 0},          {"details", NULL, 0},
+    static const struct table_col cols[] = {
+        {"started_at", "started", 0, 0}, {"ended_at", "ended", 0, 0},         {"truck_id", "truck", 0, 0},
+        {"rule", NULL, 0, 0},            {"lat", NULL, 1, 0},                 {"lon", NULL, 1, 0},
+        {"detected_at", "detected", 0, 0}, {"alert_id", NULL, 0, 0},          {"details", NULL, 0, 0},
     };
     char from[40], to[40], sql[640];
     const char *vals[4];
@@ -812,18 +530,18 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
     PGresult *r = query(conn, sql, n, vals, err, err_size);
     if (!r)
         return -1;
-    struct report_table t;
-    report_table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
+    struct table t;
+    table_init(&t, cols, sizeof(cols) / sizeof(cols[0]));
     for (int i = 0; i < PQntuples(r); i++) {
-        report_table_time(&t, col_ms(r, i, 0));
-        report_table_time(&t, col_ms(r, i, 1));
-        report_table_str(&t, col_text(r, i, 2), NULL);
-        report_table_str(&t, col_text(r, i, 3), NULL);
-        report_table_num(&t, col_double(r, i, 4), 6);
-        report_table_num(&t, col_double(r, i, 5), 6);
-        report_table_time(&t, col_ms(r, i, 6));
-        report_table_str(&t, col_text(r, i, 7), NULL);
-        report_table_json(&t, col_text(r, i, 8));
+        table_time(&t, col_ms(r, i, 0));
+        table_time(&t, col_ms(r, i, 1));
+        table_str(&t, col_text(r, i, 2), NULL);
+        table_str(&t, col_text(r, i, 3), NULL);
+        table_num(&t, col_double(r, i, 4), 6);
+        table_num(&t, col_double(r, i, 5), 6);
+        table_time(&t, col_ms(r, i, 6));
+        table_str(&t, col_text(r, i, 7), NULL);
+        table_json(&t, col_text(r, i, 8));
     }
     PQclear(r);
     return print_and_release(&t, o, err, err_size);
@@ -832,80 +550,61 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 /* ---- the command -------------------------------------------------------- */
 
 static const struct sub subs[] = {
-    {"avg-speed", run_avg_speed, BIT(OPT_TRUCK) | BIT(OPT_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
+    {"avg-speed", run_avg_speed, BIT(O_TRUCK) | BIT(O_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
      "(--truck ID | --fleet) [--since 30d | --from T --to T]",
-     "Average speed = distance / time moving (speed > 5 km/h), of one truck or of the whole\n"
-     "fleet, from the hourly rollups (telemetry_hourly) only: never a raw reading. The window\n"
+     "Average speed = distance / time moving (speed > 5 km/h), of one truck (--truck ID) or of\n"
+     "the whole fleet (--fleet: sum(distance) / sum(moving time)), from the hourly rollups\n"
+     "(telemetry_hourly) only: never a raw reading. The window (default: the last 30d)\n"
      "covers the UTC hours it touches (from rounded down, to rounded up to the hour), and the\n"
      "output shows it. Columns: truck_id, trucks (with data), from, to, distance_km,\n"
-     "moving_s, avg_speed_kmh (null when the truck never moved).\n\n"
-     "  --truck ID         one truck\n"
-     "  --fleet            every truck together: sum(distance) / sum(moving time)\n"
-     "  --since D          the last D (default 30d)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n\n"
+     "moving_s, avg_speed_kmh (null when the truck never moved).",
      "Examples:\n"
      "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
-     "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json\n"},
-    {"summary", run_summary, BIT(OPT_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
+     "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json"},
+    {"summary", run_summary, BIT(O_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
      "Per truck, from the hourly rollups: distance, driving (moving), idle (engine on, not\n"
      "moving) and parked (engine off) time, max speed, fuel used (sum of fuel level drops,\n"
-     "in percent of the tank) and average speed. One row per truck with data, by truck id.\n\n"
-     "  --since D          the last D (default 7d)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n"
-     "  --truck ID         only this truck\n\n"
+     "in percent of the tank) and average speed. One row per truck with data, by truck id;\n"
+     "--truck ID: only this truck. The window: the last 7d unless given.",
      "Examples:\n"
      "  fleetsync report summary --since 7d\n"
-     "  fleetsync report summary --from 2026-11-01 --to 2026-11-08 --csv > week.csv\n"},
-    {"trips", run_trips, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
-     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "  fleetsync report summary --from 2026-11-01 --to 2026-11-08 --csv > week.csv"},
+    {"trips", run_trips, BIT(O_TRUCK) | BIT(O_DAY) | BIT(O_MIN_STOP) | BIT(O_MIN_TRIP), BIT(O_TRUCK) | BIT(O_DAY), -1,
+     "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
      "The truck's trips of one UTC day, from its raw readings. A trip starts when the truck\n"
      "moves (speed > 5 km/h) and ends at a stop: standing still for --min-stop, or with the\n"
      "ignition off. Shorter pauses (red lights) stay inside the trip; trips shorter than\n"
      "--min-trip-distance are dropped (their time joins the stop around them). Columns:\n"
      "start, end, start/end position, distance_km, duration_s, moving_s, avg_speed_kmh\n"
-     "(distance / time moving), max_speed_kmh. See docs/report.md for the exact rules.\n\n"
-     "  --truck ID                the truck\n"
-     "  --day YYYY-MM-DD          the UTC day\n"
-     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
-     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "(distance / time moving), max_speed_kmh. See docs/report.md for the exact rules.",
      "Example:\n"
-     "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"},
-    {"stops", run_stops, BIT(OPT_TRUCK) | BIT(OPT_DAY) | BIT(OPT_MIN_STOP) | BIT(OPT_MIN_TRIP),
-     BIT(OPT_TRUCK) | BIT(OPT_DAY), -1, "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
+     "  fleetsync report trips --truck TRK-000042 --day 2026-11-01"},
+    {"stops", run_stops, BIT(O_TRUCK) | BIT(O_DAY) | BIT(O_MIN_STOP) | BIT(O_MIN_TRIP), BIT(O_TRUCK) | BIT(O_DAY), -1,
+     "--truck ID --day YYYY-MM-DD [--min-stop 5m] [--min-trip-distance 0.5]",
      "The truck's stops of one UTC day, from its raw readings: the time between the trips of\n"
      "`report trips` (same options, same rules), plus the time before the first trip and after\n"
      "the last when the truck stood long enough. Columns: start, end, duration_s, lat, lon\n"
-     "(where it arrived), engine_on_s (time with the ignition on).\n\n"
-     "  --truck ID                the truck\n"
-     "  --day YYYY-MM-DD          the UTC day\n"
-     "  --min-stop D              shortest stop with the engine on (default 5m)\n"
-     "  --min-trip-distance KM    shortest trip kept (default 0.5)\n\n"
+     "(where it arrived), engine_on_s (time with the ignition on).",
      "Example:\n"
-     "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json\n"},
-    {"track", run_track, BIT(OPT_TRUCK) | WINDOW, BIT(OPT_TRUCK), 0,
-     "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
-     "The truck's raw readings in [from, to), in time order. GeoJSON (default, also --json):\n"
-     "one Feature whose geometry is a LineString of [lon, lat] (a Point for one reading, null\n"
-     "for none) and whose properties hold truck_id, from, to, points, and per point times and\n"
-     "speeds_kmh. GPX 1.1: one track, one segment, a time per point. csv and table: one row\n"
-     "per reading.\n\n"
-     "  --truck ID          the truck\n"
-     "  --from T --to T     the window (--to defaults to now; or --since D)\n"
-     "  --format F          geojson (default), gpx, csv or table\n\n"
+     "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json"},
+    {"track", run_track, BIT(O_TRUCK) | WINDOW, BIT(O_TRUCK), 0, "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
+     "The truck's raw readings in [from, to) (or the last --since D), in time order. GeoJSON\n"
+     "(default, also --json): one Feature whose geometry is a LineString of [lon, lat] (a Point\n"
+     "for one reading, null for none) and whose properties hold truck_id, from, to, points,\n"
+     "and per point times and speeds_kmh. GPX 1.1: one track, one segment, a time per point.\n"
+     "csv and table: one row per reading.",
      "Examples:\n"
      "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z\n"
-     "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx\n"},
-    {"alerts", run_alerts, BIT(OPT_TRUCK) | BIT(OPT_RULE) | WINDOW, 0, MS_PER_DAY,
+     "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx"},
+    {"alerts", run_alerts, BIT(O_TRUCK) | BIT(O_RULE) | WINDOW, 0, MS_PER_DAY,
      "[--since 24h | --from T --to T] [--truck ID] [--rule R]",
      "Rows of the alerts table active at any time in the window (started before its end, and\n"
-     "still active or ended after its start), by start time. Columns: started_at, ended_at\n"
-     "(null while active), truck_id, rule, lat, lon, detected_at, alert_id, details (JSON).\n\n"
-     "  --since D          the last D (default 24h)\n"
-     "  --from T --to T    an explicit window (--to defaults to now)\n"
-     "  --truck ID         only this truck\n"
-     "  --rule R           only this rule (stationary_engine_on, overspeed, ...)\n\n"
+     "still active or ended after its start), by start time; the window: the last 24h unless\n"
+     "given. --truck ID: only this truck; --rule R: only this rule (stationary_engine_on,\n"
+     "overspeed, ...). Columns: started_at, ended_at (null while active), truck_id, rule,\n"
+     "lat, lon, detected_at, alert_id, details (JSON).",
      "Example:\n"
-     "  fleetsync report alerts --since 24h --rule stationary_engine_on\n"},
+     "  fleetsync report alerts --since 24h --rule stationary_engine_on"},
 };
 #define SUB_COUNT (sizeof(subs) / sizeof(subs[0]))
 
@@ -938,27 +637,22 @@ static void report_usage(FILE *out)
             report_common_help, cfg_options_help);
 }
 
-static void sub_usage(const struct sub *s, FILE *out)
-{
-    fprintf(out, "usage: fleetsync report %s %s [--json | --csv]\n\n%s\n%s\n%s", s->name, s->synopsis, s->help,
-            report_common_help, cfg_options_help);
-}
-
 /* Checks the options against the subcommand and resolves the window;
  * returns 0, or -1 with the reason in err. */
-static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *err, size_t err_size)
+static int check_opts(const struct sub *s, const struct opt *opts, struct ropts *o, int64_t now, char *err,
+                      size_t err_size)
 {
-    for (int code = OPT_TRUCK; code <= OPT_RULE; code++) {
+    for (int code = O_TRUCK; code <= O_RULE; code++) {
         if ((o->given & BIT(code)) && !(s->allowed & BIT(code))) {
-            snprintf(err, err_size, "%s is not an option of %s", opt_name(code), s->name);
+            snprintf(err, err_size, "--%s is not an option of %s", opts[code].name, s->name);
             return -1;
         }
         if ((s->required & BIT(code)) && !(o->given & BIT(code))) {
-            snprintf(err, err_size, "%s needs %s", s->name, opt_name(code));
+            snprintf(err, err_size, "%s needs --%s", s->name, opts[code].name);
             return -1;
         }
     }
-    unsigned outs = o->given & OUTPUT;
+    uint64_t outs = o->given & OUTPUT;
     if (outs & (outs - 1)) {
         snprintf(err, err_size, "give one of --json, --csv, --format");
         return -1;
@@ -972,26 +666,26 @@ static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *e
         snprintf(err, err_size, "--format geojson and gpx are for track; %s prints table, json or csv", s->name);
         return -1;
     }
-    if (s->run == run_avg_speed && !!(o->given & BIT(OPT_TRUCK)) == !!(o->given & BIT(OPT_FLEET))) {
+    if (s->run == run_avg_speed && !!(o->given & BIT(O_TRUCK)) == !!(o->given & BIT(O_FLEET))) {
         snprintf(err, err_size, "avg-speed needs --truck ID or --fleet (one of them)");
         return -1;
     }
     if (!(s->allowed & WINDOW))
         return 0;
-    if ((o->given & BIT(OPT_SINCE)) && (o->given & (BIT(OPT_FROM) | BIT(OPT_TO)))) {
+    if ((o->given & BIT(O_SINCE)) && (o->given & (BIT(O_FROM) | BIT(O_TO)))) {
         snprintf(err, err_size, "give --since or --from/--to, not both");
         return -1;
     }
-    if ((o->given & BIT(OPT_TO)) && !(o->given & BIT(OPT_FROM))) {
+    if ((o->given & BIT(O_TO)) && !(o->given & BIT(O_FROM))) {
         snprintf(err, err_size, "--to needs --from");
         return -1;
     }
-    if (o->given & BIT(OPT_FROM)) {
+    if (o->given & BIT(O_FROM)) {
         o->win_from_ms = o->from_ms;
-        o->win_to_ms = (o->given & BIT(OPT_TO)) ? o->to_ms : now;
-    } else if (o->given & BIT(OPT_SINCE) || s->default_since > 0) {
+        o->win_to_ms = (o->given & BIT(O_TO)) ? o->to_ms : now;
+    } else if (o->given & BIT(O_SINCE) || s->default_since > 0) {
         o->win_to_ms = now;
-        o->win_from_ms = now - ((o->given & BIT(OPT_SINCE)) ? o->since_ms : s->default_since);
+        o->win_from_ms = now - ((o->given & BIT(O_SINCE)) ? o->since_ms : s->default_since);
     } else {
         snprintf(err, err_size, "%s needs a window: --from T --to T (or --since D)", s->name);
         return -1;
@@ -1005,29 +699,36 @@ static int check_opts(const struct sub *s, struct ropts *o, int64_t now, char *e
 
 int cmd_report(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"truck", required_argument, NULL, OPT_TRUCK},
-        {"fleet", no_argument, NULL, OPT_FLEET},
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"from", required_argument, NULL, OPT_FROM},
-        {"to", required_argument, NULL, OPT_TO},
-        {"day", required_argument, NULL, OPT_DAY},
-        {"min-stop", required_argument, NULL, OPT_MIN_STOP},
-        {"min-trip-distance", required_argument, NULL, OPT_MIN_TRIP},
-        {"rule", required_argument, NULL, OPT_RULE},
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"csv", no_argument, NULL, OPT_CSV},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
+    static const char *const formats[] = {"table", "json", "csv", "geojson", "gpx", NULL}; /* enum out_format */
     struct fs_config cfg;
     struct ropts o;
     const struct sub *s = NULL;
     PGconn *conn = NULL;
-    char err[1024];
-    int c, rc = 2;
+    char err[1024], name[64], usage[256], after[1024];
+    int rest, rc = 2;
+    /* One table for every report; each takes the ones in its allowed mask
+     * (check_opts), and its --help lists those. */
+    const struct opt opts[] = {
+        [O_TRUCK] = OPT_STR_LEN("truck", "ID", &o.truck, 1, TRUCK_ID_MAX,
+                                "the truck (avg-speed, trips, stops, track), or only this truck\n"
+                                "(summary, alerts)"),
+        [O_FLEET] = OPT_BOOLEAN("fleet", &o.fleet, "every truck together: sum(distance) / sum(moving time)"),
+        [O_SINCE] = OPT_CB("since", "D", &o.since_ms, opt_since, "the last D (the report's default: above)"),
+        [O_FROM] = OPT_CB("from", "T", &o.from_ms, opt_time, "an explicit window [from, to)"),
+        [O_TO] = OPT_CB("to", "T", &o.to_ms, opt_time, "the window's end (needs --from; defaults to now)"),
+        [O_DAY] = OPT_CB("day", "YYYY-MM-DD", &o.day_ms, opt_day, "the UTC day"),
+        [O_MIN_STOP] = OPT_CB("min-stop", "D", &o.tp.min_stop_ms, opt_min_stop,
+                              "shortest stop with the engine on (default 5m)"),
+        [O_MIN_TRIP] = OPT_DBL("min-trip-distance", "KM", &o.tp.min_trip_km, 0, 100000,
+                               "shortest trip kept (default 0.5)"),
+        [O_RULE] = OPT_CB("rule", "R", &o.rule, opt_rule, "only this rule (stationary_engine_on, overspeed, ...)"),
+        [O_FORMAT] = OPT_WORDS("format", "F", &o.out, formats,
+                               "table (default), json or csv; track: geojson (its default), gpx,\n"
+                               "csv or table"),
+        [O_JSON] = OPT_SET("json", &o.out, OUT_JSON, "--format json (track: geojson)"),
+        [O_CSV] = OPT_SET("csv", &o.out, OUT_CSV, "--format csv"),
+        [O_COUNT] = OPT_END_MARK,
+    };
 
     cfg_init(&cfg);
     if (argc < 2) {
@@ -1050,98 +751,33 @@ int cmd_report(int argc, char **argv)
 
     memset(&o, 0, sizeof(o));
     trips_params_default(&o.tp);
-    argc--;
-    argv++;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        if (c > 0 && c < 32)
-            o.given |= BIT(c);
-        switch (c) {
-        case 'h':
-            sub_usage(s, stdout);
-            rc = 0;
-            goto out;
-        case OPT_TRUCK:
-            o.truck = optarg;
-            if (!*optarg || strlen(optarg) > TRUCK_ID_MAX)
-                bad = "--truck needs an id (1-1024 bytes)";
-            break;
-        case OPT_FLEET:
-            break;
-        case OPT_SINCE:
-            if (report_parse_duration(optarg, &o.since_ms) || o.since_ms <= 0)
-                bad = "--since needs a duration such as 90s, 30m, 2h or 7d";
-            break;
-        case OPT_FROM:
-            if (report_parse_time(optarg, &o.from_ms))
-                bad = "--from needs an ISO 8601 time with Z or an offset (2026-11-01T08:00:00Z) or a date";
-            break;
-        case OPT_TO:
-            if (report_parse_time(optarg, &o.to_ms))
-                bad = "--to needs an ISO 8601 time with Z or an offset (2026-11-01T18:00:00Z) or a date";
-            break;
-        case OPT_DAY:
-            if (report_parse_day(optarg, &o.day_ms))
-                bad = "--day needs a UTC day YYYY-MM-DD";
-            break;
-        case OPT_MIN_STOP:
-            if (report_parse_duration(optarg, &o.tp.min_stop_ms))
-                bad = "--min-stop needs a duration such as 90s or 5m";
-            break;
-        case OPT_MIN_TRIP: {
-            char *end;
-            errno = 0;
-            o.tp.min_trip_km = strtod(optarg, &end);
-            if (errno || end == optarg || *end || !isfinite(o.tp.min_trip_km) || o.tp.min_trip_km < 0 ||
-                o.tp.min_trip_km > 100000)
-                bad = "--min-trip-distance needs a distance in km such as 0.5";
-            break;
-        }
-        case OPT_RULE:
-            o.rule = optarg;
-            if (!*optarg)
-                bad = "--rule needs a rule name";
-            break;
-        case OPT_FORMAT:
-            if (!strcmp(optarg, "table"))
-                o.out = OUT_TABLE;
-            else if (!strcmp(optarg, "json"))
-                o.out = OUT_JSON;
-            else if (!strcmp(optarg, "csv"))
-                o.out = OUT_CSV;
-            else if (!strcmp(optarg, "geojson"))
-                o.out = OUT_GEOJSON;
-            else if (!strcmp(optarg, "gpx"))
-                o.out = OUT_GPX;
-            else
-                bad = "--format is table, json, csv, geojson or gpx";
-            break;
-        case OPT_JSON:
-            o.out = OUT_JSON;
-            break;
-        case OPT_CSV:
-            o.out = OUT_CSV;
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
-            fprintf(stderr, "(fleetsync report %s --help lists the options)\n", s->name);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync report %s: %s\n", s->name, bad);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync report %s: unexpected argument '%s'\n", s->name, argv[optind]);
+    snprintf(name, sizeof(name), "report %s", s->name);
+    snprintf(usage, sizeof(usage), "fleetsync report %s %s [--json | --csv]", s->name, s->synopsis);
+    snprintf(after, sizeof(after), "%s\n\n%.*s", s->examples, (int)strlen(report_common_help) - 1,
+             report_common_help);
+    const struct opt_command cmd = {
+        .name = name,
+        .usage = usage,
+        .about = s->about,
+        .after = after,
+        .opts = opts,
+        .shared = 1,
+        .given = &o.given,
+        .shown = s->allowed | OUTPUT,
+    };
+    switch (opt_parse(&cmd, &cfg, argc - 1, argv + 1, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    if (check_opts(s, &o, now_ms(), err, sizeof(err)) < 0) {
-        fprintf(stderr, "fleetsync report %s: %s\n", s->name, err);
+    if (rest != argc - 1) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[1 + rest]);
+        goto out;
+    }
+    if (check_opts(s, opts, &o, now_ms(), err, sizeof(err)) < 0) {
+        opt_error(&cmd, "%s", err);
         goto out;
     }
 

@@ -26,10 +26,10 @@
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"
+#include "core/opts.h"
 #include "core/pg.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -305,6 +305,9 @@ void status_print_table(FILE *out, const struct status_report *r)
 }
 
 /* --- gathering the facts ------------------------------------------------- */
+
+/* The most --group options status takes. */
+#define STATUS_MAX_NAMED 256
 
 struct status_ctx {
     struct fs_config cfg;
@@ -584,42 +587,28 @@ static int nap_ms(int64_t ms)
     return stop_asked != 0;
 }
 
-static void status_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync status [--json] [--watch [SECONDS]] [--group G]... [options]\n\n"
-            "Shows whether the services answer and how far behind each consumer group is.\n\n"
-            "  services  Mosquitto, Kafka, PostgreSQL: pid (from the data dir's run/*.pid,\n"
-            "            'external' when this data dir did not start it), port, health (the\n"
-            "            probes of `services status`, also for external endpoints)\n"
-            "  groups    every Kafka group named fleetsync-..., each --group G, and every group\n"
-            "            with rows in PostgreSQL's sink_offsets (the exactly-once sinks keep\n"
-            "            their positions there, with the time of the last commit); per group:\n"
-            "            members, lag (sum of end - committed over its partitions), rate\n"
-            "            (messages/s the group consumed, measured over 1 s, or between\n"
-            "            refreshes with --watch), then one line per partition\n\n"
-            "With --topic-prefix P only topics named P... count, and groups with no such\n"
-            "topic are left out (unless named with --group). See docs/status.md.\n\n"
-            "Options:\n"
-            "  --json            one line of JSON: {\"services\":[{\"name\",\"pid\",\"port\",\"healthy\"}],\n"
-            "                    \"groups\":[{\"group\",\"members\",\"lag\",\"partitions\":[{\"topic\",\n"
-            "                    \"partition\",\"committed\",\"end\",\"lag\"}],\"store\",\"rate\",\n"
-            "                    \"last_commit\"}]}; unknown numbers are null\n"
-            "  --watch [S]       refresh every S seconds (default 2) until Ctrl-C; the screen is\n"
-            "                    cleared only when stdout is a terminal (with --json: one line per\n"
-            "                    refresh)\n"
-            "  --group G         show group G too (repeatable)\n"
-            "  --timeout S       seconds to wait for Kafka (default 5)\n"
-            "  -h, --help        this text\n\n"
-            "Examples:\n"
-            "  fleetsync status\n"
-            "  fleetsync status --json | jq '.groups[] | {group, lag}'\n"
-            "  fleetsync status --watch 5 --group my-analytics\n"
-            "  fleetsync status --brokers kafka1:9092 --pg 'host=db dbname=fleetsync' --json\n\n"
-            "Exit codes: 0 every service healthy, 1 a service is down or Kafka did not\n"
-            "answer (what is known is still printed), 2 usage error.\n\n%s",
-            cfg_options_help);
-}
+static const char status_about[] =
+    "Shows whether the services answer and how far behind each consumer group is.\n\n"
+    "  services  Mosquitto, Kafka, PostgreSQL: pid (from the data dir's run/*.pid,\n"
+    "            'external' when this data dir did not start it), port, health (the\n"
+    "            probes of `services status`, also for external endpoints)\n"
+    "  groups    every Kafka group named fleetsync-..., each --group G, and every group\n"
+    "            with rows in PostgreSQL's sink_offsets (the exactly-once sinks keep\n"
+    "            their positions there, with the time of the last commit); per group:\n"
+    "            members, lag (sum of end - committed over its partitions), rate\n"
+    "            (messages/s the group consumed, measured over 1 s, or between\n"
+    "            refreshes with --watch), then one line per partition\n\n"
+    "With --topic-prefix P only topics named P... count, and groups with no such\n"
+    "topic are left out (unless named with --group). See docs/status.md.";
+
+static const char status_after[] =
+    "Examples:\n"
+    "  fleetsync status\n"
+    "  fleetsync status --json | jq '.groups[] | {group, lag}'\n"
+    "  fleetsync status --watch 5 --group my-analytics\n"
+    "  fleetsync status --brokers kafka1:9092 --pg 'host=db dbname=fleetsync' --json\n\n"
+    "Exit codes: 0 every service healthy, 1 a service is down or Kafka did not\n"
+    "answer (what is known is still printed), 2 usage error.";
 
 /* One refresh: services, groups, rate against prev (taken at prev_ms), or
  * against a first sample 1 s earlier when there is no prev. */
@@ -654,90 +643,59 @@ static void refresh(struct status_ctx *c, struct status_report *r, const struct 
 
 int cmd_status(int argc, char **argv)
 {
-    enum { OPT_JSON = 1, OPT_WATCH, OPT_TIMEOUT };
-    static const struct option longopts[] = {
-        {"json", no_argument, NULL, OPT_JSON},
-        {"watch", optional_argument, NULL, OPT_WATCH},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct status_ctx c;
     struct status_report cur, prev;
-    int json = 0, watch_s = 0, c_opt, rc = 2, have_prev = 0;
+    const char *named[STATUS_MAX_NAMED];
+    size_t named_count = 0;
+    int json = 0, watch_s = 0, timeout_s = 5, rest, rc = 2, have_prev = 0;
     int64_t prev_ms = 0;
-    char err[512];
+    const struct opt opts[] = {
+        OPT_BOOLEAN("json", &json,
+                    "one line of JSON: {\"services\":[{\"name\",\"pid\",\"port\",\"healthy\"}],\n"
+                    "\"groups\":[{\"group\",\"members\",\"lag\",\"partitions\":[{\"topic\",\n"
+                    "\"partition\",\"committed\",\"end\",\"lag\"}],\"store\",\"rate\",\n"
+                    "\"last_commit\"}]}; unknown numbers are null"),
+        OPT_INTEGER_OPTARG("watch", "S", &watch_s, 1, 3600, "2",
+                           "refresh every S seconds (default 2) until Ctrl-C; the screen is\n"
+                           "cleared only when stdout is a terminal (with --json: one line per\n"
+                           "refresh)"),
+        OPT_STR_LIST("group", "G", named, &named_count, STATUS_MAX_NAMED, "show group G too (repeatable)"),
+        OPT_INTEGER("timeout", "S", &timeout_s, 1, 3600, "seconds to wait for Kafka (default 5)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "status",
+        .usage = "fleetsync status [--json] [--watch [SECONDS]] [--group G]... [options]",
+        .about = status_about,
+        .after = status_after,
+        .opts = opts,
+        .shared = 1,
+    };
 
     memset(&c, 0, sizeof(c));
     memset(&cur, 0, sizeof(cur));
     memset(&prev, 0, sizeof(prev));
-    c.timeout_ms = 5000;
     cfg_init(&c.cfg);
-    if (!(c.named = calloc((size_t)argc + 1, sizeof(*c.named)))) {
-        fprintf(stderr, "fleetsync status: out of memory\n");
-        rc = 1;
+    switch (opt_parse(&cmd, &c.cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    optind = 1;
-    while ((c_opt = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        switch (c_opt) {
-        case 'h':
-            status_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_JSON:
-            json = 1;
-            break;
-        case OPT_WATCH: {
-            /* "--watch 5" as well as "--watch=5": take a following number. */
-            const char *v = optarg;
-            if (!v && optind < argc && argv[optind][0] >= '0' && argv[optind][0] <= '9')
-                v = argv[optind++];
-            watch_s = 2;
-            if (v) {
-                char *end;
-                errno = 0;
-                long s = strtol(v, &end, 10);
-                if (errno || end == v || *end || s < 1 || s > 3600) {
-                    fprintf(stderr, "fleetsync status: --watch takes 1-3600 seconds, not '%s'\n", v);
-                    goto out;
-                }
-                watch_s = (int)s;
-            }
-            break;
-        }
-        case OPT_TIMEOUT: {
-            char *end;
-            errno = 0;
-            long s = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || s < 1 || s > 3600) {
-                fprintf(stderr, "fleetsync status: --timeout is 1-3600 seconds\n");
-                goto out;
-            }
-            c.timeout_ms = (int)s * 1000;
-            break;
-        }
-        case CFG_OPT_GROUP:
-            if (!optarg[0]) {
-                fprintf(stderr, "fleetsync status: --group needs a name\n");
-                goto out;
-            }
-            c.named[c.named_count++] = optarg;
-            break;
-        default:
-            if (cfg_option(&c.cfg, c_opt, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c_opt != '?')
-                fprintf(stderr, "fleetsync status: %s\n", err);
-            fprintf(stderr, "(fleetsync status --help for the options)\n");
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+        goto out;
+    }
+    for (size_t i = 0; i < named_count; i++) {
+        if (!named[i][0]) {
+            opt_error(&cmd, "--group needs a name");
             goto out;
         }
     }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync status: unexpected argument '%s'\n", argv[optind]);
-        goto out;
-    }
+    c.named = named;
+    c.named_count = named_count;
+    c.timeout_ms = timeout_s * 1000;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -787,7 +745,6 @@ out:
     status_report_release(&cur);
     if (c.rk)
         rd_kafka_destroy(c.rk);
-    free(c.named);
     cfg_release(&c.cfg);
     return rc;
 }
