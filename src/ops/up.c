@@ -17,6 +17,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/nofollow.h"
 #include "core/sig.h"
 #include "ops/services.h"
 #include "ops/status.h"
@@ -143,7 +144,11 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
         return -1;
     if (pid == 0) {
         setpgid(0, 0);
-        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        /* D/log belongs to the service user when the services run as root:
+         * never through a link planted there (core/nofollow.h). */
+        char rel[64];
+        snprintf(rel, sizeof(rel), "log/%s.log", ch->name);
+        int fd = nf_open(cfg->data_dir, rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
