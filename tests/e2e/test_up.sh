@@ -15,6 +15,7 @@ chmod 755 "$D"
 export FLEETSYNC_MQTT=mqtt://127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
 export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync"
 export FLEETSYNC_LISTEN=127.0.0.1:$HTTP FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
+export PGPASSFILE=$D/pgpass   # psql: the role fleetsync's password (services start)
 B=127.0.0.1:$KAFKA
 UP_PID=
 cleanup() {
