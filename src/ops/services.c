@@ -663,6 +663,12 @@ static int give_to_service(const struct svc_ctx *c, const char *rel)
     int fd = nf_open(c->dir, rel, O_RDONLY, 0);
     if (fd < 0 && errno == ENOENT)
         return 0;
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_nlink != 1)) {
+        errno = EMLINK; /* a second name elsewhere: not ours to give away */
+        close(fd);
+        fd = -1;
+    }
     if (fd < 0 || fchown(fd, c->uid, c->gid) != 0) {
         log_error("cannot hand %s/%s to user %s: %s", c->dir, rel, SVC_USER, strerror(errno));
         if (fd >= 0)
