@@ -18,6 +18,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/nofollow.h"
+#include "core/pg.h"
 #include "core/sig.h"
 #include "ops/services.h"
 #include "ops/status.h"
@@ -469,7 +470,7 @@ int cmd_up(int argc, char **argv)
     printf("\nFleetSync is up.\n"
            "  MQTT        %s   (publish telemetry to fleet/trucks/{id}/telemetry)\n"
            "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
-           "  PostgreSQL  %s\n"
+           "  PostgreSQL  %s   (its password: %s/" PG_PASSFILE "; psql needs PGPASSFILE=%s/" PG_PASSFILE ")\n"
            "  data, logs  %s\n"
            "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
            "  dashboard   http://%s/   (the live map)\n"
@@ -478,7 +479,8 @@ int cmd_up(int argc, char **argv)
            "  detect      alerts into %struck-alerts (and on the map)\n"
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
-           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.listen, cfg.topic_prefix,
+           cfg.mqtt, cfg.brokers, cfg.topic_prefix, cfg.pg, cfg.data_dir, cfg.data_dir, cfg.data_dir, cfg.data_dir,
+           cfg.listen, cfg.topic_prefix,
            sim_line);
     fflush(stdout);
 
