@@ -1489,9 +1489,11 @@ out:
         /* SIGINT: fast shutdown; the normal start follows. */
         kill(pid, SIGINT);
         long long stop_by = mono_ms() + 60000;
-        while (waitpid(pid, NULL, WNOHANG) != pid && mono_ms() < stop_by)
+        pid_t w;
+        while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && mono_ms() < stop_by)
             usleep(100 * 1000);
-        if (kill(pid, 0) == 0) {
+        if (w == 0) {
+            log_warn("PostgreSQL did not stop within 60 s after the upgrade; killing it");
             kill(-pid, SIGKILL);
             waitpid(pid, NULL, 0);
         }
