@@ -11,7 +11,8 @@
 # earlier FleetSync (initdb --auth=trust, "fleetsync" the superuser, a table
 # it owns) is upgraded in place by `services start`; and, as root, links the
 # service user plants in its own folders (log/, run/) towards root's files
-# are not followed: the files keep their owner, mode and contents.
+# are not followed: the files keep their owner, mode and contents, and a
+# folder replaced by a link is refused.
 . "$(dirname "$0")/lib.sh"
 
 W=$(mktemp -d /tmp/fleetsync-e2e-priv.XXXXXX)
@@ -151,5 +152,21 @@ else
 fi
 
 check "services stop" own_env "$FS" services stop
+
+# A folder root creates and hands over (postgres/run) replaced by a link to
+# a folder of root's: start refuses to go through it and says so.
+if [ $SYMLINK_CHECKS = 1 ]; then
+    TD=$(mktemp -d /tmp/fleetsync-e2e-priv-dir.XXXXXX)
+    find "$D/run" "$D/log" -type l -delete   # links of the check above, should any be left
+    as_svc mv "$D/postgres/run" "$D/postgres/run.old"
+    as_svc ln -s "$TD" "$D/postgres/run"
+    dbefore=$(stat -c "%U:%G %a" "$TD")
+    out=$(own_env "$FS" services start --timeout 60 2>&1)
+    check_eq "a link planted as postgres/run: root's folder keeps its owner and mode" "$dbefore" \
+        "$(stat -c "%U:%G %a" "$TD")"
+    check_contains "and start says what it would not create" "cannot create $D/postgres/run" "$out"
+    own_env "$FS" services stop >/dev/null 2>&1
+    rm -rf "$TD"
+fi
 OWN=
 done_testing
