@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The SQLSTATE of the last error pg_error() reported on this thread. */
 static _Thread_local char last_sqlstate[6];
@@ -76,10 +77,27 @@ static void notice(void *arg, const char *message) {
     log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
 }
 
+/* The data dir's password file, when it exists and nothing else says
+ * where the password comes from (PGPASSFILE; a passfile= or password= in
+ * the conninfo wins anyway, coming after it).  Returns path or NULL. */
+static const char *data_dir_passfile(const struct fs_config *cfg, char *path, size_t size)
+{
+    const char *env = getenv("PGPASSFILE");
+    if ((env && *env) || !cfg->data_dir || !*cfg->data_dir)
+        return NULL;
+    int n = snprintf(path, size, "%s/%s", cfg->data_dir, PG_PASSFILE);
+    if (n < 0 || (size_t)n >= size || access(path, R_OK) != 0)
+        return NULL;
+    return path;
+}
+
 PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size) {
-    const char *keys[] = {"dbname", "application_name", "connect_timeout", NULL};
-    const char *vals[] = {cfg->pg, app_name ? app_name : "fleetsync", "10", NULL};
-    /* expand_dbname: the first dbname is the whole conninfo string or URI. */
+    char passfile[4096];
+    const char *pf = data_dir_passfile(cfg, passfile, sizeof(passfile));
+    /* expand_dbname: the first dbname is the whole conninfo string or URI;
+     * the passfile before it is overridden by one the conninfo names. */
+    const char *keys[] = {"passfile", "dbname", "application_name", "connect_timeout", NULL};
+    const char *vals[] = {pf, cfg->pg, app_name ? app_name : "fleetsync", "10", NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 1);
     if (!conn) {
         snprintf(err, err_size, "out of memory");
@@ -88,8 +106,15 @@ PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err,
     if (PQstatus(conn) != CONNECTION_OK) {
         char why[512], shown[CFG_MASKED_MAX];
         pg_error(conn, NULL, why, sizeof(why));
-        snprintf(err, err_size, "cannot connect to PostgreSQL (%s): %s", cfg_mask_secrets(cfg->pg, shown, sizeof(shown)),
-                 why);
+        const char *env = getenv("PGPASSFILE");
+        const char *pg_shown = cfg_mask_secrets(cfg->pg, shown, sizeof(shown));
+        if (strstr(why, "password") && !pf && !(env && *env))
+            snprintf(err, err_size,
+                     "cannot connect to PostgreSQL (%s): %s; there is no password file %s/%s (give the data dir "
+                     "of 'fleetsync services start' with --data-dir, or set PGPASSFILE)",
+                     pg_shown, why, cfg->data_dir, PG_PASSFILE);
+        else
+            snprintf(err, err_size, "cannot connect to PostgreSQL (%s): %s", pg_shown, why);
         PQfinish(conn);
         return NULL;
     }

@@ -18,7 +18,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Connects and sets TimeZone = UTC.  Returns NULL with a reason in err. */
+/* The libpq password file of the data dir (D/pgpass, written by services
+ * start): the password of the pipelines' role. */
+#define PG_PASSFILE "pgpass"
+
+/* Connects and sets TimeZone = UTC.  Unless PGPASSFILE is set or the
+ * conninfo names a passfile or password, the password comes from the data
+ * dir's password file (cfg->data_dir/PG_PASSFILE) when it exists.  Returns
+ * NULL with a reason in err. */
 PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size);
 
 /* Applies pending migrations.  Returns the number applied (0 when the schema

@@ -17,6 +17,8 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/mqttauth.h"
+#include "core/nofollow.h"
+#include "core/pg.h"
 #include "core/topics.h"
 #include "core/units.h"
 
@@ -37,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -120,36 +123,46 @@ static int mkdir_p(const char *path, mode_t mode)
     return 0;
 }
 
-/* Creates dir (and parents) owned by the service user. */
+/* Creates D/rel (its parents 0755) owned by the service user.  Every
+ * component is opened without following symbolic links, and the folder is
+ * handed over with fchown() on its descriptor: a folder the service user
+ * already owns may hold a link it planted (core/nofollow.h). */
 static int svc_mkdir(const struct svc_ctx *c, const char *rel, mode_t mode)
 {
-    char path[PATH_MAX];
-    path_join(path, sizeof(path), c->dir, rel);
-    if (mkdir_p(path, mode) != 0) {
-        log_error("cannot create %s: %s", path, strerror(errno));
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof(parent), "%s", rel);
+    char *slash = strrchr(parent, '/');
+    int fd = -1;
+    if (slash) {
+        *slash = '\0';
+        fd = nf_opendir(c->dir, parent, 1, 0755);
+        if (fd < 0)
+            goto fail;
+        close(fd);
+    }
+    fd = nf_opendir(c->dir, rel, 1, mode);
+    if (fd < 0)
+        goto fail;
+    if (c->as_root && fchown(fd, c->uid, c->gid) != 0) {
+        log_error("cannot hand %s/%s to user %s: %s", c->dir, rel, SVC_USER, strerror(errno));
+        close(fd);
         return -1;
     }
-    if (c->as_root && chown(path, c->uid, c->gid) != 0) {
-        log_error("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
-        return -1;
-    }
+    close(fd);
     return 0;
+fail:
+    log_error("cannot create %s/%s: %s", c->dir, rel, strerror(errno));
+    return -1;
 }
 
-static int write_file(const struct svc_ctx *c, const char *path, const char *text)
+/* Writes D/rel (a configuration file the services read), owned by the
+ * service user. */
+static int write_file(const struct svc_ctx *c, const char *rel, const char *text)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        log_error("cannot write %s: %s", path, strerror(errno));
+    if (nf_write(c->dir, rel, text, strlen(text), 0644, c->as_root ? c->uid : (uid_t)-1, c->gid) != 0) {
+        log_error("cannot write %s/%s: %s", c->dir, rel, strerror(errno));
         return -1;
     }
-    fputs(text, f);
-    if (fclose(f) != 0) {
-        log_error("cannot write %s: %s", path, strerror(errno));
-        return -1;
-    }
-    if (c->as_root && chown(path, c->uid, c->gid) != 0)
-        log_warn("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
     return 0;
 }
 
@@ -298,26 +311,19 @@ static void raise_open_files(void)
     }
 }
 
-/* In a fresh child: own session, stdin from /dev/null, output appended to
- * log_path, open-file limit raised, privileges dropped, cwd set.  Never
- * returns on failure. */
-static void child_setup(const struct svc_ctx *c, const char *log_path, const char *cwd)
+/* In a fresh child: own session, stdin from /dev/null (or a pipe holding
+ * input), open-file limit raised, privileges dropped, output appended to
+ * D/log_rel, cwd set.  The log is opened only after dropping to the service
+ * user, without following a symbolic link (one there is replaced by a new
+ * file): D/log is that user's, and root must not open what it points to.
+ * Never returns on failure. */
+static void child_setup(const struct svc_ctx *c, const char *log_rel, const char *cwd, const char *input)
 {
     setsid();
     raise_open_files();
     int in = open("/dev/null", O_RDONLY);
-    int out = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (in < 0 || out < 0)
+    if (in < 0)
         _exit(126);
-    if (c->as_root && fchown(out, c->uid, c->gid) != 0)
-        _exit(126);
-    dup2(in, 0);
-    dup2(out, 1);
-    dup2(out, 2);
-    if (in > 2)
-        close(in);
-    if (out > 2)
-        close(out);
     if (c->as_root) {
         if (setgroups(0, NULL) != 0 || setgid(c->gid) != 0 || setuid(c->uid) != 0) {
             dprintf(2, "fleetsync: cannot switch to user %s: %s\n", SVC_USER, strerror(errno));
@@ -326,6 +332,31 @@ static void child_setup(const struct svc_ctx *c, const char *log_path, const cha
         setenv("HOME", c->dir, 1);
         setenv("USER", SVC_USER, 1);
     }
+    if (input) {
+        /* Made after the switch, so that the service user may open it again
+         * as /dev/stdin (initdb --pwfile). */
+        int p[2];
+        size_t len = strlen(input);
+        if (pipe(p) != 0 || write(p[1], input, len) != (ssize_t)len) {
+            dprintf(2, "fleetsync: cannot pass input to %s: %s\n", log_rel, strerror(errno));
+            _exit(126);
+        }
+        close(p[1]);
+        close(in);
+        in = p[0];
+    }
+    int out = nf_open(c->dir, log_rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (out < 0) {
+        dprintf(2, "fleetsync: cannot open %s/%s: %s\n", c->dir, log_rel, strerror(errno));
+        _exit(126);
+    }
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+    if (in > 2)
+        close(in);
+    if (out > 2)
+        close(out);
     if (cwd && chdir(cwd) != 0) {
         dprintf(2, "fleetsync: cannot enter %s: %s\n", cwd, strerror(errno));
         _exit(126);
@@ -335,7 +366,10 @@ static void child_setup(const struct svc_ctx *c, const char *log_path, const cha
     signal(SIGPIPE, SIG_DFL);
 }
 
-static pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_path, const char *cwd)
+/* Forks argv as the service user, output into D/log_rel; input, when not
+ * NULL, is its stdin.  Returns the pid or -1. */
+static pid_t spawn_input(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd,
+                         const char *input)
 {
     pid_t pid = fork();
     if (pid < 0) {
@@ -343,7 +377,7 @@ static pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_
         return -1;
     }
     if (pid == 0) {
-        child_setup(c, log_path, cwd);
+        child_setup(c, log_rel, cwd, input);
         execvp(argv[0], argv);
         dprintf(2, "fleetsync: cannot run %s: %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -351,10 +385,16 @@ static pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_
     return pid;
 }
 
-/* Runs argv to completion as the service user; returns its exit status. */
-static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log_path, const char *cwd)
+static pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd)
 {
-    pid_t pid = spawn(c, argv, log_path, cwd);
+    return spawn_input(c, argv, log_rel, cwd, NULL);
+}
+
+/* Runs argv to completion as the service user; returns its exit status. */
+static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd,
+                    const char *input)
+{
+    pid_t pid = spawn_input(c, argv, log_rel, cwd, input);
     if (pid < 0)
         return -1;
     int st;
@@ -364,18 +404,18 @@ static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static void pid_path(const struct svc_ctx *c, enum svc_id id, int node, char *buf, size_t size)
+/* "run/<unit>.pid" and "log/<unit>.log", relative to the data dir: both
+ * folders are the service user's, so they are opened with core/nofollow.h. */
+static void pid_rel(enum svc_id id, int node, char *buf, size_t size)
 {
-    char rel[64], name[32];
-    snprintf(rel, sizeof(rel), "run/%s.pid", unit_name(id, node, name, sizeof(name)));
-    path_join(buf, size, c->dir, rel);
+    char name[32];
+    snprintf(buf, size, "run/%s.pid", unit_name(id, node, name, sizeof(name)));
 }
 
-static void log_path(const struct svc_ctx *c, enum svc_id id, int node, char *buf, size_t size)
+static void log_rel(enum svc_id id, int node, char *buf, size_t size)
 {
-    char rel[64], name[32];
-    snprintf(rel, sizeof(rel), "log/%s.log", unit_name(id, node, name, sizeof(name)));
-    path_join(buf, size, c->dir, rel);
+    char name[32];
+    snprintf(buf, size, "log/%s.log", unit_name(id, node, name, sizeof(name)));
 }
 
 /* The marker a live process of this service must show in its command line. */
@@ -386,16 +426,19 @@ static const char *const svc_markers[SVC_COUNT] = {"mosquitto", "kafka.Kafka", "
  * broker must also name its own server.properties (D/kafka-<k>/...). */
 static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
 {
-    char path[PATH_MAX], buf[32], props[64], name[32];
-    pid_path(c, id, node, path, sizeof(path));
+    char path[64], buf[32], props[64], name[32];
+    pid_rel(id, node, path, sizeof(path));
     snprintf(props, sizeof(props), "/%s/server.properties", unit_name(id, node, name, sizeof(name)));
-    FILE *f = fopen(path, "r");
-    if (!f)
+    int pfd = nf_open(c->dir, path, O_RDONLY, 0);
+    if (pfd < 0)
         return 0;
     long pid = 0;
-    if (fgets(buf, sizeof(buf), f))
+    ssize_t got = read(pfd, buf, sizeof(buf) - 1);
+    close(pfd);
+    if (got > 0) {
+        buf[got] = '\0';
         pid = strtol(buf, NULL, 10);
-    fclose(f);
+    }
 
     int alive = 0;
     if (pid > 0 && kill((pid_t)pid, 0) == 0) {
@@ -417,8 +460,8 @@ static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
         }
     }
     if (!alive) {
-        log_debug("removing stale pid file %s (pid %ld)", path, pid);
-        unlink(path);
+        log_debug("removing stale pid file %s/%s (pid %ld)", c->dir, path, pid);
+        nf_unlink(c->dir, path);
         return 0;
     }
     return (pid_t)pid;
@@ -431,24 +474,26 @@ static pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
 static int write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
 {
     spawned[id][node] = pid;
-    char path[PATH_MAX], text[32];
-    pid_path(c, id, node, path, sizeof(path));
+    char path[64], text[32];
+    pid_rel(id, node, path, sizeof(path));
     snprintf(text, sizeof(text), "%d\n", (int)pid);
-    FILE *f = fopen(path, "w");
-    if (!f) {
-        log_error("cannot write %s: %s", path, strerror(errno));
+    if (nf_write(c->dir, path, text, strlen(text), 0644, (uid_t)-1, (gid_t)-1) != 0) {
+        log_error("cannot write %s/%s: %s", c->dir, path, strerror(errno));
         return -1;
     }
-    fputs(text, f);
-    return fclose(f) == 0 ? 0 : -1;
+    return 0;
 }
 
 static void print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines)
 {
-    char path[PATH_MAX];
-    log_path(c, id, node, path, sizeof(path));
-    FILE *f = fopen(path, "r");
+    char rel[64], path[PATH_MAX];
+    log_rel(id, node, rel, sizeof(rel));
+    path_join(path, sizeof(path), c->dir, rel);
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
+        if (fd >= 0)
+            close(fd);
         fprintf(stderr, "(no log at %s)\n", path);
         return;
     }
@@ -533,16 +578,14 @@ static int mqtt_healthy(const struct svc_ctx *c, int timeout_ms)
     return mqtt_healthy_at(NULL, c->ports.mqtt, have, timeout_ms);
 }
 
-static void pg_conninfo(const struct svc_ctx *c, const char *db, char *buf, size_t size)
-{
-    snprintf(buf, size, "host=127.0.0.1 port=%d dbname=%s user=fleetsync connect_timeout=2", c->ports.pg, db);
-}
-
+/* A ping needs no password: the server answers whether it would let us in. */
 static int pg_healthy(const struct svc_ctx *c)
 {
-    char ci[256];
-    pg_conninfo(c, "postgres", ci, sizeof(ci));
-    return PQping(ci) == PQPING_OK ? 0 : -1;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", c->ports.pg);
+    const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout", NULL};
+    const char *vals[] = {"127.0.0.1", port, "postgres", SVC_PG_ROLE, "2", NULL};
+    return PQpingParams(keys, vals, 0) == PQPING_OK ? 0 : -1;
 }
 
 /* While a broker starts, "brokers are down" is expected: probe quietly. */
@@ -667,12 +710,26 @@ static int external_healthy(const struct fs_config *cfg, enum svc_id id)
 /* Hands a file of the credentials store or of D/tls/ to the service user
  * (Mosquitto reads it after dropping to that user); as a normal user the
  * files are already the services'. */
-static int give_to_service(const struct svc_ctx *c, const char *path)
+static int give_to_service(const struct svc_ctx *c, const char *rel)
 {
-    if (c->as_root && chown(path, c->uid, c->gid) != 0 && errno != ENOENT) {
-        log_error("cannot hand %s to user %s: %s", path, SVC_USER, strerror(errno));
+    if (!c->as_root)
+        return 0;
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_nlink != 1)) {
+        errno = EMLINK; /* a second name elsewhere: not ours to give away */
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0 || fchown(fd, c->uid, c->gid) != 0) {
+        log_error("cannot hand %s/%s to user %s: %s", c->dir, rel, SVC_USER, strerror(errno));
+        if (fd >= 0)
+            close(fd);
         return -1;
     }
+    close(fd);
     return 0;
 }
 
@@ -712,13 +769,13 @@ static int save_auth_mark(const struct svc_ctx *c)
 
 static int write_mosquitto_conf(const struct svc_ctx *c)
 {
-    char path[PATH_MAX], text[16384], passwd[PATH_MAX], acl[PATH_MAX];
+    char text[16384], passwd[PATH_MAX], acl[PATH_MAX];
     /* Credentials exist once `fleetsync trucks add` has written the password
      * file (docs/security.md): from then on nobody connects anonymously. */
     path_join(passwd, sizeof(passwd), c->dir, "mqtt/passwd");
     path_join(acl, sizeof(acl), c->dir, "mqtt/acl");
     int auth = mqtt_has_credentials(c);
-    if (auth && (give_to_service(c, passwd) != 0 || give_to_service(c, acl) != 0))
+    if (auth && (give_to_service(c, "mqtt/passwd") != 0 || give_to_service(c, "mqtt/acl") != 0))
         return -1;
     size_t n = 0;
     conf_add(text, sizeof(text), &n,
@@ -771,20 +828,18 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
         log_error("mosquitto.conf does not fit (data dir path too long?)");
         return -1;
     }
-    path_join(path, sizeof(path), c->dir, "mosquitto/mosquitto.conf");
-    return write_file(c, path, text);
+    return write_file(c, "mosquitto/mosquitto.conf", text);
 }
 
-/* Runs the openssl CLI (as the invoking user), output into D/log/tls.log. */
+/* Runs the openssl CLI (as the invoking user), output into D/log/tls.log
+ * (opened without following a link: D/log is the service user's). */
 static int openssl_run(const struct svc_ctx *c, char *const argv[])
 {
-    char logp[PATH_MAX];
-    path_join(logp, sizeof(logp), c->dir, "log/tls.log");
     pid_t pid = fork();
     if (pid < 0)
         return -1;
     if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY), out = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int in = open("/dev/null", O_RDONLY), out = nf_open(c->dir, "log/tls.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (in < 0 || out < 0)
             _exit(126);
         dup2(in, 0);
@@ -891,7 +946,7 @@ static int tls_ensure(const struct svc_ctx *c)
     path_join(ext, sizeof(ext), c->dir, "tls/server.ext");
     path_join(serial, sizeof(serial), c->dir, "tls/ca.srl");
     if (access(ca_crt, R_OK) == 0 && access(crt, R_OK) == 0 && access(key, F_OK) == 0)
-        return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, key) : -1;
+        return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, "tls/server.key") : -1;
     if (mkdir_p(dir, 0755) != 0) {
         log_error("cannot create %s: %s", dir, strerror(errno));
         return -1;
@@ -931,22 +986,18 @@ static int tls_ensure(const struct svc_ctx *c)
     }
     chmod(ca_crt, 0644);
     chmod(crt, 0644);
-    return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, key) : -1;
+    return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, "tls/server.key") : -1;
 }
 
 /* D/run/mqtt-tls tells clients (core/mqttauth.h) the TLS port, or is
  * removed when the broker has no TLS listener. */
 static int save_tls_port(const struct svc_ctx *c)
 {
-    char path[PATH_MAX];
-    path_join(path, sizeof(path), c->dir, "run/mqtt-tls");
+    char text[32];
     if (!c->tls_port)
-        return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fprintf(f, "mqtts=%d\n", c->tls_port);
-    return fclose(f);
+        return nf_unlink(c->dir, "run/mqtt-tls");
+    snprintf(text, sizeof(text), "mqtts=%d\n", c->tls_port);
+    return nf_write(c->dir, "run/mqtt-tls", text, strlen(text), 0644, (uid_t)-1, (gid_t)-1);
 }
 
 /* D/<unit>/server.properties of Kafka node `node` (0: the single broker).
@@ -955,7 +1006,7 @@ static int save_tls_port(const struct svc_ctx *c)
  * acknowledged by 2 (min.insync.replicas), so one broker may be down. */
 static int write_kafka_conf(const struct svc_ctx *c, int node)
 {
-    char path[PATH_MAX], text[8192], voters[256], name[32];
+    char text[8192], voters[256], name[32];
     int n = c->kafka_nodes > 1 ? c->kafka_nodes : 1;
     int rf = n, min_isr = n > 1 ? 2 : 1;
     size_t v = 0;
@@ -1006,8 +1057,7 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     }
     char rel[64];
     snprintf(rel, sizeof(rel), "%s/server.properties", name);
-    path_join(path, sizeof(path), c->dir, rel);
-    if (write_file(c, path, text) != 0)
+    if (write_file(c, rel, text) != 0)
         return -1;
 
     static const char log4j[] =
@@ -1026,15 +1076,14 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
         "logger.apache.name = org.apache.kafka\n"
         "logger.apache.level = warn\n";
     snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-    path_join(path, sizeof(path), c->dir, rel);
-    return write_file(c, path, log4j);
+    return write_file(c, rel, log4j);
 }
 
 /* --- starting each service ----------------------------------------------- */
 
 static int start_mosquitto(const struct svc_ctx *c)
 {
-    char conf[PATH_MAX], logp[PATH_MAX];
+    char conf[PATH_MAX], logp[64];
     if (svc_mkdir(c, "mosquitto/data", 0750) != 0 || (c->tls_port && tls_ensure(c) != 0) ||
         write_mosquitto_conf(c) != 0)
         return -1;
@@ -1047,7 +1096,7 @@ static int start_mosquitto(const struct svc_ctx *c)
         return -1;
     }
     path_join(conf, sizeof(conf), c->dir, "mosquitto/mosquitto.conf");
-    log_path(c, SVC_MOSQUITTO, 0, logp, sizeof(logp));
+    log_rel(SVC_MOSQUITTO, 0, logp, sizeof(logp));
     const char *bin = access("/usr/sbin/mosquitto", X_OK) == 0 ? "/usr/sbin/mosquitto" : "mosquitto";
     char *const argv[] = {(char *)bin, "-c", conf, NULL};
     pid_t pid = spawn(c, argv, logp, c->dir);
@@ -1111,12 +1160,15 @@ static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t siz
     int first, last;
     unit_range(c, SVC_KAFKA, &first, &last);
     for (int k = first; k <= last; k++) {
-        char rel[64], name[32], path[PATH_MAX], line[256];
+        char rel[64], name[32], line[256];
         snprintf(rel, sizeof(rel), "%s/data/meta.properties", unit_name(SVC_KAFKA, k, name, sizeof(name)));
-        path_join(path, sizeof(path), c->dir, rel);
-        FILE *f = fopen(path, "r");
-        if (!f)
+        int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+        FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+        if (!f) {
+            if (fd >= 0)
+                close(fd);
             continue;
+        }
         int found = 0;
         while (!found && fgets(line, sizeof(line), f)) {
             if (strncmp(line, "cluster.id=", 11) != 0)
@@ -1152,7 +1204,7 @@ static int start_kafka(const struct svc_ctx *c)
     int have_id = kafka_saved_cluster_id(c, id, sizeof(id)) == 0;
 
     for (int k = first; k <= last && rc == 0; k++) {
-        char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[PATH_MAX], l4jpath[PATH_MAX];
+        char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[64], l4jpath[PATH_MAX];
         char l4j[PATH_MAX + 32];
         pid_t pid = svc_running_pid(c, SVC_KAFKA, k);
         unit_name(SVC_KAFKA, k, name, sizeof(name));
@@ -1181,7 +1233,7 @@ static int start_kafka(const struct svc_ctx *c)
         snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
         path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
         snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        log_path(c, SVC_KAFKA, k, logp, sizeof(logp));
+        log_rel(SVC_KAFKA, k, logp, sizeof(logp));
         char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp, "kafka.tools.StorageTool",
                               "format", "-t", id, "-c", props, NULL};
         fmt[k] = spawn(c, argv, logp, c->dir);
@@ -1204,7 +1256,7 @@ static int start_kafka(const struct svc_ctx *c)
         return -1;
 
     for (int k = first; k <= last; k++) {
-        char name[32], rel[64], props[PATH_MAX], logp[PATH_MAX], l4jpath[PATH_MAX], l4j[PATH_MAX + 32];
+        char name[32], rel[64], props[PATH_MAX], logp[64], l4jpath[PATH_MAX], l4j[PATH_MAX + 32];
         if (!todo[k])
             continue;
         unit_name(SVC_KAFKA, k, name, sizeof(name));
@@ -1213,7 +1265,7 @@ static int start_kafka(const struct svc_ctx *c)
         snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
         path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
         snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        log_path(c, SVC_KAFKA, k, logp, sizeof(logp));
+        log_rel(SVC_KAFKA, k, logp, sizeof(logp));
         /* The single broker gets about 1 GB of heap: the whole system has to
          * fit beside it on 2 cores.  A cluster's three get half each. */
         const char *heap = c->kafka_nodes > 1 ? "512m" : "1g";
@@ -1260,68 +1312,502 @@ static int pg_bindir(char *buf, size_t size)
     return 0;
 }
 
+/* --- PostgreSQL roles and passwords -----------------------------------------
+ *
+ * Every connection logs in with a password (SCRAM-SHA-256, pg_hba.conf for
+ * the unix socket and for 127.0.0.1/::1).  Two roles:
+ *   SVC_PG_ADMIN  the bootstrap superuser; only services start logs in as
+ *                 it, with the password in D/pgpass-admin
+ *   SVC_PG_ROLE   the pipelines' role: no superuser, no CREATEDB/CREATEROLE;
+ *                 it owns the database fleetsync and its tables (the
+ *                 migrations run as it); password in D/pgpass (PG_PASSFILE),
+ *                 which pg_connect() finds from the data dir
+ * Both files are libpq password files, mode 0600, owned by whoever runs
+ * services start.  Each start sets SVC_PG_ROLE's attributes and password
+ * again and hands it the database and the tables, so a data dir made by an
+ * earlier FleetSync (initdb --auth=trust, "fleetsync" the superuser) is
+ * upgraded in place: see pg_upgrade_auth(). */
+
+#define PG_PW_BYTES 20 /* 40 hex digits */
+
+/* The password of `user` in the libpq password file D/rel, as this file
+ * writes it (host:port:*:user:password, the password in hex).  Returns 0,
+ * 1 when there is no file or no line for user, -1 when it cannot be read. */
+static int pgpass_read(const struct svc_ctx *c, const char *rel, const char *user, char *pw, size_t size)
+{
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    if (fd < 0)
+        return errno == ENOENT ? 1 : -1;
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        return -1;
+    }
+    char line[PATH_MAX + 256];
+    int rc = 1;
+    while (rc == 1 && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        char *last = strrchr(line, ':');
+        if (!last || last == line)
+            continue;
+        *last = '\0';
+        char *prev = strrchr(line, ':');
+        size_t len = strlen(last + 1);
+        if (!prev || strcmp(prev + 1, user) != 0 || len == 0 || len >= size)
+            continue;
+        memcpy(pw, last + 1, len + 1);
+        rc = 0;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* pgpass host field: ':' and '\' escaped. */
+static void pgpass_escape(const char *in, char *out, size_t size)
+{
+    size_t o = 0;
+    for (; *in && o + 2 < size; in++) {
+        if (*in == ':' || *in == '\\')
+            out[o++] = '\\';
+        out[o++] = *in;
+    }
+    out[o] = '\0';
+}
+
+/* Writes D/rel (0600, the invoking user's) with the lines libpq matches
+ * for user's connections to this data dir's server: 127.0.0.1, localhost,
+ * ::1 and the unix socket folder, on the server's port.  Rewritten only
+ * when it differs (a new port), through a temporary file and rename(). */
+static int pgpass_write(const struct svc_ctx *c, const char *rel, const char *user, const char *pw)
+{
+    char sock[PATH_MAX], esc[2 * PATH_MAX], text[4 * PATH_MAX], old[4 * PATH_MAX], tmp[64];
+    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    pgpass_escape(sock, esc, sizeof(esc));
+    int n = snprintf(text, sizeof(text),
+                     "127.0.0.1:%d:*:%s:%s\nlocalhost:%d:*:%s:%s\n\\:\\:1:%d:*:%s:%s\n%s:%d:*:%s:%s\n", c->ports.pg,
+                     user, pw, c->ports.pg, user, pw, c->ports.pg, user, pw, esc, c->ports.pg, user, pw);
+    if (n < 0 || (size_t)n >= sizeof(text)) {
+        log_error("%s/%s does not fit (data dir path too long?)", c->dir, rel);
+        return -1;
+    }
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    if (fd >= 0) {
+        struct stat st;
+        ssize_t got = read(fd, old, sizeof(old) - 1);
+        int same = got == n && memcmp(old, text, (size_t)n) == 0 && fstat(fd, &st) == 0 &&
+                   (st.st_mode & 0777) == 0600 && st.st_uid == geteuid();
+        close(fd);
+        if (same)
+            return 0;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.new", rel);
+    char from[PATH_MAX], to[PATH_MAX];
+    path_join(from, sizeof(from), c->dir, tmp);
+    path_join(to, sizeof(to), c->dir, rel);
+    fd = nf_open(c->dir, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0 || close(fd) != 0 ||
+        (fd = -1, rename(from, to) != 0)) {
+        log_error("cannot write %s: %s", to, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        unlink(from);
+        return -1;
+    }
+    return 0;
+}
+
+static int pg_new_password(char *out, size_t size)
+{
+    unsigned char raw[PG_PW_BYTES];
+    size_t got = 0;
+    while (got < sizeof(raw)) {
+        ssize_t k = getrandom(raw + got, sizeof(raw) - got, 0);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0) {
+            log_error("getrandom: %s", strerror(errno));
+            return -1;
+        }
+        got += (size_t)k;
+    }
+    if (size < 2 * sizeof(raw) + 1)
+        return -1;
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+    memset(raw, 0, sizeof(raw));
+    return 0;
+}
+
+/* 1 when D/postgres/data/pg_hba.conf lets anyone in without a password
+ * (a cluster made by an earlier services start), 0 when not, -1 when it
+ * cannot be read. */
+static int pg_hba_trusts(const struct svc_ctx *c)
+{
+    int fd = nf_open(c->dir, "postgres/data/pg_hba.conf", O_RDONLY, 0);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        log_error("cannot read %s/postgres/data/pg_hba.conf: %s", c->dir, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    int trust = 0;
+    while (!trust && fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "#")] = '\0';
+        for (char *t = strtok(line, " \t\r\n"); t && !trust; t = strtok(NULL, " \t\r\n"))
+            trust = strcmp(t, "trust") == 0;
+    }
+    fclose(f);
+    return trust;
+}
+
+static const char pg_hba_text[] =
+    "# Written by fleetsync services start: every connection logs in with a\n"
+    "# password (SCRAM-SHA-256); the passwords are in the data dir's pgpass\n"
+    "# (role " SVC_PG_ROLE ") and pgpass-admin (role " SVC_PG_ADMIN ").\n"
+    "# TYPE  DATABASE     USER  ADDRESS        METHOD\n"
+    "local   all          all                  scram-sha-256\n"
+    "host    all          all   127.0.0.1/32   scram-sha-256\n"
+    "host    all          all   ::1/128        scram-sha-256\n"
+    "local   replication  all                  scram-sha-256\n"
+    "host    replication  all   127.0.0.1/32   scram-sha-256\n"
+    "host    replication  all   ::1/128        scram-sha-256\n";
+
+/* Notices ("role ... does not exist, skipping") go to the debug log. */
+static void pg_notice_quiet(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
+}
+
+/* A connection to this data dir's server: over TCP on 127.0.0.1 with the
+ * password file D/passfile_rel, or (passfile_rel NULL) over the unix socket
+ * without a password, which only a server still on trust accepts.  NULL
+ * with the server's reason in err. */
+static PGconn *pg_open(const struct svc_ctx *c, const char *db, const char *user, const char *passfile_rel,
+                       char *err, size_t err_size)
+{
+    char port[16], sock[PATH_MAX], passfile[PATH_MAX];
+    snprintf(port, sizeof(port), "%d", c->ports.pg);
+    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    if (passfile_rel)
+        path_join(passfile, sizeof(passfile), c->dir, passfile_rel);
+    const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout", "application_name", "passfile", NULL};
+    const char *vals[] = {passfile_rel ? "127.0.0.1" : sock, port, db, user, "10", "fleetsync-services",
+                          passfile_rel ? passfile : NULL, NULL};
+    PGconn *conn = PQconnectdbParams(keys, vals, 0);
+    if (PQstatus(conn) != CONNECTION_OK) {
+        pg_error(conn, NULL, err, err_size);
+        PQfinish(conn);
+        return NULL;
+    }
+    PQsetNoticeProcessor(conn, pg_notice_quiet, NULL);
+    return conn;
+}
+
+/* Runs each statement of sql (NULL-terminated); logs the first failure. */
+static int pg_run(PGconn *conn, const char *const *sql)
+{
+    char err[512];
+    for (; *sql; sql++) {
+        if (pg_exec(conn, *sql, err, sizeof(err)) != 0) {
+            log_error("PostgreSQL: %s (%.60s...)", err, *sql);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* "ALTER ROLE user PASSWORD '<SCRAM verifier>'" (or CREATE ROLE with attrs):
+ * the verifier is computed here, so the password itself never reaches the
+ * server or its logs. */
+static int pg_set_password(PGconn *conn, const char *verb, const char *user, const char *attrs, const char *pw)
+{
+    char *ver = PQencryptPasswordConn(conn, pw, user, "scram-sha-256");
+    if (!ver) {
+        log_error("cannot compute the password verifier of %s: %s", user, PQerrorMessage(conn));
+        return -1;
+    }
+    char *lit = PQescapeLiteral(conn, ver, strlen(ver));
+    PQfreemem(ver);
+    if (!lit)
+        return -1;
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "%s ROLE %s WITH %s PASSWORD %s", verb, user, attrs, lit);
+    PQfreemem(lit);
+    const char *stmts[] = {sql, NULL};
+    int rc = pg_run(conn, stmts);
+    memset(sql, 0, sizeof(sql));
+    return rc;
+}
+
+static void pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16],
+                           char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[16])
+{
+    char sock[PATH_MAX];
+    snprintf(bin, PATH_MAX + 16, "%s/postgres", bindir);
+    path_join(data, PATH_MAX, c->dir, "postgres/data");
+    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    snprintf(port, 16, "port=%d", c->ports.pg);
+    snprintf(sockopt, PATH_MAX + 32, "unix_socket_directories=%s", sock);
+    int a = 0;
+    argv[a++] = bin;
+    argv[a++] = "-D";
+    argv[a++] = data;
+    argv[a++] = "-c";
+    argv[a++] = port;
+    argv[a++] = "-c";
+    argv[a++] = tcp ? "listen_addresses=127.0.0.1" : "listen_addresses=";
+    argv[a++] = "-c";
+    argv[a++] = sockopt;
+    argv[a++] = "-c";
+    argv[a++] = "shared_buffers=256MB";
+    argv[a++] = "-c";
+    argv[a++] = "max_connections=200";
+    argv[a++] = "-c";
+    argv[a++] = "logging_collector=off";
+    argv[a] = NULL;
+}
+
+/* Upgrades a cluster made by an earlier services start (pg_hba "trust",
+ * the bootstrap superuser named fleetsync) in place: the server runs on its
+ * unix socket only (D/postgres/run, the service user's 0750 folder), the
+ * superuser is renamed SVC_PG_ADMIN and gets admin_pw, pg_hba.conf asks
+ * every connection for a password, and the server stops again.  The
+ * bootstrap superuser keeps its attribute (PostgreSQL requires it) and can
+ * only be renamed from another session, hence a passing superuser
+ * "fleetsync_upgrade".  pg_provision() then makes the pipelines' role and
+ * hands it the database.  Safe to repeat after an interruption. */
+static int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *admin_pw)
+{
+    char bin[PATH_MAX + 16], data[PATH_MAX], port[16], sockopt[PATH_MAX + 32], err[512], logp[64];
+    char *argv[16];
+    int rc = -1;
+    log_info("upgrading PostgreSQL in %s/postgres to password logins (SCRAM-SHA-256); role %s becomes %s, "
+             "a new role %s without superuser owns the database", c->dir, SVC_PG_ROLE, SVC_PG_ADMIN, SVC_PG_ROLE);
+    pg_server_argv(c, bindir, 0, bin, data, port, sockopt, argv);
+    log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
+    pid_t pid = spawn(c, argv, logp, data);
+    if (pid <= 0 || write_pid(c, SVC_POSTGRES, 0, pid) != 0)
+        return -1;
+    PGconn *conn = NULL;
+    long long deadline = mono_ms() + 60000;
+    while (!conn && mono_ms() < deadline) {
+        if (waitpid(pid, NULL, WNOHANG) == pid) {
+            log_error("PostgreSQL exited during the upgrade");
+            pid = 0;
+            goto out;
+        }
+        conn = pg_open(c, "postgres", SVC_PG_ADMIN, NULL, err, sizeof(err));
+        if (!conn)
+            conn = pg_open(c, "postgres", SVC_PG_ROLE, NULL, err, sizeof(err));
+        if (!conn)
+            usleep(200 * 1000);
+    }
+    if (!conn) {
+        log_error("cannot connect to PostgreSQL on its unix socket for the upgrade: %s", err);
+        goto out;
+    }
+    PGresult *r = PQexec(conn, "SELECT oid = 10 FROM pg_roles WHERE rolname = current_user");
+    int bootstrap = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && PQgetvalue(r, 0, 0)[0] == 't';
+    char *user = strdup(PQuser(conn));
+    PQclear(r);
+    if (!user)
+        goto out;
+    if (bootstrap && strcmp(user, SVC_PG_ROLE) == 0) {
+        const char *mk[] = {"DROP ROLE IF EXISTS fleetsync_upgrade", "CREATE ROLE fleetsync_upgrade SUPERUSER LOGIN",
+                            NULL};
+        const char *mv[] = {"ALTER ROLE " SVC_PG_ROLE " RENAME TO " SVC_PG_ADMIN, NULL};
+        int ok = pg_run(conn, mk) == 0;
+        PQfinish(conn);
+        conn = ok ? pg_open(c, "postgres", "fleetsync_upgrade", NULL, err, sizeof(err)) : NULL;
+        ok = conn && pg_run(conn, mv) == 0;
+        PQfinish(conn);
+        conn = ok ? pg_open(c, "postgres", SVC_PG_ADMIN, NULL, err, sizeof(err)) : NULL;
+        if (!conn) {
+            log_error("upgrade: cannot rename role %s to %s%s%s", SVC_PG_ROLE, SVC_PG_ADMIN, ok ? ": " : "",
+                      ok ? err : "");
+            free(user);
+            goto out;
+        }
+    } else if (!bootstrap || strcmp(user, SVC_PG_ADMIN) != 0) {
+        log_error("upgrade: role %s of %s/postgres is not the bootstrap superuser; not touching it", user, c->dir);
+        free(user);
+        goto out;
+    }
+    free(user);
+    const char *drop[] = {"DROP ROLE IF EXISTS fleetsync_upgrade", NULL};
+    if (pg_run(conn, drop) != 0 || pg_set_password(conn, "ALTER", SVC_PG_ADMIN, "SUPERUSER LOGIN", admin_pw) != 0)
+        goto out;
+    if (nf_write(c->dir, "postgres/data/pg_hba.conf", pg_hba_text, strlen(pg_hba_text), 0600,
+                 c->as_root ? c->uid : (uid_t)-1, c->gid) != 0) {
+        log_error("cannot write %s/postgres/data/pg_hba.conf: %s", c->dir, strerror(errno));
+        goto out;
+    }
+    rc = 0;
+out:
+    PQfinish(conn);
+    if (pid > 0) {
+        /* SIGINT: fast shutdown; the normal start follows. */
+        kill(pid, SIGINT);
+        long long stop_by = mono_ms() + 60000;
+        pid_t w;
+        while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && mono_ms() < stop_by)
+            usleep(100 * 1000);
+        if (w == 0) {
+            log_warn("PostgreSQL did not stop within 60 s after the upgrade; killing it");
+            kill(-pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        spawned[SVC_POSTGRES][0] = 0;
+        nf_unlink(c->dir, "run/postgres.pid");
+    }
+    return rc;
+}
+
+/* The passwords of both roles: D/pgpass gets a new one when it has none
+ * (pg_provision() sets it on the server); D/pgpass-admin only for a new or
+ * upgraded cluster (need_admin), since nothing could set it otherwise.
+ * Both files are (re)written for the current port. */
+static int pg_passwords(const struct svc_ctx *c, int need_admin, char *admin_pw, size_t admin_size)
+{
+    char pw[64];
+    int rc = pgpass_read(c, SVC_PG_ADMIN_PASSFILE, SVC_PG_ADMIN, admin_pw, admin_size);
+    if (rc < 0 || (rc == 1 && !need_admin)) {
+        log_error("cannot read the password of PostgreSQL role %s from %s/%s (%s); without it services start cannot "
+                  "manage the database. Restore the file, or stop the services and remove %s/postgres to begin "
+                  "with an empty database",
+                  SVC_PG_ADMIN, c->dir, SVC_PG_ADMIN_PASSFILE, rc < 0 ? strerror(errno) : "no such file or line",
+                  c->dir);
+        return -1;
+    }
+    if (rc == 1 && pg_new_password(admin_pw, admin_size) != 0)
+        return -1;
+    if (pgpass_write(c, SVC_PG_ADMIN_PASSFILE, SVC_PG_ADMIN, admin_pw) != 0)
+        return -1;
+    rc = pgpass_read(c, PG_PASSFILE, SVC_PG_ROLE, pw, sizeof(pw));
+    if (rc < 0) {
+        log_error("cannot read %s/%s: %s", c->dir, PG_PASSFILE, strerror(errno));
+        return -1;
+    }
+    if (rc == 1 && pg_new_password(pw, sizeof(pw)) != 0)
+        return -1;
+    rc = pgpass_write(c, PG_PASSFILE, SVC_PG_ROLE, pw);
+    memset(pw, 0, sizeof(pw));
+    return rc;
+}
+
 static int start_postgres(const struct svc_ctx *c)
 {
-    char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], sock[PATH_MAX], logp[PATH_MAX], ver[PATH_MAX];
-    char port[16];
+    char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], ver[PATH_MAX], logp[64], port[16];
+    char sockopt[PATH_MAX + 32], admin_pw[64], pwline[80];
+    char *argv[16];
+    int rc = -1;
     if (pg_bindir(bindir, sizeof(bindir)) != 0)
         return -1;
     if (svc_mkdir(c, "postgres", 0750) != 0 || svc_mkdir(c, "postgres/run", 0750) != 0)
         return -1;
     path_join(data, sizeof(data), c->dir, "postgres/data");
-    path_join(sock, sizeof(sock), c->dir, "postgres/run");
     path_join(ver, sizeof(ver), c->dir, "postgres/data/PG_VERSION");
-    log_path(c, SVC_POSTGRES, 0, logp, sizeof(logp));
+    log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
 
-    if (access(ver, F_OK) != 0) {
-        log_info("initializing PostgreSQL cluster in %s", data);
-        snprintf(bin, sizeof(bin), "%s/initdb", bindir);
-        char *const init[] = {bin, "-D", data, "-U", "fleetsync", "--auth=trust", "-E", "UTF8",
-                              "--locale=C", "--no-instructions", NULL};
-        int rc = run_sync(c, init, logp, c->dir);
-        if (rc != 0) {
-            log_error("initdb failed (exit %d)", rc);
-            return -1;
-        }
-    }
-    snprintf(bin, sizeof(bin), "%s/postgres", bindir);
-    snprintf(port, sizeof(port), "port=%d", c->ports.pg);
-    char sockopt[PATH_MAX + 32];
-    snprintf(sockopt, sizeof(sockopt), "unix_socket_directories=%s", sock);
-    char *const argv[] = {bin, "-D", data, "-c", port, "-c", "listen_addresses=127.0.0.1",
-                          "-c", sockopt, "-c", "shared_buffers=256MB", "-c", "max_connections=200",
-                          "-c", "logging_collector=off", NULL};
-    pid_t pid = spawn(c, argv, logp, data);
-    return pid > 0 ? write_pid(c, SVC_POSTGRES, 0, pid) : -1;
-}
-
-/* The database and role "fleetsync": initdb made the role the superuser;
- * the database is created once. */
-static int pg_create_db(const struct svc_ctx *c)
-{
-    char ci[256];
-    pg_conninfo(c, "postgres", ci, sizeof(ci));
-    PGconn *db = PQconnectdb(ci);
-    int rc = -1;
-    if (PQstatus(db) != CONNECTION_OK) {
-        log_error("cannot connect to PostgreSQL on port %d: %s", c->ports.pg, PQerrorMessage(db));
+    int fresh = access(ver, F_OK) != 0;
+    int trusts = fresh ? 0 : pg_hba_trusts(c);
+    if (trusts < 0 || pg_passwords(c, fresh || trusts, admin_pw, sizeof(admin_pw)) != 0)
         goto out;
-    }
-    PGresult *r = PQexec(db, "SELECT 1 FROM pg_database WHERE datname = 'fleetsync'");
-    int exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
-    PQclear(r);
-    if (!exists) {
-        r = PQexec(db, "CREATE DATABASE fleetsync");
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            log_error("cannot create database fleetsync: %s", PQresultErrorMessage(r));
-            PQclear(r);
+    if (fresh) {
+        log_info("initializing PostgreSQL cluster in %s (password logins; superuser %s)", data, SVC_PG_ADMIN);
+        snprintf(bin, sizeof(bin), "%s/initdb", bindir);
+        snprintf(pwline, sizeof(pwline), "%s\n", admin_pw);
+        char *const init[] = {bin, "-D", data, "-U", SVC_PG_ADMIN, "--auth=scram-sha-256", "--pwfile=/dev/stdin",
+                              "-E", "UTF8", "--locale=C", "--no-instructions", NULL};
+        int st = run_sync(c, init, logp, c->dir, pwline);
+        memset(pwline, 0, sizeof(pwline));
+        if (st != 0) {
+            log_error("initdb failed (exit %d)", st);
             goto out;
         }
-        PQclear(r);
-        log_info("created database fleetsync");
+    } else if (trusts && pg_upgrade_auth(c, bindir, admin_pw) != 0) {
+        log_error("the upgrade of %s/postgres to password logins failed; the cluster is unchanged where it did not "
+                  "get that far. See %s/%s",
+                  c->dir, c->dir, logp);
+        goto out;
     }
+    pg_server_argv(c, bindir, 1, bin, data, port, sockopt, argv);
+    pid_t pid = spawn(c, argv, logp, data);
+    rc = pid > 0 ? write_pid(c, SVC_POSTGRES, 0, pid) : -1;
+out:
+    memset(admin_pw, 0, sizeof(admin_pw));
+    return rc;
+}
+
+/* Logs in as SVC_PG_ADMIN and sets up SVC_PG_ROLE: no superuser or other
+ * power, the password of D/pgpass, owner of the database fleetsync
+ * (created once) and of every table, view and sequence in it (those of an
+ * upgraded cluster belonged to the superuser).  Run by every start. */
+static int pg_provision(const struct svc_ctx *c)
+{
+    char err[512], pw[64];
+    PGconn *db = NULL;
+    int rc = -1;
+    if (pg_hba_trusts(c) > 0) {
+        log_error("the running PostgreSQL of %s lets anyone in as superuser (trust, made by an earlier FleetSync); "
+                  "'fleetsync services stop', then 'fleetsync services start' upgrades it to password logins",
+                  c->dir);
+        return -1;
+    }
+    if (pgpass_read(c, PG_PASSFILE, SVC_PG_ROLE, pw, sizeof(pw)) != 0) {
+        log_error("no password for role %s in %s/%s", SVC_PG_ROLE, c->dir, PG_PASSFILE);
+        return -1;
+    }
+    db = pg_open(c, "postgres", SVC_PG_ADMIN, SVC_PG_ADMIN_PASSFILE, err, sizeof(err));
+    if (!db) {
+        log_error("cannot log in to PostgreSQL on port %d as %s (password of %s/%s): %s", c->ports.pg, SVC_PG_ADMIN,
+                  c->dir, SVC_PG_ADMIN_PASSFILE, err);
+        goto out;
+    }
+    static const char attrs[] = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS";
+    PGresult *r = PQexec(db, "SELECT 1 FROM pg_roles WHERE rolname = '" SVC_PG_ROLE "'");
+    int role = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    PQclear(r);
+    if (pg_set_password(db, role ? "ALTER" : "CREATE", SVC_PG_ROLE, attrs, pw) != 0)
+        goto out;
+    r = PQexec(db, "SELECT 1 FROM pg_database WHERE datname = 'fleetsync'");
+    int exists = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    PQclear(r);
+    const char *mkdb[] = {exists ? "ALTER DATABASE fleetsync OWNER TO " SVC_PG_ROLE
+                                 : "CREATE DATABASE fleetsync OWNER " SVC_PG_ROLE,
+                          NULL};
+    if (pg_run(db, mkdb) != 0)
+        goto out;
+    if (!exists)
+        log_info("created database fleetsync, owned by role %s", SVC_PG_ROLE);
+    PQfinish(db);
+    db = pg_open(c, "fleetsync", SVC_PG_ADMIN, SVC_PG_ADMIN_PASSFILE, err, sizeof(err));
+    if (!db) {
+        log_error("cannot log in to database fleetsync as %s: %s", SVC_PG_ADMIN, err);
+        goto out;
+    }
+    /* Tables and views first: a sequence owned by a column moves with its
+     * table and cannot be given away on its own. */
+    static const char *const hand_over[] = {
+        "DO $$DECLARE r record; BEGIN"
+        " FOR r IN SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  WHERE c.relowner = 10 AND c.relkind IN ('r', 'p', 'v', 'm', 'f')"
+        "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+        " LOOP EXECUTE format('ALTER TABLE %I.%I OWNER TO " SVC_PG_ROLE "', r.nspname, r.relname); END LOOP;"
+        " FOR r IN SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "  WHERE c.relowner = 10 AND c.relkind = 'S'"
+        "  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+        " LOOP EXECUTE format('ALTER SEQUENCE %I.%I OWNER TO " SVC_PG_ROLE "', r.nspname, r.relname); END LOOP;"
+        " END$$",
+        NULL};
+    if (pg_run(db, hand_over) != 0)
+        goto out;
     rc = 0;
 out:
+    memset(pw, 0, sizeof(pw));
     PQfinish(db);
     return rc;
 }
@@ -1444,9 +1930,10 @@ static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct
             return -1;
         }
         /* status and stop use the ports the stack was started with. */
-        char path[PATH_MAX];
-        path_join(path, sizeof(path), c->dir, "run/ports");
-        FILE *f = fopen(path, "r");
+        int fd = nf_open(c->dir, "run/ports", O_RDONLY, 0);
+        FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+        if (!f && fd >= 0)
+            close(fd);
         if (f) {
             struct svc_ports p;
             if (fscanf(f, "mqtt=%d kafka=%d controller=%d pg=%d", &p.mqtt, &p.kafka, &p.controller, &p.pg) == 4)
@@ -1461,15 +1948,10 @@ static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct
 
 static int save_ports(const struct svc_ctx *c)
 {
-    char path[PATH_MAX], text[128];
-    path_join(path, sizeof(path), c->dir, "run/ports");
+    char text[128];
     snprintf(text, sizeof(text), "mqtt=%d kafka=%d controller=%d pg=%d\n", c->ports.mqtt, c->ports.kafka,
              c->ports.controller, c->ports.pg);
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return -1;
-    fputs(text, f);
-    return fclose(f);
+    return nf_write(c->dir, "run/ports", text, strlen(text), 0644, (uid_t)-1, (gid_t)-1);
 }
 
 const char *svc_kafka_libs(char *buf, size_t size)
@@ -1642,7 +2124,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
         }
         reap_children();
     }
-    if (pg_create_db(&c) != 0) {
+    if (pg_provision(&c) != 0) {
         failed = SVC_POSTGRES;
         failed_node = 0;
         goto fail;
@@ -1780,9 +2262,9 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
         /* PostgreSQL's backends and Kafka's forks share the session: make sure
          * none outlives its leader. */
         kill(-pid, SIGKILL);
-        char path[PATH_MAX];
-        pid_path(&c, u[j].id, u[j].node, path, sizeof(path));
-        unlink(path);
+        char path[64];
+        pid_rel(u[j].id, u[j].node, path, sizeof(path));
+        nf_unlink(c.dir, path);
     }
     if (rc == 0)
         log_info("all services of %s stopped", c.dir);
@@ -1960,7 +2442,11 @@ static void services_usage(FILE *out)
             "Kafka port + 1). Data and logs live in the data dir: DIR/log/<service>.log.\n"
             "Started as root, the services run as the system user '%s'.\n"
             "Once 'fleetsync trucks add' has made MQTT credentials in DIR/mqtt/, Mosquitto\n"
-            "refuses anonymous clients and enforces the ACLs (docs/security.md).\n\n"
+            "refuses anonymous clients and enforces the ACLs (docs/security.md).\n"
+            "PostgreSQL asks every connection for a password: role fleetsync (no superuser,\n"
+            "owner of the database fleetsync) has it in DIR/pgpass, which every FleetSync\n"
+            "command reads (psql: PGPASSFILE=DIR/pgpass); the superuser fleetsync_admin,\n"
+            "which only start uses, in DIR/pgpass-admin.  Both are made on the first start.\n\n"
             "  start             start what is not running, wait until each answers,\n"
             "                    create the topics (idempotent)\n"
             "  stop              stop all services of the data dir\n"

@@ -13,10 +13,17 @@
  *                           pids in D/run/kafka-<k>.pid, logs in D/log/kafka-<k>.log
  *   D/kafka-brokers         the broker count when it is not 1 (later commands read it)
  *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
+ *   D/pgpass                password of PostgreSQL role fleetsync (libpq password
+ *                           file, 0600, the operator's); every command finds it
+ *   D/pgpass-admin          password of the superuser fleetsync_admin (0600),
+ *                           for services start only
  *
  * Started as root, every service runs as the unprivileged system user
  * "fleetsync" (created when missing), which owns D's service folders; D and
- * its parents must then be reachable by that user.  Started as a normal user,
+ * its parents must then be reachable by that user.  Root opens nothing in
+ * those folders by a path that could follow a link the service user
+ * planted, and gives files away only with fchown() on a descriptor
+ * (core/nofollow.h).  Started as a normal user,
  * services run as that user.
  */
 #ifndef FS_SERVICES_H
@@ -25,6 +32,13 @@
 #include "core/config.h"
 
 #define SVC_USER          "fleetsync"
+/* PostgreSQL roles (services.c, "PostgreSQL roles and passwords"): the
+ * pipelines' role, which owns the database fleetsync and its tables and is
+ * no superuser (its password in D/pgpass, core/pg.h PG_PASSFILE), and the
+ * bootstrap superuser only services start uses (D/pgpass-admin). */
+#define SVC_PG_ROLE       "fleetsync"
+#define SVC_PG_ADMIN      "fleetsync_admin"
+#define SVC_PG_ADMIN_PASSFILE "pgpass-admin"
 #define SVC_KAFKA_VERSION "4.1.1"
 #define SVC_KAFKA_MAX_BROKERS 3 /* start --kafka-brokers: 1 or 3 */
 

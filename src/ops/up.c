@@ -17,6 +17,8 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "core/nofollow.h"
+#include "core/pg.h"
 #include "core/sig.h"
 #include "ops/services.h"
 #include "ops/status.h"
@@ -162,7 +164,11 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
         return -1;
     if (pid == 0) {
         setpgid(0, 0);
-        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        /* D/log belongs to the service user when the services run as root:
+         * never through a link planted there (core/nofollow.h). */
+        char rel[64];
+        snprintf(rel, sizeof(rel), "log/%s.log", ch->name);
+        int fd = nf_open(cfg->data_dir, rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
             dup2(fd, 2);
@@ -534,7 +540,7 @@ int cmd_up(int argc, char **argv)
     printf("\nFleetSync is up.\n"
            "  MQTT        %s   (publish telemetry to fleet/trucks/{id}/telemetry)\n"
            "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
-           "  PostgreSQL  %s\n"
+           "  PostgreSQL  %s   (its password: %s/" PG_PASSFILE "; psql needs PGPASSFILE=%s/" PG_PASSFILE ")\n"
            "  data, logs  %s\n"
            "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
            "  dashboard   http://%s/   (the live map)\n"
@@ -544,7 +550,8 @@ int cmd_up(int argc, char **argv)
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
            cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)), cfg.brokers, cfg.topic_prefix,
-           cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, cfg.listen, cfg.topic_prefix,
+           cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, data_dir, data_dir, cfg.listen,
+           cfg.topic_prefix,
            sim_line);
     fflush(stdout);
     if (up_export_secrets(&cfg) != 0) {

@@ -73,7 +73,7 @@ if [ "$OWN" = 1 ]; then
     # every process gets all three, so none depends on the one killed.
     [ "$KB" = 3 ] && FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 2)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 4))
     export FLEETSYNC_PG="host=127.0.0.1 port=$((TEST_PG_PORT + OFF)) dbname=fleetsync user=fleetsync"
-    export FLEETSYNC_DATA_DIR=$W/stack
+    export FLEETSYNC_DATA_DIR=$W/stack PGPASSFILE=$W/stack/pgpass
     mkdir -p "$FLEETSYNC_DATA_DIR"; chmod 755 "$FLEETSYNC_DATA_DIR"
 fi
 export FLEETSYNC_TOPIC_PREFIX=

@@ -18,6 +18,9 @@ export FLEETSYNC_LISTEN=127.0.0.1:$TEST_HTTP_PORT
 export FLEETSYNC_BIN=${FLEETSYNC_BIN:-$(pwd)/build/fleetsync}
 export FLEETSYNC_DATA_DIR=${FLEETSYNC_TEST_DATA_DIR:-$(mktemp -d /tmp/fleetsync-stack.XXXXXX)}
 chmod 755 "$FLEETSYNC_DATA_DIR"
+# PostgreSQL asks for a password: psql in the suites reads the pipelines'
+# role's from the password file services start keeps in the data dir.
+export PGPASSFILE=$FLEETSYNC_DATA_DIR/pgpass
 
 stack_start() {
     local s=$(date +%s%N)

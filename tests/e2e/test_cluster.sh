@@ -22,6 +22,7 @@ chmod 755 "$D"
 export FLEETSYNC_MQTT=mqtt://127.0.0.1:$MQTT FLEETSYNC_BROKERS=$B
 export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync"
 export FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
+export PGPASSFILE=$D/pgpass   # psql: the role fleetsync's password (services start)
 MQTT_PORT=$MQTT P=
 ID="E2EC$$-"
 GH="e2e-cluster-history-$$" GD="e2e-cluster-detect-$$"

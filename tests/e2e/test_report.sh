@@ -30,6 +30,9 @@ A="$ID-A" B="$ID-B" N="$ID-N"
 H="$ID-x'; DROP TABLE telemetry; --\",y"
 OWN_DB="e2ereport_$$"
 OWN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=$OWN_DB user=fleetsync"
+# Role fleetsync may not create databases: the superuser services start keeps
+# for itself makes the suite's own one, owned by fleetsync.
+ADMIN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=postgres user=fleetsync_admin passfile=$FLEETSYNC_DATA_DIR/pgpass-admin"
 W=$(mktemp -d /tmp/fleetsync-e2e-report.XXXXXX)
 cleanup() {
     psql "$FLEETSYNC_PG" -qX -v ON_ERROR_STOP=1 -v p="$ID-%" >/dev/null 2>&1 <<'SQL'
@@ -37,7 +40,7 @@ DELETE FROM telemetry WHERE truck_id LIKE :'p';
 DELETE FROM telemetry_hourly WHERE truck_id LIKE :'p';
 DELETE FROM alerts WHERE truck_id LIKE :'p';
 SQL
-    psql "$FLEETSYNC_PG" -qX -c "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1
+    psql "$ADMIN_PG" -qX -c "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -143,7 +146,7 @@ check_eq "no database: exit 1" 1 "$rc"
 check_contains "no database: a clear message" "cannot connect to PostgreSQL (host=127.0.0.1 port=1" "$(cat "$W/err")"
 
 # ---- an empty database ----------------------------------------------------
-psql "$FLEETSYNC_PG" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $OWN_DB" >/dev/null
+psql "$ADMIN_PG" -qX -v ON_ERROR_STOP=1 -c "CREATE DATABASE $OWN_DB OWNER fleetsync" >/dev/null
 report avg-speed --fleet --since 30d --json --pg "$OWN_PG"
 check_eq "empty database: avg-speed exits 0 (schema created)" 0 "$rc"
 check_contains "empty database: no distance, no average" '"trucks":0,' "$out"

@@ -18,6 +18,7 @@ chmod 755 "$D"
 export FLEETSYNC_MQTT=mqtt://127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
 export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync"
 export FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
+export PGPASSFILE=$D/pgpass   # psql: the role fleetsync's password (services start)
 B=127.0.0.1:$KAFKA
 P="e2esec$$-"          # topic prefix
 ID="SEC$$-"            # truck id prefix

@@ -12,12 +12,16 @@ S=60
 MQTT=$((TEST_MQTT_PORT + S)) KAFKA=$((TEST_KAFKA_PORT + S)) PGP=$((TEST_PG_PORT + S)) HTTP=$((TEST_HTTP_PORT + S))
 D=$(mktemp -d /tmp/fleetsync-up.XXXXXX)
 chmod 755 "$D"
-# The endpoints carry passwords (the broker without accounts and PostgreSQL's
-# trust authentication ignore them): none may show in ps or in a log.
+# The endpoints carry passwords (the broker without accounts ignores its;
+# PostgreSQL's role gets the one of the password file written here before the
+# first start, as services start keeps a D/pgpass it finds): none may show in
+# ps or in a log.
 MQTT_SECRET=UpMqttSecret$$ PG_SECRET=UpPgSecret$$
+(umask 077 && printf '*:*:*:fleetsync:%s\n' "$PG_SECRET" >"$D/pgpass")
 export FLEETSYNC_MQTT=mqtt://e2e-user:$MQTT_SECRET@127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
 export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync password=$PG_SECRET"
 export FLEETSYNC_LISTEN=127.0.0.1:$HTTP FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
+export PGPASSFILE=$D/pgpass   # psql: the role fleetsync's password (services start)
 B=127.0.0.1:$KAFKA
 UP_PID=
 cleanup() {
