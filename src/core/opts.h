@@ -61,6 +61,8 @@ struct opt_command {
     const char *after; /* examples, exit codes, after the options; may be NULL */
     const struct opt *opts;
     int shared; /* 1: the shared options of core/config.h too (cfg must then be given) */
+    int stop_at_arg; /* 1: options end at the first argument that is not one (a command whose
+                      * arguments name a subcommand with options of its own) */
 };
 
 enum { OPT_PARSED = 0, OPT_HELP = 1, OPT_USAGE_ERROR = 2 };
