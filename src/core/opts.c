@@ -52,8 +52,7 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
     case OPT_INT: {
         long v;
         if (cfg_parse_long(arg, (long)o->min, (long)o->max, &v) != 0) {
-            snprintf(err, err_size, "--%s is a whole number from %lld to %lld, not '%s'", o->name, o->min, o->max,
-                     arg);
+            snprintf(err, err_size, "--%s is a whole number from %lld to %lld, not '%s'", o->name, o->min, o->max, arg);
             return -1;
         }
         *(int *)o->value = (int)v;

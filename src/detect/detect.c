@@ -525,32 +525,30 @@ static int run(struct detect *d)
 
 /* ---- command line ------------------------------------------------------------ */
 
-static const char detect_about[] =
-    "The detector: consumer group fleetsync-detector reads truck-telemetry, runs the\n"
-    "per-truck rules in event time (the reading's ts) and writes raised / cleared\n"
-    "alert records to truck-alerts (key = truck_id, alert_id = truck:rule:started_ms).\n"
-    "Rules (defaults; see --print-rules and docs/detect.md):\n"
-    "  stationary_engine_on  engine on within 50 m of where it stopped for 20 min\n"
-    "  moving_ignition_off   ignition off while moving >= 10 km/h for 60 s (towing)\n"
-    "  gps_jump              implied speed > 250 km/h over >= 1 km\n"
-    "  fuel_drop             fuel falls > 10 % within 5 min while parked\n"
-    "  geofence_exit         leaves a fence of --geofences during its active window\n"
-    "  overspeed             > 100 km/h for 60 s\n"
-    "  offline               no reading for 10 min of the partition's event time";
+static const char detect_about[] = "The detector: consumer group fleetsync-detector reads truck-telemetry, runs the\n"
+                                   "per-truck rules in event time (the reading's ts) and writes raised / cleared\n"
+                                   "alert records to truck-alerts (key = truck_id, alert_id = truck:rule:started_ms).\n"
+                                   "Rules (defaults; see --print-rules and docs/detect.md):\n"
+                                   "  stationary_engine_on  engine on within 50 m of where it stopped for 20 min\n"
+                                   "  moving_ignition_off   ignition off while moving >= 10 km/h for 60 s (towing)\n"
+                                   "  gps_jump              implied speed > 250 km/h over >= 1 km\n"
+                                   "  fuel_drop             fuel falls > 10 % within 5 min while parked\n"
+                                   "  geofence_exit         leaves a fence of --geofences during its active window\n"
+                                   "  overspeed             > 100 km/h for 60 s\n"
+                                   "  offline               no reading for 10 min of the partition's event time";
 
-static const char detect_after[] =
-    "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
-    "checkpoint and emits the same (alert_id, state) records an uninterrupted run\n"
-    "would, possibly twice (consumers are idempotent on alert_id + state). After\n"
-    "`fleetsync replay --group fleetsync-detector --since 2h` it resets its state and\n"
-    "warms up from the new position: incidents starting after it come out again with\n"
-    "the same alert_id.\n"
-    "\n"
-    "Metrics on --metrics-port (default 9103): fleetsync_detect_events_total,\n"
-    "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
-    "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
-    "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
-    "1 runtime failure (a Kafka fatal error: restart it), 2 usage error.";
+static const char detect_after[] = "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
+                                   "checkpoint and emits the same (alert_id, state) records an uninterrupted run\n"
+                                   "would, possibly twice (consumers are idempotent on alert_id + state). After\n"
+                                   "`fleetsync replay --group fleetsync-detector --since 2h` it resets its state and\n"
+                                   "warms up from the new position: incidents starting after it come out again with\n"
+                                   "the same alert_id.\n"
+                                   "\n"
+                                   "Metrics on --metrics-port (default 9103): fleetsync_detect_events_total,\n"
+                                   "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
+                                   "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
+                                   "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
+                                   "1 runtime failure (a Kafka fatal error: restart it), 2 usage error.";
 
 /* What the command line asks for, before anything is opened. */
 struct detect_args {
@@ -582,15 +580,13 @@ static int detect_parse(struct detect *d, struct detect_args *a, int argc, char 
     const struct opt opts[] = {
         OPT_STR("rules", "FILE", &a->rules_file, "thresholds as JSON (any subset of --print-rules' output)"),
         OPT_BOOLEAN("print-rules", &a->print_rules, "print the rules in effect (defaults, or --rules) and exit"),
-        OPT_STR("geofences", "FILE", &a->fences_file,
-                "GeoJSON fences for geofence_exit (as fleetsync sim reads them)"),
+        OPT_STR("geofences", "FILE", &a->fences_file, "GeoJSON fences for geofence_exit (as fleetsync sim reads them)"),
         OPT_INTEGER("lateness", "S", &a->lateness_s, 0, 86400,
                     "how late a reading may arrive and still be ordered by ts\n"
                     "(seconds; default 120, or lateness_s of --rules)"),
         OPT_INTEGER("checkpoint-ms", "N", &a->ckpt_ms, 100, 3600000,
                     "save state + commit offsets every N ms (default 5000)"),
-        OPT_STR("state-dir", "DIR", &a->state_dir,
-                "checkpoint files go to DIR/<group>/ (default <data-dir>/detect)"),
+        OPT_STR("state-dir", "DIR", &a->state_dir, "checkpoint files go to DIR/<group>/ (default <data-dir>/detect)"),
         OPT_CB("start", "earliest|latest", &a->start, parse_start,
                "where a group with no committed offset starts (default\n"
                "earliest: the whole topic, nothing missed; latest: from now on)"),
@@ -779,8 +775,19 @@ static int detect_start_metrics(struct detect *d)
 static int detect_producer_new(struct detect *d)
 {
     static const char *const defaults[] = {
-        "enable.idempotence", "true", "acks", "all", "linger.ms", "5", "compression.type", "lz4",
-        "message.timeout.ms", "0", "client.id", "fleetsync-detect", NULL,
+        "enable.idempotence",
+        "true",
+        "acks",
+        "all",
+        "linger.ms",
+        "5",
+        "compression.type",
+        "lz4",
+        "message.timeout.ms",
+        "0",
+        "client.id",
+        "fleetsync-detect",
+        NULL,
     };
     char err[1024];
     rd_kafka_conf_t *conf = kafka_conf_new(d->cfg, defaults, err, sizeof(err));
@@ -805,8 +812,9 @@ static int detect_producer_new(struct detect *d)
 static int detect_consumer_new(struct detect *d)
 {
     static const char *const defaults[] = {
-        "group.id", DETECT_DEFAULT_GROUP, "client.id", "fleetsync-detect", "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false", "enable.partition.eof", "false", NULL,
+        "group.id", DETECT_DEFAULT_GROUP,       "client.id", "fleetsync-detect",     "enable.auto.commit",
+        "false",    "enable.auto.offset.store", "false",     "enable.partition.eof", "false",
+        NULL,
     };
     char err[1024];
     rd_kafka_conf_t *conf = kafka_conf_new(d->cfg, defaults, err, sizeof(err));
@@ -884,9 +892,8 @@ static int detect_setup(struct detect *d, const struct detect_args *a)
         return -1;
     log_info("consuming %s (%d partitions) from %s as group %s, alerts to %s; %d fence(s); lateness %" PRId64
              " s; checkpoints every %" PRId64 " ms in %s; metrics on %d",
-             d->topic_in, d->nparts, d->cfg->brokers, d->group, d->topic_out,
-             d->have_fences ? (int)d->fences.count : 0, d->rules.lateness_ms / 1000, d->ckpt_ms, d->dir,
-             d->metrics_port);
+             d->topic_in, d->nparts, d->cfg->brokers, d->group, d->topic_out, d->have_fences ? (int)d->fences.count : 0,
+             d->rules.lateness_ms / 1000, d->ckpt_ms, d->dir, d->metrics_port);
     return 0;
 }
 

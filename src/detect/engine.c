@@ -546,8 +546,7 @@ static inline bool rule_gps_jump(struct detect_engine *e, struct part *p, struct
 
 /* The ignition run that stationary_engine_on and moving_ignition_off share
  * (ign_since): a change of ignition ends it and clears their alerts. */
-static inline void ignition_run_check(struct detect_engine *e, struct part *p, struct truck *t,
-                                      const struct reading *r)
+static inline void ignition_run_check(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
 {
     const bool was_ign = r->seen && (t->flags & F_IGN);
     if (r->seen && was_ign == r->ign)
@@ -649,8 +648,7 @@ static inline void rule_fuel_drop(struct detect_engine *e, struct part *p, struc
 }
 
 /* geofence_exit. */
-static inline void rule_geofence_exit(struct detect_engine *e, struct part *p, struct truck *t,
-                                      const struct reading *r)
+static inline void rule_geofence_exit(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
 {
     const struct geo_fence_set *fs = e->fences;
     const struct held *h = r->h;
@@ -678,12 +676,10 @@ static inline void rule_geofence_exit(struct detect_engine *e, struct part *p, s
 
 /* The rules that need a good position: the ignition run, the stop anchor,
  * stationary_engine_on or moving_ignition_off, fuel_drop, geofence_exit. */
-static inline void rules_on_position(struct detect_engine *e, struct part *p, struct truck *t,
-                                     const struct reading *r)
+static inline void rules_on_position(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
 {
     const struct held *h = r->h;
-    const bool reanchor =
-        !r->seen || dist_m(t->anchor_lat, t->anchor_lon, h->lat, h->lon) > e->r.stationary_radius_m;
+    const bool reanchor = !r->seen || dist_m(t->anchor_lat, t->anchor_lon, h->lat, h->lon) > e->r.stationary_radius_m;
     ignition_run_check(e, p, t, r);
     if (reanchor) {
         t->anchor_lat = h->lat;

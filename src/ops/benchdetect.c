@@ -518,9 +518,8 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 /* --- the command --------------------------------------------------------- */
 
-static const char bench_about[] =
-    "Benchmarks of a running system. One so far:\n"
-    "  detect   precision and recall of 'fleetsync detect' per rule, end to end";
+static const char bench_about[] = "Benchmarks of a running system. One so far:\n"
+                                  "  detect   precision and recall of 'fleetsync detect' per rule, end to end";
 
 static const char bench_after[] = "fleetsync bench detect --help for its options.";
 
@@ -567,7 +566,7 @@ struct bd_run {
     char dir[64]; /* the temp dir; "" until made */
     char scen_abs[PATH_MAX], fence_abs[PATH_MAX], rules_abs[PATH_MAX];
     char scen[PATH_MAX], truth[PATH_MAX], spool[PATH_MAX], state[PATH_MAX]; /* in dir */
-    int n_scen; /* incidents in the scenario */
+    int n_scen;                                                             /* incidents in the scenario */
     struct kid bridge, detect, sim;
     rd_kafka_t *rk;
     int topics_made, tparts, aparts;
@@ -626,8 +625,7 @@ static int bd_parse(struct bd_opts *o, struct fs_config *cfg, int argc, char **a
         OPT_STR("geofences", "FILE", &o->geofences, "GeoJSON fences for the simulator and the detector"),
         OPT_STR("rules", "FILE", &o->rules, "detector thresholds, passed to 'fleetsync detect --rules'"),
         OPT_INTEGER("trucks", "N", &o->trucks, 1, 10000000, "simulated trucks (default 200)"),
-        OPT_INTEGER("interval", "S", &o->interval, 1, 3600,
-                    "seconds between two readings of a truck (default 30)"),
+        OPT_INTEGER("interval", "S", &o->interval, 1, 3600, "seconds between two readings of a truck (default 30)"),
         OPT_CB("hours", "H", &o->hours, parse_hours,
                "simulated hours, ending now (default 3; let the run end well\n"
                "after the last incident: the last readings move the event\n"
@@ -723,8 +721,10 @@ static int bd_kafka_setup(struct bd_run *r)
         return -1;
     }
     if (kafka_wait_ready(r->rk, 15000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync bench detect: Kafka at %s does not answer (%s); is 'fleetsync services start' "
-                        "done?\n", r->cfg->brokers, err);
+        fprintf(stderr,
+                "fleetsync bench detect: Kafka at %s does not answer (%s); is 'fleetsync services start' "
+                "done?\n",
+                r->cfg->brokers, err);
         return -1;
     }
     if (topics_ensure(r->rk, r->cfg, 1, 0, 15000, err, sizeof(err)) != 0) {
@@ -743,13 +743,13 @@ static int bd_kafka_setup(struct bd_run *r)
         fprintf(stderr, "fleetsync bench detect: topics %s and %s are not there\n", r->tel_topic, r->alert_topic);
         return -1;
     }
-    fprintf(stderr, "bench detect: topics %s*, group %s, trucks %s*, work dir %s\n", r->prefix, r->group,
-            r->id_prefix, r->dir);
+    fprintf(stderr, "bench detect: topics %s*, group %s, trucks %s*, work dir %s\n", r->prefix, r->group, r->id_prefix,
+            r->dir);
     return 0;
 }
 
 /* Every child: the endpoints, our data dir (the temp dir) and topic prefix. */
-#define SHARED_ARGS                                                                                                  \
+#define SHARED_ARGS                                                                                                    \
     "--mqtt", r->cfg->mqtt, "--brokers", r->cfg->brokers, "--data-dir", r->dir, "--topic-prefix", r->prefix
 
 /* Starts the bridge and waits until it subscribed (so it hears the
@@ -777,8 +777,8 @@ static int bd_start_pipeline(struct bd_run *r, const char *mp_bridge, const char
         return -1;
     }
     a = 0;
-    args_add(args, &a, "detect", "--group", r->group, "--start", "earliest", "--state-dir", r->state,
-             "--metrics-port", mp_detect, SHARED_ARGS, NULL);
+    args_add(args, &a, "detect", "--group", r->group, "--start", "earliest", "--state-dir", r->state, "--metrics-port",
+             mp_detect, SHARED_ARGS, NULL);
     if (r->o->geofences)
         args_add(args, &a, "--geofences", r->fence_abs, NULL);
     if (r->o->rules)
@@ -824,10 +824,14 @@ static int bd_start_sim(struct bd_run *r, const char *mp_sim)
         return -1;
     }
     if (o->interval > 120)
-        fprintf(stderr, "bench detect: warning: with --interval %d a truck may overtake the fleet by more than the "
-                        "detector's default 2 min lateness bound (false offline alerts are possible)\n", o->interval);
-    fprintf(stderr, "bench detect: simulating %d trucks, one reading every %d s, %ld simulated minutes, "
-                    "%d incidents\n", o->trucks, o->interval, minutes, r->n_scen);
+        fprintf(stderr,
+                "bench detect: warning: with --interval %d a truck may overtake the fleet by more than the "
+                "detector's default 2 min lateness bound (false offline alerts are possible)\n",
+                o->interval);
+    fprintf(stderr,
+            "bench detect: simulating %d trucks, one reading every %d s, %ld simulated minutes, "
+            "%d incidents\n",
+            o->trucks, o->interval, minutes, r->n_scen);
     return 0;
 }
 #undef SHARED_ARGS
@@ -944,10 +948,11 @@ static void bd_print_table(const struct bd_run *r, const struct match_result *re
 {
     double wall_s = (double)(mono_ms() - r->t0) / 1000.0;
     printf("fleetsync bench detect: %d trucks, %d s interval, %.1f simulated hours, %lld telemetry records, "
-           "%.0f s wall\n\n", r->o->trucks, r->o->interval, r->o->hours, (long long)r->tel, wall_s);
+           "%.0f s wall\n\n",
+           r->o->trucks, r->o->interval, r->o->hours, (long long)r->tel, wall_s);
     match_print_table(stdout, res);
-    printf("\n%s\n", pass ? "PASS: every rule at 100 % precision and recall"
-                          : "FAIL: a rule is below 100 % precision or recall");
+    printf("\n%s\n",
+           pass ? "PASS: every rule at 100 % precision and recall" : "FAIL: a rule is below 100 % precision or recall");
     if (pass)
         return;
     for (size_t i = 0; i < ninc; i++)
@@ -977,8 +982,10 @@ static int bd_report(struct bd_run *r)
     if (bad_truth)
         fprintf(stderr, "bench detect: %zu unreadable truth lines skipped\n", bad_truth);
     if ((int)ninc != r->n_scen)
-        fprintf(stderr, "bench detect: warning: %d incidents in the scenario, %zu started in the run (an at_s "
-                        "beyond --hours never starts)\n", r->n_scen, ninc);
+        fprintf(stderr,
+                "bench detect: warning: %d incidents in the scenario, %zu started in the run (an at_s "
+                "beyond --hours never starts)\n",
+                r->n_scen, ninc);
     if (ar.bad || ar.foreign)
         fprintf(stderr, "bench detect: alert records: %zu read, %zu of other trucks ignored, %zu unreadable\n",
                 ar.records, ar.foreign, ar.bad);
@@ -1039,8 +1046,8 @@ static int bd_run(struct bd_run *r)
 
 static int bench_detect(int argc, char **argv)
 {
-    struct bd_opts o = {.trucks = 200, .interval = 30, .seed = 1, .timeout_s = 600, .quiet_s = 10,
-                        .metrics_base = -1, .hours = 3};
+    struct bd_opts o = {
+        .trucks = 200, .interval = 30, .seed = 1, .timeout_s = 600, .quiet_s = 10, .metrics_base = -1, .hours = 3};
     struct fs_config cfg;
     int rc;
     cfg_init(&cfg);

@@ -129,8 +129,8 @@ static const struct opt top_opts[] = {
     OPT_BOOLEAN("verbose", &top_flag, "say more"),
     OPT_END_MARK,
 };
-static const struct opt_command top = {.name = "top", .usage = "fleetsync top [--verbose] SUB [options]",
-                                       .opts = top_opts, .stop_at_arg = 1};
+static const struct opt_command top = {
+    .name = "top", .usage = "fleetsync top [--verbose] SUB [options]", .opts = top_opts, .stop_at_arg = 1};
 
 static void stop_at_arg_leaves_the_subcommand_its_options(void **state)
 {
