@@ -94,8 +94,7 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
     case OPT_INT: {
         long v;
         if (cfg_parse_long(arg, (long)o->min, (long)o->max, &v) != 0) {
-            snprintf(err, err_size, "--%s: '%s' is not a whole number from %lld to %lld", o->name, arg, o->min,
-                     o->max);
+            snprintf(err, err_size, "--%s is a whole number from %lld to %lld, not '%s'", o->name, o->min, o->max, arg);
             return -1;
         }
         *(int *)o->value = (int)v;
@@ -145,15 +144,21 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
 
     char err[512];
     int code;
-    optind = 1;
+    /* 0, not 1: glibc then reads the optstring's ordering again ('+' or
+     * not), which a command parsing after its parent command needs. */
+    optind = 0;
     opterr = 0; /* our own messages */
-    while ((code = getopt_long(argc, argv, c->shared ? ":h" CFG_SHORT_OPTIONS : ":h", longopts, NULL)) != -1) {
+    const char *shortopts = c->shared ? (c->stop_at_arg ? "+:h" CFG_SHORT_OPTIONS : ":h" CFG_SHORT_OPTIONS)
+                                      : (c->stop_at_arg ? "+:h" : ":h");
+    while ((code = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
         if (code == 'h') {
             opt_usage(stdout, c);
             return OPT_HELP;
         }
         if (code == '?') {
-            if (optopt)
+            /* optopt is a short option's letter; for a long option given a
+             * value it takes none of, it is the option's code */
+            if (optopt > 0 && optopt < 128)
                 return opt_error(c, "unknown option -%c", optopt);
             return opt_error(c, "unknown option %s", argv[optind - 1]);
         }

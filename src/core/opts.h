@@ -95,6 +95,8 @@ struct opt_command {
     uint64_t *given;
     /* Not 0: --help lists only opts[i] with bit i set. */
     uint64_t shown;
+    int stop_at_arg; /* 1: options end at the first argument that is not one (a command whose
+                      * arguments name a subcommand with options of its own) */
 };
 
 enum { OPT_PARSED = 0, OPT_HELP = 1, OPT_USAGE_ERROR = 2 };

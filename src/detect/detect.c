@@ -36,6 +36,7 @@
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/opts.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
@@ -43,7 +44,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -100,6 +100,8 @@ struct detect {
         *m_event_lag, *m_ckpt_age, *m_ckpts, *m_ckpt_fail, *m_ckpt_bytes, *m_restored, *m_reset, *m_produced,
         *m_delivered, *m_failed, *m_outq;
     int64_t last_ckpt_ms;
+    int lock_fd;      /* holds the state directory's lock; -1 */
+    int metrics_port; /* -1: none */
 };
 
 /* Extra decode reasons after tm_reason's. */
@@ -523,50 +525,116 @@ static int run(struct detect *d)
 
 /* ---- command line ------------------------------------------------------------ */
 
-static void usage(FILE *out)
+static const char detect_about[] = "The detector: consumer group fleetsync-detector reads truck-telemetry, runs the\n"
+                                   "per-truck rules in event time (the reading's ts) and writes raised / cleared\n"
+                                   "alert records to truck-alerts (key = truck_id, alert_id = truck:rule:started_ms).\n"
+                                   "Rules (defaults; see --print-rules and docs/detect.md):\n"
+                                   "  stationary_engine_on  engine on within 50 m of where it stopped for 20 min\n"
+                                   "  moving_ignition_off   ignition off while moving >= 10 km/h for 60 s (towing)\n"
+                                   "  gps_jump              implied speed > 250 km/h over >= 1 km\n"
+                                   "  fuel_drop             fuel falls > 10 % within 5 min while parked\n"
+                                   "  geofence_exit         leaves a fence of --geofences during its active window\n"
+                                   "  overspeed             > 100 km/h for 60 s\n"
+                                   "  offline               no reading for 10 min of the partition's event time";
+
+static const char detect_after[] = "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
+                                   "checkpoint and emits the same (alert_id, state) records an uninterrupted run\n"
+                                   "would, possibly twice (consumers are idempotent on alert_id + state). After\n"
+                                   "`fleetsync replay --group fleetsync-detector --since 2h` it resets its state and\n"
+                                   "warms up from the new position: incidents starting after it come out again with\n"
+                                   "the same alert_id.\n"
+                                   "\n"
+                                   "Metrics on --metrics-port (default 9103): fleetsync_detect_events_total,\n"
+                                   "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
+                                   "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
+                                   "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
+                                   "1 runtime failure (a Kafka fatal error: restart it), 2 usage error.";
+
+/* What the command line asks for, before anything is opened. */
+struct detect_args {
+    const char *rules_file, *fences_file, *state_dir;
+    int print_rules;
+    int lateness_s; /* -1: the rules' */
+    int ckpt_ms;
+    enum start_pos start;
+};
+
+static int parse_start(void *value, const char *arg, char *err, size_t err_size)
 {
-    fprintf(out,
-            "usage: fleetsync detect [options]\n"
-            "\n"
-            "The detector: consumer group fleetsync-detector reads truck-telemetry, runs the\n"
-            "per-truck rules in event time (the reading's ts) and writes raised / cleared\n"
-            "alert records to truck-alerts (key = truck_id, alert_id = truck:rule:started_ms).\n"
-            "Rules (defaults; see --print-rules and docs/detect.md):\n"
-            "  stationary_engine_on  engine on within 50 m of where it stopped for 20 min\n"
-            "  moving_ignition_off   ignition off while moving >= 10 km/h for 60 s (towing)\n"
-            "  gps_jump              implied speed > 250 km/h over >= 1 km\n"
-            "  fuel_drop             fuel falls > 10 %% within 5 min while parked\n"
-            "  geofence_exit         leaves a fence of --geofences during its active window\n"
-            "  overspeed             > 100 km/h for 60 s\n"
-            "  offline               no reading for 10 min of the partition's event time\n"
-            "\n"
-            "Options:\n"
-            "  --rules FILE          thresholds as JSON (any subset of --print-rules' output)\n"
-            "  --print-rules         print the rules in effect (defaults, or --rules) and exit\n"
-            "  --geofences FILE      GeoJSON fences for geofence_exit (as fleetsync sim reads them)\n"
-            "  --lateness S          how late a reading may arrive and still be ordered by ts\n"
-            "                        (default 120, or lateness_s of --rules)\n"
-            "  --checkpoint-ms N     save state + commit offsets every N ms (default 5000)\n"
-            "  --state-dir DIR       checkpoint files go to DIR/<group>/ (default <data-dir>/detect)\n"
-            "  --start earliest|latest  where a group with no committed offset starts (default\n"
-            "                        earliest: the whole topic, nothing missed; latest: from now on)\n"
-            "  -h, --help            this text\n"
-            "\n"
-            "Recovery: after a crash (even kill -9) the detector resumes from its last\n"
-            "checkpoint and emits the same (alert_id, state) records an uninterrupted run\n"
-            "would, possibly twice (consumers are idempotent on alert_id + state). After\n"
-            "`fleetsync replay --group fleetsync-detector --since 2h` it resets its state and\n"
-            "warms up from the new position: incidents starting after it come out again with\n"
-            "the same alert_id.\n"
-            "\n"
-            "Metrics on --metrics-port (default 9103): fleetsync_detect_events_total,\n"
-            "fleetsync_detect_alerts_total{rule,state}, _duplicates_total, _too_late_total,\n"
-            "_decode_errors_total{reason}, _trucks, _bytes_per_truck, _event_lag_seconds, ...\n"
-            "Exit status: 0 after a clean stop (SIGINT/SIGTERM: checkpoint, flush, commit),\n"
-            "1 runtime failure (a Kafka fatal error: restart it), 2 usage error.\n"
-            "\n"
-            "%s",
-            cfg_options_help);
+    if (strcmp(arg, "earliest") == 0) {
+        *(enum start_pos *)value = START_EARLIEST;
+    } else if (strcmp(arg, "latest") == 0) {
+        *(enum start_pos *)value = START_LATEST;
+    } else {
+        snprintf(err, err_size, "earliest or latest, not '%s'", arg);
+        return -1;
+    }
+    return 0;
+}
+
+/* Parses the command line into a (and the shared options into d->cfg), then
+ * reads --rules and --lateness into d->rules.  Returns OPT_PARSED, OPT_HELP
+ * (the help went to stdout) or OPT_USAGE_ERROR (said why on stderr). */
+static int detect_parse(struct detect *d, struct detect_args *a, int argc, char **argv)
+{
+    const struct opt opts[] = {
+        OPT_STR("rules", "FILE", &a->rules_file, "thresholds as JSON (any subset of --print-rules' output)"),
+        OPT_BOOLEAN("print-rules", &a->print_rules, "print the rules in effect (defaults, or --rules) and exit"),
+        OPT_STR("geofences", "FILE", &a->fences_file, "GeoJSON fences for geofence_exit (as fleetsync sim reads them)"),
+        OPT_INTEGER("lateness", "S", &a->lateness_s, 0, 86400,
+                    "how late a reading may arrive and still be ordered by ts\n"
+                    "(seconds; default 120, or lateness_s of --rules)"),
+        OPT_INTEGER("checkpoint-ms", "N", &a->ckpt_ms, 100, 3600000,
+                    "save state + commit offsets every N ms (default 5000)"),
+        OPT_STR("state-dir", "DIR", &a->state_dir, "checkpoint files go to DIR/<group>/ (default <data-dir>/detect)"),
+        OPT_CB("start", "earliest|latest", &a->start, parse_start,
+               "where a group with no committed offset starts (default\n"
+               "earliest: the whole topic, nothing missed; latest: from now on)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "detect",
+        .usage = "fleetsync detect [options]",
+        .about = detect_about,
+        .after = detect_after,
+        .opts = opts,
+        .shared = 1,
+    };
+    char err[1024];
+    int rest, rc = opt_parse(&cmd, d->cfg, argc, argv, &rest);
+    if (rc != OPT_PARSED)
+        return rc;
+    if (rest != argc)
+        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+    if (a->rules_file && detect_rules_load_file(a->rules_file, &d->rules, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync detect: %s\n", err);
+        return OPT_USAGE_ERROR;
+    }
+    if (a->lateness_s >= 0)
+        d->rules.lateness_ms = (int64_t)a->lateness_s * 1000;
+    d->ckpt_ms = a->ckpt_ms;
+    d->start = a->start;
+    return OPT_PARSED;
+}
+
+/* Loads --geofences and checks the group's name.  Returns 0, or
+ * OPT_USAGE_ERROR after saying why. */
+static int detect_configure(struct detect *d, const struct detect_args *a)
+{
+    char err[1024];
+    if (a->fences_file) {
+        if (geo_fences_load_file(a->fences_file, &d->fences, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync detect: %s\n", err);
+            return OPT_USAGE_ERROR;
+        }
+        d->have_fences = 1;
+    }
+    d->group = d->cfg->group ? d->cfg->group : DETECT_DEFAULT_GROUP;
+    if (strchr(d->group, '/') || strcmp(d->group, ".") == 0 || strcmp(d->group, "..") == 0) {
+        fprintf(stderr, "fleetsync detect: --group '%s' cannot name a state directory (no '/')\n", d->group);
+        return OPT_USAGE_ERROR;
+    }
+    return 0;
 }
 
 static int mkdir_p(const char *path)
@@ -657,263 +725,250 @@ static int topic_partitions(rd_kafka_t *rk, const char *topic, char *err, size_t
     return -1;
 }
 
-int cmd_detect(int argc, char **argv)
+/* Creates <state-dir>/<group> and takes its lock (one detector per state
+ * directory).  Returns 0, or -1 after logging why. */
+static int detect_open_state(struct detect *d, const char *state_dir)
 {
-    struct fs_config cfg;
-    cfg_init(&cfg);
-    struct detect d;
-    memset(&d, 0, sizeof(d));
-    d.cfg = &cfg;
-    d.ckpt_ms = DETECT_DEFAULT_CKPT_MS;
-    d.start = START_EARLIEST;
-    detect_rules_defaults(&d.rules);
-    const char *rules_file = NULL, *fences_file = NULL, *state_dir = NULL;
-    int print_rules = 0;
-    int64_t lateness_s = -1;
-    long v;
-    char err[1024];
-    int rc = 2;
-    int lock_fd = -1;
-
-    enum { OPT_RULES = 1, OPT_PRINT_RULES, OPT_GEOFENCES, OPT_LATENESS, OPT_CKPT, OPT_STATE_DIR, OPT_START };
-    static const struct option opts[] = {
-        {"rules", required_argument, NULL, OPT_RULES},
-        {"print-rules", no_argument, NULL, OPT_PRINT_RULES},
-        {"geofences", required_argument, NULL, OPT_GEOFENCES},
-        {"lateness", required_argument, NULL, OPT_LATENESS},
-        {"checkpoint-ms", required_argument, NULL, OPT_CKPT},
-        {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-        {"start", required_argument, NULL, OPT_START},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    optind = 1;
-    int c;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, opts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_RULES:
-            rules_file = optarg;
-            break;
-        case OPT_PRINT_RULES:
-            print_rules = 1;
-            break;
-        case OPT_GEOFENCES:
-            fences_file = optarg;
-            break;
-        case OPT_LATENESS:
-            if (cfg_parse_long(optarg, 0, 86400, &v) != 0) {
-                fprintf(stderr, "fleetsync detect: --lateness is seconds from 0 to 86400, not '%s'\n", optarg);
-                goto out;
-            }
-            lateness_s = v;
-            break;
-        case OPT_CKPT:
-            if (cfg_parse_long(optarg, 100, 3600000, &v) != 0) {
-                fprintf(stderr, "fleetsync detect: --checkpoint-ms is 100 to 3600000, not '%s'\n", optarg);
-                goto out;
-            }
-            d.ckpt_ms = v;
-            break;
-        case OPT_STATE_DIR:
-            state_dir = optarg;
-            break;
-        case OPT_START:
-            if (strcmp(optarg, "earliest") == 0)
-                d.start = START_EARLIEST;
-            else if (strcmp(optarg, "latest") == 0)
-                d.start = START_LATEST;
-            else {
-                fprintf(stderr, "fleetsync detect: --start is earliest or latest, not '%s'\n", optarg);
-                goto out;
-            }
-            break;
-        default: {
-            int r = cfg_option(&cfg, c, optarg, err, sizeof(err));
-            if (r == 1)
-                break;
-            if (r < 0)
-                fprintf(stderr, "fleetsync detect: %s\n", err);
-            usage(stderr);
-            goto out;
-        }
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync detect: unexpected argument '%s'\n", argv[optind]);
-        goto out;
-    }
-    if (rules_file && detect_rules_load_file(rules_file, &d.rules, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync detect: %s\n", err);
-        goto out;
-    }
-    if (lateness_s >= 0)
-        d.rules.lateness_ms = lateness_s * 1000;
-    if (print_rules) {
-        detect_rules_print(&d.rules, stdout);
-        rc = 0;
-        goto out;
-    }
-    if (fences_file) {
-        if (geo_fences_load_file(fences_file, &d.fences, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fleetsync detect: %s\n", err);
-            goto out;
-        }
-        d.have_fences = 1;
-    }
-    const char *group = cfg.group ? cfg.group : DETECT_DEFAULT_GROUP;
-    d.group = group;
-    if (strchr(group, '/') || strcmp(group, ".") == 0 || strcmp(group, "..") == 0) {
-        fprintf(stderr, "fleetsync detect: --group '%s' cannot name a state directory (no '/')\n", group);
-        goto out;
-    }
-
-    rc = 1;
     char base[3072];
     if (state_dir)
         snprintf(base, sizeof(base), "%s", state_dir);
     else
-        snprintf(base, sizeof(base), "%s/detect", cfg.data_dir);
-    snprintf(d.dir, sizeof(d.dir), "%s/%s", base, group);
-    if (mkdir_p(d.dir) != 0) {
-        log_error("cannot create the state directory %s: %s", d.dir, strerror(errno));
-        goto out;
+        snprintf(base, sizeof(base), "%s/detect", d->cfg->data_dir);
+    snprintf(d->dir, sizeof(d->dir), "%s/%s", base, d->group);
+    if (mkdir_p(d->dir) != 0) {
+        log_error("cannot create the state directory %s: %s", d->dir, strerror(errno));
+        return -1;
     }
     char lock_path[4200];
-    snprintf(lock_path, sizeof(lock_path), "%s/lock", d.dir);
-    lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    snprintf(lock_path, sizeof(lock_path), "%s/lock", d->dir);
+    d->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (d->lock_fd < 0 || flock(d->lock_fd, LOCK_EX | LOCK_NB) != 0) {
         log_error("%s is in use by another detector of group %s (one process per state directory: give "
                   "--state-dir): %s",
-                  d.dir, group, strerror(errno));
-        goto out;
+                  d->dir, d->group, strerror(errno));
+        return -1;
     }
-    d.gen = ckpt_max_gen(d.dir);
-    cfg_topic(&cfg, TOPIC_TELEMETRY, d.topic_in, sizeof(d.topic_in));
-    cfg_topic(&cfg, TOPIC_ALERTS, d.topic_out, sizeof(d.topic_out));
-    sig_install();
+    d->gen = ckpt_max_gen(d->dir);
+    return 0;
+}
 
-    d.metrics = metrics_new();
-    if (!d.metrics) {
+/* Registers the metrics and serves them on --metrics-port (default 9103,
+ * -1: not served).  Returns 0, or -1 after logging why. */
+static int detect_start_metrics(struct detect *d)
+{
+    char err[1024];
+    d->metrics = metrics_new();
+    if (!d->metrics) {
         log_error("out of memory");
-        goto out;
+        return -1;
     }
-    register_metrics(&d);
-    int mport = cfg.metrics_port == 0 ? DETECT_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(d.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
+    register_metrics(d);
+    d->metrics_port = d->cfg->metrics_port == 0 ? DETECT_DEFAULT_METRICS_PORT : d->cfg->metrics_port;
+    if (d->metrics_port > 0 && metrics_serve(d->metrics, "127.0.0.1", d->metrics_port, err, sizeof(err)) != 0) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
+    return 0;
+}
 
-    static const char *const pdefaults[] = {
-        "enable.idempotence", "true", "acks", "all", "linger.ms", "5", "compression.type", "lz4",
-        "message.timeout.ms", "0", "client.id", "fleetsync-detect", NULL,
+/* The idempotent alert producer.  Returns 0, or -1 after logging why. */
+static int detect_producer_new(struct detect *d)
+{
+    static const char *const defaults[] = {
+        "enable.idempotence",
+        "true",
+        "acks",
+        "all",
+        "linger.ms",
+        "5",
+        "compression.type",
+        "lz4",
+        "message.timeout.ms",
+        "0",
+        "client.id",
+        "fleetsync-detect",
+        NULL,
     };
-    rd_kafka_conf_t *pconf = kafka_conf_new(&cfg, pdefaults, err, sizeof(err));
-    if (!pconf) {
+    char err[1024];
+    rd_kafka_conf_t *conf = kafka_conf_new(d->cfg, defaults, err, sizeof(err));
+    if (!conf) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
-    rd_kafka_conf_set_opaque(pconf, &d);
-    rd_kafka_conf_set_dr_msg_cb(pconf, dr_cb);
-    rd_kafka_conf_set_error_cb(pconf, error_cb);
-    d.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pconf, err, sizeof(err));
-    if (!d.producer) {
-        rd_kafka_conf_destroy(pconf);
+    rd_kafka_conf_set_opaque(conf, d);
+    rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+    rd_kafka_conf_set_error_cb(conf, error_cb);
+    d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!d->producer) {
+        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka producer: %s", err);
-        goto out;
+        return -1;
     }
+    return 0;
+}
 
-    static const char *const cdefaults[] = {
-        "group.id", DETECT_DEFAULT_GROUP, "client.id", "fleetsync-detect", "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false", "enable.partition.eof", "false", NULL,
+/* The telemetry consumer (manual commits, our rebalance callback), once
+ * Kafka answers.  Returns 0, or -1 after logging why. */
+static int detect_consumer_new(struct detect *d)
+{
+    static const char *const defaults[] = {
+        "group.id", DETECT_DEFAULT_GROUP,       "client.id", "fleetsync-detect",     "enable.auto.commit",
+        "false",    "enable.auto.offset.store", "false",     "enable.partition.eof", "false",
+        NULL,
     };
-    rd_kafka_conf_t *cconf = kafka_conf_new(&cfg, cdefaults, err, sizeof(err));
-    if (!cconf) {
+    char err[1024];
+    rd_kafka_conf_t *conf = kafka_conf_new(d->cfg, defaults, err, sizeof(err));
+    if (!conf) {
         log_error("%s", err);
-        goto out;
+        return -1;
     }
-    if (rd_kafka_conf_set(cconf, "group.id", group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(cconf, "auto.offset.reset", d.start == START_EARLIEST ? "earliest" : "latest", err,
+    if (rd_kafka_conf_set(conf, "group.id", d->group, err, sizeof(err)) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "auto.offset.reset", d->start == START_EARLIEST ? "earliest" : "latest", err,
                           sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(cconf);
+        rd_kafka_conf_destroy(conf);
         log_error("%s", err);
-        goto out;
+        return -1;
     }
-    rd_kafka_conf_set_rebalance_cb(cconf, rebalance_cb);
-    rd_kafka_conf_set_opaque(cconf, &d);
-    d.consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cconf, err, sizeof(err));
-    if (!d.consumer) {
-        rd_kafka_conf_destroy(cconf);
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, d);
+    d->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!d->consumer) {
+        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka consumer: %s", err);
-        goto out;
+        return -1;
     }
-    rd_kafka_poll_set_consumer(d.consumer);
-    if (kafka_wait_ready(d.consumer, 30000, err, sizeof(err)) != 0) {
-        log_error("cannot reach Kafka at %s: %s", cfg.brokers, err);
-        goto out;
+    rd_kafka_poll_set_consumer(d->consumer);
+    if (kafka_wait_ready(d->consumer, 30000, err, sizeof(err)) != 0) {
+        log_error("cannot reach Kafka at %s: %s", d->cfg->brokers, err);
+        return -1;
     }
-    d.nparts = topic_partitions(d.consumer, d.topic_in, err, sizeof(err));
-    if (d.nparts <= 0 || d.nparts > MAX_PARTITIONS) {
+    return 0;
+}
+
+/* Sizes the engine to the input topic's partitions and subscribes to it.
+ * Returns 0, or -1 after logging why. */
+static int detect_subscribe(struct detect *d)
+{
+    char err[1024];
+    d->nparts = topic_partitions(d->consumer, d->topic_in, err, sizeof(err));
+    if (d->nparts <= 0 || d->nparts > MAX_PARTITIONS) {
         log_error("cannot read the partitions of %s: %s (fleetsync services start --topic-prefix P creates the "
                   "topics)",
-                  d.topic_in, d.nparts > 0 ? "too many" : err);
-        goto out;
+                  d->topic_in, d->nparts > 0 ? "too many" : err);
+        return -1;
     }
-    d.parts = calloc((size_t)d.nparts, sizeof(*d.parts));
-    d.eng = d.parts ? detect_engine_new(&d.rules, d.have_fences ? &d.fences : NULL, d.nparts, emit, &d) : NULL;
-    if (!d.eng) {
+    d->parts = calloc((size_t)d->nparts, sizeof(*d->parts));
+    d->eng = d->parts ? detect_engine_new(&d->rules, d->have_fences ? &d->fences : NULL, d->nparts, emit, d) : NULL;
+    if (!d->eng) {
         log_error("out of memory for the engine");
-        goto out;
+        return -1;
     }
-    for (int p = 0; p < d.nparts; p++)
-        d.parts[p].next_offset = -1;
+    for (int p = 0; p < d->nparts; p++)
+        d->parts[p].next_offset = -1;
 
     rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(subs, d.topic_in, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t se = rd_kafka_subscribe(d.consumer, subs);
+    rd_kafka_topic_partition_list_add(subs, d->topic_in, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(d->consumer, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (se) {
-        log_error("cannot subscribe to %s: %s", d.topic_in, rd_kafka_err2str(se));
-        goto out;
+        log_error("cannot subscribe to %s: %s", d->topic_in, rd_kafka_err2str(se));
+        return -1;
     }
+    return 0;
+}
+
+/* Opens everything the service needs, in order: state directory, metrics,
+ * producer, consumer, engine and subscription.  Returns 0, or -1 after
+ * logging why (what was opened is released by detect_release). */
+static int detect_setup(struct detect *d, const struct detect_args *a)
+{
+    if (detect_open_state(d, a->state_dir) != 0)
+        return -1;
+    cfg_topic(d->cfg, TOPIC_TELEMETRY, d->topic_in, sizeof(d->topic_in));
+    cfg_topic(d->cfg, TOPIC_ALERTS, d->topic_out, sizeof(d->topic_out));
+    sig_install();
+    if (detect_start_metrics(d) != 0 || detect_producer_new(d) != 0 || detect_consumer_new(d) != 0 ||
+        detect_subscribe(d) != 0)
+        return -1;
     log_info("consuming %s (%d partitions) from %s as group %s, alerts to %s; %d fence(s); lateness %" PRId64
              " s; checkpoints every %" PRId64 " ms in %s; metrics on %d",
-             d.topic_in, d.nparts, cfg.brokers, group, d.topic_out, d.have_fences ? (int)d.fences.count : 0,
-             d.rules.lateness_ms / 1000, d.ckpt_ms, d.dir, mport);
-    rc = run(&d);
-    if (rc == 0) {
-        if (checkpoint(&d, "stop") != 0)
-            rc = 1;
-    }
-    update_metrics(&d);
+             d->topic_in, d->nparts, d->cfg->brokers, d->group, d->topic_out, d->have_fences ? (int)d->fences.count : 0,
+             d->rules.lateness_ms / 1000, d->ckpt_ms, d->dir, d->metrics_port);
+    return 0;
+}
+
+/* Consumes until a stop or a fatal error; a clean stop ends with a
+ * checkpoint.  Returns the exit status: 0, or 1 after a fatal error or a
+ * failed last checkpoint. */
+static int detect_serve(struct detect *d)
+{
+    int rc = run(d);
+    if (rc == 0 && checkpoint(d, "stop") != 0)
+        rc = 1;
+    update_metrics(d);
     log_info("stopping: %" PRIu64 " readings, %" PRIu64 " alerts produced, %" PRIu64 " acknowledged, %" PRIu64
              " trucks",
-             d.last.processed, d.produced, d.delivered, d.last.trucks);
+             d->last.processed, d->produced, d->delivered, d->last.trucks);
+    return rc;
+}
 
-out:
-    if (d.consumer) {
+/* Releases whatever detect_setup opened (any part of it may be missing). */
+static void detect_release(struct detect *d)
+{
+    if (d->consumer) {
         /* Leaves the group; the revoke callback checkpoints (nothing left to do
          * after a clean stop; skipped after a fatal error). */
-        kafka_consumer_destroy(d.consumer);
+        kafka_consumer_destroy(d->consumer);
     }
-    if (d.producer) {
-        if (!d.fatal)
-            rd_kafka_flush(d.producer, 10000);
-        rd_kafka_destroy(d.producer);
+    if (d->producer) {
+        if (!d->fatal)
+            rd_kafka_flush(d->producer, 10000);
+        rd_kafka_destroy(d->producer);
     }
-    detect_engine_free(d.eng);
-    free(d.parts);
-    ckpt_writer_release(&d.w);
-    if (d.have_fences)
-        geo_fence_set_release(&d.fences);
-    metrics_free(d.metrics);
-    if (lock_fd >= 0)
-        close(lock_fd);
+    detect_engine_free(d->eng);
+    free(d->parts);
+    ckpt_writer_release(&d->w);
+    if (d->have_fences)
+        geo_fence_set_release(&d->fences);
+    metrics_free(d->metrics);
+    if (d->lock_fd >= 0)
+        close(d->lock_fd);
+}
+
+int cmd_detect(int argc, char **argv)
+{
+    struct fs_config cfg;
+    struct detect d;
+    struct detect_args a = {.lateness_s = -1, .ckpt_ms = DETECT_DEFAULT_CKPT_MS, .start = START_EARLIEST};
+    int rc;
+
+    cfg_init(&cfg);
+    memset(&d, 0, sizeof(d));
+    d.cfg = &cfg;
+    d.lock_fd = -1;
+    detect_rules_defaults(&d.rules);
+    switch (detect_parse(&d, &a, argc, argv)) {
+    case OPT_PARSED:
+        break;
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    default:
+        rc = 2;
+        goto out;
+    }
+    if (a.print_rules) {
+        detect_rules_print(&d.rules, stdout);
+        rc = 0;
+        goto out;
+    }
+    if (detect_configure(&d, &a) != 0) {
+        rc = 2;
+        goto out;
+    }
+    rc = detect_setup(&d, &a) == 0 ? detect_serve(&d) : 1;
+out:
+    detect_release(&d);
     cfg_release(&cfg);
     return rc;
 }

@@ -472,7 +472,26 @@ static void json_escape(char *out, size_t size, const char *s)
     out[o] = 0;
 }
 
-/* ---- the rules: one processed reading ---- */
+/* ---- the rules: one processed reading ----
+ *
+ * process() hands one reading to each rule in a fixed order; the order is
+ * part of the behaviour (alerts come out in it, and later rules see the
+ * state earlier ones left):
+ *   offline cleared -> gps_jump (decides whether the position is good) ->
+ *   for a good position: ignition run, stop anchor, stationary_engine_on or
+ *   moving_ignition_off, fuel_drop, geofence_exit -> overspeed (also for a
+ *   jumped reading: speed is no position) -> the truck's last reading.
+ * Each rule_* function reads and writes only its own fields of the truck
+ * (see the state block at the top), except where its comment says. */
+
+/* A reading as the rules see it. */
+struct reading {
+    const struct held *h;
+    int64_t ts;
+    double speed_kmh;
+    bool ign;
+    bool seen; /* the truck had a processed reading before this one */
+};
 
 /* Whether moving d metres in dt ms is a GPS jump. */
 static bool is_jump(const struct detect_engine *e, double d, int64_t dt)
@@ -480,202 +499,266 @@ static bool is_jump(const struct detect_engine *e, double d, int64_t dt)
     return d >= e->jump_min_m && geo_implied_speed_kmh(d, dt) > e->r.jump_max_speed_kmh;
 }
 
-static void process(struct detect_engine *e, struct part *p, struct truck *t, const struct held *h)
+/* gps_jump.  Returns whether the reading's position is good (plausible);
+ * when the truck is confirmed at the jumped position, moves the good
+ * position there. */
+static inline bool rule_gps_jump(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
+{
+    const struct held *h = r->h;
+    const int64_t ts = r->ts;
+    if (!r->seen || !e->r.enabled[DR_GPS_JUMP])
+        return true;
+    double d = dist_m(t->good_lat, t->good_lon, h->lat, h->lon);
+    bool implausible = is_jump(e, d, ts - (t->last_ts - t->good_lag));
+    if (!(t->flags & ACT(DR_GPS_JUMP))) {
+        if (!implausible)
+            return true;
+        char det[160];
+        snprintf(det, sizeof(det), "{\"km\":%.1f}", d / 1000.0);
+        raise_alert(e, p, t, DR_GPS_JUMP, ts, ts, t->good_lat, t->good_lon, det);
+        t->jump_since = ts;
+        t->jump_lat = h->lat;
+        t->jump_lon = h->lon;
+        t->jump_n = 0;
+        return false;
+    }
+    if (!implausible) {
+        clear_alert(e, p, t, DR_GPS_JUMP, t->jump_since, ts, h->lat, h->lon);
+        return true;
+    }
+    double dj = dist_m(t->jump_lat, t->jump_lon, h->lat, h->lon);
+    bool from_jump = !is_jump(e, dj, ts - t->last_ts);
+    bool good = false;
+    t->jump_n = from_jump ? (uint8_t)(t->jump_n + 1) : 0;
+    if (t->jump_n >= 3) {
+        /* The truck is where the jump put it: the previous reading there
+         * becomes the good position this one is judged from. */
+        clear_alert(e, p, t, DR_GPS_JUMP, t->jump_since, ts, h->lat, h->lon);
+        t->good_lat = t->jump_lat;
+        t->good_lon = t->jump_lon;
+        t->good_lag = 0;
+        good = true;
+    }
+    t->jump_lat = h->lat;
+    t->jump_lon = h->lon;
+    return good;
+}
+
+/* The ignition run that stationary_engine_on and moving_ignition_off share
+ * (ign_since): a change of ignition ends it and clears their alerts. */
+static inline void ignition_run_check(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
+{
+    const bool was_ign = r->seen && (t->flags & F_IGN);
+    if (r->seen && was_ign == r->ign)
+        return;
+    if (t->flags & ACT(DR_STATIONARY_ENGINE_ON))
+        clear_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, r->ts, r->h->lat, r->h->lon);
+    if (t->flags & ACT(DR_MOVING_IGNITION_OFF))
+        clear_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, r->ts, r->h->lat, r->h->lon);
+    t->ign_since = UNSET;
+}
+
+/* stationary_engine_on, for a reading with ignition on; reanchor: the
+ * position left the current stop (the anchor already moved to it). */
+static inline void rule_stationary_engine_on(struct detect_engine *e, struct part *p, struct truck *t,
+                                             const struct reading *r, bool reanchor)
 {
     const struct detect_rules *R = &e->r;
-    const int64_t ts = h->ts;
-    const bool ign = h->truck & HELD_IGN;
-    const double speed = h->speed / 100.0;
-    const bool seen = t->flags & F_SEEN;
-    const int64_t good_ts = t->last_ts - t->good_lag;
-    char det[160];
-    e->st.processed++;
+    if (reanchor) {
+        if (t->flags & ACT(DR_STATIONARY_ENGINE_ON))
+            clear_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, r->ts, r->h->lat, r->h->lon);
+        t->ign_since = UNSET;
+    }
+    if (t->ign_since == UNSET) {
+        t->ign_since = r->ts;
+    } else if (R->enabled[DR_STATIONARY_ENGINE_ON] && !(t->flags & ACT(DR_STATIONARY_ENGINE_ON)) &&
+               r->ts - t->ign_since >= R->stationary_min_ms) {
+        char det[160];
+        snprintf(det, sizeof(det), "{\"minutes\":%.15g,\"radius_m\":%.15g}", (double)R->stationary_min_ms / 60000.0,
+                 R->stationary_radius_m);
+        raise_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, r->ts, t->anchor_lat, t->anchor_lon, det);
+    }
+}
 
-    if (t->flags & ACT(DR_OFFLINE))
-        clear_alert(e, p, t, DR_OFFLINE, t->last_ts, ts, h->lat, h->lon);
+/* moving_ignition_off, for a reading with ignition off: moving means the
+ * reported speed and the speed implied from the last good position both
+ * reach towing_min_speed_kmh. */
+static inline void rule_moving_ignition_off(struct detect_engine *e, struct part *p, struct truck *t,
+                                            const struct reading *r)
+{
+    const struct detect_rules *R = &e->r;
+    const struct held *h = r->h;
+    bool moving = r->seen && r->speed_kmh >= R->towing_min_speed_kmh &&
+                  geo_implied_speed_kmh(dist_m(t->good_lat, t->good_lon, h->lat, h->lon),
+                                        r->ts - (t->last_ts - t->good_lag)) >= R->towing_min_speed_kmh;
+    if (!moving) {
+        if (t->flags & ACT(DR_MOVING_IGNITION_OFF))
+            clear_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, r->ts, h->lat, h->lon);
+        t->ign_since = UNSET;
+    } else if (t->ign_since == UNSET) {
+        t->ign_since = r->ts;
+    } else if (R->enabled[DR_MOVING_IGNITION_OFF] && !(t->flags & ACT(DR_MOVING_IGNITION_OFF)) &&
+               r->ts - t->ign_since >= R->towing_min_ms) {
+        char det[160];
+        snprintf(det, sizeof(det), "{\"speed_kmh\":%.1f}", r->speed_kmh);
+        raise_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, r->ts, h->lat, h->lon, det);
+    }
+}
 
-    /* gps_jump: is this position good? */
-    bool good = true;
-    if (seen && R->enabled[DR_GPS_JUMP]) {
-        double d = dist_m(t->good_lat, t->good_lon, h->lat, h->lon);
-        bool implausible = is_jump(e, d, ts - good_ts);
-        if (!(t->flags & ACT(DR_GPS_JUMP))) {
-            if (implausible) {
-                snprintf(det, sizeof(det), "{\"km\":%.1f}", d / 1000.0);
-                raise_alert(e, p, t, DR_GPS_JUMP, ts, ts, t->good_lat, t->good_lon, det);
-                t->jump_since = ts;
-                t->jump_lat = h->lat;
-                t->jump_lon = h->lon;
-                t->jump_n = 0;
-                good = false;
-            }
-        } else if (!implausible) {
-            clear_alert(e, p, t, DR_GPS_JUMP, t->jump_since, ts, h->lat, h->lon);
+/* fuel_drop; reanchor: the position left the current stop. */
+static inline void rule_fuel_drop(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r,
+                                  bool reanchor)
+{
+    const struct detect_rules *R = &e->r;
+    const struct held *h = r->h;
+    const int64_t ts = r->ts;
+    bool parked = !reanchor && r->speed_kmh < R->parked_max_speed_kmh;
+    if (!parked) {
+        if (t->flags & ACT(DR_FUEL_DROP))
+            clear_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon);
+        t->fuel_ref = FUEL_NONE;
+        return;
+    }
+    if (h->fuel == FUEL_NONE)
+        return;
+    if (t->flags & ACT(DR_FUEL_DROP)) {
+        if (h->fuel < t->fuel_last) {
+            t->fuel_last = h->fuel;
+            t->fuel_dec_lag = sat_u32(ts - t->fuel_ref_ts);
+        } else if (h->fuel > t->fuel_last + 100 || ts - (t->fuel_ref_ts + t->fuel_dec_lag) >= R->fuel_drop_window_ms) {
+            clear_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon);
+            t->fuel_ref = h->fuel;
+            t->fuel_ref_ts = ts;
+        }
+    } else if (t->fuel_ref == FUEL_NONE || h->fuel >= t->fuel_ref || ts - t->fuel_ref_ts > R->fuel_drop_window_ms) {
+        t->fuel_ref = h->fuel;
+        t->fuel_ref_ts = ts;
+    } else if ((t->fuel_ref - h->fuel) > R->fuel_drop_pct * 100.0) {
+        if (R->enabled[DR_FUEL_DROP]) {
+            char det[160];
+            snprintf(det, sizeof(det), "{\"pct\":%.2f}", (t->fuel_ref - h->fuel) / 100.0);
+            raise_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon, det);
+            t->fuel_last = h->fuel;
+            t->fuel_dec_lag = sat_u32(ts - t->fuel_ref_ts);
         } else {
-            double dj = dist_m(t->jump_lat, t->jump_lon, h->lat, h->lon);
-            bool from_jump = !is_jump(e, dj, ts - t->last_ts);
-            t->jump_n = from_jump ? (uint8_t)(t->jump_n + 1) : 0;
-            if (t->jump_n >= 3) {
-                /* The truck is where the jump put it: the previous reading
-                 * there becomes the good position this one is judged from. */
-                clear_alert(e, p, t, DR_GPS_JUMP, t->jump_since, ts, h->lat, h->lon);
-                t->good_lat = t->jump_lat;
-                t->good_lon = t->jump_lon;
-                t->good_lag = 0;
-            } else {
-                good = false;
-            }
-            t->jump_lat = h->lat;
-            t->jump_lon = h->lon;
+            t->fuel_ref = h->fuel;
+            t->fuel_ref_ts = ts;
         }
     }
-    const int64_t prev_ts = t->last_ts - t->good_lag;
+}
 
-    if (good) {
-        const bool was_ign = seen && (t->flags & F_IGN);
-        const bool ign_changed = !seen || was_ign != ign;
-        double v_impl = 0;
-        if (seen)
-            v_impl = geo_implied_speed_kmh(dist_m(t->good_lat, t->good_lon, h->lat, h->lon), ts - prev_ts);
-        const bool reanchor =
-            !seen || dist_m(t->anchor_lat, t->anchor_lon, h->lat, h->lon) > R->stationary_radius_m;
-
-        if (ign_changed) {
-            if (t->flags & ACT(DR_STATIONARY_ENGINE_ON))
-                clear_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, ts, h->lat, h->lon);
-            if (t->flags & ACT(DR_MOVING_IGNITION_OFF))
-                clear_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, ts, h->lat, h->lon);
-            t->ign_since = UNSET;
-        }
-        if (reanchor) {
-            t->anchor_lat = h->lat;
-            t->anchor_lon = h->lon;
-        }
-        if (ign) {
-            /* stationary_engine_on */
-            if (reanchor) {
-                if (t->flags & ACT(DR_STATIONARY_ENGINE_ON))
-                    clear_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, ts, h->lat, h->lon);
-                t->ign_since = UNSET;
-            }
-            if (t->ign_since == UNSET) {
-                t->ign_since = ts;
-            } else if (R->enabled[DR_STATIONARY_ENGINE_ON] && !(t->flags & ACT(DR_STATIONARY_ENGINE_ON)) &&
-                       ts - t->ign_since >= R->stationary_min_ms) {
-                snprintf(det, sizeof(det), "{\"minutes\":%.15g,\"radius_m\":%.15g}",
-                         (double)R->stationary_min_ms / 60000.0, R->stationary_radius_m);
-                raise_alert(e, p, t, DR_STATIONARY_ENGINE_ON, t->ign_since, ts, t->anchor_lat, t->anchor_lon, det);
-            }
+/* geofence_exit. */
+static inline void rule_geofence_exit(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
+{
+    const struct geo_fence_set *fs = e->fences;
+    const struct held *h = r->h;
+    if (!fs || !fs->count || !e->r.enabled[DR_GEOFENCE_EXIT])
+        return;
+    if (t->flags & ACT(DR_GEOFENCE_EXIT)) {
+        if (geo_fence_contains(&fs->fences[t->fence], h->lat * 1e-7, h->lon * 1e-7))
+            clear_alert(e, p, t, DR_GEOFENCE_EXIT, t->fence_since, r->ts, h->lat, h->lon);
+    } else if (t->fence >= 0 && !geo_fence_contains(&fs->fences[t->fence], h->lat * 1e-7, h->lon * 1e-7)) {
+        const struct geo_fence *f = &fs->fences[t->fence];
+        if (geo_fence_active(f, r->ts)) {
+            /* At most 120 bytes escaped, so the details fit det and the alert's 192. */
+            char id[120 + 1], det[160];
+            json_escape_max(id, sizeof(id) - 1, f->id);
+            snprintf(det, sizeof(det), "{\"fence\":\"%s\"}", id);
+            t->fence_since = r->ts;
+            raise_alert(e, p, t, DR_GEOFENCE_EXIT, r->ts, r->ts, h->lat, h->lon, det);
         } else {
-            /* moving_ignition_off */
-            bool moving = seen && speed >= R->towing_min_speed_kmh && v_impl >= R->towing_min_speed_kmh;
-            if (!moving) {
-                if (t->flags & ACT(DR_MOVING_IGNITION_OFF))
-                    clear_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, ts, h->lat, h->lon);
-                t->ign_since = UNSET;
-            } else if (t->ign_since == UNSET) {
-                t->ign_since = ts;
-            } else if (R->enabled[DR_MOVING_IGNITION_OFF] && !(t->flags & ACT(DR_MOVING_IGNITION_OFF)) &&
-                       ts - t->ign_since >= R->towing_min_ms) {
-                snprintf(det, sizeof(det), "{\"speed_kmh\":%.1f}", speed);
-                raise_alert(e, p, t, DR_MOVING_IGNITION_OFF, t->ign_since, ts, h->lat, h->lon, det);
-            }
+            t->fence = (int16_t)fence_find(fs, h->lat, h->lon);
         }
-
-        /* fuel_drop */
-        bool parked = !reanchor && speed < R->parked_max_speed_kmh;
-        if (!parked) {
-            if (t->flags & ACT(DR_FUEL_DROP))
-                clear_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon);
-            t->fuel_ref = FUEL_NONE;
-        } else if (h->fuel != FUEL_NONE) {
-            if (t->flags & ACT(DR_FUEL_DROP)) {
-                if (h->fuel < t->fuel_last) {
-                    t->fuel_last = h->fuel;
-                    t->fuel_dec_lag = sat_u32(ts - t->fuel_ref_ts);
-                } else if (h->fuel > t->fuel_last + 100 ||
-                           ts - (t->fuel_ref_ts + t->fuel_dec_lag) >= R->fuel_drop_window_ms) {
-                    clear_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon);
-                    t->fuel_ref = h->fuel;
-                    t->fuel_ref_ts = ts;
-                }
-            } else if (t->fuel_ref == FUEL_NONE || h->fuel >= t->fuel_ref ||
-                       ts - t->fuel_ref_ts > R->fuel_drop_window_ms) {
-                t->fuel_ref = h->fuel;
-                t->fuel_ref_ts = ts;
-            } else if ((t->fuel_ref - h->fuel) > R->fuel_drop_pct * 100.0) {
-                if (R->enabled[DR_FUEL_DROP]) {
-                    snprintf(det, sizeof(det), "{\"pct\":%.2f}", (t->fuel_ref - h->fuel) / 100.0);
-                    raise_alert(e, p, t, DR_FUEL_DROP, t->fuel_ref_ts, ts, h->lat, h->lon, det);
-                    t->fuel_last = h->fuel;
-                    t->fuel_dec_lag = sat_u32(ts - t->fuel_ref_ts);
-                } else {
-                    t->fuel_ref = h->fuel;
-                    t->fuel_ref_ts = ts;
-                }
-            }
-        }
-
-        /* geofence_exit */
-        const struct geo_fence_set *fs = e->fences;
-        if (fs && fs->count && R->enabled[DR_GEOFENCE_EXIT]) {
-            if (t->flags & ACT(DR_GEOFENCE_EXIT)) {
-                if (geo_fence_contains(&fs->fences[t->fence], h->lat * 1e-7, h->lon * 1e-7))
-                    clear_alert(e, p, t, DR_GEOFENCE_EXIT, t->fence_since, ts, h->lat, h->lon);
-            } else if (t->fence >= 0 && !geo_fence_contains(&fs->fences[t->fence], h->lat * 1e-7, h->lon * 1e-7)) {
-                const struct geo_fence *f = &fs->fences[t->fence];
-                if (geo_fence_active(f, ts)) {
-                    /* At most 120 bytes escaped, so the details fit det and the alert's 192. */
-                    char id[120 + 1];
-                    json_escape_max(id, sizeof(id) - 1, f->id);
-                    snprintf(det, sizeof(det), "{\"fence\":\"%s\"}", id);
-                    t->fence_since = ts;
-                    raise_alert(e, p, t, DR_GEOFENCE_EXIT, ts, ts, h->lat, h->lon, det);
-                } else {
-                    t->fence = (int16_t)fence_find(fs, h->lat, h->lon);
-                }
-            } else if (t->fence < 0) {
-                t->fence = (int16_t)fence_find(fs, h->lat, h->lon);
-            }
-        }
+    } else if (t->fence < 0) {
+        t->fence = (int16_t)fence_find(fs, h->lat, h->lon);
     }
+}
 
-    /* overspeed: speed is no position, a jumped reading counts too */
-    if (speed > R->overspeed_kmh) {
-        if (t->over_since == UNSET)
-            t->over_since = ts;
-        else if (R->enabled[DR_OVERSPEED] && !(t->flags & ACT(DR_OVERSPEED)) &&
-                 ts - t->over_since >= R->overspeed_min_ms) {
-            snprintf(det, sizeof(det), "{\"speed_kmh\":%.1f,\"limit_kmh\":%.15g}", speed, R->overspeed_kmh);
-            raise_alert(e, p, t, DR_OVERSPEED, t->over_since, ts, good ? h->lat : t->good_lat,
-                        good ? h->lon : t->good_lon, det);
+/* The rules that need a good position: the ignition run, the stop anchor,
+ * stationary_engine_on or moving_ignition_off, fuel_drop, geofence_exit. */
+static inline void rules_on_position(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r)
+{
+    const struct held *h = r->h;
+    const bool reanchor = !r->seen || dist_m(t->anchor_lat, t->anchor_lon, h->lat, h->lon) > e->r.stationary_radius_m;
+    ignition_run_check(e, p, t, r);
+    if (reanchor) {
+        t->anchor_lat = h->lat;
+        t->anchor_lon = h->lon;
+    }
+    if (r->ign)
+        rule_stationary_engine_on(e, p, t, r, reanchor);
+    else
+        rule_moving_ignition_off(e, p, t, r);
+    rule_fuel_drop(e, p, t, r, reanchor);
+    rule_geofence_exit(e, p, t, r);
+}
+
+/* overspeed; the alert's position is the last good one when this reading's
+ * is not good. */
+static inline void rule_overspeed(struct detect_engine *e, struct part *p, struct truck *t, const struct reading *r,
+                                  bool good)
+{
+    const struct detect_rules *R = &e->r;
+    const int32_t lat = good ? r->h->lat : t->good_lat, lon = good ? r->h->lon : t->good_lon;
+    if (r->speed_kmh > R->overspeed_kmh) {
+        if (t->over_since == UNSET) {
+            t->over_since = r->ts;
+        } else if (R->enabled[DR_OVERSPEED] && !(t->flags & ACT(DR_OVERSPEED)) &&
+                   r->ts - t->over_since >= R->overspeed_min_ms) {
+            char det[160];
+            snprintf(det, sizeof(det), "{\"speed_kmh\":%.1f,\"limit_kmh\":%.15g}", r->speed_kmh, R->overspeed_kmh);
+            raise_alert(e, p, t, DR_OVERSPEED, t->over_since, r->ts, lat, lon, det);
         }
     } else {
         if (t->flags & ACT(DR_OVERSPEED))
-            clear_alert(e, p, t, DR_OVERSPEED, t->over_since, ts, good ? h->lat : t->good_lat,
-                        good ? h->lon : t->good_lon);
+            clear_alert(e, p, t, DR_OVERSPEED, t->over_since, r->ts, lat, lon);
         t->over_since = UNSET;
     }
+}
 
-    /* the truck's last reading */
-    int64_t arr = ts + h->arr_lag;
-    if (seen && t->last_ts + t->arr_lag > arr)
+/* Records the reading as the truck's last one (and its position as the good
+ * one when good). */
+static inline void truck_note_reading(struct truck *t, const struct reading *r, bool good)
+{
+    const struct held *h = r->h;
+    int64_t arr = r->ts + h->arr_lag;
+    if (r->seen && t->last_ts + t->arr_lag > arr)
         arr = t->last_ts + t->arr_lag;
     if (good) {
         t->good_lat = h->lat;
         t->good_lon = h->lon;
         t->good_lag = 0;
-        if (ign)
+        if (r->ign)
             t->flags |= F_IGN;
         else
             t->flags &= (uint16_t)~F_IGN;
     } else {
-        t->good_lag = sat_u32(ts - prev_ts);
+        t->good_lag = sat_u32(r->ts - (t->last_ts - t->good_lag));
     }
-    t->last_ts = ts;
+    t->last_ts = r->ts;
     t->last_seq = h->seq;
-    t->arr_lag = sat_i32(arr - ts);
+    t->arr_lag = sat_i32(arr - r->ts);
     t->flags |= F_SEEN;
+}
+
+/* Runs the rules on truck t's next reading h, in (ts, seq) order. */
+static void process(struct detect_engine *e, struct part *p, struct truck *t, const struct held *h)
+{
+    const struct reading r = {
+        .h = h,
+        .ts = h->ts,
+        .speed_kmh = h->speed / 100.0,
+        .ign = h->truck & HELD_IGN,
+        .seen = t->flags & F_SEEN,
+    };
+    e->st.processed++;
+    if (t->flags & ACT(DR_OFFLINE))
+        clear_alert(e, p, t, DR_OFFLINE, t->last_ts, r.ts, h->lat, h->lon);
+    const bool good = rule_gps_jump(e, p, t, &r);
+    if (good)
+        rules_on_position(e, p, t, &r);
+    rule_overspeed(e, p, t, &r, good);
+    truck_note_reading(t, &r, good);
 }
 
 /* Processes truck t's held readings up to and including the one at pos. */

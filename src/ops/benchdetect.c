@@ -24,6 +24,7 @@
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"
+#include "core/opts.h"
 #include "core/sig.h"
 #include "core/topics.h"
 #include "ops/groups.h"
@@ -32,7 +33,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -47,60 +47,6 @@
 #include <unistd.h>
 
 #define BD_MAX_PARTS 256
-
-static void bench_usage(FILE *out)
-{
-    fprintf(out, "usage: fleetsync bench detect --scenario FILE [options]\n\n"
-                 "Benchmarks of a running system. One so far:\n"
-                 "  detect   precision and recall of 'fleetsync detect' per rule, end to end\n\n"
-                 "fleetsync bench detect --help for its options.\n");
-}
-
-static void detect_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync bench detect --scenario FILE [options]\n\n"
-            "Measures how well 'fleetsync detect' finds the incidents of a scenario, through the\n"
-            "live pipeline: it runs the simulator with the scenario (docs/sim.md), its own bridge\n"
-            "and its own detector on private topics, waits until the detector has consumed\n"
-            "everything, then matches the alerts against the simulator's ground truth. An alert\n"
-            "matches an incident when truck and rule agree and its started_ms lies within\n"
-            "[start_ms - 2 min, incident end + 30 min]. Per rule it prints incidents, alerts\n"
-            "(distinct alert ids raised), matched incidents, precision (matched alerts / alerts),\n"
-            "recall (matched incidents / incidents) and the detection delay (detected_ms -\n"
-            "start_ms, median and max). Progress goes to stderr, the table to stdout.\n\n"
-            "Needs the services running ('fleetsync services start', or --mqtt/--brokers of\n"
-            "external ones). Everything it creates is private and removed at the end: topics\n"
-            "bench-<pid>-*, consumer group bench-detect-<pid>, trucks BD<pid>-NNNNNN (the\n"
-            "scenario's truck ids keep their number, the prefix is replaced), a temp dir with\n"
-            "the children's logs, the truth file and the detector state. The simulator runs\n"
-            "with one connection per truck and --max-inflight 1, so that no truck overtakes the\n"
-            "fleet by more than one reading (docs/detect.md explains why).\n\n"
-            "Options:\n"
-            "  --scenario FILE     incidents, JSON lines (docs/sim.md); required\n"
-            "  --geofences FILE    GeoJSON fences for the simulator and the detector\n"
-            "  --rules FILE        detector thresholds, passed to 'fleetsync detect --rules'\n"
-            "  --trucks N          simulated trucks (default 200)\n"
-            "  --interval S        seconds between two readings of a truck (default 30)\n"
-            "  --hours H           simulated hours, ending now (default 3; let the run end well\n"
-            "                      after the last incident: the last readings move the event\n"
-            "                      time past the lateness bound)\n"
-            "  --seed N            the simulator's seed (default 1)\n"
-            "  --json              print the result as JSON instead of the table\n"
-            "  --timeout S         give up waiting for the detector after S seconds (default 600)\n"
-            "  --quiet-s S         seconds without new alerts, at lag 0, before matching (default 10)\n"
-            "  --metrics-base N    metrics ports of the children: bridge N+1, detect N+3, sim N+5\n"
-            "                      (default -1: none)\n"
-            "  --keep              keep the topics, group and temp dir (their names are printed)\n"
-            "  -h, --help          this text\n\n"
-            "Example:\n"
-            "  fleetsync services start\n"
-            "  fleetsync bench detect --scenario tests/e2e/detect_scenario.jsonl \\\n"
-            "      --geofences tests/e2e/detect_fences.geojson --trucks 200 --hours 3\n\n"
-            "Exit status: 0 when every rule has 100 %% precision and recall, 1 when one is\n"
-            "below (or the run failed: a child died, the detector did not catch up), 2 usage error.\n\n%s",
-            cfg_options_help);
-}
 
 /* --- children ------------------------------------------------------------ */
 
@@ -572,12 +518,64 @@ static int rm_entry(const char *path, const struct stat *sb, int flag, struct FT
 
 /* --- the command --------------------------------------------------------- */
 
+static const char bench_about[] = "Benchmarks of a running system. One so far:\n"
+                                  "  detect   precision and recall of 'fleetsync detect' per rule, end to end";
+
+static const char bench_after[] = "fleetsync bench detect --help for its options.";
+
+static const char detect_about[] =
+    "Measures how well 'fleetsync detect' finds the incidents of a scenario, through the\n"
+    "live pipeline: it runs the simulator with the scenario (docs/sim.md), its own bridge\n"
+    "and its own detector on private topics, waits until the detector has consumed\n"
+    "everything, then matches the alerts against the simulator's ground truth. An alert\n"
+    "matches an incident when truck and rule agree and its started_ms lies within\n"
+    "[start_ms - 2 min, incident end + 30 min]. Per rule it prints incidents, alerts\n"
+    "(distinct alert ids raised), matched incidents, precision (matched alerts / alerts),\n"
+    "recall (matched incidents / incidents) and the detection delay (detected_ms -\n"
+    "start_ms, median and max). Progress goes to stderr, the table to stdout.\n\n"
+    "Needs the services running ('fleetsync services start', or --mqtt/--brokers of\n"
+    "external ones). Everything it creates is private and removed at the end: topics\n"
+    "bench-<pid>-*, consumer group bench-detect-<pid>, trucks BD<pid>-NNNNNN (the\n"
+    "scenario's truck ids keep their number, the prefix is replaced), a temp dir with\n"
+    "the children's logs, the truth file and the detector state. The simulator runs\n"
+    "with one connection per truck and --max-inflight 1, so that no truck overtakes the\n"
+    "fleet by more than one reading (docs/detect.md explains why).";
+
+static const char detect_after[] =
+    "Example:\n"
+    "  fleetsync services start\n"
+    "  fleetsync bench detect --scenario tests/e2e/detect_scenario.jsonl \\\n"
+    "      --geofences tests/e2e/detect_fences.geojson --trucks 200 --hours 3\n\n"
+    "Exit status: 0 when every rule has 100 % precision and recall, 1 when one is\n"
+    "below (or the run failed: a child died, the detector did not catch up), 2 usage error.";
+
 struct bd_opts {
     const char *scenario, *geofences, *rules;
-    long trucks, interval, seed, timeout_s, quiet_s, metrics_base;
+    int trucks, interval, timeout_s, quiet_s, metrics_base;
+    long seed;
     double hours;
     int json, keep;
 };
+
+/* One run: its private names, work dir, children and Kafka client. */
+struct bd_run {
+    const struct bd_opts *o;
+    struct fs_config *cfg;
+    char prefix[64], group[64], id_prefix[32], client_id[64]; /* private names */
+    char tel_topic[256], alert_topic[256];
+    char dir[64]; /* the temp dir; "" until made */
+    char scen_abs[PATH_MAX], fence_abs[PATH_MAX], rules_abs[PATH_MAX];
+    char scen[PATH_MAX], truth[PATH_MAX], spool[PATH_MAX], state[PATH_MAX]; /* in dir */
+    int n_scen;                                                             /* incidents in the scenario */
+    struct kid bridge, detect, sim;
+    rd_kafka_t *rk;
+    int topics_made, tparts, aparts;
+    int64_t t0, last_progress;
+    int64_t tel; /* telemetry records once caught up */
+};
+
+/* How a phase of the run ended. */
+enum bd_end { BD_DONE, BD_FAILED, BD_INTERRUPTED };
 
 static void progress(const char *phase, int64_t tel, int64_t lag, int64_t alerts, int64_t t0)
 {
@@ -585,336 +583,415 @@ static void progress(const char *phase, int64_t tel, int64_t lag, int64_t alerts
             phase, (double)(mono_ms() - t0) / 1000.0, (long long)tel, (long long)lag, (long long)alerts);
 }
 
-static int bench_detect(int argc, char **argv)
+static int parse_seed(void *value, const char *arg, char *err, size_t err_size)
 {
-    enum {
-        OPT_SCENARIO = 1, OPT_GEOFENCES, OPT_RULES, OPT_TRUCKS, OPT_INTERVAL, OPT_HOURS, OPT_SEED, OPT_JSON,
-        OPT_TIMEOUT, OPT_QUIET, OPT_METRICS_BASE, OPT_KEEP,
+    if (cfg_parse_long(arg, 0, LONG_MAX, (long *)value) != 0) {
+        snprintf(err, err_size, "a number >= 0, not '%s'", arg);
+        return -1;
+    }
+    return 0;
+}
+
+static int parse_metrics_base(void *value, const char *arg, char *err, size_t err_size)
+{
+    long v;
+    if (cfg_parse_long(arg, -1, 65530, &v) != 0 || v == 0) {
+        snprintf(err, err_size, "a port number (1-65530), or -1, not '%s'", arg);
+        return -1;
+    }
+    *(int *)value = (int)v;
+    return 0;
+}
+
+static int parse_hours(void *value, const char *arg, char *err, size_t err_size)
+{
+    char *end;
+    double h = strtod(arg, &end);
+    if (end == arg || *end || !(h >= 0.1 && h <= 24 * 30)) {
+        snprintf(err, err_size, "0.1..720 (fractions allowed), not '%s'", arg);
+        return -1;
+    }
+    *(double *)value = h;
+    return 0;
+}
+
+/* Parses the command line into o (the shared options into cfg) and checks
+ * that the files it names are readable.  Returns OPT_PARSED, OPT_HELP or
+ * OPT_USAGE_ERROR (said why on stderr). */
+static int bd_parse(struct bd_opts *o, struct fs_config *cfg, int argc, char **argv)
+{
+    const struct opt opts[] = {
+        OPT_STR("scenario", "FILE", &o->scenario, "incidents, JSON lines (docs/sim.md); required"),
+        OPT_STR("geofences", "FILE", &o->geofences, "GeoJSON fences for the simulator and the detector"),
+        OPT_STR("rules", "FILE", &o->rules, "detector thresholds, passed to 'fleetsync detect --rules'"),
+        OPT_INTEGER("trucks", "N", &o->trucks, 1, 10000000, "simulated trucks (default 200)"),
+        OPT_INTEGER("interval", "S", &o->interval, 1, 3600, "seconds between two readings of a truck (default 30)"),
+        OPT_CB("hours", "H", &o->hours, parse_hours,
+               "simulated hours, ending now (default 3; let the run end well\n"
+               "after the last incident: the last readings move the event\n"
+               "time past the lateness bound)"),
+        OPT_CB("seed", "N", &o->seed, parse_seed, "the simulator's seed (default 1)"),
+        OPT_BOOLEAN("json", &o->json, "print the result as JSON instead of the table"),
+        OPT_INTEGER("timeout", "S", &o->timeout_s, 1, 86400,
+                    "give up waiting for the detector after S seconds (default 600)"),
+        OPT_INTEGER("quiet-s", "S", &o->quiet_s, 1, 3600,
+                    "seconds without new alerts, at lag 0, before matching (default 10)"),
+        OPT_CB("metrics-base", "N", &o->metrics_base, parse_metrics_base,
+               "metrics ports of the children: bridge N+1, detect N+3, sim N+5\n"
+               "(default -1: none)"),
+        OPT_BOOLEAN("keep", &o->keep, "keep the topics, group and temp dir (their names are printed)"),
+        OPT_END_MARK,
     };
-    static const struct option longopts[] = {
-        {"scenario", required_argument, NULL, OPT_SCENARIO},
-        {"geofences", required_argument, NULL, OPT_GEOFENCES},
-        {"rules", required_argument, NULL, OPT_RULES},
-        {"trucks", required_argument, NULL, OPT_TRUCKS},
-        {"interval", required_argument, NULL, OPT_INTERVAL},
-        {"hours", required_argument, NULL, OPT_HOURS},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"quiet-s", required_argument, NULL, OPT_QUIET},
-        {"metrics-base", required_argument, NULL, OPT_METRICS_BASE},
-        {"keep", no_argument, NULL, OPT_KEEP},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
+    const struct opt_command cmd = {
+        .name = "bench detect",
+        .usage = "fleetsync bench detect --scenario FILE [options]",
+        .about = detect_about,
+        .after = detect_after,
+        .opts = opts,
+        .shared = 1,
     };
-    struct bd_opts o = {.trucks = 200, .interval = 30, .seed = 1, .timeout_s = 600, .quiet_s = 10,
-                        .metrics_base = -1, .hours = 3};
-    struct fs_config cfg;
-    char err[PATH_MAX + 512];
-    int c, rc = 2;
-    cfg_init(&cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        int bad = 0;
-        const char *what = NULL;
-        switch (c) {
-        case 'h':
-            detect_usage(stdout);
-            cfg_release(&cfg);
-            return 0;
-        case OPT_SCENARIO: o.scenario = optarg; break;
-        case OPT_GEOFENCES: o.geofences = optarg; break;
-        case OPT_RULES: o.rules = optarg; break;
-        case OPT_JSON: o.json = 1; break;
-        case OPT_KEEP: o.keep = 1; break;
-        case OPT_TRUCKS: bad = cfg_parse_long(optarg, 1, 10000000, &o.trucks), what = "--trucks is 1..10000000"; break;
-        case OPT_INTERVAL: bad = cfg_parse_long(optarg, 1, 3600, &o.interval), what = "--interval is 1..3600 seconds"; break;
-        case OPT_SEED: bad = cfg_parse_long(optarg, 0, LONG_MAX, &o.seed), what = "--seed is a number >= 0"; break;
-        case OPT_TIMEOUT: bad = cfg_parse_long(optarg, 1, 86400, &o.timeout_s), what = "--timeout is 1..86400 seconds"; break;
-        case OPT_QUIET: bad = cfg_parse_long(optarg, 1, 3600, &o.quiet_s), what = "--quiet-s is 1..3600 seconds"; break;
-        case OPT_METRICS_BASE:
-            bad = cfg_parse_long(optarg, -1, 65530, &o.metrics_base) || o.metrics_base == 0;
-            what = "--metrics-base is a port number (1-65530), or -1";
-            break;
-        case OPT_HOURS: {
-            char *end;
-            o.hours = strtod(optarg, &end);
-            bad = end == optarg || *end || !(o.hours >= 0.1 && o.hours <= 24 * 30);
-            what = "--hours is 0.1..720 (fractions allowed)";
-            break;
-        }
-        case '?':
-            fprintf(stderr, "fleetsync bench detect --help lists the options\n");
-            goto out;
-        default: {
-            int r = cfg_option(&cfg, c, optarg, err, sizeof(err));
-            if (r < 0) {
-                fprintf(stderr, "fleetsync bench detect: %s\n", err);
-                goto out;
-            }
-            if (r == 0) {
-                fprintf(stderr, "fleetsync bench detect: unknown option\n");
-                goto out;
-            }
-        }
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync bench detect: %s (got '%s')\n", what, optarg);
-            goto out;
-        }
-    }
-    if (optind < argc) {
-        fprintf(stderr, "fleetsync bench detect: unexpected argument '%s'\n", argv[optind]);
-        goto out;
-    }
-    if (!o.scenario) {
-        fprintf(stderr, "fleetsync bench detect: --scenario FILE is required (see --help)\n");
-        goto out;
-    }
-    const char *files[][2] = {{"--scenario", o.scenario}, {"--geofences", o.geofences}, {"--rules", o.rules}};
+    int rest, rc = opt_parse(&cmd, cfg, argc, argv, &rest);
+    if (rc != OPT_PARSED)
+        return rc;
+    if (rest < argc)
+        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+    if (!o->scenario)
+        return opt_error(&cmd, "--scenario FILE is required");
+    const char *files[][2] = {{"--scenario", o->scenario}, {"--geofences", o->geofences}, {"--rules", o->rules}};
     for (size_t i = 0; i < 3; i++) {
         if (files[i][1] && access(files[i][1], R_OK) != 0) {
             fprintf(stderr, "fleetsync bench detect: cannot read %s %s: %s\n", files[i][0], files[i][1],
                     strerror(errno));
-            goto out;
+            return OPT_USAGE_ERROR;
         }
     }
-    /* The children run from our working dir, but make paths absolute anyway. */
-    char scen_abs[PATH_MAX], fence_abs[PATH_MAX], rules_abs[PATH_MAX];
-    if (!realpath(o.scenario, scen_abs) || (o.geofences && !realpath(o.geofences, fence_abs)) ||
-        (o.rules && !realpath(o.rules, rules_abs))) {
-        fprintf(stderr, "fleetsync bench detect: %s\n", strerror(errno));
-        goto out;
-    }
-    rc = 1;
+    return OPT_PARSED;
+}
 
-    /* Private names. */
+/* The run's private names, its temp dir and the scenario rewritten to its
+ * truck ids.  Returns 0, 1 (a failure) or 2 (a scenario or path that will
+ * not do), having said why. */
+static int bd_prepare(struct bd_run *r)
+{
+    const struct bd_opts *o = r->o;
+    char err[PATH_MAX + 512];
+    /* The children run from our working dir, but make paths absolute anyway. */
+    if (!realpath(o->scenario, r->scen_abs) || (o->geofences && !realpath(o->geofences, r->fence_abs)) ||
+        (o->rules && !realpath(o->rules, r->rules_abs))) {
+        fprintf(stderr, "fleetsync bench detect: %s\n", strerror(errno));
+        return 2;
+    }
     int pid = (int)getpid();
-    char prefix[64], group[64], id_prefix[32], client_id[64];
-    snprintf(prefix, sizeof(prefix), "bench-%d-", pid);
-    snprintf(group, sizeof(group), "bench-detect-%d", pid);
-    snprintf(id_prefix, sizeof(id_prefix), "BD%d-", pid);
-    snprintf(client_id, sizeof(client_id), "bench-detect-%d", pid);
-    cfg.topic_prefix = prefix;
-    char tel_topic[256], alert_topic[256];
-    cfg_topic(&cfg, TOPIC_TELEMETRY, tel_topic, sizeof(tel_topic));
-    cfg_topic(&cfg, TOPIC_ALERTS, alert_topic, sizeof(alert_topic));
+    snprintf(r->prefix, sizeof(r->prefix), "bench-%d-", pid);
+    snprintf(r->group, sizeof(r->group), "bench-detect-%d", pid);
+    snprintf(r->id_prefix, sizeof(r->id_prefix), "BD%d-", pid);
+    snprintf(r->client_id, sizeof(r->client_id), "bench-detect-%d", pid);
+    r->cfg->topic_prefix = r->prefix;
+    cfg_topic(r->cfg, TOPIC_TELEMETRY, r->tel_topic, sizeof(r->tel_topic));
+    cfg_topic(r->cfg, TOPIC_ALERTS, r->alert_topic, sizeof(r->alert_topic));
 
     char dir[] = "/tmp/fleetsync-bench-detect.XXXXXX";
     if (!mkdtemp(dir)) {
         fprintf(stderr, "fleetsync bench detect: mkdtemp: %s\n", strerror(errno));
-        goto out;
+        return 1;
     }
-    char scen[PATH_MAX], truth[PATH_MAX], spool[PATH_MAX], state[PATH_MAX];
-    snprintf(scen, sizeof(scen), "%s/scenario.jsonl", dir);
-    snprintf(truth, sizeof(truth), "%s/truth.jsonl", dir);
-    snprintf(spool, sizeof(spool), "%s/spool", dir);
-    snprintf(state, sizeof(state), "%s/detect", dir);
-    int n_scen = scenario_rewrite(scen_abs, scen, id_prefix, err, sizeof(err));
-    struct kid bridge = {.name = "bridge"}, detect = {.name = "detect"}, sim = {.name = "sim"};
-    rd_kafka_t *rk = NULL;
-    struct match_incident *inc = NULL;
-    struct alert_read ar = {0};
-    int topics_made = 0;
-    if (n_scen < 0) {
+    snprintf(r->dir, sizeof(r->dir), "%s", dir);
+    snprintf(r->scen, sizeof(r->scen), "%s/scenario.jsonl", dir);
+    snprintf(r->truth, sizeof(r->truth), "%s/truth.jsonl", dir);
+    snprintf(r->spool, sizeof(r->spool), "%s/spool", dir);
+    snprintf(r->state, sizeof(r->state), "%s/detect", dir);
+    r->n_scen = scenario_rewrite(r->scen_abs, r->scen, r->id_prefix, err, sizeof(err));
+    if (r->n_scen < 0) {
         fprintf(stderr, "fleetsync bench detect: %s\n", err);
-        rc = 2;
-        goto done;
+        return 2;
     }
-    sig_install();
-    int64_t t0 = mono_ms();
+    return 0;
+}
 
-    /* Kafka: our topics. */
-    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, NULL, err, sizeof(err));
-    char why[256];
-    if (!conf || !(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+/* A Kafka client, the run's topics and their partition counts.  Returns 0,
+ * or -1 after saying why. */
+static int bd_kafka_setup(struct bd_run *r)
+{
+    char err[PATH_MAX + 512], why[256];
+    rd_kafka_conf_t *conf = kafka_conf_new(r->cfg, NULL, err, sizeof(err));
+    if (!conf || !(r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
         if (conf)
             rd_kafka_conf_destroy(conf);
         fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", conf ? why : err);
-        goto done;
+        return -1;
     }
-    if (kafka_wait_ready(rk, 15000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync bench detect: Kafka at %s does not answer (%s); is 'fleetsync services start' "
-                        "done?\n", cfg.brokers, err);
-        goto done;
+    if (kafka_wait_ready(r->rk, 15000, err, sizeof(err)) != 0) {
+        fprintf(stderr,
+                "fleetsync bench detect: Kafka at %s does not answer (%s); is 'fleetsync services start' "
+                "done?\n",
+                r->cfg->brokers, err);
+        return -1;
     }
-    if (topics_ensure(rk, &cfg, 1, 0, 15000, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync bench detect: creating topics %s*: %s\n", prefix, err);
-        goto done;
+    if (topics_ensure(r->rk, r->cfg, 1, 0, 15000, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync bench detect: creating topics %s*: %s\n", r->prefix, err);
+        return -1;
     }
-    topics_made = 1;
-    int tparts = -1, aparts = -1;
-    for (int i = 0; i < 50 && (tparts <= 0 || aparts <= 0); i++) {
-        tparts = partitions_of(rk, tel_topic);
-        aparts = partitions_of(rk, alert_topic);
-        if (tparts <= 0 || aparts <= 0)
+    r->topics_made = 1;
+    r->tparts = r->aparts = -1;
+    for (int i = 0; i < 50 && (r->tparts <= 0 || r->aparts <= 0); i++) {
+        r->tparts = partitions_of(r->rk, r->tel_topic);
+        r->aparts = partitions_of(r->rk, r->alert_topic);
+        if (r->tparts <= 0 || r->aparts <= 0)
             usleep(200 * 1000);
     }
-    if (tparts <= 0 || aparts <= 0) {
-        fprintf(stderr, "fleetsync bench detect: topics %s and %s are not there\n", tel_topic, alert_topic);
-        goto done;
+    if (r->tparts <= 0 || r->aparts <= 0) {
+        fprintf(stderr, "fleetsync bench detect: topics %s and %s are not there\n", r->tel_topic, r->alert_topic);
+        return -1;
     }
-    fprintf(stderr, "bench detect: topics %s*, group %s, trucks %s*, work dir %s\n", prefix, group, id_prefix, dir);
+    fprintf(stderr, "bench detect: topics %s*, group %s, trucks %s*, work dir %s\n", r->prefix, r->group, r->id_prefix,
+            r->dir);
+    return 0;
+}
 
-    /* The children: bridge first (subscribed before the simulator sends), then
-     * the detector, then the simulator. */
-    char mp_bridge[24] = "-1", mp_detect[24] = "-1", mp_sim[24] = "-1";
-    if (o.metrics_base > 0) {
-        snprintf(mp_bridge, sizeof(mp_bridge), "%ld", o.metrics_base + 1);
-        snprintf(mp_detect, sizeof(mp_detect), "%ld", o.metrics_base + 3);
-        snprintf(mp_sim, sizeof(mp_sim), "%ld", o.metrics_base + 5);
-    }
-    /* Every child: the endpoints, our data dir (the temp dir) and topic prefix.
-     * The MQTT URL may hold a password: it goes by FLEETSYNC_MQTT, which
-     * every command reads, not on a command line that ps shows to all. */
-    if (setenv("FLEETSYNC_MQTT", cfg.mqtt, 1) != 0) {
-        fprintf(stderr, "fleetsync bench detect: setenv: %s\n", strerror(errno));
-        goto done;
-    }
-#define SHARED_ARGS "--brokers", cfg.brokers, "--data-dir", dir, "--topic-prefix", prefix
+/* Every child: the endpoints, our data dir (the temp dir) and topic prefix.
+ * The MQTT URL may hold a password: it goes by FLEETSYNC_MQTT, which every
+ * command reads (bd_start_children sets it), not on a command line that ps
+ * shows to all. */
+#define SHARED_ARGS "--brokers", r->cfg->brokers, "--data-dir", r->dir, "--topic-prefix", r->prefix
+
+/* Starts the bridge and waits until it subscribed (so it hears the
+ * simulator's first readings), then the detector.  Returns 0, or -1 after
+ * saying why. */
+static int bd_start_pipeline(struct bd_run *r, const char *mp_bridge, const char *mp_detect)
+{
     const char *args[CH_MAX_ARGS];
     int a = 0;
-    args_add(args, &a, "bridge", "--quiet", "--client-id", client_id, "--session-expiry", "60", "--spool-dir", spool,
-             "--metrics-port", mp_bridge, SHARED_ARGS, NULL);
-    if (kid_start(&bridge, dir, args) != 0) {
+    args_add(args, &a, "bridge", "--quiet", "--client-id", r->client_id, "--session-expiry", "60", "--spool-dir",
+             r->spool, "--metrics-port", mp_bridge, SHARED_ARGS, NULL);
+    if (kid_start(&r->bridge, r->dir, args) != 0) {
         fprintf(stderr, "fleetsync bench detect: cannot start the bridge: %s\n", strerror(errno));
-        goto done;
+        return -1;
     }
     int up = 0;
-    for (int i = 0; i < 300 && !up && !kid_exited(&bridge) && !sig_stopping(); i++) {
-        up = file_contains(bridge.log, "subscribed");
+    for (int i = 0; i < 300 && !up && !kid_exited(&r->bridge) && !sig_stopping(); i++) {
+        up = file_contains(r->bridge.log, "subscribed");
         if (!up)
             usleep(100 * 1000);
     }
     if (!up) {
         fprintf(stderr, "fleetsync bench detect: the bridge did not subscribe within 30 s\n");
-        kid_tail(&bridge);
-        goto done;
+        kid_tail(&r->bridge);
+        return -1;
     }
-
     a = 0;
-    args_add(args, &a, "detect", "--group", group, "--start", "earliest", "--state-dir", state, "--metrics-port",
+    args_add(args, &a, "detect", "--group", r->group, "--start", "earliest", "--state-dir", r->state, "--metrics-port",
              mp_detect, SHARED_ARGS, NULL);
-    if (o.geofences)
-        args_add(args, &a, "--geofences", fence_abs, NULL);
-    if (o.rules)
-        args_add(args, &a, "--rules", rules_abs, NULL);
-    if (kid_start(&detect, dir, args) != 0) {
+    if (r->o->geofences)
+        args_add(args, &a, "--geofences", r->fence_abs, NULL);
+    if (r->o->rules)
+        args_add(args, &a, "--rules", r->rules_abs, NULL);
+    if (kid_start(&r->detect, r->dir, args) != 0) {
         fprintf(stderr, "fleetsync bench detect: cannot start the detector: %s\n", strerror(errno));
-        goto done;
+        return -1;
     }
+    return 0;
+}
 
-    /* The simulator runs as fast as the broker takes it, one connection per
-     * truck.  Each connection may hold --max-inflight unacknowledged readings;
-     * the broker reads the connections in its own order, so a truck can overtake
-     * the fleet by that many readings - and a truck back from an offline
-     * incident, whose connection holds none, overtakes every truck that has a
-     * backlog.  With the default (100 readings, 50 min at 30 s) that moves its
-     * partition's event time far ahead and every other truck of the partition
-     * looks offline.  One reading in flight keeps the overtaking within one
-     * interval, inside the detector's 2 min lateness bound for --interval up
-     * to 2 min. */
+/* Starts the simulator.  It runs as fast as the broker takes it, one
+ * connection per truck.  Each connection may hold --max-inflight
+ * unacknowledged readings; the broker reads the connections in its own
+ * order, so a truck can overtake the fleet by that many readings - and a
+ * truck back from an offline incident, whose connection holds none,
+ * overtakes every truck that has a backlog.  With the default (100
+ * readings, 50 min at 30 s) that moves its partition's event time far ahead
+ * and every other truck of the partition looks offline.  One reading in
+ * flight keeps the overtaking within one interval, inside the detector's
+ * 2 min lateness bound for --interval up to 2 min.  Returns 0, or -1 after
+ * saying why. */
+static int bd_start_sim(struct bd_run *r, const char *mp_sim)
+{
+    const struct bd_opts *o = r->o;
     char trucks_s[24], interval_s[24], seed_s[24], start_s[32], dur_s[24];
-    snprintf(trucks_s, sizeof(trucks_s), "%ld", o.trucks);
-    snprintf(interval_s, sizeof(interval_s), "%ld", o.interval);
-    snprintf(seed_s, sizeof(seed_s), "%ld", o.seed);
-    long minutes = lround(o.hours * 60.0);
+    snprintf(trucks_s, sizeof(trucks_s), "%d", o->trucks);
+    snprintf(interval_s, sizeof(interval_s), "%d", o->interval);
+    snprintf(seed_s, sizeof(seed_s), "%ld", o->seed);
+    long minutes = lround(o->hours * 60.0);
     snprintf(start_s, sizeof(start_s), "now-%ldm", minutes);
     snprintf(dur_s, sizeof(dur_s), "%ld", minutes * 60);
-    a = 0;
+    const char *args[CH_MAX_ARGS];
+    int a = 0;
     args_add(args, &a, "sim", "--quiet", "--trucks", trucks_s, "--interval", interval_s, "--seed", seed_s,
-             "--id-prefix", id_prefix, "--start", start_s, "--speedup", "0", "--duration", dur_s, "--scenario", scen,
-             "--truth", truth, "--max-inflight", "1", "--clear-presence", "--metrics-port", mp_sim, SHARED_ARGS, NULL);
-    if (o.geofences)
-        args_add(args, &a, "--geofences", fence_abs, NULL);
-#undef SHARED_ARGS
-    if (kid_start(&sim, dir, args) != 0) {
+             "--id-prefix", r->id_prefix, "--start", start_s, "--speedup", "0", "--duration", dur_s, "--scenario",
+             r->scen, "--truth", r->truth, "--max-inflight", "1", "--clear-presence", "--metrics-port", mp_sim,
+             SHARED_ARGS, NULL);
+    if (o->geofences)
+        args_add(args, &a, "--geofences", r->fence_abs, NULL);
+    if (kid_start(&r->sim, r->dir, args) != 0) {
         fprintf(stderr, "fleetsync bench detect: cannot start the simulator: %s\n", strerror(errno));
-        goto done;
+        return -1;
     }
-    if (o.interval > 120)
-        fprintf(stderr, "bench detect: warning: with --interval %ld a truck may overtake the fleet by more than the "
-                        "detector's default 2 min lateness bound (false offline alerts are possible)\n", o.interval);
-    fprintf(stderr, "bench detect: simulating %ld trucks, one reading every %ld s, %ld simulated minutes, "
-                    "%d incidents\n", o.trucks, o.interval, minutes, n_scen);
+    if (o->interval > 120)
+        fprintf(stderr,
+                "bench detect: warning: with --interval %d a truck may overtake the fleet by more than the "
+                "detector's default 2 min lateness bound (false offline alerts are possible)\n",
+                o->interval);
+    fprintf(stderr,
+            "bench detect: simulating %d trucks, one reading every %d s, %ld simulated minutes, "
+            "%d incidents\n",
+            o->trucks, o->interval, minutes, r->n_scen);
+    return 0;
+}
+#undef SHARED_ARGS
 
-    /* 1. the simulator runs. */
-    int64_t last_progress = mono_ms();
-    while (!kid_exited(&sim)) {
+/* The children: bridge first (subscribed before the simulator sends), then
+ * the detector, then the simulator.  Returns 0, or -1 after saying why. */
+static int bd_start_children(struct bd_run *r)
+{
+    char mp_bridge[24] = "-1", mp_detect[24] = "-1", mp_sim[24] = "-1";
+    if (r->o->metrics_base > 0) {
+        snprintf(mp_bridge, sizeof(mp_bridge), "%d", r->o->metrics_base + 1);
+        snprintf(mp_detect, sizeof(mp_detect), "%d", r->o->metrics_base + 3);
+        snprintf(mp_sim, sizeof(mp_sim), "%d", r->o->metrics_base + 5);
+    }
+    if (setenv("FLEETSYNC_MQTT", r->cfg->mqtt, 1) != 0) {
+        fprintf(stderr, "fleetsync bench detect: setenv: %s\n", strerror(errno));
+        return -1;
+    }
+    if (bd_start_pipeline(r, mp_bridge, mp_detect) != 0)
+        return -1;
+    return bd_start_sim(r, mp_sim);
+}
+
+/* 1. the simulator runs, the bridge and detector must stay up. */
+static enum bd_end bd_wait_sim(struct bd_run *r)
+{
+    r->last_progress = mono_ms();
+    while (!kid_exited(&r->sim)) {
         if (wait_stop(500))
-            goto interrupted;
-        if (kid_exited(&detect) || kid_exited(&bridge)) {
-            struct kid *k = detect.pid ? &bridge : &detect;
+            return BD_INTERRUPTED;
+        if (kid_exited(&r->detect) || kid_exited(&r->bridge)) {
+            struct kid *k = r->detect.pid ? &r->bridge : &r->detect;
             fprintf(stderr, "fleetsync bench detect: the %s exited while the simulator ran\n", k->name);
             kid_tail(k);
-            goto done;
+            return BD_FAILED;
         }
-        if (mono_ms() - last_progress >= 5000) {
-            progress("sim", topic_ends(rk, tel_topic, tparts, NULL), group_lag(rk, group, tel_topic, tparts),
-                     topic_ends(rk, alert_topic, aparts, NULL), t0);
-            last_progress = mono_ms();
+        if (mono_ms() - r->last_progress >= 5000) {
+            progress("sim", topic_ends(r->rk, r->tel_topic, r->tparts, NULL),
+                     group_lag(r->rk, r->group, r->tel_topic, r->tparts),
+                     topic_ends(r->rk, r->alert_topic, r->aparts, NULL), r->t0);
+            r->last_progress = mono_ms();
         }
     }
-    if (!WIFEXITED(sim.status) || WEXITSTATUS(sim.status) != 0) {
+    int st = r->sim.status;
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "fleetsync bench detect: the simulator failed (%s %d)\n",
-                WIFEXITED(sim.status) ? "exit status" : "signal",
-                WIFEXITED(sim.status) ? WEXITSTATUS(sim.status) : WTERMSIG(sim.status));
-        kid_tail(&sim);
-        goto done;
+                WIFEXITED(st) ? "exit status" : "signal", WIFEXITED(st) ? WEXITSTATUS(st) : WTERMSIG(st));
+        kid_tail(&r->sim);
+        return BD_FAILED;
     }
+    return BD_DONE;
+}
 
-    /* 2. drain: telemetry stopped growing, lag 0, alerts quiet. */
+/* 2. drain: telemetry stopped growing, lag 0, alerts quiet; then the
+ * detector and bridge stop. */
+static enum bd_end bd_drain(struct bd_run *r)
+{
     int64_t tel_prev = -2, al_prev = -2, tel_since = mono_ms(), al_since = mono_ms(), lag = -1, tel = -1, al = -1;
-    int64_t deadline = mono_ms() + o.timeout_s * 1000;
+    int64_t deadline = mono_ms() + (int64_t)r->o->timeout_s * 1000;
     for (;;) {
         if (wait_stop(1000))
-            goto interrupted;
-        if (kid_exited(&detect)) {
+            return BD_INTERRUPTED;
+        if (kid_exited(&r->detect)) {
             fprintf(stderr, "fleetsync bench detect: the detector exited before it caught up\n");
-            kid_tail(&detect);
-            goto done;
+            kid_tail(&r->detect);
+            return BD_FAILED;
         }
         int64_t now = mono_ms();
-        tel = topic_ends(rk, tel_topic, tparts, NULL);
-        al = topic_ends(rk, alert_topic, aparts, NULL);
-        lag = group_lag(rk, group, tel_topic, tparts);
+        tel = topic_ends(r->rk, r->tel_topic, r->tparts, NULL);
+        al = topic_ends(r->rk, r->alert_topic, r->aparts, NULL);
+        lag = group_lag(r->rk, r->group, r->tel_topic, r->tparts);
         if (tel != tel_prev)
             tel_prev = tel, tel_since = now;
         if (al != al_prev)
             al_prev = al, al_since = now;
-        if (tel >= 0 && al >= 0 && lag == 0 && now - tel_since >= 5000 && now - al_since >= o.quiet_s * 1000)
+        if (tel >= 0 && al >= 0 && lag == 0 && now - tel_since >= 5000 &&
+            now - al_since >= (int64_t)r->o->quiet_s * 1000)
             break;
         if (now > deadline) {
-            fprintf(stderr, "fleetsync bench detect: the detector did not catch up within %ld s (lag %lld)\n",
-                    o.timeout_s, (long long)lag);
-            kid_tail(&detect);
-            goto done;
+            fprintf(stderr, "fleetsync bench detect: the detector did not catch up within %d s (lag %lld)\n",
+                    r->o->timeout_s, (long long)lag);
+            kid_tail(&r->detect);
+            return BD_FAILED;
         }
-        if (now - last_progress >= 5000) {
-            progress("drain", tel, lag, al, t0);
-            last_progress = now;
+        if (now - r->last_progress >= 5000) {
+            progress("drain", tel, lag, al, r->t0);
+            r->last_progress = now;
         }
     }
-    progress("caught up", tel, lag, al, t0);
-    kid_stop(&detect);
-    kid_stop(&bridge);
+    progress("caught up", tel, lag, al, r->t0);
+    r->tel = tel;
+    kid_stop(&r->detect);
+    kid_stop(&r->bridge);
+    return BD_DONE;
+}
 
-    /* 3. match. */
-    if (alerts_read(&cfg, alert_topic, aparts, id_prefix, &ar, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync bench detect: %s\n", err);
-        goto done;
-    }
+static void bd_print_json(const struct bd_run *r, const struct match_result *res, const struct alert_read *ar)
+{
+    double wall_s = (double)(mono_ms() - r->t0) / 1000.0;
+    char *s = match_json(res);
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    free(s);
+    if (!j)
+        return;
+    json_object_set_new(j, "trucks", json_integer(r->o->trucks));
+    json_object_set_new(j, "interval_s", json_integer(r->o->interval));
+    json_object_set_new(j, "hours", json_real(r->o->hours));
+    json_object_set_new(j, "telemetry_records", json_integer(r->tel));
+    json_object_set_new(j, "alert_records", json_integer((json_int_t)ar->records));
+    json_object_set_new(j, "wall_s", json_real(floor(wall_s * 10) / 10));
+    json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    fputc('\n', stdout);
+    json_decref(j);
+}
+
+static void bd_print_table(const struct bd_run *r, const struct match_result *res, int pass,
+                           const struct match_incident *inc, size_t ninc, const struct match_alert *al, size_t nal)
+{
+    double wall_s = (double)(mono_ms() - r->t0) / 1000.0;
+    printf("fleetsync bench detect: %d trucks, %d s interval, %.1f simulated hours, %lld telemetry records, "
+           "%.0f s wall\n\n",
+           r->o->trucks, r->o->interval, r->o->hours, (long long)r->tel, wall_s);
+    match_print_table(stdout, res);
+    printf("\n%s\n",
+           pass ? "PASS: every rule at 100 % precision and recall" : "FAIL: a rule is below 100 % precision or recall");
+    if (pass)
+        return;
+    for (size_t i = 0; i < ninc; i++)
+        if (!inc[i].matched)
+            printf("  missed: %s %s start_ms %lld end_ms %lld\n", inc[i].truck_id, match_rule_name(inc[i].rule),
+                   (long long)inc[i].start_ms, (long long)inc[i].end_ms);
+    for (size_t j = 0; j < nal; j++)
+        if (!al[j].matched)
+            printf("  false alarm: %s %s started_ms %lld\n", al[j].truck_id, match_rule_name(al[j].rule),
+                   (long long)al[j].started_ms);
+}
+
+/* 3. match: the alert records of our trucks against the truth file, the
+ * result to stdout.  Returns 0 when every rule passes, else 1. */
+static int bd_report(struct bd_run *r)
+{
+    char err[PATH_MAX + 512];
+    struct alert_read ar = {0};
+    struct match_incident *inc = NULL;
     size_t ninc = 0, bad_truth = 0;
-    if (truth_load(truth, &inc, &ninc, &bad_truth, err, sizeof(err)) != 0) {
+    int rc = 1;
+    if (alerts_read(r->cfg, r->alert_topic, r->aparts, r->id_prefix, &ar, err, sizeof(err)) != 0 ||
+        truth_load(r->truth, &inc, &ninc, &bad_truth, err, sizeof(err)) != 0) {
         fprintf(stderr, "fleetsync bench detect: %s\n", err);
-        goto done;
+        goto out;
     }
     if (bad_truth)
         fprintf(stderr, "bench detect: %zu unreadable truth lines skipped\n", bad_truth);
-    if ((int)ninc != n_scen)
-        fprintf(stderr, "bench detect: warning: %d incidents in the scenario, %zu started in the run (an at_s "
-                        "beyond --hours never starts)\n", n_scen, ninc);
+    if ((int)ninc != r->n_scen)
+        fprintf(stderr,
+                "bench detect: warning: %d incidents in the scenario, %zu started in the run (an at_s "
+                "beyond --hours never starts)\n",
+                r->n_scen, ninc);
     if (ar.bad || ar.foreign)
         fprintf(stderr, "bench detect: alert records: %zu read, %zu of other trucks ignored, %zu unreadable\n",
                 ar.records, ar.foreign, ar.bad);
@@ -922,78 +999,118 @@ static int bench_detect(int argc, char **argv)
     struct match_result res[MATCH_RULES];
     match_run(inc, ninc, ar.v, nal, res);
     int pass = match_all_pass(res);
-    double wall_s = (double)(mono_ms() - t0) / 1000.0;
-    if (o.json) {
-        char *s = match_json(res);
-        json_t *j = s ? json_loads(s, 0, NULL) : NULL;
-        free(s);
-        if (j) {
-            json_object_set_new(j, "trucks", json_integer(o.trucks));
-            json_object_set_new(j, "interval_s", json_integer(o.interval));
-            json_object_set_new(j, "hours", json_real(o.hours));
-            json_object_set_new(j, "telemetry_records", json_integer(tel));
-            json_object_set_new(j, "alert_records", json_integer((json_int_t)ar.records));
-            json_object_set_new(j, "wall_s", json_real(floor(wall_s * 10) / 10));
-            json_dumpf(j, stdout, JSON_COMPACT | JSON_PRESERVE_ORDER);
-            fputc('\n', stdout);
-            json_decref(j);
-        }
-    } else {
-        printf("fleetsync bench detect: %ld trucks, %ld s interval, %.1f simulated hours, %lld telemetry records, "
-               "%.0f s wall\n\n", o.trucks, o.interval, o.hours, (long long)tel, wall_s);
-        match_print_table(stdout, res);
-        printf("\n%s\n", pass ? "PASS: every rule at 100 % precision and recall"
-                              : "FAIL: a rule is below 100 % precision or recall");
-        if (!pass) {
-            for (size_t i = 0; i < ninc; i++)
-                if (!inc[i].matched)
-                    printf("  missed: %s %s start_ms %lld end_ms %lld\n", inc[i].truck_id,
-                           match_rule_name(inc[i].rule), (long long)inc[i].start_ms, (long long)inc[i].end_ms);
-            for (size_t j = 0; j < nal; j++)
-                if (!ar.v[j].matched)
-                    printf("  false alarm: %s %s started_ms %lld\n", ar.v[j].truck_id, match_rule_name(ar.v[j].rule),
-                           (long long)ar.v[j].started_ms);
-        }
-    }
+    if (r->o->json)
+        bd_print_json(r, res, &ar);
+    else
+        bd_print_table(r, res, pass, inc, ninc, ar.v, nal);
     fflush(stdout);
     rc = pass ? 0 : 1;
-    goto done;
-
-interrupted:
-    fprintf(stderr, "fleetsync bench detect: interrupted; stopping\n");
-    rc = 1;
-done:
-    kid_stop(&sim);
-    kid_stop(&detect);
-    kid_stop(&bridge);
-    if (rk && topics_made && !o.keep)
-        kafka_cleanup(rk, &cfg, group);
-    if (rk)
-        rd_kafka_destroy(rk);
-    if (o.keep)
-        fprintf(stderr, "bench detect: kept topics %s*, group %s and %s\n", prefix, group, dir);
-    else
-        nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+out:
     free(inc);
     free(ar.v);
-out:
+    return rc;
+}
+
+/* Stops the children, deletes the run's topics and group and its temp dir
+ * (--keep: names them instead). */
+static void bd_cleanup(struct bd_run *r)
+{
+    kid_stop(&r->sim);
+    kid_stop(&r->detect);
+    kid_stop(&r->bridge);
+    if (r->rk && r->topics_made && !r->o->keep)
+        kafka_cleanup(r->rk, r->cfg, r->group);
+    if (r->rk)
+        rd_kafka_destroy(r->rk);
+    if (!r->dir[0])
+        return;
+    if (r->o->keep)
+        fprintf(stderr, "bench detect: kept topics %s*, group %s and %s\n", r->prefix, r->group, r->dir);
+    else
+        nftw(r->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Sets up, runs the three phases, matches.  Returns the exit status. */
+static int bd_run(struct bd_run *r)
+{
+    int rc = bd_prepare(r);
+    if (rc != 0)
+        return rc;
+    sig_install();
+    r->t0 = mono_ms();
+    if (bd_kafka_setup(r) != 0 || bd_start_children(r) != 0)
+        return 1;
+    enum bd_end end = bd_wait_sim(r);
+    if (end == BD_DONE)
+        end = bd_drain(r);
+    if (end == BD_INTERRUPTED)
+        fprintf(stderr, "fleetsync bench detect: interrupted; stopping\n");
+    if (end != BD_DONE)
+        return 1;
+    return bd_report(r);
+}
+
+static int bench_detect(int argc, char **argv)
+{
+    struct bd_opts o = {
+        .trucks = 200, .interval = 30, .seed = 1, .timeout_s = 600, .quiet_s = 10, .metrics_base = -1, .hours = 3};
+    struct fs_config cfg;
+    int rc;
+    cfg_init(&cfg);
+    switch (bd_parse(&o, &cfg, argc, argv)) {
+    case OPT_PARSED: {
+        struct bd_run *r = calloc(1, sizeof(*r));
+        if (!r) {
+            fprintf(stderr, "fleetsync bench detect: out of memory\n");
+            rc = 1;
+            break;
+        }
+        r->o = &o;
+        r->cfg = &cfg;
+        r->bridge.name = "bridge";
+        r->detect.name = "detect";
+        r->sim.name = "sim";
+        rc = bd_run(r);
+        bd_cleanup(r);
+        free(r);
+        break;
+    }
+    case OPT_HELP:
+        rc = 0;
+        break;
+    default:
+        rc = 2;
+        break;
+    }
     cfg_release(&cfg);
     return rc;
 }
 
 int cmd_bench(int argc, char **argv)
 {
-    if (argc < 2) {
-        bench_usage(stderr);
+    static const struct opt none[] = {OPT_END_MARK};
+    static const struct opt_command cmd = {
+        .name = "bench",
+        .usage = "fleetsync bench detect --scenario FILE [options]",
+        .about = bench_about,
+        .after = bench_after,
+        .opts = none,
+        .stop_at_arg = 1,
+    };
+    int rest;
+    switch (opt_parse(&cmd, NULL, argc, argv, &rest)) {
+    case OPT_HELP:
+        return 0;
+    case OPT_USAGE_ERROR:
         return 2;
     }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
-        bench_usage(stdout);
+    if (rest == argc)
+        return opt_error(&cmd, "which benchmark? One so far: detect");
+    if (strcmp(argv[rest], "help") == 0) {
+        opt_usage(stdout, &cmd);
         return 0;
     }
-    if (strcmp(argv[1], "detect") == 0)
-        return bench_detect(argc - 1, argv + 1);
-    fprintf(stderr, "fleetsync bench: unknown benchmark '%s'\n\n", argv[1]);
-    bench_usage(stderr);
-    return 2;
+    if (strcmp(argv[rest], "detect") == 0)
+        return bench_detect(argc - rest, argv + rest);
+    return opt_error(&cmd, "unknown benchmark '%s'", argv[rest]);
 }
