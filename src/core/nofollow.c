@@ -65,6 +65,21 @@ static int walk(int dfd, char *buf, int create, mode_t mode, int stop_before_las
     return dfd;
 }
 
+/* The folder of rel's last component, walked from base without following
+ * a link (rel is copied into buf, *leaf points at its last component in
+ * it); -1 with errno. */
+static int open_parent(const char *base, const char *rel, char buf[PATH_MAX], const char **leaf)
+{
+    if (snprintf(buf, PATH_MAX, "%s", rel) >= PATH_MAX) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    return walk(dfd, buf, 0, 0, 1, leaf);
+}
+
 int nf_opendir(const char *base, const char *rel, int create, mode_t mode)
 {
     char buf[PATH_MAX];
@@ -82,14 +97,7 @@ int nf_open(const char *base, const char *rel, int flags, mode_t mode)
 {
     char buf[PATH_MAX];
     const char *leaf = NULL;
-    if (snprintf(buf, sizeof(buf), "%s", rel) >= (int)sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -1;
-    dfd = walk(dfd, buf, 0, 0, 1, &leaf);
+    int dfd = open_parent(base, rel, buf, &leaf);
     if (dfd < 0)
         return -1;
     if (strcmp(leaf, ".") == 0 || strcmp(leaf, "..") == 0) {
@@ -174,14 +182,7 @@ int nf_unlink(const char *base, const char *rel)
 {
     char buf[PATH_MAX];
     const char *leaf = NULL;
-    if (snprintf(buf, sizeof(buf), "%s", rel) >= (int)sizeof(buf)) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    int dfd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0)
-        return -1;
-    dfd = walk(dfd, buf, 0, 0, 1, &leaf);
+    int dfd = open_parent(base, rel, buf, &leaf);
     if (dfd < 0)
         return errno == ENOENT ? 0 : -1;
     int rc = unlinkat(dfd, leaf, 0);

@@ -37,6 +37,17 @@ kafka_libs() {
     elif [ -f "/var/cache/fleetsync/kafka-$v/.complete" ]; then echo "/var/cache/fleetsync/kafka-$v/libs"
     else echo "${XDG_CACHE_HOME:-$HOME/.cache}/fleetsync/kafka-$v/libs"; fi
 }
+# wait_prints WANT SECS command...: runs the command once a second until it
+# prints WANT, for at most SECS seconds; prints what it printed last.
+wait_prints() {
+    local want=$1 secs=$2 got=; shift 2
+    for _ in $(seq "$secs"); do
+        got=$("$@")
+        [ "$got" = "$want" ] && break
+        sleep 1
+    done
+    printf '%s' "$got"
+}
 done_testing() {
     echo "1..$_n"
     [ "$_failed" -eq 0 ]

@@ -29,15 +29,6 @@ cleanup() {
 trap cleanup EXIT
 
 api() { curl -s --max-time 5 "http://127.0.0.1:$HTTP$1"; }
-wait_for() { # want secs command...: polls until the command prints want
-    local want=$1 secs=$2 got=; shift 2
-    for _ in $(seq "$secs"); do
-        got=$("$@")
-        [ "$got" = "$want" ] && break
-        sleep 1
-    done
-    printf '%s' "$got"
-}
 trucks_api() { api /api/fleet | jq -r '.trucks // empty'; }
 # Alerts the dashboard holds, as "truck rule" lines.
 alerts_api() { api "/api/alerts?since=0" | jq -r '.[] | select(.state == "raised") | "\(.truck_id) \(.rule)"' 2>/dev/null | sort -u; }
@@ -62,12 +53,12 @@ else
 fi
 check_contains "up says which trucks misbehave" "TRK-000001..3 misbehave" "$(cat "$W/up.out")"
 
-got=$(wait_for 20 120 trucks_api)
+got=$(wait_prints 20 120 trucks_api)
 check_eq "the map: /api/fleet counts all 20 trucks" 20 "$got"
 check_contains "the map page is served" "<html" "$(api /)"
 
 # The GPS jump comes first (reading at 20 s, then the detector's lateness).
-got=$(wait_for yes 240 has_alert "TRK-000001 gps_jump")
+got=$(wait_prints yes 240 has_alert "TRK-000001 gps_jump")
 el=$(($(date +%s) - t0))
 check_eq "an alert on the dashboard: TRK-000001 gps_jump" yes "$got"
 check "... within three minutes of up being up ($el s)" test "$el" -le 180

@@ -39,16 +39,6 @@ EOF
 
 q() { psql -h 127.0.0.1 -p "$PGP" -U fleetsync -d fleetsync -Atqc "$1" 2>/dev/null; }
 api() { curl -s --max-time 5 "http://127.0.0.1:$HTTP$1"; }
-# Polls "$@" (a command printing a value) until it prints $1, for at most $2 s.
-wait_for() {
-    local want=$1 secs=$2 got=; shift 2
-    for _ in $(seq "$secs"); do
-        got=$("$@")
-        [ "$got" = "$want" ] && break
-        sleep 1
-    done
-    printf '%s' "$got"
-}
 trucks_api() { api /api/fleet | jq -r '.trucks // empty'; }
 trucks_history() { q "SELECT count(DISTINCT truck_id) FROM telemetry"; }
 trucks_billing() { q "SELECT count(DISTINCT truck_id) FROM billing_daily"; }
@@ -65,7 +55,7 @@ alert_rules() {
 UP_PID=$!
 t0=$(date +%s)
 
-got=$(wait_for 200 180 trucks_api)
+got=$(wait_prints 200 180 trucks_api)
 check_eq "dashboard: /api/fleet counts all 200 trucks" 200 "$got"
 check_contains "up prints the dashboard URL" "http://127.0.0.1:$HTTP/" "$(cat "$D/up.out")"
 kids=$(pgrep -P "$UP_PID" | tr '\n' ' ')
@@ -80,11 +70,11 @@ check_contains "up's banner shows the MQTT URL with its password masked" "mqtt:/
     "$(cat "$D/up.out")"
 check_eq "no log of up or of its children holds a password" 0 \
     "$(cat "$D/up.out" "$D"/log/*.log 2>/dev/null | grep -a -c -e "$MQTT_SECRET" -e "$PG_SECRET")"
-got=$(wait_for 200 120 trucks_history)
+got=$(wait_prints 200 120 trucks_history)
 check_eq "history: rows for every truck" 200 "$got"
-got=$(wait_for 200 120 trucks_billing)
+got=$(wait_prints 200 120 trucks_billing)
 check_eq "billing: billing_daily rows for every truck" 200 "$got"
-got=$(wait_for 3 120 alert_rules)
+got=$(wait_prints 3 120 alert_rules)
 check_eq "truck-alerts: the scenario's three incidents raised" 3 "$got"
 
 # Let the run reach 90 s, then look at status and the status line.
@@ -118,7 +108,7 @@ check_eq "SIGINT: every child and service is gone" "" "$left"
 # A second up (no simulator) resumes with the data intact.
 "$FS" up --no-sim --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
 UP_PID=$!
-got=$(wait_for 200 120 trucks_history)
+got=$(wait_prints 200 120 trucks_history)
 check_eq "second up: history still has every truck" 200 "$got"
 after=$(q "SELECT count(*) FROM telemetry")
 check "second up: no reading lost ($rows before the stop, $after after)" test "${after:-0}" -ge "${rows:-1}"
