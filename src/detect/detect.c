@@ -34,6 +34,7 @@
 #include "core/config.h"
 #include "core/geo.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/sig.h"
@@ -661,6 +662,7 @@ int cmd_detect(int argc, char **argv)
 {
     struct fs_config cfg;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_DETECT;
     struct detect d;
     memset(&d, 0, sizeof(d));
     d.cfg = &cfg;

@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/sig.h"
 #include "core/topics.h"
@@ -614,6 +615,7 @@ static int bench_detect(int argc, char **argv)
     char err[PATH_MAX + 512];
     int c, rc = 2;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         int bad = 0;

@@ -27,6 +27,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/timeparse.h"
@@ -658,6 +659,7 @@ int cmd_replay(int argc, char **argv)
 
     memset(&pl, 0, sizeof(pl));
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         switch (c) {

@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/pg.h"
 
@@ -674,6 +675,7 @@ int cmd_status(int argc, char **argv)
     memset(&prev, 0, sizeof(prev));
     c.timeout_ms = 5000;
     cfg_init(&c.cfg);
+    c.cfg.kafka_user = KA_USER_ADMIN;
     if (!(c.named = calloc((size_t)argc + 1, sizeof(*c.named)))) {
         fprintf(stderr, "fleetsync status: out of memory\n");
         rc = 1;
