@@ -7,7 +7,8 @@
 # listener) are refused; a reader (the dashboard) reads truck-telemetry but
 # cannot write it; only detect writes truck-alerts; wrong passwords are
 # refused.  The bridge and history find their credentials in the data dir and
-# carry MQTT readings into PostgreSQL with no new option.  `--secure` on a
+# carry MQTT readings into PostgreSQL, detect writes an alert, billing and the
+# dashboard read, `status` sees every group: all with no new option.  `--secure` on a
 # running unauthenticated Kafka (the shared stack) is refused and changes
 # nothing.
 . "$(dirname "$0")/lib.sh"
@@ -109,20 +110,54 @@ check_contains "the billing reader cannot read truck-alerts" "authorization fail
     "$(timeout 30 kcat $(kafka_sasl_args fleetsync-billing) -b "$B" -C -t "${P}truck-alerts" -o beginning -e -q 2>&1)"
 
 # --- the pipeline finds its credentials in the data dir ------------------------
+# Every component as it runs in production, with no Kafka option: the bridge
+# writes, history, detect, billing and the dashboard read, detect writes alerts.
+HTTP=$((TEST_HTTP_PORT + S))
+GD="e2e-kafkasec-detect-$$" GB="e2e-kafkasec-billing-$$"
 "$FS" bridge --topic-prefix "$P" --client-id "e2e-kafkasec-$$" --metrics-port "$MB" >"$W/bridge.log" 2>&1 &
 pids+=($!)
 "$FS" history --topic-prefix "$P" --group "$G" --metrics-port $((MB + 1)) >"$W/history.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do grep -q subscribed "$W/bridge.log" && break; sleep 0.1; done
+"$FS" detect --topic-prefix "$P" --group "$GD" --state-dir "$W/detect" --start earliest --lateness 0 --metrics-port $((MB + 2)) \
+    >"$W/detect.log" 2>&1 &
+pids+=($!)
+"$FS" billing --topic-prefix "$P" --group "$GB" --metrics-port $((MB + 3)) >"$W/billing.log" 2>&1 &
+pids+=($!)
+"$FS" dashboard --topic-prefix "$P" --listen "127.0.0.1:$HTTP" --metrics-port -1 \
+    >"$W/dashboard.log" 2>&1 &
+pids+=($!)
+# The dashboard starts at the end of the topics: publish once it has its partitions.
+for _ in $(seq 300); do
+    grep -q subscribed "$W/bridge.log" && grep -q assigned "$W/dashboard.log" && break
+    sleep 0.1
+done
 N=200
 for t in 1 2; do lines "${ID}00000$t" 0 $((N / 2)) | pub_lines "${ID}00000$t"; done
+# A speeding truck: 150 km/h for 100 s of event time (overspeed: over 100 km/h for 60 s).
+awk -v id="${ID}000009" -v now="$(date +%s%3N)" 'BEGIN { for (i = 0; i < 100; i++)
+    printf "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":48.1%04d,\"lon\":11.5,\"speed_kmh\":150,\"ignition\":true,\"fuel_pct\":50}\n", id, now - 100000 + i * 1000, i, i }' |
+    pub_lines "${ID}000009"
+N=$((N + 100))
 rows() { psql "$FLEETSYNC_PG" -XAtqc "SELECT count(*) FROM telemetry WHERE truck_id LIKE '${ID}%'" 2>/dev/null || echo 0; }
 check_eq "MQTT readings reach PostgreSQL through the bridge and history, both logged in to Kafka" "$N" \
     "$(wait_until "$N" 240 rows)"
-check_contains "the bridge logged in to Kafka as its own principal" "Kafka as fleetsync-bridge" "$(cat "$W/bridge.log")"
-check_contains "history logged in to Kafka as its own principal" "Kafka as fleetsync-history" "$(cat "$W/history.log")"
-check_eq "no authorization error in the bridge's or history's log" 0 \
-    "$(grep -ci 'authoriz\|authenticat' "$W/bridge.log" "$W/history.log" | awk -F: '{ s += $NF } END { print s + 0 }')"
+alerts() { keys "${P}truck-alerts" "${ID}000009"; }
+check "detect reads truck-telemetry and writes an overspeed alert to truck-alerts" \
+    test "$(wait_until 1 120 alerts)" -ge 1
+lag() {
+    "$FS" status --json --topic-prefix "$P" --group "$1" 2>/dev/null |
+        jq -r --arg g "$1" '[.groups[] | select(.group == $g) | .lag] | first // "none"'
+}
+for g in "$G" "$GD" "$GB"; do
+    check_eq "status (as the admin) shows group $g caught up" 0 "$(for _ in $(seq 60); do
+        l=$(lag "$g"); [ "$l" = 0 ] && break; sleep 1; done; echo "$l")"
+done
+trucks() { curl -s --max-time 5 "http://127.0.0.1:$HTTP/api/trucks?bbox=-180,-90,180,90" | grep -o "${ID}00000[129]" | sort -u | wc -l; }
+check_eq "the dashboard reads the fleet from Kafka" 3 "$(wait_until 3 60 trucks)"
+for c in bridge history detect billing dashboard; do
+    check_contains "$c logged in to Kafka as its own principal" "Kafka as fleetsync-$c" "$(cat "$W/$c.log")"
+    check_eq "no authorization or authentication error in $c's log" 0 "$(grep -ci 'authoriz\|authenticat' "$W/$c.log")"
+done
 for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 pids=()
 
