@@ -10,7 +10,8 @@
 # carry MQTT readings into PostgreSQL, detect writes an alert, billing and the
 # dashboard read, `status` sees every group: all with no new option.  `--secure` on a
 # running unauthenticated Kafka (the shared stack) is refused and changes
-# nothing.
+# nothing.  A secure 3-broker cluster replicates (brokers log in as the admin)
+# and enforces the same ACLs.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -33,6 +34,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; done
     "$FS" services stop >/dev/null 2>&1
+    [ -d "$D/cluster/run" ] && FLEETSYNC_DATA_DIR=$D/cluster "$FS" services stop >/dev/null 2>&1
     [ -z "${KEEP_W:-}" ] && rm -rf "$D"
 }
 trap cleanup EXIT
@@ -165,4 +167,39 @@ rc=0; "$FS" services stop >"$W/stop.out" 2>&1 || rc=$?
 check_eq "services stop" 0 "$rc"
 left=$(pgrep -af -- "$D" | grep -v pgrep || true)
 check_eq "no process of the secure stack is left" "" "$left"
+
+# --- a secure 3-broker cluster (same ports, a data dir of its own) ---------------
+D2=$D/cluster
+mkdir -p "$D2"
+chmod 755 "$D2"
+B3=127.0.0.1:$KAFKA,127.0.0.1:$((KAFKA + 2)),127.0.0.1:$((KAFKA + 4))
+cl() { FLEETSYNC_DATA_DIR=$D2 FLEETSYNC_BROKERS=$B3 "$@"; }
+rc=0; cl "$FS" services start --secure --kafka-brokers 3 --timeout 120 >"$W/start3.out" 2>&1 || rc=$?
+check_eq "services start --secure --kafka-brokers 3" 0 "$rc"
+[ "$rc" = 0 ] || sed 's/^/# /' "$W/start3.out"
+# shellcheck disable=SC2046
+repl=$(kcat $(kafka_sasl_args fleetsync-admin "$D2") -b "$B3" -L -J -t truck-telemetry 2>/dev/null |
+    jq -r '.topics[0].partitions[] | "\(.partition):\(.replicas | length):\(.isrs | length)"' | xargs)
+check_eq "truck-telemetry: 3 replicas each, all in sync (the brokers replicate as the admin over SASL)" \
+    "0:3:3 1:3:3 2:3:3 3:3:3 4:3:3 5:3:3" "$repl"
+for k in 0 2 4; do
+    check_contains "broker on $((KAFKA + k)) refuses kcat without credentials" "Failed to acquire metadata" \
+        "$(timeout 20 kcat -b "127.0.0.1:$((KAFKA + k))" -L -m 5 2>&1)"
+done
+# shellcheck disable=SC2046
+cprod() {  # cprod USER KEY: one record to the cluster's truck-telemetry with acks=all
+    local rc=0
+    echo "$2:{}" | timeout 30 kcat $(kafka_sasl_args "$1" "$D2") -b "$B3" -P -t truck-telemetry -K: -X acks=all \
+        >"$W/cprod-$1.out" 2>&1 || rc=$?
+    echo "$rc"
+}
+check_eq "the bridge's principal writes to the cluster (acks=all)" 0 "$(cprod fleetsync-bridge "${ID}c-brg")"
+check "the dashboard's is refused (Topic authorization failed)" \
+    bash -c "[ \"$(cprod fleetsync-dashboard "${ID}c-dash")\" -ne 0 ] && grep -q 'Topic authorization failed' '$W/cprod-fleetsync-dashboard.out'"
+# shellcheck disable=SC2046
+check_eq "the cluster holds the bridge's record only" "${ID}c-brg" \
+    "$(kcat $(kafka_sasl_args fleetsync-admin "$D2") -b "$B3" -C -t truck-telemetry -o beginning -e -q -f '%k\n' 2>/dev/null | xargs)"
+rc=0; cl "$FS" services stop >"$W/stop3.out" 2>&1 || rc=$?
+check_eq "services stop (cluster)" 0 "$rc"
+check_eq "no process of the secure cluster is left" "" "$(pgrep -af -- "$D2" | grep -v pgrep || true)"
 done_testing
