@@ -111,6 +111,13 @@ check_eq "truck-alerts holds detect's record only" "1 0" \
 check_contains "the billing reader cannot read truck-alerts" "authorization failed" \
     "$(timeout 30 kcat $(kafka_sasl_args fleetsync-billing) -b "$B" -C -t "${P}truck-alerts" -o beginning -e -q 2>&1)"
 
+# The simulator's --kafka mode (it stands in for the bridge) logs in as fleetsync-sim.
+rc=0; "$FS" sim --trucks 4 --interval 10 --duration 60 --speedup 0 --id-prefix "${ID}SIM" --metrics-port -1 --quiet \
+    --start "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" --kafka --topic-prefix "$P" >"$W/sim-kafka.out" 2>&1 || rc=$?
+check_eq "sim --kafka exits 0 against the secure Kafka" 0 "$rc"
+check_contains "and every reading is acknowledged" "acknowledged 24, failed 0" "$(cat "$W/sim-kafka.out")"
+check_eq "its 24 readings are in truck-telemetry" 24 "$(keys "${P}truck-telemetry" "${ID}SIM")"
+
 # --- the pipeline finds its credentials in the data dir ------------------------
 # Every component as it runs in production, with no Kafka option: the bridge
 # writes, history, detect, billing and the dashboard read, detect writes alerts.
@@ -140,7 +147,7 @@ awk -v id="${ID}000009" -v now="$(date +%s%3N)" 'BEGIN { for (i = 0; i < 100; i+
     printf "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":48.1%04d,\"lon\":11.5,\"speed_kmh\":150,\"ignition\":true,\"fuel_pct\":50}\n", id, now - 100000 + i * 1000, i, i }' |
     pub_lines "${ID}000009"
 N=$((N + 100))
-rows() { psql "$FLEETSYNC_PG" -XAtqc "SELECT count(*) FROM telemetry WHERE truck_id LIKE '${ID}%'" 2>/dev/null || echo 0; }
+rows() { psql "$FLEETSYNC_PG" -XAtqc "SELECT count(*) FROM telemetry WHERE truck_id LIKE '${ID}0%'" 2>/dev/null || echo 0; }
 check_eq "MQTT readings reach PostgreSQL through the bridge and history, both logged in to Kafka" "$N" \
     "$(wait_until "$N" 240 rows)"
 alerts() { keys "${P}truck-alerts" "${ID}000009"; }
