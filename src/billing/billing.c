@@ -35,6 +35,7 @@
 #include "billing/fold.h"
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/idtab.h"
@@ -734,6 +735,7 @@ int cmd_billing(int argc, char **argv) {
     memset(&b, 0, sizeof(b));
     idtab_init(&b.cache, sizeof(struct truck));
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_BILLING;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;

@@ -28,6 +28,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/mqttauth.h"
@@ -693,6 +694,7 @@ int cmd_bridge(int argc, char **argv)
     memset(&b, 0, sizeof(b));
     b.wake[0] = b.wake[1] = -1;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_BRIDGE;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;

@@ -33,6 +33,7 @@ struct fs_config {
     const char *listen;       /* dashboard HOST:PORT */
     const char *topic_prefix; /* prepended to every topic name */
     const char *group;        /* consumer group; NULL = the component's */
+    const char *kafka_user;   /* Kafka principal of a secure data dir (core/kafkaauth.h); set by each command */
     int metrics_port;         /* 0 = the component's default, -1 = off */
     struct cfg_kv kafka_props[CFG_MAX_KAFKA_PROPS]; /* -X key=value */
     int kafka_prop_count;

@@ -3,6 +3,7 @@
  */
 #include "core/kafka.h"
 
+#include "core/kafkaauth.h"
 #include "core/log.h"
 
 #include <stdio.h>
@@ -33,6 +34,8 @@ rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *
         if (rd_kafka_conf_set(conf, kv[0], kv[1], err, err_size) != RD_KAFKA_CONF_OK)
             goto fail;
     }
+    if (ka_conf_set(conf, cfg->data_dir, cfg->kafka_user, err, err_size) != 0)
+        goto fail;
     for (int i = 0; i < cfg->kafka_prop_count; i++) {
         const struct cfg_kv *kv = &cfg->kafka_props[i];
         char why[256];

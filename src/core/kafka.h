@@ -2,8 +2,9 @@
  * kafka.h - librdkafka configuration shared by every FleetSync client.
  *
  * kafka_conf_new() starts from bootstrap.servers = cfg->brokers, applies the
- * caller's defaults, then the user's -X properties (so -X always wins), and
- * routes librdkafka's log lines into log.h.
+ * caller's defaults, then, when the data dir is secure (core/kafkaauth.h),
+ * SASL as the principal cfg->kafka_user, then the user's -X properties (so
+ * -X always wins), and routes librdkafka's log lines into log.h.
  */
 #ifndef FS_KAFKA_H
 #define FS_KAFKA_H

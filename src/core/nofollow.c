@@ -157,6 +157,8 @@ int nf_write(const char *base, const char *rel, const char *text, size_t len, mo
     int fd = nf_open(base, rel, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (fd < 0)
         return -1;
+    if (fchmod(fd, mode) != 0) /* before the text: a file that held none of it may have had another mode */
+        goto fail;
     size_t off = 0;
     while (off < len) {
         ssize_t n = write(fd, text + off, len - off);

@@ -34,7 +34,8 @@ int nf_opendir(const char *base, const char *rel, int create, mode_t mode);
 int nf_open(const char *base, const char *rel, int flags, mode_t mode);
 
 /* Replaces the contents of base/rel with len bytes of text (nf_open with
- * O_CREAT, mode for a new file); when uid is not (uid_t)-1 the file is then
+ * O_CREAT; the file has mode, also when it existed with another, before the
+ * text is written); when uid is not (uid_t)-1 the file is then
  * given to uid:gid with fchown().  Returns 0 or -1 with errno. */
 int nf_write(const char *base, const char *rel, const char *text, size_t len, mode_t mode, uid_t uid, gid_t gid);
 

@@ -21,6 +21,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/timeparse.h"
 #include "core/metrics.h"
@@ -495,6 +496,7 @@ int cmd_dashboard(int argc, char **argv)
     k.rebuild_ms = DEFAULT_REBUILD_MS;
     k.alerts_ms = DEFAULT_ALERTS_MS;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_DASHBOARD;
     d.cfg = &cfg;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {

@@ -34,6 +34,7 @@
 #include "core/config.h"
 #include "core/geo.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/opts.h"
@@ -943,6 +944,7 @@ int cmd_detect(int argc, char **argv)
     int rc;
 
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_DETECT;
     memset(&d, 0, sizeof(d));
     d.cfg = &cfg;
     d.lock_fd = -1;

@@ -31,6 +31,7 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/idtab.h"
@@ -931,6 +932,7 @@ int cmd_history(int argc, char **argv) {
     h.retention_days = 90;
     h.days_ahead = 2;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_HISTORY;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;

@@ -23,6 +23,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/opts.h"
 #include "core/sig.h"
@@ -1057,6 +1058,7 @@ static int bench_detect(int argc, char **argv)
     struct fs_config cfg;
     int rc;
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     switch (bd_parse(&o, &cfg, argc, argv)) {
     case OPT_PARSED: {
         struct bd_run *r = calloc(1, sizeof(*r));

@@ -29,6 +29,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/timeparse.h"
@@ -655,6 +656,7 @@ int cmd_replay(int argc, char **argv)
 
     memset(&pl, 0, sizeof(pl));
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
     case OPT_HELP:
         rc = 0;

@@ -15,6 +15,7 @@
 #include "ops/ops.h"
 
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/mqttauth.h"
 #include "core/nofollow.h"
@@ -58,6 +59,7 @@ struct svc_ctx {
     int as_root;         /* we are root and must drop to uid/gid */
     int tls_port;        /* Mosquitto's TLS listener, 0 = none */
     int kafka_nodes;     /* 1: the single broker; 3: a cluster (D/kafka-brokers) */
+    int secure;          /* Kafka wants SASL and enforces ACLs (D/kafka-auth/secret) */
 };
 
 /* A unit is one process: (service, node).  Node 0 is the service itself,
@@ -155,15 +157,20 @@ fail:
     return -1;
 }
 
-/* Writes D/rel (a configuration file the services read), owned by the
- * service user. */
-static int write_file(const struct svc_ctx *c, const char *rel, const char *text)
+/* Writes D/rel (a configuration file the services read) with mode, also
+ * when it existed with another, owned by the service user. */
+static int write_file_mode(const struct svc_ctx *c, const char *rel, const char *text, mode_t mode)
 {
-    if (nf_write(c->dir, rel, text, strlen(text), 0644, c->as_root ? c->uid : (uid_t)-1, c->gid) != 0) {
+    if (nf_write(c->dir, rel, text, strlen(text), mode, c->as_root ? c->uid : (uid_t)-1, c->gid) != 0) {
         log_error("cannot write %s/%s: %s", c->dir, rel, strerror(errno));
         return -1;
     }
     return 0;
+}
+
+static int write_file(const struct svc_ctx *c, const char *rel, const char *text)
+{
+    return write_file_mode(c, rel, text, 0644);
 }
 
 /* --- the service user ------------------------------------------------- */
@@ -614,6 +621,8 @@ static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *e
     struct fs_config kc;
     char brokers[256];
     cfg_init(&kc);
+    kc.data_dir = c->dir;
+    kc.kafka_user = KA_USER_ADMIN;
     if (node >= 0)
         snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port(c, node));
     else
@@ -1000,13 +1009,77 @@ static int save_tls_port(const struct svc_ctx *c)
     return nf_write(c->dir, "run/mqtt-tls", text, strlen(text), 0644, (uid_t)-1, (gid_t)-1);
 }
 
+/* The listener part of node's server.properties.  Plain: PLAINTEXT for
+ * clients and brokers, the controller's PLAINTEXT, both on 127.0.0.1.
+ * Secure (core/kafkaauth.h): both listeners want SASL/PLAIN, the client one
+ * knowing every FleetSync principal, the controller's the admin alone (the
+ * brokers and controllers talk as the admin, a super user); the
+ * StandardAuthorizer then lets a principal do only what an ACL grants it.
+ * The passwords make the text a secret: the caller writes it 0600. */
+static int kafka_listener_conf(const struct svc_ctx *c, int node, char *buf, size_t size)
+{
+    size_t n = 0;
+    int rc = -1;
+    char admin[KA_PASS_CHARS + 1], pass[KA_PASS_CHARS + 1], err[256];
+    if (!c->secure) {
+        conf_add(buf, size, &n,
+                 "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+                 "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
+                 "controller.listener.names=CONTROLLER\n"
+                 "inter.broker.listener.name=PLAINTEXT\n"
+                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n",
+                 kafka_port(c, node), kafka_controller_port(c, node), kafka_port(c, node));
+        goto out;
+    }
+    if (ka_password(c->dir, KA_USER_ADMIN, admin, sizeof(admin), err, sizeof(err)) != 0) {
+        log_error("Kafka credentials: %s", err);
+        return -1;
+    }
+    conf_add(buf, size, &n,
+             "# services start --secure: SASL/PLAIN on both listeners, ACLs enforced.\n"
+             "listeners=SASL_PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+             "advertised.listeners=SASL_PLAINTEXT://127.0.0.1:%d\n"
+             "controller.listener.names=CONTROLLER\n"
+             "inter.broker.listener.name=SASL_PLAINTEXT\n"
+             "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+             "sasl.enabled.mechanisms=" KA_MECHANISM "\n"
+             "sasl.mechanism.inter.broker.protocol=" KA_MECHANISM "\n"
+             "sasl.mechanism.controller.protocol=" KA_MECHANISM "\n"
+             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+             "super.users=User:" KA_USER_ADMIN "\n"
+             "allow.everyone.if.no.acl.found=false\n"
+             "listener.name.controller.plain.sasl.jaas.config="
+             "org.apache.kafka.common.security.plain.PlainLoginModule required "
+             "username=\"" KA_USER_ADMIN "\" password=\"%s\" user_" KA_USER_ADMIN "=\"%s\";\n"
+             "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+             "org.apache.kafka.common.security.plain.PlainLoginModule required "
+             "username=\"" KA_USER_ADMIN "\" password=\"%s\"",
+             kafka_port(c, node), kafka_controller_port(c, node), kafka_port(c, node), admin, admin, admin);
+    for (const char *const *u = ka_users; *u; u++) {
+        if (ka_password(c->dir, *u, pass, sizeof(pass), err, sizeof(err)) != 0) {
+            log_error("Kafka credentials: %s", err);
+            goto wipe;
+        }
+        conf_add(buf, size, &n, " user_%s=\"%s\"", *u, pass);
+    }
+    conf_add(buf, size, &n, ";\n");
+out:
+    rc = n < size ? 0 : -1;
+    if (rc != 0)
+        log_error("the listeners of server.properties do not fit (data dir path too long?)");
+wipe:
+    memset(admin, 0, sizeof(admin));
+    memset(pass, 0, sizeof(pass));
+    return rc;
+}
+
 /* D/<unit>/server.properties of Kafka node `node` (0: the single broker).
  * A cluster's nodes are each broker and controller (KRaft combined mode),
  * vote in one static quorum and keep every partition on 3 brokers, writes
  * acknowledged by 2 (min.insync.replicas), so one broker may be down. */
 static int write_kafka_conf(const struct svc_ctx *c, int node)
 {
-    char text[8192], voters[256], name[32];
+    char text[8192], voters[256], name[32], listen[4096];
     int n = c->kafka_nodes > 1 ? c->kafka_nodes : 1;
     int rf = n, min_isr = n > 1 ? 2 : 1;
     size_t v = 0;
@@ -1017,17 +1090,15 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
         v += (size_t)snprintf(voters + v, sizeof(voters) - v, "%s%d@127.0.0.1:%d", k > 1 ? "," : "", k,
                               kafka_controller_port(c, k));
     unit_name(SVC_KAFKA, node, name, sizeof(name));
+    if (kafka_listener_conf(c, node, listen, sizeof(listen)) != 0)
+        return -1;
     int len = snprintf(text, sizeof(text),
              "# Generated by fleetsync services start; changes are overwritten.\n"
              "# Node %d of %d in KRaft combined mode (broker + controller).\n"
              "process.roles=broker,controller\n"
              "node.id=%d\n"
              "controller.quorum.voters=%s\n"
-             "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
-             "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
-             "controller.listener.names=CONTROLLER\n"
-             "inter.broker.listener.name=PLAINTEXT\n"
-             "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n"
+             "%s"
              "log.dirs=%s/%s/data\n"
              "num.partitions=6\n"
              "auto.create.topics.enable=false\n"
@@ -1048,8 +1119,7 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
              "num.replica.fetchers=1\n"
              "log.retention.hours=168\n"
              "log.segment.bytes=268435456\n",
-             node ? node : 1, n, node ? node : 1, voters, kafka_port(c, node),
-             kafka_controller_port(c, node), kafka_port(c, node), c->dir, name, rf, min_isr, rf, rf, min_isr, rf,
+             node ? node : 1, n, node ? node : 1, voters, listen, c->dir, name, rf, min_isr, rf, rf, min_isr, rf,
              min_isr, n > 1 ? 2 : 4);
     if (len < 0 || (size_t)len >= sizeof(text)) {
         log_error("server.properties does not fit (data dir path too long?)");
@@ -1057,7 +1127,10 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     }
     char rel[64];
     snprintf(rel, sizeof(rel), "%s/server.properties", name);
-    if (write_file(c, rel, text) != 0)
+    int rc = write_file_mode(c, rel, text, c->secure ? 0600 : 0644);
+    memset(listen, 0, sizeof(listen));
+    memset(text, 0, sizeof(text));
+    if (rc != 0)
         return -1;
 
     static const char log4j[] =
@@ -1943,6 +2016,7 @@ static int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct
         c->tls_port = mqa_tls_port(c->dir);
     }
     c->kafka_nodes = kafka_nodes_saved(c->dir);
+    c->secure = ka_is_secure(c->dir);
     return ensure_user(c);
 }
 
@@ -1987,6 +2061,75 @@ const char *svc_kafka_libs(char *buf, size_t size)
 }
 
 /* --- start / stop / status -------------------------------------------- */
+
+/* start --secure on a data dir that is not secure yet: makes the secret
+ * (D/kafka-auth/) the brokers' passwords derive from.  A running broker
+ * would keep its open listeners until restarted, so that is refused. */
+static int kafka_secure_choose(struct svc_ctx *c, int requested)
+{
+    char err[512];
+    if (!requested || c->secure)
+        return 0;
+    int first, last;
+    unit_range(c, SVC_KAFKA, &first, &last);
+    for (int k = first; k <= last; k++) {
+        if (svc_running_pid(c, SVC_KAFKA, k)) {
+            log_error("Kafka of %s is running without authentication; 'fleetsync services stop' first, then "
+                      "'fleetsync services start --secure'",
+                      c->dir);
+            return -1;
+        }
+    }
+    if (ka_secret_ensure(c->dir, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    log_info("Kafka of %s is secure from now on: SASL/%s for every client, ACLs per FleetSync principal "
+             "(credentials in %s/kafka-auth/)",
+             c->dir, KA_MECHANISM, c->dir);
+    c->secure = 1;
+    return 0;
+}
+
+/* Creates the ACLs of core/kafkaauth.h for cfg's topic prefix (creating an
+ * ACL that exists already is no error).  Returns 0, or -1 + err. */
+static int kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeout_ms, char *err, size_t err_size)
+{
+    rd_kafka_AclBinding_t *acl[64];
+    int n = ka_acl_bindings(cfg, acl, (int)(sizeof(acl) / sizeof(acl[0])), err, err_size);
+    if (n < 0)
+        return -1;
+    int rc = -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATEACLS);
+    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, NULL, 0);
+    rd_kafka_CreateAcls(rk, acl, (size_t)n, o, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
+    if (!ev) {
+        snprintf(err, err_size, "Kafka did not answer the creation of its ACLs within %d ms", timeout_ms);
+    } else if (rd_kafka_event_error(ev)) {
+        snprintf(err, err_size, "cannot create the Kafka ACLs: %s", rd_kafka_event_error_string(ev));
+    } else {
+        size_t cnt = 0;
+        const rd_kafka_acl_result_t **r =
+            rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+        rc = 0;
+        for (size_t i = 0; i < cnt && rc == 0; i++) {
+            const rd_kafka_error_t *e = rd_kafka_acl_result_error(r[i]);
+            if (e) {
+                snprintf(err, err_size, "cannot create Kafka ACL %zu of %d: %s", i + 1, n, rd_kafka_error_string(e));
+                rc = -1;
+            }
+        }
+    }
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_AdminOptions_destroy(o);
+    rd_kafka_queue_destroy(q);
+    for (int i = 0; i < n; i++)
+        rd_kafka_AclBinding_destroy(acl[i]);
+    return rc;
+}
 
 /* Waits until unit (id, node) answers; fails early when it exits. */
 static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline)
@@ -2067,7 +2210,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     if (ctx_init(&c, cfg, &opt->ports, 1) != 0 || check_reachable(&c) != 0)
         return 1;
     c.tls_port = opt->tls_port;
-    if (kafka_nodes_choose(&c, opt->kafka_brokers) != 0)
+    if (kafka_nodes_choose(&c, opt->kafka_brokers) != 0 || kafka_secure_choose(&c, opt->secure) != 0)
         return 1;
     if (svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
         return 1;
@@ -2132,7 +2275,8 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 
     /* On a cluster every topic has 3 replicas and min.insync.replicas 2. */
     rd_kafka_t *rk = kafka_admin_handle(&c, -1, err, sizeof(err));
-    if (!rk || topics_ensure(rk, cfg, c.kafka_nodes, opt->partitions, 30000, err, sizeof(err)) != 0) {
+    if (!rk || topics_ensure(rk, cfg, c.kafka_nodes, opt->partitions, 30000, err, sizeof(err)) != 0 ||
+        (c.secure && kafka_acls_ensure(rk, cfg, 30000, err, sizeof(err)) != 0)) {
         log_error("%s", err);
         if (rk)
             rd_kafka_destroy(rk);
@@ -2146,11 +2290,11 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     char kb[256];
     kafka_bootstrap(&c, kb, sizeof(kb));
     if (!opt->quiet)
-        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s, PostgreSQL 127.0.0.1:%d; "
+        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s%s, PostgreSQL 127.0.0.1:%d; "
                  "data and logs in %s",
                  (double)(mono_ms() - t0) / 1000.0, c.ports.mqtt, kb,
-                 c.kafka_nodes > 1 ? " (3 brokers: replication factor 3, min.insync.replicas 2)" : "", c.ports.pg,
-                 c.dir);
+                 c.kafka_nodes > 1 ? " (3 brokers: replication factor 3, min.insync.replicas 2)" : "",
+                 c.secure ? " (SASL/" KA_MECHANISM " and ACLs)" : "", c.ports.pg, c.dir);
     if (!opt->quiet && c.tls_port && mqa_tls_port(c.dir) == c.tls_port)
         log_info("MQTT over TLS: mqtts://127.0.0.1:%d (clients trust %s/tls/ca.crt)", c.tls_port, c.dir);
     return 0;
@@ -2465,6 +2609,12 @@ static void services_usage(FILE *out)
             "                    for 127.0.0.1/localhost are made once in DIR/tls/ (openssl);\n"
             "                    clients use mqtts://127.0.0.1:PORT and trust DIR/tls/ca.crt\n"
             "  --tls-port N      the TLS listener's port (default: MQTT port + 53, 18883)\n"
+            "  --secure          Kafka wants SASL (PLAIN, on 127.0.0.1) from every client and\n"
+            "                    enforces ACLs: one principal per FleetSync process kind, only\n"
+            "                    the bridge (and sim --kafka) write truck-telemetry, only detect\n"
+            "                    writes truck-alerts.  Passwords derive from DIR/kafka-auth/secret\n"
+            "                    (0600); every fleetsync command finds its own there.  Remembered\n"
+            "                    in the data dir (docs/security.md)\n"
             "  --timeout S       seconds to wait for each service (default 120)\n"
             "  --json            status as JSON\n"
             "  -h, --help        this text\n\n%s",
@@ -2473,7 +2623,7 @@ static void services_usage(FILE *out)
 
 int cmd_services(int argc, char **argv)
 {
-    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_PORT, OPT_KAFKA_BROKERS };
+    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_PORT, OPT_KAFKA_BROKERS, OPT_SECURE };
     static const struct option longopts[] = {
         {"partitions", required_argument, NULL, OPT_PARTITIONS},
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
@@ -2481,6 +2631,7 @@ int cmd_services(int argc, char **argv)
         {"tls", no_argument, NULL, OPT_TLS},
         {"tls-port", required_argument, NULL, OPT_TLS_PORT},
         {"kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS},
+        {"secure", no_argument, NULL, OPT_SECURE},
         {"help", no_argument, NULL, 'h'},
         CFG_LONG_OPTIONS,
         {NULL, 0, NULL, 0},
@@ -2491,6 +2642,7 @@ int cmd_services(int argc, char **argv)
     char err[512];
 
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         switch (c) {
@@ -2530,6 +2682,9 @@ int cmd_services(int argc, char **argv)
         }
         case OPT_TLS:
             tls = 1;
+            break;
+        case OPT_SECURE:
+            opt.secure = 1;
             break;
         case OPT_TLS_PORT:
             tls_port = atoi(optarg);

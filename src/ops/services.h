@@ -12,6 +12,7 @@
  *   D/kafka-<k>/            the same per broker k of a cluster (start --kafka-brokers 3):
  *                           pids in D/run/kafka-<k>.pid, logs in D/log/kafka-<k>.log
  *   D/kafka-brokers         the broker count when it is not 1 (later commands read it)
+ *   D/kafka-auth/secret     Kafka wants SASL and enforces ACLs (start --secure, core/kafkaauth.h)
  *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
  *   D/pgpass                password of PostgreSQL role fleetsync (libpq password
  *                           file, 0600, the operator's); every command finds it
@@ -60,6 +61,7 @@ struct svc_options {
     int timeout_s;   /* how long start waits for each service */
     int quiet;
     int kafka_brokers; /* 1 or 3 KRaft nodes; 0 = what the data dir has (else 1) */
+    int secure;        /* make Kafka secure (SASL + ACLs, core/kafkaauth.h); 0 = as the data dir is */
 };
 
 /* Derives the ports from the shared endpoints (--mqtt, --brokers, --pg);

@@ -25,6 +25,7 @@
 
 #include "core/config.h"
 #include "core/kafka.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/opts.h"
 #include "core/pg.h"
@@ -676,6 +677,7 @@ int cmd_status(int argc, char **argv)
     memset(&cur, 0, sizeof(cur));
     memset(&prev, 0, sizeof(prev));
     cfg_init(&c.cfg);
+    c.cfg.kafka_user = KA_USER_ADMIN;
     switch (opt_parse(&cmd, &c.cfg, argc, argv, &rest)) {
     case OPT_HELP:
         rc = 0;

@@ -16,6 +16,7 @@
 #include "ops/ops.h"
 
 #include "core/config.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/nofollow.h"
 #include "core/pg.h"
@@ -432,6 +433,7 @@ int cmd_up(int argc, char **argv)
     char err[512];
 
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_ADMIN;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         if (c == 'h') {

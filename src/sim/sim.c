@@ -17,6 +17,7 @@
 #include "sim/sim.h"
 
 #include "core/config.h"
+#include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/mqttauth.h"
@@ -589,6 +590,7 @@ int cmd_sim(int argc, char **argv)
 
     memset(&r, 0, sizeof(r));
     cfg_init(&cfg);
+    cfg.kafka_user = KA_USER_SIM;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
         const char *bad = NULL;

@@ -16,7 +16,7 @@ lines() {
 # suite; a publisher cut off early shows up as missing messages, not a hang.
 pub_lines() { timeout -k 5 180 mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$1/telemetry" -l; }
 
-count_topic() { kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
+count_topic() { kc -b "$B" -C -t "$1" -o beginning -e -q -f '%k\n' 2>/dev/null | grep -c "$2"; }
 
 # wait_until N TRIES COMMAND...: runs COMMAND (which prints a count) every
 # 0.5 s until the count reaches N or TRIES runs are done; prints the last count.
@@ -36,7 +36,7 @@ wait_count() { wait_until "$3" "${4:-120}" count_topic "$1" "$2"; }
 
 # unique_readings TOPIC KEYPATTERN: distinct (truck_id, ts, seq) in the topic.
 unique_readings() {
-    kcat -b "$B" -C -t "$1" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep "$2" |
+    kc -b "$B" -C -t "$1" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep "$2" |
         sed 's/^\([^ ]*\) .*"ts":\([0-9]*\),"seq":\([0-9]*\).*/\1 \2 \3/' | sort -u | wc -l
 }
 

@@ -53,11 +53,30 @@ done_testing() {
     [ "$_failed" -eq 0 ]
 }
 
+# kafka_sasl_args USER [DIR]: kcat's -X options that log USER in to the Kafka
+# of a secure data dir DIR (default $FLEETSYNC_DATA_DIR; `services start
+# --secure`, src/core/kafkaauth.h): the password is the first 32 hex digits of
+# HMAC-SHA256(DIR/kafka-auth/secret, USER), computed here with openssl.
+kafka_sasl_args() {
+    local d=${2:-$FLEETSYNC_DATA_DIR} key pass
+    key=$(head -c 64 "$d/kafka-auth/secret") || return 1
+    pass=$(printf '%s' "$1" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$key" | awk '{ print substr($NF, 1, 32) }')
+    echo "-X security.protocol=SASL_PLAINTEXT -X sasl.mechanisms=PLAIN -X sasl.username=$1 -X sasl.password=$pass"
+}
+# kcat_as USER kcat-args...: kcat logged in as USER (a secure data dir's principal).
+# shellcheck disable=SC2046
+kcat_as() { local u=$1; shift; kcat $(kafka_sasl_args "$u") "$@"; }
+# kc kcat-args...: kcat as the suites' Kafka reader and checker: the admin when
+# $FLEETSYNC_DATA_DIR is secure, else plain kcat.
+kc() {
+    if [ -f "${FLEETSYNC_DATA_DIR:-/nonexistent}/kafka-auth/secret" ]; then kcat_as fleetsync-admin "$@"; else kcat "$@"; fi
+}
+
 # topics_ready: the suite's topics (prefix $P, brokers $B) exist with their
 # partitions, after `services start --topic-prefix "$P"`.
 topics_ready() {
     for _ in $(seq 50); do
-        kcat -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
+        kc -b "$B" -L -t "${P}truck-telemetry" 2>/dev/null | grep -q '6 partitions' && return 0
         sleep 0.2
     done
     return 1
