@@ -33,7 +33,7 @@ int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size)
 
 /* A consumer's fatal error.  librdkafka makes some consumer errors fatal
  * (a static member fenced by a newer instance with its group.instance.id,
- * librdkafka issue #3437, seen when a broker of a cluster dies); the handle
+ * librdkafka bug 3437 of its own tracker, seen when a broker of a cluster dies); the handle
  * then reads nothing more, while the process would look healthy.  Called
  * once per poll loop: returns 1, having logged the reason, when rk has
  * raised a fatal error, so the caller stops and exits with status 1 (a
