@@ -9,26 +9,19 @@
 #include "bridge/bridge.h"
 #include "dashboard/dashboard.h"
 #include "detect/detect.h"
-#include "history/report.h"
+#include "report/report.h"
 #include "history/history.h"
-#include "ops/ops.h"
-#include "ops/trucks.h"
-#include "ops/benchdetect.h"
+#include "admin/admin.h"
+#include "stack/services.h"
+#include "up/up.h"
+#include "admin/trucks.h"
+#include "detect/benchdetect.h"
 #include "sim/sim.h"
 
 #include "core/log.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* `report invoice` is billing's (src/billing/invoice.c); every other report is
- * history's. */
-static int cmd_report_any(int argc, char **argv)
-{
-    if (argc > 1 && strcmp(argv[1], "invoice") == 0)
-        return cmd_invoice(argc - 1, argv + 1);
-    return cmd_report(argc, argv);
-}
 
 struct cmd {
     const char *name;
@@ -47,7 +40,7 @@ static const struct cmd commands[] = {
     {"billing", cmd_billing, "per truck and day billing: consumer group fleetsync-billing"},
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", cmd_status, "services, consumer groups, lag and rates"},
-    {"report", cmd_report_any, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},
+    {"report", cmd_report, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},
     {"bench", cmd_bench, "bench detect: precision / recall per rule for a scenario"},
     {"trucks", cmd_trucks, "trucks add ID...|--count N: per-truck MQTT credentials"},
 };

@@ -8,7 +8,7 @@
 #   B. group $GR reads it uninterrupted afterwards (the reference);
 #   C. $GR is stopped, rewound with `fleetsync replay --at` and restarted.
 # Checks: --help/--print-rules/bad --rules; every incident of the truth file
-# has its raised alert (the matching rule of ops/match.h), no false alarms, one cleared
+# has its raised alert (the matching rule of detect/match.h), no false alarms, one cleared
 # per raised, leaving a fence outside its active window does not alert; the
 # killed run's set of (alert_id, state) equals the reference's; the replay
 # re-emits the incidents after the rewind point with the same alert_ids; bad

@@ -1,7 +1,7 @@
-/* fleetsync bench detect's matching (ops/match.h): the rule (truck and
+/* fleetsync bench detect's matching (detect/match.h): the rule (truck and
  * rule agree, started_ms within [start_ms - 2 min, end + 30 min]) at its
  * edges, repeats, other trucks and rules, and the per-rule arithmetic. */
-#include "ops/match.h"
+#include "detect/match.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

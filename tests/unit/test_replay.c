@@ -1,6 +1,6 @@
 /* fleetsync replay: --since and --at, billing's day start, where a group keeps
  * its offsets, and the offset each partition moves to. */
-#include "ops/replay.h"
+#include "admin/replay.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,6 +1,6 @@
 /* fleetsync status: lag per partition and group, the consumption rate, which
  * groups are shown, and the JSON and table renderings. */
-#include "ops/status.h"
+#include "admin/status.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,5 +1,5 @@
-/* Trips and stops of a truck's day (history/trips.h), and the parsing and
- * GPX helpers of `fleetsync report` (history/report.h).
+/* Trips and stops of a truck's day (report/trips.h), and the parsing and
+ * GPX helpers of `fleetsync report` (report/report.h).
  *
  * The fixture is one truck on 2026-11-01 driving north along the meridian
  * 11 E, so every distance is R * dlat (R = 6371.0088 km): a step of 0.009
@@ -44,8 +44,8 @@
  *   09:13-09:20  420 s at 48.074, engine on 420 s
  */
 #include "core/rollup.h"
-#include "history/report.h"
-#include "history/trips.h"
+#include "report/report.h"
+#include "report/trips.h"
 
 #include <math.h>
 #include <setjmp.h>

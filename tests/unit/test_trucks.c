@@ -1,7 +1,7 @@
 /* MQTT identities: password derivation, Mosquitto's hash lines, the ACL text,
  * names, and which broker counts as the data dir's own. */
 #include "core/mqttauth.h"
-#include "ops/trucks.h"
+#include "admin/trucks.h"
 
 #include <setjmp.h>
 #include <stdarg.h>

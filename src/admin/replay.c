@@ -20,12 +20,12 @@
  * PostgreSQL session named after it; a running consumer would overwrite the
  * new positions with its own.
  */
-#include "ops/replay.h"
+#include "admin/replay.h"
 
 #include "core/opts.h"
 
-#include "ops/groups.h"
-#include "ops/ops.h"
+#include "core/groups.h"
+#include "admin/admin.h"
 
 #include "core/config.h"
 #include "core/kafka.h"

@@ -11,7 +11,9 @@
  * by core/table.h.  Values from the command line reach SQL only as parameters of
  * PQexecParams; SQL text is built from constant fragments only.
  */
-#include "history/report.h"
+#include "report/report.h"
+
+#include "report/invoice.h"
 
 #include "core/config.h"
 #include "core/log.h"
@@ -20,7 +22,7 @@
 #include "core/rollup.h"
 #include "core/table.h"
 #include "core/timeparse.h"
-#include "history/trips.h"
+#include "report/trips.h"
 
 #include <errno.h>
 #include <math.h>
@@ -623,6 +625,7 @@ static void report_usage(FILE *out)
                  "Subcommands:\n");
     for (size_t i = 0; i < SUB_COUNT; i++)
         fprintf(out, "  %-10s %s\n", subs[i].name, subs[i].synopsis);
+    fprintf(out, "  %-10s %s\n", "invoice", "per truck and month from billing's billing_daily (fleetsync report invoice --help)");
     fprintf(out, "\n%s\n"
                  "Examples:\n"
                  "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
@@ -699,6 +702,10 @@ static int check_opts(const struct sub *s, const struct opt *opts, struct ropts 
 
 int cmd_report(int argc, char **argv)
 {
+    /* Every report is history's but the invoice, which reads the billing
+     * pipeline's table (invoice.c). */
+    if (argc > 1 && strcmp(argv[1], "invoice") == 0)
+        return cmd_invoice(argc - 1, argv + 1);
     static const char *const formats[] = {"table", "json", "csv", "geojson", "gpx", NULL}; /* enum out_format */
     struct fs_config cfg;
     struct ropts o;

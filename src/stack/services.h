@@ -117,4 +117,7 @@ int svc_kafka_bootstrap(const struct fs_config *cfg, char *buf, size_t size);
  * cache); writes into buf and returns buf. */
 const char *svc_kafka_libs(char *buf, size_t size);
 
+/* `fleetsync services start|stop|status`. */
+int cmd_services(int argc, char **argv);
+
 #endif

@@ -2,7 +2,7 @@
  * match.c - alerts against ground truth: the matching rule of match.h and
  * per-rule precision, recall and detection delay (see match.h).
  */
-#include "ops/match.h"
+#include "detect/match.h"
 
 #include "core/rule.h"
 

@@ -13,7 +13,7 @@
  * second "up" resumes where the first stopped.  Children log to
  * DATA_DIR/log/<name>.log.
  */
-#include "ops/ops.h"
+#include "up/up.h"
 
 #include "core/config.h"
 #include "core/kafkaauth.h"
@@ -21,8 +21,8 @@
 #include "core/nofollow.h"
 #include "core/pg.h"
 #include "core/sig.h"
-#include "ops/services.h"
-#include "ops/status.h"
+#include "stack/services.h"
+#include "admin/status.h"
 
 #include "core/topics.h"
 

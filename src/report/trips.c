@@ -5,7 +5,7 @@
  * the candidate trips between stop candidates, keep those long enough, then
  * take the spans between kept trips that hold a stop candidate as stops.
  */
-#include "history/trips.h"
+#include "report/trips.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -15,11 +15,11 @@
  * committed offsets equal the end offsets (lag 0) and the alerts topic has
  * been quiet for --quiet seconds; then it stops the detector and bridge
  * (SIGTERM), reads every alert record of its trucks from the alerts topic
- * and matches them against the truth file (ops/match.h).  Finally it deletes
+ * and matches them against the truth file (detect/match.h).  Finally it deletes
  * its topics and consumer group through the admin API and removes the temp
  * dir (--keep leaves all of it for a look).
  */
-#include "ops/benchdetect.h"
+#include "detect/benchdetect.h"
 
 #include "core/config.h"
 #include "core/kafka.h"
@@ -28,8 +28,8 @@
 #include "core/opts.h"
 #include "core/sig.h"
 #include "core/topics.h"
-#include "ops/groups.h"
-#include "ops/match.h"
+#include "core/groups.h"
+#include "detect/match.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -8,12 +8,12 @@
  * replaces the old with rename().  Hashing is PBKDF2-HMAC-SHA512 with
  * libcrypto, as mosquitto_passwd does, without one process per truck.
  */
-#include "ops/trucks.h"
+#include "admin/trucks.h"
 
 #include "core/config.h"
 #include "core/log.h"
 #include "core/mqttauth.h"
-#include "ops/services.h"
+#include "stack/services.h"
 
 #include <errno.h>
 #include <fcntl.h>

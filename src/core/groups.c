@@ -5,7 +5,7 @@
  * its result event; nothing is cached, so each answer is the cluster's view
  * at the time of the call.
  */
-#include "ops/groups.h"
+#include "core/groups.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -9,7 +9,7 @@
  * from the command line reach SQL only as parameters.  The options are one
  * table (core/opts.h); the invoice is printed through core/table.h.
  */
-#include "billing/billing.h"
+#include "report/invoice.h"
 
 #include "core/config.h"
 #include "core/opts.h"

@@ -16,12 +16,12 @@
  * A source that does not answer leaves its part of the report unknown; the
  * command says so on stderr, still prints what it knows and exits 1.
  */
-#include "ops/status.h"
+#include "admin/status.h"
 
-#include "ops/groups.h"
-#include "ops/ops.h"
-#include "ops/replay.h"
-#include "ops/services.h"
+#include "core/groups.h"
+#include "admin/admin.h"
+#include "admin/replay.h"
+#include "stack/services.h"
 
 #include "core/config.h"
 #include "core/kafka.h"

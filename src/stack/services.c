@@ -10,9 +10,8 @@
  * "Healthy" means the service answers its own protocol: an MQTT CONNACK, a
  * Kafka metadata response, a PostgreSQL ping.
  */
-#include "ops/services.h"
+#include "stack/services.h"
 
-#include "ops/ops.h"
 
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
