@@ -217,36 +217,6 @@ static void a_repeatable_option_collects_every_value_up_to_its_bound(void **stat
 }
 
 static void a_table_option_hides_the_shared_option_of_its_name(void **state)
-static int top_flag;
-static const struct opt top_opts[] = {
-    OPT_BOOLEAN("verbose", &top_flag, "say more"),
-    OPT_END_MARK,
-};
-static const struct opt_command top = {
-    .name = "top", .usage = "fleetsync top [--verbose] SUB [options]", .opts = top_opts, .stop_at_arg = 1};
-
-static void stop_at_arg_leaves_the_subcommand_its_options(void **state)
-{
-    (void)state;
-    struct fs_config cfg;
-    char *argv[] = {"top", "--verbose", "demo", "pos", "--n", "3", NULL};
-    int rest = -1;
-    top_flag = 0;
-    assert_int_equal(opt_parse(&top, NULL, 6, argv, &rest), OPT_PARSED);
-    assert_int_equal(top_flag, 1);
-    assert_int_equal(rest, 2); /* "demo": its --n is not the parent's unknown option */
-    assert_string_equal(argv[3], "pos");
-
-    /* The subcommand's own parse permutes again: --n after a positional argument counts. */
-    memset(&v, 0, sizeof(v));
-    cfg_init(&cfg);
-    assert_int_equal(opt_parse(&cmd, &cfg, 4, argv + rest, &rest), OPT_PARSED);
-    assert_int_equal(v.n, 3);
-    assert_int_equal(rest, 3);
-    cfg_release(&cfg);
-}
-
-static void range_error_names_the_option_and_its_range(void **state)
 {
     (void)state;
     struct fs_config cfg;
@@ -307,6 +277,47 @@ static void help_shows_optional_arguments_and_only_the_shown_options(void **stat
     assert_non_null(strstr(text, "  --rate X            a rate\n"));
     assert_null(strstr(text, "--format"));
     assert_null(strstr(text, "--id"));
+    free(text);
+}
+
+static int top_flag;
+static const struct opt top_opts[] = {
+    OPT_BOOLEAN("verbose", &top_flag, "say more"),
+    OPT_END_MARK,
+};
+static const struct opt_command top = {
+    .name = "top", .usage = "fleetsync top [--verbose] SUB [options]", .opts = top_opts, .stop_at_arg = 1};
+
+static void stop_at_arg_leaves_the_subcommand_its_options(void **state)
+{
+    (void)state;
+    struct fs_config cfg;
+    char *argv[] = {"top", "--verbose", "demo", "pos", "--n", "3", NULL};
+    int rest = -1;
+    top_flag = 0;
+    assert_int_equal(opt_parse(&top, NULL, 6, argv, &rest), OPT_PARSED);
+    assert_int_equal(top_flag, 1);
+    assert_int_equal(rest, 2); /* "demo": its --n is not the parent's unknown option */
+    assert_string_equal(argv[3], "pos");
+
+    /* The subcommand's own parse permutes again: --n after a positional argument counts. */
+    memset(&v, 0, sizeof(v));
+    cfg_init(&cfg);
+    assert_int_equal(opt_parse(&cmd, &cfg, 4, argv + rest, &rest), OPT_PARSED);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(rest, 3);
+    cfg_release(&cfg);
+}
+
+static void range_error_names_the_option_and_its_range(void **state)
+{
+    (void)state;
+    struct fs_config cfg;
+    int rest;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
     FILE *saved = stderr;
     stderr = f;
     int rc = run(&cfg, &rest, "--n", "0", NULL);
