@@ -33,7 +33,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <mosquitto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -814,7 +813,6 @@ int cmd_sim(int argc, char **argv)
             goto out;
         }
     } else if (!o.dry_run) {
-        mosquitto_lib_init();
         struct mqp_config mc = {.host = url.host, .port = url.port, .user = url.user, .pass = url.pass,
                                 .qos = o.qos, .keepalive_s = 60, .gateway = names.gateway,
                                 .source_ips = o.source_ips, .n_source_ips = o.n_source_ips,
@@ -838,8 +836,6 @@ out:
     if (r.pool)
         mqp_free(r.pool, 2000);
     kafkaout_free(r.kout, 0);
-    if (!o.dry_run && !o.kafka && r.o)
-        mosquitto_lib_cleanup();
     metrics_free(r.metrics);
     fleet_free(r.fleet);
     if (r.truth)
