@@ -152,11 +152,6 @@ static void lost(struct msub *s, const char *why)
     s->backoff_ms = s->backoff_ms < 16000 ? s->backoff_ms * 2 : 30000;
 }
 
-static int out_append(struct msub *s, const uint8_t *b, size_t n)
-{
-    return mqc_append(&s->conn, b, n);
-}
-
 int msub_flush(struct msub *s)
 {
     if (s->conn.state < MQC_CONNACK)
@@ -217,7 +212,7 @@ static void send_subscribe(struct msub *s)
 {
     uint8_t pkt[2048];
     size_t n = mqw_encode_subscribe(pkt, sizeof(pkt), 1, s->cfg.filters, s->cfg.nfilters, 1, s->cfg.version);
-    if (!n || out_append(s, pkt, n) != 0) {
+    if (!n || mqc_append(&s->conn, pkt, n) != 0) {
         lost(s, "cannot build SUBSCRIBE");
         return;
     }
@@ -323,7 +318,7 @@ static int on_publish(struct msub *s, const struct mqw_packet *pk, size_t full_l
          * anyway gets a PUBACK it will refuse, and says why. */
         uint8_t ack[4];
         mqw_encode_puback(ack, sizeof(ack), pk->mid);
-        if (out_append(s, ack, sizeof(ack)) != 0) {
+        if (mqc_append(&s->conn, ack, sizeof(ack)) != 0) {
             lost(s, "out of memory");
             return -1;
         }
@@ -514,7 +509,7 @@ void msub_disconnect(struct msub *s)
     if (s->conn.state >= MQC_CONNACK) {
         uint8_t d[2];
         mqw_encode_empty(d, sizeof(d), MQW_DISCONNECT);
-        if (out_append(s, d, 2) == 0) {
+        if (mqc_append(&s->conn, d, 2) == 0) {
             /* A moment for the socket to take it all; then close anyway. */
             for (int k = 0; k < 20 && s->conn.fd >= 0 && mqc_pending_out(&s->conn); k++) {
                 if (msub_flush(s) != 0)
