@@ -6,6 +6,7 @@
 
 #include "core/timeparse.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -67,6 +68,17 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
         }
         return 0;
     }
+    case OPT_DOUBLE: {
+        char *end;
+        errno = 0;
+        double d = strtod(arg, &end);
+        if (errno || end == arg || *end || !(d >= o->lo && d <= o->hi)) {
+            snprintf(err, err_size, "--%s: '%s' is not a number from %g to %g", o->name, arg, o->lo, o->hi);
+            return -1;
+        }
+        *(double *)o->value = d;
+        return 0;
+    }
     case OPT_CALLBACK: {
         char why[256] = "";
         if (o->cb(o->value, arg, why, sizeof(why)) != 0) {
@@ -76,6 +88,7 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
         return 0;
     }
     case OPT_END:
+    case OPT_GROUP:
         break;
     }
     snprintf(err, err_size, "--%s: unknown option type", o->name);
@@ -89,8 +102,9 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
     if (n > OPT_MAX)
         return opt_error(c, "more than %d options in the command's table", OPT_MAX);
     for (size_t i = 0; i < n; i++)
-        longopts[k++] = (struct option){c->opts[i].name, c->opts[i].argh ? required_argument : no_argument, NULL,
-                                        OPT_CODE_BASE + (int)i};
+        if (c->opts[i].type != OPT_GROUP)
+            longopts[k++] = (struct option){c->opts[i].name, c->opts[i].argh ? required_argument : no_argument,
+                                            NULL, OPT_CODE_BASE + (int)i};
     longopts[k++] = (struct option){"help", no_argument, NULL, 'h'};
     if (c->shared)
         for (size_t i = 0; i < SHARED_COUNT; i++)
@@ -152,6 +166,10 @@ void opt_usage(FILE *out, const struct opt_command *c)
         fprintf(out, "\n%s\n", c->about);
     fprintf(out, "\nOptions:\n");
     for (const struct opt *o = c->opts; o && o->type != OPT_END; o++) {
+        if (o->type == OPT_GROUP) {
+            fprintf(out, "%s\n", o->help);
+            continue;
+        }
         int w = fprintf(out, "  --%s%s%s", o->name, o->argh ? " " : "", o->argh ? o->argh : "");
         if (w >= HELP_COLUMN - 1)
             fprintf(out, "\n%*s", HELP_COLUMN, "");

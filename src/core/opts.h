@@ -35,6 +35,8 @@ enum opt_type {
     OPT_INT,      /* int *: whole number in [min, max] */
     OPT_DURATION, /* int64_t *: ms, core/timeparse's durations, at most max ms */
     OPT_CALLBACK, /* cb(value, arg): 0, or -1 with the reason in err */
+    OPT_DOUBLE,   /* double *: a number in [lo, hi] */
+    OPT_GROUP,    /* no option: a heading in the help ("MQTT:") */
 };
 
 struct opt {
@@ -45,14 +47,17 @@ struct opt {
     const char *help; /* "\n" starts a continuation line */
     long long min, max;
     int (*cb)(void *value, const char *arg, char *err, size_t err_size);
+    double lo, hi; /* OPT_DOUBLE's range */
 };
 
-#define OPT_BOOLEAN(n, v, h)            {OPT_BOOL, (n), NULL, (v), (h), 0, 0, NULL}
-#define OPT_STR(n, a, v, h)             {OPT_STRING, (n), (a), (v), (h), 0, 0, NULL}
-#define OPT_INTEGER(n, a, v, lo, hi, h) {OPT_INT, (n), (a), (v), (h), (lo), (hi), NULL}
-#define OPT_DUR(n, a, v, max, h)        {OPT_DURATION, (n), (a), (v), (h), 0, (max), NULL}
-#define OPT_CB(n, a, v, cb, h)          {OPT_CALLBACK, (n), (a), (v), (h), 0, 0, (cb)}
-#define OPT_END_MARK                    {OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL}
+#define OPT_BOOLEAN(n, v, h)            {OPT_BOOL, (n), NULL, (v), (h), 0, 0, NULL, 0, 0}
+#define OPT_STR(n, a, v, h)             {OPT_STRING, (n), (a), (v), (h), 0, 0, NULL, 0, 0}
+#define OPT_INTEGER(n, a, v, lo, hi, h) {OPT_INT, (n), (a), (v), (h), (lo), (hi), NULL, 0, 0}
+#define OPT_DUR(n, a, v, max, h)        {OPT_DURATION, (n), (a), (v), (h), 0, (max), NULL, 0, 0}
+#define OPT_CB(n, a, v, cb, h)          {OPT_CALLBACK, (n), (a), (v), (h), 0, 0, (cb), 0, 0}
+#define OPT_DBL(n, a, v, lo, hi, h)     {OPT_DOUBLE, (n), (a), (v), (h), 0, 0, NULL, (lo), (hi)}
+#define OPT_HEADING(title)              {OPT_GROUP, NULL, NULL, NULL, (title), 0, 0, NULL, 0, 0}
+#define OPT_END_MARK                    {OPT_END, NULL, NULL, NULL, NULL, 0, 0, NULL, 0, 0}
 
 struct opt_command {
     const char *name;  /* "replay", "report avg-speed" */
