@@ -1,41 +1,37 @@
 /*
  * mqttsub.c - the bridge's MQTT subscriber (see mqttsub.h).
  *
- * States of the one connection:
+ * The connection itself (TCP, TLS, CONNECT/CONNACK, output queue, reads,
+ * keepalive) is core/mqttconn.c's; on top of it the subscriber adds the
+ * subscription and its own states:
  *
- *   IDLE -> TCP -> [TLS] -> CONNACK -> SUBACK -> UP
- *     ^                                            |
- *     +------------- lost, refused, timeout -------+
+ *   IDLE -> connecting (mqttconn: TCP, TLS, CONNACK) -> SUBACK -> UP
+ *     ^                                                           |
+ *     +------------------- lost, refused, timeout ----------------+
  *
  * A resumed session may deliver queued messages right after the CONNACK,
  * before the SUBACK: they are handed over and acknowledged like any other.
  */
 #include "bridge/mqttsub.h"
 
-#include "core/buf.h"
 #include "core/log.h"
+#include "core/mqttconn.h"
 #include "core/mqttwire.h"
 #include "core/tlsclient.h"
 
-#include <errno.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #define RBUF_SIZE (MSUB_MAX_PAYLOAD + 128 * 1024) /* a whole packet of the longest payload, and more */
 #define READ_BUDGET (4 * 1024 * 1024)             /* bytes per msub_handle: PUBACKs go out in between */
 #define CONNECT_TIMEOUT_MS 30000
-#define MAX_ADDRS 8
 
-enum state { S_IDLE, S_TCP, S_TLS, S_CONNACK, S_SUBACK, S_UP };
+/* IDLE: no socket; CONNECTING: the connection's own states (conn.state);
+ * SUBACK: CONNACK accepted, SUBSCRIBE sent; UP: subscribed. */
+enum state { S_IDLE, S_CONNECTING, S_SUBACK, S_UP };
 
 struct msub {
     struct msub_config cfg;
@@ -46,15 +42,12 @@ struct msub {
     SSL_CTX *ssl_ctx;
 
     enum state state;
-    int fd;
-    SSL *ssl;
-    int tls_wants_write; /* the last SSL_read or handshake needs the socket writable */
+    struct mqc conn;
     int v5;
     uint16_t keepalive_s;   /* the broker's Server Keep Alive if it sent one */
     int64_t deadline_ms;    /* connect, TLS, CONNACK, SUBACK must be done by then */
     int64_t next_try_ms;
     int backoff_ms;
-    int64_t last_out_ms, ping_sent_ms;
     unsigned addr_next;
     uint64_t connects;
     int was_active;         /* msub_tick's last "active" */
@@ -62,8 +55,6 @@ struct msub {
     uint8_t *in;
     size_t in_len;
     uint64_t skip;          /* bytes of a cut PUBLISH still to come and be dropped */
-    struct buf out;         /* packets to write; out.p[0..out_off) are written */
-    size_t out_off;
 };
 
 static int64_t mono_ms(void)
@@ -87,7 +78,7 @@ struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message,
         return NULL;
     }
     s->cfg = *cfg;
-    s->fd = -1;
+    mqc_init(&s->conn);
     s->on_message = on_message;
     s->ud = ud;
     s->v5 = cfg->version == 5;
@@ -124,25 +115,16 @@ struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message,
 
 static void close_socket(struct msub *s)
 {
-    if (s->ssl) {
-        SSL_free(s->ssl);
-        s->ssl = NULL;
-    }
-    if (s->fd >= 0)
-        close(s->fd);
-    s->fd = -1;
-    s->in_len = s->out_off = 0;
-    buf_reset(&s->out);
+    mqc_close(&s->conn);
+    s->in_len = 0;
     s->skip = 0;
-    s->tls_wants_write = 0;
-    s->ping_sent_ms = 0;
 }
 
 void msub_free(struct msub *s)
 {
     if (!s)
         return;
-    close_socket(s);
+    mqc_release(&s->conn);
     if (s->ssl_ctx)
         SSL_CTX_free(s->ssl_ctx);
     for (int k = 0; s->filters && k < s->cfg.nfilters; k++)
@@ -154,7 +136,6 @@ void msub_free(struct msub *s)
     free(s->pass);
     free(s->cafile);
     free(s->in);
-    buf_release(&s->out);
     free(s);
 }
 
@@ -171,46 +152,15 @@ static void lost(struct msub *s, const char *why)
     s->backoff_ms = s->backoff_ms < 16000 ? s->backoff_ms * 2 : 30000;
 }
 
-static int out_append(struct msub *s, const uint8_t *b, size_t n)
-{
-    buf_put(&s->out, b, n);
-    return s->out.oom ? -1 : 0;
-}
-
 int msub_flush(struct msub *s)
 {
-    if (s->fd < 0 || s->state == S_TCP || s->state == S_TLS)
-        return 0;
-    while (s->out_off < s->out.len) {
-        size_t len = s->out.len - s->out_off;
-        ssize_t w;
-        if (s->ssl) {
-            ERR_clear_error();
-            int r = SSL_write(s->ssl, (const uint8_t *)s->out.p + s->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
-            if (r <= 0) {
-                int e = SSL_get_error(s->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-                    return 0;
-                lost(s, e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
-                return -1;
-            }
-            w = r;
-        } else {
-            w = send(s->fd, (const uint8_t *)s->out.p + s->out_off, len, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    return 0;
-                lost(s, strerror(errno));
-                return -1;
-            }
-        }
-        s->out_off += (size_t)w;
-        s->last_out_ms = mono_ms();
+    if (s->conn.state < MQC_CONNACK)
+        return 0; /* CONNECT goes first */
+    char why[256];
+    if (mqc_flush(&s->conn, mono_ms(), why, sizeof(why)) < 0) {
+        lost(s, why);
+        return -1;
     }
-    s->out_off = 0;
-    buf_reset(&s->out);
     return 0;
 }
 
@@ -219,103 +169,50 @@ static void send_connect(struct msub *s)
     struct mqw_connect m = {.client_id = s->client_id, .keepalive_s = (uint16_t)s->cfg.keepalive_s,
                             .clean_session = 0, .user = s->user, .pass = s->pass, .version = s->cfg.version,
                             .session_expiry_s = s->cfg.session_expiry_s, .receive_max = s->cfg.receive_max};
-    uint8_t pkt[1024];
-    size_t n = mqw_encode_connect(pkt, sizeof(pkt), &m);
-    if (!n || out_append(s, pkt, n) != 0) {
+    if (mqc_queue_connect(&s->conn, &m) != 0) {
         lost(s, "cannot build CONNECT (client id or credentials too long?)");
         return;
     }
-    s->state = S_CONNACK;
     s->keepalive_s = (uint16_t)s->cfg.keepalive_s;
     s->connects++;
     msub_flush(s);
 }
 
-static void tls_step(struct msub *s)
+/* TCP connected or TLS moved on: CONNECT once the transport is ready. */
+static void step(struct msub *s)
 {
-    ERR_clear_error();
-    int r = SSL_do_handshake(s->ssl);
-    if (r == 1) {
-        s->tls_wants_write = 0;
+    char why[300];
+    int r = mqc_step(&s->conn, s->ssl_ctx, s->host, why, sizeof(why));
+    if (r < 0)
+        lost(s, why);
+    else if (r > 0)
         send_connect(s);
-        return;
-    }
-    int e = SSL_get_error(s->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        s->tls_wants_write = e == SSL_ERROR_WANT_WRITE;
-        return;
-    }
-    char why[256];
-    snprintf(why, sizeof(why), "TLS handshake failed: %s", tls_client_error(e));
-    lost(s, why);
-}
-
-static void tcp_done(struct msub *s)
-{
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err) {
-        lost(s, strerror(err));
-        return;
-    }
-    if (!s->ssl_ctx) {
-        send_connect(s);
-        return;
-    }
-    s->ssl = tls_client_session(s->ssl_ctx, s->fd, s->host);
-    if (!s->ssl) {
-        lost(s, "cannot start TLS");
-        return;
-    }
-    s->state = S_TLS;
-    tls_step(s);
 }
 
 /* Starts a connection to the next resolved address. */
 static void try_connect(struct msub *s)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL, *a;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->cfg.port);
-    int rc = getaddrinfo(s->host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        char why[256];
-        snprintf(why, sizeof(why), "cannot resolve %s: %s", s->host, rc ? gai_strerror(rc) : "no address");
+    struct mqc_addrs to;
+    char why[300];
+    if (mqc_resolve(s->host, s->cfg.port, AF_UNSPEC, &to, why, sizeof(why)) != 0) {
         lost(s, why);
         return;
     }
-    unsigned n = 0;
-    for (a = res; a; a = a->ai_next)
-        n++;
-    a = res;
-    for (unsigned k = s->addr_next++ % (n < MAX_ADDRS ? n : MAX_ADDRS); k > 0; k--)
-        a = a->ai_next;
-    s->fd = socket(a->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->fd < 0) {
-        freeaddrinfo(res);
-        lost(s, strerror(errno));
+    unsigned k = s->addr_next++ % to.n;
+    int64_t now = mono_ms();
+    if (mqc_start(&s->conn, (const struct sockaddr *)&to.addr[k], to.len[k], NULL, 0, now, why, sizeof(why)) != 0) {
+        lost(s, why);
         return;
     }
-    int one = 1;
-    setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* we batch our writes ourselves */
-    s->state = S_TCP;
-    s->deadline_ms = mono_ms() + CONNECT_TIMEOUT_MS;
-    s->last_out_ms = mono_ms();
-    int r = connect(s->fd, a->ai_addr, a->ai_addrlen);
-    freeaddrinfo(res);
-    if (r != 0 && errno != EINPROGRESS)
-        lost(s, strerror(errno));
-    else if (r == 0)
-        tcp_done(s);
+    s->state = S_CONNECTING;
+    s->deadline_ms = now + CONNECT_TIMEOUT_MS;
 }
 
 static void send_subscribe(struct msub *s)
 {
     uint8_t pkt[2048];
     size_t n = mqw_encode_subscribe(pkt, sizeof(pkt), 1, s->cfg.filters, s->cfg.nfilters, 1, s->cfg.version);
-    if (!n || out_append(s, pkt, n) != 0) {
+    if (!n || mqc_append(&s->conn, pkt, n) != 0) {
         lost(s, "cannot build SUBSCRIBE");
         return;
     }
@@ -336,13 +233,14 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
 {
     char extra[220];
     switch (pk->type) {
-    case MQW_CONNACK:
-        if (s->state != S_CONNACK) {
+    case MQW_CONNACK: {
+        int r = s->state == S_CONNECTING ? mqc_connack(&s->conn, pk) : -1;
+        if (r < 0) {
             lost(s, "unexpected CONNACK");
             return -1;
         }
         reason_text(pk, extra, sizeof(extra));
-        if (pk->return_code) {
+        if (r > 0) {
             char why[400];
             snprintf(why, sizeof(why), "the broker refused the connection: %s%s",
                      mqw_connack_string(pk->return_code), extra);
@@ -359,6 +257,7 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
                  s->v5 ? "5" : "3.1.1", pk->session_present ? "resumed" : "new");
         send_subscribe(s);
         return s->state == S_IDLE ? -1 : 0;
+    }
     case MQW_SUBACK:
         if (s->state != S_SUBACK || pk->mid != 1) {
             lost(s, "unexpected SUBACK");
@@ -384,7 +283,7 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
         s->backoff_ms = 500;
         return 0;
     case MQW_PINGRESP:
-        s->ping_sent_ms = 0;
+        mqc_pong(&s->conn);
         return 0;
     case MQW_DISCONNECT: {
         char why[400];
@@ -419,7 +318,7 @@ static int on_publish(struct msub *s, const struct mqw_packet *pk, size_t full_l
          * anyway gets a PUBACK it will refuse, and says why. */
         uint8_t ack[4];
         mqw_encode_puback(ack, sizeof(ack), pk->mid);
-        if (out_append(s, ack, sizeof(ack)) != 0) {
+        if (mqc_append(&s->conn, ack, sizeof(ack)) != 0) {
             lost(s, "out of memory");
             return -1;
         }
@@ -479,41 +378,22 @@ static long read_some(struct msub *s)
 {
     long msgs = 0;
     size_t budget = READ_BUDGET;
-    while (budget > 0 && s->fd >= 0) {
-        size_t room = RBUF_SIZE - s->in_len;
-        ssize_t r;
-        if (s->ssl) {
-            ERR_clear_error();
-            int n = SSL_read(s->ssl, s->in + s->in_len, (int)room);
-            if (n <= 0) {
-                int e = SSL_get_error(s->ssl, n);
-                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-                    s->tls_wants_write = e == SSL_ERROR_WANT_WRITE;
-                    break;
-                }
-                lost(s, e == SSL_ERROR_ZERO_RETURN ? "connection closed by the broker" : tls_client_error(e));
-                return -1;
-            }
-            s->tls_wants_write = 0;
-            r = n;
-        } else {
-            r = read(s->fd, s->in + s->in_len, room);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
-            if (r <= 0) {
-                lost(s, r == 0 ? "connection closed by the broker" : strerror(errno));
-                return -1;
-            }
+    while (budget > 0 && s->conn.fd >= 0) {
+        int emptied;
+        char why[256];
+        long r = mqc_read(&s->conn, s->in + s->in_len, RBUF_SIZE - s->in_len, &emptied, why, sizeof(why));
+        if (r < 0) {
+            lost(s, why);
+            return -1;
         }
+        if (r == 0)
+            break;
         budget = (size_t)r < budget ? budget - (size_t)r : 0;
-        int emptied = !s->ssl && (size_t)r < room;
         if (s->skip) {
             size_t drop = (uint64_t)r < s->skip ? (size_t)r : (size_t)s->skip;
             s->skip -= drop;
             memmove(s->in + s->in_len, s->in + s->in_len + drop, (size_t)r - drop);
-            r -= (ssize_t)drop;
+            r -= (long)drop;
         }
         s->in_len += (size_t)r;
         long got = parse_input(s);
@@ -533,47 +413,47 @@ static long read_some(struct msub *s)
 
 int msub_fd(const struct msub *s)
 {
-    return s->fd;
+    return s->conn.fd;
 }
 
 short msub_events(const struct msub *s, int reading)
 {
-    if (s->fd < 0)
+    if (s->conn.fd < 0)
         return 0;
-    if (s->state == S_TCP)
+    if (s->conn.state == MQC_TCP)
         return POLLOUT;
     short ev = 0;
     int taking = reading || s->state != S_UP;
     if (taking)
         ev |= POLLIN;
-    if (s->out_off < s->out.len || (s->tls_wants_write && taking))
+    if (mqc_pending_out(&s->conn) || ((s->conn.tls_wait & MQC_READ_WANTS_WRITE) && taking))
         ev |= POLLOUT;
     return ev;
 }
 
 int msub_pending(const struct msub *s)
 {
-    return s->ssl && s->state >= S_CONNACK && SSL_pending(s->ssl) > 0;
+    return mqc_tls_pending(&s->conn);
 }
 
 long msub_handle(struct msub *s, short revents, int reading)
 {
-    if (s->fd < 0)
+    if (s->conn.fd < 0)
         return 0;
     if (!revents && msub_pending(s))
         revents = POLLIN; /* decrypted bytes OpenSSL holds: poll cannot see them */
     if (!revents)
         return 0;
-    if (s->state == S_TCP) {
+    if (s->conn.state == MQC_TCP) {
         if (revents & (POLLOUT | POLLERR | POLLHUP))
-            tcp_done(s);
+            step(s);
         return 0;
     }
-    if (s->state == S_TLS) {
-        tls_step(s);
+    if (s->conn.state == MQC_TLS) {
+        step(s);
         return 0;
     }
-    if ((revents & POLLOUT) && s->tls_wants_write && !(revents & POLLIN))
+    if ((revents & POLLOUT) && (s->conn.tls_wait & MQC_READ_WANTS_WRITE) && !(revents & POLLIN))
         revents |= POLLIN; /* an SSL_read waits for the socket to take a write */
     /* A closed or broken socket is read even while paused: the read finds
      * out (and the messages before the end are taken, a little over budget). */
@@ -598,26 +478,18 @@ void msub_tick(struct msub *s, int active)
         lost(s, why);
         return;
     }
-    if (s->state < S_CONNACK)
+    if (s->conn.state < MQC_CONNACK)
         return; /* CONNECT goes first */
-    int64_t ka = (int64_t)s->keepalive_s * 1000;
-    if (ka > 0) {
-        /* A PINGRESP behind messages that waited unread during a pause is
-         * read soon after: its clock starts again when reading does. */
-        if (resumed && s->ping_sent_ms)
-            s->ping_sent_ms = now;
-        if (active && s->ping_sent_ms && now - s->ping_sent_ms > ka) {
-            lost(s, "no PINGRESP within the keep-alive");
-            return;
-        }
-        /* Paused, PINGRESPs stay unread: ping on regardless, so that the
-         * broker keeps the connection (and the messages it sent). */
-        if ((!s->ping_sent_ms || !active) && now - s->last_out_ms >= ka * 3 / 4) {
-            uint8_t ping[2];
-            mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
-            if (out_append(s, ping, 2) == 0 && !s->ping_sent_ms)
-                s->ping_sent_ms = now;
-        }
+    /* A PINGRESP behind messages that waited unread during a pause is read
+     * soon after: its clock starts again when reading does.  Paused,
+     * PINGRESPs stay unread: ping on regardless, so that the broker keeps
+     * the connection (and the messages it sent). */
+    if (resumed && s->conn.ping_ms)
+        s->conn.ping_ms = now;
+    char why[128];
+    if (mqc_keepalive(&s->conn, now, (int64_t)s->keepalive_s * 1000, active, why, sizeof(why)) != 0) {
+        lost(s, why);
+        return;
     }
     msub_flush(s);
 }
@@ -634,22 +506,21 @@ uint64_t msub_connects(const struct msub *s)
 
 void msub_disconnect(struct msub *s)
 {
-    if (s->state >= S_CONNACK) {
+    if (s->conn.state >= MQC_CONNACK) {
         uint8_t d[2];
         mqw_encode_empty(d, sizeof(d), MQW_DISCONNECT);
-        if (out_append(s, d, 2) == 0) {
+        if (mqc_append(&s->conn, d, 2) == 0) {
             /* A moment for the socket to take it all; then close anyway. */
-            for (int k = 0; k < 20 && s->fd >= 0 && s->out_off < s->out.len; k++) {
+            for (int k = 0; k < 20 && s->conn.fd >= 0 && mqc_pending_out(&s->conn); k++) {
                 if (msub_flush(s) != 0)
                     break;
-                if (s->out_off < s->out.len) {
-                    struct pollfd p = {.fd = s->fd, .events = POLLOUT};
+                if (mqc_pending_out(&s->conn)) {
+                    struct pollfd p = {.fd = s->conn.fd, .events = POLLOUT};
                     poll(&p, 1, 50);
                 }
             }
         }
-        if (s->ssl && s->fd >= 0)
-            SSL_shutdown(s->ssl);
+        mqc_tls_shutdown(&s->conn);
     }
     close_socket(s);
     s->state = S_IDLE;

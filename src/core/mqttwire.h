@@ -3,10 +3,11 @@
  * broker, encoded into and parsed from caller-owned buffers.
  *
  * The simulator's connection pool (sim/mqttpool.c) and the bridge's
- * subscriber (bridge/mqttsub.c) write many packets with one system call and
- * read everything waiting on a socket with one more; this file is only the
- * byte layout (OASIS MQTT 3.1.1 and MQTT 5.0, sections 2 and 3), with no I/O
- * and no allocation, so it is tested and fuzzed alone.
+ * subscriber (bridge/mqttsub.c), both on core/mqttconn.c's connection, write
+ * many packets with one system call and read everything waiting on a socket
+ * with one more; this file is only the byte layout (OASIS MQTT 3.1.1 and
+ * MQTT 5.0, sections 2 and 3), with no I/O and no allocation, so it is
+ * tested and fuzzed alone.
  *
  * A device (3.1.1) sends CONNECT, PUBLISH (QoS 0 or 1), PINGREQ and
  * DISCONNECT, and reads CONNACK, PUBACK and PINGRESP.  The bridge (3.1.1 or

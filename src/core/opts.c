@@ -71,8 +71,8 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
         char *end;
         errno = 0;
         double v = strtod(arg, &end);
-        if (errno || end == arg || *end || !isfinite(v) || v < (double)o->min || v > (double)o->max) {
-            snprintf(err, err_size, "--%s: '%s' is not a number from %lld to %lld", o->name, arg, o->min, o->max);
+        if (errno || end == arg || *end || !isfinite(v) || v < o->lo || v > o->hi) {
+            snprintf(err, err_size, "--%s: '%s' is not a number from %g to %g", o->name, arg, o->lo, o->hi);
             return -1;
         }
         *(double *)o->value = v;
@@ -117,6 +117,7 @@ static int store(const struct opt *o, const char *arg, char *err, size_t err_siz
         return 0;
     }
     case OPT_END:
+    case OPT_GROUP:
         break;
     }
     snprintf(err, err_size, "--%s: unknown option type", o->name);
@@ -131,6 +132,8 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
         return opt_error(c, "more than %d options in the command's table", OPT_MAX);
     for (size_t i = 0; i < n; i++) {
         const struct opt *o = &c->opts[i];
+        if (o->type == OPT_GROUP)
+            continue;
         int has_arg = !o->argh ? no_argument : o->optional ? optional_argument : required_argument;
         longopts[k++] = (struct option){o->name, has_arg, NULL, OPT_CODE_BASE + (int)i};
     }
@@ -218,6 +221,10 @@ void opt_usage(FILE *out, const struct opt_command *c)
         const struct opt *o = &c->opts[i];
         if (c->shown && !(c->shown & ((uint64_t)1 << i)))
             continue;
+        if (o->type == OPT_GROUP) {
+            fprintf(out, "%s\n", o->help);
+            continue;
+        }
         int w = o->argh ? fprintf(out, o->optional ? "  --%s [%s]" : "  --%s %s", o->name, o->argh)
                         : fprintf(out, "  --%s", o->name);
         if (w >= HELP_COLUMN - 1)

@@ -37,10 +37,11 @@ enum opt_type {
     OPT_STRING,   /* const char **: points into argv; when max > 0, min to max bytes long */
     OPT_STRINGS,  /* const char **: an array of max, *count of them: repeatable, each appends */
     OPT_INT,      /* int *: whole number in [min, max] */
-    OPT_DOUBLE,   /* double *: finite number in [min, max] */
+    OPT_DOUBLE,   /* double *: finite number in [lo, hi] */
     OPT_WORD,     /* int *: the index of the argument in words (NULL-terminated) */
     OPT_DURATION, /* int64_t *: ms, core/timeparse's durations, at most max ms */
     OPT_CALLBACK, /* cb(value, arg): 0, or -1 with the reason in err */
+    OPT_GROUP,    /* no option: a heading in the help ("MQTT:") */
 };
 
 struct opt {
@@ -60,6 +61,7 @@ struct opt {
      * OPT_INT and OPT_DOUBLE as the next argument when that starts with a
      * digit. */
     const char *optional;
+    double lo, hi; /* OPT_DOUBLE's range */
 };
 
 #define OPT_BOOLEAN(n, v, h) {.type = OPT_BOOL, .name = (n), .value = (v), .help = (h)}
@@ -74,13 +76,14 @@ struct opt {
 #define OPT_INTEGER_OPTARG(n, a, v, lo, hi, dflt, h)                                                              \
     {.type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi),             \
      .optional = (dflt)}
-#define OPT_DBL(n, a, v, lo, hi, h)                                                                               \
-    {.type = OPT_DOUBLE, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
+#define OPT_DBL(n, a, v, l, u, h)                                                                                 \
+    {.type = OPT_DOUBLE, .name = (n), .argh = (a), .value = (v), .help = (h), .lo = (l), .hi = (u)}
 #define OPT_WORDS(n, a, v, w, h)                                                                                  \
     {.type = OPT_WORD, .name = (n), .argh = (a), .value = (v), .help = (h), .words = (w)}
 #define OPT_DUR(n, a, v, mx, h)                                                                                   \
     {.type = OPT_DURATION, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (mx)}
 #define OPT_CB(n, a, v, f, h) {.type = OPT_CALLBACK, .name = (n), .argh = (a), .value = (v), .help = (h), .cb = (f)}
+#define OPT_HEADING(title)    {.type = OPT_GROUP, .help = (title)}
 #define OPT_END_MARK          {.type = OPT_END}
 
 struct opt_command {

@@ -1,20 +1,22 @@
 /*
  * mqttpool.c - MQTT device connections on one epoll loop (see mqttpool.h).
+ *
+ * Each connection's transport and session plumbing (TCP, TLS, CONNECT and
+ * CONNACK, output queue, reads, keepalive) is core/mqttconn.c's; the pool
+ * adds what a fleet of devices needs on top: the epoll set and the list of
+ * connections with something to write (one write per connection per
+ * mqp_poll), the pending QoS 1 messages and flow control, presence, and
+ * connecting a bounded number at a time.
  */
 #include "sim/mqttpool.h"
 
 #include "core/log.h"
+#include "core/mqttconn.h"
 #include "core/mqttwire.h"
 #include "core/tlsclient.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +38,7 @@
 #define MAX_EVENTS         1024
 #define READ_SIZE          65536
 #define OUT_KEEP           16384 /* an output buffer larger than this is freed once written */
-#define MAX_ADDRS          8
 #define RESOLVE_EVERY_MS   10000 /* after a failed connect, look the broker up again at most this often */
-
-enum conn_state { C_DOWN, C_TCP, C_TLS, C_CONNECTING, C_UP };
 
 /* A QoS 1 PUBLISH the broker has not acknowledged: sent again after a
  * reconnect.  The broker acknowledges in order (MQTT 3.1.1, 4.6), so the
@@ -55,36 +54,24 @@ struct pend {
 };
 
 struct conn {
+    struct mqc mc;      /* the connection: its state, socket, output queue */
     struct mqttpool *pool;
-    SSL *ssl;
-    uint8_t *out;       /* to write: out[out_off, out_len) */
     struct pend *pend;  /* ring: pend[(pend_head + k) % pend_cap], k < npend */
     int64_t retry_ms;   /* DOWN: when to try again; connecting: when to give up */
-    int64_t last_out_ms;
-    int64_t ping_ms;    /* a PINGREQ not yet answered, or 0 */
-    uint32_t out_off, out_len, out_cap;
     uint32_t pend_head, npend, pend_cap;
     uint32_t inflight;  /* telemetry in pend */
     uint32_t q0_queued; /* QoS 0 telemetry in out, acknowledged once written */
     uint32_t index;
-    int fd;             /* registered in epoll, or -1 */
     uint16_t next_mid;
     uint8_t in[MQW_MAX_INCOMING]; /* the start of a packet not read whole */
     uint8_t in_len;
-    uint8_t state;
     uint8_t want_out;   /* EPOLLOUT registered */
     uint8_t backoff;    /* failures in a row */
     uint8_t ever_up;
     uint8_t dirty;      /* in the pool's list of connections to write */
     uint8_t addr_i;     /* the broker address of this attempt */
-    uint8_t tls_wait;   /* TLS_READ_WANTS_WRITE | TLS_WRITE_WANTS_READ */
     uint8_t held;       /* its window filled up: closed until half of it is acknowledged */
 };
-
-/* OpenSSL may need the other direction first (a renegotiation, a TLS 1.3
- * key update): the waiting operation is retried when that one is ready. */
-#define TLS_READ_WANTS_WRITE 1
-#define TLS_WRITE_WANTS_READ 2
 
 struct mqttpool {
     struct mqp_config cfg;
@@ -95,9 +82,8 @@ struct mqttpool {
     uint32_t ndirty;
     int ep;
     uint8_t *rbuf;      /* READ_SIZE bytes, for every read */
-    struct sockaddr_storage addr[MAX_ADDRS]; /* the broker's addresses, once resolved */
-    socklen_t addr_len[MAX_ADDRS];
-    uint32_t naddr, addr_next; /* addr_next: the one to try, moved on by a failure */
+    struct mqc_addrs to;       /* the broker's addresses, once resolved */
+    uint32_t addr_next;        /* the one to try, moved on by a failure */
     int64_t resolved_ms;
     int resolve_again;
     struct sockaddr_storage *src; /* source_ips, resolved */
@@ -106,7 +92,7 @@ struct mqttpool {
     int64_t next_misc_ms;
     int64_t next_scan_ms;
     uint32_t scan_from;
-    uint32_t connecting; /* connections in C_TCP, C_TLS or C_CONNECTING */
+    uint32_t connecting; /* connections in MQC_TCP, MQC_TLS or MQC_CONNACK */
     int closing;
     struct mqp_stats st;
     /* Problems are logged as one line per second, not one per connection. */
@@ -150,31 +136,21 @@ static void set_reason(struct mqttpool *p, const char *reason)
 static void close_socket(struct conn *c)
 {
     struct mqttpool *p = c->pool;
-    if (c->ssl) {
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-    }
-    if (c->fd >= 0) {
-        epoll_ctl(p->ep, EPOLL_CTL_DEL, c->fd, NULL);
-        close(c->fd);
-        c->fd = -1;
-    }
+    if (c->mc.fd >= 0)
+        epoll_ctl(p->ep, EPOLL_CTL_DEL, c->mc.fd, NULL);
     if (c->q0_queued) {
         p->st.failed += c->q0_queued;
         p->st.inflight -= c->q0_queued;
         c->q0_queued = 0;
         c->held = c->inflight > p->cfg.max_inflight / 2;
     }
-    c->out_off = c->out_len = 0;
     c->in_len = 0;
-    c->ping_ms = 0;
-    c->tls_wait = 0;
     c->want_out = 0;
-    if (c->state == C_UP && p->st.up)
+    if (c->mc.state == MQC_UP && p->st.up)
         p->st.up--;
-    else if (c->state != C_DOWN && p->connecting)
+    else if (c->mc.state != MQC_DOWN && p->connecting)
         p->connecting--;
-    c->state = C_DOWN;
+    mqc_close(&c->mc);
     schedule_retry(c);
 }
 
@@ -197,9 +173,9 @@ static void conn_failed(struct conn *c, const char *reason)
     p->st.errors++;
     p->failed_pending++;
     const char *from = p->cfg.n_source_ips ? p->cfg.source_ips[c->index % p->cfg.n_source_ips] : NULL;
-    if (c->state <= C_TLS && p->naddr) { /* this address did not answer: the next attempt tries another */
+    if (c->mc.state <= MQC_TLS && p->to.n) { /* this address did not answer: the next attempt tries another */
         if (p->addr_next == c->addr_i)
-            p->addr_next = (c->addr_i + 1u) % p->naddr;
+            p->addr_next = (c->addr_i + 1u) % p->to.n;
         p->resolve_again = 1;
     }
     snprintf(p->last_reason, sizeof(p->last_reason), "%s%s%s", reason, from ? " from " : "", from ? from : "");
@@ -210,41 +186,14 @@ static void conn_failed(struct conn *c, const char *reason)
  * waits to write. */
 static void set_want_out(struct conn *c, int want)
 {
-    if (c->fd < 0 || (uint8_t)want == c->want_out)
+    if (c->mc.fd < 0 || (uint8_t)want == c->want_out)
         return;
     struct epoll_event ev = {.events = EPOLLIN | (want ? EPOLLOUT : 0), .data.ptr = c};
-    if (epoll_ctl(c->pool->ep, EPOLL_CTL_MOD, c->fd, &ev) == 0)
+    if (epoll_ctl(c->pool->ep, EPOLL_CTL_MOD, c->mc.fd, &ev) == 0)
         c->want_out = (uint8_t)want;
 }
 
 /* --- output ---------------------------------------------------------------- */
-
-/* Makes room for n more bytes in the output buffer; -1 if out of memory. */
-static int out_reserve(struct conn *c, size_t n)
-{
-    if (c->out_off && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    if (c->out_cap - c->out_len >= n)
-        return 0;
-    if (c->out_off) { /* written already: drop it before growing */
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
-        if (c->out_cap - c->out_len >= n)
-            return 0;
-    }
-    size_t cap = c->out_cap ? c->out_cap : 512;
-    while (cap - c->out_len < n)
-        cap *= 2;
-    if (cap > UINT32_MAX)
-        return -1;
-    uint8_t *o = realloc(c->out, cap);
-    if (!o)
-        return -1;
-    c->out = o;
-    c->out_cap = (uint32_t)cap;
-    return 0;
-}
 
 static void mark_dirty(struct mqttpool *p, struct conn *c)
 {
@@ -256,10 +205,8 @@ static void mark_dirty(struct mqttpool *p, struct conn *c)
 
 static int out_append(struct conn *c, const uint8_t *b, size_t n)
 {
-    if (out_reserve(c, n) != 0)
+    if (mqc_append(&c->mc, b, n) != 0)
         return -1;
-    memcpy(c->out + c->out_len, b, n);
-    c->out_len += (uint32_t)n;
     mark_dirty(c->pool, c);
     return 0;
 }
@@ -269,54 +216,23 @@ static int out_append(struct conn *c, const uint8_t *b, size_t n)
 static int flush(struct conn *c)
 {
     struct mqttpool *p = c->pool;
-    while (c->out_off < c->out_len) {
-        size_t len = c->out_len - c->out_off;
-        ssize_t w;
-        if (c->ssl) {
-            ERR_clear_error();
-            int r = SSL_write(c->ssl, c->out + c->out_off, len > INT32_MAX ? INT32_MAX : (int)len);
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
-                    if (e == SSL_ERROR_WANT_READ)
-                        c->tls_wait |= TLS_WRITE_WANTS_READ;
-                    break;
-                }
-                conn_lost(c, e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
-                return -1;
-            }
-            w = r;
-            c->tls_wait &= (uint8_t)~TLS_WRITE_WANTS_READ;
-        } else {
-            w = send(c->fd, c->out + c->out_off, len, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                if (errno == EAGAIN || errno == EWOULDBLOCK)
-                    break;
-                conn_lost(c, strerror(errno));
-                return -1;
-            }
-        }
-        c->out_off += (uint32_t)w;
-        c->last_out_ms = p->now_ms;
+    char why[200];
+    int r = mqc_flush(&c->mc, p->now_ms, why, sizeof(why));
+    if (r < 0) {
+        conn_lost(c, why);
+        return -1;
     }
-    if (c->out_off == c->out_len) {
-        c->out_off = c->out_len = 0;
+    if (r > 0) {
         if (c->q0_queued) {
             p->st.acked += c->q0_queued;
             p->st.inflight -= c->q0_queued;
             c->q0_queued = 0;
             c->held = 0;
         }
-        if (c->out_cap > OUT_KEEP) {
-            free(c->out);
-            c->out = NULL;
-            c->out_cap = 0;
-        }
+        mqc_trim(&c->mc, OUT_KEEP);
     }
-    set_want_out(c, (c->out_off < c->out_len && !(c->tls_wait & TLS_WRITE_WANTS_READ)) ||
-                        (c->tls_wait & TLS_READ_WANTS_WRITE));
+    set_want_out(c, (mqc_pending_out(&c->mc) && !(c->mc.tls_wait & MQC_WRITE_WANTS_READ)) ||
+                        (c->mc.tls_wait & MQC_READ_WANTS_WRITE));
     return 0;
 }
 
@@ -409,9 +325,7 @@ static void on_up(struct conn *c)
     c->ever_up = 1;
     if (p->connecting)
         p->connecting--;
-    c->state = C_UP;
     c->backoff = 0;
-    c->ping_ms = 0;
     p->st.up++;
     uint32_t n = c->npend, kept = 0;
     struct pend *old = n ? malloc((size_t)n * sizeof(*old)) : NULL;
@@ -454,31 +368,14 @@ static void on_up(struct conn *c)
 /* Looks the broker up (again): every address, tried in turn after failures. */
 static int resolve(struct mqttpool *p, char *err, size_t err_size)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
-    if (p->cfg.n_source_ips)
-        hints.ai_family = p->src[0].ss_family;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", p->cfg.port);
+    struct mqc_addrs to;
     p->resolved_ms = p->now_ms;
     p->resolve_again = 0;
-    int rc = getaddrinfo(p->cfg.host, port, &hints, &res);
-    if (rc != 0 || !res) {
-        snprintf(err, err_size, "cannot resolve %s: %s", p->cfg.host, rc ? gai_strerror(rc) : "no address");
+    if (mqc_resolve(p->cfg.host, p->cfg.port, p->cfg.n_source_ips ? p->src[0].ss_family : AF_UNSPEC, &to, err,
+                    err_size) != 0)
         return -1;
-    }
-    p->naddr = 0;
-    for (struct addrinfo *a = res; a && p->naddr < MAX_ADDRS; a = a->ai_next) {
-        if (a->ai_addrlen > sizeof(p->addr[0]))
-            continue;
-        memcpy(&p->addr[p->naddr], a->ai_addr, a->ai_addrlen);
-        p->addr_len[p->naddr++] = a->ai_addrlen;
-    }
-    freeaddrinfo(res);
-    p->addr_next %= p->naddr ? p->naddr : 1;
-    if (!p->naddr) {
-        snprintf(err, err_size, "cannot resolve %s: no usable address", p->cfg.host);
-        return -1;
-    }
+    p->to = to;
+    p->addr_next %= p->to.n;
     return 0;
 }
 
@@ -498,66 +395,35 @@ static void send_connect(struct conn *c)
         m.user = p->cfg.user;
         m.pass = p->cfg.pass && *p->cfg.pass ? p->cfg.pass : NULL;
     }
-    uint8_t pkt[1024];
-    size_t n = mqw_encode_connect(pkt, sizeof(pkt), &m);
-    if (!n || out_append(c, pkt, n) != 0) {
+    if (mqc_queue_connect(&c->mc, &m) != 0) {
         conn_failed(c, "cannot build CONNECT");
         return;
     }
-    c->state = C_CONNECTING;
     c->retry_ms = p->now_ms + CONNECT_TIMEOUT_MS;
     flush(c);
 }
 
-static void tls_step(struct conn *c)
-{
-    ERR_clear_error();
-    int r = SSL_do_handshake(c->ssl);
-    if (r == 1) {
-        send_connect(c);
-        return;
-    }
-    int e = SSL_get_error(c->ssl, r);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-        set_want_out(c, e == SSL_ERROR_WANT_WRITE);
-        return;
-    }
-    char why[200];
-    snprintf(why, sizeof(why), "TLS handshake failed: %s", tls_client_error(e));
-    conn_failed(c, why);
-}
-
-/* The TCP connect finished (EPOLLOUT): start TLS or send CONNECT. */
-static void tcp_done(struct conn *c)
+/* A socket event while TCP connects or TLS shakes hands: CONNECT once the
+ * transport is ready. */
+static void step(struct conn *c)
 {
     struct mqttpool *p = c->pool;
-    int err = 0;
-    socklen_t len = sizeof(err);
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err) {
-        conn_failed(c, strerror(err));
-        return;
-    }
-    if (!p->ssl_ctx) {
+    char why[200];
+    int r = mqc_step(&c->mc, p->ssl_ctx, p->cfg.host, why, sizeof(why));
+    if (r < 0)
+        conn_failed(c, why);
+    else if (r > 0)
         send_connect(c);
-        return;
-    }
-    c->ssl = tls_client_session(p->ssl_ctx, c->fd, p->cfg.host);
-    if (!c->ssl) {
-        conn_failed(c, "cannot start TLS");
-        return;
-    }
-    c->state = C_TLS;
-    tls_step(c);
+    else
+        set_want_out(c, (c->mc.tls_wait & MQC_READ_WANTS_WRITE) != 0);
 }
 
 static void try_connect(struct conn *c)
 {
     struct mqttpool *p = c->pool;
     char err[200];
-    if ((!p->naddr || (p->resolve_again && p->now_ms - p->resolved_ms >= RESOLVE_EVERY_MS)) &&
-        resolve(p, err, sizeof(err)) != 0 && !p->naddr) {
+    if ((!p->to.n || (p->resolve_again && p->now_ms - p->resolved_ms >= RESOLVE_EVERY_MS)) &&
+        resolve(p, err, sizeof(err)) != 0 && !p->to.n) {
         p->st.errors++;
         p->failed_pending++;
         set_reason(p, err);
@@ -565,44 +431,35 @@ static void try_connect(struct conn *c)
         return;
     }
     c->addr_i = (uint8_t)p->addr_next;
-    const struct sockaddr_storage *to = &p->addr[c->addr_i];
-    int fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    const struct sockaddr *from = NULL;
+    socklen_t from_len = 0;
+    if (p->cfg.n_source_ips) {
+        uint32_t k = c->index % (uint32_t)p->cfg.n_source_ips;
+        from = (const struct sockaddr *)&p->src[k];
+        from_len = p->src_len[k];
+    }
+    if (mqc_start(&c->mc, (const struct sockaddr *)&p->to.addr[c->addr_i], p->to.len[c->addr_i], from, from_len,
+                  p->now_ms, err, sizeof(err)) != 0) {
+        /* this address (or the source address) did not take it: the next attempt tries another */
+        if (p->addr_next == c->addr_i)
+            p->addr_next = (c->addr_i + 1u) % p->to.n;
+        p->resolve_again = 1;
         p->st.errors++;
         p->failed_pending++;
-        set_reason(p, strerror(errno));
+        const char *src = p->cfg.n_source_ips ? p->cfg.source_ips[c->index % p->cfg.n_source_ips] : NULL;
+        snprintf(p->last_reason, sizeof(p->last_reason), "%s%s%s", err, src ? " from " : "", src ? src : "");
         schedule_retry(c);
         return;
     }
-    c->fd = fd;
-    c->state = C_TCP;
     p->connecting++;
     c->retry_ms = p->now_ms + CONNECT_TIMEOUT_MS;
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* the pool batches its writes itself */
-    if (p->cfg.n_source_ips) {
-        uint32_t k = c->index % (uint32_t)p->cfg.n_source_ips;
-#ifdef IP_BIND_ADDRESS_NO_PORT
-        /* The port is chosen at connect(), per destination: more than one
-         * address's worth of ephemeral ports. */
-        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-#endif
-        if (bind(fd, (struct sockaddr *)&p->src[k], p->src_len[k]) != 0) {
-            conn_failed(c, strerror(errno));
-            return;
-        }
-    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
-    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (epoll_ctl(p->ep, EPOLL_CTL_ADD, c->mc.fd, &ev) != 0) {
         log_error("cannot watch MQTT connection %u: %s", c->index, strerror(errno));
-        close(fd);
-        c->fd = -1;
         conn_failed(c, strerror(errno));
         return;
     }
     c->want_out = 1;
-    if (connect(fd, (const struct sockaddr *)to, p->addr_len[c->addr_i]) != 0 && errno != EINPROGRESS)
-        conn_failed(c, strerror(errno));
 }
 
 /* --- reading ----------------------------------------------------------------- */
@@ -613,10 +470,11 @@ static int on_packet(struct conn *c, const struct mqw_packet *pk)
     struct mqttpool *p = c->pool;
     char why[80];
     switch (pk->type) {
-    case MQW_CONNACK:
-        if (c->state != C_CONNECTING)
+    case MQW_CONNACK: {
+        int r = mqc_connack(&c->mc, pk);
+        if (r < 0)
             break;
-        if (pk->return_code != 0) {
+        if (r > 0) {
             p->st.errors++;
             p->refused_pending++;
             set_reason(p, mqw_connack_string(pk->return_code));
@@ -624,14 +482,15 @@ static int on_packet(struct conn *c, const struct mqw_packet *pk)
             return -1;
         }
         on_up(c);
-        return c->fd >= 0 ? 0 : -1;
+        return c->mc.fd >= 0 ? 0 : -1;
+    }
     case MQW_PUBACK:
-        if (c->state != C_UP)
+        if (c->mc.state != MQC_UP)
             break;
         on_puback(c, pk->mid);
         return 0;
     case MQW_PINGRESP:
-        c->ping_ms = 0;
+        mqc_pong(&c->mc);
         return 0;
     default:
         break;
@@ -650,37 +509,17 @@ static int on_readable(struct conn *c)
     for (;;) {
         size_t have = c->in_len;
         memcpy(buf, c->in, have);
-        ssize_t r;
-        if (c->ssl) {
-            ERR_clear_error();
-            int n = SSL_read(c->ssl, buf + have, (int)(READ_SIZE - have));
-            if (n <= 0) {
-                int e = SSL_get_error(c->ssl, n);
-                if (e == SSL_ERROR_WANT_READ) {
-                    c->tls_wait &= (uint8_t)~TLS_READ_WANTS_WRITE;
-                    return 0;
-                }
-                if (e == SSL_ERROR_WANT_WRITE) {
-                    c->tls_wait |= TLS_READ_WANTS_WRITE;
-                    set_want_out(c, 1);
-                    return 0;
-                }
-                conn_lost(c, e == SSL_ERROR_ZERO_RETURN ? "connection closed by the broker"
-                             : e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS read failed");
-                return -1;
-            }
-            r = n;
-            c->tls_wait &= (uint8_t)~TLS_READ_WANTS_WRITE;
-        } else {
-            r = read(c->fd, buf + have, READ_SIZE - have);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                return 0;
-            if (r <= 0) {
-                conn_lost(c, r == 0 ? "connection closed by the broker" : strerror(errno));
-                return -1;
-            }
+        int empty;
+        char why[200];
+        long r = mqc_read(&c->mc, buf + have, READ_SIZE - have, &empty, why, sizeof(why));
+        if (r < 0) {
+            conn_lost(c, why);
+            return -1;
+        }
+        if (r == 0) {
+            if (c->mc.tls_wait & MQC_READ_WANTS_WRITE)
+                set_want_out(c, 1);
+            return 0;
         }
         size_t len = have + (size_t)r, off = 0;
         for (;;) {
@@ -698,27 +537,22 @@ static int on_readable(struct conn *c)
         }
         c->in_len = (uint8_t)(len - off); /* less than MQW_MAX_INCOMING: mqw_parse said so */
         memcpy(c->in, buf + off, c->in_len);
-        if (!c->ssl && (size_t)r < READ_SIZE - have)
+        if (empty)
             return 0; /* the socket is empty */
     }
 }
 
 static void on_event(struct conn *c, uint32_t events)
 {
-    switch (c->state) {
-    case C_TCP:
-        tcp_done(c);
+    if (c->mc.state == MQC_TCP || c->mc.state == MQC_TLS) {
+        step(c);
         return;
-    case C_TLS:
-        tls_step(c);
-        return;
-    default:
-        break;
     }
-    if (((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) || ((events & EPOLLOUT) && (c->tls_wait & TLS_READ_WANTS_WRITE))) &&
+    if (((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ||
+         ((events & EPOLLOUT) && (c->mc.tls_wait & MQC_READ_WANTS_WRITE))) &&
         on_readable(c) != 0)
         return;
-    if (c->fd >= 0 && (c->out_off < c->out_len || c->want_out))
+    if (c->mc.fd >= 0 && (mqc_pending_out(&c->mc) || c->want_out))
         flush(c); /* also unregisters EPOLLOUT once nothing is left */
 }
 
@@ -741,9 +575,9 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
     int64_t now = mono_ms();
     for (uint32_t i = 0; p->c && i < n; i++) { /* before any failure: mqp_free reads them */
         struct conn *c = &p->c[i];
+        mqc_init(&c->mc);
         c->pool = p;
         c->index = i;
-        c->fd = -1;
         c->retry_ms = now;
     }
     if (p->ep < 0 || !p->c || !p->dirty || !p->rbuf) {
@@ -815,12 +649,12 @@ int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *
     size_t tl = strlen(topic), pl = len > 0 ? (size_t)len : 0;
     size_t sz = mqw_publish_size(tl, pl, p->cfg.qos);
     if (p->cfg.qos == 0) {
-        if (c->state != C_UP || out_reserve(c, sz) != 0)
+        if (c->mc.state != MQC_UP || mqc_reserve(&c->mc, sz) != 0)
             goto refused;
-        size_t n = mqw_encode_publish(c->out + c->out_len, sz, topic, tl, payload, pl, 0, 0, 0);
+        size_t n = mqw_encode_publish((uint8_t *)c->mc.out.p + c->mc.out.len, sz, topic, tl, payload, pl, 0, 0, 0);
         if (!n)
             goto refused;
-        c->out_len += (uint32_t)n;
+        mqc_commit(&c->mc, n);
         mark_dirty(p, c);
         c->q0_queued++;
     } else {
@@ -833,7 +667,7 @@ int mqp_publish(struct mqttpool *p, uint32_t ci, const char *topic, const char *
         }
         c->inflight++;
         /* While the connection is down it stays pending: sent after the CONNACK. */
-        if (c->state == C_UP) {
+        if (c->mc.state == MQC_UP) {
             pend_at(c, c->npend - 1)->sent = 1;
             if (out_append(c, pkt, n) != 0)
                 conn_lost(c, "out of memory");
@@ -851,7 +685,7 @@ refused:
 
 int mqp_conn_up(const struct mqttpool *p, uint32_t c)
 {
-    return p->c[c].state == C_UP;
+    return p->c[c].mc.state == MQC_UP;
 }
 
 void mqp_count_lost(struct mqttpool *p)
@@ -864,7 +698,7 @@ static void flush_dirty(struct mqttpool *p)
     for (uint32_t k = 0; k < p->ndirty; k++) {
         struct conn *c = &p->c[p->dirty[k]];
         c->dirty = 0;
-        if (c->fd >= 0 && c->state >= C_CONNECTING)
+        if (c->mc.state >= MQC_CONNACK)
             flush(c);
     }
     p->ndirty = 0;
@@ -876,26 +710,21 @@ static void misc(struct mqttpool *p)
     int64_t ka = (int64_t)p->cfg.keepalive_s * 1000;
     for (uint32_t i = 0; i < p->n; i++) {
         struct conn *c = &p->c[i];
-        if (c->fd < 0)
+        if (c->mc.fd < 0)
             continue;
-        if (c->state != C_UP) {
+        if (c->mc.state != MQC_UP) {
             if (p->now_ms >= c->retry_ms)
-                conn_failed(c, c->state == C_CONNECTING ? "no CONNACK within 30 s" : "connect timed out");
+                conn_failed(c, c->mc.state == MQC_CONNACK ? "no CONNACK within 30 s" : "connect timed out");
             continue;
         }
         if (ka <= 0 || p->closing) /* nothing may follow DISCONNECT */
             continue;
-        if (c->ping_ms && p->now_ms - c->ping_ms >= ka) {
-            conn_lost(c, "no answer to PINGREQ (keepalive)");
-        } else if (!c->ping_ms && p->now_ms - c->last_out_ms >= ka * 3 / 4) {
-            /* at three quarters: this check runs about once a second */
-            uint8_t ping[2];
-            size_t n = mqw_encode_empty(ping, sizeof(ping), MQW_PINGREQ);
-            if (out_append(c, ping, n) != 0)
-                conn_lost(c, "out of memory");
-            else
-                c->ping_ms = p->now_ms;
-        }
+        /* at three quarters: this check runs about once a second */
+        char why[80];
+        if (mqc_keepalive(&c->mc, p->now_ms, ka, 1, why, sizeof(why)) != 0)
+            conn_lost(c, why);
+        else if (mqc_pending_out(&c->mc))
+            mark_dirty(p, c); /* a PINGREQ */
     }
 }
 
@@ -914,7 +743,7 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
     p->now_ms = mono_ms();
     for (int k = 0; k < n; k++) {
         struct conn *c = ev[k].data.ptr;
-        if (c->fd >= 0)
+        if (c->mc.fd >= 0)
             on_event(c, ev[k].events);
     }
     int64_t now = p->now_ms;
@@ -940,7 +769,7 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
         for (; seen < p->n && started < CONNECTS_PER_POLL && p->connecting < MAX_CONNECTING;
              seen++, i = (i + 1) % p->n) {
             struct conn *c = &p->c[i];
-            if (c->state == C_DOWN && c->fd < 0 && c->retry_ms <= now) {
+            if (c->mc.state == MQC_DOWN && c->retry_ms <= now) {
                 try_connect(c);
                 started++;
             }
@@ -969,8 +798,8 @@ void mqp_free(struct mqttpool *p, int wait_ms)
         size_t dn = mqw_encode_empty(disc, sizeof(disc), MQW_DISCONNECT);
         for (uint32_t i = 0; i < p->n; i++) {
             struct conn *c = &p->c[i];
-            if (c->state != C_UP) { /* still connecting: nothing to announce */
-                if (c->fd >= 0)
+            if (c->mc.state != MQC_UP) { /* still connecting: nothing to announce */
+                if (c->mc.fd >= 0)
                     close_socket(c);
                 continue;
             }
@@ -981,19 +810,19 @@ void mqp_free(struct mqttpool *p, int wait_ms)
         while (mono_ms() < until) {
             int open = 0;
             for (uint32_t i = 0; i < p->n && !open; i++)
-                open = p->c[i].state == C_UP;
+                open = p->c[i].mc.state == MQC_UP;
             if (!open)
                 break;
             mqp_poll(p, 50);
         }
         for (uint32_t i = 0; i < p->n; i++) {
             struct conn *c = &p->c[i];
-            if (c->fd >= 0)
+            if (c->mc.fd >= 0)
                 close_socket(c);
+            mqc_release(&c->mc);
             for (uint32_t k = 0; k < c->npend; k++)
                 free(pend_at(c, k)->pkt);
             free(c->pend);
-            free(c->out);
         }
     }
     free(p->c);

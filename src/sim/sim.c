@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/mqttauth.h"
+#include "core/opts.h"
 #include "core/sig.h"
 #include "core/timeparse.h"
 #include "sim/clock.h"
@@ -31,10 +32,8 @@
 #include "sim/scenario.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
-#include <mosquitto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,67 +68,20 @@ struct sim_opts {
     const char *cafile;
 };
 
-static void sim_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync sim [options]\n\n"
-            "Simulates a fleet of trucks driving jobs between European logistics hubs and\n"
-            "publishes their telemetry v1 over MQTT, as real trucks do: one reading per truck\n"
-            "every --interval seconds, spread evenly over time, QoS 1, a per-truck seq,\n"
-            "retained online/offline presence, reconnects with backoff and resends.\n\n"
-            "Fleet:\n"
-            "  --trucks N          trucks to simulate (default 100)\n"
-            "  --interval S        seconds between two readings of a truck (default 10)\n"
-            "  --id-prefix P       truck ids are P + at least six digits (default TRK-)\n"
-            "  --seed N            the fleet's randomness: same seed, same readings (default 1)\n"
-            "MQTT:\n"
-            "  --connections C     MQTT connections (default: one per truck, each with its own\n"
-            "                      presence fleet/trucks/{id}/status); C < N makes them gateways\n"
-            "                      (presence fleet/gateways/{P}GW0001/status, trucks round robin)\n"
-            "  --qos 0|1           telemetry QoS (default 1)\n"
-            "  --source-ips A,B    local addresses to connect from, round robin (e.g. 127.0.0.2,\n"
-            "                      127.0.0.3) to open more than ~28k connections (default: any)\n"
-            "  --max-inflight N    unacknowledged readings per connection before it waits\n"
-            "                      (default 100 with own connections, 256 for gateways)\n"
-            "  --batch-ms MS       write the readings that come due within MS milliseconds together:\n"
-            "                      one write per connection, not one per reading; a reading goes\n"
-            "                      out at most MS late, never early (default: 100 with gateways,\n"
-            "                      0 = each when due with a connection per truck)\n"
-            "  --drain-timeout S   at the end, wait up to S seconds for acknowledgements (default 30)\n"
-            "  --clear-presence    a clean end clears the retained presence instead of leaving\n"
-            "                      'offline' (for test and benchmark fleets that will not return)\n"
-            "  --cafile FILE       CA certificate that signs the broker's for mqtts:// (default:\n"
-            "                      DIR/tls/ca.crt for the data dir's own broker, else the system's)\n"
-            "Credentials: with no user:pass in --mqtt, each connection of the data dir's own\n"
-            "broker logs in as its truck (or gateway) id with the password derived from\n"
-            "DIR/mqtt/secret, once 'fleetsync trucks add' has made it (docs/security.md).\n"
-            "Time:\n"
-            "  --start T           simulated start: ISO 8601 UTC (2026-10-27T00:00:00Z) or now-30d,\n"
-            "                      now-6h, now-90m (default now)\n"
-            "  --speedup X         simulated seconds per wall second (default 1); 0 = as fast as\n"
-            "                      the broker accepts. The simulated clock never runs ahead of the\n"
-            "                      wall clock: once it reaches now the run continues in real time\n"
-            "  --until-now         end the run when the simulated clock reaches now instead\n"
-            "  --duration S        stop after S simulated seconds (default: until Ctrl-C)\n"
-            "Incidents (ground truth for the detector):\n"
-            "  --scenario F        JSON lines, one incident each (see docs/sim.md); at_s counts\n"
-            "                      simulated seconds from the start\n"
-            "  --geofences F       GeoJSON fences that geofence_exit incidents leave\n"
-            "  --truth F           write each injected incident with start_ms and end_ms\n"
-            "Output:\n"
-            "  --quiet             no status line (a final summary is always printed)\n"
-            "  --dry-run           generate readings without MQTT (to measure the model)\n"
-            "  --kafka             produce the readings straight into Kafka's truck-telemetry\n"
-            "                      (--brokers, --topic-prefix), as the bridge would have\n"
-            "                      written them, instead of MQTT: for loads above what the\n"
-            "                      MQTT broker carries (benchmarks of the pipelines); no\n"
-            "                      presence, and the MQTT options are refused\n"
-            "  --print             with --dry-run: print 'topic payload' lines to stdout\n"
-            "  -h, --help          this text\n\n"
-            "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
-            "failure, 2 usage error. Metrics on --metrics-port (default %d, -1 = off).\n\n%s",
-            DEFAULT_METRICS_PORT, cfg_options_help);
-}
+static const char sim_about[] =
+    "Simulates a fleet of trucks driving jobs between European logistics hubs and\n"
+    "publishes their telemetry v1 over MQTT, as real trucks do: one reading per truck\n"
+    "every --interval seconds, spread evenly over time, QoS 1, a per-truck seq,\n"
+    "retained online/offline presence, reconnects with backoff and resends.";
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+static const char sim_after[] =
+    "Credentials: with no user:pass in --mqtt, each connection of the data dir's own\n"
+    "broker logs in as its truck (or gateway) id with the password derived from\n"
+    "DIR/mqtt/secret, once 'fleetsync trucks add' has made it (docs/security.md).\n\n"
+    "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
+    "failure, 2 usage error. Metrics on --metrics-port (default " STR(DEFAULT_METRICS_PORT) ", -1 = off).";
 
 static int64_t mono_ms(void)
 {
@@ -154,17 +106,6 @@ static long peak_rss_kb(void)
 }
 
 /* --- options ----------------------------------------------------------- */
-
-static int parse_double(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v >= lo && v <= hi))
-        return -1;
-    *out = v;
-    return 0;
-}
 
 struct name_ctx {
     const char *prefix;
@@ -195,16 +136,33 @@ static int auth_password(void *ud, const char *user, char *buf, size_t size)
     return mqa_derive(&a->secret, user, buf, size);
 }
 
-static int valid_prefix(const char *p)
+/* --id-prefix: at most 40 characters that are safe in a topic and an id. */
+static int parse_prefix(void *value, const char *arg, char *err, size_t err_size)
 {
-    size_t n = strlen(p);
-    if (n > 40)
-        return 0;
-    for (size_t k = 0; k < n; k++)
-        if (!((p[k] >= 'A' && p[k] <= 'Z') || (p[k] >= 'a' && p[k] <= 'z') || (p[k] >= '0' && p[k] <= '9') ||
-              p[k] == '.' || p[k] == '_' || p[k] == '-'))
-            return 0;
-    return 1;
+    size_t n = strlen(arg);
+    int ok = n <= 40;
+    for (size_t k = 0; ok && k < n; k++)
+        ok = (arg[k] >= 'A' && arg[k] <= 'Z') || (arg[k] >= 'a' && arg[k] <= 'z') || (arg[k] >= '0' && arg[k] <= '9') ||
+             arg[k] == '.' || arg[k] == '_' || arg[k] == '-';
+    if (!ok) {
+        snprintf(err, err_size, "may hold at most 40 characters of [A-Za-z0-9._-] (got '%s')", arg);
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
+}
+
+static int parse_seed(void *value, const char *arg, char *err, size_t err_size)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 0);
+    if (errno || end == arg || *end) {
+        snprintf(err, err_size, "must be an unsigned integer (got '%s')", arg);
+        return -1;
+    }
+    *(uint64_t *)value = v;
+    return 0;
 }
 
 /* --- the run ----------------------------------------------------------- */
@@ -220,6 +178,12 @@ struct run {
     struct metric *m_pub, *m_ack, *m_fail, *m_rec, *m_err, *m_inflight, *m_up, *m_clock, *m_inc;
     uint64_t dry_sent, incidents, skipped;
     struct mqp_stats last;
+    /* What the pool's and the scenario's configurations point into. */
+    struct sim_fences fences;
+    struct cfg_mqtt_url url;
+    struct sim_auth auth;
+    struct name_ctx names;
+    char cafile_buf[4096];
 };
 
 static void get_stats(const struct run *r, struct mqp_stats *st)
@@ -543,317 +507,238 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     return rc;
 }
 
+/* Parses and checks the options into o and cfg, and the start into
+ * *start_ms.  Returns OPT_PARSED, OPT_HELP (the help was printed) or
+ * OPT_USAGE_ERROR (what is wrong was said). */
+static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config *cfg, int64_t *start_ms)
+{
+    int trucks = 100, connections = 0, qos = -1, max_inflight = 0, rest;
+    const char *source_ips = NULL;
+    *o = (struct sim_opts){.interval_s = 10, .speedup = 1, .start = "now", .seed = 1, .id_prefix = "TRK-",
+                           .drain_s = 30, .batch_ms = -1};
+    const struct opt opts[] = {
+        OPT_HEADING("Fleet:"),
+        OPT_INTEGER("trucks", "N", &trucks, 1, 10000000, "trucks to simulate (default 100)"),
+        OPT_DBL("interval", "S", &o->interval_s, 0.001, 86400, "seconds between two readings of a truck (default 10)"),
+        OPT_CB("id-prefix", "P", &o->id_prefix, parse_prefix, "truck ids are P + at least six digits (default TRK-)"),
+        OPT_CB("seed", "N", &o->seed, parse_seed, "the fleet's randomness: same seed, same readings (default 1)"),
+        OPT_HEADING("MQTT:"),
+        OPT_INTEGER("connections", "C", &connections, 1, 10000000,
+                    "MQTT connections (default: one per truck, each with its own\n"
+                    "presence fleet/trucks/{id}/status); C < N makes them gateways\n"
+                    "(presence fleet/gateways/{P}GW0001/status, trucks round robin)"),
+        OPT_INTEGER("qos", "0|1", &qos, 0, 1, "telemetry QoS (default 1)"),
+        OPT_STR("source-ips", "A,B", &source_ips,
+                "local addresses to connect from, round robin (e.g. 127.0.0.2,\n"
+                "127.0.0.3) to open more than ~28k connections (default: any)"),
+        /* each unacknowledged reading needs a packet id of its own */
+        OPT_INTEGER("max-inflight", "N", &max_inflight, 1, 65000,
+                    "unacknowledged readings per connection before it waits\n"
+                    "(default 100 with own connections, 256 for gateways)"),
+        OPT_INTEGER("batch-ms", "MS", &o->batch_ms, 0, 1000,
+                    "write the readings that come due within MS milliseconds together:\n"
+                    "one write per connection, not one per reading; a reading goes\n"
+                    "out at most MS late, never early (default: 100 with gateways,\n"
+                    "0 = each when due with a connection per truck)"),
+        OPT_DBL("drain-timeout", "S", &o->drain_s, 0, 86400,
+                "at the end, wait up to S seconds for acknowledgements (default 30)"),
+        OPT_BOOLEAN("clear-presence", &o->clear_presence,
+                    "a clean end clears the retained presence instead of leaving\n"
+                    "'offline' (for test and benchmark fleets that will not return)"),
+        OPT_STR("cafile", "FILE", &o->cafile,
+                "CA certificate that signs the broker's for mqtts:// (default:\n"
+                "DIR/tls/ca.crt for the data dir's own broker, else the system's)"),
+        OPT_HEADING("Time:"),
+        OPT_STR("start", "T", &o->start,
+                "simulated start: ISO 8601 UTC (2026-10-27T00:00:00Z) or now-30d,\n"
+                "now-6h, now-90m (default now)"),
+        OPT_DBL("speedup", "X", &o->speedup, 0, 1e9,
+                "simulated seconds per wall second (default 1); 0 = as fast as\n"
+                "the broker accepts. The simulated clock never runs ahead of the\n"
+                "wall clock: once it reaches now the run continues in real time"),
+        OPT_BOOLEAN("until-now", &o->until_now, "end the run when the simulated clock reaches now instead"),
+        OPT_DBL("duration", "S", &o->duration_s, 0, 1e10, "stop after S simulated seconds (default: until Ctrl-C)"),
+        OPT_HEADING("Incidents (ground truth for the detector):"),
+        OPT_STR("scenario", "F", &o->scenario,
+                "JSON lines, one incident each (see docs/sim.md); at_s counts\n"
+                "simulated seconds from the start"),
+        OPT_STR("geofences", "F", &o->geofences, "GeoJSON fences that geofence_exit incidents leave"),
+        OPT_STR("truth", "F", &o->truth, "write each injected incident with start_ms and end_ms"),
+        OPT_HEADING("Output:"),
+        OPT_BOOLEAN("quiet", &o->quiet, "no status line (a final summary is always printed)"),
+        OPT_BOOLEAN("dry-run", &o->dry_run, "generate readings without MQTT (to measure the model)"),
+        OPT_BOOLEAN("kafka", &o->kafka,
+                    "produce the readings straight into Kafka's truck-telemetry\n"
+                    "(--brokers, --topic-prefix), as the bridge would have\n"
+                    "written them, instead of MQTT: for loads above what the\n"
+                    "MQTT broker carries (benchmarks of the pipelines); no\n"
+                    "presence, and the MQTT options are refused"),
+        OPT_BOOLEAN("print", &o->print, "with --dry-run: print 'topic payload' lines to stdout"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "sim", .usage = "fleetsync sim [options]", .about = sim_about, .after = sim_after, .opts = opts,
+        .shared = 1};
+
+    int rc = opt_parse(&cmd, cfg, argc, argv, &rest);
+    if (rc != OPT_PARSED)
+        return rc;
+    o->trucks = trucks;
+    o->connections = connections;
+    o->qos_given = qos >= 0;
+    o->qos = qos >= 0 ? qos : 1;
+    o->max_inflight = (uint32_t)max_inflight;
+    o->source_ips_arg = (char *)source_ips; /* argv's own string: split in place */
+    if (rest != argc)
+        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+    if (o->connections > o->trucks)
+        return opt_error(&cmd, "--connections %ld is more than --trucks %ld", o->connections, o->trucks);
+    if (o->kafka && o->dry_run)
+        return opt_error(&cmd, "--kafka and --dry-run exclude each other");
+    if (o->kafka && (o->connections || o->qos_given || o->source_ips_arg || o->max_inflight || o->cafile ||
+                     o->clear_presence || o->batch_ms >= 0))
+        return opt_error(&cmd, "--connections, --qos, --source-ips, --max-inflight, --batch-ms, --cafile "
+                               "and --clear-presence are MQTT options; --kafka does not use MQTT");
+    if (o->print && !o->dry_run)
+        return opt_error(&cmd, "--print needs --dry-run");
+    if (o->truth && !o->scenario)
+        return opt_error(&cmd, "--truth needs --scenario");
+    if (o->source_ips_arg) {
+        for (char *save = NULL, *tok = strtok_r(o->source_ips_arg, ",", &save); tok;
+             tok = strtok_r(NULL, ",", &save)) {
+            if (o->n_source_ips == MAX_SOURCE_IPS)
+                return opt_error(&cmd, "at most %d --source-ips", MAX_SOURCE_IPS);
+            o->source_ips[o->n_source_ips++] = tok;
+        }
+    }
+    int64_t now = sim_clock_wall_ms();
+    char terr[160];
+    if (time_parse_moment(o->start, now, 3650 * TIME_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
+        return opt_error(&cmd, "--start: %s", terr);
+    if (*start_ms > now + 1000)
+        return opt_error(&cmd, "--start is in the future; the simulated clock never runs ahead of the wall clock");
+    if (o->speedup != 1 && *start_ms >= now - 1000 && !(o->speedup < 1 && o->speedup > 0))
+        return opt_error(&cmd, "--speedup %g needs --start in the past (the simulated clock never runs ahead of the "
+                               "wall clock), e.g. --start now-30d", o->speedup);
+    int gateways = o->connections && o->connections < o->trucks;
+    o->max_inflight = o->max_inflight ? o->max_inflight : (gateways ? 256 : 100);
+    /* A gateway forwards its trucks' readings in batches; a truck of its own
+     * sends each reading when it is due. */
+    if (o->batch_ms < 0)
+        o->batch_ms = gateways ? 100 : 0;
+    return OPT_PARSED;
+}
+
+/* Loads what the run needs and opens its outputs: fences, scenario, truth
+ * file, credentials, the fleet, metrics, and the MQTT pool or the Kafka
+ * producer.  Everything that can be wrong with the input is found here,
+ * before anything is sent.  Returns 0, or the exit status (said why). */
+static int sim_set_up(struct run *r, struct sim_opts *o, struct fs_config *cfg, int64_t start_ms)
+{
+    char err[512];
+    r->o = o;
+    if (o->geofences && sim_fences_load(o->geofences, &r->fences, err, sizeof(err)) != 0)
+        goto fail;
+    if (o->scenario) {
+        struct scenario_params sp = {.id_prefix = o->id_prefix, .trucks = (uint32_t)o->trucks,
+                                     .start_ms = start_ms, .fences = &r->fences};
+        if (scenario_load(o->scenario, &sp, &r->scen, err, sizeof(err)) != 0)
+            goto fail;
+    }
+    if (o->truth && !(r->truth = fopen(o->truth, "w"))) {
+        snprintf(err, sizeof(err), "cannot write %s: %s", o->truth, strerror(errno));
+        goto fail;
+    }
+    if (cfg_parse_mqtt_url(cfg->mqtt, &r->url, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync sim: %s\n", err);
+        return 2;
+    }
+    if (r->url.tls && !o->cafile)
+        o->cafile = mqa_default_cafile(cfg->data_dir, &r->url, r->cafile_buf, sizeof(r->cafile_buf));
+    r->auth.data_dir = cfg->data_dir;
+    if (!o->dry_run && !o->kafka && !*r->url.user && mqa_is_own_broker(cfg->data_dir, &r->url)) {
+        int k = mqa_secret_load(cfg->data_dir, &r->auth.secret, err, sizeof(err));
+        if (k < 0)
+            goto fail;
+        r->auth.on = k == 0; /* 1: no credentials store, anonymous as before */
+    }
+    sig_install();
+    signal(SIGPIPE, SIG_IGN);
+    struct fleet_options fo = {.trucks = (uint32_t)o->trucks, .seed = o->seed, .start_ms = start_ms};
+    r->fleet = fleet_new(&fo, r->scen.inc, r->scen.n);
+    if (!r->fleet) {
+        snprintf(err, sizeof(err), "out of memory for %ld trucks", o->trucks);
+        goto fail;
+    }
+    if (r->scen.n)
+        write_truth(r); /* incidents that began while the fleet warmed up */
+    if (setup_metrics(r, cfg) != 0)
+        return 1;
+    r->names = (struct name_ctx){.prefix = o->id_prefix, .prefix_len = strlen(o->id_prefix),
+                                 .gateway = o->connections && o->connections < o->trucks};
+    if (o->kafka) {
+        r->kout = kafkaout_new(cfg, 15000, err, sizeof(err));
+        if (!r->kout)
+            goto fail;
+    } else if (!o->dry_run) {
+        struct mqp_config mc = {.host = r->url.host, .port = r->url.port, .user = r->url.user, .pass = r->url.pass,
+                                .qos = o->qos, .keepalive_s = 60, .gateway = r->names.gateway,
+                                .source_ips = o->source_ips, .n_source_ips = o->n_source_ips,
+                                .max_inflight = o->max_inflight, .name = conn_name, .name_ud = &r->names,
+                                .password = r->auth.on ? auth_password : NULL, .password_ud = &r->auth,
+                                .tls = r->url.tls, .cafile = o->cafile, .clear_presence = o->clear_presence};
+        r->pool = mqp_new(&mc, (uint32_t)(o->connections ? o->connections : o->trucks), err, sizeof(err));
+        if (!r->pool)
+            goto fail;
+    }
+    if (!o->quiet && r->auth.on)
+        log_info("logging in with the credentials of %s/mqtt/ (each connection as its %s id)", cfg->data_dir,
+                 r->names.gateway ? "gateway" : "truck");
+    char mqtt_shown[CFG_MASKED_MAX];
+    if (!o->quiet)
+        log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o->trucks,
+                 o->dry_run  ? "dry run"
+                 : o->kafka ? cfg->brokers
+                            : cfg_mask_secrets(cfg->mqtt, mqtt_shown, sizeof(mqtt_shown)),
+                 o->interval_s, o->speedup, o->seed, r->scen.n);
+    return 0;
+fail:
+    fprintf(stderr, "fleetsync sim: %s\n", err);
+    return 1;
+}
+
 int cmd_sim(int argc, char **argv)
 {
-    enum {
-        OPT_TRUCKS = 1, OPT_INTERVAL, OPT_CONNECTIONS, OPT_DURATION, OPT_QOS, OPT_SPEEDUP, OPT_START, OPT_SEED,
-        OPT_ID_PREFIX, OPT_SCENARIO, OPT_TRUTH, OPT_GEOFENCES, OPT_SOURCE_IPS, OPT_QUIET, OPT_DRY_RUN, OPT_PRINT,
-        OPT_UNTIL_NOW, OPT_DRAIN, OPT_BATCH_MS, OPT_MAX_INFLIGHT, OPT_CAFILE, OPT_CLEAR_PRESENCE, OPT_KAFKA,
-    };
-    static const struct option longopts[] = {
-        {"trucks", required_argument, NULL, OPT_TRUCKS},
-        {"interval", required_argument, NULL, OPT_INTERVAL},
-        {"connections", required_argument, NULL, OPT_CONNECTIONS},
-        {"duration", required_argument, NULL, OPT_DURATION},
-        {"qos", required_argument, NULL, OPT_QOS},
-        {"speedup", required_argument, NULL, OPT_SPEEDUP},
-        {"start", required_argument, NULL, OPT_START},
-        {"seed", required_argument, NULL, OPT_SEED},
-        {"id-prefix", required_argument, NULL, OPT_ID_PREFIX},
-        {"scenario", required_argument, NULL, OPT_SCENARIO},
-        {"truth", required_argument, NULL, OPT_TRUTH},
-        {"geofences", required_argument, NULL, OPT_GEOFENCES},
-        {"source-ips", required_argument, NULL, OPT_SOURCE_IPS},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-        {"kafka", no_argument, NULL, OPT_KAFKA},
-        {"print", no_argument, NULL, OPT_PRINT},
-        {"until-now", no_argument, NULL, OPT_UNTIL_NOW},
-        {"drain-timeout", required_argument, NULL, OPT_DRAIN},
-        {"batch-ms", required_argument, NULL, OPT_BATCH_MS},
-        {"max-inflight", required_argument, NULL, OPT_MAX_INFLIGHT},
-        {"cafile", required_argument, NULL, OPT_CAFILE},
-        {"clear-presence", no_argument, NULL, OPT_CLEAR_PRESENCE},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct sim_opts o = {.trucks = 100, .interval_s = 10, .qos = 1, .speedup = 1, .start = "now", .seed = 1,
-                         .id_prefix = "TRK-", .drain_s = 30,
-                         .batch_ms = -1};
+    struct sim_opts o;
     struct fs_config cfg;
     struct run r;
-    struct sim_fences fences = {0};
-    char err[512];
-    int c, rc = 2;
-    long v;
+    int64_t start_ms = 0;
+    int rc;
 
     memset(&r, 0, sizeof(r));
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_SIM;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (c) {
-        case 'h':
-            sim_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_TRUCKS:
-            if (cfg_parse_long(optarg, 1, 10000000, &o.trucks))
-                bad = "--trucks must be 1..10000000";
-            break;
-        case OPT_INTERVAL:
-            if (parse_double(optarg, 0.001, 86400, &o.interval_s))
-                bad = "--interval must be a number of seconds in (0, 86400]";
-            break;
-        case OPT_CONNECTIONS:
-            if (cfg_parse_long(optarg, 1, 10000000, &o.connections))
-                bad = "--connections must be at least 1";
-            break;
-        case OPT_DURATION:
-            if (parse_double(optarg, 0, 1e10, &o.duration_s))
-                bad = "--duration must be simulated seconds >= 0";
-            break;
-        case OPT_QOS:
-            if (cfg_parse_long(optarg, 0, 1, &v))
-                bad = "--qos must be 0 or 1";
-            o.qos = (int)v;
-            o.qos_given = 1;
-            break;
-        case OPT_SPEEDUP:
-            if (parse_double(optarg, 0, 1e9, &o.speedup))
-                bad = "--speedup must be a number >= 0 (0 = as fast as possible)";
-            break;
-        case OPT_START:
-            o.start = optarg;
-            break;
-        case OPT_SEED: {
-            char *end;
-            errno = 0;
-            o.seed = strtoull(optarg, &end, 0);
-            if (errno || end == optarg || *end)
-                bad = "--seed must be an unsigned integer";
-            break;
-        }
-        case OPT_ID_PREFIX:
-            o.id_prefix = optarg;
-            if (!valid_prefix(optarg))
-                bad = "--id-prefix may hold at most 40 characters of [A-Za-z0-9._-]";
-            break;
-        case OPT_SCENARIO:
-            o.scenario = optarg;
-            break;
-        case OPT_TRUTH:
-            o.truth = optarg;
-            break;
-        case OPT_GEOFENCES:
-            o.geofences = optarg;
-            break;
-        case OPT_SOURCE_IPS:
-            o.source_ips_arg = optarg;
-            break;
-        case OPT_QUIET:
-            o.quiet = 1;
-            break;
-        case OPT_DRY_RUN:
-            o.dry_run = 1;
-            break;
-        case OPT_KAFKA:
-            o.kafka = 1;
-            break;
-        case OPT_PRINT:
-            o.print = 1;
-            break;
-        case OPT_UNTIL_NOW:
-            o.until_now = 1;
-            break;
-        case OPT_BATCH_MS:
-            if (cfg_parse_long(optarg, 0, 1000, &v))
-                bad = "--batch-ms must be 0..1000 milliseconds";
-            o.batch_ms = (int)v;
-            break;
-        case OPT_DRAIN:
-            if (parse_double(optarg, 0, 86400, &o.drain_s))
-                bad = "--drain-timeout must be seconds >= 0";
-            break;
-        case OPT_CAFILE:
-            o.cafile = optarg;
-            break;
-        case OPT_CLEAR_PRESENCE:
-            o.clear_presence = 1;
-            break;
-        case OPT_MAX_INFLIGHT:
-            if (cfg_parse_long(optarg, 1, 65000, &v)) /* each needs a packet id of its own */
-                bad = "--max-inflight must be 1..65000";
-            o.max_inflight = (uint32_t)v;
-            break;
-        default: {
-            int k = cfg_option(&cfg, c, optarg, err, sizeof(err));
-            if (k == 1)
-                break;
-            if (c != '?' && k < 0)
-                fprintf(stderr, "fleetsync sim: %s\n", err);
-            sim_usage(stderr);
-            goto out;
-        }
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync sim: %s (got '%s'); see fleetsync sim --help\n", bad, optarg);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync sim: unexpected argument '%s'; see fleetsync sim --help\n", argv[optind]);
+    switch (sim_parse(argc, argv, &o, &cfg, &start_ms)) {
+    case OPT_HELP:
+        rc = 0;
         goto out;
-    }
-    if (o.connections > o.trucks) {
-        fprintf(stderr, "fleetsync sim: --connections %ld is more than --trucks %ld\n", o.connections, o.trucks);
-        goto out;
-    }
-    if (o.kafka && o.dry_run) {
-        fprintf(stderr, "fleetsync sim: --kafka and --dry-run exclude each other\n");
-        goto out;
-    }
-    if (o.kafka && (o.connections || o.qos_given || o.source_ips_arg || o.max_inflight || o.cafile ||
-                    o.clear_presence || o.batch_ms >= 0)) {
-        fprintf(stderr, "fleetsync sim: --connections, --qos, --source-ips, --max-inflight, --batch-ms, --cafile "
-                        "and --clear-presence are MQTT options; --kafka does not use MQTT\n");
-        goto out;
-    }
-    if (o.print && !o.dry_run) {
-        fprintf(stderr, "fleetsync sim: --print needs --dry-run\n");
-        goto out;
-    }
-    if (o.truth && !o.scenario) {
-        fprintf(stderr, "fleetsync sim: --truth needs --scenario\n");
-        goto out;
-    }
-    if (o.source_ips_arg) {
-        for (char *save = NULL, *tok = strtok_r(o.source_ips_arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-            if (o.n_source_ips == MAX_SOURCE_IPS) {
-                fprintf(stderr, "fleetsync sim: at most %d --source-ips\n", MAX_SOURCE_IPS);
-                goto out;
-            }
-            o.source_ips[o.n_source_ips++] = tok;
-        }
-    }
-    int64_t now = sim_clock_wall_ms(), start_ms;
-    char terr[160];
-    if (time_parse_moment(o.start, now, 3650 * TIME_DAY_MS, &start_ms, terr, sizeof(terr)) != 0) {
-        fprintf(stderr, "fleetsync sim: --start: %s\n", terr);
-        goto out;
-    }
-    if (start_ms > now + 1000) {
-        fprintf(stderr, "fleetsync sim: --start is in the future; the simulated clock never runs ahead of the wall clock\n");
-        goto out;
-    }
-    if (o.speedup != 1 && start_ms >= now - 1000 && !(o.speedup < 1 && o.speedup > 0)) {
-        fprintf(stderr, "fleetsync sim: --speedup %g needs --start in the past (the simulated clock never runs ahead "
-                        "of the wall clock), e.g. --start now-30d\n", o.speedup);
-        goto out;
-    }
-    int gateways = o.connections && o.connections < o.trucks;
-    o.max_inflight = o.max_inflight ? o.max_inflight : (gateways ? 256 : 100);
-    /* A gateway forwards its trucks' readings in batches; a truck of its own
-     * sends each reading when it is due. */
-    if (o.batch_ms < 0)
-        o.batch_ms = gateways ? 100 : 0;
-
-    /* Everything that can be wrong with the input is found before sending. */
-    rc = 1;
-    if (o.geofences && sim_fences_load(o.geofences, &fences, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync sim: %s\n", err);
-        goto out;
-    }
-    if (o.scenario) {
-        struct scenario_params sp = {.id_prefix = o.id_prefix, .trucks = (uint32_t)o.trucks, .start_ms = start_ms,
-                                     .fences = &fences};
-        if (scenario_load(o.scenario, &sp, &r.scen, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fleetsync sim: %s\n", err);
-            goto out;
-        }
-    }
-    if (o.truth && !(r.truth = fopen(o.truth, "w"))) {
-        fprintf(stderr, "fleetsync sim: cannot write %s: %s\n", o.truth, strerror(errno));
-        goto out;
-    }
-    struct cfg_mqtt_url url;
-    if (cfg_parse_mqtt_url(cfg.mqtt, &url, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync sim: %s\n", err);
+    case OPT_USAGE_ERROR:
         rc = 2;
         goto out;
     }
-    char cafile_buf[4096];
-    if (url.tls && !o.cafile)
-        o.cafile = mqa_default_cafile(cfg.data_dir, &url, cafile_buf, sizeof(cafile_buf));
-    struct sim_auth auth = {.data_dir = cfg.data_dir};
-    if (!o.dry_run && !o.kafka && !*url.user && mqa_is_own_broker(cfg.data_dir, &url)) {
-        int k = mqa_secret_load(cfg.data_dir, &auth.secret, err, sizeof(err));
-        if (k < 0) {
-            fprintf(stderr, "fleetsync sim: %s\n", err);
-            goto out;
-        }
-        auth.on = k == 0; /* 1: no credentials store, anonymous as before */
-    }
-    r.o = &o;
-    sig_install();
-    signal(SIGPIPE, SIG_IGN);
-    struct fleet_options fo = {.trucks = (uint32_t)o.trucks, .seed = o.seed, .start_ms = start_ms};
-    r.fleet = fleet_new(&fo, r.scen.inc, r.scen.n);
-    if (!r.fleet) {
-        fprintf(stderr, "fleetsync sim: out of memory for %ld trucks\n", o.trucks);
-        goto out;
-    }
-    if (r.scen.n)
-        write_truth(&r); /* incidents that began while the fleet warmed up */
-    if (setup_metrics(&r, &cfg) != 0)
-        goto out;
-    struct name_ctx names = {.prefix = o.id_prefix, .prefix_len = strlen(o.id_prefix),
-                             .gateway = o.connections && o.connections < o.trucks};
-    if (o.kafka) {
-        r.kout = kafkaout_new(&cfg, 15000, err, sizeof(err));
-        if (!r.kout) {
-            fprintf(stderr, "fleetsync sim: %s\n", err);
-            goto out;
-        }
-    } else if (!o.dry_run) {
-        mosquitto_lib_init();
-        struct mqp_config mc = {.host = url.host, .port = url.port, .user = url.user, .pass = url.pass,
-                                .qos = o.qos, .keepalive_s = 60, .gateway = names.gateway,
-                                .source_ips = o.source_ips, .n_source_ips = o.n_source_ips,
-                                .max_inflight = o.max_inflight, .name = conn_name, .name_ud = &names,
-                                .password = auth.on ? auth_password : NULL, .password_ud = &auth,
-                                .tls = url.tls, .cafile = o.cafile, .clear_presence = o.clear_presence};
-        r.pool = mqp_new(&mc, (uint32_t)(o.connections ? o.connections : o.trucks), err, sizeof(err));
-        if (!r.pool) {
-            fprintf(stderr, "fleetsync sim: %s\n", err);
-            goto out;
-        }
-    }
-    if (!o.quiet && auth.on)
-        log_info("logging in with the credentials of %s/mqtt/ (each connection as its %s id)", cfg.data_dir,
-                 names.gateway ? "gateway" : "truck");
-    char mqtt_shown[CFG_MASKED_MAX];
-    if (!o.quiet)
-        log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o.trucks,
-                 o.dry_run  ? "dry run"
-                 : o.kafka ? cfg.brokers
-                           : cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)),
-                 o.interval_s, o.speedup, o.seed, r.scen.n);
-    rc = run_sim(&r, &cfg, start_ms);
+    rc = sim_set_up(&r, &o, &cfg, start_ms);
+    if (rc == 0)
+        rc = run_sim(&r, &cfg, start_ms);
 out:
     if (r.pool)
         mqp_free(r.pool, 2000);
     kafkaout_free(r.kout, 0);
-    if (!o.dry_run && !o.kafka && r.o)
-        mosquitto_lib_cleanup();
     metrics_free(r.metrics);
     fleet_free(r.fleet);
     if (r.truth)
         fclose(r.truth);
     scenario_release(&r.scen);
-    sim_fences_release(&fences);
+    sim_fences_release(&r.fences);
     cfg_release(&cfg);
     return rc;
 }

@@ -15,6 +15,7 @@ struct vals {
     const char *s;
     int64_t dur;
     int odd;
+    double x;
 };
 
 static int odd_number(void *value, const char *arg, char *err, size_t err_size)
@@ -35,6 +36,8 @@ static const struct opt opts[] = {
     OPT_STR("s", "TEXT", &v.s, "a string"),
     OPT_DUR("wait", "DURATION", &v.dur, TIME_DAY_MS, "a duration"),
     OPT_CB("odd", "N", &v.odd, odd_number, "an odd number"),
+    OPT_HEADING("More:"),
+    OPT_DBL("x", "X", &v.x, 0.5, 2, "a number from 0.5 to 2"),
     OPT_END_MARK,
 };
 static const struct opt_command cmd = {
@@ -62,14 +65,16 @@ static void every_kind_is_stored(void **state)
     (void)state;
     struct fs_config cfg;
     int rest = -1;
-    assert_int_equal(run(&cfg, &rest, "--flag", "--n", "7", "--s=hello", "--wait", "5m", "--odd", "9", "pos", NULL),
+    assert_int_equal(run(&cfg, &rest, "--flag", "--n", "7", "--s=hello", "--wait", "5m", "--odd", "9", "--x", "1.25",
+                         "pos", NULL),
                      OPT_PARSED);
+    assert_true(v.x == 1.25);
     assert_int_equal(v.flag, 1);
     assert_int_equal(v.n, 7);
     assert_string_equal(v.s, "hello");
     assert_true(v.dur == 300000);
     assert_int_equal(v.odd, 9);
-    assert_int_equal(rest, 9); /* the positional argument, moved after the options */
+    assert_int_equal(rest, 11); /* the positional argument, moved after the options */
     cfg_release(&cfg);
 }
 
@@ -96,6 +101,8 @@ static void bad_input_is_a_usage_error(void **state)
         {"--n", "11", NULL},     {"--n", "x", NULL},        {"--wait", "300", NULL}, {"--wait", "2d", NULL},
         {"--odd", "4", NULL},    {"--bogus", NULL, NULL},   {"--n", NULL, NULL},     {"-q", NULL, NULL},
         {"--flag=1", NULL, NULL}, {"--metrics-port", "x", NULL}, {"-X", "novalue", NULL},
+        {"--x", "0.4", NULL},    {"--x", "2.01", NULL},     {"--x", "1e", NULL},     {"--x", "nan", NULL},
+        {"--x", "", NULL},       {"--More:", NULL, NULL},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(run(&cfg, &rest, bad[i][0], bad[i][1], bad[i][2], NULL), OPT_USAGE_ERROR);
@@ -119,6 +126,8 @@ static void help_is_made_from_the_table(void **state)
     assert_non_null(strstr(text, "usage: fleetsync demo [--flag] [--n N]\n   or: fleetsync demo --s TEXT\n"));
     assert_non_null(strstr(text, "  --n N               a number\n                      from 1 to 10\n"));
     assert_non_null(strstr(text, "  --wait DURATION     a duration\n"));
+    /* a heading stands on its own line among the options */
+    assert_non_null(strstr(text, "an odd number\nMore:\n  --x X               a number from 0.5 to 2\n"));
     assert_non_null(strstr(text, "  -h, --help          this text\n"));
     assert_non_null(strstr(text, "--brokers LIST")); /* the shared options follow */
     free(text);
