@@ -2,12 +2,12 @@
  * spool.h - the bridge's append-only disk spool: what MQTT has handed us and
  * Kafka has not yet acknowledged.
  *
- * libmosquitto acknowledges a QoS 1 message to the broker (PUBACK) on its
- * own, so a message the bridge holds only in memory dies with the process.
- * The bridge therefore appends every received message here and flushes the
- * spool before the PUBACKs leave (libmosquitto in "threaded" mode only queues
- * them until our loop writes); page cache survives a SIGKILL, and
- * --spool-fsync makes it survive power loss too.
+ * The broker forgets a QoS 1 message once the bridge acknowledges it
+ * (PUBACK), and a message the bridge holds only in memory dies with the
+ * process.  So the bridge's subscriber (mqttsub.h) appends every message of
+ * a read here and flushes the spool before it writes that read's PUBACKs;
+ * page cache survives a SIGKILL, and --spool-fsync makes it survive power
+ * loss too.
  *
  * Three positions, all byte offsets in one ever-growing address space (a
  * segment file is named by the offset of its first record):
