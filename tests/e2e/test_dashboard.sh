@@ -207,7 +207,11 @@ check_eq "the dashboard starts again" 0 $?
 # Trucks of the first part publish nothing any more: only the rebuild brings them back.
 wait_for ".trucks >= 1503" /api/fleet 200
 rebuild_ms=$(( ($(date +%s%N) - s) / 1000000 ))
-check_eq "after a restart the map is populated again" 1503 "$(api /api/fleet | jget .trucks)"
+# At least: the shared broker's retained presence of other suites' trucks
+# reaches this suite's bridge too, and a presence record makes a truck.
+after=$(api /api/fleet | jget .trucks)
+check "after a restart the map is populated again ($after trucks, at least the 1503 of this suite)" \
+    test "${after:-0}" -ge 1503
 check "within seconds (${rebuild_ms} ms)" test "$rebuild_ms" -lt 10000
 check_eq "trucks that went silent are rebuilt from Kafka" "$ID-000001 48.2" \
     "$(api "/api/trucks/$ID-000001" | jget '"\(.truck_id) \(.lat)"')"
