@@ -34,6 +34,7 @@
 
 #include "billing/fold.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -131,12 +132,6 @@ struct billing {
     struct metric *m_readings, *m_dups, *m_late, *m_jumps, *m_upserted, *m_recomputed, *m_rewinds, *m_lookups,
         *m_rejected[TM_REASON_COUNT], *m_trucks;
 };
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void day_text(int64_t day_ms, char *buf, size_t size) {
     time_t t = (time_t)(bill_day_of(day_ms) / 1000);
@@ -472,7 +467,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
                          size_t err_size) {
     struct billing *b = ctx;
     (void)refused; /* every value billing writes is computed from a checked reading */
-    int64_t now = wall_ms();
+    int64_t now = fs_wall_ms();
     size_t nrows = 0;
     char part_s[16], off_s[24], day_s[16];
 

@@ -18,6 +18,7 @@
  * resumes; the rebuild reads back before them anyway).
  */
 #include "dashboard/dashboard.h"
+#include "core/clock.h"
 
 #include "core/config.h"
 #include "core/kafka.h"
@@ -65,13 +66,6 @@ struct consumer {
     struct metric *m_consumed[T_COUNT], *m_invalid[T_COUNT], *m_stale, *m_refused, *m_age, *m_rebuilds;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int topic_of(const struct consumer *k, const char *name)
 {
     for (int i = 0; i < T_COUNT; i++)
@@ -89,7 +83,7 @@ static void on_assign(struct consumer *k, rd_kafka_topic_partition_list_t *parts
     if (e)
         log_warn("cannot read the committed offsets (%s): starting at the end", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_t *times = rd_kafka_topic_partition_list_new(parts->cnt);
-    long long now = now_ms();
+    long long now = fs_wall_ms();
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         if (e || p->offset < 0) {
@@ -213,7 +207,7 @@ static int consume_loop(struct consumer *k)
         if (!m)
             continue;
         int n = 0, applied = 0;
-        long long start = now_ms(), now = start;
+        long long start = fs_wall_ms(), now = start;
         pthread_mutex_lock(&k->d->lock);
         while (m) {
             if (m->err) {
@@ -232,7 +226,7 @@ static int consume_loop(struct consumer *k)
                 applied++;
             }
             rd_kafka_message_destroy(m);
-            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = now_ms()) - start >= BATCH_MS))
+            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = fs_wall_ms()) - start >= BATCH_MS))
                 break;
             m = rd_kafka_consumer_poll(k->rk, 0);
         }

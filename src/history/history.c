@@ -30,6 +30,7 @@
 #include "history/history.h"
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -172,18 +173,6 @@ struct history {
         *m_recomputed, *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
     uint64_t rejected_logged;
 };
-
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Orders row pointers by truck (its cache slot: any fixed order will do),
  * then (ts, seq). */
@@ -528,7 +517,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
 static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
                          size_t err_size) {
     struct history *h = ctx;
-    int64_t now = wall_ms();
+    int64_t now = fs_wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
     size_t nrows = 0;
 
@@ -812,7 +801,7 @@ fail:
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size) {
     if (load_days(h, conn, err, err_size) < 0)
         return -1;
-    int64_t today = day_of(wall_ms());
+    int64_t today = day_of(fs_wall_ms());
     for (int d = 0; d <= h->days_ahead; d++)
         if (!has_day(h, today + d) && create_day(h, conn, today + d, err, err_size) < 0)
             return -1;
@@ -839,20 +828,20 @@ static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_s
 
 static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
     struct history *h = ctx;
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     if (now >= h->next_housekeeping_ms) {
         if (housekeeping(h, conn, err, err_size) < 0)
             return -1;
         h->next_housekeeping_ms = now + 600000;
     }
     /* Bounded: a long recompute must not starve the batches. */
-    int64_t until = mono_ms() + 500;
+    int64_t until = fs_mono_ms() + 500;
     int done;
     for (;;) {
         done = recompute_dirty(h, conn, err, err_size);
         if (done < 0)
             return -1;
-        if (done == 0 || mono_ms() >= until || sig_stopping())
+        if (done == 0 || fs_mono_ms() >= until || sig_stopping())
             break;
     }
     if (done == 0) { /* the last pass found nothing dirty: no need to count */

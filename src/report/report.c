@@ -12,6 +12,7 @@
  * PQexecParams; SQL text is built from constant fragments only.
  */
 #include "report/report.h"
+#include "core/clock.h"
 
 #include "report/invoice.h"
 
@@ -170,13 +171,6 @@ static int opt_rule(void *value, const char *arg, char *err, size_t err_size)
     }
     *(const char **)value = arg;
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- queries ------------------------------------------------------------ */
@@ -783,7 +777,7 @@ int cmd_report(int argc, char **argv)
         opt_error(&cmd, "unexpected argument '%s'", argv[1 + rest]);
         goto out;
     }
-    if (check_opts(s, opts, &o, now_ms(), err, sizeof(err)) < 0) {
+    if (check_opts(s, opts, &o, fs_wall_ms(), err, sizeof(err)) < 0) {
         opt_error(&cmd, "%s", err);
         goto out;
     }

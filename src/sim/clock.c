@@ -4,6 +4,8 @@
  */
 #include "sim/clock.h"
 
+#include "core/clock.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,9 +43,7 @@ int64_t sim_clock_wall_due(const struct sim_clock *c, int64_t sim_ms, int64_t wa
 
 int64_t sim_clock_wall_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return fs_wall_ms();
 }
 
 void sim_clock_format(int64_t ms, char *buf, unsigned size)

@@ -15,6 +15,7 @@
  * failure, 2 on a usage error.
  */
 #include "sim/sim.h"
+#include "core/clock.h"
 
 #include "core/config.h"
 #include "core/kafkaauth.h"
@@ -82,13 +83,6 @@ static const char sim_after[] =
     "DIR/mqtt/secret, once 'fleetsync trucks add' has made it (docs/security.md).\n\n"
     "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
     "failure, 2 usage error. Metrics on --metrics-port (default " STR(DEFAULT_METRICS_PORT) ", -1 = off).";
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static double cpu_seconds(void)
 {
@@ -282,7 +276,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     const size_t plen = strlen(o->id_prefix);
     const uint32_t conns = (uint32_t)(o->connections ? o->connections : o->trucks);
     struct sim_clock clk;
-    int64_t wall_start = sim_clock_wall_ms(), mono_start = mono_ms();
+    int64_t wall_start = sim_clock_wall_ms(), mono_start = fs_mono_ms();
     double cpu_start = cpu_seconds();
     int tty = !o->quiet && isatty(2);
     uint64_t s = 0;
@@ -293,17 +287,17 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
         /* Connect first (bounded), so the first readings do not meet
          * connections still waiting for their CONNACK. */
         struct mqp_stats st;
-        int64_t until = mono_ms() + 15000;
+        int64_t until = fs_mono_ms() + 15000;
         do {
             if (mqp_poll(r->pool, 20) != 0)
                 return 1;
             mqp_get_stats(r->pool, &st);
-        } while (st.up < conns && mono_ms() < until && !sig_stopping());
+        } while (st.up < conns && fs_mono_ms() < until && !sig_stopping());
         if (st.up < conns)
             log_warn("%u of %u MQTT connections are up after 15 s; sending anyway, the others keep retrying", st.up,
                      conns);
         wall_start = sim_clock_wall_ms();
-        mono_start = mono_ms();
+        mono_start = fs_mono_ms();
     }
     sim_clock_init(&clk, start_ms, wall_start, o->speedup);
     int64_t next_status = mono_start + 1000;
@@ -393,7 +387,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                     printf("%s %s\n", topic, payload);
             }
         }
-        int64_t mnow = mono_ms();
+        int64_t mnow = fs_mono_ms();
         if (mnow >= next_status) {
             struct mqp_stats st;
             get_stats(r, &st);
@@ -461,16 +455,16 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     }
     /* Drain: wait for the acknowledgements of what was sent. */
     if (r->pool || r->kout) {
-        int64_t until = mono_ms() + (int64_t)(o->drain_s * 1000);
+        int64_t until = fs_mono_ms() + (int64_t)(o->drain_s * 1000);
         struct mqp_stats st;
         for (;;) {
             get_stats(r, &st);
-            if (st.inflight == 0 || mono_ms() >= until)
+            if (st.inflight == 0 || fs_mono_ms() >= until)
                 break;
             if (r->pool ? mqp_poll(r->pool, 50) != 0 : kafkaout_poll(r->kout, 50) != 0)
                 break;
-            if (tty && mono_ms() >= next_status) {
-                next_status = mono_ms() + 1000;
+            if (tty && fs_mono_ms() >= next_status) {
+                next_status = fs_mono_ms() + 1000;
                 status_line(r, sim_now, 0);
             }
         }
@@ -481,7 +475,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
 
     struct mqp_stats st;
     get_stats(r, &st);
-    double wall_s = (double)(mono_ms() - mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
+    double wall_s = (double)(fs_mono_ms() - mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
     char a[32], b[32];
     sim_clock_format(start_ms, a, sizeof(a));
     sim_clock_format(sim_now, b, sizeof(b));
