@@ -68,9 +68,9 @@ int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_si
 
 int64_t replay_day_start_ms(int64_t ms)
 {
-    int64_t r = ms % REPLAY_DAY_MS;
+    int64_t r = ms % FS_DAY_MS;
     if (r < 0)
-        r += REPLAY_DAY_MS;
+        r += FS_DAY_MS;
     return ms - r;
 }
 

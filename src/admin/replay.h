@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 #define REPLAY_GROUP_DASHBOARD "fleetsync-dashboard"
 #define REPLAY_GROUP_HISTORY   "fleetsync-history"
 #define REPLAY_GROUP_DETECTOR  "fleetsync-detector"
@@ -21,10 +23,9 @@
 /* An offset a group does not have (no commit, no sink_offsets row). */
 #define REPLAY_NO_OFFSET (-1)
 
-#define REPLAY_DAY_MS (24LL * 3600 * 1000)
 
 /* The longest --since accepted: ten years, far beyond any retention. */
-#define REPLAY_MAX_SINCE_MS (3650LL * REPLAY_DAY_MS)
+#define REPLAY_MAX_SINCE_MS (3650LL * FS_DAY_MS)
 
 /* Parses a --since duration: a positive integer and one unit, s, m, h or d
  * ("90s", "30m", "2h", "7d"), at most REPLAY_MAX_SINCE_MS.  Returns 0 with

@@ -195,7 +195,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     if (!r)
         return -1;
     if (PQntuples(r) == 1 && p->first_offset > strtoll(PQgetvalue(r, 0, 0), NULL, 10))
-        d += BILL_DAY_MS; /* rewound into the middle of day d: it is not re-read whole */
+        d += FS_DAY_MS; /* rewound into the middle of day d: it is not re-read whole */
     PQclear(r);
     day_text(d, day_s, sizeof(day_s));
     snprintf(floor_s, sizeof(floor_s), "%" PRId64, d);

@@ -3,6 +3,7 @@
  */
 #include "billing/fold.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 #include "core/rollup.h"
 
@@ -10,9 +11,9 @@
 #include <string.h>
 
 int64_t bill_day_of(int64_t ms) {
-    int64_t r = ms % BILL_DAY_MS;
+    int64_t r = ms % FS_DAY_MS;
     if (r < 0)
-        r += BILL_DAY_MS;
+        r += FS_DAY_MS;
     return ms - r;
 }
 
@@ -90,7 +91,7 @@ enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, s
             today->distance_km = km * (1 - f_before);
             today->engine_s = engine * (1 - f_before);
             today->idle_s = idle * (1 - f_before);
-            int64_t before_day = today->day_ms - BILL_DAY_MS;
+            int64_t before_day = today->day_ms - FS_DAY_MS;
             if (f_before > 0 && (!s->floor_ms || before_day >= s->floor_ms)) {
                 struct bill_delta *y = &out->d[1];
                 y->day_ms = before_day;

@@ -35,7 +35,6 @@
 #include <stdint.h>
 
 #define BILL_MAX_KMH 250.0
-#define BILL_DAY_MS 86400000LL
 
 struct bill_point {
     int64_t ts_ms, seq;

@@ -12,6 +12,8 @@
  */
 #include "core/geo.h"
 
+#include "core/clock.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -22,7 +24,6 @@
 
 #define DEG_TO_RAD (M_PI / 180.0)
 #define RAD_TO_DEG (180.0 / M_PI)
-#define MS_PER_DAY (24LL * 60 * 60 * 1000)
 
 /* A point this close to an edge (in degrees, about 0.1 mm) is on the
  * boundary: exact float equality would make "on the fence line" depend on
@@ -151,9 +152,9 @@ int geo_fence_active(const struct geo_fence *f, int64_t ts_ms)
 {
     if (!f->has_window)
         return 1;
-    int64_t ms = ts_ms % MS_PER_DAY;
+    int64_t ms = ts_ms % FS_DAY_MS;
     if (ms < 0)
-        ms += MS_PER_DAY; /* C's % truncates toward zero: times before 1970 */
+        ms += FS_DAY_MS; /* C's % truncates toward zero: times before 1970 */
     int min = (int)(ms / 60000);
     if (f->window_start_min < f->window_end_min)
         return min >= f->window_start_min && min < f->window_end_min;

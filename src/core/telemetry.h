@@ -22,10 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 #define TM_MAX_PAYLOAD   4096 /* bytes; larger is too_large, checked before parsing */
 #define TM_TRUCK_ID_MAX  64   /* characters of [A-Za-z0-9._-]; also the limit for gateway ids */
 #define TM_TS_MIN_MS     946684800000LL /* 2000-01-01T00:00:00Z */
-#define TM_TS_AHEAD_MS   (24LL * 3600 * 1000) /* ts may lie this far past now_ms */
+#define TM_TS_AHEAD_MS   FS_DAY_MS /* ts may lie this far past now_ms */
 
 /* Rejection reasons; tm_reason_name() gives the contract's spelling.  When a
  * payload has several faults, the first in this order wins: too_large,

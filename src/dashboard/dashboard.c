@@ -374,7 +374,7 @@ static int wildcard_host(const char *h)
 static long long parse_duration_ms(const char *s)
 {
     int64_t ms;
-    return time_parse_duration(s, 30 * TIME_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
+    return time_parse_duration(s, 30 * FS_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
 }
 
 /* ---- command ------------------------------------------------------------- */
@@ -532,7 +532,7 @@ int cmd_dashboard(int argc, char **argv)
             goto out;
         case OPT_SESSION_TTL:
             session_ms = parse_duration_ms(optarg);
-            if (session_ms < 1000 || session_ms > 30LL * 24 * 3600 * 1000)
+            if (session_ms < 1000 || session_ms > 30 * FS_DAY_MS)
                 bad = "--session-ttl is a duration from 1s to 720h, such as 12h";
             break;
         case OPT_RATE:

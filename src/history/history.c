@@ -56,7 +56,6 @@
 #include <time.h>
 
 #define HISTORY_DEFAULT_METRICS_PORT 9102
-#define DAY_MS 86400000LL
 
 /* "YYYY-MM-DD HH:MM:SS.mmm+00", the day part cached (rows of a batch share
  * few days). */
@@ -66,7 +65,7 @@ struct tsfmt {
 };
 
 static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
-    int64_t day = ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
+    int64_t day = ms >= 0 ? ms / FS_DAY_MS : (ms - FS_DAY_MS + 1) / FS_DAY_MS;
     if (day != f->day) {
         time_t t = (time_t)(day * 86400);
         struct tm tm;
@@ -74,7 +73,7 @@ static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
         strftime(f->day_s, sizeof(f->day_s), "%Y-%m-%d ", &tm);
         f->day = day;
     }
-    int64_t r = ms - day * DAY_MS;
+    int64_t r = ms - day * FS_DAY_MS;
     int h = (int)(r / 3600000), mi = (int)(r / 60000 % 60), s = (int)(r / 1000 % 60), m = (int)(r % 1000);
     char tmp[24];
     buf_put(b, f->day_s, 11);
@@ -244,7 +243,7 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 /* ---- partitions ----------------------------------------------------------------- */
 
 static int64_t day_of(int64_t ms) {
-    return ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
+    return ms >= 0 ? ms / FS_DAY_MS : (ms - FS_DAY_MS + 1) / FS_DAY_MS;
 }
 
 static int has_day(const struct history *h, int64_t day) {

@@ -34,6 +34,7 @@
  */
 #include "sim/fleet.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 
 #include <math.h>
@@ -41,7 +42,6 @@
 #include <string.h>
 
 #define DEG            (M_PI / 180.0)
-#define DAY_MS         86400000LL
 #define URBAN_M        4000.0
 #define ACC_MPS2       0.4
 #define DEC_MPS2       0.8
@@ -428,12 +428,12 @@ static double rest_due_s(const struct fleet *f, uint32_t idx)
 
 static int64_t departure_ms(const struct fleet *f, uint32_t idx, int64_t day)
 {
-    return day * DAY_MS + (int64_t)(hash3(f->seed, idx, (uint64_t)day) % (16 * 3600000ULL));
+    return day * FS_DAY_MS + (int64_t)(hash3(f->seed, idx, (uint64_t)day) % (16 * 3600000ULL));
 }
 
 static int64_t floor_day(int64_t t_ms)
 {
-    return t_ms >= 0 ? t_ms / DAY_MS : (t_ms - DAY_MS + 1) / DAY_MS;
+    return t_ms >= 0 ? t_ms / FS_DAY_MS : (t_ms - FS_DAY_MS + 1) / FS_DAY_MS;
 }
 
 static void pick_destination(const struct fleet *f, struct truck *t, uint32_t idx)

@@ -7,6 +7,7 @@
  */
 #include "sim/scenario.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 #include "core/log.h"
 
@@ -316,8 +317,7 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
             in->fence_lon = fe->lon;
             in->fence_out_m = fe->out_m;
             if (fe->has_window) {
-                int64_t day_ms = 86400000;
-                int min = (int)((((in->at_ms % day_ms) + day_ms) % day_ms) / 60000);
+                int min = (int)((((in->at_ms % FS_DAY_MS) + FS_DAY_MS) % FS_DAY_MS) / 60000);
                 int from = fe->window_from_min, to = fe->window_to_min;
                 int inside = from <= to ? (min >= from && min < to) : (min >= from || min < to);
                 if (!inside)

@@ -607,7 +607,7 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
     }
     int64_t now = sim_clock_wall_ms();
     char terr[160];
-    if (time_parse_moment(o->start, now, 3650 * TIME_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
+    if (time_parse_moment(o->start, now, 3650 * FS_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
         return opt_error(&cmd, "--start: %s", terr);
     if (*start_ms > now + 1000)
         return opt_error(&cmd, "--start is in the future; the simulated clock never runs ahead of the wall clock");
