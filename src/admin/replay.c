@@ -26,8 +26,8 @@
 
 #include "core/groups.h"
 #include "admin/admin.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"

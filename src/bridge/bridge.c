@@ -25,8 +25,8 @@
  */
 #include "bridge/bridge.h"
 #include "bridge/mqttsub.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"

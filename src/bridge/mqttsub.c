@@ -13,8 +13,8 @@
  * before the SUBACK: they are handed over and acknowledged like any other.
  */
 #include "bridge/mqttsub.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mqttconn.h"
 #include "core/mqttwire.h"

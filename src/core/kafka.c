@@ -2,8 +2,8 @@
  * kafka.c - librdkafka configuration and readiness (see kafka.h).
  */
 #include "core/kafka.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
 

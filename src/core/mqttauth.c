@@ -26,16 +26,7 @@ const char *mqa_path(const char *data_dir, const char *rel, char *buf, size_t si
 
 int mqa_valid_id(const char *id)
 {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > MQA_ID_MAX)
-        return 0;
-    for (size_t k = 0; k < n; k++) {
-        char c = id[k];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
+    return id && tm_valid_id(id, strlen(id));
 }
 
 int mqa_derive(const struct mqa_secret *s, const char *user, char *out, size_t size)

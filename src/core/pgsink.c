@@ -2,8 +2,8 @@
  * pgsink.c - exactly-once Kafka -> PostgreSQL sink (see pgsink.h).
  */
 #include "core/pgsink.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"

@@ -18,8 +18,8 @@
  * resumes; the rebuild reads back before them anyway).
  */
 #include "dashboard/dashboard.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"

@@ -9,8 +9,8 @@
  * belongs to the pusher while empty and to the writer while full.
  */
 #include "dashboard/server.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/pg.h"
 #include "dashboard/jbuf.h"

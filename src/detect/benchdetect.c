@@ -20,8 +20,8 @@
  * dir (--keep leaves all of it for a look).
  */
 #include "detect/benchdetect.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"

@@ -27,8 +27,8 @@
  * unacknowledged alerts again (the supervisor, `fleetsync up`, restarts it).
  */
 #include "detect/detect.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "detect/checkpoint.h"
 #include "detect/engine.h"
 

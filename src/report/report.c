@@ -12,8 +12,8 @@
  * PQexecParams; SQL text is built from constant fragments only.
  */
 #include "report/report.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "report/invoice.h"
 
 #include "core/config.h"

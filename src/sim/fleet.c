@@ -972,29 +972,6 @@ void fleet_free(struct fleet *f)
     free(f);
 }
 
-size_t fleet_format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index)
-{
-    char digits[16];
-    int nd = 0;
-    uint64_t v = (uint64_t)index + 1;
-    while (v) {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    while (nd < 6)
-        digits[nd++] = '0';
-    if (prefix_len + (size_t)nd + 1 > size) {
-        if (size)
-            buf[0] = '\0';
-        return 0;
-    }
-    memcpy(buf, prefix, prefix_len);
-    for (int k = 0; k < nd; k++)
-        buf[prefix_len + k] = digits[nd - 1 - k];
-    buf[prefix_len + nd] = '\0';
-    return prefix_len + (size_t)nd;
-}
-
 size_t fleet_take_started(struct fleet *f, int32_t *out, size_t max)
 {
     size_t n = f->n_started < max ? f->n_started : max;

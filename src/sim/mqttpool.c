@@ -9,8 +9,8 @@
  * connecting a bounded number at a time.
  */
 #include "sim/mqttpool.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mqttconn.h"
 #include "core/mqttwire.h"

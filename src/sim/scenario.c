@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/geo.h"
 #include "core/log.h"
+#include "core/telemetry.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -279,8 +280,8 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
     }
     if (truck_index(id, p, &in->truck) != 0) {
         char first[80], last[80];
-        fleet_format_id(first, sizeof(first), p->id_prefix, strlen(p->id_prefix), 0);
-        fleet_format_id(last, sizeof(last), p->id_prefix, strlen(p->id_prefix), p->trucks ? p->trucks - 1 : 0);
+        tm_format_truck_id(first, sizeof(first), p->id_prefix, strlen(p->id_prefix), 0);
+        tm_format_truck_id(last, sizeof(last), p->id_prefix, strlen(p->id_prefix), p->trucks ? p->trucks - 1 : 0);
         snprintf(why, why_size, "truck_id \"%s\" is not a simulated truck (%s ... %s)", id, first, last);
         return -1;
     }

@@ -15,8 +15,8 @@
  * failure, 2 on a usage error.
  */
 #include "sim/sim.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -24,6 +24,7 @@
 #include "core/mqttauth.h"
 #include "core/opts.h"
 #include "core/sig.h"
+#include "core/telemetry.h"
 #include "core/timeparse.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
@@ -111,9 +112,9 @@ static void conn_name(void *ud, uint32_t conn, char *buf, size_t size)
 {
     const struct name_ctx *n = ud;
     if (n->gateway)
-        snprintf(buf, size, "%sGW%04u", n->prefix, conn + 1);
+        tm_format_gateway_id(buf, size, n->prefix, n->prefix_len, conn);
     else
-        fleet_format_id(buf, size, n->prefix, n->prefix_len, conn);
+        tm_format_truck_id(buf, size, n->prefix, n->prefix_len, conn);
 }
 
 /* The data dir's credentials (core/mqttauth.h): each connection logs in as
@@ -134,11 +135,7 @@ static int auth_password(void *ud, const char *user, char *buf, size_t size)
 static int parse_prefix(void *value, const char *arg, char *err, size_t err_size)
 {
     size_t n = strlen(arg);
-    int ok = n <= 40;
-    for (size_t k = 0; ok && k < n; k++)
-        ok = (arg[k] >= 'A' && arg[k] <= 'Z') || (arg[k] >= 'a' && arg[k] <= 'z') || (arg[k] >= '0' && arg[k] <= '9') ||
-             arg[k] == '.' || arg[k] == '_' || arg[k] == '-';
-    if (!ok) {
+    if (n > 40 || !tm_id_chars(arg, n)) {
         snprintf(err, err_size, "may hold at most 40 characters of [A-Za-z0-9._-] (got '%s')", arg);
         return -1;
     }
@@ -366,7 +363,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                 r->skipped++;
                 continue;
             }
-            fleet_format_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
+            tm_format_truck_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
             if (r->kout) {
                 int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
                 if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */

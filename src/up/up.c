@@ -23,8 +23,8 @@
 #include "core/sig.h"
 #include "stack/services.h"
 #include "admin/status.h"
-#include "core/clock.h"
 
+#include "core/clock.h"
 #include "core/topics.h"
 
 #include <errno.h>

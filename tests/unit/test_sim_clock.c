@@ -132,7 +132,7 @@ static void readings_pass_the_telemetry_validator(void **state)
         for (uint32_t i = 0; i < 50; i++) {
             struct fleet_sample s;
             fleet_sample(f, i, t, &s);
-            fleet_format_id(id, sizeof(id), "TRK-", 4, i);
+            tm_format_truck_id(id, sizeof(id), "TRK-", 4, i);
             int len = sim_format_reading(payload, sizeof(payload), id, t, &s);
             assert_true(len > 0 && len < (int)sizeof(payload));
             assert_true(sim_format_topic(topic, sizeof(topic), id) > 0);

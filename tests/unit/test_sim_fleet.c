@@ -30,19 +30,6 @@ static double angle_diff(double a, double b)
     return d;
 }
 
-static void ids_have_at_least_six_digits(void **state)
-{
-    (void)state;
-    char buf[32];
-    fleet_format_id(buf, sizeof(buf), "TRK-", 4, 0);
-    assert_string_equal(buf, "TRK-000001");
-    fleet_format_id(buf, sizeof(buf), "TRK-", 4, 41);
-    assert_string_equal(buf, "TRK-000042");
-    fleet_format_id(buf, sizeof(buf), "X", 1, 999999);
-    assert_string_equal(buf, "X1000000");
-    assert_int_equal(fleet_format_id(buf, 5, "TRK-", 4, 0), 0);
-}
-
 static void state_per_truck_is_compact(void **state)
 {
     (void)state;
@@ -245,7 +232,6 @@ static void seq_counts_readings(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ids_have_at_least_six_digits),
         cmocka_unit_test(state_per_truck_is_compact),
         cmocka_unit_test(odometer_equals_driven_distance),
         cmocka_unit_test(speed_never_above_limits),
