@@ -6,6 +6,7 @@
 #include "core/table.h"
 
 #include "core/csv.h"
+#include "core/jsonesc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -60,29 +61,16 @@ char *table_format_number(double v, int decimals, char *buf, size_t size)
 
 void table_json_string(FILE *out, const char *s)
 {
+    char e[JSONESC_MAX];
+    size_t n = strlen(s);
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
+    for (size_t i = 0; i < n;) {
+        size_t run = jsonesc_plain(s + i, n - i, JSONESC_SHORT);
+        fwrite(s + i, 1, run, out);
+        i += run;
+        if (i < n) {
+            fwrite(e, 1, jsonesc_byte((unsigned char)s[i], JSONESC_SHORT, e), out);
+            i++;
         }
     }
     fputc('"', out);

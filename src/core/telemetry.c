@@ -22,6 +22,8 @@
  */
 #include "core/telemetry.h"
 
+#include "core/jsonesc.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -116,45 +118,17 @@ static void w_char(struct wbuf *w, char c)
  * has already checked the UTF-8, so other bytes pass through unchanged. */
 static void w_json_string(struct wbuf *w, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-
+    char e[JSONESC_MAX];
     w_char(w, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        w_put(w, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':
-            w_str(w, "\\\"");
-            break;
-        case '\\':
-            w_str(w, "\\\\");
-            break;
-        case '\b':
-            w_str(w, "\\b");
-            break;
-        case '\f':
-            w_str(w, "\\f");
-            break;
-        case '\n':
-            w_str(w, "\\n");
-            break;
-        case '\r':
-            w_str(w, "\\r");
-            break;
-        case '\t':
-            w_str(w, "\\t");
-            break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            w_put(w, u, sizeof(u));
-        }
+    for (size_t i = 0; i < n;) {
+        size_t run = jsonesc_plain(s + i, n - i, JSONESC_SHORT);
+        w_put(w, s + i, run);
+        i += run;
+        if (i < n) {
+            w_put(w, e, jsonesc_byte((unsigned char)s[i], JSONESC_SHORT, e));
+            i++;
         }
     }
-    w_put(w, s + run, n - run);
     w_char(w, '"');
 }
 
