@@ -13,6 +13,7 @@
 #include "core/geo.h"
 
 #include "core/clock.h"
+#include "core/readfile.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -528,45 +529,6 @@ out:
     return rc;
 }
 
-/* Reads at most GEO_MAX_FILE_BYTES + 1 bytes, so that an oversized file is
- * refused by geo_fences_load_buf's own limit without reading all of it. */
-static int read_bounded(FILE *f, char **text, size_t *len)
-{
-    size_t cap = 64 * 1024, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap > GEO_MAX_FILE_BYTES)
-                break;
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t want = cap - n;
-        if (n + want > (size_t)GEO_MAX_FILE_BYTES + 1)
-            want = (size_t)GEO_MAX_FILE_BYTES + 1 - n;
-        size_t got = fread(buf + n, 1, want, f);
-        n += got;
-        if (got < want || n > GEO_MAX_FILE_BYTES) {
-            if (ferror(f)) {
-                int e = errno ? errno : EIO;
-                free(buf);
-                return e;
-            }
-            break;
-        }
-    }
-    if (!buf)
-        return ENOMEM;
-    *text = buf;
-    *len = n;
-    return 0;
-}
-
 int geo_fences_load_file(const char *path, struct geo_fence_set *out, char *err, size_t err_size)
 {
     char reason[512];
@@ -580,8 +542,9 @@ int geo_fences_load_file(const char *path, struct geo_fence_set *out, char *err,
         e = errno;
         goto fail_errno;
     }
-    errno = 0;
-    e = read_bounded(f, &text, &len);
+    /* At most GEO_MAX_FILE_BYTES + 1 bytes: geo_fences_load_buf refuses
+     * an oversized file by its own limit without all of it read. */
+    e = readfile_bounded(f, GEO_MAX_FILE_BYTES, &text, &len);
     fclose(f);
     if (e)
         goto fail_errno;

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/geo.h"
 #include "core/log.h"
+#include "core/readfile.h"
 #include "core/telemetry.h"
 
 #include <errno.h>
@@ -28,41 +29,19 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         return -1;
     }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                snprintf(err, err_size, "%s: larger than %u MiB", path, MAX_FILE_BYTES >> 20);
-                goto out;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb)
-                break;
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                snprintf(err, err_size, "%s: %s", path, strerror(errno));
-                goto out;
-            }
-            buf[n] = '\0';
-            *text = buf;
-            *len = n;
-            buf = NULL;
-            rc = 0;
-            goto out;
-        }
-    }
-    snprintf(err, err_size, "%s: out of memory", path);
-out:
-    free(buf);
+    int e = readfile_bounded(f, MAX_FILE_BYTES, text, len);
     fclose(f);
-    return rc;
+    if (e == ENOMEM)
+        snprintf(err, err_size, "%s: out of memory", path);
+    else if (e)
+        snprintf(err, err_size, "%s: %s", path, strerror(e));
+    else if (*len > MAX_FILE_BYTES)
+        snprintf(err, err_size, "%s: larger than %u MiB", path, MAX_FILE_BYTES >> 20);
+    else
+        return 0;
+    free(*text);
+    *text = NULL;
+    return -1;
 }
 
 /* --- geofences --------------------------------------------------------- */
