@@ -186,6 +186,9 @@ size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t 
     return b.len;
 }
 
+/* The addresses of the data dir's own broker, which listens on 127.0.0.1
+ * only: narrower than core/netaddr.h's loopback on purpose, so that no
+ * password goes to whatever listens on another 127.x address. */
 static int is_loopback(const char *host)
 {
     return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||

@@ -24,6 +24,7 @@
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/timeparse.h"
 #include "core/metrics.h"
 #include "core/sig.h"
@@ -358,12 +359,6 @@ static int hash_command(const char *name, int token)
     return 0;
 }
 
-static int loopback_host(const char *h)
-{
-    return strncmp(h, "127.", 4) == 0 || strcmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
-           strcmp(h, "[::1]") == 0;
-}
-
 static int wildcard_host(const char *h)
 {
     return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
@@ -603,7 +598,7 @@ int cmd_dashboard(int argc, char **argv)
             log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
                      "fleetsync dashboard --hash-password NAME", auth_file, auth.plain);
     }
-    if (!loopback_host(host) && !d.auth) {
+    if (!netaddr_loopback(host) && !d.auth) {
         fprintf(stderr,
                 "fleetsync dashboard: refusing to listen on %s:%d without authentication: anyone who can reach it "
                 "would see the fleet. Give --auth-file FILE (lines from --hash-password NAME), or listen on "
@@ -629,7 +624,7 @@ int cmd_dashboard(int argc, char **argv)
         tls_cert = local_cert;
         tls_key = local_key;
     }
-    if (!loopback_host(host) && !tls_cert && !insecure_http) {
+    if (!netaddr_loopback(host) && !tls_cert && !insecure_http) {
         fprintf(stderr,
                 "fleetsync dashboard: refusing to listen on %s:%d over plain HTTP: passwords and session cookies "
                 "would cross the network in the clear. Give --tls (the local CA of services start --tls) or "
@@ -645,7 +640,7 @@ int cmd_dashboard(int argc, char **argv)
      * it is a wildcard, which with a login accepts any IP address. */
     if (wildcard_host(host))
         d.host_any_ip = 1;
-    else if (!loopback_host(host))
+    else if (!netaddr_loopback(host))
         d.allowed_hosts[d.n_allowed_hosts++] = host;
     d.req_rate = malloc(sizeof(*d.req_rate));
     d.login_rate = malloc(sizeof(*d.login_rate));

@@ -12,6 +12,7 @@
 
 #include "core/clock.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/pg.h"
 #include "dashboard/jbuf.h"
 #include "dashboard/proto.h"
@@ -268,11 +269,6 @@ static void *pusher_main(void *arg)
 
 #define LOGIN_BODY_MAX  4096
 #define SESSION_COOKIE  "fs_session"
-
-static int loopback_addr(const char *a)
-{
-    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
-}
 
 /* The client's address into out: the TCP peer, or, when the dashboard
  * serves HTTPS, the address the TLS front's peer line vouches for with
@@ -757,7 +753,7 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         return 200;
     }
     if (strcmp(uri, "/metrics") == 0) {
-        if (!loopback_addr(addr)) {
+        if (!netaddr_loopback(addr)) {
             reply_error(conn, 403, "/metrics is served to loopback clients only");
             return 403;
         }
