@@ -7,19 +7,30 @@
 
 #include <string.h>
 
-void jsonesc_buf(struct buf *b, const char *s, size_t n, int flags)
+void jsonesc_write(const char *s, size_t n, int flags, void (*put)(void *ud, const char *p, size_t len), void *ud)
 {
     char e[JSONESC_MAX];
-    buf_putc(b, '"');
     for (size_t i = 0; i < n;) {
         size_t run = jsonesc_plain(s + i, n - i, flags);
-        buf_put(b, s + i, run);
+        if (run)
+            put(ud, s + i, run);
         i += run;
         if (i < n) {
-            buf_put(b, e, jsonesc_byte((unsigned char)s[i], flags, e));
+            put(ud, e, jsonesc_byte((unsigned char)s[i], flags, e));
             i++;
         }
     }
+}
+
+static void put_buf(void *ud, const char *p, size_t len)
+{
+    buf_put(ud, p, len);
+}
+
+void jsonesc_buf(struct buf *b, const char *s, size_t n, int flags)
+{
+    buf_putc(b, '"');
+    jsonesc_write(s, n, flags, put_buf, b);
     buf_putc(b, '"');
 }
 

@@ -64,6 +64,10 @@ static inline size_t jsonesc_plain(const char *s, size_t n, int flags)
     return i;
 }
 
+/* Writes s[0..n) escaped (no quotes) through put, one call per run of
+ * plain bytes and one per escape, for writers of any kind of output. */
+void jsonesc_write(const char *s, size_t n, int flags, void (*put)(void *ud, const char *p, size_t len), void *ud);
+
 /* '"' + s[0..n) escaped + '"' appended to b (struct buf's rules on oom). */
 void jsonesc_buf(struct buf *b, const char *s, size_t n, int flags);
 

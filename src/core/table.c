@@ -59,20 +59,15 @@ char *table_format_number(double v, int decimals, char *buf, size_t size)
     return buf;
 }
 
+static void put_file(void *ud, const char *p, size_t len)
+{
+    fwrite(p, 1, len, ud);
+}
+
 void table_json_string(FILE *out, const char *s)
 {
-    char e[JSONESC_MAX];
-    size_t n = strlen(s);
     fputc('"', out);
-    for (size_t i = 0; i < n;) {
-        size_t run = jsonesc_plain(s + i, n - i, JSONESC_SHORT);
-        fwrite(s + i, 1, run, out);
-        i += run;
-        if (i < n) {
-            fwrite(e, 1, jsonesc_byte((unsigned char)s[i], JSONESC_SHORT, e), out);
-            i++;
-        }
-    }
+    jsonesc_write(s, strlen(s), JSONESC_SHORT, put_file, out);
     fputc('"', out);
 }
 

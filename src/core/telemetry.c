@@ -116,19 +116,15 @@ static void w_char(struct wbuf *w, char c)
 
 /* A JSON string literal.  Only what RFC 8259 requires is escaped: jansson
  * has already checked the UTF-8, so other bytes pass through unchanged. */
+static void w_put_ud(void *w, const char *s, size_t n)
+{
+    w_put(w, s, n);
+}
+
 static void w_json_string(struct wbuf *w, const char *s, size_t n)
 {
-    char e[JSONESC_MAX];
     w_char(w, '"');
-    for (size_t i = 0; i < n;) {
-        size_t run = jsonesc_plain(s + i, n - i, JSONESC_SHORT);
-        w_put(w, s + i, run);
-        i += run;
-        if (i < n) {
-            w_put(w, e, jsonesc_byte((unsigned char)s[i], JSONESC_SHORT, e));
-            i++;
-        }
-    }
+    jsonesc_write(s, n, JSONESC_SHORT, w_put_ud, w);
     w_char(w, '"');
 }
 
