@@ -66,14 +66,6 @@ int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_si
     return time_parse_iso8601(s, 0, ms, err, err_size);
 }
 
-int64_t replay_day_start_ms(int64_t ms)
-{
-    int64_t r = ms % FS_DAY_MS;
-    if (r < 0)
-        r += FS_DAY_MS;
-    return ms - r;
-}
-
 int replay_group_is_pg_sink(const char *group)
 {
     return strcmp(group, REPLAY_GROUP_HISTORY) == 0 || strcmp(group, REPLAY_GROUP_BILLING) == 0;
@@ -109,7 +101,7 @@ int replay_topic_in_scope(const char *prefix, const char *topic)
 
 int64_t replay_effective_from_ms(const char *group, int64_t t_ms)
 {
-    return strcmp(group, REPLAY_GROUP_BILLING) == 0 ? replay_day_start_ms(t_ms) : t_ms;
+    return strcmp(group, REPLAY_GROUP_BILLING) == 0 ? fs_day_start_ms(t_ms) : t_ms;
 }
 
 void replay_choose_target(struct replay_part *p)

@@ -38,8 +38,6 @@ int replay_parse_duration_ms(const char *s, int64_t *ms, char *err, size_t err_s
  * with ms since the Unix epoch in *ms, or -1 with a reason in err. */
 int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_size);
 
-/* The start of the UTC day that holds ms (ms since the epoch). */
-int64_t replay_day_start_ms(int64_t ms);
 
 /* Where a group keeps its positions. */
 enum replay_store {

@@ -10,13 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-int64_t bill_day_of(int64_t ms) {
-    int64_t r = ms % FS_DAY_MS;
-    if (r < 0)
-        r += FS_DAY_MS;
-    return ms - r;
-}
-
 void bill_state_init(struct bill_state *s) {
     memset(s, 0, sizeof(*s));
 }
@@ -57,7 +50,7 @@ enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, s
         return BILL_BEFORE_FLOOR;
 
     struct bill_delta *today = &out->d[0];
-    today->day_ms = bill_day_of(cur->ts_ms);
+    today->day_ms = fs_day_start_ms(cur->ts_ms);
     today->has_reading = 1;
     today->max_speed_kmh = cur->speed_kmh;
     out->n = 1;

@@ -18,6 +18,19 @@
 /* Milliseconds in a (UTC) day. */
 #define FS_DAY_MS (24LL * 3600 * 1000)
 
+/* The UTC day holding ms (ms since the epoch): days since 1970-01-01,
+ * rounded down, so times before 1970 fall in negative days. */
+static inline int64_t fs_day_of(int64_t ms)
+{
+    return ms >= 0 ? ms / FS_DAY_MS : (ms - FS_DAY_MS + 1) / FS_DAY_MS;
+}
+
+/* The start (UTC midnight) of the day holding ms. */
+static inline int64_t fs_day_start_ms(int64_t ms)
+{
+    return fs_day_of(ms) * FS_DAY_MS;
+}
+
 static inline int64_t fs_clock_ms(clockid_t id)
 {
     struct timespec ts;

@@ -65,7 +65,7 @@ struct tsfmt {
 };
 
 static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
-    int64_t day = ms >= 0 ? ms / FS_DAY_MS : (ms - FS_DAY_MS + 1) / FS_DAY_MS;
+    int64_t day = fs_day_of(ms);
     if (day != f->day) {
         time_t t = (time_t)(day * 86400);
         struct tm tm;
@@ -241,10 +241,6 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 }
 
 /* ---- partitions ----------------------------------------------------------------- */
-
-static int64_t day_of(int64_t ms) {
-    return ms >= 0 ? ms / FS_DAY_MS : (ms - FS_DAY_MS + 1) / FS_DAY_MS;
-}
 
 static int has_day(const struct history *h, int64_t day) {
     for (size_t i = 0; i < h->day_n; i++)
@@ -584,7 +580,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             snprintf(err, err_size, "out of memory");
             return -1;
         }
-        int64_t d = day_of(r->f.ts_ms);
+        int64_t d = fs_day_of(r->f.ts_ms);
         if (d != ok_day) {
             if (!has_day(h, d) && create_day(h, conn, d, err, err_size) < 0)
                 return -1;
@@ -800,7 +796,7 @@ fail:
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size) {
     if (load_days(h, conn, err, err_size) < 0)
         return -1;
-    int64_t today = day_of(fs_wall_ms());
+    int64_t today = fs_day_of(fs_wall_ms());
     for (int d = 0; d <= h->days_ahead; d++)
         if (!has_day(h, today + d) && create_day(h, conn, today + d, err, err_size) < 0)
             return -1;

@@ -431,11 +431,6 @@ static int64_t departure_ms(const struct fleet *f, uint32_t idx, int64_t day)
     return day * FS_DAY_MS + (int64_t)(hash3(f->seed, idx, (uint64_t)day) % (16 * 3600000ULL));
 }
 
-static int64_t floor_day(int64_t t_ms)
-{
-    return t_ms >= 0 ? t_ms / FS_DAY_MS : (t_ms - FS_DAY_MS + 1) / FS_DAY_MS;
-}
-
 static void pick_destination(const struct fleet *f, struct truck *t, uint32_t idx)
 {
     const struct neighbours *nb = &f->nb[t->home];
@@ -445,7 +440,7 @@ static void pick_destination(const struct fleet *f, struct truck *t, uint32_t id
 
 static void park_until_departure(const struct fleet *f, struct truck *t, uint32_t idx)
 {
-    int64_t now = t->t0_ms, day = floor_day(now) + 1;
+    int64_t now = t->t0_ms, day = fs_day_of(now) + 1;
     int64_t dep = departure_ms(f, idx, day);
     if (dep - now < 8 * 3600000LL)
         dep = departure_ms(f, idx, day + 1);
@@ -948,9 +943,9 @@ struct fleet *fleet_new(const struct fleet_options *opt, struct fleet_incident *
         if (t->flags & F_ANCHORED) {
             anchored_park(t);
         } else {
-            int64_t dep = departure_ms(f, i, floor_day(t_init));
+            int64_t dep = departure_ms(f, i, fs_day_of(t_init));
             if (dep < t_init)
-                dep = departure_ms(f, i, floor_day(t_init) + 1);
+                dep = departure_ms(f, i, fs_day_of(t_init) + 1);
             start(t, PH_PARK, (double)(dep - t_init) / 1000.0, 0, 0);
         }
         fleet_advance(f, i, opt->start_ms);

@@ -68,10 +68,10 @@ static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_
 
 static void test_day_of(void **state) {
     (void)state;
-    assert_int_equal(bill_day_of(D0), D0);
-    assert_int_equal(bill_day_of(D0 + FS_DAY_MS - 1), D0);
-    assert_int_equal(bill_day_of(D0 + FS_DAY_MS), D0 + FS_DAY_MS);
-    assert_int_equal(bill_day_of(-1), -FS_DAY_MS);
+    assert_int_equal(fs_day_start_ms(D0), D0);
+    assert_int_equal(fs_day_start_ms(D0 + FS_DAY_MS - 1), D0);
+    assert_int_equal(fs_day_start_ms(D0 + FS_DAY_MS), D0 + FS_DAY_MS);
+    assert_int_equal(fs_day_start_ms(-1), -FS_DAY_MS);
 }
 
 /* idle 60 s, two moving minutes of 0.01 degrees each, a stop with the engine

@@ -125,10 +125,10 @@ static void bad_iso8601_is_refused_with_a_reason(void **state)
 static void billing_rewinds_to_the_start_of_the_utc_day(void **state)
 {
     (void)state;
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS + 1), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS + FS_DAY_MS - 1), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(-1), -FS_DAY_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS + 1), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS + FS_DAY_MS - 1), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(-1), -FS_DAY_MS);
     /* 00:30 in Berlin is still the previous UTC day. */
     assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, at("2026-11-27T00:30:00+01:00")),
                      DAY_20261127_MS - FS_DAY_MS);
