@@ -4,8 +4,6 @@
  */
 #include "sim/clock.h"
 
-#include "core/clock.h"
-
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,11 +37,6 @@ int64_t sim_clock_wall_due(const struct sim_clock *c, int64_t sim_ms, int64_t wa
             due = by_speed;
     }
     return due > wall_now_ms ? due : wall_now_ms;
-}
-
-int64_t sim_clock_wall_ms(void)
-{
-    return fs_wall_ms();
 }
 
 void sim_clock_format(int64_t ms, char *buf, unsigned size)

@@ -273,7 +273,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     const size_t plen = strlen(o->id_prefix);
     const uint32_t conns = (uint32_t)(o->connections ? o->connections : o->trucks);
     struct sim_clock clk;
-    int64_t wall_start = sim_clock_wall_ms(), mono_start = fs_mono_ms();
+    int64_t wall_start = fs_wall_ms(), mono_start = fs_mono_ms();
     double cpu_start = cpu_seconds();
     int tty = !o->quiet && isatty(2);
     uint64_t s = 0;
@@ -293,7 +293,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
         if (st.up < conns)
             log_warn("%u of %u MQTT connections are up after 15 s; sending anyway, the others keep retrying", st.up,
                      conns);
-        wall_start = sim_clock_wall_ms();
+        wall_start = fs_wall_ms();
         mono_start = fs_mono_ms();
     }
     sim_clock_init(&clk, start_ms, wall_start, o->speedup);
@@ -307,7 +307,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     for (;;) {
         if (sig_stopping())
             break;
-        int64_t wall = sim_clock_wall_ms();
+        int64_t wall = fs_wall_ms();
         int64_t lim = sim_clock_limit(&clk, wall);
         int64_t due = 0;
         int blocked = 0, finished = 0;
@@ -369,7 +369,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                 if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */
                     kafkaout_count_refused(r->kout);
                 else
-                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
+                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, fs_wall_ms());
                 continue;
             }
             int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
@@ -602,7 +602,7 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
             o->source_ips[o->n_source_ips++] = tok;
         }
     }
-    int64_t now = sim_clock_wall_ms();
+    int64_t now = fs_wall_ms();
     char terr[160];
     if (time_parse_moment(o->start, now, 3650 * FS_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
         return opt_error(&cmd, "--start: %s", terr);
