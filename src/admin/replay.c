@@ -27,6 +27,7 @@
 #include "core/groups.h"
 #include "admin/admin.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
@@ -65,14 +66,6 @@ int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_si
     return time_parse_iso8601(s, 0, ms, err, err_size);
 }
 
-int64_t replay_day_start_ms(int64_t ms)
-{
-    int64_t r = ms % REPLAY_DAY_MS;
-    if (r < 0)
-        r += REPLAY_DAY_MS;
-    return ms - r;
-}
-
 int replay_group_is_pg_sink(const char *group)
 {
     return strcmp(group, REPLAY_GROUP_HISTORY) == 0 || strcmp(group, REPLAY_GROUP_BILLING) == 0;
@@ -108,7 +101,7 @@ int replay_topic_in_scope(const char *prefix, const char *topic)
 
 int64_t replay_effective_from_ms(const char *group, int64_t t_ms)
 {
-    return strcmp(group, REPLAY_GROUP_BILLING) == 0 ? replay_day_start_ms(t_ms) : t_ms;
+    return strcmp(group, REPLAY_GROUP_BILLING) == 0 ? fs_day_start_ms(t_ms) : t_ms;
 }
 
 void replay_choose_target(struct replay_part *p)
@@ -196,13 +189,6 @@ static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int
 }
 
 /* --- Kafka --------------------------------------------------------------- */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Commits the listed offsets for the group.  Returns 0, or -1 with the first
  * failure (the whole request's or a partition's) in err. */
@@ -616,13 +602,6 @@ static const char replay_after[] =
     "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
     "unless stated), 2 usage error.";
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int cmd_replay(int argc, char **argv)
 {
     struct fs_config cfg;
@@ -677,7 +656,7 @@ int cmd_replay(int argc, char **argv)
         opt_error(&cmd, "give exactly one of --since DURATION (e.g. 2h) or --at ISO8601 (e.g. 2026-11-27T01:30:00Z)");
         goto out;
     }
-    int64_t now = wall_ms();
+    int64_t now = fs_wall_ms();
     if (since) {
         int64_t d;
         if (replay_parse_duration_ms(since, &d, err, sizeof(err)) != 0) {
@@ -722,7 +701,7 @@ int cmd_replay(int argc, char **argv)
     char who[1024];
     rd_kafka_resp_err_t code;
     const char *live_state;
-    int64_t deadline = mono_ms() + timeout_ms;
+    int64_t deadline = fs_mono_ms() + timeout_ms;
     int r;
     do
         r = groups_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err,
@@ -847,7 +826,7 @@ int cmd_replay(int argc, char **argv)
     /* 5. Apply. */
     if (!dry_run && pl.store == REPLAY_STORE_KAFKA) {
         moves = plan_moves(&pl, committed, 0);
-        deadline = mono_ms() + timeout_ms;
+        deadline = fs_mono_ms() + timeout_ms;
         do
             r = moves->cnt > 0 ? group_alter(rk, cfg.group, moves, timeout_ms, &code, err, sizeof(err)) : 0;
         while (r != 0 && groups_again(code, deadline));

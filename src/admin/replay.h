@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 #define REPLAY_GROUP_DASHBOARD "fleetsync-dashboard"
 #define REPLAY_GROUP_HISTORY   "fleetsync-history"
 #define REPLAY_GROUP_DETECTOR  "fleetsync-detector"
@@ -21,10 +23,9 @@
 /* An offset a group does not have (no commit, no sink_offsets row). */
 #define REPLAY_NO_OFFSET (-1)
 
-#define REPLAY_DAY_MS (24LL * 3600 * 1000)
 
 /* The longest --since accepted: ten years, far beyond any retention. */
-#define REPLAY_MAX_SINCE_MS (3650LL * REPLAY_DAY_MS)
+#define REPLAY_MAX_SINCE_MS (3650LL * FS_DAY_MS)
 
 /* Parses a --since duration: a positive integer and one unit, s, m, h or d
  * ("90s", "30m", "2h", "7d"), at most REPLAY_MAX_SINCE_MS.  Returns 0 with
@@ -37,8 +38,6 @@ int replay_parse_duration_ms(const char *s, int64_t *ms, char *err, size_t err_s
  * with ms since the Unix epoch in *ms, or -1 with a reason in err. */
 int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_size);
 
-/* The start of the UTC day that holds ms (ms since the epoch). */
-int64_t replay_day_start_ms(int64_t ms);
 
 /* Where a group keeps its positions. */
 enum replay_store {

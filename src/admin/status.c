@@ -21,6 +21,7 @@
 #include "core/groups.h"
 #include "admin/admin.h"
 #include "admin/replay.h"
+#include "core/clock.h"
 #include "stack/services.h"
 
 #include "core/config.h"
@@ -318,13 +319,6 @@ struct status_ctx {
     rd_kafka_t *rk;     /* NULL until Kafka answered once */
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void pg_quiet(void *arg, const char *message)
 {
     (void)arg;
@@ -416,7 +410,7 @@ static int gather_group(struct status_ctx *c, struct status_group *g, char *err,
     rd_kafka_resp_err_t code;
     const char *live;
     size_t members;
-    int64_t deadline = mono_ms() + c->timeout_ms;
+    int64_t deadline = fs_mono_ms() + c->timeout_ms;
     int rc;
     do
         rc = groups_members(c->rk, g->name, c->timeout_ms, &members, g->who, sizeof(g->who), &live, &code, err,
@@ -580,8 +574,8 @@ static void on_stop(int sig)
 /* Sleeps ms, in slices, until Ctrl-C.  Returns 1 when interrupted. */
 static int nap_ms(int64_t ms)
 {
-    int64_t until = mono_ms() + ms;
-    while (!stop_asked && mono_ms() < until) {
+    int64_t until = fs_mono_ms() + ms;
+    while (!stop_asked && fs_mono_ms() < until) {
         struct timespec t = {0, 100 * 1000 * 1000};
         nanosleep(&t, NULL);
     }
@@ -621,7 +615,7 @@ static void refresh(struct status_ctx *c, struct status_report *r, const struct 
     memset(&first, 0, sizeof(first));
     if (!prev) {
         gather_groups(c, &first, 0, NULL);
-        first_ms = mono_ms();
+        first_ms = fs_mono_ms();
         prev = &first;
         if (!first.kafka_error[0] || first.group_count)
             nap_ms(1000);
@@ -629,7 +623,7 @@ static void refresh(struct status_ctx *c, struct status_report *r, const struct 
     memset(r, 0, sizeof(*r));
     gather_services(c, r);
     gather_groups(c, r, 1, prev == &first && first.kafka_error[0] ? first.kafka_error : NULL);
-    *taken_ms = mono_ms();
+    *taken_ms = fs_mono_ms();
     for (size_t i = 0; i < r->group_count; i++) {
         struct status_group *g = &r->groups[i];
         const struct status_group *b = NULL;

@@ -13,6 +13,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/mqttauth.h"
+#include "core/telemetry.h"
 #include "stack/services.h"
 
 #include <errno.h>
@@ -32,18 +33,6 @@
 #define MAX_GATEWAYS 100000
 #define MAX_BRIDGE_OPTS 64
 #define ERR_MAX      (2 * PATH_MAX + 256)
-
-int trucks_format_id(char *buf, size_t size, const char *prefix, uint32_t index)
-{
-    int n = snprintf(buf, size, "%s%06llu", prefix, (unsigned long long)index + 1);
-    return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-int trucks_format_gateway(char *buf, size_t size, const char *prefix, uint32_t index)
-{
-    int n = snprintf(buf, size, "%sGW%04llu", prefix, (unsigned long long)index + 1);
-    return n < 0 || (size_t)n >= size ? -1 : 0;
-}
 
 int trucks_line_user(const char *line, char *buf, size_t size)
 {
@@ -447,12 +436,12 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
         if (store_add(&st, ids[i], err, sizeof(err)) != 0)
             goto fail;
     for (long i = 0; i < count; i++) {
-        if (trucks_format_id(name, sizeof(name), prefix, (uint32_t)i) != 0 ||
+        if (tm_format_truck_id(name, sizeof(name), prefix, strlen(prefix), (uint32_t)i) == 0 ||
             store_add(&st, name, err, sizeof(err)) != 0)
             goto fail;
     }
     for (long i = 0; i < gateways; i++) {
-        if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) != 0 ||
+        if (tm_format_gateway_id(name, sizeof(name), prefix, strlen(prefix), (uint32_t)i) == 0 ||
             store_add(&st, name, err, sizeof(err)) != 0)
             goto fail;
         if (!is_gateway(&st, name) && list_add(&st.gateways, &st.n_gateways, name, err, sizeof(err)) != 0)
@@ -478,11 +467,11 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
             if (mqa_derive(&st.secret, ids[i], pass, sizeof(pass)) == 0)
                 printf("%s %s\n", ids[i], pass);
         for (long i = 0; i < count; i++)
-            if (trucks_format_id(name, sizeof(name), prefix, (uint32_t)i) == 0 &&
+            if (tm_format_truck_id(name, sizeof(name), prefix, strlen(prefix), (uint32_t)i) != 0 &&
                 mqa_derive(&st.secret, name, pass, sizeof(pass)) == 0)
                 printf("%s %s\n", name, pass);
         for (long i = 0; i < gateways; i++)
-            if (trucks_format_gateway(name, sizeof(name), prefix, (uint32_t)i) == 0 &&
+            if (tm_format_gateway_id(name, sizeof(name), prefix, strlen(prefix), (uint32_t)i) != 0 &&
                 mqa_derive(&st.secret, name, pass, sizeof(pass)) == 0)
                 printf("%s %s\n", name, pass);
         for (int i = 0; i < n_bridges; i++)

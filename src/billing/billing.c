@@ -34,6 +34,7 @@
 
 #include "billing/fold.h"
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -132,14 +133,8 @@ struct billing {
         *m_rejected[TM_REASON_COUNT], *m_trucks;
 };
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void day_text(int64_t day_ms, char *buf, size_t size) {
-    time_t t = (time_t)(bill_day_of(day_ms) / 1000);
+    time_t t = (time_t)(fs_day_start_ms(day_ms) / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(buf, size, "%Y-%m-%d", &tm);
@@ -190,7 +185,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
                  b->topic, p->partition, stored, p->first_offset);
         return 0;
     }
-    int64_t d = bill_day_of(p->first_ts_ms);
+    int64_t d = fs_day_start_ms(p->first_ts_ms);
     day_text(d, day_s, sizeof(day_s));
     const char *v3[3] = {b->topic, part_s, day_s};
     PGresult *r = pg_exec_params(conn,
@@ -200,7 +195,7 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     if (!r)
         return -1;
     if (PQntuples(r) == 1 && p->first_offset > strtoll(PQgetvalue(r, 0, 0), NULL, 10))
-        d += BILL_DAY_MS; /* rewound into the middle of day d: it is not re-read whole */
+        d += FS_DAY_MS; /* rewound into the middle of day d: it is not re-read whole */
     PQclear(r);
     day_text(d, day_s, sizeof(day_s));
     snprintf(floor_s, sizeof(floor_s), "%" PRId64, d);
@@ -396,7 +391,7 @@ static struct part *part_get(struct billing *b, int32_t partition) {
 static int pday_note(struct billing *b, int32_t partition, int64_t ts_ms, int64_t offset) {
     if (ts_ms < 0)
         return 0;
-    int64_t day = bill_day_of(ts_ms);
+    int64_t day = fs_day_start_ms(ts_ms);
     for (size_t i = 0; i < b->pday_n; i++) {
         struct pday *d = &b->pdays[i];
         if (d->partition == partition && d->day_ms == day) {
@@ -472,7 +467,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
                          size_t err_size) {
     struct billing *b = ctx;
     (void)refused; /* every value billing writes is computed from a checked reading */
-    int64_t now = wall_ms();
+    int64_t now = fs_wall_ms();
     size_t nrows = 0;
     char part_s[16], off_s[24], day_s[16];
 
@@ -571,7 +566,7 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         if (o.n == 2)
             add_delta(b, t, &o.d[1]);
         add_delta(b, t, &o.d[0]);
-        if (before.has_last && bill_day_of(before.last.ts_ms) < bill_day_of(t->st.last.ts_ms))
+        if (before.has_last && fs_day_start_ms(before.last.ts_ms) < fs_day_start_ms(t->st.last.ts_ms))
             stage_day_end(b, t, &before);
     }
 

@@ -3,18 +3,12 @@
  */
 #include "billing/fold.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 #include "core/rollup.h"
 
 #include <math.h>
 #include <string.h>
-
-int64_t bill_day_of(int64_t ms) {
-    int64_t r = ms % BILL_DAY_MS;
-    if (r < 0)
-        r += BILL_DAY_MS;
-    return ms - r;
-}
 
 void bill_state_init(struct bill_state *s) {
     memset(s, 0, sizeof(*s));
@@ -56,7 +50,7 @@ enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, s
         return BILL_BEFORE_FLOOR;
 
     struct bill_delta *today = &out->d[0];
-    today->day_ms = bill_day_of(cur->ts_ms);
+    today->day_ms = fs_day_start_ms(cur->ts_ms);
     today->has_reading = 1;
     today->max_speed_kmh = cur->speed_kmh;
     out->n = 1;
@@ -90,7 +84,7 @@ enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, s
             today->distance_km = km * (1 - f_before);
             today->engine_s = engine * (1 - f_before);
             today->idle_s = idle * (1 - f_before);
-            int64_t before_day = today->day_ms - BILL_DAY_MS;
+            int64_t before_day = today->day_ms - FS_DAY_MS;
             if (f_before > 0 && (!s->floor_ms || before_day >= s->floor_ms)) {
                 struct bill_delta *y = &out->d[1];
                 y->day_ms = before_day;

@@ -35,7 +35,6 @@
 #include <stdint.h>
 
 #define BILL_MAX_KMH 250.0
-#define BILL_DAY_MS 86400000LL
 
 struct bill_point {
     int64_t ts_ms, seq;
@@ -70,8 +69,6 @@ struct bill_out {
 
 enum bill_result { BILL_FOLDED, BILL_DUPLICATE, BILL_LATE, BILL_BEFORE_FLOOR };
 
-/* The start of the UTC day holding ms. */
-int64_t bill_day_of(int64_t ms);
 
 /* An empty state (a truck never seen). */
 void bill_state_init(struct bill_state *s);

@@ -26,6 +26,7 @@
 #include "bridge/bridge.h"
 #include "bridge/mqttsub.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
@@ -163,20 +164,6 @@ struct bridge {
     long long wall_ms; /* the wall clock when the loop last woke: receive and ack times */
     long long produce_error_logged_ms;
 };
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- MQTT side --------------------------------------------------------- */
 
@@ -376,7 +363,7 @@ static int producer_recreate(struct bridge *b)
 static int check_topics(struct bridge *b, char *err, size_t err_size)
 {
     const char *need[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
-    long long deadline = mono_ms() + 15000;
+    long long deadline = fs_mono_ms() + 15000;
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
         rd_kafka_resp_err_t e = rd_kafka_metadata(b->rk, 1, NULL, &md, 10000);
@@ -402,7 +389,7 @@ static int check_topics(struct bridge *b, char *err, size_t err_size)
                  "--topic-prefix)",
                  missing, b->cfg->brokers);
         rd_kafka_metadata_destroy(md);
-        if (mono_ms() >= deadline || sig_stopping())
+        if (fs_mono_ms() >= deadline || sig_stopping())
             return -1;
         usleep(250 * 1000);
     }
@@ -457,10 +444,10 @@ static void produce_some(struct bridge *b)
             spool_unread_last(b->spool);
             if (e == RD_KAFKA_RESP_ERR__FATAL)
                 b->fatal = 1;
-            else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && mono_ms() - b->produce_error_logged_ms >= 10000) {
+            else if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL && fs_mono_ms() - b->produce_error_logged_ms >= 10000) {
                 /* Retried on every pass: said once per 10 s, not per try. */
                 log_error("cannot produce to %s: %s (retrying)", topics[r.dest], rd_kafka_err2str(e));
-                b->produce_error_logged_ms = mono_ms();
+                b->produce_error_logged_ms = fs_mono_ms();
             }
             return;
         }
@@ -500,7 +487,7 @@ static void drain_wake(int fd)
 
 static int bridge_run(struct bridge *b)
 {
-    long long last_ckpt = mono_ms(), last_status = mono_ms();
+    long long last_ckpt = fs_mono_ms(), last_status = fs_mono_ms();
     /* Read coalescing: after a small batch, let the socket fill for a couple
      * of milliseconds before reading again.  Every wake-up costs a poll, a
      * spool write, a spool read and a PUBACK write, so batching them is most
@@ -511,8 +498,8 @@ static int bridge_run(struct bridge *b)
     long long stop_deadline = 0;
 
     for (;;) {
-        long long now = mono_ms();
-        b->wall_ms = now_ms();
+        long long now = fs_mono_ms();
+        b->wall_ms = fs_wall_ms();
         int stopping = sig_stopping();
         if (stopping && !stop_deadline) {
             log_info("stopping: no more MQTT reads; producing what the spool holds");
@@ -564,7 +551,7 @@ static int bridge_run(struct bridge *b)
         if (reading && msub_pending(b->mq))
             timeout = 0;
         poll(p, (nfds_t)n, timeout);
-        b->wall_ms = now_ms();
+        b->wall_ms = fs_wall_ms();
 
         if (p[1].revents & POLLIN)
             drain_wake(b->wake[0]);
@@ -575,7 +562,7 @@ static int bridge_run(struct bridge *b)
             if (got < 0 || b->spool_failed)
                 continue; /* the top of the loop exits */
             if (got > 0 && got < 512)
-                next_read_ms = mono_ms() + 2;
+                next_read_ms = fs_mono_ms() + 2;
             /* The spool is on disk before any PUBACK leaves (msub_flush). */
             if (spool_flush(b->spool) != 0) {
                 log_error("cannot write the spool: %s", strerror(errno));
@@ -593,7 +580,7 @@ static int bridge_run(struct bridge *b)
             metric_add(b->m_reconnects, (double)(msub_connects(b->mq) - b->mqtt_connects));
             b->mqtt_connects = msub_connects(b->mq);
         }
-        now = mono_ms();
+        now = fs_mono_ms();
         if (now - last_ckpt >= 100) {
             spool_checkpoint(b->spool);
             metric_set(b->m_spool_bytes, (double)spool_pending_bytes(b->spool));
@@ -610,7 +597,7 @@ static int bridge_run(struct bridge *b)
 
     /* Clean shutdown: everything produced is flushed, the checkpoint says
      * so, and the MQTT session stays for our return. */
-    b->wall_ms = now_ms();
+    b->wall_ms = fs_wall_ms();
     rd_kafka_flush(b->rk, 5000);
     spool_checkpoint(b->spool);
     msub_disconnect(b->mq);

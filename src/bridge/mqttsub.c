@@ -14,6 +14,7 @@
  */
 #include "bridge/mqttsub.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mqttconn.h"
 #include "core/mqttwire.h"
@@ -56,13 +57,6 @@ struct msub {
     size_t in_len;
     uint64_t skip;          /* bytes of a cut PUBLISH still to come and be dropped */
 };
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static char *dup_or_null(const char *s)
 {
@@ -148,7 +142,7 @@ static void lost(struct msub *s, const char *why)
         log_warn("cannot connect to MQTT %s:%d: %s; retrying in %d ms", s->host, s->cfg.port, why, s->backoff_ms);
     close_socket(s);
     s->state = S_IDLE;
-    s->next_try_ms = mono_ms() + s->backoff_ms;
+    s->next_try_ms = fs_mono_ms() + s->backoff_ms;
     s->backoff_ms = s->backoff_ms < 16000 ? s->backoff_ms * 2 : 30000;
 }
 
@@ -157,7 +151,7 @@ int msub_flush(struct msub *s)
     if (s->conn.state < MQC_CONNACK)
         return 0; /* CONNECT goes first */
     char why[256];
-    if (mqc_flush(&s->conn, mono_ms(), why, sizeof(why)) < 0) {
+    if (mqc_flush(&s->conn, fs_mono_ms(), why, sizeof(why)) < 0) {
         lost(s, why);
         return -1;
     }
@@ -199,7 +193,7 @@ static void try_connect(struct msub *s)
         return;
     }
     unsigned k = s->addr_next++ % to.n;
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     if (mqc_start(&s->conn, (const struct sockaddr *)&to.addr[k], to.len[k], NULL, 0, now, why, sizeof(why)) != 0) {
         lost(s, why);
         return;
@@ -464,7 +458,7 @@ long msub_handle(struct msub *s, short revents, int reading)
 
 void msub_tick(struct msub *s, int active)
 {
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     int resumed = active && !s->was_active;
     s->was_active = active;
     if (s->state == S_IDLE) {

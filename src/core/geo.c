@@ -12,6 +12,9 @@
  */
 #include "core/geo.h"
 
+#include "core/clock.h"
+#include "core/readfile.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -22,7 +25,6 @@
 
 #define DEG_TO_RAD (M_PI / 180.0)
 #define RAD_TO_DEG (180.0 / M_PI)
-#define MS_PER_DAY (24LL * 60 * 60 * 1000)
 
 /* A point this close to an edge (in degrees, about 0.1 mm) is on the
  * boundary: exact float equality would make "on the fence line" depend on
@@ -151,9 +153,9 @@ int geo_fence_active(const struct geo_fence *f, int64_t ts_ms)
 {
     if (!f->has_window)
         return 1;
-    int64_t ms = ts_ms % MS_PER_DAY;
+    int64_t ms = ts_ms % FS_DAY_MS;
     if (ms < 0)
-        ms += MS_PER_DAY; /* C's % truncates toward zero: times before 1970 */
+        ms += FS_DAY_MS; /* C's % truncates toward zero: times before 1970 */
     int min = (int)(ms / 60000);
     if (f->window_start_min < f->window_end_min)
         return min >= f->window_start_min && min < f->window_end_min;
@@ -527,45 +529,6 @@ out:
     return rc;
 }
 
-/* Reads at most GEO_MAX_FILE_BYTES + 1 bytes, so that an oversized file is
- * refused by geo_fences_load_buf's own limit without reading all of it. */
-static int read_bounded(FILE *f, char **text, size_t *len)
-{
-    size_t cap = 64 * 1024, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n == cap) {
-            if (cap > GEO_MAX_FILE_BYTES)
-                break;
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) {
-                free(buf);
-                return ENOMEM;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        size_t want = cap - n;
-        if (n + want > (size_t)GEO_MAX_FILE_BYTES + 1)
-            want = (size_t)GEO_MAX_FILE_BYTES + 1 - n;
-        size_t got = fread(buf + n, 1, want, f);
-        n += got;
-        if (got < want || n > GEO_MAX_FILE_BYTES) {
-            if (ferror(f)) {
-                int e = errno ? errno : EIO;
-                free(buf);
-                return e;
-            }
-            break;
-        }
-    }
-    if (!buf)
-        return ENOMEM;
-    *text = buf;
-    *len = n;
-    return 0;
-}
-
 int geo_fences_load_file(const char *path, struct geo_fence_set *out, char *err, size_t err_size)
 {
     char reason[512];
@@ -579,8 +542,9 @@ int geo_fences_load_file(const char *path, struct geo_fence_set *out, char *err,
         e = errno;
         goto fail_errno;
     }
-    errno = 0;
-    e = read_bounded(f, &text, &len);
+    /* At most GEO_MAX_FILE_BYTES + 1 bytes: geo_fences_load_buf refuses
+     * an oversized file by its own limit without all of it read. */
+    e = readfile_bounded(f, GEO_MAX_FILE_BYTES, &text, &len);
     fclose(f);
     if (e)
         goto fail_errno;

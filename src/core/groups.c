@@ -6,6 +6,7 @@
  * at the time of the call.
  */
 #include "core/groups.h"
+#include "core/clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,18 +52,11 @@ rd_kafka_AdminOptions_t *groups_admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
     return o;
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* After a failed group request: 1 (having waited a moment) when it is worth
  * asking again before deadline_ms, 0 when the failure is final. */
 int groups_again(rd_kafka_resp_err_t code, int64_t deadline_ms)
 {
-    if (!coordinator_busy(code) || mono_ms() + 300 > deadline_ms)
+    if (!coordinator_busy(code) || fs_mono_ms() + 300 > deadline_ms)
         return 0;
     struct timespec pause = {0, 300 * 1000 * 1000};
     nanosleep(&pause, NULL);

@@ -3,6 +3,7 @@
  */
 #include "core/kafka.h"
 
+#include "core/clock.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
 
@@ -51,20 +52,13 @@ fail:
     return NULL;
 }
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size)
 {
-    long long deadline = now_ms() + timeout_ms;
+    long long deadline = fs_mono_ms() + timeout_ms;
     rd_kafka_resp_err_t last = RD_KAFKA_RESP_ERR_NO_ERROR;
     for (;;) {
         const struct rd_kafka_metadata *md = NULL;
-        long long left = deadline - now_ms();
+        long long left = deadline - fs_mono_ms();
         int slice = left > 2000 ? 2000 : left < 100 ? 100 : (int)left;
         last = rd_kafka_metadata(rk, 0, NULL, &md, slice);
         if (last == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -73,7 +67,7 @@ int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size)
             if (brokers > 0)
                 return 0;
         }
-        if (now_ms() >= deadline)
+        if (fs_mono_ms() >= deadline)
             break;
         usleep(200 * 1000);
     }
@@ -87,9 +81,9 @@ int kafka_consumer_fatal(rd_kafka_t *rk, const char *who)
     if (inject_at < 0) {
         const char *e = getenv("FLEETSYNC_TEST_CONSUMER_FATAL_MS");
         long long ms = e ? atoll(e) : 0;
-        inject_at = ms > 0 ? now_ms() + ms : 0;
+        inject_at = ms > 0 ? fs_mono_ms() + ms : 0;
     }
-    if (inject_at > 0 && now_ms() >= inject_at) {
+    if (inject_at > 0 && fs_mono_ms() >= inject_at) {
         inject_at = 0;
         log_warn("FLEETSYNC_TEST_CONSUMER_FATAL_MS: raising a fatal consumer error");
         rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "injected by FLEETSYNC_TEST_CONSUMER_FATAL_MS");

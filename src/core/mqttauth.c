@@ -26,16 +26,7 @@ const char *mqa_path(const char *data_dir, const char *rel, char *buf, size_t si
 
 int mqa_valid_id(const char *id)
 {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0 || n > MQA_ID_MAX)
-        return 0;
-    for (size_t k = 0; k < n; k++) {
-        char c = id[k];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
+    return id && tm_valid_id(id, strlen(id));
 }
 
 int mqa_derive(const struct mqa_secret *s, const char *user, char *out, size_t size)
@@ -195,6 +186,9 @@ size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t 
     return b.len;
 }
 
+/* The addresses of the data dir's own broker, which listens on 127.0.0.1
+ * only: narrower than core/netaddr.h's loopback on purpose, so that no
+ * password goes to whatever listens on another 127.x address. */
 static int is_loopback(const char *host)
 {
     return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "localhost") == 0 || strcmp(host, "::1") == 0 ||

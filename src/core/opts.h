@@ -6,7 +6,7 @@
  *     static int json;
  *     static int64_t since_ms;
  *     static const struct opt opts[] = {
- *         OPT_DUR("since", "DURATION", &since_ms, 30 * TIME_DAY_MS, "rewind this far back: 90s, 30m, 2h, 7d"),
+ *         OPT_DUR("since", "DURATION", &since_ms, 30 * FS_DAY_MS, "rewind this far back: 90s, 30m, 2h, 7d"),
  *         OPT_BOOLEAN("json", &json, "print JSON"),
  *         OPT_END_MARK,
  *     };

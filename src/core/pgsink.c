@@ -3,6 +3,7 @@
  */
 #include "core/pgsink.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/log.h"
@@ -47,12 +48,6 @@ struct sink {
     struct metric *m_messages, *m_batches, *m_db_errors, *m_conflicts, *m_db_up, *m_batch_size, *m_batch_seconds;
     struct metric *m_dead_refused, *m_dead_database;
 };
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Sleeps up to ms, waking early on a stop request. */
 static void nap(int ms) {
@@ -387,7 +382,7 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written) {
         metric_add(s->m_batches, 1);
         metric_add(s->m_messages, count);
         metric_observe(s->m_batch_size, (double)count);
-        metric_observe(s->m_batch_seconds, (double)(mono_ms() - t0) / 1000.0);
+        metric_observe(s->m_batch_seconds, (double)(fs_mono_ms() - t0) / 1000.0);
     }
 }
 
@@ -403,7 +398,7 @@ static void flush(struct sink *s) {
     char err[1024], detail[1024], state[6];
     int backoff = 250, attempts = 0;
     size_t lo = 0, hi = s->n, bad = 0;
-    int64_t t0 = mono_ms();
+    int64_t t0 = fs_mono_ms();
     while (lo < s->n) {
         size_t refused = 0;
         enum attempt r = write_once(s, lo, hi, &refused, err, sizeof(err));
@@ -414,7 +409,7 @@ static void flush(struct sink *s) {
             hi = bad > lo ? bad : s->n;
             attempts = 0;
             backoff = 250;
-            t0 = mono_ms();
+            t0 = fs_mono_ms();
             continue;
         }
         if (r == A_REFUSED && refused > lo) {
@@ -460,7 +455,7 @@ static void flush(struct sink *s) {
                 lo++;
                 hi = bad > lo ? bad : s->n;
                 backoff = 250;
-                t0 = mono_ms();
+                t0 = fs_mono_ms();
                 continue;
             }
             if (r != A_CONFLICT) {
@@ -641,7 +636,7 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
 
     int fatal = 0;
     while (!sig_stopping() && !(fatal = kafka_consumer_fatal(s.rk, o->group))) {
-        int64_t now = mono_ms();
+        int64_t now = fs_mono_ms();
         int timeout = 200;
         if (s.n > 0) {
             int64_t left = s.first_ms + flush_ms - now;
@@ -663,10 +658,10 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
             }
             t->next = m->offset + 1;
             if (s.n == 0)
-                s.first_ms = mono_ms();
+                s.first_ms = fs_mono_ms();
             s.batch[s.n++] = m;
         }
-        now = mono_ms();
+        now = fs_mono_ms();
         if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))
             flush(&s);
         if (ops->tick && s.n == 0 && now >= s.next_tick_ms) {

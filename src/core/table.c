@@ -6,6 +6,7 @@
 #include "core/table.h"
 
 #include "core/csv.h"
+#include "core/jsonesc.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -58,33 +59,15 @@ char *table_format_number(double v, int decimals, char *buf, size_t size)
     return buf;
 }
 
+static void put_file(void *ud, const char *p, size_t len)
+{
+    fwrite(p, 1, len, ud);
+}
+
 void table_json_string(FILE *out, const char *s)
 {
     fputc('"', out);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"':
-            fputs("\\\"", out);
-            break;
-        case '\\':
-            fputs("\\\\", out);
-            break;
-        case '\n':
-            fputs("\\n", out);
-            break;
-        case '\r':
-            fputs("\\r", out);
-            break;
-        case '\t':
-            fputs("\\t", out);
-            break;
-        default:
-            if (*p < 0x20 || *p == 0x7f)
-                fprintf(out, "\\u%04x", *p);
-            else
-                fputc(*p, out);
-        }
-    }
+    jsonesc_write(s, strlen(s), JSONESC_SHORT, put_file, out);
     fputc('"', out);
 }
 

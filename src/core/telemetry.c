@@ -22,6 +22,8 @@
  */
 #include "core/telemetry.h"
 
+#include "core/jsonesc.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
@@ -114,47 +116,15 @@ static void w_char(struct wbuf *w, char c)
 
 /* A JSON string literal.  Only what RFC 8259 requires is escaped: jansson
  * has already checked the UTF-8, so other bytes pass through unchanged. */
+static void w_put_ud(void *w, const char *s, size_t n)
+{
+    w_put(w, s, n);
+}
+
 static void w_json_string(struct wbuf *w, const char *s, size_t n)
 {
-    static const char hex[] = "0123456789abcdef";
-    size_t run = 0;
-
     w_char(w, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
-            continue;
-        w_put(w, s + run, i - run);
-        run = i + 1;
-        switch (c) {
-        case '"':
-            w_str(w, "\\\"");
-            break;
-        case '\\':
-            w_str(w, "\\\\");
-            break;
-        case '\b':
-            w_str(w, "\\b");
-            break;
-        case '\f':
-            w_str(w, "\\f");
-            break;
-        case '\n':
-            w_str(w, "\\n");
-            break;
-        case '\r':
-            w_str(w, "\\r");
-            break;
-        case '\t':
-            w_str(w, "\\t");
-            break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            w_put(w, u, sizeof(u));
-        }
-        }
-    }
-    w_put(w, s + run, n - run);
+    jsonesc_write(s, n, JSONESC_SHORT, w_put_ud, w);
     w_char(w, '"');
 }
 
@@ -400,18 +370,55 @@ int tm_serialize(const struct tm_reading *r, char *buf, size_t size)
 
 /* ---- validation -------------------------------------------------------- */
 
-static bool valid_id(const char *s, size_t n)
+int tm_id_chars(const char *s, size_t n)
 {
-    if (n < 1 || n > TM_TRUCK_ID_MAX)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-                  c == '-';
-        if (!ok)
-            return false;
+    for (size_t i = 0; i < n; i++)
+        if (!tm_id_char(s[i]))
+            return 0;
+    return 1;
+}
+
+int tm_valid_id(const char *s, size_t n)
+{
+    return n >= 1 && n <= TM_TRUCK_ID_MAX && tm_id_chars(s, n);
+}
+
+/* prefix + tag + index + 1 in at least min_digits digits (no snprintf: the
+ * simulator names every truck of a large fleet). */
+static size_t format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, const char *tag,
+                        size_t tag_len, int min_digits, uint32_t index)
+{
+    char digits[16];
+    int nd = 0;
+    uint64_t v = (uint64_t)index + 1;
+    while (v) {
+        digits[nd++] = (char)('0' + v % 10);
+        v /= 10;
     }
-    return true;
+    while (nd < min_digits)
+        digits[nd++] = '0';
+    size_t len = prefix_len + tag_len + (size_t)nd;
+    if (len + 1 > size) {
+        if (size)
+            buf[0] = '\0';
+        return 0;
+    }
+    memcpy(buf, prefix, prefix_len);
+    memcpy(buf + prefix_len, tag, tag_len);
+    for (int k = 0; k < nd; k++)
+        buf[prefix_len + tag_len + (size_t)k] = digits[nd - 1 - k];
+    buf[len] = '\0';
+    return len;
+}
+
+size_t tm_format_truck_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index)
+{
+    return format_id(buf, size, prefix, prefix_len, "", 0, 6, index);
+}
+
+size_t tm_format_gateway_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index)
+{
+    return format_id(buf, size, prefix, prefix_len, "GW", 2, 4, index);
 }
 
 static bool is_known_field(const char *key)
@@ -579,7 +586,7 @@ static enum tm_reason check_fields(const struct fv f[F_COUNT], int64_t now_ms, c
         return TM_MISSING_FIELD;
     if (v->t != FV_STRING)
         return TM_WRONG_TYPE;
-    if (!valid_id(v->s, v->n))
+    if (!tm_valid_id(v->s, v->n))
         return TM_BAD_TRUCK_ID;
     memcpy(out->truck_id, v->s, v->n);
     out->truck_id[v->n] = '\0';
@@ -1033,7 +1040,7 @@ enum tm_topic_kind tm_topic_parse(const char *topic, char *id, size_t id_size)
     /* The id is exactly one level: wildcards, empty levels and extra levels
      * all fail here or in the strcmp of the last level. */
     const char *slash = strchr(rest, '/');
-    if (!slash || !valid_id(rest, (size_t)(slash - rest)))
+    if (!slash || !tm_valid_id(rest, (size_t)(slash - rest)))
         return TM_TOPIC_UNKNOWN;
     size_t n = (size_t)(slash - rest);
     const char *last = slash + 1;

@@ -22,10 +22,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/clock.h"
+
 #define TM_MAX_PAYLOAD   4096 /* bytes; larger is too_large, checked before parsing */
 #define TM_TRUCK_ID_MAX  64   /* characters of [A-Za-z0-9._-]; also the limit for gateway ids */
 #define TM_TS_MIN_MS     946684800000LL /* 2000-01-01T00:00:00Z */
-#define TM_TS_AHEAD_MS   (24LL * 3600 * 1000) /* ts may lie this far past now_ms */
+#define TM_TS_AHEAD_MS   FS_DAY_MS /* ts may lie this far past now_ms */
 
 /* Rejection reasons; tm_reason_name() gives the contract's spelling.  When a
  * payload has several faults, the first in this order wins: too_large,
@@ -93,6 +95,33 @@ enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, s
 
 /* Frees what tm_parse() allocated in *r and empties it; r may be NULL. */
 void tm_reading_release(struct tm_reading *r);
+
+/* ---- truck and gateway ids ----------------------------------------------
+ * An id (truck_id, a gateway's, an MQTT account) is 1..TM_TRUCK_ID_MAX
+ * characters of [A-Za-z0-9._-]: safe as an MQTT topic level, a Kafka key, a
+ * file name and in SQL text.  The simulator names truck i (0-based) prefix +
+ * at least six digits of i + 1 (TRK-000001) and gateway g prefix + "GW" + at
+ * least four digits of g + 1 (TRK-GW0001); `fleetsync trucks` creates the
+ * same names.  Pure; any thread. */
+
+/* 1 if c may appear in an id.  Inline: the fast path tests every byte. */
+static inline int tm_id_char(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
+}
+
+/* 1 if s[0..n) is a valid id (s need not be NUL-terminated). */
+int tm_valid_id(const char *s, size_t n);
+
+/* 1 if every one of s[0..n) is tm_id_char (n may be 0: id prefixes). */
+int tm_id_chars(const char *s, size_t n);
+
+/* Writes prefix[0..prefix_len) + the digits of index + 1, zero-padded to
+ * six (truck) or after "GW" to four (gateway), NUL-terminated, into buf.
+ * Returns the length, or 0 (buf "" if size > 0) when it does not fit. */
+size_t tm_format_truck_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index);
+size_t tm_format_gateway_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index);
 
 /* MQTT topics: fleet/trucks/{id}/telemetry, fleet/trucks/{id}/status,
  * fleet/gateways/{id}/status.  Anything else, including wildcards, extra

@@ -28,7 +28,7 @@ int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, s
     for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
         n = n * 10 + (s[i] - '0');
         if (n > max_ms) /* max_ms is far below INT64_MAX / 10: no overflow */
-            return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / TIME_DAY_MS));
+            return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
     }
     if (i == 0 || i + 1 != len)
         return fail(err, err_size, "'%s' is not a duration (%s)", s, help);
@@ -44,13 +44,13 @@ int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, s
         unit_ms = 3600 * 1000;
         break;
     case 'd':
-        unit_ms = TIME_DAY_MS;
+        unit_ms = FS_DAY_MS;
         break;
     default:
         return fail(err, err_size, "'%s': unknown unit '%c' (%s)", s, s[i], help);
     }
     if (n > max_ms / unit_ms)
-        return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / TIME_DAY_MS));
+        return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
     *ms = n * unit_ms;
     return 0;
 }
@@ -107,7 +107,7 @@ int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size) {
         return fail(err, err_size, "'%s' is not a valid date", s);
     if (r == 0 || *p)
         return fail(err, err_size, "'%.64s' is not a UTC day (YYYY-MM-DD, e.g. 2026-11-01)", s);
-    *ms = days * TIME_DAY_MS;
+    *ms = days * FS_DAY_MS;
     return 0;
 }
 
@@ -127,7 +127,7 @@ int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, si
             return fail(err, err_size, "'%s' has no time of day (%s)", s, form);
         if (r < 0)
             return fail(err, err_size, "'%s' is not a valid date", s);
-        *ms = days * TIME_DAY_MS;
+        *ms = days * FS_DAY_MS;
         return 0;
     }
     if (*p != 'T' && *p != 't' && *p != ' ')

@@ -11,7 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TIME_DAY_MS (24LL * 3600 * 1000)
+#include "core/clock.h" /* FS_DAY_MS */
 
 /* A whole number and one unit, s, m, h or d ("90s", "30m", "2h", "7d"),
  * from 0 up to max_ms.  Returns 0 with *ms set, or -1. */

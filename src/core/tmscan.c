@@ -115,11 +115,6 @@ static int span_i64(const struct tm_span *sp, int64_t *v) {
     return 1;
 }
 
-static int id_char(char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-           ch == '_' || ch == '-';
-}
-
 int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct tm_fast *out) {
     struct cur c = {buf, buf + len};
     struct tm_span ts_s;
@@ -129,7 +124,7 @@ int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct
     if (len > TM_MAX_PAYLOAD || !LIT(&c, "{\"v\":1,\"truck_id\":\""))
         return 0;
     const char *id = c.p;
-    while (c.p < c.end && id_char(*c.p))
+    while (c.p < c.end && tm_id_char(*c.p))
         c.p++;
     if (c.p == id || c.p - id > TM_TRUCK_ID_MAX)
         return 0;

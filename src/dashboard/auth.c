@@ -8,6 +8,7 @@
 #include "dashboard/auth.h"
 
 #include "core/hex.h"
+#include "core/netaddr.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -430,13 +431,7 @@ int ds_auth_host_loopback(const char *host)
             return 0;
         *port = '\0';
     }
-    if (strcasecmp(h, "localhost") == 0 || strcmp(h, "[::1]") == 0)
-        return 1;
-    unsigned o[4];
-    int used = -1;
-    return strspn(h, "0123456789.") == strlen(h) &&
-           sscanf(h, "%3u.%3u.%3u.%3u%n", &o[0], &o[1], &o[2], &o[3], &used) == 4 && used == (int)strlen(h) &&
-           o[0] == 127 && o[1] < 256 && o[2] < 256 && o[3] < 256;
+    return netaddr_loopback(h);
 }
 
 /* The host part of a Host header ("name", "1.2.3.4", "[::1]") into out,

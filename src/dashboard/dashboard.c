@@ -19,10 +19,12 @@
  */
 #include "dashboard/dashboard.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/timeparse.h"
 #include "core/metrics.h"
 #include "core/sig.h"
@@ -65,13 +67,6 @@ struct consumer {
     struct metric *m_consumed[T_COUNT], *m_invalid[T_COUNT], *m_stale, *m_refused, *m_age, *m_rebuilds;
 };
 
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int topic_of(const struct consumer *k, const char *name)
 {
     for (int i = 0; i < T_COUNT; i++)
@@ -89,7 +84,7 @@ static void on_assign(struct consumer *k, rd_kafka_topic_partition_list_t *parts
     if (e)
         log_warn("cannot read the committed offsets (%s): starting at the end", rd_kafka_err2str(e));
     rd_kafka_topic_partition_list_t *times = rd_kafka_topic_partition_list_new(parts->cnt);
-    long long now = now_ms();
+    long long now = fs_wall_ms();
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         if (e || p->offset < 0) {
@@ -213,7 +208,7 @@ static int consume_loop(struct consumer *k)
         if (!m)
             continue;
         int n = 0, applied = 0;
-        long long start = now_ms(), now = start;
+        long long start = fs_wall_ms(), now = start;
         pthread_mutex_lock(&k->d->lock);
         while (m) {
             if (m->err) {
@@ -232,7 +227,7 @@ static int consume_loop(struct consumer *k)
                 applied++;
             }
             rd_kafka_message_destroy(m);
-            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = now_ms()) - start >= BATCH_MS))
+            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = fs_wall_ms()) - start >= BATCH_MS))
                 break;
             m = rd_kafka_consumer_poll(k->rk, 0);
         }
@@ -364,12 +359,6 @@ static int hash_command(const char *name, int token)
     return 0;
 }
 
-static int loopback_host(const char *h)
-{
-    return strncmp(h, "127.", 4) == 0 || strcmp(h, "localhost") == 0 || strcmp(h, "::1") == 0 ||
-           strcmp(h, "[::1]") == 0;
-}
-
 static int wildcard_host(const char *h)
 {
     return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
@@ -380,7 +369,7 @@ static int wildcard_host(const char *h)
 static long long parse_duration_ms(const char *s)
 {
     int64_t ms;
-    return time_parse_duration(s, 30 * TIME_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
+    return time_parse_duration(s, 30 * FS_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
 }
 
 /* ---- command ------------------------------------------------------------- */
@@ -538,7 +527,7 @@ int cmd_dashboard(int argc, char **argv)
             goto out;
         case OPT_SESSION_TTL:
             session_ms = parse_duration_ms(optarg);
-            if (session_ms < 1000 || session_ms > 30LL * 24 * 3600 * 1000)
+            if (session_ms < 1000 || session_ms > 30 * FS_DAY_MS)
                 bad = "--session-ttl is a duration from 1s to 720h, such as 12h";
             break;
         case OPT_RATE:
@@ -609,7 +598,7 @@ int cmd_dashboard(int argc, char **argv)
             log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
                      "fleetsync dashboard --hash-password NAME", auth_file, auth.plain);
     }
-    if (!loopback_host(host) && !d.auth) {
+    if (!netaddr_loopback(host) && !d.auth) {
         fprintf(stderr,
                 "fleetsync dashboard: refusing to listen on %s:%d without authentication: anyone who can reach it "
                 "would see the fleet. Give --auth-file FILE (lines from --hash-password NAME), or listen on "
@@ -635,7 +624,7 @@ int cmd_dashboard(int argc, char **argv)
         tls_cert = local_cert;
         tls_key = local_key;
     }
-    if (!loopback_host(host) && !tls_cert && !insecure_http) {
+    if (!netaddr_loopback(host) && !tls_cert && !insecure_http) {
         fprintf(stderr,
                 "fleetsync dashboard: refusing to listen on %s:%d over plain HTTP: passwords and session cookies "
                 "would cross the network in the clear. Give --tls (the local CA of services start --tls) or "
@@ -651,7 +640,7 @@ int cmd_dashboard(int argc, char **argv)
      * it is a wildcard, which with a login accepts any IP address. */
     if (wildcard_host(host))
         d.host_any_ip = 1;
-    else if (!loopback_host(host))
+    else if (!netaddr_loopback(host))
         d.allowed_hosts[d.n_allowed_hosts++] = host;
     d.req_rate = malloc(sizeof(*d.req_rate));
     d.login_rate = malloc(sizeof(*d.login_rate));

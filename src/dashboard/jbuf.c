@@ -3,6 +3,8 @@
  */
 #include "dashboard/jbuf.h"
 
+#include "core/jsonesc.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,19 +12,7 @@
 
 void jbuf_str(struct buf *b, const char *s, size_t n)
 {
-    buf_put(b, "\"", 1);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            buf_put(b, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            buf_printf(b, "\\u%04x", c < 0x20 ? c : 0xfffd);
-        } else {
-            buf_put(b, (const char *)&s[i], 1);
-        }
-    }
-    buf_put(b, "\"", 1);
+    jsonesc_buf(b, s, n, JSONESC_ASCII);
 }
 
 void jbuf_num(struct buf *b, double v)

@@ -11,9 +11,9 @@
 
 #include <stddef.h>
 
-/* A JSON string literal of n bytes of s (quotes included); control
- * characters and non-ASCII bytes outside valid UTF-8 are escaped or
- * replaced. */
+/* A JSON string literal of n bytes of s (quotes included), in ASCII:
+ * control characters escaped, bytes from 0x7f up as \ufffd
+ * (core/jsonesc.h, JSONESC_ASCII). */
 void jbuf_str(struct buf *b, const char *s, size_t n);
 /* A number in shortest round-trip form; null when not finite. */
 void jbuf_num(struct buf *b, double v);

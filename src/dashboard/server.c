@@ -10,7 +10,9 @@
  */
 #include "dashboard/server.h"
 
+#include "core/clock.h"
 #include "core/log.h"
+#include "core/netaddr.h"
 #include "core/pg.h"
 #include "dashboard/jbuf.h"
 #include "dashboard/proto.h"
@@ -55,20 +57,6 @@ struct ds_client {
     uint32_t seen_version;
     long long next_frame_ms, next_check_ms;
 };
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static long long wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void ds_server_notify(struct dash *d)
 {
@@ -178,7 +166,7 @@ static void push_fleet(struct dash *d, uint32_t *last)
 {
     uint32_t counts[DS_STATE_COUNT];
     pthread_mutex_lock(&d->lock);
-    uint32_t total = ds_store_fleet(&d->store, wall_ms(), counts);
+    uint32_t total = ds_store_fleet(&d->store, fs_wall_ms(), counts);
     pthread_mutex_unlock(&d->lock);
     metric_set(d->m_trucks, total);
     if (total == last[DS_STATE_COUNT] && memcmp(counts, last, sizeof(counts)) == 0 && last[DS_STATE_COUNT + 1])
@@ -190,7 +178,7 @@ static void push_fleet(struct dash *d, uint32_t *last)
     int n = snprintf(m, sizeof(m),
                      "{\"type\":\"fleet\",\"server_ms\":%lld,\"trucks\":%u,\"moving\":%u,\"idle\":%u,\"parked\":%u,"
                      "\"offline\":%u}",
-                     wall_ms(), total, counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED], counts[DS_OFFLINE]);
+                     (long long)fs_wall_ms(), total, counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED], counts[DS_OFFLINE]);
     pthread_mutex_lock(&d->clients_lock);
     snprintf(d->fleet_msg, sizeof(d->fleet_msg), "%s", m);
     for (struct ds_client *c = d->clients; c; c = c->next) {
@@ -225,7 +213,7 @@ static void *pusher_main(void *arg)
         if (stop)
             break;
 
-        long long now = mono_ms();
+        long long now = fs_mono_ms();
         wait_ms = 100; /* shortened below to the next client that is due */
         if (now >= next_fleet) {
             push_fleet(d, fleet);
@@ -259,7 +247,7 @@ static void *pusher_main(void *arg)
                 continue;
             pthread_mutex_lock(&d->lock);
             c->seen_version = d->store.version;
-            int r = ds_view_frame(&c->view, &d->store, wall_ms(), &c->slot);
+            int r = ds_view_frame(&c->view, &d->store, fs_wall_ms(), &c->slot);
             pthread_mutex_unlock(&d->lock);
             c->next_check_ms = now + 1000; /* derived states change with time alone */
             if (r < 0)
@@ -281,11 +269,6 @@ static void *pusher_main(void *arg)
 
 #define LOGIN_BODY_MAX  4096
 #define SESSION_COOKIE  "fs_session"
-
-static int loopback_addr(const char *a)
-{
-    return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0 || strncmp(a, "::ffff:127.", 11) == 0;
-}
 
 /* The client's address into out: the TCP peer, or, when the dashboard
  * serves HTTPS, the address the TLS front's peer line vouches for with
@@ -340,7 +323,7 @@ static int rate_ok(struct dash *d, struct ds_rate *r, const char *addr)
 {
     if (!r)
         return 1; /* no table: not limited */
-    long long now = mono_ms();
+    long long now = fs_mono_ms();
     pthread_mutex_lock(&d->rate_lock);
     int ok = ds_rate_take(r, addr, now);
     pthread_mutex_unlock(&d->rate_lock);
@@ -352,7 +335,7 @@ static void rate_refund(struct dash *d, struct ds_rate *r, const char *addr)
 {
     if (!r)
         return;
-    long long now = mono_ms();
+    long long now = fs_mono_ms();
     pthread_mutex_lock(&d->rate_lock);
     ds_rate_refund(r, addr, now);
     pthread_mutex_unlock(&d->rate_lock);
@@ -373,7 +356,7 @@ static enum access check_access(struct dash *d, const struct mg_connection *conn
     int n = cookies ? ds_auth_cookie(cookies, SESSION_COOKIE, v, sizeof(v)) : -1, idx;
     enum access got = ACCESS_NONE;
     if (n >= 0) {
-        int r = ds_auth_session_check(d->auth, v, (size_t)n, wall_ms(), &idx);
+        int r = ds_auth_session_check(d->auth, v, (size_t)n, fs_wall_ms(), &idx);
         if (r == 0)
             return ACCESS_OK;
         got = r == -2 ? ACCESS_NONE : ACCESS_BAD;
@@ -481,7 +464,7 @@ static int do_login(struct dash *d, struct mg_connection *conn, const struct mg_
     memset(pw, 0, sizeof(pw));
     memset(body, 0, sizeof(body));
     char value[DS_AUTH_COOKIE_MAX + 1], cookie[DS_AUTH_COOKIE_MAX + 128];
-    if (idx < 0 || ds_auth_session_new(d->auth, idx, wall_ms(), value, sizeof(value)) != 0) {
+    if (idx < 0 || ds_auth_session_new(d->auth, idx, fs_wall_ms(), value, sizeof(value)) != 0) {
         metric_add(d->m_refused_auth, 1);
         log_warn("failed login from %s", addr);
         login_page(d, conn, 401, "Wrong user or password.");
@@ -545,7 +528,7 @@ static void api_fleet(struct dash *d, struct mg_connection *conn)
 {
     uint32_t counts[DS_STATE_COUNT];
     pthread_mutex_lock(&d->lock);
-    uint32_t total = ds_store_fleet(&d->store, wall_ms(), counts);
+    uint32_t total = ds_store_fleet(&d->store, fs_wall_ms(), counts);
     pthread_mutex_unlock(&d->lock);
     char m[256];
     int n = snprintf(m, sizeof(m), "{\"trucks\":%u,\"moving\":%u,\"idle\":%u,\"parked\":%u,\"offline\":%u}", total,
@@ -559,7 +542,7 @@ static void api_truck(struct dash *d, struct mg_connection *conn, const char *id
     pthread_mutex_lock(&d->lock);
     int64_t idx = ds_store_find(&d->store, id, strlen(id));
     if (idx >= 0 && (d->store.trucks[idx].flags & DS_F_POSITION))
-        ds_json_truck(&b, &d->store, (uint32_t)idx, wall_ms(), 1);
+        ds_json_truck(&b, &d->store, (uint32_t)idx, fs_wall_ms(), 1);
     pthread_mutex_unlock(&d->lock);
     if (b.len)
         reply_json(conn, 200, &b);
@@ -595,7 +578,7 @@ static PGconn *track_conn(struct dash *d, char *err, size_t err_size)
         PQfinish(d->track_pg);
         d->track_pg = NULL;
     }
-    if (mono_ms() < d->track_retry_at) {
+    if (fs_mono_ms() < d->track_retry_at) {
         snprintf(err, err_size, "not retried yet");
         return NULL;
     }
@@ -607,7 +590,7 @@ static PGconn *track_conn(struct dash *d, char *err, size_t err_size)
         d->track_pg = NULL;
     }
     if (!d->track_pg) {
-        d->track_retry_at = mono_ms() + DS_TRACK_RETRY_MS;
+        d->track_retry_at = fs_mono_ms() + DS_TRACK_RETRY_MS;
         log_warn("dashboard: today's tracks are unavailable for %d s: %s", DS_TRACK_RETRY_MS / 1000, err);
     }
     return d->track_pg;
@@ -696,7 +679,7 @@ static void api_trucks_bbox(struct dash *d, struct mg_connection *conn, const ch
         goto out;
     }
     pthread_mutex_lock(&d->lock);
-    long long now = wall_ms();
+    long long now = fs_wall_ms();
     size_t total = ds_store_query(&d->store, &bb, idx, API_MAX_TRUCKS);
     size_t n = total < API_MAX_TRUCKS ? total : API_MAX_TRUCKS;
     buf_printf(&b, "{\"count\":%zu,\"truncated\":%s,\"trucks\":[", total, n < total ? "true" : "false");
@@ -770,7 +753,7 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         return 200;
     }
     if (strcmp(uri, "/metrics") == 0) {
-        if (!loopback_addr(addr)) {
+        if (!netaddr_loopback(addr)) {
             reply_error(conn, 403, "/metrics is served to loopback clients only");
             return 403;
         }
@@ -932,7 +915,7 @@ static void ws_ready(struct mg_connection *conn, void *cbdata)
     int n = snprintf(hello, sizeof(hello),
                      "{\"type\":\"hello\",\"protocol\":1,\"server_ms\":%lld,\"frame_interval_ms\":%d,"
                      "\"max_features\":%d,\"max_trucks\":%d}",
-                     wall_ms(), DS_FRAME_INTERVAL_MS, DS_VIEW_MAX_FEATURES, DS_VIEW_MAX_TRUCKS);
+                     (long long)fs_wall_ms(), DS_FRAME_INTERVAL_MS, DS_VIEW_MAX_FEATURES, DS_VIEW_MAX_TRUCKS);
     client_queue(c, hello, (size_t)n);
     if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
         ds_view_release(&c->view);
@@ -980,7 +963,7 @@ static int ws_data(struct mg_connection *conn, int bits, char *data, size_t len,
         metric_add(d->m_client_errors, 1);
     } else if (msg.type == DS_MSG_PING) {
         char m[96];
-        int n = snprintf(m, sizeof(m), "{\"type\":\"pong\",\"server_ms\":%lld}", wall_ms());
+        int n = snprintf(m, sizeof(m), "{\"type\":\"pong\",\"server_ms\":%lld}", (long long)fs_wall_ms());
         client_queue(c, m, (size_t)n);
     } else {
         c->want_bbox = msg.bbox;

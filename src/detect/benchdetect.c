@@ -21,6 +21,7 @@
  */
 #include "detect/benchdetect.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
@@ -186,13 +187,6 @@ static int wait_stop(int ms)
     if (!sig_stopping())
         poll(&p, 1, ms);
     return sig_stopping();
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 /* --- the scenario with private truck ids --------------------------------- */
@@ -443,14 +437,14 @@ static int alerts_read(const struct fs_config *cfg, const char *topic, int parts
         snprintf(err, err_size, "cannot assign %s", topic);
         goto out;
     }
-    int64_t deadline = mono_ms() + 120000;
+    int64_t deadline = fs_mono_ms() + 120000;
     for (;;) {
         int done = 1;
         for (int p = 0; p < parts; p++)
             done &= next[p] >= hi[p];
         if (done)
             break;
-        if (mono_ms() > deadline || sig_stopping()) {
+        if (fs_mono_ms() > deadline || sig_stopping()) {
             snprintf(err, err_size, "reading %s did not reach its end within 120 s", topic);
             goto out;
         }
@@ -581,7 +575,7 @@ enum bd_end { BD_DONE, BD_FAILED, BD_INTERRUPTED };
 static void progress(const char *phase, int64_t tel, int64_t lag, int64_t alerts, int64_t t0)
 {
     fprintf(stderr, "bench detect: %-8s %6.0f s | telemetry records %lld | detector lag %lld | alert records %lld\n",
-            phase, (double)(mono_ms() - t0) / 1000.0, (long long)tel, (long long)lag, (long long)alerts);
+            phase, (double)(fs_mono_ms() - t0) / 1000.0, (long long)tel, (long long)lag, (long long)alerts);
 }
 
 static int parse_seed(void *value, const char *arg, char *err, size_t err_size)
@@ -861,7 +855,7 @@ static int bd_start_children(struct bd_run *r)
 /* 1. the simulator runs, the bridge and detector must stay up. */
 static enum bd_end bd_wait_sim(struct bd_run *r)
 {
-    r->last_progress = mono_ms();
+    r->last_progress = fs_mono_ms();
     while (!kid_exited(&r->sim)) {
         if (wait_stop(500))
             return BD_INTERRUPTED;
@@ -871,11 +865,11 @@ static enum bd_end bd_wait_sim(struct bd_run *r)
             kid_tail(k);
             return BD_FAILED;
         }
-        if (mono_ms() - r->last_progress >= 5000) {
+        if (fs_mono_ms() - r->last_progress >= 5000) {
             progress("sim", topic_ends(r->rk, r->tel_topic, r->tparts, NULL),
                      group_lag(r->rk, r->group, r->tel_topic, r->tparts),
                      topic_ends(r->rk, r->alert_topic, r->aparts, NULL), r->t0);
-            r->last_progress = mono_ms();
+            r->last_progress = fs_mono_ms();
         }
     }
     int st = r->sim.status;
@@ -892,8 +886,8 @@ static enum bd_end bd_wait_sim(struct bd_run *r)
  * detector and bridge stop. */
 static enum bd_end bd_drain(struct bd_run *r)
 {
-    int64_t tel_prev = -2, al_prev = -2, tel_since = mono_ms(), al_since = mono_ms(), lag = -1, tel = -1, al = -1;
-    int64_t deadline = mono_ms() + (int64_t)r->o->timeout_s * 1000;
+    int64_t tel_prev = -2, al_prev = -2, tel_since = fs_mono_ms(), al_since = fs_mono_ms(), lag = -1, tel = -1, al = -1;
+    int64_t deadline = fs_mono_ms() + (int64_t)r->o->timeout_s * 1000;
     for (;;) {
         if (wait_stop(1000))
             return BD_INTERRUPTED;
@@ -902,7 +896,7 @@ static enum bd_end bd_drain(struct bd_run *r)
             kid_tail(&r->detect);
             return BD_FAILED;
         }
-        int64_t now = mono_ms();
+        int64_t now = fs_mono_ms();
         tel = topic_ends(r->rk, r->tel_topic, r->tparts, NULL);
         al = topic_ends(r->rk, r->alert_topic, r->aparts, NULL);
         lag = group_lag(r->rk, r->group, r->tel_topic, r->tparts);
@@ -933,7 +927,7 @@ static enum bd_end bd_drain(struct bd_run *r)
 
 static void bd_print_json(const struct bd_run *r, const struct match_result *res, const struct alert_read *ar)
 {
-    double wall_s = (double)(mono_ms() - r->t0) / 1000.0;
+    double wall_s = (double)(fs_mono_ms() - r->t0) / 1000.0;
     char *s = match_json(res);
     json_t *j = s ? json_loads(s, 0, NULL) : NULL;
     free(s);
@@ -953,7 +947,7 @@ static void bd_print_json(const struct bd_run *r, const struct match_result *res
 static void bd_print_table(const struct bd_run *r, const struct match_result *res, int pass,
                            const struct match_incident *inc, size_t ninc, const struct match_alert *al, size_t nal)
 {
-    double wall_s = (double)(mono_ms() - r->t0) / 1000.0;
+    double wall_s = (double)(fs_mono_ms() - r->t0) / 1000.0;
     printf("fleetsync bench detect: %d trucks, %d s interval, %.1f simulated hours, %lld telemetry records, "
            "%.0f s wall\n\n",
            r->o->trucks, r->o->interval, r->o->hours, (long long)r->tel, wall_s);
@@ -1038,7 +1032,7 @@ static int bd_run(struct bd_run *r)
     if (rc != 0)
         return rc;
     sig_install();
-    r->t0 = mono_ms();
+    r->t0 = fs_mono_ms();
     if (bd_kafka_setup(r) != 0 || bd_start_children(r) != 0)
         return 1;
     enum bd_end end = bd_wait_sim(r);

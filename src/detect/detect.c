@@ -28,6 +28,7 @@
  */
 #include "detect/detect.h"
 
+#include "core/clock.h"
 #include "detect/checkpoint.h"
 #include "detect/engine.h"
 
@@ -109,20 +110,6 @@ struct detect {
 #define DEC_PARTITION TM_REASON_COUNT       /* partition outside the topic's count at start */
 #define DEC_REFUSED   (TM_REASON_COUNT + 1) /* the engine refused the reading (out of memory) */
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ---- producing alerts ------------------------------------------------------ */
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -193,10 +180,10 @@ static void emit(void *ctx, const struct detect_alert *a)
  * -1 on a fatal error / failed delivery (nothing may be committed then). */
 static int producer_drain(struct detect *d)
 {
-    int64_t start = mono_ms(), warned = start;
+    int64_t start = fs_mono_ms(), warned = start;
     while (rd_kafka_outq_len(d->producer) > 0 && !d->fatal) {
         rd_kafka_flush(d->producer, 500);
-        int64_t now = mono_ms();
+        int64_t now = fs_mono_ms();
         if (sig_stopping() && now - start >= 30000) {
             log_error("stopping with %d alert(s) unacknowledged after 30 s: not committing (the restart sends them "
                       "again)",
@@ -226,7 +213,7 @@ static int checkpoint(struct detect *d, const char *why)
             n++;
     if (n == 0 || !d->dirty)
         return 0;
-    int64_t t0 = mono_ms();
+    int64_t t0 = fs_mono_ms();
     if (producer_drain(d) != 0)
         return -1;
     uint64_t gen = d->gen + 1;
@@ -279,11 +266,11 @@ static int checkpoint(struct detect *d, const char *why)
     }
     d->prev_gen = gen;
     d->dirty = 0;
-    d->last_ckpt_ms = mono_ms();
+    d->last_ckpt_ms = fs_mono_ms();
     metric_add(d->m_ckpts, 1);
     metric_set(d->m_ckpt_bytes, (double)bytes);
     log_debug("checkpoint %" PRIu64 " (%s): %d partition(s), %zu bytes, %" PRId64 " ms", gen, why, n, bytes,
-              mono_ms() - t0);
+              fs_mono_ms() - t0);
     return 0;
 }
 
@@ -301,7 +288,7 @@ static void on_assign(struct detect *d, rd_kafka_topic_partition_list_t *parts)
     }
     struct ckpt_file f = {0};
     int restored = 0, no_commit = 0, moved = 0;
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     for (int i = 0; i < parts->cnt; i++) {
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         int p = tp->partition;
@@ -420,7 +407,7 @@ static void handle(struct detect *d, const rd_kafka_message_t *m, int64_t now)
     if (!pt->assigned)
         return; /* fetched before a revoke */
     pt->next_offset = m->offset + 1;
-    pt->last_feed_ms = mono_ms();
+    pt->last_feed_ms = fs_mono_ms();
     d->dirty = 1;
 
     struct tm_fast f;
@@ -467,14 +454,14 @@ static void update_metrics(struct detect *d)
     for (int p = 0; p < d->nparts; p++)
         if (d->parts[p].assigned && d->parts[p].max_ts > max_ts)
             max_ts = d->parts[p].max_ts;
-    metric_set(d->m_event_lag, max_ts ? (double)(wall_ms() - max_ts) / 1000.0 : 0);
-    metric_set(d->m_ckpt_age, d->last_ckpt_ms ? (double)(mono_ms() - d->last_ckpt_ms) / 1000.0 : 0);
+    metric_set(d->m_event_lag, max_ts ? (double)(fs_wall_ms() - max_ts) / 1000.0 : 0);
+    metric_set(d->m_ckpt_age, d->last_ckpt_ms ? (double)(fs_mono_ms() - d->last_ckpt_ms) / 1000.0 : 0);
 }
 
 /* The wall-clock fallback of `offline` for partitions that receive nothing. */
 static void idle_check(struct detect *d)
 {
-    int64_t mono = mono_ms(), now = wall_ms();
+    int64_t mono = fs_mono_ms(), now = fs_wall_ms();
     for (int p = 0; p < d->nparts; p++) {
         struct part *pt = &d->parts[p];
         if (!pt->assigned || mono - pt->last_feed_ms < d->rules.offline_min_ms)
@@ -488,7 +475,7 @@ static void idle_check(struct detect *d)
 
 static int run(struct detect *d)
 {
-    int64_t last_tick = mono_ms();
+    int64_t last_tick = fs_mono_ms();
     d->last_ckpt_ms = last_tick;
     while (!sig_stopping() && !d->fatal) {
         if (kafka_consumer_fatal(d->consumer, d->group)) {
@@ -496,7 +483,7 @@ static int run(struct detect *d)
             break;
         }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer, 100);
-        int64_t now = wall_ms();
+        int64_t now = fs_wall_ms();
         for (int n = 0; m; n++) {
             if (m->err) {
                 if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
@@ -510,7 +497,7 @@ static int run(struct detect *d)
             m = rd_kafka_consumer_poll(d->consumer, 0);
         }
         rd_kafka_poll(d->producer, 0);
-        int64_t mono = mono_ms();
+        int64_t mono = fs_mono_ms();
         if (mono - d->last_ckpt_ms >= d->ckpt_ms) {
             if (checkpoint(d, "interval") != 0)
                 d->last_ckpt_ms = mono; /* retried at the next interval */

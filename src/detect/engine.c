@@ -63,6 +63,8 @@
  */
 #include "detect/engine.h"
 
+#include "core/jsonesc.h"
+
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -422,56 +424,6 @@ static int fence_find(const struct geo_fence_set *fs, int32_t lat_q, int32_t lon
     return -1;
 }
 
-/* s escaped for a JSON string into out, whole characters only: s is cut
- * before the first UTF-8 sequence (lead byte and its continuation bytes)
- * whose escaped form would make out longer than max bytes, so a cut never
- * splits an escape or a multi-byte character.  out has room for max + 1. */
-static void json_escape_max(char *out, size_t max, const char *s)
-{
-    size_t o = 0;
-    while (*s) {
-        size_t n = 1, esc = 0;
-        while ((s[n] & 0xC0) == 0x80)
-            n++;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            esc += c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
-        }
-        if (o + esc > max)
-            break;
-        for (size_t i = 0; i < n; i++) {
-            unsigned char c = (unsigned char)s[i];
-            if (c == '"' || c == '\\') {
-                out[o++] = '\\';
-                out[o++] = (char)c;
-            } else if (c < 0x20) {
-                o += (size_t)snprintf(out + o, 7, "\\u%04x", c);
-            } else {
-                out[o++] = (char)c;
-            }
-        }
-        s += n;
-    }
-    out[o] = 0;
-}
-
-static void json_escape(char *out, size_t size, const char *s)
-{
-    size_t o = 0;
-    for (; *s && o + 7 < size; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)c;
-        } else if (c < 0x20) {
-            o += (size_t)snprintf(out + o, size - o, "\\u%04x", c);
-        } else {
-            out[o++] = (char)c;
-        }
-    }
-    out[o] = 0;
-}
-
 /* ---- the rules: one processed reading ----
  *
  * process() hands one reading to each rule in a fixed order; the order is
@@ -662,7 +614,7 @@ static inline void rule_geofence_exit(struct detect_engine *e, struct part *p, s
         if (geo_fence_active(f, r->ts)) {
             /* At most 120 bytes escaped, so the details fit det and the alert's 192. */
             char id[120 + 1], det[160];
-            json_escape_max(id, sizeof(id) - 1, f->id);
+            jsonesc_cut(id, sizeof(id) - 1, f->id, 0);
             snprintf(det, sizeof(det), "{\"fence\":\"%s\"}", id);
             t->fence_since = r->ts;
             raise_alert(e, p, t, DR_GEOFENCE_EXIT, r->ts, r->ts, h->lat, h->lon, det);
@@ -1187,9 +1139,9 @@ size_t detect_alert_json(const struct detect_alert *a, char *buf, size_t size)
     size_t n = a->truck_id_len < 64 ? a->truck_id_len : 64;
     memcpy(raw, a->truck_id, n);
     raw[n] = 0;
-    json_escape(id, sizeof(id), raw);
+    jsonesc_cut(id, sizeof(id) - 1, raw, 0);
     detect_alert_id(a, aid, sizeof(aid));
-    json_escape(aid_esc, sizeof(aid_esc), aid);
+    jsonesc_cut(aid_esc, sizeof(aid_esc) - 1, aid, 0);
     const char *rule = detect_rule_name(a->rule) ? detect_rule_name(a->rule) : "unknown";
     char ended[40] = "";
     if (a->state == DA_CLEARED)

@@ -8,6 +8,8 @@
  */
 #include "detect/engine.h"
 
+#include "core/readfile.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -196,15 +198,15 @@ int detect_rules_load_file(const char *path, struct detect_rules *r, char *err, 
     if (!f)
         return fail(err, err_size, "cannot read rules from %s: %s", path, strerror(errno));
     enum { MAX_RULES_FILE = 1 << 20 };
-    char *buf = malloc(MAX_RULES_FILE + 1);
-    int rc = -1;
-    if (!buf) {
+    char *buf = NULL;
+    size_t n = 0;
+    int rc = -1, e = readfile_bounded(f, MAX_RULES_FILE, &buf, &n);
+    if (e == ENOMEM) {
         fail(err, err_size, "%s: out of memory", path);
         goto out;
     }
-    size_t n = fread(buf, 1, MAX_RULES_FILE + 1, f);
-    if (ferror(f)) {
-        fail(err, err_size, "cannot read rules from %s: %s", path, strerror(errno));
+    if (e) {
+        fail(err, err_size, "cannot read rules from %s: %s", path, strerror(e));
         goto out;
     }
     if (n > MAX_RULES_FILE) {

@@ -30,6 +30,7 @@
 #include "history/history.h"
 
 #include "core/buf.h"
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -55,7 +56,6 @@
 #include <time.h>
 
 #define HISTORY_DEFAULT_METRICS_PORT 9102
-#define DAY_MS 86400000LL
 
 /* "YYYY-MM-DD HH:MM:SS.mmm+00", the day part cached (rows of a batch share
  * few days). */
@@ -65,7 +65,7 @@ struct tsfmt {
 };
 
 static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
-    int64_t day = ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
+    int64_t day = fs_day_of(ms);
     if (day != f->day) {
         time_t t = (time_t)(day * 86400);
         struct tm tm;
@@ -73,7 +73,7 @@ static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
         strftime(f->day_s, sizeof(f->day_s), "%Y-%m-%d ", &tm);
         f->day = day;
     }
-    int64_t r = ms - day * DAY_MS;
+    int64_t r = ms - day * FS_DAY_MS;
     int h = (int)(r / 3600000), mi = (int)(r / 60000 % 60), s = (int)(r / 1000 % 60), m = (int)(r % 1000);
     char tmp[24];
     buf_put(b, f->day_s, 11);
@@ -173,18 +173,6 @@ struct history {
     uint64_t rejected_logged;
 };
 
-static int64_t wall_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Orders row pointers by truck (its cache slot: any fixed order will do),
  * then (ts, seq). */
 static int cmp_rows(const void *a, const void *b) {
@@ -253,10 +241,6 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 }
 
 /* ---- partitions ----------------------------------------------------------------- */
-
-static int64_t day_of(int64_t ms) {
-    return ms >= 0 ? ms / DAY_MS : (ms - DAY_MS + 1) / DAY_MS;
-}
 
 static int has_day(const struct history *h, int64_t day) {
     for (size_t i = 0; i < h->day_n; i++)
@@ -528,7 +512,7 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
 static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
                          size_t err_size) {
     struct history *h = ctx;
-    int64_t now = wall_ms();
+    int64_t now = fs_wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
     size_t nrows = 0;
 
@@ -596,7 +580,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             snprintf(err, err_size, "out of memory");
             return -1;
         }
-        int64_t d = day_of(r->f.ts_ms);
+        int64_t d = fs_day_of(r->f.ts_ms);
         if (d != ok_day) {
             if (!has_day(h, d) && create_day(h, conn, d, err, err_size) < 0)
                 return -1;
@@ -812,7 +796,7 @@ fail:
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size) {
     if (load_days(h, conn, err, err_size) < 0)
         return -1;
-    int64_t today = day_of(wall_ms());
+    int64_t today = fs_day_of(fs_wall_ms());
     for (int d = 0; d <= h->days_ahead; d++)
         if (!has_day(h, today + d) && create_day(h, conn, today + d, err, err_size) < 0)
             return -1;
@@ -839,20 +823,20 @@ static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_s
 
 static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
     struct history *h = ctx;
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     if (now >= h->next_housekeeping_ms) {
         if (housekeeping(h, conn, err, err_size) < 0)
             return -1;
         h->next_housekeeping_ms = now + 600000;
     }
     /* Bounded: a long recompute must not starve the batches. */
-    int64_t until = mono_ms() + 500;
+    int64_t until = fs_mono_ms() + 500;
     int done;
     for (;;) {
         done = recompute_dirty(h, conn, err, err_size);
         if (done < 0)
             return -1;
-        if (done == 0 || mono_ms() >= until || sig_stopping())
+        if (done == 0 || fs_mono_ms() >= until || sig_stopping())
             break;
     }
     if (done == 0) { /* the last pass found nothing dirty: no need to count */

@@ -15,6 +15,7 @@
 #include "core/opts.h"
 #include "core/pg.h"
 #include "core/table.h"
+#include "core/telemetry.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -59,19 +60,6 @@ static int parse_month(const char *s, int *year, int *month) {
     return *year >= 1970 && *month >= 1 && *month <= 12 ? 0 : -1;
 }
 
-static int valid_truck(const char *s) {
-    size_t n = strlen(s);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
-              c == '-'))
-            return 0;
-    }
-    return 1;
-}
-
 /* Option values. */
 struct month {
     const char *text; /* "2026-11" */
@@ -89,7 +77,7 @@ static int opt_month(void *value, const char *arg, char *err, size_t err_size) {
 }
 
 static int opt_truck(void *value, const char *arg, char *err, size_t err_size) {
-    if (!valid_truck(arg)) {
+    if (!tm_valid_id(arg, strlen(arg))) {
         snprintf(err, err_size, "is a truck id: 1-64 characters of A-Z a-z 0-9 . _ -");
         return -1;
     }

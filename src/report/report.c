@@ -13,6 +13,7 @@
  */
 #include "report/report.h"
 
+#include "core/clock.h"
 #include "report/invoice.h"
 
 #include "core/config.h"
@@ -30,14 +31,13 @@
 #include <string.h>
 #include <time.h>
 
-#define MS_PER_DAY 86400000LL
 #define TRUCK_ID_MAX 1024 /* bytes; longer is a usage error */
 
 /* ---- parsing ------------------------------------------------------------ */
 
 int report_parse_duration(const char *s, int64_t *ms)
 {
-    return time_parse_duration(s, 36500 * MS_PER_DAY, ms, NULL, 0);
+    return time_parse_duration(s, 36500 * FS_DAY_MS, ms, NULL, 0);
 }
 
 int report_parse_day(const char *s, int64_t *ms)
@@ -170,13 +170,6 @@ static int opt_rule(void *value, const char *arg, char *err, size_t err_size)
     }
     *(const char **)value = arg;
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- queries ------------------------------------------------------------ */
@@ -354,7 +347,7 @@ static int segment_day(PGconn *conn, struct ropts *o, struct trips_result *res, 
 {
     struct rollup_point *pts;
     size_t n;
-    if (load_points(conn, o->truck, o->day_ms, o->day_ms + MS_PER_DAY, &pts, &n, err, err_size) < 0)
+    if (load_points(conn, o->truck, o->day_ms, o->day_ms + FS_DAY_MS, &pts, &n, err, err_size) < 0)
         return -1;
     int rc = trips_segment(pts, n, &o->tp, res);
     free(pts);
@@ -552,7 +545,7 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 /* ---- the command -------------------------------------------------------- */
 
 static const struct sub subs[] = {
-    {"avg-speed", run_avg_speed, BIT(O_TRUCK) | BIT(O_FLEET) | WINDOW, 0, 30 * MS_PER_DAY,
+    {"avg-speed", run_avg_speed, BIT(O_TRUCK) | BIT(O_FLEET) | WINDOW, 0, 30 * FS_DAY_MS,
      "(--truck ID | --fleet) [--since 30d | --from T --to T]",
      "Average speed = distance / time moving (speed > 5 km/h), of one truck (--truck ID) or of\n"
      "the whole fleet (--fleet: sum(distance) / sum(moving time)), from the hourly rollups\n"
@@ -563,7 +556,7 @@ static const struct sub subs[] = {
      "Examples:\n"
      "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
      "  fleetsync report avg-speed --fleet --from 2026-10-01 --to 2026-11-01 --json"},
-    {"summary", run_summary, BIT(O_TRUCK) | WINDOW, 0, 7 * MS_PER_DAY, "[--since 7d | --from T --to T] [--truck ID]",
+    {"summary", run_summary, BIT(O_TRUCK) | WINDOW, 0, 7 * FS_DAY_MS, "[--since 7d | --from T --to T] [--truck ID]",
      "Per truck, from the hourly rollups: distance, driving (moving), idle (engine on, not\n"
      "moving) and parked (engine off) time, max speed, fuel used (sum of fuel level drops,\n"
      "in percent of the tank) and average speed. One row per truck with data, by truck id;\n"
@@ -598,7 +591,7 @@ static const struct sub subs[] = {
      "Examples:\n"
      "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z\n"
      "  fleetsync report track --truck TRK-000042 --since 2h --format gpx > last2h.gpx"},
-    {"alerts", run_alerts, BIT(O_TRUCK) | BIT(O_RULE) | WINDOW, 0, MS_PER_DAY,
+    {"alerts", run_alerts, BIT(O_TRUCK) | BIT(O_RULE) | WINDOW, 0, FS_DAY_MS,
      "[--since 24h | --from T --to T] [--truck ID] [--rule R]",
      "Rows of the alerts table active at any time in the window (started before its end, and\n"
      "still active or ended after its start), by start time; the window: the last 24h unless\n"
@@ -783,7 +776,7 @@ int cmd_report(int argc, char **argv)
         opt_error(&cmd, "unexpected argument '%s'", argv[1 + rest]);
         goto out;
     }
-    if (check_opts(s, opts, &o, now_ms(), err, sizeof(err)) < 0) {
+    if (check_opts(s, opts, &o, fs_wall_ms(), err, sizeof(err)) < 0) {
         opt_error(&cmd, "%s", err);
         goto out;
     }

@@ -39,13 +39,6 @@ int64_t sim_clock_wall_due(const struct sim_clock *c, int64_t sim_ms, int64_t wa
     return due > wall_now_ms ? due : wall_now_ms;
 }
 
-int64_t sim_clock_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void sim_clock_format(int64_t ms, char *buf, unsigned size)
 {
     time_t t = (time_t)(ms / 1000);

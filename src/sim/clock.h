@@ -34,6 +34,4 @@ int64_t sim_clock_wall_due(const struct sim_clock *c, int64_t sim_ms, int64_t wa
 /* Formats ms as "2026-10-27T00:00:00Z" into buf (at least 24 bytes). */
 void sim_clock_format(int64_t ms, char *buf, unsigned size);
 
-int64_t sim_clock_wall_ms(void);
-
 #endif

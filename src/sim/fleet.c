@@ -34,6 +34,7 @@
  */
 #include "sim/fleet.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 
 #include <math.h>
@@ -41,7 +42,6 @@
 #include <string.h>
 
 #define DEG            (M_PI / 180.0)
-#define DAY_MS         86400000LL
 #define URBAN_M        4000.0
 #define ACC_MPS2       0.4
 #define DEC_MPS2       0.8
@@ -428,12 +428,7 @@ static double rest_due_s(const struct fleet *f, uint32_t idx)
 
 static int64_t departure_ms(const struct fleet *f, uint32_t idx, int64_t day)
 {
-    return day * DAY_MS + (int64_t)(hash3(f->seed, idx, (uint64_t)day) % (16 * 3600000ULL));
-}
-
-static int64_t floor_day(int64_t t_ms)
-{
-    return t_ms >= 0 ? t_ms / DAY_MS : (t_ms - DAY_MS + 1) / DAY_MS;
+    return day * FS_DAY_MS + (int64_t)(hash3(f->seed, idx, (uint64_t)day) % (16 * 3600000ULL));
 }
 
 static void pick_destination(const struct fleet *f, struct truck *t, uint32_t idx)
@@ -445,7 +440,7 @@ static void pick_destination(const struct fleet *f, struct truck *t, uint32_t id
 
 static void park_until_departure(const struct fleet *f, struct truck *t, uint32_t idx)
 {
-    int64_t now = t->t0_ms, day = floor_day(now) + 1;
+    int64_t now = t->t0_ms, day = fs_day_of(now) + 1;
     int64_t dep = departure_ms(f, idx, day);
     if (dep - now < 8 * 3600000LL)
         dep = departure_ms(f, idx, day + 1);
@@ -948,9 +943,9 @@ struct fleet *fleet_new(const struct fleet_options *opt, struct fleet_incident *
         if (t->flags & F_ANCHORED) {
             anchored_park(t);
         } else {
-            int64_t dep = departure_ms(f, i, floor_day(t_init));
+            int64_t dep = departure_ms(f, i, fs_day_of(t_init));
             if (dep < t_init)
-                dep = departure_ms(f, i, floor_day(t_init) + 1);
+                dep = departure_ms(f, i, fs_day_of(t_init) + 1);
             start(t, PH_PARK, (double)(dep - t_init) / 1000.0, 0, 0);
         }
         fleet_advance(f, i, opt->start_ms);
@@ -970,29 +965,6 @@ void fleet_free(struct fleet *f)
     free(f->trucks);
     free(f->started);
     free(f);
-}
-
-size_t fleet_format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index)
-{
-    char digits[16];
-    int nd = 0;
-    uint64_t v = (uint64_t)index + 1;
-    while (v) {
-        digits[nd++] = (char)('0' + v % 10);
-        v /= 10;
-    }
-    while (nd < 6)
-        digits[nd++] = '0';
-    if (prefix_len + (size_t)nd + 1 > size) {
-        if (size)
-            buf[0] = '\0';
-        return 0;
-    }
-    memcpy(buf, prefix, prefix_len);
-    for (int k = 0; k < nd; k++)
-        buf[prefix_len + k] = digits[nd - 1 - k];
-    buf[prefix_len + nd] = '\0';
-    return prefix_len + (size_t)nd;
 }
 
 size_t fleet_take_started(struct fleet *f, int32_t *out, size_t max)

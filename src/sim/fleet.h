@@ -111,7 +111,5 @@ size_t fleet_bytes_per_truck(void);
 size_t fleet_hub_count(void);
 const char *fleet_hub_name(size_t h);
 
-/* Writes "<prefix><index+1, at least 6 digits>" into buf; returns length. */
-size_t fleet_format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, uint32_t index);
 
 #endif

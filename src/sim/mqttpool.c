@@ -10,6 +10,7 @@
  */
 #include "sim/mqttpool.h"
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/mqttconn.h"
 #include "core/mqttwire.h"
@@ -100,13 +101,6 @@ struct mqttpool {
     char last_reason[256];
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void presence_topic(const struct mqttpool *p, uint32_t i, char *buf, size_t size)
 {
     char id[128];
@@ -121,7 +115,7 @@ static void schedule_retry(struct conn *c)
         d = BACKOFF_MAX_MS;
     /* jitter 50-100 %, so a broker restart is not hit by everyone at once */
     d = d / 2 + (int64_t)((uint64_t)rand() % (uint64_t)(d / 2 + 1));
-    c->retry_ms = mono_ms() + d;
+    c->retry_ms = fs_mono_ms() + d;
     if (c->backoff < 255)
         c->backoff++;
 }
@@ -572,7 +566,7 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
     p->c = calloc(n ? n : 1, sizeof(*p->c));
     p->dirty = calloc(n ? n : 1, sizeof(*p->dirty));
     p->rbuf = malloc(READ_SIZE);
-    int64_t now = mono_ms();
+    int64_t now = fs_mono_ms();
     for (uint32_t i = 0; p->c && i < n; i++) { /* before any failure: mqp_free reads them */
         struct conn *c = &p->c[i];
         mqc_init(&c->mc);
@@ -730,7 +724,7 @@ static void misc(struct mqttpool *p)
 
 int mqp_poll(struct mqttpool *p, int timeout_ms)
 {
-    p->now_ms = mono_ms();
+    p->now_ms = fs_mono_ms();
     flush_dirty(p);
     struct epoll_event ev[MAX_EVENTS];
     int n = epoll_wait(p->ep, ev, MAX_EVENTS, timeout_ms);
@@ -740,7 +734,7 @@ int mqp_poll(struct mqttpool *p, int timeout_ms)
         log_error("epoll_wait: %s", strerror(errno));
         return -1;
     }
-    p->now_ms = mono_ms();
+    p->now_ms = fs_mono_ms();
     for (int k = 0; k < n; k++) {
         struct conn *c = ev[k].data.ptr;
         if (c->mc.fd >= 0)
@@ -806,8 +800,8 @@ void mqp_free(struct mqttpool *p, int wait_ms)
             if (queue_presence(c, p->cfg.clear_presence ? "" : "offline") != 0 || out_append(c, disc, dn) != 0)
                 conn_lost(c, "out of memory");
         }
-        int64_t until = mono_ms() + wait_ms;
-        while (mono_ms() < until) {
+        int64_t until = fs_mono_ms() + wait_ms;
+        while (fs_mono_ms() < until) {
             int open = 0;
             for (uint32_t i = 0; i < p->n && !open; i++)
                 open = p->c[i].mc.state == MQC_UP;

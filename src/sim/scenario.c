@@ -7,8 +7,11 @@
  */
 #include "sim/scenario.h"
 
+#include "core/clock.h"
 #include "core/geo.h"
 #include "core/log.h"
+#include "core/readfile.h"
+#include "core/telemetry.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -26,41 +29,19 @@ static int read_file(const char *path, char **text, size_t *len, char *err, size
         snprintf(err, err_size, "%s: %s", path, strerror(errno));
         return -1;
     }
-    size_t cap = 65536, n = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
-    while (buf) {
-        if (n + 1 >= cap) {
-            if (cap >= MAX_FILE_BYTES) {
-                snprintf(err, err_size, "%s: larger than %u MiB", path, MAX_FILE_BYTES >> 20);
-                goto out;
-            }
-            char *nb = realloc(buf, cap * 2);
-            if (!nb)
-                break;
-            buf = nb;
-            cap *= 2;
-        }
-        size_t got = fread(buf + n, 1, cap - n - 1, f);
-        n += got;
-        if (got == 0) {
-            if (ferror(f)) {
-                snprintf(err, err_size, "%s: %s", path, strerror(errno));
-                goto out;
-            }
-            buf[n] = '\0';
-            *text = buf;
-            *len = n;
-            buf = NULL;
-            rc = 0;
-            goto out;
-        }
-    }
-    snprintf(err, err_size, "%s: out of memory", path);
-out:
-    free(buf);
+    int e = readfile_bounded(f, MAX_FILE_BYTES, text, len);
     fclose(f);
-    return rc;
+    if (e == ENOMEM)
+        snprintf(err, err_size, "%s: out of memory", path);
+    else if (e)
+        snprintf(err, err_size, "%s: %s", path, strerror(e));
+    else if (*len > MAX_FILE_BYTES)
+        snprintf(err, err_size, "%s: larger than %u MiB", path, MAX_FILE_BYTES >> 20);
+    else
+        return 0;
+    free(*text);
+    *text = NULL;
+    return -1;
 }
 
 /* --- geofences --------------------------------------------------------- */
@@ -278,8 +259,8 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
     }
     if (truck_index(id, p, &in->truck) != 0) {
         char first[80], last[80];
-        fleet_format_id(first, sizeof(first), p->id_prefix, strlen(p->id_prefix), 0);
-        fleet_format_id(last, sizeof(last), p->id_prefix, strlen(p->id_prefix), p->trucks ? p->trucks - 1 : 0);
+        tm_format_truck_id(first, sizeof(first), p->id_prefix, strlen(p->id_prefix), 0);
+        tm_format_truck_id(last, sizeof(last), p->id_prefix, strlen(p->id_prefix), p->trucks ? p->trucks - 1 : 0);
         snprintf(why, why_size, "truck_id \"%s\" is not a simulated truck (%s ... %s)", id, first, last);
         return -1;
     }
@@ -316,8 +297,7 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
             in->fence_lon = fe->lon;
             in->fence_out_m = fe->out_m;
             if (fe->has_window) {
-                int64_t day_ms = 86400000;
-                int min = (int)((((in->at_ms % day_ms) + day_ms) % day_ms) / 60000);
+                int min = (int)((((in->at_ms % FS_DAY_MS) + FS_DAY_MS) % FS_DAY_MS) / 60000);
                 int from = fe->window_from_min, to = fe->window_to_min;
                 int inside = from <= to ? (min >= from && min < to) : (min >= from || min < to);
                 if (!inside)

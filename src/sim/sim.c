@@ -16,6 +16,7 @@
  */
 #include "sim/sim.h"
 
+#include "core/clock.h"
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -23,6 +24,7 @@
 #include "core/mqttauth.h"
 #include "core/opts.h"
 #include "core/sig.h"
+#include "core/telemetry.h"
 #include "core/timeparse.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
@@ -83,13 +85,6 @@ static const char sim_after[] =
     "Exit status: 0 all readings delivered, 1 some could not be delivered or a runtime\n"
     "failure, 2 usage error. Metrics on --metrics-port (default " STR(DEFAULT_METRICS_PORT) ", -1 = off).";
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static double cpu_seconds(void)
 {
     struct rusage ru;
@@ -117,9 +112,9 @@ static void conn_name(void *ud, uint32_t conn, char *buf, size_t size)
 {
     const struct name_ctx *n = ud;
     if (n->gateway)
-        snprintf(buf, size, "%sGW%04u", n->prefix, conn + 1);
+        tm_format_gateway_id(buf, size, n->prefix, n->prefix_len, conn);
     else
-        fleet_format_id(buf, size, n->prefix, n->prefix_len, conn);
+        tm_format_truck_id(buf, size, n->prefix, n->prefix_len, conn);
 }
 
 /* The data dir's credentials (core/mqttauth.h): each connection logs in as
@@ -140,11 +135,7 @@ static int auth_password(void *ud, const char *user, char *buf, size_t size)
 static int parse_prefix(void *value, const char *arg, char *err, size_t err_size)
 {
     size_t n = strlen(arg);
-    int ok = n <= 40;
-    for (size_t k = 0; ok && k < n; k++)
-        ok = (arg[k] >= 'A' && arg[k] <= 'Z') || (arg[k] >= 'a' && arg[k] <= 'z') || (arg[k] >= '0' && arg[k] <= '9') ||
-             arg[k] == '.' || arg[k] == '_' || arg[k] == '-';
-    if (!ok) {
+    if (n > 40 || !tm_id_chars(arg, n)) {
         snprintf(err, err_size, "may hold at most 40 characters of [A-Za-z0-9._-] (got '%s')", arg);
         return -1;
     }
@@ -282,7 +273,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     const size_t plen = strlen(o->id_prefix);
     const uint32_t conns = (uint32_t)(o->connections ? o->connections : o->trucks);
     struct sim_clock clk;
-    int64_t wall_start = sim_clock_wall_ms(), mono_start = mono_ms();
+    int64_t wall_start = fs_wall_ms(), mono_start = fs_mono_ms();
     double cpu_start = cpu_seconds();
     int tty = !o->quiet && isatty(2);
     uint64_t s = 0;
@@ -293,17 +284,17 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
         /* Connect first (bounded), so the first readings do not meet
          * connections still waiting for their CONNACK. */
         struct mqp_stats st;
-        int64_t until = mono_ms() + 15000;
+        int64_t until = fs_mono_ms() + 15000;
         do {
             if (mqp_poll(r->pool, 20) != 0)
                 return 1;
             mqp_get_stats(r->pool, &st);
-        } while (st.up < conns && mono_ms() < until && !sig_stopping());
+        } while (st.up < conns && fs_mono_ms() < until && !sig_stopping());
         if (st.up < conns)
             log_warn("%u of %u MQTT connections are up after 15 s; sending anyway, the others keep retrying", st.up,
                      conns);
-        wall_start = sim_clock_wall_ms();
-        mono_start = mono_ms();
+        wall_start = fs_wall_ms();
+        mono_start = fs_mono_ms();
     }
     sim_clock_init(&clk, start_ms, wall_start, o->speedup);
     int64_t next_status = mono_start + 1000;
@@ -316,7 +307,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     for (;;) {
         if (sig_stopping())
             break;
-        int64_t wall = sim_clock_wall_ms();
+        int64_t wall = fs_wall_ms();
         int64_t lim = sim_clock_limit(&clk, wall);
         int64_t due = 0;
         int blocked = 0, finished = 0;
@@ -372,13 +363,13 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                 r->skipped++;
                 continue;
             }
-            fleet_format_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
+            tm_format_truck_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
             if (r->kout) {
                 int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
                 if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */
                     kafkaout_count_refused(r->kout);
                 else
-                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, sim_clock_wall_ms());
+                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, fs_wall_ms());
                 continue;
             }
             int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
@@ -393,7 +384,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
                     printf("%s %s\n", topic, payload);
             }
         }
-        int64_t mnow = mono_ms();
+        int64_t mnow = fs_mono_ms();
         if (mnow >= next_status) {
             struct mqp_stats st;
             get_stats(r, &st);
@@ -461,16 +452,16 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     }
     /* Drain: wait for the acknowledgements of what was sent. */
     if (r->pool || r->kout) {
-        int64_t until = mono_ms() + (int64_t)(o->drain_s * 1000);
+        int64_t until = fs_mono_ms() + (int64_t)(o->drain_s * 1000);
         struct mqp_stats st;
         for (;;) {
             get_stats(r, &st);
-            if (st.inflight == 0 || mono_ms() >= until)
+            if (st.inflight == 0 || fs_mono_ms() >= until)
                 break;
             if (r->pool ? mqp_poll(r->pool, 50) != 0 : kafkaout_poll(r->kout, 50) != 0)
                 break;
-            if (tty && mono_ms() >= next_status) {
-                next_status = mono_ms() + 1000;
+            if (tty && fs_mono_ms() >= next_status) {
+                next_status = fs_mono_ms() + 1000;
                 status_line(r, sim_now, 0);
             }
         }
@@ -481,7 +472,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
 
     struct mqp_stats st;
     get_stats(r, &st);
-    double wall_s = (double)(mono_ms() - mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
+    double wall_s = (double)(fs_mono_ms() - mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
     char a[32], b[32];
     sim_clock_format(start_ms, a, sizeof(a));
     sim_clock_format(sim_now, b, sizeof(b));
@@ -611,9 +602,9 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
             o->source_ips[o->n_source_ips++] = tok;
         }
     }
-    int64_t now = sim_clock_wall_ms();
+    int64_t now = fs_wall_ms();
     char terr[160];
-    if (time_parse_moment(o->start, now, 3650 * TIME_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
+    if (time_parse_moment(o->start, now, 3650 * FS_DAY_MS, start_ms, terr, sizeof(terr)) != 0)
         return opt_error(&cmd, "--start: %s", terr);
     if (*start_ms > now + 1000)
         return opt_error(&cmd, "--start is in the future; the simulated clock never runs ahead of the wall clock");

@@ -11,6 +11,7 @@
  * Kafka metadata response, a PostgreSQL ping.
  */
 #include "stack/services.h"
+#include "core/clock.h"
 
 
 #include "core/kafka.h"
@@ -90,13 +91,6 @@ static int kafka_port(const struct svc_ctx *c, int node)
 static int kafka_controller_port(const struct svc_ctx *c, int node)
 {
     return c->ports.controller + 2 * (node > 0 ? node - 1 : 0);
-}
-
-static long long mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void path_join(char *buf, size_t size, const char *dir, const char *rel)
@@ -560,9 +554,9 @@ static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, int refused
         mosquitto_username_pw_set(m, url->user, *url->pass ? url->pass : NULL);
     if (url && url->tls)
         mosquitto_tls_set(m, NULL, "/etc/ssl/certs", NULL, NULL, NULL);
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = fs_mono_ms() + timeout_ms;
     int rc = mosquitto_connect(m, url ? url->host : "127.0.0.1", url ? url->port : port, 10);
-    while (rc == MOSQ_ERR_SUCCESS && !probe.done && mono_ms() < deadline)
+    while (rc == MOSQ_ERR_SUCCESS && !probe.done && fs_mono_ms() < deadline)
         rc = mosquitto_loop(m, 100, 1);
     int ok = probe.done && (probe.rc == 0 || (refused_ok && probe.rc == 5 /* not authorised */));
     if (probe.done && probe.rc == 0)
@@ -661,7 +655,7 @@ static int kafka_cluster_ready(const struct svc_ctx *c, int timeout_ms)
     rd_kafka_t *rk = kafka_admin_handle(c, -1, err, sizeof(err));
     if (!rk)
         return -1;
-    long long deadline = mono_ms() + timeout_ms;
+    long long deadline = fs_mono_ms() + timeout_ms;
     int seen = 0;
     do {
         const struct rd_kafka_metadata *md = NULL;
@@ -672,7 +666,7 @@ static int kafka_cluster_ready(const struct svc_ctx *c, int timeout_ms)
                 break;
         }
         usleep(200 * 1000);
-    } while (mono_ms() < deadline);
+    } while (fs_mono_ms() < deadline);
     rd_kafka_destroy(rk);
     if (seen < c->kafka_nodes) {
         log_error("Kafka lists %d of %d brokers after %d s", seen, c->kafka_nodes, timeout_ms / 1000);
@@ -1664,8 +1658,8 @@ static int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const ch
     if (pid <= 0 || write_pid(c, SVC_POSTGRES, 0, pid) != 0)
         return -1;
     PGconn *conn = NULL;
-    long long deadline = mono_ms() + 60000;
-    while (!conn && mono_ms() < deadline) {
+    long long deadline = fs_mono_ms() + 60000;
+    while (!conn && fs_mono_ms() < deadline) {
         if (waitpid(pid, NULL, WNOHANG) == pid) {
             log_error("PostgreSQL exited during the upgrade");
             pid = 0;
@@ -1723,9 +1717,9 @@ out:
     if (pid > 0) {
         /* SIGINT: fast shutdown; the normal start follows. */
         kill(pid, SIGINT);
-        long long stop_by = mono_ms() + 60000;
+        long long stop_by = fs_mono_ms() + 60000;
         pid_t w;
-        while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && mono_ms() < stop_by)
+        while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && fs_mono_ms() < stop_by)
             usleep(100 * 1000);
         if (w == 0) {
             log_warn("PostgreSQL did not stop within 60 s after the upgrade; killing it");
@@ -2135,7 +2129,7 @@ static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, 
 {
     char name[32];
     unit_name(id, node, name, sizeof(name));
-    while (mono_ms() < deadline) {
+    while (fs_mono_ms() < deadline) {
         int gone;
         pid_t sp = spawned[id][node];
         if (sp) {
@@ -2148,7 +2142,7 @@ static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, 
             log_error("%s exited during start", name);
             return -1;
         }
-        int left = (int)(deadline - mono_ms());
+        int left = (int)(deadline - fs_mono_ms());
         left = left < 100 ? 100 : left;
         int ok = id == SVC_MOSQUITTO ? mqtt_healthy(c, left < 2000 ? left : 2000)
                : id == SVC_KAFKA     ? kafka_healthy(c, node, left < 3000 ? left : 3000)
@@ -2166,7 +2160,7 @@ static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, 
  * unit whose log tells why. */
 static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *failed_node)
 {
-    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    long long deadline = fs_mono_ms() + (long long)timeout_s * 1000;
     int first, last;
     unit_range(c, id, &first, &last);
     for (int k = first; k <= last; k++) {
@@ -2176,7 +2170,7 @@ static int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, 
         }
     }
     if (id == SVC_KAFKA && c->kafka_nodes > 1) {
-        long long left = deadline - mono_ms();
+        long long left = deadline - fs_mono_ms();
         if (kafka_cluster_ready(c, left > 1000 ? (int)left : 1000) != 0) {
             *failed_node = first;
             return -1;
@@ -2198,7 +2192,7 @@ static void reap_children(void)
 int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 {
     struct svc_ctx c;
-    long long t0 = mono_ms();
+    long long t0 = fs_mono_ms();
     int failed = -1, failed_node = 0;
     char err[512];
 
@@ -2291,7 +2285,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     if (!opt->quiet)
         log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s%s, PostgreSQL 127.0.0.1:%d; "
                  "data and logs in %s",
-                 (double)(mono_ms() - t0) / 1000.0, c.ports.mqtt, kb,
+                 (double)(fs_mono_ms() - t0) / 1000.0, c.ports.mqtt, kb,
                  c.kafka_nodes > 1 ? " (3 brokers: replication factor 3, min.insync.replicas 2)" : "",
                  c.secure ? " (SASL/" KA_MECHANISM " and ACLs)" : "", c.ports.pg, c.dir);
     if (!opt->quiet && c.tls_port && mqa_tls_port(c.dir) == c.tls_port)
@@ -2329,7 +2323,7 @@ int svc_mqtt_reload(const struct fs_config *cfg)
             log_error("mosquitto (pid %d) did not stop within 30 s", (int)pid);
             return -1;
         }
-        if (start_mosquitto(&c) != 0 || wait_unit_healthy(&c, SVC_MOSQUITTO, 0, mono_ms() + 30000) != 0)
+        if (start_mosquitto(&c) != 0 || wait_unit_healthy(&c, SVC_MOSQUITTO, 0, fs_mono_ms() + 30000) != 0)
             return -1;
         return 2;
     }
@@ -2378,13 +2372,13 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
         log_info("no service of %s is running", c.dir);
         return 0;
     }
-    long long deadline = mono_ms() + (long long)timeout_s * 1000;
+    long long deadline = fs_mono_ms() + (long long)timeout_s * 1000;
     int rc = 0;
     for (int j = 0; j < nu; j++) {
         pid_t pid = u[j].pid;
         char name[32];
         unit_name(u[j].id, u[j].node, name, sizeof(name));
-        while (kill(pid, 0) == 0 && mono_ms() < deadline) {
+        while (kill(pid, 0) == 0 && fs_mono_ms() < deadline) {
             reap_children();
             usleep(100 * 1000);
         }

@@ -24,6 +24,7 @@
 #include "stack/services.h"
 #include "admin/status.h"
 
+#include "core/clock.h"
 #include "core/topics.h"
 
 #include <errno.h>
@@ -314,13 +315,6 @@ struct line_state {
     int64_t telemetry_end, at_ms;
 };
 
-static int64_t now_mono_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* "trucks 200 · 19 msg/s · lag dashboard 0, detector 0, history 3, billing 0 ·
  * alerts 4 records", from one status refresh and the dashboard. */
 static void status_line(struct status_probe *probe, const struct fs_config *cfg, struct line_state *ls,
@@ -336,7 +330,7 @@ static void status_line(struct status_probe *probe, const struct fs_config *cfg,
     else
         n += (size_t)snprintf(out + n, size - n, "trucks ?");
     snprintf(topic, sizeof(topic), "%s%s", cfg->topic_prefix, TOPIC_TELEMETRY);
-    int64_t end = topic_end_sum(&r, topic), now = now_mono_ms();
+    int64_t end = topic_end_sum(&r, topic), now = fs_mono_ms();
     if (end >= 0 && ls->telemetry_end >= 0 && now > ls->at_ms && end >= ls->telemetry_end)
         n += (size_t)snprintf(out + n, size - n, " | %.0f msg/s",
                               (double)(end - ls->telemetry_end) * 1000.0 / (double)(now - ls->at_ms));

@@ -4,6 +4,8 @@
  * readings and a replay's floor.  Points move along the meridian 11 E, where
  * the great-circle distance is exactly R * dlat (radians). */
 #include "billing/fold.h"
+
+#include "core/clock.h"
 #include "core/geo.h"
 
 #include <math.h>
@@ -66,10 +68,10 @@ static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_
 
 static void test_day_of(void **state) {
     (void)state;
-    assert_int_equal(bill_day_of(D0), D0);
-    assert_int_equal(bill_day_of(D0 + BILL_DAY_MS - 1), D0);
-    assert_int_equal(bill_day_of(D0 + BILL_DAY_MS), D0 + BILL_DAY_MS);
-    assert_int_equal(bill_day_of(-1), -BILL_DAY_MS);
+    assert_int_equal(fs_day_start_ms(D0), D0);
+    assert_int_equal(fs_day_start_ms(D0 + FS_DAY_MS - 1), D0);
+    assert_int_equal(fs_day_start_ms(D0 + FS_DAY_MS), D0 + FS_DAY_MS);
+    assert_int_equal(fs_day_start_ms(-1), -FS_DAY_MS);
 }
 
 /* idle 60 s, two moving minutes of 0.01 degrees each, a stop with the engine
@@ -122,14 +124,14 @@ static void test_midnight_split(void **state) {
     struct bill_state s;
     struct days ds = {0};
     bill_state_init(&s);
-    struct bill_point a = {D0 + BILL_DAY_MS - 90000, 1, 48.00, 11.0, 40, 1};
-    struct bill_point b = {D0 + BILL_DAY_MS - 30000, 2, 48.01, 11.0, 50, 1};
-    struct bill_point c = {D0 + BILL_DAY_MS + 30000, 3, 48.02, 11.0, 70, 1};
+    struct bill_point a = {D0 + FS_DAY_MS - 90000, 1, 48.00, 11.0, 40, 1};
+    struct bill_point b = {D0 + FS_DAY_MS - 30000, 2, 48.01, 11.0, 50, 1};
+    struct bill_point c = {D0 + FS_DAY_MS + 30000, 3, 48.02, 11.0, 70, 1};
     fold(&s, &ds, a);
     fold(&s, &ds, b);
     fold(&s, &ds, c);
     assert_int_equal(ds.n, 2);
-    struct bill_delta *d1 = day(&ds, D0), *d2 = day(&ds, D0 + BILL_DAY_MS);
+    struct bill_delta *d1 = day(&ds, D0), *d2 = day(&ds, D0 + FS_DAY_MS);
     assert_near(d1->distance_km, 0.015 * KM_PER_DEG, 1e-9);
     assert_near(d2->distance_km, 0.005 * KM_PER_DEG, 1e-9);
     assert_near(d1->engine_s, 90, 1e-9);
@@ -217,7 +219,7 @@ static void test_floor(void **state) {
     (void)state;
     struct bill_state s;
     struct days ds = {0};
-    int64_t floor = D0 + BILL_DAY_MS;
+    int64_t floor = D0 + FS_DAY_MS;
     bill_state_init(&s);
     s.has_last = 1;
     s.last = (struct bill_point){floor - 60000, 1, 48.00, 11.0, 60, 1};

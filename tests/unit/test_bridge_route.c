@@ -2,6 +2,8 @@
  * and dead-letter reason. */
 #include "bridge/bridge.h"
 
+#include "core/clock.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,7 +85,7 @@ static void the_receive_time_judges_ts_in_future(void **state)
     int64_t now = wall_ms(), ts = now + 2 * 3600 * 1000LL;
     route("fleet/trucks/TRK-1/telemetry", payload("TRK-1", ts), now, &r);
     assert_int_equal(r.dest, ROUTE_TELEMETRY);
-    route("fleet/trucks/TRK-1/telemetry", payload("TRK-1", ts), now - 2 * 86400 * 1000LL, &r);
+    route("fleet/trucks/TRK-1/telemetry", payload("TRK-1", ts), now - 2 * FS_DAY_MS, &r);
     assert_int_equal(r.dest, ROUTE_DLQ);
     assert_string_equal(r.error, "ts_in_future");
 }

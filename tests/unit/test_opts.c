@@ -1,5 +1,7 @@
 /* Option tables (core/opts): parsing, range checks, shared options, help. */
 #include "core/opts.h"
+
+#include "core/clock.h"
 #include "core/timeparse.h"
 
 #include <setjmp.h>
@@ -34,7 +36,7 @@ static const struct opt opts[] = {
     OPT_BOOLEAN("flag", &v.flag, "a flag"),
     OPT_INTEGER("n", "N", &v.n, 1, 10, "a number\nfrom 1 to 10"),
     OPT_STR("s", "TEXT", &v.s, "a string"),
-    OPT_DUR("wait", "DURATION", &v.dur, TIME_DAY_MS, "a duration"),
+    OPT_DUR("wait", "DURATION", &v.dur, FS_DAY_MS, "a duration"),
     OPT_CB("odd", "N", &v.odd, odd_number, "an odd number"),
     OPT_HEADING("More:"),
     OPT_DBL("x", "X", &v.x, 0.5, 2, "a number from 0.5 to 2"),

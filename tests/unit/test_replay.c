@@ -2,6 +2,8 @@
  * its offsets, and the offset each partition moves to. */
 #include "admin/replay.h"
 
+#include "core/clock.h"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -58,7 +60,7 @@ static void durations_take_seconds_minutes_hours_days(void **state)
     assert_int_equal(since("90s"), 90 * 1000);
     assert_int_equal(since("30m"), 30 * MIN_MS);
     assert_int_equal(since("2h"), 2 * HOUR_MS);
-    assert_int_equal(since("7d"), 7 * REPLAY_DAY_MS);
+    assert_int_equal(since("7d"), 7 * FS_DAY_MS);
     assert_int_equal(since("3650d"), REPLAY_MAX_SINCE_MS);
 }
 
@@ -123,13 +125,13 @@ static void bad_iso8601_is_refused_with_a_reason(void **state)
 static void billing_rewinds_to_the_start_of_the_utc_day(void **state)
 {
     (void)state;
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS + 1), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(DAY_20261127_MS + REPLAY_DAY_MS - 1), DAY_20261127_MS);
-    assert_int_equal(replay_day_start_ms(-1), -REPLAY_DAY_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS + 1), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(DAY_20261127_MS + FS_DAY_MS - 1), DAY_20261127_MS);
+    assert_int_equal(fs_day_start_ms(-1), -FS_DAY_MS);
     /* 00:30 in Berlin is still the previous UTC day. */
     assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, at("2026-11-27T00:30:00+01:00")),
-                     DAY_20261127_MS - REPLAY_DAY_MS);
+                     DAY_20261127_MS - FS_DAY_MS);
     assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, DAY_20261127_MS + 5 * HOUR_MS),
                      DAY_20261127_MS);
 }

@@ -1,6 +1,8 @@
 /* The simulator's clock and payloads: never ahead of the wall clock, and
  * every reading passes the telemetry v1 validator. */
 #include "core/telemetry.h"
+
+#include "core/clock.h"
 #include "core/timeparse.h"
 #include "sim/clock.h"
 #include "sim/fleet.h"
@@ -21,12 +23,12 @@ static void never_ahead_of_the_wall_clock(void **state)
 {
     (void)state;
     static const double speedups[] = {0, 0.5, 1, 2, 60, 3600, 1e6};
-    static const int64_t starts[] = {WALL - 30LL * 86400000, WALL - 3600000, WALL - 1000, WALL};
+    static const int64_t starts[] = {WALL - 30 * FS_DAY_MS, WALL - 3600000, WALL - 1000, WALL};
     for (size_t a = 0; a < sizeof(speedups) / sizeof(speedups[0]); a++)
         for (size_t b = 0; b < sizeof(starts) / sizeof(starts[0]); b++) {
             struct sim_clock c;
             sim_clock_init(&c, starts[b], WALL, speedups[a]);
-            for (int64_t w = WALL; w < WALL + 10LL * 86400000; w += 3600000 + 7)
+            for (int64_t w = WALL; w < WALL + 10 * FS_DAY_MS; w += 3600000 + 7)
                 assert_true(sim_clock_limit(&c, w) <= w);
         }
 }
@@ -35,7 +37,7 @@ static void speedup_runs_the_clock_faster(void **state)
 {
     (void)state;
     struct sim_clock c;
-    int64_t start = WALL - 86400000;
+    int64_t start = WALL - FS_DAY_MS;
     sim_clock_init(&c, start, WALL, 60);
     assert_true(sim_clock_limit(&c, WALL) == start);
     assert_true(sim_clock_limit(&c, WALL + 1000) == start + 60000);
@@ -49,7 +51,7 @@ static void speedup_zero_is_bounded_by_now_only(void **state)
 {
     (void)state;
     struct sim_clock c;
-    sim_clock_init(&c, WALL - 86400000, WALL, 0);
+    sim_clock_init(&c, WALL - FS_DAY_MS, WALL, 0);
     assert_true(sim_clock_limit(&c, WALL) == WALL);
     assert_true(sim_clock_wall_due(&c, WALL - 5, WALL) == WALL);
     assert_true(sim_clock_wall_due(&c, WALL + 500, WALL) == WALL + 500);
@@ -60,7 +62,7 @@ static void start_times_parse(void **state)
 {
     (void)state;
     int64_t t;
-    const int64_t back = 3650 * TIME_DAY_MS;
+    const int64_t back = 3650 * FS_DAY_MS;
     char err[160];
     assert_int_equal(time_parse_moment("2025-11-27T00:00:00Z", WALL, back, &t, NULL, 0), 0);
     assert_true(t == 1764201600000LL);
@@ -71,7 +73,7 @@ static void start_times_parse(void **state)
     assert_int_equal(time_parse_moment("2025-11-27", WALL, back, &t, NULL, 0), 0);
     assert_true(t == 1764201600000LL);
     assert_int_equal(time_parse_moment("now-30d", WALL, back, &t, NULL, 0), 0);
-    assert_true(t == WALL - 30LL * 86400000);
+    assert_true(t == WALL - 30 * FS_DAY_MS);
     assert_int_equal(time_parse_moment("now-90m", WALL, back, &t, NULL, 0), 0);
     assert_true(t == WALL - 90LL * 60000);
     assert_int_equal(time_parse_moment("now", WALL, back, &t, NULL, 0), 0);
@@ -93,17 +95,17 @@ static void durations_parse(void **state)
 {
     (void)state;
     int64_t ms;
-    assert_int_equal(time_parse_duration("90s", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_int_equal(time_parse_duration("90s", FS_DAY_MS, &ms, NULL, 0), 0);
     assert_true(ms == 90000);
-    assert_int_equal(time_parse_duration("5m", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_int_equal(time_parse_duration("5m", FS_DAY_MS, &ms, NULL, 0), 0);
     assert_true(ms == 300000);
-    assert_int_equal(time_parse_duration("2h", TIME_DAY_MS, &ms, NULL, 0), 0);
+    assert_int_equal(time_parse_duration("2h", FS_DAY_MS, &ms, NULL, 0), 0);
     assert_true(ms == 7200000);
-    assert_int_equal(time_parse_duration("1d", TIME_DAY_MS, &ms, NULL, 0), 0);
-    assert_true(ms == TIME_DAY_MS);
+    assert_int_equal(time_parse_duration("1d", FS_DAY_MS, &ms, NULL, 0), 0);
+    assert_true(ms == FS_DAY_MS);
     const char *bad[] = {"", "300", "5", "1.5h", "-1m", "2d", "5 m", "m", "5mm"};
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
-        assert_int_equal(time_parse_duration(bad[k], TIME_DAY_MS, &ms, NULL, 0), -1);
+        assert_int_equal(time_parse_duration(bad[k], FS_DAY_MS, &ms, NULL, 0), -1);
 }
 
 /* sim --kafka writes what the bridge would have made of the MQTT payload. */
@@ -120,17 +122,17 @@ static void assert_normalized_as_the_bridge(const struct tm_reading *parsed, con
 static void readings_pass_the_telemetry_validator(void **state)
 {
     (void)state;
-    int64_t start = WALL - 86400000;
+    int64_t start = WALL - FS_DAY_MS;
     struct fleet_options o = {.trucks = 50, .seed = 4, .start_ms = start};
     struct fleet *f = fleet_new(&o, NULL, 0);
     assert_non_null(f);
     char id[80], topic[160], payload[SIM_PAYLOAD_MAX];
     int n = 0;
-    for (int64_t t = start; t < start + 86400000; t += 600000)
+    for (int64_t t = start; t < start + FS_DAY_MS; t += 600000)
         for (uint32_t i = 0; i < 50; i++) {
             struct fleet_sample s;
             fleet_sample(f, i, t, &s);
-            fleet_format_id(id, sizeof(id), "TRK-", 4, i);
+            tm_format_truck_id(id, sizeof(id), "TRK-", 4, i);
             int len = sim_format_reading(payload, sizeof(payload), id, t, &s);
             assert_true(len > 0 && len < (int)sizeof(payload));
             assert_true(sim_format_topic(topic, sizeof(topic), id) > 0);

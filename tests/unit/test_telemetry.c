@@ -1126,6 +1126,66 @@ static void fast_path_agrees_with_jansson(void **state)
     }
 }
 
+/* ---- ids ------------------------------------------------------------------ */
+
+static void id_rule_is_1_to_64_of_the_safe_characters(void **state)
+{
+    (void)state;
+    char max[TM_TRUCK_ID_MAX + 2];
+    memset(max, 'a', sizeof(max));
+    assert_true(tm_valid_id("TRK-000001", 10));
+    assert_true(tm_valid_id("a.b_c-D9", 8));
+    assert_true(tm_valid_id(max, TM_TRUCK_ID_MAX));
+    assert_false(tm_valid_id(max, TM_TRUCK_ID_MAX + 1));
+    assert_false(tm_valid_id("", 0));
+    assert_true(tm_valid_id("TRK-1/x", 5)); /* only n bytes count */
+    static const char *const bad[] = {"TRK 1", "TRK/1", "TRK+1", "TRK#1", "trk\"1", "\xc3\xa9", "a:b", "a*b"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_false(tm_valid_id(bad[i], strlen(bad[i])));
+    for (int c = 1; c < 256; c++) {
+        int want = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
+                   c == '_' || c == '-';
+        char one = (char)c;
+        assert_int_equal(tm_id_char(one), want);
+        assert_int_equal(tm_valid_id(&one, 1), want);
+    }
+    assert_true(tm_id_chars("", 0)); /* an empty id prefix is allowed */
+    assert_true(tm_id_chars("sec-", 4));
+    assert_false(tm_id_chars("se c-", 5));
+}
+
+static void truck_ids_have_at_least_six_digits(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_int_equal(tm_format_truck_id(buf, sizeof(buf), "TRK-", 4, 0), 10);
+    assert_string_equal(buf, "TRK-000001");
+    tm_format_truck_id(buf, sizeof(buf), "TRK-", 4, 41);
+    assert_string_equal(buf, "TRK-000042");
+    tm_format_truck_id(buf, sizeof(buf), "sec-", 4, 1234566);
+    assert_string_equal(buf, "sec-1234567");
+    tm_format_truck_id(buf, sizeof(buf), "X", 1, 999999);
+    assert_string_equal(buf, "X1000000");
+    tm_format_truck_id(buf, sizeof(buf), "", 0, UINT32_MAX);
+    assert_string_equal(buf, "4294967296");
+    assert_int_equal(tm_format_truck_id(buf, 11, "TRK-", 4, 0), 10); /* just fits */
+    assert_int_equal(tm_format_truck_id(buf, 10, "TRK-", 4, 0), 0);
+    assert_string_equal(buf, "");
+    assert_int_equal(tm_format_truck_id(buf, 0, "TRK-", 4, 0), 0);
+}
+
+static void gateway_ids_have_gw_and_four_digits(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_int_equal(tm_format_gateway_id(buf, sizeof(buf), "TRK-", 4, 0), 10);
+    assert_string_equal(buf, "TRK-GW0001");
+    tm_format_gateway_id(buf, sizeof(buf), "P", 1, 12344);
+    assert_string_equal(buf, "PGW12345");
+    assert_int_equal(tm_format_gateway_id(buf, 10, "TRK-", 4, 0), 0);
+    assert_string_equal(buf, "");
+}
+
 int main(void)
 {
     locate_fixtures();
@@ -1190,6 +1250,9 @@ int main(void)
         cmocka_unit_test(every_fixture_gets_its_verdict),
         cmocka_unit_test(every_fixture_file_is_in_the_manifest),
         cmocka_unit_test(fast_path_agrees_with_jansson),
+        cmocka_unit_test(id_rule_is_1_to_64_of_the_safe_characters),
+        cmocka_unit_test(truck_ids_have_at_least_six_digits),
+        cmocka_unit_test(gateway_ids_have_gw_and_four_digits),
     };
     return cmocka_run_group_tests_name("telemetry", tests, NULL, NULL);
 }
