@@ -26,6 +26,7 @@ chmod 755 "$D"
 export FLEETSYNC_MQTT=mqtt://127.0.0.1:$MQTT FLEETSYNC_BROKERS=127.0.0.1:$KAFKA
 export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync"
 export FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
+export PGPASSFILE=$D/pgpass   # psql and the pipelines: this stack's role password (services start)
 B=127.0.0.1:$KAFKA MQTT_PORT=$MQTT
 P="e2eks$$-"           # topic prefix of this suite's pipeline
 ID="KSEC$$-"           # truck id prefix
