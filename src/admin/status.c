@@ -35,7 +35,6 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <mosquitto.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -707,7 +706,6 @@ int cmd_status(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    mosquitto_lib_init();
     int tty = isatty(STDOUT_FILENO);
     for (;;) {
         int64_t taken;
@@ -744,7 +742,6 @@ int cmd_status(int argc, char **argv)
         if (!watch_s || nap_ms((int64_t)watch_s * 1000))
             break;
     }
-    mosquitto_lib_cleanup();
 out:
     status_report_release(&prev);
     status_report_release(&cur);
