@@ -13,7 +13,7 @@
 
 CC      ?= cc
 CLANG   ?= clang
-PKGS    := rdkafka libmosquitto jansson libpq zlib libssl libcrypto
+PKGS    := rdkafka jansson libpq zlib libssl libcrypto
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -lpthread
 

@@ -33,6 +33,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/pg.h"
+#include "core/sinkoffsets.h"
 #include "core/timeparse.h"
 #include "core/topics.h"
 
@@ -403,24 +404,38 @@ static int pg_group_sessions(PGconn *conn, const char *group, int *count, char *
  * only: the schema is not created for a question. */
 static int pg_group_has_rows(PGconn *conn, const char *group, int *has, char *err, size_t err_size)
 {
-    const char *v[1] = {group};
-    PGresult *res = PQexec(conn, "SELECT to_regclass('sink_offsets') IS NOT NULL");
-    *has = 0;
-    if (PQresultStatus(res) == PGRES_TUPLES_OK && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
-        PQclear(res);
-        res = PQexecParams(conn, "SELECT EXISTS (SELECT 1 FROM sink_offsets WHERE group_id = $1)", 1, NULL, v,
-                           NULL, NULL, 0);
-        if (PQresultStatus(res) == PGRES_TUPLES_OK)
-            *has = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
-    }
-    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : -1;
-    if (rc) {
-        char why[512];
-        pg_error(conn, res, why, sizeof(why));
+    char why[512];
+    if (sinkoff_group_has_rows(conn, group, has, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "cannot read sink_offsets: %s", why);
+        return -1;
     }
-    PQclear(res);
-    return rc;
+    return 0;
+}
+
+/* pg_load()'s reading: the plan, and whether rows give topics or offsets. */
+struct pg_load_ctx {
+    struct plan *pl;
+    int offsets;
+};
+
+/* A stop value of pg_load_row(): err says why. */
+#define PG_LOAD_STOP 1
+
+static int pg_load_row(void *ctx, const struct sinkoff_row *row, char *err, size_t err_size)
+{
+    struct pg_load_ctx *c = ctx;
+    struct plan *pl = c->pl;
+    if (!replay_topic_in_scope(pl->prefix, row->topic))
+        return 0;
+    if (!c->offsets)
+        return plan_add_topic(pl, row->topic, err, err_size) != 0 ? PG_LOAD_STOP : 0;
+    struct replay_part *p = plan_find(pl, row->topic, row->partition);
+    if (p)
+        p->old = row->next_offset;
+    else
+        log_warn("sink_offsets has %s [%" PRId32 "] for %s, which Kafka does not have: left alone", row->topic,
+                 row->partition, pl->group);
+    return 0;
 }
 
 /* Reads the group's sink_offsets rows (topics in scope only): with offsets
@@ -429,40 +444,14 @@ static int pg_group_has_rows(PGconn *conn, const char *group, int *has, char *er
  * for_update locks the rows for the surrounding transaction. */
 static int pg_load(PGconn *conn, struct plan *pl, int for_update, int offsets, char *err, size_t err_size)
 {
-    const char *v[1] = {pl->group};
-    PGresult *res = PQexecParams(conn,
-                                 for_update ? "SELECT topic, partition, next_offset FROM sink_offsets "
-                                              "WHERE group_id = $1 ORDER BY topic, partition FOR UPDATE"
-                                            : "SELECT topic, partition, next_offset FROM sink_offsets "
-                                              "WHERE group_id = $1 ORDER BY topic, partition",
-                                 1, NULL, v, NULL, NULL, 0);
-    int rc = -1;
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        char why[512];
-        pg_error(conn, res, why, sizeof(why));
+    struct pg_load_ctx c = {.pl = pl, .offsets = offsets};
+    char why[512];
+    int rc = sinkoff_read_group(conn, pl->group, for_update, pg_load_row, &c, why, sizeof(why));
+    if (rc == PG_LOAD_STOP)
+        snprintf(err, err_size, "%s", why);
+    else if (rc != 0)
         snprintf(err, err_size, "cannot read sink_offsets of %s: %s", pl->group, why);
-        goto out;
-    }
-    for (int r = 0; r < PQntuples(res); r++) {
-        const char *topic = PQgetvalue(res, r, 0);
-        if (!replay_topic_in_scope(pl->prefix, topic))
-            continue;
-        if (!offsets) {
-            if (plan_add_topic(pl, topic, err, err_size) != 0)
-                goto out;
-            continue;
-        }
-        struct replay_part *p = plan_find(pl, topic, (int32_t)atoi(PQgetvalue(res, r, 1)));
-        if (p)
-            p->old = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-        else
-            log_warn("sink_offsets has %s [%s] for %s, which Kafka does not have: left alone", topic,
-                     PQgetvalue(res, r, 1), pl->group);
-    }
-    rc = 0;
-out:
-    PQclear(res);
-    return rc;
+    return rc == 0 ? 0 : -1;
 }
 
 /* Writes the changed positions; runs inside the caller's transaction. */
@@ -472,23 +461,11 @@ static int pg_store(PGconn *conn, const struct plan *pl, char *err, size_t err_s
         const struct replay_part *p = &pl->parts[i];
         if (!p->changed)
             continue;
-        char part[16], off[24];
-        snprintf(part, sizeof(part), "%" PRId32, p->partition);
-        snprintf(off, sizeof(off), "%" PRId64, p->target);
-        const char *v[4] = {pl->group, p->topic, part, off};
-        PGresult *res = PQexecParams(conn,
-                                     "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
-                                     "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) "
-                                     "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
-                                     4, NULL, v, NULL, NULL, 0);
-        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            char why[512];
-            pg_error(conn, res, why, sizeof(why));
+        char why[512];
+        if (sinkoff_store(conn, pl->group, p->topic, p->partition, p->target, why, sizeof(why)) != 0) {
             snprintf(err, err_size, "cannot store the offset of %s [%d]: %s", p->topic, p->partition, why);
-            PQclear(res);
             return -1;
         }
-        PQclear(res);
     }
     return 0;
 }

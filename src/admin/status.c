@@ -30,12 +30,12 @@
 #include "core/log.h"
 #include "core/opts.h"
 #include "core/pg.h"
+#include "core/sinkoffsets.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
-#include <mosquitto.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -325,45 +325,47 @@ static void pg_quiet(void *arg, const char *message)
     log_debug("postgresql: %.*s", (int)strcspn(message, "\n"), message);
 }
 
+/* gather_pg()'s reading: where the rows go. */
+struct pg_rows {
+    const struct status_ctx *c;
+    struct status_report *r;
+};
+
+/* One sink_offsets row of a group in scope: its position and last commit.
+ * Stops (quietly) when the report cannot take it. */
+static int pg_row(void *ctx, const struct sinkoff_row *row, char *err, size_t err_size)
+{
+    const struct status_ctx *c = ((struct pg_rows *)ctx)->c;
+    struct status_report *r = ((struct pg_rows *)ctx)->r;
+    (void)err;
+    (void)err_size;
+    if (!replay_topic_in_scope(c->cfg.topic_prefix, row->topic))
+        return 0;
+    struct status_group *g = status_report_group(r, row->group, 1);
+    struct status_part *p = g ? status_group_part(g, row->topic, row->partition, 1) : NULL;
+    if (!p)
+        return 1;
+    g->store = STATUS_STORE_PG;
+    p->committed = row->next_offset;
+    if (row->updated_ms > g->last_commit_ms)
+        g->last_commit_ms = row->updated_ms;
+    return 0;
+}
+
 /* Groups with rows in sink_offsets (topics in scope only): their positions
  * and last commit.  Silent when the database or the table is missing. */
 static void gather_pg(struct status_ctx *c, struct status_report *r)
 {
     char err[512];
     PGconn *conn = pg_connect(&c->cfg, "fleetsync-status", err, sizeof(err));
-    PGresult *res = NULL;
     if (!conn) {
         log_debug("no sink_offsets: %s", err);
         return;
     }
     PQsetNoticeProcessor(conn, pg_quiet, NULL);
-    res = PQexec(conn, "SELECT to_regclass('sink_offsets') IS NOT NULL");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || strcmp(PQgetvalue(res, 0, 0), "t") != 0)
-        goto out;
-    PQclear(res);
-    res = PQexec(conn, "SELECT group_id, topic, partition, next_offset, "
-                       "(extract(epoch FROM updated_at) * 1000)::bigint FROM sink_offsets");
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        pg_error(conn, res, err, sizeof(err));
+    struct pg_rows rows = {.c = c, .r = r};
+    if (sinkoff_read_all(conn, pg_row, &rows, err, sizeof(err)) < 0)
         log_debug("cannot read sink_offsets: %s", err);
-        goto out;
-    }
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *topic = PQgetvalue(res, i, 1);
-        if (!replay_topic_in_scope(c->cfg.topic_prefix, topic))
-            continue;
-        struct status_group *g = status_report_group(r, PQgetvalue(res, i, 0), 1);
-        struct status_part *p = g ? status_group_part(g, topic, (int32_t)atoi(PQgetvalue(res, i, 2)), 1) : NULL;
-        if (!p)
-            break;
-        g->store = STATUS_STORE_PG;
-        p->committed = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        int64_t at = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        if (at > g->last_commit_ms)
-            g->last_commit_ms = at;
-    }
-out:
-    PQclear(res);
     PQfinish(conn);
 }
 
@@ -698,7 +700,6 @@ int cmd_status(int argc, char **argv)
     sa.sa_handler = on_stop;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    mosquitto_lib_init();
     int tty = isatty(STDOUT_FILENO);
     for (;;) {
         int64_t taken;
@@ -735,7 +736,6 @@ int cmd_status(int argc, char **argv)
         if (!watch_s || nap_ms((int64_t)watch_s * 1000))
             break;
     }
-    mosquitto_lib_cleanup();
 out:
     status_report_release(&prev);
     status_report_release(&cur);

@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/pg.h"
 #include "core/sig.h"
+#include "core/sinkoffsets.h"
 #include "core/topics.h"
 
 #include <errno.h>
@@ -27,6 +28,7 @@ struct tp {
     int32_t partition;
     int64_t expected; /* sink_offsets.next_offset as we last saw it; -1 = no row */
     int64_t next;     /* one past the last offset in the current batch; -1 = none */
+    int64_t loaded;   /* what load_offsets() is reading into expected */
 };
 
 struct sink {
@@ -75,6 +77,7 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
     t->partition = partition;
     t->expected = -1;
     t->next = -1;
+    t->loaded = -1;
     return t;
 }
 
@@ -113,24 +116,25 @@ static int db_ensure(struct sink *s, char *err, size_t err_size) {
     return 0;
 }
 
-/* Loads every stored offset of the group into the known partitions. */
+/* One stored row: the offset of a known partition. */
+static int load_row(void *ctx, const struct sinkoff_row *row, char *err, size_t err_size) {
+    (void)err;
+    (void)err_size;
+    struct tp *t = tp_find(ctx, row->topic, row->partition, 0);
+    if (t)
+        t->loaded = row->next_offset;
+    return 0;
+}
+
+/* Loads every stored offset of the group into the known partitions; a
+ * failed read leaves what they expected alone. */
 static int load_offsets(struct sink *s, char *err, size_t err_size) {
-    const char *vals[1] = {s->o->group};
-    PGresult *r = PQexecParams(s->conn, "SELECT topic, partition, next_offset FROM sink_offsets WHERE group_id = $1",
-                               1, NULL, vals, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        pg_error(s->conn, r, err, err_size);
-        PQclear(r);
-        return -1;
-    }
     for (size_t i = 0; i < s->tp_count; i++)
-        s->tps[i].expected = -1;
-    for (int i = 0; i < PQntuples(r); i++) {
-        struct tp *t = tp_find(s, PQgetvalue(r, i, 0), (int32_t)atoi(PQgetvalue(r, i, 1)), 0);
-        if (t)
-            t->expected = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-    }
-    PQclear(r);
+        s->tps[i].loaded = -1;
+    if (sinkoff_read_group(s->conn, s->o->group, 0, load_row, s, err, err_size) != 0)
+        return -1;
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].expected = s->tps[i].loaded;
     return 0;
 }
 
@@ -158,32 +162,16 @@ static int64_t start_offset(const struct sink *s) {
 /* Stores the batch's offsets with the check of pgsink.h.  Returns 0, -1 on
  * a database error, -2 when the stored offsets moved under us. */
 static int store_offsets(struct sink *s, char *err, size_t err_size) {
-    static const char *sql = "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
-                             "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
-                             "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-                             "WHERE sink_offsets.next_offset = $5";
     for (size_t i = 0; i < s->tp_count; i++) {
         struct tp *t = &s->tps[i];
         if (t->next < 0)
             continue;
-        char part[16], next[24], exp[24];
-        snprintf(part, sizeof(part), "%d", t->partition);
-        snprintf(next, sizeof(next), "%" PRId64, t->next);
-        snprintf(exp, sizeof(exp), "%" PRId64, t->expected);
-        const char *vals[5] = {s->o->group, t->topic, part, next, exp};
-        PGresult *r = PQexecParams(s->conn, sql, 5, NULL, vals, NULL, NULL, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-            pg_error(s->conn, r, err, err_size);
-            PQclear(r);
-            return -1;
-        }
-        int rows = atoi(PQcmdTuples(r));
-        PQclear(r);
-        if (rows != 1) {
-            snprintf(err, err_size, "the stored offset of %s [%d] is no longer %" PRId64, t->topic, t->partition,
-                     t->expected);
+        int r = sinkoff_store_checked(s->conn, s->o->group, t->topic, t->partition, t->next, t->expected, err,
+                                      err_size);
+        if (r == SINKOFF_MOVED)
             return -2;
-        }
+        if (r != 0)
+            return -1;
     }
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/mqttauth.h"
+#include "core/mqttprobe.h"
 #include "core/nofollow.h"
 #include "core/pg.h"
 #include "core/topics.h"
@@ -33,7 +34,6 @@
 #include <libpq-fe.h>
 #include <netdb.h>
 #include <limits.h>
-#include <mosquitto.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -522,19 +522,6 @@ static void print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, in
 
 /* --- health checks ------------------------------------------------------ */
 
-struct mqtt_probe {
-    int done;
-    int rc;
-};
-
-static void on_probe_connect(struct mosquitto *m, void *obj, int rc)
-{
-    (void)m;
-    struct mqtt_probe *p = obj;
-    p->done = 1;
-    p->rc = rc;
-}
-
 /* Connects and waits for the CONNACK.  Returns 0 when the broker answered
  * as wanted: accepted, or, with refused_ok, refused as not authorised (an
  * anonymous probe of a broker with credentials: it answers MQTT, and the
@@ -543,26 +530,20 @@ static void on_probe_connect(struct mosquitto *m, void *obj, int rc)
  * credentials and TLS (system CAs) are used instead of 127.0.0.1:port. */
 static int mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, int refused_ok, int timeout_ms)
 {
-    struct mqtt_probe probe = {0, -1};
-    char id[64];
+    char id[64], err[256];
     snprintf(id, sizeof(id), "fleetsync-probe-%d", (int)getpid());
-    struct mosquitto *m = mosquitto_new(id, true, &probe);
-    if (!m)
+    struct mqttprobe_target t = {.host = url ? url->host : "127.0.0.1",
+                                 .port = url ? url->port : port,
+                                 .client_id = id,
+                                 .user = url ? url->user : NULL,
+                                 .pass = url && *url->pass ? url->pass : NULL,
+                                 .tls = url && url->tls};
+    int code;
+    if (mqttprobe_connack(&t, timeout_ms, &code, err, sizeof(err)) != 0) {
+        log_debug("MQTT probe of %s:%d: %s", t.host, t.port, err);
         return -1;
-    mosquitto_connect_callback_set(m, on_probe_connect);
-    if (url && *url->user)
-        mosquitto_username_pw_set(m, url->user, *url->pass ? url->pass : NULL);
-    if (url && url->tls)
-        mosquitto_tls_set(m, NULL, "/etc/ssl/certs", NULL, NULL, NULL);
-    long long deadline = fs_mono_ms() + timeout_ms;
-    int rc = mosquitto_connect(m, url ? url->host : "127.0.0.1", url ? url->port : port, 10);
-    while (rc == MOSQ_ERR_SUCCESS && !probe.done && fs_mono_ms() < deadline)
-        rc = mosquitto_loop(m, 100, 1);
-    int ok = probe.done && (probe.rc == 0 || (refused_ok && probe.rc == 5 /* not authorised */));
-    if (probe.done && probe.rc == 0)
-        mosquitto_disconnect(m);
-    mosquitto_destroy(m);
-    return ok ? 0 : -1;
+    }
+    return code == MQTTPROBE_ACCEPTED || (refused_ok && code == MQTTPROBE_NOT_AUTHORISED) ? 0 : -1;
 }
 
 /* The data dir's own broker.  Once credentials exist (D/mqtt/secret) it
@@ -2700,7 +2681,6 @@ int cmd_services(int argc, char **argv)
         goto out;
     }
     const char *action = argv[optind];
-    mosquitto_lib_init();
     if (strcmp(action, "start") == 0) {
         if (svc_ports_from_config(&cfg, &opt.ports, err, sizeof(err)) != 0) {
             fprintf(stderr, "fleetsync services: %s\n", err);
@@ -2718,7 +2698,6 @@ int cmd_services(int argc, char **argv)
         fprintf(stderr, "fleetsync services: unknown action '%s'\n", action);
         services_usage(stderr);
     }
-    mosquitto_lib_cleanup();
 out:
     cfg_release(&cfg);
     return rc;

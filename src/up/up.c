@@ -36,7 +36,6 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <stdlib.h>
-#include <mosquitto.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -502,7 +501,6 @@ int cmd_up(int argc, char **argv)
         goto out;
     }
     sig_install();
-    mosquitto_lib_init();
     mg_init_library(0);
     rc = 1;
     if (svc_start(&cfg, &opt) != 0)
@@ -617,7 +615,6 @@ int cmd_up(int argc, char **argv)
     rc = svc_stop(&cfg, 60);
 done:
     mg_exit_library();
-    mosquitto_lib_cleanup();
 out:
     cfg_release(&cfg);
     return rc;
