@@ -338,5 +338,5 @@ int main(void)
         cmocka_unit_test(default_signals_undoes_an_inherited_ignore),
         cmocka_unit_test(kill_group_ends_the_grandchildren),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
 }
