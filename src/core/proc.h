@@ -7,8 +7,8 @@
  * point stdin at /dev/null and stdout/stderr at a log, add to its
  * environment, exec; later reap it without blocking, or stop it with a
  * signal, a bounded wait and SIGKILL.  The policy (what to run, when to
- * restart, what to log) stays with each caller.  Only the thread that
- * spawned a child should reap it; the functions keep no state.
+ * restart, what to log) stays with each caller, which owns the pids: these
+ * functions keep no state.
  */
 #ifndef FS_PROC_H
 #define FS_PROC_H

@@ -847,8 +847,7 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
     return write_file(c, "mosquitto/mosquitto.conf", text);
 }
 
-/* Runs the openssl CLI (as the invoking user), output into D/log/tls.log
- * (opened without following a link: D/log is the service user's). */
+/* The openssl child's stdin and output (see openssl_run()). */
 static void openssl_setup(void *arg)
 {
     const struct svc_ctx *c = arg;
@@ -860,6 +859,8 @@ static void openssl_setup(void *arg)
     dup2(out, 2);
 }
 
+/* Runs the openssl CLI (as the invoking user), output into D/log/tls.log
+ * (opened without following a link: D/log is the service user's). */
 static int openssl_run(const struct svc_ctx *c, char *const argv[])
 {
     struct proc_spec spec = {.argv = argv, .log_fd = -1, .setup = openssl_setup, .setup_arg = (void *)c};
@@ -1322,7 +1323,11 @@ static int start_kafka(const struct svc_ctx *c)
         int st = 0;
         if (fmt[k] <= 0)
             continue;
-        proc_wait(fmt[k], &st);
+        if (proc_wait(fmt[k], &st) != 0) {
+            log_error("formatting the Kafka storage of node %d: cannot wait for it: %s", k ? k : 1, strerror(errno));
+            rc = -1;
+            continue;
+        }
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             log_error("formatting the Kafka storage of node %d failed (exit %d)", k ? k : 1, proc_exit_code(st));
             rc = -1;
