@@ -7,6 +7,7 @@
  */
 #include "core/mqttprobe.h"
 
+#include "core/clock.h"
 #include "core/mqttconn.h"
 #include "core/mqttwire.h"
 #include "core/tlsclient.h"
@@ -21,13 +22,6 @@
 
 /* Enough for a CONNACK of either version with its properties. */
 #define IN_SIZE 512
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* What the connection waits for in its state. */
 static short wanted_events(const struct mqc *c)
@@ -50,7 +44,7 @@ static int exchange(struct mqc *c, SSL_CTX *ctx, const char *host, const struct 
     size_t in_len = 0;
     for (;;) {
         if (!(c->state == MQC_CONNACK && !mqc_pending_out(c) && mqc_tls_pending(c))) {
-            int64_t left = deadline - mono_ms();
+            int64_t left = deadline - fs_mono_ms();
             if (left <= 0) {
                 snprintf(err, err_size, "no CONNACK within %d ms", timeout_ms);
                 return -1;
@@ -75,7 +69,7 @@ static int exchange(struct mqc *c, SSL_CTX *ctx, const char *host, const struct 
             continue;
         }
         if (mqc_pending_out(c)) {
-            if (mqc_flush(c, mono_ms(), err, err_size) < 0)
+            if (mqc_flush(c, fs_mono_ms(), err, err_size) < 0)
                 return -1;
             continue;
         }
@@ -108,7 +102,7 @@ static void say_goodbye(struct mqc *c)
     uint8_t d[2];
     char why[128];
     if (mqw_encode_empty(d, sizeof(d), MQW_DISCONNECT) == sizeof(d) && mqc_append(c, d, sizeof(d)) == 0)
-        mqc_flush(c, mono_ms(), why, sizeof(why));
+        mqc_flush(c, fs_mono_ms(), why, sizeof(why));
     mqc_tls_shutdown(c);
 }
 
@@ -119,7 +113,7 @@ int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *ret
     struct mqc c;
     SSL_CTX *ctx = NULL;
     struct mqc_addrs to;
-    int64_t deadline = mono_ms() + (timeout_ms > 0 ? timeout_ms : 1);
+    int64_t deadline = fs_mono_ms() + (timeout_ms > 0 ? timeout_ms : 1);
     int has_user = t->user && *t->user;
     struct mqw_connect m = {.client_id = t->client_id ? t->client_id : "",
                             .keepalive_s = 10,
@@ -143,9 +137,9 @@ int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *ret
         goto out;
     if (mqc_resolve(t->host, t->port, AF_UNSPEC, &to, err, err_size) != 0)
         goto out;
-    for (unsigned k = 0; k < to.n && mono_ms() < deadline; k++) {
+    for (unsigned k = 0; k < to.n && fs_mono_ms() < deadline; k++) {
         char why[256];
-        if (mqc_start(&c, (const struct sockaddr *)&to.addr[k], to.len[k], NULL, 0, mono_ms(), why, sizeof(why)) ==
+        if (mqc_start(&c, (const struct sockaddr *)&to.addr[k], to.len[k], NULL, 0, fs_mono_ms(), why, sizeof(why)) ==
                 0 &&
             exchange(&c, ctx, t->host, &m, deadline, timeout_ms, return_code, why, sizeof(why)) == 0) {
             if (*return_code == MQTTPROBE_ACCEPTED)

@@ -27,6 +27,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/opts.h"
+#include "core/proc.h"
 #include "core/sig.h"
 #include "core/topics.h"
 #include "core/groups.h"
@@ -95,25 +96,21 @@ static int kid_start(struct kid *k, const char *dir, const char *const *args)
     for (int i = 0; args[i] && a < CH_MAX_ARGS; i++)
         argv[a++] = args[i];
     argv[a] = NULL;
+    int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct proc_spec spec = {.path = exe,
+                             .argv = (char *const *)argv,
+                             .log_fd = fd,
+                             .stdin_null = 1,
+                             .default_signals = 1,
+                             .group = PROC_GROUP_OWN};
     fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
+    pid_t pid;
+    int rc = proc_spawn(&spec, &pid), saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        errno = saved;
         return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        int nul = open("/dev/null", O_RDONLY | O_CLOEXEC);
-        if (nul >= 0)
-            dup2(nul, 0);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        execv(exe, (char *const *)argv);
-        _exit(127);
     }
     k->pid = pid;
     log_debug("started %s (pid %d, log %s)", k->name, (int)pid, k->log);
@@ -125,9 +122,7 @@ static int kid_exited(struct kid *k)
 {
     if (!k->pid)
         return 1;
-    int st;
-    if (waitpid(k->pid, &st, WNOHANG) == k->pid) {
-        k->status = st;
+    if (proc_reap(k->pid, &k->status) == 1) {
         k->pid = 0;
         return 1;
     }
@@ -139,15 +134,8 @@ static void kid_stop(struct kid *k)
 {
     if (!k->pid)
         return;
-    kill(k->pid, SIGTERM);
-    for (int t = 0; t < 600; t++) {
-        if (kid_exited(k))
-            return;
-        usleep(50 * 1000);
-    }
-    log_warn("%s did not stop within 30 s; killing it", k->name);
-    kill(k->pid, SIGKILL);
-    waitpid(k->pid, &k->status, 0);
+    if (proc_stop(k->pid, SIGTERM, 30000, 0, &k->status) == 1)
+        log_warn("%s did not stop within 30 s; killing it", k->name);
     k->pid = 0;
 }
 

@@ -21,6 +21,7 @@
 #include "core/mqttprobe.h"
 #include "core/nofollow.h"
 #include "core/pg.h"
+#include "core/proc.h"
 #include "core/topics.h"
 #include "core/units.h"
 
@@ -311,15 +312,14 @@ static void raise_open_files(void)
     }
 }
 
-/* In a fresh child: own session, stdin from /dev/null (or a pipe holding
- * input), open-file limit raised, privileges dropped, output appended to
- * D/log_rel, cwd set.  The log is opened only after dropping to the service
- * user, without following a symbolic link (one there is replaced by a new
- * file): D/log is that user's, and root must not open what it points to.
- * Never returns on failure. */
+/* In a fresh child, in its own session (proc_spawn()): stdin from
+ * /dev/null (or a pipe holding input), open-file limit raised, privileges
+ * dropped, output appended to D/log_rel, cwd set.  The log is opened only
+ * after dropping to the service user, without following a symbolic link (one
+ * there is replaced by a new file): D/log is that user's, and root must not
+ * open what it points to.  Never returns on failure. */
 static void child_setup(const struct svc_ctx *c, const char *log_rel, const char *cwd, const char *input)
 {
-    setsid();
     raise_open_files();
     int in = open("/dev/null", O_RDONLY);
     if (in < 0)
@@ -366,21 +366,30 @@ static void child_setup(const struct svc_ctx *c, const char *log_rel, const char
     signal(SIGPIPE, SIG_DFL);
 }
 
-/* Forks argv as the service user, output into D/log_rel; input, when not
- * NULL, is its stdin.  Returns the pid or -1. */
+struct child_args {
+    const struct svc_ctx *c;
+    const char *log_rel, *cwd, *input;
+};
+
+static void child_setup_cb(void *arg)
+{
+    const struct child_args *a = arg;
+    child_setup(a->c, a->log_rel, a->cwd, a->input);
+}
+
+/* Forks argv (searched in PATH) as the service user, in its own session,
+ * output into D/log_rel; input, when not NULL, is its stdin.  Returns the
+ * pid or -1. */
 static pid_t spawn_input(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd,
                          const char *input)
 {
-    pid_t pid = fork();
-    if (pid < 0) {
+    struct child_args a = {.c = c, .log_rel = log_rel, .cwd = cwd, .input = input};
+    struct proc_spec spec = {
+        .argv = argv, .log_fd = -1, .group = PROC_SESSION_OWN, .setup = child_setup_cb, .setup_arg = &a};
+    pid_t pid;
+    if (proc_spawn(&spec, &pid) != 0) {
         log_error("fork: %s", strerror(errno));
         return -1;
-    }
-    if (pid == 0) {
-        child_setup(c, log_rel, cwd, input);
-        execvp(argv[0], argv);
-        dprintf(2, "fleetsync: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
     }
     return pid;
 }
@@ -398,10 +407,9 @@ static int run_sync(const struct svc_ctx *c, char *const argv[], const char *log
     if (pid < 0)
         return -1;
     int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (proc_wait(pid, &st) != 0)
+        return -1;
+    return proc_exit_code(st);
 }
 
 /* "run/<unit>.pid" and "log/<unit>.log", relative to the data dir: both
@@ -814,28 +822,27 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
     return write_file(c, "mosquitto/mosquitto.conf", text);
 }
 
+/* The openssl child's stdin and output (see openssl_run()). */
+static void openssl_setup(void *arg)
+{
+    const struct svc_ctx *c = arg;
+    int in = open("/dev/null", O_RDONLY), out = nf_open(c->dir, "log/tls.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (in < 0 || out < 0)
+        _exit(126);
+    dup2(in, 0);
+    dup2(out, 1);
+    dup2(out, 2);
+}
+
 /* Runs the openssl CLI (as the invoking user), output into D/log/tls.log
  * (opened without following a link: D/log is the service user's). */
 static int openssl_run(const struct svc_ctx *c, char *const argv[])
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY), out = nf_open(c->dir, "log/tls.log", O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (in < 0 || out < 0)
-            _exit(126);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(out, 2);
-        execvp(argv[0], argv);
-        dprintf(2, "fleetsync: cannot run %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
+    struct proc_spec spec = {.argv = argv, .log_fd = -1, .setup = openssl_setup, .setup_arg = (void *)c};
+    pid_t pid;
     int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR)
-            return -1;
+    if (proc_spawn(&spec, &pid) != 0 || proc_wait(pid, &st) != 0)
+        return -1;
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
@@ -1288,14 +1295,16 @@ static int start_kafka(const struct svc_ctx *c)
             rc = -1;
     }
     for (int k = first; k <= last; k++) {
-        int st;
+        int st = 0;
         if (fmt[k] <= 0)
             continue;
-        while (waitpid(fmt[k], &st, 0) < 0 && errno == EINTR) {
+        if (proc_wait(fmt[k], &st) != 0) {
+            log_error("formatting the Kafka storage of node %d: cannot wait for it: %s", k ? k : 1, strerror(errno));
+            rc = -1;
+            continue;
         }
         if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            log_error("formatting the Kafka storage of node %d failed (exit %d)", k ? k : 1,
-                      WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+            log_error("formatting the Kafka storage of node %d failed (exit %d)", k ? k : 1, proc_exit_code(st));
             rc = -1;
         }
     }
@@ -1641,7 +1650,7 @@ static int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const ch
     PGconn *conn = NULL;
     long long deadline = fs_mono_ms() + 60000;
     while (!conn && fs_mono_ms() < deadline) {
-        if (waitpid(pid, NULL, WNOHANG) == pid) {
+        if (proc_reap(pid, NULL) == 1) {
             log_error("PostgreSQL exited during the upgrade");
             pid = 0;
             goto out;
@@ -1696,17 +1705,10 @@ static int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const ch
 out:
     PQfinish(conn);
     if (pid > 0) {
-        /* SIGINT: fast shutdown; the normal start follows. */
-        kill(pid, SIGINT);
-        long long stop_by = fs_mono_ms() + 60000;
-        pid_t w;
-        while ((w = waitpid(pid, NULL, WNOHANG)) == 0 && fs_mono_ms() < stop_by)
-            usleep(100 * 1000);
-        if (w == 0) {
+        /* SIGINT: fast shutdown; the normal start follows.  A kill takes
+         * the server's backends (its process group) with it. */
+        if (proc_stop(pid, SIGINT, 60000, PROC_KILL_GROUP, NULL) == 1)
             log_warn("PostgreSQL did not stop within 60 s after the upgrade; killing it");
-            kill(-pid, SIGKILL);
-            waitpid(pid, NULL, 0);
-        }
         spawned[SVC_POSTGRES][0] = 0;
         nf_unlink(c->dir, "run/postgres.pid");
     }
@@ -2114,8 +2116,8 @@ static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, 
         int gone;
         pid_t sp = spawned[id][node];
         if (sp) {
-            pid_t w = waitpid(sp, NULL, WNOHANG);
-            gone = w == sp || (w < 0 && errno == ECHILD);
+            int r = proc_reap(sp, NULL);
+            gone = r == 1 || (r < 0 && errno == ECHILD);
         } else {
             gone = !svc_running_pid(c, id, node);
         }
@@ -2166,7 +2168,7 @@ static void reap_children(void)
 {
     for (int i = 0; i < SVC_COUNT; i++)
         for (int k = 0; k <= SVC_KAFKA_MAX_BROKERS; k++)
-            if (spawned[i][k] && waitpid(spawned[i][k], NULL, WNOHANG) == spawned[i][k])
+            if (spawned[i][k] && proc_reap(spawned[i][k], NULL) == 1)
                 spawned[i][k] = 0;
 }
 

@@ -20,6 +20,7 @@
 #include "core/log.h"
 #include "core/nofollow.h"
 #include "core/pg.h"
+#include "core/proc.h"
 #include "core/sig.h"
 #include "stack/services.h"
 #include "admin/status.h"
@@ -160,25 +161,23 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
         argv[a++] = mport;
     }
     argv[a] = NULL;
-    pid_t pid = fork();
-    if (pid < 0)
+    /* D/log belongs to the service user when the services run as root:
+     * never through a link planted there (core/nofollow.h). */
+    char rel[64];
+    snprintf(rel, sizeof(rel), "log/%s.log", ch->name);
+    int fd = nf_open(cfg->data_dir, rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    struct proc_spec spec = {.path = exe,
+                             .argv = (char *const *)argv,
+                             .log_fd = fd,
+                             .default_signals = 1,
+                             .group = PROC_GROUP_OWN};
+    pid_t pid;
+    int rc = proc_spawn(&spec, &pid), saved = errno;
+    if (fd >= 0)
+        close(fd);
+    if (rc != 0) {
+        errno = saved;
         return -1;
-    if (pid == 0) {
-        setpgid(0, 0);
-        /* D/log belongs to the service user when the services run as root:
-         * never through a link planted there (core/nofollow.h). */
-        char rel[64];
-        snprintf(rel, sizeof(rel), "log/%s.log", ch->name);
-        int fd = nf_open(cfg->data_dir, rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGPIPE, SIG_DFL);
-        execv(exe, (char *const *)argv);
-        _exit(127);
     }
     ch->pid = pid;
     log_info("started %s (pid %d, log %s)", ch->name, (int)pid, logp);
@@ -190,7 +189,7 @@ static void children_reap(void)
 {
     int st;
     pid_t pid;
-    while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+    while ((pid = proc_reap_any(&st)) > 0) {
         for (int i = 0; i < NCHILDREN; i++) {
             struct child *ch = &children[i];
             if (ch->pid != pid)
@@ -232,21 +231,9 @@ static void children_stop(void)
         if (!ch->pid)
             continue;
         log_info("stopping %s (pid %d)", ch->name, (int)ch->pid);
-        kill(ch->pid, SIGTERM);
-        int st;
-        for (int t = 0; t < 600; t++) {
-            if (waitpid(ch->pid, &st, WNOHANG) == ch->pid) {
-                ch->pid = 0;
-                break;
-            }
-            usleep(50 * 1000);
-        }
-        if (ch->pid) {
+        if (proc_stop(ch->pid, SIGTERM, 30000, 0, NULL) == 1)
             log_warn("%s did not stop within 30 s; killing it", ch->name);
-            kill(ch->pid, SIGKILL);
-            waitpid(ch->pid, &st, 0);
-            ch->pid = 0;
-        }
+        ch->pid = 0;
     }
 }
 
