@@ -14,11 +14,11 @@
 #include "core/log.h"
 #include "core/mqttauth.h"
 #include "core/telemetry.h"
+#include "core/opts.h"
 #include "stack/services.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -375,35 +375,23 @@ static int reload(const struct fs_config *cfg)
 
 /* --- the command ------------------------------------------------------- */
 
-static void trucks_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync trucks add ID... | --count N [--id-prefix P] [--gateways N] [--bridge ID]... [--print]\n"
-            "       fleetsync trucks list\n"
-            "       fleetsync trucks password ID...\n"
-            "       fleetsync trucks remove ID...\n\n"
-            "MQTT identities of the embedded broker (docs/security.md). 'add' creates an\n"
-            "account per truck (username = truck id) in DIR/mqtt/passwd, hashed as Mosquitto 2\n"
-            "expects (PBKDF2-SHA512), and the ACL DIR/mqtt/acl: a truck may write only\n"
-            "fleet/trucks/{its id}/# and read nothing; a gateway may write fleet/trucks/+/#\n"
-            "and fleet/gateways/{its id}/#; the bridge's account (%s) reads fleet/#.\n"
-            "Passwords are derived from a secret made once in DIR/mqtt/secret (0600), so the\n"
-            "simulator and the bridge of the same data dir log in by themselves. From the first\n"
-            "'add' on, Mosquitto refuses anonymous clients; a running one reloads (SIGHUP).\n\n"
-            "  add ID...         accounts for these truck ids ([A-Za-z0-9._-], at most %d chars)\n"
-            "  --count N         accounts for N trucks named as the simulator names them:\n"
-            "                    P000001 ... (P = --id-prefix, default TRK-)\n"
-            "  --gateways N      also N gateway accounts PGW0001 ... (fleetsync sim --connections)\n"
-            "  --bridge ID       an account for a further bridge instance run with --client-id ID\n"
-            "                    (reads fleet/#; the broker ties each client id to its account)\n"
-            "  --print           print 'ID PASSWORD' for each requested account (provisioning)\n"
-            "  list              print every account with its kind\n"
-            "  password ID...    print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
-            "  remove ID...      delete accounts (trucks, gateways or bridge instances)\n"
-            "  -h, --help        this text\n\n"
-            "Exit status: 0 ok, 1 runtime failure, 2 usage error.\n\n%s",
-            MQA_BRIDGE_USER, MQA_ID_MAX, cfg_options_help);
-}
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static const char trucks_about[] =
+    "MQTT identities of the embedded broker (docs/security.md). 'add' creates an\n"
+    "account per truck (username = truck id) in DIR/mqtt/passwd, hashed as Mosquitto 2\n"
+    "expects (PBKDF2-SHA512), and the ACL DIR/mqtt/acl: a truck may write only\n"
+    "fleet/trucks/{its id}/# and read nothing; a gateway may write fleet/trucks/+/#\n"
+    "and fleet/gateways/{its id}/#; the bridge's account (" MQA_BRIDGE_USER ") reads fleet/#.\n"
+    "Passwords are derived from a secret made once in DIR/mqtt/secret (0600), so the\n"
+    "simulator and the bridge of the same data dir log in by themselves. From the first\n"
+    "'add' on, Mosquitto refuses anonymous clients; a running one reloads (SIGHUP).\n\n"
+    "Actions:\n"
+    "  add ID...           accounts for these truck ids ([A-Za-z0-9._-], at most " STR(MQA_ID_MAX) " chars)\n"
+    "  list                print every account with its kind\n"
+    "  password ID...      print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
+    "  remove ID...        delete accounts (trucks, gateways or bridge instances)";
 
 static int valid_prefix(const char *p)
 {
@@ -411,7 +399,7 @@ static int valid_prefix(const char *p)
 }
 
 static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count, const char *prefix,
-                  long gateways, char **bridges, int n_bridges, int print)
+                  long gateways, const char *const *bridges, int n_bridges, int print)
 {
     struct store st = {.data_dir = cfg->data_dir};
     char err[ERR_MAX], name[MQA_ID_MAX + 1], pass[MQA_PASS_CHARS + 1];
@@ -596,93 +584,86 @@ static int do_list(const struct fs_config *cfg)
     return 0;
 }
 
+static int opt_id_prefix(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (!valid_prefix(arg)) {
+        snprintf(err, err_size, "may hold at most 40 characters of [A-Za-z0-9._-]");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
+}
+
+/* The --bridge IDs of one call. */
+struct bridge_ids {
+    const char *v[MAX_BRIDGE_OPTS];
+    int n;
+};
+
+static int opt_bridge(void *value, const char *arg, char *err, size_t err_size)
+{
+    struct bridge_ids *b = value;
+    if (!mqa_valid_id(arg) || strcmp(arg, MQA_BRIDGE_USER) == 0 || b->n >= MAX_BRIDGE_OPTS) {
+        snprintf(err, err_size, "'%s': a bridge's --client-id ([A-Za-z0-9._-], 1..%d characters, not %s, at most %d "
+                 "per call)", arg, MQA_ID_MAX, MQA_BRIDGE_USER, MAX_BRIDGE_OPTS);
+        return -1;
+    }
+    b->v[b->n++] = arg;
+    return 0;
+}
+
 int cmd_trucks(int argc, char **argv)
 {
-    enum { OPT_COUNT = 1, OPT_PREFIX, OPT_GATEWAYS, OPT_PRINT, OPT_BRIDGE };
-    static const struct option longopts[] = {
-        {"count", required_argument, NULL, OPT_COUNT},
-        {"id-prefix", required_argument, NULL, OPT_PREFIX},
-        {"gateways", required_argument, NULL, OPT_GATEWAYS},
-        {"print", no_argument, NULL, OPT_PRINT},
-        {"bridge", required_argument, NULL, OPT_BRIDGE},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
-    long count = 0, gateways = 0;
+    struct bridge_ids bridges = {.n = 0};
+    int count = 0, gateways = 0, print = 0, rest, rc = 2;
     const char *prefix = "TRK-";
-    int print = 0, c, rc = 2, n_bridges = 0;
-    char *bridges[MAX_BRIDGE_OPTS];
-    char err[ERR_MAX], *end;
+    const struct opt opts[] = {
+        OPT_INTEGER("count", "N", &count, 1, 10000000,
+                    "add: accounts for N trucks named as the simulator names them:\n"
+                    "P000001 ... (P = --id-prefix, default TRK-)"),
+        OPT_CB("id-prefix", "P", &prefix, opt_id_prefix, "add --count: the trucks' prefix (default TRK-)"),
+        OPT_INTEGER("gateways", "N", &gateways, 1, 9999,
+                    "add: also N gateway accounts PGW0001 ... (fleetsync sim --connections)"),
+        OPT_CB("bridge", "ID", &bridges, opt_bridge,
+               "add: an account for a further bridge instance run with --client-id ID\n"
+               "(reads fleet/#; the broker ties each client id to its account)"),
+        OPT_BOOLEAN("print", &print, "add: print 'ID PASSWORD' for each requested account (provisioning)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "trucks",
+        .usage = "fleetsync trucks add ID... | --count N [--id-prefix P] [--gateways N] [--bridge ID]... [--print]\n"
+                 "fleetsync trucks list\n"
+                 "fleetsync trucks password ID...\n"
+                 "fleetsync trucks remove ID...",
+        .about = trucks_about,
+        .after = "Exit status: 0 ok, 1 runtime failure, 2 usage error.",
+        .opts = opts,
+        .shared = 1,
+    };
 
     cfg_init(&cfg);
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            trucks_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_COUNT:
-            errno = 0;
-            count = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || count < 1 || count > 10000000) {
-                fprintf(stderr, "fleetsync trucks: --count must be 1..10000000 (got '%s')\n", optarg);
-                goto out;
-            }
-            break;
-        case OPT_GATEWAYS:
-            errno = 0;
-            gateways = strtol(optarg, &end, 10);
-            if (errno || end == optarg || *end || gateways < 1 || gateways > 9999) {
-                fprintf(stderr, "fleetsync trucks: --gateways must be 1..9999 (got '%s')\n", optarg);
-                goto out;
-            }
-            break;
-        case OPT_PREFIX:
-            prefix = optarg;
-            if (!valid_prefix(prefix)) {
-                fprintf(stderr, "fleetsync trucks: --id-prefix may hold at most 40 characters of [A-Za-z0-9._-]\n");
-                goto out;
-            }
-            break;
-        case OPT_PRINT:
-            print = 1;
-            break;
-        case OPT_BRIDGE:
-            if (!mqa_valid_id(optarg) || strcmp(optarg, MQA_BRIDGE_USER) == 0 || n_bridges >= MAX_BRIDGE_OPTS) {
-                fprintf(stderr,
-                        "fleetsync trucks: --bridge '%s': a bridge's --client-id ([A-Za-z0-9._-], 1..%d characters, "
-                        "not %s, at most %d per call)\n",
-                        optarg, MQA_ID_MAX, MQA_BRIDGE_USER, MAX_BRIDGE_OPTS);
-                goto out;
-            }
-            bridges[n_bridges++] = optarg;
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync trucks: %s\n", err);
-            trucks_usage(stderr);
-            goto out;
-        }
-    }
-    if (optind >= argc) {
-        trucks_usage(stderr);
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    const char *action = argv[optind++];
-    char **ids = argv + optind;
-    int n_ids = argc - optind;
+    if (rest >= argc) {
+        opt_error(&cmd, "give an action: add, list, password or remove");
+        goto out;
+    }
+    int n_bridges = bridges.n;
+    const char *action = argv[rest++];
+    char **ids = argv + rest;
+    int n_ids = argc - rest;
     int password = strcmp(action, "password") == 0;
     for (int i = 0; i < n_ids; i++) {
         if (!mqa_valid_id(ids[i]) || (!password && strcmp(ids[i], MQA_BRIDGE_USER) == 0)) {
-            fprintf(stderr,
-                    "fleetsync trucks: '%s' is not a truck id ([A-Za-z0-9._-], 1..%d characters as telemetry's "
-                    "truck_id, not %s)\n",
-                    ids[i], MQA_ID_MAX, MQA_BRIDGE_USER);
+            opt_error(&cmd, "'%s' is not a truck id ([A-Za-z0-9._-], 1..%d characters as telemetry's truck_id, not %s)",
+                      ids[i], MQA_ID_MAX, MQA_BRIDGE_USER);
             goto out;
         }
     }
@@ -691,7 +672,7 @@ int cmd_trucks(int argc, char **argv)
             fprintf(stderr, "fleetsync trucks add: give truck ids, --count N, --gateways N or --bridge ID\n");
             goto out;
         }
-        rc = do_add(&cfg, ids, n_ids, count, prefix, gateways, bridges, n_bridges, print);
+        rc = do_add(&cfg, ids, n_ids, count, prefix, gateways, bridges.v, n_bridges, print);
     } else if (strcmp(action, "remove") == 0) {
         if (!n_ids || count || gateways || n_bridges || print) {
             fprintf(stderr, "fleetsync trucks remove: give the ids to remove (and nothing else)\n");
@@ -711,8 +692,7 @@ int cmd_trucks(int argc, char **argv)
         }
         rc = do_list(&cfg);
     } else {
-        fprintf(stderr, "fleetsync trucks: unknown action '%s'\n", action);
-        trucks_usage(stderr);
+        opt_error(&cmd, "unknown action '%s'", action);
     }
 out:
     cfg_release(&cfg);

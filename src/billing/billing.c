@@ -39,6 +39,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/opts.h"
 #include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
@@ -48,7 +49,6 @@
 #include "core/tmscan.h"
 #include "core/topics.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -656,36 +656,28 @@ static void billing_aborted(void *ctx) {
 
 /* ---- the command --------------------------------------------------------------------- */
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: fleetsync billing [options]\n"
-            "\n"
-            "The billing pipeline: consumer group fleetsync-billing reads truck-telemetry and\n"
-            "keeps billing_daily in PostgreSQL up to date: per truck and UTC day, distance\n"
-            "driven (GPS jumps above %.0f km/h filtered), engine hours, idle hours, max speed.\n"
-            "Exactly once: each batch's rows and its Kafka offsets are one transaction, so a\n"
-            "crash neither loses nor counts a reading twice.  After `fleetsync replay --group\n"
-            "fleetsync-billing ...` it recomputes the replayed UTC days (overwriting them).\n"
-            "`fleetsync report invoice --month YYYY-MM ...` prints the invoice.  docs/billing.md\n"
-            "has the definitions (gaps > 10 min, midnight split, jumps).\n"
-            "\n"
-            "  --max-batch N        messages per transaction at most (default 20000)\n"
-            "  --flush-ms MS        the oldest message waits at most this long (default 500)\n"
-            "  --start earliest|latest\n"
-            "                       where a partition with no stored offset starts (default earliest)\n"
-            "  -h, --help           this text\n"
-            "\n"
-            "%s"
-            "\n"
-            "Metrics on 127.0.0.1:%d/metrics (--metrics-port N, -1 for none).\n"
-            "Examples:\n"
-            "  fleetsync billing                               # against the embedded stack\n"
-            "  fleetsync billing --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
-            "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
-            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-            "consumer error: restart it, it rejoins the group), 2 usage error.\n",
-            BILL_MAX_KMH, cfg_options_help, BILLING_DEFAULT_METRICS_PORT);
-}
+/* The about text names the GPS jump limit: "%.0f" of BILL_MAX_KMH. */
+static const char billing_about[] =
+    "The billing pipeline: consumer group fleetsync-billing reads truck-telemetry and\n"
+    "keeps billing_daily in PostgreSQL up to date: per truck and UTC day, distance\n"
+    "driven (GPS jumps above %.0f km/h filtered), engine hours, idle hours, max speed.\n"
+    "Exactly once: each batch's rows and its Kafka offsets are one transaction, so a\n"
+    "crash neither loses nor counts a reading twice.  After `fleetsync replay --group\n"
+    "fleetsync-billing ...` it recomputes the replayed UTC days (overwriting them).\n"
+    "`fleetsync report invoice --month YYYY-MM ...` prints the invoice.  docs/billing.md\n"
+    "has the definitions (gaps > 10 min, midnight split, jumps).";
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static const char billing_after[] =
+    "Metrics on 127.0.0.1:" STR(BILLING_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
+    "Examples:\n"
+    "  fleetsync billing                               # against the embedded stack\n"
+    "  fleetsync billing --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
+    "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
+    "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+    "consumer error: restart it, it rejoins the group), 2 usage error.";
 
 static void register_metrics(struct billing *b) {
     struct metrics *m = b->metrics;
@@ -715,45 +707,38 @@ static void register_metrics(struct billing *b) {
 }
 
 int cmd_billing(int argc, char **argv) {
-    static const struct option longopts[] = {
-        PGSINK_LONG_OPTIONS,
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct billing b;
-    struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = "earliest"};
-    char err[512];
-    int c, rc = 2;
+    struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
+    char err[512], about[sizeof(billing_about) + 16];
+    int rest, rc = 2;
 
     memset(&b, 0, sizeof(b));
     idtab_init(&b.cache, sizeof(struct truck));
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BILLING;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        default:
-            if (pgsink_option(&so, c, optarg, &bad) || cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync billing: %s\n", err);
-            usage(stderr);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync billing: %s\n", bad);
-            goto out;
-        }
+    snprintf(about, sizeof(about), billing_about, BILL_MAX_KMH);
+    const struct opt opts[] = {
+        PGSINK_OPTS(&so),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "billing",
+        .usage = "fleetsync billing [options]",
+        .about = about,
+        .after = billing_after,
+        .opts = opts,
+        .shared = 1,
+    };
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
+        goto out;
     }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync billing: unexpected argument '%s'\n", argv[optind]);
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -33,6 +33,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/mqttauth.h"
+#include "core/opts.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/topics.h"
@@ -40,7 +41,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <getopt.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdio.h>
@@ -614,146 +614,134 @@ static int bridge_run(struct bridge *b)
 
 /* ---- command ----------------------------------------------------------- */
 
-static void bridge_usage(FILE *out)
+static int opt_client_id(void *value, const char *arg, char *err, size_t err_size)
 {
-    fprintf(out,
-            "usage: fleetsync bridge [options]\n\n"
-            "Subscribes to fleet/trucks/+/telemetry, fleet/trucks/+/status and fleet/gateways/+/status\n"
-            "(QoS 1, persistent session), validates every message and produces it to Kafka:\n"
-            "telemetry -> truck-telemetry (key truck_id, normalized JSON), presence -> truck-status,\n"
-            "anything invalid -> truck-telemetry-dlq with headers error, error_detail, mqtt_topic,\n"
-            "received_ms. Every message is written to a local spool before the broker gets its\n"
-            "acknowledgement, and stays there until Kafka has acknowledged it: a killed bridge\n"
-            "loses nothing and resends on restart.\n\n"
-            "Options:\n"
-            "  --client-id ID        MQTT client id, also names the spool (default fleetsync-bridge);\n"
-            "                        with the data dir's credentials also the account it logs in as\n"
-            "                        (fleetsync trucks add --bridge ID)\n"
-            "  --share GROUP         shared subscription $share/GROUP/...: bridges with the same GROUP\n"
-            "                        split the traffic (give each its own --client-id)\n"
-            "  --mqtt-version V      5 (default) or 311\n"
-            "  --cafile FILE         CA certificate for mqtts:// (default: DIR/tls/ca.crt for the\n"
-            "                        data dir's own broker, else the system's CAs)\n"
-            "  --keepalive S         MQTT keep-alive in seconds (default 30)\n"
-            "  --session-expiry S    how long the broker keeps our session while we are away (MQTT 5;\n"
-            "                        default 604800 = 7 days)\n"
-            "  --spool-dir DIR       default DATA_DIR/bridge/CLIENT_ID\n"
-            "  --spool-budget SIZE   spool size at which MQTT reads pause (default 1G; K, M, G suffixes)\n"
-            "  --spool-fsync         fdatasync the spool before acknowledging (survives power loss; slower)\n"
-            "  --max-in-flight N     messages handed to Kafka and not yet acknowledged (default 200000)\n"
-            "  --quiet               no status line\n"
-            "  --test-fatal-after N  testing: make librdkafka raise a fatal error after N acks, to\n"
-            "                        exercise the producer's recovery\n"
-            "  -h, --help            this text\n\n"
-            "Metrics on --metrics-port (default %d): fleetsync_bridge_* counters, spool bytes,\n"
-            "Kafka queue, MQTT state and the receive->ack latency histogram.\n\n%s",
-            BRIDGE_DEFAULT_METRICS_PORT, cfg_options_help);
+    if (!*arg || strlen(arg) > 128 || strchr(arg, '/')) {
+        snprintf(err, err_size, "must be 1-128 characters without '/'");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
 }
+
+static int opt_share(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (!*arg || strpbrk(arg, "/+#")) {
+        snprintf(err, err_size, "needs a group name without '/', '+' or '#'");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
+}
+
+static int opt_mqtt_version(void *value, const char *arg, char *err, size_t err_size)
+{
+    int v = strcmp(arg, "5") == 0 ? 5 : strcmp(arg, "311") == 0 ? 311 : 0;
+    if (!v) {
+        snprintf(err, err_size, "is 5 or 311");
+        return -1;
+    }
+    *(int *)value = v;
+    return 0;
+}
+
+static int opt_size(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (units_parse_bytes(arg, value) != 0) {
+        snprintf(err, err_size, "needs a size such as 512M or 2G");
+        return -1;
+    }
+    return 0;
+}
+
+static int opt_count(void *value, const char *arg, char *err, size_t err_size)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(arg, &end, 10);
+    if (errno || end == arg || *end || arg[0] == '-') {
+        snprintf(err, err_size, "is a whole number, not '%s'", arg);
+        return -1;
+    }
+    *(uint64_t *)value = v;
+    return 0;
+}
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static const char bridge_about[] =
+    "Subscribes to fleet/trucks/+/telemetry, fleet/trucks/+/status and fleet/gateways/+/status\n"
+    "(QoS 1, persistent session), validates every message and produces it to Kafka:\n"
+    "telemetry -> truck-telemetry (key truck_id, normalized JSON), presence -> truck-status,\n"
+    "anything invalid -> truck-telemetry-dlq with headers error, error_detail, mqtt_topic,\n"
+    "received_ms. Every message is written to a local spool before the broker gets its\n"
+    "acknowledgement, and stays there until Kafka has acknowledged it: a killed bridge\n"
+    "loses nothing and resends on restart.";
+
+static const char bridge_after[] =
+    "Metrics on --metrics-port (default " STR(BRIDGE_DEFAULT_METRICS_PORT) "): fleetsync_bridge_* counters, spool "
+    "bytes,\nKafka queue, MQTT state and the receive->ack latency histogram.";
 
 int cmd_bridge(int argc, char **argv)
 {
-    enum { OPT_CLIENT = 1, OPT_SHARE, OPT_VERSION, OPT_CAFILE, OPT_KEEPALIVE, OPT_EXPIRY, OPT_SPOOLDIR, OPT_BUDGET, OPT_FSYNC,
-           OPT_INFLIGHT, OPT_QUIET, OPT_TEST_FATAL };
-    static const struct option longopts[] = {
-        {"client-id", required_argument, NULL, OPT_CLIENT},
-        {"share", required_argument, NULL, OPT_SHARE},
-        {"mqtt-version", required_argument, NULL, OPT_VERSION},
-        {"cafile", required_argument, NULL, OPT_CAFILE},
-        {"keepalive", required_argument, NULL, OPT_KEEPALIVE},
-        {"session-expiry", required_argument, NULL, OPT_EXPIRY},
-        {"spool-dir", required_argument, NULL, OPT_SPOOLDIR},
-        {"spool-budget", required_argument, NULL, OPT_BUDGET},
-        {"spool-fsync", no_argument, NULL, OPT_FSYNC},
-        {"max-in-flight", required_argument, NULL, OPT_INFLIGHT},
-        {"quiet", no_argument, NULL, OPT_QUIET},
-        {"test-fatal-after", required_argument, NULL, OPT_TEST_FATAL},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct bridge_opts o = {.client_id = "fleetsync-bridge", .mqtt_version = 5, .keepalive_s = 30,
                             .session_expiry_s = 604800, .spool_budget = 1ull << 30, .max_in_flight = 200000};
     struct bridge b;
     char err[512], spool_dir[PATH_MAX];
-    int c, rc = 2;
+    int rest, rc = 2;
+    const struct opt opts[] = {
+        OPT_CB("client-id", "ID", &o.client_id, opt_client_id,
+               "MQTT client id, also names the spool (default fleetsync-bridge);\n"
+               "with the data dir's credentials also the account it logs in as\n"
+               "(fleetsync trucks add --bridge ID)"),
+        OPT_CB("share", "GROUP", &o.share, opt_share,
+               "shared subscription $share/GROUP/...: bridges with the same GROUP\n"
+               "split the traffic (give each its own --client-id)"),
+        OPT_CB("mqtt-version", "V", &o.mqtt_version, opt_mqtt_version, "5 (default) or 311"),
+        OPT_STR("cafile", "FILE", &o.cafile,
+                "CA certificate for mqtts:// (default: DIR/tls/ca.crt for the\n"
+                "data dir's own broker, else the system's CAs)"),
+        OPT_INTEGER("keepalive", "S", &o.keepalive_s, 5, 65535, "MQTT keep-alive in seconds (default 30)"),
+        OPT_INTEGER("session-expiry", "S", &o.session_expiry_s, 0, INT_MAX,
+                    "how long the broker keeps our session while we are away (MQTT 5;\n"
+                    "default 604800 = 7 days)"),
+        OPT_STR("spool-dir", "DIR", &o.spool_dir, "default DATA_DIR/bridge/CLIENT_ID"),
+        OPT_CB("spool-budget", "SIZE", &o.spool_budget, opt_size,
+               "spool size at which MQTT reads pause (default 1G; K, M, G suffixes)"),
+        OPT_BOOLEAN("spool-fsync", &o.spool_fsync,
+                    "fdatasync the spool before acknowledging (survives power loss; slower)"),
+        OPT_INTEGER("max-in-flight", "N", &o.max_in_flight, 1, 1000000,
+                    "messages handed to Kafka and not yet acknowledged (default 200000)"),
+        OPT_BOOLEAN("quiet", &o.quiet, "no status line"),
+        OPT_CB("test-fatal-after", "N", &o.test_fatal_after, opt_count,
+               "testing: make librdkafka raise a fatal error after N acks, to\n"
+               "exercise the producer's recovery"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "bridge",
+        .usage = "fleetsync bridge [options]",
+        .about = bridge_about,
+        .after = bridge_after,
+        .opts = opts,
+        .shared = 1,
+    };
 
     memset(&b, 0, sizeof(b));
     b.wake[0] = b.wake[1] = -1;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BRIDGE;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (c) {
-        case 'h':
-            bridge_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_CLIENT:
-            o.client_id = optarg;
-            if (!*optarg || strlen(optarg) > 128 || strchr(optarg, '/'))
-                bad = "--client-id must be 1-128 characters without '/'";
-            break;
-        case OPT_SHARE:
-            o.share = optarg;
-            if (!*optarg || strpbrk(optarg, "/+#"))
-                bad = "--share needs a group name without '/', '+' or '#'";
-            break;
-        case OPT_VERSION:
-            o.mqtt_version = strcmp(optarg, "5") == 0 ? 5 : strcmp(optarg, "311") == 0 ? 311 : 0;
-            if (!o.mqtt_version)
-                bad = "--mqtt-version is 5 or 311";
-            break;
-        case OPT_CAFILE:
-            o.cafile = optarg;
-            break;
-        case OPT_KEEPALIVE:
-            o.keepalive_s = atoi(optarg);
-            if (o.keepalive_s < 5 || o.keepalive_s > 65535)
-                bad = "--keepalive is 5-65535 seconds";
-            break;
-        case OPT_EXPIRY:
-            o.session_expiry_s = atoi(optarg);
-            if (o.session_expiry_s < 0)
-                bad = "--session-expiry is a number of seconds";
-            break;
-        case OPT_SPOOLDIR:
-            o.spool_dir = optarg;
-            break;
-        case OPT_BUDGET:
-            if (units_parse_bytes(optarg, &o.spool_budget) != 0)
-                bad = "--spool-budget needs a size such as 512M or 2G";
-            break;
-        case OPT_FSYNC:
-            o.spool_fsync = 1;
-            break;
-        case OPT_INFLIGHT:
-            o.max_in_flight = atoi(optarg);
-            if (o.max_in_flight < 1 || o.max_in_flight > 1000000)
-                bad = "--max-in-flight is 1-1000000";
-            break;
-        case OPT_QUIET:
-            o.quiet = 1;
-            break;
-        case OPT_TEST_FATAL:
-            o.test_fatal_after = strtoull(optarg, NULL, 10);
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync bridge: %s\n", err);
-            bridge_usage(stderr);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync bridge: %s\n", bad);
-            goto out;
-        }
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
+        goto out;
     }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync bridge: unexpected argument '%s'\n", argv[optind]);
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -156,7 +156,7 @@ static int load_offsets_retry(struct sink *s) {
 }
 
 static int64_t start_offset(const struct sink *s) {
-    return s->o->start && strcmp(s->o->start, "latest") == 0 ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
+    return s->o->start == PGSINK_START_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
 }
 
 /* Stores the batch's offsets with the check of pgsink.h.  Returns 0, -1 on
@@ -503,35 +503,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
     }
 }
 
-int pgsink_option(struct pgsink_options *o, int code, const char *arg, const char **bad) {
-    long v;
-    switch (code) {
-    case PGSINK_OPT_MAX_BATCH:
-        if (cfg_parse_long(arg, 1, 1000000, &v))
-            *bad = "--max-batch is 1-1000000";
-        else
-            o->max_batch = (size_t)v;
-        return 1;
-    case PGSINK_OPT_FLUSH_MS:
-        if (cfg_parse_long(arg, 1, 600000, &v))
-            *bad = "--flush-ms is 1-600000";
-        else
-            o->flush_ms = (int)v;
-        return 1;
-    case PGSINK_OPT_START:
-        if (strcmp(arg, "earliest") != 0 && strcmp(arg, "latest") != 0)
-            *bad = "--start is earliest or latest";
-        else
-            o->start = arg;
-        return 1;
-    }
-    return 0;
-}
+const char *const pgsink_start_words[] = {"earliest", "latest", NULL};
 
 int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx) {
     struct sink s = {.o = o, .ops = ops, .ctx = ctx};
     cfg_topic(o->cfg, TOPIC_DLQ, s.dlq_topic, sizeof(s.dlq_topic));
-    size_t max_batch = o->max_batch ? o->max_batch : 20000;
+    size_t max_batch = o->max_batch > 0 ? (size_t)o->max_batch : 20000;
     int flush_ms = o->flush_ms > 0 ? o->flush_ms : 500;
     char err[1024], labels[160];
     int rc = 1;

@@ -50,8 +50,8 @@
 
 #include "core/config.h"
 #include "core/metrics.h"
+#include "core/opts.h"
 
-#include <getopt.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <stddef.h>
@@ -86,32 +86,25 @@ struct pgsink_options {
     const char *group;         /* consumer group, also sink_offsets.group_id */
     const char *topics[4];     /* full topic names */
     int topic_count;
-    size_t max_batch;          /* messages per batch (default 20000) */
+    int max_batch;             /* messages per batch (default 20000) */
     int flush_ms;              /* the oldest message waits at most this (default 500) */
-    const char *start;         /* "earliest" (default) or "latest": partitions with no stored offset */
+    int start;                 /* PGSINK_START_EARLIEST (default) or _LATEST: partitions with no stored offset */
     struct metrics *metrics;   /* may be NULL */
 };
 
-/* getopt_long() codes of the sink's options, above config.h's CFG_OPT_*
- * codes; a command's own long options use codes below CFG_OPT_BASE. */
-enum {
-    PGSINK_OPT_BASE = 1100,
-    PGSINK_OPT_MAX_BATCH,
-    PGSINK_OPT_FLUSH_MS,
-    PGSINK_OPT_START,
-};
+enum { PGSINK_START_EARLIEST, PGSINK_START_LATEST };
 
-/* The sink's long options, to splice into a command's option table. */
-#define PGSINK_LONG_OPTIONS                                            \
-    {"max-batch", required_argument, NULL, PGSINK_OPT_MAX_BATCH},      \
-    {"flush-ms", required_argument, NULL, PGSINK_OPT_FLUSH_MS},        \
-    {"start", required_argument, NULL, PGSINK_OPT_START}
+/* The words of --start, in the order of PGSINK_START_*. */
+extern const char *const pgsink_start_words[];
 
-/* Handles one of the sink's options: --max-batch (1-1000000), --flush-ms
- * (1-600000), --start earliest|latest.  Returns 1 if code is one of them,
- * with *bad set to a static message when arg is invalid (o then keeps its
- * value), else 0.  o->start points at arg. */
-int pgsink_option(struct pgsink_options *o, int code, const char *arg, const char **bad);
+/* The sink's options, to splice into a command's option table
+ * (core/opts.h); o is the struct pgsink_options they fill. */
+#define PGSINK_OPTS(o)                                                                                            \
+    OPT_INTEGER("max-batch", "N", &(o)->max_batch, 1, 1000000, "messages per transaction at most (default 20000)"), \
+    OPT_INTEGER("flush-ms", "MS", &(o)->flush_ms, 1, 600000,                                                      \
+                "the oldest message waits at most this long (default 500)"),                                       \
+    OPT_WORDS("start", "earliest|latest", &(o)->start, pgsink_start_words,                                        \
+              "where a partition with no stored offset starts (default earliest)")
 
 /* Runs until sig_stopping(); the last batch is written (or left to be
  * re-read) before it returns.  Returns 0 on a clean stop, 1 on a fatal error

@@ -27,13 +27,13 @@
 #include "core/netaddr.h"
 #include "core/timeparse.h"
 #include "core/metrics.h"
+#include "core/opts.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
 #include "core/topics.h"
 #include "dashboard/server.h"
 
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdatomic.h>
@@ -47,7 +47,7 @@
 #define DEFAULT_GROUP        "fleetsync-dashboard"
 #define DEFAULT_REBUILD_MS   (5LL * 60 * 1000)
 #define DEFAULT_ALERTS_MS    (60LL * 60 * 1000)
-#define DEFAULT_MAX_TRUCKS   2000000u
+#define DEFAULT_MAX_TRUCKS   2000000
 #define DEFAULT_MAX_CLIENTS  128
 #define DEFAULT_SESSION_MS   (12LL * 3600 * 1000)
 #define DEFAULT_RATE         100  /* requests per second per client address */
@@ -364,113 +364,409 @@ static int wildcard_host(const char *h)
     return !*h || strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || strcmp(h, "[::]") == 0;
 }
 
-/* A duration as every command takes it (core/timeparse.h: "90s", "5m",
- * "2h", "7d"), at most 30 days, in ms; -1 if malformed. */
-static long long parse_duration_ms(const char *s)
+/* ---- command line -------------------------------------------------------- */
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* What the command line asks for besides cfg and what goes straight into
+ * struct dash (--max-clients, --allowed-host, --tile-url). */
+struct dash_args {
+    const char *auth_file, *web, *modules, *tls_cert, *tls_key;
+    const char *hash_name; /* --hash-password or --hash-token NAME, whichever came first */
+    int hash_token, tls_local, insecure_http;
+    int max_trucks, max_alerts, rate;
+    int64_t rebuild_ms, alerts_ms, session_ms;
+};
+
+static int opt_session_ttl(void *value, const char *arg, char *err, size_t err_size)
 {
     int64_t ms;
-    return time_parse_duration(s, 30 * FS_DAY_MS, &ms, NULL, 0) == 0 ? (long long)ms : -1;
+    if (time_parse_duration(arg, 30 * FS_DAY_MS, &ms, NULL, 0) != 0 || ms < 1000) {
+        snprintf(err, err_size, "is a duration from 1s to 720h, such as 12h");
+        return -1;
+    }
+    *(int64_t *)value = ms;
+    return 0;
 }
 
-/* ---- command ------------------------------------------------------------- */
-
-static void dashboard_usage(FILE *out)
+/* Appends to d's allowed Host names; one place stays free for the --listen
+ * host. */
+static int opt_allowed_host(void *value, const char *arg, char *err, size_t err_size)
 {
-    fprintf(out,
-            "usage: fleetsync dashboard [options]\n\n"
-            "The live map: consumer group fleetsync-dashboard on truck-telemetry, truck-status and\n"
-            "truck-alerts, the latest state of every truck in memory, served over HTTP and WebSocket\n"
-            "on --listen (default 127.0.0.1:8080): the page at /, the API at /api/fleet,\n"
-            "/api/trucks/{id}, /api/trucks?bbox=minLon,minLat,maxLon,maxLat, /api/alerts?since=MS,\n"
-            "/healthz, /metrics (loopback only) and /ws (protocol: docs/dashboard.md).\n"
-            "Nothing is written to disk: on a restart the map is rebuilt by reading back the\n"
-            "last --rebuild of each partition.\n\n"
-            "Options:\n"
-            "  --rebuild DUR       how far back a restart reads telemetry and presence (default 5m;\n"
-            "                      s, m, h suffixes)\n"
-            "  --alert-window DUR  how far back a restart reads alerts (default 1h)\n"
-            "  --max-trucks N      trucks kept at most (default %u; memory bound)\n"
-            "  --max-alerts N      recent alerts kept (default 4096)\n"
-            "  --max-clients N     WebSocket clients at once (default %d)\n"
-            "  --auth-file FILE    who may watch: NAME:HASH lines written by --hash-password or\n"
-            "                      --hash-token; required to --listen on anything but loopback.\n"
-            "                      Browsers sign in at /login (a session cookie), scripts send\n"
-            "                      Authorization: Bearer TOKEN or Basic; /healthz stays open.\n"
-            "                      Without it (loopback only) there is no login, but a WebSocket\n"
-            "                      from another site's page, or a request whose Host is not a\n"
-            "                      loopback name, is refused (403)\n"
-            "  --tls               serve HTTPS with the data dir's tls/dashboard.crt and .key, signed by\n"
-            "                      the local CA that `fleetsync services start --tls` makes\n"
-            "  --tls-cert FILE --tls-key FILE  serve HTTPS with this certificate chain and key (PEM)\n"
-            "  --insecure-http     allow plain HTTP on a non-loopback --listen (a TLS proxy in front);\n"
-            "                      without it such a --listen needs --tls or --tls-cert (exit 2)\n"
-            "  --allowed-host NAME a Host name requests may carry besides loopback names and the\n"
-            "                      --listen address (repeatable, 15 at most); others get 403, which\n"
-            "                      stops DNS rebinding. A wildcard --listen with --auth-file also\n"
-            "                      answers any IP address\n"
-            "  --hash-password NAME  read a password from stdin, print NAME:$pbkdf2-sha256$... for\n"
-            "                      the auth file, and exit\n"
-            "  --hash-token NAME   read an API token (32+ characters, e.g. openssl rand -hex 32) from\n"
-            "                      stdin, print NAME:$token-sha256$... for the auth file, and exit\n"
-            "  --session-ttl DUR   how long a login lasts (default 12h); every session ends when the\n"
-            "                      dashboard restarts\n"
-            "  --rate-limit N      requests (and WebSocket upgrades) per second per client address,\n"
-            "                      bursts of 10 x N (default %d); beyond: 429\n"
-            "  --tile-url URL      online map tiles ({z}/{x}/{y} template); default: none, the page\n"
-            "                      uses its offline basemap and nothing leaves this machine\n"
-            "  --web-dir DIR       the page (default: web/ of the checkout, or /usr/share/fleetsync/web;\n"
-            "                      env FLEETSYNC_WEB_DIR)\n"
-            "  --node-modules DIR  the page's npm libraries (default WEB_DIR/../node_modules, installed\n"
-            "                      by scripts/bootstrap; env FLEETSYNC_NODE_MODULES)\n"
-            "  -h, --help          this text\n\n"
-            "--metrics-port is not used: /metrics is served on --listen itself.\n\n"
-            "Examples:\n"
-            "  fleetsync dashboard --hash-password ops >> dash.auth    (type the password)\n"
-            "  fleetsync dashboard --listen 0.0.0.0:8443 --auth-file dash.auth --tls --allowed-host dash.example.org\n"
-            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-            "consumer error: restart it, it rejoins the group), 2 usage error (also a non-loopback\n"
-            "--listen without --auth-file, or without TLS or --insecure-http).\n\n%s",
-            DEFAULT_MAX_TRUCKS, DEFAULT_MAX_CLIENTS, DEFAULT_RATE, cfg_options_help);
+    struct dash *d = value;
+    if (d->n_allowed_hosts >= DS_ALLOWED_HOSTS_MAX - 1) {
+        snprintf(err, err_size, "may be given %d times at most", DS_ALLOWED_HOSTS_MAX - 1);
+        return -1;
+    }
+    if (!*arg || strlen(arg) > 253 || strpbrk(arg, ":/ \t")) {
+        snprintf(err, err_size, "is a host name or address as browsers send it, without port or scheme");
+        return -1;
+    }
+    d->allowed_hosts[d->n_allowed_hosts++] = arg;
+    return 0;
+}
+
+static int opt_tile_url(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (strncmp(arg, "http://", 7) != 0 && strncmp(arg, "https://", 8) != 0) {
+        snprintf(err, err_size, "is an http(s):// URL template such as https://tile.example/{z}/{x}/{y}.png");
+        return -1;
+    }
+    *(const char **)value = arg;
+    return 0;
+}
+
+static void want_hash(struct dash_args *a, const char *name, int token)
+{
+    if (!a->hash_name) {
+        a->hash_name = name;
+        a->hash_token = token;
+    }
+}
+
+static int opt_hash_password(void *value, const char *arg, char *err, size_t err_size)
+{
+    (void)err, (void)err_size;
+    want_hash(value, arg, 0);
+    return 0;
+}
+
+static int opt_hash_token(void *value, const char *arg, char *err, size_t err_size)
+{
+    (void)err, (void)err_size;
+    want_hash(value, arg, 1);
+    return 0;
+}
+
+static const char dashboard_about[] =
+    "The live map: consumer group fleetsync-dashboard on truck-telemetry, truck-status and\n"
+    "truck-alerts, the latest state of every truck in memory, served over HTTP and WebSocket\n"
+    "on --listen (default 127.0.0.1:8080): the page at /, the API at /api/fleet,\n"
+    "/api/trucks/{id}, /api/trucks?bbox=minLon,minLat,maxLon,maxLat, /api/alerts?since=MS,\n"
+    "/healthz, /metrics (loopback only) and /ws (protocol: docs/dashboard.md).\n"
+    "Nothing is written to disk: on a restart the map is rebuilt by reading back the\n"
+    "last --rebuild of each partition.";
+
+static const char dashboard_after[] =
+    "--metrics-port is not used: /metrics is served on --listen itself.\n\n"
+    "Examples:\n"
+    "  fleetsync dashboard --hash-password ops >> dash.auth    (type the password)\n"
+    "  fleetsync dashboard --listen 0.0.0.0:8443 --auth-file dash.auth --tls --allowed-host dash.example.org\n"
+    "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+    "consumer error: restart it, it rejoins the group), 2 usage error (also a non-loopback\n"
+    "--listen without --auth-file, or without TLS or --insecure-http).";
+
+/* The command without its option table (which points at dashboard_parse's
+ * variables): the name and texts, for the checks made after parsing. */
+static const struct opt_command dashboard_cmd = {
+    .name = "dashboard",
+    .usage = "fleetsync dashboard [options]",
+    .about = dashboard_about,
+    .after = dashboard_after,
+    .shared = 1,
+};
+
+/* Reads the command line into cfg, d and a, and the --listen address into
+ * host and *port.  Returns -1 when the dashboard is to run, else the exit
+ * status: 0 after --help, 2 after a usage error, or that of --hash-password
+ * or --hash-token. */
+static int dashboard_parse(int argc, char **argv, struct fs_config *cfg, struct dash *d, struct dash_args *a,
+                           char *host, size_t host_size, int *port)
+{
+    const struct opt opts[] = {
+        OPT_DUR("rebuild", "DUR", &a->rebuild_ms, 30 * FS_DAY_MS,
+                "how far back a restart reads telemetry and presence (default 5m;\n"
+                "s, m, h suffixes)"),
+        OPT_DUR("alert-window", "DUR", &a->alerts_ms, 30 * FS_DAY_MS,
+                "how far back a restart reads alerts (default 1h)"),
+        OPT_INTEGER("max-trucks", "N", &a->max_trucks, 1, 50000000,
+                    "trucks kept at most (default " STR(DEFAULT_MAX_TRUCKS) "; memory bound)"),
+        OPT_INTEGER("max-alerts", "N", &a->max_alerts, 1, 100000, "recent alerts kept (default 4096)"),
+        OPT_INTEGER("max-clients", "N", &d->max_clients, 1, 1000,
+                    "WebSocket clients at once (default " STR(DEFAULT_MAX_CLIENTS) ")"),
+        OPT_STR("auth-file", "FILE", &a->auth_file,
+                "who may watch: NAME:HASH lines written by --hash-password or\n"
+                "--hash-token; required to --listen on anything but loopback.\n"
+                "Browsers sign in at /login (a session cookie), scripts send\n"
+                "Authorization: Bearer TOKEN or Basic; /healthz stays open.\n"
+                "Without it (loopback only) there is no login, but a WebSocket\n"
+                "from another site's page, or a request whose Host is not a\n"
+                "loopback name, is refused (403)"),
+        OPT_BOOLEAN("tls", &a->tls_local,
+                    "serve HTTPS with the data dir's tls/dashboard.crt and .key, signed by\n"
+                    "the local CA that `fleetsync services start --tls` makes"),
+        OPT_STR("tls-cert", "FILE", &a->tls_cert,
+                "serve HTTPS with this certificate chain (PEM), with --tls-key"),
+        OPT_STR("tls-key", "FILE", &a->tls_key, "the certificate's key (PEM), with --tls-cert"),
+        OPT_BOOLEAN("insecure-http", &a->insecure_http,
+                    "allow plain HTTP on a non-loopback --listen (a TLS proxy in front);\n"
+                    "without it such a --listen needs --tls or --tls-cert (exit 2)"),
+        OPT_CB("allowed-host", "NAME", d, opt_allowed_host,
+               "a Host name requests may carry besides loopback names and the\n"
+               "--listen address (repeatable, 15 at most); others get 403, which\n"
+               "stops DNS rebinding. A wildcard --listen with --auth-file also\n"
+               "answers any IP address"),
+        OPT_CB("hash-password", "NAME", a, opt_hash_password,
+               "read a password from stdin, print NAME:$pbkdf2-sha256$... for\n"
+               "the auth file, and exit"),
+        OPT_CB("hash-token", "NAME", a, opt_hash_token,
+               "read an API token (32+ characters, e.g. openssl rand -hex 32) from\n"
+               "stdin, print NAME:$token-sha256$... for the auth file, and exit"),
+        OPT_CB("session-ttl", "DUR", &a->session_ms, opt_session_ttl,
+               "how long a login lasts (default 12h); every session ends when the\n"
+               "dashboard restarts"),
+        OPT_INTEGER("rate-limit", "N", &a->rate, 1, 100000,
+                    "requests (and WebSocket upgrades) per second per client address,\n"
+                    "bursts of 10 x N (default " STR(DEFAULT_RATE) "); beyond: 429"),
+        OPT_CB("tile-url", "URL", &d->tile_url, opt_tile_url,
+               "online map tiles ({z}/{x}/{y} template); default: none, the page\n"
+               "uses its offline basemap and nothing leaves this machine"),
+        OPT_STR("web-dir", "DIR", &a->web,
+                "the page (default: web/ of the checkout, or /usr/share/fleetsync/web;\n"
+                "env FLEETSYNC_WEB_DIR)"),
+        OPT_STR("node-modules", "DIR", &a->modules,
+                "the page's npm libraries (default WEB_DIR/../node_modules, installed\n"
+                "by scripts/bootstrap; env FLEETSYNC_NODE_MODULES)"),
+        OPT_END_MARK,
+    };
+    struct opt_command cmd = dashboard_cmd;
+    int rest;
+
+    cmd.opts = opts;
+    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        return 0;
+    case OPT_USAGE_ERROR:
+        return 2;
+    }
+    if (a->hash_name)
+        return hash_command(a->hash_name, a->hash_token);
+    if (rest != argc)
+        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+    if (cfg_parse_host_port(cfg->listen, host, host_size, port) != 0 || *port < 1 || *port > 65535)
+        return opt_error(&cmd, "--listen needs HOST:PORT, not '%s'", cfg->listen);
+    if ((a->tls_cert != NULL) != (a->tls_key != NULL) || (a->tls_local && a->tls_cert))
+        return opt_error(&cmd, "give --tls-cert and --tls-key together, or --tls for the data dir's certificate, "
+                               "not both");
+    return -1;
+}
+
+/* Who may watch and over what: loads --auth-file, refuses a non-loopback
+ * host without logins or without TLS (unless --insecure-http), makes the
+ * TLS context and the list of Host names requests may carry (DNS
+ * rebinding).  Returns 0, or 2 after saying why on stderr.  auth becomes
+ * d->auth when --auth-file is given; d's fields are released by
+ * cmd_dashboard either way. */
+static int dashboard_secure(struct dash *d, struct ds_auth *auth, const struct dash_args *a,
+                            const struct fs_config *cfg, const char *host, int port)
+{
+    char local_cert[PATH_MAX], local_key[PATH_MAX], err[512];
+    const char *tls_cert = a->tls_cert, *tls_key = a->tls_key;
+
+    if (a->auth_file) {
+        if (ds_auth_init(auth, a->session_ms, err, sizeof(err)) != 0 ||
+            ds_auth_load(auth, a->auth_file, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fleetsync dashboard: %s\n", err);
+            return 2;
+        }
+        d->auth = auth;
+        if (auth->plain)
+            log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
+                     "fleetsync dashboard --hash-password NAME", a->auth_file, auth->plain);
+    }
+    if (!netaddr_loopback(host) && !d->auth)
+        return opt_error(&dashboard_cmd,
+                         "refusing to listen on %s:%d without authentication: anyone who can reach it would see "
+                         "the fleet. Give --auth-file FILE (lines from --hash-password NAME), or listen on 127.0.0.1",
+                         host, port);
+    if (a->tls_local) {
+        snprintf(local_cert, sizeof(local_cert), "%s/tls/dashboard.crt", cfg->data_dir);
+        snprintf(local_key, sizeof(local_key), "%s/tls/dashboard.key", cfg->data_dir);
+        if (access(local_cert, R_OK) != 0 || access(local_key, R_OK) != 0) {
+            fprintf(stderr,
+                    "fleetsync dashboard: --tls needs %s and its key, signed by the data dir's local CA: run "
+                    "fleetsync services start --tls (it makes them), or give --tls-cert FILE --tls-key FILE\n",
+                    local_cert);
+            return 2;
+        }
+        tls_cert = local_cert;
+        tls_key = local_key;
+    }
+    if (!netaddr_loopback(host) && !tls_cert && !a->insecure_http)
+        return opt_error(&dashboard_cmd,
+                         "refusing to listen on %s:%d over plain HTTP: passwords and session cookies would cross "
+                         "the network in the clear. Give --tls (the local CA of services start --tls) or --tls-cert "
+                         "FILE --tls-key FILE, or --insecure-http if a TLS proxy in front takes care of it",
+                         host, port);
+    if (tls_cert && !(d->tls_ctx = ds_tls_server_context(tls_cert, tls_key, err, sizeof(err)))) {
+        fprintf(stderr, "fleetsync dashboard: %s\n", err);
+        return 2;
+    }
+    /* The listen host unless it is a wildcard, which with a login accepts
+     * any IP address. */
+    if (wildcard_host(host))
+        d->host_any_ip = 1;
+    else if (!netaddr_loopback(host))
+        d->allowed_hosts[d->n_allowed_hosts++] = host;
+    return 0;
+}
+
+/* The dashboard's own metrics (the server's and the consumer's). */
+static void dashboard_metrics(struct dash *d, struct consumer *k)
+{
+    static const char *const names[T_COUNT] = {"telemetry", "status", "alerts"};
+    static const double age_bounds[] = {0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60, 300};
+
+    d->metrics = metrics_new();
+    for (int i = 0; i < T_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "topic=\"%s\"", names[i]);
+        k->m_consumed[i] = metrics_counter(d->metrics, "fleetsync_dashboard_consumed_total",
+                                           "Records consumed, by topic.", label);
+        k->m_invalid[i] = metrics_counter(d->metrics, "fleetsync_dashboard_invalid_total",
+                                          "Records skipped as invalid, by topic.", label);
+    }
+    k->m_stale = metrics_counter(d->metrics, "fleetsync_dashboard_stale_total",
+                                 "Readings not newer than the truck's latest (late or repeated).", NULL);
+    k->m_refused = metrics_counter(d->metrics, "fleetsync_dashboard_refused_total",
+                                   "Readings of new trucks refused because the store is full (--max-trucks).", NULL);
+    k->m_rebuilds = metrics_counter(d->metrics, "fleetsync_dashboard_rebuilds_total",
+                                    "Assignments that read back --rebuild to restore the map.", NULL);
+    k->m_age = metrics_histogram(d->metrics, "fleetsync_dashboard_reading_age_seconds",
+                                 "Wall clock minus the reading's ts when it is applied.", NULL, age_bounds,
+                                 (int)(sizeof(age_bounds) / sizeof(age_bounds[0])));
+    d->m_clients = metrics_gauge(d->metrics, "fleetsync_dashboard_ws_clients", "Connected WebSocket clients.", NULL);
+    d->m_frames = metrics_counter(d->metrics, "fleetsync_dashboard_frames_total", "Map frames written.", NULL);
+    d->m_skipped = metrics_counter(d->metrics, "fleetsync_dashboard_frames_skipped_total",
+                                   "Frame builds skipped because the client had not taken its last frame.", NULL);
+    d->m_client_errors = metrics_counter(d->metrics, "fleetsync_dashboard_client_errors_total",
+                                         "Bad messages from WebSocket clients.", NULL);
+    d->m_queue_dropped = metrics_counter(d->metrics, "fleetsync_dashboard_queue_dropped_total",
+                                         "Messages dropped because a client's queue was full.", NULL);
+    d->m_trucks = metrics_gauge(d->metrics, "fleetsync_dashboard_trucks", "Trucks with a position in memory.", NULL);
+    d->m_refused_auth = metrics_counter(d->metrics, "fleetsync_dashboard_refused_requests_total",
+                                        "Requests and WebSocket upgrades refused, by reason.", "reason=\"login\"");
+    d->m_refused_origin = metrics_counter(d->metrics, "fleetsync_dashboard_refused_requests_total",
+                                          "Requests and WebSocket upgrades refused, by reason.", "reason=\"origin\"");
+    d->m_refused_rate = metrics_counter(d->metrics, "fleetsync_dashboard_refused_requests_total",
+                                        "Requests and WebSocket upgrades refused, by reason.", "reason=\"rate\"");
+    d->m_logins = metrics_counter(d->metrics, "fleetsync_dashboard_logins_total", "Successful logins at /login.",
+                                  NULL);
+}
+
+/* Everything in memory before Kafka: rate limits, the page's files, the
+ * topics' names, the store, signals and metrics.  Returns 0, or 1 after
+ * logging why. */
+static int dashboard_prepare(struct dash *d, struct consumer *k, const struct dash_args *a, struct fs_config *cfg)
+{
+    char err[512];
+
+    k->rebuild_ms = a->rebuild_ms;
+    k->alerts_ms = a->alerts_ms;
+    d->req_rate = malloc(sizeof(*d->req_rate));
+    d->login_rate = malloc(sizeof(*d->login_rate));
+    if (!d->req_rate || !d->login_rate) {
+        log_error("out of memory");
+        return 1;
+    }
+    ds_rate_init(d->req_rate, (double)a->rate, 10.0 * (double)a->rate);
+    ds_rate_init(d->login_rate, LOGIN_PER_MIN / 60.0, LOGIN_BURST);
+    ds_server_headers(d);
+    if (find_files(d, a->web, a->modules, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    cfg_topic(cfg, TOPIC_TELEMETRY, k->topics[T_TELEMETRY], sizeof(k->topics[T_TELEMETRY]));
+    cfg_topic(cfg, TOPIC_STATUS, k->topics[T_STATUS], sizeof(k->topics[T_STATUS]));
+    cfg_topic(cfg, TOPIC_ALERTS, k->topics[T_ALERTS], sizeof(k->topics[T_ALERTS]));
+    if (ds_store_init(&d->store, (uint32_t)a->max_trucks) != 0 ||
+        ds_alerts_init(&d->alerts, (size_t)a->max_alerts) != 0) {
+        log_error("out of memory for the truck store");
+        return 1;
+    }
+    sig_install();
+    dashboard_metrics(d, k);
+    return 0;
+}
+
+/* Creates k->rk, the group's consumer with rebalance_cb, and waits until
+ * Kafka answers.  Returns 0, or 1 after logging why (k->rk, when set, is
+ * destroyed by the caller). */
+static int consumer_start(struct consumer *k, const struct fs_config *cfg)
+{
+    static const char *const defaults[] = {"group.id", DEFAULT_GROUP, "client.id", "fleetsync-dashboard",
+                                           "enable.auto.commit", "true", "auto.offset.reset", "latest",
+                                           "fetch.wait.max.ms", "100", NULL};
+    char err[512];
+    rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, sizeof(err));
+    if (!conf) {
+        log_error("%s", err);
+        return 1;
+    }
+    if (cfg->group && rd_kafka_conf_set(conf, "group.id", cfg->group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        log_error("%s", err);
+        return 1;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, k);
+    k->group = cfg->group ? cfg->group : DEFAULT_GROUP;
+    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    if (!k->rk) {
+        rd_kafka_conf_destroy(conf);
+        log_error("cannot create the Kafka consumer: %s", err);
+        return 1;
+    }
+    rd_kafka_poll_set_consumer(k->rk);
+    if (kafka_wait_ready(k->rk, 30000, err, sizeof(err)) != 0) {
+        log_error("cannot reach Kafka at %s: %s", cfg->brokers, err);
+        return 1;
+    }
+    return 0;
+}
+
+/* Serves host:port and consumes until a signal.  Returns the exit status. */
+static int dashboard_run(struct dash *d, struct consumer *k, const struct fs_config *cfg, const char *host, int port)
+{
+    char err[512];
+    if (ds_server_start(d, host, port, err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(T_COUNT);
+    for (int i = 0; i < T_COUNT; i++)
+        rd_kafka_topic_partition_list_add(subs, k->topics[i], RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t se = rd_kafka_subscribe(k->rk, subs);
+    rd_kafka_topic_partition_list_destroy(subs);
+    if (se) {
+        log_error("cannot subscribe to %s, %s, %s: %s", k->topics[0], k->topics[1], k->topics[2],
+                  rd_kafka_err2str(se));
+        return 1;
+    }
+    log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d->tls ? "https" : "http",
+             host, port, d->web_dir, k->topics[0], k->topics[1], k->topics[2], cfg->brokers, k->group);
+    int rc = consume_loop(k);
+    log_info("stopping: %u trucks in memory", d->store.count);
+    return rc;
 }
 
 int cmd_dashboard(int argc, char **argv)
 {
-    enum { OPT_REBUILD = 1, OPT_ALERT_WINDOW, OPT_MAX_TRUCKS, OPT_MAX_ALERTS, OPT_MAX_CLIENTS, OPT_AUTH, OPT_TILES,
-           OPT_WEB, OPT_MODULES, OPT_HASH_PW, OPT_HASH_TOKEN, OPT_SESSION_TTL, OPT_RATE, OPT_TLS, OPT_TLS_CERT,
-           OPT_TLS_KEY, OPT_INSECURE_HTTP, OPT_ALLOWED_HOST };
-    static const struct option longopts[] = {
-        {"rebuild", required_argument, NULL, OPT_REBUILD},
-        {"alert-window", required_argument, NULL, OPT_ALERT_WINDOW},
-        {"max-trucks", required_argument, NULL, OPT_MAX_TRUCKS},
-        {"max-alerts", required_argument, NULL, OPT_MAX_ALERTS},
-        {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
-        {"auth-file", required_argument, NULL, OPT_AUTH},
-        {"hash-password", required_argument, NULL, OPT_HASH_PW},
-        {"hash-token", required_argument, NULL, OPT_HASH_TOKEN},
-        {"session-ttl", required_argument, NULL, OPT_SESSION_TTL},
-        {"rate-limit", required_argument, NULL, OPT_RATE},
-        {"tls", no_argument, NULL, OPT_TLS},
-        {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-        {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-        {"insecure-http", no_argument, NULL, OPT_INSECURE_HTTP},
-        {"allowed-host", required_argument, NULL, OPT_ALLOWED_HOST},
-        {"tile-url", required_argument, NULL, OPT_TILES},
-        {"web-dir", required_argument, NULL, OPT_WEB},
-        {"node-modules", required_argument, NULL, OPT_MODULES},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
-    struct fs_config cfg;
     static struct dash d; /* large; one per process */
-    struct consumer k;
-    const char *auth_file = NULL, *web = NULL, *modules = NULL, *tls_cert = NULL, *tls_key = NULL;
-    int tls_local = 0, insecure_http = 0;
-    char local_cert[PATH_MAX], local_key[PATH_MAX];
-    long long max_trucks = DEFAULT_MAX_TRUCKS, max_alerts = 4096, session_ms = DEFAULT_SESSION_MS, rate = DEFAULT_RATE;
     static struct ds_auth auth;
-    char err[512], host[256];
-    int c, rc = 2, port = 0;
+    struct consumer k;
+    struct fs_config cfg;
+    struct dash_args a = {
+        .max_trucks = DEFAULT_MAX_TRUCKS,
+        .max_alerts = 4096,
+        .rate = DEFAULT_RATE,
+        .rebuild_ms = DEFAULT_REBUILD_MS,
+        .alerts_ms = DEFAULT_ALERTS_MS,
+        .session_ms = DEFAULT_SESSION_MS,
+    };
+    char host[256];
+    int rc, port = 0;
 
     memset(&d, 0, sizeof(d));
     memset(&k, 0, sizeof(k));
@@ -481,273 +777,16 @@ int cmd_dashboard(int argc, char **argv)
     pthread_mutex_init(&d.track_lock, NULL);
     pthread_cond_init(&d.wake, NULL);
     d.max_clients = DEFAULT_MAX_CLIENTS;
+    d.cfg = &cfg;
     k.d = &d;
-    k.rebuild_ms = DEFAULT_REBUILD_MS;
-    k.alerts_ms = DEFAULT_ALERTS_MS;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_DASHBOARD;
-    d.cfg = &cfg;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        switch (c) {
-        case 'h':
-            dashboard_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_REBUILD:
-            if ((k.rebuild_ms = parse_duration_ms(optarg)) < 0)
-                bad = "--rebuild needs a duration such as 5m or 300s";
-            break;
-        case OPT_ALERT_WINDOW:
-            if ((k.alerts_ms = parse_duration_ms(optarg)) < 0)
-                bad = "--alert-window needs a duration such as 1h";
-            break;
-        case OPT_MAX_TRUCKS:
-            max_trucks = atoll(optarg);
-            if (max_trucks < 1 || max_trucks > 50000000)
-                bad = "--max-trucks is 1-50000000";
-            break;
-        case OPT_MAX_ALERTS:
-            max_alerts = atoll(optarg);
-            if (max_alerts < 1 || max_alerts > 100000)
-                bad = "--max-alerts is 1-100000";
-            break;
-        case OPT_MAX_CLIENTS:
-            d.max_clients = atoi(optarg);
-            if (d.max_clients < 1 || d.max_clients > 1000)
-                bad = "--max-clients is 1-1000";
-            break;
-        case OPT_AUTH:
-            auth_file = optarg;
-            break;
-        case OPT_HASH_PW:
-        case OPT_HASH_TOKEN:
-            rc = hash_command(optarg, c == OPT_HASH_TOKEN);
-            goto out;
-        case OPT_SESSION_TTL:
-            session_ms = parse_duration_ms(optarg);
-            if (session_ms < 1000 || session_ms > 30 * FS_DAY_MS)
-                bad = "--session-ttl is a duration from 1s to 720h, such as 12h";
-            break;
-        case OPT_RATE:
-            rate = atoll(optarg);
-            if (rate < 1 || rate > 100000)
-                bad = "--rate-limit is 1-100000 requests per second";
-            break;
-        case OPT_TLS:
-            tls_local = 1;
-            break;
-        case OPT_TLS_CERT:
-            tls_cert = optarg;
-            break;
-        case OPT_TLS_KEY:
-            tls_key = optarg;
-            break;
-        case OPT_INSECURE_HTTP:
-            insecure_http = 1;
-            break;
-        case OPT_ALLOWED_HOST:
-            if (d.n_allowed_hosts >= DS_ALLOWED_HOSTS_MAX - 1)
-                bad = "at most 15 --allowed-host names";
-            else if (!*optarg || strlen(optarg) > 253 || strpbrk(optarg, ":/ \t"))
-                bad = "--allowed-host is a host name or address as browsers send it, without port or scheme";
-            else
-                d.allowed_hosts[d.n_allowed_hosts++] = optarg;
-            break;
-        case OPT_TILES:
-            d.tile_url = optarg;
-            if (strncmp(optarg, "http://", 7) != 0 && strncmp(optarg, "https://", 8) != 0)
-                bad = "--tile-url is an http(s):// URL template such as https://tile.example/{z}/{x}/{y}.png";
-            break;
-        case OPT_WEB:
-            web = optarg;
-            break;
-        case OPT_MODULES:
-            modules = optarg;
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync dashboard: %s\n", err);
-            dashboard_usage(stderr);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync dashboard: %s\n", bad);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync dashboard: unexpected argument '%s'\n", argv[optind]);
-        goto out;
-    }
-    if (cfg_parse_host_port(cfg.listen, host, sizeof(host), &port) != 0 || port < 1 || port > 65535) {
-        fprintf(stderr, "fleetsync dashboard: --listen needs HOST:PORT, not '%s'\n", cfg.listen);
-        goto out;
-    }
-    if (auth_file) {
-        if (ds_auth_init(&auth, session_ms, err, sizeof(err)) != 0 ||
-            ds_auth_load(&auth, auth_file, err, sizeof(err)) != 0) {
-            fprintf(stderr, "fleetsync dashboard: %s\n", err);
-            goto out;
-        }
-        d.auth = &auth;
-        if (auth.plain)
-            log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
-                     "fleetsync dashboard --hash-password NAME", auth_file, auth.plain);
-    }
-    if (!netaddr_loopback(host) && !d.auth) {
-        fprintf(stderr,
-                "fleetsync dashboard: refusing to listen on %s:%d without authentication: anyone who can reach it "
-                "would see the fleet. Give --auth-file FILE (lines from --hash-password NAME), or listen on "
-                "127.0.0.1\n",
-                host, port);
-        goto out;
-    }
-    if ((tls_cert != NULL) != (tls_key != NULL) || (tls_local && tls_cert)) {
-        fprintf(stderr, "fleetsync dashboard: give --tls-cert and --tls-key together, or --tls for the data dir's "
-                        "certificate, not both\n");
-        goto out;
-    }
-    if (tls_local) {
-        snprintf(local_cert, sizeof(local_cert), "%s/tls/dashboard.crt", cfg.data_dir);
-        snprintf(local_key, sizeof(local_key), "%s/tls/dashboard.key", cfg.data_dir);
-        if (access(local_cert, R_OK) != 0 || access(local_key, R_OK) != 0) {
-            fprintf(stderr,
-                    "fleetsync dashboard: --tls needs %s and its key, signed by the data dir's local CA: run "
-                    "fleetsync services start --tls (it makes them), or give --tls-cert FILE --tls-key FILE\n",
-                    local_cert);
-            goto out;
-        }
-        tls_cert = local_cert;
-        tls_key = local_key;
-    }
-    if (!netaddr_loopback(host) && !tls_cert && !insecure_http) {
-        fprintf(stderr,
-                "fleetsync dashboard: refusing to listen on %s:%d over plain HTTP: passwords and session cookies "
-                "would cross the network in the clear. Give --tls (the local CA of services start --tls) or "
-                "--tls-cert FILE --tls-key FILE, or --insecure-http if a TLS proxy in front takes care of it\n",
-                host, port);
-        goto out;
-    }
-    if (tls_cert && !(d.tls_ctx = ds_tls_server_context(tls_cert, tls_key, err, sizeof(err)))) {
-        fprintf(stderr, "fleetsync dashboard: %s\n", err);
-        goto out;
-    }
-    /* Host names requests may carry (DNS rebinding): the listen host unless
-     * it is a wildcard, which with a login accepts any IP address. */
-    if (wildcard_host(host))
-        d.host_any_ip = 1;
-    else if (!netaddr_loopback(host))
-        d.allowed_hosts[d.n_allowed_hosts++] = host;
-    d.req_rate = malloc(sizeof(*d.req_rate));
-    d.login_rate = malloc(sizeof(*d.login_rate));
-    if (!d.req_rate || !d.login_rate) {
-        log_error("out of memory");
-        rc = 1;
-        goto out;
-    }
-    ds_rate_init(d.req_rate, (double)rate, 10.0 * (double)rate);
-    ds_rate_init(d.login_rate, LOGIN_PER_MIN / 60.0, LOGIN_BURST);
-    ds_server_headers(&d);
-    rc = 1;
-    if (find_files(&d, web, modules, err, sizeof(err)) != 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    cfg_topic(&cfg, TOPIC_TELEMETRY, k.topics[T_TELEMETRY], sizeof(k.topics[T_TELEMETRY]));
-    cfg_topic(&cfg, TOPIC_STATUS, k.topics[T_STATUS], sizeof(k.topics[T_STATUS]));
-    cfg_topic(&cfg, TOPIC_ALERTS, k.topics[T_ALERTS], sizeof(k.topics[T_ALERTS]));
 
-    if (ds_store_init(&d.store, (uint32_t)max_trucks) != 0 || ds_alerts_init(&d.alerts, (size_t)max_alerts) != 0) {
-        log_error("out of memory for the truck store");
+    if ((rc = dashboard_parse(argc, argv, &cfg, &d, &a, host, sizeof(host), &port)) >= 0 ||
+        (rc = dashboard_secure(&d, &auth, &a, &cfg, host, port)) != 0 ||
+        (rc = dashboard_prepare(&d, &k, &a, &cfg)) != 0 || (rc = consumer_start(&k, &cfg)) != 0)
         goto out;
-    }
-    sig_install();
-
-    d.metrics = metrics_new();
-    static const char *const names[T_COUNT] = {"telemetry", "status", "alerts"};
-    for (int i = 0; i < T_COUNT; i++) {
-        char label[64];
-        snprintf(label, sizeof(label), "topic=\"%s\"", names[i]);
-        k.m_consumed[i] = metrics_counter(d.metrics, "fleetsync_dashboard_consumed_total", "Records consumed, by topic.",
-                                          label);
-        k.m_invalid[i] = metrics_counter(d.metrics, "fleetsync_dashboard_invalid_total",
-                                         "Records skipped as invalid, by topic.", label);
-    }
-    k.m_stale = metrics_counter(d.metrics, "fleetsync_dashboard_stale_total",
-                                "Readings not newer than the truck's latest (late or repeated).", NULL);
-    k.m_refused = metrics_counter(d.metrics, "fleetsync_dashboard_refused_total",
-                                  "Readings of new trucks refused because the store is full (--max-trucks).", NULL);
-    k.m_rebuilds = metrics_counter(d.metrics, "fleetsync_dashboard_rebuilds_total",
-                                   "Assignments that read back --rebuild to restore the map.", NULL);
-    static const double age_bounds[] = {0.01, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1, 2, 5, 10, 30, 60, 300};
-    k.m_age = metrics_histogram(d.metrics, "fleetsync_dashboard_reading_age_seconds",
-                                "Wall clock minus the reading's ts when it is applied.", NULL, age_bounds,
-                                (int)(sizeof(age_bounds) / sizeof(age_bounds[0])));
-    d.m_clients = metrics_gauge(d.metrics, "fleetsync_dashboard_ws_clients", "Connected WebSocket clients.", NULL);
-    d.m_frames = metrics_counter(d.metrics, "fleetsync_dashboard_frames_total", "Map frames written.", NULL);
-    d.m_skipped = metrics_counter(d.metrics, "fleetsync_dashboard_frames_skipped_total",
-                                  "Frame builds skipped because the client had not taken its last frame.", NULL);
-    d.m_client_errors = metrics_counter(d.metrics, "fleetsync_dashboard_client_errors_total",
-                                        "Bad messages from WebSocket clients.", NULL);
-    d.m_queue_dropped = metrics_counter(d.metrics, "fleetsync_dashboard_queue_dropped_total",
-                                        "Messages dropped because a client's queue was full.", NULL);
-    d.m_trucks = metrics_gauge(d.metrics, "fleetsync_dashboard_trucks", "Trucks with a position in memory.", NULL);
-    d.m_refused_auth = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
-                                       "Requests and WebSocket upgrades refused, by reason.", "reason=\"login\"");
-    d.m_refused_origin = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
-                                         "Requests and WebSocket upgrades refused, by reason.", "reason=\"origin\"");
-    d.m_refused_rate = metrics_counter(d.metrics, "fleetsync_dashboard_refused_requests_total",
-                                       "Requests and WebSocket upgrades refused, by reason.", "reason=\"rate\"");
-    d.m_logins = metrics_counter(d.metrics, "fleetsync_dashboard_logins_total", "Successful logins at /login.", NULL);
-
-    static const char *const defaults[] = {"group.id", DEFAULT_GROUP, "client.id", "fleetsync-dashboard",
-                                           "enable.auto.commit", "true", "auto.offset.reset", "latest",
-                                           "fetch.wait.max.ms", "100", NULL};
-    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, defaults, err, sizeof(err));
-    if (!conf) {
-        log_error("%s", err);
-        goto out;
-    }
-    if (cfg.group && rd_kafka_conf_set(conf, "group.id", cfg.group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        log_error("%s", err);
-        goto out;
-    }
-    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
-    rd_kafka_conf_set_opaque(conf, &k);
-    k.group = cfg.group ? cfg.group : DEFAULT_GROUP;
-    k.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-    if (!k.rk) {
-        rd_kafka_conf_destroy(conf);
-        log_error("cannot create the Kafka consumer: %s", err);
-        goto out;
-    }
-    rd_kafka_poll_set_consumer(k.rk);
-    if (kafka_wait_ready(k.rk, 30000, err, sizeof(err)) != 0) {
-        log_error("cannot reach Kafka at %s: %s", cfg.brokers, err);
-        goto out;
-    }
-    if (ds_server_start(&d, host, port, err, sizeof(err)) != 0) {
-        log_error("%s", err);
-        goto out;
-    }
-    rd_kafka_topic_partition_list_t *subs = rd_kafka_topic_partition_list_new(T_COUNT);
-    for (int i = 0; i < T_COUNT; i++)
-        rd_kafka_topic_partition_list_add(subs, k.topics[i], RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t se = rd_kafka_subscribe(k.rk, subs);
-    rd_kafka_topic_partition_list_destroy(subs);
-    if (se) {
-        log_error("cannot subscribe to %s, %s, %s: %s", k.topics[0], k.topics[1], k.topics[2], rd_kafka_err2str(se));
-        goto out;
-    }
-    log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d.tls ? "https" : "http", host,
-             port, d.web_dir, k.topics[0], k.topics[1], k.topics[2], cfg.brokers, cfg.group ? cfg.group : DEFAULT_GROUP);
-    rc = consume_loop(&k);
-    log_info("stopping: %u trucks in memory", d.store.count);
+    rc = dashboard_run(&d, &k, &cfg, host, port);
 
 out:
     ds_server_stop(&d);

@@ -35,6 +35,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/opts.h"
 #include "core/idtab.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
@@ -46,7 +47,6 @@
 #include "core/topics.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <math.h>
@@ -866,50 +866,39 @@ static int int_option(const char *s, long min, long max, const char *suffix, lon
     return cfg_parse_long(num, min, max, v);
 }
 
-static void usage(FILE *f) {
-    fprintf(f,
-            "usage: fleetsync history [options]\n"
-            "\n"
-            "The cold pipeline: consumer group fleetsync-history reads truck-telemetry and\n"
-            "truck-alerts and stores every reading in PostgreSQL exactly once (offsets are\n"
-            "kept in the same transaction as the rows), with hourly per-truck rollups for\n"
-            "reports.  The schema is created and migrated automatically.\n"
-            "\n"
-            "  --max-batch N        messages per transaction at most (default 20000)\n"
-            "  --flush-ms MS        the oldest message waits at most this long (default 500)\n"
-            "  --retention DAYS     drop raw daily partitions older than this; rollups stay\n"
-            "                       (default 90, 0 keeps raw rows forever)\n"
-            "  --days-ahead N       daily partitions created ahead of today (default 2)\n"
-            "  --start earliest|latest\n"
-            "                       where a partition with no stored offset starts (default earliest)\n"
-            "  -h, --help           this text\n"
-            "\n"
-            "%s"
-            "\n"
-            "Metrics on 127.0.0.1:%d/metrics (--metrics-port N, -1 for none).\n"
-            "Examples:\n"
-            "  fleetsync history                              # against the embedded stack\n"
-            "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
-            "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-            "consumer error: restart it, it rejoins the group), 2 usage error.\n",
-            cfg_options_help, HISTORY_DEFAULT_METRICS_PORT);
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static int opt_retention(void *value, const char *arg, char *err, size_t err_size) {
+    long v;
+    if (int_option(arg, 0, 36500, "d", &v)) {
+        snprintf(err, err_size, "is a number of days (0 = forever)");
+        return -1;
+    }
+    *(int *)value = (int)v;
+    return 0;
 }
 
+static const char history_about[] =
+    "The cold pipeline: consumer group fleetsync-history reads truck-telemetry and\n"
+    "truck-alerts and stores every reading in PostgreSQL exactly once (offsets are\n"
+    "kept in the same transaction as the rows), with hourly per-truck rollups for\n"
+    "reports.  The schema is created and migrated automatically.";
+
+static const char history_after[] =
+    "Metrics on 127.0.0.1:" STR(HISTORY_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
+    "Examples:\n"
+    "  fleetsync history                              # against the embedded stack\n"
+    "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
+    "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
+    "consumer error: restart it, it rejoins the group), 2 usage error.";
+
 int cmd_history(int argc, char **argv) {
-    enum { OPT_RETENTION = 1, OPT_AHEAD };
-    static const struct option longopts[] = {
-        PGSINK_LONG_OPTIONS,
-        {"retention", required_argument, NULL, OPT_RETENTION},
-        {"days-ahead", required_argument, NULL, OPT_AHEAD},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct history h;
-    struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = "earliest"};
+    struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
     char err[512];
-    int c, rc = 2;
+    int rest, rc = 2;
 
     memset(&h, 0, sizeof(h));
     idtab_init(&h.cache, sizeof(struct truck));
@@ -917,40 +906,31 @@ int cmd_history(int argc, char **argv) {
     h.days_ahead = 2;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_HISTORY;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        const char *bad = NULL;
-        long v = 0;
-        switch (c) {
-        case 'h':
-            usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_RETENTION:
-            if (int_option(optarg, 0, 36500, "d", &v))
-                bad = "--retention is a number of days (0 = forever)";
-            h.retention_days = (int)v;
-            break;
-        case OPT_AHEAD:
-            if (int_option(optarg, 0, 60, NULL, &v))
-                bad = "--days-ahead is 0-60";
-            h.days_ahead = (int)v;
-            break;
-        default:
-            if (pgsink_option(&so, c, optarg, &bad) || cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync history: %s\n", err);
-            usage(stderr);
-            goto out;
-        }
-        if (bad) {
-            fprintf(stderr, "fleetsync history: %s\n", bad);
-            goto out;
-        }
+    const struct opt opts[] = {
+        PGSINK_OPTS(&so),
+        OPT_CB("retention", "DAYS", &h.retention_days, opt_retention,
+               "drop raw daily partitions older than this; rollups stay\n"
+               "(default 90, 0 keeps raw rows forever)"),
+        OPT_INTEGER("days-ahead", "N", &h.days_ahead, 0, 60, "daily partitions created ahead of today (default 2)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "history",
+        .usage = "fleetsync history [options]",
+        .about = history_about,
+        .after = history_after,
+        .opts = opts,
+        .shared = 1,
+    };
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
+        goto out;
     }
-    if (optind != argc) {
-        fprintf(stderr, "fleetsync history: unexpected argument '%s'\n", argv[optind]);
+    if (rest != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -20,6 +20,7 @@
 #include "core/mqttauth.h"
 #include "core/mqttprobe.h"
 #include "core/nofollow.h"
+#include "core/opts.h"
 #include "core/pg.h"
 #include "core/proc.h"
 #include "core/topics.h"
@@ -29,7 +30,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <getopt.h>
 #include <grp.h>
 #include <ifaddrs.h>
 #include <libpq-fe.h>
@@ -2553,136 +2553,99 @@ int svc_status(const struct fs_config *cfg, int json)
 
 /* --- the command ------------------------------------------------------- */
 
-static void services_usage(FILE *out)
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+static const char services_about[] =
+    "Runs the embedded stack: Mosquitto (MQTT), Kafka " SVC_KAFKA_VERSION " in KRaft mode, PostgreSQL.\n"
+    "Ports come from the shared endpoints below (the Kafka controller listens on the\n"
+    "Kafka port + 1). Data and logs live in the data dir: DIR/log/<service>.log.\n"
+    "Started as root, the services run as the system user '" SVC_USER "'.\n"
+    "Once 'fleetsync trucks add' has made MQTT credentials in DIR/mqtt/, Mosquitto\n"
+    "refuses anonymous clients and enforces the ACLs (docs/security.md).\n"
+    "PostgreSQL asks every connection for a password: role fleetsync (no superuser,\n"
+    "owner of the database fleetsync) has it in DIR/pgpass, which every FleetSync\n"
+    "command reads (psql: PGPASSFILE=DIR/pgpass); the superuser fleetsync_admin,\n"
+    "which only start uses, in DIR/pgpass-admin.  Both are made on the first start.\n\n"
+    "Actions:\n"
+    "  start               start what is not running, wait until each answers,\n"
+    "                      create the topics (idempotent)\n"
+    "  stop                stop all services of the data dir\n"
+    "  status              pid, port, health and data size of each; exit 1 if any is down";
+
+static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err_size)
 {
-    fprintf(out,
-            "usage: fleetsync services start|stop|status [options]\n\n"
-            "Runs the embedded stack: Mosquitto (MQTT), Kafka %s in KRaft mode, PostgreSQL.\n"
-            "Ports come from the shared endpoints below (the Kafka controller listens on the\n"
-            "Kafka port + 1). Data and logs live in the data dir: DIR/log/<service>.log.\n"
-            "Started as root, the services run as the system user '%s'.\n"
-            "Once 'fleetsync trucks add' has made MQTT credentials in DIR/mqtt/, Mosquitto\n"
-            "refuses anonymous clients and enforces the ACLs (docs/security.md).\n"
-            "PostgreSQL asks every connection for a password: role fleetsync (no superuser,\n"
-            "owner of the database fleetsync) has it in DIR/pgpass, which every FleetSync\n"
-            "command reads (psql: PGPASSFILE=DIR/pgpass); the superuser fleetsync_admin,\n"
-            "which only start uses, in DIR/pgpass-admin.  Both are made on the first start.\n\n"
-            "  start             start what is not running, wait until each answers,\n"
-            "                    create the topics (idempotent)\n"
-            "  stop              stop all services of the data dir\n"
-            "  status            pid, port, health and data size of each; exit 1 if any is down\n\n"
-            "Options:\n"
-            "  --partitions N    partitions of truck-telemetry on creation (default 6)\n"
-            "  --kafka-brokers N 1 (default) or 3: a 3-broker KRaft cluster on this machine,\n"
-            "                    broker k on the Kafka port + 2(k-1), its controller one above\n"
-            "                    (19092/19093, 19094/19095, 19096/19097), data in DIR/kafka-<k>;\n"
-            "                    topics get 3 replicas and min.insync.replicas=2, so one broker\n"
-            "                    may be down.  Remembered in the data dir: later start, stop and\n"
-            "                    status need no flag, and start brings back a missing broker.\n"
-            "                    Clients list the brokers: --brokers 127.0.0.1:19092,127.0.0.1:19094,\n"
-            "                    127.0.0.1:19096 (docs/cluster.md)\n"
-            "  --tls             also serve MQTT over TLS: a local CA and a server certificate\n"
-            "                    for 127.0.0.1/localhost are made once in DIR/tls/ (openssl);\n"
-            "                    clients use mqtts://127.0.0.1:PORT and trust DIR/tls/ca.crt\n"
-            "  --tls-port N      the TLS listener's port (default: MQTT port + 53, 18883)\n"
-            "  --secure          Kafka wants SASL (PLAIN, on 127.0.0.1) from every client and\n"
-            "                    enforces ACLs: one principal per FleetSync process kind, only\n"
-            "                    the bridge (and sim --kafka) write truck-telemetry, only detect\n"
-            "                    writes truck-alerts.  Passwords derive from DIR/kafka-auth/secret\n"
-            "                    (0600); every fleetsync command finds its own there.  Remembered\n"
-            "                    in the data dir (docs/security.md)\n"
-            "  --timeout S       seconds to wait for each service (default 120)\n"
-            "  --json            status as JSON\n"
-            "  -h, --help        this text\n\n%s",
-            SVC_KAFKA_VERSION, SVC_USER, cfg_options_help);
+    long v;
+    if (cfg_parse_long(arg, 1, SVC_KAFKA_MAX_BROKERS, &v) != 0 || (v != 1 && v != SVC_KAFKA_MAX_BROKERS)) {
+        snprintf(err, err_size, "is 1 or %d (a %d-broker KRaft cluster); other sizes are not supported",
+                 SVC_KAFKA_MAX_BROKERS, SVC_KAFKA_MAX_BROKERS);
+        return -1;
+    }
+    *(int *)value = (int)v;
+    return 0;
 }
 
 int cmd_services(int argc, char **argv)
 {
-    enum { OPT_PARTITIONS = 1, OPT_TIMEOUT, OPT_JSON, OPT_TLS, OPT_TLS_PORT, OPT_KAFKA_BROKERS, OPT_SECURE };
-    static const struct option longopts[] = {
-        {"partitions", required_argument, NULL, OPT_PARTITIONS},
-        {"timeout", required_argument, NULL, OPT_TIMEOUT},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"tls", no_argument, NULL, OPT_TLS},
-        {"tls-port", required_argument, NULL, OPT_TLS_PORT},
-        {"kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS},
-        {"secure", no_argument, NULL, OPT_SECURE},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct svc_options opt = {.timeout_s = 120};
-    int json = 0, c, rc = 2, tls = 0, tls_port = 0;
+    int json = 0, rest, rc = 2, tls = 0, tls_port = 0;
     char err[512];
+    const struct opt opts[] = {
+        OPT_INTEGER("partitions", "N", &opt.partitions, 1, 1000,
+                    "partitions of truck-telemetry on creation (default 6)"),
+        OPT_CB("kafka-brokers", "N", &opt.kafka_brokers, opt_kafka_brokers,
+               "1 (default) or " STR(SVC_KAFKA_MAX_BROKERS) ": a " STR(SVC_KAFKA_MAX_BROKERS)
+               "-broker KRaft cluster on this machine,\n"
+               "broker k on the Kafka port + 2(k-1), its controller one above\n"
+               "(19092/19093, 19094/19095, 19096/19097), data in DIR/kafka-<k>;\n"
+               "topics get 3 replicas and min.insync.replicas=2, so one broker\n"
+               "may be down.  Remembered in the data dir: later start, stop and\n"
+               "status need no flag, and start brings back a missing broker.\n"
+               "Clients list the brokers: --brokers 127.0.0.1:19092,127.0.0.1:19094,\n"
+               "127.0.0.1:19096 (docs/cluster.md)"),
+        OPT_BOOLEAN("tls", &tls,
+                    "also serve MQTT over TLS: a local CA and a server certificate\n"
+                    "for 127.0.0.1/localhost are made once in DIR/tls/ (openssl);\n"
+                    "clients use mqtts://127.0.0.1:PORT and trust DIR/tls/ca.crt"),
+        OPT_INTEGER("tls-port", "N", &tls_port, 1, 65535, "the TLS listener's port (default: MQTT port + 53, 18883)"),
+        OPT_BOOLEAN("secure", &opt.secure,
+                    "Kafka wants SASL (PLAIN, on 127.0.0.1) from every client and\n"
+                    "enforces ACLs: one principal per FleetSync process kind, only\n"
+                    "the bridge (and sim --kafka) write truck-telemetry, only detect\n"
+                    "writes truck-alerts.  Passwords derive from DIR/kafka-auth/secret\n"
+                    "(0600); every fleetsync command finds its own there.  Remembered\n"
+                    "in the data dir (docs/security.md)"),
+        OPT_INTEGER("timeout", "S", &opt.timeout_s, 1, 86400, "seconds to wait for each service (default 120)"),
+        OPT_BOOLEAN("json", &json, "status as JSON"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "services",
+        .usage = "fleetsync services start|stop|status [options]",
+        .about = services_about,
+        .opts = opts,
+        .shared = 1,
+    };
 
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        switch (c) {
-        case 'h':
-            services_usage(stdout);
-            rc = 0;
-            goto out;
-        case OPT_PARTITIONS:
-            opt.partitions = atoi(optarg);
-            if (opt.partitions < 1 || opt.partitions > 1000) {
-                fprintf(stderr, "fleetsync services: --partitions must be 1-1000\n");
-                goto out;
-            }
-            break;
-        case OPT_TIMEOUT:
-            opt.timeout_s = atoi(optarg);
-            if (opt.timeout_s < 1) {
-                fprintf(stderr, "fleetsync services: --timeout must be a number of seconds\n");
-                goto out;
-            }
-            break;
-        case OPT_JSON:
-            json = 1;
-            break;
-        case OPT_KAFKA_BROKERS: {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || (v != 1 && v != SVC_KAFKA_MAX_BROKERS)) {
-                fprintf(stderr,
-                        "fleetsync services: --kafka-brokers is 1 or %d (a %d-broker KRaft cluster); "
-                        "other sizes are not supported\n",
-                        SVC_KAFKA_MAX_BROKERS, SVC_KAFKA_MAX_BROKERS);
-                goto out;
-            }
-            opt.kafka_brokers = (int)v;
-            break;
-        }
-        case OPT_TLS:
-            tls = 1;
-            break;
-        case OPT_SECURE:
-            opt.secure = 1;
-            break;
-        case OPT_TLS_PORT:
-            tls_port = atoi(optarg);
-            if (tls_port < 1 || tls_port > 65535) {
-                fprintf(stderr, "fleetsync services: --tls-port must be 1-65535\n");
-                goto out;
-            }
-            break;
-        default:
-            if (cfg_option(&cfg, c, optarg, err, sizeof(err)) == 1)
-                break;
-            if (c != '?')
-                fprintf(stderr, "fleetsync services: %s\n", err);
-            services_usage(stderr);
-            goto out;
-        }
-    }
-    if (optind != argc - 1) {
-        services_usage(stderr);
+    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        rc = 0;
+        goto out;
+    case OPT_USAGE_ERROR:
         goto out;
     }
-    const char *action = argv[optind];
+    if (rest == argc) {
+        opt_error(&cmd, "give an action: start, stop or status");
+        goto out;
+    }
+    if (rest + 1 != argc) {
+        opt_error(&cmd, "unexpected argument '%s'", argv[rest + 1]);
+        goto out;
+    }
+    const char *action = argv[rest];
     if (strcmp(action, "start") == 0) {
         if (svc_ports_from_config(&cfg, &opt.ports, err, sizeof(err)) != 0) {
             fprintf(stderr, "fleetsync services: %s\n", err);
@@ -2697,8 +2660,7 @@ int cmd_services(int argc, char **argv)
     } else if (strcmp(action, "status") == 0) {
         rc = svc_status(&cfg, json);
     } else {
-        fprintf(stderr, "fleetsync services: unknown action '%s'\n", action);
-        services_usage(stderr);
+        opt_error(&cmd, "unknown action '%s'", action);
     }
 out:
     cfg_release(&cfg);

@@ -19,6 +19,7 @@
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/nofollow.h"
+#include "core/opts.h"
 #include "core/pg.h"
 #include "core/proc.h"
 #include "core/sig.h"
@@ -31,7 +32,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <civetweb.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -43,34 +43,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static void up_usage(FILE *out)
-{
-    fprintf(out,
-            "usage: fleetsync up [options]\n\n"
-            "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-            "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
-            "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
-            "keeps them running (whatever dies is restarted with backoff), shows one status\n"
-            "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
-            "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.\n\n"
-            "Options:\n"
-            "  --trucks N          simulated trucks (default 1000)\n"
-            "  --interval S        seconds between two readings of a simulated truck (default 10)\n"
-            "  --scenario F        incidents for the simulator to inject (docs/sim.md); without it\n"
-            "                      three trucks misbehave early, so alerts show within minutes\n"
-            "  --no-incidents      a quiet fleet: no incidents unless --scenario gives some\n"
-            "  --geofences F       GeoJSON fences, for the simulator and the detector\n"
-            "  --start T           simulated clock start (ISO 8601 or now-2h), with --speedup X\n"
-            "  --speedup X         run the simulated clock X times faster until it reaches now\n"
-            "  --no-sim            no simulator: real trucks publish to the MQTT broker\n"
-            "  --kafka-brokers N   1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
-            "                      the data dir remembers it\n"
-            "  --metrics-base N    metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
-            "                      N+4, simulator N+5 (default 9100; -1: no metrics endpoints)\n"
-            "  --check-interval S  seconds between health checks (default 5)\n"
-            "  -h, --help          this text\n\n%s",
-            cfg_options_help);
-}
+static const char up_about[] =
+    "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
+    "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
+    "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
+    "keeps them running (whatever dies is restarted with backoff), shows one status\n"
+    "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+    "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
 
 #define CHILD_MAX_ARGS 20
 
@@ -387,106 +366,123 @@ static int wait_stop(int ms)
     return sig_stopping();
 }
 
+static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (strcmp(arg, "1") != 0 && strcmp(arg, "3") != 0) {
+        snprintf(err, err_size, "is 1 or 3");
+        return -1;
+    }
+    *(int *)value = atoi(arg);
+    return 0;
+}
+
+static int opt_metrics_base(void *value, const char *arg, char *err, size_t err_size)
+{
+    long v;
+    if (cfg_parse_long(arg, -1, 65535 - 5, &v) != 0 || v == 0) {
+        snprintf(err, err_size, "is a port number (1-65530), or -1");
+        return -1;
+    }
+    *(int *)value = (int)v;
+    return 0;
+}
+
+/* What up's command line asks for besides cfg and opt. */
+struct up_args {
+    int trucks, interval_s, check_s, no_sim, no_incidents;
+    const char *scenario, *geofences, *start, *speedup;
+};
+
+/* Reads the command line into cfg, opt and a, and hands the simulator's and
+ * the detector's options to their children.  Returns -1 when up is to run,
+ * else the exit status (0 after --help, 2 after a usage error). */
+static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_options *opt, struct up_args *a)
+{
+    const struct opt opts[] = {
+        OPT_INTEGER("trucks", "N", &a->trucks, 1, 10000000, "simulated trucks (default 1000)"),
+        OPT_INTEGER("interval", "S", &a->interval_s, 1, 86400,
+                    "seconds between two readings of a simulated truck (default 10)"),
+        OPT_STR("scenario", "F", &a->scenario,
+                "incidents for the simulator to inject (docs/sim.md); without it\n"
+                "three trucks misbehave early, so alerts show within minutes"),
+        OPT_BOOLEAN("no-incidents", &a->no_incidents, "a quiet fleet: no incidents unless --scenario gives some"),
+        OPT_STR("geofences", "F", &a->geofences, "GeoJSON fences, for the simulator and the detector"),
+        OPT_STR("start", "T", &a->start, "simulated clock start (ISO 8601 or now-2h), with --speedup X"),
+        OPT_STR("speedup", "X", &a->speedup, "run the simulated clock X times faster until it reaches now"),
+        OPT_BOOLEAN("no-sim", &a->no_sim, "no simulator: real trucks publish to the MQTT broker"),
+        OPT_CB("kafka-brokers", "N", &opt->kafka_brokers, opt_kafka_brokers,
+               "1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
+               "the data dir remembers it"),
+        OPT_CB("metrics-base", "N", &metrics_base, opt_metrics_base,
+               "metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
+               "N+4, simulator N+5 (default 9100; -1: no metrics endpoints)"),
+        OPT_INTEGER("check-interval", "S", &a->check_s, 1, 86400, "seconds between health checks (default 5)"),
+        OPT_END_MARK,
+    };
+    const struct opt_command cmd = {
+        .name = "up",
+        .usage = "fleetsync up [options]",
+        .about = up_about,
+        .opts = opts,
+        .shared = 1,
+    };
+    char err[512];
+    int rest;
+
+    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
+    case OPT_HELP:
+        return 0;
+    case OPT_USAGE_ERROR:
+        return 2;
+    }
+    if (rest != argc)
+        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
+    /* The simulator checks --scenario, --start and --speedup (and says what
+     * is wrong) when it starts; a file must exist now, as the children run
+     * from the same place. */
+    if (a->scenario && access(a->scenario, R_OK) != 0) {
+        fprintf(stderr, "fleetsync up: cannot read --scenario %s: %s\n", a->scenario, strerror(errno));
+        return 2;
+    }
+    if (a->geofences && access(a->geofences, R_OK) != 0) {
+        fprintf(stderr, "fleetsync up: cannot read --geofences %s: %s\n", a->geofences, strerror(errno));
+        return 2;
+    }
+    if (svc_ports_from_config(cfg, &opt->ports, err, sizeof(err)) != 0) {
+        fprintf(stderr, "fleetsync up: %s\n", err);
+        return 2;
+    }
+    snprintf(sim_trucks, sizeof(sim_trucks), "%d", a->trucks);
+    snprintf(sim_interval, sizeof(sim_interval), "%d", a->interval_s);
+    if (a->scenario)
+        child_arg("sim", "--scenario", a->scenario);
+    if (a->start)
+        child_arg("sim", "--start", a->start);
+    if (a->speedup)
+        child_arg("sim", "--speedup", a->speedup);
+    if (a->geofences) {
+        child_arg("sim", "--geofences", a->geofences);
+        child_arg("detect", "--geofences", a->geofences);
+    }
+    if (a->no_sim)
+        nchildren--; /* the simulator is last */
+    return -1;
+}
+
 int cmd_up(int argc, char **argv)
 {
-    enum { OPT_CHECK = 1, OPT_TRUCKS, OPT_INTERVAL, OPT_NO_SIM, OPT_SCENARIO, OPT_GEOFENCES, OPT_START, OPT_SPEEDUP, OPT_METRICS_BASE,
-           OPT_KAFKA_BROKERS, OPT_NO_INCIDENTS };
-    static const struct option longopts[] = {
-        {"check-interval", required_argument, NULL, OPT_CHECK},
-        {"trucks", required_argument, NULL, OPT_TRUCKS},
-        {"interval", required_argument, NULL, OPT_INTERVAL},
-        {"no-sim", no_argument, NULL, OPT_NO_SIM},
-        {"scenario", required_argument, NULL, OPT_SCENARIO},
-        {"no-incidents", no_argument, NULL, OPT_NO_INCIDENTS},
-        {"geofences", required_argument, NULL, OPT_GEOFENCES},
-        {"start", required_argument, NULL, OPT_START},
-        {"speedup", required_argument, NULL, OPT_SPEEDUP},
-        {"metrics-base", required_argument, NULL, OPT_METRICS_BASE},
-        {"kafka-brokers", required_argument, NULL, OPT_KAFKA_BROKERS},
-        {"help", no_argument, NULL, 'h'},
-        CFG_LONG_OPTIONS,
-        {NULL, 0, NULL, 0},
-    };
     struct fs_config cfg;
     struct svc_options opt = {.timeout_s = 120};
-    int check_s = 5, c, rc = 2, no_sim = 0, incidents = 1;
-    char err[512];
+    struct up_args a = {.trucks = 1000, .interval_s = 10, .check_s = 5};
+    int rc, check_s, no_sim, incidents;
 
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h" CFG_SHORT_OPTIONS, longopts, NULL)) != -1) {
-        if (c == 'h') {
-            up_usage(stdout);
-            rc = 0;
-            goto out;
-        } else if (c == OPT_TRUCKS || c == OPT_INTERVAL) {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || v < 1 || v > (c == OPT_TRUCKS ? 10000000 : 86400)) {
-                fprintf(stderr, "fleetsync up: --%s must be a positive number\n",
-                        c == OPT_TRUCKS ? "trucks" : "interval");
-                goto out;
-            }
-            snprintf(c == OPT_TRUCKS ? sim_trucks : sim_interval, sizeof(sim_trucks), "%ld", v);
-        } else if (c == OPT_SCENARIO || c == OPT_START || c == OPT_SPEEDUP) {
-            /* The simulator checks them (and says what is wrong) when it starts;
-             * a file must exist now, as the children run from the same place. */
-            if (c == OPT_SCENARIO && access(optarg, R_OK) != 0) {
-                fprintf(stderr, "fleetsync up: cannot read --scenario %s: %s\n", optarg, strerror(errno));
-                goto out;
-            }
-            child_arg("sim", c == OPT_SCENARIO ? "--scenario" : c == OPT_START ? "--start" : "--speedup", optarg);
-            if (c == OPT_SCENARIO)
-                incidents = 0;
-        } else if (c == OPT_NO_INCIDENTS) {
-            incidents = 0;
-        } else if (c == OPT_KAFKA_BROKERS) {
-            if (strcmp(optarg, "1") != 0 && strcmp(optarg, "3") != 0) {
-                fprintf(stderr, "fleetsync up: --kafka-brokers is 1 or 3\n");
-                goto out;
-            }
-            opt.kafka_brokers = atoi(optarg);
-        } else if (c == OPT_METRICS_BASE) {
-            char *end;
-            long v = strtol(optarg, &end, 10);
-            if (*end || end == optarg || (v != -1 && (v < 1 || v > 65535 - 5))) {
-                fprintf(stderr, "fleetsync up: --metrics-base is a port number (1-65530), or -1\n");
-                goto out;
-            }
-            metrics_base = (int)v;
-        } else if (c == OPT_GEOFENCES) {
-            if (access(optarg, R_OK) != 0) {
-                fprintf(stderr, "fleetsync up: cannot read --geofences %s: %s\n", optarg, strerror(errno));
-                goto out;
-            }
-            child_arg("sim", "--geofences", optarg);
-            child_arg("detect", "--geofences", optarg);
-        } else if (c == OPT_NO_SIM) {
-            if (!no_sim)
-                nchildren--; /* the simulator is last */
-            no_sim = 1;
-        } else if (c == OPT_CHECK) {
-            check_s = atoi(optarg);
-            if (check_s < 1) {
-                fprintf(stderr, "fleetsync up: --check-interval must be at least 1 second\n");
-                goto out;
-            }
-        } else if (cfg_option(&cfg, c, optarg, err, sizeof(err)) != 1) {
-            if (c != '?')
-                fprintf(stderr, "fleetsync up: %s\n", err);
-            up_usage(stderr);
-            goto out;
-        }
-    }
-    if (optind != argc) {
-        up_usage(stderr);
+    if ((rc = up_parse(argc, argv, &cfg, &opt, &a)) >= 0)
         goto out;
-    }
-    if (svc_ports_from_config(&cfg, &opt.ports, err, sizeof(err)) != 0) {
-        fprintf(stderr, "fleetsync up: %s\n", err);
-        goto out;
-    }
+    check_s = a.check_s;
+    no_sim = a.no_sim;
+    incidents = !a.scenario && !a.no_incidents;
     sig_install();
     mg_init_library(0);
     rc = 1;
