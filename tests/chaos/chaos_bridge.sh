@@ -18,7 +18,7 @@ W=$(mktemp -d /tmp/fleetsync-chaos-bridge.XXXXXX)
 N=${CHAOS_BRIDGE_READINGS:-100000}
 OUTAGE=${CHAOS_BRIDGE_OUTAGE_S:-60}
 PER=$((N / 20)) N=$((N / 20 * 20))
-ARGS=(--client-id "chaos-bridge-$$" --metrics-port 19101 --session-expiry 600)
+ARGS=(--client-id "chaos-bridge-$$" --metrics-port $((TEST_METRICS_BASE + 1)) --session-expiry 600)
 OWN=
 if [ -n "${CHAOS_SECURE:-}" ]; then
     OFF=${CHAOS_PORT_OFFSET:-90}
