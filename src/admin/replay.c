@@ -601,6 +601,7 @@ int cmd_replay(int argc, char **argv)
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "replay",
         .usage = "fleetsync replay --group G (--since DURATION | --at ISO8601) [--dry-run] [--json]",
         .about = replay_about,
@@ -620,10 +621,6 @@ int cmd_replay(int argc, char **argv)
         goto out;
     }
     timeout_ms = timeout_s * 1000;
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
-        goto out;
-    }
     if (!cfg.group) {
         opt_error(&cmd, "--group is required, e.g. --group fleetsync-history");
         goto out;

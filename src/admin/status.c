@@ -661,6 +661,7 @@ int cmd_status(int argc, char **argv)
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "status",
         .usage = "fleetsync status [--json] [--watch [SECONDS]] [--group G]... [options]",
         .about = status_about,
@@ -679,10 +680,6 @@ int cmd_status(int argc, char **argv)
         rc = 0;
         goto out;
     case OPT_USAGE_ERROR:
-        goto out;
-    }
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     for (size_t i = 0; i < named_count; i++) {

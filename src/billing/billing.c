@@ -723,6 +723,7 @@ int cmd_billing(int argc, char **argv) {
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "billing",
         .usage = "fleetsync billing [options]",
         .about = about,
@@ -735,10 +736,6 @@ int cmd_billing(int argc, char **argv) {
         rc = 0;
         goto out;
     case OPT_USAGE_ERROR:
-        goto out;
-    }
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -721,6 +721,7 @@ int cmd_bridge(int argc, char **argv)
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "bridge",
         .usage = "fleetsync bridge [options]",
         .about = bridge_about,
@@ -738,10 +739,6 @@ int cmd_bridge(int argc, char **argv)
         rc = 0;
         goto out;
     case OPT_USAGE_ERROR:
-        goto out;
-    }
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -190,6 +190,8 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
         if (r == 0)
             return opt_error(c, "unknown option %s", argv[optind - 1]);
     }
+    if (c->no_args && optind < argc)
+        return opt_error(c, "unexpected argument '%s'", argv[optind]);
     *rest = optind;
     return OPT_PARSED;
 }

@@ -98,6 +98,7 @@ struct opt_command {
     uint64_t *given;
     /* Not 0: --help lists only opts[i] with bit i set. */
     uint64_t shown;
+    int no_args;     /* 1: an argument that is not an option is a usage error ("unexpected argument") */
     int stop_at_arg; /* 1: options end at the first argument that is not one (a command whose
                       * arguments name a subcommand with options of its own) */
 };

@@ -460,6 +460,7 @@ static const char dashboard_after[] =
 /* The command without its option table (which points at dashboard_parse's
  * variables): the name and texts, for the checks made after parsing. */
 static const struct opt_command dashboard_cmd = {
+    .no_args = 1,
     .name = "dashboard",
     .usage = "fleetsync dashboard [options]",
     .about = dashboard_about,
@@ -542,8 +543,6 @@ static int dashboard_parse(int argc, char **argv, struct fs_config *cfg, struct 
     }
     if (a->hash_name)
         return hash_command(a->hash_name, a->hash_token);
-    if (rest != argc)
-        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
     if (cfg_parse_host_port(cfg->listen, host, host_size, port) != 0 || *port < 1 || *port > 65535)
         return opt_error(&cmd, "--listen needs HOST:PORT, not '%s'", cfg->listen);
     if ((a->tls_cert != NULL) != (a->tls_key != NULL) || (a->tls_local && a->tls_cert))

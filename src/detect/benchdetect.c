@@ -626,6 +626,7 @@ static int bd_parse(struct bd_opts *o, struct fs_config *cfg, int argc, char **a
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "bench detect",
         .usage = "fleetsync bench detect --scenario FILE [options]",
         .about = detect_about,
@@ -636,8 +637,6 @@ static int bd_parse(struct bd_opts *o, struct fs_config *cfg, int argc, char **a
     int rest, rc = opt_parse(&cmd, cfg, argc, argv, &rest);
     if (rc != OPT_PARSED)
         return rc;
-    if (rest < argc)
-        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
     if (!o->scenario)
         return opt_error(&cmd, "--scenario FILE is required");
     const char *files[][2] = {{"--scenario", o->scenario}, {"--geofences", o->geofences}, {"--rules", o->rules}};

@@ -581,6 +581,7 @@ static int detect_parse(struct detect *d, struct detect_args *a, int argc, char 
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "detect",
         .usage = "fleetsync detect [options]",
         .about = detect_about,
@@ -592,8 +593,6 @@ static int detect_parse(struct detect *d, struct detect_args *a, int argc, char 
     int rest, rc = opt_parse(&cmd, d->cfg, argc, argv, &rest);
     if (rc != OPT_PARSED)
         return rc;
-    if (rest != argc)
-        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
     if (a->rules_file && detect_rules_load_file(a->rules_file, &d->rules, err, sizeof(err)) != 0) {
         fprintf(stderr, "fleetsync detect: %s\n", err);
         return OPT_USAGE_ERROR;

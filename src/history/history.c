@@ -915,6 +915,7 @@ int cmd_history(int argc, char **argv) {
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "history",
         .usage = "fleetsync history [options]",
         .about = history_about,
@@ -927,10 +928,6 @@ int cmd_history(int argc, char **argv) {
         rc = 0;
         goto out;
     case OPT_USAGE_ERROR:
-        goto out;
-    }
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     rc = 1;

@@ -170,6 +170,7 @@ int cmd_invoice(int argc, char **argv) {
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "report invoice",
         .usage = "fleetsync report invoice --month YYYY-MM --rate-per-km X --rate-per-engine-hour Y "
                  "[--truck ID] [--format table|csv|json] [--pg CONNINFO]",
@@ -187,10 +188,6 @@ int cmd_invoice(int argc, char **argv) {
         rc = 0;
         goto out;
     case OPT_USAGE_ERROR:
-        goto out;
-    }
-    if (rest != argc) {
-        opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
         goto out;
     }
     if (!month.text || isnan(rkm) || isnan(rh)) {

@@ -568,6 +568,7 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "sim", .usage = "fleetsync sim [options]", .about = sim_about, .after = sim_after, .opts = opts,
         .shared = 1};
 
@@ -580,8 +581,6 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
     o->qos = qos >= 0 ? qos : 1;
     o->max_inflight = (uint32_t)max_inflight;
     o->source_ips_arg = (char *)source_ips; /* argv's own string: split in place */
-    if (rest != argc)
-        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
     if (o->connections > o->trucks)
         return opt_error(&cmd, "--connections %ld is more than --trucks %ld", o->connections, o->trucks);
     if (o->kafka && o->dry_run)

@@ -420,6 +420,7 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
+        .no_args = 1,
         .name = "up",
         .usage = "fleetsync up [options]",
         .about = up_about,
@@ -435,8 +436,6 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
     case OPT_USAGE_ERROR:
         return 2;
     }
-    if (rest != argc)
-        return opt_error(&cmd, "unexpected argument '%s'", argv[rest]);
     /* The simulator checks --scenario, --start and --speedup (and says what
      * is wrong) when it starts; a file must exist now, as the children run
      * from the same place. */

@@ -340,6 +340,19 @@ static void range_error_names_the_option_and_its_range(void **state)
     free(text);
 }
 
+static void no_args_refuses_a_leftover_argument(void **state)
+{
+    (void)state;
+    static int flag;
+    static const struct opt o[] = {OPT_BOOLEAN("flag", &flag, "a flag"), OPT_END_MARK};
+    const struct opt_command c = {.name = "plain", .usage = "fleetsync plain", .opts = o, .no_args = 1};
+    char *ok[] = {"plain", "--flag", NULL}, *extra[] = {"plain", "--flag", "stray", NULL};
+    int rest = -1;
+    assert_int_equal(opt_parse(&c, NULL, 2, ok, &rest), OPT_PARSED);
+    assert_int_equal(rest, 2);
+    assert_int_equal(opt_parse(&c, NULL, 3, extra, &rest), OPT_USAGE_ERROR);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -357,6 +370,7 @@ int main(void)
         cmocka_unit_test(help_shows_optional_arguments_and_only_the_shown_options),
         cmocka_unit_test(stop_at_arg_leaves_the_subcommand_its_options),
         cmocka_unit_test(range_error_names_the_option_and_its_range),
+        cmocka_unit_test(no_args_refuses_a_leftover_argument),
     };
     return cmocka_run_group_tests_name("opts", tests, NULL, NULL);
 }
