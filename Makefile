@@ -4,6 +4,7 @@
 #   make unit            unit tests (cmocka), plain build
 #   make unit SAN=1      unit tests under ASan + UBSan (objects in build/san)
 #   make fuzz            libFuzzer targets (clang), built into build/fuzz
+#   make format          apply .clang-format (make format-check: test it)
 #   make test            bootstrap, build, every test suite (tests/run)
 #   make demo            bootstrap, build, fleetsync up
 #   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, system) / fault suite
@@ -45,7 +46,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: all unit unit-san fuzz test demo bench chaos bootstrap clean format
+.PHONY: format-check all unit unit-san fuzz test demo bench chaos bootstrap clean format
 
 all: $(BUILD)/fleetsync
 
@@ -114,8 +115,17 @@ chaos: bootstrap
 	@$(MAKE) --no-print-directory all
 	@tests/chaos/run
 
+# The C sources follow .clang-format; `make format` applies it, `make
+# format-check` (run by `make test`) names every file that does not.
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+
 format:
-	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/fuzz/*.c
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@n=0; for f in $(FORMAT_FILES); do clang-format "$$f" | cmp -s - "$$f" || \
+	  { echo "not ok - $$f does not follow .clang-format (make format)"; n=1; }; done; \
+	[ $$n = 1 ] || echo "ok - every C file follows .clang-format"; exit $$n
 
 clean:
 	rm -rf build

@@ -143,8 +143,8 @@ static int bench(long trucks, long parts, long runs, long rounds)
     for (long run = 0; run < runs; run++) {
         rng = 88172645463325252ull;
         for (long i = 0; i < trucks; i++) {
-            fleet[i] = (struct sim_truck){.lat = 47 + 7 * rnd(), .lon = 6 + 9 * rnd(), .heading = 360 * rnd(),
-                                          .fuel = 30 + 60 * rnd()};
+            fleet[i] = (struct sim_truck){
+                .lat = 47 + 7 * rnd(), .lon = 6 + 9 * rnd(), .heading = 360 * rnd(), .fuel = 30 + 60 * rnd()};
             new_mode(&fleet[i]);
             snprintf(ids + i * 16, 16, "TRK-%06d", (int)((i + 1) % 100000000));
         }
@@ -160,11 +160,15 @@ static int bench(long trucks, long parts, long runs, long rounds)
                 struct sim_truck *t = &fleet[i];
                 step(t);
                 double jit = t->mode == 0 ? 0 : (rnd() - 0.5) * 20 / 111195.0;
-                batch[j] = (struct detect_reading){
-                    .truck_id = ids + i * 16, .truck_id_len = strlen(ids + i * 16),
-                    .ts_ms = T0 + round * 10000LL + (i % 10) * 1000, .seq = round,
-                    .lat = t->lat + jit, .lon = t->lon + jit, .speed_kmh = t->speed, .ignition = t->mode != 1,
-                    .fuel_pct = t->fuel};
+                batch[j] = (struct detect_reading){.truck_id = ids + i * 16,
+                                                   .truck_id_len = strlen(ids + i * 16),
+                                                   .ts_ms = T0 + round * 10000LL + (i % 10) * 1000,
+                                                   .seq = round,
+                                                   .lat = t->lat + jit,
+                                                   .lon = t->lon + jit,
+                                                   .speed_kmh = t->speed,
+                                                   .ignition = t->mode != 1,
+                                                   .fuel_pct = t->fuel};
             }
             double t0 = now_s();
             for (long j = 0; j < trucks; j++)

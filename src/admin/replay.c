@@ -133,8 +133,8 @@ struct plan {
     int topic_count;
     struct replay_part *parts;
     size_t count, cap;
-    int kafka_commits;  /* PG sinks: the group also has Kafka commits */
-    int kafka_moved;    /* PG sinks: those were moved too */
+    int kafka_commits; /* PG sinks: the group also has Kafka commits */
+    int kafka_moved;   /* PG sinks: those were moved too */
 };
 
 static void plan_release(struct plan *pl)
@@ -196,8 +196,7 @@ static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_p
                        int timeout_ms, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o =
-        groups_admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
+    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
     rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
     rd_kafka_event_t *ev;
     int rc = -1;
@@ -212,8 +211,7 @@ static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_p
         const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
         if (e) {
             *code = rd_kafka_error_code(e);
-            snprintf(err, err_size, "Kafka refused the new offsets of group %s: %s", group,
-                     rd_kafka_error_string(e));
+            snprintf(err, err_size, "Kafka refused the new offsets of group %s: %s", group, rd_kafka_error_string(e));
             goto out;
         }
         const rd_kafka_topic_partition_list_t *l = rd_kafka_group_result_partitions(gr[i]);
@@ -332,15 +330,13 @@ out:
  * only_committed: only partitions present in committed (PG sinks mirror the
  * Kafka commits they have, and create none). */
 static rd_kafka_topic_partition_list_t *plan_moves(const struct plan *pl,
-                                                   const rd_kafka_topic_partition_list_t *committed,
-                                                   int only_committed)
+                                                   const rd_kafka_topic_partition_list_t *committed, int only_committed)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)pl->count);
     for (size_t i = 0; i < pl->count; i++) {
         const struct replay_part *p = &pl->parts[i];
         if (only_committed) {
-            const rd_kafka_topic_partition_t *c =
-                rd_kafka_topic_partition_list_find(committed, p->topic, p->partition);
+            const rd_kafka_topic_partition_t *c = rd_kafka_topic_partition_list_find(committed, p->topic, p->partition);
             if (!c || c->offset == p->target)
                 continue;
         } else if (!p->changed) {
@@ -510,8 +506,9 @@ static void print_text(const struct plan *pl, int dry_run)
     printf("\ntotal: %zu partitions, %zu %s, %" PRId64 " messages to reprocess\n", pl->count, plan_changed(pl),
            dry_run ? "would move" : "moved", plan_total(pl));
     if (pl->store == REPLAY_STORE_PG && pl->kafka_commits)
-        printf("Kafka committed offsets of the group: %s\n",
-               dry_run ? "would be moved too" : pl->kafka_moved ? "moved too" : "NOT moved (see the warning)");
+        printf("Kafka committed offsets of the group: %s\n", dry_run           ? "would be moved too"
+                                                             : pl->kafka_moved ? "moved too"
+                                                                               : "NOT moved (see the warning)");
     if (dry_run)
         printf("dry run: nothing changed\n");
 }
@@ -522,19 +519,18 @@ static int print_json(const struct plan *pl, int dry_run)
     json_t *parts = json_array();
     for (size_t i = 0; i < pl->count; i++) {
         const struct replay_part *p = &pl->parts[i];
-        json_array_append_new(parts, json_pack("{s:s, s:i, s:o, s:I, s:I, s:b, s:I, s:I}", "topic", p->topic,
-                                               "partition", (int)p->partition, "old",
-                                               p->old >= 0 ? json_integer(p->old) : json_null(), "new",
-                                               (json_int_t)p->target, "reprocess", (json_int_t)p->reprocess,
-                                               "changed", p->changed, "low", (json_int_t)p->low, "high",
-                                               (json_int_t)p->high));
+        json_array_append_new(parts,
+                              json_pack("{s:s, s:i, s:o, s:I, s:I, s:b, s:I, s:I}", "topic", p->topic, "partition",
+                                        (int)p->partition, "old", p->old >= 0 ? json_integer(p->old) : json_null(),
+                                        "new", (json_int_t)p->target, "reprocess", (json_int_t)p->reprocess, "changed",
+                                        p->changed, "low", (json_int_t)p->low, "high", (json_int_t)p->high));
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:I, s:I}", "group", pl->group, "store",
-                          pl->store == REPLAY_STORE_PG ? "postgresql" : "kafka", "at",
-                          pg_format_ts(pl->t_ms, t, sizeof(t)), "at_ms", (json_int_t)pl->t_ms, "from",
-                          pg_format_ts(pl->from_ms, from, sizeof(from)), "from_ms", (json_int_t)pl->from_ms,
-                          "dry_run", dry_run, "partitions", parts, "changed", (json_int_t)plan_changed(pl),
-                          "total_reprocess", (json_int_t)plan_total(pl));
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:I, s:I}", "group", pl->group, "store",
+                  pl->store == REPLAY_STORE_PG ? "postgresql" : "kafka", "at", pg_format_ts(pl->t_ms, t, sizeof(t)),
+                  "at_ms", (json_int_t)pl->t_ms, "from", pg_format_ts(pl->from_ms, from, sizeof(from)), "from_ms",
+                  (json_int_t)pl->from_ms, "dry_run", dry_run, "partitions", parts, "changed",
+                  (json_int_t)plan_changed(pl), "total_reprocess", (json_int_t)plan_total(pl));
     if (!o)
         return -1;
     if (pl->store == REPLAY_STORE_PG)
@@ -570,13 +566,12 @@ static const char replay_about[] =
     "PostgreSQL session named after it, is refused (exit 1) and they are named. With\n"
     "--topic-prefix P only topics named P... are touched. See docs/replay.md.";
 
-static const char replay_after[] =
-    "Examples:\n"
-    "  fleetsync replay --group fleetsync-detector --since 2h --dry-run\n"
-    "  fleetsync replay --group fleetsync-history --at 2026-11-27T00:00:00Z\n"
-    "  fleetsync replay --group fleetsync-billing --since 1d --json\n\n"
-    "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
-    "unless stated), 2 usage error.";
+static const char replay_after[] = "Examples:\n"
+                                   "  fleetsync replay --group fleetsync-detector --since 2h --dry-run\n"
+                                   "  fleetsync replay --group fleetsync-history --at 2026-11-27T00:00:00Z\n"
+                                   "  fleetsync replay --group fleetsync-billing --since 1d --json\n\n"
+                                   "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
+                                   "unless stated), 2 usage error.";
 
 int cmd_replay(int argc, char **argv)
 {
@@ -677,8 +672,7 @@ int cmd_replay(int argc, char **argv)
     int64_t deadline = fs_mono_ms() + timeout_ms;
     int r;
     do
-        r = groups_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err,
-                          sizeof(err));
+        r = groups_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err, sizeof(err));
     while (r != 0 && groups_again(code, deadline));
     if (r != 0)
         goto fail;
@@ -761,8 +755,7 @@ int cmd_replay(int argc, char **argv)
                 goto fail;
         if (pl.topic_count == 0) {
             for (int i = 0; i < ndef; i++)
-                if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) !=
-                    0)
+                if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) != 0)
                     goto fail;
         }
         if (pl.topic_count == 0) {

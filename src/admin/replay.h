@@ -16,13 +16,12 @@
 #include "core/clock.h"
 
 #define REPLAY_GROUP_DASHBOARD "fleetsync-dashboard"
-#define REPLAY_GROUP_HISTORY   "fleetsync-history"
-#define REPLAY_GROUP_DETECTOR  "fleetsync-detector"
-#define REPLAY_GROUP_BILLING   "fleetsync-billing"
+#define REPLAY_GROUP_HISTORY "fleetsync-history"
+#define REPLAY_GROUP_DETECTOR "fleetsync-detector"
+#define REPLAY_GROUP_BILLING "fleetsync-billing"
 
 /* An offset a group does not have (no commit, no sink_offsets row). */
 #define REPLAY_NO_OFFSET (-1)
-
 
 /* The longest --since accepted: ten years, far beyond any retention. */
 #define REPLAY_MAX_SINCE_MS (3650LL * FS_DAY_MS)
@@ -37,7 +36,6 @@ int replay_parse_duration_ms(const char *s, int64_t *ms, char *err, size_t err_s
  * +HH ('T' may be a space; digits past milliseconds are dropped).  Returns 0
  * with ms since the Unix epoch in *ms, or -1 with a reason in err. */
 int replay_parse_iso8601_ms(const char *s, int64_t *ms, char *err, size_t err_size);
-
 
 /* Where a group keeps its positions. */
 enum replay_store {

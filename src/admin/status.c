@@ -205,8 +205,8 @@ char *status_json(const struct status_report *r)
     json_object_set_new(root, "groups", groups);
     for (int i = 0; i < r->service_count; i++) {
         const struct status_service *sv = &r->services[i];
-        json_array_append_new(services, json_pack("{s:s, s:i, s:i, s:b}", "name", sv->name, "pid", sv->pid,
-                                                  "port", sv->port, "healthy", sv->healthy));
+        json_array_append_new(services, json_pack("{s:s, s:i, s:i, s:b}", "name", sv->name, "pid", sv->pid, "port",
+                                                  sv->port, "healthy", sv->healthy));
     }
     for (size_t i = 0; i < r->group_count; i++) {
         const struct status_group *g = &r->groups[i];
@@ -214,18 +214,16 @@ char *status_json(const struct status_report *r)
         for (size_t j = 0; parts && j < g->count; j++) {
             const struct status_part *p = &g->parts[j];
             json_array_append_new(parts, json_pack("{s:s, s:i, s:o, s:o, s:o}", "topic", p->topic, "partition",
-                                                   (int)p->partition, "committed", json_offset(p->committed),
-                                                   "end", json_offset(p->end), "lag", json_offset(p->lag)));
+                                                   (int)p->partition, "committed", json_offset(p->committed), "end",
+                                                   json_offset(p->end), "lag", json_offset(p->lag)));
         }
         char ts[32];
-        json_t *o = json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:o}", "group", g->name, "members",
-                              g->members >= 0 ? json_integer(g->members) : json_null(), "lag",
-                              json_offset(g->lag), "partitions", parts ? parts : json_array(), "store",
-                              store_name(g->store), "rate",
-                              g->rate >= 0 ? json_real((double)(int64_t)(g->rate * 10 + 0.5) / 10) : json_null(),
-                              "last_commit",
-                              g->last_commit_ms >= 0 ? json_string(pg_format_ts(g->last_commit_ms, ts, sizeof(ts)))
-                                                     : json_null());
+        json_t *o = json_pack(
+            "{s:s, s:o, s:o, s:o, s:s, s:o, s:o}", "group", g->name, "members",
+            g->members >= 0 ? json_integer(g->members) : json_null(), "lag", json_offset(g->lag), "partitions",
+            parts ? parts : json_array(), "store", store_name(g->store), "rate",
+            g->rate >= 0 ? json_real((double)(int64_t)(g->rate * 10 + 0.5) / 10) : json_null(), "last_commit",
+            g->last_commit_ms >= 0 ? json_string(pg_format_ts(g->last_commit_ms, ts, sizeof(ts))) : json_null());
         if (!o)
             goto out;
         json_array_append_new(groups, o);
@@ -316,7 +314,7 @@ struct status_ctx {
     const char **named; /* --group, repeatable */
     size_t named_count;
     int timeout_ms;
-    rd_kafka_t *rk;     /* NULL until Kafka answered once */
+    rd_kafka_t *rk; /* NULL until Kafka answered once */
 };
 
 static void pg_quiet(void *arg, const char *message)
@@ -498,8 +496,7 @@ static void gather_groups(struct status_ctx *c, struct status_report *r, int wat
             rd_kafka_resp_err_t e =
                 rd_kafka_query_watermark_offsets(c->rk, p->topic, p->partition, &low, &high, c->timeout_ms);
             if (e) {
-                log_warn("cannot read the end offset of %s [%d]: %s", p->topic, (int)p->partition,
-                         rd_kafka_err2str(e));
+                log_warn("cannot read the end offset of %s [%d]: %s", p->topic, (int)p->partition, rd_kafka_err2str(e));
                 continue;
             }
             p->low = low;
@@ -598,19 +595,18 @@ static const char status_about[] =
     "With --topic-prefix P only topics named P... count, and groups with no such\n"
     "topic are left out (unless named with --group). See docs/status.md.";
 
-static const char status_after[] =
-    "Examples:\n"
-    "  fleetsync status\n"
-    "  fleetsync status --json | jq '.groups[] | {group, lag}'\n"
-    "  fleetsync status --watch 5 --group my-analytics\n"
-    "  fleetsync status --brokers kafka1:9092 --pg 'host=db dbname=fleetsync' --json\n\n"
-    "Exit codes: 0 every service healthy, 1 a service is down or Kafka did not\n"
-    "answer (what is known is still printed), 2 usage error.";
+static const char status_after[] = "Examples:\n"
+                                   "  fleetsync status\n"
+                                   "  fleetsync status --json | jq '.groups[] | {group, lag}'\n"
+                                   "  fleetsync status --watch 5 --group my-analytics\n"
+                                   "  fleetsync status --brokers kafka1:9092 --pg 'host=db dbname=fleetsync' --json\n\n"
+                                   "Exit codes: 0 every service healthy, 1 a service is down or Kafka did not\n"
+                                   "answer (what is known is still printed), 2 usage error.";
 
 /* One refresh: services, groups, rate against prev (taken at prev_ms), or
  * against a first sample 1 s earlier when there is no prev. */
-static void refresh(struct status_ctx *c, struct status_report *r, const struct status_report *prev,
-                    int64_t prev_ms, int64_t *taken_ms)
+static void refresh(struct status_ctx *c, struct status_report *r, const struct status_report *prev, int64_t prev_ms,
+                    int64_t *taken_ms)
 {
     struct status_report first;
     int64_t first_ms = prev_ms;

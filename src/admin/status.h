@@ -43,12 +43,12 @@ struct status_part {
 struct status_group {
     char name[256];
     enum status_store store;
-    int members;          /* STATUS_UNKNOWN when Kafka did not answer */
-    char who[512];        /* "client@host, ..." */
+    int members;   /* STATUS_UNKNOWN when Kafka did not answer */
+    char who[512]; /* "client@host, ..." */
     struct status_part *parts;
     size_t count, cap;
-    int64_t lag;          /* sum of the known partition lags, STATUS_UNKNOWN if none is known */
-    double rate;          /* messages/s consumed, < 0 when not measured */
+    int64_t lag;            /* sum of the known partition lags, STATUS_UNKNOWN if none is known */
+    double rate;            /* messages/s consumed, < 0 when not measured */
     int64_t last_commit_ms; /* ms since the epoch, STATUS_UNKNOWN when not known */
 };
 

@@ -32,7 +32,7 @@
 
 #define MAX_GATEWAYS 100000
 #define MAX_BRIDGE_OPTS 64
-#define ERR_MAX      (2 * PATH_MAX + 256)
+#define ERR_MAX (2 * PATH_MAX + 256)
 
 int trucks_line_user(const char *line, char *buf, size_t size)
 {
@@ -122,11 +122,11 @@ struct store {
     const char *data_dir;
     char passwd[PATH_MAX], acl[PATH_MAX], tmp[PATH_MAX + 8];
     struct mqa_secret secret;
-    FILE *out;              /* the new password file, while writing */
-    struct nameset names;   /* accounts in the new file */
-    char **gateways;        /* gateway accounts, in order */
+    FILE *out;            /* the new password file, while writing */
+    struct nameset names; /* accounts in the new file */
+    char **gateways;      /* gateway accounts, in order */
     size_t n_gateways;
-    char **bridges;         /* bridge accounts besides MQA_BRIDGE_USER, in order */
+    char **bridges; /* bridge accounts besides MQA_BRIDGE_USER, in order */
     size_t n_bridges;
     size_t added, kept, removed;
 };
@@ -241,7 +241,8 @@ static int store_add(struct store *st, const char *name, char *err, size_t err_s
         return 0;
     char pass[MQA_PASS_CHARS + 1], line[MQA_HASH_LINE_MAX];
     unsigned char salt[MQA_SALT_BYTES];
-    if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt) || mqa_derive(&st->secret, name, pass, sizeof(pass)) ||
+    if (getrandom(salt, sizeof(salt), 0) != (ssize_t)sizeof(salt) ||
+        mqa_derive(&st->secret, name, pass, sizeof(pass)) ||
         mqa_hash_line(name, pass, salt, MQA_ITERATIONS, line, sizeof(line)) < 0) {
         snprintf(err, err_size, "cannot hash the password of %s", name);
         return -1;
@@ -274,8 +275,8 @@ static int write_acl(struct store *st, char *err, size_t err_size)
         snprintf(err, err_size, "out of memory");
         return -1;
     }
-    mqa_acl_text(text, need + 1, (const char *const *)st->gateways, st->n_gateways,
-                 (const char *const *)st->bridges, st->n_bridges);
+    mqa_acl_text(text, need + 1, (const char *const *)st->gateways, st->n_gateways, (const char *const *)st->bridges,
+                 st->n_bridges);
     snprintf(tmp, sizeof(tmp), "%s.tmp", st->acl);
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     int ok = fd >= 0 && write(fd, text, need) == (ssize_t)need && fsync(fd) == 0;
@@ -366,8 +367,7 @@ static int reload(const struct fs_config *cfg)
                  "(clients reconnect; persistent sessions are kept)",
                  cfg->data_dir);
     else if (rc == 1)
-        log_info("Mosquitto of %s is not running; 'fleetsync services start' uses the credentials",
-                 cfg->data_dir);
+        log_info("Mosquitto of %s is not running; 'fleetsync services start' uses the credentials", cfg->data_dir);
     else
         log_error("could not make Mosquitto reload; 'fleetsync services stop' and 'start' apply the credentials");
     return rc < 0 ? 1 : 0;
@@ -376,7 +376,7 @@ static int reload(const struct fs_config *cfg)
 /* --- the command ------------------------------------------------------- */
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
 static const char trucks_about[] =
     "MQTT identities of the embedded broker (docs/security.md). 'add' creates an\n"
@@ -388,18 +388,19 @@ static const char trucks_about[] =
     "simulator and the bridge of the same data dir log in by themselves. From the first\n"
     "'add' on, Mosquitto refuses anonymous clients; a running one reloads (SIGHUP).\n\n"
     "Actions:\n"
-    "  add ID...           accounts for these truck ids ([A-Za-z0-9._-], at most " STR(MQA_ID_MAX) " chars)\n"
-    "  list                print every account with its kind\n"
-    "  password ID...      print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
-    "  remove ID...        delete accounts (trucks, gateways or bridge instances)";
+    "  add ID...           accounts for these truck ids ([A-Za-z0-9._-], at most " STR(
+        MQA_ID_MAX) " chars)\n"
+                    "  list                print every account with its kind\n"
+                    "  password ID...      print 'ID PASSWORD' of accounts (also " MQA_BRIDGE_USER ")\n"
+                    "  remove ID...        delete accounts (trucks, gateways or bridge instances)";
 
 static int valid_prefix(const char *p)
 {
     return strlen(p) <= 40 && (!*p || mqa_valid_id(p));
 }
 
-static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count, const char *prefix,
-                  long gateways, const char *const *bridges, int n_bridges, int print)
+static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count, const char *prefix, long gateways,
+                  const char *const *bridges, int n_bridges, int print)
 {
     struct store st = {.data_dir = cfg->data_dir};
     char err[ERR_MAX], name[MQA_ID_MAX + 1], pass[MQA_PASS_CHARS + 1];
@@ -417,8 +418,8 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
         store_release(&st);
         return 1;
     }
-    if (read_acl(&st, err, sizeof(err)) ||
-        store_begin(&st, NULL, err, sizeof(err)) != 0 || store_add(&st, MQA_BRIDGE_USER, err, sizeof(err)) != 0)
+    if (read_acl(&st, err, sizeof(err)) || store_begin(&st, NULL, err, sizeof(err)) != 0 ||
+        store_add(&st, MQA_BRIDGE_USER, err, sizeof(err)) != 0)
         goto fail;
     for (int i = 0; i < n_ids; i++)
         if (store_add(&st, ids[i], err, sizeof(err)) != 0)
@@ -448,8 +449,7 @@ static int do_add(const struct fs_config *cfg, char **ids, int n_ids, long count
         goto fail;
     clock_gettime(CLOCK_MONOTONIC, &t1);
     log_info("%zu account(s) added, %zu kept, %zu gateway(s) in %.2f s; files in %s/mqtt/", st.added, st.kept,
-             st.n_gateways, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9,
-             cfg->data_dir);
+             st.n_gateways, (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, cfg->data_dir);
     if (print) {
         for (int i = 0; i < n_ids; i++)
             if (mqa_derive(&st.secret, ids[i], pass, sizeof(pass)) == 0)
@@ -574,8 +574,7 @@ static int do_list(const struct fs_config *cfg)
     while (fgets(line, sizeof(line), f)) {
         if (trucks_line_user(line, name, sizeof(name)) < 0)
             continue;
-        printf("%s %s\n", name,
-               is_bridge(&st, name) ? "bridge" : is_gateway(&st, name) ? "gateway" : "truck");
+        printf("%s %s\n", name, is_bridge(&st, name) ? "bridge" : is_gateway(&st, name) ? "gateway" : "truck");
         n++;
     }
     fclose(f);
@@ -604,8 +603,10 @@ static int opt_bridge(void *value, const char *arg, char *err, size_t err_size)
 {
     struct bridge_ids *b = value;
     if (!mqa_valid_id(arg) || strcmp(arg, MQA_BRIDGE_USER) == 0 || b->n >= MAX_BRIDGE_OPTS) {
-        snprintf(err, err_size, "'%s': a bridge's --client-id ([A-Za-z0-9._-], 1..%d characters, not %s, at most %d "
-                 "per call)", arg, MQA_ID_MAX, MQA_BRIDGE_USER, MAX_BRIDGE_OPTS);
+        snprintf(err, err_size,
+                 "'%s': a bridge's --client-id ([A-Za-z0-9._-], 1..%d characters, not %s, at most %d "
+                 "per call)",
+                 arg, MQA_ID_MAX, MQA_BRIDGE_USER, MAX_BRIDGE_OPTS);
         return -1;
     }
     b->v[b->n++] = arg;

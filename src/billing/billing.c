@@ -60,11 +60,11 @@
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
 
 struct truck {
-    char *id;          /* NULL = empty slot */
-    int known;         /* st reflects the database (or this batch's work on it) */
+    char *id;  /* NULL = empty slot */
+    int known; /* st reflects the database (or this batch's work on it) */
     struct bill_state st;
     int32_t partition;
-    int touched;       /* in this batch's list of trucks to store, at touched[ti] */
+    int touched; /* in this batch's list of trucks to store, at touched[ti] */
     uint32_t ti;
 };
 
@@ -79,7 +79,8 @@ struct touched {
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
  * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
-static void cache_forget(struct idtab *c) {
+static void cache_forget(struct idtab *c)
+{
     for (size_t i = 0; i < c->cap; i++) {
         struct truck *t = idtab_slot(c, i);
         if (!t)
@@ -133,7 +134,8 @@ struct billing {
         *m_rejected[TM_REASON_COUNT], *m_trucks;
 };
 
-static void day_text(int64_t day_ms, char *buf, size_t size) {
+static void day_text(int64_t day_ms, char *buf, size_t size)
+{
     time_t t = (time_t)(fs_day_start_ms(day_ms) / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -143,7 +145,8 @@ static void day_text(int64_t day_ms, char *buf, size_t size) {
 /* ---- reading records ----------------------------------------------------------- */
 
 /* Reads one record into *r; 0 = a reading, -1 = refused (counted). */
-static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t now, struct row *r) {
+static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t now, struct row *r)
+{
     struct tm_fast f;
     char norm[TM_MAX_PAYLOAD + 1], detail[128];
     int normalized;
@@ -157,15 +160,15 @@ static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t 
     }
     b->p_rejected[why]++;
     if (b->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
-        log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
-                 m->offset, tm_reason_name(why), detail);
+        log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                 tm_reason_name(why), detail);
     return -1;
 }
 
 /* ---- replay -------------------------------------------------------------------- */
 
-#define STATE_COLS                                                                                              \
-    "last_ts_ms, last_seq, last_lat, last_lon, last_speed_kmh, last_ignition, has_good, good_ts_ms, good_lat, " \
+#define STATE_COLS                                                                                                     \
+    "last_ts_ms, last_seq, last_lat, last_lon, last_speed_kmh, last_ignition, has_good, good_ts_ms, good_lat, "        \
     "good_lon, last_good"
 
 /* The partition was rewound below what billing had read: recompute its
@@ -176,7 +179,8 @@ static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t 
  * state, and its floor: the re-read records are all repeats for it, and its
  * live readings of today must still count. */
 static int rewind_partition(struct billing *b, PGconn *conn, const struct part *p, int64_t stored, char *err,
-                            size_t err_size) {
+                            size_t err_size)
+{
     char part_s[16], day_s[16], floor_s[24];
     snprintf(part_s, sizeof(part_s), "%d", p->partition);
     if (p->first_ts_ms < 0) {
@@ -239,7 +243,8 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
 
 /* ---- trucks: lookups and staging --------------------------------------------------- */
 
-static void state_from(struct bill_state *s, const PGresult *r, int i, int c) {
+static void state_from(struct bill_state *s, const PGresult *r, int i, int c)
+{
     s->has_last = 1;
     s->last.ts_ms = strtoll(PQgetvalue(r, i, c), NULL, 10);
     s->last.seq = strtoll(PQgetvalue(r, i, c + 1), NULL, 10);
@@ -254,14 +259,16 @@ static void state_from(struct bill_state *s, const PGresult *r, int i, int c) {
     s->last_good = PQgetvalue(r, i, c + 10)[0] == 't';
 }
 
-static void put_state(struct buf *b, const struct bill_state *s) {
-    buf_printf(b, "%" PRId64 "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%c\t%c\t%" PRId64 "\t%.17g\t%.17g\t%c",
-               s->last.ts_ms, s->last.seq, s->last.lat, s->last.lon, s->last.speed_kmh, s->last.ignition ? 't' : 'f',
+static void put_state(struct buf *b, const struct bill_state *s)
+{
+    buf_printf(b, "%" PRId64 "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%c\t%c\t%" PRId64 "\t%.17g\t%.17g\t%c", s->last.ts_ms,
+               s->last.seq, s->last.lat, s->last.lon, s->last.speed_kmh, s->last.ignition ? 't' : 'f',
                s->has_good ? 't' : 'f', s->good_ts_ms, s->good_lat, s->good_lon, s->last_good ? 't' : 'f');
 }
 
 /* Loads the states of the batch's trucks the cache does not know. */
-static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *err, size_t err_size) {
+static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *err, size_t err_size)
+{
     buf_reset(&b->aux);
     buf_put(&b->aux, "{", 1);
     size_t n = 0;
@@ -315,13 +322,14 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
 }
 
 /* Stages the truck's gathered deltas of one day (a COPY row of billing_stage). */
-static void stage_acc(struct billing *b, struct touched *t) {
+static void stage_acc(struct billing *b, struct touched *t)
+{
     if (!t->acc_on)
         return;
     char day_s[16];
     day_text(t->acc.day_ms, day_s, sizeof(day_s));
-    buf_printf(&b->stage, "%s\t%s\t%.17g\t%.17g\t%.17g\t%.17g\n", t->t->id, day_s, t->acc.distance_km,
-               t->acc.engine_s, t->acc.idle_s, t->acc.max_speed_kmh);
+    buf_printf(&b->stage, "%s\t%s\t%.17g\t%.17g\t%.17g\t%.17g\n", t->t->id, day_s, t->acc.distance_km, t->acc.engine_s,
+               t->acc.idle_s, t->acc.max_speed_kmh);
     t->acc_on = 0;
 }
 
@@ -329,7 +337,8 @@ static void stage_acc(struct billing *b, struct touched *t) {
  * billing_end_stage): called when the truck's first reading of a later day
  * was folded, so no reading can change that day's end any more (earlier
  * readings are late and skipped). */
-static void stage_day_end(struct billing *b, const struct truck *t, const struct bill_state *end) {
+static void stage_day_end(struct billing *b, const struct truck *t, const struct bill_state *end)
+{
     char day_s[16];
     day_text(end->last.ts_ms, day_s, sizeof(day_s));
     buf_printf(&b->ends, "%s\t%s\t", t->id, day_s);
@@ -337,7 +346,8 @@ static void stage_day_end(struct billing *b, const struct truck *t, const struct
     buf_put(&b->ends, "\n", 1);
 }
 
-static void add_delta(struct billing *b, struct truck *truck, const struct bill_delta *d) {
+static void add_delta(struct billing *b, struct truck *truck, const struct bill_delta *d)
+{
     struct touched *t = &b->touched[truck->ti];
     if (t->acc_on && t->acc.day_ms != d->day_ms)
         stage_acc(b, t);
@@ -354,7 +364,8 @@ static void add_delta(struct billing *b, struct truck *truck, const struct bill_
     }
 }
 
-static int touch(struct billing *b, struct truck *t) {
+static int touch(struct billing *b, struct truck *t)
+{
     if (t->touched)
         return 0;
     if (b->touched_n == b->touched_cap) {
@@ -371,7 +382,8 @@ static int touch(struct billing *b, struct truck *t) {
     return 0;
 }
 
-static struct part *part_get(struct billing *b, int32_t partition) {
+static struct part *part_get(struct billing *b, int32_t partition)
+{
     for (size_t i = 0; i < b->part_n; i++)
         if (b->parts[i].partition == partition)
             return &b->parts[i];
@@ -388,7 +400,8 @@ static struct part *part_get(struct billing *b, int32_t partition) {
     return p;
 }
 
-static int pday_note(struct billing *b, int32_t partition, int64_t ts_ms, int64_t offset) {
+static int pday_note(struct billing *b, int32_t partition, int64_t ts_ms, int64_t offset)
+{
     if (ts_ms < 0)
         return 0;
     int64_t day = fs_day_start_ms(ts_ms);
@@ -446,7 +459,8 @@ static const char *upsert_trucks_sql =
 
 /* ---- one batch --------------------------------------------------------------------- */
 
-static void reset_batch(struct billing *b) {
+static void reset_batch(struct billing *b)
+{
     for (size_t i = 0; i < b->touched_n; i++)
         b->touched[i].t->touched = 0;
     b->touched_n = 0;
@@ -457,14 +471,16 @@ static void reset_batch(struct billing *b) {
     buf_reset(&b->aux);
 }
 
-static void clear_pending(struct billing *b) {
-    b->p_readings = b->p_dups = b->p_late = b->p_jumps = b->p_upserted = b->p_recomputed = b->p_rewinds =
-        b->p_lookups = 0;
+static void clear_pending(struct billing *b)
+{
+    b->p_readings = b->p_dups = b->p_late = b->p_jumps = b->p_upserted = b->p_recomputed = b->p_rewinds = b->p_lookups =
+        0;
     memset(b->p_rejected, 0, sizeof(b->p_rejected));
 }
 
 static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
-                         size_t err_size) {
+                         size_t err_size)
+{
     struct billing *b = ctx;
     (void)refused; /* every value billing writes is computed from a checked reading */
     int64_t now = fs_wall_ms();
@@ -588,9 +604,8 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             return -1;
         b->p_upserted = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
-        if (b->ends.len > 0 &&
-            (pg_copy(conn, "COPY billing_end_stage FROM STDIN", &b->ends, err, err_size) < 0 ||
-             pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
+        if (b->ends.len > 0 && (pg_copy(conn, "COPY billing_end_stage FROM STDIN", &b->ends, err, err_size) < 0 ||
+                                pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
             return -1;
         if (pg_copy(conn,
                     "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
@@ -628,7 +643,8 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     return 0;
 }
 
-static void billing_committed(void *ctx) {
+static void billing_committed(void *ctx)
+{
     struct billing *b = ctx;
     metric_add(b->m_readings, (uint64_t)b->p_readings);
     metric_add(b->m_dups, (uint64_t)b->p_dups);
@@ -645,7 +661,8 @@ static void billing_committed(void *ctx) {
     reset_batch(b);
 }
 
-static void billing_aborted(void *ctx) {
+static void billing_aborted(void *ctx)
+{
     struct billing *b = ctx;
     /* The outcome may be unknown (a lost connection at COMMIT), or another
      * instance wrote these partitions: read the states again. */
@@ -668,33 +685,36 @@ static const char billing_about[] =
     "has the definitions (gaps > 10 min, midnight split, jumps).";
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
-static const char billing_after[] =
-    "Metrics on 127.0.0.1:" STR(BILLING_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
-    "Examples:\n"
-    "  fleetsync billing                               # against the embedded stack\n"
-    "  fleetsync billing --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
-    "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 --rate-per-engine-hour 12\n"
-    "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-    "consumer error: restart it, it rejoins the group), 2 usage error.";
+static const char billing_after[] = "Metrics on 127.0.0.1:" STR(
+    BILLING_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
+                                  "Examples:\n"
+                                  "  fleetsync billing                               # against the embedded stack\n"
+                                  "  fleetsync billing --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
+                                  "  fleetsync report invoice --month 2026-11 --rate-per-km 0.35 "
+                                  "--rate-per-engine-hour 12\n"
+                                  "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka "
+                                  "fatal\n"
+                                  "consumer error: restart it, it rejoins the group), 2 usage error.";
 
-static void register_metrics(struct billing *b) {
+static void register_metrics(struct billing *b)
+{
     struct metrics *m = b->metrics;
     b->m_readings = metrics_counter(m, "fleetsync_billing_readings_total", "Readings folded into billing_daily.", NULL);
     b->m_dups = metrics_counter(m, "fleetsync_billing_duplicates_total",
                                 "Readings with the (ts, seq) of the truck's last one (repeats), skipped.", NULL);
-    b->m_late = metrics_counter(m, "fleetsync_billing_late_total",
-                                "Readings older than the truck's last one (or before a recomputed day), skipped.",
-                                NULL);
+    b->m_late =
+        metrics_counter(m, "fleetsync_billing_late_total",
+                        "Readings older than the truck's last one (or before a recomputed day), skipped.", NULL);
     b->m_jumps = metrics_counter(m, "fleetsync_billing_gps_jumps_total",
                                  "Readings whose implied speed exceeded the limit: no distance counted.", NULL);
-    b->m_upserted = metrics_counter(m, "fleetsync_billing_rows_upserted_total",
-                                    "billing_daily rows inserted or updated.", NULL);
+    b->m_upserted =
+        metrics_counter(m, "fleetsync_billing_rows_upserted_total", "billing_daily rows inserted or updated.", NULL);
     b->m_recomputed = metrics_counter(m, "fleetsync_billing_days_recomputed_total",
                                       "Truck-days cleared for recomputation by a replay.", NULL);
-    b->m_rewinds = metrics_counter(m, "fleetsync_billing_rewinds_total",
-                                   "Partitions found rewound (by fleetsync replay).", NULL);
+    b->m_rewinds =
+        metrics_counter(m, "fleetsync_billing_rewinds_total", "Partitions found rewound (by fleetsync replay).", NULL);
     b->m_lookups = metrics_counter(m, "fleetsync_billing_truck_lookups_total",
                                    "Truck states read from the database (cache misses).", NULL);
     b->m_trucks = metrics_gauge(m, "fleetsync_billing_trucks", "Trucks whose state is cached.", NULL);
@@ -706,7 +726,8 @@ static void register_metrics(struct billing *b) {
     }
 }
 
-int cmd_billing(int argc, char **argv) {
+int cmd_billing(int argc, char **argv)
+{
     struct fs_config cfg;
     struct billing b;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};

@@ -10,11 +10,13 @@
 #include <math.h>
 #include <string.h>
 
-void bill_state_init(struct bill_state *s) {
+void bill_state_init(struct bill_state *s)
+{
     memset(s, 0, sizeof(*s));
 }
 
-static struct rollup_point to_rollup(const struct bill_point *p) {
+static struct rollup_point to_rollup(const struct bill_point *p)
+{
     return (struct rollup_point){.ts_ms = p->ts_ms,
                                  .seq = p->seq,
                                  .lat = p->lat,
@@ -24,7 +26,8 @@ static struct rollup_point to_rollup(const struct bill_point *p) {
                                  .fuel_pct = NAN};
 }
 
-static int cmp_point(const struct bill_point *a, const struct bill_point *b) {
+static int cmp_point(const struct bill_point *a, const struct bill_point *b)
+{
     if (a->ts_ms != b->ts_ms)
         return a->ts_ms < b->ts_ms ? -1 : 1;
     if (a->seq != b->seq)
@@ -32,12 +35,14 @@ static int cmp_point(const struct bill_point *a, const struct bill_point *b) {
     return 0;
 }
 
-static int plausible(double lat1, double lon1, int64_t ts1, const struct bill_point *cur, double *dist_m) {
+static int plausible(double lat1, double lon1, int64_t ts1, const struct bill_point *cur, double *dist_m)
+{
     *dist_m = geo_haversine_m(lat1, lon1, cur->lat, cur->lon);
     return geo_implied_speed_kmh(*dist_m, cur->ts_ms - ts1) <= BILL_MAX_KMH;
 }
 
-enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, struct bill_out *out) {
+enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, struct bill_out *out)
+{
     memset(out, 0, sizeof(*out));
     if (s->has_last) {
         int c = cmp_point(cur, &s->last);
@@ -60,8 +65,7 @@ enum bill_result bill_fold(struct bill_state *s, const struct bill_point *cur, s
     int accepted = 1;
     if (s->has_good && !plausible(s->good_lat, s->good_lon, s->good_ts_ms, cur, &dist_m)) {
         double from_last_m;
-        if (s->has_last && !s->last_good &&
-            plausible(s->last.lat, s->last.lon, s->last.ts_ms, cur, &from_last_m)) {
+        if (s->has_last && !s->last_good && plausible(s->last.lat, s->last.lon, s->last.ts_ms, cur, &from_last_m)) {
             dist_m = from_last_m; /* a relocation confirmed by two readings */
         } else {
             accepted = 0;

@@ -47,11 +47,11 @@ struct bill_point {
 struct bill_state {
     int has_last;
     struct bill_point last;
-    int has_good;         /* good_* hold the last accepted position */
+    int has_good; /* good_* hold the last accepted position */
     int64_t good_ts_ms;
     double good_lat, good_lon;
-    int last_good;        /* the last reading's position was accepted */
-    int64_t floor_ms;     /* 0 = none */
+    int last_good;    /* the last reading's position was accepted */
+    int64_t floor_ms; /* 0 = none */
 };
 
 /* What one reading adds to one UTC day. */
@@ -68,7 +68,6 @@ struct bill_out {
 };
 
 enum bill_result { BILL_FOLDED, BILL_DUPLICATE, BILL_LATE, BILL_BEFORE_FLOOR };
-
 
 /* An empty state (a truck never seen). */
 void bill_state_init(struct bill_state *s);

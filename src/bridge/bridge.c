@@ -84,8 +84,8 @@ void route_record(const struct spool_record *rec, struct route *out)
     if (kind == TM_TOPIC_TELEMETRY) {
         struct tm_reading r;
         char detail[64] = "";
-        enum tm_reason why = tm_parse_mqtt(rec->topic, rec->payload, rec->payload_len, rec->received_ms, &r,
-                                           detail, sizeof(detail));
+        enum tm_reason why =
+            tm_parse_mqtt(rec->topic, rec->payload, rec->payload_len, rec->received_ms, &r, detail, sizeof(detail));
         if (why != TM_OK) {
             route_dlq(out, rec, why, detail);
             return;
@@ -112,9 +112,9 @@ void route_record(const struct spool_record *rec, struct route *out)
             return;
         }
         snprintf(out->keybuf, sizeof(out->keybuf), "%s", id);
-        int n = snprintf(out->valbuf, sizeof(out->valbuf),
-                         "{\"id\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\",\"ts\":%lld}", id,
-                         kind == TM_TOPIC_TRUCK_STATUS ? "truck" : "gateway", status, (long long)rec->received_ms);
+        int n =
+            snprintf(out->valbuf, sizeof(out->valbuf), "{\"id\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\",\"ts\":%lld}",
+                     id, kind == TM_TOPIC_TRUCK_STATUS ? "truck" : "gateway", status, (long long)rec->received_ms);
         route_own(out, ROUTE_STATUS, (size_t)n);
         return;
     }
@@ -145,21 +145,21 @@ struct bridge {
 
     struct msub *mq;
     uint64_t mqtt_connects;
-    int paused;           /* spool over budget: not reading MQTT */
+    int paused; /* spool over budget: not reading MQTT */
     int spool_failed;
 
     rd_kafka_t *rk;
     rd_kafka_queue_t *mainq;
-    int wake[2];          /* librdkafka writes here when its queue has events */
+    int wake[2]; /* librdkafka writes here when its queue has events */
     int fatal;
     int rewind_pending;
     char topic_telemetry[256], topic_status[256], topic_dlq[256];
 
     struct spool *spool;
     struct metrics *metrics;
-    struct metric *m_received, *m_produced[3], *m_acked, *m_dlq[TM_REASON_COUNT], *m_delivery_errors,
-        *m_recreated, *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency,
-        *m_damaged, *m_damaged_bytes, *m_damaged_files;
+    struct metric *m_received, *m_produced[3], *m_acked, *m_dlq[TM_REASON_COUNT], *m_delivery_errors, *m_recreated,
+        *m_spool_bytes, *m_queue, *m_connected, *m_reconnects, *m_backpressure, *m_latency, *m_damaged,
+        *m_damaged_bytes, *m_damaged_files;
     uint64_t received, acked, dlq, errors;
     long long wall_ms; /* the wall clock when the loop last woke: receive and ack times */
     long long produce_error_logged_ms;
@@ -301,11 +301,14 @@ static int producer_new(struct bridge *b, char *err, size_t err_size)
 {
     static const char *const defaults[] = {
         KAFKA_TELEMETRY_PRODUCER_DEFAULTS,
-        "queue.buffering.max.kbytes", "524288",
+        "queue.buffering.max.kbytes",
+        "524288",
         /* Never give up on a message: while Kafka is away it waits here and
          * in the spool, and the spool applies the backpressure. */
-        "message.timeout.ms", "0",
-        "client.id", "fleetsync-bridge",
+        "message.timeout.ms",
+        "0",
+        "client.id",
+        "fleetsync-bridge",
         NULL,
     };
     rd_kafka_conf_t *conf = kafka_conf_new(b->cfg, defaults, err, err_size);
@@ -471,9 +474,8 @@ static void status_line(struct bridge *b, uint64_t *last_received, uint64_t *las
             "\r\033[KMQTT %-4s | in %6.0f/s | acked %6.0f/s, %llu total | DLQ %llu | spool %s%s | queue %d | "
             "p99 %.0f ms",
             msub_up(b->mq) ? "up" : "down", (double)(b->received - *last_received) / dt_s,
-            (double)(b->acked - *last_acked) / dt_s, (unsigned long long)b->acked, (unsigned long long)b->dlq,
-            spool, b->paused ? " (full: paused)" : "", rd_kafka_outq_len(b->rk),
-            metric_quantile(b->m_latency, 0.99) * 1000);
+            (double)(b->acked - *last_acked) / dt_s, (unsigned long long)b->acked, (unsigned long long)b->dlq, spool,
+            b->paused ? " (full: paused)" : "", rd_kafka_outq_len(b->rk), metric_quantile(b->m_latency, 0.99) * 1000);
     *last_received = b->received;
     *last_acked = b->acked;
 }
@@ -668,7 +670,7 @@ static int opt_count(void *value, const char *arg, char *err, size_t err_size)
 }
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
 static const char bridge_about[] =
     "Subscribes to fleet/trucks/+/telemetry, fleet/trucks/+/status and fleet/gateways/+/status\n"
@@ -679,15 +681,19 @@ static const char bridge_about[] =
     "acknowledgement, and stays there until Kafka has acknowledged it: a killed bridge\n"
     "loses nothing and resends on restart.";
 
-static const char bridge_after[] =
-    "Metrics on --metrics-port (default " STR(BRIDGE_DEFAULT_METRICS_PORT) "): fleetsync_bridge_* counters, spool "
-    "bytes,\nKafka queue, MQTT state and the receive->ack latency histogram.";
+static const char bridge_after[] = "Metrics on --metrics-port (default " STR(
+    BRIDGE_DEFAULT_METRICS_PORT) "): fleetsync_bridge_* counters, spool "
+                                 "bytes,\nKafka queue, MQTT state and the receive->ack latency histogram.";
 
 int cmd_bridge(int argc, char **argv)
 {
     struct fs_config cfg;
-    struct bridge_opts o = {.client_id = "fleetsync-bridge", .mqtt_version = 5, .keepalive_s = 30,
-                            .session_expiry_s = 604800, .spool_budget = 1ull << 30, .max_in_flight = 200000};
+    struct bridge_opts o = {.client_id = "fleetsync-bridge",
+                            .mqtt_version = 5,
+                            .keepalive_s = 30,
+                            .session_expiry_s = 604800,
+                            .spool_budget = 1ull << 30,
+                            .max_in_flight = 200000};
     struct bridge b;
     char err[512], spool_dir[PATH_MAX];
     int rest, rc = 2;
@@ -756,12 +762,10 @@ int cmd_bridge(int argc, char **argv)
     char cafile_buf[4096];
     if (b.url.tls && !o.cafile)
         o.cafile = mqa_default_cafile(cfg.data_dir, &b.url, cafile_buf, sizeof(cafile_buf));
-    int auth = mqa_client_password(cfg.data_dir, &b.url, o.client_id, b.url.pass, sizeof(b.url.pass), err,
-                                   sizeof(err));
+    int auth = mqa_client_password(cfg.data_dir, &b.url, o.client_id, b.url.pass, sizeof(b.url.pass), err, sizeof(err));
     if (auth == 1 && !mqa_valid_id(o.client_id)) {
-        snprintf(err, sizeof(err),
-                 "--client-id %s cannot be an account of %s/mqtt/ ([A-Za-z0-9._-], 1..%d characters)", o.client_id,
-                 cfg.data_dir, MQA_ID_MAX);
+        snprintf(err, sizeof(err), "--client-id %s cannot be an account of %s/mqtt/ ([A-Za-z0-9._-], 1..%d characters)",
+                 o.client_id, cfg.data_dir, MQA_ID_MAX);
         auth = -1;
     }
     if (auth < 0) {
@@ -799,13 +803,14 @@ int cmd_bridge(int argc, char **argv)
                                           "Failed deliveries (resent from the spool).", NULL);
     b.m_recreated = metrics_counter(b.metrics, "fleetsync_bridge_producer_recreated_total",
                                     "Producers recreated after a fatal error.", NULL);
-    b.m_spool_bytes = metrics_gauge(b.metrics, "fleetsync_bridge_spool_bytes",
-                                    "Spooled bytes not yet acknowledged by Kafka.", NULL);
-    b.m_queue = metrics_gauge(b.metrics, "fleetsync_bridge_kafka_queue", "Messages in the Kafka producer queue.",
-                              NULL);
+    b.m_spool_bytes =
+        metrics_gauge(b.metrics, "fleetsync_bridge_spool_bytes", "Spooled bytes not yet acknowledged by Kafka.", NULL);
+    b.m_queue = metrics_gauge(b.metrics, "fleetsync_bridge_kafka_queue", "Messages in the Kafka producer queue.", NULL);
     b.m_connected = metrics_gauge(b.metrics, "fleetsync_bridge_mqtt_connected", "1 while connected to MQTT.", NULL);
-    b.m_reconnects = metrics_counter(b.metrics, "fleetsync_bridge_mqtt_connects_total", "MQTT connection attempts "
-                                     "that reached the broker.", NULL);
+    b.m_reconnects = metrics_counter(b.metrics, "fleetsync_bridge_mqtt_connects_total",
+                                     "MQTT connection attempts "
+                                     "that reached the broker.",
+                                     NULL);
     b.m_backpressure = metrics_gauge(b.metrics, "fleetsync_bridge_backpressure",
                                      "1 while MQTT reads pause because the spool is over budget.", NULL);
     b.m_damaged = metrics_counter(b.metrics, "fleetsync_bridge_spool_damaged_total",
@@ -815,9 +820,9 @@ int cmd_bridge(int argc, char **argv)
     b.m_damaged_files = metrics_gauge(b.metrics, "fleetsync_bridge_spool_damaged_files",
                                       "Damaged segment files kept aside in the spool dir.", NULL);
     static const double lat_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
-    b.m_latency = metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds",
-                                    "MQTT receive to Kafka acknowledgement.", NULL, lat_bounds,
-                                    (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
+    b.m_latency =
+        metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds", "MQTT receive to Kafka acknowledgement.",
+                          NULL, lat_bounds, (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
     int mport = cfg.metrics_port == 0 ? BRIDGE_DEFAULT_METRICS_PORT : cfg.metrics_port;
     if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
         log_error("%s (use --metrics-port N, or -1 for none)", err);
@@ -847,8 +852,8 @@ int cmd_bridge(int argc, char **argv)
     }
     metric_set(b.m_damaged_files, spool_damaged_files(b.spool));
     if (spool_damaged_files(b.spool))
-        log_warn("spool %s keeps %d damaged segment files (*.damaged) for inspection; delete them when done",
-                 spool_dir, spool_damaged_files(b.spool));
+        log_warn("spool %s keeps %d damaged segment files (*.damaged) for inspection; delete them when done", spool_dir,
+                 spool_damaged_files(b.spool));
     if (spool_head(b.spool) > spool_acked(b.spool))
         log_info("spool %s holds %llu bytes not yet acknowledged by Kafka: producing them first", spool_dir,
                  (unsigned long long)(spool_head(b.spool) - spool_acked(b.spool)));

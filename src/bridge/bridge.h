@@ -28,8 +28,8 @@ struct route {
     size_t key_len;
     const void *value;
     size_t value_len;
-    const char *error;        /* DLQ only: a telemetry v1 rejection reason */
-    char error_detail[64];    /* DLQ only: the field, or a short reason */
+    const char *error;     /* DLQ only: a telemetry v1 rejection reason */
+    char error_detail[64]; /* DLQ only: the field, or a short reason */
     char keybuf[128];
     char valbuf[8192];
 };

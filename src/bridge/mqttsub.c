@@ -45,17 +45,17 @@ struct msub {
     enum state state;
     struct mqc conn;
     int v5;
-    uint16_t keepalive_s;   /* the broker's Server Keep Alive if it sent one */
-    int64_t deadline_ms;    /* connect, TLS, CONNACK, SUBACK must be done by then */
+    uint16_t keepalive_s; /* the broker's Server Keep Alive if it sent one */
+    int64_t deadline_ms;  /* connect, TLS, CONNACK, SUBACK must be done by then */
     int64_t next_try_ms;
     int backoff_ms;
     unsigned addr_next;
     uint64_t connects;
-    int was_active;         /* msub_tick's last "active" */
+    int was_active; /* msub_tick's last "active" */
 
     uint8_t *in;
     size_t in_len;
-    uint64_t skip;          /* bytes of a cut PUBLISH still to come and be dropped */
+    uint64_t skip; /* bytes of a cut PUBLISH still to come and be dropped */
 };
 
 static char *dup_or_null(const char *s)
@@ -63,8 +63,7 @@ static char *dup_or_null(const char *s)
     return s && *s ? strdup(s) : NULL;
 }
 
-struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message, void *ud, char *err,
-                      size_t err_size)
+struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message, void *ud, char *err, size_t err_size)
 {
     struct msub *s = calloc(1, sizeof(*s));
     if (!s) {
@@ -160,9 +159,14 @@ int msub_flush(struct msub *s)
 
 static void send_connect(struct msub *s)
 {
-    struct mqw_connect m = {.client_id = s->client_id, .keepalive_s = (uint16_t)s->cfg.keepalive_s,
-                            .clean_session = 0, .user = s->user, .pass = s->pass, .version = s->cfg.version,
-                            .session_expiry_s = s->cfg.session_expiry_s, .receive_max = s->cfg.receive_max};
+    struct mqw_connect m = {.client_id = s->client_id,
+                            .keepalive_s = (uint16_t)s->cfg.keepalive_s,
+                            .clean_session = 0,
+                            .user = s->user,
+                            .pass = s->pass,
+                            .version = s->cfg.version,
+                            .session_expiry_s = s->cfg.session_expiry_s,
+                            .receive_max = s->cfg.receive_max};
     if (mqc_queue_connect(&s->conn, &m) != 0) {
         lost(s, "cannot build CONNECT (client id or credentials too long?)");
         return;
@@ -236,10 +240,9 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
         reason_text(pk, extra, sizeof(extra));
         if (r > 0) {
             char why[400];
-            snprintf(why, sizeof(why), "the broker refused the connection: %s%s",
-                     mqw_connack_string(pk->return_code), extra);
-            if (pk->return_code == 4 || pk->return_code == 5 || pk->return_code == 0x86 ||
-                pk->return_code == 0x87)
+            snprintf(why, sizeof(why), "the broker refused the connection: %s%s", mqw_connack_string(pk->return_code),
+                     extra);
+            if (pk->return_code == 4 || pk->return_code == 5 || pk->return_code == 0x86 || pk->return_code == 0x87)
                 log_error("MQTT broker %s:%d refused the connection: %s", s->host, s->cfg.port,
                           mqw_connack_string(pk->return_code));
             lost(s, why);
@@ -269,7 +272,8 @@ static int on_control(struct msub *s, const struct mqw_packet *pk)
         for (size_t k = 0; k < pk->ncodes; k++)
             if (pk->codes[k] == 0)
                 log_warn("the broker granted %s QoS 0 only: its messages are not acknowledged, and one lost "
-                         "on the way is lost", k < (size_t)s->cfg.nfilters ? s->cfg.filters[k] : "a filter");
+                         "on the way is lost",
+                         k < (size_t)s->cfg.nfilters ? s->cfg.filters[k] : "a filter");
         log_info("subscribed to %s%s%s%s%s (QoS 1)", s->cfg.filters[0], s->cfg.nfilters > 1 ? ", " : "",
                  s->cfg.nfilters > 1 ? s->cfg.filters[1] : "", s->cfg.nfilters > 2 ? ", " : "",
                  s->cfg.nfilters > 2 ? s->cfg.filters[2] : "");

@@ -35,7 +35,7 @@ struct msub_config {
     const char *cafile;      /* NULL: the system's CAs */
     const char *user, *pass; /* NULL or "": none */
     const char *client_id;
-    int version;             /* 5 or 311 */
+    int version; /* 5 or 311 */
     int keepalive_s;
     uint32_t session_expiry_s; /* MQTT 5 */
     uint16_t receive_max;      /* MQTT 5: QoS 1 messages the broker may have unacknowledged */
@@ -53,8 +53,7 @@ typedef int (*msub_message_fn)(void *ud, const char *topic, size_t topic_len, co
 struct msub;
 
 /* Copies cfg; sets up TLS.  Returns NULL with a reason in err. */
-struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message, void *ud, char *err,
-                      size_t err_size);
+struct msub *msub_new(const struct msub_config *cfg, msub_message_fn on_message, void *ud, char *err, size_t err_size);
 void msub_free(struct msub *s);
 
 /* The socket to poll (-1 while there is none) and the events to ask for.

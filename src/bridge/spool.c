@@ -18,11 +18,11 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#define HDR_BYTES      8u  /* u32 length + u32 crc */
-#define BODY_FIXED     10u /* u64 received_ms + u16 topic length */
-#define WBUF_BYTES     (2u << 20) /* more than the largest record */
+#define HDR_BYTES 8u          /* u32 length + u32 crc */
+#define BODY_FIXED 10u        /* u64 received_ms + u16 topic length */
+#define WBUF_BYTES (2u << 20) /* more than the largest record */
 #define DEFAULT_SEGMENT (64ull << 20)
-#define BODY_MAX       (BODY_FIXED + SPOOL_MAX_TOPIC + SPOOL_MAX_PAYLOAD)
+#define BODY_MAX (BODY_FIXED + SPOOL_MAX_TOPIC + SPOOL_MAX_PAYLOAD)
 /* A resync checks the CRC of every candidate whose header looks right; bytes
  * crafted to look like headers everywhere could make that quadratic, so past
  * this many CRC'd bytes it gives up and skips to the segment's end. */
@@ -48,8 +48,8 @@ struct spool {
     /* Segments in offset order; the last is the one appended to. */
     struct segment *segs;
     size_t nsegs, segs_cap;
-    int wfd;         /* the last segment, open for append */
-    uint64_t head;   /* flushed end */
+    int wfd;           /* the last segment, open for append */
+    uint64_t head;     /* flushed end */
     uint64_t own_from; /* head at open: records from here on were written by this process */
     int roll_pending;  /* the last segment was found damaged: the next append starts a new one */
     unsigned char *wbuf;
@@ -57,20 +57,20 @@ struct spool {
 
     uint64_t acked;
     uint64_t read;
-    int rfd;              /* segment open for reading */
-    uint64_t rfd_start;   /* its start offset */
-    uint64_t rfd_size;    /* its size when opened */
-    unsigned char *rbuf;  /* bytes [rbuf_off, rbuf_off + rbuf_len) */
+    int rfd;             /* segment open for reading */
+    uint64_t rfd_start;  /* its start offset */
+    uint64_t rfd_size;   /* its size when opened */
+    unsigned char *rbuf; /* bytes [rbuf_off, rbuf_off + rbuf_len) */
     size_t rbuf_cap, rbuf_len;
     uint64_t rbuf_off;
     char topic[SPOOL_MAX_TOPIC + 1];
 
-    struct flight *ring;  /* circular, in offset order */
+    struct flight *ring; /* circular, in offset order */
     size_t ring_cap, ring_head, ring_len;
 
     uint64_t damage_seen_to; /* damage before this offset was reported already */
     uint64_t damaged_ranges, damaged_bytes;
-    int damaged_files;       /* .damaged files in dir */
+    int damaged_files; /* .damaged files in dir */
 };
 
 static void put32(unsigned char *p, uint32_t v)
@@ -92,7 +92,10 @@ static void put64(unsigned char *p, uint64_t v)
     put32(p + 4, (uint32_t)(v >> 32));
 }
 
-static uint64_t get64(const unsigned char *p) { return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32; }
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+}
 
 static void seg_path(const struct spool *s, uint64_t start, char *buf, size_t size)
 {
@@ -364,8 +367,12 @@ static void report_damage(struct spool *s, uint64_t from, uint64_t to, const cha
     int files = set_aside(s, start, kept, sizeof(kept));
     s->damaged_files = files;
     if (s->opt.on_damage) {
-        struct spool_damage d = {.segment = path, .seg_offset = from - start, .bytes = to - from, .why = why,
-                                 .kept_as = kept[0] ? kept : NULL, .kept_files = files};
+        struct spool_damage d = {.segment = path,
+                                 .seg_offset = from - start,
+                                 .bytes = to - from,
+                                 .why = why,
+                                 .kept_as = kept[0] ? kept : NULL,
+                                 .kept_files = files};
         s->opt.on_damage(&d, s->opt.ctx);
     }
 }
@@ -465,8 +472,7 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
     snprintf(path, sizeof(path), "%s/lock", dir);
     s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (s->lock_fd < 0 || flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        snprintf(err, err_size, "spool %s is in use by another bridge (or not writable): %s", dir,
-                 strerror(errno));
+        snprintf(err, err_size, "spool %s is in use by another bridge (or not writable): %s", dir, strerror(errno));
         goto fail;
     }
     snprintf(path, sizeof(path), "%s/checkpoint", dir);
@@ -535,8 +541,11 @@ int spool_open(const char *dir, const struct spool_options *opt, struct spool **
         }
         s->head = last + keep;
         if (torn && s->opt.on_damage) {
-            struct spool_damage dmg = {.segment = path, .seg_offset = keep, .bytes = (uint64_t)st.st_size - keep,
-                                       .why = "torn write", .torn = 1};
+            struct spool_damage dmg = {.segment = path,
+                                       .seg_offset = keep,
+                                       .bytes = (uint64_t)st.st_size - keep,
+                                       .why = "torn write",
+                                       .torn = 1};
             s->opt.on_damage(&dmg, s->opt.ctx);
         }
         if (damaged && (seg_push(s, s->head) != 0 || open_append(s, s->head, 0) != 0)) {
@@ -760,14 +769,38 @@ int spool_checkpoint(struct spool *s)
     return 0;
 }
 
-uint64_t spool_acked(const struct spool *s) { return s->acked; }
-uint64_t spool_read_pos(const struct spool *s) { return s->read; }
-uint64_t spool_head(const struct spool *s) { return s->head; }
-uint64_t spool_pending_bytes(const struct spool *s) { return s->head + s->wlen - s->acked; }
-size_t spool_in_flight(const struct spool *s) { return s->ring_len; }
-uint64_t spool_damaged_ranges(const struct spool *s) { return s->damaged_ranges; }
-uint64_t spool_damaged_bytes(const struct spool *s) { return s->damaged_bytes; }
-int spool_damaged_files(const struct spool *s) { return s->damaged_files; }
+uint64_t spool_acked(const struct spool *s)
+{
+    return s->acked;
+}
+uint64_t spool_read_pos(const struct spool *s)
+{
+    return s->read;
+}
+uint64_t spool_head(const struct spool *s)
+{
+    return s->head;
+}
+uint64_t spool_pending_bytes(const struct spool *s)
+{
+    return s->head + s->wlen - s->acked;
+}
+size_t spool_in_flight(const struct spool *s)
+{
+    return s->ring_len;
+}
+uint64_t spool_damaged_ranges(const struct spool *s)
+{
+    return s->damaged_ranges;
+}
+uint64_t spool_damaged_bytes(const struct spool *s)
+{
+    return s->damaged_bytes;
+}
+int spool_damaged_files(const struct spool *s)
+{
+    return s->damaged_files;
+}
 
 void spool_close(struct spool *s)
 {

@@ -46,7 +46,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SPOOL_MAX_TOPIC   1024
+#define SPOOL_MAX_TOPIC 1024
 #define SPOOL_MAX_PAYLOAD (1024 * 1024)
 /* Damaged segments kept aside (each at most a segment's size). */
 #define SPOOL_MAX_DAMAGED_FILES 4
@@ -54,23 +54,23 @@
 struct spool;
 
 struct spool_record {
-    uint64_t offset;      /* where the record starts; its id for spool_ack */
+    uint64_t offset; /* where the record starts; its id for spool_ack */
     int64_t received_ms;
-    const char *topic;    /* NUL-terminated; valid until the next spool call */
-    const void *payload;  /* valid until the next spool call */
+    const char *topic;   /* NUL-terminated; valid until the next spool call */
+    const void *payload; /* valid until the next spool call */
     size_t payload_len;
 };
 
 /* One range the spool could not read, as reported to on_damage. */
 struct spool_damage {
-    const char *segment;   /* path of the segment file */
-    uint64_t seg_offset;   /* where the range starts in it */
-    uint64_t bytes;        /* bytes skipped (or cut off, when torn) */
-    const char *why;       /* "bad CRC", "bad length", "bad topic length", "cut short" */
-    int torn;              /* 1: a torn write at the end cut off on open: never
-                            * acknowledged to MQTT, so nothing was lost */
-    const char *kept_as;   /* the .damaged hard link, or NULL (torn, or link failed) */
-    int kept_files;        /* .damaged files in the spool dir now */
+    const char *segment; /* path of the segment file */
+    uint64_t seg_offset; /* where the range starts in it */
+    uint64_t bytes;      /* bytes skipped (or cut off, when torn) */
+    const char *why;     /* "bad CRC", "bad length", "bad topic length", "cut short" */
+    int torn;            /* 1: a torn write at the end cut off on open: never
+                          * acknowledged to MQTT, so nothing was lost */
+    const char *kept_as; /* the .damaged hard link, or NULL (torn, or link failed) */
+    int kept_files;      /* .damaged files in the spool dir now */
 };
 
 struct spool_options {
@@ -85,8 +85,7 @@ struct spool_options {
 
 /* Opens (creating) the spool in dir, takes its lock, recovers positions.
  * Returns 0, or -1 with a reason in err (e.g. another bridge holds it). */
-int spool_open(const char *dir, const struct spool_options *opt, struct spool **out, char *err,
-               size_t err_size);
+int spool_open(const char *dir, const struct spool_options *opt, struct spool **out, char *err, size_t err_size);
 
 /* Appends one record to the write buffer; it is on disk after spool_flush.
  * Returns 0, or -1 (topic or payload too large, I/O error: see errno). */

@@ -198,16 +198,14 @@ int cfg_parse_mqtt_url(const char *url, struct cfg_mqtt_url *out, char *err, siz
         p = at + 1;
     }
     if (strchr(p, '/') && strcmp(strchr(p, '/'), "/") != 0) {
-        snprintf(err, err_size, "MQTT URL '%s' must not have a path",
-                 cfg_mask_secrets(url, shown, sizeof(shown)));
+        snprintf(err, err_size, "MQTT URL '%s' must not have a path", cfg_mask_secrets(url, shown, sizeof(shown)));
         return -1;
     }
     char hp[300];
     snprintf(hp, sizeof(hp), "%.*s", (int)strcspn(p, "/"), p);
     if (!strchr(hp, ':')) {
         if (strlen(hp) >= sizeof(out->host) || !*hp) {
-            snprintf(err, err_size, "MQTT URL '%s' has no host",
-                 cfg_mask_secrets(url, shown, sizeof(shown)));
+            snprintf(err, err_size, "MQTT URL '%s' has no host", cfg_mask_secrets(url, shown, sizeof(shown)));
             return -1;
         }
         strcpy(out->host, hp);

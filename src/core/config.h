@@ -13,12 +13,12 @@
 #include <getopt.h>
 #include <stddef.h>
 
-#define CFG_DEFAULT_MQTT     "mqtt://127.0.0.1:18830"
-#define CFG_DEFAULT_BROKERS  "127.0.0.1:19092"
-#define CFG_DEFAULT_PG       "host=127.0.0.1 port=15432 dbname=fleetsync user=fleetsync"
+#define CFG_DEFAULT_MQTT "mqtt://127.0.0.1:18830"
+#define CFG_DEFAULT_BROKERS "127.0.0.1:19092"
+#define CFG_DEFAULT_PG "host=127.0.0.1 port=15432 dbname=fleetsync user=fleetsync"
 #define CFG_DEFAULT_DATA_DIR "./var"
-#define CFG_DEFAULT_LISTEN   "127.0.0.1:8080"
-#define CFG_MAX_KAFKA_PROPS  64
+#define CFG_DEFAULT_LISTEN "127.0.0.1:8080"
+#define CFG_MAX_KAFKA_PROPS 64
 
 struct cfg_kv {
     char *key;
@@ -26,9 +26,9 @@ struct cfg_kv {
 };
 
 struct fs_config {
-    const char *mqtt;         /* mqtt[s]://[user:pass@]host:port */
-    const char *brokers;      /* host:port[,host:port...] */
-    const char *pg;           /* libpq conninfo or URI */
+    const char *mqtt;    /* mqtt[s]://[user:pass@]host:port */
+    const char *brokers; /* host:port[,host:port...] */
+    const char *pg;      /* libpq conninfo or URI */
     const char *data_dir;
     const char *listen;       /* dashboard HOST:PORT */
     const char *topic_prefix; /* prepended to every topic name */
@@ -55,16 +55,16 @@ enum {
 };
 
 /* The shared long options, to splice into a command's option table. */
-#define CFG_LONG_OPTIONS                                              \
-    {"mqtt", required_argument, NULL, CFG_OPT_MQTT},                  \
-    {"brokers", required_argument, NULL, CFG_OPT_BROKERS},            \
-    {"pg", required_argument, NULL, CFG_OPT_PG},                      \
-    {"data-dir", required_argument, NULL, CFG_OPT_DATA_DIR},          \
-    {"listen", required_argument, NULL, CFG_OPT_LISTEN},              \
-    {"topic-prefix", required_argument, NULL, CFG_OPT_TOPIC_PREFIX},  \
-    {"group", required_argument, NULL, CFG_OPT_GROUP},                \
-    {"metrics-port", required_argument, NULL, CFG_OPT_METRICS_PORT},  \
-    {"log-level", required_argument, NULL, CFG_OPT_LOG_LEVEL}
+#define CFG_LONG_OPTIONS                                                                                               \
+    {"mqtt", required_argument, NULL, CFG_OPT_MQTT}, {"brokers", required_argument, NULL, CFG_OPT_BROKERS},            \
+        {"pg", required_argument, NULL, CFG_OPT_PG}, {"data-dir", required_argument, NULL, CFG_OPT_DATA_DIR},          \
+        {"listen", required_argument, NULL, CFG_OPT_LISTEN},                                                           \
+        {"topic-prefix", required_argument, NULL, CFG_OPT_TOPIC_PREFIX},                                               \
+        {"group", required_argument, NULL, CFG_OPT_GROUP},                                                             \
+        {"metrics-port", required_argument, NULL, CFG_OPT_METRICS_PORT},                                               \
+    {                                                                                                                  \
+        "log-level", required_argument, NULL, CFG_OPT_LOG_LEVEL                                                        \
+    }
 
 /* The short options the shared table needs ("X:" for -X key=value). */
 #define CFG_SHORT_OPTIONS "X:"

@@ -267,8 +267,8 @@ static int parse_ring(struct load_ctx *c, json_t *ring, size_t r, struct geo_lon
     size_t n = json_array_size(ring);
     ring_name(name, sizeof(name), r);
     if (n < 4)
-        return fail(c, "%s has %zu position%s, needs at least 4 (a closed ring: the last repeats the first)", name,
-                    n, n == 1 ? "" : "s");
+        return fail(c, "%s has %zu position%s, needs at least 4 (a closed ring: the last repeats the first)", name, n,
+                    n == 1 ? "" : "s");
     struct geo_lonlat last;
     for (size_t v = 0; v < n; v++) {
         snprintf(where, sizeof(where), "position %zu of the %s", v + 1, name);

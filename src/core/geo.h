@@ -30,10 +30,10 @@
 
 /* Limits of a fences file: anything beyond is an error, never a crash or an
  * unbounded allocation. */
-#define GEO_FENCE_ID_MAX       64           /* bytes of properties.id */
-#define GEO_MAX_FENCES         10000        /* features per file */
-#define GEO_MAX_FENCE_VERTICES 100000       /* positions of one Polygon, all rings, as written */
-#define GEO_MAX_FILE_BYTES     (16u << 20)  /* 16 MiB */
+#define GEO_FENCE_ID_MAX 64            /* bytes of properties.id */
+#define GEO_MAX_FENCES 10000           /* features per file */
+#define GEO_MAX_FENCE_VERTICES 100000  /* positions of one Polygon, all rings, as written */
+#define GEO_MAX_FILE_BYTES (16u << 20) /* 16 MiB */
 
 /* Great-circle distance in metres (haversine), >= 0. */
 double geo_haversine_m(double lat1, double lon1, double lat2, double lon2);

@@ -25,8 +25,8 @@ static int coordinator_busy(rd_kafka_resp_err_t e)
 /* Runs one admin request already sent to q: waits for its result event.
  * Returns the event (the caller destroys it) or NULL with a reason in err
  * and the error in *code. */
-rd_kafka_event_t *groups_admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms,
-                                      rd_kafka_resp_err_t *code, char *err, size_t err_size)
+rd_kafka_event_t *groups_admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms, rd_kafka_resp_err_t *code,
+                                      char *err, size_t err_size)
 {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms + 2000);
     *code = RD_KAFKA_RESP_ERR_NO_ERROR;
@@ -65,9 +65,8 @@ int groups_again(rd_kafka_resp_err_t code, int64_t deadline_ms)
 
 /* Kafka lists a member only once it has joined: one that joins during the
  * broker's initial rebalance delay shows as the group's state alone. */
-int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who,
-                   size_t who_size, const char **live_state, rd_kafka_resp_err_t *code, char *err,
-                   size_t err_size)
+int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who, size_t who_size,
+                   const char **live_state, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms);

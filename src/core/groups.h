@@ -21,8 +21,8 @@ rd_kafka_AdminOptions_t *groups_admin_options(rd_kafka_t *rk, rd_kafka_admin_op_
 /* Waits for the result event of one admin request already sent to q.
  * Returns the event (the caller destroys it) or NULL with a reason in err
  * and the error in *code. */
-rd_kafka_event_t *groups_admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms,
-                                      rd_kafka_resp_err_t *code, char *err, size_t err_size);
+rd_kafka_event_t *groups_admin_result(rd_kafka_queue_t *q, const char *what, int timeout_ms, rd_kafka_resp_err_t *code,
+                                      char *err, size_t err_size);
 
 /* After a failed group request: 1 (having waited a moment) when it is worth
  * asking again before deadline_ms (CLOCK_MONOTONIC ms), because the group's
@@ -39,9 +39,8 @@ int groups_again(rd_kafka_resp_err_t code, int64_t deadline_ms);
  * consumer joining during the broker's initial rebalance delay is not listed
  * as a member yet), else NULL.  A group Kafka does not know has 0 members.
  * Returns 0 or -1. */
-int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who,
-                   size_t who_size, const char **live_state, rd_kafka_resp_err_t *code, char *err,
-                   size_t err_size);
+int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who, size_t who_size,
+                   const char **live_state, rd_kafka_resp_err_t *code, char *err, size_t err_size);
 
 /* The group's committed offsets in Kafka, every topic (partitions without a
  * commit are left out).  Returns a list the caller destroys (possibly

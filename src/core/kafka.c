@@ -25,8 +25,7 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
     log_msg(l, "librdkafka %s: %s", fac, buf);
 }
 
-rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *defaults,
-                                char *err, size_t err_size)
+rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *defaults, char *err, size_t err_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     if (rd_kafka_conf_set(conf, "bootstrap.servers", cfg->brokers, err, err_size) != RD_KAFKA_CONF_OK)
@@ -86,7 +85,8 @@ int kafka_consumer_fatal(rd_kafka_t *rk, const char *who)
     if (inject_at > 0 && fs_mono_ms() >= inject_at) {
         inject_at = 0;
         log_warn("FLEETSYNC_TEST_CONSUMER_FATAL_MS: raising a fatal consumer error");
-        rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID, "injected by FLEETSYNC_TEST_CONSUMER_FATAL_MS");
+        rd_kafka_test_fatal_error(rk, RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID,
+                                  "injected by FLEETSYNC_TEST_CONSUMER_FATAL_MS");
     }
     char why[512];
     if (rd_kafka_fatal_error(rk, why, sizeof(why)) == RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -17,15 +17,14 @@
  * simulator's --kafka that stands in for it), as key, value pairs to open a
  * kafka_conf_new() defaults list: idempotent, acks=all, lz4, batches of up to
  * 10,000 messages lingering 5 ms. */
-#define KAFKA_TELEMETRY_PRODUCER_DEFAULTS                                                                           \
-    "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", "5",                     \
-        "batch.num.messages", "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
+#define KAFKA_TELEMETRY_PRODUCER_DEFAULTS                                                                              \
+    "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", "5", "batch.num.messages",    \
+        "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
 
 /* Returns a new conf the caller owns (rd_kafka_new() takes it on success),
  * or NULL with a reason in err.  defaults is a NULL-terminated list of
  * key, value pairs applied before -X; it may be NULL. */
-rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *defaults,
-                                char *err, size_t err_size);
+rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *defaults, char *err, size_t err_size);
 
 /* Waits until the cluster answers a metadata request, up to timeout_ms.
  * Returns 0 when it did, -1 with the last error in err. */

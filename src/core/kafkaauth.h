@@ -37,16 +37,16 @@
 #include <librdkafka/rdkafka.h>
 #include <stddef.h>
 
-#define KA_USER_ADMIN     "fleetsync-admin"
-#define KA_USER_BRIDGE    "fleetsync-bridge"
-#define KA_USER_SIM       "fleetsync-sim"
-#define KA_USER_DETECT    "fleetsync-detect"
-#define KA_USER_HISTORY   "fleetsync-history"
-#define KA_USER_BILLING   "fleetsync-billing"
+#define KA_USER_ADMIN "fleetsync-admin"
+#define KA_USER_BRIDGE "fleetsync-bridge"
+#define KA_USER_SIM "fleetsync-sim"
+#define KA_USER_DETECT "fleetsync-detect"
+#define KA_USER_HISTORY "fleetsync-history"
+#define KA_USER_BILLING "fleetsync-billing"
 #define KA_USER_DASHBOARD "fleetsync-dashboard"
-#define KA_MECHANISM      "PLAIN"
-#define KA_PASS_CHARS     32 /* hex digits of a derived password */
-#define KA_SECRET_BYTES   32
+#define KA_MECHANISM "PLAIN"
+#define KA_PASS_CHARS 32 /* hex digits of a derived password */
+#define KA_SECRET_BYTES 32
 
 /* Every principal, NULL-terminated (the brokers' list of users). */
 extern const char *const ka_users[];

@@ -14,9 +14,18 @@ static enum log_level log_level_current = LOG_INFO;
 static const char *const log_level_names[] = {"error", "warn", "info", "debug"};
 static const char *const log_level_tags[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
 
-void log_set_component(const char *component) { log_component = component; }
-void log_set_level(enum log_level level) { log_level_current = level; }
-enum log_level log_get_level(void) { return log_level_current; }
+void log_set_component(const char *component)
+{
+    log_component = component;
+}
+void log_set_level(enum log_level level)
+{
+    log_level_current = level;
+}
+enum log_level log_get_level(void)
+{
+    return log_level_current;
+}
 
 int log_parse_level(const char *name, enum log_level *out)
 {
@@ -41,8 +50,8 @@ void log_msg(enum log_level level, const char *fmt, ...)
     gmtime_r(&now.tv_sec, &tm);
 
     size_t n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-    int w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s: ",
-                     now.tv_nsec / 1000000L, log_level_tags[level], log_component);
+    int w = snprintf(line + n, sizeof(line) - n, ".%03ldZ %s %s: ", now.tv_nsec / 1000000L, log_level_tags[level],
+                     log_component);
     if (w > 0)
         n += (size_t)w;
 

@@ -20,12 +20,12 @@ struct metric {
     char *help;
     char *labels;
     enum metric_kind kind;
-    _Atomic uint64_t value;  /* counter: count; gauge: bits of a double; histogram: count */
+    _Atomic uint64_t value; /* counter: count; gauge: bits of a double; histogram: count */
     /* histogram only */
     int nbounds;
     double bounds[METRICS_MAX_BUCKETS];
     _Atomic uint64_t buckets[METRICS_MAX_BUCKETS + 1]; /* not cumulative; last = +Inf */
-    _Atomic uint64_t sum_micro;                       /* sum of observations x 1e6 */
+    _Atomic uint64_t sum_micro;                        /* sum of observations x 1e6 */
 };
 
 struct metrics {
@@ -37,7 +37,10 @@ struct metrics {
 };
 
 static pthread_once_t mg_once = PTHREAD_ONCE_INIT;
-static void mg_init_once(void) { mg_init_library(0); }
+static void mg_init_once(void)
+{
+    mg_init_library(0);
+}
 
 struct metrics *metrics_new(void)
 {
@@ -137,7 +140,10 @@ double metric_quantile(const struct metric *h, double q)
     return h->bounds[h->nbounds - 1];
 }
 
-void metric_add(struct metric *c, uint64_t n) { atomic_fetch_add_explicit(&c->value, n, memory_order_relaxed); }
+void metric_add(struct metric *c, uint64_t n)
+{
+    atomic_fetch_add_explicit(&c->value, n, memory_order_relaxed);
+}
 
 void metric_set(struct metric *g, double v)
 {
@@ -241,8 +247,9 @@ static void process_stats(double *cpu_s, double *rss_bytes)
         const char *p = strrchr(buf, ')');
         unsigned long utime = 0, stime = 0;
         long rss = 0;
-        if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %*u %ld",
-                        &utime, &stime, &rss) == 3) {
+        if (p &&
+            sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d %*d %*d %*u %*u %ld",
+                   &utime, &stime, &rss) == 3) {
             long hz = sysconf(_SC_CLK_TCK);
             *cpu_s = (double)(utime + stime) / (double)(hz > 0 ? hz : 100);
             *rss_bytes = (double)rss * (double)sysconf(_SC_PAGESIZE);
@@ -263,7 +270,9 @@ char *metrics_render(struct metrics *m, size_t *len)
         if (!first)
             continue;
         sb_printf(&b, "# HELP %s %s\n# TYPE %s %s\n", s->name, s->help, s->name,
-                  s->kind == METRIC_COUNTER ? "counter" : s->kind == METRIC_GAUGE ? "gauge" : "histogram");
+                  s->kind == METRIC_COUNTER ? "counter"
+                  : s->kind == METRIC_GAUGE ? "gauge"
+                                            : "histogram");
         for (size_t j = i; j < m->count; j++)
             if (strcmp(m->series[j]->name, s->name) == 0)
                 sb_value(&b, m->series[j]);
@@ -306,7 +315,8 @@ static int handle_metrics(struct mg_connection *conn, void *arg)
 static int handle_healthz(struct mg_connection *conn, void *arg)
 {
     (void)arg;
-    mg_printf(conn, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
+    mg_printf(conn,
+              "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n");
     return 200;
 }
 
@@ -344,7 +354,10 @@ int metrics_serve(struct metrics *m, const char *host, int port, char *err, size
     return 0;
 }
 
-int metrics_port(const struct metrics *m) { return m->port; }
+int metrics_port(const struct metrics *m)
+{
+    return m->port;
+}
 
 void metrics_free(struct metrics *m)
 {

@@ -15,7 +15,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-
 const char *mqa_path(const char *data_dir, const char *rel, char *buf, size_t size)
 {
     int n = snprintf(buf, size, "%s/%s", data_dir, rel);
@@ -159,8 +158,8 @@ static void sb_put(struct sbuf *b, const char *s1, const char *s2, const char *s
     }
 }
 
-size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways,
-                    const char *const *bridges, size_t n_bridges)
+size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways, const char *const *bridges,
+                    size_t n_bridges)
 {
     struct sbuf b = {buf, size, 0};
     if (size)

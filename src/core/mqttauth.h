@@ -26,15 +26,15 @@
 
 #include <stddef.h>
 
-#define MQA_BRIDGE_USER   "fleetsync-bridge"
-#define MQA_SECRET_BYTES  32
-#define MQA_PASS_CHARS    32  /* hex digits of a derived password */
+#define MQA_BRIDGE_USER "fleetsync-bridge"
+#define MQA_SECRET_BYTES 32
+#define MQA_PASS_CHARS 32 /* hex digits of a derived password */
 /* The longest account name, without the NUL: a truck's account is its
  * telemetry truck_id, so the two limits are one (a longer account could log
  * in, and every reading of it would go to the DLQ). */
-#define MQA_ID_MAX        TM_TRUCK_ID_MAX
-#define MQA_SALT_BYTES    12  /* as mosquitto_passwd */
-#define MQA_ITERATIONS    101 /* as mosquitto_passwd */
+#define MQA_ID_MAX TM_TRUCK_ID_MAX
+#define MQA_SALT_BYTES 12  /* as mosquitto_passwd */
+#define MQA_ITERATIONS 101 /* as mosquitto_passwd */
 #define MQA_HASH_LINE_MAX (MQA_ID_MAX + 160)
 
 struct mqa_secret {
@@ -71,8 +71,8 @@ int mqa_hash_line(const char *user, const char *pass, const unsigned char salt[M
  * the further bridge instances) reads fleet/#, each gateway writes
  * fleet/trucks/+/# and fleet/gateways/<its name>/#; nothing else is allowed.
  * snprintf-like: returns the length the whole text needs. */
-size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways,
-                    const char *const *bridges, size_t n_bridges);
+size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways, const char *const *bridges,
+                    size_t n_bridges);
 
 /* 1 if url names this data dir's own broker: a loopback host and the port
  * of D/run/ports (mqtt=) or, for mqtts://, of D/run/mqtt-tls. */

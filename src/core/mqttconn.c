@@ -211,8 +211,7 @@ int mqc_flush(struct mqc *c, int64_t now_ms, char *err, size_t err_size)
                         c->tls_wait |= MQC_WRITE_WANTS_READ;
                     return 0;
                 }
-                snprintf(err, err_size, "%s",
-                         e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
+                snprintf(err, err_size, "%s", e == SSL_ERROR_SYSCALL && errno ? strerror(errno) : "TLS write failed");
                 return -1;
             }
             c->tls_wait &= (uint8_t)~MQC_WRITE_WANTS_READ;

@@ -52,8 +52,8 @@ enum mqc_state { MQC_DOWN, MQC_TCP, MQC_TLS, MQC_CONNACK, MQC_UP };
 #define MQC_WRITE_WANTS_READ 2 /* the last write waits for the socket to be readable */
 
 struct mqc {
-    SSL *ssl;            /* TLS session, or NULL */
-    struct buf out;      /* packets to write: out.p[out_off..out.len) are not written yet */
+    SSL *ssl;       /* TLS session, or NULL */
+    struct buf out; /* packets to write: out.p[out_off..out.len) are not written yet */
     size_t out_off;
     int64_t last_out_ms; /* the last write (or the connect): keepalive counts from it */
     int64_t ping_ms;     /* a PINGREQ not yet answered, or 0 */

@@ -106,8 +106,7 @@ static void say_goodbye(struct mqc *c)
     mqc_tls_shutdown(c);
 }
 
-int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *return_code, char *err,
-                      size_t err_size)
+int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *return_code, char *err, size_t err_size)
 {
     int rc = -1;
     struct mqc c;

@@ -21,7 +21,7 @@
 #define MQTTPROBE_NOT_AUTHORISED 5
 
 struct mqttprobe_target {
-    const char *host;      /* a name or an address */
+    const char *host; /* a name or an address */
     int port;
     const char *client_id; /* may be "" (the broker then assigns one) */
     const char *user;      /* NULL or "": anonymous */
@@ -35,7 +35,6 @@ struct mqttprobe_target {
  * DISCONNECT was sent), or -1 with a reason in err when no CONNACK came:
  * the name does not resolve, nothing listens, TLS fails, the peer does not
  * speak MQTT, or the time ran out.  Nothing stays open either way. */
-int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *return_code, char *err,
-                      size_t err_size);
+int mqttprobe_connack(const struct mqttprobe_target *t, int timeout_ms, int *return_code, char *err, size_t err_size);
 
 #endif

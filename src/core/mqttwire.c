@@ -200,13 +200,26 @@ static int read_props(const uint8_t *p, size_t n, struct mqw_packet *pkt)
         uint8_t id = p[i++];
         size_t need;
         switch (id) {
-        case 0x01: case 0x17: case 0x19: case 0x24: case 0x25: case 0x28: case 0x29: case 0x2a:
+        case 0x01:
+        case 0x17:
+        case 0x19:
+        case 0x24:
+        case 0x25:
+        case 0x28:
+        case 0x29:
+        case 0x2a:
             need = 1;
             break;
-        case 0x13: case 0x21: case 0x22: case 0x23:
+        case 0x13:
+        case 0x21:
+        case 0x22:
+        case 0x23:
             need = 2;
             break;
-        case 0x02: case 0x11: case 0x18: case 0x27:
+        case 0x02:
+        case 0x11:
+        case 0x18:
+        case 0x27:
             need = 4;
             break;
         case 0x0b: {
@@ -217,7 +230,15 @@ static int read_props(const uint8_t *p, size_t n, struct mqw_packet *pkt)
             need = (size_t)k;
             break;
         }
-        case 0x03: case 0x08: case 0x09: case 0x12: case 0x15: case 0x16: case 0x1a: case 0x1c: case 0x1f:
+        case 0x03:
+        case 0x08:
+        case 0x09:
+        case 0x12:
+        case 0x15:
+        case 0x16:
+        case 0x1a:
+        case 0x1c:
+        case 0x1f:
             if (n - i < 2)
                 return -1;
             need = 2 + get_u16(p + i);
@@ -424,35 +445,65 @@ const char *mqw_connack_string(int rc)
 const char *mqw_reason_string(int rc)
 {
     switch (rc) {
-    case 0x00: return "success";
-    case 0x01: return "granted QoS 1";
-    case 0x02: return "granted QoS 2";
-    case 0x04: return "disconnect with will message";
-    case 0x80: return "unspecified error";
-    case 0x81: return "malformed packet";
-    case 0x82: return "protocol error";
-    case 0x83: return "implementation specific error";
-    case 0x84: return "unsupported protocol version";
-    case 0x85: return "client identifier not valid";
-    case 0x86: return "bad user name or password";
-    case 0x87: return "not authorized";
-    case 0x88: return "server unavailable";
-    case 0x89: return "server busy";
-    case 0x8a: return "banned";
-    case 0x8b: return "server shutting down";
-    case 0x8d: return "keep alive timeout";
-    case 0x8e: return "session taken over";
-    case 0x8f: return "topic filter invalid";
-    case 0x91: return "packet identifier in use";
-    case 0x93: return "receive maximum exceeded";
-    case 0x95: return "packet too large";
-    case 0x97: return "quota exceeded";
-    case 0x9c: return "use another server";
-    case 0x9d: return "server moved";
-    case 0x9e: return "shared subscriptions not supported";
-    case 0x9f: return "connection rate exceeded";
-    case 0xa1: return "subscription identifiers not supported";
-    case 0xa2: return "wildcard subscriptions not supported";
-    default: return "unknown reason";
+    case 0x00:
+        return "success";
+    case 0x01:
+        return "granted QoS 1";
+    case 0x02:
+        return "granted QoS 2";
+    case 0x04:
+        return "disconnect with will message";
+    case 0x80:
+        return "unspecified error";
+    case 0x81:
+        return "malformed packet";
+    case 0x82:
+        return "protocol error";
+    case 0x83:
+        return "implementation specific error";
+    case 0x84:
+        return "unsupported protocol version";
+    case 0x85:
+        return "client identifier not valid";
+    case 0x86:
+        return "bad user name or password";
+    case 0x87:
+        return "not authorized";
+    case 0x88:
+        return "server unavailable";
+    case 0x89:
+        return "server busy";
+    case 0x8a:
+        return "banned";
+    case 0x8b:
+        return "server shutting down";
+    case 0x8d:
+        return "keep alive timeout";
+    case 0x8e:
+        return "session taken over";
+    case 0x8f:
+        return "topic filter invalid";
+    case 0x91:
+        return "packet identifier in use";
+    case 0x93:
+        return "receive maximum exceeded";
+    case 0x95:
+        return "packet too large";
+    case 0x97:
+        return "quota exceeded";
+    case 0x9c:
+        return "use another server";
+    case 0x9d:
+        return "server moved";
+    case 0x9e:
+        return "shared subscriptions not supported";
+    case 0x9f:
+        return "connection rate exceeded";
+    case 0xa1:
+        return "subscription identifiers not supported";
+    case 0xa2:
+        return "wildcard subscriptions not supported";
+    default:
+        return "unknown reason";
     }
 }

@@ -49,7 +49,7 @@ struct mqw_connect {
     const void *will_payload;
     size_t will_len;
     int will_qos, will_retain;
-    const char *user, *pass; /* NULL: none (a password needs a user) */
+    const char *user, *pass;   /* NULL: none (a password needs a user) */
     int version;               /* 5 = MQTT 5.0; anything else 3.1.1 */
     uint32_t session_expiry_s; /* MQTT 5: Session Expiry Interval (0: none) */
     uint16_t receive_max;      /* MQTT 5: Receive Maximum (0: none) */
@@ -89,14 +89,14 @@ struct mqw_packet {
     uint8_t qos;             /* PUBLISH */
     uint32_t length;         /* the whole packet */
     /* Read by mqw_parse_in only: */
-    const char *topic;       /* PUBLISH: not NUL-terminated */
+    const char *topic; /* PUBLISH: not NUL-terminated */
     size_t topic_len;
-    const uint8_t *payload;  /* PUBLISH: the payload (or its start, see mqw_parse_in) */
+    const uint8_t *payload; /* PUBLISH: the payload (or its start, see mqw_parse_in) */
     size_t payload_len;
-    const uint8_t *codes;    /* SUBACK: one return code per filter */
+    const uint8_t *codes; /* SUBACK: one return code per filter */
     size_t ncodes;
     uint16_t server_keepalive; /* MQTT 5 CONNACK: Server Keep Alive, 0 if not given */
-    const char *reason;      /* MQTT 5 CONNACK, DISCONNECT: Reason String, or NULL */
+    const char *reason;        /* MQTT 5 CONNACK, DISCONNECT: Reason String, or NULL */
     size_t reason_len;
 };
 

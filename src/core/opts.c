@@ -16,8 +16,8 @@
 /* getopt_long codes of a table's entries: OPT_CODE_BASE + index, above the
  * shared options' codes of core/config.h. */
 #define OPT_CODE_BASE 2000
-#define OPT_MAX       64
-#define HELP_COLUMN   22 /* where an option's help starts */
+#define OPT_MAX 64
+#define HELP_COLUMN 22 /* where an option's help starts */
 
 static const struct option shared_longopts[] = {CFG_LONG_OPTIONS};
 #define SHARED_COUNT (sizeof(shared_longopts) / sizeof(shared_longopts[0]))

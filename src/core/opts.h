@@ -64,27 +64,59 @@ struct opt {
     double lo, hi; /* OPT_DOUBLE's range */
 };
 
-#define OPT_BOOLEAN(n, v, h) {.type = OPT_BOOL, .name = (n), .value = (v), .help = (h)}
-#define OPT_SET(n, v, k, h)  {.type = OPT_SET_INT, .name = (n), .value = (v), .help = (h), .min = (k)}
-#define OPT_STR(n, a, v, h)  {.type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h)}
-#define OPT_STR_LEN(n, a, v, lo, hi, h)                                                                           \
-    {.type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
-#define OPT_STR_LIST(n, a, v, cnt, cap, h)                                                                        \
-    {.type = OPT_STRINGS, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (cap), .count = (cnt)}
-#define OPT_INTEGER(n, a, v, lo, hi, h)                                                                           \
-    {.type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)}
-#define OPT_INTEGER_OPTARG(n, a, v, lo, hi, dflt, h)                                                              \
-    {.type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi),             \
-     .optional = (dflt)}
-#define OPT_DBL(n, a, v, l, u, h)                                                                                 \
-    {.type = OPT_DOUBLE, .name = (n), .argh = (a), .value = (v), .help = (h), .lo = (l), .hi = (u)}
-#define OPT_WORDS(n, a, v, w, h)                                                                                  \
-    {.type = OPT_WORD, .name = (n), .argh = (a), .value = (v), .help = (h), .words = (w)}
-#define OPT_DUR(n, a, v, mx, h)                                                                                   \
-    {.type = OPT_DURATION, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (mx)}
-#define OPT_CB(n, a, v, f, h) {.type = OPT_CALLBACK, .name = (n), .argh = (a), .value = (v), .help = (h), .cb = (f)}
-#define OPT_HEADING(title)    {.type = OPT_GROUP, .help = (title)}
-#define OPT_END_MARK          {.type = OPT_END}
+#define OPT_BOOLEAN(n, v, h)                                                                                           \
+    {                                                                                                                  \
+        .type = OPT_BOOL, .name = (n), .value = (v), .help = (h)                                                       \
+    }
+#define OPT_SET(n, v, k, h)                                                                                            \
+    {                                                                                                                  \
+        .type = OPT_SET_INT, .name = (n), .value = (v), .help = (h), .min = (k)                                        \
+    }
+#define OPT_STR(n, a, v, h)                                                                                            \
+    {                                                                                                                  \
+        .type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h)                                        \
+    }
+#define OPT_STR_LEN(n, a, v, lo, hi, h)                                                                                \
+    {                                                                                                                  \
+        .type = OPT_STRING, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)              \
+    }
+#define OPT_STR_LIST(n, a, v, cnt, cap, h)                                                                             \
+    {                                                                                                                  \
+        .type = OPT_STRINGS, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (cap), .count = (cnt)         \
+    }
+#define OPT_INTEGER(n, a, v, lo, hi, h)                                                                                \
+    {                                                                                                                  \
+        .type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi)                 \
+    }
+#define OPT_INTEGER_OPTARG(n, a, v, lo, hi, dflt, h)                                                                   \
+    {                                                                                                                  \
+        .type = OPT_INT, .name = (n), .argh = (a), .value = (v), .help = (h), .min = (lo), .max = (hi),                \
+        .optional = (dflt)                                                                                             \
+    }
+#define OPT_DBL(n, a, v, l, u, h)                                                                                      \
+    {                                                                                                                  \
+        .type = OPT_DOUBLE, .name = (n), .argh = (a), .value = (v), .help = (h), .lo = (l), .hi = (u)                  \
+    }
+#define OPT_WORDS(n, a, v, w, h)                                                                                       \
+    {                                                                                                                  \
+        .type = OPT_WORD, .name = (n), .argh = (a), .value = (v), .help = (h), .words = (w)                            \
+    }
+#define OPT_DUR(n, a, v, mx, h)                                                                                        \
+    {                                                                                                                  \
+        .type = OPT_DURATION, .name = (n), .argh = (a), .value = (v), .help = (h), .max = (mx)                         \
+    }
+#define OPT_CB(n, a, v, f, h)                                                                                          \
+    {                                                                                                                  \
+        .type = OPT_CALLBACK, .name = (n), .argh = (a), .value = (v), .help = (h), .cb = (f)                           \
+    }
+#define OPT_HEADING(title)                                                                                             \
+    {                                                                                                                  \
+        .type = OPT_GROUP, .help = (title)                                                                             \
+    }
+#define OPT_END_MARK                                                                                                   \
+    {                                                                                                                  \
+        .type = OPT_END                                                                                                \
+    }
 
 struct opt_command {
     const char *name;  /* "replay", "report avg-speed" */

@@ -14,19 +14,23 @@
 /* The SQLSTATE of the last error pg_error() reported on this thread. */
 static _Thread_local char last_sqlstate[6];
 
-const char *pg_last_sqlstate(void) {
+const char *pg_last_sqlstate(void)
+{
     return last_sqlstate;
 }
 
-void pg_clear_sqlstate(void) {
+void pg_clear_sqlstate(void)
+{
     last_sqlstate[0] = '\0';
 }
 
-int pg_sqlstate_is_data_error(const char *sqlstate) {
+int pg_sqlstate_is_data_error(const char *sqlstate)
+{
     return sqlstate && (strncmp(sqlstate, "22", 2) == 0 || strncmp(sqlstate, "23", 2) == 0);
 }
 
-void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size) {
+void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size)
+{
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state && strlen(state) == 5 ? state : "");
     const char *msg = res ? PQresultErrorMessage(res) : "";
@@ -49,7 +53,8 @@ void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size) {
         err[o] = '\0';
 }
 
-int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size) {
+int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size)
+{
     PGresult *res = PQexec(conn, sql);
     ExecStatusType st = PQresultStatus(res);
     int rc = (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) ? 0 : -1;
@@ -59,8 +64,9 @@ int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size) {
     return rc;
 }
 
-PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
-                         char *err, size_t err_size) {
+PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want, char *err,
+                         size_t err_size)
+{
     PGresult *r = PQexecParams(conn, sql, n, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != want) {
         pg_error(conn, r, err, err_size);
@@ -72,7 +78,8 @@ PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const
 
 /* Server notices ("relation already exists, skipping") go to the debug log,
  * not to stderr. */
-static void notice(void *arg, const char *message) {
+static void notice(void *arg, const char *message)
+{
     (void)arg;
     log_debug("PostgreSQL: %.*s", (int)strcspn(message, "\n"), message);
 }
@@ -91,7 +98,8 @@ static const char *data_dir_passfile(const struct fs_config *cfg, char *path, si
     return path;
 }
 
-PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size) {
+PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err, size_t err_size)
+{
     char passfile[4096];
     const char *pf = data_dir_passfile(cfg, passfile, sizeof(passfile));
     /* expand_dbname: the first dbname is the whole conninfo string or URI;
@@ -126,7 +134,8 @@ PGconn *pg_connect(const struct fs_config *cfg, const char *app_name, char *err,
     return conn;
 }
 
-int pg_schema_version(void) {
+int pg_schema_version(void)
+{
     int v = 0;
     for (int i = 0; i < pg_migration_count; i++)
         if (pg_migrations[i].version > v)
@@ -135,7 +144,8 @@ int pg_schema_version(void) {
 }
 
 /* Applies one migration unless it is recorded; 1 = applied, 0 = was there. */
-static int migrate_one(PGconn *conn, const struct pg_migration *m, char *err, size_t err_size) {
+static int migrate_one(PGconn *conn, const struct pg_migration *m, char *err, size_t err_size)
+{
     char buf[512];
     if (pg_exec(conn, "BEGIN", err, err_size) < 0)
         return -1;
@@ -165,8 +175,8 @@ static int migrate_one(PGconn *conn, const struct pg_migration *m, char *err, si
     snprintf(vbuf, sizeof(vbuf), "%d", m->version);
     vals[0] = vbuf;
     vals[1] = m->name;
-    res = PQexecParams(conn, "INSERT INTO fleetsync_schema (version, name) VALUES ($1, $2)", 2, NULL, vals,
-                       NULL, NULL, 0);
+    res = PQexecParams(conn, "INSERT INTO fleetsync_schema (version, name) VALUES ($1, $2)", 2, NULL, vals, NULL, NULL,
+                       0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         pg_error(conn, res, err, err_size);
         PQclear(res);
@@ -181,7 +191,8 @@ fail:
     return -1;
 }
 
-int pg_migrate(PGconn *conn, char *err, size_t err_size) {
+int pg_migrate(PGconn *conn, char *err, size_t err_size)
+{
     if (pg_exec(conn,
                 "CREATE TABLE IF NOT EXISTS fleetsync_schema ("
                 " version integer PRIMARY KEY, name text NOT NULL,"
@@ -205,17 +216,19 @@ int pg_migrate(PGconn *conn, char *err, size_t err_size) {
     return applied;
 }
 
-char *pg_format_ts(int64_t ms, char *buf, size_t size) {
+char *pg_format_ts(int64_t ms, char *buf, size_t size)
+{
     time_t s = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
     int frac = (int)(ms - (int64_t)s * 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    snprintf(buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+             tm.tm_min, tm.tm_sec, frac);
     return buf;
 }
 
-int pg_parse_ts(const char *s, int64_t *ms) {
+int pg_parse_ts(const char *s, int64_t *ms)
+{
     int y, mo, d, h, mi, sec, n = 0;
     if (sscanf(s, "%4d-%2d-%2d%*1[ T]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6)
         return -1;
@@ -258,7 +271,8 @@ int pg_parse_ts(const char *s, int64_t *ms) {
     return 0;
 }
 
-int pg_copy(PGconn *conn, const char *sql, const struct buf *data, char *err, size_t err_size) {
+int pg_copy(PGconn *conn, const char *sql, const struct buf *data, char *err, size_t err_size)
+{
     if (data->oom) {
         snprintf(err, err_size, "out of memory while building the rows of %s", sql);
         return -1;

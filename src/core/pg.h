@@ -42,8 +42,8 @@ int pg_exec(PGconn *conn, const char *sql, char *err, size_t err_size);
 /* Runs a statement with n text parameters; returns its result when its
  * status is want (the caller PQclear()s it), or NULL with the server's
  * message in err. */
-PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want,
-                         char *err, size_t err_size);
+PGresult *pg_exec_params(PGconn *conn, const char *sql, int n, const char *const *vals, ExecStatusType want, char *err,
+                         size_t err_size);
 
 /* Runs sql (a COPY ... FROM STDIN) and sends the bytes of data, rows in the
  * COPY text format, in chunks of at most 1 MiB.  Returns 0, or -1 with the

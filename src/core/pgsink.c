@@ -45,20 +45,22 @@ struct sink {
     int64_t first_ms;
     int64_t next_tick_ms;
     int fatal;
-    rd_kafka_t *dlq;     /* producer of dead letters, made on the first one */
+    rd_kafka_t *dlq; /* producer of dead letters, made on the first one */
     char dlq_topic[256];
     struct metric *m_messages, *m_batches, *m_db_errors, *m_conflicts, *m_db_up, *m_batch_size, *m_batch_seconds;
     struct metric *m_dead_refused, *m_dead_database;
 };
 
 /* Sleeps up to ms, waking early on a stop request. */
-static void nap(int ms) {
+static void nap(int ms)
+{
     struct pollfd p = {.fd = sig_fd(), .events = POLLIN};
     if (!sig_stopping())
         poll(&p, 1, ms);
 }
 
-static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, int create) {
+static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, int create)
+{
     for (size_t i = 0; i < s->tp_count; i++)
         if (s->tps[i].partition == partition && strcmp(s->tps[i].topic, topic) == 0)
             return &s->tps[i];
@@ -81,7 +83,8 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
     return t;
 }
 
-static void drop_batch(struct sink *s) {
+static void drop_batch(struct sink *s)
+{
     for (size_t i = 0; i < s->n; i++)
         rd_kafka_message_destroy(s->batch[i]);
     s->n = 0;
@@ -89,7 +92,8 @@ static void drop_batch(struct sink *s) {
         s->tps[i].next = -1;
 }
 
-static void db_down(struct sink *s) {
+static void db_down(struct sink *s)
+{
     if (s->conn) {
         PQfinish(s->conn);
         s->conn = NULL;
@@ -99,7 +103,8 @@ static void db_down(struct sink *s) {
 }
 
 /* Connects (and migrates) unless connected.  0 on success. */
-static int db_ensure(struct sink *s, char *err, size_t err_size) {
+static int db_ensure(struct sink *s, char *err, size_t err_size)
+{
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
         return 0;
     db_down(s);
@@ -117,7 +122,8 @@ static int db_ensure(struct sink *s, char *err, size_t err_size) {
 }
 
 /* One stored row: the offset of a known partition. */
-static int load_row(void *ctx, const struct sinkoff_row *row, char *err, size_t err_size) {
+static int load_row(void *ctx, const struct sinkoff_row *row, char *err, size_t err_size)
+{
     (void)err;
     (void)err_size;
     struct tp *t = tp_find(ctx, row->topic, row->partition, 0);
@@ -128,7 +134,8 @@ static int load_row(void *ctx, const struct sinkoff_row *row, char *err, size_t 
 
 /* Loads every stored offset of the group into the known partitions; a
  * failed read leaves what they expected alone. */
-static int load_offsets(struct sink *s, char *err, size_t err_size) {
+static int load_offsets(struct sink *s, char *err, size_t err_size)
+{
     for (size_t i = 0; i < s->tp_count; i++)
         s->tps[i].loaded = -1;
     if (sinkoff_read_group(s->conn, s->o->group, 0, load_row, s, err, err_size) != 0)
@@ -139,7 +146,8 @@ static int load_offsets(struct sink *s, char *err, size_t err_size) {
 }
 
 /* Loads the stored offsets, retrying while the database is away. */
-static int load_offsets_retry(struct sink *s) {
+static int load_offsets_retry(struct sink *s)
+{
     char err[512];
     int backoff = 250;
     for (;;) {
@@ -155,19 +163,21 @@ static int load_offsets_retry(struct sink *s) {
     }
 }
 
-static int64_t start_offset(const struct sink *s) {
+static int64_t start_offset(const struct sink *s)
+{
     return s->o->start == PGSINK_START_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
 }
 
 /* Stores the batch's offsets with the check of pgsink.h.  Returns 0, -1 on
  * a database error, -2 when the stored offsets moved under us. */
-static int store_offsets(struct sink *s, char *err, size_t err_size) {
+static int store_offsets(struct sink *s, char *err, size_t err_size)
+{
     for (size_t i = 0; i < s->tp_count; i++) {
         struct tp *t = &s->tps[i];
         if (t->next < 0)
             continue;
-        int r = sinkoff_store_checked(s->conn, s->o->group, t->topic, t->partition, t->next, t->expected, err,
-                                      err_size);
+        int r =
+            sinkoff_store_checked(s->conn, s->o->group, t->topic, t->partition, t->next, t->expected, err, err_size);
         if (r == SINKOFF_MOVED)
             return -2;
         if (r != 0)
@@ -177,7 +187,8 @@ static int store_offsets(struct sink *s, char *err, size_t err_size) {
 }
 
 /* Re-reads the stored offsets and moves the assigned partitions there. */
-static void reseek(struct sink *s) {
+static void reseek(struct sink *s)
+{
     if (load_offsets_retry(s) < 0)
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
@@ -195,7 +206,8 @@ static void reseek(struct sink *s) {
 }
 
 /* Tells Kafka the group's progress (for lag tools only). */
-static void commit_kafka(struct sink *s) {
+static void commit_kafka(struct sink *s)
+{
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
     for (size_t i = 0; i < s->tp_count; i++)
         if (s->tps[i].next >= 0)
@@ -207,7 +219,8 @@ static void commit_kafka(struct sink *s) {
 
 /* Sets each partition's next offset to one past its last record in
  * batch[lo, hi). */
-static void range_offsets(struct sink *s, size_t lo, size_t hi) {
+static void range_offsets(struct sink *s, size_t lo, size_t hi)
+{
     for (size_t i = 0; i < s->tp_count; i++)
         s->tps[i].next = -1;
     struct tp *t = NULL;
@@ -233,7 +246,8 @@ enum attempt {
 
 /* Ends a failed attempt: a data error while the connection is fine, or any
  * other error. */
-static enum attempt attempt_failed(struct sink *s) {
+static enum attempt attempt_failed(struct sink *s)
+{
     int data = s->conn && PQstatus(s->conn) == CONNECTION_OK && pg_sqlstate_is_data_error(pg_last_sqlstate());
     if (s->conn && PQstatus(s->conn) == CONNECTION_OK)
         PQclear(PQexec(s->conn, "ROLLBACK"));
@@ -242,7 +256,8 @@ static enum attempt attempt_failed(struct sink *s) {
 }
 
 /* One attempt at writing batch[lo, hi) with its offsets in one transaction. */
-static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *refused, char *err, size_t err_size) {
+static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *refused, char *err, size_t err_size)
+{
     pg_clear_sqlstate();
     if (db_ensure(s, err, err_size) < 0)
         return A_ERROR;
@@ -270,7 +285,8 @@ static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *ref
     return A_OK;
 }
 
-static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
     (void)rk;
     (void)opaque;
     *(rd_kafka_resp_err_t *)m->_private = m->err;
@@ -279,10 +295,11 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 /* Produces m to the DLQ and waits for the brokers' acknowledgement.
  * Returns 0, or -1 with the reason in err. */
 static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *reason, const char *detail,
-                       const char *sqlstate, char *err, size_t err_size) {
+                       const char *sqlstate, char *err, size_t err_size)
+{
     if (!s->dlq) {
-        static const char *const defaults[] = {"acks", "all", "enable.idempotence", "true", "linger.ms", "0",
-                                               "message.timeout.ms", "15000", NULL};
+        static const char *const defaults[] = {
+            "acks", "all", "enable.idempotence", "true", "linger.ms", "0", "message.timeout.ms", "15000", NULL};
         char why[512];
         rd_kafka_conf_t *conf = kafka_conf_new(s->o->cfg, defaults, why, sizeof(why));
         if (!conf) {
@@ -311,10 +328,10 @@ static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *
     rd_kafka_header_add(h, "source_partition", -1, part, -1);
     rd_kafka_header_add(h, "source_offset", -1, off, -1);
     rd_kafka_resp_err_t result = RD_KAFKA_RESP_ERR__IN_PROGRESS; /* set by dlq_delivered() */
-    rd_kafka_resp_err_t e = rd_kafka_producev(
-        s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
-        RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-        RD_KAFKA_V_OPAQUE((void *)&result), RD_KAFKA_V_END);
+    rd_kafka_resp_err_t e =
+        rd_kafka_producev(s->dlq, RD_KAFKA_V_TOPIC(s->dlq_topic), RD_KAFKA_V_KEY(m->key, m->key_len),
+                          RD_KAFKA_V_VALUE(m->payload, m->len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                          RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE((void *)&result), RD_KAFKA_V_END);
     if (e) {
         rd_kafka_headers_destroy(h);
         snprintf(err, err_size, "cannot produce to %s: %s", s->dlq_topic, rd_kafka_err2str(e));
@@ -333,8 +350,9 @@ static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *
 /* Dead-letters batch[i]: produces it to the DLQ, then stores its offset (in
  * a transaction of its own, with the offset check).  A_OK, A_ERROR (wait and
  * retry) or A_CONFLICT. */
-static enum attempt dead_letter(struct sink *s, size_t i, const char *reason, const char *detail,
-                                const char *sqlstate, char *err, size_t err_size) {
+static enum attempt dead_letter(struct sink *s, size_t i, const char *reason, const char *detail, const char *sqlstate,
+                                char *err, size_t err_size)
+{
     pg_clear_sqlstate();
     if (db_ensure(s, err, err_size) < 0)
         return A_ERROR;
@@ -359,7 +377,8 @@ fail:
 }
 
 /* A part of the batch is stored: offsets, Kafka's view, metrics. */
-static void part_stored(struct sink *s, size_t count, int64_t t0, int written) {
+static void part_stored(struct sink *s, size_t count, int64_t t0, int written)
+{
     if (written)
         s->ops->committed(s->ctx);
     commit_kafka(s);
@@ -380,7 +399,8 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written) {
  * [lo, bad) holds a record PostgreSQL refused (bad = 0: none known).  On a
  * stop request it gives up after a few attempts: what is not stored is read
  * again. */
-static void flush(struct sink *s) {
+static void flush(struct sink *s)
+{
     if (s->n == 0)
         return;
     char err[1024], detail[1024], state[6];
@@ -408,8 +428,7 @@ static void flush(struct sink *s) {
             if (s->m_db_errors)
                 metric_add(s->m_db_errors, 1);
             if (lo == 0 && hi == s->n)
-                log_warn("PostgreSQL refused a batch of %zu messages: %s; looking for the record at fault", s->n,
-                         err);
+                log_warn("PostgreSQL refused a batch of %zu messages: %s; looking for the record at fault", s->n, err);
             bad = hi;
             hi = lo + (hi - lo) / 2;
             continue;
@@ -477,8 +496,8 @@ static void flush(struct sink *s) {
     drop_batch(s);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts,
-                         void *opaque) {
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
     struct sink *s = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++)
@@ -505,7 +524,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
 const char *const pgsink_start_words[] = {"earliest", "latest", NULL};
 
-int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx) {
+int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, void *ctx)
+{
     struct sink s = {.o = o, .ops = ops, .ctx = ctx};
     cfg_topic(o->cfg, TOPIC_DLQ, s.dlq_topic, sizeof(s.dlq_topic));
     size_t max_batch = o->max_batch > 0 ? (size_t)o->max_batch : 20000;
@@ -535,9 +555,9 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         s.m_db_up = metrics_gauge(o->metrics, "fleetsync_sink_db_up", "1 while PostgreSQL is reachable", labels);
         s.m_batch_size = metrics_histogram(o->metrics, "fleetsync_sink_batch_messages", "Messages per batch", labels,
                                            sizes, (int)(sizeof(sizes) / sizeof(sizes[0])));
-        s.m_batch_seconds = metrics_histogram(o->metrics, "fleetsync_sink_batch_seconds",
-                                              "Time to store a batch, retries included", labels, secs,
-                                              (int)(sizeof(secs) / sizeof(secs[0])));
+        s.m_batch_seconds =
+            metrics_histogram(o->metrics, "fleetsync_sink_batch_seconds", "Time to store a batch, retries included",
+                              labels, secs, (int)(sizeof(secs) / sizeof(secs[0])));
     }
     s.batch = calloc(max_batch, sizeof(*s.batch));
     s.chunk = calloc(max_batch, sizeof(*s.chunk));
@@ -561,13 +581,20 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         log_warn("%s", err);
 
     static const char *const defaults[] = {
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "auto.offset.reset", "earliest",
-        "queued.max.messages.kbytes", "65536",
-        "fetch.wait.max.ms", "100",
-        "max.poll.interval.ms", "600000",
-        "partition.assignment.strategy", "range,roundrobin",
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "auto.offset.reset",
+        "earliest",
+        "queued.max.messages.kbytes",
+        "65536",
+        "fetch.wait.max.ms",
+        "100",
+        "max.poll.interval.ms",
+        "600000",
+        "partition.assignment.strategy",
+        "range,roundrobin",
         NULL,
     };
     rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, defaults, err, sizeof(err));

@@ -83,13 +83,13 @@ struct pgsink_ops {
 
 struct pgsink_options {
     const struct fs_config *cfg;
-    const char *group;         /* consumer group, also sink_offsets.group_id */
-    const char *topics[4];     /* full topic names */
+    const char *group;     /* consumer group, also sink_offsets.group_id */
+    const char *topics[4]; /* full topic names */
     int topic_count;
-    int max_batch;             /* messages per batch (default 20000) */
-    int flush_ms;              /* the oldest message waits at most this (default 500) */
-    int start;                 /* PGSINK_START_EARLIEST (default) or _LATEST: partitions with no stored offset */
-    struct metrics *metrics;   /* may be NULL */
+    int max_batch;           /* messages per batch (default 20000) */
+    int flush_ms;            /* the oldest message waits at most this (default 500) */
+    int start;               /* PGSINK_START_EARLIEST (default) or _LATEST: partitions with no stored offset */
+    struct metrics *metrics; /* may be NULL */
 };
 
 enum { PGSINK_START_EARLIEST, PGSINK_START_LATEST };
@@ -99,12 +99,12 @@ extern const char *const pgsink_start_words[];
 
 /* The sink's options, to splice into a command's option table
  * (core/opts.h); o is the struct pgsink_options they fill. */
-#define PGSINK_OPTS(o)                                                                                            \
-    OPT_INTEGER("max-batch", "N", &(o)->max_batch, 1, 1000000, "messages per transaction at most (default 20000)"), \
-    OPT_INTEGER("flush-ms", "MS", &(o)->flush_ms, 1, 600000,                                                      \
-                "the oldest message waits at most this long (default 500)"),                                       \
-    OPT_WORDS("start", "earliest|latest", &(o)->start, pgsink_start_words,                                        \
-              "where a partition with no stored offset starts (default earliest)")
+#define PGSINK_OPTS(o)                                                                                                 \
+    OPT_INTEGER("max-batch", "N", &(o)->max_batch, 1, 1000000, "messages per transaction at most (default 20000)"),    \
+        OPT_INTEGER("flush-ms", "MS", &(o)->flush_ms, 1, 600000,                                                       \
+                    "the oldest message waits at most this long (default 500)"),                                       \
+        OPT_WORDS("start", "earliest|latest", &(o)->start, pgsink_start_words,                                         \
+                  "where a partition with no stored offset starts (default earliest)")
 
 /* Runs until sig_stopping(); the last batch is written (or left to be
  * re-read) before it returns.  Returns 0 on a clean stop, 1 on a fatal error

@@ -6,20 +6,23 @@
 #include <math.h>
 #include <string.h>
 
-int pgval_ts_ok(int64_t ms) {
+int pgval_ts_ok(int64_t ms)
+{
     return ms >= PGVAL_TS_MIN_MS && ms <= PGVAL_TS_MAX_MS;
 }
 
 /* 1 when the mantissa of the number text (the part before an exponent) has
  * a digit other than 0: the text is not a zero, whatever strtod() made of it. */
-static int nonzero_mantissa(const char *p, size_t n) {
+static int nonzero_mantissa(const char *p, size_t n)
+{
     for (size_t i = 0; i < n && p[i] != 'e' && p[i] != 'E'; i++)
         if (p[i] >= '1' && p[i] <= '9')
             return 1;
     return 0;
 }
 
-int pgval_put_float8_span(struct buf *b, const char *p, size_t n, double v) {
+int pgval_put_float8_span(struct buf *b, const char *p, size_t n, double v)
+{
     if (!isfinite(v))
         return -1;
     /* PostgreSQL's float8in() is strtod() plus one refusal: ERANGE with a
@@ -33,7 +36,8 @@ int pgval_put_float8_span(struct buf *b, const char *p, size_t n, double v) {
     return 0;
 }
 
-int pgval_put_array_elem(struct buf *b, const char *s, size_t n) {
+int pgval_put_array_elem(struct buf *b, const char *s, size_t n)
+{
     if (memchr(s, '\0', n))
         return -1;
     buf_putc(b, '"');

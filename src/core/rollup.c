@@ -8,14 +8,16 @@
 #include <math.h>
 #include <string.h>
 
-int64_t rollup_hour_of(int64_t ts_ms) {
+int64_t rollup_hour_of(int64_t ts_ms)
+{
     int64_t h = ts_ms / ROLLUP_HOUR_MS;
     if (ts_ms % ROLLUP_HOUR_MS < 0)
         h--;
     return h * ROLLUP_HOUR_MS;
 }
 
-int rollup_cmp(const struct rollup_point *a, const struct rollup_point *b) {
+int rollup_cmp(const struct rollup_point *a, const struct rollup_point *b)
+{
     if (a->ts_ms != b->ts_ms)
         return a->ts_ms < b->ts_ms ? -1 : 1;
     if (a->seq != b->seq)
@@ -24,7 +26,8 @@ int rollup_cmp(const struct rollup_point *a, const struct rollup_point *b) {
 }
 
 enum rollup_kind rollup_interval(const struct rollup_point *prev, const struct rollup_point *cur, double *dist_km,
-                                 double *dt_s) {
+                                 double *dt_s)
+{
     *dist_km = 0;
     *dt_s = 0;
     int64_t dt = cur->ts_ms - prev->ts_ms;
@@ -38,13 +41,15 @@ enum rollup_kind rollup_interval(const struct rollup_point *prev, const struct r
     return prev->ignition ? ROLLUP_IDLE : ROLLUP_PARKED;
 }
 
-void rollup_hour_init(struct rollup_hour *h, int64_t hour_ms) {
+void rollup_hour_init(struct rollup_hour *h, int64_t hour_ms)
+{
     memset(h, 0, sizeof(*h));
     h->hour_ms = hour_ms;
     h->last.fuel_pct = NAN;
 }
 
-void rollup_fold(struct rollup_hour *h, const struct rollup_point *prev, const struct rollup_point *cur) {
+void rollup_fold(struct rollup_hour *h, const struct rollup_point *prev, const struct rollup_point *cur)
+{
     h->samples++;
     if (cur->speed_kmh > h->max_speed_kmh)
         h->max_speed_kmh = cur->speed_kmh;

@@ -39,8 +39,14 @@ int sig_install(void)
     return 0;
 }
 
-int sig_stopping(void) { return atomic_load(&sig_stop_flag); }
-int sig_fd(void) { return sig_pipe[0]; }
+int sig_stopping(void)
+{
+    return atomic_load(&sig_stop_flag);
+}
+int sig_fd(void)
+{
+    return sig_pipe[0];
+}
 
 void sig_request_stop(void)
 {

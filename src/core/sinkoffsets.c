@@ -108,8 +108,7 @@ int sinkoff_read_group(PGconn *conn, const char *group, int for_update, sinkoff_
                        size_t err_size)
 {
     const char *vals[1] = {group};
-    return read_rows(conn, for_update ? SQL_READ_GROUP_FOR_UPDATE : SQL_READ_GROUP, 1, vals, fn, ctx, err,
-                     err_size);
+    return read_rows(conn, for_update ? SQL_READ_GROUP_FOR_UPDATE : SQL_READ_GROUP, 1, vals, fn, ctx, err, err_size);
 }
 
 int sinkoff_read_all(PGconn *conn, sinkoff_row_fn fn, void *ctx, char *err, size_t err_size)
@@ -168,8 +167,8 @@ int sinkoff_store_checked(PGconn *conn, const char *group, const char *topic, in
     return 0;
 }
 
-int sinkoff_store(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset,
-                  char *err, size_t err_size)
+int sinkoff_store(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset, char *err,
+                  size_t err_size)
 {
     int rows;
     return upsert(conn, SQL_STORE, group, topic, partition, next_offset, NULL, &rows, err, err_size);

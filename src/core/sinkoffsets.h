@@ -84,7 +84,7 @@ int sinkoff_store_checked(PGconn *conn, const char *group, const char *topic, in
  * (creating it if missing); updated_at becomes now().  For a stopped group
  * only: a running sink's next sinkoff_store_checked() then finds the row
  * moved.  Returns 0 or -1 (err). */
-int sinkoff_store(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset,
-                  char *err, size_t err_size);
+int sinkoff_store(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset, char *err,
+                  size_t err_size);
 
 #endif

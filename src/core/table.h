@@ -40,7 +40,7 @@ struct table_cell {
 struct table {
     const struct table_col *cols; /* not owned */
     size_t ncols;
-    const char *gap; /* between the text table's columns; table_init sets "  " */
+    const char *gap;          /* between the text table's columns; table_init sets "  " */
     struct table_cell *cells; /* row-major, count of them */
     size_t count, cap;
     int oom;

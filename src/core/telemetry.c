@@ -35,7 +35,7 @@
 
 /* Known field names, in the table order of docs/design.md (the order of checks and of
  * the normalized form). */
-static const char *const known_fields[] = {"v",   "truck_id",  "ts",       "seq",         "lat",        "lon",
+static const char *const known_fields[] = {"v",         "truck_id", "ts",          "seq",      "lat",        "lon",
                                            "speed_kmh", "ignition", "heading_deg", "fuel_pct", "odometer_km"};
 
 /* An upper bound of the normalized form without the unknown fields: keys
@@ -276,7 +276,8 @@ static void w_json_value(struct wbuf *w, json_t *v)
     switch (json_typeof(v)) {
     case JSON_OBJECT:
         w_char(w, '{');
-        json_object_foreach(v, key, item) {
+        json_object_foreach(v, key, item)
+        {
             if (!first)
                 w_char(w, ',');
             first = false;
@@ -288,7 +289,8 @@ static void w_json_value(struct wbuf *w, json_t *v)
         break;
     case JSON_ARRAY:
         w_char(w, '[');
-        json_array_foreach(v, i, item) {
+        json_array_foreach(v, i, item)
+        {
             if (i > 0)
                 w_char(w, ',');
             w_json_value(w, item);
@@ -385,8 +387,8 @@ int tm_valid_id(const char *s, size_t n)
 
 /* prefix + tag + index + 1 in at least min_digits digits (no snprintf: the
  * simulator names every truck of a large fleet). */
-static size_t format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, const char *tag,
-                        size_t tag_len, int min_digits, uint32_t index)
+static size_t format_id(char *buf, size_t size, const char *prefix, size_t prefix_len, const char *tag, size_t tag_len,
+                        int min_digits, uint32_t index)
 {
     char digits[16];
     int nd = 0;
@@ -902,7 +904,8 @@ static enum extra_result collect_extra(json_t *root, char **extra, size_t *extra
 
     *extra = NULL;
     *extra_len = 0;
-    json_object_foreach(root, key, v) {
+    json_object_foreach(root, key, v)
+    {
         if (is_known_field(key))
             continue;
         if (w.len > 0)

@@ -24,10 +24,10 @@
 
 #include "core/clock.h"
 
-#define TM_MAX_PAYLOAD   4096 /* bytes; larger is too_large, checked before parsing */
-#define TM_TRUCK_ID_MAX  64   /* characters of [A-Za-z0-9._-]; also the limit for gateway ids */
-#define TM_TS_MIN_MS     946684800000LL /* 2000-01-01T00:00:00Z */
-#define TM_TS_AHEAD_MS   FS_DAY_MS /* ts may lie this far past now_ms */
+#define TM_MAX_PAYLOAD 4096         /* bytes; larger is too_large, checked before parsing */
+#define TM_TRUCK_ID_MAX 64          /* characters of [A-Za-z0-9._-]; also the limit for gateway ids */
+#define TM_TS_MIN_MS 946684800000LL /* 2000-01-01T00:00:00Z */
+#define TM_TS_AHEAD_MS FS_DAY_MS    /* ts may lie this far past now_ms */
 
 /* Rejection reasons; tm_reason_name() gives the contract's spelling.  When a
  * payload has several faults, the first in this order wins: too_large,
@@ -90,8 +90,8 @@ enum tm_reason tm_parse(const char *buf, size_t len, int64_t now_ms, struct tm_r
 /* tm_parse with jansson reading every payload, without the fast path for
  * flat objects of known fields: the reference the tests compare tm_parse
  * with (same result, same detail, same reading). */
-enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out,
-                                  char *detail, size_t detail_size);
+enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
+                                  size_t detail_size);
 
 /* Frees what tm_parse() allocated in *r and empties it; r may be NULL. */
 void tm_reading_release(struct tm_reading *r);

@@ -8,7 +8,8 @@
 #include <string.h>
 
 static int fail(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_size, const char *fmt, ...) {
+static int fail(char *err, size_t err_size, const char *fmt, ...)
+{
     if (err && err_size) {
         va_list ap;
         va_start(ap, fmt);
@@ -18,7 +19,8 @@ static int fail(char *err, size_t err_size, const char *fmt, ...) {
     return -1;
 }
 
-int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, size_t err_size) {
+int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, size_t err_size)
+{
     static const char help[] = "a number and a unit: 90s, 30m, 2h or 7d";
     size_t len = strnlen(s, 32);
     if (len == 0 || len >= 32)
@@ -56,7 +58,8 @@ int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, s
 }
 
 /* Reads exactly n digits at *p; returns the value or -1. */
-static int digits(const char **p, int n) {
+static int digits(const char **p, int n)
+{
     int v = 0;
     for (int i = 0; i < n; i++) {
         char c = (*p)[i];
@@ -70,7 +73,8 @@ static int digits(const char **p, int n) {
 
 /* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
  * (Howard Hinnant's days_from_civil). */
-static int64_t days_from_civil(int64_t y, int m, int d) {
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
     int64_t yoe = y - era * 400;
@@ -79,7 +83,8 @@ static int64_t days_from_civil(int64_t y, int m, int d) {
     return era * 146097 + doe - 719468;
 }
 
-static int days_in_month(int y, int m) {
+static int days_in_month(int y, int m)
+{
     static const int dim[12] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
         return 29;
@@ -88,10 +93,10 @@ static int days_in_month(int y, int m) {
 
 /* "YYYY-MM-DD" at *p, advanced past it: 1 = read and valid, 0 = not that
  * shape, -1 = that shape but no such day. */
-static int date_at(const char **p, int64_t *days) {
+static int date_at(const char **p, int64_t *days)
+{
     int y, mo, d;
-    if ((y = digits(p, 4)) < 0 || *(*p)++ != '-' || (mo = digits(p, 2)) < 0 || *(*p)++ != '-' ||
-        (d = digits(p, 2)) < 0)
+    if ((y = digits(p, 4)) < 0 || *(*p)++ != '-' || (mo = digits(p, 2)) < 0 || *(*p)++ != '-' || (d = digits(p, 2)) < 0)
         return 0;
     if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo))
         return -1;
@@ -99,7 +104,8 @@ static int date_at(const char **p, int64_t *days) {
     return 1;
 }
 
-int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size) {
+int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size)
+{
     const char *p = s;
     int64_t days;
     int r = strnlen(s, 16) < 16 ? date_at(&p, &days) : 0;
@@ -111,7 +117,8 @@ int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size) {
     return 0;
 }
 
-int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, size_t err_size) {
+int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, size_t err_size)
+{
     static const char form[] = "YYYY-MM-DDTHH:MM[:SS[.fff]] and Z or +HH:MM, e.g. 2026-11-27T01:30:00Z";
     const char *p = s;
     int64_t days = 0, frac_ms = 0;
@@ -179,7 +186,8 @@ bad:
     return fail(err, err_size, "'%.64s' is not an ISO 8601 time (%s)", s, form);
 }
 
-int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_t *ms, char *err, size_t err_size) {
+int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_t *ms, char *err, size_t err_size)
+{
     if (strncmp(s, "now", 3) != 0)
         return time_parse_iso8601(s, 1, ms, err, err_size);
     if (s[3] == '\0') {

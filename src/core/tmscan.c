@@ -14,7 +14,8 @@ struct cur {
     const char *p, *end;
 };
 
-static int lit(struct cur *c, const char *s, size_t n) {
+static int lit(struct cur *c, const char *s, size_t n)
+{
     if ((size_t)(c->end - c->p) < n || memcmp(c->p, s, n) != 0)
         return 0;
     c->p += n;
@@ -24,7 +25,8 @@ static int lit(struct cur *c, const char *s, size_t n) {
 
 /* A JSON number as tm_serialize() writes it: -?digits(.digits)?(e-?digits)?
  * with no leading zeros, no '+'.  Sets the span; 0 if not that shape. */
-static int number(struct cur *c, struct tm_span *sp) {
+static int number(struct cur *c, struct tm_span *sp)
+{
     const char *s = c->p, *p = c->p;
     if (p < c->end && *p == '-')
         p++;
@@ -66,7 +68,8 @@ static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1
  * plain decimals with at most 15 significant digits — is an exact integer
  * divided by an exact power of ten, which IEEE division rounds correctly;
  * anything else (exponents, long mantissas) goes to strtod(). */
-static double span_double(const struct tm_span *sp) {
+static double span_double(const struct tm_span *sp)
+{
     const char *p = sp->p, *end = sp->p + sp->n;
     int neg = 0, frac = -1, digits = 0;
     uint64_t m = 0;
@@ -100,7 +103,8 @@ static double span_double(const struct tm_span *sp) {
 }
 
 /* A non-negative integer span below 2^63 (digits only). */
-static int span_i64(const struct tm_span *sp, int64_t *v) {
+static int span_i64(const struct tm_span *sp, int64_t *v)
+{
     if (sp->n == 0 || sp->n > 19 || sp->p[0] == '-')
         return 0;
     uint64_t x = 0;
@@ -115,7 +119,8 @@ static int span_i64(const struct tm_span *sp, int64_t *v) {
     return 1;
 }
 
-int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct tm_fast *out) {
+int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct tm_fast *out)
+{
     struct cur c = {buf, buf + len};
     struct tm_span ts_s;
     memset(out, 0, sizeof(*out));

@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-
 const struct topic_spec topic_specs[] = {
     {TOPIC_TELEMETRY, 6, "delete", 7 * FS_DAY_MS},
     {TOPIC_STATUS, 6, "compact", -1},
@@ -18,8 +17,8 @@ const struct topic_spec topic_specs[] = {
 };
 const int topic_spec_count = (int)(sizeof(topic_specs) / sizeof(topic_specs[0]));
 
-int topics_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int rf, int partitions_override,
-                  int timeout_ms, char *err, size_t err_size)
+int topics_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int rf, int partitions_override, int timeout_ms,
+                  char *err, size_t err_size)
 {
     rd_kafka_NewTopic_t *nt[8] = {0};
     rd_kafka_AdminOptions_t *opts = NULL;

@@ -12,14 +12,14 @@
 #include <librdkafka/rdkafka.h>
 
 #define TOPIC_TELEMETRY "truck-telemetry"
-#define TOPIC_STATUS    "truck-status"
-#define TOPIC_DLQ       "truck-telemetry-dlq"
-#define TOPIC_ALERTS    "truck-alerts"
+#define TOPIC_STATUS "truck-status"
+#define TOPIC_DLQ "truck-telemetry-dlq"
+#define TOPIC_ALERTS "truck-alerts"
 
 struct topic_spec {
-    const char *name;      /* without prefix */
+    const char *name; /* without prefix */
     int partitions;
-    const char *cleanup;   /* "delete" or "compact" */
+    const char *cleanup; /* "delete" or "compact" */
     long long retention_ms;
 };
 
@@ -33,7 +33,7 @@ extern const int topic_spec_count;
  * not know the cluster passes 0).  partitions_override > 0 replaces the
  * partition count of truck-telemetry.  Existing topics are left alone.  Returns 0, or -1 with
  * the first failure in err. */
-int topics_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int rf, int partitions_override,
-                  int timeout_ms, char *err, size_t err_size);
+int topics_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int rf, int partitions_override, int timeout_ms,
+                  char *err, size_t err_size);
 
 #endif

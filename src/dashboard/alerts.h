@@ -19,7 +19,7 @@
 #include <stdint.h>
 
 #define DS_ALERT_MAX_BYTES 4096
-#define DS_ALERT_ID_MAX    256
+#define DS_ALERT_ID_MAX 256
 
 struct ds_alert {
     char *json; /* owned */

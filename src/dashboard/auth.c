@@ -24,7 +24,7 @@
 #include <string.h>
 #include <strings.h>
 
-#define PW_PREFIX  "$pbkdf2-sha256$"
+#define PW_PREFIX "$pbkdf2-sha256$"
 #define TOK_PREFIX "$token-sha256$"
 
 static void sha256(const void *p, size_t n, unsigned char out[32])
@@ -84,7 +84,8 @@ int ds_auth_parse_line(const char *line, struct ds_cred *c, char *err, size_t er
         int sl = d2 ? hex_decode(salt, (size_t)(d2 - salt), c->salt, sizeof(c->salt)) : -1;
         int hl = d2 ? hex_decode(d2 + 1, (size_t)(end - d2 - 1), c->hash, sizeof(c->hash)) : -1;
         if (errno || e == p || iter < DS_AUTH_ITER_MIN || iter > 10000000 || sl < 8 || hl != 32) {
-            snprintf(err, err_size, "a password hash is %sITERATIONS$SALT$HASH (iterations %d-10000000, hex salt of "
+            snprintf(err, err_size,
+                     "a password hash is %sITERATIONS$SALT$HASH (iterations %d-10000000, hex salt of "
                      "8-64 bytes, hex SHA-256 hash): write it with fleetsync dashboard --hash-password NAME",
                      PW_PREFIX, DS_AUTH_ITER_MIN);
             return -1;
@@ -97,8 +98,10 @@ int ds_auth_parse_line(const char *line, struct ds_cred *c, char *err, size_t er
     if (strncmp(s, TOK_PREFIX, strlen(TOK_PREFIX)) == 0) {
         const char *p = s + strlen(TOK_PREFIX);
         if (hex_decode(p, n - strlen(TOK_PREFIX), c->hash, sizeof(c->hash)) != 32) {
-            snprintf(err, err_size, "a token hash is %sHASH (hex SHA-256): write it with fleetsync dashboard "
-                     "--hash-token NAME", TOK_PREFIX);
+            snprintf(err, err_size,
+                     "a token hash is %sHASH (hex SHA-256): write it with fleetsync dashboard "
+                     "--hash-token NAME",
+                     TOK_PREFIX);
             return -1;
         }
         c->kind = DS_CRED_TOKEN;
@@ -232,7 +235,8 @@ int ds_auth_check_password(const struct ds_auth *a, const char *name, const char
         static const unsigned char dummy_salt[16];
         const struct ds_cred *c = found >= 0 ? &a->cred[found] : NULL;
         if (pbkdf2(pw, pw_len, c ? c->salt : dummy_salt, c ? c->salt_len : sizeof(dummy_salt),
-                   c ? c->iter : DS_AUTH_ITER, hash) != 0 || !c)
+                   c ? c->iter : DS_AUTH_ITER, hash) != 0 ||
+            !c)
             return -1;
         return CRYPTO_memcmp(hash, c->hash, 32) == 0 ? found : -1;
     }

@@ -29,14 +29,14 @@
 #include <stddef.h>
 
 #define DS_AUTH_MAX_ENTRIES 64
-#define DS_AUTH_NAME_MAX    63
-#define DS_AUTH_SECRET_MAX  255  /* a password or token, in bytes */
-#define DS_AUTH_ITER        600000 /* PBKDF2 iterations written by --hash-password */
-#define DS_AUTH_ITER_MIN    10000
-#define DS_AUTH_TOKEN_MIN   32   /* characters of an API token */
-#define DS_AUTH_PASSWORD_MIN 8   /* characters --hash-password accepts */
-#define DS_AUTH_COOKIE_MAX  160  /* bytes of a session cookie value */
-#define DS_AUTH_CACHE       16   /* Basic headers remembered after a good check */
+#define DS_AUTH_NAME_MAX 63
+#define DS_AUTH_SECRET_MAX 255 /* a password or token, in bytes */
+#define DS_AUTH_ITER 600000    /* PBKDF2 iterations written by --hash-password */
+#define DS_AUTH_ITER_MIN 10000
+#define DS_AUTH_TOKEN_MIN 32   /* characters of an API token */
+#define DS_AUTH_PASSWORD_MIN 8 /* characters --hash-password accepts */
+#define DS_AUTH_COOKIE_MAX 160 /* bytes of a session cookie value */
+#define DS_AUTH_CACHE 16       /* Basic headers remembered after a good check */
 
 enum ds_cred_kind { DS_CRED_PBKDF2 = 1, DS_CRED_TOKEN, DS_CRED_PLAIN };
 

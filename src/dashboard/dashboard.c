@@ -44,17 +44,17 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DEFAULT_GROUP        "fleetsync-dashboard"
-#define DEFAULT_REBUILD_MS   (5LL * 60 * 1000)
-#define DEFAULT_ALERTS_MS    (60LL * 60 * 1000)
-#define DEFAULT_MAX_TRUCKS   2000000
-#define DEFAULT_MAX_CLIENTS  128
-#define DEFAULT_SESSION_MS   (12LL * 3600 * 1000)
-#define DEFAULT_RATE         100  /* requests per second per client address */
-#define LOGIN_BURST          20   /* failed logins per address at once, */
-#define LOGIN_PER_MIN        10   /* then this many per minute */
-#define BATCH_MAX            5000
-#define BATCH_MS             5
+#define DEFAULT_GROUP "fleetsync-dashboard"
+#define DEFAULT_REBUILD_MS (5LL * 60 * 1000)
+#define DEFAULT_ALERTS_MS (60LL * 60 * 1000)
+#define DEFAULT_MAX_TRUCKS 2000000
+#define DEFAULT_MAX_CLIENTS 128
+#define DEFAULT_SESSION_MS (12LL * 3600 * 1000)
+#define DEFAULT_RATE 100 /* requests per second per client address */
+#define LOGIN_BURST 20   /* failed logins per address at once, */
+#define LOGIN_PER_MIN 10 /* then this many per minute */
+#define BATCH_MAX 5000
+#define BATCH_MS 5
 
 enum topic_kind { T_TELEMETRY, T_STATUS, T_ALERTS, T_COUNT };
 
@@ -149,11 +149,18 @@ static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, lon
         metric_add(k->m_invalid[T_TELEMETRY], 1);
         return;
     }
-    dr = (struct ds_reading){.ts_ms = f.ts_ms, .seq = f.seq, .lat = f.lat, .lon = f.lon,
-                             .speed_kmh = f.speed_kmh, .ignition = f.ignition,
-                             .has_heading = f.heading_s.n > 0, .heading_deg = f.heading_deg,
-                             .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct,
-                             .has_odometer = f.odometer_s.n > 0, .odometer_km = f.odometer_km};
+    dr = (struct ds_reading){.ts_ms = f.ts_ms,
+                             .seq = f.seq,
+                             .lat = f.lat,
+                             .lon = f.lon,
+                             .speed_kmh = f.speed_kmh,
+                             .ignition = f.ignition,
+                             .has_heading = f.heading_s.n > 0,
+                             .heading_deg = f.heading_deg,
+                             .has_fuel = f.fuel_s.n > 0,
+                             .fuel_pct = f.fuel_pct,
+                             .has_odometer = f.odometer_s.n > 0,
+                             .odometer_km = f.odometer_km};
     snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
     enum ds_apply a = ds_store_reading(&k->d->store, id, strlen(id), &dr);
     if (a == DS_STALE)
@@ -367,7 +374,7 @@ static int wildcard_host(const char *h)
 /* ---- command line -------------------------------------------------------- */
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
 /* What the command line asks for besides cfg and what goes straight into
  * struct dash (--max-clients, --allowed-host, --tile-url). */
@@ -497,8 +504,7 @@ static int dashboard_parse(int argc, char **argv, struct fs_config *cfg, struct 
         OPT_BOOLEAN("tls", &a->tls_local,
                     "serve HTTPS with the data dir's tls/dashboard.crt and .key, signed by\n"
                     "the local CA that `fleetsync services start --tls` makes"),
-        OPT_STR("tls-cert", "FILE", &a->tls_cert,
-                "serve HTTPS with this certificate chain (PEM), with --tls-key"),
+        OPT_STR("tls-cert", "FILE", &a->tls_cert, "serve HTTPS with this certificate chain (PEM), with --tls-key"),
         OPT_STR("tls-key", "FILE", &a->tls_key, "the certificate's key (PEM), with --tls-cert"),
         OPT_BOOLEAN("insecure-http", &a->insecure_http,
                     "allow plain HTTP on a non-loopback --listen (a TLS proxy in front);\n"
@@ -572,7 +578,8 @@ static int dashboard_secure(struct dash *d, struct ds_auth *auth, const struct d
         d->auth = auth;
         if (auth->plain)
             log_warn("--auth-file %s holds %d password(s) in plain text: replace each line with the output of "
-                     "fleetsync dashboard --hash-password NAME", a->auth_file, auth->plain);
+                     "fleetsync dashboard --hash-password NAME",
+                     a->auth_file, auth->plain);
     }
     if (!netaddr_loopback(host) && !d->auth)
         return opt_error(&dashboard_cmd,
@@ -621,8 +628,8 @@ static void dashboard_metrics(struct dash *d, struct consumer *k)
     for (int i = 0; i < T_COUNT; i++) {
         char label[64];
         snprintf(label, sizeof(label), "topic=\"%s\"", names[i]);
-        k->m_consumed[i] = metrics_counter(d->metrics, "fleetsync_dashboard_consumed_total",
-                                           "Records consumed, by topic.", label);
+        k->m_consumed[i] =
+            metrics_counter(d->metrics, "fleetsync_dashboard_consumed_total", "Records consumed, by topic.", label);
         k->m_invalid[i] = metrics_counter(d->metrics, "fleetsync_dashboard_invalid_total",
                                           "Records skipped as invalid, by topic.", label);
     }
@@ -650,8 +657,7 @@ static void dashboard_metrics(struct dash *d, struct consumer *k)
                                           "Requests and WebSocket upgrades refused, by reason.", "reason=\"origin\"");
     d->m_refused_rate = metrics_counter(d->metrics, "fleetsync_dashboard_refused_requests_total",
                                         "Requests and WebSocket upgrades refused, by reason.", "reason=\"rate\"");
-    d->m_logins = metrics_counter(d->metrics, "fleetsync_dashboard_logins_total", "Successful logins at /login.",
-                                  NULL);
+    d->m_logins = metrics_counter(d->metrics, "fleetsync_dashboard_logins_total", "Successful logins at /login.", NULL);
 }
 
 /* Everything in memory before Kafka: rate limits, the page's files, the
@@ -694,9 +700,10 @@ static int dashboard_prepare(struct dash *d, struct consumer *k, const struct da
  * destroyed by the caller). */
 static int consumer_start(struct consumer *k, const struct fs_config *cfg)
 {
-    static const char *const defaults[] = {"group.id", DEFAULT_GROUP, "client.id", "fleetsync-dashboard",
-                                           "enable.auto.commit", "true", "auto.offset.reset", "latest",
-                                           "fetch.wait.max.ms", "100", NULL};
+    static const char *const defaults[] = {
+        "group.id", DEFAULT_GROUP,       "client.id", "fleetsync-dashboard", "enable.auto.commit",
+        "true",     "auto.offset.reset", "latest",    "fetch.wait.max.ms",   "100",
+        NULL};
     char err[512];
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, sizeof(err));
     if (!conf) {
@@ -739,12 +746,11 @@ static int dashboard_run(struct dash *d, struct consumer *k, const struct fs_con
     rd_kafka_resp_err_t se = rd_kafka_subscribe(k->rk, subs);
     rd_kafka_topic_partition_list_destroy(subs);
     if (se) {
-        log_error("cannot subscribe to %s, %s, %s: %s", k->topics[0], k->topics[1], k->topics[2],
-                  rd_kafka_err2str(se));
+        log_error("cannot subscribe to %s, %s, %s: %s", k->topics[0], k->topics[1], k->topics[2], rd_kafka_err2str(se));
         return 1;
     }
-    log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d->tls ? "https" : "http",
-             host, port, d->web_dir, k->topics[0], k->topics[1], k->topics[2], cfg->brokers, k->group);
+    log_info("serving %s://%s:%d/ (page %s); consuming %s, %s, %s from %s as group %s", d->tls ? "https" : "http", host,
+             port, d->web_dir, k->topics[0], k->topics[1], k->topics[2], cfg->brokers, k->group);
     int rc = consume_loop(k);
     log_info("stopping: %u trucks in memory", d->store.count);
     return rc;
@@ -791,7 +797,7 @@ out:
     ds_server_stop(&d);
     if (k.rk)
         kafka_consumer_destroy(k.rk); /* leaves the group, commits the offsets */
-    ds_store_release(&d.store); /* both are safe on a zeroed or released object */
+    ds_store_release(&d.store);       /* both are safe on a zeroed or released object */
     ds_alerts_release(&d.alerts);
     metrics_free(d.metrics);
     free(d.req_rate);

@@ -29,9 +29,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define API_MAX_BYTES   (64u << 20)
-#define API_MAX_TRUCKS  10000
-#define API_MAX_ALERTS  1000
+#define API_MAX_BYTES (64u << 20)
+#define API_MAX_TRUCKS 10000
+#define API_MAX_ALERTS 1000
 #define FRAME_MAX_BYTES (4u << 20)
 
 struct ds_client {
@@ -178,7 +178,8 @@ static void push_fleet(struct dash *d, uint32_t *last)
     int n = snprintf(m, sizeof(m),
                      "{\"type\":\"fleet\",\"server_ms\":%lld,\"trucks\":%u,\"moving\":%u,\"idle\":%u,\"parked\":%u,"
                      "\"offline\":%u}",
-                     (long long)fs_wall_ms(), total, counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED], counts[DS_OFFLINE]);
+                     (long long)fs_wall_ms(), total, counts[DS_MOVING], counts[DS_IDLE], counts[DS_PARKED],
+                     counts[DS_OFFLINE]);
     pthread_mutex_lock(&d->clients_lock);
     snprintf(d->fleet_msg, sizeof(d->fleet_msg), "%s", m);
     for (struct ds_client *c = d->clients; c; c = c->next) {
@@ -267,8 +268,8 @@ static void *pusher_main(void *arg)
 
 /* ---- access (docs/dashboard.md "Access") -------------------------------- */
 
-#define LOGIN_BODY_MAX  4096
-#define SESSION_COOKIE  "fs_session"
+#define LOGIN_BODY_MAX 4096
+#define SESSION_COOKIE "fs_session"
 
 /* The client's address into out: the TCP peer, or, when the dashboard
  * serves HTTPS, the address the TLS front's peer line vouches for with
@@ -292,17 +293,28 @@ static int client_addr(struct dash *d, const struct mg_connection *conn, char *o
 static const char *status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 303: return "See Other";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 421: return "Misdirected Request";
-    case 429: return "Too Many Requests";
-    default: return "Error";
+    case 200:
+        return "OK";
+    case 303:
+        return "See Other";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 421:
+        return "Misdirected Request";
+    case 429:
+        return "Too Many Requests";
+    default:
+        return "Error";
     }
 }
 
@@ -386,8 +398,7 @@ static void refuse_access(struct dash *d, struct mg_connection *conn, enum acces
         return;
     }
     static const char m[] = "{\"error\":\"login required\"}";
-    reply_with(d, conn, 401, "WWW-Authenticate: Bearer realm=\"fleetsync\"\r\n", "application/json", m,
-               sizeof(m) - 1);
+    reply_with(d, conn, 401, "WWW-Authenticate: Bearer realm=\"fleetsync\"\r\n", "application/json", m, sizeof(m) - 1);
 }
 
 /* The dashboard answers only requests that name it by a loopback name, a
@@ -647,7 +658,7 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
         PQclear(r);
         pthread_mutex_unlock(&d->track_lock);
         track_unavailable(conn, idbuf, id_len,
-                          timed_out ? "the history database is too slow"
+                          timed_out                       ? "the history database is too slow"
                           : PQstatus(pg) != CONNECTION_OK ? "the history database is not reachable"
                                                           : "no history pipeline in this database");
         return;
@@ -716,8 +727,8 @@ static void send_file(struct dash *d, struct mg_connection *conn, const char *ro
 {
     char path[PATH_MAX];
     struct stat st;
-    if (!*rel || strstr(rel, "..") || strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
-                                          strlen(rel)) {
+    if (!*rel || strstr(rel, "..") ||
+        strspn(rel, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") != strlen(rel)) {
         reply_error(conn, 404, "not found");
         return;
     }
@@ -748,7 +759,8 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         uint32_t trucks = d->store.count;
         pthread_mutex_unlock(&d->lock);
         char m[128];
-        int n = snprintf(m, sizeof(m), "{\"status\":\"ok\",\"assigned_partitions\":%d,\"trucks\":%u}", assigned, trucks);
+        int n =
+            snprintf(m, sizeof(m), "{\"status\":\"ok\",\"assigned_partitions\":%d,\"trucks\":%u}", assigned, trucks);
         reply(conn, 200, "application/json", m, (size_t)n);
         return 200;
     }
@@ -829,7 +841,7 @@ static int http_handler(struct mg_connection *conn, void *cbdata)
         else
             buf_puts(&b, "null");
         buf_printf(&b, ",\"frame_interval_ms\":%d,\"max_features\":%d,\"login\":%s}", DS_FRAME_INTERVAL_MS,
-                    DS_VIEW_MAX_FEATURES, d->auth ? "true" : "false");
+                   DS_VIEW_MAX_FEATURES, d->auth ? "true" : "false");
         reply_json(conn, 200, &b);
         buf_release(&b);
     } else if (strncmp(uri, "/vendor/", 8) == 0) {
@@ -1014,7 +1026,10 @@ static int log_message(const struct mg_connection *conn, const char *message)
     return 1;
 }
 
-static void mg_library_once(void) { mg_init_library(0); }
+static void mg_library_once(void)
+{
+    mg_init_library(0);
+}
 
 int ds_server_start(struct dash *d, const char *host, int port, char *err, size_t err_size)
 {
@@ -1040,9 +1055,19 @@ int ds_server_start(struct dash *d, const char *host, int port, char *err, size_
     }
     snprintf(threads, sizeof(threads), "%d", d->max_clients + 16);
     /* max_request_size bounds the request line and headers. */
-    const char *options[] = {"listening_ports", ports, "num_threads", threads, "request_timeout_ms", "10000",
-                             "enable_websocket_ping_pong", "yes", "websocket_timeout_ms", "30000",
-                             "max_request_size", "16384", NULL};
+    const char *options[] = {"listening_ports",
+                             ports,
+                             "num_threads",
+                             threads,
+                             "request_timeout_ms",
+                             "10000",
+                             "enable_websocket_ping_pong",
+                             "yes",
+                             "websocket_timeout_ms",
+                             "30000",
+                             "max_request_size",
+                             "16384",
+                             NULL};
     if (!d->headers[0])
         ds_server_headers(d);
     struct mg_callbacks cb;

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #define DS_FRAME_INTERVAL_MS 50
-#define DS_CLIENT_QUEUE_MAX  (256u << 10) /* bytes of queued small messages per client */
+#define DS_CLIENT_QUEUE_MAX (256u << 10) /* bytes of queued small messages per client */
 #define DS_ALLOWED_HOSTS_MAX 16
 
 struct ds_client;
@@ -39,8 +39,8 @@ struct dash {
     pthread_mutex_t lock; /* store and alerts */
     struct ds_store store;
     struct ds_alerts alerts;
-    _Atomic int assigned; /* partitions assigned to the consumer; set in the rebalance callback, which may
-                           * run inside the consumer's locked batch, so it takes no lock */
+    _Atomic int assigned;     /* partitions assigned to the consumer; set in the rebalance callback, which may
+                               * run inside the consumer's locked batch, so it takes no lock */
     _Atomic uint32_t version; /* store.version after the last batch: the pusher's hint, read without the lock */
 
     pthread_mutex_t wake_lock;
@@ -69,7 +69,7 @@ struct dash {
     pthread_mutex_t track_lock;
     PGconn *track_pg;
     long long track_retry_at; /* mono_ms before which no connect is tried */
-    struct ds_auth *auth; /* NULL: no login (loopback without --auth-file) */
+    struct ds_auth *auth;     /* NULL: no login (loopback without --auth-file) */
     /* Per client address (under rate_lock): every request and WebSocket
      * upgrade but /healthz and /metrics; failed logins and credentials. */
     pthread_mutex_t rate_lock;

@@ -13,18 +13,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FINE_CELLS   ((size_t)DS_FINE_COLS * DS_FINE_ROWS)
+#define FINE_CELLS ((size_t)DS_FINE_COLS * DS_FINE_ROWS)
 #define COARSE_CELLS ((size_t)DS_COARSE_COLS * DS_COARSE_ROWS)
 #define FINE_PER_COARSE 16 /* DS_COARSE_DEG / DS_FINE_DEG */
 
 const char *ds_state_name(enum ds_state s)
 {
     switch (s) {
-    case DS_MOVING: return "moving";
-    case DS_IDLE: return "idle";
-    case DS_PARKED: return "parked";
-    case DS_OFFLINE: return "offline";
-    default: return "unknown";
+    case DS_MOVING:
+        return "moving";
+    case DS_IDLE:
+        return "idle";
+    case DS_PARKED:
+        return "parked";
+    case DS_OFFLINE:
+        return "offline";
+    default:
+        return "unknown";
     }
 }
 
@@ -161,7 +166,10 @@ static int fine_row(double lat)
     return r < 0 ? 0 : r >= DS_FINE_ROWS ? DS_FINE_ROWS - 1 : r;
 }
 
-static size_t fine_of(double lat, double lon) { return (size_t)fine_row(lat) * DS_FINE_COLS + (size_t)fine_col(lon); }
+static size_t fine_of(double lat, double lon)
+{
+    return (size_t)fine_row(lat) * DS_FINE_COLS + (size_t)fine_col(lon);
+}
 
 static size_t coarse_of_fine(size_t f)
 {
@@ -228,8 +236,7 @@ enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len
     }
     uint32_t idx = (uint32_t)found;
     struct ds_truck *t = &s->trucks[idx];
-    if ((t->flags & DS_F_POSITION) &&
-        (r->ts_ms < t->ts_ms || (r->ts_ms == t->ts_ms && (uint32_t)r->seq <= t->seq))) {
+    if ((t->flags & DS_F_POSITION) && (r->ts_ms < t->ts_ms || (r->ts_ms == t->ts_ms && (uint32_t)r->seq <= t->seq))) {
         s->stale++;
         return DS_STALE;
     }
@@ -244,8 +251,9 @@ enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len
     t->fuel_dpct = r->has_fuel ? tenths(r->fuel_pct, 1000) : 0;
     t->odometer_km = r->has_odometer ? (float)r->odometer_km : 0;
     uint8_t keep = t->flags & DS_F_STATUS_OFFLINE;
-    t->flags = (uint8_t)(keep | DS_F_POSITION | (r->ignition ? DS_F_IGNITION : 0) | (r->has_heading ? DS_F_HEADING : 0) |
-                         (r->has_fuel ? DS_F_FUEL : 0) | (r->has_odometer ? DS_F_ODOMETER : 0));
+    t->flags =
+        (uint8_t)(keep | DS_F_POSITION | (r->ignition ? DS_F_IGNITION : 0) | (r->has_heading ? DS_F_HEADING : 0) |
+                  (r->has_fuel ? DS_F_FUEL : 0) | (r->has_odometer ? DS_F_ODOMETER : 0));
     grid_insert(s, idx);
     t->version = ++s->version;
     s->applied++;
@@ -327,7 +335,8 @@ size_t ds_store_query(const struct ds_store *s, const struct ds_bbox *b, uint32_
             int fr0 = cr * FINE_PER_COARSE, fc0 = cc * FINE_PER_COARSE;
             for (int r = fr0 > r0 ? fr0 : r0; r < fr0 + FINE_PER_COARSE && r <= r1; r++) {
                 for (int c = fc0 > c0 ? fc0 : c0; c < fc0 + FINE_PER_COARSE && c <= c1; c++) {
-                    for (uint32_t v = s->fine_head[(size_t)r * DS_FINE_COLS + (size_t)c]; v; v = s->trucks[v - 1].next) {
+                    for (uint32_t v = s->fine_head[(size_t)r * DS_FINE_COLS + (size_t)c]; v;
+                         v = s->trucks[v - 1].next) {
                         if (!inside(&s->trucks[v - 1], b))
                             continue;
                         if (n < max)
@@ -414,8 +423,8 @@ size_t ds_store_clusters(const struct ds_store *s, const struct ds_bbox *b, doub
             }
             if (!count || n >= max)
                 continue;
-            out[n++] = (struct ds_cluster){.lat = sum_lat / count, .lon = sum_lon / count, .count = count, .cx = kc,
-                                           .cy = kr};
+            out[n++] =
+                (struct ds_cluster){.lat = sum_lat / count, .lon = sum_lon / count, .count = count, .cx = kc, .cy = kr};
         }
     }
     return n;

@@ -29,14 +29,14 @@
 #include <stdint.h>
 
 #define DS_OFFLINE_AFTER_MS (10LL * 60 * 1000) /* no reading for this long: offline */
-#define DS_MOVING_KMH       5.0                /* speed above this: moving */
-#define DS_FINE_DEG         0.25
-#define DS_COARSE_DEG       4.0
-#define DS_FINE_COLS        1440 /* 360 / DS_FINE_DEG */
-#define DS_FINE_ROWS        720
-#define DS_COARSE_COLS      90
-#define DS_COARSE_ROWS      45
-#define DS_ID_MAX           64
+#define DS_MOVING_KMH 5.0                      /* speed above this: moving */
+#define DS_FINE_DEG 0.25
+#define DS_COARSE_DEG 4.0
+#define DS_FINE_COLS 1440 /* 360 / DS_FINE_DEG */
+#define DS_FINE_ROWS 720
+#define DS_COARSE_COLS 90
+#define DS_COARSE_ROWS 45
+#define DS_ID_MAX 64
 
 enum ds_state { DS_MOVING = 0, DS_IDLE, DS_PARKED, DS_OFFLINE, DS_STATE_COUNT };
 
@@ -54,8 +54,8 @@ enum {
 
 /* 56 bytes. */
 struct ds_truck {
-    int64_t ts_ms;        /* event time of the latest reading; 0 = none */
-    int64_t status_ts_ms; /* time of the latest presence record; 0 = none */
+    int64_t ts_ms;          /* event time of the latest reading; 0 = none */
+    int64_t status_ts_ms;   /* time of the latest presence record; 0 = none */
     int32_t lat_e7, lon_e7; /* degrees x 1e7: exact to the 7 decimals telemetry carries (1 cm) */
     float odometer_km;
     uint32_t seq;          /* low 32 bits of the reading's seq */
@@ -66,7 +66,7 @@ struct ds_truck {
     uint16_t heading_ddeg; /* 0.1 degree */
     uint16_t fuel_dpct;    /* 0.1 % */
     uint8_t id_len;
-    uint8_t flags;         /* DS_F_* */
+    uint8_t flags; /* DS_F_* */
 };
 _Static_assert(sizeof(struct ds_truck) == 56, "struct ds_truck is the 56 bytes a truck costs in the store");
 
@@ -89,9 +89,9 @@ struct ds_store {
     uint32_t count, cap, max_trucks;
     uint32_t *slots; /* open addressing, index + 1; 0 = empty */
     uint32_t slot_mask;
-    char *ids;       /* id arena */
+    char *ids; /* id arena */
     size_t ids_len, ids_cap;
-    uint32_t version; /* bumped by every change */
+    uint32_t version;    /* bumped by every change */
     uint32_t *fine_head; /* DS_FINE_COLS * DS_FINE_ROWS, index + 1 */
     struct ds_cell *fine;
     struct ds_cell *coarse;
@@ -125,8 +125,14 @@ const char *ds_store_id(const struct ds_store *s, uint32_t idx, size_t *len);
 
 enum ds_state ds_truck_state(const struct ds_truck *t, int64_t now_ms);
 
-static inline double ds_truck_lat(const struct ds_truck *t) { return t->lat_e7 / 1e7; }
-static inline double ds_truck_lon(const struct ds_truck *t) { return t->lon_e7 / 1e7; }
+static inline double ds_truck_lat(const struct ds_truck *t)
+{
+    return t->lat_e7 / 1e7;
+}
+static inline double ds_truck_lon(const struct ds_truck *t)
+{
+    return t->lon_e7 / 1e7;
+}
 
 /* Counts trucks with a position by derived state (counts[DS_STATE_COUNT]);
  * returns the total.  O(trucks). */
@@ -154,7 +160,7 @@ uint64_t ds_store_count_approx(const struct ds_store *s, const struct ds_bbox *b
 struct ds_cluster {
     double lat, lon; /* centroid of its trucks */
     uint32_t count;
-    int32_t cx, cy;  /* the cluster cell (column, row) at cell_deg */
+    int32_t cx, cy; /* the cluster cell (column, row) at cell_deg */
 };
 
 /* The cluster cell size for a map zoom level: about 64 screen pixels, a power

@@ -27,9 +27,9 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#define HEAD_MAX    16384 /* the request line must come within it (civetweb's max_request_size) */
-#define IO_TIMEOUT  10    /* seconds a blocked read or write of a client may take */
-#define POLL_MS     500   /* how often a pump looks at the stop flag */
+#define HEAD_MAX 16384 /* the request line must come within it (civetweb's max_request_size) */
+#define IO_TIMEOUT 10  /* seconds a blocked read or write of a client may take */
+#define POLL_MS 500    /* how often a pump looks at the stop flag */
 
 struct ds_tlsfront {
     SSL_CTX *ctx;
@@ -101,8 +101,8 @@ static int backend_connect(int port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
         close(fd);
         return -1;

@@ -25,7 +25,7 @@
 #include <openssl/ssl.h>
 #include <stddef.h>
 
-#define DS_PEER_HEADER    "X-FleetSync-Peer"
+#define DS_PEER_HEADER "X-FleetSync-Peer"
 #define DS_PEER_TOKEN_LEN 32 /* hex characters */
 
 struct ds_tlsfront;

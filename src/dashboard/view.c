@@ -51,15 +51,13 @@ void ds_json_truck(struct buf *b, const struct ds_store *s, uint32_t idx, int64_
         jbuf_num(b, ds_truck_lon(t));
         buf_puts(b, ",\"speed_kmh\":");
         jbuf_num(b, t->speed_dkmh / 10.0);
-        if (t->flags & DS_F_HEADING)
-        {
+        if (t->flags & DS_F_HEADING) {
             buf_puts(b, ",\"heading_deg\":");
             jbuf_num(b, t->heading_ddeg / 10.0);
         }
         if (full) {
             buf_printf(b, ",\"seq\":%u,\"ignition\":%s", t->seq, (t->flags & DS_F_IGNITION) ? "true" : "false");
-            if (t->flags & DS_F_FUEL)
-            {
+            if (t->flags & DS_F_FUEL) {
                 buf_puts(b, ",\"fuel_pct\":");
                 jbuf_num(b, t->fuel_dpct / 10.0);
             }
@@ -72,7 +70,7 @@ void ds_json_truck(struct buf *b, const struct ds_store *s, uint32_t idx, int64_
         buf_printf(b, ",\"last_seen_ms\":%lld", (long long)t->ts_ms);
         if (t->status_ts_ms)
             buf_printf(b, ",\"presence\":\"%s\",\"presence_ms\":%lld",
-                        (t->flags & DS_F_STATUS_OFFLINE) ? "offline" : "online", (long long)t->status_ts_ms);
+                       (t->flags & DS_F_STATUS_OFFLINE) ? "offline" : "online", (long long)t->status_ts_ms);
     }
     buf_puts(b, "}");
 }
@@ -93,8 +91,7 @@ static uint64_t fnv64(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t now_ms, uint64_t total,
-                          struct buf *out)
+static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t now_ms, uint64_t total, struct buf *out)
 {
     double deg = ds_cluster_cell_deg(&v->bbox, v->zoom, DS_VIEW_MAX_FEATURES);
     size_t n = ds_store_clusters(s, &v->bbox, deg, v->clusters, DS_VIEW_MAX_FEATURES);
@@ -107,8 +104,9 @@ static int frame_clusters(struct ds_view *v, const struct ds_store *s, int64_t n
     }
     if (v->mode == DS_VIEW_CLUSTERS && !v->reset && h == v->cluster_hash)
         return 0;
-    buf_printf(out, "{\"type\":\"clusters\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%llu,\"cell_deg\":%g,\"clusters\":[",
-                (unsigned long long)v->frame_seq + 1, (long long)now_ms, (unsigned long long)total, deg);
+    buf_printf(out,
+               "{\"type\":\"clusters\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%llu,\"cell_deg\":%g,\"clusters\":[",
+               (unsigned long long)v->frame_seq + 1, (long long)now_ms, (unsigned long long)total, deg);
     for (size_t i = 0; i < n; i++) {
         const struct ds_cluster *c = &v->clusters[i];
         buf_printf(out, "%s{\"lat\":%.5f,\"lon\":%.5f,\"count\":%u}", i ? "," : "", c->lat, c->lon, c->count);
@@ -143,7 +141,7 @@ int ds_view_frame(struct ds_view *v, const struct ds_store *s, int64_t now_ms, s
     size_t i = 0, j = 0, ups = 0, rms = 0;
     size_t nsent = reset ? 0 : v->nsent;
     buf_printf(out, "{\"type\":\"trucks\",\"seq\":%llu,\"server_ms\":%lld,\"total\":%zu,\"reset\":%s,\"upsert\":[",
-                (unsigned long long)v->frame_seq + 1, (long long)now_ms, total, reset ? "true" : "false");
+               (unsigned long long)v->frame_seq + 1, (long long)now_ms, total, reset ? "true" : "false");
     while (i < total || j < nsent) {
         if (j >= nsent || (i < total && v->cur[i].idx < v->sent[j].idx)) {
             ds_json_truck(out, s, v->cur[i].idx, now_ms, 0);

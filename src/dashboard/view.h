@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 #define DS_VIEW_MAX_FEATURES 2000 /* trucks or clusters in one frame */
-#define DS_VIEW_MAX_TRUCKS   1000 /* more than this in view: clusters */
+#define DS_VIEW_MAX_TRUCKS 1000   /* more than this in view: clusters */
 
 enum ds_view_mode { DS_VIEW_NONE = 0, DS_VIEW_TRUCKS, DS_VIEW_CLUSTERS };
 

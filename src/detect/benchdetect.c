@@ -240,8 +240,7 @@ static int scenario_rewrite(const char *in_path, const char *out_path, const cha
 
 /* Reads the simulator's truth lines.  Returns the count in *n (array in
  * *out, caller frees), or -1 with a reason. */
-static int truth_load(const char *path, struct match_incident **out, size_t *n, size_t *bad, char *err,
-                      size_t err_size)
+static int truth_load(const char *path, struct match_incident **out, size_t *n, size_t *bad, char *err, size_t err_size)
 {
     *out = NULL;
     *n = *bad = 0;
@@ -397,8 +396,7 @@ static int alerts_read(const struct fs_config *cfg, const char *topic, int parts
 {
     char gid[64];
     snprintf(gid, sizeof(gid), "bench-detect-reader-%d", (int)getpid());
-    const char *defaults[] = {"group.id", gid, "enable.auto.commit", "false", "enable.partition.eof", "false",
-                              NULL};
+    const char *defaults[] = {"group.id", gid, "enable.auto.commit", "false", "enable.partition.eof", "false", NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, err_size);
     if (!conf)
         return -1;

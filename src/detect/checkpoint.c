@@ -13,9 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CKPT_MAGIC   "FSDETCK1"
+#define CKPT_MAGIC "FSDETCK1"
 #define CKPT_VERSION 1u
-#define CKPT_HEADER  16u /* magic + version + count */
+#define CKPT_HEADER 16u /* magic + version + count */
 #define CKPT_MAX_FILE (8ull << 30)
 
 static uint64_t fnv64(const char *p, size_t n)

@@ -56,12 +56,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define DETECT_DEFAULT_GROUP        "fleetsync-detector"
+#define DETECT_DEFAULT_GROUP "fleetsync-detector"
 #define DETECT_DEFAULT_METRICS_PORT 9103
-#define DETECT_DEFAULT_CKPT_MS      5000
-#define DETECT_CLOCK_AHEAD_MS       60000 /* partition time runs at most this far past the wall clock */
-#define BATCH_MAX                   10000
-#define MAX_PARTITIONS              4096
+#define DETECT_DEFAULT_CKPT_MS 5000
+#define DETECT_CLOCK_AHEAD_MS 60000 /* partition time runs at most this far past the wall clock */
+#define BATCH_MAX 10000
+#define MAX_PARTITIONS 4096
 
 enum start_pos { START_EARLIEST, START_LATEST };
 
@@ -88,27 +88,26 @@ struct detect {
 
     rd_kafka_t *consumer, *producer;
     const char *group;
-    volatile int fatal;      /* a Kafka fatal error or lost deliveries: exit 1 */
+    volatile int fatal; /* a Kafka fatal error or lost deliveries: exit 1 */
     uint64_t produced, delivered, failed;
-    int dirty;               /* fed or changed since the last checkpoint */
-    uint64_t gen, prev_gen;  /* checkpoint generations */
-    int cleaned;             /* leftovers of earlier runs removed */
+    int dirty;              /* fed or changed since the last checkpoint */
+    uint64_t gen, prev_gen; /* checkpoint generations */
+    int cleaned;            /* leftovers of earlier runs removed */
     struct ckpt_writer w;
 
     struct detect_stats last;
     struct metrics *metrics;
-    struct metric *m_records, *m_events, *m_decode[TM_REASON_COUNT + 2], *m_raised[DR_COUNT],
-        *m_cleared[DR_COUNT], *m_wallclock, *m_dups, *m_late, *m_trucks, *m_bpt, *m_held, *m_assigned,
-        *m_event_lag, *m_ckpt_age, *m_ckpts, *m_ckpt_fail, *m_ckpt_bytes, *m_restored, *m_reset, *m_produced,
-        *m_delivered, *m_failed, *m_outq;
+    struct metric *m_records, *m_events, *m_decode[TM_REASON_COUNT + 2], *m_raised[DR_COUNT], *m_cleared[DR_COUNT],
+        *m_wallclock, *m_dups, *m_late, *m_trucks, *m_bpt, *m_held, *m_assigned, *m_event_lag, *m_ckpt_age, *m_ckpts,
+        *m_ckpt_fail, *m_ckpt_bytes, *m_restored, *m_reset, *m_produced, *m_delivered, *m_failed, *m_outq;
     int64_t last_ckpt_ms;
     int lock_fd;      /* holds the state directory's lock; -1 */
     int metrics_port; /* -1: none */
 };
 
 /* Extra decode reasons after tm_reason's. */
-#define DEC_PARTITION TM_REASON_COUNT       /* partition outside the topic's count at start */
-#define DEC_REFUSED   (TM_REASON_COUNT + 1) /* the engine refused the reading (out of memory) */
+#define DEC_PARTITION TM_REASON_COUNT     /* partition outside the topic's count at start */
+#define DEC_REFUSED (TM_REASON_COUNT + 1) /* the engine refused the reading (out of memory) */
 
 /* ---- producing alerts ------------------------------------------------------ */
 
@@ -157,10 +156,9 @@ static void emit(void *ctx, const struct detect_alert *a)
         return;
     }
     for (;;) {
-        rd_kafka_resp_err_t e = rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC(d->topic_out),
-                                                  RD_KAFKA_V_KEY(a->truck_id, a->truck_id_len),
-                                                  RD_KAFKA_V_VALUE(json, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                                  RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            rd_kafka_producev(d->producer, RD_KAFKA_V_TOPIC(d->topic_out), RD_KAFKA_V_KEY(a->truck_id, a->truck_id_len),
+                              RD_KAFKA_V_VALUE(json, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
         if (!e) {
             d->produced++;
             metric_add(d->m_produced, 1);
@@ -293,8 +291,8 @@ static void on_assign(struct detect *d, rd_kafka_topic_partition_list_t *parts)
         rd_kafka_topic_partition_t *tp = &parts->elems[i];
         int p = tp->partition;
         if (p < 0 || p >= d->nparts) {
-            log_error("partition %d of %s is beyond the %d the topic had at start: restart the detector to read it",
-                      p, tp->topic, d->nparts);
+            log_error("partition %d of %s is beyond the %d the topic had at start: restart the detector to read it", p,
+                      tp->topic, d->nparts);
             continue;
         }
         struct part *pt = &d->parts[p];
@@ -656,9 +654,11 @@ static void register_metrics(struct detect *d)
     for (int r = 0; r < DR_COUNT; r++) {
         char label[96];
         snprintf(label, sizeof(label), "rule=\"%s\",state=\"raised\"", detect_rule_name((enum detect_rule)r));
-        d->m_raised[r] = metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
+        d->m_raised[r] =
+            metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
         snprintf(label, sizeof(label), "rule=\"%s\",state=\"cleared\"", detect_rule_name((enum detect_rule)r));
-        d->m_cleared[r] = metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
+        d->m_cleared[r] =
+            metrics_counter(m, "fleetsync_detect_alerts_total", "Alerts emitted, by rule and state.", label);
     }
     d->m_wallclock = metrics_counter(m, "fleetsync_detect_wallclock_offline_total",
                                      "offline alerts raised by the wall-clock fallback (silent partition).", NULL);
@@ -671,8 +671,8 @@ static void register_metrics(struct detect *d)
     d->m_assigned = metrics_gauge(m, "fleetsync_detect_partitions_assigned", "Partitions owned.", NULL);
     d->m_event_lag = metrics_gauge(m, "fleetsync_detect_event_lag_seconds",
                                    "Wall clock minus the newest event time read (how far behind live).", NULL);
-    d->m_ckpt_age = metrics_gauge(m, "fleetsync_detect_checkpoint_age_seconds", "Time since the last checkpoint.",
-                                  NULL);
+    d->m_ckpt_age =
+        metrics_gauge(m, "fleetsync_detect_checkpoint_age_seconds", "Time since the last checkpoint.", NULL);
     d->m_ckpts = metrics_counter(m, "fleetsync_detect_checkpoints_total", "Checkpoints written and committed.", NULL);
     d->m_ckpt_fail = metrics_counter(m, "fleetsync_detect_checkpoint_failures_total",
                                      "Checkpoints not written or not committed.", NULL);
@@ -681,13 +681,12 @@ static void register_metrics(struct detect *d)
                                     "Assigned partitions whose state came from a checkpoint.", NULL);
     d->m_reset = metrics_counter(m, "fleetsync_detect_partitions_reset_total",
                                  "Assigned partitions that started from a reset state (no checkpoint, replay).", NULL);
-    d->m_produced = metrics_counter(m, "fleetsync_detect_alerts_produced_total", "Alert records handed to Kafka.",
-                                    NULL);
-    d->m_delivered = metrics_counter(m, "fleetsync_detect_alerts_delivered_total",
-                                     "Alert records acknowledged by Kafka.", NULL);
+    d->m_produced =
+        metrics_counter(m, "fleetsync_detect_alerts_produced_total", "Alert records handed to Kafka.", NULL);
+    d->m_delivered =
+        metrics_counter(m, "fleetsync_detect_alerts_delivered_total", "Alert records acknowledged by Kafka.", NULL);
     d->m_failed = metrics_counter(m, "fleetsync_detect_alerts_failed_total", "Alert records Kafka refused.", NULL);
-    d->m_outq = metrics_gauge(m, "fleetsync_detect_producer_queue", "Alert records waiting for acknowledgement.",
-                              NULL);
+    d->m_outq = metrics_gauge(m, "fleetsync_detect_producer_queue", "Alert records waiting for acknowledgement.", NULL);
 }
 
 /* The partition count of the input topic (waits up to 30 s for it). */

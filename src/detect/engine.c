@@ -102,7 +102,7 @@ struct truck {
     uint32_t held_head, held_tail;
     uint32_t id_off;
     int32_t good_lat, good_lon, anchor_lat, anchor_lon, jump_lat, jump_lon; /* 1e-7 degrees */
-    uint16_t fuel_ref, fuel_last; /* 0.01 %, FUEL_NONE */
+    uint16_t fuel_ref, fuel_last;                                           /* 0.01 %, FUEL_NONE */
     int16_t fence;
     uint16_t flags;
     uint8_t id_len, jump_n;
@@ -113,7 +113,7 @@ struct held {
     uint32_t truck; /* index | HELD_IGN | HELD_CONSUMED */
     uint32_t next;  /* absolute ring position of the truck's next held reading */
     uint32_t seq;
-    int32_t arr_lag;  /* partition time at arrival - ts (< 0: a clock ahead of the cap) */
+    int32_t arr_lag; /* partition time at arrival - ts (< 0: a clock ahead of the cap) */
     int32_t lat, lon;
     uint16_t speed; /* 0.01 km/h */
     uint16_t fuel;  /* 0.01 %, FUEL_NONE */
@@ -750,8 +750,7 @@ static void sweep_offline(struct detect_engine *e, struct part *p, int64_t wm)
         struct truck *t = truck_at(p, i);
         if (!(t->flags & F_SEEN) || (t->flags & ACT(DR_OFFLINE)) || t->held_head != NIL)
             continue;
-        if (t->last_ts + (int64_t)t->arr_lag + e->r.offline_min_ms <= wm)
-            {
+        if (t->last_ts + (int64_t)t->arr_lag + e->r.offline_min_ms <= wm) {
             char det[64];
             snprintf(det, sizeof(det), "{\"minutes\":%.15g}", (double)e->r.offline_min_ms / 60000.0);
             raise_alert(e, p, t, DR_OFFLINE, t->last_ts, wm, t->good_lat, t->good_lon, det);
@@ -977,8 +976,7 @@ static uint64_t fnv64(const char *s, size_t n)
     return h;
 }
 
-int detect_engine_save_partition(const struct detect_engine *e, int partition, char **buf, size_t *len,
-                                 size_t *cap)
+int detect_engine_save_partition(const struct detect_engine *e, int partition, char **buf, size_t *len, size_t *cap)
 {
     if (partition < 0 || partition >= e->nparts)
         return -1;
@@ -1028,8 +1026,8 @@ static bool truck_ok(const struct truck *t, size_t nfences)
            ts_ok(t->jump_since, true) && ts_ok(t->fence_since, true) && ts_ok(t->fuel_ref_ts, true) &&
            (t->fuel_ref <= 10000 || t->fuel_ref == FUEL_NONE) && (t->fuel_last <= 10000 || t->fuel_last == FUEL_NONE) &&
            /* a fuel reference has its time (process() subtracts it) */
-           (t->fuel_ref == FUEL_NONE || t->fuel_ref_ts != UNSET) &&
-           t->fence >= -1 && (t->fence < (int64_t)nfences || !(t->flags & ACT(DR_GEOFENCE_EXIT))) &&
+           (t->fuel_ref == FUEL_NONE || t->fuel_ref_ts != UNSET) && t->fence >= -1 &&
+           (t->fence < (int64_t)nfences || !(t->flags & ACT(DR_GEOFENCE_EXIT))) &&
            /* an active alert has its start */
            (!(t->flags & ACT(DR_STATIONARY_ENGINE_ON)) || (t->ign_since != UNSET && (t->flags & F_IGN))) &&
            (!(t->flags & ACT(DR_MOVING_IGNITION_OFF)) || (t->ign_since != UNSET && !(t->flags & F_IGN))) &&
@@ -1076,8 +1074,8 @@ int detect_engine_load_partition(struct detect_engine *e, int partition, const c
         uint8_t id_len;
         char id[64];
         struct truck t;
-        if (ck_get(buf, len, &off, &id_len, 1) || id_len == 0 || id_len > 64 ||
-            ck_get(buf, len, &off, id, id_len) || ck_get(buf, len, &off, &t, sizeof(t)) || t.id_len != id_len)
+        if (ck_get(buf, len, &off, &id_len, 1) || id_len == 0 || id_len > 64 || ck_get(buf, len, &off, id, id_len) ||
+            ck_get(buf, len, &off, &t, sizeof(t)) || t.id_len != id_len)
             goto bad;
         uint32_t idx;
         struct truck *nt = truck_get(p, id, id_len, &idx);
@@ -1150,7 +1148,7 @@ size_t detect_alert_json(const struct detect_alert *a, char *buf, size_t size)
                      "{\"alert_id\":\"%s\",\"state\":\"%s\",\"truck_id\":\"%s\",\"rule\":\"%s\",\"started_ms\":%lld,"
                      "\"detected_ms\":%lld%s,\"lat\":%.7f,\"lon\":%.7f,\"details\":%s}",
                      aid_esc, a->state == DA_RAISED ? "raised" : "cleared", id, rule, (long long)a->started_ms,
-                     (long long)a->detected_ms, ended, isfinite(a->lat) ? a->lat : 0.0,
-                     isfinite(a->lon) ? a->lon : 0.0, a->details[0] ? a->details : "{}");
+                     (long long)a->detected_ms, ended, isfinite(a->lat) ? a->lat : 0.0, isfinite(a->lon) ? a->lon : 0.0,
+                     a->details[0] ? a->details : "{}");
     return (w < 0 || (size_t)w >= size) ? 0 : (size_t)w;
 }

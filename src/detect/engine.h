@@ -49,27 +49,27 @@ int detect_rule_from_name(const char *name);
 /* Thresholds (rules.c: defaults, --rules FILE, --print-rules). */
 struct detect_rules {
     bool enabled[DR_COUNT];
-    int64_t lateness_ms;             /* 120000 */
+    int64_t lateness_ms; /* 120000 */
     /* stationary_engine_on: engine on, within radius_m of where it stopped, for min_ms */
-    double stationary_radius_m;      /* 50 */
-    int64_t stationary_min_ms;       /* 20 min */
+    double stationary_radius_m; /* 50 */
+    int64_t stationary_min_ms;  /* 20 min */
     /* moving_ignition_off: ignition off, speed >= min_speed_kmh (reported and
      * implied by positions), for min_ms */
-    double towing_min_speed_kmh;     /* 10 */
-    int64_t towing_min_ms;           /* 60 s */
+    double towing_min_speed_kmh; /* 10 */
+    int64_t towing_min_ms;       /* 60 s */
     /* gps_jump: implied speed above max_speed_kmh over at least min_km */
-    double jump_max_speed_kmh;       /* 250 */
-    double jump_min_km;              /* 1 */
+    double jump_max_speed_kmh; /* 250 */
+    double jump_min_km;        /* 1 */
     /* fuel_drop: fuel falls more than pct within window_ms while parked
      * (speed below parked_max_speed_kmh, within stationary_radius_m) */
-    double fuel_drop_pct;            /* 10 */
-    int64_t fuel_drop_window_ms;     /* 5 min */
-    double parked_max_speed_kmh;     /* 5 */
+    double fuel_drop_pct;        /* 10 */
+    int64_t fuel_drop_window_ms; /* 5 min */
+    double parked_max_speed_kmh; /* 5 */
     /* overspeed: above max_speed_kmh for min_ms */
-    double overspeed_kmh;            /* 100 */
-    int64_t overspeed_min_ms;        /* 60 s */
+    double overspeed_kmh;     /* 100 */
+    int64_t overspeed_min_ms; /* 60 s */
     /* offline: no reading for min_ms of partition event time */
-    int64_t offline_min_ms;          /* 10 min */
+    int64_t offline_min_ms; /* 10 min */
 };
 
 void detect_rules_defaults(struct detect_rules *r);
@@ -103,8 +103,8 @@ struct detect_alert {
     int64_t detected_ms; /* event time the rule fired */
     int64_t ended_ms;    /* cleared only */
     double lat, lon;
-    int wallclock;       /* offline raised by the wall-clock fallback */
-    char details[192];   /* JSON object, e.g. {"minutes":20} */
+    int wallclock;     /* offline raised by the wall-clock fallback */
+    char details[192]; /* JSON object, e.g. {"minutes":20} */
 };
 
 /* "TRK-000042:stationary_engine_on:1764201600123"; returns its length.
@@ -117,13 +117,13 @@ size_t detect_alert_json(const struct detect_alert *a, char *buf, size_t size);
 typedef void (*detect_emit_fn)(void *ctx, const struct detect_alert *a);
 
 struct detect_stats {
-    uint64_t readings;   /* fed */
-    uint64_t processed;  /* evaluated by the rules */
+    uint64_t readings;  /* fed */
+    uint64_t processed; /* evaluated by the rules */
     uint64_t duplicates;
     uint64_t too_late;
     uint64_t raised[DR_COUNT], cleared[DR_COUNT];
-    uint64_t trucks;     /* in the table */
-    uint64_t held;       /* readings waiting for the lateness bound */
+    uint64_t trucks; /* in the table */
+    uint64_t held;   /* readings waiting for the lateness bound */
 };
 
 struct detect_engine;
@@ -175,8 +175,7 @@ void detect_engine_reset_partition(struct detect_engine *e, int partition);
  * readings, event time) as bytes, and back.  save appends to a malloc'd
  * buffer (*buf, *len, *cap grow); load returns 0, or -1 for bytes it did not
  * write (a torn or foreign file), leaving the partition reset. */
-int detect_engine_save_partition(const struct detect_engine *e, int partition, char **buf, size_t *len,
-                                 size_t *cap);
+int detect_engine_save_partition(const struct detect_engine *e, int partition, char **buf, size_t *len, size_t *cap);
 int detect_engine_load_partition(struct detect_engine *e, int partition, const char *buf, size_t len);
 
 void detect_engine_stats(const struct detect_engine *e, struct detect_stats *out);

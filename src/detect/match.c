@@ -185,11 +185,8 @@ char *match_json(const struct match_result r[MATCH_RULES])
         json_object_set_new(o, "precision", r[i].precision < 0 ? json_null() : json_real(r[i].precision));
         json_object_set_new(o, "recall", r[i].recall < 0 ? json_null() : json_real(r[i].recall));
         json_object_set_new(o, "delay_median_ms",
-                            !r[i].matched_incidents ? json_null()
-                                                                                   : json_integer(r[i].delay_median_ms));
-        json_object_set_new(o, "delay_max_ms",
-                            !r[i].matched_incidents ? json_null()
-                                                                                : json_integer(r[i].delay_max_ms));
+                            !r[i].matched_incidents ? json_null() : json_integer(r[i].delay_median_ms));
+        json_object_set_new(o, "delay_max_ms", !r[i].matched_incidents ? json_null() : json_integer(r[i].delay_max_ms));
         json_object_set_new(rules, fs_rule_name(i), o);
     }
     json_object_set_new(root, "rules", rules);

@@ -22,10 +22,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define MATCH_RULES       FS_RULE_COUNT
-#define MATCH_BEFORE_MS   (2 * 60 * 1000LL)
-#define MATCH_AFTER_MS    (30 * 60 * 1000LL)
-#define MATCH_ID_MAX      64
+#define MATCH_RULES FS_RULE_COUNT
+#define MATCH_BEFORE_MS (2 * 60 * 1000LL)
+#define MATCH_AFTER_MS (30 * 60 * 1000LL)
+#define MATCH_ID_MAX 64
 
 /* stationary_engine_on ... offline, in docs/design.md "Alerts" order; NULL outside. */
 const char *match_rule_name(int rule);
@@ -51,7 +51,7 @@ struct match_alert {
 
 struct match_result {
     size_t incidents, alerts, matched_incidents, matched_alerts;
-    double precision, recall;          /* 0..1, or -1 when undefined */
+    double precision, recall;              /* 0..1, or -1 when undefined */
     int64_t delay_median_ms, delay_max_ms; /* meaningful when matched_incidents > 0 */
 };
 

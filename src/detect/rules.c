@@ -37,15 +37,19 @@ struct field {
     const char *key;
     enum field_kind kind;
     size_t off;
-    double min; /* smallest value allowed */
+    double min;   /* smallest value allowed */
     int min_open; /* 1: the value must be > min, not >= */
     double def;
 };
 
-#define D(rule, key, member, min, open, def)                                                                    \
-    {rule, key, F_DOUBLE, offsetof(struct detect_rules, member), min, open, def}
-#define S(rule, key, member, min, open, def)                                                                    \
-    {rule, key, F_DURATION_S, offsetof(struct detect_rules, member), min, open, def}
+#define D(rule, key, member, min, open, def)                                                                           \
+    {                                                                                                                  \
+        rule, key, F_DOUBLE, offsetof(struct detect_rules, member), min, open, def                                     \
+    }
+#define S(rule, key, member, min, open, def)                                                                           \
+    {                                                                                                                  \
+        rule, key, F_DURATION_S, offsetof(struct detect_rules, member), min, open, def                                 \
+    }
 
 static const struct field fields[] = {
     S(-1, "lateness_s", lateness_ms, 0, 0, 120),
@@ -114,8 +118,8 @@ static const struct field *find_field(int rule, const char *key)
 }
 
 /* One number into *tmp, checked against its bounds. */
-static int parse_number(const char *name, const char *path, const struct field *f, json_t *v,
-                        struct detect_rules *tmp, char *err, size_t err_size)
+static int parse_number(const char *name, const char *path, const struct field *f, json_t *v, struct detect_rules *tmp,
+                        char *err, size_t err_size)
 {
     double max = f->kind == F_DURATION_S ? MAX_DURATION_S : MAX_NUMBER;
     if (!json_is_number(v))
@@ -145,7 +149,8 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
     }
     const char *key;
     json_t *val;
-    json_object_foreach(root, key, val) {
+    json_object_foreach(root, key, val)
+    {
         const struct field *f = find_field(-1, key);
         if (f) {
             if (parse_number(name, key, f, val, &tmp, err, err_size))
@@ -155,8 +160,8 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
         int rule = detect_rule_from_name(key);
         if (rule < 0) {
             fail(err, err_size, "%s: %s: unknown setting (rules are %s, %s, %s, %s, %s, %s, %s; or lateness_s)", name,
-                 key, fs_rule_name(0), fs_rule_name(1), fs_rule_name(2), fs_rule_name(3), fs_rule_name(4), fs_rule_name(5),
-                 fs_rule_name(6));
+                 key, fs_rule_name(0), fs_rule_name(1), fs_rule_name(2), fs_rule_name(3), fs_rule_name(4),
+                 fs_rule_name(5), fs_rule_name(6));
             goto out;
         }
         if (!json_is_object(val)) {
@@ -165,7 +170,8 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
         }
         const char *k2;
         json_t *v2;
-        json_object_foreach(val, k2, v2) {
+        json_object_foreach(val, k2, v2)
+        {
             char path[128];
             snprintf(path, sizeof(path), "%s.%s", key, k2);
             if (strcmp(k2, "enabled") == 0) {

@@ -64,7 +64,8 @@ struct tsfmt {
     char day_s[16];
 };
 
-static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
+static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms)
+{
     int64_t day = fs_day_of(ms);
     if (day != f->day) {
         time_t t = (time_t)(day * 86400);
@@ -93,7 +94,8 @@ static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms) {
     buf_put(b, tmp, 15);
 }
 
-static void put_span(struct buf *b, const struct tm_span *sp) {
+static void put_span(struct buf *b, const struct tm_span *sp)
+{
     if (sp->n)
         buf_put(b, sp->p, sp->n);
     else
@@ -102,12 +104,14 @@ static void put_span(struct buf *b, const struct tm_span *sp) {
 
 /* A float8 column from its JSON digits and tm_scan()'s value (NaN when
  * absent, finite when present): in the form PostgreSQL reads (core/pgval.h). */
-static void put_float8(struct buf *b, const struct tm_span *sp, double v) {
+static void put_float8(struct buf *b, const struct tm_span *sp, double v)
+{
     if (!sp->n || pgval_put_float8_span(b, sp->p, sp->n, v) < 0)
         buf_put(b, "\\N", 2);
 }
 
-static void put_double(struct buf *b, double v) {
+static void put_double(struct buf *b, double v)
+{
     if (isnan(v))
         buf_put(b, "\\N", 2);
     else
@@ -117,8 +121,8 @@ static void put_double(struct buf *b, double v) {
 /* ---- the truck cache: latest stored reading per truck ----------------------- */
 
 struct truck {
-    char *id;                  /* NULL = empty slot */
-    int known;                 /* last/has_last reflect the database */
+    char *id;  /* NULL = empty slot */
+    int known; /* last/has_last reflect the database */
     int has_last;
     struct rollup_point last;
     struct rollup_point pending; /* the batch's newest fresh row, applied on commit */
@@ -127,7 +131,8 @@ struct truck {
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
  * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
-static void cache_forget(struct idtab *c) {
+static void cache_forget(struct idtab *c)
+{
     for (size_t i = 0; i < c->cap; i++) {
         struct truck *t = idtab_slot(c, i);
         if (!t)
@@ -156,10 +161,10 @@ struct history {
     struct row **ord; /* rows sorted by (truck, ts, seq) */
     size_t row_cap;
     struct buf copy, aux;
-    char **arena;       /* normalized copies of records that needed tm_parse() */
-    char *spare;        /* tm_read()'s buffer for the next one */
+    char **arena; /* normalized copies of records that needed tm_parse() */
+    char *spare;  /* tm_read()'s buffer for the next one */
     size_t arena_n, arena_cap;
-    int64_t *days;      /* existing partitions, as day numbers */
+    int64_t *days; /* existing partitions, as day numbers */
     size_t day_n, day_cap;
     int days_loaded;
     int64_t next_housekeeping_ms;
@@ -168,14 +173,15 @@ struct history {
     int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending;
     int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
-    struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors,
-        *m_recomputed, *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
+    struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors, *m_recomputed,
+        *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
     uint64_t rejected_logged;
 };
 
 /* Orders row pointers by truck (its cache slot: any fixed order will do),
  * then (ts, seq). */
-static int cmp_rows(const void *a, const void *b) {
+static int cmp_rows(const void *a, const void *b)
+{
     const struct row *x = *(const struct row *const *)a, *y = *(const struct row *const *)b;
     if (x->t != y->t)
         return (uintptr_t)x->t < (uintptr_t)y->t ? -1 : 1;
@@ -186,7 +192,8 @@ static int cmp_rows(const void *a, const void *b) {
     return 0;
 }
 
-static struct rollup_point to_point(const struct tm_fast *f) {
+static struct rollup_point to_point(const struct tm_fast *f)
+{
     return (struct rollup_point){.ts_ms = f->ts_ms,
                                  .seq = f->seq,
                                  .lat = f->lat,
@@ -196,12 +203,14 @@ static struct rollup_point to_point(const struct tm_fast *f) {
                                  .fuel_pct = f->fuel_pct};
 }
 
-static void clear_pending(struct history *h) {
+static void clear_pending(struct history *h)
+{
     h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending = 0;
     memset(h->rejected_pending, 0, sizeof(h->rejected_pending));
 }
 
-static void arena_clear(struct history *h) {
+static void arena_clear(struct history *h)
+{
     for (size_t i = 0; i < h->arena_n; i++)
         free(h->arena[i]);
     h->arena_n = 0;
@@ -211,7 +220,8 @@ static void arena_clear(struct history *h) {
  * (counted), -2 = out of memory (the batch fails and is tried again).  A
  * record tm_read() had to normalize keeps its normalized copy (r->f points
  * into it) in the arena until the batch ends. */
-static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t now, struct row *r) {
+static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t now, struct row *r)
+{
     char detail[128];
     int normalized = 0;
     if (h->arena_n == h->arena_cap) {
@@ -235,21 +245,23 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
     }
     h->rejected_pending[why]++;
     if (h->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
-        log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition,
-                 m->offset, tm_reason_name(why), detail);
+        log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                 tm_reason_name(why), detail);
     return -1;
 }
 
 /* ---- partitions ----------------------------------------------------------------- */
 
-static int has_day(const struct history *h, int64_t day) {
+static int has_day(const struct history *h, int64_t day)
+{
     for (size_t i = 0; i < h->day_n; i++)
         if (h->days[i] == day)
             return 1;
     return 0;
 }
 
-static void add_day(struct history *h, int64_t day) {
+static void add_day(struct history *h, int64_t day)
+{
     if (has_day(h, day))
         return;
     if (h->day_n == h->day_cap) {
@@ -263,7 +275,8 @@ static void add_day(struct history *h, int64_t day) {
     h->days[h->day_n++] = day;
 }
 
-static void day_name(int64_t day, char *name, size_t size, char *from, char *to) {
+static void day_name(int64_t day, char *name, size_t size, char *from, char *to)
+{
     time_t t = (time_t)(day * 86400);
     struct tm tm;
     gmtime_r(&t, &tm);
@@ -274,7 +287,8 @@ static void day_name(int64_t day, char *name, size_t size, char *from, char *to)
     strftime(to, 16, "%Y-%m-%d", &tm);
 }
 
-static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size) {
+static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
     PGresult *r = pg_exec_params(conn,
                                  "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
                                  "WHERE i.inhparent = 'telemetry'::regclass",
@@ -294,7 +308,8 @@ static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size
     return 0;
 }
 
-static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, size_t err_size) {
+static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, size_t err_size)
+{
     char name[64], from[16], to[16], sql[256];
     day_name(day, name, sizeof(name), from, to);
     snprintf(sql, sizeof(sql), "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry FOR VALUES FROM ('%s') TO ('%s')",
@@ -309,7 +324,8 @@ static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, s
 
 /* ---- the batch ---------------------------------------------------------------- */
 
-static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size) {
+static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size)
+{
     buf_reset(&h->aux);
     buf_putc(&h->aux, '{');
     size_t n = 0;
@@ -367,7 +383,8 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
     return 0;
 }
 
-static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r) {
+static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r)
+{
     const struct tm_fast *f = &r->f;
     buf_put(b, f->truck_id.p, f->truck_id.n);
     buf_putc(b, '\t');
@@ -395,7 +412,8 @@ static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r) {
     buf_putc(b, '\n');
 }
 
-static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const struct rollup_hour *hr) {
+static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const struct rollup_hour *hr)
+{
     buf_put(b, id, strlen(id));
     buf_putc(b, '\t');
     put_ts(b, tf, hr->hour_ms);
@@ -408,9 +426,11 @@ static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const stru
     buf_putc(b, '\n');
 }
 
-#define TELEMETRY_COLS "truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at"
+#define TELEMETRY_COLS                                                                                                 \
+    "truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at"
 
-static int ensure_stage(PGconn *conn, char *err, size_t err_size) {
+static int ensure_stage(PGconn *conn, char *err, size_t err_size)
+{
     return pg_exec(conn,
                    "CREATE TEMP TABLE IF NOT EXISTS history_stage (LIKE telemetry) ON COMMIT DELETE ROWS;"
                    "CREATE TEMP TABLE IF NOT EXISTS hourly_stage (LIKE telemetry_hourly) ON COMMIT DELETE ROWS",
@@ -440,14 +460,15 @@ static const char *upsert_set_sql =
 /* Upserts one alert record; 0 = stored, 1 = not an alert (counted, skipped),
  * 2 = a timestamp PostgreSQL cannot store (reason in err: the record is to
  * be dead-lettered), -1 = db error. */
-static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size) {
+static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t *m, char *err, size_t err_size)
+{
     json_error_t je;
     json_t *a = m->payload ? json_loadb(m->payload, m->len, JSON_REJECT_DUPLICATES, &je) : NULL;
     const char *id = NULL, *state = NULL, *truck = NULL, *rule = NULL;
     json_int_t started = 0;
     if (a)
-        json_unpack(a, "{s:s, s:s, s:s, s:s, s:I}", "alert_id", &id, "state", &state, "truck_id", &truck, "rule",
-                    &rule, "started_ms", &started);
+        json_unpack(a, "{s:s, s:s, s:s, s:s, s:I}", "alert_id", &id, "state", &state, "truck_id", &truck, "rule", &rule,
+                    "started_ms", &started);
     if (!id || !state || !truck || !rule || strlen(id) > 256 ||
         (strcmp(state, "raised") != 0 && strcmp(state, "cleared") != 0)) {
         h->alert_errors_pending++;
@@ -468,9 +489,10 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
         v = json_object_get(a, "ended_ms");
         ended = v && json_is_integer(v) ? (int64_t)json_integer_value(v) : rd_kafka_message_timestamp(m, NULL);
     }
-    const char *wild = !pgval_ts_ok(started) ? "started_ms" : has_detected && !pgval_ts_ok(detected) ? "detected_ms"
-                                                           : !pgval_ts_ok(ended)                   ? "ended_ms"
-                                                                                                   : NULL;
+    const char *wild = !pgval_ts_ok(started)                    ? "started_ms"
+                       : has_detected && !pgval_ts_ok(detected) ? "detected_ms"
+                       : !pgval_ts_ok(ended)                    ? "ended_ms"
+                                                                : NULL;
     if (wild) {
         snprintf(err, err_size, "%s is out of the range PostgreSQL stores (years 0001-9999)", wild);
         json_decref(a);
@@ -510,7 +532,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
 }
 
 static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
-                         size_t err_size) {
+                         size_t err_size)
+{
     struct history *h = ctx;
     int64_t now = fs_wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
@@ -643,8 +666,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             put_hour(&h->aux, &tf, t->id, &hr);
     }
     if (fresh > 0) {
-        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err,
-                    err_size) < 0)
+        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
             return -1;
         if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
             return -1;
@@ -657,17 +679,16 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         for (size_t i = 0; i < nrows; i++)
             if (h->ord[i]->late)
                 put_row(&h->copy, &tf, h->ord[i]);
-        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err,
-                    err_size) < 0)
+        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
             return -1;
-        PGresult *r = pg_exec_params(
-            conn,
-            "WITH ins AS (INSERT INTO telemetry SELECT * FROM history_stage ON CONFLICT DO NOTHING "
-            "RETURNING truck_id, ts), "
-            "d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h FROM ins, LATERAL (VALUES "
-            "(date_trunc('hour', ins.ts)), (date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
-            "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
-            0, NULL, PGRES_TUPLES_OK, err, err_size);
+        PGresult *r =
+            pg_exec_params(conn,
+                           "WITH ins AS (INSERT INTO telemetry SELECT * FROM history_stage ON CONFLICT DO NOTHING "
+                           "RETURNING truck_id, ts), "
+                           "d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h FROM ins, LATERAL (VALUES "
+                           "(date_trunc('hour', ins.ts)), (date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
+                           "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
+                           0, NULL, PGRES_TUPLES_OK, err, err_size);
         if (!r)
             return -1;
         inserted_late = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
@@ -679,7 +700,8 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     return 0;
 }
 
-static void history_committed(void *ctx) {
+static void history_committed(void *ctx)
+{
     struct history *h = ctx;
     for (size_t i = 0; i < h->cache.cap; i++) {
         struct truck *t = idtab_slot(&h->cache, i);
@@ -700,7 +722,8 @@ static void history_committed(void *ctx) {
     arena_clear(h);
 }
 
-static void history_aborted(void *ctx) {
+static void history_aborted(void *ctx)
+{
     struct history *h = ctx;
     /* The outcome may be unknown (a lost connection at COMMIT): forget what
      * the cache believes and read it again from the database. */
@@ -714,7 +737,8 @@ static void history_aborted(void *ctx) {
 
 /* Recomputes up to a few thousand dirty truck-hours.  Returns the number
  * done, or -1. */
-static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t err_size) {
+static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
     PGresult *groups = pg_exec_params(conn,
                                       "SELECT (extract(epoch FROM hour) * 1000)::bigint, array_agg(truck_id) FROM "
                                       "(SELECT truck_id, hour FROM rollup_dirty ORDER BY hour, truck_id LIMIT 5000) d "
@@ -793,7 +817,8 @@ fail:
     return -1;
 }
 
-static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size) {
+static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
     if (load_days(h, conn, err, err_size) < 0)
         return -1;
     int64_t today = fs_day_of(fs_wall_ms());
@@ -821,7 +846,8 @@ static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_s
     return 0;
 }
 
-static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
+static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
+{
     struct history *h = ctx;
     int64_t now = fs_mono_ms();
     if (now >= h->next_housekeeping_ms) {
@@ -854,7 +880,8 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size) {
 
 /* A whole number in [min, max], optionally followed by suffix ("d").
  * Returns 0 with *v set, or -1. */
-static int int_option(const char *s, long min, long max, const char *suffix, long *v) {
+static int int_option(const char *s, long min, long max, const char *suffix, long *v)
+{
     char num[32];
     size_t n = strlen(s), k = suffix ? strlen(suffix) : 0;
     if (k && n > k && strcmp(s + n - k, suffix) == 0)
@@ -867,9 +894,10 @@ static int int_option(const char *s, long min, long max, const char *suffix, lon
 }
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
-static int opt_retention(void *value, const char *arg, char *err, size_t err_size) {
+static int opt_retention(void *value, const char *arg, char *err, size_t err_size)
+{
     long v;
     if (int_option(arg, 0, 36500, "d", &v)) {
         snprintf(err, err_size, "is a number of days (0 = forever)");
@@ -879,21 +907,22 @@ static int opt_retention(void *value, const char *arg, char *err, size_t err_siz
     return 0;
 }
 
-static const char history_about[] =
-    "The cold pipeline: consumer group fleetsync-history reads truck-telemetry and\n"
-    "truck-alerts and stores every reading in PostgreSQL exactly once (offsets are\n"
-    "kept in the same transaction as the rows), with hourly per-truck rollups for\n"
-    "reports.  The schema is created and migrated automatically.";
+static const char history_about[] = "The cold pipeline: consumer group fleetsync-history reads truck-telemetry and\n"
+                                    "truck-alerts and stores every reading in PostgreSQL exactly once (offsets are\n"
+                                    "kept in the same transaction as the rows), with hourly per-truck rollups for\n"
+                                    "reports.  The schema is created and migrated automatically.";
 
-static const char history_after[] =
-    "Metrics on 127.0.0.1:" STR(HISTORY_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
-    "Examples:\n"
-    "  fleetsync history                              # against the embedded stack\n"
-    "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
-    "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka fatal\n"
-    "consumer error: restart it, it rejoins the group), 2 usage error.";
+static const char history_after[] = "Metrics on 127.0.0.1:" STR(
+    HISTORY_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
+                                  "Examples:\n"
+                                  "  fleetsync history                              # against the embedded stack\n"
+                                  "  fleetsync history --pg 'postgresql://app@db.example/fleet' --brokers k1:9092\n"
+                                  "Exit status: 0 after a clean stop (SIGINT/SIGTERM), 1 runtime failure (a Kafka "
+                                  "fatal\n"
+                                  "consumer error: restart it, it rejoins the group), 2 usage error.";
 
-int cmd_history(int argc, char **argv) {
+int cmd_history(int argc, char **argv)
+{
     struct fs_config cfg;
     struct history h;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
@@ -954,10 +983,10 @@ int cmd_history(int argc, char **argv) {
                                        "Records of truck-alerts that are not alerts, skipped.", NULL);
     h.m_recomputed = metrics_counter(h.metrics, "fleetsync_history_rollups_recomputed_total",
                                      "Truck-hours recomputed from raw rows (late data, replays).", NULL);
-    h.m_dirty = metrics_gauge(h.metrics, "fleetsync_history_rollups_dirty", "Truck-hours waiting to be recomputed.",
-                              NULL);
-    h.m_part_created = metrics_counter(h.metrics, "fleetsync_history_partitions_created_total",
-                                       "Daily partitions created.", NULL);
+    h.m_dirty =
+        metrics_gauge(h.metrics, "fleetsync_history_rollups_dirty", "Truck-hours waiting to be recomputed.", NULL);
+    h.m_part_created =
+        metrics_counter(h.metrics, "fleetsync_history_partitions_created_total", "Daily partitions created.", NULL);
     h.m_part_dropped = metrics_counter(h.metrics, "fleetsync_history_partitions_dropped_total",
                                        "Daily partitions dropped by retention.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
@@ -980,8 +1009,8 @@ int cmd_history(int argc, char **argv) {
     log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers,
              cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group, h.retention_days);
     rc = pgsink_run(&so, &ops, &h);
-    log_info("stopped: %.0f readings stored, %.0f repeats skipped, %.0f alerts",
-             metric_value(h.m_rows), metric_value(h.m_dups), metric_value(h.m_alerts));
+    log_info("stopped: %.0f readings stored, %.0f repeats skipped, %.0f alerts", metric_value(h.m_rows),
+             metric_value(h.m_dups), metric_value(h.m_alerts));
 
 out:
     idtab_release(&h.cache);

@@ -37,19 +37,23 @@ struct inv_line {
 };
 
 /* A number of thousandths, rounded half away from zero. */
-static int64_t milli(double v) {
+static int64_t milli(double v)
+{
     return (int64_t)llround(v * 1000.0);
 }
 
-static void fmt_milli(int64_t v, char *buf, size_t size) {
+static void fmt_milli(int64_t v, char *buf, size_t size)
+{
     snprintf(buf, size, "%s%" PRId64 ".%03" PRId64, v < 0 ? "-" : "", (v < 0 ? -v : v) / 1000, (v < 0 ? -v : v) % 1000);
 }
 
-static void fmt_cents(int64_t v, char *buf, size_t size) {
+static void fmt_cents(int64_t v, char *buf, size_t size)
+{
     snprintf(buf, size, "%s%" PRId64 ".%02" PRId64, v < 0 ? "-" : "", (v < 0 ? -v : v) / 100, (v < 0 ? -v : v) % 100);
 }
 
-static int parse_month(const char *s, int *year, int *month) {
+static int parse_month(const char *s, int *year, int *month)
+{
     if (strlen(s) != 7 || s[4] != '-')
         return -1;
     for (int i = 0; i < 7; i++)
@@ -66,7 +70,8 @@ struct month {
     int year, mon;
 };
 
-static int opt_month(void *value, const char *arg, char *err, size_t err_size) {
+static int opt_month(void *value, const char *arg, char *err, size_t err_size)
+{
     struct month *m = value;
     if (parse_month(arg, &m->year, &m->mon) < 0) {
         snprintf(err, err_size, "is YYYY-MM (a UTC calendar month, e.g. 2026-11), not '%s'", arg);
@@ -76,7 +81,8 @@ static int opt_month(void *value, const char *arg, char *err, size_t err_size) {
     return 0;
 }
 
-static int opt_truck(void *value, const char *arg, char *err, size_t err_size) {
+static int opt_truck(void *value, const char *arg, char *err, size_t err_size)
+{
     if (!tm_valid_id(arg, strlen(arg))) {
         snprintf(err, err_size, "is a truck id: 1-64 characters of A-Z a-z 0-9 . _ -");
         return -1;
@@ -101,13 +107,15 @@ static const char invoice_after[] =
 /* The invoice's columns: the text table is laid out as printf's
  * "%-20s %5s %12s %10s %10s %8s %12s". */
 static const struct table_col inv_cols[] = {
-    {"truck_id", "truck", 0, 20},        {"days", NULL, 1, 5},           {"distance_km", "km", 1, 12},
-    {"engine_hours", "engine_h", 1, 10}, {"idle_hours", "idle_h", 1, 10}, {"max_speed_kmh", "max_kmh", 1, 8},
+    {"truck_id", "truck", 0, 20},    {"days", NULL, 1, 5},
+    {"distance_km", "km", 1, 12},    {"engine_hours", "engine_h", 1, 10},
+    {"idle_hours", "idle_h", 1, 10}, {"max_speed_kmh", "max_kmh", 1, 8},
     {"amount", NULL, 1, 12},
 };
 #define INV_AMOUNT_COL 6
 
-static void add_line(struct table *t, const struct inv_line *x) {
+static void add_line(struct table *t, const struct inv_line *x)
+{
     char buf[32];
     table_str(t, x->truck, NULL);
     snprintf(buf, sizeof(buf), "%" PRId64, x->days);
@@ -124,8 +132,8 @@ static void add_line(struct table *t, const struct inv_line *x) {
 }
 
 /* The table holds the n lines, a rule, and the total (row n + 1). */
-static int print_invoice(FILE *out, const struct table *t, size_t n, int fmt, const char *month, double rkm,
-                         double rh) {
+static int print_invoice(FILE *out, const struct table *t, size_t n, int fmt, const char *month, double rkm, double rh)
+{
     if (fmt == INV_CSV)
         return table_print(t, TABLE_CSV, out);
     if (fmt == INV_TABLE) {
@@ -147,7 +155,8 @@ static int print_invoice(FILE *out, const struct table *t, size_t n, int fmt, co
     return ferror(out) ? -1 : 0;
 }
 
-int cmd_invoice(int argc, char **argv) {
+int cmd_invoice(int argc, char **argv)
+{
     static const char *const formats[] = {"table", "csv", "json", NULL}; /* enum inv_format */
     struct fs_config cfg;
     struct month month = {NULL, 0, 0};

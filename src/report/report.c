@@ -175,8 +175,7 @@ static int opt_rule(void *value, const char *arg, char *err, size_t err_size)
 /* ---- queries ------------------------------------------------------------ */
 
 /* Runs sql with text parameters; NULL with a reason in err on failure. */
-static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *const *vals, char *err,
-                       size_t err_size)
+static PGresult *query(PGconn *conn, const char *sql, int nparams, const char *const *vals, char *err, size_t err_size)
 {
     PGresult *res = PQexecParams(conn, sql, nparams, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(res) == PGRES_TUPLES_OK)
@@ -209,8 +208,7 @@ static const char *col_text(const PGresult *r, int row, int col)
 /* Readings with a real position and speed: the bridge lets no other through,
  * but a row written by hand could hold NaN (which PostgreSQL sorts above every
  * number), and NaN would make invalid GeoJSON. */
-#define VALID_POSITION                                                                                   \
-    " AND lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 AND speed_kmh BETWEEN 0 AND 1000"
+#define VALID_POSITION " AND lat BETWEEN -90 AND 90 AND lon BETWEEN -180 AND 180 AND speed_kmh BETWEEN 0 AND 1000"
 
 static enum table_format table_format(const struct ropts *o)
 {
@@ -236,14 +234,13 @@ static void hour_window(struct ropts *o)
 static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"truck_id", "truck", 0, 0},       {"trucks", NULL, 1, 0},          {"from", NULL, 0, 0},
-        {"to", NULL, 0, 0},                {"distance_km", NULL, 1, 0},     {"moving_s", "moving", 1, 0},
-        {"avg_speed_kmh", NULL, 1, 0},
+        {"truck_id", "truck", 0, 0}, {"trucks", NULL, 1, 0},       {"from", NULL, 0, 0},          {"to", NULL, 0, 0},
+        {"distance_km", NULL, 1, 0}, {"moving_s", "moving", 1, 0}, {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
-    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)),
-                          pg_format_ts(o->win_to_ms, to, sizeof(to)), o->truck};
+    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)), pg_format_ts(o->win_to_ms, to, sizeof(to)),
+                          o->truck};
     PGresult *r = query(conn,
                         o->truck ? "SELECT count(DISTINCT truck_id), coalesce(sum(distance_km), 0),"
                                    " coalesce(sum(moving_s), 0) FROM telemetry_hourly"
@@ -271,16 +268,16 @@ static int run_avg_speed(PGconn *conn, struct ropts *o, char *err, size_t err_si
 static int run_summary(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"truck_id", "truck", 0, 0},      {"distance_km", NULL, 1, 0},     {"driving_s", "driving", 1, 0},
-        {"idle_s", "idle", 1, 0},         {"parked_s", "parked", 1, 0},    {"max_speed_kmh", NULL, 1, 0},
-        {"fuel_used_pct", NULL, 1, 0},    {"avg_speed_kmh", NULL, 1, 0},
+        {"truck_id", "truck", 0, 0},   {"distance_km", NULL, 1, 0},   {"driving_s", "driving", 1, 0},
+        {"idle_s", "idle", 1, 0},      {"parked_s", "parked", 1, 0},  {"max_speed_kmh", NULL, 1, 0},
+        {"fuel_used_pct", NULL, 1, 0}, {"avg_speed_kmh", NULL, 1, 0},
     };
     char from[40], to[40];
     hour_window(o);
-    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)),
-                          pg_format_ts(o->win_to_ms, to, sizeof(to)), o->truck};
-#define SUMMARY_SQL                                                                                         \
-    "SELECT truck_id, sum(distance_km), sum(moving_s), sum(idle_s), sum(parked_s), max(max_speed_kmh),"     \
+    const char *vals[] = {pg_format_ts(o->win_from_ms, from, sizeof(from)), pg_format_ts(o->win_to_ms, to, sizeof(to)),
+                          o->truck};
+#define SUMMARY_SQL                                                                                                    \
+    "SELECT truck_id, sum(distance_km), sum(moving_s), sum(idle_s), sum(parked_s), max(max_speed_kmh),"                \
     " sum(fuel_used_pct) FROM telemetry_hourly WHERE hour >= $1 AND hour < $2"
 #define SUMMARY_END " GROUP BY truck_id ORDER BY truck_id COLLATE \"C\""
     PGresult *r = query(conn, o->truck ? SUMMARY_SQL " AND truck_id = $3" SUMMARY_END : SUMMARY_SQL SUMMARY_END,
@@ -313,10 +310,11 @@ static int load_points(PGconn *conn, const char *truck, int64_t from_ms, int64_t
     const char *vals[] = {truck, pg_format_ts(from_ms, from, sizeof(from)), pg_format_ts(to_ms, to, sizeof(to))};
     *pts = NULL;
     *n = 0;
-    PGresult *r = query(conn,
-                        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, ignition, fuel_pct FROM telemetry"
-                        " WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION " ORDER BY ts, seq",
-                        3, vals, err, err_size);
+    PGresult *r =
+        query(conn,
+              "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, ignition, fuel_pct FROM telemetry"
+                                    " WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION " ORDER BY ts, seq",
+              3, vals, err, err_size);
     if (!r)
         return -1;
     int rows = PQntuples(r);
@@ -359,10 +357,12 @@ static int segment_day(PGconn *conn, struct ropts *o, struct trips_result *res, 
 static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"start", NULL, 0, 0},           {"end", NULL, 0, 0},          {"start_lat", NULL, 1, 0},
-        {"start_lon", NULL, 1, 0},       {"end_lat", NULL, 1, 0},      {"end_lon", NULL, 1, 0},
-        {"distance_km", NULL, 1, 0},     {"duration_s", "duration", 1, 0}, {"moving_s", "moving", 1, 0},
-        {"avg_speed_kmh", NULL, 1, 0},   {"max_speed_kmh", NULL, 1, 0},
+        {"start", NULL, 0, 0},         {"end", NULL, 0, 0},
+        {"start_lat", NULL, 1, 0},     {"start_lon", NULL, 1, 0},
+        {"end_lat", NULL, 1, 0},       {"end_lon", NULL, 1, 0},
+        {"distance_km", NULL, 1, 0},   {"duration_s", "duration", 1, 0},
+        {"moving_s", "moving", 1, 0},  {"avg_speed_kmh", NULL, 1, 0},
+        {"max_speed_kmh", NULL, 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
@@ -390,8 +390,8 @@ static int run_trips(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 static int run_stops(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"start", NULL, 0, 0},          {"end", NULL, 0, 0},  {"duration_s", "duration", 1, 0},
-        {"lat", NULL, 1, 0},            {"lon", NULL, 1, 0},  {"engine_on_s", "engine_on", 1, 0},
+        {"start", NULL, 0, 0}, {"end", NULL, 0, 0}, {"duration_s", "duration", 1, 0},
+        {"lat", NULL, 1, 0},   {"lon", NULL, 1, 0}, {"engine_on_s", "engine_on", 1, 0},
     };
     struct trips_result res;
     if (segment_day(conn, o, &res, err, err_size) < 0)
@@ -457,17 +457,18 @@ static void track_gpx(const PGresult *r, const struct ropts *o, FILE *out)
 static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"ts", NULL, 0, 0},          {"seq", NULL, 1, 0},         {"lat", NULL, 1, 0},      {"lon", NULL, 1, 0},
-        {"speed_kmh", NULL, 1, 0},   {"heading_deg", NULL, 1, 0}, {"ignition", NULL, 0, 0}, {"fuel_pct", NULL, 1, 0},
+        {"ts", NULL, 0, 0},        {"seq", NULL, 1, 0},         {"lat", NULL, 1, 0},      {"lon", NULL, 1, 0},
+        {"speed_kmh", NULL, 1, 0}, {"heading_deg", NULL, 1, 0}, {"ignition", NULL, 0, 0}, {"fuel_pct", NULL, 1, 0},
     };
     char from[40], to[40];
     const char *vals[] = {o->truck, pg_format_ts(o->win_from_ms, from, sizeof(from)),
                           pg_format_ts(o->win_to_ms, to, sizeof(to))};
-    PGresult *r = query(conn,
-                        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct"
-                        " FROM telemetry WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION
-                        " ORDER BY ts, seq",
-                        3, vals, err, err_size);
+    PGresult *r =
+        query(conn,
+              "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct"
+                                    " FROM telemetry WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION
+                                    " ORDER BY ts, seq",
+              3, vals, err, err_size);
     if (!r)
         return -1;
     if (o->out == OUT_GEOJSON || o->out == OUT_GPX) {
@@ -502,9 +503,15 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
 {
     static const struct table_col cols[] = {
-        {"started_at", "started", 0, 0}, {"ended_at", "ended", 0, 0},         {"truck_id", "truck", 0, 0},
-        {"rule", NULL, 0, 0},            {"lat", NULL, 1, 0},                 {"lon", NULL, 1, 0},
-        {"detected_at", "detected", 0, 0}, {"alert_id", NULL, 0, 0},          {"details", NULL, 0, 0},
+        {"started_at", "started", 0, 0},
+        {"ended_at", "ended", 0, 0},
+        {"truck_id", "truck", 0, 0},
+        {"rule", NULL, 0, 0},
+        {"lat", NULL, 1, 0},
+        {"lon", NULL, 1, 0},
+        {"detected_at", "detected", 0, 0},
+        {"alert_id", NULL, 0, 0},
+        {"details", NULL, 0, 0},
     };
     char from[40], to[40], sql[640];
     const char *vals[4];
@@ -513,10 +520,10 @@ static int run_alerts(PGconn *conn, struct ropts *o, char *err, size_t err_size)
     vals[n++] = pg_format_ts(o->win_to_ms, to, sizeof(to));
     /* Alerts active at any time in the window. */
     snprintf(sql, sizeof(sql),
-             "SELECT " MS_OF("started_at") ", " MS_OF("ended_at") ", truck_id, rule, lat, lon, "
-             MS_OF("detected_at") ", alert_id, details::text FROM alerts"
-             " WHERE started_at < $2 AND (ended_at IS NULL OR ended_at >= $1)%s%s"
-             " ORDER BY started_at, alert_id COLLATE \"C\"",
+             "SELECT " MS_OF("started_at") ", " MS_OF("ended_at") ", truck_id, rule, lat, lon, " MS_OF(
+                 "detected_at") ", alert_id, details::text FROM alerts"
+                                " WHERE started_at < $2 AND (ended_at IS NULL OR ended_at >= $1)%s%s"
+                                " ORDER BY started_at, alert_id COLLATE \"C\"",
              o->truck ? " AND truck_id = $3" : "", o->rule ? (o->truck ? " AND rule = $4" : " AND rule = $3") : "");
     if (o->truck)
         vals[n++] = o->truck;
@@ -582,7 +589,8 @@ static const struct sub subs[] = {
      "(where it arrived), engine_on_s (time with the ignition on).",
      "Example:\n"
      "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --json"},
-    {"track", run_track, BIT(O_TRUCK) | WINDOW, BIT(O_TRUCK), 0, "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
+    {"track", run_track, BIT(O_TRUCK) | WINDOW, BIT(O_TRUCK), 0,
+     "--truck ID --from T --to T [--format geojson|gpx|csv|table]",
      "The truck's raw readings in [from, to) (or the last --since D), in time order. GeoJSON\n"
      "(default, also --json): one Feature whose geometry is a LineString of [lon, lat] (a Point\n"
      "for one reading, null for none) and whose properties hold truck_id, from, to, points,\n"
@@ -618,18 +626,20 @@ static void report_usage(FILE *out)
                  "Subcommands:\n");
     for (size_t i = 0; i < SUB_COUNT; i++)
         fprintf(out, "  %-10s %s\n", subs[i].name, subs[i].synopsis);
-    fprintf(out, "  %-10s %s\n", "invoice", "per truck and month from billing's billing_daily (fleetsync report invoice --help)");
-    fprintf(out, "\n%s\n"
-                 "Examples:\n"
-                 "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
-                 "  fleetsync report avg-speed --fleet --since 30d --json\n"
-                 "  fleetsync report summary --since 7d --csv > week.csv\n"
-                 "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"
-                 "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --min-stop 10m\n"
-                 "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z "
-                 "--format gpx\n"
-                 "  fleetsync report alerts --since 24h --rule overspeed\n\n"
-                 "Exit codes: 0 ok (also when nothing matched), 1 database error, 2 usage error.\n\n%s",
+    fprintf(out, "  %-10s %s\n", "invoice",
+            "per truck and month from billing's billing_daily (fleetsync report invoice --help)");
+    fprintf(out,
+            "\n%s\n"
+            "Examples:\n"
+            "  fleetsync report avg-speed --truck TRK-000042 --since 30d\n"
+            "  fleetsync report avg-speed --fleet --since 30d --json\n"
+            "  fleetsync report summary --since 7d --csv > week.csv\n"
+            "  fleetsync report trips --truck TRK-000042 --day 2026-11-01\n"
+            "  fleetsync report stops --truck TRK-000042 --day 2026-11-01 --min-stop 10m\n"
+            "  fleetsync report track --truck TRK-000042 --from 2026-11-01T06:00Z --to 2026-11-01T18:00Z "
+            "--format gpx\n"
+            "  fleetsync report alerts --since 24h --rule overspeed\n\n"
+            "Exit codes: 0 ok (also when nothing matched), 1 database error, 2 usage error.\n\n%s",
             report_common_help, cfg_options_help);
 }
 
@@ -717,10 +727,10 @@ int cmd_report(int argc, char **argv)
         [O_FROM] = OPT_CB("from", "T", &o.from_ms, opt_time, "an explicit window [from, to)"),
         [O_TO] = OPT_CB("to", "T", &o.to_ms, opt_time, "the window's end (needs --from; defaults to now)"),
         [O_DAY] = OPT_CB("day", "YYYY-MM-DD", &o.day_ms, opt_day, "the UTC day"),
-        [O_MIN_STOP] = OPT_CB("min-stop", "D", &o.tp.min_stop_ms, opt_min_stop,
-                              "shortest stop with the engine on (default 5m)"),
-        [O_MIN_TRIP] = OPT_DBL("min-trip-distance", "KM", &o.tp.min_trip_km, 0, 100000,
-                               "shortest trip kept (default 0.5)"),
+        [O_MIN_STOP] =
+            OPT_CB("min-stop", "D", &o.tp.min_stop_ms, opt_min_stop, "shortest stop with the engine on (default 5m)"),
+        [O_MIN_TRIP] =
+            OPT_DBL("min-trip-distance", "KM", &o.tp.min_trip_km, 0, 100000, "shortest trip kept (default 0.5)"),
         [O_RULE] = OPT_CB("rule", "R", &o.rule, opt_rule, "only this rule (stationary_engine_on, overspeed, ...)"),
         [O_FORMAT] = OPT_WORDS("format", "F", &o.out, formats,
                                "table (default), json or csv; track: geojson (its default), gpx,\n"
@@ -753,8 +763,7 @@ int cmd_report(int argc, char **argv)
     trips_params_default(&o.tp);
     snprintf(name, sizeof(name), "report %s", s->name);
     snprintf(usage, sizeof(usage), "fleetsync report %s %s [--json | --csv]", s->name, s->synopsis);
-    snprintf(after, sizeof(after), "%s\n\n%.*s", s->examples, (int)strlen(report_common_help) - 1,
-             report_common_help);
+    snprintf(after, sizeof(after), "%s\n\n%.*s", s->examples, (int)strlen(report_common_help) - 1, report_common_help);
     const struct opt_command cmd = {
         .name = name,
         .usage = usage,

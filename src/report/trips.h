@@ -79,8 +79,7 @@ void trips_params_default(struct trips_params *p);
  * Returns 0 and fills *out (arrays owned by *out, freed by
  * trips_result_release(); both may be empty), or -1 when memory runs out
  * (then *out is empty).  pts is not modified. */
-int trips_segment(const struct rollup_point *pts, size_t n, const struct trips_params *p,
-                  struct trips_result *out);
+int trips_segment(const struct rollup_point *pts, size_t n, const struct trips_params *p, struct trips_result *out);
 
 /* Frees the arrays and empties *r; safe on an empty or released result. */
 void trips_result_release(struct trips_result *r);

@@ -16,9 +16,9 @@
 #include <stdint.h>
 
 struct sim_clock {
-    int64_t start_ms;      /* simulated time at the start */
-    int64_t wall0_ms;      /* wall time at the start */
-    double speedup;        /* 0 = as fast as possible */
+    int64_t start_ms; /* simulated time at the start */
+    int64_t wall0_ms; /* wall time at the start */
+    double speedup;   /* 0 = as fast as possible */
 };
 
 void sim_clock_init(struct sim_clock *c, int64_t start_ms, int64_t wall_now_ms, double speedup);

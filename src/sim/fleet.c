@@ -41,15 +41,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEG            (M_PI / 180.0)
-#define URBAN_M        4000.0
-#define ACC_MPS2       0.4
-#define DEC_MPS2       0.8
+#define DEG (M_PI / 180.0)
+#define URBAN_M 4000.0
+#define ACC_MPS2 0.4
+#define DEC_MPS2 0.8
 #define BURN_PCT_PER_M 0.00005 /* 30 l/100 km from a 600 l tank */
-#define GEO_V_MPS      (40.0 / 3.6)
-#define GEO_MARGIN_M   1000.0
-#define WAYPOINT_M     4000.0
-#define MAX_ROAD_GC_M  270000.0
+#define GEO_V_MPS (40.0 / 3.6)
+#define GEO_MARGIN_M 1000.0
+#define WAYPOINT_M 4000.0
+#define MAX_ROAD_GC_M 270000.0
 #define MAX_NEIGHBOURS 10
 
 struct hub {
@@ -59,21 +59,21 @@ struct hub {
 
 /* European logistics hubs. */
 static const struct hub hubs[] = {
-    {"Hamburg", 53.5511, 9.9937},    {"Bremen", 53.0793, 8.8017},     {"Hannover", 52.3759, 9.7320},
-    {"Berlin", 52.5200, 13.4050},    {"Leipzig", 51.3397, 12.3731},   {"Dresden", 51.0504, 13.7373},
-    {"Dortmund", 51.5136, 7.4653},   {"Duisburg", 51.4344, 6.7623},   {"Cologne", 50.9375, 6.9603},
-    {"Frankfurt", 50.1109, 8.6821},  {"Nuremberg", 49.4521, 11.0767}, {"Munich", 48.1351, 11.5820},
-    {"Stuttgart", 48.7758, 9.1829},  {"Mannheim", 49.4875, 8.4660},   {"Kassel", 51.3127, 9.4797},
-    {"Rotterdam", 51.9244, 4.4777},  {"Amsterdam", 52.3676, 4.9041},  {"Venlo", 51.3704, 6.1724},
-    {"Antwerp", 51.2194, 4.4025},    {"Brussels", 50.8503, 4.3517},   {"Liege", 50.6326, 5.5797},
-    {"Luxembourg", 49.6116, 6.1319}, {"Lille", 50.6292, 3.0573},      {"Paris", 48.8566, 2.3522},
-    {"Metz", 49.1193, 6.1757},       {"Strasbourg", 48.5734, 7.7521}, {"Lyon", 45.7640, 4.8357},
-    {"Basel", 47.5596, 7.5886},      {"Zurich", 47.3769, 8.5417},     {"Vienna", 48.2082, 16.3738},
-    {"Linz", 48.3069, 14.2858},      {"Salzburg", 47.8095, 13.0550},  {"Prague", 50.0755, 14.4378},
-    {"Brno", 49.1951, 16.6068},      {"Wroclaw", 51.1079, 17.0385},   {"Poznan", 52.4064, 16.9252},
-    {"Katowice", 50.2649, 19.0238},  {"Lodz", 51.7592, 19.4560},      {"Warsaw", 52.2297, 21.0122},
-    {"Milan", 45.4642, 9.1900},      {"Verona", 45.4384, 10.9916},    {"Bologna", 44.4949, 11.3426},
-    {"Turin", 45.0703, 7.6869},      {"Innsbruck", 47.2692, 11.4041}, {"Le Havre", 49.4944, 0.1079},
+    {"Hamburg", 53.5511, 9.9937},    {"Bremen", 53.0793, 8.8017},      {"Hannover", 52.3759, 9.7320},
+    {"Berlin", 52.5200, 13.4050},    {"Leipzig", 51.3397, 12.3731},    {"Dresden", 51.0504, 13.7373},
+    {"Dortmund", 51.5136, 7.4653},   {"Duisburg", 51.4344, 6.7623},    {"Cologne", 50.9375, 6.9603},
+    {"Frankfurt", 50.1109, 8.6821},  {"Nuremberg", 49.4521, 11.0767},  {"Munich", 48.1351, 11.5820},
+    {"Stuttgart", 48.7758, 9.1829},  {"Mannheim", 49.4875, 8.4660},    {"Kassel", 51.3127, 9.4797},
+    {"Rotterdam", 51.9244, 4.4777},  {"Amsterdam", 52.3676, 4.9041},   {"Venlo", 51.3704, 6.1724},
+    {"Antwerp", 51.2194, 4.4025},    {"Brussels", 50.8503, 4.3517},    {"Liege", 50.6326, 5.5797},
+    {"Luxembourg", 49.6116, 6.1319}, {"Lille", 50.6292, 3.0573},       {"Paris", 48.8566, 2.3522},
+    {"Metz", 49.1193, 6.1757},       {"Strasbourg", 48.5734, 7.7521},  {"Lyon", 45.7640, 4.8357},
+    {"Basel", 47.5596, 7.5886},      {"Zurich", 47.3769, 8.5417},      {"Vienna", 48.2082, 16.3738},
+    {"Linz", 48.3069, 14.2858},      {"Salzburg", 47.8095, 13.0550},   {"Prague", 50.0755, 14.4378},
+    {"Brno", 49.1951, 16.6068},      {"Wroclaw", 51.1079, 17.0385},    {"Poznan", 52.4064, 16.9252},
+    {"Katowice", 50.2649, 19.0238},  {"Lodz", 51.7592, 19.4560},       {"Warsaw", 52.2297, 21.0122},
+    {"Milan", 45.4642, 9.1900},      {"Verona", 45.4384, 10.9916},     {"Bologna", 44.4949, 11.3426},
+    {"Turin", 45.0703, 7.6869},      {"Innsbruck", 47.2692, 11.4041},  {"Le Havre", 49.4944, 0.1079},
     {"Orleans", 47.9030, 1.9093},    {"Copenhagen", 55.6761, 12.5683}, {"Aarhus", 56.1629, 10.2039},
 };
 #define N_HUBS (sizeof(hubs) / sizeof(hubs[0]))
@@ -105,7 +105,7 @@ enum phase {
     PH_GEO_BACK,
 };
 
-static const char *const phase_names[] = {"park", "refuel", "load", "rest", "drive", "stop",
+static const char *const phase_names[] = {"park",     "refuel",   "load",     "rest",    "drive",    "stop",
                                           "inc_idle", "inc_move", "inc_fuel", "geo_out", "geo_away", "geo_back"};
 
 enum mode { M_NORMAL, M_LIGHT, M_JAM, M_REST };
@@ -118,15 +118,15 @@ struct truck {
     int64_t t0_ms;     /* start of the current phase */
     int64_t resume_ms; /* end of the phase an incident interrupted / GEO_BACK start */
     uint32_t dur_ms;
-    float pos_m;       /* along the route (anchored: distance from the fence point) */
-    float v0, v1;      /* m/s at t0 and at t0 + dur */
-    float fuel;        /* pct at t0 */
-    float aux;         /* REFUEL: target pct; INC_FUEL: pct lost over the phase */
-    float drive_s;     /* engine-on driving since the last break, at t0 */
-    uint32_t rng;      /* draws so far */
+    float pos_m;   /* along the route (anchored: distance from the fence point) */
+    float v0, v1;  /* m/s at t0 and at t0 + dur */
+    float fuel;    /* pct at t0 */
+    float aux;     /* REFUEL: target pct; INC_FUEL: pct lost over the phase */
+    float drive_s; /* engine-on driving since the last break, at t0 */
+    uint32_t rng;  /* draws so far */
     uint32_t seq;
-    int32_t inc_phase; /* next incident that runs phases, -1 none */
-    int32_t inc_report;/* next incident that changes reports only, -1 none */
+    int32_t inc_phase;  /* next incident that runs phases, -1 none */
+    int32_t inc_report; /* next incident that changes reports only, -1 none */
     uint8_t phase, mode, home, dest, leg, jam_left, saved, flags;
 };
 
@@ -675,7 +675,7 @@ static void next_phase(const struct fleet *f, struct truck *t, uint32_t idx)
 static void resume(const struct fleet *f, struct truck *t, uint32_t idx)
 {
     int saved = t->saved, moved = t->flags & F_MOVED;
-    t->flags &= (uint8_t)~(F_MOVED | F_IGN_OFF);
+    t->flags &= (uint8_t) ~(F_MOVED | F_IGN_OFF);
     if (t->flags & F_ANCHORED) {
         t->v0 = t->v1 = 0;
         anchored_park(t);

@@ -21,11 +21,11 @@
 
 /* Limits of normal traffic (km/h). */
 #define FLEET_MOTORWAY_MAX_KMH 89.0
-#define FLEET_URBAN_MAX_KMH    50.0
-#define FLEET_NORMAL_MAX_KMH   90.0
+#define FLEET_URBAN_MAX_KMH 50.0
+#define FLEET_NORMAL_MAX_KMH 90.0
 /* EU driving rules: a 45 min break after at most 4.5 h of driving. */
-#define FLEET_MAX_DRIVE_S      (4 * 3600 + 30 * 60)
-#define FLEET_BREAK_S          (45 * 60)
+#define FLEET_MAX_DRIVE_S (4 * 3600 + 30 * 60)
+#define FLEET_BREAK_S (45 * 60)
 
 /* The seven incident rules of docs/design.md "Alerts". */
 enum fleet_rule {
@@ -44,16 +44,16 @@ int fleet_rule_parse(const char *name);
 
 /* One injected incident (filled by the scenario parser). */
 struct fleet_incident {
-    uint32_t truck;        /* truck index, 0-based */
+    uint32_t truck; /* truck index, 0-based */
     enum fleet_rule rule;
-    int64_t at_ms;         /* absolute simulated time the incident starts */
-    int64_t duration_ms;   /* rules with a duration; fuel_drop: over_s */
-    double speed_kmh;      /* moving_ignition_off, overspeed */
-    double km;             /* gps_jump */
-    double pct;            /* fuel_drop */
+    int64_t at_ms;               /* absolute simulated time the incident starts */
+    int64_t duration_ms;         /* rules with a duration; fuel_drop: over_s */
+    double speed_kmh;            /* moving_ignition_off, overspeed */
+    double km;                   /* gps_jump */
+    double pct;                  /* fuel_drop */
     double fence_lat, fence_lon; /* geofence_exit: a point inside the fence */
-    double fence_out_m;    /* distance from that point that is surely outside */
-    int64_t started_ms;    /* 0 until it happened: its actual start */
+    double fence_out_m;          /* distance from that point that is surely outside */
+    int64_t started_ms;          /* 0 until it happened: its actual start */
     int64_t ended_ms;
 };
 
@@ -61,12 +61,12 @@ struct fleet_incident {
 struct fleet_sample {
     double lat, lon;
     double speed_kmh;
-    double heading_deg;    /* [0, 360) */
+    double heading_deg; /* [0, 360) */
     double fuel_pct;
     double odometer_km;
     int ignition;
-    int skip;              /* 1: the truck sends nothing now (offline incident) */
-    uint32_t seq;          /* per-truck counter, counts only readings sent */
+    int skip;     /* 1: the truck sends nothing now (offline incident) */
+    uint32_t seq; /* per-truck counter, counts only readings sent */
 };
 
 struct fleet;
@@ -74,7 +74,7 @@ struct fleet;
 struct fleet_options {
     uint32_t trucks;
     uint64_t seed;
-    int64_t start_ms;      /* simulated time of the simulation start */
+    int64_t start_ms; /* simulated time of the simulation start */
 };
 
 /* Creates a fleet whose trucks are in their state at start_ms: each truck
@@ -101,7 +101,7 @@ void fleet_advance(struct fleet *f, uint32_t i, int64_t t_ms);
  * for tests.  Reports the truck's phase name. */
 struct fleet_truth {
     double lat, lon, speed_kmh, heading_deg, fuel_pct, odometer_km;
-    double drive_s;      /* driving since the last break */
+    double drive_s; /* driving since the last break */
     int ignition;
     const char *phase;
 };
@@ -110,6 +110,5 @@ void fleet_truth(struct fleet *f, uint32_t i, int64_t t_ms, struct fleet_truth *
 size_t fleet_bytes_per_truck(void);
 size_t fleet_hub_count(void);
 const char *fleet_hub_name(size_t h);
-
 
 #endif

@@ -16,10 +16,10 @@ struct kafkaout {
     rd_kafka_t *rk;
     rd_kafka_topic_t *topic;
     char topic_name[256];
-    uint64_t published;  /* queued in librdkafka */
-    uint64_t acked;      /* delivery reports without error */
+    uint64_t published;   /* queued in librdkafka */
+    uint64_t acked;       /* delivery reports without error */
     uint64_t undelivered; /* delivery reports with an error */
-    uint64_t refused;    /* never queued */
+    uint64_t refused;     /* never queued */
     int fatal_logged;
 };
 
@@ -40,7 +40,8 @@ struct kafkaout *kafkaout_new(const struct fs_config *cfg, int wait_ms, char *er
 {
     static const char *const defaults[] = {
         KAFKA_TELEMETRY_PRODUCER_DEFAULTS,
-        "client.id", "fleetsync-sim",
+        "client.id",
+        "fleetsync-sim",
         NULL,
     };
     struct kafkaout *k = calloc(1, sizeof(*k));
@@ -86,7 +87,7 @@ int kafkaout_produce(struct kafkaout *k, const char *key, size_t key_len, const 
         if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
             break;
         if (sig_stopping())
-            return 1; /* the run ends before this reading: not sent, not lost */
+            return 1;             /* the run ends before this reading: not sent, not lost */
         rd_kafka_poll(k->rk, 10); /* the queue drains as deliveries are reported */
     }
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -95,8 +96,7 @@ int kafkaout_produce(struct kafkaout *k, const char *key, size_t key_len, const 
     }
     kafkaout_count_refused(k);
     if (k->refused == 1)
-        log_error("cannot produce to %s: %s (further refusals are only counted)", k->topic_name,
-                  rd_kafka_err2str(e));
+        log_error("cannot produce to %s: %s (further refusals are only counted)", k->topic_name, rd_kafka_err2str(e));
     return -1;
 }
 

@@ -27,19 +27,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#define BACKOFF_MIN_MS     500
-#define BACKOFF_MAX_MS     30000
+#define BACKOFF_MIN_MS 500
+#define BACKOFF_MAX_MS 30000
 #define CONNECT_TIMEOUT_MS 30000
-#define CONNECTS_PER_POLL  256
+#define CONNECTS_PER_POLL 256
 /* Connection attempts under way at once.  A broker accepts from a bounded
  * queue (Mosquitto listens with a backlog of 100): SYNs beyond it are
  * dropped and sent again only after 1, 2, 4... seconds, so thousands of
  * connects at once take far longer than a steady stream. */
-#define MAX_CONNECTING     64
-#define MAX_EVENTS         1024
-#define READ_SIZE          65536
-#define OUT_KEEP           16384 /* an output buffer larger than this is freed once written */
-#define RESOLVE_EVERY_MS   10000 /* after a failed connect, look the broker up again at most this often */
+#define MAX_CONNECTING 64
+#define MAX_EVENTS 1024
+#define READ_SIZE 65536
+#define OUT_KEEP 16384         /* an output buffer larger than this is freed once written */
+#define RESOLVE_EVERY_MS 10000 /* after a failed connect, look the broker up again at most this often */
 
 /* A QoS 1 PUBLISH the broker has not acknowledged: sent again after a
  * reconnect.  The broker acknowledges in order (MQTT 3.1.1, 4.6), so the
@@ -55,10 +55,10 @@ struct pend {
 };
 
 struct conn {
-    struct mqc mc;      /* the connection: its state, socket, output queue */
+    struct mqc mc; /* the connection: its state, socket, output queue */
     struct mqttpool *pool;
-    struct pend *pend;  /* ring: pend[(pend_head + k) % pend_cap], k < npend */
-    int64_t retry_ms;   /* DOWN: when to try again; connecting: when to give up */
+    struct pend *pend; /* ring: pend[(pend_head + k) % pend_cap], k < npend */
+    int64_t retry_ms;  /* DOWN: when to try again; connecting: when to give up */
     uint32_t pend_head, npend, pend_cap;
     uint32_t inflight;  /* telemetry in pend */
     uint32_t q0_queued; /* QoS 0 telemetry in out, acknowledged once written */
@@ -66,25 +66,25 @@ struct conn {
     uint16_t next_mid;
     uint8_t in[MQW_MAX_INCOMING]; /* the start of a packet not read whole */
     uint8_t in_len;
-    uint8_t want_out;   /* EPOLLOUT registered */
-    uint8_t backoff;    /* failures in a row */
+    uint8_t want_out; /* EPOLLOUT registered */
+    uint8_t backoff;  /* failures in a row */
     uint8_t ever_up;
-    uint8_t dirty;      /* in the pool's list of connections to write */
-    uint8_t addr_i;     /* the broker address of this attempt */
-    uint8_t held;       /* its window filled up: closed until half of it is acknowledged */
+    uint8_t dirty;  /* in the pool's list of connections to write */
+    uint8_t addr_i; /* the broker address of this attempt */
+    uint8_t held;   /* its window filled up: closed until half of it is acknowledged */
 };
 
 struct mqttpool {
     struct mqp_config cfg;
-    SSL_CTX *ssl_ctx;   /* mqtts://, shared by every connection */
+    SSL_CTX *ssl_ctx; /* mqtts://, shared by every connection */
     struct conn *c;
     uint32_t n;
-    uint32_t *dirty;    /* connections with something to write */
+    uint32_t *dirty; /* connections with something to write */
     uint32_t ndirty;
     int ep;
-    uint8_t *rbuf;      /* READ_SIZE bytes, for every read */
-    struct mqc_addrs to;       /* the broker's addresses, once resolved */
-    uint32_t addr_next;        /* the one to try, moved on by a failure */
+    uint8_t *rbuf;       /* READ_SIZE bytes, for every read */
+    struct mqc_addrs to; /* the broker's addresses, once resolved */
+    uint32_t addr_next;  /* the one to try, moved on by a failure */
     int64_t resolved_ms;
     int resolve_again;
     struct sockaddr_storage *src; /* source_ips, resolved */
@@ -379,8 +379,13 @@ static void send_connect(struct conn *c)
     char id[128], topic[192], pass[128];
     p->cfg.name(p->cfg.name_ud, c->index, id, sizeof(id));
     presence_topic(p, c->index, topic, sizeof(topic));
-    struct mqw_connect m = {.client_id = id, .keepalive_s = (uint16_t)p->cfg.keepalive_s, .clean_session = 1,
-                            .will_topic = topic, .will_payload = "offline", .will_len = 7, .will_qos = 1,
+    struct mqw_connect m = {.client_id = id,
+                            .keepalive_s = (uint16_t)p->cfg.keepalive_s,
+                            .clean_session = 1,
+                            .will_topic = topic,
+                            .will_payload = "offline",
+                            .will_len = 7,
+                            .will_qos = 1,
                             .will_retain = 1};
     if (p->cfg.password && p->cfg.password(p->cfg.password_ud, id, pass, sizeof(pass)) == 0) {
         m.user = id;
@@ -615,8 +620,8 @@ struct mqttpool *mqp_new(const struct mqp_config *cfg, uint32_t n, char *err, si
             rl.rlim_cur = rl.rlim_max;
             setrlimit(RLIMIT_NOFILE, &rl);
             if (rl.rlim_cur < need) {
-                snprintf(err, err_size, "%u connections need %llu file descriptors, the limit is %llu (ulimit -n)",
-                         n, (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+                snprintf(err, err_size, "%u connections need %llu file descriptors, the limit is %llu (ulimit -n)", n,
+                         (unsigned long long)need, (unsigned long long)rl.rlim_cur);
                 goto fail;
             }
         }

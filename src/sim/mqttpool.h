@@ -44,13 +44,13 @@ typedef int (*mqp_password_fn)(void *ud, const char *user, char *buf, size_t siz
 struct mqp_config {
     const char *host;
     int port;
-    const char *user, *pass;       /* NULL or "" for none */
-    int qos;                       /* 0 or 1 */
+    const char *user, *pass; /* NULL or "" for none */
+    int qos;                 /* 0 or 1 */
     int keepalive_s;
     int gateway;                   /* presence under fleet/gateways/ */
     const char *const *source_ips; /* local addresses to bind, round robin; may be NULL */
     size_t n_source_ips;
-    uint32_t max_inflight;         /* per connection, unacknowledged telemetry */
+    uint32_t max_inflight; /* per connection, unacknowledged telemetry */
     mqp_name_fn name;
     void *name_ud;
     /* Per-connection credentials (the data dir's broker, docs/security.md):

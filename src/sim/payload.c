@@ -98,8 +98,12 @@ static double fixed_value(double v, int dec)
 
 int sim_format_normalized(char *buf, size_t size, const char *id, int64_t ts, const struct fleet_sample *s)
 {
-    struct tm_reading r = {.ts_ms = ts, .seq = (int64_t)s->seq, .ignition = s->ignition,
-                           .has_heading = true, .has_fuel = true, .has_odometer = true};
+    struct tm_reading r = {.ts_ms = ts,
+                           .seq = (int64_t)s->seq,
+                           .ignition = s->ignition,
+                           .has_heading = true,
+                           .has_fuel = true,
+                           .has_odometer = true};
     if (size < SIM_PAYLOAD_MAX || strlen(id) > 64)
         return -1;
     double hdg = round(s->heading_deg * 10) / 10;

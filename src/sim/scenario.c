@@ -108,16 +108,15 @@ static int fences_from_geo(const char *name, const struct geo_fence_set *gs, str
             }
             fe->out_m = 0;
             for (size_t v = 0; v < g->rings[0].count; v++)
-                fe->out_m = fmax(fe->out_m, geo_haversine_m(fe->lat, fe->lon, g->rings[0].pts[v].lat,
-                                                            g->rings[0].pts[v].lon));
+                fe->out_m =
+                    fmax(fe->out_m, geo_haversine_m(fe->lat, fe->lon, g->rings[0].pts[v].lat, g->rings[0].pts[v].lon));
         }
         out->n++;
     }
     return 0;
 }
 
-int sim_fences_parse(const char *name, const char *text, size_t len, struct sim_fences *out, char *err,
-                     size_t err_size)
+int sim_fences_parse(const char *name, const char *text, size_t len, struct sim_fences *out, char *err, size_t err_size)
 {
     struct geo_fence_set gs;
     char why[384];
@@ -246,7 +245,8 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
     in->rule = (enum fleet_rule)rule;
     const char *key;
     json_t *val;
-    json_object_foreach(o, key, val) {
+    json_object_foreach(o, key, val)
+    {
         if (strcmp(key, "truck_id") && strcmp(key, "rule") && strcmp(key, "at_s") && !rule_has_field(rule, key)) {
             snprintf(why, why_size, "unknown field \"%s\" for rule %s", key, rule_s);
             return -1;
@@ -266,7 +266,8 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
     }
     json_t *at = json_object_get(o, "at_s");
     if (!json_is_integer(at) || json_integer_value(at) < 0 || json_integer_value(at) > 3153600000LL) {
-        snprintf(why, why_size, "\"at_s\" must be an integer >= 0 (simulated seconds from the start, at most 100 years)");
+        snprintf(why, why_size,
+                 "\"at_s\" must be an integer >= 0 (simulated seconds from the start, at most 100 years)");
         return -1;
     }
     in->at_ms = p->start_ms + (int64_t)json_integer_value(at) * 1000;
@@ -301,9 +302,10 @@ static int parse_incident(json_t *o, const struct scenario_params *p, struct fle
                 int from = fe->window_from_min, to = fe->window_to_min;
                 int inside = from <= to ? (min >= from && min < to) : (min >= from || min < to);
                 if (!inside)
-                    snprintf(warn, warn_size, "leaves fence \"%s\" at %02d:%02d UTC, outside its active window "
-                             "%02d:%02d-%02d:%02d: the detector will not alert", fence, min / 60, min % 60, from / 60,
-                             from % 60, to / 60, to % 60);
+                    snprintf(warn, warn_size,
+                             "leaves fence \"%s\" at %02d:%02d UTC, outside its active window "
+                             "%02d:%02d-%02d:%02d: the detector will not alert",
+                             fence, min / 60, min % 60, from / 60, from % 60, to / 60, to % 60);
             }
         }
         return 0;
@@ -433,8 +435,8 @@ int scenario_parse(const char *name, const char *text, size_t len, const struct 
             for (size_t j = k; j-- > 0 && v[j].in.truck == v[k].in.truck;)
                 if (v[j].in.rule == RULE_GEOFENCE_EXIT && v[k].in.rule == RULE_GEOFENCE_EXIT &&
                     (v[j].in.fence_lat != v[k].in.fence_lat || v[j].in.fence_lon != v[k].in.fence_lon)) {
-                    snprintf(err, err_size, "%s:%zu: a truck can leave only one fence (see line %zu)", name,
-                             v[k].line, v[j].line);
+                    snprintf(err, err_size, "%s:%zu: a truck can leave only one fence (see line %zu)", name, v[k].line,
+                             v[j].line);
                     goto out;
                 }
         }
@@ -461,8 +463,7 @@ out:
     return rc;
 }
 
-int scenario_load(const char *path, const struct scenario_params *p, struct scenario *out, char *err,
-                  size_t err_size)
+int scenario_load(const char *path, const struct scenario_params *p, struct scenario *out, char *err, size_t err_size)
 {
     char *text;
     size_t len;

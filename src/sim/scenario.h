@@ -44,7 +44,7 @@ void sim_fences_release(struct sim_fences *f);
 struct scenario_params {
     const char *id_prefix; /* e.g. "TRK-" */
     uint32_t trucks;
-    int64_t start_ms;      /* at_s counts from here */
+    int64_t start_ms;                /* at_s counts from here */
     const struct sim_fences *fences; /* may be NULL: then geofence_exit is an error */
 };
 
@@ -58,8 +58,7 @@ struct scenario {
  * (nothing is allocated then).  A geofence_exit outside its fence's active
  * window is accepted with a warning (the detector will not alert on it).  Blank lines and lines starting with '#' are
  * skipped.  Two incidents of one truck may not overlap in time. */
-int scenario_load(const char *path, const struct scenario_params *p, struct scenario *out, char *err,
-                  size_t err_size);
+int scenario_load(const char *path, const struct scenario_params *p, struct scenario *out, char *err, size_t err_size);
 int scenario_parse(const char *name, const char *text, size_t len, const struct scenario_params *p,
                    struct scenario *out, char *err, size_t err_size);
 void scenario_release(struct scenario *s);

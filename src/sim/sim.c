@@ -45,15 +45,15 @@
 #include <unistd.h>
 
 #define DEFAULT_METRICS_PORT 9105
-#define BATCH                65536
-#define MAX_TOTAL_INFLIGHT   200000
-#define MAX_SOURCE_IPS       64
+#define BATCH 65536
+#define MAX_TOTAL_INFLIGHT 200000
+#define MAX_SOURCE_IPS 64
 
 struct sim_opts {
     long trucks;
     double interval_s;
-    long connections;     /* 0 = one per truck */
-    double duration_s;    /* 0 = until stopped */
+    long connections;  /* 0 = one per truck */
+    double duration_s; /* 0 = until stopped */
     int qos;
     double speedup;
     const char *start;
@@ -70,14 +70,13 @@ struct sim_opts {
     const char *cafile;
 };
 
-static const char sim_about[] =
-    "Simulates a fleet of trucks driving jobs between European logistics hubs and\n"
-    "publishes their telemetry v1 over MQTT, as real trucks do: one reading per truck\n"
-    "every --interval seconds, spread evenly over time, QoS 1, a per-truck seq,\n"
-    "retained online/offline presence, reconnects with backoff and resends.";
+static const char sim_about[] = "Simulates a fleet of trucks driving jobs between European logistics hubs and\n"
+                                "publishes their telemetry v1 over MQTT, as real trucks do: one reading per truck\n"
+                                "every --interval seconds, spread evenly over time, QoS 1, a per-truck seq,\n"
+                                "retained online/offline presence, reconnects with backoff and resends.";
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 static const char sim_after[] =
     "Credentials: with no user:pass in --mqtt, each connection of the data dir's own\n"
     "broker logs in as its truck (or gateway) id with the password derived from\n"
@@ -242,13 +241,16 @@ static int setup_metrics(struct run *r, const struct fs_config *cfg)
     r->metrics = metrics_new();
     if (!r->metrics)
         return -1;
-    r->m_pub = metrics_counter(r->metrics, "fleetsync_sim_messages_published_total", "telemetry readings published", NULL);
+    r->m_pub =
+        metrics_counter(r->metrics, "fleetsync_sim_messages_published_total", "telemetry readings published", NULL);
     r->m_ack = metrics_counter(r->metrics, "fleetsync_sim_messages_acked_total",
                                "readings acknowledged by the broker (QoS 0: written)", NULL);
-    r->m_fail = metrics_counter(r->metrics, "fleetsync_sim_messages_failed_total", "readings that could not be sent", NULL);
+    r->m_fail =
+        metrics_counter(r->metrics, "fleetsync_sim_messages_failed_total", "readings that could not be sent", NULL);
     r->m_rec = metrics_counter(r->metrics, "fleetsync_sim_reconnects_total", "MQTT reconnections", NULL);
     r->m_err = metrics_counter(r->metrics, "fleetsync_sim_connection_errors_total", "MQTT connection failures", NULL);
-    r->m_inflight = metrics_gauge(r->metrics, "fleetsync_sim_inflight", "readings published, not yet acknowledged", NULL);
+    r->m_inflight =
+        metrics_gauge(r->metrics, "fleetsync_sim_inflight", "readings published, not yet acknowledged", NULL);
     r->m_up = metrics_gauge(r->metrics, "fleetsync_sim_connections_up", "MQTT connections up", NULL);
     r->m_clock = metrics_gauge(r->metrics, "fleetsync_sim_clock_seconds", "simulated clock, Unix seconds", NULL);
     r->m_inc = metrics_gauge(r->metrics, "fleetsync_sim_incidents_started", "scenario incidents injected so far", NULL);
@@ -302,7 +304,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
     int64_t last_status_ms = mono_start;
     int64_t sim_now = start_ms;
     uint64_t last_ack = 0;
-    double ack_rate = 0; /* acknowledged per second, over the last status period */
+    double ack_rate = 0;             /* acknowledged per second, over the last status period */
     uint64_t resume_at = UINT64_MAX; /* flow control: publish again once at most this many are in flight */
     for (;;) {
         if (sig_stopping())
@@ -484,9 +486,12 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             ", reconnects %" PRIu64 ", connection errors %" PRIu64 "\n"
             "  incidents injected %" PRIu64 ", readings withheld (offline) %" PRIu64 "\n"
             "  %.0f msgs per CPU-second, peak RSS %.1f MiB (%.0f bytes per truck)\n",
-            o->trucks, r->pool ? conns : r->kout ? 1 : 0, a, b, wall_s, cpu_s, st.published, st.acked, st.failed,
-            st.inflight, st.reconnects, st.errors, r->incidents, r->skipped,
-            cpu_s > 0 ? (double)st.published / cpu_s : 0.0, peak_rss_kb() / 1024.0,
+            o->trucks,
+            r->pool   ? conns
+            : r->kout ? 1
+                      : 0,
+            a, b, wall_s, cpu_s, st.published, st.acked, st.failed, st.inflight, st.reconnects, st.errors, r->incidents,
+            r->skipped, cpu_s > 0 ? (double)st.published / cpu_s : 0.0, peak_rss_kb() / 1024.0,
             (double)peak_rss_kb() * 1024.0 / (double)o->trucks);
     fflush(out);
     if (lost) {
@@ -505,8 +510,8 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
 {
     int trucks = 100, connections = 0, qos = -1, max_inflight = 0, rest;
     const char *source_ips = NULL;
-    *o = (struct sim_opts){.interval_s = 10, .speedup = 1, .start = "now", .seed = 1, .id_prefix = "TRK-",
-                           .drain_s = 30, .batch_ms = -1};
+    *o = (struct sim_opts){
+        .interval_s = 10, .speedup = 1, .start = "now", .seed = 1, .id_prefix = "TRK-", .drain_s = 30, .batch_ms = -1};
     const struct opt opts[] = {
         OPT_HEADING("Fleet:"),
         OPT_INTEGER("trucks", "N", &trucks, 1, 10000000, "trucks to simulate (default 100)"),
@@ -567,10 +572,13 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
         OPT_BOOLEAN("print", &o->print, "with --dry-run: print 'topic payload' lines to stdout"),
         OPT_END_MARK,
     };
-    const struct opt_command cmd = {
-        .no_args = 1,
-        .name = "sim", .usage = "fleetsync sim [options]", .about = sim_about, .after = sim_after, .opts = opts,
-        .shared = 1};
+    const struct opt_command cmd = {.no_args = 1,
+                                    .name = "sim",
+                                    .usage = "fleetsync sim [options]",
+                                    .about = sim_about,
+                                    .after = sim_after,
+                                    .opts = opts,
+                                    .shared = 1};
 
     int rc = opt_parse(&cmd, cfg, argc, argv, &rest);
     if (rc != OPT_PARSED)
@@ -594,8 +602,7 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
     if (o->truth && !o->scenario)
         return opt_error(&cmd, "--truth needs --scenario");
     if (o->source_ips_arg) {
-        for (char *save = NULL, *tok = strtok_r(o->source_ips_arg, ",", &save); tok;
-             tok = strtok_r(NULL, ",", &save)) {
+        for (char *save = NULL, *tok = strtok_r(o->source_ips_arg, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
             if (o->n_source_ips == MAX_SOURCE_IPS)
                 return opt_error(&cmd, "at most %d --source-ips", MAX_SOURCE_IPS);
             o->source_ips[o->n_source_ips++] = tok;
@@ -608,8 +615,10 @@ static int sim_parse(int argc, char **argv, struct sim_opts *o, struct fs_config
     if (*start_ms > now + 1000)
         return opt_error(&cmd, "--start is in the future; the simulated clock never runs ahead of the wall clock");
     if (o->speedup != 1 && *start_ms >= now - 1000 && !(o->speedup < 1 && o->speedup > 0))
-        return opt_error(&cmd, "--speedup %g needs --start in the past (the simulated clock never runs ahead of the "
-                               "wall clock), e.g. --start now-30d", o->speedup);
+        return opt_error(&cmd,
+                         "--speedup %g needs --start in the past (the simulated clock never runs ahead of the "
+                         "wall clock), e.g. --start now-30d",
+                         o->speedup);
     int gateways = o->connections && o->connections < o->trucks;
     o->max_inflight = o->max_inflight ? o->max_inflight : (gateways ? 256 : 100);
     /* A gateway forwards its trucks' readings in batches; a truck of its own
@@ -630,8 +639,8 @@ static int sim_set_up(struct run *r, struct sim_opts *o, struct fs_config *cfg, 
     if (o->geofences && sim_fences_load(o->geofences, &r->fences, err, sizeof(err)) != 0)
         goto fail;
     if (o->scenario) {
-        struct scenario_params sp = {.id_prefix = o->id_prefix, .trucks = (uint32_t)o->trucks,
-                                     .start_ms = start_ms, .fences = &r->fences};
+        struct scenario_params sp = {
+            .id_prefix = o->id_prefix, .trucks = (uint32_t)o->trucks, .start_ms = start_ms, .fences = &r->fences};
         if (scenario_load(o->scenario, &sp, &r->scen, err, sizeof(err)) != 0)
             goto fail;
     }
@@ -664,19 +673,31 @@ static int sim_set_up(struct run *r, struct sim_opts *o, struct fs_config *cfg, 
         write_truth(r); /* incidents that began while the fleet warmed up */
     if (setup_metrics(r, cfg) != 0)
         return 1;
-    r->names = (struct name_ctx){.prefix = o->id_prefix, .prefix_len = strlen(o->id_prefix),
+    r->names = (struct name_ctx){.prefix = o->id_prefix,
+                                 .prefix_len = strlen(o->id_prefix),
                                  .gateway = o->connections && o->connections < o->trucks};
     if (o->kafka) {
         r->kout = kafkaout_new(cfg, 15000, err, sizeof(err));
         if (!r->kout)
             goto fail;
     } else if (!o->dry_run) {
-        struct mqp_config mc = {.host = r->url.host, .port = r->url.port, .user = r->url.user, .pass = r->url.pass,
-                                .qos = o->qos, .keepalive_s = 60, .gateway = r->names.gateway,
-                                .source_ips = o->source_ips, .n_source_ips = o->n_source_ips,
-                                .max_inflight = o->max_inflight, .name = conn_name, .name_ud = &r->names,
-                                .password = r->auth.on ? auth_password : NULL, .password_ud = &r->auth,
-                                .tls = r->url.tls, .cafile = o->cafile, .clear_presence = o->clear_presence};
+        struct mqp_config mc = {.host = r->url.host,
+                                .port = r->url.port,
+                                .user = r->url.user,
+                                .pass = r->url.pass,
+                                .qos = o->qos,
+                                .keepalive_s = 60,
+                                .gateway = r->names.gateway,
+                                .source_ips = o->source_ips,
+                                .n_source_ips = o->n_source_ips,
+                                .max_inflight = o->max_inflight,
+                                .name = conn_name,
+                                .name_ud = &r->names,
+                                .password = r->auth.on ? auth_password : NULL,
+                                .password_ud = &r->auth,
+                                .tls = r->url.tls,
+                                .cafile = o->cafile,
+                                .clear_presence = o->clear_presence};
         r->pool = mqp_new(&mc, (uint32_t)(o->connections ? o->connections : o->trucks), err, sizeof(err));
         if (!r->pool)
             goto fail;
@@ -687,7 +708,7 @@ static int sim_set_up(struct run *r, struct sim_opts *o, struct fs_config *cfg, 
     char mqtt_shown[CFG_MASKED_MAX];
     if (!o->quiet)
         log_info("%ld trucks, %s, interval %g s, speedup %g, seed %" PRIu64 ", %zu incident(s)", o->trucks,
-                 o->dry_run  ? "dry run"
+                 o->dry_run ? "dry run"
                  : o->kafka ? cfg->brokers
                             : cfg_mask_secrets(cfg->mqtt, mqtt_shown, sizeof(mqtt_shown)),
                  o->interval_s, o->speedup, o->seed, r->scen.n);

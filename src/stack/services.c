@@ -13,7 +13,6 @@
 #include "stack/services.h"
 #include "core/clock.h"
 
-
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -53,14 +52,14 @@ static const char *const svc_names[SVC_COUNT] = {"mosquitto", "kafka", "postgres
 
 /* Everything a start, stop or status needs to know about one data dir. */
 struct svc_ctx {
-    char dir[PATH_MAX];  /* absolute data dir */
+    char dir[PATH_MAX]; /* absolute data dir */
     struct svc_ports ports;
-    uid_t uid;           /* the user services run as */
+    uid_t uid; /* the user services run as */
     gid_t gid;
-    int as_root;         /* we are root and must drop to uid/gid */
-    int tls_port;        /* Mosquitto's TLS listener, 0 = none */
-    int kafka_nodes;     /* 1: the single broker; 3: a cluster (D/kafka-brokers) */
-    int secure;          /* Kafka wants SASL and enforces ACLs (D/kafka-auth/secret) */
+    int as_root;     /* we are root and must drop to uid/gid */
+    int tls_port;    /* Mosquitto's TLS listener, 0 = none */
+    int kafka_nodes; /* 1: the single broker; 3: a cluster (D/kafka-brokers) */
+    int secure;      /* Kafka wants SASL and enforces ACLs (D/kafka-auth/secret) */
 };
 
 /* A unit is one process: (service, node).  Node 0 is the service itself,
@@ -186,7 +185,8 @@ static int ensure_user(struct svc_ctx *c)
         pw = getpwnam(SVC_USER);
         if (!pw) {
             log_error("cannot create the system user %s (useradd exit %d); "
-                      "create it by hand or start the services as a normal user", SVC_USER, rc);
+                      "create it by hand or start the services as a normal user",
+                      SVC_USER, rc);
             return -1;
         }
     }
@@ -205,9 +205,9 @@ static int walkable(const char *path, uid_t uid, gid_t gid, char *bad, size_t ba
     for (;;) {
         struct stat st;
         if (stat(p, &st) == 0) {
-            int ok = st.st_uid == uid ? (st.st_mode & S_IXUSR)
-                   : st.st_gid == gid ? (st.st_mode & S_IXGRP)
-                                      : (st.st_mode & S_IXOTH);
+            int ok = st.st_uid == uid   ? (st.st_mode & S_IXUSR)
+                     : st.st_gid == gid ? (st.st_mode & S_IXGRP)
+                                        : (st.st_mode & S_IXOTH);
             if (!ok) {
                 snprintf(bad, bad_size, "%s", p);
                 *bad_mode = st.st_mode & 0777;
@@ -462,8 +462,7 @@ static pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
                         cmd[i] = ' ';
                 cmd[n] = '\0';
                 /* A zombie (our own unreaped child) has an empty cmdline. */
-                alive = strstr(cmd, svc_markers[id]) && strstr(cmd, c->dir) &&
-                        (id != SVC_KAFKA || strstr(cmd, props));
+                alive = strstr(cmd, svc_markers[id]) && strstr(cmd, c->dir) && (id != SVC_KAFKA || strstr(cmd, props));
             }
         }
     }
@@ -610,8 +609,8 @@ static rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *e
     else
         kafka_bootstrap(c, brokers, sizeof(brokers));
     kc.brokers = brokers;
-    static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000",
-                                           "reconnect.backoff.max.ms", "500", NULL};
+    static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000", "reconnect.backoff.max.ms",
+                                           "500", NULL};
     rd_kafka_conf_t *conf = kafka_conf_new(&kc, defaults, err, err_size);
     cfg_release(&kc);
     if (!conf)
@@ -775,14 +774,14 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
              c->ports.mqtt);
     if (auth)
         conf_add(text, sizeof(text), &n,
-                      "# Credentials of fleetsync trucks add (docs/security.md).\n"
-                      "allow_anonymous false\n"
-                      "# A client's id is its account's name, whatever id it sends: no account can\n"
-                      "# take over (kick, or wipe with a clean session) another's session.\n"
-                      "use_username_as_clientid true\n"
-                      "password_file %s\n"
-                      "acl_file %s\n",
-                      passwd, acl);
+                 "# Credentials of fleetsync trucks add (docs/security.md).\n"
+                 "allow_anonymous false\n"
+                 "# A client's id is its account's name, whatever id it sends: no account can\n"
+                 "# take over (kick, or wipe with a clean session) another's session.\n"
+                 "use_username_as_clientid true\n"
+                 "password_file %s\n"
+                 "acl_file %s\n",
+                 passwd, acl);
     else
         conf_add(text, sizeof(text), &n, "allow_anonymous true\n");
     conf_add(text, sizeof(text), &n,
@@ -809,12 +808,12 @@ static int write_mosquitto_conf(const struct svc_ctx *c)
              c->dir);
     if (c->tls_port)
         conf_add(text, sizeof(text), &n,
-                      "# services start --tls: MQTT over TLS with the local CA's certificate.\n"
-                      "listener %d 127.0.0.1\n"
-                      "certfile %s/tls/server.crt\n"
-                      "keyfile %s/tls/server.key\n"
-                      "tls_version tlsv1.2\n",
-                      c->tls_port, c->dir, c->dir);
+                 "# services start --tls: MQTT over TLS with the local CA's certificate.\n"
+                 "listener %d 127.0.0.1\n"
+                 "certfile %s/tls/server.crt\n"
+                 "keyfile %s/tls/server.key\n"
+                 "tls_version tlsv1.2\n",
+                 c->tls_port, c->dir, c->dir);
     if (n >= sizeof(text)) {
         log_error("mosquitto.conf does not fit (data dir path too long?)");
         return -1;
@@ -857,8 +856,9 @@ static void dashboard_san(char *out, size_t size)
     size_t n = 0;
     conf_add(out, size, &n, "IP:127.0.0.1,DNS:localhost");
     char host[256];
-    if (gethostname(host, sizeof(host)) == 0 && host[0] && strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                       "0123456789.-") == strlen(host) &&
+    if (gethostname(host, sizeof(host)) == 0 && host[0] &&
+        strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                     "0123456789.-") == strlen(host) &&
         strcmp(host, "localhost") != 0)
         conf_add(out, size, &n, ",DNS:%s", host);
     struct ifaddrs *ifs;
@@ -899,17 +899,36 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
     int rc = -1;
     FILE *f = fopen(ext, "w");
     if (f) {
-        fprintf(f, "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-                   "extendedKeyUsage=serverAuth\nsubjectAltName=%s\n", san);
+        fprintf(f,
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
+                "extendedKeyUsage=serverAuth\nsubjectAltName=%s\n",
+                san);
         rc = fclose(f) == 0 ? 0 : -1;
     }
     if (rc == 0) {
-        char *const req[] = {"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                             "-nodes", "-keyout", key, "-out", csr, "-subj", "/O=FleetSync/CN=FleetSync dashboard",
-                             NULL};
-        char *const sign[] = {"openssl", "x509", "-req", "-in", csr, "-CA", (char *)ca_crt, "-CAkey", (char *)ca_key,
-                              "-CAserial", (char *)serial, "-CAcreateserial", "-out", crt, "-days", "825",
-                              "-extfile", ext, NULL};
+        char *const req[] = {
+            "openssl", "req",     "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+            "-nodes",  "-keyout", key,    "-out",    csr,  "-subj",    "/O=FleetSync/CN=FleetSync dashboard",
+            NULL};
+        char *const sign[] = {"openssl",
+                              "x509",
+                              "-req",
+                              "-in",
+                              csr,
+                              "-CA",
+                              (char *)ca_crt,
+                              "-CAkey",
+                              (char *)ca_key,
+                              "-CAserial",
+                              (char *)serial,
+                              "-CAcreateserial",
+                              "-out",
+                              crt,
+                              "-days",
+                              "825",
+                              "-extfile",
+                              ext,
+                              NULL};
         rc = openssl_run(c, req) == 0 && openssl_run(c, sign) == 0 ? 0 : -1;
     }
     umask(old);
@@ -925,8 +944,8 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
 
 static int tls_ensure(const struct svc_ctx *c)
 {
-    char dir[PATH_MAX], ca_key[PATH_MAX], ca_crt[PATH_MAX], key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX],
-        ext[PATH_MAX], serial[PATH_MAX];
+    char dir[PATH_MAX], ca_key[PATH_MAX], ca_crt[PATH_MAX], key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX],
+        serial[PATH_MAX];
     path_join(dir, sizeof(dir), c->dir, "tls");
     path_join(ca_key, sizeof(ca_key), c->dir, "tls/ca.key");
     path_join(ca_crt, sizeof(ca_crt), c->dir, "tls/ca.crt");
@@ -945,10 +964,27 @@ static int tls_ensure(const struct svc_ctx *c)
     mode_t old = umask(077);
     int rc = 0;
     if (access(ca_crt, R_OK) != 0 || access(ca_key, R_OK) != 0) {
-        char *const ca[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                            "-nodes", "-keyout", ca_key, "-out", ca_crt, "-days", "3650", "-subj",
-                            "/O=FleetSync/CN=FleetSync local CA", "-addext", "basicConstraints=critical,CA:TRUE",
-                            "-addext", "keyUsage=critical,keyCertSign,cRLSign", NULL};
+        char *const ca[] = {"openssl",
+                            "req",
+                            "-x509",
+                            "-newkey",
+                            "ec",
+                            "-pkeyopt",
+                            "ec_paramgen_curve:P-256",
+                            "-nodes",
+                            "-keyout",
+                            ca_key,
+                            "-out",
+                            ca_crt,
+                            "-days",
+                            "3650",
+                            "-subj",
+                            "/O=FleetSync/CN=FleetSync local CA",
+                            "-addext",
+                            "basicConstraints=critical,CA:TRUE",
+                            "-addext",
+                            "keyUsage=critical,keyCertSign,cRLSign",
+                            NULL};
         rc = openssl_run(c, ca);
     }
     FILE *f = rc == 0 ? fopen(ext, "w") : NULL;
@@ -961,10 +997,12 @@ static int tls_ensure(const struct svc_ctx *c)
         rc = -1;
     }
     if (rc == 0) {
-        char *const req[] = {"openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                             "-nodes", "-keyout", key, "-out", csr, "-subj", "/O=FleetSync/CN=localhost", NULL};
-        char *const sign[] = {"openssl", "x509", "-req", "-in", csr, "-CA", ca_crt, "-CAkey", ca_key,
-                              "-CAserial", serial, "-CAcreateserial", "-out", crt, "-days", "825", "-extfile", ext,
+        char *const req[] = {"openssl", "req",     "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-nodes",  "-keyout", key,    "-out",    csr,  "-subj",    "/O=FleetSync/CN=localhost",
+                             NULL};
+        char *const sign[] = {"openssl", "x509",   "-req",  "-in",       csr,        "-CA",
+                              ca_crt,    "-CAkey", ca_key,  "-CAserial", serial,     "-CAcreateserial",
+                              "-out",    crt,      "-days", "825",       "-extfile", ext,
                               NULL};
         rc = openssl_run(c, req) == 0 && openssl_run(c, sign) == 0 ? 0 : -1;
     }
@@ -1074,34 +1112,34 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     if (kafka_listener_conf(c, node, listen, sizeof(listen)) != 0)
         return -1;
     int len = snprintf(text, sizeof(text),
-             "# Generated by fleetsync services start; changes are overwritten.\n"
-             "# Node %d of %d in KRaft combined mode (broker + controller).\n"
-             "process.roles=broker,controller\n"
-             "node.id=%d\n"
-             "controller.quorum.voters=%s\n"
-             "%s"
-             "log.dirs=%s/%s/data\n"
-             "num.partitions=6\n"
-             "auto.create.topics.enable=false\n"
-             "default.replication.factor=%d\n"
-             "min.insync.replicas=%d\n"
-             "offsets.topic.replication.factor=%d\n"
-             "offsets.topic.num.partitions=12\n"
-             "transaction.state.log.replication.factor=%d\n"
-             "transaction.state.log.min.isr=%d\n"
-             "share.coordinator.state.topic.replication.factor=%d\n"
-             "share.coordinator.state.topic.min.isr=%d\n"
-             "group.initial.rebalance.delay.ms=0\n"
-             "# A killed broker is fenced (its leaderships move) after 6 s, not 9.\n"
-             "broker.session.timeout.ms=6000\n"
-             "broker.heartbeat.interval.ms=1000\n"
-             "num.network.threads=2\n"
-             "num.io.threads=%d\n"
-             "num.replica.fetchers=1\n"
-             "log.retention.hours=168\n"
-             "log.segment.bytes=268435456\n",
-             node ? node : 1, n, node ? node : 1, voters, listen, c->dir, name, rf, min_isr, rf, rf, min_isr, rf,
-             min_isr, n > 1 ? 2 : 4);
+                       "# Generated by fleetsync services start; changes are overwritten.\n"
+                       "# Node %d of %d in KRaft combined mode (broker + controller).\n"
+                       "process.roles=broker,controller\n"
+                       "node.id=%d\n"
+                       "controller.quorum.voters=%s\n"
+                       "%s"
+                       "log.dirs=%s/%s/data\n"
+                       "num.partitions=6\n"
+                       "auto.create.topics.enable=false\n"
+                       "default.replication.factor=%d\n"
+                       "min.insync.replicas=%d\n"
+                       "offsets.topic.replication.factor=%d\n"
+                       "offsets.topic.num.partitions=12\n"
+                       "transaction.state.log.replication.factor=%d\n"
+                       "transaction.state.log.min.isr=%d\n"
+                       "share.coordinator.state.topic.replication.factor=%d\n"
+                       "share.coordinator.state.topic.min.isr=%d\n"
+                       "group.initial.rebalance.delay.ms=0\n"
+                       "# A killed broker is fenced (its leaderships move) after 6 s, not 9.\n"
+                       "broker.session.timeout.ms=6000\n"
+                       "broker.heartbeat.interval.ms=1000\n"
+                       "num.network.threads=2\n"
+                       "num.io.threads=%d\n"
+                       "num.replica.fetchers=1\n"
+                       "log.retention.hours=168\n"
+                       "log.segment.bytes=268435456\n",
+                       node ? node : 1, n, node ? node : 1, voters, listen, c->dir, name, rf, min_isr, rf, rf, min_isr,
+                       rf, min_isr, n > 1 ? 2 : 4);
     if (len < 0 || (size_t)len >= sizeof(text)) {
         log_error("server.properties does not fit (data dir path too long?)");
         return -1;
@@ -1114,21 +1152,20 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     if (rc != 0)
         return -1;
 
-    static const char log4j[] =
-        "# Generated by fleetsync services start.\n"
-        "status = warn\n"
-        "appender.out.type = Console\n"
-        "appender.out.name = out\n"
-        "appender.out.layout.type = PatternLayout\n"
-        "appender.out.layout.pattern = [%d{ISO8601}] %p %m (%c)%n\n"
-        "rootLogger.level = info\n"
-        "rootLogger.appenderRef.out.ref = out\n"
-        "logger.state.name = state.change.logger\n"
-        "logger.state.level = warn\n"
-        "logger.kafka.name = kafka\n"
-        "logger.kafka.level = info\n"
-        "logger.apache.name = org.apache.kafka\n"
-        "logger.apache.level = warn\n";
+    static const char log4j[] = "# Generated by fleetsync services start.\n"
+                                "status = warn\n"
+                                "appender.out.type = Console\n"
+                                "appender.out.name = out\n"
+                                "appender.out.layout.type = PatternLayout\n"
+                                "appender.out.layout.pattern = [%d{ISO8601}] %p %m (%c)%n\n"
+                                "rootLogger.level = info\n"
+                                "rootLogger.appenderRef.out.ref = out\n"
+                                "logger.state.name = state.change.logger\n"
+                                "logger.state.level = warn\n"
+                                "logger.kafka.name = kafka\n"
+                                "logger.kafka.level = info\n"
+                                "logger.apache.name = org.apache.kafka\n"
+                                "logger.apache.level = warn\n";
     snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
     return write_file(c, rel, log4j);
 }
@@ -1189,7 +1226,8 @@ static int kafka_classpath(char *buf, size_t size)
     snprintf(probe, sizeof(probe), "%s/kafka_2.13-%s.jar", libs, SVC_KAFKA_VERSION);
     if (access(probe, R_OK) != 0) {
         log_error("Kafka jars not found in %s (missing %s); run scripts/bootstrap "
-                  "or set FLEETSYNC_KAFKA_LIBS", libs, probe);
+                  "or set FLEETSYNC_KAFKA_LIBS",
+                  libs, probe);
         return -1;
     }
     snprintf(buf, size, "%s/*", libs);
@@ -1288,8 +1326,8 @@ static int start_kafka(const struct svc_ctx *c)
         path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
         snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
         log_rel(SVC_KAFKA, k, logp, sizeof(logp));
-        char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp, "kafka.tools.StorageTool",
-                              "format", "-t", id, "-c", props, NULL};
+        char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp,    "kafka.tools.StorageTool",
+                              "format",   "-t",       id,  "-c",  props, NULL};
         fmt[k] = spawn(c, argv, logp, c->dir);
         if (fmt[k] < 0)
             rc = -1;
@@ -1328,9 +1366,19 @@ static int start_kafka(const struct svc_ctx *c)
         char xms[16], xmx[16];
         snprintf(xms, sizeof(xms), "-Xms%s", heap);
         snprintf(xmx, sizeof(xmx), "-Xmx%s", heap);
-        char *const argv[] = {(char *)jb, xms, xmx, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-                              "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true", l4j,
-                              "-cp", cp, "kafka.Kafka", props, NULL};
+        char *const argv[] = {(char *)jb,
+                              xms,
+                              xmx,
+                              "-XX:+UseG1GC",
+                              "-XX:MaxGCPauseMillis=20",
+                              "-XX:+ExitOnOutOfMemoryError",
+                              "-Djava.awt.headless=true",
+                              l4j,
+                              "-cp",
+                              cp,
+                              "kafka.Kafka",
+                              props,
+                              NULL};
         pid_t pid = spawn(c, argv, logp, c->dir);
         if (pid <= 0 || write_pid(c, SVC_KAFKA, k, pid) != 0)
             return -1;
@@ -1439,9 +1487,9 @@ static int pgpass_write(const struct svc_ctx *c, const char *rel, const char *us
     char sock[PATH_MAX], esc[2 * PATH_MAX], text[4 * PATH_MAX], old[4 * PATH_MAX], tmp[64];
     path_join(sock, sizeof(sock), c->dir, "postgres/run");
     pgpass_escape(sock, esc, sizeof(esc));
-    int n = snprintf(text, sizeof(text),
-                     "127.0.0.1:%d:*:%s:%s\nlocalhost:%d:*:%s:%s\n\\:\\:1:%d:*:%s:%s\n%s:%d:*:%s:%s\n", c->ports.pg,
-                     user, pw, c->ports.pg, user, pw, c->ports.pg, user, pw, esc, c->ports.pg, user, pw);
+    int n =
+        snprintf(text, sizeof(text), "127.0.0.1:%d:*:%s:%s\nlocalhost:%d:*:%s:%s\n\\:\\:1:%d:*:%s:%s\n%s:%d:*:%s:%s\n",
+                 c->ports.pg, user, pw, c->ports.pg, user, pw, c->ports.pg, user, pw, esc, c->ports.pg, user, pw);
     if (n < 0 || (size_t)n >= sizeof(text)) {
         log_error("%s/%s does not fit (data dir path too long?)", c->dir, rel);
         return -1;
@@ -1518,17 +1566,16 @@ static int pg_hba_trusts(const struct svc_ctx *c)
     return trust;
 }
 
-static const char pg_hba_text[] =
-    "# Written by fleetsync services start: every connection logs in with a\n"
-    "# password (SCRAM-SHA-256); the passwords are in the data dir's pgpass\n"
-    "# (role " SVC_PG_ROLE ") and pgpass-admin (role " SVC_PG_ADMIN ").\n"
-    "# TYPE  DATABASE     USER  ADDRESS        METHOD\n"
-    "local   all          all                  scram-sha-256\n"
-    "host    all          all   127.0.0.1/32   scram-sha-256\n"
-    "host    all          all   ::1/128        scram-sha-256\n"
-    "local   replication  all                  scram-sha-256\n"
-    "host    replication  all   127.0.0.1/32   scram-sha-256\n"
-    "host    replication  all   ::1/128        scram-sha-256\n";
+static const char pg_hba_text[] = "# Written by fleetsync services start: every connection logs in with a\n"
+                                  "# password (SCRAM-SHA-256); the passwords are in the data dir's pgpass\n"
+                                  "# (role " SVC_PG_ROLE ") and pgpass-admin (role " SVC_PG_ADMIN ").\n"
+                                  "# TYPE  DATABASE     USER  ADDRESS        METHOD\n"
+                                  "local   all          all                  scram-sha-256\n"
+                                  "host    all          all   127.0.0.1/32   scram-sha-256\n"
+                                  "host    all          all   ::1/128        scram-sha-256\n"
+                                  "local   replication  all                  scram-sha-256\n"
+                                  "host    replication  all   127.0.0.1/32   scram-sha-256\n"
+                                  "host    replication  all   ::1/128        scram-sha-256\n";
 
 /* Notices ("role ... does not exist, skipping") go to the debug log. */
 static void pg_notice_quiet(void *arg, const char *message)
@@ -1541,8 +1588,8 @@ static void pg_notice_quiet(void *arg, const char *message)
  * password file D/passfile_rel, or (passfile_rel NULL) over the unix socket
  * without a password, which only a server still on trust accepts.  NULL
  * with the server's reason in err. */
-static PGconn *pg_open(const struct svc_ctx *c, const char *db, const char *user, const char *passfile_rel,
-                       char *err, size_t err_size)
+static PGconn *pg_open(const struct svc_ctx *c, const char *db, const char *user, const char *passfile_rel, char *err,
+                       size_t err_size)
 {
     char port[16], sock[PATH_MAX], passfile[PATH_MAX];
     snprintf(port, sizeof(port), "%d", c->ports.pg);
@@ -1551,7 +1598,7 @@ static PGconn *pg_open(const struct svc_ctx *c, const char *db, const char *user
         path_join(passfile, sizeof(passfile), c->dir, passfile_rel);
     const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout", "application_name", "passfile", NULL};
     const char *vals[] = {passfile_rel ? "127.0.0.1" : sock, port, db, user, "10", "fleetsync-services",
-                          passfile_rel ? passfile : NULL, NULL};
+                          passfile_rel ? passfile : NULL,    NULL};
     PGconn *conn = PQconnectdbParams(keys, vals, 0);
     if (PQstatus(conn) != CONNECTION_OK) {
         pg_error(conn, NULL, err, err_size);
@@ -1641,7 +1688,8 @@ static int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const ch
     char *argv[16];
     int rc = -1;
     log_info("upgrading PostgreSQL in %s/postgres to password logins (SCRAM-SHA-256); role %s becomes %s, "
-             "a new role %s without superuser owns the database", c->dir, SVC_PG_ROLE, SVC_PG_ADMIN, SVC_PG_ROLE);
+             "a new role %s without superuser owns the database",
+             c->dir, SVC_PG_ROLE, SVC_PG_ADMIN, SVC_PG_ROLE);
     pg_server_argv(c, bindir, 0, bin, data, port, sockopt, argv);
     log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
     pid_t pid = spawn(c, argv, logp, data);
@@ -1769,8 +1817,18 @@ static int start_postgres(const struct svc_ctx *c)
         log_info("initializing PostgreSQL cluster in %s (password logins; superuser %s)", data, SVC_PG_ADMIN);
         snprintf(bin, sizeof(bin), "%s/initdb", bindir);
         snprintf(pwline, sizeof(pwline), "%s\n", admin_pw);
-        char *const init[] = {bin, "-D", data, "-U", SVC_PG_ADMIN, "--auth=scram-sha-256", "--pwfile=/dev/stdin",
-                              "-E", "UTF8", "--locale=C", "--no-instructions", NULL};
+        char *const init[] = {bin,
+                              "-D",
+                              data,
+                              "-U",
+                              SVC_PG_ADMIN,
+                              "--auth=scram-sha-256",
+                              "--pwfile=/dev/stdin",
+                              "-E",
+                              "UTF8",
+                              "--locale=C",
+                              "--no-instructions",
+                              NULL};
         int st = run_sync(c, init, logp, c->dir, pwline);
         memset(pwline, 0, sizeof(pwline));
         if (st != 0) {
@@ -2087,8 +2145,7 @@ static int kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int ti
         snprintf(err, err_size, "cannot create the Kafka ACLs: %s", rd_kafka_event_error_string(ev));
     } else {
         size_t cnt = 0;
-        const rd_kafka_acl_result_t **r =
-            rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
+        const rd_kafka_acl_result_t **r = rd_kafka_CreateAcls_result_acls(rd_kafka_event_CreateAcls_result(ev), &cnt);
         rc = 0;
         for (size_t i = 0; i < cnt && rc == 0; i++) {
             const rd_kafka_error_t *e = rd_kafka_acl_result_error(r[i]);
@@ -2128,7 +2185,7 @@ static int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, 
         int left = (int)(deadline - fs_mono_ms());
         left = left < 100 ? 100 : left;
         int ok = id == SVC_MOSQUITTO ? mqtt_healthy(c, left < 2000 ? left : 2000)
-               : id == SVC_KAFKA     ? kafka_healthy(c, node, left < 3000 ? left : 3000)
+                 : id == SVC_KAFKA   ? kafka_healthy(c, node, left < 3000 ? left : 3000)
                                      : pg_healthy(c);
         if (ok == 0)
             return 0;
@@ -2213,8 +2270,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
         return 1;
     }
 
-    static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {start_mosquitto, start_kafka,
-                                                                      start_postgres};
+    static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {start_mosquitto, start_kafka, start_postgres};
     for (int i = 0; i < SVC_COUNT; i++) {
         if (running[i] == units[i]) {
             if (!opt->quiet && units[i] > 1)
@@ -2223,7 +2279,8 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
                 log_info("%s already running (pid %d)", svc_names[i], (int)first_pid[i]);
             if (i == SVC_MOSQUITTO && opt->tls_port && mqa_tls_port(c.dir) != opt->tls_port)
                 log_warn("mosquitto is running without a TLS listener on port %d; 'fleetsync services stop' "
-                         "first to start it with --tls", opt->tls_port);
+                         "first to start it with --tls",
+                         opt->tls_port);
             continue;
         }
         if (running[i] && !opt->quiet)
@@ -2513,10 +2570,10 @@ int svc_status(const struct fs_config *cfg, int json)
         char size[32];
         units_format_bytes((uint64_t)st[i].data_bytes, size, sizeof(size));
         /* A cluster with some brokers down still serves: "degraded". */
-        const char *health = st[i].healthy                      ? "healthy"
-                           : st[i].brokers > 1 && st[i].pid      ? "degraded"
-                           : st[i].pid                           ? "unhealthy"
-                                                                 : "down";
+        const char *health = st[i].healthy                    ? "healthy"
+                             : st[i].brokers > 1 && st[i].pid ? "degraded"
+                             : st[i].pid                      ? "unhealthy"
+                                                              : "down";
         if (json) {
             printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld", i ? "," : "",
                    st[i].name, st[i].pid, st[i].port, st[i].healthy ? "true" : "false", st[i].data_bytes);
@@ -2542,7 +2599,10 @@ int svc_status(const struct fs_config *cfg, int json)
             snprintf(name, sizeof(name), "  kafka-%d", kn[k].node);
             snprintf(pid, sizeof(pid), "%d", kn[k].pid);
             printf("%-10s %8s %6d  %-9s %10s  controller %d\n", name, kn[k].pid ? pid : "-", kn[k].port,
-                   kn[k].healthy ? "healthy" : kn[k].pid ? "unhealthy" : "down", size, kn[k].controller);
+                   kn[k].healthy ? "healthy"
+                   : kn[k].pid   ? "unhealthy"
+                                 : "down",
+                   size, kn[k].controller);
         }
         all &= st[i].healthy;
     }
@@ -2554,7 +2614,7 @@ int svc_status(const struct fs_config *cfg, int json)
 /* --- the command ------------------------------------------------------- */
 
 #define STR_(x) #x
-#define STR(x)  STR_(x)
+#define STR(x) STR_(x)
 
 static const char services_about[] =
     "Runs the embedded stack: Mosquitto (MQTT), Kafka " SVC_KAFKA_VERSION " in KRaft mode, PostgreSQL.\n"
@@ -2595,15 +2655,15 @@ int cmd_services(int argc, char **argv)
         OPT_INTEGER("partitions", "N", &opt.partitions, 1, 1000,
                     "partitions of truck-telemetry on creation (default 6)"),
         OPT_CB("kafka-brokers", "N", &opt.kafka_brokers, opt_kafka_brokers,
-               "1 (default) or " STR(SVC_KAFKA_MAX_BROKERS) ": a " STR(SVC_KAFKA_MAX_BROKERS)
-               "-broker KRaft cluster on this machine,\n"
-               "broker k on the Kafka port + 2(k-1), its controller one above\n"
-               "(19092/19093, 19094/19095, 19096/19097), data in DIR/kafka-<k>;\n"
-               "topics get 3 replicas and min.insync.replicas=2, so one broker\n"
-               "may be down.  Remembered in the data dir: later start, stop and\n"
-               "status need no flag, and start brings back a missing broker.\n"
-               "Clients list the brokers: --brokers 127.0.0.1:19092,127.0.0.1:19094,\n"
-               "127.0.0.1:19096 (docs/cluster.md)"),
+               "1 (default) or " STR(SVC_KAFKA_MAX_BROKERS) ": a " STR(
+                   SVC_KAFKA_MAX_BROKERS) "-broker KRaft cluster on this machine,\n"
+                                          "broker k on the Kafka port + 2(k-1), its controller one above\n"
+                                          "(19092/19093, 19094/19095, 19096/19097), data in DIR/kafka-<k>;\n"
+                                          "topics get 3 replicas and min.insync.replicas=2, so one broker\n"
+                                          "may be down.  Remembered in the data dir: later start, stop and\n"
+                                          "status need no flag, and start brings back a missing broker.\n"
+                                          "Clients list the brokers: --brokers 127.0.0.1:19092,127.0.0.1:19094,\n"
+                                          "127.0.0.1:19096 (docs/cluster.md)"),
         OPT_BOOLEAN("tls", &tls,
                     "also serve MQTT over TLS: a local CA and a server certificate\n"
                     "for 127.0.0.1/localhost are made once in DIR/tls/ (openssl);\n"

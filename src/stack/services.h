@@ -32,13 +32,13 @@
 
 #include "core/config.h"
 
-#define SVC_USER          "fleetsync"
+#define SVC_USER "fleetsync"
 /* PostgreSQL roles (services.c, "PostgreSQL roles and passwords"): the
  * pipelines' role, which owns the database fleetsync and its tables and is
  * no superuser (its password in D/pgpass, core/pg.h PG_PASSFILE), and the
  * bootstrap superuser only services start uses (D/pgpass-admin). */
-#define SVC_PG_ROLE       "fleetsync"
-#define SVC_PG_ADMIN      "fleetsync_admin"
+#define SVC_PG_ROLE "fleetsync"
+#define SVC_PG_ADMIN "fleetsync_admin"
 #define SVC_PG_ADMIN_PASSFILE "pgpass-admin"
 #define SVC_KAFKA_VERSION "4.1.1"
 #define SVC_KAFKA_MAX_BROKERS 3 /* start --kafka-brokers: 1 or 3 */
@@ -56,9 +56,9 @@ struct svc_ports {
 
 struct svc_options {
     struct svc_ports ports;
-    int partitions;  /* truck-telemetry partitions; 0 = default */
-    int tls_port;    /* also serve MQTT over TLS on this port (D/tls/); 0 = no */
-    int timeout_s;   /* how long start waits for each service */
+    int partitions; /* truck-telemetry partitions; 0 = default */
+    int tls_port;   /* also serve MQTT over TLS on this port (D/tls/); 0 = no */
+    int timeout_s;  /* how long start waits for each service */
     int quiet;
     int kafka_brokers; /* 1 or 3 KRaft nodes; 0 = what the data dir has (else 1) */
     int secure;        /* make Kafka secure (SASL + ACLs, core/kafkaauth.h); 0 = as the data dir is */
@@ -92,9 +92,9 @@ int svc_status(const struct fs_config *cfg, int json);
 /* One service's liveness for other commands (fleetsync status, up). */
 struct svc_state {
     const char *name;
-    int pid;      /* 0 when not running */
+    int pid; /* 0 when not running */
     int port;
-    int healthy;  /* Kafka: every broker answers */
+    int healthy; /* Kafka: every broker answers */
     long long data_bytes;
     int brokers;         /* Kafka: brokers of the data dir (1 or 3); 0 for the others */
     int brokers_running; /* Kafka: how many of them have a live process */

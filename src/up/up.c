@@ -43,20 +43,19 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char up_about[] =
-    "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-    "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
-    "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
-    "keeps them running (whatever dies is restarted with backoff), shows one status\n"
-    "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
-    "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
+static const char up_about[] = "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
+                               "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
+                               "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
+                               "keeps them running (whatever dies is restarted with backoff), shows one status\n"
+                               "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+                               "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
 
 #define CHILD_MAX_ARGS 20
 
 struct child {
     const char *name;
     const char *args[CHILD_MAX_ARGS]; /* subcommand and its own options; NULL-terminated */
-    int metrics_off; /* its metrics port is --metrics-base + this (docs/design.md: 9101...); 0 none */
+    int metrics_off;                  /* its metrics port is --metrics-base + this (docs/design.md: 9101...); 0 none */
     pid_t pid;
     int backoff_s;
     time_t next_start;
@@ -72,7 +71,8 @@ static struct child children[] = {
     {.name = "billing", .args = {"billing", NULL}, .metrics_off = 4},
     {.name = "detect", .args = {"detect", NULL}, .metrics_off = 3},
     {.name = "dashboard", .args = {"dashboard", NULL}},
-    {.name = "sim", .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL},
+    {.name = "sim",
+     .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL},
      .metrics_off = 5},
 };
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
@@ -129,8 +129,8 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
     /* The MQTT URL and the conninfo may hold passwords: they reach the
      * children as FLEETSYNC_MQTT / FLEETSYNC_PG (up_export_secrets), never on
      * a command line that ps shows to every user. */
-    const char *shared[] = {"--brokers", cfg->brokers, "--data-dir", cfg->data_dir, "--topic-prefix",
-                            cfg->topic_prefix};
+    const char *shared[] = {"--brokers",   cfg->brokers,     "--data-dir",
+                            cfg->data_dir, "--topic-prefix", cfg->topic_prefix};
     for (size_t i = 0; i < sizeof(shared) / sizeof(shared[0]); i++)
         argv[a++] = shared[i];
     char mport[16];
@@ -145,11 +145,8 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
     char rel[64];
     snprintf(rel, sizeof(rel), "log/%s.log", ch->name);
     int fd = nf_open(cfg->data_dir, rel, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    struct proc_spec spec = {.path = exe,
-                             .argv = (char *const *)argv,
-                             .log_fd = fd,
-                             .default_signals = 1,
-                             .group = PROC_GROUP_OWN};
+    struct proc_spec spec = {
+        .path = exe, .argv = (char *const *)argv, .log_fd = fd, .default_signals = 1, .group = PROC_GROUP_OWN};
     pid_t pid;
     int rc = proc_spawn(&spec, &pid), saved = errno;
     if (fd >= 0)
@@ -230,8 +227,8 @@ static long fleet_trucks(const struct fs_config *cfg)
     host[colon - cfg->listen] = '\0';
     if (!strcmp(host, "0.0.0.0") || !host[0])
         snprintf(host, sizeof(host), "127.0.0.1");
-    struct mg_connection *conn = mg_download(host, atoi(colon + 1), 0, ebuf, sizeof(ebuf),
-                                             "GET /api/fleet HTTP/1.0\r\nHost: %s\r\n\r\n", host);
+    struct mg_connection *conn =
+        mg_download(host, atoi(colon + 1), 0, ebuf, sizeof(ebuf), "GET /api/fleet HTTP/1.0\r\nHost: %s\r\n\r\n", host);
     if (!conn)
         return -1;
     long trucks = -1;
@@ -282,8 +279,8 @@ struct line_state {
 
 /* "trucks 200 · 19 msg/s · lag dashboard 0, detector 0, history 3, billing 0 ·
  * alerts 4 records", from one status refresh and the dashboard. */
-static void status_line(struct status_probe *probe, const struct fs_config *cfg, struct line_state *ls,
-                        char *out, size_t size)
+static void status_line(struct status_probe *probe, const struct fs_config *cfg, struct line_state *ls, char *out,
+                        size_t size)
 {
     struct status_report r;
     char topic[512];
@@ -527,8 +524,7 @@ int cmd_up(int argc, char **argv)
            "Ctrl-C stops everything.\n\n",
            cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)), cfg.brokers, cfg.topic_prefix,
            cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, data_dir, data_dir, cfg.listen,
-           cfg.topic_prefix,
-           sim_line);
+           cfg.topic_prefix, sim_line);
     fflush(stdout);
     if (up_export_secrets(&cfg) != 0) {
         log_error("cannot pass the endpoints to the services: %s", strerror(errno));
@@ -554,7 +550,9 @@ int cmd_up(int argc, char **argv)
         size_t n = 0;
         for (int i = 0; i < SVC_COUNT; i++) {
             n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %s", i ? ", " : "", st[i].name,
-                                  st[i].healthy ? "ok" : st[i].pid ? "unhealthy" : "DOWN");
+                                  st[i].healthy ? "ok"
+                                  : st[i].pid   ? "unhealthy"
+                                                : "DOWN");
             down |= !st[i].pid || st[i].brokers_running < st[i].brokers; /* a cluster's dead broker too */
         }
         for (int i = 0; i < NCHILDREN && n < sizeof(line); i++)
@@ -566,8 +564,7 @@ int cmd_up(int argc, char **argv)
             status_line(probe, &cfg, &ls, facts, sizeof(facts));
             /* One line, rewritten in place on a terminal; every 30 s in a log. */
             if (tty) {
-                printf("\r\033[K[%02ld:%02ld:%02ld] %s | %s", up_s / 3600, up_s / 60 % 60, up_s % 60, facts,
-                       line);
+                printf("\r\033[K[%02ld:%02ld:%02ld] %s | %s", up_s / 3600, up_s / 60 % 60, up_s % 60, facts, line);
                 fflush(stdout);
             } else if (time(NULL) - last_line >= 30) {
                 printf("[%02ld:%02ld:%02ld] %s | %s\n", up_s / 3600, up_s / 60 % 60, up_s % 60, facts, line);

@@ -34,7 +34,8 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check(int ok, const char *what) {
+static void check(int ok, const char *what)
+{
     if (!ok) {
         fprintf(stderr, "fuzz_dashboard: %s\n", what);
         abort();
@@ -43,23 +44,30 @@ static void check(int ok, const char *what) {
 
 #define FUZZ_NOW_MS 1764288000000LL
 
-static void records(const char *buf, size_t size) {
+static void records(const char *buf, size_t size)
+{
     static struct ds_store store;
     static struct ds_alerts alerts;
     static struct ds_view view;
     static int ready;
     if (!ready) {
-        check(ds_store_init(&store, 1000) == 0 && ds_alerts_init(&alerts, 64) == 0 && ds_view_init(&view) == 0,
-              "init");
+        check(ds_store_init(&store, 1000) == 0 && ds_alerts_init(&alerts, 64) == 0 && ds_view_init(&view) == 0, "init");
         struct ds_bbox world = {-180, -90, 180, 90};
         ds_view_set(&view, &world, 3);
         ready = 1;
     }
     struct tm_fast f;
     if (tm_scan(buf, size, FUZZ_NOW_MS, 1, &f)) {
-        struct ds_reading r = {.ts_ms = f.ts_ms, .seq = f.seq, .lat = f.lat, .lon = f.lon, .speed_kmh = f.speed_kmh,
-                               .ignition = f.ignition, .has_heading = f.heading_s.n > 0, .heading_deg = f.heading_deg,
-                               .has_fuel = f.fuel_s.n > 0, .fuel_pct = f.fuel_pct};
+        struct ds_reading r = {.ts_ms = f.ts_ms,
+                               .seq = f.seq,
+                               .lat = f.lat,
+                               .lon = f.lon,
+                               .speed_kmh = f.speed_kmh,
+                               .ignition = f.ignition,
+                               .has_heading = f.heading_s.n > 0,
+                               .heading_deg = f.heading_deg,
+                               .has_fuel = f.fuel_s.n > 0,
+                               .fuel_pct = f.fuel_pct};
         ds_store_reading(&store, f.truck_id.p, f.truck_id.n, &r);
     }
     struct buf out = {.max = 1 << 20};
@@ -72,7 +80,8 @@ static void records(const char *buf, size_t size) {
     buf_release(&out);
 }
 
-static void api_and_access(const char *buf, size_t size) {
+static void api_and_access(const char *buf, size_t size)
+{
     static struct ds_auth auth;
     static int ready;
     char err[256];
@@ -126,7 +135,8 @@ static void api_and_access(const char *buf, size_t size) {
     free(text);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     records((const char *)data, size);
     api_and_access((const char *)data, size);
     struct ds_client_msg m;

@@ -73,8 +73,13 @@ static void fuzz_checkpoint(const uint8_t *data, size_t size)
         check(st.trucks == 0 && st.held == 0, "a refused checkpoint left state behind");
     } else {
         detect_engine_stats(e, &st);
-        struct detect_reading rd = {.truck_id = "TRK-000001", .truck_id_len = 10, .lat = 48.1, .lon = 11.5,
-                                    .speed_kmh = 120, .ignition = true, .fuel_pct = 50};
+        struct detect_reading rd = {.truck_id = "TRK-000001",
+                                    .truck_id_len = 10,
+                                    .lat = 48.1,
+                                    .lon = 11.5,
+                                    .speed_kmh = 120,
+                                    .ignition = true,
+                                    .fuel_pct = 50};
         for (int i = 0; i < 20; i++) {
             rd.ts_ms = 1764201600000LL + i * 60000LL;
             rd.seq = i;

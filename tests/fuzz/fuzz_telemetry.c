@@ -49,8 +49,8 @@ static void fuzz_payload(const uint8_t *data, size_t size)
     static char ref_once[TM_MAX_PAYLOAD + 1];
     char ref_detail[64];
     struct tm_reading ref;
-    enum tm_reason ref_why = tm_parse_reference((const char *)data, size, FUZZ_NOW_MS, &ref, ref_detail,
-                                                sizeof(ref_detail));
+    enum tm_reason ref_why =
+        tm_parse_reference((const char *)data, size, FUZZ_NOW_MS, &ref, ref_detail, sizeof(ref_detail));
     int ref_n = ref_why == TM_OK ? tm_serialize(&ref, ref_once, sizeof(ref_once)) : -1;
     tm_reading_release(&ref);
 

@@ -21,18 +21,21 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check(int ok, const char *what) {
+static void check(int ok, const char *what)
+{
     if (!ok) {
         fprintf(stderr, "fuzz_tmscan: %s\n", what);
         abort();
     }
 }
 
-static int same_opt(bool has, double a, double b) {
+static int same_opt(bool has, double a, double b)
+{
     return has ? a == b : isnan(b);
 }
 
-static void agree(const struct tm_reading *r, const struct tm_fast *f) {
+static void agree(const struct tm_reading *r, const struct tm_fast *f)
+{
     check(f->truck_id.n == strlen(r->truck_id) && memcmp(f->truck_id.p, r->truck_id, f->truck_id.n) == 0,
           "truck_id differs");
     check(f->ts_ms == r->ts_ms && f->seq == r->seq, "ts/seq differ");
@@ -43,7 +46,8 @@ static void agree(const struct tm_reading *r, const struct tm_fast *f) {
     check(same_opt(r->has_odometer, r->odometer_km, f->odometer_km), "odometer differs");
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
     const char *buf = (const char *)data;
     struct tm_fast f;
     struct tm_reading r;

@@ -19,17 +19,21 @@
 #define D0 1764288000000LL /* 2025-11-28T00:00:00Z */
 #define KM_PER_DEG (GEO_EARTH_RADIUS_M * M_PI / 180.0 / 1000.0)
 
-#define assert_near(actual, expected, tol)                                                                            \
-    do {                                                                                                             \
-        double a_ = (actual), e_ = (expected);                                                                       \
-        if (!(fabs(a_ - e_) <= (tol)))                                                                               \
-            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                             \
+#define assert_near(actual, expected, tol)                                                                             \
+    do {                                                                                                               \
+        double a_ = (actual), e_ = (expected);                                                                         \
+        if (!(fabs(a_ - e_) <= (tol)))                                                                                 \
+            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                                \
     } while (0)
 
 /* A reading t_s seconds after D0 + 8 h. */
 static struct bill_point P(int64_t t_s, double lat, double speed, int ign) {
-    return (struct bill_point){.ts_ms = D0 + 8 * 3600000LL + t_s * 1000, .seq = t_s, .lat = lat, .lon = 11.0,
-                               .speed_kmh = speed, .ignition = ign};
+    return (struct bill_point){.ts_ms = D0 + 8 * 3600000LL + t_s * 1000,
+                               .seq = t_s,
+                               .lat = lat,
+                               .lon = 11.0,
+                               .speed_kmh = speed,
+                               .ignition = ign};
 }
 
 /* Day totals, as billing_daily would add them up. */
@@ -39,7 +43,8 @@ struct days {
     int jumps;
 };
 
-static struct bill_delta *day(struct days *ds, int64_t day_ms) {
+static struct bill_delta *day(struct days *ds, int64_t day_ms)
+{
     for (int i = 0; i < ds->n; i++)
         if (ds->d[i].day_ms == day_ms)
             return &ds->d[i];
@@ -49,7 +54,8 @@ static struct bill_delta *day(struct days *ds, int64_t day_ms) {
     return &ds->d[ds->n++];
 }
 
-static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_point p) {
+static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_point p)
+{
     struct bill_out o;
     enum bill_result r = bill_fold(s, &p, &o);
     if (r != BILL_FOLDED)
@@ -66,7 +72,8 @@ static enum bill_result fold(struct bill_state *s, struct days *ds, struct bill_
     return r;
 }
 
-static void test_day_of(void **state) {
+static void test_day_of(void **state)
+{
     (void)state;
     assert_int_equal(fs_day_start_ms(D0), D0);
     assert_int_equal(fs_day_start_ms(D0 + FS_DAY_MS - 1), D0);
@@ -77,7 +84,8 @@ static void test_day_of(void **state) {
 /* idle 60 s, two moving minutes of 0.01 degrees each, a stop with the engine
  * turned off (moving: the earlier reading is fast; engine: it is on), then
  * parked. */
-static void test_distance_engine_idle_max(void **state) {
+static void test_distance_engine_idle_max(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -99,7 +107,8 @@ static void test_distance_engine_idle_max(void **state) {
 
 /* An interval longer than 10 minutes counts no time and no distance; the
  * next one is measured from the reading after the gap. */
-static void test_gap_over_10_minutes_ignored(void **state) {
+static void test_gap_over_10_minutes_ignored(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -119,7 +128,8 @@ static void test_gap_over_10_minutes_ignored(void **state) {
 
 /* 23:59:30 -> 00:00:30: each day gets half of the time and the distance;
  * the max speed of a day comes from its own readings only. */
-static void test_midnight_split(void **state) {
+static void test_midnight_split(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -142,7 +152,8 @@ static void test_midnight_split(void **state) {
 
 /* A fix 400 km away for one reading: no distance for the jump, and the way
  * back is measured from the last good position, so it adds nothing either. */
-static void test_gps_jump_out_and_back(void **state) {
+static void test_gps_jump_out_and_back(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -158,7 +169,8 @@ static void test_gps_jump_out_and_back(void **state) {
 }
 
 /* Just under the limit counts; just over is a jump. */
-static void test_jump_threshold(void **state) {
+static void test_jump_threshold(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -179,13 +191,14 @@ static void test_jump_threshold(void **state) {
 /* Two readings that agree with each other but not with the old position: a
  * real relocation (the receiver was wrong before); driving from there on
  * counts. */
-static void test_relocation_confirmed(void **state) {
+static void test_relocation_confirmed(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
     bill_state_init(&s);
     fold(&s, &ds, P(0, 48.00, 60, 1));
-    fold(&s, &ds, P(60, 52.00, 60, 1)); /* jump */
+    fold(&s, &ds, P(60, 52.00, 60, 1));  /* jump */
     fold(&s, &ds, P(120, 52.01, 60, 1)); /* agrees with the jump: relocation */
     fold(&s, &ds, P(180, 52.02, 60, 1));
     assert_int_equal(ds.jumps, 1);
@@ -193,7 +206,8 @@ static void test_relocation_confirmed(void **state) {
 }
 
 /* A repeat (same ts and seq) and a late reading are skipped, change nothing. */
-static void test_duplicate_and_late(void **state) {
+static void test_duplicate_and_late(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -215,7 +229,8 @@ static void test_duplicate_and_late(void **state) {
 
 /* After a replay recomputes days from floor on, readings before it are
  * skipped and an interval crossing into it adds only its part after it. */
-static void test_floor(void **state) {
+static void test_floor(void **state)
+{
     (void)state;
     struct bill_state s;
     struct days ds = {0};
@@ -239,7 +254,8 @@ static void test_floor(void **state) {
     assert_near(ds.d[0].engine_s, 60, 1e-9);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_day_of),
         cmocka_unit_test(test_distance_engine_idle_max),

@@ -22,8 +22,8 @@ static int64_t wall_ms(void)
 
 static void route(const char *topic, const char *payload, int64_t received_ms, struct route *r)
 {
-    struct spool_record rec = {.offset = 0, .received_ms = received_ms, .topic = topic, .payload = payload,
-                               .payload_len = strlen(payload)};
+    struct spool_record rec = {
+        .offset = 0, .received_ms = received_ms, .topic = topic, .payload = payload, .payload_len = strlen(payload)};
     route_record(&rec, r);
 }
 
@@ -139,8 +139,8 @@ static void a_huge_payload_is_a_dead_letter_cut_to_fit_kafka(void **state)
     (void)state;
     static char big[1024 * 1024];
     memset(big, 'x', sizeof(big));
-    struct spool_record rec = {.received_ms = 5, .topic = "fleet/trucks/T1/telemetry", .payload = big,
-                               .payload_len = sizeof(big)};
+    struct spool_record rec = {
+        .received_ms = 5, .topic = "fleet/trucks/T1/telemetry", .payload = big, .payload_len = sizeof(big)};
     route_record(&rec, &r);
     assert_int_equal(r.dest, ROUTE_DLQ);
     assert_string_equal(r.error, "too_large");

@@ -14,8 +14,14 @@
 
 static struct ds_reading reading(int64_t ts, double lat, double lon, double speed, int ignition)
 {
-    return (struct ds_reading){.ts_ms = ts, .seq = ts / 1000, .lat = lat, .lon = lon, .speed_kmh = speed,
-                               .ignition = ignition, .has_heading = 1, .heading_deg = 90};
+    return (struct ds_reading){.ts_ms = ts,
+                               .seq = ts / 1000,
+                               .lat = lat,
+                               .lon = lon,
+                               .speed_kmh = speed,
+                               .ignition = ignition,
+                               .has_heading = 1,
+                               .heading_deg = 90};
 }
 
 static enum ds_apply put(struct ds_store *s, const char *id, struct ds_reading r)

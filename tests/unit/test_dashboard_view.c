@@ -179,9 +179,11 @@ static void alerts_are_idempotent_and_listed_since(void **state)
     /* The ring keeps the newest cap records. */
     char rec[256];
     for (int i = 0; i < 5; i++) {
-        int n = snprintf(rec, sizeof(rec),
-                         "{\"alert_id\":\"T%d:offline:1\",\"state\":\"raised\",\"truck_id\":\"T%d\",\"rule\":\"offline\","
-                         "\"detected_ms\":%d}", i, i, 10000 + i);
+        int n =
+            snprintf(rec, sizeof(rec),
+                     "{\"alert_id\":\"T%d:offline:1\",\"state\":\"raised\",\"truck_id\":\"T%d\",\"rule\":\"offline\","
+                     "\"detected_ms\":%d}",
+                     i, i, 10000 + i);
         assert_int_equal(ds_alerts_add(&a, rec, (size_t)n, 0, NULL), 1);
     }
     assert_int_equal(a.count, 3);

@@ -91,8 +91,13 @@ static void pos(double dx, double dy, double *lat, double *lon)
 static void feed_p(struct fx *f, int part, const char *id, int64_t ts, double dx, double dy, double speed, bool ign,
                    double fuel)
 {
-    struct detect_reading r = {.truck_id = id, .truck_id_len = strlen(id), .ts_ms = ts, .seq = f->seq++,
-                               .speed_kmh = speed, .ignition = ign, .fuel_pct = fuel};
+    struct detect_reading r = {.truck_id = id,
+                               .truck_id_len = strlen(id),
+                               .ts_ms = ts,
+                               .seq = f->seq++,
+                               .speed_kmh = speed,
+                               .ignition = ign,
+                               .fuel_pct = fuel};
     pos(dx, dy, &r.lat, &r.lon);
     assert_int_equal(detect_engine_feed(f->e, part, &r), 0);
 }
@@ -355,7 +360,7 @@ static void gps_jump_out_and_back_is_one_alert(void **state)
     for (int s = 0; s < 300; s += 10, x += 250)
         feed(f, T0 + s * S, x, 0, 90, true, 50);
     feed(f, T0 + 300 * S, x + 400000, 0, 90, true, 50); /* 400 km off */
-    feed(f, T0 + 310 * S, x + 250, 0, 90, true, 50);     /* back */
+    feed(f, T0 + 310 * S, x + 250, 0, 90, true, 50);    /* back */
     for (int s = 320; s < 600; s += 10)
         feed(f, T0 + s * S, x + 250 * (s - 300) / 10.0, 0, 90, true, 50);
     assert_int_equal(count(f, DR_GPS_JUMP, DA_RAISED), 1);
@@ -411,7 +416,7 @@ static void fuel_drop_30pct_over_5min_while_parked_raises(void **state)
     assert_int_equal(count(f, DR_FUEL_DROP, DA_RAISED), 1);
     assert_int_equal(count(f, DR_FUEL_DROP, DA_CLEARED), 1);
     const struct rec *r = find(f, DR_FUEL_DROP, DA_RAISED);
-    assert_int_equal(r->started, T0 + 600 * S); /* the last reading before the fall */
+    assert_int_equal(r->started, T0 + 600 * S);  /* the last reading before the fall */
     assert_int_equal(r->detected, T0 + 710 * S); /* 11 points down */
     /* cleared once nothing fell for 5 min after the last fall at 900 s */
     assert_int_equal(find(f, DR_FUEL_DROP, DA_CLEARED)->ended, T0 + 1200 * S);
@@ -508,9 +513,10 @@ static void geofence_id_cut_keeps_the_alert_json_valid(void **state)
 {
     (void)state;
     const char *ids[] = {
-        "a\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"", /* 'a' + 63 quotes */
-        NULL, /* 'x' and 63 backslashes */
-        NULL, /* 58 quotes and two euro signs: the cut falls inside the second */
+        "a\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\"\""
+        "\"\"\"\"\"\"\"\"\"", /* 'a' + 63 quotes */
+        NULL,                 /* 'x' and 63 backslashes */
+        NULL,                 /* 58 quotes and two euro signs: the cut falls inside the second */
         "\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\"
         "\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\xf0\x9f\x9a\x9a\"\xc3\xa9\"\xe2\x82\xac\\\x41", /* é"€\🚚" ... */
     };
@@ -527,9 +533,9 @@ static void geofence_id_cut_keeps_the_alert_json_valid(void **state)
     for (size_t k = 0; k < sizeof(ids) / sizeof(ids[0]); k++) {
         const char *fid = ids[k];
         assert_true(strlen(fid) <= GEO_FENCE_ID_MAX);
-        json_t *fc = json_pack("{s:s,s:[{s:s,s:{s:s,s:i},s:{s:s,s:[f,f]}}]}", "type", "FeatureCollection",
-                               "features", "type", "Feature", "properties", "id", fid, "radius_m", 500, "geometry",
-                               "type", "Point", "coordinates", LON0, LAT0);
+        json_t *fc = json_pack("{s:s,s:[{s:s,s:{s:s,s:i},s:{s:s,s:[f,f]}}]}", "type", "FeatureCollection", "features",
+                               "type", "Feature", "properties", "id", fid, "radius_m", 500, "geometry", "type", "Point",
+                               "coordinates", LON0, LAT0);
         assert_non_null(fc);
         char *text = json_dumps(fc, JSON_COMPACT);
         json_decref(fc);
@@ -542,9 +548,14 @@ static void geofence_id_cut_keeps_the_alert_json_valid(void **state)
             feed(f, T0 + 12 * 3600 * S + s * S, 25 + s * 5, 0, 18, true, 50);
         const struct rec *r = find(f, DR_GEOFENCE_EXIT, DA_RAISED);
         assert_non_null(r);
-        struct detect_alert a = {.truck_id = "TRK-000001", .truck_id_len = 10, .rule = DR_GEOFENCE_EXIT,
-                                 .state = DA_RAISED, .started_ms = r->started, .detected_ms = r->detected,
-                                 .lat = LAT0, .lon = LON0};
+        struct detect_alert a = {.truck_id = "TRK-000001",
+                                 .truck_id_len = 10,
+                                 .rule = DR_GEOFENCE_EXIT,
+                                 .state = DA_RAISED,
+                                 .started_ms = r->started,
+                                 .detected_ms = r->detected,
+                                 .lat = LAT0,
+                                 .lon = LON0};
         snprintf(a.details, sizeof(a.details), "%s", r->details);
         char buf[1024];
         assert_true(detect_alert_json(&a, buf, sizeof(buf)) > 0);
@@ -556,7 +567,7 @@ static void geofence_id_cut_keeps_the_alert_json_valid(void **state)
         assert_non_null(got);
         size_t n = strlen(got);
         assert_true(n > 0 && n <= strlen(fid));
-        assert_memory_equal(got, fid, n);                /* a prefix of the id */
+        assert_memory_equal(got, fid, n);                    /* a prefix of the id */
         assert_true(((unsigned char)fid[n] & 0xC0) != 0x80); /* cut between characters */
         json_decref(alert);
         fx_free(f);
@@ -660,8 +671,13 @@ static int make_day(struct rd *v, int max)
 
 static void feed_rd(struct fx *f, const struct rd *r, int64_t seq)
 {
-    struct detect_reading d = {.truck_id = r->id, .truck_id_len = strlen(r->id), .ts_ms = r->ts, .seq = seq,
-                               .speed_kmh = r->speed, .ignition = r->ign, .fuel_pct = NAN};
+    struct detect_reading d = {.truck_id = r->id,
+                               .truck_id_len = strlen(r->id),
+                               .ts_ms = r->ts,
+                               .seq = seq,
+                               .speed_kmh = r->speed,
+                               .ignition = r->ign,
+                               .fuel_pct = NAN};
     pos(r->dx, r->dy, &d.lat, &d.lon);
     assert_int_equal(detect_engine_feed(f->e, 0, &d), 0);
 }
@@ -714,8 +730,13 @@ static void duplicates_and_too_late_are_counted_and_change_nothing(void **state)
     struct detect_rules r;
     detect_rules_defaults(&r);
     struct fx *f = fx_new(&r, NULL, 1);
-    struct detect_reading d = {.truck_id = "TRK-1", .truck_id_len = 5, .speed_kmh = 50, .ignition = true,
-                               .fuel_pct = NAN, .lat = LAT0, .lon = LON0};
+    struct detect_reading d = {.truck_id = "TRK-1",
+                               .truck_id_len = 5,
+                               .speed_kmh = 50,
+                               .ignition = true,
+                               .fuel_pct = NAN,
+                               .lat = LAT0,
+                               .lon = LON0};
     for (int s = 0; s <= 600; s += 10) {
         d.ts_ms = T0 + s * S;
         d.seq = s;
@@ -881,9 +902,14 @@ static void reset_partition_forgets_its_trucks_only(void **state)
 static void alert_records_are_designs_json(void **state)
 {
     (void)state;
-    struct detect_alert a = {.truck_id = "TRK-000042xyz", .truck_id_len = 10, .rule = DR_STATIONARY_ENGINE_ON,
-                             .state = DA_RAISED, .started_ms = 1764201600123, .detected_ms = 1764202800123,
-                             .lat = 48.1, .lon = 11.5};
+    struct detect_alert a = {.truck_id = "TRK-000042xyz",
+                             .truck_id_len = 10,
+                             .rule = DR_STATIONARY_ENGINE_ON,
+                             .state = DA_RAISED,
+                             .started_ms = 1764201600123,
+                             .detected_ms = 1764202800123,
+                             .lat = 48.1,
+                             .lon = 11.5};
     snprintf(a.details, sizeof(a.details), "{\"minutes\":20}");
     char buf[512];
     assert_int_equal(detect_alert_id(&a, buf, sizeof(buf)), strlen("TRK-000042:stationary_engine_on:1764201600123"));

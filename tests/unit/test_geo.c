@@ -30,13 +30,13 @@
 
 /* 2025-11-28T00:00:00Z: a UTC midnight, so AT(h, m) is that time of day. */
 #define DAY0_MS 1764288000000LL
-#define AT(h, m) (DAY0_MS + ((int64_t)(h) * 60 + (m)) * 60000)
+#define AT(h, m) (DAY0_MS + ((int64_t)(h)*60 + (m)) * 60000)
 
-#define assert_near(actual, expected, tol)                                                                            \
-    do {                                                                                                             \
-        double a_ = (actual), e_ = (expected);                                                                       \
-        if (!(fabs(a_ - e_) <= (tol)))                                                                               \
-            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                             \
+#define assert_near(actual, expected, tol)                                                                             \
+    do {                                                                                                               \
+        double a_ = (actual), e_ = (expected);                                                                         \
+        if (!(fabs(a_ - e_) <= (tol)))                                                                                 \
+            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                                \
     } while (0)
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -484,7 +484,8 @@ static void rejects_not_a_feature_collection(void **state)
 static void rejects_ring_with_two_positions(void **state)
 {
     (void)state;
-    expect_load_error("bad_ring.geojson", "feature 2 (id \"yard-short\"): outer ring has 2 positions, needs at least 4");
+    expect_load_error("bad_ring.geojson",
+                      "feature 2 (id \"yard-short\"): outer ring has 2 positions, needs at least 4");
 }
 
 static void rejects_hole_with_three_positions(void **state)
@@ -508,8 +509,7 @@ static void rejects_feature_without_id(void **state)
 static void rejects_duplicate_fence_id(void **state)
 {
     (void)state;
-    expect_load_error("duplicate_id.geojson",
-                      "feature 2 (id \"depot-munich\"): fence id is already used by feature 1");
+    expect_load_error("duplicate_id.geojson", "feature 2 (id \"depot-munich\"): fence id is already used by feature 1");
 }
 
 static void rejects_point_without_radius(void **state)
@@ -545,7 +545,8 @@ static void rejects_multipolygon(void **state)
 static void rejects_latitude_out_of_range(void **state)
 {
     (void)state;
-    expect_load_error("lat_out_of_range.geojson", "feature 1 (id \"depot-munich\"): Point position [11.6745, 148.1285] is out of range");
+    expect_load_error("lat_out_of_range.geojson",
+                      "feature 1 (id \"depot-munich\"): Point position [11.6745, 148.1285] is out of range");
 }
 
 static void rejects_ring_crossing_the_antimeridian(void **state)
@@ -634,8 +635,9 @@ static void features(struct text *t, size_t n)
 {
     text_add(t, "{\"type\":\"FeatureCollection\",\"features\":[");
     for (size_t k = 0; k < n; k++)
-        text_add(t, "%s{\"type\":\"Feature\",\"properties\":{\"id\":\"f%zu\",\"radius_m\":10},"
-                    "\"geometry\":{\"type\":\"Point\",\"coordinates\":[0,0]}}",
+        text_add(t,
+                 "%s{\"type\":\"Feature\",\"properties\":{\"id\":\"f%zu\",\"radius_m\":10},"
+                 "\"geometry\":{\"type\":\"Point\",\"coordinates\":[0,0]}}",
                  k ? "," : "", k);
     text_add(t, "]}");
 }

@@ -14,7 +14,7 @@
 #include <jansson.h>
 
 #define MIN_MS 60000LL
-#define T0     1795737600000LL /* 2026-11-27T00:00:00Z */
+#define T0 1795737600000LL /* 2026-11-27T00:00:00Z */
 
 enum { SEO = 0, MIO, JUMP, FUEL, FENCE, OVER, OFF };
 
@@ -57,7 +57,7 @@ static void rule_names_round_trip(void **state)
 {
     (void)state;
     const char *names[] = {"stationary_engine_on", "moving_ignition_off", "gps_jump", "fuel_drop",
-                           "geofence_exit", "overspeed", "offline"};
+                           "geofence_exit",        "overspeed",           "offline"};
     for (int k = 0; k < MATCH_RULES; k++) {
         assert_string_equal(match_rule_name(k), names[k]);
         assert_int_equal(match_rule_from_name(names[k]), k);
@@ -162,7 +162,7 @@ static void per_rule_arithmetic(void **state)
         al("A", OVER, T0, T0 + 60000),
         al("B", OVER, T0 + 1000, T0 + 90000),
         al("C", OVER, T0 - 1000, T0 + 120000),
-        al("E", OVER, T0, T0 + 60000),              /* no incident on E */
+        al("E", OVER, T0, T0 + 60000),                     /* no incident on E */
         al("D", OVER, T0 + 2 * 3600000, T0 + 2 * 3600000), /* far later: false */
         al("A", OFF, T0 + 100 * MIN_MS, T0 + 110 * MIN_MS),
         al("B", OFF, T0 + 100 * MIN_MS, T0 + 120 * MIN_MS),

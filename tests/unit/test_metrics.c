@@ -157,12 +157,9 @@ static void busy_port_is_a_clear_error(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counter_renders_with_help_and_type),
-        cmocka_unit_test(label_sets_share_one_header),
-        cmocka_unit_test(same_series_registered_twice_is_one),
-        cmocka_unit_test(gauge_keeps_fractions),
-        cmocka_unit_test(histogram_renders_cumulative_buckets),
-        cmocka_unit_test(endpoint_serves_metrics_and_healthz),
+        cmocka_unit_test(counter_renders_with_help_and_type),   cmocka_unit_test(label_sets_share_one_header),
+        cmocka_unit_test(same_series_registered_twice_is_one),  cmocka_unit_test(gauge_keeps_fractions),
+        cmocka_unit_test(histogram_renders_cumulative_buckets), cmocka_unit_test(endpoint_serves_metrics_and_healthz),
         cmocka_unit_test(busy_port_is_a_clear_error),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);

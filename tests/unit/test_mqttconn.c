@@ -57,9 +57,8 @@ static void wait_for(int fd, short events)
 /* Connects p->c to the listener and accepts; the transport is ready. */
 static void connect_tcp(struct peer *p)
 {
-    assert_int_equal(mqc_start(&p->c, (struct sockaddr *)&p->addr, sizeof(p->addr), NULL, 0, 1000, p->err,
-                               sizeof(p->err)),
-                     0);
+    assert_int_equal(
+        mqc_start(&p->c, (struct sockaddr *)&p->addr, sizeof(p->addr), NULL, 0, 1000, p->err, sizeof(p->err)), 0);
     assert_int_equal(p->c.state, MQC_TCP);
     assert_true(p->c.fd >= 0);
     p->fd = accept(p->listen_fd, NULL, NULL);

@@ -22,8 +22,8 @@ enum peer_mode { ANSWER, SILENT, NOT_MQTT };
 struct peer {
     int listen_fd, port;
     enum peer_mode mode;
-    uint8_t code;         /* the CONNACK's return code */
-    uint8_t got[512];     /* everything the client wrote */
+    uint8_t code;     /* the CONNACK's return code */
+    uint8_t got[512]; /* everything the client wrote */
     size_t got_len;
     pthread_t thread;
 };
@@ -98,8 +98,8 @@ static void start_peer(struct peer *p, enum peer_mode mode, uint8_t code)
 static int probe(struct peer *p, const char *user, const char *pass, int timeout_ms, int *code, char *err,
                  size_t err_size)
 {
-    struct mqttprobe_target t = {.host = "127.0.0.1", .port = p->port, .client_id = "fleetsync-probe-1",
-                                 .user = user, .pass = pass};
+    struct mqttprobe_target t = {
+        .host = "127.0.0.1", .port = p->port, .client_id = "fleetsync-probe-1", .user = user, .pass = pass};
     return mqttprobe_connack(&t, timeout_ms, code, err, err_size);
 }
 

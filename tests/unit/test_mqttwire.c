@@ -18,18 +18,25 @@ static void connect_with_will_and_login(void **state)
 {
     (void)state;
     static const uint8_t want[] = {
-        0x10, 69,                                            /* CONNECT, remaining length */
-        0, 4, 'M', 'Q', 'T', 'T', 4,                         /* protocol name, level 4 = 3.1.1 */
-        0xee,                                                /* user, password, will retain, will QoS 1, will, clean */
-        0, 60,                                               /* keepalive */
-        0, 10, 'T', 'R', 'K', '-', '0', '0', '0', '0', '0', '1', /* client id */
-        0, 30, 'f', 'l', 'e', 'e', 't', '/', 't', 'r', 'u', 'c', 'k', 's', '/', 'T', 'R', 'K', '-', '0', '0', '0',
-        '0', '0', '1', '/', 's', 't', 'a', 't', 'u', 's',    /* will topic */
-        0, 7, 'o', 'f', 'f', 'l', 'i', 'n', 'e',             /* will message */
-        0, 1, 'u', 0, 1, 'p'};                               /* user, password */
-    struct mqw_connect c = {.client_id = "TRK-000001", .keepalive_s = 60, .clean_session = 1,
-                            .will_topic = "fleet/trucks/TRK-000001/status", .will_payload = "offline", .will_len = 7,
-                            .will_qos = 1, .will_retain = 1, .user = "u", .pass = "p"};
+        0x10, 69,                         /* CONNECT, remaining length */
+        0,    4,   'M', 'Q', 'T', 'T', 4, /* protocol name, level 4 = 3.1.1 */
+        0xee,                             /* user, password, will retain, will QoS 1, will, clean */
+        0,    60,                         /* keepalive */
+        0,    10,  'T', 'R', 'K', '-', '0', '0', '0', '0', '0', '1', /* client id */
+        0,    30,  'f', 'l', 'e', 'e', 't', '/', 't', 'r', 'u', 'c', 'k', 's', '/', 'T',
+        'R',  'K', '-', '0', '0', '0', '0', '0', '1', '/', 's', 't', 'a', 't', 'u', 's', /* will topic */
+        0,    7,   'o', 'f', 'f', 'l', 'i', 'n', 'e',                                    /* will message */
+        0,    1,   'u', 0,   1,   'p'};                                                  /* user, password */
+    struct mqw_connect c = {.client_id = "TRK-000001",
+                            .keepalive_s = 60,
+                            .clean_session = 1,
+                            .will_topic = "fleet/trucks/TRK-000001/status",
+                            .will_payload = "offline",
+                            .will_len = 7,
+                            .will_qos = 1,
+                            .will_retain = 1,
+                            .user = "u",
+                            .pass = "p"};
     uint8_t out[256];
     assert_int_equal(mqw_encode_connect(out, sizeof(out), &c), sizeof(want));
     assert_memory_equal(out, want, sizeof(want));
@@ -167,25 +174,29 @@ static void parse_malformed(void **state)
 static void connect_v5_persistent(void **state)
 {
     (void)state;
-    static const uint8_t want[] = {
-        0x10, 35,                         /* CONNECT, remaining length */
-        0, 4, 'M', 'Q', 'T', 'T', 5,      /* protocol name, level 5 */
-        0xc0,                             /* user, password; clean start 0 */
-        0, 30,                            /* keepalive */
-        8,                                /* property length */
-        0x11, 0x00, 0x09, 0x3a, 0x80,     /* session expiry 604800 */
-        0x21, 0x03, 0xe8,                 /* receive maximum 1000 */
-        0, 6, 'b', 'r', 'i', 'd', 'g', 'e', /* client id */
-        0, 2, 'u', 's', 0, 2, 'p', 'w'};  /* user, password */
-    struct mqw_connect c = {.client_id = "bridge", .keepalive_s = 30, .user = "us", .pass = "pw", .version = 5,
-                            .session_expiry_s = 604800, .receive_max = 1000};
+    static const uint8_t want[] = {0x10, 35,                                     /* CONNECT, remaining length */
+                                   0,    4,    'M',  'Q',  'T',  'T', 5,         /* protocol name, level 5 */
+                                   0xc0,                                         /* user, password; clean start 0 */
+                                   0,    30,                                     /* keepalive */
+                                   8,                                            /* property length */
+                                   0x11, 0x00, 0x09, 0x3a, 0x80,                 /* session expiry 604800 */
+                                   0x21, 0x03, 0xe8,                             /* receive maximum 1000 */
+                                   0,    6,    'b',  'r',  'i',  'd', 'g', 'e',  /* client id */
+                                   0,    2,    'u',  's',  0,    2,   'p', 'w'}; /* user, password */
+    struct mqw_connect c = {.client_id = "bridge",
+                            .keepalive_s = 30,
+                            .user = "us",
+                            .pass = "pw",
+                            .version = 5,
+                            .session_expiry_s = 604800,
+                            .receive_max = 1000};
     uint8_t out[128];
     assert_int_equal(mqw_encode_connect(out, sizeof(out), &c), sizeof(want));
     assert_memory_equal(out, want, sizeof(want));
     /* no properties: a zero property length; a will gets empty properties */
     struct mqw_connect w = {.client_id = "x", .version = 5, .will_topic = "t", .will_payload = "o", .will_len = 1};
-    static const uint8_t want_w[] = {0x10, 21, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x04, 0, 0, 0, 0, 1, 'x',
-                                     0,    0,  1, 't', 0, 1, 'o'};
+    static const uint8_t want_w[] = {0x10, 21, 0, 4,   'M', 'Q', 'T', 'T', 5, 0x04, 0,  0,
+                                     0,    0,  1, 'x', 0,   0,   1,   't', 0, 1,    'o'};
     assert_int_equal(mqw_encode_connect(out, sizeof(out), &w), sizeof(want_w));
     assert_memory_equal(out, want_w, sizeof(want_w));
 }
@@ -194,10 +205,10 @@ static void subscribe_and_puback(void **state)
 {
     (void)state;
     const char *filters[] = {"a/+", "$share/g/b"};
-    static const uint8_t v3[] = {0x82, 21, 0, 7, 0, 3, 'a', '/', '+', 1, 0, 10, '$', 's', 'h', 'a', 'r', 'e', '/',
-                                 'g',  '/', 'b', 1};
-    static const uint8_t v5[] = {0x82, 22, 0, 7, 0, 0, 3, 'a', '/', '+', 1, 0, 10, '$', 's', 'h', 'a', 'r', 'e',
-                                 '/',  'g', '/', 'b', 1};
+    static const uint8_t v3[] = {0x82, 21,  0,   7,   0,   3,   'a', '/', '+', 1,   0, 10,
+                                 '$',  's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'b', 1};
+    static const uint8_t v5[] = {0x82, 22,  0,   7,   0,   0,   3,   'a', '/', '+', 1,   0,
+                                 10,   '$', 's', 'h', 'a', 'r', 'e', '/', 'g', '/', 'b', 1};
     uint8_t out[64];
     assert_int_equal(mqw_encode_subscribe(out, sizeof(out), 7, filters, 2, 1, 4), sizeof(v3));
     assert_memory_equal(out, v3, sizeof(v3));
@@ -228,8 +239,8 @@ static void parse_subscriber_packets(void **state)
     assert_int_equal(pk.payload_len, 2);
     assert_memory_equal(pk.payload, "hi", 2);
     /* MQTT 5 PUBLISH QoS 1 with a content type and a user property */
-    static const uint8_t p5[] = {0x32, 25, 0, 1, 't', 0, 9, 13,  0x03, 0, 3, 'j', 's',
-                                 'n',  0x26, 0, 1, 'k', 0, 1, 'v', '{', '}', '!', '!', '!', '!'};
+    static const uint8_t p5[] = {0x32, 25, 0, 1,   't', 0, 9,   13,  0x03, 0,   3,   'j', 's', 'n',
+                                 0x26, 0,  1, 'k', 0,   1, 'v', '{', '}',  '!', '!', '!', '!'};
     assert_int_equal(mqw_parse_in(p5, sizeof(p5), 5, 1024, &pk), sizeof(p5));
     assert_int_equal(pk.mid, 9);
     assert_int_equal(pk.topic_len, 1);
@@ -309,18 +320,18 @@ static void parse_subscriber_malformed(void **state)
         size_t n;
         int version;
     } bad[] = {
-        {{0x36, 5, 0, 1, 't', 0, 1}, 7, 4},               /* PUBLISH QoS 3 */
-        {{0x32, 5, 0, 1, 't', 0, 0}, 7, 4},               /* packet id 0 */
-        {{0x32, 4, 0, 3, 'a', 'b'}, 6, 4},                /* topic longer than the packet */
-        {{0x30, 3, 0, 1, 't'}, 5, 5},                     /* MQTT 5 without a property length */
-        {{0x30, 5, 0, 1, 't', 2, 0x01}, 7, 5},            /* properties past the packet */
-        {{0x30, 6, 0, 1, 't', 2, 0x7f, 0}, 8, 5},         /* an unknown property */
-        {{0x90, 2, 0, 1}, 4, 4},                          /* SUBACK without return codes */
-        {{0x90, 3, 0, 1, 0}, 5, 5},                       /* MQTT 5 SUBACK: properties, no codes */
-        {{0x20, 4, 0, 0, 2, 0x13}, 6, 5},                 /* CONNACK property cut short */
-        {{0x20, 3, 0, 0, 0}, 5, 4},                       /* 3.1.1 CONNACK of 3 bytes */
-        {{0xe0, 1, 0}, 3, 4},                             /* 3.1.1 DISCONNECT with a body */
-        {{0xe0, 3, 0x8e, 1, 0x11}, 5, 5},                 /* DISCONNECT property cut short */
+        {{0x36, 5, 0, 1, 't', 0, 1}, 7, 4},       /* PUBLISH QoS 3 */
+        {{0x32, 5, 0, 1, 't', 0, 0}, 7, 4},       /* packet id 0 */
+        {{0x32, 4, 0, 3, 'a', 'b'}, 6, 4},        /* topic longer than the packet */
+        {{0x30, 3, 0, 1, 't'}, 5, 5},             /* MQTT 5 without a property length */
+        {{0x30, 5, 0, 1, 't', 2, 0x01}, 7, 5},    /* properties past the packet */
+        {{0x30, 6, 0, 1, 't', 2, 0x7f, 0}, 8, 5}, /* an unknown property */
+        {{0x90, 2, 0, 1}, 4, 4},                  /* SUBACK without return codes */
+        {{0x90, 3, 0, 1, 0}, 5, 5},               /* MQTT 5 SUBACK: properties, no codes */
+        {{0x20, 4, 0, 0, 2, 0x13}, 6, 5},         /* CONNACK property cut short */
+        {{0x20, 3, 0, 0, 0}, 5, 4},               /* 3.1.1 CONNACK of 3 bytes */
+        {{0xe0, 1, 0}, 3, 4},                     /* 3.1.1 DISCONNECT with a body */
+        {{0xe0, 3, 0x8e, 1, 0x11}, 5, 5},         /* DISCONNECT property cut short */
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         int n = mqw_parse_in(bad[k].b, bad[k].n, bad[k].version, 1024, &pk);

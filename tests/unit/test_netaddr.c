@@ -11,8 +11,10 @@
 static void loopback_names_and_addresses(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"localhost", "LocalHost", "::1", "[::1]", "127.0.0.1", "127.1.2.3",
-                                      "127.255.255.255", "127.0.0.01", "::ffff:127.0.0.1", "::FFFF:127.9.9.9"};
+    static const char *const yes[] = {"localhost",       "LocalHost",  "::1",
+                                      "[::1]",           "127.0.0.1",  "127.1.2.3",
+                                      "127.255.255.255", "127.0.0.01", "::ffff:127.0.0.1",
+                                      "::FFFF:127.9.9.9"};
     for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
         assert_true(netaddr_loopback(yes[i]));
 }
@@ -20,11 +22,28 @@ static void loopback_names_and_addresses(void **state)
 static void everything_else_is_not(void **state)
 {
     (void)state;
-    static const char *const no[] = {"",          "0.0.0.0",        "::",           "[::]",         "10.0.0.1",
-                                     "128.0.0.1", "127.0.0.256",    "127.0.0",      "127.0.0.1.5",  "127.0.0.1x",
-                                     "127.0.0.1:8080", "127.0.0.-1", "127..0.1",   "1127.0.0.1",   "127.0.0.1000",
-                                     "localhost.evil.example", "localhost:80", "::ffff:10.0.0.1", "[::1]:80",
-                                     "::2", "127.0.0.1 ", " 127.0.0.1"};
+    static const char *const no[] = {"",
+                                     "0.0.0.0",
+                                     "::",
+                                     "[::]",
+                                     "10.0.0.1",
+                                     "128.0.0.1",
+                                     "127.0.0.256",
+                                     "127.0.0",
+                                     "127.0.0.1.5",
+                                     "127.0.0.1x",
+                                     "127.0.0.1:8080",
+                                     "127.0.0.-1",
+                                     "127..0.1",
+                                     "1127.0.0.1",
+                                     "127.0.0.1000",
+                                     "localhost.evil.example",
+                                     "localhost:80",
+                                     "::ffff:10.0.0.1",
+                                     "[::1]:80",
+                                     "::2",
+                                     "127.0.0.1 ",
+                                     " 127.0.0.1"};
     for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
         assert_false(netaddr_loopback(no[i]));
     assert_false(netaddr_loopback(NULL));

@@ -67,9 +67,9 @@ static void every_kind_is_stored(void **state)
     (void)state;
     struct fs_config cfg;
     int rest = -1;
-    assert_int_equal(run(&cfg, &rest, "--flag", "--n", "7", "--s=hello", "--wait", "5m", "--odd", "9", "--x", "1.25",
-                         "pos", NULL),
-                     OPT_PARSED);
+    assert_int_equal(
+        run(&cfg, &rest, "--flag", "--n", "7", "--s=hello", "--wait", "5m", "--odd", "9", "--x", "1.25", "pos", NULL),
+        OPT_PARSED);
     assert_true(v.x == 1.25);
     assert_int_equal(v.flag, 1);
     assert_int_equal(v.n, 7);
@@ -100,11 +100,15 @@ static void bad_input_is_a_usage_error(void **state)
     struct fs_config cfg;
     int rest;
     const char *bad[][3] = {
-        {"--n", "11", NULL},     {"--n", "x", NULL},        {"--wait", "300", NULL}, {"--wait", "2d", NULL},
-        {"--odd", "4", NULL},    {"--bogus", NULL, NULL},   {"--n", NULL, NULL},     {"-q", NULL, NULL},
-        {"--flag=1", NULL, NULL}, {"--metrics-port", "x", NULL}, {"-X", "novalue", NULL},
-        {"--x", "0.4", NULL},    {"--x", "2.01", NULL},     {"--x", "1e", NULL},     {"--x", "nan", NULL},
-        {"--x", "", NULL},       {"--More:", NULL, NULL},
+        {"--n", "11", NULL},      {"--n", "x", NULL},
+        {"--wait", "300", NULL},  {"--wait", "2d", NULL},
+        {"--odd", "4", NULL},     {"--bogus", NULL, NULL},
+        {"--n", NULL, NULL},      {"-q", NULL, NULL},
+        {"--flag=1", NULL, NULL}, {"--metrics-port", "x", NULL},
+        {"-X", "novalue", NULL},  {"--x", "0.4", NULL},
+        {"--x", "2.01", NULL},    {"--x", "1e", NULL},
+        {"--x", "nan", NULL},     {"--x", "", NULL},
+        {"--More:", NULL, NULL},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(run(&cfg, &rest, bad[i][0], bad[i][1], bad[i][2], NULL), OPT_USAGE_ERROR);

@@ -17,21 +17,24 @@
 
 /* The COPY text pgval_put_float8_span() writes for s, with strtod()'s value
  * (what tm_scan() computes). */
-static const char *float8(struct buf *b, const char *s) {
+static const char *float8(struct buf *b, const char *s)
+{
     buf_reset(b);
     if (pgval_put_float8_span(b, s, strlen(s), strtod(s, NULL)) < 0)
         return NULL;
     return b->p ? b->p : "";
 }
 
-static const char *elem(struct buf *b, const char *s) {
+static const char *elem(struct buf *b, const char *s)
+{
     buf_reset(b);
     if (pgval_put_array_elem(b, s, strlen(s)) < 0)
         return NULL;
     return b->p;
 }
 
-static void timestamps_of_years_1_to_9999_are_in_range(void **state) {
+static void timestamps_of_years_1_to_9999_are_in_range(void **state)
+{
     (void)state;
     assert_true(pgval_ts_ok(0));
     assert_true(pgval_ts_ok(1764288000000LL));
@@ -42,7 +45,8 @@ static void timestamps_of_years_1_to_9999_are_in_range(void **state) {
     assert_string_equal(pg_format_ts(PGVAL_TS_MAX_MS, s, sizeof(s)), "9999-12-31T23:59:59.999Z");
 }
 
-static void timestamps_outside_are_refused(void **state) {
+static void timestamps_outside_are_refused(void **state)
+{
     (void)state;
     assert_false(pgval_ts_ok(PGVAL_TS_MIN_MS - 1));
     assert_false(pgval_ts_ok(PGVAL_TS_MAX_MS + 1));
@@ -51,7 +55,8 @@ static void timestamps_outside_are_refused(void **state) {
     assert_false(pgval_ts_ok(INT64_MIN));
 }
 
-static void float8_digits_are_copied_as_they_are(void **state) {
+static void float8_digits_are_copied_as_they_are(void **state)
+{
     (void)state;
     struct buf b = {0};
     assert_string_equal(float8(&b, "48.137154"), "48.137154");
@@ -65,7 +70,8 @@ static void float8_digits_are_copied_as_they_are(void **state) {
     buf_release(&b);
 }
 
-static void float8_underflow_is_written_as_zero(void **state) {
+static void float8_underflow_is_written_as_zero(void **state)
+{
     (void)state;
     struct buf b = {0};
     /* strtod() gives 0, PostgreSQL refuses the text: "is out of range for
@@ -76,7 +82,8 @@ static void float8_underflow_is_written_as_zero(void **state) {
     buf_release(&b);
 }
 
-static void float8_not_finite_is_refused(void **state) {
+static void float8_not_finite_is_refused(void **state)
+{
     (void)state;
     struct buf b = {0};
     assert_null(float8(&b, "1e400"));
@@ -85,7 +92,8 @@ static void float8_not_finite_is_refused(void **state) {
     buf_release(&b);
 }
 
-static void array_elements_are_quoted(void **state) {
+static void array_elements_are_quoted(void **state)
+{
     (void)state;
     struct buf b = {0};
     assert_string_equal(elem(&b, "TRK-000042"), "\"TRK-000042\"");
@@ -98,7 +106,8 @@ static void array_elements_are_quoted(void **state) {
     buf_release(&b);
 }
 
-static void array_quotes_and_backslashes_are_escaped(void **state) {
+static void array_quotes_and_backslashes_are_escaped(void **state)
+{
     (void)state;
     struct buf b = {0};
     assert_string_equal(elem(&b, "\"q\""), "\"\\\"q\\\"\"");
@@ -107,7 +116,8 @@ static void array_quotes_and_backslashes_are_escaped(void **state) {
     buf_release(&b);
 }
 
-static void array_element_with_nul_is_refused(void **state) {
+static void array_element_with_nul_is_refused(void **state)
+{
     (void)state;
     struct buf b = {0};
     assert_int_equal(pgval_put_array_elem(&b, "a\0b", 3), -1);
@@ -115,14 +125,15 @@ static void array_element_with_nul_is_refused(void **state) {
     buf_release(&b);
 }
 
-static void sqlstate_classes_22_and_23_are_data_errors(void **state) {
+static void sqlstate_classes_22_and_23_are_data_errors(void **state)
+{
     (void)state;
     assert_true(pg_sqlstate_is_data_error("22003")); /* numeric value out of range */
     assert_true(pg_sqlstate_is_data_error("22008")); /* datetime field overflow */
     assert_true(pg_sqlstate_is_data_error("22P02")); /* invalid text representation */
     assert_true(pg_sqlstate_is_data_error("23505")); /* unique violation */
     assert_true(pg_sqlstate_is_data_error("23514")); /* check violation */
-    assert_false(pg_sqlstate_is_data_error(""));      /* no server answer: connection */
+    assert_false(pg_sqlstate_is_data_error(""));     /* no server answer: connection */
     assert_false(pg_sqlstate_is_data_error(NULL));
     assert_false(pg_sqlstate_is_data_error("08006")); /* connection failure */
     assert_false(pg_sqlstate_is_data_error("57P01")); /* admin shutdown */
@@ -131,7 +142,8 @@ static void sqlstate_classes_22_and_23_are_data_errors(void **state) {
     assert_false(pg_sqlstate_is_data_error("53100")); /* disk full */
 }
 
-static void the_last_sqlstate_is_cleared(void **state) {
+static void the_last_sqlstate_is_cleared(void **state)
+{
     (void)state;
     char err[64];
     pg_error(NULL, NULL, err, sizeof(err));
@@ -141,7 +153,8 @@ static void the_last_sqlstate_is_cleared(void **state) {
     assert_string_equal(pg_last_sqlstate(), "");
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(timestamps_of_years_1_to_9999_are_in_range),
         cmocka_unit_test(timestamps_outside_are_refused),

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#define MIN_MS  (60LL * 1000)
+#define MIN_MS (60LL * 1000)
 #define HOUR_MS (60 * MIN_MS)
 /* 2026-11-27T00:00:00Z */
 #define DAY_20261127_MS 1795737600000LL
@@ -132,8 +132,7 @@ static void billing_rewinds_to_the_start_of_the_utc_day(void **state)
     /* 00:30 in Berlin is still the previous UTC day. */
     assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, at("2026-11-27T00:30:00+01:00")),
                      DAY_20261127_MS - FS_DAY_MS);
-    assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, DAY_20261127_MS + 5 * HOUR_MS),
-                     DAY_20261127_MS);
+    assert_int_equal(replay_effective_from_ms(REPLAY_GROUP_BILLING, DAY_20261127_MS + 5 * HOUR_MS), DAY_20261127_MS);
 }
 
 static void other_groups_rewind_to_the_moment_itself(void **state)

@@ -15,19 +15,26 @@
 #define H0 1764288000000LL /* 2025-11-28T00:00:00Z */
 #define KM_PER_DEG (GEO_EARTH_RADIUS_M * M_PI / 180.0 / 1000.0)
 
-#define assert_near(actual, expected, tol)                                                                            \
-    do {                                                                                                             \
-        double a_ = (actual), e_ = (expected);                                                                       \
-        if (!(fabs(a_ - e_) <= (tol)))                                                                               \
-            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                             \
+#define assert_near(actual, expected, tol)                                                                             \
+    do {                                                                                                               \
+        double a_ = (actual), e_ = (expected);                                                                         \
+        if (!(fabs(a_ - e_) <= (tol)))                                                                                 \
+            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                                \
     } while (0)
 
 static struct rollup_point P(int64_t t_s, double lat, double speed, int ign, double fuel) {
-    return (struct rollup_point){.ts_ms = H0 + t_s * 1000, .seq = t_s, .lat = lat, .lon = 11.0, .speed_kmh = speed,
-                                 .ignition = ign, .fuel_pct = fuel};
+    return (struct rollup_point){.ts_ms = H0 + t_s * 1000,
+                                 .seq = t_s,
+                                 .lat = lat,
+                                 .lon = 11.0,
+                                 .speed_kmh = speed,
+                                 .ignition = ign,
+                                 .fuel_pct = fuel};
 }
 
-static void test_hour_of(void **state) {
+static void
+test_hour_of(void **state)
+{
     (void)state;
     assert_int_equal(rollup_hour_of(H0), H0);
     assert_int_equal(rollup_hour_of(H0 + 3599999), H0);
@@ -35,16 +42,17 @@ static void test_hour_of(void **state) {
     assert_int_equal(rollup_hour_of(-1), -3600000);
 }
 
-static void test_a_day_of_intervals(void **state) {
+static void test_a_day_of_intervals(void **state)
+{
     (void)state;
     struct rollup_point pts[] = {
-        P(0, 48.00, 0, 0, 50),        /* first reading: no interval */
-        P(60, 48.00, 0, 1, 50),       /* prev engine off, not moving: parked 60 s */
-        P(120, 48.01, 50, 1, 50),     /* cur moving: moving 60 s, 0.01 deg */
-        P(180, 48.02, 60, 1, 49.5),   /* moving 60 s, 0.01 deg, fuel -0.5 */
+        P(0, 48.00, 0, 0, 50),         /* first reading: no interval */
+        P(60, 48.00, 0, 1, 50),        /* prev engine off, not moving: parked 60 s */
+        P(120, 48.01, 50, 1, 50),      /* cur moving: moving 60 s, 0.01 deg */
+        P(180, 48.02, 60, 1, 49.5),    /* moving 60 s, 0.01 deg, fuel -0.5 */
         P(180 + 660, 48.30, 0, 1, 49), /* 11 min gap: ignored, fuel -0.5 still counts */
-        P(870, 48.30, 0, 1, 60),      /* prev engine on, not moving: idle 30 s; refuel counts nothing */
-        P(870, 48.30, 0, 1, 60),      /* same ts: no interval, one more sample */
+        P(870, 48.30, 0, 1, 60),       /* prev engine on, not moving: idle 30 s; refuel counts nothing */
+        P(870, 48.30, 0, 1, 60),       /* same ts: no interval, one more sample */
     };
     struct rollup_hour h;
     rollup_hour_init(&h, H0);
@@ -62,7 +70,8 @@ static void test_a_day_of_intervals(void **state) {
     assert_near(h.distance_km / h.moving_s * 3600, 0.02 * KM_PER_DEG * 30, 1e-6);
 }
 
-static void test_interval_belongs_to_later_hour(void **state) {
+static void test_interval_belongs_to_later_hour(void **state)
+{
     (void)state;
     struct rollup_point a = P(3570, 48.00, 40, 1, NAN), b = P(3630, 48.01, 40, 1, NAN);
     struct rollup_hour h0, h1;
@@ -77,7 +86,8 @@ static void test_interval_belongs_to_later_hour(void **state) {
     assert_near(h1.fuel_used_pct, 0, 0); /* no fuel readings: nothing used */
 }
 
-static void test_pieces_equal_whole(void **state) {
+static void test_pieces_equal_whole(void **state)
+{
     (void)state;
     struct rollup_point pts[50];
     for (int i = 0; i < 50; i++)
@@ -103,7 +113,8 @@ static void test_pieces_equal_whole(void **state) {
     assert_near(piece.fuel_used_pct + delta.fuel_used_pct, whole.fuel_used_pct, 1e-9);
 }
 
-static void test_cmp(void **state) {
+static void test_cmp(void **state)
+{
     (void)state;
     struct rollup_point a = P(10, 0, 0, 0, 0), b = P(10, 0, 0, 0, 0), c = P(11, 0, 0, 0, 0);
     b.seq = 11;
@@ -113,7 +124,8 @@ static void test_cmp(void **state) {
     assert_int_equal(rollup_cmp(&a, &a), 0);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hour_of),
         cmocka_unit_test(test_a_day_of_intervals),

@@ -78,8 +78,9 @@ static void start_times_parse(void **state)
     assert_true(t == WALL - 90LL * 60000);
     assert_int_equal(time_parse_moment("now", WALL, back, &t, NULL, 0), 0);
     assert_true(t == WALL);
-    const char *bad[] = {"", "yesterday", "2025-13-01", "2025-11-27T25:00:00Z", "now+1d", "now-3x", "2025-11-27Tx",
-                         "now-1.5h", "now-", "now-3651d"};
+    const char *bad[] = {"",       "yesterday", "2025-13-01",   "2025-11-27T25:00:00Z",
+                         "now+1d", "now-3x",    "2025-11-27Tx", "now-1.5h",
+                         "now-",   "now-3651d"};
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++)
         assert_int_equal(time_parse_moment(bad[k], WALL, back, &t, NULL, 0), -1);
     /* A time of day without its zone is refused, with the reason. */
@@ -156,8 +157,14 @@ static void readings_pass_the_telemetry_validator(void **state)
 static void extreme_values_stay_in_range(void **state)
 {
     (void)state;
-    struct fleet_sample s = {.lat = -90.0000001, .lon = 180.00000049, .speed_kmh = 500, .heading_deg = 359.97,
-                             .fuel_pct = 100.04, .odometer_km = 0, .ignition = 0, .seq = 7};
+    struct fleet_sample s = {.lat = -90.0000001,
+                             .lon = 180.00000049,
+                             .speed_kmh = 500,
+                             .heading_deg = 359.97,
+                             .fuel_pct = 100.04,
+                             .odometer_km = 0,
+                             .ignition = 0,
+                             .seq = 7};
     char payload[SIM_PAYLOAD_MAX];
     int len = sim_format_reading(payload, sizeof(payload), "TRK-000001", WALL, &s);
     assert_string_equal(payload, "{\"v\":1,\"truck_id\":\"TRK-000001\",\"ts\":1795740000000,\"seq\":7,"
@@ -175,15 +182,21 @@ static void extreme_values_stay_in_range(void **state)
 static void normalized_form_at_the_edges(void **state)
 {
     (void)state;
-    static const double v[] = {0, -0.0, 0.0000004, -0.0000004, 0.0000005, -0.0000005, 0.00001, -0.0000496,
-                               0.0001, 0.00009999, 1, -1, 48.1, 48.13715, -0.1, 11.000001, 89.9999996,
-                               -179.9999999, 123.4564999, 2.675, 1e-7, 359.95, 0.05, 0.04999};
+    static const double v[] = {0,           -0.0,       0.0000004, -0.0000004, 0.0000005,  -0.0000005,
+                               0.00001,     -0.0000496, 0.0001,    0.00009999, 1,          -1,
+                               48.1,        48.13715,   -0.1,      11.000001,  89.9999996, -179.9999999,
+                               123.4564999, 2.675,      1e-7,      359.95,     0.05,       0.04999};
     const size_t n = sizeof(v) / sizeof(v[0]);
     char payload[SIM_PAYLOAD_MAX];
     for (size_t a = 0; a < n; a++)
         for (size_t b = 0; b < n; b++) {
-            struct fleet_sample s = {.lat = v[a], .lon = v[b], .speed_kmh = fabs(v[b]), .heading_deg = fabs(v[a]),
-                                     .fuel_pct = fabs(v[b]), .odometer_km = v[a], .ignition = (a + b) % 2,
+            struct fleet_sample s = {.lat = v[a],
+                                     .lon = v[b],
+                                     .speed_kmh = fabs(v[b]),
+                                     .heading_deg = fabs(v[a]),
+                                     .fuel_pct = fabs(v[b]),
+                                     .odometer_km = v[a],
+                                     .ignition = (a + b) % 2,
                                      .seq = (uint32_t)(a * n + b)};
             int len = sim_format_reading(payload, sizeof(payload), "TRK-000001", WALL, &s);
             assert_true(len > 0);

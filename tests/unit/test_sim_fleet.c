@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #define START_MS 1764201600000LL /* 2025-11-27T00:00:00Z */
-#define TRUCKS   40
+#define TRUCKS 40
 
 static struct fleet *make(uint32_t n, uint64_t seed)
 {

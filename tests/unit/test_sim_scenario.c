@@ -61,7 +61,8 @@ static void fence_errors_name_the_feature(void **state)
 {
     (void)state;
 #define FC(features) "{\"type\":\"FeatureCollection\",\"features\":[" features "]}"
-#define PT(props) "{\"type\":\"Feature\",\"properties\":" props ",\"geometry\":{\"type\":\"Point\",\"coordinates\":[11.5,48.1]}}"
+#define PT(props)                                                                                                      \
+    "{\"type\":\"Feature\",\"properties\":" props ",\"geometry\":{\"type\":\"Point\",\"coordinates\":[11.5,48.1]}}"
     static const struct {
         const char *json, *expect;
     } cases[] = {
@@ -147,7 +148,8 @@ static void missing_file_is_named(void **state)
 static void geofence_exit_needs_fences(void **state)
 {
     (void)state;
-    const char *line = "{\"truck_id\":\"TRK-000001\",\"rule\":\"geofence_exit\",\"at_s\":5,\"fence\":\"x\",\"duration_s\":60}";
+    const char *line =
+        "{\"truck_id\":\"TRK-000001\",\"rule\":\"geofence_exit\",\"at_s\":5,\"fence\":\"x\",\"duration_s\":60}";
     struct scenario s;
     char err[256];
     struct scenario_params p = params();
@@ -174,10 +176,11 @@ static void leaving_outside_the_active_window_is_accepted(void **state)
     (void)state;
     /* yard-hamburg is active 22:00-06:00; START_MS + 60 s is 00:01 (inside),
      * + 43200 s is 12:00 (outside: a warning, not an error) */
-    const char *text = "{\"truck_id\":\"TRK-000001\",\"rule\":\"geofence_exit\",\"at_s\":60,\"fence\":\"yard-hamburg\","
-                       "\"duration_s\":600}\n"
-                       "{\"truck_id\":\"TRK-000002\",\"rule\":\"geofence_exit\",\"at_s\":43200,\"fence\":\"yard-hamburg\","
-                       "\"duration_s\":600}\n";
+    const char *text =
+        "{\"truck_id\":\"TRK-000001\",\"rule\":\"geofence_exit\",\"at_s\":60,\"fence\":\"yard-hamburg\","
+        "\"duration_s\":600}\n"
+        "{\"truck_id\":\"TRK-000002\",\"rule\":\"geofence_exit\",\"at_s\":43200,\"fence\":\"yard-hamburg\","
+        "\"duration_s\":600}\n";
     struct scenario s;
     char err[256];
     struct scenario_params p = params();

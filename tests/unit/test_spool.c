@@ -89,7 +89,7 @@ static void out_of_order_acks_advance_the_watermark(void **state)
     uint64_t start = spool_acked(s);
     spool_ack(s, r[2].offset);
     spool_ack(s, r[1].offset);
-    assert_int_equal(spool_acked(s), start);  /* the first is still out */
+    assert_int_equal(spool_acked(s), start); /* the first is still out */
     assert_int_equal(spool_in_flight(s), 3);
     spool_ack(s, r[0].offset);
     assert_int_equal(spool_acked(s), spool_head(s));
@@ -306,7 +306,6 @@ static void the_largest_record_comes_back(void **state)
         spool_close(s);
     }
 }
-
 
 /* ---- damage ------------------------------------------------------------- */
 

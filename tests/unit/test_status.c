@@ -163,12 +163,11 @@ static void json_has_designs_shape_with_nulls_for_unknowns(void **state)
     status_group_finish(g);
     char *s = status_json(&r);
     assert_non_null(s);
-    assert_string_equal(
-        s, "{\"services\":[{\"name\":\"kafka\",\"pid\":42,\"port\":19092,\"healthy\":true}],"
-           "\"groups\":[{\"group\":\"fleetsync-history\",\"members\":1,\"lag\":3,\"partitions\":["
-           "{\"topic\":\"truck-telemetry\",\"partition\":0,\"committed\":10,\"end\":13,\"lag\":3},"
-           "{\"topic\":\"truck-telemetry\",\"partition\":1,\"committed\":7,\"end\":null,\"lag\":null}],"
-           "\"store\":\"postgresql\",\"rate\":12.3,\"last_commit\":\"2026-11-27T00:42:03.000Z\"}]}");
+    assert_string_equal(s, "{\"services\":[{\"name\":\"kafka\",\"pid\":42,\"port\":19092,\"healthy\":true}],"
+                           "\"groups\":[{\"group\":\"fleetsync-history\",\"members\":1,\"lag\":3,\"partitions\":["
+                           "{\"topic\":\"truck-telemetry\",\"partition\":0,\"committed\":10,\"end\":13,\"lag\":3},"
+                           "{\"topic\":\"truck-telemetry\",\"partition\":1,\"committed\":7,\"end\":null,\"lag\":null}],"
+                           "\"store\":\"postgresql\",\"rate\":12.3,\"last_commit\":\"2026-11-27T00:42:03.000Z\"}]}");
     free(s);
     status_report_release(&r);
 }

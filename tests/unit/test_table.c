@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #define DAY_MS 1793491200000LL /* 2026-11-01T00:00:00Z */
-#define AT(h, m) (DAY_MS + ((int64_t)(h) * 60 + (m)) * 60000)
+#define AT(h, m) (DAY_MS + ((int64_t)(h)*60 + (m)) * 60000)
 
 /* ---- formatting --------------------------------------------------------- */
 
@@ -78,7 +78,8 @@ static void escapes_keep_hostile_text_as_data(void **state)
     free(s);
 }
 
-static const struct table_col cols[] = {{"truck_id", "truck", 0, 0}, {"distance_km", NULL, 1, 0}, {"moving_s", "moving", 1, 0}};
+static const struct table_col cols[] = {
+    {"truck_id", "truck", 0, 0}, {"distance_km", NULL, 1, 0}, {"moving_s", "moving", 1, 0}};
 
 static void fill(struct table *t)
 {
@@ -153,8 +154,7 @@ static void csv_has_a_heading_and_quotes_what_needs_it(void **state)
 
 /* An invoice's layout: fixed widths, one blank between columns, a rule and a
  * total line in the text only, the total's object without its first column. */
-static const struct table_col inv_cols[] = {
-    {"truck_id", "truck", 0, 8}, {"days", NULL, 1, 5}, {"amount", NULL, 1, 8}};
+static const struct table_col inv_cols[] = {{"truck_id", "truck", 0, 8}, {"days", NULL, 1, 5}, {"amount", NULL, 1, 8}};
 
 static char *print_invoice(enum table_format f, int object)
 {

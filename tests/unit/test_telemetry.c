@@ -28,12 +28,20 @@ struct kv {
     const char *key, *value;
 };
 static const struct kv example[] = {
-    {"v", "1"},          {"truck_id", "\"TRK-000042\""}, {"ts", "1764201600123"},   {"seq", "1234"},
-    {"lat", "48.137154"}, {"lon", "11.576124"},          {"speed_kmh", "72.5"},      {"ignition", "true"},
-    {"heading_deg", "184"}, {"fuel_pct", "63.2"},        {"odometer_km", "123456.7"},
+    {"v", "1"},
+    {"truck_id", "\"TRK-000042\""},
+    {"ts", "1764201600123"},
+    {"seq", "1234"},
+    {"lat", "48.137154"},
+    {"lon", "11.576124"},
+    {"speed_kmh", "72.5"},
+    {"ignition", "true"},
+    {"heading_deg", "184"},
+    {"fuel_pct", "63.2"},
+    {"odometer_km", "123456.7"},
 };
-#define EXAMPLE_NORMALIZED                                                                                            \
-    "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764201600123,\"seq\":1234,\"lat\":48.137154,\"lon\":11.576124,"    \
+#define EXAMPLE_NORMALIZED                                                                                             \
+    "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764201600123,\"seq\":1234,\"lat\":48.137154,\"lon\":11.576124,"      \
     "\"speed_kmh\":72.5,\"ignition\":true,\"heading_deg\":184,\"fuel_pct\":63.2,\"odometer_km\":123456.7}"
 
 static char payload[8192];
@@ -112,13 +120,13 @@ static void reason_names_are_designs_strings(void **state)
 {
     (void)state;
     static const char *const want[TM_REASON_COUNT] = {
-        "ok",           "invalid_json", "too_large",    "duplicate_key",  "unsupported_version", "missing_field",
-        "wrong_type",   "out_of_range", "bad_truck_id", "topic_mismatch", "ts_in_future",        "ts_too_old",
+        "ok",         "invalid_json", "too_large",    "duplicate_key",  "unsupported_version", "missing_field",
+        "wrong_type", "out_of_range", "bad_truck_id", "topic_mismatch", "ts_in_future",        "ts_too_old",
     };
     for (int i = 0; i < TM_REASON_COUNT; i++)
         assert_string_equal(tm_reason_name((enum tm_reason)i), want[i]);
     assert_string_equal(tm_reason_name(TM_REASON_COUNT), "unknown");
-    assert_string_equal(tm_reason_name((enum tm_reason)-1), "unknown");
+    assert_string_equal(tm_reason_name((enum tm_reason) - 1), "unknown");
 }
 
 /* ---- a valid reading --------------------------------------------------- */
@@ -149,8 +157,9 @@ static void optional_fields_may_be_absent(void **state)
 {
     (void)state;
     char s[512];
-    snprintf(s, sizeof(s), "{\"v\":1,\"truck_id\":\"T\",\"ts\":1764201600123,\"seq\":0,\"lat\":0,\"lon\":0,"
-                           "\"speed_kmh\":0,\"ignition\":false}");
+    snprintf(s, sizeof(s),
+             "{\"v\":1,\"truck_id\":\"T\",\"ts\":1764201600123,\"seq\":0,\"lat\":0,\"lon\":0,"
+             "\"speed_kmh\":0,\"ignition\":false}");
     struct tm_reading r;
     assert_int_equal(tm_parse(s, strlen(s), NOW_MS, &r, detail, sizeof(detail)), TM_OK);
     assert_false(r.has_heading);
@@ -234,8 +243,8 @@ static void truck_id_of_65_chars_is_bad(void **state)
 static void truck_id_empty_or_with_other_chars_is_bad(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"\"\"",       "\"TRK 42\"",   "\"TRK/42\"", "\"TRK+\"",  "\"TRK#\"",
-                                      "\"TRK\\u00e9\"", "\"TRK\\n\"", "\"TRK:1\"",  "\"\\u0041/\"",
+    static const char *const bad[] = {"\"\"", "\"TRK 42\"", "\"TRK/42\"", "\"TRK+\"", "\"TRK#\"", "\"TRK\\u00e9\"",
+                                      "\"TRK\\n\"", "\"TRK:1\"", "\"\\u0041/\"",
                                       /* what an array or COPY literal would read differently */
                                       "\"a,b\"", "\"{x}\"", "\"\\\"q\\\"\"", "\"a\\\\b\"", "\"a\\tb\""};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -655,7 +664,8 @@ static void normalization_round_trips(void **state)
         EXAMPLE_NORMALIZED,
         "{\"v\":1,\"truck_id\":\"a\",\"ts\":946684800000,\"seq\":0,\"lat\":-0.0,\"lon\":1e-7,\"speed_kmh\":3.3e2,"
         "\"ignition\":false,\"odometer_km\":1e300,\"u\":[0.1,-2.5e-320,1e22,9007199254740993,-0]}",
-        "{\"u\":{\"a\":{\"b\":[{}]}},\"v\":1,\"truck_id\":\"a\",\"ts\":946684800000,\"seq\":0,\"lat\":0.30000000000000004,"
+        "{\"u\":{\"a\":{\"b\":[{}]}},\"v\":1,\"truck_id\":\"a\",\"ts\":946684800000,\"seq\":0,\"lat\":0."
+        "30000000000000004,"
         "\"lon\":179.99999999999997,\"speed_kmh\":1e2,\"ignition\":false,\"fuel_pct\":99.99999999999999}",
     };
     char once[TM_MAX_PAYLOAD + 1], twice[TM_MAX_PAYLOAD + 1];
@@ -783,8 +793,13 @@ static void serialize_reports_a_short_buffer(void **state)
 static void a_reading_built_by_hand_serializes_to_valid_json(void **state)
 {
     (void)state;
-    struct tm_reading r = {.truck_id = "bad \"id\"", .ts_ms = 1764201600123LL, .seq = 1, .lat = NAN,
-                           .lon = INFINITY, .speed_kmh = 50, .ignition = true};
+    struct tm_reading r = {.truck_id = "bad \"id\"",
+                           .ts_ms = 1764201600123LL,
+                           .seq = 1,
+                           .lat = NAN,
+                           .lon = INFINITY,
+                           .speed_kmh = 50,
+                           .ignition = true};
     char out[TM_MAX_PAYLOAD + 1];
     assert_true(tm_serialize(&r, out, sizeof(out)) > 0);
     assert_string_equal(out, "{\"v\":1,\"truck_id\":\"bad \\\"id\\\"\",\"ts\":1764201600123,\"seq\":1,"
@@ -867,17 +882,16 @@ static void payload_for_another_truck_is_a_topic_mismatch(void **state)
     (void)state;
     const char *s = payload_with("", NULL);
     struct tm_reading r;
-    assert_int_equal(tm_parse_mqtt("fleet/trucks/TRK-000043/telemetry", s, strlen(s), NOW_MS, &r, detail,
-                                   sizeof(detail)),
-                     TM_TOPIC_MISMATCH);
+    assert_int_equal(
+        tm_parse_mqtt("fleet/trucks/TRK-000043/telemetry", s, strlen(s), NOW_MS, &r, detail, sizeof(detail)),
+        TM_TOPIC_MISMATCH);
     assert_string_equal(detail, "truck_id");
     /* Case matters: ids are compared byte for byte. */
-    assert_int_equal(tm_parse_mqtt("fleet/trucks/trk-000042/telemetry", s, strlen(s), NOW_MS, &r, detail,
-                                   sizeof(detail)),
-                     TM_TOPIC_MISMATCH);
-    assert_int_equal(tm_parse_mqtt("fleet/trucks/TRK-000042/telemetry", s, strlen(s), NOW_MS, &r, detail,
-                                   sizeof(detail)),
-                     TM_OK);
+    assert_int_equal(
+        tm_parse_mqtt("fleet/trucks/trk-000042/telemetry", s, strlen(s), NOW_MS, &r, detail, sizeof(detail)),
+        TM_TOPIC_MISMATCH);
+    assert_int_equal(
+        tm_parse_mqtt("fleet/trucks/TRK-000042/telemetry", s, strlen(s), NOW_MS, &r, detail, sizeof(detail)), TM_OK);
     assert_string_equal(r.truck_id, "TRK-000042");
     tm_reading_release(&r);
 }
@@ -899,8 +913,7 @@ static void telemetry_on_a_topic_that_is_not_telemetry_is_refused(void **state)
     (void)state;
     const char *s = payload_with("", NULL);
     struct tm_reading r;
-    assert_int_equal(tm_parse_mqtt("fleet/trucks/TRK-000042/status", s, strlen(s), NOW_MS, &r, detail,
-                                   sizeof(detail)),
+    assert_int_equal(tm_parse_mqtt("fleet/trucks/TRK-000042/status", s, strlen(s), NOW_MS, &r, detail, sizeof(detail)),
                      TM_TOPIC_MISMATCH);
     assert_string_equal(detail, "topic");
     assert_int_equal(tm_parse_mqtt("fleet/trucks/+/telemetry", s, strlen(s), NOW_MS, &r, detail, sizeof(detail)),
@@ -1077,7 +1090,8 @@ static void fast_path_agrees_with_jansson(void **state)
         "\"speed_kmh\":1.23456789012345e2,\"ignition\":true,\"odometer_km\":1234567890123456789.5}",
         "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0.000000000000000000001,\"lon\":1e22,"
         "\"speed_kmh\":0.00000000000000000000000001,\"ignition\":true,\"odometer_km\":1e23}",
-        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":45.00000000000000000001,\"lon\":9.999999999999999,"
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":45.00000000000000000001,\"lon\":9."
+        "999999999999999,"
         "\"speed_kmh\":2.2250738585072011e-308,\"ignition\":true,\"odometer_km\":1.7976931348623157e308}",
         /* errors the fast path finds itself, in table order */
         "{}",
@@ -1085,14 +1099,19 @@ static void fast_path_agrees_with_jansson(void **state)
         "{\"v\":1.0,\"truck_id\":\"T1\"}",
         "{\"v\":1,\"truck_id\":\"bad id\",\"ts\":1}",
         "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000.0,\"seq\":1}",
-        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":91,\"lon\":0,\"speed_kmh\":0,\"ignition\":true}",
-        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":null}",
-        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true,"
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":91,\"lon\":0,\"speed_kmh\":0,\"ignition\":"
+        "true}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":"
+        "null}",
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":"
+        "true,"
         "\"heading_deg\":360}",
         /* shapes it hands to jansson */
-        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true,"
+        "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":"
+        "true,"
         "\"driver\":\"x\"}",
-        "{\"v\":1,\"truck_id\":\"T\\u0031\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,\"ignition\":true}",
+        "{\"v\":1,\"truck_id\":\"T\\u0031\",\"ts\":1764287000000,\"seq\":1,\"lat\":0,\"lon\":0,\"speed_kmh\":0,"
+        "\"ignition\":true}",
         "{\"v\":1,\"v\":1}",
         "{\"v\":1,\"truck_id\":\"T1\",\"ts\":99999999999999999999,\"seq\":1}",
         "{\"v\":1,\"truck_id\":\"T1\",\"ts\":1764287000000,\"seq\":01}",
@@ -1143,8 +1162,8 @@ static void id_rule_is_1_to_64_of_the_safe_characters(void **state)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_false(tm_valid_id(bad[i], strlen(bad[i])));
     for (int c = 1; c < 256; c++) {
-        int want = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
-                   c == '_' || c == '-';
+        int want = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                   c == '-';
         char one = (char)c;
         assert_int_equal(tm_id_char(one), want);
         assert_int_equal(tm_valid_id(&one, 1), want);

@@ -17,11 +17,13 @@
 
 #define NOW 1764288000000LL
 
-static int scan(const char *s, int allow_extra, struct tm_fast *f) {
+static int scan(const char *s, int allow_extra, struct tm_fast *f)
+{
     return tm_scan(s, strlen(s), NOW, allow_extra, f);
 }
 
-static void test_normalized_form(void **state) {
+static void test_normalized_form(void **state)
+{
     (void)state;
     struct tm_fast f;
     const char *s = "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764201600123,\"seq\":1234,\"lat\":48.137154,"
@@ -39,44 +41,60 @@ static void test_normalized_form(void **state) {
     assert_false(f.has_extra);
 }
 
-static void test_optional_fields_absent(void **state) {
+static void test_optional_fields_absent(void **state)
+{
     (void)state;
     struct tm_fast f;
     assert_int_equal(scan("{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":-1e-5,\"lon\":0,"
-                          "\"speed_kmh\":0,\"ignition\":false}", 0, &f), 1);
+                          "\"speed_kmh\":0,\"ignition\":false}",
+                          0, &f),
+                     1);
     assert_true(isnan(f.heading_deg) && isnan(f.fuel_pct) && isnan(f.odometer_km));
     assert_int_equal(f.fuel_s.n, 0);
     assert_true(f.lat == -1e-5);
     assert_false(f.ignition);
 }
 
-static void test_declines(void **state) {
+static void test_declines(void **state)
+{
     (void)state;
     struct tm_fast f;
     const char *declined[] = {
         /* another key order */
-        "{\"truck_id\":\"a\",\"v\":1,\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
+        "{\"truck_id\":\"a\",\"v\":1,\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
         /* numbers JSON does not allow */
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":+1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":01,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":+1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":01,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
         /* out of range, bad id, escapes, spaces */
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":91,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
-        "{\"v\":1,\"truck_id\":\"a'b\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
-        "{\"v\":1,\"truck_id\":\"a\\u0041\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
-        "{\"v\":1, \"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":91,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
+        "{\"v\":1,\"truck_id\":\"a'b\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
+        "{\"v\":1,\"truck_id\":\"a\\u0041\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,"
+        "\"ignition\":false}",
+        "{\"v\":1, "
+        "\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
         /* ts too far ahead of now, before 2000 */
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1864201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":946684799999,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1864201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":946684799999,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}",
         /* truncated, trailing garbage */
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false",
-        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":false}x",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false",
+        "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,\"ignition\":"
+        "false}x",
     };
     for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
         if (scan(declined[i], 1, &f) != 0)
             fail_msg("accepted %s", declined[i]);
 }
 
-static void test_extra_fields_only_when_allowed(void **state) {
+static void test_extra_fields_only_when_allowed(void **state)
+{
     (void)state;
     struct tm_fast f;
     const char *s = "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":1,\"lon\":1,\"speed_kmh\":0,"
@@ -86,16 +104,18 @@ static void test_extra_fields_only_when_allowed(void **state) {
     assert_true(f.has_extra && f.fuel_pct == 50);
 }
 
-static void test_numbers_equal_strtod(void **state) {
+static void test_numbers_equal_strtod(void **state)
+{
     (void)state;
-    const char *nums[] = {"0.1", "48.137154", "-179.999999", "0.000001", "89.99999999999999", "1e-7", "12.5e3",
-                          "0.30000000000000004", "123456789.123456", "7"};
+    const char *nums[] = {"0.1",  "48.137154", "-179.999999",         "0.000001",         "89.99999999999999",
+                          "1e-7", "12.5e3",    "0.30000000000000004", "123456789.123456", "7"};
     char buf[256];
     for (size_t i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
         struct tm_fast f;
         snprintf(buf, sizeof(buf),
                  "{\"v\":1,\"truck_id\":\"a\",\"ts\":1764201600000,\"seq\":0,\"lat\":0,\"lon\":0,\"speed_kmh\":0,"
-                 "\"ignition\":false,\"odometer_km\":%s}", nums[i]);
+                 "\"ignition\":false,\"odometer_km\":%s}",
+                 nums[i]);
         int ok = scan(buf, 0, &f);
         double want = strtod(nums[i], NULL);
         if (want < 0) {
@@ -111,7 +131,8 @@ static void test_numbers_equal_strtod(void **state) {
 /* tm_read(): the normalized form is read in place; another producer's
  * key order is normalized into norm (the spans point there); a bad record
  * and a record without a value are refused with the reason. */
-static void test_read(void **state) {
+static void test_read(void **state)
+{
     (void)state;
     struct tm_fast f;
     char norm[TM_MAX_PAYLOAD + 1], detail[128];
@@ -140,7 +161,8 @@ static void test_read(void **state) {
     assert_int_equal(tm_read(other, strlen(other), NOW, norm, 16, &normalized, &f, NULL, 0), TM_TOO_LARGE);
 }
 
-int main(void) {
+int main(void)
+{
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_normalized_form),
         cmocka_unit_test(test_optional_fields_absent),

@@ -104,8 +104,10 @@ static void acl_grants_only_what_the_contract_says(void **state)
     /* so does each further bridge instance's account */
     assert_non_null(strstr(text, "\nuser bridge-b\ntopic read fleet/#\n"));
     /* each gateway: any truck, its own presence */
-    assert_non_null(strstr(text, "\nuser TRK-GW0001\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0001/#\n"));
-    assert_non_null(strstr(text, "\nuser TRK-GW0002\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0002/#\n"));
+    assert_non_null(
+        strstr(text, "\nuser TRK-GW0001\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0001/#\n"));
+    assert_non_null(
+        strstr(text, "\nuser TRK-GW0002\ntopic write fleet/trucks/+/#\ntopic write fleet/gateways/TRK-GW0002/#\n"));
     /* no topic line before the first user line (it would be anonymous's) */
     char *first_topic = strstr(text, "\ntopic "), *first_user = strstr(text, "\nuser ");
     assert_true(first_user && first_topic && first_user < first_topic);
