@@ -8,9 +8,13 @@
 # (updated_at moves, totals stay, the day before is left alone); report
 # invoice in table, CSV and JSON; usage errors exit 2.
 #
-# Kafka record timestamps are the produce time (kcat cannot set them) and
-# replay works on record timestamps, so the recomputed day is today: the
-# fixture's readings lie yesterday evening and today.
+# Replay and billing's recomputed days go by Kafka record timestamps, which
+# kcat cannot set: the records are produced by tests/e2e/kafka_produce.py,
+# each stamped with its reading's ts, as the bridge stamps the time it received
+# it.  The suite's day (DAY) is fixed when it starts: the UTC day before
+# (inside the topic's 7-day retention, and never ahead of the broker's clock),
+# so nothing depends on the time of day it runs at or on a midnight passing
+# while it runs.
 . "$(dirname "$0")/lib.sh"
 
 P="e2ebill$$-"                  # topic prefix: this suite's own topics
@@ -76,12 +80,17 @@ moved() {   # TRUCK DAY OLD_UPDATED_AT: the row was written after OLD
     [ "$(q "SELECT updated_at > '$3'::timestamptz FROM billing_daily WHERE truck_id = '$1' AND day = '$2'")" = t ]
 }
 
-# Stay clear of midnight UTC: "today" must not change while the suite runs.
-left=$(( 86400 - $(date -u +%s) % 86400 ))
-[ "$left" -lt 300 ] && sleep $((left + 5))
-TODAY=$(date -u +%Y-%m-%d)
-YESTERDAY=$(date -u -d "$TODAY - 1 day" +%Y-%m-%d)
-MID=$(( $(date -u -d "$TODAY 00:00:00Z" +%s) * 1000 ))   # today's midnight, ms
+# The suite's day, read once: every reading and record timestamp below is
+# explicit, relative to its midnight.
+DAY=$(date -u -d "$(date -u +%Y-%m-%d) - 1 day" +%Y-%m-%d)
+DAY0=$(date -u -d "$DAY - 1 day" +%Y-%m-%d)                  # the day before it
+MID=$(( $(date -u -d "$DAY 00:00:00Z" +%s) * 1000 ))      # DAY's midnight, ms
+# produce FILE: FILE's "KEY|VALUE" lines, each record stamped with the
+# reading's ts (a record that is not a reading: the ts before it).
+produce() {
+    awk '{ if (match($0, /"ts":[0-9]+/)) ts = substr($0, RSTART + 5, RLENGTH - 5); print ts "|" $0 }' "$1" >"$1.ts" &&
+        /usr/bin/python3 "$(dirname "$0")/kafka_produce.py" "$B" "$T" "$1.ts"
+}
 KM_PER_DEG=$(awk 'BEGIN { printf "%.12f", 6371008.8 * atan2(0, -1) / 180 / 1000 }')
 
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
@@ -129,7 +138,7 @@ A="$ID-A" BT="$ID-B"
     reading "$BT" $((MID + 3600000 + 510000)) 1000 47.085 50 true     # late: older than B's last
     echo "$BT|{not json"                                               # refused, counted
 } >"$W/fixture.txt"
-kcat -P -b "$B" -t "$T" -K'|' -l "$W/fixture.txt"
+produce "$W/fixture.txt"
 check_eq "the fixture is in Kafka (20 + 2 + 18 + 1 + 1 + 1 records)" 43 "$(topic_end)"
 
 start_billing --max-batch 500
@@ -141,21 +150,21 @@ near() {   # TRUCK DAY COLUMN EXPECTED TOLERANCE
     awk -v v="$v" -v e="$4" -v t="$5" 'BEGIN { d = v - e; if (v == "" || d > t || d < -t) exit 1 }' ||
         { echo "$1 $2 $3 = '$v', expected $4 +- $5"; return 1; }
 }
-check "A yesterday: 9.5 intervals of 0.01 degrees (within 1 m)" near "$A" "$YESTERDAY" distance_km \
+check "A, the day before: 9.5 intervals of 0.01 degrees (within 1 m)" near "$A" "$DAY0" distance_km \
     "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.095 * k }')" 0.001
-check "A yesterday: 570 s of engine" near "$A" "$YESTERDAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
-check "A yesterday: no idling" near "$A" "$YESTERDAY" idle_hours 0 1e-12
-check "A yesterday: max speed 60" near "$A" "$YESTERDAY" max_speed_kmh 60 0
-check "A today: the other half of the midnight interval, 0.095 degrees" near "$A" "$TODAY" distance_km \
+check "A, the day before: 570 s of engine" near "$A" "$DAY0" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
+check "A, the day before: no idling" near "$A" "$DAY0" idle_hours 0 1e-12
+check "A, the day before: max speed 60" near "$A" "$DAY0" max_speed_kmh 60 0
+check "A, the day: the other half of the midnight interval, 0.095 degrees" near "$A" "$DAY" distance_km \
     "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.095 * k }')" 0.001
-check "A today: 570 s of engine" near "$A" "$TODAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
+check "A, the day: 570 s of engine" near "$A" "$DAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 570 / 3600 }')" 1e-9
 # B: 4 x 0.01 + (jump: 0) + 0.02 from the last good fix + 4 x 0.01 = 0.10 degrees;
 # engine 16 intervals with the engine on = 960 s; idle 4 + 1 intervals = 300 s.
-check "B: the GPS jump out and back adds no distance: 0.10 degrees" near "$BT" "$TODAY" distance_km \
+check "B: the GPS jump out and back adds no distance: 0.10 degrees" near "$BT" "$DAY" distance_km \
     "$(awk -v k="$KM_PER_DEG" 'BEGIN { printf "%.9f", 0.10 * k }')" 0.001
-check "B: 960 s of engine" near "$BT" "$TODAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 960 / 3600 }')" 1e-9
-check "B: 300 s idle" near "$BT" "$TODAY" idle_hours "$(awk 'BEGIN { printf "%.12f", 300 / 3600 }')" 1e-9
-check "B: max speed 50" near "$BT" "$TODAY" max_speed_kmh 50 0
+check "B: 960 s of engine" near "$BT" "$DAY" engine_hours "$(awk 'BEGIN { printf "%.12f", 960 / 3600 }')" 1e-9
+check "B: 300 s idle" near "$BT" "$DAY" idle_hours "$(awk 'BEGIN { printf "%.12f", 300 / 3600 }')" 1e-9
+check "B: max speed 50" near "$BT" "$DAY" max_speed_kmh 50 0
 check_eq "three rows for the fixture" 3 "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-%'")"
 check_eq "metrics: 38 readings folded" 38 "$(metric fleetsync_billing_readings_total)"
 check_eq "metrics: 3 repeats skipped" 3 "$(metric fleetsync_billing_duplicates_total)"
@@ -165,14 +174,13 @@ check_eq "metrics: 1 bad record refused" 1 "$(metric 'fleetsync_billing_rejected
 stop_billing; check_eq "billing stops cleanly on SIGTERM (exit 0)" 0 "$stop_rc"
 
 # --- a backlog through SIGKILLs ---------------------------------------------------
-sleep 1.5; T_MID=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ); sleep 1.5
 NT=400 NR=150   # trucks, readings each: from 02:00, 60 s apart, 0.01 degrees a minute
 awk -v id="$ID-L" -v mid="$MID" -v nt="$NT" -v nr="$NR" 'BEGIN {
     for (k = 0; k < nr; k++) for (t = 0; t < nt; t++)
         printf "%s%03d|{\"v\":1,\"truck_id\":\"%s%03d\",\"ts\":%.0f,\"seq\":%d,\"lat\":%.2f,\"lon\":%.3f,\"speed_kmh\":60,\"ignition\":true}\n",
             id, t, id, t, mid + 7200000 + k * 60000, k, 40 + k / 100, 5 + t / 1000
 }' >"$W/backlog.txt"
-kcat -P -b "$B" -t "$T" -K'|' -l "$W/backlog.txt"
+produce "$W/backlog.txt"
 check_eq "the backlog is in Kafka" $((43 + NT * NR)) "$(topic_end)"
 # Small batches, so that the kills land mid-way.
 start_billing --max-batch 50
@@ -187,39 +195,43 @@ check "billing caught up after $kills SIGKILLs" wait_caught_up 120
 check "at least 3 SIGKILLs hit the backlog (records stored at each:$kill_at)" test "$kills" -ge 3
 # Each backlog truck: 149 intervals of 0.01 degrees and 60 s.
 check_eq "every backlog truck has 1.49 degrees (within 1 m) and 8940 s of engine" "$NT" \
-    "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-L%' AND day = '$TODAY'
+    "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-L%' AND day = '$DAY'
           AND abs(distance_km - 1.49 * $KM_PER_DEG) < 0.001 AND abs(engine_hours - 8940 / 3600.0) < 1e-9
           AND idle_hours = 0 AND max_speed_kmh = 60")"
 check_eq "no other rows" $((NT + 3)) "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-%'")"
 before=$(snapshot)
 stop_billing; check_eq "billing stops cleanly after the kills" 0 "$stop_rc"
 
-# --- replay into the middle of today: nothing is recomputed, nothing added ------
-up_a_y=$(updated "$A" "$YESTERDAY") up_a_t=$(updated "$A" "$TODAY") up_b=$(updated "$BT" "$TODAY")
-out=$(replay --at "$T_MID"); check_eq "replay --at the middle of today exits 0" 0 $?
+# --- replay into the middle of the day: nothing is recomputed, nothing added ----
+# 01:30 lies between the fixture's last record and the backlog's first.
+up_a_y=$(updated "$A" "$DAY0") up_a_t=$(updated "$A" "$DAY") up_b=$(updated "$BT" "$DAY")
+out=$(replay --at "${DAY}T01:30:00Z"); check_eq "replay --at the middle of the day exits 0" 0 $?
 check_contains "replay moved the stored offsets" "messages to reprocess" "$out"
 start_billing
 check "billing read the replayed records" wait_caught_up 60
 check_eq "totals are the same after the mid-day replay" "$before" "$(snapshot)"
 check_eq "A's and B's days were not recomputed (their partitions were not re-read from the day's start)" \
-    "$up_a_y $up_a_t $up_b" "$(updated "$A" "$YESTERDAY") $(updated "$A" "$TODAY") $(updated "$BT" "$TODAY")"
+    "$up_a_y $up_a_t $up_b" "$(updated "$A" "$DAY0") $(updated "$A" "$DAY") $(updated "$BT" "$DAY")"
 check "the mid-day replay was seen as a rewind" test "$(metric fleetsync_billing_rewinds_total)" -ge 1
 stop_billing; check_eq "billing stops cleanly again" 0 "$stop_rc"
 
-# --- replay to the start of today: today is recomputed, yesterday kept ---------
-out=$(replay --since 1h); check_eq "replay --since 1h exits 0" 0 $?
-check_contains "everything is re-read" "$((43 + NT * NR)) messages to reprocess" "$out"
+# --- replay from the evening before: the day is recomputed, the day before kept --
+# 23:55 of the day before: A's partition is re-read from its reading of 23:55:30
+# (the middle of that day, which is left alone), every other one from its start.
+out=$(replay --at "${DAY0}T23:55:00Z"); check_eq "replay --at 23:55 of the day before exits 0" 0 $?
+check_contains "everything from 23:55 on is re-read (all but A's first 5 readings and 2 repeats)" \
+    "$((43 + NT * NR - 7)) messages to reprocess" "$out"
 start_billing
 check "billing read everything again" wait_caught_up 90
 check_eq "totals are the same after the replay (overwritten, not doubled)" "$before" "$(snapshot)"
-check_eq "metrics: every row of today was recomputed" $((NT + 2)) "$(metric fleetsync_billing_days_recomputed_total)"
-check "A's today moved (recomputed)" moved "$A" "$TODAY" "$up_a_t"
-check "B's today moved (recomputed)" moved "$BT" "$TODAY" "$up_b"
-check_eq "A's yesterday was left alone" "$up_a_y" "$(updated "$A" "$YESTERDAY")"
+check_eq "metrics: every row of the day was recomputed" $((NT + 2)) "$(metric fleetsync_billing_days_recomputed_total)"
+check "A's day moved (recomputed)" moved "$A" "$DAY" "$up_a_t"
+check "B's day moved (recomputed)" moved "$BT" "$DAY" "$up_b"
+check_eq "A's day before was left alone (re-read in part: its readings from 23:55:30 are skipped)" "$up_a_y" "$(updated "$A" "$DAY0")"
 stop_billing; check_eq "billing stops cleanly" 0 "$stop_rc"
 
 # --- the invoice -------------------------------------------------------------------
-MONTH=${TODAY:0:7}
+MONTH=${DAY:0:7}
 inv() { "$FS" report invoice --month "$MONTH" --rate-per-km 0.35 --rate-per-engine-hour 12 "$@"; }
 # B: 11.120 km x 0.35 + 0.267 h x 12 = 3.892 + 3.204 = 7.096 -> 7.10
 out=$(inv --truck "$BT" --format csv); check_eq "invoice --csv exits 0" 0 $?
@@ -239,7 +251,7 @@ check_eq "every CSV line's amount is km x rate + engine hours x rate" "" "$(prin
     a = sprintf("%.2f", $3 * 0.35 + $4 * 12 + 1e-9); if (a != $7) print $0 " (expected " a ")" }')"
 check_eq "the total line adds the lines' amounts" 0 "$(printf '%s\n' "$csv" | awk -F, 'NR > 1 && $1 != "TOTAL" {
     s += $7 } $1 == "TOTAL" { t = $7 } END { print (sprintf("%.2f", s) == t) ? 0 : 1 }')"
-check_eq "the month has the suite's trucks (A's today, B, $NT backlog trucks)" $((NT + 2)) \
+check_eq "the month has the suite's trucks (A, B, $NT backlog trucks)" $((NT + 2)) \
     "$(printf '%s\n' "$csv" | grep -c "^$ID-")"
 empty=$("$FS" report invoice --month 1999-01 --rate-per-km 1 --rate-per-engine-hour 1 --json)
 check_eq "a month without data: no lines, a zero total" "0 0" \
