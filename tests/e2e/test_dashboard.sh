@@ -1,9 +1,11 @@
 #!/bin/bash
 # The dashboard against the real Mosquitto, bridge and Kafka: the JSON API of
 # docs/design.md, the WebSocket protocol of docs/dashboard.md (viewport, deltas,
-# clusters, rate limit, error frames, a slow client), a restart under load
-# that rebuilds the map from Kafka within seconds, a clean SIGTERM, and the
-# page in headless Chromium (tests/browser/dashboard.js).
+# clusters, coalescing, error frames, a slow client), a restart under load
+# that rebuilds the map from Kafka, a clean SIGTERM, and the page in headless
+# Chromium (tests/browser/dashboard.js).  No timing thresholds: how fast
+# frames, answers, a stop and a rebuild come is measured by
+# bench/dashboard_limits.sh (make bench); the waits here only catch a hang.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -164,14 +166,13 @@ cl=$(cut -d' ' -f2- "$W/ws3.out" | jq -c 'select(.type == "clusters")' | tail -1
 check_eq "ws: more than 1000 trucks in view come as clusters" clusters "$(echo "$cl" | jget .type)"
 check "ws: at most 2000 features, and the counts add up to the total" \
     test "$(echo "$cl" | jget '(.clusters | length) <= 2000 and ([.clusters[].count] | add) == .total')" = true
-n=$(cut -d' ' -f2- "$W/ws3.out" | jq -r 'select(.type == "clusters" or .type == "trucks") | .type' | wc -l)
-check "ws: at most one frame per 50 ms under load ($n frames in 3 s)" test "$n" -le 62
 node "$root/tests/e2e/dashboard_ws.js" "$WS" 'send:{"type":"viewport","bbox":[-75,40,-73,41.5],"zoom":9}' wait:1500 >"$W/ws4.out" 2>&1
 check_eq "ws: a viewport with at most 1000 trucks gets individual trucks" trucks \
     "$(cut -d' ' -f2- "$W/ws4.out" | jq -r 'select(.type == "trucks" or .type == "clusters") | .type' | tail -1)"
 
-# A burst of 300 readings of one truck: coalesced to at most one frame per
-# 50 ms, and the last frame carries the last reading.
+# A burst of 300 readings of one truck: coalesced into fewer frames (at most
+# one per 50 ms: bench/dashboard_limits.sh measures it), and the last frame
+# carries the last reading.
 vp_nyc='{"type":"viewport","bbox":[-75,40,-73,41.5],"zoom":9}'
 ( sleep 1; awk -v id="$ID-000003" -v t="$((t + 10000))" 'BEGIN { for (i = 1; i <= 300; i++)
     printf "{\"v\":1,\"truck_id\":\"%s\",\"ts\":%.0f,\"seq\":%d,\"lat\":%.4f,\"lon\":-74,\"speed_kmh\":60,\"ignition\":true}\n", id, t + i, i, 40.7 + i / 10000 }' |
@@ -179,40 +180,39 @@ vp_nyc='{"type":"viewport","bbox":[-75,40,-73,41.5],"zoom":9}'
 node "$root/tests/e2e/dashboard_ws.js" "$WS" "send:$vp_nyc" wait:4000 >"$W/ws6.out" 2>&1
 cut -d' ' -f2- "$W/ws6.out" | jq -c 'select(.type == "trucks" and .reset == false)' >"$W/burst"
 nf=$(wc -l <"$W/burst")
-span=0
-[ "$nf" -gt 0 ] && span=$(( $(tail -1 "$W/burst" | jget .server_ms) - $(head -1 "$W/burst" | jget .server_ms) ))
-check "ws: a burst of 300 readings is coalesced ($nf frames over $span ms)" test "$nf" -ge 1 -a "$nf" -le $(( span / 50 + 2 )) -a "$nf" -lt 300
+check "ws: a burst of 300 readings is coalesced ($nf frames, fewer than readings)" test "$nf" -ge 1 -a "$nf" -lt 300
 check_eq "ws: the last frame carries the last reading" 40.73 "$(tail -1 "$W/burst" | jget '.upsert[0].lat')"
 
 node "$root/tests/e2e/dashboard_ws.js" "$WS" "send:$vp_world" \
     pause wait:4000 resume wait:1500 >"$W/ws5.out" 2>&1 &
 slow=$!
 sleep 1.5
-s=$(date +%s%N); api /api/fleet >/dev/null; api_ms=$(( ($(date +%s%N) - s) / 1000000 ))
-check "the API answers at once while a client does not read (${api_ms} ms)" test "$api_ms" -lt 1000
+# --max-time only catches a hang (how fast it answers: bench/dashboard_limits.sh).
+check_eq "the API answers while a client does not read" 1503 \
+    "$(curl -s --max-time 30 "$URL/api/fleet" | jq -r '[.trucks, 1503] | min' 2>/dev/null)"
 wait "$slow"
 check_eq "a slow client is not disconnected" 0 $?
 last=$(tail -1 "$W/ws5.out" | cut -d' ' -f1)
 check "a slow client gets fresh frames once it reads again" test "${last:-0}" -ge 4000
 
 # --- restart under load ------------------------------------------------------------
+# The wait only catches a hang (how long a stop takes: bench/dashboard_limits.sh).
 kill -TERM "$dash_pid"
-s=$(date +%s%N)
+for _ in $(seq 600); do kill -0 "$dash_pid" 2>/dev/null || break; sleep 0.1; done
+check_fails "SIGTERM stops the dashboard" kill -0 "$dash_pid"
+kill -KILL "$dash_pid" 2>/dev/null
 wait "$dash_pid"; rc=$?
-check_eq "SIGTERM stops the dashboard cleanly (exit 0)" 0 "$rc"
-check "it stops within 10 s" test $(( ($(date +%s%N) - s) / 1000000 )) -lt 10000
-s=$(date +%s%N)
+check_eq "cleanly (exit 0)" 0 "$rc"
 start_dashboard
 check_eq "the dashboard starts again" 0 $?
-# Trucks of the first part publish nothing any more: only the rebuild brings them back.
-wait_for ".trucks >= 1503" /api/fleet 200
-rebuild_ms=$(( ($(date +%s%N) - s) / 1000000 ))
+# Trucks of the first part publish nothing any more: only the rebuild brings
+# them back (how long it takes: bench/dashboard_limits.sh).
+wait_for ".trucks >= 1503" /api/fleet 600
 # At least: the shared broker's retained presence of other suites' trucks
 # reaches this suite's bridge too, and a presence record makes a truck.
 after=$(api /api/fleet | jget .trucks)
 check "after a restart the map is populated again ($after trucks, at least the 1503 of this suite)" \
     test "${after:-0}" -ge 1503
-check "within seconds (${rebuild_ms} ms)" test "$rebuild_ms" -lt 10000
 check_eq "trucks that went silent are rebuilt from Kafka" "$ID-000001 48.2" \
     "$(api "/api/trucks/$ID-000001" | jget '"\(.truck_id) \(.lat)"')"
 check "alerts are rebuilt too" wait_for "map(select(.truck_id == \"$ID-000002\")) | length == 1" "/api/alerts?since=0" 50

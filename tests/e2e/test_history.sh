@@ -4,7 +4,9 @@
 # exactly once through repeats, late data, 10 SIGKILLs, a 60 s database
 # outage and stored offsets moved under the running sink; rollups equal a recomputation from raw rows; bad records are
 # counted, never stored; alerts are upserted; a replay adds what is missing
-# and leaves the rollups as they were.
+# and leaves the rollups as they were.  No timing or size thresholds: the
+# memory during an outage and how fast answers come with a slow database are
+# measured by bench/history_limits.sh (make bench).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -206,11 +208,9 @@ sleep 5
 check_eq "the sink reports the database down" 0 "$(metric "$MP" 'fleetsync_sink_db_up{group="'"$G"'"}')"
 check "it retries with backoff (failed attempts counted)" test "$(metric "$MP" 'fleetsync_sink_db_errors_total{group="'"$G"'"}')" -ge 1
 check "it is still running" kill -0 "$hist_pid"
-rss=$(awk '/VmRSS/ { print $2 }' "/proc/$hist_pid/status")
 sleep $((60 - ($(date +%s) - t0)))
 "$FS" services start >/dev/null 2>&1
 check_eq "after the outage: every reading stored" "$K4" "$(wait_until "$K4" 120 rows)"
-check "memory stayed bounded during the outage (RSS ${rss} KiB)" test "$rss" -lt 400000
 check_eq "the stored offsets reach the end of the topic" 1 "$(wait_until 1 40 caught_up)"
 check_eq "none twice" "$K4" "$(rows)"
 # Today's track in the dashboard's panel comes from the stored rows.
@@ -224,28 +224,28 @@ check_eq "three readings of today are stored" "$K4" "$(wait_until "$K4" 60 rows)
 check_eq "the dashboard's track of the truck has them, in order" "true 3 48.12 48.1" \
     "$(track "$ID-T1" '"\(.history) \(.points | length) \(.points[0][1]) \(.points[2][1])"')"
 # A database that holds the track's query (a lock on telemetry for 15 s) while
-# 40 track requests come at once: the map keeps answering, and each track
-# request gets its answer within the dashboard's bounds (1 s waiting for the
-# connection, 2 s statement timeout), not after the lock.
+# 40 track requests come at once: the map answers while the lock is held, and
+# each track request gets its answer from the dashboard's bounds (1 s waiting
+# for the connection, 2 s statement timeout: "history unavailable"), not after
+# the lock.  How fast: bench/history_limits.sh.
 psql "$FLEETSYNC_PG" -qc "BEGIN; LOCK TABLE telemetry IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(15); COMMIT" \
     >/dev/null 2>&1 &
 lock_pid=$!
-sleep 1
-t0=$(date +%s%3N)
+# The lock is still held (granted to the psql above).
+locked() { [ "$(q "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+    WHERE c.relname = 'telemetry' AND l.mode = 'AccessExclusiveLock' AND l.granted")" = 1 ]; }
+for _ in $(seq 50); do locked && break; sleep 0.1; done
 curls=
 for i in $(seq 40); do
     curl -s --max-time 20 -o "$W/track.$i" "http://127.0.0.1:$TEST_HTTP_PORT/api/trucks/$ID-T1/track" &
     curls="$curls $!"
 done
 sleep 0.5
-f0=$(date +%s%3N)
 live=$(curl -s --max-time 20 "http://127.0.0.1:$TEST_HTTP_PORT/api/fleet" | jq -r '.trucks // 0' 2>/dev/null)
-f1=$(date +%s%3N)
+map_while_locked() { [ "${live:-0}" -gt 0 ] && locked; }
+check "slow database: the map answers during 40 held track requests, while the lock is held" map_while_locked
 for p in $curls; do wait "$p"; done
-t1=$(date +%s%3N)
-check "slow database: the map answers during 40 held track requests ($((f1 - f0)) ms)" \
-    test "${live:-0}" -gt 0 -a $((f1 - f0)) -lt 4000
-check "slow database: every track request answered within 7 s ($((t1 - t0)) ms for all)" test $((t1 - t0)) -lt 7000
+check "slow database: every track request was answered while the lock was held" locked
 check_eq "slow database: each answer says the history is unavailable" 40 \
     "$(cat "$W"/track.* | jq -r 'select(.history == false) | .error' 2>/dev/null | grep -c 'history database is')"
 wait "$lock_pid"
