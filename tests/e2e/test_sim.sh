@@ -1,6 +1,8 @@
 #!/bin/bash
 # fleetsync sim against the shared stack's real Mosquitto: counts, payloads,
-# per-truck seq, presence and the last will, scenarios and ground truth.
+# per-truck seq, presence and the last will, scenarios and ground truth.  No
+# timing thresholds: how late readings arrive and how they spread over wall
+# seconds is measured by bench/sim_limits.sh (make bench).
 . "$(dirname "$0")/lib.sh"
 port=${FLEETSYNC_MQTT##*:}
 tmp=$FLEETSYNC_DATA_DIR/sim-$$
@@ -73,20 +75,18 @@ check_eq "normal traffic never exceeds 90 km/h" 0 "$(jq 'select(.speed_kmh > 90)
 check_eq "1000 distinct trucks" 1000 "$(jq -r .truck_id "$tmp/payloads" | sort -u | wc -l)"
 check_eq "per-truck seq is gap-free from 0" 0 "$(jq -r '[.truck_id, .seq] | @tsv' "$tmp/payloads" | sort -k1,1 -k2,2n |
     awk '{ if ($1 != p) { if ($2 != 0) bad++ } else if ($2 != l + 1) bad++; p = $1; l = $2 } END { print bad + 0 }')"
-check_eq "readings are spread evenly (no second holds over 25 %)" 0 "$(jq -r '(.ts / 1000 | floor)' "$tmp/payloads" |
-    sort | uniq -c | awk '$1 > 1500 { bad++ } END { print bad + 0 }')"
+# Each truck's readings are due at its own phase of the interval (5 ms apart
+# here), so every whole second of simulated time holds 1000 / 5 readings.
+check_eq "readings are spread evenly (every second but the first and last holds 200 by ts, none more)" 0 \
+    "$(jq -r '(.ts / 1000 | floor)' "$tmp/payloads" | sort -n | uniq -c |
+        awk '{ c[NR] = $1 } END { for (i = 1; i <= NR; i++) if (c[i] > 200 || (i > 1 && i < NR && c[i] != 200)) bad++; print bad + 0 }')"
 # Readings are written in batches of --batch-ms (100 here; a truck with a
-# connection of its own sends each when due by default): late by a little,
-# never early (the simulated clock never runs ahead of the wall clock).
+# connection of its own sends each when due by default): never early (the
+# simulated clock never runs ahead of the wall clock); how late,
+# bench/sim_limits.sh.
 grep " fleet/trucks/$P" "$tmp/tele.at" | sed 's/^\([0-9]*\)\.\([0-9][0-9][0-9]\)[0-9]* [^ ]* .*"ts":\([0-9]*\),.*/\1\2 \3/' >"$tmp/late"
 check_eq "the receive time of every reading was recorded" 6000 "$(grep -c '^[0-9]* [0-9]*$' "$tmp/late")"
 check_eq "no reading arrives before its ts" 0 "$(awk '$1 < $2 { bad++ } END { print bad + 0 }' "$tmp/late")"
-# How late a reading is: the time the connections took to come up (the clock
-# starts after them) plus its batch's wait and delivery, so the spread from
-# the earliest to the 99th percentile is about --batch-ms, far below 2 s.
-awk '{ print $1 - $2 }' "$tmp/late" | sort -n >"$tmp/late.sorted"
-spread=$(( $(sed -n "$(( $(wc -l <"$tmp/late.sorted") * 99 / 100 ))p" "$tmp/late.sorted") - $(head -1 "$tmp/late.sorted") ))
-check "readings wait for their batch, not longer (99th percentile $spread ms after the earliest)" test "$spread" -lt 2000
 check_eq "a clean end leaves every truck offline" 1000 "$(presence "$P" | grep -c ' offline$')"
 
 # --- SIGKILL: the broker publishes each truck's retained last will --------
