@@ -43,10 +43,12 @@ MAIN_OBJ  := $(BUILD)/obj/main.o
 LIB       := $(BUILD)/libfleetsync.a
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tools/%)
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-.PHONY: format-check all unit unit-san fuzz test demo bench chaos bootstrap clean format
+.PHONY: format-check tools all unit unit-san fuzz test demo bench chaos bootstrap clean format
 
 all: $(BUILD)/fleetsync
 
@@ -79,6 +81,14 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -o $@ $< $(LIB) $(PKG_LIBS) $(LDFLAGS_ALL)
 
+# Small clients the end-to-end suites use where kcat cannot do the job:
+# build/tools/kafka_produce (records with a given timestamp).
+$(BUILD)/tools/%: tests/tools/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -o $@ $< $(PKG_LIBS) $(LDFLAGS_ALL)
+
+tools: $(TOOL_BINS)
+
 unit: $(UNIT_BINS)
 	@tests/run-unit $(BUILD)/tests
 
@@ -98,7 +108,7 @@ bootstrap:
 	@scripts/bootstrap
 
 test: bootstrap
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all tools
 	@tests/run
 
 demo: bootstrap
@@ -112,7 +122,7 @@ bench: bootstrap
 	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 
 chaos: bootstrap
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all tools
 	@tests/chaos/run
 
 # The C sources follow .clang-format; `make format` applies it, `make

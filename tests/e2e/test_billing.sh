@@ -9,7 +9,7 @@
 # invoice in table, CSV and JSON; usage errors exit 2.
 #
 # Replay and billing's recomputed days go by Kafka record timestamps, which
-# kcat cannot set: the records are produced by tests/e2e/kafka_produce.py,
+# kcat cannot set: the records are produced by build/tools/kafka_produce,
 # each stamped with its reading's ts, as the bridge stamps the time it received
 # it.  The suite's day (DAY) is fixed when it starts: the UTC day before
 # (inside the topic's 7-day retention, and never ahead of the broker's clock),
@@ -17,6 +17,8 @@
 # while it runs.
 . "$(dirname "$0")/lib.sh"
 
+KAFKA_PRODUCE=$(dirname "$FS")/tools/kafka_produce   # built by make test (make tools)
+[ -x "$KAFKA_PRODUCE" ] || { echo "not ok - $KAFKA_PRODUCE is missing: run make tools"; exit 1; }
 P="e2ebill$$-"                  # topic prefix: this suite's own topics
 T="${P}truck-telemetry"
 ID="E2EB$$"                     # truck id prefix
@@ -89,7 +91,7 @@ MID=$(( $(date -u -d "$DAY 00:00:00Z" +%s) * 1000 ))      # DAY's midnight, ms
 # reading's ts (a record that is not a reading: the ts before it).
 produce() {
     awk '{ if (match($0, /"ts":[0-9]+/)) ts = substr($0, RSTART + 5, RLENGTH - 5); print ts "|" $0 }' "$1" >"$1.ts" &&
-        /usr/bin/python3 "$(dirname "$0")/kafka_produce.py" "$B" "$T" "$1.ts"
+        "$KAFKA_PRODUCE" "$B" "$T" "$1.ts"
 }
 KM_PER_DEG=$(awk 'BEGIN { printf "%.12f", 6371008.8 * atan2(0, -1) / 180 / 1000 }')
 
