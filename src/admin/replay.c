@@ -608,13 +608,8 @@ int cmd_replay(int argc, char **argv)
     memset(&pl, 0, sizeof(pl));
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     timeout_ms = timeout_s * 1000;
     if (!cfg.group) {
         opt_error(&cmd, "--group is required, e.g. --group fleetsync-history");

@@ -671,13 +671,8 @@ int cmd_status(int argc, char **argv)
     memset(&prev, 0, sizeof(prev));
     cfg_init(&c.cfg);
     c.cfg.kafka_user = KA_USER_ADMIN;
-    switch (opt_parse(&cmd, &c.cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &c.cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     for (size_t i = 0; i < named_count; i++) {
         if (!named[i][0]) {
             opt_error(&cmd, "--group needs a name");

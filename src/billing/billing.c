@@ -752,13 +752,8 @@ int cmd_billing(int argc, char **argv)
         .opts = opts,
         .shared = 1,
     };
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     rc = 1;
     sig_install();
     b.cfg = &cfg;

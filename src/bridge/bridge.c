@@ -740,13 +740,8 @@ int cmd_bridge(int argc, char **argv)
     b.wake[0] = b.wake[1] = -1;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BRIDGE;
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     rc = 1;
     b.cfg = &cfg;
     b.o = &o;

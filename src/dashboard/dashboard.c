@@ -538,15 +538,11 @@ static int dashboard_parse(int argc, char **argv, struct fs_config *cfg, struct 
         OPT_END_MARK,
     };
     struct opt_command cmd = dashboard_cmd;
-    int rest;
+    int rest, rc;
 
     cmd.opts = opts;
-    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    if (opt_parse_or_leave(&cmd, cfg, argc, argv, &rest, &rc))
+        return rc;
     if (a->hash_name)
         return hash_command(a->hash_name, a->hash_token);
     if (cfg_parse_host_port(cfg->listen, host, host_size, port) != 0 || *port < 1 || *port > 65535)

@@ -1038,30 +1038,21 @@ static int bench_detect(int argc, char **argv)
     int rc;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    switch (bd_parse(&o, &cfg, argc, argv)) {
-    case OPT_PARSED: {
+    if (!opt_leave(bd_parse(&o, &cfg, argc, argv), &rc)) {
         struct bd_run *r = calloc(1, sizeof(*r));
-        if (!r) {
+        if (r) {
+            r->o = &o;
+            r->cfg = &cfg;
+            r->bridge.name = "bridge";
+            r->detect.name = "detect";
+            r->sim.name = "sim";
+            rc = bd_run(r);
+            bd_cleanup(r);
+            free(r);
+        } else {
             fprintf(stderr, "fleetsync bench detect: out of memory\n");
             rc = 1;
-            break;
         }
-        r->o = &o;
-        r->cfg = &cfg;
-        r->bridge.name = "bridge";
-        r->detect.name = "detect";
-        r->sim.name = "sim";
-        rc = bd_run(r);
-        bd_cleanup(r);
-        free(r);
-        break;
-    }
-    case OPT_HELP:
-        rc = 0;
-        break;
-    default:
-        rc = 2;
-        break;
     }
     cfg_release(&cfg);
     return rc;
@@ -1078,13 +1069,9 @@ int cmd_bench(int argc, char **argv)
         .opts = none,
         .stop_at_arg = 1,
     };
-    int rest;
-    switch (opt_parse(&cmd, NULL, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    int rest, rc;
+    if (opt_parse_or_leave(&cmd, NULL, argc, argv, &rest, &rc))
+        return rc;
     if (rest == argc)
         return opt_error(&cmd, "which benchmark? One so far: detect");
     if (strcmp(argv[rest], "help") == 0) {

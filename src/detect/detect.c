@@ -934,16 +934,8 @@ int cmd_detect(int argc, char **argv)
     d.cfg = &cfg;
     d.lock_fd = -1;
     detect_rules_defaults(&d.rules);
-    switch (detect_parse(&d, &a, argc, argv)) {
-    case OPT_PARSED:
-        break;
-    case OPT_HELP:
-        rc = 0;
+    if (opt_leave(detect_parse(&d, &a, argc, argv), &rc))
         goto out;
-    default:
-        rc = 2;
-        goto out;
-    }
     if (a.print_rules) {
         detect_rules_print(&d.rules, stdout);
         rc = 0;

@@ -425,14 +425,10 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         .shared = 1,
     };
     char err[512];
-    int rest;
+    int rest, rc;
 
-    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    if (opt_parse_or_leave(&cmd, cfg, argc, argv, &rest, &rc))
+        return rc;
     /* The simulator checks --scenario, --start and --speedup (and says what
      * is wrong) when it starts; a file must exist now, as the children run
      * from the same place. */
