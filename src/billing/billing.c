@@ -731,7 +731,7 @@ int cmd_billing(int argc, char **argv)
     struct fs_config cfg;
     struct billing b;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
-    char err[512], about[sizeof(billing_about) + 16];
+    char about[sizeof(billing_about) + 16];
     int rest, rc = 2;
 
     memset(&b, 0, sizeof(b));
@@ -764,11 +764,8 @@ int cmd_billing(int argc, char **argv)
         goto out;
     }
     register_metrics(&b);
-    int mport = cfg.metrics_port == 0 ? BILLING_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(b.metrics, cfg.metrics_port, BILLING_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     so.cfg = &cfg;
     so.group = cfg.group ? cfg.group : "fleetsync-billing";

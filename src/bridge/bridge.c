@@ -818,11 +818,8 @@ int cmd_bridge(int argc, char **argv)
     b.m_latency =
         metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds", "MQTT receive to Kafka acknowledgement.",
                           NULL, lat_bounds, (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
-    int mport = cfg.metrics_port == 0 ? BRIDGE_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(b.metrics, cfg.metrics_port, BRIDGE_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     if (o.spool_dir) {
         snprintf(spool_dir, sizeof(spool_dir), "%s", o.spool_dir);

@@ -926,7 +926,6 @@ int cmd_history(int argc, char **argv)
     struct fs_config cfg;
     struct history h;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
-    char err[512];
     int rest, rc = 2;
 
     memset(&h, 0, sizeof(h));
@@ -986,11 +985,8 @@ int cmd_history(int argc, char **argv)
                                        "Daily partitions dropped by retention.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
                                   "Trucks whose latest reading was read from the database (cache misses).", NULL);
-    int mport = cfg.metrics_port == 0 ? HISTORY_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(h.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(h.metrics, cfg.metrics_port, HISTORY_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     so.cfg = &cfg;
     so.group = cfg.group ? cfg.group : "fleetsync-history";
