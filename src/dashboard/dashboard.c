@@ -28,6 +28,7 @@
 #include "core/timeparse.h"
 #include "core/metrics.h"
 #include "core/opts.h"
+#include "core/proc.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
@@ -263,7 +264,7 @@ static int consume_loop(struct consumer *k)
 static int find_files(struct dash *d, const char *web, const char *modules, char *err, size_t err_size)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    int have_exe = proc_self_path(exe, sizeof(exe)) == 0;
     const char *candidates[4] = {0};
     char c1[PATH_MAX + 16], c2[PATH_MAX + 16];
     int nc = 0;
@@ -272,8 +273,7 @@ static int find_files(struct dash *d, const char *web, const char *modules, char
     if (web) {
         candidates[nc++] = web;
     } else {
-        if (n > 0) {
-            exe[n] = '\0';
+        if (have_exe) {
             char *slash = strrchr(exe, '/');
             if (slash)
                 *slash = '\0';

@@ -85,10 +85,8 @@ static int args_add(const char **args, int *n, ...)
 static int kid_start(struct kid *k, const char *dir, const char *const *args)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
+    if (proc_self_path(exe, sizeof(exe)) != 0)
         return -1;
-    exe[n] = '\0';
     snprintf(k->log, sizeof(k->log), "%s/%s.log", dir, k->name);
     const char *argv[CH_MAX_ARGS + 2];
     int a = 0;
@@ -105,13 +103,8 @@ static int kid_start(struct kid *k, const char *dir, const char *const *args)
                              .group = PROC_GROUP_OWN};
     fflush(NULL);
     pid_t pid;
-    int rc = proc_spawn(&spec, &pid), saved = errno;
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0) {
-        errno = saved;
+    if (proc_spawn_logged(&spec, &pid) != 0)
         return -1;
-    }
     k->pid = pid;
     log_debug("started %s (pid %d, log %s)", k->name, (int)pid, k->log);
     return 0;
