@@ -195,18 +195,17 @@ static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int
 static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_partition_list_t *offsets,
                        int timeout_ms, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
+    struct groups_req r;
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
     rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
-    rd_kafka_event_t *ev;
     int rc = -1;
 
-    rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
-    if (!(ev = groups_admin_result(q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+    rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
         goto out;
     size_t n;
     const rd_kafka_group_result_t **gr =
-        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &n);
+        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(r.ev), &n);
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
         if (e) {
@@ -236,11 +235,8 @@ static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_p
     }
     rc = 0;
 out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
+    groups_req_release(&r);
     rd_kafka_AlterConsumerGroupOffsets_destroy(req);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
     return rc;
 }
 

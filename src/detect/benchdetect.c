@@ -456,29 +456,22 @@ static void kafka_cleanup(rd_kafka_t *rk, const struct fs_config *cfg, const cha
         cfg_topic(cfg, topic_specs[i].name, names[i], sizeof(names[i]));
         dt[i] = rd_kafka_DeleteTopic_new(names[i]);
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, 15000);
-    rd_kafka_DeleteTopics(rk, dt, (size_t)topic_spec_count, o, q);
+    struct groups_req r;
     rd_kafka_resp_err_t code;
-    rd_kafka_event_t *ev = groups_admin_result(q, "DeleteTopics", 20000, &code, err, sizeof(err));
-    if (!ev)
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, 15000);
+    rd_kafka_DeleteTopics(rk, dt, (size_t)topic_spec_count, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "DeleteTopics", 20000, &code, err, sizeof(err))))
         log_warn("could not delete the topics %s*: %s", cfg->topic_prefix, err);
-    else
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
+    groups_req_release(&r);
     rd_kafka_DeleteTopic_destroy_array(dt, (size_t)topic_spec_count);
 
     rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
-    o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, 15000);
-    rd_kafka_DeleteGroups(rk, &dg, 1, o, q);
-    ev = groups_admin_result(q, "DeleteGroups", 20000, &code, err, sizeof(err));
-    if (!ev)
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, 15000);
+    rd_kafka_DeleteGroups(rk, &dg, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "DeleteGroups", 20000, &code, err, sizeof(err))))
         log_warn("could not delete the consumer group %s: %s", group, err);
-    else
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
+    groups_req_release(&r);
     rd_kafka_DeleteGroup_destroy(dg);
-    rd_kafka_queue_destroy(q);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
