@@ -324,6 +324,21 @@ static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, s
 
 /* ---- the batch ---------------------------------------------------------------- */
 
+/* A reading from row i of r, its columns from c on: ts in ms, seq, lat,
+ * lon, speed_kmh, ignition, fuel_pct (NULL: NAN). */
+static struct rollup_point point_from_row(const PGresult *r, int i, int c)
+{
+    return (struct rollup_point){
+        .ts_ms = strtoll(PQgetvalue(r, i, c), NULL, 10),
+        .seq = strtoll(PQgetvalue(r, i, c + 1), NULL, 10),
+        .lat = strtod(PQgetvalue(r, i, c + 2), NULL),
+        .lon = strtod(PQgetvalue(r, i, c + 3), NULL),
+        .speed_kmh = strtod(PQgetvalue(r, i, c + 4), NULL),
+        .ignition = PQgetvalue(r, i, c + 5)[0] == 't',
+        .fuel_pct = PQgetisnull(r, i, c + 6) ? NAN : strtod(PQgetvalue(r, i, c + 6), NULL),
+    };
+}
+
 static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size)
 {
     buf_reset(&h->aux);
@@ -361,15 +376,7 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         if (!t)
             continue;
         t->has_last = 1;
-        t->last = (struct rollup_point){
-            .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
-            .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
-            .lat = strtod(PQgetvalue(r, i, 3), NULL),
-            .lon = strtod(PQgetvalue(r, i, 4), NULL),
-            .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
-            .ignition = PQgetvalue(r, i, 6)[0] == 't',
-            .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
-        };
+        t->last = point_from_row(r, i, 1);
         t->known = 1;
     }
     PQclear(r);
@@ -774,15 +781,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
                 rollup_hour_init(&hr, hour);
                 has_prev = 0;
             }
-            struct rollup_point pt = {
-                .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
-                .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
-                .lat = strtod(PQgetvalue(r, i, 3), NULL),
-                .lon = strtod(PQgetvalue(r, i, 4), NULL),
-                .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
-                .ignition = PQgetvalue(r, i, 6)[0] == 't',
-                .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
-            };
+            struct rollup_point pt = point_from_row(r, i, 1);
             if (pt.ts_ms >= hour)
                 rollup_fold(&hr, has_prev ? &prev : NULL, &pt);
             prev = pt;
