@@ -645,8 +645,7 @@ int cmd_replay(int argc, char **argv)
     if (!conf)
         goto fail;
     char why[512];
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        rd_kafka_conf_destroy(conf);
+    if (!(rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
         snprintf(err, sizeof(err), "cannot create a Kafka client: %s", why);
         goto fail;
     }

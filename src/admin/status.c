@@ -388,10 +388,8 @@ static int kafka_ready(struct status_ctx *c, struct status_report *r)
     if (!conf)
         goto fail;
     rd_kafka_conf_set_log_cb(conf, kafka_quiet);
-    if (!(c->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        rd_kafka_conf_destroy(conf);
+    if (!(c->rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why))))
         goto fail;
-    }
     if (kafka_wait_ready(c->rk, c->timeout_ms, why, sizeof(why)) != 0) {
         rd_kafka_destroy(c->rk);
         c->rk = NULL;

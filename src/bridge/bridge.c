@@ -317,11 +317,9 @@ static int producer_new(struct bridge *b, char *err, size_t err_size)
     rd_kafka_conf_set_opaque(conf, b);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
-    b->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
-    if (!b->rk) {
-        rd_kafka_conf_destroy(conf);
+    b->rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+    if (!b->rk)
         return -1;
-    }
     b->mainq = rd_kafka_queue_get_main(b->rk);
     rd_kafka_queue_io_event_enable(b->mainq, b->wake[1], "x", 1);
     return 0;

@@ -307,9 +307,8 @@ static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *
             return -1;
         }
         rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivered);
-        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+        s->dlq = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
         if (!s->dlq) {
-            rd_kafka_conf_destroy(conf);
             snprintf(err, err_size, "cannot create the dead-letter producer: %s", why);
             return -1;
         }
@@ -606,10 +605,9 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, &s);
-    s.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    s.rk = kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!s.rk) {
         log_error("cannot create the Kafka consumer: %s", err);
-        rd_kafka_conf_destroy(conf);
         goto out;
     }
     rd_kafka_poll_set_consumer(s.rk);

@@ -714,9 +714,8 @@ static int consumer_start(struct consumer *k, const struct fs_config *cfg)
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, k);
     k->group = cfg->group ? cfg->group : DEFAULT_GROUP;
-    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    k->rk = kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka consumer: %s", err);
         return 1;
     }

@@ -394,9 +394,8 @@ static int alerts_read(const struct fs_config *cfg, const char *topic, int parts
     if (!conf)
         return -1;
     char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!rk) {
-        rd_kafka_conf_destroy(conf);
         snprintf(err, err_size, "Kafka consumer: %s", why);
         return -1;
     }
@@ -678,12 +677,10 @@ static int bd_prepare(struct bd_run *r)
  * or -1 after saying why. */
 static int bd_kafka_setup(struct bd_run *r)
 {
-    char err[PATH_MAX + 512], why[256];
+    char err[PATH_MAX + 512];
     rd_kafka_conf_t *conf = kafka_conf_new(r->cfg, NULL, err, sizeof(err));
-    if (!conf || !(r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", conf ? why : err);
+    if (!conf || !(r->rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
+        fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", err);
         return -1;
     }
     if (kafka_wait_ready(r->rk, 15000, err, sizeof(err)) != 0) {
