@@ -22,6 +22,7 @@
  */
 #include "admin/replay.h"
 
+#include "core/grow.h"
 #include "core/opts.h"
 
 #include "core/groups.h"
@@ -171,14 +172,8 @@ static struct replay_part *plan_find(struct plan *pl, const char *topic, int32_t
 
 static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int32_t partition)
 {
-    if (pl->count == pl->cap) {
-        size_t cap = pl->cap ? pl->cap * 2 : 32;
-        struct replay_part *np = realloc(pl->parts, cap * sizeof(*np));
-        if (!np)
-            return NULL;
-        pl->parts = np;
-        pl->cap = cap;
-    }
+    if (grow_one(&pl->parts, &pl->cap, pl->count, sizeof(*pl->parts), 32) != 0)
+        return NULL;
     struct replay_part *p = &pl->parts[pl->count++];
     memset(p, 0, sizeof(*p));
     snprintf(p->topic, sizeof(p->topic), "%s", topic);

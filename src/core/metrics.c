@@ -5,6 +5,7 @@
  * are atomics, so the hot path of a service never takes the lock.
  */
 #include "core/metrics.h"
+#include "core/grow.h"
 #include "core/log.h"
 
 #include <civetweb.h>
@@ -63,14 +64,8 @@ static struct metric *metrics_add(struct metrics *m, enum metric_kind kind, cons
             goto out;
         }
     }
-    if (m->count == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 32;
-        struct metric **n = realloc(m->series, cap * sizeof(*n));
-        if (!n)
-            goto out;
-        m->series = n;
-        m->cap = cap;
-    }
+    if (grow_one(&m->series, &m->cap, m->count, sizeof(*m->series), 32) != 0)
+        goto out;
     s = calloc(1, sizeof(*s));
     if (!s)
         goto out;

@@ -5,6 +5,7 @@
 
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/pg.h"
@@ -66,14 +67,8 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
             return &s->tps[i];
     if (!create)
         return NULL;
-    if (s->tp_count == s->tp_cap) {
-        size_t cap = s->tp_cap ? s->tp_cap * 2 : 32;
-        struct tp *t = realloc(s->tps, cap * sizeof(*t));
-        if (!t)
-            return NULL;
-        s->tps = t;
-        s->tp_cap = cap;
-    }
+    if (grow_one(&s->tps, &s->tp_cap, s->tp_count, sizeof(*s->tps), 32) != 0)
+        return NULL;
     struct tp *t = &s->tps[s->tp_count++];
     snprintf(t->topic, sizeof(t->topic), "%s", topic);
     t->partition = partition;

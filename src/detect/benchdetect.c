@@ -31,6 +31,7 @@
 #include "core/sig.h"
 #include "core/topics.h"
 #include "core/groups.h"
+#include "core/grow.h"
 #include "detect/match.h"
 
 #include <errno.h>
@@ -260,18 +261,12 @@ static int truth_load(const char *path, struct match_incident **out, size_t *n, 
             json_decref(o);
             continue;
         }
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            struct match_incident *nv = realloc(*out, nc * sizeof(*nv));
-            if (!nv) {
-                json_decref(o);
-                snprintf(err, err_size, "out of memory");
-                free(line);
-                fclose(f);
-                return -1;
-            }
-            *out = nv;
-            cap = nc;
+        if (grow_one(out, &cap, *n, sizeof(**out), 64) != 0) {
+            json_decref(o);
+            snprintf(err, err_size, "out of memory");
+            free(line);
+            fclose(f);
+            return -1;
         }
         struct match_incident *x = &(*out)[(*n)++];
         memset(x, 0, sizeof(*x));
@@ -361,16 +356,10 @@ static void alert_take(struct alert_read *ar, const char *buf, size_t len, const
     } else if (strncmp(id, id_prefix, strlen(id_prefix)) != 0) {
         ar->foreign++; /* another suite's trucks through the same broker */
     } else if (strcmp(state, "raised") == 0) {
-        if (ar->n == ar->cap) {
-            size_t nc = ar->cap ? ar->cap * 2 : 256;
-            struct match_alert *nv = realloc(ar->v, nc * sizeof(*nv));
-            if (!nv) {
-                ar->bad++;
-                json_decref(o);
-                return;
-            }
-            ar->v = nv;
-            ar->cap = nc;
+        if (grow_one(&ar->v, &ar->cap, ar->n, sizeof(*ar->v), 256) != 0) {
+            ar->bad++;
+            json_decref(o);
+            return;
         }
         struct match_alert *a = &ar->v[ar->n++];
         memset(a, 0, sizeof(*a));

@@ -32,6 +32,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -224,14 +225,8 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 {
     char detail[128];
     int normalized = 0;
-    if (h->arena_n == h->arena_cap) {
-        size_t cap = h->arena_cap ? h->arena_cap * 2 : 64;
-        char **a = realloc(h->arena, cap * sizeof(*a));
-        if (!a)
-            return -2;
-        h->arena = a;
-        h->arena_cap = cap;
-    }
+    if (grow_one(&h->arena, &h->arena_cap, h->arena_n, sizeof(*h->arena), 64) != 0)
+        return -2;
     if (!h->spare && !(h->spare = malloc(TM_MAX_PAYLOAD + 1)))
         return -2;
     enum tm_reason why =
@@ -264,14 +259,8 @@ static void add_day(struct history *h, int64_t day)
 {
     if (has_day(h, day))
         return;
-    if (h->day_n == h->day_cap) {
-        size_t cap = h->day_cap ? h->day_cap * 2 : 64;
-        int64_t *d = realloc(h->days, cap * sizeof(*d));
-        if (!d)
-            return;
-        h->days = d;
-        h->day_cap = cap;
-    }
+    if (grow_one(&h->days, &h->day_cap, h->day_n, sizeof(*h->days), 64) != 0)
+        return;
     h->days[h->day_n++] = day;
 }
 
