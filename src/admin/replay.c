@@ -22,6 +22,7 @@
  */
 #include "admin/replay.h"
 
+#include "core/grow.h"
 #include "core/opts.h"
 
 #include "core/groups.h"
@@ -171,14 +172,8 @@ static struct replay_part *plan_find(struct plan *pl, const char *topic, int32_t
 
 static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int32_t partition)
 {
-    if (pl->count == pl->cap) {
-        size_t cap = pl->cap ? pl->cap * 2 : 32;
-        struct replay_part *np = realloc(pl->parts, cap * sizeof(*np));
-        if (!np)
-            return NULL;
-        pl->parts = np;
-        pl->cap = cap;
-    }
+    if (grow_one(&pl->parts, &pl->cap, pl->count, sizeof(*pl->parts), 32) != 0)
+        return NULL;
     struct replay_part *p = &pl->parts[pl->count++];
     memset(p, 0, sizeof(*p));
     snprintf(p->topic, sizeof(p->topic), "%s", topic);
@@ -195,18 +190,17 @@ static struct replay_part *plan_add_part(struct plan *pl, const char *topic, int
 static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_partition_list_t *offsets,
                        int timeout_ms, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
+    struct groups_req r;
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_ALTERCONSUMERGROUPOFFSETS, timeout_ms);
     rd_kafka_AlterConsumerGroupOffsets_t *req = rd_kafka_AlterConsumerGroupOffsets_new(group, offsets);
-    rd_kafka_event_t *ev;
     int rc = -1;
 
-    rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, o, q);
-    if (!(ev = groups_admin_result(q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+    rd_kafka_AlterConsumerGroupOffsets(rk, &req, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "AlterConsumerGroupOffsets", timeout_ms, code, err, err_size)))
         goto out;
     size_t n;
     const rd_kafka_group_result_t **gr =
-        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(ev), &n);
+        rd_kafka_AlterConsumerGroupOffsets_result_groups(rd_kafka_event_AlterConsumerGroupOffsets_result(r.ev), &n);
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
         if (e) {
@@ -236,11 +230,8 @@ static int group_alter(rd_kafka_t *rk, const char *group, const rd_kafka_topic_p
     }
     rc = 0;
 out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
+    groups_req_release(&r);
     rd_kafka_AlterConsumerGroupOffsets_destroy(req);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
     return rc;
 }
 
@@ -608,13 +599,8 @@ int cmd_replay(int argc, char **argv)
     memset(&pl, 0, sizeof(pl));
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     timeout_ms = timeout_s * 1000;
     if (!cfg.group) {
         opt_error(&cmd, "--group is required, e.g. --group fleetsync-history");
@@ -654,8 +640,7 @@ int cmd_replay(int argc, char **argv)
     if (!conf)
         goto fail;
     char why[512];
-    if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        rd_kafka_conf_destroy(conf);
+    if (!(rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
         snprintf(err, sizeof(err), "cannot create a Kafka client: %s", why);
         goto fail;
     }

@@ -25,6 +25,7 @@
 #include "stack/services.h"
 
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafka.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
@@ -91,14 +92,8 @@ struct status_group *status_report_group(struct status_report *r, const char *na
             return &r->groups[i];
     if (!create)
         return NULL;
-    if (r->group_count == r->group_cap) {
-        size_t cap = r->group_cap ? r->group_cap * 2 : 8;
-        struct status_group *ng = realloc(r->groups, cap * sizeof(*ng));
-        if (!ng)
-            return NULL;
-        r->groups = ng;
-        r->group_cap = cap;
-    }
+    if (grow_one(&r->groups, &r->group_cap, r->group_count, sizeof(*r->groups), 8) != 0)
+        return NULL;
     struct status_group *g = &r->groups[r->group_count++];
     memset(g, 0, sizeof(*g));
     snprintf(g->name, sizeof(g->name), "%s", name);
@@ -116,14 +111,8 @@ struct status_part *status_group_part(struct status_group *g, const char *topic,
         return &g->parts[found - g->parts];
     if (!create)
         return NULL;
-    if (g->count == g->cap) {
-        size_t cap = g->cap ? g->cap * 2 : 16;
-        struct status_part *np = realloc(g->parts, cap * sizeof(*np));
-        if (!np)
-            return NULL;
-        g->parts = np;
-        g->cap = cap;
-    }
+    if (grow_one(&g->parts, &g->cap, g->count, sizeof(*g->parts), 16) != 0)
+        return NULL;
     struct status_part *p = &g->parts[g->count++];
     memset(p, 0, sizeof(*p));
     snprintf(p->topic, sizeof(p->topic), "%s", topic);
@@ -388,10 +377,8 @@ static int kafka_ready(struct status_ctx *c, struct status_report *r)
     if (!conf)
         goto fail;
     rd_kafka_conf_set_log_cb(conf, kafka_quiet);
-    if (!(c->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        rd_kafka_conf_destroy(conf);
+    if (!(c->rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why))))
         goto fail;
-    }
     if (kafka_wait_ready(c->rk, c->timeout_ms, why, sizeof(why)) != 0) {
         rd_kafka_destroy(c->rk);
         c->rk = NULL;
@@ -671,13 +658,8 @@ int cmd_status(int argc, char **argv)
     memset(&prev, 0, sizeof(prev));
     cfg_init(&c.cfg);
     c.cfg.kafka_user = KA_USER_ADMIN;
-    switch (opt_parse(&cmd, &c.cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &c.cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     for (size_t i = 0; i < named_count; i++) {
         if (!named[i][0]) {
             opt_error(&cmd, "--group needs a name");

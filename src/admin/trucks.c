@@ -645,13 +645,8 @@ int cmd_trucks(int argc, char **argv)
     };
 
     cfg_init(&cfg);
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     if (rest >= argc) {
         opt_error(&cmd, "give an action: add, list, password or remove");
         goto out;

@@ -36,6 +36,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -368,14 +369,8 @@ static int touch(struct billing *b, struct truck *t)
 {
     if (t->touched)
         return 0;
-    if (b->touched_n == b->touched_cap) {
-        size_t cap = b->touched_cap ? b->touched_cap * 2 : 256;
-        struct touched *p = realloc(b->touched, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        b->touched = p;
-        b->touched_cap = cap;
-    }
+    if (grow_one(&b->touched, &b->touched_cap, b->touched_n, sizeof(*b->touched), 256) != 0)
+        return -1;
     t->ti = (uint32_t)b->touched_n;
     b->touched[b->touched_n++] = (struct touched){.t = t};
     t->touched = 1;
@@ -387,14 +382,8 @@ static struct part *part_get(struct billing *b, int32_t partition)
     for (size_t i = 0; i < b->part_n; i++)
         if (b->parts[i].partition == partition)
             return &b->parts[i];
-    if (b->part_n == b->part_cap) {
-        size_t cap = b->part_cap ? b->part_cap * 2 : 16;
-        struct part *p = realloc(b->parts, cap * sizeof(*p));
-        if (!p)
-            return NULL;
-        b->parts = p;
-        b->part_cap = cap;
-    }
+    if (grow_one(&b->parts, &b->part_cap, b->part_n, sizeof(*b->parts), 16) != 0)
+        return NULL;
     struct part *p = &b->parts[b->part_n++];
     *p = (struct part){.partition = partition, .first_offset = -1, .first_ts_ms = -1, .next_offset = -1};
     return p;
@@ -413,14 +402,8 @@ static int pday_note(struct billing *b, int32_t partition, int64_t ts_ms, int64_
             return 0;
         }
     }
-    if (b->pday_n == b->pday_cap) {
-        size_t cap = b->pday_cap ? b->pday_cap * 2 : 16;
-        struct pday *p = realloc(b->pdays, cap * sizeof(*p));
-        if (!p)
-            return -1;
-        b->pdays = p;
-        b->pday_cap = cap;
-    }
+    if (grow_one(&b->pdays, &b->pday_cap, b->pday_n, sizeof(*b->pdays), 16) != 0)
+        return -1;
     b->pdays[b->pday_n++] = (struct pday){partition, day, offset};
     return 0;
 }
@@ -731,7 +714,7 @@ int cmd_billing(int argc, char **argv)
     struct fs_config cfg;
     struct billing b;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
-    char err[512], about[sizeof(billing_about) + 16];
+    char about[sizeof(billing_about) + 16];
     int rest, rc = 2;
 
     memset(&b, 0, sizeof(b));
@@ -752,13 +735,8 @@ int cmd_billing(int argc, char **argv)
         .opts = opts,
         .shared = 1,
     };
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     rc = 1;
     sig_install();
     b.cfg = &cfg;
@@ -769,11 +747,8 @@ int cmd_billing(int argc, char **argv)
         goto out;
     }
     register_metrics(&b);
-    int mport = cfg.metrics_port == 0 ? BILLING_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(b.metrics, cfg.metrics_port, BILLING_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     so.cfg = &cfg;
     so.group = cfg.group ? cfg.group : "fleetsync-billing";

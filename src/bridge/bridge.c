@@ -317,11 +317,9 @@ static int producer_new(struct bridge *b, char *err, size_t err_size)
     rd_kafka_conf_set_opaque(conf, b);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
-    b->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
-    if (!b->rk) {
-        rd_kafka_conf_destroy(conf);
+    b->rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+    if (!b->rk)
         return -1;
-    }
     b->mainq = rd_kafka_queue_get_main(b->rk);
     rd_kafka_queue_io_event_enable(b->mainq, b->wake[1], "x", 1);
     return 0;
@@ -740,13 +738,8 @@ int cmd_bridge(int argc, char **argv)
     b.wake[0] = b.wake[1] = -1;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BRIDGE;
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     rc = 1;
     b.cfg = &cfg;
     b.o = &o;
@@ -823,11 +816,8 @@ int cmd_bridge(int argc, char **argv)
     b.m_latency =
         metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds", "MQTT receive to Kafka acknowledgement.",
                           NULL, lat_bounds, (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
-    int mport = cfg.metrics_port == 0 ? BRIDGE_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(b.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(b.metrics, cfg.metrics_port, BRIDGE_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     if (o.spool_dir) {
         snprintf(spool_dir, sizeof(spool_dir), "%s", o.spool_dir);

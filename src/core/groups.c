@@ -44,12 +44,24 @@ rd_kafka_event_t *groups_admin_result(rd_kafka_queue_t *q, const char *what, int
     return ev;
 }
 
-rd_kafka_AdminOptions_t *groups_admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
+void groups_req_start(struct groups_req *r, rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms)
 {
     char why[256];
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
-    rd_kafka_AdminOptions_set_request_timeout(o, timeout_ms, why, sizeof(why));
-    return o;
+    r->q = rd_kafka_queue_new(rk);
+    r->o = rd_kafka_AdminOptions_new(rk, op);
+    rd_kafka_AdminOptions_set_request_timeout(r->o, timeout_ms, why, sizeof(why));
+    r->ev = NULL;
+}
+
+void groups_req_release(struct groups_req *r)
+{
+    if (r->ev)
+        rd_kafka_event_destroy(r->ev);
+    rd_kafka_AdminOptions_destroy(r->o);
+    rd_kafka_queue_destroy(r->q);
+    r->ev = NULL;
+    r->o = NULL;
+    r->q = NULL;
 }
 
 /* After a failed group request: 1 (having waited a moment) when it is worth
@@ -68,21 +80,20 @@ int groups_again(rd_kafka_resp_err_t code, int64_t deadline_ms)
 int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *members, char *who, size_t who_size,
                    const char **live_state, rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms);
+    struct groups_req r;
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DESCRIBECONSUMERGROUPS, timeout_ms);
     const char *groups[1] = {group};
-    rd_kafka_event_t *ev;
     int rc = -1;
 
     *members = 0;
     *live_state = NULL;
     who[0] = '\0';
-    rd_kafka_DescribeConsumerGroups(rk, groups, 1, o, q);
-    if (!(ev = groups_admin_result(q, "DescribeConsumerGroups", timeout_ms, code, err, err_size)))
+    rd_kafka_DescribeConsumerGroups(rk, groups, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "DescribeConsumerGroups", timeout_ms, code, err, err_size)))
         goto out;
     size_t n;
     const rd_kafka_ConsumerGroupDescription_t **gd =
-        rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(ev), &n);
+        rd_kafka_DescribeConsumerGroups_result_groups(rd_kafka_event_DescribeConsumerGroups_result(r.ev), &n);
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_error_t *e = rd_kafka_ConsumerGroupDescription_error(gd[i]);
         if (e && rd_kafka_error_code(e) != RD_KAFKA_RESP_ERR_GROUP_ID_NOT_FOUND) {
@@ -108,10 +119,7 @@ int groups_members(rd_kafka_t *rk, const char *group, int timeout_ms, size_t *me
     }
     rc = 0;
 out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
+    groups_req_release(&r);
     return rc;
 }
 
@@ -120,18 +128,17 @@ out:
 rd_kafka_topic_partition_list_t *groups_committed(rd_kafka_t *rk, const char *group, int timeout_ms,
                                                   rd_kafka_resp_err_t *code, char *err, size_t err_size)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
+    struct groups_req r;
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPOFFSETS, timeout_ms);
     rd_kafka_ListConsumerGroupOffsets_t *req = rd_kafka_ListConsumerGroupOffsets_new(group, NULL);
     rd_kafka_topic_partition_list_t *out = NULL;
-    rd_kafka_event_t *ev;
 
-    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, o, q);
-    if (!(ev = groups_admin_result(q, "ListConsumerGroupOffsets", timeout_ms, code, err, err_size)))
+    rd_kafka_ListConsumerGroupOffsets(rk, &req, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "ListConsumerGroupOffsets", timeout_ms, code, err, err_size)))
         goto out;
     size_t n;
     const rd_kafka_group_result_t **gr =
-        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(ev), &n);
+        rd_kafka_ListConsumerGroupOffsets_result_groups(rd_kafka_event_ListConsumerGroupOffsets_result(r.ev), &n);
     out = rd_kafka_topic_partition_list_new(16);
     for (size_t i = 0; i < n; i++) {
         const rd_kafka_error_t *e = rd_kafka_group_result_error(gr[i]);
@@ -149,28 +156,24 @@ rd_kafka_topic_partition_list_t *groups_committed(rd_kafka_t *rk, const char *gr
                     l->elems[j].offset;
     }
 out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
+    groups_req_release(&r);
     rd_kafka_ListConsumerGroupOffsets_destroy(req);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
     return out;
 }
 
 int groups_list(rd_kafka_t *rk, int timeout_ms, char ***names, size_t *count, char *err, size_t err_size)
 {
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, timeout_ms);
+    struct groups_req r;
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_LISTCONSUMERGROUPS, timeout_ms);
     rd_kafka_resp_err_t code;
-    rd_kafka_event_t *ev;
     int rc = -1;
 
     *names = NULL;
     *count = 0;
-    rd_kafka_ListConsumerGroups(rk, o, q);
-    if (!(ev = groups_admin_result(q, "ListConsumerGroups", timeout_ms, &code, err, err_size)))
+    rd_kafka_ListConsumerGroups(rk, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "ListConsumerGroups", timeout_ms, &code, err, err_size)))
         goto out;
-    const rd_kafka_ListConsumerGroups_result_t *res = rd_kafka_event_ListConsumerGroups_result(ev);
+    const rd_kafka_ListConsumerGroups_result_t *res = rd_kafka_event_ListConsumerGroups_result(r.ev);
     size_t nerr;
     const rd_kafka_error_t **errs = rd_kafka_ListConsumerGroups_result_errors(res, &nerr);
     if (nerr > 0) {
@@ -194,10 +197,7 @@ int groups_list(rd_kafka_t *rk, int timeout_ms, char ***names, size_t *count, ch
     *count = n;
     rc = 0;
 out:
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
+    groups_req_release(&r);
     return rc;
 }
 

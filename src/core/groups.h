@@ -14,9 +14,27 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Admin options for op with the request timeout set; the caller destroys
- * them (rd_kafka_AdminOptions_destroy). */
-rd_kafka_AdminOptions_t *groups_admin_options(rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms);
+/* One admin request: its queue, its options and its result event.
+ *
+ *     struct groups_req r;
+ *     groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, timeout_ms);
+ *     rd_kafka_DeleteGroups(rk, &dg, 1, r.o, r.q);
+ *     if (!(r.ev = groups_admin_result(r.q, "DeleteGroups", timeout_ms, &code, err, sizeof(err))))
+ *         goto out;
+ *     ...
+ *   out:
+ *     groups_req_release(&r);
+ */
+struct groups_req {
+    rd_kafka_queue_t *q;
+    rd_kafka_AdminOptions_t *o; /* op's options, the request timeout set */
+    rd_kafka_event_t *ev;       /* NULL until the result came */
+};
+
+void groups_req_start(struct groups_req *r, rd_kafka_t *rk, rd_kafka_admin_op_t op, int timeout_ms);
+
+/* Destroys the event (if any), the options and the queue. */
+void groups_req_release(struct groups_req *r);
 
 /* Waits for the result event of one admin request already sent to q.
  * Returns the event (the caller destroys it) or NULL with a reason in err

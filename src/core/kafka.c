@@ -51,6 +51,14 @@ fail:
     return NULL;
 }
 
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err, size_t err_size)
+{
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, err_size);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
 int kafka_wait_ready(rd_kafka_t *rk, int timeout_ms, char *err, size_t err_size)
 {
     long long deadline = fs_mono_ms() + timeout_ms;

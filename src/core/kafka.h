@@ -21,10 +21,15 @@
     "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", "5", "batch.num.messages",    \
         "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
 
-/* Returns a new conf the caller owns (rd_kafka_new() takes it on success),
+/* Returns a new conf the caller owns (kafka_new() takes it),
  * or NULL with a reason in err.  defaults is a NULL-terminated list of
  * key, value pairs applied before -X; it may be NULL. */
 rd_kafka_conf_t *kafka_conf_new(const struct fs_config *cfg, const char *const *defaults, char *err, size_t err_size);
+
+/* rd_kafka_new() that always takes conf: the handle, or NULL with
+ * librdkafka's reason in err and conf destroyed.  Either way the caller
+ * no longer owns conf. */
+rd_kafka_t *kafka_new(rd_kafka_type_t type, rd_kafka_conf_t *conf, char *err, size_t err_size);
 
 /* Waits until the cluster answers a metadata request, up to timeout_ms.
  * Returns 0 when it did, -1 with the last error in err. */

@@ -4,6 +4,7 @@
 #include "core/kafkaauth.h"
 
 #include "core/hex.h"
+#include "core/randbytes.h"
 #include "core/log.h"
 #include "core/topics.h"
 
@@ -13,7 +14,6 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,17 +71,8 @@ int ka_secret_ensure(const char *data_dir, char *err, size_t err_size)
         return -1;
     }
     chmod(dir, 0700);
-    size_t got = 0;
-    while (got < sizeof(key)) {
-        ssize_t n = getrandom(key + got, sizeof(key) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, err_size, "getrandom: %s", strerror(errno));
-            return -1;
-        }
-        got += (size_t)n;
-    }
+    if (randbytes_fill(key, sizeof(key), err, err_size) != 0)
+        return -1;
     hex_encode(key, KA_SECRET_BYTES, text);
     memset(key, 0, sizeof(key));
     text[2 * KA_SECRET_BYTES] = '\n';

@@ -5,6 +5,8 @@
  * are atomics, so the hot path of a service never takes the lock.
  */
 #include "core/metrics.h"
+#include "core/grow.h"
+#include "core/log.h"
 
 #include <civetweb.h>
 #include <pthread.h>
@@ -62,14 +64,8 @@ static struct metric *metrics_add(struct metrics *m, enum metric_kind kind, cons
             goto out;
         }
     }
-    if (m->count == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 32;
-        struct metric **n = realloc(m->series, cap * sizeof(*n));
-        if (!n)
-            goto out;
-        m->series = n;
-        m->cap = cap;
-    }
+    if (grow_one(&m->series, &m->cap, m->count, sizeof(*m->series), 32) != 0)
+        goto out;
     s = calloc(1, sizeof(*s));
     if (!s)
         goto out;
@@ -351,6 +347,17 @@ int metrics_serve(struct metrics *m, const char *host, int port, char *err, size
     struct mg_server_port sp[2];
     int n = mg_get_server_ports(m->server, 2, sp);
     m->port = n > 0 ? sp[0].port : port;
+    return 0;
+}
+
+int metrics_serve_option(struct metrics *m, int port_option, int default_port)
+{
+    char err[512];
+    int port = port_option == 0 ? default_port : port_option;
+    if (port > 0 && metrics_serve(m, "127.0.0.1", port, err, sizeof(err)) != 0) {
+        log_error("%s (use --metrics-port N, or -1 for none)", err);
+        return -1;
+    }
     return 0;
 }
 

@@ -51,6 +51,11 @@ char *metrics_render(struct metrics *m, size_t *len);
 int metrics_serve(struct metrics *m, const char *host, int port, char *err, size_t err_size);
 int metrics_port(const struct metrics *m);
 
+/* Serves m on 127.0.0.1 at a service's --metrics-port: port_option 0 means
+ * default_port, a negative one no server.  Returns 0, or -1 after logging
+ * why with a hint at --metrics-port. */
+int metrics_serve_option(struct metrics *m, int port_option, int default_port);
+
 /* Stops the server (if any) and frees everything. */
 void metrics_free(struct metrics *m);
 

@@ -4,6 +4,7 @@
 #include "core/mqttauth.h"
 
 #include "core/hex.h"
+#include "core/randbytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +12,6 @@
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,17 +80,8 @@ int mqa_secret_ensure(const char *data_dir, struct mqa_secret *s, char *err, siz
         snprintf(err, err_size, "cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
-    size_t got = 0;
-    while (got < sizeof(s->key)) {
-        ssize_t n = getrandom(s->key + got, sizeof(s->key) - got, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            snprintf(err, err_size, "getrandom: %s", strerror(errno));
-            return -1;
-        }
-        got += (size_t)n;
-    }
+    if (randbytes_fill(s->key, sizeof(s->key), err, err_size) != 0)
+        return -1;
     hex_encode(s->key, MQA_SECRET_BYTES, text);
     text[2 * MQA_SECRET_BYTES] = '\n';
     mqa_path(data_dir, "mqtt/secret", path, sizeof(path));

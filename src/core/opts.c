@@ -196,6 +196,25 @@ int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char
     return OPT_PARSED;
 }
 
+int opt_leave(int parsed, int *rc)
+{
+    switch (parsed) {
+    case OPT_PARSED:
+        return 0;
+    case OPT_HELP:
+        *rc = 0;
+        return 1;
+    default:
+        *rc = 2;
+        return 1;
+    }
+}
+
+int opt_parse_or_leave(const struct opt_command *c, struct fs_config *cfg, int argc, char **argv, int *rest, int *rc)
+{
+    return opt_leave(opt_parse(c, cfg, argc, argv, rest), rc);
+}
+
 /* Prints text with every line after the first indented by indent. */
 static void print_indented(FILE *out, const char *text, int indent)
 {

@@ -11,9 +11,9 @@
  *         OPT_END_MARK,
  *     };
  *     static const struct opt_command cmd = {.name = "replay", .usage = "...", .opts = opts, .shared = 1};
- *     int rest, rc = opt_parse(&cmd, &cfg, argc, argv, &rest);
- *     if (rc != OPT_PARSED)
- *         return rc == OPT_HELP ? 0 : 2;
+ *     int rest, rc;
+ *     if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
+ *         return rc;
  *
  * Errors follow one convention for every command: "fleetsync NAME: what is
  * wrong" and a pointer to --help on stderr, exit status 2.  An option seen
@@ -142,6 +142,20 @@ enum { OPT_PARSED = 0, OPT_HELP = 1, OPT_USAGE_ERROR = 2 };
  * after printing the help to stdout (-h, --help), or OPT_USAGE_ERROR after
  * saying what is wrong on stderr. */
 int opt_parse(const struct opt_command *c, struct fs_config *cfg, int argc, char **argv, int *rest);
+
+/* What a command does with opt_parse's answer (or that of a parse function
+ * of its own that answers the same way): returns 0 for OPT_PARSED, the
+ * command goes on (*rc untouched); or 1, the command is done with exit
+ * status *rc: 0 after the help, 2 after a usage error. */
+int opt_leave(int parsed, int *rc);
+
+/* opt_parse, then opt_leave: one way for every command to say "parse, or
+ * leave with the right exit status".
+ *
+ *     if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
+ *         goto out;
+ */
+int opt_parse_or_leave(const struct opt_command *c, struct fs_config *cfg, int argc, char **argv, int *rest, int *rc);
 
 /* The --help text. */
 void opt_usage(FILE *out, const struct opt_command *c);

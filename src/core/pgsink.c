@@ -5,6 +5,7 @@
 
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafka.h"
 #include "core/log.h"
 #include "core/pg.h"
@@ -66,14 +67,8 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
             return &s->tps[i];
     if (!create)
         return NULL;
-    if (s->tp_count == s->tp_cap) {
-        size_t cap = s->tp_cap ? s->tp_cap * 2 : 32;
-        struct tp *t = realloc(s->tps, cap * sizeof(*t));
-        if (!t)
-            return NULL;
-        s->tps = t;
-        s->tp_cap = cap;
-    }
+    if (grow_one(&s->tps, &s->tp_cap, s->tp_count, sizeof(*s->tps), 32) != 0)
+        return NULL;
     struct tp *t = &s->tps[s->tp_count++];
     snprintf(t->topic, sizeof(t->topic), "%s", topic);
     t->partition = partition;
@@ -307,9 +302,8 @@ static int dlq_produce(struct sink *s, const rd_kafka_message_t *m, const char *
             return -1;
         }
         rd_kafka_conf_set_dr_msg_cb(conf, dlq_delivered);
-        s->dlq = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
+        s->dlq = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why));
         if (!s->dlq) {
-            rd_kafka_conf_destroy(conf);
             snprintf(err, err_size, "cannot create the dead-letter producer: %s", why);
             return -1;
         }
@@ -606,10 +600,9 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, &s);
-    s.rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    s.rk = kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!s.rk) {
         log_error("cannot create the Kafka consumer: %s", err);
-        rd_kafka_conf_destroy(conf);
         goto out;
     }
     rd_kafka_poll_set_consumer(s.rk);

@@ -102,6 +102,24 @@ int proc_spawn(const struct proc_spec *spec, pid_t *pid)
     return 0;
 }
 
+int proc_spawn_logged(const struct proc_spec *spec, pid_t *pid)
+{
+    int rc = proc_spawn(spec, pid), saved = errno;
+    if (spec->log_fd >= 0)
+        close(spec->log_fd);
+    errno = saved;
+    return rc;
+}
+
+int proc_self_path(char *buf, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+    if (n <= 0)
+        return -1;
+    buf[n] = '\0';
+    return 0;
+}
+
 int proc_reap(pid_t pid, int *status)
 {
     int st;

@@ -44,6 +44,15 @@ struct proc_spec {
  * Returns 0 with *pid set, or -1 with errno (fork or memory failed). */
 int proc_spawn(const struct proc_spec *spec, pid_t *pid);
 
+/* proc_spawn for a caller that opened spec->log_fd for the child only: the
+ * fd (if >= 0) is closed once the child has its copy, or on failure.
+ * Returns 0 with *pid set, or -1 with proc_spawn's errno. */
+int proc_spawn_logged(const struct proc_spec *spec, pid_t *pid);
+
+/* The path of this program (/proc/self/exe), to run it again as a child or
+ * find files next to it.  Returns 0, or -1 when the link cannot be read. */
+int proc_self_path(char *buf, size_t size);
+
 /* Without blocking: 1 when child pid has exited (its wait status in
  * *status, if not NULL; the child is reaped), 0 while it runs, -1 with errno
  * (ECHILD: not our child, or reaped already). */

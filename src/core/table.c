@@ -6,6 +6,7 @@
 #include "core/table.h"
 
 #include "core/csv.h"
+#include "core/grow.h"
 #include "core/jsonesc.h"
 
 #include <math.h>
@@ -102,15 +103,9 @@ static void add(struct table *t, const char *text, const char *value, int raw, e
 {
     if (t->oom)
         return;
-    if (t->count == t->cap) {
-        size_t ncap = t->cap ? t->cap * 2 : 64;
-        struct table_cell *c = realloc(t->cells, ncap * sizeof(*c));
-        if (!c) {
-            t->oom = 1;
-            return;
-        }
-        t->cells = c;
-        t->cap = ncap;
+    if (grow_one(&t->cells, &t->cap, t->count, sizeof(*t->cells), 64) != 0) {
+        t->oom = 1;
+        return;
     }
     struct table_cell *c = &t->cells[t->count];
     c->text = strdup(text);

@@ -3,37 +3,26 @@
  */
 #include "core/timeparse.h"
 
-#include <stdarg.h>
+#include "core/errmsg.h"
+
 #include <stdio.h>
 #include <string.h>
-
-static int fail(char *err, size_t err_size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, size_t err_size)
 {
     static const char help[] = "a number and a unit: 90s, 30m, 2h or 7d";
     size_t len = strnlen(s, 32);
     if (len == 0 || len >= 32)
-        return fail(err, err_size, "'%.32s' is not a duration (%s)", s, help);
+        return errmsg_fail(err, err_size, "'%.32s' is not a duration (%s)", s, help);
     int64_t n = 0;
     size_t i = 0;
     for (; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
         n = n * 10 + (s[i] - '0');
         if (n > max_ms) /* max_ms is far below INT64_MAX / 10: no overflow */
-            return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
+            return errmsg_fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
     }
     if (i == 0 || i + 1 != len)
-        return fail(err, err_size, "'%s' is not a duration (%s)", s, help);
+        return errmsg_fail(err, err_size, "'%s' is not a duration (%s)", s, help);
     int64_t unit_ms;
     switch (s[i]) {
     case 's':
@@ -49,10 +38,10 @@ int time_parse_duration(const char *s, int64_t max_ms, int64_t *ms, char *err, s
         unit_ms = FS_DAY_MS;
         break;
     default:
-        return fail(err, err_size, "'%s': unknown unit '%c' (%s)", s, s[i], help);
+        return errmsg_fail(err, err_size, "'%s': unknown unit '%c' (%s)", s, s[i], help);
     }
     if (n > max_ms / unit_ms)
-        return fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
+        return errmsg_fail(err, err_size, "'%s' is longer than %lld days", s, (long long)(max_ms / FS_DAY_MS));
     *ms = n * unit_ms;
     return 0;
 }
@@ -110,9 +99,9 @@ int time_parse_day(const char *s, int64_t *ms, char *err, size_t err_size)
     int64_t days;
     int r = strnlen(s, 16) < 16 ? date_at(&p, &days) : 0;
     if (r < 0)
-        return fail(err, err_size, "'%s' is not a valid date", s);
+        return errmsg_fail(err, err_size, "'%s' is not a valid date", s);
     if (r == 0 || *p)
-        return fail(err, err_size, "'%.64s' is not a UTC day (YYYY-MM-DD, e.g. 2026-11-01)", s);
+        return errmsg_fail(err, err_size, "'%.64s' is not a UTC day (YYYY-MM-DD, e.g. 2026-11-01)", s);
     *ms = days * FS_DAY_MS;
     return 0;
 }
@@ -131,9 +120,9 @@ int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, si
         goto bad;
     if (*p == '\0') {
         if (!date_alone)
-            return fail(err, err_size, "'%s' has no time of day (%s)", s, form);
+            return errmsg_fail(err, err_size, "'%s' has no time of day (%s)", s, form);
         if (r < 0)
-            return fail(err, err_size, "'%s' is not a valid date", s);
+            return errmsg_fail(err, err_size, "'%s' is not a valid date", s);
         *ms = days * FS_DAY_MS;
         return 0;
     }
@@ -159,7 +148,7 @@ int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, si
         }
     }
     if (r < 0 || h > 23 || mi > 59 || sec > 59)
-        return fail(err, err_size, "'%s' is not a valid date and time", s);
+        return errmsg_fail(err, err_size, "'%s' is not a valid date and time", s);
     int off_min = 0;
     if (*p == 'Z' || *p == 'z') {
         p++;
@@ -173,17 +162,17 @@ int time_parse_iso8601(const char *s, int date_alone, int64_t *ms, char *err, si
         if (*p && (om = digits(&p, 2)) < 0)
             goto bad;
         if (oh > 23 || om > 59)
-            return fail(err, err_size, "'%s' has an invalid UTC offset", s);
+            return errmsg_fail(err, err_size, "'%s' has an invalid UTC offset", s);
         off_min = sign * (oh * 60 + om);
     } else if (*p == '\0') {
-        return fail(err, err_size, "'%s' has no time zone: add Z for UTC or an offset such as +01:00", s);
+        return errmsg_fail(err, err_size, "'%s' has no time zone: add Z for UTC or an offset such as +01:00", s);
     }
     if (*p != '\0')
         goto bad;
     *ms = (days * 86400 + h * 3600 + mi * 60 + sec - (int64_t)off_min * 60) * 1000 + frac_ms;
     return 0;
 bad:
-    return fail(err, err_size, "'%.64s' is not an ISO 8601 time (%s)", s, form);
+    return errmsg_fail(err, err_size, "'%.64s' is not an ISO 8601 time (%s)", s, form);
 }
 
 int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_t *ms, char *err, size_t err_size)
@@ -195,7 +184,7 @@ int time_parse_moment(const char *s, int64_t now_ms, int64_t max_back_ms, int64_
         return 0;
     }
     if (s[3] != '-')
-        return fail(err, err_size, "'%.64s' is not a moment (now, now-2h, or an ISO 8601 time)", s);
+        return errmsg_fail(err, err_size, "'%.64s' is not a moment (now, now-2h, or an ISO 8601 time)", s);
     int64_t back;
     if (time_parse_duration(s + 4, max_back_ms, &back, err, err_size) != 0)
         return -1;

@@ -28,6 +28,7 @@
 #include "core/timeparse.h"
 #include "core/metrics.h"
 #include "core/opts.h"
+#include "core/proc.h"
 #include "core/sig.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
@@ -263,7 +264,7 @@ static int consume_loop(struct consumer *k)
 static int find_files(struct dash *d, const char *web, const char *modules, char *err, size_t err_size)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    int have_exe = proc_self_path(exe, sizeof(exe)) == 0;
     const char *candidates[4] = {0};
     char c1[PATH_MAX + 16], c2[PATH_MAX + 16];
     int nc = 0;
@@ -272,8 +273,7 @@ static int find_files(struct dash *d, const char *web, const char *modules, char
     if (web) {
         candidates[nc++] = web;
     } else {
-        if (n > 0) {
-            exe[n] = '\0';
+        if (have_exe) {
             char *slash = strrchr(exe, '/');
             if (slash)
                 *slash = '\0';
@@ -538,15 +538,11 @@ static int dashboard_parse(int argc, char **argv, struct fs_config *cfg, struct 
         OPT_END_MARK,
     };
     struct opt_command cmd = dashboard_cmd;
-    int rest;
+    int rest, rc;
 
     cmd.opts = opts;
-    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    if (opt_parse_or_leave(&cmd, cfg, argc, argv, &rest, &rc))
+        return rc;
     if (a->hash_name)
         return hash_command(a->hash_name, a->hash_token);
     if (cfg_parse_host_port(cfg->listen, host, host_size, port) != 0 || *port < 1 || *port > 65535)
@@ -718,9 +714,8 @@ static int consumer_start(struct consumer *k, const struct fs_config *cfg)
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, k);
     k->group = cfg->group ? cfg->group : DEFAULT_GROUP;
-    k->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    k->rk = kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka consumer: %s", err);
         return 1;
     }

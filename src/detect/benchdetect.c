@@ -31,6 +31,7 @@
 #include "core/sig.h"
 #include "core/topics.h"
 #include "core/groups.h"
+#include "core/grow.h"
 #include "detect/match.h"
 
 #include <errno.h>
@@ -85,10 +86,8 @@ static int args_add(const char **args, int *n, ...)
 static int kid_start(struct kid *k, const char *dir, const char *const *args)
 {
     char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
+    if (proc_self_path(exe, sizeof(exe)) != 0)
         return -1;
-    exe[n] = '\0';
     snprintf(k->log, sizeof(k->log), "%s/%s.log", dir, k->name);
     const char *argv[CH_MAX_ARGS + 2];
     int a = 0;
@@ -105,13 +104,8 @@ static int kid_start(struct kid *k, const char *dir, const char *const *args)
                              .group = PROC_GROUP_OWN};
     fflush(NULL);
     pid_t pid;
-    int rc = proc_spawn(&spec, &pid), saved = errno;
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0) {
-        errno = saved;
+    if (proc_spawn_logged(&spec, &pid) != 0)
         return -1;
-    }
     k->pid = pid;
     log_debug("started %s (pid %d, log %s)", k->name, (int)pid, k->log);
     return 0;
@@ -267,18 +261,12 @@ static int truth_load(const char *path, struct match_incident **out, size_t *n, 
             json_decref(o);
             continue;
         }
-        if (*n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            struct match_incident *nv = realloc(*out, nc * sizeof(*nv));
-            if (!nv) {
-                json_decref(o);
-                snprintf(err, err_size, "out of memory");
-                free(line);
-                fclose(f);
-                return -1;
-            }
-            *out = nv;
-            cap = nc;
+        if (grow_one(out, &cap, *n, sizeof(**out), 64) != 0) {
+            json_decref(o);
+            snprintf(err, err_size, "out of memory");
+            free(line);
+            fclose(f);
+            return -1;
         }
         struct match_incident *x = &(*out)[(*n)++];
         memset(x, 0, sizeof(*x));
@@ -368,16 +356,10 @@ static void alert_take(struct alert_read *ar, const char *buf, size_t len, const
     } else if (strncmp(id, id_prefix, strlen(id_prefix)) != 0) {
         ar->foreign++; /* another suite's trucks through the same broker */
     } else if (strcmp(state, "raised") == 0) {
-        if (ar->n == ar->cap) {
-            size_t nc = ar->cap ? ar->cap * 2 : 256;
-            struct match_alert *nv = realloc(ar->v, nc * sizeof(*nv));
-            if (!nv) {
-                ar->bad++;
-                json_decref(o);
-                return;
-            }
-            ar->v = nv;
-            ar->cap = nc;
+        if (grow_one(&ar->v, &ar->cap, ar->n, sizeof(*ar->v), 256) != 0) {
+            ar->bad++;
+            json_decref(o);
+            return;
         }
         struct match_alert *a = &ar->v[ar->n++];
         memset(a, 0, sizeof(*a));
@@ -401,9 +383,8 @@ static int alerts_read(const struct fs_config *cfg, const char *topic, int parts
     if (!conf)
         return -1;
     char why[256];
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!rk) {
-        rd_kafka_conf_destroy(conf);
         snprintf(err, err_size, "Kafka consumer: %s", why);
         return -1;
     }
@@ -463,29 +444,22 @@ static void kafka_cleanup(rd_kafka_t *rk, const struct fs_config *cfg, const cha
         cfg_topic(cfg, topic_specs[i].name, names[i], sizeof(names[i]));
         dt[i] = rd_kafka_DeleteTopic_new(names[i]);
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, 15000);
-    rd_kafka_DeleteTopics(rk, dt, (size_t)topic_spec_count, o, q);
+    struct groups_req r;
     rd_kafka_resp_err_t code;
-    rd_kafka_event_t *ev = groups_admin_result(q, "DeleteTopics", 20000, &code, err, sizeof(err));
-    if (!ev)
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DELETETOPICS, 15000);
+    rd_kafka_DeleteTopics(rk, dt, (size_t)topic_spec_count, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "DeleteTopics", 20000, &code, err, sizeof(err))))
         log_warn("could not delete the topics %s*: %s", cfg->topic_prefix, err);
-    else
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
+    groups_req_release(&r);
     rd_kafka_DeleteTopic_destroy_array(dt, (size_t)topic_spec_count);
 
     rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
-    o = groups_admin_options(rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, 15000);
-    rd_kafka_DeleteGroups(rk, &dg, 1, o, q);
-    ev = groups_admin_result(q, "DeleteGroups", 20000, &code, err, sizeof(err));
-    if (!ev)
+    groups_req_start(&r, rk, RD_KAFKA_ADMIN_OP_DELETEGROUPS, 15000);
+    rd_kafka_DeleteGroups(rk, &dg, 1, r.o, r.q);
+    if (!(r.ev = groups_admin_result(r.q, "DeleteGroups", 20000, &code, err, sizeof(err))))
         log_warn("could not delete the consumer group %s: %s", group, err);
-    else
-        rd_kafka_event_destroy(ev);
-    rd_kafka_AdminOptions_destroy(o);
+    groups_req_release(&r);
     rd_kafka_DeleteGroup_destroy(dg);
-    rd_kafka_queue_destroy(q);
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -692,12 +666,10 @@ static int bd_prepare(struct bd_run *r)
  * or -1 after saying why. */
 static int bd_kafka_setup(struct bd_run *r)
 {
-    char err[PATH_MAX + 512], why[256];
+    char err[PATH_MAX + 512];
     rd_kafka_conf_t *conf = kafka_conf_new(r->cfg, NULL, err, sizeof(err));
-    if (!conf || !(r->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        if (conf)
-            rd_kafka_conf_destroy(conf);
-        fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", conf ? why : err);
+    if (!conf || !(r->rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err)))) {
+        fprintf(stderr, "fleetsync bench detect: Kafka client: %s\n", err);
         return -1;
     }
     if (kafka_wait_ready(r->rk, 15000, err, sizeof(err)) != 0) {
@@ -1038,30 +1010,21 @@ static int bench_detect(int argc, char **argv)
     int rc;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    switch (bd_parse(&o, &cfg, argc, argv)) {
-    case OPT_PARSED: {
+    if (!opt_leave(bd_parse(&o, &cfg, argc, argv), &rc)) {
         struct bd_run *r = calloc(1, sizeof(*r));
-        if (!r) {
+        if (r) {
+            r->o = &o;
+            r->cfg = &cfg;
+            r->bridge.name = "bridge";
+            r->detect.name = "detect";
+            r->sim.name = "sim";
+            rc = bd_run(r);
+            bd_cleanup(r);
+            free(r);
+        } else {
             fprintf(stderr, "fleetsync bench detect: out of memory\n");
             rc = 1;
-            break;
         }
-        r->o = &o;
-        r->cfg = &cfg;
-        r->bridge.name = "bridge";
-        r->detect.name = "detect";
-        r->sim.name = "sim";
-        rc = bd_run(r);
-        bd_cleanup(r);
-        free(r);
-        break;
-    }
-    case OPT_HELP:
-        rc = 0;
-        break;
-    default:
-        rc = 2;
-        break;
     }
     cfg_release(&cfg);
     return rc;
@@ -1078,13 +1041,9 @@ int cmd_bench(int argc, char **argv)
         .opts = none,
         .stop_at_arg = 1,
     };
-    int rest;
-    switch (opt_parse(&cmd, NULL, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    int rest, rc;
+    if (opt_parse_or_leave(&cmd, NULL, argc, argv, &rest, &rc))
+        return rc;
     if (rest == argc)
         return opt_error(&cmd, "which benchmark? One so far: detect");
     if (strcmp(argv[rest], "help") == 0) {

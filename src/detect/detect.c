@@ -784,9 +784,8 @@ static int detect_producer_new(struct detect *d)
     rd_kafka_conf_set_opaque(conf, d);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_error_cb(conf, error_cb);
-    d->producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    d->producer = kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!d->producer) {
-        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka producer: %s", err);
         return -1;
     }
@@ -817,9 +816,8 @@ static int detect_consumer_new(struct detect *d)
     }
     rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
     rd_kafka_conf_set_opaque(conf, d);
-    d->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+    d->consumer = kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
     if (!d->consumer) {
-        rd_kafka_conf_destroy(conf);
         log_error("cannot create the Kafka consumer: %s", err);
         return -1;
     }
@@ -934,16 +932,8 @@ int cmd_detect(int argc, char **argv)
     d.cfg = &cfg;
     d.lock_fd = -1;
     detect_rules_defaults(&d.rules);
-    switch (detect_parse(&d, &a, argc, argv)) {
-    case OPT_PARSED:
-        break;
-    case OPT_HELP:
-        rc = 0;
+    if (opt_leave(detect_parse(&d, &a, argc, argv), &rc))
         goto out;
-    default:
-        rc = 2;
-        goto out;
-    }
     if (a.print_rules) {
         detect_rules_print(&d.rules, stdout);
         rc = 0;

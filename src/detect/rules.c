@@ -8,12 +8,12 @@
  */
 #include "detect/engine.h"
 
+#include "core/errmsg.h"
 #include "core/readfile.h"
 
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -98,17 +98,6 @@ void detect_rules_defaults(struct detect_rules *r)
         set_field(r, &fields[i], fields[i].def);
 }
 
-static int fail(char *err, size_t err_size, const char *fmt, ...)
-{
-    if (err && err_size) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, err_size, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 static const struct field *find_field(int rule, const char *key)
 {
     for (size_t i = 0; i < NFIELDS; i++)
@@ -123,11 +112,12 @@ static int parse_number(const char *name, const char *path, const struct field *
 {
     double max = f->kind == F_DURATION_S ? MAX_DURATION_S : MAX_NUMBER;
     if (!json_is_number(v))
-        return fail(err, err_size, "%s: %s: must be a number %s %g", name, path, f->min_open ? ">" : ">=", f->min);
+        return errmsg_fail(err, err_size, "%s: %s: must be a number %s %g", name, path,
+                           f->min_open ? ">" : ">=", f->min);
     double x = json_number_value(v);
     if (!isfinite(x) || (f->min_open ? x <= f->min : x < f->min) || x > max)
-        return fail(err, err_size, "%s: %s: must be a number %s %g and at most %g", name, path,
-                    f->min_open ? ">" : ">=", f->min, max);
+        return errmsg_fail(err, err_size, "%s: %s: must be a number %s %g and at most %g", name, path,
+                           f->min_open ? ">" : ">=", f->min, max);
     set_field(tmp, f, x);
     return 0;
 }
@@ -140,11 +130,11 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
     json_error_t je;
     json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &je);
     if (!root)
-        return fail(err, err_size, "%s: line %d: %s", name, je.line, je.text);
+        return errmsg_fail(err, err_size, "%s: line %d: %s", name, je.line, je.text);
     int rc = -1;
     struct detect_rules tmp = *r;
     if (!json_is_object(root)) {
-        fail(err, err_size, "%s: must be a JSON object", name);
+        errmsg_fail(err, err_size, "%s: must be a JSON object", name);
         goto out;
     }
     const char *key;
@@ -159,13 +149,13 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
         }
         int rule = detect_rule_from_name(key);
         if (rule < 0) {
-            fail(err, err_size, "%s: %s: unknown setting (rules are %s, %s, %s, %s, %s, %s, %s; or lateness_s)", name,
-                 key, fs_rule_name(0), fs_rule_name(1), fs_rule_name(2), fs_rule_name(3), fs_rule_name(4),
-                 fs_rule_name(5), fs_rule_name(6));
+            errmsg_fail(err, err_size, "%s: %s: unknown setting (rules are %s, %s, %s, %s, %s, %s, %s; or lateness_s)",
+                        name, key, fs_rule_name(0), fs_rule_name(1), fs_rule_name(2), fs_rule_name(3), fs_rule_name(4),
+                        fs_rule_name(5), fs_rule_name(6));
             goto out;
         }
         if (!json_is_object(val)) {
-            fail(err, err_size, "%s: %s: must be an object", name, key);
+            errmsg_fail(err, err_size, "%s: %s: must be an object", name, key);
             goto out;
         }
         const char *k2;
@@ -176,7 +166,7 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
             snprintf(path, sizeof(path), "%s.%s", key, k2);
             if (strcmp(k2, "enabled") == 0) {
                 if (!json_is_boolean(v2)) {
-                    fail(err, err_size, "%s: %s: must be true or false", name, path);
+                    errmsg_fail(err, err_size, "%s: %s: must be true or false", name, path);
                     goto out;
                 }
                 tmp.enabled[rule] = json_is_true(v2);
@@ -184,7 +174,7 @@ int detect_rules_parse(const char *name, const char *text, size_t len, struct de
             }
             const struct field *f2 = find_field(rule, k2);
             if (!f2) {
-                fail(err, err_size, "%s: %s: unknown setting", name, path);
+                errmsg_fail(err, err_size, "%s: %s: unknown setting", name, path);
                 goto out;
             }
             if (parse_number(name, path, f2, v2, &tmp, err, err_size))
@@ -202,21 +192,21 @@ int detect_rules_load_file(const char *path, struct detect_rules *r, char *err, 
 {
     FILE *f = fopen(path, "rb");
     if (!f)
-        return fail(err, err_size, "cannot read rules from %s: %s", path, strerror(errno));
+        return errmsg_fail(err, err_size, "cannot read rules from %s: %s", path, strerror(errno));
     enum { MAX_RULES_FILE = 1 << 20 };
     char *buf = NULL;
     size_t n = 0;
     int rc = -1, e = readfile_bounded(f, MAX_RULES_FILE, &buf, &n);
     if (e == ENOMEM) {
-        fail(err, err_size, "%s: out of memory", path);
+        errmsg_fail(err, err_size, "%s: out of memory", path);
         goto out;
     }
     if (e) {
-        fail(err, err_size, "cannot read rules from %s: %s", path, strerror(e));
+        errmsg_fail(err, err_size, "cannot read rules from %s: %s", path, strerror(e));
         goto out;
     }
     if (n > MAX_RULES_FILE) {
-        fail(err, err_size, "%s: larger than 1 MiB", path);
+        errmsg_fail(err, err_size, "%s: larger than 1 MiB", path);
         goto out;
     }
     rc = detect_rules_parse(path, buf, n, r, err, err_size);

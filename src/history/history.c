@@ -32,6 +32,7 @@
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
+#include "core/grow.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -224,14 +225,8 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 {
     char detail[128];
     int normalized = 0;
-    if (h->arena_n == h->arena_cap) {
-        size_t cap = h->arena_cap ? h->arena_cap * 2 : 64;
-        char **a = realloc(h->arena, cap * sizeof(*a));
-        if (!a)
-            return -2;
-        h->arena = a;
-        h->arena_cap = cap;
-    }
+    if (grow_one(&h->arena, &h->arena_cap, h->arena_n, sizeof(*h->arena), 64) != 0)
+        return -2;
     if (!h->spare && !(h->spare = malloc(TM_MAX_PAYLOAD + 1)))
         return -2;
     enum tm_reason why =
@@ -264,14 +259,8 @@ static void add_day(struct history *h, int64_t day)
 {
     if (has_day(h, day))
         return;
-    if (h->day_n == h->day_cap) {
-        size_t cap = h->day_cap ? h->day_cap * 2 : 64;
-        int64_t *d = realloc(h->days, cap * sizeof(*d));
-        if (!d)
-            return;
-        h->days = d;
-        h->day_cap = cap;
-    }
+    if (grow_one(&h->days, &h->day_cap, h->day_n, sizeof(*h->days), 64) != 0)
+        return;
     h->days[h->day_n++] = day;
 }
 
@@ -324,6 +313,21 @@ static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, s
 
 /* ---- the batch ---------------------------------------------------------------- */
 
+/* A reading from row i of r, its columns from c on: ts in ms, seq, lat,
+ * lon, speed_kmh, ignition, fuel_pct (NULL: NAN). */
+static struct rollup_point point_from_row(const PGresult *r, int i, int c)
+{
+    return (struct rollup_point){
+        .ts_ms = strtoll(PQgetvalue(r, i, c), NULL, 10),
+        .seq = strtoll(PQgetvalue(r, i, c + 1), NULL, 10),
+        .lat = strtod(PQgetvalue(r, i, c + 2), NULL),
+        .lon = strtod(PQgetvalue(r, i, c + 3), NULL),
+        .speed_kmh = strtod(PQgetvalue(r, i, c + 4), NULL),
+        .ignition = PQgetvalue(r, i, c + 5)[0] == 't',
+        .fuel_pct = PQgetisnull(r, i, c + 6) ? NAN : strtod(PQgetvalue(r, i, c + 6), NULL),
+    };
+}
+
 static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *err, size_t err_size)
 {
     buf_reset(&h->aux);
@@ -361,15 +365,7 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         if (!t)
             continue;
         t->has_last = 1;
-        t->last = (struct rollup_point){
-            .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
-            .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
-            .lat = strtod(PQgetvalue(r, i, 3), NULL),
-            .lon = strtod(PQgetvalue(r, i, 4), NULL),
-            .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
-            .ignition = PQgetvalue(r, i, 6)[0] == 't',
-            .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
-        };
+        t->last = point_from_row(r, i, 1);
         t->known = 1;
     }
     PQclear(r);
@@ -774,15 +770,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
                 rollup_hour_init(&hr, hour);
                 has_prev = 0;
             }
-            struct rollup_point pt = {
-                .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
-                .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
-                .lat = strtod(PQgetvalue(r, i, 3), NULL),
-                .lon = strtod(PQgetvalue(r, i, 4), NULL),
-                .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
-                .ignition = PQgetvalue(r, i, 6)[0] == 't',
-                .fuel_pct = PQgetisnull(r, i, 7) ? NAN : strtod(PQgetvalue(r, i, 7), NULL),
-            };
+            struct rollup_point pt = point_from_row(r, i, 1);
             if (pt.ts_ms >= hour)
                 rollup_fold(&hr, has_prev ? &prev : NULL, &pt);
             prev = pt;
@@ -926,7 +914,6 @@ int cmd_history(int argc, char **argv)
     struct fs_config cfg;
     struct history h;
     struct pgsink_options so = {.max_batch = 20000, .flush_ms = 500, .start = PGSINK_START_EARLIEST};
-    char err[512];
     int rest, rc = 2;
 
     memset(&h, 0, sizeof(h));
@@ -952,13 +939,8 @@ int cmd_history(int argc, char **argv)
         .opts = opts,
         .shared = 1,
     };
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     rc = 1;
     sig_install();
     h.cfg = &cfg;
@@ -991,11 +973,8 @@ int cmd_history(int argc, char **argv)
                                        "Daily partitions dropped by retention.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
                                   "Trucks whose latest reading was read from the database (cache misses).", NULL);
-    int mport = cfg.metrics_port == 0 ? HISTORY_DEFAULT_METRICS_PORT : cfg.metrics_port;
-    if (mport > 0 && metrics_serve(h.metrics, "127.0.0.1", mport, err, sizeof(err)) != 0) {
-        log_error("%s (use --metrics-port N, or -1 for none)", err);
+    if (metrics_serve_option(h.metrics, cfg.metrics_port, HISTORY_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    }
 
     so.cfg = &cfg;
     so.group = cfg.group ? cfg.group : "fleetsync-history";

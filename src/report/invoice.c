@@ -192,13 +192,8 @@ int cmd_invoice(int argc, char **argv)
     table_init(&t, inv_cols, sizeof(inv_cols) / sizeof(inv_cols[0]));
     t.gap = " ";
     cfg_init(&cfg);
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     if (!month.text || isnan(rkm) || isnan(rh)) {
         opt_error(&cmd, "--month, --rate-per-km and --rate-per-engine-hour are required");
         goto out;

@@ -774,13 +774,8 @@ int cmd_report(int argc, char **argv)
         .given = &o.given,
         .shown = s->allowed | OUTPUT,
     };
-    switch (opt_parse(&cmd, &cfg, argc - 1, argv + 1, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc - 1, argv + 1, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     if (rest != argc - 1) {
         opt_error(&cmd, "unexpected argument '%s'", argv[1 + rest]);
         goto out;

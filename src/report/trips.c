@@ -7,6 +7,8 @@
  */
 #include "report/trips.h"
 
+#include "core/grow.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -117,20 +119,6 @@ static void stop_fill(const struct rollup_point *pts, size_t first, size_t last,
     }
 }
 
-/* Grows *arr (of elem bytes each) to hold one more than *count; 0 or -1. */
-static int grow(void **arr, size_t *cap, size_t count, size_t elem)
-{
-    if (count < *cap)
-        return 0;
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *p = realloc(*arr, ncap * elem);
-    if (!p)
-        return -1;
-    *arr = p;
-    *cap = ncap;
-    return 0;
-}
-
 /* Keeps candidate trip first..last if it is long enough. */
 static int trip_close(const struct rollup_point *pts, size_t first, size_t last, const struct trips_params *p,
                       struct trips_result *out, size_t *cap)
@@ -139,7 +127,7 @@ static int trip_close(const struct rollup_point *pts, size_t first, size_t last,
     trip_fill(pts, first, last, &t);
     if (t.distance_km < p->min_trip_km)
         return 0;
-    if (grow((void **)&out->trips, cap, out->trip_count, sizeof(t)) < 0)
+    if (grow_one(&out->trips, cap, out->trip_count, sizeof(t), 16) < 0)
         return -1;
     out->trips[out->trip_count++] = t;
     return 0;
@@ -150,7 +138,7 @@ static int stop_add(const struct rollup_point *pts, size_t first, size_t last, c
 {
     if (last <= first || !span_has_stop(pts, first, last, p))
         return 0;
-    if (grow((void **)&out->stops, cap, out->stop_count, sizeof(struct stop)) < 0)
+    if (grow_one(&out->stops, cap, out->stop_count, sizeof(struct stop), 16) < 0)
         return -1;
     stop_fill(pts, first, last, &out->stops[out->stop_count++]);
     return 0;

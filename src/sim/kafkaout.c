@@ -55,11 +55,9 @@ struct kafkaout *kafkaout_new(const struct fs_config *cfg, int wait_ms, char *er
         goto fail;
     rd_kafka_conf_set_opaque(conf, k);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
-    k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
-    if (!k->rk) {
-        rd_kafka_conf_destroy(conf);
+    k->rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
+    if (!k->rk)
         goto fail;
-    }
     char why[256];
     if (kafka_wait_ready(k->rk, wait_ms, why, sizeof(why)) != 0) {
         snprintf(err, err_size, "Kafka at %s does not answer: %s", cfg->brokers, why);

@@ -729,14 +729,8 @@ int cmd_sim(int argc, char **argv)
     memset(&r, 0, sizeof(r));
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_SIM;
-    switch (sim_parse(argc, argv, &o, &cfg, &start_ms)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_leave(sim_parse(argc, argv, &o, &cfg, &start_ms), &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        rc = 2;
-        goto out;
-    }
     rc = sim_set_up(&r, &o, &cfg, start_ms);
     if (rc == 0)
         rc = run_sim(&r, &cfg, start_ms);

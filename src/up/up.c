@@ -116,10 +116,8 @@ static int up_export_secrets(const struct fs_config *cfg)
 static int child_start(struct child *ch, const struct fs_config *cfg)
 {
     char exe[PATH_MAX], logp[PATH_MAX + 64];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
+    if (proc_self_path(exe, sizeof(exe)) != 0)
         return -1;
-    exe[n] = '\0';
     snprintf(logp, sizeof(logp), "%s/log/%s.log", cfg->data_dir, ch->name);
     const char *argv[CHILD_MAX_ARGS + 16];
     int a = 0;
@@ -148,13 +146,8 @@ static int child_start(struct child *ch, const struct fs_config *cfg)
     struct proc_spec spec = {
         .path = exe, .argv = (char *const *)argv, .log_fd = fd, .default_signals = 1, .group = PROC_GROUP_OWN};
     pid_t pid;
-    int rc = proc_spawn(&spec, &pid), saved = errno;
-    if (fd >= 0)
-        close(fd);
-    if (rc != 0) {
-        errno = saved;
+    if (proc_spawn_logged(&spec, &pid) != 0)
         return -1;
-    }
     ch->pid = pid;
     log_info("started %s (pid %d, log %s)", ch->name, (int)pid, logp);
     return 0;
@@ -425,14 +418,10 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         .shared = 1,
     };
     char err[512];
-    int rest;
+    int rest, rc;
 
-    switch (opt_parse(&cmd, cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        return 0;
-    case OPT_USAGE_ERROR:
-        return 2;
-    }
+    if (opt_parse_or_leave(&cmd, cfg, argc, argv, &rest, &rc))
+        return rc;
     /* The simulator checks --scenario, --start and --speedup (and says what
      * is wrong) when it starts; a file must exist now, as the children run
      * from the same place. */

@@ -154,13 +154,34 @@ static void busy_port_is_a_clear_error(void **state)
     metrics_free(b);
 }
 
+static void the_port_option_picks_the_default_or_none(void **state)
+{
+    (void)state;
+    struct metrics *a = metrics_new(), *b = metrics_new();
+    char err[256];
+    assert_int_equal(metrics_serve(a, "127.0.0.1", 0, err, sizeof(err)), 0);
+    int busy = metrics_port(a);
+    /* -1: no server, whatever the default. */
+    assert_int_equal(metrics_serve_option(b, -1, busy), 0);
+    assert_int_equal(metrics_port(b), 0);
+    /* 0: the default, here a busy port; a port given: that one. */
+    assert_int_equal(metrics_serve_option(b, 0, busy), -1);
+    assert_int_equal(metrics_serve_option(b, busy, 1), -1);
+    metrics_free(a);
+    metrics_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counter_renders_with_help_and_type),   cmocka_unit_test(label_sets_share_one_header),
-        cmocka_unit_test(same_series_registered_twice_is_one),  cmocka_unit_test(gauge_keeps_fractions),
-        cmocka_unit_test(histogram_renders_cumulative_buckets), cmocka_unit_test(endpoint_serves_metrics_and_healthz),
+        cmocka_unit_test(counter_renders_with_help_and_type),
+        cmocka_unit_test(label_sets_share_one_header),
+        cmocka_unit_test(same_series_registered_twice_is_one),
+        cmocka_unit_test(gauge_keeps_fractions),
+        cmocka_unit_test(histogram_renders_cumulative_buckets),
+        cmocka_unit_test(endpoint_serves_metrics_and_healthz),
         cmocka_unit_test(busy_port_is_a_clear_error),
+        cmocka_unit_test(the_port_option_picks_the_default_or_none),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }

@@ -357,6 +357,31 @@ static void no_args_refuses_a_leftover_argument(void **state)
     assert_int_equal(opt_parse(&c, NULL, 3, extra, &rest), OPT_USAGE_ERROR);
 }
 
+static void leaving_gives_the_exit_status_of_help_and_usage_errors(void **state)
+{
+    (void)state;
+    int rc = 7;
+    assert_int_equal(opt_leave(OPT_PARSED, &rc), 0);
+    assert_int_equal(rc, 7);
+    assert_int_equal(opt_leave(OPT_HELP, &rc), 1);
+    assert_int_equal(rc, 0);
+    rc = 7;
+    assert_int_equal(opt_leave(OPT_USAGE_ERROR, &rc), 1);
+    assert_int_equal(rc, 2);
+
+    static int flag;
+    static const struct opt o[] = {OPT_BOOLEAN("flag", &flag, "a flag"), OPT_END_MARK};
+    const struct opt_command c = {.name = "plain", .usage = "fleetsync plain", .opts = o, .no_args = 1};
+    char *ok[] = {"plain", "--flag", NULL}, *bad[] = {"plain", "--nope", NULL};
+    int rest = -1;
+    rc = 7;
+    assert_int_equal(opt_parse_or_leave(&c, NULL, 2, ok, &rest, &rc), 0);
+    assert_int_equal(rc, 7);
+    assert_int_equal(rest, 2);
+    assert_int_equal(opt_parse_or_leave(&c, NULL, 2, bad, &rest, &rc), 1);
+    assert_int_equal(rc, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +400,7 @@ int main(void)
         cmocka_unit_test(stop_at_arg_leaves_the_subcommand_its_options),
         cmocka_unit_test(range_error_names_the_option_and_its_range),
         cmocka_unit_test(no_args_refuses_a_leftover_argument),
+        cmocka_unit_test(leaving_gives_the_exit_status_of_help_and_usage_errors),
     };
     return cmocka_run_group_tests_name("opts", tests, NULL, NULL);
 }

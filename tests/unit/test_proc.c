@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -319,6 +320,35 @@ static void kill_group_ends_the_grandchildren(void **state)
     assert_false(alive);
 }
 
+static void spawn_logged_closes_the_log_fd(void **state)
+{
+    (void)state;
+    char path[64], out[512];
+    int fd = log_open(path, sizeof(path));
+    char *const argv[] = {"sh", "-c", "echo logged", NULL};
+    struct proc_spec s = {.argv = argv, .log_fd = fd};
+    pid_t pid = 0;
+    int st = -1;
+    assert_int_equal(proc_spawn_logged(&s, &pid), 0);
+    assert_int_equal(fcntl(fd, F_GETFD), -1);
+    assert_int_equal(errno, EBADF);
+    assert_int_equal(proc_wait(pid, &st), 0);
+    assert_int_equal(proc_exit_code(st), 0);
+    log_read(path, out, sizeof(out));
+    assert_string_equal(out, "logged\n");
+}
+
+static void self_path_is_this_program(void **state)
+{
+    (void)state;
+    char path[4096];
+    struct stat a, b;
+    assert_int_equal(proc_self_path(path, sizeof(path)), 0);
+    assert_int_equal(stat(path, &a), 0);
+    assert_int_equal(stat("/proc/self/exe", &b), 0);
+    assert_true(a.st_ino == b.st_ino && a.st_dev == b.st_dev);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -337,6 +367,8 @@ int main(void)
         cmocka_unit_test(stop_kills_child_that_ignores_sigterm_after_timeout),
         cmocka_unit_test(default_signals_undoes_an_inherited_ignore),
         cmocka_unit_test(kill_group_ends_the_grandchildren),
+        cmocka_unit_test(spawn_logged_closes_the_log_fd),
+        cmocka_unit_test(self_path_is_this_program),
     };
     return cmocka_run_group_tests_name("proc", tests, NULL, NULL);
 }
