@@ -121,8 +121,7 @@ int main(int argc, char **argv)
     int left = rd_kafka_flush(rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : rd_kafka_outq_len(rk);
     rd_kafka_destroy(rk);
     if (left || failed || bad) {
-        fprintf(stderr, "kafka_produce: %d of %ld records not delivered, %ld malformed lines\n", left + failed, n,
-                bad);
+        fprintf(stderr, "kafka_produce: %d of %ld records not delivered, %ld malformed lines\n", left + failed, n, bad);
         return 1;
     }
     return 0;
