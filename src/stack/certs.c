@@ -56,13 +56,13 @@ static int openssl_run(const struct svc_ctx *c, char *const argv[])
 static void dashboard_san(char *out, size_t size)
 {
     size_t n = 0;
-    conf_add(out, size, &n, "IP:127.0.0.1,DNS:localhost");
+    svc_conf_add(out, size, &n, "IP:127.0.0.1,DNS:localhost");
     char host[256];
     if (gethostname(host, sizeof(host)) == 0 && host[0] &&
         strspn(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                      "0123456789.-") == strlen(host) &&
         strcmp(host, "localhost") != 0)
-        conf_add(out, size, &n, ",DNS:%s", host);
+        svc_conf_add(out, size, &n, ",DNS:%s", host);
     struct ifaddrs *ifs;
     if (getifaddrs(&ifs) != 0)
         return;
@@ -74,7 +74,7 @@ static void dashboard_san(char *out, size_t size)
         if (getnameinfo(i->ifa_addr, sl, a, sizeof(a), NULL, 0, NI_NUMERICHOST) != 0 || strchr(a, '%') ||
             strcmp(a, "127.0.0.1") == 0)
             continue; /* link-local IPv6 (with a zone) cannot be in a certificate */
-        conf_add(out, size, &n, ",IP:%s", a);
+        svc_conf_add(out, size, &n, ",IP:%s", a);
     }
     freeifaddrs(ifs);
     if (n >= size)
@@ -86,10 +86,10 @@ static void dashboard_san(char *out, size_t size)
 static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, const char *ca_key, const char *serial)
 {
     char key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX], san[4096];
-    path_join(key, sizeof(key), c->dir, "tls/dashboard.key");
-    path_join(csr, sizeof(csr), c->dir, "tls/dashboard.csr");
-    path_join(crt, sizeof(crt), c->dir, "tls/dashboard.crt");
-    path_join(ext, sizeof(ext), c->dir, "tls/dashboard.ext");
+    svc_path_join(key, sizeof(key), c->dir, "tls/dashboard.key");
+    svc_path_join(csr, sizeof(csr), c->dir, "tls/dashboard.csr");
+    svc_path_join(crt, sizeof(crt), c->dir, "tls/dashboard.crt");
+    svc_path_join(ext, sizeof(ext), c->dir, "tls/dashboard.ext");
     if (access(crt, R_OK) == 0 && access(key, F_OK) == 0)
         return 0;
     if (access(ca_key, R_OK) != 0) {
@@ -144,21 +144,21 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
     return 0;
 }
 
-int tls_ensure(const struct svc_ctx *c)
+int svc_tls_ensure(const struct svc_ctx *c)
 {
     char dir[PATH_MAX], ca_key[PATH_MAX], ca_crt[PATH_MAX], key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX],
         serial[PATH_MAX];
-    path_join(dir, sizeof(dir), c->dir, "tls");
-    path_join(ca_key, sizeof(ca_key), c->dir, "tls/ca.key");
-    path_join(ca_crt, sizeof(ca_crt), c->dir, "tls/ca.crt");
-    path_join(key, sizeof(key), c->dir, "tls/server.key");
-    path_join(csr, sizeof(csr), c->dir, "tls/server.csr");
-    path_join(crt, sizeof(crt), c->dir, "tls/server.crt");
-    path_join(ext, sizeof(ext), c->dir, "tls/server.ext");
-    path_join(serial, sizeof(serial), c->dir, "tls/ca.srl");
+    svc_path_join(dir, sizeof(dir), c->dir, "tls");
+    svc_path_join(ca_key, sizeof(ca_key), c->dir, "tls/ca.key");
+    svc_path_join(ca_crt, sizeof(ca_crt), c->dir, "tls/ca.crt");
+    svc_path_join(key, sizeof(key), c->dir, "tls/server.key");
+    svc_path_join(csr, sizeof(csr), c->dir, "tls/server.csr");
+    svc_path_join(crt, sizeof(crt), c->dir, "tls/server.crt");
+    svc_path_join(ext, sizeof(ext), c->dir, "tls/server.ext");
+    svc_path_join(serial, sizeof(serial), c->dir, "tls/ca.srl");
     if (access(ca_crt, R_OK) == 0 && access(crt, R_OK) == 0 && access(key, F_OK) == 0)
-        return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, "tls/server.key") : -1;
-    if (mkdir_p(dir, 0755) != 0) {
+        return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? svc_give_to_service(c, "tls/server.key") : -1;
+    if (svc_mkdir_p(dir, 0755) != 0) {
         log_error("cannot create %s: %s", dir, strerror(errno));
         return -1;
     }
@@ -216,5 +216,5 @@ int tls_ensure(const struct svc_ctx *c)
     }
     chmod(ca_crt, 0644);
     chmod(crt, 0644);
-    return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? give_to_service(c, "tls/server.key") : -1;
+    return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? svc_give_to_service(c, "tls/server.key") : -1;
 }

@@ -26,14 +26,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-void path_join(char *buf, size_t size, const char *dir, const char *rel)
+void svc_path_join(char *buf, size_t size, const char *dir, const char *rel)
 {
     int n = snprintf(buf, size, "%s/%s", dir, rel);
     if (n < 0 || (size_t)n >= size)
         buf[0] = '\0';
 }
 
-int mkdir_p(const char *path, mode_t mode)
+int svc_mkdir_p(const char *path, mode_t mode)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
@@ -85,7 +85,7 @@ fail:
 
 /* Writes D/rel (a configuration file the services read) with mode, also
  * when it existed with another, owned by the service user. */
-int write_file_mode(const struct svc_ctx *c, const char *rel, const char *text, mode_t mode)
+int svc_write_file_mode(const struct svc_ctx *c, const char *rel, const char *text, mode_t mode)
 {
     if (nf_write(c->dir, rel, text, strlen(text), mode, c->as_root ? c->uid : (uid_t)-1, c->gid) != 0) {
         log_error("cannot write %s/%s: %s", c->dir, rel, strerror(errno));
@@ -94,9 +94,9 @@ int write_file_mode(const struct svc_ctx *c, const char *rel, const char *text, 
     return 0;
 }
 
-int write_file(const struct svc_ctx *c, const char *rel, const char *text)
+int svc_write_file(const struct svc_ctx *c, const char *rel, const char *text)
 {
-    return write_file_mode(c, rel, text, 0644);
+    return svc_write_file_mode(c, rel, text, 0644);
 }
 
 /* --- the service user ------------------------------------------------- */
@@ -157,7 +157,7 @@ static int walkable(const char *path, uid_t uid, gid_t gid, char *bad, size_t ba
 /* As root, the service user must be able to walk down to the data dir: a
  * clone under a 0700 /root is not reachable, and the services would fail in
  * ways far from the cause.  Says so plainly instead. */
-int check_reachable(const struct svc_ctx *c)
+int svc_check_reachable(const struct svc_ctx *c)
 {
     char bad[PATH_MAX];
     mode_t mode;
@@ -187,7 +187,7 @@ static int place_default_data_dir(const struct svc_ctx *c, const char *data_dir)
         return 0;
     if (lstat(data_dir, &st) == 0) {
         if (!S_ISDIR(st.st_mode) || rmdir(data_dir) != 0)
-            return 0; /* a link, or data: check_reachable says what to do */
+            return 0; /* a link, or data: svc_check_reachable says what to do */
     }
     /* FNV-1a of the checkout's path: two checkouts of one name stay apart. */
     uint32_t h = 2166136261u;
@@ -196,7 +196,7 @@ static int place_default_data_dir(const struct svc_ctx *c, const char *data_dir)
     const char *base = strrchr(cwd, '/');
     base = base && base[1] ? base + 1 : "root";
     snprintf(target, sizeof(target), "/var/lib/fleetsync/%.64s-%08x", base, (unsigned)h);
-    if (mkdir_p(target, 0755) != 0) {
+    if (svc_mkdir_p(target, 0755) != 0) {
         log_error("cannot create %s: %s", target, strerror(errno));
         return -1;
     }
@@ -212,7 +212,7 @@ static int place_default_data_dir(const struct svc_ctx *c, const char *data_dir)
 /* Hands a file of the credentials store or of D/tls/ to the service user
  * (Mosquitto reads it after dropping to that user); as a normal user the
  * files are already the services'. */
-int give_to_service(const struct svc_ctx *c, const char *rel)
+int svc_give_to_service(const struct svc_ctx *c, const char *rel)
 {
     if (!c->as_root)
         return 0;
@@ -237,7 +237,7 @@ int give_to_service(const struct svc_ctx *c, const char *rel)
 
 /* Appends printf output at *n of buf, never past its end; *n counts what
  * the whole text needs, so an overflow shows as *n >= size. */
-void __attribute__((format(printf, 4, 5))) conf_add(char *buf, size_t size, size_t *n, const char *fmt, ...)
+void __attribute__((format(printf, 4, 5))) svc_conf_add(char *buf, size_t size, size_t *n, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -278,12 +278,12 @@ int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, ch
     return 0;
 }
 
-int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create)
+int svc_ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create)
 {
     memset(c, 0, sizeof(*c));
     if (create && (ensure_user(c) != 0 || place_default_data_dir(c, cfg->data_dir) != 0))
         return -1;
-    if (create && mkdir_p(cfg->data_dir, 0755) != 0) {
+    if (create && svc_mkdir_p(cfg->data_dir, 0755) != 0) {
         log_error("cannot create data dir %s: %s", cfg->data_dir, strerror(errno));
         return -1;
     }
@@ -315,12 +315,12 @@ int ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_po
         }
         c->tls_port = mqa_tls_port(c->dir);
     }
-    c->kafka_nodes = kafka_nodes_saved(c->dir);
+    c->kafka_nodes = svc_kafka_nodes_saved(c->dir);
     c->secure = ka_is_secure(c->dir);
     return ensure_user(c);
 }
 
-int save_ports(const struct svc_ctx *c)
+int svc_save_ports(const struct svc_ctx *c)
 {
     char text[128];
     snprintf(text, sizeof(text), "mqtt=%d kafka=%d controller=%d pg=%d\n", c->ports.mqtt, c->ports.kafka,

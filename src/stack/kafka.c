@@ -27,18 +27,18 @@
 #include <unistd.h>
 
 /* Broker k of N listens on kafka + 2(k-1), its controller one above. */
-int kafka_port(const struct svc_ctx *c, int node)
+int svc_kafka_port(const struct svc_ctx *c, int node)
 {
     return c->ports.kafka + 2 * (node > 0 ? node - 1 : 0);
 }
 
-int kafka_controller_port(const struct svc_ctx *c, int node)
+int svc_kafka_controller_port(const struct svc_ctx *c, int node)
 {
     return c->ports.controller + 2 * (node > 0 ? node - 1 : 0);
 }
 
 /* While a broker starts, "brokers are down" is expected: probe quietly. */
-void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+void svc_kafka_quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
     (void)level;
@@ -46,19 +46,19 @@ void quiet_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *
 }
 
 /* "127.0.0.1:P1,127.0.0.1:P2,..." for every broker of the data dir. */
-void kafka_bootstrap(const struct svc_ctx *c, char *buf, size_t size)
+void svc_kafka_bootstrap_list(const struct svc_ctx *c, char *buf, size_t size)
 {
     int first, last;
     size_t n = 0;
-    unit_range(c, SVC_KAFKA, &first, &last);
+    svc_unit_range(c, SVC_KAFKA, &first, &last);
     buf[0] = '\0';
     for (int k = first; k <= last && n < size; k++)
-        n += (size_t)snprintf(buf + n, size - n, "%s127.0.0.1:%d", k > first ? "," : "", kafka_port(c, k));
+        n += (size_t)snprintf(buf + n, size - n, "%s127.0.0.1:%d", k > first ? "," : "", svc_kafka_port(c, k));
 }
 
 /* A client of the data dir's Kafka: of one broker (node, bootstrapped to it
  * alone), or of all of them (node -1). */
-rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *err, size_t err_size)
+rd_kafka_t *svc_kafka_admin(const struct svc_ctx *c, int node, char *err, size_t err_size)
 {
     struct fs_config kc;
     char brokers[256];
@@ -66,9 +66,9 @@ rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *err, siz
     kc.data_dir = c->dir;
     kc.kafka_user = KA_USER_ADMIN;
     if (node >= 0)
-        snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", kafka_port(c, node));
+        snprintf(brokers, sizeof(brokers), "127.0.0.1:%d", svc_kafka_port(c, node));
     else
-        kafka_bootstrap(c, brokers, sizeof(brokers));
+        svc_kafka_bootstrap_list(c, brokers, sizeof(brokers));
     kc.brokers = brokers;
     static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000", "reconnect.backoff.max.ms",
                                            "500", NULL};
@@ -76,7 +76,7 @@ rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *err, siz
     cfg_release(&kc);
     if (!conf)
         return NULL;
-    rd_kafka_conf_set_log_cb(conf, quiet_log_cb);
+    rd_kafka_conf_set_log_cb(conf, svc_kafka_quiet_log_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
     if (!rk)
         rd_kafka_conf_destroy(conf);
@@ -84,10 +84,10 @@ rd_kafka_t *kafka_admin_handle(const struct svc_ctx *c, int node, char *err, siz
 }
 
 /* One broker answers a metadata request (the client knows no other). */
-int kafka_healthy(const struct svc_ctx *c, int node, int timeout_ms)
+int svc_kafka_healthy(const struct svc_ctx *c, int node, int timeout_ms)
 {
     char err[256];
-    rd_kafka_t *rk = kafka_admin_handle(c, node, err, sizeof(err));
+    rd_kafka_t *rk = svc_kafka_admin(c, node, err, sizeof(err));
     if (!rk)
         return -1;
     int rc = kafka_wait_ready(rk, timeout_ms, err, sizeof(err));
@@ -98,10 +98,10 @@ int kafka_healthy(const struct svc_ctx *c, int node, int timeout_ms)
 /* A cluster is ready for topics with replication factor N once the
  * metadata lists all N brokers (a broker is listed once the controller has
  * unfenced it).  Waits up to timeout_ms; returns 0 or -1. */
-int kafka_cluster_ready(const struct svc_ctx *c, int timeout_ms)
+int svc_kafka_cluster_ready(const struct svc_ctx *c, int timeout_ms)
 {
     char err[256];
-    rd_kafka_t *rk = kafka_admin_handle(c, -1, err, sizeof(err));
+    rd_kafka_t *rk = svc_kafka_admin(c, -1, err, sizeof(err));
     if (!rk)
         return -1;
     long long deadline = fs_mono_ms() + timeout_ms;
@@ -137,47 +137,48 @@ static int kafka_listener_conf(const struct svc_ctx *c, int node, char *buf, siz
     int rc = -1;
     char admin[KA_PASS_CHARS + 1], pass[KA_PASS_CHARS + 1], err[256];
     if (!c->secure) {
-        conf_add(buf, size, &n,
-                 "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
-                 "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
-                 "controller.listener.names=CONTROLLER\n"
-                 "inter.broker.listener.name=PLAINTEXT\n"
-                 "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n",
-                 kafka_port(c, node), kafka_controller_port(c, node), kafka_port(c, node));
+        svc_conf_add(buf, size, &n,
+                     "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+                     "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
+                     "controller.listener.names=CONTROLLER\n"
+                     "inter.broker.listener.name=PLAINTEXT\n"
+                     "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n",
+                     svc_kafka_port(c, node), svc_kafka_controller_port(c, node), svc_kafka_port(c, node));
         goto out;
     }
     if (ka_password(c->dir, KA_USER_ADMIN, admin, sizeof(admin), err, sizeof(err)) != 0) {
         log_error("Kafka credentials: %s", err);
         return -1;
     }
-    conf_add(buf, size, &n,
-             "# services start --secure: SASL/PLAIN on both listeners, ACLs enforced.\n"
-             "listeners=SASL_PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
-             "advertised.listeners=SASL_PLAINTEXT://127.0.0.1:%d\n"
-             "controller.listener.names=CONTROLLER\n"
-             "inter.broker.listener.name=SASL_PLAINTEXT\n"
-             "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
-             "sasl.enabled.mechanisms=" KA_MECHANISM "\n"
-             "sasl.mechanism.inter.broker.protocol=" KA_MECHANISM "\n"
-             "sasl.mechanism.controller.protocol=" KA_MECHANISM "\n"
-             "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
-             "super.users=User:" KA_USER_ADMIN "\n"
-             "allow.everyone.if.no.acl.found=false\n"
-             "listener.name.controller.plain.sasl.jaas.config="
-             "org.apache.kafka.common.security.plain.PlainLoginModule required "
-             "username=\"" KA_USER_ADMIN "\" password=\"%s\" user_" KA_USER_ADMIN "=\"%s\";\n"
-             "listener.name.sasl_plaintext.plain.sasl.jaas.config="
-             "org.apache.kafka.common.security.plain.PlainLoginModule required "
-             "username=\"" KA_USER_ADMIN "\" password=\"%s\"",
-             kafka_port(c, node), kafka_controller_port(c, node), kafka_port(c, node), admin, admin, admin);
+    svc_conf_add(buf, size, &n,
+                 "# services start --secure: SASL/PLAIN on both listeners, ACLs enforced.\n"
+                 "listeners=SASL_PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+                 "advertised.listeners=SASL_PLAINTEXT://127.0.0.1:%d\n"
+                 "controller.listener.names=CONTROLLER\n"
+                 "inter.broker.listener.name=SASL_PLAINTEXT\n"
+                 "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT\n"
+                 "sasl.enabled.mechanisms=" KA_MECHANISM "\n"
+                 "sasl.mechanism.inter.broker.protocol=" KA_MECHANISM "\n"
+                 "sasl.mechanism.controller.protocol=" KA_MECHANISM "\n"
+                 "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n"
+                 "super.users=User:" KA_USER_ADMIN "\n"
+                 "allow.everyone.if.no.acl.found=false\n"
+                 "listener.name.controller.plain.sasl.jaas.config="
+                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                 "username=\"" KA_USER_ADMIN "\" password=\"%s\" user_" KA_USER_ADMIN "=\"%s\";\n"
+                 "listener.name.sasl_plaintext.plain.sasl.jaas.config="
+                 "org.apache.kafka.common.security.plain.PlainLoginModule required "
+                 "username=\"" KA_USER_ADMIN "\" password=\"%s\"",
+                 svc_kafka_port(c, node), svc_kafka_controller_port(c, node), svc_kafka_port(c, node), admin, admin,
+                 admin);
     for (const char *const *u = ka_users; *u; u++) {
         if (ka_password(c->dir, *u, pass, sizeof(pass), err, sizeof(err)) != 0) {
             log_error("Kafka credentials: %s", err);
             goto wipe;
         }
-        conf_add(buf, size, &n, " user_%s=\"%s\"", *u, pass);
+        svc_conf_add(buf, size, &n, " user_%s=\"%s\"", *u, pass);
     }
-    conf_add(buf, size, &n, ";\n");
+    svc_conf_add(buf, size, &n, ";\n");
 out:
     rc = n < size ? 0 : -1;
     if (rc != 0)
@@ -200,11 +201,11 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     size_t v = 0;
     voters[0] = '\0';
     if (node == 0)
-        snprintf(voters, sizeof(voters), "1@127.0.0.1:%d", kafka_controller_port(c, 0));
+        snprintf(voters, sizeof(voters), "1@127.0.0.1:%d", svc_kafka_controller_port(c, 0));
     for (int k = 1; node > 0 && k <= n && v < sizeof(voters); k++)
         v += (size_t)snprintf(voters + v, sizeof(voters) - v, "%s%d@127.0.0.1:%d", k > 1 ? "," : "", k,
-                              kafka_controller_port(c, k));
-    unit_name(SVC_KAFKA, node, name, sizeof(name));
+                              svc_kafka_controller_port(c, k));
+    svc_unit_name(SVC_KAFKA, node, name, sizeof(name));
     if (kafka_listener_conf(c, node, listen, sizeof(listen)) != 0)
         return -1;
     int len = snprintf(text, sizeof(text),
@@ -242,7 +243,7 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
     }
     char rel[64];
     snprintf(rel, sizeof(rel), "%s/server.properties", name);
-    int rc = write_file_mode(c, rel, text, c->secure ? 0600 : 0644);
+    int rc = svc_write_file_mode(c, rel, text, c->secure ? 0600 : 0644);
     memset(listen, 0, sizeof(listen));
     memset(text, 0, sizeof(text));
     if (rc != 0)
@@ -263,7 +264,7 @@ static int write_kafka_conf(const struct svc_ctx *c, int node)
                                 "logger.apache.name = org.apache.kafka\n"
                                 "logger.apache.level = warn\n";
     snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-    return write_file(c, rel, log4j);
+    return svc_write_file(c, rel, log4j);
 }
 
 static void kafka_cluster_id(char out[23])
@@ -322,10 +323,10 @@ static const char *java_bin(char *buf, size_t size)
 static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t size)
 {
     int first, last;
-    unit_range(c, SVC_KAFKA, &first, &last);
+    svc_unit_range(c, SVC_KAFKA, &first, &last);
     for (int k = first; k <= last; k++) {
         char rel[64], name[32], line[256];
-        snprintf(rel, sizeof(rel), "%s/data/meta.properties", unit_name(SVC_KAFKA, k, name, sizeof(name)));
+        snprintf(rel, sizeof(rel), "%s/data/meta.properties", svc_unit_name(SVC_KAFKA, k, name, sizeof(name)));
         int fd = nf_open(c->dir, rel, O_RDONLY, 0);
         FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
         if (!f) {
@@ -355,7 +356,7 @@ static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t siz
  * configuration, formats its storage once (the nodes of a cluster in
  * parallel, with one cluster id) and starts them all before any is waited
  * for, since a cluster's controllers need a majority to elect a leader. */
-int start_kafka(const struct svc_ctx *c)
+int svc_start_kafka(const struct svc_ctx *c)
 {
     char cp[PATH_MAX + 16], java[PATH_MAX], id[64];
     int first, last, rc = 0;
@@ -364,14 +365,14 @@ int start_kafka(const struct svc_ctx *c)
     if (kafka_classpath(cp, sizeof(cp)) != 0)
         return -1;
     const char *jb = java_bin(java, sizeof(java));
-    unit_range(c, SVC_KAFKA, &first, &last);
+    svc_unit_range(c, SVC_KAFKA, &first, &last);
     int have_id = kafka_saved_cluster_id(c, id, sizeof(id)) == 0;
 
     for (int k = first; k <= last && rc == 0; k++) {
         char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[64], l4jpath[PATH_MAX];
         char l4j[PATH_MAX + 32];
         pid_t pid = svc_running_pid(c, SVC_KAFKA, k);
-        unit_name(SVC_KAFKA, k, name, sizeof(name));
+        svc_unit_name(SVC_KAFKA, k, name, sizeof(name));
         if (pid) {
             log_debug("%s already running (pid %d)", name, (int)pid);
             continue;
@@ -383,7 +384,7 @@ int start_kafka(const struct svc_ctx *c)
             break;
         }
         snprintf(rel, sizeof(rel), "%s/data/meta.properties", name);
-        path_join(meta, sizeof(meta), c->dir, rel);
+        svc_path_join(meta, sizeof(meta), c->dir, rel);
         if (access(meta, F_OK) == 0)
             continue;
         /* Storage is formatted once; meta.properties marks a formatted dir. */
@@ -393,14 +394,14 @@ int start_kafka(const struct svc_ctx *c)
         }
         log_info("formatting Kafka storage of %s (cluster id %s)", name, id);
         snprintf(rel, sizeof(rel), "%s/server.properties", name);
-        path_join(props, sizeof(props), c->dir, rel);
+        svc_path_join(props, sizeof(props), c->dir, rel);
         snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-        path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
+        svc_path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
         snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        log_rel(SVC_KAFKA, k, logp, sizeof(logp));
+        svc_log_rel(SVC_KAFKA, k, logp, sizeof(logp));
         char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp,    "kafka.tools.StorageTool",
                               "format",   "-t",       id,  "-c",  props, NULL};
-        fmt[k] = spawn(c, argv, logp, c->dir);
+        fmt[k] = svc_spawn(c, argv, logp, c->dir);
         if (fmt[k] < 0)
             rc = -1;
     }
@@ -425,13 +426,13 @@ int start_kafka(const struct svc_ctx *c)
         char name[32], rel[64], props[PATH_MAX], logp[64], l4jpath[PATH_MAX], l4j[PATH_MAX + 32];
         if (!todo[k])
             continue;
-        unit_name(SVC_KAFKA, k, name, sizeof(name));
+        svc_unit_name(SVC_KAFKA, k, name, sizeof(name));
         snprintf(rel, sizeof(rel), "%s/server.properties", name);
-        path_join(props, sizeof(props), c->dir, rel);
+        svc_path_join(props, sizeof(props), c->dir, rel);
         snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-        path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
+        svc_path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
         snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        log_rel(SVC_KAFKA, k, logp, sizeof(logp));
+        svc_log_rel(SVC_KAFKA, k, logp, sizeof(logp));
         /* The single broker gets about 1 GB of heap: the whole system has to
          * fit beside it on 2 cores.  A cluster's three get half each. */
         const char *heap = c->kafka_nodes > 1 ? "512m" : "1g";
@@ -451,8 +452,8 @@ int start_kafka(const struct svc_ctx *c)
                               "kafka.Kafka",
                               props,
                               NULL};
-        pid_t pid = spawn(c, argv, logp, c->dir);
-        if (pid <= 0 || write_pid(c, SVC_KAFKA, k, pid) != 0)
+        pid_t pid = svc_spawn(c, argv, logp, c->dir);
+        if (pid <= 0 || svc_write_pid(c, SVC_KAFKA, k, pid) != 0)
             return -1;
     }
     return 0;
@@ -460,11 +461,11 @@ int start_kafka(const struct svc_ctx *c)
 
 /* The broker count of the data dir: D/kafka-brokers when a cluster was
  * started there, else 1. */
-int kafka_nodes_saved(const char *dir)
+int svc_kafka_nodes_saved(const char *dir)
 {
     char path[PATH_MAX];
     int n = 1;
-    path_join(path, sizeof(path), dir, "kafka-brokers");
+    svc_path_join(path, sizeof(path), dir, "kafka-brokers");
     FILE *f = fopen(path, "r");
     if (f) {
         if (fscanf(f, "%d", &n) != 1 || n < 1 || n > SVC_KAFKA_MAX_BROKERS)
@@ -478,8 +479,8 @@ int kafka_nodes_saved(const char *dir)
 static int kafka_node_formatted(const struct svc_ctx *c, int node)
 {
     char rel[64], name[32], path[PATH_MAX];
-    snprintf(rel, sizeof(rel), "%s/data/meta.properties", unit_name(SVC_KAFKA, node, name, sizeof(name)));
-    path_join(path, sizeof(path), c->dir, rel);
+    snprintf(rel, sizeof(rel), "%s/data/meta.properties", svc_unit_name(SVC_KAFKA, node, name, sizeof(name)));
+    svc_path_join(path, sizeof(path), c->dir, rel);
     return access(path, F_OK) == 0;
 }
 
@@ -487,7 +488,7 @@ static int kafka_node_formatted(const struct svc_ctx *c, int node)
  * holds one Kafka, single or cluster: switching would leave the topics and
  * offsets of the other behind, so it is refused while that one's storage
  * exists.  The choice is remembered in D/kafka-brokers. */
-int kafka_nodes_choose(struct svc_ctx *c, int requested)
+int svc_kafka_nodes_choose(struct svc_ctx *c, int requested)
 {
     if (!requested)
         return 0;
@@ -502,7 +503,7 @@ int kafka_nodes_choose(struct svc_ctx *c, int requested)
         return -1;
     }
     char path[PATH_MAX];
-    path_join(path, sizeof(path), c->dir, "kafka-brokers");
+    svc_path_join(path, sizeof(path), c->dir, "kafka-brokers");
     if (requested > 1) {
         FILE *f = fopen(path, "w");
         if (!f || fprintf(f, "%d\n", requested) < 0 || fclose(f) != 0) {
@@ -552,13 +553,13 @@ const char *svc_kafka_libs(char *buf, size_t size)
 /* start --secure on a data dir that is not secure yet: makes the secret
  * (D/kafka-auth/) the brokers' passwords derive from.  A running broker
  * would keep its open listeners until restarted, so that is refused. */
-int kafka_secure_choose(struct svc_ctx *c, int requested)
+int svc_kafka_secure_choose(struct svc_ctx *c, int requested)
 {
     char err[512];
     if (!requested || c->secure)
         return 0;
     int first, last;
-    unit_range(c, SVC_KAFKA, &first, &last);
+    svc_unit_range(c, SVC_KAFKA, &first, &last);
     for (int k = first; k <= last; k++) {
         if (svc_running_pid(c, SVC_KAFKA, k)) {
             log_error("Kafka of %s is running without authentication; 'fleetsync services stop' first, then "
@@ -580,7 +581,7 @@ int kafka_secure_choose(struct svc_ctx *c, int requested)
 
 /* Creates the ACLs of core/kafkaauth.h for cfg's topic prefix (creating an
  * ACL that exists already is no error).  Returns 0, or -1 + err. */
-int kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeout_ms, char *err, size_t err_size)
+int svc_kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeout_ms, char *err, size_t err_size)
 {
     rd_kafka_AclBinding_t *acl[64];
     int n = ka_acl_bindings(cfg, acl, (int)(sizeof(acl) / sizeof(acl[0])), err, err_size);
@@ -620,8 +621,8 @@ int kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeout_m
 int svc_kafka_bootstrap(const struct fs_config *cfg, char *buf, size_t size)
 {
     struct svc_ctx c;
-    if (ctx_init(&c, cfg, NULL, 0) != 0)
+    if (svc_ctx_init(&c, cfg, NULL, 0) != 0)
         return -1;
-    kafka_bootstrap(&c, buf, size);
+    svc_kafka_bootstrap_list(&c, buf, size);
     return c.kafka_nodes;
 }

@@ -37,7 +37,7 @@
  * services start.  Each start sets SVC_PG_ROLE's attributes and password
  * again and hands it the database and the tables, so a data dir made by an
  * earlier FleetSync (initdb --auth=trust, "fleetsync" the superuser) is
- * upgraded in place: see pg_upgrade_auth(). */
+ * upgraded in place: see svc_pg_upgrade_auth(). */
 
 #define PG_PW_BYTES 20 /* 40 hex digits */
 
@@ -92,7 +92,7 @@ static void pgpass_escape(const char *in, char *out, size_t size)
 static int pgpass_write(const struct svc_ctx *c, const char *rel, const char *user, const char *pw)
 {
     char sock[PATH_MAX], esc[2 * PATH_MAX], text[4 * PATH_MAX], old[4 * PATH_MAX], tmp[64];
-    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    svc_path_join(sock, sizeof(sock), c->dir, "postgres/run");
     pgpass_escape(sock, esc, sizeof(esc));
     int n =
         snprintf(text, sizeof(text), "127.0.0.1:%d:*:%s:%s\nlocalhost:%d:*:%s:%s\n\\:\\:1:%d:*:%s:%s\n%s:%d:*:%s:%s\n",
@@ -113,8 +113,8 @@ static int pgpass_write(const struct svc_ctx *c, const char *rel, const char *us
     }
     snprintf(tmp, sizeof(tmp), "%s.new", rel);
     char from[PATH_MAX], to[PATH_MAX];
-    path_join(from, sizeof(from), c->dir, tmp);
-    path_join(to, sizeof(to), c->dir, rel);
+    svc_path_join(from, sizeof(from), c->dir, tmp);
+    svc_path_join(to, sizeof(to), c->dir, rel);
     fd = nf_open(c->dir, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (fd < 0 || fchmod(fd, 0600) != 0 || write(fd, text, (size_t)n) != n || fsync(fd) != 0 || close(fd) != 0 ||
         (fd = -1, rename(from, to) != 0)) {
@@ -152,7 +152,7 @@ static int pg_new_password(char *out, size_t size)
 /* 1 when D/postgres/data/pg_hba.conf lets anyone in without a password
  * (a cluster made by an earlier services start), 0 when not, -1 when it
  * cannot be read. */
-int pg_hba_trusts(const struct svc_ctx *c)
+int svc_pg_hba_trusts(const struct svc_ctx *c)
 {
     int fd = nf_open(c->dir, "postgres/data/pg_hba.conf", O_RDONLY, 0);
     FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
@@ -200,9 +200,9 @@ static PGconn *pg_open(const struct svc_ctx *c, const char *db, const char *user
 {
     char port[16], sock[PATH_MAX], passfile[PATH_MAX];
     snprintf(port, sizeof(port), "%d", c->ports.pg);
-    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    svc_path_join(sock, sizeof(sock), c->dir, "postgres/run");
     if (passfile_rel)
-        path_join(passfile, sizeof(passfile), c->dir, passfile_rel);
+        svc_path_join(passfile, sizeof(passfile), c->dir, passfile_rel);
     const char *keys[] = {"host", "port", "dbname", "user", "connect_timeout", "application_name", "passfile", NULL};
     const char *vals[] = {passfile_rel ? "127.0.0.1" : sock, port, db, user, "10", "fleetsync-services",
                           passfile_rel ? passfile : NULL,    NULL};
@@ -259,9 +259,9 @@ static int pg_set_password(PGconn *conn, const char *verb, const char *user, con
  * every connection for a password, and the server stops again.  The
  * bootstrap superuser keeps its attribute (PostgreSQL requires it) and can
  * only be renamed from another session, hence a passing superuser
- * "fleetsync_upgrade".  pg_provision() then makes the pipelines' role and
+ * "fleetsync_upgrade".  svc_pg_provision() then makes the pipelines' role and
  * hands it the database.  Safe to repeat after an interruption. */
-int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *admin_pw)
+int svc_pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *admin_pw)
 {
     char bin[PATH_MAX + 16], data[PATH_MAX], port[16], sockopt[PATH_MAX + 32], err[512], logp[64];
     char *argv[16];
@@ -269,10 +269,10 @@ int pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *adm
     log_info("upgrading PostgreSQL in %s/postgres to password logins (SCRAM-SHA-256); role %s becomes %s, "
              "a new role %s without superuser owns the database",
              c->dir, SVC_PG_ROLE, SVC_PG_ADMIN, SVC_PG_ROLE);
-    pg_server_argv(c, bindir, 0, bin, data, port, sockopt, argv);
-    log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
-    pid_t pid = spawn(c, argv, logp, data);
-    if (pid <= 0 || write_pid(c, SVC_POSTGRES, 0, pid) != 0)
+    svc_pg_server_argv(c, bindir, 0, bin, data, port, sockopt, argv);
+    svc_log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
+    pid_t pid = svc_spawn(c, argv, logp, data);
+    if (pid <= 0 || svc_write_pid(c, SVC_POSTGRES, 0, pid) != 0)
         return -1;
     PGconn *conn = NULL;
     long long deadline = fs_mono_ms() + 60000;
@@ -343,10 +343,10 @@ out:
 }
 
 /* The passwords of both roles: D/pgpass gets a new one when it has none
- * (pg_provision() sets it on the server); D/pgpass-admin only for a new or
+ * (svc_pg_provision() sets it on the server); D/pgpass-admin only for a new or
  * upgraded cluster (need_admin), since nothing could set it otherwise.
  * Both files are (re)written for the current port. */
-int pg_passwords(const struct svc_ctx *c, int need_admin, char *admin_pw, size_t admin_size)
+int svc_pg_passwords(const struct svc_ctx *c, int need_admin, char *admin_pw, size_t admin_size)
 {
     char pw[64];
     int rc = pgpass_read(c, SVC_PG_ADMIN_PASSFILE, SVC_PG_ADMIN, admin_pw, admin_size);
@@ -378,12 +378,12 @@ int pg_passwords(const struct svc_ctx *c, int need_admin, char *admin_pw, size_t
  * power, the password of D/pgpass, owner of the database fleetsync
  * (created once) and of every table, view and sequence in it (those of an
  * upgraded cluster belonged to the superuser).  Run by every start. */
-int pg_provision(const struct svc_ctx *c)
+int svc_pg_provision(const struct svc_ctx *c)
 {
     char err[512], pw[64];
     PGconn *db = NULL;
     int rc = -1;
-    if (pg_hba_trusts(c) > 0) {
+    if (svc_pg_hba_trusts(c) > 0) {
         log_error("the running PostgreSQL of %s lets anyone in as superuser (trust, made by an earlier FleetSync); "
                   "'fleetsync services stop', then 'fleetsync services start' upgrades it to password logins",
                   c->dir);

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 /* A ping needs no password: the server answers whether it would let us in. */
-int pg_healthy(const struct svc_ctx *c)
+int svc_pg_healthy(const struct svc_ctx *c)
 {
     char port[16];
     snprintf(port, sizeof(port), "%d", c->ports.pg);
@@ -56,13 +56,13 @@ static int pg_bindir(char *buf, size_t size)
     return 0;
 }
 
-void pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16], char data[PATH_MAX],
-                    char port[16], char sockopt[PATH_MAX + 32], char *argv[16])
+void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16],
+                        char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[16])
 {
     char sock[PATH_MAX];
     snprintf(bin, PATH_MAX + 16, "%s/postgres", bindir);
-    path_join(data, PATH_MAX, c->dir, "postgres/data");
-    path_join(sock, sizeof(sock), c->dir, "postgres/run");
+    svc_path_join(data, PATH_MAX, c->dir, "postgres/data");
+    svc_path_join(sock, sizeof(sock), c->dir, "postgres/run");
     snprintf(port, 16, "port=%d", c->ports.pg);
     snprintf(sockopt, PATH_MAX + 32, "unix_socket_directories=%s", sock);
     int a = 0;
@@ -84,7 +84,7 @@ void pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char b
     argv[a] = NULL;
 }
 
-int start_postgres(const struct svc_ctx *c)
+int svc_start_postgres(const struct svc_ctx *c)
 {
     char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], ver[PATH_MAX], logp[64], port[16];
     char sockopt[PATH_MAX + 32], admin_pw[64], pwline[80];
@@ -94,13 +94,13 @@ int start_postgres(const struct svc_ctx *c)
         return -1;
     if (svc_mkdir(c, "postgres", 0750) != 0 || svc_mkdir(c, "postgres/run", 0750) != 0)
         return -1;
-    path_join(data, sizeof(data), c->dir, "postgres/data");
-    path_join(ver, sizeof(ver), c->dir, "postgres/data/PG_VERSION");
-    log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
+    svc_path_join(data, sizeof(data), c->dir, "postgres/data");
+    svc_path_join(ver, sizeof(ver), c->dir, "postgres/data/PG_VERSION");
+    svc_log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
 
     int fresh = access(ver, F_OK) != 0;
-    int trusts = fresh ? 0 : pg_hba_trusts(c);
-    if (trusts < 0 || pg_passwords(c, fresh || trusts, admin_pw, sizeof(admin_pw)) != 0)
+    int trusts = fresh ? 0 : svc_pg_hba_trusts(c);
+    if (trusts < 0 || svc_pg_passwords(c, fresh || trusts, admin_pw, sizeof(admin_pw)) != 0)
         goto out;
     if (fresh) {
         log_info("initializing PostgreSQL cluster in %s (password logins; superuser %s)", data, SVC_PG_ADMIN);
@@ -118,21 +118,21 @@ int start_postgres(const struct svc_ctx *c)
                               "--locale=C",
                               "--no-instructions",
                               NULL};
-        int st = run_sync(c, init, logp, c->dir, pwline);
+        int st = svc_run_sync(c, init, logp, c->dir, pwline);
         memset(pwline, 0, sizeof(pwline));
         if (st != 0) {
             log_error("initdb failed (exit %d)", st);
             goto out;
         }
-    } else if (trusts && pg_upgrade_auth(c, bindir, admin_pw) != 0) {
+    } else if (trusts && svc_pg_upgrade_auth(c, bindir, admin_pw) != 0) {
         log_error("the upgrade of %s/postgres to password logins failed; the cluster is unchanged where it did not "
                   "get that far. See %s/%s",
                   c->dir, c->dir, logp);
         goto out;
     }
-    pg_server_argv(c, bindir, 1, bin, data, port, sockopt, argv);
-    pid_t pid = spawn(c, argv, logp, data);
-    rc = pid > 0 ? write_pid(c, SVC_POSTGRES, 0, pid) : -1;
+    svc_pg_server_argv(c, bindir, 1, bin, data, port, sockopt, argv);
+    pid_t pid = svc_spawn(c, argv, logp, data);
+    rc = pid > 0 ? svc_write_pid(c, SVC_POSTGRES, 0, pid) : -1;
 out:
     memset(admin_pw, 0, sizeof(admin_pw));
     return rc;

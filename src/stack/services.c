@@ -44,14 +44,14 @@ static int external_healthy(const struct fs_config *cfg, enum svc_id id)
         struct cfg_mqtt_url url;
         if (cfg_parse_mqtt_url(cfg->mqtt, &url, err, sizeof(err)) != 0)
             return -1;
-        return mqtt_healthy_at(&url, url.port, 0, 2000);
+        return svc_mqtt_healthy_at(&url, url.port, 0, 2000);
     }
     if (id == SVC_KAFKA) {
         static const char *const defaults[] = {"socket.connection.setup.timeout.ms", "2000", NULL};
         rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, sizeof(err));
         if (!conf)
             return -1;
-        rd_kafka_conf_set_log_cb(conf, quiet_log_cb);
+        rd_kafka_conf_set_log_cb(conf, svc_kafka_quiet_log_cb);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
         if (!rk) {
             rd_kafka_conf_destroy(conf);
@@ -77,10 +77,10 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
         log_error("%d Kafka brokers: only 1 or %d are supported", opt->kafka_brokers, SVC_KAFKA_MAX_BROKERS);
         return 1;
     }
-    if (ctx_init(&c, cfg, &opt->ports, 1) != 0 || check_reachable(&c) != 0)
+    if (svc_ctx_init(&c, cfg, &opt->ports, 1) != 0 || svc_check_reachable(&c) != 0)
         return 1;
     c.tls_port = opt->tls_port;
-    if (kafka_nodes_choose(&c, opt->kafka_brokers) != 0 || kafka_secure_choose(&c, opt->secure) != 0)
+    if (svc_kafka_nodes_choose(&c, opt->kafka_brokers) != 0 || svc_kafka_secure_choose(&c, opt->secure) != 0)
         return 1;
     if (svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
         return 1;
@@ -90,7 +90,7 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     pid_t first_pid[SVC_COUNT] = {0};
     for (int i = 0; i < SVC_COUNT; i++) {
         int first, last;
-        unit_range(&c, (enum svc_id)i, &first, &last);
+        svc_unit_range(&c, (enum svc_id)i, &first, &last);
         units[i] = last - first + 1;
         for (int k = first; k <= last; k++) {
             pid_t pid = svc_running_pid(&c, (enum svc_id)i, k);
@@ -102,12 +102,13 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     }
     /* Ports recorded by a running stack win: a second start must not write
      * ports the running services do not listen on. */
-    if (!any && save_ports(&c) != 0) {
+    if (!any && svc_save_ports(&c) != 0) {
         log_error("cannot write %s/run/ports: %s", c.dir, strerror(errno));
         return 1;
     }
 
-    static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {start_mosquitto, start_kafka, start_postgres};
+    static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {svc_start_mosquitto, svc_start_kafka,
+                                                                       svc_start_postgres};
     for (int i = 0; i < SVC_COUNT; i++) {
         if (running[i] == units[i]) {
             if (!opt->quiet && units[i] > 1)
@@ -124,41 +125,41 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
             log_info("%s: %d of %d brokers running; starting the others", svc_names[i], running[i], units[i]);
         if (starters[i](&c) != 0) {
             int first, last;
-            unit_range(&c, (enum svc_id)i, &first, &last);
+            svc_unit_range(&c, (enum svc_id)i, &first, &last);
             failed = i;
             failed_node = first;
             goto fail;
         }
     }
     for (int i = 0; i < SVC_COUNT; i++) {
-        if (wait_healthy(&c, (enum svc_id)i, opt->timeout_s, &failed_node) != 0) {
+        if (svc_wait_healthy(&c, (enum svc_id)i, opt->timeout_s, &failed_node) != 0) {
             failed = i;
             goto fail;
         }
-        reap_children();
+        svc_reap_children();
     }
-    if (pg_provision(&c) != 0) {
+    if (svc_pg_provision(&c) != 0) {
         failed = SVC_POSTGRES;
         failed_node = 0;
         goto fail;
     }
 
     /* On a cluster every topic has 3 replicas and min.insync.replicas 2. */
-    rd_kafka_t *rk = kafka_admin_handle(&c, -1, err, sizeof(err));
+    rd_kafka_t *rk = svc_kafka_admin(&c, -1, err, sizeof(err));
     if (!rk || topics_ensure(rk, cfg, c.kafka_nodes, opt->partitions, 30000, err, sizeof(err)) != 0 ||
-        (c.secure && kafka_acls_ensure(rk, cfg, 30000, err, sizeof(err)) != 0)) {
+        (c.secure && svc_kafka_acls_ensure(rk, cfg, 30000, err, sizeof(err)) != 0)) {
         log_error("%s", err);
         if (rk)
             rd_kafka_destroy(rk);
         int last;
         failed = SVC_KAFKA;
-        unit_range(&c, SVC_KAFKA, &failed_node, &last);
+        svc_unit_range(&c, SVC_KAFKA, &failed_node, &last);
         goto fail;
     }
     rd_kafka_destroy(rk);
 
     char kb[256];
-    kafka_bootstrap(&c, kb, sizeof(kb));
+    svc_kafka_bootstrap_list(&c, kb, sizeof(kb));
     if (!opt->quiet)
         log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s%s, PostgreSQL 127.0.0.1:%d; "
                  "data and logs in %s",
@@ -170,9 +171,9 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     return 0;
 
 fail:
-    reap_children();
+    svc_reap_children();
     if (failed >= 0)
-        print_log_tail(&c, (enum svc_id)failed, failed_node, 25);
+        svc_print_log_tail(&c, (enum svc_id)failed, failed_node, 25);
     log_error("start failed; the services that did start are still running ('fleetsync services stop' stops them)");
     return 1;
 }
@@ -180,7 +181,7 @@ fail:
 int svc_stop(const struct fs_config *cfg, int timeout_s)
 {
     struct svc_ctx c;
-    if (ctx_init(&c, cfg, NULL, 0) != 0)
+    if (svc_ctx_init(&c, cfg, NULL, 0) != 0)
         return 1;
     /* PostgreSQL: SIGINT is its "fast" shutdown (roll back, checkpoint, exit);
      * Kafka and Mosquitto shut down cleanly on SIGTERM.  A cluster's brokers
@@ -195,13 +196,13 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
     int nu = 0;
     for (int i = SVC_COUNT - 1; i >= 0; i--) {
         int first, last;
-        unit_range(&c, (enum svc_id)i, &first, &last);
+        svc_unit_range(&c, (enum svc_id)i, &first, &last);
         for (int k = first; k <= last; k++) {
             pid_t pid = svc_running_pid(&c, (enum svc_id)i, k);
             char name[32];
             if (!pid)
                 continue;
-            log_info("stopping %s (pid %d)", unit_name((enum svc_id)i, k, name, sizeof(name)), (int)pid);
+            log_info("stopping %s (pid %d)", svc_unit_name((enum svc_id)i, k, name, sizeof(name)), (int)pid);
             kill(pid, stop_signal[i]);
             u[nu].id = (enum svc_id)i;
             u[nu].node = k;
@@ -218,9 +219,9 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
     for (int j = 0; j < nu; j++) {
         pid_t pid = u[j].pid;
         char name[32];
-        unit_name(u[j].id, u[j].node, name, sizeof(name));
+        svc_unit_name(u[j].id, u[j].node, name, sizeof(name));
         while (kill(pid, 0) == 0 && fs_mono_ms() < deadline) {
-            reap_children();
+            svc_reap_children();
             usleep(100 * 1000);
         }
         if (kill(pid, 0) == 0) {
@@ -228,7 +229,7 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
             kill(-pid, SIGKILL);
             kill(pid, SIGKILL);
             for (int k = 0; k < 50 && kill(pid, 0) == 0; k++) {
-                reap_children();
+                svc_reap_children();
                 usleep(100 * 1000);
             }
             if (kill(pid, 0) == 0) {
@@ -283,7 +284,7 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
                      struct knode_state kn[SVC_KAFKA_MAX_BROKERS + 1], int *nkn, int always)
 {
     struct svc_ctx c;
-    if (ctx_init(&c, cfg, NULL, 0) != 0)
+    if (svc_ctx_init(&c, cfg, NULL, 0) != 0)
         return -1;
     static const char *const data_rel[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
     const int ports[SVC_COUNT] = {c.ports.mqtt, c.ports.kafka, c.ports.pg};
@@ -296,16 +297,16 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
         if (i == SVC_KAFKA) {
             /* healthy = every broker answers; pid = the first running one. */
             int first, last, all = 1;
-            unit_range(&c, SVC_KAFKA, &first, &last);
+            svc_unit_range(&c, SVC_KAFKA, &first, &last);
             for (int k = first; k <= last; k++) {
                 struct knode_state *n = &kn[(*nkn)++];
                 char name[32];
                 n->node = k ? k : 1;
                 n->pid = (int)svc_running_pid(&c, SVC_KAFKA, k);
-                n->port = kafka_port(&c, k);
-                n->controller = kafka_controller_port(&c, k);
-                n->healthy = n->pid && kafka_healthy(&c, k, 3000) == 0;
-                path_join(path, sizeof(path), c.dir, unit_name(SVC_KAFKA, k, name, sizeof(name)));
+                n->port = svc_kafka_port(&c, k);
+                n->controller = svc_kafka_controller_port(&c, k);
+                n->healthy = n->pid && svc_kafka_healthy(&c, k, 3000) == 0;
+                svc_path_join(path, sizeof(path), c.dir, svc_unit_name(SVC_KAFKA, k, name, sizeof(name)));
                 n->data_bytes = dir_bytes(path);
                 if (n->pid && !out[i].pid)
                     out[i].pid = n->pid;
@@ -321,12 +322,12 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
         }
         out[i].pid = (int)svc_running_pid(&c, (enum svc_id)i, 0);
         if (out[i].pid) {
-            int ok = i == SVC_MOSQUITTO ? mqtt_healthy(&c, 2000) : pg_healthy(&c);
+            int ok = i == SVC_MOSQUITTO ? svc_mqtt_healthy(&c, 2000) : svc_pg_healthy(&c);
             out[i].healthy = ok == 0;
         } else if (always) {
             out[i].healthy = external_healthy(cfg, (enum svc_id)i) == 0;
         }
-        path_join(path, sizeof(path), c.dir, data_rel[i]);
+        svc_path_join(path, sizeof(path), c.dir, data_rel[i]);
         out[i].data_bytes = dir_bytes(path);
     }
     return 0;

@@ -7,7 +7,7 @@
  * names the service's binary and this data dir, so a stale file left by a
  * crash or a reboot (pid reused by another program) is ignored and replaced.
  * "Healthy" means the service answers its own protocol: an MQTT CONNACK, a
- * Kafka metadata response, a PostgreSQL ping; wait_healthy() waits for it.
+ * Kafka metadata response, a PostgreSQL ping; svc_wait_healthy() waits for it.
  */
 #include "stack/stack.h"
 
@@ -30,14 +30,14 @@
 /* A unit is one process: (service, node).  Node 0 is the service itself,
  * the single Kafka broker included (D/kafka, run/kafka.pid); the brokers of
  * a cluster are Kafka nodes 1..N (D/kafka-<k>, run/kafka-<k>.pid). */
-void unit_range(const struct svc_ctx *c, enum svc_id id, int *first, int *last)
+void svc_unit_range(const struct svc_ctx *c, enum svc_id id, int *first, int *last)
 {
     int cluster = id == SVC_KAFKA && c->kafka_nodes > 1;
     *first = cluster ? 1 : 0;
     *last = cluster ? c->kafka_nodes : 0;
 }
 
-const char *unit_name(enum svc_id id, int node, char *buf, size_t size)
+const char *svc_unit_name(enum svc_id id, int node, char *buf, size_t size)
 {
     static const char *const names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
     if (node > 0)
@@ -165,13 +165,13 @@ static pid_t spawn_input(const struct svc_ctx *c, char *const argv[], const char
     return pid;
 }
 
-pid_t spawn(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd)
+pid_t svc_spawn(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd)
 {
     return spawn_input(c, argv, log_rel, cwd, NULL);
 }
 
 /* Runs argv to completion as the service user; returns its exit status. */
-int run_sync(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd, const char *input)
+int svc_run_sync(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd, const char *input)
 {
     pid_t pid = spawn_input(c, argv, log_rel, cwd, input);
     if (pid < 0)
@@ -187,13 +187,13 @@ int run_sync(const struct svc_ctx *c, char *const argv[], const char *log_rel, c
 void pid_rel(enum svc_id id, int node, char *buf, size_t size)
 {
     char name[32];
-    snprintf(buf, size, "run/%s.pid", unit_name(id, node, name, sizeof(name)));
+    snprintf(buf, size, "run/%s.pid", svc_unit_name(id, node, name, sizeof(name)));
 }
 
-void log_rel(enum svc_id id, int node, char *buf, size_t size)
+void svc_log_rel(enum svc_id id, int node, char *buf, size_t size)
 {
     char name[32];
-    snprintf(buf, size, "log/%s.log", unit_name(id, node, name, sizeof(name)));
+    snprintf(buf, size, "log/%s.log", svc_unit_name(id, node, name, sizeof(name)));
 }
 
 /* The marker a live process of this service must show in its command line. */
@@ -206,7 +206,7 @@ pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
 {
     char path[64], buf[32], props[64], name[32];
     pid_rel(id, node, path, sizeof(path));
-    snprintf(props, sizeof(props), "/%s/server.properties", unit_name(id, node, name, sizeof(name)));
+    snprintf(props, sizeof(props), "/%s/server.properties", svc_unit_name(id, node, name, sizeof(name)));
     int pfd = nf_open(c->dir, path, O_RDONLY, 0);
     if (pfd < 0)
         return 0;
@@ -248,7 +248,7 @@ pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
  * cmdline is still ours, so its liveness is judged by waitpid(), not /proc. */
 pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
 
-int write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
+int svc_write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
 {
     spawned[id][node] = pid;
     char path[64], text[32];
@@ -261,11 +261,11 @@ int write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
     return 0;
 }
 
-void print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines)
+void svc_print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines)
 {
     char rel[64], path[PATH_MAX];
-    log_rel(id, node, rel, sizeof(rel));
-    path_join(path, sizeof(path), c->dir, rel);
+    svc_log_rel(id, node, rel, sizeof(rel));
+    svc_path_join(path, sizeof(path), c->dir, rel);
     int fd = nf_open(c->dir, rel, O_RDONLY, 0);
     FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
@@ -298,10 +298,10 @@ void print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines
 }
 
 /* Waits until unit (id, node) answers; fails early when it exits. */
-int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline)
+int svc_wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline)
 {
     char name[32];
-    unit_name(id, node, name, sizeof(name));
+    svc_unit_name(id, node, name, sizeof(name));
     while (fs_mono_ms() < deadline) {
         int gone;
         pid_t sp = spawned[id][node];
@@ -317,9 +317,9 @@ int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long lo
         }
         int left = (int)(deadline - fs_mono_ms());
         left = left < 100 ? 100 : left;
-        int ok = id == SVC_MOSQUITTO ? mqtt_healthy(c, left < 2000 ? left : 2000)
-                 : id == SVC_KAFKA   ? kafka_healthy(c, node, left < 3000 ? left : 3000)
-                                     : pg_healthy(c);
+        int ok = id == SVC_MOSQUITTO ? svc_mqtt_healthy(c, left < 2000 ? left : 2000)
+                 : id == SVC_KAFKA   ? svc_kafka_healthy(c, node, left < 3000 ? left : 3000)
+                                     : svc_pg_healthy(c);
         if (ok == 0)
             return 0;
         usleep(200 * 1000);
@@ -331,20 +331,20 @@ int wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long lo
 /* Waits up to timeout_s until every unit of the service answers (and a
  * Kafka cluster lists all its brokers).  On failure *failed_node names the
  * unit whose log tells why. */
-int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *failed_node)
+int svc_wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *failed_node)
 {
     long long deadline = fs_mono_ms() + (long long)timeout_s * 1000;
     int first, last;
-    unit_range(c, id, &first, &last);
+    svc_unit_range(c, id, &first, &last);
     for (int k = first; k <= last; k++) {
-        if (wait_unit_healthy(c, id, k, deadline) != 0) {
+        if (svc_wait_unit_healthy(c, id, k, deadline) != 0) {
             *failed_node = k;
             return -1;
         }
     }
     if (id == SVC_KAFKA && c->kafka_nodes > 1) {
         long long left = deadline - fs_mono_ms();
-        if (kafka_cluster_ready(c, left > 1000 ? (int)left : 1000) != 0) {
+        if (svc_kafka_cluster_ready(c, left > 1000 ? (int)left : 1000) != 0) {
             *failed_node = first;
             return -1;
         }
@@ -354,7 +354,7 @@ int wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *fa
 
 /* Reaps the services this process started that have exited (only ours:
  * "up" has children of its own). */
-void reap_children(void)
+void svc_reap_children(void)
 {
     for (int i = 0; i < SVC_COUNT; i++)
         for (int k = 0; k <= SVC_KAFKA_MAX_BROKERS; k++)
