@@ -336,8 +336,7 @@ out:
          * the server's backends (its process group) with it. */
         if (proc_stop(pid, SIGINT, 60000, PROC_KILL_GROUP, NULL) == 1)
             log_warn("PostgreSQL did not stop within 60 s after the upgrade; killing it");
-        spawned[SVC_POSTGRES][0] = 0;
-        nf_unlink(c->dir, "run/postgres.pid");
+        svc_pid_forget(c, SVC_POSTGRES, 0);
     }
     return rc;
 }

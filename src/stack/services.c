@@ -32,8 +32,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static const char *const svc_names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
-
 /* An endpoint this data dir did not start, probed where the shared options
  * point (--mqtt, --brokers with the -X properties, --pg).  Returns 0 when it
  * answers. */
@@ -241,9 +239,7 @@ int svc_stop(const struct fs_config *cfg, int timeout_s)
         /* PostgreSQL's backends and Kafka's forks share the session: make sure
          * none outlives its leader. */
         kill(-pid, SIGKILL);
-        char path[64];
-        pid_rel(u[j].id, u[j].node, path, sizeof(path));
-        nf_unlink(c.dir, path);
+        svc_pid_forget(&c, u[j].id, u[j].node);
     }
     if (rc == 0)
         log_info("all services of %s stopped", c.dir);
@@ -286,7 +282,6 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
     struct svc_ctx c;
     if (svc_ctx_init(&c, cfg, NULL, 0) != 0)
         return -1;
-    static const char *const data_rel[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
     const int ports[SVC_COUNT] = {c.ports.mqtt, c.ports.kafka, c.ports.pg};
     *nkn = 0;
     for (int i = 0; i < SVC_COUNT; i++) {
@@ -327,7 +322,7 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
         } else if (always) {
             out[i].healthy = external_healthy(cfg, (enum svc_id)i) == 0;
         }
-        svc_path_join(path, sizeof(path), c.dir, data_rel[i]);
+        svc_path_join(path, sizeof(path), c.dir, svc_names[i]);
         out[i].data_bytes = dir_bytes(path);
     }
     return 0;

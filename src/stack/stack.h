@@ -50,16 +50,16 @@ void __attribute__((format(printf, 4, 5))) svc_conf_add(char *buf, size_t size, 
 int svc_ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct svc_ports *ports, int create);
 int svc_save_ports(const struct svc_ctx *c);
 
-/* supervisor.c */
+/* supervisor.c; svc_names[id] is also the service's folder in the data dir */
+extern const char *const svc_names[SVC_COUNT];
 void svc_unit_range(const struct svc_ctx *c, enum svc_id id, int *first, int *last);
 const char *svc_unit_name(enum svc_id id, int node, char *buf, size_t size);
 pid_t svc_spawn(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd);
 int svc_run_sync(const struct svc_ctx *c, char *const argv[], const char *log_rel, const char *cwd, const char *input);
-void pid_rel(enum svc_id id, int node, char *buf, size_t size);
 void svc_log_rel(enum svc_id id, int node, char *buf, size_t size);
 pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node);
-extern pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
 int svc_write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid);
+void svc_pid_forget(const struct svc_ctx *c, enum svc_id id, int node);
 void svc_print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines);
 int svc_wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline);
 int svc_wait_healthy(const struct svc_ctx *c, enum svc_id id, int timeout_s, int *failed_node);

@@ -37,13 +37,14 @@ void svc_unit_range(const struct svc_ctx *c, enum svc_id id, int *first, int *la
     *last = cluster ? c->kafka_nodes : 0;
 }
 
+const char *const svc_names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
+
 const char *svc_unit_name(enum svc_id id, int node, char *buf, size_t size)
 {
-    static const char *const names[SVC_COUNT] = {"mosquitto", "kafka", "postgres"};
     if (node > 0)
-        snprintf(buf, size, "%s-%d", names[id], node);
+        snprintf(buf, size, "%s-%d", svc_names[id], node);
     else
-        snprintf(buf, size, "%s", names[id]);
+        snprintf(buf, size, "%s", svc_names[id]);
     return buf;
 }
 
@@ -184,7 +185,7 @@ int svc_run_sync(const struct svc_ctx *c, char *const argv[], const char *log_re
 
 /* "run/<unit>.pid" and "log/<unit>.log", relative to the data dir: both
  * folders are the service user's, so they are opened with core/nofollow.h. */
-void pid_rel(enum svc_id id, int node, char *buf, size_t size)
+static void pid_rel(enum svc_id id, int node, char *buf, size_t size)
 {
     char name[32];
     snprintf(buf, size, "run/%s.pid", svc_unit_name(id, node, name, sizeof(name)));
@@ -246,7 +247,7 @@ pid_t svc_running_pid(const struct svc_ctx *c, enum svc_id id, int node)
 
 /* Services this process forked during a start.  Until exec runs, a child's
  * cmdline is still ours, so its liveness is judged by waitpid(), not /proc. */
-pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
+static pid_t spawned[SVC_COUNT][SVC_KAFKA_MAX_BROKERS + 1];
 
 int svc_write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
 {
@@ -259,6 +260,16 @@ int svc_write_pid(const struct svc_ctx *c, enum svc_id id, int node, pid_t pid)
         return -1;
     }
     return 0;
+}
+
+/* Once the unit's process is gone: its pid file goes, and a start no longer
+ * waits for the child it forked. */
+void svc_pid_forget(const struct svc_ctx *c, enum svc_id id, int node)
+{
+    char path[64];
+    spawned[id][node] = 0;
+    pid_rel(id, node, path, sizeof(path));
+    nf_unlink(c->dir, path);
 }
 
 void svc_print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int lines)
