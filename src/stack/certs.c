@@ -47,9 +47,6 @@ static int openssl_run(const struct svc_ctx *c, char *const argv[])
     return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
 }
 
-/* D/tls/: a local CA (ca.key stays the invoking user's, 0600) and a server
- * certificate for 127.0.0.1 and localhost signed by it.  Made once; kept
- * across restarts so clients that trust ca.crt keep trusting the broker. */
 /* The subjectAltName of the dashboard's certificate: loopback, this
  * host's name and every address of its interfaces, so browsers on other
  * machines that open https://HOST:PORT/ by one of them can verify it. */
@@ -81,23 +78,23 @@ static void dashboard_san(char *out, size_t size)
         snprintf(out, size, "IP:127.0.0.1,DNS:localhost"); /* too many addresses: loopback only */
 }
 
-/* D/tls/dashboard.crt and .key, signed by the local CA, for `fleetsync
- * dashboard --tls`: made once, the key stays the invoking user's (0600). */
-static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, const char *ca_key, const char *serial)
+/* D/tls/<name>.key and <name>.crt: a new P-256 key and a certificate for
+ * subject and subjectAltName san, signed by the local CA (valid 825 days),
+ * through D/tls/<name>.csr (removed again) and <name>.ext.  The caller sets
+ * the umask the files get.  Returns 0, or -1 when a step failed (openssl
+ * says why in D/log/tls.log). */
+static int tls_issue(const struct svc_ctx *c, const char *name, const char *subject, const char *san,
+                     const char *ca_crt, const char *ca_key, const char *serial)
 {
-    char key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX], san[4096];
-    svc_path_join(key, sizeof(key), c->dir, "tls/dashboard.key");
-    svc_path_join(csr, sizeof(csr), c->dir, "tls/dashboard.csr");
-    svc_path_join(crt, sizeof(crt), c->dir, "tls/dashboard.crt");
-    svc_path_join(ext, sizeof(ext), c->dir, "tls/dashboard.ext");
-    if (access(crt, R_OK) == 0 && access(key, F_OK) == 0)
-        return 0;
-    if (access(ca_key, R_OK) != 0) {
-        log_warn("no dashboard certificate: the local CA's key %s is not readable here", ca_key);
-        return 0; /* the broker does not need it */
-    }
-    dashboard_san(san, sizeof(san));
-    mode_t old = umask(077);
+    char rel[64], key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX];
+    snprintf(rel, sizeof(rel), "tls/%s.key", name);
+    svc_path_join(key, sizeof(key), c->dir, rel);
+    snprintf(rel, sizeof(rel), "tls/%s.csr", name);
+    svc_path_join(csr, sizeof(csr), c->dir, rel);
+    snprintf(rel, sizeof(rel), "tls/%s.crt", name);
+    svc_path_join(crt, sizeof(crt), c->dir, rel);
+    snprintf(rel, sizeof(rel), "tls/%s.ext", name);
+    svc_path_join(ext, sizeof(ext), c->dir, rel);
     int rc = -1;
     FILE *f = fopen(ext, "w");
     if (f) {
@@ -108,10 +105,9 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
         rc = fclose(f) == 0 ? 0 : -1;
     }
     if (rc == 0) {
-        char *const req[] = {
-            "openssl", "req",     "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-            "-nodes",  "-keyout", key,    "-out",    csr,  "-subj",    "/O=FleetSync/CN=FleetSync dashboard",
-            NULL};
+        char *const req[] = {"openssl", "req",     "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                             "-nodes",  "-keyout", key,    "-out",    csr,  "-subj",    (char *)subject,
+                             NULL};
         char *const sign[] = {"openssl",
                               "x509",
                               "-req",
@@ -133,8 +129,27 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
                               NULL};
         rc = openssl_run(c, req) == 0 && openssl_run(c, sign) == 0 ? 0 : -1;
     }
-    umask(old);
     unlink(csr);
+    return rc;
+}
+
+/* D/tls/dashboard.crt and .key, signed by the local CA, for `fleetsync
+ * dashboard --tls`: made once, the key stays the invoking user's (0600). */
+static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, const char *ca_key, const char *serial)
+{
+    char key[PATH_MAX], crt[PATH_MAX], san[4096];
+    svc_path_join(key, sizeof(key), c->dir, "tls/dashboard.key");
+    svc_path_join(crt, sizeof(crt), c->dir, "tls/dashboard.crt");
+    if (access(crt, R_OK) == 0 && access(key, F_OK) == 0)
+        return 0;
+    if (access(ca_key, R_OK) != 0) {
+        log_warn("no dashboard certificate: the local CA's key %s is not readable here", ca_key);
+        return 0; /* the broker does not need it */
+    }
+    dashboard_san(san, sizeof(san));
+    mode_t old = umask(077);
+    int rc = tls_issue(c, "dashboard", "/O=FleetSync/CN=FleetSync dashboard", san, ca_crt, ca_key, serial);
+    umask(old);
     if (rc != 0) {
         log_error("openssl could not make the dashboard's certificate; see %s/log/tls.log", c->dir);
         return -1;
@@ -144,17 +159,17 @@ static int tls_dashboard_ensure(const struct svc_ctx *c, const char *ca_crt, con
     return 0;
 }
 
+/* D/tls/: a local CA (ca.key stays the invoking user's, 0600) and a server
+ * certificate for 127.0.0.1 and localhost signed by it.  Made once; kept
+ * across restarts so clients that trust ca.crt keep trusting the broker. */
 int svc_tls_ensure(const struct svc_ctx *c)
 {
-    char dir[PATH_MAX], ca_key[PATH_MAX], ca_crt[PATH_MAX], key[PATH_MAX], csr[PATH_MAX], crt[PATH_MAX], ext[PATH_MAX],
-        serial[PATH_MAX];
+    char dir[PATH_MAX], ca_key[PATH_MAX], ca_crt[PATH_MAX], key[PATH_MAX], crt[PATH_MAX], serial[PATH_MAX];
     svc_path_join(dir, sizeof(dir), c->dir, "tls");
     svc_path_join(ca_key, sizeof(ca_key), c->dir, "tls/ca.key");
     svc_path_join(ca_crt, sizeof(ca_crt), c->dir, "tls/ca.crt");
     svc_path_join(key, sizeof(key), c->dir, "tls/server.key");
-    svc_path_join(csr, sizeof(csr), c->dir, "tls/server.csr");
     svc_path_join(crt, sizeof(crt), c->dir, "tls/server.crt");
-    svc_path_join(ext, sizeof(ext), c->dir, "tls/server.ext");
     svc_path_join(serial, sizeof(serial), c->dir, "tls/ca.srl");
     if (access(ca_crt, R_OK) == 0 && access(crt, R_OK) == 0 && access(key, F_OK) == 0)
         return tls_dashboard_ensure(c, ca_crt, ca_key, serial) == 0 ? svc_give_to_service(c, "tls/server.key") : -1;
@@ -189,27 +204,9 @@ int svc_tls_ensure(const struct svc_ctx *c)
                             NULL};
         rc = openssl_run(c, ca);
     }
-    FILE *f = rc == 0 ? fopen(ext, "w") : NULL;
-    if (f) {
-        fputs("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n"
-              "extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-              f);
-        rc = fclose(f) == 0 ? 0 : -1;
-    } else {
-        rc = -1;
-    }
-    if (rc == 0) {
-        char *const req[] = {"openssl", "req",     "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                             "-nodes",  "-keyout", key,    "-out",    csr,  "-subj",    "/O=FleetSync/CN=localhost",
-                             NULL};
-        char *const sign[] = {"openssl", "x509",   "-req",  "-in",       csr,        "-CA",
-                              ca_crt,    "-CAkey", ca_key,  "-CAserial", serial,     "-CAcreateserial",
-                              "-out",    crt,      "-days", "825",       "-extfile", ext,
-                              NULL};
-        rc = openssl_run(c, req) == 0 && openssl_run(c, sign) == 0 ? 0 : -1;
-    }
+    if (rc == 0)
+        rc = tls_issue(c, "server", "/O=FleetSync/CN=localhost", "IP:127.0.0.1,DNS:localhost", ca_crt, ca_key, serial);
     umask(old);
-    unlink(csr);
     if (rc != 0) {
         log_error("openssl could not make the certificates; see %s/log/tls.log", c->dir);
         return -1;
