@@ -352,6 +352,22 @@ static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t siz
     return -1;
 }
 
+/* The files a JVM of Kafka node `node` is started with: its
+ * server.properties (props, PATH_MAX), the option naming its
+ * log4j2.properties (l4j, PATH_MAX + 32) and its log relative to the data
+ * dir (logp, 64). */
+static void kafka_node_files(const struct svc_ctx *c, int node, char *props, char *l4j, char *logp)
+{
+    char name[32], rel[64], l4jpath[PATH_MAX];
+    svc_unit_name(SVC_KAFKA, node, name, sizeof(name));
+    snprintf(rel, sizeof(rel), "%s/server.properties", name);
+    svc_path_join(props, PATH_MAX, c->dir, rel);
+    snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
+    svc_path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
+    snprintf(l4j, PATH_MAX + 32, "-Dlog4j2.configurationFile=%s", l4jpath);
+    svc_log_rel(SVC_KAFKA, node, logp, 64);
+}
+
 /* Starts every Kafka node of the data dir that is not running: writes its
  * configuration, formats its storage once (the nodes of a cluster in
  * parallel, with one cluster id) and starts them all before any is waited
@@ -369,8 +385,7 @@ int svc_start_kafka(const struct svc_ctx *c)
     int have_id = kafka_saved_cluster_id(c, id, sizeof(id)) == 0;
 
     for (int k = first; k <= last && rc == 0; k++) {
-        char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[64], l4jpath[PATH_MAX];
-        char l4j[PATH_MAX + 32];
+        char name[32], rel[64], props[PATH_MAX], meta[PATH_MAX], logp[64], l4j[PATH_MAX + 32];
         pid_t pid = svc_running_pid(c, SVC_KAFKA, k);
         svc_unit_name(SVC_KAFKA, k, name, sizeof(name));
         if (pid) {
@@ -393,12 +408,7 @@ int svc_start_kafka(const struct svc_ctx *c)
             have_id = 1;
         }
         log_info("formatting Kafka storage of %s (cluster id %s)", name, id);
-        snprintf(rel, sizeof(rel), "%s/server.properties", name);
-        svc_path_join(props, sizeof(props), c->dir, rel);
-        snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-        svc_path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
-        snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        svc_log_rel(SVC_KAFKA, k, logp, sizeof(logp));
+        kafka_node_files(c, k, props, l4j, logp);
         char *const argv[] = {(char *)jb, "-Xmx256m", l4j, "-cp", cp,    "kafka.tools.StorageTool",
                               "format",   "-t",       id,  "-c",  props, NULL};
         fmt[k] = svc_spawn(c, argv, logp, c->dir);
@@ -423,16 +433,10 @@ int svc_start_kafka(const struct svc_ctx *c)
         return -1;
 
     for (int k = first; k <= last; k++) {
-        char name[32], rel[64], props[PATH_MAX], logp[64], l4jpath[PATH_MAX], l4j[PATH_MAX + 32];
+        char props[PATH_MAX], logp[64], l4j[PATH_MAX + 32];
         if (!todo[k])
             continue;
-        svc_unit_name(SVC_KAFKA, k, name, sizeof(name));
-        snprintf(rel, sizeof(rel), "%s/server.properties", name);
-        svc_path_join(props, sizeof(props), c->dir, rel);
-        snprintf(rel, sizeof(rel), "%s/log4j2.properties", name);
-        svc_path_join(l4jpath, sizeof(l4jpath), c->dir, rel);
-        snprintf(l4j, sizeof(l4j), "-Dlog4j2.configurationFile=%s", l4jpath);
-        svc_log_rel(SVC_KAFKA, k, logp, sizeof(logp));
+        kafka_node_files(c, k, props, l4j, logp);
         /* The single broker gets about 1 GB of heap: the whole system has to
          * fit beside it on 2 cores.  A cluster's three get half each. */
         const char *heap = c->kafka_nodes > 1 ? "512m" : "1g";
