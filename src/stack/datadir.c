@@ -99,6 +99,21 @@ int svc_write_file(const struct svc_ctx *c, const char *rel, const char *text)
     return svc_write_file_mode(c, rel, text, 0644);
 }
 
+/* D/rel opened for reading without following a symbolic link (the folders
+ * are the service user's, core/nofollow.h).  NULL with errno set when it
+ * cannot be opened; the caller fcloses the FILE. */
+FILE *svc_fopen_read(const struct svc_ctx *c, const char *rel)
+{
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    if (!f && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 /* --- the service user ------------------------------------------------- */
 
 static int ensure_user(struct svc_ctx *c)
@@ -303,10 +318,7 @@ int svc_ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct sv
             return -1;
         }
         /* status and stop use the ports the stack was started with. */
-        int fd = nf_open(c->dir, "run/ports", O_RDONLY, 0);
-        FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
-        if (!f && fd >= 0)
-            close(fd);
+        FILE *f = svc_fopen_read(c, "run/ports");
         if (f) {
             struct svc_ports p;
             if (fscanf(f, "mqtt=%d kafka=%d controller=%d pg=%d", &p.mqtt, &p.kafka, &p.controller, &p.pg) == 4)

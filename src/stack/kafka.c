@@ -327,13 +327,9 @@ static int kafka_saved_cluster_id(const struct svc_ctx *c, char *out, size_t siz
     for (int k = first; k <= last; k++) {
         char rel[64], name[32], line[256];
         snprintf(rel, sizeof(rel), "%s/data/meta.properties", svc_unit_name(SVC_KAFKA, k, name, sizeof(name)));
-        int fd = nf_open(c->dir, rel, O_RDONLY, 0);
-        FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
-        if (!f) {
-            if (fd >= 0)
-                close(fd);
+        FILE *f = svc_fopen_read(c, rel);
+        if (!f)
             continue;
-        }
         int found = 0;
         while (!found && fgets(line, sizeof(line), f)) {
             if (strncmp(line, "cluster.id=", 11) != 0)

@@ -46,14 +46,9 @@
  * 1 when there is no file or no line for user, -1 when it cannot be read. */
 static int pgpass_read(const struct svc_ctx *c, const char *rel, const char *user, char *pw, size_t size)
 {
-    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
-    if (fd < 0)
+    FILE *f = svc_fopen_read(c, rel);
+    if (!f)
         return errno == ENOENT ? 1 : -1;
-    FILE *f = fdopen(fd, "r");
-    if (!f) {
-        close(fd);
-        return -1;
-    }
     char line[PATH_MAX + 256];
     int rc = 1;
     while (rc == 1 && fgets(line, sizeof(line), f)) {
@@ -154,11 +149,8 @@ static int pg_new_password(char *out, size_t size)
  * cannot be read. */
 int svc_pg_hba_trusts(const struct svc_ctx *c)
 {
-    int fd = nf_open(c->dir, "postgres/data/pg_hba.conf", O_RDONLY, 0);
-    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    FILE *f = svc_fopen_read(c, "postgres/data/pg_hba.conf");
     if (!f) {
-        if (fd >= 0)
-            close(fd);
         log_error("cannot read %s/postgres/data/pg_hba.conf: %s", c->dir, strerror(errno));
         return -1;
     }

@@ -24,6 +24,7 @@
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Everything a start, stop or status needs to know about one data dir. */
@@ -44,6 +45,7 @@ int svc_mkdir_p(const char *path, mode_t mode);
 int svc_mkdir(const struct svc_ctx *c, const char *rel, mode_t mode);
 int svc_write_file_mode(const struct svc_ctx *c, const char *rel, const char *text, mode_t mode);
 int svc_write_file(const struct svc_ctx *c, const char *rel, const char *text);
+FILE *svc_fopen_read(const struct svc_ctx *c, const char *rel);
 int svc_check_reachable(const struct svc_ctx *c);
 int svc_give_to_service(const struct svc_ctx *c, const char *rel);
 void __attribute__((format(printf, 4, 5))) svc_conf_add(char *buf, size_t size, size_t *n, const char *fmt, ...);

@@ -277,11 +277,8 @@ void svc_print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int l
     char rel[64], path[PATH_MAX];
     svc_log_rel(id, node, rel, sizeof(rel));
     svc_path_join(path, sizeof(path), c->dir, rel);
-    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
-    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
+    FILE *f = svc_fopen_read(c, rel);
     if (!f) {
-        if (fd >= 0)
-            close(fd);
         fprintf(stderr, "(no log at %s)\n", path);
         return;
     }
