@@ -114,6 +114,43 @@ FILE *svc_fopen_read(const struct svc_ctx *c, const char *rel)
     return f;
 }
 
+/* Hands a file of the credentials store or of D/tls/ to the service user
+ * (Mosquitto reads it after dropping to that user); as a normal user the
+ * files are already the services'. */
+int svc_give_to_service(const struct svc_ctx *c, const char *rel)
+{
+    if (!c->as_root)
+        return 0;
+    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
+    if (fd < 0 && errno == ENOENT)
+        return 0;
+    struct stat st;
+    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_nlink != 1)) {
+        errno = EMLINK; /* a second name elsewhere: not ours to give away */
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0 || fchown(fd, c->uid, c->gid) != 0) {
+        log_error("cannot hand %s/%s to user %s: %s", c->dir, rel, SVC_USER, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Appends printf output at *n of buf, never past its end; *n counts what
+ * the whole text needs, so an overflow shows as *n >= size. */
+void __attribute__((format(printf, 4, 5))) svc_conf_add(char *buf, size_t size, size_t *n, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int k = vsnprintf(buf + (*n < size ? *n : size - 1), *n < size ? size - *n : 1, fmt, ap);
+    va_end(ap);
+    *n += k > 0 ? (size_t)k : 0;
+}
+
 /* --- the service user ------------------------------------------------- */
 
 static int ensure_user(struct svc_ctx *c)
@@ -224,42 +261,7 @@ static int place_default_data_dir(const struct svc_ctx *c, const char *data_dir)
     return 0;
 }
 
-/* Hands a file of the credentials store or of D/tls/ to the service user
- * (Mosquitto reads it after dropping to that user); as a normal user the
- * files are already the services'. */
-int svc_give_to_service(const struct svc_ctx *c, const char *rel)
-{
-    if (!c->as_root)
-        return 0;
-    int fd = nf_open(c->dir, rel, O_RDONLY, 0);
-    if (fd < 0 && errno == ENOENT)
-        return 0;
-    struct stat st;
-    if (fd >= 0 && (fstat(fd, &st) != 0 || st.st_nlink != 1)) {
-        errno = EMLINK; /* a second name elsewhere: not ours to give away */
-        close(fd);
-        fd = -1;
-    }
-    if (fd < 0 || fchown(fd, c->uid, c->gid) != 0) {
-        log_error("cannot hand %s/%s to user %s: %s", c->dir, rel, SVC_USER, strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return 0;
-}
-
-/* Appends printf output at *n of buf, never past its end; *n counts what
- * the whole text needs, so an overflow shows as *n >= size. */
-void __attribute__((format(printf, 4, 5))) svc_conf_add(char *buf, size_t size, size_t *n, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int k = vsnprintf(buf + (*n < size ? *n : size - 1), *n < size ? size - *n : 1, fmt, ap);
-    va_end(ap);
-    *n += k > 0 ? (size_t)k : 0;
-}
+/* --- the context ------------------------------------------------------ */
 
 int svc_ports_from_config(const struct fs_config *cfg, struct svc_ports *out, char *err, size_t err_size)
 {

@@ -2,6 +2,20 @@
  * pgroles.c - PostgreSQL roles and passwords: the password files D/pgpass
  * and D/pgpass-admin, the roles set up on every start, and the upgrade in
  * place of a cluster made by an earlier FleetSync (trust logins).
+ *
+ * Every connection logs in with a password (SCRAM-SHA-256, pg_hba.conf for
+ * the unix socket and for 127.0.0.1/::1).  Two roles:
+ *   SVC_PG_ADMIN  the bootstrap superuser; only services start logs in as
+ *                 it, with the password in D/pgpass-admin
+ *   SVC_PG_ROLE   the pipelines' role: no superuser, no CREATEDB/CREATEROLE;
+ *                 it owns the database fleetsync and its tables (the
+ *                 migrations run as it); password in D/pgpass (PG_PASSFILE),
+ *                 which pg_connect() finds from the data dir
+ * Both files are libpq password files, mode 0600, owned by whoever runs
+ * services start.  Each start sets SVC_PG_ROLE's attributes and password
+ * again and hands it the database and the tables, so a data dir made by an
+ * earlier FleetSync (initdb --auth=trust, "fleetsync" the superuser) is
+ * upgraded in place: see svc_pg_upgrade_auth().
  */
 #include "stack/stack.h"
 
@@ -22,22 +36,6 @@
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* --- PostgreSQL roles and passwords -----------------------------------------
- *
- * Every connection logs in with a password (SCRAM-SHA-256, pg_hba.conf for
- * the unix socket and for 127.0.0.1/::1).  Two roles:
- *   SVC_PG_ADMIN  the bootstrap superuser; only services start logs in as
- *                 it, with the password in D/pgpass-admin
- *   SVC_PG_ROLE   the pipelines' role: no superuser, no CREATEDB/CREATEROLE;
- *                 it owns the database fleetsync and its tables (the
- *                 migrations run as it); password in D/pgpass (PG_PASSFILE),
- *                 which pg_connect() finds from the data dir
- * Both files are libpq password files, mode 0600, owned by whoever runs
- * services start.  Each start sets SVC_PG_ROLE's attributes and password
- * again and hands it the database and the tables, so a data dir made by an
- * earlier FleetSync (initdb --auth=trust, "fleetsync" the superuser) is
- * upgraded in place: see svc_pg_upgrade_auth(). */
 
 #define PG_PW_BYTES 20 /* 40 hex digits */
 

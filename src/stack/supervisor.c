@@ -183,6 +183,8 @@ int svc_run_sync(const struct svc_ctx *c, char *const argv[], const char *log_re
     return proc_exit_code(st);
 }
 
+/* --- pid files and logs ------------------------------------------------ */
+
 /* "run/<unit>.pid" and "log/<unit>.log", relative to the data dir: both
  * folders are the service user's, so they are opened with core/nofollow.h. */
 static void pid_rel(enum svc_id id, int node, char *buf, size_t size)
@@ -304,6 +306,8 @@ void svc_print_log_tail(const struct svc_ctx *c, enum svc_id id, int node, int l
         fputc('\n', stderr);
     fprintf(stderr, "---\n");
 }
+
+/* --- waiting ------------------------------------------------------------ */
 
 /* Waits until unit (id, node) answers; fails early when it exits. */
 int svc_wait_unit_healthy(const struct svc_ctx *c, enum svc_id id, int node, long long deadline)
