@@ -33,10 +33,10 @@
 #include "core/config.h"
 
 #define SVC_USER "fleetsync"
-/* PostgreSQL roles (services.c, "PostgreSQL roles and passwords"): the
- * pipelines' role, which owns the database fleetsync and its tables and is
- * no superuser (its password in D/pgpass, core/pg.h PG_PASSFILE), and the
- * bootstrap superuser only services start uses (D/pgpass-admin). */
+/* PostgreSQL roles (pgroles.c): the pipelines' role, which owns the
+ * database fleetsync and its tables and is no superuser (its password in
+ * D/pgpass, core/pg.h PG_PASSFILE), and the bootstrap superuser only
+ * services start uses (D/pgpass-admin). */
 #define SVC_PG_ROLE "fleetsync"
 #define SVC_PG_ADMIN "fleetsync_admin"
 #define SVC_PG_ADMIN_PASSFILE "pgpass-admin"
