@@ -57,7 +57,7 @@ got=$(wait_prints 20 120 trucks_api)
 check_eq "the map: /api/fleet counts all 20 trucks" 20 "$got"
 check_contains "the map page is served" "<html" "$(api /)"
 
-# The GPS jump comes first (reading at 20 s, then the detector's lateness).
+# The GPS jump comes first (reading at 20 s, evaluated on arrival).
 got=$(wait_prints yes 240 has_alert "TRK-000001 gps_jump")
 el=$(($(date +%s) - t0))
 check_eq "an alert on the dashboard: TRK-000001 gps_jump" yes "$got"
