@@ -583,8 +583,8 @@ static int bd_parse(struct bd_opts *o, struct fs_config *cfg, int argc, char **a
         OPT_INTEGER("interval", "S", &o->interval, 1, 3600, "seconds between two readings of a truck (default 30)"),
         OPT_CB("hours", "H", &o->hours, parse_hours,
                "simulated hours, ending now (default 3; let the run end well\n"
-               "after the last incident: the last readings move the event\n"
-               "time past the lateness bound)"),
+               "after the last incident: offline is raised from the event\n"
+               "time the last readings bring)"),
         OPT_CB("seed", "N", &o->seed, parse_seed, "the simulator's seed (default 1)"),
         OPT_BOOLEAN("json", &o->json, "print the result as JSON instead of the table"),
         OPT_INTEGER("timeout", "S", &o->timeout_s, 1, 86400,
@@ -752,8 +752,8 @@ static int bd_start_pipeline(struct bd_run *r, const char *mp_bridge, const char
  * overtakes every truck that has a backlog.  With the default (100
  * readings, 50 min at 30 s) that moves its partition's event time far ahead
  * and every other truck of the partition looks offline.  One reading in
- * flight keeps the overtaking within one interval, inside the detector's
- * 2 min lateness bound for --interval up to 2 min.  Returns 0, or -1 after
+ * flight keeps the overtaking within one interval, far inside offline's
+ * 10 min for --interval up to 2 min.  Returns 0, or -1 after
  * saying why. */
 static int bd_start_sim(struct bd_run *r, const char *mp_sim)
 {
@@ -779,8 +779,8 @@ static int bd_start_sim(struct bd_run *r, const char *mp_sim)
     }
     if (o->interval > 120)
         fprintf(stderr,
-                "bench detect: warning: with --interval %d a truck may overtake the fleet by more than the "
-                "detector's default 2 min lateness bound (false offline alerts are possible)\n",
+                "bench detect: warning: with --interval %d a truck may overtake the fleet by that much, a large "
+                "part of offline's 10 min (false offline alerts are possible)\n",
                 o->interval);
     fprintf(stderr,
             "bench detect: simulating %d trucks, one reading every %d s, %ld simulated minutes, "

@@ -568,8 +568,9 @@ static int detect_parse(struct detect *d, struct detect_args *a, int argc, char 
         OPT_BOOLEAN("print-rules", &a->print_rules, "print the rules in effect (defaults, or --rules) and exit"),
         OPT_STR("geofences", "FILE", &a->fences_file, "GeoJSON fences for geofence_exit (as fleetsync sim reads them)"),
         OPT_INTEGER("lateness", "S", &a->lateness_s, 0, 86400,
-                    "how late a reading may arrive and still be ordered by ts\n"
-                    "(seconds; default 120, or lateness_s of --rules)"),
+                    "hold readings S seconds to order each truck's by ts, for\n"
+                    "sources that reorder (seconds; default 0: each reading is\n"
+                    "evaluated on arrival, in log order; or lateness_s of --rules)"),
         OPT_INTEGER("checkpoint-ms", "N", &a->ckpt_ms, 100, 3600000,
                     "save state + commit offsets every N ms (default 5000)"),
         OPT_STR("state-dir", "DIR", &a->state_dir, "checkpoint files go to DIR/<group>/ (default <data-dir>/detect)"),
@@ -663,11 +664,13 @@ static void register_metrics(struct detect *d)
     d->m_wallclock = metrics_counter(m, "fleetsync_detect_wallclock_offline_total",
                                      "offline alerts raised by the wall-clock fallback (silent partition).", NULL);
     d->m_dups = metrics_counter(m, "fleetsync_detect_duplicates_total", "Readings seen before (truck, ts, seq).", NULL);
-    d->m_late = metrics_counter(m, "fleetsync_detect_too_late_total",
-                                "Readings older than one already processed for the truck (beyond lateness).", NULL);
+    d->m_late =
+        metrics_counter(m, "fleetsync_detect_too_late_total",
+                        "Readings older than one already processed for the truck: skipped by every rule.", NULL);
     d->m_trucks = metrics_gauge(m, "fleetsync_detect_trucks", "Trucks with state in memory.", NULL);
     d->m_bpt = metrics_gauge(m, "fleetsync_detect_bytes_per_truck", "Engine memory per truck (table + state).", NULL);
-    d->m_held = metrics_gauge(m, "fleetsync_detect_held_readings", "Readings waiting for the lateness bound.", NULL);
+    d->m_held = metrics_gauge(m, "fleetsync_detect_held_readings",
+                              "Readings waiting for the lateness bound (0 without --lateness).", NULL);
     d->m_assigned = metrics_gauge(m, "fleetsync_detect_partitions_assigned", "Partitions owned.", NULL);
     d->m_event_lag = metrics_gauge(m, "fleetsync_detect_event_lag_seconds",
                                    "Wall clock minus the newest event time read (how far behind live).", NULL);

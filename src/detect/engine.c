@@ -20,6 +20,9 @@
  * At feed time a reading whose (ts, seq) is at or before the truck's last
  * processed one is a duplicate (equal) or too late (older); one equal to a
  * held reading is a duplicate.  seq takes part by its low 32 bits.
+ * With lateness_ms 0 (the default) every reading is released in the feed
+ * that brought it (nothing stays in the ring, whatever its arr_lag), so the
+ * rules see each truck's readings in log order, minus the too-late ones.
  *
  * Per-truck rule state (the states of each rule, on processed readings):
  *   stationary_engine_on  anchor = first position of the current stop; a
@@ -738,7 +741,7 @@ static void release(struct detect_engine *e, struct part *p, bool force)
         struct held *h = held_at(p, p->head);
         if (h->truck & HELD_CONSUMED)
             continue;
-        if (!force && h->ts + (int64_t)h->arr_lag > p->ptime - e->r.lateness_ms)
+        if (!force && e->r.lateness_ms > 0 && h->ts + (int64_t)h->arr_lag > p->ptime - e->r.lateness_ms)
             break;
         release_upto(e, p, p->head);
     }

@@ -3,19 +3,28 @@
  * I/O, no clock of its own (docs/design.md "Alerts", docs/detect.md).
  *
  * The service (detect.c) feeds it readings per Kafka partition in record
- * order; the engine orders each truck's readings by ts within the lateness
- * bound, evaluates every rule in event time and reports raised / cleared
- * alerts through a callback.  Same input sequence per partition, same alerts:
- * nothing depends on batch boundaries or on the wall clock, except the
- * `offline` fallback for a partition that receives nothing at all
+ * order; the engine evaluates every rule in event time and reports raised /
+ * cleared alerts through a callback.  Same input sequence per partition, same
+ * alerts: nothing depends on batch boundaries or on the wall clock, except
+ * the `offline` fallback for a partition that receives nothing at all
  * (detect_engine_idle), whose alerts say "source":"wallclock".
  *
- * Ordering: a reading is held until its partition's event time (the highest
- * ts that partition has seen) has moved lateness_ms past the partition time
- * at its arrival; a truck's held readings are then processed in (ts, seq)
- * order.  A reading older than one already processed for its truck is
- * "too late"; the same (truck_id, ts, seq) again is a "duplicate": both are
- * counted and change nothing.
+ * On arrival (lateness_ms 0, the default): each reading is processed when it
+ * is fed, so its alerts come out of that detect_engine_feed call.  A truck's
+ * readings are evaluated in the partition's (log) order; one whose (ts, seq)
+ * is older than the truck's last processed reading is "too late": counted
+ * and skipped by every rule (it changes no state, raises and clears
+ * nothing), so the result depends only on the record sequence.  A truck's
+ * backlog arriving in order after a gap (buffered while offline) is newer
+ * than its last processed reading and is evaluated in full.
+ *
+ * Ordering (lateness_ms > 0, for sources that reorder a truck's readings): a
+ * reading is held until its partition's event time (the highest ts that
+ * partition has seen) has moved lateness_ms past the partition time at its
+ * arrival; a truck's held readings are then processed in (ts, seq) order.  A
+ * reading older than one already processed for its truck is too late as
+ * above.  In both modes the same (truck_id, ts, seq) again is a "duplicate":
+ * counted, changes nothing.
  *
  * Not thread-safe: one engine per consumer thread.
  */
@@ -49,7 +58,7 @@ int detect_rule_from_name(const char *name);
 /* Thresholds (rules.c: defaults, --rules FILE, --print-rules). */
 struct detect_rules {
     bool enabled[DR_COUNT];
-    int64_t lateness_ms; /* 120000 */
+    int64_t lateness_ms; /* 0: each reading on arrival; > 0: held and ordered */
     /* stationary_engine_on: engine on, within radius_m of where it stopped, for min_ms */
     double stationary_radius_m; /* 50 */
     int64_t stationary_min_ms;  /* 20 min */
@@ -123,7 +132,7 @@ struct detect_stats {
     uint64_t too_late;
     uint64_t raised[DR_COUNT], cleared[DR_COUNT];
     uint64_t trucks; /* in the table */
-    uint64_t held;   /* readings waiting for the lateness bound */
+    uint64_t held;   /* readings waiting for the lateness bound (0 with lateness 0) */
 };
 
 struct detect_engine;

@@ -52,7 +52,7 @@ struct field {
     }
 
 static const struct field fields[] = {
-    S(-1, "lateness_s", lateness_ms, 0, 0, 120),
+    S(-1, "lateness_s", lateness_ms, 0, 0, 0),
     D(DR_STATIONARY_ENGINE_ON, "radius_m", stationary_radius_m, 0, 1, 50),
     S(DR_STATIONARY_ENGINE_ON, "min_duration_s", stationary_min_ms, 0, 1, 1200),
     D(DR_MOVING_IGNITION_OFF, "min_speed_kmh", towing_min_speed_kmh, 0, 1, 10),

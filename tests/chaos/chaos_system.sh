@@ -563,8 +563,8 @@ alerts "$R" >"$W/alerts_ref.txt"
 ADIFF=$(comm -3 "$W/alerts_run.txt" "$W/alerts_ref.txt" | wc -l)
 NALERTS=$(wc -l <"$W/alerts_ref.txt")
 # So that equal sets are not equally empty: each incident of the scenario that
-# ended 150 simulated seconds before the end (the detector holds the last
-# lateness bound of readings back) was raised, in the run, for its truck.
+# ended 150 simulated seconds before the end (a margin for the run's last
+# readings) was raised, in the run, for its truck.
 kcat -b "$B" -C -t "${P}truck-alerts" -o beginning -e -q -f '%s\n' 2>/dev/null |
     jq -r 'select(.state == "raised") | "\(.truck_id) \(.rule)"' 2>/dev/null | sort -u >"$W/raised.txt"
 jq -r --argjson last "$DUR" 'select(.at_s + (.duration_s // .over_s // 0) <= $last - 150) | "\(.truck_id) \(.rule)"' \

@@ -6,13 +6,18 @@
 #      restarted (checkpoints every 300 ms), then restarted on a torn
 #      checkpoint file;
 #   B. group $GR reads it uninterrupted afterwards (the reference);
-#   C. $GR is stopped, rewound with `fleetsync replay --at` and restarted.
+#   C. $GR is stopped, rewound with `fleetsync replay --at` and restarted;
+#   D. a detector with default settings on topics of its own, fed live
+#      readings and a truck's 30-minute backlog.
 # Checks: --help/--print-rules/bad --rules; every incident of the truth file
 # has its raised alert (the matching rule of detect/match.h), no false alarms, one cleared
 # per raised, leaving a fence outside its active window does not alert; the
 # killed run's set of (alert_id, state) equals the reference's; the replay
 # re-emits the incidents after the rewind point with the same alert_ids; bad
-# records are counted by reason, never a crash.
+# records are counted by reason, never a crash; with default settings an
+# alert is on truck-alerts within seconds of its crossing reading (not after
+# a 120 s lateness bound), and a backlog uploaded in order after 30 min
+# offline raises what it shows.
 . "$(dirname "$0")/lib.sh"
 
 P="e2edet$$-"                 # topic prefix: this suite's own topics
@@ -266,5 +271,95 @@ check_eq "after replay, incidents after the rewind point come out again with the
     "$want" "$(after <"$W/replay.jsonl")"
 check_eq "and nothing from before it" "0" \
     "$(jq -s --argjson t "$first06" '[.[] | select(.started_ms < $t - 120000)] | length' "$W/replay.jsonl")"
+
+# --- 5. on arrival: alerts within seconds, a 30-minute backlog in full --------
+# The detector's defaults (no --lateness) on topics of their own ($PL): an
+# alert reaches truck-alerts within seconds of the reading that crosses its
+# threshold being published - the old 120 s lateness bound held that reading
+# until its partition's event time had moved 2 min past it, which these
+# topics never do.  Then a truck offline for 30 min of its partition's time
+# uploads its buffered readings in order: everything they show is raised.
+PL="e2edetl$$-"
+GL="e2e-detect-live-$$"
+"$FS" services start --topic-prefix "$PL" >/dev/null 2>&1
+P0=$P P=$PL
+check "the on-arrival topics exist" topics_ready
+P=$P0
+"$FS" detect --topic-prefix "$PL" --group "$GL" --state-dir "$W/state" --metrics-port "$MP" \
+    --start earliest --checkpoint-ms 1000 >>"$W/live.log" 2>&1 &
+det_pid=$!
+for _ in $(seq 120); do grep -q 'assigned 6' "$W/live.log" && break; sleep 0.25; done
+check "the detector with default settings owns the partitions" grep -q 'assigned 6' "$W/live.log"
+check "and says it has no lateness bound" grep -q 'lateness 0 s' "$W/live.log"
+# reading TRUCK TS_MS SEQ LAT LON SPEED IGN: one telemetry v1 record, key TAB value
+reading() {
+    printf '%s\t{"v":1,"truck_id":"%s","ts":%s,"seq":%s,"lat":%s,"lon":%s,"speed_kmh":%s,"ignition":%s,"fuel_pct":50}\n' \
+        "$1" "$1" "$2" "$3" "$4" "$5" "$6" "$7"
+}
+# live_alerts TRUCK: "rule state started_ms" of the truck's alerts so far
+live_alerts() {
+    kcat -b "$B" -C -t "${PL}truck-alerts" -o beginning -e -q -f '%s\n' 2>/dev/null |
+        jq -r --arg t "$1" 'select(.truck_id == $t) | "\(.rule) \(.state) \(.started_ms)"' | sort -u
+}
+# has_alert TRUCK RULE STATE: yes when the truck has that alert, else no
+has_alert() { live_alerts "$1" | grep -q "^$2 $3 " && echo yes || echo no; }
+
+# Overspeed: 125 km/h (347 m every 10 s eastwards) from t0 on; the reading at
+# t0 + 60 s crosses the 60 s threshold.  Partition 1.
+OS="${ID}L000001"
+now_ms=$(($(date +%s) * 1000))
+t0=$((now_ms - 70000))
+for k in 0 1 2 3 4 5; do
+    reading "$OS" $((t0 + k * 10000)) $k 44.5 "$(awk -v k=$k 'BEGIN { printf "%.6f", 9.0 + k * 0.004375 }')" 125 true
+done >"$W/os1.tsv"
+reading "$OS" $((t0 + 60000)) 6 44.5 "$(awk 'BEGIN { printf "%.6f", 9.0 + 6 * 0.004375 }')" 125 true >"$W/os2.tsv"
+kcat -b "$B" -P -t "${PL}truck-telemetry" -p 1 -K $'\t' <"$W/os1.tsv"
+sleep 2
+check_eq "50 s over the limit: no alert yet" no "$(has_alert "$OS" overspeed raised)"
+tp=$(date +%s%N)
+kcat -b "$B" -P -t "${PL}truck-telemetry" -p 1 -K $'\t' <"$W/os2.tsv"
+got=$(wait_prints yes 20 has_alert "$OS" overspeed raised)
+el=$((($(date +%s%N) - tp) / 1000000))
+check_eq "the crossing reading's overspeed alert is on truck-alerts within 20 s, default settings ($el ms)" yes "$got"
+check_eq "it started with the first reading over the limit" "overspeed raised $t0" "$(live_alerts "$OS")"
+
+# The backlog: partition 0 holds TRK-LIVE (every 10 s, 3 h ago on) and BK.
+# BK drives east at 60 km/h for 10 min, then nothing arrives from it while
+# LIVE's readings move the partition 30 min on; then BK's buffered 30 min
+# arrive in order: 2 min driving, 25 min stopped with the engine on (720 s to
+# 2220 s), driving off, one position 315 km away at 2340 s; then both live.
+LV="${ID}L000002" BK="${ID}L000003"
+base=$((now_ms - 3 * 3600 * 1000))
+bk_lon() { # BK's longitude at second $1 (60 km/h: 0.0002119 degrees of longitude a second at 45 N)
+    awk -v s="$1" 'BEGIN { d = 0.0002119; x = s < 720 ? s * d : s < 2220 ? 720 * d : (720 + s - 2220) * d;
+                           if (s == 2340) x += 4; printf "%.6f", 10.0 + x }'
+}
+bk() { local sp=60; [ "$1" -ge 720 ] && [ "$1" -lt 2220 ] && sp=0; reading "$BK" $((base + $1 * 1000)) "$1" 45.0 "$(bk_lon "$1")" $sp true; }
+lv() { reading "$LV" $((base + $1 * 1000)) "$1" 45.5 "$(awk -v s="$1" 'BEGIN { printf "%.6f", 10.0 + s * 0.0002543 }')" 72 true; }
+{ for s in $(seq 0 10 590); do lv $s; bk $s; done; for s in $(seq 600 10 2390); do lv $s; done; } >"$W/bk1.tsv"
+for s in $(seq 600 10 2390); do bk $s; done >"$W/bk2.tsv"
+for s in $(seq 2400 10 2700); do lv $s; bk $s; done >"$W/bk3.tsv"
+kcat -b "$B" -P -t "${PL}truck-telemetry" -p 0 -K $'\t' <"$W/bk1.tsv"
+check_eq "BK silent for 30 min of its partition's time: offline" yes "$(wait_prints yes 20 has_alert "$BK" offline raised)"
+check_eq "and nothing else yet" "offline raised $((base + 590000))" "$(live_alerts "$BK")"
+tp=$(date +%s%N)
+kcat -b "$B" -P -t "${PL}truck-telemetry" -p 0 -K $'\t' <"$W/bk2.tsv"
+got=$(wait_prints yes 20 has_alert "$BK" gps_jump cleared)
+el=$((($(date +%s%N) - tp) / 1000000))
+check_eq "the 30-minute backlog is evaluated as it arrives ($el ms to its last alert)" yes "$got"
+kcat -b "$B" -P -t "${PL}truck-telemetry" -p 0 -K $'\t' <"$W/bk3.tsv"
+sleep 2
+check_eq "the backlog raised the stop with the engine on and the GPS jump it shows, and cleared offline" \
+    "gps_jump cleared $((base + 2340000))
+gps_jump raised $((base + 2340000))
+offline cleared $((base + 590000))
+offline raised $((base + 590000))
+stationary_engine_on cleared $((base + 720000))
+stationary_engine_on raised $((base + 720000))" "$(live_alerts "$BK")"
+check_eq "the live truck of that partition raised nothing" "" "$(live_alerts "$LV")"
+sleep 1.2 # a metrics refresh
+check_eq "no reading was late" 0 "$(metric fleetsync_detect_too_late_total)"
+check_eq "none is held" 0 "$(metric fleetsync_detect_held_readings)"
+stop_det; check_eq "it stops cleanly (exit 0)" 0 $?
 
 done_testing

@@ -702,6 +702,7 @@ static void out_of_order_within_lateness_gives_the_same_alerts(void **state)
     int n = make_day(v, 1200);
     struct detect_rules r;
     detect_rules_defaults(&r);
+    r.lateness_ms = 2 * MIN; /* --lateness 120: readings are held and ordered */
     struct fx *sorted = fx_new(&r, NULL, 1), *shuffled = fx_new(&r, NULL, 1);
     for (int i = 0; i < n; i++)
         feed_rd(sorted, &v[i], (int64_t)(v[i].ts / 1000));
@@ -729,6 +730,7 @@ static void duplicates_and_too_late_are_counted_and_change_nothing(void **state)
     (void)state;
     struct detect_rules r;
     detect_rules_defaults(&r);
+    r.lateness_ms = 2 * MIN;
     struct fx *f = fx_new(&r, NULL, 1);
     struct detect_reading d = {.truck_id = "TRK-1",
                                .truck_id_len = 5,
@@ -833,15 +835,227 @@ static void clock_ahead_truck_moves_partition_time_only_to_the_cap(void **state)
     }
 }
 
-/* ---- checkpoints ---- */
+/* ---- on arrival (lateness 0, the default) ---- */
 
-static void checkpoint_midway_gives_the_same_alerts(void **state)
+/* With the default rules the alert comes out of the feed of the reading
+ * that crosses the threshold; with --lateness 120 the same reading is held
+ * and nothing comes out until the partition's time moves 2 min past it. */
+static void on_arrival_alert_comes_out_of_the_crossing_feed(void **state)
 {
     (void)state;
+    struct detect_rules r;
+    detect_rules_defaults(&r);
+    assert_int_equal(r.lateness_ms, 0);
+    struct fx *f = fx_new(&r, NULL, 1);
+    struct detect_stats st;
+    for (int s = 0; s <= 50; s += 10) {
+        feed(f, T0 + s * S, s * 125 / 3.6, 0, 125, true, 50);
+        detect_engine_stats(f->e, &st);
+        assert_int_equal(st.held, 0);
+        assert_int_equal(st.processed, (uint64_t)(s / 10 + 1)); /* processed by its own feed */
+    }
+    assert_int_equal(f->sink.n, 0);
+    feed(f, T0 + 60 * S, 60 * 125 / 3.6, 0, 125, true, 50); /* 60 s over the limit */
+    assert_int_equal(f->sink.n, 1);
+    assert_int_equal(f->sink.v[0].rule, DR_OVERSPEED);
+    assert_int_equal(f->sink.v[0].state, DA_RAISED);
+    assert_int_equal(f->sink.v[0].started, T0);
+    assert_int_equal(f->sink.v[0].detected, T0 + 60 * S);
+    feed(f, T0 + 70 * S, 70 * 125 / 3.6, 0, 90, true, 50);
+    assert_int_equal(f->sink.n, 2);
+    assert_int_equal(f->sink.v[1].state, DA_CLEARED);
+    fx_free(f);
+
+    r.lateness_ms = 2 * MIN;
+    f = fx_new(&r, NULL, 1);
+    for (int s = 0; s <= 70; s += 10)
+        feed(f, T0 + s * S, s * 125 / 3.6, 0, s < 70 ? 125 : 90, true, 50);
+    assert_int_equal(f->sink.n, 0); /* held for the lateness bound */
+    detect_engine_stats(f->e, &st);
+    assert_int_equal(st.held, 8);
+    detect_engine_flush_partition(f->e, 0);
+    assert_int_equal(count(f, DR_OVERSPEED, DA_RAISED), 1);
+    assert_int_equal(find(f, DR_OVERSPEED, DA_RAISED)->detected, T0 + 60 * S);
+    fx_free(f);
+}
+
+/* Lateness 0: a truck's reading older than its last processed one is
+ * counted as too late and skipped by every rule: it neither breaks the
+ * overspeed run it falls into (speed 50), nor raises a GPS jump (500 km
+ * away), nor moves anything else.  Another truck of the partition whose
+ * clock is 20 min behind is not late: lateness is per truck. */
+static void late_reading_is_counted_and_skipped_by_every_rule(void **state)
+{
+    (void)state;
+    struct fx *f = fx_new(NULL, NULL, 1);
+    for (int s = 0; s <= 50; s += 10)
+        feed(f, T0 + s * S, s * 120 / 3.6, 0, 120, true, 50);
+    feed(f, T0 + 25 * S, 25 * 120 / 3.6, 0, 50, true, 50);         /* late, slow */
+    feed(f, T0 + 35 * S, 500000, 0, 120, true, 50);                /* late, far away */
+    feed_p(f, 0, "TRK-BEHIND", T0 - 20 * MIN, 0, 0, 0, false, 50); /* its own first reading */
+    feed_p(f, 0, "TRK-BEHIND", T0 - 20 * MIN + 10 * S, 0, 0, 0, false, 50);
+    struct detect_reading dup = {.truck_id = "TRK-000001",
+                                 .truck_id_len = 10,
+                                 .ts_ms = T0 + 50 * S,
+                                 .seq = 5, /* the 50 s reading's (ts, seq) */
+                                 .speed_kmh = 0,
+                                 .fuel_pct = NAN};
+    pos(0, 0, &dup.lat, &dup.lon);
+    assert_int_equal(detect_engine_feed(f->e, 0, &dup), 0);
+    assert_int_equal(f->sink.n, 0);
+    feed(f, T0 + 60 * S, 60 * 120 / 3.6, 0, 120, true, 50);
+    assert_int_equal(f->sink.n, 1);
+    const struct rec *o = find(f, DR_OVERSPEED, DA_RAISED);
+    assert_non_null(o);
+    assert_int_equal(o->started, T0); /* the run the late reading fell into */
+    assert_int_equal(o->detected, T0 + 60 * S);
+    assert_int_equal(count(f, DR_GPS_JUMP, DA_RAISED), 0);
+    struct detect_stats st;
+    detect_engine_stats(f->e, &st);
+    assert_int_equal(st.too_late, 2);
+    assert_int_equal(st.duplicates, 1);
+    assert_int_equal(st.processed, 7 + 2);
+    assert_int_equal(st.held, 0);
+    fx_free(f);
+}
+
+/* TRK-BK drives for 10 min, goes silent for 30 min of partition time (TRK-LIVE
+ * keeps reporting), then uploads its buffered readings in order: 2 min
+ * driving, 25 min stopped with the engine on, driving off, a GPS jump 300 km
+ * away and back.  Then both report live.  Fed as the records arrive
+ * (log_order), this is what a partition looks like for the detector. */
+enum { BK_GAP_FROM = 600, BK_GAP_TO = 2400, BK_STOP = 720, BK_GO = 2220, BK_JUMP = 2340, BK_END = 2700 };
+
+static void bk_reading(int s, double *dx, double *dy, double *speed)
+{
+    const double v = 60 / 3.6; /* m/s */
+    *dy = 5000;
+    if (s < BK_STOP) {
+        *dx = s * v;
+        *speed = 60;
+    } else if (s < BK_GO) {
+        *dx = BK_STOP * v + jit(s, 11);
+        *dy += jit(s, 12);
+        *speed = 0;
+    } else {
+        *dx = BK_STOP * v + (s - BK_GO) * v;
+        *speed = 60;
+    }
+    if (s == BK_JUMP)
+        *dx += 300000;
+}
+
+static void feed_bk(struct fx *f, int s)
+{
+    double dx, dy, sp;
+    bk_reading(s, &dx, &dy, &sp);
+    feed_p(f, 0, "TRK-BK", T0 + s * S, dx, dy, sp, true, 50);
+}
+
+static void feed_live(struct fx *f, int s)
+{
+    feed_p(f, 0, "TRK-LIVE", T0 + s * S, s * 20.0, 0, 72, true, 50);
+}
+
+/* Feeds the whole partition in log order; checkpoints (save + load into a
+ * fresh engine) after `ckpt_at` backlog readings when >= 0. */
+static struct sink backlog_run(int ckpt_at, int *raised_before_live)
+{
+    struct fx *f = fx_new(NULL, NULL, 1);
+    for (int s = 0; s < BK_GAP_FROM; s += 10) {
+        feed_live(f, s);
+        feed_bk(f, s);
+    }
+    for (int s = BK_GAP_FROM; s < BK_GAP_TO; s += 10)
+        feed_live(f, s);
+    struct sink done = {.n = 0};
+    int k = 0;
+    for (int s = BK_GAP_FROM; s < BK_GAP_TO; s += 10, k++) {
+        if (k == ckpt_at) {
+            char *buf = NULL;
+            size_t len = 0, cap = 0;
+            assert_int_equal(detect_engine_save_partition(f->e, 0, &buf, &len, &cap), 0);
+            done = f->sink;
+            int64_t seq = f->seq;
+            fx_free(f);
+            f = fx_new(NULL, NULL, 1);
+            f->seq = seq;
+            assert_int_equal(detect_engine_load_partition(f->e, 0, buf, len), 0);
+            free(buf);
+        }
+        feed_bk(f, s);
+    }
+    *raised_before_live = done.n + f->sink.n;
+    for (int s = BK_GAP_TO; s <= BK_END; s += 10) {
+        feed_live(f, s);
+        feed_bk(f, s);
+    }
+    struct detect_stats st;
+    detect_engine_stats(f->e, &st);
+    assert_int_equal(st.too_late, 0);
+    assert_int_equal(st.held, 0);
+    for (int i = 0; i < f->sink.n; i++)
+        done.v[done.n++] = f->sink.v[i];
+    fx_free(f);
+    return done;
+}
+
+static const struct rec *sink_find(const struct sink *k, enum detect_rule rule, enum detect_alert_state st)
+{
+    for (int i = 0; i < k->n; i++)
+        if (k->v[i].rule == rule && k->v[i].state == st)
+            return &k->v[i];
+    return NULL;
+}
+
+static void backlog_after_30_minutes_offline_is_evaluated_in_full(void **state)
+{
+    (void)state;
+    int before_live;
+    struct sink k = backlog_run(-1, &before_live);
+    /* offline while silent, cleared by the first buffered reading */
+    const struct rec *o = sink_find(&k, DR_OFFLINE, DA_RAISED);
+    assert_non_null(o);
+    assert_string_equal(o->id, "TRK-BK");
+    assert_int_equal(o->started, T0 + (BK_GAP_FROM - 10) * S);
+    assert_int_equal(o->detected, T0 + (BK_GAP_FROM - 10 + 600 + 10) * S); /* the next 1-min sweep */
+    assert_int_equal(sink_find(&k, DR_OFFLINE, DA_CLEARED)->ended, T0 + BK_GAP_FROM * S);
+    /* the stop with the engine on inside the backlog */
+    const struct rec *a = sink_find(&k, DR_STATIONARY_ENGINE_ON, DA_RAISED);
+    assert_non_null(a);
+    assert_string_equal(a->id, "TRK-BK");
+    assert_int_equal(a->started, T0 + BK_STOP * S);
+    assert_int_equal(a->detected, T0 + (BK_STOP + 1200) * S);
+    /* driving off: the first reading outside the stop's radius */
+    assert_int_equal(sink_find(&k, DR_STATIONARY_ENGINE_ON, DA_CLEARED)->ended, T0 + (BK_GO + 10) * S);
+    /* the GPS jump inside the backlog */
+    const struct rec *j = sink_find(&k, DR_GPS_JUMP, DA_RAISED);
+    assert_non_null(j);
+    assert_int_equal(j->started, T0 + BK_JUMP * S);
+    assert_int_equal(sink_find(&k, DR_GPS_JUMP, DA_CLEARED)->ended, T0 + (BK_JUMP + 10) * S);
+    /* nothing else, and all of it while the backlog was read */
+    assert_int_equal(k.n, 6);
+    assert_int_equal(before_live, 6);
+    /* the same alerts after a checkpoint taken inside the backlog (in the
+     * stop, before it raised) and restored into a fresh engine */
+    for (int at = 1; at < (BK_GAP_TO - BK_GAP_FROM) / 10; at += 37) {
+        struct sink c = backlog_run(at, &before_live);
+        assert_true(sink_equal(&k, &c));
+    }
+}
+
+/* ---- checkpoints ---- */
+
+/* The checkpoint describes exactly the state after the readings fed so far:
+ * on arrival (lateness 0, nothing held) and with a lateness bound (held
+ * readings saved too). */
+static void checkpoint_midway(int64_t lateness_ms)
+{
     static struct rd v[1200];
     int n = make_day(v, 1200);
     struct detect_rules r;
     detect_rules_defaults(&r);
+    r.lateness_ms = lateness_ms;
     struct fx *whole = fx_new(&r, NULL, 2);
     for (int i = 0; i < n; i++)
         feed_rd(whole, &v[i], i);
@@ -859,7 +1073,10 @@ static void checkpoint_midway_gives_the_same_alerts(void **state)
     struct detect_stats st;
     detect_engine_stats(second->e, &st);
     assert_int_equal(st.trucks, 3);
-    assert_true(st.held > 0);
+    if (lateness_ms > 0)
+        assert_true(st.held > 0);
+    else
+        assert_int_equal(st.held, 0);
     for (int i = half; i < n; i++)
         feed_rd(second, &v[i], i);
     detect_engine_flush_partition(second->e, 0);
@@ -881,6 +1098,18 @@ static void checkpoint_midway_gives_the_same_alerts(void **state)
     fx_free(whole);
     fx_free(first);
     fx_free(second);
+}
+
+static void checkpoint_midway_gives_the_same_alerts(void **state)
+{
+    (void)state;
+    checkpoint_midway(0);
+}
+
+static void checkpoint_midway_with_lateness_gives_the_same_alerts(void **state)
+{
+    (void)state;
+    checkpoint_midway(2 * MIN);
 }
 
 static void reset_partition_forgets_its_trucks_only(void **state)
@@ -976,7 +1205,11 @@ int main(void)
         cmocka_unit_test(duplicates_and_too_late_are_counted_and_change_nothing),
         cmocka_unit_test(clock_skewed_truck_is_still_detected),
         cmocka_unit_test(clock_ahead_truck_moves_partition_time_only_to_the_cap),
+        cmocka_unit_test(on_arrival_alert_comes_out_of_the_crossing_feed),
+        cmocka_unit_test(late_reading_is_counted_and_skipped_by_every_rule),
+        cmocka_unit_test(backlog_after_30_minutes_offline_is_evaluated_in_full),
         cmocka_unit_test(checkpoint_midway_gives_the_same_alerts),
+        cmocka_unit_test(checkpoint_midway_with_lateness_gives_the_same_alerts),
         cmocka_unit_test(reset_partition_forgets_its_trucks_only),
         cmocka_unit_test(alert_records_are_designs_json),
         cmocka_unit_test(disabled_rule_raises_nothing),

@@ -18,7 +18,7 @@ static void defaults_are_designs(void **state)
     detect_rules_defaults(&r);
     for (int i = 0; i < DR_COUNT; i++)
         assert_true(r.enabled[i]);
-    assert_int_equal(r.lateness_ms, 120000);
+    assert_int_equal(r.lateness_ms, 0); /* each reading on arrival */
     assert_true(r.stationary_radius_m == 50);
     assert_int_equal(r.stationary_min_ms, 20 * 60000);
     assert_true(r.towing_min_speed_kmh == 10);
@@ -63,7 +63,7 @@ static void printed_rules_read_back_the_same(void **state)
     r.fuel_drop_window_ms = 90500;
     r.enabled[DR_GEOFENCE_EXIT] = false;
     char *text = print_rules(&r);
-    assert_non_null(strstr(text, "\"lateness_s\": 120"));
+    assert_non_null(strstr(text, "\"lateness_s\": 0"));
     assert_non_null(strstr(text, "\"overspeed\": {\"enabled\": true, \"speed_kmh\": 87.5, \"min_duration_s\": 60}"));
     assert_non_null(strstr(text, "\"geofence_exit\": {\"enabled\": false}"));
     detect_rules_defaults(&back);
