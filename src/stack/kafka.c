@@ -77,10 +77,7 @@ rd_kafka_t *svc_kafka_admin(const struct svc_ctx *c, int node, char *err, size_t
     if (!conf)
         return NULL;
     rd_kafka_conf_set_log_cb(conf, svc_kafka_quiet_log_cb);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
-    if (!rk)
-        rd_kafka_conf_destroy(conf);
-    return rk;
+    return kafka_new(RD_KAFKA_PRODUCER, conf, err, err_size);
 }
 
 /* One broker answers a metadata request (the client knows no other). */

@@ -24,6 +24,7 @@
 #include "core/nofollow.h"
 #include "core/pg.h"
 #include "core/proc.h"
+#include "core/randbytes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +34,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -123,16 +123,10 @@ static int pgpass_write(const struct svc_ctx *c, const char *rel, const char *us
 static int pg_new_password(char *out, size_t size)
 {
     unsigned char raw[PG_PW_BYTES];
-    size_t got = 0;
-    while (got < sizeof(raw)) {
-        ssize_t k = getrandom(raw + got, sizeof(raw) - got, 0);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0) {
-            log_error("getrandom: %s", strerror(errno));
-            return -1;
-        }
-        got += (size_t)k;
+    char err[128];
+    if (randbytes_fill(raw, sizeof(raw), err, sizeof(err)) != 0) {
+        log_error("%s", err);
+        return -1;
     }
     if (size < 2 * sizeof(raw) + 1)
         return -1;

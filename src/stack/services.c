@@ -50,11 +50,9 @@ static int external_healthy(const struct fs_config *cfg, enum svc_id id)
         if (!conf)
             return -1;
         rd_kafka_conf_set_log_cb(conf, svc_kafka_quiet_log_cb);
-        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-        if (!rk) {
-            rd_kafka_conf_destroy(conf);
+        rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+        if (!rk)
             return -1;
-        }
         int rc = kafka_wait_ready(rk, 3000, err, sizeof(err));
         rd_kafka_destroy(rk);
         return rc;
@@ -478,13 +476,8 @@ int cmd_services(int argc, char **argv)
 
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_ADMIN;
-    switch (opt_parse(&cmd, &cfg, argc, argv, &rest)) {
-    case OPT_HELP:
-        rc = 0;
+    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
-    case OPT_USAGE_ERROR:
-        goto out;
-    }
     if (rest == argc) {
         opt_error(&cmd, "give an action: start, stop or status");
         goto out;
