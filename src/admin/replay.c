@@ -564,22 +564,293 @@ static const char replay_after[] = "Examples:\n"
                                    "Exit codes: 0 done (or nothing to move), 1 refused or failed (nothing changed\n"
                                    "unless stated), 2 usage error.";
 
-int cmd_replay(int argc, char **argv)
-{
+/* One run of the command: what the steps below share.  A step returns 0 to
+ * go on, -1 when it failed (err says why) or REFUSED when it printed why
+ * the group cannot be rewound now. */
+enum { REFUSED = 1 };
+
+struct run {
     struct fs_config cfg;
     struct plan pl;
+    int dry_run, json, timeout_ms, in_txn, applied, has_rows;
+    rd_kafka_t *rk;
+    rd_kafka_topic_partition_list_t *committed, *moves;
+    PGconn *conn;
+    char err[1024];
+};
+
+/* The moment to rewind to, from --since or --at: 0, or -1 after a usage
+ * error (a moment in the future is one). */
+static int resolve_moment(const struct opt_command *cmd, const char *since, const char *at, int64_t *t_ms, char *err,
+                          size_t err_size)
+{
+    int64_t now = fs_wall_ms();
+    if (since) {
+        int64_t d;
+        if (replay_parse_duration_ms(since, &d, err, err_size) != 0) {
+            opt_error(cmd, "--since %s", err);
+            return -1;
+        }
+        *t_ms = now - d;
+        return 0;
+    }
+    if (replay_parse_iso8601_ms(at, t_ms, err, err_size) != 0) {
+        opt_error(cmd, "--at %s", err);
+        return -1;
+    }
+    if (*t_ms > now) {
+        fprintf(stderr, "fleetsync replay: --at %s is in the future: nothing to replay\n", at);
+        return -1;
+    }
+    return 0;
+}
+
+/* A Kafka client for the admin API and the offset look-ups. */
+static int connect_kafka(struct run *r)
+{
+    char why[512];
+    rd_kafka_conf_t *conf = kafka_conf_new(&r->cfg, NULL, r->err, sizeof(r->err));
+    if (!conf)
+        return -1;
+    if (!(r->rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
+        snprintf(r->err, sizeof(r->err), "cannot create a Kafka client: %s", why);
+        return -1;
+    }
+    if (kafka_wait_ready(r->rk, r->timeout_ms, why, sizeof(why)) != 0) {
+        snprintf(r->err, sizeof(r->err), "cannot reach Kafka at %s: %s", r->cfg.brokers, why);
+        return -1;
+    }
+    return 0;
+}
+
+/* Step 1: the group must be stopped (no member in Kafka). */
+static int check_stopped(struct run *r)
+{
+    const char *group = r->cfg.group;
+    size_t members;
+    char who[1024];
+    rd_kafka_resp_err_t code;
+    const char *live_state;
+    int64_t deadline = fs_mono_ms() + r->timeout_ms;
+    int rc;
+    do
+        rc = groups_members(r->rk, group, r->timeout_ms, &members, who, sizeof(who), &live_state, &code, r->err,
+                            sizeof(r->err));
+    while (rc != 0 && groups_again(code, deadline));
+    if (rc != 0)
+        return -1;
+    if (members > 0) {
+        fprintf(stderr,
+                "fleetsync replay: refused: group %s is running, %zu active member%s: %s. "
+                "Stop %s (or wait until the broker's session timeout drops %s) and run replay again.\n",
+                group, members, members == 1 ? "" : "s", who, members == 1 ? "it" : "them",
+                members == 1 ? "it" : "them");
+        return REFUSED;
+    }
+    if (live_state) {
+        fprintf(stderr,
+                "fleetsync replay: refused: group %s is running (state %s: a consumer is joining it). "
+                "Stop it and run replay again.\n",
+                group, live_state);
+        return REFUSED;
+    }
+    return 0;
+}
+
+/* Step 2: where the group keeps its positions, and its Kafka commits. */
+static int find_store(struct run *r)
+{
+    const char *group = r->cfg.group;
+    char why[512];
+    rd_kafka_resp_err_t code;
+    if (!replay_group_is_pg_sink(group)) {
+        const char *dummy[1];
+        if (replay_default_topics(group, dummy, 1) == 0) {
+            /* Not a FleetSync group: it is a sink when sink_offsets says so. */
+            if (!(r->conn = pg_open(&r->cfg, why, sizeof(why)))) {
+                snprintf(r->err, sizeof(r->err),
+                         "cannot tell where group %s keeps its offsets (Kafka, or PostgreSQL's "
+                         "sink_offsets): %s",
+                         group, why);
+                return -1;
+            }
+            if (pg_group_has_rows(r->conn, group, &r->has_rows, r->err, sizeof(r->err)) != 0)
+                return -1;
+        }
+    }
+    r->pl.store = replay_group_store(group, r->has_rows);
+    int64_t deadline = fs_mono_ms() + r->timeout_ms;
+    while (!(r->committed = groups_committed(r->rk, group, r->timeout_ms, &code, r->err, sizeof(r->err))))
+        if (!groups_again(code, deadline))
+            return -1;
+    return 0;
+}
+
+static int add_default_topics(struct run *r)
+{
+    const char *defaults[8];
+    char topic[256];
+    int ndef = replay_default_topics(r->cfg.group, defaults, 8);
+    for (int i = 0; i < ndef; i++)
+        if (plan_add_topic(&r->pl, cfg_topic(&r->cfg, defaults[i], topic, sizeof(topic)), r->err, sizeof(r->err)) != 0)
+            return -1;
+    return 0;
+}
+
+/* Step 3, a sink: no session of it in PostgreSQL; its topics, and its
+ * sink_offsets rows locked for the update (unless a dry run). */
+static int load_pg_positions(struct run *r)
+{
+    const char *group = r->cfg.group;
+    char who[1024], why[512];
+    if (!r->conn && !(r->conn = pg_open(&r->cfg, r->err, sizeof(r->err))))
+        return -1;
+    int sessions;
+    if (pg_group_sessions(r->conn, group, &sessions, who, sizeof(who), r->err, sizeof(r->err)) != 0)
+        return -1;
+    if (sessions > 0) {
+        fprintf(stderr,
+                "fleetsync replay: refused: group %s is running: %d PostgreSQL session%s named after it "
+                "(%s). Stop the sink and run replay again.\n",
+                group, sessions, sessions == 1 ? "" : "s", who);
+        return REFUSED;
+    }
+    if (!r->dry_run) {
+        if (pg_migrate(r->conn, why, sizeof(why)) < 0) {
+            snprintf(r->err, sizeof(r->err), "cannot prepare the schema: %s", why);
+            return -1;
+        }
+        if (pg_exec(r->conn, "BEGIN", r->err, sizeof(r->err)) != 0)
+            return -1;
+        r->in_txn = 1;
+    } else if (pg_group_has_rows(r->conn, group, &r->has_rows, r->err, sizeof(r->err)) != 0) {
+        return -1;
+    }
+    if (add_default_topics(r) != 0)
+        return -1;
+    /* A dry run on a database without the schema has no rows to read. */
+    if ((!r->dry_run || r->has_rows) && pg_load(r->conn, &r->pl, !r->dry_run, 0, r->err, sizeof(r->err)) != 0)
+        return -1;
+    return 0;
+}
+
+/* Step 3, a Kafka group: the topics it has committed (else its defaults). */
+static int load_kafka_topics(struct run *r)
+{
+    const rd_kafka_topic_partition_list_t *committed = r->committed;
+    for (int i = 0; i < committed->cnt; i++)
+        if (replay_topic_in_scope(r->pl.prefix, committed->elems[i].topic) &&
+            plan_add_topic(&r->pl, committed->elems[i].topic, r->err, sizeof(r->err)) != 0)
+            return -1;
+    if (r->pl.topic_count == 0 && add_default_topics(r) != 0)
+        return -1;
+    if (r->pl.topic_count == 0) {
+        snprintf(r->err, sizeof(r->err),
+                 "group %s has no committed offsets in Kafka and no rows in sink_offsets: "
+                 "nothing to rewind",
+                 r->cfg.group);
+        return -1;
+    }
+    return 0;
+}
+
+/* Step 3: the topics, their partitions and the old positions. */
+static int load_positions(struct run *r)
+{
+    struct plan *pl = &r->pl;
+    const rd_kafka_topic_partition_list_t *committed = r->committed;
+    int rc = pl->store == REPLAY_STORE_PG ? load_pg_positions(r) : load_kafka_topics(r);
+    if (rc != 0)
+        return rc;
+    if (plan_partitions(r->rk, pl, r->timeout_ms, r->err, sizeof(r->err)) != 0)
+        return -1;
+    qsort(pl->parts, pl->count, sizeof(pl->parts[0]), part_cmp);
+    if (pl->store == REPLAY_STORE_PG) {
+        if ((!r->dry_run || r->has_rows) && pg_load(r->conn, pl, !r->dry_run, 1, r->err, sizeof(r->err)) != 0)
+            return -1;
+        for (int i = 0; i < committed->cnt; i++)
+            if (plan_find(pl, committed->elems[i].topic, committed->elems[i].partition))
+                pl->kafka_commits = 1;
+    } else {
+        for (int i = 0; i < committed->cnt; i++) {
+            struct replay_part *p = plan_find(pl, committed->elems[i].topic, committed->elems[i].partition);
+            if (p)
+                p->old = committed->elems[i].offset;
+        }
+    }
+    return 0;
+}
+
+/* Step 5: the new positions take effect: the group's Kafka commits, or the
+ * sink's rows in one transaction and then its Kafka commits. */
+static int apply(struct run *r)
+{
+    rd_kafka_resp_err_t code;
+    char why[512];
+    if (r->pl.store == REPLAY_STORE_KAFKA) {
+        r->moves = plan_moves(&r->pl, r->committed, 0);
+        int64_t deadline = fs_mono_ms() + r->timeout_ms;
+        int rc;
+        do
+            rc = r->moves->cnt > 0
+                     ? group_alter(r->rk, r->cfg.group, r->moves, r->timeout_ms, &code, r->err, sizeof(r->err))
+                     : 0;
+        while (rc != 0 && groups_again(code, deadline));
+        if (rc != 0)
+            return -1;
+        r->applied = 1;
+        return 0;
+    }
+    if (pg_store(r->conn, &r->pl, r->err, sizeof(r->err)) != 0)
+        return -1;
+    r->in_txn = 0;
+    if (pg_exec(r->conn, "COMMIT", r->err, sizeof(r->err)) != 0)
+        return -1;
+    r->applied = 1;
+    r->moves = plan_moves(&r->pl, r->committed, 1);
+    r->pl.kafka_moved = r->pl.kafka_commits;
+    if (r->moves->cnt > 0 && group_alter(r->rk, r->cfg.group, r->moves, r->timeout_ms, &code, why, sizeof(why)) != 0) {
+        r->pl.kafka_moved = 0;
+        log_warn("sink_offsets moved, but the group's Kafka commits did not (lag reports will "
+                 "disagree until the sink commits again): %s",
+                 why);
+    }
+    return 0;
+}
+
+/* Steps 1 to 5 and the printed plan. */
+static int replay(struct run *r)
+{
+    int rc;
+    if ((rc = connect_kafka(r)) != 0 || (rc = check_stopped(r)) != 0 || (rc = find_store(r)) != 0 ||
+        (rc = load_positions(r)) != 0)
+        return rc;
+    /* Step 4: the new positions. */
+    if (plan_offsets(r->rk, &r->pl, r->timeout_ms, r->err, sizeof(r->err)) != 0)
+        return -1;
+    for (size_t i = 0; i < r->pl.count; i++)
+        replay_choose_target(&r->pl.parts[i]);
+    if (!r->dry_run && apply(r) != 0)
+        return -1;
+    if (r->json ? print_json(&r->pl, r->dry_run) != 0 : (print_text(&r->pl, r->dry_run), 0)) {
+        snprintf(r->err, sizeof(r->err), "out of memory");
+        return -1;
+    }
+    fflush(stdout);
+    return 0;
+}
+
+int cmd_replay(int argc, char **argv)
+{
+    static struct run zero;
+    struct run r = zero;
     const char *since = NULL, *at = NULL;
-    int dry_run = 0, json = 0, timeout_s = 30, rc = 2, in_txn = 0, applied = 0, timeout_ms, rest;
-    int64_t t_ms = 0;
-    char err[1024] = "";
-    rd_kafka_t *rk = NULL;
-    rd_kafka_topic_partition_list_t *committed = NULL, *moves = NULL;
-    PGconn *conn = NULL;
+    int timeout_s = 30, rc = 2, rest;
     const struct opt opts[] = {
         OPT_STR("since", "DURATION", &since, "rewind this far back from now: 90s, 30m, 2h, 7d"),
         OPT_STR("at", "ISO8601", &at, "rewind to this moment: 2026-11-27T01:30:00Z, 2026-11-27T02:30+01:00"),
-        OPT_BOOLEAN("dry-run", &dry_run, "print the plan, change nothing"),
-        OPT_BOOLEAN("json", &json,
+        OPT_BOOLEAN("dry-run", &r.dry_run, "print the plan, change nothing"),
+        OPT_BOOLEAN("json", &r.json,
                     "print the plan as JSON: {\"group\",\"store\",\"at\",\"from\",\n"
                     "\"partitions\":[{\"topic\",\"partition\",\"old\",\"new\",\"reprocess\",...}],\n"
                     "\"total_reprocess\",...}"),
@@ -596,13 +867,12 @@ int cmd_replay(int argc, char **argv)
         .shared = 1,
     };
 
-    memset(&pl, 0, sizeof(pl));
-    cfg_init(&cfg);
-    cfg.kafka_user = KA_USER_ADMIN;
-    if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
+    cfg_init(&r.cfg);
+    r.cfg.kafka_user = KA_USER_ADMIN;
+    if (opt_parse_or_leave(&cmd, &r.cfg, argc, argv, &rest, &rc))
         goto out;
-    timeout_ms = timeout_s * 1000;
-    if (!cfg.group) {
+    r.timeout_ms = timeout_s * 1000;
+    if (!r.cfg.group) {
         opt_error(&cmd, "--group is required, e.g. --group fleetsync-history");
         goto out;
     }
@@ -610,218 +880,30 @@ int cmd_replay(int argc, char **argv)
         opt_error(&cmd, "give exactly one of --since DURATION (e.g. 2h) or --at ISO8601 (e.g. 2026-11-27T01:30:00Z)");
         goto out;
     }
-    int64_t now = fs_wall_ms();
-    if (since) {
-        int64_t d;
-        if (replay_parse_duration_ms(since, &d, err, sizeof(err)) != 0) {
-            opt_error(&cmd, "--since %s", err);
-            goto out;
-        }
-        t_ms = now - d;
-    } else {
-        if (replay_parse_iso8601_ms(at, &t_ms, err, sizeof(err)) != 0) {
-            opt_error(&cmd, "--at %s", err);
-            goto out;
-        }
-        if (t_ms > now) {
-            fprintf(stderr, "fleetsync replay: --at %s is in the future: nothing to replay\n", at);
-            goto out;
-        }
-    }
-
-    rc = 1;
-    pl.group = cfg.group;
-    pl.prefix = cfg.topic_prefix;
-    pl.t_ms = t_ms;
-    pl.from_ms = replay_effective_from_ms(cfg.group, t_ms);
-
-    /* Kafka: a client for the admin API and the offset look-ups. */
-    rd_kafka_conf_t *conf = kafka_conf_new(&cfg, NULL, err, sizeof(err));
-    if (!conf)
-        goto fail;
-    char why[512];
-    if (!(rk = kafka_new(RD_KAFKA_PRODUCER, conf, why, sizeof(why)))) {
-        snprintf(err, sizeof(err), "cannot create a Kafka client: %s", why);
-        goto fail;
-    }
-    if (kafka_wait_ready(rk, timeout_ms, why, sizeof(why)) != 0) {
-        snprintf(err, sizeof(err), "cannot reach Kafka at %s: %s", cfg.brokers, why);
-        goto fail;
-    }
-
-    /* 1. The group must be stopped. */
-    size_t members;
-    char who[1024];
-    rd_kafka_resp_err_t code;
-    const char *live_state;
-    int64_t deadline = fs_mono_ms() + timeout_ms;
-    int r;
-    do
-        r = groups_members(rk, cfg.group, timeout_ms, &members, who, sizeof(who), &live_state, &code, err, sizeof(err));
-    while (r != 0 && groups_again(code, deadline));
-    if (r != 0)
-        goto fail;
-    if (members > 0) {
-        fprintf(stderr,
-                "fleetsync replay: refused: group %s is running, %zu active member%s: %s. "
-                "Stop %s (or wait until the broker's session timeout drops %s) and run replay again.\n",
-                cfg.group, members, members == 1 ? "" : "s", who, members == 1 ? "it" : "them",
-                members == 1 ? "it" : "them");
+    int64_t t_ms = 0;
+    if (resolve_moment(&cmd, since, at, &t_ms, r.err, sizeof(r.err)) != 0)
         goto out;
-    }
-    if (live_state) {
-        fprintf(stderr,
-                "fleetsync replay: refused: group %s is running (state %s: a consumer is joining it). "
-                "Stop it and run replay again.\n",
-                cfg.group, live_state);
-        goto out;
-    }
+    r.pl.group = r.cfg.group;
+    r.pl.prefix = r.cfg.topic_prefix;
+    r.pl.t_ms = t_ms;
+    r.pl.from_ms = replay_effective_from_ms(r.cfg.group, t_ms);
 
-    /* 2. Where the positions live. */
-    int has_rows = 0;
-    if (!replay_group_is_pg_sink(cfg.group)) {
-        const char *dummy[1];
-        if (replay_default_topics(cfg.group, dummy, 1) == 0) {
-            /* Not a FleetSync group: it is a sink when sink_offsets says so. */
-            if (!(conn = pg_open(&cfg, why, sizeof(why)))) {
-                snprintf(err, sizeof(err),
-                         "cannot tell where group %s keeps its offsets (Kafka, or PostgreSQL's "
-                         "sink_offsets): %s",
-                         cfg.group, why);
-                goto fail;
-            }
-            if (pg_group_has_rows(conn, cfg.group, &has_rows, err, sizeof(err)) != 0)
-                goto fail;
-        }
-    }
-    pl.store = replay_group_store(cfg.group, has_rows);
-    while (!(committed = groups_committed(rk, cfg.group, timeout_ms, &code, err, sizeof(err))))
-        if (!groups_again(code, deadline))
-            goto fail;
-
-    /* 3. Topics and old positions. */
-    const char *defaults[8];
-    int ndef = replay_default_topics(cfg.group, defaults, 8);
-    char topic[256];
-    if (pl.store == REPLAY_STORE_PG) {
-        if (!conn && !(conn = pg_open(&cfg, err, sizeof(err))))
-            goto fail;
-        int sessions;
-        if (pg_group_sessions(conn, cfg.group, &sessions, who, sizeof(who), err, sizeof(err)) != 0)
-            goto fail;
-        if (sessions > 0) {
-            fprintf(stderr,
-                    "fleetsync replay: refused: group %s is running: %d PostgreSQL session%s named after it "
-                    "(%s). Stop the sink and run replay again.\n",
-                    cfg.group, sessions, sessions == 1 ? "" : "s", who);
-            goto out;
-        }
-        if (!dry_run) {
-            if (pg_migrate(conn, why, sizeof(why)) < 0) {
-                snprintf(err, sizeof(err), "cannot prepare the schema: %s", why);
-                goto fail;
-            }
-            if (pg_exec(conn, "BEGIN", err, sizeof(err)) != 0)
-                goto fail;
-            in_txn = 1;
-        } else if (pg_group_has_rows(conn, cfg.group, &has_rows, err, sizeof(err)) != 0) {
-            goto fail;
-        }
-        for (int i = 0; i < ndef; i++)
-            if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) != 0)
-                goto fail;
-        /* A dry run on a database without the schema has no rows to read. */
-        if ((!dry_run || has_rows) && pg_load(conn, &pl, !dry_run, 0, err, sizeof(err)) != 0)
-            goto fail;
-    } else {
-        for (int i = 0; i < committed->cnt; i++)
-            if (replay_topic_in_scope(pl.prefix, committed->elems[i].topic) &&
-                plan_add_topic(&pl, committed->elems[i].topic, err, sizeof(err)) != 0)
-                goto fail;
-        if (pl.topic_count == 0) {
-            for (int i = 0; i < ndef; i++)
-                if (plan_add_topic(&pl, cfg_topic(&cfg, defaults[i], topic, sizeof(topic)), err, sizeof(err)) != 0)
-                    goto fail;
-        }
-        if (pl.topic_count == 0) {
-            snprintf(err, sizeof(err),
-                     "group %s has no committed offsets in Kafka and no rows in sink_offsets: "
-                     "nothing to rewind",
-                     cfg.group);
-            goto fail;
-        }
-    }
-    if (plan_partitions(rk, &pl, timeout_ms, err, sizeof(err)) != 0)
-        goto fail;
-    qsort(pl.parts, pl.count, sizeof(pl.parts[0]), part_cmp);
-    if (pl.store == REPLAY_STORE_PG) {
-        if ((!dry_run || has_rows) && pg_load(conn, &pl, !dry_run, 1, err, sizeof(err)) != 0)
-            goto fail;
-        for (int i = 0; i < committed->cnt; i++)
-            if (plan_find(&pl, committed->elems[i].topic, committed->elems[i].partition))
-                pl.kafka_commits = 1;
-    } else {
-        for (int i = 0; i < committed->cnt; i++) {
-            struct replay_part *p = plan_find(&pl, committed->elems[i].topic, committed->elems[i].partition);
-            if (p)
-                p->old = committed->elems[i].offset;
-        }
-    }
-
-    /* 4. New positions. */
-    if (plan_offsets(rk, &pl, timeout_ms, err, sizeof(err)) != 0)
-        goto fail;
-    for (size_t i = 0; i < pl.count; i++)
-        replay_choose_target(&pl.parts[i]);
-
-    /* 5. Apply. */
-    if (!dry_run && pl.store == REPLAY_STORE_KAFKA) {
-        moves = plan_moves(&pl, committed, 0);
-        deadline = fs_mono_ms() + timeout_ms;
-        do
-            r = moves->cnt > 0 ? group_alter(rk, cfg.group, moves, timeout_ms, &code, err, sizeof(err)) : 0;
-        while (r != 0 && groups_again(code, deadline));
-        if (r != 0)
-            goto fail;
-        applied = 1;
-    } else if (!dry_run) {
-        if (pg_store(conn, &pl, err, sizeof(err)) != 0)
-            goto fail;
-        in_txn = 0;
-        if (pg_exec(conn, "COMMIT", err, sizeof(err)) != 0)
-            goto fail;
-        applied = 1;
-        moves = plan_moves(&pl, committed, 1);
-        pl.kafka_moved = pl.kafka_commits;
-        if (moves->cnt > 0 && group_alter(rk, cfg.group, moves, timeout_ms, &code, why, sizeof(why)) != 0) {
-            pl.kafka_moved = 0;
-            log_warn("sink_offsets moved, but the group's Kafka commits did not (lag reports will "
-                     "disagree until the sink commits again): %s",
-                     why);
-        }
-    }
-    if (json ? print_json(&pl, dry_run) != 0 : (print_text(&pl, dry_run), 0)) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto fail;
-    }
-    fflush(stdout);
-    rc = 0;
-    goto out;
-fail:
-    fprintf(stderr, "fleetsync replay: %s%s\n", err, dry_run || applied ? "" : " (nothing changed)");
-    rc = 1;
+    int done = replay(&r);
+    if (done < 0)
+        fprintf(stderr, "fleetsync replay: %s%s\n", r.err, r.dry_run || r.applied ? "" : " (nothing changed)");
+    rc = done == 0 ? 0 : 1;
 out:
-    if (in_txn)
-        PQclear(PQexec(conn, "ROLLBACK"));
-    if (conn)
-        PQfinish(conn);
-    if (moves)
-        rd_kafka_topic_partition_list_destroy(moves);
-    if (committed)
-        rd_kafka_topic_partition_list_destroy(committed);
-    if (rk)
-        rd_kafka_destroy(rk);
-    plan_release(&pl);
-    cfg_release(&cfg);
+    if (r.in_txn)
+        PQclear(PQexec(r.conn, "ROLLBACK"));
+    if (r.conn)
+        PQfinish(r.conn);
+    if (r.moves)
+        rd_kafka_topic_partition_list_destroy(r.moves);
+    if (r.committed)
+        rd_kafka_topic_partition_list_destroy(r.committed);
+    if (r.rk)
+        rd_kafka_destroy(r.rk);
+    plan_release(&r.pl);
+    cfg_release(&r.cfg);
     return rc;
 }

@@ -266,218 +266,227 @@ static int setup_metrics(struct run *r, const struct fs_config *cfg)
     return 0;
 }
 
-static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
-{
-    const struct sim_opts *o = r->o;
-    const uint64_t n = (uint64_t)o->trucks;
-    const int64_t interval_ms = (int64_t)llround(o->interval_s * 1000);
-    const int64_t end_ms = o->duration_s > 0 ? start_ms + (int64_t)llround(o->duration_s * 1000) : INT64_MAX;
-    const size_t plen = strlen(o->id_prefix);
-    const uint32_t conns = (uint32_t)(o->connections ? o->connections : o->trucks);
+/* Where the publishing loop of run_sim() stands: the schedule (reading s
+ * is truck s % n's reading of round s / n), the simulated clock and the
+ * figures of the last status line. */
+struct loop {
     struct sim_clock clk;
-    int64_t wall_start = fs_wall_ms(), mono_start = fs_mono_ms();
-    double cpu_start = cpu_seconds();
-    int tty = !o->quiet && isatty(2);
-    uint64_t s = 0;
-    char id[96], topic[160], payload[512];
-    int rc = 0;
+    int64_t start_ms, end_ms, interval_ms;
+    uint64_t n, s;
+    uint32_t conns;
+    size_t plen;
+    int tty;
+    int64_t mono_start, next_status, last_status_ms, sim_now;
+    uint64_t last_pub, last_ack;
+    double ack_rate;    /* acknowledged per second, over the last status period */
+    uint64_t resume_at; /* flow control: publish again once at most this many are in flight */
+};
 
+/* Connects every MQTT connection first (bounded), so the first readings do
+ * not meet connections still waiting for their CONNACK.  -1 if the pool
+ * failed. */
+static int connect_first(struct run *r, uint32_t conns)
+{
+    struct mqp_stats st;
+    int64_t until = fs_mono_ms() + 15000;
+    do {
+        if (mqp_poll(r->pool, 20) != 0)
+            return -1;
+        mqp_get_stats(r->pool, &st);
+    } while (st.up < conns && fs_mono_ms() < until && !sig_stopping());
+    if (st.up < conns)
+        log_warn("%u of %u MQTT connections are up after 15 s; sending anyway, the others keep retrying", st.up, conns);
+    return 0;
+}
+
+/* 1 when the next reading must wait (flow control); *drop when its
+ * connection is down with a full buffer, so the reading is lost, as a
+ * device would lose it. */
+static int flow_blocked(struct run *r, struct loop *L, uint32_t conn, int *drop)
+{
+    struct mqp_stats st;
+    *drop = 0;
     if (r->pool) {
-        /* Connect first (bounded), so the first readings do not meet
-         * connections still waiting for their CONNACK. */
-        struct mqp_stats st;
-        int64_t until = fs_mono_ms() + 15000;
-        do {
-            if (mqp_poll(r->pool, 20) != 0)
+        mqp_get_stats(r->pool, &st);
+        /* A full window reopens once a tenth of it is acknowledged, so the
+         * next readings go out in batches, not one by one as
+         * acknowledgements trickle in. */
+        if (st.inflight >= MAX_TOTAL_INFLIGHT)
+            L->resume_at = MAX_TOTAL_INFLIGHT - MAX_TOTAL_INFLIGHT / 10;
+        if (st.inflight > L->resume_at)
+            return 1;
+        L->resume_at = UINT64_MAX;
+        if (!mqp_can_publish(r->pool, conn)) {
+            /* A slow connection holds the schedule back; a dead one drops. */
+            if (mqp_conn_up(r->pool, conn))
                 return 1;
-            mqp_get_stats(r->pool, &st);
-        } while (st.up < conns && fs_mono_ms() < until && !sig_stopping());
-        if (st.up < conns)
-            log_warn("%u of %u MQTT connections are up after 15 s; sending anyway, the others keep retrying", st.up,
-                     conns);
-        wall_start = fs_wall_ms();
-        mono_start = fs_mono_ms();
+            *drop = 1;
+        }
+    } else if (r->kout) {
+        kafkaout_get_stats(r->kout, &st);
+        if (st.inflight >= MAX_TOTAL_INFLIGHT)
+            return 1;
     }
-    sim_clock_init(&clk, start_ms, wall_start, o->speedup);
-    int64_t next_status = mono_start + 1000;
-    uint64_t last_pub = 0;
-    int64_t last_status_ms = mono_start;
-    int64_t sim_now = start_ms;
-    uint64_t last_ack = 0;
-    double ack_rate = 0;             /* acknowledged per second, over the last status period */
-    uint64_t resume_at = UINT64_MAX; /* flow control: publish again once at most this many are in flight */
-    for (;;) {
-        if (sig_stopping())
-            break;
-        int64_t wall = fs_wall_ms();
-        int64_t lim = sim_clock_limit(&clk, wall);
-        int64_t due = 0;
-        int blocked = 0, finished = 0;
-        for (int b = 0; b < BATCH; b++) {
-            uint64_t round_k = s / n, i = s % n;
-            due = start_ms + (int64_t)round_k * interval_ms + (int64_t)(i * (uint64_t)interval_ms / n);
-            if (due >= end_ms || (o->until_now && due > wall)) {
-                finished = 1;
-                break;
-            }
-            if (due > lim)
-                break;
-            uint32_t conn = (uint32_t)(i % conns);
-            int drop = 0;
-            if (r->pool) {
-                struct mqp_stats st;
-                mqp_get_stats(r->pool, &st);
-                /* A full window reopens once a tenth of it is acknowledged,
-                 * so the next readings go out in batches, not one by one as
-                 * acknowledgements trickle in. */
-                if (st.inflight >= MAX_TOTAL_INFLIGHT)
-                    resume_at = MAX_TOTAL_INFLIGHT - MAX_TOTAL_INFLIGHT / 10;
-                if (st.inflight > resume_at) {
-                    blocked = 1;
-                    break;
-                }
-                resume_at = UINT64_MAX;
-                if (!mqp_can_publish(r->pool, conn)) {
-                    /* A slow connection holds the schedule back (flow
-                     * control); a dead one with a full buffer loses the
-                     * reading, as a device would. */
-                    if (mqp_conn_up(r->pool, conn)) {
-                        blocked = 1;
-                        break;
-                    }
-                    drop = 1;
-                }
-            } else if (r->kout) {
-                struct mqp_stats st;
-                kafkaout_get_stats(r->kout, &st);
-                if (st.inflight >= MAX_TOTAL_INFLIGHT) {
-                    blocked = 1;
-                    break;
-                }
-            }
-            struct fleet_sample smp;
-            fleet_sample(r->fleet, (uint32_t)i, due, &smp);
-            sim_now = due;
-            s++;
-            if (r->scen.n)
-                write_truth(r);
-            if (smp.skip) {
-                r->skipped++;
-                continue;
-            }
-            tm_format_truck_id(id, sizeof(id), o->id_prefix, plen, (uint32_t)i);
-            if (r->kout) {
-                int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
-                if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */
-                    kafkaout_count_refused(r->kout);
-                else
-                    kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, fs_wall_ms());
-                continue;
-            }
-            int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
-            sim_format_topic(topic, sizeof(topic), id);
-            if (drop) {
-                mqp_count_lost(r->pool);
-            } else if (r->pool) {
-                mqp_publish(r->pool, conn, topic, payload, len);
-            } else {
-                r->dry_sent++;
-                if (o->print)
-                    printf("%s %s\n", topic, payload);
-            }
-        }
-        int64_t mnow = fs_mono_ms();
-        if (mnow >= next_status) {
-            struct mqp_stats st;
-            get_stats(r, &st);
-            double rate = (double)(st.published - last_pub) * 1000.0 / (double)(mnow - last_status_ms);
-            ack_rate = (double)(st.acked - last_ack) * 1000.0 / (double)(mnow - last_status_ms);
-            last_pub = st.published;
-            last_ack = st.acked;
-            last_status_ms = mnow;
-            next_status = mnow + 1000;
-            if (tty)
-                status_line(r, sim_now, rate);
-            update_metrics(r, sim_now);
-        }
-        if (finished)
-            break;
-        int timeout = 0;
-        if (blocked)
-            timeout = 5;
-        else if (due > lim) {
-            int64_t w = sim_clock_wall_due(&clk, due, wall) - wall;
-            timeout = (int)(w > 1000 ? 1000 : w < 1 ? 1 : w);
-        }
-        if (r->pool && (blocked || (timeout > 0 && timeout < o->batch_ms))) {
-            /* Write what was published, then sleep instead of waking for
-             * each acknowledgement, so that one write and one read per
-             * connection serve many readings.  When the next reading is due
-             * within --batch-ms, the readings of that time come due
-             * meanwhile and go out together (late by at most batch_ms, never
-             * early).  While the broker is the slower side (blocked), about
-             * as long as it takes to acknowledge a tenth of what is in
-             * flight: long enough for many acknowledgements to gather, short
-             * enough that it never runs out of work (1 ms to batch_ms). */
-            int nap = o->batch_ms;
-            if (blocked) {
-                struct mqp_stats st;
-                mqp_get_stats(r->pool, &st);
-                double t = ack_rate > 0 ? (double)st.inflight * 100.0 / ack_rate : 1;
-                nap = t > o->batch_ms ? o->batch_ms : (int)t;
-                if (nap < 1)
-                    nap = 1;
-            }
-            struct timespec ts = {nap / 1000, (long)(nap % 1000) * 1000000L};
-            if (mqp_poll(r->pool, 0) != 0) {
-                rc = 1;
-                break;
-            }
-            nanosleep(&ts, NULL);
-            if (!blocked)
-                timeout = 0;
-        }
-        if (r->pool) {
-            if (mqp_poll(r->pool, timeout) != 0) {
-                rc = 1;
-                break;
-            }
-        } else if (r->kout) {
-            if (kafkaout_poll(r->kout, timeout) != 0) {
-                rc = 1;
-                break;
-            }
-        } else if (timeout > 0) {
-            struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
-    /* Drain: wait for the acknowledgements of what was sent. */
-    if (r->pool || r->kout) {
-        int64_t until = fs_mono_ms() + (int64_t)(o->drain_s * 1000);
-        struct mqp_stats st;
-        for (;;) {
-            get_stats(r, &st);
-            if (st.inflight == 0 || fs_mono_ms() >= until)
-                break;
-            if (r->pool ? mqp_poll(r->pool, 50) != 0 : kafkaout_poll(r->kout, 50) != 0)
-                break;
-            if (tty && fs_mono_ms() >= next_status) {
-                next_status = fs_mono_ms() + 1000;
-                status_line(r, sim_now, 0);
-            }
-        }
-    }
-    if (tty)
-        fprintf(stderr, "\r\033[K");
-    update_metrics(r, sim_now);
+    return 0;
+}
 
+/* Samples truck i at due and sends the reading: to Kafka (--kafka), over
+ * MQTT connection conn, or to stdout (--dry-run --print). */
+static void send_reading(struct run *r, struct loop *L, uint64_t i, int64_t due, uint32_t conn, int drop)
+{
+    char id[96], topic[160], payload[512];
+    struct fleet_sample smp;
+    fleet_sample(r->fleet, (uint32_t)i, due, &smp);
+    L->sim_now = due;
+    L->s++;
+    if (r->scen.n)
+        write_truth(r);
+    if (smp.skip) {
+        r->skipped++;
+        return;
+    }
+    tm_format_truck_id(id, sizeof(id), r->o->id_prefix, L->plen, (uint32_t)i);
+    if (r->kout) {
+        int len = sim_format_normalized(payload, sizeof(payload), id, due, &smp);
+        if (len <= 0) /* cannot happen: payload holds SIM_PAYLOAD_MAX */
+            kafkaout_count_refused(r->kout);
+        else
+            kafkaout_produce(r->kout, id, strlen(id), payload, (size_t)len, fs_wall_ms());
+        return;
+    }
+    int len = sim_format_reading(payload, sizeof(payload), id, due, &smp);
+    sim_format_topic(topic, sizeof(topic), id);
+    if (drop) {
+        mqp_count_lost(r->pool);
+    } else if (r->pool) {
+        mqp_publish(r->pool, conn, topic, payload, len);
+    } else {
+        r->dry_sent++;
+        if (r->o->print)
+            printf("%s %s\n", topic, payload);
+    }
+}
+
+/* Sends up to BATCH readings that are due by lim (the simulated clock's
+ * limit).  *due: the schedule time of the next reading; *finished once the
+ * schedule ends.  Returns 1 when flow control stopped it. */
+static int publish_due(struct run *r, struct loop *L, int64_t wall, int64_t lim, int64_t *due, int *finished)
+{
+    for (int b = 0; b < BATCH; b++) {
+        uint64_t round_k = L->s / L->n, i = L->s % L->n;
+        *due = L->start_ms + (int64_t)round_k * L->interval_ms + (int64_t)(i * (uint64_t)L->interval_ms / L->n);
+        if (*due >= L->end_ms || (r->o->until_now && *due > wall)) {
+            *finished = 1;
+            return 0;
+        }
+        if (*due > lim)
+            return 0;
+        uint32_t conn = (uint32_t)(i % L->conns);
+        int drop;
+        if (flow_blocked(r, L, conn, &drop))
+            return 1;
+        send_reading(r, L, i, *due, conn, drop);
+    }
+    return 0;
+}
+
+/* Once a second: the status line (on a terminal) and the metrics. */
+static void tick_status(struct run *r, struct loop *L)
+{
+    int64_t mnow = fs_mono_ms();
+    if (mnow < L->next_status)
+        return;
     struct mqp_stats st;
     get_stats(r, &st);
-    double wall_s = (double)(fs_mono_ms() - mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
+    double rate = (double)(st.published - L->last_pub) * 1000.0 / (double)(mnow - L->last_status_ms);
+    L->ack_rate = (double)(st.acked - L->last_ack) * 1000.0 / (double)(mnow - L->last_status_ms);
+    L->last_pub = st.published;
+    L->last_ack = st.acked;
+    L->last_status_ms = mnow;
+    L->next_status = mnow + 1000;
+    if (L->tty)
+        status_line(r, L->sim_now, rate);
+    update_metrics(r, L->sim_now);
+}
+
+/* Waits for the next reading's time (or for room, when blocked) while the
+ * connections do their I/O.  -1 if the pool or the producer failed. */
+static int wait_next(struct run *r, struct loop *L, int blocked, int64_t due, int64_t lim, int64_t wall)
+{
+    int timeout = 0;
+    if (blocked) {
+        timeout = 5;
+    } else if (due > lim) {
+        int64_t w = sim_clock_wall_due(&L->clk, due, wall) - wall;
+        timeout = (int)(w > 1000 ? 1000 : w < 1 ? 1 : w);
+    }
+    if (r->pool && (blocked || (timeout > 0 && timeout < r->o->batch_ms))) {
+        /* Write what was published, then sleep instead of waking for each
+         * acknowledgement, so that one write and one read per connection
+         * serve many readings.  When the next reading is due within
+         * --batch-ms, the readings of that time come due meanwhile and go
+         * out together (late by at most batch_ms, never early).  While the
+         * broker is the slower side (blocked), about as long as it takes to
+         * acknowledge a tenth of what is in flight: long enough for many
+         * acknowledgements to gather, short enough that it never runs out
+         * of work (1 ms to batch_ms). */
+        int nap = r->o->batch_ms;
+        if (blocked) {
+            struct mqp_stats st;
+            mqp_get_stats(r->pool, &st);
+            double t = L->ack_rate > 0 ? (double)st.inflight * 100.0 / L->ack_rate : 1;
+            nap = t > r->o->batch_ms ? r->o->batch_ms : (int)t;
+            if (nap < 1)
+                nap = 1;
+        }
+        struct timespec ts = {nap / 1000, (long)(nap % 1000) * 1000000L};
+        if (mqp_poll(r->pool, 0) != 0)
+            return -1;
+        nanosleep(&ts, NULL);
+        if (!blocked)
+            timeout = 0;
+    }
+    if (r->pool)
+        return mqp_poll(r->pool, timeout) != 0 ? -1 : 0;
+    if (r->kout)
+        return kafkaout_poll(r->kout, timeout) != 0 ? -1 : 0;
+    if (timeout > 0) {
+        struct timespec ts = {timeout / 1000, (long)(timeout % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* Waits (up to --drain) for the acknowledgements of what was sent. */
+static void drain(struct run *r, struct loop *L)
+{
+    if (!r->pool && !r->kout)
+        return;
+    int64_t until = fs_mono_ms() + (int64_t)(r->o->drain_s * 1000);
+    struct mqp_stats st;
+    for (;;) {
+        get_stats(r, &st);
+        if (st.inflight == 0 || fs_mono_ms() >= until)
+            break;
+        if (r->pool ? mqp_poll(r->pool, 50) != 0 : kafkaout_poll(r->kout, 50) != 0)
+            break;
+        if (L->tty && fs_mono_ms() >= L->next_status) {
+            L->next_status = fs_mono_ms() + 1000;
+            status_line(r, L->sim_now, 0);
+        }
+    }
+}
+
+/* The closing summary; 1 when readings were not delivered. */
+static int summarize(struct run *r, const struct fs_config *cfg, const struct loop *L, double cpu_start)
+{
+    const struct sim_opts *o = r->o;
+    struct mqp_stats st;
+    get_stats(r, &st);
+    double wall_s = (double)(fs_mono_ms() - L->mono_start) / 1000.0, cpu_s = cpu_seconds() - cpu_start;
     char a[32], b[32];
-    sim_clock_format(start_ms, a, sizeof(a));
-    sim_clock_format(sim_now, b, sizeof(b));
+    sim_clock_format(L->start_ms, a, sizeof(a));
+    sim_clock_format(L->sim_now, b, sizeof(b));
     uint64_t lost = st.failed + st.inflight;
     FILE *out = o->print ? stderr : stdout;
     fprintf(out,
@@ -487,7 +496,7 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
             "  incidents injected %" PRIu64 ", readings withheld (offline) %" PRIu64 "\n"
             "  %.0f msgs per CPU-second, peak RSS %.1f MiB (%.0f bytes per truck)\n",
             o->trucks,
-            r->pool   ? conns
+            r->pool   ? L->conns
             : r->kout ? 1
                       : 0,
             a, b, wall_s, cpu_s, st.published, st.acked, st.failed, st.inflight, st.reconnects, st.errors, r->incidents,
@@ -498,9 +507,57 @@ static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
         char shown[CFG_MASKED_MAX];
         log_error("%" PRIu64 " reading(s) could not be delivered to %s", lost,
                   r->kout ? cfg->brokers : cfg_mask_secrets(cfg->mqtt, shown, sizeof(shown)));
-        rc = 1;
+        return 1;
     }
-    return rc;
+    return 0;
+}
+
+/* Publishes the fleet's readings on schedule from start_ms until the
+ * duration ends (or SIGINT/SIGTERM), then drains and sums up.  Returns the
+ * exit status: 0, or 1 when readings were lost or the transport failed. */
+static int run_sim(struct run *r, const struct fs_config *cfg, int64_t start_ms)
+{
+    const struct sim_opts *o = r->o;
+    struct loop L = {
+        .start_ms = start_ms,
+        .end_ms = o->duration_s > 0 ? start_ms + (int64_t)llround(o->duration_s * 1000) : INT64_MAX,
+        .interval_ms = (int64_t)llround(o->interval_s * 1000),
+        .n = (uint64_t)o->trucks,
+        .conns = (uint32_t)(o->connections ? o->connections : o->trucks),
+        .plen = strlen(o->id_prefix),
+        .tty = !o->quiet && isatty(2),
+        .sim_now = start_ms,
+        .resume_at = UINT64_MAX,
+    };
+    double cpu_start = cpu_seconds();
+    int rc = 0;
+
+    if (r->pool && connect_first(r, L.conns) != 0)
+        return 1;
+    int64_t wall_start = fs_wall_ms();
+    L.mono_start = fs_mono_ms();
+    L.next_status = L.mono_start + 1000;
+    L.last_status_ms = L.mono_start;
+    sim_clock_init(&L.clk, start_ms, wall_start, o->speedup);
+    while (!sig_stopping()) {
+        int64_t wall = fs_wall_ms();
+        int64_t lim = sim_clock_limit(&L.clk, wall);
+        int64_t due = 0;
+        int finished = 0;
+        int blocked = publish_due(r, &L, wall, lim, &due, &finished);
+        tick_status(r, &L);
+        if (finished)
+            break;
+        if (wait_next(r, &L, blocked, due, lim, wall) != 0) {
+            rc = 1;
+            break;
+        }
+    }
+    drain(r, &L);
+    if (L.tty)
+        fprintf(stderr, "\r\033[K");
+    update_metrics(r, L.sim_now);
+    return summarize(r, cfg, &L, cpu_start) ? 1 : rc;
 }
 
 /* Parses and checks the options into o and cfg, and the start into
