@@ -683,6 +683,117 @@ static const char bridge_after[] = "Metrics on --metrics-port (default " STR(
     BRIDGE_DEFAULT_METRICS_PORT) "): fleetsync_bridge_* counters, spool "
                                  "bytes,\nKafka queue, MQTT state and the receive->ack latency histogram.";
 
+/* The data dir's own broker with credentials (fleetsync trucks add): the
+ * bridge logs in as the account named by its client id (the broker makes
+ * every client id its account's name, docs/security.md), and trusts the
+ * local CA.  0, or -1 with the reason in err. */
+static int bridge_login(struct bridge *b, struct bridge_opts *o, char *cafile_buf, size_t cafile_size, char *err,
+                        size_t err_size)
+{
+    const struct fs_config *cfg = b->cfg;
+    if (b->url.tls && !o->cafile)
+        o->cafile = mqa_default_cafile(cfg->data_dir, &b->url, cafile_buf, cafile_size);
+    int auth =
+        mqa_client_password(cfg->data_dir, &b->url, o->client_id, b->url.pass, sizeof(b->url.pass), err, err_size);
+    if (auth == 1 && !mqa_valid_id(o->client_id)) {
+        snprintf(err, err_size, "--client-id %s cannot be an account of %s/mqtt/ ([A-Za-z0-9._-], 1..%d characters)",
+                 o->client_id, cfg->data_dir, MQA_ID_MAX);
+        return -1;
+    }
+    if (auth < 0)
+        return -1;
+    if (auth == 1) {
+        snprintf(b->url.user, sizeof(b->url.user), "%s", o->client_id);
+        log_info("logging in to MQTT as %s (credentials of %s/mqtt/%s)", o->client_id, cfg->data_dir,
+                 strcmp(o->client_id, MQA_BRIDGE_USER) == 0 ? ""
+                                                            : "; the account is made by fleetsync trucks add --bridge");
+    }
+    return 0;
+}
+
+/* The bridge's metrics, registered before anything can happen.  0, or -1
+ * when memory ran out. */
+static int bridge_metrics(struct bridge *b)
+{
+    b->metrics = metrics_new();
+    b->m_received = metrics_counter(b->metrics, "fleetsync_bridge_received_total", "MQTT messages received.", NULL);
+    b->m_produced[ROUTE_TELEMETRY] = metrics_counter(b->metrics, "fleetsync_bridge_produced_total",
+                                                     "Records handed to Kafka, by topic.", "topic=\"telemetry\"");
+    b->m_produced[ROUTE_STATUS] = metrics_counter(b->metrics, "fleetsync_bridge_produced_total",
+                                                  "Records handed to Kafka, by topic.", "topic=\"status\"");
+    b->m_produced[ROUTE_DLQ] = metrics_counter(b->metrics, "fleetsync_bridge_produced_total",
+                                               "Records handed to Kafka, by topic.", "topic=\"dlq\"");
+    b->m_acked = metrics_counter(b->metrics, "fleetsync_bridge_acked_total", "Records acknowledged by Kafka.", NULL);
+    for (int i = 1; i < TM_REASON_COUNT; i++) {
+        char label[64];
+        snprintf(label, sizeof(label), "reason=\"%s\"", tm_reason_name((enum tm_reason)i));
+        b->m_dlq[i] = metrics_counter(b->metrics, "fleetsync_bridge_dlq_total", "Dead letters, by reason.", label);
+    }
+    b->m_delivery_errors = metrics_counter(b->metrics, "fleetsync_bridge_delivery_errors_total",
+                                           "Failed deliveries (resent from the spool).", NULL);
+    b->m_recreated = metrics_counter(b->metrics, "fleetsync_bridge_producer_recreated_total",
+                                     "Producers recreated after a fatal error.", NULL);
+    b->m_spool_bytes =
+        metrics_gauge(b->metrics, "fleetsync_bridge_spool_bytes", "Spooled bytes not yet acknowledged by Kafka.", NULL);
+    b->m_queue =
+        metrics_gauge(b->metrics, "fleetsync_bridge_kafka_queue", "Messages in the Kafka producer queue.", NULL);
+    b->m_connected = metrics_gauge(b->metrics, "fleetsync_bridge_mqtt_connected", "1 while connected to MQTT.", NULL);
+    b->m_reconnects = metrics_counter(b->metrics, "fleetsync_bridge_mqtt_connects_total",
+                                      "MQTT connection attempts "
+                                      "that reached the broker.",
+                                      NULL);
+    b->m_backpressure = metrics_gauge(b->metrics, "fleetsync_bridge_backpressure",
+                                      "1 while MQTT reads pause because the spool is over budget.", NULL);
+    b->m_damaged = metrics_counter(b->metrics, "fleetsync_bridge_spool_damaged_total",
+                                   "Damaged spool ranges skipped (their messages are lost).", NULL);
+    b->m_damaged_bytes = metrics_counter(b->metrics, "fleetsync_bridge_spool_damaged_bytes_total",
+                                         "Bytes of damaged spool ranges skipped.", NULL);
+    b->m_damaged_files = metrics_gauge(b->metrics, "fleetsync_bridge_spool_damaged_files",
+                                       "Damaged segment files kept aside in the spool dir.", NULL);
+    static const double lat_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
+    b->m_latency =
+        metrics_histogram(b->metrics, "fleetsync_bridge_ack_latency_seconds", "MQTT receive to Kafka acknowledgement.",
+                          NULL, lat_bounds, (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
+    return b->metrics && b->m_received && b->m_acked && b->m_latency ? 0 : -1;
+}
+
+/* Opens the spool: --spool-dir, else DATA_DIR/bridge/CLIENT_ID.  0, or -1
+ * after logging why. */
+static int bridge_open_spool(struct bridge *b, char *spool_dir, size_t spool_dir_size, char *err, size_t err_size)
+{
+    const struct bridge_opts *o = b->o;
+    const struct fs_config *cfg = b->cfg;
+    if (o->spool_dir) {
+        snprintf(spool_dir, spool_dir_size, "%s", o->spool_dir);
+    } else {
+        char bdir[PATH_MAX - 200];
+        snprintf(bdir, sizeof(bdir), "%s/bridge", cfg->data_dir);
+        /* The bridge's state is telemetry: DATA_DIR/bridge is the owner's
+         * only (tightened if an older version made it 0755). */
+        mkdir(cfg->data_dir, 0755);
+        struct stat bst;
+        if ((mkdir(bdir, 0700) != 0 && errno != EEXIST) || stat(bdir, &bst) != 0 ||
+            ((bst.st_mode & 077) && chmod(bdir, 0700) != 0)) {
+            log_error("cannot create %s (mode 0700): %s", bdir, strerror(errno));
+            return -1;
+        }
+        snprintf(spool_dir, spool_dir_size, "%s/%s", bdir, o->client_id);
+    }
+    struct spool_options so = {.fsync = o->spool_fsync, .on_damage = on_spool_damage, .ctx = b};
+    if (spool_open(spool_dir, &so, &b->spool, err, err_size) != 0) {
+        log_error("%s", err);
+        return -1;
+    }
+    metric_set(b->m_damaged_files, spool_damaged_files(b->spool));
+    if (spool_damaged_files(b->spool))
+        log_warn("spool %s keeps %d damaged segment files (*.damaged) for inspection; delete them when done", spool_dir,
+                 spool_damaged_files(b->spool));
+    if (spool_head(b->spool) > spool_acked(b->spool))
+        log_info("spool %s holds %llu bytes not yet acknowledged by Kafka: producing them first", spool_dir,
+                 (unsigned long long)(spool_head(b->spool) - spool_acked(b->spool)));
+    return 0;
+}
+
 int cmd_bridge(int argc, char **argv)
 {
     struct fs_config cfg;
@@ -748,28 +859,10 @@ int cmd_bridge(int argc, char **argv)
         rc = 2;
         goto out;
     }
-    /* The data dir's own broker with credentials (fleetsync trucks add):
-     * the bridge logs in as the account named by its client id (the broker
-     * makes every client id its account's name, docs/security.md), and
-     * trusts the local CA. */
     char cafile_buf[4096];
-    if (b.url.tls && !o.cafile)
-        o.cafile = mqa_default_cafile(cfg.data_dir, &b.url, cafile_buf, sizeof(cafile_buf));
-    int auth = mqa_client_password(cfg.data_dir, &b.url, o.client_id, b.url.pass, sizeof(b.url.pass), err, sizeof(err));
-    if (auth == 1 && !mqa_valid_id(o.client_id)) {
-        snprintf(err, sizeof(err), "--client-id %s cannot be an account of %s/mqtt/ ([A-Za-z0-9._-], 1..%d characters)",
-                 o.client_id, cfg.data_dir, MQA_ID_MAX);
-        auth = -1;
-    }
-    if (auth < 0) {
+    if (bridge_login(&b, &o, cafile_buf, sizeof(cafile_buf), err, sizeof(err)) != 0) {
         fprintf(stderr, "fleetsync bridge: %s\n", err);
         goto out;
-    }
-    if (auth == 1) {
-        snprintf(b.url.user, sizeof(b.url.user), "%s", o.client_id);
-        log_info("logging in to MQTT as %s (credentials of %s/mqtt/%s)", o.client_id, cfg.data_dir,
-                 strcmp(o.client_id, MQA_BRIDGE_USER) == 0 ? ""
-                                                           : "; the account is made by fleetsync trucks add --bridge");
     }
     cfg_topic(&cfg, TOPIC_TELEMETRY, b.topic_telemetry, sizeof(b.topic_telemetry));
     cfg_topic(&cfg, TOPIC_STATUS, b.topic_status, sizeof(b.topic_status));
@@ -777,76 +870,15 @@ int cmd_bridge(int argc, char **argv)
 
     sig_install();
 
-    /* Metrics first: counters exist before anything can happen. */
-    b.metrics = metrics_new();
-    b.m_received = metrics_counter(b.metrics, "fleetsync_bridge_received_total", "MQTT messages received.", NULL);
-    b.m_produced[ROUTE_TELEMETRY] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
-                                                    "Records handed to Kafka, by topic.", "topic=\"telemetry\"");
-    b.m_produced[ROUTE_STATUS] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
-                                                 "Records handed to Kafka, by topic.", "topic=\"status\"");
-    b.m_produced[ROUTE_DLQ] = metrics_counter(b.metrics, "fleetsync_bridge_produced_total",
-                                              "Records handed to Kafka, by topic.", "topic=\"dlq\"");
-    b.m_acked = metrics_counter(b.metrics, "fleetsync_bridge_acked_total", "Records acknowledged by Kafka.", NULL);
-    for (int i = 1; i < TM_REASON_COUNT; i++) {
-        char label[64];
-        snprintf(label, sizeof(label), "reason=\"%s\"", tm_reason_name((enum tm_reason)i));
-        b.m_dlq[i] = metrics_counter(b.metrics, "fleetsync_bridge_dlq_total", "Dead letters, by reason.", label);
+    if (bridge_metrics(&b) != 0) {
+        log_error("out of memory");
+        goto out;
     }
-    b.m_delivery_errors = metrics_counter(b.metrics, "fleetsync_bridge_delivery_errors_total",
-                                          "Failed deliveries (resent from the spool).", NULL);
-    b.m_recreated = metrics_counter(b.metrics, "fleetsync_bridge_producer_recreated_total",
-                                    "Producers recreated after a fatal error.", NULL);
-    b.m_spool_bytes =
-        metrics_gauge(b.metrics, "fleetsync_bridge_spool_bytes", "Spooled bytes not yet acknowledged by Kafka.", NULL);
-    b.m_queue = metrics_gauge(b.metrics, "fleetsync_bridge_kafka_queue", "Messages in the Kafka producer queue.", NULL);
-    b.m_connected = metrics_gauge(b.metrics, "fleetsync_bridge_mqtt_connected", "1 while connected to MQTT.", NULL);
-    b.m_reconnects = metrics_counter(b.metrics, "fleetsync_bridge_mqtt_connects_total",
-                                     "MQTT connection attempts "
-                                     "that reached the broker.",
-                                     NULL);
-    b.m_backpressure = metrics_gauge(b.metrics, "fleetsync_bridge_backpressure",
-                                     "1 while MQTT reads pause because the spool is over budget.", NULL);
-    b.m_damaged = metrics_counter(b.metrics, "fleetsync_bridge_spool_damaged_total",
-                                  "Damaged spool ranges skipped (their messages are lost).", NULL);
-    b.m_damaged_bytes = metrics_counter(b.metrics, "fleetsync_bridge_spool_damaged_bytes_total",
-                                        "Bytes of damaged spool ranges skipped.", NULL);
-    b.m_damaged_files = metrics_gauge(b.metrics, "fleetsync_bridge_spool_damaged_files",
-                                      "Damaged segment files kept aside in the spool dir.", NULL);
-    static const double lat_bounds[] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60};
-    b.m_latency =
-        metrics_histogram(b.metrics, "fleetsync_bridge_ack_latency_seconds", "MQTT receive to Kafka acknowledgement.",
-                          NULL, lat_bounds, (int)(sizeof(lat_bounds) / sizeof(lat_bounds[0])));
     if (metrics_serve_option(b.metrics, cfg.metrics_port, BRIDGE_DEFAULT_METRICS_PORT) != 0)
         goto out;
 
-    if (o.spool_dir) {
-        snprintf(spool_dir, sizeof(spool_dir), "%s", o.spool_dir);
-    } else {
-        char bdir[PATH_MAX - 200];
-        snprintf(bdir, sizeof(bdir), "%s/bridge", cfg.data_dir);
-        /* The bridge's state is telemetry: DATA_DIR/bridge is the owner's
-         * only (tightened if an older version made it 0755). */
-        mkdir(cfg.data_dir, 0755);
-        struct stat bst;
-        if ((mkdir(bdir, 0700) != 0 && errno != EEXIST) || stat(bdir, &bst) != 0 ||
-            ((bst.st_mode & 077) && chmod(bdir, 0700) != 0)) {
-            log_error("cannot create %s (mode 0700): %s", bdir, strerror(errno));
-            goto out;
-        }
-        snprintf(spool_dir, sizeof(spool_dir), "%s/%s", bdir, o.client_id);
-    }
-    struct spool_options so = {.fsync = o.spool_fsync, .on_damage = on_spool_damage, .ctx = &b};
-    if (spool_open(spool_dir, &so, &b.spool, err, sizeof(err)) != 0) {
-        log_error("%s", err);
+    if (bridge_open_spool(&b, spool_dir, sizeof(spool_dir), err, sizeof(err)) != 0)
         goto out;
-    }
-    metric_set(b.m_damaged_files, spool_damaged_files(b.spool));
-    if (spool_damaged_files(b.spool))
-        log_warn("spool %s keeps %d damaged segment files (*.damaged) for inspection; delete them when done", spool_dir,
-                 spool_damaged_files(b.spool));
-    if (spool_head(b.spool) > spool_acked(b.spool))
-        log_info("spool %s holds %llu bytes not yet acknowledged by Kafka: producing them first", spool_dir,
-                 (unsigned long long)(spool_head(b.spool) - spool_acked(b.spool)));
 
     if (pipe2(b.wake, O_CLOEXEC | O_NONBLOCK) != 0) {
         log_error("pipe: %s", strerror(errno));
