@@ -8,20 +8,18 @@
  *
  * A record's life:
  *
- *   read ──> matched destinations D ──> for each d in D:
- *              d's queue full?  ──yes──> dead letter "queue_full"
- *              no: a job in d's lane of the truck (lane = hash(truck) % parallel)
- *   job:  WAITING ──(head of its lane, its time come)──> IN FLIGHT
- *         IN FLIGHT ──2xx──> delivered
- *                   ──5xx, 408, 429, no answer──> WAITING (backoff with jitter),
- *                                   or dead letter "retries_exhausted" after retry_for_s
- *                   ──any other status──> dead letter "refused"
- *   a dead letter is done when truck-alerts-dlq acknowledges it.
+ *   read ──> not an alert ──> dead letter "invalid_alert"
+ *        ──> the destinations its routes match; for each one:
+ *              the destination's queue is full ──> dead letter "queue_full"
+ *              else a job of the delivery engine (notify/deliver.h: lanes per
+ *              destination, retries with backoff), which ends delivered or
+ *              given up ──> dead letter "refused" / "retries_exhausted"
+ *   a dead letter counts as done when truck-alerts-dlq acknowledges it.
  *
  * Invariants:
- *   - Only a lane's head is ever in flight, and a truck always maps to the
- *     same lane: a truck's alerts reach a destination in the order they
- *     were read, each after the one before it finished.
+ *   - A truck's alerts reach a destination in the order they were read,
+ *     each after the one before it finished (the engine's lanes, keyed by
+ *     truck id).
  *   - A record is finished when every destination it matched has it
  *     delivered or dead-lettered.  Per partition the commit frontier
  *     (notify/frontier.h) is the lowest unfinished offset; only it is
@@ -46,12 +44,11 @@
 #include "core/rule.h"
 #include "core/sig.h"
 #include "core/topics.h"
+#include "notify/deliver.h"
 #include "notify/frontier.h"
-#include "notify/policy.h"
 #include "notify/routes.h"
-#include "notify/sign.h"
 
-#include <curl/curl.h>
+#include <curl/curl.h> /* curl_global_init */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -65,50 +62,23 @@
 #define NOTIFY_IDEM_MAX 300 /* alert_id (truck 64 + rule + ms) + ":cleared" */
 #define POLL_BATCH 500
 
-/* ---- records and jobs -------------------------------------------------------- */
+/* ---- records ------------------------------------------------------------------- */
 
 struct rec {
     int32_t partition;
     int64_t offset;
-    uint32_t epoch;  /* the partition's assignment when read */
-    int pending;     /* destinations not finished with it */
-    int refs;        /* jobs and dead letters that point at it */
-    int64_t read_ms; /* monotonic: the delivery latency's start */
+    uint32_t epoch; /* the partition's assignment when read */
+    int pending;    /* destinations not finished with it */
+    int refs;       /* jobs and dead letters that point at it */
     char *key, *body;
     size_t key_len, body_len;
     char idem[NOTIFY_IDEM_MAX + 1]; /* alert_id:state */
     char truck[65];
 };
 
-struct job {
-    struct rec *rec;
-    struct job *next; /* in its lane */
-    int dest, lane, attempts;
-    int64_t first_ms; /* monotonic: the first attempt's start */
-    int64_t due_ms;   /* monotonic: not before */
-    CURL *easy;       /* in flight when not NULL */
-    struct curl_slist *hdrs;
-    char errbuf[CURL_ERROR_SIZE];
-};
-
-struct lane {
-    struct job *head, *tail;
-};
-
-enum dl_reason { DL_QUEUE_FULL, DL_REFUSED, DL_RETRIES_EXHAUSTED, DL_INVALID, DL_REASONS };
-static const char *const dl_reason_names[DL_REASONS] = {"queue_full", "refused", "retries_exhausted", "invalid_alert"};
-
-struct dest {
-    const struct notify_dest *d;
-    struct lane *lanes; /* d->parallel of them */
-    size_t depth;       /* jobs in the lanes */
-    struct metric *m_delivered, *m_retries, *m_dead[DL_REASONS], *m_depth, *m_latency;
-};
-
 /* A dead letter waiting for the DLQ's acknowledgement. */
 struct dead {
     struct rec *rec;
-    int dest; /* -1: the record itself is invalid */
 };
 
 struct part {
@@ -122,27 +92,17 @@ struct notify {
     const char *group;
     char topic[256], dlq_topic[256];
     struct notify_routes routes;
-    struct dest *dests;
+    struct deliver *dl;
     struct part *parts;
     int nparts;
     rd_kafka_t *consumer, *dlq;
-    CURLM *multi;
     size_t dead_flying; /* dead letters not acknowledged */
     int paused, stopping, fatal, closing;
     int max_outstanding;
     int64_t drain_ms, commit_ms, drain_deadline;
-    uint32_t rnd;
     struct metrics *metrics;
     struct metric *m_records, *m_invalid, *m_unrouted, *m_outstanding, *m_dead_invalid, *m_dlq_failed;
 };
-
-static uint32_t next_rnd(struct notify *n)
-{
-    n->rnd ^= n->rnd << 13;
-    n->rnd ^= n->rnd >> 17;
-    n->rnd ^= n->rnd << 5;
-    return n->rnd;
-}
 
 static struct part *part_of(struct notify *n, int32_t p)
 {
@@ -222,7 +182,7 @@ static void dlq_delivered(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opa
 /* Sends r to the dead-letter topic for destination di (-1: r is not an
  * alert), with headers saying who and why.  The destination is finished
  * with r when Kafka acknowledges it (dlq_delivered). */
-static void dead_letter(struct notify *n, struct rec *r, int di, enum dl_reason why, const char *detail, int attempts)
+static void dead_letter(struct notify *n, struct rec *r, int di, const char *why, const char *detail, int attempts)
 {
     struct dead *dl = malloc(sizeof(*dl));
     char part[16], off[24], att[16];
@@ -232,8 +192,8 @@ static void dead_letter(struct notify *n, struct rec *r, int di, enum dl_reason 
     rd_kafka_headers_t *h = rd_kafka_headers_new(8);
     rd_kafka_header_add(h, "sink", -1, n->group, -1);
     if (di >= 0)
-        rd_kafka_header_add(h, "destination", -1, n->dests[di].d->name, -1);
-    rd_kafka_header_add(h, "error", -1, dl_reason_names[why], -1);
+        rd_kafka_header_add(h, "destination", -1, n->routes.dests[di].name, -1);
+    rd_kafka_header_add(h, "error", -1, why, -1);
     rd_kafka_header_add(h, "error_detail", -1, detail, (ssize_t)strnlen(detail, 1024));
     rd_kafka_header_add(h, "attempts", -1, att, -1);
     rd_kafka_header_add(h, "source_topic", -1, n->topic, -1);
@@ -241,7 +201,7 @@ static void dead_letter(struct notify *n, struct rec *r, int di, enum dl_reason 
     rd_kafka_header_add(h, "source_offset", -1, off, -1);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__QUEUE_FULL;
     if (dl) {
-        *dl = (struct dead){r, di};
+        dl->rec = r;
         r->refs++;
         e = rd_kafka_producev(n->dlq, RD_KAFKA_V_TOPIC(n->dlq_topic), RD_KAFKA_V_KEY(r->key, r->key_len),
                               RD_KAFKA_V_VALUE(r->body, r->body_len), RD_KAFKA_V_HEADERS(h),
@@ -250,9 +210,9 @@ static void dead_letter(struct notify *n, struct rec *r, int di, enum dl_reason 
     if (e) {
         rd_kafka_headers_destroy(h);
         log_error("cannot dead-letter %s [%d] offset %" PRId64 " to %s: %s; stopping", n->topic, r->partition,
-                  r->offset, n->dlq_topic, rd_kafka_err2str(e));
+                  r->offset, n->dlq_topic, dl ? rd_kafka_err2str(e) : "out of memory");
         metric_add(n->m_dlq_failed, 1);
-        n->fatal = 1;
+        n->fatal = 1; /* r stays unfinished: read again after the restart */
         if (dl) {
             rec_unref(r);
             free(dl);
@@ -260,202 +220,41 @@ static void dead_letter(struct notify *n, struct rec *r, int di, enum dl_reason 
         return;
     }
     n->dead_flying++;
-    if (di >= 0) {
-        metric_add(n->dests[di].m_dead[why], 1);
+    if (di >= 0)
         log_warn("%s [%d] offset %" PRId64 " (%s) dead-lettered for %s: %s (%s)", n->topic, r->partition, r->offset,
-                 r->idem, n->dests[di].d->name, dl_reason_names[why], detail);
-    } else {
-        metric_add(n->m_dead_invalid, 1);
-        log_warn("%s [%d] offset %" PRId64 " dead-lettered: %s (%s)", n->topic, r->partition, r->offset,
-                 dl_reason_names[why], detail);
-    }
-}
-
-/* ---- HTTP ------------------------------------------------------------------------- */
-
-static size_t discard(char *p, size_t size, size_t nmemb, void *ud)
-{
-    (void)p;
-    (void)ud;
-    return size * nmemb;
-}
-
-static void job_end_transfer(struct notify *n, struct job *j)
-{
-    if (j->easy) {
-        curl_multi_remove_handle(n->multi, j->easy);
-        curl_easy_cleanup(j->easy);
-        j->easy = NULL;
-    }
-    curl_slist_free_all(j->hdrs);
-    j->hdrs = NULL;
-}
-
-/* Starts one attempt of j (the head of its lane).  Returns 0, or -1 when
- * curl could not even set it up (counted as a failed attempt). */
-static int job_start(struct notify *n, struct dest *d, struct job *j)
-{
-    struct rec *r = j->rec;
-    char sig[NOTIFY_SIG_MAX], h_sig[NOTIFY_SIG_MAX + 32], h_idem[NOTIFY_IDEM_MAX + 40];
-    if (notify_sign(d->d->secret, d->d->secret_len, fs_wall_ms(), r->body, r->body_len, sig) != 0)
-        return -1;
-    snprintf(h_sig, sizeof(h_sig), "X-FleetSync-Signature: %s", sig);
-    snprintf(h_idem, sizeof(h_idem), "X-FleetSync-Idempotency-Key: %s", r->idem);
-    struct curl_slist *h = NULL, *t;
-    const char *lines[] = {"Content-Type: application/json", h_sig, h_idem, "Expect:"};
-    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-        if (!(t = curl_slist_append(h, lines[i]))) {
-            curl_slist_free_all(h);
-            return -1;
-        }
-        h = t;
-    }
-    CURL *e = curl_easy_init();
-    if (!e) {
-        curl_slist_free_all(h);
-        return -1;
-    }
-    long connect_ms = d->d->timeout_ms < 10000 ? d->d->timeout_ms : 10000;
-    j->errbuf[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, d->d->url);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "fleetsync-notify");
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)d->d->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, connect_ms);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, j->errbuf);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, j);
-    if (curl_multi_add_handle(n->multi, e) != CURLM_OK) {
-        curl_easy_cleanup(e);
-        curl_slist_free_all(h);
-        return -1;
-    }
-    j->easy = e;
-    j->hdrs = h;
-    if (j->attempts == 0)
-        j->first_ms = fs_mono_ms();
-    j->attempts++;
-    return 0;
-}
-
-/* Takes the head job off lane l of destination di and finishes the
- * destination's part of its record. */
-static void lane_pop(struct notify *n, int di, struct lane *l, int finished)
-{
-    struct job *j = l->head;
-    l->head = j->next;
-    if (!l->head)
-        l->tail = NULL;
-    n->dests[di].depth--;
-    job_end_transfer(n, j);
-    if (finished)
-        rec_finish_one(n, j->rec);
-    rec_unref(j->rec);
-    free(j);
-}
-
-/* An attempt of the head of lane l ended with HTTP status (0: no answer). */
-static void attempt_done(struct notify *n, int di, struct lane *l, long status, CURLcode cc)
-{
-    struct dest *d = &n->dests[di];
-    struct job *j = l->head;
-    int64_t now = fs_mono_ms();
-    char detail[CURL_ERROR_SIZE + 64];
-    if (status > 0)
-        snprintf(detail, sizeof(detail), "HTTP %ld", status);
+                 r->idem, n->routes.dests[di].name, why, detail);
     else
-        snprintf(detail, sizeof(detail), "%s", j->errbuf[0] ? j->errbuf : curl_easy_strerror(cc));
-    job_end_transfer(n, j);
-    if (!rec_current(n, j->rec)) {
-        lane_pop(n, di, l, 0);
-        return;
-    }
-    switch (notify_verdict_of(status)) {
-    case NOTIFY_DELIVERED:
-        metric_add(d->m_delivered, 1);
-        metric_observe(d->m_latency, (double)(now - j->rec->read_ms) / 1000.0);
-        log_debug("%s delivered to %s (%s, attempt %d)", j->rec->idem, d->d->name, detail, j->attempts);
-        lane_pop(n, di, l, 1);
-        return;
-    case NOTIFY_RETRY:
-        if (n->stopping || notify_may_retry(j->first_ms, now, d->d->retry_for_ms)) {
-            j->due_ms = now + notify_backoff_ms(d->d->backoff_base_ms, d->d->backoff_max_ms, j->attempts, next_rnd(n));
-            metric_add(d->m_retries, 1);
-            if (j->attempts == 1 || log_get_level() >= LOG_DEBUG)
-                log_info("%s to %s failed (%s); retrying in %" PRId64 " ms", j->rec->idem, d->d->name, detail,
-                         j->due_ms - now);
-            return;
-        }
-        dead_letter(n, j->rec, di, DL_RETRIES_EXHAUSTED, detail, j->attempts);
-        lane_pop(n, di, l, 0);
-        return;
-    case NOTIFY_PERMANENT:
-        dead_letter(n, j->rec, di, DL_REFUSED, detail, j->attempts);
-        lane_pop(n, di, l, 0);
-        return;
-    }
+        log_warn("%s [%d] offset %" PRId64 " dead-lettered: %s (%s)", n->topic, r->partition, r->offset, why, detail);
 }
 
-/* Starts every lane head whose time has come.  Returns how many jobs wait
- * (not in flight), for the poll timeout. */
-static void start_due(struct notify *n, int64_t *next_due)
+/* ---- the delivery engine's callbacks ----------------------------------------------- */
+
+static void on_done(void *ctx, int dest, void *ud, int delivered, enum deliver_reason reason, const char *detail,
+                    int attempts)
 {
-    int64_t now = fs_mono_ms();
-    for (size_t di = 0; di < n->routes.dest_count; di++) {
-        struct dest *d = &n->dests[di];
-        for (int li = 0; li < d->d->parallel; li++) {
-            struct job *j = d->lanes[li].head;
-            if (!j || j->easy)
-                continue;
-            if (j->due_ms > now) {
-                if (j->due_ms < *next_due)
-                    *next_due = j->due_ms;
-                continue;
-            }
-            if (job_start(n, d, j) != 0) {
-                if (!j->attempts)
-                    j->first_ms = now;
-                j->attempts++;
-                j->due_ms = now + notify_backoff_ms(d->d->backoff_base_ms, d->d->backoff_max_ms, j->attempts,
-                                                    next_rnd(n));
-                log_warn("cannot start a request to %s (out of memory?); retrying", d->d->name);
-            }
-        }
-    }
+    struct notify *n = ctx;
+    struct rec *r = ud;
+    if (delivered)
+        rec_finish_one(n, r);
+    else
+        dead_letter(n, r, dest, deliver_reason_name(reason), detail, attempts);
+    rec_unref(r);
 }
 
-static void read_completions(struct notify *n)
+static void on_dropped(void *ctx, void *ud)
 {
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(n->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        struct job *j = NULL;
-        long status = 0;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        if (msg->data.result == CURLE_OK)
-            curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
-        if (j)
-            attempt_done(n, j->dest, &n->dests[j->dest].lanes[j->lane], status, msg->data.result);
-    }
+    (void)ctx;
+    rec_unref(ud);
 }
+
+static int on_wanted(void *ctx, void *ud)
+{
+    return rec_current(ctx, ud);
+}
+
+static const struct deliver_ops deliver_ops = {.done = on_done, .dropped = on_dropped, .wanted = on_wanted};
 
 /* ---- reading alerts ----------------------------------------------------------------- */
-
-static uint32_t fnv1a(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 16777619u;
-    return h;
-}
 
 /* Reads the fields routing needs.  Returns 0, or -1 with the reason in
  * detail. */
@@ -513,8 +312,8 @@ static void handle(struct notify *n, const rd_kafka_message_t *m)
         r->body = malloc(m->len + 1);
     }
     if (!r || !r->key || !r->body || frontier_add(&p->f, m->offset) != 0) {
-        /* Left unfinished below the frontier is impossible (offsets only go
-         * up); out of memory: stop, the restart reads it again. */
+        /* Offsets only go up; out of memory: stop, the restart reads the
+         * record again (it is not committed). */
         log_error("out of memory (or offsets out of order) at %s [%d] offset %" PRId64 "; stopping", n->topic,
                   m->partition, m->offset);
         n->fatal = 1;
@@ -529,57 +328,48 @@ static void handle(struct notify *n, const rd_kafka_message_t *m)
         memcpy(r->key, m->key, m->key_len);
     if (m->len)
         memcpy(r->body, m->payload, m->len);
+    r->body[m->len] = '\0';
     r->key_len = m->key_len;
     r->body_len = m->len;
     r->partition = m->partition;
     r->offset = m->offset;
     r->epoch = p->epoch;
-    r->read_ms = fs_mono_ms();
-    r->refs = 1; /* this function's, dropped at the end */
-    r->pending = 1;
+    r->refs = 1;    /* this function's, dropped at the end */
+    r->pending = 1; /* likewise: a record that matches nothing is finished at once */
 
     int rule = -1, state = 0;
     char detail[256];
     if (parse_alert(m, r, &rule, &state, detail, sizeof(detail)) != 0) {
         metric_add(n->m_invalid, 1);
-        dead_letter(n, r, -1, DL_INVALID, detail, 0);
+        metric_add(n->m_dead_invalid, 1);
+        dead_letter(n, r, -1, "invalid_alert", detail, 0);
         rec_unref(r);
         return;
     }
     uint64_t to = notify_routes_match(&n->routes, rule, state, r->truck, strlen(r->truck));
     if (!to)
         metric_add(n->m_unrouted, 1);
-    size_t tlen = strlen(r->truck);
-    for (size_t di = 0; di < n->routes.dest_count; di++) {
+    struct deliver_item it = {.body = r->body, .body_len = r->body_len, .key = r->idem, .order = r->truck, .ud = r};
+    for (size_t di = 0; di < n->routes.dest_count && !n->fatal; di++) {
         if (!(to & (1ull << di)))
             continue;
-        struct dest *d = &n->dests[di];
         r->pending++;
-        if (!notify_queue_admits(d->depth, (size_t)d->d->queue)) {
-            char why[64];
-            snprintf(why, sizeof(why), "%zu records queued, the bound is %d", d->depth, d->d->queue);
-            dead_letter(n, r, (int)di, DL_QUEUE_FULL, why, 0);
+        r->refs++;
+        int q = deliver_submit(n->dl, (int)di, &it);
+        if (q == 0)
             continue;
-        }
-        struct job *j = calloc(1, sizeof(*j));
-        if (!j) {
-            log_error("out of memory for a job; stopping");
+        r->refs--;
+        if (q < 0) {
+            log_error("out of memory for a delivery; stopping");
             n->fatal = 1; /* r stays unfinished: read again after the restart */
             break;
         }
-        j->rec = r;
-        j->dest = (int)di;
-        r->refs++;
-        j->lane = (int)(fnv1a(r->truck, tlen) % (uint32_t)d->d->parallel);
-        struct lane *l = &d->lanes[j->lane];
-        if (l->tail)
-            l->tail->next = j;
-        else
-            l->head = j;
-        l->tail = j;
-        d->depth++;
+        char why[96];
+        snprintf(why, sizeof(why), "%zu records queued, the bound is %d", deliver_queued(n->dl, (int)di),
+                 n->routes.dests[di].queue);
+        dead_letter(n, r, (int)di, deliver_reason_name(DELIVER_QUEUE_FULL), why, 0);
     }
-    rec_finish_one(n, r); /* the reading's own share */
+    rec_finish_one(n, r); /* the function's own share */
     rec_unref(r);
 }
 
@@ -619,28 +409,9 @@ static size_t kept(const struct notify *n, size_t *undone)
     return k;
 }
 
-/* Drops the queued (not in flight) jobs of records of partition p. */
-static void drop_jobs_of(struct notify *n, int32_t p)
+static int of_partition(void *ud, void *arg)
 {
-    for (size_t di = 0; di < n->routes.dest_count; di++) {
-        struct dest *d = &n->dests[di];
-        for (int li = 0; li < d->d->parallel; li++) {
-            struct lane *l = &d->lanes[li];
-            struct job **pp = &l->head, *j;
-            l->tail = NULL;
-            while ((j = *pp)) {
-                if (j->rec->partition == p && !j->easy) {
-                    *pp = j->next;
-                    d->depth--;
-                    rec_unref(j->rec);
-                    free(j);
-                    continue;
-                }
-                l->tail = j;
-                pp = &j->next;
-            }
-        }
-    }
+    return ((struct rec *)ud)->partition == *(int32_t *)arg;
 }
 
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
@@ -667,7 +438,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         struct part *p = part_of(n, parts->elems[i].partition);
         if (!p)
             continue;
-        drop_jobs_of(n, parts->elems[i].partition);
+        int32_t pn = parts->elems[i].partition;
+        deliver_drop(n->dl, of_partition, &pn); /* in-flight ones are dropped when they end (on_wanted) */
         p->assigned = 0;
         p->epoch++;
         frontier_reset(&p->f);
@@ -699,21 +471,12 @@ static void flow_control(struct notify *n)
 
 /* ---- the loop -------------------------------------------------------------------------- */
 
-static size_t queued(const struct notify *n)
-{
-    size_t q = 0;
-    for (size_t di = 0; di < n->routes.dest_count; di++)
-        q += n->dests[di].depth;
-    return q;
-}
-
 static void update_metrics(struct notify *n)
 {
     size_t undone;
     kept(n, &undone);
     metric_set(n->m_outstanding, (double)undone);
-    for (size_t di = 0; di < n->routes.dest_count; di++)
-        metric_set(n->dests[di].m_depth, (double)n->dests[di].depth);
+    deliver_update_metrics(n->dl);
 }
 
 static int run(struct notify *n)
@@ -724,11 +487,11 @@ static int run(struct notify *n)
         if (!n->stopping && sig_stopping()) {
             n->stopping = 1;
             n->drain_deadline = now + n->drain_ms;
-            log_info("stopping: reading no more; %zu deliveries and %zu dead letters to finish within %" PRId64
-                     " ms",
-                     queued(n), n->dead_flying, n->drain_ms);
+            deliver_set_stopping(n->dl);
+            log_info("stopping: reading no more; %zu deliveries and %zu dead letters to finish within %" PRId64 " ms",
+                     deliver_queued(n->dl, -1), n->dead_flying, n->drain_ms);
         }
-        if (n->stopping && ((queued(n) == 0 && n->dead_flying == 0) || now >= n->drain_deadline))
+        if (n->stopping && ((deliver_queued(n->dl, -1) == 0 && n->dead_flying == 0) || now >= n->drain_deadline))
             break;
         if (kafka_consumer_fatal(n->consumer, n->group)) {
             n->fatal = 1;
@@ -749,11 +512,6 @@ static int run(struct notify *n)
             }
             flow_control(n);
         }
-        int64_t next_due = now + 50;
-        start_due(n, &next_due);
-        int running = 0;
-        curl_multi_perform(n->multi, &running);
-        read_completions(n);
         rd_kafka_poll(n->dlq, 0);
         now = fs_mono_ms();
         if (!n->stopping && now - last_commit >= n->commit_ms) {
@@ -764,11 +522,7 @@ static int run(struct notify *n)
             update_metrics(n);
             last_tick = now;
         }
-        int wait_ms = (int)(next_due - now);
-        if (wait_ms > 50)
-            wait_ms = 50;
-        if (wait_ms > 0)
-            curl_multi_poll(n->multi, NULL, 0, wait_ms, NULL);
+        deliver_step(n->dl, 50);
     }
     return n->fatal ? 1 : 0;
 }
@@ -778,59 +532,18 @@ static int run(struct notify *n)
  * and commits the frontiers. */
 static void finish(struct notify *n, int clean)
 {
-    size_t left = queued(n);
-    for (size_t di = 0; di < n->routes.dest_count; di++) {
-        struct dest *d = &n->dests[di];
-        for (int li = 0; li < d->d->parallel; li++)
-            while (d->lanes[li].head)
-                lane_pop(n, (int)di, &d->lanes[li], 0);
-    }
+    size_t left = deliver_queued(n->dl, -1);
+    deliver_abandon(n->dl);
     if (left)
-        log_warn("%zu deliveries not finished within --drain-ms: not committed, delivered again after a restart",
-                 left);
-    if (n->dlq) {
-        int64_t until = fs_mono_ms() + (n->drain_ms > 5000 ? n->drain_ms : 5000);
-        while (n->dead_flying > 0 && fs_mono_ms() < until)
-            rd_kafka_poll(n->dlq, 100);
-    }
-    if (clean && n->consumer && !n->fatal)
+        log_warn("%zu deliveries not finished within --drain-ms: not committed, delivered again after a restart", left);
+    int64_t until = fs_mono_ms() + (n->drain_ms > 5000 ? n->drain_ms : 5000);
+    while (n->dead_flying > 0 && fs_mono_ms() < until)
+        rd_kafka_poll(n->dlq, 100);
+    if (clean && !n->fatal)
         commit(n, 1, 1);
 }
 
 /* ---- setup ------------------------------------------------------------------------------- */
-
-static int notify_dests_new(struct notify *n)
-{
-    n->dests = calloc(n->routes.dest_count, sizeof(*n->dests));
-    if (!n->dests)
-        return -1;
-    static const double bounds[] = {0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800};
-    for (size_t di = 0; di < n->routes.dest_count; di++) {
-        struct dest *d = &n->dests[di];
-        d->d = &n->routes.dests[di];
-        d->lanes = calloc((size_t)d->d->parallel, sizeof(*d->lanes));
-        if (!d->lanes)
-            return -1;
-        char l[128];
-        snprintf(l, sizeof(l), "destination=\"%s\"", d->d->name);
-        d->m_delivered = metrics_counter(n->metrics, "fleetsync_notify_delivered_total",
-                                         "Alerts a destination answered with 2xx.", l);
-        d->m_retries = metrics_counter(n->metrics, "fleetsync_notify_retries_total",
-                                       "Failed attempts retried later (5xx, 408, 429, no answer).", l);
-        for (int r = 0; r < DL_INVALID; r++) {
-            char lr[192];
-            snprintf(lr, sizeof(lr), "%s,reason=\"%s\"", l, dl_reason_names[r]);
-            d->m_dead[r] = metrics_counter(n->metrics, "fleetsync_notify_dead_letters_total",
-                                           "Alerts dead-lettered for a destination, by reason.", lr);
-        }
-        d->m_depth = metrics_gauge(n->metrics, "fleetsync_notify_queue_depth",
-                                   "Alerts waiting or in flight for a destination.", l);
-        d->m_latency = metrics_histogram(n->metrics, "fleetsync_notify_delivery_seconds",
-                                         "From reading an alert to its 2xx answer, retries included.", l, bounds,
-                                         (int)(sizeof(bounds) / sizeof(bounds[0])));
-    }
-    return 0;
-}
 
 static int notify_kafka_new(struct notify *n, int start_earliest)
 {
@@ -851,8 +564,15 @@ static int notify_kafka_new(struct notify *n, int start_earliest)
         return -1;
     }
     static const char *const cdefaults[] = {
-        "client.id",        "fleetsync-notify", "enable.auto.commit", "false", "enable.auto.offset.store",
-        "false",            "enable.partition.eof", "false",          NULL,
+        "client.id",
+        "fleetsync-notify",
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "enable.partition.eof",
+        "false",
+        NULL,
     };
     conf = kafka_conf_new(n->cfg, cdefaults, err, sizeof(err));
     if (!conf) {
@@ -890,17 +610,10 @@ static int notify_kafka_new(struct notify *n, int start_earliest)
 
 static void notify_release(struct notify *n)
 {
-    if (n->dests) {
-        for (size_t di = 0; di < n->routes.dest_count; di++) {
-            struct dest *d = &n->dests[di];
-            for (int li = 0; d->lanes && li < d->d->parallel; li++)
-                while (d->lanes[li].head)
-                    lane_pop(n, (int)di, &d->lanes[li], 0);
-            free(d->lanes);
-        }
-    }
+    if (n->dl)
+        deliver_abandon(n->dl);
     if (n->consumer)
-        kafka_consumer_destroy(n->consumer);
+        kafka_consumer_destroy(n->consumer); /* the revoke callback commits (what finish committed already) */
     if (n->dlq) {
         /* Unacknowledged dead letters: their records were not committed.
          * Purged, so that their callbacks free them. */
@@ -910,9 +623,7 @@ static void notify_release(struct notify *n)
             rd_kafka_poll(n->dlq, 100);
         rd_kafka_destroy(n->dlq);
     }
-    if (n->multi)
-        curl_multi_cleanup(n->multi);
-    free(n->dests);
+    deliver_free(n->dl);
     for (int i = 0; i < n->nparts; i++)
         frontier_release(&n->parts[i].f);
     free(n->parts);
@@ -944,13 +655,16 @@ static const char notify_about[] =
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-static const char notify_after[] =
-    "Metrics on 127.0.0.1:" STR(NOTIFY_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
-    "Examples:\n"
-    "  fleetsync notify --check                  # read DATA_DIR/notify.json, say what it routes, exit\n"
-    "  fleetsync notify --routes /etc/fleetsync/notify.json --brokers k1:9092\n"
-    "Exit status: 0 after a clean stop (SIGINT/SIGTERM: reading stops, deliveries get --drain-ms\n"
-    "to finish, what finished is committed), 1 runtime failure, 2 usage error or a bad routes file.";
+static const char notify_after[] = "Metrics on 127.0.0.1:" STR(
+    NOTIFY_DEFAULT_METRICS_PORT) "/metrics (--metrics-port N, -1 for none).\n"
+                                 "Examples:\n"
+                                 "  fleetsync notify --check                  # read DATA_DIR/notify.json, say what it "
+                                 "routes, exit\n"
+                                 "  fleetsync notify --routes /etc/fleetsync/notify.json --brokers k1:9092\n"
+                                 "Exit status: 0 after a clean stop (SIGINT/SIGTERM: reading stops, deliveries get "
+                                 "--drain-ms\n"
+                                 "to finish, what finished is committed), 1 runtime failure, 2 usage error or a bad "
+                                 "routes file.";
 
 static const char *const start_words[] = {"latest", "earliest", NULL};
 
@@ -1022,7 +736,6 @@ int cmd_notify(int argc, char **argv)
     n.drain_ms = drain_ms;
     n.commit_ms = commit_ms;
     n.max_outstanding = max_outstanding;
-    n.rnd = (uint32_t)fs_wall_ms() | 1u;
     cfg_topic(&cfg, TOPIC_ALERTS, n.topic, sizeof(n.topic));
     cfg_topic(&cfg, TOPIC_ALERTS_DLQ, n.dlq_topic, sizeof(n.dlq_topic));
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -1030,19 +743,19 @@ int cmd_notify(int argc, char **argv)
         goto out;
     }
     curl_up = 1;
-    if (!(n.metrics = metrics_new()) || !(n.multi = curl_multi_init()) || notify_dests_new(&n) != 0) {
+    if (!(n.metrics = metrics_new()) || !(n.dl = deliver_new(&n.routes, n.metrics, &deliver_ops, &n))) {
         log_error("out of memory");
         goto out;
     }
     n.m_records = metrics_counter(n.metrics, "fleetsync_notify_records_total", "Records read from truck-alerts.", NULL);
     n.m_invalid = metrics_counter(n.metrics, "fleetsync_notify_invalid_total",
                                   "Records that are not alerts (dead-lettered with reason invalid_alert).", NULL);
-    n.m_unrouted =
-        metrics_counter(n.metrics, "fleetsync_notify_unrouted_total", "Alerts that matched no route.", NULL);
+    n.m_unrouted = metrics_counter(n.metrics, "fleetsync_notify_unrouted_total", "Alerts that matched no route.", NULL);
     n.m_outstanding = metrics_gauge(n.metrics, "fleetsync_notify_outstanding",
                                     "Records read and not finished by every destination (not committed).", NULL);
-    n.m_dead_invalid = metrics_counter(n.metrics, "fleetsync_notify_dead_letters_total",
-                                       "Alerts dead-lettered for a destination, by reason.", "reason=\"invalid_alert\"");
+    n.m_dead_invalid =
+        metrics_counter(n.metrics, "fleetsync_notify_dead_letters_total",
+                        "Alerts dead-lettered for a destination, by reason.", "reason=\"invalid_alert\"");
     n.m_dlq_failed = metrics_counter(n.metrics, "fleetsync_notify_dlq_errors_total",
                                      "Dead letters Kafka refused (notify then stops: the record is read again).", NULL);
     if (metrics_serve_option(n.metrics, cfg.metrics_port, NOTIFY_DEFAULT_METRICS_PORT) != 0)
@@ -1054,16 +767,8 @@ int cmd_notify(int argc, char **argv)
     rc = run(&n);
     finish(&n, rc == 0);
     update_metrics(&n);
-    {
-        double delivered = 0, dead = metric_value(n.m_dead_invalid);
-        for (size_t di = 0; di < n.routes.dest_count; di++) {
-            delivered += metric_value(n.dests[di].m_delivered);
-            for (int r = 0; r < DL_INVALID; r++)
-                dead += metric_value(n.dests[di].m_dead[r]);
-        }
-        log_info("stopped: %.0f alerts read, %.0f deliveries, %.0f dead letters", metric_value(n.m_records),
-                 delivered, dead);
-    }
+    log_info("stopped: %.0f alerts read, %.0f deliveries, %.0f dead letters", metric_value(n.m_records),
+             deliver_total_delivered(n.dl), deliver_total_dead(n.dl) + metric_value(n.m_dead_invalid));
 out:
     notify_release(&n);
     if (curl_up)
