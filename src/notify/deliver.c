@@ -88,14 +88,12 @@ static void register_metrics(struct dest *t, struct metrics *m)
                                        "Alerts dead-lettered, by destination and reason.", lr);
     }
     t->m_depth = metrics_gauge(m, "fleetsync_notify_queue_depth", "Alerts waiting or in flight for a destination.", l);
-    t->m_latency =
-        metrics_histogram(m, "fleetsync_notify_delivery_seconds",
-                          "From reading an alert to its 2xx answer, retries included.", l, bounds,
-                          (int)(sizeof(bounds) / sizeof(bounds[0])));
+    t->m_latency = metrics_histogram(m, "fleetsync_notify_delivery_seconds",
+                                     "From reading an alert to its 2xx answer, retries included.", l, bounds,
+                                     (int)(sizeof(bounds) / sizeof(bounds[0])));
 }
 
-struct deliver *deliver_new(const struct notify_routes *r, struct metrics *m, const struct deliver_ops *ops,
-                            void *ctx)
+struct deliver *deliver_new(const struct notify_routes *r, struct metrics *m, const struct deliver_ops *ops, void *ctx)
 {
     struct deliver *d = calloc(1, sizeof(*d));
     if (!d)
@@ -291,8 +289,8 @@ static void start_due(struct deliver *d, int64_t *next_due)
                 j->first_ms = now;
             j->attempts++;
             if (job_start(d, t, j) != 0) {
-                j->due_ms = now + notify_backoff_ms(t->d->backoff_base_ms, t->d->backoff_max_ms, j->attempts,
-                                                    next_rnd(d));
+                j->due_ms =
+                    now + notify_backoff_ms(t->d->backoff_base_ms, t->d->backoff_max_ms, j->attempts, next_rnd(d));
                 log_warn("cannot start a request to %s (out of memory); retrying", t->d->name);
             }
         }

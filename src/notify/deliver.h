@@ -71,8 +71,7 @@ struct deliver_ops {
 /* A new engine for r's destinations (r must outlive it), registering its
  * per destination series in m (required; m must outlive it).  NULL on out
  * of memory.  curl_global_init() must have been called. */
-struct deliver *deliver_new(const struct notify_routes *r, struct metrics *m, const struct deliver_ops *ops,
-                            void *ctx);
+struct deliver *deliver_new(const struct notify_routes *r, struct metrics *m, const struct deliver_ops *ops, void *ctx);
 
 /* Queues it for destination dest.  Returns 0, 1 when the destination is at
  * its queue bound (nothing queued: the caller dead-letters it with
