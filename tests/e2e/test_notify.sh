@@ -243,6 +243,10 @@ check_eq "... the first two, in order" "$ID-Q1:overspeed:1764201601000:raised $I
     "$(keys c "$ID-Q" | awk '!s[$0]++' | tr '\n' ' ' | sed 's/ $//')"
 
 # --- SIGKILL mid-stream ---------------------------------------------------------------------------
+# a answers after 20 ms: 1000 alerts over 4 lanes take about 5 s, several
+# commits happen meanwhile, and the kill surely falls in the middle.
+echo "200 20" >"$W/a.ctl"
+sleep 0.3
 for t in 0 1 2 3 4 5 6 7 8 9; do incidents "$ID-K$t" 1 50; done >"$W/p5.txt"
 produce <"$W/p5.txt" &
 producer=$!

@@ -11,8 +11,9 @@
  * (header names in lower case; status is what it answered).
  *
  * CONTROL_FILE (read every 50 ms; absent or empty = "200") holds how to
- * answer: a status code ("200", "500", "404", ...), or "down": the port is
- * closed (connections refused) until the file says otherwise.
+ * answer: a status code ("200", "500", "404", ...), optionally followed by
+ * a delay in ms before each answer ("200 20": a slow receiver), or "down":
+ * the port is closed (connections refused) until the file says otherwise.
  *
  * Runs until SIGTERM or SIGINT.  Built by `make tools` into build/tools/.
  */
@@ -32,7 +33,7 @@
 
 static volatile sig_atomic_t stop;
 static int record_fd = -1;
-static volatile int answer = 200;
+static volatile int answer = 200, delay_ms;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void on_signal(int s)
@@ -58,6 +59,8 @@ static int handler(struct mg_connection *c, void *ud)
     while (body && n < BODY_MAX && (r = mg_read(c, body + n, BODY_MAX - n)) > 0)
         n += (size_t)r;
     int status = answer;
+    if (delay_ms > 0)
+        usleep((useconds_t)delay_ms * 1000);
     json_t *o = json_object(), *h = json_object();
     json_object_set_new(o, "t_ms", json_integer(now_ms()));
     json_object_set_new(o, "method", json_string(ri->request_method));
@@ -106,11 +109,13 @@ static struct mg_context *start(const char *port)
     return ctx;
 }
 
-/* "down" -> -1, a status code -> it, anything else (absent, empty) -> 200. */
-static int read_control(const char *path)
+/* "down" -> -1, a status code -> it (and the delay after it into
+ * *delay), anything else (absent, empty) -> 200. */
+static int read_control(const char *path, int *delay)
 {
     char buf[32] = "";
     FILE *f = fopen(path, "r");
+    *delay = 0;
     if (!f)
         return 200;
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
@@ -118,7 +123,9 @@ static int read_control(const char *path)
     buf[n] = '\0';
     if (strncmp(buf, "down", 4) == 0)
         return -1;
-    int code = atoi(buf);
+    int code = 0, d = 0;
+    sscanf(buf, "%d %d", &code, &d);
+    *delay = d > 0 && d < 60000 ? d : 0;
     return code >= 100 && code <= 599 ? code : 200;
 }
 
@@ -140,13 +147,14 @@ int main(int argc, char **argv)
     struct mg_context *ctx = NULL;
     int rc = 0;
     while (!stop) {
-        int c = read_control(argv[3]);
+        int d = 0, c = read_control(argv[3], &d);
         if (c < 0 && ctx) {
             mg_stop(ctx);
             ctx = NULL;
             fprintf(stderr, "webhook_receiver: down\n");
         } else if (c > 0) {
             answer = c;
+            delay_ms = d;
             if (!ctx) {
                 if (!(ctx = start(argv[1]))) {
                     fprintf(stderr, "webhook_receiver: cannot listen on %s\n", argv[1]);
