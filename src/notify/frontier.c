@@ -64,6 +64,14 @@ int frontier_add(struct frontier *f, int64_t offset)
     return 0;
 }
 
+int frontier_start(struct frontier *f, int64_t offset)
+{
+    if (offset < 0 || f->next >= 0)
+        return -1;
+    f->next = offset;
+    return 0;
+}
+
 int frontier_done(struct frontier *f, int64_t offset)
 {
     size_t lo = 0, hi = f->count;

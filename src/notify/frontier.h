@@ -48,6 +48,12 @@ void frontier_reset(struct frontier *f);
  * -2 on out of memory. */
 int frontier_add(struct frontier *f, int64_t offset);
 
+/* Where the partition's reading starts, before any record was added (a
+ * new group's resolved "latest"): frontier_position() is offset from now
+ * on, so it can be committed, and records must come at or above it.
+ * Returns 0, or -1 (nothing changes) once a record or a start was given. */
+int frontier_start(struct frontier *f, int64_t offset);
+
 /* The record at offset has finished.  Returns 0, or -1 when it is not
  * outstanding (never added, or finished already). */
 int frontier_done(struct frontier *f, int64_t offset);

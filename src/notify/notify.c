@@ -375,10 +375,28 @@ static void handle(struct notify *n, const rd_kafka_message_t *m)
 
 /* ---- offsets and rebalances ------------------------------------------------------------ */
 
+/* Partitions assigned without a record read yet start their frontier at
+ * the consumer's position (once librdkafka has resolved it): so a group
+ * that started at "latest" commits where it started, and alerts produced
+ * while it is stopped are read after the restart instead of skipped. */
+static void start_positions(struct notify *n)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+    for (int i = 0; i < n->nparts; i++)
+        if (n->parts[i].assigned && frontier_position(&n->parts[i].f) < 0)
+            rd_kafka_topic_partition_list_add(l, n->topic, i);
+    if (l->cnt > 0 && rd_kafka_position(n->consumer, l) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        for (int i = 0; i < l->cnt; i++)
+            if (!l->elems[i].err && l->elems[i].offset >= 0)
+                frontier_start(&n->parts[l->elems[i].partition].f, l->elems[i].offset);
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* Commits each assigned partition's frontier (all: also when it did not
  * move, for the last commit).  sync waits for the answer. */
 static void commit(struct notify *n, int all, int sync)
 {
+    start_positions(n);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int i = 0; i < n->nparts; i++) {
         struct part *p = &n->parts[i];

@@ -301,6 +301,22 @@ static void frontier_waits_for_the_lowest_unfinished_offset(void **state)
     frontier_release(&f);
 }
 
+static void frontier_starts_at_the_position_before_any_record(void **state)
+{
+    (void)state;
+    struct frontier f;
+    frontier_init(&f);
+    assert_int_equal(frontier_start(&f, 42), 0);
+    assert_int_equal(frontier_position(&f), 42);
+    assert_int_equal(frontier_take_commit(&f), 42); /* committed although nothing was read */
+    assert_int_equal(frontier_start(&f, 50), -1);   /* once only */
+    assert_int_equal(frontier_add(&f, 41), -1);     /* below the start */
+    assert_int_equal(frontier_add(&f, 45), 0);
+    assert_int_equal(frontier_position(&f), 45);
+    assert_int_equal(frontier_start(&f, 99), -1); /* records came */
+    frontier_release(&f);
+}
+
 static void frontier_survives_wrapping_and_growth(void **state)
 {
     (void)state;
@@ -340,6 +356,7 @@ int main(void)
         cmocka_unit_test(retries_stop_after_retry_for),
         cmocka_unit_test(queue_bound_sends_the_next_record_to_dead_letters),
         cmocka_unit_test(frontier_waits_for_the_lowest_unfinished_offset),
+        cmocka_unit_test(frontier_starts_at_the_position_before_any_record),
         cmocka_unit_test(frontier_survives_wrapping_and_growth),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
