@@ -97,7 +97,7 @@ struct notify {
     int nparts;
     rd_kafka_t *consumer, *dlq;
     size_t dead_flying; /* dead letters not acknowledged */
-    int paused, stopping, fatal, closing;
+    int paused, stopping, fatal, closing, start_earliest;
     int max_outstanding;
     int64_t drain_ms, commit_ms, drain_deadline;
     struct metrics *metrics;
@@ -375,28 +375,10 @@ static void handle(struct notify *n, const rd_kafka_message_t *m)
 
 /* ---- offsets and rebalances ------------------------------------------------------------ */
 
-/* Partitions assigned without a record read yet start their frontier at
- * the consumer's position (once librdkafka has resolved it): so a group
- * that started at "latest" commits where it started, and alerts produced
- * while it is stopped are read after the restart instead of skipped. */
-static void start_positions(struct notify *n)
-{
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
-    for (int i = 0; i < n->nparts; i++)
-        if (n->parts[i].assigned && frontier_position(&n->parts[i].f) < 0)
-            rd_kafka_topic_partition_list_add(l, n->topic, i);
-    if (l->cnt > 0 && rd_kafka_position(n->consumer, l) == RD_KAFKA_RESP_ERR_NO_ERROR)
-        for (int i = 0; i < l->cnt; i++)
-            if (!l->elems[i].err && l->elems[i].offset >= 0)
-                frontier_start(&n->parts[l->elems[i].partition].f, l->elems[i].offset);
-    rd_kafka_topic_partition_list_destroy(l);
-}
-
 /* Commits each assigned partition's frontier (all: also when it did not
  * move, for the last commit).  sync waits for the answer. */
 static void commit(struct notify *n, int all, int sync)
 {
-    start_positions(n);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
     for (int i = 0; i < n->nparts; i++) {
         struct part *p = &n->parts[i];
@@ -432,10 +414,45 @@ static int of_partition(void *ud, void *arg)
     return ((struct rec *)ud)->partition == *(int32_t *)arg;
 }
 
+/* Sets each assigned partition's start: its committed offset, or for a
+ * partition the group never committed, its first (--start earliest) or
+ * next (latest) offset now, explicitly rather than through
+ * auto.offset.reset, so that the frontier knows it and commits it before
+ * any record comes: alerts produced while notify is stopped are read after
+ * the restart, not skipped by "latest".  A partition whose offsets Kafka
+ * does not tell keeps INVALID (auto.offset.reset decides, the frontier
+ * starts with its first record). */
+static void resolve_starts(struct notify *n, rd_kafka_topic_partition_list_t *parts)
+{
+    rd_kafka_resp_err_t e = rd_kafka_committed(n->consumer, parts, 10000);
+    if (e) {
+        log_warn("cannot read the committed offsets of group %s: %s", n->group, rd_kafka_err2str(e));
+        for (int i = 0; i < parts->cnt; i++)
+            parts->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
+        return;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *t = &parts->elems[i];
+        if (t->err)
+            t->offset = RD_KAFKA_OFFSET_INVALID;
+        if (t->offset >= 0)
+            continue;
+        int64_t lo, hi;
+        if (rd_kafka_query_watermark_offsets(n->consumer, t->topic, t->partition, &lo, &hi, 10000) == 0) {
+            t->offset = n->start_earliest ? lo : hi;
+            log_info("%s [%d]: no committed offset, starting at %s offset %" PRId64, t->topic, t->partition,
+                     n->start_earliest ? "the earliest" : "the latest", t->offset);
+        } else {
+            t->offset = RD_KAFKA_OFFSET_INVALID;
+        }
+    }
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct notify *n = opaque;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        resolve_starts(n, parts);
         for (int i = 0; i < parts->cnt; i++) {
             struct part *p = part_of(n, parts->elems[i].partition);
             if (!p)
@@ -443,6 +460,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             p->assigned = 1;
             p->epoch++;
             frontier_reset(&p->f);
+            if (parts->elems[i].offset >= 0)
+                frontier_start(&p->f, parts->elems[i].offset);
         }
         rd_kafka_assign(rk, parts);
         n->paused = 0;
@@ -778,7 +797,8 @@ int cmd_notify(int argc, char **argv)
                                      "Dead letters Kafka refused (notify then stops: the record is read again).", NULL);
     if (metrics_serve_option(n.metrics, cfg.metrics_port, NOTIFY_DEFAULT_METRICS_PORT) != 0)
         goto out;
-    if (notify_kafka_new(&n, start == 1) != 0)
+    n.start_earliest = start == 1;
+    if (notify_kafka_new(&n, n.start_earliest) != 0)
         goto out;
     log_info("consuming %s from %s as group %s: %zu destination(s), %zu route(s) from %s; dead letters to %s", n.topic,
              cfg.brokers, n.group, n.routes.dest_count, n.routes.route_count, routes_path, n.dlq_topic);

@@ -22,7 +22,9 @@
 #   - SIGKILL of notify mid-stream, then a restart: every alert delivered,
 #     repeats only with the same idempotency key, each truck's first
 #     deliveries in order; the group's lag ends at 0 (fleetsync status);
-#   - SIGTERM: a clean exit 0.
+#   - SIGTERM: a clean exit 0;
+#   - a new group at latest, stopped before any alert came: what is produced
+#     while it is stopped is delivered after its restart.
 . "$(dirname "$0")/lib.sh"
 
 RX=$(dirname "$FS")/tools/webhook_receiver   # built by make tools
@@ -133,7 +135,7 @@ cat >"$W/routes.json" <<EOF
     "gone":  {"url": "http://127.0.0.1:$PD/hook", "secret": "$SD"}
   },
   "routes": [
-    {"truck_prefix": ["$ID-T", "$ID-B", "$ID-K"], "to": ["a"]},
+    {"truck_prefix": ["$ID-T", "$ID-B", "$ID-K", "$ID-L"], "to": ["a"]},
     {"truck_prefix": "$ID-B", "to": ["b"]},
     {"truck_prefix": "$ID-Q", "states": ["raised"], "to": ["small"]},
     {"truck_prefix": "$ID-G", "rules": ["gps_jump"], "to": ["gone"]}
@@ -281,5 +283,25 @@ check_eq "fleetsync status shows the group's lag, 0 once all is delivered" 0 "$l
 kill -TERM "$notify_pid"; wait "$notify_pid"; rc=$?; notify_pid=
 check_eq "SIGTERM: notify exits 0" 0 "$rc"
 check_contains "it says what it did" "stopped:" "$(tail -3 "$W/notify.log")"
+
+# --- a new group at latest, stopped before any alert came -------------------------------------------------
+# It commits where it started, so what is produced while it is stopped is
+# delivered after the restart, not skipped by "latest".
+G2="$G-latest"
+lines_before=$(wc -l <"$W/a.jsonl")
+start_notify --group "$G2" --start latest
+for _ in $(seq 100); do
+    [ "$(grep -c 'no committed offset, starting at the latest' "$W/notify.log")" -ge 6 ] && break
+    sleep 0.2
+done
+sleep 2 # a commit
+kill -TERM "$notify_pid"; wait "$notify_pid"; rc=$?; notify_pid=
+check_eq "a new group at latest stops cleanly" 0 "$rc"
+check_eq "it posted none of the topic's old alerts" "$lines_before" "$(wc -l <"$W/a.jsonl")"
+incidents "$ID-L1" 1 2 >"$W/p6.txt"
+produce <"$W/p6.txt"
+start_notify --group "$G2" --start latest
+check_eq "the 4 alerts produced while it was stopped are delivered after its restart" 4 "$(wait_count 4 40 a "$ID-L")"
+kill -TERM "$notify_pid"; wait "$notify_pid"; notify_pid=
 
 done_testing
