@@ -54,6 +54,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NOTIFY_DEFAULT_METRICS_PORT 9106
 #define NOTIFY_DEFAULT_GROUP "fleetsync-notify"
@@ -754,6 +755,10 @@ int cmd_notify(int argc, char **argv)
         rc = 2;
         goto out;
     }
+    struct stat st;
+    if (stat(routes_path, &st) == 0 && (st.st_mode & 077))
+        log_warn("%s can be read by other users (mode %03o) and holds the destinations' secrets: chmod 600 it",
+                 routes_path, (unsigned)(st.st_mode & 0777));
     if (check) {
         printf("%s: %zu destination(s), %zu route(s)\n", routes_path, n.routes.dest_count, n.routes.route_count);
         for (size_t i = 0; i < n.routes.dest_count; i++) {

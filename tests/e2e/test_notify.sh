@@ -142,6 +142,7 @@ cat >"$W/routes.json" <<EOF
   ]
 }
 EOF
+chmod 600 "$W/routes.json"
 
 # --- usage ---------------------------------------------------------------------
 help=$("$FS" notify --help); check_eq "notify --help exits 0" 0 $?
