@@ -312,7 +312,17 @@ static void handle(struct notify *n, const rd_kafka_message_t *m)
         r->key = malloc(m->key_len + 1);
         r->body = malloc(m->len + 1);
     }
-    if (!r || !r->key || !r->body || frontier_add(&p->f, m->offset) != 0) {
+    int fa = r && r->key && r->body ? frontier_add(&p->f, m->offset) : -2;
+    if (fa == -1 && p->f.count == 0) {
+        /* Below the start the assignment set: the start was out of range and
+         * auto.offset.reset moved the consumer back (a topic recreated).
+         * Nothing is outstanding: start again from here. */
+        log_warn("%s [%d]: reading resumed at offset %" PRId64 ", below the start %" PRId64, n->topic, m->partition,
+                 m->offset, frontier_position(&p->f));
+        frontier_reset(&p->f);
+        fa = frontier_add(&p->f, m->offset);
+    }
+    if (fa != 0) {
         /* Offsets only go up; out of memory: stop, the restart reads the
          * record again (it is not committed). */
         log_error("out of memory (or offsets out of order) at %s [%d] offset %" PRId64 "; stopping", n->topic,
