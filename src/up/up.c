@@ -567,7 +567,7 @@ int cmd_up(int argc, char **argv)
         snprintf(sim_line, sizeof(sim_line), "off (--no-sim): real trucks publish to the broker");
     printf("\nFleetSync is up.\n"
            "  MQTT        %s   (publish telemetry to fleet/trucks/{id}/telemetry)\n"
-           "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
+           "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-*-dlq)\n"
            "  PostgreSQL  %s   (its password: %s/" PG_PASSFILE "; psql needs PGPASSFILE=%s/" PG_PASSFILE ")\n"
            "  data, logs  %s\n"
            "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
