@@ -228,7 +228,7 @@ static void lane_pop(struct deliver *d, int dest, struct lane *l, int outcome, e
 }
 
 /* An attempt of the head of lane l ended with HTTP status (0: no answer). */
-static void attempt_done(struct deliver *d, int dest, struct lane *l, long status, CURLcode cc)
+static void attempt_done(struct deliver *d, int dest, struct lane *l, long status, CURLcode cc, int64_t retry_after_s)
 {
     struct dest *t = &d->dests[dest];
     struct job *j = l->head;
@@ -252,7 +252,11 @@ static void attempt_done(struct deliver *d, int dest, struct lane *l, long statu
         return;
     case NOTIFY_RETRY:
         if (d->stopping || notify_may_retry(j->first_ms, now, t->d->retry_for_ms)) {
-            j->due_ms = now + notify_backoff_ms(t->d->backoff_base_ms, t->d->backoff_max_ms, j->attempts, next_rnd(d));
+            int64_t wait = notify_backoff_ms(t->d->backoff_base_ms, t->d->backoff_max_ms, j->attempts, next_rnd(d));
+            /* A receiver's Retry-After (429, 503) is honoured up to backoff_max_ms. */
+            if (retry_after_s > 0 && retry_after_s * 1000 > wait)
+                wait = retry_after_s * 1000 < t->d->backoff_max_ms ? retry_after_s * 1000 : t->d->backoff_max_ms;
+            j->due_ms = now + wait;
             metric_add(t->m_retries, 1);
             if (j->attempts == 1 || log_get_level() >= LOG_DEBUG)
                 log_info("%s to %s failed (%s); retrying in %" PRId64 " ms", j->it.key, t->d->name, detail,
@@ -308,10 +312,13 @@ static void read_completions(struct deliver *d)
         long status = 0;
         CURLcode cc = msg->data.result;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-        if (cc == CURLE_OK)
+        curl_off_t retry_after = 0;
+        if (cc == CURLE_OK) {
             curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+            curl_easy_getinfo(msg->easy_handle, CURLINFO_RETRY_AFTER, &retry_after);
+        }
         if (j)
-            attempt_done(d, j->dest, &d->dests[j->dest].lanes[j->lane], status, cc);
+            attempt_done(d, j->dest, &d->dests[j->dest].lanes[j->lane], status, cc, (int64_t)retry_after);
     }
 }
 

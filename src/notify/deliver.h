@@ -9,8 +9,9 @@
  *   WAITING ──(head of its lane, its time come: deliver_step)──> IN FLIGHT
  *   IN FLIGHT ──2xx──> done(delivered)
  *             ──5xx, 408, 429, no answer──> WAITING again after a backoff with
- *                            jitter; done(dead, "retries_exhausted") once the
- *                            job has failed for retry_for_s (never while stopping)
+ *                            jitter (or the answer's Retry-After, up to
+ *                            backoff_max_ms); done(dead, "retries_exhausted") once
+ *                            the job has failed for retry_for_s (never while stopping)
  *             ──any other status──> done(dead, "refused")
  *
  * Invariants: only a lane's head is in flight, and one order key (a truck)

@@ -2,7 +2,8 @@
  * server in this process (civetweb on a free loopback port), no Kafka:
  * the request's headers (a signature checked here with OpenSSL's HMAC
  * directly, the idempotency key, the content type) and body; a 500 retried
- * until a 2xx; a 404 given up at once; a refused connection and a timeout
+ * until a 2xx; a 429's Retry-After honoured up to the backoff cap; a 404
+ * given up at once; a refused connection and a timeout
  * retried, then given up after retry_for; one destination failing while
  * another delivers; a truck's order kept through failures while other
  * trucks go on; the queue bound; dropping waiting jobs. */
@@ -43,6 +44,7 @@ static int nseen;
 static int answer_a = 200, answer_b = 200; /* what /a and /b answer */
 static int fail_first_x;                   /* /a answers 500 to this many requests of keys starting "x" */
 static int slow_ms;                        /* /a waits this long before answering */
+static int retry_after_s;                  /* /a says Retry-After: this with a 429 to the first request */
 static struct mg_context *server;
 static int port;
 
@@ -70,11 +72,16 @@ static int handler(struct mg_connection *c, void *ud)
         fail_first_x--;
         status = 500;
     }
+    char extra[64] = "";
+    if (strcmp(s.path, "/a") == 0 && retry_after_s > 0 && nseen == 0) {
+        status = 429;
+        snprintf(extra, sizeof(extra), "Retry-After: %d\r\n", retry_after_s);
+    }
     s.status = status;
     if (nseen < MAX_SEEN)
         seen[nseen++] = s;
     pthread_mutex_unlock(&lock);
-    mg_printf(c, "HTTP/1.1 %d X\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok", status);
+    mg_printf(c, "HTTP/1.1 %d X\r\n%sContent-Length: 2\r\nConnection: close\r\n\r\nok", status, extra);
     return status;
 }
 
@@ -112,6 +119,7 @@ static void reset_server(void)
     answer_a = answer_b = 200;
     fail_first_x = 0;
     slow_ms = 0;
+    retry_after_s = 0;
     pthread_mutex_unlock(&lock);
 }
 
@@ -265,6 +273,44 @@ static void a_500_is_retried_until_a_2xx(void **state)
     assert_int_equal(r.out[0].attempts, 4);
     assert_int_equal(nseen, 4);
     assert_true(series(m, "fleetsync_notify_retries_total{destination=\"d0\"} ") == 3);
+    deliver_free(d);
+    metrics_free(m);
+}
+
+static void a_429s_retry_after_is_honoured_up_to_the_cap(void **state)
+{
+    (void)state;
+    reset_server();
+    retry_after_s = 1; /* 429 with Retry-After: 1, then 200 */
+    make_dest(0, "/a", 0);
+    dests[0].backoff_max_ms = 5000;
+    struct metrics *m = metrics_new();
+    struct run r;
+    struct deliver *d = engine(1, m, &r);
+    int64_t t0 = fs_mono_ms();
+    submit(d, 0, "k1", "T1", "{}");
+    drive(d, 5000);
+    int64_t el = fs_mono_ms() - t0;
+    assert_int_equal(r.nout, 1);
+    assert_true(r.out[0].delivered);
+    assert_int_equal(r.out[0].attempts, 2);
+    assert_int_equal(seen[0].status, 429);
+    assert_true(el >= 1000 && el < 2500); /* not the 20-40 ms backoff: the receiver's second */
+    deliver_free(d);
+    metrics_free(m);
+
+    reset_server();
+    retry_after_s = 30; /* more than backoff_max_ms: capped */
+    make_dest(0, "/a", 0);
+    dests[0].backoff_max_ms = 300;
+    d = engine(1, m = metrics_new(), &r);
+    t0 = fs_mono_ms();
+    submit(d, 0, "k1", "T1", "{}");
+    drive(d, 5000);
+    el = fs_mono_ms() - t0;
+    assert_int_equal(r.nout, 1);
+    assert_true(r.out[0].delivered);
+    assert_true(el >= 300 && el < 1500);
     deliver_free(d);
     metrics_free(m);
 }
@@ -482,6 +528,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(posts_the_body_signed_with_key_and_content_type),
         cmocka_unit_test(a_500_is_retried_until_a_2xx),
+        cmocka_unit_test(a_429s_retry_after_is_honoured_up_to_the_cap),
         cmocka_unit_test(a_404_is_given_up_at_once),
         cmocka_unit_test(refused_connections_are_retried_then_given_up_after_retry_for),
         cmocka_unit_test(a_timeout_is_retried),
