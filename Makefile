@@ -14,7 +14,7 @@
 
 CC      ?= cc
 CLANG   ?= clang
-PKGS    := rdkafka jansson libpq zlib libssl libcrypto
+PKGS    := rdkafka jansson libpq zlib libssl libcrypto libcurl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcivetweb -lm -lpthread
 

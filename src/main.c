@@ -6,6 +6,7 @@
  * failure, 2 usage error.
  */
 #include "billing/billing.h"
+#include "notify/notify.h"
 #include "bridge/bridge.h"
 #include "dashboard/dashboard.h"
 #include "detect/detect.h"
@@ -38,6 +39,7 @@ static const struct cmd commands[] = {
     {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", cmd_detect, "theft and anomaly detection: consumer group fleetsync-detector"},
     {"billing", cmd_billing, "per truck and day billing: consumer group fleetsync-billing"},
+    {"notify", cmd_notify, "alerts to webhooks over HTTP: consumer group fleetsync-notify"},
     {"replay", cmd_replay, "rewind a stopped consumer group (--since 2h | --at ISO8601)"},
     {"status", cmd_status, "services, consumer groups, lag and rates"},
     {"report", cmd_report, "history queries: avg-speed, summary, trips, stops, track, alerts; invoice"},

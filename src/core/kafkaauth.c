@@ -17,8 +17,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const char *const ka_users[] = {KA_USER_ADMIN,   KA_USER_BRIDGE,  KA_USER_SIM,       KA_USER_DETECT,
-                                KA_USER_HISTORY, KA_USER_BILLING, KA_USER_DASHBOARD, NULL};
+const char *const ka_users[] = {KA_USER_ADMIN,     KA_USER_BRIDGE,  KA_USER_SIM,
+                                KA_USER_DETECT,    KA_USER_HISTORY, KA_USER_BILLING,
+                                KA_USER_DASHBOARD, KA_USER_NOTIFY,  NULL};
 
 static void secret_path(const char *data_dir, char *buf, size_t size)
 {
@@ -171,6 +172,9 @@ static const struct ka_grant ka_grants[] = {
     {KA_USER_DASHBOARD, RD_KAFKA_RESOURCE_TOPIC, TOPIC_STATUS, RD_KAFKA_ACL_OPERATION_READ},
     {KA_USER_DASHBOARD, RD_KAFKA_RESOURCE_TOPIC, TOPIC_ALERTS, RD_KAFKA_ACL_OPERATION_READ},
     {KA_USER_DASHBOARD, RD_KAFKA_RESOURCE_GROUP, "*", RD_KAFKA_ACL_OPERATION_READ},
+    {KA_USER_NOTIFY, RD_KAFKA_RESOURCE_TOPIC, TOPIC_ALERTS, RD_KAFKA_ACL_OPERATION_READ},
+    {KA_USER_NOTIFY, RD_KAFKA_RESOURCE_TOPIC, TOPIC_ALERTS_DLQ, RD_KAFKA_ACL_OPERATION_WRITE},
+    {KA_USER_NOTIFY, RD_KAFKA_RESOURCE_GROUP, "*", RD_KAFKA_ACL_OPERATION_READ},
 };
 
 int ka_acl_bindings(const struct fs_config *cfg, rd_kafka_AclBinding_t **out, int max, char *err, size_t err_size)

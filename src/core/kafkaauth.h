@@ -27,6 +27,7 @@
  *   fleetsync-history    reads truck-telemetry and truck-alerts
  *   fleetsync-billing    reads truck-telemetry
  *   fleetsync-dashboard  reads truck-telemetry, truck-status and truck-alerts
+ *   fleetsync-notify     reads truck-alerts, writes truck-alerts-dlq
  * Readers may use any consumer group (Group "*": --group picks any name).
  */
 #ifndef FS_KAFKAAUTH_H
@@ -44,6 +45,7 @@
 #define KA_USER_HISTORY "fleetsync-history"
 #define KA_USER_BILLING "fleetsync-billing"
 #define KA_USER_DASHBOARD "fleetsync-dashboard"
+#define KA_USER_NOTIFY "fleetsync-notify"
 #define KA_MECHANISM "PLAIN"
 #define KA_PASS_CHARS 32 /* hex digits of a derived password */
 #define KA_SECRET_BYTES 32

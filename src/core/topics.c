@@ -10,10 +10,9 @@
 #include <string.h>
 
 const struct topic_spec topic_specs[] = {
-    {TOPIC_TELEMETRY, 6, "delete", 7 * FS_DAY_MS},
-    {TOPIC_STATUS, 6, "compact", -1},
-    {TOPIC_DLQ, 3, "delete", 7 * FS_DAY_MS},
-    {TOPIC_ALERTS, 6, "delete", 30 * FS_DAY_MS},
+    {TOPIC_TELEMETRY, 6, "delete", 7 * FS_DAY_MS},   {TOPIC_STATUS, 6, "compact", -1},
+    {TOPIC_DLQ, 3, "delete", 7 * FS_DAY_MS},         {TOPIC_ALERTS, 6, "delete", 30 * FS_DAY_MS},
+    {TOPIC_ALERTS_DLQ, 3, "delete", 30 * FS_DAY_MS},
 };
 const int topic_spec_count = (int)(sizeof(topic_specs) / sizeof(topic_specs[0]));
 

@@ -15,6 +15,7 @@
 #define TOPIC_STATUS "truck-status"
 #define TOPIC_DLQ "truck-telemetry-dlq"
 #define TOPIC_ALERTS "truck-alerts"
+#define TOPIC_ALERTS_DLQ "truck-alerts-dlq"
 
 struct topic_spec {
     const char *name; /* without prefix */

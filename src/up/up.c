@@ -2,8 +2,8 @@
  * up.c - "fleetsync up", the main job: the whole stack in one command.
  *
  * It starts the embedded services, then the FleetSync processes (the
- * bridge, the pipelines: history, billing, detect, dashboard, and the
- * simulator), each a child running this same binary with the same
+ * bridge, the pipelines: history, billing, detect, dashboard, notify when
+ * a routes file exists, and the simulator), each a child running this same binary with the same
  * endpoints, in its own process group so that a Ctrl-C reaches only us.  It
  * prints where everything is and watches: a child that exits is restarted
  * with backoff and reported, a service that died is started again, and one
@@ -48,6 +48,8 @@ static const char up_about[] = "Starts the embedded Mosquitto, Kafka and Postgre
                                "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
                                "keeps them running (whatever dies is restarted with backoff), shows one status\n"
                                "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+                               "With a routes file (DATA_DIR/notify.json, or --notify-routes F) it also runs\n"
+                               "'fleetsync notify', which POSTs alerts to webhooks (docs/notify.md).\n"
                                "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
 
 #define CHILD_MAX_ARGS 20
@@ -56,6 +58,7 @@ struct child {
     const char *name;
     const char *args[CHILD_MAX_ARGS]; /* subcommand and its own options; NULL-terminated */
     int metrics_off;                  /* its metrics port is --metrics-base + this (docs/design.md: 9101...); 0 none */
+    int off;                          /* not run (notify without a routes file) */
     pid_t pid;
     int backoff_s;
     time_t next_start;
@@ -65,12 +68,14 @@ struct child {
 /* In start order; stopped in reverse (the simulator first, so nothing is
  * left unbridged). */
 static char sim_trucks[24] = "1000", sim_interval[24] = "10";
+static char notify_routes[PATH_MAX]; /* notify runs only with a routes file (up_notify_routes) */
 static struct child children[] = {
     {.name = "bridge", .args = {"bridge", "--quiet", NULL}, .metrics_off = 1},
     {.name = "history", .args = {"history", NULL}, .metrics_off = 2},
     {.name = "billing", .args = {"billing", NULL}, .metrics_off = 4},
     {.name = "detect", .args = {"detect", NULL}, .metrics_off = 3},
     {.name = "dashboard", .args = {"dashboard", NULL}},
+    {.name = "notify", .args = {"notify", "--routes", notify_routes, NULL}, .metrics_off = 6, .off = 1},
     {.name = "sim",
      .args = {"sim", "--quiet", "--trucks", sim_trucks, "--interval", sim_interval, NULL},
      .metrics_off = 5},
@@ -78,6 +83,15 @@ static struct child children[] = {
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
 static int metrics_base = 9100;
 #define NCHILDREN nchildren
+
+/* Whether notify runs (a routes file was found). */
+static int notify_routes_on(void)
+{
+    for (int i = 0; i < nchildren; i++)
+        if (strcmp(children[i].name, "notify") == 0)
+            return !children[i].off;
+    return 0;
+}
 
 /* Appends "opt value" to the named child's options.  Returns 0, or -1 when
  * they are full. */
@@ -184,6 +198,8 @@ static void children_tick(const struct fs_config *cfg)
     time_t now = time(NULL);
     for (int i = 0; i < NCHILDREN; i++) {
         struct child *ch = &children[i];
+        if (ch->off)
+            continue;
         if (!ch->pid && now >= ch->next_start && child_start(ch, cfg) != 0)
             log_error("cannot start %s: %s", ch->name, strerror(errno));
         /* A child that stayed up a minute has earned a fresh backoff. */
@@ -369,8 +385,8 @@ static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err
 static int opt_metrics_base(void *value, const char *arg, char *err, size_t err_size)
 {
     long v;
-    if (cfg_parse_long(arg, -1, 65535 - 5, &v) != 0 || v == 0) {
-        snprintf(err, err_size, "is a port number (1-65530), or -1");
+    if (cfg_parse_long(arg, -1, 65535 - 6, &v) != 0 || v == 0) {
+        snprintf(err, err_size, "is a port number (1-65529), or -1");
         return -1;
     }
     *(int *)value = (int)v;
@@ -380,8 +396,49 @@ static int opt_metrics_base(void *value, const char *arg, char *err, size_t err_
 /* What up's command line asks for besides cfg and opt. */
 struct up_args {
     int trucks, interval_s, check_s, no_sim, no_incidents;
-    const char *scenario, *geofences, *start, *speedup;
+    const char *scenario, *geofences, *start, *speedup, *notify_routes;
 };
+
+/* Runs `fleetsync notify --check --routes path`, which prints what the file
+ * routes, or what is wrong with it.  Returns its exit status (0: good). */
+static int notify_check(const char *path)
+{
+    char exe[PATH_MAX];
+    if (proc_self_path(exe, sizeof(exe)) != 0)
+        return 1;
+    const char *argv[] = {exe, "notify", "--check", "--routes", path, NULL};
+    struct proc_spec spec = {.path = exe, .argv = (char *const *)argv, .log_fd = -1, .stdin_null = 1};
+    pid_t pid;
+    int st;
+    if (proc_spawn(&spec, &pid) != 0 || proc_wait(pid, &st) != 0)
+        return 1;
+    return proc_exit_code(st);
+}
+
+/* Decides whether notify runs: with --notify-routes F, or when
+ * DATA_DIR/notify.json exists, after checking the file.  Returns 0, or 2
+ * (said why: an unreadable or bad file). */
+static int up_notify_routes(const struct fs_config *cfg, const struct up_args *a)
+{
+    if (a->notify_routes)
+        snprintf(notify_routes, sizeof(notify_routes), "%s", a->notify_routes);
+    else if (snprintf(notify_routes, sizeof(notify_routes), "%s/notify.json", cfg->data_dir) > 0 &&
+             access(notify_routes, F_OK) != 0)
+        return 0; /* no routes file: no notify */
+    if (access(notify_routes, R_OK) != 0) {
+        fprintf(stderr, "fleetsync up: cannot read the routes file %s: %s\n", notify_routes, strerror(errno));
+        return 2;
+    }
+    if (notify_check(notify_routes) != 0) {
+        fprintf(stderr, "fleetsync up: %s is not a good routes file (above); fix it%s\n", notify_routes,
+                a->notify_routes ? "" : " or move it away to run without notify");
+        return 2;
+    }
+    for (int i = 0; i < nchildren; i++)
+        if (strcmp(children[i].name, "notify") == 0)
+            children[i].off = 0;
+    return 0;
+}
 
 /* Reads the command line into cfg, opt and a, and hands the simulator's and
  * the detector's options to their children.  Returns -1 when up is to run,
@@ -405,7 +462,10 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
                "the data dir remembers it"),
         OPT_CB("metrics-base", "N", &metrics_base, opt_metrics_base,
                "metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
-               "N+4, simulator N+5 (default 9100; -1: no metrics endpoints)"),
+               "N+4, simulator N+5, notify N+6 (default 9100; -1: no metrics endpoints)"),
+        OPT_STR("notify-routes", "F", &a->notify_routes,
+                "run 'fleetsync notify' with this routes file (default: when\n"
+                "DATA_DIR/notify.json exists; docs/notify.md)"),
         OPT_INTEGER("check-interval", "S", &a->check_s, 1, 86400, "seconds between health checks (default 5)"),
         OPT_END_MARK,
     };
@@ -437,6 +497,8 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         fprintf(stderr, "fleetsync up: %s\n", err);
         return 2;
     }
+    if (up_notify_routes(cfg, a) != 0)
+        return 2;
     snprintf(sim_trucks, sizeof(sim_trucks), "%d", a->trucks);
     snprintf(sim_interval, sizeof(sim_interval), "%d", a->interval_s);
     if (a->scenario)
@@ -490,7 +552,11 @@ int cmd_up(int argc, char **argv)
     if (!strchr(cfg.brokers, ',') && svc_kafka_bootstrap(&cfg, bootstrap, sizeof(bootstrap)) > 1)
         cfg.brokers = bootstrap;
 
-    char sim_line[256], mqtt_shown[CFG_MASKED_MAX], pg_shown[CFG_MASKED_MAX];
+    char sim_line[256], notify_line[PATH_MAX + 64], mqtt_shown[CFG_MASKED_MAX], pg_shown[CFG_MASKED_MAX];
+    if (notify_routes_on())
+        snprintf(notify_line, sizeof(notify_line), "alerts to webhooks, routes %s", notify_routes);
+    else
+        snprintf(notify_line, sizeof(notify_line), "off: no %s/notify.json (docs/notify.md)", data_dir);
     if (!no_sim)
         snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)%s",
                  sim_trucks, sim_interval,
@@ -501,7 +567,7 @@ int cmd_up(int argc, char **argv)
         snprintf(sim_line, sizeof(sim_line), "off (--no-sim): real trucks publish to the broker");
     printf("\nFleetSync is up.\n"
            "  MQTT        %s   (publish telemetry to fleet/trucks/{id}/telemetry)\n"
-           "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-telemetry-dlq)\n"
+           "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-*-dlq)\n"
            "  PostgreSQL  %s   (its password: %s/" PG_PASSFILE "; psql needs PGPASSFILE=%s/" PG_PASSFILE ")\n"
            "  data, logs  %s\n"
            "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
@@ -509,11 +575,12 @@ int cmd_up(int argc, char **argv)
            "  history     every reading into PostgreSQL: fleetsync report avg-speed --fleet --since 1d\n"
            "  billing     per truck and day: fleetsync report invoice --month YYYY-MM --rate-per-km X\n"
            "  detect      alerts into %struck-alerts (and on the map)\n"
+           "  notify      %s\n"
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
            cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)), cfg.brokers, cfg.topic_prefix,
            cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, data_dir, data_dir, cfg.listen,
-           cfg.topic_prefix, sim_line);
+           cfg.topic_prefix, notify_line, sim_line);
     fflush(stdout);
     if (up_export_secrets(&cfg) != 0) {
         log_error("cannot pass the endpoints to the services: %s", strerror(errno));
@@ -545,7 +612,7 @@ int cmd_up(int argc, char **argv)
             down |= !st[i].pid || st[i].brokers_running < st[i].brokers; /* a cluster's dead broker too */
         }
         for (int i = 0; i < NCHILDREN && n < sizeof(line); i++)
-            if (!children[i].pid)
+            if (!children[i].pid && !children[i].off)
                 n += (size_t)snprintf(line + n, sizeof(line) - n, ", %s RESTARTING", children[i].name);
         long up_s = (long)(time(NULL) - started);
         char facts[768];

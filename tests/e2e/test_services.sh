@@ -29,6 +29,7 @@ check_eq "truck-telemetry has 6 partitions" 6 "$(parts truck-telemetry)"
 check_eq "truck-status has 6 partitions" 6 "$(parts truck-status)"
 check_eq "truck-alerts has 6 partitions" 6 "$(parts truck-alerts)"
 check_eq "truck-telemetry-dlq has 3 partitions" 3 "$(parts truck-telemetry-dlq)"
+check_eq "truck-alerts-dlq (notify's dead letters) has 3 partitions" 3 "$(parts truck-alerts-dlq)"
 check "a record goes through Kafka" bash -c \
     "echo k:v | kcat -b $FLEETSYNC_BROKERS -P -t truck-telemetry-dlq -K: -p 0 && \
      kcat -b $FLEETSYNC_BROKERS -C -t truck-telemetry-dlq -p 0 -o -1 -e -q -f '%k=%s\n' | grep -qx k=v"

@@ -171,6 +171,8 @@ static void acls_grant_telemetry_to_the_bridge_and_alerts_to_detect_only(void **
     assert_true(has_acl(b, n, RD_KAFKA_RESOURCE_GROUP, "*", "User:fleetsync-history", R));
     assert_true(has_acl(b, n, T, "t1-truck-telemetry-dlq", "User:fleetsync-history", W));
     assert_true(has_acl(b, n, T, "t1-truck-telemetry-dlq", "User:fleetsync-billing", W));
+    assert_true(has_acl(b, n, T, "t1-truck-alerts", "User:fleetsync-notify", R));
+    assert_true(has_acl(b, n, T, "t1-truck-alerts-dlq", "User:fleetsync-notify", W));
     /* who writes what: telemetry the bridge and sim only, alerts detect only */
     for (int i = 0; i < n; i++) {
         if (rd_kafka_AclBinding_operation(b[i]) != W)
@@ -180,6 +182,8 @@ static void acls_grant_telemetry_to_the_bridge_and_alerts_to_detect_only(void **
             assert_true(strcmp(who, "User:fleetsync-bridge") == 0 || strcmp(who, "User:fleetsync-sim") == 0);
         else if (strcmp(what, "t1-truck-alerts") == 0)
             assert_string_equal(who, "User:fleetsync-detect");
+        else if (strcmp(what, "t1-truck-alerts-dlq") == 0) /* notify's dead letters */
+            assert_string_equal(who, "User:fleetsync-notify");
         else if (strcmp(what, "t1-truck-telemetry-dlq") == 0) /* the bridge's and the sinks' dead letters */
             assert_true(strcmp(who, "User:fleetsync-bridge") == 0 || strcmp(who, "User:fleetsync-history") == 0 ||
                         strcmp(who, "User:fleetsync-billing") == 0);
