@@ -95,12 +95,27 @@ unit: $(UNIT_BINS)
 unit-san:
 	$(MAKE) SAN=1 unit
 
-# libFuzzer targets link every component source (not main.c), compiled by
-# clang with coverage; a change to any of them rebuilds the targets.
-FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
-build/fuzz/%: tests/fuzz/%.c $(SRCS) $(wildcard src/*/*.h) $(GEN_SQL)
+# libFuzzer targets link every component source (not main.c), compiled once
+# by clang with coverage into build/fuzz/libfleetsync.a; each target links it.
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_OBJS  := $(SRCS:src/%.c=build/fuzz/obj/%.o) build/fuzz/obj/gen/migrations.o
+FUZZ_LIB   := build/fuzz/libfleetsync.a
+
+build/fuzz/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -Isrc $(PKG_CFLAGS) -o $@ $< $(SRCS) $(GEN_SQL) $(PKG_LIBS)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -Isrc $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+build/fuzz/obj/gen/migrations.o: $(GEN_SQL)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -fsanitize=fuzzer-no-link -Isrc $(PKG_CFLAGS) -c -o $@ $<
+
+$(FUZZ_LIB): $(FUZZ_OBJS)
+	@rm -f $@
+	ar rcs $@ $(FUZZ_OBJS)
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(CLANG) $(CSTD) $(FUZZ_FLAGS) -fsanitize=fuzzer -Isrc $(PKG_CFLAGS) -o $@ $< $(FUZZ_LIB) $(PKG_LIBS)
 
 fuzz: $(FUZZ_BINS)
 
@@ -140,4 +155,4 @@ format-check:
 clean:
 	rm -rf build
 
--include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d)
+-include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(FUZZ_OBJS:.o=.d)
