@@ -48,6 +48,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,6 +96,23 @@ struct detect {
     uint64_t gen, prev_gen; /* checkpoint generations */
     int cleaned;            /* leftovers of earlier runs removed */
     struct ckpt_writer w;
+
+    /* The interval checkpoint runs beside the consumer loop: one partition's
+     * state is copied per pass (CK_SAVING), then a thread writes and fsyncs
+     * the file (CK_WRITING) while readings go on being evaluated, and the
+     * loop commits the offsets once the file is durable.  A rebalance or a
+     * stop abandons it for a checkpoint taken at once. */
+    enum { CK_IDLE, CK_SAVING, CK_WRITING } ck_phase;
+    int ck_next;                              /* next partition to copy */
+    uint64_t ck_gen;                          /* generation being written */
+    uint64_t ck_assign_gen;                   /* d->assign_gen when it started */
+    rd_kafka_topic_partition_list_t *ck_list; /* the offsets it covers */
+    int64_t ck_t0;
+    pthread_t ck_thread;
+    atomic_int ck_done; /* set by the writer thread */
+    int ck_rc;
+    char ck_err[512];
+    uint64_t assign_gen; /* bumped by every assignment change */
 
     struct detect_stats last;
     struct metrics *metrics;
@@ -199,42 +218,123 @@ static int producer_drain(struct detect *d)
 
 /* ---- checkpoints ----------------------------------------------------------- */
 
-/* Writes a checkpoint of every owned partition with a known position and
- * commits it.  Returns 0 (also when there was nothing to do) or -1. */
-static int checkpoint(struct detect *d, const char *why)
+/* Opens a checkpoint of generation d->gen + 1: returns the offsets list to
+ * fill, or NULL when there is nothing to save. */
+static rd_kafka_topic_partition_list_t *ckpt_open(struct detect *d)
 {
-    if (d->fatal)
-        return -1;
     int n = 0;
     for (int p = 0; p < d->nparts; p++)
         if (d->parts[p].assigned && d->parts[p].next_offset >= 0)
             n++;
     if (n == 0 || !d->dirty)
-        return 0;
-    int64_t t0 = fs_mono_ms();
-    if (producer_drain(d) != 0)
-        return -1;
-    uint64_t gen = d->gen + 1;
+        return NULL;
     ckpt_begin(&d->w);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    return rd_kafka_topic_partition_list_new(n);
+}
+
+/* Copies partition p's engine state and next offset into the checkpoint
+ * being built (nothing when p is not owned or has no position). */
+static void ckpt_add(struct detect *d, rd_kafka_topic_partition_list_t *l, uint64_t gen, int p)
+{
+    struct part *pt = &d->parts[p];
+    if (!pt->assigned || pt->next_offset < 0)
+        return;
+    size_t at = ckpt_entry_begin(&d->w, p, pt->next_offset);
+    if (at == (size_t)-1 || detect_engine_save_partition(d->eng, p, &d->w.buf, &d->w.len, &d->w.cap) != 0)
+        d->w.failed = 1;
+    ckpt_entry_end(&d->w, at);
+    rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, d->topic_in, p);
+    tp->offset = pt->next_offset;
     char meta[32];
     int mlen = snprintf(meta, sizeof(meta), "ckpt:%" PRIu64, gen);
-    for (int p = 0; p < d->nparts; p++) {
-        struct part *pt = &d->parts[p];
-        if (!pt->assigned || pt->next_offset < 0)
-            continue;
-        size_t at = ckpt_entry_begin(&d->w, p, pt->next_offset);
-        if (at == (size_t)-1 || detect_engine_save_partition(d->eng, p, &d->w.buf, &d->w.len, &d->w.cap) != 0)
-            d->w.failed = 1;
-        ckpt_entry_end(&d->w, at);
-        rd_kafka_topic_partition_t *tp = rd_kafka_topic_partition_list_add(l, d->topic_in, p);
-        tp->offset = pt->next_offset;
-        tp->metadata = malloc((size_t)mlen);
-        if (tp->metadata) {
-            memcpy(tp->metadata, meta, (size_t)mlen);
-            tp->metadata_size = (size_t)mlen;
-        }
+    tp->metadata = malloc((size_t)mlen);
+    if (tp->metadata) {
+        memcpy(tp->metadata, meta, (size_t)mlen);
+        tp->metadata_size = (size_t)mlen;
     }
+}
+
+/* With file ckpt-<gen> durable: waits until Kafka acknowledged every alert
+ * produced so far (those of the records the file covers among them), then
+ * commits the file's offsets.  Returns 0 or -1 (the file is removed, the
+ * commits still name the previous one).  Takes l. */
+static int ckpt_commit(struct detect *d, uint64_t gen, rd_kafka_topic_partition_list_t *l, size_t bytes,
+                       const char *why, int64_t t0)
+{
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (producer_drain(d) != 0) {
+        e = RD_KAFKA_RESP_ERR__FATAL;
+    } else {
+        e = rd_kafka_commit(d->consumer, l, 0);
+        for (int i = 0; !e && i < l->cnt; i++)
+            if (l->elems[i].err)
+                e = l->elems[i].err;
+    }
+    int count = l->cnt;
+    rd_kafka_topic_partition_list_destroy(l);
+    if (e) {
+        /* The commits still name the previous file: keep it. */
+        log_warn("checkpoint %" PRIu64 " written but its offsets not committed: %s", gen, rd_kafka_err2str(e));
+        metric_add(d->m_ckpt_fail, 1);
+        ckpt_remove(d->dir, gen);
+        d->dirty = 1;
+        return -1;
+    }
+    d->gen = gen;
+    if (d->prev_gen)
+        ckpt_remove(d->dir, d->prev_gen);
+    if (!d->cleaned) {
+        ckpt_remove_others(d->dir, gen);
+        d->cleaned = 1;
+    }
+    d->prev_gen = gen;
+    d->last_ckpt_ms = fs_mono_ms();
+    metric_add(d->m_ckpts, 1);
+    metric_set(d->m_ckpt_bytes, (double)bytes);
+    log_debug("checkpoint %" PRIu64 " (%s): %d partition(s), %zu bytes, %" PRId64 " ms", gen, why, count, bytes,
+              fs_mono_ms() - t0);
+    return 0;
+}
+
+static void *ckpt_writer_main(void *arg)
+{
+    struct detect *d = arg;
+    d->ck_rc = ckpt_finish_write(&d->w, d->dir, d->ck_gen, d->ck_err, sizeof(d->ck_err));
+    atomic_store(&d->ck_done, 1);
+    return NULL;
+}
+
+/* Drops the interval checkpoint in progress, if any: its file (written or
+ * not) is never committed and is removed. */
+static void ckpt_abandon(struct detect *d)
+{
+    if (d->ck_phase == CK_IDLE)
+        return;
+    if (d->ck_phase == CK_WRITING) {
+        pthread_join(d->ck_thread, NULL);
+        ckpt_remove(d->dir, d->ck_gen);
+    }
+    rd_kafka_topic_partition_list_destroy(d->ck_list);
+    d->ck_list = NULL;
+    d->ck_phase = CK_IDLE;
+    d->dirty = 1;
+}
+
+/* Writes a checkpoint of every owned partition with a known position and
+ * commits it, at once (a rebalance, a stop).  Returns 0 (also when there was
+ * nothing to do) or -1. */
+static int checkpoint(struct detect *d, const char *why)
+{
+    ckpt_abandon(d);
+    if (d->fatal)
+        return -1;
+    int64_t t0 = fs_mono_ms();
+    rd_kafka_topic_partition_list_t *l = ckpt_open(d);
+    if (!l)
+        return 0;
+    uint64_t gen = d->gen + 1;
+    for (int p = 0; p < d->nparts; p++)
+        ckpt_add(d, l, gen, p);
     char err[512];
     size_t bytes = d->w.len;
     if (ckpt_finish_write(&d->w, d->dir, gen, err, sizeof(err)) != 0) {
@@ -243,33 +343,75 @@ static int checkpoint(struct detect *d, const char *why)
         rd_kafka_topic_partition_list_destroy(l);
         return -1;
     }
-    d->gen = gen;
-    rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, l, 0);
-    for (int i = 0; !e && i < l->cnt; i++)
-        if (l->elems[i].err)
-            e = l->elems[i].err;
-    rd_kafka_topic_partition_list_destroy(l);
-    if (e) {
-        /* The commits still name the previous file: keep it. */
-        log_warn("checkpoint %" PRIu64 " written but its offsets not committed: %s", gen, rd_kafka_err2str(e));
-        metric_add(d->m_ckpt_fail, 1);
-        ckpt_remove(d->dir, gen);
-        return -1;
-    }
-    if (d->prev_gen)
-        ckpt_remove(d->dir, d->prev_gen);
-    if (!d->cleaned) {
-        ckpt_remove_others(d->dir, gen);
-        d->cleaned = 1;
-    }
-    d->prev_gen = gen;
     d->dirty = 0;
-    d->last_ckpt_ms = fs_mono_ms();
-    metric_add(d->m_ckpts, 1);
-    metric_set(d->m_ckpt_bytes, (double)bytes);
-    log_debug("checkpoint %" PRIu64 " (%s): %d partition(s), %zu bytes, %" PRId64 " ms", gen, why, n, bytes,
-              fs_mono_ms() - t0);
-    return 0;
+    return ckpt_commit(d, gen, l, bytes, why, t0);
+}
+
+/* One step of the interval checkpoint, called once per pass of the consumer
+ * loop: start it when due, copy the next partition, hand the image to the
+ * writer thread, or commit once the thread is done. */
+static void ckpt_step(struct detect *d)
+{
+    int64_t mono = fs_mono_ms();
+    switch (d->ck_phase) {
+    case CK_IDLE:
+        if (mono - d->last_ckpt_ms < d->ckpt_ms)
+            return;
+        d->ck_list = ckpt_open(d);
+        if (!d->ck_list) {
+            d->last_ckpt_ms = mono;
+            return;
+        }
+        d->ck_gen = d->gen + 1;
+        d->ck_next = 0;
+        d->ck_t0 = mono;
+        d->ck_assign_gen = d->assign_gen;
+        d->dirty = 0; /* what changes from here on goes into the next one */
+        d->ck_phase = CK_SAVING;
+        return;
+    case CK_SAVING:
+        if (d->ck_assign_gen != d->assign_gen) {
+            ckpt_abandon(d);
+            return;
+        }
+        while (d->ck_next < d->nparts && !(d->parts[d->ck_next].assigned && d->parts[d->ck_next].next_offset >= 0))
+            d->ck_next++;
+        if (d->ck_next < d->nparts) {
+            ckpt_add(d, d->ck_list, d->ck_gen, d->ck_next++);
+            return;
+        }
+        atomic_store(&d->ck_done, 0);
+        if (d->ck_list->cnt == 0 || pthread_create(&d->ck_thread, NULL, ckpt_writer_main, d) != 0) {
+            if (d->ck_list->cnt)
+                log_warn("cannot start the checkpoint writer: retried at the next interval");
+            ckpt_abandon(d);
+            d->last_ckpt_ms = mono;
+            return;
+        }
+        d->ck_phase = CK_WRITING;
+        return;
+    case CK_WRITING:
+        if (!atomic_load(&d->ck_done))
+            return;
+        pthread_join(d->ck_thread, NULL);
+        d->ck_phase = CK_IDLE;
+        rd_kafka_topic_partition_list_t *l = d->ck_list;
+        d->ck_list = NULL;
+        if (d->ck_rc != 0 || d->ck_assign_gen != d->assign_gen) {
+            if (d->ck_rc != 0) {
+                log_error("checkpoint not written: %s", d->ck_err);
+                metric_add(d->m_ckpt_fail, 1);
+            }
+            ckpt_remove(d->dir, d->ck_gen);
+            rd_kafka_topic_partition_list_destroy(l);
+            d->dirty = 1;
+            d->last_ckpt_ms = mono; /* retried at the next interval */
+            return;
+        }
+        if (ckpt_commit(d, d->ck_gen, l, d->w.len, "interval", d->ck_t0) != 0)
+            d->last_ckpt_ms = mono;
+        return;
+    }
 }
 
 /* ---- assignment ------------------------------------------------------------ */
@@ -353,6 +495,7 @@ static void on_assign(struct detect *d, rd_kafka_topic_partition_list_t *parts)
     }
     ckpt_file_release(&f);
     rd_kafka_assign(d->consumer, parts);
+    d->assign_gen++;
     d->dirty = 1;
     metric_add(d->m_restored, (uint64_t)restored);
     metric_add(d->m_reset, (uint64_t)(moved + no_commit));
@@ -378,6 +521,7 @@ static void on_revoke(struct detect *d, rd_kafka_topic_partition_list_t *parts, 
         d->parts[p].next_offset = -1;
     }
     rd_kafka_assign(d->consumer, NULL);
+    d->assign_gen++;
     metric_set(d->m_assigned, 0);
     log_info("%s %d partition(s)", lost ? "lost" : "revoked", parts->cnt);
 }
@@ -495,11 +639,8 @@ static int run(struct detect *d)
             m = rd_kafka_consumer_poll(d->consumer, 0);
         }
         rd_kafka_poll(d->producer, 0);
+        ckpt_step(d);
         int64_t mono = fs_mono_ms();
-        if (mono - d->last_ckpt_ms >= d->ckpt_ms) {
-            if (checkpoint(d, "interval") != 0)
-                d->last_ckpt_ms = mono; /* retried at the next interval */
-        }
         if (mono - last_tick >= 1000) {
             idle_check(d);
             update_metrics(d);
@@ -902,6 +1043,7 @@ static int detect_serve(struct detect *d)
 /* Releases whatever detect_setup opened (any part of it may be missing). */
 static void detect_release(struct detect *d)
 {
+    ckpt_abandon(d); /* after a fatal error: the writer thread joined, nothing committed */
     if (d->consumer) {
         /* Leaves the group; the revoke callback checkpoints (nothing left to do
          * after a clean stop; skipped after a fatal error). */
