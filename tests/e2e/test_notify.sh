@@ -9,9 +9,10 @@
 #     with a signature that openssl verifies with the destination's secret
 #     (a tampered body does not), a fresh timestamp, the idempotency key
 #     alert_id:state and Content-Type application/json;
-#   - the receiver down for 15 s (the brief's 60 s outage shortened to keep
-#     the suite fast; the backoff cap of the test routes is 2 s, so the
-#     length of the outage changes nothing but the number of retries): the
+#   - the receiver down for 15 s (short to keep the suite fast: the backoff
+#     cap of the test routes is 2 s, so a longer outage changes nothing but
+#     the number of retries; tests/chaos/chaos_notify.sh has 60 s with the
+#     default backoff and alerts produced throughout): the
 #     alerts produced meanwhile arrive after it is back, none lost, each
 #     truck's in order;
 #   - one destination answering 500 while another keeps receiving at once;
