@@ -150,18 +150,7 @@ static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, lon
         metric_add(k->m_invalid[T_TELEMETRY], 1);
         return;
     }
-    dr = (struct ds_reading){.ts_ms = f.ts_ms,
-                             .seq = f.seq,
-                             .lat = f.lat,
-                             .lon = f.lon,
-                             .speed_kmh = f.speed_kmh,
-                             .ignition = f.ignition,
-                             .has_heading = f.heading_s.n > 0,
-                             .heading_deg = f.heading_deg,
-                             .has_fuel = f.fuel_s.n > 0,
-                             .fuel_pct = f.fuel_pct,
-                             .has_odometer = f.odometer_s.n > 0,
-                             .odometer_km = f.odometer_km};
+    ds_reading_from_scan(&f, &dr);
     snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
     enum ds_apply a = ds_store_reading(&k->d->store, id, strlen(id), &dr);
     if (a == DS_STALE)

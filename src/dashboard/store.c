@@ -9,6 +9,8 @@
  */
 #include "dashboard/store.h"
 
+#include "core/tmscan.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -428,4 +430,20 @@ size_t ds_store_clusters(const struct ds_store *s, const struct ds_bbox *b, doub
         }
     }
     return n;
+}
+
+void ds_reading_from_scan(const struct tm_fast *f, struct ds_reading *out)
+{
+    *out = (struct ds_reading){.ts_ms = f->ts_ms,
+                               .seq = f->seq,
+                               .lat = f->lat,
+                               .lon = f->lon,
+                               .speed_kmh = f->speed_kmh,
+                               .ignition = f->ignition,
+                               .has_heading = f->heading_s.n > 0,
+                               .heading_deg = f->heading_deg,
+                               .has_fuel = f->fuel_s.n > 0,
+                               .fuel_pct = f->fuel_pct,
+                               .has_odometer = f->odometer_s.n > 0,
+                               .odometer_km = f->odometer_km};
 }

@@ -112,6 +112,12 @@ enum ds_apply { DS_APPLIED = 0, DS_STALE, DS_FULL, DS_BAD };
  * or coordinates outside [-90, 90] x [-180, 180]. */
 enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len, const struct ds_reading *r);
 
+struct tm_fast;
+/* The store's reading of a scanned telemetry record (core/tmscan.h's
+ * tm_scan / tm_read result): its fields, and which optional ones it has.
+ * The truck id stays in f (f->truck_id). */
+void ds_reading_from_scan(const struct tm_fast *f, struct ds_reading *out);
+
 /* Applies a presence record (offline = 1 for "offline").  Newer records (by
  * ts) replace older ones; a truck not seen before is added without a
  * position.  A reading newer than the record makes the truck online again. */

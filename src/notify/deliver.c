@@ -339,6 +339,11 @@ void deliver_step(struct deliver *d, int max_wait_ms)
         curl_multi_poll(d->multi, NULL, 0, wait_ms, NULL);
 }
 
+void deliver_wakeup(struct deliver *d)
+{
+    curl_multi_wakeup(d->multi);
+}
+
 size_t deliver_queued(const struct deliver *d, int dest)
 {
     if (dest >= 0)

@@ -83,6 +83,11 @@ int deliver_submit(struct deliver *d, int dest, const struct deliver_item *it);
  * for network activity or the next due retry, at most max_wait_ms. */
 void deliver_step(struct deliver *d, int max_wait_ms);
 
+/* Ends deliver_step's wait at once (or the next one's, when none is
+ * waiting): something else has work, such as a Kafka record to read.  The
+ * only function any thread may call (curl_multi_wakeup). */
+void deliver_wakeup(struct deliver *d);
+
 /* Jobs waiting or in flight: of destination dest, or of all (dest < 0). */
 size_t deliver_queued(const struct deliver *d, int dest);
 

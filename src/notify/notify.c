@@ -593,6 +593,15 @@ static void finish(struct notify *n, int clean)
 
 /* ---- setup ------------------------------------------------------------------------------- */
 
+/* librdkafka calls this from one of its threads when the consumer queue
+ * goes from empty to not empty. */
+static void on_records(rd_kafka_t *rk, void *opaque)
+{
+    (void)rk;
+    struct notify *n = opaque;
+    deliver_wakeup(n->dl);
+}
+
 static int notify_kafka_new(struct notify *n, int start_earliest)
 {
     char err[1024];
@@ -641,6 +650,12 @@ static int notify_kafka_new(struct notify *n, int start_earliest)
         return -1;
     }
     rd_kafka_poll_set_consumer(n->consumer);
+    /* A record (or rebalance) arriving while the loop waits on the HTTP
+     * transfers ends that wait: it is read at once, not after up to the
+     * loop's 50 ms. */
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(n->consumer);
+    rd_kafka_queue_cb_event_enable(q, on_records, n);
+    rd_kafka_queue_destroy(q);
     if (kafka_wait_ready(n->consumer, 30000, err, sizeof(err)) != 0) {
         log_error("cannot reach Kafka at %s: %s", n->cfg->brokers, err);
         return -1;

@@ -8,7 +8,12 @@
 # cannot write it; only detect writes truck-alerts; wrong passwords are
 # refused.  The bridge and history find their credentials in the data dir and
 # carry MQTT readings into PostgreSQL, detect writes an alert, billing and the
-# dashboard read, `status` sees every group: all with no new option.  `--secure` on a
+# dashboard read, `status` sees every group: all with no new option.  notify
+# (principal fleetsync-notify) reads truck-alerts, posts detect's alert to a
+# webhook receiver and dead-letters a record that is no alert to
+# truck-alerts-dlq; it may not read truck-telemetry nor write truck-alerts,
+# no other principal writes truck-alerts-dlq, and notify run with another
+# principal's credentials (billing's) reads nothing and delivers nothing.  `--secure` on a
 # running unauthenticated Kafka (the shared stack) is refused and changes
 # nothing.  A secure 3-broker cluster replicates (brokers log in as the admin)
 # and enforces the same ACLs.
@@ -112,6 +117,21 @@ check_eq "truck-alerts holds detect's record only" "1 0" \
 check_contains "the billing reader cannot read truck-alerts" "authorization failed" \
     "$(timeout 30 kcat $(kafka_sasl_args fleetsync-billing) -b "$B" -C -t "${P}truck-alerts" -o beginning -e -q 2>&1)"
 
+# notify: reads truck-alerts, writes truck-alerts-dlq only.
+# shellcheck disable=SC2046
+check_eq "notify reads truck-alerts" 0 \
+    "$(timeout 30 kcat $(kafka_sasl_args fleetsync-notify) -b "$B" -C -t "${P}truck-alerts" -o beginning -e -q \
+        >/dev/null 2>&1; echo $?)"
+# shellcheck disable=SC2046
+check_contains "notify cannot read truck-telemetry" "authorization failed" \
+    "$(timeout 30 kcat $(kafka_sasl_args fleetsync-notify) -b "$B" -C -t "${P}truck-telemetry" -o beginning -e -q 2>&1)"
+check "notify cannot produce to truck-alerts (no forged alerts)" refused fleetsync-notify "${P}truck-alerts" "${ID}alert-notify"
+check "notify cannot produce to truck-telemetry" refused fleetsync-notify "${P}truck-telemetry" "${ID}notify"
+check_eq "notify produces to truck-alerts-dlq" 0 "$(produce fleetsync-notify "${P}truck-alerts-dlq" "${ID}dlq-notify")"
+for u in fleetsync-detect fleetsync-history fleetsync-dashboard; do
+    check "$u cannot produce to truck-alerts-dlq" refused "$u" "${P}truck-alerts-dlq" "${ID}dlq-$u"
+done
+
 # The simulator's --kafka mode (it stands in for the bridge) logs in as fleetsync-sim.
 rc=0; "$FS" sim --trucks 4 --interval 10 --duration 60 --speedup 0 --id-prefix "${ID}SIM" --metrics-port -1 --quiet \
     --start "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" --kafka --topic-prefix "$P" >"$W/sim-kafka.out" 2>&1 || rc=$?
@@ -154,17 +174,51 @@ check_eq "MQTT readings reach PostgreSQL through the bridge and history, both lo
 alerts() { keys "${P}truck-alerts" "${ID}000009"; }
 check "detect reads truck-telemetry and writes an overspeed alert to truck-alerts" \
     test "$(wait_until 1 120 alerts)" -ge 1
+# notify, with its credentials from the data dir, posts detect's alert to a
+# webhook receiver; detect's "{}" record (above) is no alert: dead-lettered.
+RX=$(dirname "$FS")/tools/webhook_receiver GN="e2e-kafkasec-notify-$$" RXP=$((MB + 5))
+printf '{"destinations": {"a": {"url": "http://127.0.0.1:%s/hook", "secret": "kafkasec-secret-%s-0123456789"}},
+ "routes": [{"to": ["a"]}]}\n' "$RXP" "$$" >"$W/routes.json"
+chmod 600 "$W/routes.json"
+"$RX" "$RXP" "$W/rx.jsonl" "$W/rx.ctl" 2>>"$W/rx.log" &
+pids+=($!)
+"$FS" notify --routes "$W/routes.json" --topic-prefix "$P" --group "$GN" --start earliest --metrics-port $((MB + 4)) \
+    >"$W/notify.log" 2>&1 &
+pids+=($!)
+posted() { jq -r 'select(.status == 200) | .headers["x-fleetsync-idempotency-key"]' "$W/rx.jsonl" 2>/dev/null |
+    sort -u | grep -c "^${ID}000009:overspeed:.*:raised$"; }
+check_eq "notify reads truck-alerts and posts detect's overspeed alert to the webhook" 1 "$(wait_until 1 60 posted)"
+notify_dlq() { kc -b "$B" -C -t "${P}truck-alerts-dlq" -o beginning -e -q -f '%h\n' 2>/dev/null |
+    grep "sink=$GN" | grep -c 'error=invalid_alert'; }
+check_eq "notify writes truck-alerts-dlq (detect's {} record: invalid_alert)" 1 "$(wait_until 1 30 notify_dlq)"
+# The same notify with billing's credentials (-X overrides the data dir's):
+# billing may not read truck-alerts.
+RXP2=$((MB + 6))
+sed "s/:$RXP\//:$RXP2\//" "$W/routes.json" >"$W/routes2.json"
+chmod 600 "$W/routes2.json"
+"$RX" "$RXP2" "$W/rx2.jsonl" "$W/rx2.ctl" 2>>"$W/rx.log" &
+pids+=($!)
+billing_pass=$(kafka_sasl_args fleetsync-billing | sed 's/.*sasl.password=//')
+"$FS" notify --routes "$W/routes2.json" --topic-prefix "$P" --group "$GN-wrong" --start earliest --metrics-port -1 \
+    -X sasl.username=fleetsync-billing -X "sasl.password=$billing_pass" >"$W/notify-wrong.log" 2>&1 &
+wrong=$!
+pids+=($wrong)
+denied() { grep -ci 'not authorized\|authorization failed' "$W/notify-wrong.log"; }
+check "notify as another principal (billing) is refused truck-alerts" test "$(wait_until 1 30 denied)" -ge 1
+sleep 3
+check_eq "... and delivers nothing" 0 "$(cat "$W/rx2.jsonl" 2>/dev/null | wc -l)"
+kill -TERM "$wrong" 2>/dev/null; wait "$wrong" 2>/dev/null
 lag() {
     "$FS" status --json --topic-prefix "$P" --group "$1" 2>/dev/null |
         jq -r --arg g "$1" '[.groups[] | select(.group == $g) | .lag] | first // "none"'
 }
-for g in "$G" "$GD" "$GB"; do
+for g in "$G" "$GD" "$GB" "$GN"; do
     check_eq "status (as the admin) shows group $g caught up" 0 "$(for _ in $(seq 60); do
         l=$(lag "$g"); [ "$l" = 0 ] && break; sleep 1; done; echo "$l")"
 done
 trucks() { curl -s --max-time 5 "http://127.0.0.1:$HTTP/api/trucks?bbox=-180,-90,180,90" | grep -o "${ID}00000[129]" | sort -u | wc -l; }
 check_eq "the dashboard reads the fleet from Kafka" 3 "$(wait_until 3 60 trucks)"
-for c in bridge history detect billing dashboard; do
+for c in bridge history detect billing dashboard notify; do
     check_contains "$c logged in to Kafka as its own principal" "Kafka as fleetsync-$c" "$(cat "$W/$c.log")"
     check_eq "no authorization or authentication error in $c's log" 0 "$(grep -ci 'authoriz\|authenticat' "$W/$c.log")"
 done

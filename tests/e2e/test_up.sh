@@ -5,7 +5,10 @@
 # scenario; checked through the real clients and the API: every truck on the
 # dashboard, in history and in billing, the scenario's alerts in truck-alerts,
 # status --json with every group; SIGINT stops everything, exit 0; a second
-# up resumes with the data intact.
+# up resumes with the data intact.  With DATA_DIR/notify.json present the first
+# up also runs notify: a webhook receiver (build/tools/webhook_receiver) gets
+# the scenario's alerts, signed, and status shows group fleetsync-notify with its
+# lag; the second up, the file moved away, runs no notify.
 . "$(dirname "$0")/lib.sh"
 
 S=60
@@ -23,9 +26,10 @@ export FLEETSYNC_PG="host=127.0.0.1 port=$PGP dbname=fleetsync user=fleetsync pa
 export FLEETSYNC_LISTEN=127.0.0.1:$HTTP FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
 export PGPASSFILE=$D/pgpass   # psql: the role fleetsync's password (services start)
 B=127.0.0.1:$KAFKA
-UP_PID=
+UP_PID= RX_PID=
 cleanup() {
     [ -n "$UP_PID" ] && kill -INT "$UP_PID" 2>/dev/null && wait "$UP_PID" 2>/dev/null
+    [ -n "$RX_PID" ] && kill "$RX_PID" 2>/dev/null
     "$FS" services stop >/dev/null 2>&1
     rm -rf "$D"
 }
@@ -36,6 +40,27 @@ cat >"$D/scenario.jsonl" <<'EOF'
 {"truck_id":"TRK-000009","rule":"gps_jump","at_s":600,"km":400}
 {"truck_id":"TRK-000012","rule":"overspeed","at_s":3000,"duration_s":180,"speed_kmh":125}
 EOF
+
+# A routes file in the data dir: up runs notify, which posts every alert to a
+# webhook receiver of this suite.
+RX=$(dirname "$FS")/tools/webhook_receiver RXP=$((TEST_HTTP_PORT + S + 1)) RX_SECRET=up-webhook-secret-$$-0123
+printf '{"destinations": {"hook": {"url": "http://127.0.0.1:%s/hook", "secret": "%s"}}, "routes": [{"to": ["hook"]}]}\n' \
+    "$RXP" "$RX_SECRET" >"$D/notify.json"
+chmod 600 "$D/notify.json"
+"$RX" "$RXP" "$D/hook.jsonl" "$D/hook.ctl" 2>"$D/hook.log" &
+RX_PID=$!
+# The scenario's raised alerts the receiver got (answered 200), whose
+# signature openssl verifies with the secret.
+hook_rules() {
+    local t v body mac
+    jq -r 'select(.status == 200) | [(.headers["x-fleetsync-signature"] // "" |
+            capture("^t=(?<t>[0-9]+),v1=(?<v>[0-9a-f]{64})$")? // {t: "0", v: "none"} | .t, .v), .body] | @tsv' \
+        "$D/hook.jsonl" 2>/dev/null | while IFS=$'\t' read -r t v body; do
+        mac=$(printf '%s.%s' "$t" "$body" | openssl dgst -sha256 -hmac "$RX_SECRET")
+        [ "${mac##* }" = "$v" ] && printf '%s\n' "$body"
+    done | jq -r 'select(.state == "raised") | "\(.truck_id) \(.rule)"' | sort -u |
+        grep -cE '^(TRK-000007 stationary_engine_on|TRK-000009 gps_jump|TRK-000012 overspeed)$'
+}
 
 q() { psql -h 127.0.0.1 -p "$PGP" -U fleetsync -d fleetsync -Atqc "$1" 2>/dev/null; }
 api() { curl -s --max-time 5 "http://127.0.0.1:$HTTP$1"; }
@@ -80,16 +105,23 @@ check_eq "truck-alerts: the scenario's three incidents raised" 3 "$got"
 [ "$got" = 3 ] || { echo "# raised:"; kcat -b "$B" -C -t truck-alerts -o beginning -e -q 2>/dev/null |
     jq -r 'select(.state == "raised") | "#   \(.truck_id) \(.rule) \(.started_ms)"' | sort -u | head -20; }
 
+got=$(wait_prints 3 60 hook_rules)
+check_eq "notify (run by up: DATA_DIR/notify.json) posts the scenario's three alerts to the webhook, signed" 3 "$got"
+check_contains "up's banner names the routes file" "alerts to webhooks, routes $D/notify.json" "$(cat "$D/up.out")"
+
 # Let the run reach 90 s, then look at status and the status line.
 while [ $(($(date +%s) - t0)) -lt 90 ]; do sleep 2; done
 st=$("$FS" status --json 2>/dev/null)
-for g in fleetsync-dashboard fleetsync-history fleetsync-detector fleetsync-billing; do
+for g in fleetsync-dashboard fleetsync-history fleetsync-detector fleetsync-billing fleetsync-notify; do
     check_eq "status --json: group $g with a member" 1 \
         "$(printf '%s' "$st" | jq --arg g "$g" '[.groups[] | select(.group == $g and .members >= 1)] | length')"
 done
 check_eq "status --json: every service healthy" 3 "$(printf '%s' "$st" | jq '[.services[] | select(.healthy)] | length')"
 check_contains "up's status line tells trucks, rate, lag and alerts" "trucks 200" "$(grep -a 'msg/s' "$D/up.out" | tail -1)"
 check_contains "up's status line has the lag per group" "detector" "$(grep -a 'msg/s' "$D/up.out" | tail -1)"
+check_eq "status --json: notify's lag (group fleetsync-notify) is known" 1 \
+    "$(printf '%s' "$st" | jq '[.groups[] | select(.group == "fleetsync-notify" and (.lag | type) == "number")] | length')"
+check_contains "up's status line has notify's lag" " notify " "$(grep -a 'msg/s' "$D/up.out" | tail -1)"
 restarts=$(grep -c 'restarting in' "$D/up.out")
 check_eq "no child died during the run" 0 "$restarts"
 [ "$restarts" -eq 0 ] || grep -a 'restarting in' "$D/up.out" | head -5 | sed 's/^/# /'
@@ -108,11 +140,19 @@ for p in $pids; do kill -0 "$p" 2>/dev/null && left="$left $p"; done
 check_eq "SIGINT: every child and service is gone" "" "$left"
 [ -z "$left" ] || ps -o pid,args -p ${left// /,} | sed 's/^/# /'
 
-# A second up (no simulator) resumes with the data intact.
+# A second up (no simulator) resumes with the data intact; without a routes
+# file it runs no notify.
+mv "$D/notify.json" "$D/notify.json.off"
 "$FS" up --no-sim --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
 UP_PID=$!
 got=$(wait_prints 200 120 trucks_history)
 check_eq "second up: history still has every truck" 200 "$got"
+# Once up has started its children (dashboard is the last before notify):
+for _ in $(seq 120); do grep -aq 'started dashboard' "$D/up2.out" && break; sleep 1; done
+sleep 2
+check_contains "second up, no routes file: the banner says notify is off" "off: no $D/notify.json" "$(cat "$D/up2.out")"
+check_eq "second up, no routes file: notify is not started (no notify child, no 'started notify')" "0 0" \
+    "$(for k in $(pgrep -P "$UP_PID"); do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done | grep -c ' notify ') $(grep -ac 'started notify' "$D/up2.out")"
 after=$(q "SELECT count(*) FROM telemetry")
 check "second up: no reading lost ($rows before the stop, $after after)" test "${after:-0}" -ge "${rows:-1}"
 billed2=$(q "SELECT round(sum(distance_km)::numeric, 3) FROM billing_daily")

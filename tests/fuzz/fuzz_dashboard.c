@@ -58,16 +58,8 @@ static void records(const char *buf, size_t size)
     }
     struct tm_fast f;
     if (tm_scan(buf, size, FUZZ_NOW_MS, 1, &f)) {
-        struct ds_reading r = {.ts_ms = f.ts_ms,
-                               .seq = f.seq,
-                               .lat = f.lat,
-                               .lon = f.lon,
-                               .speed_kmh = f.speed_kmh,
-                               .ignition = f.ignition,
-                               .has_heading = f.heading_s.n > 0,
-                               .heading_deg = f.heading_deg,
-                               .has_fuel = f.fuel_s.n > 0,
-                               .fuel_pct = f.fuel_pct};
+        struct ds_reading r;
+        ds_reading_from_scan(&f, &r);
         ds_store_reading(&store, f.truck_id.p, f.truck_id.n, &r);
     }
     struct buf out = {.max = 1 << 20};

@@ -1,5 +1,6 @@
 /* The dashboard's truck store: ordering in event time, derived state,
  * viewport queries, clusters and the memory bound. */
+#include "core/tmscan.h"
 #include "dashboard/store.h"
 
 #include <setjmp.h>
@@ -33,6 +34,29 @@ static const struct ds_truck *get(struct ds_store *s, const char *id)
 {
     int64_t i = ds_store_find(s, id, strlen(id));
     return i < 0 ? NULL : &s->trucks[i];
+}
+
+static void a_scanned_reading_keeps_its_fields_and_which_are_present(void **state)
+{
+    (void)state;
+    struct tm_fast f;
+    struct ds_reading r;
+    const char *full = "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764201600123,\"seq\":1234,\"lat\":48.137154,"
+                       "\"lon\":11.576124,\"speed_kmh\":72.5,\"ignition\":true,\"heading_deg\":184,\"fuel_pct\":63.2,"
+                       "\"odometer_km\":123456.7}";
+    assert_int_equal(tm_scan(full, strlen(full), 1764288000000LL, 0, &f), 1);
+    ds_reading_from_scan(&f, &r);
+    assert_true(r.ts_ms == 1764201600123LL && r.seq == 1234);
+    assert_true(r.lat == 48.137154 && r.lon == 11.576124 && r.speed_kmh == 72.5 && r.ignition);
+    assert_true(r.has_heading && r.heading_deg == 184);
+    assert_true(r.has_fuel && r.fuel_pct == 63.2);
+    assert_true(r.has_odometer && r.odometer_km == 123456.7);
+    const char *bare = "{\"v\":1,\"truck_id\":\"TRK-000042\",\"ts\":1764201600123,\"seq\":7,\"lat\":1.5,"
+                       "\"lon\":2.5,\"speed_kmh\":0,\"ignition\":false}";
+    assert_int_equal(tm_scan(bare, strlen(bare), 1764288000000LL, 0, &f), 1);
+    ds_reading_from_scan(&f, &r);
+    assert_true(r.seq == 7 && r.lat == 1.5 && r.lon == 2.5 && !r.ignition);
+    assert_false(r.has_heading || r.has_fuel || r.has_odometer);
 }
 
 static void late_reading_never_moves_a_truck_back(void **state)
@@ -197,6 +221,7 @@ static void clusters_count_every_truck_once(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_scanned_reading_keeps_its_fields_and_which_are_present),
         cmocka_unit_test(late_reading_never_moves_a_truck_back),
         cmocka_unit_test(derived_state_follows_speed_ignition_and_silence),
         cmocka_unit_test(presence_offline_holds_until_a_newer_reading),

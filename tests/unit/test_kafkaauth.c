@@ -195,6 +195,32 @@ static void acls_grant_telemetry_to_the_bridge_and_alerts_to_detect_only(void **
     assert_int_equal(ka_acl_bindings(&cfg, b, 3, err, sizeof(err)), -1); /* no room: an error, nothing leaked */
 }
 
+/* fleetsync-notify gets what notify does and nothing more: read
+ * truck-alerts, read (join, commit) a consumer group, write
+ * truck-alerts-dlq. */
+static void acls_grant_notify_exactly_alerts_its_group_and_dead_letters(void **state)
+{
+    (void)state;
+    struct fs_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.topic_prefix = "t1-";
+    rd_kafka_AclBinding_t *b[64];
+    char err[256];
+    int n = ka_acl_bindings(&cfg, b, 64, err, sizeof(err)), mine = 0;
+    assert_true(n > 0);
+    for (int i = 0; i < n; i++)
+        if (strcmp(rd_kafka_AclBinding_principal(b[i]), "User:fleetsync-notify") == 0)
+            mine++;
+    assert_int_equal(mine, 3);
+    assert_true(has_acl(b, n, RD_KAFKA_RESOURCE_TOPIC, "t1-truck-alerts", "User:fleetsync-notify",
+                        RD_KAFKA_ACL_OPERATION_READ));
+    assert_true(has_acl(b, n, RD_KAFKA_RESOURCE_GROUP, "*", "User:fleetsync-notify", RD_KAFKA_ACL_OPERATION_READ));
+    assert_true(has_acl(b, n, RD_KAFKA_RESOURCE_TOPIC, "t1-truck-alerts-dlq", "User:fleetsync-notify",
+                        RD_KAFKA_ACL_OPERATION_WRITE));
+    for (int i = 0; i < n; i++)
+        rd_kafka_AclBinding_destroy(b[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -204,6 +230,7 @@ int main(void)
         cmocka_unit_test(a_malformed_secret_is_an_error),
         cmocka_unit_test(secure_client_logs_in_as_its_principal),
         cmocka_unit_test(acls_grant_telemetry_to_the_bridge_and_alerts_to_detect_only),
+        cmocka_unit_test(acls_grant_notify_exactly_alerts_its_group_and_dead_letters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -523,6 +523,33 @@ static void dropping_and_abandoning_report_dropped(void **state)
     metrics_free(m);
 }
 
+static void *wake_after_100_ms(void *arg)
+{
+    usleep(100000);
+    deliver_wakeup(arg);
+    return NULL;
+}
+
+/* Another thread's wakeup (notify's: a Kafka record arrived) ends a
+ * step's wait at once instead of at its max_wait_ms. */
+static void a_wakeup_from_another_thread_ends_the_wait(void **state)
+{
+    (void)state;
+    make_dest(0, "/a", 0);
+    struct metrics *m = metrics_new();
+    struct run r;
+    struct deliver *d = engine(1, m, &r);
+    pthread_t t;
+    int64_t t0 = fs_mono_ms();
+    assert_int_equal(pthread_create(&t, NULL, wake_after_100_ms, d), 0);
+    deliver_step(d, 5000);
+    int64_t waited = fs_mono_ms() - t0;
+    pthread_join(t, NULL);
+    assert_true(waited >= 90 && waited < 2000);
+    deliver_free(d);
+    metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -536,6 +563,7 @@ int main(void)
         cmocka_unit_test(a_trucks_order_is_kept_while_other_trucks_go_on),
         cmocka_unit_test(the_queue_bound_refuses_the_next_job),
         cmocka_unit_test(dropping_and_abandoning_report_dropped),
+        cmocka_unit_test(a_wakeup_from_another_thread_ends_the_wait),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
