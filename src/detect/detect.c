@@ -89,6 +89,7 @@ struct detect {
     int64_t ckpt_ms;
 
     rd_kafka_t *consumer, *producer;
+    rd_kafka_topic_t *out; /* truck-alerts, held so its metadata stays known */
     const char *group;
     volatile int fatal; /* a Kafka fatal error or lost deliveries: exit 1 */
     uint64_t produced, delivered, failed;
@@ -933,6 +934,13 @@ static int detect_producer_new(struct detect *d)
         log_error("cannot create the Kafka producer: %s", err);
         return -1;
     }
+    /* Learn where truck-alerts' partitions live now, not when the first
+     * alert is produced: that lookup would add a metadata round trip and
+     * the refresh interval (hundreds of ms) to the first alert's delay. */
+    d->out = rd_kafka_topic_new(d->producer, d->topic_out, NULL);
+    const struct rd_kafka_metadata *md = NULL;
+    if (d->out && rd_kafka_metadata(d->producer, 0, d->out, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        rd_kafka_metadata_destroy(md);
     return 0;
 }
 
@@ -1052,6 +1060,8 @@ static void detect_release(struct detect *d)
     if (d->producer) {
         if (!d->fatal)
             rd_kafka_flush(d->producer, 10000);
+        if (d->out)
+            rd_kafka_topic_destroy(d->out);
         rd_kafka_destroy(d->producer);
     }
     detect_engine_free(d->eng);
