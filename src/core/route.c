@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static void route_dlq(struct route *out, const char *topic, const void *payload, size_t payload_len,
-                      enum tm_reason why, const char *detail)
+static void route_dlq(struct route *out, const char *topic, const void *payload, size_t payload_len, enum tm_reason why,
+                      const char *detail)
 {
     out->dest = ROUTE_DLQ;
     out->key = topic;
@@ -76,8 +76,8 @@ void route_message(const char *topic, const void *payload, size_t payload_len, i
     route_dlq(out, topic, payload, payload_len, TM_BAD_TRUCK_ID, "topic");
 }
 
-rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r,
-                                  const char *topic, int64_t received_ms, void *opaque)
+rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r, const char *topic,
+                                  int64_t received_ms, void *opaque)
 {
     rd_kafka_resp_err_t e;
     if (r->dest != ROUTE_DLQ)

@@ -42,8 +42,7 @@ struct route {
 /* Validates and normalizes one message received on topic (NUL-terminated)
  * at received_ms, which is also "now" for the ts_in_future check, so a
  * resend after a restart routes exactly as the first try did. */
-void route_message(const char *topic, const void *payload, size_t payload_len, int64_t received_ms,
-                   struct route *out);
+void route_message(const char *topic, const void *payload, size_t payload_len, int64_t received_ms, struct route *out);
 
 /* Hands r, routed from a message on topic received at received_ms, to
  * librdkafka (copied): to topics[r->dest] (telemetry, status, dead letters,
@@ -52,7 +51,7 @@ void route_message(const char *topic, const void *payload, size_t payload_len, i
  * the message's delivery-report opaque.  Returns librdkafka's error (0:
  * queued; RD_KAFKA_RESP_ERR__QUEUE_FULL: try again once it drained).
  * Thread: the producer's owner. */
-rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r,
-                                  const char *topic, int64_t received_ms, void *opaque);
+rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r, const char *topic,
+                                  int64_t received_ms, void *opaque);
 
 #endif
