@@ -20,11 +20,11 @@ static uint8_t why;
 static void connect_311_with_will_and_login(void **state)
 {
     (void)state;
-    static const uint8_t b[] = {
-        0x10, 69, 0, 4, 'M', 'Q', 'T', 'T', 4, 0xee, 0, 60, 0, 10, 'T', 'R', 'K', '-', '0', '0', '0', '0', '0', '1',
-        0, 30, 'f', 'l', 'e', 'e', 't', '/', 't', 'r', 'u', 'c', 'k', 's', '/', 'T', 'R', 'K', '-', '0', '0', '0',
-        '0', '0', '1', '/', 's', 't', 'a', 't', 'u', 's', 0, 7, 'o', 'f', 'f', 'l', 'i', 'n', 'e', 0, 1, 'u', 0, 1,
-        'p'};
+    static const uint8_t b[] = {0x10, 69,  0,   4,   'M', 'Q', 'T', 'T', 4,   0xee, 0,   60,  0,   10,  'T',
+                                'R',  'K', '-', '0', '0', '0', '0', '0', '1', 0,    30,  'f', 'l', 'e', 'e',
+                                't',  '/', 't', 'r', 'u', 'c', 'k', 's', '/', 'T',  'R', 'K', '-', '0', '0',
+                                '0',  '0', '0', '1', '/', 's', 't', 'a', 't', 'u',  's', 0,   7,   'o', 'f',
+                                'f',  'l', 'i', 'n', 'e', 0,   1,   'u', 0,   1,    'p'};
     assert_int_equal(mqw_parse_client(b, sizeof(b), 0, 1024, &in, &why), sizeof(b));
     const struct mqw_connect_in *c = &in.connect;
     assert_int_equal(in.type, MQW_CONNECT);
@@ -51,14 +51,13 @@ static void connect_311_with_will_and_login(void **state)
 static void connect_v5_properties(void **state)
 {
     (void)state;
-    static const uint8_t b[] = {
-        0x10, 39, 0, 4, 'M', 'Q', 'T', 'T', 5, 0x06, 0, 30, /* will, clean start */
-        13, 0x11, 0, 0, 0x0e, 0x10,                         /* session expiry 3600 */
-        0x21, 0, 20,                                        /* receive maximum 20 */
-        0x27, 0, 1, 0, 0,                                   /* maximum packet size 65536 */
-        0, 1, 'x',                                          /* client id */
-        5, 0x18, 0, 0, 0, 5,                                /* will delay 5 s */
-        0, 1, 't', 0, 1, 'w'};
+    static const uint8_t b[] = {0x10, 39,   0,   4, 'M',  'Q',  'T', 'T', 5, 0x06, 0, 30, /* will, clean start */
+                                13,   0x11, 0,   0, 0x0e, 0x10,                           /* session expiry 3600 */
+                                0x21, 0,    20,                                           /* receive maximum 20 */
+                                0x27, 0,    1,   0, 0,       /* maximum packet size 65536 */
+                                0,    1,    'x',             /* client id */
+                                5,    0x18, 0,   0, 0,    5, /* will delay 5 s */
+                                0,    1,    't', 0, 1,    'w'};
     assert_int_equal(mqw_parse_client(b, sizeof(b), 0, 1024, &in, &why), sizeof(b));
     const struct mqw_connect_in *c = &in.connect;
     assert_int_equal(c->version, 5);
@@ -123,10 +122,10 @@ static void connect_malformed(void **state)
         {{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x40, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED}, /* pass, no user */
         {{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x08, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED}, /* will QoS, no will */
         {{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x', 0}, 16, MQW_RC_MALFORMED}, /* trailing */
-        {{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 2, 'x'}, 15, MQW_RC_MALFORMED}, /* id runs past */
-        {{0x11, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED}, /* flags */
+        {{0x10, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 2, 'x'}, 15, MQW_RC_MALFORMED},    /* id runs past */
+        {{0x11, 13, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED},    /* flags */
         {{0x10, 14, 0, 4, 'M', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x', 0}, 16, MQW_RC_MALFORMED}, /* trailing */
-        {{0x10, 13, 0, 4, 'X', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED}, /* not MQTT */
+        {{0x10, 13, 0, 4, 'X', 'Q', 'T', 'T', 4, 0x00, 0, 10, 0, 1, 'x'}, 15, MQW_RC_MALFORMED},    /* not MQTT */
         /* MQTT 5: receive maximum 0; a property CONNECT never carries; twice the same */
         {{0x10, 17, 0, 4, 'M', 'Q', 'T', 'T', 5, 0, 0, 10, 3, 0x21, 0, 0, 0, 1, 'x'}, 19, MQW_RC_PROTOCOL_ERROR},
         {{0x10, 16, 0, 4, 'M', 'Q', 'T', 'T', 5, 0, 0, 10, 2, 0x24, 1, 0, 1, 'x'}, 18, MQW_RC_PROTOCOL_ERROR},
@@ -190,23 +189,23 @@ static void publish_refused_shapes(void **state)
         int version;
         uint8_t why;
     } bad[] = {
-        {{0x32, 6, 0, 2, 'a', '#', 0, 1}, 8, 4, MQW_RC_TOPIC_INVALID},       /* wildcard */
-        {{0x30, 5, 0, 3, 'a', '+', 'b'}, 7, 4, MQW_RC_TOPIC_INVALID},        /* wildcard */
-        {{0x30, 4, 0, 0, 'h', 'i'}, 6, 4, MQW_RC_TOPIC_INVALID},             /* empty topic */
-        {{0x32, 5, 0, 1, 'a', 0, 0}, 7, 4, MQW_RC_PROTOCOL_ERROR},           /* packet id 0 */
-        {{0x36, 5, 0, 1, 'a', 0, 1}, 7, 4, MQW_RC_MALFORMED},                /* QoS 3 */
-        {{0x38, 4, 0, 1, 'a', 'x'}, 6, 4, MQW_RC_MALFORMED},                 /* QoS 0 with DUP */
-        {{0x30, 5, 0, 9, 'a', 'b', 'c'}, 7, 4, MQW_RC_MALFORMED},            /* topic runs past */
-        {{0x30, 7, 0, 1, 'a', 3, 0x23, 0, 1}, 9, 5, MQW_RC_PROTOCOL_ERROR},     /* topic alias */
-        {{0x30, 5, 0, 1, 'a', 5, 0x01}, 7, 5, MQW_RC_MALFORMED},             /* properties run past */
-        {{0x42, 2, 0, 1}, 4, 4, MQW_RC_PROTOCOL_ERROR},                      /* PUBACK from a client */
-        {{0x62, 2, 0, 1}, 4, 5, MQW_RC_PROTOCOL_ERROR},                      /* PUBREL: no QoS 2 here */
-        {{0xf0, 0}, 2, 4, MQW_RC_MALFORMED},                                 /* reserved type */
-        {{0xc0, 1, 0}, 3, 4, MQW_RC_MALFORMED},                              /* PINGREQ with a body */
-        {{0xe0, 1, 0}, 3, 4, MQW_RC_MALFORMED},                              /* 3.1.1 DISCONNECT body */
-        {{0x82, 5, 0, 1, 0, 1, 'a'}, 7, 4, MQW_RC_MALFORMED},                /* SUBSCRIBE: no options */
-        {{0x80, 6, 0, 1, 0, 1, 'a', 1}, 8, 4, MQW_RC_MALFORMED},             /* SUBSCRIBE flags */
-        {{0x82, 6, 0, 0, 0, 1, 'a', 1}, 8, 4, MQW_RC_PROTOCOL_ERROR},        /* SUBSCRIBE id 0 */
+        {{0x32, 6, 0, 2, 'a', '#', 0, 1}, 8, 4, MQW_RC_TOPIC_INVALID},      /* wildcard */
+        {{0x30, 5, 0, 3, 'a', '+', 'b'}, 7, 4, MQW_RC_TOPIC_INVALID},       /* wildcard */
+        {{0x30, 4, 0, 0, 'h', 'i'}, 6, 4, MQW_RC_TOPIC_INVALID},            /* empty topic */
+        {{0x32, 5, 0, 1, 'a', 0, 0}, 7, 4, MQW_RC_PROTOCOL_ERROR},          /* packet id 0 */
+        {{0x36, 5, 0, 1, 'a', 0, 1}, 7, 4, MQW_RC_MALFORMED},               /* QoS 3 */
+        {{0x38, 4, 0, 1, 'a', 'x'}, 6, 4, MQW_RC_MALFORMED},                /* QoS 0 with DUP */
+        {{0x30, 5, 0, 9, 'a', 'b', 'c'}, 7, 4, MQW_RC_MALFORMED},           /* topic runs past */
+        {{0x30, 7, 0, 1, 'a', 3, 0x23, 0, 1}, 9, 5, MQW_RC_PROTOCOL_ERROR}, /* topic alias */
+        {{0x30, 5, 0, 1, 'a', 5, 0x01}, 7, 5, MQW_RC_MALFORMED},            /* properties run past */
+        {{0x42, 2, 0, 1}, 4, 4, MQW_RC_PROTOCOL_ERROR},                     /* PUBACK from a client */
+        {{0x62, 2, 0, 1}, 4, 5, MQW_RC_PROTOCOL_ERROR},                     /* PUBREL: no QoS 2 here */
+        {{0xf0, 0}, 2, 4, MQW_RC_MALFORMED},                                /* reserved type */
+        {{0xc0, 1, 0}, 3, 4, MQW_RC_MALFORMED},                             /* PINGREQ with a body */
+        {{0xe0, 1, 0}, 3, 4, MQW_RC_MALFORMED},                             /* 3.1.1 DISCONNECT body */
+        {{0x82, 5, 0, 1, 0, 1, 'a'}, 7, 4, MQW_RC_MALFORMED},               /* SUBSCRIBE: no options */
+        {{0x80, 6, 0, 1, 0, 1, 'a', 1}, 8, 4, MQW_RC_MALFORMED},            /* SUBSCRIBE flags */
+        {{0x82, 6, 0, 0, 0, 1, 'a', 1}, 8, 4, MQW_RC_PROTOCOL_ERROR},       /* SUBSCRIBE id 0 */
     };
     for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
         int n = mqw_parse_client(bad[k].b, bad[k].n, bad[k].version, 1024, &in, &why);
@@ -258,8 +257,8 @@ static void server_answers(void **state)
     uint8_t out[128];
     static const uint8_t ca3[] = {0x20, 2, 0, 0};
     static const uint8_t ca3_refused[] = {0x20, 2, 0, 5};
-    static const uint8_t ca5[] = {0x20, 21, 0, 0, 18, 0x21, 0, 100, 0x27, 0, 1, 0, 0,
-                                  0x24, 1, 0x25, 0, 0x28, 0, 0x29, 0, 0x2a, 0};
+    static const uint8_t ca5[] = {0x20, 21,   0, 0,    18, 0x21, 0, 100,  0x27, 0,    1, 0,
+                                  0,    0x24, 1, 0x25, 0,  0x28, 0, 0x29, 0,    0x2a, 0};
     static const uint8_t ca5_refused[] = {0x20, 3, 0, 0x86, 0};
     static const uint8_t pa5[] = {0x40, 3, 0x12, 0x34, 0x87};
     static const uint8_t pa[] = {0x40, 2, 0x12, 0x34};
