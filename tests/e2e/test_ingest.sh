@@ -6,7 +6,8 @@
 # byte), a malformed one goes to the DLQ with its reason, logins and topics
 # are checked against the data dir's accounts (fleetsync trucks), QoS 2 and
 # SUBSCRIBE are refused, a packet past the size limit ends its connection,
-# and the simulator's readings all arrive, each acknowledged.
+# and the simulator's readings all arrive, each acknowledged (Kafka stopped:
+# test_ingest_faults.sh).
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
