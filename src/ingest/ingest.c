@@ -32,12 +32,10 @@
 #define INGEST_DEFAULT_LISTEN "127.0.0.1:18831"
 
 const char *const ing_refusal_names[REF_COUNT] = {
-    [REF_BAD_LOGIN] = "bad_login",         [REF_NOT_AUTHORIZED] = "not_authorized",
-    [REF_BAD_VERSION] = "bad_version",     [REF_MALFORMED] = "malformed",
-    [REF_TOO_LARGE] = "too_large",         [REF_QOS2] = "qos2",
-    [REF_RETAIN] = "retain",               [REF_SUBSCRIBE] = "subscribe",
-    [REF_CONNECT_TIMEOUT] = "connect_timeout", [REF_KEEPALIVE] = "keepalive",
-    [REF_SLOW_READER] = "slow_reader",     [REF_TOO_MANY] = "too_many_connections",
+    [REF_BAD_LOGIN] = "bad_login", [REF_NOT_AUTHORIZED] = "not_authorized", [REF_BAD_VERSION] = "bad_version",
+    [REF_MALFORMED] = "malformed", [REF_TOO_LARGE] = "too_large",           [REF_QOS2] = "qos2",
+    [REF_RETAIN] = "retain",       [REF_SUBSCRIBE] = "subscribe",           [REF_CONNECT_TIMEOUT] = "connect_timeout",
+    [REF_KEEPALIVE] = "keepalive", [REF_SLOW_READER] = "slow_reader",       [REF_TOO_MANY] = "too_many_connections",
 };
 
 void ing_refused(struct ingest *g, enum ing_refusal why)
@@ -191,13 +189,12 @@ static int opt_listen(void *value, const char *arg, char *err, size_t err_size)
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-static const char ingest_about[] =
-    "An MQTT 3.1.1 and 5 server for publishing clients (trucks, gateways) that writes\n"
-    "to Kafka itself, with the bridge's records: telemetry -> truck-telemetry,\n"
-    "presence -> truck-status, anything invalid -> truck-telemetry-dlq.  Logins and\n"
-    "topics are checked against DATA_DIR/mqtt/ (fleetsync trucks).  A QoS 1 PUBLISH\n"
-    "is acknowledged once Kafka has its record, PUBACKs in the order PUBLISHes came.\n"
-    "QoS 2, SUBSCRIBE and (MQTT 5) retained messages are refused.";
+static const char ingest_about[] = "An MQTT 3.1.1 and 5 server for publishing clients (trucks, gateways) that writes\n"
+                                   "to Kafka itself, with the bridge's records: telemetry -> truck-telemetry,\n"
+                                   "presence -> truck-status, anything invalid -> truck-telemetry-dlq.  Logins and\n"
+                                   "topics are checked against DATA_DIR/mqtt/ (fleetsync trucks).  A QoS 1 PUBLISH\n"
+                                   "is acknowledged once Kafka has its record, PUBACKs in the order PUBLISHes came.\n"
+                                   "QoS 2, SUBSCRIBE and (MQTT 5) retained messages are refused.";
 
 static const char ingest_after[] = "Metrics on --metrics-port (default " STR(
     INGEST_DEFAULT_METRICS_PORT) "): fleetsync_ingest_* (connections, readings,\n"
@@ -207,8 +204,8 @@ static const char ingest_after[] = "Metrics on --metrics-port (default " STR(
 int cmd_ingest(int argc, char **argv)
 {
     struct fs_config cfg;
-    struct ing_opts o = {.receive_max = 100, .max_packet_size = 65536, .max_connections = 100000,
-                         .connect_timeout_s = 10};
+    struct ing_opts o = {
+        .receive_max = 100, .max_packet_size = 65536, .max_connections = 100000, .connect_timeout_s = 10};
     struct ingest g;
     char err[512];
     int rest, rc = 2;
