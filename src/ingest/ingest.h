@@ -3,9 +3,11 @@
  * clients that writes their messages to Kafka itself (docs/ingest.md).
  *
  * ingest.c is the command: options, metrics, the Kafka producer and its
- * delivery reports.  server.c is the MQTT side: one epoll loop over
- * non-blocking sockets, each connection's bounded read and write buffers,
- * logins, and the PUBACKs released in order once Kafka has the records.
+ * delivery reports.  server.c is the MQTT side's I/O: one epoll loop over
+ * non-blocking sockets, each connection's bounded read buffer, logins
+ * against the data dir's accounts.  session.c is each connection's
+ * protocol without I/O: states, refusals, and the PUBACKs released in order
+ * once Kafka has the records.
  */
 #ifndef FS_INGEST_H
 #define FS_INGEST_H
