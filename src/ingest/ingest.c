@@ -282,8 +282,10 @@ int cmd_ingest(int argc, char **argv)
     log_info("ingest listening on %s:%d -> Kafka %s (topics %s, %s, %s); %zu accounts", o.host, o.port, cfg.brokers,
              g.topics[0], g.topics[1], g.topics[2], mqa_store_accounts(g.store));
     rc = ing_server_run(&g);
-    /* Clean stop: what Kafka still has to acknowledge is flushed, then the
-     * clients are let go (their unacknowledged readings are theirs to resend). */
+    /* Clean stop: no more reading; what Kafka still has to acknowledge is
+     * flushed (its PUBACKs leave), then the clients are let go, MQTT 5 ones
+     * with DISCONNECT 0x8B (server shutting down); what was not acknowledged
+     * is theirs to send again. */
     log_info("stopping: flushing %d records to Kafka", rd_kafka_outq_len(g.rk));
     rd_kafka_flush(g.rk, 10000);
     rd_kafka_poll(g.rk, 0);

@@ -347,6 +347,10 @@ static void conn_read(struct ingest *g, struct conn *c)
         }
         ssize_t k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
         if (k > 0) {
+            /* Less than asked for: the socket is empty now (edge-triggered:
+             * what arrives later raises a new event), no recv for EAGAIN. */
+            if ((size_t)k < c->rcap - c->rlen)
+                c->readable = 0;
             c->rlen += (size_t)k;
             c->last_rx_ms = fs_mono_ms();
             continue;
@@ -551,7 +555,7 @@ void ing_server_free(struct ingest *g)
     if (!s)
         return;
     while (s->all)
-        conn_close(g, s->all, 0, 0);
+        conn_close(g, s->all, 0, MQW_RC_SHUTTING_DOWN); /* MQTT 5 clients hear why */
     while (s->zombies) {
         struct conn *c = s->zombies;
         list_del(&s->zombies, c);

@@ -64,10 +64,10 @@ struct ises {
     size_t will_len;
     struct ises_pend *ring; /* cap slots; head - tail of them in use */
     uint32_t cap, head, tail;
-    uint32_t refs;  /* records produced whose delivery report has not come */
-    int blocked;    /* the ring is full: input waits for a slot */
-    int will_sent;  /* ises_end produced the will */
-    uint8_t *out;   /* answers not yet written to the socket */
+    uint32_t refs; /* records produced whose delivery report has not come */
+    int blocked;   /* the ring is full: input waits for a slot */
+    int will_sent; /* ises_end produced the will */
+    uint8_t *out;  /* answers not yet written to the socket */
     size_t out_len, out_cap;
     size_t max_packet;
     uint16_t receive_max;

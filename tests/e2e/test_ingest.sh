@@ -37,6 +37,7 @@ P1=$(pass "$T1") P2W=$(pass "$T2") P3=$(pass "$T3")
 check "trucks add made three accounts" test -n "$P1" -a -n "$P2W" -a -n "$P3"
 
 "$FS" ingest --data-dir "$W" --topic-prefix "$P" --listen "127.0.0.1:$IPORT" --metrics-port "$MPORT" --quiet \
+    --connect-timeout 2 \
     >"$W/ingest.log" 2>&1 &
 ingest_pid=$!
 for _ in $(seq 150); do grep -q "ingest listening" "$W/ingest.log" && break; sleep 0.2; done
@@ -113,6 +114,22 @@ check_contains "a packet past --max-packet-size is refused and counted" \
 check "nothing of the oversized message reached Kafka" test \
     "$(kc -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%S\n' 2>/dev/null | grep -c '^7000[0-9]')" -eq 0
 
+# 4b. Hostile sockets: bytes that are not a CONNECT, a socket that never
+#     sends one (--connect-timeout 2).
+exec 3<>"/dev/tcp/127.0.0.1/$IPORT"
+printf 'GET / HTTP/1.0\r\n\r\n' >&3
+check_eq "bytes that are not a CONNECT: closed at once, no answer" 0 "$(timeout 5 cat <&3 | wc -c)"
+exec 3<&-
+exec 4<>"/dev/tcp/127.0.0.1/$IPORT"
+t0=$(date +%s%N)
+got=$(timeout 10 cat <&4 | wc -c)
+dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+exec 4<&-
+check "a silent socket is closed after --connect-timeout (2 s; took $dt ms)" test "$got" -eq 0 -a "$dt" -ge 1900 -a "$dt" -lt 6000
+m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+check_contains "both are counted" 'fleetsync_ingest_refused_total{reason="connect_timeout"} 1' "$m"
+check "the first as malformed" test "$(echo "$m" | awk '$1 == "fleetsync_ingest_refused_total{reason=\"malformed\"}" { print $2 }')" -ge 1
+
 # 5. The simulator, logging in with its data dir's derived passwords.
 S="$ID-S"
 "$FS" trucks add --data-dir "$W" --count 20 --id-prefix "$S" >/dev/null 2>&1
@@ -132,7 +149,18 @@ check "every reading handed to Kafka is acknowledged" test "$acked" = \
     "$(echo "$m" | awk '$1 == "fleetsync_ingest_readings_total" { print $2 }')"
 check_contains "the PUBLISH->PUBACK latency is measured" "fleetsync_ingest_puback_latency_seconds_count" "$m"
 
+# 6. A clean stop tells MQTT 5 clients why (DISCONNECT 0x8B, server shutting down).
+mkfifo "$W/v5.in"
+stdbuf -oL -eL timeout -k 5 40 mosquitto_pub -p "$IPORT" -u "$T2" -P "$P2W" -i "$T2" -V mqttv5 -d -q 1 \
+    -t "fleet/trucks/$T2/telemetry" -l <"$W/v5.in" >"$W/v5.log" 2>&1 &
+v5_pid=$!
+exec 5>"$W/v5.in"   # its stdin stays open: it stays connected
+for _ in $(seq 50); do grep -q 'received CONNACK' "$W/v5.log" && break; sleep 0.1; done
 kill -TERM "$ingest_pid"; wait "$ingest_pid"; rc=$?; ingest_pid=
+for _ in $(seq 50); do grep -q 'DISCONNECT' "$W/v5.log" && break; sleep 0.1; done
+exec 5>&-
+kill "$v5_pid" 2>/dev/null; wait "$v5_pid" 2>/dev/null
 check_eq "SIGTERM stops the ingest cleanly" 0 "$rc"
+check_contains "an MQTT 5 client hears the server is shutting down" "DISCONNECT (139)" "$(cat "$W/v5.log")"
 grep -q "stopped: readings" "$W/ingest.log" || sed 's/^/# /' "$W/ingest.log" | tail -20
 done_testing
