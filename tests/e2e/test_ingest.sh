@@ -16,8 +16,8 @@ P2="e2eingestbr$$-"                    # the bridge's, for the comparison
 ID="E2EI$$"
 W=$(mktemp -d /tmp/fleetsync-e2e-ingest.XXXXXX)
 B=$FLEETSYNC_BROKERS
-IPORT=$((TEST_MQTT_PORT + 7))          # the ingest's MQTT port, in the suite's shifted block
-MPORT=$((TEST_METRICS_BASE + 7))
+IPORT=$((TEST_MQTT_PORT + 57))         # the ingest's MQTT port, in the suite's shifted block
+MPORT=$((TEST_METRICS_BASE + 57))
 ingest_pid=
 bridge_pid=
 cleanup() {

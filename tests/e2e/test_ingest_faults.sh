@@ -1,6 +1,6 @@
 #!/bin/bash
 # fleetsync ingest while Kafka does not answer.  On a private stack of its
-# own (data dir and ports 100 above the suites' block), since its Kafka is
+# own (data dir and ports 120 above the suites' block), since its Kafka is
 # stopped with SIGSTOP mid-stream: the shared stack's Kafka keeps serving the
 # other suites.  QoS 1 PUBLISHes sent while Kafka is stopped get no PUBACK
 # and make no record; once Kafka runs again every one is in Kafka and the
@@ -11,8 +11,8 @@
 ID="E2EIF$$"
 W=$(mktemp -d /tmp/fleetsync-e2e-ingestf.XXXXXX)
 D=$W/stack
-KPORT=$((TEST_KAFKA_PORT + 100)) QPORT=$((TEST_MQTT_PORT + 100)) GPORT=$((TEST_PG_PORT + 100))
-IPORT=$((TEST_MQTT_PORT + 107)) MPORT=$((TEST_METRICS_BASE + 107))
+KPORT=$((TEST_KAFKA_PORT + 120)) QPORT=$((TEST_MQTT_PORT + 120)) GPORT=$((TEST_PG_PORT + 120))
+IPORT=$((TEST_MQTT_PORT + 127)) MPORT=$((TEST_METRICS_BASE + 127))
 B=127.0.0.1:$KPORT
 ENV=(FLEETSYNC_DATA_DIR="$D" FLEETSYNC_BROKERS="$B" FLEETSYNC_MQTT="mqtt://127.0.0.1:$QPORT"
      FLEETSYNC_PG="host=127.0.0.1 port=$GPORT dbname=fleetsync user=fleetsync")
