@@ -388,8 +388,14 @@ static void accept_all(struct ingest *g)
             close(fd);
             continue;
         }
-        int one = 1;
+        /* TCP keep-alive finds the half-open sockets of clients whose MQTT
+         * keep-alive is 0 (dead after 60 s idle + 3 probes 10 s apart). */
+        int one = 1, idle = 60, intvl = 10, cnt = 3;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+        setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
         ises_init(&c->ses, &ops, g, (size_t)g->o->max_packet_size, (uint16_t)g->o->receive_max);
         c->g = g;
         c->fd = fd;
