@@ -8,6 +8,7 @@
 #include "billing/billing.h"
 #include "notify/notify.h"
 #include "bridge/bridge.h"
+#include "ingest/ingest.h"
 #include "dashboard/dashboard.h"
 #include "detect/detect.h"
 #include "report/report.h"
@@ -35,6 +36,7 @@ static const struct cmd commands[] = {
     {"services", cmd_services, "start|stop|status the embedded Mosquitto, Kafka, PostgreSQL"},
     {"sim", cmd_sim, "truck fleet simulator publishing telemetry over MQTT"},
     {"bridge", cmd_bridge, "MQTT -> Kafka bridge (validates, routes bad payloads to the DLQ)"},
+    {"ingest", cmd_ingest, "MQTT server for trucks writing to Kafka itself (PUBACK once Kafka has it)"},
     {"dashboard", cmd_dashboard, "live map: consumer group fleetsync-dashboard, HTTP + WebSocket"},
     {"history", cmd_history, "PostgreSQL sink: consumer group fleetsync-history, exactly once"},
     {"detect", cmd_detect, "theft and anomaly detection: consumer group fleetsync-detector"},

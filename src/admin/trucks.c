@@ -157,32 +157,24 @@ static int in_list(char *const *v, size_t n, const char *name)
     return 0;
 }
 
-/* Reads the gateway and bridge-instance accounts back from the ACL: each
- * is a "user NAME" block, a bridge's first rule "topic read fleet/#". */
+struct acl_read {
+    struct store *st;
+    char *err;
+    size_t err_size;
+};
+
+static int acl_add(void *ctx, int is_bridge, const char *name)
+{
+    struct acl_read *r = ctx;
+    return is_bridge ? list_add(&r->st->bridges, &r->st->n_bridges, name, r->err, r->err_size)
+                     : list_add(&r->st->gateways, &r->st->n_gateways, name, r->err, r->err_size);
+}
+
+/* Reads the gateway and bridge-instance accounts back from the ACL. */
 static int read_acl(struct store *st, char *err, size_t err_size)
 {
-    FILE *f = fopen(st->acl, "r");
-    if (!f)
-        return errno == ENOENT ? 0 : (snprintf(err, err_size, "cannot read %s: %s", st->acl, strerror(errno)), -1);
-    char line[512], name[MQA_ID_MAX + 2] = "";
-    int rc = 0;
-    while (rc == 0 && fgets(line, sizeof(line), f)) {
-        char word[MQA_ID_MAX + 2];
-        _Static_assert(MQA_ID_MAX + 1 == 65, "the sscanf width below is MQA_ID_MAX + 1");
-        if (sscanf(line, "user %65s", word) == 1) {
-            snprintf(name, sizeof(name), "%s", mqa_valid_id(word) && strcmp(word, MQA_BRIDGE_USER) ? word : "");
-            continue;
-        }
-        if (!*name || strncmp(line, "topic ", 6) != 0)
-            continue;
-        if (strcmp(line, "topic read fleet/#\n") == 0)
-            rc = list_add(&st->bridges, &st->n_bridges, name, err, err_size);
-        else
-            rc = list_add(&st->gateways, &st->n_gateways, name, err, err_size);
-        *name = '\0';
-    }
-    fclose(f);
-    return rc;
+    struct acl_read r = {st, err, err_size};
+    return mqa_acl_read(st->acl, acl_add, &r, err, err_size);
 }
 
 static int is_gateway(const struct store *st, const char *name)

@@ -54,71 +54,9 @@
 
 /* ---- routing (pure) ---------------------------------------------------- */
 
-static void route_dlq(struct route *out, const struct spool_record *rec, enum tm_reason why, const char *detail)
-{
-    out->dest = ROUTE_DLQ;
-    out->key = rec->topic;
-    out->key_len = strlen(rec->topic);
-    out->value = rec->payload;
-    out->value_len = rec->payload_len < BRIDGE_MAX_KEPT ? rec->payload_len : BRIDGE_MAX_KEPT;
-    out->error = tm_reason_name(why);
-    snprintf(out->error_detail, sizeof(out->error_detail), "%s", detail ? detail : "");
-}
-
-/* A record built in the route's own key and value buffers. */
-static void route_own(struct route *out, enum route_dest dest, size_t value_len)
-{
-    out->dest = dest;
-    out->key = out->keybuf;
-    out->key_len = strlen(out->keybuf);
-    out->value = out->valbuf;
-    out->value_len = value_len;
-    out->error = NULL;
-}
-
 void route_record(const struct spool_record *rec, struct route *out)
 {
-    char id[TM_TRUCK_ID_MAX + 1];
-    enum tm_topic_kind kind = tm_topic_parse(rec->topic, id, sizeof(id));
-
-    if (kind == TM_TOPIC_TELEMETRY) {
-        struct tm_reading r;
-        char detail[64] = "";
-        enum tm_reason why =
-            tm_parse_mqtt(rec->topic, rec->payload, rec->payload_len, rec->received_ms, &r, detail, sizeof(detail));
-        if (why != TM_OK) {
-            route_dlq(out, rec, why, detail);
-            return;
-        }
-        int n = tm_serialize(&r, out->valbuf, sizeof(out->valbuf));
-        snprintf(out->keybuf, sizeof(out->keybuf), "%s", r.truck_id);
-        tm_reading_release(&r);
-        if (n < 0) {
-            route_dlq(out, rec, TM_TOO_LARGE, "normalized");
-            return;
-        }
-        route_own(out, ROUTE_TELEMETRY, (size_t)n);
-        return;
-    }
-    if (kind == TM_TOPIC_TRUCK_STATUS || kind == TM_TOPIC_GATEWAY_STATUS) {
-        const char *status = NULL;
-        if (rec->payload_len == 6 && memcmp(rec->payload, "online", 6) == 0)
-            status = "online";
-        else if (rec->payload_len == 7 && memcmp(rec->payload, "offline", 7) == 0)
-            status = "offline";
-        if (!status) {
-            /* An empty payload clears a retained message: still not presence. */
-            route_dlq(out, rec, rec->payload_len ? TM_OUT_OF_RANGE : TM_MISSING_FIELD, "status");
-            return;
-        }
-        snprintf(out->keybuf, sizeof(out->keybuf), "%s", id);
-        int n =
-            snprintf(out->valbuf, sizeof(out->valbuf), "{\"id\":\"%s\",\"kind\":\"%s\",\"status\":\"%s\",\"ts\":%lld}",
-                     id, kind == TM_TOPIC_TRUCK_STATUS ? "truck" : "gateway", status, (long long)rec->received_ms);
-        route_own(out, ROUTE_STATUS, (size_t)n);
-        return;
-    }
-    route_dlq(out, rec, TM_BAD_TRUCK_ID, "topic");
+    route_message(rec->topic, rec->payload, rec->payload_len, rec->received_ms, out);
 }
 
 /* ---- the running bridge ------------------------------------------------ */
@@ -401,7 +339,7 @@ static void produce_some(struct bridge *b)
 {
     static struct route r; /* 8 KiB of buffers: not on the stack */
     struct spool_record rec;
-    const char *topics[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
+    const char *const topics[3] = {b->topic_telemetry, b->topic_status, b->topic_dlq};
     if (b->rewind_pending || b->fatal)
         return;
     for (int n = 0; n < 10000; n++) {
@@ -417,31 +355,9 @@ static void produce_some(struct bridge *b)
             return;
         }
         route_record(&rec, &r);
-        rd_kafka_headers_t *hdrs = NULL;
-        if (r.dest == ROUTE_DLQ) {
-            char received[32];
-            snprintf(received, sizeof(received), "%lld", (long long)rec.received_ms);
-            hdrs = rd_kafka_headers_new(4);
-            rd_kafka_header_add(hdrs, "error", -1, r.error, -1);
-            rd_kafka_header_add(hdrs, "error_detail", -1, r.error_detail, -1);
-            rd_kafka_header_add(hdrs, "mqtt_topic", -1, rec.topic, -1);
-            rd_kafka_header_add(hdrs, "received_ms", -1, received, -1);
-        }
-        rd_kafka_resp_err_t e;
-        if (hdrs)
-            e = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(topics[r.dest]), RD_KAFKA_V_KEY(r.key, r.key_len),
-                                  RD_KAFKA_V_VALUE((void *)r.value, r.value_len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.received_ms),
-                                  RD_KAFKA_V_OPAQUE((void *)(uintptr_t)rec.offset), RD_KAFKA_V_HEADERS(hdrs),
-                                  RD_KAFKA_V_END);
-        else
-            e = rd_kafka_producev(b->rk, RD_KAFKA_V_TOPIC(topics[r.dest]), RD_KAFKA_V_KEY(r.key, r.key_len),
-                                  RD_KAFKA_V_VALUE((void *)r.value, r.value_len),
-                                  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_TIMESTAMP(rec.received_ms),
-                                  RD_KAFKA_V_OPAQUE((void *)(uintptr_t)rec.offset), RD_KAFKA_V_END);
+        rd_kafka_resp_err_t e =
+            route_produce(b->rk, topics, &r, rec.topic, rec.received_ms, (void *)(uintptr_t)rec.offset);
         if (e) {
-            if (hdrs)
-                rd_kafka_headers_destroy(hdrs);
             spool_unread_last(b->spool);
             if (e == RD_KAFKA_RESP_ERR__FATAL)
                 b->fatal = 1;

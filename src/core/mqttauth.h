@@ -74,6 +74,46 @@ int mqa_hash_line(const char *user, const char *pass, const unsigned char salt[M
 size_t mqa_acl_text(char *buf, size_t size, const char *const *gateways, size_t n_gateways, const char *const *bridges,
                     size_t n_bridges);
 
+/* Reads the gateway and bridge-instance accounts back from an ACL file
+ * that mqa_acl_text wrote: each is a "user NAME" block, a bridge's first
+ * rule "topic read fleet/#"; add(ctx, is_bridge, name) is called for each,
+ * in order, and stops the reading when it returns non-zero (returned).  A
+ * missing file has none (0).  -1 + err when it cannot be read. */
+int mqa_acl_read(const char *path, int (*add)(void *ctx, int is_bridge, const char *name), void *ctx, char *err,
+                 size_t err_size);
+
+/* ---- checking logins: the rules the broker applies --------------------- */
+
+/* The accounts of D/mqtt/ loaded for checking logins and publishes as
+ * Mosquitto does with the password file and ACL that `fleetsync trucks`
+ * writes (use_username_as_clientid: the account is the client id). */
+struct mqa_store;
+
+/* Loads D/mqtt/passwd and D/mqtt/acl.  Returns 0 with *out (free with
+ * mqa_store_free), 1 when the data dir has no password file (the broker
+ * then lets anyone in: *out is NULL), -1 + err when a file cannot be read.
+ * Memory: the password file's size plus 8 bytes per account. */
+int mqa_store_open(const char *data_dir, struct mqa_store **out, char *err, size_t err_size);
+
+/* Loads the files again when either changed (size or mtime), as a broker
+ * rereads them on SIGHUP after `trucks add`.  Returns 0 (reloaded or not
+ * needed) or -1 + err, keeping the accounts it had. */
+int mqa_store_refresh(struct mqa_store *s, char *err, size_t err_size);
+
+/* 1 if user (NUL-terminated) has an account whose password is pass
+ * (pass_len bytes), checked against its PBKDF2 line; else 0. */
+int mqa_store_login(const struct mqa_store *s, const char *user, const void *pass, size_t pass_len);
+
+/* 1 if the ACL lets account user publish to topic (topic_len bytes, not
+ * NUL-terminated): a truck its own fleet/trucks/<user>/#, a gateway any
+ * fleet/trucks/+/# and its own fleet/gateways/<user>/#; else 0. */
+int mqa_store_may_publish(const struct mqa_store *s, const char *user, const char *topic, size_t topic_len);
+
+/* Accounts in the password file. */
+size_t mqa_store_accounts(const struct mqa_store *s);
+
+void mqa_store_free(struct mqa_store *s);
+
 /* 1 if url names this data dir's own broker: a loopback host and the port
  * of D/run/ports (mqtt=) or, for mqtts://, of D/run/mqtt-tls. */
 int mqa_is_own_broker(const char *data_dir, const struct cfg_mqtt_url *url);

@@ -12,7 +12,12 @@
  *     256 bytes), the same holds; a PUBLISH's topic and payload lie within
  *     the packet, and one past the limit (-2) lies within the bytes given;
  *   - a PUBLISH of the input's bytes as topic and payload has the length
- *     mqw_publish_size() gives, and its fixed header states the rest.
+ *     mqw_publish_size() gives, and its fixed header states the rest;
+ *   - read as the ingest reads a client (mqw_parse_client: before CONNECT,
+ *     then in the CONNECT's version, a limit of 512 bytes), a packet is
+ *     never longer than the bytes given or the limit, every string and
+ *     payload lies within it, every cut of it asks for more, a refusal
+ *     comes with a reason code, and the same bytes get the same answer.
  */
 #include "core/mqttwire.h"
 
@@ -80,6 +85,44 @@ static void stream_in(const uint8_t *data, size_t size, int version)
     }
 }
 
+static int within(const void *p, size_t n, const uint8_t *lo, const uint8_t *hi)
+{
+    return !p || ((const uint8_t *)p >= lo && (const uint8_t *)p + n <= hi);
+}
+
+static void stream_client(const uint8_t *data, size_t size)
+{
+    size_t off = 0, max = 512;
+    int version = 0;
+    while (off < size) {
+        struct mqw_in in, again;
+        uint8_t why = 0, why2 = 0;
+        int n = mqw_parse_client(data + off, size - off, version, max, &in, &why);
+        check(n == mqw_parse_client(data + off, size - off, version, max, &again, &why2),
+              "same bytes, different answer");
+        if (n == MQW_IN_MALFORMED)
+            check(why >= 0x80 && why == why2, "a refusal without a reason code");
+        if (n <= 0)
+            return;
+        const uint8_t *lo = data + off, *hi = data + off + (size_t)n;
+        check((size_t)n <= size - off && (size_t)n <= max && in.length == (uint32_t)n, "length out of range");
+        check(within(in.topic, in.topic_len, lo, hi) && within(in.payload, in.payload_len, lo, hi), "PUBLISH outside");
+        const struct mqw_connect_in *c = &in.connect;
+        check(within(c->client_id, c->client_id_len, lo, hi) && within(c->will_topic, c->will_topic_len, lo, hi) &&
+                  within(c->will_payload, c->will_len, lo, hi) && within(c->user, c->user_len, lo, hi) &&
+                  within(c->pass, c->pass_len, lo, hi),
+              "CONNECT field outside the packet");
+        if (in.type == MQW_PUBLISH)
+            check(in.topic_len > 0 && in.qos < 3 && in.payload + in.payload_len == hi, "PUBLISH shape");
+        for (int cut = 0; cut < n; cut++)
+            check(mqw_parse_client(data + off, (size_t)cut, version, max, &again, &why2) == 0,
+                  "a cut packet is not 'need more'");
+        if (in.type == MQW_CONNECT)
+            version = in.connect.version;
+        off += (size_t)n;
+    }
+}
+
 static void publish(const uint8_t *data, size_t size)
 {
     size_t tl = size ? data[0] % (size > 1 ? size : 1) : 0;
@@ -114,5 +157,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     stream_in(data, size, 4);
     stream_in(data, size, 5);
     publish(data, size);
+    stream_client(data, size);
     return 0;
 }

@@ -186,6 +186,76 @@ static void own_broker_is_loopback_on_the_recorded_port(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The ingest's login check: the password file's PBKDF2 lines and the ACL's
+ * rules, as the broker applies them, reloaded when `trucks add` rewrites. */
+static void store_checks_logins_and_acl_as_the_broker(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/fs-test-store.XXXXXX", path[256], err[256], line[MQA_HASH_LINE_MAX], acl[2048];
+    assert_non_null(mkdtemp(dir));
+    struct mqa_store *st = NULL;
+    assert_int_equal(mqa_store_open(dir, &st, err, sizeof(err)), 1); /* no store: anonymous */
+    snprintf(path, sizeof(path), "%s/mqtt", dir);
+    assert_int_equal(mkdir(path, 0755), 0);
+    static const unsigned char salt[MQA_SALT_BYTES] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+    snprintf(path, sizeof(path), "%s/mqtt/passwd", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    const char *users[] = {"TRK-2", "GW-1", "TRK-1"};
+    for (int i = 0; i < 3; i++) {
+        assert_true(mqa_hash_line(users[i], users[i][0] == 'G' ? "gwpass" : "trkpass", salt, 101, line, sizeof(line)) >
+                    0);
+        fputs(line, f);
+    }
+    fclose(f);
+    const char *gws[] = {"GW-1"};
+    mqa_acl_text(acl, sizeof(acl), gws, 1, NULL, 0);
+    snprintf(path, sizeof(path), "%s/mqtt/acl", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(acl, f);
+    fclose(f);
+    assert_int_equal(mqa_store_open(dir, &st, err, sizeof(err)), 0);
+    assert_int_equal(mqa_store_accounts(st), 3);
+    assert_true(mqa_store_login(st, "TRK-1", "trkpass", 7));
+    assert_true(mqa_store_login(st, "TRK-2", "trkpass", 7));
+    assert_true(mqa_store_login(st, "GW-1", "gwpass", 6));
+    assert_false(mqa_store_login(st, "TRK-1", "trkpas", 6));
+    assert_false(mqa_store_login(st, "TRK-1", "trkpass\0", 8));
+    assert_false(mqa_store_login(st, "TRK-3", "trkpass", 7));
+    assert_false(mqa_store_login(st, "TRK", "trkpass", 7));
+    const char *t = "fleet/trucks/TRK-1/telemetry";
+    assert_true(mqa_store_may_publish(st, "TRK-1", t, strlen(t)));
+    assert_false(mqa_store_may_publish(st, "TRK-2", t, strlen(t)));
+    assert_false(mqa_store_may_publish(st, "TRK-", t, strlen(t)));
+    assert_true(mqa_store_may_publish(st, "GW-1", t, strlen(t)));
+    t = "fleet/gateways/GW-1/status";
+    assert_true(mqa_store_may_publish(st, "GW-1", t, strlen(t)));
+    assert_false(mqa_store_may_publish(st, "TRK-1", t, strlen(t)));
+    t = "fleet/gateways/GW-10/status";
+    assert_false(mqa_store_may_publish(st, "GW-1", t, strlen(t)));
+    t = "other/topic";
+    assert_false(mqa_store_may_publish(st, "GW-1", t, strlen(t)));
+    /* a removed account is refused once the file changes */
+    snprintf(path, sizeof(path), "%s/mqtt/passwd", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(mqa_hash_line("TRK-2", "trkpass", salt, 101, line, sizeof(line)) > 0);
+    fputs(line, f);
+    fputs(line, f); /* another size than before */
+    fclose(f);
+    assert_int_equal(mqa_store_refresh(st, err, sizeof(err)), 0);
+    assert_false(mqa_store_login(st, "TRK-1", "trkpass", 7));
+    assert_true(mqa_store_login(st, "TRK-2", "trkpass", 7));
+    mqa_store_free(st);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/mqtt/acl", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/mqtt", dir);
+    rmdir(path);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -196,6 +266,7 @@ int main(void)
         cmocka_unit_test(acl_grants_only_what_the_contract_says),
         cmocka_unit_test(password_file_lines_name_their_account),
         cmocka_unit_test(own_broker_is_loopback_on_the_recorded_port),
+        cmocka_unit_test(store_checks_logins_and_acl_as_the_broker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

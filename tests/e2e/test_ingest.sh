@@ -1,0 +1,166 @@
+#!/bin/bash
+# fleetsync ingest against the real Kafka, with mosquitto_pub and the
+# simulator as its clients: readings over MQTT 3.1.1 and 5 reach
+# truck-telemetry as the same records the bridge writes from the same
+# messages (key, partition, value, dead-letter headers compared byte for
+# byte), a malformed one goes to the DLQ with its reason, logins and topics
+# are checked against the data dir's accounts (fleetsync trucks), QoS 2 and
+# SUBSCRIBE are refused, a packet past the size limit ends its connection,
+# and the simulator's readings all arrive, each acknowledged (Kafka stopped:
+# test_ingest_faults.sh).
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bridge_lib.sh"
+
+P="e2eingest$$-"                       # topic prefix: this suite's own topics
+P2="e2eingestbr$$-"                    # the bridge's, for the comparison
+ID="E2EI$$"
+W=$(mktemp -d /tmp/fleetsync-e2e-ingest.XXXXXX)
+B=$FLEETSYNC_BROKERS
+IPORT=$((TEST_MQTT_PORT + 57))         # the ingest's MQTT port, in the suite's shifted block
+MPORT=$((TEST_METRICS_BASE + 57))
+ingest_pid=
+bridge_pid=
+cleanup() {
+    [ -n "$ingest_pid" ] && kill -9 "$ingest_pid" 2>/dev/null
+    [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+"$FS" services start --topic-prefix "$P" >/dev/null 2>&1
+check "topics with the suite's prefix exist" topics_ready
+
+T1="$ID-000001" T2="$ID-000002" T3="$ID-000003"
+"$FS" trucks add --data-dir "$W" --print "$T1" "$T2" "$T3" >"$W/creds" 2>/dev/null
+pass() { awk -v id="$1" '$1 == id { print $2 }' "$W/creds"; }
+P1=$(pass "$T1") P2W=$(pass "$T2") P3=$(pass "$T3")
+check "trucks add made three accounts" test -n "$P1" -a -n "$P2W" -a -n "$P3"
+
+"$FS" ingest --data-dir "$W" --topic-prefix "$P" --listen "127.0.0.1:$IPORT" --metrics-port "$MPORT" --quiet \
+    --connect-timeout 2 \
+    >"$W/ingest.log" 2>&1 &
+ingest_pid=$!
+for _ in $(seq 150); do grep -q "ingest listening" "$W/ingest.log" && break; sleep 0.2; done
+check "ingest starts and listens" grep -q "ingest listening" "$W/ingest.log"
+
+ipub() {  # ipub USER PASS [mosquitto_pub args]: one publisher against the ingest
+    local u=$1 pw=$2; shift 2
+    timeout -k 5 60 mosquitto_pub -p "$IPORT" -u "$u" -P "$pw" -i "$u" "$@"
+}
+
+# 1. Valid readings, MQTT 3.1.1 and 5, QoS 1 and 0.
+lines "$T1" 0 100 | ipub "$T1" "$P1" -q 1 -t "fleet/trucks/$T1/telemetry" -l
+check_eq "MQTT 3.1.1 publisher exits 0" 0 $?
+lines "$T2" 0 100 | ipub "$T2" "$P2W" -V mqttv5 -q 1 -t "fleet/trucks/$T2/telemetry" -l
+check_eq "MQTT 5 publisher exits 0" 0 $?
+lines "$T2" 100 20 | ipub "$T2" "$P2W" -q 0 -t "fleet/trucks/$T2/telemetry" -l
+check_eq "220 readings in truck-telemetry" 220 "$(wait_count "${P}truck-telemetry" "^$ID-00000[12]" 220 60)"
+
+# 2. The same messages through Mosquitto and the bridge make the same records.
+"$FS" services start --topic-prefix "$P2" >/dev/null 2>&1
+lines "$T3" 0 30 >"$W/same"
+printf '%s\n' '{"v":1,"truck_id":"'"$T3"'","ts":1,"seq":1}' '{"v":1,' '{"v":1,"truck_id":"'"$T3"'","ts":"x"}' >>"$W/same"
+ipub "$T3" "$P3" -q 1 -t "fleet/trucks/$T3/telemetry" -l <"$W/same"
+start_bridge bridge --client-id "e2e-ingest-bridge-$$" --metrics-port -1 --topic-prefix "$P2"
+check_eq "bridge starts" 0 $?
+timeout -k 5 60 mosquitto_pub -p "$MQTT_PORT" -q 1 -t "fleet/trucks/$T3/telemetry" -l <"$W/same"
+wait_count "${P2}truck-telemetry" "^$T3" 30 60 >/dev/null
+wait_count "${P}truck-telemetry" "^$T3" 30 60 >/dev/null
+dump() { kc -b "$B" -C -t "$1" -o beginning -e -q -f '%k %p %s\n' 2>/dev/null | grep "$T3" | sort; }
+dump "${P}truck-telemetry" >"$W/ing.tele"
+dump "${P2}truck-telemetry" >"$W/br.tele"
+check_eq "30 telemetry records from the ingest" 30 "$(wc -l <"$W/ing.tele")"
+check "ingest and bridge wrote the same telemetry records (key, partition, value)" cmp -s "$W/ing.tele" "$W/br.tele"
+wait_count "${P2}truck-telemetry-dlq" "$T3" 3 60 >/dev/null
+ddump() {  # key, value and headers but received_ms (each edge's own receive time)
+    kc -b "$B" -C -t "$1" -o beginning -e -q -f '%k|%s|%h\n' 2>/dev/null | grep "$T3" | sed 's/,received_ms=[0-9]*//' | sort
+}
+ddump "${P}truck-telemetry-dlq" >"$W/ing.dlq"
+ddump "${P2}truck-telemetry-dlq" >"$W/br.dlq"
+check_eq "3 dead letters from the ingest" 3 "$(wc -l <"$W/ing.dlq")"
+check "ingest and bridge wrote the same dead letters (key, value, error headers)" cmp -s "$W/ing.dlq" "$W/br.dlq"
+check_contains "a dead letter names its reason" "error=invalid_json" "$(cat "$W/ing.dlq")"
+kill "$bridge_pid" 2>/dev/null; wait "$bridge_pid" 2>/dev/null; bridge_pid=
+
+# 3. Logins and topics as the broker checks them.
+rc=0; echo x | ipub "$T1" "wrong-password" -q 1 -t "fleet/trucks/$T1/telemetry" -l 2>/dev/null || rc=$?
+check "a wrong password is refused" test "$rc" -ne 0
+rc=0; echo x | ipub "$ID-999999" "$P1" -q 1 -t "fleet/trucks/$ID-999999/telemetry" -l 2>/dev/null || rc=$?
+check "an unknown account is refused" test "$rc" -ne 0
+echo '{"v":1,"truck_id":"'"$T2"'","ts":1,"seq":424242}' |
+    ipub "$T1" "$P1" -V mqttv5 -q 1 -t "fleet/trucks/$T2/telemetry" -l >/dev/null 2>&1
+lines "$T1" 500 1 | ipub "$T1" "$P1" -q 1 -t "fleet/trucks/$T2/telemetry" -l >/dev/null 2>&1
+sleep 1
+check_eq "another truck's topic: nothing produced" 0 \
+    "$(kc -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%s\n' 2>/dev/null | grep -c 424242)"
+m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+check_contains "bad logins are counted" 'fleetsync_ingest_refused_total{reason="bad_login"} 2' "$m"
+check_contains "other trucks' topics are counted (MQTT 5 and 3.1.1)" \
+    'fleetsync_ingest_refused_total{reason="not_authorized"} 2' "$m"
+
+# 4. What a publishing-only server refuses.
+rc=0; ipub "$T1" "$P1" -q 2 -t "fleet/trucks/$T1/telemetry" -m '{"v":1,"seq":777777}' >/dev/null 2>&1 || rc=$?
+check "a QoS 2 publisher (MQTT 3.1.1) loses its connection" test "$rc" -ne 0
+timeout 10 mosquitto_sub -p "$IPORT" -u "$T1" -P "$P1" -i "$T1" -t 'fleet/#' -C 1 -W 3 >/dev/null 2>&1
+big=$(head -c 70000 /dev/zero | tr '\0' 'x')
+rc=0; ipub "$T1" "$P1" -q 1 -t "fleet/trucks/$T1/telemetry" -m "$big" >/dev/null 2>&1 || rc=$?
+m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+check_contains "QoS 2 is refused and counted" 'fleetsync_ingest_refused_total{reason="qos2"} 1' "$m"
+check_eq "nothing of the QoS 2 message reached Kafka" 0 \
+    "$(kc -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%s\n' 2>/dev/null | grep -c 777777)"
+check_contains "SUBSCRIBE is refused and counted" 'fleetsync_ingest_refused_total{reason="subscribe"} 1' "$m"
+check_contains "a packet past --max-packet-size is refused and counted" \
+    'fleetsync_ingest_refused_total{reason="too_large"} 1' "$m"
+check "nothing of the oversized message reached Kafka" test \
+    "$(kc -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%S\n' 2>/dev/null | grep -c '^7000[0-9]')" -eq 0
+
+# 4b. Hostile sockets: bytes that are not a CONNECT, a socket that never
+#     sends one (--connect-timeout 2).
+exec 3<>"/dev/tcp/127.0.0.1/$IPORT"
+printf 'GET / HTTP/1.0\r\n\r\n' >&3
+check_eq "bytes that are not a CONNECT: closed at once, no answer" 0 "$(timeout 5 cat <&3 | wc -c)"
+exec 3<&-
+exec 4<>"/dev/tcp/127.0.0.1/$IPORT"
+t0=$(date +%s%N)
+got=$(timeout 10 cat <&4 | wc -c)
+dt=$(( ($(date +%s%N) - t0) / 1000000 ))
+exec 4<&-
+check "a silent socket is closed after --connect-timeout (2 s; took $dt ms)" test "$got" -eq 0 -a "$dt" -ge 1900 -a "$dt" -lt 6000
+m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+check_contains "both are counted" 'fleetsync_ingest_refused_total{reason="connect_timeout"} 1' "$m"
+check "the first as malformed" test "$(echo "$m" | awk '$1 == "fleetsync_ingest_refused_total{reason=\"malformed\"}" { print $2 }')" -ge 1
+
+# 5. The simulator, logging in with its data dir's derived passwords.
+S="$ID-S"
+"$FS" trucks add --data-dir "$W" --count 20 --id-prefix "$S" >/dev/null 2>&1
+mkdir -p "$W/run" && echo "mqtt=$IPORT" >"$W/run/ports"   # the ingest stands as the data dir's broker
+"$FS" sim --data-dir "$W" --mqtt "mqtt://127.0.0.1:$IPORT" --trucks 20 --interval 10 --duration 600 --speedup 0 \
+    --id-prefix "$S" --metrics-port -1 --quiet --start "$(date -u -d '-1 hour' +%Y-%m-%dT%H:%M:%SZ)" \
+    >"$W/sim.out" 2>&1
+check_eq "the simulator against the ingest exits 0" 0 $?
+check_contains "the simulator's 1200 readings are acknowledged" "published 1200, acknowledged 1200, failed 0" \
+    "$(cat "$W/sim.out")"
+check_eq "all 1200 are in truck-telemetry" 1200 "$(wait_unique "${P}truck-telemetry" "^$S" 1200 60)"
+st=$(kc -b "$B" -C -t "${P}truck-status" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep -c "^$S.*online")
+check "its trucks' presence is in truck-status" test "$st" -ge 20
+m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
+acked=$(echo "$m" | awk '$1 == "fleetsync_ingest_acknowledged_total" { print $2 }')
+check "every reading handed to Kafka is acknowledged" test "$acked" = \
+    "$(echo "$m" | awk '$1 == "fleetsync_ingest_readings_total" { print $2 }')"
+check_contains "the PUBLISH->PUBACK latency is measured" "fleetsync_ingest_puback_latency_seconds_count" "$m"
+
+# 6. A clean stop tells MQTT 5 clients why (DISCONNECT 0x8B, server shutting down).
+mkfifo "$W/v5.in"
+stdbuf -oL -eL timeout -k 5 40 mosquitto_pub -p "$IPORT" -u "$T2" -P "$P2W" -i "$T2" -V mqttv5 -d -q 1 \
+    -t "fleet/trucks/$T2/telemetry" -l <"$W/v5.in" >"$W/v5.log" 2>&1 &
+v5_pid=$!
+exec 5>"$W/v5.in"   # its stdin stays open: it stays connected
+for _ in $(seq 50); do grep -q 'received CONNACK' "$W/v5.log" && break; sleep 0.1; done
+kill -TERM "$ingest_pid"; wait "$ingest_pid"; rc=$?; ingest_pid=
+for _ in $(seq 50); do grep -q 'DISCONNECT' "$W/v5.log" && break; sleep 0.1; done
+exec 5>&-
+kill "$v5_pid" 2>/dev/null; wait "$v5_pid" 2>/dev/null
+check_eq "SIGTERM stops the ingest cleanly" 0 "$rc"
+check_contains "an MQTT 5 client hears the server is shutting down" "DISCONNECT (139)" "$(cat "$W/v5.log")"
+grep -q "stopped: readings" "$W/ingest.log" || sed 's/^/# /' "$W/ingest.log" | tail -20
+done_testing
