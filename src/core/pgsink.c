@@ -683,7 +683,18 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         "range,roundrobin",
         NULL,
     };
-    rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, defaults, err, sizeof(err));
+    /* The pipeline's own consumer settings come after these (and the
+     * user's -X after both). */
+    const char *kv[64];
+    size_t nkv = 0;
+    for (const char *const *d = defaults; *d; d++)
+        kv[nkv++] = *d;
+    for (const char *const *d = o->kafka_defaults; d && d[0] && d[1] && nkv + 3 < sizeof(kv) / sizeof(kv[0]); d += 2) {
+        kv[nkv++] = d[0];
+        kv[nkv++] = d[1];
+    }
+    kv[nkv] = NULL;
+    rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, kv, err, sizeof(err));
     if (!conf || rd_kafka_conf_set(conf, "group.id", o->group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         log_error("%s", err);
         if (conf)

@@ -115,6 +115,7 @@ struct pgsink_options {
     int start;               /* PGSINK_START_EARLIEST (default) or _LATEST: partitions with no stored offset */
     struct metrics *metrics; /* may be NULL */
     int hold_ms;             /* > 0 with ops->hold: a transaction at most this often (see below) */
+    const char *const *kafka_defaults; /* NULL or {key, value, ..., NULL}: the pipeline's consumer settings */
 };
 
 enum { PGSINK_START_EARLIEST, PGSINK_START_LATEST };
