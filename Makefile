@@ -7,7 +7,7 @@
 #   make format          apply .clang-format (make format-check: test it)
 #   make test            bootstrap, build, every test suite (tests/run)
 #   make demo            bootstrap, build, fleetsync up
-#   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, system) / fault suite
+#   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, billing, system) / fault suite
 #
 # Sources are found by wildcard: a new src/<component>/foo.c is built into the
 # binary, a new tests/unit/test_foo.c becomes the test binary test_foo.
@@ -119,7 +119,7 @@ bench: bootstrap
 	@$(MAKE) --no-print-directory all
 	@t=$$(date +%s) && bench/run $(if $(QUICK),--quick) && bench/history $(if $(QUICK),--quick) && \
 	  bench/dashboard $(if $(QUICK),--quick) && bench/detect $(if $(QUICK),--quick) && \
-	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
+	  bench/billing $(if $(QUICK),--quick) && BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all tools

@@ -57,7 +57,8 @@
 #include <time.h>
 
 #define BILLING_DEFAULT_METRICS_PORT 9104
-#define BILLING_DEFAULT_STATE_MS 10000
+#define BILLING_DEFAULT_STATE_MS 60000
+#define COPY_CHUNK (4u << 20) /* bytes of COPY text sent at once by a state flush */
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
 
@@ -622,22 +623,27 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
     int64_t t0 = fs_mono_ms();
     PGresult *res;
 
-    for (size_t i = 0; i < b->touched_n; i++)
-        stage_acc(b, &b->touched[i]);
-    buf_reset(&b->aux);
-    for (size_t i = 0; i < b->touched_n; i++) {
-        const struct truck *t = b->touched[i].t;
-        buf_printf(&b->aux, "%s\t%s\t%d\t%c\t", t->id, b->topic, t->partition, t->st.has_last ? 't' : 'f');
-        put_state(&b->aux, &t->st);
-        buf_printf(&b->aux, "\t%" PRId64 "\n", t->st.floor_ms);
-    }
-    if (b->stage.len > 0 || b->ends.len > 0 || b->aux.len > 0) {
+    int staged = b->stage.len > 0;
+    if (b->touched_n > 0 || b->stage.len > 0 || b->ends.len > 0) {
         if (pg_exec(conn, stage_sql, err, err_size) < 0)
             return -1;
     }
-    if (b->stage.len > 0) { /* pg_copy() refuses a buffer that ran out of memory */
-        if (pg_copy(conn, "COPY billing_stage FROM STDIN", &b->stage, err, err_size) < 0)
-            return -1;
+    /* The day rows, COPYed in chunks of about COPY_CHUNK bytes (a flush
+     * holds every truck of the fleet: no text of all of them at once). */
+    for (size_t i = 0; i <= b->touched_n; i++) {
+        if (i < b->touched_n) {
+            stage_acc(b, &b->touched[i]);
+            if (b->stage.len < COPY_CHUNK)
+                continue;
+        }
+        if (b->stage.len > 0) { /* pg_copy() refuses a buffer that ran out of memory */
+            staged = 1;
+            if (pg_copy(conn, "COPY billing_stage FROM STDIN", &b->stage, err, err_size) < 0)
+                return -1;
+            buf_reset(&b->stage);
+        }
+    }
+    if (staged) {
         res = pg_exec_params(conn, upsert_daily_sql, 0, NULL, PGRES_COMMAND_OK, err, err_size);
         if (!res)
             return -1;
@@ -647,11 +653,27 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
     if (b->ends.len > 0 && (pg_copy(conn, "COPY billing_end_stage FROM STDIN", &b->ends, err, err_size) < 0 ||
                             pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
         return -1;
-    if (b->aux.len > 0 &&
-        (pg_copy(conn,
-                 "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS ", floor_ms) FROM STDIN",
-                 &b->aux, err, err_size) < 0 ||
-         pg_exec(conn, upsert_trucks_sql, err, err_size) < 0))
+    /* The trucks' states, in chunks likewise. */
+    buf_reset(&b->aux);
+    for (size_t i = 0; i <= b->touched_n; i++) {
+        if (i < b->touched_n) {
+            const struct truck *t = b->touched[i].t;
+            buf_printf(&b->aux, "%s\t%s\t%d\t%c\t", t->id, b->topic, t->partition, t->st.has_last ? 't' : 'f');
+            put_state(&b->aux, &t->st);
+            buf_printf(&b->aux, "\t%" PRId64 "\n", t->st.floor_ms);
+            if (b->aux.len < COPY_CHUNK)
+                continue;
+        }
+        if (b->aux.len > 0) {
+            if (pg_copy(conn,
+                        "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
+                        ", floor_ms) FROM STDIN",
+                        &b->aux, err, err_size) < 0)
+                return -1;
+            buf_reset(&b->aux);
+        }
+    }
+    if (b->touched_n > 0 && pg_exec(conn, upsert_trucks_sql, err, err_size) < 0)
         return -1;
     for (size_t i = 0; i < b->prog_n; i++) {
         snprintf(part_s, sizeof(part_s), "%d", b->progs[i].partition);
