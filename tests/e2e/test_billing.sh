@@ -198,20 +198,19 @@ awk -v id="$ID-L" -v mid="$MID" -v nt="$NT" -v nr="$NR" 'BEGIN {
 }' >"$W/backlog.txt"
 produce "$W/backlog.txt"
 check_eq "the backlog is in Kafka" $((43 + NT * NR)) "$(topic_end)"
-# The state written every 400 ms: after each restart, once billing's first
-# transaction is stored (its first batch of up to 2000 records), it is
-# killed 50-350 ms later, while the batches folded since are held in memory
+# The state written every 3 s: after each restart, once billing's first
+# transaction is stored (its first batch of up to 6000 records), it is
+# killed 50-650 ms later, while the batches folded since are held in memory
 # with their offsets not stored: they are read again after the restart,
 # never lost or counted twice.
-kills=0 kill_at=
-start_billing --max-batch 2000 --state-ms 400
+total=$(topic_end) kills=0 kill_at=
 for _ in $(seq 40); do
     from=$(stored_end)
-    for _ in $(seq 200); do [ "$(stored_end)" != "$from" ] && break; sleep 0.05; done
-    sleep "$(printf "0.%02d" $((RANDOM % 30 + 5)))"
-    [ "$(stored_end)" = "$(topic_end)" ] && break
+    start_billing --max-batch 6000 --state-ms 3000
+    for _ in $(seq 200); do now_at=$(stored_end); [ "$now_at" != "$from" ] && break; sleep 0.05; done
+    [ "$now_at" = "$total" ] && break
+    sleep "$(printf "0.%02d" $((RANDOM % 60 + 5)))"
     kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null; kills=$((kills + 1)); kill_at+=" $(stored_end)"
-    start_billing --max-batch 2000 --state-ms 400
 done
 check "billing caught up after $kills SIGKILLs" wait_caught_up 120
 check "at least 3 SIGKILLs hit the backlog (records stored at each:$kill_at)" test "$kills" -ge 3
