@@ -3,9 +3,13 @@
  * truck-telemetry and keeps billing_daily (per truck and UTC day: distance,
  * engine hours, idle hours, max speed) up to date, exactly once.
  *
- * The exactly-once machinery (offsets in sink_offsets, in the batch's
- * transaction; retries; re-seeks) is core/pgsink.c, shared with history.
- * This file writes one batch, in that transaction:
+ * The exactly-once machinery (offsets in sink_offsets, in the same
+ * transaction as the rows; retries; re-seeks) is core/pgsink.c, shared with
+ * history.  Batches are folded in memory as they come (pgsink's hold());
+ * at most every --state-ms a state flush writes everything folded since the
+ * last one, with the offsets it covers, in one transaction (pgsink's
+ * write()).  A crash between flushes loses the held state and its offsets
+ * together: the records are read again.  Per batch:
  *
  *   1. Readings are read by tm_read() (core/tmscan.h); bad
  *      records are counted by reason and skipped.
@@ -21,13 +25,13 @@
  *      days, never adds them twice.
  *   3. Each reading is folded, in arrival order, into its truck's state
  *      (billing/fold.h; states cached in memory, loaded from billing_trucks
- *      on a miss); the day deltas are gathered per truck and day, staged with
- *      COPY and added to billing_daily in one upsert; the trucks' states go
- *      to billing_trucks, the position to billing_progress.  A truck's state
- *      at the end of a day goes to billing_day_end when its first reading
- *      of a later day is folded (until then billing_trucks holds it): one
- *      write per truck-day, not one per batch.
- * A rolled-back batch (or a reassignment) forgets the cache: states are read
+ *      on a miss); the day deltas are gathered per truck and day until the
+ *      flush, which stages them with COPY and adds them to billing_daily in
+ *      one upsert; the trucks' states go to billing_trucks, the position to
+ *      billing_progress.  A truck's state at the end of a day goes to
+ *      billing_day_end when its first reading of a later day is folded
+ *      (until then billing_trucks holds it).
+ * A rolled-back flush (or a reassignment) forgets the cache: states are read
  * again from what the database holds.
  */
 #include "billing/billing.h"
@@ -57,7 +61,7 @@
 #include <time.h>
 
 #define BILLING_DEFAULT_METRICS_PORT 9104
-#define BILLING_DEFAULT_STATE_MS 60000
+#define BILLING_DEFAULT_STATE_MS 120000
 #define COPY_CHUNK (4u << 20) /* bytes of COPY text sent at once by a state flush */
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
@@ -770,9 +774,11 @@ static const char billing_about[] =
     "The billing pipeline: consumer group fleetsync-billing reads truck-telemetry and\n"
     "keeps billing_daily in PostgreSQL up to date: per truck and UTC day, distance\n"
     "driven (GPS jumps above %.0f km/h filtered), engine hours, idle hours, max speed.\n"
-    "Exactly once: each batch's rows and its Kafka offsets are one transaction, so a\n"
-    "crash neither loses nor counts a reading twice.  After `fleetsync replay --group\n"
-    "fleetsync-billing ...` it recomputes the replayed UTC days (overwriting them).\n"
+    "Exactly once: the state folded in memory is written with the Kafka offsets it\n"
+    "covers in one transaction, at most every --state-ms, so a crash neither loses nor\n"
+    "counts a reading twice (what was not written yet is read again).  After\n"
+    "`fleetsync replay --group fleetsync-billing ...` it recomputes the replayed UTC\n"
+    "days (overwriting them).\n"
     "`fleetsync report invoice --month YYYY-MM ...` prints the invoice.  docs/billing.md\n"
     "has the definitions (gaps > 10 min, midnight split, jumps).";
 
