@@ -62,6 +62,7 @@
 
 #define BILLING_DEFAULT_METRICS_PORT 9104
 #define BILLING_DEFAULT_STATE_MS 120000
+#define BILLING_DEFAULT_STATE_READINGS 10
 #define COPY_CHUNK (4u << 20) /* bytes of COPY text sent at once by a state flush */
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
@@ -130,6 +131,7 @@ struct pday {
 struct billing {
     const struct fs_config *cfg;
     char topic[256];
+    int state_readings; /* --state-readings */
     struct idtab cache;
     struct row *rows;
     size_t row_cap;
@@ -727,6 +729,11 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
 static int billing_hold(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size)
 {
     struct billing *b = ctx;
+    /* Enough readings per truck held: a flush now writes each truck's rows
+     * once for state_readings readings on average. */
+    if (b->state_readings > 0 && b->touched_n > 0 &&
+        b->p_readings >= (int64_t)b->state_readings * (int64_t)b->touched_n)
+        return 1;
     int r = fold_batch(b, conn, msgs, n, 0, err, err_size);
     if (r == 0)
         b->p_held++;
@@ -847,11 +854,15 @@ int cmd_billing(int argc, char **argv)
 
     memset(&b, 0, sizeof(b));
     idtab_init(&b.cache, sizeof(struct truck));
+    b.state_readings = BILLING_DEFAULT_STATE_READINGS;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BILLING;
     snprintf(about, sizeof(about), billing_about, BILL_MAX_KMH);
     const struct opt opts[] = {
         PGSINK_OPTS(&so),
+        OPT_INTEGER("state-readings", "N", &b.state_readings, 0, 1000000,
+                    "write the folded state once the trucks folded since the last write have N readings each on "
+                    "average (default " STR(BILLING_DEFAULT_STATE_READINGS) ", 0 = only --state-ms)"),
         OPT_INTEGER("state-ms", "MS", &so.hold_ms, 0, 3600000,
                     "write the folded state (with its offsets) at most this often; 0 = every batch (default " STR(
                         BILLING_DEFAULT_STATE_MS) ")"),

@@ -22,6 +22,7 @@
 #include <time.h>
 
 #define SINK_MAX_BACKOFF_MS 10000
+#define SINK_HOLD_IDLE_MS 1000 /* what is held is written once no record came for this long */
 
 /* What this process knows of one assigned partition. */
 struct tp {
@@ -47,6 +48,7 @@ struct sink {
     int64_t first_ms;
     int64_t next_tick_ms;
     int64_t last_write_ms; /* the last transaction that stored what was held */
+    int64_t last_msg_ms;   /* the last record received */
     int holding;           /* the pipeline holds batches not yet written */
     int hold_paused;       /* after a failure: no holding until a batch commits */
     int fatal;
@@ -748,12 +750,14 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
             if (s.n == 0)
                 s.first_ms = fs_mono_ms();
             s.batch[s.n++] = m;
+            s.last_msg_ms = fs_mono_ms();
         }
         now = fs_mono_ms();
         if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))
             flush(&s, 1);
-        else if (s.n == 0 && s.holding && now >= s.last_write_ms + o->hold_ms)
-            flush(&s, 1); /* what is held falls due with no batch pending */
+        else if (s.n == 0 && s.holding &&
+                 (now >= s.last_write_ms + o->hold_ms || now >= s.last_msg_ms + SINK_HOLD_IDLE_MS))
+            flush(&s, 0); /* due, or caught up: nothing came for a while */
         if (ops->tick && s.n == 0 && now >= s.next_tick_ms) {
             s.next_tick_ms = now + 1000;
             if (db_ensure(&s, err, sizeof(err)) < 0 || ops->tick(ctx, s.conn, err, sizeof(err)) < 0) {

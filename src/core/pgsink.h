@@ -48,7 +48,8 @@
  * Holding (hold_ms > 0 and ops->hold): a pipeline whose per-batch writes
  * are costly (billing's per-truck state) folds batches in memory with
  * hold() and writes everything held, with the offsets it covers, in one
- * transaction at most every hold_ms (and on a stop or a revocation): the
+ * transaction at most every hold_ms, when hold() asks for it, when no
+ * record came for a second (caught up), and on a stop or a revocation: the
  * next write() gets the batch that falls due and must store what hold()
  * took before it.  Exactly once holds as before: the stored offsets never
  * pass what is stored, so after a crash the records held in memory are
