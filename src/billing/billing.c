@@ -782,7 +782,7 @@ static const char billing_about[] =
     "keeps billing_daily in PostgreSQL up to date: per truck and UTC day, distance\n"
     "driven (GPS jumps above %.0f km/h filtered), engine hours, idle hours, max speed.\n"
     "Exactly once: the state folded in memory is written with the Kafka offsets it\n"
-    "covers in one transaction, at most every --state-ms, so a crash neither loses nor\n"
+    "covers in one transaction, within --state-ms, so a crash neither loses nor\n"
     "counts a reading twice (what was not written yet is read again).  After\n"
     "`fleetsync replay --group fleetsync-billing ...` it recomputes the replayed UTC\n"
     "days (overwriting them).\n"
@@ -864,7 +864,7 @@ int cmd_billing(int argc, char **argv)
                     "write the folded state once the trucks folded since the last write have N readings each on "
                     "average (default " STR(BILLING_DEFAULT_STATE_READINGS) ", 0 = only --state-ms)"),
         OPT_INTEGER("state-ms", "MS", &so.hold_ms, 0, 3600000,
-                    "write the folded state (with its offsets) at most this often; 0 = every batch (default " STR(
+                    "the longest the folded state waits to be written with its offsets; 0 = every batch (default " STR(
                         BILLING_DEFAULT_STATE_MS) ")"),
         OPT_END_MARK,
     };
