@@ -45,14 +45,18 @@ struct bill_point {
 /* What billing remembers of a truck between readings (persisted in
  * billing_trucks and, per day, billing_day_end). */
 struct bill_state {
-    int has_last;
     struct bill_point last;
-    int has_good; /* good_* hold the last accepted position */
     int64_t good_ts_ms;
     double good_lat, good_lon;
-    int last_good;    /* the last reading's position was accepted */
     int64_t floor_ms; /* 0 = none */
+    uint8_t has_last;
+    uint8_t has_good;  /* good_* hold the last accepted position */
+    uint8_t last_good; /* the last reading's position was accepted */
 };
+
+/* Billing caches one per truck of the fleet (docs/billing.md, memory): the
+ * flags share one word, no padding between the fields. */
+_Static_assert(sizeof(struct bill_state) <= 88, "struct bill_state grew: billing's memory per truck");
 
 /* What one reading adds to one UTC day. */
 struct bill_delta {

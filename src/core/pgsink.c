@@ -22,6 +22,7 @@
 #include <time.h>
 
 #define SINK_MAX_BACKOFF_MS 10000
+#define SINK_HOLD_IDLE_MS 1000 /* what is held is written once no record came for this long */
 
 /* What this process knows of one assigned partition. */
 struct tp {
@@ -30,6 +31,7 @@ struct tp {
     int64_t expected; /* sink_offsets.next_offset as we last saw it; -1 = no row */
     int64_t next;     /* one past the last offset in the current batch; -1 = none */
     int64_t loaded;   /* what load_offsets() is reading into expected */
+    int64_t held;     /* one past the last offset the pipeline holds in memory; -1 = none */
 };
 
 struct sink {
@@ -45,6 +47,10 @@ struct sink {
     size_t n;
     int64_t first_ms;
     int64_t next_tick_ms;
+    int64_t last_write_ms; /* the last transaction that stored what was held */
+    int64_t last_msg_ms;   /* the last record received */
+    int holding;           /* the pipeline holds batches not yet written */
+    int hold_paused;       /* after a failure: no holding until a batch commits */
     int fatal;
     rd_kafka_t *dlq; /* producer of dead letters, made on the first one */
     char dlq_topic[256];
@@ -75,6 +81,7 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
     t->expected = -1;
     t->next = -1;
     t->loaded = -1;
+    t->held = -1;
     return t;
 }
 
@@ -107,6 +114,14 @@ static int db_ensure(struct sink *s, char *err, size_t err_size)
     if (!s->conn)
         return -1;
     if (pg_migrate(s->conn, err, err_size) < 0) {
+        db_down(s);
+        return -1;
+    }
+    /* A commit acknowledged before its WAL is flushed: a server crash
+     * loses the last transactions' rows and offsets together, the stored
+     * offsets then lie behind what this process expects, its next
+     * transaction finds them moved and re-reads from them (see pgsink.h). */
+    if (pg_exec(s->conn, "SET synchronous_commit = off", err, err_size) < 0) {
         db_down(s);
         return -1;
     }
@@ -217,7 +232,7 @@ static void commit_kafka(struct sink *s)
 static void range_offsets(struct sink *s, size_t lo, size_t hi)
 {
     for (size_t i = 0; i < s->tp_count; i++)
-        s->tps[i].next = -1;
+        s->tps[i].next = s->tps[i].held;
     struct tp *t = NULL;
     const rd_kafka_message_t *prev = NULL;
     for (size_t i = lo; i < hi; i++) {
@@ -375,6 +390,12 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written)
 {
     if (written)
         s->ops->committed(s->ctx);
+    if (written) /* everything held went with it: the next interval starts */
+        s->last_write_ms = fs_mono_ms();
+    s->holding = 0;
+    s->hold_paused = 0;
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].held = -1;
     commit_kafka(s);
     for (size_t i = 0; i < s->tp_count; i++)
         if (s->tps[i].next >= 0)
@@ -387,15 +408,80 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written)
     }
 }
 
+/* A failure while the pipeline held batches: what it held is gone (its
+ * offsets were never stored), so the partitions re-read from the stored
+ * offsets; holding pauses until a batch commits on its own (pgsink.h). */
+static void held_lost(struct sink *s, const char *why)
+{
+    log_warn("%s; re-reading what was held in memory from the stored offsets", why);
+    s->ops->aborted(s->ctx);
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].held = -1;
+    s->holding = 0;
+    s->hold_paused = 1;
+    drop_batch(s);
+    if (s->conn && PQstatus(s->conn) != CONNECTION_OK)
+        db_down(s);
+    reseek(s);
+}
+
+/* Takes the batch into the pipeline's memory (pgsink.h, holding).  1 = held
+ * (or lost and re-read), 0 = it must be written now. */
+static int hold_batch(struct sink *s)
+{
+    char err[1024];
+    if (!s->ops->hold || s->o->hold_ms <= 0 || s->hold_paused || fs_mono_ms() >= s->last_write_ms + s->o->hold_ms)
+        return 0;
+    int h = db_ensure(s, err, sizeof(err)) < 0 ? -1 : s->ops->hold(s->ctx, s->conn, s->batch, s->n, err, sizeof(err));
+    if (h == 1)
+        return 0;
+    if (h < 0) {
+        if (s->m_db_errors)
+            metric_add(s->m_db_errors, 1);
+        held_lost(s, err);
+        return 1;
+    }
+    range_offsets(s, 0, s->n);
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].held = s->tps[i].next;
+    s->holding = 1;
+    drop_batch(s);
+    return 1;
+}
+
+/* Writes what the pipeline holds when no batch is pending. */
+static void write_held(struct sink *s)
+{
+    char err[1024];
+    size_t refused = 0;
+    int64_t t0 = fs_mono_ms();
+    enum attempt r = write_once(s, 0, 0, &refused, err, sizeof(err));
+    if (r == A_OK) {
+        part_stored(s, 0, t0, 1);
+        return;
+    }
+    if (s->m_db_errors && r != A_CONFLICT)
+        metric_add(s->m_db_errors, 1);
+    if (s->m_conflicts && r == A_CONFLICT)
+        metric_add(s->m_conflicts, 1);
+    held_lost(s, err);
+}
+
 /* Writes the batch, retrying with backoff; bisects it after a data error
  * and dead-letters the records PostgreSQL or the pipeline refuses (see
  * pgsink.h).  batch[0, lo) is stored; [lo, hi) is the next attempt;
  * [lo, bad) holds a record PostgreSQL refused (bad = 0: none known).  On a
  * stop request it gives up after a few attempts: what is not stored is read
- * again. */
-static void flush(struct sink *s)
+ * again.  may_hold: the batch may go to the pipeline's memory instead
+ * (not on a stop or a revocation). */
+static void flush(struct sink *s, int may_hold)
 {
-    if (s->n == 0)
+    if (s->n == 0) {
+        if (s->holding && (!may_hold || fs_mono_ms() >= s->last_write_ms + s->o->hold_ms))
+            write_held(s);
+        return;
+    }
+    if (may_hold && hold_batch(s))
         return;
     char err[1024], detail[1024], state[6];
     int backoff = 250, attempts = 0;
@@ -405,6 +491,14 @@ static void flush(struct sink *s)
         size_t refused = 0;
         enum attempt r = write_once(s, lo, hi, &refused, err, sizeof(err));
         const char *reason = NULL;
+        if (r != A_OK && s->holding) {
+            if (s->m_db_errors && r != A_CONFLICT)
+                metric_add(s->m_db_errors, 1);
+            if (s->m_conflicts && r == A_CONFLICT)
+                metric_add(s->m_conflicts, 1);
+            held_lost(s, err);
+            return;
+        }
         if (r == A_OK) {
             part_stored(s, hi - lo, t0, 1);
             lo = hi;
@@ -510,7 +604,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         log_info("assigned %d partitions; reading from the offsets stored in PostgreSQL", parts->cnt);
         rd_kafka_assign(rk, parts);
     } else {
-        flush(s);
+        flush(s, 0);
         s->tp_count = 0;
         rd_kafka_assign(rk, NULL);
     }
@@ -591,7 +685,18 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         "range,roundrobin",
         NULL,
     };
-    rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, defaults, err, sizeof(err));
+    /* The pipeline's own consumer settings come after these (and the
+     * user's -X after both). */
+    const char *kv[64];
+    size_t nkv = 0;
+    for (const char *const *d = defaults; *d; d++)
+        kv[nkv++] = *d;
+    for (const char *const *d = o->kafka_defaults; d && d[0] && d[1] && nkv + 3 < sizeof(kv) / sizeof(kv[0]); d += 2) {
+        kv[nkv++] = d[0];
+        kv[nkv++] = d[1];
+    }
+    kv[nkv] = NULL;
+    rd_kafka_conf_t *conf = kafka_conf_new(o->cfg, kv, err, sizeof(err));
     if (!conf || rd_kafka_conf_set(conf, "group.id", o->group, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
         log_error("%s", err);
         if (conf)
@@ -645,10 +750,14 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
             if (s.n == 0)
                 s.first_ms = fs_mono_ms();
             s.batch[s.n++] = m;
+            s.last_msg_ms = fs_mono_ms();
         }
         now = fs_mono_ms();
         if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))
-            flush(&s);
+            flush(&s, 1);
+        else if (s.n == 0 && s.holding &&
+                 (now >= s.last_write_ms + o->hold_ms || now >= s.last_msg_ms + SINK_HOLD_IDLE_MS))
+            flush(&s, 0); /* due, or caught up: nothing came for a while */
         if (ops->tick && s.n == 0 && now >= s.next_tick_ms) {
             s.next_tick_ms = now + 1000;
             if (db_ensure(&s, err, sizeof(err)) < 0 || ops->tick(ctx, s.conn, err, sizeof(err)) < 0) {
@@ -660,7 +769,7 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         }
     }
     log_info("stopping: storing the last batch");
-    flush(&s); /* its offsets are PostgreSQL's: valid whatever Kafka's state */
+    flush(&s, 0); /* its offsets are PostgreSQL's: valid whatever Kafka's state */
     rc = fatal ? 1 : 0;
 out:
     if (q)

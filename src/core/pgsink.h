@@ -44,6 +44,23 @@
  * never lose it; while Kafka cannot take it, the sink waits as for a
  * database that is away.  fleetsync_sink_dead_letters_total{group,reason}
  * counts them.
+ *
+ * Holding (hold_ms > 0 and ops->hold): a pipeline whose per-batch writes
+ * are costly (billing's per-truck state) folds batches in memory with
+ * hold() and writes everything held, with the offsets it covers, in one
+ * transaction at most every hold_ms, when hold() asks for it, when no
+ * record came for a second (caught up), and on a stop or a revocation: the
+ * next write() gets the batch that falls due and must store what hold()
+ * took before it.  Exactly once holds as before: the stored offsets never
+ * pass what is stored, so after a crash the records held in memory are
+ * simply read again.  Any failure while something is held (a database
+ * error, a conflict, a data error) drops the held state (aborted()) and
+ * re-reads from the stored offsets, and holding pauses until a
+ * transaction of a single batch has committed: a record PostgreSQL
+ * refuses is then bisected and dead-lettered as above.  pgsink_run()
+ * also sets synchronous_commit = off on its session: a transaction holds
+ * rows and offsets together, so a server crash that loses the last ones
+ * loses both, and the sink reads those records again.
  */
 #ifndef FS_PGSINK_H
 #define FS_PGSINK_H
@@ -79,6 +96,14 @@ struct pgsink_ops {
      * every second (the callback keeps its own schedule).  Returns 0 or -1
      * (err); a failure is logged and retried.  May be NULL. */
     int (*tick)(void *ctx, PGconn *conn, char *err, size_t err_size);
+    /* Optional (with pgsink_options.hold_ms > 0): takes a batch into the
+     * pipeline's memory without a transaction; conn is connected, with no
+     * transaction open, for reads.  Returns 0 (held: the messages are
+     * released, their offsets are stored with the next write()), 1 (this
+     * batch must be written now: write() gets it, with everything held
+     * before it), or -1 with a reason in err (the held state is dropped
+     * with aborted() and the sink re-reads from the stored offsets). */
+    int (*hold)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size);
 };
 
 struct pgsink_options {
@@ -90,6 +115,8 @@ struct pgsink_options {
     int flush_ms;            /* the oldest message waits at most this (default 500) */
     int start;               /* PGSINK_START_EARLIEST (default) or _LATEST: partitions with no stored offset */
     struct metrics *metrics; /* may be NULL */
+    int hold_ms;             /* > 0 with ops->hold: a transaction at most this often (see below) */
+    const char *const *kafka_defaults; /* NULL or {key, value, ..., NULL}: the pipeline's consumer settings */
 };
 
 enum { PGSINK_START_EARLIEST, PGSINK_START_LATEST };

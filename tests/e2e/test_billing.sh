@@ -143,8 +143,23 @@ A="$ID-A" BT="$ID-B"
 produce "$W/fixture.txt"
 check_eq "the fixture is in Kafka (20 + 2 + 18 + 1 + 1 + 1 records)" 43 "$(topic_end)"
 
-start_billing --max-batch 500
+# Batches of 5 records, the state written at most every 3 s: the first batch
+# is written at once, the next ones are folded in memory and written
+# together, with their offsets, when the interval is over or billing has
+# caught up (no record for a second).
+t_start=$(date +%s%N)
+start_billing --max-batch 5 --state-ms 3000 --state-readings 0
 check "billing consumed the fixture" wait_caught_up 60
+t_ms=$((($(date +%s%N) - t_start) / 1000000))
+flushes=$(metric fleetsync_billing_state_flushes_total)
+check "the state was written at most once per 3 s interval, the first batch and once caught up ($flushes flushes in $t_ms ms)" \
+    test "${flushes:-99}" -ge 1 -a "${flushes:-99}" -le $((t_ms / 3000 + 2))
+check "most of the fixture's 9 batches were folded in memory, not written ($(metric fleetsync_billing_batches_held_total) held)" \
+    test "$(metric fleetsync_billing_batches_held_total)" -ge 5
+check_eq "one transaction per state flush" "$flushes" "$(metric "fleetsync_sink_batches_total{group=\"$G\"}")"
+check_eq "flush metrics: one observation per flush" "$flushes" "$(metric fleetsync_billing_flush_trucks_count)"
+check_eq "flush metrics: the trucks written add up to A and B once per flush they were folded in" 0 \
+    "$(awk -v s="$(metric fleetsync_billing_flush_trucks_sum)" -v f="$flushes" 'BEGIN { print (s >= 2 && s <= 2 * f) ? 0 : 1 }')"
 # Hand numbers: one degree of latitude is R * pi / 180 = $KM_PER_DEG km.
 near() {   # TRUCK DAY COLUMN EXPECTED TOLERANCE
     local v
@@ -184,14 +199,19 @@ awk -v id="$ID-L" -v mid="$MID" -v nt="$NT" -v nr="$NR" 'BEGIN {
 }' >"$W/backlog.txt"
 produce "$W/backlog.txt"
 check_eq "the backlog is in Kafka" $((43 + NT * NR)) "$(topic_end)"
-# Small batches, so that the kills land mid-way.
-start_billing --max-batch 50
-kills=0 kill_at=
+# The state written every 3 s: after each restart, once billing's first
+# transaction is stored (its first batch of up to 6000 records), it is
+# killed 50-650 ms later, while the batches folded since are held in memory
+# with their offsets not stored: they are read again after the restart,
+# never lost or counted twice.
+total=$(topic_end) kills=0 kill_at=
 for _ in $(seq 40); do
-    sleep "0.$((RANDOM % 6 + 3))"
-    [ "$(stored_end)" = "$(topic_end)" ] && break
+    from=$(stored_end)
+    start_billing --max-batch 6000 --state-ms 3000 --state-readings 0
+    for _ in $(seq 200); do now_at=$(stored_end); [ "$now_at" != "$from" ] && break; sleep 0.05; done
+    [ "$now_at" = "$total" ] && break
+    sleep "$(printf "0.%02d" $((RANDOM % 60 + 5)))"
     kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null; kills=$((kills + 1)); kill_at+=" $(stored_end)"
-    start_billing --max-batch 50
 done
 check "billing caught up after $kills SIGKILLs" wait_caught_up 120
 check "at least 3 SIGKILLs hit the backlog (records stored at each:$kill_at)" test "$kills" -ge 3
@@ -209,7 +229,7 @@ stop_billing; check_eq "billing stops cleanly after the kills" 0 "$stop_rc"
 up_a_y=$(updated "$A" "$DAY0") up_a_t=$(updated "$A" "$DAY") up_b=$(updated "$BT" "$DAY")
 out=$(replay --at "${DAY}T01:30:00Z"); check_eq "replay --at the middle of the day exits 0" 0 $?
 check_contains "replay moved the stored offsets" "messages to reprocess" "$out"
-start_billing
+start_billing --state-ms 2000
 check "billing read the replayed records" wait_caught_up 60
 check_eq "totals are the same after the mid-day replay" "$before" "$(snapshot)"
 check_eq "A's and B's days were not recomputed (their partitions were not re-read from the day's start)" \
@@ -223,7 +243,7 @@ stop_billing; check_eq "billing stops cleanly again" 0 "$stop_rc"
 out=$(replay --at "${DAY0}T23:55:00Z"); check_eq "replay --at 23:55 of the day before exits 0" 0 $?
 check_contains "everything from 23:55 on is re-read (all but A's first 5 readings and 2 repeats)" \
     "$((43 + NT * NR - 7)) messages to reprocess" "$out"
-start_billing
+start_billing --state-ms 2000
 check "billing read everything again" wait_caught_up 90
 check_eq "totals are the same after the replay (overwritten, not doubled)" "$before" "$(snapshot)"
 check_eq "metrics: every row of the day was recomputed" $((NT + 2)) "$(metric fleetsync_billing_days_recomputed_total)"

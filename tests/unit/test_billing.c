@@ -254,6 +254,37 @@ static void test_floor(void **state)
     assert_near(ds.d[0].engine_s, 60, 1e-9);
 }
 
+/* Billing caches one state per truck of the fleet: it stays compact (also
+ * a _Static_assert in fold.h), and a state copied field by field, as
+ * billing_trucks stores and reloads it between flushes, folds the next
+ * reading exactly as the state kept in memory does. */
+static void test_state_compact_and_reloaded(void **unused)
+{
+    (void)unused;
+    assert_true(sizeof(struct bill_state) <= 88);
+    struct bill_state kept, reloaded;
+    struct bill_out o1, o2;
+    bill_state_init(&kept);
+    struct bill_point a = P(0, 48.0, 60, 1), b = P(60, 48.01, 60, 1), c = P(120, 48.02, 0, 1);
+    assert_int_equal(bill_fold(&kept, &a, &o1), BILL_FOLDED);
+    assert_int_equal(bill_fold(&kept, &b, &o1), BILL_FOLDED);
+    bill_state_init(&reloaded);
+    reloaded.has_last = kept.has_last;
+    reloaded.last = kept.last;
+    reloaded.has_good = kept.has_good;
+    reloaded.good_ts_ms = kept.good_ts_ms;
+    reloaded.good_lat = kept.good_lat;
+    reloaded.good_lon = kept.good_lon;
+    reloaded.last_good = kept.last_good;
+    reloaded.floor_ms = kept.floor_ms;
+    assert_int_equal(bill_fold(&kept, &c, &o1), BILL_FOLDED);
+    assert_int_equal(bill_fold(&reloaded, &c, &o2), BILL_FOLDED);
+    assert_int_equal(o1.n, o2.n);
+    assert_true(o1.d[0].distance_km == o2.d[0].distance_km && o1.d[0].engine_s == o2.d[0].engine_s &&
+                o1.d[0].idle_s == o2.d[0].idle_s && o1.d[0].max_speed_kmh == o2.d[0].max_speed_kmh);
+    assert_near(o1.d[0].distance_km, 0.01 * KM_PER_DEG, 1e-9);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -266,6 +297,7 @@ int main(void)
         cmocka_unit_test(test_relocation_confirmed),
         cmocka_unit_test(test_duplicate_and_late),
         cmocka_unit_test(test_floor),
+        cmocka_unit_test(test_state_compact_and_reloaded),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
