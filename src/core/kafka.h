@@ -13,13 +13,28 @@
 
 #include <librdkafka/rdkafka.h>
 
+/* How long a producer lingers to fill a batch.  The broker's CPU follows
+ * requests, not records: at 100,000 readings/s it spends half a core with a
+ * 5 ms linger and an eighth with 20 ms (docs/bench/kafka.md), and a record
+ * waits at most this long more. */
+#define KAFKA_LINGER_MS "20"
+
 /* The producer settings of truck-telemetry's writers (the bridge, and the
  * simulator's --kafka that stands in for it), as key, value pairs to open a
  * kafka_conf_new() defaults list: idempotent, acks=all, lz4, batches of up to
- * 10,000 messages lingering 5 ms. */
+ * 10,000 messages lingering KAFKA_LINGER_MS. */
 #define KAFKA_TELEMETRY_PRODUCER_DEFAULTS                                                                              \
-    "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", "5", "batch.num.messages",    \
-        "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
+    "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", KAFKA_LINGER_MS,              \
+        "batch.num.messages", "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
+
+/* The fetch settings of truck-telemetry's consumers (history, billing,
+ * detect, the dashboard), as key, value pairs for a kafka_conf_new() defaults
+ * list: a broker answers a fetch once it holds 256 KiB for it or after
+ * 100 ms, so at high volume each request carries thousands of readings
+ * instead of a few, and at low volume a reading waits at most 100 ms more.
+ * Low-volume consumers (notify on truck-alerts, status) keep librdkafka's
+ * fetch.min.bytes of 1 and answer at once. */
+#define KAFKA_TELEMETRY_CONSUMER_DEFAULTS "fetch.wait.max.ms", "100", "fetch.min.bytes", "262144"
 
 /* Returns a new conf the caller owns (kafka_new() takes it),
  * or NULL with a reason in err.  defaults is a NULL-terminated list of

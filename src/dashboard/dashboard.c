@@ -685,10 +685,16 @@ static int dashboard_prepare(struct dash *d, struct consumer *k, const struct da
  * destroyed by the caller). */
 static int consumer_start(struct consumer *k, const struct fs_config *cfg)
 {
-    static const char *const defaults[] = {
-        "group.id", DEFAULT_GROUP,       "client.id", "fleetsync-dashboard", "enable.auto.commit",
-        "true",     "auto.offset.reset", "latest",    "fetch.wait.max.ms",   "100",
-        NULL};
+    static const char *const defaults[] = {KAFKA_TELEMETRY_CONSUMER_DEFAULTS,
+                                           "group.id",
+                                           DEFAULT_GROUP,
+                                           "client.id",
+                                           "fleetsync-dashboard",
+                                           "enable.auto.commit",
+                                           "true",
+                                           "auto.offset.reset",
+                                           "latest",
+                                           NULL};
     char err[512];
     rd_kafka_conf_t *conf = kafka_conf_new(cfg, defaults, err, sizeof(err));
     if (!conf) {

@@ -911,7 +911,7 @@ static int detect_producer_new(struct detect *d)
         "acks",
         "all",
         "linger.ms",
-        "5",
+        KAFKA_LINGER_MS,
         "compression.type",
         "lz4",
         "message.timeout.ms",
@@ -949,8 +949,17 @@ static int detect_producer_new(struct detect *d)
 static int detect_consumer_new(struct detect *d)
 {
     static const char *const defaults[] = {
-        "group.id", DETECT_DEFAULT_GROUP,       "client.id", "fleetsync-detect",     "enable.auto.commit",
-        "false",    "enable.auto.offset.store", "false",     "enable.partition.eof", "false",
+        KAFKA_TELEMETRY_CONSUMER_DEFAULTS,
+        "group.id",
+        DETECT_DEFAULT_GROUP,
+        "client.id",
+        "fleetsync-detect",
+        "enable.auto.commit",
+        "false",
+        "enable.auto.offset.store",
+        "false",
+        "enable.partition.eof",
+        "false",
         NULL,
     };
     char err[1024];

@@ -606,8 +606,19 @@ static int notify_kafka_new(struct notify *n, int start_earliest)
 {
     char err[1024];
     static const char *const pdefaults[] = {
-        "enable.idempotence", "true", "acks", "all", "linger.ms", "5", "message.timeout.ms", "0", "client.id",
-        "fleetsync-notify",   NULL,
+        "enable.idempotence",
+        "true",
+        "acks",
+        "all",
+        "linger.ms",
+        KAFKA_LINGER_MS,
+        "compression.type",
+        "lz4",
+        "message.timeout.ms",
+        "0",
+        "client.id",
+        "fleetsync-notify",
+        NULL,
     };
     rd_kafka_conf_t *conf = kafka_conf_new(n->cfg, pdefaults, err, sizeof(err));
     if (!conf) {
