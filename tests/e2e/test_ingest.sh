@@ -212,6 +212,13 @@ for _ in $(seq 50); do [ "$(grep -c "ingest listening" "$W/workers.log")" -ge 4 
 check_contains "the parent logs the death" "worker 1 (pid $w1) was killed by signal 9" "$(cat "$W/workers.log")"
 check_eq "and starts the worker again" 4 "$(grep -c "ingest listening" "$W/workers.log")"
 check "the new worker serves metrics" test -n "$(wm 1 fleetsync_ingest_connections)"
+st=$("$FS" status --ingest-metrics "$WM" --json 2>/dev/null)
+check_eq "status finds the 3 workers from the first metrics port" 3 "$(echo "$st" | jq '.ingest.workers')"
+check "status sums what the workers acknowledged (at least $((n1 + n2)))" \
+    test "$(echo "$st" | jq '.ingest.acknowledged | floor')" -ge $((n1 + n2))
+"$FS" status --ingest-metrics "$WM" >"$W/status.out" 2>/dev/null
+check "status shows the ingest's 3 workers and their metrics ports in its table" \
+    grep -Eq "^ingest +3 .* 127.0.0.1:$WM..$((WM + 2))\$" "$W/status.out"
 kill -TERM "$workers_pid"; wait "$workers_pid"; rc=$?; workers_pid=
 check_eq "SIGTERM stops the parent and its workers cleanly" 0 "$rc"
 check_eq "each worker stopped cleanly" 3 "$(grep -c "stopped: readings" "$W/workers.log")"
