@@ -33,8 +33,11 @@
 #include "core/pg.h"
 #include "core/sinkoffsets.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
@@ -171,6 +174,24 @@ int status_exit_code(const struct status_report *r)
     return 0;
 }
 
+int status_ingest_add(struct status_ingest *in, const char *text)
+{
+    static const char *const names[] = {"fleetsync_ingest_connections", "fleetsync_ingest_readings_total",
+                                        "fleetsync_ingest_acknowledged_total", "fleetsync_ingest_kafka_paused_seconds"};
+    double *dst[] = {&in->connections, &in->readings, &in->acknowledged, &in->paused_s};
+    int found = 0;
+    for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        for (int i = 0; i < 4; i++) {
+            size_t n = strlen(names[i]);
+            if (strncmp(line, names[i], n) == 0 && line[n] == ' ') {
+                *dst[i] += strtod(line + n + 1, NULL);
+                found |= i == 0;
+            }
+        }
+    }
+    return found;
+}
+
 static json_t *json_offset(int64_t v)
 {
     return v >= 0 ? json_integer((json_int_t)v) : json_null();
@@ -217,6 +238,12 @@ char *status_json(const struct status_report *r)
             goto out;
         json_array_append_new(groups, o);
     }
+    if (r->ingest.workers)
+        json_object_set_new(root, "ingest",
+                            json_pack("{s:i, s:i, s:f, s:f, s:f, s:f}", "metrics_port", r->ingest.first_port, "workers",
+                                      r->ingest.workers, "connections", r->ingest.connections, "readings",
+                                      r->ingest.readings, "acknowledged", r->ingest.acknowledged, "kafka_paused_s",
+                                      r->ingest.paused_s));
     if (r->kafka_error[0])
         json_object_set_new(root, "kafka_error", json_string(r->kafka_error));
     s = json_dumps(root, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(12));
@@ -244,6 +271,16 @@ void status_print_table(FILE *out, const struct status_report *r)
         else
             snprintf(pid, sizeof(pid), "external");
         fprintf(out, "%-10s %8s %6d  %s\n", sv->name, pid, sv->port, sv->healthy ? "healthy" : "DOWN");
+    }
+    const struct status_ingest *in = &r->ingest;
+    if (in->workers) {
+        fprintf(out, "\n%-10s %8s %11s %12s %12s %9s  %s\n", "INGEST", "WORKERS", "CONNECTIONS", "READINGS",
+                "ACKNOWLEDGED", "PAUSED_S", "METRICS");
+        fprintf(out, "%-10s %8d %11.0f %12.0f %12.0f %9.1f  127.0.0.1:%d", "ingest", in->workers, in->connections,
+                in->readings, in->acknowledged, in->paused_s, in->first_port);
+        if (in->workers > 1)
+            fprintf(out, "..%d", in->first_port + in->workers - 1);
+        fprintf(out, "\n");
     }
     if (r->kafka_error[0])
         fprintf(out, "\nKafka: %s\n", r->kafka_error);
@@ -303,8 +340,57 @@ struct status_ctx {
     const char **named; /* --group, repeatable */
     size_t named_count;
     int timeout_ms;
-    rd_kafka_t *rk; /* NULL until Kafka answered once */
+    int ingest_port; /* the ingest's (first worker's) metrics port; -1: not looked at */
+    rd_kafka_t *rk;  /* NULL until Kafka answered once */
 };
+
+/* GET /metrics from 127.0.0.1:port into buf (NUL-terminated); 0, or -1
+ * when nothing answers there within a second. */
+static int http_metrics(int port, char *buf, size_t size)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), rc = -1;
+    struct timeval tv = {.tv_sec = 1};
+    size_t len = 0;
+    if (fd < 0)
+        return -1;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    static const char req[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) < 0)
+        goto out;
+    for (;;) {
+        ssize_t k = len + 1 < size ? recv(fd, buf + len, size - 1 - len, 0) : 0;
+        if (k <= 0)
+            break;
+        len += (size_t)k;
+    }
+    rc = len ? 0 : -1;
+out:
+    buf[len] = '\0';
+    close(fd);
+    return rc;
+}
+
+/* The ingest's metrics: its port, then port + 1, ... (one per worker of
+ * --workers N) while an ingest answers. */
+static void gather_ingest(struct status_ctx *c, struct status_report *r)
+{
+    enum { BUF = 256 * 1024, MAX_WORKERS = 256 };
+    if (c->ingest_port <= 0)
+        return;
+    char *buf = malloc(BUF);
+    if (!buf)
+        return;
+    r->ingest.first_port = c->ingest_port;
+    for (int i = 0; i < MAX_WORKERS && c->ingest_port + i <= 65535; i++) {
+        if (http_metrics(c->ingest_port + i, buf, BUF) != 0 || !status_ingest_add(&r->ingest, buf))
+            break;
+        r->ingest.workers++;
+    }
+    free(buf);
+}
 
 static void pg_quiet(void *arg, const char *message)
 {
@@ -607,6 +693,7 @@ static void refresh(struct status_ctx *c, struct status_report *r, const struct 
     }
     memset(r, 0, sizeof(*r));
     gather_services(c, r);
+    gather_ingest(c, r);
     gather_groups(c, r, 1, prev == &first && first.kafka_error[0] ? first.kafka_error : NULL);
     *taken_ms = fs_mono_ms();
     for (size_t i = 0; i < r->group_count; i++) {
@@ -641,6 +728,9 @@ int cmd_status(int argc, char **argv)
                            "refresh)"),
         OPT_STR_LIST("group", "G", named, &named_count, STATUS_MAX_NAMED, "show group G too (repeatable)"),
         OPT_INTEGER("timeout", "S", &timeout_s, 1, 3600, "seconds to wait for Kafka (default 5)"),
+        OPT_INTEGER("ingest-metrics", "PORT", &c.ingest_port, -1, 65535,
+                    "fleetsync ingest's metrics port (default 9107; with --workers N,\n"
+                    "PORT .. PORT+N-1 are summed); -1: do not look"),
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
@@ -654,6 +744,7 @@ int cmd_status(int argc, char **argv)
     };
 
     memset(&c, 0, sizeof(c));
+    c.ingest_port = 9107;
     memset(&cur, 0, sizeof(cur));
     memset(&prev, 0, sizeof(prev));
     cfg_init(&c.cfg);

@@ -52,8 +52,16 @@ struct status_group {
     int64_t last_commit_ms; /* ms since the epoch, STATUS_UNKNOWN when not known */
 };
 
+/* fleetsync ingest, from its metrics: the sum over its workers (metrics
+ * ports first_port .. first_port + workers - 1).  workers 0: none answered. */
+struct status_ingest {
+    int first_port, workers;
+    double connections, readings, acknowledged, paused_s;
+};
+
 struct status_report {
     struct status_service services[STATUS_MAX_SERVICES];
+    struct status_ingest ingest;
     int service_count;
     struct status_group *groups;
     size_t group_count, group_cap;
@@ -95,6 +103,11 @@ void status_report_release(struct status_report *r);
 
 /* 0 when every service is healthy and Kafka answered, 1 otherwise. */
 int status_exit_code(const struct status_report *r);
+
+/* Adds a Prometheus text exposition's fleetsync_ingest_{connections,
+ * readings_total,acknowledged_total,kafka_paused_seconds} to *in; 1 when it
+ * had fleetsync_ingest_connections (an ingest answered), else 0. */
+int status_ingest_add(struct status_ingest *in, const char *text);
 
 /* The report as one line of JSON (docs/design.md "Status JSON")
  * {"services":[{"name","pid","port","healthy"}],

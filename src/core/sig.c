@@ -57,3 +57,14 @@ void sig_request_stop(void)
         (void)r;
     }
 }
+
+int sig_after_fork(void)
+{
+    if (sig_pipe[0] >= 0) {
+        close(sig_pipe[0]);
+        close(sig_pipe[1]);
+        sig_pipe[0] = sig_pipe[1] = -1;
+    }
+    atomic_store(&sig_stop_flag, 0);
+    return pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK);
+}

@@ -14,5 +14,8 @@ int sig_stopping(void);
 int sig_fd(void);
 /* Asks for a stop as a signal would (tests, fatal errors). */
 void sig_request_stop(void);
+/* In a forked child: a pipe of its own (the parent's is shared after
+ * fork) and no stop asked yet.  0, or -1 with errno. */
+int sig_after_fork(void);
 
 #endif

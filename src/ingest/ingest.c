@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define INGEST_DEFAULT_METRICS_PORT 9107
@@ -186,6 +187,30 @@ static int opt_listen(void *value, const char *arg, char *err, size_t err_size)
     return 0;
 }
 
+/* Each connection is a descriptor: the soft limit goes up to the hard one,
+ * and --max-connections is held under what it allows (past it accept()
+ * would fail with EMFILE on every wake-up), with room for Kafka's sockets,
+ * the metrics server and the data dir's files. */
+#define FD_RESERVE 256
+static void fit_descriptor_limit(struct ing_opts *o)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && (rlim_t)o->max_connections + FD_RESERVE > rl.rlim_cur) {
+        int fit = rl.rlim_cur > 2 * FD_RESERVE ? (int)(rl.rlim_cur - FD_RESERVE) : FD_RESERVE;
+        log_warn("--max-connections %d does not fit the open-files limit %llu: taking %d (raise ulimit -n, or use "
+                 "--workers N: each worker has the limit)",
+                 o->max_connections, (unsigned long long)rl.rlim_cur, fit);
+        o->max_connections = fit;
+    }
+}
+
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -205,7 +230,7 @@ int cmd_ingest(int argc, char **argv)
 {
     struct fs_config cfg;
     struct ing_opts o = {
-        .receive_max = 100, .max_packet_size = 65536, .max_connections = 100000, .connect_timeout_s = 10};
+        .receive_max = 100, .max_packet_size = 65536, .max_connections = 100000, .connect_timeout_s = 10, .workers = 1};
     struct ingest g;
     char err[512];
     int rest, rc = 2;
@@ -217,9 +242,13 @@ int cmd_ingest(int argc, char **argv)
                     "Receive Maximum; a 3.1.1 client is not read past it); default 100"),
         OPT_INTEGER("max-packet-size", "BYTES", &o.max_packet_size, 64, 268435455,
                     "the longest packet taken (default 65536); longer ones end the connection"),
-        OPT_INTEGER("max-connections", "N", &o.max_connections, 1, 10000000, "default 100000"),
+        OPT_INTEGER("max-connections", "N", &o.max_connections, 1, 10000000,
+                    "per process (each worker), default 100000"),
         OPT_INTEGER("connect-timeout", "S", &o.connect_timeout_s, 1, 3600,
                     "a connection's CONNECT must come within S seconds (default 10)"),
+        OPT_INTEGER("workers", "N", &o.workers, 1, 256,
+                    "N processes on the same port (SO_REUSEPORT), each its own Kafka\n"
+                    "producer and metrics port (--metrics-port + i); default 1"),
         OPT_BOOLEAN("quiet", &o.quiet, "no status line"),
         OPT_END_MARK,
     };
@@ -247,6 +276,23 @@ int cmd_ingest(int argc, char **argv)
     cfg_topic(&cfg, TOPIC_STATUS, g.topic_buf[1], sizeof(g.topic_buf[1]));
     cfg_topic(&cfg, TOPIC_DLQ, g.topic_buf[2], sizeof(g.topic_buf[2]));
     sig_install();
+    if (o.workers > 1) {
+        /* Before any thread or socket: the workers are forked from here. */
+        int index;
+        int port = cfg.metrics_port == 0 ? INGEST_DEFAULT_METRICS_PORT : cfg.metrics_port;
+        if (port > 0)
+            log_info("%d workers on %s:%d, metrics on 127.0.0.1:%d..%d", o.workers, o.host, o.port, port,
+                     port + o.workers - 1);
+        rc = ing_workers_run(o.workers, &index);
+        if (rc != ING_WORKER)
+            goto out;
+        rc = 1;
+        o.reuseport = 1;
+        o.quiet = 1; /* one terminal, N workers: no status line */
+        if (port > 0)
+            cfg.metrics_port = port + index;
+    }
+    fit_descriptor_limit(&o);
 
     int st = mqa_store_open(cfg.data_dir, &g.store, err, sizeof(err));
     if (st < 0) {

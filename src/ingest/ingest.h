@@ -49,6 +49,8 @@ struct ing_opts {
     int max_connections;
     int connect_timeout_s;
     int quiet;
+    int workers;   /* processes serving the port (--workers); 1: this one */
+    int reuseport; /* a worker: the port is shared (SO_REUSEPORT) */
 };
 
 struct ing_server;
@@ -88,6 +90,13 @@ void ing_server_free(struct ingest *g);
 /* Delivery report of a record produced with opaque (NULL: no client waits
  * on it); err 0 means Kafka has it. */
 void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t err, int64_t ts_ms);
+
+/* --workers N (workers.c): forks N workers and supervises them until
+ * SIGINT/SIGTERM, restarting one that dies.  In the parent, returns its
+ * exit status once every worker stopped; in a worker, returns ING_WORKER
+ * with *index set (0..N-1), and the caller goes on to serve. */
+#define ING_WORKER (-1)
+int ing_workers_run(int n, int *index);
 
 /* Counts a refusal. */
 void ing_refused(struct ingest *g, enum ing_refusal why);

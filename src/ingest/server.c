@@ -453,6 +453,13 @@ int ing_server_open(struct ingest *g, char *err, size_t err_size)
     int one = 1;
     if (s->lfd >= 0)
         setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Workers share the port; the kernel spreads new connections over
+     * their sockets. */
+    if (s->lfd >= 0 && g->o->reuseport && setsockopt(s->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        snprintf(err, err_size, "SO_REUSEPORT: %s", strerror(errno));
+        freeaddrinfo(ai);
+        return -1;
+    }
     if (s->lfd < 0 || bind(s->lfd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(s->lfd, 4096) != 0) {
         snprintf(err, err_size, "cannot listen on %s:%d: %s", g->o->host, g->o->port, strerror(errno));
         freeaddrinfo(ai);

@@ -20,8 +20,10 @@ IPORT=$((TEST_MQTT_PORT + 57))         # the ingest's MQTT port, in the suite's 
 MPORT=$((TEST_METRICS_BASE + 57))
 ingest_pid=
 bridge_pid=
+workers_pid=
 cleanup() {
     [ -n "$ingest_pid" ] && kill -9 "$ingest_pid" 2>/dev/null
+    [ -n "$workers_pid" ] && kill -9 "$workers_pid" 2>/dev/null   # its workers follow (PR_SET_PDEATHSIG)
     [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null
     rm -rf "$W"
 }
@@ -163,4 +165,62 @@ kill "$v5_pid" 2>/dev/null; wait "$v5_pid" 2>/dev/null
 check_eq "SIGTERM stops the ingest cleanly" 0 "$rc"
 check_contains "an MQTT 5 client hears the server is shutting down" "DISCONNECT (139)" "$(cat "$W/v5.log")"
 grep -q "stopped: readings" "$W/ingest.log" || sed 's/^/# /' "$W/ingest.log" | tail -20
+
+# 7. --workers 3: three processes on one port (SO_REUSEPORT), each its own
+#    Kafka producer and metrics port (base + i).  30 trucks spread over them;
+#    then one worker is killed with SIGKILL mid-stream: its trucks reconnect
+#    to the others and resend what was not acknowledged, nothing acknowledged
+#    is lost, and the parent starts the worker again.
+WPORT=$((TEST_MQTT_PORT + 58)) WM=$((TEST_METRICS_BASE + 70))   # metrics on WM, WM+1, WM+2
+"$FS" ingest --workers 3 --data-dir "$W" --topic-prefix "$P" --listen "127.0.0.1:$WPORT" --metrics-port "$WM" \
+    >"$W/workers.log" 2>&1 &
+workers_pid=$!
+for _ in $(seq 150); do [ "$(grep -c "ingest listening" "$W/workers.log")" -ge 3 ] && break; sleep 0.2; done
+check_eq "three workers listen on one port" 3 "$(grep -c "ingest listening" "$W/workers.log")"
+wm() { curl -s "http://127.0.0.1:$((WM + $1))/metrics" | awk -v k="$2" '$1 == k { print $2 }'; }
+WS="$ID-W"
+"$FS" trucks add --data-dir "$W" --count 30 --id-prefix "$WS" >/dev/null 2>&1
+echo "mqtt=$WPORT" >"$W/run/ports"
+wsim() {  # wsim DURATION_S: the 30 trucks, one QoS 1 reading a second each, in real time
+    "$FS" sim --data-dir "$W" --mqtt "mqtt://127.0.0.1:$WPORT" --trucks 30 --interval 1 --duration "$1" \
+        --id-prefix "$WS" --metrics-port -1 --quiet --drain-timeout 20 "${@:2}"
+}
+num() { sed -n "s/.* $1 \([0-9]*\).*/\1/p" "$2" | head -1; }   # num WORD FILE: the number after WORD
+wsim 2 >"$W/wsim1.out" 2>&1
+n1=$(num acknowledged "$W/wsim1.out")
+check "30 trucks against 3 workers: every reading acknowledged ($n1)" \
+    test "${n1:-0}" -ge 30 -a "$n1" = "$(num published "$W/wsim1.out")" -a "$(num failed "$W/wsim1.out")" = 0
+c0=$(wm 0 fleetsync_ingest_connects_total) c1=$(wm 1 fleetsync_ingest_connects_total) c2=$(wm 2 fleetsync_ingest_connects_total)
+check_eq "the 30 connections are counted by the workers' metrics ($c0 + $c1 + $c2)" 30 $((c0 + c1 + c2))
+check "each worker took some of them" test "$c0" -ge 1 -a "$c1" -ge 1 -a "$c2" -ge 1
+check_eq "all $n1 readings are in truck-telemetry" "$n1" "$(wait_unique "${P}truck-telemetry" "^$WS" "$n1" 30)"
+
+w1=$(sed -n 's/.*worker 1 started, pid \([0-9]*\).*/\1/p' "$W/workers.log")
+wsim 6 >"$W/wsim2.out" 2>&1 &
+sim_pid=$!
+sleep 2
+kill -9 "$w1"
+wait "$sim_pid"
+check_eq "the simulator exits 0 though a worker was killed under it" 0 $?
+n2=$(num acknowledged "$W/wsim2.out")
+check "every reading acknowledged ($n2), none failed" \
+    test "${n2:-0}" -ge 150 -a "$n2" = "$(num published "$W/wsim2.out")" -a "$(num failed "$W/wsim2.out")" = 0
+check "the killed worker's trucks reconnected" test "$(num reconnects "$W/wsim2.out")" -ge 1
+check_eq "all $((n1 + n2)) readings are in truck-telemetry" $((n1 + n2)) \
+    "$(wait_unique "${P}truck-telemetry" "^$WS" $((n1 + n2)) 30)"
+for _ in $(seq 50); do [ "$(grep -c "ingest listening" "$W/workers.log")" -ge 4 ] && break; sleep 0.2; done
+check_contains "the parent logs the death" "worker 1 (pid $w1) was killed by signal 9" "$(cat "$W/workers.log")"
+check_eq "and starts the worker again" 4 "$(grep -c "ingest listening" "$W/workers.log")"
+check "the new worker serves metrics" test -n "$(wm 1 fleetsync_ingest_connections)"
+st=$("$FS" status --ingest-metrics "$WM" --json 2>/dev/null)
+check_eq "status finds the 3 workers from the first metrics port" 3 "$(echo "$st" | jq '.ingest.workers')"
+check "status sums what the workers acknowledged (at least $((n1 + n2)))" \
+    test "$(echo "$st" | jq '.ingest.acknowledged | floor')" -ge $((n1 + n2))
+"$FS" status --ingest-metrics "$WM" >"$W/status.out" 2>/dev/null
+check "status shows the ingest's 3 workers and their metrics ports in its table" \
+    grep -Eq "^ingest +3 .* 127.0.0.1:$WM..$((WM + 2))\$" "$W/status.out"
+kill -TERM "$workers_pid"; wait "$workers_pid"; rc=$?; workers_pid=
+check_eq "SIGTERM stops the parent and its workers cleanly" 0 "$rc"
+check_eq "each worker stopped cleanly" 3 "$(grep -c "stopped: readings" "$W/workers.log")"
+check_eq "no worker is left" "" "$(pgrep -f -- "--listen 127.0.0.1:$WPORT")"
 done_testing

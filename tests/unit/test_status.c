@@ -210,6 +210,24 @@ static void table_aligns_groups_and_partitions(void **state)
     status_report_release(&r);
 }
 
+static void ingest_metrics_are_summed_over_workers(void **state)
+{
+    (void)state;
+    struct status_ingest in = {0};
+    const char *w0 = "# HELP fleetsync_ingest_connections Client connections open.\n"
+                     "fleetsync_ingest_connections 12\n"
+                     "fleetsync_ingest_connects_total 40\n"
+                     "fleetsync_ingest_readings_total 100\n"
+                     "fleetsync_ingest_acknowledged_total 99\n"
+                     "fleetsync_ingest_kafka_paused_seconds 1.5\n";
+    const char *w1 = "fleetsync_ingest_connections 8\nfleetsync_ingest_readings_total 50\n"
+                     "fleetsync_ingest_acknowledged_total 50\n";
+    assert_int_equal(status_ingest_add(&in, w0), 1);
+    assert_int_equal(status_ingest_add(&in, w1), 1);
+    assert_int_equal(status_ingest_add(&in, "fleetsync_bridge_connected 1\n"), 0);
+    assert_true(in.connections == 20 && in.readings == 150 && in.acknowledged == 149 && in.paused_s == 1.5);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -227,6 +245,7 @@ int main(void)
         cmocka_unit_test(json_has_designs_shape_with_nulls_for_unknowns),
         cmocka_unit_test(json_names_an_unreachable_kafka),
         cmocka_unit_test(table_aligns_groups_and_partitions),
+        cmocka_unit_test(ingest_metrics_are_summed_over_workers),
     };
     return cmocka_run_group_tests_name("status", tests, NULL, NULL);
 }
