@@ -130,50 +130,6 @@ static int choose_scale(const struct pack_reading *r, size_t n, const struct fie
     return -1;
 }
 
-static void put_field(struct buf *b, const struct pack_reading *r, size_t n, const struct field *f)
-{
-    size_t present = 0;
-    for (size_t i = 0; i < n; i++)
-        present += !isnan(get(&r[i], f));
-    if (present == 0) {
-        buf_put(b, "\t\\N\t\\N\t\\N", 9);
-        return;
-    }
-    int s = choose_scale(r, n, f);
-    if (s < 0) {
-        buf_put(b, "\t\\N\t\\N\t{", 8);
-        for (size_t i = 0; i < n; i++) {
-            double v = get(&r[i], f);
-            if (i)
-                buf_putc(b, ',');
-            if (isnan(v))
-                buf_put(b, "NULL", 4);
-            else
-                put_double(b, v);
-        }
-        buf_putc(b, '}');
-        return;
-    }
-    buf_putc(b, '\t');
-    put_i64(b, s);
-    buf_put(b, "\t{", 2);
-    int64_t prev = 0, k = 0;
-    for (size_t i = 0; i < n; i++) {
-        double v = get(&r[i], f);
-        if (i)
-            buf_putc(b, ',');
-        if (isnan(v)) {
-            buf_put(b, "NULL", 4);
-            continue;
-        }
-        fixed(v, s, &k);
-        put_i64(b, k - prev);
-        if (f->delta)
-            prev = k;
-    }
-    buf_put(b, "}\t\\N", 4);
-}
-
 static int check_readings(const struct pack_reading *r, size_t n, int64_t hour_ms, char *err, size_t err_size)
 {
     if (n == 0) {
@@ -205,77 +161,134 @@ static int check_readings(const struct pack_reading *r, size_t n, int64_t hour_m
     return 0;
 }
 
+/* The array separator before element i. */
+static void sep(struct buf *b, size_t i)
+{
+    if (i)
+        buf_putc(b, ',');
+}
+
 int pack_encode(const struct pack_reading *r, size_t n, int64_t hour_ms, struct buf *out, char *err, size_t err_size)
 {
     if (check_readings(r, n, hour_ms, err, err_size) < 0)
         return -1;
     struct buf *b = out;
-    put_i64(b, (int64_t)n);
-
-    buf_put(b, "\t{", 2);
-    int64_t prev = hour_ms;
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            buf_putc(b, ',');
-        put_i64(b, r[i].ts_ms - prev);
-        prev = r[i].ts_ms;
+    int scale[NFIELDS], present[NFIELDS], any_raw = 0;
+    for (int j = 0; j < NFIELDS; j++) {
+        present[j] = 0;
+        for (size_t i = 0; i < n; i++)
+            present[j] |= !isnan(get(&r[i], &fields[j]));
+        scale[j] = present[j] ? choose_scale(r, n, &fields[j]) : -1;
+        any_raw |= present[j] && scale[j] < 0;
     }
-    buf_putc(b, '}');
-
-    int seq_small = fits_i32(r[0].seq);
+    int seq_small = fits_i32(r[0].seq), recv_small = 1, any_recv = 0;
     for (size_t i = 1; i < n && seq_small; i++) {
         int64_t d;
         seq_small = !__builtin_sub_overflow(r[i].seq, r[i - 1].seq, &d) && fits_i32(d);
     }
-    buf_put(b, seq_small ? "\t{" : "\t\\N\t{", seq_small ? 2 : 5);
     for (size_t i = 0; i < n; i++) {
-        if (i)
-            buf_putc(b, ',');
-        put_i64(b, seq_small && i ? r[i].seq - r[i - 1].seq : r[i].seq);
-    }
-    buf_put(b, seq_small ? "}\t\\N" : "}", seq_small ? 4 : 1);
-
-    buf_put(b, "\t{", 2);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            buf_putc(b, ',');
-        buf_putc(b, r[i].ignition ? 't' : 'f');
-    }
-    buf_putc(b, '}');
-
-    size_t recv_n = 0;
-    int recv_small = 1;
-    for (size_t i = 0; i < n; i++) {
+        int64_t d;
         if (!r[i].has_recv)
             continue;
-        int64_t d;
-        recv_n++;
+        any_recv = 1;
         if (__builtin_sub_overflow(r[i].recv_ms, r[i].ts_ms, &d) || !fits_i32(d))
             recv_small = 0;
     }
-    if (recv_n == 0) {
-        buf_put(b, "\t\\N\t\\N", 6);
-    } else {
-        buf_put(b, recv_small ? "\t{" : "\t\\N\t{", recv_small ? 2 : 5);
+
+    put_i64(b, (int64_t)n);
+    buf_put(b, "\t{", 2);
+    for (int j = 0; j < NFIELDS; j++) {
+        sep(b, (size_t)j);
+        if (scale[j] < 0)
+            buf_put(b, "NULL", 4);
+        else
+            put_i64(b, scale[j]);
+    }
+    buf_put(b, "}\t{", 3);
+
+    int64_t prev = hour_ms;
+    for (size_t i = 0; i < n; i++) { /* 0: ts */
+        sep(b, i);
+        put_i64(b, r[i].ts_ms - prev);
+        prev = r[i].ts_ms;
+    }
+    for (size_t i = 0; i < n; i++) { /* 1: seq */
+        buf_putc(b, ',');
+        if (!seq_small)
+            buf_put(b, "NULL", 4);
+        else
+            put_i64(b, i ? r[i].seq - r[i - 1].seq : r[i].seq);
+    }
+    for (size_t i = 0; i < n; i++) /* 2: ignition */
+        buf_put(b, r[i].ignition ? ",1" : ",0", 2);
+    for (size_t i = 0; i < n; i++) { /* 3: record time */
+        buf_putc(b, ',');
+        if (!r[i].has_recv || !recv_small)
+            buf_put(b, "NULL", 4);
+        else
+            put_i64(b, r[i].recv_ms - r[i].ts_ms);
+    }
+    for (int j = 0; j < NFIELDS; j++) { /* 4-9: the fields */
+        const struct field *f = &fields[j];
+        int64_t last = 0, k = 0;
         for (size_t i = 0; i < n; i++) {
-            if (i)
-                buf_putc(b, ',');
-            if (!r[i].has_recv)
+            double v = get(&r[i], f);
+            buf_putc(b, ',');
+            if (scale[j] < 0 || isnan(v)) {
                 buf_put(b, "NULL", 4);
-            else
-                put_i64(b, recv_small ? r[i].recv_ms - r[i].ts_ms : r[i].recv_ms);
+                continue;
+            }
+            fixed(v, scale[j], &k);
+            put_i64(b, k - last);
+            if (f->delta)
+                last = k;
         }
-        buf_put(b, recv_small ? "}\t\\N" : "}", recv_small ? 4 : 1);
+    }
+    buf_putc(b, '}');
+
+    if (!any_raw) {
+        buf_put(b, "\t\\N", 3);
+    } else {
+        buf_put(b, "\t{", 2);
+        for (int j = 0; j < NFIELDS; j++) {
+            for (size_t i = 0; i < n; i++) {
+                double v = get(&r[i], &fields[j]);
+                sep(b, (size_t)j * n + i);
+                if (scale[j] >= 0 || isnan(v))
+                    buf_put(b, "NULL", 4);
+                else
+                    put_double(b, v);
+            }
+        }
+        buf_putc(b, '}');
     }
 
-    for (int j = 0; j < NFIELDS; j++)
-        put_field(b, r, n, &fields[j]);
+    if (seq_small && (recv_small || !any_recv)) {
+        buf_put(b, "\t\\N", 3);
+    } else {
+        buf_put(b, "\t{", 2);
+        for (size_t i = 0; i < n; i++) {
+            sep(b, i);
+            if (seq_small)
+                buf_put(b, "NULL", 4);
+            else
+                put_i64(b, r[i].seq);
+        }
+        for (size_t i = 0; i < n; i++) {
+            buf_putc(b, ',');
+            if (recv_small || !r[i].has_recv)
+                buf_put(b, "NULL", 4);
+            else
+                put_i64(b, r[i].recv_ms);
+        }
+        buf_putc(b, '}');
+    }
     return 0;
 }
 
 /* ---- decoding ----------------------------------------------------------------- */
 
-enum elem { E_I32, E_I64, E_F64, E_BOOL };
+enum elem { E_I16, E_I32, E_I64, E_F64 };
 
 /* One array element's value; null marks an SQL NULL element. */
 struct cell {
@@ -304,30 +317,23 @@ static int parse_elem(const char **s, enum elem kind, struct cell *c)
     }
     char *end;
     errno = 0;
-    switch (kind) {
-    case E_BOOL:
-        if (len != 1 || (tok[0] != 't' && tok[0] != 'f'))
-            return -1;
-        c->i = tok[0] == 't';
-        return 0;
-    case E_I32:
-    case E_I64:
-        if (!(tok[0] == '-' || (tok[0] >= '0' && tok[0] <= '9')))
-            return -1;
-        c->i = strtoll(tok, &end, 10);
-        if (errno || *end || end == tok || (kind == E_I32 && !fits_i32(c->i)))
-            return -1;
-        return 0;
-    case E_F64:
+    if (kind == E_F64) {
         if (!(tok[0] == '-' || tok[0] == '.' || (tok[0] >= '0' && tok[0] <= '9')))
             return -1;
         c->f = strtod(tok, &end);
         /* ERANGE for an underflow is fine: PostgreSQL stores what it read. */
-        if (*end || end == tok || !isfinite(c->f))
-            return -1;
-        return 0;
+        return *end || end == tok || !isfinite(c->f) ? -1 : 0;
     }
-    return -1;
+    if (!(tok[0] == '-' || (tok[0] >= '0' && tok[0] <= '9')))
+        return -1;
+    c->i = strtoll(tok, &end, 10);
+    if (errno || *end || end == tok)
+        return -1;
+    if (kind == E_I32 && !fits_i32(c->i))
+        return -1;
+    if (kind == E_I16 && (c->i < -32768 || c->i > 32767))
+        return -1;
+    return 0;
 }
 
 /* Reads the array literal s of exactly n elements of kind into cells. */
@@ -357,43 +363,23 @@ static int parse_int(const char *s, int64_t min, int64_t max, int64_t *v)
     return 0;
 }
 
-enum col {
-    C_N,
-    C_TS,
-    C_SEQ,
-    C_SEQ_RAW,
-    C_IGN,
-    C_RECV,
-    C_RECV_RAW,
-    C_FIELDS /* then scale, ints, raw for each field */
-};
+enum col { C_N, C_S, C_D, C_R, C_B };
+enum { S_TS, S_SEQ, S_IGN, S_RECV, S_FIELDS };
 
-static int decode_field(const char *const cols[PACK_NCOLS], const struct field *f, int col, struct pack_reading *out,
-                        size_t n, struct cell *cells, char *err, size_t err_size)
+/* Field j from its scale (< 0: raw) and d's and r's sections. */
+static int decode_field(int j, int scale, const struct cell *d, const struct cell *r, struct pack_reading *out,
+                        size_t n, char *err, size_t err_size)
 {
-    const char *scale = cols[col], *ints = cols[col + 1], *raw = cols[col + 2];
-    if (!scale && !ints && !raw) {
-        if (!f->nullable) {
-            fail(err, err_size, "%s: every column is NULL", f->name);
-            return -1;
-        }
-        for (size_t i = 0; i < n; i++)
-            set(&out[i], f, NAN);
-        return 0;
-    }
-    int64_t s = 0;
-    if (scale ? (!ints || raw || parse_int(scale, 0, PACK_MAX_SCALE, &s) < 0) : (ints || !raw)) {
-        fail(err, err_size, "%s: needs a scale from 0 to %d with its integers, or the raw values alone", f->name,
-             PACK_MAX_SCALE);
-        return -1;
-    }
-    if (parse_array(scale ? ints : raw, scale ? E_I32 : E_F64, n, cells) < 0) {
-        fail(err, err_size, "%s: not an array of %zu %s", f->name, n, scale ? "int4" : "float8");
-        return -1;
-    }
+    const struct field *f = &fields[j];
     int64_t cum = 0;
     for (size_t i = 0; i < n; i++) {
-        if (cells[i].null) {
+        const struct cell *k = &d[i], *raw = r ? &r[i] : NULL;
+        if (scale >= 0 ? !(raw == NULL || raw->null) : !k->null) {
+            fail(err, err_size, "%s: reading %zu is in both d and r", f->name, i);
+            return -1;
+        }
+        const struct cell *v = scale >= 0 ? k : raw;
+        if (!v || v->null) {
             if (!f->nullable) {
                 fail(err, err_size, "%s: reading %zu has none", f->name, i);
                 return -1;
@@ -401,19 +387,14 @@ static int decode_field(const char *const cols[PACK_NCOLS], const struct field *
             set(&out[i], f, NAN);
             continue;
         }
-        if (!scale) {
-            set(&out[i], f, cells[i].f);
+        if (scale < 0) {
+            set(&out[i], f, v->f);
             continue;
         }
-        int64_t k = cells[i].i;
-        if (f->delta) {
-            if (__builtin_add_overflow(cum, k, &cum)) {
-                fail(err, err_size, "%s: sum overflows", f->name);
-                return -1;
-            }
-            k = cum;
-        }
-        set(&out[i], f, (double)k / p10[s]);
+        int64_t x = v->i;
+        if (f->delta)
+            x = cum += x; /* |x| < 2^31 and n < 2^31: no overflow */
+        set(&out[i], f, (double)x / p10[scale]);
     }
     return 0;
 }
@@ -422,93 +403,98 @@ int pack_decode(const char *const cols[PACK_NCOLS], int64_t hour_ms, struct pack
                 char *err, size_t err_size)
 {
     int64_t count;
-    struct cell *cells = NULL;
+    struct cell sc[NFIELDS], *d = NULL, *r = NULL, *b = NULL;
     int rc = -1;
     *n = 0;
     if (hour_ms > INT64_MAX - PACK_HOUR_MS) {
         fail(err, err_size, "hour %" PRId64 " out of range", hour_ms);
         return -1;
     }
-    if (parse_int(cols[C_N], 1, max > INT32_MAX ? INT32_MAX : (int64_t)max, &count) < 0) {
+    if (parse_int(cols[C_N], 1, max > INT32_MAX / 10 ? INT32_MAX / 10 : (int64_t)max, &count) < 0) {
         fail(err, err_size, "n: not a count from 1 to %zu", max);
         return -1;
     }
     size_t cnt = (size_t)count;
-    if (!(cells = calloc(cnt, sizeof(*cells)))) {
-        fail(err, err_size, "out of memory for %zu readings", cnt);
+    if (!cols[C_S] || parse_array(cols[C_S], E_I16, NFIELDS, sc) < 0) {
+        fail(err, err_size, "s: not an array of %d int2", NFIELDS);
         return -1;
+    }
+    for (int j = 0; j < NFIELDS; j++)
+        if (!sc[j].null && (sc[j].i < 0 || sc[j].i > PACK_MAX_SCALE)) {
+            fail(err, err_size, "s: %s's scale is not from 0 to %d", fields[j].name, PACK_MAX_SCALE);
+            return -1;
+        }
+    if (!(d = calloc(10 * cnt, sizeof(*d))) || (cols[C_R] && !(r = calloc(NFIELDS * cnt, sizeof(*r)))) ||
+        (cols[C_B] && !(b = calloc(2 * cnt, sizeof(*b))))) {
+        fail(err, err_size, "out of memory for %zu readings", cnt);
+        goto out;
+    }
+    if (!cols[C_D] || parse_array(cols[C_D], E_I32, 10 * cnt, d) < 0) {
+        fail(err, err_size, "d: not an array of %zu int4", 10 * cnt);
+        goto out;
+    }
+    if (r && parse_array(cols[C_R], E_F64, NFIELDS * cnt, r) < 0) {
+        fail(err, err_size, "r: not an array of %zu float8", NFIELDS * cnt);
+        goto out;
+    }
+    if (b && parse_array(cols[C_B], E_I64, 2 * cnt, b) < 0) {
+        fail(err, err_size, "b: not an array of %zu int8", 2 * cnt);
+        goto out;
     }
     memset(out, 0, cnt * sizeof(*out));
 
-    if (!cols[C_TS] || parse_array(cols[C_TS], E_I32, cnt, cells) < 0) {
-        fail(err, err_size, "ts_d: not an array of %zu int4", cnt);
-        goto out;
-    }
-    int64_t t = 0;
+    const struct cell *ts = d + S_TS * cnt, *seq = d + S_SEQ * cnt, *ign = d + S_IGN * cnt, *recv = d + S_RECV * cnt;
+    int64_t t = 0, sq = 0;
+    int seq_small = !seq[0].null;
     for (size_t i = 0; i < cnt; i++) {
-        if (cells[i].null || (i > 0 && cells[i].i < 0) || (t += cells[i].i) < 0 || t >= PACK_HOUR_MS) {
-            fail(err, err_size, "ts_d: reading %zu is not in the hour, in order", i);
+        if (ts[i].null || (i > 0 && ts[i].i < 0) || (t += ts[i].i) < 0 || t >= PACK_HOUR_MS) {
+            fail(err, err_size, "ts: reading %zu is not in the hour, in order", i);
             goto out;
         }
         out[i].ts_ms = hour_ms + t;
-    }
 
-    int small = cols[C_SEQ] != NULL;
-    if (small == (cols[C_SEQ_RAW] != NULL) ||
-        parse_array(small ? cols[C_SEQ] : cols[C_SEQ_RAW], small ? E_I32 : E_I64, cnt, cells) < 0) {
-        fail(err, err_size, "seq: needs one of seq_d, seq_raw with %zu elements", cnt);
-        goto out;
-    }
-    int64_t seq = 0;
-    for (size_t i = 0; i < cnt; i++) {
-        if (cells[i].null || (small ? __builtin_add_overflow(seq, cells[i].i, &seq) : ((seq = cells[i].i), 0))) {
-            fail(err, err_size, "seq: reading %zu has none", i);
+        const struct cell *big = b ? &b[i] : NULL;
+        if (seq[i].null == seq_small || (seq_small ? (big && !big->null) : (!big || big->null))) {
+            fail(err, err_size, "seq: reading %zu needs it in d or else in b, as the others", i);
             goto out;
         }
-        out[i].seq = seq;
+        out[i].seq = seq_small ? (sq += seq[i].i) : big->i; /* sq: |d| < 2^31, n < 2^31 */
         if (i > 0 && out[i].ts_ms == out[i - 1].ts_ms && out[i].seq <= out[i - 1].seq) {
             fail(err, err_size, "seq: reading %zu is not after the previous one", i);
             goto out;
         }
-    }
 
-    if (!cols[C_IGN] || parse_array(cols[C_IGN], E_BOOL, cnt, cells) < 0) {
-        fail(err, err_size, "ignition: not an array of %zu bool", cnt);
-        goto out;
-    }
-    for (size_t i = 0; i < cnt; i++) {
-        if (cells[i].null) {
-            fail(err, err_size, "ignition: reading %zu has none", i);
+        if (ign[i].null || (ign[i].i != 0 && ign[i].i != 1)) {
+            fail(err, err_size, "ignition: reading %zu is not 0 or 1", i);
             goto out;
         }
-        out[i].ignition = (int)cells[i].i;
-    }
+        out[i].ignition = (int)ign[i].i;
 
-    if (cols[C_RECV] || cols[C_RECV_RAW]) {
-        small = cols[C_RECV] != NULL;
-        if (small == (cols[C_RECV_RAW] != NULL) ||
-            parse_array(small ? cols[C_RECV] : cols[C_RECV_RAW], small ? E_I32 : E_I64, cnt, cells) < 0) {
-            fail(err, err_size, "recv: needs one of recv_d, recv_raw with %zu elements", cnt);
+        big = b ? &b[cnt + i] : NULL;
+        if (!recv[i].null && big && !big->null) {
+            fail(err, err_size, "recv: reading %zu is in both d and b", i);
             goto out;
         }
-        for (size_t i = 0; i < cnt; i++) {
-            if (cells[i].null)
-                continue;
-            if (small ? __builtin_add_overflow(out[i].ts_ms, cells[i].i, &out[i].recv_ms)
-                      : ((out[i].recv_ms = cells[i].i), 0)) {
+        if (!recv[i].null) {
+            out[i].has_recv = 1;
+            if (__builtin_add_overflow(out[i].ts_ms, recv[i].i, &out[i].recv_ms)) {
                 fail(err, err_size, "recv: reading %zu overflows", i);
                 goto out;
             }
+        } else if (big && !big->null) {
             out[i].has_recv = 1;
+            out[i].recv_ms = big->i;
         }
     }
-
     for (int j = 0; j < NFIELDS; j++)
-        if (decode_field(cols, &fields[j], C_FIELDS + 3 * j, out, cnt, cells, err, err_size) < 0)
+        if (decode_field(j, sc[j].null ? -1 : (int)sc[j].i, d + (S_FIELDS + j) * cnt, r ? r + j * cnt : NULL, out, cnt,
+                         err, err_size) < 0)
             goto out;
     *n = cnt;
     rc = 0;
 out:
-    free(cells);
+    free(d);
+    free(r);
+    free(b);
     return rc;
 }

@@ -10,33 +10,40 @@
  * from a packed hour as from one row per reading.  The columns, in
  * PACK_COLUMNS order (COPY text, SQL NULL written \N):
  *
- *   n                 int4     the number of readings
- *   ts_d              int4[]   ts: ms after hour_ms for the first, then the
- *                              difference to the previous (>= 0)
- *   seq_d, seq_raw    int4[], int8[]   seq: first value then differences when
- *                              they all fit int4 (seq_raw NULL), else every
- *                              value in seq_raw (seq_d NULL)
- *   ignition          bool[]
- *   recv_d, recv_raw  int4[], int8[]   the Kafka record time minus ts in ms
- *                              when all fit int4, else the record time in ms;
- *                              an element is NULL where there is none
- *   then, for each of lat, lon, speed, heading, fuel, odometer:
- *   <f>_s             int2     decimal scale s in [0, PACK_MAX_SCALE]: the
- *                              value is an integer k over 10^s
- *   <f>_d or <f>_v    int4[]   k: for lat, lon, fuel and odometer ("_d") the
- *                              first then differences to the previous present
- *                              value, for speed and heading ("_v") k itself
- *   <f>_raw           float8[] the values themselves, used (and _s, _d/_v
- *                              NULL) when no scale represents them all
- *                              exactly within int4
- *   An absent value (heading, fuel, odometer) is a NULL element; a field
- *   absent from every reading has all three columns NULL.
+ *   n   int4      the number of readings
+ *   s   int2[6]   the decimal scale of lat, lon, speed_kmh, heading_deg,
+ *                 fuel_pct, odometer_km: each value is an integer k over
+ *                 10^s, s in [0, PACK_MAX_SCALE]; NULL where the field is
+ *                 stored raw in r (or absent from every reading)
+ *   d   int4[10n] ten sections of n integers, element i of section j at
+ *                 d[j * n + i] (1-based in SQL: d[j * n + i + 1]):
+ *                   0 ts: ms after hour_ms for the first reading, then the
+ *                     difference to the previous one (>= 0)
+ *                   1 seq: the first, then differences (all NULL when they
+ *                     do not fit int4: seq is then in b)
+ *                   2 ignition: 1 or 0
+ *                   3 the Kafka record time minus ts, ms (NULL: none, or in b)
+ *                   4-9 lat, lon, speed_kmh, heading_deg, fuel_pct,
+ *                     odometer_km as k: lat, lon, fuel, odometer the first
+ *                     then differences to the previous present value, speed
+ *                     and heading k itself; NULL where absent or raw
+ *   r   float8[6n] NULL, or the values of the fields without a scale, in
+ *                 sections as d's 4-9 (NULL elements elsewhere)
+ *   b   int8[2n]  NULL, or seq (section 0) and the record time in ms
+ *                 (section 1) where they did not fit d
  *
- * The value is (double)k / 10^s, which IEEE division rounds the same in C
- * and in PostgreSQL (float8 division of an exact integer by an exact power
- * of ten); a scale is chosen only if that division gives back every value's
- * exact bits (so -0 and digits beyond 10^-9 go raw).  Differences keep equal
- * steps equal, which lz4 TOAST compression turns into a few bytes.
+ * One array for most of the data matters: PostgreSQL compresses (lz4) a
+ * row's values only once the row passes about 2 kB, one value at a time,
+ * and stops when the row fits; a single array of 10n int4 crosses that at
+ * about 50 readings and compresses as a whole, while ten small arrays
+ * would stay uncompressed.
+ *
+ * A value is (double)k / 10^s, which IEEE division rounds the same in C and
+ * in PostgreSQL (float8 division of an exact integer by an exact power of
+ * ten); a scale is chosen only if that division gives back every value's
+ * exact bits and every k and difference fits int4 (so -0, digits beyond
+ * 10^-9 and far jumps go raw).  Differences keep equal steps equal, which
+ * compression turns into a few bytes.
  *
  * Pure functions: no globals, any thread.
  */
@@ -52,11 +59,8 @@
 #define PACK_HOUR_MS 3600000LL
 
 /* The packed columns, in the order pack_encode() writes them. */
-#define PACK_COLUMNS                                                                                                   \
-    "n, ts_d, seq_d, seq_raw, ignition, recv_d, recv_raw, lat_s, lat_d, lat_raw, lon_s, lon_d, lon_raw, speed_s, "     \
-    "speed_v, speed_raw, heading_s, heading_v, heading_raw, fuel_s, fuel_d, fuel_raw, odometer_s, odometer_d, "        \
-    "odometer_raw"
-#define PACK_NCOLS 25
+#define PACK_COLUMNS "n, s, d, r, b"
+#define PACK_NCOLS 5
 
 /* One reading.  heading_deg, fuel_pct, odometer_km are NAN when absent;
  * every present number is finite.  recv_ms is the Kafka record time, valid

@@ -8,14 +8,14 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #define H0 1764288000000LL /* 2025-11-28T00:00:00Z */
 
-static struct pack_reading R(int64_t t_ms, int64_t seq, double lat, double lon)
-{
+static struct pack_reading R(int64_t t_ms, int64_t seq, double lat, double lon) {
     return (struct pack_reading){.ts_ms = H0 + t_ms,
                                  .seq = seq,
                                  .lat = lat,
@@ -31,7 +31,8 @@ static struct pack_reading R(int64_t t_ms, int64_t seq, double lat, double lon)
 
 /* Splits COPY text into columns: \N is NULL.  The pointers point into
  * line, whose tabs become NULs. */
-static void split(char *line, const char *cols[PACK_NCOLS])
+static void
+split(char *line, const char *cols[PACK_NCOLS])
 {
     int c = 0;
     char *p = line;
@@ -99,9 +100,9 @@ static void test_one_reading(void **state)
 {
     (void)state;
     struct pack_reading r = R(1500, 7, 48.137154, 11.576124);
-    free(round_trip(&r, 1,
-                    "1\t{1500}\t{7}\t\\N\t{t}\t{35}\t\\N\t6\t{48137154}\t\\N\t6\t{11576124}\t\\N\t1\t{725}\t\\N\t0\t{"
-                    "184}\t\\N\t1\t{632}\t\\N\t1\t{1234567}\t\\N"));
+    /* n, scales, then ts, seq, ignition, record time, lat, lon, speed,
+     * heading, fuel, odometer; nothing raw, nothing big */
+    free(round_trip(&r, 1, "1\t{6,6,1,0,1,1}\t{1500,7,1,35,48137154,11576124,725,184,632,1234567}\t\\N\t\\N"));
 }
 
 static void test_steady_drive_is_differences(void **state)
@@ -113,9 +114,9 @@ static void test_steady_drive_is_differences(void **state)
         r[i].odometer_km = 1000.0 + 0.5 * i;
     }
     char *t = round_trip(r, 4, NULL);
-    assert_non_null(strstr(t, "\t{0,1000,1000,1000}\t{100,1,1,1}\t\\N\t"));
-    assert_non_null(strstr(t, "\t4\t{480000,1,1,1}\t\\N\t4\t{115000,-2,-2,-2}\t\\N\t"));
-    assert_non_null(strstr(t, "\t1\t{10000,5,5,5}\t\\N"));
+    assert_string_equal(t, "4\t{4,4,1,0,1,1}\t{0,1000,1000,1000,100,1,1,1,1,1,1,1,35,35,35,35,"
+                           "480000,1,1,1,115000,-2,-2,-2,725,725,725,725,184,184,184,184,632,0,0,0,10000,5,5,5}"
+                           "\t\\N\t\\N");
     free(t);
 }
 
@@ -126,7 +127,7 @@ static void test_equal_ts_and_seq_restart(void **state)
      * that rebooted: seq falls back to 0 (a negative difference). */
     struct pack_reading r[] = {R(10, 500, 1, 2), R(10, 501, 1, 2), R(20, 0, 1, 2), R(3599999, 1, 1, 2)};
     char *t = round_trip(r, 4, NULL);
-    assert_non_null(strstr(t, "{10,0,10,3599979}\t{500,1,-501,1}\t\\N"));
+    assert_non_null(strstr(t, "\t{10,0,10,3599979,500,1,-501,1,"));
     free(t);
 }
 
@@ -137,13 +138,15 @@ static void test_extreme_coordinates(void **state)
      * the finest scale overflow int4, a coarser one holds them. */
     struct pack_reading r[] = {R(0, 1, -90, -180), R(1, 2, 90, 180), R(2, 3, -90, -180)};
     char *t = round_trip(r, 3, NULL);
-    assert_non_null(strstr(t, "\t0\t{-90,180,-180}\t\\N\t0\t{-180,360,-360}\t\\N\t"));
+    assert_non_null(strstr(t, "\t{0,0,1,0,1,1}\t"));
+    assert_non_null(strstr(t, ",35,35,35,-90,180,-180,-180,360,-360,725,"));
     free(t);
     /* Seven decimals at both ends of the longitude: differences of 3.6e9
      * do not fit int4, so the values go raw. */
     struct pack_reading w[] = {R(0, 1, 0, -179.9999999), R(1, 2, 0, 179.9999999)};
     t = round_trip(w, 2, NULL);
-    assert_non_null(strstr(t, "\t\\N\t\\N\t{-179.9999999,179.9999999}\t"));
+    assert_non_null(strstr(t, "\t{0,NULL,1,0,1,1}\t"));
+    assert_non_null(strstr(t, "\t{NULL,NULL,-179.9999999,179.9999999,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL}\t"));
     free(t);
 }
 
@@ -156,8 +159,9 @@ static void test_inexact_values_go_raw(void **state)
     r[0].speed_kmh = 0.5;
     r[1].speed_kmh = -0.0; /* -0 keeps its sign: raw */
     char *t = round_trip(r, 2, NULL);
-    assert_non_null(strstr(t, "\t\\N\t\\N\t{0.30000000000000004,48.1234567891}\t"));
-    assert_non_null(strstr(t, "\t\\N\t\\N\t{0.5,-0}\t"));
+    assert_non_null(strstr(t, "\t{NULL,NULL,NULL,0,1,NULL}\t"));
+    assert_non_null(strstr(t, "\t{0.30000000000000004,48.1234567891,1e-300,4.94065645841247e-324,0.5,-0,"
+                              "NULL,NULL,NULL,NULL,1e+300,1.7976931348623157e+308}\t"));
     free(t);
 }
 
@@ -171,9 +175,9 @@ static void test_absent_fields(void **state)
     r[2].fuel_pct = 60.2;
     r[0].has_recv = r[3].has_recv = 0;
     char *t = round_trip(r, 4, NULL);
-    /* heading absent everywhere: three NULL columns */
-    assert_non_null(strstr(t, "\t\\N\t\\N\t\\N\t1\t{632,NULL,-30,30}\t\\N\t\\N\t\\N\t\\N"));
-    assert_non_null(strstr(t, "\t{NULL,35,35,NULL}\t\\N\t"));
+    /* heading and odometer absent everywhere: no scale, NULL elements */
+    assert_string_equal(t, "4\t{0,0,1,NULL,1,NULL}\t{0,1,1,1,1,1,1,1,1,1,1,1,NULL,35,35,NULL,1,0,0,0,1,0,0,0,"
+                           "725,725,725,725,NULL,NULL,NULL,NULL,632,NULL,-30,30,NULL,NULL,NULL,NULL}\t\\N\t\\N");
     free(t);
 }
 
@@ -184,8 +188,9 @@ static void test_big_seq_and_record_time(void **state)
     r[1].recv_ms = INT64_MIN; /* a producer's timestamp: any int64 */
     r[2].recv_ms = INT64_MAX;
     char *t = round_trip(r, 3, NULL);
-    assert_non_null(strstr(t, "\t\\N\t{0,9223372036854775807,0}\t"));
-    assert_non_null(strstr(t, "\t\\N\t{1764288000035,-9223372036854775808,9223372036854775807}\t"));
+    assert_non_null(strstr(t, "\t{0,1,1,NULL,NULL,NULL,1,1,1,NULL,NULL,NULL,"));
+    assert_non_null(
+        strstr(t, "\t\\N\t{0,9223372036854775807,0,1764288000035,-9223372036854775808,9223372036854775807}"));
     free(t);
 }
 
@@ -211,19 +216,21 @@ static void test_encode_refuses(void **state)
     buf_release(&b);
 }
 
-/* A valid row with columns col (and col2 when >= 0) replaced must be
- * refused. */
-static void refuse2(int col, const char *text, int col2, const char *text2, const char *why)
+/* A valid row with column col replaced by text (followed by tail when
+ * given) must be refused with a reason that says why. */
+static void refuse(int col, const char *text, const char *tail, const char *why)
 {
     struct pack_reading r[] = {R(0, 1, 1, 1), R(1000, 2, 1.5, 1)};
     struct buf b = {0};
-    char err[200];
+    char err[200], joined[400];
     assert_int_equal(pack_encode(r, 2, H0, &b, err, sizeof(err)), 0);
     const char *cols[PACK_NCOLS];
     split(b.p, cols);
+    if (tail) {
+        snprintf(joined, sizeof(joined), "%s%s", text, tail);
+        text = joined;
+    }
     cols[col] = text;
-    if (col2 >= 0)
-        cols[col2] = text2;
     struct pack_reading out[4];
     size_t n = 99;
     if (pack_decode(cols, H0, out, 4, &n, err, sizeof(err)) != -1)
@@ -234,55 +241,53 @@ static void refuse2(int col, const char *text, int col2, const char *text2, cons
     buf_release(&b);
 }
 
-static void refuse(int col, const char *text, const char *why)
-{
-    refuse2(col, text, -1, NULL, why);
-}
-
 static void test_decode_refuses(void **state)
 {
     (void)state;
-    refuse(0, "3", "ts_d");              /* arrays of 2 for n = 3 */
-    refuse(0, "5", "n: not a count");    /* more than max */
-    refuse(0, "0", "n: not a count");
-    refuse(0, NULL, "n: not a count");
-    refuse(1, "{0,3600000}", "ts_d");    /* past the hour */
-    refuse(1, "{5,-1}", "ts_d");         /* backwards */
-    refuse(1, "{0,1000", "ts_d");        /* unterminated */
-    refuse(1, "{0,1000}x", "ts_d");
-    refuse(1, "{0,NULL}", "ts_d");
-    refuse(1, "{0,2147483648}", "ts_d"); /* not int4 */
-    refuse2(1, "{0,0}", 2, "{1,0}", "seq"); /* same ts, same seq */
-    refuse2(1, "{0,0}", 2, "{1,-1}", "seq"); /* same ts, seq back */
-    refuse(3, "{1,2}", "seq");           /* both seq columns */
-    refuse(4, "{t,x}", "ignition");
-    refuse(4, "{t,NULL}", "ignition");
-    refuse(7, "10", "lat");              /* scale beyond 9 */
-    refuse(8, NULL, "lat");              /* scale without integers */
-    refuse(8, "{1,NULL}", "lat");        /* lat is never absent */
-    refuse(9, "{1,2}", "lat");           /* both forms */
-    refuse(15, "{1,Infinity}", "speed");
-    refuse(16, NULL, "heading");         /* its scale stays */
+    /* The valid row: 2 readings, d = ts 0,1000 seq 1,1 ign 1,1 recv 35,35
+     * lat 1,0 / 15,5 (scale 1) lon 1,0 speed 725,725 heading 184,184
+     * fuel 632,0 odometer 1234567,0. */
+    refuse(0, "3", NULL, "d: not an array of 30");
+    refuse(0, "5", NULL, "n: not a count");
+    refuse(0, "0", NULL, "n: not a count");
+    refuse(0, NULL, NULL, "n: not a count");
+    refuse(1, "{1,0,1,0,1}", NULL, "s: not an array");
+    refuse(1, "{10,0,1,0,1,1}", NULL, "s: lat's scale");
+    refuse(1, "{-1,0,1,0,1,1}", NULL, "s: lat's scale");
+    refuse(1, "{NULL,0,1,0,1,1}", NULL, "lat: reading 0 is in both"); /* raw, yet k in d */
+    refuse(2, NULL, NULL, "d: not an array");
+    refuse(2, "{0,3600000,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "ts: reading 1");
+    refuse(2, "{5,-1,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "ts: reading 1");
+    refuse(2, "{0,NULL,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "ts: reading 1");
+    refuse(2, "{0,2147483648,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "d: not an array");
+    refuse(2, "{0,1000,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0", "d: not an array");
+    refuse(2, "{0,1000,", "1,1,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}x", "d: not an array");
+    refuse(2, "{0,0,", "1,0,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "seq: reading 1 is not after");
+    refuse(2, "{0,0,", "1,NULL,1,1,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "seq: reading 1 needs");
+    refuse(2, "{0,1000,", "1,1,1,2,35,35,15,5,1,0,725,725,184,184,632,0,1234567,0}", "ignition: reading 1");
+    refuse(2, "{0,1000,", "1,1,1,1,35,35,15,NULL,1,0,725,725,184,184,632,0,1234567,0}", "lat: reading 1 has none");
+    refuse(3, "{NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,1}", NULL, "odometer_km: reading 1 is in both");
+    refuse(3, "{NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,NULL,Infinity}", NULL, "r: not an array");
+    refuse(4, "{1,2,NULL,NULL}", NULL, "seq: reading 0 needs");
+    refuse(4, "{NULL,NULL,1,NULL}", NULL, "recv: reading 0 is in both");
 }
 
-static void test_decode_all_absent(void **state)
+static void test_decode_lat_never_absent(void **state)
 {
     (void)state;
-    struct pack_reading r[] = {R(0, 1, 1, 1)};
-    struct buf b = {0};
-    char err[200];
-    assert_int_equal(pack_encode(r, 1, H0, &b, err, sizeof(err)), 0);
-    const char *cols[PACK_NCOLS];
-    split(b.p, cols);
-    cols[16] = cols[17] = cols[18] = NULL; /* heading */
+    /* Fields that may be absent decode as NAN; lat may not be. */
+    const char *cols[PACK_NCOLS] = {"1", "{NULL,0,0,NULL,NULL,NULL}", "{0,0,0,NULL,NULL,1,2,NULL,NULL,NULL}", NULL,
+                                    NULL};
     struct pack_reading out[1];
     size_t n;
-    assert_int_equal(pack_decode(cols, H0, out, 1, &n, err, sizeof(err)), 0);
-    assert_true(isnan(out[0].heading_deg));
-    cols[7] = cols[8] = cols[9] = NULL; /* lat cannot be */
+    char err[200];
     assert_int_equal(pack_decode(cols, H0, out, 1, &n, err, sizeof(err)), -1);
-    assert_string_equal(err, "lat: every column is NULL");
-    buf_release(&b);
+    assert_string_equal(err, "lat: reading 0 has none");
+    cols[3] = "{5,NULL,NULL,NULL,NULL,NULL}";
+    assert_int_equal(pack_decode(cols, H0, out, 1, &n, err, sizeof(err)), 0);
+    assert_true(out[0].lat == 5 && out[0].lon == 1 && out[0].speed_kmh == 2);
+    assert_true(isnan(out[0].heading_deg) && isnan(out[0].fuel_pct) && isnan(out[0].odometer_km));
+    assert_false(out[0].has_recv);
 }
 
 static void test_random_hours(void **state)
@@ -328,7 +333,7 @@ int main(void)
         cmocka_unit_test(test_big_seq_and_record_time),
         cmocka_unit_test(test_encode_refuses),
         cmocka_unit_test(test_decode_refuses),
-        cmocka_unit_test(test_decode_all_absent),
+        cmocka_unit_test(test_decode_lat_never_absent),
         cmocka_unit_test(test_random_hours),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
