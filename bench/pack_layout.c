@@ -11,7 +11,11 @@
  * 1): trucks drive 06:00-18:00 (not every fifth hour) at 40-120 km/h with a
  * wandering heading, stand still the rest of the time, and report every
  * INTERVAL_S seconds with a per-truck offset; the record time is 20-60 ms
- * after ts.  Deterministic (fixed seed).
+ * after ts.  Three more trucks, EDGE-1..3, hold in their first hour the
+ * readings that take the encoder's other paths: values no decimal scale
+ * holds (raw floats), -0, poles and the antimeridian, a seq past int4 and
+ * restarting, record times in years 0001 and 9999, absent heading, fuel and
+ * odometer.  Deterministic (fixed seed).
  */
 #include "core/pack.h"
 
@@ -31,12 +35,103 @@ static double fixed(double v, int d)
 
 static void put_ts(FILE *f, int64_t ms)
 {
-    time_t t = (time_t)(ms / 1000);
+    int64_t sec = ms / 1000, milli = ms % 1000;
+    if (milli < 0) {
+        milli += 1000;
+        sec--;
+    }
+    time_t t = (time_t)sec;
     struct tm tm;
-    char s[40];
     gmtime_r(&t, &tm);
-    strftime(s, sizeof(s), "%Y-%m-%d %H:%M:%S", &tm);
-    fprintf(f, "%s.%03d+00", s, (int)(ms % 1000));
+    fprintf(f, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+            tm.tm_min, tm.tm_sec, (int)milli);
+}
+
+static void put_num(FILE *f, double v)
+{
+    if (isnan(v))
+        fputs("\\N", f);
+    else
+        fprintf(f, "%.17g", v);
+}
+
+/* One row per reading and the packed row of readings r[0..n) of truck id in
+ * the hour starting hour_ms.  Returns 0 or -1 (reason on stderr). */
+static int put_hour(FILE *rows, FILE *packed, const char *id, const struct pack_reading *r, size_t n, int64_t hour_ms,
+                    struct buf *b)
+{
+    char err[200];
+    for (size_t i = 0; i < n; i++) {
+        const struct pack_reading *p = &r[i];
+        fprintf(rows, "%s\t", id);
+        put_ts(rows, p->ts_ms);
+        fprintf(rows, "\t%lld", (long long)p->seq);
+        const double v[] = {p->lat, p->lon, p->speed_kmh, p->heading_deg};
+        for (int j = 0; j < 4; j++) {
+            fputc('\t', rows);
+            put_num(rows, v[j]);
+        }
+        fprintf(rows, "\t%c\t", p->ignition ? 't' : 'f');
+        put_num(rows, p->fuel_pct);
+        fputc('\t', rows);
+        put_num(rows, p->odometer_km);
+        fputc('\t', rows);
+        if (p->has_recv)
+            put_ts(rows, p->recv_ms);
+        else
+            fputs("\\N", rows);
+        fputc('\n', rows);
+    }
+    buf_reset(b);
+    if (pack_encode(r, n, hour_ms, b, err, sizeof(err)) != 0 || b->oom) {
+        fprintf(stderr, "pack_layout: %s\n", b->oom ? "out of memory" : err);
+        return -1;
+    }
+    fprintf(packed, "%s\t", id);
+    put_ts(packed, hour_ms);
+    fprintf(packed, "\t%s\n", b->p);
+    return 0;
+}
+
+static struct pack_reading edge(int64_t t_ms, int64_t seq, double lat, double lon)
+{
+    return (struct pack_reading){.ts_ms = H0 + t_ms,
+                                 .seq = seq,
+                                 .lat = lat,
+                                 .lon = lon,
+                                 .speed_kmh = 72.5,
+                                 .heading_deg = 184,
+                                 .fuel_pct = 63.2,
+                                 .odometer_km = 123456.7,
+                                 .ignition = 1,
+                                 .has_recv = 1,
+                                 .recv_ms = H0 + t_ms + 35};
+}
+
+static int put_edges(FILE *rows, FILE *packed, struct buf *b)
+{
+    struct pack_reading raw[] = {edge(0, 1, 0.1 + 0.2, 1e-300), edge(1, 2, 48.1234567891, 5e-324),
+                                 edge(2, 3, -0.0, 179.9999999)};
+    raw[0].odometer_km = 1e300;
+    raw[1].odometer_km = 1.7976931348623157e308;
+    raw[0].speed_kmh = 0.5;
+    raw[1].speed_kmh = 0;
+    struct pack_reading big[] = {edge(0, 0, -90, -180), edge(1, INT64_MAX, 90, 180), edge(2, INT64_MAX, 90, 180),
+                                 edge(3, 0, -90, -180)};
+    big[1].recv_ms = big[2].recv_ms = -62135596800000LL + 5; /* 0001-01-01 */
+    big[3].recv_ms = 253402300799999LL;                      /* 9999-12-31 */
+    big[0].has_recv = 0;
+    struct pack_reading gaps[] = {edge(0, 1, 1, 1), edge(1, 2, 1, 1), edge(2, 3, 1, 1),
+                                  edge(3599999, 4, -0.000001, 179.9999999)};
+    for (int i = 0; i < 4; i++)
+        gaps[i].heading_deg = gaps[i].odometer_km = NAN;
+    gaps[1].fuel_pct = NAN;
+    gaps[2].fuel_pct = 60.2;
+    gaps[0].has_recv = gaps[3].has_recv = 0;
+    return put_hour(rows, packed, "EDGE-1", raw, 3, H0, b) || put_hour(rows, packed, "EDGE-2", big, 4, H0, b) ||
+                   put_hour(rows, packed, "EDGE-3", gaps, 4, H0, b)
+               ? -1
+               : 0;
 }
 
 int main(int argc, char **argv)
@@ -58,7 +153,6 @@ int main(int argc, char **argv)
     int per = 3600 / iv;
     struct pack_reading *r = calloc((size_t)per, sizeof(*r));
     struct buf b = {0};
-    char err[200];
     if (!rows || !packed || !r) {
         perror("pack_layout");
         return 1;
@@ -92,23 +186,15 @@ int main(int argc, char **argv)
                                            .ignition = driving,
                                            .has_recv = 1};
                 p->recv_ms = p->ts_ms + 20 + rand() % 40;
-                fprintf(rows, "TRK-%06d\t", k + 1);
-                put_ts(rows, p->ts_ms);
-                fprintf(rows, "\t%lld\t%.6f\t%.6f\t%.1f\t%.1f\t%c\t%.1f\t%.1f\t", (long long)p->seq, p->lat, p->lon,
-                        p->speed_kmh, p->heading_deg, p->ignition ? 't' : 'f', p->fuel_pct, p->odometer_km);
-                put_ts(rows, p->recv_ms);
-                fputc('\n', rows);
             }
-            buf_reset(&b);
-            if (pack_encode(r, (size_t)per, hour, &b, err, sizeof(err)) != 0 || b.oom) {
-                fprintf(stderr, "pack_layout: %s\n", b.oom ? "out of memory" : err);
+            char id[32];
+            snprintf(id, sizeof(id), "TRK-%06d", k + 1);
+            if (put_hour(rows, packed, id, r, (size_t)per, hour, &b) < 0)
                 return 1;
-            }
-            fprintf(packed, "TRK-%06d\t", k + 1);
-            put_ts(packed, hour);
-            fprintf(packed, "\t%s\n", b.p);
         }
     }
+    if (put_edges(rows, packed, &b) < 0)
+        return 1;
     buf_release(&b);
     free(r);
     return fclose(rows) || fclose(packed) ? 1 : 0;

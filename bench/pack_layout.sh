@@ -10,8 +10,10 @@
 # (src/core/pack.h); both are loaded with COPY into a schema of their own in
 # the database of $FLEETSYNC_PG (dropped at the end), vacuumed, and measured
 # with pg_total_relation_size (heap, TOAST and indexes).  Then every decoded
-# reading is compared, column by column, with its row.  Prints a small
-# Markdown table.
+# reading is compared, column by column, with its row (the generator's edge
+# trucks included: raw floats, -0, seq past int4, record times in years 0001
+# and 9999, absent fields).  Prints a small Markdown table; exit status 1 if
+# a reading differs.
 set -eu
 cd "$(dirname "$0")/.."
 TRUCKS=${1:-200} HOURS=${2:-168} IV=${3:-60}
@@ -43,10 +45,12 @@ rb=$(size rows) pb=$(size packed)
 t0=$(date +%s%N)
 decoded=$(q -c "SELECT count(*) FROM $S.unpacked")
 t1=$(date +%s%N)
+# As text: float8's shortest exact form tells -0 from 0, which = does not.
 diff=$(q -c "SELECT count(*) FROM $S.rows o FULL JOIN $S.unpacked u USING (truck_id, ts, seq)
-             WHERE (o.lat, o.lon, o.speed_kmh, o.heading_deg, o.ignition, o.fuel_pct, o.odometer_km, o.received_at)
-                   IS DISTINCT FROM (u.lat, u.lon, u.speed_kmh, u.heading_deg, u.ignition, u.fuel_pct, u.odometer_km,
-                                     u.received_at)")
+             WHERE (o.lat::text, o.lon::text, o.speed_kmh::text, o.heading_deg::text, o.ignition, o.fuel_pct::text,
+                    o.odometer_km::text, o.received_at)
+                   IS DISTINCT FROM (u.lat::text, u.lon::text, u.speed_kmh::text, u.heading_deg::text, u.ignition,
+                                     u.fuel_pct::text, u.odometer_km::text, u.received_at)")
 echo "$N readings ($TRUCKS trucks, $HOURS h, one every $IV s), PostgreSQL $(q -c 'SHOW server_version')"
 echo
 echo "| layout | bytes on disk (with indexes) | bytes per reading |"
