@@ -6,8 +6,9 @@
 #
 # A fixed day of readings (made by awk below, no randomness) goes through
 # Kafka and a real `fleetsync history` into a database of the suite's own,
-# then a second set: repeats of stored readings and late readings into hours
-# already stored.  The readings: four trucks on 2026-11-01 06:00-09:00, one
+# where history packs the day's closed hours into one row per truck-hour;
+# then a second set: repeats of packed readings and late readings into
+# packed hours, which history stores and packs again.  The readings: four trucks on 2026-11-01 06:00-09:00, one
 # every 20 s, driving and stopping with the engine on and off:
 #   G1  6-decimal positions, a reading every 20 s, two at the same ms (seq
 #       tells them apart), heading absent every 7th reading, fuel every 11th;
@@ -106,10 +107,19 @@ kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/phase1"
     >"$W/history.log" 2>&1 &
 hist_pid=$!
 check_eq "history stores the day's $N1 readings" "$N1" "$(wait_until "$N1" 120 rows)"
+# The day's hours are long closed: history packs them (one row per truck-hour).
+recent() { echo $(( $(q "SELECT -count(*) FROM telemetry_recent" || echo -1) )); }
+check_eq "history packs every closed hour" 0 "$(wait_until 0 120 recent)"
+check_eq "into one row per truck-hour (4 trucks, 3 hours)" 12 "$(q "SELECT count(*) FROM telemetry_packed")"
+check_eq "the view yields every reading once" "$N1" "$(rows)"
+# Then repeats of packed readings and late readings into packed hours.
 kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/phase2"
 check_eq "and the $N2 late ones, the repeats once" $((N1 + N2)) "$(wait_until $((N1 + N2)) 120 rows)"
-sleep 2
+check_eq "the late readings are packed into their hours" 0 "$(wait_until 0 120 recent)"
+sleep 1
 check_eq "no reading twice" $((N1 + N2)) "$(rows)"
+check_eq "none twice by (truck_id, ts, seq) either" $((N1 + N2)) \
+    "$(q "SELECT count(DISTINCT (truck_id, ts, seq)) FROM telemetry")"
 check_eq "rollups are recomputed for the late readings" 0 \
     "$(wait_until 0 60 bash -c "psql '$OWN_PG' -Atqc 'SELECT -count(*) FROM rollup_dirty'")"
 
