@@ -1,0 +1,80 @@
+#!/bin/bash
+# History's packing pass under SIGKILL: six closed hours of 300 trucks
+# (108,000 readings, one a minute) are stored one row per reading, then
+# history packs them hour by hour (one REPEATABLE READ transaction each) and
+# is killed with SIGKILL five times while a pass is running.  After every
+# kill, and at the end, the view telemetry yields each reading exactly once,
+# counted by (truck_id, ts, seq), and the packed rows hold each once too.
+# In a database of the suite's own, on topics of its own.  About 30 s.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bridge_lib.sh"
+
+P="e2epack$$-"
+G="e2e-pack-$$"
+B=$FLEETSYNC_BROKERS
+OWN_DB="e2epack_$$"
+OWN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=$OWN_DB user=fleetsync"
+ADMIN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=postgres user=fleetsync_admin passfile=$FLEETSYNC_DATA_DIR/pgpass-admin"
+W=$(mktemp -d /tmp/fleetsync-e2e-pack.XXXXXX)
+hist_pid=
+cleanup() {
+    [ -n "$hist_pid" ] && kill -9 "$hist_pid" 2>/dev/null && wait "$hist_pid" 2>/dev/null
+    psql "$ADMIN_PG" -qX -c "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+q() { psql "$OWN_PG" -Atqc "$1" 2>/dev/null; }
+rows() { q "SELECT count(*) FROM telemetry" || echo 0; }
+recent() { echo $(( $(q "SELECT -count(*) FROM telemetry_recent" || echo -1) )); }
+# "readings distinct packed-readings" as one line.
+counts() {
+    q "SELECT count(*), count(DISTINCT (truck_id, ts, seq)), (SELECT coalesce(sum(n), 0) FROM telemetry_packed)
+         + (SELECT count(*) FROM telemetry_recent) FROM telemetry" | tr '|' ' '
+}
+packing() { q "SELECT count(*) FROM pg_stat_activity WHERE datname = '$OWN_DB' AND query LIKE '%pack_cur%'"; }
+start_history() {
+    "$FS" history --pg "$OWN_PG" --topic-prefix "$P" --group "$G" --retention 0 --metrics-port -1 "$@" \
+        >>"$W/history.log" 2>&1 &
+    hist_pid=$!
+}
+
+psql "$ADMIN_PG" -qX -c "CREATE DATABASE $OWN_DB OWNER fleetsync" >/dev/null 2>&1
+check "the suite's own database is created" q "SELECT 1"
+"$FS" services start --topic-prefix "$P" >/dev/null 2>&1
+check "topics with the suite's prefix exist" topics_ready
+
+# 2026-11-02 00:00-06:00, one reading a minute per truck.
+awk 'BEGIN {
+    t0 = 1793577600000
+    for (k = 1; k <= 300; k++)
+        for (i = 0; i < 360; i++)
+            printf "P%d\t{\"v\":1,\"truck_id\":\"P%d\",\"ts\":%.0f,\"seq\":%d,\"lat\":%d.%06d,\"lon\":11.%06d,\"speed_kmh\":%d.5,\"ignition\":true,\"fuel_pct\":%d.%d,\"odometer_km\":%d.%d}\n",
+                k, k, t0 + 60000 * i + k * 7, i, 45 + k % 5, (i * 1731) % 1000000, (i * 977) % 1000000, 40 + i % 50,
+                90 - int(i / 10), i % 10, 1000 + i, k % 10
+}' >"$W/readings"
+N=$(wc -l <"$W/readings")
+kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/readings"
+start_history --pack-grace -1
+check_eq "history stores the $N readings, nothing packed yet (--pack-grace -1)" "$N" "$(wait_until "$N" 120 rows)"
+check_eq "all in telemetry_recent" "-$N" "$(recent)"
+kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
+
+kills=0 mid=0
+for i in 1 2 3 4 5; do
+    start_history
+    for _ in $(seq 200); do [ "$(packing)" -gt 0 ] && { mid=$((mid + 1)); break; }; sleep 0.05; done
+    sleep "$(printf '0.%02d' $((RANDOM % 20)))"
+    kill -9 "$hist_pid" 2>/dev/null && kills=$((kills + 1))
+    wait "$hist_pid" 2>/dev/null; hist_pid=
+    c=$(counts)
+    [ "$c" = "$N $N $N" ] || { echo "# after kill $i: readings, distinct, packed+recent = $c"; break; }
+done
+check_eq "five SIGKILLs landed" 5 "$kills"
+check "at least three while a packing pass was running ($mid)" test "$mid" -ge 3
+check_eq "after every kill each reading is there once" "$N $N $N" "$c"
+start_history
+check_eq "history packs every closed hour in the end" 0 "$(wait_until 0 120 recent)"
+check_eq "one packed row per truck-hour" 1800 "$(q "SELECT count(*) FROM telemetry_packed")"
+check_eq "each reading once, counted by (truck_id, ts, seq)" "$N $N $N" "$(counts)"
+done_testing
