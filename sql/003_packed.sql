@@ -56,9 +56,14 @@ CROSS JOIN LATERAL (
     FROM generate_series(1, p.n) AS i WINDOW w AS (ORDER BY i)) x,
     (SELECT '{1,10,100,1000,10000,100000,1000000,10000000,100000000,1000000000}'::float8[] AS x10) c;
 
+-- hour, after the table's columns, is for the planner: a condition on it
+-- reaches telemetry_packed's key, while one on ts alone is checked only
+-- after decoding every packed hour of the truck.  Within one hour of ts
+-- (hour > from - 1 hour AND hour < to holds for every reading of [from, to)).
 CREATE VIEW telemetry AS
-SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at
+SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at,
+       date_trunc('hour', ts) AS hour
 FROM telemetry_recent
 UNION ALL
-SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at
+SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, received_at, hour
 FROM telemetry_unpacked;
