@@ -181,7 +181,10 @@ struct history {
     int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
     struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors, *m_recomputed,
-        *m_dirty, *m_part_created, *m_part_dropped, *m_lookups, *m_packed, *m_packed_hours, *m_pack_refused;
+        *m_dirty, *m_part_created, *m_part_dropped, *m_lookups, *m_packed, *m_packed_hours, *m_pack_refused,
+        *m_part_reclaimed;
+    int reclaim_due; /* hours were packed since the last look for emptied days */
+    int64_t next_reclaim_ms;
     uint64_t rejected_logged;
 };
 
@@ -1000,6 +1003,7 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
         goto fail;
     buf_release(&keep);
     h->pack_floor_ms = hour + ROLLUP_HOUR_MS;
+    h->reclaim_due = 1;
     metric_add(h->m_packed, packed);
     metric_add(h->m_packed_hours, 1);
     log_debug("packed hour %s: %zu readings", hour_s, packed);
@@ -1010,6 +1014,98 @@ fail:
     if (PQstatus(conn) == CONNECTION_OK)
         PQclear(PQexec(conn, "ROLLBACK"));
     return -1;
+}
+
+/* ---- reclaiming emptied day partitions ----------------------------------------- */
+
+/* Truncates one day partition of telemetry_recent that packing has emptied.
+ * Under ACCESS EXCLUSIVE on the partition (lock_timeout 1 s: a batch writing
+ * a late reading into the day, or a query reading it, is waited for or the
+ * day is tried again later), it must hold no row, and no other session may
+ * hold a snapshot older than this transaction: TRUNCATE is not MVCC-safe,
+ * and such a snapshot (a REPEATABLE READ report, another instance's packing
+ * pass) could still see the rows packing deleted and not their packed
+ * rows.  TRUNCATE and not DROP: the partition stays, so another instance
+ * whose list of partitions says the day exists still writes a late reading
+ * into it (a dropped one would make that batch fail as data refused).
+ * Returns 1 when truncated, 0 when left for later, -1 on error. */
+static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *err, size_t err_size)
+{
+    char sql[512];
+    if (pg_exec(conn, "BEGIN; SET LOCAL lock_timeout = '1s'", err, err_size) < 0)
+        return -1;
+    snprintf(sql, sizeof(sql), "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", name);
+    pg_clear_sqlstate();
+    if (pg_exec(conn, sql, err, err_size) < 0) {
+        int busy = strcmp(pg_last_sqlstate(), "55P03") == 0;
+        if (PQstatus(conn) == CONNECTION_OK)
+            PQclear(PQexec(conn, "ROLLBACK"));
+        if (busy)
+            log_debug("partition %s busy; reclaimed later", name);
+        return busy ? 0 : -1;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT NOT EXISTS (SELECT 1 FROM %s) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity "
+             "WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL "
+             "AND (datname IS NULL OR datname = current_database()) "
+             "AND age(backend_xmin) > age((txid_current() %% 4294967296)::text::xid))",
+             name);
+    PGresult *r = pg_exec_params(conn, sql, 0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        goto fail;
+    int ok = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!ok) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        return 0;
+    }
+    snprintf(sql, sizeof(sql), "TRUNCATE %s", name);
+    if (pg_exec(conn, sql, err, err_size) < 0 || pg_exec(conn, "COMMIT", err, err_size) < 0)
+        goto fail;
+    metric_add(h->m_part_reclaimed, 1);
+    log_info("reclaimed partition %s (every hour of it packed)", name);
+    return 1;
+fail:
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+/* Truncates the day partitions that are past (their last hour closed, and
+ * the pack grace with it), still hold pages, and hold no row any more:
+ * every hour of them packed.  A partition with a truck-hour the encoder
+ * refused keeps its rows.  Returns the days left for later (busy, or an
+ * older snapshot still open), or -1 on error. */
+static int reclaim_days(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
+    if (h->pack_grace_min < 0)
+        return 0;
+    int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
+    PGresult *r = pg_exec_params(conn,
+                                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                 "WHERE i.inhparent = 'telemetry_recent'::regclass AND pg_relation_size(c.oid) > 0 "
+                                 "ORDER BY 1",
+                                 0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    int rc = 0, left = 0;
+    for (int i = 0; i < PQntuples(r) && rc == 0 && !sig_stopping(); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        int y, mo, d;
+        if (sscanf(name, "telemetry_p%4d%2d%2d", &y, &mo, &d) != 3 || strlen(name) != 19)
+            continue;
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+        int64_t day = (int64_t)timegm(&tm) / 86400;
+        if ((day + 1) * FS_DAY_MS > cutoff)
+            continue;
+        int done = reclaim_day(h, conn, name, err, err_size);
+        if (done < 0)
+            rc = -1;
+        else if (done == 0)
+            left++;
+    }
+    PQclear(r);
+    return rc < 0 ? -1 : left;
 }
 
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size)
@@ -1056,6 +1152,7 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
         if (housekeeping(h, conn, err, err_size) < 0)
             return -1;
         h->next_housekeeping_ms = now + 600000;
+        h->reclaim_due = 1;
     }
     /* Bounded: packing and a long recompute must not starve the batches.
      * Rollups are recomputed first: they read the rows being packed. */
@@ -1068,8 +1165,20 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
         if (done == 0 || fs_mono_ms() >= until || sig_stopping())
             break;
     }
-    if (fs_mono_ms() < until && !sig_stopping() && pack_hour(h, conn, err, err_size) < 0)
-        return -1;
+    if (fs_mono_ms() < until && !sig_stopping()) {
+        int packed = pack_hour(h, conn, err, err_size);
+        if (packed < 0)
+            return -1;
+        /* Once no closed hour is left to pack, the days packing emptied are
+         * reclaimed (and at start, and with the housekeeping). */
+        if (packed == 0 && h->reclaim_due && now >= h->next_reclaim_ms) {
+            int left = reclaim_days(h, conn, err, err_size);
+            if (left < 0)
+                return -1;
+            h->reclaim_due = left > 0; /* tried again in 5 s */
+            h->next_reclaim_ms = now + 5000;
+        }
+    }
     if (done == 0) { /* the last pass found nothing dirty: no need to count */
         metric_set(h->m_dirty, 0);
         return 0;
@@ -1195,6 +1304,10 @@ int cmd_history(int argc, char **argv)
     h.m_packed = metrics_counter(h.metrics, "fleetsync_history_packed_readings_total",
                                  "Readings moved from telemetry_recent into packed truck-hours.", NULL);
     h.m_packed_hours = metrics_counter(h.metrics, "fleetsync_history_packed_hours_total", "Hours packed.", NULL);
+    h.m_part_reclaimed = metrics_counter(h.metrics, "fleetsync_history_partitions_reclaimed_total",
+                                         "Daily partitions of telemetry_recent truncated once every hour of them "
+                                         "was packed.",
+                                         NULL);
     h.m_pack_refused = metrics_counter(h.metrics, "fleetsync_history_pack_refused_total",
                                        "Truck-hours left unpacked: a value that is not a finite number.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",

@@ -73,8 +73,39 @@ done
 check_eq "five SIGKILLs landed" 5 "$kills"
 check "at least three while a packing pass was running ($mid)" test "$mid" -ge 3
 check_eq "after every kill each reading is there once" "$N $N $N" "$c"
-start_history
+start_history --metrics-port $((TEST_METRICS_BASE + 50))
 check_eq "history packs every closed hour in the end" 0 "$(wait_until 0 120 recent)"
 check_eq "one packed row per truck-hour" 1800 "$(q "SELECT count(*) FROM telemetry_packed")"
 check_eq "each reading once, counted by (truck_id, ts, seq)" "$N $N $N" "$(counts)"
+
+# The day is past and every hour of it packed: its partition of
+# telemetry_recent is truncated (heap and primary key give their pages back;
+# heap prints minus the heap's bytes, for wait_until).
+heap() { q "SELECT -pg_relation_size('telemetry_p20261102')" || echo -1; }
+reclaimed() {
+    curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 50))/metrics" |
+        awk '$1 == "fleetsync_history_partitions_reclaimed_total" { print $2 }'
+}
+check_eq "the emptied day partition is reclaimed: its heap is 0 bytes" 0 "$(wait_until 0 60 heap)"
+check "with its indexes at most 16 kB" test "$(q "SELECT pg_total_relation_size('telemetry_p20261102')")" -le 16384
+check_eq "counted in fleetsync_history_partitions_reclaimed_total" 1 "$(reclaimed)"
+
+# Afterwards a late reading of an existing truck and a new truck's backfill
+# into that day, and a repeat of a packed reading: stored into the partition,
+# packed into their hours, the day reclaimed again, every reading once.
+t_late=$((1793577600000 + 3 * 3600000 + 30000))
+printf 'P1\t{"v":1,"truck_id":"P1","ts":%d,"seq":5000,"lat":45.5,"lon":11.5,"speed_kmh":50.5,"ignition":true,"fuel_pct":70.5,"odometer_km":1200.5}\n' "$t_late" >"$W/late"
+printf 'PL\t{"v":1,"truck_id":"PL","ts":%d,"seq":1,"lat":46.5,"lon":12.5,"speed_kmh":0,"ignition":false,"fuel_pct":50,"odometer_km":10}\n' "$((t_late + 3600000))" >>"$W/late"
+sed -n 11p "$W/readings" >>"$W/late"
+kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/late"
+N2=$((N + 2))
+check_eq "the two new readings are stored, the repeat is not" "$N2" "$(wait_until "$N2" 60 rows)"
+check_eq "history packs them into their hours" 0 "$(wait_until 0 60 recent)"
+check_eq "each reading once, counted by (truck_id, ts, seq)" "$N2 $N2 $N2" "$(counts)"
+check_eq "the late reading is visible once in the view" 1 \
+    "$(q "SELECT count(*) FROM telemetry WHERE truck_id = 'P1' AND seq = 5000 AND ts = to_timestamp($t_late / 1000.0)")"
+check_eq "P1's hour holds 61 readings in one packed row" "1 61" \
+    "$(q "SELECT count(*), sum(n) FROM telemetry_packed WHERE truck_id = 'P1' AND hour = '2026-11-02 03:00+00'" | tr '|' ' ')"
+check_eq "the day is reclaimed again" 0 "$(wait_until 0 60 heap)"
+check_eq "counted: two reclaims" 2 "$(wait_until 2 30 reclaimed)"
 done_testing
