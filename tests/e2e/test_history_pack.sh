@@ -89,7 +89,7 @@ check_eq "each reading once, counted by (truck_id, ts, seq)" "$N $N $N" "$(count
 over16k() { q "SELECT least(0, 16384 - pg_total_relation_size('telemetry_p20261102'))" || echo -1; }
 reclaimed() {
     curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 50))/metrics" |
-        awk '$1 == "fleetsync_history_partitions_reclaimed_total" { print $2 }'
+        awk '$1 == "fleetsync_history_partitions_reclaimed_total" { v = $2 } END { print v + 0 }'
 }
 check_eq "the emptied day partition is reclaimed: at most 16 kB with its indexes" 0 "$(wait_until 0 60 over16k)"
 check_eq "its heap is 0 bytes" 0 "$(q "SELECT pg_relation_size('telemetry_p20261102')")"
