@@ -650,7 +650,9 @@ static void api_truck_track(struct dash *d, struct mg_connection *conn, const ch
     const char *vals[1] = {idbuf};
     PGresult *r = PQexecParams(pg,
                                "SELECT lon, lat, (extract(epoch FROM ts) * 1000)::bigint FROM telemetry "
-                               "WHERE truck_id = $1 AND ts >= date_trunc('day', now()) ORDER BY ts, seq LIMIT 20000",
+                               "WHERE truck_id = $1 AND ts >= date_trunc('day', now()) "
+                               /* the packed hours by their key (docs/history.md) */
+                               "AND hour > date_trunc('day', now()) - interval '1 hour' ORDER BY ts, seq LIMIT 20000",
                                1, NULL, vals, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);

@@ -38,6 +38,7 @@
 #include "core/metrics.h"
 #include "core/opts.h"
 #include "core/idtab.h"
+#include "core/pack.h"
 #include "core/pg.h"
 #include "core/pgsink.h"
 #include "core/pgval.h"
@@ -169,13 +170,21 @@ struct history {
     size_t day_n, day_cap;
     int days_loaded;
     int64_t next_housekeeping_ms;
+    int pack_grace_min;      /* an hour is packed this long after it ends; < 0: never */
+    int64_t pack_floor_ms;   /* hours before this were packed (or refused) by this process */
+    struct pack_reading *pk; /* one truck-hour being packed */
+    size_t pk_cap;
     /* counted when the batch commits: a rolled-back or bisected batch is
      * read again */
     int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending;
+    int64_t min_ts_pending; /* the oldest reading the batch wrote (INT64_MAX: none) */
     int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
     struct metric *m_rows, *m_dups, *m_late, *m_rejected[TM_REASON_COUNT], *m_alerts, *m_alert_errors, *m_recomputed,
-        *m_dirty, *m_part_created, *m_part_dropped, *m_lookups;
+        *m_dirty, *m_part_created, *m_part_dropped, *m_lookups, *m_packed, *m_packed_hours, *m_pack_refused,
+        *m_part_reclaimed;
+    int reclaim_due; /* hours were packed since the last look for emptied days */
+    int64_t next_reclaim_ms;
     uint64_t rejected_logged;
 };
 
@@ -207,6 +216,7 @@ static struct rollup_point to_point(const struct tm_fast *f)
 static void clear_pending(struct history *h)
 {
     h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending = 0;
+    h->min_ts_pending = INT64_MAX;
     memset(h->rejected_pending, 0, sizeof(h->rejected_pending));
 }
 
@@ -280,7 +290,7 @@ static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size
 {
     PGresult *r = pg_exec_params(conn,
                                  "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                 "WHERE i.inhparent = 'telemetry'::regclass",
+                                 "WHERE i.inhparent = 'telemetry_recent'::regclass",
                                  0, NULL, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
@@ -301,8 +311,9 @@ static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, s
 {
     char name[64], from[16], to[16], sql[256];
     day_name(day, name, sizeof(name), from, to);
-    snprintf(sql, sizeof(sql), "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry FOR VALUES FROM ('%s') TO ('%s')",
-             name, from, to);
+    snprintf(sql, sizeof(sql),
+             "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry_recent FOR VALUES FROM ('%s') TO ('%s')", name, from,
+             to);
     if (pg_exec(conn, sql, err, err_size) < 0)
         return -1;
     add_day(h, day);
@@ -428,7 +439,8 @@ static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const stru
 static int ensure_stage(PGconn *conn, char *err, size_t err_size)
 {
     return pg_exec(conn,
-                   "CREATE TEMP TABLE IF NOT EXISTS history_stage (LIKE telemetry) ON COMMIT DELETE ROWS;"
+                   "CREATE TEMP TABLE IF NOT EXISTS history_stage (LIKE telemetry_recent) ON COMMIT DELETE ROWS;"
+                   "CREATE TEMP TABLE IF NOT EXISTS packed_stage (LIKE telemetry_packed) ON COMMIT DELETE ROWS;"
                    "CREATE TEMP TABLE IF NOT EXISTS hourly_stage (LIKE telemetry_hourly) ON COMMIT DELETE ROWS",
                    err, err_size);
 }
@@ -639,6 +651,8 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             t->has_pending = 0;
         }
         struct rollup_point pt = to_point(&r->f);
+        if (pt.ts_ms < h->min_ts_pending)
+            h->min_ts_pending = pt.ts_ms;
         if (t->has_last && rollup_cmp(&pt, &t->last) <= 0) {
             r->late = 1;
             late++;
@@ -662,7 +676,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             put_hour(&h->aux, &tf, t->id, &hr);
     }
     if (fresh > 0) {
-        if (pg_copy(conn, "COPY telemetry (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+        if (pg_copy(conn, "COPY telemetry_recent (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
             return -1;
         if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
             return -1;
@@ -679,8 +693,11 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             return -1;
         PGresult *r =
             pg_exec_params(conn,
-                           "WITH ins AS (INSERT INTO telemetry SELECT * FROM history_stage ON CONFLICT DO NOTHING "
-                           "RETURNING truck_id, ts), "
+                           /* A repeat of a reading already packed is no new reading either. */
+                           "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
+                           "WHERE NOT EXISTS (SELECT 1 FROM telemetry_unpacked u WHERE u.truck_id = s.truck_id "
+                           "AND u.hour = date_trunc('hour', s.ts) AND u.ts = s.ts AND u.seq = s.seq) "
+                           "ON CONFLICT DO NOTHING RETURNING truck_id, ts), "
                            "d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h FROM ins, LATERAL (VALUES "
                            "(date_trunc('hour', ins.ts)), (date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
                            "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
@@ -699,6 +716,8 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
 static void history_committed(void *ctx)
 {
     struct history *h = ctx;
+    if (h->min_ts_pending < h->pack_floor_ms) /* rows in hours packed already: look again */
+        h->pack_floor_ms = rollup_hour_of(h->min_ts_pending);
     for (size_t i = 0; i < h->cache.cap; i++) {
         struct truck *t = idtab_slot(&h->cache, i);
         if (t && t->has_pending) {
@@ -753,10 +772,19 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         if (pg_exec(conn, "BEGIN", err, err_size) < 0 || ensure_stage(conn, err, err_size) < 0)
             goto fail;
         PGresult *r = pg_exec_params(conn,
+                                     /* The packed rows by their key (truck_id, hour), then the
+                                      * readings of the window among them. */
                                      "SELECT truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, "
-                                     "speed_kmh, ignition, fuel_pct FROM telemetry WHERE truck_id = ANY($1::text[]) "
+                                     "speed_kmh, ignition, fuel_pct FROM ("
+                                     "SELECT truck_id, ts, seq, lat, lon, speed_kmh, ignition, fuel_pct "
+                                     "FROM telemetry_recent WHERE truck_id = ANY($1::text[]) "
                                      "AND ts >= $2::timestamptz - interval '10 minutes' "
-                                     "AND ts < $2::timestamptz + interval '1 hour' ORDER BY truck_id, ts, seq",
+                                     "AND ts < $2::timestamptz + interval '1 hour' UNION ALL "
+                                     "SELECT truck_id, ts, seq, lat, lon, speed_kmh, ignition, fuel_pct "
+                                     "FROM telemetry_unpacked WHERE truck_id = ANY($1::text[]) "
+                                     "AND hour >= $2::timestamptz - interval '1 hour' AND hour <= $2::timestamptz "
+                                     "AND ts >= $2::timestamptz - interval '10 minutes' "
+                                     "AND ts < $2::timestamptz + interval '1 hour') t ORDER BY truck_id, ts, seq",
                                      2, vals, PGRES_TUPLES_OK, err, err_size);
         if (!r)
             goto fail;
@@ -805,6 +833,281 @@ fail:
     return -1;
 }
 
+/* ---- packing closed hours ------------------------------------------------------ */
+
+/* Appends truck id's packed row of h->pk[0..n) for hour to h->copy; a
+ * truck-hour the encoder refuses (a value written by hand that is not a
+ * finite number) is left in telemetry_recent: its id goes to *keep as an
+ * array element.  Returns the readings packed. */
+static size_t pack_truck(struct history *h, const char *id, size_t n, int64_t hour, struct tsfmt *tf, struct buf *keep)
+{
+    char why[160];
+    size_t len = h->copy.len;
+    buf_put(&h->copy, id, strlen(id));
+    buf_putc(&h->copy, '\t');
+    put_ts(&h->copy, tf, hour);
+    buf_putc(&h->copy, '\t');
+    if (pack_encode(h->pk, n, hour, &h->copy, why, sizeof(why)) != 0) {
+        h->copy.len = len;
+        if (len < h->copy.cap)
+            h->copy.p[len] = '\0';
+        buf_putc(keep, keep->len == 0 ? '{' : ',');
+        pgval_put_array_elem(keep, id, strlen(id));
+        metric_add(h->m_pack_refused, 1);
+        log_warn("truck %s, hour %" PRId64 ": left unpacked (%s)", id, hour, why);
+        return 0;
+    }
+    buf_putc(&h->copy, '\n');
+    return n;
+}
+
+/* The readings of row i of a packing cursor's result. */
+static struct pack_reading reading_from_row(const PGresult *r, int i)
+{
+    struct pack_reading p = {
+        .ts_ms = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+        .seq = strtoll(PQgetvalue(r, i, 2), NULL, 10),
+        .lat = strtod(PQgetvalue(r, i, 3), NULL),
+        .lon = strtod(PQgetvalue(r, i, 4), NULL),
+        .speed_kmh = strtod(PQgetvalue(r, i, 5), NULL),
+        .heading_deg = PQgetisnull(r, i, 6) ? NAN : strtod(PQgetvalue(r, i, 6), NULL),
+        .ignition = PQgetvalue(r, i, 7)[0] == 't',
+        .fuel_pct = PQgetisnull(r, i, 8) ? NAN : strtod(PQgetvalue(r, i, 8), NULL),
+        .odometer_km = PQgetisnull(r, i, 9) ? NAN : strtod(PQgetvalue(r, i, 9), NULL),
+        .has_recv = !PQgetisnull(r, i, 10),
+    };
+    if (p.has_recv)
+        p.recv_ms = strtoll(PQgetvalue(r, i, 10), NULL, 10);
+    return p;
+}
+
+#define PACK_SELECT                                                                                                    \
+    "truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, "   \
+    "odometer_km, (extract(epoch FROM received_at) * 1000)::bigint"
+
+/* Packs the oldest closed hour still in telemetry_recent: its rows, merged
+ * with the packed rows of the same hour of the trucks that have rows in it
+ * (late readings), ordered by (truck_id, ts, seq) with the packed copy of a
+ * repeat first, are encoded truck by truck (only one truck-hour in memory)
+ * into packed_stage, upserted into telemetry_packed, and the hour's rows
+ * deleted: one REPEATABLE READ transaction, so rows committed meanwhile (by
+ * another instance) are neither packed nor deleted but wait for the next
+ * pass, a crash leaves everything as it was, and a repeat packs the same
+ * rows the same way.  Returns 1 when an hour was packed, 0 when none is
+ * closed, -1 on error. */
+static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
+    if (h->pack_grace_min < 0)
+        return 0;
+    int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
+    char cut_s[32], floor_s[32], hour_s[32], next_s[32], sql[1536];
+    pg_format_ts(cutoff, cut_s, sizeof(cut_s));
+    pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
+    const char *vals[2] = {floor_s, cut_s};
+    PGresult *r = pg_exec_params(conn,
+                                 "SELECT (extract(epoch FROM min(ts)) * 1000)::bigint FROM telemetry_recent "
+                                 "WHERE ts >= $1::timestamptz AND ts < $2::timestamptz",
+                                 2, vals, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    int none = PQgetisnull(r, 0, 0);
+    int64_t hour = none ? 0 : rollup_hour_of(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+    PQclear(r);
+    if (none)
+        return 0;
+    pg_format_ts(hour, hour_s, sizeof(hour_s));
+    pg_format_ts(hour + ROLLUP_HOUR_MS, next_s, sizeof(next_s));
+    struct buf keep = {0};
+    struct tsfmt tf = {.day = INT64_MIN};
+    size_t packed = 0, n = 0;
+    char id[TM_TRUCK_ID_MAX + 1] = "";
+    int64_t last_ts = 0, last_seq = 0;
+    if (pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", err, err_size) < 0 ||
+        ensure_stage(conn, err, err_size) < 0)
+        goto fail;
+    snprintf(sql, sizeof(sql),
+             "DECLARE pack_cur NO SCROLL CURSOR FOR SELECT " PACK_SELECT " FROM ("
+             "SELECT *, 1 AS src FROM telemetry_recent WHERE ts >= '%s' AND ts < '%s' UNION ALL "
+             "SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, "
+             "received_at, 0 FROM telemetry_unpacked WHERE hour = '%s' AND truck_id IN "
+             "(SELECT truck_id FROM telemetry_recent WHERE ts >= '%s' AND ts < '%s')) t "
+             "ORDER BY truck_id, ts, seq, src",
+             hour_s, next_s, hour_s, hour_s, next_s);
+    if (pg_exec(conn, sql, err, err_size) < 0)
+        goto fail;
+    buf_reset(&h->copy);
+    for (;;) {
+        r = pg_exec_params(conn, "FETCH 20000 FROM pack_cur", 0, NULL, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            goto fail;
+        int rows = PQntuples(r);
+        for (int i = 0; i < rows; i++) {
+            const char *rid = PQgetvalue(r, i, 0);
+            struct pack_reading p = reading_from_row(r, i);
+            if (n > 0 && strcmp(rid, id) != 0) {
+                packed += pack_truck(h, id, n, hour, &tf, &keep);
+                n = 0;
+            }
+            if (n > 0 && p.ts_ms == last_ts && p.seq == last_seq)
+                continue; /* a repeat: the packed copy came first */
+            if (n == h->pk_cap) {
+                size_t cap = h->pk_cap ? 2 * h->pk_cap : 1024;
+                struct pack_reading *g = realloc(h->pk, cap * sizeof(*g));
+                if (!g) {
+                    PQclear(r);
+                    snprintf(err, err_size, "out of memory packing truck %s", rid);
+                    goto fail;
+                }
+                h->pk = g;
+                h->pk_cap = cap;
+            }
+            snprintf(id, sizeof(id), "%s", rid);
+            h->pk[n++] = p;
+            last_ts = p.ts_ms;
+            last_seq = p.seq;
+        }
+        PQclear(r);
+        if (rows == 0 || h->copy.len > (4u << 20)) {
+            if (rows == 0 && n > 0) {
+                packed += pack_truck(h, id, n, hour, &tf, &keep);
+                n = 0;
+            }
+            if (h->copy.oom || keep.oom) {
+                snprintf(err, err_size, "out of memory packing hour %s", hour_s);
+                goto fail;
+            }
+            if (h->copy.len > 0 && pg_copy(conn, "COPY packed_stage FROM STDIN", &h->copy, err, err_size) < 0)
+                goto fail;
+            buf_reset(&h->copy);
+        }
+        if (rows == 0)
+            break;
+    }
+    if (keep.len)
+        buf_putc(&keep, '}');
+    const char *kv[3] = {hour_s, next_s, keep.len ? keep.p : "{}"};
+    if (pg_exec(conn, "CLOSE pack_cur", err, err_size) < 0 ||
+        pg_exec(conn,
+                "INSERT INTO telemetry_packed SELECT * FROM packed_stage ON CONFLICT (truck_id, hour) DO UPDATE "
+                "SET n = EXCLUDED.n, s = EXCLUDED.s, d = EXCLUDED.d, r = EXCLUDED.r, b = EXCLUDED.b",
+                err, err_size) < 0)
+        goto fail;
+    r = pg_exec_params(conn,
+                       "DELETE FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
+                       "AND truck_id <> ALL($3::text[])",
+                       3, kv, PGRES_COMMAND_OK, err, err_size);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    if (pg_exec(conn, "COMMIT", err, err_size) < 0)
+        goto fail;
+    buf_release(&keep);
+    h->pack_floor_ms = hour + ROLLUP_HOUR_MS;
+    h->reclaim_due = 1;
+    metric_add(h->m_packed, packed);
+    metric_add(h->m_packed_hours, 1);
+    log_debug("packed hour %s: %zu readings", hour_s, packed);
+    return 1;
+fail:
+    buf_release(&keep);
+    buf_reset(&h->copy);
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+/* ---- reclaiming emptied day partitions ----------------------------------------- */
+
+/* Truncates one day partition of telemetry_recent that packing has emptied.
+ * Under ACCESS EXCLUSIVE on the partition (lock_timeout 1 s: a batch writing
+ * a late reading into the day, or a query reading it, is waited for or the
+ * day is tried again later), it must hold no row, and no other session may
+ * hold a snapshot older than this transaction: TRUNCATE is not MVCC-safe,
+ * and such a snapshot (a REPEATABLE READ report, another instance's packing
+ * pass) could still see the rows packing deleted and not their packed
+ * rows.  TRUNCATE and not DROP: the partition stays, so another instance
+ * whose list of partitions says the day exists still writes a late reading
+ * into it (a dropped one would make that batch fail as data refused).
+ * Returns 1 when truncated, 0 when left for later, -1 on error. */
+static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *err, size_t err_size)
+{
+    char sql[512];
+    if (pg_exec(conn, "BEGIN; SET LOCAL lock_timeout = '1s'", err, err_size) < 0)
+        return -1;
+    snprintf(sql, sizeof(sql), "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", name);
+    pg_clear_sqlstate();
+    if (pg_exec(conn, sql, err, err_size) < 0) {
+        int busy = strcmp(pg_last_sqlstate(), "55P03") == 0;
+        if (PQstatus(conn) == CONNECTION_OK)
+            PQclear(PQexec(conn, "ROLLBACK"));
+        if (busy)
+            log_debug("partition %s busy; reclaimed later", name);
+        return busy ? 0 : -1;
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT NOT EXISTS (SELECT 1 FROM %s) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity "
+             "WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL "
+             "AND (datname IS NULL OR datname = current_database()) "
+             "AND age(backend_xmin) > age((txid_current() %% 4294967296)::text::xid))",
+             name);
+    PGresult *r = pg_exec_params(conn, sql, 0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        goto fail;
+    int ok = PQgetvalue(r, 0, 0)[0] == 't';
+    PQclear(r);
+    if (!ok) {
+        PQclear(PQexec(conn, "ROLLBACK"));
+        return 0;
+    }
+    snprintf(sql, sizeof(sql), "TRUNCATE %s", name);
+    if (pg_exec(conn, sql, err, err_size) < 0 || pg_exec(conn, "COMMIT", err, err_size) < 0)
+        goto fail;
+    metric_add(h->m_part_reclaimed, 1);
+    log_info("reclaimed partition %s (every hour of it packed)", name);
+    return 1;
+fail:
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+/* Truncates the day partitions that are past (their last hour closed, and
+ * the pack grace with it), still hold pages, and hold no row any more:
+ * every hour of them packed.  A partition with a truck-hour the encoder
+ * refused keeps its rows.  Returns the days left for later (busy, or an
+ * older snapshot still open), or -1 on error. */
+static int reclaim_days(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
+    if (h->pack_grace_min < 0)
+        return 0;
+    int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
+    PGresult *r = pg_exec_params(conn,
+                                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                                 "WHERE i.inhparent = 'telemetry_recent'::regclass AND pg_relation_size(c.oid) > 0 "
+                                 "ORDER BY 1",
+                                 0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    int rc = 0, left = 0;
+    for (int i = 0; i < PQntuples(r) && rc == 0 && !sig_stopping(); i++) {
+        const char *name = PQgetvalue(r, i, 0);
+        int y, mo, d;
+        if (sscanf(name, "telemetry_p%4d%2d%2d", &y, &mo, &d) != 3 || strlen(name) != 19)
+            continue;
+        struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+        int64_t day = (int64_t)timegm(&tm) / 86400;
+        if ((day + 1) * FS_DAY_MS > cutoff)
+            continue;
+        int done = reclaim_day(h, conn, name, err, err_size);
+        if (done < 0)
+            rc = -1;
+        else if (done == 0)
+            left++;
+    }
+    PQclear(r);
+    return rc < 0 ? -1 : left;
+}
+
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     if (load_days(h, conn, err, err_size) < 0)
@@ -830,6 +1133,13 @@ static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_s
             metric_add(h->m_part_dropped, 1);
             h->days[i] = h->days[--h->day_n];
         }
+        char cut_s[32];
+        const char *vals[1] = {pg_format_ts((today - h->retention_days) * FS_DAY_MS, cut_s, sizeof(cut_s))};
+        PGresult *r = pg_exec_params(conn, "DELETE FROM telemetry_packed WHERE hour < $1::timestamptz", 1, vals,
+                                     PGRES_COMMAND_OK, err, err_size);
+        if (!r)
+            return -1;
+        PQclear(r);
     }
     return 0;
 }
@@ -842,8 +1152,10 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
         if (housekeeping(h, conn, err, err_size) < 0)
             return -1;
         h->next_housekeeping_ms = now + 600000;
+        h->reclaim_due = 1;
     }
-    /* Bounded: a long recompute must not starve the batches. */
+    /* Bounded: packing and a long recompute must not starve the batches.
+     * Rollups are recomputed first: they read the rows being packed. */
     int64_t until = fs_mono_ms() + 500;
     int done;
     for (;;) {
@@ -852,6 +1164,20 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
             return -1;
         if (done == 0 || fs_mono_ms() >= until || sig_stopping())
             break;
+    }
+    if (fs_mono_ms() < until && !sig_stopping()) {
+        int packed = pack_hour(h, conn, err, err_size);
+        if (packed < 0)
+            return -1;
+        /* Once no closed hour is left to pack, the days packing emptied are
+         * reclaimed (and at start, and with the housekeeping). */
+        if (packed == 0 && h->reclaim_due && now >= h->next_reclaim_ms) {
+            int left = reclaim_days(h, conn, err, err_size);
+            if (left < 0)
+                return -1;
+            h->reclaim_due = left > 0; /* tried again in 5 s */
+            h->next_reclaim_ms = now + 5000;
+        }
     }
     if (done == 0) { /* the last pass found nothing dirty: no need to count */
         metric_set(h->m_dirty, 0);
@@ -920,6 +1246,7 @@ int cmd_history(int argc, char **argv)
     idtab_init(&h.cache, sizeof(struct truck));
     h.retention_days = 90;
     h.days_ahead = 2;
+    h.pack_grace_min = 10;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_HISTORY;
     const struct opt opts[] = {
@@ -928,6 +1255,9 @@ int cmd_history(int argc, char **argv)
                "drop raw daily partitions older than this; rollups stay\n"
                "(default 90, 0 keeps raw rows forever)"),
         OPT_INTEGER("days-ahead", "N", &h.days_ahead, 0, 60, "daily partitions created ahead of today (default 2)"),
+        OPT_INTEGER("pack-grace", "MIN", &h.pack_grace_min, -1, 10080,
+                    "pack an hour's readings into one row per truck this many minutes\n"
+                    "after the hour ends (default 10; -1 never)"),
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
@@ -971,6 +1301,15 @@ int cmd_history(int argc, char **argv)
         metrics_counter(h.metrics, "fleetsync_history_partitions_created_total", "Daily partitions created.", NULL);
     h.m_part_dropped = metrics_counter(h.metrics, "fleetsync_history_partitions_dropped_total",
                                        "Daily partitions dropped by retention.", NULL);
+    h.m_packed = metrics_counter(h.metrics, "fleetsync_history_packed_readings_total",
+                                 "Readings moved from telemetry_recent into packed truck-hours.", NULL);
+    h.m_packed_hours = metrics_counter(h.metrics, "fleetsync_history_packed_hours_total", "Hours packed.", NULL);
+    h.m_part_reclaimed = metrics_counter(h.metrics, "fleetsync_history_partitions_reclaimed_total",
+                                         "Daily partitions of telemetry_recent truncated once every hour of them "
+                                         "was packed.",
+                                         NULL);
+    h.m_pack_refused = metrics_counter(h.metrics, "fleetsync_history_pack_refused_total",
+                                       "Truck-hours left unpacked: a value that is not a finite number.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
                                   "Trucks whose latest reading was read from the database (cache misses).", NULL);
     if (metrics_serve_option(h.metrics, cfg.metrics_port, HISTORY_DEFAULT_METRICS_PORT) != 0)
@@ -1001,6 +1340,7 @@ out:
     buf_release(&h.copy);
     buf_release(&h.aux);
     free(h.days);
+    free(h.pk);
     metrics_free(h.metrics);
     cfg_release(&cfg);
     return rc;

@@ -205,6 +205,11 @@ static const char *col_text(const PGresult *r, int row, int col)
 /* ms since the epoch of a timestamptz column, for a select list. */
 #define MS_OF(col) "(extract(epoch FROM " col ") * 1000)::bigint"
 
+/* The hours of the window [$2, $3): telemetry's packed truck-hours are
+ * found by their key (truck_id, hour) instead of all being decoded
+ * (docs/history.md, Packed hours). */
+#define IN_HOURS " AND hour > $2::timestamptz - interval '1 hour' AND hour < $3"
+
 /* Readings with a real position and speed: the bridge lets no other through,
  * but a row written by hand could hold NaN (which PostgreSQL sorts above every
  * number), and NaN would make invalid GeoJSON. */
@@ -310,11 +315,11 @@ static int load_points(PGconn *conn, const char *truck, int64_t from_ms, int64_t
     const char *vals[] = {truck, pg_format_ts(from_ms, from, sizeof(from)), pg_format_ts(to_ms, to, sizeof(to))};
     *pts = NULL;
     *n = 0;
-    PGresult *r =
-        query(conn,
-              "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, ignition, fuel_pct FROM telemetry"
-                                    " WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION " ORDER BY ts, seq",
-              3, vals, err, err_size);
+    PGresult *r = query(conn,
+                        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, ignition, fuel_pct FROM telemetry"
+                                              " WHERE truck_id = $1 AND ts >= $2 AND ts < $3" IN_HOURS VALID_POSITION
+                                              " ORDER BY ts, seq",
+                        3, vals, err, err_size);
     if (!r)
         return -1;
     int rows = PQntuples(r);
@@ -463,12 +468,12 @@ static int run_track(PGconn *conn, struct ropts *o, char *err, size_t err_size)
     char from[40], to[40];
     const char *vals[] = {o->truck, pg_format_ts(o->win_from_ms, from, sizeof(from)),
                           pg_format_ts(o->win_to_ms, to, sizeof(to))};
-    PGresult *r =
-        query(conn,
-              "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct"
-                                    " FROM telemetry WHERE truck_id = $1 AND ts >= $2 AND ts < $3" VALID_POSITION
-                                    " ORDER BY ts, seq",
-              3, vals, err, err_size);
+    PGresult *r = query(
+        conn,
+        "SELECT " MS_OF("ts") ", seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct"
+                              " FROM telemetry WHERE truck_id = $1 AND ts >= $2 AND ts < $3" IN_HOURS VALID_POSITION
+                              " ORDER BY ts, seq",
+        3, vals, err, err_size);
     if (!r)
         return -1;
     if (o->out == OUT_GEOJSON || o->out == OUT_GPX) {

@@ -281,7 +281,7 @@ kill -TERM "$hist_pid"; rc=0; wait "$hist_pid" || rc=$?; hist_pid=
 check_eq "SIGTERM stops history cleanly" 0 "$rc"
 rollups >"$W/roll.before"
 # Lose some rows, as if an operator deleted them by mistake.
-q "DELETE FROM telemetry WHERE truck_id = '$ID-000003'" >/dev/null
+q "DELETE FROM telemetry_recent WHERE truck_id = '$ID-000003'; DELETE FROM telemetry_packed WHERE truck_id = '$ID-000003'" >/dev/null
 check_eq "a truck's rows are gone" $((K4 - 360)) "$(rows)"
 # The static member stays registered until its session times out (6 s).
 rc=0; "$FS" replay --group "$G" --since 1h --topic-prefix "$P" >"$W/replay.out" 2>&1 || rc=$?

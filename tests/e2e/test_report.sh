@@ -36,7 +36,8 @@ ADMIN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=postgres user=fleetsync_admin
 W=$(mktemp -d /tmp/fleetsync-e2e-report.XXXXXX)
 cleanup() {
     psql "$FLEETSYNC_PG" -qX -v ON_ERROR_STOP=1 -v p="$ID-%" >/dev/null 2>&1 <<'SQL'
-DELETE FROM telemetry WHERE truck_id LIKE :'p';
+DELETE FROM telemetry_recent WHERE truck_id LIKE :'p';
+DELETE FROM telemetry_packed WHERE truck_id LIKE :'p';
 DELETE FROM telemetry_hourly WHERE truck_id LIKE :'p';
 DELETE FROM alerts WHERE truck_id LIKE :'p';
 SQL
@@ -52,9 +53,9 @@ report() { out=$("$FS" report "$@" 2>"$W/err"); rc=$?; }
 fixture_sql() {
     cat <<'SQL'
 SET TimeZone = 'UTC';
-CREATE TABLE IF NOT EXISTS telemetry_p20261101 PARTITION OF telemetry
+CREATE TABLE IF NOT EXISTS telemetry_p20261101 PARTITION OF telemetry_recent
     FOR VALUES FROM ('2026-11-01') TO ('2026-11-02');
-INSERT INTO telemetry (truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct) VALUES
+INSERT INTO telemetry_recent (truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct) VALUES
  (:'a', '2026-11-01T07:50:00Z',  0, 48.000, 11.0,  0, NULL, false, 50.00),
  (:'a', '2026-11-01T08:00:00Z',  1, 48.000, 11.0,  0, NULL, true,  50.00),
  (:'a', '2026-11-01T08:01:00Z',  2, 48.009, 11.0, 54, 0,    true,  49.75),
@@ -254,7 +255,7 @@ check_eq "track as CSV: a row per reading" "ts,seq,lat,lon,speed_kmh,heading_deg
 check_contains "track CSV row" "2026-11-01T08:08:00Z,8,48.045000,11.000000,72.0,0.0,true,48.75" "$out"
 
 psql "$FLEETSYNC_PG" -qX -v ON_ERROR_STOP=1 -v q="$ID-Q" >/dev/null <<'SQL'
-INSERT INTO telemetry (truck_id, ts, seq, lat, lon, speed_kmh, ignition) VALUES
+INSERT INTO telemetry_recent (truck_id, ts, seq, lat, lon, speed_kmh, ignition) VALUES
  (:'q', '2026-11-01T06:00:00Z', 0, 48.0,  11.0, 0, false),
  (:'q', '2026-11-01T06:01:00Z', 1, 'NaN', 11.0, 0, false);
 SQL

@@ -1,0 +1,118 @@
+#!/bin/bash
+# History's packing pass under SIGKILL: six closed hours of 300 trucks
+# (108,000 readings, one a minute) are stored one row per reading, then
+# history packs them hour by hour (one REPEATABLE READ transaction each) and
+# is killed with SIGKILL three times while a pass is running.  After every
+# kill, and at the end, the view telemetry yields each reading exactly once,
+# counted by (truck_id, ts, seq), and the packed rows hold each once too.
+# Then the day's partition is reclaimed, and a late reading, a backfill and a
+# repeat into that day are stored once, packed, and the day reclaimed again.
+# In a database of the suite's own, on topics of its own.  About 20 s on an
+# idle machine.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/bridge_lib.sh"
+
+P="e2epack$$-"
+G="e2e-pack-$$"
+B=$FLEETSYNC_BROKERS
+OWN_DB="e2epack_$$"
+OWN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=$OWN_DB user=fleetsync"
+ADMIN_PG="host=127.0.0.1 port=$TEST_PG_PORT dbname=postgres user=fleetsync_admin passfile=$FLEETSYNC_DATA_DIR/pgpass-admin"
+W=$(mktemp -d /tmp/fleetsync-e2e-pack.XXXXXX)
+hist_pid=
+cleanup() {
+    [ -n "$hist_pid" ] && kill -9 "$hist_pid" 2>/dev/null && wait "$hist_pid" 2>/dev/null
+    psql "$ADMIN_PG" -qX -c "DROP DATABASE IF EXISTS $OWN_DB" >/dev/null 2>&1
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+q() { psql "$OWN_PG" -Atqc "$1" 2>/dev/null; }
+rows() { q "SELECT count(*) FROM telemetry" || echo 0; }
+recent() { echo $(( $(q "SELECT -count(*) FROM telemetry_recent" || echo -1) )); }
+# "readings distinct packed-readings" as one line.
+counts() {
+    q "SELECT count(*), count(DISTINCT (truck_id, ts, seq)), (SELECT coalesce(sum(n), 0) FROM telemetry_packed)
+         + (SELECT count(*) FROM telemetry_recent) FROM telemetry" | tr '|' ' '
+}
+packing() { q "SELECT count(*) FROM pg_stat_activity WHERE datname = '$OWN_DB' AND query LIKE '%pack_cur%'"; }
+start_history() {
+    "$FS" history --pg "$OWN_PG" --topic-prefix "$P" --group "$G" --retention 0 --metrics-port -1 "$@" \
+        >>"$W/history.log" 2>&1 &
+    hist_pid=$!
+}
+
+psql "$ADMIN_PG" -qX -c "CREATE DATABASE $OWN_DB OWNER fleetsync" >/dev/null 2>&1
+check "the suite's own database is created" q "SELECT 1"
+"$FS" services start --topic-prefix "$P" >/dev/null 2>&1
+check "topics with the suite's prefix exist" topics_ready
+
+# 2026-11-02 00:00-06:00, one reading a minute per truck.
+awk 'BEGIN {
+    t0 = 1793577600000
+    for (k = 1; k <= 300; k++)
+        for (i = 0; i < 360; i++)
+            printf "P%d\t{\"v\":1,\"truck_id\":\"P%d\",\"ts\":%.0f,\"seq\":%d,\"lat\":%d.%06d,\"lon\":11.%06d,\"speed_kmh\":%d.5,\"ignition\":true,\"fuel_pct\":%d.%d,\"odometer_km\":%d.%d}\n",
+                k, k, t0 + 60000 * i + k * 7, i, 45 + k % 5, (i * 1731) % 1000000, (i * 977) % 1000000, 40 + i % 50,
+                90 - int(i / 10), i % 10, 1000 + i, k % 10
+}' >"$W/readings"
+N=$(wc -l <"$W/readings")
+kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/readings"
+start_history --pack-grace -1
+check_eq "history stores the $N readings, nothing packed yet (--pack-grace -1)" "$N" "$(wait_until "$N" 120 rows)"
+check_eq "all in telemetry_recent" "-$N" "$(recent)"
+kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
+
+kills=0 mid=0
+for i in 1 2 3; do
+    start_history
+    for _ in $(seq 200); do [ "$(packing)" -gt 0 ] && { mid=$((mid + 1)); break; }; sleep 0.05; done
+    sleep "$(printf '0.%02d' $((RANDOM % 20)))"
+    kill -9 "$hist_pid" 2>/dev/null && kills=$((kills + 1))
+    wait "$hist_pid" 2>/dev/null; hist_pid=
+    c=$(counts)
+    [ "$c" = "$N $N $N" ] || { echo "# after kill $i: readings, distinct, packed+recent = $c"; break; }
+done
+check_eq "three SIGKILLs landed" 3 "$kills"
+check "all three while a packing pass was running ($mid)" test "$mid" -ge 3
+check_eq "after every kill each reading is there once" "$N $N $N" "$c"
+start_history --metrics-port $((TEST_METRICS_BASE + 50))
+check_eq "history packs every closed hour in the end" 0 "$(wait_until 0 120 recent)"
+check_eq "one packed row per truck-hour" 1800 "$(q "SELECT count(*) FROM telemetry_packed")"
+check_eq "each reading once, counted by (truck_id, ts, seq)" "$N $N $N" "$(counts)"
+
+# The day is past and every hour of it packed: its partition of
+# telemetry_recent is truncated: heap, primary key and TOAST give their pages
+# back (autovacuum alone may cut an all-dead heap, never the index).  over16k
+# prints 0 when the partition takes at most 16 kB with its indexes, minus the
+# bytes above that otherwise (for wait_until).
+over16k() { q "SELECT least(0, 16384 - pg_total_relation_size('telemetry_p20261102'))" || echo -1; }
+reclaimed() {
+    curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 50))/metrics" |
+        awk '$1 == "fleetsync_history_partitions_reclaimed_total" { v = $2 } END { print v + 0 }'
+}
+check_eq "the emptied day partition is reclaimed: at most 16 kB with its indexes" 0 "$(wait_until 0 60 over16k)"
+check_eq "its heap is 0 bytes" 0 "$(q "SELECT pg_relation_size('telemetry_p20261102')")"
+check_eq "counted in fleetsync_history_partitions_reclaimed_total" 1 "$(reclaimed)"
+
+# Afterwards a late reading of an existing truck and a new truck's backfill
+# into that day, and a repeat of a packed reading: stored into the partition,
+# packed into their hours, the day reclaimed again, every reading once.
+t_late=$((1793577600000 + 3 * 3600000 + 30000))
+printf 'P1\t{"v":1,"truck_id":"P1","ts":%d,"seq":5000,"lat":45.5,"lon":11.5,"speed_kmh":50.5,"ignition":true,"fuel_pct":70.5,"odometer_km":1200.5}\n' "$t_late" >"$W/late"
+printf 'PL\t{"v":1,"truck_id":"PL","ts":%d,"seq":1,"lat":46.5,"lon":12.5,"speed_kmh":0,"ignition":false,"fuel_pct":50,"odometer_km":10}\n' "$((t_late + 3600000))" >>"$W/late"
+sed -n 11p "$W/readings" >>"$W/late"
+kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/late"
+N2=$((N + 2))
+got=$(wait_until "$N2" 120 rows)
+check_eq "the two new readings are stored, the repeat is not" "$N2" "$got"
+[ "$got" = "$N2" ] || tail -20 "$W/history.log" | sed 's/^/# /'
+check_eq "history packs them into their hours" 0 "$(wait_until 0 120 recent)"
+check_eq "each reading once, counted by (truck_id, ts, seq)" "$N2 $N2 $N2" "$(counts)"
+check_eq "the late reading is visible once in the view" 1 \
+    "$(q "SELECT count(*) FROM telemetry WHERE truck_id = 'P1' AND seq = 5000 AND ts = to_timestamp($t_late / 1000.0)")"
+check_eq "P1's hour holds 61 readings in one packed row" "1 61" \
+    "$(q "SELECT count(*), sum(n) FROM telemetry_packed WHERE truck_id = 'P1' AND hour = '2026-11-02 03:00+00'" | tr '|' ' ')"
+check_eq "the day is reclaimed again" 0 "$(wait_until 0 120 over16k)"
+check_eq "counted: two reclaims" 2 "$(wait_until 2 30 reclaimed)"
+done_testing
