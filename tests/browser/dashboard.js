@@ -87,7 +87,9 @@ async function main() {
   // Click one truck: the side panel shows it.
   const id = target;
   try {
-    await page.click(`.truck [data-id="${id}"]`, { force: true });
+    // The click goes to the marker itself: a click by coordinates could land
+    // on another truck's marker that moved over it in the meantime.
+    await page.dispatchEvent(`.truck [data-id="${id}"]`, 'click');
     await page.waitForFunction(() => /km\/h/.test(document.getElementById('p-speed').textContent), null, { timeout: 5000 });
     const shown = await page.textContent('#p-id');
     const fuel = await page.textContent('#p-fuel');

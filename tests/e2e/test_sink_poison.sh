@@ -30,7 +30,7 @@ hist_pid= bill_pid= bridge_pid=
 q() { psql "$FLEETSYNC_PG" -XAtqc "$1" 2>/dev/null; }
 NULLS="'NULL', 'null', 'Null'"
 forget_null_trucks() {
-    for t in telemetry telemetry_hourly rollup_dirty billing_daily billing_trucks billing_day_end; do
+    for t in telemetry_recent telemetry_packed telemetry_hourly rollup_dirty billing_daily billing_trucks billing_day_end; do
         q "DELETE FROM $t WHERE truck_id IN ($NULLS)" >/dev/null
     done
 }
@@ -38,7 +38,7 @@ cleanup() {
     [ -n "$bridge_pid" ] && kill -9 "$bridge_pid" 2>/dev/null
     [ -n "$hist_pid" ] && kill -9 "$hist_pid" 2>/dev/null
     [ -n "$bill_pid" ] && kill -9 "$bill_pid" 2>/dev/null
-    for t in telemetry alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
+    for t in telemetry_recent alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
     forget_null_trucks
     if [ "$_failed" -gt 0 ]; then
         cp "$W/history.log" "/tmp/fleetsync-e2e-sink-history-$$.log" 2>/dev/null
@@ -149,13 +149,15 @@ check_eq "billing_trucks holds each truck's 4th reading as its last" "3" \
     "$(q "SELECT count(*) FROM billing_trucks WHERE truck_id IN ($NULLS) AND last_seq = 4 AND has_last")"
 
 # --- 2. poison records ----------------------------------------------------------
-for t in telemetry alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
-q "ALTER TABLE telemetry ADD CONSTRAINT $C CHECK (odometer_km IS DISTINCT FROM 4242.5)" >/dev/null
+# Readings are stored in telemetry_recent (telemetry is the view over it and the
+# packed hours).
+for t in telemetry_recent alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
+q "ALTER TABLE telemetry_recent ADD CONSTRAINT $C CHECK (odometer_km IS DISTINCT FROM 4242.5)" >/dev/null
 q "ALTER TABLE alerts ADD CONSTRAINT $C CHECK (rule <> 'poison$$')" >/dev/null
 q "ALTER TABLE billing_trucks ADD CONSTRAINT $C CHECK (truck_id <> '$ID-pb')" >/dev/null
 check_eq "the suite's CHECK constraints are in place" 3 \
     "$(q "SELECT count(*) FROM pg_constraint WHERE conname = '$C' AND conrelid IN
-          ('telemetry'::regclass, 'alerts'::regclass, 'billing_trucks'::regclass)")"
+          ('telemetry_recent'::regclass, 'alerts'::regclass, 'billing_trucks'::regclass)")"
 T1=$(( $(date +%s%3N) - 300000 ))
 {
     reading "$ID-p1" "$T1" 1 48.2
