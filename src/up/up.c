@@ -192,6 +192,47 @@ static void children_reap(void)
     }
 }
 
+/* Whether the bridge reports itself subscribed (its gauge
+ * fleetsync_bridge_mqtt_connected is 1 once the broker acknowledged its
+ * subscriptions). */
+static int bridge_subscribed(void)
+{
+    static char body[1 << 18];
+    char ebuf[128];
+    struct mg_connection *conn = mg_download("127.0.0.1", metrics_base + 1, 0, ebuf, sizeof(ebuf),
+                                             "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    if (!conn)
+        return 0;
+    size_t n = 0;
+    int r;
+    while (n < sizeof(body) - 1 && (r = mg_read(conn, body + n, sizeof(body) - 1 - n)) > 0)
+        n += (size_t)r;
+    body[n] = '\0';
+    mg_close_connection(conn);
+    return strstr(body, "\nfleetsync_bridge_mqtt_connected 1") != NULL;
+}
+
+/* The simulator starts once the bridge has subscribed: until then the broker
+ * has no subscriber to queue readings for, and a backfill (--start, --speedup
+ * 0) published in the first moments would be dropped.  After 30 s without
+ * it, the simulator starts anyway (with a warning). */
+static int sim_may_start(time_t now)
+{
+    static int ready;
+    static time_t since;
+    if (ready || metrics_base <= 0)
+        return 1;
+    if (!since)
+        since = now;
+    if (bridge_subscribed())
+        return ready = 1;
+    if (now - since >= 30) {
+        log_warn("the bridge has not subscribed within 30 s: starting the simulator anyway");
+        return ready = 1;
+    }
+    return 0;
+}
+
 static void children_tick(const struct fs_config *cfg)
 {
     children_reap();
@@ -199,6 +240,8 @@ static void children_tick(const struct fs_config *cfg)
     for (int i = 0; i < NCHILDREN; i++) {
         struct child *ch = &children[i];
         if (ch->off)
+            continue;
+        if (!ch->pid && strcmp(ch->name, "sim") == 0 && !sim_may_start(now))
             continue;
         if (!ch->pid && now >= ch->next_start && child_start(ch, cfg) != 0)
             log_error("cannot start %s: %s", ch->name, strerror(errno));
