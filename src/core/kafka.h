@@ -27,6 +27,14 @@
     "enable.idempotence", "true", "acks", "all", "compression.type", "lz4", "linger.ms", KAFKA_LINGER_MS,              \
         "batch.num.messages", "10000", "batch.size", "1000000", "queue.buffering.max.messages", "1000000"
 
+/* The settings of a producer whose records must all arrive, once each and
+ * in order (detect's alerts, notify's dead letters): idempotent, acks=all,
+ * lz4, lingering KAFKA_LINGER_MS, never timing out; key, value pairs to open
+ * a kafka_conf_new() defaults list. */
+#define KAFKA_RELIABLE_PRODUCER_DEFAULTS                                                                               \
+    "enable.idempotence", "true", "acks", "all", "linger.ms", KAFKA_LINGER_MS, "compression.type", "lz4",              \
+        "message.timeout.ms", "0"
+
 /* The fetch settings of truck-telemetry's consumers (history, billing,
  * detect, the dashboard), as key, value pairs for a kafka_conf_new() defaults
  * list: a broker answers a fetch once it holds 256 KiB for it or after

@@ -906,16 +906,7 @@ static int detect_start_metrics(struct detect *d)
 static int detect_producer_new(struct detect *d)
 {
     static const char *const defaults[] = {
-        "enable.idempotence",
-        "true",
-        "acks",
-        "all",
-        "linger.ms",
-        KAFKA_LINGER_MS,
-        "compression.type",
-        "lz4",
-        "message.timeout.ms",
-        "0",
+        KAFKA_RELIABLE_PRODUCER_DEFAULTS,
         "client.id",
         "fleetsync-detect",
         NULL,

@@ -606,16 +606,7 @@ static int notify_kafka_new(struct notify *n, int start_earliest)
 {
     char err[1024];
     static const char *const pdefaults[] = {
-        "enable.idempotence",
-        "true",
-        "acks",
-        "all",
-        "linger.ms",
-        KAFKA_LINGER_MS,
-        "compression.type",
-        "lz4",
-        "message.timeout.ms",
-        "0",
+        KAFKA_RELIABLE_PRODUCER_DEFAULTS,
         "client.id",
         "fleetsync-notify",
         NULL,
