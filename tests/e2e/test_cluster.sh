@@ -108,6 +108,14 @@ for i in 1 2; do
 done
 check_eq "two history instances in group $GH" 2 "$(wait_value 2 60 members "$GH")"
 check_eq "two detect instances in group $GD" 2 "$(wait_value 2 60 members "$GD")"
+# Two members listed does not yet mean the rebalance is over: the readings
+# are sent once each history instance holds its half of the 12 partitions
+# (truck-telemetry and truck-alerts, 6 each), or one instance could store
+# them all before the other is given any.
+last_assigned() { grep -o 'assigned [0-9]* partitions' "$W/history$1.log" | tail -1; }
+halves() { printf '%s,%s' "$(last_assigned 1)" "$(last_assigned 2)"; }
+check_eq "each history instance holds 6 partitions" "assigned 6 partitions,assigned 6 partitions" \
+    "$(wait_value "assigned 6 partitions,assigned 6 partitions" 60 halves)"
 
 sim 1 now-4h
 check_eq "simulator run 1: every QoS 1 reading acknowledged" 0 $?
