@@ -121,6 +121,35 @@ void metric_observe(struct metric *h, double v)
         atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6), memory_order_relaxed);
 }
 
+void metric_tally_observe(struct metric_tally *t, double v)
+{
+    const struct metric *h = t->h;
+    if (!h)
+        return;
+    int i = 0;
+    while (i < h->nbounds && v > h->bounds[i])
+        i++;
+    t->buckets[i]++;
+    t->count++;
+    if (v > 0)
+        t->sum_micro += (uint64_t)(v * 1e6);
+}
+
+void metric_tally_flush(struct metric_tally *t)
+{
+    struct metric *h = t->h;
+    if (!h || !t->count)
+        return;
+    for (int i = 0; i <= h->nbounds; i++)
+        if (t->buckets[i]) {
+            atomic_fetch_add_explicit(&h->buckets[i], t->buckets[i], memory_order_relaxed);
+            t->buckets[i] = 0;
+        }
+    atomic_fetch_add_explicit(&h->value, t->count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_micro, t->sum_micro, memory_order_relaxed);
+    t->count = t->sum_micro = 0;
+}
+
 double metric_quantile(const struct metric *h, double q)
 {
     struct metric *w = (struct metric *)h;

@@ -139,7 +139,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
 
 /* ---- applying records (d->lock held) ------------------------------------- */
 
-static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, long long now)
+static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, long long now, struct metric_tally *age)
 {
     char id[DS_ID_MAX + 1];
     struct ds_reading dr;
@@ -151,14 +151,16 @@ static void apply_telemetry(struct consumer *k, const rd_kafka_message_t *m, lon
         return;
     }
     ds_reading_from_scan(&f, &dr);
-    snprintf(id, sizeof(id), "%.*s", (int)f.truck_id.n, f.truck_id.p);
-    enum ds_apply a = ds_store_reading(&k->d->store, id, strlen(id), &dr);
+    size_t id_len = f.truck_id.n < sizeof(id) - 1 ? f.truck_id.n : sizeof(id) - 1;
+    memcpy(id, f.truck_id.p, id_len);
+    id[id_len] = '\0';
+    enum ds_apply a = ds_store_reading(&k->d->store, id, id_len, &dr);
     if (a == DS_STALE)
         metric_add(k->m_stale, 1);
     else if (a == DS_FULL)
         metric_add(k->m_refused, 1);
     else if (a == DS_APPLIED && now >= dr.ts_ms)
-        metric_observe(k->m_age, (double)(now - dr.ts_ms) / 1000.0);
+        metric_tally_observe(age, (double)(now - dr.ts_ms) / 1000.0);
 }
 
 static void apply_status(struct consumer *k, const rd_kafka_message_t *m)
@@ -196,40 +198,66 @@ static void apply_alert(struct consumer *k, const rd_kafka_message_t *m, struct 
     }
 }
 
+/* Applies one record; returns its topic (-1: none of ours). */
+static int apply_one(struct consumer *k, rd_kafka_message_t *m, long long now, struct buf *fresh,
+                     struct metric_tally *age)
+{
+    if (m->err) {
+        if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn("consumer: %s", rd_kafka_message_errstr(m));
+        return -1;
+    }
+    int t = topic_of(k, rd_kafka_topic_name(m->rkt));
+    if (t == T_TELEMETRY)
+        apply_telemetry(k, m, now, age);
+    else if (t == T_STATUS)
+        apply_status(k, m);
+    else if (t == T_ALERTS)
+        apply_alert(k, m, fresh);
+    return t;
+}
+
+/* Records are taken from librdkafka CHUNK at a time (one call, one lock of
+ * its queue, instead of one per record) and applied under d->lock, at most
+ * BATCH_MAX or BATCH_MS at once so the map's readers are not kept waiting;
+ * the counters and the age histogram are added once per batch. */
+#define CHUNK 256
+
 static int consume_loop(struct consumer *k)
 {
     struct buf fresh = {.max = 1u << 20};
+    rd_kafka_message_t *chunk[CHUNK];
+    rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(k->rk);
+    struct metric_tally age = {.h = k->m_age};
     int rc = 0;
     while (!sig_stopping() && !(rc = kafka_consumer_fatal(k->rk, k->group))) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(k->rk, 100);
-        if (!m)
+        ssize_t got = rd_kafka_consume_batch_queue(q, 100, chunk, CHUNK);
+        if (got <= 0)
             continue;
+        uint64_t consumed[T_COUNT] = {0};
         int n = 0, applied = 0;
         long long start = fs_wall_ms(), now = start;
         pthread_mutex_lock(&k->d->lock);
-        while (m) {
-            if (m->err) {
-                if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    log_warn("consumer: %s", rd_kafka_message_errstr(m));
-            } else {
-                int t = topic_of(k, rd_kafka_topic_name(m->rkt));
-                if (t >= 0)
-                    metric_add(k->m_consumed[t], 1);
-                if (t == T_TELEMETRY)
-                    apply_telemetry(k, m, now);
-                else if (t == T_STATUS)
-                    apply_status(k, m);
-                else if (t == T_ALERTS)
-                    apply_alert(k, m, &fresh);
-                applied++;
+        while (got > 0) {
+            for (ssize_t i = 0; i < got; i++) {
+                int t = apply_one(k, chunk[i], now, &fresh, &age);
+                if (t >= 0) {
+                    consumed[t]++;
+                    applied++;
+                }
+                rd_kafka_message_destroy(chunk[i]);
             }
-            rd_kafka_message_destroy(m);
-            if (++n >= BATCH_MAX || ((n & 63) == 0 && (now = fs_wall_ms()) - start >= BATCH_MS))
+            n += (int)got;
+            if (n >= BATCH_MAX || (now = fs_wall_ms()) - start >= BATCH_MS)
                 break;
-            m = rd_kafka_consumer_poll(k->rk, 0);
+            got = rd_kafka_consume_batch_queue(q, 0, chunk, CHUNK);
         }
         atomic_store_explicit(&k->d->version, k->d->store.version, memory_order_relaxed);
         pthread_mutex_unlock(&k->d->lock);
+        for (int t = 0; t < T_COUNT; t++)
+            if (consumed[t])
+                metric_add(k->m_consumed[t], consumed[t]);
+        metric_tally_flush(&age);
         if (applied)
             ds_server_notify(k->d);
         for (size_t i = 0; i < fresh.len;) {
@@ -240,6 +268,7 @@ static int consume_loop(struct consumer *k)
         }
         buf_reset(&fresh);
     }
+    rd_kafka_queue_destroy(q);
     buf_release(&fresh);
     return rc;
 }

@@ -94,6 +94,36 @@ static void histogram_renders_cumulative_buckets(void **state)
     metrics_free(m);
 }
 
+static void tally_adds_what_observe_would(void **state)
+{
+    (void)state;
+    struct metrics *m = metrics_new();
+    static const double bounds[] = {0.001, 0.01, 0.1};
+    struct metric *h = metrics_histogram(m, "fleetsync_age_seconds", "Age.", NULL, bounds, 3);
+    struct metric_tally t = {.h = h};
+    metric_tally_observe(&t, 0.0005);
+    metric_tally_observe(&t, 0.005);
+    metric_tally_observe(&t, 0.005);
+    metric_tally_observe(&t, 5);
+    assert_true(metric_value(h) == 0); /* nothing is visible before the flush */
+    metric_tally_flush(&t);
+    metric_tally_flush(&t); /* a second flush adds nothing */
+    metric_tally_observe(&t, 0.05);
+    metric_tally_flush(&t);
+    char *text = metrics_render(m, NULL);
+    assert_non_null(strstr(text, "fleetsync_age_seconds_bucket{le=\"0.001\"} 1\n"));
+    assert_non_null(strstr(text, "fleetsync_age_seconds_bucket{le=\"0.01\"} 3\n"));
+    assert_non_null(strstr(text, "fleetsync_age_seconds_bucket{le=\"0.1\"} 4\n"));
+    assert_non_null(strstr(text, "fleetsync_age_seconds_bucket{le=\"+Inf\"} 5\n"));
+    assert_non_null(strstr(text, "fleetsync_age_seconds_count 5\n"));
+    assert_non_null(strstr(text, "fleetsync_age_seconds_sum 5.0605"));
+    free(text);
+    struct metric_tally none = {0}; /* no histogram (metrics off): a no-op */
+    metric_tally_observe(&none, 1);
+    metric_tally_flush(&none);
+    metrics_free(m);
+}
+
 static char *http_get(int port, const char *path)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -174,13 +204,10 @@ static void the_port_option_picks_the_default_or_none(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(counter_renders_with_help_and_type),
-        cmocka_unit_test(label_sets_share_one_header),
-        cmocka_unit_test(same_series_registered_twice_is_one),
-        cmocka_unit_test(gauge_keeps_fractions),
-        cmocka_unit_test(histogram_renders_cumulative_buckets),
-        cmocka_unit_test(endpoint_serves_metrics_and_healthz),
-        cmocka_unit_test(busy_port_is_a_clear_error),
+        cmocka_unit_test(counter_renders_with_help_and_type),        cmocka_unit_test(label_sets_share_one_header),
+        cmocka_unit_test(same_series_registered_twice_is_one),       cmocka_unit_test(gauge_keeps_fractions),
+        cmocka_unit_test(histogram_renders_cumulative_buckets),      cmocka_unit_test(tally_adds_what_observe_would),
+        cmocka_unit_test(endpoint_serves_metrics_and_healthz),       cmocka_unit_test(busy_port_is_a_clear_error),
         cmocka_unit_test(the_port_option_picks_the_default_or_none),
     };
     return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
