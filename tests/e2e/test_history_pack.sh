@@ -127,4 +127,39 @@ check_eq "P1's hour holds 61 readings in one packed row" "1 61" \
     "$(q "SELECT count(*), sum(n) FROM telemetry_packed WHERE truck_id = 'P1' AND hour = '2026-11-02 03:00+00'" | tr '|' ' ')"
 check_eq "the day is reclaimed again" 0 "$(wait_until 0 120 over16k)"
 check_eq "counted: two reclaims" 2 "$(wait_until 2 30 reclaimed)"
+
+# A truck-hour of very many readings is packed in pieces of at most
+# --pack-piece readings (100 here), and a pass ends at the first truck after
+# ten pieces' worth, in a transaction of its own: truck PB's 250 readings of
+# 2026-11-03 00:00 become rows of 100, 100 and 50 readings in (ts, seq) order,
+# ten trucks of 150 readings take more than one pass, then a late reading
+# into PB's hour is packed with it again (100, 100, 51).
+kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
+start_history --pack-piece 100 --log-level debug
+awk 'BEGIN {
+    t0 = 1793664000000
+    for (i = 0; i < 250; i++)
+        printf "PB\t{\"v\":1,\"truck_id\":\"PB\",\"ts\":%.0f,\"seq\":%d,\"lat\":47.%04d,\"lon\":9.5,\"speed_kmh\":30,\"ignition\":true}\n", t0 + 14400 * i, i, i
+    for (k = 0; k < 10; k++)
+        for (i = 0; i < 150; i++)
+            printf "Q%d\t{\"v\":1,\"truck_id\":\"Q%d\",\"ts\":%.0f,\"seq\":%d,\"lat\":46.%04d,\"lon\":8.5,\"speed_kmh\":20,\"ignition\":true}\n", k, k, t0 + 24000 * i + k, i, i
+}' >"$W/big"
+kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/big"
+N3=$((N2 + 1750))
+check_eq "the 1,750 readings of the next day are stored" "$N3" "$(wait_until "$N3" 120 rows)"
+check_eq "and packed" 0 "$(wait_until 0 120 recent)"
+pieces() { q "SELECT string_agg(n::text, ' ' ORDER BY piece) FROM telemetry_packed WHERE truck_id = 'PB'"; }
+check_eq "PB's hour is three pieces of 100, 100 and 50 readings" "100 100 50" "$(pieces)"
+# A piece's seq section (src/core/pack.h): its first seq, then differences.
+check_eq "in (ts, seq) order: piece k holds seq 100k to 100k + n - 1" "0 99 100 199 200 249" \
+    "$(q "SELECT string_agg(d[n + 1] || ' ' || (SELECT sum(x) FROM unnest(d[n + 1:2 * n]) x), ' ' ORDER BY piece)
+          FROM telemetry_packed WHERE truck_id = 'PB'")"
+check "the hour took more than one pass (a part of it first)" grep -q 'more trucks in the next pass' "$W/history.log"
+check_eq "no packed row holds more than 100 readings" 100 "$(q "SELECT max(n) FROM telemetry_packed WHERE hour >= '2026-11-03'")"
+printf 'PB\t{"v":1,"truck_id":"PB","ts":%d,"seq":1000,"lat":47.5,"lon":9.5,"speed_kmh":30,"ignition":true}\n' \
+    $((1793664000000 + 14400 * 120 + 1)) | kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t'
+N4=$((N3 + 1))
+check_eq "a late reading into PB's hour is stored" "$N4" "$(wait_until "$N4" 120 rows)"
+check_eq "and PB's hour repacked in pieces: 100, 100, 51" "100 100 51" "$(wait_until 0 120 recent >/dev/null; pieces)"
+check_eq "each reading once, counted by (truck_id, ts, seq)" "$N4 $N4 $N4" "$(counts)"
 done_testing
