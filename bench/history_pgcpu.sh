@@ -16,7 +16,8 @@
 #          case where each reading also updates its truck-hour's rollup row)
 #
 # and prints "readings per PostgreSQL CPU-second" of each phase and of store
-# and pack together.  Only the backend's CPU counts: autovacuum, the WAL writer and the
+# and pack together, and writes it to docs/bench/history-pgcpu.md (not with
+# HISTORY_BENCH_BIN: another build's figures are printed only).  Only the backend's CPU counts: autovacuum, the WAL writer and the
 # checkpointer are not in it.  Against the stack the FLEETSYNC_* variables
 # point at (e.g. tests/e2e/stack.sh's), in a database and on topics of its
 # own that it removes.  Usage:
@@ -114,7 +115,8 @@ if [ "$LIVE_S" -gt 0 ]; then
     l="live $(echo "$p1 - $p0" | bc -l) $(echo "$c1 - $c0" | bc -l) $(echo "$t1 - $t0" | bc -l) $((r1 - r0))"
     note "$l (batches in all: $batches)"
 fi
-printf '%s\n%s\n%s\n' "$s" "$p" "$l" | awk -v n="$N" '
+load=$(cut -d' ' -f1 /proc/loadavg)
+table=$(printf '%s\n%s\n%s\n' "$s" "$p" "$l" | awk -v n="$N" '
     { pg[$1] = $2; cpu[$1] = $3; wall[$1] = $4; rows[$1] = $5 }
     END {
         printf "| phase | readings | PostgreSQL CPU s | readings per PostgreSQL CPU-second | history CPU s | wall s |\n"
@@ -126,4 +128,24 @@ printf '%s\n%s\n%s\n' "$s" "$p" "$l" | awk -v n="$N" '
         if (rows["live"] > 0)
             printf "| live, %.0f readings/s | %d | %.2f | %.0f | %.2f | %.1f |\n", rows["live"] / wall["live"], rows["live"],
                 pg["live"], rows["live"] / pg["live"], cpu["live"], wall["live"]
-    }'
+    }')
+echo "$table"
+[ -n "${HISTORY_BENCH_BIN:-}" ] && exit 0
+pgv=$(q "SHOW server_version")
+cpu_model=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+{
+    echo "# History: readings per PostgreSQL CPU-second"
+    echo
+    echo "Command: \`bench/history_pgcpu.sh $TRUCKS $HOURS $INTERVAL\` (LIVE_TRUCKS=$LIVE_TRUCKS LIVE_S=$LIVE_S),"
+    echo "$(date -u +%Y-%m-%dT%H:%MZ), against the stack of the FLEETSYNC_* variables."
+    echo "Machine: $(nproc) cores ($cpu_model), PostgreSQL $pgv; 1-minute load average at the end: $load."
+    echo
+    echo "The CPU of history's PostgreSQL backend (utime + stime of the pid pg_stat_activity shows"
+    echo "for its group; autovacuum, WAL writer and checkpointer not counted). store: a backlog of"
+    echo "$TRUCKS trucks x $HOURS closed hours at one reading every $INTERVAL s, history with"
+    echo "\`--pack-grace -1\`; pack: history restarted, until every closed hour is packed; live:"
+    echo "$LIVE_TRUCKS trucks at 10 s in real time, a ${LIVE_S} s window after a 20 s warm-up."
+    echo
+    echo "$table"
+} >docs/bench/history-pgcpu.md
+note "wrote docs/bench/history-pgcpu.md"
