@@ -170,9 +170,12 @@ struct history {
     size_t day_n, day_cap;
     int days_loaded;
     int64_t next_housekeeping_ms;
-    int pack_grace_min;      /* an hour is packed this long after it ends; < 0: never */
-    int64_t pack_floor_ms;   /* hours before this were packed (or refused) by this process */
-    struct pack_reading *pk; /* one truck-hour being packed */
+    int pack_grace_min;     /* an hour is packed this long after it ends; < 0: never */
+    int64_t pack_floor_ms;  /* hours before this were packed (or refused) by this process */
+    int pack_piece;         /* readings per packed row at most (--pack-piece) */
+    int64_t pack_part_hour; /* an hour packed in part: its trucks up to pack_after are done */
+    char pack_after[TM_TRUCK_ID_MAX + 1];
+    struct pack_reading *pk; /* one piece of a truck-hour being packed */
     size_t pk_cap;
     /* counted when the batch commits: a rolled-back or bisected batch is
      * read again */
@@ -718,6 +721,8 @@ static void history_committed(void *ctx)
     struct history *h = ctx;
     if (h->min_ts_pending < h->pack_floor_ms) /* rows in hours packed already: look again */
         h->pack_floor_ms = rollup_hour_of(h->min_ts_pending);
+    if (h->min_ts_pending < h->pack_part_hour + ROLLUP_HOUR_MS) /* maybe a truck of it done already */
+        h->pack_part_hour = INT64_MIN;
     for (size_t i = 0; i < h->cache.cap; i++) {
         struct truck *t = idtab_slot(&h->cache, i);
         if (t && t->has_pending) {
@@ -835,18 +840,21 @@ fail:
 
 /* ---- packing closed hours ------------------------------------------------------ */
 
-/* Appends truck id's packed row of h->pk[0..n) for hour to h->copy; a
+/* Appends piece `piece` of truck id's packed rows for hour, readings
+ * h->pk[0..n), to h->copy (columns truck_id, hour, piece, PACK_COLUMNS); a
  * truck-hour the encoder refuses (a value written by hand that is not a
  * finite number) is left in telemetry_recent: its id goes to *keep as an
- * array element.  Returns the readings packed. */
-static size_t pack_truck(struct history *h, const char *id, size_t n, int64_t hour, struct tsfmt *tf, struct buf *keep)
+ * array element (its pieces already staged are removed from the stage
+ * before the upsert).  Returns 0, or -1 when refused. */
+static int pack_truck(struct history *h, const char *id, size_t n, int64_t hour, int piece, struct tsfmt *tf,
+                      struct buf *keep)
 {
     char why[160];
     size_t len = h->copy.len;
     buf_put(&h->copy, id, strlen(id));
     buf_putc(&h->copy, '\t');
     put_ts(&h->copy, tf, hour);
-    buf_putc(&h->copy, '\t');
+    buf_printf(&h->copy, "\t%d\t", piece);
     if (pack_encode(h->pk, n, hour, &h->copy, why, sizeof(why)) != 0) {
         h->copy.len = len;
         if (len < h->copy.cap)
@@ -855,10 +863,10 @@ static size_t pack_truck(struct history *h, const char *id, size_t n, int64_t ho
         pgval_put_array_elem(keep, id, strlen(id));
         metric_add(h->m_pack_refused, 1);
         log_warn("truck %s, hour %" PRId64 ": left unpacked (%s)", id, hour, why);
-        return 0;
+        return -1;
     }
     buf_putc(&h->copy, '\n');
-    return n;
+    return 0;
 }
 
 /* The readings of row i of a packing cursor's result. */
@@ -885,22 +893,27 @@ static struct pack_reading reading_from_row(const PGresult *r, int i)
     "truck_id, (extract(epoch FROM ts) * 1000)::bigint, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, "   \
     "odometer_km, (extract(epoch FROM received_at) * 1000)::bigint"
 
-/* Packs the oldest closed hour still in telemetry_recent: its rows, merged
- * with the packed rows of the same hour of the trucks that have rows in it
- * (late readings), ordered by (truck_id, ts, seq) with the packed copy of a
- * repeat first, are encoded truck by truck (only one truck-hour in memory)
- * into packed_stage, upserted into telemetry_packed, and the hour's rows
- * deleted: one REPEATABLE READ transaction, so rows committed meanwhile (by
- * another instance) are neither packed nor deleted but wait for the next
- * pass, a crash leaves everything as it was, and a repeat packs the same
- * rows the same way.  Returns 1 when an hour was packed, 0 when none is
- * closed, -1 on error. */
+/* Packs the oldest closed hour still in telemetry_recent, or the next
+ * trucks of it: its rows, merged with the packed rows of the same hour of the
+ * trucks that have rows in it (late readings), ordered by (truck_id, ts, seq)
+ * with the packed copy of a repeat first, are encoded truck by truck into
+ * packed_stage, piece by piece (at most --pack-piece readings a row, and in
+ * memory), then the staged trucks' packed rows of the hour are replaced and
+ * their rows deleted: one REPEATABLE READ transaction, so rows committed
+ * meanwhile (by another instance) are neither packed nor deleted but wait
+ * for the next pass, a crash leaves everything as it was, and a repeat packs
+ * the same rows the same way.  A pass stops at the first truck boundary
+ * after PACK_PASS_PIECES pieces' worth of readings: the transaction stays
+ * bounded, and the next pass goes on with the trucks after the last one
+ * packed (pack_part_hour, pack_after).  Returns 1 when an hour was packed,
+ * 2 when a part of it, 0 when none is closed, -1 on error. */
+#define PACK_PASS_PIECES 10
 static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     if (h->pack_grace_min < 0)
         return 0;
     int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
-    char cut_s[32], floor_s[32], hour_s[32], next_s[32], sql[1536];
+    char cut_s[32], floor_s[32], hour_s[32], next_s[32];
     pg_format_ts(cutoff, cut_s, sizeof(cut_s));
     pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
     const char *vals[2] = {floor_s, cut_s};
@@ -917,41 +930,66 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
         return 0;
     pg_format_ts(hour, hour_s, sizeof(hour_s));
     pg_format_ts(hour + ROLLUP_HOUR_MS, next_s, sizeof(next_s));
+    /* After the last truck a previous pass packed of this hour ("": none). */
+    const char *after = hour == h->pack_part_hour ? h->pack_after : "";
+    size_t piece_max = (size_t)h->pack_piece, pass_max = piece_max * PACK_PASS_PIECES;
     struct buf keep = {0};
     struct tsfmt tf = {.day = INT64_MIN};
-    size_t packed = 0, n = 0;
+    size_t packed = 0, n = 0, truck_n = 0;
     char id[TM_TRUCK_ID_MAX + 1] = "";
+    int have_id = 0, piece = 0, refused = 0, stopped = 0;
     int64_t last_ts = 0, last_seq = 0;
+    const char *cv[3] = {hour_s, next_s, after};
     if (pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", err, err_size) < 0 ||
         ensure_stage(conn, err, err_size) < 0)
         goto fail;
-    snprintf(sql, sizeof(sql),
-             "DECLARE pack_cur NO SCROLL CURSOR FOR SELECT " PACK_SELECT " FROM ("
-             "SELECT *, 1 AS src FROM telemetry_recent WHERE ts >= '%s' AND ts < '%s' UNION ALL "
-             "SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, "
-             "received_at, 0 FROM telemetry_unpacked WHERE hour = '%s' AND truck_id IN "
-             "(SELECT truck_id FROM telemetry_recent WHERE ts >= '%s' AND ts < '%s')) t "
-             "ORDER BY truck_id, ts, seq, src",
-             hour_s, next_s, hour_s, hour_s, next_s);
-    if (pg_exec(conn, sql, err, err_size) < 0)
+    r = pg_exec_params(conn,
+                       "DECLARE pack_cur NO SCROLL CURSOR FOR SELECT " PACK_SELECT " FROM ("
+                       "SELECT *, 1 AS src FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
+                       "AND truck_id > $3 UNION ALL "
+                       "SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, "
+                       "received_at, 0 FROM telemetry_unpacked WHERE hour = $1::timestamptz AND truck_id IN "
+                       "(SELECT truck_id FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
+                       "AND truck_id > $3)) t ORDER BY truck_id, ts, seq, src",
+                       3, cv, PGRES_COMMAND_OK, err, err_size);
+    if (!r)
         goto fail;
+    PQclear(r);
     buf_reset(&h->copy);
     for (;;) {
         r = pg_exec_params(conn, "FETCH 20000 FROM pack_cur", 0, NULL, PGRES_TUPLES_OK, err, err_size);
         if (!r)
             goto fail;
         int rows = PQntuples(r);
-        for (int i = 0; i < rows; i++) {
-            const char *rid = PQgetvalue(r, i, 0);
+        for (int i = 0; i <= rows && !stopped; i++) {
+            const char *rid = i < rows ? PQgetvalue(r, i, 0) : NULL;
+            if (have_id && (rid ? strcmp(rid, id) != 0 : rows == 0)) { /* the truck ends */
+                if (n > 0 && !refused && pack_truck(h, id, n, hour, piece, &tf, &keep) != 0)
+                    refused = 1;
+                if (!refused)
+                    packed += truck_n;
+                n = truck_n = 0;
+                piece = refused = have_id = 0;
+                if (packed >= pass_max && rid) {
+                    stopped = 1; /* the next pass goes on after id */
+                    break;
+                }
+            }
+            if (!rid)
+                break;
             struct pack_reading p = reading_from_row(r, i);
-            if (n > 0 && strcmp(rid, id) != 0) {
-                packed += pack_truck(h, id, n, hour, &tf, &keep);
+            if (have_id && p.ts_ms == last_ts && p.seq == last_seq)
+                continue; /* a repeat: the packed copy came first */
+            if (n == piece_max) {
+                if (!refused && pack_truck(h, id, n, hour, piece, &tf, &keep) != 0)
+                    refused = 1;
+                piece++;
                 n = 0;
             }
-            if (n > 0 && p.ts_ms == last_ts && p.seq == last_seq)
-                continue; /* a repeat: the packed copy came first */
             if (n == h->pk_cap) {
                 size_t cap = h->pk_cap ? 2 * h->pk_cap : 1024;
+                if (cap > piece_max)
+                    cap = piece_max;
                 struct pack_reading *g = realloc(h->pk, cap * sizeof(*g));
                 if (!g) {
                     PQclear(r);
@@ -961,53 +999,78 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
                 h->pk = g;
                 h->pk_cap = cap;
             }
-            snprintf(id, sizeof(id), "%s", rid);
+            if (!have_id) {
+                snprintf(id, sizeof(id), "%s", rid);
+                have_id = 1;
+            }
             h->pk[n++] = p;
+            truck_n++;
             last_ts = p.ts_ms;
             last_seq = p.seq;
         }
         PQclear(r);
-        if (rows == 0 || h->copy.len > (4u << 20)) {
-            if (rows == 0 && n > 0) {
-                packed += pack_truck(h, id, n, hour, &tf, &keep);
-                n = 0;
-            }
+        if (rows == 0 || stopped || h->copy.len > (4u << 20)) {
             if (h->copy.oom || keep.oom) {
                 snprintf(err, err_size, "out of memory packing hour %s", hour_s);
                 goto fail;
             }
-            if (h->copy.len > 0 && pg_copy(conn, "COPY packed_stage FROM STDIN", &h->copy, err, err_size) < 0)
+            if (h->copy.len > 0 &&
+                pg_copy(conn, "COPY packed_stage (truck_id, hour, piece, " PACK_COLUMNS ") FROM STDIN", &h->copy, err,
+                        err_size) < 0)
                 goto fail;
             buf_reset(&h->copy);
         }
-        if (rows == 0)
+        if (rows == 0 || stopped)
             break;
     }
     if (keep.len)
         buf_putc(&keep, '}');
-    const char *kv[3] = {hour_s, next_s, keep.len ? keep.p : "{}"};
-    if (pg_exec(conn, "CLOSE pack_cur", err, err_size) < 0 ||
-        pg_exec(conn,
-                "INSERT INTO telemetry_packed SELECT * FROM packed_stage ON CONFLICT (truck_id, hour) DO UPDATE "
-                "SET n = EXCLUDED.n, s = EXCLUDED.s, d = EXCLUDED.d, r = EXCLUDED.r, b = EXCLUDED.b",
-                err, err_size) < 0)
+    /* Stopped: id is the last truck this pass went through, the bound of the
+     * rows it deletes (in the cursor's order, which SQL's <= follows). */
+    const char *kv[5] = {hour_s, next_s, keep.len ? keep.p : "{}", after, stopped ? id : ""};
+    if (pg_exec(conn, "CLOSE pack_cur", err, err_size) < 0)
+        goto fail;
+    /* A refused truck's pieces staged before the refusal; then the staged
+     * trucks' packed rows of the hour are replaced (a repack may have fewer
+     * pieces than before). */
+    r = pg_exec_params(conn, "DELETE FROM packed_stage WHERE truck_id = ANY($1::text[])", 1, kv + 2, PGRES_COMMAND_OK,
+                       err, err_size);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    r = pg_exec_params(conn,
+                       "DELETE FROM telemetry_packed WHERE hour = $1::timestamptz "
+                       "AND truck_id IN (SELECT truck_id FROM packed_stage)",
+                       1, kv, PGRES_COMMAND_OK, err, err_size);
+    if (!r)
+        goto fail;
+    PQclear(r);
+    if (pg_exec(conn, "INSERT INTO telemetry_packed SELECT * FROM packed_stage", err, err_size) < 0)
         goto fail;
     r = pg_exec_params(conn,
                        "DELETE FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
-                       "AND truck_id <> ALL($3::text[])",
-                       3, kv, PGRES_COMMAND_OK, err, err_size);
+                       "AND truck_id <> ALL($3::text[]) AND truck_id > $4 AND ($5 = '' OR truck_id <= $5)",
+                       5, kv, PGRES_COMMAND_OK, err, err_size);
     if (!r)
         goto fail;
     PQclear(r);
     if (pg_exec(conn, "COMMIT", err, err_size) < 0)
         goto fail;
     buf_release(&keep);
-    h->pack_floor_ms = hour + ROLLUP_HOUR_MS;
+    if (stopped) {
+        h->pack_floor_ms = hour;
+        h->pack_part_hour = hour;
+        snprintf(h->pack_after, sizeof(h->pack_after), "%s", id);
+    } else {
+        h->pack_floor_ms = hour + ROLLUP_HOUR_MS;
+        h->pack_part_hour = INT64_MIN;
+        metric_add(h->m_packed_hours, 1);
+    }
     h->reclaim_due = 1;
     metric_add(h->m_packed, packed);
-    metric_add(h->m_packed_hours, 1);
-    log_debug("packed hour %s: %zu readings", hour_s, packed);
-    return 1;
+    log_debug("packed hour %s%s%s: %zu readings%s", hour_s, *after ? " after truck " : "", after, packed,
+              stopped ? " (more trucks in the next pass)" : "");
+    return stopped ? 2 : 1;
 fail:
     buf_release(&keep);
     buf_reset(&h->copy);
@@ -1166,7 +1229,11 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
             break;
     }
     if (fs_mono_ms() < until && !sig_stopping()) {
-        int packed = pack_hour(h, conn, err, err_size);
+        /* One hour per tick; a large hour's parts go on while time is left. */
+        int packed;
+        do {
+            packed = pack_hour(h, conn, err, err_size);
+        } while (packed == 2 && fs_mono_ms() < until && !sig_stopping());
         if (packed < 0)
             return -1;
         /* Once no closed hour is left to pack, the days packing emptied are
@@ -1247,6 +1314,8 @@ int cmd_history(int argc, char **argv)
     h.retention_days = 90;
     h.days_ahead = 2;
     h.pack_grace_min = 10;
+    h.pack_piece = 10000;
+    h.pack_part_hour = INT64_MIN;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_HISTORY;
     const struct opt opts[] = {
@@ -1258,6 +1327,10 @@ int cmd_history(int argc, char **argv)
         OPT_INTEGER("pack-grace", "MIN", &h.pack_grace_min, -1, 10080,
                     "pack an hour's readings into one row per truck this many minutes\n"
                     "after the hour ends (default 10; -1 never)"),
+        OPT_INTEGER("pack-piece", "N", &h.pack_piece, 100, 1000000,
+                    "readings per packed row at most: a truck-hour of more is packed\n"
+                    "in several rows (default 10000); a pass packs about ten such\n"
+                    "pieces' worth of readings per transaction"),
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
