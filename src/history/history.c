@@ -913,6 +913,11 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     if (h->pack_grace_min < 0)
         return 0;
     int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
+    /* Nothing of ours before the cutoff is left unpacked (a late reading
+     * moves the floor back when it is stored): no need to look, which
+     * would scan the day's partition, as ts alone has no index. */
+    if (h->pack_floor_ms >= cutoff)
+        return 0;
     char cut_s[32], floor_s[32], hour_s[32], next_s[32];
     pg_format_ts(cutoff, cut_s, sizeof(cut_s));
     pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
@@ -926,8 +931,13 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     int none = PQgetisnull(r, 0, 0);
     int64_t hour = none ? 0 : rollup_hour_of(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
     PQclear(r);
-    if (none)
+    if (none) {
+        /* This pass runs between batches, in their thread: every row this
+         * process stored is seen, and the ones it stores later before the
+         * cutoff move the floor back. */
+        h->pack_floor_ms = cutoff;
         return 0;
+    }
     pg_format_ts(hour, hour_s, sizeof(hour_s));
     pg_format_ts(hour + ROLLUP_HOUR_MS, next_s, sizeof(next_s));
     /* After the last truck a previous pass packed of this hour ("": none). */
