@@ -68,6 +68,7 @@ struct ingest {
     int64_t paused_since_ms;
     double paused_s;
     int64_t wall_ms;
+    int64_t mono_ms; /* the loop's clock (fs_mono_ms), read once per pass */
     struct ing_server *srv;
 
     struct metrics *metrics;

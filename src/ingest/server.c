@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RBUF_START 1024
+#define RBUF_START 512 /* a CONNECT or a reading fits; doubles while a read fills it */
 #define HASH_BUCKETS 65536
 
 struct conn {
@@ -56,13 +56,15 @@ struct conn {
     int hashed;
     uint32_t hbucket;
     struct conn *rnext; /* ready list */
+    struct conn *wnext; /* write list: PUBACKs released by delivery reports */
+    int on_write;
 };
 
 _Static_assert(offsetof(struct conn, ses) == 0, "a delivery report finds its conn from its session");
 
 struct ing_server {
     int lfd, ep;
-    struct conn *all, *zombies, *ready;
+    struct conn *all, *zombies, *ready, *writes;
     struct conn *hash[HASH_BUCKETS];
     size_t n;
 };
@@ -121,6 +123,17 @@ static void make_ready(struct ing_server *s, struct conn *c)
     c->on_ready = 1;
     c->rnext = s->ready;
     s->ready = c;
+}
+
+/* A connection whose session has PUBACKs to write once this pass's delivery
+ * reports are all in. */
+static void make_writable(struct ing_server *s, struct conn *c)
+{
+    if (c->on_write)
+        return;
+    c->on_write = 1;
+    c->wnext = s->writes;
+    s->writes = c;
 }
 
 /* Writes what the session has for the client, as much as the socket takes
@@ -216,7 +229,7 @@ static void sweep(struct ing_server *s)
     struct conn *next;
     for (struct conn *c = s->zombies; c; c = next) {
         next = c->next;
-        if (c->ses.refs == 0 && !c->on_ready) {
+        if (c->ses.refs == 0 && !c->on_ready && !c->on_write) {
             list_del(&s->zombies, c);
             conn_free(c);
         }
@@ -245,7 +258,10 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
         conn_drop(g, c);
         return;
     }
-    wflush(c);
+    /* Written after the poll: the reports of one produce request come
+     * together, and a connection's PUBACKs among them leave in one send(). */
+    if (c->ses.out_len)
+        make_writable(g->srv, c);
     if (unblocked)
         make_ready(g->srv, c);
 }
@@ -303,16 +319,18 @@ static void refused(void *ctx, enum ing_refusal why)
     ing_refused(ctx, why);
 }
 
+/* Both take the loop's clock, read once per pass (after epoll_wait and
+ * before the delivery reports), not once per message. */
 static void acked(void *ctx, int64_t t_ms)
 {
     struct ingest *g = ctx;
-    metric_observe(g->m_latency, (double)(fs_mono_ms() - t_ms) / 1000.0);
+    metric_observe(g->m_latency, (double)(g->mono_ms - t_ms) / 1000.0);
 }
 
 static int64_t now_ms(void *ctx)
 {
-    (void)ctx;
-    return fs_mono_ms();
+    struct ingest *g = ctx;
+    return g->mono_ms;
 }
 
 static const struct ises_ops ops = {login, may_publish, produce, refused, acked, now_ms};
@@ -352,7 +370,7 @@ static void conn_read(struct ingest *g, struct conn *c)
             if ((size_t)k < c->rcap - c->rlen)
                 c->readable = 0;
             c->rlen += (size_t)k;
-            c->last_rx_ms = fs_mono_ms();
+            c->last_rx_ms = g->mono_ms;
             continue;
         }
         if (k < 0 && errno == EINTR)
@@ -495,6 +513,21 @@ static void status_line(struct ingest *g, uint64_t *last_readings, uint64_t *las
     *last_acked = g->acked;
 }
 
+/* Writes the PUBACKs the delivery reports of this pass released, one
+ * send() per connection. */
+static void flush_writes(struct ing_server *s)
+{
+    struct conn *list = s->writes;
+    s->writes = NULL;
+    while (list) {
+        struct conn *c = list;
+        list = c->wnext;
+        c->on_write = 0;
+        if (c->fd >= 0)
+            wflush(c);
+    }
+}
+
 int ing_server_run(struct ingest *g)
 {
     struct ing_server *s = g->srv;
@@ -506,6 +539,7 @@ int ing_server_run(struct ingest *g)
         int timeout = g->kafka_full ? 5 : s->ready ? 0 : 200;
         int n = epoll_wait(s->ep, evs, 256, timeout);
         g->wall_ms = fs_wall_ms();
+        g->mono_ms = fs_mono_ms();
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (!p) {
@@ -524,7 +558,9 @@ int ing_server_run(struct ingest *g)
                 }
             }
         }
+        g->mono_ms = fs_mono_ms();
         rd_kafka_poll(g->rk, 0);
+        flush_writes(s);
         if (g->kafka_full && rd_kafka_outq_len(g->rk) < 100000) {
             g->kafka_full = 0;
             g->paused_s += (double)(fs_mono_ms() - g->paused_since_ms) / 1000.0;
