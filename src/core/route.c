@@ -76,6 +76,18 @@ void route_message(const char *topic, const void *payload, size_t payload_len, i
     route_dlq(out, topic, payload, payload_len, TM_BAD_TRUCK_ID, "topic");
 }
 
+rd_kafka_resp_err_t route_produce_rkt(rd_kafka_t *rk, rd_kafka_topic_t *const rkts[3], const struct route *r,
+                                      const char *topic, int64_t received_ms, void *opaque)
+{
+    if (r->dest == ROUTE_DLQ) { /* rare: the headers' way, by name */
+        const char *names[3] = {NULL, NULL, rd_kafka_topic_name(rkts[ROUTE_DLQ])};
+        return route_produce(rk, names, r, topic, received_ms, opaque);
+    }
+    return rd_kafka_producev(rk, RD_KAFKA_V_RKT(rkts[r->dest]), RD_KAFKA_V_KEY(r->key, r->key_len),
+                             RD_KAFKA_V_VALUE((void *)r->value, r->value_len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_TIMESTAMP(received_ms), RD_KAFKA_V_OPAQUE(opaque), RD_KAFKA_V_END);
+}
+
 rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r, const char *topic,
                                   int64_t received_ms, void *opaque)
 {

@@ -63,6 +63,7 @@ struct ingest {
     rd_kafka_queue_t *mainq;
     int wake[2];
     const char *topics[3];
+    rd_kafka_topic_t *rkts[3]; /* handles of topics[], once they are known to exist */
     char topic_buf[3][256];
     int kafka_full; /* librdkafka's queue refused a record: no socket is read until it drains */
     int64_t paused_since_ms;

@@ -170,7 +170,7 @@ static int produce(void *ctx, const char *topic, size_t topic_len, const void *p
     memcpy(t, topic, tl);
     t[tl] = '\0';
     route_message(t, payload, payload_len, g->wall_ms, &r);
-    rd_kafka_resp_err_t e = route_produce(g->rk, g->topics, &r, t, g->wall_ms, slot);
+    rd_kafka_resp_err_t e = route_produce_rkt(g->rk, g->rkts, &r, t, g->wall_ms, slot);
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         if (!g->kafka_full) {
             g->kafka_full = 1;
