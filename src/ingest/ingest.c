@@ -343,6 +343,7 @@ int cmd_ingest(int argc, char **argv)
     log_info("stopping: flushing %d records to Kafka", rd_kafka_outq_len(g.rk));
     rd_kafka_flush(g.rk, 10000);
     rd_kafka_poll(g.rk, 0);
+    ing_counts_publish(&g);
     log_info("stopped: readings %llu, acknowledged by Kafka %llu (dead letters %llu), delivery errors %llu",
              (unsigned long long)g.readings, (unsigned long long)g.acked, (unsigned long long)g.dlq,
              (unsigned long long)g.errors);

@@ -185,8 +185,7 @@ static int produce(void *ctx, const char *topic, size_t topic_len, const void *p
         log_error("cannot produce to %s: %s", g->topics[r.dest], rd_kafka_err2str(e));
         return -1;
     }
-    g->readings++;
-    metric_add(g->m_readings, 1);
+    g->readings++; /* the counter: ing_counts_publish() */
     if (r.dest == ROUTE_DLQ) {
         g->dlq++;
         for (int i = 1; i < TM_REASON_COUNT; i++)
@@ -241,7 +240,6 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
     (void)ts_ms;
     if (!err) {
         g->acked++;
-        metric_add(g->m_acked, 1);
     } else {
         g->errors++;
         metric_add(g->m_delivery_errors, 1);
@@ -528,6 +526,14 @@ static void flush_writes(struct ing_server *s)
     }
 }
 
+void ing_counts_publish(struct ingest *g)
+{
+    metric_add(g->m_readings, g->readings - g->readings_shown);
+    metric_add(g->m_acked, g->acked - g->acked_shown);
+    g->readings_shown = g->readings;
+    g->acked_shown = g->acked;
+}
+
 int ing_server_run(struct ingest *g)
 {
     struct ing_server *s = g->srv;
@@ -583,6 +589,7 @@ int ing_server_run(struct ingest *g)
                 make_ready(s, c);
         }
         sweep(s);
+        ing_counts_publish(g);
         int64_t now = fs_mono_ms();
         if (now - last_timers >= 1000) {
             check_timers(g);
@@ -616,4 +623,5 @@ void ing_server_free(struct ingest *g)
         close(s->ep);
     free(s);
     g->srv = NULL;
+    ing_counts_publish(g); /* the wills just produced */
 }
