@@ -54,4 +54,10 @@ void route_message(const char *topic, const void *payload, size_t payload_len, i
 rd_kafka_resp_err_t route_produce(rd_kafka_t *rk, const char *const topics[3], const struct route *r, const char *topic,
                                   int64_t received_ms, void *opaque);
 
+/* route_produce with topic handles (rd_kafka_topic_new of the same three
+ * names) instead of names: the same record, without librdkafka looking the
+ * topic up by name for each message.  Thread: the producer's owner. */
+rd_kafka_resp_err_t route_produce_rkt(rd_kafka_t *rk, rd_kafka_topic_t *const rkts[3], const struct route *r,
+                                      const char *topic, int64_t received_ms, void *opaque);
+
 #endif

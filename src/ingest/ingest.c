@@ -99,6 +99,9 @@ static void producer_destroy(struct ingest *g)
 {
     if (!g->rk)
         return;
+    for (int i = 0; i < 3; i++)
+        if (g->rkts[i])
+            rd_kafka_topic_destroy(g->rkts[i]);
     rd_kafka_queue_io_event_enable(g->mainq, -1, NULL, 0);
     rd_kafka_queue_destroy(g->mainq);
     rd_kafka_destroy(g->rk);
@@ -321,6 +324,11 @@ int cmd_ingest(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
+    for (int i = 0; i < 3; i++)
+        if (!(g.rkts[i] = rd_kafka_topic_new(g.rk, g.topics[i], NULL))) {
+            log_error("topic %s: %s", g.topics[i], rd_kafka_err2str(rd_kafka_last_error()));
+            goto out;
+        }
     if (ing_server_open(&g, err, sizeof(err)) != 0) {
         log_error("%s", err);
         goto out;
@@ -335,6 +343,7 @@ int cmd_ingest(int argc, char **argv)
     log_info("stopping: flushing %d records to Kafka", rd_kafka_outq_len(g.rk));
     rd_kafka_flush(g.rk, 10000);
     rd_kafka_poll(g.rk, 0);
+    ing_counts_publish(&g);
     log_info("stopped: readings %llu, acknowledged by Kafka %llu (dead letters %llu), delivery errors %llu",
              (unsigned long long)g.readings, (unsigned long long)g.acked, (unsigned long long)g.dlq,
              (unsigned long long)g.errors);

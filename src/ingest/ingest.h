@@ -63,17 +63,20 @@ struct ingest {
     rd_kafka_queue_t *mainq;
     int wake[2];
     const char *topics[3];
+    rd_kafka_topic_t *rkts[3]; /* handles of topics[], once they are known to exist */
     char topic_buf[3][256];
     int kafka_full; /* librdkafka's queue refused a record: no socket is read until it drains */
     int64_t paused_since_ms;
     double paused_s;
     int64_t wall_ms;
+    int64_t mono_ms; /* the loop's clock (fs_mono_ms), read once per pass */
     struct ing_server *srv;
 
     struct metrics *metrics;
     struct metric *m_connections, *m_connects, *m_readings, *m_acked, *m_dlq[TM_REASON_COUNT], *m_refused[REF_COUNT],
         *m_latency, *m_paused, *m_delivery_errors, *m_wills;
     uint64_t readings, acked, dlq, errors;
+    uint64_t readings_shown, acked_shown; /* what the counters of /metrics hold */
 };
 
 extern const char *const ing_refusal_names[REF_COUNT];
@@ -97,6 +100,11 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
  * with *index set (0..N-1), and the caller goes on to serve. */
 #define ING_WORKER (-1)
 int ing_workers_run(int n, int *index);
+
+/* Adds to fleetsync_ingest_readings_total and _acknowledged_total what
+ * readings and acked counted since the last call (once per pass of the loop,
+ * not one atomic add per message). */
+void ing_counts_publish(struct ingest *g);
 
 /* Counts a refusal. */
 void ing_refused(struct ingest *g, enum ing_refusal why);

@@ -40,7 +40,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define RBUF_START 1024
+#define RBUF_START 512 /* a CONNECT or a reading fits; doubles while a read fills it */
 #define HASH_BUCKETS 65536
 
 struct conn {
@@ -56,13 +56,15 @@ struct conn {
     int hashed;
     uint32_t hbucket;
     struct conn *rnext; /* ready list */
+    struct conn *wnext; /* write list: PUBACKs released by delivery reports */
+    int on_write;
 };
 
 _Static_assert(offsetof(struct conn, ses) == 0, "a delivery report finds its conn from its session");
 
 struct ing_server {
     int lfd, ep;
-    struct conn *all, *zombies, *ready;
+    struct conn *all, *zombies, *ready, *writes;
     struct conn *hash[HASH_BUCKETS];
     size_t n;
 };
@@ -123,6 +125,17 @@ static void make_ready(struct ing_server *s, struct conn *c)
     s->ready = c;
 }
 
+/* A connection whose session has PUBACKs to write once this pass's delivery
+ * reports are all in. */
+static void make_writable(struct ing_server *s, struct conn *c)
+{
+    if (c->on_write)
+        return;
+    c->on_write = 1;
+    c->wnext = s->writes;
+    s->writes = c;
+}
+
 /* Writes what the session has for the client, as much as the socket takes
  * (EPOLLOUT tells when it takes more). */
 static void wflush(struct conn *c)
@@ -157,7 +170,7 @@ static int produce(void *ctx, const char *topic, size_t topic_len, const void *p
     memcpy(t, topic, tl);
     t[tl] = '\0';
     route_message(t, payload, payload_len, g->wall_ms, &r);
-    rd_kafka_resp_err_t e = route_produce(g->rk, g->topics, &r, t, g->wall_ms, slot);
+    rd_kafka_resp_err_t e = route_produce_rkt(g->rk, g->rkts, &r, t, g->wall_ms, slot);
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
         if (!g->kafka_full) {
             g->kafka_full = 1;
@@ -172,8 +185,7 @@ static int produce(void *ctx, const char *topic, size_t topic_len, const void *p
         log_error("cannot produce to %s: %s", g->topics[r.dest], rd_kafka_err2str(e));
         return -1;
     }
-    g->readings++;
-    metric_add(g->m_readings, 1);
+    g->readings++; /* the counter: ing_counts_publish() */
     if (r.dest == ROUTE_DLQ) {
         g->dlq++;
         for (int i = 1; i < TM_REASON_COUNT; i++)
@@ -216,7 +228,7 @@ static void sweep(struct ing_server *s)
     struct conn *next;
     for (struct conn *c = s->zombies; c; c = next) {
         next = c->next;
-        if (c->ses.refs == 0 && !c->on_ready) {
+        if (c->ses.refs == 0 && !c->on_ready && !c->on_write) {
             list_del(&s->zombies, c);
             conn_free(c);
         }
@@ -228,7 +240,6 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
     (void)ts_ms;
     if (!err) {
         g->acked++;
-        metric_add(g->m_acked, 1);
     } else {
         g->errors++;
         metric_add(g->m_delivery_errors, 1);
@@ -245,7 +256,10 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
         conn_drop(g, c);
         return;
     }
-    wflush(c);
+    /* Written after the poll: the reports of one produce request come
+     * together, and a connection's PUBACKs among them leave in one send(). */
+    if (c->ses.out_len)
+        make_writable(g->srv, c);
     if (unblocked)
         make_ready(g->srv, c);
 }
@@ -303,16 +317,18 @@ static void refused(void *ctx, enum ing_refusal why)
     ing_refused(ctx, why);
 }
 
+/* Both take the loop's clock, read once per pass (after epoll_wait and
+ * before the delivery reports), not once per message. */
 static void acked(void *ctx, int64_t t_ms)
 {
     struct ingest *g = ctx;
-    metric_observe(g->m_latency, (double)(fs_mono_ms() - t_ms) / 1000.0);
+    metric_observe(g->m_latency, (double)(g->mono_ms - t_ms) / 1000.0);
 }
 
 static int64_t now_ms(void *ctx)
 {
-    (void)ctx;
-    return fs_mono_ms();
+    struct ingest *g = ctx;
+    return g->mono_ms;
 }
 
 static const struct ises_ops ops = {login, may_publish, produce, refused, acked, now_ms};
@@ -352,7 +368,7 @@ static void conn_read(struct ingest *g, struct conn *c)
             if ((size_t)k < c->rcap - c->rlen)
                 c->readable = 0;
             c->rlen += (size_t)k;
-            c->last_rx_ms = fs_mono_ms();
+            c->last_rx_ms = g->mono_ms;
             continue;
         }
         if (k < 0 && errno == EINTR)
@@ -495,6 +511,29 @@ static void status_line(struct ingest *g, uint64_t *last_readings, uint64_t *las
     *last_acked = g->acked;
 }
 
+/* Writes the PUBACKs the delivery reports of this pass released, one
+ * send() per connection. */
+static void flush_writes(struct ing_server *s)
+{
+    struct conn *list = s->writes;
+    s->writes = NULL;
+    while (list) {
+        struct conn *c = list;
+        list = c->wnext;
+        c->on_write = 0;
+        if (c->fd >= 0)
+            wflush(c);
+    }
+}
+
+void ing_counts_publish(struct ingest *g)
+{
+    metric_add(g->m_readings, g->readings - g->readings_shown);
+    metric_add(g->m_acked, g->acked - g->acked_shown);
+    g->readings_shown = g->readings;
+    g->acked_shown = g->acked;
+}
+
 int ing_server_run(struct ingest *g)
 {
     struct ing_server *s = g->srv;
@@ -506,6 +545,7 @@ int ing_server_run(struct ingest *g)
         int timeout = g->kafka_full ? 5 : s->ready ? 0 : 200;
         int n = epoll_wait(s->ep, evs, 256, timeout);
         g->wall_ms = fs_wall_ms();
+        g->mono_ms = fs_mono_ms();
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (!p) {
@@ -524,7 +564,9 @@ int ing_server_run(struct ingest *g)
                 }
             }
         }
+        g->mono_ms = fs_mono_ms();
         rd_kafka_poll(g->rk, 0);
+        flush_writes(s);
         if (g->kafka_full && rd_kafka_outq_len(g->rk) < 100000) {
             g->kafka_full = 0;
             g->paused_s += (double)(fs_mono_ms() - g->paused_since_ms) / 1000.0;
@@ -547,6 +589,7 @@ int ing_server_run(struct ingest *g)
                 make_ready(s, c);
         }
         sweep(s);
+        ing_counts_publish(g);
         int64_t now = fs_mono_ms();
         if (now - last_timers >= 1000) {
             check_timers(g);
@@ -580,4 +623,5 @@ void ing_server_free(struct ingest *g)
         close(s->ep);
     free(s);
     g->srv = NULL;
+    ing_counts_publish(g); /* the wills just produced */
 }

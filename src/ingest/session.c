@@ -82,8 +82,22 @@ void ises_end(struct ises *s, int send_will, uint8_t rc)
     s->state = ISES_CLOSED;
 }
 
+/* An empty ring below Receive Maximum doubles (up to it): nothing points
+ * into an empty ring, so it may move.  0, or -1 (out of memory: it stays). */
+static int grow(struct ises *s)
+{
+    uint32_t cap = s->cap * 2 < s->receive_max ? s->cap * 2 : s->receive_max;
+    struct ises_pend *r = realloc(s->ring, cap * sizeof(*r));
+    if (!r)
+        return -1;
+    s->ring = r;
+    s->cap = cap;
+    s->head = s->tail = 0;
+    return 0;
+}
+
 /* The done prefix of the ring leaves as PUBACKs, in order.  1 if slots
- * were freed while the ring was full. */
+ * were freed while the ring was full and input may go on. */
 static int release(struct ises *s)
 {
     int freed = 0;
@@ -104,6 +118,13 @@ static int release(struct ises *s)
         freed = 1;
     }
     if (freed && s->blocked) {
+        /* A ring smaller than Receive Maximum was full: input waits until
+         * it is empty and has doubled (a failed grow: any free slot will do). */
+        if (s->cap < s->receive_max && s->state == ISES_OPEN) {
+            if (s->head != s->tail)
+                return 0;
+            grow(s);
+        }
         s->blocked = 0;
         return s->state == ISES_OPEN;
     }
@@ -189,7 +210,10 @@ static void on_connect(struct ises *s, const struct mqw_connect_in *m)
             s->will_len = m->will_len;
         }
     }
-    s->cap = s->receive_max;
+    /* The ring starts small and doubles while a client keeps it full (most
+     * trucks have one reading in flight at a time): memory per connection
+     * follows what the client uses, not the Receive Maximum it was told. */
+    s->cap = s->receive_max < ISES_RING_START ? s->receive_max : ISES_RING_START;
     if (!rc && !(s->ring = calloc(s->cap, sizeof(*s->ring))))
         rc = MQW_RC_SERVER_BUSY;
     if (rc) {
@@ -222,7 +246,7 @@ static int on_publish(struct ises *s, const struct mqw_in *in)
         return 0;
     }
     if (in->qos == 1 && s->head - s->tail >= s->cap) {
-        if (s->version == 5) { /* more than the Receive Maximum it was told */
+        if (s->version == 5 && s->cap >= s->receive_max) { /* more than the Receive Maximum it was told */
             s->ops->refused(s->ctx, REF_MALFORMED);
             ises_end(s, 1, MQW_RC_RECEIVE_MAX);
             return 0;

@@ -52,6 +52,9 @@ struct ises_ops {
 
 /* States: WAIT_CONNECT --CONNECT accepted--> OPEN --ises_end--> CLOSED.
  * Every refusal, a DISCONNECT and a Kafka failure end the session too. */
+/* The slots a connection's ring starts with. */
+#define ISES_RING_START 8
+
 enum ises_state { ISES_WAIT_CONNECT, ISES_OPEN, ISES_CLOSED };
 
 struct ises {
@@ -62,7 +65,7 @@ struct ises {
     char *will_topic; /* NULL: none */
     uint8_t *will_payload;
     size_t will_len;
-    struct ises_pend *ring; /* cap slots; head - tail of them in use */
+    struct ises_pend *ring; /* cap slots (ISES_RING_START doubling up to receive_max); head - tail in use */
     uint32_t cap, head, tail;
     uint32_t refs; /* records produced whose delivery report has not come */
     int blocked;   /* the ring is full: input waits for a slot */

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 static struct {
-    struct ises_pend *slots[16];
+    struct ises_pend *slots[64];
     int nslots, full, produced, wills, refusals[REF_COUNT];
 } w;
 
@@ -115,9 +115,8 @@ static void connect_as(const char *user, const char *pass, int version)
 
 /* A PUBLISH of "{}" in the session's version (MQTT 5: an empty property
  * list after the packet id, which the client encoder does not write). */
-static void publish(const char *topic, int qos, uint16_t mid)
+static size_t publish_bytes(uint8_t *b, const char *topic, int qos, uint16_t mid)
 {
-    uint8_t b[256];
     size_t tl = strlen(topic), n = 0;
     size_t rem = 2 + tl + (qos ? 2 : 0) + (s.version == 5 ? 1 : 0) + 2;
     b[n++] = (uint8_t)(MQW_PUBLISH << 4 | qos << 1);
@@ -134,7 +133,13 @@ static void publish(const char *topic, int qos, uint16_t mid)
         b[n++] = 0;
     b[n++] = '{';
     b[n++] = '}';
-    feed(b, n);
+    return n;
+}
+
+static void publish(const char *topic, int qos, uint16_t mid)
+{
+    uint8_t b[256];
+    feed(b, publish_bytes(b, topic, qos, mid));
 }
 
 /* The packets in out, as a client reads them; out is emptied. */
@@ -228,6 +233,59 @@ static void a_full_ring_stalls_311_and_a_slot_resumes_it(void **state)
     assert_int_equal(w.nslots, 5);
 }
 
+/* The ring starts at ISES_RING_START slots and doubles only once a client
+ * filled it and it emptied (nothing points into an empty ring); an MQTT 5
+ * client is refused only past the Receive Maximum it was told. */
+static void the_ring_grows_to_receive_max_while_clients_fill_it(void **state)
+{
+    (void)state;
+    struct mqw_packet pk[32];
+    uint8_t b[64];
+    size_t used;
+    ises_release(&s);
+    ises_init(&s, &ops, NULL, 1024, 20);
+    connect_as("T1", "pw", 5);
+    assert_int_equal(take(pk, 32), 1); /* CONNACK */
+    assert_int_equal(s.cap, ISES_RING_START);
+    for (uint16_t m = 1; m <= ISES_RING_START; m++)
+        publish("fleet/trucks/T1/telemetry", 1, m);
+    /* MQTT 5 as 3.1.1: a full ring below Receive Maximum stalls the input. */
+    size_t n = publish_bytes(b, "fleet/trucks/T1/telemetry", 1, 9);
+    assert_int_equal(ises_input(&s, b, n, &used), ISES_STALLED);
+    assert_int_equal(used, 0);
+    assert_int_equal(w.refusals[REF_MALFORMED], 0);
+    assert_int_equal(ises_delivered(w.slots[0], 1), 0); /* not empty yet: still waiting */
+    for (int i = 1; i < ISES_RING_START - 1; i++)
+        assert_int_equal(ises_delivered(w.slots[i], 1), 0);
+    assert_int_equal(ises_delivered(w.slots[ISES_RING_START - 1], 1), 1); /* empty: doubled */
+    assert_int_equal(s.cap, 2 * ISES_RING_START);
+    assert_int_equal(take(pk, 32), ISES_RING_START);
+    for (int i = 0; i < ISES_RING_START; i++) {
+        assert_int_equal(pk[i].type, MQW_PUBACK);
+        assert_int_equal(pk[i].mid, i + 1);
+    }
+    int k = w.nslots;
+    /* Doubling stops at Receive Maximum (20 here, not 32). */
+    assert_int_equal(feed(b, n), ISES_MORE); /* the one that waited */
+    for (uint16_t m = 10; m <= 8 + 2 * ISES_RING_START; m++)
+        publish("fleet/trucks/T1/telemetry", 1, m);
+    n = publish_bytes(b, "fleet/trucks/T1/telemetry", 1, 99);
+    assert_int_equal(ises_input(&s, b, n, &used), ISES_STALLED);
+    for (int i = k; i < w.nslots; i++)
+        ises_delivered(w.slots[i], 1);
+    assert_int_equal(s.cap, 20);
+    assert_int_equal(take(pk, 32), 2 * ISES_RING_START);
+    assert_int_equal(feed(b, n), ISES_MORE);
+    ises_delivered(w.slots[w.nslots - 1], 1);
+    assert_int_equal(take(pk, 32), 1);
+    /* At Receive Maximum, one more in flight is an MQTT 5 protocol error. */
+    for (uint16_t m = 100; m < 120; m++)
+        publish("fleet/trucks/T1/telemetry", 1, m);
+    n = publish_bytes(b, "fleet/trucks/T1/telemetry", 1, 120);
+    assert_int_equal(ises_input(&s, b, n, &used), ISES_ENDED);
+    assert_int_equal(w.refusals[REF_MALFORMED], 1);
+}
+
 static void kafka_full_stalls_without_consuming(void **state)
 {
     (void)state;
@@ -315,6 +373,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(pubacks_wait_for_kafka_and_keep_publish_order, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_record_gets_no_puback_and_ends_with_the_will, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_ring_stalls_311_and_a_slot_resumes_it, setup, teardown),
+        cmocka_unit_test_setup_teardown(the_ring_grows_to_receive_max_while_clients_fill_it, setup, teardown),
         cmocka_unit_test_setup_teardown(kafka_full_stalls_without_consuming, setup, teardown),
         cmocka_unit_test_setup_teardown(other_trucks_topics_311_acked_and_dropped_5_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(qos2_ends_the_session, setup, teardown),
