@@ -141,9 +141,12 @@ check_eq "SIGINT: every child and service is gone" "" "$left"
 [ -z "$left" ] || ps -o pid,args -p ${left// /,} | sed 's/^/# /'
 
 # A second up (no simulator) resumes with the data intact; without a routes
-# file it runs no notify.
+# file it runs no notify.  It takes MQTT with fleetsync ingest (--edge
+# ingest): no Mosquitto runs, the ingest listens on the MQTT port, a reading
+# published there reaches history, and services status / status show the
+# edge as it is (Mosquitto off, not down).
 mv "$D/notify.json" "$D/notify.json.off"
-"$FS" up --no-sim --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
+"$FS" up --no-sim --edge ingest --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
 UP_PID=$!
 got=$(wait_prints 200 120 trucks_history)
 check_eq "second up: history still has every truck" 200 "$got"
@@ -153,14 +156,38 @@ sleep 2
 check_contains "second up, no routes file: the banner says notify is off" "off: no $D/notify.json" "$(cat "$D/up2.out")"
 check_eq "second up, no routes file: notify is not started (no notify child, no 'started notify')" "0 0" \
     "$(for k in $(pgrep -P "$UP_PID"); do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done | grep -c ' notify ') $(grep -ac 'started notify' "$D/up2.out")"
+kids2=$(for k in $(pgrep -P "$UP_PID"); do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done)
+check_eq "--edge ingest: up runs fleetsync ingest on the MQTT port and no bridge" "1 0" \
+    "$(printf '%s\n' "$kids2" | grep -c " ingest .*--listen 127.0.0.1:$MQTT ") $(printf '%s\n' "$kids2" | grep -c ' bridge ')"
+check_eq "--edge ingest: no Mosquitto runs (no pid file, no process on the data dir)" "0 0" \
+    "$(ls "$D/run/mosquitto.pid" 2>/dev/null | wc -l) $(pgrep -fc "mosquitto -c $D/" || true)"
+check_contains "--edge ingest: up's banner names the ingest" "ingest      MQTT -> Kafka on 127.0.0.1:$MQTT" "$(cat "$D/up2.out")"
+check_eq "--edge ingest: the data dir remembers it" ingest "$(cat "$D/mqtt-edge" 2>/dev/null)"
+ss=$("$FS" services status); rc=$?
+check_eq "--edge ingest: services status exits 0 (Mosquitto is off, not down)" 0 "$rc"
+check_contains "--edge ingest: services status shows mosquitto off" "off" "$(grep '^mosquitto ' <<<"$ss")"
+check_eq "--edge ingest: services status --json marks mosquitto off" true \
+    "$("$FS" services status --json | jq '.[] | select(.name == "mosquitto") | .off')"
+for _ in $(seq 60); do (exec 3<>"/dev/tcp/127.0.0.1/$MQTT") 2>/dev/null && break; sleep 0.5; done
+echo '{"v":1,"truck_id":"TRK-900001","ts":'"$(date +%s%3N)"',"seq":1,"lat":48.1,"lon":11.5,"speed_kmh":50.5,"ignition":true,"fuel_pct":50,"driver":"x"}' |
+    timeout 20 mosquitto_pub -p "$MQTT" -i TRK-900001 -q 1 -t fleet/trucks/TRK-900001/telemetry -l
+check_eq "--edge ingest: a QoS 1 reading published on the MQTT port is acknowledged" 0 $?
+ingest_rows() { q "SELECT count(*) FROM telemetry WHERE truck_id = 'TRK-900001'"; }
+check_eq "--edge ingest: the reading reaches history" 1 "$(wait_prints 1 60 ingest_rows)"
 after=$(q "SELECT count(*) FROM telemetry")
 check "second up: no reading lost ($rows before the stop, $after after)" test "${after:-0}" -ge "${rows:-1}"
 billed2=$(q "SELECT round(sum(distance_km)::numeric, 3) FROM billing_daily")
 check "second up: billed distance kept ($billed km before, $billed2 km after)" \
     awk -v a="${billed:-0}" -v b="${billed2:--1}" 'BEGIN { exit !(b >= a && a > 0) }'
+st=$("$FS" status --json 2>/dev/null)
+check_eq "--edge ingest: status --json lists Kafka and PostgreSQL healthy, no Mosquitto" "kafka postgres" \
+    "$(printf '%s' "$st" | jq -r '[.services[] | select(.healthy) | .name] | join(" ")')"
+check_eq "--edge ingest: status finds the ingest's metrics (DATA_DIR/run/ingest-metrics) and its reading" "1 true" \
+    "$(printf '%s' "$st" | jq -r '"\(.ingest.workers) \(.ingest.acknowledged >= 1)"')"
 kill -INT "$UP_PID"
 wait "$UP_PID"
 check_eq "second up: SIGINT exits 0" 0 $?
 UP_PID=
+check_eq "second up: no process of the data dir is left (ingest included)" "" "$(pgrep -f -- "--data-dir $D" | tr '\n' ' ')"
 
 done_testing
