@@ -497,12 +497,12 @@ int cmd_services(int argc, char **argv)
                     "(0600); every fleetsync command finds its own there.  Remembered\n"
                     "in the data dir (docs/security.md)"),
         OPT_CB("edge", "ingest|mosquitto", &opt.edge, opt_edge,
-               "what takes the trucks' MQTT: mosquitto (default; fleetsync bridge\n"
-               "carries it to Kafka) or ingest: no Mosquitto is started, as\n"
-               "'fleetsync up --edge ingest' runs fleetsync ingest on the MQTT\n"
-               "port (and, with --tls, on the TLS port).  Remembered in the data\n"
-               "dir (DIR/mqtt-edge): later start, status and stop need no flag;\n"
-               "status shows mosquitto 'off' (docs/up.md)"),
+               "what takes the trucks' MQTT: mosquitto (fleetsync bridge carries\n"
+               "it to Kafka) or ingest: no Mosquitto is started, as 'fleetsync up'\n"
+               "runs fleetsync ingest on the MQTT port (and, with --tls, on the\n"
+               "TLS port).  Remembered in the data dir (DIR/mqtt-edge): later\n"
+               "start, status and stop need no flag; status shows mosquitto 'off'.\n"
+               "Default: the data dir's choice, else mosquitto (docs/up.md)"),
         OPT_INTEGER("timeout", "S", &opt.timeout_s, 1, 86400, "seconds to wait for each service (default 120)"),
         OPT_BOOLEAN("json", &json, "status as JSON"),
         OPT_END_MARK,

@@ -1,9 +1,10 @@
 /*
  * up.c - "fleetsync up", the main job: the whole stack in one command.
  *
- * It starts the embedded services, then the FleetSync processes (the
- * bridge, the pipelines: history, billing, detect, dashboard, notify when
- * a routes file exists, and the simulator), each a child running this same binary with the same
+ * It starts the embedded services, then the FleetSync processes (the MQTT
+ * edge: fleetsync ingest, or the bridge behind Mosquitto; the pipelines:
+ * history, billing, detect, dashboard, notify when a routes file exists;
+ * and the simulator), each a child running this same binary with the same
  * endpoints, in its own process group so that a Ctrl-C reaches only us.  It
  * prints where everything is and watches: a child that exits is restarted
  * with backoff and reported, a service that died is started again, and one
@@ -47,11 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char up_about[] = "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-                               "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
-                               "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
-                               "keeps them running (whatever dies is restarted with backoff), shows one status\n"
-                               "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+static const char up_about[] = "Starts the embedded Kafka and PostgreSQL (as 'fleetsync services start'), the\n"
+                               "MQTT edge (fleetsync ingest, or Mosquitto + bridge: --edge), every pipeline\n"
+                               "(history and billing into PostgreSQL, detect raising alerts, the live dashboard\n"
+                               "on --listen) and the truck simulator, keeps them running (whatever dies is\n"
+                               "restarted with backoff), shows one status line (trucks, messages/s, lag per\n"
+                               "group, alerts) and stops them all on Ctrl-C.\n"
                                "With a routes file (DATA_DIR/notify.json, or --notify-routes F) it also runs\n"
                                "'fleetsync notify', which POSTs alerts to webhooks (docs/notify.md).\n"
                                "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
@@ -89,7 +91,7 @@ static struct child children[] = {
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
 static int metrics_base = 9100;
 #define NCHILDREN nchildren
-static enum svc_edge edge = SVC_EDGE_KEEP; /* --edge; KEEP: the data dir's choice (Mosquitto when none) */
+static enum svc_edge edge = SVC_EDGE_KEEP; /* --edge; KEEP: the data dir's (up_edge) */
 static int mqtt_port, tls_port;            /* the ingest's ports (tls_port 0: no TLS listener) */
 
 /* The named child. */
@@ -242,13 +244,40 @@ static int port_listening(int port)
     return ok;
 }
 
-/* The simulator starts once the edge takes its readings.  The bridge: once
- * it has subscribed; until then the broker has no subscriber to queue
- * readings for, and a backfill (--start, --speedup 0) published in the
- * first moments would be dropped.  The ingest: once it listens (it has
- * checked Kafka's topics first), so that the trucks' first connections are
- * not refused.  After 30 s without it, the simulator starts anyway (with a
- * warning). */
+/* Probes Kafka's groups for notify_positioned(); set while up runs. */
+static struct status_probe *sim_probe;
+
+/* Whether notify, when it runs, has committed a position on each partition
+ * of truck-alerts.  A new group starts at the end of the topic ("latest"),
+ * as it is when notify gets its partitions: alerts the simulator provokes
+ * before then (a backfill's come within seconds) would be skipped.  Its
+ * first commit, within a second of its assignment, fixes where it reads. */
+static int notify_positioned(void)
+{
+    if (!notify_routes_on() || !sim_probe)
+        return 1;
+    struct status_report r;
+    int ok = 0;
+    status_probe_refresh(sim_probe, &r);
+    for (size_t i = 0; i < r.group_count; i++) {
+        const struct status_group *g = &r.groups[i];
+        if (strcmp(g->name, "fleetsync-notify") != 0 || !g->count)
+            continue;
+        ok = 1;
+        for (size_t j = 0; j < g->count; j++)
+            ok &= g->parts[j].committed >= 0;
+    }
+    status_report_release(&r);
+    return ok;
+}
+
+/* The simulator starts once the edge takes its readings and notify (when
+ * it runs) has its position.  The bridge: once it has subscribed; until
+ * then the broker has no subscriber to queue readings for, and a backfill
+ * (--start, --speedup 0) published in the first moments would be dropped.
+ * The ingest: once it listens (it has checked Kafka's topics first), so
+ * that the trucks' first connections are not refused.  After 30 s without
+ * it, the simulator starts anyway (with a warning). */
 static int sim_may_start(time_t now)
 {
     static int ready;
@@ -258,11 +287,13 @@ static int sim_may_start(time_t now)
         return 1;
     if (!since)
         since = now;
-    if (ingest ? port_listening(mqtt_port) : bridge_subscribed())
+    int edge_ready = ingest ? port_listening(mqtt_port) : bridge_subscribed();
+    if (edge_ready && notify_positioned())
         return ready = 1;
     if (now - since >= 30) {
-        log_warn("the %s within 30 s: starting the simulator anyway",
-                 ingest ? "ingest does not listen" : "bridge has not subscribed");
+        log_warn("%s within 30 s: starting the simulator anyway",
+                 !edge_ready ? (ingest ? "the ingest does not listen" : "the bridge has not subscribed")
+                             : "notify has no position in truck-alerts");
         return ready = 1;
     }
     return 0;
@@ -484,15 +515,33 @@ static int opt_edge(void *value, const char *arg, char *err, size_t err_size)
     return 0;
 }
 
-/* The MQTT edge: the bridge behind Mosquitto, or the ingest on the MQTT
+/* The MQTT edge (--edge; without it the data dir's choice, else the ingest
+ * in a new data dir): the bridge behind Mosquitto, or the ingest on the MQTT
  * port (127.0.0.1, as Mosquitto listens), with a TLS listener on the TLS
  * port (D/run/mqtt-tls, else the MQTT port + 53) when the data dir has the
  * broker's certificate (D/tls/, services start --tls).  The ingest reads the
  * trucks' accounts of D/mqtt/ itself.  Returns 0, or 2 (said why). */
 static int up_edge(const struct fs_config *cfg, struct svc_options *opt)
 {
-    if (edge == SVC_EDGE_KEEP)
-        edge = svc_edge_saved(cfg->data_dir);
+    if (edge == SVC_EDGE_KEEP) {
+        /* The data dir's choice; a data dir whose Mosquitto ran before
+         * (its persistence may hold the bridge's queued readings) keeps it;
+         * a new one gets the ingest. */
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s/mqtt-edge", cfg->data_dir);
+        int saved = access(path, F_OK) == 0;
+        snprintf(path, sizeof(path), "%s/mosquitto", cfg->data_dir);
+        if (saved)
+            edge = svc_edge_saved(cfg->data_dir);
+        else if (access(path, F_OK) == 0)
+            edge = SVC_EDGE_MOSQUITTO;
+        else
+            edge = SVC_EDGE_INGEST;
+        if (!saved && edge == SVC_EDGE_MOSQUITTO)
+            log_info("%s ran Mosquitto before: keeping Mosquitto + bridge as the MQTT edge (--edge ingest "
+                     "switches)",
+                     cfg->data_dir);
+    }
     opt->edge = edge;
     if (edge != SVC_EDGE_INGEST)
         return 0;
@@ -502,6 +551,13 @@ static int up_edge(const struct fs_config *cfg, struct svc_options *opt)
     child_named("bridge")->off = 1;
     child_named("ingest")->off = 0;
     child_arg("ingest", "--listen", listen);
+    /* The ingest acknowledges a reading once Kafka has it, not at once as
+     * Mosquitto does: with the simulator's default of 100 readings in
+     * flight per truck, a backfill's (--speedup 0) trucks would run up to
+     * 100 readings (1,000 s at 10 s) apart in truck-telemetry, which
+     * detect's offline rule (10 minutes of a partition's time) takes for
+     * trucks gone silent.  10 keeps them within 100 s. */
+    child_arg("sim", "--max-inflight", "10");
     char crt[PATH_MAX + 32], key[PATH_MAX + 32];
     snprintf(crt, sizeof(crt), "%s/tls/server.crt", cfg->data_dir);
     snprintf(key, sizeof(key), "%s/tls/server.key", cfg->data_dir);
@@ -619,11 +675,12 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
                "1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
                "the data dir remembers it"),
         OPT_CB("edge", "ingest|mosquitto", &edge, opt_edge,
-               "what takes the trucks' MQTT: mosquitto (default): the embedded\n"
-               "Mosquitto and 'fleetsync bridge' to Kafka; ingest: 'fleetsync\n"
-               "ingest' on the MQTT port (PUBACK once Kafka has the reading; TLS\n"
-               "on the TLS port when DATA_DIR/tls/ has certificates) and no\n"
-               "Mosquitto.  The data dir remembers it (docs/up.md)"),
+               "what takes the trucks' MQTT: ingest (default in a new data dir):\n"
+               "'fleetsync ingest' on the MQTT port, PUBACK once Kafka has the\n"
+               "reading, TLS on the TLS port when DATA_DIR/tls/ has certificates,\n"
+               "no Mosquitto; mosquitto: the embedded Mosquitto and 'fleetsync\n"
+               "bridge' (a data dir where Mosquitto ran keeps it).  The data dir\n"
+               "remembers the choice (docs/up.md)"),
         OPT_CB("metrics-base", "N", &metrics_base, opt_metrics_base,
                "metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
                "N+4, simulator N+5, notify N+6, ingest N+7 (default 9100; -1: no\n"
@@ -768,6 +825,7 @@ int cmd_up(int argc, char **argv)
     int backoff_s = 1, tty = isatty(STDOUT_FILENO);
     time_t started = time(NULL), last_check = 0, last_line = 0;
     struct status_probe *probe = status_probe_new(&cfg, 3000);
+    sim_probe = probe;
     struct line_state ls = {.telemetry_end = -1};
     opt.quiet = 1;
     children_tick(&cfg);
@@ -824,6 +882,7 @@ int cmd_up(int argc, char **argv)
     }
     if (tty)
         printf("\n");
+    sim_probe = NULL;
     status_probe_free(probe);
     log_info("stopping");
     children_stop();
