@@ -35,6 +35,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -588,13 +589,19 @@ static void gather_services(struct status_ctx *c, struct status_report *r)
     r->service_count = 0;
     if (svc_probe_endpoints(&c->cfg, st) != 0)
         return;
-    for (int i = 0; i < SVC_COUNT && i < STATUS_MAX_SERVICES; i++) {
-        r->services[i].name = st[i].name;
-        r->services[i].pid = st[i].pid;
-        r->services[i].port = st[i].port;
-        r->services[i].healthy = st[i].healthy;
+    /* Mosquitto is off when fleetsync ingest is the edge: the ingest's own
+     * table shows the edge then. */
+    int n = 0;
+    for (int i = 0; i < SVC_COUNT && n < STATUS_MAX_SERVICES; i++) {
+        if (st[i].off)
+            continue;
+        r->services[n].name = st[i].name;
+        r->services[n].pid = st[i].pid;
+        r->services[n].port = st[i].port;
+        r->services[n].healthy = st[i].healthy;
+        n++;
     }
-    r->service_count = SVC_COUNT < STATUS_MAX_SERVICES ? SVC_COUNT : STATUS_MAX_SERVICES;
+    r->service_count = n;
 }
 
 /* --- the probe other commands keep (fleetsync up's status line) --------- */
@@ -708,6 +715,22 @@ static void refresh(struct status_ctx *c, struct status_report *r, const struct 
     status_report_release(&first);
 }
 
+/* The ingest's metrics port: the one D/run/ingest-metrics names (written by
+ * up --edge ingest while it runs), else the ingest's default, 9107. */
+static int ingest_port_of(const char *data_dir)
+{
+    char path[PATH_MAX];
+    int port = 0;
+    snprintf(path, sizeof(path), "%s/run/ingest-metrics", data_dir);
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (fscanf(f, "%d", &port) != 1 || port < 1 || port > 65535)
+            port = 0;
+        fclose(f);
+    }
+    return port ? port : 9107;
+}
+
 int cmd_status(int argc, char **argv)
 {
     struct status_ctx c;
@@ -729,8 +752,9 @@ int cmd_status(int argc, char **argv)
         OPT_STR_LIST("group", "G", named, &named_count, STATUS_MAX_NAMED, "show group G too (repeatable)"),
         OPT_INTEGER("timeout", "S", &timeout_s, 1, 3600, "seconds to wait for Kafka (default 5)"),
         OPT_INTEGER("ingest-metrics", "PORT", &c.ingest_port, -1, 65535,
-                    "fleetsync ingest's metrics port (default 9107; with --workers N,\n"
-                    "PORT .. PORT+N-1 are summed); -1: do not look"),
+                    "fleetsync ingest's metrics port (default: the one 'fleetsync up\n"
+                    "--edge ingest' gave it, DATA_DIR/run/ingest-metrics, else 9107;\n"
+                    "with --workers N, PORT .. PORT+N-1 are summed); -1: do not look"),
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
@@ -744,7 +768,7 @@ int cmd_status(int argc, char **argv)
     };
 
     memset(&c, 0, sizeof(c));
-    c.ingest_port = 9107;
+    c.ingest_port = 0;
     memset(&cur, 0, sizeof(cur));
     memset(&prev, 0, sizeof(prev));
     cfg_init(&c.cfg);
@@ -757,6 +781,8 @@ int cmd_status(int argc, char **argv)
             goto out;
         }
     }
+    if (!c.ingest_port)
+        c.ingest_port = ingest_port_of(c.cfg.data_dir);
     c.named = named;
     c.named_count = named_count;
     c.timeout_ms = timeout_s * 1000;

@@ -358,6 +358,8 @@ static int reload(const struct fs_config *cfg)
         log_info("the running Mosquitto of %s was restarted with its first credentials "
                  "(clients reconnect; persistent sessions are kept)",
                  cfg->data_dir);
+    else if (rc == 1 && svc_edge_saved(cfg->data_dir) == SVC_EDGE_INGEST)
+        log_info("fleetsync ingest, the MQTT edge of %s, reads the credentials at the next login", cfg->data_dir);
     else if (rc == 1)
         log_info("Mosquitto of %s is not running; 'fleetsync services start' uses the credentials", cfg->data_dir);
     else

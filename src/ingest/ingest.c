@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +34,20 @@
 #define INGEST_DEFAULT_LISTEN "127.0.0.1:18831"
 
 const char *const ing_refusal_names[REF_COUNT] = {
-    [REF_BAD_LOGIN] = "bad_login", [REF_NOT_AUTHORIZED] = "not_authorized", [REF_BAD_VERSION] = "bad_version",
-    [REF_MALFORMED] = "malformed", [REF_TOO_LARGE] = "too_large",           [REF_QOS2] = "qos2",
-    [REF_RETAIN] = "retain",       [REF_SUBSCRIBE] = "subscribe",           [REF_CONNECT_TIMEOUT] = "connect_timeout",
-    [REF_KEEPALIVE] = "keepalive", [REF_SLOW_READER] = "slow_reader",       [REF_TOO_MANY] = "too_many_connections",
+    [REF_BAD_LOGIN] = "bad_login",
+    [REF_NOT_AUTHORIZED] = "not_authorized",
+    [REF_BAD_VERSION] = "bad_version",
+    [REF_MALFORMED] = "malformed",
+    [REF_TOO_LARGE] = "too_large",
+    [REF_QOS2] = "qos2",
+    [REF_RETAIN] = "retain",
+    [REF_SUBSCRIBE] = "subscribe",
+    [REF_CONNECT_TIMEOUT] = "connect_timeout",
+    [REF_KEEPALIVE] = "keepalive",
+    [REF_SLOW_READER] = "slow_reader",
+    [REF_TOO_MANY] = "too_many_connections",
+    [REF_TLS_HANDSHAKE] = "tls_handshake",
+    [REF_TLS_TIMEOUT] = "tls_handshake_timeout",
 };
 
 void ing_refused(struct ingest *g, enum ing_refusal why)
@@ -170,24 +181,38 @@ static int ingest_metrics(struct ingest *g)
     return m && g->m_connections && g->m_acked && g->m_latency && g->m_paused ? 0 : -1;
 }
 
-static int opt_listen(void *value, const char *arg, char *err, size_t err_size)
+/* HOST:PORT (HOST may be [v6]) into host and *port.  0, or -1 + err. */
+static int parse_host_port(const char *arg, char *host, size_t host_size, int *port, char *err, size_t err_size)
 {
-    struct ing_opts *o = value;
     const char *colon = strrchr(arg, ':');
     char *end;
-    long port = colon ? strtol(colon + 1, &end, 10) : -1;
-    if (!colon || colon == arg || (size_t)(colon - arg) >= sizeof(o->host) || *end || port < 1 || port > 65535) {
+    long p = colon ? strtol(colon + 1, &end, 10) : -1;
+    if (!colon || colon == arg || (size_t)(colon - arg) >= host_size || *end || p < 1 || p > 65535) {
         snprintf(err, err_size, "needs HOST:PORT, not '%s'", arg);
         return -1;
     }
-    snprintf(o->host, sizeof(o->host), "%.*s", (int)(colon - arg), arg);
-    if (o->host[0] == '[' && o->host[strlen(o->host) - 1] == ']') {
-        memmove(o->host, o->host + 1, strlen(o->host));
-        o->host[strlen(o->host) - 1] = '\0';
+    snprintf(host, host_size, "%.*s", (int)(colon - arg), arg);
+    if (host[0] == '[' && host[strlen(host) - 1] == ']') {
+        memmove(host, host + 1, strlen(host));
+        host[strlen(host) - 1] = '\0';
     }
-    o->port = (int)port;
+    *port = (int)p;
+    return 0;
+}
+
+static int opt_listen(void *value, const char *arg, char *err, size_t err_size)
+{
+    struct ing_opts *o = value;
+    if (parse_host_port(arg, o->host, sizeof(o->host), &o->port, err, err_size) != 0)
+        return -1;
     o->listen = arg;
     return 0;
+}
+
+static int opt_tls(void *value, const char *arg, char *err, size_t err_size)
+{
+    struct ing_opts *o = value;
+    return parse_host_port(arg, o->tls_host, sizeof(o->tls_host), &o->tls_port, err, err_size);
 }
 
 /* Each connection is a descriptor: the soft limit goes up to the hard one,
@@ -252,6 +277,14 @@ int cmd_ingest(int argc, char **argv)
         OPT_INTEGER("workers", "N", &o.workers, 1, 256,
                     "N processes on the same port (SO_REUSEPORT), each its own Kafka\n"
                     "producer and metrics port (--metrics-port + i); default 1"),
+        OPT_CB("tls", "HOST:PORT", &o, opt_tls,
+               "also serve MQTT over TLS (1.2 or later) there, e.g. 127.0.0.1:18883;\n"
+               "a failed handshake or none within --connect-timeout ends the socket,\n"
+               "counted"),
+        OPT_STR("tls-cert", "F", &o.tls_cert,
+                "the TLS listener's certificate chain, PEM (default\n"
+                "DATA_DIR/tls/server.crt, made by services start --tls)"),
+        OPT_STR("tls-key", "F", &o.tls_key, "its private key, PEM (default DATA_DIR/tls/server.key)"),
         OPT_BOOLEAN("quiet", &o.quiet, "no status line"),
         OPT_END_MARK,
     };
@@ -271,6 +304,15 @@ int cmd_ingest(int argc, char **argv)
     if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
     rc = 1;
+    static char tls_cert[PATH_MAX], tls_key[PATH_MAX];
+    if (!o.tls_cert) {
+        snprintf(tls_cert, sizeof(tls_cert), "%s/tls/server.crt", cfg.data_dir);
+        o.tls_cert = tls_cert;
+    }
+    if (!o.tls_key) {
+        snprintf(tls_key, sizeof(tls_key), "%s/tls/server.key", cfg.data_dir);
+        o.tls_key = tls_key;
+    }
     g.cfg = &cfg;
     g.o = &o;
     for (int i = 0; i < 3; i++)
@@ -333,8 +375,11 @@ int cmd_ingest(int argc, char **argv)
         log_error("%s", err);
         goto out;
     }
-    log_info("ingest listening on %s:%d -> Kafka %s (topics %s, %s, %s); %zu accounts", o.host, o.port, cfg.brokers,
-             g.topics[0], g.topics[1], g.topics[2], mqa_store_accounts(g.store));
+    char tls_line[300] = "";
+    if (o.tls_port)
+        snprintf(tls_line, sizeof(tls_line), " and TLS on %s:%d", o.tls_host, o.tls_port);
+    log_info("ingest listening on %s:%d%s -> Kafka %s (topics %s, %s, %s); %zu accounts", o.host, o.port, tls_line,
+             cfg.brokers, g.topics[0], g.topics[1], g.topics[2], mqa_store_accounts(g.store));
     rc = ing_server_run(&g);
     /* Clean stop: no more reading; what Kafka still has to acknowledge is
      * flushed (its PUBACKs leave), then the clients are let go, MQTT 5 ones

@@ -35,8 +35,10 @@ enum ing_refusal {
     REF_SUBSCRIBE,      /* SUBSCRIBE: nothing to subscribe to here */
     REF_CONNECT_TIMEOUT,
     REF_KEEPALIVE,
-    REF_SLOW_READER, /* its unread answers passed the write buffer's bound */
-    REF_TOO_MANY,    /* over --max-connections */
+    REF_SLOW_READER,   /* its unread answers passed the write buffer's bound */
+    REF_TOO_MANY,      /* over --max-connections */
+    REF_TLS_HANDSHAKE, /* --tls: a handshake failed (plain text, a client that does not trust us, ...) */
+    REF_TLS_TIMEOUT,   /* --tls: no handshake within --connect-timeout */
     REF_COUNT
 };
 
@@ -51,6 +53,10 @@ struct ing_opts {
     int quiet;
     int workers;   /* processes serving the port (--workers); 1: this one */
     int reuseport; /* a worker: the port is shared (SO_REUSEPORT) */
+    char tls_host[256];
+    int tls_port;         /* --tls HOST:PORT; 0: no TLS listener */
+    const char *tls_cert; /* PEM chain, default DATA_DIR/tls/server.crt */
+    const char *tls_key;  /* PEM key, default DATA_DIR/tls/server.key */
 };
 
 struct ing_server;

@@ -12,6 +12,19 @@
  * has its delivery report (refs == 0), since the reports point into its
  * ring, and until the ready list no longer holds it.
  *
+ * TLS (--tls): a second listening socket whose connections carry an SSL
+ * object (OpenSSL, non-blocking over the same descriptor and loop).  A
+ * connection is "handshaking" until SSL_do_handshake completes; until then
+ * nothing reaches its session.  SSL_read / SSL_write may want the other
+ * direction (WANT_WRITE while reading, WANT_READ while writing): every
+ * event of a TLS connection both flushes and reads it again, so either
+ * want is met by the next edge.  OpenSSL keeps decrypted bytes of its own,
+ * so a short SSL_read does not mean the socket is empty: only WANT_READ
+ * clears "readable".  A failed handshake (plain-text bytes, an unknown CA on
+ * the client's side, a client gone) ends the socket, counted
+ * tls_handshake; one not done within --connect-timeout, counted
+ * tls_handshake_timeout.
+ *
  * Backpressure: a session whose ring is full stops reading its socket until
  * a slot frees; a full librdkafka queue stops reading every socket (the
  * packet that did not fit stays in its read buffer and is offered again once
@@ -29,6 +42,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -40,6 +54,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #define RBUF_START 512 /* a CONNECT or a reading fits; doubles while a read fills it */
 #define HASH_BUCKETS 65536
 
@@ -47,6 +64,9 @@ struct conn {
     struct ises ses; /* first: a delivery report's slot leads back to its conn */
     int fd;          /* -1 once closed */
     struct ingest *g;
+    SSL *ssl;        /* a connection of the TLS listener; NULL: plain */
+    int handshaking; /* TLS: the handshake is not done yet */
+    int tls_failed;  /* TLS: a fatal error (no close_notify may follow) */
     uint8_t *rbuf;
     size_t rlen, rcap;
     int readable, on_ready;
@@ -64,6 +84,8 @@ _Static_assert(offsetof(struct conn, ses) == 0, "a delivery report finds its con
 
 struct ing_server {
     int lfd, ep;
+    int tls_lfd;      /* --tls: the TLS listener; -1: none */
+    SSL_CTX *ssl_ctx; /* its certificate and key */
     struct conn *all, *zombies, *ready, *writes;
     struct conn *hash[HASH_BUCKETS];
     size_t n;
@@ -136,14 +158,36 @@ static void make_writable(struct ing_server *s, struct conn *c)
     s->writes = c;
 }
 
+/* Sends up to len bytes: the count sent, or -1 with errno (EAGAIN: the
+ * socket, or TLS, wants an event first). */
+static ssize_t conn_send(struct conn *c, const void *buf, size_t len)
+{
+    if (!c->ssl)
+        return send(c->fd, buf, len, MSG_NOSIGNAL);
+    ERR_clear_error();
+    int k = SSL_write(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (k > 0)
+        return k;
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        errno = EAGAIN;
+        return -1;
+    }
+    c->tls_failed = 1;
+    errno = EPIPE;
+    return -1;
+}
+
 /* Writes what the session has for the client, as much as the socket takes
  * (EPOLLOUT tells when it takes more). */
 static void wflush(struct conn *c)
 {
     struct ises *s = &c->ses;
     size_t off = 0;
+    if (c->handshaking)
+        return;
     while (off < s->out_len && c->fd >= 0) {
-        ssize_t k = send(c->fd, s->out + off, s->out_len - off, MSG_NOSIGNAL);
+        ssize_t k = conn_send(c, s->out + off, s->out_len - off);
         if (k > 0) {
             off += (size_t)k;
             continue;
@@ -207,6 +251,15 @@ static void conn_drop(struct ingest *g, struct conn *c)
         metric_add(g->m_wills, 1);
     hash_del(s, c);
     epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->ssl) {
+        /* close_notify, once, without waiting for the client's */
+        ERR_clear_error();
+        if (!c->handshaking && !c->tls_failed)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     close(c->fd);
     c->fd = -1;
     list_del(&s->all, c);
@@ -333,10 +386,59 @@ static int64_t now_ms(void *ctx)
 
 static const struct ises_ops ops = {login, may_publish, produce, refused, acked, now_ms};
 
+/* Receives up to len bytes: the count, 0 at the end of the stream, or -1
+ * with errno (EAGAIN: nothing now). */
+static ssize_t conn_recv(struct conn *c, void *buf, size_t len)
+{
+    if (!c->ssl)
+        return recv(c->fd, buf, len, 0);
+    ERR_clear_error();
+    int k = SSL_read(c->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+    if (k > 0)
+        return k;
+    int e = SSL_get_error(c->ssl, k);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        errno = EAGAIN;
+        return -1;
+    }
+    c->tls_failed = 1;
+    errno = ECONNRESET;
+    return -1;
+}
+
+/* Drives a TLS connection's handshake.  Returns 1 once it is done, 0 while
+ * it waits for the socket, -1 when it failed (the socket closed, counted). */
+static int tls_handshake(struct ingest *g, struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->handshaking = 0;
+        return 1;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        c->readable = 0;
+        return 0;
+    }
+    char why[256] = "the client closed the connection";
+    unsigned long code = ERR_peek_error();
+    if (code)
+        ERR_error_string_n(code, why, sizeof(why));
+    log_debug("TLS handshake failed: %s", why);
+    ing_refused(g, REF_TLS_HANDSHAKE);
+    conn_close(g, c, 0, 0);
+    return -1;
+}
+
 /* Reads and hands to the session what the socket holds, while nothing
  * stops it. */
 static void conn_read(struct ingest *g, struct conn *c)
 {
+    if (c->handshaking && tls_handshake(g, c) <= 0)
+        return;
     while (c->fd >= 0 && !g->kafka_full && !c->ses.blocked) {
         size_t used = 0;
         enum ises_status st = ises_input(&c->ses, c->rbuf, c->rlen, &used);
@@ -361,11 +463,12 @@ static void conn_read(struct ingest *g, struct conn *c)
             c->rbuf = b;
             c->rcap = cap;
         }
-        ssize_t k = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, 0);
+        ssize_t k = conn_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
         if (k > 0) {
             /* Less than asked for: the socket is empty now (edge-triggered:
-             * what arrives later raises a new event), no recv for EAGAIN. */
-            if ((size_t)k < c->rcap - c->rlen)
+             * what arrives later raises a new event), no recv for EAGAIN.
+             * Not so with TLS, which may hold decrypted bytes of its own. */
+            if ((size_t)k < c->rcap - c->rlen && !c->ssl)
                 c->readable = 0;
             c->rlen += (size_t)k;
             c->last_rx_ms = g->mono_ms;
@@ -384,11 +487,12 @@ static void conn_read(struct ingest *g, struct conn *c)
 
 /* ---- the loop ----------------------------------------------------------- */
 
-static void accept_all(struct ingest *g)
+/* Accepts what the listener lfd has; tls: its connections speak TLS. */
+static void accept_all(struct ingest *g, int lfd, int tls)
 {
     struct ing_server *s = g->srv;
     for (;;) {
-        int fd = accept4(s->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0)
             return;
         if (s->n >= (size_t)g->o->max_connections) {
@@ -399,7 +503,22 @@ static void accept_all(struct ingest *g)
         struct conn *c = calloc(1, sizeof(*c));
         if (c)
             c->rbuf = malloc(RBUF_START);
+        if (c && c->rbuf && tls) {
+            c->ssl = SSL_new(s->ssl_ctx);
+            if (c->ssl && SSL_set_fd(c->ssl, fd) == 1) {
+                SSL_set_accept_state(c->ssl);
+                c->handshaking = 1;
+            } else {
+                SSL_free(c->ssl);
+                c->ssl = NULL;
+                ERR_clear_error();
+                free(c->rbuf);
+                c->rbuf = NULL;
+            }
+        }
         if (!c || !c->rbuf) {
+            if (c)
+                free(c->rbuf);
             free(c);
             close(fd);
             continue;
@@ -419,6 +538,7 @@ static void accept_all(struct ingest *g)
         c->opened_ms = c->last_rx_ms = fs_mono_ms();
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
         if (epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+            SSL_free(c->ssl);
             conn_free(c);
             close(fd);
             continue;
@@ -438,7 +558,7 @@ static void check_timers(struct ingest *g)
     for (struct conn *c = s->all; c; c = next) {
         next = c->next;
         if (c->ses.state == ISES_WAIT_CONNECT && now - c->opened_ms > g->o->connect_timeout_s * 1000LL) {
-            ing_refused(g, REF_CONNECT_TIMEOUT);
+            ing_refused(g, c->handshaking ? REF_TLS_TIMEOUT : REF_CONNECT_TIMEOUT);
             conn_close(g, c, 0, 0);
         } else if (c->ses.state == ISES_OPEN && c->ses.keepalive_s &&
                    now - c->last_rx_ms > c->ses.keepalive_s * 1500LL && !c->ses.blocked && !g->kafka_full) {
@@ -446,6 +566,74 @@ static void check_timers(struct ingest *g)
             conn_close(g, c, 1, MQW_RC_KEEPALIVE_TIMEOUT);
         }
     }
+}
+
+/* A non-blocking listening socket on host:port (shared with the other
+ * workers when reuseport).  Returns it, or -1 + err. */
+static int listen_on(const char *host, int port, int reuseport, char *err, size_t err_size)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
+    char ps[16];
+    snprintf(ps, sizeof(ps), "%d", port);
+    int e = getaddrinfo(host, ps, &hints, &ai);
+    if (e) {
+        snprintf(err, err_size, "cannot resolve %s: %s", host, gai_strerror(e));
+        return -1;
+    }
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Workers share the port; the kernel spreads new connections over
+     * their sockets. */
+    if (fd >= 0 && reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
+        snprintf(err, err_size, "SO_REUSEPORT: %s", strerror(errno));
+        goto fail;
+    }
+    if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        snprintf(err, err_size, "cannot listen on %s:%d: %s", host, port, strerror(errno));
+        goto fail;
+    }
+    freeaddrinfo(ai);
+    return fd;
+fail:
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return -1;
+}
+
+/* The TLS listener's context: TLS 1.2 or later, the certificate chain and
+ * key of --tls-cert / --tls-key.  Returns it, or NULL + err. */
+static SSL_CTX *tls_context(const struct ing_opts *o, char *err, size_t err_size)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *step = "SSL_CTX_new";
+    if (!ctx)
+        goto fail;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    /* Partial writes: wflush sends what fits and keeps the rest in the
+     * session's buffer, which may move before the retry.  Idle connections
+     * give their TLS buffers back. */
+    SSL_CTX_set_mode(ctx,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION);
+    step = o->tls_cert;
+    if (SSL_CTX_use_certificate_chain_file(ctx, o->tls_cert) != 1)
+        goto fail;
+    step = o->tls_key;
+    if (SSL_CTX_use_PrivateKey_file(ctx, o->tls_key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1)
+        goto fail;
+    return ctx;
+fail:;
+    char why[256] = "out of memory";
+    unsigned long code = ERR_get_error();
+    if (code)
+        ERR_error_string_n(code, why, sizeof(why));
+    ERR_clear_error();
+    snprintf(err, err_size, "TLS: %s: %s", step, why);
+    SSL_CTX_free(ctx);
+    return NULL;
 }
 
 int ing_server_open(struct ingest *g, char *err, size_t err_size)
@@ -456,38 +644,21 @@ int ing_server_open(struct ingest *g, char *err, size_t err_size)
         return -1;
     }
     g->srv = s;
-    s->lfd = s->ep = -1;
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", g->o->port);
-    int e = getaddrinfo(g->o->host, port, &hints, &ai);
-    if (e) {
-        snprintf(err, err_size, "cannot resolve %s: %s", g->o->host, gai_strerror(e));
+    s->lfd = s->ep = s->tls_lfd = -1;
+    if (g->o->tls_port && !(s->ssl_ctx = tls_context(g->o, err, err_size)))
         return -1;
-    }
-    s->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (s->lfd >= 0)
-        setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    /* Workers share the port; the kernel spreads new connections over
-     * their sockets. */
-    if (s->lfd >= 0 && g->o->reuseport && setsockopt(s->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-        snprintf(err, err_size, "SO_REUSEPORT: %s", strerror(errno));
-        freeaddrinfo(ai);
+    if ((s->lfd = listen_on(g->o->host, g->o->port, g->o->reuseport, err, err_size)) < 0)
         return -1;
-    }
-    if (s->lfd < 0 || bind(s->lfd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(s->lfd, 4096) != 0) {
-        snprintf(err, err_size, "cannot listen on %s:%d: %s", g->o->host, g->o->port, strerror(errno));
-        freeaddrinfo(ai);
+    if (g->o->tls_port && (s->tls_lfd = listen_on(g->o->tls_host, g->o->tls_port, g->o->reuseport, err, err_size)) < 0)
         return -1;
-    }
-    freeaddrinfo(ai);
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     struct epoll_event wk = {.events = EPOLLIN, .data.ptr = &s->lfd};
     struct epoll_event sg = {.events = EPOLLIN, .data.ptr = &s->ep};
+    struct epoll_event tl = {.events = EPOLLIN, .data.ptr = &s->tls_lfd};
     if (s->ep < 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, s->lfd, &ev) != 0 ||
-        epoll_ctl(s->ep, EPOLL_CTL_ADD, g->wake[0], &wk) != 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, sig_fd(), &sg) != 0) {
+        epoll_ctl(s->ep, EPOLL_CTL_ADD, g->wake[0], &wk) != 0 || epoll_ctl(s->ep, EPOLL_CTL_ADD, sig_fd(), &sg) != 0 ||
+        (s->tls_lfd >= 0 && epoll_ctl(s->ep, EPOLL_CTL_ADD, s->tls_lfd, &tl) != 0)) {
         snprintf(err, err_size, "epoll: %s", strerror(errno));
         return -1;
     }
@@ -549,7 +720,9 @@ int ing_server_run(struct ingest *g)
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (!p) {
-                accept_all(g);
+                accept_all(g, s->lfd, 0);
+            } else if (p == &s->tls_lfd) {
+                accept_all(g, s->tls_lfd, 1);
             } else if (p == &s->lfd) {
                 drain_fd(g->wake[0]);
             } else if (p == &s->ep) {
@@ -558,7 +731,9 @@ int ing_server_run(struct ingest *g)
                 struct conn *c = p;
                 if (evs[i].events & EPOLLOUT)
                     wflush(c);
-                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP)) {
+                /* TLS: a read may have waited for the socket to take bytes
+                 * (a handshake's, or a write inside SSL_read). */
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLERR | EPOLLHUP) || (c->ssl && c->fd >= 0)) {
                     c->readable = 1;
                     make_ready(s, c);
                 }
@@ -619,8 +794,11 @@ void ing_server_free(struct ingest *g)
     }
     if (s->lfd >= 0)
         close(s->lfd);
+    if (s->tls_lfd >= 0)
+        close(s->tls_lfd);
     if (s->ep >= 0)
         close(s->ep);
+    SSL_CTX_free(s->ssl_ctx);
     free(s);
     g->srv = NULL;
     ing_counts_publish(g); /* the wills just produced */

@@ -331,6 +331,7 @@ int svc_ctx_init(struct svc_ctx *c, const struct fs_config *cfg, const struct sv
     }
     c->kafka_nodes = svc_kafka_nodes_saved(c->dir);
     c->secure = ka_is_secure(c->dir);
+    c->edge_ingest = svc_edge_saved(c->dir) == SVC_EDGE_INGEST;
     return ensure_user(c);
 }
 

@@ -212,3 +212,65 @@ int svc_mqtt_reload(const struct fs_config *cfg)
     }
     return 0;
 }
+
+enum svc_edge svc_edge_saved(const char *data_dir)
+{
+    char path[PATH_MAX], word[16] = "";
+    svc_path_join(path, sizeof(path), data_dir, "mqtt-edge");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return SVC_EDGE_MOSQUITTO;
+    int ok = fscanf(f, "%15s", word) == 1;
+    fclose(f);
+    return ok && strcmp(word, "ingest") == 0 ? SVC_EDGE_INGEST : SVC_EDGE_MOSQUITTO;
+}
+
+/* start --edge: SVC_EDGE_KEEP keeps the data dir's choice; the other two
+ * are remembered in D/mqtt-edge (written for ingest, removed for
+ * Mosquitto), so that later start, status and stop need no flag.  The
+ * ingest cannot take the MQTT port while this data dir's Mosquitto holds
+ * it: refused, with what to do.  Returns 0, or -1 (said why). */
+int svc_edge_choose(struct svc_ctx *c, enum svc_edge requested)
+{
+    if (requested == SVC_EDGE_KEEP)
+        return 0;
+    if (requested == SVC_EDGE_INGEST) {
+        pid_t pid = svc_running_pid(c, SVC_MOSQUITTO, 0);
+        if (pid) {
+            log_error("mosquitto (pid %d) holds the MQTT port %d: 'fleetsync services stop' first to make fleetsync "
+                      "ingest the MQTT edge",
+                      (int)pid, c->ports.mqtt);
+            return -1;
+        }
+        static const char text[] = "ingest\n";
+        if (nf_write(c->dir, "mqtt-edge", text, sizeof(text) - 1, 0644, (uid_t)-1, (gid_t)-1) != 0) {
+            log_error("cannot write %s/mqtt-edge: %s", c->dir, strerror(errno));
+            return -1;
+        }
+    } else if (nf_unlink(c->dir, "mqtt-edge") != 0) {
+        log_error("cannot remove %s/mqtt-edge: %s", c->dir, strerror(errno));
+        return -1;
+    }
+    c->edge_ingest = requested == SVC_EDGE_INGEST;
+    return 0;
+}
+
+/* With fleetsync ingest as the edge, start runs no Mosquitto but keeps
+ * what its clients find in the data dir: the certificates of D/tls/ and
+ * D/run/mqtt-tls with start --tls (the ingest serves that port; without
+ * it, up writes the file when it gives the ingest a TLS listener), and no
+ * stale D/run/mqtt-auth mark.  Returns 0, or -1 (said why). */
+int svc_edge_ingest_prepare(const struct svc_ctx *c)
+{
+    if (c->tls_port && svc_tls_ensure(c) != 0)
+        return -1;
+    if (save_tls_port(c) != 0) {
+        log_error("cannot write %s/run/mqtt-tls: %s", c->dir, strerror(errno));
+        return -1;
+    }
+    if (nf_unlink(c->dir, "run/mqtt-auth") != 0) {
+        log_error("cannot remove %s/run/mqtt-auth: %s", c->dir, strerror(errno));
+        return -1;
+    }
+    return 0;
+}

@@ -76,7 +76,8 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     if (svc_ctx_init(&c, cfg, &opt->ports, 1) != 0 || svc_check_reachable(&c) != 0)
         return 1;
     c.tls_port = opt->tls_port;
-    if (svc_kafka_nodes_choose(&c, opt->kafka_brokers) != 0 || svc_kafka_secure_choose(&c, opt->secure) != 0)
+    if (svc_kafka_nodes_choose(&c, opt->kafka_brokers) != 0 || svc_kafka_secure_choose(&c, opt->secure) != 0 ||
+        svc_edge_choose(&c, opt->edge) != 0)
         return 1;
     if (svc_mkdir(&c, "run", 0755) != 0 || svc_mkdir(&c, "log", 0755) != 0)
         return 1;
@@ -106,6 +107,14 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
     static int (*const starters[SVC_COUNT])(const struct svc_ctx *) = {svc_start_mosquitto, svc_start_kafka,
                                                                        svc_start_postgres};
     for (int i = 0; i < SVC_COUNT; i++) {
+        if (i == SVC_MOSQUITTO && c.edge_ingest && !running[i]) {
+            /* fleetsync ingest (run by up) takes the MQTT port. */
+            if (svc_edge_ingest_prepare(&c) != 0) {
+                failed = -1;
+                goto fail;
+            }
+            continue;
+        }
         if (running[i] == units[i]) {
             if (!opt->quiet && units[i] > 1)
                 log_info("%s already running (%d brokers)", svc_names[i], units[i]);
@@ -128,6 +137,8 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
         }
     }
     for (int i = 0; i < SVC_COUNT; i++) {
+        if (i == SVC_MOSQUITTO && c.edge_ingest && !running[i])
+            continue;
         if (svc_wait_healthy(&c, (enum svc_id)i, opt->timeout_s, &failed_node) != 0) {
             failed = i;
             goto fail;
@@ -156,13 +167,18 @@ int svc_start(const struct fs_config *cfg, const struct svc_options *opt)
 
     char kb[256];
     svc_kafka_bootstrap_list(&c, kb, sizeof(kb));
+    char mqtt[96];
+    snprintf(mqtt, sizeof(mqtt),
+             c.edge_ingest && !running[SVC_MOSQUITTO] ? "no Mosquitto (fleetsync ingest takes MQTT on 127.0.0.1:%d)"
+                                                      : "MQTT 127.0.0.1:%d",
+             c.ports.mqtt);
     if (!opt->quiet)
-        log_info("services up in %.1f s: MQTT 127.0.0.1:%d, Kafka %s%s%s, PostgreSQL 127.0.0.1:%d; "
+        log_info("services up in %.1f s: %s, Kafka %s%s%s, PostgreSQL 127.0.0.1:%d; "
                  "data and logs in %s",
-                 (double)(fs_mono_ms() - t0) / 1000.0, c.ports.mqtt, kb,
+                 (double)(fs_mono_ms() - t0) / 1000.0, mqtt, kb,
                  c.kafka_nodes > 1 ? " (3 brokers: replication factor 3, min.insync.replicas 2)" : "",
                  c.secure ? " (SASL/" KA_MECHANISM " and ACLs)" : "", c.ports.pg, c.dir);
-    if (!opt->quiet && c.tls_port && mqa_tls_port(c.dir) == c.tls_port)
+    if (!opt->quiet && c.tls_port && mqa_tls_port(c.dir) == c.tls_port && !c.edge_ingest)
         log_info("MQTT over TLS: mqtts://127.0.0.1:%d (clients trust %s/tls/ca.crt)", c.tls_port, c.dir);
     return 0;
 
@@ -314,7 +330,9 @@ static int probe_all(const struct fs_config *cfg, struct svc_state out[SVC_COUNT
             continue;
         }
         out[i].pid = (int)svc_running_pid(&c, (enum svc_id)i, 0);
-        if (out[i].pid) {
+        if (i == SVC_MOSQUITTO && !out[i].pid && c.edge_ingest) {
+            out[i].off = out[i].healthy = 1; /* fleetsync ingest is the edge */
+        } else if (out[i].pid) {
             int ok = i == SVC_MOSQUITTO ? svc_mqtt_healthy(&c, 2000) : svc_pg_healthy(&c);
             out[i].healthy = ok == 0;
         } else if (always) {
@@ -356,13 +374,16 @@ int svc_status(const struct fs_config *cfg, int json)
         char size[32];
         units_format_bytes((uint64_t)st[i].data_bytes, size, sizeof(size));
         /* A cluster with some brokers down still serves: "degraded". */
-        const char *health = st[i].healthy                    ? "healthy"
+        const char *health = st[i].off                        ? "off"
+                             : st[i].healthy                  ? "healthy"
                              : st[i].brokers > 1 && st[i].pid ? "degraded"
                              : st[i].pid                      ? "unhealthy"
                                                               : "down";
         if (json) {
             printf("%s{\"name\":\"%s\",\"pid\":%d,\"port\":%d,\"healthy\":%s,\"data_bytes\":%lld", i ? "," : "",
                    st[i].name, st[i].pid, st[i].port, st[i].healthy ? "true" : "false", st[i].data_bytes);
+            if (st[i].off)
+                printf(",\"off\":true");
             if (i == SVC_KAFKA) {
                 printf(",\"brokers\":[");
                 for (int k = 0; k < nkn; k++)
@@ -431,6 +452,19 @@ static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err
     return 0;
 }
 
+static int opt_edge(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (strcmp(arg, "ingest") == 0)
+        *(enum svc_edge *)value = SVC_EDGE_INGEST;
+    else if (strcmp(arg, "mosquitto") == 0)
+        *(enum svc_edge *)value = SVC_EDGE_MOSQUITTO;
+    else {
+        snprintf(err, err_size, "is ingest or mosquitto");
+        return -1;
+    }
+    return 0;
+}
+
 int cmd_services(int argc, char **argv)
 {
     struct fs_config cfg;
@@ -462,6 +496,13 @@ int cmd_services(int argc, char **argv)
                     "writes truck-alerts.  Passwords derive from DIR/kafka-auth/secret\n"
                     "(0600); every fleetsync command finds its own there.  Remembered\n"
                     "in the data dir (docs/security.md)"),
+        OPT_CB("edge", "ingest|mosquitto", &opt.edge, opt_edge,
+               "what takes the trucks' MQTT: mosquitto (fleetsync bridge carries\n"
+               "it to Kafka) or ingest: no Mosquitto is started, as 'fleetsync up'\n"
+               "runs fleetsync ingest on the MQTT port (and, with --tls, on the\n"
+               "TLS port).  Remembered in the data dir (DIR/mqtt-edge): later\n"
+               "start, status and stop need no flag; status shows mosquitto 'off'.\n"
+               "Default: the data dir's choice, else mosquitto (docs/up.md)"),
         OPT_INTEGER("timeout", "S", &opt.timeout_s, 1, 86400, "seconds to wait for each service (default 120)"),
         OPT_BOOLEAN("json", &json, "status as JSON"),
         OPT_END_MARK,

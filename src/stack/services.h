@@ -12,6 +12,8 @@
  *   D/kafka-<k>/            the same per broker k of a cluster (start --kafka-brokers 3):
  *                           pids in D/run/kafka-<k>.pid, logs in D/log/kafka-<k>.log
  *   D/kafka-brokers         the broker count when it is not 1 (later commands read it)
+ *   D/mqtt-edge             "ingest" when fleetsync ingest, not Mosquitto, is the MQTT
+ *                           edge (start --edge ingest): Mosquitto is then not run
  *   D/kafka-auth/secret     Kafka wants SASL and enforces ACLs (start --secure, core/kafkaauth.h)
  *   D/postgres/data         the initdb'd cluster; D/postgres/run its unix socket
  *   D/pgpass                password of PostgreSQL role fleetsync (libpq password
@@ -54,6 +56,12 @@ struct svc_ports {
     int pg;
 };
 
+/* What takes the trucks' MQTT (start --edge): the embedded Mosquitto (with
+ * fleetsync bridge behind it), or fleetsync ingest, run by up, in which
+ * case services start runs no Mosquitto.  SVC_EDGE_KEEP keeps the data dir's
+ * choice (D/mqtt-edge; Mosquitto when there is none). */
+enum svc_edge { SVC_EDGE_KEEP = 0, SVC_EDGE_MOSQUITTO, SVC_EDGE_INGEST };
+
 struct svc_options {
     struct svc_ports ports;
     int partitions; /* truck-telemetry partitions; 0 = default */
@@ -62,7 +70,12 @@ struct svc_options {
     int quiet;
     int kafka_brokers; /* 1 or 3 KRaft nodes; 0 = what the data dir has (else 1) */
     int secure;        /* make Kafka secure (SASL + ACLs, core/kafkaauth.h); 0 = as the data dir is */
+    enum svc_edge edge;
 };
+
+/* The data dir's MQTT edge (D/mqtt-edge): SVC_EDGE_INGEST or
+ * SVC_EDGE_MOSQUITTO. */
+enum svc_edge svc_edge_saved(const char *data_dir);
 
 /* Derives the ports from the shared endpoints (--mqtt, --brokers, --pg);
  * the controller listens on the Kafka port + 1.  Returns 0 or -1 + err. */
@@ -94,7 +107,8 @@ struct svc_state {
     const char *name;
     int pid; /* 0 when not running */
     int port;
-    int healthy; /* Kafka: every broker answers */
+    int healthy; /* Kafka: every broker answers; 1 for a service that is off */
+    int off;     /* not run by design: Mosquitto when fleetsync ingest is the edge */
     long long data_bytes;
     int brokers;         /* Kafka: brokers of the data dir (1 or 3); 0 for the others */
     int brokers_running; /* Kafka: how many of them have a live process */

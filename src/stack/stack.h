@@ -37,6 +37,7 @@ struct svc_ctx {
     int tls_port;    /* Mosquitto's TLS listener, 0 = none */
     int kafka_nodes; /* 1: the single broker; 3: a cluster (D/kafka-brokers) */
     int secure;      /* Kafka wants SASL and enforces ACLs (D/kafka-auth/secret) */
+    int edge_ingest; /* fleetsync ingest is the MQTT edge: no Mosquitto (D/mqtt-edge) */
 };
 
 /* datadir.c */
@@ -71,6 +72,8 @@ void svc_reap_children(void);
 int svc_mqtt_healthy_at(const struct cfg_mqtt_url *url, int port, int refused_ok, int timeout_ms);
 int svc_mqtt_healthy(const struct svc_ctx *c, int timeout_ms);
 int svc_start_mosquitto(const struct svc_ctx *c);
+int svc_edge_choose(struct svc_ctx *c, enum svc_edge requested);
+int svc_edge_ingest_prepare(const struct svc_ctx *c);
 
 /* certs.c */
 int svc_tls_ensure(const struct svc_ctx *c);

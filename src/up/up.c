@@ -1,9 +1,10 @@
 /*
  * up.c - "fleetsync up", the main job: the whole stack in one command.
  *
- * It starts the embedded services, then the FleetSync processes (the
- * bridge, the pipelines: history, billing, detect, dashboard, notify when
- * a routes file exists, and the simulator), each a child running this same binary with the same
+ * It starts the embedded services, then the FleetSync processes (the MQTT
+ * edge: fleetsync ingest, or the bridge behind Mosquitto; the pipelines:
+ * history, billing, detect, dashboard, notify when a routes file exists;
+ * and the simulator), each a child running this same binary with the same
  * endpoints, in its own process group so that a Ctrl-C reaches only us.  It
  * prints where everything is and watches: a child that exits is restarted
  * with backoff and reported, a service that died is started again, and one
@@ -18,6 +19,7 @@
 #include "core/config.h"
 #include "core/kafkaauth.h"
 #include "core/log.h"
+#include "core/mqttauth.h"
 #include "core/nofollow.h"
 #include "core/opts.h"
 #include "core/pg.h"
@@ -29,9 +31,12 @@
 #include "core/clock.h"
 #include "core/topics.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <civetweb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <jansson.h>
 #include <limits.h>
 #include <signal.h>
@@ -43,11 +48,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char up_about[] = "Starts the embedded Mosquitto, Kafka and PostgreSQL (as 'fleetsync services start'),\n"
-                               "the MQTT -> Kafka bridge, every pipeline (history and billing into PostgreSQL,\n"
-                               "detect raising alerts, the live dashboard on --listen) and the truck simulator,\n"
-                               "keeps them running (whatever dies is restarted with backoff), shows one status\n"
-                               "line (trucks, messages/s, lag per group, alerts) and stops them all on Ctrl-C.\n"
+static const char up_about[] = "Starts the embedded Kafka and PostgreSQL (as 'fleetsync services start'), the\n"
+                               "MQTT edge (fleetsync ingest, or Mosquitto + bridge: --edge), every pipeline\n"
+                               "(history and billing into PostgreSQL, detect raising alerts, the live dashboard\n"
+                               "on --listen) and the truck simulator, keeps them running (whatever dies is\n"
+                               "restarted with backoff), shows one status line (trucks, messages/s, lag per\n"
+                               "group, alerts) and stops them all on Ctrl-C.\n"
                                "With a routes file (DATA_DIR/notify.json, or --notify-routes F) it also runs\n"
                                "'fleetsync notify', which POSTs alerts to webhooks (docs/notify.md).\n"
                                "Data stays in the data dir: a second 'up' resumes. Logs: DATA_DIR/log/.";
@@ -71,6 +77,8 @@ static char sim_trucks[24] = "1000", sim_interval[24] = "10";
 static char notify_routes[PATH_MAX]; /* notify runs only with a routes file (up_notify_routes) */
 static struct child children[] = {
     {.name = "bridge", .args = {"bridge", "--quiet", NULL}, .metrics_off = 1},
+    /* --edge ingest: instead of the bridge, on the MQTT port (up_edge). */
+    {.name = "ingest", .args = {"ingest", "--quiet", NULL}, .metrics_off = 7, .off = 1},
     {.name = "history", .args = {"history", NULL}, .metrics_off = 2},
     {.name = "billing", .args = {"billing", NULL}, .metrics_off = 4},
     {.name = "detect", .args = {"detect", NULL}, .metrics_off = 3},
@@ -83,6 +91,17 @@ static struct child children[] = {
 static int nchildren = (int)(sizeof(children) / sizeof(children[0]));
 static int metrics_base = 9100;
 #define NCHILDREN nchildren
+static enum svc_edge edge = SVC_EDGE_KEEP; /* --edge; KEEP: the data dir's (up_edge) */
+static int mqtt_port, tls_port;            /* the ingest's ports (tls_port 0: no TLS listener) */
+
+/* The named child. */
+static struct child *child_named(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof(children) / sizeof(children[0])); i++)
+        if (strcmp(children[i].name, name) == 0)
+            return &children[i];
+    return NULL;
+}
 
 /* Whether notify runs (a routes file was found). */
 static int notify_routes_on(void)
@@ -212,22 +231,69 @@ static int bridge_subscribed(void)
     return strstr(body, "\nfleetsync_bridge_mqtt_connected 1") != NULL;
 }
 
-/* The simulator starts once the bridge has subscribed: until then the broker
- * has no subscriber to queue readings for, and a backfill (--start, --speedup
- * 0) published in the first moments would be dropped.  After 30 s without
+/* Whether something accepts TCP connections on 127.0.0.1:port. */
+static int port_listening(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return 0;
+    int ok = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Probes Kafka's groups for notify_positioned(); set while up runs. */
+static struct status_probe *sim_probe;
+
+/* Whether notify, when it runs, has committed a position on each partition
+ * of truck-alerts.  A new group starts at the end of the topic ("latest"),
+ * as it is when notify gets its partitions: alerts the simulator provokes
+ * before then (a backfill's come within seconds) would be skipped.  Its
+ * first commit, within a second of its assignment, fixes where it reads. */
+static int notify_positioned(void)
+{
+    if (!notify_routes_on() || !sim_probe)
+        return 1;
+    struct status_report r;
+    int ok = 0;
+    status_probe_refresh(sim_probe, &r);
+    for (size_t i = 0; i < r.group_count; i++) {
+        const struct status_group *g = &r.groups[i];
+        if (strcmp(g->name, "fleetsync-notify") != 0 || !g->count)
+            continue;
+        ok = 1;
+        for (size_t j = 0; j < g->count; j++)
+            ok &= g->parts[j].committed >= 0;
+    }
+    status_report_release(&r);
+    return ok;
+}
+
+/* The simulator starts once the edge takes its readings and notify (when
+ * it runs) has its position.  The bridge: once it has subscribed; until
+ * then the broker has no subscriber to queue readings for, and a backfill
+ * (--start, --speedup 0) published in the first moments would be dropped.
+ * The ingest: once it listens (it has checked Kafka's topics first), so
+ * that the trucks' first connections are not refused.  After 30 s without
  * it, the simulator starts anyway (with a warning). */
 static int sim_may_start(time_t now)
 {
     static int ready;
     static time_t since;
-    if (ready || metrics_base <= 0)
+    int ingest = edge == SVC_EDGE_INGEST;
+    if (ready || (metrics_base <= 0 && !ingest))
         return 1;
     if (!since)
         since = now;
-    if (bridge_subscribed())
+    int edge_ready = ingest ? port_listening(mqtt_port) : bridge_subscribed();
+    if (edge_ready && notify_positioned())
         return ready = 1;
     if (now - since >= 30) {
-        log_warn("the bridge has not subscribed within 30 s: starting the simulator anyway");
+        log_warn("%s within 30 s: starting the simulator anyway",
+                 !edge_ready ? (ingest ? "the ingest does not listen" : "the bridge has not subscribed")
+                             : "notify has no position in truck-alerts");
         return ready = 1;
     }
     return 0;
@@ -428,11 +494,116 @@ static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err
 static int opt_metrics_base(void *value, const char *arg, char *err, size_t err_size)
 {
     long v;
-    if (cfg_parse_long(arg, -1, 65535 - 6, &v) != 0 || v == 0) {
-        snprintf(err, err_size, "is a port number (1-65529), or -1");
+    if (cfg_parse_long(arg, -1, 65535 - 7, &v) != 0 || v == 0) {
+        snprintf(err, err_size, "is a port number (1-65528), or -1");
         return -1;
     }
     *(int *)value = (int)v;
+    return 0;
+}
+
+static int opt_edge(void *value, const char *arg, char *err, size_t err_size)
+{
+    if (strcmp(arg, "ingest") == 0)
+        *(enum svc_edge *)value = SVC_EDGE_INGEST;
+    else if (strcmp(arg, "mosquitto") == 0)
+        *(enum svc_edge *)value = SVC_EDGE_MOSQUITTO;
+    else {
+        snprintf(err, err_size, "is ingest or mosquitto");
+        return -1;
+    }
+    return 0;
+}
+
+/* The MQTT edge (--edge; without it the data dir's choice, else the ingest
+ * in a new data dir): the bridge behind Mosquitto, or the ingest on the MQTT
+ * port (127.0.0.1, as Mosquitto listens), with a TLS listener on the TLS
+ * port (D/run/mqtt-tls, else the MQTT port + 53) when the data dir has the
+ * broker's certificate (D/tls/, services start --tls).  The ingest reads the
+ * trucks' accounts of D/mqtt/ itself.  Returns 0, or 2 (said why). */
+static int up_edge(const struct fs_config *cfg, struct svc_options *opt)
+{
+    if (edge == SVC_EDGE_KEEP) {
+        /* The data dir's choice; a data dir whose Mosquitto ran before
+         * (its persistence may hold the bridge's queued readings) keeps it;
+         * a new one gets the ingest. */
+        char path[PATH_MAX + 32];
+        snprintf(path, sizeof(path), "%s/mqtt-edge", cfg->data_dir);
+        int saved = access(path, F_OK) == 0;
+        snprintf(path, sizeof(path), "%s/mosquitto", cfg->data_dir);
+        if (saved)
+            edge = svc_edge_saved(cfg->data_dir);
+        else if (access(path, F_OK) == 0)
+            edge = SVC_EDGE_MOSQUITTO;
+        else
+            edge = SVC_EDGE_INGEST;
+        if (!saved && edge == SVC_EDGE_MOSQUITTO)
+            log_info("%s ran Mosquitto before: keeping Mosquitto + bridge as the MQTT edge (--edge ingest "
+                     "switches)",
+                     cfg->data_dir);
+    }
+    opt->edge = edge;
+    if (edge != SVC_EDGE_INGEST)
+        return 0;
+    static char listen[32], tls_listen[32];
+    mqtt_port = opt->ports.mqtt;
+    snprintf(listen, sizeof(listen), "127.0.0.1:%d", mqtt_port);
+    child_named("bridge")->off = 1;
+    child_named("ingest")->off = 0;
+    child_arg("ingest", "--listen", listen);
+    /* The ingest acknowledges a reading once Kafka has it, not at once as
+     * Mosquitto does: with the simulator's default of 100 readings in
+     * flight per truck, a backfill's (--speedup 0) trucks would run up to
+     * 100 readings (1,000 s at 10 s) apart in truck-telemetry, which
+     * detect's offline rule (10 minutes of a partition's time) takes for
+     * trucks gone silent.  10 keeps them within 100 s. */
+    child_arg("sim", "--max-inflight", "10");
+    char crt[PATH_MAX + 32], key[PATH_MAX + 32];
+    snprintf(crt, sizeof(crt), "%s/tls/server.crt", cfg->data_dir);
+    snprintf(key, sizeof(key), "%s/tls/server.key", cfg->data_dir);
+    if (access(crt, R_OK) == 0 && access(key, R_OK) == 0) {
+        tls_port = mqa_tls_port(cfg->data_dir);
+        if (!tls_port)
+            tls_port = mqtt_port + 53;
+        if (tls_port > 65535) {
+            fprintf(stderr, "fleetsync up: MQTT port %d + 53 is no port for the ingest's TLS listener\n", mqtt_port);
+            return 2;
+        }
+        snprintf(tls_listen, sizeof(tls_listen), "127.0.0.1:%d", tls_port);
+        child_arg("ingest", "--tls", tls_listen);
+    }
+    return 0;
+}
+
+/* D/run/mqtt-tls names the ingest's TLS port to the data dir's clients
+ * (core/mqttauth.h); D/run/ingest-metrics its metrics port to fleetsync
+ * status.  Written once the services are up, removed when up stops.
+ * Returns 0, or -1 (said why). */
+static int up_edge_files(const struct fs_config *cfg, int on)
+{
+    char text[32];
+    if (edge != SVC_EDGE_INGEST)
+        return 0;
+    if (!on) {
+        nf_unlink(cfg->data_dir, "run/ingest-metrics");
+        if (tls_port)
+            nf_unlink(cfg->data_dir, "run/mqtt-tls");
+        return 0;
+    }
+    if (tls_port) {
+        snprintf(text, sizeof(text), "mqtts=%d\n", tls_port);
+        if (nf_write(cfg->data_dir, "run/mqtt-tls", text, strlen(text), 0644, (uid_t)-1, (gid_t)-1) != 0) {
+            log_error("cannot write %s/run/mqtt-tls: %s", cfg->data_dir, strerror(errno));
+            return -1;
+        }
+    }
+    if (metrics_base > 0) {
+        snprintf(text, sizeof(text), "%d\n", metrics_base + child_named("ingest")->metrics_off);
+        if (nf_write(cfg->data_dir, "run/ingest-metrics", text, strlen(text), 0644, (uid_t)-1, (gid_t)-1) != 0) {
+            log_error("cannot write %s/run/ingest-metrics: %s", cfg->data_dir, strerror(errno));
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -503,9 +674,17 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         OPT_CB("kafka-brokers", "N", &opt->kafka_brokers, opt_kafka_brokers,
                "1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
                "the data dir remembers it"),
+        OPT_CB("edge", "ingest|mosquitto", &edge, opt_edge,
+               "what takes the trucks' MQTT: ingest (default in a new data dir):\n"
+               "'fleetsync ingest' on the MQTT port, PUBACK once Kafka has the\n"
+               "reading, TLS on the TLS port when DATA_DIR/tls/ has certificates,\n"
+               "no Mosquitto; mosquitto: the embedded Mosquitto and 'fleetsync\n"
+               "bridge' (a data dir where Mosquitto ran keeps it).  The data dir\n"
+               "remembers the choice (docs/up.md)"),
         OPT_CB("metrics-base", "N", &metrics_base, opt_metrics_base,
                "metrics ports: bridge N+1, history N+2, detect N+3, billing\n"
-               "N+4, simulator N+5, notify N+6 (default 9100; -1: no metrics endpoints)"),
+               "N+4, simulator N+5, notify N+6, ingest N+7 (default 9100; -1: no\n"
+               "metrics endpoints)"),
         OPT_STR("notify-routes", "F", &a->notify_routes,
                 "run 'fleetsync notify' with this routes file (default: when\n"
                 "DATA_DIR/notify.json exists; docs/notify.md)"),
@@ -540,7 +719,7 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         fprintf(stderr, "fleetsync up: %s\n", err);
         return 2;
     }
-    if (up_notify_routes(cfg, a) != 0)
+    if (up_notify_routes(cfg, a) != 0 || up_edge(cfg, opt) != 0)
         return 2;
     snprintf(sim_trucks, sizeof(sim_trucks), "%d", a->trucks);
     snprintf(sim_interval, sizeof(sim_interval), "%d", a->interval_s);
@@ -578,6 +757,10 @@ int cmd_up(int argc, char **argv)
     rc = 1;
     if (svc_start(&cfg, &opt) != 0)
         goto done;
+    if (up_edge_files(&cfg, 1) != 0) {
+        svc_stop(&cfg, 60);
+        goto done;
+    }
     static char incidents_path[PATH_MAX + 32];
     if (!no_sim && incidents && atol(sim_trucks) >= DEMO_INCIDENT_TRUCKS) {
         if (write_demo_incidents(cfg.data_dir, incidents_path, sizeof(incidents_path)) != 0) {
@@ -595,11 +778,20 @@ int cmd_up(int argc, char **argv)
     if (!strchr(cfg.brokers, ',') && svc_kafka_bootstrap(&cfg, bootstrap, sizeof(bootstrap)) > 1)
         cfg.brokers = bootstrap;
 
-    char sim_line[256], notify_line[PATH_MAX + 64], mqtt_shown[CFG_MASKED_MAX], pg_shown[CFG_MASKED_MAX];
+    char sim_line[256], edge_line[256], notify_line[PATH_MAX + 64], mqtt_shown[CFG_MASKED_MAX],
+        pg_shown[CFG_MASKED_MAX];
     if (notify_routes_on())
         snprintf(notify_line, sizeof(notify_line), "alerts to webhooks, routes %s", notify_routes);
     else
         snprintf(notify_line, sizeof(notify_line), "off: no %s/notify.json (docs/notify.md)", data_dir);
+    char tls_part[64] = "";
+    if (tls_port)
+        snprintf(tls_part, sizeof(tls_part), " and TLS on 127.0.0.1:%d", tls_port);
+    if (edge == SVC_EDGE_INGEST)
+        snprintf(edge_line, sizeof(edge_line),
+                 "ingest      MQTT -> Kafka on 127.0.0.1:%d%s, PUBACK once Kafka has a reading", mqtt_port, tls_part);
+    else
+        snprintf(edge_line, sizeof(edge_line), "bridge      MQTT -> Kafka");
     if (!no_sim)
         snprintf(sim_line, sizeof(sim_line), "%s trucks, one reading each every %s s (--no-sim for real trucks)%s",
                  sim_trucks, sim_interval,
@@ -613,7 +805,7 @@ int cmd_up(int argc, char **argv)
            "  Kafka       %s   (topics %struck-telemetry, truck-status, truck-alerts, truck-*-dlq)\n"
            "  PostgreSQL  %s   (its password: %s/" PG_PASSFILE "; psql needs PGPASSFILE=%s/" PG_PASSFILE ")\n"
            "  data, logs  %s\n"
-           "  bridge      MQTT -> Kafka (logs of every process in %s/log/)\n"
+           "  %s (logs of every process in %s/log/)\n"
            "  dashboard   http://%s/   (the live map)\n"
            "  history     every reading into PostgreSQL: fleetsync report avg-speed --fleet --since 1d\n"
            "  billing     per truck and day: fleetsync report invoice --month YYYY-MM --rate-per-km X\n"
@@ -622,8 +814,8 @@ int cmd_up(int argc, char **argv)
            "  simulator   %s\n"
            "Ctrl-C stops everything.\n\n",
            cfg_mask_secrets(cfg.mqtt, mqtt_shown, sizeof(mqtt_shown)), cfg.brokers, cfg.topic_prefix,
-           cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, data_dir, data_dir, cfg.listen,
-           cfg.topic_prefix, notify_line, sim_line);
+           cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), data_dir, data_dir, data_dir, edge_line, data_dir,
+           cfg.listen, cfg.topic_prefix, notify_line, sim_line);
     fflush(stdout);
     if (up_export_secrets(&cfg) != 0) {
         log_error("cannot pass the endpoints to the services: %s", strerror(errno));
@@ -633,6 +825,7 @@ int cmd_up(int argc, char **argv)
     int backoff_s = 1, tty = isatty(STDOUT_FILENO);
     time_t started = time(NULL), last_check = 0, last_line = 0;
     struct status_probe *probe = status_probe_new(&cfg, 3000);
+    sim_probe = probe;
     struct line_state ls = {.telemetry_end = -1};
     opt.quiet = 1;
     children_tick(&cfg);
@@ -648,7 +841,9 @@ int cmd_up(int argc, char **argv)
         char line[512];
         size_t n = 0;
         for (int i = 0; i < SVC_COUNT; i++) {
-            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %s", i ? ", " : "", st[i].name,
+            if (st[i].off)
+                continue; /* Mosquitto when the ingest is the edge */
+            n += (size_t)snprintf(line + n, sizeof(line) - n, "%s%s %s", n ? ", " : "", st[i].name,
                                   st[i].healthy ? "ok"
                                   : st[i].pid   ? "unhealthy"
                                                 : "DOWN");
@@ -687,9 +882,11 @@ int cmd_up(int argc, char **argv)
     }
     if (tty)
         printf("\n");
+    sim_probe = NULL;
     status_probe_free(probe);
     log_info("stopping");
     children_stop();
+    up_edge_files(&cfg, 0);
     rc = svc_stop(&cfg, 60);
 done:
     mg_exit_library();

@@ -52,6 +52,8 @@ else
     check "./var is the data dir" test -d ./var
 fi
 check_contains "up says which trucks misbehave" "TRK-000001..3 misbehave" "$(cat "$W/up.out")"
+check_contains "a new data dir: fleetsync ingest is the MQTT edge" "ingest      MQTT -> Kafka on 127.0.0.1:$MQTT" \
+    "$(cat "$W/up.out")"
 
 got=$(wait_prints 20 120 trucks_api)
 check_eq "the map: /api/fleet counts all 20 trucks" 20 "$got"
@@ -76,8 +78,10 @@ wait "$UP_PID"
 check_eq "SIGINT: up exits 0" 0 $?
 UP_PID=
 
-# --no-incidents: a quiet fleet; the simulator is given no incidents.
-"$FS" up --trucks 20 --no-incidents --metrics-base $((TEST_METRICS_BASE + S)) --check-interval 2 \
+# --no-incidents: a quiet fleet; the simulator is given no incidents.  With
+# --edge mosquitto: the simulator's readings go through Mosquitto and the
+# bridge.
+"$FS" up --trucks 20 --no-incidents --edge mosquitto --metrics-base $((TEST_METRICS_BASE + S)) --check-interval 2 \
     >"$W/up2.out" 2>&1 &
 UP_PID=$!
 for _ in $(seq 180); do grep -q 'FleetSync is up' "$W/up2.out" 2>/dev/null && break; sleep 1; done
@@ -87,6 +91,11 @@ sleep 2
 sim=$(pgrep -af -- "$FS sim --quiet --trucks 20 " | grep -v pgrep) # this suite's, not another stack's 200
 check_contains "--no-incidents: the simulator runs" "sim --quiet" "$sim"
 check "--no-incidents: ... without a scenario" bash -c "! printf '%s' \"$sim\" | grep -q -- --scenario"
+bridge_acked() {
+    curl -s --max-time 5 "http://127.0.0.1:$((TEST_METRICS_BASE + S + 1))/metrics" |
+        awk '$1 == "fleetsync_bridge_acked_total" { print ($2 >= 20) ? "yes" : "no" }'
+}
+check_eq "--edge mosquitto: the simulator's readings reach Kafka through the bridge" yes "$(wait_prints yes 60 bridge_acked)"
 kill -INT "$UP_PID"
 wait "$UP_PID"
 check_eq "--no-incidents: SIGINT exits 0" 0 $?

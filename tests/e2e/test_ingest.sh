@@ -7,7 +7,9 @@
 # are checked against the data dir's accounts (fleetsync trucks), QoS 2 and
 # SUBSCRIBE are refused, a packet past the size limit ends its connection,
 # and the simulator's readings all arrive, each acknowledged (Kafka stopped:
-# test_ingest_faults.sh).
+# test_ingest_faults.sh).  Over TLS (--tls): a reading from mosquitto_pub
+# trusting the CA reaches Kafka; plain-text MQTT on the TLS port, a client
+# trusting another CA and a silent TLS socket are refused and counted.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/bridge_lib.sh"
 
@@ -18,6 +20,7 @@ W=$(mktemp -d /tmp/fleetsync-e2e-ingest.XXXXXX)
 B=$FLEETSYNC_BROKERS
 IPORT=$((TEST_MQTT_PORT + 57))         # the ingest's MQTT port, in the suite's shifted block
 MPORT=$((TEST_METRICS_BASE + 57))
+TPORT=$((TEST_MQTT_PORT + 59))         # its TLS port
 ingest_pid=
 bridge_pid=
 workers_pid=
@@ -38,12 +41,27 @@ pass() { awk -v id="$1" '$1 == id { print $2 }' "$W/creds"; }
 P1=$(pass "$T1") P2W=$(pass "$T2") P3=$(pass "$T3")
 check "trucks add made three accounts" test -n "$P1" -a -n "$P2W" -a -n "$P3"
 
+# A CA and the ingest's certificate for 127.0.0.1 in $W/tls/ (where services
+# start --tls puts them, and where the ingest looks by default); another CA
+# that signed nothing of ours.
+mkca() { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$1.key" -out "$1.crt" -days 2 \
+    -subj "/CN=$2" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign >/dev/null 2>&1; }
+mkdir -p "$W/tls"
+mkca "$W/tls/ca" "e2e ingest CA" && mkca "$W/other-ca" "e2e other CA" &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$W/tls/server.key" \
+        -out "$W/tls/server.csr" -subj "/CN=localhost" >/dev/null 2>&1 &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$W/tls/server.ext" &&
+    openssl x509 -req -in "$W/tls/server.csr" -CA "$W/tls/ca.crt" -CAkey "$W/tls/ca.key" -CAcreateserial \
+        -out "$W/tls/server.crt" -days 2 -extfile "$W/tls/server.ext" >/dev/null 2>&1
+check "a CA and a server certificate for the TLS listener" test -s "$W/tls/server.crt"
+
 "$FS" ingest --data-dir "$W" --topic-prefix "$P" --listen "127.0.0.1:$IPORT" --metrics-port "$MPORT" --quiet \
-    --connect-timeout 2 \
+    --connect-timeout 2 --tls "127.0.0.1:$TPORT" \
     >"$W/ingest.log" 2>&1 &
 ingest_pid=$!
 for _ in $(seq 150); do grep -q "ingest listening" "$W/ingest.log" && break; sleep 0.2; done
 check "ingest starts and listens" grep -q "ingest listening" "$W/ingest.log"
+check_contains "with a TLS listener" "and TLS on 127.0.0.1:$TPORT" "$(cat "$W/ingest.log")"
 
 ipub() {  # ipub USER PASS [mosquitto_pub args]: one publisher against the ingest
     local u=$1 pw=$2; shift 2
@@ -116,8 +134,29 @@ check_contains "a packet past --max-packet-size is refused and counted" \
 check "nothing of the oversized message reached Kafka" test \
     "$(kc -b "$B" -C -t "${P}truck-telemetry-dlq" -o beginning -e -q -f '%S\n' 2>/dev/null | grep -c '^7000[0-9]')" -eq 0
 
+# 4a. TLS: mosquitto_pub trusting the CA publishes over TLS; plain-text MQTT
+#     on the TLS port and a client that trusts another CA get nothing.
+tpub() {  # tpub USER PASS [mosquitto_pub args]: a publisher on the TLS port
+    local u=$1 pw=$2; shift 2
+    timeout -k 5 30 mosquitto_pub -h 127.0.0.1 -p "$TPORT" -u "$u" -P "$pw" -i "$u" "$@"
+}
+tls_seen() { kc -b "$B" -C -t "${P}truck-telemetry" -o beginning -e -q -f '%s\n' 2>/dev/null | grep -c "\"seq\":$1,"; }
+lines "$T1" 9001 1 | tpub "$T1" "$P1" --cafile "$W/tls/ca.crt" -q 1 -t "fleet/trucks/$T1/telemetry" -l
+check_eq "TLS: a QoS 1 reading from mosquitto_pub --cafile CA is acknowledged" 0 $?
+check_eq "TLS: the reading is in truck-telemetry" 1 "$(wait_prints 1 30 tls_seen 9001)"
+# -m, not -l: mosquitto_pub -l connects again and again after a failure.
+rc=0; tpub "$T1" "$P1" -q 1 -t "fleet/trucks/$T1/telemetry" -m "$(lines "$T1" 9002 1)" >/dev/null 2>&1 || rc=$?
+check "TLS: plain-text MQTT on the TLS port is refused" test "$rc" -ne 0
+rc=0; tpub "$T1" "$P1" --cafile "$W/other-ca.crt" -q 1 -t "fleet/trucks/$T1/telemetry" -m "$(lines "$T1" 9003 1)" \
+    >/dev/null 2>"$W/wrongca.err" || rc=$?
+check "TLS: a client trusting another CA refuses the ingest's certificate" test "$rc" -ne 0
+check_contains "TLS: it fails in the handshake" "A TLS error occurred" "$(cat "$W/wrongca.err")"
+check_eq "TLS: neither of those readings reached Kafka" "0 0" "$(tls_seen 9002) $(tls_seen 9003)"
+
 # 4b. Hostile sockets: bytes that are not a CONNECT, a socket that never
-#     sends one (--connect-timeout 2).
+#     sends one (--connect-timeout 2), on the TLS port one that never starts
+#     the handshake.
+exec 6<>"/dev/tcp/127.0.0.1/$TPORT"
 exec 3<>"/dev/tcp/127.0.0.1/$IPORT"
 printf 'GET / HTTP/1.0\r\n\r\n' >&3
 check_eq "bytes that are not a CONNECT: closed at once, no answer" 0 "$(timeout 5 cat <&3 | wc -c)"
@@ -128,9 +167,15 @@ got=$(timeout 10 cat <&4 | wc -c)
 dt=$(( ($(date +%s%N) - t0) / 1000000 ))
 exec 4<&-
 check "a silent socket is closed after --connect-timeout (2 s; took $dt ms)" test "$got" -eq 0 -a "$dt" -ge 1900 -a "$dt" -lt 6000
+check_eq "a silent socket on the TLS port is closed too" 0 "$(timeout 5 cat <&6 | wc -c)"
+exec 6<&-
 m=$(curl -s "http://127.0.0.1:$MPORT/metrics")
 check_contains "both are counted" 'fleetsync_ingest_refused_total{reason="connect_timeout"} 1' "$m"
 check "the first as malformed" test "$(echo "$m" | awk '$1 == "fleetsync_ingest_refused_total{reason=\"malformed\"}" { print $2 }')" -ge 1
+check_contains "TLS: the silent socket is counted as a handshake timeout" \
+    'fleetsync_ingest_refused_total{reason="tls_handshake_timeout"} 1' "$m"
+check_contains "TLS: the plain-text client and the one trusting another CA are counted as failed handshakes" \
+    'fleetsync_ingest_refused_total{reason="tls_handshake"} 2' "$m"
 
 # 5. The simulator, logging in with its data dir's derived passwords.
 S="$ID-S"

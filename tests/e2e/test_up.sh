@@ -1,11 +1,13 @@
 #!/bin/bash
 # fleetsync up, the main job (docs/up.md): from an empty data dir it starts its
-# own Mosquitto, Kafka and PostgreSQL (on ports of their own, not the shared
-# stack's), the bridge, every pipeline and 200 simulated trucks with a
-# scenario; checked through the real clients and the API: every truck on the
-# dashboard, in history and in billing, the scenario's alerts in truck-alerts,
-# status --json with every group; SIGINT stops everything, exit 0; a second
-# up resumes with the data intact.  With DATA_DIR/notify.json present the first
+# own Kafka and PostgreSQL (on ports of their own, not the shared stack's),
+# fleetsync ingest as the MQTT edge (the default in a new data dir: no
+# Mosquitto; with the data dir's certificates also on the TLS port), every
+# pipeline and 200 simulated trucks with a scenario; checked through the real
+# clients and the API: every truck on the dashboard, in history and in
+# billing, the scenario's alerts in truck-alerts, status --json with every
+# group; SIGINT stops everything, exit 0; a second up with --edge mosquitto
+# (Mosquitto + bridge) resumes with the data intact.  With DATA_DIR/notify.json present the first
 # up also runs notify: a webhook receiver (build/tools/webhook_receiver) gets
 # the scenario's alerts, signed, and status shows group fleetsync-notify with its
 # lag; the second up, the file moved away, runs no notify.
@@ -65,7 +67,8 @@ hook_rules() {
 q() { psql -h 127.0.0.1 -p "$PGP" -U fleetsync -d fleetsync -Atqc "$1" 2>/dev/null; }
 api() { curl -s --max-time 5 "http://127.0.0.1:$HTTP$1"; }
 trucks_api() { api /api/fleet | jq -r '.trucks // empty'; }
-trucks_history() { q "SELECT count(DISTINCT truck_id) FROM telemetry"; }
+# The simulator's trucks (TRK-000001..200; TRK-9000xx: single readings of this suite).
+trucks_history() { q "SELECT count(DISTINCT truck_id) FROM telemetry WHERE truck_id NOT LIKE 'TRK-9000%'"; }
 trucks_billing() { q "SELECT count(DISTINCT truck_id) FROM billing_daily"; }
 alert_rules() {
     kcat -b "$B" -C -t truck-alerts -o beginning -e -q 2>/dev/null |
@@ -73,7 +76,21 @@ alert_rules() {
         grep -E '^(TRK-000007 stationary_engine_on|TRK-000009 gps_jump|TRK-000012 overspeed)$' | wc -l
 }
 
-# The simulated clock starts two hours back and runs as fast as the broker
+# The broker's certificate in D/tls/, as services start --tls makes it (CA,
+# server certificate for 127.0.0.1): up gives the ingest a TLS listener on
+# the TLS port (MQTT + 53).
+TLSP=$((MQTT + 53))
+mkdir -p "$D/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/tls/ca.key" -out "$D/tls/ca.crt" \
+    -days 2 -subj "/CN=e2e up CA" -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign \
+    >/dev/null 2>&1 &&
+    openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$D/tls/server.key" \
+        -out "$D/tls/server.csr" -subj "/CN=localhost" >/dev/null 2>&1 &&
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$D/tls/server.ext" &&
+    openssl x509 -req -in "$D/tls/server.csr" -CA "$D/tls/ca.crt" -CAkey "$D/tls/ca.key" -CAcreateserial \
+        -out "$D/tls/server.crt" -days 2 -extfile "$D/tls/server.ext" >/dev/null 2>&1
+
+# The simulated clock starts two hours back and runs as fast as the edge
 # takes it, then in real time: the scenario's incidents are in the past.
 "$FS" up --trucks 200 --interval 10 --scenario "$D/scenario.jsonl" --start now-2h --speedup 0 \
     --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up.out" 2>&1 &
@@ -85,7 +102,7 @@ check_eq "dashboard: /api/fleet counts all 200 trucks" 200 "$got"
 check_contains "up prints the dashboard URL" "http://127.0.0.1:$HTTP/" "$(cat "$D/up.out")"
 kids=$(pgrep -P "$UP_PID" | tr '\n' ' ')
 args=$(for k in $kids; do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done)
-check "up runs its children (bridge, pipelines, simulator): $(printf '%s\n' "$args" | grep -c fleetsync) seen" \
+check "up runs its children (ingest, pipelines, simulator): $(printf '%s\n' "$args" | grep -c fleetsync) seen" \
     test "$(printf '%s\n' "$args" | grep -c fleetsync)" -ge 5
 check_eq "no child's command line (ps) holds the MQTT or PostgreSQL password" 0 \
     "$(printf '%s\n' "$args" | grep -c -e "$MQTT_SECRET" -e "$PG_SECRET")"
@@ -116,7 +133,23 @@ for g in fleetsync-dashboard fleetsync-history fleetsync-detector fleetsync-bill
     check_eq "status --json: group $g with a member" 1 \
         "$(printf '%s' "$st" | jq --arg g "$g" '[.groups[] | select(.group == $g and .members >= 1)] | length')"
 done
-check_eq "status --json: every service healthy" 3 "$(printf '%s' "$st" | jq '[.services[] | select(.healthy)] | length')"
+check_eq "status --json: every service healthy (Kafka, PostgreSQL; no Mosquitto with the ingest)" "kafka postgres" \
+    "$(printf '%s' "$st" | jq -r '[.services[] | select(.healthy) | .name] | join(" ")')"
+check "status --json: the ingest (DATA_DIR/run/ingest-metrics) acknowledged the simulator's readings" \
+    test "$(printf '%s' "$st" | jq '.ingest.workers == 1 and .ingest.acknowledged >= 200')" = true
+check_eq "default edge in a new data dir: up runs fleetsync ingest on the MQTT port (TLS too) and no bridge" "1 0" \
+    "$(printf '%s\n' "$args" | grep -c " ingest .*--listen 127.0.0.1:$MQTT --tls 127.0.0.1:$TLSP ") $(printf '%s\n' "$args" | grep -c ' bridge ')"
+check_eq "default edge: no Mosquitto runs (no pid file, no process on the data dir)" "0 0" \
+    "$(ls "$D/run/mosquitto.pid" 2>/dev/null | wc -l) $(pgrep -fc "mosquitto -c $D/" || true)"
+check_contains "up's banner names the ingest and its TLS port" \
+    "ingest      MQTT -> Kafka on 127.0.0.1:$MQTT and TLS on 127.0.0.1:$TLSP" "$(cat "$D/up.out")"
+check_eq "the data dir remembers the edge" ingest "$(cat "$D/mqtt-edge" 2>/dev/null)"
+ss=$("$FS" services status); rc=$?
+check_eq "services status exits 0 (Mosquitto is off, not down)" 0 "$rc"
+check_contains "services status shows mosquitto off" "off" "$(grep '^mosquitto ' <<<"$ss")"
+check_eq "services status --json marks mosquitto off" true \
+    "$("$FS" services status --json | jq '.[] | select(.name == "mosquitto") | .off')"
+check_eq "up names the TLS port to the data dir's clients (DATA_DIR/run/mqtt-tls)" "mqtts=$TLSP" "$(cat "$D/run/mqtt-tls")"
 check_contains "up's status line tells trucks, rate, lag and alerts" "trucks 200" "$(grep -a 'msg/s' "$D/up.out" | tail -1)"
 check_contains "up's status line has the lag per group" "detector" "$(grep -a 'msg/s' "$D/up.out" | tail -1)"
 check_eq "status --json: notify's lag (group fleetsync-notify) is known" 1 \
@@ -125,6 +158,13 @@ check_contains "up's status line has notify's lag" " notify " "$(grep -a 'msg/s'
 restarts=$(grep -c 'restarting in' "$D/up.out")
 check_eq "no child died during the run" 0 "$restarts"
 [ "$restarts" -eq 0 ] || grep -a 'restarting in' "$D/up.out" | head -5 | sed 's/^/# /'
+# After the status line's count of the simulator's 200 trucks: one more over TLS.
+reading() { echo '{"v":1,"truck_id":"'"$1"'","ts":'"$(date +%s%3N)"',"seq":1,"lat":48.1,"lon":11.5,"speed_kmh":50.5,"ignition":true,"fuel_pct":50,"driver":"x"}'; }
+truck_rows() { q "SELECT count(*) FROM telemetry WHERE truck_id = '$1'"; }
+timeout 20 mosquitto_pub -h 127.0.0.1 -p "$TLSP" --cafile "$D/tls/ca.crt" -i TRK-900002 -q 1 \
+    -t fleet/trucks/TRK-900002/telemetry -m "$(reading TRK-900002)"
+check_eq "a QoS 1 reading over TLS (mosquitto_pub --cafile DATA_DIR/tls/ca.crt) is acknowledged" 0 $?
+check_eq "... and reaches history" 1 "$(wait_prints 1 60 truck_rows TRK-900002)"
 
 # SIGINT: everything stops, exit 0, nothing left running.
 pids=$(grep -ao 'started [a-z]* (pid [0-9]*' "$D/up.out" | grep -o '[0-9]*$')
@@ -141,9 +181,11 @@ check_eq "SIGINT: every child and service is gone" "" "$left"
 [ -z "$left" ] || ps -o pid,args -p ${left// /,} | sed 's/^/# /'
 
 # A second up (no simulator) resumes with the data intact; without a routes
-# file it runs no notify.
+# file it runs no notify.  It takes MQTT with Mosquitto + bridge (--edge
+# mosquitto): a reading published on the MQTT port reaches history through
+# them.
 mv "$D/notify.json" "$D/notify.json.off"
-"$FS" up --no-sim --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
+"$FS" up --no-sim --edge mosquitto --metrics-base $((TEST_METRICS_BASE + 60)) --check-interval 2 >"$D/up2.out" 2>&1 &
 UP_PID=$!
 got=$(wait_prints 200 120 trucks_history)
 check_eq "second up: history still has every truck" 200 "$got"
@@ -153,6 +195,18 @@ sleep 2
 check_contains "second up, no routes file: the banner says notify is off" "off: no $D/notify.json" "$(cat "$D/up2.out")"
 check_eq "second up, no routes file: notify is not started (no notify child, no 'started notify')" "0 0" \
     "$(for k in $(pgrep -P "$UP_PID"); do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done | grep -c ' notify ') $(grep -ac 'started notify' "$D/up2.out")"
+kids2=$(for k in $(pgrep -P "$UP_PID"); do tr '\0' ' ' <"/proc/$k/cmdline"; echo; done)
+check_eq "--edge mosquitto: up runs the bridge and no ingest" "1 0" \
+    "$(printf '%s\n' "$kids2" | grep -c ' bridge ') $(printf '%s\n' "$kids2" | grep -c ' ingest ')"
+check "--edge mosquitto: services status has Mosquitto healthy" bash -c "'$FS' services status | grep -q '^mosquitto .* healthy'"
+check_eq "--edge mosquitto: the data dir forgets the ingest edge" no "$(test -e "$D/mqtt-edge" && echo yes || echo no)"
+bridge_subscribed() {
+    curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 61))/metrics" | awk '$1 == "fleetsync_bridge_mqtt_connected" { print $2 }'
+}
+wait_prints 1 60 bridge_subscribed >/dev/null
+timeout 20 mosquitto_pub -p "$MQTT" -i TRK-900001 -q 1 -t fleet/trucks/TRK-900001/telemetry -m "$(reading TRK-900001)"
+check_eq "--edge mosquitto: a QoS 1 reading published on the MQTT port is acknowledged" 0 $?
+check_eq "--edge mosquitto: through the bridge it reaches history" 1 "$(wait_prints 1 60 truck_rows TRK-900001)"
 after=$(q "SELECT count(*) FROM telemetry")
 check "second up: no reading lost ($rows before the stop, $after after)" test "${after:-0}" -ge "${rows:-1}"
 billed2=$(q "SELECT round(sum(distance_km)::numeric, 3) FROM billing_daily")
@@ -162,5 +216,6 @@ kill -INT "$UP_PID"
 wait "$UP_PID"
 check_eq "second up: SIGINT exits 0" 0 $?
 UP_PID=
+check_eq "second up: no process of the data dir is left" "" "$(pgrep -f -- "--data-dir $D" | tr '\n' ' ')"
 
 done_testing
