@@ -135,7 +135,7 @@ bench: bootstrap
 	@t=$$(date +%s) && bench/run $(if $(QUICK),--quick) && bench/history $(if $(QUICK),--quick) && \
 	  bench/dashboard $(if $(QUICK),--quick) && bench/detect $(if $(QUICK),--quick) && \
 	  bench/notify $(if $(QUICK),--quick) && bench/billing $(if $(QUICK),--quick) && \
-	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
+	  bench/billing_backlog $(if $(QUICK),--quick) && BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 
 chaos: bootstrap
 	@$(MAKE) --no-print-directory all tools
