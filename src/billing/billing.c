@@ -65,7 +65,7 @@
 #define BILLING_DEFAULT_METRICS_PORT 9104
 #define BILLING_DEFAULT_STATE_MS 120000
 #define BILLING_DEFAULT_STATE_READINGS 10
-#define COPY_CHUNK (4u << 20)  /* bytes of COPY data sent at once by a state flush */
+#define COPY_CHUNK (1u << 20)  /* bytes of COPY data sent at once by a state flush */
 #define STAGED_MAX (32u << 20) /* bytes of rows staged while folding (midnight) that make a flush due */
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
@@ -597,8 +597,12 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &b->rows[i];
         int added;
+        if (i + 24 < nrows)
+            bcache_prefetch_slot(&b->cache, b->rows[i + 24].h);
+        if (i + 16 < nrows)
+            bcache_prefetch_rec(&b->cache, b->rows[i + 16].h);
         if (i + 8 < nrows)
-            bcache_prefetch(&b->cache, b->rows[i + 8].h);
+            bcache_prefetch_id(&b->cache, b->rows[i + 8].h);
         r->no = bcache_get_hashed(&b->cache, r->id, r->id_len, r->h, &added);
         r->t = r->no == BCACHE_NONE ? NULL : bcache_rec(&b->cache, r->no);
         if (!r->t) {
@@ -612,6 +616,10 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         struct row *r = &b->rows[i];
         struct truck *t = r->t;
         struct bill_out o;
+        if (i + 8 < nrows) { /* the records were read for the lookups, and are out of the cache again */
+            __builtin_prefetch(b->rows[i + 8].t);
+            __builtin_prefetch((const char *)b->rows[i + 8].t + 64);
+        }
         struct bill_state before = t->st;
         switch (bill_fold(&t->st, &r->pt, &o)) {
         case BILL_DUPLICATE:
@@ -947,7 +955,9 @@ int cmd_billing(int argc, char **argv)
      * (its CPU per reading halved in bench/billing).  Its memory is the
      * fleet's states: librdkafka prefetches at most 2 MB of records, not
      * pgsink's 64 MB (which, with librdkafka's per-message overhead, cost
-     * more than 100 MB of a 1,000,000-truck billing's 290 MB). */
+     * more than 100 MB of a 1,000,000-truck billing's 290 MB).  The price is
+     * the catch-up rate, which the prefetch limit paces (docs/billing.md:
+     * about 33,000 readings/s at 2 MB, 86,000 at 8 MB): -X raises it. */
     static const char *const kafka_defaults[] = {
         "fetch.min.bytes", "1048576", "fetch.wait.max.ms", "500", "queued.max.messages.kbytes", "2048", NULL};
     so.kafka_defaults = kafka_defaults;

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHUNK (1u << 20)
+#define CHUNK BCACHE_CHUNK
 #define MAX_IDS_BYTES ((size_t)UINT32_MAX) /* places are 32-bit */
 
 uint32_t bcache_hash(const char *s, size_t n)

@@ -23,14 +23,14 @@ static void test_header_once_then_fields(void **unused)
     pgbin_int8(&b, -2);
     pgbin_bool(&b, 1);
     static const unsigned char want[] = {
-        'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0, /* header */
-        0, 2,                                                                            /* 2 fields */
-        0, 0, 0, 8, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0,                                        /* 1.5 */
-        0, 0, 0, 2, 'a', 'b',                                                            /* "ab" */
-        0, 3,                                                                            /* 3 fields */
-        0, 0, 0, 4, 0, 0, 0, 1,                                                          /* day 1 */
-        0, 0, 0, 8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,                      /* -2 */
-        0, 0, 0, 1, 1,                                                                   /* true */
+        'P', 'G', 'C', 'O', 'P',  'Y',  '\n', 0xff, '\r', '\n', 0,    0,    0, 0, 0, 0, 0, 0, 0, /* header */
+        0,   2,                                                                                  /* 2 fields */
+        0,   0,   0,   8,   0x3f, 0xf8, 0,    0,    0,    0,    0,    0,                         /* 1.5 */
+        0,   0,   0,   2,   'a',  'b',                                                           /* "ab" */
+        0,   3,                                                                                  /* 3 fields */
+        0,   0,   0,   4,   0,    0,    0,    1,                                                 /* day 1 */
+        0,   0,   0,   8,   0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,                      /* -2 */
+        0,   0,   0,   1,   1,                                                                   /* true */
     };
     assert_int_equal(b.len, sizeof(want));
     assert_memory_equal(b.p, want, sizeof(want));
