@@ -312,7 +312,7 @@ static void test_cache_many_trucks_stay_put(void **unused)
     };
     enum { N = 50000 };
     static struct rec *first[N];
-    char id[32];
+    char id[64]; /* the longest id below is 40 characters */
     int added;
     bcache_init(&c, sizeof(struct rec));
     for (uint32_t i = 0; i < N; i++) {
