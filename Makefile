@@ -135,6 +135,7 @@ bench: bootstrap
 	@t=$$(date +%s) && bench/run $(if $(QUICK),--quick) && bench/history $(if $(QUICK),--quick) && \
 	  bench/dashboard $(if $(QUICK),--quick) && bench/detect $(if $(QUICK),--quick) && \
 	  bench/notify $(if $(QUICK),--quick) && bench/billing $(if $(QUICK),--quick) && bench/cold $(if $(QUICK),--quick) && \
+	  bench/billing_backlog $(if $(QUICK),--quick) && \
 	  bench/ingest $(if $(QUICK),--quick) $(if $(INGEST_OLD),--old $(INGEST_OLD)) && \
 	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 

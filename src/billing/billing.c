@@ -36,6 +36,7 @@
  */
 #include "billing/billing.h"
 
+#include "billing/cache.h"
 #include "billing/fold.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -45,8 +46,8 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/opts.h"
-#include "core/idtab.h"
 #include "core/pg.h"
+#include "core/pgbin.h"
 #include "core/pgsink.h"
 #include "core/pgval.h"
 #include "core/sig.h"
@@ -55,6 +56,7 @@
 #include "core/topics.h"
 
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,45 +65,37 @@
 #define BILLING_DEFAULT_METRICS_PORT 9104
 #define BILLING_DEFAULT_STATE_MS 120000
 #define BILLING_DEFAULT_STATE_READINGS 10
-#define COPY_CHUNK (4u << 20) /* bytes of COPY text sent at once by a state flush */
+#define COPY_CHUNK (1u << 20)  /* bytes of COPY data sent at once by a state flush */
+#define STAGED_MAX (32u << 20) /* bytes of rows staged while folding (midnight) that make a flush due */
 
 /* ---- trucks: fold state per truck, cached ----------------------------------- */
 
+/* A truck of the fleet: its fold state, and the sum of its deltas of one
+ * day not staged yet (acc_*, while acc_on; the day is the one of
+ * st.last_ts_ms: the last delta added is the last reading's day's).  The
+ * cache (billing/cache.h) holds one for every truck seen, 112 bytes. */
 struct truck {
-    char *id; /* NULL = empty slot */
+    uint32_t id;         /* the cache's place of its id */
+    uint16_t partition;  /* of its last reading (checked < 65536 when read) */
+    uint8_t known : 1;   /* st reflects the database (and the readings folded since) */
+    uint8_t touched : 1; /* folded since the last write: in the list of trucks to store */
+    uint8_t listed : 1;  /* in the batch's list of lookups */
+    uint8_t acc_on : 1;  /* acc_* hold deltas */
     struct bill_state st;
-    int32_t partition;
-    uint32_t ti;     /* touched: at touched[ti] */
-    uint8_t known;   /* st reflects the database (and the readings folded since) */
-    uint8_t touched; /* folded since the last write: in the list of trucks to store */
-    uint8_t listed;  /* in the batch's list of lookups */
+    double acc_distance_km, acc_engine_s, acc_idle_s, acc_max_speed_kmh;
 };
 
-/* The cache's record, at most 112 bytes (docs/billing.md, memory). */
+/* The cache's record (docs/billing.md, memory). */
 _Static_assert(sizeof(struct truck) <= 112, "struct truck grew: billing's memory per truck");
 
-/* A truck folded since the state was last written, with its deltas of one
- * day that are not staged yet (kept out of struct truck: the cache holds
- * every truck of the fleet, this only those of one write interval).  id is
- * the cache's copy, which stays put when the cache grows and moves t. */
-struct touched {
-    struct truck *t;
-    const char *id;
-    int acc_on;
-    struct bill_delta acc;
-};
-
-/* The cache is a core/idtab.h table of struct truck (its first member is
- * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
-static void cache_forget(struct idtab *c)
+static void cache_forget(struct bcache *c)
 {
-    for (size_t i = 0; i < c->cap; i++) {
-        struct truck *t = idtab_slot(c, i);
-        if (!t)
-            continue;
+    for (uint32_t i = 0; i < c->count; i++) {
+        struct truck *t = bcache_rec(c, i);
         t->known = 0;
         t->touched = 0;
         t->listed = 0;
+        t->acc_on = 0;
     }
 }
 
@@ -112,6 +106,8 @@ struct row {
     size_t id_len;
     struct bill_point pt;
     int32_t partition;
+    uint32_t h;  /* bcache_hash() of the id */
+    uint32_t no; /* the truck's record number */
     struct truck *t;
 };
 
@@ -132,10 +128,10 @@ struct billing {
     const struct fs_config *cfg;
     char topic[256];
     int state_readings; /* --state-readings */
-    struct idtab cache;
+    struct bcache cache;
     struct row *rows;
     size_t row_cap;
-    struct touched *touched;
+    uint32_t *touched; /* record numbers of the trucks folded since the last write */
     size_t touched_n, touched_cap;
     struct part *parts;
     size_t part_n, part_cap;
@@ -151,8 +147,8 @@ struct billing {
     int64_t p_rejected[TM_REASON_COUNT];
     uint64_t rejected_logged;
     struct metrics *metrics;
-    struct metric *m_readings, *m_dups, *m_late, *m_jumps, *m_upserted, *m_recomputed, *m_rewinds, *m_lookups,
-        *m_rejected[TM_REASON_COUNT], *m_trucks, *m_flushes, *m_held, *m_flush_trucks, *m_flush_seconds;
+    struct metric *m_folded, *m_readings, *m_dups, *m_late, *m_jumps, *m_upserted, *m_recomputed, *m_rewinds,
+        *m_lookups, *m_rejected[TM_REASON_COUNT], *m_trucks, *m_flushes, *m_held, *m_flush_trucks, *m_flush_seconds;
 };
 
 static void day_text(int64_t day_ms, char *buf, size_t size)
@@ -267,12 +263,12 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
 static void state_from(struct bill_state *s, const PGresult *r, int i, int c)
 {
     s->has_last = 1;
-    s->last.ts_ms = strtoll(PQgetvalue(r, i, c), NULL, 10);
-    s->last.seq = strtoll(PQgetvalue(r, i, c + 1), NULL, 10);
-    s->last.lat = strtod(PQgetvalue(r, i, c + 2), NULL);
-    s->last.lon = strtod(PQgetvalue(r, i, c + 3), NULL);
-    s->last.speed_kmh = strtod(PQgetvalue(r, i, c + 4), NULL);
-    s->last.ignition = PQgetvalue(r, i, c + 5)[0] == 't';
+    s->last_ts_ms = strtoll(PQgetvalue(r, i, c), NULL, 10);
+    s->last_seq = strtoll(PQgetvalue(r, i, c + 1), NULL, 10);
+    s->last_lat = strtod(PQgetvalue(r, i, c + 2), NULL);
+    s->last_lon = strtod(PQgetvalue(r, i, c + 3), NULL);
+    s->last_speed_kmh = strtod(PQgetvalue(r, i, c + 4), NULL);
+    s->last_ignition = PQgetvalue(r, i, c + 5)[0] == 't';
     s->has_good = PQgetvalue(r, i, c + 6)[0] == 't';
     s->good_ts_ms = strtoll(PQgetvalue(r, i, c + 7), NULL, 10);
     s->good_lat = strtod(PQgetvalue(r, i, c + 8), NULL);
@@ -280,11 +276,20 @@ static void state_from(struct bill_state *s, const PGresult *r, int i, int c)
     s->last_good = PQgetvalue(r, i, c + 10)[0] == 't';
 }
 
+/* The 11 STATE_COLS fields of a binary COPY row. */
 static void put_state(struct buf *b, const struct bill_state *s)
 {
-    buf_printf(b, "%" PRId64 "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%c\t%c\t%" PRId64 "\t%.17g\t%.17g\t%c", s->last.ts_ms,
-               s->last.seq, s->last.lat, s->last.lon, s->last.speed_kmh, s->last.ignition ? 't' : 'f',
-               s->has_good ? 't' : 'f', s->good_ts_ms, s->good_lat, s->good_lon, s->last_good ? 't' : 'f');
+    pgbin_int8(b, s->last_ts_ms);
+    pgbin_int8(b, s->last_seq);
+    pgbin_float8(b, s->last_lat);
+    pgbin_float8(b, s->last_lon);
+    pgbin_float8(b, s->last_speed_kmh);
+    pgbin_bool(b, s->last_ignition);
+    pgbin_bool(b, s->has_good);
+    pgbin_int8(b, s->good_ts_ms);
+    pgbin_float8(b, s->good_lat);
+    pgbin_float8(b, s->good_lon);
+    pgbin_bool(b, s->last_good);
 }
 
 /* Loads the states of the batch's trucks the cache does not know. */
@@ -301,7 +306,9 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
         if (n++)
             buf_put(&b->aux, ",", 1);
         /* Quoted: an unquoted NULL (a valid id) would be the SQL NULL. */
-        pgval_put_array_elem(&b->aux, t->id, strlen(t->id));
+        size_t idn;
+        const char *id = bcache_id(&b->cache, t, &idn);
+        pgval_put_array_elem(&b->aux, id, idn);
     }
     buf_put(&b->aux, "}", 1);
     for (size_t i = 0; i < nrows; i++)
@@ -322,13 +329,15 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *id = PQgetvalue(r, i, 0);
-        struct truck *t = idtab_get(&b->cache, id, strlen(id));
-        if (!t)
+        int added;
+        uint32_t no = bcache_get(&b->cache, id, strlen(id), &added);
+        if (no == BCACHE_NONE || added) /* added: not a truck of the batch (the lookup asks for those) */
             continue;
+        struct truck *t = bcache_rec(&b->cache, no);
         bill_state_init(&t->st);
         if (PQgetvalue(r, i, 1)[0] == 't')
             state_from(&t->st, r, i, 3);
-        t->st.floor_ms = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+        bill_set_floor_ms(&t->st, strtoll(PQgetvalue(r, i, 2), NULL, 10));
         t->known = 1;
     }
     PQclear(r);
@@ -342,15 +351,20 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
     return 0;
 }
 
-/* Stages the truck's gathered deltas of one day (a COPY row of billing_stage). */
-static void stage_acc(struct billing *b, struct touched *t)
+/* Stages the truck's gathered deltas of day_ms (a COPY row of billing_stage). */
+static void stage_acc(struct billing *b, struct truck *t, int64_t day_ms)
 {
     if (!t->acc_on)
         return;
-    char day_s[16];
-    day_text(t->acc.day_ms, day_s, sizeof(day_s));
-    buf_printf(&b->stage, "%s\t%s\t%.17g\t%.17g\t%.17g\t%.17g\n", t->t->id, day_s, t->acc.distance_km, t->acc.engine_s,
-               t->acc.idle_s, t->acc.max_speed_kmh);
+    size_t n;
+    const char *id = bcache_id(&b->cache, t, &n);
+    pgbin_row(&b->stage, 6);
+    pgbin_text(&b->stage, id, n);
+    pgbin_date_of_ms(&b->stage, day_ms);
+    pgbin_float8(&b->stage, t->acc_distance_km);
+    pgbin_float8(&b->stage, t->acc_engine_s);
+    pgbin_float8(&b->stage, t->acc_idle_s);
+    pgbin_float8(&b->stage, t->acc_max_speed_kmh);
     t->acc_on = 0;
 }
 
@@ -360,39 +374,43 @@ static void stage_acc(struct billing *b, struct touched *t)
  * readings are late and skipped). */
 static void stage_day_end(struct billing *b, const struct truck *t, const struct bill_state *end)
 {
-    char day_s[16];
-    day_text(end->last.ts_ms, day_s, sizeof(day_s));
-    buf_printf(&b->ends, "%s\t%s\t", t->id, day_s);
+    size_t n;
+    const char *id = bcache_id(&b->cache, t, &n);
+    pgbin_row(&b->ends, 13);
+    pgbin_text(&b->ends, id, n);
+    pgbin_date_of_ms(&b->ends, end->last_ts_ms);
     put_state(&b->ends, end);
-    buf_put(&b->ends, "\n", 1);
 }
 
-static void add_delta(struct billing *b, struct truck *truck, const struct bill_delta *d)
+/* Adds d to the truck's deltas; *acc_day is the day they are of (updated
+ * when they are staged and start again with d). */
+static void add_delta(struct billing *b, struct truck *t, int64_t *acc_day, const struct bill_delta *d)
 {
-    struct touched *t = &b->touched[truck->ti];
-    if (t->acc_on && t->acc.day_ms != d->day_ms)
-        stage_acc(b, t);
+    if (t->acc_on && *acc_day != d->day_ms)
+        stage_acc(b, t, *acc_day);
     if (!t->acc_on) {
-        t->acc = *d;
-        t->acc.has_reading = 0;
+        *acc_day = d->day_ms;
+        t->acc_distance_km = d->distance_km;
+        t->acc_engine_s = d->engine_s;
+        t->acc_idle_s = d->idle_s;
+        t->acc_max_speed_kmh = d->max_speed_kmh;
         t->acc_on = 1;
     } else {
-        t->acc.distance_km += d->distance_km;
-        t->acc.engine_s += d->engine_s;
-        t->acc.idle_s += d->idle_s;
-        if (d->max_speed_kmh > t->acc.max_speed_kmh)
-            t->acc.max_speed_kmh = d->max_speed_kmh;
+        t->acc_distance_km += d->distance_km;
+        t->acc_engine_s += d->engine_s;
+        t->acc_idle_s += d->idle_s;
+        if (d->max_speed_kmh > t->acc_max_speed_kmh)
+            t->acc_max_speed_kmh = d->max_speed_kmh;
     }
 }
 
-static int touch(struct billing *b, struct truck *t)
+static int touch(struct billing *b, struct truck *t, uint32_t no)
 {
     if (t->touched)
         return 0;
     if (grow_one(&b->touched, &b->touched_cap, b->touched_n, sizeof(*b->touched), 256) != 0)
         return -1;
-    t->ti = (uint32_t)b->touched_n;
-    b->touched[b->touched_n++] = (struct touched){.t = t, .id = t->id};
+    b->touched[b->touched_n++] = no;
     t->touched = 1;
     return 0;
 }
@@ -465,8 +483,11 @@ static const char *upsert_trucks_sql =
 /* Forgets what was folded since the last write (after it, or when it is lost). */
 static void reset_interval(struct billing *b)
 {
-    for (size_t i = 0; i < b->touched_n; i++)
-        b->touched[i].t->touched = 0;
+    for (size_t i = 0; i < b->touched_n; i++) {
+        struct truck *t = bcache_rec(&b->cache, b->touched[i]);
+        t->touched = 0;
+        t->acc_on = 0;
+    }
     b->touched_n = 0;
     b->part_n = 0;
     b->prog_n = 0;
@@ -493,6 +514,7 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
 {
     int64_t now = fs_wall_ms();
     size_t nrows = 0;
+    uint64_t folded = 0;
 
     b->part_n = 0;
     if (n > b->row_cap) {
@@ -504,14 +526,6 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         b->rows = r;
         b->row_cap = n;
     }
-    const char *slots = b->cache.slots;
-    if (idtab_reserve(&b->cache, n) < 0) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
-    }
-    if (b->cache.slots != slots) /* the cache grew: its records moved */
-        for (size_t i = 0; i < b->touched_n; i++)
-            b->touched[i].t = idtab_get(&b->cache, b->touched[i].id, strlen(b->touched[i].id));
 
     /* 1. partitions (the batch's first records) */
     for (size_t i = 0; i < n; i++) {
@@ -568,16 +582,29 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         }
         p->next_offset = m->offset + 1;
         struct row *r = &b->rows[nrows];
+        if (m->partition < 0 || m->partition > UINT16_MAX) {
+            snprintf(err, err_size, "%s [%d]: billing keeps partition numbers below 65536", b->topic, m->partition);
+            return -1;
+        }
         if (read_reading(b, m, now, r) < 0)
             continue;
         r->partition = m->partition;
+        r->h = bcache_hash(r->id, r->id_len);
         nrows++;
     }
 
     /* 4. trucks, then the fold */
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &b->rows[i];
-        r->t = idtab_get(&b->cache, r->id, r->id_len);
+        int added;
+        if (i + 24 < nrows)
+            bcache_prefetch_slot(&b->cache, b->rows[i + 24].h);
+        if (i + 16 < nrows)
+            bcache_prefetch_rec(&b->cache, b->rows[i + 16].h);
+        if (i + 8 < nrows)
+            bcache_prefetch_id(&b->cache, b->rows[i + 8].h);
+        r->no = bcache_get_hashed(&b->cache, r->id, r->id_len, r->h, &added);
+        r->t = r->no == BCACHE_NONE ? NULL : bcache_rec(&b->cache, r->no);
         if (!r->t) {
             snprintf(err, err_size, "out of memory");
             return -1;
@@ -589,6 +616,10 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         struct row *r = &b->rows[i];
         struct truck *t = r->t;
         struct bill_out o;
+        if (i + 8 < nrows) { /* the records were read for the lookups, and are out of the cache again */
+            __builtin_prefetch(b->rows[i + 8].t);
+            __builtin_prefetch((const char *)b->rows[i + 8].t + 64);
+        }
         struct bill_state before = t->st;
         switch (bill_fold(&t->st, &r->pt, &o)) {
         case BILL_DUPLICATE:
@@ -601,19 +632,24 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         case BILL_FOLDED:
             break;
         }
-        if (touch(b, t) < 0) {
+        if (touch(b, t, r->no) < 0) {
             snprintf(err, err_size, "out of memory");
             return -1;
         }
-        t->partition = r->partition;
+        t->partition = (uint16_t)r->partition;
         b->p_readings++;
         b->p_jumps += o.jump;
+        int64_t acc_day = fs_day_start_ms(before.last_ts_ms); /* of the deltas held, if any */
         if (o.n == 2)
-            add_delta(b, t, &o.d[1]);
-        add_delta(b, t, &o.d[0]);
-        if (before.has_last && fs_day_start_ms(before.last.ts_ms) < fs_day_start_ms(t->st.last.ts_ms))
+            add_delta(b, t, &acc_day, &o.d[1]);
+        add_delta(b, t, &acc_day, &o.d[0]);
+        if (before.has_last && fs_day_start_ms(before.last_ts_ms) < fs_day_start_ms(t->st.last_ts_ms))
             stage_day_end(b, t, &before);
+        folded++;
     }
+    /* Counted now, not at the flush: progress shows while the state is held
+     * (a dropped flush's readings are folded, and counted, again). */
+    metric_add(b->m_folded, folded);
     if (b->stage.oom || b->ends.oom) {
         snprintf(err, err_size, "out of memory");
         return -1;
@@ -638,13 +674,14 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
      * holds every truck of the fleet: no text of all of them at once). */
     for (size_t i = 0; i <= b->touched_n; i++) {
         if (i < b->touched_n) {
-            stage_acc(b, &b->touched[i]);
+            struct truck *t = bcache_rec(&b->cache, b->touched[i]);
+            stage_acc(b, t, fs_day_start_ms(t->st.last_ts_ms));
             if (b->stage.len < COPY_CHUNK)
                 continue;
         }
         if (b->stage.len > 0) { /* pg_copy() refuses a buffer that ran out of memory */
             staged = 1;
-            if (pg_copy(conn, "COPY billing_stage FROM STDIN", &b->stage, err, err_size) < 0)
+            if (pgbin_copy(conn, "billing_stage", &b->stage, err, err_size) < 0)
                 return -1;
             buf_reset(&b->stage);
         }
@@ -656,25 +693,29 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
         b->p_upserted = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
     }
-    if (b->ends.len > 0 && (pg_copy(conn, "COPY billing_end_stage FROM STDIN", &b->ends, err, err_size) < 0 ||
+    if (b->ends.len > 0 && (pgbin_copy(conn, "billing_end_stage", &b->ends, err, err_size) < 0 ||
                             pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
         return -1;
     /* The trucks' states, in chunks likewise. */
     buf_reset(&b->aux);
     for (size_t i = 0; i <= b->touched_n; i++) {
         if (i < b->touched_n) {
-            const struct truck *t = b->touched[i].t;
-            buf_printf(&b->aux, "%s\t%s\t%d\t%c\t", t->id, b->topic, t->partition, t->st.has_last ? 't' : 'f');
+            const struct truck *t = bcache_rec(&b->cache, b->touched[i]);
+            size_t n;
+            const char *id = bcache_id(&b->cache, t, &n);
+            pgbin_row(&b->aux, 16);
+            pgbin_text(&b->aux, id, n);
+            pgbin_text(&b->aux, b->topic, strlen(b->topic));
+            pgbin_int4(&b->aux, t->partition);
+            pgbin_bool(&b->aux, t->st.has_last);
             put_state(&b->aux, &t->st);
-            buf_printf(&b->aux, "\t%" PRId64 "\n", t->st.floor_ms);
+            pgbin_int8(&b->aux, bill_floor_ms(&t->st));
             if (b->aux.len < COPY_CHUNK)
                 continue;
         }
         if (b->aux.len > 0) {
-            if (pg_copy(conn,
-                        "COPY billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS
-                        ", floor_ms) FROM STDIN",
-                        &b->aux, err, err_size) < 0)
+            if (pgbin_copy(conn, "billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS ", floor_ms)",
+                           &b->aux, err, err_size) < 0)
                 return -1;
             buf_reset(&b->aux);
         }
@@ -734,6 +775,10 @@ static int billing_hold(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size
     if (b->state_readings > 0 && b->touched_n > 0 &&
         b->p_readings >= (int64_t)b->state_readings * (int64_t)b->touched_n)
         return 1;
+    /* Past midnight every truck stages its day's row and its day's end (about
+     * 200 bytes): written in rounds of STAGED_MAX, not all held at once. */
+    if (b->stage.len + b->ends.len >= STAGED_MAX)
+        return 1;
     int r = fold_batch(b, conn, msgs, n, 0, err, err_size);
     if (r == 0)
         b->p_held++;
@@ -753,6 +798,9 @@ static void billing_committed(void *ctx)
     metric_add(b->m_lookups, (uint64_t)b->p_lookups);
     metric_add(b->m_held, (uint64_t)b->p_held);
     if (b->p_flushed) {
+        /* Give back what the flush's buffers and librdkafka's threads freed
+         * (glibc keeps freed memory in its arenas otherwise). */
+        malloc_trim(0);
         metric_add(b->m_flushes, 1);
         metric_observe(b->m_flush_trucks, (double)b->p_flush_trucks);
         metric_observe(b->m_flush_seconds, (double)b->p_flush_ms / 1000.0);
@@ -806,7 +854,12 @@ static const char billing_after[] = "Metrics on 127.0.0.1:" STR(
 static void register_metrics(struct billing *b)
 {
     struct metrics *m = b->metrics;
-    b->m_readings = metrics_counter(m, "fleetsync_billing_readings_total", "Readings folded into billing_daily.", NULL);
+    b->m_folded =
+        metrics_counter(m, "fleetsync_billing_readings_folded_total",
+                        "Readings folded into the trucks' states in memory, counted as they are folded.", NULL);
+    b->m_readings =
+        metrics_counter(m, "fleetsync_billing_readings_total",
+                        "Readings folded and written to billing_daily (counted when their flush commits).", NULL);
     b->m_dups = metrics_counter(m, "fleetsync_billing_duplicates_total",
                                 "Readings with the (ts, seq) of the truck's last one (repeats), skipped.", NULL);
     b->m_late =
@@ -853,7 +906,7 @@ int cmd_billing(int argc, char **argv)
     int rest, rc = 2;
 
     memset(&b, 0, sizeof(b));
-    idtab_init(&b.cache, sizeof(struct truck));
+    bcache_init(&b.cache, sizeof(struct truck));
     b.state_readings = BILLING_DEFAULT_STATE_READINGS;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_BILLING;
@@ -899,8 +952,14 @@ int cmd_billing(int argc, char **argv)
     so.metrics = b.metrics;
     /* Billing is not latency-bound (a state flush every --state-ms): fetches
      * of up to 1 MB or 500 ms mean a fraction of the consumer's wake-ups
-     * (its CPU per reading halved in bench/billing). */
-    static const char *const kafka_defaults[] = {"fetch.min.bytes", "1048576", "fetch.wait.max.ms", "500", NULL};
+     * (its CPU per reading halved in bench/billing).  Its memory is the
+     * fleet's states: librdkafka prefetches at most 2 MB of records, not
+     * pgsink's 64 MB (which, with librdkafka's per-message overhead, cost
+     * more than 100 MB of a 1,000,000-truck billing's 290 MB).  The price is
+     * the catch-up rate, which the prefetch limit paces (docs/billing.md:
+     * about 33,000 readings/s at 2 MB, 86,000 at 8 MB): -X raises it. */
+    static const char *const kafka_defaults[] = {
+        "fetch.min.bytes", "1048576", "fetch.wait.max.ms", "500", "queued.max.messages.kbytes", "2048", NULL};
     so.kafka_defaults = kafka_defaults;
     static const struct pgsink_ops ops = {.write = billing_write,
                                           .committed = billing_committed,
@@ -915,7 +974,7 @@ int cmd_billing(int argc, char **argv)
              metric_value(b.m_readings), metric_value(b.m_dups), metric_value(b.m_late), metric_value(b.m_jumps));
 
 out:
-    idtab_release(&b.cache);
+    bcache_release(&b.cache);
     free(b.rows);
     free(b.touched);
     free(b.parts);

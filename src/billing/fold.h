@@ -43,20 +43,24 @@ struct bill_point {
 };
 
 /* What billing remembers of a truck between readings (persisted in
- * billing_trucks and, per day, billing_day_end). */
+ * billing_trucks and, per day, billing_day_end): the last reading's fields
+ * and the last good position, flat so that no padding sits between them.
+ * The floor is a UTC day start (a replay recomputes whole days), kept as
+ * its day number. */
 struct bill_state {
-    struct bill_point last;
+    int64_t last_ts_ms, last_seq;
+    double last_lat, last_lon, last_speed_kmh;
     int64_t good_ts_ms;
     double good_lat, good_lon;
-    int64_t floor_ms; /* 0 = none */
+    int32_t floor_day; /* fs_day_of() of the floor; 0 = none */
+    uint8_t last_ignition;
     uint8_t has_last;
     uint8_t has_good;  /* good_* hold the last accepted position */
     uint8_t last_good; /* the last reading's position was accepted */
 };
 
-/* Billing caches one per truck of the fleet (docs/billing.md, memory): the
- * flags share one word, no padding between the fields. */
-_Static_assert(sizeof(struct bill_state) <= 88, "struct bill_state grew: billing's memory per truck");
+/* Billing caches one per truck of the fleet (docs/billing.md, memory). */
+_Static_assert(sizeof(struct bill_state) <= 72, "struct bill_state grew: billing's memory per truck");
 
 /* What one reading adds to one UTC day. */
 struct bill_delta {
@@ -75,6 +79,14 @@ enum bill_result { BILL_FOLDED, BILL_DUPLICATE, BILL_LATE, BILL_BEFORE_FLOOR };
 
 /* An empty state (a truck never seen). */
 void bill_state_init(struct bill_state *s);
+
+/* The floor in ms (0 = none), and setting it: floor_ms is a UTC day start
+ * (or 0). */
+int64_t bill_floor_ms(const struct bill_state *s);
+void bill_set_floor_ms(struct bill_state *s, int64_t floor_ms);
+
+/* The last reading, as a point. */
+struct bill_point bill_last(const struct bill_state *s);
 
 /* Folds cur into the truck's state *s.  On BILL_FOLDED fills *out with
  * what the reading adds (out->n days); otherwise *s is unchanged and

@@ -1,7 +1,8 @@
 /*
  * idtab.h - a table of the caller's per-truck records keyed by truck id:
  * open addressing with linear probing, FNV-1a, grown at 70 % load.  The
- * history and billing pipelines keep their truck caches in one.
+ * history pipeline keeps its truck cache in one (billing, whose cache holds
+ * the whole fleet, has the denser billing/cache.h).
  *
  * Records are rec_size bytes and start with `char *id` (the table's own
  * copy of the id; NULL marks an empty slot).  Growing moves records: call

@@ -736,9 +736,19 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
          * during the call flushes s.batch, and messages of partitions no
          * longer ours are dropped here (they are read again by the owner). */
         ssize_t got = rd_kafka_consume_batch_queue(q, timeout, s.chunk, max_batch - s.n);
+        now = fs_mono_ms(); /* the chunk's messages arrived now: one clock read for all */
+        /* t: the partition of prev, the last message kept (a run of one
+         * partition's messages looks it up once). */
+        struct tp *t = NULL;
+        const rd_kafka_message_t *prev = NULL;
         for (ssize_t i = 0; i < got; i++) {
             rd_kafka_message_t *m = s.chunk[i];
-            struct tp *t = m->err ? NULL : tp_find(&s, rd_kafka_topic_name(m->rkt), m->partition, 0);
+            if (m->err) {
+                t = NULL;
+            } else if (!t || m->rkt != prev->rkt || m->partition != prev->partition) {
+                t = tp_find(&s, rd_kafka_topic_name(m->rkt), m->partition, 0);
+                prev = m;
+            }
             if (!t) {
                 if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                     log_warn("Kafka: %s", rd_kafka_message_errstr(m));
@@ -747,9 +757,9 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
             }
             t->next = m->offset + 1;
             if (s.n == 0)
-                s.first_ms = fs_mono_ms();
+                s.first_ms = now;
             s.batch[s.n++] = m;
-            s.last_msg_ms = fs_mono_ms();
+            s.last_msg_ms = now;
         }
         now = fs_mono_ms();
         if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))

@@ -279,4 +279,30 @@ empty=$("$FS" report invoice --month 1999-01 --rate-per-km 1 --rate-per-engine-h
 check_eq "a month without data: no lines, a zero total" "0 0" \
     "$(printf '%s' "$empty" | jq -r '"\(.trucks | length) \(.total.amount)"')"
 
+# --- progress shows while the state is held -------------------------------------
+# 20 readings of a new truck, one every 0.25 s (never a second without a record,
+# so after billing's first transaction nothing is written until they end): the
+# readings folded count as they are folded, the readings written only with a flush.
+start_billing --state-ms 600000 --state-readings 0 --flush-ms 100
+for _ in $(seq 50); do [ -n "$(metric fleetsync_billing_readings_folded_total)" ] && break; sleep 0.1; done
+(for k in $(seq 0 19); do
+    printf '%s-F|{"v":1,"truck_id":"%s-F","ts":%s,"seq":%d,"lat":45.%02d,"lon":7.0,"speed_kmh":30,"ignition":true}\n' \
+        "$ID" "$ID" $((MID + 18000000 + k * 10000)) "$k" "$k"
+    sleep 0.25
+done) | kcat -P -b "$B" -t "$T" -K '|' -X linger.ms=0 &
+trickle=$!
+folded=0 written=0
+for _ in $(seq 100); do
+    folded=$(metric fleetsync_billing_readings_folded_total) written=$(metric fleetsync_billing_readings_total)
+    [ "${folded:-0}" -gt "${written:-0}" ] 2>/dev/null && break
+    sleep 0.05
+done
+check "readings folded are counted before their state is written ($folded folded, $written written, $(metric fleetsync_billing_state_flushes_total) flushes)" \
+    test "${folded:-0}" -gt "${written:-0}"
+wait "$trickle"
+check "billing wrote the trickle once it ended" wait_caught_up 30
+check_eq "all 20 readings folded and written" "20 20" \
+    "$(metric fleetsync_billing_readings_folded_total) $(metric fleetsync_billing_readings_total)"
+stop_billing; check_eq "billing stops cleanly after the trickle" 0 "$stop_rc"
+
 done_testing

@@ -3,6 +3,7 @@
  * jumps (out and back adds nothing; a confirmed relocation), repeats, late
  * readings and a replay's floor.  Points move along the meridian 11 E, where
  * the great-circle distance is exactly R * dlat (radians). */
+#include "billing/cache.h"
 #include "billing/fold.h"
 
 #include "core/clock.h"
@@ -13,6 +14,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -237,13 +239,19 @@ static void test_floor(void **state)
     int64_t floor = D0 + FS_DAY_MS;
     bill_state_init(&s);
     s.has_last = 1;
-    s.last = (struct bill_point){floor - 60000, 1, 48.00, 11.0, 60, 1};
+    s.last_ts_ms = floor - 60000;
+    s.last_seq = 1;
+    s.last_lat = 48.00;
+    s.last_lon = 11.0;
+    s.last_speed_kmh = 60;
+    s.last_ignition = 1;
     s.has_good = 1;
-    s.good_ts_ms = s.last.ts_ms;
+    s.good_ts_ms = s.last_ts_ms;
     s.good_lat = 48.00;
     s.good_lon = 11.0;
     s.last_good = 1;
-    s.floor_ms = floor;
+    bill_set_floor_ms(&s, floor);
+    assert_true(bill_floor_ms(&s) == floor);
     struct bill_point early = {floor - 30000, 2, 48.005, 11.0, 60, 1};
     assert_int_equal(fold(&s, &ds, early), BILL_BEFORE_FLOOR);
     struct bill_point after = {floor + 60000, 3, 48.02, 11.0, 60, 1};
@@ -261,7 +269,7 @@ static void test_floor(void **state)
 static void test_state_compact_and_reloaded(void **unused)
 {
     (void)unused;
-    assert_true(sizeof(struct bill_state) <= 88);
+    assert_true(sizeof(struct bill_state) <= 72);
     struct bill_state kept, reloaded;
     struct bill_out o1, o2;
     bill_state_init(&kept);
@@ -270,19 +278,71 @@ static void test_state_compact_and_reloaded(void **unused)
     assert_int_equal(bill_fold(&kept, &b, &o1), BILL_FOLDED);
     bill_state_init(&reloaded);
     reloaded.has_last = kept.has_last;
-    reloaded.last = kept.last;
+    struct bill_point last = bill_last(&kept);
+    reloaded.last_ts_ms = last.ts_ms;
+    reloaded.last_seq = last.seq;
+    reloaded.last_lat = last.lat;
+    reloaded.last_lon = last.lon;
+    reloaded.last_speed_kmh = last.speed_kmh;
+    reloaded.last_ignition = (uint8_t)last.ignition;
     reloaded.has_good = kept.has_good;
     reloaded.good_ts_ms = kept.good_ts_ms;
     reloaded.good_lat = kept.good_lat;
     reloaded.good_lon = kept.good_lon;
     reloaded.last_good = kept.last_good;
-    reloaded.floor_ms = kept.floor_ms;
+    bill_set_floor_ms(&reloaded, bill_floor_ms(&kept));
     assert_int_equal(bill_fold(&kept, &c, &o1), BILL_FOLDED);
     assert_int_equal(bill_fold(&reloaded, &c, &o2), BILL_FOLDED);
     assert_int_equal(o1.n, o2.n);
     assert_true(o1.d[0].distance_km == o2.d[0].distance_km && o1.d[0].engine_s == o2.d[0].engine_s &&
                 o1.d[0].idle_s == o2.d[0].idle_s && o1.d[0].max_speed_kmh == o2.d[0].max_speed_kmh);
     assert_near(o1.d[0].distance_km, 0.01 * KM_PER_DEG, 1e-9);
+}
+
+/* The cache keeps a record per id at a fixed address and number while it
+ * grows (index, record blocks, id chunks), finds every id again, and
+ * tells ids apart that share a prefix or a hash slot. */
+static void test_cache_many_trucks_stay_put(void **unused)
+{
+    (void)unused;
+    struct bcache c;
+    struct rec {
+        uint32_t id;
+        uint32_t n;
+    };
+    enum { N = 50000 };
+    static struct rec *first[N];
+    char id[64]; /* the longest id below is 40 characters */
+    int added;
+    bcache_init(&c, sizeof(struct rec));
+    for (uint32_t i = 0; i < N; i++) {
+        int n = snprintf(id, sizeof(id), "TRK-%06u%s", i, i % 7 ? "" : "-with-a-longer-suffix-of-bytes");
+        uint32_t no = bcache_get(&c, id, (size_t)n, &added);
+        assert_int_equal(no, i);
+        assert_int_equal(added, 1);
+        first[i] = bcache_rec(&c, no);
+        assert_int_equal(first[i]->n, 0); /* zeroed */
+        first[i]->n = i + 1;
+    }
+    assert_int_equal(c.count, N);
+    for (uint32_t i = 0; i < N; i++) {
+        int n = snprintf(id, sizeof(id), "TRK-%06u%s", i, i % 7 ? "" : "-with-a-longer-suffix-of-bytes");
+        uint32_t no = bcache_get(&c, id, (size_t)n, &added);
+        assert_int_equal(no, i);
+        assert_int_equal(added, 0);
+        assert_ptr_equal(bcache_rec(&c, no), first[i]);
+        assert_int_equal(first[i]->n, i + 1);
+        size_t len;
+        const char *kept = bcache_id(&c, first[i], &len);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(kept, id, len);
+    }
+    assert_int_equal(bcache_get(&c, "TRK-00000", 9, &added), N); /* a prefix of others is its own truck */
+    assert_int_equal(bcache_get(&c, "", 0, &added), BCACHE_NONE);
+    /* records, index and ids: about 8 + 8-16 + 12-39 bytes a truck here */
+    assert_true(bcache_bytes(&c) < (size_t)N * 80 + (2u << 20));
+    bcache_release(&c);
+    assert_int_equal(c.count, 0);
 }
 
 int main(void)
@@ -298,6 +358,7 @@ int main(void)
         cmocka_unit_test(test_duplicate_and_late),
         cmocka_unit_test(test_floor),
         cmocka_unit_test(test_state_compact_and_reloaded),
+        cmocka_unit_test(test_cache_many_trucks_stay_put),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
