@@ -257,8 +257,12 @@ static const char ingest_after[] = "Metrics on --metrics-port (default " STR(
 int cmd_ingest(int argc, char **argv)
 {
     struct fs_config cfg;
-    struct ing_opts o = {
-        .receive_max = 100, .max_packet_size = 65536, .max_connections = 100000, .connect_timeout_s = 10, .workers = 1};
+    struct ing_opts o = {.receive_max = 100,
+                         .max_packet_size = 65536,
+                         .max_connections = 100000,
+                         .connect_timeout_s = 10,
+                         .workers = 1,
+                         .max_unread = 65536};
     struct ingest g;
     char err[512];
     int rest, rc = 2;
@@ -274,6 +278,10 @@ int cmd_ingest(int argc, char **argv)
                     "per process (each worker), default 100000"),
         OPT_INTEGER("connect-timeout", "S", &o.connect_timeout_s, 1, 3600,
                     "a connection's CONNECT must come within S seconds (default 10)"),
+        OPT_INTEGER("max-unread", "BYTES", &o.max_unread, 4096, 65536,
+                    "answers (PUBACKs...) a client may leave unread before it is\n"
+                    "closed as a slow reader: BYTES in the ingest, BYTES in the\n"
+                    "socket's send buffer (default 65536)"),
         OPT_INTEGER("workers", "N", &o.workers, 1, 256,
                     "N processes on the same port (SO_REUSEPORT), each its own Kafka\n"
                     "producer and metrics port (--metrics-port + i); default 1"),

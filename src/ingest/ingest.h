@@ -50,6 +50,7 @@ struct ing_opts {
     int max_packet_size; /* bytes */
     int max_connections;
     int connect_timeout_s;
+    int max_unread; /* bytes of answers a client may leave unread, in the ingest and again in the kernel */
     int quiet;
     int workers;   /* processes serving the port (--workers); 1: this one */
     int reuseport; /* a worker: the port is shared (SO_REUSEPORT) */

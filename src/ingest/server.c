@@ -525,13 +525,19 @@ static void accept_all(struct ingest *g, int lfd, int tls)
         }
         /* TCP keep-alive finds the half-open sockets of clients whose MQTT
          * keep-alive is 0 (dead after 60 s idle + 3 probes 10 s apart). */
-        int one = 1, idle = 60, intvl = 10, cnt = 3;
+        int one = 1, idle = 60, intvl = 10, cnt = 3, sndbuf = g->o->max_unread / 2;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
         setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+        /* A fixed send buffer (the kernel doubles it: max_unread bytes),
+         * not one autotuned up to net.ipv4.tcp_wmem's 4 MiB: a client that
+         * does not read its PUBACKs fills it and then the session's out
+         * (max_unread more), and is closed as a slow reader. */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         ises_init(&c->ses, &ops, g, (size_t)g->o->max_packet_size, (uint16_t)g->o->receive_max);
+        c->ses.out_max = (size_t)g->o->max_unread;
         c->g = g;
         c->fd = fd;
         c->rcap = RBUF_START;

@@ -20,7 +20,7 @@
  * done prefix is released, never a later slot before an earlier one); a
  * PUBACK of a produced record leaves only after its delivery report said
  * Kafka has it; at most cap QoS 1 PUBLISHes wait; out never holds more than
- * ISES_OUT_MAX bytes.
+ * out_max (<= ISES_OUT_MAX) bytes.
  */
 #include "ingest/session.h"
 
@@ -34,6 +34,7 @@ void ises_init(struct ises *s, const struct ises_ops *ops, void *ctx, size_t max
     s->ctx = ctx;
     s->max_packet = max_packet;
     s->receive_max = receive_max ? receive_max : 1;
+    s->out_max = ISES_OUT_MAX;
 }
 
 void ises_release(struct ises *s)
@@ -48,10 +49,10 @@ void ises_release(struct ises *s)
     s->will_payload = NULL;
 }
 
-/* Appends to out; 0, or -1 past ISES_OUT_MAX (or out of memory). */
+/* Appends to out; 0, or -1 past out_max (or out of memory). */
 static int put(struct ises *s, const uint8_t *p, size_t n)
 {
-    if (s->out_len + n > ISES_OUT_MAX)
+    if (s->out_len + n > s->out_max || s->out_len + n > ISES_OUT_MAX)
         return -1;
     if (s->out_len + n > s->out_cap) {
         size_t cap = s->out_cap ? s->out_cap * 2 : 256;

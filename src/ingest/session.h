@@ -17,8 +17,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Answers a client has not taken past this are a slow reader's: its
- * session ends. */
+/* Answers a client has not taken past out_max (at most this) are a slow
+ * reader's: its session ends. */
 #define ISES_OUT_MAX (64 * 1024)
 
 struct ises;
@@ -72,6 +72,7 @@ struct ises {
     int will_sent; /* ises_end produced the will */
     uint8_t *out;  /* answers not yet written to the socket */
     size_t out_len, out_cap;
+    size_t out_max; /* ISES_OUT_MAX unless the caller lowers it after ises_init */
     size_t max_packet;
     uint16_t receive_max;
     const struct ises_ops *ops;

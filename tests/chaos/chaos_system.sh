@@ -40,6 +40,11 @@
 #   CHAOS_STATIC_MEMBERS=0|1  static group membership of history, billing,
 #                        detect, dashboard (default 1 on the single broker, 0
 #                        on the cluster; see STATIC below)
+#   CHAOS_EDGE=ingest    the trucks' edge is `fleetsync ingest` (docs/ingest.md)
+#                        on the MQTT port + OFF + 7 instead of Mosquitto +
+#                        the bridge: the simulator publishes to it, the ingest
+#                        is SIGKILLed where the bridge was, and the Mosquitto
+#                        restart (no longer on the path) is left out
 #   CHAOS_KAFKA_BROKERS=3  private services (implies CHAOS_OWN_STACK=1) with
 #                        `services start --kafka-brokers 3` (docs/cluster.md):
 #                        Kafka on TEST_KAFKA_PORT+N, +N+2, +N+4 (controllers one
@@ -50,6 +55,12 @@
 . "$(dirname "$0")/../e2e/lib.sh"
 
 SHORT=${CHAOS_SHORT:-0}
+EDGE=${CHAOS_EDGE:-mosquitto}
+case "$EDGE" in
+mosquitto) EP=bridge ;;   # the edge's process this script kills and restarts
+ingest) EP=ingest ;;
+*) echo "CHAOS_EDGE is mosquitto or ingest, not '$EDGE'" >&2; exit 2 ;;
+esac
 OFF=${CHAOS_PORT_OFFSET:-80}
 OWN=${CHAOS_OWN_STACK:-0}
 KB=${CHAOS_KAFKA_BROKERS:-1}
@@ -86,6 +97,7 @@ SCHEMA="chaosref$$"             # the reference billing's schema
 B=$FLEETSYNC_BROKERS
 MB=$((TEST_METRICS_BASE + OFF))
 HTTP=$((TEST_HTTP_PORT + OFF))
+IPORT=$((TEST_MQTT_PORT + OFF + 7))   # the ingest (CHAOS_EDGE=ingest)
 GH="chaos-history-$$" GB="chaos-billing-$$" GD="chaos-detect-$$" GS="chaos-dash-$$"
 GRD="chaos-refdetect-$$" GRB="chaos-refbilling-$$"
 FENCES=$(cd "$(dirname "$0")/../e2e" && pwd)/detect_fences.geojson
@@ -177,6 +189,15 @@ start() {   # start NAME: runs it in the background, logging to $W/NAME.log
             [ "$(grep -c subscribed "$W/bridge.log" 2>/dev/null)" -gt "${before:-0}" ] && break
             sleep 0.1
         done ;;
+    ingest)
+        before=$(grep -c "ingest listening" "$W/ingest.log" 2>/dev/null)
+        "$FS" ingest --topic-prefix "$P" --data-dir "$W" --listen "127.0.0.1:$IPORT" --metrics-port $((MB + 1)) \
+            --quiet >>"$W/ingest.log" 2>&1 &
+        PID[$n]=$!
+        for _ in $(seq 150); do
+            [ "$(grep -c "ingest listening" "$W/ingest.log" 2>/dev/null)" -gt "${before:-0}" ] && break
+            sleep 0.1
+        done ;;
     history)
         # shellcheck disable=SC2046
         "$FS" history --topic-prefix "$P" --group "$GH" --metrics-port $((MB + 2)) $(STATIC "$GH") \
@@ -199,7 +220,9 @@ start() {   # start NAME: runs it in the background, logging to $W/NAME.log
         PID[$n]=$!
         for _ in $(seq 100); do curl -s --max-time 1 "http://127.0.0.1:$HTTP/healthz" >/dev/null && break; sleep 0.1; done ;;
     sim)
+        # shellcheck disable=SC2046
         "$FS" sim "${SIM_ARGS[@]}" --speedup "$SPEEDUP" --metrics-port $((MB + 5)) --quiet --drain-timeout 120 \
+            $([ "$EDGE" = ingest ] && echo "--mqtt mqtt://127.0.0.1:$IPORT") \
             --truth "$W/truth.jsonl" >>"$W/sim.log" 2>&1 &
         PID[$n]=$! ;;
     esac
@@ -376,16 +399,16 @@ if [ "$KB" = 3 ]; then
             --describe --entity-type topics --entity-name "$T" 2>&1)"
 fi
 log "simulated start $START, $DUR simulated s, $TRUCKS trucks every $INTERVAL s, speedup $SPEEDUP; $KB Kafka broker(s), $([ "$STATIC_MEMBERS" = 1 ] && echo static || echo dynamic) group members"
-for n in bridge history billing detect dashboard; do start "$n"; done
+for n in $EP history billing detect dashboard; do start "$n"; done
 sleep 2
-for n in bridge history billing detect dashboard; do check "$n runs" alive "$n"; done
+for n in $EP history billing detect dashboard; do check "$n runs" alive "$n"; done
 start sim
 sleep 3
 check "the simulator runs" alive sim
 
 # --- 1. the processes, SIGKILLed in turn ------------------------------------------
 gap=6; [ "$SHORT" = 1 ] && gap=3
-for n in sim bridge history billing detect dashboard; do
+for n in sim $EP history billing detect dashboard; do
     for _ in $(seq "$KILLS"); do
         pause "$gap"
         kill9 "$n"
@@ -424,7 +447,7 @@ if [ "$KB" = 3 ]; then
     e2=$(total_end)
     check "the two brokers left keep taking acks=all writes: $T grew by $(( ${e2:-0} - ${e1:-0} )) records after the fencing" \
         test "${e2:-0}" -gt "${e1:-0}" -a -n "$e1"
-    for n in bridge history billing detect dashboard sim; do check "$n runs with broker $KN down" alive "$n"; done
+    for n in $EP history billing detect dashboard sim; do check "$n runs with broker $KN down" alive "$n"; done
     t=$(date +%s)
     check "services start brings broker $KN back" "$FS" services start --timeout 180
     log "broker $KN back in $(( $(date +%s) - t )) s"
@@ -435,7 +458,7 @@ if [ "$KB" = 3 ]; then
         wait_for 240 in_sync
     log "every ISR complete $(( $(date +%s) - t )) s after the restart began"
     sleep 3
-    for n in bridge history billing detect dashboard sim; do check "$n survived broker $KN's SIGKILL" alive "$n"; done
+    for n in $EP history billing detect dashboard sim; do check "$n survived broker $KN's SIGKILL" alive "$n"; done
     check "each pipeline group has its member again (history, billing, detect, dashboard)" members_back 90
     checkpoint "$FAULT"
 else
@@ -448,21 +471,23 @@ else
     check "services start brings Kafka back" "$FS" services start --timeout 180
     log "Kafka back in $(( $(date +%s) - t )) s"
     sleep 3
-    for n in bridge history billing detect dashboard sim; do check "$n survived the Kafka restart" alive "$n"; done
+    for n in $EP history billing detect dashboard sim; do check "$n survived the Kafka restart" alive "$n"; done
     check "each pipeline group has its member again (history, billing, detect, dashboard)" members_back 90
     checkpoint "Kafka SIGKILL + restart"
 fi
 
-# --- 3. Mosquitto restarted ----------------------------------------------------------
-pause "$gap"
-mpid=$(cat "$FLEETSYNC_DATA_DIR/run/mosquitto.pid")
-kill -TERM "$mpid"
-for _ in $(seq 100); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
-sleep 2
-check "services start brings Mosquitto back" "$FS" services start --timeout 60
-sleep 3
-for n in bridge sim; do check "$n survived the Mosquitto restart" alive "$n"; done
-checkpoint "Mosquitto restart"
+# --- 3. Mosquitto restarted (when it is the edge) --------------------------------------
+if [ "$EDGE" = mosquitto ]; then
+    pause "$gap"
+    mpid=$(cat "$FLEETSYNC_DATA_DIR/run/mosquitto.pid")
+    kill -TERM "$mpid"
+    for _ in $(seq 100); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+    sleep 2
+    check "services start brings Mosquitto back" "$FS" services start --timeout 60
+    sleep 3
+    for n in bridge sim; do check "$n survived the Mosquitto restart" alive "$n"; done
+    checkpoint "Mosquitto restart"
+fi
 
 # --- 4. PostgreSQL stopped, history SIGSTOPped (the real-time tail) -------------------
 LAT_BASE=nan LAT_PG=nan LAT_HIST=nan
@@ -532,7 +557,7 @@ group_lag() {   # PREFIX GROUP
 wait_lag0() { for _ in $(seq $(($3 * 2))); do [ "$(group_lag "$1" "$2")" = 0 ] && return 0; sleep 0.5; done; return 1; }
 check "detect caught up" wait_lag0 "$P" "$GD" 120
 sleep 6
-for n in detect billing history dashboard bridge; do
+for n in detect billing history dashboard $EP; do
     kill -TERM "${PID[$n]}"; wait "${PID[$n]}"; rc=$?; PID[$n]=
     check_eq "$n stops cleanly on SIGTERM" 0 "$rc"
 done
