@@ -1098,10 +1098,11 @@ fail:
  * hold a snapshot older than this transaction: TRUNCATE is not MVCC-safe,
  * and such a snapshot (a REPEATABLE READ report, another instance's packing
  * pass) could still see the rows packing deleted and not their packed
- * rows.  TRUNCATE and not DROP: the partition stays, so another instance
- * whose list of partitions says the day exists still writes a late reading
- * into it (a dropped one would make that batch fail as data refused).
- * Returns 1 when truncated, 0 when left for later, -1 on error. */
+ * rows.  An autovacuum worker's snapshot does not count: it reads no rows
+ * for anyone (and one busy with a large table would hold the day back for
+ * minutes); one vacuuming this partition waits for the lock or gives way.  TRUNCATE and not DROP: the partition stays,
+ * so another instance whose list of partitions says the day exists still writes a late reading into it (a dropped one
+ * would make that batch fail as data refused). Returns 1 when truncated, 0 when left for later, -1 on error. */
 static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *err, size_t err_size)
 {
     char sql[512];
@@ -1119,7 +1120,7 @@ static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *
     }
     snprintf(sql, sizeof(sql),
              "SELECT NOT EXISTS (SELECT 1 FROM %s) AND NOT EXISTS (SELECT 1 FROM pg_stat_activity "
-             "WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL "
+             "WHERE pid <> pg_backend_pid() AND backend_xmin IS NOT NULL AND backend_type <> 'autovacuum worker' "
              "AND (datname IS NULL OR datname = current_database()) "
              "AND age(backend_xmin) > age((txid_current() %% 4294967296)::text::xid))",
              name);
