@@ -452,7 +452,7 @@ static int opt_kafka_brokers(void *value, const char *arg, char *err, size_t err
     return 0;
 }
 
-static int opt_edge(void *value, const char *arg, char *err, size_t err_size)
+int svc_edge_option(void *value, const char *arg, char *err, size_t err_size)
 {
     if (strcmp(arg, "ingest") == 0)
         *(enum svc_edge *)value = SVC_EDGE_INGEST;
@@ -496,7 +496,7 @@ int cmd_services(int argc, char **argv)
                     "writes truck-alerts.  Passwords derive from DIR/kafka-auth/secret\n"
                     "(0600); every fleetsync command finds its own there.  Remembered\n"
                     "in the data dir (docs/security.md)"),
-        OPT_CB("edge", "ingest|mosquitto", &opt.edge, opt_edge,
+        OPT_CB("edge", "ingest|mosquitto", &opt.edge, svc_edge_option,
                "what takes the trucks' MQTT: mosquitto (fleetsync bridge carries\n"
                "it to Kafka) or ingest: no Mosquitto is started, as 'fleetsync up'\n"
                "runs fleetsync ingest on the MQTT port (and, with --tls, on the\n"

@@ -76,6 +76,9 @@ struct svc_options {
 /* The data dir's MQTT edge (D/mqtt-edge): SVC_EDGE_INGEST or
  * SVC_EDGE_MOSQUITTO. */
 enum svc_edge svc_edge_saved(const char *data_dir);
+/* The --edge option of services and up (an opts callback): "ingest" or
+ * "mosquitto" into the enum svc_edge at value. */
+int svc_edge_option(void *value, const char *arg, char *err, size_t err_size);
 
 /* Derives the ports from the shared endpoints (--mqtt, --brokers, --pg);
  * the controller listens on the Kafka port + 1.  Returns 0 or -1 + err. */

@@ -502,19 +502,6 @@ static int opt_metrics_base(void *value, const char *arg, char *err, size_t err_
     return 0;
 }
 
-static int opt_edge(void *value, const char *arg, char *err, size_t err_size)
-{
-    if (strcmp(arg, "ingest") == 0)
-        *(enum svc_edge *)value = SVC_EDGE_INGEST;
-    else if (strcmp(arg, "mosquitto") == 0)
-        *(enum svc_edge *)value = SVC_EDGE_MOSQUITTO;
-    else {
-        snprintf(err, err_size, "is ingest or mosquitto");
-        return -1;
-    }
-    return 0;
-}
-
 /* The MQTT edge (--edge; without it the data dir's choice, else the ingest
  * in a new data dir): the bridge behind Mosquitto, or the ingest on the MQTT
  * port (127.0.0.1, as Mosquitto listens), with a TLS listener on the TLS
@@ -674,7 +661,7 @@ static int up_parse(int argc, char **argv, struct fs_config *cfg, struct svc_opt
         OPT_CB("kafka-brokers", "N", &opt->kafka_brokers, opt_kafka_brokers,
                "1 (default) or 3: a local 3-broker Kafka cluster (docs/cluster.md);\n"
                "the data dir remembers it"),
-        OPT_CB("edge", "ingest|mosquitto", &edge, opt_edge,
+        OPT_CB("edge", "ingest|mosquitto", &edge, svc_edge_option,
                "what takes the trucks' MQTT: ingest (default in a new data dir):\n"
                "'fleetsync ingest' on the MQTT port, PUBACK once Kafka has the\n"
                "reading, TLS on the TLS port when DATA_DIR/tls/ has certificates,\n"
