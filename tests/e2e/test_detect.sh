@@ -176,6 +176,11 @@ for k in 00 01 02 03 04 05 06 07 08 09 10 11; do
     [ "$k" = 01 ] && produce "$W/bad.tsv"
     case $k in
     02 | 05 | 07 | 09)
+        # The first kill waits for a committed checkpoint, so that a restart
+        # has one to restore even on a slow machine.
+        if [ "$k" = 02 ]; then
+            for _ in $(seq 120); do [ "$(metric fleetsync_detect_checkpoints_total)" -ge 1 ] 2>/dev/null && break; sleep 0.25; done
+        fi
         sleep 0.$((RANDOM % 4 + 1)) # while it reads the chunk or just after
         kill -9 "$det_pid"; wait "$det_pid" 2>/dev/null
         kills=$((kills + 1))
