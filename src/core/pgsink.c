@@ -196,6 +196,16 @@ static int store_offsets(struct sink *s, char *err, size_t err_size)
     return 0;
 }
 
+/* Where partition t is read from: its stored offset, or what the
+ * pipeline's start_at() says, or --start. */
+static int64_t read_from(struct sink *s, const struct tp *t)
+{
+    int64_t at = t->expected;
+    if (s->ops->start_at)
+        at = s->ops->start_at(s->ctx, s->conn, t->topic, t->partition, t->expected);
+    return at >= 0 ? at : start_offset(s);
+}
+
 /* Re-reads the stored offsets and moves the assigned partitions there. */
 static void reseek(struct sink *s)
 {
@@ -204,8 +214,7 @@ static void reseek(struct sink *s)
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
     for (size_t i = 0; i < s->tp_count; i++) {
         struct tp *t = &s->tps[i];
-        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset =
-            t->expected >= 0 ? t->expected : start_offset(s);
+        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = read_from(s, t);
     }
     rd_kafka_error_t *e = rd_kafka_seek_partitions(s->rk, l, 10000);
     if (e) {
@@ -243,6 +252,11 @@ static void range_offsets(struct sink *s, size_t lo, size_t hi)
         if (t)
             t->next = m->offset + 1;
     }
+    /* Records read again below the stored offset (start_at()): the stored
+     * offset stays. */
+    for (size_t i = 0; i < s->tp_count; i++)
+        if (s->tps[i].next >= 0 && s->tps[i].next <= s->tps[i].expected)
+            s->tps[i].next = -1;
 }
 
 /* Outcomes of one attempt at storing a part of the batch. */
@@ -252,6 +266,7 @@ enum attempt {
     A_CONFLICT = -2, /* the stored offsets moved: drop the batch, re-seek */
     A_DATA = -3,     /* PostgreSQL refused the data (SQLSTATE class 22, 23) */
     A_REFUSED = -4,  /* the pipeline refused a record (*refused) */
+    A_RESEEK = -5,   /* the pipeline asked for a re-read: drop the batch, re-seek */
 };
 
 /* Ends a failed attempt: a data error while the connection is fine, or any
@@ -281,6 +296,11 @@ static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *ref
         s->ops->aborted(s->ctx);
         *refused = lo + at;
         return A_REFUSED;
+    }
+    if (w == PGSINK_RESEEK) {
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+        snprintf(err, err_size, "the pipeline lost what it derived from earlier records");
+        return A_RESEEK;
     }
     if (w != 0)
         return attempt_failed(s);
@@ -559,6 +579,12 @@ static void flush(struct sink *s, int may_hold)
                 return;
             }
         }
+        if (r == A_RESEEK) {
+            log_warn("%s; re-reading from where it starts", err);
+            drop_batch(s);
+            reseek(s);
+            return;
+        }
         if (r == A_CONFLICT) {
             log_warn("%s: another writer moved the offsets; re-reading from what is stored", err);
             if (s->m_conflicts)
@@ -594,13 +620,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
             rd_kafka_assign(rk, NULL);
             return;
         }
-        for (int i = 0; i < parts->cnt; i++) {
-            struct tp *t = tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 0);
-            parts->elems[i].offset = t && t->expected >= 0 ? t->expected : start_offset(s);
-        }
         /* Another instance may have written these partitions meanwhile:
          * whatever the pipeline derived from earlier batches is stale. */
         s->ops->aborted(s->ctx);
+        for (int i = 0; i < parts->cnt; i++) {
+            struct tp *t = tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 0);
+            parts->elems[i].offset = t ? read_from(s, t) : start_offset(s);
+        }
         log_info("assigned %d partitions; reading from the offsets stored in PostgreSQL", parts->cnt);
         rd_kafka_assign(rk, parts);
     } else {
@@ -779,6 +805,10 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     }
     log_info("stopping: storing the last batch");
     flush(&s, 0); /* its offsets are PostgreSQL's: valid whatever Kafka's state */
+    /* A last tick: the pipeline writes what it keeps for later (history's
+     * held rollups); what it cannot write is read again at the next start. */
+    if (ops->tick && s.n == 0 && db_ensure(&s, err, sizeof(err)) == 0 && ops->tick(ctx, s.conn, err, sizeof(err)) < 0)
+        log_warn("%s", err);
     rc = fatal ? 1 : 0;
 out:
     if (q)

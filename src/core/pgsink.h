@@ -76,6 +76,10 @@
 /* write()'s answer for a record that its checks find PostgreSQL cannot
  * store (a value out of range). */
 #define PGSINK_REFUSED 1
+/* write()'s answer when the pipeline lost state it derived from records
+ * before the batch (see start_at below): the transaction is rolled back, the
+ * batch dropped, and every partition re-read from where start_at() says. */
+#define PGSINK_RESEEK 2
 
 struct pgsink_ops {
     /* Writes one batch (or a part of one, see above) inside the open
@@ -92,9 +96,10 @@ struct pgsink_ops {
      * or partitions were (re)assigned, so another instance may have written
      * them: forget state derived from earlier batches. */
     void (*aborted)(void *ctx);
-    /* Housekeeping outside batches, on a fresh connection and then about
-     * every second (the callback keeps its own schedule).  Returns 0 or -1
-     * (err); a failure is logged and retried.  May be NULL. */
+    /* Housekeeping outside batches, on a fresh connection, then about
+     * every second (the callback keeps its own schedule), and once more
+     * after the last batch of a clean stop (sig_stopping() is then true).
+     * Returns 0 or -1 (err); a failure is logged and retried.  May be NULL. */
     int (*tick)(void *ctx, PGconn *conn, char *err, size_t err_size);
     /* Optional (with pgsink_options.hold_ms > 0): takes a batch into the
      * pipeline's memory without a transaction; conn is connected, with no
@@ -104,6 +109,14 @@ struct pgsink_ops {
      * before it), or -1 with a reason in err (the held state is dropped
      * with aborted() and the sink re-reads from the stored offsets). */
     int (*hold)(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, char *err, size_t err_size);
+    /* Optional: where to read a partition from, given its stored offset
+     * (-1: none), when it is assigned or re-read.  A pipeline that keeps
+     * state of its own in the database with offsets of its own (history's
+     * rollups) may start earlier than the stored offset: the records before
+     * it come again in write(), and the stored offset never moves back (a
+     * batch below it stores nothing).  Returns the offset, or `stored`.  conn
+     * is connected, with no transaction open. */
+    int64_t (*start_at)(void *ctx, PGconn *conn, const char *topic, int32_t partition, int64_t stored);
 };
 
 struct pgsink_options {

@@ -48,6 +48,25 @@ void rollup_hour_init(struct rollup_hour *h, int64_t hour_ms)
     h->last.fuel_pct = NAN;
 }
 
+void rollup_hour_add(struct rollup_hour *a, const struct rollup_hour *b)
+{
+    if (b->samples == 0)
+        return;
+    if (a->samples == 0) {
+        *a = *b;
+        return;
+    }
+    a->samples += b->samples;
+    a->distance_km += b->distance_km;
+    a->moving_s += b->moving_s;
+    a->idle_s += b->idle_s;
+    a->parked_s += b->parked_s;
+    if (b->max_speed_kmh > a->max_speed_kmh)
+        a->max_speed_kmh = b->max_speed_kmh;
+    a->fuel_used_pct += b->fuel_used_pct;
+    a->last = b->last;
+}
+
 void rollup_fold(struct rollup_hour *h, const struct rollup_point *prev, const struct rollup_point *cur)
 {
     h->samples++;

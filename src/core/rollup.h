@@ -60,6 +60,12 @@ void rollup_hour_init(struct rollup_hour *h, int64_t hour_ms);
  * must come in (ts, seq) order. */
 void rollup_fold(struct rollup_hour *h, const struct rollup_point *prev, const struct rollup_point *cur);
 
+/* Adds b, the rollup of readings of the same truck-hour that follow a's, to
+ * a: sums add up, the maximum is kept, last becomes b's.  Folding a run of
+ * readings in two parts and adding them gives what folding the run in one
+ * part gives (the sums up to rounding). */
+void rollup_hour_add(struct rollup_hour *a, const struct rollup_hour *b);
+
 /* Orders two readings by (ts, seq): <0, 0, >0. */
 int rollup_cmp(const struct rollup_point *a, const struct rollup_point *b);
 

@@ -129,6 +129,11 @@ struct truck {
     struct rollup_point last;
     struct rollup_point pending; /* the batch's newest fresh row, applied on commit */
     int has_pending;
+    /* Its newest held truck-hour: entry held_at1 - 1 of partition
+     * held_part's list, valid while that list's generation is held_gen
+     * (held_at1 0: none). */
+    int32_t held_at1, held_part;
+    uint32_t held_gen;
 };
 
 /* The cache is a core/idtab.h table of struct truck (its first member is
@@ -144,13 +149,45 @@ static void cache_forget(struct idtab *c)
     }
 }
 
+/* ---- rollups held in memory ------------------------------------------------------ */
+
+/* One truck-hour's rollup not yet added to telemetry_hourly. */
+struct held {
+    const char *id;        /* the truck cache's copy */
+    struct rollup_hour hr; /* committed batches' deltas; samples 0: nothing */
+    int32_t prev;          /* the truck's previous held hour in this list, or -1 */
+    int32_t batch;         /* the running batch's delta: index in history.bd, or -1 */
+};
+
+/* The running batch's delta of one held truck-hour, added on commit. */
+struct bdelta {
+    int32_t part, at;
+    struct rollup_hour d;
+};
+
+/* One partition of truck-telemetry: its held truck-hours and positions. */
+struct rpart {
+    struct held *v;
+    size_t n, cap;
+    uint32_t gen;      /* bumped when the list is emptied */
+    size_t live;       /* entries with samples */
+    int64_t roff;      /* rollup_offsets.next_offset as last seen (-1: no row) */
+    int64_t folded;    /* one past the last record folded and committed (-1: none) */
+    int64_t bnext;     /* one past the running batch's last record of it (-1: none) */
+    int64_t stored_at; /* sink_offsets.next_offset at assignment: records before it may be stored */
+    int64_t due_ms;    /* when its held rollups are written at the latest */
+    int flush;         /* the running batch writes its rollups */
+};
+
 /* ---- one batch --------------------------------------------------------------- */
 
 struct row {
     struct tm_fast f;
     int64_t recv_ms;
     struct truck *t;
-    int late;
+    int32_t part;
+    uint8_t late;  /* 1: older than the truck's newest stored reading; 2: maybe stored, newer than it */
+    uint8_t maybe; /* read again below the stored offset: possibly stored already */
 };
 
 struct history {
@@ -179,7 +216,7 @@ struct history {
     size_t pk_cap;
     /* counted when the batch commits: a rolled-back or bisected batch is
      * read again */
-    int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending;
+    int64_t rows_pending, dup_pending, late_pending, alerts_pending, alert_errors_pending, reread_pending;
     int64_t min_ts_pending; /* the oldest reading the batch wrote (INT64_MAX: none) */
     int64_t rejected_pending[TM_REASON_COUNT];
     struct metrics *metrics;
@@ -189,6 +226,20 @@ struct history {
     int reclaim_due; /* hours were packed since the last look for emptied days */
     int64_t next_reclaim_ms;
     uint64_t rejected_logged;
+    /* Rollups held in memory (see "Rollups" in docs/history.md). */
+    const char *group;
+    int rollup_ms;    /* held at most this long; 0: every batch writes them */
+    int rollup_batch; /* batches of fewer records write them at once */
+    struct rpart *rp; /* by partition of truck-telemetry */
+    size_t rp_n;
+    struct bdelta *bd;
+    size_t bd_n, bd_cap;
+    int write_failed; /* write() failed: the rollback is known, memory stays */
+    int need_reseek;  /* held state dropped: the partitions must be read again */
+    int seek_open;    /* held state dropped and no batch written since */
+    int mixed;        /* a truck has held hours in two partitions' lists */
+    int64_t last_write_ms;
+    struct metric *m_held, *m_rollup_writes, *m_reread;
 };
 
 /* Orders row pointers by truck (its cache slot: any fixed order will do),
@@ -218,7 +269,8 @@ static struct rollup_point to_point(const struct tm_fast *f)
 
 static void clear_pending(struct history *h)
 {
-    h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending = 0;
+    h->rows_pending = h->dup_pending = h->late_pending = h->alerts_pending = h->alert_errors_pending =
+        h->reread_pending = 0;
     h->min_ts_pending = INT64_MAX;
     memset(h->rejected_pending, 0, sizeof(h->rejected_pending));
 }
@@ -228,6 +280,141 @@ static void arena_clear(struct history *h)
     for (size_t i = 0; i < h->arena_n; i++)
         free(h->arena[i]);
     h->arena_n = 0;
+}
+
+/* ---- held rollups ------------------------------------------------------------------ */
+
+/* Partition p's state, created on first use; NULL when out of memory. */
+static struct rpart *rp_get(struct history *h, int32_t p)
+{
+    if (p < 0)
+        return NULL;
+    if ((size_t)p >= h->rp_n) {
+        size_t n = (size_t)p + 1;
+        struct rpart *v = realloc(h->rp, n * sizeof(*v));
+        if (!v)
+            return NULL;
+        for (size_t i = h->rp_n; i < n; i++)
+            v[i] = (struct rpart){.roff = -1, .folded = -1, .bnext = -1, .stored_at = -1};
+        h->rp = v;
+        h->rp_n = n;
+    }
+    return &h->rp[p];
+}
+
+static void rp_empty(struct rpart *r)
+{
+    r->n = 0;
+    r->gen++;
+    r->due_ms = 0;
+}
+
+static void held_gauge(struct history *h)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < h->rp_n; i++)
+        n += h->rp[i].n;
+    metric_set(h->m_held, (double)n);
+}
+
+/* Forgets every held rollup and what the truck cache knows: the partitions
+ * must be read again from their rollup offsets (start_at()). */
+static void held_drop_all(struct history *h)
+{
+    for (size_t i = 0; i < h->rp_n; i++) {
+        struct rpart *r = &h->rp[i];
+        rp_empty(r);
+        r->roff = r->folded = r->bnext = r->stored_at = -1;
+        r->flush = 0;
+    }
+    h->bd_n = 0;
+    h->mixed = 0;
+    h->need_reseek = 1;
+    h->seek_open = 1;
+    cache_forget(&h->cache);
+    held_gauge(h);
+}
+
+/* Truck t's held entry for hour in partition p's list, created empty; -1
+ * when out of memory. */
+static int32_t held_entry(struct history *h, struct truck *t, int32_t p, int64_t hour)
+{
+    struct rpart *r = &h->rp[p];
+    int32_t prev = -1;
+    if (t->held_at1 > 0 && (size_t)t->held_part < h->rp_n && t->held_gen == h->rp[t->held_part].gen) {
+        if (t->held_part == p) {
+            if (r->v[t->held_at1 - 1].hr.hour_ms == hour)
+                return t->held_at1 - 1;
+            prev = t->held_at1 - 1;
+        } else {
+            h->mixed = 1; /* the truck's key moved (more partitions): see held_write() */
+        }
+    }
+    if (grow_one(&r->v, &r->cap, r->n, sizeof(*r->v), 256) != 0)
+        return -1;
+    struct held *e = &r->v[r->n];
+    e->id = t->id;
+    rollup_hour_init(&e->hr, hour);
+    e->prev = prev;
+    e->batch = -1;
+    t->held_part = p;
+    t->held_gen = r->gen;
+    t->held_at1 = (int32_t)++r->n;
+    return (int32_t)r->n - 1;
+}
+
+/* The running batch's delta of truck t's hour (partition p); NULL when out
+ * of memory. */
+static struct rollup_hour *held_delta(struct history *h, struct truck *t, int32_t p, int64_t hour)
+{
+    int32_t at = held_entry(h, t, p, hour);
+    if (at < 0)
+        return NULL;
+    struct held *e = &h->rp[p].v[at];
+    if (e->batch < 0) {
+        if (grow_one(&h->bd, &h->bd_cap, h->bd_n, sizeof(*h->bd), 1024) != 0)
+            return NULL;
+        struct bdelta *b = &h->bd[h->bd_n];
+        b->part = p;
+        b->at = at;
+        rollup_hour_init(&b->d, hour);
+        e->batch = (int32_t)h->bd_n++;
+    }
+    return &h->bd[e->batch].d;
+}
+
+/* Forgets the running batch's deltas (rolled back). */
+static void held_batch_reset(struct history *h)
+{
+    for (size_t i = 0; i < h->bd_n; i++) {
+        struct bdelta *b = &h->bd[i];
+        if ((size_t)b->part < h->rp_n && (size_t)b->at < h->rp[b->part].n)
+            h->rp[b->part].v[b->at].batch = -1;
+    }
+    h->bd_n = 0;
+    for (size_t i = 0; i < h->rp_n; i++) {
+        h->rp[i].bnext = -1;
+        h->rp[i].flush = 0;
+    }
+}
+
+/* A recomputation overwrote truck t's rollup of hour from raw rows, which
+ * hold every reading folded into its held entry: that entry is dropped. */
+static void held_forget(struct history *h, struct truck *t, int64_t hour)
+{
+    if (t->held_at1 <= 0 || (size_t)t->held_part >= h->rp_n)
+        return;
+    struct rpart *r = &h->rp[t->held_part];
+    if (t->held_gen != r->gen)
+        return;
+    for (int32_t i = t->held_at1 - 1; i >= 0 && (size_t)i < r->n; i = r->v[i].prev) {
+        if (r->v[i].hr.hour_ms == hour) {
+            rollup_hour_init(&r->v[i].hr, hour);
+            return;
+        }
+        if (r->v[i].hr.hour_ms < hour)
+            return;
+    }
 }
 
 /* Reads one truck-telemetry record into *r; 0 = a row, -1 = refused
@@ -542,10 +729,103 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
     return 0;
 }
 
+/* Stores partition p's rollup offset if the row still holds what this
+ * process last saw there (as sink_offsets does, core/sinkoffsets.h): 0
+ * stored, 1 moved (another instance wrote it: err says so), -1 error. */
+static int store_roff(struct history *h, PGconn *conn, int32_t p, int64_t next, char *err, size_t err_size)
+{
+    char ps[16], ns[24], es[24];
+    snprintf(ps, sizeof(ps), "%" PRId32, p);
+    snprintf(ns, sizeof(ns), "%" PRId64, next);
+    snprintf(es, sizeof(es), "%" PRId64, h->rp[p].roff);
+    const char *vals[5] = {h->group, h->topic_telemetry, ps, ns, es};
+    PGresult *r = pg_exec_params(conn,
+                                 "INSERT INTO rollup_offsets (group_id, topic, partition, next_offset) "
+                                 "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
+                                 "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
+                                 "WHERE rollup_offsets.next_offset = $5",
+                                 5, vals, PGRES_COMMAND_OK, err, err_size);
+    if (!r)
+        return -1;
+    int stored = atoi(PQcmdTuples(r)) == 1;
+    PQclear(r);
+    if (stored)
+        return 0;
+    snprintf(err, err_size, "the rollup offset of partition %" PRId32 " moved (another instance wrote it)", p);
+    return 1;
+}
+
+/* Upserts the held rollups staged in h->aux (text rows of hourly_stage). */
+static int upsert_staged(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
+    if (h->aux.len == 0)
+        return 0;
+    if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
+        pg_exec(conn, upsert_add_sql, err, err_size) < 0 ||
+        (h->mixed && pg_exec(conn, "DELETE FROM hourly_stage", err, err_size) < 0))
+        return -1;
+    buf_reset(&h->aux);
+    return 0;
+}
+
+/* Writes the held rollups of the partitions marked flush (with the
+ * running batch's deltas when with_batch) and their rollup offsets, in the
+ * open transaction.  0, 1 (an offset moved: err), -1 (err).  A truck's held
+ * hours are in one partition's list unless its key moved (h->mixed): the
+ * lists then go one statement each, so that no statement adds to a row
+ * twice. */
+static int held_write(struct history *h, PGconn *conn, int with_batch, char *err, size_t err_size)
+{
+    struct tsfmt tf = {.day = INT64_MIN};
+    buf_reset(&h->aux);
+    for (size_t p = 0; p < h->rp_n; p++) {
+        struct rpart *r = &h->rp[p];
+        if (!r->flush)
+            continue;
+        for (size_t i = 0; i < r->n; i++) {
+            struct held *e = &r->v[i];
+            struct rollup_hour hr = e->hr;
+            if (with_batch && e->batch >= 0)
+                rollup_hour_add(&hr, &h->bd[e->batch].d);
+            if (hr.samples > 0)
+                put_hour(&h->aux, &tf, e->id, &hr);
+        }
+        if (h->mixed && upsert_staged(h, conn, err, err_size) < 0)
+            return -1;
+        int64_t to = with_batch && r->bnext > r->folded ? r->bnext : r->folded;
+        if (to >= 0 && to != r->roff) {
+            int m = store_roff(h, conn, (int32_t)p, to, err, err_size);
+            if (m != 0)
+                return m;
+        }
+    }
+    return upsert_staged(h, conn, err, err_size);
+}
+
+static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused,
+                               char *err, size_t err_size);
+
 static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
                          size_t err_size)
 {
     struct history *h = ctx;
+    h->write_failed = 1; /* until it returns 0: aborted() then knows the rollback */
+    if (h->need_reseek) {
+        h->write_failed = 0;
+        return PGSINK_RESEEK;
+    }
+    h->seek_open = 0;
+    h->last_write_ms = fs_mono_ms();
+    held_batch_reset(h);
+    int rc = history_write_batch(h, conn, msgs, n, refused, err, err_size);
+    if (rc == 0)
+        h->write_failed = 0;
+    return rc;
+}
+
+static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused,
+                               char *err, size_t err_size)
+{
     int64_t now = fs_wall_ms();
     struct tsfmt tf = {.day = INT64_MIN};
     size_t nrows = 0;
@@ -588,6 +868,13 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             }
             continue;
         }
+        struct rpart *rp = rp_get(h, m->partition);
+        if (!rp) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        if (m->offset + 1 > rp->bnext)
+            rp->bnext = m->offset + 1;
         struct row *r = &h->rows[nrows];
         int rc = read_reading(h, m, now, r);
         if (rc == -2) {
@@ -599,6 +886,9 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         rd_kafka_timestamp_type_t tt;
         r->recv_ms = rd_kafka_message_timestamp(m, &tt);
         r->late = 0;
+        r->part = m->partition;
+        r->maybe = m->offset < rp->stored_at;
+        h->reread_pending += r->maybe;
         nrows++;
     }
     if (nrows == 0)
@@ -627,6 +917,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     int64_t dups = 0;
     for (size_t i = 0; i < nrows; i++) {
         if (w > 0 && cmp_rows(&h->ord[w - 1], &h->ord[i]) == 0) {
+            h->ord[w - 1]->maybe |= h->ord[i]->maybe;
             dups++;
             continue;
         }
@@ -637,11 +928,11 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     if (lookup_unknown(h, conn, nrows, err, err_size) < 0)
         return -1;
 
-    /* 4. fresh rows: COPY + rollup deltas; late rows: staged */
+    /* 4. rows newer than the truck's newest stored one: COPY (or staged
+     * when read again below the stored offset), folded into the held
+     * rollups; older rows: staged */
     buf_reset(&h->copy);
-    buf_reset(&h->aux);
-    size_t fresh = 0, late = 0;
-    struct rollup_hour hr;
+    size_t fresh = 0, late = 0, maybe = 0;
     const struct rollup_point *prev = NULL;
     struct rollup_point prev_pt;
     for (size_t i = 0; i < nrows; i++) {
@@ -650,7 +941,6 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         int first_of_truck = i == 0 || h->ord[i - 1]->t != t;
         if (first_of_truck) {
             prev = t->has_last ? &t->last : NULL;
-            hr.hour_ms = INT64_MIN;
             t->has_pending = 0;
         }
         struct rollup_point pt = to_point(&r->f);
@@ -661,30 +951,45 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
             late++;
             continue;
         }
-        put_row(&h->copy, &tf, r);
-        fresh++;
-        int64_t hour = rollup_hour_of(pt.ts_ms);
-        if (hour != hr.hour_ms) {
-            if (hr.hour_ms != INT64_MIN)
-                put_hour(&h->aux, &tf, t->id, &hr);
-            rollup_hour_init(&hr, hour);
+        if (r->maybe) {
+            r->late = 2;
+            maybe++;
+        } else {
+            put_row(&h->copy, &tf, r);
+            fresh++;
         }
-        rollup_fold(&hr, prev, &pt);
+        struct rollup_hour *d = held_delta(h, t, r->part, rollup_hour_of(pt.ts_ms));
+        if (!d) {
+            snprintf(err, err_size, "out of memory");
+            return -1;
+        }
+        rollup_fold(d, prev, &pt);
         prev_pt = pt;
         prev = &prev_pt;
         t->pending = pt;
         t->has_pending = 1;
-        int last_of_truck = i + 1 == nrows || h->ord[i + 1]->t != t;
-        if (last_of_truck)
-            put_hour(&h->aux, &tf, t->id, &hr);
     }
     if (fresh > 0) {
-        if (pg_copy(conn, "COPY telemetry_recent (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+        /* No fresh row can be stored already, unless the stored offsets
+         * were moved back after a crash (a replay) past records stored
+         * while their rollups were held: such a batch goes the careful way. */
+        if (pg_exec(conn, "SAVEPOINT fresh", err, err_size) < 0)
             return -1;
-        if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
-            return -1;
-        if (pg_exec(conn, upsert_add_sql, err, err_size) < 0)
-            return -1;
+        if (pg_copy(conn, "COPY telemetry_recent (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0) {
+            if (strcmp(pg_last_sqlstate(), "23505") != 0)
+                return -1;
+            log_info("a reading taken as new was stored already (%s): storing the batch's new readings one by "
+                     "one",
+                     err);
+            if (pg_exec(conn, "ROLLBACK TO SAVEPOINT fresh", err, err_size) < 0)
+                return -1;
+            pg_clear_sqlstate();
+            for (size_t i = 0; i < nrows; i++)
+                if (h->ord[i]->late == 0)
+                    h->ord[i]->late = 2;
+            maybe += fresh;
+            fresh = 0;
+        }
     }
     int64_t inserted_late = 0;
     if (late > 0) {
@@ -710,9 +1015,48 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
         inserted_late = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
         PQclear(r);
     }
-    h->rows_pending = (int64_t)fresh + inserted_late;
-    h->dup_pending = dups + (int64_t)late - inserted_late;
+    /* Newer than the truck's newest stored reading as far as this process
+     * knows, but possibly stored (read again after a crash): folded above,
+     * inserted unless there. */
+    int64_t inserted_maybe = 0;
+    if (maybe > 0) {
+        buf_reset(&h->copy);
+        for (size_t i = 0; i < nrows; i++)
+            if (h->ord[i]->late == 2)
+                put_row(&h->copy, &tf, h->ord[i]);
+        if ((late > 0 && pg_exec(conn, "DELETE FROM history_stage", err, err_size) < 0) ||
+            pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+            return -1;
+        PGresult *r = pg_exec_params(conn,
+                                     "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
+                                     "WHERE NOT EXISTS (SELECT 1 FROM telemetry_unpacked u WHERE u.truck_id = "
+                                     "s.truck_id AND u.hour = date_trunc('hour', s.ts) AND u.ts = s.ts AND u.seq = "
+                                     "s.seq) ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
+                                     0, NULL, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            return -1;
+        inserted_maybe = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        PQclear(r);
+    }
+    h->rows_pending = (int64_t)fresh + inserted_late + inserted_maybe;
+    h->dup_pending = dups + (int64_t)late - inserted_late + (int64_t)maybe - inserted_maybe;
     h->late_pending = inserted_late;
+
+    /* 5. rollups: a small batch (no load to speak of), a stop, or
+     * --rollup-ms 0 writes them now; otherwise they stay held, and tick()
+     * writes each partition's within --rollup-ms. */
+    if (h->rollup_ms == 0 || n < (size_t)h->rollup_batch || sig_stopping()) {
+        for (size_t p = 0; p < h->rp_n; p++)
+            h->rp[p].flush = h->rp[p].n > 0 || h->rp[p].bnext >= 0;
+        int m = held_write(h, conn, 1, err, err_size);
+        if (m == 1) {
+            held_drop_all(h);
+            h->write_failed = 0;
+            return PGSINK_RESEEK;
+        }
+        if (m < 0)
+            return -1;
+    }
     return 0;
 }
 
@@ -731,6 +1075,38 @@ static void history_committed(void *ctx)
             t->has_pending = 0;
         }
     }
+    /* The batch's rollup deltas: written with it, or held from now on. */
+    for (size_t i = 0; i < h->bd_n; i++) {
+        struct bdelta *b = &h->bd[i];
+        struct held *e = &h->rp[b->part].v[b->at];
+        if (!h->rp[b->part].flush)
+            rollup_hour_add(&e->hr, &b->d);
+        e->batch = -1;
+    }
+    h->bd_n = 0;
+    int64_t mono = fs_mono_ms();
+    for (size_t p = 0; p < h->rp_n; p++) {
+        struct rpart *r = &h->rp[p];
+        if (r->bnext > r->folded)
+            r->folded = r->bnext;
+        r->bnext = -1;
+        if (r->flush) {
+            rp_empty(r);
+            if (r->folded >= 0)
+                r->roff = r->folded;
+            r->flush = 0;
+        } else if (r->n > 0 && r->due_ms == 0) {
+            r->due_ms = mono + h->rollup_ms;
+        }
+    }
+    if (h->mixed) { /* cleared once every list was written */
+        size_t left = 0;
+        for (size_t p = 0; p < h->rp_n; p++)
+            left += h->rp[p].n;
+        h->mixed = left > 0;
+    }
+    held_gauge(h);
+    metric_add(h->m_reread, (uint64_t)h->reread_pending);
     metric_add(h->m_rows, (uint64_t)h->rows_pending);
     metric_add(h->m_dups, (uint64_t)h->dup_pending);
     metric_add(h->m_late, (uint64_t)h->late_pending);
@@ -745,12 +1121,133 @@ static void history_committed(void *ctx)
 static void history_aborted(void *ctx)
 {
     struct history *h = ctx;
-    /* The outcome may be unknown (a lost connection at COMMIT): forget what
-     * the cache believes and read it again from the database. */
-    cache_forget(&h->cache);
+    held_batch_reset(h);
+    if (h->write_failed) {
+        /* write() failed: the transaction is rolled back, what the cache
+         * and the held rollups say is what committed before it. */
+        for (size_t i = 0; i < h->cache.cap; i++) {
+            struct truck *t = idtab_slot(&h->cache, i);
+            if (t)
+                t->has_pending = 0;
+        }
+    } else {
+        /* The outcome may be unknown (a lost connection at COMMIT), the
+         * stored offsets moved, or the partitions were (re)assigned: the
+         * held rollups and the cache are forgotten, and the partitions read
+         * again from their rollup offsets. */
+        held_drop_all(h);
+    }
+    h->write_failed = 0;
     h->days_loaded = 0;
     clear_pending(h);
     arena_clear(h);
+}
+
+/* pgsink's start_at(): a partition of truck-telemetry is read from its
+ * rollup offset when that lies before the stored offset (rollups were held
+ * when the process stopped); the records up to the stored offset come
+ * again, are folded, and stored only where missing. */
+static int64_t history_start_at(void *ctx, PGconn *conn, const char *topic, int32_t partition, int64_t stored)
+{
+    struct history *h = ctx;
+    if (!h->seek_open)
+        held_drop_all(h); /* a re-read that aborted() did not announce */
+    h->need_reseek = 0;
+    if (strcmp(topic, h->topic_telemetry) != 0)
+        return stored;
+    struct rpart *r = rp_get(h, partition);
+    if (!r) {
+        log_warn("out of memory: partition %" PRId32 " of %s is read from its start", partition, topic);
+        return RD_KAFKA_OFFSET_BEGINNING;
+    }
+    r->stored_at = stored;
+    char ps[16], err[512];
+    snprintf(ps, sizeof(ps), "%" PRId32, partition);
+    const char *vals[3] = {h->group, topic, ps};
+    PGresult *res = pg_exec_params(conn,
+                                   "SELECT next_offset FROM rollup_offsets WHERE group_id = $1 AND topic = $2 "
+                                   "AND partition = $3",
+                                   3, vals, PGRES_TUPLES_OK, err, sizeof(err));
+    if (!res) {
+        /* Safe, if slow: everything before the stored offset is read again
+         * as possibly stored, and the first rollup write finds the offset
+         * row it did not expect and starts over. */
+        log_warn("cannot read the rollup offset of partition %" PRId32 ": %s; reading it from its start", partition,
+                 err);
+        r->stored_at = INT64_MAX;
+        return RD_KAFKA_OFFSET_BEGINNING;
+    }
+    int64_t roff = PQntuples(res) == 1 ? strtoll(PQgetvalue(res, 0, 0), NULL, 10) : -1;
+    PQclear(res);
+    r->roff = r->folded = roff;
+    if (roff >= 0 && stored >= 0 && roff < stored) {
+        log_info("partition %" PRId32 ": reading from %" PRId64 ", where its held rollups began (stored up to %" PRId64
+                 ")",
+                 partition, roff, stored);
+        return roff;
+    }
+    return stored;
+}
+
+/* Writes partition p's held rollups and rollup offset in a transaction of
+ * its own.  0, or -1 (err); a COMMIT whose outcome is unknown forgets
+ * everything held (the partitions are read again). */
+static int held_write_part(struct history *h, PGconn *conn, size_t p, char *err, size_t err_size)
+{
+    struct rpart *r = &h->rp[p];
+    r->flush = 1;
+    if (pg_exec(conn, "BEGIN", err, err_size) < 0)
+        goto fail;
+    if (ensure_stage(conn, err, err_size) < 0)
+        goto fail;
+    int m = held_write(h, conn, 0, err, err_size);
+    if (m != 0) {
+        if (m == 1) {
+            PQclear(PQexec(conn, "ROLLBACK"));
+            held_drop_all(h);
+            return -1;
+        }
+        goto fail;
+    }
+    size_t rows = r->n;
+    if (pg_exec(conn, "COMMIT", err, err_size) < 0) {
+        held_drop_all(h);
+        return -1;
+    }
+    metric_add(h->m_rollup_writes, (uint64_t)rows);
+    rp_empty(r);
+    if (r->folded >= 0)
+        r->roff = r->folded;
+    r->flush = 0;
+    held_gauge(h);
+    return 0;
+fail:
+    r->flush = 0;
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    return -1;
+}
+
+/* Writes the held rollups that are due: a partition's once they are
+ * --rollup-ms old (one partition a tick, so that the writes spread), every
+ * partition's once no batch came for a second (caught up). */
+static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err_size)
+{
+    int64_t now = fs_mono_ms();
+    int idle = now >= h->last_write_ms + 1000 || sig_stopping();
+    for (size_t p = 0; p < h->rp_n; p++) {
+        struct rpart *r = &h->rp[p];
+        int behind = r->folded >= 0 && r->folded != r->roff;
+        if (r->n == 0 && !(idle && behind))
+            continue;
+        if (!idle && (r->due_ms == 0 || now < r->due_ms))
+            continue;
+        if (held_write_part(h, conn, p, err, err_size) < 0)
+            return -1;
+        if (!idle)
+            break;
+    }
+    return 0;
 }
 
 /* ---- housekeeping: dirty rollups, partitions, retention ---------------------------- */
@@ -812,20 +1309,41 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
             if (last && hr.samples > 0)
                 put_hour(&h->aux, &tf, id, &hr);
         }
-        PQclear(r);
         if (h->aux.len > 0) {
             if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
-                pg_exec(conn, upsert_set_sql, err, err_size) < 0)
+                pg_exec(conn, upsert_set_sql, err, err_size) < 0) {
+                PQclear(r);
                 goto fail;
+            }
         }
-        r = pg_exec_params(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2", 2, vals,
-                           PGRES_COMMAND_OK, err, err_size);
-        if (!r)
+        PGresult *del = pg_exec_params(conn, "DELETE FROM rollup_dirty WHERE truck_id = ANY($1::text[]) AND hour = $2",
+                                       2, vals, PGRES_COMMAND_OK, err, err_size);
+        if (!del) {
+            PQclear(r);
             goto fail;
-        int cleared = atoi(PQcmdTuples(r));
+        }
+        int cleared = atoi(PQcmdTuples(del));
+        PQclear(del);
+        if (pg_exec(conn, "COMMIT", err, err_size) < 0) {
+            PQclear(r);
+            held_drop_all(h); /* the outcome is unknown */
+            goto fail;
+        }
+        /* The rows overwritten hold every reading the held rollups of
+         * those truck-hours had folded. */
+        if (idtab_reserve(&h->cache, (size_t)PQntuples(r)) == 0) {
+            for (int i = 0; i < PQntuples(r); i++) {
+                const char *id = PQgetvalue(r, i, 0);
+                if (i > 0 && strcmp(id, PQgetvalue(r, i - 1, 0)) == 0)
+                    continue;
+                struct truck *t = idtab_get(&h->cache, id, strlen(id));
+                if (t)
+                    held_forget(h, t, hour);
+            }
+        } else {
+            held_drop_all(h);
+        }
         PQclear(r);
-        if (pg_exec(conn, "COMMIT", err, err_size) < 0)
-            goto fail;
         done += cleared;
         metric_add(h->m_recomputed, (uint64_t)cleared);
     }
@@ -1239,6 +1757,8 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
         if (done == 0 || fs_mono_ms() >= until || sig_stopping())
             break;
     }
+    if (held_write_due(h, conn, err, err_size) < 0)
+        return -1;
     if (fs_mono_ms() < until && !sig_stopping()) {
         /* One hour per tick; a large hour's parts go on while time is left. */
         int packed;
@@ -1327,6 +1847,8 @@ int cmd_history(int argc, char **argv)
     h.pack_grace_min = 10;
     h.pack_piece = 10000;
     h.pack_part_hour = INT64_MIN;
+    h.rollup_ms = 60000;
+    h.rollup_batch = 1000;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_HISTORY;
     const struct opt opts[] = {
@@ -1342,6 +1864,13 @@ int cmd_history(int argc, char **argv)
                     "readings per packed row at most: a truck-hour of more is packed\n"
                     "in several rows (default 10000); a pass packs about ten such\n"
                     "pieces' worth of readings per transaction"),
+        OPT_INTEGER("rollup-ms", "MS", &h.rollup_ms, 0, 3600000,
+                    "under load, hold the hourly rollups in memory up to this long and\n"
+                    "add them to telemetry_hourly once per truck-hour (default 60000;\n"
+                    "0 writes them with every batch)"),
+        OPT_INTEGER("rollup-batch", "N", &h.rollup_batch, 1, 1000000,
+                    "a batch of fewer records writes the rollups at once: no load to\n"
+                    "speak of (default 1000)"),
         OPT_END_MARK,
     };
     const struct opt_command cmd = {
@@ -1396,17 +1925,29 @@ int cmd_history(int argc, char **argv)
                                        "Truck-hours left unpacked: a value that is not a finite number.", NULL);
     h.m_lookups = metrics_counter(h.metrics, "fleetsync_history_truck_lookups_total",
                                   "Trucks whose latest reading was read from the database (cache misses).", NULL);
+    h.m_held = metrics_gauge(h.metrics, "fleetsync_history_rollups_held",
+                             "Truck-hours whose rollups are held in memory (--rollup-ms).", NULL);
+    h.m_rollup_writes = metrics_counter(h.metrics, "fleetsync_history_rollups_written_total",
+                                        "Held truck-hour rollups added to telemetry_hourly.", NULL);
+    h.m_reread = metrics_counter(h.metrics, "fleetsync_history_reread_total",
+                                 "Readings read again below the stored offset to rebuild held rollups after a "
+                                 "crash or rebalance.",
+                                 NULL);
     if (metrics_serve_option(h.metrics, cfg.metrics_port, HISTORY_DEFAULT_METRICS_PORT) != 0)
         goto out;
 
     so.cfg = &cfg;
     so.group = cfg.group ? cfg.group : "fleetsync-history";
+    h.group = so.group;
     so.topics[0] = h.topic_telemetry;
     so.topics[1] = h.topic_alerts;
     so.topic_count = 2;
     so.metrics = h.metrics;
-    static const struct pgsink_ops ops = {
-        .write = history_write, .committed = history_committed, .aborted = history_aborted, .tick = history_tick};
+    static const struct pgsink_ops ops = {.write = history_write,
+                                          .committed = history_committed,
+                                          .aborted = history_aborted,
+                                          .tick = history_tick,
+                                          .start_at = history_start_at};
     char pg_shown[CFG_MASKED_MAX];
     log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers,
              cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group, h.retention_days);
@@ -1425,6 +1966,10 @@ out:
     buf_release(&h.aux);
     free(h.days);
     free(h.pk);
+    for (size_t i = 0; i < h.rp_n; i++)
+        free(h.rp[i].v);
+    free(h.rp);
+    free(h.bd);
     metrics_free(h.metrics);
     cfg_release(&cfg);
     return rc;
