@@ -20,7 +20,7 @@
 # (fleetsync status) ends at 0.  CHAOS_NOTIFY_OUTAGE_S shortens the outage
 # (default 60).  Ports: notify's metrics TEST_METRICS_BASE + 50, the
 # receiver + 51.
-. "$(dirname "$0")/../e2e/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../e2e/notify_lib.sh"
 
 TOOLS=$(dirname "$FS")/tools
