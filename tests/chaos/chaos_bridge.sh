@@ -32,6 +32,7 @@ B=$FLEETSYNC_BROKERS
 cleanup() {
     [ -n "${bridge_pid:-}" ] && kill -9 "$bridge_pid" 2>/dev/null
     [ -n "$OWN" ] && { "$FS" services stop >/dev/null 2>&1; rm -rf "$OWN"; }
+    keep_logs chaos-bridge "$W"/*.log
     rm -rf "$W"
 }
 trap cleanup EXIT
