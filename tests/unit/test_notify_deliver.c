@@ -239,6 +239,17 @@ static void submit(struct deliver *d, int dest, const char *key, const char *ord
     assert_int_equal(deliver_submit(d, dest, &it), 0);
 }
 
+/* One job (key, truck T1, body {}) for destination 0, driven until it is
+ * done: its outcome is r->out[0].  Returns how long that took, in ms. */
+static int64_t deliver_one(struct run *r, const char *key)
+{
+    int64_t t0 = fs_mono_ms();
+    submit(r->d, 0, key, "T1", "{}");
+    drive(r->d, 5000);
+    assert_int_equal(r->nout, 1);
+    return fs_mono_ms() - t0;
+}
+
 static double series(struct metrics *m, const char *line_start)
 {
     size_t len;
@@ -292,10 +303,8 @@ static void a_500_is_retried_until_a_2xx(void **state)
 {
     struct run *r = *state;
     fail_first_x = 3;
-    struct deliver *d = start(r, 1);
-    submit(d, 0, "x1", "T1", "{}");
-    drive(d, 5000);
-    assert_int_equal(r->nout, 1);
+    start(r, 1);
+    deliver_one(r, "x1");
     assert_true(r->out[0].delivered);
     assert_int_equal(r->out[0].attempts, 4);
     assert_int_equal(nseen, 4);
@@ -307,12 +316,8 @@ static void a_429s_retry_after_is_honoured_up_to_the_cap(void **state)
     struct run *r = *state;
     retry_after_s = 1; /* 429 with Retry-After: 1, then 200 */
     dests[0].backoff_max_ms = 5000;
-    struct deliver *d = start(r, 1);
-    int64_t t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    int64_t el = fs_mono_ms() - t0;
-    assert_int_equal(r->nout, 1);
+    start(r, 1);
+    int64_t el = deliver_one(r, "k1");
     assert_true(r->out[0].delivered);
     assert_int_equal(r->out[0].attempts, 2);
     assert_int_equal(seen[0].status, 429);
@@ -323,12 +328,8 @@ static void a_429s_retry_after_is_honoured_up_to_the_cap(void **state)
     retry_after_s = 30; /* more than backoff_max_ms: capped */
     make_dest(0, "/a", 0);
     dests[0].backoff_max_ms = 300;
-    d = start(r, 1);
-    t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    el = fs_mono_ms() - t0;
-    assert_int_equal(r->nout, 1);
+    start(r, 1);
+    el = deliver_one(r, "k1");
     assert_true(r->out[0].delivered);
     assert_true(el >= 300 && el < 1500);
 }
@@ -337,10 +338,8 @@ static void a_404_is_given_up_at_once(void **state)
 {
     struct run *r = *state;
     answer_a = 404;
-    struct deliver *d = start(r, 1);
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    assert_int_equal(r->nout, 1);
+    start(r, 1);
+    deliver_one(r, "k1");
     assert_false(r->out[0].delivered);
     assert_int_equal(r->out[0].reason, DELIVER_REFUSED);
     assert_string_equal(deliver_reason_name(r->out[0].reason), "refused");
@@ -354,12 +353,8 @@ static void refused_connections_are_retried_then_given_up_after_retry_for(void *
     struct run *r = *state;
     make_dest(0, "/a", 1);
     dests[0].retry_for_ms = 300;
-    struct deliver *d = start(r, 1);
-    int64_t t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    int64_t el = fs_mono_ms() - t0;
-    assert_int_equal(r->nout, 1);
+    start(r, 1);
+    int64_t el = deliver_one(r, "k1");
     assert_false(r->out[0].delivered);
     assert_int_equal(r->out[0].reason, DELIVER_RETRIES_EXHAUSTED);
     assert_true(r->out[0].attempts > 2);
