@@ -9,7 +9,7 @@
 # credentials of that data dir, through every SIGKILL and the Kafka restart.
 # A shorter run: CHAOS_BRIDGE_READINGS (default 100000, 20 trucks) and
 # CHAOS_BRIDGE_OUTAGE_S (default 60).
-. "$(dirname "$0")/../e2e/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../e2e/bridge_lib.sh"
 
 P="chaos$$-"
@@ -23,10 +23,7 @@ OWN=
 if [ -n "${CHAOS_SECURE:-}" ]; then
     OFF=${CHAOS_PORT_OFFSET:-90}
     OWN=$(mktemp -d /tmp/fleetsync-chaos-bridge-secure.XXXXXX)
-    chmod 755 "$OWN"
-    export FLEETSYNC_MQTT=mqtt://127.0.0.1:$((TEST_MQTT_PORT + OFF)) FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF))
-    export FLEETSYNC_PG="host=127.0.0.1 port=$((TEST_PG_PORT + OFF)) dbname=fleetsync user=fleetsync"
-    export FLEETSYNC_DATA_DIR=$OWN FLEETSYNC_TOPIC_PREFIX=
+    private_services "$OFF" "$OWN"
     MQTT_PORT=$((TEST_MQTT_PORT + OFF))
     # The bridge's data dir is the stack's: that is where its Kafka credentials are.
     ARGS+=(--data-dir "$OWN")
@@ -35,6 +32,7 @@ B=$FLEETSYNC_BROKERS
 cleanup() {
     [ -n "${bridge_pid:-}" ] && kill -9 "$bridge_pid" 2>/dev/null
     [ -n "$OWN" ] && { "$FS" services stop >/dev/null 2>&1; rm -rf "$OWN"; }
+    keep_logs chaos-bridge "$W"/*.log
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -52,7 +50,7 @@ for t in $(seq -w 1 20); do lines "$ID-0000$t" 0 "$PER" | pub_lines "$ID-0000$t"
 for k in $(seq 1 10); do
     sleep "0.$((RANDOM % 9 + 1))"
     kill -9 "$bridge_pid"; wait "$bridge_pid" 2>/dev/null
-    subscribed_before=$k start_bridge bridge "${ARGS[@]}" || echo "# restart $k failed"
+    start_bridge bridge "${ARGS[@]}" || echo "# restart $k failed"
 done
 wait "${pubs[@]}"
 check_eq "$N readings survive 10 SIGKILLs" "$N" \
@@ -65,9 +63,9 @@ SECS=$((OUTAGE + 30)) NK=$(((OUTAGE + 30) * 200))
 ( for i in $(seq 0 $((SECS - 1))); do for t in $(seq -w 1 20); do lines "$ID-K000$t" $((i * 10)) 10 | pub_lines "$ID-K000$t"; done; sleep 1; done ) &
 pub=$!
 sleep 10
-kafka_pid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
+kafka_pid=$(service_pid kafka)
 kill -TERM "$kafka_pid"
-while kill -0 "$kafka_pid" 2>/dev/null; do sleep 0.2; done
+wait_gone "$kafka_pid"
 sleep "$OUTAGE"
 check "Kafka starts again after $OUTAGE s" "$FS" services start
 wait "$pub"

@@ -20,22 +20,18 @@
 #
 # Environment: CHAOS_INGEST_READINGS (default 100000, part a),
 # CHAOS_INGEST_OUTAGE_S (default 60, part b), CHAOS_PORT_OFFSET (default 100).
-. "$(dirname "$0")/../e2e/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 OFF=${CHAOS_PORT_OFFSET:-100}
 N=${CHAOS_INGEST_READINGS:-100000}
 OUTAGE=${CHAOS_INGEST_OUTAGE_S:-60}
 W=$(mktemp -d /tmp/fleetsync-chaos-ingest.XXXXXX)
 chmod 755 "$W"
-# A copy of the binary: a rebuild during the run must not break a restart.
-cp "$FS" "$W/fleetsync" && FS=$W/fleetsync
+own_binary
 D=$W/stack                                        # the services' data dir
 A=$W/accounts                                     # the ingest's and simulator's (trucks, secret)
-mkdir -p "$D" "$A/run" && chmod 755 "$D" "$A"
-export FLEETSYNC_DATA_DIR=$D FLEETSYNC_TOPIC_PREFIX=
-export FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF))
-export FLEETSYNC_MQTT=mqtt://127.0.0.1:$((TEST_MQTT_PORT + OFF))
-export FLEETSYNC_PG="host=127.0.0.1 port=$((TEST_PG_PORT + OFF)) dbname=fleetsync user=fleetsync"
+private_services "$OFF" "$D"
+mkdir -p "$A/run" && chmod 755 "$A"
 B=$FLEETSYNC_BROKERS
 IPORT=$((TEST_MQTT_PORT + OFF + 7))               # the ingest
 MB=$((TEST_METRICS_BASE + OFF + 7))               # its metrics (workers: MB, MB+1, MB+2)
@@ -48,31 +44,17 @@ cleanup() {
     [ -n "$ingest_pid" ] && kill -9 "$ingest_pid" 2>/dev/null   # workers follow (PR_SET_PDEATHSIG)
     wait 2>/dev/null
     "$FS" services stop >/dev/null 2>&1
-    if [ "$_failed" -gt 0 ]; then
-        mkdir -p "/tmp/fleetsync-chaos-ingest-$$.logs"
-        cp "$W"/*.log "$W"/*.out "/tmp/fleetsync-chaos-ingest-$$.logs/" 2>/dev/null
-        echo "# logs kept in /tmp/fleetsync-chaos-ingest-$$.logs"
-    fi
+    keep_logs chaos-ingest "$W"/*.log "$W"/*.out
     rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log() { echo "# $(date -u +%H:%M:%S) $*"; }
-metric() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
 # start_ingest [args]: the ingest in the background (appending to ingest.log);
-# waits until its metrics port answers.  Sets ingest_pid.
+# waits until it says it listens.  Sets ingest_pid.
 start_ingest() {
-    local n
-    n=$(grep -c "ingest listening" "$W/ingest.log" 2>/dev/null)
-    "$FS" ingest --data-dir "$A" --listen "127.0.0.1:$IPORT" --metrics-port "$MB" --quiet "$@" >>"$W/ingest.log" 2>&1 &
-    ingest_pid=$!
-    for _ in $(seq 300); do
-        [ "$(grep -c "ingest listening" "$W/ingest.log")" -gt "${n:-0}" ] && return 0
-        kill -0 "$ingest_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
+    start_logged ingest_pid "$W/ingest.log" "ingest listening" 300 \
+        "$FS" ingest --data-dir "$A" --listen "127.0.0.1:$IPORT" --metrics-port "$MB" --quiet "$@"
 }
 # triples PREFIX: "truck_id ts seq" of every record of trucks PREFIX* in
 # truck-telemetry, one a line (repeats kept); values into $W/values.
@@ -148,10 +130,10 @@ B_ARGS=(--trucks 100 --interval 1 --seed 12 --start "$B_START" --duration $((OUT
 "$FS" sim "${SIM[@]}" "${B_ARGS[@]}" --speedup 1 --drain-timeout 120 >"$W/sim-b.out" 2>&1 &
 sim_pid=$!
 sleep 15
-kafka_pid=$(cat "$D/run/kafka.pid")
+kafka_pid=$(service_pid kafka)
 log "stopping Kafka (pid $kafka_pid) for $OUTAGE s"
 kill -TERM "$kafka_pid"
-while kill -0 "$kafka_pid" 2>/dev/null; do sleep 0.2; done
+wait_gone "$kafka_pid"
 sleep 3   # the last answers of the broker's shutdown are in
 a0=$(metric "$MB" fleetsync_ingest_acknowledged_total) r0=$(metric "$MB" fleetsync_ingest_readings_total)
 sleep $((OUTAGE - 3))

@@ -20,7 +20,7 @@
 # (fleetsync status) ends at 0.  CHAOS_NOTIFY_OUTAGE_S shortens the outage
 # (default 60).  Ports: notify's metrics TEST_METRICS_BASE + 50, the
 # receiver + 51.
-. "$(dirname "$0")/../e2e/lib.sh"
+. "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/../e2e/notify_lib.sh"
 
 TOOLS=$(dirname "$FS")/tools
@@ -39,17 +39,10 @@ cleanup() {
     [ -n "$notify_pid" ] && kill -9 "$notify_pid" 2>/dev/null
     [ -n "$producer" ] && kill "$producer" 2>/dev/null
     for p in "${rx_pids[@]}"; do kill "$p" 2>/dev/null; done
-    [ "$_failed" -gt 0 ] && cp "$W/notify.log" "/tmp/fleetsync-chaos-notify-$$.log" 2>/dev/null &&
-        echo "# notify's log: /tmp/fleetsync-chaos-notify-$$.log"
+    keep_logs chaos-notify "$W/notify.log"
     rm -rf "$W"
 }
 trap cleanup EXIT
-
-start_notify() {
-    "$FS" notify --routes "$W/routes.json" --topic-prefix "$P" --group "$G" --metrics-port "$MP" --start earliest \
-        -X session.timeout.ms=6000 >>"$W/notify.log" 2>&1 &
-    notify_pid=$!
-}
 # stream FILE TRUCKS INCIDENTS: alerts of trucks $ID-<TRUCKS...>, incident by
 # incident (each truck raised, then each cleared), as kafka_produce lines
 # stamped when produced.
@@ -105,9 +98,9 @@ down_ms=$(date +%s%3N) before=$(count_distinct a "$ID-O")
 sleep "$OUTAGE"
 up_ms=$(date +%s%3N)
 check_eq "nothing arrived while the receiver was down ($OUTAGE s)" 0 "$(deliveries_between "$down_ms" "$up_ms")"
-r=$(metric 'fleetsync_notify_retries_total{destination="a"}')
+r=$(metric "$MP" 'fleetsync_notify_retries_total{destination="a"}')
 check "the failed attempts were retried meanwhile (retries_total ${r:-none} > 0)" test "${r:-0}" -gt 0
-q=$(metric 'fleetsync_notify_queue_depth{destination="a"}')
+q=$(metric "$MP" 'fleetsync_notify_queue_depth{destination="a"}')
 check "the alerts of the outage wait in a's queue (${q:-none} > 400)" test "${q:-0}" -gt 400
 echo 200 >"$W/a.ctl"
 wait "$producer"

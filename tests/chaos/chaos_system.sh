@@ -52,7 +52,7 @@
 #                        with 3 replicas, min.insync.replicas 2; the Kafka
 #                        fault kills one broker (the leader of partition 0 of
 #                        the run's truck-telemetry) instead of the only one
-. "$(dirname "$0")/../e2e/lib.sh"
+. "$(dirname "$0")/lib.sh"
 
 SHORT=${CHAOS_SHORT:-0}
 EDGE=${CHAOS_EDGE:-mosquitto}
@@ -71,21 +71,16 @@ case "$KB" in
 esac
 W=$(mktemp -d /tmp/fleetsync-chaos-system.XXXXXX)
 chmod 755 "$W"
-# A copy of the binary: a rebuild of build/fleetsync during the run (another
-# make in the same tree) must not make a restart fail.  (The dashboard then
-# needs --web-dir: it looks for the page next to its binary.)
+# A copy of the binary (the dashboard then needs --web-dir: it looks for the
+# page next to its binary).
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-cp "$FS" "$W/fleetsync" && FS=$W/fleetsync && export FLEETSYNC_BIN=$FS
+own_binary
 
 if [ "$OWN" = 1 ]; then
-    export FLEETSYNC_MQTT=mqtt://127.0.0.1:$((TEST_MQTT_PORT + OFF))
-    export FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF))
+    private_services "$OFF" "$W/stack"
     # A cluster: brokers on the port + 0, 2, 4 (controllers one above each);
     # every process gets all three, so none depends on the one killed.
     [ "$KB" = 3 ] && FLEETSYNC_BROKERS=127.0.0.1:$((TEST_KAFKA_PORT + OFF)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 2)),127.0.0.1:$((TEST_KAFKA_PORT + OFF + 4))
-    export FLEETSYNC_PG="host=127.0.0.1 port=$((TEST_PG_PORT + OFF)) dbname=fleetsync user=fleetsync"
-    export FLEETSYNC_DATA_DIR=$W/stack PGPASSFILE=$W/stack/pgpass
-    mkdir -p "$FLEETSYNC_DATA_DIR"; chmod 755 "$FLEETSYNC_DATA_DIR"
 fi
 export FLEETSYNC_TOPIC_PREFIX=
 
@@ -124,19 +119,13 @@ cleanup() {
     wait 2>/dev/null
     psql "$FLEETSYNC_PG" -XAtqc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1
     if [ "$OWN" = 1 ]; then "$FS" services stop >/dev/null 2>&1; fi
-    if [ "$_failed" -gt 0 ]; then
-        mkdir -p "/tmp/fleetsync-chaos-system-$$.logs"
-        cp "$W"/*.log "$W"/*.txt "/tmp/fleetsync-chaos-system-$$.logs/" 2>/dev/null
-        echo "# logs kept in /tmp/fleetsync-chaos-system-$$.logs"
-    fi
+    keep_logs chaos-system "$W"/*.log "$W"/*.txt
     rm -rf "$W"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 q() { psql "$FLEETSYNC_PG" -XAtqc "$1" 2>/dev/null; }
-log() { echo "# $(date -u +%H:%M:%S) $*"; }
-metric() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
 
 # --- the scenario: incidents spread over the run ------------------------------
 tid() { printf '%s%06d' "$ID" "$1"; }
@@ -178,26 +167,16 @@ STATIC() {
     else echo "-X session.timeout.ms=6000"; fi
 }
 start() {   # start NAME: runs it in the background, logging to $W/NAME.log
-    local n=$1 before
+    local n=$1
     case "$n" in
     bridge)
-        before=$(grep -c subscribed "$W/bridge.log" 2>/dev/null)
-        "$FS" bridge --topic-prefix "$P" --data-dir "$W" --client-id "chaos-system-$$" --session-expiry 900 \
-            --metrics-port $((MB + 1)) --quiet >>"$W/bridge.log" 2>&1 &
-        PID[$n]=$!
-        for _ in $(seq 150); do
-            [ "$(grep -c subscribed "$W/bridge.log" 2>/dev/null)" -gt "${before:-0}" ] && break
-            sleep 0.1
-        done ;;
+        start_logged "PID[$n]" "$W/bridge.log" subscribed 150 \
+            "$FS" bridge --topic-prefix "$P" --data-dir "$W" --client-id "chaos-system-$$" --session-expiry 900 \
+            --metrics-port $((MB + 1)) --quiet ;;
     ingest)
-        before=$(grep -c "ingest listening" "$W/ingest.log" 2>/dev/null)
-        "$FS" ingest --topic-prefix "$P" --data-dir "$W" --listen "127.0.0.1:$IPORT" --metrics-port $((MB + 1)) \
-            --quiet >>"$W/ingest.log" 2>&1 &
-        PID[$n]=$!
-        for _ in $(seq 150); do
-            [ "$(grep -c "ingest listening" "$W/ingest.log" 2>/dev/null)" -gt "${before:-0}" ] && break
-            sleep 0.1
-        done ;;
+        start_logged "PID[$n]" "$W/ingest.log" "ingest listening" 150 \
+            "$FS" ingest --topic-prefix "$P" --data-dir "$W" --listen "127.0.0.1:$IPORT" --metrics-port $((MB + 1)) \
+            --quiet ;;
     history)
         # shellcheck disable=SC2046
         "$FS" history --topic-prefix "$P" --group "$GH" --metrics-port $((MB + 2)) $(STATIC "$GH") \
@@ -437,13 +416,13 @@ if [ "$KB" = 3 ]; then
     KN=$(leader0 "$T")
     case "$KN" in 1 | 2 | 3) ;; *) KN=2 ;; esac
     FAULT="Kafka broker $KN of 3 SIGKILL, ${OUTAGE} s down"
-    kpid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka-$KN.pid")
-    others() { local k; for k in 1 2 3; do [ "$k" = "$KN" ] || cat "$FLEETSYNC_DATA_DIR/run/kafka-$k.pid"; done | xargs; }
+    kpid=$(service_pid "kafka-$KN")
+    others() { local k; for k in 1 2 3; do [ "$k" = "$KN" ] || service_pid "kafka-$k"; done | xargs; }
     opids=$(others)
     log "killing Kafka broker $KN (pid $kpid), the leader of partition 0 of $T"
     kill -9 "$kpid"
     t=$(date +%s)
-    for _ in $(seq 100); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
+    wait_gone "$kpid" 10
     check "Kafka broker $KN is down" bash -c "! kill -0 $kpid 2>/dev/null"
     # broker.session.timeout.ms = 6 s: then the controller fences it, its
     # leaderships move and the ISRs shrink to the two left.
@@ -459,7 +438,7 @@ if [ "$KB" = 3 ]; then
     t=$(date +%s)
     check "services start brings broker $KN back" "$FS" services start --timeout 180
     log "broker $KN back in $(( $(date +%s) - t )) s"
-    npid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka-$KN.pid")
+    npid=$(service_pid "kafka-$KN")
     check "services start restarted broker $KN only (new pid $npid; the others kept theirs: $opids)" \
         test -n "$npid" -a "$npid" != "$kpid" -a "$(others)" = "$opids"
     check "broker $KN is back in every ISR (every partition of every topic has its 3 replicas in sync)" \
@@ -470,9 +449,9 @@ if [ "$KB" = 3 ]; then
     check "each pipeline group has its member again (history, billing, detect, dashboard)" members_back 90
     checkpoint "$FAULT"
 else
-    kpid=$(cat "$FLEETSYNC_DATA_DIR/run/kafka.pid")
+    kpid=$(service_pid kafka)
     kill -9 "$kpid"
-    for _ in $(seq 100); do kill -0 "$kpid" 2>/dev/null || break; sleep 0.1; done
+    wait_gone "$kpid" 10
     check "Kafka is down" bash -c "! kill -0 $kpid 2>/dev/null"
     sleep 3
     t=$(date +%s)
@@ -487,9 +466,9 @@ fi
 # --- 3. Mosquitto restarted (when it is the edge) --------------------------------------
 if [ "$EDGE" = mosquitto ]; then
     pause "$gap"
-    mpid=$(cat "$FLEETSYNC_DATA_DIR/run/mosquitto.pid")
+    mpid=$(service_pid mosquitto)
     kill -TERM "$mpid"
-    for _ in $(seq 100); do kill -0 "$mpid" 2>/dev/null || break; sleep 0.1; done
+    wait_gone "$mpid" 10
     sleep 2
     check "services start brings Mosquitto back" "$FS" services start --timeout 60
     sleep 3
@@ -510,9 +489,9 @@ if [ "$SHORT" != 1 ]; then
     read -r LAT_BASE n <<<"$(window 60)"
     log "dashboard mean reading age without faults: $LAT_BASE ms over $n readings"
 fi
-pgpid=$(cat "$FLEETSYNC_DATA_DIR/run/postgres.pid")
+pgpid=$(service_pid postgres)
 kill -INT "$pgpid"
-for _ in $(seq 100); do kill -0 "$pgpid" 2>/dev/null || break; sleep 0.2; done
+wait_gone "$pgpid" 20
 check "PostgreSQL is stopped" bash -c "! kill -0 $pgpid 2>/dev/null"
 if [ "$SHORT" != 1 ]; then
     read -r LAT_PG n <<<"$(window "$OUTAGE")"

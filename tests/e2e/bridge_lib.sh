@@ -45,19 +45,8 @@ wait_unique() { wait_until "$3" "${4:-120}" unique_readings "$1" "$2"; }
 
 
 # start_bridge NAME [args...]: runs a bridge logging to $W/NAME.log, waits until
-# it has subscribed; sets bridge_pid.
+# it has subscribed (once more than NAME.log said before); sets bridge_pid.
 start_bridge() {
     local name=$1; shift
-    "$FS" bridge --topic-prefix "$P" --data-dir "$W" --quiet "$@" >>"$W/$name.log" 2>&1 &
-    bridge_pid=$!
-    for _ in $(seq 100); do
-        [ "$(grep -c subscribed "$W/$name.log" 2>/dev/null)" -gt "${subscribed_before:-0}" ] && return 0
-        kill -0 "$bridge_pid" 2>/dev/null || return 1
-        sleep 0.1
-    done
-    return 1
-}
-
-metric() {  # metric PORT NAME: the value of one series
-    curl -s "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'
+    start_logged bridge_pid "$W/$name.log" subscribed 100 "$FS" bridge --topic-prefix "$P" --data-dir "$W" --quiet "$@"
 }

@@ -5,6 +5,12 @@
 #   check_eq "what" expected actual
 #   check_contains "what" needle haystack
 #   done_testing                          exit status: 0 if no check failed
+#   keep_logs NAME FILE...                after a failed check: the files into
+#                                         /tmp/fleetsync-NAME-<pid>.logs
+#   metric PORT NAME                      one series of the metrics on PORT
+#   start_logged VAR LOG PATTERN TRIES command...
+#                                         in the background, pid in VAR, until
+#                                         LOG has one more PATTERN line
 set -u
 FS=${FLEETSYNC_BIN:?run e2e suites through tests/run (FLEETSYNC_BIN unset)}
 _failed=0
@@ -37,6 +43,29 @@ kafka_libs() {
     elif [ -f "/var/cache/fleetsync/kafka-$v/.complete" ]; then echo "/var/cache/fleetsync/kafka-$v/libs"
     else echo "${XDG_CACHE_HOME:-$HOME/.cache}/fleetsync/kafka-$v/libs"; fi
 }
+# metric PORT NAME: the value of one series of the metrics served on PORT.
+metric() { curl -s --max-time 5 "http://127.0.0.1:$1/metrics" | awk -v n="$2" '$1 == n { print $2 }'; }
+# start_logged VAR LOG PATTERN TRIES COMMAND...: a process that says it is
+# ready in its log (the bridge "subscribed", the ingest "ingest listening"):
+# COMMAND runs in the background with its output appended to LOG and its pid
+# in the variable VAR (a name such as ingest_pid or 'PID[bridge]'); then,
+# 0.1 s apart and at most TRIES times, until LOG has more lines matching
+# PATTERN than it had before.  Fails when it does not get there or the
+# process exits first.
+start_logged() {
+    local var=$1 logf=$2 pat=$3 tries=$4 before pid
+    shift 4
+    before=$(grep -c "$pat" "$logf" 2>/dev/null)
+    "$@" >>"$logf" 2>&1 &
+    pid=$!
+    printf -v "$var" '%s' "$pid"
+    for _ in $(seq "$tries"); do
+        [ "$(grep -c "$pat" "$logf" 2>/dev/null)" -gt "${before:-0}" ] && return 0
+        kill -0 "$pid" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
 # wait_prints WANT SECS command...: runs the command once a second until it
 # prints WANT, for at most SECS seconds; prints what it printed last.
 wait_prints() {
@@ -51,6 +80,17 @@ wait_prints() {
 done_testing() {
     echo "1..$_n"
     [ "$_failed" -eq 0 ]
+}
+# keep_logs NAME FILE...: when a check failed, copies the files (a suite's
+# logs in its work dir, which its cleanup then removes) into
+# /tmp/fleetsync-NAME-$$.logs and says so; nothing when every check passed.
+keep_logs() {
+    local dir=/tmp/fleetsync-$1-$$.logs
+    shift
+    [ "$_failed" -gt 0 ] || return 0
+    mkdir -p "$dir"
+    cp "$@" "$dir/" 2>/dev/null
+    echo "# logs kept in $dir"
 }
 
 # kafka_sasl_args USER [DIR]: kcat's -X options that log USER in to the Kafka

@@ -2,8 +2,8 @@
 # against real webhook receivers (test_notify.sh, tests/chaos/chaos_notify.sh;
 # sourced after lib.sh).  They use the caller's variables: W (work dir: NAME.jsonl
 # records, NAME.ctl controls), RX (build/tools/webhook_receiver), rx_pids
-# (an array the caller's cleanup kills), B (brokers), P (topic prefix), MP
-# (notify's metrics port).
+# (an array the caller's cleanup kills), B (brokers), P (topic prefix), G
+# (notify's group), MP (notify's metrics port).
 
 # receiver NAME PORT: starts a receiver recording into $W/NAME.jsonl, told by $W/NAME.ctl.
 receiver() {
@@ -11,7 +11,15 @@ receiver() {
     "$RX" "$2" "$W/$1.jsonl" "$W/$1.ctl" 2>>"$W/receivers.log" &
     rx_pids+=($!)
 }
-metric() { curl -s "http://127.0.0.1:$MP/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
+# start_notify [ARGS...]: notify with the routes $W/routes.json, from the
+# earliest alert of its group's topic, in the background appending to
+# $W/notify.log; sets notify_pid.
+start_notify() {
+    "$FS" notify --routes "$W/routes.json" --topic-prefix "$P" --group "$G" --metrics-port "$MP" --start earliest \
+        -X session.timeout.ms=6000 "$@" >>"$W/notify.log" 2>&1 &
+    # shellcheck disable=SC2034  # the caller's, for its kills and cleanup
+    notify_pid=$!
+}
 # alert TRUCK K STATE: "TRUCK|json" of incident K of TRUCK (rule overspeed,
 # or RULE from the environment), for kcat -K'|'.
 alert() {

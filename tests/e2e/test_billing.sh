@@ -30,8 +30,7 @@ STATIC=(-X "group.instance.id=e2e-billing-$$" -X session.timeout.ms=6000)
 bill_pid=
 cleanup() {
     [ -n "$bill_pid" ] && kill -9 "$bill_pid" 2>/dev/null
-    [ "$_failed" -gt 0 ] && cp "$W/billing.log" "/tmp/fleetsync-e2e-billing-$$.log" 2>/dev/null &&
-        echo "# billing's log: /tmp/fleetsync-e2e-billing-$$.log"
+    keep_logs e2e-billing "$W/billing.log"
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -70,7 +69,6 @@ wait_caught_up() {   # SECONDS
     done
     return 1
 }
-metric() { curl -s "http://127.0.0.1:$MP/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 # Every value of the suite's rows, rounded, to compare runs.
 snapshot() {
     q "SELECT truck_id, day, round(distance_km::numeric, 6), round(engine_hours::numeric, 9),
@@ -151,15 +149,15 @@ t_start=$(date +%s%N)
 start_billing --max-batch 5 --state-ms 3000 --state-readings 0
 check "billing consumed the fixture" wait_caught_up 60
 t_ms=$((($(date +%s%N) - t_start) / 1000000))
-flushes=$(metric fleetsync_billing_state_flushes_total)
+flushes=$(metric "$MP" fleetsync_billing_state_flushes_total)
 check "the state was written at most once per 3 s interval, the first batch and once caught up ($flushes flushes in $t_ms ms)" \
     test "${flushes:-99}" -ge 1 -a "${flushes:-99}" -le $((t_ms / 3000 + 2))
-check "most of the fixture's 9 batches were folded in memory, not written ($(metric fleetsync_billing_batches_held_total) held)" \
-    test "$(metric fleetsync_billing_batches_held_total)" -ge 5
-check_eq "one transaction per state flush" "$flushes" "$(metric "fleetsync_sink_batches_total{group=\"$G\"}")"
-check_eq "flush metrics: one observation per flush" "$flushes" "$(metric fleetsync_billing_flush_trucks_count)"
+check "most of the fixture's 9 batches were folded in memory, not written ($(metric "$MP" fleetsync_billing_batches_held_total) held)" \
+    test "$(metric "$MP" fleetsync_billing_batches_held_total)" -ge 5
+check_eq "one transaction per state flush" "$flushes" "$(metric "$MP" "fleetsync_sink_batches_total{group=\"$G\"}")"
+check_eq "flush metrics: one observation per flush" "$flushes" "$(metric "$MP" fleetsync_billing_flush_trucks_count)"
 check_eq "flush metrics: the trucks written add up to A and B once per flush they were folded in" 0 \
-    "$(awk -v s="$(metric fleetsync_billing_flush_trucks_sum)" -v f="$flushes" 'BEGIN { print (s >= 2 && s <= 2 * f) ? 0 : 1 }')"
+    "$(awk -v s="$(metric "$MP" fleetsync_billing_flush_trucks_sum)" -v f="$flushes" 'BEGIN { print (s >= 2 && s <= 2 * f) ? 0 : 1 }')"
 # Hand numbers: one degree of latitude is R * pi / 180 = $KM_PER_DEG km.
 near() {   # TRUCK DAY COLUMN EXPECTED TOLERANCE
     local v
@@ -183,11 +181,11 @@ check "B: 960 s of engine" near "$BT" "$DAY" engine_hours "$(awk 'BEGIN { printf
 check "B: 300 s idle" near "$BT" "$DAY" idle_hours "$(awk 'BEGIN { printf "%.12f", 300 / 3600 }')" 1e-9
 check "B: max speed 50" near "$BT" "$DAY" max_speed_kmh 50 0
 check_eq "three rows for the fixture" 3 "$(q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-%'")"
-check_eq "metrics: 38 readings folded" 38 "$(metric fleetsync_billing_readings_total)"
-check_eq "metrics: 3 repeats skipped" 3 "$(metric fleetsync_billing_duplicates_total)"
-check_eq "metrics: 1 late reading skipped" 1 "$(metric fleetsync_billing_late_total)"
-check_eq "metrics: 1 GPS jump" 1 "$(metric fleetsync_billing_gps_jumps_total)"
-check_eq "metrics: 1 bad record refused" 1 "$(metric 'fleetsync_billing_rejected_total{reason="invalid_json"}')"
+check_eq "metrics: 38 readings folded" 38 "$(metric "$MP" fleetsync_billing_readings_total)"
+check_eq "metrics: 3 repeats skipped" 3 "$(metric "$MP" fleetsync_billing_duplicates_total)"
+check_eq "metrics: 1 late reading skipped" 1 "$(metric "$MP" fleetsync_billing_late_total)"
+check_eq "metrics: 1 GPS jump" 1 "$(metric "$MP" fleetsync_billing_gps_jumps_total)"
+check_eq "metrics: 1 bad record refused" 1 "$(metric "$MP" 'fleetsync_billing_rejected_total{reason="invalid_json"}')"
 stop_billing; check_eq "billing stops cleanly on SIGTERM (exit 0)" 0 "$stop_rc"
 
 # --- a backlog through SIGKILLs ---------------------------------------------------
@@ -234,7 +232,7 @@ check "billing read the replayed records" wait_caught_up 60
 check_eq "totals are the same after the mid-day replay" "$before" "$(snapshot)"
 check_eq "A's and B's days were not recomputed (their partitions were not re-read from the day's start)" \
     "$up_a_y $up_a_t $up_b" "$(updated "$A" "$DAY0") $(updated "$A" "$DAY") $(updated "$BT" "$DAY")"
-check "the mid-day replay was seen as a rewind" test "$(metric fleetsync_billing_rewinds_total)" -ge 1
+check "the mid-day replay was seen as a rewind" test "$(metric "$MP" fleetsync_billing_rewinds_total)" -ge 1
 stop_billing; check_eq "billing stops cleanly again" 0 "$stop_rc"
 
 # --- replay from the evening before: the day is recomputed, the day before kept --
@@ -246,7 +244,7 @@ check_contains "everything from 23:55 on is re-read (all but A's first 5 reading
 start_billing --state-ms 2000
 check "billing read everything again" wait_caught_up 90
 check_eq "totals are the same after the replay (overwritten, not doubled)" "$before" "$(snapshot)"
-check_eq "metrics: every row of the day was recomputed" $((NT + 2)) "$(metric fleetsync_billing_days_recomputed_total)"
+check_eq "metrics: every row of the day was recomputed" $((NT + 2)) "$(metric "$MP" fleetsync_billing_days_recomputed_total)"
 check "A's day moved (recomputed)" moved "$A" "$DAY" "$up_a_t"
 check "B's day moved (recomputed)" moved "$BT" "$DAY" "$up_b"
 check_eq "A's day before was left alone (re-read in part: its readings from 23:55:30 are skipped)" "$up_a_y" "$(updated "$A" "$DAY0")"
@@ -284,7 +282,7 @@ check_eq "a month without data: no lines, a zero total" "0 0" \
 # so after billing's first transaction nothing is written until they end): the
 # readings folded count as they are folded, the readings written only with a flush.
 start_billing --state-ms 600000 --state-readings 0 --flush-ms 100
-for _ in $(seq 50); do [ -n "$(metric fleetsync_billing_readings_folded_total)" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -n "$(metric "$MP" fleetsync_billing_readings_folded_total)" ] && break; sleep 0.1; done
 (for k in $(seq 0 19); do
     printf '%s-F|{"v":1,"truck_id":"%s-F","ts":%s,"seq":%d,"lat":45.%02d,"lon":7.0,"speed_kmh":30,"ignition":true}\n' \
         "$ID" "$ID" $((MID + 18000000 + k * 10000)) "$k" "$k"
@@ -293,16 +291,16 @@ done) | kcat -P -b "$B" -t "$T" -K '|' -X linger.ms=0 &
 trickle=$!
 folded=0 written=0
 for _ in $(seq 100); do
-    folded=$(metric fleetsync_billing_readings_folded_total) written=$(metric fleetsync_billing_readings_total)
+    folded=$(metric "$MP" fleetsync_billing_readings_folded_total) written=$(metric "$MP" fleetsync_billing_readings_total)
     [ "${folded:-0}" -gt "${written:-0}" ] 2>/dev/null && break
     sleep 0.05
 done
-check "readings folded are counted before their state is written ($folded folded, $written written, $(metric fleetsync_billing_state_flushes_total) flushes)" \
+check "readings folded are counted before their state is written ($folded folded, $written written, $(metric "$MP" fleetsync_billing_state_flushes_total) flushes)" \
     test "${folded:-0}" -gt "${written:-0}"
 wait "$trickle"
 check "billing wrote the trickle once it ended" wait_caught_up 30
 check_eq "all 20 readings folded and written" "20 20" \
-    "$(metric fleetsync_billing_readings_folded_total) $(metric fleetsync_billing_readings_total)"
+    "$(metric "$MP" fleetsync_billing_readings_folded_total) $(metric "$MP" fleetsync_billing_readings_total)"
 stop_billing; check_eq "billing stops cleanly after the trickle" 0 "$stop_rc"
 
 done_testing

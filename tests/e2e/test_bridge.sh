@@ -113,9 +113,9 @@ check_eq "so is --qos" 2 "$rc"
 # 4. SIGKILL twice mid-stream: nothing lost, repeats only as the same reading.
 for t in 6 7; do lines "$ID-00000$t" 0 4000 | pub_lines "$ID-00000$t" & done
 sleep 0.3; kill -9 "$bridge_pid"; wait "$bridge_pid" 2>/dev/null
-subscribed_before=1 start_bridge bridge "${BR_ARGS[@]}"
+start_bridge bridge "${BR_ARGS[@]}"
 sleep 0.5; kill -9 "$bridge_pid"; wait "$bridge_pid" 2>/dev/null
-subscribed_before=2 start_bridge bridge "${BR_ARGS[@]}"; check_eq "bridge restarts after two SIGKILLs" 0 $?
+start_bridge bridge "${BR_ARGS[@]}"; check_eq "bridge restarts after two SIGKILLs" 0 $?
 uniq=$(wait_unique "${P}truck-telemetry" "^$ID-00000[67] " 8000)
 kcat -b "$B" -C -t "${P}truck-telemetry" -o beginning -e -q -f '%k %s\n' 2>/dev/null | grep "^$ID-00000[67] " >"$W/k"
 check_eq "every reading survives two SIGKILLs (unique readings)" 8000 "$uniq"

@@ -97,7 +97,7 @@ for t in 5 6 7 8; do lines "$ID-S0000$t" 0 2000 | pub_lines "$ID-S0000$t" & pubs
 sleep 0.5
 kill -9 "$b2"; wait "$b2" 2>/dev/null
 sleep 1
-subscribed_before=1 start_bridge share2 --client-id "e2e-share2-$$" --share "g$$" --metrics-port $((TEST_METRICS_BASE + 4)) \
+start_bridge share2 --client-id "e2e-share2-$$" --share "g$$" --metrics-port $((TEST_METRICS_BASE + 4)) \
     --session-expiry 300
 b2=$bridge_pid; pids+=("$b2")
 wait "${pubs[@]}"

@@ -70,7 +70,6 @@ stop_det() {
     det_pid=
     return $rc
 }
-metric() { curl -s "http://127.0.0.1:$MP/metrics" | awk -v n="$1" '$1 == n { print $2 }'; }
 # alerts_end: "p:end" of every partition of the alerts topic.
 alerts_end() {
     local args=()
@@ -179,7 +178,7 @@ for k in 00 01 02 03 04 05 06 07 08 09 10 11; do
         # The first kill waits for a committed checkpoint, so that a restart
         # has one to restore even on a slow machine.
         if [ "$k" = 02 ]; then
-            for _ in $(seq 120); do [ "$(metric fleetsync_detect_checkpoints_total)" -ge 1 ] 2>/dev/null && break; sleep 0.25; done
+            for _ in $(seq 120); do [ "$(metric "$MP" fleetsync_detect_checkpoints_total)" -ge 1 ] 2>/dev/null && break; sleep 0.25; done
         fi
         sleep 0.$((RANDOM % 4 + 1)) # while it reads the chunk or just after
         kill -9 "$det_pid"; wait "$det_pid" 2>/dev/null
@@ -210,12 +209,12 @@ END_A=$(alerts_end)
 start_det "$GR" "$W/ref.log" --checkpoint-ms 1000
 check "the reference group catches up with the topic" wait_caught_up "$GR"
 sleep 1.2 # a metrics refresh
-check_eq "every valid reading was fed once" "$((N + 1))" "$(metric fleetsync_detect_events_total)"
-check_eq "invalid JSON is counted" 1 "$(metric 'fleetsync_detect_decode_errors_total{reason="invalid_json"}')"
-check_eq "hostile truck ids are counted" 3 "$(metric 'fleetsync_detect_decode_errors_total{reason="bad_truck_id"}')"
-check_eq "a string speed is counted as the wrong type" 1 "$(metric 'fleetsync_detect_decode_errors_total{reason="wrong_type"}')"
-check_eq "the reordered repeat is a duplicate" 1 "$(metric fleetsync_detect_duplicates_total)"
-check_eq "the trucks are in memory" "$TRUCKS" "$(metric fleetsync_detect_trucks)"
+check_eq "every valid reading was fed once" "$((N + 1))" "$(metric "$MP" fleetsync_detect_events_total)"
+check_eq "invalid JSON is counted" 1 "$(metric "$MP" 'fleetsync_detect_decode_errors_total{reason="invalid_json"}')"
+check_eq "hostile truck ids are counted" 3 "$(metric "$MP" 'fleetsync_detect_decode_errors_total{reason="bad_truck_id"}')"
+check_eq "a string speed is counted as the wrong type" 1 "$(metric "$MP" 'fleetsync_detect_decode_errors_total{reason="wrong_type"}')"
+check_eq "the reordered repeat is a duplicate" 1 "$(metric "$MP" fleetsync_detect_duplicates_total)"
+check_eq "the trucks are in memory" "$TRUCKS" "$(metric "$MP" fleetsync_detect_trucks)"
 check "and the detector is still running" kill -0 "$det_pid"
 stop_det; check_eq "it stops cleanly on SIGTERM (exit 0)" 0 $?
 END_B=$(alerts_end)
@@ -363,8 +362,8 @@ stationary_engine_on cleared $((base + 720000))
 stationary_engine_on raised $((base + 720000))" "$(live_alerts "$BK")"
 check_eq "the live truck of that partition raised nothing" "" "$(live_alerts "$LV")"
 sleep 1.2 # a metrics refresh
-check_eq "no reading was late" 0 "$(metric fleetsync_detect_too_late_total)"
-check_eq "none is held" 0 "$(metric fleetsync_detect_held_readings)"
+check_eq "no reading was late" 0 "$(metric "$MP" fleetsync_detect_too_late_total)"
+check_eq "none is held" 0 "$(metric "$MP" fleetsync_detect_held_readings)"
 stop_det; check_eq "it stops cleanly (exit 0)" 0 $?
 
 done_testing

@@ -44,17 +44,10 @@ notify_pid= rx_pids=()
 cleanup() {
     [ -n "$notify_pid" ] && kill -9 "$notify_pid" 2>/dev/null
     for p in "${rx_pids[@]}"; do kill "$p" 2>/dev/null; done
-    [ "$_failed" -gt 0 ] && cp "$W/notify.log" "/tmp/fleetsync-e2e-notify-$$.log" 2>/dev/null &&
-        echo "# notify's log: /tmp/fleetsync-e2e-notify-$$.log"
+    keep_logs e2e-notify "$W/notify.log"
     rm -rf "$W"
 }
 trap cleanup EXIT
-
-start_notify() {
-    "$FS" notify --routes "$W/routes.json" --topic-prefix "$P" --group "$G" --metrics-port "$MP" --start earliest \
-        -X session.timeout.ms=6000 "$@" >>"$W/notify.log" 2>&1 &
-    notify_pid=$!
-}
 "$FS" services start --topic-prefix "$P" >/dev/null 2>&1
 check "topics with the suite's prefix exist" topics_ready
 check "services start created truck-alerts-dlq (3 partitions)" \
@@ -117,7 +110,7 @@ check_eq "Content-Type is application/json on every request" "" \
 check_eq "bodies are the alert records as produced" "$(cut -d'|' -f2- "$W/p1.txt" | sort)" \
     "$(jq -r 'select(.status == 200) | .body' "$W/a.jsonl" | sort -u)"
 check_eq "each truck's alerts arrive in order" "" "$(in_order a "$ID-T")"
-check_eq "metrics: delivered to a = 40" 40 "$(metric 'fleetsync_notify_delivered_total{destination="a"}')"
+check_eq "metrics: delivered to a = 40" 40 "$(metric "$MP" 'fleetsync_notify_delivered_total{destination="a"}')"
 
 # --- a 15 s outage ---------------------------------------------------------------------
 echo down >"$W/a.ctl"
@@ -126,9 +119,9 @@ for t in 1 2 3 4 5; do incidents "$ID-T$t" 5 10; done >"$W/p2.txt"
 produce <"$W/p2.txt"
 sleep 15
 check_eq "nothing of the outage's alerts arrived while a was down" 40 "$(count_distinct a "$ID-T")"
-r=$(metric 'fleetsync_notify_retries_total{destination="a"}')
+r=$(metric "$MP" 'fleetsync_notify_retries_total{destination="a"}')
 check "a's failed attempts were retried (retries_total $r > 0)" test "${r:-0}" -gt 0
-check_eq "queue depth of a holds the waiting alerts" 60 "$(metric 'fleetsync_notify_queue_depth{destination="a"}')"
+check_eq "queue depth of a holds the waiting alerts" 60 "$(metric "$MP" 'fleetsync_notify_queue_depth{destination="a"}')"
 echo 200 >"$W/a.ctl"
 got=$(wait_count 100 30 a "$ID-T")
 check_eq "after the outage all 100 alerts are delivered (none lost)" 100 "$got"
@@ -176,7 +169,7 @@ check_eq "a 404 is permanent: dead-lettered for gone (reason refused, HTTP 404)"
 check_eq "gone was tried once (no retry after a 4xx)" 1 "$(wc -l <"$W/d.jsonl")"
 check_eq "a record that is not an alert is dead-lettered (invalid_alert)" 1 "$(grep -c 'error=invalid_alert' <<<"$d")"
 check_eq "metrics: dead letters of small by queue_full = 4" 4 \
-    "$(metric 'fleetsync_notify_dead_letters_total{destination="small",reason="queue_full"}')"
+    "$(metric "$MP" 'fleetsync_notify_dead_letters_total{destination="small",reason="queue_full"}')"
 echo 200 >"$W/c.ctl"
 check_eq "the 2 queued within the bound are delivered once small is back" 2 "$(wait_count 2 20 c "$ID-Q")"
 check_eq "... the first two, in order" "$ID-Q1:overspeed:1764201601000:raised $ID-Q1:overspeed:1764201602000:raised" \

@@ -40,11 +40,7 @@ cleanup() {
     [ -n "$bill_pid" ] && kill -9 "$bill_pid" 2>/dev/null
     for t in telemetry_recent alerts billing_trucks; do q "ALTER TABLE $t DROP CONSTRAINT IF EXISTS $C" >/dev/null; done
     forget_null_trucks
-    if [ "$_failed" -gt 0 ]; then
-        cp "$W/history.log" "/tmp/fleetsync-e2e-sink-history-$$.log" 2>/dev/null
-        cp "$W/billing.log" "/tmp/fleetsync-e2e-sink-billing-$$.log" 2>/dev/null
-        echo "# logs: /tmp/fleetsync-e2e-sink-{history,billing}-$$.log"
-    fi
+    keep_logs e2e-sink "$W/history.log" "$W/billing.log"
     rm -rf "$W"
 }
 trap cleanup EXIT

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include "near.h"
 
 #define MUNICH_LAT 48.137154
 #define MUNICH_LON 11.576124
@@ -31,13 +32,6 @@
 /* 2025-11-28T00:00:00Z: a UTC midnight, so AT(h, m) is that time of day. */
 #define DAY0_MS 1764288000000LL
 #define AT(h, m) (DAY0_MS + ((int64_t)(h)*60 + (m)) * 60000)
-
-#define assert_near(actual, expected, tol)                                                                             \
-    do {                                                                                                               \
-        double a_ = (actual), e_ = (expected);                                                                         \
-        if (!(fabs(a_ - e_) <= (tol)))                                                                                 \
-            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                                \
-    } while (0)
 
 /* ---- helpers ----------------------------------------------------------- */
 

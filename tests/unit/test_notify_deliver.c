@@ -134,6 +134,8 @@ struct outcome {
 struct run {
     struct outcome out[MAX_SEEN];
     int nout, dropped;
+    struct metrics *m;
+    struct deliver *d;
 };
 
 static void on_done(void *ctx, int dest, void *ud, int delivered, enum deliver_reason reason, const char *detail,
@@ -178,14 +180,49 @@ static void make_dest(int i, const char *path, int closed)
     d->retry_for_ms = 60000;
 }
 
-static struct deliver *engine(int ndests, struct metrics *m, struct run *r)
+/* Each test's fixture (cmocka's state): the server answering 200 to every
+ * request, destination 0 posting to /a with make_dest's settings.  A test
+ * changes what it needs, then starts the engine with start(); the fixture's
+ * teardown frees the engine and its metrics, also after a failed check. */
+static int fresh(void **state)
 {
+    struct run *r = calloc(1, sizeof(*r));
+    assert_non_null(r);
+    reset_server();
+    make_dest(0, "/a", 0);
+    *state = r;
+    return 0;
+}
+
+/* Frees the engine and its metrics, if started. */
+static void stop(struct run *r)
+{
+    deliver_free(r->d);
+    metrics_free(r->m);
+    r->d = NULL;
+    r->m = NULL;
+}
+
+static int done(void **state)
+{
+    stop(*state);
+    free(*state);
+    return 0;
+}
+
+/* The engine over the first ndests destinations, with new metrics and no
+ * outcomes yet. */
+static struct deliver *start(struct run *r, int ndests)
+{
+    stop(r);
     routes.dests = dests;
     routes.dest_count = (size_t)ndests;
-    memset(r, 0, sizeof(*r));
-    struct deliver *d = deliver_new(&routes, m, &ops, r);
-    assert_non_null(d);
-    return d;
+    r->nout = r->dropped = 0;
+    r->m = metrics_new();
+    assert_non_null(r->m);
+    r->d = deliver_new(&routes, r->m, &ops, r);
+    assert_non_null(r->d);
+    return r->d;
 }
 
 /* Steps until every job is done or max_ms passed. */
@@ -200,6 +237,17 @@ static void submit(struct deliver *d, int dest, const char *key, const char *ord
 {
     struct deliver_item it = {.body = body, .body_len = strlen(body), .key = key, .order = order, .ud = (void *)key};
     assert_int_equal(deliver_submit(d, dest, &it), 0);
+}
+
+/* One job (key, truck T1, body {}) for destination 0, driven until it is
+ * done: its outcome is r->out[0].  Returns how long that took, in ms. */
+static int64_t deliver_one(struct run *r, const char *key)
+{
+    int64_t t0 = fs_mono_ms();
+    submit(r->d, 0, key, "T1", "{}");
+    drive(r->d, 5000);
+    assert_int_equal(r->nout, 1);
+    return fs_mono_ms() - t0;
 }
 
 static double series(struct metrics *m, const char *line_start)
@@ -223,19 +271,15 @@ static double series(struct metrics *m, const char *line_start)
 
 static void posts_the_body_signed_with_key_and_content_type(void **state)
 {
-    (void)state;
-    reset_server();
-    make_dest(0, "/a", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct run *r = *state;
+    struct deliver *d = start(r, 1);
     const char *body = "{\"alert_id\":\"T1:overspeed:1\",\"state\":\"raised\"}";
     int64_t before = fs_wall_ms();
     submit(d, 0, "T1:overspeed:1:raised", "T1", body);
     drive(d, 5000);
-    assert_int_equal(r.nout, 1);
-    assert_true(r.out[0].delivered);
-    assert_int_equal(r.out[0].attempts, 1);
+    assert_int_equal(r->nout, 1);
+    assert_true(r->out[0].delivered);
+    assert_int_equal(r->out[0].attempts, 1);
     assert_int_equal(nseen, 1);
     assert_string_equal(seen[0].body, body);
     assert_string_equal(seen[0].key, "T1:overspeed:1:raised");
@@ -252,150 +296,99 @@ static void posts_the_body_signed_with_key_and_content_type(void **state)
     assert_non_null(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (unsigned char *)msg, (size_t)mlen, mac, &maclen));
     hex_encode(mac, 32, want);
     assert_string_equal(hexsig, want);
-    assert_true(series(m, "fleetsync_notify_delivered_total{destination=\"d0\"} ") == 1);
-    deliver_free(d);
-    metrics_free(m);
+    assert_true(series(r->m, "fleetsync_notify_delivered_total{destination=\"d0\"} ") == 1);
 }
 
 static void a_500_is_retried_until_a_2xx(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     fail_first_x = 3;
-    make_dest(0, "/a", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
-    submit(d, 0, "x1", "T1", "{}");
-    drive(d, 5000);
-    assert_int_equal(r.nout, 1);
-    assert_true(r.out[0].delivered);
-    assert_int_equal(r.out[0].attempts, 4);
+    start(r, 1);
+    deliver_one(r, "x1");
+    assert_true(r->out[0].delivered);
+    assert_int_equal(r->out[0].attempts, 4);
     assert_int_equal(nseen, 4);
-    assert_true(series(m, "fleetsync_notify_retries_total{destination=\"d0\"} ") == 3);
-    deliver_free(d);
-    metrics_free(m);
+    assert_true(series(r->m, "fleetsync_notify_retries_total{destination=\"d0\"} ") == 3);
 }
 
 static void a_429s_retry_after_is_honoured_up_to_the_cap(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     retry_after_s = 1; /* 429 with Retry-After: 1, then 200 */
-    make_dest(0, "/a", 0);
     dests[0].backoff_max_ms = 5000;
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
-    int64_t t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    int64_t el = fs_mono_ms() - t0;
-    assert_int_equal(r.nout, 1);
-    assert_true(r.out[0].delivered);
-    assert_int_equal(r.out[0].attempts, 2);
+    start(r, 1);
+    int64_t el = deliver_one(r, "k1");
+    assert_true(r->out[0].delivered);
+    assert_int_equal(r->out[0].attempts, 2);
     assert_int_equal(seen[0].status, 429);
     assert_true(el >= 1000 && el < 2500); /* not the 20-40 ms backoff: the receiver's second */
-    deliver_free(d);
-    metrics_free(m);
 
+    stop(r);
     reset_server();
     retry_after_s = 30; /* more than backoff_max_ms: capped */
     make_dest(0, "/a", 0);
     dests[0].backoff_max_ms = 300;
-    d = engine(1, m = metrics_new(), &r);
-    t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    el = fs_mono_ms() - t0;
-    assert_int_equal(r.nout, 1);
-    assert_true(r.out[0].delivered);
+    start(r, 1);
+    el = deliver_one(r, "k1");
+    assert_true(r->out[0].delivered);
     assert_true(el >= 300 && el < 1500);
-    deliver_free(d);
-    metrics_free(m);
 }
 
 static void a_404_is_given_up_at_once(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     answer_a = 404;
-    make_dest(0, "/a", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    assert_int_equal(r.nout, 1);
-    assert_false(r.out[0].delivered);
-    assert_int_equal(r.out[0].reason, DELIVER_REFUSED);
-    assert_string_equal(deliver_reason_name(r.out[0].reason), "refused");
-    assert_string_equal(r.out[0].detail, "HTTP 404");
-    assert_int_equal(r.out[0].attempts, 1);
+    start(r, 1);
+    deliver_one(r, "k1");
+    assert_false(r->out[0].delivered);
+    assert_int_equal(r->out[0].reason, DELIVER_REFUSED);
+    assert_string_equal(deliver_reason_name(r->out[0].reason), "refused");
+    assert_string_equal(r->out[0].detail, "HTTP 404");
+    assert_int_equal(r->out[0].attempts, 1);
     assert_int_equal(nseen, 1);
-    deliver_free(d);
-    metrics_free(m);
 }
 
 static void refused_connections_are_retried_then_given_up_after_retry_for(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     make_dest(0, "/a", 1);
     dests[0].retry_for_ms = 300;
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
-    int64_t t0 = fs_mono_ms();
-    submit(d, 0, "k1", "T1", "{}");
-    drive(d, 5000);
-    int64_t el = fs_mono_ms() - t0;
-    assert_int_equal(r.nout, 1);
-    assert_false(r.out[0].delivered);
-    assert_int_equal(r.out[0].reason, DELIVER_RETRIES_EXHAUSTED);
-    assert_true(r.out[0].attempts > 2);
+    start(r, 1);
+    int64_t el = deliver_one(r, "k1");
+    assert_false(r->out[0].delivered);
+    assert_int_equal(r->out[0].reason, DELIVER_RETRIES_EXHAUSTED);
+    assert_true(r->out[0].attempts > 2);
     assert_true(el >= 300 && el < 3000);
-    assert_non_null(strstr(r.out[0].detail, "onnect")); /* curl's "Couldn't connect" / "Connection refused" */
-    deliver_free(d);
-    metrics_free(m);
+    assert_non_null(strstr(r->out[0].detail, "onnect")); /* curl's "Couldn't connect" / "Connection refused" */
 }
 
 static void a_timeout_is_retried(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     slow_ms = 400;
-    make_dest(0, "/a", 0);
     dests[0].timeout_ms = 150;
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct deliver *d = start(r, 1);
     submit(d, 0, "k1", "T1", "{}");
     int64_t until = fs_mono_ms() + 1000;
-    while (series(m, "fleetsync_notify_retries_total{destination=\"d0\"} ") < 1 && fs_mono_ms() < until)
+    while (series(r->m, "fleetsync_notify_retries_total{destination=\"d0\"} ") < 1 && fs_mono_ms() < until)
         deliver_step(d, 20);
-    assert_true(series(m, "fleetsync_notify_retries_total{destination=\"d0\"} ") >= 1);
-    assert_int_equal(r.nout, 0);
+    assert_true(series(r->m, "fleetsync_notify_retries_total{destination=\"d0\"} ") >= 1);
+    assert_int_equal(r->nout, 0);
     slow_ms = 0;
     drive(d, 5000);
-    assert_int_equal(r.nout, 1);
-    assert_true(r.out[0].delivered);
-    assert_true(r.out[0].attempts >= 2);
-    deliver_free(d);
-    metrics_free(m);
+    assert_int_equal(r->nout, 1);
+    assert_true(r->out[0].delivered);
+    assert_true(r->out[0].attempts >= 2);
+    stop(r);
     usleep(500000); /* the slow handler threads finish */
 }
 
 static void a_failing_destination_does_not_hold_up_another(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     answer_a = 500;
-    make_dest(0, "/a", 0);
     make_dest(1, "/b", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(2, m, &r);
+    struct deliver *d = start(r, 2);
     static const char *keys[] = {"k0", "k1", "k2", "k3", "k4"};
     for (int i = 0; i < 5; i++) {
         submit(d, 0, keys[i], "T1", "{}");
@@ -406,36 +399,30 @@ static void a_failing_destination_does_not_hold_up_another(void **state)
         deliver_step(d, 20);
     assert_int_equal(deliver_queued(d, 1), 0);
     assert_int_equal(deliver_queued(d, 0), 5);
-    assert_int_equal(r.nout, 5);
+    assert_int_equal(r->nout, 5);
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(r.out[i].dest, 1);
-        assert_string_equal(r.out[i].key, keys[i]); /* in order */
+        assert_int_equal(r->out[i].dest, 1);
+        assert_string_equal(r->out[i].key, keys[i]); /* in order */
     }
     pthread_mutex_lock(&lock);
     answer_a = 200;
     pthread_mutex_unlock(&lock);
     drive(d, 5000);
-    assert_int_equal(r.nout, 10);
+    assert_int_equal(r->nout, 10);
     for (int i = 0; i < 5; i++)
-        assert_string_equal(r.out[5 + i].key, keys[i]);
-    deliver_free(d);
-    metrics_free(m);
+        assert_string_equal(r->out[5 + i].key, keys[i]);
 }
 
 /* Truck A's first alert (key x...) fails three times; A's later alerts wait
  * for it, while truck B (another lane) is delivered meanwhile. */
 static void a_trucks_order_is_kept_while_other_trucks_go_on(void **state)
 {
-    (void)state;
-    reset_server();
+    struct run *r = *state;
     fail_first_x = 3;
-    make_dest(0, "/a", 0);
     dests[0].backoff_base_ms = 100;
     dests[0].backoff_max_ms = 100;
     dests[0].parallel = 8;
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct deliver *d = start(r, 1);
     /* Lanes are hash(order) % 8: find a B on another lane than "TA". */
     static const char *bs[] = {"TB", "TC", "TD", "TE", "TF"};
     submit(d, 0, "xA1", "TA", "{}");
@@ -444,14 +431,14 @@ static void a_trucks_order_is_kept_while_other_trucks_go_on(void **state)
     for (int i = 0; i < 5; i++)
         submit(d, 0, bs[i], bs[i], "{}");
     drive(d, 5000);
-    assert_int_equal(r.nout, 8);
+    assert_int_equal(r->nout, 8);
     int pos_a1 = -1, pos_a2 = -1, pos_a3 = -1, others_before_a1 = 0;
-    for (int i = 0; i < r.nout; i++) {
-        if (!strcmp(r.out[i].key, "xA1"))
+    for (int i = 0; i < r->nout; i++) {
+        if (!strcmp(r->out[i].key, "xA1"))
             pos_a1 = i;
-        else if (!strcmp(r.out[i].key, "yA2"))
+        else if (!strcmp(r->out[i].key, "yA2"))
             pos_a2 = i;
-        else if (!strcmp(r.out[i].key, "yA3"))
+        else if (!strcmp(r->out[i].key, "yA3"))
             pos_a3 = i;
         else if (pos_a1 < 0)
             others_before_a1++;
@@ -467,32 +454,24 @@ static void a_trucks_order_is_kept_while_other_trucks_go_on(void **state)
         assert_true(o >= last);
         last = o;
     }
-    deliver_free(d);
-    metrics_free(m);
 }
 
 static void the_queue_bound_refuses_the_next_job(void **state)
 {
-    (void)state;
-    reset_server();
-    make_dest(0, "/a", 0);
+    struct run *r = *state;
     dests[0].queue = 2;
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct deliver *d = start(r, 1);
     submit(d, 0, "k1", "T1", "{}");
     submit(d, 0, "k2", "T2", "{}");
     struct deliver_item it = {.body = "{}", .body_len = 2, .key = "k3", .order = "T3", .ud = "k3"};
     assert_int_equal(deliver_submit(d, 0, &it), 1);
     assert_int_equal(deliver_queued(d, 0), 2);
-    assert_true(series(m, "fleetsync_notify_dead_letters_total{destination=\"d0\",reason=\"queue_full\"} ") == 1);
+    assert_true(series(r->m, "fleetsync_notify_dead_letters_total{destination=\"d0\",reason=\"queue_full\"} ") == 1);
     drive(d, 5000);
-    assert_int_equal(r.nout, 2);
+    assert_int_equal(r->nout, 2);
     assert_int_equal(deliver_submit(d, 0, &it), 0); /* room again */
     drive(d, 5000);
-    assert_int_equal(r.nout, 3);
-    deliver_free(d);
-    metrics_free(m);
+    assert_int_equal(r->nout, 3);
 }
 
 static int key_is_k2(void *ud, void *arg)
@@ -503,24 +482,18 @@ static int key_is_k2(void *ud, void *arg)
 
 static void dropping_and_abandoning_report_dropped(void **state)
 {
-    (void)state;
-    reset_server();
-    make_dest(0, "/a", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct run *r = *state;
+    struct deliver *d = start(r, 1);
     submit(d, 0, "k1", "T1", "{}");
     submit(d, 0, "k2", "T2", "{}");
     submit(d, 0, "k3", "T3", "{}");
     deliver_drop(d, key_is_k2, NULL);
-    assert_int_equal(r.dropped, 1);
+    assert_int_equal(r->dropped, 1);
     assert_int_equal(deliver_queued(d, 0), 2);
     deliver_abandon(d);
-    assert_int_equal(r.dropped, 3);
+    assert_int_equal(r->dropped, 3);
     assert_int_equal(deliver_queued(d, -1), 0);
-    assert_int_equal(r.nout, 0);
-    deliver_free(d);
-    metrics_free(m);
+    assert_int_equal(r->nout, 0);
 }
 
 static void *wake_after_100_ms(void *arg)
@@ -534,11 +507,7 @@ static void *wake_after_100_ms(void *arg)
  * step's wait at once instead of at its max_wait_ms. */
 static void a_wakeup_from_another_thread_ends_the_wait(void **state)
 {
-    (void)state;
-    make_dest(0, "/a", 0);
-    struct metrics *m = metrics_new();
-    struct run r;
-    struct deliver *d = engine(1, m, &r);
+    struct deliver *d = start(*state, 1);
     pthread_t t;
     int64_t t0 = fs_mono_ms();
     assert_int_equal(pthread_create(&t, NULL, wake_after_100_ms, d), 0);
@@ -546,24 +515,24 @@ static void a_wakeup_from_another_thread_ends_the_wait(void **state)
     int64_t waited = fs_mono_ms() - t0;
     pthread_join(t, NULL);
     assert_true(waited >= 90 && waited < 2000);
-    deliver_free(d);
-    metrics_free(m);
 }
+
+#define TEST(f) cmocka_unit_test_setup_teardown(f, fresh, done)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(posts_the_body_signed_with_key_and_content_type),
-        cmocka_unit_test(a_500_is_retried_until_a_2xx),
-        cmocka_unit_test(a_429s_retry_after_is_honoured_up_to_the_cap),
-        cmocka_unit_test(a_404_is_given_up_at_once),
-        cmocka_unit_test(refused_connections_are_retried_then_given_up_after_retry_for),
-        cmocka_unit_test(a_timeout_is_retried),
-        cmocka_unit_test(a_failing_destination_does_not_hold_up_another),
-        cmocka_unit_test(a_trucks_order_is_kept_while_other_trucks_go_on),
-        cmocka_unit_test(the_queue_bound_refuses_the_next_job),
-        cmocka_unit_test(dropping_and_abandoning_report_dropped),
-        cmocka_unit_test(a_wakeup_from_another_thread_ends_the_wait),
+        TEST(posts_the_body_signed_with_key_and_content_type),
+        TEST(a_500_is_retried_until_a_2xx),
+        TEST(a_429s_retry_after_is_honoured_up_to_the_cap),
+        TEST(a_404_is_given_up_at_once),
+        TEST(refused_connections_are_retried_then_given_up_after_retry_for),
+        TEST(a_timeout_is_retried),
+        TEST(a_failing_destination_does_not_hold_up_another),
+        TEST(a_trucks_order_is_kept_while_other_trucks_go_on),
+        TEST(the_queue_bound_refuses_the_next_job),
+        TEST(dropping_and_abandoning_report_dropped),
+        TEST(a_wakeup_from_another_thread_ends_the_wait),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,16 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include "near.h"
 
 #define H0 1764288000000LL /* 2025-11-28T00:00:00Z */
-#define KM_PER_DEG (GEO_EARTH_RADIUS_M * M_PI / 180.0 / 1000.0)
-
-#define assert_near(actual, expected, tol)                                                                             \
-    do {                                                                                                               \
-        double a_ = (actual), e_ = (expected);                                                                         \
-        if (!(fabs(a_ - e_) <= (tol)))                                                                                 \
-            fail_msg("%s = %.9f, expected %.9f +- %g", #actual, a_, e_, (double)(tol));                                \
-    } while (0)
 
 static struct rollup_point P(int64_t t_s, double lat, double speed, int ign, double fuel) {
     return (struct rollup_point){.ts_ms = H0 + t_s * 1000,
