@@ -106,6 +106,40 @@ static void test_pieces_equal_whole(void **state)
     assert_near(piece.fuel_used_pct + delta.fuel_used_pct, whole.fuel_used_pct, 1e-9);
 }
 
+/* Held rollups: a truck-hour folded batch by batch, the parts added up in
+ * memory, gives the whole. */
+static void test_add_parts(void **state)
+{
+    (void)state;
+    struct rollup_point pts[40];
+    for (int i = 0; i < 40; i++)
+        pts[i] = P(i * 45, 48.0 + i * 0.002 * (i % 4 != 0), (i % 4) ? 65 + i : 0, i % 7 != 0, 90 - i * 0.2);
+    struct rollup_hour whole, sum, part;
+    rollup_hour_init(&whole, H0);
+    for (int i = 0; i < 40; i++)
+        rollup_fold(&whole, i ? &pts[i - 1] : NULL, &pts[i]);
+    rollup_hour_init(&sum, H0);
+    rollup_hour_init(&part, H0);
+    rollup_hour_add(&sum, &part); /* an empty part adds nothing */
+    assert_int_equal(sum.samples, 0);
+    static const int cuts[] = {0, 1, 13, 14, 30, 40};
+    for (int c = 0; c + 1 < (int)(sizeof(cuts) / sizeof(cuts[0])); c++) {
+        rollup_hour_init(&part, H0);
+        for (int i = cuts[c]; i < cuts[c + 1]; i++)
+            rollup_fold(&part, i ? &pts[i - 1] : NULL, &pts[i]);
+        rollup_hour_add(&sum, &part);
+    }
+    assert_int_equal(sum.samples, whole.samples);
+    assert_near(sum.distance_km, whole.distance_km, 1e-9);
+    assert_near(sum.moving_s, whole.moving_s, 1e-9);
+    assert_near(sum.idle_s, whole.idle_s, 1e-9);
+    assert_near(sum.parked_s, whole.parked_s, 1e-9);
+    assert_near(sum.fuel_used_pct, whole.fuel_used_pct, 1e-9);
+    assert_true(sum.max_speed_kmh == whole.max_speed_kmh);
+    assert_int_equal(sum.last.ts_ms, pts[39].ts_ms);
+    assert_int_equal(rollup_cmp(&sum.last, &whole.last), 0);
+}
+
 static void test_cmp(void **state)
 {
     (void)state;
@@ -124,6 +158,7 @@ int main(void)
         cmocka_unit_test(test_a_day_of_intervals),
         cmocka_unit_test(test_interval_belongs_to_later_hour),
         cmocka_unit_test(test_pieces_equal_whole),
+        cmocka_unit_test(test_add_parts),
         cmocka_unit_test(test_cmp),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
