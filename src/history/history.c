@@ -14,7 +14,12 @@
  *      telemetry_hourly.last_* on a miss) splits its rows in two:
  *        - fresh rows, newer than anything stored: COPY straight into
  *          telemetry (no conflict is possible), and folded into the hourly
- *          rollups as deltas (core/rollup.h) upserted from a staging table;
+ *          rollups as deltas (core/rollup.h), upserted from a staging table
+ *          with the batch, or under load held in memory per truck-hour and
+ *          upserted by tick() once per --rollup-ms and partition, with the
+ *          partition's rollup offset (after a crash the partition is read
+ *          again from there: the records up to the stored offset are
+ *          folded again and stored only where missing);
  *        - late rows (QoS 1 repeats, crash resends, replays, stragglers):
  *          COPY into a staging table, INSERT ... ON CONFLICT DO NOTHING, and
  *          the hours they touch (and the next) are marked in rollup_dirty.
@@ -170,7 +175,6 @@ struct rpart {
     struct held *v;
     size_t n, cap;
     uint32_t gen;      /* bumped when the list is emptied */
-    size_t live;       /* entries with samples */
     int64_t roff;      /* rollup_offsets.next_offset as last seen (-1: no row) */
     int64_t folded;    /* one past the last record folded and committed (-1: none) */
     int64_t bnext;     /* one past the running batch's last record of it (-1: none) */
@@ -226,7 +230,7 @@ struct history {
     int reclaim_due; /* hours were packed since the last look for emptied days */
     int64_t next_reclaim_ms;
     uint64_t rejected_logged;
-    /* Rollups held in memory (see "Rollups" in docs/history.md). */
+    /* Rollups held in memory (docs/history.md, "Rollups held in memory"). */
     const char *group;
     int rollup_ms;    /* held at most this long; 0: every batch writes them */
     int rollup_batch; /* batches of fewer records write them at once */
