@@ -63,6 +63,10 @@
  * and a truck with one reading a minute keeps 512 bytes. */
 #define RBUF_START 512
 #define HASH_BUCKETS 65536
+/* Within a pass, the clock is read again every MIDPASS_CONNS connections
+ * read, and delivery reports are taken when MIDPASS_POLL_MS passed. */
+#define MIDPASS_CONNS 32
+#define MIDPASS_POLL_MS 2
 
 struct conn {
     struct ises ses; /* first: a delivery report's slot leads back to its conn */
@@ -374,9 +378,9 @@ static void refused(void *ctx, enum ing_refusal why)
     ing_refused(ctx, why);
 }
 
-/* Both take the loop's clock, read once per pass (after epoll_wait and
- * before the delivery reports), not once per message; the latency goes to
- * the pass's tally (ing_counts_publish). */
+/* Both take the loop's clock, read after epoll_wait, before the delivery
+ * reports and every MIDPASS_CONNS connections of a pass, not once per
+ * message; the latency goes to the pass's tally (ing_counts_publish). */
 static void acked(void *ctx, int64_t t_ms)
 {
     struct ingest *g = ctx;
@@ -763,9 +767,14 @@ int ing_server_run(struct ingest *g)
             log_info("Kafka's producer queue drained: reading clients again");
         }
         /* The ready list: read each connection until it has nothing more or
-         * something stops it; those stopped by Kafka stay on the list. */
+         * something stops it; those stopped by Kafka stay on the list.  A
+         * long pass (thousands of connections, or a busy machine) takes the
+         * delivery reports that came meanwhile every few milliseconds, so a
+         * PUBACK does not wait for the pass's end. */
         struct conn *list = s->ready;
         s->ready = NULL;
+        int64_t polled_ms = g->mono_ms;
+        unsigned nread = 0;
         while (list) {
             struct conn *c = list;
             list = c->rnext;
@@ -776,6 +785,14 @@ int ing_server_run(struct ingest *g)
                 conn_read(g, c);
             if (c->fd >= 0 && g->kafka_full)
                 make_ready(s, c);
+            if (++nread % MIDPASS_CONNS == 0) {
+                g->mono_ms = fs_mono_ms();
+                if (g->mono_ms - polled_ms >= MIDPASS_POLL_MS) {
+                    polled_ms = g->mono_ms;
+                    rd_kafka_poll(g->rk, 0);
+                    flush_writes(s);
+                }
+            }
         }
         sweep(s);
         ing_counts_publish(g);
