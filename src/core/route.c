@@ -40,12 +40,13 @@ void route_message(const char *topic, const void *payload, size_t payload_len, i
     if (kind == TM_TOPIC_TELEMETRY) {
         struct tm_reading r;
         char detail[64] = "";
-        enum tm_reason why = tm_parse_mqtt(topic, payload, payload_len, received_ms, &r, detail, sizeof(detail));
+        int n;
+        enum tm_reason why = tm_normalize(payload, payload_len, received_ms, id, &r, out->valbuf, sizeof(out->valbuf),
+                                          &n, detail, sizeof(detail));
         if (why != TM_OK) {
             route_dlq(out, topic, payload, payload_len, why, detail);
             return;
         }
-        int n = tm_serialize(&r, out->valbuf, sizeof(out->valbuf));
         size_t kl = strlen(r.truck_id); /* as snprintf "%s" would, without its cost per message */
         if (kl >= sizeof(out->keybuf))
             kl = sizeof(out->keybuf) - 1;

@@ -87,6 +87,17 @@ __attribute__((format(printf, 3, 4))) static void set_detail(char *detail, size_
 
 /* ---- bounded writer ---------------------------------------------------- */
 
+/* A known field's value as the checks see it, whichever parser read it. */
+enum fv_type { FV_ABSENT, FV_INT, FV_REAL, FV_STRING, FV_TRUE, FV_FALSE, FV_NULL, FV_OTHER };
+struct fv {
+    enum fv_type t;
+    int64_t i;     /* FV_INT */
+    double d;      /* FV_INT (as a double) and FV_REAL */
+    const char *s; /* FV_STRING, not NUL-terminated; a number's text as sent (scan_flat only, else NULL) */
+    size_t n;
+};
+enum { F_V, F_TRUCK_ID, F_TS, F_SEQ, F_LAT, F_LON, F_SPEED, F_IGNITION, F_HEADING, F_FUEL, F_ODOMETER, F_COUNT };
+
 /* Appends up to size bytes and counts everything, as snprintf does, so one
  * pass both writes and tells whether (and by how much) it did not fit. */
 struct wbuf {
@@ -320,34 +331,112 @@ static void w_json_value(struct wbuf *w, json_t *v)
 
 /* ---- serialization ----------------------------------------------------- */
 
-static void w_reading(struct wbuf *w, const struct tm_reading *r)
+/* The normalized text of a number field as scan_flat() read it, straight
+ * from the digits the device sent: the fraction's trailing zeros dropped
+ * ("12.50" -> "12.5", "7.0" -> "7"), "-0" and "0.0" as "0".  That is
+ * format_double()'s text for the same double whenever the number has no
+ * exponent, at most 15 significant digits and, unless integral, a magnitude
+ * of at least 1e-4: an integral value below 10^15 prints as its digits, and
+ * the rest is format_decimal()'s range, whose shortest fraction is this one
+ * (a decimal of at most 15 significant digits is the only one that short
+ * reading back as its double).  Returns 0 for anything else, and
+ * format_double() decides. */
+static size_t plain_number(const char *s, size_t n, char out[TM_NUM_MAX])
 {
-    /* From tm_parse() truck_id needs no escaping, but a reading built by
-     * hand (the simulator) gets valid JSON too. */
+    const char *p = s, *end = s + n, *ip, *fp = NULL;
+    size_t il, fl = 0, sig;
+    bool neg = p < end && *p == '-';
+
+    p += neg;
+    for (ip = p; p < end && *p >= '0' && *p <= '9'; p++)
+        ;
+    il = (size_t)(p - ip);
+    if (p < end && *p == '.')
+        for (fp = ++p; p < end && *p >= '0' && *p <= '9'; p++)
+            fl++;
+    if (p != end || il == 0 || il > 15) /* an exponent, or not a number scan_flat took */
+        return 0;
+    while (fl && fp[fl - 1] == '0')
+        fl--;
+    if (il == 1 && ip[0] == '0') {
+        size_t lead = 0;
+        while (lead < fl && fp[lead] == '0')
+            lead++;
+        if (lead == fl) {
+            out[0] = '0';
+            return 1;
+        }
+        if (lead > 3) /* below 1e-4: format_double() writes an exponent */
+            return 0;
+        sig = fl - lead;
+    } else {
+        sig = il + fl;
+    }
+    if (sig > 15)
+        return 0;
+    size_t k = 0;
+    if (neg)
+        out[k++] = '-';
+    memcpy(out + k, ip, il);
+    k += il;
+    if (fl) {
+        out[k++] = '.';
+        memcpy(out + k, fp, fl);
+        k += fl;
+    }
+    return k;
+}
+
+/* A double field: from its text as sent when plain_number() applies (f: the
+ * field scan_flat() read, NULL: none), else format_double(). */
+static void w_number(struct wbuf *w, double d, const struct fv *f)
+{
+    char num[TM_NUM_MAX];
+    size_t n = f && f->s ? plain_number(f->s, f->n, num) : 0;
+    if (n)
+        w_put(w, num, n);
+    else
+        w_double(w, d);
+}
+
+/* f: the fields scan_flat() read r from (their numbers' text is reused), or
+ * NULL. */
+static void w_reading(struct wbuf *w, const struct tm_reading *r, const struct fv *f)
+{
     w_str(w, "{\"v\":1,\"truck_id\":");
-    w_json_string(w, r->truck_id, strnlen(r->truck_id, sizeof(r->truck_id)));
+    if (f) {
+        /* checked by tm_valid_id(): nothing to escape */
+        size_t n = strlen(r->truck_id);
+        w_char(w, '"');
+        w_put(w, r->truck_id, n);
+        w_char(w, '"');
+    } else {
+        /* From tm_parse() truck_id needs no escaping, but a reading built by
+         * hand (the simulator) gets valid JSON too. */
+        w_json_string(w, r->truck_id, strnlen(r->truck_id, sizeof(r->truck_id)));
+    }
     w_str(w, ",\"ts\":");
     w_int64(w, r->ts_ms);
     w_str(w, ",\"seq\":");
     w_int64(w, r->seq);
     w_str(w, ",\"lat\":");
-    w_double(w, r->lat);
+    w_number(w, r->lat, f ? &f[F_LAT] : NULL);
     w_str(w, ",\"lon\":");
-    w_double(w, r->lon);
+    w_number(w, r->lon, f ? &f[F_LON] : NULL);
     w_str(w, ",\"speed_kmh\":");
-    w_double(w, r->speed_kmh);
+    w_number(w, r->speed_kmh, f ? &f[F_SPEED] : NULL);
     w_str(w, r->ignition ? ",\"ignition\":true" : ",\"ignition\":false");
     if (r->has_heading) {
         w_str(w, ",\"heading_deg\":");
-        w_double(w, r->heading_deg);
+        w_number(w, r->heading_deg, f ? &f[F_HEADING] : NULL);
     }
     if (r->has_fuel) {
         w_str(w, ",\"fuel_pct\":");
-        w_double(w, r->fuel_pct);
+        w_number(w, r->fuel_pct, f ? &f[F_FUEL] : NULL);
     }
     if (r->has_odometer) {
         w_str(w, ",\"odometer_km\":");
-        w_double(w, r->odometer_km);
+        w_number(w, r->odometer_km, f ? &f[F_ODOMETER] : NULL);
     }
     if (r->extra && r->extra_len > 0) {
         w_char(w, ',');
@@ -356,11 +445,13 @@ static void w_reading(struct wbuf *w, const struct tm_reading *r)
     w_char(w, '}');
 }
 
-int tm_serialize(const struct tm_reading *r, char *buf, size_t size)
+/* The normalized form into buf (size bytes, NUL-terminated): its length, or
+ * -1 when it does not fit (buf then holds ""). */
+static int serialize(const struct tm_reading *r, const struct fv *f, char *buf, size_t size)
 {
     struct wbuf w = {.p = buf, .size = buf ? size : 0, .len = 0};
 
-    w_reading(&w, r);
+    w_reading(&w, r, f);
     if (w.len >= w.size || w.len > INT_MAX) {
         if (buf && size > 0)
             buf[0] = '\0';
@@ -368,6 +459,11 @@ int tm_serialize(const struct tm_reading *r, char *buf, size_t size)
     }
     buf[w.len] = '\0';
     return (int)w.len;
+}
+
+int tm_serialize(const struct tm_reading *r, char *buf, size_t size)
+{
+    return serialize(r, NULL, buf, size);
 }
 
 /* ---- validation -------------------------------------------------------- */
@@ -497,17 +593,6 @@ static json_t *load_object(const char *buf, size_t len, enum tm_reason *why, cha
     }
     return root;
 }
-
-/* A known field's value as the checks see it, whichever parser read it. */
-enum fv_type { FV_ABSENT, FV_INT, FV_REAL, FV_STRING, FV_TRUE, FV_FALSE, FV_NULL, FV_OTHER };
-struct fv {
-    enum fv_type t;
-    int64_t i;     /* FV_INT */
-    double d;      /* FV_INT (as a double) and FV_REAL */
-    const char *s; /* FV_STRING, not NUL-terminated */
-    size_t n;
-};
-enum { F_V, F_TRUCK_ID, F_TS, F_SEQ, F_LAT, F_LON, F_SPEED, F_IGNITION, F_HEADING, F_FUEL, F_ODOMETER, F_COUNT };
 
 /* The known fields of a jansson object. */
 static void fields_from_json(json_t *root, struct fv f[F_COUNT])
@@ -802,6 +887,8 @@ static bool scan_number(const char **p, const char *end, struct fv *v)
     } else {
         v->t = FV_REAL;
     }
+    v->s = start; /* the text as sent: plain_number() may reuse it */
+    v->n = (size_t)(q - start);
     *p = q;
     return true;
 }
@@ -931,12 +1018,16 @@ static enum extra_result collect_extra(json_t *root, char **extra, size_t *extra
 static size_t normalized_len(const struct tm_reading *r)
 {
     struct wbuf w = {.p = NULL, .size = 0, .len = 0};
-    w_reading(&w, r);
+    w_reading(&w, r, NULL);
     return w.len;
 }
 
+/* norm, when not NULL: an accepted reading's normalized form goes there as
+ * serialize() writes it (*norm_len: its length, or -1 if it did not fit
+ * norm_size bytes); from scan_flat()'s fields when it read the payload. */
 static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const char *expect_id, bool fast,
-                            struct tm_reading *out, char *detail, size_t detail_size)
+                            struct tm_reading *out, char *detail, size_t detail_size, char *norm, size_t norm_size,
+                            int *norm_len)
 {
     enum tm_reason rc = TM_OK;
     const char *failed = NULL;
@@ -958,6 +1049,8 @@ static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const c
         rc = check_fields(f, now_ms, expect_id, out, &failed);
         if (rc)
             set_detail(detail, detail_size, "%s", failed);
+        else if (norm)
+            *norm_len = serialize(out, f, norm, norm_size);
         goto out;
     }
     root = load_object(buf, len, &rc, detail, detail_size);
@@ -987,6 +1080,8 @@ static enum tm_reason parse(const char *buf, size_t len, int64_t now_ms, const c
         set_detail(detail, detail_size, "out of memory");
         break;
     }
+    if (!rc && norm)
+        *norm_len = serialize(out, NULL, norm, norm_size);
 
 out:
     json_decref(root);
@@ -1000,13 +1095,13 @@ out:
 enum tm_reason tm_parse(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
                         size_t detail_size)
 {
-    return parse(buf, len, now_ms, NULL, true, out, detail, detail_size);
+    return parse(buf, len, now_ms, NULL, true, out, detail, detail_size, NULL, 0, NULL);
 }
 
 enum tm_reason tm_parse_reference(const char *buf, size_t len, int64_t now_ms, struct tm_reading *out, char *detail,
                                   size_t detail_size)
 {
-    return parse(buf, len, now_ms, NULL, false, out, detail, detail_size);
+    return parse(buf, len, now_ms, NULL, false, out, detail, detail_size, NULL, 0, NULL);
 }
 
 void tm_reading_release(struct tm_reading *r)
@@ -1071,5 +1166,14 @@ enum tm_reason tm_parse_mqtt(const char *topic, const char *buf, size_t len, int
         set_detail(detail, detail_size, "topic");
         return kind == TM_TOPIC_UNKNOWN ? TM_BAD_TRUCK_ID : TM_TOPIC_MISMATCH;
     }
-    return parse(buf, len, now_ms, id, true, out, detail, detail_size);
+    return parse(buf, len, now_ms, id, true, out, detail, detail_size, NULL, 0, NULL);
+}
+
+enum tm_reason tm_normalize(const char *buf, size_t len, int64_t now_ms, const char *expect_id, struct tm_reading *out,
+                            char *norm, size_t norm_size, int *norm_len, char *detail, size_t detail_size)
+{
+    *norm_len = -1;
+    if (norm && norm_size)
+        norm[0] = '\0';
+    return parse(buf, len, now_ms, expect_id, true, out, detail, detail_size, norm, norm_size, norm_len);
 }

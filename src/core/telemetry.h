@@ -143,6 +143,19 @@ enum tm_topic_kind tm_topic_parse(const char *topic, char *id, size_t id_size);
 enum tm_reason tm_parse_mqtt(const char *topic, const char *buf, size_t len, int64_t now_ms, struct tm_reading *out,
                              char *detail, size_t detail_size);
 
+/* tm_parse() and tm_serialize() in one pass, for the MQTT edges: the payload
+ * judged as tm_parse() does (expect_id, when not NULL, as tm_parse_mqtt()'s
+ * topic id: a different truck_id is TM_TOPIC_MISMATCH, detail "truck_id"),
+ * and an accepted reading's normalized form written into norm (norm_size
+ * bytes, NUL-terminated), *norm_len its length, or -1 when it does not fit
+ * (*out is still filled).  The bytes are tm_serialize()'s (fuzzed by
+ * tests/fuzz/fuzz_telemetry.c), but a number as plain as a device writes it
+ * ("48.137150", "12.0") is copied from the payload with the fraction's
+ * trailing zeros dropped, instead of searching its shortest form again.
+ * Ownership of *out as tm_parse(). */
+enum tm_reason tm_normalize(const char *buf, size_t len, int64_t now_ms, const char *expect_id, struct tm_reading *out,
+                            char *norm, size_t norm_size, int *norm_len, char *detail, size_t detail_size);
+
 /* Writes the normalized JSON of *r into buf: known fields in the contract's
  * table order (v, truck_id, ts, seq, lat, lon, speed_kmh, ignition, then
  * heading_deg, fuel_pct, odometer_km when present), then r->extra; compact;

@@ -178,6 +178,7 @@ static int ingest_metrics(struct ingest *g)
     g->m_latency = metrics_histogram(m, "fleetsync_ingest_puback_latency_seconds",
                                      "A QoS 1 PUBLISH read to its PUBACK written (Kafka's acknowledgement between).",
                                      NULL, bounds, (int)(sizeof(bounds) / sizeof(bounds[0])));
+    g->latency.h = g->m_latency;
     return m && g->m_connections && g->m_acked && g->m_latency && g->m_paused ? 0 : -1;
 }
 

@@ -82,6 +82,7 @@ struct ingest {
     struct metrics *metrics;
     struct metric *m_connections, *m_connects, *m_readings, *m_acked, *m_dlq[TM_REASON_COUNT], *m_refused[REF_COUNT],
         *m_latency, *m_paused, *m_delivery_errors, *m_wills;
+    struct metric_tally latency; /* this pass's PUBACK latencies, added to m_latency once per pass */
     uint64_t readings, acked, dlq, errors;
     uint64_t readings_shown, acked_shown; /* what the counters of /metrics hold */
 };
@@ -109,8 +110,9 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
 int ing_workers_run(int n, int *index);
 
 /* Adds to fleetsync_ingest_readings_total and _acknowledged_total what
- * readings and acked counted since the last call (once per pass of the loop,
- * not one atomic add per message). */
+ * readings and acked counted since the last call, and to the PUBACK latency
+ * histogram what the latency tally gathered (once per pass of the loop, not
+ * atomic adds per message). */
 void ing_counts_publish(struct ingest *g);
 
 /* Counts a refusal. */

@@ -57,8 +57,16 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#define RBUF_START 512 /* a CONNECT or a reading fits; doubles while a read fills it */
+/* A CONNECT or a reading fits.  The buffer doubles (up to max_packet + 8)
+ * while a packet does not fit or a read fills it: a gateway with many
+ * readings waiting is read in one recv() per wake-up, not one per 512 bytes,
+ * and a truck with one reading a minute keeps 512 bytes. */
+#define RBUF_START 512
 #define HASH_BUCKETS 65536
+/* Within a pass, the clock is read again every MIDPASS_CONNS connections
+ * read, and delivery reports are taken when MIDPASS_POLL_MS passed. */
+#define MIDPASS_CONNS 32
+#define MIDPASS_POLL_MS 2
 
 struct conn {
     struct ises ses; /* first: a delivery report's slot leads back to its conn */
@@ -370,12 +378,13 @@ static void refused(void *ctx, enum ing_refusal why)
     ing_refused(ctx, why);
 }
 
-/* Both take the loop's clock, read once per pass (after epoll_wait and
- * before the delivery reports), not once per message. */
+/* Both take the loop's clock, read after epoll_wait, before the delivery
+ * reports and every MIDPASS_CONNS connections of a pass, not once per
+ * message; the latency goes to the pass's tally (ing_counts_publish). */
 static void acked(void *ctx, int64_t t_ms)
 {
     struct ingest *g = ctx;
-    metric_observe(g->m_latency, (double)(g->mono_ms - t_ms) / 1000.0);
+    metric_tally_observe(&g->latency, (double)(g->mono_ms - t_ms) / 1000.0);
 }
 
 static int64_t now_ms(void *ctx)
@@ -439,6 +448,7 @@ static void conn_read(struct ingest *g, struct conn *c)
 {
     if (c->handshaking && tls_handshake(g, c) <= 0)
         return;
+    int filled = 0; /* the last read took all the room there was: more may wait */
     while (c->fd >= 0 && !g->kafka_full && !c->ses.blocked) {
         size_t used = 0;
         enum ises_status st = ises_input(&c->ses, c->rbuf, c->rlen, &used);
@@ -451,19 +461,20 @@ static void conn_read(struct ingest *g, struct conn *c)
         wflush(c);
         if (st == ISES_STALLED || !c->readable)
             return;
-        if (c->rlen == c->rcap) {
-            size_t cap = c->rcap * 2;
-            if (cap > c->ses.max_packet + 8)
-                cap = c->ses.max_packet + 8;
+        size_t max_cap = c->ses.max_packet + 8;
+        if (c->rlen == c->rcap || (filled && c->rcap < max_cap)) {
+            size_t cap = c->rcap * 2 < max_cap ? c->rcap * 2 : max_cap;
             uint8_t *b = cap > c->rcap ? realloc(c->rbuf, cap) : NULL;
-            if (!b) {
+            if (b) {
+                c->rbuf = b;
+                c->rcap = cap;
+            } else if (c->rlen == c->rcap) { /* a packet that cannot fit */
                 conn_close(g, c, 1, MQW_RC_PACKET_TOO_LARGE);
                 return;
             }
-            c->rbuf = b;
-            c->rcap = cap;
         }
         ssize_t k = conn_recv(c, c->rbuf + c->rlen, c->rcap - c->rlen);
+        filled = k > 0 && (size_t)k == c->rcap - c->rlen;
         if (k > 0) {
             /* Less than asked for: the socket is empty now (edge-triggered:
              * what arrives later raises a new event), no recv for EAGAIN.
@@ -709,6 +720,7 @@ void ing_counts_publish(struct ingest *g)
     metric_add(g->m_acked, g->acked - g->acked_shown);
     g->readings_shown = g->readings;
     g->acked_shown = g->acked;
+    metric_tally_flush(&g->latency);
 }
 
 int ing_server_run(struct ingest *g)
@@ -755,9 +767,14 @@ int ing_server_run(struct ingest *g)
             log_info("Kafka's producer queue drained: reading clients again");
         }
         /* The ready list: read each connection until it has nothing more or
-         * something stops it; those stopped by Kafka stay on the list. */
+         * something stops it; those stopped by Kafka stay on the list.  A
+         * long pass (thousands of connections, or a busy machine) takes the
+         * delivery reports that came meanwhile every few milliseconds, so a
+         * PUBACK does not wait for the pass's end. */
         struct conn *list = s->ready;
         s->ready = NULL;
+        int64_t polled_ms = g->mono_ms;
+        unsigned nread = 0;
         while (list) {
             struct conn *c = list;
             list = c->rnext;
@@ -768,6 +785,14 @@ int ing_server_run(struct ingest *g)
                 conn_read(g, c);
             if (c->fd >= 0 && g->kafka_full)
                 make_ready(s, c);
+            if (++nread % MIDPASS_CONNS == 0) {
+                g->mono_ms = fs_mono_ms();
+                if (g->mono_ms - polled_ms >= MIDPASS_POLL_MS) {
+                    polled_ms = g->mono_ms;
+                    rd_kafka_poll(g->rk, 0);
+                    flush_writes(s);
+                }
+            }
         }
         sweep(s);
         ing_counts_publish(g);

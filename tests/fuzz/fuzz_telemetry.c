@@ -11,6 +11,9 @@
  *   - tm_parse (with its fast path for flat objects of known fields) gives
  *     the same reason, detail and normalized reading as jansson alone
  *     (tm_parse_reference);
+ *   - tm_normalize (parse and normalize in one pass, numbers copied from the
+ *     payload where they are plain) gives that reason and detail too, and
+ *     exactly tm_serialize()'s bytes;
  *   - a topic tm_topic_parse accepts is rebuilt exactly from its kind and id,
  *     and its id obeys the truck_id rule.
  * now_ms is fixed so that a crash reproduces.
@@ -53,6 +56,15 @@ static void fuzz_payload(const uint8_t *data, size_t size)
         tm_parse_reference((const char *)data, size, FUZZ_NOW_MS, &ref, ref_detail, sizeof(ref_detail));
     int ref_n = ref_why == TM_OK ? tm_serialize(&ref, ref_once, sizeof(ref_once)) : -1;
     tm_reading_release(&ref);
+
+    static char one_pass[TM_MAX_PAYLOAD + 1];
+    int one_n;
+    enum tm_reason one_why = tm_normalize((const char *)data, size, FUZZ_NOW_MS, NULL, &r, one_pass, sizeof(one_pass),
+                                          &one_n, detail, sizeof(detail));
+    tm_reading_release(&r);
+    check(one_why == ref_why && strcmp(detail, ref_detail) == 0, "tm_normalize judges otherwise than jansson");
+    check(one_n == ref_n && (ref_n < 0 || memcmp(one_pass, ref_once, (size_t)ref_n) == 0),
+          "tm_normalize writes other bytes than tm_serialize");
 
     enum tm_reason why = tm_parse((const char *)data, size, FUZZ_NOW_MS, &r, detail, sizeof(detail));
     check_detail(detail);

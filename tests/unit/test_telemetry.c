@@ -87,7 +87,9 @@ static void assert_accepted(const char *key, const char *value)
     assert_verdict(key, value, "ok", "");
 }
 
-/* The normalized form of s, into out; fails the test if s is refused. */
+/* The normalized form of s, into out; fails the test if s is refused, or if
+ * tm_normalize() (the MQTT edges' one pass) writes other bytes than
+ * tm_parse() + tm_serialize(). */
 static void normalize(const char *s, char *out, size_t size)
 {
     struct tm_reading r;
@@ -98,6 +100,14 @@ static void normalize(const char *s, char *out, size_t size)
     tm_reading_release(&r);
     assert_true(n >= 0);
     assert_int_equal((size_t)n, strlen(out));
+
+    static char one_pass[TM_MAX_PAYLOAD + 1];
+    int m;
+    why = tm_normalize(s, strlen(s), NOW_MS, NULL, &r, one_pass, sizeof(one_pass), &m, detail, sizeof(detail));
+    tm_reading_release(&r);
+    assert_int_equal(why, TM_OK);
+    if (m != n || memcmp(one_pass, out, (size_t)n) != 0)
+        fail_msg("tm_normalize wrote %s, tm_serialize %s, for: %s", one_pass, out, s);
 }
 
 /* The normalized value of one field in the example. */
@@ -689,6 +699,69 @@ static void numbers_take_their_shortest_form(void **state)
     assert_string_equal(normalized_field("odometer_km", "5e-324"), "5e-324");
 }
 
+/* The numbers tm_normalize() copies from the payload (no exponent, at most
+ * 15 significant digits, 1e-4 or more unless integral) and those it leaves to
+ * the shortest-form search: the same text either way (normalize() compares
+ * both with tm_serialize()). */
+static void plain_numbers_keep_their_digits_without_trailing_zeros(void **state)
+{
+    (void)state;
+    assert_string_equal(normalized_field("lat", "48.137150"), "48.13715");
+    assert_string_equal(normalized_field("speed_kmh", "12.0"), "12");
+    assert_string_equal(normalized_field("speed_kmh", "12.50"), "12.5");
+    assert_string_equal(normalized_field("lat", "-0.0"), "0");
+    assert_string_equal(normalized_field("lat", "-0"), "0");
+    assert_string_equal(normalized_field("lat", "0.000"), "0");
+    assert_string_equal(normalized_field("lat", "-0.5"), "-0.5");
+    assert_string_equal(normalized_field("lat", "0.0001"), "0.0001");
+    assert_string_equal(normalized_field("lat", "0.00012300"), "0.000123");
+    assert_string_equal(normalized_field("lat", "0.00001"), "1e-5");
+    assert_string_equal(normalized_field("lat", "-0.000099"), "-9.9e-5");
+    assert_string_equal(normalized_field("odometer_km", "123456789012345"), "123456789012345");
+    assert_string_equal(normalized_field("odometer_km", "12345678901234.5"), "12345678901234.5");
+    assert_string_equal(normalized_field("odometer_km", "1234567890123456"), "1234567890123456");
+    assert_string_equal(normalized_field("odometer_km", "12345678901234.56"), "12345678901234.56");
+    assert_string_equal(normalized_field("odometer_km", "10000000000000000.0"), "1e16");
+    assert_string_equal(normalized_field("lat", "0.1000000000000000055511151231257827"), "0.1");
+    assert_string_equal(normalized_field("lat", "4.5e1"), "45");
+}
+
+/* tm_normalize() judges as tm_parse_mqtt() does: the same reason and detail
+ * for a refused payload, the topic's truck id checked, the normalized form
+ * that fits or -1. */
+static void tm_normalize_judges_as_tm_parse_mqtt(void **state)
+{
+    (void)state;
+    struct tm_reading r;
+    char norm[TM_MAX_PAYLOAD + 1], small[64];
+    int n;
+    const char *ok = payload_with("lat", "48.1371540");
+    assert_int_equal(
+        tm_normalize(ok, strlen(ok), NOW_MS, "TRK-000042", &r, norm, sizeof(norm), &n, detail, sizeof(detail)), TM_OK);
+    tm_reading_release(&r);
+    assert_string_equal(norm, EXAMPLE_NORMALIZED);
+    assert_int_equal(n, (int)strlen(EXAMPLE_NORMALIZED));
+
+    assert_int_equal(
+        tm_normalize(ok, strlen(ok), NOW_MS, "TRK-000043", &r, norm, sizeof(norm), &n, detail, sizeof(detail)),
+        TM_TOPIC_MISMATCH);
+    assert_string_equal(detail, "truck_id");
+    assert_int_equal(n, -1);
+
+    const char *bad = payload_with("lat", "90.5");
+    assert_int_equal(tm_normalize(bad, strlen(bad), NOW_MS, NULL, &r, norm, sizeof(norm), &n, detail, sizeof(detail)),
+                     TM_OUT_OF_RANGE);
+    assert_string_equal(detail, "lat");
+    assert_int_equal(n, -1);
+
+    ok = payload_with("lat", "48.1371540"); /* the buffer bad took */
+    assert_int_equal(tm_normalize(ok, strlen(ok), NOW_MS, NULL, &r, small, sizeof(small), &n, detail, sizeof(detail)),
+                     TM_OK);
+    assert_string_equal(r.truck_id, "TRK-000042");
+    tm_reading_release(&r);
+    assert_int_equal(n, -1);
+}
+
 static void integral_numbers_print_without_fraction(void **state)
 {
     (void)state;
@@ -1254,6 +1327,8 @@ int main(void)
         cmocka_unit_test(deep_nesting_in_unknown_fields_is_kept),
         cmocka_unit_test(normalization_round_trips),
         cmocka_unit_test(numbers_take_their_shortest_form),
+        cmocka_unit_test(plain_numbers_keep_their_digits_without_trailing_zeros),
+        cmocka_unit_test(tm_normalize_judges_as_tm_parse_mqtt),
         cmocka_unit_test(integral_numbers_print_without_fraction),
         cmocka_unit_test(numbers_match_the_shortest_round_trip_scan),
         cmocka_unit_test(negative_zero_prints_as_zero),
