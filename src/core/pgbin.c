@@ -62,6 +62,16 @@ void pgbin_bool(struct buf *b, int v)
     buf_putc(b, v ? 1 : 0);
 }
 
+void pgbin_timestamptz_ms(struct buf *b, int64_t ms)
+{
+    pgbin_int8(b, (ms - (int64_t)PG_EPOCH_DAY * FS_DAY_MS) * 1000);
+}
+
+void pgbin_null(struct buf *b)
+{
+    put_be(b, 0xffffffffu, 4);
+}
+
 void pgbin_date_of_ms(struct buf *b, int64_t ms)
 {
     pgbin_int4(b, (int32_t)(fs_day_of(ms) - PG_EPOCH_DAY));

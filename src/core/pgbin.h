@@ -25,6 +25,10 @@ void pgbin_int4(struct buf *b, int32_t v);
 void pgbin_int8(struct buf *b, int64_t v);
 void pgbin_float8(struct buf *b, double v);
 void pgbin_bool(struct buf *b, int v);
+/* A timestamptz of ms since 1970 (microseconds since 2000-01-01 on the wire). */
+void pgbin_timestamptz_ms(struct buf *b, int64_t ms);
+/* A NULL field. */
+void pgbin_null(struct buf *b);
 /* The UTC day of ms (a timestamp in ms since 1970) as a date. */
 void pgbin_date_of_ms(struct buf *b, int64_t ms);
 

@@ -36,6 +36,14 @@ int pgval_put_float8_span(struct buf *b, const char *p, size_t n, double v)
     return 0;
 }
 
+int pgval_float8_span(const char *p, size_t n, double v, double *out)
+{
+    if (!isfinite(v))
+        return -1;
+    *out = v == 0 && nonzero_mantissa(p, n) ? 0.0 : v;
+    return 0;
+}
+
 int pgval_put_array_elem(struct buf *b, const char *s, size_t n)
 {
     if (memchr(s, '\0', n))

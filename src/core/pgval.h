@@ -33,6 +33,11 @@ int pgval_ts_ok(int64_t ms);
  * when v is not finite. */
 int pgval_put_float8_span(struct buf *b, const char *p, size_t n, double v);
 
+/* The value PostgreSQL stores for those digits, as pgval_put_float8_span()
+ * writes them, for binary COPY: v, or 0 for a mantissa that underflows.
+ * Returns 0 with *out set, or -1 when v is not finite. */
+int pgval_float8_span(const char *p, size_t n, double v, double *out);
+
 /* Appends s[0..n) as one element of a PostgreSQL array literal: in double
  * quotes, with '"' and '\' escaped, so that no element is read as NULL
  * ("NULL", "null") or split (",", "{}", blanks).  The caller writes the

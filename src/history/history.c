@@ -45,6 +45,7 @@
 #include "core/idtab.h"
 #include "core/pack.h"
 #include "core/pg.h"
+#include "core/pgbin.h"
 #include "core/pgsink.h"
 #include "core/pgval.h"
 #include "core/rollup.h"
@@ -101,20 +102,15 @@ static void put_ts(struct buf *b, struct tsfmt *f, int64_t ms)
     buf_put(b, tmp, 15);
 }
 
-static void put_span(struct buf *b, const struct tm_span *sp)
-{
-    if (sp->n)
-        buf_put(b, sp->p, sp->n);
-    else
-        buf_put(b, "\\N", 2);
-}
-
 /* A float8 column from its JSON digits and tm_scan()'s value (NaN when
- * absent, finite when present): in the form PostgreSQL reads (core/pgval.h). */
+ * absent, finite when present), as binary COPY: NULL when absent. */
 static void put_float8(struct buf *b, const struct tm_span *sp, double v)
 {
-    if (!sp->n || pgval_put_float8_span(b, sp->p, sp->n, v) < 0)
-        buf_put(b, "\\N", 2);
+    double x;
+    if (sp->n && pgval_float8_span(sp->p, sp->n, v, &x) == 0)
+        pgbin_float8(b, x);
+    else
+        pgbin_null(b);
 }
 
 static void put_double(struct buf *b, double v)
@@ -584,33 +580,28 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
     return 0;
 }
 
-static void put_row(struct buf *b, struct tsfmt *tf, const struct row *r)
+/* One row of telemetry_recent's columns (TELEMETRY_COLS) in binary COPY
+ * (core/pgbin.h): PostgreSQL parses no text; the values are those the text
+ * of the JSON digits would give (core/pgval.h). */
+static void put_row(struct buf *b, const struct row *r)
 {
     const struct tm_fast *f = &r->f;
-    buf_put(b, f->truck_id.p, f->truck_id.n);
-    buf_putc(b, '\t');
-    put_ts(b, tf, f->ts_ms);
-    buf_putc(b, '\t');
-    put_span(b, &f->seq_s);
-    buf_putc(b, '\t');
+    pgbin_row(b, 11);
+    pgbin_text(b, f->truck_id.p, f->truck_id.n);
+    pgbin_timestamptz_ms(b, f->ts_ms);
+    pgbin_int8(b, f->seq);
     put_float8(b, &f->lat_s, f->lat);
-    buf_putc(b, '\t');
     put_float8(b, &f->lon_s, f->lon);
-    buf_putc(b, '\t');
     put_float8(b, &f->speed_s, f->speed_kmh);
-    buf_putc(b, '\t');
     put_float8(b, &f->heading_s, f->heading_deg);
-    buf_put(b, f->ignition ? "\tt\t" : "\tf\t", 3);
+    pgbin_bool(b, f->ignition);
     put_float8(b, &f->fuel_s, f->fuel_pct);
-    buf_putc(b, '\t');
     put_float8(b, &f->odometer_s, f->odometer_km);
-    buf_putc(b, '\t');
     /* The record timestamp is the producer's: any int64 (CreateTime). */
     if (r->recv_ms > 0 && pgval_ts_ok(r->recv_ms))
-        put_ts(b, tf, r->recv_ms);
+        pgbin_timestamptz_ms(b, r->recv_ms);
     else
-        buf_put(b, "\\N", 2);
-    buf_putc(b, '\n');
+        pgbin_null(b);
 }
 
 static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const struct rollup_hour *hr)
@@ -831,7 +822,6 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
                                char *err, size_t err_size)
 {
     int64_t now = fs_wall_ms();
-    struct tsfmt tf = {.day = INT64_MIN};
     size_t nrows = 0;
 
     if (n > h->row_cap) {
@@ -959,7 +949,7 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
             r->late = 2;
             maybe++;
         } else {
-            put_row(&h->copy, &tf, r);
+            put_row(&h->copy, r);
             fresh++;
         }
         struct rollup_hour *d = held_delta(h, t, r->part, rollup_hour_of(pt.ts_ms));
@@ -979,7 +969,7 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
          * while their rollups were held: such a batch goes the careful way. */
         if (pg_exec(conn, "SAVEPOINT fresh", err, err_size) < 0)
             return -1;
-        if (pg_copy(conn, "COPY telemetry_recent (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0) {
+        if (pgbin_copy(conn, "telemetry_recent (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0) {
             if (strcmp(pg_last_sqlstate(), "23505") != 0)
                 return -1;
             log_info("a reading taken as new was stored already (%s): storing the batch's new readings one by "
@@ -1000,8 +990,8 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
         buf_reset(&h->copy);
         for (size_t i = 0; i < nrows; i++)
             if (h->ord[i]->late)
-                put_row(&h->copy, &tf, h->ord[i]);
-        if (pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+                put_row(&h->copy, h->ord[i]);
+        if (pgbin_copy(conn, "history_stage (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0)
             return -1;
         PGresult *r =
             pg_exec_params(conn,
@@ -1027,9 +1017,9 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
         buf_reset(&h->copy);
         for (size_t i = 0; i < nrows; i++)
             if (h->ord[i]->late == 2)
-                put_row(&h->copy, &tf, h->ord[i]);
+                put_row(&h->copy, h->ord[i]);
         if ((late > 0 && pg_exec(conn, "DELETE FROM history_stage", err, err_size) < 0) ||
-            pg_copy(conn, "COPY history_stage (" TELEMETRY_COLS ") FROM STDIN", &h->copy, err, err_size) < 0)
+            pgbin_copy(conn, "history_stage (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0)
             return -1;
         PGresult *r = pg_exec_params(conn,
                                      "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
@@ -1233,8 +1223,9 @@ fail:
 }
 
 /* Writes the held rollups that are due: a partition's once they are
- * --rollup-ms old (one partition a tick, so that the writes spread), every
- * partition's once no batch came for a second (caught up). */
+ * --rollup-ms old (for at most 250 ms a tick, so that the writes spread
+ * between batches), every partition's once no batch came for a second
+ * (caught up). */
 static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     int64_t now = fs_mono_ms();
@@ -1248,7 +1239,7 @@ static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err
             continue;
         if (held_write_part(h, conn, p, err, err_size) < 0)
             return -1;
-        if (!idle)
+        if (!idle && fs_mono_ms() >= now + 250)
             break;
     }
     return 0;

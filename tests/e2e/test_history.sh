@@ -159,11 +159,12 @@ K3=$((K2 + $(wait_unique "${P}truck-telemetry" "^$ID-K" 28800)))
 check_eq "a backlog of 28800 more readings is in Kafka" $((K2 + 28800)) "$K3"
 # Each kill lands while batches are being stored: after the row count has
 # started to grow, at a random moment within the next 0.3 s.  Every batch
-# holds its rollups in memory, written every 2 s: a kill loses what is held,
-# and the restart rebuilds it from the records since the rollup offsets.
+# holds its rollups in memory, written twice a second at most: a kill loses
+# what is held, and the restart rebuilds it from the records since the
+# rollup offsets.
 kills=0 busy=0
 for i in $(seq 10); do
-    start_history --max-batch 5 --flush-ms 20 --rollup-batch 1 --rollup-ms 2000 "${STATIC[@]}"
+    start_history --max-batch 5 --flush-ms 20 --rollup-batch 1 --rollup-ms 500 "${STATIC[@]}"
     before=$(rows)
     deadline=$((SECONDS + 30))
     while [ "$SECONDS" -lt "$deadline" ]; do [ "$(rows)" -gt "$before" ] && { busy=$((busy + 1)); break; }; sleep 0.1; done
