@@ -800,6 +800,35 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
 static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused,
                                char *err, size_t err_size);
 
+/* Stages the batch's rows whose late is `which` and inserts those not
+ * stored already (in telemetry_recent or packed: a repeat of a packed
+ * reading is no new reading either) as ins (truck_id, ts), followed by
+ * `rest`, which selects the count of ins.  Returns that count, or -1. */
+static int64_t stage_insert(struct history *h, PGconn *conn, size_t nrows, int which, const char *rest, char *err,
+                            size_t err_size)
+{
+    buf_reset(&h->copy);
+    for (size_t i = 0; i < nrows; i++)
+        if (h->ord[i]->late == which)
+            put_row(&h->copy, h->ord[i]);
+    char sql[1024];
+    snprintf(sql, sizeof(sql), "%s%s",
+             "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
+             "WHERE NOT EXISTS (SELECT 1 FROM telemetry_unpacked u WHERE u.truck_id = s.truck_id "
+             "AND u.hour = date_trunc('hour', s.ts) AND u.ts = s.ts AND u.seq = s.seq) "
+             "ON CONFLICT DO NOTHING RETURNING truck_id, ts)",
+             rest);
+    if (pg_exec(conn, "DELETE FROM history_stage", err, err_size) < 0 ||
+        pgbin_copy(conn, "history_stage (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0)
+        return -1;
+    PGresult *r = pg_exec_params(conn, sql, 0, NULL, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    int64_t count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return count;
+}
+
 static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
                          size_t err_size)
 {
@@ -985,53 +1014,21 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
             fresh = 0;
         }
     }
-    int64_t inserted_late = 0;
-    if (late > 0) {
-        buf_reset(&h->copy);
-        for (size_t i = 0; i < nrows; i++)
-            if (h->ord[i]->late)
-                put_row(&h->copy, h->ord[i]);
-        if (pgbin_copy(conn, "history_stage (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0)
-            return -1;
-        PGresult *r =
-            pg_exec_params(conn,
-                           /* A repeat of a reading already packed is no new reading either. */
-                           "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
-                           "WHERE NOT EXISTS (SELECT 1 FROM telemetry_unpacked u WHERE u.truck_id = s.truck_id "
-                           "AND u.hour = date_trunc('hour', s.ts) AND u.ts = s.ts AND u.seq = s.seq) "
-                           "ON CONFLICT DO NOTHING RETURNING truck_id, ts), "
-                           "d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h FROM ins, LATERAL (VALUES "
-                           "(date_trunc('hour', ins.ts)), (date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
-                           "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
-                           0, NULL, PGRES_TUPLES_OK, err, err_size);
-        if (!r)
-            return -1;
-        inserted_late = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-    }
+    /* Older rows: inserted unless stored (or packed) already, the hours a
+     * new one touches (its own and the next) marked for recomputation. */
+    int64_t inserted_late = 0, inserted_maybe = 0;
+    if (late > 0 && (inserted_late = stage_insert(h, conn, nrows, 1,
+                                                  ", d AS (INSERT INTO rollup_dirty SELECT DISTINCT truck_id, v.h "
+                                                  "FROM ins, LATERAL (VALUES (date_trunc('hour', ins.ts)), "
+                                                  "(date_trunc('hour', ins.ts) + interval '1 hour')) v(h) "
+                                                  "ON CONFLICT DO NOTHING) SELECT count(*) FROM ins",
+                                                  err, err_size)) < 0)
+        return -1;
     /* Newer than the truck's newest stored reading as far as this process
      * knows, but possibly stored (read again after a crash): folded above,
      * inserted unless there. */
-    int64_t inserted_maybe = 0;
-    if (maybe > 0) {
-        buf_reset(&h->copy);
-        for (size_t i = 0; i < nrows; i++)
-            if (h->ord[i]->late == 2)
-                put_row(&h->copy, h->ord[i]);
-        if ((late > 0 && pg_exec(conn, "DELETE FROM history_stage", err, err_size) < 0) ||
-            pgbin_copy(conn, "history_stage (" TELEMETRY_COLS ")", &h->copy, err, err_size) < 0)
-            return -1;
-        PGresult *r = pg_exec_params(conn,
-                                     "WITH ins AS (INSERT INTO telemetry_recent SELECT s.* FROM history_stage s "
-                                     "WHERE NOT EXISTS (SELECT 1 FROM telemetry_unpacked u WHERE u.truck_id = "
-                                     "s.truck_id AND u.hour = date_trunc('hour', s.ts) AND u.ts = s.ts AND u.seq = "
-                                     "s.seq) ON CONFLICT DO NOTHING RETURNING 1) SELECT count(*) FROM ins",
-                                     0, NULL, PGRES_TUPLES_OK, err, err_size);
-        if (!r)
-            return -1;
-        inserted_maybe = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-        PQclear(r);
-    }
+    if (maybe > 0 && (inserted_maybe = stage_insert(h, conn, nrows, 2, " SELECT count(*) FROM ins", err, err_size)) < 0)
+        return -1;
     h->rows_pending = (int64_t)fresh + inserted_late + inserted_maybe;
     h->dup_pending = dups + (int64_t)late - inserted_late + (int64_t)maybe - inserted_maybe;
     h->late_pending = inserted_late;
