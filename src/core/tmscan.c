@@ -23,26 +23,47 @@ static int lit(struct cur *c, const char *s, size_t n)
 }
 #define LIT(c, s) lit((c), (s), sizeof(s) - 1)
 
+/* What number() saw of a span's digits, for num_double(): the digits as
+ * one integer (m; exact while digits <= 19), the count of significant
+ * digits (from the first non-zero one), of those after the point, and
+ * whether there was a sign or an exponent. */
+struct numval {
+    uint64_t m;
+    int digits, frac;
+    bool neg, exp;
+};
+
 /* A JSON number as tm_serialize() writes it: -?digits(.digits)?(e-?digits)?
- * with no leading zeros, no '+'.  Sets the span; 0 if not that shape. */
-static int number(struct cur *c, struct tm_span *sp)
+ * with no leading zeros, no '+'.  Sets the span and *v; 0 if not that shape. */
+static int number(struct cur *c, struct tm_span *sp, struct numval *v)
 {
     const char *s = c->p, *p = c->p;
-    if (p < c->end && *p == '-')
+    uint64_t m = 0;
+    int digits = 0, frac = 0;
+    v->neg = v->exp = false;
+    if (p < c->end && *p == '-') {
+        v->neg = true;
         p++;
+    }
     const char *d = p;
-    while (p < c->end && *p >= '0' && *p <= '9')
-        p++;
+    for (; p < c->end && *p >= '0' && *p <= '9'; p++) {
+        m = m * 10 + (uint64_t)(*p - '0');
+        digits += m != 0;
+    }
     if (p == d || (*d == '0' && p - d > 1))
         return 0;
     if (p < c->end && *p == '.') {
         const char *f = ++p;
-        while (p < c->end && *p >= '0' && *p <= '9')
-            p++;
+        for (; p < c->end && *p >= '0' && *p <= '9'; p++) {
+            m = m * 10 + (uint64_t)(*p - '0');
+            digits += m != 0;
+        }
         if (p == f)
             return 0;
+        frac = (int)(p - f);
     }
     if (p < c->end && *p == 'e') {
+        v->exp = true;
         p++;
         if (p < c->end && *p == '-')
             p++;
@@ -57,6 +78,9 @@ static int number(struct cur *c, struct tm_span *sp)
     sp->p = s;
     sp->n = (uint16_t)(p - s);
     c->p = p;
+    v->m = m;
+    v->digits = digits;
+    v->frac = frac;
     return 1;
 }
 
@@ -68,33 +92,13 @@ static const double pow10_exact[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1
  * plain decimals with at most 15 significant digits — is an exact integer
  * divided by an exact power of ten, which IEEE division rounds correctly;
  * anything else (exponents, long mantissas) goes to strtod(). */
-static double span_double(const struct tm_span *sp)
+static double num_double(const struct tm_span *sp, const struct numval *v)
 {
-    const char *p = sp->p, *end = sp->p + sp->n;
-    int neg = 0, frac = -1, digits = 0;
-    uint64_t m = 0;
-    if (p < end && *p == '-') {
-        neg = 1;
-        p++;
-    }
-    for (; p < end; p++) {
-        if (*p >= '0' && *p <= '9') {
-            m = m * 10 + (uint64_t)(*p - '0');
-            if (m)
-                digits++;
-            if (frac >= 0)
-                frac++;
-        } else if (*p == '.' && frac < 0) {
-            frac = 0;
-        } else {
-            break;
-        }
-    }
-    if (p == end && digits <= 15 && frac <= 22) {
-        double v = (double)m;
-        if (frac > 0)
-            v /= pow10_exact[frac];
-        return neg ? -v : v;
+    if (!v->exp && v->digits <= 15 && v->frac <= 22) {
+        double d = (double)v->m;
+        if (v->frac > 0)
+            d /= pow10_exact[v->frac];
+        return v->neg ? -d : d;
     }
     char tmp[40];
     memcpy(tmp, sp->p, sp->n);
@@ -136,17 +140,18 @@ int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct
     out->truck_id.p = id;
     out->truck_id.n = (uint16_t)(c.p - id);
 
-    if (!LIT(&c, "\",\"ts\":") || !number(&c, &ts_s) || !span_i64(&ts_s, &out->ts_ms))
+    struct numval nv, lat_v, lon_v, speed_v, heading_v, fuel_v, odometer_v;
+    if (!LIT(&c, "\",\"ts\":") || !number(&c, &ts_s, &nv) || !span_i64(&ts_s, &out->ts_ms))
         return 0;
     if (out->ts_ms < TM_TS_MIN_MS || out->ts_ms > now_ms + TM_TS_AHEAD_MS)
         return 0;
-    if (!LIT(&c, ",\"seq\":") || !number(&c, &out->seq_s) || !span_i64(&out->seq_s, &out->seq))
+    if (!LIT(&c, ",\"seq\":") || !number(&c, &out->seq_s, &nv) || !span_i64(&out->seq_s, &out->seq))
         return 0;
-    if (!LIT(&c, ",\"lat\":") || !number(&c, &out->lat_s))
+    if (!LIT(&c, ",\"lat\":") || !number(&c, &out->lat_s, &lat_v))
         return 0;
-    if (!LIT(&c, ",\"lon\":") || !number(&c, &out->lon_s))
+    if (!LIT(&c, ",\"lon\":") || !number(&c, &out->lon_s, &lon_v))
         return 0;
-    if (!LIT(&c, ",\"speed_kmh\":") || !number(&c, &out->speed_s))
+    if (!LIT(&c, ",\"speed_kmh\":") || !number(&c, &out->speed_s, &speed_v))
         return 0;
     if (LIT(&c, ",\"ignition\":true"))
         out->ignition = true;
@@ -154,11 +159,11 @@ int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct
         out->ignition = false;
     else
         return 0;
-    if (LIT(&c, ",\"heading_deg\":") && !number(&c, &out->heading_s))
+    if (LIT(&c, ",\"heading_deg\":") && !number(&c, &out->heading_s, &heading_v))
         return 0;
-    if (LIT(&c, ",\"fuel_pct\":") && !number(&c, &out->fuel_s))
+    if (LIT(&c, ",\"fuel_pct\":") && !number(&c, &out->fuel_s, &fuel_v))
         return 0;
-    if (LIT(&c, ",\"odometer_km\":") && !number(&c, &out->odometer_s))
+    if (LIT(&c, ",\"odometer_km\":") && !number(&c, &out->odometer_s, &odometer_v))
         return 0;
     if (c.p < c.end && *c.p == ',') {
         if (!allow_extra || c.end[-1] != '}')
@@ -168,24 +173,24 @@ int tm_scan(const char *buf, size_t len, int64_t now_ms, int allow_extra, struct
         return 0;
     }
 
-    out->lat = span_double(&out->lat_s);
-    out->lon = span_double(&out->lon_s);
-    out->speed_kmh = span_double(&out->speed_s);
+    out->lat = num_double(&out->lat_s, &lat_v);
+    out->lon = num_double(&out->lon_s, &lon_v);
+    out->speed_kmh = num_double(&out->speed_s, &speed_v);
     if (!(out->lat >= -90 && out->lat <= 90) || !(out->lon >= -180 && out->lon <= 180) ||
         !(out->speed_kmh >= 0 && out->speed_kmh <= 400))
         return 0;
     if (out->heading_s.n) {
-        out->heading_deg = span_double(&out->heading_s);
+        out->heading_deg = num_double(&out->heading_s, &heading_v);
         if (!(out->heading_deg >= 0 && out->heading_deg < 360))
             return 0;
     }
     if (out->fuel_s.n) {
-        out->fuel_pct = span_double(&out->fuel_s);
+        out->fuel_pct = num_double(&out->fuel_s, &fuel_v);
         if (!(out->fuel_pct >= 0 && out->fuel_pct <= 100))
             return 0;
     }
     if (out->odometer_s.n) {
-        out->odometer_km = span_double(&out->odometer_s);
+        out->odometer_km = num_double(&out->odometer_s, &odometer_v);
         if (!(out->odometer_km >= 0) || isinf(out->odometer_km))
             return 0;
     }

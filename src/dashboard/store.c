@@ -2,7 +2,9 @@
  * store.c - the dashboard's truck store (see store.h).
  *
  * Trucks live in one growing array; an open-addressing hash of their ids
- * (FNV-1a, linear probing, load <= 1/2) finds them.  Ids are kept once, in an
+ * (FNV-1a, linear probing, load <= 1/2) finds them.  A slot keeps the id's
+ * full hash next to the index, so a probe passes other trucks' slots
+ * without reading them, and growing the table rehashes no id.  Ids are kept once, in an
  * append-only arena.  The fine grid keeps a doubly linked list of the trucks
  * in each cell (indices, not pointers, so the array may move), and both grids
  * keep count and position sums per cell for clusters.
@@ -66,7 +68,19 @@ void ds_store_release(struct ds_store *s)
     memset(s, 0, sizeof(*s));
 }
 
-static uint32_t hash_id(const char *id, size_t len)
+static int fine_col(double lon)
+{
+    int c = (int)floor((lon + 180.0) / DS_FINE_DEG);
+    return c < 0 ? 0 : c >= DS_FINE_COLS ? DS_FINE_COLS - 1 : c;
+}
+
+static int fine_row(double lat)
+{
+    int r = (int)floor((lat + 90.0) / DS_FINE_DEG);
+    return r < 0 ? 0 : r >= DS_FINE_ROWS ? DS_FINE_ROWS - 1 : r;
+}
+
+uint32_t ds_store_hash(const char *id, size_t len)
 {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++) {
@@ -76,6 +90,9 @@ static uint32_t hash_id(const char *id, size_t len)
     return h;
 }
 
+#define SLOT_TAG(h) ((uint64_t)(h) << 32)
+#define SLOT_TAG_MASK 0xffffffff00000000ull
+
 const char *ds_store_id(const struct ds_store *s, uint32_t idx, size_t *len)
 {
     const struct ds_truck *t = &s->trucks[idx];
@@ -83,32 +100,82 @@ const char *ds_store_id(const struct ds_store *s, uint32_t idx, size_t *len)
     return s->ids + t->id_off;
 }
 
-int64_t ds_store_find(const struct ds_store *s, const char *id, size_t id_len)
+int64_t ds_store_find_hashed(const struct ds_store *s, const char *id, size_t id_len, uint32_t hash)
 {
     if (!s->slots || id_len == 0 || id_len > DS_ID_MAX)
         return -1;
-    for (uint32_t i = hash_id(id, id_len) & s->slot_mask;; i = (i + 1) & s->slot_mask) {
-        uint32_t v = s->slots[i];
+    /* A slot whose hash differs is passed without touching its truck. */
+    uint64_t tag = SLOT_TAG(hash);
+    for (uint32_t i = hash & s->slot_mask;; i = (i + 1) & s->slot_mask) {
+        uint64_t v = s->slots[i];
         if (!v)
             return -1;
-        const struct ds_truck *t = &s->trucks[v - 1];
+        if ((v & SLOT_TAG_MASK) != tag)
+            continue;
+        uint32_t idx = (uint32_t)v - 1;
+        const struct ds_truck *t = &s->trucks[idx];
         if (t->id_len == id_len && memcmp(s->ids + t->id_off, id, id_len) == 0)
-            return (int64_t)v - 1;
+            return idx;
     }
+}
+
+int64_t ds_store_find(const struct ds_store *s, const char *id, size_t id_len)
+{
+    return ds_store_find_hashed(s, id, id_len, ds_store_hash(id, id_len));
+}
+
+/* The first truck whose slot carries hash (probably the one), or NULL. */
+static const struct ds_truck *likely_truck(const struct ds_store *s, uint32_t hash)
+{
+    uint64_t tag = SLOT_TAG(hash);
+    uint32_t i = hash & s->slot_mask;
+    for (int probes = 0; probes < 8; probes++, i = (i + 1) & s->slot_mask) {
+        uint64_t v = s->slots[i];
+        if (!v)
+            return NULL;
+        if ((v & SLOT_TAG_MASK) == tag)
+            return &s->trucks[(uint32_t)v - 1];
+    }
+    return NULL;
+}
+
+void ds_store_prefetch_slot(const struct ds_store *s, uint32_t hash, const struct ds_reading *r)
+{
+    __builtin_prefetch(&s->slots[hash & s->slot_mask]);
+    if (r->lat >= -90 && r->lat <= 90 && r->lon >= -180 && r->lon <= 180)
+        __builtin_prefetch(&s->fine[(size_t)fine_row(r->lat) * DS_FINE_COLS + (size_t)fine_col(r->lon)]);
+}
+
+void ds_store_prefetch_truck(const struct ds_store *s, uint32_t hash)
+{
+    const struct ds_truck *t = likely_truck(s, hash);
+    if (t) {
+        __builtin_prefetch(t, 1);
+        __builtin_prefetch((const char *)(t + 1) - 1, 1); /* 56 bytes may span two lines */
+    }
+}
+
+void ds_store_prefetch_id(const struct ds_store *s, uint32_t hash)
+{
+    const struct ds_truck *t = likely_truck(s, hash);
+    if (t)
+        __builtin_prefetch(s->ids + t->id_off);
 }
 
 static int grow_slots(struct ds_store *s)
 {
     uint32_t mask = s->slot_mask * 2 + 1;
-    uint32_t *slots = calloc((size_t)mask + 1, sizeof(*slots));
+    uint64_t *slots = calloc((size_t)mask + 1, sizeof(*slots));
     if (!slots)
         return -1;
-    for (uint32_t idx = 0; idx < s->count; idx++) {
-        const struct ds_truck *t = &s->trucks[idx];
-        uint32_t i = hash_id(s->ids + t->id_off, t->id_len) & mask;
-        while (slots[i])
-            i = (i + 1) & mask;
-        slots[i] = idx + 1;
+    for (uint32_t i = 0; i <= s->slot_mask; i++) {
+        uint64_t v = s->slots[i];
+        if (!v)
+            continue;
+        uint32_t j = (uint32_t)(v >> 32) & mask;
+        while (slots[j])
+            j = (j + 1) & mask;
+        slots[j] = v;
     }
     free(s->slots);
     s->slots = slots;
@@ -117,9 +184,9 @@ static int grow_slots(struct ds_store *s)
 }
 
 /* The index of truck id, added (without a position) if new; -1 if full. */
-static int64_t find_or_add(struct ds_store *s, const char *id, size_t id_len)
+static int64_t find_or_add(struct ds_store *s, const char *id, size_t id_len, uint32_t hash)
 {
-    int64_t found = ds_store_find(s, id, id_len);
+    int64_t found = ds_store_find_hashed(s, id, id_len, hash);
     if (found >= 0)
         return found;
     if (s->count >= s->max_trucks)
@@ -149,23 +216,11 @@ static int64_t find_or_add(struct ds_store *s, const char *id, size_t id_len)
     t->id_len = (uint8_t)id_len;
     memcpy(s->ids + s->ids_len, id, id_len);
     s->ids_len += id_len;
-    uint32_t i = hash_id(id, id_len) & s->slot_mask;
+    uint32_t i = hash & s->slot_mask;
     while (s->slots[i])
         i = (i + 1) & s->slot_mask;
-    s->slots[i] = idx + 1;
+    s->slots[i] = SLOT_TAG(hash) | (idx + 1);
     return idx;
-}
-
-static int fine_col(double lon)
-{
-    int c = (int)floor((lon + 180.0) / DS_FINE_DEG);
-    return c < 0 ? 0 : c >= DS_FINE_COLS ? DS_FINE_COLS - 1 : c;
-}
-
-static int fine_row(double lat)
-{
-    int r = (int)floor((lat + 90.0) / DS_FINE_DEG);
-    return r < 0 ? 0 : r >= DS_FINE_ROWS ? DS_FINE_ROWS - 1 : r;
 }
 
 static size_t fine_of(double lat, double lon)
@@ -218,6 +273,19 @@ static void grid_insert(struct ds_store *s, uint32_t idx)
     cell_add(&s->coarse[coarse_of_fine(f)], lat, lon, 1);
 }
 
+/* A truck moving within its cell: the same sums as cell_add(-1) then
+ * cell_add(+1) would give, without touching the cell's list. */
+static void cell_move(struct ds_cell *c, double olat, double olon, double nlat, double nlon)
+{
+    if (c->count == 1) {
+        c->sum_lat = nlat;
+        c->sum_lon = nlon;
+    } else {
+        c->sum_lat = (c->sum_lat - olat) + nlat;
+        c->sum_lon = (c->sum_lon - olon) + nlon;
+    }
+}
+
 static uint16_t tenths(double v, double max)
 {
     if (!(v > 0))
@@ -229,9 +297,15 @@ static uint16_t tenths(double v, double max)
 
 enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len, const struct ds_reading *r)
 {
+    return ds_store_reading_hashed(s, id, id_len, ds_store_hash(id, id_len), r);
+}
+
+enum ds_apply ds_store_reading_hashed(struct ds_store *s, const char *id, size_t id_len, uint32_t hash,
+                                      const struct ds_reading *r)
+{
     if (id_len == 0 || id_len > DS_ID_MAX || !(r->lat >= -90 && r->lat <= 90) || !(r->lon >= -180 && r->lon <= 180))
         return DS_BAD;
-    int64_t found = find_or_add(s, id, id_len);
+    int64_t found = find_or_add(s, id, id_len, hash);
     if (found < 0) {
         s->refused++;
         return DS_FULL;
@@ -242,12 +316,26 @@ enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len
         s->stale++;
         return DS_STALE;
     }
-    if (t->flags & DS_F_POSITION)
-        grid_remove(s, idx);
+    int32_t lat_e7 = (int32_t)lround(r->lat * 1e7), lon_e7 = (int32_t)lround(r->lon * 1e7);
+    int relink = 1;
+    if (t->flags & DS_F_POSITION) {
+        /* Most readings leave the truck in its fine cell (0.25 degrees is
+         * minutes of driving): then only the cell's sums change, and the
+         * neighbours on its list (random places in the array) stay untouched. */
+        double olat = ds_truck_lat(t), olon = ds_truck_lon(t), nlat = lat_e7 / 1e7, nlon = lon_e7 / 1e7;
+        size_t f = fine_of(olat, olon);
+        if (f == fine_of(nlat, nlon)) {
+            cell_move(&s->fine[f], olat, olon, nlat, nlon);
+            cell_move(&s->coarse[coarse_of_fine(f)], olat, olon, nlat, nlon);
+            relink = 0;
+        } else {
+            grid_remove(s, idx);
+        }
+    }
     t->ts_ms = r->ts_ms;
     t->seq = (uint32_t)r->seq;
-    t->lat_e7 = (int32_t)lround(r->lat * 1e7);
-    t->lon_e7 = (int32_t)lround(r->lon * 1e7);
+    t->lat_e7 = lat_e7;
+    t->lon_e7 = lon_e7;
     t->speed_dkmh = tenths(r->speed_kmh, 6000);
     t->heading_ddeg = r->has_heading ? tenths(r->heading_deg, 3599) : 0;
     t->fuel_dpct = r->has_fuel ? tenths(r->fuel_pct, 1000) : 0;
@@ -256,7 +344,8 @@ enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len
     t->flags =
         (uint8_t)(keep | DS_F_POSITION | (r->ignition ? DS_F_IGNITION : 0) | (r->has_heading ? DS_F_HEADING : 0) |
                   (r->has_fuel ? DS_F_FUEL : 0) | (r->has_odometer ? DS_F_ODOMETER : 0));
-    grid_insert(s, idx);
+    if (relink)
+        grid_insert(s, idx);
     t->version = ++s->version;
     s->applied++;
     return DS_APPLIED;
@@ -266,7 +355,7 @@ enum ds_apply ds_store_status(struct ds_store *s, const char *id, size_t id_len,
 {
     if (id_len == 0 || id_len > DS_ID_MAX)
         return DS_BAD;
-    int64_t found = find_or_add(s, id, id_len);
+    int64_t found = find_or_add(s, id, id_len, ds_store_hash(id, id_len));
     if (found < 0) {
         s->refused++;
         return DS_FULL;

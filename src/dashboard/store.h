@@ -13,8 +13,8 @@
  *     box" never walk trucks.
  *   - Memory is bounded: at most max_trucks trucks (further ids are refused
  *     with DS_FULL); trucks are never removed (an id keeps its index).
- *     Per truck: sizeof(struct ds_truck) + the id + two hash slots; the
- *     grids are a fixed ~30 MB.
+ *     Per truck: sizeof(struct ds_truck) + the id + two to four 8-byte hash
+ *     slots; the grids are a fixed ~30 MB.
  *
  * The derived state of a truck is computed when asked, from its reading,
  * its presence and the wall clock (ds_truck_state).
@@ -87,7 +87,7 @@ struct ds_cell {
 struct ds_store {
     struct ds_truck *trucks;
     uint32_t count, cap, max_trucks;
-    uint32_t *slots; /* open addressing, index + 1; 0 = empty */
+    uint64_t *slots; /* open addressing: the id's hash << 32 | (index + 1); 0 = empty */
     uint32_t slot_mask;
     char *ids; /* id arena */
     size_t ids_len, ids_cap;
@@ -112,6 +112,27 @@ enum ds_apply { DS_APPLIED = 0, DS_STALE, DS_FULL, DS_BAD };
  * or coordinates outside [-90, 90] x [-180, 180]. */
 enum ds_apply ds_store_reading(struct ds_store *s, const char *id, size_t id_len, const struct ds_reading *r);
 
+/* The same with the id's hash given (ds_store_hash), for a batch whose
+ * records the caller has prepared with the prefetch calls below. */
+enum ds_apply ds_store_reading_hashed(struct ds_store *s, const char *id, size_t id_len, uint32_t hash,
+                                      const struct ds_reading *r);
+
+/* The hash of a truck id the store's table uses. */
+uint32_t ds_store_hash(const char *id, size_t id_len);
+
+/* Applying a batch of readings is bound by cache misses (the hash slot, the
+ * truck, its id, its grid cell: each a random place in tens of MB at a
+ * million trucks), so a caller applying many readings at once announces
+ * them in three passes, each touching only what the one before brought into
+ * the cache, then applies them: ds_store_prefetch_slot for all (the slot and
+ * the grid cell of the new position), ds_store_prefetch_truck for all (the
+ * truck, found by its hash), ds_store_prefetch_id a few readings ahead of
+ * ds_store_reading_hashed (the id, whose place the truck holds).  They are
+ * hints only: they change nothing and may be skipped or repeated. */
+void ds_store_prefetch_slot(const struct ds_store *s, uint32_t hash, const struct ds_reading *r);
+void ds_store_prefetch_truck(const struct ds_store *s, uint32_t hash);
+void ds_store_prefetch_id(const struct ds_store *s, uint32_t hash);
+
 struct tm_fast;
 /* The store's reading of a scanned telemetry record (core/tmscan.h's
  * tm_scan / tm_read result): its fields, and which optional ones it has.
@@ -125,6 +146,8 @@ enum ds_apply ds_store_status(struct ds_store *s, const char *id, size_t id_len,
 
 /* The truck's index, or -1 if unknown. */
 int64_t ds_store_find(const struct ds_store *s, const char *id, size_t id_len);
+/* The same with the id's hash given (ds_store_hash). */
+int64_t ds_store_find_hashed(const struct ds_store *s, const char *id, size_t id_len, uint32_t hash);
 
 /* The truck's id (not NUL-terminated) and its length. */
 const char *ds_store_id(const struct ds_store *s, uint32_t idx, size_t *len);

@@ -3,6 +3,7 @@
 #include "core/tmscan.h"
 #include "dashboard/store.h"
 
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -218,6 +219,68 @@ static void clusters_count_every_truck_once(void **state)
     ds_store_release(&s);
 }
 
+/* Trucks driving within their fine cells and across them: every query,
+ * count and cluster centroid is the one of the trucks' latest positions. */
+static void moves_within_and_across_cells_keep_the_grid_exact(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    assert_int_equal(ds_store_init(&s, 100), 0);
+    /* A and B share the fine cell [48.0, 48.25) x [11.0, 11.25). */
+    assert_int_equal(put(&s, "A", reading(NOW, 48.1, 11.1, 50, 1)), DS_APPLIED);
+    assert_int_equal(put(&s, "B", reading(NOW, 48.2, 11.2, 50, 1)), DS_APPLIED);
+    assert_int_equal(put(&s, "A", reading(NOW + 1000, 48.11, 11.12, 50, 1)), DS_APPLIED); /* same cell */
+    assert_int_equal(put(&s, "B", reading(NOW + 1000, 48.3, 11.2, 50, 1)), DS_APPLIED);   /* next cell north */
+    assert_int_equal(put(&s, "A", reading(NOW + 2000, 48.12, 11.13, 50, 1)), DS_APPLIED); /* alone in it now */
+    uint32_t out[4];
+    struct ds_bbox cell_a = {11.0, 48.0, 11.2499, 48.2499}, cell_b = {11.0, 48.25, 11.2499, 48.4999};
+    assert_int_equal(ds_store_query(&s, &cell_a, out, 4), 1);
+    assert_int_equal(out[0], (uint32_t)ds_store_find(&s, "A", 1));
+    assert_int_equal(ds_store_query(&s, &cell_b, out, 4), 1);
+    assert_int_equal(out[0], (uint32_t)ds_store_find(&s, "B", 1));
+    struct ds_cluster c[4];
+    assert_int_equal(ds_store_clusters(&s, &cell_a, DS_FINE_DEG, c, 4), 1);
+    assert_int_equal(c[0].count, 1);
+    assert_true(c[0].lat == 48.12 && c[0].lon == 11.13); /* a cell of one truck is exactly it */
+    struct ds_bbox both = {11.0, 48.0, 11.2499, 48.4999};
+    assert_int_equal(ds_store_count_approx(&s, &both), 2);
+    assert_int_equal(ds_store_clusters(&s, &both, 1.0, c, 4), 1);
+    assert_int_equal(c[0].count, 2);
+    assert_true(fabs(c[0].lat - (48.12 + 48.3) / 2) < 1e-9 && fabs(c[0].lon - (11.13 + 11.2) / 2) < 1e-9);
+    ds_store_release(&s);
+}
+
+/* The prefetch hints change nothing, the hashed calls agree with the plain
+ * ones, and a table grown many times still finds every truck. */
+static void hashed_calls_and_prefetch_hints_agree_with_the_plain_ones(void **state)
+{
+    (void)state;
+    struct ds_store s;
+    char id[32];
+    assert_int_equal(ds_store_init(&s, 20000), 0);
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof(id), "T-%05d", i);
+        struct ds_reading r = reading(NOW, 40 + (i % 100) * 0.1, 5 + (i / 100) * 0.1, 10, 1);
+        uint32_t h = ds_store_hash(id, strlen(id));
+        ds_store_prefetch_slot(&s, h, &r);
+        ds_store_prefetch_truck(&s, h);
+        ds_store_prefetch_id(&s, h);
+        assert_int_equal(ds_store_reading_hashed(&s, id, strlen(id), h, &r), DS_APPLIED);
+    }
+    assert_int_equal(s.count, 20000);
+    for (int i = 0; i < 20000; i++) {
+        snprintf(id, sizeof(id), "T-%05d", i);
+        uint32_t h = ds_store_hash(id, strlen(id));
+        int64_t idx = ds_store_find(&s, id, strlen(id));
+        assert_int_equal(idx, i);
+        assert_int_equal(ds_store_find_hashed(&s, id, strlen(id), h), idx);
+    }
+    assert_int_equal(ds_store_find(&s, "T-20000", 7), -1);
+    struct ds_reading bad = reading(NOW, 91, 0, 0, 0);
+    ds_store_prefetch_slot(&s, 1, &bad); /* out of the world: no cell to hint */
+    ds_store_release(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +293,8 @@ int main(void)
         cmocka_unit_test(query_returns_exactly_the_trucks_in_the_box),
         cmocka_unit_test(bbox_is_clamped_and_checked),
         cmocka_unit_test(clusters_count_every_truck_once),
+        cmocka_unit_test(moves_within_and_across_cells_keep_the_grid_exact),
+        cmocka_unit_test(hashed_calls_and_prefetch_hints_agree_with_the_plain_ones),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
