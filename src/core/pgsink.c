@@ -610,6 +610,16 @@ static void flush(struct sink *s, int may_hold)
     drop_batch(s);
 }
 
+/* After the last batch of a revocation or a stop: the pipeline writes what
+ * it keeps (pgsink.h, release). */
+static void release(struct sink *s)
+{
+    char err[1024];
+    if (s->ops->release && s->n == 0 && db_ensure(s, err, sizeof(err)) == 0 &&
+        s->ops->release(s->ctx, s->conn, err, sizeof(err)) < 0)
+        log_warn("%s", err);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct sink *s = opaque;
@@ -631,6 +641,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic
         rd_kafka_assign(rk, parts);
     } else {
         flush(s, 0);
+        release(s);
         s->tp_count = 0;
         rd_kafka_assign(rk, NULL);
     }
@@ -805,10 +816,7 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     }
     log_info("stopping: storing the last batch");
     flush(&s, 0); /* its offsets are PostgreSQL's: valid whatever Kafka's state */
-    /* A last tick: the pipeline writes what it keeps for later (history's
-     * held rollups); what it cannot write is read again at the next start. */
-    if (ops->tick && s.n == 0 && db_ensure(&s, err, sizeof(err)) == 0 && ops->tick(ctx, s.conn, err, sizeof(err)) < 0)
-        log_warn("%s", err);
+    release(&s);
     rc = fatal ? 1 : 0;
 out:
     if (q)

@@ -96,10 +96,9 @@ struct pgsink_ops {
      * or partitions were (re)assigned, so another instance may have written
      * them: forget state derived from earlier batches. */
     void (*aborted)(void *ctx);
-    /* Housekeeping outside batches, on a fresh connection, then about
-     * every second (the callback keeps its own schedule), and once more
-     * after the last batch of a clean stop (sig_stopping() is then true).
-     * Returns 0 or -1 (err); a failure is logged and retried.  May be NULL. */
+    /* Housekeeping outside batches, on a fresh connection and then about
+     * every second (the callback keeps its own schedule).  Returns 0 or -1
+     * (err); a failure is logged and retried.  May be NULL. */
     int (*tick)(void *ctx, PGconn *conn, char *err, size_t err_size);
     /* Optional (with pgsink_options.hold_ms > 0): takes a batch into the
      * pipeline's memory without a transaction; conn is connected, with no
@@ -117,6 +116,11 @@ struct pgsink_ops {
      * batch below it stores nothing).  Returns the offset, or `stored`.  conn
      * is connected, with no transaction open. */
     int64_t (*start_at)(void *ctx, PGconn *conn, const char *topic, int32_t partition, int64_t stored);
+    /* Optional: the partitions are being revoked, or the sink stops cleanly;
+     * the last batch is written.  The pipeline writes what it keeps for
+     * later (history's held rollups); what it cannot write is read again by
+     * the next owner.  Returns 0 or -1 (err, logged). */
+    int (*release)(void *ctx, PGconn *conn, char *err, size_t err_size);
 };
 
 struct pgsink_options {

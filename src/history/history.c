@@ -1226,7 +1226,7 @@ fail:
 static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     int64_t now = fs_mono_ms();
-    int idle = now >= h->last_write_ms + 1000 || sig_stopping();
+    int idle = now >= h->last_write_ms + 1000;
     for (size_t p = 0; p < h->rp_n; p++) {
         struct rpart *r = &h->rp[p];
         int behind = r->folded >= 0 && r->folded != r->roff;
@@ -1238,6 +1238,19 @@ static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err
             return -1;
         if (!idle && fs_mono_ms() >= now + 250)
             break;
+    }
+    return 0;
+}
+
+/* pgsink's release(): the partitions are revoked or history stops: every
+ * held rollup is written now, so that the next owner need not rebuild it. */
+static int history_release(void *ctx, PGconn *conn, char *err, size_t err_size)
+{
+    struct history *h = ctx;
+    for (size_t p = 0; p < h->rp_n; p++) {
+        struct rpart *r = &h->rp[p];
+        if ((r->n > 0 || (r->folded >= 0 && r->folded != r->roff)) && held_write_part(h, conn, p, err, err_size) < 0)
+            return -1;
     }
     return 0;
 }
@@ -1939,7 +1952,8 @@ int cmd_history(int argc, char **argv)
                                           .committed = history_committed,
                                           .aborted = history_aborted,
                                           .tick = history_tick,
-                                          .start_at = history_start_at};
+                                          .start_at = history_start_at,
+                                          .release = history_release};
     char pg_shown[CFG_MASKED_MAX];
     log_info("history: Kafka %s -> PostgreSQL %s (group %s, raw retention %d days)", cfg.brokers,
              cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group, h.retention_days);
