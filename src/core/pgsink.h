@@ -8,7 +8,10 @@
  * in sink_offsets (sql/001_history.sql).  On (re)assignment the consumer
  * seeks to those stored offsets, not to Kafka's committed ones, so a batch is
  * either fully in the database with its offsets, or not at all: killing the
- * process at any moment neither loses nor repeats a row.  Kafka's committed
+ * process at any moment neither loses nor repeats a row.  (A pipeline with
+ * state of its own may start a partition earlier, start_at() below; the
+ * records before the stored offset then come again, and the stored offset
+ * never moves back.)  Kafka's committed
  * offsets are also updated after each commit, only so that lag tools see
  * the group's progress.
  *
