@@ -177,6 +177,7 @@ struct rpart {
     int64_t stored_at; /* sink_offsets.next_offset at assignment: records before it may be stored */
     int64_t due_ms;    /* when its held rollups are written at the latest */
     int flush;         /* the running batch writes its rollups */
+    int complete;      /* release(): the rollups are complete up to the stored offset */
 };
 
 /* ---- one batch --------------------------------------------------------------- */
@@ -787,8 +788,10 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
         }
         if (h->mixed && upsert_staged(h, conn, err, err_size) < 0)
             return -1;
-        int64_t to = with_batch && r->bnext > r->folded ? r->bnext : r->folded;
-        if (to >= 0 && to != r->roff) {
+        /* -1: complete up to sink_offsets (records dead-lettered after the
+         * last fold need not be read again). */
+        int64_t to = r->complete ? -1 : with_batch && r->bnext > r->folded ? r->bnext : r->folded;
+        if ((to >= 0 || r->complete) && to != r->roff) {
             int m = store_roff(h, conn, (int32_t)p, to, err, err_size);
             if (m != 0)
                 return m;
@@ -1183,10 +1186,11 @@ static int64_t history_start_at(void *ctx, PGconn *conn, const char *topic, int3
 /* Writes partition p's held rollups and rollup offset in a transaction of
  * its own.  0, or -1 (err); a COMMIT whose outcome is unknown forgets
  * everything held (the partitions are read again). */
-static int held_write_part(struct history *h, PGconn *conn, size_t p, char *err, size_t err_size)
+static int held_write_part(struct history *h, PGconn *conn, size_t p, int complete, char *err, size_t err_size)
 {
     struct rpart *r = &h->rp[p];
     r->flush = 1;
+    r->complete = complete;
     if (pg_exec(conn, "BEGIN", err, err_size) < 0)
         goto fail;
     if (ensure_stage(conn, err, err_size) < 0)
@@ -1195,6 +1199,7 @@ static int held_write_part(struct history *h, PGconn *conn, size_t p, char *err,
     if (m != 0) {
         if (m == 1) {
             PQclear(PQexec(conn, "ROLLBACK"));
+            r->complete = 0;
             held_drop_all(h);
             return -1;
         }
@@ -1207,13 +1212,17 @@ static int held_write_part(struct history *h, PGconn *conn, size_t p, char *err,
     }
     metric_add(h->m_rollup_writes, (uint64_t)rows);
     rp_empty(r);
-    if (r->folded >= 0)
+    if (complete)
+        r->roff = r->folded = -1;
+    else if (r->folded >= 0)
         r->roff = r->folded;
     r->flush = 0;
+    r->complete = 0;
     held_gauge(h);
     return 0;
 fail:
     r->flush = 0;
+    r->complete = 0;
     if (PQstatus(conn) == CONNECTION_OK)
         PQclear(PQexec(conn, "ROLLBACK"));
     return -1;
@@ -1234,7 +1243,7 @@ static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err
             continue;
         if (!idle && (r->due_ms == 0 || now < r->due_ms))
             continue;
-        if (held_write_part(h, conn, p, err, err_size) < 0)
+        if (held_write_part(h, conn, p, 0, err, err_size) < 0)
             return -1;
         if (!idle && fs_mono_ms() >= now + 250)
             break;
@@ -1242,14 +1251,17 @@ static int held_write_due(struct history *h, PGconn *conn, char *err, size_t err
     return 0;
 }
 
-/* pgsink's release(): the partitions are revoked or history stops: every
- * held rollup is written now, so that the next owner need not rebuild it. */
+/* pgsink's release(): the partitions are revoked or history stops, the last
+ * batch written: every held rollup is written now, and each partition's
+ * rollup offset says "complete up to the stored offset" (-1), so that the
+ * next owner starts at the stored offset (a record dead-lettered after the
+ * last fold is not read again). */
 static int history_release(void *ctx, PGconn *conn, char *err, size_t err_size)
 {
     struct history *h = ctx;
     for (size_t p = 0; p < h->rp_n; p++) {
         struct rpart *r = &h->rp[p];
-        if ((r->n > 0 || (r->folded >= 0 && r->folded != r->roff)) && held_write_part(h, conn, p, err, err_size) < 0)
+        if ((r->n > 0 || r->roff >= 0 || r->folded >= 0) && held_write_part(h, conn, p, 1, err, err_size) < 0)
             return -1;
     }
     return 0;

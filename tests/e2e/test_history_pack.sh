@@ -127,7 +127,7 @@ check_eq "the late reading is visible once in the view" 1 \
     "$(q "SELECT count(*) FROM telemetry WHERE truck_id = 'P1' AND seq = 5000 AND ts = to_timestamp($t_late / 1000.0)")"
 check_eq "P1's hour holds 61 readings in one packed row" "1 61" \
     "$(q "SELECT count(*), sum(n) FROM telemetry_packed WHERE truck_id = 'P1' AND hour = '2026-11-02 03:00+00'" | tr '|' ' ')"
-check_eq "the day is reclaimed again" 0 "$(wait_until 0 120 over16k)"
+check_eq "the day is reclaimed again" 0 "$(wait_until 0 240 over16k)"
 check_eq "counted: two reclaims" 2 "$(wait_until 2 30 reclaimed)"
 
 # A truck-hour of very many readings is packed in pieces of at most
