@@ -248,7 +248,7 @@ static int pg_set_password(PGconn *conn, const char *verb, const char *user, con
 int svc_pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *admin_pw)
 {
     char bin[PATH_MAX + 16], data[PATH_MAX], port[16], sockopt[PATH_MAX + 32], err[512], logp[64];
-    char *argv[16];
+    char *argv[SVC_PG_ARGV_MAX];
     int rc = -1;
     log_info("upgrading PostgreSQL in %s/postgres to password logins (SCRAM-SHA-256); role %s becomes %s, "
              "a new role %s without superuser owns the database",

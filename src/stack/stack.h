@@ -93,9 +93,10 @@ int svc_kafka_secure_choose(struct svc_ctx *c, int requested);
 int svc_kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeout_ms, char *err, size_t err_size);
 
 /* postgres.c */
+#define SVC_PG_ARGV_MAX 24 /* the server's command line, NULL included */
 int svc_pg_healthy(const struct svc_ctx *c);
 void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16],
-                        char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[16]);
+                        char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[SVC_PG_ARGV_MAX]);
 int svc_start_postgres(const struct svc_ctx *c);
 
 /* pgroles.c */
