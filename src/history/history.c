@@ -50,6 +50,7 @@
 #include "core/pgval.h"
 #include "core/rollup.h"
 #include "core/sig.h"
+#include "core/sinkoffsets.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
 #include "core/topics.h"
@@ -730,25 +731,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
  * stored, 1 moved (another instance wrote it: err says so), -1 error. */
 static int store_roff(struct history *h, PGconn *conn, int32_t p, int64_t next, char *err, size_t err_size)
 {
-    char ps[16], ns[24], es[24];
-    snprintf(ps, sizeof(ps), "%" PRId32, p);
-    snprintf(ns, sizeof(ns), "%" PRId64, next);
-    snprintf(es, sizeof(es), "%" PRId64, h->rp[p].roff);
-    const char *vals[5] = {h->group, h->topic_telemetry, ps, ns, es};
-    PGresult *r = pg_exec_params(conn,
-                                 "INSERT INTO rollup_offsets (group_id, topic, partition, next_offset) "
-                                 "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
-                                 "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-                                 "WHERE rollup_offsets.next_offset = $5",
-                                 5, vals, PGRES_COMMAND_OK, err, err_size);
-    if (!r)
-        return -1;
-    int stored = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
-    if (stored)
-        return 0;
-    snprintf(err, err_size, "the rollup offset of partition %" PRId32 " moved (another instance wrote it)", p);
-    return 1;
+    return sinkoff_store_checked_in(conn, SINKOFF_ROLLUP, h->group, h->topic_telemetry, p, next, h->rp[p].roff, err,
+                                    err_size);
 }
 
 /* Upserts the held rollups staged in h->aux (text rows of hourly_stage). */
