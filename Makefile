@@ -7,7 +7,7 @@
 #   make format          apply .clang-format (make format-check: test it)
 #   make test            bootstrap, build, every test suite (tests/run)
 #   make demo            bootstrap, build, fleetsync up
-#   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, notify, billing, ingest, cold, system) / fault suite
+#   make bench / chaos   bootstrap, build, benchmarks (bench/run, history, dashboard, detect, notify, billing, cold, pack, ingest, system) / fault suite
 #
 # Sources are found by wildcard: a new src/<component>/foo.c is built into the
 # binary, a new tests/unit/test_foo.c becomes the test binary test_foo.
@@ -135,6 +135,7 @@ bench: bootstrap
 	@t=$$(date +%s) && bench/run $(if $(QUICK),--quick) && bench/history $(if $(QUICK),--quick) && \
 	  bench/dashboard $(if $(QUICK),--quick) && bench/detect $(if $(QUICK),--quick) && \
 	  bench/notify $(if $(QUICK),--quick) && bench/billing $(if $(QUICK),--quick) && bench/cold $(if $(QUICK),--quick) && \
+	  bench/pack $(if $(QUICK),--quick) && \
 	  bench/billing_backlog $(if $(QUICK),--quick) && \
 	  bench/ingest $(if $(QUICK),--quick) $(if $(INGEST_OLD),--old $(INGEST_OLD)) && \
 	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)

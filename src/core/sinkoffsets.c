@@ -24,10 +24,14 @@ static const char SQL_GROUP_HAS_ROWS[] = "SELECT EXISTS (SELECT 1 FROM sink_offs
 /* The heart of the exactly-once sinks: the update happens only where the
  * row still holds $5; an absent row is inserted, which only a sink that saw
  * none ($5 = -1) expects.  One row affected = stored, none = moved. */
-static const char SQL_STORE_CHECKED[] = "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
-                                        "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
-                                        "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-                                        "WHERE sink_offsets.next_offset = $5";
+#define STORE_CHECKED(table)                                                                                           \
+    "INSERT INTO " table " (group_id, topic, partition, next_offset) "                                                 \
+    "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "                                      \
+    "SET next_offset = EXCLUDED.next_offset, updated_at = now() "                                                      \
+    "WHERE " table ".next_offset = $5"
+static const char *const SQL_STORE_CHECKED[] = {
+    [SINKOFF_SINK] = STORE_CHECKED("sink_offsets"), [SINKOFF_ROLLUP] = STORE_CHECKED("rollup_offsets")};
+static const char *const TABLE_NAME[] = {[SINKOFF_SINK] = "the stored offset", [SINKOFF_ROLLUP] = "the rollup offset"};
 static const char SQL_STORE[] = "INSERT INTO sink_offsets (group_id, topic, partition, next_offset) "
                                 "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) "
                                 "DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()";
@@ -154,17 +158,24 @@ static int upsert(PGconn *conn, const char *sql, const char *group, const char *
     return 0;
 }
 
-int sinkoff_store_checked(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset,
-                          int64_t expected, char *err, size_t err_size)
+int sinkoff_store_checked_in(PGconn *conn, enum sinkoff_table table, const char *group, const char *topic,
+                             int32_t partition, int64_t next_offset, int64_t expected, char *err, size_t err_size)
 {
     int rows;
-    if (upsert(conn, SQL_STORE_CHECKED, group, topic, partition, next_offset, &expected, &rows, err, err_size) != 0)
+    if (upsert(conn, SQL_STORE_CHECKED[table], group, topic, partition, next_offset, &expected, &rows, err, err_size) !=
+        0)
         return -1;
     if (rows != 1) {
-        snprintf(err, err_size, "the stored offset of %s [%d] is no longer %" PRId64, topic, partition, expected);
+        snprintf(err, err_size, "%s of %s [%d] is no longer %" PRId64, TABLE_NAME[table], topic, partition, expected);
         return SINKOFF_MOVED;
     }
     return 0;
+}
+
+int sinkoff_store_checked(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset,
+                          int64_t expected, char *err, size_t err_size)
+{
+    return sinkoff_store_checked_in(conn, SINKOFF_SINK, group, topic, partition, next_offset, expected, err, err_size);
 }
 
 int sinkoff_store(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset, char *err,

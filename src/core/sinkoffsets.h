@@ -80,6 +80,16 @@ int sinkoff_group_has_rows(PGconn *conn, const char *group, int *has, char *err,
 int sinkoff_store_checked(PGconn *conn, const char *group, const char *topic, int32_t partition, int64_t next_offset,
                           int64_t expected, char *err, size_t err_size);
 
+/* The tables of sink_offsets' shape whose rows are stored checked. */
+enum sinkoff_table {
+    SINKOFF_SINK,   /* sink_offsets: where a sink's rows end */
+    SINKOFF_ROLLUP, /* rollup_offsets: where history's written rollups end */
+};
+
+/* sinkoff_store_checked() into the given table. */
+int sinkoff_store_checked_in(PGconn *conn, enum sinkoff_table table, const char *group, const char *topic,
+                             int32_t partition, int64_t next_offset, int64_t expected, char *err, size_t err_size);
+
 /* Stores next_offset for (group, topic, partition) whatever the row held
  * (creating it if missing); updated_at becomes now().  For a stopped group
  * only: a running sink's next sinkoff_store_checked() then finds the row

@@ -50,6 +50,7 @@
 #include "core/pgval.h"
 #include "core/rollup.h"
 #include "core/sig.h"
+#include "core/sinkoffsets.h"
 #include "core/telemetry.h"
 #include "core/tmscan.h"
 #include "core/topics.h"
@@ -213,7 +214,11 @@ struct history {
     int pack_piece;         /* readings per packed row at most (--pack-piece) */
     int64_t pack_part_hour; /* an hour packed in part: its trucks up to pack_after are done */
     char pack_after[TM_TRUCK_ID_MAX + 1];
-    struct pack_reading *pk; /* one piece of a truck-hour being packed */
+    /* The trucks that end the passes of pack_bounds_hour: each pass packs
+     * the trucks after the previous pass's last up to the next bound. */
+    struct buf pack_bounds;   /* the bounds, each ending in '\0', ascending */
+    int64_t pack_bounds_hour; /* INT64_MIN: none read */
+    struct pack_reading *pk;  /* one piece of a truck-hour being packed */
     size_t pk_cap;
     /* counted when the batch commits: a rolled-back or bisected batch is
      * read again */
@@ -626,7 +631,8 @@ static int ensure_stage(PGconn *conn, char *err, size_t err_size)
 {
     return pg_exec(conn,
                    "CREATE TEMP TABLE IF NOT EXISTS history_stage (LIKE telemetry_recent) ON COMMIT DELETE ROWS;"
-                   "CREATE TEMP TABLE IF NOT EXISTS packed_stage (LIKE telemetry_packed) ON COMMIT DELETE ROWS;"
+                   "CREATE TEMP TABLE IF NOT EXISTS packed_stage (LIKE telemetry_packed INCLUDING COMPRESSION) ON "
+                   "COMMIT DELETE ROWS;"
                    "CREATE TEMP TABLE IF NOT EXISTS hourly_stage (LIKE telemetry_hourly) ON COMMIT DELETE ROWS",
                    err, err_size);
 }
@@ -730,25 +736,8 @@ static int write_alert(struct history *h, PGconn *conn, const rd_kafka_message_t
  * stored, 1 moved (another instance wrote it: err says so), -1 error. */
 static int store_roff(struct history *h, PGconn *conn, int32_t p, int64_t next, char *err, size_t err_size)
 {
-    char ps[16], ns[24], es[24];
-    snprintf(ps, sizeof(ps), "%" PRId32, p);
-    snprintf(ns, sizeof(ns), "%" PRId64, next);
-    snprintf(es, sizeof(es), "%" PRId64, h->rp[p].roff);
-    const char *vals[5] = {h->group, h->topic_telemetry, ps, ns, es};
-    PGresult *r = pg_exec_params(conn,
-                                 "INSERT INTO rollup_offsets (group_id, topic, partition, next_offset) "
-                                 "VALUES ($1, $2, $3, $4) ON CONFLICT (group_id, topic, partition) DO UPDATE "
-                                 "SET next_offset = EXCLUDED.next_offset, updated_at = now() "
-                                 "WHERE rollup_offsets.next_offset = $5",
-                                 5, vals, PGRES_COMMAND_OK, err, err_size);
-    if (!r)
-        return -1;
-    int stored = atoi(PQcmdTuples(r)) == 1;
-    PQclear(r);
-    if (stored)
-        return 0;
-    snprintf(err, err_size, "the rollup offset of partition %" PRId32 " moved (another instance wrote it)", p);
-    return 1;
+    return sinkoff_store_checked_in(conn, SINKOFF_ROLLUP, h->group, h->topic_telemetry, p, next, h->rp[p].roff, err,
+                                    err_size);
 }
 
 /* Upserts the held rollups staged in h->aux (text rows of hourly_stage). */
@@ -1443,6 +1432,48 @@ static struct pack_reading reading_from_row(const PGresult *r, int i)
  * packed (pack_part_hour, pack_after).  Returns 1 when an hour was packed,
  * 2 when a part of it, 0 when none is closed, -1 on error. */
 #define PACK_PASS_PIECES 10
+
+/* Reads the bounds of the passes of an hour into h->pack_bounds: from its
+ * rollups (one row per truck-hour, samples = its readings), the trucks, in
+ * the order the passes take them, at which the running count of readings
+ * crosses a multiple of pass_max.  Each pass then reads only its own trucks'
+ * rows through telemetry_recent's key, instead of every row of the hour
+ * still unpacked, sorted again by every pass: at 100,000 trucks an hour
+ * holds 36,000,000 readings, 360 passes.  An hour without rollups has no
+ * bounds (one pass reads what is left, as many times as it takes). */
+static int pack_read_bounds(struct history *h, PGconn *conn, int64_t hour, const char *hour_s, size_t pass_max,
+                            char *err, size_t err_size)
+{
+    char max_s[24];
+    snprintf(max_s, sizeof(max_s), "%zu", pass_max);
+    const char *vals[2] = {hour_s, max_s};
+    PGresult *r = pg_exec_params(conn,
+                                 "SELECT truck_id FROM (SELECT truck_id, samples, "
+                                 "sum(samples) OVER (ORDER BY truck_id) AS c FROM telemetry_hourly "
+                                 "WHERE hour = $1::timestamptz) s WHERE c / $2::bigint <> (c - samples) / $2::bigint "
+                                 "ORDER BY truck_id",
+                                 2, vals, PGRES_TUPLES_OK, err, err_size);
+    if (!r)
+        return -1;
+    buf_reset(&h->pack_bounds);
+    for (int i = 0; i < PQntuples(r); i++)
+        buf_put(&h->pack_bounds, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0) + 1);
+    PQclear(r);
+    if (h->pack_bounds.oom) /* no bounds: correct, only slower */
+        buf_reset(&h->pack_bounds);
+    h->pack_bounds_hour = hour;
+    return 0;
+}
+
+/* The first bound after truck after ("": none, the pass goes to the end). */
+static const char *pack_bound_after(const struct history *h, const char *after)
+{
+    for (size_t at = 0; at < h->pack_bounds.len; at += strlen(h->pack_bounds.p + at) + 1)
+        if (strcmp(h->pack_bounds.p + at, after) > 0)
+            return h->pack_bounds.p + at;
+    return "";
+}
+
 static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     if (h->pack_grace_min < 0)
@@ -1454,18 +1485,25 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     if (h->pack_floor_ms >= cutoff)
         return 0;
     char cut_s[32], floor_s[32], hour_s[32], next_s[32];
-    pg_format_ts(cutoff, cut_s, sizeof(cut_s));
-    pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
-    const char *vals[2] = {floor_s, cut_s};
-    PGresult *r = pg_exec_params(conn,
-                                 "SELECT (extract(epoch FROM min(ts)) * 1000)::bigint FROM telemetry_recent "
-                                 "WHERE ts >= $1::timestamptz AND ts < $2::timestamptz",
-                                 2, vals, PGRES_TUPLES_OK, err, err_size);
-    if (!r)
-        return -1;
-    int none = PQgetisnull(r, 0, 0);
-    int64_t hour = none ? 0 : rollup_hour_of(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
-    PQclear(r);
+    PGresult *r;
+    int none = 0;
+    int64_t hour = h->pack_part_hour;
+    /* An hour packed in part, with no late reading before it since: the
+     * next pass goes on with it (the lookup reads the day's partition). */
+    if (hour == INT64_MIN || h->pack_floor_ms != hour) {
+        pg_format_ts(cutoff, cut_s, sizeof(cut_s));
+        pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
+        const char *vals[2] = {floor_s, cut_s};
+        r = pg_exec_params(conn,
+                           "SELECT (extract(epoch FROM min(ts)) * 1000)::bigint FROM telemetry_recent "
+                           "WHERE ts >= $1::timestamptz AND ts < $2::timestamptz",
+                           2, vals, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            return -1;
+        none = PQgetisnull(r, 0, 0);
+        hour = none ? 0 : rollup_hour_of(strtoll(PQgetvalue(r, 0, 0), NULL, 10));
+        PQclear(r);
+    }
     if (none) {
         /* This pass runs between batches, in their thread: every row this
          * process stored is seen, and the ones it stores later before the
@@ -1484,19 +1522,26 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     char id[TM_TRUCK_ID_MAX + 1] = "";
     int have_id = 0, piece = 0, refused = 0, stopped = 0;
     int64_t last_ts = 0, last_seq = 0;
-    const char *cv[3] = {hour_s, next_s, after};
-    if (pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", err, err_size) < 0 ||
+    if (h->pack_bounds_hour != hour && pack_read_bounds(h, conn, hour, hour_s, pass_max, err, err_size) < 0)
+        return -1;
+    /* The pass's last truck ("": the hour's last). */
+    char upto[TM_TRUCK_ID_MAX + 1];
+    snprintf(upto, sizeof(upto), "%s", pack_bound_after(h, after));
+    const char *cv[4] = {hour_s, next_s, after, upto};
+    /* A pass sorts up to pass_max rows (and the hour's rows of the packed
+     * rows it merges): in memory, not in temporary files. */
+    if (pg_exec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ; SET LOCAL work_mem = '64MB'", err, err_size) < 0 ||
         ensure_stage(conn, err, err_size) < 0)
         goto fail;
     r = pg_exec_params(conn,
                        "DECLARE pack_cur NO SCROLL CURSOR FOR SELECT " PACK_SELECT " FROM ("
                        "SELECT *, 1 AS src FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
-                       "AND truck_id > $3 UNION ALL "
+                       "AND truck_id > $3 AND ($4 = '' OR truck_id <= $4) UNION ALL "
                        "SELECT truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct, odometer_km, "
                        "received_at, 0 FROM telemetry_unpacked WHERE hour = $1::timestamptz AND truck_id IN "
                        "(SELECT truck_id FROM telemetry_recent WHERE ts >= $1::timestamptz AND ts < $2::timestamptz "
-                       "AND truck_id > $3)) t ORDER BY truck_id, ts, seq, src",
-                       3, cv, PGRES_COMMAND_OK, err, err_size);
+                       "AND truck_id > $3 AND ($4 = '' OR truck_id <= $4))) t ORDER BY truck_id, ts, seq, src",
+                       4, cv, PGRES_COMMAND_OK, err, err_size);
     if (!r)
         goto fail;
     PQclear(r);
@@ -1571,8 +1616,10 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     if (keep.len)
         buf_putc(&keep, '}');
     /* Stopped: id is the last truck this pass went through, the bound of the
-     * rows it deletes (in the cursor's order, which SQL's <= follows). */
-    const char *kv[5] = {hour_s, next_s, keep.len ? keep.p : "{}", after, stopped ? id : ""};
+     * rows it deletes (in the cursor's order, which SQL's <= follows); a
+     * pass that read all its trucks up to a bound ends there. */
+    const char *last = stopped ? id : upto;
+    const char *kv[5] = {hour_s, next_s, keep.len ? keep.p : "{}", after, last};
     if (pg_exec(conn, "CLOSE pack_cur", err, err_size) < 0)
         goto fail;
     /* A refused truck's pieces staged before the refusal; then the staged
@@ -1602,10 +1649,11 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     if (pg_exec(conn, "COMMIT", err, err_size) < 0)
         goto fail;
     buf_release(&keep);
-    if (stopped) {
+    if (*last) {
+        stopped = 1;
         h->pack_floor_ms = hour;
         h->pack_part_hour = hour;
-        snprintf(h->pack_after, sizeof(h->pack_after), "%s", id);
+        snprintf(h->pack_after, sizeof(h->pack_after), "%s", last);
     } else {
         h->pack_floor_ms = hour + ROLLUP_HOUR_MS;
         h->pack_part_hour = INT64_MIN;
@@ -1864,6 +1912,7 @@ int cmd_history(int argc, char **argv)
     h.pack_grace_min = 10;
     h.pack_piece = 10000;
     h.pack_part_hour = INT64_MIN;
+    h.pack_bounds_hour = INT64_MIN;
     h.rollup_ms = 60000;
     h.rollup_batch = 1000;
     cfg_init(&cfg);
@@ -1984,6 +2033,7 @@ out:
     buf_release(&h.aux);
     free(h.days);
     free(h.pk);
+    buf_release(&h.pack_bounds);
     for (size_t i = 0; i < h.rp_n; i++)
         free(h.rp[i].v);
     free(h.rp);
