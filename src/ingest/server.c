@@ -67,6 +67,12 @@
  * read, and delivery reports are taken when MIDPASS_POLL_MS passed. */
 #define MIDPASS_CONNS 32
 #define MIDPASS_POLL_MS 2
+/* A connection's acknowledged records wait, up to PUBACK_HOLD_MS, while
+ * others of its records are still in Kafka's hands: a gateway's readings of
+ * one write go to several partitions, whose batches librdkafka sends (and
+ * reports) in different produce requests, and their PUBACKs then leave in
+ * one send() instead of one per request. */
+#define PUBACK_HOLD_MS 5
 
 struct conn {
     struct ises ses; /* first: a delivery report's slot leads back to its conn */
@@ -86,6 +92,7 @@ struct conn {
     struct conn *rnext; /* ready list */
     struct conn *wnext; /* write list: PUBACKs released by delivery reports */
     int on_write;
+    int64_t held_ms; /* when it went on the write list (the loop's clock) */
 };
 
 _Static_assert(offsetof(struct conn, ses) == 0, "a delivery report finds its conn from its session");
@@ -155,13 +162,15 @@ static void make_ready(struct ing_server *s, struct conn *c)
     s->ready = c;
 }
 
-/* A connection whose session has PUBACKs to write once this pass's delivery
- * reports are all in. */
+/* A connection with acknowledged records whose PUBACKs leave once this
+ * pass's delivery reports are all in (and its other records' reports, up to
+ * PUBACK_HOLD_MS). */
 static void make_writable(struct ing_server *s, struct conn *c)
 {
     if (c->on_write)
         return;
     c->on_write = 1;
+    c->held_ms = c->g->mono_ms;
     c->wnext = s->writes;
     s->writes = c;
 }
@@ -310,19 +319,14 @@ void ing_server_delivered(struct ingest *g, void *opaque, rd_kafka_resp_err_t er
         return;
     struct ises_pend *p = opaque;
     struct conn *c = (struct conn *)p->s; /* the session is the connection's first member */
-    int unblocked = ises_delivered(p, !err);
+    ises_delivered(p, !err);              /* deferred (ses.defer): flush_writes releases */
     if (c->fd < 0)
         return;
-    if (c->ses.state == ISES_CLOSED) {
-        conn_drop(g, c);
-        return;
-    }
-    /* Written after the poll: the reports of one produce request come
-     * together, and a connection's PUBACKs among them leave in one send(). */
-    if (c->ses.out_len)
-        make_writable(g->srv, c);
-    if (unblocked)
-        make_ready(g->srv, c);
+    /* Released and written after the poll: the reports of one produce
+     * request come together, and a connection's PUBACKs among them leave in
+     * one send() (with those of its records still in flight, if they come
+     * within PUBACK_HOLD_MS: flush_writes). */
+    make_writable(g->srv, c);
 }
 
 /* ---- the session's view of the server ---------------------------------- */
@@ -549,6 +553,7 @@ static void accept_all(struct ingest *g, int lfd, int tls)
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
         ises_init(&c->ses, &ops, g, (size_t)g->o->max_packet_size, (uint16_t)g->o->receive_max);
         c->ses.out_max = (size_t)g->o->max_unread;
+        c->ses.defer = 1; /* flush_writes releases what the reports acknowledged */
         c->g = g;
         c->fd = fd;
         c->rcap = RBUF_START;
@@ -699,19 +704,49 @@ static void status_line(struct ingest *g, uint64_t *last_readings, uint64_t *las
     *last_acked = g->acked;
 }
 
-/* Writes the PUBACKs the delivery reports of this pass released, one
- * send() per connection. */
-static void flush_writes(struct ing_server *s)
+/* Releases and writes the PUBACKs of the records Kafka acknowledged, one
+ * send() per connection: now if none of its records is still waiting for
+ * Kafka (or all), or once they waited PUBACK_HOLD_MS; until then the
+ * connection stays on the list. */
+static void flush_writes(struct ingest *g, int all)
 {
+    struct ing_server *s = g->srv;
     struct conn *list = s->writes;
     s->writes = NULL;
     while (list) {
         struct conn *c = list;
         list = c->wnext;
+        if (!all && c->fd >= 0 && c->ses.refs && g->mono_ms - c->held_ms < PUBACK_HOLD_MS) {
+            c->wnext = s->writes;
+            s->writes = c;
+            continue;
+        }
         c->on_write = 0;
-        if (c->fd >= 0)
-            wflush(c);
+        if (c->fd < 0)
+            continue;
+        int unblocked = ises_release_done(&c->ses);
+        if (c->ses.state == ISES_CLOSED) { /* a record Kafka did not take */
+            conn_drop(g, c);
+            continue;
+        }
+        wflush(c);
+        if (unblocked)
+            make_ready(s, c);
     }
+}
+
+/* The epoll_wait timeout while nothing is ready: until the first held
+ * PUBACKs are due, else 200 ms. */
+static int idle_timeout(struct ingest *g)
+{
+    int64_t due = INT64_MAX;
+    for (struct conn *c = g->srv->writes; c; c = c->wnext)
+        if (c->held_ms + PUBACK_HOLD_MS < due)
+            due = c->held_ms + PUBACK_HOLD_MS;
+    if (due == INT64_MAX)
+        return 200;
+    int64_t left = due - fs_mono_ms();
+    return left < 0 ? 0 : left > 200 ? 200 : (int)left + 1;
 }
 
 void ing_counts_publish(struct ingest *g)
@@ -731,7 +766,7 @@ int ing_server_run(struct ingest *g)
     uint64_t last_readings = 0, last_acked = 0;
     int tty = isatty(STDERR_FILENO) && !g->o->quiet;
     while (!sig_stopping()) {
-        int timeout = g->kafka_full ? 5 : s->ready ? 0 : 200;
+        int timeout = g->kafka_full ? 5 : s->ready ? 0 : idle_timeout(g);
         int n = epoll_wait(s->ep, evs, 256, timeout);
         g->wall_ms = fs_wall_ms();
         g->mono_ms = fs_mono_ms();
@@ -759,7 +794,7 @@ int ing_server_run(struct ingest *g)
         }
         g->mono_ms = fs_mono_ms();
         rd_kafka_poll(g->rk, 0);
-        flush_writes(s);
+        flush_writes(g, 0);
         if (g->kafka_full && rd_kafka_outq_len(g->rk) < 100000) {
             g->kafka_full = 0;
             g->paused_s += (double)(fs_mono_ms() - g->paused_since_ms) / 1000.0;
@@ -790,7 +825,7 @@ int ing_server_run(struct ingest *g)
                 if (g->mono_ms - polled_ms >= MIDPASS_POLL_MS) {
                     polled_ms = g->mono_ms;
                     rd_kafka_poll(g->rk, 0);
-                    flush_writes(s);
+                    flush_writes(g, 0);
                 }
             }
         }
@@ -816,6 +851,7 @@ void ing_server_free(struct ingest *g)
     struct ing_server *s = g->srv;
     if (!s)
         return;
+    flush_writes(g, 1); /* the PUBACKs of what the clean stop's flush acknowledged */
     while (s->all)
         conn_close(g, s->all, 0, MQW_RC_SHUTTING_DOWN); /* MQTT 5 clients hear why */
     while (s->zombies) {

@@ -138,6 +138,11 @@ int ises_delivered(struct ises_pend *slot, int ok)
     slot->done = 1;
     slot->failed = !ok;
     s->refs--;
+    return s->state == ISES_CLOSED || s->defer ? 0 : release(s);
+}
+
+int ises_release_done(struct ises *s)
+{
     return s->state == ISES_CLOSED ? 0 : release(s);
 }
 

@@ -70,6 +70,7 @@ struct ises {
     uint32_t refs; /* records produced whose delivery report has not come */
     int blocked;   /* the ring is full: input waits for a slot */
     int will_sent; /* ises_end produced the will */
+    int defer;     /* set by the caller: delivery reports release nothing, ises_release_done does */
     uint8_t *out;  /* answers not yet written to the socket */
     size_t out_len, out_cap;
     size_t out_max; /* ISES_OUT_MAX unless the caller lowers it after ises_init */
@@ -104,5 +105,12 @@ void ises_end(struct ises *s, int send_will, uint8_t rc);
  * its PUBACK.  Returns 1 if slots were freed while the ring was full (input
  * may go on), else 0. */
 int ises_delivered(struct ises_pend *slot, int ok);
+
+/* With defer set, ises_delivered only marks its slot: the done prefix leaves
+ * (PUBACKs, a failed record's end, as ises_delivered would) when the caller
+ * is about to write, so that several reports' PUBACKs leave together and
+ * each is counted (ops->acked) when it is written.  Returns as
+ * ises_delivered. */
+int ises_release_done(struct ises *s);
 
 #endif

@@ -195,6 +195,10 @@ acked=$(echo "$m" | awk '$1 == "fleetsync_ingest_acknowledged_total" { print $2 
 check "every reading handed to Kafka is acknowledged" test "$acked" = \
     "$(echo "$m" | awk '$1 == "fleetsync_ingest_readings_total" { print $2 }')"
 check_contains "the PUBLISH->PUBACK latency is measured" "fleetsync_ingest_puback_latency_seconds_count" "$m"
+# Buckets fine enough between 10 and 100 ms to tell 20 ms from 30, 50 from 75.
+lat_le=$(echo "$m" | sed -n 's/^fleetsync_ingest_puback_latency_seconds_bucket{le="\([^"]*\)"}.*/\1/p' | tr '\n' ' ')
+check_contains "the latency histogram has buckets at 15, 20, 25, 30, 40, 50, 75 and 100 ms" \
+    "0.01 0.015 0.02 0.025 0.03 0.04 0.05 0.075 0.1 " "$lat_le"
 
 # 6. A clean stop tells MQTT 5 clients why (DISCONNECT 0x8B, server shutting down).
 mkfifo "$W/v5.in"

@@ -12,7 +12,7 @@
 
 static struct {
     struct ises_pend *slots[64];
-    int nslots, full, produced, wills, refusals[REF_COUNT];
+    int nslots, full, produced, wills, acks, refusals[REF_COUNT];
 } w;
 
 static uint8_t login(void *ctx, struct ises *s, const struct mqw_connect_in *m, char *account)
@@ -60,6 +60,7 @@ static void acked(void *ctx, int64_t t_ms)
 {
     (void)ctx;
     (void)t_ms;
+    w.acks++;
 }
 
 static int64_t now_ms(void *ctx)
@@ -193,6 +194,41 @@ static void pubacks_wait_for_kafka_and_keep_publish_order(void **state)
     assert_int_equal(pk[0].mid, 11);
     assert_int_equal(pk[1].mid, 12);
     assert_int_equal(pk[2].mid, 13);
+    assert_int_equal(s.refs, 0);
+}
+
+/* Deferred (the server's way): reports only mark their slots; the PUBACKs of
+ * several reports leave together, in order, when the caller releases them,
+ * and each is counted then; a failed record ends the session at that point. */
+static void deferred_reports_release_their_pubacks_together(void **state)
+{
+    (void)state;
+    struct mqw_packet pk[8];
+    connect_as("T1", "pw", 4);
+    take(pk, 8);
+    s.defer = 1;
+    publish("fleet/trucks/T1/telemetry", 1, 21);
+    publish("fleet/trucks/T1/telemetry", 1, 22);
+    publish("fleet/trucks/T1/telemetry", 1, 23);
+    publish("fleet/trucks/T1/telemetry", 1, 24);
+    ises_delivered(w.slots[0], 1);
+    ises_delivered(w.slots[1], 1);
+    assert_int_equal(s.out_len, 0); /* nothing until released */
+    assert_int_equal(w.acks, 0);
+    assert_int_equal(s.refs, 2);
+    ises_delivered(w.slots[2], 1);
+    assert_int_equal(ises_release_done(&s), 0);
+    assert_int_equal(w.acks, 3);
+    assert_int_equal(take(pk, 8), 3);
+    assert_int_equal(pk[0].mid, 21);
+    assert_int_equal(pk[2].mid, 23);
+    ises_delivered(w.slots[3], 0); /* Kafka did not take 24 */
+    assert_int_equal(s.state, ISES_OPEN);
+    ises_release_done(&s);
+    assert_int_equal(s.state, ISES_CLOSED);
+    assert_int_equal(w.wills, 1);
+    assert_int_equal(w.acks, 3);
+    assert_int_equal(take(pk, 8), 0);
     assert_int_equal(s.refs, 0);
 }
 
@@ -371,6 +407,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(login_answers_connack_0_or_bad_login, setup, teardown),
         cmocka_unit_test_setup_teardown(pubacks_wait_for_kafka_and_keep_publish_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(deferred_reports_release_their_pubacks_together, setup, teardown),
         cmocka_unit_test_setup_teardown(a_failed_record_gets_no_puback_and_ends_with_the_will, setup, teardown),
         cmocka_unit_test_setup_teardown(a_full_ring_stalls_311_and_a_slot_resumes_it, setup, teardown),
         cmocka_unit_test_setup_teardown(the_ring_grows_to_receive_max_while_clients_fill_it, setup, teardown),
