@@ -326,6 +326,9 @@ static void job_start(struct sink *s, size_t count, int64_t t0)
         s->tps[i].held = -1;
     }
     s->holding = 0;
+    /* The next interval starts now: what is folded from here on waits at
+     * most hold_ms from this moment, however long this flush takes. */
+    s->last_write_ms = fs_mono_ms();
     s->job_count = count;
     s->job_t0 = t0;
     s->job_err[0] = '\0';
@@ -535,7 +538,6 @@ static int job_end(struct sink *s)
     enum attempt r = (enum attempt)s->job_result;
     if (r == A_OK) {
         s->ops->committed(s->ctx);
-        s->last_write_ms = fs_mono_ms();
         s->hold_paused = 0;
         commit_kafka(s, 1);
         for (size_t i = 0; i < s->tp_count; i++) {
