@@ -309,7 +309,7 @@ stop_billing; check_eq "billing stops cleanly after the trickle" 0 "$stop_rc"
 # the flush at its upsert: billing must fold what comes meanwhile, and what it
 # folds then must be neither lost nor counted twice, whether the flush then
 # commits and billing is killed, or the flush fails and billing is killed.
-NM=100   # trucks, 4 parts of 20 readings each: from 04:00, 60 s apart, 0.01 degrees a minute
+NM=100   # trucks, 5 parts of 20 readings each: from 04:00, 60 s apart, 0.01 degrees a minute
 part() { # K0 K1 FILE: readings k0..k1-1 of every truck
     awk -v id="$ID-M" -v mid="$MID" -v nt="$NM" -v k0="$1" -v k1="$2" 'BEGIN {
         for (k = k0; k < k1; k++) for (t = 0; t < nt; t++)
@@ -363,22 +363,31 @@ held_at=$(stored_end)
 part 20 40 "$W/m2.txt"; produce "$W/m2.txt"
 check "billing folds the next 20 readings a truck while that flush waits" wait_folded $((1 + 40 * NM))
 check_eq "nothing of them is stored while the flush waits" "$held_at" "$(stored_end)"
+# The flush commits while the next 20 readings a truck trickle in (a batch is
+# being gathered when it stores its offsets: they must be its own records'),
+# then billing is killed.
+part 40 60 "$W/m3.txt"
+(split -l 50 "$W/m3.txt" "$W/m3."; for f in "$W"/m3.??; do cat "$f"; sleep 0.05; done) |
+    kcat -P -b "$B" -t "$T" -K '|' -X linger.ms=0 &
+trickle=$!
+sleep 0.3
 unlock_billing_daily
 for _ in $(seq 100); do [ "$(stored_end)" != "$held_at" ] && break; sleep 0.02; done
+wait "$trickle"
 kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null
 killed_at=$(stored_end)
-check "the flush committed its records only: $((killed_at - held_at)) of $((40 * NM)) stored at the SIGKILL" \
-    test "$killed_at" -gt "$held_at" -a "$killed_at" -le "$((held_at + 40 * NM))"
+check "the flush committed: $((killed_at - held_at)) of $((60 * NM)) records stored at the SIGKILL" \
+    test "$killed_at" -gt "$held_at" -a "$killed_at" -le "$((held_at + 60 * NM))"
 start_billing --max-batch 500 --state-ms 600000 --state-readings 0 --flush-ms 100
 check "billing caught up after the SIGKILL" wait_caught_up 30
-check_eq "every truck has its 40 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 40)"
+check_eq "every truck has its 60 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 60)"
 # The flush fails (its backend is terminated while it waits): what billing
 # folded meanwhile is dropped with it and read again.
 f0=$(metric "$MP" fleetsync_billing_readings_folded_total)
 lock_billing_daily
-part 40 60 "$W/m3.txt"; produce "$W/m3.txt"
-flush_waits
 part 60 80 "$W/m4.txt"; produce "$W/m4.txt"
+flush_waits
+part 80 100 "$W/m5.txt"; produce "$W/m5.txt"
 check "billing folds while the next flush waits" wait_folded $((f0 + 40 * NM))
 q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '$G' AND wait_event_type = 'Lock'" \
     >/dev/null
@@ -392,7 +401,7 @@ kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null
 unlock_billing_daily
 start_billing --max-batch 500 --state-ms 600000 --state-readings 0 --flush-ms 100
 check "billing caught up after the failed flush and a SIGKILL" wait_caught_up 30
-check_eq "every truck has its 80 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 80)"
+check_eq "every truck has its 100 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 100)"
 stop_billing; check_eq "billing stops cleanly" 0 "$stop_rc"
 
 done_testing
