@@ -124,6 +124,15 @@ struct pday {
     int64_t day_ms, first_offset;
 };
 
+/* What a flush's commit counts: gathered while folding (p), then handed to
+ * the flush that writes it (f). */
+struct counts {
+    int64_t readings, dups, late, jumps, upserted, recomputed, rewinds, lookups, held;
+    int flushed; /* the state was written: flush_trucks, stage_ms, apply_ms */
+    int64_t flush_trucks, stage_ms, apply_ms;
+    int64_t rejected[TM_REASON_COUNT];
+};
+
 struct billing {
     const struct fs_config *cfg;
     char topic[256];
@@ -140,11 +149,17 @@ struct billing {
     struct pday *pdays;
     size_t pday_n, pday_cap;
     struct buf stage, ends, aux; /* COPY rows: billing_stage, billing_end_stage; lookups, billing_truck_stage */
-    /* counted on commit */
-    int64_t p_readings, p_dups, p_late, p_jumps, p_upserted, p_recomputed, p_rewinds, p_lookups, p_held;
-    int p_flushed; /* the state was written: p_flush_trucks, p_flush_ms */
-    int64_t p_flush_trucks, p_flush_ms;
-    int64_t p_rejected[TM_REASON_COUNT];
+    /* A state flush in two parts (pgsink.h, finish): write() stages the
+     * rows folded since the last flush in the transaction's temporary
+     * tables (COPY) and hands the rest to finish(), which applies them
+     * while the next batches are folded.  What finish() reads is its own:
+     * the positions (fprogs, fpdays), which tables were staged, f. */
+    struct part *fprogs;
+    size_t fprog_n, fprog_cap;
+    struct pday *fpdays;
+    size_t fpday_n, fpday_cap;
+    int f_days, f_ends, f_trucks; /* staged: billing_stage, billing_end_stage, billing_truck_stage */
+    struct counts p, f;           /* counted on commit: folded since the last flush, and in the flush */
     uint64_t rejected_logged;
     struct metrics *metrics;
     struct metric *m_folded, *m_readings, *m_dups, *m_late, *m_jumps, *m_upserted, *m_recomputed, *m_rewinds,
@@ -175,7 +190,7 @@ static int read_reading(struct billing *b, const rd_kafka_message_t *m, int64_t 
         r->pt = (struct bill_point){f.ts_ms, f.seq, f.lat, f.lon, f.speed_kmh, f.ignition};
         return 0;
     }
-    b->p_rejected[why]++;
+    b->p.rejected[why]++;
     if (b->rejected_logged++ < 20 || log_get_level() >= LOG_DEBUG)
         log_warn("%s [%d] offset %" PRId64 ": refused (%s: %s)", rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                  tm_reason_name(why), detail);
@@ -252,8 +267,8 @@ static int rewind_partition(struct billing *b, PGconn *conn, const struct part *
     log_info("%s [%d] was rewound from offset %" PRId64 " to %" PRId64 ": recomputing its trucks' days from %s "
              "(%" PRId64 " truck-days cleared)",
              b->topic, p->partition, stored, p->first_offset, day_s, days);
-    b->p_recomputed += days;
-    b->p_rewinds++;
+    b->p.recomputed += days;
+    b->p.rewinds++;
     cache_forget(&b->cache);
     return 0;
 }
@@ -319,7 +334,7 @@ static int lookup_unknown(struct billing *b, PGconn *conn, size_t nrows, char *e
     }
     if (n == 0)
         return 0;
-    b->p_lookups += (int64_t)n;
+    b->p.lookups += (int64_t)n;
     const char *vals[1] = {b->aux.p};
     PGresult *r = pg_exec_params(conn,
                                  "SELECT truck_id, has_last, floor_ms, " STATE_COLS
@@ -499,10 +514,10 @@ static void reset_interval(struct billing *b)
 
 static void clear_pending(struct billing *b)
 {
-    b->p_readings = b->p_dups = b->p_late = b->p_jumps = b->p_upserted = b->p_recomputed = b->p_rewinds = b->p_lookups =
-        b->p_held = b->p_flush_trucks = b->p_flush_ms = 0;
-    b->p_flushed = 0;
-    memset(b->p_rejected, 0, sizeof(b->p_rejected));
+    memset(&b->p, 0, sizeof(b->p));
+    memset(&b->f, 0, sizeof(b->f));
+    b->fprog_n = b->fpday_n = 0;
+    b->f_days = b->f_ends = b->f_trucks = 0;
 }
 
 /* Folds one batch into the trucks' states and the accumulators of the
@@ -623,11 +638,11 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
         struct bill_state before = t->st;
         switch (bill_fold(&t->st, &r->pt, &o)) {
         case BILL_DUPLICATE:
-            b->p_dups++;
+            b->p.dups++;
             continue;
         case BILL_LATE:
         case BILL_BEFORE_FLOOR:
-            b->p_late++;
+            b->p.late++;
             continue;
         case BILL_FOLDED:
             break;
@@ -637,8 +652,8 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
             return -1;
         }
         t->partition = (uint16_t)r->partition;
-        b->p_readings++;
-        b->p_jumps += o.jump;
+        b->p.readings++;
+        b->p.jumps += o.jump;
         int64_t acc_day = fs_day_start_ms(before.last_ts_ms); /* of the deltas held, if any */
         if (o.n == 2)
             add_delta(b, t, &acc_day, &o.d[1]);
@@ -657,74 +672,103 @@ static int fold_batch(struct billing *b, PGconn *conn, rd_kafka_message_t **msgs
     return 0;
 }
 
-/* Writes everything folded since the last write, in the open transaction:
- * days, day ends, trucks (one COPY and one upsert each), positions. */
-static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err_size)
+/* Sends the COPY rows gathered in buf to table, unless there are none. */
+static int copy_rows(PGconn *conn, const char *table, struct buf *buf, int *sent, char *err, size_t err_size)
+{
+    if (buf->len == 0)
+        return 0;
+    if (pgbin_copy(conn, table, buf, err, err_size) < 0) /* refuses a buffer that ran out of memory */
+        return -1;
+    buf_reset(buf);
+    *sent = 1;
+    return 0;
+}
+
+/* The first part of a state flush, in the open transaction: stages
+ * everything folded since the last flush in the temporary tables (days, day
+ * ends, trucks: COPY, in chunks of about COPY_CHUNK bytes, never the text of
+ * the whole fleet at once), then hands what apply_interval() needs to the
+ * flush (fprogs, fpdays, f) and starts the next interval: from here on the
+ * readings folded are the next flush's.  The staged rows are the snapshot
+ * the flush writes, so folding may go on while apply_interval() runs. */
+static int stage_interval(struct billing *b, PGconn *conn, char *err, size_t err_size)
+{
+    int64_t t0 = fs_mono_ms();
+    b->f_days = b->f_ends = b->f_trucks = 0;
+    if (b->touched_n > 0 || b->stage.len > 0 || b->ends.len > 0) {
+        if (pg_exec(conn, stage_sql, err, err_size) < 0)
+            return -1;
+    }
+    for (size_t i = 0; i < b->touched_n; i++) {
+        struct truck *t = bcache_rec(&b->cache, b->touched[i]);
+        stage_acc(b, t, fs_day_start_ms(t->st.last_ts_ms));
+        if (b->stage.len >= COPY_CHUNK && copy_rows(conn, "billing_stage", &b->stage, &b->f_days, err, err_size) < 0)
+            return -1;
+    }
+    if (copy_rows(conn, "billing_stage", &b->stage, &b->f_days, err, err_size) < 0 ||
+        copy_rows(conn, "billing_end_stage", &b->ends, &b->f_ends, err, err_size) < 0)
+        return -1;
+    static const char trucks_table[] =
+        "billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS ", floor_ms)";
+    buf_reset(&b->aux);
+    for (size_t i = 0; i < b->touched_n; i++) {
+        const struct truck *t = bcache_rec(&b->cache, b->touched[i]);
+        size_t n;
+        const char *id = bcache_id(&b->cache, t, &n);
+        pgbin_row(&b->aux, 16);
+        pgbin_text(&b->aux, id, n);
+        pgbin_text(&b->aux, b->topic, strlen(b->topic));
+        pgbin_int4(&b->aux, t->partition);
+        pgbin_bool(&b->aux, t->st.has_last);
+        put_state(&b->aux, &t->st);
+        pgbin_int8(&b->aux, bill_floor_ms(&t->st));
+        if (b->aux.len >= COPY_CHUNK && copy_rows(conn, trucks_table, &b->aux, &b->f_trucks, err, err_size) < 0)
+            return -1;
+    }
+    if (copy_rows(conn, trucks_table, &b->aux, &b->f_trucks, err, err_size) < 0)
+        return -1;
+    /* The flush's share: positions, counts; then the next interval. */
+    struct part *pg = b->fprogs;
+    size_t pg_cap = b->fprog_cap;
+    b->fprogs = b->progs, b->fprog_cap = b->prog_cap, b->fprog_n = b->prog_n;
+    b->progs = pg, b->prog_cap = pg_cap;
+    struct pday *pd = b->fpdays;
+    size_t pd_cap = b->fpday_cap;
+    b->fpdays = b->pdays, b->fpday_cap = b->pday_cap, b->fpday_n = b->pday_n;
+    b->pdays = pd, b->pday_cap = pd_cap;
+    b->f = b->p;
+    b->f.flushed = 1;
+    b->f.flush_trucks = (int64_t)b->touched_n;
+    b->f.stage_ms = fs_mono_ms() - t0;
+    memset(&b->p, 0, sizeof(b->p));
+    reset_interval(b);
+    return 0;
+}
+
+/* The rest of a state flush, in the same transaction: the staged rows go
+ * into their tables (one upsert each), the positions with them.  Reads and
+ * writes only what stage_interval() handed over (fprogs, fpdays, f, f_*):
+ * it runs while the next batches are folded (pgsink.h, finish). */
+static int apply_interval(struct billing *b, PGconn *conn, char *err, size_t err_size)
 {
     char part_s[16], off_s[24], day_s[16];
     int64_t t0 = fs_mono_ms();
     PGresult *res;
 
-    int staged = b->stage.len > 0;
-    if (b->touched_n > 0 || b->stage.len > 0 || b->ends.len > 0) {
-        if (pg_exec(conn, stage_sql, err, err_size) < 0)
-            return -1;
-    }
-    /* The day rows, COPYed in chunks of about COPY_CHUNK bytes (a flush
-     * holds every truck of the fleet: no text of all of them at once). */
-    for (size_t i = 0; i <= b->touched_n; i++) {
-        if (i < b->touched_n) {
-            struct truck *t = bcache_rec(&b->cache, b->touched[i]);
-            stage_acc(b, t, fs_day_start_ms(t->st.last_ts_ms));
-            if (b->stage.len < COPY_CHUNK)
-                continue;
-        }
-        if (b->stage.len > 0) { /* pg_copy() refuses a buffer that ran out of memory */
-            staged = 1;
-            if (pgbin_copy(conn, "billing_stage", &b->stage, err, err_size) < 0)
-                return -1;
-            buf_reset(&b->stage);
-        }
-    }
-    if (staged) {
+    if (b->f_days) {
         res = pg_exec_params(conn, upsert_daily_sql, 0, NULL, PGRES_COMMAND_OK, err, err_size);
         if (!res)
             return -1;
-        b->p_upserted = strtoll(PQcmdTuples(res), NULL, 10);
+        b->f.upserted = strtoll(PQcmdTuples(res), NULL, 10);
         PQclear(res);
     }
-    if (b->ends.len > 0 && (pgbin_copy(conn, "billing_end_stage", &b->ends, err, err_size) < 0 ||
-                            pg_exec(conn, upsert_day_end_sql, err, err_size) < 0))
+    if (b->f_ends && pg_exec(conn, upsert_day_end_sql, err, err_size) < 0)
         return -1;
-    /* The trucks' states, in chunks likewise. */
-    buf_reset(&b->aux);
-    for (size_t i = 0; i <= b->touched_n; i++) {
-        if (i < b->touched_n) {
-            const struct truck *t = bcache_rec(&b->cache, b->touched[i]);
-            size_t n;
-            const char *id = bcache_id(&b->cache, t, &n);
-            pgbin_row(&b->aux, 16);
-            pgbin_text(&b->aux, id, n);
-            pgbin_text(&b->aux, b->topic, strlen(b->topic));
-            pgbin_int4(&b->aux, t->partition);
-            pgbin_bool(&b->aux, t->st.has_last);
-            put_state(&b->aux, &t->st);
-            pgbin_int8(&b->aux, bill_floor_ms(&t->st));
-            if (b->aux.len < COPY_CHUNK)
-                continue;
-        }
-        if (b->aux.len > 0) {
-            if (pgbin_copy(conn, "billing_truck_stage (truck_id, topic, partition, has_last, " STATE_COLS ", floor_ms)",
-                           &b->aux, err, err_size) < 0)
-                return -1;
-            buf_reset(&b->aux);
-        }
-    }
-    if (b->touched_n > 0 && pg_exec(conn, upsert_trucks_sql, err, err_size) < 0)
+    if (b->f_trucks && pg_exec(conn, upsert_trucks_sql, err, err_size) < 0)
         return -1;
-    for (size_t i = 0; i < b->prog_n; i++) {
-        snprintf(part_s, sizeof(part_s), "%d", b->progs[i].partition);
-        snprintf(off_s, sizeof(off_s), "%" PRId64, b->progs[i].next_offset);
+    for (size_t i = 0; i < b->fprog_n; i++) {
+        snprintf(part_s, sizeof(part_s), "%d", b->fprogs[i].partition);
+        snprintf(off_s, sizeof(off_s), "%" PRId64, b->fprogs[i].next_offset);
         const char *v[3] = {b->topic, part_s, off_s};
         res = pg_exec_params(conn,
                              "INSERT INTO billing_progress (topic, partition, next_offset) VALUES ($1, $2, $3) "
@@ -734,10 +778,10 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
             return -1;
         PQclear(res);
     }
-    for (size_t i = 0; i < b->pday_n; i++) {
-        snprintf(part_s, sizeof(part_s), "%d", b->pdays[i].partition);
-        snprintf(off_s, sizeof(off_s), "%" PRId64, b->pdays[i].first_offset);
-        day_text(b->pdays[i].day_ms, day_s, sizeof(day_s));
+    for (size_t i = 0; i < b->fpday_n; i++) {
+        snprintf(part_s, sizeof(part_s), "%d", b->fpdays[i].partition);
+        snprintf(off_s, sizeof(off_s), "%" PRId64, b->fpdays[i].first_offset);
+        day_text(b->fpdays[i].day_ms, day_s, sizeof(day_s));
         const char *v[4] = {b->topic, part_s, day_s, off_s};
         res = pg_exec_params(conn,
                              "INSERT INTO billing_partition_days (topic, partition, day, first_offset) "
@@ -748,13 +792,12 @@ static int store_interval(struct billing *b, PGconn *conn, char *err, size_t err
             return -1;
         PQclear(res);
     }
-    b->p_flushed = 1;
-    b->p_flush_trucks = (int64_t)b->touched_n;
-    b->p_flush_ms = fs_mono_ms() - t0;
+    b->f.apply_ms = fs_mono_ms() - t0;
     return 0;
 }
 
-/* pgsink's write(): the batch (possibly empty) and everything held before it. */
+/* pgsink's write(): the batch (possibly empty) and everything held before
+ * it, staged; pgsink's finish() applies it. */
 static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused, char *err,
                          size_t err_size)
 {
@@ -762,7 +805,13 @@ static int billing_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     (void)refused; /* every value billing writes is computed from a checked reading */
     if (fold_batch(b, conn, msgs, n, 1, err, err_size) < 0)
         return -1;
-    return store_interval(b, conn, err, err_size);
+    return stage_interval(b, conn, err, err_size);
+}
+
+/* pgsink's finish(): see apply_interval(). */
+static int billing_finish(void *ctx, PGconn *conn, char *err, size_t err_size)
+{
+    return apply_interval(ctx, conn, err, err_size);
 }
 
 /* pgsink's hold(): the batch folded in memory; 1 when it must be written
@@ -773,7 +822,7 @@ static int billing_hold(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size
     /* Enough readings per truck held: a flush now writes each truck's rows
      * once for state_readings readings on average. */
     if (b->state_readings > 0 && b->touched_n > 0 &&
-        b->p_readings >= (int64_t)b->state_readings * (int64_t)b->touched_n)
+        b->p.readings >= (int64_t)b->state_readings * (int64_t)b->touched_n)
         return 1;
     /* Past midnight every truck stages its day's row and its day's end (about
      * 200 bytes): written in rounds of STAGED_MAX, not all held at once. */
@@ -781,35 +830,41 @@ static int billing_hold(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, size
         return 1;
     int r = fold_batch(b, conn, msgs, n, 0, err, err_size);
     if (r == 0)
-        b->p_held++;
+        b->p.held++;
     return r;
 }
 
 static void billing_committed(void *ctx)
 {
     struct billing *b = ctx;
-    metric_add(b->m_readings, (uint64_t)b->p_readings);
-    metric_add(b->m_dups, (uint64_t)b->p_dups);
-    metric_add(b->m_late, (uint64_t)b->p_late);
-    metric_add(b->m_jumps, (uint64_t)b->p_jumps);
-    metric_add(b->m_upserted, (uint64_t)b->p_upserted);
-    metric_add(b->m_recomputed, (uint64_t)b->p_recomputed);
-    metric_add(b->m_rewinds, (uint64_t)b->p_rewinds);
-    metric_add(b->m_lookups, (uint64_t)b->p_lookups);
-    metric_add(b->m_held, (uint64_t)b->p_held);
-    if (b->p_flushed) {
+    const struct counts *f = &b->f;
+    metric_add(b->m_readings, (uint64_t)f->readings);
+    metric_add(b->m_dups, (uint64_t)f->dups);
+    metric_add(b->m_late, (uint64_t)f->late);
+    metric_add(b->m_jumps, (uint64_t)f->jumps);
+    metric_add(b->m_upserted, (uint64_t)f->upserted);
+    metric_add(b->m_recomputed, (uint64_t)f->recomputed);
+    metric_add(b->m_rewinds, (uint64_t)f->rewinds);
+    metric_add(b->m_lookups, (uint64_t)f->lookups);
+    metric_add(b->m_held, (uint64_t)f->held);
+    if (f->flushed && f->flush_trucks > 0) {
         /* Give back what the flush's buffers and librdkafka's threads freed
          * (glibc keeps freed memory in its arenas otherwise). */
         malloc_trim(0);
+        log_debug("state flush: %" PRId64 " trucks, %" PRId64 " ms staging them, %" PRId64 " ms applying",
+                  f->flush_trucks, f->stage_ms, f->apply_ms);
+    }
+    if (f->flushed) {
         metric_add(b->m_flushes, 1);
-        metric_observe(b->m_flush_trucks, (double)b->p_flush_trucks);
-        metric_observe(b->m_flush_seconds, (double)b->p_flush_ms / 1000.0);
+        metric_observe(b->m_flush_trucks, (double)f->flush_trucks);
+        metric_observe(b->m_flush_seconds, (double)(f->stage_ms + f->apply_ms) / 1000.0);
     }
     for (int i = 1; i < TM_REASON_COUNT; i++)
-        metric_add(b->m_rejected[i], (uint64_t)b->p_rejected[i]);
+        metric_add(b->m_rejected[i], (uint64_t)f->rejected[i]);
     metric_set(b->m_trucks, (double)b->cache.count);
-    clear_pending(b);
-    reset_interval(b);
+    memset(&b->f, 0, sizeof(b->f));
+    b->fprog_n = b->fpday_n = 0;
+    b->f_days = b->f_ends = b->f_trucks = 0;
 }
 
 static void billing_aborted(void *ctx)
@@ -965,7 +1020,8 @@ int cmd_billing(int argc, char **argv)
                                           .committed = billing_committed,
                                           .aborted = billing_aborted,
                                           .tick = NULL,
-                                          .hold = billing_hold};
+                                          .hold = billing_hold,
+                                          .finish = billing_finish};
     char pg_shown[CFG_MASKED_MAX];
     log_info("billing: Kafka %s -> PostgreSQL %s (group %s)", cfg.brokers,
              cfg_mask_secrets(cfg.pg, pg_shown, sizeof(pg_shown)), so.group);
@@ -980,6 +1036,8 @@ out:
     free(b.parts);
     free(b.progs);
     free(b.pdays);
+    free(b.fprogs);
+    free(b.fpdays);
     buf_release(&b.stage);
     buf_release(&b.ends);
     buf_release(&b.aux);

@@ -16,6 +16,8 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +34,7 @@ struct tp {
     int64_t next;     /* one past the last offset in the current batch; -1 = none */
     int64_t loaded;   /* what load_offsets() is reading into expected */
     int64_t held;     /* one past the last offset the pipeline holds in memory; -1 = none */
+    int64_t pending;  /* what the flush running in the background stores; -1 = none */
 };
 
 struct sink {
@@ -52,7 +55,18 @@ struct sink {
     int holding;           /* the pipeline holds batches not yet written */
     int hold_paused;       /* after a failure: no holding until a batch commits */
     int fatal;
-    rd_kafka_t *dlq; /* producer of dead letters, made on the first one */
+    /* A state flush committing in the background (pgsink.h, finish): its
+     * thread owns conn until job_done; hold() reads on rconn meanwhile. */
+    int job_on, job_thread_on;
+    pthread_t job_thread;
+    atomic_int job_done;
+    int job_result; /* enum attempt */
+    size_t job_count;
+    int64_t job_t0;
+    char job_err[1024];
+    PGconn *rconn;
+    rd_kafka_queue_t *q; /* the consumer's queue: the flush's thread wakes its poll when it ends */
+    rd_kafka_t *dlq;     /* producer of dead letters, made on the first one */
     char dlq_topic[256];
     struct metric *m_messages, *m_batches, *m_db_errors, *m_conflicts, *m_db_up, *m_batch_size, *m_batch_seconds;
     struct metric *m_dead_refused, *m_dead_database;
@@ -82,6 +96,7 @@ static struct tp *tp_find(struct sink *s, const char *topic, int32_t partition, 
     t->next = -1;
     t->loaded = -1;
     t->held = -1;
+    t->pending = -1;
     return t;
 }
 
@@ -96,6 +111,10 @@ static void drop_batch(struct sink *s)
 
 static void db_down(struct sink *s)
 {
+    if (s->rconn) {
+        PQfinish(s->rconn);
+        s->rconn = NULL;
+    }
     if (s->conn) {
         PQfinish(s->conn);
         s->conn = NULL;
@@ -178,16 +197,17 @@ static int64_t start_offset(const struct sink *s)
     return s->o->start == PGSINK_START_LATEST ? RD_KAFKA_OFFSET_END : RD_KAFKA_OFFSET_BEGINNING;
 }
 
-/* Stores the batch's offsets with the check of pgsink.h.  Returns 0, -1 on
- * a database error, -2 when the stored offsets moved under us. */
-static int store_offsets(struct sink *s, char *err, size_t err_size)
+/* Stores the batch's offsets (pending: the background flush's) with the
+ * check of pgsink.h.  Returns 0, -1 on a database error, -2 when the stored
+ * offsets moved under us. */
+static int store_offsets(struct sink *s, int pending, char *err, size_t err_size)
 {
     for (size_t i = 0; i < s->tp_count; i++) {
         struct tp *t = &s->tps[i];
-        if (t->next < 0)
+        int64_t next = pending ? t->pending : t->next;
+        if (next < 0)
             continue;
-        int r =
-            sinkoff_store_checked(s->conn, s->o->group, t->topic, t->partition, t->next, t->expected, err, err_size);
+        int r = sinkoff_store_checked(s->conn, s->o->group, t->topic, t->partition, next, t->expected, err, err_size);
         if (r == SINKOFF_MOVED)
             return -2;
         if (r != 0)
@@ -225,12 +245,14 @@ static void reseek(struct sink *s)
 }
 
 /* Tells Kafka the group's progress (for lag tools only). */
-static void commit_kafka(struct sink *s)
+static void commit_kafka(struct sink *s, int pending)
 {
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new((int)s->tp_count);
-    for (size_t i = 0; i < s->tp_count; i++)
-        if (s->tps[i].next >= 0)
-            rd_kafka_topic_partition_list_add(l, s->tps[i].topic, s->tps[i].partition)->offset = s->tps[i].next;
+    for (size_t i = 0; i < s->tp_count; i++) {
+        int64_t next = pending ? s->tps[i].pending : s->tps[i].next;
+        if (next >= 0)
+            rd_kafka_topic_partition_list_add(l, s->tps[i].topic, s->tps[i].partition)->offset = next;
+    }
     if (l->cnt > 0)
         rd_kafka_commit(s->rk, l, 1);
     rd_kafka_topic_partition_list_destroy(l);
@@ -267,7 +289,55 @@ enum attempt {
     A_DATA = -3,     /* PostgreSQL refused the data (SQLSTATE class 22, 23) */
     A_REFUSED = -4,  /* the pipeline refused a record (*refused) */
     A_RESEEK = -5,   /* the pipeline asked for a re-read: drop the batch, re-seek */
+    A_PENDING = -6,  /* the transaction goes on in the background (pgsink.h, finish) */
 };
+
+/* The background part of a state flush: finish(), the offsets, COMMIT, on
+ * conn, which is the thread's until job_done. */
+static void *job_main(void *arg)
+{
+    struct sink *s = arg;
+    enum attempt r = A_OK;
+    pg_clear_sqlstate();
+    if (s->ops->finish(s->ctx, s->conn, s->job_err, sizeof(s->job_err)) != 0) {
+        r = A_ERROR;
+    } else {
+        int o = store_offsets(s, 1, s->job_err, sizeof(s->job_err));
+        if (o == -2)
+            r = A_CONFLICT;
+        else if (o < 0 || pg_exec(s->conn, "COMMIT", s->job_err, sizeof(s->job_err)) < 0)
+            r = A_ERROR;
+    }
+    if (r != A_OK && PQstatus(s->conn) == CONNECTION_OK)
+        PQclear(PQexec(s->conn, "ROLLBACK"));
+    s->job_result = r;
+    atomic_store(&s->job_done, 1);
+    if (s->q) /* its outcome is taken (metrics, Kafka's view) without waiting for the next message */
+        rd_kafka_queue_yield(s->q);
+    return NULL;
+}
+
+/* Hands the open transaction, whose write() returned, to the background:
+ * what was held and the batch[lo, hi) of write_once() go with it. */
+static void job_start(struct sink *s, size_t count, int64_t t0)
+{
+    for (size_t i = 0; i < s->tp_count; i++) {
+        s->tps[i].pending = s->tps[i].next;
+        s->tps[i].held = -1;
+    }
+    s->holding = 0;
+    /* The next interval starts now: what is folded from here on waits at
+     * most hold_ms from this moment, however long this flush takes. */
+    s->last_write_ms = fs_mono_ms();
+    s->job_count = count;
+    s->job_t0 = t0;
+    s->job_err[0] = '\0';
+    atomic_store(&s->job_done, 0);
+    s->job_on = 1;
+    s->job_thread_on = pthread_create(&s->job_thread, NULL, job_main, s) == 0;
+    if (!s->job_thread_on)
+        job_main(s); /* no thread: it runs here */
+}
 
 /* Ends a failed attempt: a data error while the connection is fine, or any
  * other error. */
@@ -280,8 +350,11 @@ static enum attempt attempt_failed(struct sink *s)
     return data ? A_DATA : A_ERROR;
 }
 
-/* One attempt at writing batch[lo, hi) with its offsets in one transaction. */
-static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *refused, char *err, size_t err_size)
+/* One attempt at writing batch[lo, hi) with its offsets in one transaction;
+ * bg: the pipeline's finish(), the offsets and the COMMIT may go on in the
+ * background (A_PENDING). */
+static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *refused, int bg, char *err,
+                               size_t err_size)
 {
     pg_clear_sqlstate();
     if (db_ensure(s, err, err_size) < 0)
@@ -304,7 +377,13 @@ static enum attempt write_once(struct sink *s, size_t lo, size_t hi, size_t *ref
     }
     if (w != 0)
         return attempt_failed(s);
-    int r = store_offsets(s, err, err_size);
+    if (bg && s->ops->finish) {
+        job_start(s, hi - lo, fs_mono_ms());
+        return A_PENDING;
+    }
+    if (s->ops->finish && s->ops->finish(s->ctx, s->conn, err, err_size) != 0)
+        return attempt_failed(s);
+    int r = store_offsets(s, 0, err, err_size);
     if (r == -2) {
         PQclear(PQexec(s->conn, "ROLLBACK"));
         s->ops->aborted(s->ctx);
@@ -390,7 +469,7 @@ static enum attempt dead_letter(struct sink *s, size_t i, const char *reason, co
         goto fail;
     /* The offset row is locked (and checked) before the dead letter goes
      * out: another instance cannot take the partition over in between. */
-    int r = store_offsets(s, err, err_size);
+    int r = store_offsets(s, 0, err, err_size);
     if (r == -2) {
         PQclear(PQexec(s->conn, "ROLLBACK"));
         return A_CONFLICT;
@@ -416,7 +495,7 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written)
     s->hold_paused = 0;
     for (size_t i = 0; i < s->tp_count; i++)
         s->tps[i].held = -1;
-    commit_kafka(s);
+    commit_kafka(s, 0);
     for (size_t i = 0; i < s->tp_count; i++)
         if (s->tps[i].next >= 0)
             s->tps[i].expected = s->tps[i].next;
@@ -431,8 +510,12 @@ static void part_stored(struct sink *s, size_t count, int64_t t0, int written)
 /* A failure while the pipeline held batches: what it held is gone (its
  * offsets were never stored), so the partitions re-read from the stored
  * offsets; holding pauses until a batch commits on its own (pgsink.h). */
+static int job_end(struct sink *s);
+
 static void held_lost(struct sink *s, const char *why)
 {
+    if (s->job_on && job_end(s) < 0)
+        return; /* it lost what was held, this too */
     log_warn("%s; re-reading what was held in memory from the stored offsets", why);
     s->ops->aborted(s->ctx);
     for (size_t i = 0; i < s->tp_count; i++)
@@ -445,6 +528,61 @@ static void held_lost(struct sink *s, const char *why)
     reseek(s);
 }
 
+/* The flush in the background is over (joined): its offsets are stored, or
+ * what was held is lost.  0 or -1 (held_lost() done). */
+static int job_end(struct sink *s)
+{
+    if (s->job_thread_on)
+        pthread_join(s->job_thread, NULL);
+    s->job_on = s->job_thread_on = 0;
+    enum attempt r = (enum attempt)s->job_result;
+    if (r == A_OK) {
+        s->ops->committed(s->ctx);
+        s->hold_paused = 0;
+        commit_kafka(s, 1);
+        for (size_t i = 0; i < s->tp_count; i++) {
+            if (s->tps[i].pending >= 0)
+                s->tps[i].expected = s->tps[i].pending;
+            s->tps[i].pending = -1;
+        }
+        if (s->m_batches) {
+            metric_add(s->m_batches, 1);
+            metric_add(s->m_messages, s->job_count);
+            metric_observe(s->m_batch_size, (double)s->job_count);
+            metric_observe(s->m_batch_seconds, (double)(fs_mono_ms() - s->job_t0) / 1000.0);
+        }
+        return 0;
+    }
+    for (size_t i = 0; i < s->tp_count; i++)
+        s->tps[i].pending = -1;
+    if (s->m_db_errors && r != A_CONFLICT)
+        metric_add(s->m_db_errors, 1);
+    if (s->m_conflicts && r == A_CONFLICT)
+        metric_add(s->m_conflicts, 1);
+    held_lost(s, r == A_CONFLICT ? "another writer moved the offsets" : s->job_err);
+    return -1;
+}
+
+/* Waits for the flush in the background, if one runs (job_end()). */
+static int job_wait(struct sink *s)
+{
+    return s->job_on ? job_end(s) : 0;
+}
+
+/* A connection for hold()'s reads: conn, or rconn while conn is the
+ * background flush's.  NULL with err. */
+static PGconn *read_conn(struct sink *s, char *err, size_t err_size)
+{
+    if (!s->job_on)
+        return db_ensure(s, err, err_size) < 0 ? NULL : s->conn;
+    if (s->rconn && PQstatus(s->rconn) == CONNECTION_OK)
+        return s->rconn;
+    if (s->rconn)
+        PQfinish(s->rconn);
+    s->rconn = pg_connect(s->o->cfg, s->o->group, err, err_size);
+    return s->rconn;
+}
+
 /* Takes the batch into the pipeline's memory (pgsink.h, holding).  1 = held
  * (or lost and re-read), 0 = it must be written now. */
 static int hold_batch(struct sink *s)
@@ -452,7 +590,8 @@ static int hold_batch(struct sink *s)
     char err[1024];
     if (!s->ops->hold || s->o->hold_ms <= 0 || s->hold_paused || fs_mono_ms() >= s->last_write_ms + s->o->hold_ms)
         return 0;
-    int h = db_ensure(s, err, sizeof(err)) < 0 ? -1 : s->ops->hold(s->ctx, s->conn, s->batch, s->n, err, sizeof(err));
+    PGconn *c = read_conn(s, err, sizeof(err));
+    int h = !c ? -1 : s->ops->hold(s->ctx, c, s->batch, s->n, err, sizeof(err));
     if (h == 1)
         return 0;
     if (h < 0) {
@@ -469,13 +608,16 @@ static int hold_batch(struct sink *s)
     return 1;
 }
 
-/* Writes what the pipeline holds when no batch is pending. */
-static void write_held(struct sink *s)
+/* Writes what the pipeline holds when no batch is pending; bg: in the
+ * background (write_once()). */
+static void write_held(struct sink *s, int bg)
 {
     char err[1024];
     size_t refused = 0;
     int64_t t0 = fs_mono_ms();
-    enum attempt r = write_once(s, 0, 0, &refused, err, sizeof(err));
+    enum attempt r = write_once(s, 0, 0, &refused, bg, err, sizeof(err));
+    if (r == A_PENDING)
+        return;
     if (r == A_OK) {
         part_stored(s, 0, t0, 1);
         return;
@@ -497,11 +639,15 @@ static void write_held(struct sink *s)
 static void flush(struct sink *s, int may_hold)
 {
     if (s->n == 0) {
+        if (job_wait(s) < 0)
+            return;
         if (s->holding && (!may_hold || fs_mono_ms() >= s->last_write_ms + s->o->hold_ms))
-            write_held(s);
+            write_held(s, 0);
         return;
     }
     if (may_hold && hold_batch(s))
+        return;
+    if (job_wait(s) < 0) /* the next transaction after it */
         return;
     char err[1024], detail[1024], state[6];
     int backoff = 250, attempts = 0;
@@ -509,8 +655,12 @@ static void flush(struct sink *s, int may_hold)
     int64_t t0 = fs_mono_ms();
     while (lo < s->n) {
         size_t refused = 0;
-        enum attempt r = write_once(s, lo, hi, &refused, err, sizeof(err));
+        enum attempt r = write_once(s, lo, hi, &refused, may_hold && s->holding, err, sizeof(err));
         const char *reason = NULL;
+        if (r == A_PENDING) {
+            drop_batch(s); /* its offsets are the background flush's */
+            return;
+        }
         if (r != A_OK && s->holding) {
             if (s->m_db_errors && r != A_CONFLICT)
                 metric_add(s->m_db_errors, 1);
@@ -623,6 +773,7 @@ static void release(struct sink *s)
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err, rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     struct sink *s = opaque;
+    job_wait(s); /* its outcome first: the offsets it stores, or what it lost */
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         for (int i = 0; i < parts->cnt; i++)
             tp_find(s, parts->elems[i].topic, parts->elems[i].partition, 1);
@@ -757,13 +908,14 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
         goto out;
     }
     q = rd_kafka_queue_get_consumer(s.rk);
+    s.q = q;
     log_info("consumer group %s reading %s%s%s", o->group, o->topics[0], o->topic_count > 1 ? " and " : "",
              o->topic_count > 1 ? o->topics[1] : "");
 
     int fatal = 0;
     while (!sig_stopping() && !(fatal = kafka_consumer_fatal(s.rk, o->group))) {
         int64_t now = fs_mono_ms();
-        int timeout = 200;
+        int timeout = s.job_on ? 50 : 200; /* 50: a flush's end is taken soon (should the wake-up not come) */
         if (s.n > 0) {
             int64_t left = s.first_ms + flush_ms - now;
             timeout = left < 0 ? 0 : (int)left;
@@ -798,13 +950,15 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
             s.batch[s.n++] = m;
             s.last_msg_ms = now;
         }
+        if (s.job_on && atomic_load(&s.job_done))
+            job_end(&s);
         now = fs_mono_ms();
         if (s.n > 0 && (s.n >= max_batch || now >= s.first_ms + flush_ms))
             flush(&s, 1);
-        else if (s.n == 0 && s.holding &&
+        else if (s.n == 0 && s.holding && !s.job_on &&
                  (now >= s.last_write_ms + o->hold_ms || now >= s.last_msg_ms + SINK_HOLD_IDLE_MS))
-            flush(&s, 0); /* due, or caught up: nothing came for a while */
-        if (ops->tick && s.n == 0 && now >= s.next_tick_ms) {
+            write_held(&s, 1); /* due, or caught up: nothing came for a while */
+        if (ops->tick && s.n == 0 && !s.job_on && now >= s.next_tick_ms) {
             s.next_tick_ms = now + 1000;
             if (db_ensure(&s, err, sizeof(err)) < 0 || ops->tick(ctx, s.conn, err, sizeof(err)) < 0) {
                 log_warn("%s", err);
@@ -819,6 +973,8 @@ int pgsink_run(const struct pgsink_options *o, const struct pgsink_ops *ops, voi
     release(&s);
     rc = fatal ? 1 : 0;
 out:
+    if (s.job_on && s.job_thread_on) /* not after the last flush(), kept for safety */
+        pthread_join(s.job_thread, NULL);
     if (q)
         rd_kafka_queue_destroy(q);
     if (s.rk)

@@ -60,7 +60,11 @@
  * error, a conflict, a data error) drops the held state (aborted()) and
  * re-reads from the stored offsets, and holding pauses until a
  * transaction of a single batch has committed: a record PostgreSQL
- * refuses is then bisected and dead-lettered as above.  pgsink_run()
+ * refuses is then bisected and dead-lettered as above.  A pipeline with
+ * a finish() (billing) keeps reading while a state flush commits: write()
+ * stages what is held, and the rest of the transaction runs on a thread
+ * (finish below); a failure of it drops what was held since as well and
+ * re-reads from the stored offsets, as above.  pgsink_run()
  * also sets synchronous_commit = off on its session: a transaction holds
  * rows and offsets together, so a server crash that loses the last ones
  * loses both, and the sink reads those records again.
@@ -124,6 +128,17 @@ struct pgsink_ops {
      * later (history's held rollups); what it cannot write is read again by
      * the next owner.  Returns 0 or -1 (err, logged). */
     int (*release)(void *ctx, PGconn *conn, char *err, size_t err_size);
+    /* Optional: the rest of write()'s transaction, called after write()
+     * returned 0 and before the offsets are stored and the transaction
+     * commits.  When the transaction writes what hold() took (a state
+     * flush), finish(), the offsets and the COMMIT run on a thread of their
+     * own while the sink goes on reading and holding the next batches
+     * (hold() then gets a second connection for its reads): finish() must
+     * touch only what write() handed it, never what hold() changes.
+     * committed() or aborted() follow on the sink's thread, once it is
+     * over; the next write() waits for it.  Returns 0 or -1 (err), as
+     * write(). */
+    int (*finish)(void *ctx, PGconn *conn, char *err, size_t err_size);
 };
 
 struct pgsink_options {

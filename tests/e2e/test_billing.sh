@@ -303,4 +303,105 @@ check_eq "all 20 readings folded and written" "20 20" \
     "$(metric "$MP" fleetsync_billing_readings_folded_total) $(metric "$MP" fleetsync_billing_readings_total)"
 stop_billing; check_eq "billing stops cleanly after the trickle" 0 "$stop_rc"
 
+# --- folding goes on while a state flush commits ----------------------------------
+# A flush stages its rows (COPY), then applies them and commits on a thread of
+# its own while billing folds the next batches.  A lock on billing_daily holds
+# the flush at its upsert: billing must fold what comes meanwhile, and what it
+# folds then must be neither lost nor counted twice, whether the flush then
+# commits and billing is killed, or the flush fails and billing is killed.
+NM=100   # trucks, 5 parts of 20 readings each: from 04:00, 60 s apart, 0.01 degrees a minute
+part() { # K0 K1 FILE: readings k0..k1-1 of every truck
+    awk -v id="$ID-M" -v mid="$MID" -v nt="$NM" -v k0="$1" -v k1="$2" 'BEGIN {
+        for (k = k0; k < k1; k++) for (t = 0; t < nt; t++)
+            printf "%s%03d|{\"v\":1,\"truck_id\":\"%s%03d\",\"ts\":%.0f,\"seq\":%d,\"lat\":%.2f,\"lon\":%.3f,\"speed_kmh\":60,\"ignition\":true}\n",
+                id, t, id, t, mid + 14400000 + k * 60000, k, 41 + k / 100, 6 + t / 1000
+    }' >"$3"
+}
+lock_billing_daily() {
+    PGAPPNAME="e2e-lock-$$" psql "$FLEETSYNC_PG" -Xqc \
+        "BEGIN; LOCK TABLE billing_daily IN SHARE MODE; SELECT pg_sleep(60); COMMIT" >/dev/null 2>&1 &
+    lock_pid=$!
+    for _ in $(seq 50); do
+        [ "$(q "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+                WHERE a.application_name = 'e2e-lock-$$' AND l.mode = 'ShareLock' AND l.granted")" = 1 ] && break
+        sleep 0.1
+    done
+}
+unlock_billing_daily() {
+    q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'e2e-lock-$$'" >/dev/null
+    wait "$lock_pid" 2>/dev/null
+}
+flush_waits() { # a backend of billing waits for the lock
+    for _ in $(seq 100); do
+        [ "$(q "SELECT count(*) FROM pg_stat_activity WHERE application_name = '$G' AND wait_event_type = 'Lock'")" -ge 1 ] &&
+            return 0
+        sleep 0.1
+    done
+    return 1
+}
+wait_folded() { # N: billing's folded readings reach N (10 s at most)
+    for _ in $(seq 100); do
+        [ "$(metric "$MP" fleetsync_billing_readings_folded_total)" = "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+m_totals() { # READINGS: every truck of the part has READINGS-1 intervals of 0.01 degrees and 60 s
+    q "SELECT count(*) FROM billing_daily WHERE truck_id LIKE '$ID-M%' AND day = '$DAY'
+         AND abs(distance_km - ($1 - 1) * 0.01 * $KM_PER_DEG) < 0.001
+         AND abs(engine_hours - ($1 - 1) * 60 / 3600.0) < 1e-9 AND idle_hours = 0"
+}
+start_billing --max-batch 500 --state-ms 600000 --state-readings 0 --flush-ms 100
+printf '%s-N|{"v":1,"truck_id":"%s-N","ts":%s,"seq":0,"lat":41,"lon":6,"speed_kmh":0,"ignition":false}\n' \
+    "$ID" "$ID" $((MID + 14000000)) >"$W/m0.txt"
+produce "$W/m0.txt"
+wait_caught_up 20 # the first transaction (a batch of its own)
+lock_billing_daily
+part 0 20 "$W/m1.txt"; produce "$W/m1.txt"
+check "the flush of the first 20 readings a truck waits for the lock" flush_waits
+held_at=$(stored_end)
+part 20 40 "$W/m2.txt"; produce "$W/m2.txt"
+check "billing folds the next 20 readings a truck while that flush waits" wait_folded $((1 + 40 * NM))
+check_eq "nothing of them is stored while the flush waits" "$held_at" "$(stored_end)"
+# The flush commits while the next 20 readings a truck trickle in (a batch is
+# being gathered when it stores its offsets: they must be its own records'),
+# then billing is killed.
+part 40 60 "$W/m3.txt"
+(split -l 50 "$W/m3.txt" "$W/m3."; for f in "$W"/m3.??; do cat "$f"; sleep 0.05; done) |
+    kcat -P -b "$B" -t "$T" -K '|' -X linger.ms=0 &
+trickle=$!
+sleep 0.3
+unlock_billing_daily
+for _ in $(seq 100); do [ "$(stored_end)" != "$held_at" ] && break; sleep 0.02; done
+wait "$trickle"
+kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null
+killed_at=$(stored_end)
+check "the flush committed: $((killed_at - held_at)) of $((60 * NM)) records stored at the SIGKILL" \
+    test "$killed_at" -gt "$held_at" -a "$killed_at" -le "$((held_at + 60 * NM))"
+start_billing --max-batch 500 --state-ms 600000 --state-readings 0 --flush-ms 100
+check "billing caught up after the SIGKILL" wait_caught_up 30
+check_eq "every truck has its 60 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 60)"
+# The flush fails (its backend is terminated while it waits): what billing
+# folded meanwhile is dropped with it and read again.
+f0=$(metric "$MP" fleetsync_billing_readings_folded_total)
+lock_billing_daily
+part 60 80 "$W/m4.txt"; produce "$W/m4.txt"
+flush_waits
+part 80 100 "$W/m5.txt"; produce "$W/m5.txt"
+check "billing folds while the next flush waits" wait_folded $((f0 + 40 * NM))
+q "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '$G' AND wait_event_type = 'Lock'" \
+    >/dev/null
+for _ in $(seq 100); do
+    [ "$(metric "$MP" fleetsync_billing_readings_folded_total)" -gt $((f0 + 40 * NM)) ] && break
+    sleep 0.1
+done
+check "after the failed flush billing reads again what it had folded ($(metric "$MP" fleetsync_billing_readings_folded_total) folded)" \
+    test "$(metric "$MP" fleetsync_billing_readings_folded_total)" -gt $((f0 + 40 * NM))
+kill -9 "$bill_pid"; wait "$bill_pid" 2>/dev/null
+unlock_billing_daily
+start_billing --max-batch 500 --state-ms 600000 --state-readings 0 --flush-ms 100
+check "billing caught up after the failed flush and a SIGKILL" wait_caught_up 30
+check_eq "every truck has its 100 readings' totals (none lost or counted twice)" "$NM" "$(m_totals 100)"
+stop_billing; check_eq "billing stops cleanly" 0 "$stop_rc"
+
 done_testing
