@@ -1079,7 +1079,10 @@ static void history_committed(void *ctx)
                 r->roff = r->folded;
             r->flush = 0;
         } else if (r->n > 0 && r->due_ms == 0) {
-            r->due_ms = mono + h->rollup_ms;
+            /* The first time, partition p waits (p + 1) / n of the
+             * interval: the partitions' writes then come spread over it,
+             * not all at once every --rollup-ms. */
+            r->due_ms = mono + (r->gen == 0 ? h->rollup_ms * (int64_t)(p + 1) / (int64_t)h->rp_n : h->rollup_ms);
         }
     }
     if (h->mixed) { /* cleared once every list was written */
@@ -1913,7 +1916,7 @@ int cmd_history(int argc, char **argv)
     h.pack_piece = 10000;
     h.pack_part_hour = INT64_MIN;
     h.pack_bounds_hour = INT64_MIN;
-    h.rollup_ms = 60000;
+    h.rollup_ms = 300000;
     h.rollup_batch = 1000;
     cfg_init(&cfg);
     cfg.kafka_user = KA_USER_HISTORY;
@@ -1932,7 +1935,7 @@ int cmd_history(int argc, char **argv)
                     "pieces' worth of readings per transaction"),
         OPT_INTEGER("rollup-ms", "MS", &h.rollup_ms, 0, 3600000,
                     "under load, hold the hourly rollups in memory up to this long and\n"
-                    "add them to telemetry_hourly once per truck-hour (default 60000;\n"
+                    "add them to telemetry_hourly once per truck-hour (default 300000;\n"
                     "0 writes them with every batch)"),
         OPT_INTEGER("rollup-batch", "N", &h.rollup_batch, 1, 1000000,
                     "a batch of fewer records writes the rollups at once: no load to\n"
