@@ -216,7 +216,8 @@ struct history {
     char pack_after[TM_TRUCK_ID_MAX + 1];
     /* The trucks that end the passes of pack_bounds_hour: each pass packs
      * the trucks after the previous pass's last up to the next bound. */
-    struct buf pack_bounds;   /* the bounds, each ending in '\0', ascending */
+    struct buf pack_bounds;   /* the bounds, each ending in '\0', in SQL's order */
+    size_t pack_bound_next;   /* the place in it of the bound of the hour's next pass */
     int64_t pack_bounds_hour; /* INT64_MIN: none read */
     struct pack_reading *pk;  /* one piece of a truck-hour being packed */
     size_t pk_cap;
@@ -1465,16 +1466,8 @@ static int pack_read_bounds(struct history *h, PGconn *conn, int64_t hour, const
     if (h->pack_bounds.oom) /* no bounds: correct, only slower */
         buf_reset(&h->pack_bounds);
     h->pack_bounds_hour = hour;
+    h->pack_bound_next = 0;
     return 0;
-}
-
-/* The first bound after truck after ("": none, the pass goes to the end). */
-static const char *pack_bound_after(const struct history *h, const char *after)
-{
-    for (size_t at = 0; at < h->pack_bounds.len; at += strlen(h->pack_bounds.p + at) + 1)
-        if (strcmp(h->pack_bounds.p + at, after) > 0)
-            return h->pack_bounds.p + at;
-    return "";
 }
 
 static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size)
@@ -1527,9 +1520,14 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     int64_t last_ts = 0, last_seq = 0;
     if (h->pack_bounds_hour != hour && pack_read_bounds(h, conn, hour, hour_s, pass_max, err, err_size) < 0)
         return -1;
-    /* The pass's last truck ("": the hour's last). */
+    /* The pass's last truck ("": the hour's last).  The bounds are taken in
+     * turn, never compared here: SQL's order of truck ids follows the
+     * database's collation, which need not be strcmp()'s. */
+    if (!*after)
+        h->pack_bound_next = 0;
     char upto[TM_TRUCK_ID_MAX + 1];
-    snprintf(upto, sizeof(upto), "%s", pack_bound_after(h, after));
+    snprintf(upto, sizeof(upto), "%s",
+             h->pack_bound_next < h->pack_bounds.len ? h->pack_bounds.p + h->pack_bound_next : "");
     const char *cv[4] = {hour_s, next_s, after, upto};
     /* A pass sorts up to pass_max rows (and the hour's rows of the packed
      * rows it merges): in memory, not in temporary files. */
@@ -1653,6 +1651,8 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
         goto fail;
     buf_release(&keep);
     if (*last) {
+        if (!stopped) /* the pass went up to its bound: the next takes the next one */
+            h->pack_bound_next += strlen(h->pack_bounds.p + h->pack_bound_next) + 1;
         stopped = 1;
         h->pack_floor_ms = hour;
         h->pack_part_hour = hour;
