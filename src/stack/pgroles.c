@@ -247,15 +247,15 @@ static int pg_set_password(PGconn *conn, const char *verb, const char *user, con
  * hands it the database.  Safe to repeat after an interruption. */
 int svc_pg_upgrade_auth(const struct svc_ctx *c, const char *bindir, const char *admin_pw)
 {
-    char bin[PATH_MAX + 16], data[PATH_MAX], port[16], sockopt[PATH_MAX + 32], err[512], logp[64];
-    char *argv[SVC_PG_ARGV_MAX];
+    char err[512], logp[64];
+    struct svc_pg_cmd cmd;
     int rc = -1;
     log_info("upgrading PostgreSQL in %s/postgres to password logins (SCRAM-SHA-256); role %s becomes %s, "
              "a new role %s without superuser owns the database",
              c->dir, SVC_PG_ROLE, SVC_PG_ADMIN, SVC_PG_ROLE);
-    svc_pg_server_argv(c, bindir, 0, bin, data, port, sockopt, argv);
+    svc_pg_server_argv(c, bindir, 0, &cmd);
     svc_log_rel(SVC_POSTGRES, 0, logp, sizeof(logp));
-    pid_t pid = svc_spawn(c, argv, logp, data);
+    pid_t pid = svc_spawn(c, cmd.argv, logp, cmd.data);
     if (pid <= 0 || svc_write_pid(c, SVC_POSTGRES, 0, pid) != 0)
         return -1;
     PGconn *conn = NULL;

@@ -56,54 +56,71 @@ static int pg_bindir(char *buf, size_t size)
     return 0;
 }
 
-void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16],
-                        char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[SVC_PG_ARGV_MAX])
+/* The server's settings besides its port, sockets and listen address.
+ *
+ * The sinks write tens of MB of WAL a second at a few hundred thousand
+ * trucks.  PostgreSQL's defaults (a checkpoint at 1 GB of WAL or every 5
+ * minutes) then checkpoint every half minute, and after each one the first
+ * change of every page of the readings' primary key logs the whole page:
+ * random inserts touch them all.  Checkpoints at most every 15 minutes or
+ * 8 GB of WAL, and full-page images compressed (lz4), cut the WAL by about
+ * 40 % at 400,000 trucks (docs/history.md).  The price: up to 8 GB of WAL
+ * on disk between checkpoints, and a longer replay after a server crash. */
+static const char *const pg_settings[] = {
+    "max_connections=200",      "logging_collector=off", "max_wal_size=8GB",
+    "checkpoint_timeout=15min", "wal_compression=lz4",
+};
+_Static_assert(3 + 2 * (4 + sizeof(pg_settings) / sizeof(pg_settings[0])) + 1 <= SVC_PG_ARGV_MAX,
+               "SVC_PG_ARGV_MAX holds the server's command line");
+
+/* shared_buffers: a quarter of the machine's memory, between 128 MB and
+ * 8 GB.  History inserts every reading at a random place of its primary
+ * key; with PostgreSQL's 128 MB (or our former 256 MB) the key outgrows
+ * the buffers within minutes at 100,000 trucks, and each insert then
+ * evicts a dirty page to read another (docs/history.md).  Pages are only
+ * allocated as they are used. */
+static void pg_shared_buffers(char buf[48])
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    long long mb = pages > 0 && page > 0 ? (long long)pages / 1024 * page / 1024 / 4 : 128;
+    if (mb < 128)
+        mb = 128;
+    if (mb > 8192)
+        mb = 8192;
+    snprintf(buf, 48, "shared_buffers=%lldMB", mb);
+}
+
+void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, struct svc_pg_cmd *cmd)
 {
     char sock[PATH_MAX];
-    snprintf(bin, PATH_MAX + 16, "%s/postgres", bindir);
-    svc_path_join(data, PATH_MAX, c->dir, "postgres/data");
+    snprintf(cmd->bin, sizeof(cmd->bin), "%s/postgres", bindir);
+    svc_path_join(cmd->data, sizeof(cmd->data), c->dir, "postgres/data");
     svc_path_join(sock, sizeof(sock), c->dir, "postgres/run");
-    snprintf(port, 16, "port=%d", c->ports.pg);
-    snprintf(sockopt, PATH_MAX + 32, "unix_socket_directories=%s", sock);
+    snprintf(cmd->port, sizeof(cmd->port), "port=%d", c->ports.pg);
+    snprintf(cmd->sockopt, sizeof(cmd->sockopt), "unix_socket_directories=%s", sock);
+    pg_shared_buffers(cmd->buffers);
+    char *own[] = {cmd->port, tcp ? "listen_addresses=127.0.0.1" : "listen_addresses=", cmd->sockopt, cmd->buffers};
+    char **argv = cmd->argv;
     int a = 0;
-    argv[a++] = bin;
+    argv[a++] = cmd->bin;
     argv[a++] = "-D";
-    argv[a++] = data;
-    argv[a++] = "-c";
-    argv[a++] = port;
-    argv[a++] = "-c";
-    argv[a++] = tcp ? "listen_addresses=127.0.0.1" : "listen_addresses=";
-    argv[a++] = "-c";
-    argv[a++] = sockopt;
-    argv[a++] = "-c";
-    argv[a++] = "shared_buffers=256MB";
-    argv[a++] = "-c";
-    argv[a++] = "max_connections=200";
-    argv[a++] = "-c";
-    argv[a++] = "logging_collector=off";
-    /* The sinks write tens of MB of WAL a second at a few hundred thousand
-     * trucks.  PostgreSQL's defaults (a checkpoint at 1 GB of WAL or every
-     * 5 minutes) then checkpoint every half minute, and after each one the
-     * first change of every page of the readings' primary key logs the
-     * whole page: random inserts touch them all.  Checkpoints at most every
-     * 15 minutes or 8 GB of WAL, and full-page images compressed (lz4), cut
-     * the WAL by about 40 % at 400,000 trucks (docs/history.md).  The
-     * price: up to 8 GB of WAL on disk between checkpoints, and a longer
-     * replay after a server crash. */
-    argv[a++] = "-c";
-    argv[a++] = "max_wal_size=8GB";
-    argv[a++] = "-c";
-    argv[a++] = "checkpoint_timeout=15min";
-    argv[a++] = "-c";
-    argv[a++] = "wal_compression=lz4";
+    argv[a++] = cmd->data;
+    for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+        argv[a++] = "-c";
+        argv[a++] = own[i];
+    }
+    for (size_t i = 0; i < sizeof(pg_settings) / sizeof(pg_settings[0]); i++) {
+        argv[a++] = "-c";
+        argv[a++] = (char *)pg_settings[i];
+    }
     argv[a] = NULL;
 }
 
 int svc_start_postgres(const struct svc_ctx *c)
 {
-    char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], ver[PATH_MAX], logp[64], port[16];
-    char sockopt[PATH_MAX + 32], admin_pw[64], pwline[80];
-    char *argv[SVC_PG_ARGV_MAX];
+    char bindir[PATH_MAX], bin[PATH_MAX + 16], data[PATH_MAX], ver[PATH_MAX], logp[64];
+    char admin_pw[64], pwline[80];
+    struct svc_pg_cmd cmd;
     int rc = -1;
     if (pg_bindir(bindir, sizeof(bindir)) != 0)
         return -1;
@@ -145,8 +162,8 @@ int svc_start_postgres(const struct svc_ctx *c)
                   c->dir, c->dir, logp);
         goto out;
     }
-    svc_pg_server_argv(c, bindir, 1, bin, data, port, sockopt, argv);
-    pid_t pid = svc_spawn(c, argv, logp, data);
+    svc_pg_server_argv(c, bindir, 1, &cmd);
+    pid_t pid = svc_spawn(c, cmd.argv, logp, cmd.data);
     rc = pid > 0 ? svc_write_pid(c, SVC_POSTGRES, 0, pid) : -1;
 out:
     memset(admin_pw, 0, sizeof(admin_pw));

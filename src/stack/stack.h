@@ -94,9 +94,13 @@ int svc_kafka_acls_ensure(rd_kafka_t *rk, const struct fs_config *cfg, int timeo
 
 /* postgres.c */
 #define SVC_PG_ARGV_MAX 24 /* the server's command line, NULL included */
+/* The server's command line (argv) and the strings it points into. */
+struct svc_pg_cmd {
+    char bin[PATH_MAX + 16], data[PATH_MAX], port[16], sockopt[PATH_MAX + 32], buffers[48];
+    char *argv[SVC_PG_ARGV_MAX];
+};
 int svc_pg_healthy(const struct svc_ctx *c);
-void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, char bin[PATH_MAX + 16],
-                        char data[PATH_MAX], char port[16], char sockopt[PATH_MAX + 32], char *argv[SVC_PG_ARGV_MAX]);
+void svc_pg_server_argv(const struct svc_ctx *c, const char *bindir, int tcp, struct svc_pg_cmd *cmd);
 int svc_start_postgres(const struct svc_ctx *c);
 
 /* pgroles.c */
