@@ -884,9 +884,11 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     /* A reading's partition is gone: another instance dropped the emptied
      * hour after this one read its list.  Not refused data: the batch is
      * retried, and aborted() makes it read the list again and create the
-     * partition.  (23514 is a check violation; history's tables have no
-     * CHECK constraint, so this is the partition routing's.) */
-    if (rc < 0 && strcmp(pg_last_sqlstate(), "23514") == 0) {
+     * partition.  23514 is a check violation: a CHECK constraint (added by
+     * an operator: that is refused data, dead-lettered) names itself, the
+     * partition routing's names only the table. */
+    if (rc < 0 && strcmp(pg_last_sqlstate(), "23514") == 0 && !*pg_last_constraint() &&
+        strcmp(pg_last_table(), "telemetry_recent") == 0) {
         log_info("a partition of telemetry_recent is gone (%s): reading the partitions again", err);
         pg_clear_sqlstate();
     }
