@@ -2078,7 +2078,7 @@ int cmd_history(int argc, char **argv)
     const struct opt opts[] = {
         PGSINK_OPTS(&so),
         OPT_CB("retention", "DAYS", &h.retention_days, opt_retention,
-               "drop raw daily partitions older than this; rollups stay\n"
+               "drop raw partitions (and packed hours) older than this; rollups stay\n"
                "(default 90, 0 keeps raw rows forever)"),
         OPT_INTEGER("hours-ahead", "N", &h.hours_ahead, 1, 1440,
                     "hour partitions created ahead of the current hour (default 2)"),
