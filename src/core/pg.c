@@ -11,17 +11,29 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The SQLSTATE of the last error pg_error() reported on this thread. */
+/* The SQLSTATE of the last error pg_error() reported on this thread, and the
+ * table and constraint it names. */
 static _Thread_local char last_sqlstate[6];
+static _Thread_local char last_table[64], last_constraint[64];
 
 const char *pg_last_sqlstate(void)
 {
     return last_sqlstate;
 }
 
+const char *pg_last_table(void)
+{
+    return last_table;
+}
+
+const char *pg_last_constraint(void)
+{
+    return last_constraint;
+}
+
 void pg_clear_sqlstate(void)
 {
-    last_sqlstate[0] = '\0';
+    last_sqlstate[0] = last_table[0] = last_constraint[0] = '\0';
 }
 
 int pg_sqlstate_is_data_error(const char *sqlstate)
@@ -33,6 +45,10 @@ void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size)
 {
     const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
     snprintf(last_sqlstate, sizeof(last_sqlstate), "%s", state && strlen(state) == 5 ? state : "");
+    const char *table = res ? PQresultErrorField(res, PG_DIAG_TABLE_NAME) : NULL;
+    const char *constraint = res ? PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME) : NULL;
+    snprintf(last_table, sizeof(last_table), "%s", table ? table : "");
+    snprintf(last_constraint, sizeof(last_constraint), "%s", constraint ? constraint : "");
     const char *msg = res ? PQresultErrorMessage(res) : "";
     if (!msg || !*msg)
         msg = conn ? PQerrorMessage(conn) : "no connection";

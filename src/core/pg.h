@@ -62,6 +62,12 @@ void pg_error(PGconn *conn, const PGresult *res, char *err, size_t err_size);
  * ("22003"), "" when it had none or after pg_clear_sqlstate(). */
 const char *pg_last_sqlstate(void);
 void pg_clear_sqlstate(void);
+/* The table and the constraint that error names (PG_DIAG_TABLE_NAME,
+ * PG_DIAG_CONSTRAINT_NAME; "" when none, cut at 63 bytes): a CHECK
+ * violation names its constraint, a row no partition takes names only the
+ * partitioned table. */
+const char *pg_last_table(void);
+const char *pg_last_constraint(void);
 
 /* 1 for the SQLSTATE classes of errors in the data a statement carries,
  * which repeat however often it is retried: 22 (data exception: a value

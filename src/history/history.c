@@ -29,8 +29,9 @@
  * range are refused (an alert: PGSINK_REFUSED, pgsink dead-letters it) or
  * left NULL (the Kafka record time), ids in array literals are quoted.
  * pgsink then stores the offsets and commits.  Outside batches, tick()
- * recomputes dirty hours from raw rows (overwriting, never adding), creates
- * the daily partitions ahead of time and drops those past --retention.
+ * recomputes dirty hours from raw rows (overwriting, never adding), packs
+ * closed hours, creates the hour partitions ahead of time, drops those
+ * packing emptied and those past --retention.
  */
 #include "history/history.h"
 
@@ -192,11 +193,18 @@ struct row {
     uint8_t maybe; /* read again below the stored offset: possibly stored already */
 };
 
+/* A partition of telemetry_recent: [from, to) in ms. */
+struct rpartition {
+    int64_t from, to;
+    char name[40];
+};
+
 struct history {
     const struct fs_config *cfg;
     char topic_telemetry[256], topic_alerts[256];
     int retention_days; /* 0 = keep raw rows forever */
-    int days_ahead;
+    int hours_ahead;    /* hour partitions created ahead of the current one */
+    int days_ahead;     /* --days-ahead (-1: not given): hours_ahead = 24 x this */
     struct idtab cache;
     struct row *rows;
     struct row **ord; /* rows sorted by (truck, ts, seq) */
@@ -205,9 +213,9 @@ struct history {
     char **arena; /* normalized copies of records that needed tm_parse() */
     char *spare;  /* tm_read()'s buffer for the next one */
     size_t arena_n, arena_cap;
-    int64_t *days; /* existing partitions, as day numbers */
-    size_t day_n, day_cap;
-    int days_loaded;
+    struct rpartition *parts; /* the partitions of telemetry_recent this process knows of */
+    size_t part_n, part_cap;
+    int parts_loaded;
     int64_t next_housekeeping_ms;
     int pack_grace_min;     /* an hour is packed this long after it ends; < 0: never */
     int64_t pack_floor_ms;  /* hours before this were packed (or refused) by this process */
@@ -454,36 +462,60 @@ static int read_reading(struct history *h, const rd_kafka_message_t *m, int64_t 
 
 /* ---- partitions ----------------------------------------------------------------- */
 
-static int has_day(const struct history *h, int64_t day)
+/* The partitions of telemetry_recent: one UTC hour each (telemetry_recent_
+ * YYYYMMDD_HH), and the daily ones of earlier versions (telemetry_pYYYYMMDD),
+ * which stay until packed and reclaimed, or past --retention.  Ranges of
+ * different widths coexist as long as they do not overlap: an hour inside a
+ * day partition goes into the day. */
+static const struct rpartition *part_of(const struct history *h, int64_t ms)
 {
-    for (size_t i = 0; i < h->day_n; i++)
-        if (h->days[i] == day)
-            return 1;
+    for (size_t i = 0; i < h->part_n; i++)
+        if (h->parts[i].from <= ms && ms < h->parts[i].to)
+            return &h->parts[i];
+    return NULL;
+}
+
+/* from, to and the name of the partition named name (a day or an hour);
+ * 0, or -1 when the name is neither. */
+static int part_parse(const char *name, struct rpartition *p)
+{
+    int y, mo, d, hh, n = 0;
+    struct tm tm = {0};
+    if (sscanf(name, "telemetry_recent_%4d%2d%2d_%2d%n", &y, &mo, &d, &hh, &n) == 4 && n == 28 && !name[n] && hh >= 0 &&
+        hh < 24) {
+        tm = (struct tm){.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d, .tm_hour = hh};
+        p->from = (int64_t)timegm(&tm) * 1000;
+        p->to = p->from + ROLLUP_HOUR_MS;
+    } else if (sscanf(name, "telemetry_p%4d%2d%2d%n", &y, &mo, &d, &n) == 3 && n == 19 && !name[n]) {
+        tm = (struct tm){.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
+        p->from = (int64_t)timegm(&tm) * 1000;
+        p->to = p->from + FS_DAY_MS;
+    } else {
+        return -1;
+    }
+    snprintf(p->name, sizeof(p->name), "%s", name);
     return 0;
 }
 
-static void add_day(struct history *h, int64_t day)
+static void add_part(struct history *h, const struct rpartition *p)
 {
-    if (has_day(h, day))
+    if (part_of(h, p->from))
         return;
-    if (grow_one(&h->days, &h->day_cap, h->day_n, sizeof(*h->days), 64) != 0)
+    if (grow_one(&h->parts, &h->part_cap, h->part_n, sizeof(*h->parts), 64) != 0)
         return;
-    h->days[h->day_n++] = day;
+    h->parts[h->part_n++] = *p;
 }
 
-static void day_name(int64_t day, char *name, size_t size, char *from, char *to)
+static void forget_part(struct history *h, const char *name)
 {
-    time_t t = (time_t)(day * 86400);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(name, size, "telemetry_p%Y%m%d", &tm);
-    strftime(from, 16, "%Y-%m-%d", &tm);
-    t += 86400;
-    gmtime_r(&t, &tm);
-    strftime(to, 16, "%Y-%m-%d", &tm);
+    for (size_t i = 0; i < h->part_n; i++)
+        if (strcmp(h->parts[i].name, name) == 0) {
+            h->parts[i] = h->parts[--h->part_n];
+            return;
+        }
 }
 
-static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size)
+static int load_parts(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     PGresult *r = pg_exec_params(conn,
                                  "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
@@ -491,31 +523,43 @@ static int load_days(struct history *h, PGconn *conn, char *err, size_t err_size
                                  0, NULL, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
-    h->day_n = 0;
+    h->part_n = 0;
     for (int i = 0; i < PQntuples(r); i++) {
-        int y, mo, d;
-        if (sscanf(PQgetvalue(r, i, 0), "telemetry_p%4d%2d%2d", &y, &mo, &d) == 3) {
-            struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
-            add_day(h, (int64_t)timegm(&tm) / 86400);
-        }
+        struct rpartition p;
+        if (part_parse(PQgetvalue(r, i, 0), &p) == 0)
+            add_part(h, &p);
     }
     PQclear(r);
-    h->days_loaded = 1;
+    h->parts_loaded = 1;
     return 0;
 }
 
-static int create_day(struct history *h, PGconn *conn, int64_t day, char *err, size_t err_size)
+/* Creates the hour partition of the hour that begins at hour (ms), which no
+ * partition this process knows of covers.  In the batch's transaction when
+ * a reading needs it (a backfill, a late reading into an hour whose emptied
+ * partition was dropped); IF NOT EXISTS: another instance may have made it. */
+static int create_hour(struct history *h, PGconn *conn, int64_t hour, char *err, size_t err_size)
 {
-    char name[64], from[16], to[16], sql[256];
-    day_name(day, name, sizeof(name), from, to);
+    struct rpartition p = {.from = hour, .to = hour + ROLLUP_HOUR_MS};
+    char from[32], to[32], sql[256];
+    time_t t = (time_t)(hour / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(p.name, sizeof(p.name), "telemetry_recent_%Y%m%d_%H", &tm);
+    strftime(from, sizeof(from), "%Y-%m-%d %H:00:00+00", &tm);
+    t += 3600;
+    gmtime_r(&t, &tm);
+    strftime(to, sizeof(to), "%Y-%m-%d %H:00:00+00", &tm);
     snprintf(sql, sizeof(sql),
-             "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry_recent FOR VALUES FROM ('%s') TO ('%s')", name, from,
-             to);
-    if (pg_exec(conn, sql, err, err_size) < 0)
+             "CREATE TABLE IF NOT EXISTS %s PARTITION OF telemetry_recent FOR VALUES FROM ('%s') TO ('%s')", p.name,
+             from, to);
+    if (pg_exec(conn, sql, err, err_size) < 0) {
+        h->parts_loaded = 0; /* e.g. a day partition made meanwhile covers it */
         return -1;
-    add_day(h, day);
+    }
+    add_part(h, &p);
     metric_add(h->m_part_created, 1);
-    log_info("created partition %s", name);
+    log_info("created partition %s", p.name);
     return 0;
 }
 
@@ -837,6 +881,17 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     int rc = history_write_batch(h, conn, msgs, n, refused, err, err_size);
     if (rc == 0)
         h->write_failed = 0;
+    /* A reading's partition is gone: another instance dropped the emptied
+     * hour after this one read its list.  Not refused data: the batch is
+     * retried, and aborted() makes it read the list again and create the
+     * partition.  23514 is a check violation: a CHECK constraint (added by
+     * an operator: that is refused data, dead-lettered) names itself, the
+     * partition routing's names only the table. */
+    if (rc < 0 && strcmp(pg_last_sqlstate(), "23514") == 0 && !*pg_last_constraint() &&
+        strcmp(pg_last_table(), "telemetry_recent") == 0) {
+        log_info("a partition of telemetry_recent is gone (%s): reading the partitions again", err);
+        pg_clear_sqlstate();
+    }
     return rc;
 }
 
@@ -865,7 +920,7 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
     }
     arena_clear(h);
     clear_pending(h);
-    if (!h->days_loaded && load_days(h, conn, err, err_size) < 0)
+    if (!h->parts_loaded && load_parts(h, conn, err, err_size) < 0)
         return -1;
     if (ensure_stage(conn, err, err_size) < 0)
         return -1;
@@ -912,7 +967,7 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
 
     /* 2. trucks (one hash lookup per row), partitions, then sort and drop
      * repeats */
-    int64_t ok_day = INT64_MIN;
+    int64_t ok_hour = INT64_MIN;
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &h->rows[i];
         r->t = idtab_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
@@ -920,11 +975,11 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
             snprintf(err, err_size, "out of memory");
             return -1;
         }
-        int64_t d = fs_day_of(r->f.ts_ms);
-        if (d != ok_day) {
-            if (!has_day(h, d) && create_day(h, conn, d, err, err_size) < 0)
+        int64_t hr = rollup_hour_of(r->f.ts_ms);
+        if (hr != ok_hour) {
+            if (!part_of(h, hr) && create_hour(h, conn, hr, err, err_size) < 0)
                 return -1;
-            ok_day = d;
+            ok_hour = hr;
         }
         h->ord[i] = r;
     }
@@ -1125,7 +1180,7 @@ static void history_aborted(void *ctx)
         held_drop_all(h);
     }
     h->write_failed = 0;
-    h->days_loaded = 0;
+    h->parts_loaded = 0;
     clear_pending(h);
     arena_clear(h);
 }
@@ -1477,7 +1532,7 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
     /* Nothing of ours before the cutoff is left unpacked (a late reading
      * moves the floor back when it is stored): no need to look, which
-     * would scan the day's partition, as ts alone has no index. */
+     * would scan the partitions of the hours since, as ts alone has no index. */
     if (h->pack_floor_ms >= cutoff)
         return 0;
     char cut_s[32], floor_s[32], hour_s[32], next_s[32];
@@ -1485,7 +1540,7 @@ static int pack_hour(struct history *h, PGconn *conn, char *err, size_t err_size
     int none = 0;
     int64_t hour = h->pack_part_hour;
     /* An hour packed in part, with no late reading before it since: the
-     * next pass goes on with it (the lookup reads the day's partition). */
+     * next pass goes on with it (the lookup reads the hour's partition). */
     if (hour == INT64_MIN || h->pack_floor_ms != hour) {
         pg_format_ts(cutoff, cut_s, sizeof(cut_s));
         pg_format_ts(h->pack_floor_ms, floor_s, sizeof(floor_s));
@@ -1675,21 +1730,23 @@ fail:
     return -1;
 }
 
-/* ---- reclaiming emptied day partitions ----------------------------------------- */
+/* ---- reclaiming emptied partitions --------------------------------------------- */
 
-/* Truncates one day partition of telemetry_recent that packing has emptied.
+/* Truncates one partition of telemetry_recent (an hour, or a day of an
+ * earlier version) that packing has emptied.
  * Under ACCESS EXCLUSIVE on the partition (lock_timeout 1 s: a batch writing
- * a late reading into the day, or a query reading it, is waited for or the
- * day is tried again later), it must hold no row, and no other session may
+ * a late reading into it, or a query reading it, is waited for or the
+ * partition is tried again later), it must hold no row, and no other session may
  * hold a snapshot older than this transaction: TRUNCATE is not MVCC-safe,
  * and such a snapshot (a REPEATABLE READ report, another instance's packing
  * pass) could still see the rows packing deleted and not their packed
  * rows.  An autovacuum worker's snapshot does not count: it reads no rows
- * for anyone (and one busy with a large table would hold the day back for
- * minutes); one vacuuming this partition waits for the lock or gives way.  TRUNCATE and not DROP: the partition stays,
- * so another instance whose list of partitions says the day exists still writes a late reading into it (a dropped one
- * would make that batch fail as data refused). Returns 1 when truncated, 0 when left for later, -1 on error. */
-static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *err, size_t err_size)
+ * for anyone (and one busy with a large table would hold the partition back for
+ * minutes); one vacuuming this partition waits for the lock or gives way.  Truncated first, dropped then
+ * (drop_empty()): the parent's lock that DROP needs is then held only for catalog changes, never while the
+ * emptiness of a large heap of dead rows is checked.  Returns 1 when truncated, 0 when left for later, -1 on
+ * error. */
+static int reclaim_part(struct history *h, PGconn *conn, const char *name, char *err, size_t err_size)
 {
     char sql[512];
     if (pg_exec(conn, "BEGIN; SET LOCAL lock_timeout = '1s'", err, err_size) < 0)
@@ -1697,11 +1754,12 @@ static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *
     snprintf(sql, sizeof(sql), "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", name);
     pg_clear_sqlstate();
     if (pg_exec(conn, sql, err, err_size) < 0) {
-        int busy = strcmp(pg_last_sqlstate(), "55P03") == 0;
+        /* busy, or dropped meanwhile (by another instance) */
+        int busy = strcmp(pg_last_sqlstate(), "55P03") == 0 || strcmp(pg_last_sqlstate(), "42P01") == 0;
         if (PQstatus(conn) == CONNECTION_OK)
             PQclear(PQexec(conn, "ROLLBACK"));
         if (busy)
-            log_debug("partition %s busy; reclaimed later", name);
+            log_debug("partition %s busy or gone; looked at again later", name);
         return busy ? 0 : -1;
     }
     snprintf(sql, sizeof(sql),
@@ -1723,7 +1781,7 @@ static int reclaim_day(struct history *h, PGconn *conn, const char *name, char *
     if (pg_exec(conn, sql, err, err_size) < 0 || pg_exec(conn, "COMMIT", err, err_size) < 0)
         goto fail;
     metric_add(h->m_part_reclaimed, 1);
-    log_info("reclaimed partition %s (every hour of it packed)", name);
+    log_info("reclaimed partition %s (all of it packed)", name);
     return 1;
 fail:
     if (PQstatus(conn) == CONNECTION_OK)
@@ -1731,70 +1789,166 @@ fail:
     return -1;
 }
 
-/* Truncates the day partitions that are past (their last hour closed, and
- * the pack grace with it), still hold pages, and hold no row any more:
- * every hour of them packed.  A partition with a truck-hour the encoder
- * refused keeps its rows.  Returns the days left for later (busy, or an
- * older snapshot still open), or -1 on error. */
-static int reclaim_days(struct history *h, PGconn *conn, char *err, size_t err_size)
+/* Drops the past partitions named in names (a '\0'-separated list of n)
+ * that hold no page: never written, or truncated by reclaim_part().  In one
+ * transaction under ACCESS EXCLUSIVE on telemetry_recent itself (DROP of a
+ * partition takes it: a batch, a report, a packing pass is waited for, and
+ * waits in turn; lock_timeout 1 s, then the partitions are tried again
+ * later), then on each partition, whose heap must still be empty.  No
+ * snapshot check: an empty heap has no row any snapshot could see.  A batch
+ * of another instance that still takes a dropped partition for there fails
+ * as a partition gone and is retried after reading the partitions again
+ * (history_write()); this instance creates the partition again for a late
+ * reading, in the batch's transaction.  Returns the number left for later, or
+ * -1 on error. */
+static int drop_empty(struct history *h, PGconn *conn, const char *names, int n, char *err, size_t err_size)
+{
+    char sql[256];
+    pg_clear_sqlstate();
+    if (pg_exec(conn, "BEGIN; SET LOCAL lock_timeout = '1s'", err, err_size) < 0)
+        return -1;
+    if (pg_exec(conn, "LOCK TABLE ONLY telemetry_recent IN ACCESS EXCLUSIVE MODE", err, err_size) < 0)
+        goto fail;
+    int dropped = 0;
+    char *gone = NULL;
+    size_t gone_len = 0;
+    const char *name = names;
+    for (int i = 0; i < n; i++, name += strlen(name) + 1) {
+        snprintf(sql, sizeof(sql), "LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", name);
+        if (pg_exec(conn, sql, err, err_size) < 0)
+            goto fail_gone;
+        const char *v[1] = {name};
+        PGresult *r =
+            pg_exec_params(conn, "SELECT pg_relation_size($1::regclass) = 0", 1, v, PGRES_TUPLES_OK, err, err_size);
+        if (!r)
+            goto fail_gone;
+        int empty = PQgetvalue(r, 0, 0)[0] == 't';
+        PQclear(r);
+        if (!empty)
+            continue;
+        snprintf(sql, sizeof(sql), "DROP TABLE %s", name);
+        if (pg_exec(conn, sql, err, err_size) < 0)
+            goto fail_gone;
+        size_t k = strlen(name) + 1;
+        char *g = realloc(gone, gone_len + k);
+        if (!g)
+            continue; /* not dropped after all: the next round will */
+        memcpy(g + gone_len, name, k);
+        gone = g;
+        gone_len += k;
+        dropped++;
+    }
+    if (pg_exec(conn, "COMMIT", err, err_size) < 0) {
+        free(gone);
+        h->parts_loaded = 0;
+        goto fail;
+    }
+    for (size_t o = 0; o < gone_len; o += strlen(gone + o) + 1) {
+        forget_part(h, gone + o);
+        metric_add(h->m_part_dropped, 1);
+        log_info("dropped partition %s (emptied by packing)", gone + o);
+    }
+    free(gone);
+    return n - dropped;
+fail_gone:
+    free(gone);
+fail:;
+    /* busy, or a partition dropped meanwhile (by another instance) */
+    int busy = strcmp(pg_last_sqlstate(), "55P03") == 0 || strcmp(pg_last_sqlstate(), "42P01") == 0;
+    if (PQstatus(conn) == CONNECTION_OK)
+        PQclear(PQexec(conn, "ROLLBACK"));
+    if (busy) {
+        h->parts_loaded = 0;
+        log_debug("telemetry_recent busy, or a partition gone; its emptied partitions are dropped later");
+        return n;
+    }
+    return -1;
+}
+
+/* Reclaims the partitions of telemetry_recent that are past (their last
+ * hour closed, and the pack grace with it): those that still hold pages
+ * and no row any more (every hour of them packed) are truncated, then
+ * those without a page dropped.  A partition with a truck-hour the encoder
+ * refused keeps its rows.  Returns the partitions left for later (busy, or
+ * an older snapshot still open), or -1 on error. */
+static int reclaim_parts(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
     if (h->pack_grace_min < 0)
         return 0;
     int64_t cutoff = rollup_hour_of(fs_wall_ms() - (int64_t)h->pack_grace_min * 60000);
     PGresult *r = pg_exec_params(conn,
-                                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                                 "WHERE i.inhparent = 'telemetry_recent'::regclass AND pg_relation_size(c.oid) > 0 "
-                                 "ORDER BY 1",
+                                 "SELECT c.relname, pg_relation_size(c.oid) > 0 FROM pg_inherits i "
+                                 "JOIN pg_class c ON c.oid = i.inhrelid "
+                                 "WHERE i.inhparent = 'telemetry_recent'::regclass ORDER BY 1",
                                  0, NULL, PGRES_TUPLES_OK, err, err_size);
     if (!r)
         return -1;
-    int rc = 0, left = 0;
+    int rc = 0, left = 0, empty_n = 0;
+    struct buf empty = {0};
     for (int i = 0; i < PQntuples(r) && rc == 0 && !sig_stopping(); i++) {
         const char *name = PQgetvalue(r, i, 0);
-        int y, mo, d;
-        if (sscanf(name, "telemetry_p%4d%2d%2d", &y, &mo, &d) != 3 || strlen(name) != 19)
+        struct rpartition p;
+        if (part_parse(name, &p) != 0 || p.to > cutoff)
             continue;
-        struct tm tm = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d};
-        int64_t day = (int64_t)timegm(&tm) / 86400;
-        if ((day + 1) * FS_DAY_MS > cutoff)
-            continue;
-        int done = reclaim_day(h, conn, name, err, err_size);
-        if (done < 0)
-            rc = -1;
-        else if (done == 0)
-            left++;
+        if (PQgetvalue(r, i, 1)[0] == 't') {
+            int done = reclaim_part(h, conn, name, err, err_size);
+            if (done < 0)
+                rc = -1;
+            if (done <= 0) {
+                left += done == 0;
+                continue;
+            }
+        }
+        buf_put(&empty, name, strlen(name) + 1);
+        empty_n++;
     }
     PQclear(r);
+    if (rc == 0 && empty_n > 0 && !sig_stopping()) {
+        if (empty.oom) {
+            left++;
+        } else {
+            int l = drop_empty(h, conn, empty.p, empty_n, err, err_size);
+            if (l < 0)
+                rc = -1;
+            else
+                left += l;
+        }
+    }
+    buf_release(&empty);
     return rc < 0 ? -1 : left;
 }
 
 static int housekeeping(struct history *h, PGconn *conn, char *err, size_t err_size)
 {
-    if (load_days(h, conn, err, err_size) < 0)
+    if (load_parts(h, conn, err, err_size) < 0)
         return -1;
-    int64_t today = fs_day_of(fs_wall_ms());
-    for (int d = 0; d <= h->days_ahead; d++)
-        if (!has_day(h, today + d) && create_day(h, conn, today + d, err, err_size) < 0)
+    /* The current hour and the next ones, so that batches of live readings
+     * never create one (CREATE ... PARTITION OF locks telemetry_recent until
+     * the batch commits); looked at every ten minutes. */
+    int64_t hour = rollup_hour_of(fs_wall_ms());
+    for (int i = 0; i <= h->hours_ahead; i++) {
+        int64_t t = hour + (int64_t)i * ROLLUP_HOUR_MS;
+        if (!part_of(h, t) && create_hour(h, conn, t, err, err_size) < 0)
             return -1;
+    }
     if (h->retention_days > 0) {
-        for (size_t i = 0; i < h->day_n;) {
-            int64_t day = h->days[i];
-            if (day >= today - h->retention_days) {
+        int64_t keep_from = (fs_day_of(fs_wall_ms()) - h->retention_days) * FS_DAY_MS;
+        for (size_t i = 0; i < h->part_n;) {
+            if (h->parts[i].to > keep_from) {
                 i++;
                 continue;
             }
-            char name[64], from[16], to[16], sql[128];
-            day_name(day, name, sizeof(name), from, to);
-            snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", name);
+            char sql[128];
+            snprintf(sql, sizeof(sql), "DROP TABLE IF EXISTS %s", h->parts[i].name);
             if (pg_exec(conn, sql, err, err_size) < 0)
                 return -1;
-            log_info("dropped partition %s (older than the retention of %d days; its rollups stay)", name,
+            log_info("dropped partition %s (older than the retention of %d days; its rollups stay)", h->parts[i].name,
                      h->retention_days);
             metric_add(h->m_part_dropped, 1);
-            h->days[i] = h->days[--h->day_n];
+            h->parts[i] = h->parts[--h->part_n];
         }
         char cut_s[32];
-        const char *vals[1] = {pg_format_ts((today - h->retention_days) * FS_DAY_MS, cut_s, sizeof(cut_s))};
+        const char *vals[1] = {pg_format_ts(keep_from, cut_s, sizeof(cut_s))};
         PGresult *r = pg_exec_params(conn, "DELETE FROM telemetry_packed WHERE hour < $1::timestamptz", 1, vals,
                                      PGRES_COMMAND_OK, err, err_size);
         if (!r)
@@ -1838,7 +1992,7 @@ static int history_tick(void *ctx, PGconn *conn, char *err, size_t err_size)
         /* Once no closed hour is left to pack, the days packing emptied are
          * reclaimed (and at start, and with the housekeeping). */
         if (packed == 0 && h->reclaim_due && now >= h->next_reclaim_ms) {
-            int left = reclaim_days(h, conn, err, err_size);
+            int left = reclaim_parts(h, conn, err, err_size);
             if (left < 0)
                 return -1;
             h->reclaim_due = left > 0; /* tried again in 5 s */
@@ -1911,7 +2065,8 @@ int cmd_history(int argc, char **argv)
     memset(&h, 0, sizeof(h));
     idtab_init(&h.cache, sizeof(struct truck));
     h.retention_days = 90;
-    h.days_ahead = 2;
+    h.hours_ahead = 2;
+    h.days_ahead = -1;
     h.pack_grace_min = 10;
     h.pack_piece = 10000;
     h.pack_part_hour = INT64_MIN;
@@ -1923,9 +2078,11 @@ int cmd_history(int argc, char **argv)
     const struct opt opts[] = {
         PGSINK_OPTS(&so),
         OPT_CB("retention", "DAYS", &h.retention_days, opt_retention,
-               "drop raw daily partitions older than this; rollups stay\n"
+               "drop raw partitions (and packed hours) older than this; rollups stay\n"
                "(default 90, 0 keeps raw rows forever)"),
-        OPT_INTEGER("days-ahead", "N", &h.days_ahead, 0, 60, "daily partitions created ahead of today (default 2)"),
+        OPT_INTEGER("hours-ahead", "N", &h.hours_ahead, 1, 1440,
+                    "hour partitions created ahead of the current hour (default 2)"),
+        OPT_INTEGER("days-ahead", "N", &h.days_ahead, 0, 60, "the same in days: --hours-ahead 24 x N"),
         OPT_INTEGER("pack-grace", "MIN", &h.pack_grace_min, -1, 10080,
                     "pack an hour's readings into one row per truck this many minutes\n"
                     "after the hour ends (default 10; -1 never)"),
@@ -1954,6 +2111,8 @@ int cmd_history(int argc, char **argv)
     if (opt_parse_or_leave(&cmd, &cfg, argc, argv, &rest, &rc))
         goto out;
     rc = 1;
+    if (h.days_ahead >= 0)
+        h.hours_ahead = 24 * h.days_ahead;
     sig_install();
     h.cfg = &cfg;
     cfg_topic(&cfg, TOPIC_TELEMETRY, h.topic_telemetry, sizeof(h.topic_telemetry));
@@ -1980,15 +2139,15 @@ int cmd_history(int argc, char **argv)
     h.m_dirty =
         metrics_gauge(h.metrics, "fleetsync_history_rollups_dirty", "Truck-hours waiting to be recomputed.", NULL);
     h.m_part_created =
-        metrics_counter(h.metrics, "fleetsync_history_partitions_created_total", "Daily partitions created.", NULL);
+        metrics_counter(h.metrics, "fleetsync_history_partitions_created_total", "Hour partitions created.", NULL);
     h.m_part_dropped = metrics_counter(h.metrics, "fleetsync_history_partitions_dropped_total",
-                                       "Daily partitions dropped by retention.", NULL);
+                                       "Partitions dropped: past --retention, or emptied by packing.", NULL);
     h.m_packed = metrics_counter(h.metrics, "fleetsync_history_packed_readings_total",
                                  "Readings moved from telemetry_recent into packed truck-hours.", NULL);
     h.m_packed_hours = metrics_counter(h.metrics, "fleetsync_history_packed_hours_total", "Hours packed.", NULL);
     h.m_part_reclaimed = metrics_counter(h.metrics, "fleetsync_history_partitions_reclaimed_total",
-                                         "Daily partitions of telemetry_recent truncated once every hour of them "
-                                         "was packed.",
+                                         "Partitions of telemetry_recent truncated once all of them was packed "
+                                         "(then dropped).",
                                          NULL);
     h.m_pack_refused = metrics_counter(h.metrics, "fleetsync_history_pack_refused_total",
                                        "Truck-hours left unpacked: a value that is not a finite number.", NULL);
@@ -2034,7 +2193,7 @@ out:
     free(h.ord);
     buf_release(&h.copy);
     buf_release(&h.aux);
-    free(h.days);
+    free(h.parts);
     free(h.pk);
     buf_release(&h.pack_bounds);
     for (size_t i = 0; i < h.rp_n; i++)

@@ -93,8 +93,9 @@ check_eq "history stores every reading" "$K1" "$(wait_until "$K1" 120 rows)"
 check_eq "rollups count every reading once" "$K1" "$(wait_until "$K1" 20 samples)"
 check_eq "the stored offsets reach the end of the topic" 1 "$(wait_until 1 40 caught_up)"
 check "the schema version is recorded" test "$(q 'SELECT max(version) FROM fleetsync_schema')" -ge 1
-check "today's and tomorrow's partitions exist" test "$(q "SELECT count(*) FROM pg_class WHERE relname IN
-    ('telemetry_p$(date -u +%Y%m%d)', 'telemetry_p$(date -u -d tomorrow +%Y%m%d)')")" = 2
+check "the current hour's and the next hour's partitions exist" test "$(q "SELECT count(*) FROM pg_class WHERE relname IN
+    (SELECT 'telemetry_recent_' || to_char((now() + h * interval '1 hour') AT TIME ZONE 'UTC', 'YYYYMMDD_HH24')
+     FROM generate_series(0, 1) h)")" = 2
 
 # Rollups kept incrementally equal a recomputation from raw rows.
 rollups >"$W/roll.before"
@@ -358,7 +359,8 @@ wait_until 16 60 q "SELECT count(*) FROM telemetry WHERE truck_id IN ('$FA', '$F
 fixture | awk '$3 % 2 == 1' | as_records | kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t'
 check_eq "the fixture's 28 readings are stored" 28 \
     "$(wait_until 28 60 q "SELECT count(*) FROM telemetry WHERE truck_id IN ('$FA', '$FB')")"
-check "its day's partition was created on demand" test "$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_p20261101'")" = 1
+# (packed and dropped again within seconds: the log tells)
+check "its hours' partitions were created on demand" grep -q 'created partition telemetry_recent_20261101_08' "$W/history.log"
 for _ in $(seq 40); do [ "$(q "SELECT count(*) FROM rollup_dirty")" = 0 ] && break; sleep 0.5; done
 got=$(q "SELECT truck_id, to_char(hour, 'HH24'), samples, round(distance_km::numeric, 9), moving_s, idle_s, parked_s,
                 max_speed_kmh, fuel_used_pct FROM telemetry_hourly WHERE truck_id IN ('$FA', '$FB') ORDER BY 1, 2")
@@ -372,14 +374,24 @@ check_contains "report avg-speed on them: 8.228 km in 14 min moving = 35.3 km/h"
 kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
 
 # --- 7. retention: old raw partitions go, their rollups stay -------------------
-start_history --retention 400
-check "with --retention 400 the 2026-11-01 partition stays" test "$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_p20261101'")" = 1
+# An hour partition of 2026-11-01 that packing would drop once empty is kept
+# here (--pack-grace -1): only retention drops it.
+# Both minus the count (wait_until waits for at least its number).
+fixture_readings() { echo $(( -$(q "SELECT count(*) FROM telemetry WHERE truck_id IN ('$FA', '$FB')" || echo 1) )); }
+old_part() { echo $(( -$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_recent_20261101_23'" || echo 1) )); }
+q "CREATE TABLE IF NOT EXISTS telemetry_recent_20261101_23 PARTITION OF telemetry_recent
+    FOR VALUES FROM ('2026-11-01 23:00+00') TO ('2026-11-02 00:00+00')" >/dev/null
+start_history --retention 400 --pack-grace -1
+sleep 2 # its housekeeping, at start
+check_eq "with --retention 400 the 2026-11-01 readings stay" -28 "$(fixture_readings)"
+check_eq "and its hour partition" -1 "$(old_part)"
 kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
-start_history --retention 2
-for _ in $(seq 40); do [ "$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_p20261101'")" = 0 ] && break; sleep 0.5; done
-check_eq "with --retention 2 the 2026-11-01 partition is dropped" 0 "$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_p20261101'")"
+start_history --retention 2 --pack-grace -1
+check_eq "with --retention 2 the 2026-11-01 hour partition is dropped" 0 "$(wait_until 0 20 old_part)"
+check_eq "and the day's readings, packed or not" 0 "$(wait_until 0 20 fixture_readings)"
 check_eq "its rollups stay" 4 "$(q "SELECT count(*) FROM telemetry_hourly WHERE truck_id IN ('$FA', '$FB')")"
-check "yesterday's partition stays" test "$(q "SELECT count(*) FROM pg_class WHERE relname = 'telemetry_p$(date -u -d yesterday +%Y%m%d)'")" = 1
+check "the current hour's partition stays" test "$(q "SELECT count(*) FROM pg_class WHERE relname =
+    'telemetry_recent_' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD_HH24')")" = 1
 kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
 kill -TERM "$bridge_pid"; wait "$bridge_pid" 2>/dev/null; bridge_pid=
 grep -q 'ERROR' "$W/history.log" && sed 's/^/# /' "$W/history.log" | grep ERROR | head -5

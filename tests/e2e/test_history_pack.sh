@@ -9,11 +9,13 @@
 # runs with static membership (group.instance.id), so the next start takes the
 # partitions over at once instead of waiting for the broker to expire the dead
 # member's session (45 s each, one after another: the late readings below once
-# waited longer than the suite).  Then the day's partition is reclaimed, and a
-# late reading, a backfill and a repeat into that day are stored once, packed,
-# and the day reclaimed again.  Last, with --pack-piece 100, a truck-hour of
+# waited longer than the suite).  The readings are in one partition per UTC
+# hour; once packed, each is truncated and dropped, and a late reading, a
+# backfill and a repeat into two dropped hours are stored once (their
+# partitions made again), packed, and the partitions dropped again.  Last, with --pack-piece 100, a truck-hour of
 # 250 readings is packed in three rows and an hour of 1,750 readings in more
-# than one pass, then repacked with a late reading.
+# than one pass, then repacked with a late reading.  Last, a partition
+# dropped under history (as by another instance) is made again for a reading.
 # In a database of the suite's own, on topics of its own.  26-39 s on a
 # machine shared at load average 5-10.
 . "$(dirname "$0")/lib.sh"
@@ -69,6 +71,14 @@ kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t' -l "$W/readings"
 start_history --pack-grace -1
 check_eq "history stores the $N readings, nothing packed yet (--pack-grace -1)" "$N" "$(wait_until "$N" 120 rows)"
 check_eq "all in telemetry_recent" "-$N" "$(recent)"
+# Partitions of the day's hours (of 2026-11-02 as UTC hours), and only these.
+day_parts() {
+    q "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       WHERE i.inhparent = 'telemetry_recent'::regclass
+         AND (c.relname LIKE 'telemetry_recent_20261102%' OR c.relname = 'telemetry_p20261102')"
+}
+check_eq "they are in one partition per UTC hour" "$(printf 'telemetry_recent_20261102_%02d ' 0 1 2 3 4 5 | sed 's/ $//')" \
+    "$(day_parts)"
 kill -TERM "$hist_pid"; wait "$hist_pid" 2>/dev/null; hist_pid=
 
 kills=0 mid=0
@@ -95,23 +105,30 @@ check_eq "history packs every closed hour in the end" 0 "$(wait_until 0 120 rece
 check_eq "one packed row per truck-hour" 1800 "$(q "SELECT count(*) FROM telemetry_packed")"
 check_eq "each reading once, counted by (truck_id, ts, seq)" "$N $N $N" "$(counts)"
 
-# The day is past and every hour of it packed: its partition of
-# telemetry_recent is truncated: heap, primary key and TOAST give their pages
-# back (autovacuum alone may cut an all-dead heap, never the index).  over16k
-# prints 0 when the partition takes at most 16 kB with its indexes, minus the
-# bytes above that otherwise (for wait_until).
-over16k() { q "SELECT least(0, 16384 - pg_total_relation_size('telemetry_p20261102'))" || echo -1; }
-reclaimed() {
-    curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 50))/metrics" |
-        awk '$1 == "fleetsync_history_partitions_reclaimed_total" { v = $2 } END { print v + 0 }'
+# The day is past and every hour of it packed: each hour's partition of
+# telemetry_recent is truncated (heap, primary key and TOAST give their pages
+# back: autovacuum alone may cut an all-dead heap, never the index), then
+# dropped: no partition is left for the day, not even a 16 kB one.
+# gone_parts prints minus the day's partitions (for wait_until).
+gone_parts() {
+    echo $(( -$(q "SELECT count(*) FROM pg_class WHERE relname LIKE 'telemetry_recent_20261102%' OR
+                   relname = 'telemetry_p20261102'" || echo 1) ))
 }
-check_eq "the emptied day partition is reclaimed: at most 16 kB with its indexes" 0 "$(wait_until 0 60 over16k)"
-check_eq "its heap is 0 bytes" 0 "$(q "SELECT pg_relation_size('telemetry_p20261102')")"
-check_eq "counted in fleetsync_history_partitions_reclaimed_total" 1 "$(reclaimed)"
+metric_of() {   # the sum over its labels
+    curl -s "http://127.0.0.1:$((TEST_METRICS_BASE + 50))/metrics" |
+        awk -v n="$1" '$1 == n || index($1, n "{") == 1 { v += $2 } END { print v + 0 }'
+}
+reclaimed() { metric_of fleetsync_history_partitions_reclaimed_total; }
+dropped() { metric_of fleetsync_history_partitions_dropped_total; }
+check_eq "the six emptied hour partitions are reclaimed and dropped" 0 "$(wait_until 0 60 gone_parts)"
+# Truncated first unless autovacuum already cut the all-dead heap to 0 pages.
+echo "# $(reclaimed) of the six truncated (fleetsync_history_partitions_reclaimed_total) before the drop"
+check_eq "dropped: six in fleetsync_history_partitions_dropped_total" 6 "$(dropped)"
 
 # Afterwards a late reading of an existing truck and a new truck's backfill
-# into that day, and a repeat of a packed reading: stored into the partition,
-# packed into their hours, the day reclaimed again, every reading once.
+# into two of the dropped hours, and a repeat of a packed reading: their
+# partitions are created again, the readings stored, packed into their hours,
+# the partitions dropped again, every reading once, nothing dead-lettered.
 t_late=$((1793577600000 + 3 * 3600000 + 30000))
 printf 'P1\t{"v":1,"truck_id":"P1","ts":%d,"seq":5000,"lat":45.5,"lon":11.5,"speed_kmh":50.5,"ignition":true,"fuel_pct":70.5,"odometer_km":1200.5}\n' "$t_late" >"$W/late"
 printf 'PL\t{"v":1,"truck_id":"PL","ts":%d,"seq":1,"lat":46.5,"lon":12.5,"speed_kmh":0,"ignition":false,"fuel_pct":50,"odometer_km":10}\n' "$((t_late + 3600000))" >>"$W/late"
@@ -127,8 +144,12 @@ check_eq "the late reading is visible once in the view" 1 \
     "$(q "SELECT count(*) FROM telemetry WHERE truck_id = 'P1' AND seq = 5000 AND ts = to_timestamp($t_late / 1000.0)")"
 check_eq "P1's hour holds 61 readings in one packed row" "1 61" \
     "$(q "SELECT count(*), sum(n) FROM telemetry_packed WHERE truck_id = 'P1' AND hour = '2026-11-02 03:00+00'" | tr '|' ' ')"
-check_eq "the day is reclaimed again" 0 "$(wait_until 0 240 over16k)"
-check_eq "counted: two reclaims" 2 "$(wait_until 2 30 reclaimed)"
+check "their two hours' partitions were created again" grep -q 'created partition telemetry_recent_20261102_04' \
+    "$W/history.log"
+check_eq "and dropped again once packed" 0 "$(wait_until 0 240 gone_parts)"
+# The repeat's hour (00) is made too, by its batch, and dropped empty.
+check_eq "counted: nine dropped" 9 "$(wait_until 9 30 dropped)"
+check_eq "nothing dead-lettered" 0 "$(metric_of fleetsync_sink_dead_letters_total)"
 
 # A truck-hour of very many readings is packed in pieces of at most
 # --pack-piece readings (100 here), and a pass ends at the first truck after
@@ -164,4 +185,21 @@ N4=$((N3 + 1))
 check_eq "a late reading into PB's hour is stored" "$N4" "$(wait_until "$N4" 120 rows)"
 check_eq "and PB's hour repacked in pieces: 100, 100, 51" "100 100 51" "$(wait_until 0 120 recent >/dev/null; pieces)"
 check_eq "each reading once, counted by (truck_id, ts, seq)" "$N4 $N4 $N4" "$(counts)"
+
+# A partition this process knows of is dropped under it (as another instance
+# drops an emptied hour): the next hour's, made ahead, empty.  A reading
+# into it then fails its batch as a partition gone, not as refused data:
+# the batch is retried after reading the partitions again, the partition
+# is made again, and the reading stored once.
+next_h=$(( ($(date +%s) / 3600 + 1) * 3600 ))
+q "DROP TABLE telemetry_recent_$(date -u -d "@$next_h" +%Y%m%d_%H)" >/dev/null
+printf 'PF\t{"v":1,"truck_id":"PF","ts":%d,"seq":1,"lat":45.5,"lon":11.5,"speed_kmh":0,"ignition":false}\n' \
+    $(( next_h * 1000 + 60000 )) | kcat -b "$B" -P -t "${P}truck-telemetry" -K '\t'
+pf() { q "SELECT count(*) FROM telemetry WHERE truck_id = 'PF'" || echo 0; }
+check_eq "a reading into a partition dropped under history is stored once" 1 "$(wait_until 1 40 pf)"
+check "its batch was retried after reading the partitions again" grep -q 'a partition of telemetry_recent is gone' \
+    "$W/history.log"
+check "the partition was made again" test "$(q "SELECT count(*) FROM pg_class WHERE relname =
+    'telemetry_recent_$(date -u -d "@$next_h" +%Y%m%d_%H)'")" = 1
+check_eq "nothing dead-lettered" 0 "$(grep -c 'dead-lettered' "$W/history.log")"
 done_testing

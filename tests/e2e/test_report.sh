@@ -53,8 +53,19 @@ report() { out=$("$FS" report "$@" 2>"$W/err"); rc=$?; }
 fixture_sql() {
     cat <<'SQL'
 SET TimeZone = 'UTC';
-CREATE TABLE IF NOT EXISTS telemetry_p20261101 PARTITION OF telemetry_recent
-    FOR VALUES FROM ('2026-11-01') TO ('2026-11-02');
+-- The day's hour partitions, as history makes them, where no partition
+-- covers the hour yet (42P07: made already; 42P17: another covers it).
+DO $$
+DECLARE h timestamptz;
+BEGIN
+    FOR h IN SELECT generate_series(timestamptz '2026-11-01 00:00+00', '2026-11-01 23:00+00', '1 hour') LOOP
+        BEGIN
+            EXECUTE format('CREATE TABLE telemetry_recent_%s PARTITION OF telemetry_recent FOR VALUES FROM (%L) TO (%L)',
+                           to_char(h, 'YYYYMMDD_HH24'), h, h + interval '1 hour');
+        EXCEPTION WHEN duplicate_table OR invalid_object_definition THEN NULL;
+        END;
+    END LOOP;
+END $$;
 INSERT INTO telemetry_recent (truck_id, ts, seq, lat, lon, speed_kmh, heading_deg, ignition, fuel_pct) VALUES
  (:'a', '2026-11-01T07:50:00Z',  0, 48.000, 11.0,  0, NULL, false, 50.00),
  (:'a', '2026-11-01T08:00:00Z',  1, 48.000, 11.0,  0, NULL, true,  50.00),
