@@ -761,12 +761,16 @@ static int store_roff(struct history *h, PGconn *conn, int32_t p, int64_t next, 
                                     err_size);
 }
 
-/* Upserts the held rollups staged in h->aux (text rows of hourly_stage). */
-static int upsert_staged(struct history *h, PGconn *conn, char *err, size_t err_size)
+#define HELD_STAGE_CHUNK (1u << 20) /* bytes of held rollups' rows sent to hourly_stage at once */
+
+/* Upserts the held rollups staged in h->aux (text rows of hourly_stage) and,
+ * when *sent, those sent to hourly_stage before; *sent is cleared. */
+static int upsert_staged(struct history *h, PGconn *conn, int *sent, char *err, size_t err_size)
 {
-    if (h->aux.len == 0)
+    if (h->aux.len == 0 && !*sent)
         return 0;
-    if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
+    *sent = 0;
+    if ((h->aux.len > 0 && pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0) ||
         pg_exec(conn, upsert_add_sql, err, err_size) < 0 ||
         (h->mixed && pg_exec(conn, "DELETE FROM hourly_stage", err, err_size) < 0))
         return -1;
@@ -783,6 +787,7 @@ static int upsert_staged(struct history *h, PGconn *conn, char *err, size_t err_
 static int held_write(struct history *h, PGconn *conn, int with_batch, char *err, size_t err_size)
 {
     struct tsfmt tf = {.day = INT64_MIN};
+    int sent = 0; /* rows are in hourly_stage besides h->aux's */
     buf_reset(&h->aux);
     for (size_t p = 0; p < h->rp_n; p++) {
         struct rpart *r = &h->rp[p];
@@ -798,8 +803,17 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
                 const char *id = bcache_id(&h->cache, e->t, &idn);
                 put_hour(&h->aux, &tf, id, idn, &hr);
             }
+            /* Staged 1 MB at a time: a partition's rows are then never all
+             * in memory at once (about 200 bytes a truck-hour, kept by the
+             * buffer afterwards); the upsert below still reads them all. */
+            if (h->aux.len >= HELD_STAGE_CHUNK) {
+                if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
+                    return -1;
+                buf_reset(&h->aux);
+                sent = 1;
+            }
         }
-        if (h->mixed && upsert_staged(h, conn, err, err_size) < 0)
+        if (h->mixed && upsert_staged(h, conn, &sent, err, err_size) < 0)
             return -1;
         /* -1: complete up to sink_offsets (records dead-lettered after the
          * last fold need not be read again). */
@@ -810,7 +824,7 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
                 return m;
         }
     }
-    return upsert_staged(h, conn, err, err_size);
+    return upsert_staged(h, conn, &sent, err, err_size);
 }
 
 static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused,
