@@ -137,6 +137,7 @@ bench: bootstrap
 	  bench/notify $(if $(QUICK),--quick) && bench/billing $(if $(QUICK),--quick) && bench/cold $(if $(QUICK),--quick) && \
 	  bench/pack $(if $(QUICK),--quick) && \
 	  bench/billing_backlog $(if $(QUICK),--quick) && \
+	  bench/memory $(if $(QUICK),--quick) && \
 	  bench/ingest $(if $(QUICK),--quick) $(if $(INGEST_OLD),--old $(INGEST_OLD)) && \
 	  BENCH_SINCE=$$t bench/system $(if $(QUICK),--quick)
 

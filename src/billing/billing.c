@@ -36,7 +36,7 @@
  */
 #include "billing/billing.h"
 
-#include "billing/cache.h"
+#include "core/bcache.h"
 #include "billing/fold.h"
 #include "core/buf.h"
 #include "core/clock.h"
@@ -73,7 +73,7 @@
 /* A truck of the fleet: its fold state, and the sum of its deltas of one
  * day not staged yet (acc_*, while acc_on; the day is the one of
  * st.last_ts_ms: the last delta added is the last reading's day's).  The
- * cache (billing/cache.h) holds one for every truck seen, 112 bytes. */
+ * cache (core/bcache.h) holds one for every truck seen, 112 bytes. */
 struct truck {
     uint32_t id;         /* the cache's place of its id */
     uint16_t partition;  /* of its last reading (checked < 65536 when read) */

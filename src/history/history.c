@@ -35,6 +35,7 @@
  */
 #include "history/history.h"
 
+#include "core/bcache.h"
 #include "core/buf.h"
 #include "core/clock.h"
 #include "core/config.h"
@@ -43,7 +44,6 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/opts.h"
-#include "core/idtab.h"
 #include "core/pack.h"
 #include "core/pg.h"
 #include "core/pgbin.h"
@@ -125,38 +125,53 @@ static void put_double(struct buf *b, double v)
 
 /* ---- the truck cache: latest stored reading per truck ----------------------- */
 
+/* One per truck of the fleet: 80 bytes, plus its id once and 4-8 bytes of
+ * index in the cache (core/bcache.h).  The batch's newest fresh reading of
+ * a truck, applied to last on commit, is in history.pend, not here. */
 struct truck {
-    char *id;  /* NULL = empty slot */
-    int known; /* last/has_last reflect the database */
-    int has_last;
-    struct rollup_point last;
-    struct rollup_point pending; /* the batch's newest fresh row, applied on commit */
-    int has_pending;
+    uint32_t id; /* the id's place in the cache (core/bcache.h) */
     /* Its newest held truck-hour: entry held_at1 - 1 of partition
      * held_part's list, valid while that list's generation is held_gen
      * (held_at1 0: none). */
     int32_t held_at1, held_part;
     uint32_t held_gen;
+    uint8_t known; /* last/has_last reflect the database */
+    uint8_t has_last;
+    struct rollup_point last;
 };
 
-/* The cache is a core/idtab.h table of struct truck (its first member is
- * the id).  Growing moves records: idtab_reserve() before a batch's lookups. */
-static void cache_forget(struct idtab *c)
+/* What bench/memory measures at a million trucks: keep it at 80 bytes. */
+_Static_assert(sizeof(struct truck) <= 80, "struct truck grew: history's memory per truck grows with it");
+
+/* The batch's newest fresh reading of truck t, applied on commit. */
+struct pend {
+    struct truck *t;
+    struct rollup_point pt;
+};
+
+/* The cache is a core/bcache.h cache of struct truck (its first member is
+ * the id's place); records never move. */
+static void cache_forget(struct bcache *c)
 {
-    for (size_t i = 0; i < c->cap; i++) {
-        struct truck *t = idtab_slot(c, i);
-        if (!t)
-            continue;
+    for (uint32_t i = 0; i < c->count; i++) {
+        struct truck *t = bcache_rec(c, i);
         t->known = 0;
-        t->has_pending = 0;
     }
+}
+
+/* Truck id[0..n), added (unknown) when missing; NULL when memory is short. */
+static struct truck *cache_get(struct bcache *c, const char *id, size_t n)
+{
+    int added;
+    uint32_t no = n > 0 && n <= BCACHE_ID_MAX ? bcache_get(c, id, n, &added) : BCACHE_NONE;
+    return no == BCACHE_NONE ? NULL : bcache_rec(c, no);
 }
 
 /* ---- rollups held in memory ------------------------------------------------------ */
 
 /* One truck-hour's rollup not yet added to telemetry_hourly. */
 struct held {
-    const char *id;        /* the truck cache's copy */
+    const struct truck *t; /* its truck (records never move) */
     struct rollup_hour hr; /* committed batches' deltas; samples 0: nothing */
     int32_t prev;          /* the truck's previous held hour in this list, or -1 */
     int32_t batch;         /* the running batch's delta: index in history.bd, or -1 */
@@ -205,7 +220,9 @@ struct history {
     int retention_days; /* 0 = keep raw rows forever */
     int hours_ahead;    /* hour partitions created ahead of the current one */
     int days_ahead;     /* --days-ahead (-1: not given): hours_ahead = 24 x this */
-    struct idtab cache;
+    struct bcache cache;
+    struct pend *pend; /* the batch's newest fresh reading of each truck that has one */
+    size_t pend_n, pend_cap;
     struct row *rows;
     struct row **ord; /* rows sorted by (truck, ts, seq) */
     size_t row_cap;
@@ -347,6 +364,7 @@ static void held_drop_all(struct history *h)
     h->need_reseek = 1;
     h->seek_open = 1;
     cache_forget(&h->cache);
+    h->pend_n = 0;
     held_gauge(h);
 }
 
@@ -368,7 +386,7 @@ static int32_t held_entry(struct history *h, struct truck *t, int32_t p, int64_t
     if (grow_one(&r->v, &r->cap, r->n, sizeof(*r->v), 256) != 0)
         return -1;
     struct held *e = &r->v[r->n];
-    e->id = t->id;
+    e->t = t;
     rollup_hour_init(&e->hr, hour);
     e->prev = prev;
     e->batch = -1;
@@ -592,7 +610,9 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         if (n++)
             buf_putc(&h->aux, ',');
         /* Quoted: an unquoted NULL (a valid id) would be the SQL NULL. */
-        pgval_put_array_elem(&h->aux, t->id, strlen(t->id));
+        size_t idn;
+        const char *id = bcache_id(&h->cache, t, &idn);
+        pgval_put_array_elem(&h->aux, id, idn);
     }
     buf_putc(&h->aux, '}');
     if (n == 0)
@@ -613,7 +633,7 @@ static int lookup_unknown(struct history *h, PGconn *conn, size_t nrows, char *e
         return -1;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *id = PQgetvalue(r, i, 0);
-        struct truck *t = idtab_get(&h->cache, id, strlen(id));
+        struct truck *t = cache_get(&h->cache, id, strlen(id));
         if (!t)
             continue;
         t->has_last = 1;
@@ -655,9 +675,9 @@ static void put_row(struct buf *b, const struct row *r)
         pgbin_null(b);
 }
 
-static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, const struct rollup_hour *hr)
+static void put_hour(struct buf *b, struct tsfmt *tf, const char *id, size_t idn, const struct rollup_hour *hr)
 {
-    buf_put(b, id, strlen(id));
+    buf_put(b, id, idn);
     buf_putc(b, '\t');
     put_ts(b, tf, hr->hour_ms);
     buf_printf(b, "\t%" PRId64 "\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t%.17g\t", hr->samples, hr->distance_km,
@@ -785,12 +805,16 @@ static int store_roff(struct history *h, PGconn *conn, int32_t p, int64_t next, 
                                     err_size);
 }
 
-/* Upserts the held rollups staged in h->aux (text rows of hourly_stage). */
-static int upsert_staged(struct history *h, PGconn *conn, char *err, size_t err_size)
+#define HELD_STAGE_CHUNK (1u << 20) /* bytes of held rollups' rows sent to hourly_stage at once */
+
+/* Upserts the held rollups staged in h->aux (text rows of hourly_stage) and,
+ * when *sent, those sent to hourly_stage before; *sent is cleared. */
+static int upsert_staged(struct history *h, PGconn *conn, int *sent, char *err, size_t err_size)
 {
-    if (h->aux.len == 0)
+    if (h->aux.len == 0 && !*sent)
         return 0;
-    if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
+    *sent = 0;
+    if ((h->aux.len > 0 && pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0) ||
         pg_exec(conn, upsert_add_sql, err, err_size) < 0 ||
         (h->mixed && pg_exec(conn, "DELETE FROM hourly_stage", err, err_size) < 0))
         return -1;
@@ -807,6 +831,7 @@ static int upsert_staged(struct history *h, PGconn *conn, char *err, size_t err_
 static int held_write(struct history *h, PGconn *conn, int with_batch, char *err, size_t err_size)
 {
     struct tsfmt tf = {.day = INT64_MIN};
+    int sent = 0; /* rows are in hourly_stage besides h->aux's */
     buf_reset(&h->aux);
     for (size_t p = 0; p < h->rp_n; p++) {
         struct rpart *r = &h->rp[p];
@@ -817,10 +842,22 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
             struct rollup_hour hr = e->hr;
             if (with_batch && e->batch >= 0)
                 rollup_hour_add(&hr, &h->bd[e->batch].d);
-            if (hr.samples > 0)
-                put_hour(&h->aux, &tf, e->id, &hr);
+            if (hr.samples > 0) {
+                size_t idn;
+                const char *id = bcache_id(&h->cache, e->t, &idn);
+                put_hour(&h->aux, &tf, id, idn, &hr);
+            }
+            /* Staged 1 MB at a time: a partition's rows are then never all
+             * in memory at once (about 200 bytes a truck-hour, kept by the
+             * buffer afterwards); the upsert below still reads them all. */
+            if (h->aux.len >= HELD_STAGE_CHUNK) {
+                if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0)
+                    return -1;
+                buf_reset(&h->aux);
+                sent = 1;
+            }
         }
-        if (h->mixed && upsert_staged(h, conn, err, err_size) < 0)
+        if (h->mixed && upsert_staged(h, conn, &sent, err, err_size) < 0)
             return -1;
         /* -1: complete up to sink_offsets (records dead-lettered after the
          * last fold need not be read again). */
@@ -831,7 +868,7 @@ static int held_write(struct history *h, PGconn *conn, int with_batch, char *err
                 return m;
         }
     }
-    return upsert_staged(h, conn, err, err_size);
+    return upsert_staged(h, conn, &sent, err, err_size);
 }
 
 static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message_t **msgs, size_t n, size_t *refused,
@@ -878,6 +915,7 @@ static int history_write(void *ctx, PGconn *conn, rd_kafka_message_t **msgs, siz
     h->seek_open = 0;
     h->last_write_ms = fs_mono_ms();
     held_batch_reset(h);
+    h->pend_n = 0;
     int rc = history_write_batch(h, conn, msgs, n, refused, err, err_size);
     if (rc == 0)
         h->write_failed = 0;
@@ -913,10 +951,6 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
             return -1;
         }
         h->row_cap = n;
-    }
-    if (idtab_reserve(&h->cache, n) < 0) {
-        snprintf(err, err_size, "out of memory");
-        return -1;
     }
     arena_clear(h);
     clear_pending(h);
@@ -970,7 +1004,7 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
     int64_t ok_hour = INT64_MIN;
     for (size_t i = 0; i < nrows; i++) {
         struct row *r = &h->rows[i];
-        r->t = idtab_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
+        r->t = cache_get(&h->cache, r->f.truck_id.p, r->f.truck_id.n);
         if (!r->t) {
             snprintf(err, err_size, "out of memory");
             return -1;
@@ -1010,10 +1044,8 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
         struct row *r = h->ord[i];
         struct truck *t = r->t;
         int first_of_truck = i == 0 || h->ord[i - 1]->t != t;
-        if (first_of_truck) {
+        if (first_of_truck)
             prev = t->has_last ? &t->last : NULL;
-            t->has_pending = 0;
-        }
         struct rollup_point pt = to_point(&r->f);
         if (pt.ts_ms < h->min_ts_pending)
             h->min_ts_pending = pt.ts_ms;
@@ -1037,8 +1069,15 @@ static int history_write_batch(struct history *h, PGconn *conn, rd_kafka_message
         rollup_fold(d, prev, &pt);
         prev_pt = pt;
         prev = &prev_pt;
-        t->pending = pt;
-        t->has_pending = 1;
+        /* A truck's rows are adjacent: its entry, if any, is the last. */
+        if (h->pend_n == 0 || h->pend[h->pend_n - 1].t != t) {
+            if (grow_one(&h->pend, &h->pend_cap, h->pend_n, sizeof(*h->pend), 1024) != 0) {
+                snprintf(err, err_size, "out of memory");
+                return -1;
+            }
+            h->pend[h->pend_n++].t = t;
+        }
+        h->pend[h->pend_n - 1].pt = pt;
     }
     if (fresh > 0) {
         /* No fresh row can be stored already, unless the stored offsets
@@ -1106,14 +1145,11 @@ static void history_committed(void *ctx)
         h->pack_floor_ms = rollup_hour_of(h->min_ts_pending);
     if (h->min_ts_pending < h->pack_part_hour + ROLLUP_HOUR_MS) /* maybe a truck of it done already */
         h->pack_part_hour = INT64_MIN;
-    for (size_t i = 0; i < h->cache.cap; i++) {
-        struct truck *t = idtab_slot(&h->cache, i);
-        if (t && t->has_pending) {
-            t->last = t->pending;
-            t->has_last = 1;
-            t->has_pending = 0;
-        }
+    for (size_t i = 0; i < h->pend_n; i++) {
+        h->pend[i].t->last = h->pend[i].pt;
+        h->pend[i].t->has_last = 1;
     }
+    h->pend_n = 0;
     /* The batch's rollup deltas: written with it, or held from now on. */
     for (size_t i = 0; i < h->bd_n; i++) {
         struct bdelta *b = &h->bd[i];
@@ -1167,11 +1203,7 @@ static void history_aborted(void *ctx)
     if (h->write_failed) {
         /* write() failed: the transaction is rolled back, what the cache
          * and the held rollups say is what committed before it. */
-        for (size_t i = 0; i < h->cache.cap; i++) {
-            struct truck *t = idtab_slot(&h->cache, i);
-            if (t)
-                t->has_pending = 0;
-        }
+        h->pend_n = 0;
     } else {
         /* The outcome may be unknown (a lost connection at COMMIT), the
          * stored offsets moved, or the partitions were (re)assigned: the
@@ -1372,7 +1404,7 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
             has_prev = 1;
             int last = i + 1 == PQntuples(r) || strcmp(id, PQgetvalue(r, i + 1, 0)) != 0;
             if (last && hr.samples > 0)
-                put_hour(&h->aux, &tf, id, &hr);
+                put_hour(&h->aux, &tf, id, strlen(id), &hr);
         }
         if (h->aux.len > 0) {
             if (pg_copy(conn, "COPY hourly_stage FROM STDIN", &h->aux, err, err_size) < 0 ||
@@ -1396,17 +1428,16 @@ static int recompute_dirty(struct history *h, PGconn *conn, char *err, size_t er
         }
         /* The rows overwritten hold every reading the held rollups of
          * those truck-hours had folded. */
-        if (idtab_reserve(&h->cache, (size_t)PQntuples(r)) == 0) {
-            for (int i = 0; i < PQntuples(r); i++) {
-                const char *id = PQgetvalue(r, i, 0);
-                if (i > 0 && strcmp(id, PQgetvalue(r, i - 1, 0)) == 0)
-                    continue;
-                struct truck *t = idtab_get(&h->cache, id, strlen(id));
-                if (t)
-                    held_forget(h, t, hour);
+        for (int i = 0; i < PQntuples(r); i++) {
+            const char *id = PQgetvalue(r, i, 0);
+            if (i > 0 && strcmp(id, PQgetvalue(r, i - 1, 0)) == 0)
+                continue;
+            struct truck *t = cache_get(&h->cache, id, strlen(id));
+            if (!t) {
+                held_drop_all(h);
+                break;
             }
-        } else {
-            held_drop_all(h);
+            held_forget(h, t, hour);
         }
         PQclear(r);
         done += cleared;
@@ -2063,7 +2094,7 @@ int cmd_history(int argc, char **argv)
     int rest, rc = 2;
 
     memset(&h, 0, sizeof(h));
-    idtab_init(&h.cache, sizeof(struct truck));
+    bcache_init(&h.cache, sizeof(struct truck));
     h.retention_days = 90;
     h.hours_ahead = 2;
     h.days_ahead = -1;
@@ -2171,6 +2202,14 @@ int cmd_history(int argc, char **argv)
     so.topics[1] = h.topic_alerts;
     so.topic_count = 2;
     so.metrics = h.metrics;
+    /* librdkafka prefetches at most 16 MB of records, not pgsink's 64 MB:
+     * with its overhead per message that was 100 MB and more of the
+     * process's memory while it reads a backlog (docs/bench/memory.md).
+     * 16 MB is 60,000 readings, three batches of --max-batch's default,
+     * 0.6 s of a live 100,000 readings/s: more than the next batch needs
+     * while one is written (billing keeps up with 100,000/s on 8 MB). */
+    static const char *const kafka_defaults[] = {"queued.max.messages.kbytes", "16384", NULL};
+    so.kafka_defaults = kafka_defaults;
     static const struct pgsink_ops ops = {.write = history_write,
                                           .committed = history_committed,
                                           .aborted = history_aborted,
@@ -2185,7 +2224,8 @@ int cmd_history(int argc, char **argv)
              metric_value(h.m_dups), metric_value(h.m_alerts));
 
 out:
-    idtab_release(&h.cache);
+    bcache_release(&h.cache);
+    free(h.pend);
     arena_clear(&h);
     free(h.arena);
     free(h.spare);

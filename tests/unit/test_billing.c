@@ -3,7 +3,7 @@
  * jumps (out and back adds nothing; a confirmed relocation), repeats, late
  * readings and a replay's floor.  Points move along the meridian 11 E, where
  * the great-circle distance is exactly R * dlat (radians). */
-#include "billing/cache.h"
+#include "core/bcache.h"
 #include "billing/fold.h"
 
 #include "core/clock.h"

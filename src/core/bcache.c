@@ -1,8 +1,8 @@
 /*
- * cache.c - see cache.h.  An id's place is chunk * CHUNK + offset: an id
+ * bcache.c - see bcache.h.  An id's place is chunk * CHUNK + offset: an id
  * never straddles two chunks, so its bytes are contiguous.
  */
-#include "billing/cache.h"
+#include "core/bcache.h"
 
 #include <stdlib.h>
 #include <string.h>

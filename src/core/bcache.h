@@ -1,6 +1,7 @@
 /*
- * cache.h - billing's trucks in memory: one record per truck of the fleet,
- * found by its id, at a few bytes above the record itself.
+ * bcache.h - a pipeline's trucks in memory (billing's and history's): one
+ * record per truck of the fleet, found by its id, at a few bytes above the
+ * record itself.
  *
  * Records are numbered 0, 1, ... in the order trucks are added and live in
  * blocks of BCACHE_BLOCK records that never move: a record's address and
@@ -13,8 +14,8 @@
  *
  * Not thread-safe.
  */
-#ifndef FS_BILLING_CACHE_H
-#define FS_BILLING_CACHE_H
+#ifndef FS_BCACHE_H
+#define FS_BCACHE_H
 
 #include <stddef.h>
 #include <stdint.h>
