@@ -57,6 +57,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #define DETECT_DEFAULT_GROUP "fleetsync-detector"
 #define DETECT_DEFAULT_METRICS_PORT 9103
@@ -305,6 +308,18 @@ static void *ckpt_writer_main(void *arg)
     return NULL;
 }
 
+/* Frees the checkpoint's image once its file is written (or abandoned): at
+ * 1M trucks it is ~130 MB, which would otherwise stay resident between two
+ * checkpoints.  An image that big is its own mapping, unmapped by free();
+ * malloc_trim gives back the heap pages of smaller ones. */
+static void ckpt_drop_image(struct detect *d)
+{
+    ckpt_writer_release(&d->w);
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 /* Drops the interval checkpoint in progress, if any: its file (written or
  * not) is never committed and is removed. */
 static void ckpt_abandon(struct detect *d)
@@ -315,6 +330,7 @@ static void ckpt_abandon(struct detect *d)
         pthread_join(d->ck_thread, NULL);
         ckpt_remove(d->dir, d->ck_gen);
     }
+    ckpt_drop_image(d);
     rd_kafka_topic_partition_list_destroy(d->ck_list);
     d->ck_list = NULL;
     d->ck_phase = CK_IDLE;
@@ -338,7 +354,9 @@ static int checkpoint(struct detect *d, const char *why)
         ckpt_add(d, l, gen, p);
     char err[512];
     size_t bytes = d->w.len;
-    if (ckpt_finish_write(&d->w, d->dir, gen, err, sizeof(err)) != 0) {
+    int rc = ckpt_finish_write(&d->w, d->dir, gen, err, sizeof(err));
+    ckpt_drop_image(d);
+    if (rc != 0) {
         log_error("checkpoint not written: %s", err);
         metric_add(d->m_ckpt_fail, 1);
         rd_kafka_topic_partition_list_destroy(l);
@@ -396,6 +414,8 @@ static void ckpt_step(struct detect *d)
             return;
         pthread_join(d->ck_thread, NULL);
         d->ck_phase = CK_IDLE;
+        size_t bytes = d->w.len;
+        ckpt_drop_image(d);
         rd_kafka_topic_partition_list_t *l = d->ck_list;
         d->ck_list = NULL;
         if (d->ck_rc != 0 || d->ck_assign_gen != d->assign_gen) {
@@ -409,7 +429,7 @@ static void ckpt_step(struct detect *d)
             d->last_ckpt_ms = mono; /* retried at the next interval */
             return;
         }
-        if (ckpt_commit(d, d->ck_gen, l, d->w.len, "interval", d->ck_t0) != 0)
+        if (ckpt_commit(d, d->ck_gen, l, bytes, "interval", d->ck_t0) != 0)
             d->last_ckpt_ms = mono;
         return;
     }
