@@ -66,24 +66,32 @@ static int grow_index(struct bcache *c)
     return 0;
 }
 
+/* Appends a new buffer of size bytes to the list v (*n of *cap used): the
+ * arena's chunks and the records' blocks, which never move once made.  The
+ * buffer, or NULL when memory is short. */
+static char *push_buffer(char ***v, size_t *n, size_t *cap, size_t size)
+{
+    if (*n == *cap) {
+        size_t c2 = *cap ? *cap * 2 : 16;
+        char **g = realloc(*v, c2 * sizeof(*g));
+        if (!g)
+            return NULL;
+        *v = g;
+        *cap = c2;
+    }
+    char *b = malloc(size);
+    if (b)
+        (*v)[(*n)++] = b;
+    return b;
+}
+
 /* Copies id into the arena; its place in *place.  -1 when memory is short. */
 static int keep_id(struct bcache *c, const char *id, size_t n, uint32_t *place)
 {
     if (c->chunk_n == 0 || c->chunk_used + n + 1 > CHUNK) {
-        if ((c->chunk_n + 1) * (size_t)CHUNK > MAX_IDS_BYTES)
+        if ((c->chunk_n + 1) * (size_t)CHUNK > MAX_IDS_BYTES ||
+            !push_buffer(&c->chunks, &c->chunk_n, &c->chunk_cap, CHUNK))
             return -1;
-        if (c->chunk_n == c->chunk_cap) {
-            size_t cap = c->chunk_cap ? c->chunk_cap * 2 : 16;
-            char **chunks = realloc(c->chunks, cap * sizeof(*chunks));
-            if (!chunks)
-                return -1;
-            c->chunks = chunks;
-            c->chunk_cap = cap;
-        }
-        char *chunk = malloc(CHUNK);
-        if (!chunk)
-            return -1;
-        c->chunks[c->chunk_n++] = chunk;
         c->chunk_used = 0;
     }
     char *p = c->chunks[c->chunk_n - 1] + c->chunk_used;
@@ -100,19 +108,7 @@ static int room_for_record(struct bcache *c)
     size_t b = c->count / BCACHE_BLOCK;
     if (b < c->block_n)
         return 0;
-    if (b == c->block_cap) {
-        size_t cap = c->block_cap ? c->block_cap * 2 : 16;
-        char **blocks = realloc(c->blocks, cap * sizeof(*blocks));
-        if (!blocks)
-            return -1;
-        c->blocks = blocks;
-        c->block_cap = cap;
-    }
-    c->blocks[b] = malloc(BCACHE_BLOCK * c->rec_size);
-    if (!c->blocks[b])
-        return -1;
-    c->block_n++;
-    return 0;
+    return push_buffer(&c->blocks, &c->block_n, &c->block_cap, BCACHE_BLOCK * c->rec_size) ? 0 : -1;
 }
 
 uint32_t bcache_get(struct bcache *c, const char *id, size_t n, int *added)
